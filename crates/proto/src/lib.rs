@@ -1,0 +1,46 @@
+//! OpenClaw's wire protocol: message types, framing and the codec. No IO.
+//!
+//! # Protocol flow
+//!
+//! Every party speaks QUIC to the gateway. There are two ALPNs:
+//!
+//! * [`ALPN_ENROLL`]: server-authenticated TLS only. A would-be node proves
+//!   nothing but possession of a join token. It opens one bidirectional
+//!   stream per request and sends an [`EnrollRequest`]; the gateway answers
+//!   with one [`EnrollReply`] and finishes the stream. `Submit` creates a
+//!   pending request (or, with an auto-approve token, signs at once); `Poll`
+//!   asks whether an admin has decided yet.
+//! * [`ALPN_SESSION`]: mutual TLS. The peer's name and role come only from
+//!   its verified certificate. Every stream, in either direction, opens with
+//!   one [`Open`] frame that says what the stream carries:
+//!   * a node opens one [`Open::Control`] bidirectional stream, answered by
+//!     [`ControlMsg::Welcome`], and one [`Open::Heartbeat`] unidirectional
+//!     stream on which it sends a [`Heartbeat`] every interval;
+//!   * an admin or bot client opens one bidirectional stream per
+//!     [`Open::Request`] and reads one [`Response`].
+//!
+//! Every message is one frame: a 4-byte big-endian length, then the message
+//! encoded by [`codec`]. Frames longer than the reader's limit are refused
+//! before any allocation.
+//!
+//! When the gateway ends a connection on purpose it uses an application
+//! close code from [`CloseCode`] and a human-readable reason.
+
+pub mod codec;
+pub mod duration;
+pub mod frame;
+pub mod msg;
+pub mod names;
+
+pub use frame::{FrameError, MAX_FRAME_LEN};
+pub use msg::*;
+
+/// ALPN for enrollment: server-only TLS, token-authenticated.
+pub const ALPN_ENROLL: &[u8] = b"openclaw-enroll/1";
+/// ALPN for mutually authenticated sessions of nodes, admins and bots.
+pub const ALPN_SESSION: &[u8] = b"openclaw/1";
+/// The DNS name in the gateway's server certificate; clients always verify
+/// against it, whatever address they dial.
+pub const GATEWAY_SERVER_NAME: &str = "openclaw-gateway";
+/// Protocol version carried in the node hello.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,425 @@
+//! Message types that cross the wire. If a type is here, it is part of the
+//! protocol: change it only with a protocol version bump.
+
+use serde::{Deserialize, Serialize};
+
+/// What a party is allowed to do; carried in its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// A worker node: runs jobs, may not call admin or operator APIs.
+    Node,
+    /// An administrator: enrolls nodes, manages tokens, everything.
+    Admin,
+    /// The chat front end: submits jobs for chat users, cannot manage nodes.
+    Bot,
+}
+
+impl Role {
+    /// The role's name as written in certificates and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Node => "node",
+            Role::Admin => "admin",
+            Role::Bot => "bot",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "node" => Some(Role::Node),
+            "admin" => Some(Role::Admin),
+            "bot" => Some(Role::Bot),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Enrollment (ALPN_ENROLL)
+// ---------------------------------------------------------------------------
+
+/// A request on the enrollment ALPN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrollRequest {
+    /// Ask to join the mesh.
+    Submit(EnrollSubmit),
+    /// Ask whether a pending request has been decided.
+    Poll {
+        /// The id the gateway returned for the pending request.
+        request_id: String,
+    },
+}
+
+/// The body of an enrollment submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollSubmit {
+    /// Public id of the join token.
+    pub token_id: String,
+    /// The token's secret; the gateway only stores its hash.
+    pub token_secret: String,
+    /// Requested node name.
+    pub name: String,
+    /// Labels the node asks for (the token's labels are added).
+    pub labels: Vec<String>,
+    /// A DER PKCS#10 request signed by the node's key, subject CN = name.
+    pub csr_der: Vec<u8>,
+}
+
+/// The gateway's answer to an [`EnrollRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrollReply {
+    /// Waiting for an admin.
+    Pending {
+        /// Opaque id to poll with.
+        request_id: String,
+        /// `SHA256:` fingerprint of the node's public key, for the admin to check.
+        fingerprint: String,
+        /// Seconds until the pending request expires.
+        expires_in_secs: u64,
+    },
+    /// Approved: here is the certificate.
+    Approved {
+        /// The node's certificate, DER.
+        cert_der: Vec<u8>,
+        /// The CA certificate, DER.
+        ca_der: Vec<u8>,
+    },
+    /// An admin rejected the request.
+    Rejected {
+        /// Why, for the operator.
+        reason: String,
+    },
+    /// The request was refused.
+    Error(ApiError),
+}
+
+// ---------------------------------------------------------------------------
+// Sessions (ALPN_SESSION)
+// ---------------------------------------------------------------------------
+
+/// First frame of every session stream: what the stream carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Open {
+    /// A node's control stream (bidirectional, one per connection).
+    Control(NodeHello),
+    /// A node's heartbeat stream (unidirectional, one per connection).
+    Heartbeat,
+    /// One API call (bidirectional); the reply is one [`Response`].
+    Request(Request),
+}
+
+/// Sent by a node when it opens its control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHello {
+    /// [`crate::PROTOCOL_VERSION`] of the node.
+    pub protocol: u32,
+    /// The agent's version string, for display.
+    pub agent_version: String,
+}
+
+/// Gateway to node, on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlMsg {
+    /// The session is established.
+    Welcome {
+        /// How often the node must send a heartbeat.
+        heartbeat_interval_ms: u64,
+        /// The gateway's name.
+        gateway: String,
+    },
+    /// The session was refused; the connection closes after this.
+    Refused(ApiError),
+}
+
+/// Node to gateway, on the heartbeat stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Increases by one per heartbeat on a connection.
+    pub seq: u64,
+}
+
+/// An API call from an admin or bot client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Who am I, as the gateway sees my certificate?
+    Whoami,
+    /// Create a join token.
+    TokenCreate {
+        /// Lifetime in seconds.
+        ttl_secs: u64,
+        /// How many enrollments it allows.
+        uses: u32,
+        /// Labels given to every node enrolled with it.
+        labels: Vec<String>,
+        /// Enrollments with it need no manual approval.
+        auto_approve: bool,
+    },
+    /// List join tokens (never their secrets).
+    TokenList,
+    /// Revoke a join token.
+    TokenRevoke {
+        /// The token's public id.
+        id: String,
+    },
+    /// List every known node.
+    NodeList,
+    /// Approve a pending enrollment.
+    NodeApprove {
+        /// Node name.
+        name: String,
+        /// If given, must match the pending key's fingerprint.
+        fingerprint: Option<String>,
+    },
+    /// Reject a pending enrollment.
+    NodeReject {
+        /// Node name.
+        name: String,
+    },
+    /// Revoke a node: close its connection, refuse its certificate forever.
+    NodeRevoke {
+        /// Node name.
+        name: String,
+    },
+}
+
+impl Request {
+    /// Stable dotted name of the call, for errors, logs and audit.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Request::Whoami => "whoami",
+            Request::TokenCreate { .. } => "token.create",
+            Request::TokenList => "token.list",
+            Request::TokenRevoke { .. } => "token.revoke",
+            Request::NodeList => "node.list",
+            Request::NodeApprove { .. } => "node.approve",
+            Request::NodeReject { .. } => "node.reject",
+            Request::NodeRevoke { .. } => "node.revoke",
+        }
+    }
+
+    /// Whether `role` may make this call. Nodes may make none; bots may
+    /// only read; admins may do everything.
+    pub fn allowed_for(&self, role: Role) -> bool {
+        match role {
+            Role::Admin => true,
+            Role::Bot => matches!(self, Request::Whoami | Request::NodeList),
+            Role::Node => false,
+        }
+    }
+}
+
+/// The reply to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Reply to [`Request::Whoami`].
+    Identity {
+        /// Name from the certificate.
+        name: String,
+        /// Role from the certificate.
+        role: Role,
+    },
+    /// A new token; the only time its secret is shown.
+    TokenCreated {
+        /// The full join token to hand to a node.
+        token: String,
+        /// Its metadata.
+        info: TokenInfo,
+    },
+    /// Reply to [`Request::TokenList`].
+    Tokens(Vec<TokenInfo>),
+    /// Reply to [`Request::NodeList`].
+    Nodes(Vec<NodeInfo>),
+    /// A state change succeeded.
+    Done {
+        /// What happened, for the user.
+        message: String,
+    },
+    /// The call failed.
+    Error(ApiError),
+}
+
+/// Public metadata of a join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Public id.
+    pub id: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Enrollments still allowed.
+    pub uses_left: u32,
+    /// Enrollments allowed in total.
+    pub uses_total: u32,
+    /// Labels given to nodes.
+    pub labels: Vec<String>,
+    /// Skips manual approval.
+    pub auto_approve: bool,
+    /// Revoked by an admin.
+    pub revoked: bool,
+}
+
+/// One node as `openclaw node list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// `pending`, `connected`, `offline`, `revoked` or `rejected`.
+    pub connection: String,
+    /// `healthy`, `unhealthy` or `-`.
+    pub health: String,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// `SHA256:` fingerprint of the node's key.
+    pub fingerprint: String,
+    /// Unix seconds of the last sign of life, if any.
+    pub last_seen: Option<u64>,
+    /// Address of the live connection, or of the enrollment request while pending.
+    pub remote_addr: Option<String>,
+    /// Unix seconds the current certificate expires, once approved.
+    pub cert_expires: Option<u64>,
+    /// Unix seconds the enrollment request arrived.
+    pub requested_at: u64,
+    /// Milliseconds since the last heartbeat on the live connection.
+    pub heartbeat_age_ms: Option<u64>,
+}
+
+/// Why a call failed: a category for programs, a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Category.
+    pub code: ErrorCode,
+    /// What failed and what to do next.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Categories of [`ApiError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// Malformed or invalid input.
+    InvalidArgument,
+    /// The named thing does not exist.
+    NotFound,
+    /// The thing already exists.
+    AlreadyExists,
+    /// The caller's role may not do this.
+    PermissionDenied,
+    /// The caller is not who it needs to be (token, certificate).
+    Unauthenticated,
+    /// The thing is in the wrong state for this.
+    FailedPrecondition,
+    /// A limit was reached.
+    ResourceExhausted,
+    /// The gateway failed.
+    Internal,
+}
+
+/// Application close codes the gateway uses on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    /// Normal end.
+    Normal,
+    /// The peer's certificate was revoked.
+    Revoked,
+    /// A newer connection of the same node replaced this one.
+    Replaced,
+    /// The session ALPN needs a client certificate.
+    NoClientCert,
+    /// The certificate is valid but its subject is not an approved node.
+    NotApproved,
+    /// The peer broke the protocol (bad or oversized frame).
+    Protocol,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// Heartbeats stopped arriving.
+    Dead,
+}
+
+impl CloseCode {
+    /// The QUIC application error code.
+    pub fn code(self) -> u32 {
+        match self {
+            CloseCode::Normal => 0,
+            CloseCode::Revoked => 1,
+            CloseCode::Replaced => 2,
+            CloseCode::NoClientCert => 3,
+            CloseCode::NotApproved => 4,
+            CloseCode::Protocol => 5,
+            CloseCode::Shutdown => 6,
+            CloseCode::Dead => 7,
+        }
+    }
+
+    /// The close code for a QUIC application error code, if it is ours.
+    pub fn from_code(code: u64) -> Option<CloseCode> {
+        Some(match code {
+            0 => CloseCode::Normal,
+            1 => CloseCode::Revoked,
+            2 => CloseCode::Replaced,
+            3 => CloseCode::NoClientCert,
+            4 => CloseCode::NotApproved,
+            5 => CloseCode::Protocol,
+            6 => CloseCode::Shutdown,
+            7 => CloseCode::Dead,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Node, Role::Admin, Role::Bot] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn close_codes_round_trip() {
+        for code in 0..8u64 {
+            let c = CloseCode::from_code(code).unwrap();
+            assert_eq!(u64::from(c.code()), code);
+        }
+        assert_eq!(CloseCode::from_code(99), None);
+    }
+
+    #[test]
+    fn permissions_table() {
+        let node_list = Request::NodeList;
+        let approve = Request::NodeApprove { name: "a".into(), fingerprint: None };
+        let token = Request::TokenCreate { ttl_secs: 1, uses: 1, labels: vec![], auto_approve: false };
+        let cases = [
+            (Role::Admin, &node_list, true),
+            (Role::Admin, &approve, true),
+            (Role::Admin, &token, true),
+            (Role::Bot, &node_list, true),
+            (Role::Bot, &approve, false),
+            (Role::Bot, &token, false),
+            (Role::Node, &node_list, false),
+            (Role::Node, &approve, false),
+            (Role::Node, &Request::Whoami, false),
+        ];
+        for (role, req, want) in cases {
+            assert_eq!(req.allowed_for(role), want, "{role} {}", req.method());
+        }
+    }
+}
