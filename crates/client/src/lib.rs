@@ -1,0 +1,95 @@
+//! Calls the gateway's API with the credential in a home.
+
+use std::time::Duration;
+
+use mesh::Home;
+use mesh::home::LoadedCredential;
+use proto::{ApiError, Open, Request, Response};
+
+/// Replies can be large (a node list of 10,000 nodes).
+const REPLY_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
+
+/// A call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No usable credential.
+    #[error("{0}")]
+    Credential(String),
+    /// The gateway could not be reached or refused the connection.
+    #[error("cannot reach the gateway at {addr}: {msg}")]
+    Connect {
+        /// Where we dialled.
+        addr: String,
+        /// Why it failed.
+        msg: String,
+    },
+    /// The gateway refused the call.
+    #[error("{0}")]
+    Api(ApiError),
+    /// The reply made no sense.
+    #[error("unexpected reply from the gateway: {0}")]
+    Protocol(String),
+}
+
+/// A connection to the gateway with a client credential.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    addr: String,
+}
+
+impl Client {
+    /// Connects with the credential found in `home`.
+    pub async fn connect(home: &Home) -> Result<Client, ClientError> {
+        let cred = LoadedCredential::load(home).map_err(ClientError::Credential)?;
+        Client::connect_with(&cred).await
+    }
+
+    /// Connects with a loaded credential.
+    pub async fn connect_with(cred: &LoadedCredential) -> Result<Client, ClientError> {
+        let addr = cred.gateway.clone();
+        let fail = |msg: String| ClientError::Connect { addr: addr.clone(), msg };
+        let transport = mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5))
+            .map_err(|e| fail(e.to_string()))?;
+        let config = mesh::tls::session_client_config(&cred.ca_pem, &cred.cert_pem, &cred.key_pem, transport)
+            .map_err(|e| ClientError::Credential(e.to_string()))?;
+        let remote = mesh::resolve(&addr).await.map_err(fail)?;
+        let endpoint = mesh::client_endpoint(remote).map_err(fail)?;
+        let connecting = endpoint
+            .connect_with(config, remote, proto::GATEWAY_SERVER_NAME)
+            .map_err(|e| fail(e.to_string()))?;
+        let conn = connecting.await.map_err(|e| fail(mesh::describe_connection_error(&e)))?;
+        Ok(Client { endpoint, conn, addr })
+    }
+
+    /// Makes one call. A [`Response::Error`] becomes [`ClientError::Api`].
+    pub async fn call(&self, req: Request) -> Result<Response, ClientError> {
+        let lost = |e: mesh::StreamError| match e.connection_error() {
+            Some(c) => ClientError::Connect { addr: self.addr.clone(), msg: mesh::describe_connection_error(c) },
+            None => ClientError::Protocol(e.to_string()),
+        };
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| lost(e.into()))?;
+        mesh::write_frame(&mut send, &Open::Request(req)).await.map_err(lost)?;
+        let _ = send.finish();
+        match mesh::read_frame::<Response>(&mut recv, REPLY_FRAME_LIMIT).await {
+            Ok(Some(Response::Error(e))) => Err(ClientError::Api(e)),
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(match self.conn.close_reason() {
+                Some(c) => ClientError::Connect { addr: self.addr.clone(), msg: mesh::describe_connection_error(&c) },
+                None => ClientError::Protocol("the gateway closed the stream without replying".into()),
+            }),
+            Err(e) => Err(lost(e)),
+        }
+    }
+
+    /// The underlying connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Closes the connection politely and waits briefly for it to go.
+    pub async fn close(self) {
+        self.conn.close(proto::CloseCode::Normal.code().into(), b"done");
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.endpoint.wait_idle()).await;
+    }
+}

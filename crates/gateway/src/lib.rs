@@ -1,0 +1,246 @@
+//! The OpenClaw gateway: a small certificate authority that enrolls nodes,
+//! holds their mutually authenticated QUIC sessions, keeps state in SQLite
+//! and serves the admin API. It never runs jobs itself.
+//!
+//! Entry points: [`init`] creates a gateway home; [`Gateway::start`] binds
+//! and serves it until the shutdown future resolves.
+
+mod api;
+pub mod config;
+mod enroll;
+pub mod registry;
+pub mod rules;
+mod session;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mesh::Home;
+use mesh::home::HomeError;
+use mesh::tls::RevokedSerials;
+use proto::{CloseCode, Role};
+
+pub use config::Config;
+use registry::Registry;
+use store::Store;
+
+/// Files in a gateway home.
+pub mod files {
+    /// CA certificate (public).
+    pub const CA_CERT: &str = "ca.crt";
+    /// CA private key (0600).
+    pub const CA_KEY: &str = "ca.key";
+    /// Gateway server certificate chain: server certificate, then CA.
+    pub const SERVER_CERT: &str = "gateway.crt";
+    /// Gateway server private key (0600).
+    pub const SERVER_KEY: &str = "gateway.key";
+    /// Configuration.
+    pub const CONFIG: &str = "gateway.toml";
+    /// SQLite state.
+    pub const STATE: &str = "state.db";
+    /// The bound listen address, written at start.
+    pub const ADDR: &str = "gateway.addr";
+}
+
+/// Lifetime of the gateway's server certificate.
+const SERVER_CERT_TTL: Duration = Duration::from_secs(365 * 86_400);
+/// Lifetime of the admin credential `init` writes.
+const ADMIN_CERT_TTL: Duration = Duration::from_secs(365 * 86_400);
+
+/// A gateway operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A home file problem.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// `gateway.toml` is invalid.
+    #[error("{path}: {msg}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The state database failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// PKI failure.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// TLS setup failure.
+    #[error(transparent)]
+    Tls(#[from] mesh::tls::TlsError),
+    /// Binding or another IO failure.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// What `init` reports.
+#[derive(Debug)]
+pub struct InitReport {
+    /// `sha256:<hex>` pin of the CA.
+    pub ca_pin: String,
+}
+
+/// Creates a gateway home: CA, server certificate, state, config, and the
+/// admin client credential. Refuses to overwrite an existing CA.
+pub fn init(home: &Home, listen: &str, name: &str) -> Result<InitReport, GatewayError> {
+    proto::names::validate_name(name)
+        .map_err(|e| GatewayError::Config { path: "--name".into(), msg: e })?;
+    if home.exists(files::CA_KEY) || home.exists(files::CA_CERT) {
+        return Err(GatewayError::Io(format!(
+            "{} already holds a CA; refusing to overwrite it. Use another --home, or remove that directory to start over",
+            home.root().display()
+        )));
+    }
+    home.create()?;
+    let now = unix_now();
+    let (ca_pem, ca_key) = pki::generate_ca(name, now)?;
+    let ca = pki::Ca::load(&ca_pem, &ca_key)?;
+    let (server, server_key) = ca.issue_server(name, SERVER_CERT_TTL.as_secs(), now)?;
+    let admin_key = pki::generate_key()?;
+    let admin = ca.issue_client("admin", Role::Admin, &admin_key.spki_der, ADMIN_CERT_TTL.as_secs(), now)?;
+
+    home.write_private(files::CA_KEY, ca_key.as_bytes())?;
+    home.write_public(files::CA_CERT, ca_pem.as_bytes())?;
+    home.write_private(files::SERVER_KEY, server_key.as_bytes())?;
+    home.write_public(files::SERVER_CERT, format!("{}{}", server.pem, ca_pem).as_bytes())?;
+    if !home.exists(files::CONFIG) {
+        home.write_public(files::CONFIG, Config::template(name, listen).as_bytes())?;
+    }
+    let store = Store::open(&home.path(files::STATE))?;
+    store.tx(|tx| {
+        tx.record_issued("admin", Role::Admin, &admin, now)?;
+        tx.audit(now, "local", "gateway.init", name, &format!("listen {listen}"))
+    })?;
+    mesh::home::Credential { name: "admin".into(), gateway: client_address(listen) }
+        .write(home, &admin.pem, &admin_key.key_pem, &ca_pem)?;
+    Ok(InitReport { ca_pin: format!("sha256:{}", pki::hex(&ca.pin())) })
+}
+
+/// The address a local client should dial for a listen address.
+pub fn client_address(listen: &str) -> String {
+    match listen.parse::<SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            if a.is_ipv4() {
+                format!("127.0.0.1:{}", a.port())
+            } else {
+                format!("[::1]:{}", a.port())
+            }
+        }
+        _ => listen.to_string(),
+    }
+}
+
+/// Shared gateway state.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub registry: Registry,
+    pub ca: pki::Ca,
+    pub revoked: Arc<RevokedSerials>,
+    pub advertise: String,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Loads the home, binds, and serves until `shutdown` resolves.
+    /// `listen` overrides the configured address.
+    pub async fn start(
+        home: &Home,
+        listen: Option<&str>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Gateway, GatewayError> {
+        let config_path = home.path(files::CONFIG);
+        let text = home.read_text(files::CONFIG, "run 'openclaw gateway init --listen HOST:PORT' first")?;
+        let mut config = Config::parse(&text)
+            .map_err(|msg| GatewayError::Config { path: config_path.display().to_string(), msg })?;
+        if let Some(l) = listen {
+            config.listen = l.to_string();
+        }
+        let hint = "this home has no gateway CA; run 'openclaw gateway init' first";
+        let ca_pem = home.read_text(files::CA_CERT, hint)?;
+        let ca_key = home.read_private(files::CA_KEY, hint)?;
+        let server_chain = home.read_text(files::SERVER_CERT, hint)?;
+        let server_key = home.read_private(files::SERVER_KEY, hint)?;
+        let ca = pki::Ca::load(&ca_pem, &ca_key)?;
+        let store = Store::open(&home.path(files::STATE))?;
+        let revoked = Arc::new(RevokedSerials::default());
+        for serial in store.tx(|tx| tx.revoked_serials())? {
+            revoked.insert(&serial);
+        }
+        let transport = mesh::tls::server_transport(config.dead_after)?;
+        let server_config = mesh::tls::server_config(&server_chain, &server_key, &ca_pem, revoked.clone(), transport)?;
+        let bind: SocketAddr = mesh::resolve(&config.listen).await.map_err(GatewayError::Io)?;
+        let endpoint = quinn::Endpoint::server(server_config, bind)
+            .map_err(|e| GatewayError::Io(format!("cannot listen on {bind} (UDP): {e}")))?;
+        let addr = endpoint.local_addr().map_err(|e| GatewayError::Io(e.to_string()))?;
+        home.write_public(files::ADDR, format!("{}\n", client_address(&addr.to_string())).as_bytes())?;
+        let advertise = config.advertise.clone().unwrap_or_else(|| client_address(&addr.to_string()));
+        tracing::info!(%addr, gateway = %config.name, "gateway listening");
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            registry: Registry::default(),
+            ca,
+            revoked,
+            advertise,
+        });
+        let task = tokio::spawn(serve(shared, endpoint, shutdown));
+        Ok(Gateway { addr, task })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits until the gateway has shut down.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, shutdown: impl Future<Output = ()> + Send) {
+    let reaper = tokio::spawn(reap(shared.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => { tokio::spawn(session::handle_incoming(shared.clone(), incoming)); }
+                None => break,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("gateway shutting down");
+    reaper.abort();
+    endpoint.close(CloseCode::Shutdown.code().into(), b"gateway shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+}
+
+/// Closes node connections whose heartbeats stopped.
+async fn reap(shared: Arc<Shared>) {
+    let period = (shared.config.heartbeat_interval / 4).max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        for (name, conn) in shared.registry.stale(Instant::now(), shared.config.dead_after) {
+            tracing::warn!(node = %name, "no heartbeat within {:?}; declaring the node dead", shared.config.dead_after);
+            conn.close(CloseCode::Dead.code().into(), b"no heartbeat within the dead-node window");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The admin and operator API. Each call is authorised by the caller's
+//! certificate role before it gets here (`Request::allowed_for`).
+
+use std::time::{Duration, Instant};
+
+use proto::{ApiError, CloseCode, ErrorCode, NodeInfo, Request, Response};
+
+use crate::session::Peer;
+use crate::store::{NodeState, TokenRow};
+use crate::{Shared, enroll, rules, unix_now};
+
+/// Longest token lifetime.
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
+/// Most uses of one token.
+const MAX_TOKEN_USES: u32 = 100_000;
+
+/// Handles one call.
+pub fn dispatch(shared: &Shared, peer: &Peer, req: Request) -> Response {
+    let method = req.method();
+    let result = match req {
+        Request::Whoami => Ok(Response::Identity { name: peer.name.clone(), role: peer.role }),
+        Request::TokenCreate { ttl_secs, uses, labels, auto_approve } => {
+            token_create(shared, peer, ttl_secs, uses, labels, auto_approve)
+        }
+        Request::TokenList => shared
+            .store
+            .tx(|tx| tx.tokens())
+            .map(|t| Response::Tokens(t.iter().map(TokenRow::info).collect()))
+            .map_err(ApiError::from),
+        Request::TokenRevoke { id } => token_revoke(shared, peer, &id),
+        Request::NodeList => node_list(shared),
+        Request::NodeApprove { name, fingerprint } => node_approve(shared, peer, &name, fingerprint.as_deref()),
+        Request::NodeReject { name } => node_reject(shared, peer, &name),
+        Request::NodeRevoke { name } => node_revoke(shared, peer, &name),
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(peer = %peer.name, method, error = %e.message, "request refused");
+            Response::Error(e)
+        }
+    }
+}
+
+fn invalid(m: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, m)
+}
+
+fn token_create(
+    shared: &Shared,
+    peer: &Peer,
+    ttl_secs: u64,
+    uses: u32,
+    labels: Vec<String>,
+    auto_approve: bool,
+) -> Result<Response, ApiError> {
+    if ttl_secs == 0 || ttl_secs > MAX_TOKEN_TTL.as_secs() {
+        return Err(invalid("token TTL must be between 1s and 30d"));
+    }
+    if uses == 0 || uses > MAX_TOKEN_USES {
+        return Err(invalid(format!("token uses must be between 1 and {MAX_TOKEN_USES}")));
+    }
+    let labels = proto::names::normalize_labels(&labels).map_err(invalid)?;
+    let token = pki::JoinToken::generate(shared.ca.pin(), &shared.advertise)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let now = unix_now();
+    let row = TokenRow {
+        id: token.id.clone(),
+        secret_hash: pki::hash_secret(token.secret.expose()).to_vec(),
+        created_at: now,
+        expires_at: now + ttl_secs,
+        uses_total: uses,
+        uses_left: uses,
+        labels,
+        auto_approve,
+        revoked: false,
+    };
+    shared.store.tx(|tx| {
+        tx.insert_token(&row)?;
+        tx.audit(now, &peer.name, "token.create", &row.id, &format!("uses {uses}, auto_approve {auto_approve}"))
+    })?;
+    Ok(Response::TokenCreated { token: token.encode(), info: row.info() })
+}
+
+fn token_revoke(shared: &Shared, peer: &Peer, id: &str) -> Result<Response, ApiError> {
+    let now = unix_now();
+    shared.store.tx(|tx| {
+        if !tx.revoke_token(id)? {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no token with id {id:?}; run 'openclaw token list'"),
+            ));
+        }
+        tx.audit(now, &peer.name, "token.revoke", id, "")?;
+        Ok(Response::Done { message: format!("token {id} revoked") })
+    })
+}
+
+fn node_list(shared: &Shared) -> Result<Response, ApiError> {
+    let now = unix_now();
+    let rows = shared.store.tx(|tx| {
+        enroll::sweep(shared, tx, now)?;
+        tx.nodes()
+    })?;
+    let instant = Instant::now();
+    let nodes = rows
+        .into_iter()
+        .map(|n| {
+            let live = if n.state == NodeState::Approved { shared.registry.view(&n.name, instant) } else { None };
+            let (connection, health) =
+                rules::status_columns(n.state, live.map(|(v, _)| v), shared.config.heartbeat_interval);
+            let remote_addr = match (n.state, live) {
+                (_, Some((_, addr))) => Some(addr.to_string()),
+                (NodeState::Pending, None) => Some(n.request_addr.clone()),
+                _ => n.last_addr.clone(),
+            };
+            NodeInfo {
+                name: n.name,
+                connection: connection.into(),
+                health: health.into(),
+                labels: n.labels,
+                fingerprint: n.fingerprint,
+                last_seen: if live.is_some() { Some(now) } else { n.last_seen },
+                remote_addr,
+                cert_expires: n.cert_not_after,
+                requested_at: n.requested_at,
+                heartbeat_age_ms: live.map(|(v, _)| u64::try_from(v.heartbeat_age.as_millis()).unwrap_or(u64::MAX)),
+            }
+        })
+        .collect();
+    Ok(Response::Nodes(nodes))
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no node named {name:?}; run 'openclaw node list'"))
+}
+
+fn node_approve(shared: &Shared, peer: &Peer, name: &str, fingerprint: Option<&str>) -> Result<Response, ApiError> {
+    let now = unix_now();
+    shared.store.tx(|tx| {
+        enroll::sweep(shared, tx, now)?;
+        let mut row = tx.node(name)?.ok_or_else(|| not_found(name))?;
+        match row.state {
+            NodeState::Pending => {}
+            NodeState::Approved => {
+                return Err(ApiError::new(ErrorCode::FailedPrecondition, format!("node {name} is already approved")));
+            }
+            NodeState::Rejected | NodeState::Revoked => {
+                return Err(ApiError::new(
+                    ErrorCode::FailedPrecondition,
+                    format!("node {name} has no pending request (it was {}); it must enroll again", state_word(row.state)),
+                ));
+            }
+        }
+        if let Some(fp) = fingerprint.map(str::trim) {
+            let want = row.fingerprint.as_str();
+            if fp != want && fp.strip_prefix("SHA256:").unwrap_or(fp) != want.trim_start_matches("SHA256:") {
+                return Err(ApiError::new(
+                    ErrorCode::FailedPrecondition,
+                    format!(
+                        "fingerprint mismatch for {name}: the pending request's key is {want}, not {fp}; \
+                         do not approve it unless you can explain the difference"
+                    ),
+                ));
+            }
+        }
+        enroll::issue_node_cert(shared, tx, &mut row, &peer.name, now)?;
+        tracing::info!(node = %name, by = %peer.name, "node approved");
+        Ok(Response::Done {
+            message: format!("approved {name} ({}); it finishes enrolling on its next poll", row.fingerprint),
+        })
+    })
+}
+
+fn state_word(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Pending => "pending",
+        NodeState::Approved => "approved",
+        NodeState::Rejected => "rejected",
+        NodeState::Revoked => "revoked",
+    }
+}
+
+fn node_reject(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
+    let now = unix_now();
+    shared.store.tx(|tx| {
+        let row = tx.node(name)?.ok_or_else(|| not_found(name))?;
+        if row.state != NodeState::Pending {
+            return Err(ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "node {name} has no pending request (it is {}); use 'openclaw node revoke {name}' for an enrolled node",
+                    state_word(row.state)
+                ),
+            ));
+        }
+        tx.set_node_state(name, NodeState::Rejected, now, &peer.name)?;
+        tx.audit(now, &peer.name, "node.reject", name, "")?;
+        Ok(Response::Done { message: format!("rejected the enrollment of {name}") })
+    })
+}
+
+fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
+    let now = unix_now();
+    let serial = shared.store.tx(|tx| {
+        let row = tx.node(name)?.ok_or_else(|| not_found(name))?;
+        if row.state == NodeState::Revoked {
+            return Err(ApiError::new(ErrorCode::FailedPrecondition, format!("node {name} is already revoked")));
+        }
+        tx.set_node_state(name, NodeState::Revoked, now, &peer.name)?;
+        if let Some(serial) = &row.cert_serial {
+            tx.revoke_serial(serial, name, now)?;
+        }
+        tx.audit(now, &peer.name, "node.revoke", name, row.cert_serial.as_deref().unwrap_or("no certificate"))?;
+        Ok::<_, ApiError>(row.cert_serial)
+    })?;
+    if let Some(serial) = &serial {
+        shared.revoked.insert(serial);
+    }
+    let live = shared.registry.connection(name);
+    if let Some(conn) = &live {
+        conn.close(CloseCode::Revoked.code().into(), format!("node {name} was revoked by {}", peer.name).as_bytes());
+    }
+    tracing::info!(node = %name, by = %peer.name, "node revoked");
+    Ok(Response::Done {
+        message: format!(
+            "revoked {name}{}",
+            if live.is_some() { "; its live connection was closed" } else { "" }
+        ),
+    })
+}

@@ -1,0 +1,183 @@
+//! The enrollment ALPN: token check, CSR check, pending requests, signing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use proto::{ApiError, CloseCode, EnrollReply, EnrollRequest, EnrollSubmit, ErrorCode, Role};
+
+use crate::rules::{self, Collision};
+use crate::store::{NodeRow, NodeState, StoreError, Tx};
+use crate::{Shared, unix_now};
+
+/// Enrollment frames are small: a CSR is at most 4 KiB.
+pub const ENROLL_FRAME_LIMIT: usize = 16 * 1024;
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "state database error");
+        ApiError::new(ErrorCode::Internal, "the gateway's state database failed; see the gateway log")
+    }
+}
+
+/// Serves one enrollment connection: one request per bidirectional stream.
+pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    loop {
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let reply = match mesh::read_frame::<EnrollRequest>(&mut recv, ENROLL_FRAME_LIMIT).await {
+            Ok(Some(req)) => handle(&shared, req, remote),
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "bad enrollment frame");
+                let reply = EnrollReply::Error(ApiError::new(ErrorCode::InvalidArgument, format!("bad request: {e}")));
+                let _ = mesh::write_frame(&mut send, &reply).await;
+                let _ = send.finish();
+                // Give the reply a moment to leave before closing.
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), send.stopped()).await;
+                conn.close(CloseCode::Protocol.code().into(), format!("bad request: {e}").as_bytes());
+                return;
+            }
+        };
+        if mesh::write_frame(&mut send, &reply).await.is_err() {
+            return;
+        }
+        let _ = send.finish();
+    }
+}
+
+fn handle(shared: &Shared, req: EnrollRequest, remote: SocketAddr) -> EnrollReply {
+    let result = match req {
+        EnrollRequest::Submit(submit) => submit_request(shared, submit, remote),
+        EnrollRequest::Poll { request_id } => poll(shared, &request_id),
+    };
+    result.unwrap_or_else(EnrollReply::Error)
+}
+
+fn submit_request(shared: &Shared, s: EnrollSubmit, remote: SocketAddr) -> Result<EnrollReply, ApiError> {
+    let now = unix_now();
+    let invalid = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
+    shared.store.tx(|tx| {
+        sweep(shared, tx, now)?;
+        let token = tx.token(&s.token_id)?;
+        rules::check_token(token.as_ref(), &s.token_id, &s.token_secret, now)?;
+        let Some(token) = token else {
+            return Err(ApiError::new(ErrorCode::Internal, "token vanished"));
+        };
+        proto::names::validate_name(&s.name).map_err(|e| invalid(format!("invalid node name: {e}")))?;
+        let mut labels = proto::names::normalize_labels(&s.labels).map_err(|e| invalid(format!("invalid labels: {e}")))?;
+        labels.extend(token.labels.iter().cloned());
+        let labels = proto::names::normalize_labels(&labels).map_err(invalid)?;
+        let csr = pki::check_csr(&s.csr_der, &s.name).map_err(|e| invalid(e.to_string()))?;
+        let existing = tx.node(&s.name)?;
+        if rules::check_collision(existing.as_ref(), &s.name, &csr.fingerprint)? == Collision::SamePending {
+            let Some(n) = existing else {
+                return Err(ApiError::new(ErrorCode::Internal, "pending request vanished"));
+            };
+            return Ok(pending_reply(shared, &n, now));
+        }
+        if !token.auto_approve && tx.pending_count()? >= shared.config.max_pending {
+            return Err(ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "the gateway already holds {} pending enrollment requests; ask an admin to approve or reject some ('openclaw node list')",
+                    shared.config.max_pending
+                ),
+            ));
+        }
+        tx.use_token(&token.id)?;
+        let mut row = NodeRow {
+            name: s.name.clone(),
+            state: NodeState::Pending,
+            labels,
+            fingerprint: csr.fingerprint.clone(),
+            spki: csr.spki_der,
+            request_id: pki::random_alnum(32).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+            requested_at: now,
+            request_addr: remote.to_string(),
+            token_id: token.id.clone(),
+            cert_der: None,
+            cert_serial: None,
+            cert_not_after: None,
+            last_seen: None,
+            last_addr: None,
+        };
+        tx.put_node(&row)?;
+        let actor = format!("token:{}", token.id);
+        tx.audit(now, &actor, "node.enroll", &s.name, &format!("from {remote}, key {}", csr.fingerprint))?;
+        tracing::info!(node = %s.name, fingerprint = %csr.fingerprint, %remote, "enrollment request");
+        if token.auto_approve {
+            issue_node_cert(shared, tx, &mut row, &actor, now)?;
+            return Ok(EnrollReply::Approved {
+                cert_der: row.cert_der.unwrap_or_default(),
+                ca_der: shared.ca.cert_der().to_vec(),
+            });
+        }
+        Ok(pending_reply(shared, &row, now))
+    })
+}
+
+fn pending_reply(shared: &Shared, n: &NodeRow, now: u64) -> EnrollReply {
+    EnrollReply::Pending {
+        request_id: n.request_id.clone(),
+        fingerprint: n.fingerprint.clone(),
+        expires_in_secs: (n.requested_at + shared.config.pending_ttl.as_secs()).saturating_sub(now),
+    }
+}
+
+/// Deletes pending requests past their time.
+pub fn sweep(shared: &Shared, tx: &Tx<'_>, now: u64) -> Result<(), StoreError> {
+    let cutoff = now.saturating_sub(shared.config.pending_ttl.as_secs());
+    for name in tx.expire_pending(cutoff)? {
+        tx.audit(now, "gateway", "node.expire", &name, "pending request expired")?;
+        tracing::info!(node = %name, "pending enrollment request expired");
+    }
+    Ok(())
+}
+
+/// Signs a node certificate for an approved row and records it.
+pub fn issue_node_cert(
+    shared: &Shared,
+    tx: &Tx<'_>,
+    row: &mut NodeRow,
+    actor: &str,
+    now: u64,
+) -> Result<(), ApiError> {
+    let cert = shared
+        .ca
+        .issue_client(&row.name, Role::Node, &row.spki, shared.config.node_cert_ttl.as_secs(), now)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    tx.set_node_state(&row.name, NodeState::Approved, now, actor)?;
+    tx.set_node_cert(&row.name, &cert)?;
+    tx.record_issued(&row.name, Role::Node, &cert, now)?;
+    tx.audit(now, actor, "node.approve", &row.name, &format!("serial {}", cert.serial))?;
+    row.state = NodeState::Approved;
+    row.cert_serial = Some(cert.serial.clone());
+    row.cert_not_after = Some(cert.not_after);
+    row.cert_der = Some(cert.der);
+    Ok(())
+}
+
+fn poll(shared: &Shared, request_id: &str) -> Result<EnrollReply, ApiError> {
+    let now = unix_now();
+    shared.store.tx(|tx| {
+        sweep(shared, tx, now)?;
+        let Some(n) = tx.node_by_request(request_id)? else {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "enrollment request not found: it expired or was replaced; enroll again with a new token",
+            ));
+        };
+        Ok(match n.state {
+            NodeState::Pending => pending_reply(shared, &n, now),
+            NodeState::Approved => EnrollReply::Approved {
+                cert_der: n.cert_der.unwrap_or_default(),
+                ca_der: shared.ca.cert_der().to_vec(),
+            },
+            NodeState::Rejected => EnrollReply::Rejected { reason: format!("an admin rejected the enrollment of {}", n.name) },
+            NodeState::Revoked => EnrollReply::Rejected { reason: format!("node {} was revoked", n.name) },
+        })
+    })
+}

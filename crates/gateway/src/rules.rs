@@ -1,0 +1,192 @@
+//! Pure decisions: token validity, enrollment collisions, connection and
+//! health columns. Time is a parameter; nothing here does IO.
+
+use std::time::Duration;
+
+use proto::{ApiError, ErrorCode};
+
+use crate::store::{NodeRow, NodeState, TokenRow};
+
+/// Checks a presented token secret against its stored row.
+pub fn check_token(row: Option<&TokenRow>, id: &str, secret: &str, now: u64) -> Result<(), ApiError> {
+    let unauth = |m: String| ApiError::new(ErrorCode::Unauthenticated, m);
+    let Some(row) = row else {
+        return Err(unauth(format!(
+            "join token {id} is not known to this gateway; create one with 'openclaw token create'"
+        )));
+    };
+    if !pki::constant_time_eq(&pki::hash_secret(secret), &row.secret_hash) {
+        return Err(unauth(format!(
+            "join token {id} has the wrong secret; copy the whole token printed by 'openclaw token create'"
+        )));
+    }
+    if row.revoked {
+        return Err(unauth(format!("join token {id} was revoked; create a new one with 'openclaw token create'")));
+    }
+    if now >= row.expires_at {
+        return Err(unauth(format!(
+            "join token {id} expired {} ago; create a new one with 'openclaw token create'",
+            proto::duration::format(Duration::from_secs(now - row.expires_at))
+        )));
+    }
+    if row.uses_left == 0 {
+        return Err(unauth(format!(
+            "join token {id} is used up ({} of {} uses); create a new one with 'openclaw token create --uses N'",
+            row.uses_total, row.uses_total
+        )));
+    }
+    Ok(())
+}
+
+/// What to do with an enrollment request for a name that may already exist.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Collision {
+    /// The name is free (or its old row may be replaced).
+    Free,
+    /// The same key already has a pending request: answer with it again.
+    SamePending,
+}
+
+/// Decides whether `name` may enroll with the key `fingerprint`.
+pub fn check_collision(existing: Option<&NodeRow>, name: &str, fingerprint: &str) -> Result<Collision, ApiError> {
+    match existing.map(|n| (n.state, n)) {
+        None | Some((NodeState::Rejected | NodeState::Revoked, _)) => Ok(Collision::Free),
+        Some((NodeState::Approved, _)) => Err(ApiError::new(
+            ErrorCode::AlreadyExists,
+            format!(
+                "node {name} is already enrolled; to enroll it again, an admin must first run 'openclaw node revoke {name}'"
+            ),
+        )),
+        Some((NodeState::Pending, n)) if n.fingerprint == fingerprint => Ok(Collision::SamePending),
+        Some((NodeState::Pending, n)) => Err(ApiError::new(
+            ErrorCode::AlreadyExists,
+            format!(
+                "an enrollment request for {name} is already pending with another key ({}); \
+                 an admin must approve or reject it first ('openclaw node list')",
+                n.fingerprint
+            ),
+        )),
+    }
+}
+
+/// Liveness of a node's current connection, as the registry sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveView {
+    /// Time since the last heartbeat (or since the connection started).
+    pub heartbeat_age: Duration,
+}
+
+/// The CONNECTION and HEALTH columns of `node list`.
+pub fn status_columns(
+    state: NodeState,
+    live: Option<LiveView>,
+    heartbeat_interval: Duration,
+) -> (&'static str, &'static str) {
+    match state {
+        NodeState::Pending => ("pending", "-"),
+        NodeState::Rejected => ("rejected", "-"),
+        NodeState::Revoked => ("revoked", "-"),
+        NodeState::Approved => match live {
+            None => ("offline", "-"),
+            // Two missed heartbeats: still connected, no longer healthy.
+            Some(l) if l.heartbeat_age > heartbeat_interval * 2 => ("connected", "unhealthy"),
+            Some(_) => ("connected", "healthy"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> TokenRow {
+        TokenRow {
+            id: "abcdef".into(),
+            secret_hash: pki::hash_secret("s3cret").to_vec(),
+            created_at: 0,
+            expires_at: 1000,
+            uses_total: 2,
+            uses_left: 1,
+            labels: vec![],
+            auto_approve: false,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn token_table() {
+        let ok = token();
+        let revoked = TokenRow { revoked: true, ..token() };
+        let used = TokenRow { uses_left: 0, ..token() };
+        let cases: Vec<(Option<&TokenRow>, &str, u64, Option<&str>)> = vec![
+            (Some(&ok), "s3cret", 10, None),
+            (None, "s3cret", 10, Some("not known")),
+            (Some(&ok), "wrong", 10, Some("wrong secret")),
+            (Some(&revoked), "s3cret", 10, Some("revoked")),
+            (Some(&ok), "s3cret", 1000, Some("expired")),
+            (Some(&used), "s3cret", 10, Some("used up (2 of 2")),
+        ];
+        for (row, secret, now, want) in cases {
+            let got = check_token(row, "abcdef", secret, now);
+            match want {
+                None => assert!(got.is_ok(), "{got:?}"),
+                Some(w) => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.code, ErrorCode::Unauthenticated);
+                    assert!(e.message.contains(w), "{w}: {}", e.message);
+                    assert!(e.message.contains("openclaw token create"), "{}", e.message);
+                }
+            }
+        }
+    }
+
+    fn node(state: NodeState, fp: &str) -> NodeRow {
+        NodeRow {
+            name: "n".into(),
+            state,
+            labels: vec![],
+            fingerprint: fp.into(),
+            spki: vec![],
+            request_id: "r".into(),
+            requested_at: 0,
+            request_addr: String::new(),
+            token_id: String::new(),
+            cert_der: None,
+            cert_serial: None,
+            cert_not_after: None,
+            last_seen: None,
+            last_addr: None,
+        }
+    }
+
+    #[test]
+    fn collision_table() {
+        assert_eq!(check_collision(None, "n", "a").unwrap(), Collision::Free);
+        assert_eq!(check_collision(Some(&node(NodeState::Rejected, "b")), "n", "a").unwrap(), Collision::Free);
+        assert_eq!(check_collision(Some(&node(NodeState::Revoked, "b")), "n", "a").unwrap(), Collision::Free);
+        assert_eq!(check_collision(Some(&node(NodeState::Pending, "a")), "n", "a").unwrap(), Collision::SamePending);
+        let e = check_collision(Some(&node(NodeState::Pending, "b")), "n", "a").unwrap_err();
+        assert!(e.message.contains("already pending"), "{}", e.message);
+        let e = check_collision(Some(&node(NodeState::Approved, "a")), "n", "a").unwrap_err();
+        assert_eq!(e.code, ErrorCode::AlreadyExists);
+        assert!(e.message.contains("openclaw node revoke n"), "{}", e.message);
+    }
+
+    #[test]
+    fn status_table() {
+        let hb = Duration::from_secs(1);
+        let live = |ms| Some(LiveView { heartbeat_age: Duration::from_millis(ms) });
+        let cases = [
+            (NodeState::Pending, None, ("pending", "-")),
+            (NodeState::Rejected, None, ("rejected", "-")),
+            (NodeState::Revoked, live(10), ("revoked", "-")),
+            (NodeState::Approved, None, ("offline", "-")),
+            (NodeState::Approved, live(900), ("connected", "healthy")),
+            (NodeState::Approved, live(2000), ("connected", "healthy")),
+            (NodeState::Approved, live(2001), ("connected", "unhealthy")),
+        ];
+        for (state, l, want) in cases {
+            assert_eq!(status_columns(state, l, hb), want, "{state:?} {l:?}");
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Mutually authenticated sessions: identity from the certificate, node
+//! control and heartbeat streams, and API requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::{ApiError, CloseCode, ControlMsg, ErrorCode, Heartbeat, Open, Response, Role};
+use rustls::pki_types::CertificateDer;
+
+use crate::store::NodeState;
+use crate::{Shared, api, enroll, unix_now};
+
+/// Session frames: API requests and control messages.
+pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
+/// Heartbeat frames are tiny.
+const HEARTBEAT_FRAME_LIMIT: usize = 4 * 1024;
+/// How long a client may take to open its first stream.
+const FIRST_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts one incoming connection and dispatches it by ALPN.
+pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(%remote, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol);
+    match alpn.as_deref() {
+        Some(p) if p == proto::ALPN_ENROLL => enroll::serve(shared, conn).await,
+        Some(p) if p == proto::ALPN_SESSION => session(shared, conn).await,
+        _ => conn.close(CloseCode::Protocol.code().into(), b"unknown ALPN"),
+    }
+}
+
+/// The verified identity of a session peer.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Certificate CN.
+    pub name: String,
+    /// Certificate role.
+    pub role: Role,
+}
+
+fn close(conn: &quinn::Connection, code: CloseCode, reason: &str) {
+    conn.close(code.code().into(), reason.as_bytes());
+}
+
+async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    let cert = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|certs| certs.first().cloned());
+    let Some(cert) = cert else {
+        tracing::info!(%remote, "session without a client certificate");
+        close(&conn, CloseCode::NoClientCert, "this endpoint needs a client certificate; enroll first with 'openclaw node enroll'");
+        return;
+    };
+    let peer = match pki::parse_peer_cert(&cert) {
+        Ok(p) => p,
+        Err(e) => {
+            close(&conn, CloseCode::NotApproved, &e.to_string());
+            return;
+        }
+    };
+    if shared.revoked.contains(&peer.serial) {
+        close(&conn, CloseCode::Revoked, "certificate revoked");
+        return;
+    }
+    if peer.role == Role::Node {
+        let row = shared.store.tx(|tx| tx.node(&peer.name));
+        match row {
+            Ok(Some(n)) if n.state == NodeState::Approved && n.cert_serial.as_deref() == Some(&peer.serial) => {}
+            Ok(Some(n)) if n.state == NodeState::Revoked => {
+                close(&conn, CloseCode::Revoked, &format!("node {} was revoked", peer.name));
+                return;
+            }
+            Ok(_) => {
+                close(
+                    &conn,
+                    CloseCode::NotApproved,
+                    &format!("node {} is not enrolled with this certificate; enroll again", peer.name),
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "state database error");
+                close(&conn, CloseCode::Normal, "gateway state error");
+                return;
+            }
+        }
+    }
+    let peer = Peer { name: peer.name, role: peer.role };
+    tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
+    let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(stream(shared.clone(), conn.clone(), peer.clone(), send, recv));
+            }
+            Err(_) => break,
+        }
+    }
+    uni.abort();
+}
+
+async fn accept_uni(shared: Arc<Shared>, conn: quinn::Connection, peer: Peer) {
+    while let Ok(mut recv) = conn.accept_uni().await {
+        let open = mesh::read_frame::<Open>(&mut recv, HEARTBEAT_FRAME_LIMIT).await;
+        match open {
+            Ok(Some(Open::Heartbeat)) if peer.role == Role::Node => {
+                tokio::spawn(heartbeats(shared.clone(), conn.clone(), peer.name.clone(), recv));
+            }
+            Ok(_) => {
+                close(&conn, CloseCode::Protocol, "unexpected unidirectional stream");
+                return;
+            }
+            Err(e) => {
+                close(&conn, CloseCode::Protocol, &format!("bad stream header: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+async fn heartbeats(shared: Arc<Shared>, conn: quinn::Connection, name: String, mut recv: quinn::RecvStream) {
+    let id = conn.stable_id();
+    loop {
+        match mesh::read_frame::<Heartbeat>(&mut recv, HEARTBEAT_FRAME_LIMIT).await {
+            Ok(Some(_hb)) => shared.registry.heartbeat(&name, id),
+            Ok(None) => return,
+            Err(e) => {
+                if e.connection_error().is_none() {
+                    close(&conn, CloseCode::Protocol, &format!("bad heartbeat: {e}"));
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn stream(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    peer: Peer,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let open = match tokio::time::timeout(FIRST_STREAM_TIMEOUT, mesh::read_frame::<Open>(&mut recv, SESSION_FRAME_LIMIT)).await {
+        Ok(Ok(Some(open))) => open,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            let msg = format!("bad request: {e}");
+            let _ = mesh::write_frame(&mut send, &Response::Error(ApiError::new(ErrorCode::InvalidArgument, &msg))).await;
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
+            close(&conn, CloseCode::Protocol, &msg);
+            return;
+        }
+        Err(_) => return,
+    };
+    match open {
+        Open::Control(hello) if peer.role == Role::Node => {
+            node_control(shared, conn, peer, hello, send, recv).await;
+        }
+        Open::Request(req) => {
+            let resp = if req.allowed_for(peer.role) {
+                api::dispatch(&shared, &peer, req)
+            } else {
+                Response::Error(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "permission denied: a {} certificate ({}) may not call {}; use an admin credential (the one 'openclaw gateway init' wrote)",
+                        peer.role,
+                        peer.name,
+                        req.method()
+                    ),
+                ))
+            };
+            if mesh::write_frame(&mut send, &resp).await.is_ok() {
+                let _ = send.finish();
+            }
+        }
+        Open::Control(_) | Open::Heartbeat => {
+            close(&conn, CloseCode::Protocol, "unexpected stream for this role");
+        }
+    }
+}
+
+async fn node_control(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    peer: Peer,
+    hello: proto::NodeHello,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let remote = conn.remote_address().to_string();
+    if hello.protocol != proto::PROTOCOL_VERSION {
+        let msg = format!(
+            "node speaks protocol {} but the gateway speaks {}; upgrade the older side",
+            hello.protocol,
+            proto::PROTOCOL_VERSION
+        );
+        let _ = mesh::write_frame(&mut send, &ControlMsg::Refused(ApiError::new(ErrorCode::FailedPrecondition, &msg))).await;
+        close(&conn, CloseCode::Protocol, &msg);
+        return;
+    }
+    let welcome = ControlMsg::Welcome {
+        heartbeat_interval_ms: u64::try_from(shared.config.heartbeat_interval.as_millis()).unwrap_or(1000),
+        gateway: shared.config.name.clone(),
+    };
+    if mesh::write_frame(&mut send, &welcome).await.is_err() {
+        return;
+    }
+    if let Some(old) = shared.registry.connect(&peer.name, conn.clone()) {
+        tracing::info!(node = %peer.name, "new connection replaces the old one");
+        close(&old, CloseCode::Replaced, &format!("replaced by a newer connection from {remote}"));
+    }
+    let now = unix_now();
+    let _ = shared.store.tx(|tx| tx.node_seen(&peer.name, now, &remote));
+    tracing::info!(node = %peer.name, %remote, agent = %hello.agent_version, "node connected");
+    // Drain the control stream until the node or the connection ends it.
+    let control = async {
+        while let Ok(Some(_msg)) = mesh::read_frame::<ControlMsg>(&mut recv, SESSION_FRAME_LIMIT).await {}
+    };
+    tokio::select! {
+        _ = conn.closed() => {}
+        () = control => { close(&conn, CloseCode::Normal, "control stream ended"); }
+    }
+    let reason = conn.close_reason().map(|e| e.to_string()).unwrap_or_default();
+    if shared.registry.disconnect(&peer.name, conn.stable_id()) {
+        let now = unix_now();
+        let _ = shared.store.tx(|tx| tx.node_seen(&peer.name, now, &remote));
+        tracing::info!(node = %peer.name, %remote, %reason, "node disconnected");
+    }
+}

@@ -1,0 +1,307 @@
+//! A party's home directory: private keys 0600, directories 0700, and
+//! refusal to load keys that group or others can read.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+/// A home directory (`--home`, `OPENCLAW_HOME`, default `~/.openclaw`).
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+/// A home file operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A private key is readable by group or others.
+    #[error(
+        "{path} is readable by group or others (mode {mode:o}); refusing to use it. Fix with: chmod 600 {path}"
+    )]
+    InsecureKey {
+        /// The key file.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// A file we were asked to create already exists.
+    #[error("{0} already exists; refusing to overwrite it")]
+    Exists(PathBuf),
+    /// A required file is missing.
+    #[error("{path} not found: {hint}")]
+    Missing {
+        /// The path.
+        path: PathBuf,
+        /// What to do.
+        hint: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
+    move |source| HomeError::Io { path: path.to_path_buf(), source }
+}
+
+impl Home {
+    /// Wraps a path; nothing is created yet.
+    pub fn new(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A path inside the home.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Whether a file exists in the home.
+    pub fn exists(&self, name: &str) -> bool {
+        self.path(name).exists()
+    }
+
+    /// Creates the home (mode 0700) if needed, and tightens an existing one.
+    pub fn create(&self) -> Result<(), HomeError> {
+        create_private_dir(&self.root)
+    }
+
+    /// Writes a private file (mode 0600) atomically.
+    pub fn write_private(&self, name: &str, data: &[u8]) -> Result<(), HomeError> {
+        self.write_mode(name, data, 0o600)
+    }
+
+    /// Writes a public file (mode 0644) atomically.
+    pub fn write_public(&self, name: &str, data: &[u8]) -> Result<(), HomeError> {
+        self.write_mode(name, data, 0o644)
+    }
+
+    /// Fails if the file exists.
+    pub fn refuse_existing(&self, name: &str) -> Result<(), HomeError> {
+        let path = self.path(name);
+        if path.exists() {
+            return Err(HomeError::Exists(path));
+        }
+        Ok(())
+    }
+
+    fn write_mode(&self, name: &str, data: &[u8], mode: u32) -> Result<(), HomeError> {
+        self.create()?;
+        let path = self.path(name);
+        let tmp = self.path(&format!(".{name}.tmp"));
+        let _ = fs::remove_file(&tmp);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(data).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(())
+    }
+
+    /// Reads a text file; `hint` says what to do when it is missing.
+    pub fn read_text(&self, name: &str, hint: &str) -> Result<String, HomeError> {
+        let path = self.path(name);
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(HomeError::Missing { path, hint: hint.to_string() })
+            }
+            Err(e) => Err(HomeError::Io { path, source: e }),
+        }
+    }
+
+    /// Reads a private key, refusing one that group or others can read.
+    pub fn read_private(&self, name: &str, hint: &str) -> Result<String, HomeError> {
+        let path = self.path(name);
+        if let Ok(meta) = fs::metadata(&path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(HomeError::InsecureKey { path, mode });
+            }
+        }
+        self.read_text(name, hint)
+    }
+}
+
+/// Creates a directory with mode 0700, tightening it if it exists.
+pub fn create_private_dir(path: &Path) -> Result<(), HomeError> {
+    fs::create_dir_all(path).map_err(io(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("h"));
+        home.write_private("k.key", b"secret").unwrap();
+        home.write_public("c.crt", b"public").unwrap();
+        let mode = |n: &str| fs::metadata(home.path(n)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("k.key"), 0o600);
+        assert_eq!(mode("c.crt"), 0o644);
+        assert_eq!(fs::metadata(home.root()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(home.read_private("k.key", "").unwrap(), "secret");
+        fs::set_permissions(home.path("k.key"), fs::Permissions::from_mode(0o640)).unwrap();
+        let err = home.read_private("k.key", "").unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        let err = home.read_text("nope", "run init").unwrap_err().to_string();
+        assert!(err.contains("run init"), "{err}");
+        assert!(home.refuse_existing("c.crt").is_err());
+    }
+}
+
+/// Files of a client credential (admin or bot) in a home.
+pub mod client_files {
+    /// Client certificate.
+    pub const CERT: &str = "client.crt";
+    /// Client private key (0600).
+    pub const KEY: &str = "client.key";
+    /// The CA that signed it and the gateway's server certificate.
+    pub const CA: &str = "ca.crt";
+    /// Name and gateway address.
+    pub const CONFIG: &str = "client.toml";
+}
+
+/// Files of an enrolled node in its home.
+pub mod node_files {
+    /// Node certificate.
+    pub const CERT: &str = "node.crt";
+    /// Node private key (0600); generated locally, never sent.
+    pub const KEY: &str = "node.key";
+    /// The gateway's CA.
+    pub const CA: &str = "ca.crt";
+    /// Name, labels and gateway address.
+    pub const CONFIG: &str = "node.toml";
+    /// A pending enrollment request, so `node enroll` can resume.
+    pub const PENDING: &str = "enroll.pending";
+}
+
+/// Where a client credential says to connect, and as whom.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// Identity in the certificate.
+    pub name: String,
+    /// Gateway address, host:port.
+    pub gateway: String,
+}
+
+impl Credential {
+    /// Writes a client credential into `home`.
+    pub fn write(&self, home: &Home, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<(), HomeError> {
+        home.write_private(client_files::KEY, key_pem.as_bytes())?;
+        home.write_public(client_files::CERT, cert_pem.as_bytes())?;
+        home.write_public(client_files::CA, ca_pem.as_bytes())?;
+        let text = format!(
+            "# OpenClaw client credential: who this home is and which gateway it talks to.\n\
+             # Identity in the certificate (client.crt).\nname = {:?}\n\
+             # Gateway address, host:port.\ngateway = {:?}\n",
+            self.name, self.gateway
+        );
+        home.write_public(client_files::CONFIG, text.as_bytes())
+    }
+}
+
+/// A loaded credential, ready to connect with.
+pub struct LoadedCredential {
+    /// Certificate PEM.
+    pub cert_pem: String,
+    /// Private key PEM.
+    pub key_pem: String,
+    /// CA PEM.
+    pub ca_pem: String,
+    /// Gateway address.
+    pub gateway: String,
+}
+
+/// Node settings written by `node enroll`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name.
+    pub name: String,
+    /// Gateway address, host:port.
+    pub gateway: String,
+    /// Labels asked for at enrollment.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl NodeConfig {
+    /// Reads `node.toml`.
+    pub fn load(home: &Home) -> Result<NodeConfig, String> {
+        let text = home
+            .read_text(node_files::CONFIG, "this home holds no enrolled node; run 'openclaw node enroll' first")
+            .map_err(|e| e.to_string())?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", home.path(node_files::CONFIG).display()))
+    }
+
+    /// Writes `node.toml`.
+    pub fn write(&self, home: &Home) -> Result<(), HomeError> {
+        let text = format!(
+            "# OpenClaw node settings, written by 'openclaw node enroll'.\n\
+             # Node name (also the certificate's CN).\nname = {:?}\n\
+             # Gateway address the agent dials, host:port.\ngateway = {:?}\n\
+             # Labels requested at enrollment.\nlabels = {:?}\n",
+            self.name, self.gateway, self.labels
+        );
+        home.write_public(node_files::CONFIG, text.as_bytes())
+    }
+}
+
+impl LoadedCredential {
+    /// Loads the credential a CLI should use from `home`: a client
+    /// credential if there is one, else the node's own certificate.
+    pub fn load(home: &Home) -> Result<LoadedCredential, String> {
+        if home.exists(client_files::CERT) {
+            let cfg_text = home.read_text(client_files::CONFIG, "the credential is incomplete").map_err(|e| e.to_string())?;
+            let cfg: Credential = toml::from_str(&cfg_text)
+                .map_err(|e| format!("{}: {e}", home.path(client_files::CONFIG).display()))?;
+            // A gateway home records the address it actually bound.
+            let gateway = home
+                .read_text("gateway.addr", "")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or(cfg.gateway);
+            return Ok(LoadedCredential {
+                cert_pem: home.read_text(client_files::CERT, "").map_err(|e| e.to_string())?,
+                key_pem: home.read_private(client_files::KEY, "the credential has no key").map_err(|e| e.to_string())?,
+                ca_pem: home.read_text(client_files::CA, "the credential has no CA").map_err(|e| e.to_string())?,
+                gateway,
+            });
+        }
+        if home.exists(node_files::CERT) {
+            let cfg = NodeConfig::load(home)?;
+            return Ok(LoadedCredential {
+                cert_pem: home.read_text(node_files::CERT, "").map_err(|e| e.to_string())?,
+                key_pem: home.read_private(node_files::KEY, "the node has no key").map_err(|e| e.to_string())?,
+                ca_pem: home.read_text(node_files::CA, "the node has no CA").map_err(|e| e.to_string())?,
+                gateway: cfg.gateway,
+            });
+        }
+        Err(format!(
+            "no credential in {}: expected client.crt (written by 'openclaw gateway init' or 'openclaw client create') \
+             or node.crt (written by 'openclaw node enroll'); pass --home or set OPENCLAW_HOME",
+            home.root().display()
+        ))
+    }
+}

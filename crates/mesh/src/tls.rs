@@ -1,0 +1,333 @@
+//! rustls and quinn configuration for every party.
+//!
+//! * TLS 1.3 only, ring only.
+//! * The gateway offers client authentication on every connection but does
+//!   not demand it, because the enrollment ALPN has no client certificate
+//!   yet. The session ALPN requires one; the gateway closes any session
+//!   connection without it (see `gateway`).
+//! * A presented client certificate must chain to the gateway's CA, be in
+//!   its validity period and not be revoked; otherwise the handshake fails
+//!   with the matching TLS alert, which clients turn into a sentence.
+//! * Enrolling nodes have no CA yet, only the pin in their token:
+//!   [`PinnedCaVerifier`] accepts the gateway only if the chain it sends
+//!   ends in a CA whose key hashes to the pin, and then verifies the server
+//!   certificate against that CA as usual.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+
+/// The one crypto provider.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS setup failed: {0}")]
+pub struct TlsError(pub String);
+
+fn err(e: impl std::fmt::Display) -> TlsError {
+    TlsError(e.to_string())
+}
+
+/// Parses a PEM private key.
+pub fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError(format!("bad private key: {e}")))
+}
+
+/// Parses PEM certificates.
+pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError(format!("bad certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError("no certificate in PEM".into()));
+    }
+    Ok(certs)
+}
+
+/// Serials of revoked certificates, shared between the TLS verifier and the
+/// gateway. Lookups take a read lock for a hash probe; never held across IO.
+#[derive(Debug, Default)]
+pub struct RevokedSerials(RwLock<HashSet<String>>);
+
+impl RevokedSerials {
+    /// Adds a serial (lowercase hex).
+    pub fn insert(&self, serial: &str) {
+        if let Ok(mut set) = self.0.write() {
+            set.insert(serial.to_string());
+        }
+    }
+
+    /// Whether a serial is revoked. A poisoned lock counts as revoked.
+    pub fn contains(&self, serial: &str) -> bool {
+        self.0.read().map(|set| set.contains(serial)).unwrap_or(true)
+    }
+}
+
+/// Checks client certificates: chain to our CA, validity, revocation.
+#[derive(Debug)]
+struct GatewayClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revoked: Arc<RevokedSerials>,
+}
+
+impl ClientCertVerifier for GatewayClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let serial = pki::serial_of(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if self.revoked.contains(&serial) {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Transport parameters for the gateway: idle timeout is the dead-node window.
+pub fn server_transport(idle: Duration) -> Result<quinn::TransportConfig, TlsError> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(idle).map_err(err)?));
+    t.max_concurrent_bidi_streams(1024u32.into());
+    t.max_concurrent_uni_streams(1024u32.into());
+    Ok(t)
+}
+
+/// Transport parameters for clients and nodes: keep the connection alive
+/// well inside the gateway's idle timeout.
+pub fn client_transport(keep_alive: Duration, idle: Duration) -> Result<quinn::TransportConfig, TlsError> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(keep_alive));
+    t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(idle).map_err(err)?));
+    Ok(t)
+}
+
+/// The gateway's server configuration: both ALPNs, optional client auth.
+pub fn server_config(
+    chain_pem: &str,
+    key_pem: &str,
+    ca_pem: &str,
+    revoked: Arc<RevokedSerials>,
+    transport: quinn::TransportConfig,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let provider = provider();
+    let mut roots = RootCertStore::empty();
+    for ca in parse_certs(ca_pem)? {
+        roots.add(ca).map_err(err)?;
+    }
+    let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(err)?;
+    let verifier = Arc::new(GatewayClientVerifier { inner, revoked });
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(parse_certs(chain_pem)?, parse_key(key_pem)?)
+        .map_err(err)?;
+    tls.alpn_protocols = vec![proto::ALPN_SESSION.to_vec(), proto::ALPN_ENROLL.to_vec()];
+    tls.max_early_data_size = 0;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(err)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// A session client: verifies the gateway against `ca_pem`, presents a
+/// client certificate.
+pub fn session_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    transport: quinn::TransportConfig,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in parse_certs(ca_pem)? {
+        roots.add(ca).map_err(err)?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(err)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(parse_certs(cert_pem)?, parse_key(key_pem)?)
+        .map_err(err)?;
+    tls.alpn_protocols = vec![proto::ALPN_SESSION.to_vec()];
+    finish_client(tls, transport)
+}
+
+/// A session client with no client certificate. Only for tests and probes:
+/// the gateway refuses such sessions.
+pub fn anonymous_session_client_config(
+    ca_pem: &str,
+    transport: quinn::TransportConfig,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in parse_certs(ca_pem)? {
+        roots.add(ca).map_err(err)?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(err)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![proto::ALPN_SESSION.to_vec()];
+    finish_client(tls, transport)
+}
+
+fn finish_client(
+    tls: rustls::ClientConfig,
+    transport: quinn::TransportConfig,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(err)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The outcome of pin verification, for error messages.
+#[derive(Debug, Default)]
+pub struct PinCheck(Mutex<Option<String>>);
+
+impl PinCheck {
+    /// Why the gateway was refused, if it was.
+    pub fn failure(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn fail(&self, why: String) -> rustls::Error {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(why.clone());
+        }
+        rustls::Error::General(why)
+    }
+}
+
+/// Accepts a gateway only if its chain ends in a CA matching the token's pin.
+#[derive(Debug)]
+pub struct PinnedCaVerifier {
+    pin: [u8; 32],
+    provider: Arc<CryptoProvider>,
+    check: Arc<PinCheck>,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| pki::spki_pin(c).is_ok_and(|p| pki::constant_time_eq(&p, &self.pin)));
+        let Some(ca) = ca else {
+            let got = intermediates
+                .last()
+                .and_then(|c| pki::spki_pin(c).ok())
+                .map(|p| format!("sha256:{}", pki::hex(&p)))
+                .unwrap_or_else(|| "no CA certificate".into());
+            return Err(self.check.fail(format!(
+                "the gateway's CA does not match the token's pin (token pins sha256:{}, gateway sent {got}); \
+                 you may be talking to the wrong gateway or a machine in the middle",
+                pki::hex(&self.pin)
+            )));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned()).map_err(|e| self.check.fail(format!("bad CA certificate: {e}")))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| self.check.fail(format!("bad CA certificate: {e}")))?;
+        inner
+            .verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+            .map_err(|e| self.check.fail(format!("the gateway's certificate is not valid under the pinned CA: {e}")))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not accepted".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An enrollment client: no client certificate, gateway checked by pin.
+pub fn enroll_client_config(
+    pin: [u8; 32],
+    transport: quinn::TransportConfig,
+) -> Result<(quinn::ClientConfig, Arc<PinCheck>), TlsError> {
+    let provider = provider();
+    let check = Arc::new(PinCheck::default());
+    let verifier = Arc::new(PinnedCaVerifier { pin, provider: provider.clone(), check: check.clone() });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(err)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![proto::ALPN_ENROLL.to_vec()];
+    Ok((finish_client(tls, transport)?, check))
+}

@@ -1,0 +1,202 @@
+//! `openclaw node run`: hold one mutually authenticated QUIC connection to
+//! the gateway, with a control stream and a separate heartbeat stream, and
+//! reconnect with capped exponential backoff and jitter when it drops.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mesh::Home;
+use mesh::errors::{Refusal, refusal};
+use mesh::home::{NodeConfig, node_files};
+use proto::{CloseCode, ControlMsg, Heartbeat, NodeHello, Open};
+
+use crate::NodeError;
+use crate::backoff::{Backoff, random_fraction};
+
+/// A session that lasted this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Agent settings.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Overrides the gateway address in node.toml.
+    pub gateway: Option<String>,
+    /// Reconnection backoff.
+    pub backoff: Backoff,
+    /// The node's side of the idle timeout.
+    pub idle_timeout: Duration,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions { gateway: None, backoff: Backoff::default(), idle_timeout: Duration::from_secs(3) }
+    }
+}
+
+/// Events an embedding program (the lab, tests) may watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// A session is up.
+    Connected,
+    /// The session ended; the agent will retry.
+    Disconnected(String),
+}
+
+enum End {
+    Shutdown,
+    Retry(String),
+    Fatal(String),
+}
+
+/// Runs the agent until `shutdown` resolves (Ok) or the gateway refuses
+/// this node for good (Err).
+pub async fn run(
+    home: &Home,
+    opts: AgentOptions,
+    shutdown: impl Future<Output = ()>,
+    mut events: impl FnMut(AgentEvent),
+) -> Result<(), NodeError> {
+    let cfg = NodeConfig::load(home).map_err(NodeError::Home)?;
+    let hint = "this home holds no enrolled node; run 'openclaw node enroll' first";
+    let cert_pem = home.read_text(node_files::CERT, hint)?;
+    let key_pem = home.read_private(node_files::KEY, hint)?;
+    let ca_pem = home.read_text(node_files::CA, hint)?;
+    let cert_der = pki::pem_to_der(&cert_pem, "CERTIFICATE").map_err(|e| NodeError::Home(e.to_string()))?;
+    let peer = pki::parse_peer_cert(&cert_der).map_err(|e| NodeError::Home(e.to_string()))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    if peer.not_after <= now {
+        return Err(NodeError::Refused(format!(
+            "this node's certificate expired {} ago; enroll again with a new token ('openclaw node enroll')",
+            proto::duration::format(Duration::from_secs(now - peer.not_after))
+        )));
+    }
+    let gateway = opts.gateway.clone().unwrap_or(cfg.gateway.clone());
+    let transport = mesh::tls::client_transport(Duration::from_secs(1), opts.idle_timeout)
+        .map_err(|e| NodeError::Home(e.to_string()))?;
+    let config = mesh::tls::session_client_config(&ca_pem, &cert_pem, &key_pem, transport)
+        .map_err(|e| NodeError::Home(e.to_string()))?;
+    let remote = mesh::resolve(&gateway).await.map_err(NodeError::Unreachable)?;
+    let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
+    tracing::info!(node = %cfg.name, %gateway, "node agent starting");
+
+    tokio::pin!(shutdown);
+    let mut attempt = 0u32;
+    loop {
+        let started = Instant::now();
+        let end = tokio::select! {
+            end = session(&endpoint, &config, remote, &cfg.name, &mut events) => end,
+            () = &mut shutdown => End::Shutdown,
+        };
+        match end {
+            End::Shutdown => {
+                endpoint.close(CloseCode::Normal.code().into(), b"node shutting down");
+                let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+                return Ok(());
+            }
+            End::Fatal(msg) => {
+                tracing::error!(node = %cfg.name, "{msg}");
+                return Err(NodeError::Refused(msg));
+            }
+            End::Retry(msg) => {
+                if started.elapsed() > STABLE_AFTER {
+                    attempt = 0;
+                }
+                let delay = opts.backoff.delay(attempt, random_fraction());
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(node = %cfg.name, "{msg}; reconnecting in {delay:?}");
+                events(AgentEvent::Disconnected(msg));
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut shutdown => {
+                        endpoint.close(CloseCode::Normal.code().into(), b"node shutting down");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn classify(err: &quinn::ConnectionError) -> End {
+    let msg = mesh::describe_connection_error(err);
+    match refusal(err) {
+        Refusal::Revoked | Refusal::Expired | Refusal::UnknownCa | Refusal::NotApproved | Refusal::Replaced => {
+            End::Fatal(msg)
+        }
+        Refusal::Shutdown | Refusal::Other => End::Retry(msg),
+    }
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    config: &quinn::ClientConfig,
+    remote: std::net::SocketAddr,
+    name: &str,
+    events: &mut impl FnMut(AgentEvent),
+) -> End {
+    let connecting = match endpoint.connect_with(config.clone(), remote, proto::GATEWAY_SERVER_NAME) {
+        Ok(c) => c,
+        Err(e) => return End::Retry(format!("cannot dial {remote}: {e}")),
+    };
+    let conn = match connecting.await {
+        Ok(c) => c,
+        Err(e) => return classify(&e),
+    };
+    let lost = |conn: &quinn::Connection, e: mesh::StreamError| match conn.close_reason() {
+        Some(reason) => classify(&reason),
+        None => End::Retry(format!("session setup failed: {e}")),
+    };
+    // With TLS 1.3 the gateway may reject our certificate after connect()
+    // returned; that shows up here, on the first stream.
+    let (mut send, mut recv) = match conn.open_bi().await {
+        Ok(s) => s,
+        Err(e) => return classify(&e),
+    };
+    let hello = Open::Control(NodeHello {
+        protocol: proto::PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+    });
+    if let Err(e) = mesh::write_frame(&mut send, &hello).await {
+        return lost(&conn, e);
+    }
+    let interval = match mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await {
+        Ok(Some(ControlMsg::Welcome { heartbeat_interval_ms, gateway })) => {
+            tracing::info!(node = %name, %gateway, "connected");
+            Duration::from_millis(heartbeat_interval_ms.clamp(100, 60_000))
+        }
+        Ok(Some(ControlMsg::Refused(e))) => return End::Fatal(format!("gateway refused this node: {}", e.message)),
+        Ok(None) => {
+            return match conn.close_reason() {
+                Some(r) => classify(&r),
+                None => End::Retry("gateway closed the control stream".into()),
+            };
+        }
+        Err(e) => return lost(&conn, e),
+    };
+    let mut hb = match conn.open_uni().await {
+        Ok(s) => s,
+        Err(e) => return classify(&e),
+    };
+    if let Err(e) = mesh::write_frame(&mut hb, &Open::Heartbeat).await {
+        return lost(&conn, e);
+    }
+    events(AgentEvent::Connected);
+    let heartbeats = async {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seq = 0u64;
+        loop {
+            tick.tick().await;
+            seq += 1;
+            if mesh::write_frame(&mut hb, &Heartbeat { seq }).await.is_err() {
+                return;
+            }
+        }
+    };
+    let control = async { while let Ok(Some(_msg)) = mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await {} };
+    tokio::select! {
+        err = conn.closed() => classify(&err),
+        () = heartbeats => match conn.close_reason() { Some(r) => classify(&r), None => End::Retry("heartbeat stream failed".into()) },
+        () = control => match conn.close_reason() { Some(r) => classify(&r), None => End::Retry("gateway ended the control stream".into()) },
+    }
+}

@@ -1,0 +1,230 @@
+//! Command implementations. Each returns a [`CliError`] whose message says
+//! what failed and what to do next.
+
+use std::time::Duration;
+
+use client::{Client, ClientError};
+use mesh::Home;
+use node::NodeError;
+use proto::{ErrorCode, Request, Response};
+
+use crate::{Command, GatewayCmd, NodeCmd, TokenCmd, exit, lab, output};
+
+/// A failed command: exit code and message.
+pub struct CliError {
+    /// Process exit code.
+    pub code: u8,
+    /// What failed and what to do next.
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        CliError { code, message: message.into() }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::Credential(_) | ClientError::Protocol(_) => exit::FAILURE,
+            ClientError::Connect { msg, .. } if msg.contains("rejected this certificate") || msg.contains("refused") => {
+                exit::REFUSED
+            }
+            ClientError::Connect { .. } => exit::UNAVAILABLE,
+            ClientError::Api(api) => match api.code {
+                ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => exit::REFUSED,
+                _ => exit::FAILURE,
+            },
+        };
+        CliError::new(code, e.to_string())
+    }
+}
+
+impl From<NodeError> for CliError {
+    fn from(e: NodeError) -> Self {
+        let code = match &e {
+            NodeError::Input(_) => exit::USAGE,
+            NodeError::Home(_) => exit::FAILURE,
+            NodeError::Refused(_) => exit::REFUSED,
+            NodeError::Unreachable(_) => exit::UNAVAILABLE,
+            NodeError::StillPending(_) => exit::PENDING,
+        };
+        CliError::new(code, e.to_string())
+    }
+}
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::new(exit::USAGE, msg)
+}
+
+fn duration_arg(flag: &str, value: &str) -> Result<Duration, CliError> {
+    proto::duration::parse(value).map_err(|e| usage(format!("{flag}: {e}")))
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A future that resolves on Ctrl-C or SIGTERM.
+pub async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn call(home: &Home, req: Request) -> Result<Response, CliError> {
+    let client = Client::connect(home).await?;
+    let resp = client.call(req).await;
+    client.close().await;
+    Ok(resp?)
+}
+
+fn unexpected(r: Response) -> CliError {
+    CliError::new(exit::FAILURE, format!("unexpected reply from the gateway: {r:?}"))
+}
+
+/// Runs one command.
+pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
+    match command {
+        Command::Gateway(GatewayCmd::Init { listen, name }) => {
+            let report = gateway::init(&home, &listen, &name).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+            println!("gateway {name} initialised in {}", home.root().display());
+            println!("  CA pin:      {}", report.ca_pin);
+            println!("  listen:      {listen}");
+            println!("  admin:       client.crt (role admin) in the same home");
+            println!("next: openclaw --home {} gateway run", home.root().display());
+            Ok(())
+        }
+        Command::Gateway(GatewayCmd::Run { listen }) => {
+            let gw = gateway::Gateway::start(&home, listen.as_deref(), terminated())
+                .await
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+            eprintln!("gateway listening on {} (Ctrl-C to stop)", gw.addr());
+            gw.wait().await;
+            Ok(())
+        }
+        Command::Token(TokenCmd::Create { ttl, uses, labels, auto_approve }) => {
+            let ttl = duration_arg("--ttl", &ttl)?;
+            let labels = proto::names::parse_label_list(&labels).map_err(|e| usage(format!("--labels: {e}")))?;
+            match call(&home, Request::TokenCreate { ttl_secs: ttl.as_secs().max(1), uses, labels, auto_approve }).await? {
+                Response::TokenCreated { token, .. } => {
+                    println!("{token}");
+                    Ok(())
+                }
+                r => Err(unexpected(r)),
+            }
+        }
+        Command::Token(TokenCmd::List { json }) => match call(&home, Request::TokenList).await? {
+            Response::Tokens(tokens) => {
+                if json {
+                    let v: Vec<_> = tokens
+                        .iter()
+                        .map(|t| {
+                            serde_json::json!({
+                                "id": t.id, "created_at": t.created_at, "expires_at": t.expires_at,
+                                "uses_left": t.uses_left, "uses_total": t.uses_total, "labels": t.labels,
+                                "auto_approve": t.auto_approve, "revoked": t.revoked,
+                            })
+                        })
+                        .collect();
+                    print_json(&serde_json::Value::Array(v))
+                } else {
+                    print!("{}", output::tokens(&tokens, gateway::unix_now()));
+                    Ok(())
+                }
+            }
+            r => Err(unexpected(r)),
+        },
+        Command::Token(TokenCmd::Revoke { id }) => done(call(&home, Request::TokenRevoke { id }).await?),
+        Command::Node(NodeCmd::Enroll { token, name, labels, gateway, wait }) => {
+            let wait = duration_arg("--wait", &wait)?;
+            let labels = proto::names::parse_label_list(&labels).map_err(|e| usage(format!("--labels: {e}")))?;
+            let opts = node::enroll::EnrollOptions {
+                token,
+                name,
+                labels,
+                gateway,
+                wait,
+                poll_interval: Duration::from_millis(500),
+            };
+            let enrolled = node::enroll::enroll(&home, &opts, &mut |line| println!("{line}")).await?;
+            println!(
+                "enrolled {} ({}); certificate valid {}",
+                enrolled.name,
+                enrolled.fingerprint,
+                output::until(enrolled.not_after, gateway::unix_now())
+            );
+            println!("next: openclaw --home {} node run", home.root().display());
+            Ok(())
+        }
+        Command::Node(NodeCmd::List { json }) => match call(&home, Request::NodeList).await? {
+            Response::Nodes(nodes) => {
+                if json {
+                    let v: Vec<_> = nodes
+                        .iter()
+                        .map(|n| {
+                            serde_json::json!({
+                                "name": n.name, "connection": n.connection, "health": n.health,
+                                "labels": n.labels, "fingerprint": n.fingerprint, "last_seen": n.last_seen,
+                                "remote_addr": n.remote_addr, "cert_expires": n.cert_expires,
+                                "requested_at": n.requested_at, "heartbeat_age_ms": n.heartbeat_age_ms,
+                            })
+                        })
+                        .collect();
+                    print_json(&serde_json::Value::Array(v))
+                } else {
+                    print!("{}", output::nodes(&nodes, gateway::unix_now()));
+                    Ok(())
+                }
+            }
+            r => Err(unexpected(r)),
+        },
+        Command::Node(NodeCmd::Approve { name, fingerprint }) => {
+            done(call(&home, Request::NodeApprove { name, fingerprint }).await?)
+        }
+        Command::Node(NodeCmd::Reject { name }) => done(call(&home, Request::NodeReject { name }).await?),
+        Command::Node(NodeCmd::Revoke { name }) => done(call(&home, Request::NodeRevoke { name }).await?),
+        Command::Node(NodeCmd::Run { gateway }) => {
+            let opts = node::agent::AgentOptions { gateway, ..Default::default() };
+            node::agent::run(&home, opts, terminated(), |_| {}).await?;
+            Ok(())
+        }
+        Command::Whoami => match call(&home, Request::Whoami).await? {
+            Response::Identity { name, role } => {
+                println!("{name} ({role})");
+                Ok(())
+            }
+            r => Err(unexpected(r)),
+        },
+        Command::Lab { dir, keep } => lab::run(dir, keep).await,
+    }
+}
+
+fn done(r: Response) -> Result<(), CliError> {
+    match r {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        r => Err(unexpected(r)),
+    }
+}

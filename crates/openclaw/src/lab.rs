@@ -1,0 +1,140 @@
+//! `openclaw lab`: a gateway and two nodes on 127.0.0.1, in this process,
+//! talking real QUIC with real certificates, each party in its own home.
+//! It stops only what it started.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use client::Client;
+use mesh::Home;
+use proto::{Request, Response};
+use tokio::sync::watch;
+
+use crate::commands::{CliError, terminated};
+use crate::{exit, output};
+
+fn fail(e: impl std::fmt::Display) -> CliError {
+    CliError::new(exit::FAILURE, format!("lab: {e}"))
+}
+
+/// A lab node: name and labels.
+const NODES: [(&str, &str); 2] = [("worker-gpu-01", "gpu"), ("worker-cpu-01", "cpu")];
+
+pub async fn run(dir: Option<PathBuf>, keep: bool) -> Result<(), CliError> {
+    let (root, _tmp) = match dir {
+        Some(d) => (d, None),
+        None if std::path::Path::new("certs").is_dir() => {
+            (PathBuf::from("certs/lab").join(format!("{}", gateway::unix_now())), None)
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("openclaw-lab-").tempdir().map_err(fail)?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    mesh::home::create_private_dir(&root).map_err(fail)?;
+    let result = lab(&root).await;
+    if !keep {
+        let _ = std::fs::remove_dir_all(&root);
+    } else {
+        println!("lab homes kept in {}", root.display());
+    }
+    result
+}
+
+async fn lab(root: &std::path::Path) -> Result<(), CliError> {
+    let gw_home = Home::new(root.join("gateway"));
+    println!("== starting a gateway in {}", gw_home.root().display());
+    gateway::init(&gw_home, "127.0.0.1:0", "lab-gateway").map_err(fail)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let gw = gateway::Gateway::start(&gw_home, None, stopped(stop_rx.clone())).await.map_err(fail)?;
+    println!("   listening on {}", gw.addr());
+    let admin = Client::connect(&gw_home).await.map_err(fail)?;
+
+    let mut agents = Vec::new();
+    for (i, (name, label)) in NODES.iter().enumerate() {
+        let home = Home::new(root.join(name));
+        // The first node goes through manual approval, the second uses an
+        // auto-approve token: both enrollment paths, as a user would run them.
+        let auto = i == 1;
+        let token = match admin
+            .call(Request::TokenCreate { ttl_secs: 600, uses: 1, labels: vec![label.to_string()], auto_approve: auto })
+            .await
+            .map_err(fail)?
+        {
+            Response::TokenCreated { token, .. } => token,
+            r => return Err(fail(format!("unexpected reply {r:?}"))),
+        };
+        println!("== enrolling {name} (label {label}, {})", if auto { "auto-approve token" } else { "manual approval" });
+        let opts = node::enroll::EnrollOptions {
+            token,
+            name: name.to_string(),
+            labels: vec![],
+            gateway: None,
+            wait: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(200),
+        };
+        let enroll_home = home.clone();
+        let enrolling = tokio::spawn(async move {
+            node::enroll::enroll(&enroll_home, &opts, &mut |line| println!("   {line}")).await
+        });
+        if !auto {
+            wait_for(&admin, name, "pending").await?;
+            match admin
+                .call(Request::NodeApprove { name: name.to_string(), fingerprint: None })
+                .await
+                .map_err(fail)?
+            {
+                Response::Done { message } => println!("   admin: {message}"),
+                r => return Err(fail(format!("unexpected reply {r:?}"))),
+            }
+        }
+        let enrolled = enrolling.await.map_err(fail)?.map_err(fail)?;
+        println!("   enrolled {} ({})", enrolled.name, enrolled.fingerprint);
+        let rx = stop_rx.clone();
+        agents.push(tokio::spawn(async move {
+            node::agent::run(&home, node::agent::AgentOptions::default(), stopped(rx), |_| {}).await
+        }));
+    }
+    for (name, _) in NODES {
+        wait_for(&admin, name, "connected").await?;
+    }
+    println!("== openclaw node list");
+    match admin.call(Request::NodeList).await.map_err(fail)? {
+        Response::Nodes(nodes) => print!("{}", output::nodes(&nodes, gateway::unix_now())),
+        r => return Err(fail(format!("unexpected reply {r:?}"))),
+    }
+    if std::io::stdin().is_terminal() {
+        println!();
+        println!("The lab is up. In another terminal, try:");
+        println!("  openclaw --home {} node list", gw_home.root().display());
+        println!("Press Ctrl-C to stop.");
+        terminated().await;
+    }
+    println!("== stopping the lab");
+    admin.close().await;
+    let _ = stop_tx.send(true);
+    for agent in agents {
+        let _ = agent.await;
+    }
+    gw.wait().await;
+    Ok(())
+}
+
+async fn wait_for(admin: &Client, name: &str, connection: &str) -> Result<(), CliError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Response::Nodes(nodes) = admin.call(Request::NodeList).await.map_err(fail)? {
+            if nodes.iter().any(|n| n.name == name && n.connection == connection) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!("{name} did not become {connection} within 20s")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,194 @@
+//! `openclaw`: one binary for the gateway, the node agent, the admin CLI and
+//! the local lab. This file is a thin clap layer over the library crates.
+
+mod commands;
+mod lab;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in docs/CLI.md.
+pub mod exit {
+    /// Something failed; the message says what.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The gateway could not be reached (EX_UNAVAILABLE).
+    pub const UNAVAILABLE: u8 = 69;
+    /// Still waiting for an admin (EX_TEMPFAIL); run again to resume.
+    pub const PENDING: u8 = 75;
+    /// Refused: permission denied, revoked, rejected, bad token (EX_NOPERM).
+    pub const REFUSED: u8 = 77;
+}
+
+#[derive(Parser)]
+#[command(name = "openclaw", version, about = "Run jobs on GPU lab nodes over a secure QUIC mesh")]
+struct Cli {
+    /// Home directory of this party (gateway, node or admin client).
+    #[arg(long, global = true, env = "OPENCLAW_HOME")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or run the gateway.
+    #[command(subcommand)]
+    Gateway(GatewayCmd),
+    /// Manage join tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Enroll, list, approve and run nodes.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Show who this home's credential is, as the gateway sees it.
+    Whoami,
+    /// Start a self-contained local lab: a gateway and two enrolled nodes.
+    Lab {
+        /// Directory for the lab's throwaway homes (default: certs/lab/<time> if ./certs exists, else a temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the lab's homes when it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatewayCmd {
+    /// Create the CA, server certificate, state, config and admin credential.
+    Init {
+        /// UDP address to listen on, host:port.
+        #[arg(long, default_value = gateway::config::DEFAULT_LISTEN)]
+        listen: String,
+        /// Gateway name.
+        #[arg(long, default_value = "openclaw-gateway")]
+        name: String,
+    },
+    /// Run the gateway in the foreground (logs via RUST_LOG).
+    Run {
+        /// Overrides the listen address in gateway.toml.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a join token; prints exactly the token on stdout.
+    Create {
+        /// Lifetime.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Number of enrollments it allows.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Labels every node enrolled with it gets, comma-separated.
+        #[arg(long, default_value = "")]
+        labels: String,
+        /// Enrollments with this token need no manual approval.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// List join tokens (never their secrets).
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a join token.
+    Revoke {
+        /// Token id (first column of 'token list').
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Enroll this machine as a node: key stays here, CSR goes to the gateway.
+    Enroll {
+        /// Join token from 'openclaw token create'.
+        #[arg(long, env = "OPENCLAW_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Node name: a-z, 0-9 and '-', 1-63 characters.
+        #[arg(long)]
+        name: String,
+        /// Labels, comma-separated (e.g. gpu,a100).
+        #[arg(long, default_value = "")]
+        labels: String,
+        /// Gateway address, overriding the token's; the CA pin still applies.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// How long to wait for approval.
+        #[arg(long, default_value = "10m")]
+        wait: String,
+    },
+    /// List nodes: NAME CONNECTION HEALTH LABELS FINGERPRINT LAST-SEEN ADDRESS CERT-EXPIRES.
+    List {
+        /// Machine-readable output: a stable array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending enrollment.
+    Approve {
+        /// Node name.
+        name: String,
+        /// Require the pending key to have this fingerprint (SHA256:...).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// Reject a pending enrollment.
+    Reject {
+        /// Node name.
+        name: String,
+    },
+    /// Revoke a node: close its connection now and refuse its certificate for good.
+    Revoke {
+        /// Node name.
+        name: String,
+    },
+    /// Run the node agent in the foreground.
+    Run {
+        /// Overrides the gateway address in node.toml.
+        #[arg(long)]
+        gateway: Option<String>,
+    },
+}
+
+fn default_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".openclaw")
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let long_running = matches!(
+        cli.command,
+        Command::Gateway(GatewayCmd::Run { .. }) | Command::Node(NodeCmd::Run { .. })
+    );
+    init_tracing(if long_running { "info" } else { "warn" });
+    let home = mesh::Home::new(cli.home.clone().unwrap_or_else(default_home));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(commands::run(cli.command, home)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
