@@ -1,0 +1,472 @@
+//! Every bad input of the secure-mesh issue gets a clear error, never a
+//! panic. CLI cases drive the real binary; wire cases speak raw QUIC to a
+//! real gateway with hand-made messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use proto::{EnrollReply, EnrollRequest, EnrollSubmit, ErrorCode, Open, Response};
+use testkit::Lab;
+
+const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+
+fn started() -> Lab {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    lab
+}
+
+fn ca_pin(lab: &Lab) -> [u8; 32] {
+    let pem = std::fs::read_to_string(lab.gw_home.join("ca.crt")).unwrap();
+    pki::spki_pin(&pki::pem_to_der(&pem, "CERTIFICATE").unwrap()).unwrap()
+}
+
+fn enroll(lab: &mut Lab, token: &str, name: &str) -> testkit::Out {
+    let home = lab.home("n");
+    lab.run(
+        &home,
+        &[
+            "node", "enroll", "--token", token, "--name", name, "--wait", "3s",
+        ],
+    )
+}
+
+#[test]
+fn wrong_ca_pin_is_refused() {
+    let a = started();
+    let mut b = started();
+    let token = a.token(&["--auto-approve"]);
+    let home = b.home("n");
+    let b_addr = b.addr.clone().unwrap();
+    let out = b.run(
+        &home,
+        &[
+            "node",
+            "enroll",
+            "--token",
+            &token,
+            "--name",
+            "n1",
+            "--gateway",
+            &b_addr,
+            "--wait",
+            "3s",
+        ],
+    );
+    let out = out.fails_with(77, "does not match the token's pin");
+    assert!(!out.stderr.contains("panicked"));
+    assert!(
+        b.nodes().is_empty(),
+        "nothing may reach the wrong gateway's state"
+    );
+    // --gateway pointing at the right gateway works.
+    let a_addr = a.addr.clone().unwrap();
+    b.run(
+        &home,
+        &[
+            "node",
+            "enroll",
+            "--token",
+            &token,
+            "--name",
+            "n1",
+            "--gateway",
+            &a_addr,
+            "--wait",
+            "3s",
+        ],
+    )
+    .ok();
+}
+
+#[test]
+fn bad_tokens_are_refused() {
+    let mut lab = started();
+    // Expired.
+    let expired = lab.token(&["--ttl", "1s", "--auto-approve"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    enroll(&mut lab, &expired, "e1").fails_with(77, "expired");
+    // Used up.
+    let once = lab.token(&["--uses", "1", "--auto-approve"]);
+    enroll(&mut lab, &once, "u1").ok();
+    enroll(&mut lab, &once, "u2").fails_with(77, "used up");
+    // Revoked.
+    let revoked = lab.token(&["--auto-approve"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.admin(&["token", "list", "--json"]).ok().stdout).unwrap();
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            revoked.len() > 4
+                && t["uses_left"] == 1
+                && t["revoked"] == false
+                && t["expires_at"].as_u64().unwrap() > 0
+        })
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.admin(&["token", "revoke", &id]).ok();
+    enroll(&mut lab, &revoked, "r1").fails_with(77, "revoked");
+    // Unknown: right pin and address, made-up id and secret.
+    let unknown = pki::JoinToken::generate(ca_pin(&lab), lab.addr.as_ref().unwrap())
+        .unwrap()
+        .encode();
+    enroll(&mut lab, &unknown, "k1").fails_with(77, "not known");
+    // Wrong secret for a real id.
+    let real = pki::JoinToken::parse(&lab.token(&[])).unwrap();
+    let mut forged = pki::JoinToken::generate(real.ca_pin, &real.gateway).unwrap();
+    forged.id = real.id.clone();
+    enroll(&mut lab, &forged.encode(), "w1").fails_with(77, "wrong secret");
+    // Malformed.
+    for bad in ["oc1_garbage", "hello", "", &real.encode()[..30]] {
+        enroll(&mut lab, bad, "m1").fails_with(2, "malformed join token");
+    }
+    for name in ["e1", "u2", "r1", "k1", "w1", "m1"] {
+        assert!(lab.node(name).is_none(), "{name} must not be recorded");
+    }
+}
+
+#[test]
+fn name_collision_is_refused() {
+    let mut lab = started();
+    lab.enroll("worker-c", "gpu");
+    let token = lab.token(&["--auto-approve"]);
+    enroll(&mut lab, &token, "worker-c").fails_with(77, "already enrolled; to enroll it again, an admin must first run 'openclaw node revoke worker-c'");
+    // A pending name with another key is refused too.
+    let t1 = lab.token(&[]);
+    let home = lab.home("p");
+    let _pending = lab.spawn(
+        &home,
+        &[
+            "node", "enroll", "--token", &t1, "--name", "worker-p", "--wait", "30s",
+        ],
+    );
+    lab.wait_node("worker-p", "pending", Duration::from_secs(20));
+    let t2 = lab.token(&[]);
+    enroll(&mut lab, &t2, "worker-p").fails_with(77, "already pending");
+}
+
+#[test]
+fn invalid_node_names_are_refused() {
+    let mut lab = started();
+    let token = lab.token(&["--auto-approve", "--uses", "10"]);
+    let long = "a".repeat(64);
+    for bad in [
+        "Worker",
+        "worker_gpu",
+        "a b",
+        "",
+        long.as_str(),
+        "wörker",
+        "a.b",
+    ] {
+        let out = enroll(&mut lab, &token, bad);
+        assert_eq!(out.code, 2, "{bad:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("invalid --name"),
+            "{bad:?}: {}",
+            out.stderr
+        );
+    }
+    // The gateway checks too, whatever the client does.
+    let reply = submit_raw(&lab, &token, "Bad_Name", None);
+    assert_error(reply, ErrorCode::InvalidArgument, "invalid node name");
+    assert!(lab.nodes().is_empty());
+}
+
+#[test]
+fn forged_and_overreaching_csrs_are_refused() {
+    let lab = started();
+    let token = lab.token(&["--auto-approve", "--uses", "10"]);
+    // Signature made with one key, public key of another: no proof of possession.
+    let a = pki::generate_key().unwrap();
+    let b = pki::generate_key().unwrap();
+    let der = pki::make_csr("forged", &a.key_pem).unwrap();
+    let pos = der
+        .windows(a.spki_der.len())
+        .position(|w| w == a.spki_der)
+        .unwrap();
+    let mut forged = der.clone();
+    forged[pos..pos + b.spki_der.len()].copy_from_slice(&b.spki_der);
+    assert_error(
+        submit_raw(&lab, &token, "forged", Some(forged)),
+        ErrorCode::InvalidArgument,
+        "proof of key possession",
+    );
+    // A CSR that asks for a SAN.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["gateway.example".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "greedy");
+    let csr = params.serialize_request(&key).unwrap().der().to_vec();
+    assert_error(
+        submit_raw(&lab, &token, "greedy", Some(csr)),
+        ErrorCode::InvalidArgument,
+        "extensions",
+    );
+    // A CSR for another name.
+    let c = pki::generate_key().unwrap();
+    let other = pki::make_csr("someone-else", &c.key_pem).unwrap();
+    assert_error(
+        submit_raw(&lab, &token, "me", Some(other)),
+        ErrorCode::InvalidArgument,
+        "CN=me",
+    );
+    // Garbage.
+    assert_error(
+        submit_raw(&lab, &token, "junk", Some(vec![0x30, 0x01, 0x00])),
+        ErrorCode::InvalidArgument,
+        "PKCS#10",
+    );
+    assert!(lab.nodes().is_empty());
+    // None of these used the token up.
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.admin(&["token", "list", "--json"]).ok().stdout).unwrap();
+    assert_eq!(list[0]["uses_left"], 10);
+}
+
+#[test]
+fn oversized_frames_are_refused() {
+    let lab = started();
+    let rt = runtime();
+    rt.block_on(async {
+        // Enrollment ALPN: a header announcing 2 GiB.
+        let conn = enroll_conn(&lab).await;
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&0x7fff_ffffu32.to_be_bytes()).await.unwrap();
+        let reply: EnrollReply = mesh::read_frame(&mut recv, proto::MAX_FRAME_LEN)
+            .await
+            .unwrap()
+            .unwrap();
+        match reply {
+            EnrollReply::Error(e) => assert!(e.message.contains("exceeds"), "{}", e.message),
+            r => panic!("{r:?}"),
+        }
+        let err = conn.closed().await;
+        assert!(
+            mesh::describe_connection_error(&err).contains("protocol error"),
+            "{err}"
+        );
+
+        // Session ALPN with the admin credential: same.
+        let admin = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        let (mut send, mut recv) = admin.connection().open_bi().await.unwrap();
+        send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let reply: Response = mesh::read_frame(&mut recv, proto::MAX_FRAME_LEN)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&reply, Response::Error(e) if e.message.contains("exceeds")),
+            "{reply:?}"
+        );
+        // Undecodable frame body.
+        let admin = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        let (mut send, mut recv) = admin.connection().open_bi().await.unwrap();
+        send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        let reply: Response = mesh::read_frame(&mut recv, proto::MAX_FRAME_LEN)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&reply, Response::Error(e) if e.message.contains("malformed")),
+            "{reply:?}"
+        );
+    });
+    // The gateway is still fine.
+    lab.admin(&["whoami"]).ok();
+}
+
+#[test]
+fn certificate_from_another_ca_is_refused() {
+    let lab_a = started();
+    let mut lab_b = started();
+    let home = lab_b.enroll("stranger", "gpu");
+    // Trust A's CA and dial A, but present B's certificate.
+    std::fs::copy(lab_a.gw_home.join("ca.crt"), home.join("ca.crt")).unwrap();
+    let a_addr = lab_a.addr.clone().unwrap();
+    lab_b
+        .run(&home, &["node", "run", "--gateway", &a_addr])
+        .fails_with(77, "issued by a different CA");
+    // Without the CA swap the node refuses A's server certificate instead,
+    // and keeps retrying (the gateway may be mid-reconfiguration), saying why.
+    let home3 = lab_b.enroll("stranger-3", "gpu");
+    let mut p = lab_b.spawn(&home3, &["node", "run", "--gateway", &a_addr]);
+    testkit::wait_until(
+        Duration::from_secs(10),
+        "server certificate refusal in the log",
+        || {
+            p.stderr()
+                .contains("certificate was not accepted")
+                .then_some(())
+        },
+    );
+    p.kill();
+}
+
+#[test]
+fn no_client_certificate_is_refused() {
+    let lab = started();
+    let rt = runtime();
+    rt.block_on(async {
+        let ca = std::fs::read_to_string(lab.gw_home.join("ca.crt")).unwrap();
+        let transport =
+            mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5)).unwrap();
+        let config = mesh::tls::anonymous_session_client_config(&ca, transport).unwrap();
+        let addr: std::net::SocketAddr = lab.addr.as_ref().unwrap().parse().unwrap();
+        let endpoint = mesh::client_endpoint(addr).unwrap();
+        let conn = endpoint
+            .connect_with(config, addr, proto::GATEWAY_SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        let err = conn.closed().await;
+        let msg = mesh::describe_connection_error(&err);
+        assert!(msg.contains("client certificate"), "{msg}");
+    });
+}
+
+#[test]
+fn node_certificate_cannot_call_admin_operations() {
+    let mut lab = started();
+    let home = lab.enroll("worker-n", "gpu");
+    for args in [
+        &["node", "list"][..],
+        &["node", "approve", "worker-n"],
+        &["node", "revoke", "worker-n"],
+        &["token", "create"],
+        &["whoami"],
+    ] {
+        lab.run(&home, args)
+            .fails_with(77, "permission denied: a node certificate (worker-n)");
+    }
+    assert_eq!(lab.node("worker-n").unwrap()["connection"], "offline");
+}
+
+#[test]
+fn unreachable_gateway_and_missing_credentials_say_what_to_do() {
+    let mut lab = Lab::new(BIN);
+    // Initialised on port 0 and never started: no address to dial yet.
+    lab.admin(&["node", "list"])
+        .fails_with(69, "has not been started yet");
+    // A port where nothing listens: the call times out with a clear message.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        lab.gw_home.join("gateway.addr"),
+        format!("127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    lab.admin(&["node", "list"])
+        .fails_with(69, "did not answer");
+    let empty = lab.home("empty");
+    lab.run(&empty, &["node", "list"])
+        .fails_with(1, "no credential in");
+    lab.run(&empty, &["node", "run"])
+        .fails_with(1, "run 'openclaw node enroll' first");
+    lab.run(&empty, &["gateway", "run"])
+        .fails_with(1, "openclaw gateway init");
+    lab.admin(&["token", "create", "--ttl", "soon"])
+        .fails_with(2, "--ttl");
+}
+
+// --- raw wire helpers -------------------------------------------------------
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn enroll_conn(lab: &Lab) -> quinn::Connection {
+    let transport =
+        mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5)).unwrap();
+    let (config, _) = mesh::tls::enroll_client_config(ca_pin(lab), transport).unwrap();
+    let addr: std::net::SocketAddr = lab.addr.as_ref().unwrap().parse().unwrap();
+    let endpoint = mesh::client_endpoint(addr).unwrap();
+    endpoint
+        .connect_with(config, addr, proto::GATEWAY_SERVER_NAME)
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+/// Sends one hand-made enrollment submission; `csr` defaults to a valid one.
+fn submit_raw(lab: &Lab, token: &str, name: &str, csr: Option<Vec<u8>>) -> EnrollReply {
+    let token = pki::JoinToken::parse(token).unwrap();
+    let csr = csr.unwrap_or_else(|| {
+        let key = pki::generate_key().unwrap();
+        // make_csr validates nothing about the name: the gateway must.
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let kp = rcgen::KeyPair::from_pem(&key.key_pem).unwrap();
+        params.serialize_request(&kp).unwrap().der().to_vec()
+    });
+    runtime().block_on(async {
+        let conn = enroll_conn(lab).await;
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let req = EnrollRequest::Submit(EnrollSubmit {
+            token_id: token.id.clone(),
+            token_secret: token.secret.expose().to_string(),
+            name: name.to_string(),
+            labels: vec![],
+            csr_der: csr,
+        });
+        mesh::write_frame(&mut send, &req).await.unwrap();
+        send.finish().unwrap();
+        mesh::read_frame(&mut recv, proto::MAX_FRAME_LEN)
+            .await
+            .unwrap()
+            .unwrap()
+    })
+}
+
+fn assert_error(reply: EnrollReply, code: ErrorCode, needle: &str) {
+    match reply {
+        EnrollReply::Error(e) => {
+            assert_eq!(e.code, code, "{}", e.message);
+            assert!(
+                e.message.contains(needle),
+                "{needle:?} not in {:?}",
+                e.message
+            );
+        }
+        r => panic!("expected an error containing {needle:?}, got {r:?}"),
+    }
+}
+
+#[test]
+fn unknown_stream_kinds_close_the_session() {
+    let lab = started();
+    runtime().block_on(async {
+        let admin = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        // An admin may not open a heartbeat stream.
+        let (mut send, _recv) = admin.connection().open_bi().await.unwrap();
+        mesh::write_frame(&mut send, &Open::Heartbeat)
+            .await
+            .unwrap();
+        let err = admin.connection().closed().await;
+        assert!(
+            mesh::describe_connection_error(&err).contains("unexpected stream"),
+            "{err}"
+        );
+    });
+}

@@ -1,0 +1,362 @@
+//! The secure mesh end to end: real `openclaw` processes, real QUIC, real
+//! certificates, on 127.0.0.1, each party in its own temp home.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::{Duration, Instant};
+
+use testkit::{Lab, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+const T: Duration = Duration::from_secs(20);
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn enroll_pending_approve_connected() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    // Gateway home: CA key and admin key private, directory private.
+    assert_eq!(mode(&lab.gw_home), 0o700);
+    for key in ["ca.key", "gateway.key", "client.key"] {
+        assert_eq!(mode(&lab.gw_home.join(key)), 0o600, "{key}");
+    }
+    let token = lab.token(&["--labels", "lab"]);
+    let home = lab.home("worker-gpu-01");
+    let enroll = lab.spawn(
+        &home,
+        &[
+            "node",
+            "enroll",
+            "--token",
+            &token,
+            "--name",
+            "worker-gpu-01",
+            "--labels",
+            "gpu",
+            "--wait",
+            "30s",
+        ],
+    );
+
+    // The pending request is visible with its fingerprint, labels and source.
+    let pending = lab.wait_node("worker-gpu-01", "pending", T);
+    assert_eq!(pending["health"], "-");
+    let fp = pending["fingerprint"].as_str().unwrap().to_string();
+    assert!(fp.starts_with("SHA256:"), "{fp}");
+    assert_eq!(pending["labels"], serde_json::json!(["gpu", "lab"]));
+    assert!(
+        pending["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let table = lab.admin(&["node", "list"]).ok().stdout;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("worker-gpu-01") && l.contains("pending") && l.contains(&fp)),
+        "{table}"
+    );
+
+    // The node printed the same fingerprint for the admin to compare.
+    wait_until(T, "enroll to print its fingerprint", || {
+        std::fs::read_to_string(&enroll.stdout_path)
+            .ok()
+            .filter(|s| s.contains(&fp))
+    });
+    lab.admin(&["node", "approve", "worker-gpu-01", "--fingerprint", &fp])
+        .ok();
+    let out = enroll.wait(T).ok();
+    assert!(
+        out.stdout.contains("enrolled worker-gpu-01"),
+        "{}",
+        out.stdout
+    );
+
+    // The key never left the home and is private; the cert and CA are stored.
+    assert_eq!(mode(&home), 0o700);
+    assert_eq!(mode(&home.join("node.key")), 0o600);
+    assert!(home.join("node.crt").exists() && home.join("ca.crt").exists());
+    let key = std::fs::read_to_string(home.join("node.key")).unwrap();
+    let db = std::fs::read(lab.gw_home.join("state.db")).unwrap();
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!String::from_utf8_lossy(&db).contains(&key_body[..40]));
+
+    let _agent = lab.start_node(&home);
+    let node = lab.wait_node("worker-gpu-01", "connected", T);
+    assert_eq!(node["health"], "healthy");
+    assert!(
+        node["cert_expires"].as_u64().unwrap()
+            > node["requested_at"].as_u64().unwrap() + 29 * 86_400
+    );
+    let table = lab.admin(&["node", "list"]).ok().stdout;
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("worker-gpu-01"))
+        .unwrap();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        &cols[..3],
+        &["worker-gpu-01", "connected", "healthy"],
+        "{table}"
+    );
+    assert!(table.starts_with("NAME"), "{table}");
+}
+
+#[test]
+fn auto_approve_token_skips_the_manual_step() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let token = lab.token(&["--auto-approve", "--labels", "gpu", "--uses", "2"]);
+    let home = lab.home("a");
+    let out = lab
+        .run(
+            &home,
+            &[
+                "node", "enroll", "--token", &token, "--name", "auto-01", "--labels", "a100",
+                "--wait", "5s",
+            ],
+        )
+        .ok();
+    assert!(out.stdout.contains("enrolled auto-01"), "{}", out.stdout);
+    let node = lab.node("auto-01").unwrap();
+    assert_eq!(node["connection"], "offline");
+    assert_eq!(node["labels"], serde_json::json!(["a100", "gpu"]));
+    let tokens: serde_json::Value =
+        serde_json::from_str(&lab.admin(&["token", "list", "--json"]).ok().stdout).unwrap();
+    assert_eq!(tokens[0]["uses_left"], 1);
+    assert_eq!(tokens[0]["uses_total"], 2);
+    let listing = lab.admin(&["token", "list", "--json"]).ok().stdout;
+    assert!(
+        !listing.contains(&token[4..20]),
+        "token list must not show secrets"
+    );
+}
+
+#[test]
+fn reject_ends_the_enrollment() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let token = lab.token(&[]);
+    let home = lab.home("r");
+    let enroll = lab.spawn(
+        &home,
+        &[
+            "node", "enroll", "--token", &token, "--name", "worker-x", "--wait", "30s",
+        ],
+    );
+    lab.wait_node("worker-x", "pending", T);
+    lab.admin(&["node", "reject", "worker-x"]).ok();
+    enroll.wait(T).fails_with(77, "rejected");
+    assert_eq!(lab.node("worker-x").unwrap()["connection"], "rejected");
+    assert!(!home.join("node.crt").exists());
+    // Rejecting again, or approving a rejected node, says why.
+    lab.admin(&["node", "approve", "worker-x"])
+        .fails_with(1, "no pending request");
+    lab.admin(&["node", "reject", "worker-x"])
+        .fails_with(1, "no pending request");
+}
+
+#[test]
+fn wrong_fingerprint_is_not_approved() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let token = lab.token(&[]);
+    let home = lab.home("f");
+    let _enroll = lab.spawn(
+        &home,
+        &[
+            "node", "enroll", "--token", &token, "--name", "worker-f", "--wait", "30s",
+        ],
+    );
+    lab.wait_node("worker-f", "pending", T);
+    lab.admin(&[
+        "node",
+        "approve",
+        "worker-f",
+        "--fingerprint",
+        "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ])
+    .fails_with(1, "fingerprint mismatch");
+    assert_eq!(lab.node("worker-f").unwrap()["connection"], "pending");
+    lab.admin(&["node", "approve", "worker-nope"])
+        .fails_with(1, "no node named");
+}
+
+#[test]
+fn revoke_cuts_the_live_connection_and_survives_restart() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.enroll("worker-r", "gpu");
+    let agent = lab.start_node(&home);
+    lab.wait_node("worker-r", "connected", T);
+
+    let t0 = Instant::now();
+    lab.admin(&["node", "revoke", "worker-r"]).ok();
+    // The agent sees the close at once and exits non-zero with a clear message.
+    let out = agent.wait(T);
+    let took = t0.elapsed();
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("revoked"), "{}", out.stderr);
+    assert!(
+        took < Duration::from_secs(5),
+        "agent took {took:?} to notice the revocation"
+    );
+    assert_eq!(lab.node("worker-r").unwrap()["connection"], "revoked");
+
+    // Every later handshake with that certificate fails, also after a restart.
+    lab.run(&home, &["node", "run"]).fails_with(77, "revoked");
+    lab.stop_gateway(false);
+    lab.start_gateway();
+    lab.run(&home, &["node", "run"]).fails_with(77, "revoked");
+    assert_eq!(lab.node("worker-r").unwrap()["connection"], "revoked");
+
+    // After revocation the name may enroll again, with a new key.
+    let home2 = lab.enroll("worker-r", "gpu");
+    let _agent2 = lab.start_node(&home2);
+    lab.wait_node("worker-r", "connected", T);
+}
+
+#[test]
+fn gateway_restart_node_reconnects() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.enroll("worker-g", "gpu");
+    let mut agent = lab.start_node(&home);
+    lab.wait_node("worker-g", "connected", T);
+
+    lab.stop_gateway(true);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        agent.running(),
+        "the agent must keep retrying while the gateway is away"
+    );
+    lab.start_gateway();
+    let started = Instant::now();
+    lab.wait_node("worker-g", "connected", T);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "reconnect took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        agent.stderr().contains("reconnecting"),
+        "{}",
+        agent.stderr()
+    );
+
+    // Pending requests survive a restart too.
+    let token = lab.token(&[]);
+    let home2 = lab.home("p");
+    let _enroll = lab.spawn(
+        &home2,
+        &[
+            "node", "enroll", "--token", &token, "--name", "worker-p", "--wait", "60s",
+        ],
+    );
+    lab.wait_node("worker-p", "pending", T);
+    lab.stop_gateway(false);
+    lab.start_gateway();
+    assert_eq!(lab.node("worker-p").unwrap()["connection"], "pending");
+    lab.admin(&["node", "approve", "worker-p"]).ok();
+    wait_until(T, "enrollment to finish after the restart", || {
+        home2.join("node.crt").exists().then_some(())
+    });
+}
+
+#[test]
+fn killed_node_goes_offline_and_a_new_connection_replaces_a_ghost() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.enroll("worker-k", "cpu");
+    let mut agent = lab.start_node(&home);
+    lab.wait_node("worker-k", "connected", T);
+    agent.kill();
+    let t0 = Instant::now();
+    let node = lab.wait_node("worker-k", "offline", Duration::from_secs(10));
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "offline after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(node["health"], "-");
+    assert!(node["last_seen"].as_u64().is_some());
+
+    // A fresh agent is connected right away, with no ghost in the way.
+    let _agent2 = lab.start_node(&home);
+    lab.wait_node("worker-k", "connected", T);
+    assert_eq!(lab.nodes().len(), 1);
+}
+
+#[test]
+fn token_list_and_revoke() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    lab.token(&["--ttl", "2h", "--labels", "gpu"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.admin(&["token", "list", "--json"]).ok().stdout).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list[0]["labels"], serde_json::json!(["gpu"]));
+    let table = lab.admin(&["token", "list"]).ok().stdout;
+    assert!(table.contains(&id) && table.contains("valid"), "{table}");
+    lab.admin(&["token", "revoke", &id]).ok();
+    let table = lab.admin(&["token", "list"]).ok().stdout;
+    assert!(table.contains("revoked"), "{table}");
+    lab.admin(&["token", "revoke", "zzzzzz"])
+        .fails_with(1, "no token with id");
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_keys_must_be_private() {
+    let mut lab = Lab::new(BIN);
+    let gw = lab.gw_home.clone();
+    lab.run(&gw, &["gateway", "init", "--listen", "127.0.0.1:0"])
+        .fails_with(1, "refusing to overwrite");
+    lab.start_gateway();
+    let home = lab.enroll("worker-m", "cpu");
+    std::fs::set_permissions(
+        home.join("node.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    lab.run(&home, &["node", "run"]).fails_with(1, "chmod 600");
+    // Enrolling again into an enrolled home is refused.
+    let token = lab.token(&["--auto-approve"]);
+    lab.run(
+        &home,
+        &["node", "enroll", "--token", &token, "--name", "worker-m2"],
+    )
+    .fails_with(2, "already holds an enrolled node");
+}
+
+#[test]
+fn lab_command_brings_up_two_connected_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["lab", "--dir"])
+        .arg(dir.path().join("lab"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["worker-gpu-01", "worker-cpu-01"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(&cols[1..3], &["connected", "healthy"], "{stdout}");
+    }
+    assert!(
+        !dir.path().join("lab").exists(),
+        "the lab removes its homes unless --keep"
+    );
+}

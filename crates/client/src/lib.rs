@@ -48,35 +48,66 @@ impl Client {
     /// Connects with a loaded credential.
     pub async fn connect_with(cred: &LoadedCredential) -> Result<Client, ClientError> {
         let addr = cred.gateway.clone();
-        let fail = |msg: String| ClientError::Connect { addr: addr.clone(), msg };
+        let fail = |msg: String| ClientError::Connect {
+            addr: addr.clone(),
+            msg,
+        };
         let transport = mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5))
             .map_err(|e| fail(e.to_string()))?;
-        let config = mesh::tls::session_client_config(&cred.ca_pem, &cred.cert_pem, &cred.key_pem, transport)
-            .map_err(|e| ClientError::Credential(e.to_string()))?;
+        let config = mesh::tls::session_client_config(
+            &cred.ca_pem,
+            &cred.cert_pem,
+            &cred.key_pem,
+            transport,
+        )
+        .map_err(|e| ClientError::Credential(e.to_string()))?;
         let remote = mesh::resolve(&addr).await.map_err(fail)?;
+        if remote.port() == 0 {
+            return Err(fail(
+                "the address has port 0: the gateway has not been started yet; run 'openclaw gateway run' \
+                 (it records the port it bound in gateway.addr)"
+                    .into(),
+            ));
+        }
         let endpoint = mesh::client_endpoint(remote).map_err(fail)?;
         let connecting = endpoint
             .connect_with(config, remote, proto::GATEWAY_SERVER_NAME)
             .map_err(|e| fail(e.to_string()))?;
-        let conn = connecting.await.map_err(|e| fail(mesh::describe_connection_error(&e)))?;
-        Ok(Client { endpoint, conn, addr })
+        let conn = connecting
+            .await
+            .map_err(|e| fail(mesh::describe_connection_error(&e)))?;
+        Ok(Client {
+            endpoint,
+            conn,
+            addr,
+        })
     }
 
     /// Makes one call. A [`Response::Error`] becomes [`ClientError::Api`].
     pub async fn call(&self, req: Request) -> Result<Response, ClientError> {
         let lost = |e: mesh::StreamError| match e.connection_error() {
-            Some(c) => ClientError::Connect { addr: self.addr.clone(), msg: mesh::describe_connection_error(c) },
+            Some(c) => ClientError::Connect {
+                addr: self.addr.clone(),
+                msg: mesh::describe_connection_error(c),
+            },
             None => ClientError::Protocol(e.to_string()),
         };
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| lost(e.into()))?;
-        mesh::write_frame(&mut send, &Open::Request(req)).await.map_err(lost)?;
+        mesh::write_frame(&mut send, &Open::Request(req))
+            .await
+            .map_err(lost)?;
         let _ = send.finish();
         match mesh::read_frame::<Response>(&mut recv, REPLY_FRAME_LIMIT).await {
             Ok(Some(Response::Error(e))) => Err(ClientError::Api(e)),
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(match self.conn.close_reason() {
-                Some(c) => ClientError::Connect { addr: self.addr.clone(), msg: mesh::describe_connection_error(&c) },
-                None => ClientError::Protocol("the gateway closed the stream without replying".into()),
+                Some(c) => ClientError::Connect {
+                    addr: self.addr.clone(),
+                    msg: mesh::describe_connection_error(&c),
+                },
+                None => {
+                    ClientError::Protocol("the gateway closed the stream without replying".into())
+                }
             }),
             Err(e) => Err(lost(e)),
         }
@@ -89,7 +120,8 @@ impl Client {
 
     /// Closes the connection politely and waits briefly for it to go.
     pub async fn close(self) {
-        self.conn.close(proto::CloseCode::Normal.code().into(), b"done");
+        self.conn
+            .close(proto::CloseCode::Normal.code().into(), b"done");
         let _ = tokio::time::timeout(Duration::from_millis(200), self.endpoint.wait_idle()).await;
     }
 }

@@ -18,10 +18,16 @@ const MAX_TOKEN_USES: u32 = 100_000;
 pub fn dispatch(shared: &Shared, peer: &Peer, req: Request) -> Response {
     let method = req.method();
     let result = match req {
-        Request::Whoami => Ok(Response::Identity { name: peer.name.clone(), role: peer.role }),
-        Request::TokenCreate { ttl_secs, uses, labels, auto_approve } => {
-            token_create(shared, peer, ttl_secs, uses, labels, auto_approve)
-        }
+        Request::Whoami => Ok(Response::Identity {
+            name: peer.name.clone(),
+            role: peer.role,
+        }),
+        Request::TokenCreate {
+            ttl_secs,
+            uses,
+            labels,
+            auto_approve,
+        } => token_create(shared, peer, ttl_secs, uses, labels, auto_approve),
         Request::TokenList => shared
             .store
             .tx(|tx| tx.tokens())
@@ -29,7 +35,9 @@ pub fn dispatch(shared: &Shared, peer: &Peer, req: Request) -> Response {
             .map_err(ApiError::from),
         Request::TokenRevoke { id } => token_revoke(shared, peer, &id),
         Request::NodeList => node_list(shared),
-        Request::NodeApprove { name, fingerprint } => node_approve(shared, peer, &name, fingerprint.as_deref()),
+        Request::NodeApprove { name, fingerprint } => {
+            node_approve(shared, peer, &name, fingerprint.as_deref())
+        }
         Request::NodeReject { name } => node_reject(shared, peer, &name),
         Request::NodeRevoke { name } => node_revoke(shared, peer, &name),
     };
@@ -58,7 +66,9 @@ fn token_create(
         return Err(invalid("token TTL must be between 1s and 30d"));
     }
     if uses == 0 || uses > MAX_TOKEN_USES {
-        return Err(invalid(format!("token uses must be between 1 and {MAX_TOKEN_USES}")));
+        return Err(invalid(format!(
+            "token uses must be between 1 and {MAX_TOKEN_USES}"
+        )));
     }
     let labels = proto::names::normalize_labels(&labels).map_err(invalid)?;
     let token = pki::JoinToken::generate(shared.ca.pin(), &shared.advertise)
@@ -77,9 +87,18 @@ fn token_create(
     };
     shared.store.tx(|tx| {
         tx.insert_token(&row)?;
-        tx.audit(now, &peer.name, "token.create", &row.id, &format!("uses {uses}, auto_approve {auto_approve}"))
+        tx.audit(
+            now,
+            &peer.name,
+            "token.create",
+            &row.id,
+            &format!("uses {uses}, auto_approve {auto_approve}"),
+        )
     })?;
-    Ok(Response::TokenCreated { token: token.encode(), info: row.info() })
+    Ok(Response::TokenCreated {
+        token: token.encode(),
+        info: row.info(),
+    })
 }
 
 fn token_revoke(shared: &Shared, peer: &Peer, id: &str) -> Result<Response, ApiError> {
@@ -92,7 +111,9 @@ fn token_revoke(shared: &Shared, peer: &Peer, id: &str) -> Result<Response, ApiE
             ));
         }
         tx.audit(now, &peer.name, "token.revoke", id, "")?;
-        Ok(Response::Done { message: format!("token {id} revoked") })
+        Ok(Response::Done {
+            message: format!("token {id} revoked"),
+        })
     })
 }
 
@@ -106,9 +127,16 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
     let nodes = rows
         .into_iter()
         .map(|n| {
-            let live = if n.state == NodeState::Approved { shared.registry.view(&n.name, instant) } else { None };
-            let (connection, health) =
-                rules::status_columns(n.state, live.map(|(v, _)| v), shared.config.heartbeat_interval);
+            let live = if n.state == NodeState::Approved {
+                shared.registry.view(&n.name, instant)
+            } else {
+                None
+            };
+            let (connection, health) = rules::status_columns(
+                n.state,
+                live.map(|(v, _)| v),
+                shared.config.heartbeat_interval,
+            );
             let remote_addr = match (n.state, live) {
                 (_, Some((_, addr))) => Some(addr.to_string()),
                 (NodeState::Pending, None) => Some(n.request_addr.clone()),
@@ -120,11 +148,16 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
                 health: health.into(),
                 labels: n.labels,
                 fingerprint: n.fingerprint,
-                last_seen: if live.is_some() { Some(now) } else { n.last_seen },
+                last_seen: if live.is_some() {
+                    Some(now)
+                } else {
+                    n.last_seen
+                },
                 remote_addr,
                 cert_expires: n.cert_not_after,
                 requested_at: n.requested_at,
-                heartbeat_age_ms: live.map(|(v, _)| u64::try_from(v.heartbeat_age.as_millis()).unwrap_or(u64::MAX)),
+                heartbeat_age_ms: live
+                    .map(|(v, _)| u64::try_from(v.heartbeat_age.as_millis()).unwrap_or(u64::MAX)),
             }
         })
         .collect();
@@ -132,10 +165,18 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no node named {name:?}; run 'openclaw node list'"))
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no node named {name:?}; run 'openclaw node list'"),
+    )
 }
 
-fn node_approve(shared: &Shared, peer: &Peer, name: &str, fingerprint: Option<&str>) -> Result<Response, ApiError> {
+fn node_approve(
+    shared: &Shared,
+    peer: &Peer,
+    name: &str,
+    fingerprint: Option<&str>,
+) -> Result<Response, ApiError> {
     let now = unix_now();
     shared.store.tx(|tx| {
         enroll::sweep(shared, tx, now)?;
@@ -205,13 +246,22 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
     let serial = shared.store.tx(|tx| {
         let row = tx.node(name)?.ok_or_else(|| not_found(name))?;
         if row.state == NodeState::Revoked {
-            return Err(ApiError::new(ErrorCode::FailedPrecondition, format!("node {name} is already revoked")));
+            return Err(ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!("node {name} is already revoked"),
+            ));
         }
         tx.set_node_state(name, NodeState::Revoked, now, &peer.name)?;
         if let Some(serial) = &row.cert_serial {
             tx.revoke_serial(serial, name, now)?;
         }
-        tx.audit(now, &peer.name, "node.revoke", name, row.cert_serial.as_deref().unwrap_or("no certificate"))?;
+        tx.audit(
+            now,
+            &peer.name,
+            "node.revoke",
+            name,
+            row.cert_serial.as_deref().unwrap_or("no certificate"),
+        )?;
         Ok::<_, ApiError>(row.cert_serial)
     })?;
     if let Some(serial) = &serial {
@@ -219,13 +269,20 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
     }
     let live = shared.registry.connection(name);
     if let Some(conn) = &live {
-        conn.close(CloseCode::Revoked.code().into(), format!("node {name} was revoked by {}", peer.name).as_bytes());
+        conn.close(
+            CloseCode::Revoked.code().into(),
+            format!("node {name} was revoked by {}", peer.name).as_bytes(),
+        );
     }
     tracing::info!(node = %name, by = %peer.name, "node revoked");
     Ok(Response::Done {
         message: format!(
             "revoked {name}{}",
-            if live.is_some() { "; its live connection was closed" } else { "" }
+            if live.is_some() {
+                "; its live connection was closed"
+            } else {
+                ""
+            }
         ),
     })
 }

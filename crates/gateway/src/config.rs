@@ -74,13 +74,20 @@ impl Config {
     /// Parses `gateway.toml` text.
     pub fn parse(text: &str) -> Result<Config, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        let name = raw.gateway.name.unwrap_or_else(|| "openclaw-gateway".into());
+        let name = raw
+            .gateway
+            .name
+            .unwrap_or_else(|| "openclaw-gateway".into());
         proto::names::validate_name(&name).map_err(|e| format!("gateway.name: {e}"))?;
         let cfg = Config {
             name,
             listen: raw.gateway.listen.unwrap_or_else(|| DEFAULT_LISTEN.into()),
             advertise: raw.gateway.advertise,
-            pending_ttl: dur("enrollment.pending_ttl", raw.enrollment.pending_ttl, Duration::from_secs(86_400))?,
+            pending_ttl: dur(
+                "enrollment.pending_ttl",
+                raw.enrollment.pending_ttl,
+                Duration::from_secs(86_400),
+            )?,
             max_pending: raw.enrollment.max_pending.unwrap_or(1000),
             node_cert_ttl: dur(
                 "enrollment.node_cert_ttl",
@@ -92,13 +99,19 @@ impl Config {
                 raw.liveness.heartbeat_interval,
                 Duration::from_secs(1),
             )?,
-            dead_after: dur("liveness.dead_after", raw.liveness.dead_after, Duration::from_secs(3))?,
+            dead_after: dur(
+                "liveness.dead_after",
+                raw.liveness.dead_after,
+                Duration::from_secs(3),
+            )?,
         };
         if cfg.heartbeat_interval < Duration::from_millis(100) {
             return Err("liveness.heartbeat_interval must be at least 100ms".into());
         }
         if cfg.dead_after < cfg.heartbeat_interval * 2 {
-            return Err("liveness.dead_after must be at least twice liveness.heartbeat_interval".into());
+            return Err(
+                "liveness.dead_after must be at least twice liveness.heartbeat_interval".into(),
+            );
         }
         if cfg.node_cert_ttl < Duration::from_secs(10) {
             return Err("enrollment.node_cert_ttl must be at least 10s".into());
@@ -166,7 +179,10 @@ mod tests {
             ("[gateway]\nlisten = 5", "listen"),
             ("[gateway]\nlistn = \"x\"", "listn"),
             ("[liveness]\ndead_after = \"soon\"", "dead_after"),
-            ("[liveness]\nheartbeat_interval = \"2s\"\ndead_after = \"3s\"", "twice"),
+            (
+                "[liveness]\nheartbeat_interval = \"2s\"\ndead_after = \"3s\"",
+                "twice",
+            ),
             ("[gateway]\nname = \"Bad Name\"", "gateway.name"),
             ("not toml [", ""),
         ];

@@ -15,7 +15,10 @@ pub const ENROLL_FRAME_LIMIT: usize = 16 * 1024;
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "state database error");
-        ApiError::new(ErrorCode::Internal, "the gateway's state database failed; see the gateway log")
+        ApiError::new(
+            ErrorCode::Internal,
+            "the gateway's state database failed; see the gateway log",
+        )
     }
 }
 
@@ -32,12 +35,19 @@ pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(%remote, error = %e, "bad enrollment frame");
-                let reply = EnrollReply::Error(ApiError::new(ErrorCode::InvalidArgument, format!("bad request: {e}")));
+                let reply = EnrollReply::Error(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("bad request: {e}"),
+                ));
                 let _ = mesh::write_frame(&mut send, &reply).await;
                 let _ = send.finish();
                 // Give the reply a moment to leave before closing.
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), send.stopped()).await;
-                conn.close(CloseCode::Protocol.code().into(), format!("bad request: {e}").as_bytes());
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), send.stopped())
+                    .await;
+                conn.close(
+                    CloseCode::Protocol.code().into(),
+                    format!("bad request: {e}").as_bytes(),
+                );
                 return;
             }
         };
@@ -56,7 +66,11 @@ fn handle(shared: &Shared, req: EnrollRequest, remote: SocketAddr) -> EnrollRepl
     result.unwrap_or_else(EnrollReply::Error)
 }
 
-fn submit_request(shared: &Shared, s: EnrollSubmit, remote: SocketAddr) -> Result<EnrollReply, ApiError> {
+fn submit_request(
+    shared: &Shared,
+    s: EnrollSubmit,
+    remote: SocketAddr,
+) -> Result<EnrollReply, ApiError> {
     let now = unix_now();
     let invalid = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
     shared.store.tx(|tx| {
@@ -131,7 +145,13 @@ fn pending_reply(shared: &Shared, n: &NodeRow, now: u64) -> EnrollReply {
 pub fn sweep(shared: &Shared, tx: &Tx<'_>, now: u64) -> Result<(), StoreError> {
     let cutoff = now.saturating_sub(shared.config.pending_ttl.as_secs());
     for name in tx.expire_pending(cutoff)? {
-        tx.audit(now, "gateway", "node.expire", &name, "pending request expired")?;
+        tx.audit(
+            now,
+            "gateway",
+            "node.expire",
+            &name,
+            "pending request expired",
+        )?;
         tracing::info!(node = %name, "pending enrollment request expired");
     }
     Ok(())
@@ -147,12 +167,24 @@ pub fn issue_node_cert(
 ) -> Result<(), ApiError> {
     let cert = shared
         .ca
-        .issue_client(&row.name, Role::Node, &row.spki, shared.config.node_cert_ttl.as_secs(), now)
+        .issue_client(
+            &row.name,
+            Role::Node,
+            &row.spki,
+            shared.config.node_cert_ttl.as_secs(),
+            now,
+        )
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     tx.set_node_state(&row.name, NodeState::Approved, now, actor)?;
     tx.set_node_cert(&row.name, &cert)?;
     tx.record_issued(&row.name, Role::Node, &cert, now)?;
-    tx.audit(now, actor, "node.approve", &row.name, &format!("serial {}", cert.serial))?;
+    tx.audit(
+        now,
+        actor,
+        "node.approve",
+        &row.name,
+        &format!("serial {}", cert.serial),
+    )?;
     row.state = NodeState::Approved;
     row.cert_serial = Some(cert.serial.clone());
     row.cert_not_after = Some(cert.not_after);

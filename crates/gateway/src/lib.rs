@@ -80,7 +80,10 @@ pub enum GatewayError {
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// What `init` reports.
@@ -93,8 +96,10 @@ pub struct InitReport {
 /// Creates a gateway home: CA, server certificate, state, config, and the
 /// admin client credential. Refuses to overwrite an existing CA.
 pub fn init(home: &Home, listen: &str, name: &str) -> Result<InitReport, GatewayError> {
-    proto::names::validate_name(name)
-        .map_err(|e| GatewayError::Config { path: "--name".into(), msg: e })?;
+    proto::names::validate_name(name).map_err(|e| GatewayError::Config {
+        path: "--name".into(),
+        msg: e,
+    })?;
     if home.exists(files::CA_KEY) || home.exists(files::CA_CERT) {
         return Err(GatewayError::Io(format!(
             "{} already holds a CA; refusing to overwrite it. Use another --home, or remove that directory to start over",
@@ -107,23 +112,43 @@ pub fn init(home: &Home, listen: &str, name: &str) -> Result<InitReport, Gateway
     let ca = pki::Ca::load(&ca_pem, &ca_key)?;
     let (server, server_key) = ca.issue_server(name, SERVER_CERT_TTL.as_secs(), now)?;
     let admin_key = pki::generate_key()?;
-    let admin = ca.issue_client("admin", Role::Admin, &admin_key.spki_der, ADMIN_CERT_TTL.as_secs(), now)?;
+    let admin = ca.issue_client(
+        "admin",
+        Role::Admin,
+        &admin_key.spki_der,
+        ADMIN_CERT_TTL.as_secs(),
+        now,
+    )?;
 
     home.write_private(files::CA_KEY, ca_key.as_bytes())?;
     home.write_public(files::CA_CERT, ca_pem.as_bytes())?;
     home.write_private(files::SERVER_KEY, server_key.as_bytes())?;
-    home.write_public(files::SERVER_CERT, format!("{}{}", server.pem, ca_pem).as_bytes())?;
+    home.write_public(
+        files::SERVER_CERT,
+        format!("{}{}", server.pem, ca_pem).as_bytes(),
+    )?;
     if !home.exists(files::CONFIG) {
         home.write_public(files::CONFIG, Config::template(name, listen).as_bytes())?;
     }
     let store = Store::open(&home.path(files::STATE))?;
     store.tx(|tx| {
         tx.record_issued("admin", Role::Admin, &admin, now)?;
-        tx.audit(now, "local", "gateway.init", name, &format!("listen {listen}"))
+        tx.audit(
+            now,
+            "local",
+            "gateway.init",
+            name,
+            &format!("listen {listen}"),
+        )
     })?;
-    mesh::home::Credential { name: "admin".into(), gateway: client_address(listen) }
-        .write(home, &admin.pem, &admin_key.key_pem, &ca_pem)?;
-    Ok(InitReport { ca_pin: format!("sha256:{}", pki::hex(&ca.pin())) })
+    mesh::home::Credential {
+        name: "admin".into(),
+        gateway: client_address(listen),
+    }
+    .write(home, &admin.pem, &admin_key.key_pem, &ca_pem)?;
+    Ok(InitReport {
+        ca_pin: format!("sha256:{}", pki::hex(&ca.pin())),
+    })
 }
 
 /// The address a local client should dial for a listen address.
@@ -165,9 +190,14 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Gateway, GatewayError> {
         let config_path = home.path(files::CONFIG);
-        let text = home.read_text(files::CONFIG, "run 'openclaw gateway init --listen HOST:PORT' first")?;
-        let mut config = Config::parse(&text)
-            .map_err(|msg| GatewayError::Config { path: config_path.display().to_string(), msg })?;
+        let text = home.read_text(
+            files::CONFIG,
+            "run 'openclaw gateway init --listen HOST:PORT' first",
+        )?;
+        let mut config = Config::parse(&text).map_err(|msg| GatewayError::Config {
+            path: config_path.display().to_string(),
+            msg,
+        })?;
         if let Some(l) = listen {
             config.listen = l.to_string();
         }
@@ -183,13 +213,29 @@ impl Gateway {
             revoked.insert(&serial);
         }
         let transport = mesh::tls::server_transport(config.dead_after)?;
-        let server_config = mesh::tls::server_config(&server_chain, &server_key, &ca_pem, revoked.clone(), transport)?;
-        let bind: SocketAddr = mesh::resolve(&config.listen).await.map_err(GatewayError::Io)?;
+        let server_config = mesh::tls::server_config(
+            &server_chain,
+            &server_key,
+            &ca_pem,
+            revoked.clone(),
+            transport,
+        )?;
+        let bind: SocketAddr = mesh::resolve(&config.listen)
+            .await
+            .map_err(GatewayError::Io)?;
         let endpoint = quinn::Endpoint::server(server_config, bind)
             .map_err(|e| GatewayError::Io(format!("cannot listen on {bind} (UDP): {e}")))?;
-        let addr = endpoint.local_addr().map_err(|e| GatewayError::Io(e.to_string()))?;
-        home.write_public(files::ADDR, format!("{}\n", client_address(&addr.to_string())).as_bytes())?;
-        let advertise = config.advertise.clone().unwrap_or_else(|| client_address(&addr.to_string()));
+        let addr = endpoint
+            .local_addr()
+            .map_err(|e| GatewayError::Io(e.to_string()))?;
+        home.write_public(
+            files::ADDR,
+            format!("{}\n", client_address(&addr.to_string())).as_bytes(),
+        )?;
+        let advertise = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| client_address(&addr.to_string()));
         tracing::info!(%addr, gateway = %config.name, "gateway listening");
         let shared = Arc::new(Shared {
             config,
@@ -214,7 +260,11 @@ impl Gateway {
     }
 }
 
-async fn serve(shared: Arc<Shared>, endpoint: quinn::Endpoint, shutdown: impl Future<Output = ()> + Send) {
+async fn serve(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     let reaper = tokio::spawn(reap(shared.clone()));
     tokio::pin!(shutdown);
     loop {
@@ -238,9 +288,15 @@ async fn reap(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        for (name, conn) in shared.registry.stale(Instant::now(), shared.config.dead_after) {
+        for (name, conn) in shared
+            .registry
+            .stale(Instant::now(), shared.config.dead_after)
+        {
             tracing::warn!(node = %name, "no heartbeat within {:?}; declaring the node dead", shared.config.dead_after);
-            conn.close(CloseCode::Dead.code().into(), b"no heartbeat within the dead-node window");
+            conn.close(
+                CloseCode::Dead.code().into(),
+                b"no heartbeat within the dead-node window",
+            );
         }
     }
 }

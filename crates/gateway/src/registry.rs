@@ -31,8 +31,13 @@ impl Registry {
 
     /// Registers a node's connection; returns the connection it replaces.
     pub fn connect(&self, name: &str, conn: quinn::Connection) -> Option<quinn::Connection> {
-        let live = Live { remote: conn.remote_address(), conn, last_heartbeat: Instant::now() };
-        self.with(|m| m.insert(name.to_string(), live)).map(|old| old.conn)
+        let live = Live {
+            remote: conn.remote_address(),
+            conn,
+            last_heartbeat: Instant::now(),
+        };
+        self.with(|m| m.insert(name.to_string(), live))
+            .map(|old| old.conn)
     }
 
     /// Removes a node's entry if it still belongs to connection `conn_id`.
@@ -61,7 +66,12 @@ impl Registry {
     pub fn view(&self, name: &str, now: Instant) -> Option<(LiveView, SocketAddr)> {
         self.with(|m| {
             m.get(name).map(|l| {
-                (LiveView { heartbeat_age: now.saturating_duration_since(l.last_heartbeat) }, l.remote)
+                (
+                    LiveView {
+                        heartbeat_age: now.saturating_duration_since(l.last_heartbeat),
+                    },
+                    l.remote,
+                )
             })
         })
     }

@@ -8,7 +8,12 @@ use proto::{ApiError, ErrorCode};
 use crate::store::{NodeRow, NodeState, TokenRow};
 
 /// Checks a presented token secret against its stored row.
-pub fn check_token(row: Option<&TokenRow>, id: &str, secret: &str, now: u64) -> Result<(), ApiError> {
+pub fn check_token(
+    row: Option<&TokenRow>,
+    id: &str,
+    secret: &str,
+    now: u64,
+) -> Result<(), ApiError> {
     let unauth = |m: String| ApiError::new(ErrorCode::Unauthenticated, m);
     let Some(row) = row else {
         return Err(unauth(format!(
@@ -21,7 +26,9 @@ pub fn check_token(row: Option<&TokenRow>, id: &str, secret: &str, now: u64) -> 
         )));
     }
     if row.revoked {
-        return Err(unauth(format!("join token {id} was revoked; create a new one with 'openclaw token create'")));
+        return Err(unauth(format!(
+            "join token {id} was revoked; create a new one with 'openclaw token create'"
+        )));
     }
     if now >= row.expires_at {
         return Err(unauth(format!(
@@ -48,7 +55,11 @@ pub enum Collision {
 }
 
 /// Decides whether `name` may enroll with the key `fingerprint`.
-pub fn check_collision(existing: Option<&NodeRow>, name: &str, fingerprint: &str) -> Result<Collision, ApiError> {
+pub fn check_collision(
+    existing: Option<&NodeRow>,
+    name: &str,
+    fingerprint: &str,
+) -> Result<Collision, ApiError> {
     match existing.map(|n| (n.state, n)) {
         None | Some((NodeState::Rejected | NodeState::Revoked, _)) => Ok(Collision::Free),
         Some((NodeState::Approved, _)) => Err(ApiError::new(
@@ -116,8 +127,14 @@ mod tests {
     #[test]
     fn token_table() {
         let ok = token();
-        let revoked = TokenRow { revoked: true, ..token() };
-        let used = TokenRow { uses_left: 0, ..token() };
+        let revoked = TokenRow {
+            revoked: true,
+            ..token()
+        };
+        let used = TokenRow {
+            uses_left: 0,
+            ..token()
+        };
         let cases: Vec<(Option<&TokenRow>, &str, u64, Option<&str>)> = vec![
             (Some(&ok), "s3cret", 10, None),
             (None, "s3cret", 10, Some("not known")),
@@ -162,20 +179,37 @@ mod tests {
     #[test]
     fn collision_table() {
         assert_eq!(check_collision(None, "n", "a").unwrap(), Collision::Free);
-        assert_eq!(check_collision(Some(&node(NodeState::Rejected, "b")), "n", "a").unwrap(), Collision::Free);
-        assert_eq!(check_collision(Some(&node(NodeState::Revoked, "b")), "n", "a").unwrap(), Collision::Free);
-        assert_eq!(check_collision(Some(&node(NodeState::Pending, "a")), "n", "a").unwrap(), Collision::SamePending);
+        assert_eq!(
+            check_collision(Some(&node(NodeState::Rejected, "b")), "n", "a").unwrap(),
+            Collision::Free
+        );
+        assert_eq!(
+            check_collision(Some(&node(NodeState::Revoked, "b")), "n", "a").unwrap(),
+            Collision::Free
+        );
+        assert_eq!(
+            check_collision(Some(&node(NodeState::Pending, "a")), "n", "a").unwrap(),
+            Collision::SamePending
+        );
         let e = check_collision(Some(&node(NodeState::Pending, "b")), "n", "a").unwrap_err();
         assert!(e.message.contains("already pending"), "{}", e.message);
         let e = check_collision(Some(&node(NodeState::Approved, "a")), "n", "a").unwrap_err();
         assert_eq!(e.code, ErrorCode::AlreadyExists);
-        assert!(e.message.contains("openclaw node revoke n"), "{}", e.message);
+        assert!(
+            e.message.contains("openclaw node revoke n"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn status_table() {
         let hb = Duration::from_secs(1);
-        let live = |ms| Some(LiveView { heartbeat_age: Duration::from_millis(ms) });
+        let live = |ms| {
+            Some(LiveView {
+                heartbeat_age: Duration::from_millis(ms),
+            })
+        };
         let cases = [
             (NodeState::Pending, None, ("pending", "-")),
             (NodeState::Rejected, None, ("rejected", "-")),

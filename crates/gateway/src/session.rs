@@ -59,7 +59,11 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
         .and_then(|certs| certs.first().cloned());
     let Some(cert) = cert else {
         tracing::info!(%remote, "session without a client certificate");
-        close(&conn, CloseCode::NoClientCert, "this endpoint needs a client certificate; enroll first with 'openclaw node enroll'");
+        close(
+            &conn,
+            CloseCode::NoClientCert,
+            "this endpoint needs a client certificate; enroll first with 'openclaw node enroll'",
+        );
         return;
     };
     let peer = match pki::parse_peer_cert(&cert) {
@@ -76,16 +80,25 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     if peer.role == Role::Node {
         let row = shared.store.tx(|tx| tx.node(&peer.name));
         match row {
-            Ok(Some(n)) if n.state == NodeState::Approved && n.cert_serial.as_deref() == Some(&peer.serial) => {}
+            Ok(Some(n))
+                if n.state == NodeState::Approved
+                    && n.cert_serial.as_deref() == Some(&peer.serial) => {}
             Ok(Some(n)) if n.state == NodeState::Revoked => {
-                close(&conn, CloseCode::Revoked, &format!("node {} was revoked", peer.name));
+                close(
+                    &conn,
+                    CloseCode::Revoked,
+                    &format!("node {} was revoked", peer.name),
+                );
                 return;
             }
             Ok(_) => {
                 close(
                     &conn,
                     CloseCode::NotApproved,
-                    &format!("node {} is not enrolled with this certificate; enroll again", peer.name),
+                    &format!(
+                        "node {} is not enrolled with this certificate; enroll again",
+                        peer.name
+                    ),
                 );
                 return;
             }
@@ -96,16 +109,20 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
             }
         }
     }
-    let peer = Peer { name: peer.name, role: peer.role };
+    let peer = Peer {
+        name: peer.name,
+        role: peer.role,
+    };
     tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
     let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));
-    loop {
-        match conn.accept_bi().await {
-            Ok((send, recv)) => {
-                tokio::spawn(stream(shared.clone(), conn.clone(), peer.clone(), send, recv));
-            }
-            Err(_) => break,
-        }
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(stream(
+            shared.clone(),
+            conn.clone(),
+            peer.clone(),
+            send,
+            recv,
+        ));
     }
     uni.abort();
 }
@@ -115,21 +132,39 @@ async fn accept_uni(shared: Arc<Shared>, conn: quinn::Connection, peer: Peer) {
         let open = mesh::read_frame::<Open>(&mut recv, HEARTBEAT_FRAME_LIMIT).await;
         match open {
             Ok(Some(Open::Heartbeat)) if peer.role == Role::Node => {
-                tokio::spawn(heartbeats(shared.clone(), conn.clone(), peer.name.clone(), recv));
+                tokio::spawn(heartbeats(
+                    shared.clone(),
+                    conn.clone(),
+                    peer.name.clone(),
+                    recv,
+                ));
             }
             Ok(_) => {
-                close(&conn, CloseCode::Protocol, "unexpected unidirectional stream");
+                close(
+                    &conn,
+                    CloseCode::Protocol,
+                    "unexpected unidirectional stream",
+                );
                 return;
             }
             Err(e) => {
-                close(&conn, CloseCode::Protocol, &format!("bad stream header: {e}"));
+                close(
+                    &conn,
+                    CloseCode::Protocol,
+                    &format!("bad stream header: {e}"),
+                );
                 return;
             }
         }
     }
 }
 
-async fn heartbeats(shared: Arc<Shared>, conn: quinn::Connection, name: String, mut recv: quinn::RecvStream) {
+async fn heartbeats(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    name: String,
+    mut recv: quinn::RecvStream,
+) {
     let id = conn.stable_id();
     loop {
         match mesh::read_frame::<Heartbeat>(&mut recv, HEARTBEAT_FRAME_LIMIT).await {
@@ -152,12 +187,21 @@ async fn stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let open = match tokio::time::timeout(FIRST_STREAM_TIMEOUT, mesh::read_frame::<Open>(&mut recv, SESSION_FRAME_LIMIT)).await {
+    let open = match tokio::time::timeout(
+        FIRST_STREAM_TIMEOUT,
+        mesh::read_frame::<Open>(&mut recv, SESSION_FRAME_LIMIT),
+    )
+    .await
+    {
         Ok(Ok(Some(open))) => open,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             let msg = format!("bad request: {e}");
-            let _ = mesh::write_frame(&mut send, &Response::Error(ApiError::new(ErrorCode::InvalidArgument, &msg))).await;
+            let _ = mesh::write_frame(
+                &mut send,
+                &Response::Error(ApiError::new(ErrorCode::InvalidArgument, &msg)),
+            )
+            .await;
             let _ = send.finish();
             let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
             close(&conn, CloseCode::Protocol, &msg);
@@ -188,7 +232,11 @@ async fn stream(
             }
         }
         Open::Control(_) | Open::Heartbeat => {
-            close(&conn, CloseCode::Protocol, "unexpected stream for this role");
+            close(
+                &conn,
+                CloseCode::Protocol,
+                "unexpected stream for this role",
+            );
         }
     }
 }
@@ -208,12 +256,17 @@ async fn node_control(
             hello.protocol,
             proto::PROTOCOL_VERSION
         );
-        let _ = mesh::write_frame(&mut send, &ControlMsg::Refused(ApiError::new(ErrorCode::FailedPrecondition, &msg))).await;
+        let _ = mesh::write_frame(
+            &mut send,
+            &ControlMsg::Refused(ApiError::new(ErrorCode::FailedPrecondition, &msg)),
+        )
+        .await;
         close(&conn, CloseCode::Protocol, &msg);
         return;
     }
     let welcome = ControlMsg::Welcome {
-        heartbeat_interval_ms: u64::try_from(shared.config.heartbeat_interval.as_millis()).unwrap_or(1000),
+        heartbeat_interval_ms: u64::try_from(shared.config.heartbeat_interval.as_millis())
+            .unwrap_or(1000),
         gateway: shared.config.name.clone(),
     };
     if mesh::write_frame(&mut send, &welcome).await.is_err() {
@@ -221,20 +274,29 @@ async fn node_control(
     }
     if let Some(old) = shared.registry.connect(&peer.name, conn.clone()) {
         tracing::info!(node = %peer.name, "new connection replaces the old one");
-        close(&old, CloseCode::Replaced, &format!("replaced by a newer connection from {remote}"));
+        close(
+            &old,
+            CloseCode::Replaced,
+            &format!("replaced by a newer connection from {remote}"),
+        );
     }
     let now = unix_now();
     let _ = shared.store.tx(|tx| tx.node_seen(&peer.name, now, &remote));
     tracing::info!(node = %peer.name, %remote, agent = %hello.agent_version, "node connected");
     // Drain the control stream until the node or the connection ends it.
     let control = async {
-        while let Ok(Some(_msg)) = mesh::read_frame::<ControlMsg>(&mut recv, SESSION_FRAME_LIMIT).await {}
+        while let Ok(Some(_msg)) =
+            mesh::read_frame::<ControlMsg>(&mut recv, SESSION_FRAME_LIMIT).await
+        {}
     };
     tokio::select! {
         _ = conn.closed() => {}
         () = control => { close(&conn, CloseCode::Normal, "control stream ended"); }
     }
-    let reason = conn.close_reason().map(|e| e.to_string()).unwrap_or_default();
+    let reason = conn
+        .close_reason()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     if shared.registry.disconnect(&peer.name, conn.stable_id()) {
         let now = unix_now();
         let _ = shared.store.tx(|tx| tx.node_seen(&peer.name, now, &remote));

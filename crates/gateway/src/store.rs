@@ -192,7 +192,11 @@ fn join(labels: &[String]) -> String {
 }
 
 fn split(labels: &str) -> Vec<String> {
-    labels.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+    labels
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn i(v: u64) -> i64 {
@@ -262,7 +266,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let store = Store { conn: Mutex::new(conn) };
+        let store = Store {
+            conn: Mutex::new(conn),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -276,22 +282,35 @@ impl Store {
                 "database schema version {version} is newer than this gateway understands ({known}); upgrade openclaw"
             )));
         }
-        for (idx, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        for (idx, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
             let tx = conn.transaction()?;
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", i64::try_from(idx + 1).unwrap_or(i64::MAX))?;
+            tx.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(idx + 1).unwrap_or(i64::MAX),
+            )?;
             tx.commit()?;
         }
         Ok(())
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError("lock poisoned".into()))
+        self.conn
+            .lock()
+            .map_err(|_| StoreError("lock poisoned".into()))
     }
 
     /// Runs `f` in one transaction; commits if it returns `Ok`.
     /// The lock is held only for the duration of `f`, which does no async work.
-    pub fn tx<T, E: From<StoreError>>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, E>) -> Result<T, E> {
+    pub fn tx<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.lock()?;
         let tx = conn.transaction().map_err(StoreError::from)?;
         let wrapped = Tx(tx);
@@ -305,7 +324,9 @@ impl Tx<'_> {
     /// Inserts a token.
     pub fn insert_token(&self, t: &TokenRow) -> Result<(), StoreError> {
         self.0.execute(
-            &format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            &format!(
+                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
             params![
                 t.id,
                 t.secret_hash,
@@ -325,32 +346,50 @@ impl Tx<'_> {
     pub fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
         Ok(self
             .0
-            .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"), [id], token_from_row)
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+                [id],
+                token_from_row,
+            )
             .optional()?)
     }
 
     /// All tokens, newest first.
     pub fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let mut stmt = self.0.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id"))?;
-        let rows = stmt.query_map([], token_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id"
+        ))?;
+        let rows = stmt
+            .query_map([], token_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
     /// Uses one enrollment of a token.
     pub fn use_token(&self, id: &str) -> Result<(), StoreError> {
-        self.0.execute("UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND uses_left > 0", [id])?;
+        self.0.execute(
+            "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND uses_left > 0",
+            [id],
+        )?;
         Ok(())
     }
 
     /// Revokes a token; returns whether it existed.
     pub fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.0.execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", [id])? > 0)
+        Ok(self
+            .0
+            .execute("UPDATE tokens SET revoked = 1 WHERE id = ?1", [id])?
+            > 0)
     }
 
     /// A node by name.
     pub fn node(&self, name: &str) -> Result<Option<NodeRow>, StoreError> {
         self.0
-            .query_row(&format!("SELECT {NODE_COLUMNS} FROM nodes WHERE name = ?1"), [name], node_from_row)
+            .query_row(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE name = ?1"),
+                [name],
+                node_from_row,
+            )
             .optional()?
             .map(finish_node)
             .transpose()
@@ -359,7 +398,11 @@ impl Tx<'_> {
     /// A node by enrollment request id.
     pub fn node_by_request(&self, request_id: &str) -> Result<Option<NodeRow>, StoreError> {
         self.0
-            .query_row(&format!("SELECT {NODE_COLUMNS} FROM nodes WHERE request_id = ?1"), [request_id], node_from_row)
+            .query_row(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE request_id = ?1"),
+                [request_id],
+                node_from_row,
+            )
             .optional()?
             .map(finish_node)
             .transpose()
@@ -367,21 +410,33 @@ impl Tx<'_> {
 
     /// All nodes by name.
     pub fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
-        let mut stmt = self.0.prepare(&format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name"))?;
-        let rows = stmt.query_map([], node_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = self
+            .0
+            .prepare(&format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name"))?;
+        let rows = stmt
+            .query_map([], node_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter().map(finish_node).collect()
     }
 
     /// Number of pending requests.
     pub fn pending_count(&self) -> Result<usize, StoreError> {
-        let n: i64 = self.0.query_row("SELECT count(*) FROM nodes WHERE state = 'pending'", [], |r| r.get(0))?;
+        let n: i64 = self.0.query_row(
+            "SELECT count(*) FROM nodes WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// Deletes pending requests older than `cutoff`; returns their names.
     pub fn expire_pending(&self, cutoff: u64) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.0.prepare("DELETE FROM nodes WHERE state = 'pending' AND requested_at < ?1 RETURNING name")?;
-        let names = stmt.query_map([i(cutoff)], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let mut stmt = self.0.prepare(
+            "DELETE FROM nodes WHERE state = 'pending' AND requested_at < ?1 RETURNING name",
+        )?;
+        let names = stmt
+            .query_map([i(cutoff)], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(names)
     }
 
@@ -412,7 +467,13 @@ impl Tx<'_> {
     }
 
     /// Sets a node's state and who decided.
-    pub fn set_node_state(&self, name: &str, state: NodeState, at: u64, by: &str) -> Result<(), StoreError> {
+    pub fn set_node_state(
+        &self,
+        name: &str,
+        state: NodeState,
+        at: u64,
+        by: &str,
+    ) -> Result<(), StoreError> {
         self.0.execute(
             "UPDATE nodes SET state = ?2, decided_at = ?3, decided_by = ?4 WHERE name = ?1",
             params![name, state.as_str(), i(at), by],
@@ -439,7 +500,13 @@ impl Tx<'_> {
     }
 
     /// Records a signed certificate.
-    pub fn record_issued(&self, name: &str, role: proto::Role, cert: &pki::IssuedCert, at: u64) -> Result<(), StoreError> {
+    pub fn record_issued(
+        &self,
+        name: &str,
+        role: proto::Role,
+        cert: &pki::IssuedCert,
+        at: u64,
+    ) -> Result<(), StoreError> {
         self.0.execute(
             "INSERT INTO issued_certs (serial, name, role, issued_at, not_after) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![cert.serial, name, role.as_str(), i(at), i(cert.not_after)],
@@ -459,12 +526,21 @@ impl Tx<'_> {
     /// Every revoked serial.
     pub fn revoked_serials(&self) -> Result<Vec<String>, StoreError> {
         let mut stmt = self.0.prepare("SELECT serial FROM revoked_certs")?;
-        let rows = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(rows)
     }
 
     /// Appends to the audit trail.
-    pub fn audit(&self, at: u64, actor: &str, action: &str, target: &str, detail: &str) -> Result<(), StoreError> {
+    pub fn audit(
+        &self,
+        at: u64,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
         self.0.execute(
             "INSERT INTO audit (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![i(at), actor, action, target, detail],
@@ -503,11 +579,17 @@ mod tests {
         drop(Store::open(&path).unwrap());
         let store = Store::open(&path).unwrap();
         let conn = store.lock().unwrap();
-        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
         // Every column line in every CREATE TABLE carries a comment.
         for sql in MIGRATIONS {
-            for line in sql.lines().map(str::trim).filter(|l| !l.is_empty() && *l != ");") {
+            for line in sql
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && *l != ");")
+            {
                 assert!(line.contains("--"), "uncommented schema line: {line}");
             }
         }

@@ -42,7 +42,8 @@ pub fn refusal(err: &quinn::ConnectionError) -> Refusal {
             match code.checked_sub(0x100) {
                 Some(alert::CERTIFICATE_REVOKED) => Refusal::Revoked,
                 Some(alert::CERTIFICATE_EXPIRED) => Refusal::Expired,
-                Some(alert::UNKNOWN_CA) => Refusal::UnknownCa,
+                // A CA with the same name but another key shows up as a bad signature.
+                Some(alert::UNKNOWN_CA | alert::DECRYPT_ERROR) => Refusal::UnknownCa,
                 _ => Refusal::Other,
             }
         }
@@ -79,12 +80,20 @@ pub fn describe_connection_error(err: &quinn::ConnectionError) -> String {
                 Some(CloseCode::Replaced) => format!(
                     "another process connected with this node's certificate and replaced this connection ({reason})"
                 ),
-                Some(CloseCode::NoClientCert) => format!("gateway requires a client certificate: {reason}"),
-                Some(CloseCode::NotApproved) => format!("gateway refused this certificate: {reason}"),
-                Some(CloseCode::Protocol) => format!("gateway closed the connection for a protocol error: {reason}"),
+                Some(CloseCode::NoClientCert) => {
+                    format!("gateway requires a client certificate: {reason}")
+                }
+                Some(CloseCode::NotApproved) => {
+                    format!("gateway refused this certificate: {reason}")
+                }
+                Some(CloseCode::Protocol) => {
+                    format!("gateway closed the connection for a protocol error: {reason}")
+                }
                 Some(CloseCode::Shutdown) => "gateway is shutting down".to_string(),
                 Some(CloseCode::Dead) => format!("gateway dropped this connection: {reason}"),
-                Some(CloseCode::Normal) | None => format!("gateway closed the connection: {reason}"),
+                Some(CloseCode::Normal) | None => {
+                    format!("gateway closed the connection: {reason}")
+                }
             }
         }
         quinn::ConnectionError::TimedOut => {
@@ -98,8 +107,12 @@ pub fn describe_connection_error(err: &quinn::ConnectionError) -> String {
                 _ => format!("QUIC transport error: {e}"),
             }
         }
-        quinn::ConnectionError::Reset => "gateway reset the connection (it may have restarted)".into(),
-        quinn::ConnectionError::VersionMismatch => "gateway speaks no compatible QUIC version".into(),
+        quinn::ConnectionError::Reset => {
+            "gateway reset the connection (it may have restarted)".into()
+        }
+        quinn::ConnectionError::VersionMismatch => {
+            "gateway speaks no compatible QUIC version".into()
+        }
         quinn::ConnectionError::LocallyClosed => "connection closed locally".into(),
         quinn::ConnectionError::CidsExhausted => "QUIC connection ids exhausted".into(),
     }
@@ -113,7 +126,7 @@ fn describe_alert(alert: u64, reason: &str) -> String {
         alert::CERTIFICATE_EXPIRED => {
             "gateway rejected this certificate: expired; enroll again with a new token (openclaw node enroll)".into()
         }
-        alert::UNKNOWN_CA => {
+        alert::UNKNOWN_CA | alert::DECRYPT_ERROR => {
             "gateway rejected this certificate: issued by a different CA; this home was enrolled with another gateway".into()
         }
         alert::BAD_CERTIFICATE | alert::UNSUPPORTED_CERTIFICATE | alert::CERTIFICATE_UNKNOWN => {
@@ -129,7 +142,10 @@ fn describe_alert(alert: u64, reason: &str) -> String {
 
 fn describe_local_alert(alert: u64, reason: &str) -> String {
     match alert {
-        alert::UNKNOWN_CA | alert::BAD_CERTIFICATE | alert::DECRYPT_ERROR | alert::CERTIFICATE_UNKNOWN => {
+        alert::UNKNOWN_CA
+        | alert::BAD_CERTIFICATE
+        | alert::DECRYPT_ERROR
+        | alert::CERTIFICATE_UNKNOWN => {
             format!("the gateway's certificate was not accepted: {reason}")
         }
         alert::CERTIFICATE_EXPIRED => format!("the gateway's certificate has expired: {reason}"),

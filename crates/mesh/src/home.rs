@@ -47,7 +47,10 @@ pub enum HomeError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
-    move |source| HomeError::Io { path: path.to_path_buf(), source }
+    move |source| HomeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Home {
@@ -118,9 +121,10 @@ impl Home {
         let path = self.path(name);
         match fs::read_to_string(&path) {
             Ok(s) => Ok(s),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(HomeError::Missing { path, hint: hint.to_string() })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(HomeError::Missing {
+                path,
+                hint: hint.to_string(),
+            }),
             Err(e) => Err(HomeError::Io { path, source: e }),
         }
     }
@@ -157,7 +161,10 @@ mod tests {
         let mode = |n: &str| fs::metadata(home.path(n)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode("k.key"), 0o600);
         assert_eq!(mode("c.crt"), 0o644);
-        assert_eq!(fs::metadata(home.root()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(home.root()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         assert_eq!(home.read_private("k.key", "").unwrap(), "secret");
         fs::set_permissions(home.path("k.key"), fs::Permissions::from_mode(0o640)).unwrap();
         let err = home.read_private("k.key", "").unwrap_err().to_string();
@@ -206,7 +213,13 @@ pub struct Credential {
 
 impl Credential {
     /// Writes a client credential into `home`.
-    pub fn write(&self, home: &Home, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<(), HomeError> {
+    pub fn write(
+        &self,
+        home: &Home,
+        cert_pem: &str,
+        key_pem: &str,
+        ca_pem: &str,
+    ) -> Result<(), HomeError> {
         home.write_private(client_files::KEY, key_pem.as_bytes())?;
         home.write_public(client_files::CERT, cert_pem.as_bytes())?;
         home.write_public(client_files::CA, ca_pem.as_bytes())?;
@@ -249,9 +262,13 @@ impl NodeConfig {
     /// Reads `node.toml`.
     pub fn load(home: &Home) -> Result<NodeConfig, String> {
         let text = home
-            .read_text(node_files::CONFIG, "this home holds no enrolled node; run 'openclaw node enroll' first")
+            .read_text(
+                node_files::CONFIG,
+                "this home holds no enrolled node; run 'openclaw node enroll' first",
+            )
             .map_err(|e| e.to_string())?;
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", home.path(node_files::CONFIG).display()))
+        toml::from_str(&text)
+            .map_err(|e| format!("{}: {e}", home.path(node_files::CONFIG).display()))
     }
 
     /// Writes `node.toml`.
@@ -272,7 +289,9 @@ impl LoadedCredential {
     /// credential if there is one, else the node's own certificate.
     pub fn load(home: &Home) -> Result<LoadedCredential, String> {
         if home.exists(client_files::CERT) {
-            let cfg_text = home.read_text(client_files::CONFIG, "the credential is incomplete").map_err(|e| e.to_string())?;
+            let cfg_text = home
+                .read_text(client_files::CONFIG, "the credential is incomplete")
+                .map_err(|e| e.to_string())?;
             let cfg: Credential = toml::from_str(&cfg_text)
                 .map_err(|e| format!("{}: {e}", home.path(client_files::CONFIG).display()))?;
             // A gateway home records the address it actually bound.
@@ -283,18 +302,30 @@ impl LoadedCredential {
                 .filter(|s| !s.is_empty())
                 .unwrap_or(cfg.gateway);
             return Ok(LoadedCredential {
-                cert_pem: home.read_text(client_files::CERT, "").map_err(|e| e.to_string())?,
-                key_pem: home.read_private(client_files::KEY, "the credential has no key").map_err(|e| e.to_string())?,
-                ca_pem: home.read_text(client_files::CA, "the credential has no CA").map_err(|e| e.to_string())?,
+                cert_pem: home
+                    .read_text(client_files::CERT, "")
+                    .map_err(|e| e.to_string())?,
+                key_pem: home
+                    .read_private(client_files::KEY, "the credential has no key")
+                    .map_err(|e| e.to_string())?,
+                ca_pem: home
+                    .read_text(client_files::CA, "the credential has no CA")
+                    .map_err(|e| e.to_string())?,
                 gateway,
             });
         }
         if home.exists(node_files::CERT) {
             let cfg = NodeConfig::load(home)?;
             return Ok(LoadedCredential {
-                cert_pem: home.read_text(node_files::CERT, "").map_err(|e| e.to_string())?,
-                key_pem: home.read_private(node_files::KEY, "the node has no key").map_err(|e| e.to_string())?,
-                ca_pem: home.read_text(node_files::CA, "the node has no CA").map_err(|e| e.to_string())?,
+                cert_pem: home
+                    .read_text(node_files::CERT, "")
+                    .map_err(|e| e.to_string())?,
+                key_pem: home
+                    .read_private(node_files::KEY, "the node has no key")
+                    .map_err(|e| e.to_string())?,
+                ca_pem: home
+                    .read_text(node_files::CA, "the node has no CA")
+                    .map_err(|e| e.to_string())?,
                 gateway: cfg.gateway,
             });
         }

@@ -21,7 +21,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+};
 
 /// The one crypto provider.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -39,7 +41,8 @@ fn err(e: impl std::fmt::Display) -> TlsError {
 
 /// Parses a PEM private key.
 pub fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError(format!("bad private key: {e}")))
+    PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| TlsError(format!("bad private key: {e}")))
 }
 
 /// Parses PEM certificates.
@@ -68,7 +71,10 @@ impl RevokedSerials {
 
     /// Whether a serial is revoked. A poisoned lock counts as revoked.
     pub fn contains(&self, serial: &str) -> bool {
-        self.0.read().map(|set| set.contains(serial)).unwrap_or(true)
+        self.0
+            .read()
+            .map(|set| set.contains(serial))
+            .unwrap_or(true)
     }
 }
 
@@ -98,7 +104,9 @@ impl ClientCertVerifier for GatewayClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         let serial = pki::serial_of(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if self.revoked.contains(&serial) {
@@ -141,7 +149,10 @@ pub fn server_transport(idle: Duration) -> Result<quinn::TransportConfig, TlsErr
 
 /// Transport parameters for clients and nodes: keep the connection alive
 /// well inside the gateway's idle timeout.
-pub fn client_transport(keep_alive: Duration, idle: Duration) -> Result<quinn::TransportConfig, TlsError> {
+pub fn client_transport(
+    keep_alive: Duration,
+    idle: Duration,
+) -> Result<quinn::TransportConfig, TlsError> {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(keep_alive));
     t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(idle).map_err(err)?));
@@ -161,10 +172,13 @@ pub fn server_config(
     for ca in parse_certs(ca_pem)? {
         roots.add(ca).map_err(err)?;
     }
-    let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(err)?;
+    let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(err)?;
     let verifier = Arc::new(GatewayClientVerifier { inner, revoked });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -282,13 +296,22 @@ impl ServerCertVerifier for PinnedCaVerifier {
             )));
         };
         let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned()).map_err(|e| self.check.fail(format!("bad CA certificate: {e}")))?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
+        roots
+            .add(ca.clone().into_owned())
             .map_err(|e| self.check.fail(format!("bad CA certificate: {e}")))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| self.check.fail(format!("bad CA certificate: {e}")))?;
         inner
             .verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
-            .map_err(|e| self.check.fail(format!("the gateway's certificate is not valid under the pinned CA: {e}")))
+            .map_err(|e| {
+                self.check.fail(format!(
+                    "the gateway's certificate is not valid under the pinned CA: {e}"
+                ))
+            })
     }
 
     fn verify_tls12_signature(
@@ -306,11 +329,18 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -321,7 +351,11 @@ pub fn enroll_client_config(
 ) -> Result<(quinn::ClientConfig, Arc<PinCheck>), TlsError> {
     let provider = provider();
     let check = Arc::new(PinCheck::default());
-    let verifier = Arc::new(PinnedCaVerifier { pin, provider: provider.clone(), check: check.clone() });
+    let verifier = Arc::new(PinnedCaVerifier {
+        pin,
+        provider: provider.clone(),
+        check: check.clone(),
+    });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(err)?

@@ -29,7 +29,11 @@ pub struct AgentOptions {
 
 impl Default for AgentOptions {
     fn default() -> Self {
-        AgentOptions { gateway: None, backoff: Backoff::default(), idle_timeout: Duration::from_secs(3) }
+        AgentOptions {
+            gateway: None,
+            backoff: Backoff::default(),
+            idle_timeout: Duration::from_secs(3),
+        }
     }
 }
 
@@ -61,9 +65,13 @@ pub async fn run(
     let cert_pem = home.read_text(node_files::CERT, hint)?;
     let key_pem = home.read_private(node_files::KEY, hint)?;
     let ca_pem = home.read_text(node_files::CA, hint)?;
-    let cert_der = pki::pem_to_der(&cert_pem, "CERTIFICATE").map_err(|e| NodeError::Home(e.to_string()))?;
+    let cert_der =
+        pki::pem_to_der(&cert_pem, "CERTIFICATE").map_err(|e| NodeError::Home(e.to_string()))?;
     let peer = pki::parse_peer_cert(&cert_der).map_err(|e| NodeError::Home(e.to_string()))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     if peer.not_after <= now {
         return Err(NodeError::Refused(format!(
             "this node's certificate expired {} ago; enroll again with a new token ('openclaw node enroll')",
@@ -75,7 +83,9 @@ pub async fn run(
         .map_err(|e| NodeError::Home(e.to_string()))?;
     let config = mesh::tls::session_client_config(&ca_pem, &cert_pem, &key_pem, transport)
         .map_err(|e| NodeError::Home(e.to_string()))?;
-    let remote = mesh::resolve(&gateway).await.map_err(NodeError::Unreachable)?;
+    let remote = mesh::resolve(&gateway)
+        .await
+        .map_err(NodeError::Unreachable)?;
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
@@ -90,7 +100,8 @@ pub async fn run(
         match end {
             End::Shutdown => {
                 endpoint.close(CloseCode::Normal.code().into(), b"node shutting down");
-                let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
                 return Ok(());
             }
             End::Fatal(msg) => {
@@ -120,9 +131,11 @@ pub async fn run(
 fn classify(err: &quinn::ConnectionError) -> End {
     let msg = mesh::describe_connection_error(err);
     match refusal(err) {
-        Refusal::Revoked | Refusal::Expired | Refusal::UnknownCa | Refusal::NotApproved | Refusal::Replaced => {
-            End::Fatal(msg)
-        }
+        Refusal::Revoked
+        | Refusal::Expired
+        | Refusal::UnknownCa
+        | Refusal::NotApproved
+        | Refusal::Replaced => End::Fatal(msg),
         Refusal::Shutdown | Refusal::Other => End::Retry(msg),
     }
 }
@@ -134,7 +147,8 @@ async fn session(
     name: &str,
     events: &mut impl FnMut(AgentEvent),
 ) -> End {
-    let connecting = match endpoint.connect_with(config.clone(), remote, proto::GATEWAY_SERVER_NAME) {
+    let connecting = match endpoint.connect_with(config.clone(), remote, proto::GATEWAY_SERVER_NAME)
+    {
         Ok(c) => c,
         Err(e) => return End::Retry(format!("cannot dial {remote}: {e}")),
     };
@@ -160,11 +174,16 @@ async fn session(
         return lost(&conn, e);
     }
     let interval = match mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await {
-        Ok(Some(ControlMsg::Welcome { heartbeat_interval_ms, gateway })) => {
+        Ok(Some(ControlMsg::Welcome {
+            heartbeat_interval_ms,
+            gateway,
+        })) => {
             tracing::info!(node = %name, %gateway, "connected");
             Duration::from_millis(heartbeat_interval_ms.clamp(100, 60_000))
         }
-        Ok(Some(ControlMsg::Refused(e))) => return End::Fatal(format!("gateway refused this node: {}", e.message)),
+        Ok(Some(ControlMsg::Refused(e))) => {
+            return End::Fatal(format!("gateway refused this node: {}", e.message));
+        }
         Ok(None) => {
             return match conn.close_reason() {
                 Some(r) => classify(&r),
@@ -188,12 +207,19 @@ async fn session(
         loop {
             tick.tick().await;
             seq += 1;
-            if mesh::write_frame(&mut hb, &Heartbeat { seq }).await.is_err() {
+            if mesh::write_frame(&mut hb, &Heartbeat { seq })
+                .await
+                .is_err()
+            {
                 return;
             }
         }
     };
-    let control = async { while let Ok(Some(_msg)) = mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await {} };
+    let control = async {
+        while let Ok(Some(_msg)) =
+            mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await
+        {}
+    };
     tokio::select! {
         err = conn.closed() => classify(&err),
         () = heartbeats => match conn.close_reason() { Some(r) => classify(&r), None => End::Retry("heartbeat stream failed".into()) },

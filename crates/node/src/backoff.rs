@@ -15,7 +15,10 @@ impl Default for Backoff {
     /// 100 ms doubling to 1 s: a node is back within about a second of the
     /// gateway listening again, and 10,000 of them spread over that second.
     fn default() -> Self {
-        Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(1) }
+        Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        }
     }
 }
 
@@ -24,9 +27,15 @@ impl Backoff {
     /// `[0, 1)` picks a point in the upper half of the window ("equal
     /// jitter"), so retries never bunch at zero and never exceed the cap.
     pub fn delay(&self, attempt: u32, random: f64) -> Duration {
-        let exp = self.base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
         let window = exp.min(self.cap);
-        let r = if random.is_finite() { random.clamp(0.0, 1.0) } else { 0.5 };
+        let r = if random.is_finite() {
+            random.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
         window / 2 + window.mul_f64(r / 2.0)
     }
 }
@@ -53,7 +62,10 @@ mod tests {
         for attempt in [4, 10, 40, u32::MAX] {
             for r in [0.0, 0.3, 0.999, f64::NAN] {
                 let d = b.delay(attempt, r);
-                assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(1), "{attempt} {r} {d:?}");
+                assert!(
+                    d >= Duration::from_millis(500) && d <= Duration::from_secs(1),
+                    "{attempt} {r} {d:?}"
+                );
             }
         }
         let r = random_fraction();

@@ -67,7 +67,9 @@ impl Dialer {
                 Ok(c)
             }
             Err(e) => Err(match self.check.failure() {
-                Some(pin) => NodeError::Refused(format!("refusing gateway {}: {pin}", self.gateway)),
+                Some(pin) => {
+                    NodeError::Refused(format!("refusing gateway {}: {pin}", self.gateway))
+                }
                 None => NodeError::Unreachable(format!(
                     "cannot reach gateway {}: {}",
                     self.gateway,
@@ -83,7 +85,9 @@ impl Dialer {
             NodeError::Unreachable(format!(
                 "lost the gateway {}: {}",
                 self.gateway,
-                e.connection_error().map(mesh::describe_connection_error).unwrap_or_else(|| e.to_string())
+                e.connection_error()
+                    .map(mesh::describe_connection_error)
+                    .unwrap_or_else(|| e.to_string())
             ))
         };
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(e.into()))?;
@@ -91,17 +95,25 @@ impl Dialer {
         let _ = send.finish();
         match mesh::read_frame::<EnrollReply>(&mut recv, proto::MAX_FRAME_LEN).await {
             Ok(Some(r)) => Ok(r),
-            Ok(None) => Err(NodeError::Unreachable("the gateway closed the stream without replying".into())),
+            Ok(None) => Err(NodeError::Unreachable(
+                "the gateway closed the stream without replying".into(),
+            )),
             Err(e) => Err(lost(e)),
         }
     }
 }
 
 /// Enrolls the node in `home`. `say` receives lines for the user.
-pub async fn enroll(home: &Home, opts: &EnrollOptions, say: &mut (dyn FnMut(String) + Send)) -> Result<Enrolled, NodeError> {
+pub async fn enroll(
+    home: &Home,
+    opts: &EnrollOptions,
+    say: &mut (dyn FnMut(String) + Send),
+) -> Result<Enrolled, NodeError> {
     let token = pki::JoinToken::parse(&opts.token).map_err(|e| NodeError::Input(e.to_string()))?;
-    proto::names::validate_name(&opts.name).map_err(|e| NodeError::Input(format!("invalid --name: {e}")))?;
-    let labels = proto::names::normalize_labels(&opts.labels).map_err(|e| NodeError::Input(format!("invalid --labels: {e}")))?;
+    proto::names::validate_name(&opts.name)
+        .map_err(|e| NodeError::Input(format!("invalid --name: {e}")))?;
+    let labels = proto::names::normalize_labels(&opts.labels)
+        .map_err(|e| NodeError::Input(format!("invalid --labels: {e}")))?;
     if home.exists(node_files::CERT) {
         let existing = NodeConfig::load(home).map(|c| c.name).unwrap_or_default();
         return Err(NodeError::Input(format!(
@@ -117,30 +129,51 @@ pub async fn enroll(home: &Home, opts: &EnrollOptions, say: &mut (dyn FnMut(Stri
         home.write_private(node_files::KEY, key.key_pem.as_bytes())?;
         key.key_pem
     };
-    let csr_der = pki::make_csr(&opts.name, &key_pem).map_err(|e| NodeError::Home(e.to_string()))?;
-    let fingerprint = pki::check_csr(&csr_der, &opts.name).map_err(|e| NodeError::Home(e.to_string()))?.fingerprint;
+    let csr_der =
+        pki::make_csr(&opts.name, &key_pem).map_err(|e| NodeError::Home(e.to_string()))?;
+    let fingerprint = pki::check_csr(&csr_der, &opts.name)
+        .map_err(|e| NodeError::Home(e.to_string()))?
+        .fingerprint;
 
-    let gateway = opts.gateway.clone().unwrap_or_else(|| token.gateway.clone());
-    let remote = mesh::resolve(&gateway).await.map_err(NodeError::Unreachable)?;
+    let gateway = opts
+        .gateway
+        .clone()
+        .unwrap_or_else(|| token.gateway.clone());
+    let remote = mesh::resolve(&gateway)
+        .await
+        .map_err(NodeError::Unreachable)?;
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     let transport = mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5))
         .map_err(|e| NodeError::Home(e.to_string()))?;
-    let (config, check) =
-        mesh::tls::enroll_client_config(token.ca_pin, transport).map_err(|e| NodeError::Home(e.to_string()))?;
-    let mut dialer = Dialer { endpoint, config, check, remote, gateway: gateway.clone(), conn: None };
+    let (config, check) = mesh::tls::enroll_client_config(token.ca_pin, transport)
+        .map_err(|e| NodeError::Home(e.to_string()))?;
+    let mut dialer = Dialer {
+        endpoint,
+        config,
+        check,
+        remote,
+        gateway: gateway.clone(),
+        conn: None,
+    };
 
     // Resume a pending request from an earlier run with this home.
     let pending = home
         .read_text(node_files::PENDING, "")
         .ok()
-        .and_then(|s| s.split_once(' ').map(|(n, id)| (n.to_string(), id.trim().to_string())))
+        .and_then(|s| {
+            s.split_once(' ')
+                .map(|(n, id)| (n.to_string(), id.trim().to_string()))
+        })
         .filter(|(n, _)| n == &opts.name)
         .map(|(_, id)| id);
 
     let deadline = Instant::now() + opts.wait;
     let mut reply = match pending {
         Some(request_id) => {
-            say(format!("resuming the pending enrollment of {} (key {fingerprint})", opts.name));
+            say(format!(
+                "resuming the pending enrollment of {} (key {fingerprint})",
+                opts.name
+            ));
             dialer.ask(&EnrollRequest::Poll { request_id }).await?
         }
         None => {
@@ -159,23 +192,45 @@ pub async fn enroll(home: &Home, opts: &EnrollOptions, say: &mut (dyn FnMut(Stri
     loop {
         match reply {
             EnrollReply::Approved { cert_der, ca_der } => {
-                let enrolled = store(home, opts, &labels, &gateway, &token, &fingerprint, &cert_der, &ca_der)?;
+                let enrolled = store(
+                    home,
+                    opts,
+                    &labels,
+                    &gateway,
+                    &token,
+                    &fingerprint,
+                    &cert_der,
+                    &ca_der,
+                )?;
                 dialer.endpoint.close(0u32.into(), b"enrolled");
                 return Ok(enrolled);
             }
             EnrollReply::Rejected { reason } => {
                 let _ = std::fs::remove_file(home.path(node_files::PENDING));
-                return Err(NodeError::Refused(format!("enrollment of {} rejected: {reason}", opts.name)));
+                return Err(NodeError::Refused(format!(
+                    "enrollment of {} rejected: {reason}",
+                    opts.name
+                )));
             }
             EnrollReply::Error(e) => {
                 if e.code == proto::ErrorCode::NotFound {
                     let _ = std::fs::remove_file(home.path(node_files::PENDING));
                 }
-                return Err(NodeError::Refused(format!("gateway refused the enrollment: {}", e.message)));
+                return Err(NodeError::Refused(format!(
+                    "gateway refused the enrollment: {}",
+                    e.message
+                )));
             }
-            EnrollReply::Pending { ref request_id, fingerprint: ref fp, expires_in_secs } => {
+            EnrollReply::Pending {
+                ref request_id,
+                fingerprint: ref fp,
+                expires_in_secs,
+            } => {
                 if !announced {
-                    home.write_private(node_files::PENDING, format!("{} {request_id}\n", opts.name).as_bytes())?;
+                    home.write_private(
+                        node_files::PENDING,
+                        format!("{} {request_id}\n", opts.name).as_bytes(),
+                    )?;
                     say(format!("enrollment request sent to {gateway}"));
                     say(format!("  node:        {}", opts.name));
                     say(format!("  fingerprint: {fp}"));
@@ -183,7 +238,10 @@ pub async fn enroll(home: &Home, opts: &EnrollOptions, say: &mut (dyn FnMut(Stri
                         "waiting for approval (request expires in {}); on the gateway run:",
                         proto::duration::format(Duration::from_secs(expires_in_secs))
                     ));
-                    say(format!("  openclaw node approve {} --fingerprint {fp}", opts.name));
+                    say(format!(
+                        "  openclaw node approve {} --fingerprint {fp}",
+                        opts.name
+                    ));
                     announced = true;
                 }
                 if Instant::now() >= deadline {
@@ -195,8 +253,14 @@ pub async fn enroll(home: &Home, opts: &EnrollOptions, say: &mut (dyn FnMut(Stri
                         opts.name
                     )));
                 }
-                tokio::time::sleep(opts.poll_interval.min(deadline.saturating_duration_since(Instant::now()))).await;
-                let poll = EnrollRequest::Poll { request_id: request_id.clone() };
+                tokio::time::sleep(
+                    opts.poll_interval
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                )
+                .await;
+                let poll = EnrollRequest::Poll {
+                    request_id: request_id.clone(),
+                };
                 reply = loop {
                     match dialer.ask(&poll).await {
                         Ok(r) => {
@@ -205,7 +269,10 @@ pub async fn enroll(home: &Home, opts: &EnrollOptions, say: &mut (dyn FnMut(Stri
                         }
                         Err(NodeError::Unreachable(msg)) if Instant::now() < deadline => {
                             tracing::warn!("{msg}; retrying");
-                            tokio::time::sleep(Backoff::default().delay(attempt, random_fraction())).await;
+                            tokio::time::sleep(
+                                Backoff::default().delay(attempt, random_fraction()),
+                            )
+                            .await;
                             attempt = attempt.saturating_add(1);
                         }
                         Err(e) => return Err(e),
@@ -227,18 +294,38 @@ fn store(
     cert_der: &[u8],
     ca_der: &[u8],
 ) -> Result<Enrolled, NodeError> {
-    let bad = |m: String| NodeError::Refused(format!("the gateway returned an unusable certificate: {m}"));
+    let bad = |m: String| {
+        NodeError::Refused(format!("the gateway returned an unusable certificate: {m}"))
+    };
     let pin = pki::spki_pin(ca_der).map_err(|e| bad(e.to_string()))?;
     if !pki::constant_time_eq(&pin, &token.ca_pin) {
         return Err(bad("its CA does not match the token's pin".into()));
     }
     let peer = pki::parse_peer_cert(cert_der).map_err(|e| bad(e.to_string()))?;
     if peer.name != opts.name || peer.role != Role::Node || peer.fingerprint != fingerprint {
-        return Err(bad(format!("it is for {} ({}, {}), not for this node's key", peer.name, peer.role, peer.fingerprint)));
+        return Err(bad(format!(
+            "it is for {} ({}, {}), not for this node's key",
+            peer.name, peer.role, peer.fingerprint
+        )));
     }
-    home.write_public(node_files::CA, pki::der_to_pem(ca_der, "CERTIFICATE").as_bytes())?;
-    home.write_public(node_files::CERT, pki::der_to_pem(cert_der, "CERTIFICATE").as_bytes())?;
-    NodeConfig { name: opts.name.clone(), gateway: gateway.to_string(), labels: labels.to_vec() }.write(home)?;
+    home.write_public(
+        node_files::CA,
+        pki::der_to_pem(ca_der, "CERTIFICATE").as_bytes(),
+    )?;
+    home.write_public(
+        node_files::CERT,
+        pki::der_to_pem(cert_der, "CERTIFICATE").as_bytes(),
+    )?;
+    NodeConfig {
+        name: opts.name.clone(),
+        gateway: gateway.to_string(),
+        labels: labels.to_vec(),
+    }
+    .write(home)?;
     let _ = std::fs::remove_file(home.path(node_files::PENDING));
-    Ok(Enrolled { name: peer.name, fingerprint: peer.fingerprint, not_after: peer.not_after })
+    Ok(Enrolled {
+        name: peer.name,
+        fingerprint: peer.fingerprint,
+        not_after: peer.not_after,
+    })
 }

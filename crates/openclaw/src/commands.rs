@@ -20,7 +20,10 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: u8, message: impl Into<String>) -> Self {
-        CliError { code, message: message.into() }
+        CliError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -28,7 +31,9 @@ impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         let code = match &e {
             ClientError::Credential(_) | ClientError::Protocol(_) => exit::FAILURE,
-            ClientError::Connect { msg, .. } if msg.contains("rejected this certificate") || msg.contains("refused") => {
+            ClientError::Connect { msg, .. }
+                if msg.contains("rejected this certificate") || msg.contains("refused") =>
+            {
                 exit::REFUSED
             }
             ClientError::Connect { .. } => exit::UNAVAILABLE,
@@ -63,7 +68,8 @@ fn duration_arg(flag: &str, value: &str) -> Result<Duration, CliError> {
 }
 
 fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     println!("{text}");
     Ok(())
 }
@@ -99,19 +105,26 @@ async fn call(home: &Home, req: Request) -> Result<Response, CliError> {
 }
 
 fn unexpected(r: Response) -> CliError {
-    CliError::new(exit::FAILURE, format!("unexpected reply from the gateway: {r:?}"))
+    CliError::new(
+        exit::FAILURE,
+        format!("unexpected reply from the gateway: {r:?}"),
+    )
 }
 
 /// Runs one command.
 pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
     match command {
         Command::Gateway(GatewayCmd::Init { listen, name }) => {
-            let report = gateway::init(&home, &listen, &name).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+            let report = gateway::init(&home, &listen, &name)
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             println!("gateway {name} initialised in {}", home.root().display());
             println!("  CA pin:      {}", report.ca_pin);
             println!("  listen:      {listen}");
             println!("  admin:       client.crt (role admin) in the same home");
-            println!("next: openclaw --home {} gateway run", home.root().display());
+            println!(
+                "next: openclaw --home {} gateway run",
+                home.root().display()
+            );
             Ok(())
         }
         Command::Gateway(GatewayCmd::Run { listen }) => {
@@ -122,10 +135,26 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             gw.wait().await;
             Ok(())
         }
-        Command::Token(TokenCmd::Create { ttl, uses, labels, auto_approve }) => {
+        Command::Token(TokenCmd::Create {
+            ttl,
+            uses,
+            labels,
+            auto_approve,
+        }) => {
             let ttl = duration_arg("--ttl", &ttl)?;
-            let labels = proto::names::parse_label_list(&labels).map_err(|e| usage(format!("--labels: {e}")))?;
-            match call(&home, Request::TokenCreate { ttl_secs: ttl.as_secs().max(1), uses, labels, auto_approve }).await? {
+            let labels = proto::names::parse_label_list(&labels)
+                .map_err(|e| usage(format!("--labels: {e}")))?;
+            match call(
+                &home,
+                Request::TokenCreate {
+                    ttl_secs: ttl.as_secs().max(1),
+                    uses,
+                    labels,
+                    auto_approve,
+                },
+            )
+            .await?
+            {
                 Response::TokenCreated { token, .. } => {
                     println!("{token}");
                     Ok(())
@@ -154,10 +183,19 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             }
             r => Err(unexpected(r)),
         },
-        Command::Token(TokenCmd::Revoke { id }) => done(call(&home, Request::TokenRevoke { id }).await?),
-        Command::Node(NodeCmd::Enroll { token, name, labels, gateway, wait }) => {
+        Command::Token(TokenCmd::Revoke { id }) => {
+            done(call(&home, Request::TokenRevoke { id }).await?)
+        }
+        Command::Node(NodeCmd::Enroll {
+            token,
+            name,
+            labels,
+            gateway,
+            wait,
+        }) => {
             let wait = duration_arg("--wait", &wait)?;
-            let labels = proto::names::parse_label_list(&labels).map_err(|e| usage(format!("--labels: {e}")))?;
+            let labels = proto::names::parse_label_list(&labels)
+                .map_err(|e| usage(format!("--labels: {e}")))?;
             let opts = node::enroll::EnrollOptions {
                 token,
                 name,
@@ -166,7 +204,8 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 wait,
                 poll_interval: Duration::from_millis(500),
             };
-            let enrolled = node::enroll::enroll(&home, &opts, &mut |line| println!("{line}")).await?;
+            let enrolled =
+                node::enroll::enroll(&home, &opts, &mut |line| println!("{line}")).await?;
             println!(
                 "enrolled {} ({}); certificate valid {}",
                 enrolled.name,
@@ -201,10 +240,17 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::Approve { name, fingerprint }) => {
             done(call(&home, Request::NodeApprove { name, fingerprint }).await?)
         }
-        Command::Node(NodeCmd::Reject { name }) => done(call(&home, Request::NodeReject { name }).await?),
-        Command::Node(NodeCmd::Revoke { name }) => done(call(&home, Request::NodeRevoke { name }).await?),
+        Command::Node(NodeCmd::Reject { name }) => {
+            done(call(&home, Request::NodeReject { name }).await?)
+        }
+        Command::Node(NodeCmd::Revoke { name }) => {
+            done(call(&home, Request::NodeRevoke { name }).await?)
+        }
         Command::Node(NodeCmd::Run { gateway }) => {
-            let opts = node::agent::AgentOptions { gateway, ..Default::default() };
+            let opts = node::agent::AgentOptions {
+                gateway,
+                ..Default::default()
+            };
             node::agent::run(&home, opts, terminated(), |_| {}).await?;
             Ok(())
         }

@@ -24,11 +24,15 @@ const NODES: [(&str, &str); 2] = [("worker-gpu-01", "gpu"), ("worker-cpu-01", "c
 pub async fn run(dir: Option<PathBuf>, keep: bool) -> Result<(), CliError> {
     let (root, _tmp) = match dir {
         Some(d) => (d, None),
-        None if std::path::Path::new("certs").is_dir() => {
-            (PathBuf::from("certs/lab").join(format!("{}", gateway::unix_now())), None)
-        }
+        None if std::path::Path::new("certs").is_dir() => (
+            PathBuf::from("certs/lab").join(format!("{}", gateway::unix_now())),
+            None,
+        ),
         None => {
-            let t = tempfile::Builder::new().prefix("openclaw-lab-").tempdir().map_err(fail)?;
+            let t = tempfile::Builder::new()
+                .prefix("openclaw-lab-")
+                .tempdir()
+                .map_err(fail)?;
             (t.path().to_path_buf(), Some(t))
         }
     };
@@ -50,7 +54,9 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let gw = gateway::Gateway::start(&gw_home, None, stopped(stop_rx.clone())).await.map_err(fail)?;
+    let gw = gateway::Gateway::start(&gw_home, None, stopped(stop_rx.clone()))
+        .await
+        .map_err(fail)?;
     println!("   listening on {}", gw.addr());
     let admin = Client::connect(&gw_home).await.map_err(fail)?;
 
@@ -61,14 +67,26 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         // auto-approve token: both enrollment paths, as a user would run them.
         let auto = i == 1;
         let token = match admin
-            .call(Request::TokenCreate { ttl_secs: 600, uses: 1, labels: vec![label.to_string()], auto_approve: auto })
+            .call(Request::TokenCreate {
+                ttl_secs: 600,
+                uses: 1,
+                labels: vec![label.to_string()],
+                auto_approve: auto,
+            })
             .await
             .map_err(fail)?
         {
             Response::TokenCreated { token, .. } => token,
             r => return Err(fail(format!("unexpected reply {r:?}"))),
         };
-        println!("== enrolling {name} (label {label}, {})", if auto { "auto-approve token" } else { "manual approval" });
+        println!(
+            "== enrolling {name} (label {label}, {})",
+            if auto {
+                "auto-approve token"
+            } else {
+                "manual approval"
+            }
+        );
         let opts = node::enroll::EnrollOptions {
             token,
             name: name.to_string(),
@@ -84,7 +102,10 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         if !auto {
             wait_for(&admin, name, "pending").await?;
             match admin
-                .call(Request::NodeApprove { name: name.to_string(), fingerprint: None })
+                .call(Request::NodeApprove {
+                    name: name.to_string(),
+                    fingerprint: None,
+                })
                 .await
                 .map_err(fail)?
             {
@@ -96,7 +117,13 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         println!("   enrolled {} ({})", enrolled.name, enrolled.fingerprint);
         let rx = stop_rx.clone();
         agents.push(tokio::spawn(async move {
-            node::agent::run(&home, node::agent::AgentOptions::default(), stopped(rx), |_| {}).await
+            node::agent::run(
+                &home,
+                node::agent::AgentOptions::default(),
+                stopped(rx),
+                |_| {},
+            )
+            .await
         }));
     }
     for (name, _) in NODES {
@@ -127,13 +154,17 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
 async fn wait_for(admin: &Client, name: &str, connection: &str) -> Result<(), CliError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Response::Nodes(nodes) = admin.call(Request::NodeList).await.map_err(fail)? {
-            if nodes.iter().any(|n| n.name == name && n.connection == connection) {
-                return Ok(());
-            }
+        if let Response::Nodes(nodes) = admin.call(Request::NodeList).await.map_err(fail)?
+            && nodes
+                .iter()
+                .any(|n| n.name == name && n.connection == connection)
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(fail(format!("{name} did not become {connection} within 20s")));
+            return Err(fail(format!(
+                "{name} did not become {connection} within 20s"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -25,7 +25,11 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "openclaw", version, about = "Run jobs on GPU lab nodes over a secure QUIC mesh")]
+#[command(
+    name = "openclaw",
+    version,
+    about = "Run jobs on GPU lab nodes over a secure QUIC mesh"
+)]
 struct Cli {
     /// Home directory of this party (gateway, node or admin client).
     #[arg(long, global = true, env = "OPENCLAW_HOME")]
@@ -160,13 +164,19 @@ enum NodeCmd {
 }
 
 fn default_home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".openclaw")
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".openclaw")
 }
 
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() -> ExitCode {
@@ -177,7 +187,10 @@ fn main() -> ExitCode {
     );
     init_tracing(if long_running { "info" } else { "warn" });
     let home = mesh::Home::new(cli.home.clone().unwrap_or_else(default_home));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

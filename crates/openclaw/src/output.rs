@@ -20,7 +20,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         for (i, cell) in cells.into_iter().enumerate() {
             out.push_str(cell);
             if i + 1 < n {
-                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count()) + 2;
+                let pad = widths
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(cell.chars().count())
+                    + 2;
                 out.push_str(&" ".repeat(pad));
             }
         }
@@ -38,7 +43,10 @@ pub fn ago(then: u64, now: u64) -> String {
     if then >= now {
         return "just now".into();
     }
-    format!("{} ago", proto::duration::format(Duration::from_secs(now - then)))
+    format!(
+        "{} ago",
+        proto::duration::format(Duration::from_secs(now - then))
+    )
 }
 
 /// "in 29d23h".
@@ -46,7 +54,10 @@ pub fn until(then: u64, now: u64) -> String {
     if then <= now {
         return "expired".into();
     }
-    format!("in {}", proto::duration::format(Duration::from_secs(then - now)))
+    format!(
+        "in {}",
+        proto::duration::format(Duration::from_secs(then - now))
+    )
 }
 
 /// The `node list` table.
@@ -58,7 +69,11 @@ pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
                 n.name.clone(),
                 n.connection.clone(),
                 n.health.clone(),
-                if n.labels.is_empty() { "-".into() } else { n.labels.join(",") },
+                if n.labels.is_empty() {
+                    "-".into()
+                } else {
+                    n.labels.join(",")
+                },
                 n.fingerprint.clone(),
                 match (n.connection.as_str(), n.last_seen) {
                     ("connected", _) => "now".into(),
@@ -67,11 +82,25 @@ pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
                     (_, None) => "never".into(),
                 },
                 n.remote_addr.clone().unwrap_or_else(|| "-".into()),
-                n.cert_expires.map(|t| until(t, now)).unwrap_or_else(|| "-".into()),
+                n.cert_expires
+                    .map(|t| until(t, now))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    table(&["NAME", "CONNECTION", "HEALTH", "LABELS", "FINGERPRINT", "LAST-SEEN", "ADDRESS", "CERT-EXPIRES"], &rows)
+    table(
+        &[
+            "NAME",
+            "CONNECTION",
+            "HEALTH",
+            "LABELS",
+            "FINGERPRINT",
+            "LAST-SEEN",
+            "ADDRESS",
+            "CERT-EXPIRES",
+        ],
+        &rows,
+    )
 }
 
 /// The `token list` table.
@@ -93,12 +122,30 @@ pub fn tokens(tokens: &[TokenInfo], now: u64) -> String {
                 state,
                 format!("{}/{}", t.uses_left, t.uses_total),
                 until(t.expires_at, now),
-                if t.labels.is_empty() { "-".into() } else { t.labels.join(",") },
-                if t.auto_approve { "yes".into() } else { "no".into() },
+                if t.labels.is_empty() {
+                    "-".into()
+                } else {
+                    t.labels.join(",")
+                },
+                if t.auto_approve {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
             ]
         })
         .collect();
-    table(&["ID", "STATE", "USES-LEFT", "EXPIRES", "LABELS", "AUTO-APPROVE"], &rows)
+    table(
+        &[
+            "ID",
+            "STATE",
+            "USES-LEFT",
+            "EXPIRES",
+            "LABELS",
+            "AUTO-APPROVE",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]

@@ -42,7 +42,10 @@ pub struct IssuedCert {
 pub fn generate_key() -> Result<GeneratedKey, PkiError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
         .map_err(|e| PkiError::Generate(e.to_string()))?;
-    Ok(GeneratedKey { key_pem: key.serialize_pem(), spki_der: key.subject_public_key_info() })
+    Ok(GeneratedKey {
+        key_pem: key.serialize_pem(),
+        spki_der: key.subject_public_key_info(),
+    })
 }
 
 fn time_at(secs: u64) -> Result<OffsetDateTime, PkiError> {
@@ -65,7 +68,14 @@ pub fn generate_ca(gateway_name: &str, now: u64) -> Result<(String, String), Pki
         .map_err(|e| PkiError::Generate(e.to_string()))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("OpenClaw CA {gateway_name}"));
+    // A random suffix keeps two gateways of the same name from issuing
+    // certificates that look alike to a verifier matching issuers by name.
+    let mut tag = [0u8; 4];
+    random_bytes(&mut tag)?;
+    dn.push(
+        DnType::CommonName,
+        format!("OpenClaw CA {gateway_name} {}", crate::hex(&tag)),
+    );
     dn.push(DnType::OrganizationName, "OpenClaw");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -73,7 +83,9 @@ pub fn generate_ca(gateway_name: &str, now: u64) -> Result<(String, String), Pki
     params.not_before = time_at(now.saturating_sub(BACKDATE_SECS))?;
     params.not_after = time_at(now + CA_TTL_SECS)?;
     params.serial_number = Some(random_serial()?.0);
-    let cert = params.self_signed(&key).map_err(|e| PkiError::Generate(e.to_string()))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| PkiError::Generate(e.to_string()))?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -92,7 +104,11 @@ impl Ca {
         let issuer = Issuer::from_ca_cert_der(&cert_der.clone().into(), key)
             .map_err(|e| PkiError::Cert(e.to_string()))?;
         let pin = spki_pin(&cert_der)?;
-        Ok(Ca { issuer, cert_der, pin })
+        Ok(Ca {
+            issuer,
+            cert_der,
+            pin,
+        })
     }
 
     /// The CA certificate, DER.
@@ -177,8 +193,8 @@ impl Ca {
 
 /// SHA-256 of a certificate's SubjectPublicKeyInfo.
 pub fn spki_pin(cert_der: &[u8]) -> Result<[u8; 32], PkiError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|e| PkiError::Cert(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| PkiError::Cert(e.to_string()))?;
     Ok(sha256(cert.tbs_certificate.subject_pki.raw))
 }
 
@@ -193,8 +209,10 @@ pub fn pem_to_der(pem: &str, label: &str) -> Result<Vec<u8>, PkiError> {
     let stop = pem[body_start..]
         .find(&end)
         .ok_or_else(|| PkiError::Cert(format!("unterminated {label} PEM block")))?;
-    let b64: String =
-        pem[body_start..body_start + stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let b64: String = pem[body_start..body_start + stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -226,7 +244,9 @@ mod tests {
         let (ca_pem, ca_key) = generate_ca("gw", NOW).unwrap();
         let ca = Ca::load(&ca_pem, &ca_key).unwrap();
         let key = generate_key().unwrap();
-        let cert = ca.issue_client("worker-gpu-01", Role::Node, &key.spki_der, 3600, NOW).unwrap();
+        let cert = ca
+            .issue_client("worker-gpu-01", Role::Node, &key.spki_der, 3600, NOW)
+            .unwrap();
         let peer = parse_peer_cert(&cert.der).unwrap();
         assert_eq!(peer.name, "worker-gpu-01");
         assert_eq!(peer.role, Role::Node);
@@ -251,15 +271,25 @@ mod tests {
         let (ca_pem, ca_key) = generate_ca("gw", NOW).unwrap();
         let ca = Ca::load(&ca_pem, &ca_key).unwrap();
         let key = generate_key().unwrap();
-        let a = ca.issue_client("a", Role::Admin, &key.spki_der, 60, NOW).unwrap();
-        let b = ca.issue_client("a", Role::Admin, &key.spki_der, 60, NOW).unwrap();
+        let a = ca
+            .issue_client("a", Role::Admin, &key.spki_der, 60, NOW)
+            .unwrap();
+        let b = ca
+            .issue_client("a", Role::Admin, &key.spki_der, 60, NOW)
+            .unwrap();
         assert_ne!(a.serial, b.serial);
     }
 
     #[test]
     fn bad_pem_is_an_error() {
         assert!(pem_to_der("nothing", "CERTIFICATE").is_err());
-        assert!(pem_to_der("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----", "CERTIFICATE").is_err());
+        assert!(
+            pem_to_der(
+                "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----",
+                "CERTIFICATE"
+            )
+            .is_err()
+        );
         assert!(Ca::load("x", "y").is_err());
     }
 }

@@ -25,7 +25,9 @@ pub fn make_csr(name: &str, key_pem: &str) -> Result<Vec<u8>, PkiError> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, name);
     params.distinguished_name = dn;
-    let csr = params.serialize_request(&key).map_err(|e| PkiError::Csr(e.to_string()))?;
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| PkiError::Csr(e.to_string()))?;
     Ok(csr.der().to_vec())
 }
 
@@ -43,7 +45,10 @@ pub struct CheckedCsr {
 /// than `CN=name`, any key but ECDSA P-256, and any requested extension.
 pub fn check_csr(der: &[u8], name: &str) -> Result<CheckedCsr, PkiError> {
     if der.len() > MAX_CSR_LEN {
-        return Err(PkiError::Csr(format!("{} bytes; the limit is {MAX_CSR_LEN}", der.len())));
+        return Err(PkiError::Csr(format!(
+            "{} bytes; the limit is {MAX_CSR_LEN}",
+            der.len()
+        )));
     }
     let (rest, csr) = X509CertificationRequest::from_der(der)
         .map_err(|e| PkiError::Csr(format!("not a PKCS#10 request: {e}")))?;
@@ -67,14 +72,19 @@ pub fn check_csr(der: &[u8], name: &str) -> Result<CheckedCsr, PkiError> {
     {
         return Err(PkiError::Csr("key is not ECDSA P-256".into()));
     }
-    if csr.requested_extensions().is_some_and(|mut e| e.next().is_some()) {
+    if csr
+        .requested_extensions()
+        .is_some_and(|mut e| e.next().is_some())
+    {
         return Err(PkiError::Csr(
             "it requests X.509 extensions; openclaw requests carry none (the gateway decides)"
                 .into(),
         ));
     }
     if !info.attributes().is_empty() {
-        return Err(PkiError::Csr("it carries attributes; openclaw requests carry none".into()));
+        return Err(PkiError::Csr(
+            "it carries attributes; openclaw requests carry none".into(),
+        ));
     }
     let subject = &info.subject;
     let mut cns = subject.iter_common_name();
@@ -82,7 +92,10 @@ pub fn check_csr(der: &[u8], name: &str) -> Result<CheckedCsr, PkiError> {
     if cn != Some(name) || cns.next().is_some() || subject.iter().count() != 1 {
         return Err(PkiError::Csr(format!("subject must be exactly CN={name}")));
     }
-    Ok(CheckedCsr { spki_der: spki.raw.to_vec(), fingerprint: fingerprint(spki.raw) })
+    Ok(CheckedCsr {
+        spki_der: spki.raw.to_vec(),
+        fingerprint: fingerprint(spki.raw),
+    })
 }
 
 #[cfg(test)]
@@ -113,7 +126,10 @@ mod tests {
         let b = generate_key().unwrap();
         let der = make_csr("n", &a.key_pem).unwrap();
         // Put b's public key where a's was: same length for P-256.
-        let pos = der.windows(a.spki_der.len()).position(|w| w == a.spki_der).unwrap();
+        let pos = der
+            .windows(a.spki_der.len())
+            .position(|w| w == a.spki_der)
+            .unwrap();
         let mut forged = der.clone();
         forged[pos..pos + b.spki_der.len()].copy_from_slice(&b.spki_der);
         let err = check_csr(&forged, "n").unwrap_err().to_string();

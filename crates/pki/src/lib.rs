@@ -20,7 +20,9 @@ mod cert;
 mod csr;
 mod token;
 
-pub use ca::{Ca, GeneratedKey, IssuedCert, der_to_pem, generate_ca, generate_key, pem_to_der, spki_pin};
+pub use ca::{
+    Ca, GeneratedKey, IssuedCert, der_to_pem, generate_ca, generate_key, pem_to_der, spki_pin,
+};
 pub use cert::{PeerCert, parse_peer_cert, serial_of};
 pub use csr::{CheckedCsr, check_csr, make_csr};
 pub use token::{JoinToken, TokenSecret, constant_time_eq, hash_secret};

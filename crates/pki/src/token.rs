@@ -68,8 +68,17 @@ impl JoinToken {
 
     /// The printable token.
     pub fn encode(&self) -> String {
-        let inner = format!("{}.{}.{}.{}", self.id, self.secret.0, hex(&self.ca_pin), self.gateway);
-        format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(inner))
+        let inner = format!(
+            "{}.{}.{}.{}",
+            self.id,
+            self.secret.0,
+            hex(&self.ca_pin),
+            self.gateway
+        );
+        format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(inner)
+        )
     }
 
     /// Parses a token from untrusted text.
@@ -92,7 +101,10 @@ impl JoinToken {
         else {
             return Err(PkiError::Token("it has fewer than four fields".into()));
         };
-        let alnum = |s: &str| s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let alnum = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
         if id.len() != ID_LEN || !alnum(id) {
             return Err(PkiError::Token("bad token id".into()));
         }
@@ -106,7 +118,9 @@ impl JoinToken {
             || !gateway.contains(':')
             || gateway.chars().any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(PkiError::Token("bad gateway address (want host:port)".into()));
+            return Err(PkiError::Token(
+                "bad gateway address (want host:port)".into(),
+            ));
         }
         Ok(JoinToken {
             id: id.to_string(),
@@ -166,7 +180,10 @@ mod tests {
     fn malformed_tokens_are_errors() {
         let good = JoinToken::generate([1u8; 32], "127.0.0.1:1").unwrap();
         let enc = |s: &str| {
-            format!("oc1_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s))
+            format!(
+                "oc1_{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+            )
         };
         let pin = "ab".repeat(32);
         let secret = "a".repeat(32);

@@ -60,7 +60,11 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bytes in [&[][..], &[0xff; 3], &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]] {
+        for bytes in [
+            &[][..],
+            &[0xff; 3],
+            &[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ] {
             assert!(decode::<Open>(bytes).is_err(), "{bytes:?}");
         }
     }
@@ -79,6 +83,9 @@ mod tests {
     fn trailing_bytes_are_refused() {
         let mut bytes = encode(&Open::Heartbeat).unwrap();
         bytes.push(0);
-        assert!(matches!(decode::<Open>(&bytes), Err(CodecError::Trailing(1))));
+        assert!(matches!(
+            decode::<Open>(&bytes),
+            Err(CodecError::Trailing(1))
+        ));
     }
 }

@@ -14,15 +14,21 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("invalid duration {s:?}; write e.g. 30s, 10m, 1h or 30d"));
+            return Err(format!(
+                "invalid duration {s:?}; write e.g. 30s, 10m, 1h or 30d"
+            ));
         }
         let n: u128 = rest[..digits]
             .parse()
             .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let ms: u128 = match unit {
@@ -89,7 +95,16 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for s in ["", "h", "10x", "1.5h", "-1s", "99999999999999999999999d", "100000d", "1h 2m"] {
+        for s in [
+            "",
+            "h",
+            "10x",
+            "1.5h",
+            "-1s",
+            "99999999999999999999999d",
+            "100000d",
+            "1h 2m",
+        ] {
             let err = parse(s).unwrap_err();
             assert!(err.contains("duration"), "{s}: {err}");
         }

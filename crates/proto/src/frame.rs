@@ -42,7 +42,10 @@ pub fn body_len(header: [u8; HEADER_LEN], limit: usize) -> Result<usize, FrameEr
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let body = codec::encode(msg)?;
     if body.len() > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge { len: body.len(), limit: MAX_FRAME_LEN });
+        return Err(FrameError::TooLarge {
+            len: body.len(),
+            limit: MAX_FRAME_LEN,
+        });
     }
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     // The length fits in u32: it is at most MAX_FRAME_LEN, checked above.
@@ -98,7 +101,11 @@ mod tests {
     fn partial_frames_need_more() {
         let a = encode(&Heartbeat { seq: 1 }).unwrap();
         for cut in 0..a.len() {
-            assert!(try_split::<Heartbeat>(&a[..cut], MAX_FRAME_LEN).unwrap().is_none());
+            assert!(
+                try_split::<Heartbeat>(&a[..cut], MAX_FRAME_LEN)
+                    .unwrap()
+                    .is_none()
+            );
         }
     }
 

@@ -304,7 +304,10 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -405,8 +408,16 @@ mod tests {
     #[test]
     fn permissions_table() {
         let node_list = Request::NodeList;
-        let approve = Request::NodeApprove { name: "a".into(), fingerprint: None };
-        let token = Request::TokenCreate { ttl_secs: 1, uses: 1, labels: vec![], auto_approve: false };
+        let approve = Request::NodeApprove {
+            name: "a".into(),
+            fingerprint: None,
+        };
+        let token = Request::TokenCreate {
+            ttl_secs: 1,
+            uses: 1,
+            labels: vec![],
+            auto_approve: false,
+        };
         let cases = [
             (Role::Admin, &node_list, true),
             (Role::Admin, &approve, true),

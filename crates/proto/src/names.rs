@@ -18,7 +18,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    if let Some(c) = name.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-')) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-'))
+    {
         return Err(format!(
             "name {:?} contains {c:?}; use only a-z, 0-9 and '-', e.g. worker-gpu-01",
             name.escape_debug().to_string()
@@ -35,7 +38,10 @@ pub fn validate_label(label: &str) -> Result<(), String> {
             label.escape_debug().to_string()
         ));
     }
-    if let Some(c) = label.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.')) {
+    if let Some(c) = label
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.'))
+    {
         return Err(format!(
             "label {:?} contains {c:?}; use only a-z, 0-9, '-', '_' and '.'",
             label.escape_debug().to_string()
@@ -65,7 +71,10 @@ where
     out.sort();
     out.dedup();
     if out.len() > MAX_LABELS {
-        return Err(format!("{} labels given; the limit is {MAX_LABELS}", out.len()));
+        return Err(format!(
+            "{} labels given; the limit is {MAX_LABELS}",
+            out.len()
+        ));
     }
     Ok(out)
 }
@@ -84,7 +93,17 @@ mod tests {
         let long = "a".repeat(63);
         let too_long = "a".repeat(64);
         let ok = ["worker-gpu-01", "a", "0", long.as_str()];
-        let bad = ["", too_long.as_str(), "Worker", "worker_gpu", "a b", "a.b", "ü", "x\0", "../etc"];
+        let bad = [
+            "",
+            too_long.as_str(),
+            "Worker",
+            "worker_gpu",
+            "a b",
+            "a.b",
+            "ü",
+            "x\0",
+            "../etc",
+        ];
         for n in ok {
             assert!(validate_name(n).is_ok(), "{n}");
         }
@@ -96,7 +115,10 @@ mod tests {
 
     #[test]
     fn labels() {
-        assert_eq!(parse_label_list("gpu, cpu,gpu,,").unwrap(), vec!["cpu", "gpu"]);
+        assert_eq!(
+            parse_label_list("gpu, cpu,gpu,,").unwrap(),
+            vec!["cpu", "gpu"]
+        );
         assert!(parse_label_list("GPU").is_err());
         assert!(parse_label_list(&"a".repeat(33)).is_err());
         let many: Vec<String> = (0..40).map(|i| format!("l{i}")).collect();

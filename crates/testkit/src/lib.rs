@@ -1,1 +1,329 @@
+//! Test support: a lab of real `openclaw` processes on 127.0.0.1, each
+//! party in its own temp home. Every child is killed when the lab drops.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The result of one finished command.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the whole output unless the command succeeded.
+    pub fn ok(self) -> Out {
+        assert_eq!(
+            self.code, 0,
+            "command failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panics unless the command failed with `code` and stderr contains `needle`.
+    pub fn fails_with(self, code: i32, needle: &str) -> Out {
+        assert_eq!(
+            self.code, code,
+            "wrong exit code:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running child that is killed on drop.
+pub struct Proc {
+    child: Option<Child>,
+    /// Where its stdout goes.
+    pub stdout_path: PathBuf,
+    /// Where its stderr goes.
+    pub stderr_path: PathBuf,
+}
+
+impl Proc {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Waits for exit, up to `timeout`; returns its output.
+    pub fn wait(mut self, timeout: Duration) -> Out {
+        let mut child = self.child.take().unwrap();
+        let status = wait_until(timeout, "process exit", || child.try_wait().unwrap());
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&self.stdout_path).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.stderr_path).unwrap_or_default(),
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A lab: one gateway home and any number of node homes under a temp dir.
+pub struct Lab {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// The gateway home.
+    pub gw_home: PathBuf,
+    gateway: Option<Proc>,
+    /// The address the gateway bound on its first start; restarts reuse it.
+    pub addr: Option<String>,
+    seq: usize,
+}
+
+impl Lab {
+    /// Initialises a gateway home (not started yet).
+    pub fn new(bin: &str) -> Lab {
+        Lab::with_config(bin, |_| {})
+    }
+
+    /// Initialises a gateway home and lets `edit` change gateway.toml.
+    pub fn with_config(bin: &str, edit: impl FnOnce(&mut String)) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let gw_home = dir.path().join("gateway");
+        let lab = Lab {
+            dir,
+            bin: PathBuf::from(bin),
+            gw_home,
+            gateway: None,
+            addr: None,
+            seq: 0,
+        };
+        lab.run(
+            &lab.gw_home.clone(),
+            &[
+                "gateway",
+                "init",
+                "--listen",
+                "127.0.0.1:0",
+                "--name",
+                "test-gw",
+            ],
+        )
+        .ok();
+        let cfg_path = lab.gw_home.join("gateway.toml");
+        let mut cfg = std::fs::read_to_string(&cfg_path).unwrap();
+        edit(&mut cfg);
+        std::fs::write(cfg_path, cfg).unwrap();
+        lab
+    }
+
+    /// The temp directory all homes live in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A fresh home path (not created).
+    pub fn home(&mut self, name: &str) -> PathBuf {
+        self.seq += 1;
+        self.dir.path().join(format!("{name}-{}", self.seq))
+    }
+
+    /// Runs `openclaw --home HOME ARGS...` to completion.
+    pub fn run(&self, home: &Path, args: &[&str]) -> Out {
+        let out = Command::new(&self.bin)
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .env_remove("OPENCLAW_HOME")
+            .env_remove("OPENCLAW_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Out::from(out)
+    }
+
+    /// Runs an admin command with the gateway home's credential.
+    pub fn admin(&self, args: &[&str]) -> Out {
+        self.run(&self.gw_home, args)
+    }
+
+    /// Spawns `openclaw --home HOME ARGS...` in the background.
+    pub fn spawn(&mut self, home: &Path, args: &[&str]) -> Proc {
+        self.seq += 1;
+        let stdout_path = self.dir.path().join(format!("proc-{}.out", self.seq));
+        let stderr_path = self.dir.path().join(format!("proc-{}.err", self.seq));
+        let child = Command::new(&self.bin)
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .env_remove("OPENCLAW_HOME")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        Proc {
+            child: Some(child),
+            stdout_path,
+            stderr_path,
+        }
+    }
+
+    /// Starts (or restarts) the gateway and waits until it answers.
+    pub fn start_gateway(&mut self) {
+        let addr_file = self.gw_home.join("gateway.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut args = vec!["gateway", "run"];
+        let listen;
+        if let Some(a) = &self.addr {
+            listen = a.clone();
+            args.extend(["--listen", listen.as_str()]);
+        }
+        let home = self.gw_home.clone();
+        let proc = self.spawn(&home, &args);
+        self.gateway = Some(proc);
+        let addr = wait_until(Duration::from_secs(20), "gateway.addr", || {
+            std::fs::read_to_string(&addr_file)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        });
+        self.addr = Some(addr);
+        wait_until(Duration::from_secs(20), "gateway to answer", || {
+            (self.admin(&["whoami"]).code == 0).then_some(())
+        });
+    }
+
+    /// The gateway process.
+    pub fn gateway(&mut self) -> &mut Proc {
+        self.gateway.as_mut().unwrap()
+    }
+
+    /// Stops the gateway with SIGTERM (or SIGKILL when `hard`).
+    pub fn stop_gateway(&mut self, hard: bool) -> Out {
+        let gw = self.gateway.take().unwrap();
+        gw.signal(if hard { "KILL" } else { "TERM" });
+        gw.wait(Duration::from_secs(20))
+    }
+
+    /// Creates a join token with extra `token create` flags.
+    pub fn token(&self, flags: &[&str]) -> String {
+        let mut args = vec!["token", "create"];
+        args.extend_from_slice(flags);
+        let out = self.admin(&args).ok();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "token create must print exactly one line: {:?}",
+            out.stdout
+        );
+        lines[0].to_string()
+    }
+
+    /// Enrolls a node with an auto-approve token; returns its home.
+    pub fn enroll(&mut self, name: &str, labels: &str) -> PathBuf {
+        let token = self.token(&["--auto-approve"]);
+        let home = self.home(name);
+        self.run(
+            &home,
+            &[
+                "node", "enroll", "--token", &token, "--name", name, "--labels", labels, "--wait",
+                "20s",
+            ],
+        )
+        .ok();
+        home
+    }
+
+    /// Starts a node agent.
+    pub fn start_node(&mut self, home: &Path) -> Proc {
+        self.spawn(home, &["node", "run"])
+    }
+
+    /// `node list --json` as parsed JSON.
+    pub fn nodes(&self) -> Vec<serde_json::Value> {
+        let out = self.admin(&["node", "list", "--json"]).ok();
+        serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// One node's `node list --json` entry.
+    pub fn node(&self, name: &str) -> Option<serde_json::Value> {
+        self.nodes().into_iter().find(|n| n["name"] == name)
+    }
+
+    /// Waits until `name` shows `connection` (and, if given, `health`).
+    pub fn wait_node(&self, name: &str, connection: &str, timeout: Duration) -> serde_json::Value {
+        wait_until(timeout, &format!("{name} to be {connection}"), || {
+            self.node(name).filter(|n| n["connection"] == connection)
+        })
+    }
+}
