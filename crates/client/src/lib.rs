@@ -113,6 +113,44 @@ impl Client {
         }
     }
 
+    /// Sends a streaming call (`JobRun`, `JobAttach`) and returns the
+    /// stream to read [`proto::JobEvent`]s from with [`Client::next_event`].
+    pub async fn open(&self, req: Request) -> Result<quinn::RecvStream, ClientError> {
+        let (mut send, recv) = self.conn.open_bi().await.map_err(|e| self.lost(e.into()))?;
+        mesh::write_frame(&mut send, &Open::Request(req))
+            .await
+            .map_err(|e| self.lost(e))?;
+        let _ = send.finish();
+        Ok(recv)
+    }
+
+    /// The next event of a streaming call; `None` when the stream ended
+    /// without an `End` (the gateway went away).
+    pub async fn next_event(
+        &self,
+        recv: &mut quinn::RecvStream,
+    ) -> Result<Option<proto::JobEvent>, ClientError> {
+        match mesh::read_frame::<proto::JobEvent>(recv, REPLY_FRAME_LIMIT).await {
+            Ok(e) => Ok(e),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    fn lost(&self, e: mesh::StreamError) -> ClientError {
+        match e.connection_error() {
+            Some(c) => ClientError::Connect {
+                addr: self.addr.clone(),
+                msg: mesh::describe_connection_error(c),
+            },
+            None => ClientError::Protocol(e.to_string()),
+        }
+    }
+
+    /// The gateway address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     /// The underlying connection.
     pub fn connection(&self) -> &quinn::Connection {
         &self.conn

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use proto::{ApiError, CloseCode, ErrorCode, NodeInfo, Request, Response};
 
+use std::sync::Arc;
+
 use crate::session::Peer;
 use crate::store::{NodeState, TokenRow};
-use crate::{Shared, enroll, rules, unix_now};
+use crate::{Shared, enroll, jobs, rules, unix_now};
 
 /// Longest token lifetime.
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -15,7 +17,7 @@ const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
 const MAX_TOKEN_USES: u32 = 100_000;
 
 /// Handles one call.
-pub fn dispatch(shared: &Shared, peer: &Peer, req: Request) -> Response {
+pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
     let method = req.method();
     let result = match req {
         Request::Whoami => Ok(Response::Identity {
@@ -40,6 +42,44 @@ pub fn dispatch(shared: &Shared, peer: &Peer, req: Request) -> Response {
         }
         Request::NodeReject { name } => node_reject(shared, peer, &name),
         Request::NodeRevoke { name } => node_revoke(shared, peer, &name),
+        Request::ClientIssue {
+            name,
+            role,
+            csr_der,
+        } => client_issue(shared, peer, &name, role, &csr_der),
+        Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
+        Request::JobShow { id } => jobs::show(shared, id).map(Response::Job),
+        Request::JobList { limit } => shared
+            .store
+            .tx(|tx| tx.jobs(limit.clamp(1, 10_000)))
+            .map(|rows| Response::Jobs(rows.iter().map(|r| r.info()).collect()))
+            .map_err(ApiError::from),
+        Request::JobCancel { id, on_behalf_of } => {
+            jobs::cancel(shared, peer, id, on_behalf_of.as_deref())
+                .map(|message| Response::Done { message })
+        }
+        Request::JobApprove {
+            id,
+            plan_digest,
+            on_behalf_of,
+        } => jobs::approve(
+            shared,
+            peer,
+            id,
+            plan_digest.as_deref(),
+            on_behalf_of.as_deref(),
+        )
+        .map(|message| Response::Done { message }),
+        Request::JobDeny {
+            id,
+            reason,
+            on_behalf_of,
+        } => jobs::deny(shared, peer, id, reason.as_deref(), on_behalf_of.as_deref())
+            .map(|message| Response::Done { message }),
+        Request::JobRun(_) | Request::JobAttach { .. } => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "streaming calls are handled by the session",
+        )),
     };
     match result {
         Ok(r) => r,
@@ -135,7 +175,7 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
             let (connection, health) = rules::status_columns(
                 n.state,
                 live.map(|(v, _)| v),
-                shared.config.heartbeat_interval,
+                shared.config().heartbeat_interval,
             );
             let remote_addr = match (n.state, live) {
                 (_, Some((_, addr))) => Some(addr.to_string()),
@@ -162,6 +202,44 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
         })
         .collect();
     Ok(Response::Nodes(nodes))
+}
+
+/// Lifetime of credentials made by `openclaw client create`.
+const CLIENT_CERT_TTL: Duration = Duration::from_secs(365 * 86_400);
+
+fn client_issue(
+    shared: &Shared,
+    peer: &Peer,
+    name: &str,
+    role: proto::Role,
+    csr_der: &[u8],
+) -> Result<Response, ApiError> {
+    proto::names::validate_name(name).map_err(|e| invalid(format!("invalid client name: {e}")))?;
+    if role == proto::Role::Node {
+        return Err(invalid(
+            "nodes get certificates by enrolling ('openclaw node enroll'), not as clients",
+        ));
+    }
+    let csr = pki::check_csr(csr_der, name).map_err(|e| invalid(e.to_string()))?;
+    let now = unix_now();
+    let cert = shared
+        .ca
+        .issue_client(name, role, &csr.spki_der, CLIENT_CERT_TTL.as_secs(), now)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    shared.store.tx(|tx| {
+        tx.record_issued(name, role, &cert, now)?;
+        tx.audit(
+            now,
+            &peer.name,
+            "client.issue",
+            name,
+            &format!("role {role}, serial {}", cert.serial),
+        )
+    })?;
+    Ok(Response::ClientIssued {
+        cert_der: cert.der,
+        ca_der: shared.ca.cert_der().to_vec(),
+    })
 }
 
 fn not_found(name: &str) -> ApiError {

@@ -92,12 +92,12 @@ fn submit_request(
             };
             return Ok(pending_reply(shared, &n, now));
         }
-        if !token.auto_approve && tx.pending_count()? >= shared.config.max_pending {
+        if !token.auto_approve && tx.pending_count()? >= shared.config().max_pending {
             return Err(ApiError::new(
                 ErrorCode::ResourceExhausted,
                 format!(
                     "the gateway already holds {} pending enrollment requests; ask an admin to approve or reject some ('openclaw node list')",
-                    shared.config.max_pending
+                    shared.config().max_pending
                 ),
             ));
         }
@@ -137,13 +137,14 @@ fn pending_reply(shared: &Shared, n: &NodeRow, now: u64) -> EnrollReply {
     EnrollReply::Pending {
         request_id: n.request_id.clone(),
         fingerprint: n.fingerprint.clone(),
-        expires_in_secs: (n.requested_at + shared.config.pending_ttl.as_secs()).saturating_sub(now),
+        expires_in_secs: (n.requested_at + shared.config().pending_ttl.as_secs())
+            .saturating_sub(now),
     }
 }
 
 /// Deletes pending requests past their time.
 pub fn sweep(shared: &Shared, tx: &Tx<'_>, now: u64) -> Result<(), StoreError> {
-    let cutoff = now.saturating_sub(shared.config.pending_ttl.as_secs());
+    let cutoff = now.saturating_sub(shared.config().pending_ttl.as_secs());
     for name in tx.expire_pending(cutoff)? {
         tx.audit(
             now,
@@ -171,7 +172,7 @@ pub fn issue_node_cert(
             &row.name,
             Role::Node,
             &row.spki,
-            shared.config.node_cert_ttl.as_secs(),
+            shared.config().node_cert_ttl.as_secs(),
             now,
         )
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;

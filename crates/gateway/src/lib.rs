@@ -8,14 +8,18 @@
 mod api;
 pub mod config;
 mod enroll;
+mod jobs;
+pub mod policy;
 pub mod registry;
+pub mod routing;
 pub mod rules;
 mod session;
 pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mesh::Home;
@@ -43,6 +47,8 @@ pub mod files {
     pub const STATE: &str = "state.db";
     /// The bound listen address, written at start.
     pub const ADDR: &str = "gateway.addr";
+    /// Job output logs (0700).
+    pub const LOGS: &str = "logs";
 }
 
 /// Lifetime of the gateway's server certificate.
@@ -167,12 +173,49 @@ pub fn client_address(listen: &str) -> String {
 
 /// Shared gateway state.
 pub(crate) struct Shared {
-    pub config: Config,
+    config: RwLock<Arc<Config>>,
+    pub home: Home,
+    pub logs_dir: PathBuf,
+    pub jobs: jobs::Jobs,
     pub store: Store,
     pub registry: Registry,
     pub ca: pki::Ca,
     pub revoked: Arc<RevokedSerials>,
     pub advertise: String,
+}
+
+impl Shared {
+    /// The current configuration (replaced on SIGHUP).
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads gateway.toml; keeps the old config if the new one is invalid.
+    fn reload(&self) {
+        let path = self.home.path(files::CONFIG);
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Config::parse(&t));
+        match parsed {
+            Ok(mut cfg) => {
+                let old = self.config();
+                // The listener stays where it is until a restart.
+                cfg.listen = old.listen.clone();
+                match self.config.write() {
+                    Ok(mut g) => *g = Arc::new(cfg),
+                    Err(p) => *p.into_inner() = Arc::new(cfg),
+                }
+                tracing::info!("reloaded {}", path.display());
+            }
+            Err(e) => tracing::error!(
+                "not reloading {}: {e}; keeping the running configuration",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// A running gateway.
@@ -237,14 +280,20 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| client_address(&addr.to_string()));
         tracing::info!(%addr, gateway = %config.name, "gateway listening");
+        let logs_dir = home.path(files::LOGS);
+        mesh::home::create_private_dir(&logs_dir)?;
         let shared = Arc::new(Shared {
-            config,
+            config: RwLock::new(Arc::new(config)),
+            home: home.clone(),
+            logs_dir,
+            jobs: jobs::Jobs::default(),
             store,
             registry: Registry::default(),
             ca,
             revoked,
             advertise,
         });
+        jobs::recover(&shared).map_err(|e| GatewayError::Io(e.message))?;
         let task = tokio::spawn(serve(shared, endpoint, shutdown));
         Ok(Gateway { addr, task })
     }
@@ -266,6 +315,7 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let reaper = tokio::spawn(reap(shared.clone()));
+    let reloader = tokio::spawn(reload_on_sighup(shared.clone()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -278,21 +328,31 @@ async fn serve(
     }
     tracing::info!("gateway shutting down");
     reaper.abort();
+    reloader.abort();
     endpoint.close(CloseCode::Shutdown.code().into(), b"gateway shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
 
+async fn reload_on_sighup(shared: Arc<Shared>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        shared.reload();
+    }
+}
+
 /// Closes node connections whose heartbeats stopped.
 async fn reap(shared: Arc<Shared>) {
-    let period = (shared.config.heartbeat_interval / 4).max(Duration::from_millis(50));
+    let period = (shared.config().heartbeat_interval / 4).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
         for (name, conn) in shared
             .registry
-            .stale(Instant::now(), shared.config.dead_after)
+            .stale(Instant::now(), shared.config().dead_after)
         {
-            tracing::warn!(node = %name, "no heartbeat within {:?}; declaring the node dead", shared.config.dead_after);
+            tracing::warn!(node = %name, "no heartbeat within {:?}; declaring the node dead", shared.config().dead_after);
             conn.close(
                 CloseCode::Dead.code().into(),
                 b"no heartbeat within the dead-node window",

@@ -6,13 +6,42 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use proto::ControlMsg;
+use tokio::sync::mpsc;
+
 use crate::rules::LiveView;
+
+/// What a node reported about itself when it connected.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeMeta {
+    /// GPUs it can hand out.
+    pub gpus: u32,
+    /// Whether they are simulated.
+    pub gpus_simulated: bool,
+    /// Its job limit.
+    pub max_jobs: u32,
+}
+
+/// A node's liveness and self-report.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveMeta {
+    /// Heartbeat age.
+    pub view: LiveView,
+    /// GPUs.
+    pub gpus: u32,
+    /// Simulated GPUs.
+    pub gpus_simulated: bool,
+    /// Job limit.
+    pub max_jobs: u32,
+}
 
 /// One live node session.
 struct Live {
     conn: quinn::Connection,
     remote: SocketAddr,
     last_heartbeat: Instant,
+    meta: NodeMeta,
+    control: mpsc::UnboundedSender<ControlMsg>,
 }
 
 /// Connected nodes by name.
@@ -30,11 +59,19 @@ impl Registry {
     }
 
     /// Registers a node's connection; returns the connection it replaces.
-    pub fn connect(&self, name: &str, conn: quinn::Connection) -> Option<quinn::Connection> {
+    pub fn connect(
+        &self,
+        name: &str,
+        conn: quinn::Connection,
+        meta: NodeMeta,
+        control: mpsc::UnboundedSender<ControlMsg>,
+    ) -> Option<quinn::Connection> {
         let live = Live {
             remote: conn.remote_address(),
             conn,
             last_heartbeat: Instant::now(),
+            meta,
+            control,
         };
         self.with(|m| m.insert(name.to_string(), live))
             .map(|old| old.conn)
@@ -74,6 +111,25 @@ impl Registry {
                 )
             })
         })
+    }
+
+    /// Liveness plus what the node reported, if connected.
+    pub fn meta(&self, name: &str, now: Instant) -> Option<LiveMeta> {
+        self.with(|m| {
+            m.get(name).map(|l| LiveMeta {
+                view: LiveView {
+                    heartbeat_age: now.saturating_duration_since(l.last_heartbeat),
+                },
+                gpus: l.meta.gpus,
+                gpus_simulated: l.meta.gpus_simulated,
+                max_jobs: l.meta.max_jobs,
+            })
+        })
+    }
+
+    /// Where to send control messages for a node, if connected.
+    pub fn control(&self, name: &str) -> Option<mpsc::UnboundedSender<ControlMsg>> {
+        self.with(|m| m.get(name).map(|l| l.control.clone()))
     }
 
     /// The live connection of a node.

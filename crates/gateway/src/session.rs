@@ -4,11 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{ApiError, CloseCode, ControlMsg, ErrorCode, Heartbeat, Open, Response, Role};
+use proto::{
+    ApiError, CloseCode, ControlMsg, ErrorCode, Heartbeat, JobEvent, Open, Request, Response, Role,
+};
 use rustls::pki_types::CertificateDer;
 
+use crate::registry::NodeMeta;
 use crate::store::NodeState;
-use crate::{Shared, api, enroll, unix_now};
+use crate::{Shared, api, enroll, jobs, unix_now};
 
 /// Session frames: API requests and control messages.
 pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
@@ -213,25 +216,58 @@ async fn stream(
         Open::Control(hello) if peer.role == Role::Node => {
             node_control(shared, conn, peer, hello, send, recv).await;
         }
-        Open::Request(req) => {
-            let resp = if req.allowed_for(peer.role) {
-                api::dispatch(&shared, &peer, req)
-            } else {
-                Response::Error(ApiError::new(
-                    ErrorCode::PermissionDenied,
-                    format!(
-                        "permission denied: a {} certificate ({}) may not call {}; use an admin credential (the one 'openclaw gateway init' wrote)",
-                        peer.role,
-                        peer.name,
-                        req.method()
-                    ),
-                ))
-            };
+        Open::Job { job_id } if peer.role == Role::Node => {
+            jobs::node_job_stream(shared, peer, job_id, send, recv).await;
+        }
+        Open::Request(req) if !req.allowed_for(peer.role) => {
+            let resp = Response::Error(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "permission denied: a {} certificate ({}) may not call {}; use an admin credential (the one 'openclaw gateway init' wrote)",
+                    peer.role,
+                    peer.name,
+                    req.method()
+                ),
+            ));
             if mesh::write_frame(&mut send, &resp).await.is_ok() {
                 let _ = send.finish();
             }
         }
-        Open::Control(_) | Open::Heartbeat => {
+        Open::Request(Request::JobRun(spec)) => {
+            let result = match jobs::submit(&shared, &peer, spec) {
+                Ok(info) => {
+                    let id = info.id;
+                    match mesh::write_frame(&mut send, &JobEvent::Accepted(info)).await {
+                        Ok(()) => jobs::follow(&shared, id, true, 0, 0, &mut send).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => mesh::write_frame(&mut send, &JobEvent::Error(e)).await,
+            };
+            if result.is_ok() {
+                let _ = send.finish();
+            }
+        }
+        Open::Request(Request::JobAttach {
+            id,
+            follow,
+            stdout_from,
+            stderr_from,
+        }) => {
+            if jobs::follow(&shared, id, follow, stdout_from, stderr_from, &mut send)
+                .await
+                .is_ok()
+            {
+                let _ = send.finish();
+            }
+        }
+        Open::Request(req) => {
+            let resp = api::dispatch(&shared, &peer, req);
+            if mesh::write_frame(&mut send, &resp).await.is_ok() {
+                let _ = send.finish();
+            }
+        }
+        Open::Control(_) | Open::Heartbeat | Open::Job { .. } => {
             close(
                 &conn,
                 CloseCode::Protocol,
@@ -265,14 +301,23 @@ async fn node_control(
         return;
     }
     let welcome = ControlMsg::Welcome {
-        heartbeat_interval_ms: u64::try_from(shared.config.heartbeat_interval.as_millis())
+        heartbeat_interval_ms: u64::try_from(shared.config().heartbeat_interval.as_millis())
             .unwrap_or(1000),
-        gateway: shared.config.name.clone(),
+        gateway: shared.config().name.clone(),
     };
     if mesh::write_frame(&mut send, &welcome).await.is_err() {
         return;
     }
-    if let Some(old) = shared.registry.connect(&peer.name, conn.clone()) {
+    let meta = NodeMeta {
+        gpus: hello.gpus.min(1024),
+        gpus_simulated: hello.gpus_simulated,
+        max_jobs: hello.max_jobs.clamp(1, 100_000),
+    };
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::unbounded_channel::<ControlMsg>();
+    if let Some(old) = shared
+        .registry
+        .connect(&peer.name, conn.clone(), meta, control_tx)
+    {
         tracing::info!(node = %peer.name, "new connection replaces the old one");
         close(
             &old,
@@ -283,11 +328,26 @@ async fn node_control(
     let now = unix_now();
     let _ = shared.store.tx(|tx| tx.node_seen(&peer.name, now, &remote));
     tracing::info!(node = %peer.name, %remote, agent = %hello.agent_version, "node connected");
-    // Drain the control stream until the node or the connection ends it.
-    let control = async {
+    shared.jobs.capacity.notify_waiters();
+    // Forward control messages (job dispatch) to the node, and drain the
+    // control stream until the node or the connection ends it.
+    let writer = async {
+        while let Some(msg) = control_rx.recv().await {
+            if mesh::write_frame(&mut send, &msg).await.is_err() {
+                return;
+            }
+        }
+    };
+    let reader = async {
         while let Ok(Some(_msg)) =
             mesh::read_frame::<ControlMsg>(&mut recv, SESSION_FRAME_LIMIT).await
         {}
+    };
+    let control = async {
+        tokio::select! {
+            () = reader => {}
+            () = writer => {}
+        }
     };
     tokio::select! {
         _ = conn.closed() => {}

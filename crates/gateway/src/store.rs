@@ -74,7 +74,165 @@ CREATE TABLE audit (                  -- append-only trail of state changes
   detail TEXT NOT NULL                -- free text
 );
 "#,
+    // Version 2: jobs.
+    r#"
+CREATE TABLE jobs (                   -- every job ever requested
+  id           INTEGER PRIMARY KEY AUTOINCREMENT, -- job id shown to users
+  state        TEXT NOT NULL,         -- queued | awaiting-approval | starting | running | exited | failed | cancelled | timed-out | denied | expired | lost
+  node         TEXT NOT NULL,         -- node the plan targets ('' while queued)
+  role         TEXT,                  -- role asked for, if routed by role
+  named_job    TEXT,                  -- named job, if any
+  plan         BLOB NOT NULL,         -- the frozen plan: codec-encoded proto::JobPlan
+  plan_digest  TEXT NOT NULL,         -- SHA-256 of plan, shown to approvers
+  requester    TEXT NOT NULL,         -- certificate identity, or the chat user id a bot acted for
+  via          TEXT NOT NULL,         -- certificate identity the request came through
+  approvers    TEXT NOT NULL,         -- comma-separated identities that may approve ('' when none is needed)
+  allow_self   INTEGER NOT NULL,      -- 1: the requester may approve their own job
+  approved_by  TEXT,                  -- who approved it
+  created_at   INTEGER NOT NULL,      -- unix seconds
+  started_at   INTEGER,               -- unix seconds the process started
+  finished_at  INTEGER,               -- unix seconds it ended
+  exit_code    INTEGER,               -- exit code, 128+N for signal N
+  reason       TEXT,                  -- why it ended as it did, for people
+  stdout_bytes INTEGER NOT NULL DEFAULT 0, -- stdout bytes received from the node
+  stderr_bytes INTEGER NOT NULL DEFAULT 0, -- stderr bytes received from the node
+  truncated    INTEGER NOT NULL DEFAULT 0, -- 1: a stored log hit the output cap
+  queue_until  INTEGER                -- unix seconds a queued job gives up waiting for capacity
+);
+CREATE INDEX jobs_state ON jobs (state); -- finds live jobs at startup
+"#,
 ];
+
+/// A job row. `plan` is decoded.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// Job id.
+    pub id: u64,
+    /// State word.
+    pub state: String,
+    /// Target node.
+    pub node: String,
+    /// Role asked for.
+    pub role: Option<String>,
+    /// Named job.
+    pub named_job: Option<String>,
+    /// Frozen plan.
+    pub plan: proto::JobPlan,
+    /// Its digest.
+    pub plan_digest: String,
+    /// Who asked.
+    pub requester: String,
+    /// Certificate the request came through.
+    pub via: String,
+    /// Who may approve.
+    pub approvers: Vec<String>,
+    /// Requester may self-approve.
+    pub allow_self: bool,
+    /// Who approved.
+    pub approved_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub started_at: Option<u64>,
+    /// Unix seconds.
+    pub finished_at: Option<u64>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Why it ended.
+    pub reason: Option<String>,
+    /// Stdout bytes received.
+    pub stdout_bytes: u64,
+    /// Stderr bytes received.
+    pub stderr_bytes: u64,
+    /// A log hit the cap.
+    pub truncated: bool,
+    /// Queue deadline.
+    pub queue_until: Option<u64>,
+}
+
+impl JobRow {
+    /// The public view.
+    pub fn info(&self) -> proto::JobInfo {
+        proto::JobInfo {
+            id: self.id,
+            state: self.state.clone(),
+            node: self.node.clone(),
+            argv: self.plan.argv.clone(),
+            cwd: self.plan.cwd.clone(),
+            requester: self.requester.clone(),
+            named_job: self.named_job.clone(),
+            role: self.role.clone(),
+            gpus: self.plan.gpus,
+            approvers: self.approvers.clone(),
+            approved_by: self.approved_by.clone(),
+            plan_digest: self.plan_digest.clone(),
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            exit_code: self.exit_code,
+            reason: self.reason.clone(),
+            stdout_bytes: self.stdout_bytes,
+            stderr_bytes: self.stderr_bytes,
+            truncated: self.truncated,
+        }
+    }
+}
+
+const JOB_COLUMNS: &str = "id, state, node, role, named_job, plan, plan_digest, requester, via, approvers, \
+     allow_self, approved_by, created_at, started_at, finished_at, exit_code, reason, stdout_bytes, stderr_bytes, \
+     truncated, queue_until";
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRow, Vec<u8>)> {
+    let plan: Vec<u8> = r.get(5)?;
+    Ok((
+        JobRow {
+            id: u(r.get(0)?),
+            state: r.get(1)?,
+            node: r.get(2)?,
+            role: r.get(3)?,
+            named_job: r.get(4)?,
+            plan: proto::JobPlan {
+                job_id: 0,
+                node: String::new(),
+                argv: vec![],
+                cwd: None,
+                env: vec![],
+                timeout_secs: None,
+                gpus: 0,
+                kill_grace_secs: 0,
+            },
+            plan_digest: r.get(6)?,
+            requester: r.get(7)?,
+            via: r.get(8)?,
+            approvers: split(&r.get::<_, String>(9)?),
+            allow_self: r.get::<_, i64>(10)? != 0,
+            approved_by: r.get(11)?,
+            created_at: u(r.get(12)?),
+            started_at: r.get::<_, Option<i64>>(13)?.map(u),
+            finished_at: r.get::<_, Option<i64>>(14)?.map(u),
+            exit_code: r
+                .get::<_, Option<i64>>(15)?
+                .and_then(|c| i32::try_from(c).ok()),
+            reason: r.get(16)?,
+            stdout_bytes: u(r.get(17)?),
+            stderr_bytes: u(r.get(18)?),
+            truncated: r.get::<_, i64>(19)? != 0,
+            queue_until: r.get::<_, Option<i64>>(20)?.map(u),
+        },
+        plan,
+    ))
+}
+
+fn finish_job((mut row, plan): (JobRow, Vec<u8>)) -> Result<JobRow, StoreError> {
+    row.plan = proto::codec::decode(&plan)
+        .map_err(|e| StoreError(format!("job {}: bad stored plan: {e}", row.id)))?;
+    Ok(row)
+}
+
+/// Encodes a plan for storage.
+pub fn encode_plan(plan: &proto::JobPlan) -> Result<Vec<u8>, StoreError> {
+    proto::codec::encode(plan).map_err(|e| StoreError(e.to_string()))
+}
 
 /// A join token row.
 #[derive(Debug, Clone)]
@@ -530,6 +688,94 @@ impl Tx<'_> {
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(rows)
+    }
+
+    /// Inserts a job; `row.id` is ignored and the new id returned.
+    /// The plan is stored as given and usually rewritten with the id by [`Tx::put_job`].
+    pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
+        let id: i64 = self.0.query_row(
+            "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, created_at, queue_until) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+            params![
+                row.state,
+                row.node,
+                row.role,
+                row.named_job,
+                encode_plan(&row.plan)?,
+                row.plan_digest,
+                row.requester,
+                row.via,
+                join(&row.approvers),
+                row.allow_self,
+                i(row.created_at),
+                row.queue_until.map(i)
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(u(id))
+    }
+
+    /// Writes every mutable field of a job.
+    pub fn put_job(&self, row: &JobRow) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE jobs SET state = ?2, node = ?3, plan = ?4, plan_digest = ?5, approvers = ?6, allow_self = ?7, \
+             approved_by = ?8, started_at = ?9, finished_at = ?10, exit_code = ?11, reason = ?12, stdout_bytes = ?13, \
+             stderr_bytes = ?14, truncated = ?15, queue_until = ?16 WHERE id = ?1",
+            params![
+                i(row.id),
+                row.state,
+                row.node,
+                encode_plan(&row.plan)?,
+                row.plan_digest,
+                join(&row.approvers),
+                row.allow_self,
+                row.approved_by,
+                row.started_at.map(i),
+                row.finished_at.map(i),
+                row.exit_code,
+                row.reason,
+                i(row.stdout_bytes),
+                i(row.stderr_bytes),
+                row.truncated,
+                row.queue_until.map(i)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A job by id.
+    pub fn job(&self, id: u64) -> Result<Option<JobRow>, StoreError> {
+        self.0
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [i(id)],
+                job_from_row,
+            )
+            .optional()?
+            .map(finish_job)
+            .transpose()
+    }
+
+    /// The newest `limit` jobs.
+    pub fn jobs(&self, limit: u32) -> Result<Vec<JobRow>, StoreError> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt
+            .query_map([limit], job_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_job).collect()
+    }
+
+    /// Jobs not in a final state.
+    pub fn unfinished_jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'awaiting-approval', 'starting', 'running') ORDER BY id"
+        ))?;
+        let rows = stmt
+            .query_map([], job_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_job).collect()
     }
 
     /// Appends to the audit trail.

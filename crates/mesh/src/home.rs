@@ -256,6 +256,34 @@ pub struct NodeConfig {
     /// Labels asked for at enrollment.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Local policy; the stricter of this and the gateway's wins.
+    #[serde(default)]
+    pub policy: NodePolicy,
+}
+
+/// `[policy]` in node.toml: what this node agrees to run, whatever the gateway says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodePolicy {
+    /// `false` refuses every job.
+    pub system_run: bool,
+    /// Globs over argv[0] and the whole command line; empty allows any.
+    pub allowed_commands: Vec<String>,
+    /// Globs over the working directory; empty allows any.
+    pub allowed_cwds: Vec<String>,
+    /// Most jobs at once.
+    pub max_jobs: u32,
+}
+
+impl Default for NodePolicy {
+    fn default() -> Self {
+        NodePolicy {
+            system_run: true,
+            allowed_commands: vec![],
+            allowed_cwds: vec![],
+            max_jobs: 256,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -277,8 +305,20 @@ impl NodeConfig {
             "# OpenClaw node settings, written by 'openclaw node enroll'.\n\
              # Node name (also the certificate's CN).\nname = {:?}\n\
              # Gateway address the agent dials, host:port.\ngateway = {:?}\n\
-             # Labels requested at enrollment.\nlabels = {:?}\n",
-            self.name, self.gateway, self.labels
+             # Labels requested at enrollment.\nlabels = {:?}\n\n\
+             # Local policy: the stricter of this and the gateway's policy wins.\n\
+             [policy]\n\
+             # false refuses every job.\nsystem_run = {}\n\
+             # Globs over argv[0] and the whole command line; empty allows any command.\nallowed_commands = {:?}\n\
+             # Globs over the working directory; empty allows any.\nallowed_cwds = {:?}\n\
+             # Most jobs at once.\nmax_jobs = {}\n",
+            self.name,
+            self.gateway,
+            self.labels,
+            self.policy.system_run,
+            self.policy.allowed_commands,
+            self.policy.allowed_cwds,
+            self.policy.max_jobs
         );
         home.write_public(node_files::CONFIG, text.as_bytes())
     }

@@ -3,6 +3,8 @@
 //! reconnect with capped exponential backoff and jitter when it drops.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mesh::Home;
@@ -12,6 +14,7 @@ use proto::{CloseCode, ControlMsg, Heartbeat, NodeHello, Open};
 
 use crate::NodeError;
 use crate::backoff::{Backoff, random_fraction};
+use crate::runner::{self, GpuPool, RunContext};
 
 /// A session that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
@@ -25,6 +28,8 @@ pub struct AgentOptions {
     pub backoff: Backoff,
     /// The node's side of the idle timeout.
     pub idle_timeout: Duration,
+    /// Simulated GPUs to offer (for tests and the lab; labelled as simulated).
+    pub simulate_gpus: u32,
 }
 
 impl Default for AgentOptions {
@@ -33,6 +38,7 @@ impl Default for AgentOptions {
             gateway: None,
             backoff: Backoff::default(),
             idle_timeout: Duration::from_secs(3),
+            simulate_gpus: 0,
         }
     }
 }
@@ -89,12 +95,21 @@ pub async fn run(
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
+    let ctx = Arc::new(RunContext {
+        node: cfg.name.clone(),
+        policy: cfg.policy.clone(),
+        gpus: GpuPool::new(opts.simulate_gpus),
+        running: AtomicU32::new(0),
+    });
+    if opts.simulate_gpus > 0 {
+        tracing::info!(node = %cfg.name, gpus = opts.simulate_gpus, "offering simulated GPUs");
+    }
     tokio::pin!(shutdown);
     let mut attempt = 0u32;
     loop {
         let started = Instant::now();
         let end = tokio::select! {
-            end = session(&endpoint, &config, remote, &cfg.name, &mut events) => end,
+            end = session(&endpoint, &config, remote, &ctx, &mut events) => end,
             () = &mut shutdown => End::Shutdown,
         };
         match end {
@@ -144,9 +159,10 @@ async fn session(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
     remote: std::net::SocketAddr,
-    name: &str,
+    ctx: &Arc<RunContext>,
     events: &mut impl FnMut(AgentEvent),
 ) -> End {
+    let name = ctx.node.as_str();
     let connecting = match endpoint.connect_with(config.clone(), remote, proto::GATEWAY_SERVER_NAME)
     {
         Ok(c) => c,
@@ -169,6 +185,9 @@ async fn session(
     let hello = Open::Control(NodeHello {
         protocol: proto::PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        gpus: ctx.gpus.total(),
+        gpus_simulated: ctx.gpus.total() > 0,
+        max_jobs: ctx.policy.max_jobs,
     });
     if let Err(e) = mesh::write_frame(&mut send, &hello).await {
         return lost(&conn, e);
@@ -183,6 +202,9 @@ async fn session(
         }
         Ok(Some(ControlMsg::Refused(e))) => {
             return End::Fatal(format!("gateway refused this node: {}", e.message));
+        }
+        Ok(Some(ControlMsg::RunJob(_))) => {
+            return End::Retry("gateway sent a job before welcoming this node".into());
         }
         Ok(None) => {
             return match conn.close_reason() {
@@ -216,9 +238,22 @@ async fn session(
         }
     };
     let control = async {
-        while let Ok(Some(_msg)) =
+        while let Ok(Some(msg)) =
             mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await
-        {}
+        {
+            if let ControlMsg::RunJob(plan) = msg {
+                if plan.node != ctx.node {
+                    tracing::warn!(
+                        job = plan.job_id,
+                        "ignoring a job addressed to node {}",
+                        plan.node
+                    );
+                    continue;
+                }
+                tracing::info!(job = plan.job_id, argv = ?plan.argv, "running job");
+                tokio::spawn(runner::run(conn.clone(), plan, ctx.clone()));
+            }
+        }
     };
     tokio::select! {
         err = conn.closed() => classify(&err),

@@ -320,6 +320,7 @@ fn store(
         name: opts.name.clone(),
         gateway: gateway.to_string(),
         labels: labels.to_vec(),
+        policy: Default::default(),
     }
     .write(home)?;
     let _ = std::fs::remove_file(home.path(node_files::PENDING));

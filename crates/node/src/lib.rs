@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod enroll;
+pub mod runner;
 
 /// A node operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use mesh::Home;
 use node::NodeError;
 use proto::{ErrorCode, Request, Response};
 
-use crate::{Command, GatewayCmd, NodeCmd, TokenCmd, exit, lab, output};
+use crate::{ClientCmd, Command, GatewayCmd, NodeCmd, TokenCmd, exit, jobs_cli, lab, output};
 
 /// A failed command: exit code and message.
 pub struct CliError {
@@ -246,9 +246,13 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::Revoke { name }) => {
             done(call(&home, Request::NodeRevoke { name }).await?)
         }
-        Command::Node(NodeCmd::Run { gateway }) => {
+        Command::Node(NodeCmd::Run {
+            gateway,
+            simulate_gpus,
+        }) => {
             let opts = node::agent::AgentOptions {
                 gateway,
+                simulate_gpus,
                 ..Default::default()
             };
             node::agent::run(&home, opts, terminated(), |_| {}).await?;
@@ -262,6 +266,71 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             r => Err(unexpected(r)),
         },
         Command::Lab { dir, keep } => lab::run(dir, keep).await,
+        Command::Run(args) => jobs_cli::run(&home, args).await,
+        Command::Job(cmd) => jobs_cli::job(&home, cmd).await,
+        Command::Client(ClientCmd::Create { name, role, out }) => {
+            client_create(&home, &name, &role, &out).await
+        }
+    }
+}
+
+async fn client_create(
+    home: &Home,
+    name: &str,
+    role: &str,
+    out: &std::path::Path,
+) -> Result<(), CliError> {
+    proto::names::validate_name(name).map_err(|e| usage(format!("invalid client name: {e}")))?;
+    let role = match proto::Role::parse(role) {
+        Some(r @ (proto::Role::Admin | proto::Role::Bot)) => r,
+        _ => {
+            return Err(usage(format!(
+                "--role {role:?}: use admin or bot (nodes enroll with 'openclaw node enroll')"
+            )));
+        }
+    };
+    let out_home = Home::new(out);
+    if out_home.exists(mesh::home::client_files::CERT) {
+        return Err(CliError::new(
+            exit::FAILURE,
+            format!(
+                "{} already holds a client credential; choose another --out",
+                out.display()
+            ),
+        ));
+    }
+    let fail = |e: &dyn std::fmt::Display| CliError::new(exit::FAILURE, e.to_string());
+    let key = pki::generate_key().map_err(|e| fail(&e))?;
+    let csr = pki::make_csr(name, &key.key_pem).map_err(|e| fail(&e))?;
+    let client = Client::connect(home).await?;
+    let gateway = client.addr().to_string();
+    let resp = client
+        .call(Request::ClientIssue {
+            name: name.to_string(),
+            role,
+            csr_der: csr,
+        })
+        .await;
+    client.close().await;
+    match resp? {
+        Response::ClientIssued { cert_der, ca_der } => {
+            out_home.create().map_err(|e| fail(&e))?;
+            mesh::home::Credential {
+                name: name.to_string(),
+                gateway,
+            }
+            .write(
+                &out_home,
+                &pki::der_to_pem(&cert_der, "CERTIFICATE"),
+                &key.key_pem,
+                &pki::der_to_pem(&ca_der, "CERTIFICATE"),
+            )
+            .map_err(|e| fail(&e))?;
+            println!("wrote a {role} credential for {name} to {}", out.display());
+            println!("use it with: openclaw --home {} whoami", out.display());
+            Ok(())
+        }
+        r => Err(unexpected(r)),
     }
 }
 

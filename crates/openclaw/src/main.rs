@@ -2,6 +2,7 @@
 //! the local lab. This file is a thin clap layer over the library crates.
 
 mod commands;
+mod jobs_cli;
 mod lab;
 mod output;
 
@@ -22,6 +23,23 @@ pub mod exit {
     pub const PENDING: u8 = 75;
     /// Refused: permission denied, revoked, rejected, bad token (EX_NOPERM).
     pub const REFUSED: u8 = 77;
+
+    // `openclaw run` returns the remote exit code, as ssh does. When the
+    // job could not run to completion it uses these instead.
+    /// The job was killed after its --timeout (as timeout(1) does).
+    pub const RUN_TIMED_OUT: u8 = 124;
+    /// The job was cancelled.
+    pub const RUN_CANCELLED: u8 = 130;
+    /// The node refused or failed to start it (cwd, node policy, no free GPU).
+    pub const RUN_START_FAILED: u8 = 251;
+    /// Denied by policy or by an approver, or approval expired.
+    pub const RUN_DENIED: u8 = 252;
+    /// The node is offline, or no node has free capacity.
+    pub const RUN_UNAVAILABLE: u8 = 253;
+    /// Unknown node, role, named job or job id.
+    pub const RUN_UNKNOWN: u8 = 254;
+    /// The gateway could not be reached or was lost (as ssh's 255).
+    pub const RUN_CONNECTION: u8 = 255;
 }
 
 #[derive(Parser)]
@@ -51,6 +69,14 @@ enum Command {
     Node(NodeCmd),
     /// Show who this home's credential is, as the gateway sees it.
     Whoami,
+    /// Run a command on a node and stream its output; exits with its exit code.
+    Run(jobs_cli::RunArgs),
+    /// List, inspect, follow, cancel, approve and deny jobs.
+    #[command(subcommand)]
+    Job(jobs_cli::JobCmd),
+    /// Create client credentials (admin or bot).
+    #[command(subcommand)]
+    Client(ClientCmd),
     /// Start a self-contained local lab: a gateway and two enrolled nodes.
     Lab {
         /// Directory for the lab's throwaway homes (default: certs/lab/<time> if ./certs exists, else a temp dir).
@@ -59,6 +85,21 @@ enum Command {
         /// Keep the lab's homes when it exits.
         #[arg(long)]
         keep: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// Make a key in --out, have the gateway sign it, and write a credential bundle there.
+    Create {
+        /// Identity, e.g. moltbot or alice.
+        name: String,
+        /// admin or bot.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Directory for the credential (becomes that client's --home).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -160,6 +201,9 @@ enum NodeCmd {
         /// Overrides the gateway address in node.toml.
         #[arg(long)]
         gateway: Option<String>,
+        /// Offer N simulated GPUs (for tests and labs without NVIDIA hardware).
+        #[arg(long, default_value_t = 0)]
+        simulate_gpus: u32,
     },
 }
 
@@ -200,7 +244,10 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli.command, home)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            // An empty message means "exit with the remote job's code".
+            if !e.message.is_empty() {
+                eprintln!("error: {}", e.message);
+            }
             ExitCode::from(e.code)
         }
     }

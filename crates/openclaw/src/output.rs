@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use proto::{NodeInfo, TokenInfo};
+use proto::{JobInfo, NodeInfo, TokenInfo};
 
 /// Formats rows as left-aligned columns separated by two spaces.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -148,6 +148,126 @@ pub fn tokens(tokens: &[TokenInfo], now: u64) -> String {
     )
 }
 
+/// Quotes argv for display, shell-style.
+pub fn argv_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `job list` table.
+pub fn jobs(jobs: &[JobInfo], now: u64) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let mut cmd = argv_line(&j.argv);
+            if cmd.chars().count() > 60 {
+                cmd = format!("{}...", cmd.chars().take(57).collect::<String>());
+            }
+            vec![
+                j.id.to_string(),
+                j.state.clone(),
+                if j.node.is_empty() {
+                    "-".into()
+                } else {
+                    j.node.clone()
+                },
+                j.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                j.requester.clone(),
+                ago(j.created_at, now),
+                cmd,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "STATE",
+            "NODE",
+            "EXIT",
+            "REQUESTER",
+            "CREATED",
+            "COMMAND",
+        ],
+        &rows,
+    )
+}
+
+/// The `job show` view.
+pub fn job(j: &JobInfo, now: u64) -> String {
+    let t = |v: Option<u64>| {
+        v.map(|t| format!("{t} ({})", ago(t, now)))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    line("id:", j.id.to_string());
+    line("state:", j.state.clone());
+    line(
+        "node:",
+        if j.node.is_empty() {
+            "-".into()
+        } else {
+            j.node.clone()
+        },
+    );
+    line("command:", argv_line(&j.argv));
+    line("cwd:", j.cwd.clone().unwrap_or_else(|| "-".into()));
+    line("requester:", j.requester.clone());
+    if let Some(n) = &j.named_job {
+        line("named job:", n.clone());
+    }
+    if let Some(r) = &j.role {
+        line("role:", r.clone());
+    }
+    line("gpus:", j.gpus.to_string());
+    if !j.approvers.is_empty() {
+        line("approvers:", j.approvers.join(", "));
+    }
+    if let Some(a) = &j.approved_by {
+        line("approved by:", a.clone());
+    }
+    line("plan:", j.plan_digest.clone());
+    line("created:", t(Some(j.created_at)));
+    line("started:", t(j.started_at));
+    line("finished:", t(j.finished_at));
+    line(
+        "exit code:",
+        j.exit_code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into()),
+    );
+    if let Some(r) = &j.reason {
+        line("reason:", r.clone());
+    }
+    line(
+        "output:",
+        format!(
+            "{} bytes stdout, {} bytes stderr{}",
+            j.stdout_bytes,
+            j.stderr_bytes,
+            if j.truncated {
+                " (stored log truncated)"
+            } else {
+                ""
+            }
+        ),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +276,15 @@ mod tests {
     fn table_aligns() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn argv_quoting() {
+        let argv: Vec<String> = ["python", "train.py", "--name", "a b", "it's"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(argv_line(&argv), "python train.py --name 'a b' 'it'\\''s'");
     }
 
     #[test]

@@ -29,6 +29,7 @@
 pub mod codec;
 pub mod duration;
 pub mod frame;
+pub mod glob;
 pub mod msg;
 pub mod names;
 

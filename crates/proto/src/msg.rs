@@ -73,6 +73,8 @@ pub struct EnrollSubmit {
 }
 
 /// The gateway's answer to an [`EnrollRequest`].
+// Messages live for one decode-handle-drop cycle, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EnrollReply {
     /// Waiting for an admin.
@@ -111,8 +113,15 @@ pub enum Open {
     Control(NodeHello),
     /// A node's heartbeat stream (unidirectional, one per connection).
     Heartbeat,
-    /// One API call (bidirectional); the reply is one [`Response`].
+    /// One API call (bidirectional); the reply is one [`Response`], or a
+    /// series of [`JobEvent`]s for `JobRun` and `JobAttach`.
     Request(Request),
+    /// A node reports on a job it was told to run (bidirectional): node to
+    /// gateway [`JobFrame`]s, gateway to node [`JobCtl`]s.
+    Job {
+        /// The job.
+        job_id: u64,
+    },
 }
 
 /// Sent by a node when it opens its control stream.
@@ -122,9 +131,17 @@ pub struct NodeHello {
     pub protocol: u32,
     /// The agent's version string, for display.
     pub agent_version: String,
+    /// GPUs this node can hand to jobs.
+    pub gpus: u32,
+    /// Whether those GPUs are simulated (`--simulate-gpus`).
+    pub gpus_simulated: bool,
+    /// Most jobs the node runs at once.
+    pub max_jobs: u32,
 }
 
 /// Gateway to node, on the control stream.
+// Messages live for one decode-handle-drop cycle, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlMsg {
     /// The session is established.
@@ -136,6 +153,8 @@ pub enum ControlMsg {
     },
     /// The session was refused; the connection closes after this.
     Refused(ApiError),
+    /// Run a job. The node answers by opening an [`Open::Job`] stream.
+    RunJob(JobPlan),
 }
 
 /// Node to gateway, on the heartbeat stream.
@@ -146,6 +165,8 @@ pub struct Heartbeat {
 }
 
 /// An API call from an admin or bot client.
+// Messages live for one decode-handle-drop cycle, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Who am I, as the gateway sees my certificate?
@@ -187,6 +208,258 @@ pub enum Request {
         /// Node name.
         name: String,
     },
+    /// Sign a client credential (admin or bot) for a CSR made by the caller.
+    ClientIssue {
+        /// Identity: `[a-z0-9-]{1,63}`.
+        name: String,
+        /// `admin` or `bot`.
+        role: Role,
+        /// PKCS#10 request, subject `CN=<name>`, no extensions.
+        csr_der: Vec<u8>,
+    },
+    /// Create a job and return at once.
+    JobSubmit(JobSpec),
+    /// Create a job and stream its events until it ends.
+    JobRun(JobSpec),
+    /// Stream a job's stored output, then (if `follow`) live output until it ends.
+    JobAttach {
+        /// The job.
+        id: u64,
+        /// Keep streaming until the job ends.
+        follow: bool,
+        /// Stdout offset to start from.
+        stdout_from: u64,
+        /// Stderr offset to start from.
+        stderr_from: u64,
+    },
+    /// Recent jobs, newest first.
+    JobList {
+        /// How many.
+        limit: u32,
+    },
+    /// One job.
+    JobShow {
+        /// The job.
+        id: u64,
+    },
+    /// Cancel a job: SIGTERM to its process group, SIGKILL after the grace period.
+    JobCancel {
+        /// The job.
+        id: u64,
+        /// Chat user the bot acts for.
+        on_behalf_of: Option<String>,
+    },
+    /// Approve a job awaiting approval.
+    JobApprove {
+        /// The job.
+        id: u64,
+        /// If given, must equal the job's plan digest.
+        plan_digest: Option<String>,
+        /// Chat user the bot acts for.
+        on_behalf_of: Option<String>,
+    },
+    /// Deny (or, for the requester, withdraw) a job awaiting approval.
+    JobDeny {
+        /// The job.
+        id: u64,
+        /// Why.
+        reason: Option<String>,
+        /// Chat user the bot acts for.
+        on_behalf_of: Option<String>,
+    },
+}
+
+/// What a requester asks to run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Run on this node.
+    pub node: Option<String>,
+    /// Run on a healthy node with this label (`gpu` also matches nodes with GPUs).
+    pub role: Option<String>,
+    /// Run this named job from the gateway config.
+    pub job: Option<String>,
+    /// The command, as argv (empty for a named job).
+    pub argv: Vec<String>,
+    /// Run `argv` joined by spaces through `sh -c`.
+    pub shell: bool,
+    /// Working directory on the node.
+    pub cwd: Option<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Kill the job after this many seconds.
+    pub timeout_secs: Option<u64>,
+    /// Whole GPUs to assign.
+    pub gpus: Option<u32>,
+    /// Wait this long for capacity instead of failing at once.
+    pub queue_timeout_secs: Option<u64>,
+    /// The chat user a bot submits for (bots only).
+    pub on_behalf_of: Option<String>,
+}
+
+/// What a node is told to run. Frozen when the job is created: approval
+/// applies to exactly this plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// The job.
+    pub job_id: u64,
+    /// The node that runs it.
+    pub node: String,
+    /// Exact argv (`sh -c LINE` for shell jobs).
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Extra environment (loader variables already stripped).
+    pub env: Vec<(String, String)>,
+    /// Kill after this many seconds.
+    pub timeout_secs: Option<u64>,
+    /// Whole GPUs to assign.
+    pub gpus: u32,
+    /// Seconds between SIGTERM and SIGKILL on cancel or timeout.
+    pub kill_grace_secs: u64,
+}
+
+/// A job as users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Job id.
+    pub id: u64,
+    /// `queued`, `awaiting-approval`, `starting`, `running`, `exited`,
+    /// `failed`, `cancelled`, `timed-out`, `denied`, `expired` or `lost`.
+    pub state: String,
+    /// Node it runs on.
+    pub node: String,
+    /// Exact argv.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Who asked.
+    pub requester: String,
+    /// Named job, if any.
+    pub named_job: Option<String>,
+    /// Role asked for, if any.
+    pub role: Option<String>,
+    /// GPUs assigned.
+    pub gpus: u32,
+    /// Who may approve it (when awaiting approval).
+    pub approvers: Vec<String>,
+    /// Who approved it.
+    pub approved_by: Option<String>,
+    /// SHA-256 of the frozen plan.
+    pub plan_digest: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub started_at: Option<u64>,
+    /// Unix seconds.
+    pub finished_at: Option<u64>,
+    /// Exit code (128+N for signal N).
+    pub exit_code: Option<i32>,
+    /// Why it ended as it did, for people.
+    pub reason: Option<String>,
+    /// Stdout bytes received.
+    pub stdout_bytes: u64,
+    /// Stderr bytes received.
+    pub stderr_bytes: u64,
+    /// The stored log hit its cap.
+    pub truncated: bool,
+}
+
+impl JobInfo {
+    /// Whether the job has ended.
+    pub fn is_terminal(&self) -> bool {
+        is_terminal_state(&self.state)
+    }
+}
+
+/// Whether a job state is final.
+pub fn is_terminal_state(state: &str) -> bool {
+    matches!(
+        state,
+        "exited" | "failed" | "cancelled" | "timed-out" | "denied" | "expired" | "lost"
+    )
+}
+
+/// Which output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Streamed to followers of a job.
+// Messages live for one decode-handle-drop cycle, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobEvent {
+    /// The job was created (first event of `JobRun`).
+    Accepted(JobInfo),
+    /// Output bytes, in order, continuing from the requested offsets.
+    Output {
+        /// Which stream.
+        stream: OutStream,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The job changed state.
+    State(JobInfo),
+    /// Last event: the job ended (or, without follow, all stored output was sent).
+    End(JobInfo),
+    /// The request failed.
+    Error(ApiError),
+}
+
+/// Node to gateway on a job stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobFrame {
+    /// The process started.
+    Started {
+        /// Its pid.
+        pid: u32,
+        /// GPU indices assigned.
+        gpus: Vec<u32>,
+    },
+    /// Output at a byte offset of its stream.
+    Output {
+        /// Which stream.
+        stream: OutStream,
+        /// Offset of the first byte.
+        offset: u64,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The process ended.
+    Exit {
+        /// Exit code, or 128+signal.
+        code: i32,
+        /// It was killed for its timeout.
+        timed_out: bool,
+        /// It was killed by a cancel.
+        cancelled: bool,
+    },
+    /// The node would not or could not start it.
+    Failed {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// Gateway to node on a job stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobCtl {
+    /// SIGTERM the process group, then SIGKILL after `grace_secs`.
+    Cancel {
+        /// Seconds between the signals.
+        grace_secs: u64,
+    },
+    /// The gateway refuses this job stream (not the node's job, not expected).
+    Reject {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Request {
@@ -201,21 +474,42 @@ impl Request {
             Request::NodeApprove { .. } => "node.approve",
             Request::NodeReject { .. } => "node.reject",
             Request::NodeRevoke { .. } => "node.revoke",
+            Request::ClientIssue { .. } => "client.issue",
+            Request::JobSubmit(_) => "job.submit",
+            Request::JobRun(_) => "job.run",
+            Request::JobAttach { .. } => "job.attach",
+            Request::JobList { .. } => "job.list",
+            Request::JobShow { .. } => "job.show",
+            Request::JobCancel { .. } => "job.cancel",
+            Request::JobApprove { .. } => "job.approve",
+            Request::JobDeny { .. } => "job.deny",
         }
     }
 
     /// Whether `role` may make this call. Nodes may make none; bots may
-    /// only read; admins may do everything.
+    /// read and work with jobs for chat users but not manage nodes or
+    /// tokens; admins may do everything.
     pub fn allowed_for(&self, role: Role) -> bool {
         match role {
             Role::Admin => true,
-            Role::Bot => matches!(self, Request::Whoami | Request::NodeList),
+            Role::Bot => !matches!(
+                self,
+                Request::TokenCreate { .. }
+                    | Request::TokenList
+                    | Request::TokenRevoke { .. }
+                    | Request::NodeApprove { .. }
+                    | Request::NodeReject { .. }
+                    | Request::NodeRevoke { .. }
+                    | Request::ClientIssue { .. }
+            ),
             Role::Node => false,
         }
     }
 }
 
 /// The reply to a [`Request`].
+// Messages live for one decode-handle-drop cycle, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// Reply to [`Request::Whoami`].
@@ -241,6 +535,17 @@ pub enum Response {
         /// What happened, for the user.
         message: String,
     },
+    /// Reply to `ClientIssue`.
+    ClientIssued {
+        /// The certificate, DER.
+        cert_der: Vec<u8>,
+        /// The CA, DER.
+        ca_der: Vec<u8>,
+    },
+    /// Reply to `JobSubmit` and `JobShow`.
+    Job(JobInfo),
+    /// Reply to `JobList`.
+    Jobs(Vec<JobInfo>),
     /// The call failed.
     Error(ApiError),
 }
@@ -330,6 +635,10 @@ pub enum ErrorCode {
     ResourceExhausted,
     /// The gateway failed.
     Internal,
+    /// The target node is not connected, or no node has free capacity.
+    Unavailable,
+    /// Policy forbids it.
+    Denied,
 }
 
 /// Application close codes the gateway uses on purpose.
@@ -424,6 +733,7 @@ mod tests {
             (Role::Admin, &token, true),
             (Role::Bot, &node_list, true),
             (Role::Bot, &approve, false),
+            (Role::Bot, &Request::JobList { limit: 1 }, true),
             (Role::Bot, &token, false),
             (Role::Node, &node_list, false),
             (Role::Node, &approve, false),

@@ -1,0 +1,1442 @@
+//! Jobs: resolving a request into a frozen plan, routing, policy, dispatch
+//! to the node, storing output exactly once, and feeding followers.
+//!
+//! Output flows node → gateway on a job stream the node opens; the gateway
+//! appends it to `logs/<id>.stdout` and `logs/<id>.stderr` and bumps a
+//! watch channel. Followers read the files from their own offsets and wait
+//! on the channel, so a slow follower never slows the job or loses output.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::{
+    ApiError, ControlMsg, ErrorCode, JobCtl, JobEvent, JobFrame, JobInfo, JobPlan, JobSpec,
+    OutStream, Role,
+};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::config::Config;
+use crate::policy::{self, Action};
+use crate::routing::{self, NodeView, RouteError};
+use crate::session::Peer;
+use crate::store::{JobRow, NodeState};
+use crate::{Shared, unix_now};
+
+/// Most environment variables a job may ask for.
+const MAX_ENV: usize = 128;
+/// Largest argv, all arguments together.
+const MAX_ARGV_BYTES: usize = 128 * 1024;
+/// How long a node has to start a dispatched job.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Output chunk sent to followers.
+const FOLLOW_CHUNK: usize = 256 * 1024;
+/// Largest job-stream frame from a node.
+pub const JOB_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
+/// Longest job timeout.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 86_400);
+
+/// How far a job's stored output has grown, and its state.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Bytes in the stdout log file.
+    pub stdout: u64,
+    /// Bytes in the stderr log file.
+    pub stderr: u64,
+    /// State word.
+    pub state: String,
+}
+
+struct LiveJob {
+    node: String,
+    gpus: u32,
+    /// Dispatched to the node (counts against its capacity).
+    on_node: bool,
+    progress: watch::Sender<Progress>,
+    ctl: Option<mpsc::UnboundedSender<JobCtl>>,
+    cancel_requested: bool,
+    attached: bool,
+}
+
+/// Jobs that have not ended, in memory.
+#[derive(Default)]
+pub struct Jobs {
+    live: Mutex<HashMap<u64, LiveJob>>,
+    /// Signalled whenever capacity may have freed up.
+    pub capacity: Notify,
+}
+
+impl Jobs {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<u64, LiveJob>) -> T) -> T {
+        match self.live.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    fn subscribe(&self, id: u64) -> Option<watch::Receiver<Progress>> {
+        self.with(|m| m.get(&id).map(|j| j.progress.subscribe()))
+    }
+
+    /// GPUs held and jobs running on `node`.
+    pub fn load(&self, node: &str) -> (u32, u32) {
+        self.with(|m| {
+            m.values()
+                .filter(|j| j.on_node && j.node == node)
+                .fold((0, 0), |(g, n), j| (g + j.gpus, n + 1))
+        })
+    }
+
+    fn insert(&self, id: u64, node: &str, gpus: u32, state: &str) {
+        let (tx, _) = watch::channel(Progress {
+            state: state.to_string(),
+            ..Default::default()
+        });
+        self.with(|m| {
+            m.insert(
+                id,
+                LiveJob {
+                    node: node.to_string(),
+                    gpus,
+                    on_node: false,
+                    progress: tx,
+                    ctl: None,
+                    cancel_requested: false,
+                    attached: false,
+                },
+            )
+        });
+    }
+}
+
+fn err(code: ErrorCode, m: impl Into<String>) -> ApiError {
+    ApiError::new(code, m)
+}
+
+/// Checks an environment variable name.
+pub fn check_env_key(key: &str) -> Result<(), String> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !ok {
+        return Err(format!(
+            "invalid environment variable name {:?}",
+            key.escape_debug().to_string()
+        ));
+    }
+    if is_loader_var(key) {
+        return Err(format!(
+            "{key} is a loader variable and is never passed to jobs"
+        ));
+    }
+    Ok(())
+}
+
+/// `LD_*` and `DYLD_*`: stripped from every requested environment.
+pub fn is_loader_var(key: &str) -> bool {
+    key.starts_with("LD_") || key.starts_with("DYLD_")
+}
+
+/// A request resolved against the config, before routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Explicit node, if any.
+    pub node: Option<String>,
+    /// Role, if routed by role.
+    pub role: Option<String>,
+    /// Named job.
+    pub named_job: Option<String>,
+    /// Exact argv.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Environment.
+    pub env: Vec<(String, String)>,
+    /// Timeout.
+    pub timeout_secs: Option<u64>,
+    /// GPUs.
+    pub gpus: u32,
+}
+
+/// Turns a spec into exact argv, target and environment. Pure.
+pub fn resolve(cfg: &Config, spec: &JobSpec) -> Result<Resolved, ApiError> {
+    let invalid = |m: String| err(ErrorCode::InvalidArgument, m);
+    let (mut argv, mut node, mut role, mut cwd, mut timeout, mut gpus, mut env, named) = match &spec
+        .job
+    {
+        Some(name) => {
+            let Some((key, job)) = cfg.named_job(name) else {
+                let names: Vec<&str> = cfg.jobs.keys().map(String::as_str).collect();
+                let mut m = format!("unknown named job {name:?}");
+                if let Some(c) = routing::closest(name, names.iter().copied()) {
+                    m.push_str(&format!("; did you mean {c}?"));
+                }
+                if names.is_empty() {
+                    m.push_str("; no named jobs are defined ([jobs.NAME] in gateway.toml)");
+                } else {
+                    m.push_str(&format!("; named jobs: {}", names.join(", ")));
+                }
+                return Err(err(ErrorCode::NotFound, m));
+            };
+            if !spec.argv.is_empty() {
+                return Err(invalid(format!(
+                    "named job {key} fixes its command; drop the command after -- or run it without --job"
+                )));
+            }
+            (
+                job.command.clone(),
+                job.node.clone(),
+                job.role.clone(),
+                job.cwd.clone(),
+                job.timeout.map(|t| t.as_secs().max(1)),
+                job.gpus,
+                job.env.clone(),
+                Some(key.to_string()),
+            )
+        }
+        None => (
+            spec.argv.clone(),
+            None,
+            None,
+            None,
+            None,
+            None,
+            vec![],
+            None,
+        ),
+    };
+    if spec.node.is_some() && spec.role.is_some() {
+        return Err(invalid("give either --node or --role, not both".into()));
+    }
+    if spec.node.is_some() || spec.role.is_some() {
+        node = spec.node.clone();
+        role = spec.role.clone();
+    }
+    if node.is_none() && role.is_none() {
+        return Err(invalid(
+            "say where to run it: --node NAME, --role ROLE or --job NAME".into(),
+        ));
+    }
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(invalid(
+            "empty command; put it after --, e.g. openclaw run --node worker-gpu-01 -- nvidia-smi"
+                .into(),
+        ));
+    }
+    if spec.shell {
+        if !cfg.policy.allow_shell {
+            return Err(err(
+                ErrorCode::Denied,
+                "shell jobs are disabled by policy (policy.allow_shell = false); run the command as argv",
+            ));
+        }
+        argv = vec!["sh".into(), "-c".into(), argv.join(" ")];
+    }
+    if argv.iter().map(|a| a.len() + 1).sum::<usize>() > MAX_ARGV_BYTES
+        || argv.iter().any(|a| a.contains('\0'))
+    {
+        return Err(invalid(format!(
+            "command too long or contains NUL bytes (limit {MAX_ARGV_BYTES} bytes)"
+        )));
+    }
+    if let Some(c) = &spec.cwd {
+        cwd = Some(c.clone());
+    }
+    if let Some(c) = &cwd
+        && (!c.starts_with('/') || c.contains('\0'))
+    {
+        return Err(invalid(format!("--cwd {c:?} must be an absolute path")));
+    }
+    if let Some(t) = spec.timeout_secs {
+        timeout = Some(t);
+    }
+    if let Some(t) = timeout
+        && (t == 0 || t > MAX_TIMEOUT.as_secs())
+    {
+        return Err(invalid("--timeout must be between 1s and 30d".into()));
+    }
+    if spec.gpus.is_some() {
+        gpus = spec.gpus;
+    }
+    let gpus = gpus.unwrap_or(if role.as_deref() == Some("gpu") { 1 } else { 0 });
+    if gpus > 64 {
+        return Err(invalid("--gpus must be at most 64".into()));
+    }
+    if spec.env.len() > MAX_ENV {
+        return Err(invalid(format!(
+            "{} environment variables given; the limit is {MAX_ENV}",
+            spec.env.len()
+        )));
+    }
+    for (k, v) in &spec.env {
+        if is_loader_var(k) || k.starts_with("OPENCLAW_") {
+            tracing::info!(var = %k, "stripped a loader or reserved variable from a job's environment");
+            continue;
+        }
+        check_env_key(k).map_err(invalid)?;
+        if v.len() > 32 * 1024 || v.contains('\0') {
+            return Err(invalid(format!(
+                "value of {k} is longer than 32 KiB or contains NUL"
+            )));
+        }
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    Ok(Resolved {
+        node,
+        role,
+        named_job: named,
+        argv,
+        cwd,
+        env,
+        timeout_secs: timeout,
+        gpus,
+    })
+}
+
+/// The identity a request acts for: the certificate name, or for the bot
+/// the chat user it names.
+pub fn identity(peer: &Peer, on_behalf_of: Option<&str>) -> Result<String, ApiError> {
+    match (peer.role, on_behalf_of) {
+        (Role::Bot, Some(u)) => {
+            let ok = !u.is_empty()
+                && u.len() <= 64
+                && u.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':')
+                });
+            if !ok {
+                return Err(err(ErrorCode::InvalidArgument, "invalid chat user id"));
+            }
+            Ok(u.to_string())
+        }
+        (Role::Bot, None) => Err(err(
+            ErrorCode::InvalidArgument,
+            "the bot must say which chat user it acts for",
+        )),
+        (_, Some(_)) => Err(err(
+            ErrorCode::PermissionDenied,
+            "only the bot may act on behalf of chat users",
+        )),
+        (_, None) => Ok(peer.name.clone()),
+    }
+}
+
+/// SHA-256 of an encoded plan.
+pub fn plan_digest(plan: &JobPlan) -> Result<String, ApiError> {
+    let bytes = proto::codec::encode(plan).map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+    Ok(format!("sha256:{}", pki::hex(&pki::sha256(&bytes))))
+}
+
+/// What routing sees right now.
+fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
+    let rows = shared.store.tx(|tx| tx.nodes())?;
+    let now = unix_now();
+    let instant = std::time::Instant::now();
+    let hb = shared.config().heartbeat_interval;
+    Ok(rows
+        .into_iter()
+        .map(|n| {
+            let live = if n.state == NodeState::Approved {
+                shared.registry.meta(&n.name, instant)
+            } else {
+                None
+            };
+            let (gpus_busy, running) = shared.jobs.load(&n.name);
+            let (_, health) =
+                crate::rules::status_columns(n.state, live.as_ref().map(|l| l.view), hb);
+            NodeView {
+                state: match n.state {
+                    NodeState::Pending => "pending",
+                    NodeState::Approved => "approved",
+                    NodeState::Rejected => "rejected",
+                    NodeState::Revoked => "revoked",
+                },
+                connected: live.is_some(),
+                healthy: health == "healthy",
+                labels: n.labels,
+                gpus_total: live.as_ref().map(|l| l.gpus).unwrap_or(0),
+                gpus_busy,
+                running,
+                max_jobs: live.as_ref().map(|l| l.max_jobs).unwrap_or(0),
+                last_seen: n
+                    .last_seen
+                    .map(|t| ago(t, now))
+                    .unwrap_or_else(|| "never".into()),
+                name: n.name,
+            }
+        })
+        .collect())
+}
+
+fn ago(then: u64, now: u64) -> String {
+    format!(
+        "{} ago",
+        proto::duration::format(Duration::from_secs(now.saturating_sub(then)))
+    )
+}
+
+fn route(shared: &Shared, r: &Resolved) -> Result<String, RouteError> {
+    let views = node_views(shared).map_err(|e| RouteError::Unavailable(e.message))?;
+    match (&r.node, &r.role) {
+        (Some(n), _) => routing::to_node(&views, n, r.gpus),
+        (None, Some(role)) => routing::to_role(&views, role, r.gpus),
+        (None, None) => Err(RouteError::Unknown("no target".into())),
+    }
+}
+
+fn plan_for(shared: &Shared, id: u64, node: &str, r: &Resolved) -> JobPlan {
+    JobPlan {
+        job_id: id,
+        node: node.to_string(),
+        argv: r.argv.clone(),
+        cwd: r.cwd.clone(),
+        env: r.env.clone(),
+        timeout_secs: r.timeout_secs,
+        gpus: r.gpus,
+        kill_grace_secs: shared.config().kill_grace.as_secs(),
+    }
+}
+
+/// Creates a job. Returns its record; a policy denial is an error (the
+/// denied job is still recorded for the audit trail).
+pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInfo, ApiError> {
+    let requester = identity(peer, spec.on_behalf_of.as_deref())?;
+    let cfg = shared.config();
+    let resolved = resolve(&cfg, &spec)?;
+    let routed = route(shared, &resolved);
+    let now = unix_now();
+    let queue_until = match (&routed, spec.queue_timeout_secs) {
+        (Ok(_), _) => None,
+        (Err(e), Some(t)) if e.is_busy() => Some(now + t),
+        (Err(e), _) => return Err(e.clone().into()),
+    };
+    let mut row = JobRow {
+        id: 0,
+        state: if queue_until.is_some() {
+            "queued".into()
+        } else {
+            "starting".into()
+        },
+        node: routed.clone().unwrap_or_default(),
+        role: resolved.role.clone(),
+        named_job: resolved.named_job.clone(),
+        plan: plan_for(shared, 0, "", &resolved),
+        plan_digest: String::new(),
+        requester: requester.clone(),
+        via: peer.name.clone(),
+        approvers: vec![],
+        allow_self: false,
+        approved_by: None,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        reason: None,
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        truncated: false,
+        queue_until,
+    };
+    let id = shared.store.tx(|tx| {
+        let id = tx.insert_job(&row)?;
+        tx.audit(
+            now,
+            &peer.name,
+            "job.submit",
+            &id.to_string(),
+            &format!("for {requester}: {:?}", resolved.argv),
+        )?;
+        Ok::<_, ApiError>(id)
+    })?;
+    row.id = id;
+    row.plan.job_id = id;
+    shared.jobs.insert(id, &row.node, resolved.gpus, &row.state);
+    tracing::info!(job = id, %requester, node = %row.node, argv = ?resolved.argv, "job submitted");
+    match routed {
+        Ok(node) => decide(shared, row, &node, &resolved),
+        Err(_) => {
+            shared.store.tx(|tx| tx.put_job(&row))?;
+            tokio::spawn(wait_in_queue(shared.clone(), id, resolved));
+            Ok(row.info())
+        }
+    }
+}
+
+/// Freezes the plan for `node`, applies policy, and dispatches, holds or denies.
+fn decide(
+    shared: &Arc<Shared>,
+    mut row: JobRow,
+    node: &str,
+    r: &Resolved,
+) -> Result<JobInfo, ApiError> {
+    let cfg = shared.config();
+    row.node = node.to_string();
+    row.plan = plan_for(shared, row.id, node, r);
+    row.plan_digest = plan_digest(&row.plan)?;
+    let decision = policy::evaluate(
+        &cfg.policy,
+        &policy::Facts {
+            user: &row.requester,
+            node,
+            argv: &row.plan.argv,
+            job: row.named_job.as_deref(),
+        },
+    );
+    let rule = decision
+        .rule
+        .map(|i| format!("policy rule {}", i + 1))
+        .unwrap_or_else(|| "the default policy".into());
+    shared.jobs.with(|m| {
+        if let Some(j) = m.get_mut(&row.id) {
+            j.node = node.to_string();
+        }
+    });
+    match decision.action {
+        Action::Deny => {
+            let reason = format!("denied by {rule}");
+            row.state = "denied".into();
+            row.finished_at = Some(unix_now());
+            row.reason = Some(reason.clone());
+            shared.store.tx(|tx| tx.put_job(&row))?;
+            finish_live(shared, row.id, "denied");
+            Err(err(
+                ErrorCode::Denied,
+                format!(
+                    "job {} {reason}; ask an admin to change [policy] in gateway.toml",
+                    row.id
+                ),
+            ))
+        }
+        Action::Approve => {
+            row.state = "awaiting-approval".into();
+            row.approvers = decision.approvers;
+            row.allow_self = decision.allow_self_approval;
+            shared.store.tx(|tx| tx.put_job(&row))?;
+            set_progress_state(shared, row.id, "awaiting-approval");
+            tokio::spawn(expire_approval(
+                shared.clone(),
+                row.id,
+                row.created_at + cfg.policy.approval_timeout.as_secs(),
+            ));
+            tracing::info!(job = row.id, approvers = ?row.approvers, "job awaits approval");
+            Ok(row.info())
+        }
+        Action::Allow => {
+            shared.store.tx(|tx| tx.put_job(&row))?;
+            dispatch(shared, row.id)?;
+            Ok(row.info())
+        }
+    }
+}
+
+async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved) {
+    loop {
+        let Ok(Some(row)) = shared.store.tx(|tx| tx.job(id)) else {
+            return;
+        };
+        if row.state != "queued" {
+            return;
+        }
+        match route(&shared, &r) {
+            Ok(node) => {
+                if let Err(e) = decide(&shared, row, &node, &r) {
+                    tracing::info!(job = id, error = %e.message, "queued job not started");
+                }
+                return;
+            }
+            Err(e) if e.is_busy() && row.queue_until.is_some_and(|t| unix_now() < t) => {}
+            Err(e) => {
+                let msg = match e {
+                    RouteError::Busy(m) => format!("gave up waiting for capacity: {m}"),
+                    RouteError::Unknown(m) | RouteError::Unavailable(m) => m,
+                };
+                let _ = end(&shared, id, "expired", None, &msg);
+                return;
+            }
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_millis(500), shared.jobs.capacity.notified()).await;
+    }
+}
+
+async fn expire_approval(shared: Arc<Shared>, id: u64, at: u64) {
+    let wait = at.saturating_sub(unix_now());
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    if let Ok(Some(row)) = shared.store.tx(|tx| tx.job(id))
+        && row.state == "awaiting-approval"
+    {
+        let _ = end(
+            &shared,
+            id,
+            "expired",
+            None,
+            "nobody approved it in time (policy.approval_timeout)",
+        );
+    }
+}
+
+fn set_progress_state(shared: &Shared, id: u64, state: &str) {
+    shared.jobs.with(|m| {
+        if let Some(j) = m.get(&id) {
+            j.progress.send_modify(|p| p.state = state.to_string());
+        }
+    });
+}
+
+fn finish_live(shared: &Shared, id: u64, state: &str) {
+    set_progress_state(shared, id, state);
+    // Dropping the sender wakes every follower for a last look at the store.
+    shared.jobs.with(|m| m.remove(&id));
+    shared.jobs.capacity.notify_waiters();
+}
+
+/// Ends a job in a final state.
+fn end(
+    shared: &Shared,
+    id: u64,
+    state: &str,
+    exit_code: Option<i32>,
+    reason: &str,
+) -> Result<JobRow, ApiError> {
+    let now = unix_now();
+    let row = shared.store.tx(|tx| {
+        let mut row = tx
+            .job(id)?
+            .ok_or_else(|| err(ErrorCode::NotFound, format!("no job {id}")))?;
+        if proto::is_terminal_state(&row.state) {
+            return Ok(row);
+        }
+        row.state = state.to_string();
+        row.exit_code = exit_code;
+        row.finished_at = Some(now);
+        if !reason.is_empty() {
+            row.reason = Some(reason.to_string());
+        }
+        tx.put_job(&row)?;
+        Ok::<_, ApiError>(row)
+    })?;
+    tracing::info!(job = id, state, ?exit_code, reason, "job ended");
+    finish_live(shared, id, state);
+    Ok(row)
+}
+
+/// Sends a job's frozen plan to its node.
+fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
+    let row = shared
+        .store
+        .tx(|tx| tx.job(id))?
+        .ok_or_else(|| err(ErrorCode::NotFound, format!("no job {id}")))?;
+    if plan_digest(&row.plan)? != row.plan_digest {
+        end(
+            shared,
+            id,
+            "failed",
+            None,
+            "the stored plan no longer matches its digest; refusing to run it",
+        )?;
+        return Err(err(
+            ErrorCode::Internal,
+            format!("job {id}: plan digest mismatch; not run"),
+        ));
+    }
+    let Some(control) = shared.registry.control(&row.node) else {
+        let msg = format!("node {} is offline; run 'openclaw node list'", row.node);
+        end(shared, id, "failed", None, &msg)?;
+        return Err(err(ErrorCode::Unavailable, msg));
+    };
+    shared.store.tx(|tx| {
+        let mut r = row.clone();
+        r.state = "starting".into();
+        tx.put_job(&r)
+    })?;
+    shared.jobs.with(|m| {
+        if let Some(j) = m.get_mut(&id) {
+            j.on_node = true;
+            j.node = row.node.clone();
+        }
+    });
+    set_progress_state(shared, id, "starting");
+    if control.send(ControlMsg::RunJob(row.plan.clone())).is_err() {
+        let msg = format!(
+            "node {} disconnected before the job could be sent",
+            row.node
+        );
+        end(shared, id, "failed", None, &msg)?;
+        return Err(err(ErrorCode::Unavailable, msg));
+    }
+    let s = shared.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(START_TIMEOUT).await;
+        let attached = s.jobs.with(|m| m.get(&id).map(|j| j.attached));
+        if attached == Some(false) {
+            let _ = end(
+                &s,
+                id,
+                "lost",
+                None,
+                "the node did not start the job in time",
+            );
+        }
+    });
+    Ok(())
+}
+
+/// Cancels a job.
+pub fn cancel(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    id: u64,
+    on_behalf_of: Option<&str>,
+) -> Result<String, ApiError> {
+    let who = identity(peer, on_behalf_of)?;
+    let row = shared
+        .store
+        .tx(|tx| tx.job(id))?
+        .ok_or_else(|| no_job(id))?;
+    if peer.role != Role::Admin && who != row.requester && !row.approvers.contains(&who) {
+        return Err(err(
+            ErrorCode::PermissionDenied,
+            format!(
+                "{who} may not cancel job {id}: only its requester, its approvers or an admin may"
+            ),
+        ));
+    }
+    if proto::is_terminal_state(&row.state) {
+        return Err(err(
+            ErrorCode::FailedPrecondition,
+            format!(
+                "job {id} already ended ({}{}); nothing to cancel",
+                row.state,
+                exit_text(&row)
+            ),
+        ));
+    }
+    let grace = shared.config().kill_grace.as_secs();
+    let sent = shared.jobs.with(|m| match m.get_mut(&id) {
+        Some(j) if j.on_node => {
+            j.cancel_requested = true;
+            if let Some(ctl) = &j.ctl {
+                let _ = ctl.send(JobCtl::Cancel { grace_secs: grace });
+            }
+            true
+        }
+        _ => false,
+    });
+    shared
+        .store
+        .tx(|tx| tx.audit(unix_now(), &who, "job.cancel", &id.to_string(), ""))?;
+    if sent {
+        Ok(format!(
+            "cancelling job {id}: SIGTERM now, SIGKILL after {grace}s"
+        ))
+    } else {
+        end(
+            shared,
+            id,
+            "cancelled",
+            None,
+            &format!("cancelled by {who} before it started"),
+        )?;
+        Ok(format!("cancelled job {id}"))
+    }
+}
+
+fn exit_text(row: &JobRow) -> String {
+    row.exit_code
+        .map(|c| format!(", exit code {c}"))
+        .unwrap_or_default()
+}
+
+fn no_job(id: u64) -> ApiError {
+    err(
+        ErrorCode::NotFound,
+        format!("no job with id {id}; run 'openclaw job list'"),
+    )
+}
+
+/// Approves a job awaiting approval.
+pub fn approve(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    id: u64,
+    digest: Option<&str>,
+    on_behalf_of: Option<&str>,
+) -> Result<String, ApiError> {
+    let who = identity(peer, on_behalf_of)?;
+    let mut row = shared
+        .store
+        .tx(|tx| tx.job(id))?
+        .ok_or_else(|| no_job(id))?;
+    if row.state != "awaiting-approval" {
+        return Err(err(
+            ErrorCode::FailedPrecondition,
+            format!("job {id} is {}, not awaiting approval", row.state),
+        ));
+    }
+    policy::may_approve(&row.approvers, row.allow_self, &row.requester, &who).map_err(|m| {
+        err(
+            ErrorCode::PermissionDenied,
+            format!("cannot approve job {id}: {m}"),
+        )
+    })?;
+    if let Some(d) = digest
+        && d != row.plan_digest
+    {
+        return Err(err(
+            ErrorCode::FailedPrecondition,
+            format!(
+                "job {id}'s plan is {}, not {d}; review it with 'openclaw job show {id}'",
+                row.plan_digest
+            ),
+        ));
+    }
+    row.approved_by = Some(who.clone());
+    shared.store.tx(|tx| {
+        tx.put_job(&row)?;
+        tx.audit(
+            unix_now(),
+            &who,
+            "job.approve",
+            &id.to_string(),
+            &row.plan_digest,
+        )
+    })?;
+    tracing::info!(job = id, by = %who, "job approved");
+    dispatch(shared, id)?;
+    Ok(format!("approved job {id}; it is starting on {}", row.node))
+}
+
+/// Denies (or, for its requester, withdraws) a job awaiting approval.
+pub fn deny(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    id: u64,
+    reason: Option<&str>,
+    on_behalf_of: Option<&str>,
+) -> Result<String, ApiError> {
+    let who = identity(peer, on_behalf_of)?;
+    let row = shared
+        .store
+        .tx(|tx| tx.job(id))?
+        .ok_or_else(|| no_job(id))?;
+    if row.state != "awaiting-approval" {
+        return Err(err(
+            ErrorCode::FailedPrecondition,
+            format!("job {id} is {}, not awaiting approval", row.state),
+        ));
+    }
+    if who != row.requester && !row.approvers.contains(&who) {
+        return Err(err(
+            ErrorCode::PermissionDenied,
+            format!(
+                "{who} may not deny job {id}: only its requester or an approver ({}) may",
+                row.approvers.join(", ")
+            ),
+        ));
+    }
+    let reason = match (who == row.requester, reason) {
+        (true, Some(r)) => format!("withdrawn by {who}: {r}"),
+        (true, None) => format!("withdrawn by {who}"),
+        (false, Some(r)) => format!("denied by {who}: {r}"),
+        (false, None) => format!("denied by {who}"),
+    };
+    shared
+        .store
+        .tx(|tx| tx.audit(unix_now(), &who, "job.deny", &id.to_string(), &reason))?;
+    end(shared, id, "denied", None, &reason)?;
+    Ok(format!("job {id} {reason}"))
+}
+
+/// A job record.
+pub fn show(shared: &Shared, id: u64) -> Result<JobInfo, ApiError> {
+    Ok(shared
+        .store
+        .tx(|tx| tx.job(id))?
+        .ok_or_else(|| no_job(id))?
+        .info())
+}
+
+/// Marks jobs left unfinished by a previous gateway process.
+pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
+    let cfg = shared.config();
+    for row in shared.store.tx(|tx| tx.unfinished_jobs())? {
+        if row.state == "awaiting-approval" {
+            shared
+                .jobs
+                .insert(row.id, &row.node, row.plan.gpus, &row.state);
+            tokio::spawn(expire_approval(
+                shared.clone(),
+                row.id,
+                row.created_at + cfg.policy.approval_timeout.as_secs(),
+            ));
+        } else {
+            shared
+                .jobs
+                .insert(row.id, &row.node, row.plan.gpus, &row.state);
+            end(
+                shared,
+                row.id,
+                "lost",
+                None,
+                "the gateway restarted while the job was live",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+// --- output storage -----------------------------------------------------------
+
+fn log_path(shared: &Shared, id: u64, stream: OutStream) -> PathBuf {
+    shared.logs_dir.join(format!(
+        "{id}.{}",
+        match stream {
+            OutStream::Stdout => "stdout",
+            OutStream::Stderr => "stderr",
+        }
+    ))
+}
+
+struct LogFile {
+    file: File,
+    /// Bytes received from the node.
+    received: u64,
+    /// Bytes in the file (capped, plus marker).
+    written: u64,
+    truncated: bool,
+}
+
+impl LogFile {
+    fn open(path: &PathBuf) -> std::io::Result<LogFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(LogFile {
+            file,
+            received: len,
+            written: len,
+            truncated: false,
+        })
+    }
+
+    /// Appends the part of `data` at `offset` not yet stored. Exactly once:
+    /// bytes before `received` are skipped; a gap is an error.
+    fn append(&mut self, offset: u64, data: &[u8], cap: u64) -> Result<(), String> {
+        if offset > self.received {
+            return Err(format!(
+                "output gap: expected offset {}, got {offset}",
+                self.received
+            ));
+        }
+        let skip = usize::try_from(self.received - offset).unwrap_or(usize::MAX);
+        let Some(fresh) = data.get(skip..) else {
+            return Ok(());
+        };
+        self.received += fresh.len() as u64;
+        if self.truncated {
+            return Ok(());
+        }
+        let room = usize::try_from(cap.saturating_sub(self.written)).unwrap_or(usize::MAX);
+        let keep = &fresh[..fresh.len().min(room)];
+        self.file.write_all(keep).map_err(|e| e.to_string())?;
+        self.written += keep.len() as u64;
+        if keep.len() < fresh.len() {
+            let marker =
+                format!("\n[openclaw: output truncated at {cap} bytes; the job kept running]\n");
+            self.file
+                .write_all(marker.as_bytes())
+                .map_err(|e| e.to_string())?;
+            self.written += marker.len() as u64;
+            self.truncated = true;
+        }
+        Ok(())
+    }
+}
+
+/// Serves a job stream a node opened.
+pub async fn node_job_stream(
+    shared: Arc<Shared>,
+    peer: Peer,
+    id: u64,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<JobCtl>();
+    let accepted = shared.jobs.with(|m| match m.get_mut(&id) {
+        Some(j) if j.node == peer.name && j.on_node && !j.attached => {
+            j.attached = true;
+            if j.cancel_requested {
+                let _ = tx.send(JobCtl::Cancel {
+                    grace_secs: shared.config().kill_grace.as_secs(),
+                });
+            }
+            j.ctl = Some(tx.clone());
+            Ok(j.progress.clone())
+        }
+        Some(j) if j.node != peer.name => {
+            Err(format!("job {id} is not assigned to node {}", peer.name))
+        }
+        Some(_) => Err(format!("job {id} is not expecting output")),
+        None => Err(format!("job {id} is not a live job of node {}", peer.name)),
+    });
+    let progress = match accepted {
+        Ok(p) => p,
+        Err(msg) => {
+            tracing::warn!(node = %peer.name, job = id, "refused a job stream: {msg}");
+            let _ = mesh::write_frame(&mut send, &JobCtl::Reject { reason: msg }).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let ctl_writer = tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if mesh::write_frame(&mut send, &msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let outcome = store_output(&shared, id, &progress, &mut recv).await;
+    ctl_writer.abort();
+    let result = match outcome {
+        Ok(Some(JobFrame::Exit {
+            code,
+            timed_out,
+            cancelled,
+        })) => {
+            let state = if timed_out {
+                "timed-out"
+            } else if cancelled {
+                "cancelled"
+            } else {
+                "exited"
+            };
+            let reason = if timed_out {
+                "killed after its timeout".to_string()
+            } else if cancelled {
+                "cancelled".to_string()
+            } else {
+                String::new()
+            };
+            end(&shared, id, state, Some(code), &reason)
+        }
+        Ok(Some(JobFrame::Failed { reason })) => end(
+            &shared,
+            id,
+            "failed",
+            None,
+            &format!("node {}: {reason}", peer.name),
+        ),
+        Ok(_) => end(
+            &shared,
+            id,
+            "lost",
+            None,
+            "the node's connection ended before the job did",
+        ),
+        Err(e) => end(&shared, id, "lost", None, &e),
+    };
+    if let Err(e) = result {
+        tracing::error!(job = id, error = %e.message, "could not record the end of a job");
+    }
+}
+
+/// Reads job frames into the log files until the job ends. Returns the
+/// final frame.
+async fn store_output(
+    shared: &Shared,
+    id: u64,
+    progress: &watch::Sender<Progress>,
+    recv: &mut quinn::RecvStream,
+) -> Result<Option<JobFrame>, String> {
+    let cap = shared.config().output_cap;
+    let open = |s| {
+        LogFile::open(&log_path(shared, id, s)).map_err(|e| format!("cannot open the job log: {e}"))
+    };
+    let mut out = open(OutStream::Stdout)?;
+    let mut errf = open(OutStream::Stderr)?;
+    let mut last_flush = std::time::Instant::now();
+    loop {
+        let frame = match mesh::read_frame::<JobFrame>(recv, JOB_FRAME_LIMIT).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(format!("the job stream broke: {e}")),
+        };
+        match frame {
+            JobFrame::Started { pid, gpus } => {
+                tracing::info!(job = id, pid, ?gpus, "job started");
+                let now = unix_now();
+                shared
+                    .store
+                    .tx(|tx| {
+                        let Some(mut row) = tx.job(id)? else {
+                            return Ok(());
+                        };
+                        row.state = "running".into();
+                        row.started_at = Some(now);
+                        tx.put_job(&row)
+                    })
+                    .map_err(|e| e.to_string())?;
+                progress.send_modify(|p| p.state = "running".into());
+            }
+            JobFrame::Output {
+                stream,
+                offset,
+                data,
+            } => {
+                let f = match stream {
+                    OutStream::Stdout => &mut out,
+                    OutStream::Stderr => &mut errf,
+                };
+                f.append(offset, &data, cap)?;
+                let (o, e) = (out.written, errf.written);
+                progress.send_modify(|p| {
+                    p.stdout = o;
+                    p.stderr = e;
+                });
+                if last_flush.elapsed() > Duration::from_secs(1) {
+                    record_bytes(shared, id, &out, &errf);
+                    last_flush = std::time::Instant::now();
+                }
+            }
+            last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. }) => {
+                record_bytes(shared, id, &out, &errf);
+                return Ok(Some(last));
+            }
+        }
+    }
+}
+
+fn record_bytes(shared: &Shared, id: u64, out: &LogFile, err: &LogFile) {
+    let _ = shared.store.tx(|tx| {
+        let Some(mut row) = tx.job(id)? else {
+            return Ok(());
+        };
+        row.stdout_bytes = out.received;
+        row.stderr_bytes = err.received;
+        row.truncated = out.truncated || err.truncated;
+        tx.put_job(&row)
+    });
+}
+
+// --- followers ----------------------------------------------------------------
+
+/// Streams a job's output from the given offsets; with `follow`, until it
+/// ends. Sends `State` on state changes and `End` last.
+pub async fn follow(
+    shared: &Shared,
+    id: u64,
+    follow: bool,
+    mut stdout_from: u64,
+    mut stderr_from: u64,
+    send: &mut quinn::SendStream,
+) -> Result<(), mesh::StreamError> {
+    let mut rx = shared.jobs.subscribe(id);
+    let mut last_state: Option<String> = None;
+    loop {
+        let (progress, live) = match &rx {
+            Some(rx) => (rx.borrow().clone(), true),
+            None => (stored_progress(shared, id), false),
+        };
+        send_range(
+            shared,
+            id,
+            OutStream::Stdout,
+            &mut stdout_from,
+            progress.stdout,
+            send,
+        )
+        .await?;
+        send_range(
+            shared,
+            id,
+            OutStream::Stderr,
+            &mut stderr_from,
+            progress.stderr,
+            send,
+        )
+        .await?;
+        let done = !live || proto::is_terminal_state(&progress.state);
+        if done || !follow {
+            let info = match show(shared, id) {
+                Ok(i) => i,
+                Err(e) => return mesh::write_frame(send, &JobEvent::Error(e)).await,
+            };
+            if live && !proto::is_terminal_state(&info.state) && follow {
+                // Raced with the end of the job; look again.
+                continue;
+            }
+            return mesh::write_frame(send, &JobEvent::End(info)).await;
+        }
+        if last_state.as_deref() != Some(progress.state.as_str()) {
+            if last_state.is_some()
+                && let Ok(info) = show(shared, id)
+            {
+                mesh::write_frame(send, &JobEvent::State(info)).await?;
+            }
+            last_state = Some(progress.state.clone());
+        }
+        if let Some(r) = rx.as_mut()
+            && r.changed().await.is_err()
+        {
+            rx = None;
+        }
+    }
+}
+
+fn stored_progress(shared: &Shared, id: u64) -> Progress {
+    let len = |s| {
+        std::fs::metadata(log_path(shared, id, s))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    Progress {
+        stdout: len(OutStream::Stdout),
+        stderr: len(OutStream::Stderr),
+        state: String::new(),
+    }
+}
+
+async fn send_range(
+    shared: &Shared,
+    id: u64,
+    stream: OutStream,
+    from: &mut u64,
+    to: u64,
+    send: &mut quinn::SendStream,
+) -> Result<(), mesh::StreamError> {
+    if *from >= to {
+        return Ok(());
+    }
+    let Ok(mut file) = File::open(log_path(shared, id, stream)) else {
+        return Ok(());
+    };
+    if file.seek(SeekFrom::Start(*from)).is_err() {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; FOLLOW_CHUNK];
+    while *from < to {
+        let want = usize::try_from((to - *from).min(FOLLOW_CHUNK as u64)).unwrap_or(FOLLOW_CHUNK);
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(n) => n,
+        };
+        mesh::write_frame(
+            send,
+            &JobEvent::Output {
+                stream,
+                data: buf[..n].to_vec(),
+            },
+        )
+        .await?;
+        *from += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &str) -> Config {
+        Config::parse(&format!(
+            "[jobs.training]\ncommand = [\"python\", \"train.py\"]\nrole = \"gpu\"\ncwd = \"/srv/lab\"\naliases = [\"train model\"]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec::default()
+    }
+
+    #[test]
+    fn resolve_named_job() {
+        let c = cfg("");
+        let r = resolve(
+            &c,
+            &JobSpec {
+                job: Some("training".into()),
+                ..spec()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.argv, vec!["python", "train.py"]);
+        assert_eq!(r.role.as_deref(), Some("gpu"));
+        assert_eq!(r.gpus, 1);
+        assert_eq!(r.cwd.as_deref(), Some("/srv/lab"));
+        // An explicit node overrides the job's role.
+        let r = resolve(
+            &c,
+            &JobSpec {
+                job: Some("train model".into()),
+                node: Some("n1".into()),
+                ..spec()
+            },
+        )
+        .unwrap();
+        assert_eq!((r.node.as_deref(), r.role.as_deref()), (Some("n1"), None));
+        let e = resolve(
+            &c,
+            &JobSpec {
+                job: Some("trainin".into()),
+                ..spec()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert!(
+            e.message.contains("did you mean training?"),
+            "{}",
+            e.message
+        );
+        let e = resolve(
+            &c,
+            &JobSpec {
+                job: Some("training".into()),
+                argv: vec!["x".into()],
+                ..spec()
+            },
+        )
+        .unwrap_err();
+        assert!(e.message.contains("fixes its command"), "{}", e.message);
+    }
+
+    #[test]
+    fn resolve_bad_input() {
+        let c = cfg("");
+        let node = || Some("n".to_string());
+        let cases: Vec<(JobSpec, &str)> = vec![
+            (
+                JobSpec {
+                    node: node(),
+                    ..spec()
+                },
+                "empty command",
+            ),
+            (
+                JobSpec {
+                    node: node(),
+                    argv: vec![String::new()],
+                    ..spec()
+                },
+                "empty command",
+            ),
+            (
+                JobSpec {
+                    argv: vec!["ls".into()],
+                    ..spec()
+                },
+                "say where to run it",
+            ),
+            (
+                JobSpec {
+                    node: node(),
+                    role: Some("gpu".into()),
+                    argv: vec!["ls".into()],
+                    ..spec()
+                },
+                "not both",
+            ),
+            (
+                JobSpec {
+                    node: node(),
+                    argv: vec!["ls".into()],
+                    timeout_secs: Some(0),
+                    ..spec()
+                },
+                "--timeout",
+            ),
+            (
+                JobSpec {
+                    node: node(),
+                    argv: vec!["ls".into()],
+                    cwd: Some("rel".into()),
+                    ..spec()
+                },
+                "absolute",
+            ),
+            (
+                JobSpec {
+                    node: node(),
+                    argv: vec!["a\0b".into()],
+                    ..spec()
+                },
+                "NUL",
+            ),
+            (
+                JobSpec {
+                    node: node(),
+                    argv: vec!["ls".into()],
+                    env: vec![("1X".into(), "v".into())],
+                    ..spec()
+                },
+                "invalid environment",
+            ),
+        ];
+        for (s, want) in cases {
+            let e = resolve(&c, &s).unwrap_err();
+            assert!(e.message.contains(want), "{want}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn resolve_env_and_shell() {
+        let c = cfg("");
+        let r = resolve(
+            &c,
+            &JobSpec {
+                node: Some("n".into()),
+                argv: vec!["echo".into(), "$HOME".into()],
+                shell: true,
+                env: vec![
+                    ("LD_PRELOAD".into(), "/evil.so".into()),
+                    ("DYLD_INSERT_LIBRARIES".into(), "x".into()),
+                    ("OPENCLAW_JOB_ID".into(), "9".into()),
+                    ("EPOCHS".into(), "3".into()),
+                ],
+                ..spec()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.argv, vec!["sh", "-c", "echo $HOME"]);
+        assert_eq!(r.env, vec![("EPOCHS".to_string(), "3".to_string())]);
+        assert_eq!(r.gpus, 0);
+        let noshell = cfg("[policy]\nallow_shell = false");
+        let e = resolve(
+            &noshell,
+            &JobSpec {
+                node: Some("n".into()),
+                argv: vec!["ls".into()],
+                shell: true,
+                ..spec()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Denied);
+    }
+
+    #[test]
+    fn log_file_appends_exactly_once_and_caps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.stdout");
+        let mut f = LogFile::open(&path).unwrap();
+        f.append(0, b"hello ", 100).unwrap();
+        f.append(3, b"lo world", 100).unwrap(); // overlap: only "world" is new... after "lo "
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
+        assert!(f.append(50, b"x", 100).is_err(), "gaps are errors");
+        f.append(11, &[b'z'; 200], 20).unwrap();
+        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        assert!(
+            text.starts_with("hello worldzzzzzzzzz\n[openclaw: output truncated at 20 bytes"),
+            "{text}"
+        );
+        assert_eq!(f.received, 211);
+        f.append(211, b"more", 20).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+}

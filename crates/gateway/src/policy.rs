@@ -1,0 +1,307 @@
+//! Gateway job policy: pure evaluation of `[policy]` rules. First match
+//! wins; no match means the default action.
+
+use std::time::Duration;
+
+/// What policy says about a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Run it.
+    Allow,
+    /// Refuse it.
+    Deny,
+    /// Hold it for an approver.
+    Approve,
+}
+
+impl Action {
+    /// Parses `allow`, `deny` or `approve`.
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "allow" => Some(Action::Allow),
+            "deny" => Some(Action::Deny),
+            "approve" => Some(Action::Approve),
+            _ => None,
+        }
+    }
+}
+
+/// One `[[policy.rules]]` entry. An empty list matches anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// Globs over the node name.
+    pub nodes: Vec<String>,
+    /// Globs over the requester identity.
+    pub users: Vec<String>,
+    /// Globs over argv[0] and over the whole command line.
+    pub commands: Vec<String>,
+    /// Globs over the named job.
+    pub jobs: Vec<String>,
+    /// What to do.
+    pub action: Option<Action>,
+    /// Who may approve (for `approve`).
+    pub approvers: Vec<String>,
+    /// Whether the requester may approve their own job.
+    pub allow_self_approval: bool,
+}
+
+/// The whole policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Action when no rule matches.
+    pub default: Action,
+    /// Approvers when the default is `approve`.
+    pub approvers: Vec<String>,
+    /// Rules, first match wins.
+    pub rules: Vec<Rule>,
+    /// How long a job waits for approval.
+    pub approval_timeout: Duration,
+    /// Whether `--shell` jobs are allowed at all.
+    pub allow_shell: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            default: Action::Allow,
+            approvers: vec!["admin".into()],
+            rules: vec![],
+            approval_timeout: Duration::from_secs(3600),
+            allow_shell: true,
+        }
+    }
+}
+
+/// The facts a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// Requester identity.
+    pub user: &'a str,
+    /// Target node.
+    pub node: &'a str,
+    /// Exact argv.
+    pub argv: &'a [String],
+    /// Named job, if any.
+    pub job: Option<&'a str>,
+}
+
+/// The outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// Index of the matching rule, if one matched.
+    pub rule: Option<usize>,
+    /// Who may approve.
+    pub approvers: Vec<String>,
+    /// Whether the requester may approve their own job.
+    pub allow_self_approval: bool,
+}
+
+fn list_matches(patterns: &[String], candidates: &[&str]) -> bool {
+    patterns.is_empty() || candidates.iter().any(|c| proto::glob::any(patterns, c))
+}
+
+/// Evaluates the policy for one job.
+pub fn evaluate(policy: &Policy, f: &Facts<'_>) -> Decision {
+    let line = f.argv.join(" ");
+    let argv0 = f.argv.first().map(String::as_str).unwrap_or("");
+    for (i, rule) in policy.rules.iter().enumerate() {
+        let matched = list_matches(&rule.nodes, &[f.node])
+            && list_matches(&rule.users, &[f.user])
+            && list_matches(&rule.commands, &[argv0, &line])
+            && (rule.jobs.is_empty() || f.job.is_some_and(|j| proto::glob::any(&rule.jobs, j)));
+        if matched {
+            let action = rule.action.unwrap_or(Action::Allow);
+            let approvers = if rule.approvers.is_empty() {
+                policy.approvers.clone()
+            } else {
+                rule.approvers.clone()
+            };
+            return Decision {
+                action,
+                rule: Some(i),
+                approvers,
+                allow_self_approval: rule.allow_self_approval,
+            };
+        }
+    }
+    Decision {
+        action: policy.default,
+        rule: None,
+        approvers: policy.approvers.clone(),
+        allow_self_approval: false,
+    }
+}
+
+/// Whether `who` may approve a job requested by `requester`.
+pub fn may_approve(
+    approvers: &[String],
+    allow_self: bool,
+    requester: &str,
+    who: &str,
+) -> Result<(), String> {
+    if !approvers.iter().any(|a| a == who) {
+        return Err(format!(
+            "{who} is not an approver for this job (approvers: {})",
+            approvers.join(", ")
+        ));
+    }
+    if who == requester && !allow_self {
+        return Err(format!(
+            "{who} requested this job and may not approve it; ask another approver ({})",
+            approvers
+                .iter()
+                .filter(|a| *a != who)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            default: Action::Allow,
+            rules: vec![
+                Rule {
+                    commands: s(&["rm", "*rm -rf*"]),
+                    action: Some(Action::Deny),
+                    ..Default::default()
+                },
+                Rule {
+                    nodes: s(&["worker-gpu-*"]),
+                    action: Some(Action::Approve),
+                    approvers: s(&["admin", "U024BE7LH"]),
+                    ..Default::default()
+                },
+                Rule {
+                    users: s(&["intern-*"]),
+                    action: Some(Action::Deny),
+                    ..Default::default()
+                },
+                Rule {
+                    jobs: s(&["nightly"]),
+                    action: Some(Action::Allow),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn first_match_wins() {
+        let p = policy();
+        let argv = s(&["python", "train.py"]);
+        let rm = s(&["sh", "-c", "rm -rf /"]);
+        let cases = [
+            (
+                Facts {
+                    user: "admin",
+                    node: "worker-cpu-01",
+                    argv: &argv,
+                    job: None,
+                },
+                Action::Allow,
+                None,
+            ),
+            (
+                Facts {
+                    user: "admin",
+                    node: "worker-gpu-01",
+                    argv: &argv,
+                    job: None,
+                },
+                Action::Approve,
+                Some(1),
+            ),
+            (
+                Facts {
+                    user: "admin",
+                    node: "worker-gpu-01",
+                    argv: &rm,
+                    job: None,
+                },
+                Action::Deny,
+                Some(0),
+            ),
+            (
+                Facts {
+                    user: "intern-bob",
+                    node: "worker-cpu-01",
+                    argv: &argv,
+                    job: None,
+                },
+                Action::Deny,
+                Some(2),
+            ),
+            (
+                Facts {
+                    user: "x",
+                    node: "worker-cpu-01",
+                    argv: &argv,
+                    job: Some("nightly"),
+                },
+                Action::Allow,
+                Some(3),
+            ),
+        ];
+        for (facts, action, rule) in cases {
+            let d = evaluate(&p, &facts);
+            assert_eq!((d.action, d.rule), (action, rule), "{facts:?}");
+        }
+        let d = evaluate(
+            &p,
+            &Facts {
+                user: "admin",
+                node: "worker-gpu-01",
+                argv: &argv,
+                job: None,
+            },
+        );
+        assert_eq!(d.approvers, s(&["admin", "U024BE7LH"]));
+    }
+
+    #[test]
+    fn default_action_and_approvers() {
+        let p = Policy {
+            default: Action::Approve,
+            approvers: s(&["boss"]),
+            ..Default::default()
+        };
+        let argv = s(&["true"]);
+        let d = evaluate(
+            &p,
+            &Facts {
+                user: "u",
+                node: "n",
+                argv: &argv,
+                job: None,
+            },
+        );
+        assert_eq!(d.action, Action::Approve);
+        assert_eq!(d.approvers, s(&["boss"]));
+        assert!(!d.allow_self_approval);
+    }
+
+    #[test]
+    fn approval_rules() {
+        let approvers = s(&["admin", "U1"]);
+        assert!(may_approve(&approvers, false, "U2", "U1").is_ok());
+        let e = may_approve(&approvers, false, "U1", "U1").unwrap_err();
+        assert!(e.contains("may not approve it"), "{e}");
+        assert!(may_approve(&approvers, true, "U1", "U1").is_ok());
+        let e = may_approve(&approvers, true, "U1", "U9").unwrap_err();
+        assert!(e.contains("not an approver"), "{e}");
+    }
+}

@@ -1,0 +1,298 @@
+//! Choosing a node for a job. Pure: it sees a snapshot of node views.
+
+use proto::{ApiError, ErrorCode};
+
+/// What routing knows about one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// Name.
+    pub name: String,
+    /// Enrollment state word (`approved`, `pending`, ...).
+    pub state: &'static str,
+    /// Connected right now.
+    pub connected: bool,
+    /// Connected and heartbeats on time.
+    pub healthy: bool,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// GPUs the node reported.
+    pub gpus_total: u32,
+    /// GPUs held by live jobs.
+    pub gpus_busy: u32,
+    /// Live jobs.
+    pub running: u32,
+    /// The node's job limit.
+    pub max_jobs: u32,
+    /// "3m ago", for messages.
+    pub last_seen: String,
+}
+
+impl NodeView {
+    fn gpus_free(&self) -> u32 {
+        self.gpus_total.saturating_sub(self.gpus_busy)
+    }
+
+    fn has_room(&self, gpus: u32) -> bool {
+        self.gpus_free() >= gpus && self.running < self.max_jobs
+    }
+
+    fn has_role(&self, role: &str) -> bool {
+        self.labels.iter().any(|l| l == role) || (role == "gpu" && self.gpus_total > 0)
+    }
+}
+
+/// Why no node was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// The target does not exist.
+    Unknown(String),
+    /// The target exists but cannot take jobs (offline, not approved).
+    Unavailable(String),
+    /// Nodes exist but none has free capacity now; worth queueing for.
+    Busy(String),
+}
+
+impl RouteError {
+    /// Whether waiting may help.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, RouteError::Busy(_))
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> ApiError {
+        match e {
+            RouteError::Unknown(m) => ApiError::new(ErrorCode::NotFound, m),
+            RouteError::Unavailable(m) | RouteError::Busy(m) => {
+                ApiError::new(ErrorCode::Unavailable, m)
+            }
+        }
+    }
+}
+
+/// Edit distance, for "did you mean".
+pub fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest of `known` to `name`, if it is close enough to be a typo.
+pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (distance(name, k), k))
+        .filter(|(d, k)| *d <= 3.max(k.len() / 4) && *d > 0)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Routes to an explicit node.
+pub fn to_node(nodes: &[NodeView], name: &str, gpus: u32) -> Result<String, RouteError> {
+    let Some(n) = nodes.iter().find(|n| n.name == name) else {
+        let known: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.state == "approved")
+            .map(|n| n.name.as_str())
+            .collect();
+        let mut msg = format!("unknown node {name:?}");
+        if let Some(c) = closest(name, known.iter().copied()) {
+            msg.push_str(&format!("; did you mean {c}?"));
+        }
+        if known.is_empty() {
+            msg.push_str("; no nodes are enrolled yet ('openclaw node enroll')");
+        } else {
+            msg.push_str(&format!("; known nodes: {}", known.join(", ")));
+        }
+        return Err(RouteError::Unknown(msg));
+    };
+    if n.state != "approved" {
+        return Err(RouteError::Unavailable(format!(
+            "node {name} is {} and cannot run jobs; run 'openclaw node list'",
+            n.state
+        )));
+    }
+    if !n.connected {
+        return Err(RouteError::Unavailable(format!(
+            "node {name} is offline (last seen {}); run 'openclaw node list'",
+            n.last_seen
+        )));
+    }
+    if n.gpus_free() < gpus {
+        return Err(RouteError::Busy(format!(
+            "node {name} has {} of {} GPUs free and the job asks for {gpus}; retry later or pass --queue",
+            n.gpus_free(),
+            n.gpus_total
+        )));
+    }
+    if n.running >= n.max_jobs {
+        return Err(RouteError::Busy(format!(
+            "node {name} is running its maximum of {} jobs; retry later or pass --queue",
+            n.max_jobs
+        )));
+    }
+    Ok(n.name.clone())
+}
+
+/// Routes by role: the healthy, connected node with that label (or, for
+/// `gpu`, with GPUs) that has the most free GPUs, then the fewest jobs.
+pub fn to_role(nodes: &[NodeView], role: &str, gpus: u32) -> Result<String, RouteError> {
+    let with_role: Vec<&NodeView> = nodes
+        .iter()
+        .filter(|n| n.state == "approved" && n.has_role(role))
+        .collect();
+    if with_role.is_empty() {
+        let mut roles: Vec<&str> = nodes
+            .iter()
+            .flat_map(|n| n.labels.iter().map(String::as_str))
+            .collect();
+        roles.sort_unstable();
+        roles.dedup();
+        let mut msg = format!("no node has the role {role:?}");
+        if let Some(c) = closest(role, roles.iter().copied()) {
+            msg.push_str(&format!("; did you mean {c}?"));
+        }
+        if !roles.is_empty() {
+            msg.push_str(&format!("; roles in use: {}", roles.join(", ")));
+        }
+        return Err(RouteError::Unknown(msg));
+    }
+    let best = with_role
+        .iter()
+        .filter(|n| n.connected && n.healthy && n.has_room(gpus))
+        .max_by(|a, b| {
+            a.gpus_free()
+                .cmp(&b.gpus_free())
+                .then(b.running.cmp(&a.running))
+                .then(b.name.cmp(&a.name))
+        });
+    if let Some(n) = best {
+        return Ok(n.name.clone());
+    }
+    let detail: Vec<String> = with_role
+        .iter()
+        .map(|n| {
+            if !n.connected {
+                format!("{} offline", n.name)
+            } else if !n.healthy {
+                format!("{} unhealthy", n.name)
+            } else {
+                format!(
+                    "{} {} of {} GPUs free, {} jobs",
+                    n.name,
+                    n.gpus_free(),
+                    n.gpus_total,
+                    n.running
+                )
+            }
+        })
+        .collect();
+    let msg = format!(
+        "no healthy {role} node has room for a job with {gpus} GPU(s) ({}); retry later or pass --queue",
+        detail.join("; ")
+    );
+    if with_role.iter().any(|n| n.connected && n.healthy) {
+        Err(RouteError::Busy(msg))
+    } else {
+        Err(RouteError::Unavailable(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(name: &str, labels: &[&str], gpus: u32, busy: u32, running: u32) -> NodeView {
+        NodeView {
+            name: name.into(),
+            state: "approved",
+            connected: true,
+            healthy: true,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            gpus_total: gpus,
+            gpus_busy: busy,
+            running,
+            max_jobs: 8,
+            last_seen: "now".into(),
+        }
+    }
+
+    #[test]
+    fn explicit_node() {
+        let mut off = view("worker-gpu-02", &["gpu"], 2, 0, 0);
+        off.connected = false;
+        off.last_seen = "3m ago".into();
+        let nodes = vec![view("worker-gpu-01", &["gpu"], 2, 2, 2), off];
+        assert_eq!(
+            to_node(&nodes, "worker-gpu-01", 0).unwrap(),
+            "worker-gpu-01"
+        );
+        let e = to_node(&nodes, "worker-gpu-1", 0).unwrap_err();
+        assert!(
+            matches!(&e, RouteError::Unknown(m) if m.contains("did you mean worker-gpu-01?") && m.contains("known nodes")),
+            "{e:?}"
+        );
+        let e = to_node(&nodes, "worker-gpu-02", 0).unwrap_err();
+        assert!(
+            matches!(&e, RouteError::Unavailable(m) if m.contains("offline (last seen 3m ago)")),
+            "{e:?}"
+        );
+        assert!(to_node(&nodes, "worker-gpu-01", 1).unwrap_err().is_busy());
+    }
+
+    #[test]
+    fn role_prefers_free_gpus_then_fewest_jobs() {
+        let nodes = vec![
+            view("a", &["gpu"], 4, 3, 1),
+            view("b", &[], 4, 1, 3),
+            view("c", &["gpu"], 4, 1, 1),
+            view("d", &["cpu"], 0, 0, 0),
+        ];
+        // b has no gpu label but reports GPUs; b and c tie on free GPUs, c runs fewer jobs.
+        assert_eq!(to_role(&nodes, "gpu", 1).unwrap(), "c");
+        assert_eq!(to_role(&nodes, "cpu", 0).unwrap(), "d");
+        let e = to_role(&nodes, "tpu", 0).unwrap_err();
+        assert!(
+            matches!(&e, RouteError::Unknown(m) if m.contains("roles in use: cpu, gpu")),
+            "{e:?}"
+        );
+        let e = to_role(&nodes, "gpu", 4).unwrap_err();
+        assert!(e.is_busy(), "{e:?}");
+    }
+
+    #[test]
+    fn role_skips_unhealthy_and_offline() {
+        let mut sick = view("a", &["gpu"], 8, 0, 0);
+        sick.healthy = false;
+        let mut gone = view("b", &["gpu"], 8, 0, 0);
+        gone.connected = false;
+        let e = to_role(&[sick.clone(), gone.clone()], "gpu", 1).unwrap_err();
+        assert!(
+            matches!(&e, RouteError::Unavailable(m) if m.contains("a unhealthy") && m.contains("b offline")),
+            "{e:?}"
+        );
+        assert_eq!(
+            to_role(&[sick, gone, view("c", &["gpu"], 1, 0, 0)], "gpu", 1).unwrap(),
+            "c"
+        );
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(
+            closest("wrker-gpu-01", ["worker-gpu-01", "other"]),
+            Some("worker-gpu-01")
+        );
+        assert_eq!(closest("zzzzzzzzzz", ["worker-gpu-01"]), None);
+    }
+}

@@ -1,0 +1,443 @@
+//! `openclaw run` and `openclaw job ...`.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use client::{Client, ClientError};
+use mesh::Home;
+use proto::{ErrorCode, JobEvent, JobInfo, JobSpec, OutStream, Request, Response};
+
+use crate::commands::CliError;
+use crate::{exit, output};
+
+/// `openclaw run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Run on this node.
+    #[arg(long, conflicts_with = "role")]
+    node: Option<String>,
+    /// Run on a healthy node with this role (label); `gpu` also matches nodes with GPUs.
+    #[arg(long)]
+    role: Option<String>,
+    /// Run a named job from the gateway config.
+    #[arg(long)]
+    job: Option<String>,
+    /// Kill the job after this long (e.g. 30s, 2h).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Working directory on the node (absolute).
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Extra environment, K=V (repeatable). LD_* and DYLD_* are stripped.
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Run the command line through `sh -c`.
+    #[arg(long)]
+    shell: bool,
+    /// Print the job id and return at once.
+    #[arg(long)]
+    detach: bool,
+    /// Print the final job record as JSON instead of streaming output.
+    #[arg(long)]
+    json: bool,
+    /// Whole GPUs to assign (default 1 for role gpu, else 0).
+    #[arg(long)]
+    gpus: Option<u32>,
+    /// Wait for capacity instead of failing when no node has room.
+    #[arg(long)]
+    queue: bool,
+    /// How long --queue waits.
+    #[arg(long, default_value = "10m")]
+    queue_timeout: String,
+    /// The command and its arguments (after --).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<String>,
+}
+
+/// `openclaw job ...`.
+#[derive(Subcommand)]
+pub enum JobCmd {
+    /// Recent jobs, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job: status, node, command, requester, timestamps, exit code.
+    Show {
+        /// Job id.
+        id: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The job's whole stored output; with --follow, live output until it ends.
+    Logs {
+        /// Job id.
+        id: u64,
+        /// Keep following until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// SIGTERM the job's process group, SIGKILL after the grace period.
+    Cancel {
+        /// Job id.
+        id: u64,
+    },
+    /// Approve a job awaiting approval.
+    Approve {
+        /// Job id.
+        id: u64,
+        /// Require the plan to have this digest (from 'job show').
+        #[arg(long)]
+        plan_digest: Option<String>,
+    },
+    /// Deny a job awaiting approval (or withdraw your own).
+    Deny {
+        /// Job id.
+        id: u64,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+fn usage(m: impl Into<String>) -> CliError {
+    CliError::new(exit::USAGE, m)
+}
+
+/// Exit code for a failed job request.
+fn run_error(e: ClientError) -> CliError {
+    let code = match &e {
+        ClientError::Api(api) => match api.code {
+            ErrorCode::NotFound => exit::RUN_UNKNOWN,
+            ErrorCode::Unavailable | ErrorCode::ResourceExhausted => exit::RUN_UNAVAILABLE,
+            ErrorCode::Denied | ErrorCode::PermissionDenied => exit::RUN_DENIED,
+            ErrorCode::InvalidArgument => exit::USAGE,
+            _ => exit::FAILURE,
+        },
+        ClientError::Credential(_) => exit::FAILURE,
+        ClientError::Connect { .. } | ClientError::Protocol(_) => exit::RUN_CONNECTION,
+    };
+    CliError::new(code, e.to_string())
+}
+
+/// The exit code that stands for how a job ended.
+pub fn job_exit_code(info: &JobInfo) -> u8 {
+    match info.state.as_str() {
+        "exited" => info
+            .exit_code
+            .map(|c| u8::try_from(c.clamp(0, 255)).unwrap_or(255))
+            .unwrap_or(exit::RUN_CONNECTION),
+        "timed-out" => exit::RUN_TIMED_OUT,
+        "cancelled" => exit::RUN_CANCELLED,
+        "denied" | "expired" => exit::RUN_DENIED,
+        "failed" => exit::RUN_START_FAILED,
+        _ => exit::RUN_CONNECTION,
+    }
+}
+
+fn spec(args: &RunArgs) -> Result<JobSpec, CliError> {
+    let mut env = Vec::new();
+    for kv in &args.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(usage(format!("--env {kv:?}: write K=V")));
+        };
+        env.push((k.to_string(), v.to_string()));
+    }
+    let dur =
+        |flag: &str, v: &str| proto::duration::parse(v).map_err(|e| usage(format!("{flag}: {e}")));
+    Ok(JobSpec {
+        node: args.node.clone(),
+        role: args.role.clone(),
+        job: args.job.clone(),
+        argv: args.cmd.clone(),
+        shell: args.shell,
+        cwd: args.cwd.clone(),
+        env,
+        timeout_secs: args
+            .timeout
+            .as_deref()
+            .map(|t| dur("--timeout", t))
+            .transpose()?
+            .map(|d| d.as_secs().max(1)),
+        gpus: args.gpus,
+        queue_timeout_secs: if args.queue {
+            Some(dur("--queue-timeout", &args.queue_timeout)?.as_secs())
+        } else {
+            None
+        },
+        on_behalf_of: None,
+    })
+}
+
+fn write_out(stream: OutStream, data: &[u8]) {
+    // A closed stdout (e.g. `| head`) must not abort following the job.
+    let _ = match stream {
+        OutStream::Stdout => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(data).and_then(|()| o.flush())
+        }
+        OutStream::Stderr => {
+            let mut e = std::io::stderr().lock();
+            e.write_all(data).and_then(|()| e.flush())
+        }
+    };
+}
+
+fn print_json(v: &JobInfo) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(&job_json(v))
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// The stable JSON form of a job.
+pub fn job_json(j: &JobInfo) -> serde_json::Value {
+    serde_json::json!({
+        "id": j.id, "state": j.state, "node": j.node, "argv": j.argv, "cwd": j.cwd,
+        "requester": j.requester, "named_job": j.named_job, "role": j.role, "gpus": j.gpus,
+        "approvers": j.approvers, "approved_by": j.approved_by, "plan_digest": j.plan_digest,
+        "created_at": j.created_at, "started_at": j.started_at, "finished_at": j.finished_at,
+        "exit_code": j.exit_code, "reason": j.reason, "stdout_bytes": j.stdout_bytes,
+        "stderr_bytes": j.stderr_bytes, "truncated": j.truncated,
+    })
+}
+
+/// `openclaw run`.
+pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
+    let spec = spec(&args)?;
+    let client = Arc::new(Client::connect(home).await.map_err(run_error)?);
+    if args.detach {
+        let resp = client
+            .call(Request::JobSubmit(spec))
+            .await
+            .map_err(run_error)?;
+        let Response::Job(info) = resp else {
+            return Err(CliError::new(
+                exit::FAILURE,
+                format!("unexpected reply {resp:?}"),
+            ));
+        };
+        if args.json {
+            print_json(&info)?;
+        } else {
+            println!("{}", info.id);
+            eprintln!(
+                "openclaw: job {} {} on {}; follow it with 'openclaw job logs {} --follow'",
+                info.id, info.state, info.node, info.id
+            );
+        }
+        return Ok(());
+    }
+    let mut recv = client
+        .open(Request::JobRun(spec))
+        .await
+        .map_err(run_error)?;
+    let mut job_id = None;
+    let mut cancel_task: Option<tokio::task::JoinHandle<()>> = None;
+    let result = loop {
+        let event = match client.next_event(&mut recv).await {
+            Ok(Some(e)) => e,
+            Ok(None) | Err(_) => {
+                let m = match job_id {
+                    Some(id) => format!(
+                        "lost the gateway while following job {id}; the job may still be running: resume with 'openclaw job logs {id} --follow'"
+                    ),
+                    None => "lost the gateway before the job was accepted".to_string(),
+                };
+                break Err(CliError::new(exit::RUN_CONNECTION, m));
+            }
+        };
+        match event {
+            JobEvent::Accepted(info) => {
+                job_id = Some(info.id);
+                match info.state.as_str() {
+                    "awaiting-approval" => eprintln!(
+                        "openclaw: job {} on {} awaits approval by {} ('openclaw job approve {}'); waiting",
+                        info.id,
+                        info.node,
+                        info.approvers.join(" or "),
+                        info.id
+                    ),
+                    "queued" => {
+                        eprintln!("openclaw: job {} is queued for capacity; waiting", info.id)
+                    }
+                    _ => eprintln!("openclaw: job {} on {}", info.id, info.node),
+                }
+                let c = client.clone();
+                let id = info.id;
+                cancel_task = Some(tokio::spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        eprintln!("openclaw: cancelling job {id}");
+                        let _ = c
+                            .call(Request::JobCancel {
+                                id,
+                                on_behalf_of: None,
+                            })
+                            .await;
+                    }
+                }));
+            }
+            JobEvent::Output { stream, data } => {
+                if !args.json {
+                    write_out(stream, &data);
+                }
+            }
+            JobEvent::State(info) => {
+                if info.state == "running" || info.state == "starting" {
+                    if info.approved_by.is_some() {
+                        eprintln!(
+                            "openclaw: job {} approved by {}",
+                            info.id,
+                            info.approved_by.as_deref().unwrap_or("?")
+                        );
+                    }
+                } else {
+                    eprintln!("openclaw: job {} is {}", info.id, info.state);
+                }
+            }
+            JobEvent::End(info) => {
+                if args.json {
+                    print_json(&info)?;
+                }
+                if info.state != "exited" {
+                    eprintln!(
+                        "openclaw: job {} {}{}",
+                        info.id,
+                        info.state,
+                        info.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    );
+                }
+                let code = job_exit_code(&info);
+                break if code == 0 {
+                    Ok(())
+                } else {
+                    Err(CliError::new(code, String::new()))
+                };
+            }
+            JobEvent::Error(e) => break Err(run_error(ClientError::Api(e))),
+        }
+    };
+    if let Some(t) = cancel_task {
+        t.abort();
+    }
+    result
+}
+
+/// `openclaw job ...`.
+pub async fn job(home: &Home, cmd: JobCmd) -> Result<(), CliError> {
+    let client = Client::connect(home).await.map_err(run_error)?;
+    let result = job_inner(&client, cmd).await;
+    client.close().await;
+    result
+}
+
+async fn job_inner(client: &Client, cmd: JobCmd) -> Result<(), CliError> {
+    let call = |req| async { client.call(req).await.map_err(run_error) };
+    match cmd {
+        JobCmd::List { limit, json } => match call(Request::JobList { limit }).await? {
+            Response::Jobs(jobs) => {
+                if json {
+                    let v: Vec<_> = jobs.iter().map(job_json).collect();
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&v)
+                            .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?
+                    );
+                } else {
+                    print!("{}", output::jobs(&jobs, gateway::unix_now()));
+                }
+                Ok(())
+            }
+            r => Err(CliError::new(
+                exit::FAILURE,
+                format!("unexpected reply {r:?}"),
+            )),
+        },
+        JobCmd::Show { id, json } => match call(Request::JobShow { id }).await? {
+            Response::Job(info) => {
+                if json {
+                    print_json(&info)
+                } else {
+                    print!("{}", output::job(&info, gateway::unix_now()));
+                    Ok(())
+                }
+            }
+            r => Err(CliError::new(
+                exit::FAILURE,
+                format!("unexpected reply {r:?}"),
+            )),
+        },
+        JobCmd::Logs { id, follow } => {
+            let mut recv = client
+                .open(Request::JobAttach {
+                    id,
+                    follow,
+                    stdout_from: 0,
+                    stderr_from: 0,
+                })
+                .await
+                .map_err(run_error)?;
+            loop {
+                match client.next_event(&mut recv).await {
+                    Ok(Some(JobEvent::Output { stream, data })) => write_out(stream, &data),
+                    Ok(Some(JobEvent::State(_) | JobEvent::Accepted(_))) => {}
+                    Ok(Some(JobEvent::End(_))) => return Ok(()),
+                    Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
+                    Ok(None) | Err(_) => {
+                        return Err(CliError::new(
+                            exit::RUN_CONNECTION,
+                            format!(
+                                "lost the gateway while reading job {id}; run 'openclaw job logs {id} --follow' again"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        JobCmd::Cancel { id } => done(
+            call(Request::JobCancel {
+                id,
+                on_behalf_of: None,
+            })
+            .await?,
+        ),
+        JobCmd::Approve { id, plan_digest } => done(
+            call(Request::JobApprove {
+                id,
+                plan_digest,
+                on_behalf_of: None,
+            })
+            .await?,
+        ),
+        JobCmd::Deny { id, reason } => done(
+            call(Request::JobDeny {
+                id,
+                reason,
+                on_behalf_of: None,
+            })
+            .await?,
+        ),
+    }
+}
+
+fn done(r: Response) -> Result<(), CliError> {
+    match r {
+        Response::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        r => Err(CliError::new(
+            exit::FAILURE,
+            format!("unexpected reply {r:?}"),
+        )),
+    }
+}
