@@ -355,6 +355,19 @@ fn lab_command_brings_up_two_connected_nodes() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(&cols[1..3], &["connected", "healthy"], "{stdout}");
     }
+    // One sample job on each routing path, with output and exit codes.
+    assert!(
+        stdout.contains("== openclaw run --node worker-cpu-01"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("   | GPUs 0 on worker-gpu-01\n   exit code 3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("   | hello from worker-cpu-01\n   exit code 0"),
+        "{stdout}"
+    );
     assert!(
         !dir.path().join("lab").exists(),
         "the lab removes its homes unless --keep"

@@ -52,7 +52,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::JobList { limit } => shared
             .store
             .tx(|tx| tx.jobs(limit.clamp(1, 10_000)))
-            .map(|rows| Response::Jobs(rows.iter().map(|r| r.info()).collect()))
+            .map(|rows| Response::Jobs(rows.iter().map(|r| jobs::live_info(shared, r)).collect()))
             .map_err(ApiError::from),
         Request::JobCancel { id, on_behalf_of } => {
             jobs::cancel(shared, peer, id, on_behalf_of.as_deref())

@@ -856,11 +856,23 @@ pub fn deny(
 
 /// A job record.
 pub fn show(shared: &Shared, id: u64) -> Result<JobInfo, ApiError> {
-    Ok(shared
+    let row = shared
         .store
         .tx(|tx| tx.job(id))?
-        .ok_or_else(|| no_job(id))?
-        .info())
+        .ok_or_else(|| no_job(id))?;
+    Ok(live_info(shared, &row))
+}
+
+/// A job's record, with fresher byte counts if it is live (the store
+/// records them now and then).
+pub fn live_info(shared: &Shared, row: &JobRow) -> JobInfo {
+    let mut info = row.info();
+    if let Some(rx) = shared.jobs.subscribe(row.id) {
+        let p = rx.borrow();
+        info.stdout_bytes = info.stdout_bytes.max(p.stdout);
+        info.stderr_bytes = info.stderr_bytes.max(p.stderr);
+    }
+    info
 }
 
 /// Marks jobs left unfinished by a previous gateway process.

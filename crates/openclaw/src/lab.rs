@@ -50,6 +50,10 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     let gw_home = Home::new(root.join("gateway"));
     println!("== starting a gateway in {}", gw_home.root().display());
     gateway::init(&gw_home, "127.0.0.1:0", "lab-gateway").map_err(fail)?;
+    let cfg_path = gw_home.path(gateway::files::CONFIG);
+    let mut cfg = std::fs::read_to_string(&cfg_path).map_err(fail)?;
+    cfg.push_str(LAB_JOBS);
+    std::fs::write(&cfg_path, cfg).map_err(fail)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -116,14 +120,14 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         let enrolled = enrolling.await.map_err(fail)?.map_err(fail)?;
         println!("   enrolled {} ({})", enrolled.name, enrolled.fingerprint);
         let rx = stop_rx.clone();
+        // The GPU node offers two simulated GPUs, so role routing and
+        // CUDA_VISIBLE_DEVICES work on machines without NVIDIA hardware.
+        let opts = node::agent::AgentOptions {
+            simulate_gpus: if *label == "gpu" { 2 } else { 0 },
+            ..Default::default()
+        };
         agents.push(tokio::spawn(async move {
-            node::agent::run(
-                &home,
-                node::agent::AgentOptions::default(),
-                stopped(rx),
-                |_| {},
-            )
-            .await
+            node::agent::run(&home, opts, stopped(rx), |_| {}).await
         }));
     }
     for (name, _) in NODES {
@@ -133,6 +137,11 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     match admin.call(Request::NodeList).await.map_err(fail)? {
         Response::Nodes(nodes) => print!("{}", output::nodes(&nodes, gateway::unix_now())),
         r => return Err(fail(format!("unexpected reply {r:?}"))),
+    }
+    for (title, spec) in sample_jobs() {
+        println!("== openclaw run {title}");
+        let code = run_sample(&admin, spec).await?;
+        println!("   exit code {code}");
     }
     if std::io::stdin().is_terminal() {
         println!();
@@ -149,6 +158,74 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     }
     gw.wait().await;
     Ok(())
+}
+
+/// Named jobs the lab adds to its gateway.toml.
+const LAB_JOBS: &str = r#"
+# Added by `openclaw lab`.
+[jobs.hello]
+command = ["sh", "-c", "echo hello from $OPENCLAW_NODE"]
+role = "cpu"
+aliases = ["say hello"]
+description = "Print a greeting on a CPU node"
+"#;
+
+fn sample_jobs() -> Vec<(&'static str, proto::JobSpec)> {
+    let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        (
+            "--node worker-cpu-01 -- uname -sm",
+            proto::JobSpec {
+                node: Some("worker-cpu-01".into()),
+                argv: argv(&["uname", "-sm"]),
+                ..Default::default()
+            },
+        ),
+        (
+            "--role gpu -- sh -c 'echo GPUs $CUDA_VISIBLE_DEVICES on $OPENCLAW_NODE; exit 3'",
+            proto::JobSpec {
+                role: Some("gpu".into()),
+                argv: argv(&[
+                    "sh",
+                    "-c",
+                    "echo GPUs $CUDA_VISIBLE_DEVICES on $OPENCLAW_NODE; exit 3",
+                ]),
+                ..Default::default()
+            },
+        ),
+        (
+            "--job hello",
+            proto::JobSpec {
+                job: Some("hello".into()),
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+async fn run_sample(admin: &Client, spec: proto::JobSpec) -> Result<String, CliError> {
+    let mut recv = admin.open(Request::JobRun(spec)).await.map_err(fail)?;
+    loop {
+        match admin.next_event(&mut recv).await.map_err(fail)? {
+            Some(proto::JobEvent::Accepted(info)) => {
+                println!("   job {} on {}", info.id, info.node)
+            }
+            Some(proto::JobEvent::Output { data, .. }) => {
+                for line in String::from_utf8_lossy(&data).lines() {
+                    println!("   | {line}");
+                }
+            }
+            Some(proto::JobEvent::State(_)) => {}
+            Some(proto::JobEvent::End(info)) => {
+                return Ok(info
+                    .exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| info.state.clone()));
+            }
+            Some(proto::JobEvent::Error(e)) => return Err(fail(e.message)),
+            None => return Err(fail("lost the gateway")),
+        }
+    }
 }
 
 async fn wait_for(admin: &Client, name: &str, connection: &str) -> Result<(), CliError> {

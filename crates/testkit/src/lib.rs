@@ -305,6 +305,52 @@ impl Lab {
         self.spawn(home, &["node", "run"])
     }
 
+    /// Starts a node agent offering `gpus` simulated GPUs.
+    pub fn start_gpu_node(&mut self, home: &Path, gpus: u32) -> Proc {
+        let n = gpus.to_string();
+        self.spawn(home, &["node", "run", "--simulate-gpus", &n])
+    }
+
+    /// Enrolls and starts a node, and waits until it is connected.
+    pub fn node_up(&mut self, name: &str, labels: &str, gpus: u32) -> (PathBuf, Proc) {
+        let home = self.enroll(name, labels);
+        let p = self.start_gpu_node(&home, gpus);
+        self.wait_node(name, "connected", Duration::from_secs(20));
+        (home, p)
+    }
+
+    /// Runs `openclaw run ARGS...` with the admin credential.
+    pub fn run_job(&self, args: &[&str]) -> Out {
+        let mut a = vec!["run"];
+        a.extend_from_slice(args);
+        self.admin(&a)
+    }
+
+    /// `job show --json` of a job.
+    pub fn job(&self, id: u64) -> serde_json::Value {
+        let out = self.admin(&["job", "show", &id.to_string(), "--json"]).ok();
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    /// Waits until job `id` is in `state`.
+    pub fn wait_job(&self, id: u64, state: &str, timeout: Duration) -> serde_json::Value {
+        wait_until(timeout, &format!("job {id} to be {state}"), || {
+            let j = self.job(id);
+            (j["state"] == state).then_some(j)
+        })
+    }
+
+    /// Submits with --detach and returns the job id.
+    pub fn detach(&self, args: &[&str]) -> u64 {
+        let mut a = vec!["run", "--detach"];
+        a.extend_from_slice(args);
+        let out = self.admin(&a).ok();
+        out.stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no job id in {:?} / {:?}", out.stdout, out.stderr))
+    }
+
     /// `node list --json` as parsed JSON.
     pub fn nodes(&self) -> Vec<serde_json::Value> {
         let out = self.admin(&["node", "list", "--json"]).ok();

@@ -1,0 +1,695 @@
+//! Jobs end to end: `openclaw run` and `openclaw job ...` against a real
+//! gateway and real node agents on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use testkit::{Lab, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+const T: Duration = Duration::from_secs(30);
+
+#[test]
+fn run_streams_bytes_and_returns_the_remote_exit_code() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+
+    let out = lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.stdout, "out\n");
+    assert!(out.stderr.contains("err\n"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("openclaw: job 1 on worker-cpu-01"),
+        "{}",
+        out.stderr
+    );
+
+    // Binary output, byte for byte, in both directions of the mesh.
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let file = lab.dir().join("blob.bin");
+    std::fs::write(&file, &data).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "--home",
+            lab.gw_home.to_str().unwrap(),
+            "run",
+            "--node",
+            "worker-cpu-01",
+            "--",
+            "cat",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout == data,
+        "output differs: {} bytes vs {}",
+        out.stdout.len(),
+        data.len()
+    );
+    // A signal death is reported as 128+N, like a shell.
+    let out = lab.run_job(&["--node", "worker-cpu-01", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(out.code, 137, "{out:?}");
+}
+
+#[test]
+fn job_environment_cwd_and_loader_stripping() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-gpu-01", "gpu", 2);
+    let out = lab
+        .run_job(&[
+            "--role",
+            "gpu",
+            "--cwd",
+            "/tmp",
+            "--env",
+            "EPOCHS=3",
+            "--env",
+            "LD_PRELOAD=/evil.so",
+            "--env",
+            "DYLD_INSERT_LIBRARIES=/x",
+            "--shell",
+            "--",
+            "echo",
+            "job=$OPENCLAW_JOB_ID node=$OPENCLAW_NODE gpus=$CUDA_VISIBLE_DEVICES epochs=$EPOCHS ld=$LD_PRELOAD dyld=$DYLD_INSERT_LIBRARIES pwd=$(pwd)",
+        ])
+        .ok();
+    assert_eq!(
+        out.stdout,
+        "job=1 node=worker-gpu-01 gpus=0 epochs=3 ld= dyld= pwd=/tmp\n"
+    );
+    // Without --gpus an explicit-node job gets no GPU.
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-gpu-01",
+            "--",
+            "sh",
+            "-c",
+            "echo [${CUDA_VISIBLE_DEVICES-unset}]",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "[unset]\n");
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-gpu-01",
+            "--gpus",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "echo $CUDA_VISIBLE_DEVICES",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "0,1\n");
+    // Commands run as argv: no shell expands this.
+    let out = lab
+        .run_job(&["--node", "worker-gpu-01", "--", "echo", "$HOME", "a;b"])
+        .ok();
+    assert_eq!(out.stdout, "$HOME a;b\n");
+}
+
+#[test]
+fn role_routing_and_gpu_exclusivity() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _g = lab.node_up("worker-gpu-01", "gpu", 2);
+    let _c = lab.node_up("worker-cpu-01", "cpu", 0);
+    let out = lab
+        .run_job(&["--role", "cpu", "--", "sh", "-c", "echo $OPENCLAW_NODE"])
+        .ok();
+    assert_eq!(out.stdout, "worker-cpu-01\n");
+    lab.run_job(&["--role", "tpu", "--", "true"])
+        .fails_with(254, "no node has the role \"tpu\"");
+
+    // Two GPU jobs hold both GPUs, each a different one.
+    let a = lab.detach(&[
+        "--role",
+        "gpu",
+        "--",
+        "sh",
+        "-c",
+        "echo $CUDA_VISIBLE_DEVICES; sleep 4",
+    ]);
+    let b = lab.detach(&[
+        "--role",
+        "gpu",
+        "--",
+        "sh",
+        "-c",
+        "echo $CUDA_VISIBLE_DEVICES; sleep 4",
+    ]);
+    lab.wait_job(a, "running", T);
+    lab.wait_job(b, "running", T);
+    let logs = |id: u64| lab.admin(&["job", "logs", &id.to_string()]).ok().stdout;
+    wait_until(T, "both jobs to print their GPU", || {
+        (!logs(a).is_empty() && !logs(b).is_empty()).then_some(())
+    });
+    let mut gpus = vec![logs(a), logs(b)];
+    gpus.sort();
+    assert_eq!(gpus, vec!["0\n", "1\n"]);
+    // A third has no GPU: it fails at once, or waits with --queue.
+    lab.run_job(&["--role", "gpu", "--", "true"])
+        .fails_with(253, "pass --queue");
+    let out = lab
+        .run_job(&[
+            "--role",
+            "gpu",
+            "--queue",
+            "--queue-timeout",
+            "30s",
+            "--",
+            "sh",
+            "-c",
+            "echo queued-ran",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "queued-ran\n");
+    assert!(out.stderr.contains("queued"), "{}", out.stderr);
+    lab.wait_job(a, "exited", T);
+    lab.wait_job(b, "exited", T);
+}
+
+fn named_lab() -> Lab {
+    Lab::with_config(BIN, |cfg| {
+        cfg.push_str(
+            r#"
+[jobs.hello]
+command = ["sh", "-c", "echo hello from $OPENCLAW_NODE"]
+node = "worker-cpu-01"
+aliases = ["say hello"]
+
+[jobs.exp42]
+command = ["sh", "-c", "echo exp42 on $OPENCLAW_NODE gpus=$CUDA_VISIBLE_DEVICES"]
+role = "gpu"
+"#,
+        )
+    })
+}
+
+#[test]
+fn named_jobs() {
+    let mut lab = named_lab();
+    lab.start_gateway();
+    let _g = lab.node_up("worker-gpu-01", "gpu", 1);
+    let _c = lab.node_up("worker-cpu-01", "cpu", 0);
+    assert_eq!(
+        lab.run_job(&["--job", "hello"]).ok().stdout,
+        "hello from worker-cpu-01\n"
+    );
+    assert_eq!(
+        lab.run_job(&["--job", "exp42"]).ok().stdout,
+        "exp42 on worker-gpu-01 gpus=0\n"
+    );
+    // The named job on an explicit node.
+    assert_eq!(
+        lab.run_job(&["--job", "hello", "--node", "worker-gpu-01"])
+            .ok()
+            .stdout,
+        "hello from worker-gpu-01\n"
+    );
+    lab.run_job(&["--job", "helo"])
+        .fails_with(254, "did you mean hello?");
+    lab.run_job(&["--job", "hello", "--", "ls"])
+        .fails_with(2, "fixes its command");
+    let shown = lab.job(1);
+    assert_eq!(shown["named_job"], "hello");
+}
+
+#[test]
+fn unknown_and_offline_nodes_fail_at_once() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-gpu-01", "gpu", 0);
+    let _offline = lab.enroll("worker-gpu-02", "gpu");
+    let out = lab
+        .run_job(&["--node", "worker-gpu-1", "--", "true"])
+        .fails_with(254, "unknown node \"worker-gpu-1\"");
+    assert!(
+        out.stderr.contains("did you mean worker-gpu-01?"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("known nodes: worker-gpu-01, worker-gpu-02"),
+        "{}",
+        out.stderr
+    );
+    lab.run_job(&["--node", "worker-gpu-02", "--", "true"])
+        .fails_with(253, "node worker-gpu-02 is offline (last seen never)");
+    // Nothing was silently sent elsewhere.
+    let jobs: serde_json::Value =
+        serde_json::from_str(&lab.admin(&["job", "list", "--json"]).ok().stdout).unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let node = ["--node", "worker-cpu-01"];
+    lab.run_job(&node).fails_with(2, "empty command");
+    lab.run_job(&["--", "true"])
+        .fails_with(2, "--node NAME, --role ROLE or --job NAME");
+    lab.run_job(&["--node", "worker-cpu-01", "--timeout", "soon", "--", "true"])
+        .fails_with(2, "--timeout");
+    lab.run_job(&["--node", "worker-cpu-01", "--env", "NOEQUALS", "--", "true"])
+        .fails_with(2, "K=V");
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--cwd",
+        "/does/not/exist",
+        "--",
+        "true",
+    ])
+    .fails_with(
+        251,
+        "working directory /does/not/exist does not exist on node worker-cpu-01",
+    );
+    lab.run_job(&["--node", "worker-cpu-01", "--", "no-such-command-xyz"])
+        .fails_with(127, "openclaw: no-such-command-xyz: command not found");
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--timeout",
+        "1s",
+        "--",
+        "sleep",
+        "10",
+    ])
+    .fails_with(124, "timed-out");
+    let id = lab.detach(&["--node", "worker-cpu-01", "--", "true"]);
+    lab.wait_job(id, "exited", T);
+    lab.admin(&["job", "cancel", &id.to_string()])
+        .fails_with(1, "already ended (exited, exit code 0); nothing to cancel");
+    lab.admin(&["job", "show", "9999"])
+        .fails_with(254, "no job with id 9999");
+    lab.admin(&["job", "logs", "9999"])
+        .fails_with(254, "no job with id 9999");
+}
+
+fn policy_lab(extra: &str) -> Lab {
+    let extra = extra.to_string();
+    Lab::with_config(BIN, move |cfg| {
+        *cfg = cfg.replace("[policy]\n", "[policy-placeholder]\n");
+        let start = cfg.find("[policy-placeholder]").unwrap();
+        let end = cfg.find("[limits]").unwrap();
+        cfg.replace_range(
+            start..end,
+            &format!(
+                r#"[policy]
+default = "allow"
+{extra}
+[[policy.rules]]
+commands = ["rm", "*rm -rf*"]
+action = "deny"
+
+[[policy.rules]]
+nodes = ["worker-gpu-*"]
+action = "approve"
+approvers = ["admin", "alice"]
+
+"#
+            ),
+        );
+    })
+}
+
+#[test]
+fn policy_denial_and_approval() {
+    let mut lab = policy_lab("");
+    lab.start_gateway();
+    let _g = lab.node_up("worker-gpu-01", "gpu", 0);
+    let _c = lab.node_up("worker-cpu-01", "cpu", 0);
+    let alice = lab.dir().join("alice");
+    let bob = lab.dir().join("bob");
+    lab.admin(&[
+        "client",
+        "create",
+        "alice",
+        "--out",
+        alice.to_str().unwrap(),
+    ])
+    .ok();
+    lab.admin(&["client", "create", "bob", "--out", bob.to_str().unwrap()])
+        .ok();
+    assert_eq!(lab.run(&alice, &["whoami"]).ok().stdout, "alice (admin)\n");
+
+    // Denied by policy, at once, with the rule named.
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--",
+        "sh",
+        "-c",
+        "rm -rf /tmp/nothing",
+    ])
+    .fails_with(252, "denied by policy rule 1");
+    // Allowed without approval elsewhere.
+    lab.run_job(&["--node", "worker-cpu-01", "--", "true"]).ok();
+
+    // Held for approval on GPU nodes.
+    let id = lab.detach(&["--node", "worker-gpu-01", "--", "echo", "approved run"]);
+    let job = lab.job(id);
+    assert_eq!(job["state"], "awaiting-approval");
+    assert_eq!(job["approvers"], serde_json::json!(["admin", "alice"]));
+    let ids = id.to_string();
+    lab.admin(&["job", "approve", &ids])
+        .fails_with(252, "admin requested this job and may not approve it");
+    lab.run(&bob, &["job", "approve", &ids])
+        .fails_with(252, "bob is not an approver");
+    lab.run(
+        &alice,
+        &["job", "approve", &ids, "--plan-digest", "sha256:0000"],
+    )
+    .fails_with(1, "review it with");
+    let digest = job["plan_digest"].as_str().unwrap().to_string();
+    lab.run(&alice, &["job", "approve", &ids, "--plan-digest", &digest])
+        .ok();
+    let done = lab.wait_job(id, "exited", T);
+    assert_eq!(done["approved_by"], "alice");
+    assert_eq!(
+        lab.admin(&["job", "logs", &ids]).ok().stdout,
+        "approved run\n"
+    );
+    lab.run(&alice, &["job", "approve", &ids])
+        .fails_with(1, "not awaiting approval");
+
+    // A follower of a job that gets denied ends with the denial.
+    let follower = lab.spawn(
+        &lab.gw_home.clone(),
+        &["run", "--node", "worker-gpu-01", "--", "echo", "never"],
+    );
+    let pending = wait_until(T, "the second job", || {
+        let list: serde_json::Value =
+            serde_json::from_str(&lab.admin(&["job", "list", "--json"]).ok().stdout).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["state"] == "awaiting-approval")
+            .map(|j| j["id"].as_u64().unwrap())
+    });
+    lab.run(&bob, &["job", "deny", &pending.to_string()])
+        .fails_with(252, "only its requester or an approver");
+    lab.run(
+        &alice,
+        &["job", "deny", &pending.to_string(), "--reason", "not today"],
+    )
+    .ok();
+    let out = follower.wait(T);
+    assert_eq!(out.code, 252, "{out:?}");
+    assert!(
+        out.stderr.contains("denied by alice: not today"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn approval_expires_and_self_approval_can_be_allowed() {
+    let mut lab = policy_lab("approval_timeout = \"2s\"");
+    lab.start_gateway();
+    let _g = lab.node_up("worker-gpu-01", "gpu", 0);
+    let id = lab.detach(&["--node", "worker-gpu-01", "--", "true"]);
+    let job = lab.wait_job(id, "expired", T);
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nobody approved it in time"),
+        "{job}"
+    );
+    // The requester may withdraw their own pending job.
+    let id = lab.detach(&["--node", "worker-gpu-01", "--", "true"]);
+    lab.admin(&["job", "deny", &id.to_string()]).ok();
+    let job = lab.job(id);
+    assert_eq!(job["state"], "denied");
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("withdrawn by admin"),
+        "{job}"
+    );
+}
+
+#[test]
+fn cancel_sends_sigterm_then_sigkill() {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        *cfg = cfg.replace("kill_grace = \"10s\"", "kill_grace = \"1s\"")
+    });
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let script = "trap 'echo got TERM' TERM; echo started; while true; do sleep 0.1; done";
+    let follower = lab.spawn(
+        &lab.gw_home.clone(),
+        &["run", "--node", "worker-cpu-01", "--", "sh", "-c", script],
+    );
+    let id = wait_until(T, "the job to run", || {
+        let list: serde_json::Value =
+            serde_json::from_str(&lab.admin(&["job", "list", "--json"]).ok().stdout).unwrap();
+        list.as_array()
+            .unwrap()
+            .first()
+            .filter(|j| j["state"] == "running" && j["stdout_bytes"].as_u64() > Some(0))
+            .map(|j| j["id"].as_u64().unwrap())
+    });
+    let out = lab.admin(&["job", "cancel", &id.to_string()]).ok();
+    assert!(
+        out.stdout.contains("SIGTERM now, SIGKILL after 1s"),
+        "{}",
+        out.stdout
+    );
+    let job = lab.wait_job(id, "cancelled", T);
+    assert_eq!(
+        job["exit_code"], 137,
+        "the trap ignores TERM, so KILL ends it: {job}"
+    );
+    let logs = lab.admin(&["job", "logs", &id.to_string()]).ok().stdout;
+    assert!(
+        logs.starts_with("started\n") && logs.contains("got TERM"),
+        "{logs}"
+    );
+    let out = follower.wait(T);
+    assert_eq!(out.code, 130, "{out:?}");
+}
+
+#[test]
+fn many_concurrent_jobs_keep_their_output_intact() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _a = lab.node_up("worker-a", "cpu", 0);
+    let _b = lab.node_up("worker-b", "cpu", 0);
+    let gw = lab.gw_home.clone();
+    let procs: Vec<_> = (0..50)
+        .map(|i| {
+            let node = if i % 2 == 0 { "worker-a" } else { "worker-b" };
+            let script =
+                format!("for i in $(seq 1 2000); do echo job{i}-line$i; done; echo done{i} >&2");
+            lab.spawn(&gw, &["run", "--node", node, "--", "sh", "-c", &script])
+        })
+        .collect();
+    for (i, p) in procs.into_iter().enumerate() {
+        let out = p.wait(Duration::from_secs(120));
+        assert_eq!(out.code, 0, "job {i}: {}", out.stderr);
+        let want: String = (1..=2000).map(|n| format!("job{i}-line{n}\n")).collect();
+        assert!(
+            out.stdout == want,
+            "job {i}: output mixed or lost ({} bytes, want {})",
+            out.stdout.len(),
+            want.len()
+        );
+        assert!(out.stderr.contains(&format!("done{i}\n")), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn logs_follow_show_and_list() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let id = lab.detach(&[
+        "--node",
+        "worker-cpu-01",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done; echo bye >&2",
+    ]);
+    let ids = id.to_string();
+    let follow = lab.admin(&["job", "logs", &ids, "--follow"]).ok();
+    assert_eq!(follow.stdout, "line1\nline2\nline3\nline4\nline5\n");
+    assert_eq!(follow.stderr, "bye\n");
+    let again = lab.admin(&["job", "logs", &ids]).ok();
+    assert_eq!(again.stdout, follow.stdout);
+    let job = lab.job(id);
+    for key in [
+        "state",
+        "node",
+        "argv",
+        "requester",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "exit_code",
+    ] {
+        assert!(!job[key].is_null(), "{key} missing in {job}");
+    }
+    assert_eq!(job["requester"], "admin");
+    assert_eq!(job["stdout_bytes"], 30);
+    let table = lab.admin(&["job", "list"]).ok().stdout;
+    assert!(
+        table.starts_with("ID") && table.contains("exited") && table.contains("worker-cpu-01"),
+        "{table}"
+    );
+    let shown = lab.admin(&["job", "show", &ids]).ok().stdout;
+    assert!(shown.contains("exit code:   0"), "{shown}");
+}
+
+#[test]
+fn output_cap_truncates_with_a_marker() {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        *cfg = cfg.replace("output_cap_bytes = 1073741824", "output_cap_bytes = 1000")
+    });
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let id = lab.detach(&[
+        "--node",
+        "worker-cpu-01",
+        "--",
+        "head",
+        "-c",
+        "5000",
+        "/dev/zero",
+    ]);
+    let job = lab.wait_job(id, "exited", T);
+    assert_eq!(job["truncated"], true);
+    assert_eq!(job["stdout_bytes"], 5000);
+    let logs = lab.admin(&["job", "logs", &id.to_string()]).ok().stdout;
+    assert!(
+        logs.starts_with(&"\0".repeat(1000)),
+        "kept the first 1000 bytes"
+    );
+    assert!(
+        logs[1000..].contains("[openclaw: output truncated at 1000 bytes"),
+        "{:?}",
+        &logs[1000..]
+    );
+}
+
+#[test]
+fn node_side_policy_is_the_stricter_one() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.enroll("worker-strict", "cpu");
+    let cfg = std::fs::read_to_string(home.join("node.toml")).unwrap();
+    std::fs::write(
+        home.join("node.toml"),
+        cfg.replace("allowed_commands = []", "allowed_commands = [\"echo\"]"),
+    )
+    .unwrap();
+    let _p = lab.start_node(&home);
+    lab.wait_node("worker-strict", "connected", T);
+    assert_eq!(
+        lab.run_job(&["--node", "worker-strict", "--", "echo", "ok"])
+            .ok()
+            .stdout,
+        "ok\n"
+    );
+    lab.run_job(&["--node", "worker-strict", "--", "ls"])
+        .fails_with(251, "does not allow the command \"ls\"");
+
+    let home = lab.enroll("worker-off", "cpu");
+    let cfg = std::fs::read_to_string(home.join("node.toml")).unwrap();
+    std::fs::write(
+        home.join("node.toml"),
+        cfg.replace("system_run = true", "system_run = false"),
+    )
+    .unwrap();
+    let _q = lab.start_node(&home);
+    lab.wait_node("worker-off", "connected", T);
+    lab.run_job(&["--node", "worker-off", "--", "echo", "x"])
+        .fails_with(251, "system.run is disabled on node worker-off");
+}
+
+#[test]
+fn a_node_cannot_report_for_a_job_that_is_not_its_own() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let (_home_a, _a) = lab.node_up("worker-a", "cpu", 0);
+    let (home_b, _b) = lab.node_up("worker-b", "cpu", 0);
+    let id = lab.detach(&["--node", "worker-a", "--", "sleep", "3"]);
+    lab.wait_job(id, "running", T);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // worker-b's own certificate, claiming worker-a's job.
+        let client = client::Client::connect(&mesh::Home::new(&home_b))
+            .await
+            .unwrap();
+        let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
+        mesh::write_frame(&mut send, &proto::Open::Job { job_id: id })
+            .await
+            .unwrap();
+        mesh::write_frame(
+            &mut send,
+            &proto::JobFrame::Output {
+                stream: proto::OutStream::Stdout,
+                offset: 0,
+                data: b"forged".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+        let reply: proto::JobCtl = mesh::read_frame(&mut recv, 65536).await.unwrap().unwrap();
+        match reply {
+            proto::JobCtl::Reject { reason } => {
+                assert!(reason.contains("not assigned to node worker-b"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+    let job = lab.wait_job(id, "exited", T);
+    assert_eq!(job["exit_code"], 0);
+    assert!(
+        !lab.admin(&["job", "logs", &id.to_string()])
+            .ok()
+            .stdout
+            .contains("forged")
+    );
+}
+
+#[test]
+fn the_gateway_never_runs_jobs_itself() {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        *cfg = cfg.replace("run_on_gateway = false", "run_on_gateway = true")
+    });
+    let gw = lab.gw_home.clone();
+    let p = lab.spawn(&gw, &["gateway", "run"]);
+    let out = p.wait(T);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("the gateway never runs jobs"),
+        "{}",
+        out.stderr
+    );
+}
