@@ -650,13 +650,11 @@ fn a_node_cannot_report_for_a_job_that_is_not_its_own() {
         mesh::write_frame(&mut send, &proto::Open::Job { job_id: id })
             .await
             .unwrap();
-        mesh::write_frame(
+        mesh::write_data(
             &mut send,
-            &proto::JobFrame::Output {
-                stream: proto::OutStream::Stdout,
-                offset: 0,
-                data: b"forged".to_vec(),
-            },
+            proto::OutStream::Stdout,
+            0,
+            bytes::Bytes::from_static(b"forged"),
         )
         .await
         .unwrap();

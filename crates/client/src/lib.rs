@@ -130,9 +130,44 @@ impl Client {
         &self,
         recv: &mut quinn::RecvStream,
     ) -> Result<Option<proto::JobEvent>, ClientError> {
-        match mesh::read_frame::<proto::JobEvent>(recv, REPLY_FRAME_LIMIT).await {
-            Ok(e) => Ok(e),
+        match mesh::read_incoming::<proto::JobEvent>(recv, REPLY_FRAME_LIMIT).await {
+            Ok(Some(mesh::Incoming::Message(e))) => Ok(Some(e)),
+            Ok(Some(mesh::Incoming::Data { stream, len, .. })) => {
+                let mut data = Vec::with_capacity(len);
+                mesh::read_data(recv, len, |chunk| {
+                    data.extend_from_slice(&chunk);
+                    Ok(())
+                })
+                .await
+                .map_err(|e| self.lost(e))?;
+                Ok(Some(proto::JobEvent::Output { stream, data }))
+            }
+            Ok(None) => Ok(None),
             Err(e) => Err(self.lost(e)),
+        }
+    }
+
+    /// Like [`Client::next_event`], but output goes straight to `sink` as
+    /// it arrives (no copy into an event); returns the next other event.
+    pub async fn next_event_streaming(
+        &self,
+        recv: &mut quinn::RecvStream,
+        mut sink: impl FnMut(proto::OutStream, &[u8]),
+    ) -> Result<Option<proto::JobEvent>, ClientError> {
+        loop {
+            match mesh::read_incoming::<proto::JobEvent>(recv, REPLY_FRAME_LIMIT).await {
+                Ok(Some(mesh::Incoming::Message(e))) => return Ok(Some(e)),
+                Ok(Some(mesh::Incoming::Data { stream, len, .. })) => {
+                    mesh::read_data(recv, len, |chunk| {
+                        sink(stream, &chunk);
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| self.lost(e))?;
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.lost(e)),
+            }
         }
     }
 

@@ -50,12 +50,33 @@ pub struct Progress {
     pub state: String,
 }
 
+/// Output just stored, for live followers.
+#[derive(Debug, Clone)]
+pub struct TailChunk {
+    /// Which stream.
+    pub stream: OutStream,
+    /// Offset of `data` in that stream's log file.
+    pub offset: u64,
+    /// Contiguous bytes (shared with quinn's receive buffers; no copy).
+    pub data: Vec<bytes::Bytes>,
+}
+
+impl TailChunk {
+    fn len(&self) -> u64 {
+        self.data.iter().map(|b| b.len() as u64).sum()
+    }
+}
+
+/// Chunks a live follower may fall behind by before it reads the file instead.
+const TAIL_CHUNKS: usize = 128;
+
 struct LiveJob {
     node: String,
     gpus: u32,
     /// Dispatched to the node (counts against its capacity).
     on_node: bool,
     progress: watch::Sender<Progress>,
+    tail: tokio::sync::broadcast::Sender<TailChunk>,
     ctl: Option<mpsc::UnboundedSender<JobCtl>>,
     cancel_requested: bool,
     attached: bool,
@@ -81,6 +102,21 @@ impl Jobs {
         self.with(|m| m.get(&id).map(|j| j.progress.subscribe()))
     }
 
+    /// Progress and live output of a job, subscribed together so no chunk
+    /// falls between them.
+    fn follow(
+        &self,
+        id: u64,
+    ) -> Option<(
+        watch::Receiver<Progress>,
+        tokio::sync::broadcast::Receiver<TailChunk>,
+    )> {
+        self.with(|m| {
+            m.get(&id)
+                .map(|j| (j.progress.subscribe(), j.tail.subscribe()))
+        })
+    }
+
     /// GPUs held and jobs running on `node`.
     pub fn load(&self, node: &str) -> (u32, u32) {
         self.with(|m| {
@@ -103,6 +139,7 @@ impl Jobs {
                     gpus,
                     on_node: false,
                     progress: tx,
+                    tail: tokio::sync::broadcast::channel(TAIL_CHUNKS).0,
                     ctl: None,
                     cancel_requested: false,
                     attached: false,
@@ -920,9 +957,13 @@ struct LogFile {
     file: File,
     /// Bytes received from the node.
     received: u64,
-    /// Bytes in the file (capped, plus marker).
+    /// Bytes in the file (capped, plus marker), counting `pending`.
     written: u64,
     truncated: bool,
+    /// Kept chunks not yet written, with their file offsets. A data frame
+    /// arrives as many small QUIC chunks; they go to the file in one
+    /// vectored write per frame, without being copied together first.
+    pending: Vec<(u64, bytes::Bytes)>,
 }
 
 impl LogFile {
@@ -934,12 +975,13 @@ impl LogFile {
             received: len,
             written: len,
             truncated: false,
+            pending: Vec::new(),
         })
     }
 
     /// Appends the part of `data` at `offset` not yet stored. Exactly once:
     /// bytes before `received` are skipped; a gap is an error.
-    fn append(&mut self, offset: u64, data: &[u8], cap: u64) -> Result<(), String> {
+    fn append(&mut self, offset: u64, data: bytes::Bytes, cap: u64) -> Result<(), String> {
         if offset > self.received {
             return Err(format!(
                 "output gap: expected offset {}, got {offset}",
@@ -947,28 +989,69 @@ impl LogFile {
             ));
         }
         let skip = usize::try_from(self.received - offset).unwrap_or(usize::MAX);
-        let Some(fresh) = data.get(skip..) else {
+        if skip >= data.len() {
             return Ok(());
-        };
+        }
+        let fresh = data.slice(skip..);
         self.received += fresh.len() as u64;
         if self.truncated {
             return Ok(());
         }
         let room = usize::try_from(cap.saturating_sub(self.written)).unwrap_or(usize::MAX);
-        let keep = &fresh[..fresh.len().min(room)];
-        self.file.write_all(keep).map_err(|e| e.to_string())?;
-        self.written += keep.len() as u64;
-        if keep.len() < fresh.len() {
+        let keep = fresh.slice(..fresh.len().min(room));
+        let kept = keep.len();
+        if kept > 0 {
+            self.pending.push((self.written, keep));
+            self.written += kept as u64;
+        }
+        if kept < fresh.len() {
             let marker =
                 format!("\n[openclaw: output truncated at {cap} bytes; the job kept running]\n");
-            self.file
-                .write_all(marker.as_bytes())
-                .map_err(|e| e.to_string())?;
-            self.written += marker.len() as u64;
+            let len = marker.len() as u64;
+            self.pending
+                .push((self.written, bytes::Bytes::from(marker)));
+            self.written += len;
             self.truncated = true;
         }
         Ok(())
     }
+
+    /// Writes what is pending; returns it for live followers.
+    fn flush(&mut self) -> Result<Vec<(u64, bytes::Bytes)>, String> {
+        let chunks = std::mem::take(&mut self.pending);
+        write_all_chunks(&mut self.file, &chunks)
+            .map_err(|e| format!("cannot write the job log: {e}"))?;
+        Ok(chunks)
+    }
+}
+
+/// `write_all` for a list of chunks, with `writev`.
+fn write_all_chunks(file: &mut File, chunks: &[(u64, bytes::Bytes)]) -> std::io::Result<()> {
+    let (mut idx, mut skip) = (0usize, 0usize);
+    while idx < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[idx..]
+            .iter()
+            .take(512)
+            .enumerate()
+            .map(|(i, (_, c))| std::io::IoSlice::new(if i == 0 { &c[skip..] } else { &c[..] }))
+            .collect();
+        let mut n = file.write_vectored(&slices)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < chunks.len() {
+            let rest = chunks[idx].1.len() - skip;
+            if n >= rest {
+                n -= rest;
+                idx += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Serves a job stream a node opened.
@@ -989,7 +1072,7 @@ pub async fn node_job_stream(
                 });
             }
             j.ctl = Some(tx.clone());
-            Ok(j.progress.clone())
+            Ok((j.progress.clone(), j.tail.clone()))
         }
         Some(j) if j.node != peer.name => {
             Err(format!("job {id} is not assigned to node {}", peer.name))
@@ -997,7 +1080,7 @@ pub async fn node_job_stream(
         Some(_) => Err(format!("job {id} is not expecting output")),
         None => Err(format!("job {id} is not a live job of node {}", peer.name)),
     });
-    let progress = match accepted {
+    let (progress, tail) = match accepted {
         Ok(p) => p,
         Err(msg) => {
             tracing::warn!(node = %peer.name, job = id, "refused a job stream: {msg}");
@@ -1013,7 +1096,7 @@ pub async fn node_job_stream(
             }
         }
     });
-    let outcome = store_output(&shared, id, &progress, &mut recv).await;
+    let outcome = store_output(&shared, id, &progress, &tail, &mut recv).await;
     ctl_writer.abort();
     let result = match outcome {
         Ok(Some(JobFrame::Exit {
@@ -1064,6 +1147,7 @@ async fn store_output(
     shared: &Shared,
     id: u64,
     progress: &watch::Sender<Progress>,
+    tail: &tokio::sync::broadcast::Sender<TailChunk>,
     recv: &mut quinn::RecvStream,
 ) -> Result<Option<JobFrame>, String> {
     let cap = shared.config().output_cap;
@@ -1074,8 +1158,48 @@ async fn store_output(
     let mut errf = open(OutStream::Stderr)?;
     let mut last_flush = std::time::Instant::now();
     loop {
-        let frame = match mesh::read_frame::<JobFrame>(recv, JOB_FRAME_LIMIT).await {
-            Ok(Some(f)) => f,
+        let frame = match mesh::read_incoming::<JobFrame>(recv, JOB_FRAME_LIMIT).await {
+            Ok(Some(mesh::Incoming::Message(f))) => f,
+            Ok(Some(mesh::Incoming::Data {
+                stream,
+                offset,
+                len,
+            })) => {
+                let f = match stream {
+                    OutStream::Stdout => &mut out,
+                    OutStream::Stderr => &mut errf,
+                };
+                let mut at = offset;
+                mesh::read_data(recv, len, |chunk| {
+                    let n = chunk.len() as u64;
+                    f.append(at, chunk, cap)?;
+                    at += n;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| format!("the job stream broke: {e}"))?;
+                // Live followers get the bytes from memory first, then the
+                // new length; a follower that lags reads the file instead.
+                let written = f.flush()?;
+                if let Some((offset, _)) = written.first() {
+                    let data = written.iter().map(|(_, b)| b.clone()).collect();
+                    let _ = tail.send(TailChunk {
+                        stream,
+                        offset: *offset,
+                        data,
+                    });
+                }
+                let (o, e) = (out.written, errf.written);
+                progress.send_modify(|p| {
+                    p.stdout = o;
+                    p.stderr = e;
+                });
+                if last_flush.elapsed() > Duration::from_secs(1) {
+                    record_bytes(shared, id, &out, &errf);
+                    last_flush = std::time::Instant::now();
+                }
+                continue;
+            }
             Ok(None) => return Ok(None),
             Err(e) => return Err(format!("the job stream broke: {e}")),
         };
@@ -1095,26 +1219,6 @@ async fn store_output(
                     })
                     .map_err(|e| e.to_string())?;
                 progress.send_modify(|p| p.state = "running".into());
-            }
-            JobFrame::Output {
-                stream,
-                offset,
-                data,
-            } => {
-                let f = match stream {
-                    OutStream::Stdout => &mut out,
-                    OutStream::Stderr => &mut errf,
-                };
-                f.append(offset, &data, cap)?;
-                let (o, e) = (out.written, errf.written);
-                progress.send_modify(|p| {
-                    p.stdout = o;
-                    p.stderr = e;
-                });
-                if last_flush.elapsed() > Duration::from_secs(1) {
-                    record_bytes(shared, id, &out, &errf);
-                    last_flush = std::time::Instant::now();
-                }
             }
             last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. }) => {
                 record_bytes(shared, id, &out, &errf);
@@ -1144,35 +1248,50 @@ pub async fn follow(
     shared: &Shared,
     id: u64,
     follow: bool,
-    mut stdout_from: u64,
-    mut stderr_from: u64,
+    stdout_from: u64,
+    stderr_from: u64,
     send: &mut quinn::SendStream,
 ) -> Result<(), mesh::StreamError> {
-    let mut rx = shared.jobs.subscribe(id);
+    let (mut rx, mut tail) = match shared.jobs.follow(id) {
+        Some((p, t)) => (Some(p), Some(t)),
+        None => (None, None),
+    };
     let mut last_state: Option<String> = None;
+    let mut out = LogReader::new(
+        log_path(shared, id, OutStream::Stdout),
+        OutStream::Stdout,
+        stdout_from,
+    );
+    let mut err = LogReader::new(
+        log_path(shared, id, OutStream::Stderr),
+        OutStream::Stderr,
+        stderr_from,
+    );
+    let mut buf = vec![0u8; FOLLOW_CHUNK];
     loop {
+        // Live output from memory first; whatever is missing then comes
+        // from the file (a follower that joined late or fell behind).
+        while let Some(t) = tail.as_mut() {
+            match t.try_recv() {
+                Ok(c) => {
+                    let reader = if c.stream == OutStream::Stdout {
+                        &mut out
+                    } else {
+                        &mut err
+                    };
+                    reader.send_live(&c, send).await?;
+                }
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::broadcast::error::TryRecvError::Closed) => tail = None,
+            }
+        }
         let (progress, live) = match &rx {
             Some(rx) => (rx.borrow().clone(), true),
             None => (stored_progress(shared, id), false),
         };
-        send_range(
-            shared,
-            id,
-            OutStream::Stdout,
-            &mut stdout_from,
-            progress.stdout,
-            send,
-        )
-        .await?;
-        send_range(
-            shared,
-            id,
-            OutStream::Stderr,
-            &mut stderr_from,
-            progress.stderr,
-            send,
-        )
-        .await?;
+        out.send_to(progress.stdout, &mut buf, send).await?;
+        err.send_to(progress.stderr, &mut buf, send).await?;
         let done = !live || proto::is_terminal_state(&progress.state);
         if done || !follow {
             let info = match show(shared, id) {
@@ -1214,41 +1333,92 @@ fn stored_progress(shared: &Shared, id: u64) -> Progress {
     }
 }
 
-async fn send_range(
-    shared: &Shared,
-    id: u64,
+/// A follower's position in one log file; the file stays open while it follows.
+struct LogReader {
+    path: PathBuf,
     stream: OutStream,
-    from: &mut u64,
-    to: u64,
-    send: &mut quinn::SendStream,
-) -> Result<(), mesh::StreamError> {
-    if *from >= to {
-        return Ok(());
+    offset: u64,
+    file: Option<File>,
+}
+
+impl LogReader {
+    fn new(path: PathBuf, stream: OutStream, offset: u64) -> LogReader {
+        LogReader {
+            path,
+            stream,
+            offset,
+            file: None,
+        }
     }
-    let Ok(mut file) = File::open(log_path(shared, id, stream)) else {
-        return Ok(());
-    };
-    if file.seek(SeekFrom::Start(*from)).is_err() {
-        return Ok(());
+
+    /// Sends a live chunk if it continues where this reader is; a chunk
+    /// after a gap is left for the file catch-up.
+    async fn send_live(
+        &mut self,
+        c: &TailChunk,
+        send: &mut quinn::SendStream,
+    ) -> Result<(), mesh::StreamError> {
+        let end = c.offset + c.len();
+        if c.offset > self.offset || end <= self.offset {
+            return Ok(());
+        }
+        let mut skip = usize::try_from(self.offset - c.offset).unwrap_or(0);
+        let mut parts: Vec<bytes::Bytes> = Vec::with_capacity(c.data.len());
+        for b in &c.data {
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            parts.push(b.slice(skip..));
+            skip = 0;
+        }
+        mesh::write_data_chunks(send, self.stream, self.offset, &mut parts).await?;
+        self.offset = end;
+        // The file position is now stale.
+        self.file = None;
+        Ok(())
     }
-    let mut buf = vec![0u8; FOLLOW_CHUNK];
-    while *from < to {
-        let want = usize::try_from((to - *from).min(FOLLOW_CHUNK as u64)).unwrap_or(FOLLOW_CHUNK);
-        let n = match file.read(&mut buf[..want]) {
-            Ok(0) | Err(_) => return Ok(()),
-            Ok(n) => n,
+
+    /// Sends the bytes from the current offset up to `to`.
+    async fn send_to(
+        &mut self,
+        to: u64,
+        buf: &mut [u8],
+        send: &mut quinn::SendStream,
+    ) -> Result<(), mesh::StreamError> {
+        if self.offset >= to {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            let Ok(mut f) = File::open(&self.path) else {
+                return Ok(());
+            };
+            if f.seek(SeekFrom::Start(self.offset)).is_err() {
+                return Ok(());
+            }
+            self.file = Some(f);
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
         };
-        mesh::write_frame(
-            send,
-            &JobEvent::Output {
-                stream,
-                data: buf[..n].to_vec(),
-            },
-        )
-        .await?;
-        *from += n as u64;
+        while self.offset < to {
+            let want =
+                usize::try_from((to - self.offset).min(buf.len() as u64)).unwrap_or(buf.len());
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(n) => n,
+            };
+            mesh::write_data(
+                send,
+                self.stream,
+                self.offset,
+                bytes::Bytes::copy_from_slice(&buf[..n]),
+            )
+            .await?;
+            self.offset += n as u64;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1437,18 +1607,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.stdout");
         let mut f = LogFile::open(&path).unwrap();
-        f.append(0, b"hello ", 100).unwrap();
-        f.append(3, b"lo world", 100).unwrap(); // overlap: only "world" is new... after "lo "
+        f.append(0, bytes::Bytes::from_static(b"hello "), 100).unwrap();
+        f.append(3, bytes::Bytes::from_static(b"lo world"), 100).unwrap(); // overlap: only "world" is new... after "lo "
+        f.flush().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
-        assert!(f.append(50, b"x", 100).is_err(), "gaps are errors");
-        f.append(11, &[b'z'; 200], 20).unwrap();
+        assert!(f.append(50, bytes::Bytes::from_static(b"x"), 100).is_err(), "gaps are errors");
+        f.append(11, bytes::Bytes::from(vec![b'z'; 200]), 20).unwrap();
+        f.flush().unwrap();
         let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
         assert!(
             text.starts_with("hello worldzzzzzzzzz\n[openclaw: output truncated at 20 bytes"),
             "{text}"
         );
         assert_eq!(f.received, 211);
-        f.append(211, b"more", 20).unwrap();
+        f.append(211, bytes::Bytes::from_static(b"more"), 20).unwrap();
+        f.flush().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 }

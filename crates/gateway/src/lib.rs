@@ -266,7 +266,7 @@ impl Gateway {
         let bind: SocketAddr = mesh::resolve(&config.listen)
             .await
             .map_err(GatewayError::Io)?;
-        let endpoint = quinn::Endpoint::server(server_config, bind)
+        let endpoint = mesh::server_endpoint(server_config, bind)
             .map_err(|e| GatewayError::Io(format!("cannot listen on {bind} (UDP): {e}")))?;
         let addr = endpoint
             .local_addr()

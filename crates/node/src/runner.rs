@@ -21,7 +21,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Bytes read from a pipe at a time.
-const CHUNK: usize = 128 * 1024;
+const CHUNK: usize = 256 * 1024;
+/// Pipe buffer asked of the kernel for job output (the default is 64 KiB);
+/// fewer, larger reads and frames for chatty jobs.
+const PIPE_SIZE: i32 = 1 << 20;
 
 /// Whole GPUs, each held by at most one job.
 #[derive(Debug)]
@@ -151,16 +154,15 @@ impl Reporter {
         mesh::write_frame(&mut self.send, f).await
     }
 
-    async fn output(&mut self, stream: OutStream, data: Vec<u8>) -> Result<(), mesh::StreamError> {
+    async fn output(
+        &mut self,
+        stream: OutStream,
+        data: bytes::Bytes,
+    ) -> Result<(), mesh::StreamError> {
         let i = usize::from(stream == OutStream::Stderr);
         let offset = self.offsets[i];
         self.offsets[i] += data.len() as u64;
-        self.frame(&JobFrame::Output {
-            stream,
-            offset,
-            data,
-        })
-        .await
+        mesh::write_data(&mut self.send, stream, offset, data).await
     }
 
     async fn fail(&mut self, reason: String) {
@@ -279,7 +281,7 @@ async fn run_reported(
             let _ = rep
                 .output(
                     OutStream::Stderr,
-                    format!("openclaw: {program}: {what}\n").into_bytes(),
+                    bytes::Bytes::from(format!("openclaw: {program}: {what}\n")),
                 )
                 .await;
             let _ = rep
@@ -305,11 +307,13 @@ async fn run_reported(
         kill_group(pid, Signal::SIGKILL);
         return;
     }
-    let (tx, mut rx) = mpsc::channel::<(OutStream, Vec<u8>)>(16);
+    let (tx, mut rx) = mpsc::channel::<(OutStream, bytes::Bytes)>(16);
     if let Some(out) = child.stdout.take() {
+        grow_pipe(&out);
         tokio::spawn(pump(out, OutStream::Stdout, tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
+        grow_pipe(&err);
         tokio::spawn(pump(err, OutStream::Stderr, tx.clone()));
     }
     drop(tx);
@@ -388,6 +392,11 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
+fn grow_pipe(fd: &impl std::os::fd::AsFd) {
+    // Best effort: the kernel may cap it (fs.pipe-max-size); 64 KiB still works.
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+}
+
 fn exit_code(st: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
     st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
@@ -404,15 +413,19 @@ fn kill_group(pid: u32, sig: Signal) {
 async fn pump(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
     stream: OutStream,
-    tx: mpsc::Sender<(OutStream, Vec<u8>)>,
+    tx: mpsc::Sender<(OutStream, bytes::Bytes)>,
 ) {
+    // One buffer, split after each read: the bytes go to quinn without a
+    // copy, and the allocation is reused once quinn has sent them.
+    let mut buf = bytes::BytesMut::with_capacity(CHUNK);
     loop {
-        let mut buf = vec![0u8; CHUNK];
+        buf.clear();
+        buf.resize(CHUNK, 0);
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                buf.truncate(n);
-                if tx.send((stream, buf)).await.is_err() {
+                let chunk = buf.split_to(n).freeze();
+                if tx.send((stream, chunk)).await.is_err() {
                     return;
                 }
             }

@@ -241,7 +241,15 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     let mut job_id = None;
     let mut cancel_task: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
-        let event = match client.next_event(&mut recv).await {
+        let quiet = args.json;
+        let event = match client
+            .next_event_streaming(&mut recv, |stream, data| {
+                if !quiet {
+                    write_out(stream, data);
+                }
+            })
+            .await
+        {
             Ok(Some(e)) => e,
             Ok(None) | Err(_) => {
                 let m = match job_id {
@@ -387,7 +395,7 @@ async fn job_inner(client: &Client, cmd: JobCmd) -> Result<(), CliError> {
                 .await
                 .map_err(run_error)?;
             loop {
-                match client.next_event(&mut recv).await {
+                match client.next_event_streaming(&mut recv, write_out).await {
                     Ok(Some(JobEvent::Output { stream, data })) => write_out(stream, &data),
                     Ok(Some(JobEvent::State(_) | JobEvent::Accepted(_))) => {}
                     Ok(Some(JobEvent::End(_))) => return Ok(()),

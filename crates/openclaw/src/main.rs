@@ -231,10 +231,16 @@ fn main() -> ExitCode {
     );
     init_tracing(if long_running { "info" } else { "warn" });
     let home = mesh::Home::new(cli.home.clone().unwrap_or_else(default_home));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Servers (and the lab, which runs them in-process) get a worker per
+    // core; a one-shot CLI command is a single conversation with the
+    // gateway and is fastest on one thread, with no cross-thread wake-ups.
+    let server = long_running || matches!(cli.command, Command::Lab { .. });
+    let mut builder = if server {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

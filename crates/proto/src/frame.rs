@@ -77,6 +77,68 @@ pub fn try_split<T: DeserializeOwned>(
     Ok(Some((decode(body)?, HEADER_LEN + len)))
 }
 
+/// Set in a frame header to mark a data frame: job output that bypasses
+/// the codec. A data frame's body is a 1-byte stream id, an 8-byte
+/// big-endian offset, then the bytes themselves.
+pub const DATA_FLAG: u32 = 0x8000_0000;
+/// Stream id and offset in front of a data frame's bytes.
+pub const DATA_PREFIX_LEN: usize = 9;
+
+/// What a frame header announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// A codec-encoded message of this many bytes.
+    Message(usize),
+    /// A data frame whose body (prefix included) is this many bytes.
+    Data(usize),
+}
+
+/// Parses a header of either kind, refusing bodies over `limit`.
+pub fn parse_header(header: [u8; HEADER_LEN], limit: usize) -> Result<Header, FrameError> {
+    let raw = u32::from_be_bytes(header);
+    let len = (raw & !DATA_FLAG) as usize;
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    if raw & DATA_FLAG == 0 {
+        Ok(Header::Message(len))
+    } else if len < DATA_PREFIX_LEN {
+        Err(FrameError::Codec(CodecError::Decode(format!(
+            "data frame of {len} bytes is shorter than its prefix"
+        ))))
+    } else {
+        Ok(Header::Data(len))
+    }
+}
+
+/// The header and prefix of a data frame carrying `len` bytes.
+pub fn data_header(
+    stream: u8,
+    offset: u64,
+    len: usize,
+) -> Result<[u8; HEADER_LEN + DATA_PREFIX_LEN], FrameError> {
+    let body = len + DATA_PREFIX_LEN;
+    if body > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge {
+            len: body,
+            limit: MAX_FRAME_LEN,
+        });
+    }
+    let mut out = [0u8; HEADER_LEN + DATA_PREFIX_LEN];
+    // body <= MAX_FRAME_LEN < 2^31, so the flag bit is free.
+    out[..4].copy_from_slice(&(body as u32 | DATA_FLAG).to_be_bytes());
+    out[4] = stream;
+    out[5..].copy_from_slice(&offset.to_be_bytes());
+    Ok(out)
+}
+
+/// Splits a data frame prefix into stream id and offset.
+pub fn parse_data_prefix(prefix: [u8; DATA_PREFIX_LEN]) -> (u8, u64) {
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&prefix[1..]);
+    (prefix[0], u64::from_be_bytes(off))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +169,25 @@ mod tests {
                     .is_none()
             );
         }
+    }
+
+    #[test]
+    fn data_frames() {
+        let h = data_header(2, 1 << 40, 100).unwrap();
+        let header: [u8; 4] = h[..4].try_into().unwrap();
+        assert_eq!(
+            parse_header(header, MAX_FRAME_LEN).unwrap(),
+            Header::Data(109)
+        );
+        assert_eq!(parse_data_prefix(h[4..].try_into().unwrap()), (2, 1 << 40));
+        assert!(data_header(1, 0, MAX_FRAME_LEN).is_err());
+        // A data frame too short for its prefix, and an oversized one.
+        assert!(parse_header((DATA_FLAG | 3).to_be_bytes(), MAX_FRAME_LEN).is_err());
+        assert!(parse_header((DATA_FLAG | 0x7fff_ffff).to_be_bytes(), MAX_FRAME_LEN).is_err());
+        assert_eq!(
+            parse_header(5u32.to_be_bytes(), MAX_FRAME_LEN).unwrap(),
+            Header::Message(5)
+        );
     }
 
     #[test]

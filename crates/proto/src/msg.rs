@@ -388,7 +388,27 @@ pub enum OutStream {
     Stderr,
 }
 
-/// Streamed to followers of a job.
+impl OutStream {
+    /// Its id in data frames.
+    pub fn id(self) -> u8 {
+        match self {
+            OutStream::Stdout => 1,
+            OutStream::Stderr => 2,
+        }
+    }
+
+    /// The stream for a data-frame id.
+    pub fn from_id(id: u8) -> Option<OutStream> {
+        match id {
+            1 => Some(OutStream::Stdout),
+            2 => Some(OutStream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// Streamed to followers of a job. On the wire, `Output` travels as a data
+/// frame (see [`crate::frame::DATA_FLAG`]), not through the codec.
 // Messages live for one decode-handle-drop cycle, so variant size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,7 +431,8 @@ pub enum JobEvent {
     Error(ApiError),
 }
 
-/// Node to gateway on a job stream.
+/// Node to gateway on a job stream. Output itself travels in data frames
+/// (see [`crate::frame::DATA_FLAG`]) between these messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobFrame {
     /// The process started.
@@ -420,16 +441,6 @@ pub enum JobFrame {
         pid: u32,
         /// GPU indices assigned.
         gpus: Vec<u32>,
-    },
-    /// Output at a byte offset of its stream.
-    Output {
-        /// Which stream.
-        stream: OutStream,
-        /// Offset of the first byte.
-        offset: u64,
-        /// The bytes.
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
     },
     /// The process ended.
     Exit {

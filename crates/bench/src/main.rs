@@ -1,0 +1,328 @@
+//! `openclaw-bench`: measures a real lab against ssh and raw quinn on the
+//! same machine, in one run, and prints a Markdown table for
+//! docs/PERFORMANCE.md. A benchmark, not a test: nothing here asserts a
+//! speed.
+//!
+//! ```text
+//! cargo build --release -p openclaw -p bench
+//! target/release/openclaw-bench --openclaw target/release/openclaw
+//! ```
+//!
+//! ssh figures need `ssh -o BatchMode=yes localhost true` to work (see
+//! `scripts/bench-ssh-setup.sh`); without it they are reported as skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// The openclaw binary to measure (a release build).
+    #[arg(long, default_value = "target/release/openclaw")]
+    openclaw: PathBuf,
+    /// Runs of `true` to take the median over.
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    /// Bytes for the throughput figures.
+    #[arg(long, default_value_t = 1 << 30)]
+    bytes: u64,
+    /// Skip the ssh comparison.
+    #[arg(long)]
+    no_ssh: bool,
+}
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    gw: PathBuf,
+    children: Vec<std::process::Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Lab {
+    fn cmd(&self, home: &Path) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--home").arg(home).env_remove("OPENCLAW_HOME");
+        c
+    }
+
+    fn start(bin: &Path) -> Result<Lab> {
+        let dir = tempfile::tempdir()?;
+        let gw = dir.path().join("gw");
+        let node = dir.path().join("node");
+        let mut lab = Lab {
+            bin: bin.to_path_buf(),
+            gw: gw.clone(),
+            children: vec![],
+            _dir: dir,
+        };
+        let ok = |mut c: Command| -> Result<String> {
+            let out = c.output()?;
+            if !out.status.success() {
+                bail!("{:?} failed: {}", c, String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let mut c = lab.cmd(&gw);
+        c.args(["gateway", "init", "--listen", "127.0.0.1:0"]);
+        ok(c)?;
+        let mut c = lab.cmd(&gw);
+        c.args(["gateway", "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        lab.children.push(c.spawn()?);
+        wait(|| gw.join("gateway.addr").exists())?;
+        wait(|| {
+            let mut c = lab.cmd(&gw);
+            c.arg("whoami").stdout(Stdio::null()).stderr(Stdio::null());
+            c.status().is_ok_and(|s| s.success())
+        })?;
+        let mut c = lab.cmd(&gw);
+        c.args(["token", "create", "--auto-approve"]);
+        let token = ok(c)?;
+        let mut c = lab.cmd(&node);
+        c.args(["node", "enroll", "--token", &token, "--name", "bench-node"]);
+        ok(c)?;
+        let mut c = lab.cmd(&node);
+        c.args(["node", "run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        lab.children.push(c.spawn()?);
+        wait(|| {
+            let mut c = lab.cmd(&gw);
+            c.args(["run", "--node", "bench-node", "--", "true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            c.status().is_ok_and(|s| s.success())
+        })?;
+        Ok(lab)
+    }
+}
+
+fn wait(mut f: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        if Instant::now() > deadline {
+            bail!("lab did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Times `make()` `runs` times; returns sorted durations.
+fn time_runs(runs: usize, mut make: impl FnMut() -> Command) -> Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut c = make();
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let t = Instant::now();
+        let st = c.status()?;
+        out.push(t.elapsed());
+        if !st.success() {
+            bail!("{c:?} failed");
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn median(v: &[Duration]) -> Duration {
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e6
+}
+
+fn ssh_works() -> bool {
+    Command::new("ssh")
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "localhost",
+            "true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ssh(cmd: &str) -> Command {
+    let mut c = Command::new("ssh");
+    c.args(["-o", "BatchMode=yes", "localhost", cmd]);
+    c
+}
+
+/// One sender, one receiver, one QUIC stream over loopback, the same TLS
+/// and transport settings as the mesh, `bytes` of zeros.
+async fn raw_quinn(bytes: u64) -> Result<Duration> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let (ca_pem, ca_key) = pki::generate_ca("bench", now)?;
+    let ca = pki::Ca::load(&ca_pem, &ca_key)?;
+    let (server, server_key) = ca.issue_server("bench", 3600, now)?;
+    let ckey = pki::generate_key()?;
+    let ccert = ca.issue_client(
+        "bench-client",
+        proto::Role::Admin,
+        &ckey.spki_der,
+        3600,
+        now,
+    )?;
+    let server_cfg = mesh::tls::server_config(
+        &format!("{}{}", server.pem, ca_pem),
+        &server_key,
+        &ca_pem,
+        Arc::new(mesh::RevokedSerials::default()),
+        mesh::tls::server_transport(Duration::from_secs(10))?,
+    )?;
+    let endpoint = mesh::server_endpoint(server_cfg, "127.0.0.1:0".parse()?)?;
+    let addr = endpoint.local_addr()?;
+    let receiver = tokio::spawn(async move {
+        let conn = endpoint.accept().await.context("no connection")?.await?;
+        let mut recv = conn.accept_uni().await?;
+        let mut total = 0u64;
+        while let Some(chunk) = recv.read_chunk(1 << 20, true).await? {
+            total += chunk.bytes.len() as u64;
+        }
+        conn.close(0u32.into(), b"");
+        anyhow::Ok(total)
+    });
+    let client_cfg = mesh::tls::session_client_config(
+        &ca_pem,
+        &ccert.pem,
+        &ckey.key_pem,
+        mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(10))?,
+    )?;
+    let client = mesh::client_endpoint(addr).map_err(anyhow::Error::msg)?;
+    let conn = client
+        .connect_with(client_cfg, addr, proto::GATEWAY_SERVER_NAME)?
+        .await?;
+    let buf = vec![0u8; 256 * 1024];
+    let start = Instant::now();
+    let mut send = conn.open_uni().await?;
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = (bytes - sent).min(buf.len() as u64) as usize;
+        send.write_all(&buf[..n]).await?;
+        sent += n as u64;
+    }
+    send.finish()?;
+    let got = receiver.await??;
+    let took = start.elapsed();
+    if got != bytes {
+        bail!("raw quinn received {got} of {bytes} bytes");
+    }
+    Ok(took)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let lab = Lab::start(&args.openclaw)?;
+    let use_ssh = !args.no_ssh && ssh_works();
+
+    // 1. Latency of a remote `true` from a fresh CLI process.
+    let oc = time_runs(args.runs, || {
+        let mut c = lab.cmd(&lab.gw);
+        c.args(["run", "--node", "bench-node", "--", "true"]);
+        c
+    })?;
+    let ssh_true = if use_ssh {
+        Some(time_runs(args.runs.min(20), || ssh("true"))?)
+    } else {
+        None
+    };
+
+    // 2. Throughput of `head -c N /dev/zero` into /dev/null.
+    let head = format!("head -c {} /dev/zero", args.bytes);
+    let t = Instant::now();
+    let st = lab
+        .cmd(&lab.gw)
+        .args([
+            "run",
+            "--node",
+            "bench-node",
+            "--",
+            "head",
+            "-c",
+            &args.bytes.to_string(),
+            "/dev/zero",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let oc_tp = t.elapsed();
+    if !st.success() {
+        bail!("openclaw throughput run failed");
+    }
+    let ssh_tp = if use_ssh {
+        let t = Instant::now();
+        ssh(&head).stdout(Stdio::null()).status()?;
+        Some(t.elapsed())
+    } else {
+        None
+    };
+    let raw = rt.block_on(raw_quinn(args.bytes))?;
+
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "Machine: {cpus} CPUs; openclaw binary {}",
+        args.openclaw.display()
+    );
+    println!();
+    println!("| measure | openclaw | ssh localhost | ratio |");
+    println!("|---|---|---|---|");
+    let ssh_med = ssh_true.as_deref().map(median);
+    println!(
+        "| `run -- true`, median of {} fresh CLI runs | {} (p90 {}) | {} | {} |",
+        args.runs,
+        ms(median(&oc)),
+        ms(oc[oc.len() * 9 / 10]),
+        ssh_med.map(ms).unwrap_or_else(|| "skipped".into()),
+        ssh_med
+            .map(|s| format!("{:.0}x faster", s.as_secs_f64() / median(&oc).as_secs_f64()))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "| `{head}` > /dev/null | {:.0} MB/s | {} | {} |",
+        mbps(args.bytes, oc_tp),
+        ssh_tp
+            .map(|d| format!("{:.0} MB/s", mbps(args.bytes, d)))
+            .unwrap_or_else(|| "skipped".into()),
+        ssh_tp
+            .map(|d| format!("{:.2}x ssh", d.as_secs_f64() / oc_tp.as_secs_f64()))
+            .unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "| raw quinn, one hop, one stream | {:.0} MB/s | | openclaw = {:.0}% of raw quinn |",
+        mbps(args.bytes, raw),
+        100.0 * raw.as_secs_f64() / oc_tp.as_secs_f64()
+    );
+    Ok(())
+}
