@@ -50,6 +50,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// A node silent this long is dead: its connection is closed.
     pub dead_after: Duration,
+    /// How long a job whose node went away waits for the node to re-attach
+    /// it before it is declared lost.
+    pub job_grace: Duration,
     /// Named jobs.
     pub jobs: BTreeMap<String, NamedJob>,
     /// Job policy.
@@ -151,6 +154,7 @@ struct RawEnrollment {
 struct RawLiveness {
     heartbeat_interval: Option<String>,
     dead_after: Option<String>,
+    job_grace: Option<String>,
 }
 
 /// Default listen address.
@@ -196,6 +200,11 @@ impl Config {
                 "liveness.dead_after",
                 raw.liveness.dead_after,
                 Duration::from_secs(3),
+            )?,
+            job_grace: dur(
+                "liveness.job_grace",
+                raw.liveness.job_grace,
+                Duration::from_secs(15),
             )?,
             jobs: parse_jobs(raw.jobs)?,
             policy: parse_policy(raw.policy)?,
@@ -261,6 +270,10 @@ node_cert_ttl = "30d"
 heartbeat_interval = "1s"
 # A node with no heartbeat for this long is declared dead and disconnected.
 dead_after = "3s"
+# Jobs keep running on a node that loses its connection, and the node
+# re-attaches them when it is back. A job not re-attached within this long
+# is declared lost.
+job_grace = "15s"
 
 # Named jobs: `openclaw run --job NAME`, or "run NAME" in chat. Each fixes
 # the command and where it runs (role or node); cwd, timeout, gpus, env,

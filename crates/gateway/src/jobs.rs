@@ -79,7 +79,13 @@ struct LiveJob {
     tail: tokio::sync::broadcast::Sender<TailChunk>,
     ctl: Option<mpsc::UnboundedSender<JobCtl>>,
     cancel_requested: bool,
+    /// A node stream is attached now.
     attached: bool,
+    /// Counts attachments; a stream only detaches the job if it is still
+    /// the latest one.
+    attach_gen: u64,
+    /// Bytes received per stream, kept across re-attachments.
+    received: Option<[u64; 2]>,
 }
 
 /// Jobs that have not ended, in memory.
@@ -143,6 +149,8 @@ impl Jobs {
                     ctl: None,
                     cancel_requested: false,
                     attached: false,
+                    attach_gen: 0,
+                    received: None,
                 },
             )
         });
@@ -711,7 +719,7 @@ fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
     let s = shared.clone();
     tokio::spawn(async move {
         tokio::time::sleep(START_TIMEOUT).await;
-        let attached = s.jobs.with(|m| m.get(&id).map(|j| j.attached));
+        let attached = s.jobs.with(|m| m.get(&id).map(|j| j.attach_gen > 0));
         if attached == Some(false) {
             let _ = end(
                 &s,
@@ -916,26 +924,40 @@ pub fn live_info(shared: &Shared, row: &JobRow) -> JobInfo {
 pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
     let cfg = shared.config();
     for row in shared.store.tx(|tx| tx.unfinished_jobs())? {
-        if row.state == "awaiting-approval" {
-            shared
-                .jobs
-                .insert(row.id, &row.node, row.plan.gpus, &row.state);
-            tokio::spawn(expire_approval(
-                shared.clone(),
-                row.id,
-                row.created_at + cfg.policy.approval_timeout.as_secs(),
-            ));
-        } else {
-            shared
-                .jobs
-                .insert(row.id, &row.node, row.plan.gpus, &row.state);
-            end(
-                shared,
-                row.id,
-                "lost",
-                None,
-                "the gateway restarted while the job was live",
-            )?;
+        shared
+            .jobs
+            .insert(row.id, &row.node, row.plan.gpus, &row.state);
+        match row.state.as_str() {
+            "awaiting-approval" => {
+                tokio::spawn(expire_approval(
+                    shared.clone(),
+                    row.id,
+                    row.created_at + cfg.policy.approval_timeout.as_secs(),
+                ));
+            }
+            "starting" | "running" => {
+                // The node kept running it; it re-attaches when it reconnects.
+                shared.jobs.with(|m| {
+                    if let Some(j) = m.get_mut(&row.id) {
+                        j.on_node = true;
+                    }
+                });
+                watch_for_reattach(
+                    shared.clone(),
+                    row.id,
+                    0,
+                    "the node did not re-attach the job after the gateway restarted",
+                );
+            }
+            _ => {
+                end(
+                    shared,
+                    row.id,
+                    "lost",
+                    None,
+                    "the gateway restarted while the job was queued",
+                )?;
+            }
         }
     }
     Ok(())
@@ -967,14 +989,17 @@ struct LogFile {
 }
 
 impl LogFile {
-    fn open(path: &PathBuf) -> std::io::Result<LogFile> {
+    /// Opens a job log for appending. `received` is how much the node has
+    /// sent so far when known (it differs from the file length once the log
+    /// is truncated); otherwise the file length.
+    fn open(path: &PathBuf, received: Option<u64>, truncated: bool) -> std::io::Result<LogFile> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let len = file.metadata()?.len();
         Ok(LogFile {
             file,
-            received: len,
+            received: received.unwrap_or(len).max(len),
             written: len,
-            truncated: false,
+            truncated,
             pending: Vec::new(),
         })
     }
@@ -1063,16 +1088,19 @@ pub async fn node_job_stream(
     mut recv: quinn::RecvStream,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<JobCtl>();
+    let grace = shared.config().kill_grace.as_secs();
     let accepted = shared.jobs.with(|m| match m.get_mut(&id) {
-        Some(j) if j.node == peer.name && j.on_node && !j.attached => {
+        Some(j) if j.node == peer.name && j.on_node => {
+            // A newer stream replaces an older one (after a reconnect the
+            // old one may not have noticed yet): its writer ends when its
+            // sender is replaced here.
+            j.attach_gen += 1;
             j.attached = true;
             if j.cancel_requested {
-                let _ = tx.send(JobCtl::Cancel {
-                    grace_secs: shared.config().kill_grace.as_secs(),
-                });
+                let _ = tx.send(JobCtl::Cancel { grace_secs: grace });
             }
             j.ctl = Some(tx.clone());
-            Ok((j.progress.clone(), j.tail.clone()))
+            Ok((j.progress.clone(), j.tail.clone(), j.attach_gen, j.received))
         }
         Some(j) if j.node != peer.name => {
             Err(format!("job {id} is not assigned to node {}", peer.name))
@@ -1080,7 +1108,7 @@ pub async fn node_job_stream(
         Some(_) => Err(format!("job {id} is not expecting output")),
         None => Err(format!("job {id} is not a live job of node {}", peer.name)),
     });
-    let (progress, tail) = match accepted {
+    let (progress, tail, attach, received) = match accepted {
         Ok(p) => p,
         Err(msg) => {
             tracing::warn!(node = %peer.name, job = id, "refused a job stream: {msg}");
@@ -1089,15 +1117,53 @@ pub async fn node_job_stream(
             return;
         }
     };
+    let truncated = shared
+        .store
+        .tx(|tx| tx.job(id))
+        .ok()
+        .flatten()
+        .map(|r| (r.truncated, [r.stdout_bytes, r.stderr_bytes]));
+    let open = |s: OutStream| {
+        let i = usize::from(s == OutStream::Stderr);
+        let hint = received
+            .map(|r| r[i])
+            .or_else(|| truncated.filter(|t| t.0).map(|t| t.1[i]));
+        LogFile::open(
+            &log_path(&shared, id, s),
+            hint,
+            truncated.is_some_and(|t| t.0),
+        )
+    };
+    let (out, errf) = match (open(OutStream::Stdout), open(OutStream::Stderr)) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(job = id, error = %e, "cannot open the job log");
+            return;
+        }
+    };
+    let resume = JobCtl::Resume {
+        stdout_from: out.received,
+        stderr_from: errf.received,
+    };
+    if mesh::write_frame(&mut send, &resume).await.is_err() {
+        detach(&shared, id, attach);
+        return;
+    }
+    if attach > 1 {
+        tracing::info!(node = %peer.name, job = id, stdout = out.received, stderr = errf.received, "job re-attached");
+    }
     let ctl_writer = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             if mesh::write_frame(&mut send, &msg).await.is_err() {
                 return;
             }
         }
+        let _ = send.finish();
     });
-    let outcome = store_output(&shared, id, &progress, &tail, &mut recv).await;
-    ctl_writer.abort();
+    let outcome = store_output(
+        &shared, id, attach, &progress, &tail, &mut recv, out, errf, &tx,
+    )
+    .await;
     let result = match outcome {
         Ok(Some(JobFrame::Exit {
             code,
@@ -1112,13 +1178,13 @@ pub async fn node_job_stream(
                 "exited"
             };
             let reason = if timed_out {
-                "killed after its timeout".to_string()
+                "killed after its timeout"
             } else if cancelled {
-                "cancelled".to_string()
+                "cancelled"
             } else {
-                String::new()
+                ""
             };
-            end(&shared, id, state, Some(code), &reason)
+            end(&shared, id, state, Some(code), reason)
         }
         Ok(Some(JobFrame::Failed { reason })) => end(
             &shared,
@@ -1127,35 +1193,82 @@ pub async fn node_job_stream(
             None,
             &format!("node {}: {reason}", peer.name),
         ),
-        Ok(_) => end(
-            &shared,
-            id,
-            "lost",
-            None,
-            "the node's connection ended before the job did",
-        ),
-        Err(e) => end(&shared, id, "lost", None, &e),
+        Ok(_) | Err(_) => {
+            if let Err(e) = &outcome {
+                tracing::info!(node = %peer.name, job = id, "job stream ended: {e}");
+            }
+            detach(&shared, id, attach);
+            ctl_writer.abort();
+            return;
+        }
     };
-    if let Err(e) = result {
-        tracing::error!(job = id, error = %e.message, "could not record the end of a job");
+    match result {
+        Ok(_) => {
+            // Tell the node it may forget the job, then let the writer finish.
+            let _ = tx.send(JobCtl::Done);
+            drop(tx);
+            let _ = tokio::time::timeout(Duration::from_secs(5), ctl_writer).await;
+        }
+        Err(e) => {
+            tracing::error!(job = id, error = %e.message, "could not record the end of a job")
+        }
     }
+}
+
+/// The stream of attachment `attach` ended without the job's end: wait for the
+/// node to re-attach, and declare the job lost if it does not in time.
+fn detach(shared: &Arc<Shared>, id: u64, attach: u64) {
+    let current = shared.jobs.with(|m| match m.get_mut(&id) {
+        Some(j) if j.attach_gen == attach => {
+            j.attached = false;
+            true
+        }
+        _ => false,
+    });
+    if current {
+        watch_for_reattach(
+            shared.clone(),
+            id,
+            attach,
+            "the node did not re-attach the job in time",
+        );
+    }
+}
+
+fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why: &'static str) {
+    let grace = shared.config().job_grace;
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        let still = shared
+            .jobs
+            .with(|m| m.get(&id).map(|j| !j.attached && j.attach_gen == attach));
+        if still == Some(true) {
+            let _ = end(
+                &shared,
+                id,
+                "lost",
+                None,
+                &format!("{why} ({}s)", grace.as_secs()),
+            );
+        }
+    });
 }
 
 /// Reads job frames into the log files until the job ends. Returns the
 /// final frame.
+#[allow(clippy::too_many_arguments)]
 async fn store_output(
     shared: &Shared,
     id: u64,
+    attach: u64,
     progress: &watch::Sender<Progress>,
     tail: &tokio::sync::broadcast::Sender<TailChunk>,
     recv: &mut quinn::RecvStream,
+    mut out: LogFile,
+    mut errf: LogFile,
+    ctl: &mpsc::UnboundedSender<JobCtl>,
 ) -> Result<Option<JobFrame>, String> {
     let cap = shared.config().output_cap;
-    let open = |s| {
-        LogFile::open(&log_path(shared, id, s)).map_err(|e| format!("cannot open the job log: {e}"))
-    };
-    let mut out = open(OutStream::Stdout)?;
-    let mut errf = open(OutStream::Stderr)?;
     let mut last_flush = std::time::Instant::now();
     loop {
         let frame = match mesh::read_incoming::<JobFrame>(recv, JOB_FRAME_LIMIT).await {
@@ -1193,6 +1306,17 @@ async fn store_output(
                 progress.send_modify(|p| {
                     p.stdout = o;
                     p.stderr = e;
+                });
+                // Stored: the node may release it.
+                let received = [out.received, errf.received];
+                shared.jobs.with(|m| {
+                    if let Some(j) = m.get_mut(&id).filter(|j| j.attach_gen == attach) {
+                        j.received = Some(received);
+                    }
+                });
+                let _ = ctl.send(JobCtl::Ack {
+                    stdout: received[0],
+                    stderr: received[1],
                 });
                 if last_flush.elapsed() > Duration::from_secs(1) {
                     record_bytes(shared, id, &out, &errf);
@@ -1606,13 +1730,19 @@ mod tests {
     fn log_file_appends_exactly_once_and_caps() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.stdout");
-        let mut f = LogFile::open(&path).unwrap();
-        f.append(0, bytes::Bytes::from_static(b"hello "), 100).unwrap();
-        f.append(3, bytes::Bytes::from_static(b"lo world"), 100).unwrap(); // overlap: only "world" is new... after "lo "
+        let mut f = LogFile::open(&path, None, false).unwrap();
+        f.append(0, bytes::Bytes::from_static(b"hello "), 100)
+            .unwrap();
+        f.append(3, bytes::Bytes::from_static(b"lo world"), 100)
+            .unwrap(); // overlap: only "world" is new... after "lo "
         f.flush().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
-        assert!(f.append(50, bytes::Bytes::from_static(b"x"), 100).is_err(), "gaps are errors");
-        f.append(11, bytes::Bytes::from(vec![b'z'; 200]), 20).unwrap();
+        assert!(
+            f.append(50, bytes::Bytes::from_static(b"x"), 100).is_err(),
+            "gaps are errors"
+        );
+        f.append(11, bytes::Bytes::from(vec![b'z'; 200]), 20)
+            .unwrap();
         f.flush().unwrap();
         let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
         assert!(
@@ -1620,7 +1750,8 @@ mod tests {
             "{text}"
         );
         assert_eq!(f.received, 211);
-        f.append(211, bytes::Bytes::from_static(b"more"), 20).unwrap();
+        f.append(211, bytes::Bytes::from_static(b"more"), 20)
+            .unwrap();
         f.flush().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }

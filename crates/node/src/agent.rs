@@ -95,11 +95,15 @@ pub async fn run(
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
+    let spool_dir = home.path("spool");
+    mesh::home::create_private_dir(&spool_dir)?;
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
         gpus: GpuPool::new(opts.simulate_gpus),
         running: AtomicU32::new(0),
+        jobs: std::sync::Mutex::new(std::collections::HashMap::new()),
+        spool_dir,
     });
     if opts.simulate_gpus > 0 {
         tracing::info!(node = %cfg.name, gpus = opts.simulate_gpus, "offering simulated GPUs");
@@ -222,6 +226,14 @@ async fn session(
         return lost(&conn, e);
     }
     events(AgentEvent::Connected);
+    // Jobs that ran on while the gateway was away: report where they are.
+    for job in ctx.live_jobs() {
+        tracing::info!(
+            job = job.plan.job_id,
+            "re-attaching a job after reconnecting"
+        );
+        tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
+    }
     let heartbeats = async {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -251,7 +263,8 @@ async fn session(
                     continue;
                 }
                 tracing::info!(job = plan.job_id, argv = ?plan.argv, "running job");
-                tokio::spawn(runner::run(conn.clone(), plan, ctx.clone()));
+                let job = runner::start(ctx, plan);
+                tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
             }
         }
     };

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod backoff;
 pub mod enroll;
 pub mod runner;
+pub mod spool;
 
 /// A node operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,15 @@
 //! Runs one job on this node: the node's own policy, whole-GPU assignment,
 //! a process group of its own, output with byte offsets, timeout and cancel.
 //!
-//! The job reports on a bidirectional stream it opens to the gateway
-//! (`Open::Job`): [`JobFrame`]s go up, [`JobCtl`]s come down. If that stream
-//! breaks, the job's process group is killed: output is never produced where
-//! nobody can store it.
+//! A job runs independently of the connection. Its output goes into a spool
+//! ([`crate::spool`]); [`attach`] streams the spool to the gateway over the
+//! current connection, from the offsets the gateway says it has, and
+//! releases what the gateway acknowledges. When the connection drops the
+//! job keeps running; after a reconnect (or a gateway restart) it is
+//! attached again and output resumes exactly where the gateway's copy ends.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use proto::{JobCtl, JobFrame, JobPlan, Open, OutStream};
 use tokio::io::AsyncReadExt as _;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
+
+use crate::spool::OutBuf;
 use tokio::time::Instant;
 
 /// Bytes read from a pipe at a time.
@@ -83,8 +88,8 @@ impl GpuPool {
     }
 }
 
-/// What every job on this node shares.
-#[derive(Debug)]
+/// What every job on this node shares. It outlives connections: jobs keep
+/// running while the gateway is away and are re-attached on reconnect.
 pub struct RunContext {
     /// This node's name.
     pub node: String,
@@ -94,6 +99,138 @@ pub struct RunContext {
     pub gpus: Arc<GpuPool>,
     /// Jobs running now.
     pub running: AtomicU32,
+    /// Jobs not yet forgotten (running, or ended but not yet recorded by
+    /// the gateway).
+    pub jobs: Mutex<HashMap<u64, Arc<Job>>>,
+    /// Where output spills to disk.
+    pub spool_dir: PathBuf,
+}
+
+impl RunContext {
+    /// Jobs to re-attach after a reconnect.
+    pub fn live_jobs(&self) -> Vec<Arc<Job>> {
+        self.jobs
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut m) = self.jobs.lock() {
+            m.remove(&id);
+        }
+    }
+}
+
+/// How a job ended, as reported to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    Exit {
+        code: i32,
+        timed_out: bool,
+        cancelled: bool,
+    },
+    Failed(String),
+}
+
+struct JobInner {
+    out: [OutBuf; 2],
+    started: Option<(u32, Vec<u32>)>,
+    ending: Option<Ending>,
+}
+
+/// One job on this node: its output spool and its fate.
+pub struct Job {
+    /// The plan the gateway sent.
+    pub plan: JobPlan,
+    inner: Mutex<JobInner>,
+    /// Signalled on output, start, end, and freed room.
+    changed: Notify,
+    /// `Some(grace)` once a cancel arrived.
+    cancel: watch::Sender<Option<u64>>,
+}
+
+impl Job {
+    fn new(plan: JobPlan, spool: &std::path::Path) -> Arc<Job> {
+        let id = plan.job_id;
+        Arc::new(Job {
+            plan,
+            inner: Mutex::new(JobInner {
+                out: [
+                    OutBuf::new(spool.join(format!("{id}.stdout"))),
+                    OutBuf::new(spool.join(format!("{id}.stderr"))),
+                ],
+                started: None,
+                ending: None,
+            }),
+            changed: Notify::new(),
+            cancel: watch::channel(None).0,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut JobInner) -> T) -> T {
+        match self.inner.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    fn end(&self, e: Ending) {
+        self.with(|j| {
+            if j.ending.is_none() {
+                j.ending = Some(e);
+            }
+        });
+        self.changed.notify_waiters();
+    }
+
+    /// Appends output, waiting while the spool is full.
+    async fn push(&self, stream: OutStream, data: bytes::Bytes) -> std::io::Result<()> {
+        let i = idx(stream);
+        loop {
+            let notified = self.changed.notified();
+            let done = self.with(|j| {
+                if j.out[i].has_room(data.len() as u64) {
+                    j.out[i].append(data.clone()).map(|()| true)
+                } else {
+                    Ok(false)
+                }
+            })?;
+            if done {
+                self.changed.notify_waiters();
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
+}
+
+fn idx(s: OutStream) -> usize {
+    usize::from(s == OutStream::Stderr)
+}
+
+/// Starts a job the gateway sent, unless it is already known (a resent
+/// dispatch). Returns the job to attach.
+pub fn start(ctx: &Arc<RunContext>, plan: JobPlan) -> Arc<Job> {
+    let id = plan.job_id;
+    let (job, fresh) = {
+        let mut map = match ctx.jobs.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        match map.get(&id) {
+            Some(j) => (j.clone(), false),
+            None => {
+                let j = Job::new(plan, &ctx.spool_dir);
+                map.insert(id, j.clone());
+                (j, true)
+            }
+        }
+    };
+    if fresh {
+        tokio::spawn(execute(ctx.clone(), job.clone()));
+    }
+    job
 }
 
 /// Checks a plan against the node's own policy. Pure.
@@ -144,119 +281,42 @@ pub fn job_env(plan: &JobPlan, node: &str, gpus: &[u32]) -> Vec<(String, String)
     env
 }
 
-struct Reporter {
-    send: quinn::SendStream,
-    offsets: [u64; 2],
-}
-
-impl Reporter {
-    async fn frame(&mut self, f: &JobFrame) -> Result<(), mesh::StreamError> {
-        mesh::write_frame(&mut self.send, f).await
-    }
-
-    async fn output(
-        &mut self,
-        stream: OutStream,
-        data: bytes::Bytes,
-    ) -> Result<(), mesh::StreamError> {
-        let i = usize::from(stream == OutStream::Stderr);
-        let offset = self.offsets[i];
-        self.offsets[i] += data.len() as u64;
-        mesh::write_data(&mut self.send, stream, offset, data).await
-    }
-
-    async fn fail(&mut self, reason: String) {
-        tracing::info!("job refused: {reason}");
-        let _ = self.frame(&JobFrame::Failed { reason }).await;
-        let _ = self.send.finish();
-    }
-}
-
-/// Runs `plan` and reports on a new stream of `conn`.
-pub async fn run(conn: quinn::Connection, plan: JobPlan, ctx: Arc<RunContext>) {
-    let id = plan.job_id;
-    let (mut send, mut recv) = match conn.open_bi().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(job = id, error = %e, "cannot open a job stream");
-            return;
-        }
+/// Runs the job's process and fills its spool.
+async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
+    let plan = &job.plan;
+    let fail = |reason: String| {
+        tracing::info!(job = plan.job_id, "job refused: {reason}");
+        job.end(Ending::Failed(reason));
     };
-    if mesh::write_frame(&mut send, &Open::Job { job_id: id })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut rep = Reporter {
-        send,
-        offsets: [0, 0],
-    };
-    // Control from the gateway: cancel, or a refusal of the stream.
-    let (cancel_tx, mut cancel_rx) = watch::channel::<Option<u64>>(None);
-    let ctl_reader = tokio::spawn(async move {
-        loop {
-            match mesh::read_frame::<JobCtl>(&mut recv, 64 * 1024).await {
-                Ok(Some(JobCtl::Cancel { grace_secs })) => {
-                    let _ = cancel_tx.send(Some(grace_secs));
-                }
-                Ok(Some(JobCtl::Reject { reason })) => {
-                    tracing::warn!(job = id, "gateway refused the job stream: {reason}");
-                    let _ = cancel_tx.send(Some(0));
-                    return;
-                }
-                Ok(None) | Err(_) => return,
-            }
-        }
-    });
-    run_reported(&mut rep, &plan, &ctx, &mut cancel_rx).await;
-    ctl_reader.abort();
-}
-
-async fn run_reported(
-    rep: &mut Reporter,
-    plan: &JobPlan,
-    ctx: &RunContext,
-    cancel_rx: &mut watch::Receiver<Option<u64>>,
-) {
     if let Err(reason) = check_policy(&ctx.policy, &ctx.node, plan) {
-        return rep.fail(reason).await;
+        return fail(reason);
     }
     if let Some(cwd) = &plan.cwd
         && !std::path::Path::new(cwd).is_dir()
     {
-        return rep
-            .fail(format!(
-                "working directory {cwd} does not exist on node {}",
-                ctx.node
-            ))
-            .await;
+        return fail(format!(
+            "working directory {cwd} does not exist on node {}",
+            ctx.node
+        ));
     }
     let running = ctx.running.fetch_add(1, Ordering::SeqCst);
     let _running = RunningGuard(&ctx.running);
     if running >= ctx.policy.max_jobs {
-        return rep
-            .fail(format!(
-                "node {} is already running its maximum of {} jobs",
-                ctx.node, ctx.policy.max_jobs
-            ))
-            .await;
+        return fail(format!(
+            "node {} is already running its maximum of {} jobs",
+            ctx.node, ctx.policy.max_jobs
+        ));
     }
-    let lease = match ctx.gpus.take(plan.gpus) {
-        Some(l) => l,
-        None => {
-            return rep
-                .fail(format!(
-                    "node {} has fewer than {} free GPUs (of {})",
-                    ctx.node,
-                    plan.gpus,
-                    ctx.gpus.total()
-                ))
-                .await;
-        }
+    let Some(lease) = ctx.gpus.take(plan.gpus) else {
+        return fail(format!(
+            "node {} has fewer than {} free GPUs (of {})",
+            ctx.node,
+            plan.gpus,
+            ctx.gpus.total()
+        ));
     };
     let Some((program, args)) = plan.argv.split_first() else {
-        return rep.fail("empty command".into()).await;
+        return fail("empty command".into());
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
@@ -276,85 +336,49 @@ async fn run_reported(
             let (code, what) = match e.kind() {
                 std::io::ErrorKind::NotFound => (127, "command not found"),
                 std::io::ErrorKind::PermissionDenied => (126, "permission denied"),
-                _ => return rep.fail(format!("cannot start {program}: {e}")).await,
+                _ => return fail(format!("cannot start {program}: {e}")),
             };
-            let _ = rep
-                .output(
-                    OutStream::Stderr,
-                    bytes::Bytes::from(format!("openclaw: {program}: {what}\n")),
-                )
-                .await;
-            let _ = rep
-                .frame(&JobFrame::Exit {
-                    code,
-                    timed_out: false,
-                    cancelled: false,
-                })
-                .await;
-            let _ = rep.send.finish();
+            let msg = bytes::Bytes::from(format!("openclaw: {program}: {what}\n"));
+            let _ = job.push(OutStream::Stderr, msg).await;
+            job.end(Ending::Exit {
+                code,
+                timed_out: false,
+                cancelled: false,
+            });
             return;
         }
     };
     let pid = child.id().unwrap_or(0);
-    if rep
-        .frame(&JobFrame::Started {
-            pid,
-            gpus: lease.ids.clone(),
-        })
-        .await
-        .is_err()
-    {
-        kill_group(pid, Signal::SIGKILL);
-        return;
-    }
-    let (tx, mut rx) = mpsc::channel::<(OutStream, bytes::Bytes)>(16);
+    job.with(|j| j.started = Some((pid, lease.ids.clone())));
+    job.changed.notify_waiters();
+    let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         grow_pipe(&out);
-        tokio::spawn(pump(out, OutStream::Stdout, tx.clone()));
+        pumps.push(tokio::spawn(pump(out, OutStream::Stdout, job.clone())));
     }
     if let Some(err) = child.stderr.take() {
         grow_pipe(&err);
-        tokio::spawn(pump(err, OutStream::Stderr, tx.clone()));
+        pumps.push(tokio::spawn(pump(err, OutStream::Stderr, job.clone())));
     }
-    drop(tx);
-
+    let mut cancel_rx = job.cancel.subscribe();
     let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
     let deadline = plan
         .timeout_secs
         .map(|t| Instant::now() + Duration::from_secs(t));
-    let mut status = None;
-    let mut pipes_open = true;
     let mut timed_out = false;
     let mut cancelled = false;
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
-    loop {
-        if status.is_some() && !pipes_open {
-            break;
-        }
+    let status = loop {
         tokio::select! {
-            chunk = rx.recv(), if pipes_open => match chunk {
-                Some((stream, data)) => {
-                    if rep.output(stream, data).await.is_err() {
-                        tracing::warn!(job = plan.job_id, "lost the job stream; killing the job");
-                        kill_group(pid, Signal::SIGKILL);
-                        return;
-                    }
-                }
-                None => pipes_open = false,
-            },
-            st = child.wait(), if status.is_none() => {
-                status = Some(st);
-            }
-            () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && !timed_out && !cancelled && status.is_none() => {
+            st = child.wait() => break st,
+            () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && !timed_out && !cancelled => {
                 timed_out = true;
                 kill_group(pid, Signal::SIGTERM);
                 kill_at = Some(Instant::now() + Duration::from_secs(plan.kill_grace_secs));
             }
             changed = cancel_rx.changed(), if !cancelled => {
                 if changed.is_err() {
-                    cancelled = true; // the gateway side is gone; treat as cancel
-                    kill_group(pid, Signal::SIGKILL);
                     continue;
                 }
                 let grace = (*cancel_rx.borrow()).unwrap_or(0);
@@ -367,21 +391,156 @@ async fn run_reported(
                 kill_group(pid, Signal::SIGKILL);
             }
         }
-    }
-    let code = match status {
-        Some(Ok(st)) => exit_code(st),
-        _ => 255,
     };
+    // Output written before the exit is still in the pipes; collect it all.
+    for p in pumps {
+        let _ = p.await;
+    }
     drop(lease);
-    let _ = rep
-        .frame(&JobFrame::Exit {
-            code,
-            timed_out,
-            cancelled: cancelled && !timed_out,
-        })
-        .await;
-    let _ = rep.send.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(5), rep.send.stopped()).await;
+    let code = match status {
+        Ok(st) => exit_code(st),
+        Err(_) => 255,
+    };
+    tracing::info!(job = plan.job_id, code, "job process ended");
+    job.end(Ending::Exit {
+        code,
+        timed_out,
+        cancelled: cancelled && !timed_out,
+    });
+}
+
+/// Streams a job's spool to the gateway over `conn` until the gateway has
+/// recorded its end, or the connection breaks (the job then waits for the
+/// next connection).
+pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>) {
+    let id = job.plan.job_id;
+    let (mut send, mut recv) = match conn.open_bi().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(job = id, error = %e, "cannot open a job stream");
+            return;
+        }
+    };
+    if mesh::write_frame(&mut send, &Open::Job { job_id: id })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut sent = match mesh::read_frame::<JobCtl>(&mut recv, 64 * 1024).await {
+        Ok(Some(JobCtl::Resume {
+            stdout_from,
+            stderr_from,
+        })) => [stdout_from, stderr_from],
+        Ok(Some(JobCtl::Reject { reason })) => {
+            tracing::warn!(job = id, "gateway refused the job: {reason}; stopping it");
+            let _ = job.cancel.send(Some(0));
+            ctx.forget(id);
+            return;
+        }
+        _ => return,
+    };
+    // Gateway control: acks release spool, cancel reaches the process.
+    let (done_tx, mut done_rx) = watch::channel(false);
+    let ctl_job = job.clone();
+    let ctl = tokio::spawn(async move {
+        loop {
+            match mesh::read_frame::<JobCtl>(&mut recv, 64 * 1024).await {
+                Ok(Some(JobCtl::Ack { stdout, stderr })) => {
+                    ctl_job.with(|j| {
+                        j.out[0].ack(stdout);
+                        j.out[1].ack(stderr);
+                    });
+                    ctl_job.changed.notify_waiters();
+                }
+                Ok(Some(JobCtl::Cancel { grace_secs })) => {
+                    let _ = ctl_job.cancel.send(Some(grace_secs));
+                }
+                Ok(Some(JobCtl::Done)) => {
+                    let _ = done_tx.send(true);
+                    return;
+                }
+                Ok(Some(JobCtl::Reject { .. } | JobCtl::Resume { .. })) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
+    });
+    let mut started_sent = false;
+    let mut end_sent = false;
+    let result: Result<(), mesh::StreamError> = async {
+        loop {
+            let notified = job.changed.notified();
+            // Anything to send? Output first, then the start, then the end.
+            let (started, next, ending) = job.with(|j| {
+                let mut next = None;
+                for (i, s) in [OutStream::Stdout, OutStream::Stderr]
+                    .into_iter()
+                    .enumerate()
+                {
+                    // Never ask for bytes the gateway already acknowledged.
+                    sent[i] = sent[i].max(j.out[i].acked());
+                    if next.is_none() {
+                        next = j.out[i].read_at(sent[i]).transpose().map(|r| (s, i, r));
+                    }
+                }
+                let caught_up = sent[0] >= j.out[0].total() && sent[1] >= j.out[1].total();
+                (
+                    j.started.clone(),
+                    next,
+                    if caught_up { j.ending.clone() } else { None },
+                )
+            });
+            if !started_sent && let Some((pid, gpus)) = started {
+                mesh::write_frame(&mut send, &JobFrame::Started { pid, gpus }).await?;
+                started_sent = true;
+                continue;
+            }
+            if let Some((stream, i, chunk)) = next {
+                let chunk = chunk
+                    .map_err(|e| mesh::StreamError::Sink(format!("cannot read the spool: {e}")))?;
+                let n = chunk.len() as u64;
+                mesh::write_data(&mut send, stream, sent[i], chunk).await?;
+                sent[i] += n;
+                continue;
+            }
+            if !end_sent && let Some(e) = ending {
+                let frame = match e {
+                    Ending::Exit {
+                        code,
+                        timed_out,
+                        cancelled,
+                    } => JobFrame::Exit {
+                        code,
+                        timed_out,
+                        cancelled,
+                    },
+                    Ending::Failed(reason) => JobFrame::Failed { reason },
+                };
+                mesh::write_frame(&mut send, &frame).await?;
+                end_sent = true;
+            }
+            tokio::select! {
+                () = notified => {}
+                r = done_rx.changed() => {
+                    if r.is_err() || *done_rx.borrow() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    ctl.abort();
+    if *done_rx.borrow() {
+        let _ = send.finish();
+        ctx.forget(id);
+        tracing::debug!(job = id, "gateway recorded the job; forgotten");
+    } else if let Err(e) = result {
+        tracing::info!(
+            job = id,
+            "job stream ended ({e}); the job continues and re-attaches on reconnect"
+        );
+    }
 }
 
 struct RunningGuard<'a>(&'a AtomicU32);
@@ -410,13 +569,9 @@ fn kill_group(pid: u32, sig: Signal) {
     }
 }
 
-async fn pump(
-    mut pipe: impl tokio::io::AsyncRead + Unpin,
-    stream: OutStream,
-    tx: mpsc::Sender<(OutStream, bytes::Bytes)>,
-) {
-    // One buffer, split after each read: the bytes go to quinn without a
-    // copy, and the allocation is reused once quinn has sent them.
+async fn pump(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: OutStream, job: Arc<Job>) {
+    // One buffer, split after each read: the bytes reach quinn without a
+    // copy, and the allocation is reused once they are released.
     let mut buf = bytes::BytesMut::with_capacity(CHUNK);
     loop {
         buf.clear();
@@ -425,7 +580,8 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 let chunk = buf.split_to(n).freeze();
-                if tx.send((stream, chunk)).await.is_err() {
+                if let Err(e) = job.push(stream, chunk).await {
+                    tracing::error!(job = job.plan.job_id, error = %e, "cannot spool job output; output is lost from here");
                     return;
                 }
             }

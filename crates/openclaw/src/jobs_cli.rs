@@ -238,117 +238,162 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         .open(Request::JobRun(spec))
         .await
         .map_err(run_error)?;
-    let mut job_id = None;
-    let mut cancel_task: Option<tokio::task::JoinHandle<()>> = None;
-    let result = loop {
-        let quiet = args.json;
-        let event = match client
-            .next_event_streaming(&mut recv, |stream, data| {
-                if !quiet {
-                    write_out(stream, data);
-                }
-            })
-            .await
-        {
-            Ok(Some(e)) => e,
+    let info = loop {
+        match client.next_event(&mut recv).await {
+            Ok(Some(JobEvent::Accepted(info))) => break info,
+            Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
+            Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
-                let m = match job_id {
-                    Some(id) => format!(
-                        "lost the gateway while following job {id}; the job may still be running: resume with 'openclaw job logs {id} --follow'"
-                    ),
-                    None => "lost the gateway before the job was accepted".to_string(),
-                };
-                break Err(CliError::new(exit::RUN_CONNECTION, m));
+                return Err(CliError::new(
+                    exit::RUN_CONNECTION,
+                    "lost the gateway before the job was accepted; check 'openclaw job list' before retrying",
+                ));
             }
-        };
-        match event {
-            JobEvent::Accepted(info) => {
-                job_id = Some(info.id);
-                match info.state.as_str() {
-                    "awaiting-approval" => eprintln!(
-                        "openclaw: job {} on {} awaits approval by {} ('openclaw job approve {}'); waiting",
-                        info.id,
-                        info.node,
-                        info.approvers.join(" or "),
-                        info.id
-                    ),
-                    "queued" => {
-                        eprintln!("openclaw: job {} is queued for capacity; waiting", info.id)
-                    }
-                    _ => eprintln!("openclaw: job {} on {}", info.id, info.node),
-                }
-                let c = client.clone();
-                let id = info.id;
-                cancel_task = Some(tokio::spawn(async move {
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        eprintln!("openclaw: cancelling job {id}");
-                        let _ = c
-                            .call(Request::JobCancel {
-                                id,
-                                on_behalf_of: None,
-                            })
-                            .await;
-                    }
-                }));
-            }
-            JobEvent::Output { stream, data } => {
-                if !args.json {
-                    write_out(stream, &data);
-                }
-            }
-            JobEvent::State(info) => {
-                if info.state == "running" || info.state == "starting" {
-                    if info.approved_by.is_some() {
-                        eprintln!(
-                            "openclaw: job {} approved by {}",
-                            info.id,
-                            info.approved_by.as_deref().unwrap_or("?")
-                        );
-                    }
-                } else {
-                    eprintln!("openclaw: job {} is {}", info.id, info.state);
-                }
-            }
-            JobEvent::End(info) => {
-                if args.json {
-                    print_json(&info)?;
-                }
-                if info.state != "exited" {
-                    eprintln!(
-                        "openclaw: job {} {}{}",
-                        info.id,
-                        info.state,
-                        info.reason
-                            .as_deref()
-                            .map(|r| format!(": {r}"))
-                            .unwrap_or_default()
-                    );
-                }
-                let code = job_exit_code(&info);
-                break if code == 0 {
-                    Ok(())
-                } else {
-                    Err(CliError::new(code, String::new()))
-                };
-            }
-            JobEvent::Error(e) => break Err(run_error(ClientError::Api(e))),
         }
     };
-    if let Some(t) = cancel_task {
-        t.abort();
+    match info.state.as_str() {
+        "awaiting-approval" => eprintln!(
+            "openclaw: job {} on {} awaits approval by {} ('openclaw job approve {}'); waiting",
+            info.id,
+            info.node,
+            info.approvers.join(" or "),
+            info.id
+        ),
+        "queued" => eprintln!("openclaw: job {} is queued for capacity; waiting", info.id),
+        _ => eprintln!("openclaw: job {} on {}", info.id, info.node),
     }
-    result
+    let id = info.id;
+    let c = client.clone();
+    let cancel_task = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("openclaw: cancelling job {id}");
+            let _ = c
+                .call(Request::JobCancel {
+                    id,
+                    on_behalf_of: None,
+                })
+                .await;
+        }
+    });
+    let end = follow_to_end(home, client, id, Some(recv), !args.json).await;
+    cancel_task.abort();
+    let info = end?;
+    if args.json {
+        print_json(&info)?;
+    }
+    if info.state != "exited" {
+        eprintln!(
+            "openclaw: job {} {}{}",
+            info.id,
+            info.state,
+            info.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    let code = job_exit_code(&info);
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(CliError::new(code, String::new()))
+    }
+}
+
+/// How long a follower keeps trying to reach a gateway that went away.
+const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Follows job `id` to its end, writing output as it comes (when `echo`).
+/// If the gateway goes away (a restart), reconnects and resumes from the
+/// bytes already written, so nothing is lost or repeated.
+async fn follow_to_end(
+    home: &Home,
+    mut client: Arc<Client>,
+    id: u64,
+    mut recv: Option<quinn::RecvStream>,
+    echo: bool,
+) -> Result<JobInfo, CliError> {
+    let mut offsets = [0u64; 2];
+    loop {
+        let mut stream = match recv.take() {
+            Some(r) => r,
+            None => client
+                .open(Request::JobAttach {
+                    id,
+                    follow: true,
+                    stdout_from: offsets[0],
+                    stderr_from: offsets[1],
+                })
+                .await
+                .map_err(run_error)?,
+        };
+        let lost = loop {
+            let event = client
+                .next_event_streaming(&mut stream, |s, data| {
+                    offsets[usize::from(s == OutStream::Stderr)] += data.len() as u64;
+                    if echo {
+                        write_out(s, data);
+                    }
+                })
+                .await;
+            match event {
+                Ok(Some(JobEvent::End(info))) => return Ok(info),
+                Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
+                Ok(Some(JobEvent::State(info))) => {
+                    if let Some(by) = info
+                        .approved_by
+                        .as_deref()
+                        .filter(|_| info.state == "starting")
+                    {
+                        eprintln!("openclaw: job {} approved by {by}", info.id);
+                    }
+                }
+                Ok(Some(JobEvent::Output { stream: s, data })) => {
+                    offsets[usize::from(s == OutStream::Stderr)] += data.len() as u64;
+                    if echo {
+                        write_out(s, &data);
+                    }
+                }
+                Ok(Some(JobEvent::Accepted(_))) => {}
+                Ok(None) => break "the gateway ended the stream".to_string(),
+                Err(e) => break e.to_string(),
+            }
+        };
+        eprintln!("openclaw: lost the gateway while following job {id} ({lost}); reconnecting");
+        let deadline = std::time::Instant::now() + RECONNECT_FOR;
+        client = loop {
+            match Client::connect(home).await {
+                Ok(c) => break Arc::new(c),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!("reconnect failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(_) => {
+                    return Err(CliError::new(
+                        exit::RUN_CONNECTION,
+                        format!(
+                            "lost the gateway while following job {id} and could not reconnect; the job may still be running: resume with 'openclaw job logs {id} --follow'"
+                        ),
+                    ));
+                }
+            }
+        };
+        eprintln!(
+            "openclaw: reconnected; resuming job {id} at byte {} of stdout, {} of stderr",
+            offsets[0], offsets[1]
+        );
+    }
 }
 
 /// `openclaw job ...`.
 pub async fn job(home: &Home, cmd: JobCmd) -> Result<(), CliError> {
     let client = Client::connect(home).await.map_err(run_error)?;
-    let result = job_inner(&client, cmd).await;
+    let result = job_inner(home, &client, cmd).await;
     client.close().await;
     result
 }
 
-async fn job_inner(client: &Client, cmd: JobCmd) -> Result<(), CliError> {
+async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliError> {
     let call = |req| async { client.call(req).await.map_err(run_error) };
     match cmd {
         JobCmd::List { limit, json } => match call(Request::JobList { limit }).await? {
@@ -385,10 +430,14 @@ async fn job_inner(client: &Client, cmd: JobCmd) -> Result<(), CliError> {
             )),
         },
         JobCmd::Logs { id, follow } => {
+            if follow {
+                let c = Arc::new(Client::connect(home).await.map_err(run_error)?);
+                return follow_to_end(home, c, id, None, true).await.map(|_| ());
+            }
             let mut recv = client
                 .open(Request::JobAttach {
                     id,
-                    follow,
+                    follow: false,
                     stdout_from: 0,
                     stderr_from: 0,
                 })
@@ -404,7 +453,7 @@ async fn job_inner(client: &Client, cmd: JobCmd) -> Result<(), CliError> {
                         return Err(CliError::new(
                             exit::RUN_CONNECTION,
                             format!(
-                                "lost the gateway while reading job {id}; run 'openclaw job logs {id} --follow' again"
+                                "lost the gateway while reading job {id}; run 'openclaw job logs {id}' again"
                             ),
                         ));
                     }

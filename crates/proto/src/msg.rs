@@ -435,7 +435,7 @@ pub enum JobEvent {
 /// (see [`crate::frame::DATA_FLAG`]) between these messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobFrame {
-    /// The process started.
+    /// The process started (sent again after every reconnection).
     Started {
         /// Its pid.
         pid: u32,
@@ -458,9 +458,27 @@ pub enum JobFrame {
     },
 }
 
-/// Gateway to node on a job stream.
+/// Gateway to node on a job stream. The first frame is always `Resume` or
+/// `Reject`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobCtl {
+    /// Send output from these offsets (what the gateway already stored).
+    Resume {
+        /// Stdout bytes the gateway has.
+        stdout_from: u64,
+        /// Stderr bytes the gateway has.
+        stderr_from: u64,
+    },
+    /// The gateway has stored output up to these offsets; the node may
+    /// drop it from its buffer.
+    Ack {
+        /// Stdout bytes stored.
+        stdout: u64,
+        /// Stderr bytes stored.
+        stderr: u64,
+    },
+    /// The gateway recorded the job's end; the node may forget it.
+    Done,
     /// SIGTERM the process group, then SIGKILL after `grace_secs`.
     Cancel {
         /// Seconds between the signals.

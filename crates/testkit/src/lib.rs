@@ -373,3 +373,80 @@ impl Lab {
         })
     }
 }
+
+/// A UDP relay between nodes and a gateway on 127.0.0.1 that can drop
+/// everything for a while: a network cut without root. Each client address
+/// gets its own upstream socket, so reconnections look like new flows.
+pub struct UdpProxy {
+    /// Where clients should dial.
+    pub addr: std::net::SocketAddr,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl UdpProxy {
+    /// Starts relaying to `upstream`.
+    pub fn start(upstream: &str) -> UdpProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let upstream: std::net::SocketAddr = upstream.parse().unwrap();
+        let front = Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+        front
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let addr = front.local_addr().unwrap();
+        let blocked = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, st) = (blocked.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut flows: std::collections::HashMap<
+                std::net::SocketAddr,
+                Arc<std::net::UdpSocket>,
+            > = std::collections::HashMap::new();
+            let mut buf = vec![0u8; 65_536];
+            while !st.load(Ordering::Relaxed) {
+                let Ok((n, client)) = front.recv_from(&mut buf) else {
+                    continue;
+                };
+                let up = flows.entry(client).or_insert_with(|| {
+                    let sock = Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+                    sock.connect(upstream).unwrap();
+                    sock.set_read_timeout(Some(Duration::from_millis(50)))
+                        .unwrap();
+                    let (sock2, front2, b2, st2) =
+                        (sock.clone(), front.clone(), b.clone(), st.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 65_536];
+                        while !st2.load(Ordering::Relaxed) {
+                            if let Ok(n) = sock2.recv(&mut buf)
+                                && !b2.load(Ordering::Relaxed)
+                            {
+                                let _ = front2.send_to(&buf[..n], client);
+                            }
+                        }
+                    });
+                    sock
+                });
+                if !b.load(Ordering::Relaxed) {
+                    let _ = up.send(&buf[..n]);
+                }
+            }
+        });
+        UdpProxy {
+            addr,
+            blocked,
+            stop,
+        }
+    }
+
+    /// Drops (true) or relays (false) all traffic from now on.
+    pub fn block(&self, on: bool) {
+        self.blocked.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for UdpProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

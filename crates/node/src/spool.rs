@@ -1,0 +1,222 @@
+//! A job's output on the node until the gateway has stored it.
+//!
+//! Output is kept in memory up to [`MEM_CAP`] per stream, then appended to
+//! a spill file in the node's home, up to [`SPILL_CAP`]. Past that the job's
+//! writes block (its pipe fills) until the gateway catches up: output is
+//! never dropped. Bytes are numbered per stream from 0; the gateway's acks
+//! say how far it has stored, and everything before that is released.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+/// Output held in memory per stream before spilling to disk.
+pub const MEM_CAP: u64 = 16 << 20;
+/// Output held on disk per stream before the job's writes block.
+pub const SPILL_CAP: u64 = 1 << 30;
+/// Largest chunk handed out for sending.
+const READ_CHUNK: u64 = 256 << 10;
+
+struct Spill {
+    path: PathBuf,
+    file: File,
+    /// Stream offset of the file's first byte.
+    start: u64,
+    /// Bytes in the file.
+    len: u64,
+}
+
+/// One stream's unacknowledged output.
+pub struct OutBuf {
+    /// Everything before this offset is stored at the gateway.
+    acked: u64,
+    /// Bytes produced so far.
+    total: u64,
+    /// In-memory chunks with their offsets, oldest first.
+    mem: VecDeque<(u64, Bytes)>,
+    mem_bytes: u64,
+    /// The spill file, holding the newest bytes once memory is full.
+    spill: Option<Spill>,
+    spill_path: PathBuf,
+}
+
+impl OutBuf {
+    /// An empty buffer that spills to `spill_path`.
+    pub fn new(spill_path: PathBuf) -> OutBuf {
+        OutBuf {
+            acked: 0,
+            total: 0,
+            mem: VecDeque::new(),
+            mem_bytes: 0,
+            spill: None,
+            spill_path,
+        }
+    }
+
+    /// Bytes produced.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes the gateway confirmed.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Whether `len` more bytes fit without exceeding the caps.
+    pub fn has_room(&self, len: u64) -> bool {
+        match &self.spill {
+            None => true,
+            Some(s) => s.len + len <= SPILL_CAP,
+        }
+    }
+
+    /// Appends output. Call [`OutBuf::has_room`] first; this spills when
+    /// memory is full and errors only on disk failure.
+    pub fn append(&mut self, data: Bytes) -> std::io::Result<()> {
+        let len = data.len() as u64;
+        if self.spill.is_none() && self.mem_bytes + len <= MEM_CAP {
+            self.mem.push_back((self.total, data));
+            self.mem_bytes += len;
+        } else {
+            if self.spill.is_none() {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&self.spill_path)?;
+                self.spill = Some(Spill {
+                    path: self.spill_path.clone(),
+                    file,
+                    start: self.total,
+                    len: 0,
+                });
+            }
+            if let Some(s) = self.spill.as_mut() {
+                s.file.write_all(&data)?;
+                s.len += len;
+            }
+        }
+        self.total += len;
+        Ok(())
+    }
+
+    /// The bytes at `offset` (up to a chunk), if produced and not yet released.
+    pub fn read_at(&self, offset: u64) -> std::io::Result<Option<Bytes>> {
+        if offset >= self.total {
+            return Ok(None);
+        }
+        for (start, chunk) in &self.mem {
+            let end = start + chunk.len() as u64;
+            if offset >= *start && offset < end {
+                let from = usize::try_from(offset - start).unwrap_or(0);
+                return Ok(Some(chunk.slice(from..)));
+            }
+        }
+        if let Some(s) = &self.spill
+            && offset >= s.start
+            && offset < s.start + s.len
+        {
+            let n = (s.start + s.len - offset).min(READ_CHUNK);
+            let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
+            s.file.read_exact_at(&mut buf, offset - s.start)?;
+            return Ok(Some(Bytes::from(buf)));
+        }
+        // Released already (before `acked`): the gateway has it.
+        Ok(None)
+    }
+
+    /// Releases everything before `offset`.
+    pub fn ack(&mut self, offset: u64) {
+        let offset = offset.min(self.total);
+        if offset <= self.acked {
+            return;
+        }
+        self.acked = offset;
+        while let Some((start, chunk)) = self.mem.front() {
+            if start + chunk.len() as u64 <= offset {
+                self.mem_bytes -= chunk.len() as u64;
+                self.mem.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self
+            .spill
+            .as_ref()
+            .is_some_and(|s| offset >= s.start + s.len)
+            && let Some(s) = self.spill.take()
+        {
+            let _ = std::fs::remove_file(&s.path);
+        }
+    }
+
+    /// Bytes held (memory plus disk).
+    pub fn held(&self) -> u64 {
+        self.total - self.acked
+    }
+}
+
+impl Drop for OutBuf {
+    fn drop(&mut self) {
+        if let Some(s) = self.spill.take() {
+            let _ = std::fs::remove_file(&s.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(b: &OutBuf, mut from: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(chunk) = b.read_at(from).unwrap() {
+            from += chunk.len() as u64;
+            out.extend_from_slice(&chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn memory_then_spill_then_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.stdout");
+        let mut b = OutBuf::new(path.clone());
+        let big = vec![7u8; (MEM_CAP as usize) - 10];
+        b.append(Bytes::from(big.clone())).unwrap();
+        b.append(Bytes::from_static(b"0123456789abcdef")).unwrap(); // spills
+        b.append(Bytes::from_static(b"tail")).unwrap(); // stays in the spill
+        assert!(path.exists());
+        let all = collect(&b, 0);
+        assert_eq!(all.len(), big.len() + 20);
+        assert_eq!(&all[big.len()..], b"0123456789abcdeftail");
+        // Resume from the middle of the spill.
+        assert_eq!(collect(&b, big.len() as u64 + 10), b"abcdeftail");
+        b.ack(big.len() as u64);
+        assert_eq!(b.held(), 20);
+        assert_eq!(b.read_at(0).unwrap(), None, "released bytes are gone");
+        b.ack(b.total());
+        assert!(!path.exists(), "the spill file goes once it is acked");
+        b.append(Bytes::from_static(b"again")).unwrap();
+        assert!(!path.exists(), "back to memory");
+        assert_eq!(collect(&b, b.acked()), b"again");
+    }
+
+    #[test]
+    fn acks_beyond_the_end_and_backwards_are_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = OutBuf::new(dir.path().join("x"));
+        b.append(Bytes::from_static(b"hello")).unwrap();
+        b.ack(99);
+        assert_eq!(b.acked(), 5);
+        b.ack(1);
+        assert_eq!(b.acked(), 5);
+        assert!(b.has_room(1));
+    }
+}
