@@ -691,3 +691,46 @@ fn the_gateway_never_runs_jobs_itself() {
         out.stderr
     );
 }
+
+#[test]
+fn telemetry_shows_gpus_and_who_holds_them() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _g = lab.node_up("worker-gpu-01", "gpu", 2);
+    let id = lab.detach(&["--role", "gpu", "--", "sleep", "4"]);
+    lab.wait_job(id, "running", T);
+    let shown = wait_until(T, "a heartbeat naming the job's GPU", || {
+        let out = lab.admin(&["node", "show", "worker-gpu-01", "--json"]).ok();
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v["gpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["job"] == id)
+            .then_some(v)
+    });
+    assert_eq!(shown["gpu_source"], "simulated");
+    assert_eq!(shown["gpus_simulated"], true);
+    assert_eq!(shown["health"], "healthy");
+    assert_eq!(shown["running_jobs"], 1);
+    assert!(shown["mem_total"].as_u64().unwrap() > 0, "{shown}");
+    let gpus = shown["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2);
+    assert!(
+        gpus.iter()
+            .all(|g| g["mem_total"] == 80u64 << 30 && g["simulated"] == true)
+    );
+    assert!(gpus[0]["uuid"].as_str().unwrap().starts_with("GPU-sim-"));
+    let table = lab.admin(&["node", "list"]).ok().stdout;
+    assert!(
+        table.contains("2× Simulated GPU 80GB (1 free, simulated)"),
+        "{table}"
+    );
+    let human = lab.admin(&["node", "show", "worker-gpu-01"]).ok().stdout;
+    assert!(
+        human.contains("gpu source:    simulated") && human.contains(&format!("job {id}")),
+        "{human}"
+    );
+    lab.admin(&["node", "show", "nope"])
+        .fails_with(1, "no node named");
+}

@@ -37,6 +37,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             .map_err(ApiError::from),
         Request::TokenRevoke { id } => token_revoke(shared, peer, &id),
         Request::NodeList => node_list(shared),
+        Request::NodeShow { name } => node_show(shared, &name),
         Request::NodeApprove { name, fingerprint } => {
             node_approve(shared, peer, &name, fingerprint.as_deref())
         }
@@ -164,44 +165,83 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
         tx.nodes()
     })?;
     let instant = Instant::now();
-    let nodes = rows
-        .into_iter()
-        .map(|n| {
-            let live = if n.state == NodeState::Approved {
-                shared.registry.view(&n.name, instant)
-            } else {
-                None
-            };
-            let (connection, health) = rules::status_columns(
-                n.state,
-                live.map(|(v, _)| v),
-                shared.config().heartbeat_interval,
-            );
-            let remote_addr = match (n.state, live) {
-                (_, Some((_, addr))) => Some(addr.to_string()),
-                (NodeState::Pending, None) => Some(n.request_addr.clone()),
-                _ => n.last_addr.clone(),
-            };
-            NodeInfo {
-                name: n.name,
-                connection: connection.into(),
-                health: health.into(),
-                labels: n.labels,
-                fingerprint: n.fingerprint,
-                last_seen: if live.is_some() {
-                    Some(now)
-                } else {
-                    n.last_seen
-                },
-                remote_addr,
-                cert_expires: n.cert_not_after,
-                requested_at: n.requested_at,
-                heartbeat_age_ms: live
-                    .map(|(v, _)| u64::try_from(v.heartbeat_age.as_millis()).unwrap_or(u64::MAX)),
-            }
-        })
-        .collect();
-    Ok(Response::Nodes(nodes))
+    Ok(Response::Nodes(
+        rows.into_iter()
+            .map(|n| node_info(shared, n, now, instant, false))
+            .collect(),
+    ))
+}
+
+fn node_show(shared: &Shared, name: &str) -> Result<Response, ApiError> {
+    let row = shared
+        .store
+        .tx(|tx| tx.node(name))?
+        .ok_or_else(|| not_found(name))?;
+    Ok(Response::Node(node_info(
+        shared,
+        row,
+        unix_now(),
+        Instant::now(),
+        true,
+    )))
+}
+
+/// One node's row as `node list` and `node show` present it.
+/// `full` includes the whole latest heartbeat.
+pub fn node_info(
+    shared: &Shared,
+    n: crate::store::NodeRow,
+    now: u64,
+    instant: Instant,
+    full: bool,
+) -> NodeInfo {
+    let cfg = shared.config();
+    let live = if n.state == NodeState::Approved {
+        shared.registry.meta(&n.name, instant)
+    } else {
+        None
+    };
+    let addr = shared.registry.view(&n.name, instant).map(|(_, a)| a);
+    let telemetry = live.as_ref().and_then(|l| l.telemetry.clone());
+    let (connection, health, health_reason) = rules::status_columns(
+        n.state,
+        live.as_ref().map(|l| l.view),
+        cfg.heartbeat_interval,
+        telemetry.as_deref(),
+        cfg.gpu_temp_limit_c,
+    );
+    let remote_addr = match (n.state, addr) {
+        (_, Some(addr)) if live.is_some() => Some(addr.to_string()),
+        (NodeState::Pending, _) => Some(n.request_addr.clone()),
+        _ => n.last_addr.clone(),
+    };
+    let mut telemetry = telemetry.map(|t| (*t).clone());
+    if !full && let Some(t) = telemetry.as_mut() {
+        // The list shows GPU counts and holders; drop per-GPU detail it does not show.
+        for g in &mut t.gpus {
+            g.uuid.clear();
+        }
+    }
+    NodeInfo {
+        name: n.name,
+        connection: connection.into(),
+        health: health.into(),
+        labels: n.labels,
+        fingerprint: n.fingerprint,
+        last_seen: if live.is_some() {
+            Some(now)
+        } else {
+            n.last_seen
+        },
+        remote_addr,
+        cert_expires: n.cert_not_after,
+        requested_at: n.requested_at,
+        heartbeat_age_ms: live
+            .as_ref()
+            .map(|l| u64::try_from(l.view.heartbeat_age.as_millis()).unwrap_or(u64::MAX)),
+        health_reason,
+        telemetry,
+    }
 }
 
 /// Lifetime of credentials made by `openclaw client create`.

@@ -50,6 +50,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// A node silent this long is dead: its connection is closed.
     pub dead_after: Duration,
+    /// A GPU hotter than this makes its node `degraded`.
+    pub gpu_temp_limit_c: u32,
     /// How long a job whose node went away waits for the node to re-attach
     /// it before it is declared lost.
     pub job_grace: Duration,
@@ -155,6 +157,7 @@ struct RawLiveness {
     heartbeat_interval: Option<String>,
     dead_after: Option<String>,
     job_grace: Option<String>,
+    gpu_temp_limit_c: Option<u32>,
 }
 
 /// Default listen address.
@@ -201,6 +204,7 @@ impl Config {
                 raw.liveness.dead_after,
                 Duration::from_secs(3),
             )?,
+            gpu_temp_limit_c: raw.liveness.gpu_temp_limit_c.unwrap_or(85),
             job_grace: dur(
                 "liveness.job_grace",
                 raw.liveness.job_grace,
@@ -274,6 +278,9 @@ dead_after = "3s"
 # re-attaches them when it is back. A job not re-attached within this long
 # is declared lost.
 job_grace = "15s"
+# A GPU hotter than this (Celsius) marks its node degraded; role routing
+# then skips it.
+gpu_temp_limit_c = 85
 
 # Named jobs: `openclaw run --job NAME`, or "run NAME" in chat. Each fixes
 # the command and where it runs (role or node); cwd, timeout, gpus, env,

@@ -384,7 +384,8 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
     let rows = shared.store.tx(|tx| tx.nodes())?;
     let now = unix_now();
     let instant = std::time::Instant::now();
-    let hb = shared.config().heartbeat_interval;
+    let cfg = shared.config();
+    let (hb, temp_limit) = (cfg.heartbeat_interval, cfg.gpu_temp_limit_c);
     Ok(rows
         .into_iter()
         .map(|n| {
@@ -394,8 +395,13 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
                 None
             };
             let (gpus_busy, running) = shared.jobs.load(&n.name);
-            let (_, health) =
-                crate::rules::status_columns(n.state, live.as_ref().map(|l| l.view), hb);
+            let (_, health, _) = crate::rules::status_columns(
+                n.state,
+                live.as_ref().map(|l| l.view),
+                hb,
+                live.as_ref().and_then(|l| l.telemetry.as_deref()),
+                temp_limit,
+            );
             NodeView {
                 state: match n.state {
                     NodeState::Pending => "pending",

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use proto::ControlMsg;
+use std::sync::Arc;
+
+use proto::{ControlMsg, Heartbeat};
 use tokio::sync::mpsc;
 
 use crate::rules::LiveView;
@@ -23,7 +25,7 @@ pub struct NodeMeta {
 }
 
 /// A node's liveness and self-report.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LiveMeta {
     /// Heartbeat age.
     pub view: LiveView,
@@ -33,6 +35,8 @@ pub struct LiveMeta {
     pub gpus_simulated: bool,
     /// Job limit.
     pub max_jobs: u32,
+    /// The latest heartbeat.
+    pub telemetry: Option<Arc<Heartbeat>>,
 }
 
 /// One live node session.
@@ -42,6 +46,7 @@ struct Live {
     last_heartbeat: Instant,
     meta: NodeMeta,
     control: mpsc::UnboundedSender<ControlMsg>,
+    telemetry: Option<Arc<Heartbeat>>,
 }
 
 /// Connected nodes by name.
@@ -72,6 +77,7 @@ impl Registry {
             last_heartbeat: Instant::now(),
             meta,
             control,
+            telemetry: None,
         };
         self.with(|m| m.insert(name.to_string(), live))
             .map(|old| old.conn)
@@ -90,11 +96,13 @@ impl Registry {
         })
     }
 
-    /// Records a heartbeat on connection `conn_id`.
-    pub fn heartbeat(&self, name: &str, conn_id: usize) {
+    /// Records a heartbeat (and its telemetry) on connection `conn_id`.
+    pub fn heartbeat(&self, name: &str, conn_id: usize, hb: Heartbeat) {
+        let hb = Arc::new(hb);
         self.with(|m| {
             if let Some(l) = m.get_mut(name).filter(|l| l.conn.stable_id() == conn_id) {
                 l.last_heartbeat = Instant::now();
+                l.telemetry = Some(hb);
             }
         });
     }
@@ -123,6 +131,7 @@ impl Registry {
                 gpus: l.meta.gpus,
                 gpus_simulated: l.meta.gpus_simulated,
                 max_jobs: l.meta.max_jobs,
+                telemetry: l.telemetry.clone(),
             })
         })
     }

@@ -87,23 +87,51 @@ pub struct LiveView {
     pub heartbeat_age: Duration,
 }
 
-/// The CONNECTION and HEALTH columns of `node list`.
+/// The CONNECTION and HEALTH columns of `node list`, and why HEALTH is
+/// not `healthy`. Health is a pure function of the enrollment state, the
+/// heartbeat age and the latest telemetry:
+///
+/// * `unhealthy`: connected, but two heartbeats are missing;
+/// * `degraded`: a GPU is over `temp_limit_c`, or GPU telemetry failed;
+/// * `healthy`: otherwise, while connected;
+/// * `-`: not connected (CONNECTION says `offline`, `pending`, ...).
 pub fn status_columns(
     state: NodeState,
     live: Option<LiveView>,
     heartbeat_interval: Duration,
-) -> (&'static str, &'static str) {
+    telemetry: Option<&proto::Heartbeat>,
+    temp_limit_c: u32,
+) -> (&'static str, &'static str, Option<String>) {
     match state {
-        NodeState::Pending => ("pending", "-"),
-        NodeState::Rejected => ("rejected", "-"),
-        NodeState::Revoked => ("revoked", "-"),
+        NodeState::Pending => ("pending", "-", None),
+        NodeState::Rejected => ("rejected", "-", None),
+        NodeState::Revoked => ("revoked", "-", None),
         NodeState::Approved => match live {
-            None => ("offline", "-"),
-            // Two missed heartbeats: still connected, no longer healthy.
-            Some(l) if l.heartbeat_age > heartbeat_interval * 2 => ("connected", "unhealthy"),
-            Some(_) => ("connected", "healthy"),
+            None => ("offline", "-", None),
+            Some(l) if l.heartbeat_age > heartbeat_interval * 2 => (
+                "connected",
+                "unhealthy",
+                Some(format!(
+                    "no heartbeat for {}",
+                    proto::duration::format(l.heartbeat_age)
+                )),
+            ),
+            Some(_) => match telemetry.and_then(|t| degraded(t, temp_limit_c)) {
+                Some(why) => ("connected", "degraded", Some(why)),
+                None => ("connected", "healthy", None),
+            },
         },
     }
+}
+
+fn degraded(t: &proto::Heartbeat, temp_limit_c: u32) -> Option<String> {
+    if let Some(e) = &t.gpu_error {
+        return Some(format!("GPU telemetry failed: {e}"));
+    }
+    t.gpus
+        .iter()
+        .find(|g| g.temp_c > temp_limit_c)
+        .map(|g| format!("GPU {} at {}°C (limit {temp_limit_c}°C)", g.index, g.temp_c))
 }
 
 #[cfg(test)]
@@ -202,6 +230,14 @@ mod tests {
         );
     }
 
+    type Case<'a> = (
+        NodeState,
+        Option<LiveView>,
+        Option<&'a proto::Heartbeat>,
+        (&'a str, &'a str),
+        Option<&'a str>,
+    );
+
     #[test]
     fn status_table() {
         let hb = Duration::from_secs(1);
@@ -210,17 +246,97 @@ mod tests {
                 heartbeat_age: Duration::from_millis(ms),
             })
         };
-        let cases = [
-            (NodeState::Pending, None, ("pending", "-")),
-            (NodeState::Rejected, None, ("rejected", "-")),
-            (NodeState::Revoked, live(10), ("revoked", "-")),
-            (NodeState::Approved, None, ("offline", "-")),
-            (NodeState::Approved, live(900), ("connected", "healthy")),
-            (NodeState::Approved, live(2000), ("connected", "healthy")),
-            (NodeState::Approved, live(2001), ("connected", "unhealthy")),
+        let cool = proto::Heartbeat {
+            gpus: vec![proto::GpuTelemetry {
+                index: 0,
+                temp_c: 60,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let hot = proto::Heartbeat {
+            gpus: vec![
+                proto::GpuTelemetry {
+                    index: 0,
+                    temp_c: 60,
+                    ..Default::default()
+                },
+                proto::GpuTelemetry {
+                    index: 1,
+                    temp_c: 91,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let broken = proto::Heartbeat {
+            gpu_error: Some("NVML lost GPU 0".into()),
+            ..Default::default()
+        };
+        let cases: Vec<Case<'_>> = vec![
+            (NodeState::Pending, None, None, ("pending", "-"), None),
+            (NodeState::Rejected, None, None, ("rejected", "-"), None),
+            (NodeState::Revoked, live(10), None, ("revoked", "-"), None),
+            (
+                NodeState::Approved,
+                None,
+                Some(&hot),
+                ("offline", "-"),
+                None,
+            ),
+            (
+                NodeState::Approved,
+                live(900),
+                None,
+                ("connected", "healthy"),
+                None,
+            ),
+            (
+                NodeState::Approved,
+                live(900),
+                Some(&cool),
+                ("connected", "healthy"),
+                None,
+            ),
+            (
+                NodeState::Approved,
+                live(2000),
+                Some(&cool),
+                ("connected", "healthy"),
+                None,
+            ),
+            (
+                NodeState::Approved,
+                live(500),
+                Some(&hot),
+                ("connected", "degraded"),
+                Some("GPU 1 at 91°C (limit 85°C)"),
+            ),
+            (
+                NodeState::Approved,
+                live(500),
+                Some(&broken),
+                ("connected", "degraded"),
+                Some("NVML lost GPU 0"),
+            ),
+            (
+                NodeState::Approved,
+                live(2001),
+                Some(&hot),
+                ("connected", "unhealthy"),
+                Some("no heartbeat for 2s"),
+            ),
         ];
-        for (state, l, want) in cases {
-            assert_eq!(status_columns(state, l, hb), want, "{state:?} {l:?}");
+        for (state, l, t, want, why) in cases {
+            let (c, h, reason) = status_columns(state, l, hb, t, 85);
+            assert_eq!((c, h), want, "{state:?} {l:?}");
+            match why {
+                None => assert_eq!(reason, None),
+                Some(w) => assert!(
+                    reason.as_deref().is_some_and(|r| r.contains(w)),
+                    "{reason:?}"
+                ),
+            }
         }
     }
 }

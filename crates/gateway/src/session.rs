@@ -171,7 +171,7 @@ async fn heartbeats(
     let id = conn.stable_id();
     loop {
         match mesh::read_frame::<Heartbeat>(&mut recv, HEARTBEAT_FRAME_LIMIT).await {
-            Ok(Some(_hb)) => shared.registry.heartbeat(&name, id),
+            Ok(Some(hb)) => shared.registry.heartbeat(&name, id, hb),
             Ok(None) => return,
             Err(e) => {
                 if e.connection_error().is_none() {

@@ -95,15 +95,20 @@ pub async fn run(
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
+    let (gpu_source, no_gpus) = crate::telemetry::detect(opts.simulate_gpus, &cfg.name);
+    if let Some(why) = no_gpus {
+        tracing::info!(node = %cfg.name, "{why}; this node reports no GPUs");
+    }
     let spool_dir = home.path("spool");
     mesh::home::create_private_dir(&spool_dir)?;
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
-        gpus: GpuPool::new(opts.simulate_gpus),
+        gpus: GpuPool::new(gpu_source.count()),
         running: AtomicU32::new(0),
         jobs: std::sync::Mutex::new(std::collections::HashMap::new()),
         spool_dir,
+        gpu_source: std::sync::Mutex::new(gpu_source),
     });
     if opts.simulate_gpus > 0 {
         tracing::info!(node = %cfg.name, gpus = opts.simulate_gpus, "offering simulated GPUs");
@@ -190,7 +195,11 @@ async fn session(
         protocol: proto::PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         gpus: ctx.gpus.total(),
-        gpus_simulated: ctx.gpus.total() > 0,
+        gpus_simulated: ctx
+            .gpu_source
+            .lock()
+            .map(|g| g.kind() == "simulated")
+            .unwrap_or(false),
         max_jobs: ctx.policy.max_jobs,
     });
     if let Err(e) = mesh::write_frame(&mut send, &hello).await {
@@ -241,10 +250,27 @@ async fn session(
         loop {
             tick.tick().await;
             seq += 1;
-            if mesh::write_frame(&mut hb, &Heartbeat { seq })
-                .await
-                .is_err()
-            {
+            let beat = {
+                let loadavg = std::fs::read_to_string("/proc/loadavg").ok();
+                let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+                let holders = ctx.gpus.holders();
+                let running = ctx.running.load(std::sync::atomic::Ordering::Relaxed);
+                match ctx.gpu_source.lock() {
+                    Ok(mut src) => crate::telemetry::heartbeat(
+                        seq,
+                        src.as_mut(),
+                        &holders,
+                        running,
+                        loadavg.as_deref(),
+                        meminfo.as_deref(),
+                    ),
+                    Err(_) => Heartbeat {
+                        seq,
+                        ..Default::default()
+                    },
+                }
+            };
+            if mesh::write_frame(&mut hb, &beat).await.is_err() {
                 return;
             }
         }

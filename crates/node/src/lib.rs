@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod enroll;
 pub mod runner;
 pub mod spool;
+pub mod telemetry;
 
 /// A node operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@
 //! job keeps running; after a reconnect (or a gateway restart) it is
 //! attached again and output resumes exactly where the gateway's copy ends.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,7 +35,8 @@ const PIPE_SIZE: i32 = 1 << 20;
 #[derive(Debug)]
 pub struct GpuPool {
     total: u32,
-    busy: Mutex<BTreeSet<u32>>,
+    /// GPU index to the job holding it.
+    busy: Mutex<BTreeMap<u32, u64>>,
 }
 
 /// GPUs held by one job; released on drop.
@@ -61,7 +62,7 @@ impl GpuPool {
     pub fn new(total: u32) -> Arc<GpuPool> {
         Arc::new(GpuPool {
             total,
-            busy: Mutex::new(BTreeSet::new()),
+            busy: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -70,21 +71,29 @@ impl GpuPool {
         self.total
     }
 
-    /// Takes the `n` lowest free GPUs, or none if fewer are free.
-    pub fn take(self: &Arc<Self>, n: u32) -> Option<GpuLease> {
+    /// Takes the `n` lowest free GPUs for `job`, or none if fewer are free.
+    pub fn take(self: &Arc<Self>, n: u32, job: u64) -> Option<GpuLease> {
         let mut busy = self.busy.lock().ok()?;
         let free: Vec<u32> = (0..self.total)
-            .filter(|i| !busy.contains(i))
+            .filter(|i| !busy.contains_key(i))
             .take(n as usize)
             .collect();
         if free.len() < n as usize {
             return None;
         }
-        busy.extend(free.iter().copied());
+        busy.extend(free.iter().map(|i| (*i, job)));
         Some(GpuLease {
             pool: self.clone(),
             ids: free,
         })
+    }
+
+    /// Which job holds each busy GPU.
+    pub fn holders(&self) -> HashMap<u32, u64> {
+        self.busy
+            .lock()
+            .map(|b| b.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -104,6 +113,8 @@ pub struct RunContext {
     pub jobs: Mutex<HashMap<u64, Arc<Job>>>,
     /// Where output spills to disk.
     pub spool_dir: PathBuf,
+    /// Where GPU telemetry comes from.
+    pub gpu_source: Mutex<Box<dyn crate::telemetry::GpuSource>>,
 }
 
 impl RunContext {
@@ -307,7 +318,7 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             ctx.node, ctx.policy.max_jobs
         ));
     }
-    let Some(lease) = ctx.gpus.take(plan.gpus) else {
+    let Some(lease) = ctx.gpus.take(plan.gpus, plan.job_id) else {
         return fail(format!(
             "node {} has fewer than {} free GPUs (of {})",
             ctx.node,
@@ -652,14 +663,15 @@ mod tests {
     #[test]
     fn gpus_are_never_shared() {
         let pool = GpuPool::new(2);
-        let a = pool.take(1).unwrap();
-        let b = pool.take(1).unwrap();
+        let a = pool.take(1, 9).unwrap();
+        let b = pool.take(1, 9).unwrap();
         assert_ne!(a.ids, b.ids);
-        assert!(pool.take(1).is_none());
+        assert_eq!(pool.holders().len(), 2);
+        assert!(pool.take(1, 9).is_none());
         drop(a);
-        let c = pool.take(1).unwrap();
+        let c = pool.take(1, 9).unwrap();
         assert_eq!(c.ids, vec![0]);
-        assert!(pool.take(2).is_none());
-        assert_eq!(pool.take(0).unwrap().ids, Vec::<u32>::new());
+        assert!(pool.take(2, 9).is_none());
+        assert_eq!(pool.take(0, 9).unwrap().ids, Vec::<u32>::new());
     }
 }

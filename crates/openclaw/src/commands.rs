@@ -218,17 +218,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::List { json }) => match call(&home, Request::NodeList).await? {
             Response::Nodes(nodes) => {
                 if json {
-                    let v: Vec<_> = nodes
-                        .iter()
-                        .map(|n| {
-                            serde_json::json!({
-                                "name": n.name, "connection": n.connection, "health": n.health,
-                                "labels": n.labels, "fingerprint": n.fingerprint, "last_seen": n.last_seen,
-                                "remote_addr": n.remote_addr, "cert_expires": n.cert_expires,
-                                "requested_at": n.requested_at, "heartbeat_age_ms": n.heartbeat_age_ms,
-                            })
-                        })
-                        .collect();
+                    let v: Vec<_> = nodes.iter().map(node_json).collect();
                     print_json(&serde_json::Value::Array(v))
                 } else {
                     print!("{}", output::nodes(&nodes, gateway::unix_now()));
@@ -237,6 +227,19 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             }
             r => Err(unexpected(r)),
         },
+        Command::Node(NodeCmd::Show { name, json }) => {
+            match call(&home, Request::NodeShow { name }).await? {
+                Response::Node(n) => {
+                    if json {
+                        print_json(&node_json(&n))
+                    } else {
+                        print!("{}", output::node(&n, gateway::unix_now()));
+                        Ok(())
+                    }
+                }
+                r => Err(unexpected(r)),
+            }
+        }
         Command::Node(NodeCmd::Approve { name, fingerprint }) => {
             done(call(&home, Request::NodeApprove { name, fingerprint }).await?)
         }
@@ -332,6 +335,28 @@ async fn client_create(
         }
         r => Err(unexpected(r)),
     }
+}
+
+/// The stable JSON form of a node.
+fn node_json(n: &proto::NodeInfo) -> serde_json::Value {
+    let t = n.telemetry.as_ref();
+    serde_json::json!({
+        "name": n.name, "connection": n.connection, "health": n.health,
+        "health_reason": n.health_reason, "labels": n.labels, "fingerprint": n.fingerprint,
+        "last_seen": n.last_seen, "remote_addr": n.remote_addr, "cert_expires": n.cert_expires,
+        "requested_at": n.requested_at, "heartbeat_age_ms": n.heartbeat_age_ms,
+        "load1": t.map(|t| f64::from(t.load1_milli) / 1000.0),
+        "mem_used": t.map(|t| t.mem_used), "mem_total": t.map(|t| t.mem_total),
+        "running_jobs": t.map(|t| t.running_jobs),
+        "gpu_source": t.map(|t| t.gpu_source.clone()),
+        "gpu_error": t.and_then(|t| t.gpu_error.clone()),
+        "gpus_simulated": t.is_some_and(|t| t.gpus.iter().any(|g| g.simulated)),
+        "gpus": t.map(|t| t.gpus.iter().map(|g| serde_json::json!({
+            "index": g.index, "name": g.name, "uuid": g.uuid, "mem_used": g.mem_used,
+            "mem_total": g.mem_total, "util_pct": g.util_pct, "temp_c": g.temp_c,
+            "job": g.job, "simulated": g.simulated,
+        })).collect::<Vec<_>>()).unwrap_or_default(),
+    })
 }
 
 fn done(r: Response) -> Result<(), CliError> {

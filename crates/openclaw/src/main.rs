@@ -178,6 +178,14 @@ enum NodeCmd {
         #[arg(long)]
         json: bool,
     },
+    /// One node with its latest telemetry (GPUs, load, memory).
+    Show {
+        /// Node name.
+        name: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Approve a pending enrollment.
     Approve {
         /// Node name.

@@ -85,6 +85,10 @@ pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
                 n.cert_expires
                     .map(|t| until(t, now))
                     .unwrap_or_else(|| "-".into()),
+                gpu_summary(n),
+                n.heartbeat_age_ms
+                    .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -98,9 +102,122 @@ pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
             "LAST-SEEN",
             "ADDRESS",
             "CERT-EXPIRES",
+            "GPUS",
+            "HB",
         ],
         &rows,
     )
+}
+
+/// "2× H100 80GB HBM3 (1 free)", "-" without GPUs, marked when simulated.
+pub fn gpu_summary(n: &NodeInfo) -> String {
+    let Some(t) = &n.telemetry else {
+        return "-".into();
+    };
+    if t.gpus.is_empty() {
+        return "-".into();
+    }
+    let mut names: Vec<String> = t
+        .gpus
+        .iter()
+        .map(|g| g.name.trim_start_matches("NVIDIA ").to_string())
+        .collect();
+    names.dedup();
+    let free = t.gpus.iter().filter(|g| g.job.is_none()).count();
+    let sim = if t.gpus.iter().any(|g| g.simulated) {
+        ", simulated"
+    } else {
+        ""
+    };
+    format!("{}× {} ({free} free{sim})", t.gpus.len(), names.join("/"))
+}
+
+/// The `node show` view.
+pub fn node(n: &NodeInfo, now: u64) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14} {v}\n"));
+    line("name:", n.name.clone());
+    line("connection:", n.connection.clone());
+    line(
+        "health:",
+        match &n.health_reason {
+            Some(r) => format!("{} ({r})", n.health),
+            None => n.health.clone(),
+        },
+    );
+    line(
+        "labels:",
+        if n.labels.is_empty() {
+            "-".into()
+        } else {
+            n.labels.join(",")
+        },
+    );
+    line("fingerprint:", n.fingerprint.clone());
+    line(
+        "address:",
+        n.remote_addr.clone().unwrap_or_else(|| "-".into()),
+    );
+    line(
+        "last seen:",
+        n.last_seen
+            .map(|t| ago(t, now))
+            .unwrap_or_else(|| "never".into()),
+    );
+    line(
+        "cert expires:",
+        n.cert_expires
+            .map(|t| until(t, now))
+            .unwrap_or_else(|| "-".into()),
+    );
+    if let Some(ms) = n.heartbeat_age_ms {
+        line("heartbeat:", format!("{:.1}s ago", ms as f64 / 1000.0));
+    }
+    if let Some(t) = &n.telemetry {
+        line("load:", format!("{:.2}", f64::from(t.load1_milli) / 1000.0));
+        line(
+            "memory:",
+            format!("{} of {}", gib(t.mem_used), gib(t.mem_total)),
+        );
+        line("jobs running:", t.running_jobs.to_string());
+        line("gpu source:", t.gpu_source.clone());
+        if let Some(e) = &t.gpu_error {
+            line("gpu error:", e.clone());
+        }
+        if !t.gpus.is_empty() {
+            let rows: Vec<Vec<String>> = t
+                .gpus
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.index.to_string(),
+                        format!(
+                            "{}{}",
+                            g.name,
+                            if g.simulated { " (simulated)" } else { "" }
+                        ),
+                        g.uuid.clone(),
+                        format!("{} / {}", gib(g.mem_used), gib(g.mem_total)),
+                        format!("{}%", g.util_pct),
+                        format!("{}°C", g.temp_c),
+                        g.job
+                            .map(|j| format!("job {j}"))
+                            .unwrap_or_else(|| "free".into()),
+                    ]
+                })
+                .collect();
+            out.push('\n');
+            out.push_str(&table(
+                &["GPU", "NAME", "UUID", "MEMORY", "UTIL", "TEMP", "HELD BY"],
+                &rows,
+            ));
+        }
+    }
+    out
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
 
 /// The `token list` table.

@@ -147,7 +147,11 @@ mod tests {
     #[test]
     fn encode_then_split() {
         let a = encode(&Open::Heartbeat).unwrap();
-        let b = encode(&Heartbeat { seq: 7 }).unwrap();
+        let b = encode(&Heartbeat {
+            seq: 7,
+            ..Default::default()
+        })
+        .unwrap();
         let mut buf = a.clone();
         buf.extend_from_slice(&b);
         let (first, used): (Open, usize) = try_split(&buf, MAX_FRAME_LEN).unwrap().unwrap();
@@ -161,7 +165,11 @@ mod tests {
 
     #[test]
     fn partial_frames_need_more() {
-        let a = encode(&Heartbeat { seq: 1 }).unwrap();
+        let a = encode(&Heartbeat {
+            seq: 1,
+            ..Default::default()
+        })
+        .unwrap();
         for cut in 0..a.len() {
             assert!(
                 try_split::<Heartbeat>(&a[..cut], MAX_FRAME_LEN)

@@ -157,11 +157,48 @@ pub enum ControlMsg {
     RunJob(JobPlan),
 }
 
-/// Node to gateway, on the heartbeat stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Node to gateway, on the heartbeat stream: liveness plus telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Increases by one per heartbeat on a connection.
     pub seq: u64,
+    /// One-minute load average, times 1000.
+    pub load1_milli: u32,
+    /// Memory in use, bytes.
+    pub mem_used: u64,
+    /// Memory in total, bytes.
+    pub mem_total: u64,
+    /// Jobs running on the node.
+    pub running_jobs: u32,
+    /// Per-GPU telemetry.
+    pub gpus: Vec<GpuTelemetry>,
+    /// The GPU source: `nvml`, `simulated` or `none`.
+    pub gpu_source: String,
+    /// Why GPU telemetry failed this time, if it did.
+    pub gpu_error: Option<String>,
+}
+
+/// One GPU, as the node's GPU source read it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GpuTelemetry {
+    /// Index (what CUDA_VISIBLE_DEVICES names).
+    pub index: u32,
+    /// Model name.
+    pub name: String,
+    /// UUID.
+    pub uuid: String,
+    /// Memory in use, bytes.
+    pub mem_used: u64,
+    /// Memory in total, bytes.
+    pub mem_total: u64,
+    /// Utilisation, percent.
+    pub util_pct: u32,
+    /// Temperature, degrees Celsius.
+    pub temp_c: u32,
+    /// The job holding it, if any.
+    pub job: Option<u64>,
+    /// Simulated (`--simulate-gpus`), not real hardware.
+    pub simulated: bool,
 }
 
 /// An API call from an admin or bot client.
@@ -191,6 +228,11 @@ pub enum Request {
     },
     /// List every known node.
     NodeList,
+    /// One node with its latest telemetry.
+    NodeShow {
+        /// Node name.
+        name: String,
+    },
     /// Approve a pending enrollment.
     NodeApprove {
         /// Node name.
@@ -500,6 +542,7 @@ impl Request {
             Request::TokenList => "token.list",
             Request::TokenRevoke { .. } => "token.revoke",
             Request::NodeList => "node.list",
+            Request::NodeShow { .. } => "node.show",
             Request::NodeApprove { .. } => "node.approve",
             Request::NodeReject { .. } => "node.reject",
             Request::NodeRevoke { .. } => "node.revoke",
@@ -559,6 +602,8 @@ pub enum Response {
     Tokens(Vec<TokenInfo>),
     /// Reply to [`Request::NodeList`].
     Nodes(Vec<NodeInfo>),
+    /// Reply to [`Request::NodeShow`].
+    Node(NodeInfo),
     /// A state change succeeded.
     Done {
         /// What happened, for the user.
@@ -623,6 +668,10 @@ pub struct NodeInfo {
     pub requested_at: u64,
     /// Milliseconds since the last heartbeat on the live connection.
     pub heartbeat_age_ms: Option<u64>,
+    /// Why HEALTH is not `healthy`, if it is not.
+    pub health_reason: Option<String>,
+    /// The latest heartbeat's telemetry, while connected.
+    pub telemetry: Option<Heartbeat>,
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

@@ -1,0 +1,307 @@
+//! What a node reports in its heartbeats: host load and memory, and GPUs
+//! through a [`GpuSource`]: NVML on machines with the NVIDIA driver,
+//! simulated GPUs for tests and labs, or none.
+
+use proto::{GpuTelemetry, Heartbeat};
+
+/// One GPU reading, before the node adds which job holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuSample {
+    /// Index.
+    pub index: u32,
+    /// Model name.
+    pub name: String,
+    /// UUID.
+    pub uuid: String,
+    /// Memory in use, bytes.
+    pub mem_used: u64,
+    /// Memory in total, bytes.
+    pub mem_total: u64,
+    /// Utilisation, percent.
+    pub util_pct: u32,
+    /// Temperature, Celsius.
+    pub temp_c: u32,
+}
+
+/// Where GPU telemetry comes from.
+pub trait GpuSource: Send {
+    /// `nvml`, `simulated` or `none`.
+    fn kind(&self) -> &'static str;
+    /// How many GPUs it has (fixed for the agent's lifetime).
+    fn count(&self) -> u32;
+    /// Reads every GPU now.
+    fn sample(&mut self) -> Result<Vec<GpuSample>, String>;
+}
+
+/// No GPUs.
+pub struct NoGpus;
+
+impl GpuSource for NoGpus {
+    fn kind(&self) -> &'static str {
+        "none"
+    }
+    fn count(&self) -> u32 {
+        0
+    }
+    fn sample(&mut self) -> Result<Vec<GpuSample>, String> {
+        Ok(vec![])
+    }
+}
+
+/// `--simulate-gpus N`: N idle 80 GiB GPUs, clearly labelled as simulated.
+pub struct SimulatedGpus {
+    n: u32,
+    node: String,
+}
+
+impl SimulatedGpus {
+    /// N simulated GPUs for `node` (the node name makes the UUIDs stable and distinct).
+    pub fn new(n: u32, node: &str) -> SimulatedGpus {
+        SimulatedGpus {
+            n,
+            node: node.to_string(),
+        }
+    }
+}
+
+impl GpuSource for SimulatedGpus {
+    fn kind(&self) -> &'static str {
+        "simulated"
+    }
+    fn count(&self) -> u32 {
+        self.n
+    }
+    fn sample(&mut self) -> Result<Vec<GpuSample>, String> {
+        let tag = pki::hex(&pki::sha256(self.node.as_bytes())[..6]);
+        Ok((0..self.n)
+            .map(|i| GpuSample {
+                index: i,
+                name: "Simulated GPU 80GB".into(),
+                uuid: format!("GPU-sim-{tag}-{i:04}"),
+                mem_used: 0,
+                mem_total: 80 << 30,
+                util_pct: 0,
+                temp_c: 35,
+            })
+            .collect())
+    }
+}
+
+/// Real GPUs through NVML.
+pub struct NvmlGpus {
+    nvml: nvml_wrapper::Nvml,
+    count: u32,
+}
+
+impl NvmlGpus {
+    /// Loads NVML. Fails (no panic) where the NVIDIA driver is missing.
+    pub fn open() -> Result<NvmlGpus, String> {
+        let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML is not available: {e}"))?;
+        let count = nvml
+            .device_count()
+            .map_err(|e| format!("NVML cannot count devices: {e}"))?;
+        Ok(NvmlGpus { nvml, count })
+    }
+}
+
+impl GpuSource for NvmlGpus {
+    fn kind(&self) -> &'static str {
+        "nvml"
+    }
+    fn count(&self) -> u32 {
+        self.count
+    }
+    fn sample(&mut self) -> Result<Vec<GpuSample>, String> {
+        use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+        let mut out = Vec::with_capacity(self.count as usize);
+        for i in 0..self.count {
+            let d = self
+                .nvml
+                .device_by_index(i)
+                .map_err(|e| format!("GPU {i}: {e}"))?;
+            let mem = d
+                .memory_info()
+                .map_err(|e| format!("GPU {i} memory: {e}"))?;
+            out.push(GpuSample {
+                index: i,
+                name: d.name().unwrap_or_else(|_| "unknown".into()),
+                uuid: d.uuid().unwrap_or_default(),
+                mem_used: mem.used,
+                mem_total: mem.total,
+                util_pct: d.utilization_rates().map(|u| u.gpu).unwrap_or(0),
+                temp_c: d.temperature(TemperatureSensor::Gpu).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Picks the GPU source: simulated if asked, else NVML, else none. The
+/// second value says why there are no GPUs, for one log line.
+pub fn detect(simulate: u32, node: &str) -> (Box<dyn GpuSource>, Option<String>) {
+    if simulate > 0 {
+        return (Box::new(SimulatedGpus::new(simulate, node)), None);
+    }
+    match NvmlGpus::open() {
+        Ok(n) => (Box::new(n), None),
+        Err(e) => (Box::new(NoGpus), Some(e)),
+    }
+}
+
+/// Parses `/proc/loadavg`: the one-minute load, times 1000.
+pub fn parse_loadavg(text: &str) -> Option<u32> {
+    let first: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some((first * 1000.0).round().clamp(0.0, u32::MAX as f64) as u32)
+}
+
+/// Parses `/proc/meminfo`: (used, total) bytes.
+pub fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    let total = field("MemTotal:")?;
+    let avail = field("MemAvailable:")?;
+    Some((total.saturating_sub(avail), total))
+}
+
+/// Builds one heartbeat. Pure apart from what `gpus` does.
+pub fn heartbeat(
+    seq: u64,
+    gpus: &mut dyn GpuSource,
+    holders: &std::collections::HashMap<u32, u64>,
+    running_jobs: u32,
+    loadavg: Option<&str>,
+    meminfo: Option<&str>,
+) -> Heartbeat {
+    let simulated = gpus.kind() == "simulated";
+    let (gpu_list, gpu_error) = match gpus.sample() {
+        Ok(list) => (
+            list.into_iter()
+                .map(|g| GpuTelemetry {
+                    job: holders.get(&g.index).copied(),
+                    index: g.index,
+                    name: g.name,
+                    uuid: g.uuid,
+                    mem_used: g.mem_used,
+                    mem_total: g.mem_total,
+                    util_pct: g.util_pct,
+                    temp_c: g.temp_c,
+                    simulated,
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => (vec![], Some(e)),
+    };
+    let (mem_used, mem_total) = meminfo.and_then(parse_meminfo).unwrap_or((0, 0));
+    Heartbeat {
+        seq,
+        load1_milli: loadavg.and_then(parse_loadavg).unwrap_or(0),
+        mem_used,
+        mem_total,
+        running_jobs,
+        gpus: gpu_list,
+        gpu_source: gpus.kind().to_string(),
+        gpu_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake NVML: scripted readings, or a failure.
+    struct FakeGpus {
+        fail: bool,
+    }
+
+    impl GpuSource for FakeGpus {
+        fn kind(&self) -> &'static str {
+            "nvml"
+        }
+        fn count(&self) -> u32 {
+            2
+        }
+        fn sample(&mut self) -> Result<Vec<GpuSample>, String> {
+            if self.fail {
+                return Err("NVML: GPU is lost".into());
+            }
+            Ok((0..2)
+                .map(|i| GpuSample {
+                    index: i,
+                    name: "NVIDIA H100 80GB HBM3".into(),
+                    uuid: format!("GPU-{i}"),
+                    mem_used: 1 << 30,
+                    mem_total: 80 << 30,
+                    util_pct: 50 + i,
+                    temp_c: 60 + i,
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn heartbeat_through_the_trait() {
+        let holders = std::collections::HashMap::from([(1u32, 42u64)]);
+        let hb = heartbeat(
+            3,
+            &mut FakeGpus { fail: false },
+            &holders,
+            1,
+            Some("0.52 0.40 0.30 1/100 1234\n"),
+            Some("MemTotal:       1000 kB\nMemFree:  100 kB\nMemAvailable:    250 kB\n"),
+        );
+        assert_eq!(hb.seq, 3);
+        assert_eq!(hb.load1_milli, 520);
+        assert_eq!((hb.mem_used, hb.mem_total), (750 * 1024, 1000 * 1024));
+        assert_eq!(hb.gpus.len(), 2);
+        assert_eq!(hb.gpus[0].job, None);
+        assert_eq!(hb.gpus[1].job, Some(42));
+        assert_eq!(hb.gpus[1].temp_c, 61);
+        assert!(!hb.gpus[0].simulated);
+        assert_eq!(hb.gpu_source, "nvml");
+        assert_eq!(hb.gpu_error, None);
+        let hb = heartbeat(4, &mut FakeGpus { fail: true }, &holders, 0, None, None);
+        assert_eq!(hb.gpu_error.as_deref(), Some("NVML: GPU is lost"));
+        assert!(hb.gpus.is_empty());
+    }
+
+    #[test]
+    fn simulated_gpus_are_labelled() {
+        let mut s = SimulatedGpus::new(2, "worker-gpu-01");
+        let hb = heartbeat(1, &mut s, &Default::default(), 0, None, None);
+        assert_eq!(hb.gpus.len(), 2);
+        assert!(
+            hb.gpus
+                .iter()
+                .all(|g| g.simulated && g.mem_total == 80 << 30)
+        );
+        assert_ne!(hb.gpus[0].uuid, hb.gpus[1].uuid);
+        assert_eq!(hb.gpu_source, "simulated");
+        let other = SimulatedGpus::new(1, "worker-gpu-02").sample().unwrap();
+        assert_ne!(other[0].uuid, hb.gpus[0].uuid);
+    }
+
+    #[test]
+    fn nvml_fails_cleanly_without_a_driver() {
+        // On machines without the NVIDIA driver this is an error, not a
+        // panic; on machines with one it opens.
+        match NvmlGpus::open() {
+            Ok(n) => assert_eq!(n.kind(), "nvml"),
+            Err(e) => assert!(e.contains("NVML is not available"), "{e}"),
+        }
+        let (src, why) = detect(0, "n");
+        assert!(src.kind() == "nvml" || (src.kind() == "none" && why.is_some()));
+    }
+
+    #[test]
+    fn proc_parsers_reject_garbage() {
+        assert_eq!(parse_loadavg(""), None);
+        assert_eq!(parse_loadavg("x y"), None);
+        assert_eq!(parse_meminfo("MemTotal: 5 kB\n"), None);
+    }
+}
