@@ -119,3 +119,112 @@ fn killed_node_goes_offline_fast_and_its_jobs_are_lost() {
         "{job}"
     );
 }
+
+#[test]
+fn certificates_renew_over_the_session_and_expired_ones_are_refused() {
+    let mut lab = Lab::with_config(BIN, |c| {
+        *c = c.replace("node_cert_ttl = \"30d\"", "node_cert_ttl = \"12s\"")
+    });
+    lab.start_gateway();
+    let (home, mut agent) = lab.node_up("worker-r", "cpu", 0);
+    let cert_before = std::fs::read_to_string(home.join("node.crt")).unwrap();
+    let first = lab.node("worker-r").unwrap()["cert_expires"]
+        .as_u64()
+        .unwrap();
+    // Due two thirds in: about 8 s after issuance.
+    let renewed = wait_until(Duration::from_secs(30), "a renewal", || {
+        let e = lab.node("worker-r")?["cert_expires"].as_u64()?;
+        (e > first).then_some(e)
+    });
+    assert!(renewed >= first + 5, "{first} -> {renewed}");
+    assert_ne!(
+        std::fs::read_to_string(home.join("node.crt")).unwrap(),
+        cert_before
+    );
+    assert!(
+        agent.stderr().contains("certificate renewed"),
+        "{}",
+        agent.stderr()
+    );
+    assert_eq!(lab.node("worker-r").unwrap()["connection"], "connected");
+    // A restarted agent connects with the renewed certificate.
+    agent.kill();
+    lab.wait_node("worker-r", "offline", Duration::from_secs(10));
+    let _again = lab.start_node(&home);
+    lab.wait_node("worker-r", "connected", T);
+
+    // A node whose agent was not running past its expiry is told to re-enroll.
+    let idle = lab.enroll("worker-idle", "cpu");
+    let expires = lab.node("worker-idle").unwrap()["cert_expires"]
+        .as_u64()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the certificate to expire", || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        (now > expires).then_some(())
+    });
+    lab.run(&idle, &["node", "run"]).fails_with(77, "expired");
+    let out = lab.run(&idle, &["node", "run"]);
+    assert!(out.stderr.contains("enroll again"), "{}", out.stderr);
+}
+
+#[test]
+fn prometheus_metrics() {
+    let mut lab = Lab::with_config(BIN, |c| {
+        *c = c.replace("listen = \"\"", "listen = \"127.0.0.1:0\"")
+    });
+    lab.start_gateway();
+    let _n = lab.node_up("worker-m", "gpu", 1);
+    lab.run_job(&[
+        "--node",
+        "worker-m",
+        "--",
+        "head",
+        "-c",
+        "12345",
+        "/dev/zero",
+    ])
+    .ok();
+    let token = lab.token(&[]);
+    let junk = lab.home("junk");
+    let _ = lab.run(
+        &junk,
+        &[
+            "node", "enroll", "--token", &token, "--name", "BAD", "--wait", "1s",
+        ],
+    );
+    let addr = std::fs::read_to_string(lab.gw_home.join("metrics.addr")).unwrap();
+    let get = |path: &str| {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    let page = wait_until(T, "a heartbeat to show in the metrics", || {
+        let p = get("/metrics");
+        p.contains("openclaw_node_heartbeat_age_seconds{node=\"worker-m\"}")
+            .then_some(p)
+    });
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    for want in [
+        "openclaw_nodes{state=\"connected\"} 1",
+        "openclaw_nodes_health{health=\"healthy\"} 1",
+        "openclaw_jobs{state=\"exited\"} 1",
+        "openclaw_enrollments_total{result=\"auto_approved\"} 1",
+        "# TYPE openclaw_handshake_failures_total counter",
+    ] {
+        assert!(page.contains(want), "{want} missing from:\n{page}");
+    }
+    let relayed: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("openclaw_output_bytes_relayed_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(relayed >= 12345, "{relayed}");
+    assert!(get("/other").starts_with("HTTP/1.1 404"));
+}

@@ -48,6 +48,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             role,
             csr_der,
         } => client_issue(shared, peer, &name, role, &csr_der),
+        Request::NodeRenew { csr_der } => node_renew(shared, peer, &csr_der),
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
         Request::JobShow { id } => jobs::show(shared, id).map(Response::Job),
         Request::JobList { limit } => shared
@@ -276,6 +277,54 @@ fn client_issue(
             &format!("role {role}, serial {}", cert.serial),
         )
     })?;
+    Ok(Response::ClientIssued {
+        cert_der: cert.der,
+        ca_der: shared.ca.cert_der().to_vec(),
+    })
+}
+
+fn node_renew(shared: &Shared, peer: &Peer, csr_der: &[u8]) -> Result<Response, ApiError> {
+    let name = peer.name.as_str();
+    let csr = pki::check_csr(csr_der, name).map_err(|e| invalid(e.to_string()))?;
+    let now = unix_now();
+    let cert = shared.store.tx(|tx| {
+        let mut row = tx.node(name)?.ok_or_else(|| not_found(name))?;
+        if row.state != NodeState::Approved
+            || row.cert_serial.as_deref() != Some(peer.serial.as_str())
+        {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!("node {name} may renew only its current certificate; enroll again"),
+            ));
+        }
+        if csr.spki_der != row.spki {
+            return Err(invalid(
+                "a renewal keeps the node's key; this request has another key",
+            ));
+        }
+        let cert = shared
+            .ca
+            .issue_client(
+                name,
+                proto::Role::Node,
+                &row.spki,
+                shared.config().node_cert_ttl.as_secs(),
+                now,
+            )
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        tx.set_node_cert(name, &cert)?;
+        tx.record_issued(name, proto::Role::Node, &cert, now)?;
+        tx.audit(
+            now,
+            name,
+            "node.renew",
+            name,
+            &format!("serial {} replaces {}", cert.serial, peer.serial),
+        )?;
+        row.cert_serial = Some(cert.serial.clone());
+        Ok::<_, ApiError>(cert)
+    })?;
+    tracing::info!(node = %name, serial = %cert.serial, "node certificate renewed");
     Ok(Response::ClientIssued {
         cert_der: cert.der,
         ca_der: shared.ca.cert_der().to_vec(),

@@ -50,6 +50,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// A node silent this long is dead: its connection is closed.
     pub dead_after: Duration,
+    /// Where to serve Prometheus metrics (`None`: off).
+    pub metrics_listen: Option<String>,
     /// A GPU hotter than this makes its node `degraded`.
     pub gpu_temp_limit_c: u32,
     /// How long a job whose node went away waits for the node to re-attach
@@ -80,6 +82,14 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +215,7 @@ impl Config {
                 Duration::from_secs(3),
             )?,
             gpu_temp_limit_c: raw.liveness.gpu_temp_limit_c.unwrap_or(85),
+            metrics_listen: raw.metrics.listen.filter(|l| !l.trim().is_empty()),
             job_grace: dur(
                 "liveness.job_grace",
                 raw.liveness.job_grace,
@@ -319,6 +330,11 @@ allow_shell = true
 output_cap_bytes = 1073741824
 # Seconds between SIGTERM and SIGKILL when a job is cancelled or times out.
 kill_grace = "10s"
+
+[metrics]
+# Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "127.0.0.1:9464").
+# Empty or absent: off. Port 0 picks a free port, written to metrics.addr.
+listen = ""
 "#
         )
     }

@@ -60,7 +60,15 @@ pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
 
 fn handle(shared: &Shared, req: EnrollRequest, remote: SocketAddr) -> EnrollReply {
     let result = match req {
-        EnrollRequest::Submit(submit) => submit_request(shared, submit, remote),
+        EnrollRequest::Submit(submit) => {
+            let r = submit_request(shared, submit, remote);
+            shared.metrics.enrollment(match &r {
+                Ok(EnrollReply::Approved { .. }) => "auto_approved",
+                Ok(_) => "pending",
+                Err(_) => "refused",
+            });
+            r
+        }
         EnrollRequest::Poll { request_id } => poll(shared, &request_id),
     };
     result.unwrap_or_else(EnrollReply::Error)

@@ -1291,6 +1291,10 @@ async fn store_output(
                 let mut at = offset;
                 mesh::read_data(recv, len, |chunk| {
                     let n = chunk.len() as u64;
+                    shared
+                        .metrics
+                        .bytes_relayed
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     f.append(at, chunk, cap)?;
                     at += n;
                     Ok(())

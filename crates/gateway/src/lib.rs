@@ -9,6 +9,7 @@ mod api;
 pub mod config;
 mod enroll;
 mod jobs;
+mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod routing;
@@ -47,6 +48,8 @@ pub mod files {
     pub const STATE: &str = "state.db";
     /// The bound listen address, written at start.
     pub const ADDR: &str = "gateway.addr";
+    /// The bound metrics address, written at start when metrics are on.
+    pub const METRICS_ADDR: &str = "metrics.addr";
     /// Job output logs (0700).
     pub const LOGS: &str = "logs";
 }
@@ -177,6 +180,7 @@ pub(crate) struct Shared {
     pub home: Home,
     pub logs_dir: PathBuf,
     pub jobs: jobs::Jobs,
+    pub metrics: metrics::Metrics,
     pub store: Store,
     pub registry: Registry,
     pub ca: pki::Ca,
@@ -287,6 +291,7 @@ impl Gateway {
             home: home.clone(),
             logs_dir,
             jobs: jobs::Jobs::default(),
+            metrics: metrics::Metrics::default(),
             store,
             registry: Registry::default(),
             ca,
@@ -294,7 +299,27 @@ impl Gateway {
             advertise,
         });
         jobs::recover(&shared).map_err(|e| GatewayError::Io(e.message))?;
-        let task = tokio::spawn(serve(shared, endpoint, shutdown));
+        let metrics_listen = shared.config().metrics_listen.clone();
+        let metrics_task = match metrics_listen {
+            Some(listen) => {
+                let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
+                    GatewayError::Io(format!("cannot serve metrics on {listen} (TCP): {e}"))
+                })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| GatewayError::Io(e.to_string()))?;
+                home.write_public(files::METRICS_ADDR, format!("{bound}\n").as_bytes())?;
+                tracing::info!(%bound, "serving Prometheus metrics at /metrics");
+                Some(tokio::spawn(metrics::serve(shared.clone(), listener)))
+            }
+            None => None,
+        };
+        let task = tokio::spawn(async move {
+            serve(shared, endpoint, shutdown).await;
+            if let Some(t) = metrics_task {
+                t.abort();
+            }
+        });
         Ok(Gateway { addr, task })
     }
 

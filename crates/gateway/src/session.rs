@@ -27,6 +27,9 @@ pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
         Ok(c) => c,
         Err(e) => {
             tracing::info!(%remote, error = %e, "handshake failed");
+            shared
+                .metrics
+                .handshake_failure(crate::metrics::handshake_reason(&e));
             return;
         }
     };
@@ -48,6 +51,8 @@ pub struct Peer {
     pub name: String,
     /// Certificate role.
     pub role: Role,
+    /// Certificate serial.
+    pub serial: String,
 }
 
 fn close(conn: &quinn::Connection, code: CloseCode, reason: &str) {
@@ -62,6 +67,7 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
         .and_then(|certs| certs.first().cloned());
     let Some(cert) = cert else {
         tracing::info!(%remote, "session without a client certificate");
+        shared.metrics.handshake_failure("no_client_certificate");
         close(
             &conn,
             CloseCode::NoClientCert,
@@ -115,6 +121,7 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     let peer = Peer {
         name: peer.name,
         role: peer.role,
+        serial: peer.serial,
     };
     tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
     let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));

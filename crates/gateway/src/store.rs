@@ -767,6 +767,17 @@ impl Tx<'_> {
         rows.into_iter().map(finish_job).collect()
     }
 
+    /// Number of jobs in each state.
+    pub fn job_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, u(r.get(1)?))))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// Jobs not in a final state.
     pub fn unfinished_jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         let mut stmt = self.0.prepare(&format!(

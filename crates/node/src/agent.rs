@@ -67,28 +67,10 @@ pub async fn run(
     mut events: impl FnMut(AgentEvent),
 ) -> Result<(), NodeError> {
     let cfg = NodeConfig::load(home).map_err(NodeError::Home)?;
-    let hint = "this home holds no enrolled node; run 'openclaw node enroll' first";
-    let cert_pem = home.read_text(node_files::CERT, hint)?;
-    let key_pem = home.read_private(node_files::KEY, hint)?;
-    let ca_pem = home.read_text(node_files::CA, hint)?;
-    let cert_der =
-        pki::pem_to_der(&cert_pem, "CERTIFICATE").map_err(|e| NodeError::Home(e.to_string()))?;
-    let peer = pki::parse_peer_cert(&cert_der).map_err(|e| NodeError::Home(e.to_string()))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if peer.not_after <= now {
-        return Err(NodeError::Refused(format!(
-            "this node's certificate expired {} ago; enroll again with a new token ('openclaw node enroll')",
-            proto::duration::format(Duration::from_secs(now - peer.not_after))
-        )));
-    }
+    // Fail fast on a missing or expired credential; it is loaded again
+    // before every session, so a renewed certificate is picked up.
+    load_session_config(home, opts.idle_timeout)?;
     let gateway = opts.gateway.clone().unwrap_or(cfg.gateway.clone());
-    let transport = mesh::tls::client_transport(Duration::from_secs(1), opts.idle_timeout)
-        .map_err(|e| NodeError::Home(e.to_string()))?;
-    let config = mesh::tls::session_client_config(&ca_pem, &cert_pem, &key_pem, transport)
-        .map_err(|e| NodeError::Home(e.to_string()))?;
     let remote = mesh::resolve(&gateway)
         .await
         .map_err(NodeError::Unreachable)?;
@@ -118,7 +100,12 @@ pub async fn run(
     loop {
         let started = Instant::now();
         let end = tokio::select! {
-            end = session(&endpoint, &config, remote, &ctx, &mut events) => end,
+            end = async {
+                match load_session_config(home, opts.idle_timeout) {
+                    Ok((config, _)) => session(&endpoint, &config, remote, &ctx, home, &mut events).await,
+                    Err(e) => End::Fatal(e.to_string()),
+                }
+            } => end,
             () = &mut shutdown => End::Shutdown,
         };
         match end {
@@ -152,6 +139,111 @@ pub async fn run(
     }
 }
 
+/// Reads the node's credential and builds a session config; refuses an
+/// expired certificate with the way out.
+fn load_session_config(
+    home: &Home,
+    idle: Duration,
+) -> Result<(quinn::ClientConfig, pki::PeerCert), NodeError> {
+    let hint = "this home holds no enrolled node; run 'openclaw node enroll' first";
+    let cert_pem = home.read_text(node_files::CERT, hint)?;
+    let key_pem = home.read_private(node_files::KEY, hint)?;
+    let ca_pem = home.read_text(node_files::CA, hint)?;
+    let cert_der =
+        pki::pem_to_der(&cert_pem, "CERTIFICATE").map_err(|e| NodeError::Home(e.to_string()))?;
+    let peer = pki::parse_peer_cert(&cert_der).map_err(|e| NodeError::Home(e.to_string()))?;
+    let now = unix_now();
+    if peer.not_after <= now {
+        return Err(NodeError::Refused(format!(
+            "this node's certificate expired {} ago; enroll again with a new token ('openclaw node enroll')",
+            proto::duration::format(Duration::from_secs(now - peer.not_after))
+        )));
+    }
+    let transport = mesh::tls::client_transport(Duration::from_secs(1), idle)
+        .map_err(|e| NodeError::Home(e.to_string()))?;
+    let config = mesh::tls::session_client_config(&ca_pem, &cert_pem, &key_pem, transport)
+        .map_err(|e| NodeError::Home(e.to_string()))?;
+    Ok((config, peer))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews the node's certificate over `conn` two thirds into its lifetime,
+/// keeping the key (documented in certs/README.md), and again for each new
+/// certificate. The live session keeps its TLS state; the next connection
+/// uses the new certificate.
+async fn renew_when_due(conn: quinn::Connection, home: Home) {
+    loop {
+        let Ok(cert_pem) = home.read_text(node_files::CERT, "") else {
+            return;
+        };
+        let Some(peer) = pki::pem_to_der(&cert_pem, "CERTIFICATE")
+            .ok()
+            .and_then(|d| pki::parse_peer_cert(&d).ok())
+        else {
+            return;
+        };
+        let due = pki::renewal_due(peer.not_before, peer.not_after);
+        tokio::time::sleep(Duration::from_secs(due.saturating_sub(unix_now()))).await;
+        match renew(&conn, &home, &peer).await {
+            Ok(not_after) => {
+                tracing::info!(node = %peer.name, "certificate renewed; valid until {not_after} (unix)")
+            }
+            Err(e) => {
+                tracing::warn!(node = %peer.name, "certificate renewal failed: {e}; retrying in 10s");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    }
+}
+
+async fn renew(conn: &quinn::Connection, home: &Home, peer: &pki::PeerCert) -> Result<u64, String> {
+    let key_pem = home
+        .read_private(node_files::KEY, "")
+        .map_err(|e| e.to_string())?;
+    let csr_der = pki::make_csr(&peer.name, &key_pem).map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    mesh::write_frame(
+        &mut send,
+        &Open::Request(proto::Request::NodeRenew { csr_der }),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    let reply = mesh::read_frame::<proto::Response>(&mut recv, proto::MAX_FRAME_LEN)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cert_der = match reply {
+        Some(proto::Response::ClientIssued { cert_der, .. }) => cert_der,
+        Some(proto::Response::Error(e)) => return Err(e.message),
+        other => return Err(format!("unexpected reply {other:?}")),
+    };
+    let new = pki::parse_peer_cert(&cert_der).map_err(|e| e.to_string())?;
+    if new.name != peer.name || new.role != proto::Role::Node || new.fingerprint != peer.fingerprint
+    {
+        return Err("the gateway returned a certificate for another name or key".into());
+    }
+    home.write_public(
+        node_files::CERT,
+        pki::der_to_pem(&cert_der, "CERTIFICATE").as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(new.not_after)
+}
+
 fn classify(err: &quinn::ConnectionError) -> End {
     let msg = mesh::describe_connection_error(err);
     match refusal(err) {
@@ -169,6 +261,7 @@ async fn session(
     config: &quinn::ClientConfig,
     remote: std::net::SocketAddr,
     ctx: &Arc<RunContext>,
+    home: &Home,
     events: &mut impl FnMut(AgentEvent),
 ) -> End {
     let name = ctx.node.as_str();
@@ -235,6 +328,8 @@ async fn session(
         return lost(&conn, e);
     }
     events(AgentEvent::Connected);
+    let renewer = tokio::spawn(renew_when_due(conn.clone(), home.clone()));
+    let _renewer = AbortOnDrop(renewer);
     // Jobs that ran on while the gateway was away: report where they are.
     for job in ctx.live_jobs() {
         tracing::info!(

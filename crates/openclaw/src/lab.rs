@@ -53,6 +53,8 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     let cfg_path = gw_home.path(gateway::files::CONFIG);
     let mut cfg = std::fs::read_to_string(&cfg_path).map_err(fail)?;
     cfg.push_str(LAB_JOBS);
+    // The lab serves metrics; a real gateway has them off until configured.
+    cfg = cfg.replace("listen = \"\"", "listen = \"127.0.0.1:0\"");
     std::fs::write(&cfg_path, cfg).map_err(fail)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -62,6 +64,9 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         .await
         .map_err(fail)?;
     println!("   listening on {}", gw.addr());
+    if let Ok(m) = std::fs::read_to_string(gw_home.path(gateway::files::METRICS_ADDR)) {
+        println!("   metrics at http://{}/metrics", m.trim());
+    }
     let admin = Client::connect(&gw_home).await.map_err(fail)?;
 
     let mut agents = Vec::new();

@@ -11,7 +11,7 @@ use crate::{PkiError, fingerprint, random_bytes, sha256};
 use proto::{GATEWAY_SERVER_NAME, Role};
 
 /// How far back `not_before` is set, to tolerate clock skew between machines.
-const BACKDATE_SECS: u64 = 300;
+pub const BACKDATE_SECS: u64 = 300;
 /// The CA's lifetime.
 const CA_TTL_SECS: u64 = 10 * 365 * 86_400;
 
@@ -36,6 +36,14 @@ pub struct IssuedCert {
     pub not_after: u64,
     /// Fingerprint of the subject key.
     pub fingerprint: String,
+}
+
+/// When a certificate valid from `not_before` to `not_after` should be
+/// renewed: two thirds into its lifetime, counted from issuance (the
+/// backdating for clock skew does not count).
+pub fn renewal_due(not_before: u64, not_after: u64) -> u64 {
+    let issued = (not_before + BACKDATE_SECS).min(not_after);
+    issued + (not_after - issued) * 2 / 3
 }
 
 /// Generates an ECDSA P-256 key.
@@ -254,6 +262,26 @@ mod tests {
         assert_eq!(peer.not_after, NOW + 3600);
         assert_eq!(peer.fingerprint, fingerprint(&key.spki_der));
         assert_eq!(pem_to_der(&cert.pem, "CERTIFICATE").unwrap(), cert.der);
+    }
+
+    #[test]
+    fn renewal_is_due_two_thirds_in() {
+        // Issued at 1000 (backdated to 700), valid 30 days.
+        let (nb, na) = (1000 - BACKDATE_SECS, 1000 + 30 * 86_400);
+        assert_eq!(renewal_due(nb, na), 1000 + 20 * 86_400);
+        assert_eq!(
+            renewal_due(100, 200),
+            200,
+            "a certificate shorter than the backdate is due at once"
+        );
+        let (ca_pem, ca_key) = generate_ca("gw", NOW).unwrap();
+        let ca = Ca::load(&ca_pem, &ca_key).unwrap();
+        let key = generate_key().unwrap();
+        let cert = ca
+            .issue_client("n", Role::Node, &key.spki_der, 30, NOW)
+            .unwrap();
+        let peer = parse_peer_cert(&cert.der).unwrap();
+        assert_eq!(renewal_due(peer.not_before, peer.not_after), NOW + 20);
     }
 
     #[test]

@@ -250,6 +250,12 @@ pub enum Request {
         /// Node name.
         name: String,
     },
+    /// A node renews its own certificate (same name, same key), over its
+    /// mTLS session. The reply is `ClientIssued`.
+    NodeRenew {
+        /// PKCS#10 request for the node's name, no extensions.
+        csr_der: Vec<u8>,
+    },
     /// Sign a client credential (admin or bot) for a CSR made by the caller.
     ClientIssue {
         /// Identity: `[a-z0-9-]{1,63}`.
@@ -547,6 +553,7 @@ impl Request {
             Request::NodeReject { .. } => "node.reject",
             Request::NodeRevoke { .. } => "node.revoke",
             Request::ClientIssue { .. } => "client.issue",
+            Request::NodeRenew { .. } => "node.renew",
             Request::JobSubmit(_) => "job.submit",
             Request::JobRun(_) => "job.run",
             Request::JobAttach { .. } => "job.attach",
@@ -558,7 +565,8 @@ impl Request {
         }
     }
 
-    /// Whether `role` may make this call. Nodes may make none; bots may
+    /// Whether `role` may make this call. Nodes may only renew their own
+    /// certificate; bots may
     /// read and work with jobs for chat users but not manage nodes or
     /// tokens; admins may do everything.
     pub fn allowed_for(&self, role: Role) -> bool {
@@ -573,8 +581,10 @@ impl Request {
                     | Request::NodeReject { .. }
                     | Request::NodeRevoke { .. }
                     | Request::ClientIssue { .. }
+                    | Request::NodeRenew { .. }
             ),
-            Role::Node => false,
+            // A node may only renew its own certificate.
+            Role::Node => matches!(self, Request::NodeRenew { .. }),
         }
     }
 }

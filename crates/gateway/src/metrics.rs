@@ -1,0 +1,210 @@
+//! Prometheus metrics over plain HTTP (`[metrics] listen` in gateway.toml;
+//! off by default). A deliberately tiny responder: `GET /metrics` only,
+//! requests capped at 8 KiB and 5 s, one response per connection.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::Shared;
+use crate::store::NodeState;
+
+/// Counters the gateway bumps as things happen.
+#[derive(Default)]
+pub struct Metrics {
+    /// Job output bytes stored from nodes.
+    pub bytes_relayed: AtomicU64,
+    enrollments: Mutex<BTreeMap<&'static str, u64>>,
+    handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
+    if let Ok(mut m) = map.lock() {
+        *m.entry(key).or_default() += 1;
+    }
+}
+
+impl Metrics {
+    /// Counts an enrollment request by outcome (`pending`, `auto_approved`, `refused`).
+    pub fn enrollment(&self, result: &'static str) {
+        bump(&self.enrollments, result);
+    }
+
+    /// Counts a failed handshake or refused session by reason.
+    pub fn handshake_failure(&self, reason: &'static str) {
+        bump(&self.handshake_failures, reason);
+    }
+}
+
+/// A short reason for a failed handshake, from the connection error.
+pub fn handshake_reason(e: &quinn::ConnectionError) -> &'static str {
+    let code = match e {
+        quinn::ConnectionError::TransportError(t) => Some(u64::from(t.code)),
+        quinn::ConnectionError::ConnectionClosed(c) => Some(u64::from(c.error_code)),
+        quinn::ConnectionError::TimedOut => return "timeout",
+        _ => None,
+    };
+    match code.and_then(|c| c.checked_sub(0x100)) {
+        Some(42) => "bad_certificate",
+        Some(44) => "certificate_revoked",
+        Some(45) => "certificate_expired",
+        Some(48) => "unknown_ca",
+        Some(51) => "bad_signature",
+        Some(116) => "certificate_required",
+        Some(120) => "no_application_protocol",
+        _ => "other",
+    }
+}
+
+fn counter_family(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    map: &Mutex<BTreeMap<&'static str, u64>>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    if let Ok(m) = map.lock() {
+        for (k, v) in m.iter() {
+            let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
+        }
+    }
+}
+
+/// The metrics page.
+pub fn render(shared: &Shared) -> String {
+    let mut out = String::new();
+    let cfg = shared.config();
+    let now = Instant::now();
+    let nodes = shared.store.tx(|tx| tx.nodes()).unwrap_or_default();
+    let mut by_state: BTreeMap<&str, u64> =
+        ["connected", "offline", "pending", "rejected", "revoked"]
+            .iter()
+            .map(|s| (*s, 0))
+            .collect();
+    let mut by_health: BTreeMap<&str, u64> = ["healthy", "degraded", "unhealthy"]
+        .iter()
+        .map(|s| (*s, 0))
+        .collect();
+    let mut ages = Vec::new();
+    for n in &nodes {
+        let live = if n.state == NodeState::Approved {
+            shared.registry.meta(&n.name, now)
+        } else {
+            None
+        };
+        let (conn, health, _) = crate::rules::status_columns(
+            n.state,
+            live.as_ref().map(|l| l.view),
+            cfg.heartbeat_interval,
+            live.as_ref().and_then(|l| l.telemetry.as_deref()),
+            cfg.gpu_temp_limit_c,
+        );
+        *by_state.entry(conn).or_default() += 1;
+        if let Some(h) = by_health.get_mut(health) {
+            *h += 1;
+        }
+        if let Some(l) = live {
+            ages.push((n.name.clone(), l.view.heartbeat_age));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP openclaw_nodes Known nodes by connection state.\n# TYPE openclaw_nodes gauge"
+    );
+    for (k, v) in &by_state {
+        let _ = writeln!(out, "openclaw_nodes{{state=\"{k}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP openclaw_nodes_health Connected nodes by health.\n# TYPE openclaw_nodes_health gauge"
+    );
+    for (k, v) in &by_health {
+        let _ = writeln!(out, "openclaw_nodes_health{{health=\"{k}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP openclaw_node_heartbeat_age_seconds Time since each connected node's last heartbeat.\n# TYPE openclaw_node_heartbeat_age_seconds gauge"
+    );
+    for (name, age) in ages {
+        let _ = writeln!(
+            out,
+            "openclaw_node_heartbeat_age_seconds{{node=\"{name}\"}} {:.3}",
+            age.as_secs_f64()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP openclaw_jobs Jobs by state.\n# TYPE openclaw_jobs gauge"
+    );
+    for (state, n) in shared.store.tx(|tx| tx.job_counts()).unwrap_or_default() {
+        let _ = writeln!(out, "openclaw_jobs{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP openclaw_output_bytes_relayed_total Job output bytes stored from nodes.\n# TYPE openclaw_output_bytes_relayed_total counter\nopenclaw_output_bytes_relayed_total {}",
+        shared.metrics.bytes_relayed.load(Ordering::Relaxed)
+    );
+    counter_family(
+        &mut out,
+        "openclaw_enrollments_total",
+        "Enrollment requests by outcome.",
+        "result",
+        &shared.metrics.enrollments,
+    );
+    counter_family(
+        &mut out,
+        "openclaw_handshake_failures_total",
+        "Failed handshakes and refused sessions by reason.",
+        "reason",
+        &shared.metrics.handshake_failures,
+    );
+    out
+}
+
+/// Serves the metrics page on `listener` until the task is dropped.
+pub async fn serve(shared: std::sync::Arc<Shared>, listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut got = 0;
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while got < buf.len() {
+                    match sock.read(&mut buf[got..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                    if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let (status, body) = if buf[..got].starts_with(b"GET /metrics ") {
+                ("200 OK", render(&shared))
+            } else {
+                (
+                    "404 Not Found",
+                    "only GET /metrics is served here\n".to_string(),
+                )
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
