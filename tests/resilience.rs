@@ -228,3 +228,167 @@ fn prometheus_metrics() {
     assert!(relayed >= 12345, "{relayed}");
     assert!(get("/other").starts_with("HTTP/1.1 404"));
 }
+
+/// A network namespace with a veth pair to the host, removed on drop.
+struct NetNs {
+    name: String,
+    host_if: String,
+    host_ip: String,
+}
+
+impl NetNs {
+    fn ip(args: &[&str]) -> bool {
+        std::process::Command::new("ip")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Creates the namespace, or says why not (not root, no `ip`).
+    fn create() -> Result<NetNs, String> {
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| e.to_string())?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return Err("not running as root".into());
+        }
+        let k = std::process::id() % 250;
+        let ns = NetNs {
+            name: format!("octest{k}"),
+            host_if: format!("ocva{k}"),
+            host_ip: format!("10.250.{k}.1"),
+        };
+        let peer_if = format!("ocvb{k}");
+        let _ = Self::ip(&["link", "del", &ns.host_if]);
+        let _ = Self::ip(&["netns", "del", &ns.name]);
+        let ok = Self::ip(&["netns", "add", &ns.name])
+            && Self::ip(&[
+                "link",
+                "add",
+                &ns.host_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer_if,
+            ])
+            && Self::ip(&["link", "set", &peer_if, "netns", &ns.name])
+            && Self::ip(&[
+                "addr",
+                "add",
+                &format!("{}/30", ns.host_ip),
+                "dev",
+                &ns.host_if,
+            ])
+            && Self::ip(&["link", "set", &ns.host_if, "up"])
+            && Self::ip(&[
+                "netns",
+                "exec",
+                &ns.name,
+                "ip",
+                "addr",
+                "add",
+                &format!("10.250.{k}.2/30"),
+                "dev",
+                &peer_if,
+            ])
+            && Self::ip(&[
+                "netns", "exec", &ns.name, "ip", "link", "set", &peer_if, "up",
+            ])
+            && Self::ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
+        if ok {
+            Ok(ns)
+        } else {
+            Err("could not create a network namespace with a veth pair".into())
+        }
+    }
+
+    fn link(&self, up: bool) {
+        assert!(Self::ip(&[
+            "link",
+            "set",
+            &self.host_if,
+            if up { "up" } else { "down" }
+        ]));
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Self::ip(&["link", "del", &self.host_if]);
+        let _ = Self::ip(&["netns", "del", &self.name]);
+    }
+}
+
+#[test]
+fn node_in_another_network_survives_a_link_cut() {
+    let ns = match NetNs::create() {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!(
+                "SKIPPED node_in_another_network_survives_a_link_cut: {why} (needs root and iproute2; CI runs as root)"
+            );
+            return;
+        }
+    };
+    let mut lab = Lab::with_config(BIN, |c| {
+        *c = c.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"")
+    });
+    lab.start_gateway();
+    let home = lab.enroll("worker-far", "cpu");
+    let port = lab
+        .addr
+        .as_ref()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let gw = format!("{}:{port}", ns.host_ip);
+    let out_path = lab.dir().join("far.out");
+    let err_path = lab.dir().join("far.err");
+    let mut node = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            BIN,
+            "--home",
+            home.to_str().unwrap(),
+            "node",
+            "run",
+            "--gateway",
+            &gw,
+        ])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    lab.wait_node("worker-far", "connected", T);
+    let job = "for i in $(seq 1 40); do seq $(( (i-1)*5000+1 )) $(( i*5000 )); sleep 0.15; done";
+    let id = lab.detach(&["--node", "worker-far", "--", "sh", "-c", job]);
+    lab.wait_job(id, "running", T);
+    std::thread::sleep(Duration::from_millis(500));
+    ns.link(false);
+    lab.wait_node("worker-far", "offline", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1000));
+    ns.link(true);
+    lab.wait_node("worker-far", "connected", T);
+    let done = lab.wait_job(id, "exited", T);
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(
+        done["exit_code"],
+        0,
+        "{}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+    let logs = lab.admin(&["job", "logs", &id.to_string()]).ok().stdout;
+    assert!(
+        logs == want_seq(),
+        "stored log differs after the link cut: {} bytes",
+        logs.len()
+    );
+}

@@ -8,6 +8,9 @@
 //! target/release/openclaw-bench --openclaw target/release/openclaw
 //! ```
 //!
+//! `--resilience` measures dead-node detection, reconnection after a gateway
+//! restart, and bytes lost or duplicated across forced disconnects.
+//!
 //! ssh figures need `ssh -o BatchMode=yes localhost true` to work (see
 //! `scripts/bench-ssh-setup.sh`); without it they are reported as skipped.
 
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
+
+mod resilience;
 
 #[derive(Parser)]
 struct Args {
@@ -33,6 +38,15 @@ struct Args {
     /// Skip the ssh comparison.
     #[arg(long)]
     no_ssh: bool,
+    /// Measure failure detection, reconnection and exactly-once output instead.
+    #[arg(long)]
+    resilience: bool,
+    /// SIGKILL trials for --resilience.
+    #[arg(long, default_value_t = 20)]
+    trials: usize,
+    /// Forced disconnects for --resilience.
+    #[arg(long, default_value_t = 20)]
+    disconnects: usize,
 }
 
 struct Lab {
@@ -239,6 +253,9 @@ async fn raw_quinn(bytes: u64) -> Result<Duration> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.resilience {
+        return resilience::run(&args.openclaw, args.trials, args.disconnects);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
