@@ -49,6 +49,8 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             csr_der,
         } => client_issue(shared, peer, &name, role, &csr_der),
         Request::NodeRenew { csr_der } => node_renew(shared, peer, &csr_der),
+        Request::ChatContext => jobs::chat_context(shared),
+        Request::JobPreview(spec) => jobs::preview(shared, peer, spec),
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
         Request::JobShow { id } => jobs::show(shared, id).map(Response::Job),
         Request::JobList { limit } => shared

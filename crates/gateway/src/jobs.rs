@@ -455,6 +455,70 @@ fn plan_for(shared: &Shared, id: u64, node: &str, r: &Resolved) -> JobPlan {
     }
 }
 
+/// Resolves, routes and checks policy for a job without creating it.
+pub fn preview(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    spec: JobSpec,
+) -> Result<proto::Response, ApiError> {
+    let requester = identity(peer, spec.on_behalf_of.as_deref())?;
+    let cfg = shared.config();
+    let r = resolve(&cfg, &spec)?;
+    let node = route(shared, &r).map_err(ApiError::from)?;
+    let d = policy::evaluate(
+        &cfg.policy,
+        &policy::Facts {
+            user: &requester,
+            node: &node,
+            argv: &r.argv,
+            job: r.named_job.as_deref(),
+        },
+    );
+    Ok(proto::Response::Preview {
+        node,
+        argv: r.argv,
+        named_job: r.named_job,
+        role: r.role,
+        decision: match d.action {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::Approve => "approve",
+        }
+        .into(),
+        approvers: if d.action == Action::Approve {
+            d.approvers
+        } else {
+            vec![]
+        },
+        rule: d.rule.and_then(|i| u32::try_from(i + 1).ok()),
+    })
+}
+
+/// What the chat grammar needs to know.
+pub fn chat_context(shared: &Shared) -> Result<proto::Response, ApiError> {
+    let cfg = shared.config();
+    let nodes = shared.store.tx(|tx| tx.nodes())?;
+    let mut roles: Vec<String> = nodes
+        .iter()
+        .flat_map(|n| n.labels.iter().cloned())
+        .collect();
+    roles.sort();
+    roles.dedup();
+    Ok(proto::Response::ChatContext {
+        nodes: nodes
+            .into_iter()
+            .filter(|n| n.state == NodeState::Approved)
+            .map(|n| n.name)
+            .collect(),
+        jobs: cfg
+            .jobs
+            .iter()
+            .map(|(k, j)| (k.clone(), j.aliases.clone()))
+            .collect(),
+        roles,
+    })
+}
+
 /// Creates a job. Returns its record; a policy denial is an error (the
 /// denied job is still recorded for the audit trail).
 pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInfo, ApiError> {

@@ -270,6 +270,11 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         },
         Command::Lab { dir, keep } => lab::run(dir, keep).await,
         Command::Run(args) => jobs_cli::run(&home, args).await,
+        Command::Chat {
+            user,
+            dry_run,
+            message,
+        } => crate::chat_cli::run(&home, user, dry_run, message).await,
         Command::Job(cmd) => jobs_cli::job(&home, cmd).await,
         Command::Client(ClientCmd::Create { name, role, out }) => {
             client_create(&home, &name, &role, &out).await

@@ -11,7 +11,7 @@ use mesh::Home;
 use proto::{Request, Response};
 use tokio::sync::watch;
 
-use crate::commands::{CliError, terminated};
+use crate::commands::CliError;
 use crate::{exit, output};
 
 fn fail(e: impl std::fmt::Display) -> CliError {
@@ -152,8 +152,9 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         println!();
         println!("The lab is up. In another terminal, try:");
         println!("  openclaw --home {} node list", gw_home.root().display());
-        println!("Press Ctrl-C to stop.");
-        terminated().await;
+        println!("Or talk to it here as you would to @moltbot in Slack (try: help, nodes,");
+        println!("run hello, run nvidia-smi on worker-gpu-01). Type exit or press Ctrl-D to stop.");
+        let _ = crate::chat_cli::repl(&admin, &None).await;
     }
     println!("== stopping the lab");
     admin.close().await;

@@ -1,6 +1,7 @@
 //! `openclaw`: one binary for the gateway, the node agent, the admin CLI and
 //! the local lab. This file is a thin clap layer over the library crates.
 
+mod chat_cli;
 mod commands;
 mod jobs_cli;
 mod lab;
@@ -74,6 +75,20 @@ enum Command {
     /// List, inspect, follow, cancel, approve and deny jobs.
     #[command(subcommand)]
     Job(jobs_cli::JobCmd),
+    /// Send a chat message through the moltbot grammar and print the reply
+    /// (an interactive prompt without a message).
+    Chat {
+        /// The chat user to act for (needs a bot credential, e.g. from
+        /// 'openclaw client create moltbot --role bot').
+        #[arg(long)]
+        user: Option<String>,
+        /// Print the resolved tool call and policy decision as JSON; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The message.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        message: Vec<String>,
+    },
     /// Create client credentials (admin or bot).
     #[command(subcommand)]
     Client(ClientCmd),

@@ -265,6 +265,10 @@ pub enum Request {
         /// PKCS#10 request, subject `CN=<name>`, no extensions.
         csr_der: Vec<u8>,
     },
+    /// Named jobs, nodes and roles, for the chat grammar.
+    ChatContext,
+    /// Resolve, route and check policy for a job without creating it.
+    JobPreview(JobSpec),
     /// Create a job and return at once.
     JobSubmit(JobSpec),
     /// Create a job and stream its events until it ends.
@@ -554,6 +558,8 @@ impl Request {
             Request::NodeRevoke { .. } => "node.revoke",
             Request::ClientIssue { .. } => "client.issue",
             Request::NodeRenew { .. } => "node.renew",
+            Request::ChatContext => "chat.context",
+            Request::JobPreview(_) => "job.preview",
             Request::JobSubmit(_) => "job.submit",
             Request::JobRun(_) => "job.run",
             Request::JobAttach { .. } => "job.attach",
@@ -625,6 +631,32 @@ pub enum Response {
         cert_der: Vec<u8>,
         /// The CA, DER.
         ca_der: Vec<u8>,
+    },
+    /// Reply to `ChatContext`.
+    ChatContext {
+        /// Approved node names.
+        nodes: Vec<String>,
+        /// Named jobs with their aliases.
+        jobs: Vec<(String, Vec<String>)>,
+        /// Labels in use.
+        roles: Vec<String>,
+    },
+    /// Reply to `JobPreview`: the routed tool call and the policy decision.
+    Preview {
+        /// The node it would run on.
+        node: String,
+        /// Exact argv.
+        argv: Vec<String>,
+        /// Named job.
+        named_job: Option<String>,
+        /// Role asked for.
+        role: Option<String>,
+        /// `allow`, `deny` or `approve`.
+        decision: String,
+        /// Who could approve it.
+        approvers: Vec<String>,
+        /// Matching policy rule, 1-based.
+        rule: Option<u32>,
     },
     /// Reply to `JobSubmit` and `JobShow`.
     Job(JobInfo),

@@ -1,0 +1,584 @@
+//! The chat grammar. A message's text, as Slack delivers it, becomes an
+//! [`Intent`]; the gateway then resolves a run intent into a routed tool
+//! call. Pure: no IO, no clock. Messages that cannot be routed become
+//! [`Intent::Clarify`] with a question, never a guess.
+//!
+//! Handled forms (after removing `<@U…>` mentions and a leading `@moltbot`):
+//!
+//! * `run training on worker-gpu-01`: named job `training` on that node;
+//! * `run train.py on worker-gpu-01`: the script, through the interpreter
+//!   map (`.py` → `python`);
+//! * `run python train.py --epochs 3 on worker-gpu-01`: that argv;
+//! * `use worker-gpu-01 to train model`: the named job whose alias is
+//!   "train model", on that node;
+//! * `execute job on gpu node`, `run training (gpu)`: role routing;
+//! * `start experiment exp42`: the named job `exp42`;
+//! * `` run `make -j4 && make test` on n1 ``: one backticked line, run
+//!   through a shell (if policy allows it);
+//! * `nodes`, `status`, `status 17`, `logs 17`, `cancel 17`,
+//!   `approve 17`, `deny 17 because …`, `help`.
+
+/// Longest message looked at.
+pub const MAX_MESSAGE_LEN: usize = 4000;
+
+/// What the gateway knows that the grammar needs.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Enrolled node names.
+    pub nodes: Vec<String>,
+    /// Named jobs: name and aliases.
+    pub jobs: Vec<(String, Vec<String>)>,
+    /// Roles (labels) in use; `gpu` is always a role.
+    pub roles: Vec<String>,
+    /// File extension to interpreter argv, e.g. `py` → `["python"]`.
+    pub interpreters: Vec<(String, Vec<String>)>,
+}
+
+impl Context {
+    /// The default interpreter map: `.py` → python, `.sh` → bash.
+    pub fn default_interpreters() -> Vec<(String, Vec<String>)> {
+        vec![
+            ("py".into(), vec!["python".into()]),
+            ("sh".into(), vec!["bash".into()]),
+        ]
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// A named job from the gateway config.
+    Job(String),
+    /// An exact argv.
+    Argv(Vec<String>),
+    /// One shell line (from a single backticked command).
+    Shell(String),
+}
+
+/// What a message asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// Run something somewhere.
+    Run {
+        /// What.
+        what: What,
+        /// On this node...
+        node: Option<String>,
+        /// ...or a node with this role.
+        role: Option<String>,
+    },
+    /// List nodes.
+    Nodes,
+    /// Recent jobs, or one job.
+    Status(Option<u64>),
+    /// A job's output.
+    Logs(u64),
+    /// Cancel a job.
+    Cancel(u64),
+    /// Approve a job.
+    Approve(u64),
+    /// Deny a job, with an optional reason.
+    Deny(u64, Option<String>),
+    /// Usage help.
+    Help,
+    /// The message cannot be routed; reply with this question.
+    Clarify(String),
+}
+
+/// Removes Slack markup: `<@U123>` mentions, `<http://x|label>` links,
+/// `&amp;`-style escapes, and a leading `@moltbot`.
+pub fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let inner = &rest[start + 1..start + end];
+        if inner.starts_with('@') || inner.starts_with('#') || inner.starts_with('!') {
+            // A mention or channel reference: drop it.
+        } else if let Some((_, label)) = inner.split_once('|') {
+            out.push_str(label);
+        } else {
+            out.push_str(inner);
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    let out = out
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let trimmed = out.trim();
+    let trimmed = trimmed.strip_prefix("@moltbot").unwrap_or(trimmed);
+    trimmed.trim().to_string()
+}
+
+fn number(s: Option<&str>) -> Option<u64> {
+    s.map(|w| w.trim_start_matches('#'))
+        .and_then(|w| w.parse().ok())
+}
+
+/// Splits words, keeping "double" or 'single' quoted parts together.
+pub fn split_words(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut has = false;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                has = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if has || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                    has = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err("a quote is not closed".into());
+    }
+    if has || !cur.is_empty() {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a String>) -> Option<&'a String> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1; b.len() + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    candidates
+        .map(|c| (distance(word, c), c))
+        .filter(|(d, c)| *d > 0 && *d <= 2.max(c.len() / 5))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Parses one message.
+pub fn parse(text: &str, ctx: &Context) -> Intent {
+    if text.len() > MAX_MESSAGE_LEN {
+        return Intent::Clarify(format!(
+            "that message is {} characters long; I read at most {MAX_MESSAGE_LEN}. Put long commands in a script and run the script.",
+            text.len()
+        ));
+    }
+    let msg = normalize(text);
+    // A backticked command is taken verbatim.
+    let (before_code, code, after_code) = match split_code(&msg) {
+        Ok(parts) => parts,
+        Err(e) => return Intent::Clarify(e),
+    };
+    let plain = format!("{before_code} {after_code}");
+    let words: Vec<&str> = plain.split_whitespace().collect();
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let first = lower.first().map(String::as_str).unwrap_or("");
+    if code.is_none() {
+        match first {
+            "" | "help" | "?" => return Intent::Help,
+            "nodes" | "node" if words.len() == 1 => return Intent::Nodes,
+            "status" => return Intent::Status(number(words.get(1).copied())),
+            "logs" | "log" => {
+                return number(words.get(1).copied())
+                    .map(Intent::Logs)
+                    .unwrap_or_else(|| Intent::Clarify("which job? say e.g. `logs 17`".into()));
+            }
+            "cancel" | "stop" | "kill" => {
+                return number(words.get(1).copied())
+                    .map(Intent::Cancel)
+                    .unwrap_or_else(|| Intent::Clarify("which job? say e.g. `cancel 17`".into()));
+            }
+            "approve" => {
+                return number(words.get(1).copied())
+                    .map(Intent::Approve)
+                    .unwrap_or_else(|| Intent::Clarify("which job? say e.g. `approve 17`".into()));
+            }
+            "deny" | "reject" => {
+                let Some(id) = number(words.get(1).copied()) else {
+                    return Intent::Clarify(
+                        "which job? say e.g. `deny 17 because the GPUs are booked`".into(),
+                    );
+                };
+                let reason = words[2..].join(" ");
+                let reason = reason
+                    .strip_prefix("because")
+                    .unwrap_or(&reason)
+                    .trim()
+                    .to_string();
+                return Intent::Deny(id, (!reason.is_empty()).then_some(reason));
+            }
+            _ => {}
+        }
+    }
+    parse_run(&words, &lower, code, ctx)
+}
+
+/// Splits a message around one backticked command (``` or `).
+fn split_code(msg: &str) -> Result<(String, Option<String>, String), String> {
+    for fence in ["```", "`"] {
+        if let Some(start) = msg.find(fence) {
+            let after = &msg[start + fence.len()..];
+            let Some(end) = after.find(fence) else {
+                return Err("a code block is not closed; put the command between backticks".into());
+            };
+            let code = after[..end].trim();
+            if code.contains('\n') {
+                return Err(
+                    "send one command line in backticks, or put several in a script".into(),
+                );
+            }
+            return Ok((
+                msg[..start].to_string(),
+                Some(code.to_string()),
+                after[end + fence.len()..].to_string(),
+            ));
+        }
+    }
+    Ok((msg.to_string(), None, String::new()))
+}
+
+fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Context) -> Intent {
+    let mut node = None;
+    let mut role = None;
+    let mut skip = vec![false; words.len()];
+    // Explicit node names and role words, wherever they appear.
+    for (i, w) in lower.iter().enumerate() {
+        let bare = w.trim_matches(|c: char| matches!(c, '(' | ')' | ',' | '.' | '?' | '!'));
+        if let Some(n) = ctx.nodes.iter().find(|n| n.as_str() == bare) {
+            node = Some(n.clone());
+            skip[i] = true;
+            if i > 0 && matches!(lower[i - 1].as_str(), "on" | "use" | "using" | "at") {
+                skip[i - 1] = true;
+            }
+        } else if w.starts_with('(') && w.ends_with(')') {
+            role = Some(bare.to_string());
+            skip[i] = true;
+        } else if bare == "please" {
+            skip[i] = true;
+        } else if (ctx.roles.iter().any(|r| r == bare) || bare == "gpu")
+            && lower
+                .get(i + 1)
+                .is_none_or(|n| n.trim_end_matches(['.', '?', '!']) != "node")
+            && i > 0
+            && matches!(lower[i - 1].as_str(), "use" | "any" | "a" | "on")
+        {
+            // "use GPU", "on a gpu": a role word on its own.
+            role = Some(bare.to_string());
+            skip[i] = true;
+        } else if (ctx.roles.iter().any(|r| r == bare) || bare == "gpu")
+            && lower
+                .get(i + 1)
+                .is_some_and(|n| n.trim_end_matches(['.', '?', '!']) == "node")
+        {
+            role = Some(bare.to_string());
+            skip[i] = true;
+            skip[i + 1] = true;
+            if i > 0 && matches!(lower[i - 1].as_str(), "on" | "a" | "any") {
+                skip[i - 1] = true;
+                if i > 1 && lower[i - 1] == "a" && lower[i - 2] == "on" {
+                    skip[i - 2] = true;
+                }
+            }
+        }
+    }
+    if node.is_none() && role.is_none() {
+        // "on wrker-gpu-01": a node that does not exist, maybe a typo.
+        if let Some(i) = lower.iter().position(|w| w == "on")
+            && let Some(target) = lower.get(i + 1)
+        {
+            let t = target.trim_end_matches(['.', '?', '!']);
+            return Intent::Clarify(match closest(t, ctx.nodes.iter()) {
+                Some(c) => format!("I don't know a node called {t}; did you mean {c}?"),
+                None => format!(
+                    "I don't know a node called {t}. Connected nodes: {}.",
+                    ctx.nodes.join(", ")
+                ),
+            });
+        }
+    }
+    let rest: Vec<&str> = words
+        .iter()
+        .zip(&skip)
+        .filter(|(_, s)| !**s)
+        .map(|(w, _)| *w)
+        .collect();
+    let rest_lower: Vec<String> = rest.iter().map(|w| w.to_lowercase()).collect();
+    // Strip the verb: run / execute / start / launch; "use NODE to ...".
+    let mut start = 0;
+    if let Some(v) = rest_lower.first()
+        && matches!(
+            v.as_str(),
+            "run" | "execute" | "exec" | "start" | "launch" | "use" | "please"
+        )
+    {
+        start = 1;
+    }
+    if rest_lower.get(start).is_some_and(|w| w == "to") {
+        start += 1;
+    }
+    if rest_lower.get(start).is_some_and(|w| w == "experiment") {
+        start += 1;
+    }
+    if let Some(code) = code {
+        if node.is_none() && role.is_none() {
+            return Intent::Clarify(format!(
+                "where should I run `{code}`? Say `on NODE` or `(ROLE)`. Connected nodes: {}.",
+                ctx.nodes.join(", ")
+            ));
+        }
+        return Intent::Run {
+            what: What::Shell(code),
+            node,
+            role,
+        };
+    }
+    let phrase: Vec<&str> = rest[start..].to_vec();
+    let phrase_lower = rest_lower[start..].join(" ");
+    let named = ctx.jobs.iter().find(|(name, aliases)| {
+        *name == phrase_lower || aliases.iter().any(|a| a.to_lowercase() == phrase_lower)
+    });
+    let what = if let Some((name, _)) = named {
+        What::Job(name.clone())
+    } else if phrase_lower.split_whitespace().all(|w| {
+        matches!(
+            w,
+            "job"
+                | "a"
+                | "the"
+                | "this"
+                | "that"
+                | "it"
+                | "something"
+                | "somewhere"
+                | "stuff"
+                | "anything"
+        )
+    }) {
+        let jobs: Vec<&str> = ctx.jobs.iter().map(|(n, _)| n.as_str()).collect();
+        return Intent::Clarify(format!(
+            "what should I run{}? Named jobs: {}. Connected nodes: {}.",
+            match (&node, &role) {
+                (Some(n), _) => format!(" on {n}"),
+                (None, Some(r)) => format!(" on a {r} node"),
+                _ => " and where".into(),
+            },
+            if jobs.is_empty() {
+                "none".into()
+            } else {
+                jobs.join(", ")
+            },
+            ctx.nodes.join(", ")
+        ));
+    } else if phrase.len() == 1
+        && let Some((ext, interp)) = phrase[0].rsplit_once('.').and_then(|(_, ext)| {
+            ctx.interpreters
+                .iter()
+                .find(|(e, _)| e == ext)
+                .map(|(e, i)| (e, i))
+        })
+    {
+        let _ = ext;
+        let mut argv = interp.clone();
+        argv.push(phrase[0].to_string());
+        What::Argv(argv)
+    } else if phrase.len() == 1
+        && !phrase[0].contains('/')
+        && closest(&phrase_lower, ctx.jobs.iter().map(|(n, _)| n)).is_some()
+    {
+        let c = closest(&phrase_lower, ctx.jobs.iter().map(|(n, _)| n))
+            .cloned()
+            .unwrap_or_default();
+        return Intent::Clarify(format!(
+            "I don't know a job called {phrase_lower}; did you mean {c}?"
+        ));
+    } else {
+        match split_words(&phrase.join(" ")) {
+            Ok(argv) => What::Argv(argv),
+            Err(e) => return Intent::Clarify(format!("I could not read that command: {e}")),
+        }
+    };
+    if node.is_none() && role.is_none() {
+        if let What::Job(name) = &what {
+            // A named job carries its own role or node.
+            return Intent::Run {
+                what: What::Job(name.clone()),
+                node,
+                role,
+            };
+        }
+        return Intent::Clarify(format!(
+            "where should I run that? Say `on NODE` or `(ROLE)`. Connected nodes: {}.",
+            ctx.nodes.join(", ")
+        ));
+    }
+    Intent::Run { what, node, role }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context {
+            nodes: vec!["worker-gpu-01".into(), "worker-cpu-01".into()],
+            jobs: vec![
+                ("training".into(), vec!["train model".into()]),
+                ("exp42".into(), vec![]),
+            ],
+            roles: vec!["gpu".into(), "cpu".into()],
+            interpreters: Context::default_interpreters(),
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn run(what: What, node: Option<&str>, role: Option<&str>) -> Intent {
+        Intent::Run {
+            what,
+            node: node.map(str::to_string),
+            role: role.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_table_from_the_issue() {
+        let c = ctx();
+        let cases = vec![
+            (
+                "@moltbot run training on worker-gpu-01",
+                run(What::Job("training".into()), Some("worker-gpu-01"), None),
+            ),
+            (
+                "<@U024BE7LH> run train.py on worker-gpu-01",
+                run(
+                    What::Argv(s(&["python", "train.py"])),
+                    Some("worker-gpu-01"),
+                    None,
+                ),
+            ),
+            (
+                "@moltbot run python train.py --epochs 3 on worker-gpu-01",
+                run(
+                    What::Argv(s(&["python", "train.py", "--epochs", "3"])),
+                    Some("worker-gpu-01"),
+                    None,
+                ),
+            ),
+            (
+                "@moltbot use worker-gpu-01 to train model",
+                run(What::Job("training".into()), Some("worker-gpu-01"), None),
+            ),
+            (
+                "@moltbot run training (gpu)",
+                run(What::Job("training".into()), None, Some("gpu")),
+            ),
+            (
+                "@moltbot start experiment exp42",
+                run(What::Job("exp42".into()), None, None),
+            ),
+            ("@moltbot nodes", Intent::Nodes),
+            ("@moltbot status", Intent::Status(None)),
+            ("@moltbot status 17", Intent::Status(Some(17))),
+            ("@moltbot logs 17", Intent::Logs(17)),
+            ("@moltbot cancel 17", Intent::Cancel(17)),
+            ("@moltbot approve 17", Intent::Approve(17)),
+            (
+                "@moltbot deny 17 because the GPUs are booked",
+                Intent::Deny(17, Some("the GPUs are booked".into())),
+            ),
+            ("@moltbot help", Intent::Help),
+            (
+                "<@U1> run `make -j4 &amp;&amp; make test` on worker-cpu-01",
+                run(
+                    What::Shell("make -j4 && make test".into()),
+                    Some("worker-cpu-01"),
+                    None,
+                ),
+            ),
+            (
+                "run train.sh on a gpu node",
+                run(What::Argv(s(&["bash", "train.sh"])), None, Some("gpu")),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text, &c), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn unroutable_messages_get_questions_not_guesses() {
+        let c = ctx();
+        let cases = [
+            ("@moltbot run this somewhere", "what should I run"),
+            ("@moltbot use GPU please", "what should I run on a gpu node"),
+            (
+                "@moltbot run training on wrker-gpu-01",
+                "did you mean worker-gpu-01?",
+            ),
+            ("@moltbot run trainig (gpu)", "did you mean training?"),
+            ("@moltbot run ls -la", "where should I run that"),
+            ("@moltbot logs", "which job"),
+            ("@moltbot run `ls", "not closed"),
+            (
+                "@moltbot run 'unclosed on worker-gpu-01",
+                "quote is not closed",
+            ),
+        ];
+        for (text, want) in cases {
+            match parse(text, &c) {
+                Intent::Clarify(q) => assert!(q.contains(want), "{text}: {q}"),
+                other => panic!("{text}: expected a question, got {other:?}"),
+            }
+        }
+        let long = "a".repeat(MAX_MESSAGE_LEN + 1);
+        assert!(matches!(parse(&long, &c), Intent::Clarify(_)));
+    }
+
+    #[test]
+    fn execute_job_on_gpu_node_asks_which_job_when_none_is_named() {
+        match parse("@moltbot execute job on gpu node", &ctx()) {
+            Intent::Clarify(q) => assert!(
+                q.contains("on a gpu node") && q.contains("training, exp42"),
+                "{q}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn markup_is_normalized() {
+        assert_eq!(
+            normalize("<@U123|bob> run <http://x.y|x.y> &lt;in&gt;"),
+            "run x.y <in>"
+        );
+        assert_eq!(normalize("  @moltbot   nodes "), "nodes");
+        assert_eq!(normalize("a <unterminated"), "a <unterminated");
+        assert_eq!(
+            split_words("python 'a b' \"c d\" ''").unwrap(),
+            s(&["python", "a b", "c d", ""])
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! `openclaw chat`: a chat message through the same grammar and gateway
+//! path moltbot uses, with the bot's reply printed here.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use chat::{Context, Intent, What};
+use client::{Client, ClientError};
+use mesh::Home;
+use proto::{JobEvent, JobSpec, Request, Response};
+
+use crate::commands::CliError;
+use crate::{exit, output};
+
+fn fail(e: ClientError) -> CliError {
+    CliError::new(exit::FAILURE, e.to_string())
+}
+
+async fn context(client: &Client) -> Result<Context, CliError> {
+    match client.call(Request::ChatContext).await.map_err(fail)? {
+        Response::ChatContext { nodes, jobs, roles } => Ok(Context {
+            nodes,
+            jobs,
+            roles,
+            interpreters: Context::default_interpreters(),
+        }),
+        r => Err(CliError::new(
+            exit::FAILURE,
+            format!("unexpected reply {r:?}"),
+        )),
+    }
+}
+
+fn spec(
+    what: &What,
+    node: &Option<String>,
+    role: &Option<String>,
+    user: &Option<String>,
+) -> JobSpec {
+    let mut spec = JobSpec {
+        node: node.clone(),
+        role: role.clone(),
+        on_behalf_of: user.clone(),
+        ..Default::default()
+    };
+    match what {
+        What::Job(name) => spec.job = Some(name.clone()),
+        What::Argv(argv) => spec.argv = argv.clone(),
+        What::Shell(line) => {
+            spec.argv = vec![line.clone()];
+            spec.shell = true;
+        }
+    }
+    spec
+}
+
+/// The usage reply.
+pub const HELP: &str = "I run jobs on lab nodes. Try:\n  run training on worker-gpu-01\n  run python train.py --epochs 3 on worker-gpu-01\n  run training (gpu)\n  start experiment exp42\n  nodes | status | status 17 | logs 17 | cancel 17 | approve 17 | deny 17 because ...";
+
+/// `openclaw chat`.
+pub async fn run(
+    home: &Home,
+    user: Option<String>,
+    dry_run: bool,
+    message: Vec<String>,
+) -> Result<(), CliError> {
+    let client = Client::connect(home).await.map_err(fail)?;
+    let result = if message.is_empty() {
+        repl(&client, &user).await
+    } else {
+        one(&client, &message.join(" "), &user, dry_run).await
+    };
+    client.close().await;
+    result
+}
+
+/// An interactive prompt until end of input.
+pub async fn repl(client: &Client, user: &Option<String>) -> Result<(), CliError> {
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    loop {
+        if interactive {
+            print!("chat> ");
+            let _ = std::io::stdout().flush();
+        }
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if matches!(line, "exit" | "quit") {
+            return Ok(());
+        }
+        if let Err(e) = one(client, line, user, false).await {
+            println!("{}", e.message);
+        }
+    }
+}
+
+/// Handles one message; prints the reply.
+pub async fn one(
+    client: &Client,
+    text: &str,
+    user: &Option<String>,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    let ctx = context(client).await?;
+    let intent = chat::parse(text, &ctx);
+    if dry_run {
+        let v = match &intent {
+            Intent::Run { what, node, role } => match client
+                .call(Request::JobPreview(spec(what, node, role, user)))
+                .await
+            {
+                Ok(Response::Preview {
+                    node,
+                    argv,
+                    named_job,
+                    role,
+                    decision,
+                    approvers,
+                    rule,
+                }) => serde_json::json!({
+                    "tool": "system.run", "host": "node", "node": node, "cmd": argv,
+                    "named_job": named_job, "role": role,
+                    "policy": { "decision": decision, "approvers": approvers, "rule": rule },
+                }),
+                Ok(r) => {
+                    return Err(CliError::new(
+                        exit::FAILURE,
+                        format!("unexpected reply {r:?}"),
+                    ));
+                }
+                Err(ClientError::Api(e)) => serde_json::json!({ "error": e.message }),
+                Err(e) => return Err(fail(e)),
+            },
+            Intent::Clarify(q) => serde_json::json!({ "reply": q }),
+            other => serde_json::json!({ "intent": format!("{other:?}") }),
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v)
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?
+        );
+        return Ok(());
+    }
+    let call = |req| async { client.call(req).await };
+    let reply = |r: Result<Response, ClientError>| match r {
+        Ok(Response::Done { message }) => println!("{message}"),
+        Ok(r) => println!("unexpected reply {r:?}"),
+        Err(e) => println!("{e}"),
+    };
+    match intent {
+        Intent::Help => println!("{HELP}"),
+        Intent::Clarify(q) => println!("{q}"),
+        Intent::Nodes => match call(Request::NodeList).await {
+            Ok(Response::Nodes(nodes)) => print!("{}", output::nodes(&nodes, gateway::unix_now())),
+            r => reply(r),
+        },
+        Intent::Status(None) => match call(Request::JobList { limit: 10 }).await {
+            Ok(Response::Jobs(jobs)) => print!("{}", output::jobs(&jobs, gateway::unix_now())),
+            r => reply(r),
+        },
+        Intent::Status(Some(id)) => match call(Request::JobShow { id }).await {
+            Ok(Response::Job(j)) => print!("{}", output::job(&j, gateway::unix_now())),
+            r => reply(r),
+        },
+        Intent::Logs(id) => {
+            let mut recv = client
+                .open(Request::JobAttach {
+                    id,
+                    follow: false,
+                    stdout_from: 0,
+                    stderr_from: 0,
+                })
+                .await
+                .map_err(fail)?;
+            while let Ok(Some(ev)) = client.next_event(&mut recv).await {
+                match ev {
+                    JobEvent::Output { data, .. } => print!("{}", String::from_utf8_lossy(&data)),
+                    JobEvent::Error(e) => println!("{}", e.message),
+                    JobEvent::End(_) => break,
+                    _ => {}
+                }
+            }
+        }
+        Intent::Cancel(id) => reply(
+            call(Request::JobCancel {
+                id,
+                on_behalf_of: user.clone(),
+            })
+            .await,
+        ),
+        Intent::Approve(id) => reply(
+            call(Request::JobApprove {
+                id,
+                plan_digest: None,
+                on_behalf_of: user.clone(),
+            })
+            .await,
+        ),
+        Intent::Deny(id, reason) => reply(
+            call(Request::JobDeny {
+                id,
+                reason,
+                on_behalf_of: user.clone(),
+            })
+            .await,
+        ),
+        Intent::Run { what, node, role } => {
+            let mut recv = client
+                .open(Request::JobRun(spec(&what, &node, &role, user)))
+                .await
+                .map_err(fail)?;
+            loop {
+                match client.next_event(&mut recv).await {
+                    Ok(Some(JobEvent::Accepted(j))) => match j.state.as_str() {
+                        "awaiting-approval" => {
+                            println!(
+                                "job {} on {} awaits approval by {}",
+                                j.id,
+                                j.node,
+                                j.approvers.join(" or ")
+                            );
+                            return Ok(());
+                        }
+                        _ => println!("job {} on {}: {}", j.id, j.node, output::argv_line(&j.argv)),
+                    },
+                    Ok(Some(JobEvent::Output { data, .. })) => {
+                        print!("{}", String::from_utf8_lossy(&data))
+                    }
+                    Ok(Some(JobEvent::End(j))) => {
+                        println!(
+                            "job {} {}{}",
+                            j.id,
+                            j.state,
+                            j.exit_code
+                                .map(|c| format!(", exit code {c}"))
+                                .unwrap_or_default()
+                        );
+                        return Ok(());
+                    }
+                    Ok(Some(JobEvent::Error(e))) => {
+                        println!("{}", e.message);
+                        return Ok(());
+                    }
+                    Ok(Some(JobEvent::State(_))) => {}
+                    Ok(None) | Err(_) => {
+                        return Err(CliError::new(exit::RUN_CONNECTION, "lost the gateway"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
