@@ -650,14 +650,15 @@ fn a_node_cannot_report_for_a_job_that_is_not_its_own() {
         mesh::write_frame(&mut send, &proto::Open::Job { job_id: id })
             .await
             .unwrap();
-        mesh::write_data(
+        // The gateway may refuse before reading this (it stops the stream),
+        // so the write itself may fail; the refusal below is what counts.
+        let _ = mesh::write_data(
             &mut send,
             proto::OutStream::Stdout,
             0,
             bytes::Bytes::from_static(b"forged"),
         )
-        .await
-        .unwrap();
+        .await;
         let reply: proto::JobCtl = mesh::read_frame(&mut recv, 65536).await.unwrap().unwrap();
         match reply {
             proto::JobCtl::Reject { reason } => {

@@ -50,6 +50,29 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         } => client_issue(shared, peer, &name, role, &csr_der),
         Request::NodeRenew { csr_der } => node_renew(shared, peer, &csr_der),
         Request::ChatContext => jobs::chat_context(shared),
+        Request::ChatAudit {
+            user,
+            channel,
+            thread,
+            text,
+        } => {
+            let now = unix_now();
+            shared
+                .store
+                .tx(|tx| {
+                    tx.audit(
+                        now,
+                        &peer.name,
+                        "chat.message",
+                        &user,
+                        &format!("channel {channel}, thread {thread}: {text}"),
+                    )
+                })
+                .map(|()| Response::Done {
+                    message: "recorded".into(),
+                })
+                .map_err(ApiError::from)
+        }
         Request::JobPreview(spec) => jobs::preview(shared, peer, spec),
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
         Request::JobShow { id } => jobs::show(shared, id).map(Response::Job),

@@ -8,7 +8,9 @@ use mesh::Home;
 use node::NodeError;
 use proto::{ErrorCode, Request, Response};
 
-use crate::{ClientCmd, Command, GatewayCmd, NodeCmd, TokenCmd, exit, jobs_cli, lab, output};
+use crate::{
+    ClientCmd, Command, GatewayCmd, MoltbotCmd, NodeCmd, TokenCmd, exit, jobs_cli, lab, output,
+};
 
 /// A failed command: exit code and message.
 pub struct CliError {
@@ -270,6 +272,24 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         },
         Command::Lab { dir, keep } => lab::run(dir, keep).await,
         Command::Run(args) => jobs_cli::run(&home, args).await,
+        Command::Moltbot(MoltbotCmd::Run) => {
+            let path = home.path(moltbot::CONFIG_FILE);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => {
+                    return Err(CliError::new(
+                        exit::FAILURE,
+                        format!("{}: {e}", path.display()),
+                    ));
+                }
+            };
+            let cfg = moltbot::Config::parse(&text, &|k| std::env::var(k).ok())
+                .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
+            moltbot::run(&home, cfg, terminated())
+                .await
+                .map_err(|e| CliError::new(exit::FAILURE, e))
+        }
         Command::Chat {
             user,
             dry_run,

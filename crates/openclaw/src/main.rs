@@ -92,6 +92,9 @@ enum Command {
     /// Create client credentials (admin or bot).
     #[command(subcommand)]
     Client(ClientCmd),
+    /// The Slack front end.
+    #[command(subcommand)]
+    Moltbot(MoltbotCmd),
     /// Start a self-contained local lab: a gateway and two enrolled nodes.
     Lab {
         /// Directory for the lab's throwaway homes (default: certs/lab/<time> if ./certs exists, else a temp dir).
@@ -101,6 +104,14 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum MoltbotCmd {
+    /// Run moltbot: Slack Socket Mode in, gateway calls out. --home holds the
+    /// bot credential and moltbot.toml; tokens come from SLACK_BOT_TOKEN and
+    /// SLACK_APP_TOKEN.
+    Run,
 }
 
 #[derive(Subcommand)]
@@ -250,7 +261,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let long_running = matches!(
         cli.command,
-        Command::Gateway(GatewayCmd::Run { .. }) | Command::Node(NodeCmd::Run { .. })
+        Command::Gateway(GatewayCmd::Run { .. })
+            | Command::Node(NodeCmd::Run { .. })
+            | Command::Moltbot(_)
     );
     init_tracing(if long_running { "info" } else { "warn" });
     let home = mesh::Home::new(cli.home.clone().unwrap_or_else(default_home));

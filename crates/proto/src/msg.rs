@@ -267,6 +267,17 @@ pub enum Request {
     },
     /// Named jobs, nodes and roles, for the chat grammar.
     ChatContext,
+    /// Record a chat request in the audit log (bots only).
+    ChatAudit {
+        /// Chat user id.
+        user: String,
+        /// Channel id.
+        channel: String,
+        /// Thread timestamp.
+        thread: String,
+        /// The message, shortened.
+        text: String,
+    },
     /// Resolve, route and check policy for a job without creating it.
     JobPreview(JobSpec),
     /// Create a job and return at once.
@@ -559,6 +570,7 @@ impl Request {
             Request::ClientIssue { .. } => "client.issue",
             Request::NodeRenew { .. } => "node.renew",
             Request::ChatContext => "chat.context",
+            Request::ChatAudit { .. } => "chat.audit",
             Request::JobPreview(_) => "job.preview",
             Request::JobSubmit(_) => "job.submit",
             Request::JobRun(_) => "job.run",

@@ -2,6 +2,8 @@
 //! party in its own temp home. Every child is killed when the lab drops.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod slack;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -215,6 +217,30 @@ impl Lab {
         let child = Command::new(&self.bin)
             .arg("--home")
             .arg(home)
+            .args(args)
+            .env_remove("OPENCLAW_HOME")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        Proc {
+            child: Some(child),
+            stdout_path,
+            stderr_path,
+        }
+    }
+
+    /// Spawns any program in the background, killed on drop.
+    pub fn spawn_cmd(&mut self, program: &str, args: &[&str]) -> Proc {
+        self.seq += 1;
+        let stdout_path = self.dir.path().join(format!("proc-{}.out", self.seq));
+        let stderr_path = self.dir.path().join(format!("proc-{}.err", self.seq));
+        let child = Command::new(program)
             .args(args)
             .env_remove("OPENCLAW_HOME")
             .env(

@@ -1,0 +1,312 @@
+//! `moltbot.toml`, in the bot's home beside its credential.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A token: shown nowhere, not even in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The token text, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What a user may use; globs, empty means anything.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimits {
+    /// Nodes the user may name.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Roles the user may route by.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Named jobs the user may start.
+    #[serde(default)]
+    pub jobs: Vec<String>,
+}
+
+/// Where approval buttons go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalsIn {
+    /// In the request's thread.
+    Thread,
+}
+
+/// The parsed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Slack Web API base URL.
+    pub slack_api_url: String,
+    /// `xoxb-` bot token.
+    pub bot_token: Secret,
+    /// `xapp-` app-level token for Socket Mode.
+    pub app_token: Secret,
+    /// Channels the bot answers in (empty: any).
+    pub allowed_channels: Vec<String>,
+    /// Users the bot answers (empty: any).
+    pub allowed_users: Vec<String>,
+    /// Whether direct messages are answered.
+    pub allow_dms: bool,
+    /// Per-user limits.
+    pub users: BTreeMap<String, UserLimits>,
+    /// Where approval buttons go.
+    pub approvals: ApprovalsIn,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    slack_api_url: Option<String>,
+    bot_token: Option<String>,
+    app_token: Option<String>,
+    #[serde(default)]
+    allowed_channels: Vec<String>,
+    #[serde(default)]
+    allowed_users: Vec<String>,
+    allow_dms: Option<bool>,
+    approvals: Option<String>,
+    #[serde(default)]
+    users: BTreeMap<String, UserLimits>,
+}
+
+/// The default Slack API base.
+pub const SLACK_API_URL: &str = "https://slack.com/api";
+
+/// Checks the API URL: https anywhere, http only to loopback (for local testing).
+pub fn check_api_url(url: &str) -> Result<(), String> {
+    let url = url.trim_end_matches('/');
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "Slack API URL {url:?} must start with https:// (or http:// to a loopback address)"
+        ));
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "plain http:// is accepted only for a loopback Slack API URL, not {host:?}; use https://"
+        ))
+    }
+}
+
+impl Config {
+    /// Parses `moltbot.toml` text; tokens come from the environment first
+    /// (`SLACK_BOT_TOKEN`, `SLACK_APP_TOKEN`, `SLACK_API_URL`), then the file.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
+        let slack_api_url = env("SLACK_API_URL")
+            .or(raw.slack_api_url)
+            .unwrap_or_else(|| SLACK_API_URL.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        check_api_url(&slack_api_url)?;
+        let bot_token = env("SLACK_BOT_TOKEN")
+            .or(raw.bot_token)
+            .ok_or("no bot token: set SLACK_BOT_TOKEN (xoxb-...) or bot_token in moltbot.toml")?;
+        let app_token = env("SLACK_APP_TOKEN").or(raw.app_token).ok_or(
+            "no app-level token: set SLACK_APP_TOKEN (xapp-..., with connections:write) or app_token in moltbot.toml",
+        )?;
+        if !bot_token.starts_with("xoxb-") {
+            return Err("the bot token must start with xoxb-".into());
+        }
+        if !app_token.starts_with("xapp-") {
+            return Err("the app-level token must start with xapp- (Socket Mode needs one)".into());
+        }
+        let approvals = match raw.approvals.as_deref() {
+            None | Some("thread") => ApprovalsIn::Thread,
+            Some(other) => {
+                return Err(format!(
+                    "approvals = {other:?}: only \"thread\" is supported"
+                ));
+            }
+        };
+        Ok(Config {
+            slack_api_url,
+            bot_token: Secret(bot_token),
+            app_token: Secret(app_token),
+            allowed_channels: raw.allowed_channels,
+            allowed_users: raw.allowed_users,
+            allow_dms: raw.allow_dms.unwrap_or(true),
+            users: raw.users,
+            approvals,
+        })
+    }
+
+    /// Whether `user` may talk to the bot in `channel` (a DM when `dm`).
+    pub fn admits(&self, user: &str, channel: &str, dm: bool) -> Result<(), String> {
+        if !self.allowed_users.is_empty() && !self.allowed_users.iter().any(|u| u == user) {
+            return Err("sorry, I only take requests from the lab's registered users. Ask an admin to add you.".into());
+        }
+        if dm && !self.allow_dms {
+            return Err("sorry, I don't take requests by direct message here; mention me in the lab channel.".into());
+        }
+        if !dm
+            && !self.allowed_channels.is_empty()
+            && !self.allowed_channels.iter().any(|c| c == channel)
+        {
+            return Err("sorry, I don't take requests in this channel.".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `user` may use this target.
+    pub fn permits(
+        &self,
+        user: &str,
+        node: Option<&str>,
+        role: Option<&str>,
+        job: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(l) = self.users.get(user) else {
+            return Ok(());
+        };
+        let check = |what: &str, v: Option<&str>, globs: &[String]| match v {
+            Some(v) if !globs.is_empty() && !proto::glob::any(globs, v) => Err(format!(
+                "sorry, you may not use the {what} {v}; ask an admin if you need it."
+            )),
+            _ => Ok(()),
+        };
+        check("node", node, &l.nodes)?;
+        check("role", role, &l.roles)?;
+        check("job", job, &l.jobs)
+    }
+
+    /// The commented template.
+    pub fn template() -> &'static str {
+        r#"# moltbot: the Slack front end. Tokens are best given as environment
+# variables (SLACK_BOT_TOKEN, SLACK_APP_TOKEN); they are never logged.
+# Slack Web API base URL (env SLACK_API_URL); GovSlack: https://slack-gov.com/api
+slack_api_url = "https://slack.com/api"
+# Channels the bot answers in (ids like C0123); empty: any channel it is in.
+allowed_channels = []
+# Users the bot answers (ids like U0123); empty: anyone in the workspace.
+allowed_users = []
+# Answer direct messages.
+allow_dms = true
+# Where Approve/Deny buttons are posted: "thread" (the request's thread).
+approvals = "thread"
+
+# Per-user limits (globs); users not listed may use anything the gateway's
+# policy allows.
+# [users.U024BE7LH]
+# nodes = ["worker-cpu-*"]
+# roles = ["cpu"]
+# jobs = ["hello"]
+"#
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(map: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            map.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "https://slack.com/api",
+            "http://127.0.0.1:9/api",
+            "http://localhost:1/api",
+            "http://[::1]:5/api",
+        ] {
+            assert!(check_api_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://slack.com/api",
+            "http://10.0.0.1/api",
+            "ftp://x",
+            "slack.com",
+        ] {
+            assert!(check_api_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_come_from_env_and_never_show() {
+        let c = Config::parse(
+            Config::template(),
+            &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]),
+        )
+        .unwrap();
+        assert_eq!(c.bot_token.expose(), "xoxb-1");
+        assert!(!format!("{c:?}").contains("xoxb-1"));
+        assert!(
+            Config::parse("", &env(&[]))
+                .unwrap_err()
+                .contains("SLACK_BOT_TOKEN")
+        );
+        assert!(
+            Config::parse(
+                "",
+                &env(&[("SLACK_BOT_TOKEN", "xoxp-1"), ("SLACK_APP_TOKEN", "xapp-2")])
+            )
+            .is_err()
+        );
+        let e = Config::parse(
+            "slack_api_url = \"http://evil.example/api\"",
+            &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]),
+        )
+        .unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn access_control() {
+        let c = Config::parse(
+            "allowed_channels = [\"C1\"]\nallowed_users = [\"U1\", \"U2\"]\nallow_dms = false\n[users.U2]\nnodes = [\"worker-cpu-*\"]\n",
+            &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]),
+        )
+        .unwrap();
+        assert!(c.admits("U1", "C1", false).is_ok());
+        assert!(
+            c.admits("U9", "C1", false)
+                .unwrap_err()
+                .contains("registered users")
+        );
+        assert!(
+            c.admits("U1", "C2", false)
+                .unwrap_err()
+                .contains("this channel")
+        );
+        assert!(
+            c.admits("U1", "D1", true)
+                .unwrap_err()
+                .contains("direct message")
+        );
+        assert!(c.permits("U2", Some("worker-cpu-01"), None, None).is_ok());
+        assert!(
+            c.permits("U2", Some("worker-gpu-01"), None, None)
+                .unwrap_err()
+                .contains("worker-gpu-01")
+        );
+        assert!(c.permits("U1", Some("worker-gpu-01"), None, None).is_ok());
+    }
+}

@@ -1,0 +1,794 @@
+//! moltbot: Slack in Socket Mode on one side, the gateway (as a `bot`
+//! certificate) on the other. It never talks to nodes. This is the only
+//! crate that knows Slack's JSON; the grammar is `crates/chat`.
+//!
+//! Flow: slack-morphism's Socket Mode listener hands `app_mention` and DM
+//! events and button clicks to a queue; a worker checks access, records the
+//! request in the gateway's audit log, parses it, and acts. A job gets one
+//! message in the request's thread, edited in place (at most once a second
+//! per message, honouring HTTP 429 `Retry-After`) as it moves through
+//! queued, awaiting approval, running and finished.
+
+pub mod config;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chat::{Intent, What};
+use client::{Client, ClientError};
+use mesh::Home;
+use proto::{JobEvent, JobInfo, JobSpec, OutStream, Request, Response};
+use slack_morphism::prelude::*;
+use tokio::sync::{Mutex, mpsc};
+
+pub use config::Config;
+
+/// The bot's config file in its home.
+pub const CONFIG_FILE: &str = "moltbot.toml";
+/// Least time between two edits of one message.
+const EDIT_EVERY: Duration = Duration::from_secs(1);
+/// Output kept for the "last lines" of a running job's message.
+const TAIL_BYTES: usize = 1500;
+/// Logs longer than this are also posted as a snippet when the job ends.
+const SNIPPET_OVER: u64 = 2000;
+/// Largest snippet, in characters.
+const SNIPPET_MAX: usize = 3500;
+
+/// Something Slack told us.
+#[derive(Debug, Clone)]
+enum Incoming {
+    Message {
+        user: String,
+        channel: String,
+        ts: String,
+        thread_ts: Option<String>,
+        text: String,
+        dm: bool,
+    },
+    Action {
+        user: String,
+        channel: String,
+        action: String,
+        value: String,
+    },
+}
+
+struct Inbox(mpsc::UnboundedSender<Incoming>);
+
+async fn on_push(
+    event: SlackPushEventCallback,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    let incoming = match event.event {
+        SlackEventCallbackBody::AppMention(m) => Some(Incoming::Message {
+            user: m.user.to_string(),
+            channel: m.channel.to_string(),
+            ts: m.origin.ts.to_string(),
+            thread_ts: m.origin.thread_ts.map(|t| t.to_string()),
+            text: m.content.text.unwrap_or_default(),
+            dm: false,
+        }),
+        SlackEventCallbackBody::Message(m)
+            if m.sender.bot_id.is_none()
+                && m.subtype.is_none()
+                && m.origin.channel_type.as_ref().is_some_and(|t| t.0 == "im") =>
+        {
+            match (m.sender.user, m.origin.channel) {
+                (Some(user), Some(channel)) => Some(Incoming::Message {
+                    user: user.to_string(),
+                    channel: channel.to_string(),
+                    ts: m.origin.ts.to_string(),
+                    thread_ts: m.origin.thread_ts.map(|t| t.to_string()),
+                    text: m.content.and_then(|c| c.text).unwrap_or_default(),
+                    dm: true,
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if let Some(i) = incoming
+        && let Some(inbox) = states.read().await.get_user_state::<Inbox>()
+    {
+        let _ = inbox.0.send(i);
+    }
+    Ok(())
+}
+
+async fn on_interaction(
+    event: SlackInteractionEvent,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    if let SlackInteractionEvent::BlockActions(b) = event {
+        let user = b.user.map(|u| u.id.to_string()).unwrap_or_default();
+        let channel = b.channel.map(|c| c.id.to_string()).unwrap_or_default();
+        for a in b.actions.unwrap_or_default() {
+            let i = Incoming::Action {
+                user: user.clone(),
+                channel: channel.clone(),
+                action: a.action_id.to_string(),
+                value: a.value.unwrap_or_default(),
+            };
+            if let Some(inbox) = states.read().await.get_user_state::<Inbox>() {
+                let _ = inbox.0.send(i);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The gateway connection, re-established when it drops.
+struct Gateway {
+    home: Home,
+    client: Mutex<Option<Arc<Client>>>,
+}
+
+impl Gateway {
+    async fn get(&self) -> Result<Arc<Client>, ClientError> {
+        let mut g = self.client.lock().await;
+        if let Some(c) = g
+            .as_ref()
+            .filter(|c| c.connection().close_reason().is_none())
+        {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Client::connect(&self.home).await?);
+        *g = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn call(&self, req: Request) -> Result<Response, ClientError> {
+        self.get().await?.call(req).await
+    }
+}
+
+struct Bot {
+    cfg: Config,
+    slack: Arc<SlackHyperClient>,
+    token: SlackApiToken,
+    gateway: Gateway,
+}
+
+fn text_content(text: &str) -> SlackMessageContent {
+    SlackMessageContent::new().with_text(text.to_string())
+}
+
+impl Bot {
+    async fn post(
+        &self,
+        channel: &str,
+        thread: &str,
+        content: SlackMessageContent,
+    ) -> Option<String> {
+        let req = SlackApiChatPostMessageRequest::new(channel.into(), content)
+            .with_thread_ts(thread.into());
+        for _ in 0..3 {
+            match self
+                .slack
+                .open_session(&self.token)
+                .chat_post_message(&req)
+                .await
+            {
+                Ok(r) => return Some(r.ts.to_string()),
+                Err(slack_morphism::errors::SlackClientError::RateLimitError(e)) => {
+                    tokio::time::sleep(e.retry_after.unwrap_or(EDIT_EVERY)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "chat.postMessage failed");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    async fn reply(&self, channel: &str, thread: &str, text: &str) {
+        self.post(channel, thread, text_content(text)).await;
+    }
+
+    async fn update(&self, channel: &str, ts: &str, content: SlackMessageContent) {
+        let req = SlackApiChatUpdateRequest::new(channel.into(), content, ts.into());
+        for _ in 0..5 {
+            match self.slack.open_session(&self.token).chat_update(&req).await {
+                Ok(_) => return,
+                Err(slack_morphism::errors::SlackClientError::RateLimitError(e)) => {
+                    // Slack said slow down: wait exactly as long as it asks.
+                    let wait = e.retry_after.unwrap_or(EDIT_EVERY);
+                    tracing::info!(?wait, "chat.update rate-limited; waiting");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "chat.update failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn ephemeral(&self, channel: &str, user: &str, text: &str) {
+        let req =
+            SlackApiChatPostEphemeralRequest::new(channel.into(), user.into(), text_content(text));
+        if let Err(e) = self
+            .slack
+            .open_session(&self.token)
+            .chat_post_ephemeral(&req)
+            .await
+        {
+            tracing::warn!(error = %e, "chat.postEphemeral failed");
+        }
+    }
+
+    async fn context(&self) -> Result<chat::Context, String> {
+        match self.gateway.call(Request::ChatContext).await {
+            Ok(Response::ChatContext { nodes, jobs, roles }) => Ok(chat::Context {
+                nodes,
+                jobs,
+                roles,
+                interpreters: chat::Context::default_interpreters(),
+            }),
+            Ok(r) => Err(format!("unexpected reply {r:?}")),
+            Err(e) => Err(format!(
+                "I can't reach the gateway right now ({e}); try again in a moment."
+            )),
+        }
+    }
+
+    async fn handle(self: Arc<Self>, i: Incoming) {
+        match i {
+            Incoming::Message {
+                user,
+                channel,
+                ts,
+                thread_ts,
+                text,
+                dm,
+            } => {
+                let thread = thread_ts.unwrap_or(ts);
+                self.message(&user, &channel, &thread, &text, dm).await;
+            }
+            Incoming::Action {
+                user,
+                channel,
+                action,
+                value,
+            } => self.action(&user, &channel, &action, &value).await,
+        }
+    }
+
+    async fn message(&self, user: &str, channel: &str, thread: &str, text: &str, dm: bool) {
+        if let Err(why) = self.cfg.admits(user, channel, dm) {
+            return self.reply(channel, thread, why.as_str()).await;
+        }
+        let _ = self
+            .gateway
+            .call(Request::ChatAudit {
+                user: user.to_string(),
+                channel: channel.to_string(),
+                thread: thread.to_string(),
+                text: text.chars().take(500).collect(),
+            })
+            .await;
+        let ctx = match self.context().await {
+            Ok(c) => c,
+            Err(e) => return self.reply(channel, thread, &e).await,
+        };
+        let on_behalf_of = Some(user.to_string());
+        let done = |r: Result<Response, ClientError>| match r {
+            Ok(Response::Done { message }) => message,
+            Ok(r) => format!("unexpected reply {r:?}"),
+            Err(ClientError::Api(e)) => e.message,
+            Err(e) => format!("I can't reach the gateway right now ({e})."),
+        };
+        let reply = match chat::parse(text, &ctx) {
+            Intent::Help => HELP.to_string(),
+            Intent::Clarify(q) => q,
+            Intent::Nodes => match self.gateway.call(Request::NodeList).await {
+                Ok(Response::Nodes(nodes)) => nodes_text(&nodes),
+                r => done(r),
+            },
+            Intent::Status(None) => match self.gateway.call(Request::JobList { limit: 10 }).await {
+                Ok(Response::Jobs(jobs)) => jobs_text(&jobs),
+                r => done(r),
+            },
+            Intent::Status(Some(id)) => match self.gateway.call(Request::JobShow { id }).await {
+                Ok(Response::Job(j)) => job_text(&j, None),
+                r => done(r),
+            },
+            Intent::Logs(id) => self.logs(id).await,
+            Intent::Cancel(id) => done(
+                self.gateway
+                    .call(Request::JobCancel { id, on_behalf_of })
+                    .await,
+            ),
+            Intent::Approve(id) => done(
+                self.gateway
+                    .call(Request::JobApprove {
+                        id,
+                        plan_digest: None,
+                        on_behalf_of,
+                    })
+                    .await,
+            ),
+            Intent::Deny(id, reason) => done(
+                self.gateway
+                    .call(Request::JobDeny {
+                        id,
+                        reason,
+                        on_behalf_of,
+                    })
+                    .await,
+            ),
+            Intent::Run { what, node, role } => {
+                let job = match &what {
+                    What::Job(j) => Some(j.as_str()),
+                    _ => None,
+                };
+                if let Err(why) = self
+                    .cfg
+                    .permits(user, node.as_deref(), role.as_deref(), job)
+                {
+                    why
+                } else {
+                    return self.run(user, channel, thread, what, node, role).await;
+                }
+            }
+        };
+        self.reply(channel, thread, &reply).await;
+    }
+
+    async fn logs(&self, id: u64) -> String {
+        let client = match self.gateway.get().await {
+            Ok(c) => c,
+            Err(e) => return format!("I can't reach the gateway right now ({e})."),
+        };
+        let mut recv = match client
+            .open(Request::JobAttach {
+                id,
+                follow: false,
+                stdout_from: 0,
+                stderr_from: 0,
+            })
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return e.to_string(),
+        };
+        let mut out = Vec::new();
+        loop {
+            match client.next_event(&mut recv).await {
+                Ok(Some(JobEvent::Output { data, .. })) => out.extend_from_slice(&data),
+                Ok(Some(JobEvent::Error(e))) => return e.message,
+                Ok(Some(JobEvent::End(_))) | Ok(None) | Err(_) => break,
+                Ok(Some(_)) => {}
+            }
+        }
+        snippet(&String::from_utf8_lossy(&out), id)
+    }
+
+    async fn run(
+        &self,
+        user: &str,
+        channel: &str,
+        thread: &str,
+        what: What,
+        node: Option<String>,
+        role: Option<String>,
+    ) {
+        let mut spec = JobSpec {
+            node,
+            role,
+            on_behalf_of: Some(user.to_string()),
+            ..Default::default()
+        };
+        match what {
+            What::Job(j) => spec.job = Some(j),
+            What::Argv(a) => spec.argv = a,
+            What::Shell(l) => {
+                spec.argv = vec![l];
+                spec.shell = true;
+            }
+        }
+        let Some(msg_ts) = self.post(channel, thread, text_content("Starting…")).await else {
+            return;
+        };
+        let client = match self.gateway.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                return self
+                    .update(
+                        channel,
+                        &msg_ts,
+                        text_content(&format!("I can't reach the gateway ({e}).")),
+                    )
+                    .await;
+            }
+        };
+        let mut recv = match client.open(Request::JobRun(spec)).await {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .update(channel, &msg_ts, text_content(&e.to_string()))
+                    .await;
+            }
+        };
+        let mut msg = JobMessage {
+            channel: channel.to_string(),
+            ts: msg_ts,
+            last_edit: None,
+            pending: None,
+        };
+        let mut info: Option<JobInfo> = None;
+        let mut tail = String::new();
+        let mut offsets = [0u64; 2];
+        let started = Instant::now();
+        let mut approval_posted = false;
+        let mut tick = tokio::time::interval(EDIT_EVERY);
+        loop {
+            tokio::select! {
+                ev = client.next_event(&mut recv) => match ev {
+                    Ok(Some(JobEvent::Accepted(j))) | Ok(Some(JobEvent::State(j))) => {
+                        if j.state == "awaiting-approval" && !approval_posted {
+                            approval_posted = true;
+                            let _ = self.post(channel, thread, approval_content(&j)).await;
+                        }
+                        msg.set(job_text(&j, Some((started.elapsed(), &tail))));
+                        info = Some(j);
+                    }
+                    Ok(Some(JobEvent::Output { stream, data })) => {
+                        offsets[usize::from(stream == OutStream::Stderr)] += data.len() as u64;
+                        tail.push_str(&String::from_utf8_lossy(&data));
+                        if tail.len() > TAIL_BYTES {
+                            let cut = tail.len() - TAIL_BYTES;
+                            let cut = (cut..tail.len()).find(|i| tail.is_char_boundary(*i)).unwrap_or(tail.len());
+                            tail.drain(..cut);
+                        }
+                        if let Some(j) = &info {
+                            msg.set(job_text(j, Some((started.elapsed(), &tail))));
+                        }
+                    }
+                    Ok(Some(JobEvent::End(j))) => {
+                        msg.set(job_text(&j, None));
+                        msg.flush(self, true).await;
+                        if j.stdout_bytes + j.stderr_bytes > SNIPPET_OVER {
+                            let log = self.logs(j.id).await;
+                            self.reply(channel, thread, &log).await;
+                        }
+                        return;
+                    }
+                    Ok(Some(JobEvent::Error(e))) => {
+                        msg.set(e.message);
+                        msg.flush(self, true).await;
+                        return;
+                    }
+                    Ok(None) | Err(_) => {
+                        // The gateway went away: reconnect and resume following.
+                        let Some(id) = info.as_ref().map(|j| j.id) else {
+                            msg.set("I lost the gateway before the job started; check `status`.".into());
+                            msg.flush(self, true).await;
+                            return;
+                        };
+                        match self.reattach(id, offsets).await {
+                            Some((c, r)) => { drop(std::mem::replace(&mut recv, r)); let _ = c; }
+                            None => {
+                                msg.set(format!("I lost the gateway while following job {id}; ask `status {id}` later."));
+                                msg.flush(self, true).await;
+                                return;
+                            }
+                        }
+                    }
+                },
+                _ = tick.tick() => msg.flush(self, false).await,
+            }
+        }
+    }
+
+    async fn reattach(
+        &self,
+        id: u64,
+        offsets: [u64; 2],
+    ) -> Option<(Arc<Client>, quinn::RecvStream)> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(c) = self.gateway.get().await
+                && let Ok(r) = c
+                    .open(Request::JobAttach {
+                        id,
+                        follow: true,
+                        stdout_from: offsets[0],
+                        stderr_from: offsets[1],
+                    })
+                    .await
+            {
+                return Some((c, r));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        None
+    }
+
+    async fn action(&self, user: &str, channel: &str, action: &str, value: &str) {
+        let Ok(id) = value.parse::<u64>() else { return };
+        let on_behalf_of = Some(user.to_string());
+        let req = match action {
+            "approve" => Request::JobApprove {
+                id,
+                plan_digest: None,
+                on_behalf_of,
+            },
+            "deny" => Request::JobDeny {
+                id,
+                reason: None,
+                on_behalf_of,
+            },
+            _ => return,
+        };
+        match self.gateway.call(req).await {
+            Ok(Response::Done { message }) => self.ephemeral(channel, user, &message).await,
+            Ok(r) => {
+                self.ephemeral(channel, user, &format!("unexpected reply {r:?}"))
+                    .await
+            }
+            Err(ClientError::Api(e)) if e.code == proto::ErrorCode::PermissionDenied => {
+                self.ephemeral(channel, user, &format!("Not allowed: {}", e.message))
+                    .await
+            }
+            Err(e) => self.ephemeral(channel, user, &e.to_string()).await,
+        }
+    }
+}
+
+/// One job's message, edited at most once per [`EDIT_EVERY`].
+struct JobMessage {
+    channel: String,
+    ts: String,
+    last_edit: Option<Instant>,
+    pending: Option<String>,
+}
+
+impl JobMessage {
+    fn set(&mut self, text: String) {
+        self.pending = Some(text);
+    }
+
+    async fn flush(&mut self, bot: &Bot, force: bool) {
+        let Some(text) = self.pending.take() else {
+            return;
+        };
+        if let Some(t) = self.last_edit {
+            let since = t.elapsed();
+            if since < EDIT_EVERY {
+                if !force {
+                    self.pending = Some(text);
+                    return;
+                }
+                tokio::time::sleep(EDIT_EVERY - since).await;
+            }
+        }
+        bot.update(&self.channel, &self.ts, text_content(&text))
+            .await;
+        self.last_edit = Some(Instant::now());
+    }
+}
+
+const HELP: &str = "I run jobs on the lab's nodes. Try:\n• `run training on worker-gpu-01`\n• `run python train.py --epochs 3 on worker-gpu-01`\n• `run training (gpu)` · `start experiment exp42`\n• `nodes` · `status` · `status 17` · `logs 17` · `cancel 17` · `approve 17` · `deny 17 because …`";
+
+fn fmt_duration(d: Duration) -> String {
+    proto::duration::format(Duration::from_secs(d.as_secs().max(1)))
+}
+
+fn job_text(j: &JobInfo, running: Option<(Duration, &str)>) -> String {
+    let cmd = j.argv.join(" ");
+    let head = match j.state.as_str() {
+        "queued" => format!(":hourglass: job {} queued: `{cmd}`", j.id),
+        "awaiting-approval" => format!(
+            ":lock: job {} on {} awaits approval by {}: `{cmd}`",
+            j.id,
+            j.node,
+            j.approvers
+                .iter()
+                .map(|a| if a.starts_with('U') {
+                    format!("<@{a}>")
+                } else {
+                    a.clone()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "starting" => format!(
+            ":arrow_forward: job {} starting on {}: `{cmd}`",
+            j.id, j.node
+        ),
+        "running" => format!(
+            ":arrow_forward: job {} running on {} for {}: `{cmd}`",
+            j.id,
+            j.node,
+            running.map(|(d, _)| fmt_duration(d)).unwrap_or_default()
+        ),
+        "exited" => {
+            let took = match (j.started_at, j.finished_at) {
+                (Some(s), Some(f)) => fmt_duration(Duration::from_secs(f.saturating_sub(s))),
+                _ => "-".into(),
+            };
+            let code = j.exit_code.unwrap_or(-1);
+            let mark = if code == 0 {
+                ":white_check_mark:"
+            } else {
+                ":x:"
+            };
+            format!(
+                "{mark} job {} on {} exited with code {code} after {took}: `{cmd}`",
+                j.id, j.node
+            )
+        }
+        other => format!(
+            ":warning: job {} {other}{}: `{cmd}`",
+            j.id,
+            j.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+    };
+    match running {
+        Some((_, tail)) if !tail.trim().is_empty() && j.state == "running" => {
+            let lines: Vec<&str> = tail.lines().rev().take(10).collect();
+            let last: Vec<&str> = lines.into_iter().rev().collect();
+            format!("{head}\n```{}```", last.join("\n"))
+        }
+        _ => head,
+    }
+}
+
+fn approval_content(j: &JobInfo) -> SlackMessageContent {
+    let id = j.id.to_string();
+    let blocks = serde_json::json!([
+        { "type": "section", "text": { "type": "mrkdwn",
+          "text": format!("Job {} wants to run `{}` on {}. Approve?", j.id, j.argv.join(" "), j.node) } },
+        { "type": "actions", "block_id": format!("job-{id}"), "elements": [
+            { "type": "button", "action_id": "approve", "value": id, "style": "primary",
+              "text": { "type": "plain_text", "text": "Approve" } },
+            { "type": "button", "action_id": "deny", "value": id, "style": "danger",
+              "text": { "type": "plain_text", "text": "Deny" } }
+        ]}
+    ]);
+    let blocks: Vec<SlackBlock> = serde_json::from_value(blocks).unwrap_or_default();
+    text_content(&format!("Job {} awaits approval", j.id)).with_blocks(blocks)
+}
+
+fn snippet(log: &str, id: u64) -> String {
+    if log.is_empty() {
+        return format!("job {id} printed nothing.");
+    }
+    let mut start = log.len().saturating_sub(SNIPPET_MAX);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    let note = if start > 0 {
+        format!(
+            "Last {SNIPPET_MAX} characters of job {id}'s log (all of it: `openclaw job logs {id}`):"
+        )
+    } else {
+        format!("Log of job {id}:")
+    };
+    format!("{note}\n```{}```", &log[start..])
+}
+
+fn nodes_text(nodes: &[proto::NodeInfo]) -> String {
+    if nodes.is_empty() {
+        return "No nodes are enrolled yet.".into();
+    }
+    nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "• *{}* {} {} {}",
+                n.name,
+                n.connection,
+                n.health,
+                n.labels.join(",")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn jobs_text(jobs: &[JobInfo]) -> String {
+    if jobs.is_empty() {
+        return "No jobs yet.".into();
+    }
+    jobs.iter()
+        .map(|j| job_text(j, None))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs moltbot until `shutdown` resolves. `home` holds the bot credential
+/// (`openclaw client create moltbot --role bot --out HOME`) and moltbot.toml.
+pub async fn run(
+    home: &Home,
+    cfg: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    // https only, except for a loopback http:// URL (local testing), which
+    // config::check_api_url already limited to loopback.
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("cannot load the system's root certificates for Slack: {e}"))?;
+    let https = if cfg.slack_api_url.starts_with("http://") {
+        builder
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build()
+    } else {
+        builder.https_only().enable_http1().enable_http2().build()
+    };
+    let connector = SlackClientHyperConnector::from(https).with_slack_api_url(&cfg.slack_api_url);
+    let slack = Arc::new(SlackClient::new(connector));
+    let token = SlackApiToken::new(cfg.bot_token.expose().to_string().into());
+    let app_token = SlackApiToken::new(cfg.app_token.expose().to_string().into());
+    let gateway = Gateway {
+        home: home.clone(),
+        client: Mutex::new(None),
+    };
+    match gateway.call(Request::Whoami).await {
+        Ok(Response::Identity {
+            role: proto::Role::Bot,
+            name,
+        }) => tracing::info!(%name, "connected to the gateway"),
+        Ok(Response::Identity { role, name }) => {
+            return Err(format!(
+                "{} holds a {role} credential ({name}); moltbot needs a bot one: openclaw client create moltbot --role bot --out DIR",
+                home.root().display()
+            ));
+        }
+        Ok(r) => return Err(format!("unexpected reply {r:?}")),
+        Err(e) => return Err(format!("cannot reach the gateway: {e}")),
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let env = Arc::new(
+        SlackClientEventsListenerEnvironment::new(slack.clone())
+            .with_error_handler(|e, _, _| {
+                tracing::warn!(error = %e, "Slack event handling failed");
+                http::StatusCode::OK
+            })
+            .with_user_state(Inbox(tx)),
+    );
+    let callbacks = SlackSocketModeListenerCallbacks::new()
+        .with_push_events(on_push)
+        .with_interaction_events(on_interaction);
+    let listener = SlackClientSocketModeListener::new(
+        &SlackClientSocketModeConfig::new()
+            .with_initial_backoff_in_seconds(1)
+            .with_reconnect_timeout_in_seconds(5),
+        env,
+        callbacks,
+    );
+    listener
+        .listen_for(&app_token)
+        .await
+        .map_err(|e| format!("cannot open a Socket Mode connection: {e}"))?;
+    listener.start().await;
+    tracing::info!(api = %cfg.slack_api_url, "moltbot listening in Socket Mode");
+    let bot = Arc::new(Bot {
+        cfg,
+        slack,
+        token,
+        gateway,
+    });
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            i = rx.recv() => match i {
+                Some(i) => { tokio::spawn(bot.clone().handle(i)); }
+                None => break,
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    listener.shutdown().await;
+    Ok(())
+}

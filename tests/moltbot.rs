@@ -1,0 +1,256 @@
+//! moltbot end to end: the real slack-morphism client in Socket Mode
+//! against a local Slack emulator, a real gateway and real nodes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use testkit::slack::SlackEmulator;
+use testkit::{Lab, Proc, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+const T: Duration = Duration::from_secs(30);
+const BOT_TOKEN: &str = "xoxb-test-secret-token";
+
+struct World {
+    lab: Lab,
+    slack: SlackEmulator,
+    bot: Proc,
+    _nodes: Vec<Proc>,
+}
+
+fn world() -> World {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        let start = cfg.find("[policy]").unwrap();
+        let end = cfg.find("[limits]").unwrap();
+        cfg.replace_range(
+            start..end,
+            r#"[policy]
+default = "allow"
+
+[[policy.rules]]
+nodes = ["worker-gpu-*"]
+action = "approve"
+approvers = ["U0BOSS"]
+
+"#,
+        );
+        cfg.push_str("\n[jobs.training]\ncommand = [\"sh\", \"-c\", \"echo training on $OPENCLAW_NODE\"]\nrole = \"cpu\"\n");
+    });
+    lab.start_gateway();
+    let (_, g) = lab.node_up("worker-gpu-01", "gpu", 1);
+    let (_, c) = lab.node_up("worker-cpu-01", "cpu", 0);
+    let bot_home = lab.dir().join("moltbot");
+    lab.admin(&[
+        "client",
+        "create",
+        "moltbot",
+        "--role",
+        "bot",
+        "--out",
+        bot_home.to_str().unwrap(),
+    ])
+    .ok();
+    std::fs::write(
+        bot_home.join("moltbot.toml"),
+        "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\"]\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n",
+    )
+    .unwrap();
+    let slack = SlackEmulator::start();
+    let bot = spawn_bot(&mut lab, &bot_home, &slack.api_url);
+    wait_until(T, "moltbot to open Socket Mode", || {
+        slack.connected().then_some(())
+    });
+    World {
+        lab,
+        slack,
+        bot,
+        _nodes: vec![g, c],
+    }
+}
+
+fn spawn_bot(lab: &mut Lab, home: &std::path::Path, api: &str) -> Proc {
+    // The tokens reach only this child, through its environment.
+    let script = format!(
+        "SLACK_API_URL={api} SLACK_BOT_TOKEN={BOT_TOKEN} SLACK_APP_TOKEN=xapp-test exec {BIN} --home {} moltbot run",
+        home.display()
+    );
+    lab.spawn_cmd("sh", &["-c", &script])
+}
+
+#[test]
+fn a_job_from_slack_runs_and_its_message_is_edited_in_place() {
+    let w = world();
+    let ts = w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run sh -c 'for i in 1 2 3; do echo line$i; sleep 0.6; done' on worker-cpu-01",
+    );
+    // One message in the request's thread, then edits of that message only.
+    wait_until(T, "the job message", || {
+        w.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["thread_ts"] == ts.as_str())
+    });
+    let done = wait_until(T, "the final edit", || {
+        let ups = w.slack.calls_of("chat.update");
+        ups.iter()
+            .any(|u| {
+                u.body["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("exited with code 0")
+            })
+            .then_some(ups)
+    });
+    assert!(
+        done.len() >= 2,
+        "expected edits while running, got {done:?}"
+    );
+    let my_ts = wait_until(T, "the job message ts", || {
+        done.first()
+            .and_then(|u| u.body["ts"].as_str().map(str::to_string))
+    });
+    assert!(
+        done.iter().all(|u| u.body["ts"] == my_ts.as_str()),
+        "every edit targets the one job message"
+    );
+    assert!(done.iter().any(|u| {
+        u.body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("running on worker-cpu-01")
+    }));
+    for pair in done.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            gap >= Duration::from_millis(900),
+            "two edits {gap:?} apart: at most one per second"
+        );
+    }
+    // The job ran for the Slack user.
+    assert_eq!(w.lab.job(1)["requester"], "U0ALICE");
+    assert_eq!(
+        w.lab.admin(&["job", "logs", "1"]).ok().stdout,
+        "line1\nline2\nline3\n"
+    );
+    // Tokens never reach the log.
+    assert!(!w.bot.stderr().contains(BOT_TOKEN));
+}
+
+#[test]
+fn rate_limits_are_honoured() {
+    let w = world();
+    w.slack.rate_limit_next("chat.update", 2);
+    let _ts = w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run sh -c 'echo a; sleep 1.5; echo b; sleep 1.5' on worker-cpu-01",
+    );
+    let ups = wait_until(T, "edits after a 429", || {
+        let ups = w.slack.calls_of("chat.update");
+        ups.iter()
+            .any(|u| {
+                u.body["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("exited with code 0")
+            })
+            .then_some(ups)
+    });
+    // The first edit was refused with Retry-After: 2; the retry waited that long.
+    let gap = ups[1].at.duration_since(ups[0].at);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "retried after {gap:?}, before Retry-After"
+    );
+}
+
+#[test]
+fn approvals_by_button_are_checked_at_the_gateway() {
+    let w = world();
+    let ts = w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo approved run on worker-gpu-01",
+    );
+    let ask = wait_until(T, "the approval request", || {
+        w.slack.calls_of("chat.postMessage").into_iter().find(|c| {
+            c.body["thread_ts"] == ts.as_str()
+                && c.body["blocks"]
+                    .to_string()
+                    .contains("\"action_id\":\"approve\"")
+        })
+    });
+    let blocks = ask.body["blocks"].to_string();
+    assert!(blocks.contains("\"action_id\":\"deny\""), "{blocks}");
+    // A click by someone who is not an approver: an ephemeral "not allowed".
+    w.slack.click("U0BOB", "C0LAB", "x", "approve", "1");
+    let eph = wait_until(T, "the refusal", || {
+        w.slack.calls_of("chat.postEphemeral").into_iter().next()
+    });
+    assert_eq!(eph.body["user"], "U0BOB");
+    assert!(
+        eph.body["text"].as_str().unwrap().contains("Not allowed"),
+        "{}",
+        eph.body
+    );
+    assert_eq!(w.lab.job(1)["state"], "awaiting-approval");
+    // The approver's click runs it.
+    w.slack.click("U0BOSS", "C0LAB", "x", "approve", "1");
+    let job = w.lab.wait_job(1, "exited", T);
+    assert_eq!(job["approved_by"], "U0BOSS");
+    wait_until(T, "the final edit", || {
+        w.slack
+            .calls_of("chat.update")
+            .into_iter()
+            .any(|u| {
+                u.body["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("exited with code 0")
+            })
+            .then_some(())
+    });
+    // A click on a finished job says so.
+    w.slack.click("U0BOSS", "C0LAB", "x", "approve", "1");
+    wait_until(T, "the second ephemeral", || {
+        w.slack
+            .calls_of("chat.postEphemeral")
+            .into_iter()
+            .any(|c| {
+                c.body["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("not awaiting approval")
+            })
+            .then_some(())
+    });
+}
+
+#[test]
+fn grammar_access_control_and_simple_commands() {
+    let w = world();
+    let reply_to = |user: &str, text: &str| {
+        let ts = w.slack.mention(user, "C0LAB", text);
+        wait_until(T, "a reply", || {
+            w.slack
+                .calls_of("chat.postMessage")
+                .into_iter()
+                .find(|c| c.body["thread_ts"] == ts.as_str())
+                .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+        })
+    };
+    assert!(reply_to("U0STRANGER", "<@U0MOLT> nodes").contains("registered users"));
+    assert!(reply_to("U0ALICE", "<@U0MOLT> nodes").contains("worker-gpu-01"));
+    assert!(reply_to("U0ALICE", "<@U0MOLT> help").contains("run training on worker-gpu-01"));
+    assert!(reply_to("U0ALICE", "<@U0MOLT> run this somewhere").contains("what should I run"));
+    assert!(
+        reply_to("U0ALICE", "<@U0MOLT> run training on wrker-gpu-01")
+            .contains("did you mean worker-gpu-01?")
+    );
+    assert!(
+        reply_to("U0BOB", "<@U0MOLT> run echo x on worker-gpu-01")
+            .contains("may not use the node worker-gpu-01")
+    );
+}
