@@ -254,3 +254,66 @@ fn grammar_access_control_and_simple_commands() {
             .contains("may not use the node worker-gpu-01")
     );
 }
+
+fn final_edit(slack: &SlackEmulator, needle: &str) {
+    wait_until(Duration::from_secs(60), needle, || {
+        slack
+            .calls_of("chat.update")
+            .into_iter()
+            .any(|u| u.body["text"].as_str().unwrap_or_default().contains(needle))
+            .then_some(())
+    });
+}
+
+#[test]
+fn moltbot_rides_out_a_gateway_restart_and_a_socket_drop() {
+    let mut w = world();
+    w.slack.mention("U0ALICE", "C0LAB", "<@U0MOLT> run sh -c 'for i in 1 2 3 4 5 6; do echo tick$i; sleep 0.5; done' on worker-cpu-01");
+    wait_until(T, "the job to run", || {
+        let out = w.lab.admin(&["job", "show", "1", "--json"]);
+        (out.code == 0 && out.stdout.contains("\"running\"")).then_some(())
+    });
+    w.lab.stop_gateway(true);
+    w.lab.start_gateway();
+    // The job message still reaches its end: moltbot reconnected and resumed following.
+    final_edit(&w.slack, "job 1 on worker-cpu-01 exited with code 0");
+    assert_eq!(
+        w.lab.admin(&["job", "logs", "1"]).ok().stdout,
+        (1..=6).map(|i| format!("tick{i}\n")).collect::<String>()
+    );
+
+    // Slack drops the socket; slack-morphism reconnects and the next mention is served.
+    w.slack.drop_sockets();
+    wait_until(T, "a new Socket Mode connection", || {
+        w.slack.connected().then_some(())
+    });
+    let ts = w.slack.mention("U0ALICE", "C0LAB", "<@U0MOLT> nodes");
+    wait_until(T, "a reply after reconnecting", || {
+        w.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["thread_ts"] == ts.as_str())
+    });
+}
+
+#[test]
+fn long_logs_are_attached_as_a_snippet() {
+    let w = world();
+    let ts = w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run seq 1 2000 on worker-cpu-01",
+    );
+    final_edit(&w.slack, "exited with code 0");
+    let snippet = wait_until(T, "the log snippet", || {
+        w.slack.calls_of("chat.postMessage").into_iter().find(|c| {
+            c.body["thread_ts"] == ts.as_str()
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("openclaw job logs 1")
+        })
+    });
+    let text = snippet.body["text"].as_str().unwrap();
+    assert!(text.contains("1999\n2000"), "{text}");
+}

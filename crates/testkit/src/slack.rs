@@ -121,6 +121,11 @@ impl SlackEmulator {
             .push_back((method.to_string(), secs));
     }
 
+    /// Drops every Socket Mode connection, as Slack does now and then.
+    pub fn drop_sockets(&self) {
+        self.state.lock().unwrap().sockets.clear();
+    }
+
     /// Whether a Socket Mode client is connected.
     pub fn connected(&self) -> bool {
         !self.state.lock().unwrap().sockets.is_empty()
