@@ -52,10 +52,11 @@ approvers = ["U0BOSS"]
     .ok();
     std::fs::write(
         bot_home.join("moltbot.toml"),
-        "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\"]\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n",
+        "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\"]\nallowed_groups = [\"S0OPS\"]\napprovals = \"both\"\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n",
     )
     .unwrap();
     let slack = SlackEmulator::start();
+    slack.set_group("S0OPS", &["U0CAROL"]);
     let bot = spawn_bot(&mut lab, &bot_home, &slack.api_url);
     wait_until(T, "moltbot to open Socket Mode", || {
         slack.connected().then_some(())
@@ -183,6 +184,18 @@ fn approvals_by_button_are_checked_at_the_gateway() {
         })
     });
     let blocks = ask.body["blocks"].to_string();
+    // approvals = "both": the approver also gets a DM with the buttons.
+    let dm = wait_until(T, "the DM to the approver", || {
+        w.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["channel"] == "DU0BOSS")
+    });
+    assert!(
+        dm.body["blocks"]
+            .to_string()
+            .contains("\"action_id\":\"approve\"")
+    );
     assert!(blocks.contains("\"action_id\":\"deny\""), "{blocks}");
     // A click by someone who is not an approver: an ephemeral "not allowed".
     w.slack.click("U0BOB", "C0LAB", "x", "approve", "1");
@@ -242,6 +255,8 @@ fn grammar_access_control_and_simple_commands() {
         })
     };
     assert!(reply_to("U0STRANGER", "<@U0MOLT> nodes").contains("registered users"));
+    // A member of an allowed user group is admitted.
+    assert!(reply_to("U0CAROL", "<@U0MOLT> nodes").contains("worker-gpu-01"));
     assert!(reply_to("U0ALICE", "<@U0MOLT> nodes").contains("worker-gpu-01"));
     assert!(reply_to("U0ALICE", "<@U0MOLT> help").contains("run training on worker-gpu-01"));
     assert!(reply_to("U0ALICE", "<@U0MOLT> run this somewhere").contains("what should I run"));

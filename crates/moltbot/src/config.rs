@@ -41,6 +41,10 @@ pub struct UserLimits {
 pub enum ApprovalsIn {
     /// In the request's thread.
     Thread,
+    /// By direct message to each approver that is a Slack user.
+    Dm,
+    /// Both.
+    Both,
 }
 
 /// The parsed configuration.
@@ -54,8 +58,10 @@ pub struct Config {
     pub app_token: Secret,
     /// Channels the bot answers in (empty: any).
     pub allowed_channels: Vec<String>,
-    /// Users the bot answers (empty: any).
+    /// Users the bot answers (empty, with no groups: any).
     pub allowed_users: Vec<String>,
+    /// Slack user groups (ids like S0123) whose members the bot answers.
+    pub allowed_groups: Vec<String>,
     /// Whether direct messages are answered.
     pub allow_dms: bool,
     /// Per-user limits.
@@ -74,6 +80,8 @@ struct Raw {
     allowed_channels: Vec<String>,
     #[serde(default)]
     allowed_users: Vec<String>,
+    #[serde(default)]
+    allowed_groups: Vec<String>,
     allow_dms: Option<bool>,
     approvals: Option<String>,
     #[serde(default)]
@@ -135,9 +143,11 @@ impl Config {
         }
         let approvals = match raw.approvals.as_deref() {
             None | Some("thread") => ApprovalsIn::Thread,
+            Some("dm") => ApprovalsIn::Dm,
+            Some("both") => ApprovalsIn::Both,
             Some(other) => {
                 return Err(format!(
-                    "approvals = {other:?}: only \"thread\" is supported"
+                    "approvals = {other:?}: use \"thread\", \"dm\" or \"both\""
                 ));
             }
         };
@@ -147,15 +157,29 @@ impl Config {
             app_token: Secret(app_token),
             allowed_channels: raw.allowed_channels,
             allowed_users: raw.allowed_users,
+            allowed_groups: raw.allowed_groups,
             allow_dms: raw.allow_dms.unwrap_or(true),
             users: raw.users,
             approvals,
         })
     }
 
-    /// Whether `user` may talk to the bot in `channel` (a DM when `dm`).
-    pub fn admits(&self, user: &str, channel: &str, dm: bool) -> Result<(), String> {
-        if !self.allowed_users.is_empty() && !self.allowed_users.iter().any(|u| u == user) {
+    /// Whether admitting `user` depends on user-group membership.
+    pub fn needs_groups(&self, user: &str) -> bool {
+        !self.allowed_groups.is_empty() && !self.allowed_users.iter().any(|u| u == user)
+    }
+
+    /// Whether `user` may talk to the bot in `channel` (a DM when `dm`);
+    /// `in_group` says whether the user is in one of `allowed_groups`.
+    pub fn admits(
+        &self,
+        user: &str,
+        channel: &str,
+        dm: bool,
+        in_group: bool,
+    ) -> Result<(), String> {
+        let open = self.allowed_users.is_empty() && self.allowed_groups.is_empty();
+        if !open && !in_group && !self.allowed_users.iter().any(|u| u == user) {
             return Err("sorry, I only take requests from the lab's registered users. Ask an admin to add you.".into());
         }
         if dm && !self.allow_dms {
@@ -200,11 +224,14 @@ impl Config {
 slack_api_url = "https://slack.com/api"
 # Channels the bot answers in (ids like C0123); empty: any channel it is in.
 allowed_channels = []
-# Users the bot answers (ids like U0123); empty: anyone in the workspace.
+# Users the bot answers (ids like U0123), and user groups (ids like S0123)
+# whose members it answers; both empty: anyone in the workspace.
 allowed_users = []
+allowed_groups = []
 # Answer direct messages.
 allow_dms = true
-# Where Approve/Deny buttons are posted: "thread" (the request's thread).
+# Where Approve/Deny buttons are posted: "thread" (the request's thread),
+# "dm" (a direct message to each approver that is a Slack user), or "both".
 approvals = "thread"
 
 # Per-user limits (globs); users not listed may use anything the gateway's
@@ -285,7 +312,7 @@ mod tests {
             &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]),
         )
         .unwrap();
-        assert!(c.admits("U1", "C1", false).is_ok());
+        assert!(c.admits("U1", "C1", false, false).is_ok());
         assert!(
             c.admits("U9", "C1", false)
                 .unwrap_err()

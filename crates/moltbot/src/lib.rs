@@ -221,6 +221,71 @@ impl Bot {
         }
     }
 
+    /// Posts the Approve/Deny buttons where the config says.
+    async fn ask_approvers(&self, channel: &str, thread: &str, j: &JobInfo) {
+        use config::ApprovalsIn;
+        if matches!(self.cfg.approvals, ApprovalsIn::Thread | ApprovalsIn::Both) {
+            let _ = self.post(channel, thread, approval_content(j)).await;
+        }
+        if matches!(self.cfg.approvals, ApprovalsIn::Dm | ApprovalsIn::Both) {
+            // Approvers that are Slack users (U.../W...) get a DM; CLI identities cannot.
+            for a in j
+                .approvers
+                .iter()
+                .filter(|a| a.starts_with('U') || a.starts_with('W'))
+            {
+                let req =
+                    SlackApiConversationsOpenRequest::new().with_users(vec![a.as_str().into()]);
+                match self
+                    .slack
+                    .open_session(&self.token)
+                    .conversations_open(&req)
+                    .await
+                {
+                    Ok(r) => {
+                        let dm = r.channel.id.to_string();
+                        let req = SlackApiChatPostMessageRequest::new(
+                            dm.as_str().into(),
+                            approval_content(j),
+                        );
+                        if let Err(e) = self
+                            .slack
+                            .open_session(&self.token)
+                            .chat_post_message(&req)
+                            .await
+                        {
+                            tracing::warn!(error = %e, approver = %a, "cannot DM an approver");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, approver = %a, "cannot open a DM with an approver")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `user` is in one of the allowed user groups (asked each time:
+    /// group changes apply at once).
+    async fn in_allowed_group(&self, user: &str) -> bool {
+        for g in &self.cfg.allowed_groups {
+            let req = SlackApiUserGroupsUsersListRequest::new(g.as_str().into());
+            match self
+                .slack
+                .open_session(&self.token)
+                .usergroups_users_list(&req)
+                .await
+            {
+                Ok(r) if r.users.iter().any(|u| u.to_string() == user) => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, group = %g, "cannot list a user group's members")
+                }
+            }
+        }
+        false
+    }
+
     async fn context(&self) -> Result<chat::Context, String> {
         match self.gateway.call(Request::ChatContext).await {
             Ok(Response::ChatContext { nodes, jobs, roles }) => Ok(chat::Context {
@@ -259,7 +324,8 @@ impl Bot {
     }
 
     async fn message(&self, user: &str, channel: &str, thread: &str, text: &str, dm: bool) {
-        if let Err(why) = self.cfg.admits(user, channel, dm) {
+        let in_group = self.cfg.needs_groups(user) && self.in_allowed_group(user).await;
+        if let Err(why) = self.cfg.admits(user, channel, dm, in_group) {
             return self.reply(channel, thread, why.as_str()).await;
         }
         let _ = self
@@ -432,7 +498,7 @@ impl Bot {
                     Ok(Some(JobEvent::Accepted(j))) | Ok(Some(JobEvent::State(j))) => {
                         if j.state == "awaiting-approval" && !approval_posted {
                             approval_posted = true;
-                            let _ = self.post(channel, thread, approval_content(&j)).await;
+                            self.ask_approvers(channel, thread, &j).await;
                         }
                         msg.set(job_text(&j, Some((started.elapsed(), &tail))));
                         info = Some(j);

@@ -36,6 +36,8 @@ struct State {
     acked: Vec<String>,
     /// Senders to connected Socket Mode clients.
     sockets: Vec<mpsc::UnboundedSender<String>>,
+    /// User groups and their members.
+    groups: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// The emulator; stops when dropped.
@@ -119,6 +121,14 @@ impl SlackEmulator {
             .unwrap()
             .rate_limit
             .push_back((method.to_string(), secs));
+    }
+
+    /// Defines a user group.
+    pub fn set_group(&self, id: &str, users: &[&str]) {
+        self.state.lock().unwrap().groups.insert(
+            id.to_string(),
+            users.iter().map(|u| u.to_string()).collect(),
+        );
     }
 
     /// Drops every Socket Mode connection, as Slack does now and then.
@@ -252,13 +262,20 @@ async fn serve_api(mut sock: tokio::net::TcpStream, st: Arc<Mutex<State>>, ws_ur
         }
     }
     let body = parse_body(&ct, &buf[header_end..(header_end + len).min(buf.len())]);
-    let method = request_line
+    let path = request_line
         .split_whitespace()
         .nth(1)
         .unwrap_or_default()
         .trim_start_matches("/api/")
         .to_string();
-    let method = method.split('?').next().unwrap_or_default().to_string();
+    let (method, query) = path
+        .split_once('?')
+        .map(|(m, q)| (m.to_string(), q.to_string()))
+        .unwrap_or((path.clone(), String::new()));
+    let mut body = body;
+    if !query.is_empty() && body.as_object().is_none_or(|o| o.is_empty()) {
+        body = parse_body("form", query.as_bytes());
+    }
     let (status, extra, reply) = {
         let mut s = st.lock().unwrap();
         s.calls.push(Call {
@@ -298,6 +315,23 @@ async fn serve_api(mut sock: tokio::net::TcpStream, st: Arc<Mutex<State>>, ws_ur
                     "message": {"text": body["text"], "bot_id": "B0MOLT", "user": "U0MOLT"}})
                 }
                 "chat.postEphemeral" => json!({"ok": true, "message_ts": ts}),
+                "conversations.open" => {
+                    let user = body["users"]
+                        .as_array()
+                        .and_then(|u| u.first())
+                        .and_then(|u| u.as_str())
+                        .or_else(|| body["users"].as_str())
+                        .unwrap_or("U0")
+                        .to_string();
+                    json!({"ok": true, "channel": {"id": format!("D{user}")}})
+                }
+                "usergroups.users.list" => {
+                    let g = body["usergroup"].as_str().unwrap_or_default();
+                    match s.groups.get(g) {
+                        Some(users) => json!({"ok": true, "users": users}),
+                        None => json!({"ok": false, "error": "no_such_subteam"}),
+                    }
+                }
                 _ => json!({"ok": false, "error": "unknown_method"}),
             };
             ("200 OK", String::new(), reply)
