@@ -314,17 +314,30 @@ mod tests {
         .unwrap();
         assert!(c.admits("U1", "C1", false, false).is_ok());
         assert!(
-            c.admits("U9", "C1", false)
+            c.admits("U9", "C1", false, true).is_ok(),
+            "a member of an allowed group"
+        );
+        assert!(!c.needs_groups("U9"), "no groups configured");
+        let g = Config::parse(
+            "allowed_users = [\"U1\"]
+allowed_groups = [\"S1\"]
+",
+            &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]),
+        )
+        .unwrap();
+        assert!(g.needs_groups("U9") && !g.needs_groups("U1"));
+        assert!(
+            c.admits("U9", "C1", false, false)
                 .unwrap_err()
                 .contains("registered users")
         );
         assert!(
-            c.admits("U1", "C2", false)
+            c.admits("U1", "C2", false, false)
                 .unwrap_err()
                 .contains("this channel")
         );
         assert!(
-            c.admits("U1", "D1", true)
+            c.admits("U1", "D1", true, false)
                 .unwrap_err()
                 .contains("direct message")
         );
