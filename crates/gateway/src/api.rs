@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::session::Peer;
 use crate::store::{NodeState, TokenRow};
-use crate::{Shared, enroll, jobs, rules, unix_now};
+use crate::{Shared, enroll, jobs, unix_now};
 
 /// Longest token lifetime.
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -221,23 +221,15 @@ pub fn node_info(
     instant: Instant,
     full: bool,
 ) -> NodeInfo {
-    let cfg = shared.config();
-    let live = if n.state == NodeState::Approved {
-        shared.registry.meta(&n.name, instant)
-    } else {
-        None
-    };
-    let addr = shared.registry.view(&n.name, instant).map(|(_, a)| a);
+    let crate::NodeStatus {
+        live,
+        connection,
+        health,
+        reason: health_reason,
+    } = shared.node_status(&n, instant);
     let telemetry = live.as_ref().and_then(|l| l.telemetry.clone());
-    let (connection, health, health_reason) = rules::status_columns(
-        n.state,
-        live.as_ref().map(|l| l.view),
-        cfg.heartbeat_interval,
-        telemetry.as_deref(),
-        cfg.gpu_temp_limit_c,
-    );
-    let remote_addr = match (n.state, addr) {
-        (_, Some(addr)) if live.is_some() => Some(addr.to_string()),
+    let remote_addr = match (n.state, live.as_ref().map(|l| l.remote)) {
+        (_, Some(addr)) => Some(addr.to_string()),
         (NodeState::Pending, _) => Some(n.request_addr.clone()),
         _ => n.last_addr.clone(),
     };
@@ -381,7 +373,7 @@ fn node_approve(
             NodeState::Rejected | NodeState::Revoked => {
                 return Err(ApiError::new(
                     ErrorCode::FailedPrecondition,
-                    format!("node {name} has no pending request (it was {}); it must enroll again", state_word(row.state)),
+                    format!("node {name} has no pending request (it was {}); it must enroll again", row.state.as_str()),
                 ));
             }
         }
@@ -405,15 +397,6 @@ fn node_approve(
     })
 }
 
-fn state_word(s: NodeState) -> &'static str {
-    match s {
-        NodeState::Pending => "pending",
-        NodeState::Approved => "approved",
-        NodeState::Rejected => "rejected",
-        NodeState::Revoked => "revoked",
-    }
-}
-
 fn node_reject(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
     let now = unix_now();
     shared.store.tx(|tx| {
@@ -423,7 +406,7 @@ fn node_reject(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
                 ErrorCode::FailedPrecondition,
                 format!(
                     "node {name} has no pending request (it is {}); use 'openclaw node revoke {name}' for an enrolled node",
-                    state_word(row.state)
+                    row.state.as_str()
                 ),
             ));
         }

@@ -384,31 +384,13 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
     let rows = shared.store.tx(|tx| tx.nodes())?;
     let now = unix_now();
     let instant = std::time::Instant::now();
-    let cfg = shared.config();
-    let (hb, temp_limit) = (cfg.heartbeat_interval, cfg.gpu_temp_limit_c);
     Ok(rows
         .into_iter()
         .map(|n| {
-            let live = if n.state == NodeState::Approved {
-                shared.registry.meta(&n.name, instant)
-            } else {
-                None
-            };
+            let crate::NodeStatus { live, health, .. } = shared.node_status(&n, instant);
             let (gpus_busy, running) = shared.jobs.load(&n.name);
-            let (_, health, _) = crate::rules::status_columns(
-                n.state,
-                live.as_ref().map(|l| l.view),
-                hb,
-                live.as_ref().and_then(|l| l.telemetry.as_deref()),
-                temp_limit,
-            );
             NodeView {
-                state: match n.state {
-                    NodeState::Pending => "pending",
-                    NodeState::Approved => "approved",
-                    NodeState::Rejected => "rejected",
-                    NodeState::Revoked => "revoked",
-                },
+                state: n.state.as_str(),
                 connected: live.is_some(),
                 healthy: health == "healthy",
                 labels: n.labels,

@@ -188,7 +188,39 @@ pub(crate) struct Shared {
     pub advertise: String,
 }
 
+/// A node's live connection (if any) and its CONNECTION and HEALTH columns.
+pub(crate) struct NodeStatus {
+    pub live: Option<registry::LiveMeta>,
+    pub connection: &'static str,
+    pub health: &'static str,
+    pub reason: Option<String>,
+}
+
 impl Shared {
+    /// Looks a node up in the registry once and applies the health rules:
+    /// the one place `node list`, routing and metrics get a node's status.
+    pub fn node_status(&self, n: &store::NodeRow, now: Instant) -> NodeStatus {
+        let cfg = self.config();
+        let live = if n.state == store::NodeState::Approved {
+            self.registry.meta(&n.name, now)
+        } else {
+            None
+        };
+        let (connection, health, reason) = rules::status_columns(
+            n.state,
+            live.as_ref().map(|l| l.view),
+            cfg.heartbeat_interval,
+            live.as_ref().and_then(|l| l.telemetry.as_deref()),
+            cfg.gpu_temp_limit_c,
+        );
+        NodeStatus {
+            live,
+            connection,
+            health,
+            reason,
+        }
+    }
+
     /// The current configuration (replaced on SIGHUP).
     pub fn config(&self) -> Arc<Config> {
         match self.config.read() {

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::Shared;
-use crate::store::NodeState;
 
 /// Counters the gateway bumps as things happen.
 #[derive(Default)]
@@ -78,7 +77,6 @@ fn counter_family(
 /// The metrics page.
 pub fn render(shared: &Shared) -> String {
     let mut out = String::new();
-    let cfg = shared.config();
     let now = Instant::now();
     let nodes = shared.store.tx(|tx| tx.nodes()).unwrap_or_default();
     let mut by_state: BTreeMap<&str, u64> =
@@ -92,18 +90,12 @@ pub fn render(shared: &Shared) -> String {
         .collect();
     let mut ages = Vec::new();
     for n in &nodes {
-        let live = if n.state == NodeState::Approved {
-            shared.registry.meta(&n.name, now)
-        } else {
-            None
-        };
-        let (conn, health, _) = crate::rules::status_columns(
-            n.state,
-            live.as_ref().map(|l| l.view),
-            cfg.heartbeat_interval,
-            live.as_ref().and_then(|l| l.telemetry.as_deref()),
-            cfg.gpu_temp_limit_c,
-        );
+        let crate::NodeStatus {
+            live,
+            connection: conn,
+            health,
+            ..
+        } = shared.node_status(n, now);
         *by_state.entry(conn).or_default() += 1;
         if let Some(h) = by_health.get_mut(health) {
             *h += 1;

@@ -37,6 +37,8 @@ pub struct LiveMeta {
     pub max_jobs: u32,
     /// The latest heartbeat.
     pub telemetry: Option<Arc<Heartbeat>>,
+    /// Remote address of the connection.
+    pub remote: SocketAddr,
 }
 
 /// One live node session.
@@ -107,20 +109,6 @@ impl Registry {
         });
     }
 
-    /// Liveness of a node, if connected.
-    pub fn view(&self, name: &str, now: Instant) -> Option<(LiveView, SocketAddr)> {
-        self.with(|m| {
-            m.get(name).map(|l| {
-                (
-                    LiveView {
-                        heartbeat_age: now.saturating_duration_since(l.last_heartbeat),
-                    },
-                    l.remote,
-                )
-            })
-        })
-    }
-
     /// Liveness plus what the node reported, if connected.
     pub fn meta(&self, name: &str, now: Instant) -> Option<LiveMeta> {
         self.with(|m| {
@@ -132,6 +120,7 @@ impl Registry {
                 gpus_simulated: l.meta.gpus_simulated,
                 max_jobs: l.meta.max_jobs,
                 telemetry: l.telemetry.clone(),
+                remote: l.remote,
             })
         })
     }

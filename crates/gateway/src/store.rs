@@ -287,7 +287,8 @@ pub enum NodeState {
 }
 
 impl NodeState {
-    fn as_str(self) -> &'static str {
+    /// The state word as stored and shown.
+    pub fn as_str(self) -> &'static str {
         match self {
             NodeState::Pending => "pending",
             NodeState::Approved => "approved",
