@@ -155,22 +155,8 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
 }
 
 fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a String>) -> Option<&'a String> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1; b.len() + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1);
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
     candidates
-        .map(|c| (distance(word, c), c))
+        .map(|c| (proto::names::edit_distance(word, c), c))
         .filter(|(d, c)| *d > 0 && *d <= 2.max(c.len() / 5))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

@@ -70,27 +70,11 @@ impl From<RouteError> for ApiError {
     }
 }
 
-/// Edit distance, for "did you mean".
-pub fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// The closest of `known` to `name`, if it is close enough to be a typo.
 pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     known
         .into_iter()
-        .map(|k| (distance(name, k), k))
+        .map(|k| (proto::names::edit_distance(name, k), k))
         .filter(|(d, k)| *d <= 3.max(k.len() / 4) && *d > 0)
         .min()
         .map(|(_, k)| k)
@@ -288,7 +272,6 @@ mod tests {
 
     #[test]
     fn distances() {
-        assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(
             closest("wrker-gpu-01", ["worker-gpu-01", "other"]),
             Some("worker-gpu-01")

@@ -84,6 +84,23 @@ pub fn parse_label_list(s: &str) -> Result<Vec<String>, String> {
     normalize_labels(s.split(','))
 }
 
+/// Levenshtein distance between two strings, in characters; used for
+/// "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +128,14 @@ mod tests {
             let err = validate_name(n).unwrap_err();
             assert!(err.contains("name"), "{err}");
         }
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("wörker", "worker"), 1);
+        assert_eq!(edit_distance("same", "same"), 0);
     }
 
     #[test]
