@@ -168,10 +168,7 @@ pub fn server_config(
     transport: quinn::TransportConfig,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let provider = provider();
-    let mut roots = RootCertStore::empty();
-    for ca in parse_certs(ca_pem)? {
-        roots.add(ca).map_err(err)?;
-    }
+    let roots = roots(ca_pem)?;
     let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
@@ -194,6 +191,26 @@ pub fn server_config(
     Ok(config)
 }
 
+/// Trust anchors from PEM.
+fn roots(ca_pem: &str) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in parse_certs(ca_pem)? {
+        roots.add(ca).map_err(err)?;
+    }
+    Ok(roots)
+}
+
+/// TLS 1.3, ring, the gateway verified against `ca_pem`: every session client starts here.
+fn session_builder(
+    ca_pem: &str,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, TlsError>
+{
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(err)?
+        .with_root_certificates(roots(ca_pem)?))
+}
+
 /// A session client: verifies the gateway against `ca_pem`, presents a
 /// client certificate.
 pub fn session_client_config(
@@ -202,14 +219,7 @@ pub fn session_client_config(
     key_pem: &str,
     transport: quinn::TransportConfig,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for ca in parse_certs(ca_pem)? {
-        roots.add(ca).map_err(err)?;
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(err)?
-        .with_root_certificates(roots)
+    let mut tls = session_builder(ca_pem)?
         .with_client_auth_cert(parse_certs(cert_pem)?, parse_key(key_pem)?)
         .map_err(err)?;
     tls.alpn_protocols = vec![proto::ALPN_SESSION.to_vec()];
@@ -222,15 +232,7 @@ pub fn anonymous_session_client_config(
     ca_pem: &str,
     transport: quinn::TransportConfig,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for ca in parse_certs(ca_pem)? {
-        roots.add(ca).map_err(err)?;
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(err)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut tls = session_builder(ca_pem)?.with_no_client_auth();
     tls.alpn_protocols = vec![proto::ALPN_SESSION.to_vec()];
     finish_client(tls, transport)
 }
