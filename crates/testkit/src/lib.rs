@@ -211,28 +211,11 @@ impl Lab {
 
     /// Spawns `openclaw --home HOME ARGS...` in the background.
     pub fn spawn(&mut self, home: &Path, args: &[&str]) -> Proc {
-        self.seq += 1;
-        let stdout_path = self.dir.path().join(format!("proc-{}.out", self.seq));
-        let stderr_path = self.dir.path().join(format!("proc-{}.err", self.seq));
-        let child = Command::new(&self.bin)
-            .arg("--home")
-            .arg(home)
-            .args(args)
-            .env_remove("OPENCLAW_HOME")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout_path).unwrap())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap();
-        Proc {
-            child: Some(child),
-            stdout_path,
-            stderr_path,
-        }
+        let bin = self.bin.to_string_lossy().into_owned();
+        let home = home.to_string_lossy().into_owned();
+        let mut all = vec!["--home", home.as_str()];
+        all.extend_from_slice(args);
+        self.spawn_cmd(&bin, &all)
     }
 
     /// Spawns any program in the background, killed on drop.
