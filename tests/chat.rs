@@ -68,9 +68,8 @@ fn dry_run_prints_the_routed_tool_call() {
         "{v}"
     );
     // Nothing ran.
-    let jobs: serde_json::Value =
-        serde_json::from_str(&lab.admin(&["job", "list", "--json"]).ok().stdout).unwrap();
-    assert!(jobs.as_array().unwrap().is_empty());
+    let jobs = lab.jobs();
+    assert!(jobs.is_empty());
 }
 
 #[test]

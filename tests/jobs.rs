@@ -252,9 +252,8 @@ fn unknown_and_offline_nodes_fail_at_once() {
     lab.run_job(&["--node", "worker-gpu-02", "--", "true"])
         .fails_with(253, "node worker-gpu-02 is offline (last seen never)");
     // Nothing was silently sent elsewhere.
-    let jobs: serde_json::Value =
-        serde_json::from_str(&lab.admin(&["job", "list", "--json"]).ok().stdout).unwrap();
-    assert_eq!(jobs.as_array().unwrap().len(), 0);
+    let jobs = lab.jobs();
+    assert_eq!(jobs.len(), 0);
 }
 
 #[test]
@@ -397,11 +396,8 @@ fn policy_denial_and_approval() {
         &["run", "--node", "worker-gpu-01", "--", "echo", "never"],
     );
     let pending = wait_until(T, "the second job", || {
-        let list: serde_json::Value =
-            serde_json::from_str(&lab.admin(&["job", "list", "--json"]).ok().stdout).unwrap();
-        list.as_array()
-            .unwrap()
-            .iter()
+        let list = lab.jobs();
+        list.iter()
             .find(|j| j["state"] == "awaiting-approval")
             .map(|j| j["id"].as_u64().unwrap())
     });
@@ -463,11 +459,8 @@ fn cancel_sends_sigterm_then_sigkill() {
         &["run", "--node", "worker-cpu-01", "--", "sh", "-c", script],
     );
     let id = wait_until(T, "the job to run", || {
-        let list: serde_json::Value =
-            serde_json::from_str(&lab.admin(&["job", "list", "--json"]).ok().stdout).unwrap();
-        list.as_array()
-            .unwrap()
-            .first()
+        let list = lab.jobs();
+        list.first()
             .filter(|j| j["state"] == "running" && j["stdout_bytes"].as_u64() > Some(0))
             .map(|j| j["id"].as_u64().unwrap())
     });

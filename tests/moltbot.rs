@@ -213,18 +213,7 @@ fn approvals_by_button_are_checked_at_the_gateway() {
     w.slack.click("U0BOSS", "C0LAB", "x", "approve", "1");
     let job = w.lab.wait_job(1, "exited", T);
     assert_eq!(job["approved_by"], "U0BOSS");
-    wait_until(T, "the final edit", || {
-        w.slack
-            .calls_of("chat.update")
-            .into_iter()
-            .any(|u| {
-                u.body["text"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .contains("exited with code 0")
-            })
-            .then_some(())
-    });
+    final_edit(&w.slack, "exited with code 0");
     // A click on a finished job says so.
     w.slack.click("U0BOSS", "C0LAB", "x", "approve", "1");
     wait_until(T, "the second ephemeral", || {

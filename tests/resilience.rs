@@ -29,11 +29,8 @@ fn gateway_sigkill_mid_job_loses_and_duplicates_nothing() {
     );
     // Kill the gateway once output is flowing, and again right after it is back.
     wait_until(T, "output to flow", || {
-        let list: serde_json::Value =
-            serde_json::from_str(&lab.admin(&["job", "list", "--json"]).ok().stdout).unwrap();
-        list.as_array()
-            .unwrap()
-            .first()
+        let list = lab.jobs();
+        list.first()
             .filter(|j| j["stdout_bytes"].as_u64() > Some(10_000))
             .map(|_| ())
     });

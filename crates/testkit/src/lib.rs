@@ -370,6 +370,16 @@ impl Lab {
             .clone()
     }
 
+    /// `job list --json` as parsed JSON, newest first.
+    pub fn jobs(&self) -> Vec<serde_json::Value> {
+        let out = self.admin(&["job", "list", "--json"]).ok();
+        serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     /// One node's `node list --json` entry.
     pub fn node(&self, name: &str) -> Option<serde_json::Value> {
         self.nodes().into_iter().find(|n| n["name"] == name)
