@@ -728,3 +728,65 @@ fn telemetry_shows_gpus_and_who_holds_them() {
     lab.admin(&["node", "show", "nope"])
         .fails_with(1, "no node named");
 }
+
+#[test]
+fn followers_always_hear_that_a_job_is_running() {
+    // The job may be running before its follower first looks; the follower
+    // must still be told (moltbot's message depends on it).
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            let spec = proto::JobSpec {
+                node: Some("worker-cpu-01".into()),
+                argv: vec!["sleep".into(), "0.5".into()],
+                ..Default::default()
+            };
+            let mut recv = client.open(proto::Request::JobRun(spec)).await.unwrap();
+            let mut states = Vec::new();
+            loop {
+                match client.next_event(&mut recv).await.unwrap().unwrap() {
+                    proto::JobEvent::Accepted(j) | proto::JobEvent::State(j) => {
+                        states.push(j.state)
+                    }
+                    proto::JobEvent::End(j) => {
+                        states.push(j.state);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            assert!(states.iter().any(|s| s == "running"), "{states:?}");
+            assert_eq!(states.last().map(String::as_str), Some("exited"));
+        }
+    });
+    // A late follower (attach) is told the state first, too.
+    let id = lab.detach(&["--node", "worker-cpu-01", "--", "sleep", "2"]);
+    lab.wait_job(id, "running", T);
+    rt.block_on(async {
+        let client = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        let mut recv = client
+            .open(proto::Request::JobAttach {
+                id,
+                follow: true,
+                stdout_from: 0,
+                stderr_from: 0,
+            })
+            .await
+            .unwrap();
+        match client.next_event(&mut recv).await.unwrap().unwrap() {
+            proto::JobEvent::State(j) => assert_eq!(j.state, "running"),
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -1423,20 +1423,22 @@ fn record_bytes(shared: &Shared, id: u64, out: &LogFile, err: &LogFile) {
 // --- followers ----------------------------------------------------------------
 
 /// Streams a job's output from the given offsets; with `follow`, until it
-/// ends. Sends `State` on state changes and `End` last.
+/// ends. Sends `State` whenever the state differs from what the follower
+/// last heard (`known_state`, e.g. the state in `Accepted`) and `End` last.
 pub async fn follow(
     shared: &Shared,
     id: u64,
     follow: bool,
     stdout_from: u64,
     stderr_from: u64,
+    known_state: Option<&str>,
     send: &mut quinn::SendStream,
 ) -> Result<(), mesh::StreamError> {
     let (mut rx, mut tail) = match shared.jobs.follow(id) {
         Some((p, t)) => (Some(p), Some(t)),
         None => (None, None),
     };
-    let mut last_state: Option<String> = None;
+    let mut last_state: Option<String> = known_state.map(str::to_string);
     let mut out = LogReader::new(
         log_path(shared, id, OutStream::Stdout),
         OutStream::Stdout,
@@ -1485,9 +1487,9 @@ pub async fn follow(
             return mesh::write_frame(send, &JobEvent::End(info)).await;
         }
         if last_state.as_deref() != Some(progress.state.as_str()) {
-            if last_state.is_some()
-                && let Ok(info) = show(shared, id)
-            {
+            // A state the follower has not heard yet, the first one
+            // included: a job may already be running when following starts.
+            if let Ok(info) = show(shared, id) {
                 mesh::write_frame(send, &JobEvent::State(info)).await?;
             }
             last_state = Some(progress.state.clone());

@@ -244,8 +244,11 @@ async fn stream(
             let result = match jobs::submit(&shared, &peer, spec) {
                 Ok(info) => {
                     let id = info.id;
+                    let state = info.state.clone();
                     match mesh::write_frame(&mut send, &JobEvent::Accepted(info)).await {
-                        Ok(()) => jobs::follow(&shared, id, true, 0, 0, &mut send).await,
+                        Ok(()) => {
+                            jobs::follow(&shared, id, true, 0, 0, Some(&state), &mut send).await
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -261,9 +264,17 @@ async fn stream(
             stdout_from,
             stderr_from,
         }) => {
-            if jobs::follow(&shared, id, follow, stdout_from, stderr_from, &mut send)
-                .await
-                .is_ok()
+            if jobs::follow(
+                &shared,
+                id,
+                follow,
+                stdout_from,
+                stderr_from,
+                None,
+                &mut send,
+            )
+            .await
+            .is_ok()
             {
                 let _ = send.finish();
             }
