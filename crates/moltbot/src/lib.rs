@@ -472,7 +472,7 @@ impl Bot {
                     .await;
             }
         };
-        let mut recv = match client.open(Request::JobRun(spec)).await {
+        let recv = match client.open(Request::JobRun(spec)).await {
             Ok(r) => r,
             Err(e) => {
                 return self
@@ -492,10 +492,13 @@ impl Bot {
         let started = Instant::now();
         let mut approval_posted = false;
         let mut tick = tokio::time::interval(EDIT_EVERY);
+        // Frames are read in a task of their own: a frame read cut short by
+        // the edit timer would corrupt the stream, a channel receive is not.
+        let mut events = read_events(client, recv);
         loop {
             tokio::select! {
-                ev = client.next_event(&mut recv) => match ev {
-                    Ok(Some(JobEvent::Accepted(j))) | Ok(Some(JobEvent::State(j))) => {
+                ev = events.recv() => match ev.flatten() {
+                    Some(JobEvent::Accepted(j)) | Some(JobEvent::State(j)) => {
                         if j.state == "awaiting-approval" && !approval_posted {
                             approval_posted = true;
                             self.ask_approvers(channel, thread, &j).await;
@@ -503,7 +506,7 @@ impl Bot {
                         msg.set(job_text(&j, Some((started.elapsed(), &tail))));
                         info = Some(j);
                     }
-                    Ok(Some(JobEvent::Output { stream, data })) => {
+                    Some(JobEvent::Output { stream, data }) => {
                         offsets[usize::from(stream == OutStream::Stderr)] += data.len() as u64;
                         tail.push_str(&String::from_utf8_lossy(&data));
                         if tail.len() > TAIL_BYTES {
@@ -515,7 +518,7 @@ impl Bot {
                             msg.set(job_text(j, Some((started.elapsed(), &tail))));
                         }
                     }
-                    Ok(Some(JobEvent::End(j))) => {
+                    Some(JobEvent::End(j)) => {
                         msg.set(job_text(&j, None));
                         msg.flush(self, true).await;
                         if j.stdout_bytes + j.stderr_bytes > SNIPPET_OVER {
@@ -524,12 +527,12 @@ impl Bot {
                         }
                         return;
                     }
-                    Ok(Some(JobEvent::Error(e))) => {
+                    Some(JobEvent::Error(e)) => {
                         msg.set(e.message);
                         msg.flush(self, true).await;
                         return;
                     }
-                    Ok(None) | Err(_) => {
+                    None => {
                         // The gateway went away: reconnect and resume following.
                         let Some(id) = info.as_ref().map(|j| j.id) else {
                             msg.set("I lost the gateway before the job started; check `status`.".into());
@@ -537,7 +540,7 @@ impl Bot {
                             return;
                         };
                         match self.reattach(id, offsets).await {
-                            Some((c, r)) => { drop(std::mem::replace(&mut recv, r)); let _ = c; }
+                            Some((c, r)) => events = read_events(c, r),
                             None => {
                                 msg.set(format!("I lost the gateway while following job {id}; ask `status {id}` later."));
                                 msg.flush(self, true).await;
@@ -604,6 +607,25 @@ impl Bot {
             Err(e) => self.ephemeral(channel, user, &e.to_string()).await,
         }
     }
+}
+
+/// Reads a job's event stream in its own task; `None` means the stream
+/// ended without an `End` (the gateway went away).
+fn read_events(
+    client: Arc<Client>,
+    mut recv: quinn::RecvStream,
+) -> mpsc::Receiver<Option<JobEvent>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let ev = client.next_event(&mut recv).await.ok().flatten();
+            let last = matches!(ev, None | Some(JobEvent::End(_) | JobEvent::Error(_)));
+            if tx.send(ev).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// One job's message, edited at most once per [`EDIT_EVERY`].
