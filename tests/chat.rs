@@ -8,6 +8,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
 
 fn lab() -> Lab {
     let mut lab = Lab::with_config(BIN, |cfg| {
+        // These tests exercise the grammar, not approvals: chat jobs run.
+        assert!(cfg.contains("chat_default = \"approve\""), "{cfg}");
+        *cfg = cfg.replace("chat_default = \"approve\"", "chat_default = \"allow\"");
         cfg.push_str(
             r#"
 [jobs.training]
@@ -100,6 +103,8 @@ fn chat_runs_jobs_for_the_chat_user() {
         "moltbot",
         "--role",
         "bot",
+        "--namespace",
+        "slack:T0LAB",
         "--out",
         bot.to_str().unwrap(),
     ])
@@ -110,18 +115,23 @@ fn chat_runs_jobs_for_the_chat_user() {
             &[
                 "chat",
                 "--user",
-                "U024BE7LH",
+                "slack:T0LAB/U024BE7LH",
                 "run echo hi on worker-gpu-01",
             ],
         )
         .ok();
     assert!(out.stdout.contains("exit code 0"), "{}", out.stdout);
-    assert_eq!(lab.job(2)["requester"], "U024BE7LH");
+    assert_eq!(lab.job(2)["requester"], "slack:T0LAB/U024BE7LH");
     // The bot may not manage nodes, and an admin may not pose as a chat user.
     lab.run(&bot, &["node", "approve", "x"])
         .fails_with(77, "permission denied");
     let out = lab
-        .admin(&["chat", "--user", "U1", "run echo x on worker-gpu-01"])
+        .admin(&[
+            "chat",
+            "--user",
+            "slack:T0LAB/U1",
+            "run echo x on worker-gpu-01",
+        ])
         .ok();
     assert!(
         out.stdout

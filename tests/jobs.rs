@@ -68,6 +68,11 @@ fn job_environment_cwd_and_loader_stripping() {
     let mut lab = Lab::new(BIN);
     lab.start_gateway();
     let _n = lab.node_up("worker-gpu-01", "gpu", 2);
+    // Loader variables are refused by name, not silently dropped.
+    for var in ["LD_PRELOAD=/evil.so", "DYLD_INSERT_LIBRARIES=/x"] {
+        lab.run_job(&["--role", "gpu", "--env", var, "--", "true"])
+            .fails_with(252, "refused by policy");
+    }
     let out = lab
         .run_job(&[
             "--role",
@@ -75,20 +80,16 @@ fn job_environment_cwd_and_loader_stripping() {
             "--cwd",
             "/tmp",
             "--env",
-            "EPOCHS=3",
-            "--env",
-            "LD_PRELOAD=/evil.so",
-            "--env",
-            "DYLD_INSERT_LIBRARIES=/x",
+            "OMP_NUM_THREADS=3",
             "--shell",
             "--",
             "echo",
-            "job=$OPENCLAW_JOB_ID node=$OPENCLAW_NODE gpus=$CUDA_VISIBLE_DEVICES epochs=$EPOCHS ld=$LD_PRELOAD dyld=$DYLD_INSERT_LIBRARIES pwd=$(pwd)",
+            "job=$OPENCLAW_JOB_ID node=$OPENCLAW_NODE gpus=$CUDA_VISIBLE_DEVICES threads=$OMP_NUM_THREADS ld=$LD_PRELOAD pwd=$(pwd)",
         ])
         .ok();
     assert_eq!(
         out.stdout,
-        "job=1 node=worker-gpu-01 gpus=0 epochs=3 ld= dyld= pwd=/tmp\n"
+        "job=1 node=worker-gpu-01 gpus=0 threads=3 ld= pwd=/tmp\n"
     );
     // Without --gpus an explicit-node job gets no GPU.
     let out = lab
@@ -101,7 +102,8 @@ fn job_environment_cwd_and_loader_stripping() {
             "echo [${CUDA_VISIBLE_DEVICES-unset}]",
         ])
         .ok();
-    assert_eq!(out.stdout, "[unset]\n");
+    // Set, and empty: a job without GPUs sees none of the node's.
+    assert_eq!(out.stdout, "[]\n");
     let out = lab
         .run_job(&[
             "--node",
@@ -593,6 +595,7 @@ fn node_side_policy_is_the_stricter_one() {
     lab.start_gateway();
     let home = lab.enroll("worker-strict", "cpu");
     let cfg = std::fs::read_to_string(home.join("node.toml")).unwrap();
+    assert!(cfg.contains("allowed_commands = []"), "{cfg}");
     std::fs::write(
         home.join("node.toml"),
         cfg.replace("allowed_commands = []", "allowed_commands = [\"echo\"]"),
@@ -606,11 +609,13 @@ fn node_side_policy_is_the_stricter_one() {
             .stdout,
         "ok\n"
     );
+    // A node's own refusal is a policy refusal: exit 252, like the gateway's.
     lab.run_job(&["--node", "worker-strict", "--", "ls"])
-        .fails_with(251, "does not allow the command \"ls\"");
+        .fails_with(252, "does not allow the command \"ls\"");
 
     let home = lab.enroll("worker-off", "cpu");
     let cfg = std::fs::read_to_string(home.join("node.toml")).unwrap();
+    assert!(cfg.contains("system_run = true"), "{cfg}");
     std::fs::write(
         home.join("node.toml"),
         cfg.replace("system_run = true", "system_run = false"),
@@ -619,7 +624,7 @@ fn node_side_policy_is_the_stricter_one() {
     let _q = lab.start_node(&home);
     lab.wait_node("worker-off", "connected", T);
     lab.run_job(&["--node", "worker-off", "--", "echo", "x"])
-        .fails_with(251, "system.run is disabled on node worker-off");
+        .fails_with(252, "system.run is disabled on node worker-off");
 }
 
 #[test]
@@ -781,6 +786,7 @@ fn followers_always_hear_that_a_job_is_running() {
                 follow: true,
                 stdout_from: 0,
                 stderr_from: 0,
+                on_behalf_of: None,
             })
             .await
             .unwrap();

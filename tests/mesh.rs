@@ -46,7 +46,9 @@ fn enroll_pending_approve_connected() {
     assert_eq!(pending["health"], "-");
     let fp = pending["fingerprint"].as_str().unwrap().to_string();
     assert!(fp.starts_with("SHA256:"), "{fp}");
-    assert_eq!(pending["labels"], serde_json::json!(["gpu", "lab"]));
+    // The token's label is confirmed; what the node asked for is only proposed.
+    assert_eq!(pending["labels"], serde_json::json!(["lab"]));
+    assert_eq!(pending["proposed_labels"], serde_json::json!(["gpu"]));
     assert!(
         pending["remote_addr"]
             .as_str()
@@ -67,8 +69,22 @@ fn enroll_pending_approve_connected() {
             .ok()
             .filter(|s| s.contains(&fp))
     });
-    lab.admin(&["node", "approve", "worker-gpu-01", "--fingerprint", &fp])
-        .ok();
+    lab.admin(&[
+        "node",
+        "approve",
+        "worker-gpu-01",
+        "--fingerprint",
+        &fp,
+        "--labels",
+        "gpu,lab",
+        "--gpus",
+        "2",
+    ])
+    .ok();
+    let approved = lab.node("worker-gpu-01").unwrap();
+    assert_eq!(approved["labels"], serde_json::json!(["gpu", "lab"]));
+    assert_eq!(approved["proposed_labels"], serde_json::json!([]));
+    assert_eq!(approved["max_gpus"], 2);
     let out = enroll.wait(T).ok();
     assert!(
         out.stdout.contains("enrolled worker-gpu-01"),
@@ -124,7 +140,11 @@ fn auto_approve_token_skips_the_manual_step() {
     assert!(out.stdout.contains("enrolled auto-01"), "{}", out.stdout);
     let node = lab.node("auto-01").unwrap();
     assert_eq!(node["connection"], "offline");
-    assert_eq!(node["labels"], serde_json::json!(["a100", "gpu"]));
+    // An auto-approved node gets the token's labels; its own stay proposed,
+    // and without --max-gpus on the token it may offer no GPUs.
+    assert_eq!(node["labels"], serde_json::json!(["gpu"]));
+    assert_eq!(node["proposed_labels"], serde_json::json!(["a100"]));
+    assert_eq!(node["max_gpus"], 0);
     let tokens: serde_json::Value =
         serde_json::from_str(&lab.admin(&["token", "list", "--json"]).ok().stdout).unwrap();
     assert_eq!(tokens[0]["uses_left"], 1);

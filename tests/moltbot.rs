@@ -26,11 +26,12 @@ fn world() -> World {
             start..end,
             r#"[policy]
 default = "allow"
+chat_default = "allow"
 
 [[policy.rules]]
 nodes = ["worker-gpu-*"]
 action = "approve"
-approvers = ["U0BOSS"]
+approvers = ["slack:T0LAB/U0BOSS"]
 
 "#,
         );
@@ -46,6 +47,8 @@ approvers = ["U0BOSS"]
         "moltbot",
         "--role",
         "bot",
+        "--namespace",
+        "slack:T0LAB",
         "--out",
         bot_home.to_str().unwrap(),
     ])
@@ -130,7 +133,7 @@ fn a_job_from_slack_runs_and_its_message_is_edited_in_place() {
         );
     }
     // The job ran for the Slack user.
-    assert_eq!(w.lab.job(1)["requester"], "U0ALICE");
+    assert_eq!(w.lab.job(1)["requester"], "slack:T0LAB/U0ALICE");
     assert_eq!(
         w.lab.admin(&["job", "logs", "1"]).ok().stdout,
         "line1\nline2\nline3\n"
@@ -212,7 +215,7 @@ fn approvals_by_button_are_checked_at_the_gateway() {
     // The approver's click runs it.
     w.slack.click("U0BOSS", "C0LAB", "x", "approve", "1");
     let job = w.lab.wait_job(1, "exited", T);
-    assert_eq!(job["approved_by"], "U0BOSS");
+    assert_eq!(job["approved_by"], "slack:T0LAB/U0BOSS");
     final_edit(&w.slack, "exited with code 0");
     // A click on a finished job says so.
     w.slack.click("U0BOSS", "C0LAB", "x", "approve", "1");

@@ -15,6 +15,8 @@ use crate::{Shared, enroll, jobs, unix_now};
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// Most uses of one token.
 const MAX_TOKEN_USES: u32 = 100_000;
+/// Most GPUs a node may be confirmed with.
+const MAX_GPUS: u32 = 1024;
 
 /// Handles one call.
 pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
@@ -23,13 +25,15 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::Whoami => Ok(Response::Identity {
             name: peer.name.clone(),
             role: peer.role,
+            namespace: peer.namespace.clone(),
         }),
         Request::TokenCreate {
             ttl_secs,
             uses,
             labels,
             auto_approve,
-        } => token_create(shared, peer, ttl_secs, uses, labels, auto_approve),
+            max_gpus,
+        } => token_create(shared, peer, ttl_secs, uses, labels, auto_approve, max_gpus),
         Request::TokenList => shared
             .store
             .tx(|tx| tx.tokens())
@@ -38,16 +42,24 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::TokenRevoke { id } => token_revoke(shared, peer, &id),
         Request::NodeList => node_list(shared),
         Request::NodeShow { name } => node_show(shared, &name),
-        Request::NodeApprove { name, fingerprint } => {
-            node_approve(shared, peer, &name, fingerprint.as_deref())
-        }
+        Request::NodeApprove {
+            name,
+            fingerprint,
+            labels,
+            gpus,
+        } => node_approve(shared, peer, &name, fingerprint.as_deref(), labels, gpus),
         Request::NodeReject { name } => node_reject(shared, peer, &name),
         Request::NodeRevoke { name } => node_revoke(shared, peer, &name),
         Request::ClientIssue {
             name,
             role,
+            namespace,
+            ttl_secs,
             csr_der,
-        } => client_issue(shared, peer, &name, role, &csr_der),
+        } => crate::clients::issue(shared, peer, &name, role, namespace, ttl_secs, &csr_der),
+        Request::ClientList => crate::clients::list(shared),
+        Request::ClientRevoke { name } => crate::clients::revoke(shared, peer, &name),
+        Request::ClientRenew { csr_der } => crate::clients::renew(shared, peer, &csr_der),
         Request::NodeRenew { csr_der } => node_renew(shared, peer, &csr_der),
         Request::ChatContext => jobs::chat_context(shared),
         Request::ChatAudit {
@@ -57,30 +69,41 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             text,
         } => {
             let now = unix_now();
-            shared
-                .store
-                .tx(|tx| {
-                    tx.audit(
-                        now,
-                        &peer.name,
-                        "chat.message",
-                        &user,
-                        &format!("channel {channel}, thread {thread}: {text}"),
-                    )
+            let short = |s: &str, n: usize| proto::names::printable(s, n);
+            jobs::identity(peer, Some(&user))
+                .and_then(|_| {
+                    shared
+                        .store
+                        .tx(|tx| {
+                            tx.audit(
+                                now,
+                                &peer.name,
+                                "chat.message",
+                                &user,
+                                &format!(
+                                    "channel {}, thread {}: {}",
+                                    short(&channel, 64),
+                                    short(&thread, 64),
+                                    short(&text, 500)
+                                ),
+                            )
+                        })
+                        .map_err(ApiError::from)
                 })
                 .map(|()| Response::Done {
                     message: "recorded".into(),
                 })
-                .map_err(ApiError::from)
         }
         Request::JobPreview(spec) => jobs::preview(shared, peer, spec),
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
-        Request::JobShow { id } => jobs::show(shared, id).map(Response::Job),
-        Request::JobList { limit } => shared
-            .store
-            .tx(|tx| tx.jobs(limit.clamp(1, 10_000)))
-            .map(|rows| Response::Jobs(rows.iter().map(|r| jobs::live_info(shared, r)).collect()))
-            .map_err(ApiError::from),
+        Request::JobShow { id, on_behalf_of } => {
+            jobs::show(shared, peer, id, on_behalf_of.as_deref()).map(Response::Job)
+        }
+        Request::JobList {
+            limit,
+            before,
+            on_behalf_of,
+        } => jobs::list(shared, peer, limit, before, on_behalf_of.as_deref()).map(Response::Jobs),
         Request::JobCancel { id, on_behalf_of } => {
             jobs::cancel(shared, peer, id, on_behalf_of.as_deref())
                 .map(|message| Response::Done { message })
@@ -128,7 +151,11 @@ fn token_create(
     uses: u32,
     labels: Vec<String>,
     auto_approve: bool,
+    max_gpus: Option<u32>,
 ) -> Result<Response, ApiError> {
+    if max_gpus.is_some_and(|g| g > MAX_GPUS) {
+        return Err(invalid(format!("--max-gpus must be at most {MAX_GPUS}")));
+    }
     if ttl_secs == 0 || ttl_secs > MAX_TOKEN_TTL.as_secs() {
         return Err(invalid("token TTL must be between 1s and 30d"));
     }
@@ -151,6 +178,7 @@ fn token_create(
         labels,
         auto_approve,
         revoked: false,
+        max_gpus,
     };
     shared.store.tx(|tx| {
         tx.insert_token(&row)?;
@@ -159,7 +187,7 @@ fn token_create(
             &peer.name,
             "token.create",
             &row.id,
-            &format!("uses {uses}, auto_approve {auto_approve}"),
+            &format!("uses {uses}, auto_approve {auto_approve}, max_gpus {max_gpus:?}"),
         )
     })?;
     Ok(Response::TokenCreated {
@@ -245,6 +273,8 @@ pub fn node_info(
         connection: connection.into(),
         health: health.into(),
         labels: n.labels,
+        proposed_labels: n.proposed_labels,
+        max_gpus: n.max_gpus,
         fingerprint: n.fingerprint,
         last_seen: if live.is_some() {
             Some(now)
@@ -260,44 +290,6 @@ pub fn node_info(
         health_reason,
         telemetry,
     }
-}
-
-/// Lifetime of credentials made by `openclaw client create`.
-const CLIENT_CERT_TTL: Duration = Duration::from_secs(365 * 86_400);
-
-fn client_issue(
-    shared: &Shared,
-    peer: &Peer,
-    name: &str,
-    role: proto::Role,
-    csr_der: &[u8],
-) -> Result<Response, ApiError> {
-    proto::names::validate_name(name).map_err(|e| invalid(format!("invalid client name: {e}")))?;
-    if role == proto::Role::Node {
-        return Err(invalid(
-            "nodes get certificates by enrolling ('openclaw node enroll'), not as clients",
-        ));
-    }
-    let csr = pki::check_csr(csr_der, name).map_err(|e| invalid(e.to_string()))?;
-    let now = unix_now();
-    let cert = shared
-        .ca
-        .issue_client(name, role, &csr.spki_der, CLIENT_CERT_TTL.as_secs(), now)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    shared.store.tx(|tx| {
-        tx.record_issued(name, role, &cert, now)?;
-        tx.audit(
-            now,
-            &peer.name,
-            "client.issue",
-            name,
-            &format!("role {role}, serial {}", cert.serial),
-        )
-    })?;
-    Ok(Response::ClientIssued {
-        cert_der: cert.der,
-        ca_der: shared.ca.cert_der().to_vec(),
-    })
 }
 
 fn node_renew(shared: &Shared, peer: &Peer, csr_der: &[u8]) -> Result<Response, ApiError> {
@@ -360,15 +352,42 @@ fn node_approve(
     peer: &Peer,
     name: &str,
     fingerprint: Option<&str>,
+    labels: Option<Vec<String>>,
+    gpus: Option<u32>,
 ) -> Result<Response, ApiError> {
     let now = unix_now();
+    let labels = labels
+        .map(|l| proto::names::normalize_labels(&l).map_err(|e| invalid(format!("--labels: {e}"))))
+        .transpose()?;
+    if gpus.is_some_and(|g| g > MAX_GPUS) {
+        return Err(invalid(format!("--gpus must be at most {MAX_GPUS}")));
+    }
     shared.store.tx(|tx| {
         enroll::sweep(shared, tx, now)?;
         let mut row = tx.node(name)?.ok_or_else(|| not_found(name))?;
         match row.state {
             NodeState::Pending => {}
+            NodeState::Approved if labels.is_some() || gpus.is_some() => {
+                // Confirming facts of an enrolled node: no new certificate.
+                if let Some(l) = &labels {
+                    row.labels = l.clone();
+                    row.proposed_labels.retain(|p| !l.contains(p));
+                }
+                if gpus.is_some() {
+                    row.max_gpus = gpus;
+                }
+                tx.set_node_facts(name, &row.labels, &row.proposed_labels, row.max_gpus)?;
+                tx.audit(now, &peer.name, "node.confirm", name, &format!("labels {:?}, max_gpus {:?}", row.labels, row.max_gpus))?;
+                return Ok(Response::Done {
+                    message: format!(
+                        "{name} is approved; confirmed labels {} and GPU cap {} (a live session picks the cap up when it reconnects)",
+                        row.labels.join(","),
+                        row.max_gpus.map(|g| g.to_string()).unwrap_or_else(|| "none".into())
+                    ),
+                });
+            }
             NodeState::Approved => {
-                return Err(ApiError::new(ErrorCode::FailedPrecondition, format!("node {name} is already approved")));
+                return Err(ApiError::new(ErrorCode::FailedPrecondition, format!("node {name} is already approved; add --labels or --gpus to change what is confirmed about it")));
             }
             NodeState::Rejected | NodeState::Revoked => {
                 return Err(ApiError::new(
@@ -389,8 +408,18 @@ fn node_approve(
                 ));
             }
         }
+        // The admin confirms the node's facts: labels (replacing the
+        // token's and the node's proposal) and its GPU cap.
+        if let Some(l) = &labels {
+            row.labels = l.clone();
+            row.proposed_labels.clear();
+        }
+        if gpus.is_some() {
+            row.max_gpus = gpus;
+        }
+        tx.set_node_facts(name, &row.labels, &row.proposed_labels, row.max_gpus)?;
         enroll::issue_node_cert(shared, tx, &mut row, &peer.name, now)?;
-        tracing::info!(node = %name, by = %peer.name, "node approved");
+        tracing::info!(node = %name, by = %peer.name, labels = ?row.labels, max_gpus = ?row.max_gpus, "node approved");
         Ok(Response::Done {
             message: format!("approved {name} ({}); it finishes enrolling on its next poll", row.fingerprint),
         })
@@ -439,25 +468,23 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
         )?;
         Ok::<_, ApiError>(row.cert_serial)
     })?;
+    let reason = format!("node {name} was revoked by {}", peer.name);
+    let mut closed = 0;
     if let Some(serial) = &serial {
         shared.revoked.insert(serial);
+        closed = shared
+            .registry
+            .close_serial(serial, CloseCode::Revoked.code(), &reason);
     }
-    let live = shared.registry.connection(name);
-    if let Some(conn) = &live {
-        conn.close(
-            CloseCode::Revoked.code().into(),
-            format!("node {name} was revoked by {}", peer.name).as_bytes(),
-        );
+    if let Some(conn) = shared.registry.connection(name) {
+        conn.close(CloseCode::Revoked.code().into(), reason.as_bytes());
+        closed = closed.max(1);
     }
-    tracing::info!(node = %name, by = %peer.name, "node revoked");
+    let lost = jobs::end_for_revoked(shared, Some(name), None);
+    tracing::info!(node = %name, by = %peer.name, closed, lost, "node revoked");
     Ok(Response::Done {
         message: format!(
-            "revoked {name}{}",
-            if live.is_some() {
-                "; its live connection was closed"
-            } else {
-                ""
-            }
+            "revoked {name}; {closed} live connection(s) closed, {lost} running job(s) marked lost"
         ),
     })
 }

@@ -65,6 +65,32 @@ pub struct Config {
     pub output_cap: u64,
     /// Seconds between SIGTERM and SIGKILL on cancel or timeout.
     pub kill_grace: Duration,
+    /// Default lifetime of admin and bot certificates.
+    pub client_cert_ttl: Duration,
+    /// Most live connections one certificate may hold.
+    pub max_connections_per_cert: usize,
+    /// Enrollment connections open at once, from everyone.
+    pub enroll_max_connections: usize,
+    /// Enrollment connections per source address per minute.
+    pub enroll_rate_per_minute: u32,
+    /// How long an enrollment connection may take to send its request.
+    pub enroll_read_timeout: Duration,
+    /// What the gateway prunes.
+    pub retention: Retention,
+}
+
+/// `[retention]`: what the gateway prunes, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Ended jobs (rows and logs) older than this are deleted.
+    pub jobs: Duration,
+    /// Audit rows older than this are deleted.
+    pub audit: Duration,
+    /// Job logs together may take at most this many bytes; the oldest
+    /// ended jobs' logs go first.
+    pub logs_max_bytes: u64,
+    /// How often the pruner runs.
+    pub interval: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +110,17 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    jobs: Option<String>,
+    audit: Option<String>,
+    logs_max_bytes: Option<u64>,
+    interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +153,10 @@ struct RawPolicy {
     approvers: Option<Vec<String>>,
     approval_timeout: Option<String>,
     allow_shell: Option<bool>,
+    chat_default: Option<String>,
+    chat_shell: Option<bool>,
+    env_allow: Option<Vec<String>>,
+    env_secret: Option<Vec<String>>,
     #[serde(default)]
     rules: Vec<RawRule>,
 }
@@ -143,6 +184,8 @@ struct RawRule {
 struct RawLimits {
     output_cap_bytes: Option<u64>,
     kill_grace: Option<String>,
+    client_cert_ttl: Option<String>,
+    max_connections_per_cert: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +202,9 @@ struct RawEnrollment {
     pending_ttl: Option<String>,
     max_pending: Option<usize>,
     node_cert_ttl: Option<String>,
+    max_connections: Option<usize>,
+    rate_per_minute: Option<u32>,
+    read_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +275,37 @@ impl Config {
                 raw.limits.kill_grace,
                 Duration::from_secs(10),
             )?,
+            client_cert_ttl: dur(
+                "limits.client_cert_ttl",
+                raw.limits.client_cert_ttl,
+                Duration::from_secs(90 * 86_400),
+            )?,
+            max_connections_per_cert: raw.limits.max_connections_per_cert.unwrap_or(64),
+            enroll_max_connections: raw.enrollment.max_connections.unwrap_or(256),
+            enroll_rate_per_minute: raw.enrollment.rate_per_minute.unwrap_or(60),
+            enroll_read_timeout: dur(
+                "enrollment.read_timeout",
+                raw.enrollment.read_timeout,
+                Duration::from_secs(5),
+            )?,
+            retention: Retention {
+                jobs: dur(
+                    "retention.jobs",
+                    raw.retention.jobs,
+                    Duration::from_secs(90 * 86_400),
+                )?,
+                audit: dur(
+                    "retention.audit",
+                    raw.retention.audit,
+                    Duration::from_secs(365 * 86_400),
+                )?,
+                logs_max_bytes: raw.retention.logs_max_bytes.unwrap_or(50 << 30),
+                interval: dur(
+                    "retention.interval",
+                    raw.retention.interval,
+                    Duration::from_secs(3600),
+                )?,
+            },
         };
         if cfg.heartbeat_interval < Duration::from_millis(100) {
             return Err("liveness.heartbeat_interval must be at least 100ms".into());
@@ -240,6 +317,18 @@ impl Config {
         }
         if cfg.node_cert_ttl < Duration::from_secs(10) {
             return Err("enrollment.node_cert_ttl must be at least 10s".into());
+        }
+        if cfg.client_cert_ttl < Duration::from_secs(60) {
+            return Err("limits.client_cert_ttl must be at least 60s".into());
+        }
+        if cfg.max_connections_per_cert == 0
+            || cfg.enroll_max_connections == 0
+            || cfg.enroll_rate_per_minute == 0
+        {
+            return Err("limits.max_connections_per_cert, enrollment.max_connections and enrollment.rate_per_minute must be at least 1".into());
+        }
+        if cfg.retention.interval < Duration::from_secs(1) {
+            return Err("retention.interval must be at least 1s".into());
         }
         Ok(cfg)
     }
@@ -279,6 +368,12 @@ pending_ttl = "24h"
 max_pending = 1000
 # Lifetime of the certificates issued to nodes.
 node_cert_ttl = "30d"
+# Enrollment needs no certificate, so it is bounded: connections open at once
+# from everyone, new connections per source address per minute, and how long
+# one may take to send its request.
+max_connections = 256
+rate_per_minute = 60
+read_timeout = "5s"
 
 [liveness]
 # How often nodes send a heartbeat on their heartbeat stream.
@@ -308,21 +403,31 @@ gpu_temp_limit_c = 85
 [policy]
 # Safe lab policy: the gateway never runs jobs itself. Only false is accepted.
 run_on_gateway = false
-# What happens when no rule matches: allow | deny | approve.
+# What happens when no rule matches, for jobs from the admin CLI: allow | deny | approve.
 default = "allow"
-# Who may approve when the default is "approve" (certificate identities or chat user ids).
+# ...and for jobs a chat bot submits for a chat user. Relax with "allow".
+chat_default = "approve"
+# Who may approve: certificate names (admin) or chat identities with their
+# namespace, e.g. "slack:T0123ABCD/U024BE7LH". Bare Slack ids are refused.
 approvers = ["admin"]
 # How long a job waits for approval before it expires.
 approval_timeout = "1h"
-# Whether jobs may run through `sh -c` (openclaw run --shell).
+# Whether jobs may run through `sh -c`: from the CLI (openclaw run --shell), and from chat.
 allow_shell = true
+chat_shell = false
+# Env keys a requester may set (globs). Loader, shell start-up, interpreter
+# and GPU-isolation variables (PATH, BASH_ENV, PYTHONPATH, LD_*, ...; see
+# docs/SECURITY.md) are refused even if a glob here admits them.
+env_allow = ["CUDA_*", "NCCL_*", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONUNBUFFERED", "PYTHONHASHSEED", "TOKENIZERS_PARALLELISM", "WANDB_*", "HF_*", "TRANSFORMERS_*", "TORCH_*", "SEED"]
+# Env keys whose values job show, approvals and chat never display.
+env_secret = ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*_KEY", "*PASSWD*"]
 
 # Rules, first match wins. Every list is optional and holds globs:
 # nodes (node name), users (requester), commands (argv[0] and the whole line), jobs (named job).
 # [[policy.rules]]
 # nodes = ["worker-gpu-*"]
 # action = "approve"                 # allow | deny | approve
-# approvers = ["admin", "U024BE7LH"]
+# approvers = ["admin", "slack:T0123ABCD/U024BE7LH"]
 # allow_self_approval = false
 
 [limits]
@@ -330,6 +435,20 @@ allow_shell = true
 output_cap_bytes = 1073741824
 # Seconds between SIGTERM and SIGKILL when a job is cancelled or times out.
 kill_grace = "10s"
+# Default lifetime of admin and bot certificates ('openclaw client renew' renews).
+client_cert_ttl = "90d"
+# Most live connections one certificate may hold at once.
+max_connections_per_cert = 64
+
+[retention]
+# Ended jobs, with their logs, are deleted after this long.
+jobs = "90d"
+# Audit rows are deleted after this long.
+audit = "365d"
+# All job logs together stay under this; the oldest ended jobs' logs go first.
+logs_max_bytes = 53687091200
+# How often the gateway prunes.
+interval = "1h"
 
 [metrics]
 # Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "127.0.0.1:9464").
@@ -351,8 +470,23 @@ fn parse_jobs(raw: BTreeMap<String, RawNamedJob>) -> Result<BTreeMap<String, Nam
         if j.role.is_some() == j.node.is_some() {
             return Err(format!("[{key}]: set exactly one of role or node"));
         }
-        for k in j.env.keys() {
-            crate::jobs::check_env_key(k).map_err(|e| format!("[{key}].env: {e}"))?;
+        for (k, v) in &j.env {
+            // The admin wrote these, so no allowlist applies; the fixed
+            // dangerous list still does.
+            let why = if !proto::env::valid_name(k) {
+                Some(proto::env::EnvRefusal::InvalidName)
+            } else {
+                proto::env::dangerous(k).map(proto::env::EnvRefusal::Dangerous)
+            };
+            if let Some(why) = why {
+                return Err(format!(
+                    "[{key}].env: {}; set it inside the command instead, e.g. command = [\"env\", \"{k}=...\", ...]",
+                    proto::env::explain(k, &why, "")
+                ));
+            }
+            if v.len() > proto::env::MAX_VALUE_LEN || v.contains('\0') {
+                return Err(format!("[{key}].env.{k}: value too long or contains NUL"));
+            }
         }
         let timeout = j
             .timeout
@@ -387,8 +521,19 @@ fn parse_policy(raw: RawPolicy) -> Result<Policy, String> {
         Action::parse(s).ok_or_else(|| format!("{key}: {s:?} is not one of allow, deny, approve"))
     };
     let defaults = Policy::default();
+    let identities = |key: &str, list: &[String]| -> Result<(), String> {
+        for p in list {
+            proto::identity::validate_identity_pattern(p).map_err(|e| format!("{key}: {e}"))?;
+        }
+        Ok(())
+    };
+    if let Some(a) = &raw.approvers {
+        identities("policy.approvers", a)?;
+    }
     let mut rules = Vec::new();
     for (i, r) in raw.rules.into_iter().enumerate() {
+        identities(&format!("policy.rules[{i}].users"), &r.users)?;
+        identities(&format!("policy.rules[{i}].approvers"), &r.approvers)?;
         let key = format!("policy.rules[{i}].action");
         rules.push(Rule {
             nodes: r.nodes,
@@ -413,6 +558,13 @@ fn parse_policy(raw: RawPolicy) -> Result<Policy, String> {
             defaults.approval_timeout,
         )?,
         allow_shell: raw.allow_shell.unwrap_or(defaults.allow_shell),
+        chat_default: match raw.chat_default {
+            Some(d) => action("policy.chat_default", &d)?,
+            None => defaults.chat_default,
+        },
+        chat_shell: raw.chat_shell.unwrap_or(defaults.chat_shell),
+        env_allow: raw.env_allow.unwrap_or(defaults.env_allow),
+        env_secret: raw.env_secret.unwrap_or(defaults.env_secret),
     })
 }
 

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use proto::{ApiError, CloseCode, EnrollReply, EnrollRequest, EnrollSubmit, ErrorCode, Role};
 
@@ -22,15 +23,73 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// How long an enrollment connection may sit between requests.
+const ENROLL_IDLE: Duration = Duration::from_secs(60);
+
 /// Serves one enrollment connection: one request per bidirectional stream.
+///
+/// Nothing here is authenticated, so everything is bounded: the number of
+/// enrollment connections open at once (a semaphore), new connections per
+/// source address per minute, the time to send a request, the idle time
+/// between requests, and (by the transport's initial limits) one stream
+/// and 64 KiB of buffered data per connection.
 pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
     let remote = conn.remote_address();
+    let cfg = shared.config();
+    if !shared.enroll_rate_ok(remote.ip()) {
+        shared.metrics.enrollment("rate_limited");
+        conn.close(
+            CloseCode::Busy.code().into(),
+            format!(
+                "too many enrollment connections from {}; at most {} a minute (enrollment.rate_per_minute); try again later",
+                remote.ip(),
+                cfg.enroll_rate_per_minute
+            )
+            .as_bytes(),
+        );
+        return;
+    }
+    let Ok(_slot) = shared.enroll_slots.clone().try_acquire_owned() else {
+        shared.metrics.enrollment("busy");
+        conn.close(
+            CloseCode::Busy.code().into(),
+            b"the gateway is serving its maximum of enrollment connections (enrollment.max_connections); try again shortly",
+        );
+        return;
+    };
     loop {
-        let (mut send, mut recv) = match conn.accept_bi().await {
-            Ok(s) => s,
-            Err(_) => return,
+        let (mut send, mut recv) = match tokio::time::timeout(ENROLL_IDLE, conn.accept_bi()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                conn.close(
+                    CloseCode::Normal.code().into(),
+                    b"idle enrollment connection",
+                );
+                return;
+            }
         };
-        let reply = match mesh::read_frame::<EnrollRequest>(&mut recv, ENROLL_FRAME_LIMIT).await {
+        let read = tokio::time::timeout(
+            cfg.enroll_read_timeout,
+            mesh::read_frame::<EnrollRequest>(&mut recv, ENROLL_FRAME_LIMIT),
+        )
+        .await;
+        let read = match read {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::info!(%remote, "enrollment request not sent in time; closing");
+                conn.close(
+                    CloseCode::Protocol.code().into(),
+                    format!(
+                        "the enrollment request did not arrive within {} (enrollment.read_timeout)",
+                        proto::duration::format(cfg.enroll_read_timeout)
+                    )
+                    .as_bytes(),
+                );
+                return;
+            }
+        };
+        let reply = match read {
             Ok(Some(req)) => handle(&shared, req, remote),
             Ok(None) => continue,
             Err(e) => {
@@ -42,8 +101,7 @@ pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
                 let _ = mesh::write_frame(&mut send, &reply).await;
                 let _ = send.finish();
                 // Give the reply a moment to leave before closing.
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(500), send.stopped())
-                    .await;
+                let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
                 conn.close(
                     CloseCode::Protocol.code().into(),
                     format!("bad request: {e}").as_bytes(),
@@ -89,9 +147,11 @@ fn submit_request(
             return Err(ApiError::new(ErrorCode::Internal, "token vanished"));
         };
         proto::names::validate_name(&s.name).map_err(|e| invalid(format!("invalid node name: {e}")))?;
-        let mut labels = proto::names::normalize_labels(&s.labels).map_err(|e| invalid(format!("invalid labels: {e}")))?;
-        labels.extend(token.labels.iter().cloned());
-        let labels = proto::names::normalize_labels(&labels).map_err(invalid)?;
+        // Labels come from the token; what the node asks for beyond them is
+        // only a proposal until an admin confirms it ('node approve --labels').
+        let asked = proto::names::normalize_labels(&s.labels).map_err(|e| invalid(format!("invalid labels: {e}")))?;
+        let labels = token.labels.clone();
+        let proposed: Vec<String> = asked.into_iter().filter(|l| !labels.contains(l)).collect();
         let csr = pki::check_csr(&s.csr_der, &s.name).map_err(|e| invalid(e.to_string()))?;
         let existing = tx.node(&s.name)?;
         if rules::check_collision(existing.as_ref(), &s.name, &csr.fingerprint)? == Collision::SamePending {
@@ -125,6 +185,9 @@ fn submit_request(
             cert_not_after: None,
             last_seen: None,
             last_addr: None,
+            proposed_labels: proposed,
+            // An auto-approved node offers no GPUs unless its token allows them.
+            max_gpus: token.max_gpus.or(token.auto_approve.then_some(0)),
         };
         tx.put_node(&row)?;
         let actor = format!("token:{}", token.id);

@@ -23,11 +23,9 @@ use crate::config::Config;
 use crate::policy::{self, Action};
 use crate::routing::{self, NodeView, RouteError};
 use crate::session::Peer;
-use crate::store::{JobRow, NodeState};
+use crate::store::{JobRow, JobState, NodeState};
 use crate::{Shared, unix_now};
 
-/// Most environment variables a job may ask for.
-const MAX_ENV: usize = 128;
 /// Largest argv, all arguments together.
 const MAX_ARGV_BYTES: usize = 128 * 1024;
 /// How long a node has to start a dispatched job.
@@ -38,6 +36,8 @@ const FOLLOW_CHUNK: usize = 256 * 1024;
 pub const JOB_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
 /// Longest job timeout.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 86_400);
+/// Control messages queued for one job stream (cancel, done).
+const CTL_QUEUE: usize = 16;
 
 /// How far a job's stored output has grown, and its state.
 #[derive(Debug, Clone, Default)]
@@ -75,9 +75,11 @@ struct LiveJob {
     gpus: u32,
     /// Dispatched to the node (counts against its capacity).
     on_node: bool,
+    /// Routed and about to be dispatched (counts against capacity too).
+    reserved: bool,
     progress: watch::Sender<Progress>,
     tail: tokio::sync::broadcast::Sender<TailChunk>,
-    ctl: Option<mpsc::UnboundedSender<JobCtl>>,
+    ctl: Option<mpsc::Sender<JobCtl>>,
     cancel_requested: bool,
     /// A node stream is attached now.
     attached: bool,
@@ -92,6 +94,8 @@ struct LiveJob {
 #[derive(Default)]
 pub struct Jobs {
     live: Mutex<HashMap<u64, LiveJob>>,
+    /// Held across routing and reserving capacity.
+    routing: Mutex<()>,
     /// Signalled whenever capacity may have freed up.
     pub capacity: Notify,
 }
@@ -101,6 +105,14 @@ impl Jobs {
         match self.live.lock() {
             Ok(mut g) => f(&mut g),
             Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Serialises routing decisions with the capacity they reserve.
+    fn route_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        match self.routing.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
     }
 
@@ -127,14 +139,14 @@ impl Jobs {
     pub fn load(&self, node: &str) -> (u32, u32) {
         self.with(|m| {
             m.values()
-                .filter(|j| j.on_node && j.node == node)
+                .filter(|j| (j.on_node || j.reserved) && j.node == node)
                 .fold((0, 0), |(g, n), j| (g + j.gpus, n + 1))
         })
     }
 
-    fn insert(&self, id: u64, node: &str, gpus: u32, state: &str) {
+    fn insert(&self, id: u64, node: &str, gpus: u32, state: JobState, reserved: bool) {
         let (tx, _) = watch::channel(Progress {
-            state: state.to_string(),
+            state: state.as_str().to_string(),
             ..Default::default()
         });
         self.with(|m| {
@@ -144,6 +156,7 @@ impl Jobs {
                     node: node.to_string(),
                     gpus,
                     on_node: false,
+                    reserved,
                     progress: tx,
                     tail: tokio::sync::broadcast::channel(TAIL_CHUNKS).0,
                     ctl: None,
@@ -159,34 +172,6 @@ impl Jobs {
 
 fn err(code: ErrorCode, m: impl Into<String>) -> ApiError {
     ApiError::new(code, m)
-}
-
-/// Checks an environment variable name.
-pub fn check_env_key(key: &str) -> Result<(), String> {
-    let ok = !key.is_empty()
-        && key.len() <= 128
-        && key
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !ok {
-        return Err(format!(
-            "invalid environment variable name {:?}",
-            key.escape_debug().to_string()
-        ));
-    }
-    if is_loader_var(key) {
-        return Err(format!(
-            "{key} is a loader variable and is never passed to jobs"
-        ));
-    }
-    Ok(())
-}
-
-/// `LD_*` and `DYLD_*`: stripped from every requested environment.
-pub fn is_loader_var(key: &str) -> bool {
-    key.starts_with("LD_") || key.starts_with("DYLD_")
 }
 
 /// A request resolved against the config, before routing.
@@ -210,8 +195,9 @@ pub struct Resolved {
     pub gpus: u32,
 }
 
-/// Turns a spec into exact argv, target and environment. Pure.
-pub fn resolve(cfg: &Config, spec: &JobSpec) -> Result<Resolved, ApiError> {
+/// Turns a spec into exact argv, target and environment. Pure. `chat`:
+/// a bot submits it for a chat user (chat policy applies).
+pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, ApiError> {
     let invalid = |m: String| err(ErrorCode::InvalidArgument, m);
     let (mut argv, mut node, mut role, mut cwd, mut timeout, mut gpus, mut env, named) = match &spec
         .job
@@ -276,7 +262,13 @@ pub fn resolve(cfg: &Config, spec: &JobSpec) -> Result<Resolved, ApiError> {
         ));
     }
     if spec.shell {
-        if !cfg.policy.allow_shell {
+        if chat && !cfg.policy.chat_shell {
+            return Err(err(
+                ErrorCode::Denied,
+                "shell jobs from chat are refused by policy (policy.chat_shell = false); name the command without shell syntax, or use a named job",
+            ));
+        }
+        if !chat && !cfg.policy.allow_shell {
             return Err(err(
                 ErrorCode::Denied,
                 "shell jobs are disabled by policy (policy.allow_shell = false); run the command as argv",
@@ -314,22 +306,33 @@ pub fn resolve(cfg: &Config, spec: &JobSpec) -> Result<Resolved, ApiError> {
     if gpus > 64 {
         return Err(invalid("--gpus must be at most 64".into()));
     }
-    if spec.env.len() > MAX_ENV {
+    if spec.env.len() > proto::env::MAX_VARS {
         return Err(invalid(format!(
-            "{} environment variables given; the limit is {MAX_ENV}",
-            spec.env.len()
+            "{} environment variables given; the limit is {}",
+            spec.env.len(),
+            proto::env::MAX_VARS
         )));
     }
+    // A named job's own variables may be overridden; anything else must
+    // match [policy] env_allow, and nothing on the dangerous list passes.
+    let named_keys: Vec<String> = env.iter().map(|(k, _)| k.clone()).collect();
     for (k, v) in &spec.env {
-        if is_loader_var(k) || k.starts_with("OPENCLAW_") {
-            tracing::info!(var = %k, "stripped a loader or reserved variable from a job's environment");
-            continue;
-        }
-        check_env_key(k).map_err(invalid)?;
-        if v.len() > 32 * 1024 || v.contains('\0') {
-            return Err(invalid(format!(
-                "value of {k} is longer than 32 KiB or contains NUL"
-            )));
+        let allowed = if named_keys.contains(k) {
+            vec!["*".to_string()]
+        } else {
+            cfg.policy.env_allow.clone()
+        };
+        if let Err(why) = proto::env::check(&allowed, k, v) {
+            let code = match why {
+                proto::env::EnvRefusal::InvalidName | proto::env::EnvRefusal::BadValue => {
+                    ErrorCode::InvalidArgument
+                }
+                _ => ErrorCode::Denied,
+            };
+            return Err(err(
+                code,
+                proto::env::explain(k, &why, "[policy] env_allow in gateway.toml"),
+            ));
         }
         env.retain(|(ek, _)| ek != k);
         env.push((k.clone(), v.clone()));
@@ -346,19 +349,30 @@ pub fn resolve(cfg: &Config, spec: &JobSpec) -> Result<Resolved, ApiError> {
     })
 }
 
-/// The identity a request acts for: the certificate name, or for the bot
-/// the chat user it names.
+/// The identity a request acts for: the certificate name, or for a bot
+/// the chat user it names. A bot may name only users of the chat
+/// namespace configured for its certificate (`client create --namespace`),
+/// so it can never speak for `admin`, another certificate, or another
+/// workspace's users.
 pub fn identity(peer: &Peer, on_behalf_of: Option<&str>) -> Result<String, ApiError> {
     match (peer.role, on_behalf_of) {
         (Role::Bot, Some(u)) => {
-            let ok = !u.is_empty()
-                && u.len() <= 64
-                && u.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b':')
-                });
-            if !ok {
-                return Err(err(ErrorCode::InvalidArgument, "invalid chat user id"));
-            }
+            let Some(ns) = peer.namespace.as_deref() else {
+                return Err(err(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "bot {} has no chat namespace, so it may not act for anyone; recreate it with \
+                         'openclaw client revoke {0}' and 'openclaw client create {0} --role bot --namespace slack:TEAMID'",
+                        peer.name
+                    ),
+                ));
+            };
+            proto::identity::check_chat_identity_in(ns, u).map_err(|m| {
+                err(
+                    ErrorCode::PermissionDenied,
+                    format!("refused by policy: bot {}: {m}", peer.name),
+                )
+            })?;
             Ok(u.to_string())
         }
         (Role::Bot, None) => Err(err(
@@ -371,6 +385,34 @@ pub fn identity(peer: &Peer, on_behalf_of: Option<&str>) -> Result<String, ApiEr
         )),
         (_, None) => Ok(peer.name.clone()),
     }
+}
+
+/// Whether `who` (acting through `peer`) may see a job: admins see every
+/// job; a chat user sees the jobs they requested, those they may approve,
+/// and every job if they are a policy approver.
+pub fn check_visible(
+    shared: &Shared,
+    peer: &Peer,
+    who: &str,
+    row: &JobRow,
+) -> Result<(), ApiError> {
+    if peer.role == Role::Admin
+        || row.requester == who
+        || row.approvers.iter().any(|a| a == who)
+        || is_policy_approver(&shared.config(), who)
+    {
+        return Ok(());
+    }
+    Err(no_job(row.id))
+}
+
+fn is_policy_approver(cfg: &Config, who: &str) -> bool {
+    cfg.policy.approvers.iter().any(|a| a == who)
+        || cfg
+            .policy
+            .rules
+            .iter()
+            .any(|r| r.approvers.iter().any(|a| a == who))
 }
 
 /// SHA-256 of an encoded plan.
@@ -445,7 +487,8 @@ pub fn preview(
 ) -> Result<proto::Response, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
     let cfg = shared.config();
-    let r = resolve(&cfg, &spec)?;
+    let chat = peer.role == Role::Bot;
+    let r = resolve(&cfg, &spec, chat)?;
     let node = route(shared, &r).map_err(ApiError::from)?;
     let d = policy::evaluate(
         &cfg.policy,
@@ -454,6 +497,7 @@ pub fn preview(
             node: &node,
             argv: &r.argv,
             job: r.named_job.as_deref(),
+            chat,
         },
     );
     Ok(proto::Response::Preview {
@@ -506,72 +550,90 @@ pub fn chat_context(shared: &Shared) -> Result<proto::Response, ApiError> {
 pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInfo, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
     let cfg = shared.config();
-    let resolved = resolve(&cfg, &spec)?;
-    let routed = route(shared, &resolved);
+    let chat = peer.role == Role::Bot;
+    let resolved = resolve(&cfg, &spec, chat)?;
     let now = unix_now();
-    let queue_until = match (&routed, spec.queue_timeout_secs) {
-        (Ok(_), _) => None,
-        (Err(e), Some(t)) if e.is_busy() => Some(now + t),
-        (Err(e), _) => return Err(e.clone().into()),
+    let secret_env: Vec<String> = resolved
+        .env
+        .iter()
+        .filter(|(k, _)| proto::glob::any(&cfg.policy.env_secret, k))
+        .map(|(k, _)| k.clone())
+        .collect();
+    // Routing and the capacity it takes happen under one lock, so two
+    // submits can never both be given the last GPU or job slot.
+    let (row, routed) = {
+        let _routing = shared.jobs.route_lock();
+        let routed = route(shared, &resolved);
+        let queue_until = match (&routed, spec.queue_timeout_secs) {
+            (Ok(_), _) => None,
+            (Err(e), Some(t)) if e.is_busy() => Some(now + t),
+            (Err(e), _) => return Err(e.clone().into()),
+        };
+        // Every job is born queued; the decision below (or the queue)
+        // moves it on, by the same conditional transitions as later ones.
+        let mut row = JobRow {
+            id: 0,
+            state: JobState::Queued,
+            node: routed.clone().unwrap_or_default(),
+            role: resolved.role.clone(),
+            named_job: resolved.named_job.clone(),
+            plan: plan_for(shared, 0, "", &resolved),
+            plan_digest: String::new(),
+            requester: requester.clone(),
+            via: peer.name.clone(),
+            approvers: vec![],
+            allow_self: false,
+            approved_by: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            reason: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
+            queue_until,
+            secret_env,
+            processes_killed: 0,
+        };
+        let id = shared.store.tx(|tx| {
+            let id = tx.insert_job(&row)?;
+            tx.audit(
+                now,
+                &peer.name,
+                "job.submit",
+                &id.to_string(),
+                &format!("for {requester}: {:?}", resolved.argv),
+            )?;
+            Ok::<_, ApiError>(id)
+        })?;
+        row.id = id;
+        row.plan.job_id = id;
+        shared
+            .jobs
+            .insert(id, &row.node, resolved.gpus, row.state, routed.is_ok());
+        (row, routed)
     };
-    let mut row = JobRow {
-        id: 0,
-        state: if queue_until.is_some() {
-            "queued".into()
-        } else {
-            "starting".into()
-        },
-        node: routed.clone().unwrap_or_default(),
-        role: resolved.role.clone(),
-        named_job: resolved.named_job.clone(),
-        plan: plan_for(shared, 0, "", &resolved),
-        plan_digest: String::new(),
-        requester: requester.clone(),
-        via: peer.name.clone(),
-        approvers: vec![],
-        allow_self: false,
-        approved_by: None,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        exit_code: None,
-        reason: None,
-        stdout_bytes: 0,
-        stderr_bytes: 0,
-        truncated: false,
-        queue_until,
-    };
-    let id = shared.store.tx(|tx| {
-        let id = tx.insert_job(&row)?;
-        tx.audit(
-            now,
-            &peer.name,
-            "job.submit",
-            &id.to_string(),
-            &format!("for {requester}: {:?}", resolved.argv),
-        )?;
-        Ok::<_, ApiError>(id)
-    })?;
-    row.id = id;
-    row.plan.job_id = id;
-    shared.jobs.insert(id, &row.node, resolved.gpus, &row.state);
+    let id = row.id;
     tracing::info!(job = id, %requester, node = %row.node, argv = ?resolved.argv, "job submitted");
     match routed {
-        Ok(node) => decide(shared, row, &node, &resolved),
+        Ok(node) => decide(shared, row, JobState::Queued, &node, &resolved, chat),
         Err(_) => {
-            shared.store.tx(|tx| tx.put_job(&row))?;
-            tokio::spawn(wait_in_queue(shared.clone(), id, resolved));
+            tokio::spawn(wait_in_queue(shared.clone(), id, resolved, chat));
             Ok(row.info())
         }
     }
 }
 
-/// Freezes the plan for `node`, applies policy, and dispatches, holds or denies.
+/// Freezes the plan for `node`, applies policy, and dispatches, holds or
+/// denies. `from` is the state the stored row is in now.
 fn decide(
     shared: &Arc<Shared>,
     mut row: JobRow,
+    from: JobState,
     node: &str,
     r: &Resolved,
+    chat: bool,
 ) -> Result<JobInfo, ApiError> {
     let cfg = shared.config();
     row.node = node.to_string();
@@ -584,25 +646,44 @@ fn decide(
             node,
             argv: &row.plan.argv,
             job: row.named_job.as_deref(),
+            chat,
         },
     );
     let rule = decision
         .rule
         .map(|i| format!("policy rule {}", i + 1))
-        .unwrap_or_else(|| "the default policy".into());
+        .unwrap_or_else(|| {
+            if chat {
+                "the default chat policy (policy.chat_default)".into()
+            } else {
+                "the default policy (policy.default)".into()
+            }
+        });
     shared.jobs.with(|m| {
         if let Some(j) = m.get_mut(&row.id) {
             j.node = node.to_string();
+            // Only a job that is dispatched now keeps its reservation.
+            j.reserved = decision.action == Action::Allow;
         }
     });
+    let moved = |row: &JobRow| -> Result<(), ApiError> {
+        if shared.store.tx(|tx| tx.move_job(row, from))? {
+            Ok(())
+        } else {
+            Err(err(
+                ErrorCode::FailedPrecondition,
+                format!("job {} changed state while it was being decided", row.id),
+            ))
+        }
+    };
     match decision.action {
         Action::Deny => {
             let reason = format!("denied by {rule}");
-            row.state = "denied".into();
+            row.state = JobState::Denied;
             row.finished_at = Some(unix_now());
             row.reason = Some(reason.clone());
-            shared.store.tx(|tx| tx.put_job(&row))?;
-            finish_live(shared, row.id, "denied");
+            moved(&row)?;
+            finish_live(shared, row.id, JobState::Denied);
             Err(err(
                 ErrorCode::Denied,
                 format!(
@@ -612,11 +693,11 @@ fn decide(
             ))
         }
         Action::Approve => {
-            row.state = "awaiting-approval".into();
+            row.state = JobState::AwaitingApproval;
             row.approvers = decision.approvers;
             row.allow_self = decision.allow_self_approval;
-            shared.store.tx(|tx| tx.put_job(&row))?;
-            set_progress_state(shared, row.id, "awaiting-approval");
+            moved(&row)?;
+            set_progress_state(shared, row.id, JobState::AwaitingApproval);
             tokio::spawn(expire_approval(
                 shared.clone(),
                 row.id,
@@ -626,24 +707,38 @@ fn decide(
             Ok(row.info())
         }
         Action::Allow => {
-            shared.store.tx(|tx| tx.put_job(&row))?;
+            row.state = JobState::Starting;
+            moved(&row)?;
             dispatch(shared, row.id)?;
             Ok(row.info())
         }
     }
 }
 
-async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved) {
+async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved, chat: bool) {
     loop {
         let Ok(Some(row)) = shared.store.tx(|tx| tx.job(id)) else {
             return;
         };
-        if row.state != "queued" {
+        if row.state != JobState::Queued {
             return;
         }
-        match route(&shared, &r) {
+        let routed = {
+            let _routing = shared.jobs.route_lock();
+            let routed = route(&shared, &r);
+            if let Ok(node) = &routed {
+                shared.jobs.with(|m| {
+                    if let Some(j) = m.get_mut(&id) {
+                        j.node = node.clone();
+                        j.reserved = true;
+                    }
+                });
+            }
+            routed
+        };
+        match routed {
             Ok(node) => {
-                if let Err(e) = decide(&shared, row, &node, &r) {
+                if let Err(e) = decide(&shared, row, JobState::Queued, &node, &r, chat) {
                     tracing::info!(job = id, error = %e.message, "queued job not started");
                 }
                 return;
@@ -654,7 +749,7 @@ async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved) {
                     RouteError::Busy(m) => format!("gave up waiting for capacity: {m}"),
                     RouteError::Unknown(m) | RouteError::Unavailable(m) => m,
                 };
-                let _ = end(&shared, id, "expired", None, &msg);
+                let _ = end(&shared, id, JobState::Expired, None, &msg);
                 return;
             }
         }
@@ -666,75 +761,134 @@ async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved) {
 async fn expire_approval(shared: Arc<Shared>, id: u64, at: u64) {
     let wait = at.saturating_sub(unix_now());
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    if let Ok(Some(row)) = shared.store.tx(|tx| tx.job(id))
-        && row.state == "awaiting-approval"
-    {
-        let _ = end(
-            &shared,
-            id,
-            "expired",
-            None,
-            "nobody approved it in time (policy.approval_timeout)",
-        );
-    }
+    // `end` moves the job only if it is still awaiting approval: an
+    // approval that won the race keeps it.
+    let _ = end_if(
+        &shared,
+        id,
+        &[JobState::AwaitingApproval],
+        JobState::Expired,
+        None,
+        "nobody approved it in time (policy.approval_timeout)",
+    );
 }
 
-fn set_progress_state(shared: &Shared, id: u64, state: &str) {
+fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
     shared.jobs.with(|m| {
         if let Some(j) = m.get(&id) {
-            j.progress.send_modify(|p| p.state = state.to_string());
+            j.progress
+                .send_modify(|p| p.state = state.as_str().to_string());
         }
     });
 }
 
-fn finish_live(shared: &Shared, id: u64, state: &str) {
+fn finish_live(shared: &Shared, id: u64, state: JobState) {
     set_progress_state(shared, id, state);
     // Dropping the sender wakes every follower for a last look at the store.
     shared.jobs.with(|m| m.remove(&id));
     shared.jobs.capacity.notify_waiters();
 }
 
-/// Ends a job in a final state.
+/// Ends a job in a final state, from whatever live state it is in.
 fn end(
     shared: &Shared,
     id: u64,
-    state: &str,
+    state: JobState,
     exit_code: Option<i32>,
     reason: &str,
-) -> Result<JobRow, ApiError> {
-    let now = unix_now();
-    let row = shared.store.tx(|tx| {
-        let mut row = tx
-            .job(id)?
-            .ok_or_else(|| err(ErrorCode::NotFound, format!("no job {id}")))?;
-        if proto::is_terminal_state(&row.state) {
-            return Ok(row);
-        }
-        row.state = state.to_string();
+) -> Result<Option<JobRow>, ApiError> {
+    end_if(
+        shared,
+        id,
+        &[
+            JobState::Queued,
+            JobState::AwaitingApproval,
+            JobState::Starting,
+            JobState::Running,
+        ],
+        state,
+        exit_code,
+        reason,
+    )
+}
+
+/// Ends a job in `state` if it is in one of `from` now; returns the ended
+/// row, or `None` when the job was elsewhere (another decision won).
+fn end_if(
+    shared: &Shared,
+    id: u64,
+    from: &[JobState],
+    state: JobState,
+    exit_code: Option<i32>,
+    reason: &str,
+) -> Result<Option<JobRow>, ApiError> {
+    end_with(shared, id, from, state, |row| {
         row.exit_code = exit_code;
-        row.finished_at = Some(now);
         if !reason.is_empty() {
             row.reason = Some(reason.to_string());
         }
-        tx.put_job(&row)?;
-        Ok::<_, ApiError>(row)
+    })
+}
+
+fn end_with(
+    shared: &Shared,
+    id: u64,
+    from: &[JobState],
+    state: JobState,
+    fill: impl FnOnce(&mut JobRow),
+) -> Result<Option<JobRow>, ApiError> {
+    let now = unix_now();
+    let row = shared.store.tx(|tx| {
+        let mut row = tx.job(id)?.ok_or_else(|| no_job(id))?;
+        let was = row.state;
+        if !from.contains(&was) || !was.can_move_to(state) {
+            return Ok(None);
+        }
+        row.state = state;
+        row.finished_at = Some(now);
+        fill(&mut row);
+        Ok::<_, ApiError>(tx.move_job(&row, was)?.then_some(row))
     })?;
-    tracing::info!(job = id, state, ?exit_code, reason, "job ended");
-    finish_live(shared, id, state);
+    if let Some(row) = &row {
+        tracing::info!(job = id, state = %state, exit_code = ?row.exit_code, reason = ?row.reason, "job ended");
+        finish_live(shared, id, state);
+    }
     Ok(row)
 }
 
-/// Sends a job's frozen plan to its node.
+/// Sends a job's frozen plan to its node. The job must be `starting`
+/// (moved there by the decision that allowed it); dispatch checks that
+/// again, so a job denied, cancelled or expired meanwhile never leaves.
 fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
+    // Mark it on the node first: a cancel from now on goes to the node.
+    let live = shared.jobs.with(|m| match m.get_mut(&id) {
+        Some(j) => {
+            j.on_node = true;
+            j.reserved = false;
+            true
+        }
+        None => false,
+    });
     let row = shared
         .store
         .tx(|tx| tx.job(id))?
-        .ok_or_else(|| err(ErrorCode::NotFound, format!("no job {id}")))?;
+        .ok_or_else(|| no_job(id))?;
+    if !live || row.state != JobState::Starting {
+        shared.jobs.with(|m| {
+            if let Some(j) = m.get_mut(&id) {
+                j.on_node = false;
+            }
+        });
+        return Err(err(
+            ErrorCode::FailedPrecondition,
+            format!("job {id} is {}; not sending it to its node", row.state),
+        ));
+    }
     if plan_digest(&row.plan)? != row.plan_digest {
         end(
             shared,
             id,
-            "failed",
+            JobState::Failed,
             None,
             "the stored plan no longer matches its digest; refusing to run it",
         )?;
@@ -745,27 +899,19 @@ fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
     }
     let Some(control) = shared.registry.control(&row.node) else {
         let msg = format!("node {} is offline; run 'openclaw node list'", row.node);
-        end(shared, id, "failed", None, &msg)?;
+        end(shared, id, JobState::Failed, None, &msg)?;
         return Err(err(ErrorCode::Unavailable, msg));
     };
-    shared.store.tx(|tx| {
-        let mut r = row.clone();
-        r.state = "starting".into();
-        tx.put_job(&r)
-    })?;
-    shared.jobs.with(|m| {
-        if let Some(j) = m.get_mut(&id) {
-            j.on_node = true;
-            j.node = row.node.clone();
-        }
-    });
-    set_progress_state(shared, id, "starting");
-    if control.send(ControlMsg::RunJob(row.plan.clone())).is_err() {
+    set_progress_state(shared, id, JobState::Starting);
+    if control
+        .try_send(ControlMsg::RunJob(row.plan.clone()))
+        .is_err()
+    {
         let msg = format!(
-            "node {} disconnected before the job could be sent",
+            "node {} disconnected or is not reading its control stream; the job was not sent",
             row.node
         );
-        end(shared, id, "failed", None, &msg)?;
+        end(shared, id, JobState::Failed, None, &msg)?;
         return Err(err(ErrorCode::Unavailable, msg));
     }
     let s = shared.clone();
@@ -776,7 +922,7 @@ fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
             let _ = end(
                 &s,
                 id,
-                "lost",
+                JobState::Lost,
                 None,
                 "the node did not start the job in time",
             );
@@ -805,7 +951,7 @@ pub fn cancel(
             ),
         ));
     }
-    if proto::is_terminal_state(&row.state) {
+    if row.state.is_terminal() {
         return Err(err(
             ErrorCode::FailedPrecondition,
             format!(
@@ -815,33 +961,43 @@ pub fn cancel(
             ),
         ));
     }
+    shared
+        .store
+        .tx(|tx| tx.audit(unix_now(), &who, "job.cancel", &id.to_string(), ""))?;
+    cancel_job(shared, id, &format!("cancelled by {who} before it started"))
+}
+
+/// Cancels a live job: on its node, SIGTERM then SIGKILL; before that, at once.
+fn cancel_job(shared: &Shared, id: u64, reason: &str) -> Result<String, ApiError> {
     let grace = shared.config().kill_grace.as_secs();
     let sent = shared.jobs.with(|m| match m.get_mut(&id) {
         Some(j) if j.on_node => {
             j.cancel_requested = true;
             if let Some(ctl) = &j.ctl {
-                let _ = ctl.send(JobCtl::Cancel { grace_secs: grace });
+                let _ = ctl.try_send(JobCtl::Cancel { grace_secs: grace });
             }
             true
         }
         _ => false,
     });
-    shared
-        .store
-        .tx(|tx| tx.audit(unix_now(), &who, "job.cancel", &id.to_string(), ""))?;
     if sent {
-        Ok(format!(
+        return Ok(format!(
             "cancelling job {id}: SIGTERM now, SIGKILL after {grace}s"
-        ))
-    } else {
-        end(
-            shared,
-            id,
-            "cancelled",
-            None,
-            &format!("cancelled by {who} before it started"),
-        )?;
-        Ok(format!("cancelled job {id}"))
+        ));
+    }
+    match end_if(
+        shared,
+        id,
+        &[JobState::Queued, JobState::AwaitingApproval],
+        JobState::Cancelled,
+        None,
+        reason,
+    )? {
+        Some(_) => Ok(format!("cancelled job {id}")),
+        None => Err(err(
+            ErrorCode::FailedPrecondition,
+            format!("job {id} changed state meanwhile; run 'openclaw job show {id}'"),
+        )),
     }
 }
 
@@ -858,7 +1014,10 @@ fn no_job(id: u64) -> ApiError {
     )
 }
 
-/// Approves a job awaiting approval.
+/// Approves a job awaiting approval. The check and the move to `starting`
+/// happen in one transaction, conditional on the job still awaiting
+/// approval, so an approval racing a deny, a cancel or the expiry either
+/// wins outright or changes nothing.
 pub fn approve(
     shared: &Arc<Shared>,
     peer: &Peer,
@@ -867,43 +1026,47 @@ pub fn approve(
     on_behalf_of: Option<&str>,
 ) -> Result<String, ApiError> {
     let who = identity(peer, on_behalf_of)?;
-    let mut row = shared
-        .store
-        .tx(|tx| tx.job(id))?
-        .ok_or_else(|| no_job(id))?;
-    if row.state != "awaiting-approval" {
-        return Err(err(
-            ErrorCode::FailedPrecondition,
-            format!("job {id} is {}, not awaiting approval", row.state),
-        ));
-    }
-    policy::may_approve(&row.approvers, row.allow_self, &row.requester, &who).map_err(|m| {
-        err(
-            ErrorCode::PermissionDenied,
-            format!("cannot approve job {id}: {m}"),
-        )
-    })?;
-    if let Some(d) = digest
-        && d != row.plan_digest
-    {
-        return Err(err(
-            ErrorCode::FailedPrecondition,
-            format!(
-                "job {id}'s plan is {}, not {d}; review it with 'openclaw job show {id}'",
-                row.plan_digest
-            ),
-        ));
-    }
-    row.approved_by = Some(who.clone());
-    shared.store.tx(|tx| {
-        tx.put_job(&row)?;
+    let row = shared.store.tx(|tx| {
+        let mut row = tx.job(id)?.ok_or_else(|| no_job(id))?;
+        if row.state != JobState::AwaitingApproval {
+            return Err(err(
+                ErrorCode::FailedPrecondition,
+                format!("job {id} is {}, not awaiting approval", row.state),
+            ));
+        }
+        policy::may_approve(&row.approvers, row.allow_self, &row.requester, &who).map_err(|m| {
+            err(
+                ErrorCode::PermissionDenied,
+                format!("cannot approve job {id}: {m}"),
+            )
+        })?;
+        if let Some(d) = digest
+            && d != row.plan_digest
+        {
+            return Err(err(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "job {id}'s plan is {}, not {d}; review it with 'openclaw job show {id}'",
+                    row.plan_digest
+                ),
+            ));
+        }
+        row.approved_by = Some(who.clone());
+        row.state = JobState::Starting;
+        if !tx.move_job(&row, JobState::AwaitingApproval)? {
+            return Err(err(
+                ErrorCode::FailedPrecondition,
+                format!("job {id} stopped awaiting approval meanwhile"),
+            ));
+        }
         tx.audit(
             unix_now(),
             &who,
             "job.approve",
             &id.to_string(),
             &row.plan_digest,
-        )
+        )?;
+        Ok::<_, ApiError>(row)
     })?;
     tracing::info!(job = id, by = %who, "job approved");
     dispatch(shared, id)?;
@@ -923,7 +1086,7 @@ pub fn deny(
         .store
         .tx(|tx| tx.job(id))?
         .ok_or_else(|| no_job(id))?;
-    if row.state != "awaiting-approval" {
+    if row.state != JobState::AwaitingApproval {
         return Err(err(
             ErrorCode::FailedPrecondition,
             format!("job {id} is {}, not awaiting approval", row.state),
@@ -944,15 +1107,80 @@ pub fn deny(
         (false, Some(r)) => format!("denied by {who}: {r}"),
         (false, None) => format!("denied by {who}"),
     };
-    shared
-        .store
-        .tx(|tx| tx.audit(unix_now(), &who, "job.deny", &id.to_string(), &reason))?;
-    end(shared, id, "denied", None, &reason)?;
-    Ok(format!("job {id} {reason}"))
+    let reason: String = reason.chars().take(MAX_REASON).collect();
+    match end_if(
+        shared,
+        id,
+        &[JobState::AwaitingApproval],
+        JobState::Denied,
+        None,
+        &reason,
+    )? {
+        Some(_) => {
+            shared
+                .store
+                .tx(|tx| tx.audit(unix_now(), &who, "job.deny", &id.to_string(), &reason))?;
+            Ok(format!("job {id} {reason}"))
+        }
+        None => Err(err(
+            ErrorCode::FailedPrecondition,
+            format!("job {id} stopped awaiting approval meanwhile; run 'openclaw job show {id}'"),
+        )),
+    }
 }
 
-/// A job record.
-pub fn show(shared: &Shared, id: u64) -> Result<JobInfo, ApiError> {
+/// Longest reason text kept.
+const MAX_REASON: usize = 500;
+
+/// A job record, if `peer` (for `who`) may see it.
+pub fn show(
+    shared: &Shared,
+    peer: &Peer,
+    id: u64,
+    on_behalf_of: Option<&str>,
+) -> Result<JobInfo, ApiError> {
+    let who = identity(peer, on_behalf_of)?;
+    let row = shared
+        .store
+        .tx(|tx| tx.job(id))?
+        .ok_or_else(|| no_job(id))?;
+    check_visible(shared, peer, &who, &row)?;
+    Ok(live_info(shared, &row))
+}
+
+/// A page of jobs `peer` (for `who`) may see, newest first.
+pub fn list(
+    shared: &Shared,
+    peer: &Peer,
+    limit: u32,
+    before: Option<u64>,
+    on_behalf_of: Option<&str>,
+) -> Result<Vec<JobInfo>, ApiError> {
+    let who = identity(peer, on_behalf_of)?;
+    let limit = limit.clamp(1, proto::MAX_JOB_PAGE);
+    let mut out = Vec::new();
+    let mut cursor = before;
+    // Scan at most a few pages for a chat user's own jobs.
+    for _ in 0..8 {
+        let rows = shared.store.tx(|tx| tx.jobs(proto::MAX_JOB_PAGE, cursor))?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        cursor = Some(last.id);
+        for r in &rows {
+            if check_visible(shared, peer, &who, r).is_ok() {
+                out.push(live_info(shared, r));
+                if out.len() >= limit as usize {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The record of a job, for the stored view a follower ends with.
+fn record(shared: &Shared, id: u64) -> Result<JobInfo, ApiError> {
     let row = shared
         .store
         .tx(|tx| tx.job(id))?
@@ -972,22 +1200,62 @@ pub fn live_info(shared: &Shared, row: &JobRow) -> JobInfo {
     info
 }
 
+/// Ends the live jobs of a node or client whose credential was revoked:
+/// a revoked node's jobs are lost (its connection is gone); a revoked
+/// client's jobs that have not started are cancelled. Returns how many.
+pub fn end_for_revoked(shared: &Shared, node: Option<&str>, via: Option<&str>) -> usize {
+    let rows = match shared.store.tx(|tx| tx.unfinished_jobs()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list jobs of a revoked credential");
+            return 0;
+        }
+    };
+    let mut n = 0;
+    for r in rows {
+        let ended = if node.is_some_and(|name| r.node == name) {
+            end(
+                shared,
+                r.id,
+                JobState::Lost,
+                None,
+                &format!("node {} was revoked", r.node),
+            )
+        } else if via.is_some_and(|v| r.via == v) {
+            end_if(
+                shared,
+                r.id,
+                &[JobState::Queued, JobState::AwaitingApproval],
+                JobState::Cancelled,
+                None,
+                &format!("the credential {} that submitted it was revoked", r.via),
+            )
+        } else {
+            continue;
+        };
+        if matches!(ended, Ok(Some(_))) {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Marks jobs left unfinished by a previous gateway process.
 pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
     let cfg = shared.config();
     for row in shared.store.tx(|tx| tx.unfinished_jobs())? {
         shared
             .jobs
-            .insert(row.id, &row.node, row.plan.gpus, &row.state);
-        match row.state.as_str() {
-            "awaiting-approval" => {
+            .insert(row.id, &row.node, row.plan.gpus, row.state, false);
+        match row.state {
+            JobState::AwaitingApproval => {
                 tokio::spawn(expire_approval(
                     shared.clone(),
                     row.id,
                     row.created_at + cfg.policy.approval_timeout.as_secs(),
                 ));
             }
-            "starting" | "running" => {
+            JobState::Starting | JobState::Running => {
                 // The node kept running it; it re-attaches when it reconnects.
                 shared.jobs.with(|m| {
                     if let Some(j) = m.get_mut(&row.id) {
@@ -1005,7 +1273,7 @@ pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
                 end(
                     shared,
                     row.id,
-                    "lost",
+                    JobState::Lost,
                     None,
                     "the gateway restarted while the job was queued",
                 )?;
@@ -1139,7 +1407,10 @@ pub async fn node_job_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<JobCtl>();
+    // Control messages (cancel, done) on a bounded channel; acks are
+    // cumulative, so only the latest matters: a watch, never a queue.
+    let (tx, mut rx) = mpsc::channel::<JobCtl>(CTL_QUEUE);
+    let (acks, mut acks_rx) = watch::channel([0u64; 2]);
     let grace = shared.config().kill_grace.as_secs();
     let accepted = shared.jobs.with(|m| match m.get_mut(&id) {
         Some(j) if j.node == peer.name && j.on_node => {
@@ -1149,7 +1420,7 @@ pub async fn node_job_stream(
             j.attach_gen += 1;
             j.attached = true;
             if j.cancel_requested {
-                let _ = tx.send(JobCtl::Cancel { grace_secs: grace });
+                let _ = tx.try_send(JobCtl::Cancel { grace_secs: grace });
             }
             j.ctl = Some(tx.clone());
             Ok((j.progress.clone(), j.tail.clone(), j.attach_gen, j.received))
@@ -1205,7 +1476,22 @@ pub async fn node_job_stream(
         tracing::info!(node = %peer.name, job = id, stdout = out.received, stderr = errf.received, "job re-attached");
     }
     let ctl_writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
+        let mut acking = true;
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                changed = acks_rx.changed(), if acking => {
+                    if changed.is_err() {
+                        acking = false;
+                        continue;
+                    }
+                    let [stdout, stderr] = *acks_rx.borrow_and_update();
+                    JobCtl::Ack { stdout, stderr }
+                }
+            };
             if mesh::write_frame(&mut send, &msg).await.is_err() {
                 return;
             }
@@ -1213,21 +1499,23 @@ pub async fn node_job_stream(
         let _ = send.finish();
     });
     let outcome = store_output(
-        &shared, id, attach, &progress, &tail, &mut recv, out, errf, &tx,
+        &shared, id, attach, &progress, &tail, &mut recv, out, errf, &acks,
     )
     .await;
+    drop(acks);
     let result = match outcome {
         Ok(Some(JobFrame::Exit {
             code,
             timed_out,
             cancelled,
+            killed,
         })) => {
             let state = if timed_out {
-                "timed-out"
+                JobState::TimedOut
             } else if cancelled {
-                "cancelled"
+                JobState::Cancelled
             } else {
-                "exited"
+                JobState::Exited
             };
             let reason = if timed_out {
                 "killed after its timeout"
@@ -1236,14 +1524,42 @@ pub async fn node_job_stream(
             } else {
                 ""
             };
-            end(&shared, id, state, Some(code), reason)
+            end_with(
+                &shared,
+                id,
+                &[JobState::Starting, JobState::Running],
+                state,
+                |row| {
+                    row.exit_code = Some(code);
+                    row.processes_killed = killed;
+                    if !reason.is_empty() {
+                        row.reason = Some(reason.into());
+                    }
+                },
+            )
         }
+        Ok(Some(JobFrame::Refused { reason })) => end_if(
+            &shared,
+            id,
+            &[JobState::Starting],
+            JobState::Denied,
+            None,
+            &format!(
+                "refused by node {}'s policy: {}",
+                peer.name,
+                proto::names::printable(&reason, MAX_REASON)
+            ),
+        ),
         Ok(Some(JobFrame::Failed { reason })) => end(
             &shared,
             id,
-            "failed",
+            JobState::Failed,
             None,
-            &format!("node {}: {reason}", peer.name),
+            &format!(
+                "node {}: {}",
+                peer.name,
+                proto::names::printable(&reason, MAX_REASON)
+            ),
         ),
         Ok(_) | Err(_) => {
             if let Err(e) = &outcome {
@@ -1257,7 +1573,7 @@ pub async fn node_job_stream(
     match result {
         Ok(_) => {
             // Tell the node it may forget the job, then let the writer finish.
-            let _ = tx.send(JobCtl::Done);
+            let _ = tx.try_send(JobCtl::Done);
             drop(tx);
             let _ = tokio::time::timeout(Duration::from_secs(5), ctl_writer).await;
         }
@@ -1298,7 +1614,7 @@ fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why: &'static s
             let _ = end(
                 &shared,
                 id,
-                "lost",
+                JobState::Lost,
                 None,
                 &format!("{why} ({}s)", grace.as_secs()),
             );
@@ -1318,7 +1634,7 @@ async fn store_output(
     recv: &mut quinn::RecvStream,
     mut out: LogFile,
     mut errf: LogFile,
-    ctl: &mpsc::UnboundedSender<JobCtl>,
+    acks: &watch::Sender<[u64; 2]>,
 ) -> Result<Option<JobFrame>, String> {
     let cap = shared.config().output_cap;
     let mut last_flush = std::time::Instant::now();
@@ -1370,10 +1686,7 @@ async fn store_output(
                         j.received = Some(received);
                     }
                 });
-                let _ = ctl.send(JobCtl::Ack {
-                    stdout: received[0],
-                    stderr: received[1],
-                });
+                acks.send_replace(received);
                 if last_flush.elapsed() > Duration::from_secs(1) {
                     record_bytes(shared, id, &out, &errf);
                     last_flush = std::time::Instant::now();
@@ -1387,20 +1700,26 @@ async fn store_output(
             JobFrame::Started { pid, gpus } => {
                 tracing::info!(job = id, pid, ?gpus, "job started");
                 let now = unix_now();
-                shared
+                let started = shared
                     .store
                     .tx(|tx| {
                         let Some(mut row) = tx.job(id)? else {
-                            return Ok(());
+                            return Ok(false);
                         };
-                        row.state = "running".into();
+                        if row.state != JobState::Starting {
+                            // Sent again after a reconnect: already running.
+                            return Ok(row.state == JobState::Running);
+                        }
+                        row.state = JobState::Running;
                         row.started_at = Some(now);
-                        tx.put_job(&row)
+                        tx.move_job(&row, JobState::Starting)
                     })
                     .map_err(|e| e.to_string())?;
-                progress.send_modify(|p| p.state = "running".into());
+                if started {
+                    progress.send_modify(|p| p.state = JobState::Running.as_str().into());
+                }
             }
-            last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. }) => {
+            last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. } | JobFrame::Refused { .. }) => {
                 record_bytes(shared, id, &out, &errf);
                 return Ok(Some(last));
             }
@@ -1410,13 +1729,12 @@ async fn store_output(
 
 fn record_bytes(shared: &Shared, id: u64, out: &LogFile, err: &LogFile) {
     let _ = shared.store.tx(|tx| {
-        let Some(mut row) = tx.job(id)? else {
-            return Ok(());
-        };
-        row.stdout_bytes = out.received;
-        row.stderr_bytes = err.received;
-        row.truncated = out.truncated || err.truncated;
-        tx.put_job(&row)
+        tx.set_job_bytes(
+            id,
+            out.received,
+            err.received,
+            out.truncated || err.truncated,
+        )
     });
 }
 
@@ -1476,7 +1794,7 @@ pub async fn follow(
         err.send_to(progress.stderr, &mut buf, send).await?;
         let done = !live || proto::is_terminal_state(&progress.state);
         if done || !follow {
-            let info = match show(shared, id) {
+            let info = match record(shared, id) {
                 Ok(i) => i,
                 Err(e) => return mesh::write_frame(send, &JobEvent::Error(e)).await,
             };
@@ -1489,7 +1807,7 @@ pub async fn follow(
         if last_state.as_deref() != Some(progress.state.as_str()) {
             // A state the follower has not heard yet, the first one
             // included: a job may already be running when following starts.
-            if let Ok(info) = show(shared, id) {
+            if let Ok(info) = record(shared, id) {
                 mesh::write_frame(send, &JobEvent::State(info)).await?;
             }
             last_state = Some(progress.state.clone());
@@ -1627,6 +1945,7 @@ mod tests {
                 job: Some("training".into()),
                 ..spec()
             },
+            false,
         )
         .unwrap();
         assert_eq!(r.argv, vec!["python", "train.py"]);
@@ -1641,6 +1960,7 @@ mod tests {
                 node: Some("n1".into()),
                 ..spec()
             },
+            false,
         )
         .unwrap();
         assert_eq!((r.node.as_deref(), r.role.as_deref()), (Some("n1"), None));
@@ -1650,6 +1970,7 @@ mod tests {
                 job: Some("trainin".into()),
                 ..spec()
             },
+            false,
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
@@ -1665,6 +1986,7 @@ mod tests {
                 argv: vec!["x".into()],
                 ..spec()
             },
+            false,
         )
         .unwrap_err();
         assert!(e.message.contains("fixes its command"), "{}", e.message);
@@ -1739,48 +2061,77 @@ mod tests {
                     env: vec![("1X".into(), "v".into())],
                     ..spec()
                 },
-                "invalid environment",
+                "is invalid",
             ),
         ];
         for (s, want) in cases {
-            let e = resolve(&c, &s).unwrap_err();
+            let e = resolve(&c, &s, false).unwrap_err();
             assert!(e.message.contains(want), "{want}: {}", e.message);
         }
     }
 
     #[test]
     fn resolve_env_and_shell() {
-        let c = cfg("");
+        let c = cfg("[policy]\nenv_allow = [\"EPOCHS\", \"*\"]\nallow_shell = true");
+        let with_env = |k: &str| JobSpec {
+            node: Some("n".into()),
+            argv: vec!["bash".into(), "train.sh".into()],
+            env: vec![(k.into(), "v".into())],
+            ..spec()
+        };
+        // Even with env_allow = ["*"], the dangerous list is refused, by name.
+        for k in [
+            "LD_PRELOAD",
+            "DYLD_INSERT_LIBRARIES",
+            "OPENCLAW_JOB_ID",
+            "BASH_ENV",
+            "PATH",
+            "PYTHONPATH",
+            "NODE_OPTIONS",
+            "PERL5OPT",
+            "SHELLOPTS",
+            "PS4",
+            "CUDA_VISIBLE_DEVICES",
+        ] {
+            let e = resolve(&c, &with_env(k), false).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Denied, "{k}");
+            assert!(
+                e.message.contains("refused by policy"),
+                "{k}: {}",
+                e.message
+            );
+        }
+        let r = resolve(&c, &with_env("EPOCHS"), false).unwrap();
+        assert_eq!(r.env, vec![("EPOCHS".to_string(), "v".to_string())]);
+        // The default allowlist does not admit EPOCHS, but a named job's own
+        // variables may be overridden.
+        let d = cfg("[jobs.train]\ncommand = [\"python\"]\nnode = \"n\"\nenv = { EPOCHS = \"1\" }");
+        let e = resolve(&d, &with_env("EPOCHS"), false).unwrap_err();
+        assert!(e.message.contains("env_allow"), "{}", e.message);
         let r = resolve(
-            &c,
+            &d,
             &JobSpec {
-                node: Some("n".into()),
-                argv: vec!["echo".into(), "$HOME".into()],
-                shell: true,
-                env: vec![
-                    ("LD_PRELOAD".into(), "/evil.so".into()),
-                    ("DYLD_INSERT_LIBRARIES".into(), "x".into()),
-                    ("OPENCLAW_JOB_ID".into(), "9".into()),
-                    ("EPOCHS".into(), "3".into()),
-                ],
+                job: Some("train".into()),
+                env: vec![("EPOCHS".into(), "5".into())],
                 ..spec()
             },
+            false,
         )
         .unwrap();
+        assert_eq!(r.env, vec![("EPOCHS".to_string(), "5".to_string())]);
+        // Shells: allowed from the CLI here, never from chat by default.
+        let shell = JobSpec {
+            node: Some("n".into()),
+            argv: vec!["echo".into(), "$HOME".into()],
+            shell: true,
+            ..spec()
+        };
+        let r = resolve(&c, &shell, false).unwrap();
         assert_eq!(r.argv, vec!["sh", "-c", "echo $HOME"]);
-        assert_eq!(r.env, vec![("EPOCHS".to_string(), "3".to_string())]);
-        assert_eq!(r.gpus, 0);
+        let e = resolve(&c, &shell, true).unwrap_err();
+        assert!(e.message.contains("chat_shell"), "{}", e.message);
         let noshell = cfg("[policy]\nallow_shell = false");
-        let e = resolve(
-            &noshell,
-            &JobSpec {
-                node: Some("n".into()),
-                argv: vec!["ls".into()],
-                shell: true,
-                ..spec()
-            },
-        )
-        .unwrap_err();
+        let e = resolve(&noshell, &shell, false).unwrap_err();
         assert_eq!(e.code, ErrorCode::Denied);
     }
 

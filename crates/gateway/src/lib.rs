@@ -6,6 +6,7 @@
 //! and serves it until the shutdown future resolves.
 
 mod api;
+mod clients;
 pub mod config;
 mod enroll;
 mod jobs;
@@ -57,7 +58,7 @@ pub mod files {
 /// Lifetime of the gateway's server certificate.
 const SERVER_CERT_TTL: Duration = Duration::from_secs(365 * 86_400);
 /// Lifetime of the admin credential `init` writes.
-const ADMIN_CERT_TTL: Duration = Duration::from_secs(365 * 86_400);
+const ADMIN_CERT_TTL: Duration = Duration::from_secs(90 * 86_400);
 
 /// A gateway operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +143,16 @@ pub fn init(home: &Home, listen: &str, name: &str) -> Result<InitReport, Gateway
     let store = Store::open(&home.path(files::STATE))?;
     store.tx(|tx| {
         tx.record_issued("admin", Role::Admin, &admin, now)?;
+        tx.put_client(&store::ClientRow {
+            name: "admin".into(),
+            role: Role::Admin,
+            namespace: None,
+            state: store::ClientState::Active,
+            cert_serial: admin.serial.clone(),
+            not_after: admin.not_after,
+            created_at: now,
+            created_by: "gateway init".into(),
+        })?;
         tx.audit(
             now,
             "local",
@@ -186,6 +197,10 @@ pub(crate) struct Shared {
     pub ca: pki::Ca,
     pub revoked: Arc<RevokedSerials>,
     pub advertise: String,
+    /// Enrollment connections open at once.
+    pub enroll_slots: Arc<tokio::sync::Semaphore>,
+    /// New enrollment connections per source address.
+    enroll_rate: std::sync::Mutex<rules::RateLimiter>,
 }
 
 /// A node's live connection (if any) and its CONNECTION and HEALTH columns.
@@ -218,6 +233,15 @@ impl Shared {
             connection,
             health,
             reason,
+        }
+    }
+
+    /// Counts an enrollment connection from `ip`; false past the rate.
+    pub fn enroll_rate_ok(&self, ip: std::net::IpAddr) -> bool {
+        let per_minute = self.config().enroll_rate_per_minute;
+        match self.enroll_rate.lock() {
+            Ok(mut r) => r.allow(ip, unix_now(), per_minute),
+            Err(p) => p.into_inner().allow(ip, unix_now(), per_minute),
         }
     }
 
@@ -318,7 +342,10 @@ impl Gateway {
         tracing::info!(%addr, gateway = %config.name, "gateway listening");
         let logs_dir = home.path(files::LOGS);
         mesh::home::create_private_dir(&logs_dir)?;
+        let enroll_slots = Arc::new(tokio::sync::Semaphore::new(config.enroll_max_connections));
         let shared = Arc::new(Shared {
+            enroll_slots,
+            enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
             config: RwLock::new(Arc::new(config)),
             home: home.clone(),
             logs_dir,

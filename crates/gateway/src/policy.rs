@@ -48,26 +48,45 @@ pub struct Rule {
 /// The whole policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    /// Action when no rule matches.
+    /// Action when no rule matches, for jobs from admin certificates (the CLI).
     pub default: Action,
+    /// Action when no rule matches, for jobs a bot submits for a chat user.
+    pub chat_default: Action,
     /// Approvers when the default is `approve`.
     pub approvers: Vec<String>,
     /// Rules, first match wins.
     pub rules: Vec<Rule>,
     /// How long a job waits for approval.
     pub approval_timeout: Duration,
-    /// Whether `--shell` jobs are allowed at all.
+    /// Whether `--shell` jobs are allowed from the CLI.
     pub allow_shell: bool,
+    /// Whether shell jobs are allowed from chat.
+    pub chat_shell: bool,
+    /// Globs over the env keys a requester may set; the fixed dangerous
+    /// list ([`proto::env::DANGEROUS`]) is refused whatever these say.
+    pub env_allow: Vec<String>,
+    /// Globs over env keys whose values are never shown (job show, chat).
+    pub env_secret: Vec<String>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
             default: Action::Allow,
+            chat_default: Action::Approve,
             approvers: vec!["admin".into()],
             rules: vec![],
             approval_timeout: Duration::from_secs(3600),
             allow_shell: true,
+            chat_shell: false,
+            env_allow: proto::env::DEFAULT_ALLOW
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            env_secret: ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*_KEY", "*PASSWD*"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -83,6 +102,8 @@ pub struct Facts<'a> {
     pub argv: &'a [String],
     /// Named job, if any.
     pub job: Option<&'a str>,
+    /// A bot submitted it for a chat user.
+    pub chat: bool,
 }
 
 /// The outcome.
@@ -102,14 +123,70 @@ fn list_matches(patterns: &[String], candidates: &[&str]) -> bool {
     patterns.is_empty() || candidates.iter().any(|c| proto::glob::any(patterns, c))
 }
 
+/// Programs that run another program named in their arguments; a command
+/// rule sees through them.
+const WRAPPERS: &[&str] = &[
+    "busybox", "env", "nice", "nohup", "timeout", "stdbuf", "time", "setsid", "ionice", "taskset",
+    "chrt", "xargs", "exec", "command", "builtin", "sudo", "doas", "unbuffer",
+];
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// The names a deny or approve rule's `commands` are matched against:
+/// argv[0] as given and its base name (so a rule for `rm` also catches
+/// `/bin/rm`), the whole line in both spellings, and, behind a wrapper
+/// such as `busybox`, `env` or `nice`, every later argument as a possible
+/// program. This over-matches on purpose: it only ever makes a deny or
+/// approve rule apply more often. Allow rules match argv[0] and the line
+/// exactly, so `/tmp/x/python` never passes for `python`.
+pub fn command_candidates(argv: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |s: String| {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    };
+    let Some((first, tail)) = argv.split_first() else {
+        return vec![String::new()];
+    };
+    let spell = |i: usize| {
+        let base = basename(&argv[i]);
+        std::iter::once(base)
+            .chain(argv[i + 1..].iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    push(first.clone());
+    push(basename(first).to_string());
+    push(argv.join(" "));
+    push(spell(0));
+    if WRAPPERS.contains(&basename(first)) {
+        for (j, a) in tail.iter().enumerate().take(16) {
+            push(a.clone());
+            push(basename(a).to_string());
+            push(spell(j + 1));
+        }
+    }
+    out
+}
+
 /// Evaluates the policy for one job.
 pub fn evaluate(policy: &Policy, f: &Facts<'_>) -> Decision {
+    let wide = command_candidates(f.argv);
+    let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
     let line = f.argv.join(" ");
-    let argv0 = f.argv.first().map(String::as_str).unwrap_or("");
+    let exact = [f.argv.first().map(String::as_str).unwrap_or(""), &line];
     for (i, rule) in policy.rules.iter().enumerate() {
+        let cands: &[&str] = if rule.action.unwrap_or(Action::Allow) == Action::Allow {
+            &exact
+        } else {
+            &wide
+        };
         let matched = list_matches(&rule.nodes, &[f.node])
             && list_matches(&rule.users, &[f.user])
-            && list_matches(&rule.commands, &[argv0, &line])
+            && list_matches(&rule.commands, cands)
             && (rule.jobs.is_empty() || f.job.is_some_and(|j| proto::glob::any(&rule.jobs, j)));
         if matched {
             let action = rule.action.unwrap_or(Action::Allow);
@@ -127,7 +204,11 @@ pub fn evaluate(policy: &Policy, f: &Facts<'_>) -> Decision {
         }
     }
     Decision {
-        action: policy.default,
+        action: if f.chat {
+            policy.chat_default
+        } else {
+            policy.default
+        },
         rule: None,
         approvers: policy.approvers.clone(),
         allow_self_approval: false,
@@ -211,6 +292,7 @@ mod tests {
                     node: "worker-cpu-01",
                     argv: &argv,
                     job: None,
+                    chat: false,
                 },
                 Action::Allow,
                 None,
@@ -221,6 +303,7 @@ mod tests {
                     node: "worker-gpu-01",
                     argv: &argv,
                     job: None,
+                    chat: false,
                 },
                 Action::Approve,
                 Some(1),
@@ -231,6 +314,7 @@ mod tests {
                     node: "worker-gpu-01",
                     argv: &rm,
                     job: None,
+                    chat: false,
                 },
                 Action::Deny,
                 Some(0),
@@ -241,6 +325,7 @@ mod tests {
                     node: "worker-cpu-01",
                     argv: &argv,
                     job: None,
+                    chat: false,
                 },
                 Action::Deny,
                 Some(2),
@@ -251,6 +336,7 @@ mod tests {
                     node: "worker-cpu-01",
                     argv: &argv,
                     job: Some("nightly"),
+                    chat: false,
                 },
                 Action::Allow,
                 Some(3),
@@ -267,6 +353,7 @@ mod tests {
                 node: "worker-gpu-01",
                 argv: &argv,
                 job: None,
+                chat: false,
             },
         );
         assert_eq!(d.approvers, s(&["admin", "U024BE7LH"]));
@@ -287,6 +374,7 @@ mod tests {
                 node: "n",
                 argv: &argv,
                 job: None,
+                chat: false,
             },
         );
         assert_eq!(d.action, Action::Approve);
@@ -303,5 +391,46 @@ mod tests {
         assert!(may_approve(&approvers, true, "U1", "U1").is_ok());
         let e = may_approve(&approvers, true, "U1", "U9").unwrap_err();
         assert!(e.contains("not an approver"), "{e}");
+    }
+
+    #[test]
+    fn deny_rules_see_through_paths_and_wrappers() {
+        let p = policy();
+        for argv in [
+            vec!["rm", "-rf", "/data"],
+            vec!["/bin/rm", "-rf", "/data"],
+            vec!["busybox", "rm", "-rf", "/data"],
+            vec!["/usr/bin/env", "A=1", "rm", "-rf", "/data"],
+            vec!["nice", "-n", "5", "rm", "x"],
+            vec!["timeout", "5", "/bin/rm", "x"],
+        ] {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            let d = evaluate(
+                &p,
+                &Facts {
+                    user: "admin",
+                    node: "worker-cpu-01",
+                    argv: &argv,
+                    job: None,
+                    chat: false,
+                },
+            );
+            assert_eq!(d.action, Action::Deny, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn chat_jobs_use_the_chat_default() {
+        let p = Policy::default();
+        let argv = vec!["ls".to_string()];
+        let f = |chat| Facts {
+            user: "slack:T1/U1",
+            node: "n",
+            argv: &argv,
+            job: None,
+            chat,
+        };
+        assert_eq!(evaluate(&p, &f(true)).action, Action::Approve);
+        assert_eq!(evaluate(&p, &f(false)).action, Action::Allow);
     }
 }

@@ -47,15 +47,20 @@ struct Live {
     remote: SocketAddr,
     last_heartbeat: Instant,
     meta: NodeMeta,
-    control: mpsc::UnboundedSender<ControlMsg>,
+    control: mpsc::Sender<ControlMsg>,
     telemetry: Option<Arc<Heartbeat>>,
 }
 
-/// Connected nodes by name.
+/// Connected nodes by name, and every live session by certificate serial.
 #[derive(Default)]
 pub struct Registry {
     live: Mutex<HashMap<String, Live>>,
+    by_serial: Mutex<HashMap<String, Vec<quinn::Connection>>>,
 }
+
+/// A certificate already holds its maximum of live connections.
+#[derive(Debug)]
+pub struct TooManyConnections(pub usize);
 
 impl Registry {
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Live>) -> T) -> T {
@@ -65,13 +70,72 @@ impl Registry {
         }
     }
 
+    fn with_serials<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, Vec<quinn::Connection>>) -> T,
+    ) -> T {
+        match self.by_serial.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Admits a session of certificate `serial`, unless it already holds
+    /// `cap` live connections. Closed connections are forgotten first.
+    pub fn admit(
+        &self,
+        serial: &str,
+        conn: &quinn::Connection,
+        cap: usize,
+    ) -> Result<(), TooManyConnections> {
+        self.with_serials(|m| {
+            let list = m.entry(serial.to_string()).or_default();
+            list.retain(|c| c.close_reason().is_none());
+            if list.len() >= cap {
+                return Err(TooManyConnections(list.len()));
+            }
+            list.push(conn.clone());
+            Ok(())
+        })
+    }
+
+    /// Forgets a session of certificate `serial`.
+    pub fn release(&self, serial: &str, conn_id: usize) {
+        self.with_serials(|m| {
+            if let Some(list) = m.get_mut(serial) {
+                list.retain(|c| c.stable_id() != conn_id);
+                if list.is_empty() {
+                    m.remove(serial);
+                }
+            }
+        });
+    }
+
+    /// Closes every live session of certificate `serial`; returns how many.
+    pub fn close_serial(&self, serial: &str, code: u32, reason: &str) -> usize {
+        let conns = self.with_serials(|m| m.remove(serial).unwrap_or_default());
+        for c in &conns {
+            c.close(code.into(), reason.as_bytes());
+        }
+        conns.len()
+    }
+
+    /// Live sessions of certificate `serial`.
+    pub fn sessions(&self, serial: &str) -> usize {
+        self.with_serials(|m| {
+            m.get(serial)
+                .map(|l| l.iter().filter(|c| c.close_reason().is_none()).count())
+                .unwrap_or(0)
+        })
+    }
+
     /// Registers a node's connection; returns the connection it replaces.
     pub fn connect(
         &self,
         name: &str,
         conn: quinn::Connection,
         meta: NodeMeta,
-        control: mpsc::UnboundedSender<ControlMsg>,
+        control: mpsc::Sender<ControlMsg>,
     ) -> Option<quinn::Connection> {
         let live = Live {
             remote: conn.remote_address(),
@@ -126,7 +190,7 @@ impl Registry {
     }
 
     /// Where to send control messages for a node, if connected.
-    pub fn control(&self, name: &str) -> Option<mpsc::UnboundedSender<ControlMsg>> {
+    pub fn control(&self, name: &str) -> Option<mpsc::Sender<ControlMsg>> {
         self.with(|m| m.get(name).map(|l| l.control.clone()))
     }
 

@@ -134,6 +134,35 @@ fn degraded(t: &proto::Heartbeat, temp_limit_c: u32) -> Option<String> {
         .map(|g| format!("GPU {} at {}°C (limit {temp_limit_c}°C)", g.index, g.temp_c))
 }
 
+/// Counts new connections per source address in fixed one-minute
+/// windows. Pure: the caller passes the time. The table is bounded: when
+/// it is full, addresses not seen this window are refused until it rolls.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    window_start: u64,
+    counts: std::collections::HashMap<std::net::IpAddr, u32>,
+}
+
+/// Most source addresses tracked in one window.
+pub const RATE_TABLE_LIMIT: usize = 65_536;
+
+impl RateLimiter {
+    /// Records a connection from `ip` at `now` (unix seconds); returns
+    /// whether it is within `per_minute`.
+    pub fn allow(&mut self, ip: std::net::IpAddr, now: u64, per_minute: u32) -> bool {
+        if now >= self.window_start + 60 || now < self.window_start {
+            self.window_start = now;
+            self.counts.clear();
+        }
+        if !self.counts.contains_key(&ip) && self.counts.len() >= RATE_TABLE_LIMIT {
+            return false;
+        }
+        let n = self.counts.entry(ip).or_insert(0);
+        *n = n.saturating_add(1);
+        *n <= per_minute
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +178,7 @@ mod tests {
             labels: vec![],
             auto_approve: false,
             revoked: false,
+            max_gpus: None,
         }
     }
 
@@ -201,6 +231,8 @@ mod tests {
             cert_not_after: None,
             last_seen: None,
             last_addr: None,
+            proposed_labels: vec![],
+            max_gpus: None,
         }
     }
 
@@ -338,5 +370,16 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn rate_limiter_counts_per_address_per_minute() {
+        let a: std::net::IpAddr = [127, 0, 0, 1].into();
+        let b: std::net::IpAddr = [127, 0, 0, 2].into();
+        let mut r = RateLimiter::default();
+        assert!((0..3).all(|_| r.allow(a, 1000, 3)));
+        assert!(!r.allow(a, 1010, 3), "the fourth in a minute is refused");
+        assert!(r.allow(b, 1010, 3), "other addresses are not affected");
+        assert!(r.allow(a, 1060, 3), "a new window starts");
     }
 }

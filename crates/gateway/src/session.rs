@@ -17,6 +17,8 @@ use crate::{Shared, api, enroll, jobs, unix_now};
 pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
 /// Heartbeat frames are tiny.
 const HEARTBEAT_FRAME_LIMIT: usize = 4 * 1024;
+/// Control messages (job dispatches) queued for one node.
+const CONTROL_QUEUE: usize = 4096;
 /// How long a client may take to open its first stream.
 const FIRST_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,6 +46,25 @@ pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
     }
 }
 
+/// Stream and flow-control limits for an identified peer. Every connection
+/// starts with the small limits of [`mesh::tls::server_transport`] (one
+/// bidirectional stream, a 64 KiB connection window), which is all an
+/// unauthenticated peer ever gets; an identified peer gets what its role
+/// needs.
+fn widen_limits(conn: &quinn::Connection, role: Role) {
+    let (bidi, uni, window): (u32, u32, u32) = match role {
+        // Control stream, one stream per job (the agent caps jobs at
+        // max_jobs), renewals; one heartbeat stream. The window carries
+        // job output from every running job at once.
+        Role::Node => (1024, 4, 64 << 20),
+        // One stream per API call or followed job.
+        Role::Admin | Role::Bot => (256, 0, 8 << 20),
+    };
+    conn.set_max_concurrent_bi_streams(bidi.into());
+    conn.set_max_concurrent_uni_streams(uni.into());
+    conn.set_receive_window(window.into());
+}
+
 /// The verified identity of a session peer.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -53,6 +74,10 @@ pub struct Peer {
     pub role: Role,
     /// Certificate serial.
     pub serial: String,
+    /// A bot's chat namespace, from the gateway's state (never from the peer).
+    pub namespace: Option<String>,
+    /// A node's GPU cap, from the gateway's state.
+    pub max_gpus: Option<u32>,
 }
 
 fn close(conn: &quinn::Connection, code: CloseCode, reason: &str) {
@@ -86,12 +111,38 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
         close(&conn, CloseCode::Revoked, "certificate revoked");
         return;
     }
+    let mut namespace = None;
+    let mut max_gpus = None;
+    if peer.role != Role::Node {
+        // Admin and bot certificates are checked against the state too: a
+        // revoked or replaced credential gets nowhere, whatever the CA signed.
+        let row = shared.store.tx(|tx| tx.client(&peer.name));
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "state database error");
+                close(&conn, CloseCode::Normal, "gateway state error");
+                return;
+            }
+        };
+        match crate::clients::check_session(row.as_ref(), &peer.name, peer.role, &peer.serial) {
+            crate::clients::SessionCheck::Ok(ns) => namespace = ns,
+            crate::clients::SessionCheck::Refuse(code, msg) => {
+                tracing::info!(%remote, client = %peer.name, "session refused: {msg}");
+                close(&conn, code, &msg);
+                return;
+            }
+        }
+    }
     if peer.role == Role::Node {
         let row = shared.store.tx(|tx| tx.node(&peer.name));
         match row {
             Ok(Some(n))
                 if n.state == NodeState::Approved
-                    && n.cert_serial.as_deref() == Some(&peer.serial) => {}
+                    && n.cert_serial.as_deref() == Some(&peer.serial) =>
+            {
+                max_gpus = n.max_gpus;
+            }
             Ok(Some(n)) if n.state == NodeState::Revoked => {
                 close(
                     &conn,
@@ -122,7 +173,22 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
         name: peer.name,
         role: peer.role,
         serial: peer.serial,
+        namespace,
+        max_gpus,
     };
+    let cap = shared.config().max_connections_per_cert;
+    if let Err(too_many) = shared.registry.admit(&peer.serial, &conn, cap) {
+        close(
+            &conn,
+            CloseCode::Protocol,
+            &format!(
+                "{} already holds {} connections, the most one certificate may (limits.max_connections_per_cert); close some",
+                peer.name, too_many.0
+            ),
+        );
+        return;
+    }
+    widen_limits(&conn, peer.role);
     tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
     let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));
     while let Ok((send, recv)) = conn.accept_bi().await {
@@ -135,6 +201,7 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
         ));
     }
     uni.abort();
+    shared.registry.release(&peer.serial, conn.stable_id());
 }
 
 async fn accept_uni(shared: Arc<Shared>, conn: quinn::Connection, peer: Peer) {
@@ -263,7 +330,17 @@ async fn stream(
             follow,
             stdout_from,
             stderr_from,
+            on_behalf_of,
         }) => {
+            if let Err(e) = jobs::show(&shared, &peer, id, on_behalf_of.as_deref()) {
+                if mesh::write_frame(&mut send, &JobEvent::Error(e))
+                    .await
+                    .is_ok()
+                {
+                    let _ = send.finish();
+                }
+                return;
+            }
             if jobs::follow(
                 &shared,
                 id,
@@ -327,11 +404,12 @@ async fn node_control(
         return;
     }
     let meta = NodeMeta {
-        gpus: hello.gpus.min(1024),
+        // What the node says is a claim; the admin's or token's cap wins.
+        gpus: hello.gpus.min(peer.max_gpus.unwrap_or(1024)).min(1024),
         gpus_simulated: hello.gpus_simulated,
         max_jobs: hello.max_jobs.clamp(1, 100_000),
     };
-    let (control_tx, mut control_rx) = tokio::sync::mpsc::unbounded_channel::<ControlMsg>();
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
     if let Some(old) = shared
         .registry
         .connect(&peer.name, conn.clone(), meta, control_tx)

@@ -10,10 +10,16 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+mod clients;
+mod jobs;
+
+pub use clients::{ClientRow, ClientState};
+pub use jobs::{JobRow, JobState, encode_plan};
+
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[error("state database: {0}")]
-pub struct StoreError(String);
+pub struct StoreError(pub(crate) String);
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -101,138 +107,31 @@ CREATE TABLE jobs (                   -- every job ever requested
 );
 CREATE INDEX jobs_state ON jobs (state); -- finds live jobs at startup
 "#,
+    // Version 3: client credentials as identities of their own, confirmed
+    // node facts, secret env keys, killed-process counts, retention indexes.
+    r#"
+CREATE TABLE clients (                -- admin and bot credentials; one row per name, names are unique
+  name        TEXT PRIMARY KEY,       -- certificate CN, [a-z0-9-]{1,63}
+  role        TEXT NOT NULL,          -- admin | bot
+  namespace   TEXT,                   -- bots: the chat namespace it may speak for, e.g. slack:T0123ABCD
+  state       TEXT NOT NULL,          -- active | revoked
+  cert_serial TEXT NOT NULL,          -- serial of the current certificate; older ones are refused
+  not_after   INTEGER NOT NULL,       -- its expiry, unix seconds
+  created_at  INTEGER NOT NULL,       -- unix seconds
+  created_by  TEXT NOT NULL,          -- identity that created it
+  revoked_at  INTEGER                 -- unix seconds it was revoked
+);
+INSERT OR REPLACE INTO clients (name, role, namespace, state, cert_serial, not_after, created_at, created_by) SELECT name, role, NULL, 'active', serial, not_after, issued_at, 'migration' FROM issued_certs WHERE role != 'node' ORDER BY issued_at; -- the newest certificate per name
+UPDATE clients SET state = 'revoked' WHERE cert_serial IN (SELECT serial FROM revoked_certs); -- keep revocations
+ALTER TABLE nodes ADD COLUMN proposed_labels TEXT NOT NULL DEFAULT ''; -- labels the node asked for that nobody confirmed; routing ignores them
+ALTER TABLE nodes ADD COLUMN max_gpus INTEGER; -- most GPUs the node may offer (from the token or approval); NULL: no cap
+ALTER TABLE tokens ADD COLUMN max_gpus INTEGER; -- most GPUs a node enrolled with it may offer; NULL: no cap
+ALTER TABLE jobs ADD COLUMN secret_env TEXT NOT NULL DEFAULT ''; -- comma-separated env keys whose values are never shown
+ALTER TABLE jobs ADD COLUMN processes_killed INTEGER NOT NULL DEFAULT 0; -- processes the node killed at the job's end
+CREATE INDEX jobs_finished ON jobs (finished_at); -- retention pruning
+CREATE INDEX audit_at ON audit (at); -- retention pruning
+"#,
 ];
-
-/// A job row. `plan` is decoded.
-#[derive(Debug, Clone)]
-pub struct JobRow {
-    /// Job id.
-    pub id: u64,
-    /// State word.
-    pub state: String,
-    /// Target node.
-    pub node: String,
-    /// Role asked for.
-    pub role: Option<String>,
-    /// Named job.
-    pub named_job: Option<String>,
-    /// Frozen plan.
-    pub plan: proto::JobPlan,
-    /// Its digest.
-    pub plan_digest: String,
-    /// Who asked.
-    pub requester: String,
-    /// Certificate the request came through.
-    pub via: String,
-    /// Who may approve.
-    pub approvers: Vec<String>,
-    /// Requester may self-approve.
-    pub allow_self: bool,
-    /// Who approved.
-    pub approved_by: Option<String>,
-    /// Unix seconds.
-    pub created_at: u64,
-    /// Unix seconds.
-    pub started_at: Option<u64>,
-    /// Unix seconds.
-    pub finished_at: Option<u64>,
-    /// Exit code.
-    pub exit_code: Option<i32>,
-    /// Why it ended.
-    pub reason: Option<String>,
-    /// Stdout bytes received.
-    pub stdout_bytes: u64,
-    /// Stderr bytes received.
-    pub stderr_bytes: u64,
-    /// A log hit the cap.
-    pub truncated: bool,
-    /// Queue deadline.
-    pub queue_until: Option<u64>,
-}
-
-impl JobRow {
-    /// The public view.
-    pub fn info(&self) -> proto::JobInfo {
-        proto::JobInfo {
-            id: self.id,
-            state: self.state.clone(),
-            node: self.node.clone(),
-            argv: self.plan.argv.clone(),
-            cwd: self.plan.cwd.clone(),
-            requester: self.requester.clone(),
-            named_job: self.named_job.clone(),
-            role: self.role.clone(),
-            gpus: self.plan.gpus,
-            approvers: self.approvers.clone(),
-            approved_by: self.approved_by.clone(),
-            plan_digest: self.plan_digest.clone(),
-            created_at: self.created_at,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            exit_code: self.exit_code,
-            reason: self.reason.clone(),
-            stdout_bytes: self.stdout_bytes,
-            stderr_bytes: self.stderr_bytes,
-            truncated: self.truncated,
-        }
-    }
-}
-
-const JOB_COLUMNS: &str = "id, state, node, role, named_job, plan, plan_digest, requester, via, approvers, \
-     allow_self, approved_by, created_at, started_at, finished_at, exit_code, reason, stdout_bytes, stderr_bytes, \
-     truncated, queue_until";
-
-fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRow, Vec<u8>)> {
-    let plan: Vec<u8> = r.get(5)?;
-    Ok((
-        JobRow {
-            id: u(r.get(0)?),
-            state: r.get(1)?,
-            node: r.get(2)?,
-            role: r.get(3)?,
-            named_job: r.get(4)?,
-            plan: proto::JobPlan {
-                job_id: 0,
-                node: String::new(),
-                argv: vec![],
-                cwd: None,
-                env: vec![],
-                timeout_secs: None,
-                gpus: 0,
-                kill_grace_secs: 0,
-            },
-            plan_digest: r.get(6)?,
-            requester: r.get(7)?,
-            via: r.get(8)?,
-            approvers: split(&r.get::<_, String>(9)?),
-            allow_self: r.get::<_, i64>(10)? != 0,
-            approved_by: r.get(11)?,
-            created_at: u(r.get(12)?),
-            started_at: r.get::<_, Option<i64>>(13)?.map(u),
-            finished_at: r.get::<_, Option<i64>>(14)?.map(u),
-            exit_code: r
-                .get::<_, Option<i64>>(15)?
-                .and_then(|c| i32::try_from(c).ok()),
-            reason: r.get(16)?,
-            stdout_bytes: u(r.get(17)?),
-            stderr_bytes: u(r.get(18)?),
-            truncated: r.get::<_, i64>(19)? != 0,
-            queue_until: r.get::<_, Option<i64>>(20)?.map(u),
-        },
-        plan,
-    ))
-}
-
-fn finish_job((mut row, plan): (JobRow, Vec<u8>)) -> Result<JobRow, StoreError> {
-    row.plan = proto::codec::decode(&plan)
-        .map_err(|e| StoreError(format!("job {}: bad stored plan: {e}", row.id)))?;
-    Ok(row)
-}
-
-/// Encodes a plan for storage.
-pub fn encode_plan(plan: &proto::JobPlan) -> Result<Vec<u8>, StoreError> {
-    proto::codec::encode(plan).map_err(|e| StoreError(e.to_string()))
-}
 
 /// A join token row.
 #[derive(Debug, Clone)]
@@ -255,6 +154,8 @@ pub struct TokenRow {
     pub auto_approve: bool,
     /// Revoked.
     pub revoked: bool,
+    /// Most GPUs a node enrolled with it may offer.
+    pub max_gpus: Option<u32>,
 }
 
 impl TokenRow {
@@ -269,6 +170,7 @@ impl TokenRow {
             labels: self.labels.clone(),
             auto_approve: self.auto_approve,
             revoked: self.revoked,
+            max_gpus: self.max_gpus,
         }
     }
 }
@@ -315,8 +217,12 @@ pub struct NodeRow {
     pub name: String,
     /// Enrollment state.
     pub state: NodeState,
-    /// Labels.
+    /// Confirmed labels (token or admin); routing uses only these.
     pub labels: Vec<String>,
+    /// Labels the node proposed that nobody confirmed.
+    pub proposed_labels: Vec<String>,
+    /// Most GPUs the node may offer.
+    pub max_gpus: Option<u32>,
     /// Key fingerprint.
     pub fingerprint: String,
     /// Public key DER.
@@ -367,7 +273,7 @@ fn u(v: i64) -> u64 {
 }
 
 const NODE_COLUMNS: &str = "name, state, labels, fingerprint, spki, request_id, requested_at, request_addr, \
-     token_id, cert_der, cert_serial, cert_not_after, last_seen, last_addr";
+     token_id, cert_der, cert_serial, cert_not_after, last_seen, last_addr, proposed_labels, max_gpus";
 
 fn node_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(NodeRow, String)> {
     let state: String = r.get(1)?;
@@ -387,6 +293,10 @@ fn node_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(NodeRow, String)> {
             cert_not_after: r.get::<_, Option<i64>>(11)?.map(u),
             last_seen: r.get::<_, Option<i64>>(12)?.map(u),
             last_addr: r.get(13)?,
+            proposed_labels: split(&r.get::<_, String>(14)?),
+            max_gpus: r
+                .get::<_, Option<i64>>(15)?
+                .map(|g| u32::try_from(g).unwrap_or(0)),
         },
         state,
     ))
@@ -408,11 +318,13 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         labels: split(&r.get::<_, String>(6)?),
         auto_approve: r.get::<_, i64>(7)? != 0,
         revoked: r.get::<_, i64>(8)? != 0,
+        max_gpus: r
+            .get::<_, Option<i64>>(9)?
+            .map(|g| u32::try_from(g).unwrap_or(0)),
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "id, secret_hash, created_at, expires_at, uses_total, uses_left, labels, auto_approve, revoked";
+const TOKEN_COLUMNS: &str = "id, secret_hash, created_at, expires_at, uses_total, uses_left, labels, auto_approve, revoked, max_gpus";
 
 /// A transaction handle; every method runs inside one transaction.
 pub struct Tx<'a>(rusqlite::Transaction<'a>);
@@ -484,7 +396,7 @@ impl Tx<'_> {
     pub fn insert_token(&self, t: &TokenRow) -> Result<(), StoreError> {
         self.0.execute(
             &format!(
-                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
             ),
             params![
                 t.id,
@@ -495,7 +407,8 @@ impl Tx<'_> {
                 t.uses_left,
                 join(&t.labels),
                 t.auto_approve,
-                t.revoked
+                t.revoked,
+                t.max_gpus
             ],
         )?;
         Ok(())
@@ -603,7 +516,7 @@ impl Tx<'_> {
     pub fn put_node(&self, n: &NodeRow) -> Result<(), StoreError> {
         self.0.execute(
             &format!(
-                "INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                "INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
             ),
             params![
                 n.name,
@@ -619,7 +532,9 @@ impl Tx<'_> {
                 n.cert_serial,
                 n.cert_not_after.map(i),
                 n.last_seen.map(i),
-                n.last_addr
+                n.last_addr,
+                join(&n.proposed_labels),
+                n.max_gpus
             ],
         )?;
         Ok(())
@@ -645,6 +560,22 @@ impl Tx<'_> {
         self.0.execute(
             "UPDATE nodes SET cert_der = ?2, cert_serial = ?3, cert_not_after = ?4 WHERE name = ?1",
             params![name, cert.der, cert.serial, i(cert.not_after)],
+        )?;
+        Ok(())
+    }
+
+    /// Sets what an admin confirmed about a node: its labels (routing uses
+    /// only these), the labels still unconfirmed, and its GPU cap.
+    pub fn set_node_facts(
+        &self,
+        name: &str,
+        labels: &[String],
+        proposed: &[String],
+        max_gpus: Option<u32>,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE nodes SET labels = ?2, proposed_labels = ?3, max_gpus = ?4 WHERE name = ?1",
+            params![name, join(labels), join(proposed), max_gpus],
         )?;
         Ok(())
     }
@@ -691,105 +622,6 @@ impl Tx<'_> {
         Ok(rows)
     }
 
-    /// Inserts a job; `row.id` is ignored and the new id returned.
-    /// The plan is stored as given and usually rewritten with the id by [`Tx::put_job`].
-    pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
-        let id: i64 = self.0.query_row(
-            "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, created_at, queue_until) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
-            params![
-                row.state,
-                row.node,
-                row.role,
-                row.named_job,
-                encode_plan(&row.plan)?,
-                row.plan_digest,
-                row.requester,
-                row.via,
-                join(&row.approvers),
-                row.allow_self,
-                i(row.created_at),
-                row.queue_until.map(i)
-            ],
-            |r| r.get(0),
-        )?;
-        Ok(u(id))
-    }
-
-    /// Writes every mutable field of a job.
-    pub fn put_job(&self, row: &JobRow) -> Result<(), StoreError> {
-        self.0.execute(
-            "UPDATE jobs SET state = ?2, node = ?3, plan = ?4, plan_digest = ?5, approvers = ?6, allow_self = ?7, \
-             approved_by = ?8, started_at = ?9, finished_at = ?10, exit_code = ?11, reason = ?12, stdout_bytes = ?13, \
-             stderr_bytes = ?14, truncated = ?15, queue_until = ?16 WHERE id = ?1",
-            params![
-                i(row.id),
-                row.state,
-                row.node,
-                encode_plan(&row.plan)?,
-                row.plan_digest,
-                join(&row.approvers),
-                row.allow_self,
-                row.approved_by,
-                row.started_at.map(i),
-                row.finished_at.map(i),
-                row.exit_code,
-                row.reason,
-                i(row.stdout_bytes),
-                i(row.stderr_bytes),
-                row.truncated,
-                row.queue_until.map(i)
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// A job by id.
-    pub fn job(&self, id: u64) -> Result<Option<JobRow>, StoreError> {
-        self.0
-            .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-                [i(id)],
-                job_from_row,
-            )
-            .optional()?
-            .map(finish_job)
-            .transpose()
-    }
-
-    /// The newest `limit` jobs.
-    pub fn jobs(&self, limit: u32) -> Result<Vec<JobRow>, StoreError> {
-        let mut stmt = self.0.prepare(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?1"
-        ))?;
-        let rows = stmt
-            .query_map([limit], job_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_job).collect()
-    }
-
-    /// Number of jobs in each state.
-    pub fn job_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, u(r.get(1)?))))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
-    /// Jobs not in a final state.
-    pub fn unfinished_jobs(&self) -> Result<Vec<JobRow>, StoreError> {
-        let mut stmt = self.0.prepare(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'awaiting-approval', 'starting', 'running') ORDER BY id"
-        ))?;
-        let rows = stmt
-            .query_map([], job_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_job).collect()
-    }
-
     /// Appends to the audit trail.
     pub fn audit(
         &self,
@@ -827,6 +659,8 @@ mod tests {
             cert_not_after: None,
             last_seen: None,
             last_addr: None,
+            proposed_labels: vec![],
+            max_gpus: None,
         }
     }
 

@@ -75,8 +75,10 @@ pub fn describe_connection_error(err: &quinn::ConnectionError) -> String {
             let reason = String::from_utf8_lossy(&a.reason);
             match CloseCode::from_code(a.error_code.into_inner()) {
                 Some(CloseCode::Revoked) => format!(
-                    "gateway rejected this certificate: revoked ({reason}); enroll again with a new token"
+                    "gateway rejected this certificate: revoked ({reason}); a node enrolls again with a new token, \
+                     a client asks an admin for a new credential ('openclaw client create')"
                 ),
+                Some(CloseCode::Busy) => format!("gateway is busy: {reason}"),
                 Some(CloseCode::Replaced) => format!(
                     "another process connected with this node's certificate and replaced this connection ({reason})"
                 ),

@@ -199,6 +199,24 @@ pub mod node_files {
     pub const CONFIG: &str = "node.toml";
     /// A pending enrollment request, so `node enroll` can resume.
     pub const PENDING: &str = "enroll.pending";
+    /// A gateway's CA key. A node refuses a home that holds one: its jobs
+    /// could read it and mint any certificate.
+    pub const GATEWAY_CA_KEY: &str = "ca.key";
+}
+
+impl Home {
+    /// Refuses a home that holds a gateway's CA key, for a node.
+    pub fn refuse_gateway_home(&self) -> Result<(), String> {
+        if self.exists(node_files::GATEWAY_CA_KEY) {
+            return Err(format!(
+                "{} holds a gateway CA key ({}); a node must not share the gateway's home, \
+                 since its jobs could read the key. Give the node its own --home",
+                self.root().display(),
+                node_files::GATEWAY_CA_KEY
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where a client credential says to connect, and as whom.
@@ -256,6 +274,18 @@ pub struct NodeConfig {
     /// Labels asked for at enrollment.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// The unprivileged user every job runs as. When the agent runs as
+    /// root it drops to this user (and its groups) for each job.
+    #[serde(default)]
+    pub run_as: Option<String>,
+    /// Run jobs as the agent's own user when no `run_as` is possible.
+    /// Jobs can then read this node's private key: only for labs and tests.
+    #[serde(default)]
+    pub allow_jobs_as_agent_user: bool,
+    /// Where jobs without a `--cwd` get a private working directory.
+    /// Default: `openclaw-jobs-NAME` in the system's temporary directory.
+    #[serde(default)]
+    pub work_dir: Option<String>,
     /// Local policy; the stricter of this and the gateway's wins.
     #[serde(default)]
     pub policy: NodePolicy,
@@ -269,10 +299,14 @@ pub struct NodePolicy {
     pub system_run: bool,
     /// Globs over argv[0] and the whole command line; empty allows any.
     pub allowed_commands: Vec<String>,
-    /// Globs over the working directory; empty allows any.
+    /// Directories a job may run in: canonical prefixes (symlinks and `..`
+    /// resolved on the node, whole path components). Empty allows any.
     pub allowed_cwds: Vec<String>,
     /// Most jobs at once.
     pub max_jobs: u32,
+    /// Globs over env keys this node accepts from the gateway. The fixed
+    /// dangerous list is refused whatever this says.
+    pub env_allow: Vec<String>,
 }
 
 impl Default for NodePolicy {
@@ -282,6 +316,7 @@ impl Default for NodePolicy {
             allowed_commands: vec![],
             allowed_cwds: vec![],
             max_jobs: 256,
+            env_allow: vec!["*".into()],
         }
     }
 }
@@ -305,20 +340,37 @@ impl NodeConfig {
             "# OpenClaw node settings, written by 'openclaw node enroll'.\n\
              # Node name (also the certificate's CN).\nname = {:?}\n\
              # Gateway address the agent dials, host:port.\ngateway = {:?}\n\
-             # Labels requested at enrollment.\nlabels = {:?}\n\n\
+             # Labels requested at enrollment (an admin or the token confirms them).\nlabels = {:?}\n\
+             # The unprivileged user jobs run as. An agent running as root drops to it\n\
+             # (setgid, initgroups, setuid, no new privileges) for every job.\n{}\n\
+             # Without run_as, jobs would run as the agent's own user and could read this\n\
+             # node's key; the agent refuses jobs unless this is true (labs and tests only).\n\
+             allow_jobs_as_agent_user = {}\n\
+             # Private working directories for jobs without --cwd are made under this.\n{}\n\n\
              # Local policy: the stricter of this and the gateway's policy wins.\n\
              [policy]\n\
              # false refuses every job.\nsystem_run = {}\n\
              # Globs over argv[0] and the whole command line; empty allows any command.\nallowed_commands = {:?}\n\
-             # Globs over the working directory; empty allows any.\nallowed_cwds = {:?}\n\
-             # Most jobs at once.\nmax_jobs = {}\n",
+             # Directories jobs may run in: prefixes compared after resolving symlinks and '..'; empty allows any.\nallowed_cwds = {:?}\n\
+             # Most jobs at once.\nmax_jobs = {}\n\
+             # Env keys accepted from the gateway (globs); loader, shell and interpreter variables are always refused.\nenv_allow = {:?}\n",
             self.name,
             self.gateway,
             self.labels,
+            match &self.run_as {
+                Some(u) => format!("run_as = {u:?}"),
+                None => "# run_as = \"openclaw-job\"".to_string(),
+            },
+            self.allow_jobs_as_agent_user,
+            match &self.work_dir {
+                Some(d) => format!("work_dir = {d:?}"),
+                None => "# work_dir = \"/var/tmp/openclaw-jobs\"".to_string(),
+            },
             self.policy.system_run,
             self.policy.allowed_commands,
             self.policy.allowed_cwds,
-            self.policy.max_jobs
+            self.policy.max_jobs,
+            self.policy.env_allow
         );
         home.write_public(node_files::CONFIG, text.as_bytes())
     }

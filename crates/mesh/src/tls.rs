@@ -139,13 +139,23 @@ impl ClientCertVerifier for GatewayClientVerifier {
 }
 
 /// Transport parameters for the gateway: idle timeout is the dead-node window.
+///
+/// These are the limits of a peer nobody has identified yet: one
+/// bidirectional stream, no unidirectional ones, and 64 KiB of connection
+/// flow-control credit, so an unauthenticated connection can make the
+/// gateway buffer at most 64 KiB. The gateway widens them per connection
+/// once the peer's certificate says who it is.
 pub fn server_transport(idle: Duration) -> Result<quinn::TransportConfig, TlsError> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(idle).map_err(err)?));
-    t.max_concurrent_bidi_streams(1024u32.into());
-    t.max_concurrent_uni_streams(1024u32.into());
+    t.max_concurrent_bidi_streams(1u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.receive_window(UNIDENTIFIED_WINDOW.into());
     Ok(t)
 }
+
+/// Flow-control credit of a connection whose peer is not identified yet.
+pub const UNIDENTIFIED_WINDOW: u32 = 64 * 1024;
 
 /// Transport parameters for clients and nodes: keep the connection alive
 /// well inside the gateway's idle timeout.

@@ -83,6 +83,7 @@ struct Raw {
     #[serde(default)]
     allowed_groups: Vec<String>,
     allow_dms: Option<bool>,
+    allow_everyone: Option<bool>,
     approvals: Option<String>,
     #[serde(default)]
     users: BTreeMap<String, UserLimits>,
@@ -151,6 +152,19 @@ impl Config {
                 ));
             }
         };
+        let everyone = raw.allow_everyone.unwrap_or(false);
+        if !everyone
+            && raw.allowed_users.is_empty()
+            && raw.allowed_groups.is_empty()
+            && raw.allowed_channels.is_empty()
+        {
+            return Err(
+                "moltbot.toml admits nobody: list who may use the bot in allowed_users (Slack user ids), \
+                 allowed_groups (user group ids) or allowed_channels, or set allow_everyone = true to answer \
+                 every member of the workspace"
+                    .into(),
+            );
+        }
         Ok(Config {
             slack_api_url,
             bot_token: Secret(bot_token),
@@ -222,12 +236,16 @@ impl Config {
 # variables (SLACK_BOT_TOKEN, SLACK_APP_TOKEN); they are never logged.
 # Slack Web API base URL (env SLACK_API_URL); GovSlack: https://slack-gov.com/api
 slack_api_url = "https://slack.com/api"
+# Who may use the bot. moltbot refuses to start until at least one list is
+# set, or allow_everyone = true (every member of the workspace; Slack
+# Connect guests from other workspaces are never answered).
 # Channels the bot answers in (ids like C0123); empty: any channel it is in.
 allowed_channels = []
 # Users the bot answers (ids like U0123), and user groups (ids like S0123)
-# whose members it answers; both empty: anyone in the workspace.
+# whose members it answers; both empty: anyone in the allowed channels.
 allowed_users = []
 allowed_groups = []
+allow_everyone = false
 # Answer direct messages.
 allow_dms = true
 # Where Approve/Deny buttons are posted: "thread" (the request's thread),
@@ -278,11 +296,12 @@ mod tests {
 
     #[test]
     fn tokens_come_from_env_and_never_show() {
-        let c = Config::parse(
-            Config::template(),
-            &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]),
-        )
-        .unwrap();
+        let tokens = env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]);
+        // The template admits nobody until someone is listed.
+        let e = Config::parse(Config::template(), &tokens).unwrap_err();
+        assert!(e.contains("admits nobody"), "{e}");
+        let text = Config::template().replace("allowed_users = []", "allowed_users = [\"U1\"]");
+        let c = Config::parse(&text, &tokens).unwrap();
         assert_eq!(c.bot_token.expose(), "xoxb-1");
         assert!(!format!("{c:?}").contains("xoxb-1"));
         assert!(

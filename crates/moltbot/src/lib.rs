@@ -39,6 +39,7 @@ const SNIPPET_MAX: usize = 3500;
 #[derive(Debug, Clone)]
 enum Incoming {
     Message {
+        team: String,
         user: String,
         channel: String,
         ts: String,
@@ -47,6 +48,7 @@ enum Incoming {
         dm: bool,
     },
     Action {
+        team: String,
         user: String,
         channel: String,
         action: String,
@@ -61,8 +63,10 @@ async fn on_push(
     _client: Arc<SlackHyperClient>,
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
+    let team = event.team_id.to_string();
     let incoming = match event.event {
         SlackEventCallbackBody::AppMention(m) => Some(Incoming::Message {
+            team,
             user: m.user.to_string(),
             channel: m.channel.to_string(),
             ts: m.origin.ts.to_string(),
@@ -77,6 +81,7 @@ async fn on_push(
         {
             match (m.sender.user, m.origin.channel) {
                 (Some(user), Some(channel)) => Some(Incoming::Message {
+                    team,
                     user: user.to_string(),
                     channel: channel.to_string(),
                     ts: m.origin.ts.to_string(),
@@ -103,10 +108,19 @@ async fn on_interaction(
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     if let SlackInteractionEvent::BlockActions(b) = event {
+        // The clicking user's own team: a Slack Connect guest's differs
+        // from the workspace's.
+        let team = b
+            .user
+            .as_ref()
+            .and_then(|u| u.team_id.as_ref())
+            .unwrap_or(&b.team.id)
+            .to_string();
         let user = b.user.map(|u| u.id.to_string()).unwrap_or_default();
         let channel = b.channel.map(|c| c.id.to_string()).unwrap_or_default();
         for a in b.actions.unwrap_or_default() {
             let i = Incoming::Action {
+                team: team.clone(),
                 user: user.clone(),
                 channel: channel.clone(),
                 action: a.action_id.to_string(),
@@ -147,6 +161,10 @@ impl Gateway {
 
 struct Bot {
     cfg: Config,
+    /// This bot's chat namespace on the gateway (`slack:TEAM`).
+    namespace: String,
+    /// The Slack team it serves (the namespace's scope).
+    team: String,
     slack: Arc<SlackHyperClient>,
     token: SlackApiToken,
     gateway: Gateway,
@@ -229,13 +247,9 @@ impl Bot {
         }
         if matches!(self.cfg.approvals, ApprovalsIn::Dm | ApprovalsIn::Both) {
             // Approvers that are Slack users (U.../W...) get a DM; CLI identities cannot.
-            for a in j
-                .approvers
-                .iter()
-                .filter(|a| a.starts_with('U') || a.starts_with('W'))
-            {
-                let req =
-                    SlackApiConversationsOpenRequest::new().with_users(vec![a.as_str().into()]);
+            let prefix = format!("{}/", self.namespace);
+            for a in j.approvers.iter().filter_map(|a| a.strip_prefix(&prefix)) {
+                let req = SlackApiConversationsOpenRequest::new().with_users(vec![a.into()]);
                 match self
                     .slack
                     .open_session(&self.token)
@@ -301,9 +315,23 @@ impl Bot {
         }
     }
 
+    /// The gateway identity of a Slack user of this workspace.
+    fn who(&self, user: &str) -> Option<String> {
+        Some(format!("{}/{user}", self.namespace))
+    }
+
     async fn handle(self: Arc<Self>, i: Incoming) {
+        let team = match &i {
+            Incoming::Message { team, .. } | Incoming::Action { team, .. } => team,
+        };
+        if *team != self.team {
+            // Slack Connect guests and other workspaces are not this lab's users.
+            tracing::info!(%team, "ignoring an event from another Slack team");
+            return;
+        }
         match i {
             Incoming::Message {
+                team: _,
                 user,
                 channel,
                 ts,
@@ -315,11 +343,19 @@ impl Bot {
                 self.message(&user, &channel, &thread, &text, dm).await;
             }
             Incoming::Action {
+                team: _,
                 user,
                 channel,
                 action,
                 value,
-            } => self.action(&user, &channel, &action, &value).await,
+            } => {
+                // Buttons pass the same allowlists as messages.
+                let in_group = self.cfg.needs_groups(&user) && self.in_allowed_group(&user).await;
+                if let Err(why) = self.cfg.admits(&user, &channel, false, in_group) {
+                    return self.ephemeral(&channel, &user, &why).await;
+                }
+                self.action(&user, &channel, &action, &value).await
+            }
         }
     }
 
@@ -331,7 +367,7 @@ impl Bot {
         let _ = self
             .gateway
             .call(Request::ChatAudit {
-                user: user.to_string(),
+                user: self.who(user).unwrap_or_default(),
                 channel: channel.to_string(),
                 thread: thread.to_string(),
                 text: text.chars().take(500).collect(),
@@ -341,7 +377,7 @@ impl Bot {
             Ok(c) => c,
             Err(e) => return self.reply(channel, thread, &e).await,
         };
-        let on_behalf_of = Some(user.to_string());
+        let on_behalf_of = self.who(user);
         let done = |r: Result<Response, ClientError>| match r {
             Ok(Response::Done { message }) => message,
             Ok(r) => format!("unexpected reply {r:?}"),
@@ -355,15 +391,30 @@ impl Bot {
                 Ok(Response::Nodes(nodes)) => nodes_text(&nodes),
                 r => done(r),
             },
-            Intent::Status(None) => match self.gateway.call(Request::JobList { limit: 10 }).await {
+            Intent::Status(None) => match self
+                .gateway
+                .call(Request::JobList {
+                    limit: 10,
+                    before: None,
+                    on_behalf_of: on_behalf_of.clone(),
+                })
+                .await
+            {
                 Ok(Response::Jobs(jobs)) => jobs_text(&jobs),
                 r => done(r),
             },
-            Intent::Status(Some(id)) => match self.gateway.call(Request::JobShow { id }).await {
+            Intent::Status(Some(id)) => match self
+                .gateway
+                .call(Request::JobShow {
+                    id,
+                    on_behalf_of: on_behalf_of.clone(),
+                })
+                .await
+            {
                 Ok(Response::Job(j)) => job_text(&j, None),
                 r => done(r),
             },
-            Intent::Logs(id) => self.logs(id).await,
+            Intent::Logs(id) => self.logs(id, user).await,
             Intent::Cancel(id) => done(
                 self.gateway
                     .call(Request::JobCancel { id, on_behalf_of })
@@ -405,7 +456,7 @@ impl Bot {
         self.reply(channel, thread, &reply).await;
     }
 
-    async fn logs(&self, id: u64) -> String {
+    async fn logs(&self, id: u64, user: &str) -> String {
         let client = match self.gateway.get().await {
             Ok(c) => c,
             Err(e) => return format!("I can't reach the gateway right now ({e})."),
@@ -416,6 +467,7 @@ impl Bot {
                 follow: false,
                 stdout_from: 0,
                 stderr_from: 0,
+                on_behalf_of: self.who(user),
             })
             .await
         {
@@ -446,7 +498,7 @@ impl Bot {
         let mut spec = JobSpec {
             node,
             role,
-            on_behalf_of: Some(user.to_string()),
+            on_behalf_of: self.who(user),
             ..Default::default()
         };
         match what {
@@ -522,7 +574,7 @@ impl Bot {
                         msg.set(job_text(&j, None));
                         msg.flush(self, true).await;
                         if j.stdout_bytes + j.stderr_bytes > SNIPPET_OVER {
-                            let log = self.logs(j.id).await;
+                            let log = self.logs(j.id, user).await;
                             self.reply(channel, thread, &log).await;
                         }
                         return;
@@ -534,12 +586,12 @@ impl Bot {
                     }
                     None => {
                         // The gateway went away: reconnect and resume following.
-                        let Some(id) = info.as_ref().map(|j| j.id) else {
+                        let Some((id, requester)) = info.as_ref().map(|j| (j.id, j.requester.clone())) else {
                             msg.set("I lost the gateway before the job started; check `status`.".into());
                             msg.flush(self, true).await;
                             return;
                         };
-                        match self.reattach(id, offsets).await {
+                        match self.reattach(id, offsets, &requester).await {
                             Some((c, r)) => events = read_events(c, r),
                             None => {
                                 msg.set(format!("I lost the gateway while following job {id}; ask `status {id}` later."));
@@ -558,6 +610,7 @@ impl Bot {
         &self,
         id: u64,
         offsets: [u64; 2],
+        requester: &str,
     ) -> Option<(Arc<Client>, quinn::RecvStream)> {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
@@ -568,6 +621,7 @@ impl Bot {
                         follow: true,
                         stdout_from: offsets[0],
                         stderr_from: offsets[1],
+                        on_behalf_of: Some(requester.to_string()),
                     })
                     .await
             {
@@ -580,7 +634,7 @@ impl Bot {
 
     async fn action(&self, user: &str, channel: &str, action: &str, value: &str) {
         let Ok(id) = value.parse::<u64>() else { return };
-        let on_behalf_of = Some(user.to_string());
+        let on_behalf_of = self.who(user);
         let req = match action {
             "approve" => Request::JobApprove {
                 id,
@@ -822,12 +876,26 @@ pub async fn run(
         home: home.clone(),
         client: Mutex::new(None),
     };
-    match gateway.call(Request::Whoami).await {
+    let namespace = match gateway.call(Request::Whoami).await {
         Ok(Response::Identity {
             role: proto::Role::Bot,
             name,
-        }) => tracing::info!(%name, "connected to the gateway"),
-        Ok(Response::Identity { role, name }) => {
+            namespace: Some(ns),
+        }) if ns.starts_with("slack:") => {
+            tracing::info!(%name, %ns, "connected to the gateway");
+            ns
+        }
+        Ok(Response::Identity {
+            role: proto::Role::Bot,
+            name,
+            namespace,
+        }) => {
+            return Err(format!(
+                "bot {name} has chat namespace {namespace:?} on the gateway; moltbot needs slack:TEAMID (your Slack team id). \
+                 Recreate it: openclaw client revoke {name}; openclaw client create {name} --role bot --namespace slack:TEAMID --out DIR"
+            ));
+        }
+        Ok(Response::Identity { role, name, .. }) => {
             return Err(format!(
                 "{} holds a {role} credential ({name}); moltbot needs a bot one: openclaw client create moltbot --role bot --out DIR",
                 home.root().display()
@@ -835,7 +903,11 @@ pub async fn run(
         }
         Ok(r) => return Err(format!("unexpected reply {r:?}")),
         Err(e) => return Err(format!("cannot reach the gateway: {e}")),
-    }
+    };
+    let team = namespace
+        .strip_prefix("slack:")
+        .unwrap_or_default()
+        .to_string();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let env = Arc::new(
         SlackClientEventsListenerEnvironment::new(slack.clone())
@@ -863,6 +935,8 @@ pub async fn run(
     tracing::info!(api = %cfg.slack_api_url, "moltbot listening in Socket Mode");
     let bot = Arc::new(Bot {
         cfg,
+        namespace,
+        team,
         slack,
         token,
         gateway,

@@ -66,6 +66,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut events: impl FnMut(AgentEvent),
 ) -> Result<(), NodeError> {
+    home.refuse_gateway_home().map_err(NodeError::Home)?;
     let cfg = NodeConfig::load(home).map_err(NodeError::Home)?;
     // Fail fast on a missing or expired credential; it is loaded again
     // before every session, so a renewed certificate is picked up.
@@ -83,6 +84,31 @@ pub async fn run(
     }
     let spool_dir = home.path("spool");
     mesh::home::create_private_dir(&spool_dir)?;
+    let identity = crate::jail::decide(cfg.run_as.as_deref(), cfg.allow_jobs_as_agent_user);
+    match &identity {
+        crate::jail::Identity::Drop(u) => {
+            tracing::info!(node = %cfg.name, user = %u.name, uid = u.uid, "jobs run as {}", u.name)
+        }
+        crate::jail::Identity::AgentUser(u) => tracing::warn!(
+            node = %cfg.name,
+            "JOBS RUN AS THE AGENT'S OWN USER ({}): they can read this node's private key and spool \
+             (allow_jobs_as_agent_user = true). Set run_as in node.toml and run the agent as root for real use",
+            u.name
+        ),
+        crate::jail::Identity::Refuse(why) => {
+            tracing::warn!(node = %cfg.name, "this node will refuse every job: {why}")
+        }
+    }
+    let tree = crate::tree::detect(&cfg.name);
+    tracing::info!(node = %cfg.name, "job processes are tracked by {}", tree.describe());
+    let work_dir = cfg
+        .work_dir
+        .as_ref()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("openclaw-jobs-{}-{}", cfg.name, std::process::id()))
+        });
+    crate::runner::prepare_work_root(&work_dir).map_err(NodeError::Home)?;
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
@@ -91,6 +117,10 @@ pub async fn run(
         jobs: std::sync::Mutex::new(std::collections::HashMap::new()),
         spool_dir,
         gpu_source: std::sync::Mutex::new(gpu_source),
+        identity,
+        tree,
+        work_dir,
+        job_path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
     });
     if opts.simulate_gpus > 0 {
         tracing::info!(node = %cfg.name, gpus = opts.simulate_gpus, "offering simulated GPUs");

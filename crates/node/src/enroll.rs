@@ -30,6 +30,10 @@ pub struct EnrollOptions {
     pub wait: Duration,
     /// How often to ask.
     pub poll_interval: Duration,
+    /// The user jobs will run as (written to node.toml).
+    pub run_as: Option<String>,
+    /// Let jobs run as the agent's user (written to node.toml; labs and tests).
+    pub allow_jobs_as_agent_user: bool,
 }
 
 /// The result of a successful enrollment.
@@ -110,6 +114,7 @@ pub async fn enroll(
     say: &mut (dyn FnMut(String) + Send),
 ) -> Result<Enrolled, NodeError> {
     let token = pki::JoinToken::parse(&opts.token).map_err(|e| NodeError::Input(e.to_string()))?;
+    home.refuse_gateway_home().map_err(NodeError::Input)?;
     proto::names::validate_name(&opts.name)
         .map_err(|e| NodeError::Input(format!("invalid --name: {e}")))?;
     let labels = proto::names::normalize_labels(&opts.labels)
@@ -320,6 +325,9 @@ fn store(
         name: opts.name.clone(),
         gateway: gateway.to_string(),
         labels: labels.to_vec(),
+        run_as: opts.run_as.clone(),
+        allow_jobs_as_agent_user: opts.allow_jobs_as_agent_user,
+        work_dir: None,
         policy: Default::default(),
     }
     .write(home)?;

@@ -4,9 +4,11 @@
 pub mod agent;
 pub mod backoff;
 pub mod enroll;
+pub mod jail;
 pub mod runner;
 pub mod spool;
 pub mod telemetry;
+pub mod tree;
 
 /// A node operation failed.
 #[derive(Debug, thiserror::Error)]

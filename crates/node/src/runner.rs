@@ -115,6 +115,14 @@ pub struct RunContext {
     pub spool_dir: PathBuf,
     /// Where GPU telemetry comes from.
     pub gpu_source: Mutex<Box<dyn crate::telemetry::GpuSource>>,
+    /// Who jobs run as (decided at start).
+    pub identity: crate::jail::Identity,
+    /// How a job's processes are found and killed.
+    pub tree: crate::tree::Method,
+    /// Where jobs without a `--cwd` get a private directory.
+    pub work_dir: PathBuf,
+    /// `PATH` for jobs: the agent's own, set by whoever started it.
+    pub job_path: String,
 }
 
 impl RunContext {
@@ -140,8 +148,11 @@ enum Ending {
         code: i32,
         timed_out: bool,
         cancelled: bool,
+        killed: u32,
     },
     Failed(String),
+    /// The node's policy refuses the job.
+    Refused(String),
 }
 
 struct JobInner {
@@ -244,7 +255,8 @@ pub fn start(ctx: &Arc<RunContext>, plan: JobPlan) -> Arc<Job> {
     job
 }
 
-/// Checks a plan against the node's own policy. Pure.
+/// Checks a plan against the node's own policy. Pure. The working
+/// directory is checked separately, once resolved ([`cwd_allowed`]).
 pub fn check_policy(policy: &NodePolicy, node: &str, plan: &JobPlan) -> Result<(), String> {
     if !policy.system_run {
         return Err(format!(
@@ -261,54 +273,126 @@ pub fn check_policy(policy: &NodePolicy, node: &str, plan: &JobPlan) -> Result<(
             "node {node}'s policy does not allow the command {argv0:?} (allowed_commands in node.toml)"
         ));
     }
-    if !policy.allowed_cwds.is_empty() {
-        let cwd = plan.cwd.as_deref().unwrap_or("");
-        if !proto::glob::any(&policy.allowed_cwds, cwd) {
+    for (k, v) in &plan.env {
+        if let Err(why) = proto::env::check(&policy.env_allow, k, v) {
             return Err(format!(
-                "node {node}'s policy does not allow the working directory {cwd:?} (allowed_cwds in node.toml)"
+                "node {node}: {}",
+                proto::env::explain(k, &why, "env_allow in node.toml")
             ));
         }
     }
     Ok(())
 }
 
-/// The environment a job gets on top of the node's own: requested
-/// variables minus loader variables, plus the job's identity and GPUs.
-pub fn job_env(plan: &JobPlan, node: &str, gpus: &[u32]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = plan
-        .env
-        .iter()
-        .filter(|(k, _)| {
-            !k.starts_with("LD_") && !k.starts_with("DYLD_") && !k.starts_with("OPENCLAW_")
-        })
-        .cloned()
-        .collect();
+/// Whether a canonical (absolute, symlink-free) directory lies under one
+/// of the allowed prefixes, compared by whole path components: `/srv/lab`
+/// admits `/srv/lab` and `/srv/lab/x`, never `/srv/lab-evil`. Pure.
+pub fn cwd_allowed(allowed: &[String], canonical: &std::path::Path) -> bool {
+    allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|p| canonical.starts_with(std::path::Path::new(p)))
+}
+
+/// The job's whole environment: a clean base (PATH, HOME and USER of the
+/// job's user), the plan's variables, then the job's identity and GPUs,
+/// which nothing in the plan can override.
+pub fn job_env(
+    plan: &JobPlan,
+    node: &str,
+    gpus: &[u32],
+    user: &crate::jail::JobUser,
+    path: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), path.to_string()),
+        ("HOME".into(), user.home.clone()),
+        ("USER".into(), user.name.clone()),
+        ("LOGNAME".into(), user.name.clone()),
+        ("SHELL".into(), "/bin/sh".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    env.extend(
+        plan.env
+            .iter()
+            .filter(|(k, _)| proto::env::dangerous(k).is_none())
+            .cloned(),
+    );
     env.push(("OPENCLAW_JOB_ID".into(), plan.job_id.to_string()));
     env.push(("OPENCLAW_NODE".into(), node.to_string()));
-    if !gpus.is_empty() {
-        let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
-        env.push(("CUDA_VISIBLE_DEVICES".into(), list.join(",")));
-    }
+    env.push((
+        crate::tree::AGENT_VAR.into(),
+        format!("{node}/{}", std::process::id()),
+    ));
+    let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+    // Always set: an empty list hides every GPU from a job that holds none.
+    env.push(("CUDA_VISIBLE_DEVICES".into(), list.join(",")));
     env
+}
+
+/// A job's private working directory, owned by its user, 0700, removed
+/// with everything in it when the job ends.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create(
+        root: &std::path::Path,
+        id: u64,
+        user: &crate::jail::JobUser,
+    ) -> Result<WorkDir, String> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = root.join(format!("job-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|e| format!("cannot create the job's directory {}: {e}", dir.display()))?;
+        if nix::unistd::geteuid().as_raw() != user.uid {
+            nix::unistd::chown(
+                &dir,
+                Some(nix::unistd::Uid::from_raw(user.uid)),
+                Some(nix::unistd::Gid::from_raw(user.gid)),
+            )
+            .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), user.name))?;
+        }
+        Ok(WorkDir(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        // remove_dir_all does not follow symlinks the job left behind.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Makes the directory under which jobs get private directories: owned by
+/// the agent, 0711 (the job users can reach their own directory only).
+pub fn prepare_work_root(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)))
+        .map_err(|e| format!("cannot prepare the job directory {}: {e}", dir.display()))
 }
 
 /// Runs the job's process and fills its spool.
 async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let plan = &job.plan;
     let fail = |reason: String| {
-        tracing::info!(job = plan.job_id, "job refused: {reason}");
+        tracing::info!(job = plan.job_id, "job not started: {reason}");
         job.end(Ending::Failed(reason));
     };
+    let refuse = |reason: String| {
+        tracing::info!(job = plan.job_id, "job refused by policy: {reason}");
+        job.end(Ending::Refused(reason));
+    };
+    let user = match &ctx.identity {
+        crate::jail::Identity::Refuse(why) => {
+            return refuse(format!("node {} refuses jobs: {why}", ctx.node));
+        }
+        crate::jail::Identity::Drop(u) | crate::jail::Identity::AgentUser(u) => u.clone(),
+    };
     if let Err(reason) = check_policy(&ctx.policy, &ctx.node, plan) {
-        return fail(reason);
-    }
-    if let Some(cwd) = &plan.cwd
-        && !std::path::Path::new(cwd).is_dir()
-    {
-        return fail(format!(
-            "working directory {cwd} does not exist on node {}",
-            ctx.node
-        ));
+        return refuse(reason);
     }
     let running = ctx.running.fetch_add(1, Ordering::SeqCst);
     let _running = RunningGuard(&ctx.running);
@@ -318,6 +402,35 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             ctx.node, ctx.policy.max_jobs
         ));
     }
+    // The working directory: the requested one, resolved (symlinks and
+    // `..`) and checked against allowed_cwds; or a private one.
+    let (cwd, _workdir) = match &plan.cwd {
+        Some(c) => {
+            let canonical = match std::fs::canonicalize(c) {
+                Ok(p) if p.is_dir() => p,
+                _ => {
+                    return fail(format!(
+                        "working directory {c} does not exist on node {}",
+                        ctx.node
+                    ));
+                }
+            };
+            if !cwd_allowed(&ctx.policy.allowed_cwds, &canonical) {
+                return refuse(format!(
+                    "refused by policy: node {}'s policy does not allow the working directory {c} \
+                     (resolved to {}); allowed_cwds in node.toml lists {:?}",
+                    ctx.node,
+                    canonical.display(),
+                    ctx.policy.allowed_cwds
+                ));
+            }
+            (canonical, None)
+        }
+        None => match WorkDir::create(&ctx.work_dir, plan.job_id, &user) {
+            Ok(w) => (w.0.clone(), Some(w)),
+            Err(e) => return fail(e),
+        },
+    };
     let Some(lease) = ctx.gpus.take(plan.gpus, plan.job_id) else {
         return fail(format!(
             "node {} has fewer than {} free GPUs (of {})",
@@ -326,38 +439,32 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             ctx.gpus.total()
         ));
     };
-    let Some((program, args)) = plan.argv.split_first() else {
-        return fail("empty command".into());
+    let mut tree = match crate::tree::JobTree::create(&ctx.tree, &ctx.node, plan.job_id) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
     };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .envs(job_env(plan, &ctx.node, &lease.ids))
-        .stdin(Stdio::null())
+    let spec = crate::jail::ShimSpec {
+        argv: plan.argv.clone(),
+        cwd: cwd.to_string_lossy().into_owned(),
+        env: job_env(plan, &ctx.node, &lease.ids, &user, &ctx.job_path),
+        user: match &ctx.identity {
+            crate::jail::Identity::Drop(u) => Some(u.clone()),
+            _ => None,
+        },
+        cgroup_procs: tree.join_file(),
+    };
+    let mut cmd = match crate::jail::command(&spec) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    if let Some(cwd) = &plan.cwd {
-        cmd.current_dir(cwd);
-    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            // Report it as a shell would: a message on stderr and 127/126.
-            let (code, what) = match e.kind() {
-                std::io::ErrorKind::NotFound => (127, "command not found"),
-                std::io::ErrorKind::PermissionDenied => (126, "permission denied"),
-                _ => return fail(format!("cannot start {program}: {e}")),
-            };
-            let msg = bytes::Bytes::from(format!("openclaw: {program}: {what}\n"));
-            let _ = job.push(OutStream::Stderr, msg).await;
-            job.end(Ending::Exit {
-                code,
-                timed_out: false,
-                cancelled: false,
-            });
-            return;
-        }
+        Err(e) => return fail(format!("cannot start the job on node {}: {e}", ctx.node)),
     };
     let pid = child.id().unwrap_or(0);
     job.with(|j| j.started = Some((pid, lease.ids.clone())));
@@ -380,12 +487,16 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let mut cancelled = false;
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
+    let terminate = |tree: &mut crate::tree::JobTree| {
+        kill_group(pid, Signal::SIGTERM);
+        tree.signal(Signal::SIGTERM);
+    };
     let status = loop {
         tokio::select! {
             st = child.wait() => break st,
             () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && !timed_out && !cancelled => {
                 timed_out = true;
-                kill_group(pid, Signal::SIGTERM);
+                terminate(&mut tree);
                 kill_at = Some(Instant::now() + Duration::from_secs(plan.kill_grace_secs));
             }
             changed = cancel_rx.changed(), if !cancelled => {
@@ -394,29 +505,47 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
                 }
                 let grace = (*cancel_rx.borrow()).unwrap_or(0);
                 cancelled = true;
-                kill_group(pid, Signal::SIGTERM);
+                terminate(&mut tree);
                 kill_at = Some(Instant::now() + Duration::from_secs(grace));
             }
             () = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() && !killed => {
                 killed = true;
                 kill_group(pid, Signal::SIGKILL);
+                tree.kill_all().await;
             }
         }
     };
-    // Output written before the exit is still in the pipes; collect it all.
+    // The main process is gone. Whatever it left behind (daemons, setsid,
+    // background jobs) ends with it, so the GPUs and slot are truly free.
+    kill_group(pid, Signal::SIGKILL);
+    if !tree.kill_all().await {
+        tracing::warn!(
+            job = plan.job_id,
+            "some processes of the job could not be killed"
+        );
+    }
+    // Output written before the end is still in the pipes; collect it all.
     for p in pumps {
         let _ = p.await;
     }
+    let processes_killed = tree.killed();
+    drop(tree);
     drop(lease);
     let code = match status {
         Ok(st) => exit_code(st),
         Err(_) => 255,
     };
-    tracing::info!(job = plan.job_id, code, "job process ended");
+    tracing::info!(
+        job = plan.job_id,
+        code,
+        processes_killed,
+        "job process ended"
+    );
     job.end(Ending::Exit {
         code,
         timed_out,
         cancelled: cancelled && !timed_out,
+        killed: processes_killed,
     });
 }
 
@@ -520,12 +649,15 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                         code,
                         timed_out,
                         cancelled,
+                        killed,
                     } => JobFrame::Exit {
                         code,
                         timed_out,
                         cancelled,
+                        killed,
                     },
                     Ending::Failed(reason) => JobFrame::Failed { reason },
+                    Ending::Refused(reason) => JobFrame::Refused { reason },
                 };
                 mesh::write_frame(&mut send, &frame).await?;
                 end_sent = true;
@@ -622,42 +754,73 @@ mod tests {
         let open = NodePolicy::default();
         let strict = NodePolicy {
             allowed_commands: vec!["python*".into(), "/usr/bin/*".into()],
-            allowed_cwds: vec!["/srv/lab*".into()],
+            env_allow: vec!["A".into()],
             ..NodePolicy::default()
         };
         let off = NodePolicy {
             system_run: false,
             ..NodePolicy::default()
         };
-        assert!(check_policy(&open, "n", &plan(&["rm", "-rf", "/"], None)).is_ok());
-        assert!(
-            check_policy(
-                &strict,
-                "n",
-                &plan(&["python3", "t.py"], Some("/srv/lab/x"))
-            )
-            .is_ok()
-        );
+        let mut clean = plan(&["rm", "-rf", "/"], None);
+        clean.env.retain(|(k, _)| k == "A");
+        assert!(check_policy(&open, "n", &clean).is_ok());
+        let mut py = plan(&["python3", "t.py"], Some("/srv/lab/x"));
+        py.env.retain(|(k, _)| k == "A");
+        assert!(check_policy(&strict, "n", &py).is_ok());
         let e = check_policy(&strict, "n", &plan(&["bash"], Some("/srv/lab"))).unwrap_err();
         assert!(e.contains("does not allow the command"), "{e}");
-        let e = check_policy(&strict, "n", &plan(&["python3"], Some("/etc"))).unwrap_err();
-        assert!(e.contains("working directory"), "{e}");
-        let e = check_policy(&strict, "n", &plan(&["python3"], None)).unwrap_err();
-        assert!(e.contains("working directory"), "{e}");
+        // A loader variable from the gateway is refused on the node too,
+        // even with env_allow = ["*"].
+        let e = check_policy(&open, "n", &plan(&["python3"], None)).unwrap_err();
+        assert!(
+            e.contains("LD_PRELOAD") && e.contains("refused by policy"),
+            "{e}"
+        );
         let e = check_policy(&off, "n", &plan(&["true"], None)).unwrap_err();
         assert!(e.contains("system.run is disabled"), "{e}");
     }
 
     #[test]
-    fn env_strips_loader_variables_and_adds_identity() {
-        let env = job_env(&plan(&["x"], None), "worker-gpu-01", &[0, 2]);
+    fn cwds_are_whole_component_prefixes() {
+        let allowed = vec!["/srv/lab".to_string()];
+        let p = std::path::Path::new;
+        assert!(cwd_allowed(&allowed, p("/srv/lab")));
+        assert!(cwd_allowed(&allowed, p("/srv/lab/exp42")));
+        assert!(!cwd_allowed(&allowed, p("/srv/lab-evil")));
+        assert!(!cwd_allowed(&allowed, p("/srv")));
+        assert!(!cwd_allowed(&allowed, p("/etc")));
+        assert!(cwd_allowed(&[], p("/etc")));
+    }
+
+    #[test]
+    fn env_is_clean_and_identity_wins() {
+        let user = crate::jail::JobUser {
+            name: "lab".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/lab".into(),
+        };
+        let mut pl = plan(&["x"], None);
+        pl.env
+            .push(("CUDA_VISIBLE_DEVICES".into(), "0,1,2,3".into()));
+        let env = job_env(&pl, "worker-gpu-01", &[0, 2], &user, "/usr/bin:/bin");
         assert!(env.iter().all(|(k, _)| k != "LD_PRELOAD"));
         assert!(env.contains(&("A".into(), "1".into())));
+        assert!(env.contains(&("HOME".into(), "/home/lab".into())));
+        assert!(env.contains(&("PATH".into(), "/usr/bin:/bin".into())));
         assert!(env.contains(&("OPENCLAW_JOB_ID".into(), "7".into())));
         assert!(env.contains(&("OPENCLAW_NODE".into(), "worker-gpu-01".into())));
-        assert!(env.contains(&("CUDA_VISIBLE_DEVICES".into(), "0,2".into())));
-        let env = job_env(&plan(&["x"], None), "n", &[]);
-        assert!(env.iter().all(|(k, _)| k != "CUDA_VISIBLE_DEVICES"));
+        let cuda: Vec<_> = env
+            .iter()
+            .filter(|(k, _)| k == "CUDA_VISIBLE_DEVICES")
+            .collect();
+        assert_eq!(
+            cuda,
+            vec![&("CUDA_VISIBLE_DEVICES".to_string(), "0,2".to_string())]
+        );
+        // A job with no GPUs sees none.
+        let env = job_env(&plan(&["x"], None), "n", &[], &user, "/bin");
+        assert!(env.contains(&("CUDA_VISIBLE_DEVICES".into(), String::new())));
     }
 
     #[test]

@@ -160,11 +160,22 @@ pub async fn one(
             Ok(Response::Nodes(nodes)) => print!("{}", output::nodes(&nodes, gateway::unix_now())),
             r => reply(r),
         },
-        Intent::Status(None) => match call(Request::JobList { limit: 10 }).await {
+        Intent::Status(None) => match call(Request::JobList {
+            limit: 10,
+            before: None,
+            on_behalf_of: user.clone(),
+        })
+        .await
+        {
             Ok(Response::Jobs(jobs)) => print!("{}", output::jobs(&jobs, gateway::unix_now())),
             r => reply(r),
         },
-        Intent::Status(Some(id)) => match call(Request::JobShow { id }).await {
+        Intent::Status(Some(id)) => match call(Request::JobShow {
+            id,
+            on_behalf_of: user.clone(),
+        })
+        .await
+        {
             Ok(Response::Job(j)) => print!("{}", output::job(&j, gateway::unix_now())),
             r => reply(r),
         },
@@ -175,6 +186,7 @@ pub async fn one(
                     follow: false,
                     stdout_from: 0,
                     stderr_from: 0,
+                    on_behalf_of: user.clone(),
                 })
                 .await
                 .map_err(fail)?;

@@ -8,9 +8,7 @@ use mesh::Home;
 use node::NodeError;
 use proto::{ErrorCode, Request, Response};
 
-use crate::{
-    ClientCmd, Command, GatewayCmd, MoltbotCmd, NodeCmd, TokenCmd, exit, jobs_cli, lab, output,
-};
+use crate::{Command, GatewayCmd, MoltbotCmd, NodeCmd, TokenCmd, exit, jobs_cli, lab, output};
 
 /// A failed command: exit code and message.
 pub struct CliError {
@@ -61,15 +59,15 @@ impl From<NodeError> for CliError {
     }
 }
 
-fn usage(msg: impl Into<String>) -> CliError {
+pub(crate) fn usage(msg: impl Into<String>) -> CliError {
     CliError::new(exit::USAGE, msg)
 }
 
-fn duration_arg(flag: &str, value: &str) -> Result<Duration, CliError> {
+pub(crate) fn duration_arg(flag: &str, value: &str) -> Result<Duration, CliError> {
     proto::duration::parse(value).map_err(|e| usage(format!("{flag}: {e}")))
 }
 
-fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+pub(crate) fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
     println!("{text}");
@@ -99,14 +97,14 @@ pub async fn terminated() {
     }
 }
 
-async fn call(home: &Home, req: Request) -> Result<Response, CliError> {
+pub(crate) async fn call(home: &Home, req: Request) -> Result<Response, CliError> {
     let client = Client::connect(home).await?;
     let resp = client.call(req).await;
     client.close().await;
     Ok(resp?)
 }
 
-fn unexpected(r: Response) -> CliError {
+pub(crate) fn unexpected(r: Response) -> CliError {
     CliError::new(
         exit::FAILURE,
         format!("unexpected reply from the gateway: {r:?}"),
@@ -142,6 +140,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             uses,
             labels,
             auto_approve,
+            max_gpus,
         }) => {
             let ttl = duration_arg("--ttl", &ttl)?;
             let labels = proto::names::parse_label_list(&labels)
@@ -153,6 +152,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                     uses,
                     labels,
                     auto_approve,
+                    max_gpus,
                 },
             )
             .await?
@@ -173,7 +173,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                             serde_json::json!({
                                 "id": t.id, "created_at": t.created_at, "expires_at": t.expires_at,
                                 "uses_left": t.uses_left, "uses_total": t.uses_total, "labels": t.labels,
-                                "auto_approve": t.auto_approve, "revoked": t.revoked,
+                                "auto_approve": t.auto_approve, "revoked": t.revoked, "max_gpus": t.max_gpus,
                             })
                         })
                         .collect();
@@ -194,6 +194,8 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             labels,
             gateway,
             wait,
+            run_as,
+            allow_jobs_as_agent_user,
         }) => {
             let wait = duration_arg("--wait", &wait)?;
             let labels = proto::names::parse_label_list(&labels)
@@ -205,6 +207,8 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 gateway,
                 wait,
                 poll_interval: Duration::from_millis(500),
+                run_as,
+                allow_jobs_as_agent_user,
             };
             let enrolled =
                 node::enroll::enroll(&home, &opts, &mut |line| println!("{line}")).await?;
@@ -242,8 +246,29 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 r => Err(unexpected(r)),
             }
         }
-        Command::Node(NodeCmd::Approve { name, fingerprint }) => {
-            done(call(&home, Request::NodeApprove { name, fingerprint }).await?)
+        Command::Node(NodeCmd::Approve {
+            name,
+            fingerprint,
+            labels,
+            gpus,
+        }) => {
+            let labels = labels
+                .map(|l| {
+                    proto::names::parse_label_list(&l).map_err(|e| usage(format!("--labels: {e}")))
+                })
+                .transpose()?;
+            done(
+                call(
+                    &home,
+                    Request::NodeApprove {
+                        name,
+                        fingerprint,
+                        labels,
+                        gpus,
+                    },
+                )
+                .await?,
+            )
         }
         Command::Node(NodeCmd::Reject { name }) => {
             done(call(&home, Request::NodeReject { name }).await?)
@@ -264,8 +289,15 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             Ok(())
         }
         Command::Whoami => match call(&home, Request::Whoami).await? {
-            Response::Identity { name, role } => {
-                println!("{name} ({role})");
+            Response::Identity {
+                name,
+                role,
+                namespace,
+            } => {
+                match namespace {
+                    Some(ns) => println!("{name} ({role}, speaks for {ns}/...)"),
+                    None => println!("{name} ({role})"),
+                }
                 Ok(())
             }
             r => Err(unexpected(r)),
@@ -296,69 +328,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             message,
         } => crate::chat_cli::run(&home, user, dry_run, message).await,
         Command::Job(cmd) => jobs_cli::job(&home, cmd).await,
-        Command::Client(ClientCmd::Create { name, role, out }) => {
-            client_create(&home, &name, &role, &out).await
-        }
-    }
-}
-
-async fn client_create(
-    home: &Home,
-    name: &str,
-    role: &str,
-    out: &std::path::Path,
-) -> Result<(), CliError> {
-    proto::names::validate_name(name).map_err(|e| usage(format!("invalid client name: {e}")))?;
-    let role = match proto::Role::parse(role) {
-        Some(r @ (proto::Role::Admin | proto::Role::Bot)) => r,
-        _ => {
-            return Err(usage(format!(
-                "--role {role:?}: use admin or bot (nodes enroll with 'openclaw node enroll')"
-            )));
-        }
-    };
-    let out_home = Home::new(out);
-    if out_home.exists(mesh::home::client_files::CERT) {
-        return Err(CliError::new(
-            exit::FAILURE,
-            format!(
-                "{} already holds a client credential; choose another --out",
-                out.display()
-            ),
-        ));
-    }
-    let fail = |e: &dyn std::fmt::Display| CliError::new(exit::FAILURE, e.to_string());
-    let key = pki::generate_key().map_err(|e| fail(&e))?;
-    let csr = pki::make_csr(name, &key.key_pem).map_err(|e| fail(&e))?;
-    let client = Client::connect(home).await?;
-    let gateway = client.addr().to_string();
-    let resp = client
-        .call(Request::ClientIssue {
-            name: name.to_string(),
-            role,
-            csr_der: csr,
-        })
-        .await;
-    client.close().await;
-    match resp? {
-        Response::ClientIssued { cert_der, ca_der } => {
-            out_home.create().map_err(|e| fail(&e))?;
-            mesh::home::Credential {
-                name: name.to_string(),
-                gateway,
-            }
-            .write(
-                &out_home,
-                &pki::der_to_pem(&cert_der, "CERTIFICATE"),
-                &key.key_pem,
-                &pki::der_to_pem(&ca_der, "CERTIFICATE"),
-            )
-            .map_err(|e| fail(&e))?;
-            println!("wrote a {role} credential for {name} to {}", out.display());
-            println!("use it with: openclaw --home {} whoami", out.display());
-            Ok(())
-        }
-        r => Err(unexpected(r)),
+        Command::Client(cmd) => crate::clients_cli::run(&home, cmd).await,
     }
 }
 
@@ -367,7 +337,8 @@ fn node_json(n: &proto::NodeInfo) -> serde_json::Value {
     let t = n.telemetry.as_ref();
     serde_json::json!({
         "name": n.name, "connection": n.connection, "health": n.health,
-        "health_reason": n.health_reason, "labels": n.labels, "fingerprint": n.fingerprint,
+        "health_reason": n.health_reason, "labels": n.labels,
+        "proposed_labels": n.proposed_labels, "max_gpus": n.max_gpus, "fingerprint": n.fingerprint,
         "last_seen": n.last_seen, "remote_addr": n.remote_addr, "cert_expires": n.cert_expires,
         "requested_at": n.requested_at, "heartbeat_age_ms": n.heartbeat_age_ms,
         "load1": t.map(|t| f64::from(t.load1_milli) / 1000.0),
@@ -384,7 +355,7 @@ fn node_json(n: &proto::NodeInfo) -> serde_json::Value {
     })
 }
 
-fn done(r: Response) -> Result<(), CliError> {
+pub(crate) fn done(r: Response) -> Result<(), CliError> {
     match r {
         Response::Done { message } => {
             println!("{message}");

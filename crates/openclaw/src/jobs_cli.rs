@@ -60,9 +60,12 @@ pub struct RunArgs {
 pub enum JobCmd {
     /// Recent jobs, newest first.
     List {
-        /// How many.
+        /// How many (at most 500 per page).
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only jobs older than this id: the next page after the last id shown.
+        #[arg(long)]
+        before: Option<u64>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -323,6 +326,7 @@ async fn follow_to_end(
                     follow: true,
                     stdout_from: offsets[0],
                     stderr_from: offsets[1],
+                    on_behalf_of: None,
                 })
                 .await
                 .map_err(run_error)?,
@@ -396,7 +400,17 @@ pub async fn job(home: &Home, cmd: JobCmd) -> Result<(), CliError> {
 async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliError> {
     let call = |req| async { client.call(req).await.map_err(run_error) };
     match cmd {
-        JobCmd::List { limit, json } => match call(Request::JobList { limit }).await? {
+        JobCmd::List {
+            limit,
+            before,
+            json,
+        } => match call(Request::JobList {
+            limit,
+            before,
+            on_behalf_of: None,
+        })
+        .await?
+        {
             Response::Jobs(jobs) => {
                 if json {
                     let v: Vec<_> = jobs.iter().map(job_json).collect();
@@ -415,7 +429,12 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                 format!("unexpected reply {r:?}"),
             )),
         },
-        JobCmd::Show { id, json } => match call(Request::JobShow { id }).await? {
+        JobCmd::Show { id, json } => match call(Request::JobShow {
+            id,
+            on_behalf_of: None,
+        })
+        .await?
+        {
             Response::Job(info) => {
                 if json {
                     print_json(&info)
@@ -440,6 +459,7 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                     follow: false,
                     stdout_from: 0,
                     stderr_from: 0,
+                    on_behalf_of: None,
                 })
                 .await
                 .map_err(run_error)?;

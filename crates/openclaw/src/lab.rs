@@ -81,6 +81,7 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
                 uses: 1,
                 labels: vec![label.to_string()],
                 auto_approve: auto,
+                max_gpus: Some(if *label == "gpu" { 2 } else { 0 }),
             })
             .await
             .map_err(fail)?
@@ -103,6 +104,9 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
             gateway: None,
             wait: Duration::from_secs(30),
             poll_interval: Duration::from_millis(200),
+            run_as: None,
+            // A throwaway lab on one machine: jobs run as you.
+            allow_jobs_as_agent_user: true,
         };
         let enroll_home = home.clone();
         let enrolling = tokio::spawn(async move {
@@ -114,6 +118,8 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
                 .call(Request::NodeApprove {
                     name: name.to_string(),
                     fingerprint: None,
+                    labels: None,
+                    gpus: None,
                 })
                 .await
                 .map_err(fail)?

@@ -2,6 +2,7 @@
 //! the local lab. This file is a thin clap layer over the library crates.
 
 mod chat_cli;
+mod clients_cli;
 mod commands;
 mod jobs_cli;
 mod lab;
@@ -89,7 +90,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         message: Vec<String>,
     },
-    /// Create client credentials (admin or bot).
+    /// Admin and bot credentials: create, list, revoke, renew.
     #[command(subcommand)]
     Client(ClientCmd),
     /// The Slack front end.
@@ -115,18 +116,40 @@ enum MoltbotCmd {
 }
 
 #[derive(Subcommand)]
-enum ClientCmd {
+pub(crate) enum ClientCmd {
     /// Make a key in --out, have the gateway sign it, and write a credential bundle there.
     Create {
-        /// Identity, e.g. moltbot or alice.
+        /// Identity, e.g. moltbot or alice; unique among clients.
         name: String,
         /// admin or bot.
         #[arg(long, default_value = "admin")]
         role: String,
+        /// For a bot: the chat namespace it speaks for, e.g. slack:T0123ABCD
+        /// (your Slack team id). A bot may act only for users of this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Certificate lifetime (default: the gateway's limits.client_cert_ttl, 90d).
+        #[arg(long)]
+        ttl: Option<String>,
         /// Directory for the credential (becomes that client's --home).
         #[arg(long)]
         out: PathBuf,
     },
+    /// List admin and bot credentials: NAME ROLE NAMESPACE STATE EXPIRES CONNECTIONS.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a credential: refused at once, live connections closed, its
+    /// jobs that have not started cancelled.
+    Revoke {
+        /// Client name.
+        name: String,
+    },
+    /// Renew this home's own credential (same key, new certificate); the old
+    /// certificate stops working.
+    Renew,
 }
 
 #[derive(Subcommand)]
@@ -164,6 +187,10 @@ enum TokenCmd {
         /// Enrollments with this token need no manual approval.
         #[arg(long)]
         auto_approve: bool,
+        /// Most GPUs a node enrolled with it may offer to jobs (an
+        /// auto-approved node offers none without this).
+        #[arg(long)]
+        max_gpus: Option<u32>,
     },
     /// List join tokens (never their secrets).
     List {
@@ -197,6 +224,13 @@ enum NodeCmd {
         /// How long to wait for approval.
         #[arg(long, default_value = "10m")]
         wait: String,
+        /// The unprivileged user jobs run as (written to node.toml as run_as).
+        #[arg(long)]
+        run_as: Option<String>,
+        /// Let jobs run as the agent's own user, which can read the node's
+        /// key (written to node.toml; for labs and tests only).
+        #[arg(long)]
+        allow_jobs_as_agent_user: bool,
     },
     /// List nodes: NAME CONNECTION HEALTH LABELS FINGERPRINT LAST-SEEN ADDRESS CERT-EXPIRES.
     List {
@@ -219,6 +253,13 @@ enum NodeCmd {
         /// Require the pending key to have this fingerprint (SHA256:...).
         #[arg(long)]
         fingerprint: Option<String>,
+        /// Confirm these labels (comma-separated), replacing the token's and
+        /// the node's proposal. Routing uses only confirmed labels.
+        #[arg(long)]
+        labels: Option<String>,
+        /// Most GPUs this node may offer to jobs, whatever it reports.
+        #[arg(long)]
+        gpus: Option<u32>,
     },
     /// Reject a pending enrollment.
     Reject {
@@ -258,6 +299,14 @@ fn init_tracing(default: &str) {
 }
 
 fn main() -> ExitCode {
+    // The node agent starts jobs through its own binary (see node::jail);
+    // that path never reaches clap or a runtime.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == node::jail::SHIM_ARG)
+    {
+        node::jail::shim_main();
+    }
     let cli = Cli::parse();
     let long_running = matches!(
         cli.command,

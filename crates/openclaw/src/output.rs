@@ -69,11 +69,7 @@ pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
                 n.name.clone(),
                 n.connection.clone(),
                 n.health.clone(),
-                if n.labels.is_empty() {
-                    "-".into()
-                } else {
-                    n.labels.join(",")
-                },
+                labels(n),
                 n.fingerprint.clone(),
                 match (n.connection.as_str(), n.last_seen) {
                     ("connected", _) => "now".into(),
@@ -109,6 +105,22 @@ pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
     )
 }
 
+/// Confirmed labels, then unconfirmed ones marked `?` (routing ignores them).
+fn labels(n: &NodeInfo) -> String {
+    let mut parts: Vec<String> = n.labels.clone();
+    parts.extend(n.proposed_labels.iter().map(|l| format!("{l}?")));
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// Text a node reported, safe for a terminal.
+fn shown(s: &str) -> String {
+    proto::names::printable(s, 120)
+}
+
 /// "2× H100 80GB HBM3 (1 free)", "-" without GPUs, marked when simulated.
 pub fn gpu_summary(n: &NodeInfo) -> String {
     let Some(t) = &n.telemetry else {
@@ -120,7 +132,7 @@ pub fn gpu_summary(n: &NodeInfo) -> String {
     let mut names: Vec<String> = t
         .gpus
         .iter()
-        .map(|g| g.name.trim_start_matches("NVIDIA ").to_string())
+        .map(|g| shown(g.name.trim_start_matches("NVIDIA ")))
         .collect();
     names.dedup();
     let free = t.gpus.iter().filter(|g| g.job.is_none()).count();
@@ -145,14 +157,20 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
             None => n.health.clone(),
         },
     );
-    line(
-        "labels:",
-        if n.labels.is_empty() {
-            "-".into()
-        } else {
-            n.labels.join(",")
-        },
-    );
+    line("labels:", labels(n));
+    if !n.proposed_labels.is_empty() {
+        line(
+            "unconfirmed:",
+            format!(
+                "{} (routing ignores them until an admin confirms: 'openclaw node approve {} --labels ...')",
+                n.proposed_labels.join(","),
+                n.name
+            ),
+        );
+    }
+    if let Some(g) = n.max_gpus {
+        line("gpu cap:", g.to_string());
+    }
     line("fingerprint:", n.fingerprint.clone());
     line(
         "address:",
@@ -180,9 +198,9 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
             format!("{} of {}", gib(t.mem_used), gib(t.mem_total)),
         );
         line("jobs running:", t.running_jobs.to_string());
-        line("gpu source:", t.gpu_source.clone());
+        line("gpu source:", shown(&t.gpu_source));
         if let Some(e) = &t.gpu_error {
-            line("gpu error:", e.clone());
+            line("gpu error:", shown(e));
         }
         if !t.gpus.is_empty() {
             let rows: Vec<Vec<String>> = t
@@ -193,10 +211,10 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
                         g.index.to_string(),
                         format!(
                             "{}{}",
-                            g.name,
+                            shown(&g.name),
                             if g.simulated { " (simulated)" } else { "" }
                         ),
-                        g.uuid.clone(),
+                        shown(&g.uuid),
                         format!("{} / {}", gib(g.mem_used), gib(g.mem_total)),
                         format!("{}%", g.util_pct),
                         format!("{}°C", g.temp_c),

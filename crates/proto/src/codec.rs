@@ -52,6 +52,8 @@ mod tests {
         let msg = Open::Request(Request::NodeApprove {
             name: "worker-gpu-01".into(),
             fingerprint: Some("SHA256:abc".into()),
+            labels: Some(vec!["gpu".into()]),
+            gpus: Some(2),
         });
         let bytes = encode(&msg).unwrap();
         let back: Open = decode(&bytes).unwrap();

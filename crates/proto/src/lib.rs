@@ -28,8 +28,10 @@
 
 pub mod codec;
 pub mod duration;
+pub mod env;
 pub mod frame;
 pub mod glob;
+pub mod identity;
 pub mod msg;
 pub mod names;
 
@@ -44,4 +46,4 @@ pub const ALPN_SESSION: &[u8] = b"openclaw/1";
 /// against it, whatever address they dial.
 pub const GATEWAY_SERVER_NAME: &str = "openclaw-gateway";
 /// Protocol version carried in the node hello.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -218,6 +218,9 @@ pub enum Request {
         labels: Vec<String>,
         /// Enrollments with it need no manual approval.
         auto_approve: bool,
+        /// Most GPUs a node enrolled with it may offer (`None`: no cap
+        /// beyond what the admin confirms at approval).
+        max_gpus: Option<u32>,
     },
     /// List join tokens (never their secrets).
     TokenList,
@@ -239,6 +242,10 @@ pub enum Request {
         name: String,
         /// If given, must match the pending key's fingerprint.
         fingerprint: Option<String>,
+        /// Labels to confirm (replacing what the token and the node proposed).
+        labels: Option<Vec<String>>,
+        /// Most GPUs this node may offer to jobs.
+        gpus: Option<u32>,
     },
     /// Reject a pending enrollment.
     NodeReject {
@@ -262,7 +269,25 @@ pub enum Request {
         name: String,
         /// `admin` or `bot`.
         role: Role,
+        /// For a bot: the chat namespace it speaks for (`slack:T0123ABCD`).
+        namespace: Option<String>,
+        /// Certificate lifetime; the gateway's default when absent.
+        ttl_secs: Option<u64>,
         /// PKCS#10 request, subject `CN=<name>`, no extensions.
+        csr_der: Vec<u8>,
+    },
+    /// List admin and bot credentials.
+    ClientList,
+    /// Revoke a client credential: refuse it in every handshake, close its
+    /// live connections and cancel its pending jobs.
+    ClientRevoke {
+        /// Client name.
+        name: String,
+    },
+    /// An admin or bot renews its own certificate (same name, same key).
+    /// The reply is `ClientIssued`.
+    ClientRenew {
+        /// PKCS#10 request for the caller's name, no extensions.
         csr_der: Vec<u8>,
     },
     /// Named jobs, nodes and roles, for the chat grammar.
@@ -294,16 +319,24 @@ pub enum Request {
         stdout_from: u64,
         /// Stderr offset to start from.
         stderr_from: u64,
+        /// Chat user the bot acts for (a bot sees only that user's jobs).
+        on_behalf_of: Option<String>,
     },
-    /// Recent jobs, newest first.
+    /// Recent jobs, newest first, one page at a time.
     JobList {
-        /// How many.
+        /// How many (at most [`MAX_JOB_PAGE`]).
         limit: u32,
+        /// Only jobs with a smaller id (the next page).
+        before: Option<u64>,
+        /// Chat user the bot acts for (a bot sees only that user's jobs).
+        on_behalf_of: Option<String>,
     },
     /// One job.
     JobShow {
         /// The job.
         id: u64,
+        /// Chat user the bot acts for (a bot sees only that user's jobs).
+        on_behalf_of: Option<String>,
     },
     /// Cancel a job: SIGTERM to its process group, SIGKILL after the grace period.
     JobCancel {
@@ -371,7 +404,7 @@ pub struct JobPlan {
     pub argv: Vec<String>,
     /// Working directory.
     pub cwd: Option<String>,
-    /// Extra environment (loader variables already stripped).
+    /// Extra environment, admitted by the gateway's `env_allow`.
     pub env: Vec<(String, String)>,
     /// Kill after this many seconds.
     pub timeout_secs: Option<u64>,
@@ -395,6 +428,8 @@ pub struct JobInfo {
     pub argv: Vec<String>,
     /// Working directory.
     pub cwd: Option<String>,
+    /// Environment of the frozen plan; values of secret keys read `<secret>`.
+    pub env: Vec<(String, String)>,
     /// Who asked.
     pub requester: String,
     /// Named job, if any.
@@ -425,7 +460,13 @@ pub struct JobInfo {
     pub stderr_bytes: u64,
     /// The stored log hit its cap.
     pub truncated: bool,
+    /// Processes the node killed when the job ended (descendants left
+    /// behind, on timeout, or on cancel).
+    pub processes_killed: u32,
 }
+
+/// Largest page of [`Request::JobList`].
+pub const MAX_JOB_PAGE: u32 = 500;
 
 impl JobInfo {
     /// Whether the job has ended.
@@ -513,10 +554,18 @@ pub enum JobFrame {
         timed_out: bool,
         /// It was killed by a cancel.
         cancelled: bool,
+        /// Processes of the job killed at its end (leftover descendants included).
+        killed: u32,
     },
-    /// The node would not or could not start it.
+    /// The node could not start it.
     Failed {
         /// Why, for people.
+        reason: String,
+    },
+    /// The node's own policy refuses it (node.toml: command, cwd, env,
+    /// or no user to run jobs as). The job ends `denied`.
+    Refused {
+        /// Why, naming the rule.
         reason: String,
     },
 }
@@ -568,6 +617,9 @@ impl Request {
             Request::NodeReject { .. } => "node.reject",
             Request::NodeRevoke { .. } => "node.revoke",
             Request::ClientIssue { .. } => "client.issue",
+            Request::ClientList => "client.list",
+            Request::ClientRevoke { .. } => "client.revoke",
+            Request::ClientRenew { .. } => "client.renew",
             Request::NodeRenew { .. } => "node.renew",
             Request::ChatContext => "chat.context",
             Request::ChatAudit { .. } => "chat.audit",
@@ -599,6 +651,8 @@ impl Request {
                     | Request::NodeReject { .. }
                     | Request::NodeRevoke { .. }
                     | Request::ClientIssue { .. }
+                    | Request::ClientList
+                    | Request::ClientRevoke { .. }
                     | Request::NodeRenew { .. }
             ),
             // A node may only renew its own certificate.
@@ -618,6 +672,8 @@ pub enum Response {
         name: String,
         /// Role from the certificate.
         role: Role,
+        /// A bot's chat namespace, as the gateway configured it.
+        namespace: Option<String>,
     },
     /// A new token; the only time its secret is shown.
     TokenCreated {
@@ -674,6 +730,8 @@ pub enum Response {
     Job(JobInfo),
     /// Reply to `JobList`.
     Jobs(Vec<JobInfo>),
+    /// Reply to `ClientList`.
+    Clients(Vec<ClientInfo>),
     /// The call failed.
     Error(ApiError),
 }
@@ -697,6 +755,31 @@ pub struct TokenInfo {
     pub auto_approve: bool,
     /// Revoked by an admin.
     pub revoked: bool,
+    /// Most GPUs a node enrolled with it may offer.
+    pub max_gpus: Option<u32>,
+}
+
+/// One admin or bot credential as `openclaw client list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// Name (certificate CN), unique among clients.
+    pub name: String,
+    /// `admin` or `bot`.
+    pub role: Role,
+    /// A bot's chat namespace.
+    pub namespace: Option<String>,
+    /// `active` or `revoked`.
+    pub state: String,
+    /// Serial of the current certificate.
+    pub serial: String,
+    /// Unix seconds it expires.
+    pub not_after: u64,
+    /// Unix seconds it was created.
+    pub created_at: u64,
+    /// Who created it.
+    pub created_by: String,
+    /// Live connections with this credential now.
+    pub connections: u32,
 }
 
 /// One node as `openclaw node list` shows it.
@@ -708,8 +791,12 @@ pub struct NodeInfo {
     pub connection: String,
     /// `healthy`, `unhealthy` or `-`.
     pub health: String,
-    /// Labels.
+    /// Confirmed labels: from the token or the admin. Routing uses only these.
     pub labels: Vec<String>,
+    /// Labels the node asked for that nobody confirmed; routing ignores them.
+    pub proposed_labels: Vec<String>,
+    /// Most GPUs the node may offer (from the token or approval).
+    pub max_gpus: Option<u32>,
     /// `SHA256:` fingerprint of the node's key.
     pub fingerprint: String,
     /// Unix seconds of the last sign of life, if any.
@@ -792,6 +879,8 @@ pub enum CloseCode {
     Shutdown,
     /// Heartbeats stopped arriving.
     Dead,
+    /// A limit on connections was reached; try again later.
+    Busy,
 }
 
 impl CloseCode {
@@ -806,6 +895,7 @@ impl CloseCode {
             CloseCode::Protocol => 5,
             CloseCode::Shutdown => 6,
             CloseCode::Dead => 7,
+            CloseCode::Busy => 8,
         }
     }
 
@@ -820,6 +910,7 @@ impl CloseCode {
             5 => CloseCode::Protocol,
             6 => CloseCode::Shutdown,
             7 => CloseCode::Dead,
+            8 => CloseCode::Busy,
             _ => return None,
         })
     }
@@ -839,7 +930,7 @@ mod tests {
 
     #[test]
     fn close_codes_round_trip() {
-        for code in 0..8u64 {
+        for code in 0..9u64 {
             let c = CloseCode::from_code(code).unwrap();
             assert_eq!(u64::from(c.code()), code);
         }
@@ -852,12 +943,15 @@ mod tests {
         let approve = Request::NodeApprove {
             name: "a".into(),
             fingerprint: None,
+            labels: None,
+            gpus: None,
         };
         let token = Request::TokenCreate {
             ttl_secs: 1,
             uses: 1,
             labels: vec![],
             auto_approve: false,
+            max_gpus: None,
         };
         let cases = [
             (Role::Admin, &node_list, true),
@@ -865,7 +959,22 @@ mod tests {
             (Role::Admin, &token, true),
             (Role::Bot, &node_list, true),
             (Role::Bot, &approve, false),
-            (Role::Bot, &Request::JobList { limit: 1 }, true),
+            (
+                Role::Bot,
+                &Request::JobList {
+                    limit: 1,
+                    before: None,
+                    on_behalf_of: None,
+                },
+                true,
+            ),
+            (Role::Bot, &Request::ClientList, false),
+            (
+                Role::Bot,
+                &Request::ClientRevoke { name: "x".into() },
+                false,
+            ),
+            (Role::Bot, &Request::ClientRenew { csr_der: vec![] }, true),
             (Role::Bot, &token, false),
             (Role::Node, &node_list, false),
             (Role::Node, &approve, false),

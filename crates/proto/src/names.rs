@@ -30,6 +30,25 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A string from a peer made safe to print on a terminal: control
+/// characters (escape sequences included) are escaped, and the text is
+/// cut to `max` characters with an ellipsis.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i >= max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Checks one label: `[a-z0-9-_.]`, 1 to 32 characters.
 pub fn validate_label(label: &str) -> Result<(), String> {
     if label.is_empty() || label.len() > MAX_LABEL_LEN {
@@ -149,5 +168,13 @@ mod tests {
         let many: Vec<String> = (0..40).map(|i| format!("l{i}")).collect();
         assert!(normalize_labels(&many).is_err());
         assert!(parse_label_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn printable_escapes_terminal_controls() {
+        assert_eq!(printable("ok", 10), "ok");
+        assert_eq!(printable("a\x1b[31mred", 20), "a\\u{1b}[31mred");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("l1\nl2", 10), "l1\\nl2");
     }
 }

@@ -295,14 +295,26 @@ impl Lab {
     }
 
     /// Enrolls a node with an auto-approve token; returns its home.
+    /// The token carries the labels (confirmed labels come from the token or
+    /// the admin) and a GPU cap; jobs run as the agent's user, which the
+    /// node must be told explicitly.
     pub fn enroll(&mut self, name: &str, labels: &str) -> PathBuf {
-        let token = self.token(&["--auto-approve"]);
+        let token = self.token(&["--auto-approve", "--labels", labels, "--max-gpus", "64"]);
         let home = self.home(name);
         self.run(
             &home,
             &[
-                "node", "enroll", "--token", &token, "--name", name, "--labels", labels, "--wait",
+                "node",
+                "enroll",
+                "--token",
+                &token,
+                "--name",
+                name,
+                "--labels",
+                labels,
+                "--wait",
                 "20s",
+                "--allow-jobs-as-agent-user",
             ],
         )
         .ok();

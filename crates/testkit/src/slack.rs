@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
+/// The emulated workspace's team id.
+pub const TEAM: &str = "T0LAB";
+
 /// One Web API call as received.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -164,6 +167,12 @@ impl SlackEmulator {
 
     /// Delivers an `app_mention` from `user` in `channel`; returns the message ts.
     pub fn mention(&self, user: &str, channel: &str, text: &str) -> String {
+        self.mention_in_team(TEAM, user, channel, text)
+    }
+
+    /// An `app_mention` delivered for workspace `team` (another workspace,
+    /// as a Slack Connect channel shows it).
+    pub fn mention_in_team(&self, team: &str, user: &str, channel: &str, text: &str) -> String {
         let ts = self.new_ts();
         let env_id = format!("env-{ts}");
         self.deliver(json!({
@@ -173,7 +182,7 @@ impl SlackEmulator {
             "retry_attempt": 0,
             "retry_reason": "",
             "payload": {
-                "token": "verification", "team_id": "T0LAB", "api_app_id": "A0MOLT",
+                "token": "verification", "team_id": team, "api_app_id": "A0MOLT",
                 "type": "event_callback", "event_id": format!("Ev{ts}"), "event_time": 1_800_000_000,
                 "event": {
                     "type": "app_mention", "user": user, "text": text, "ts": ts,
@@ -193,6 +202,20 @@ impl SlackEmulator {
         action_id: &str,
         value: &str,
     ) -> String {
+        self.click_from_team(TEAM, user, channel, message_ts, action_id, value)
+    }
+
+    /// A button click by a user whose own workspace is `user_team` (a Slack
+    /// Connect guest's differs from the channel's).
+    pub fn click_from_team(
+        &self,
+        user_team: &str,
+        user: &str,
+        channel: &str,
+        message_ts: &str,
+        action_id: &str,
+        value: &str,
+    ) -> String {
         let ts = self.new_ts();
         let env_id = format!("env-{ts}");
         self.deliver(json!({
@@ -202,7 +225,7 @@ impl SlackEmulator {
             "payload": {
                 "type": "block_actions",
                 "team": { "id": "T0LAB", "domain": "lab" },
-                "user": { "id": user, "team_id": "T0LAB", "username": user, "name": user },
+                "user": { "id": user, "team_id": user_team, "username": user, "name": user },
                 "api_app_id": "A0MOLT",
                 "token": "verification",
                 "trigger_id": format!("trig-{ts}"),

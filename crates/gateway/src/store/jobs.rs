@@ -1,0 +1,466 @@
+//! The jobs table: typed job states, and state changes written only as
+//! conditional updates (`UPDATE … WHERE id = ? AND state = ?`), so two
+//! deciders racing on one job (approve against deny, cancel against start,
+//! approval against expiry) can never both win.
+
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{StoreError, Tx, i, join, split, u};
+
+/// Where a job is in its life. Stored and shown as its word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Waiting for capacity (`--queue`).
+    Queued,
+    /// Held by policy until an approver decides.
+    AwaitingApproval,
+    /// Sent to its node; not started yet.
+    Starting,
+    /// Its process runs.
+    Running,
+    /// Its process exited (any code).
+    Exited,
+    /// The node would not or could not start it.
+    Failed,
+    /// Cancelled by a person.
+    Cancelled,
+    /// Killed at its timeout.
+    TimedOut,
+    /// Refused by policy or an approver.
+    Denied,
+    /// Nobody approved it, or capacity never came, in time.
+    Expired,
+    /// Its node went away and did not come back in time.
+    Lost,
+}
+
+impl JobState {
+    /// Every state.
+    pub const ALL: [JobState; 11] = [
+        JobState::Queued,
+        JobState::AwaitingApproval,
+        JobState::Starting,
+        JobState::Running,
+        JobState::Exited,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::TimedOut,
+        JobState::Denied,
+        JobState::Expired,
+        JobState::Lost,
+    ];
+
+    /// The state's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::AwaitingApproval => "awaiting-approval",
+            JobState::Starting => "starting",
+            JobState::Running => "running",
+            JobState::Exited => "exited",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::TimedOut => "timed-out",
+            JobState::Denied => "denied",
+            JobState::Expired => "expired",
+            JobState::Lost => "lost",
+        }
+    }
+
+    /// Parses a state word.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            JobState::Queued | JobState::AwaitingApproval | JobState::Starting | JobState::Running
+        )
+    }
+
+    /// Whether a job may move from `self` to `to`. Pure; the one table of
+    /// legal transitions.
+    pub fn can_move_to(self, to: JobState) -> bool {
+        use JobState::*;
+        match self {
+            Queued => matches!(
+                to,
+                AwaitingApproval | Starting | Denied | Expired | Cancelled | Failed | Lost
+            ),
+            AwaitingApproval => matches!(to, Starting | Denied | Expired | Cancelled | Lost),
+            // Denied here: the node's own policy refused it.
+            Starting => matches!(
+                to,
+                Running | Exited | Failed | Cancelled | TimedOut | Lost | Denied
+            ),
+            Running => matches!(to, Exited | Failed | Cancelled | TimedOut | Lost),
+            Exited | Failed | Cancelled | TimedOut | Denied | Expired | Lost => false,
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job row. `plan` is decoded.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// Job id.
+    pub id: u64,
+    /// State.
+    pub state: JobState,
+    /// Target node.
+    pub node: String,
+    /// Role asked for.
+    pub role: Option<String>,
+    /// Named job.
+    pub named_job: Option<String>,
+    /// Frozen plan.
+    pub plan: proto::JobPlan,
+    /// Its digest.
+    pub plan_digest: String,
+    /// Who asked.
+    pub requester: String,
+    /// Certificate the request came through.
+    pub via: String,
+    /// Who may approve.
+    pub approvers: Vec<String>,
+    /// Requester may self-approve.
+    pub allow_self: bool,
+    /// Who approved.
+    pub approved_by: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub started_at: Option<u64>,
+    /// Unix seconds.
+    pub finished_at: Option<u64>,
+    /// Exit code.
+    pub exit_code: Option<i32>,
+    /// Why it ended.
+    pub reason: Option<String>,
+    /// Stdout bytes received.
+    pub stdout_bytes: u64,
+    /// Stderr bytes received.
+    pub stderr_bytes: u64,
+    /// A log hit the cap.
+    pub truncated: bool,
+    /// Queue deadline.
+    pub queue_until: Option<u64>,
+    /// Env keys whose values are secret (masked in every view).
+    pub secret_env: Vec<String>,
+    /// Processes killed at the end.
+    pub processes_killed: u32,
+}
+
+impl JobRow {
+    /// The public view; secret env values are masked.
+    pub fn info(&self) -> proto::JobInfo {
+        proto::JobInfo {
+            id: self.id,
+            state: self.state.as_str().to_string(),
+            node: self.node.clone(),
+            argv: self.plan.argv.clone(),
+            cwd: self.plan.cwd.clone(),
+            env: self
+                .plan
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    if self.secret_env.contains(k) {
+                        (k.clone(), "<secret>".to_string())
+                    } else {
+                        (k.clone(), v.clone())
+                    }
+                })
+                .collect(),
+            requester: self.requester.clone(),
+            named_job: self.named_job.clone(),
+            role: self.role.clone(),
+            gpus: self.plan.gpus,
+            approvers: self.approvers.clone(),
+            approved_by: self.approved_by.clone(),
+            plan_digest: self.plan_digest.clone(),
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            exit_code: self.exit_code,
+            reason: self.reason.clone(),
+            stdout_bytes: self.stdout_bytes,
+            stderr_bytes: self.stderr_bytes,
+            truncated: self.truncated,
+            processes_killed: self.processes_killed,
+        }
+    }
+}
+
+const JOB_COLUMNS: &str = "id, state, node, role, named_job, plan, plan_digest, requester, via, approvers, \
+     allow_self, approved_by, created_at, started_at, finished_at, exit_code, reason, stdout_bytes, stderr_bytes, \
+     truncated, queue_until, secret_env, processes_killed";
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRow, Vec<u8>, String)> {
+    let plan: Vec<u8> = r.get(5)?;
+    let state: String = r.get(1)?;
+    Ok((
+        JobRow {
+            id: u(r.get(0)?),
+            state: JobState::Queued,
+            node: r.get(2)?,
+            role: r.get(3)?,
+            named_job: r.get(4)?,
+            plan: proto::JobPlan {
+                job_id: 0,
+                node: String::new(),
+                argv: vec![],
+                cwd: None,
+                env: vec![],
+                timeout_secs: None,
+                gpus: 0,
+                kill_grace_secs: 0,
+            },
+            plan_digest: r.get(6)?,
+            requester: r.get(7)?,
+            via: r.get(8)?,
+            approvers: split(&r.get::<_, String>(9)?),
+            allow_self: r.get::<_, i64>(10)? != 0,
+            approved_by: r.get(11)?,
+            created_at: u(r.get(12)?),
+            started_at: r.get::<_, Option<i64>>(13)?.map(u),
+            finished_at: r.get::<_, Option<i64>>(14)?.map(u),
+            exit_code: r
+                .get::<_, Option<i64>>(15)?
+                .and_then(|c| i32::try_from(c).ok()),
+            reason: r.get(16)?,
+            stdout_bytes: u(r.get(17)?),
+            stderr_bytes: u(r.get(18)?),
+            truncated: r.get::<_, i64>(19)? != 0,
+            queue_until: r.get::<_, Option<i64>>(20)?.map(u),
+            secret_env: split(&r.get::<_, String>(21)?),
+            processes_killed: u32::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
+        },
+        plan,
+        state,
+    ))
+}
+
+fn finish_job((mut row, plan, state): (JobRow, Vec<u8>, String)) -> Result<JobRow, StoreError> {
+    row.plan = proto::codec::decode(&plan)
+        .map_err(|e| StoreError(format!("job {}: bad stored plan: {e}", row.id)))?;
+    row.state = JobState::parse(&state)
+        .ok_or_else(|| StoreError(format!("job {}: unknown state {state:?}", row.id)))?;
+    Ok(row)
+}
+
+/// Encodes a plan for storage.
+pub fn encode_plan(plan: &proto::JobPlan) -> Result<Vec<u8>, StoreError> {
+    proto::codec::encode(plan).map_err(|e| StoreError(e.to_string()))
+}
+
+impl Tx<'_> {
+    /// Inserts a job; `row.id` is ignored and the new id returned.
+    /// The plan is stored as given and usually rewritten with the id by [`Tx::move_job`].
+    pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
+        let id: i64 = self.0.query_row(
+            "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, \
+             created_at, queue_until, secret_env) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+            params![
+                row.state.as_str(),
+                row.node,
+                row.role,
+                row.named_job,
+                encode_plan(&row.plan)?,
+                row.plan_digest,
+                row.requester,
+                row.via,
+                join(&row.approvers),
+                row.allow_self,
+                i(row.created_at),
+                row.queue_until.map(i),
+                join(&row.secret_env),
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(u(id))
+    }
+
+    /// Writes every mutable field of `row` (its new state included) if and
+    /// only if the stored job is still in state `from`. Returns whether it
+    /// was written. An illegal transition is an error and writes nothing.
+    pub fn move_job(&self, row: &JobRow, from: JobState) -> Result<bool, StoreError> {
+        if from != row.state && !from.can_move_to(row.state) {
+            return Err(StoreError(format!(
+                "job {}: illegal state change {from} -> {}",
+                row.id, row.state
+            )));
+        }
+        let n = self.0.execute(
+            "UPDATE jobs SET state = ?2, node = ?3, plan = ?4, plan_digest = ?5, approvers = ?6, allow_self = ?7, \
+             approved_by = ?8, started_at = ?9, finished_at = ?10, exit_code = ?11, reason = ?12, stdout_bytes = ?13, \
+             stderr_bytes = ?14, truncated = ?15, queue_until = ?16, secret_env = ?17, processes_killed = ?18 \
+             WHERE id = ?1 AND state = ?19",
+            params![
+                i(row.id),
+                row.state.as_str(),
+                row.node,
+                encode_plan(&row.plan)?,
+                row.plan_digest,
+                join(&row.approvers),
+                row.allow_self,
+                row.approved_by,
+                row.started_at.map(i),
+                row.finished_at.map(i),
+                row.exit_code,
+                row.reason,
+                i(row.stdout_bytes),
+                i(row.stderr_bytes),
+                row.truncated,
+                row.queue_until.map(i),
+                join(&row.secret_env),
+                row.processes_killed,
+                from.as_str(),
+            ],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Records output byte counts; never touches the state.
+    pub fn set_job_bytes(
+        &self,
+        id: u64,
+        stdout: u64,
+        stderr: u64,
+        truncated: bool,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE jobs SET stdout_bytes = ?2, stderr_bytes = ?3, truncated = ?4 WHERE id = ?1",
+            params![i(id), i(stdout), i(stderr), truncated],
+        )?;
+        Ok(())
+    }
+
+    /// A job by id.
+    pub fn job(&self, id: u64) -> Result<Option<JobRow>, StoreError> {
+        self.0
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [i(id)],
+                job_from_row,
+            )
+            .optional()?
+            .map(finish_job)
+            .transpose()
+    }
+
+    /// Up to `limit` jobs, newest first, with ids below `before` if given.
+    pub fn jobs(&self, limit: u32, before: Option<u64>) -> Result<Vec<JobRow>, StoreError> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id < ?2 ORDER BY id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![limit, before.map(i).unwrap_or(i64::MAX)],
+                job_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_job).collect()
+    }
+
+    /// Number of jobs in each state.
+    pub fn job_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, u(r.get(1)?))))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Jobs not in a final state.
+    pub fn unfinished_jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'awaiting-approval', 'starting', 'running') ORDER BY id"
+        ))?;
+        let rows = stmt
+            .query_map([], job_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_job).collect()
+    }
+
+    /// Unfinished jobs that came through the certificate `via`.
+    pub fn unfinished_jobs_via(&self, via: &str) -> Result<Vec<JobRow>, StoreError> {
+        Ok(self
+            .unfinished_jobs()?
+            .into_iter()
+            .filter(|j| j.via == via)
+            .collect())
+    }
+
+    /// Deletes ended jobs that finished before `cutoff`, and their audit
+    /// rows' job entries stay. Returns the ids, so their logs can go too.
+    pub fn prune_jobs(&self, cutoff: u64) -> Result<Vec<u64>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+             AND state NOT IN ('queued', 'awaiting-approval', 'starting', 'running') RETURNING id",
+        )?;
+        let ids = stmt
+            .query_map([i(cutoff)], |r| r.get::<_, i64>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ids.into_iter().map(u).collect())
+    }
+
+    /// Deletes audit rows older than `cutoff`; returns how many.
+    pub fn prune_audit(&self, cutoff: u64) -> Result<usize, StoreError> {
+        Ok(self
+            .0
+            .execute("DELETE FROM audit WHERE at < ?1", [i(cutoff)])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_only_live_states_move() {
+        for s in JobState::ALL {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+            if s.is_terminal() {
+                for t in JobState::ALL {
+                    assert!(!s.can_move_to(t), "{s} -> {t}");
+                }
+            }
+        }
+        assert_eq!(JobState::parse("done"), None);
+        use JobState::*;
+        let legal = [
+            (AwaitingApproval, Starting),
+            (AwaitingApproval, Denied),
+            (AwaitingApproval, Expired),
+            (Starting, Running),
+            (Running, Exited),
+            (Queued, AwaitingApproval),
+        ];
+        for (a, b) in legal {
+            assert!(a.can_move_to(b), "{a} -> {b}");
+        }
+        // A job that was approved (starting) can no longer expire, and
+        // nothing goes back to awaiting approval. (Approve against deny is
+        // settled by conditional updates from awaiting-approval.)
+        let illegal = [
+            (Starting, Expired),
+            (Running, AwaitingApproval),
+            (Running, Starting),
+            (Denied, Starting),
+        ];
+        for (a, b) in illegal {
+            assert!(!a.can_move_to(b), "{a} -> {b}");
+        }
+    }
+}

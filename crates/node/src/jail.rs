@@ -1,0 +1,241 @@
+//! Who a job runs as, and the exec shim that makes it so.
+//!
+//! The agent never execs a job's command itself. It starts its own binary
+//! as a short-lived *shim* (`openclaw __job-exec`) with the job's spec in
+//! one environment variable. The shim, still as the agent's user:
+//!
+//! 1. joins the job's cgroup ([`crate::tree`]), so nothing it starts can
+//!    leave the job;
+//! 2. when the agent is root and `run_as` is set, takes the job user's
+//!    groups (`initgroups`), then `setgid`, then `setuid`;
+//! 3. sets `no_new_privs`, so no setuid program can raise it again;
+//! 4. execs the command with a clean environment (only what the plan and
+//!    the node set) in the job's working directory.
+//!
+//! Everything here is safe Rust: the shim is a process of its own, so the
+//! steps run in order in its single thread instead of in a `pre_exec` hook.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The argument that makes the openclaw binary act as the shim.
+pub const SHIM_ARG: &str = "__job-exec";
+/// The environment variable that carries the shim's spec.
+const SPEC_VAR: &str = "OPENCLAW_SHIM_SPEC";
+
+/// The user a job runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobUser {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Home directory.
+    pub home: String,
+}
+
+/// What the agent decided at start about running jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// Drop to this user for every job.
+    Drop(JobUser),
+    /// Run jobs as the agent's own user (allowed explicitly).
+    AgentUser(JobUser),
+    /// Refuse every job, for this reason.
+    Refuse(String),
+}
+
+impl Identity {
+    /// The user jobs run as, if they run.
+    pub fn user(&self) -> Option<&JobUser> {
+        match self {
+            Identity::Drop(u) | Identity::AgentUser(u) => Some(u),
+            Identity::Refuse(_) => None,
+        }
+    }
+}
+
+fn lookup(name: &str) -> Result<JobUser, String> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(JobUser {
+            name: u.name,
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir.to_string_lossy().into_owned(),
+        }),
+        Ok(None) => Err(format!(
+            "run_as = {name:?}: no such user on this machine; create it (e.g. 'useradd --system {name}') or change run_as in node.toml"
+        )),
+        Err(e) => Err(format!("run_as = {name:?}: cannot look the user up: {e}")),
+    }
+}
+
+fn current_user() -> JobUser {
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => JobUser {
+            name: u.name,
+            uid: uid.as_raw(),
+            gid: u.gid.as_raw(),
+            home: u.dir.to_string_lossy().into_owned(),
+        },
+        _ => JobUser {
+            name: uid.to_string(),
+            uid: uid.as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+            home: std::env::var("HOME").unwrap_or_else(|_| "/".into()),
+        },
+    }
+}
+
+/// Decides, once at agent start, who jobs run as. Pure but for the user
+/// lookups. The decision rules:
+///
+/// * `run_as` set and the agent is root: drop to that user.
+/// * `run_as` set to the agent's own user: run as it (nothing to drop).
+/// * `run_as` set otherwise: refuse jobs (an unprivileged agent cannot switch users).
+/// * no `run_as`: refuse jobs, unless `allow_jobs_as_agent_user`.
+pub fn decide(run_as: Option<&str>, allow_agent_user: bool) -> Identity {
+    let me = current_user();
+    match run_as {
+        Some(name) => match lookup(name) {
+            Ok(u) if u.uid == 0 => {
+                Identity::Refuse("run_as names root; jobs must run as an unprivileged user".into())
+            }
+            Ok(u) if u.uid == me.uid => Identity::AgentUser(u),
+            Ok(_) if me.uid != 0 => Identity::Refuse(format!(
+                "run_as = {name:?} needs the agent to run as root so it can switch users; \
+                 run the agent as root (it drops privileges for every job) or as {name}"
+            )),
+            Ok(u) => Identity::Drop(u),
+            Err(e) => Identity::Refuse(e),
+        },
+        None if allow_agent_user => Identity::AgentUser(me),
+        None => Identity::Refuse(format!(
+            "this node has no run_as user, so jobs would run as the agent's own user ({}) and could read \
+             its private key; set run_as = \"USER\" in node.toml (the agent then drops to USER for every job), \
+             or, for a lab, allow_jobs_as_agent_user = true",
+            me.name
+        )),
+    }
+}
+
+/// What the shim does, sent to it in one environment variable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimSpec {
+    /// The command.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// The job's whole environment.
+    pub env: Vec<(String, String)>,
+    /// Drop to this user first (agent is root).
+    pub user: Option<JobUser>,
+    /// Write our pid here to join the job's cgroup.
+    pub cgroup_procs: Option<PathBuf>,
+}
+
+/// A `tokio` command that runs `spec` through the shim.
+pub fn command(spec: &ShimSpec) -> Result<tokio::process::Command, String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the agent's own binary to start the job: {e}"))?;
+    let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg(SHIM_ARG).env_clear().env(SPEC_VAR, json);
+    Ok(cmd)
+}
+
+/// The shim's main: never returns. Exit codes follow the shell's: 127 when
+/// the command is not found, 126 when it cannot be executed, 125 when the
+/// shim itself failed (cgroup, privileges).
+pub fn shim_main() -> ! {
+    let fail = |code: i32, msg: String| -> ! {
+        eprintln!("openclaw: {msg}");
+        std::process::exit(code)
+    };
+    let spec: ShimSpec = match std::env::var(SPEC_VAR)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => fail(
+            125,
+            format!("{SHIM_ARG} is started by the node agent only ({e})"),
+        ),
+    };
+    if let Some(procs) = &spec.cgroup_procs
+        && let Err(e) = std::fs::write(procs, std::process::id().to_string())
+    {
+        fail(
+            125,
+            format!("cannot join the job's cgroup {}: {e}", procs.display()),
+        );
+    }
+    if let Some(u) = &spec.user {
+        let gid = nix::unistd::Gid::from_raw(u.gid);
+        let name = match std::ffi::CString::new(u.name.clone()) {
+            Ok(n) => n,
+            Err(_) => fail(125, "invalid run_as user name".into()),
+        };
+        if let Err(e) = nix::unistd::initgroups(&name, gid) {
+            fail(125, format!("initgroups({}): {e}", u.name));
+        }
+        if let Err(e) = nix::unistd::setgid(gid) {
+            fail(125, format!("setgid({}): {e}", u.gid));
+        }
+        if let Err(e) = nix::unistd::setuid(nix::unistd::Uid::from_raw(u.uid)) {
+            fail(125, format!("setuid({}): {e}", u.uid));
+        }
+        // Make sure there is no way back.
+        if nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_ok() && u.uid != 0 {
+            fail(125, "could regain root after dropping privileges".into());
+        }
+    }
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        fail(125, format!("cannot set no_new_privs: {e}"));
+    }
+    let Some((program, args)) = spec.argv.split_first() else {
+        fail(125, "empty command".into())
+    };
+    let err = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.cwd)
+        .exec();
+    match err.kind() {
+        std::io::ErrorKind::NotFound => fail(127, format!("{program}: command not found")),
+        std::io::ErrorKind::PermissionDenied => fail(126, format!("{program}: permission denied")),
+        _ => fail(126, format!("{program}: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_run_as_jobs_are_refused_unless_allowed() {
+        match decide(None, false) {
+            Identity::Refuse(m) => {
+                assert!(m.contains("run_as") && m.contains("private key"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(decide(None, true), Identity::AgentUser(_)));
+        match decide(Some("no-such-user-openclaw"), false) {
+            Identity::Refuse(m) => assert!(m.contains("no such user"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        if lookup("root").is_ok() {
+            assert!(matches!(decide(Some("root"), false), Identity::Refuse(_)));
+        }
+        if current_user().uid == 0 && lookup("nobody").is_ok() {
+            assert!(matches!(decide(Some("nobody"), false), Identity::Drop(_)));
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! `openclaw client create | list | revoke | renew`.
+
+use client::Client;
+use mesh::Home;
+use mesh::home::client_files;
+use proto::{Request, Response};
+
+use crate::ClientCmd;
+use crate::commands::{CliError, call, done, duration_arg, print_json, unexpected, usage};
+use crate::{exit, output};
+
+/// Runs one `client` subcommand.
+pub async fn run(home: &Home, cmd: ClientCmd) -> Result<(), CliError> {
+    match cmd {
+        ClientCmd::Create {
+            name,
+            role,
+            namespace,
+            ttl,
+            out,
+        } => {
+            let ttl = ttl
+                .map(|t| duration_arg("--ttl", &t).map(|d| d.as_secs()))
+                .transpose()?;
+            create(home, &name, &role, namespace, ttl, &out).await
+        }
+        ClientCmd::List { json } => match call(home, Request::ClientList).await? {
+            Response::Clients(list) => {
+                if json {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({
+                                "name": c.name, "role": c.role.as_str(), "namespace": c.namespace,
+                                "state": c.state, "serial": c.serial, "not_after": c.not_after,
+                                "created_at": c.created_at, "created_by": c.created_by,
+                                "connections": c.connections,
+                            })
+                        })
+                        .collect();
+                    print_json(&serde_json::Value::Array(v))
+                } else {
+                    let now = gateway::unix_now();
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.name.clone(),
+                                c.role.to_string(),
+                                c.namespace.clone().unwrap_or_else(|| "-".into()),
+                                c.state.clone(),
+                                output::until(c.not_after, now),
+                                c.connections.to_string(),
+                                c.created_by.clone(),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        output::table(
+                            &[
+                                "NAME",
+                                "ROLE",
+                                "NAMESPACE",
+                                "STATE",
+                                "EXPIRES",
+                                "CONNECTIONS",
+                                "CREATED-BY"
+                            ],
+                            &rows
+                        )
+                    );
+                    Ok(())
+                }
+            }
+            r => Err(unexpected(r)),
+        },
+        ClientCmd::Revoke { name } => done(call(home, Request::ClientRevoke { name }).await?),
+        ClientCmd::Renew => renew(home).await,
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> CliError {
+    CliError::new(exit::FAILURE, e.to_string())
+}
+
+async fn create(
+    home: &Home,
+    name: &str,
+    role: &str,
+    namespace: Option<String>,
+    ttl_secs: Option<u64>,
+    out: &std::path::Path,
+) -> Result<(), CliError> {
+    proto::names::validate_name(name).map_err(|e| usage(format!("invalid client name: {e}")))?;
+    let role = match proto::Role::parse(role) {
+        Some(r @ (proto::Role::Admin | proto::Role::Bot)) => r,
+        _ => {
+            return Err(usage(format!(
+                "--role {role:?}: use admin or bot (nodes enroll with 'openclaw node enroll')"
+            )));
+        }
+    };
+    if let Some(ns) = &namespace {
+        proto::identity::validate_namespace(ns).map_err(|e| usage(format!("--namespace: {e}")))?;
+    }
+    let out_home = Home::new(out);
+    if out_home.exists(client_files::CERT) {
+        return Err(CliError::new(
+            exit::FAILURE,
+            format!(
+                "{} already holds a client credential; choose another --out",
+                out.display()
+            ),
+        ));
+    }
+    let key = pki::generate_key().map_err(|e| fail(&e))?;
+    let csr = pki::make_csr(name, &key.key_pem).map_err(|e| fail(&e))?;
+    let client = Client::connect(home).await?;
+    let gateway = client.addr().to_string();
+    let resp = client
+        .call(Request::ClientIssue {
+            name: name.to_string(),
+            role,
+            namespace: namespace.clone(),
+            ttl_secs,
+            csr_der: csr,
+        })
+        .await;
+    client.close().await;
+    match resp? {
+        Response::ClientIssued { cert_der, ca_der } => {
+            out_home.create().map_err(|e| fail(&e))?;
+            mesh::home::Credential {
+                name: name.to_string(),
+                gateway,
+            }
+            .write(
+                &out_home,
+                &pki::der_to_pem(&cert_der, "CERTIFICATE"),
+                &key.key_pem,
+                &pki::der_to_pem(&ca_der, "CERTIFICATE"),
+            )
+            .map_err(|e| fail(&e))?;
+            match &namespace {
+                Some(ns) => println!(
+                    "wrote a {role} credential for {name}, speaking for {ns}/..., to {}",
+                    out.display()
+                ),
+                None => println!("wrote a {role} credential for {name} to {}", out.display()),
+            }
+            println!("use it with: openclaw --home {} whoami", out.display());
+            Ok(())
+        }
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn renew(home: &Home) -> Result<(), CliError> {
+    if !home.exists(client_files::CERT) {
+        return Err(usage(format!(
+            "{} holds no client credential to renew (nodes renew themselves while 'node run' is up)",
+            home.root().display()
+        )));
+    }
+    let cred = mesh::home::LoadedCredential::load(home).map_err(|e| fail(&e))?;
+    let name = pki::parse_peer_cert(
+        &pki::pem_to_der(&cred.cert_pem, "CERTIFICATE").map_err(|e| fail(&e))?,
+    )
+    .map_err(|e| fail(&e))?
+    .name;
+    let csr = pki::make_csr(&name, &cred.key_pem).map_err(|e| fail(&e))?;
+    match call(home, Request::ClientRenew { csr_der: csr }).await? {
+        Response::ClientIssued { cert_der, .. } => {
+            let pem = pki::der_to_pem(&cert_der, "CERTIFICATE");
+            home.write_public(client_files::CERT, pem.as_bytes())
+                .map_err(|e| fail(&e))?;
+            let not_after = pki::parse_peer_cert(&cert_der)
+                .map(|p| p.not_after)
+                .unwrap_or(0);
+            println!(
+                "renewed {name}; the new certificate is valid {}; the old one no longer works",
+                output::until(not_after, gateway::unix_now())
+            );
+            Ok(())
+        }
+        r => Err(unexpected(r)),
+    }
+}
