@@ -324,3 +324,128 @@ fn long_logs_are_attached_as_a_snippet() {
     let text = snippet.body["text"].as_str().unwrap();
     assert!(text.contains("1999\n2000"), "{text}");
 }
+
+#[test]
+fn attack_slack_connect_guests_and_other_workspaces_are_ignored() {
+    let w = world();
+    // Alice's job waits for approval on the GPU node.
+    let ts = w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo guarded on worker-gpu-01",
+    );
+    wait_until(T, "the approval request", || {
+        w.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["thread_ts"] == ts.as_str() && c.body["blocks"].is_array())
+    });
+    // The same user ids from another workspace (a Slack Connect channel):
+    // no reply, no job, no approval.
+    let other = w.slack.mention_in_team(
+        "T0OTHER",
+        "U0ALICE",
+        "C0SHARED",
+        "<@U0MOLT> run echo guest on worker-cpu-01",
+    );
+    w.slack
+        .click_from_team("T0OTHER", "U0BOSS", "C0LAB", "x", "approve", "1");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !w.slack
+            .calls_of("chat.postMessage")
+            .iter()
+            .any(|c| c.body["thread_ts"] == other.as_str()),
+        "moltbot answered another workspace"
+    );
+    assert_eq!(w.lab.jobs().len(), 1);
+    assert_eq!(w.lab.job(1)["state"], "awaiting-approval");
+    assert!(w.bot.stderr().contains("another Slack team"));
+}
+
+#[test]
+fn attack_button_clicks_pass_the_same_allowlists_as_messages() {
+    let w = world();
+    w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo guarded on worker-gpu-01",
+    );
+    wait_until(T, "the job to await approval", || {
+        (w.lab.jobs().len() == 1).then_some(())
+    });
+    // A workspace member outside the allowlist clicks Approve.
+    w.slack.click("U0STRANGER", "C0LAB", "x", "approve", "1");
+    let eph = wait_until(T, "the refusal", || {
+        w.slack.calls_of("chat.postEphemeral").into_iter().next()
+    });
+    assert_eq!(eph.body["user"], "U0STRANGER");
+    assert!(
+        eph.body["text"]
+            .as_str()
+            .unwrap()
+            .contains("registered users"),
+        "{}",
+        eph.body
+    );
+    assert_eq!(w.lab.job(1)["state"], "awaiting-approval");
+}
+
+#[test]
+fn attack_chat_users_see_only_their_own_jobs() {
+    let w = world();
+    let ts = w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo alice-secret-output on worker-cpu-01",
+    );
+    w.lab.wait_job(1, "exited", T);
+    let _ = ts;
+    let reply_to = |user: &str, text: &str| {
+        let ts = w.slack.mention(user, "C0LAB", text);
+        wait_until(T, "a reply", || {
+            w.slack
+                .calls_of("chat.postMessage")
+                .into_iter()
+                .find(|c| c.body["thread_ts"] == ts.as_str())
+                .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+        })
+    };
+    // Bob may not read Alice's job or its logs; Alice and the approver may.
+    for text in ["<@U0MOLT> status 1", "<@U0MOLT> logs 1"] {
+        let r = reply_to("U0BOB", text);
+        assert!(r.contains("no job with id 1"), "{text}: {r}");
+        assert!(!r.contains("alice-secret-output"));
+    }
+    assert!(reply_to("U0ALICE", "<@U0MOLT> logs 1").contains("alice-secret-output"));
+    assert!(reply_to("U0BOSS", "<@U0MOLT> logs 1").contains("alice-secret-output"));
+    assert!(!reply_to("U0BOB", "<@U0MOLT> status").contains("echo alice"));
+}
+
+#[test]
+fn attack_moltbot_refuses_to_start_open_to_everyone_or_with_a_loose_config() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.bot("moltbot", "slack:T0LAB");
+    let slack = SlackEmulator::start();
+    // No allowlist at all.
+    std::fs::write(home.join("moltbot.toml"), "approvals = \"thread\"\n").unwrap();
+    let out = spawn_bot(&mut lab, &home, &slack.api_url).wait(T);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("admits nobody"), "{}", out.stderr);
+    // A config anyone on the machine may rewrite.
+    std::fs::write(home.join("moltbot.toml"), "allow_everyone = true\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(
+        home.join("moltbot.toml"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let out = spawn_bot(&mut lab, &home, &slack.api_url).wait(T);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("chmod"), "{}", out.stderr);
+    assert!(
+        !slack.connected(),
+        "moltbot must not have connected to Slack"
+    );
+}

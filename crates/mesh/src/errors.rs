@@ -123,7 +123,9 @@ pub fn describe_connection_error(err: &quinn::ConnectionError) -> String {
 fn describe_alert(alert: u64, reason: &str) -> String {
     match alert {
         alert::CERTIFICATE_REVOKED => {
-            "gateway rejected this certificate: revoked; enroll again with a new token".into()
+            "gateway rejected this certificate: revoked; a node enrolls again with a new token, \
+             a client asks an admin for a new credential ('openclaw client create')"
+                .into()
         }
         alert::CERTIFICATE_EXPIRED => {
             "gateway rejected this certificate: expired; enroll again with a new token (openclaw node enroll)".into()

@@ -282,6 +282,11 @@ pub struct NodeConfig {
     /// Jobs can then read this node's private key: only for labs and tests.
     #[serde(default)]
     pub allow_jobs_as_agent_user: bool,
+    /// With `run_as`: give every job a uid of its own from this range
+    /// (`"61000-61999"`), with run_as's groups, so jobs cannot read each
+    /// other's files either. The range needs at least `max_jobs` ids.
+    #[serde(default)]
+    pub job_uids: Option<String>,
     /// Where jobs without a `--cwd` get a private working directory.
     /// Default: `openclaw-jobs-NAME` in the system's temporary directory.
     #[serde(default)]
@@ -346,6 +351,8 @@ impl NodeConfig {
              # Without run_as, jobs would run as the agent's own user and could read this\n\
              # node's key; the agent refuses jobs unless this is true (labs and tests only).\n\
              allow_jobs_as_agent_user = {}\n\
+             # With run_as: a uid of its own for every job, from this range, so jobs cannot\n\
+             # read each other's files (they keep run_as's groups). At least max_jobs ids.\n{}\n\
              # Private working directories for jobs without --cwd are made under this.\n{}\n\n\
              # Local policy: the stricter of this and the gateway's policy wins.\n\
              [policy]\n\
@@ -362,6 +369,10 @@ impl NodeConfig {
                 None => "# run_as = \"openclaw-job\"".to_string(),
             },
             self.allow_jobs_as_agent_user,
+            match &self.job_uids {
+                Some(r) => format!("job_uids = {r:?}"),
+                None => "# job_uids = \"61000-61999\"".to_string(),
+            },
             match &self.work_dir {
                 Some(d) => format!("work_dir = {d:?}"),
                 None => "# work_dir = \"/var/tmp/openclaw-jobs\"".to_string(),

@@ -89,6 +89,29 @@ struct Raw {
     users: BTreeMap<String, UserLimits>,
 }
 
+/// Checks moltbot.toml's mode: nobody but its owner may change it (it says
+/// who may run jobs), and one that holds tokens must not be readable by
+/// others either. Pure: `mode` is the file's permission bits.
+pub fn check_file_mode(mode: u32, text: &str) -> Result<(), String> {
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "is writable by others (mode {:o}); it decides who may run jobs. Run 'chmod 600' on it",
+            mode & 0o777
+        ));
+    }
+    let has_tokens = text
+        .lines()
+        .map(str::trim_start)
+        .any(|l| l.starts_with("bot_token") || l.starts_with("app_token"));
+    if has_tokens && mode & 0o077 != 0 {
+        return Err(format!(
+            "holds Slack tokens and is readable by others (mode {:o}); run 'chmod 600' on it, or give the tokens as SLACK_BOT_TOKEN and SLACK_APP_TOKEN",
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
 /// The default Slack API base.
 pub const SLACK_API_URL: &str = "https://slack.com/api";
 
@@ -367,5 +390,14 @@ allowed_groups = [\"S1\"]
                 .contains("worker-gpu-01")
         );
         assert!(c.permits("U1", Some("worker-gpu-01"), None, None).is_ok());
+    }
+
+    #[test]
+    fn file_modes() {
+        check_file_mode(0o600, "bot_token = \"xoxb-1\"").unwrap();
+        check_file_mode(0o644, "allowed_users = [\"U1\"]").unwrap();
+        assert!(check_file_mode(0o644, "bot_token = \"xoxb-1\"").is_err());
+        assert!(check_file_mode(0o666, "").unwrap_err().contains("chmod"));
+        assert!(check_file_mode(0o620, "").is_err());
     }
 }

@@ -85,6 +85,12 @@ pub async fn run(
     let spool_dir = home.path("spool");
     mesh::home::create_private_dir(&spool_dir)?;
     let identity = crate::jail::decide(cfg.run_as.as_deref(), cfg.allow_jobs_as_agent_user);
+    let job_uids = cfg
+        .job_uids
+        .as_deref()
+        .map(crate::jail::parse_uid_range)
+        .transpose()
+        .map_err(NodeError::Home)?;
     match &identity {
         crate::jail::Identity::Drop(u) => {
             tracing::info!(node = %cfg.name, user = %u.name, uid = u.uid, "jobs run as {}", u.name)
@@ -121,6 +127,7 @@ pub async fn run(
         tree,
         work_dir,
         job_path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        job_uids,
     });
     if opts.simulate_gpus > 0 {
         tracing::info!(node = %cfg.name, gpus = opts.simulate_gpus, "offering simulated GPUs");

@@ -327,6 +327,7 @@ fn store(
         labels: labels.to_vec(),
         run_as: opts.run_as.clone(),
         allow_jobs_as_agent_user: opts.allow_jobs_as_agent_user,
+        job_uids: None,
         work_dir: None,
         policy: Default::default(),
     }

@@ -124,6 +124,35 @@ pub fn decide(run_as: Option<&str>, allow_agent_user: bool) -> Identity {
     }
 }
 
+/// Parses `job_uids = "START-END"`: the first uid and how many.
+pub fn parse_uid_range(s: &str) -> Result<(u32, u32), String> {
+    let bad =
+        || format!("job_uids = {s:?}: write a range of unused uids like \"61000-61999\" (not 0)");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u32, u32) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 || b < a {
+        return Err(bad());
+    }
+    Ok((a, b - a + 1))
+}
+
+impl JobUser {
+    /// This user, with a uid of its own for job `id` from `range`, and
+    /// `home` as its home.
+    pub fn for_job(&self, id: u64, range: (u32, u32), home: &str) -> JobUser {
+        let offset = u32::try_from(id % u64::from(range.1.max(1))).unwrap_or(0);
+        JobUser {
+            name: self.name.clone(),
+            uid: range.0.saturating_add(offset),
+            gid: self.gid,
+            home: home.to_string(),
+        }
+    }
+}
+
 /// What the shim does, sent to it in one environment variable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimSpec {
@@ -217,6 +246,29 @@ pub fn shim_main() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uid_ranges() {
+        assert_eq!(parse_uid_range("61000-61999"), Ok((61000, 1000)));
+        for bad in ["", "0-10", "10-5", "a-b", "61000"] {
+            assert!(parse_uid_range(bad).is_err(), "{bad}");
+        }
+        let u = JobUser {
+            name: "lab".into(),
+            uid: 1000,
+            gid: 1000,
+            home: "/home/lab".into(),
+        };
+        let j = u.for_job(1005, (61000, 1000), "/tmp/job-1005");
+        assert_eq!(
+            (j.uid, j.gid, j.home.as_str()),
+            (61005, 1000, "/tmp/job-1005")
+        );
+        assert_ne!(
+            u.for_job(1, (61000, 1000), "").uid,
+            u.for_job(2, (61000, 1000), "").uid
+        );
+    }
 
     #[test]
     fn without_run_as_jobs_are_refused_unless_allowed() {

@@ -123,6 +123,8 @@ pub struct RunContext {
     pub work_dir: PathBuf,
     /// `PATH` for jobs: the agent's own, set by whoever started it.
     pub job_path: String,
+    /// A uid of its own for every job: (first uid, how many).
+    pub job_uids: Option<(u32, u32)>,
 }
 
 impl RunContext {
@@ -385,12 +387,18 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         tracing::info!(job = plan.job_id, "job refused by policy: {reason}");
         job.end(Ending::Refused(reason));
     };
-    let user = match &ctx.identity {
+    let mut user = match &ctx.identity {
         crate::jail::Identity::Refuse(why) => {
             return refuse(format!("node {} refuses jobs: {why}", ctx.node));
         }
         crate::jail::Identity::Drop(u) | crate::jail::Identity::AgentUser(u) => u.clone(),
     };
+    let dropping = matches!(ctx.identity, crate::jail::Identity::Drop(_));
+    if let (true, Some(range)) = (dropping, ctx.job_uids) {
+        // Its own uid; its home is its private directory, made below.
+        let home = ctx.work_dir.join(format!("job-{}", plan.job_id));
+        user = user.for_job(plan.job_id, range, &home.to_string_lossy());
+    }
     if let Err(reason) = check_policy(&ctx.policy, &ctx.node, plan) {
         return refuse(reason);
     }
@@ -402,9 +410,14 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             ctx.node, ctx.policy.max_jobs
         ));
     }
-    // The working directory: the requested one, resolved (symlinks and
-    // `..`) and checked against allowed_cwds; or a private one.
-    let (cwd, _workdir) = match &plan.cwd {
+    // Every job gets a private directory; it works there unless it asked
+    // for a --cwd, which is resolved (symlinks and `..`) and checked
+    // against allowed_cwds.
+    let workdir = match WorkDir::create(&ctx.work_dir, plan.job_id, &user) {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let cwd = match &plan.cwd {
         Some(c) => {
             let canonical = match std::fs::canonicalize(c) {
                 Ok(p) if p.is_dir() => p,
@@ -424,12 +437,9 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
                     ctx.policy.allowed_cwds
                 ));
             }
-            (canonical, None)
+            canonical
         }
-        None => match WorkDir::create(&ctx.work_dir, plan.job_id, &user) {
-            Ok(w) => (w.0.clone(), Some(w)),
-            Err(e) => return fail(e),
-        },
+        None => workdir.0.clone(),
     };
     let Some(lease) = ctx.gpus.take(plan.gpus, plan.job_id) else {
         return fail(format!(
@@ -447,12 +457,21 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         argv: plan.argv.clone(),
         cwd: cwd.to_string_lossy().into_owned(),
         env: job_env(plan, &ctx.node, &lease.ids, &user, &ctx.job_path),
-        user: match &ctx.identity {
-            crate::jail::Identity::Drop(u) => Some(u.clone()),
-            _ => None,
-        },
+        user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
     };
+    // A cancel may arrive before the process exists: then it never starts.
+    let mut cancel_rx = job.cancel.subscribe();
+    if cancel_rx.borrow_and_update().is_some() {
+        tracing::info!(job = plan.job_id, "cancelled before it started");
+        job.end(Ending::Exit {
+            code: 128 + 15,
+            timed_out: false,
+            cancelled: true,
+            killed: 0,
+        });
+        return;
+    }
     let mut cmd = match crate::jail::command(&spec) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -478,7 +497,10 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         grow_pipe(&err);
         pumps.push(tokio::spawn(pump(err, OutStream::Stderr, job.clone())));
     }
-    let mut cancel_rx = job.cancel.subscribe();
+    // A cancel that came while the process was being spawned still counts.
+    if cancel_rx.borrow().is_some() {
+        cancel_rx.mark_changed();
+    }
     let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
     let deadline = plan
         .timeout_secs
@@ -530,6 +552,7 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     }
     let processes_killed = tree.killed();
     drop(tree);
+    drop(workdir);
     drop(lease);
     let code = match status {
         Ok(st) => exit_code(st),
@@ -574,7 +597,7 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
         })) => [stdout_from, stderr_from],
         Ok(Some(JobCtl::Reject { reason })) => {
             tracing::warn!(job = id, "gateway refused the job: {reason}; stopping it");
-            let _ = job.cancel.send(Some(0));
+            job.cancel.send_replace(Some(0));
             ctx.forget(id);
             return;
         }
@@ -594,7 +617,7 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                     ctl_job.changed.notify_waiters();
                 }
                 Ok(Some(JobCtl::Cancel { grace_secs })) => {
-                    let _ = ctl_job.cancel.send(Some(grace_secs));
+                    ctl_job.cancel.send_replace(Some(grace_secs));
                 }
                 Ok(Some(JobCtl::Done)) => {
                     let _ = done_tx.send(true);

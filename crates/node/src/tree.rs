@@ -101,13 +101,37 @@ fn remove_stale(parent: &Path, node: &str) {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
+            // The agent that ran these jobs died without ending them; their
+            // output has nowhere to go and the gateway has declared them
+            // lost, so they are killed rather than left holding GPUs.
             if let Ok(jobs) = std::fs::read_dir(e.path()) {
                 for j in jobs.flatten().filter(|j| j.path().is_dir()) {
+                    kill_cgroup_members(&j.path());
                     let _ = std::fs::remove_dir(j.path());
                 }
             }
             let _ = std::fs::remove_dir(e.path());
         }
+    }
+}
+
+/// SIGKILLs every member of a cgroup, a few rounds (forks in flight).
+fn kill_cgroup_members(dir: &Path) {
+    for _ in 0..20 {
+        let pids: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|p| !is_zombie(*p))
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        tracing::warn!(cgroup = %dir.display(), count = pids.len(), "killing processes a dead agent left behind");
+        for p in pids {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -316,6 +316,11 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                     ));
                 }
             };
+            if let Ok(meta) = std::fs::metadata(&path) {
+                use std::os::unix::fs::PermissionsExt as _;
+                moltbot::config::check_file_mode(meta.permissions().mode(), &text)
+                    .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
+            }
             let cfg = moltbot::Config::parse(&text, &|k| std::env::var(k).ok())
                 .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
             moltbot::run(&home, cfg, terminated())

@@ -321,6 +321,32 @@ impl Lab {
         home
     }
 
+    /// Creates a bot credential speaking for `namespace`; returns its home.
+    pub fn bot(&mut self, name: &str, namespace: &str) -> PathBuf {
+        let home = self.home(name);
+        self.admin(&[
+            "client",
+            "create",
+            name,
+            "--role",
+            "bot",
+            "--namespace",
+            namespace,
+            "--out",
+            home.to_str().unwrap(),
+        ])
+        .ok();
+        home
+    }
+
+    /// Creates another admin credential; returns its home.
+    pub fn second_admin(&mut self, name: &str) -> PathBuf {
+        let home = self.home(name);
+        self.admin(&["client", "create", name, "--out", home.to_str().unwrap()])
+            .ok();
+        home
+    }
+
     /// Starts a node agent.
     pub fn start_node(&mut self, home: &Path) -> Proc {
         self.spawn(home, &["node", "run"])
@@ -403,6 +429,54 @@ impl Lab {
             self.node(name).filter(|n| n["connection"] == connection)
         })
     }
+}
+
+/// Replaces `from` with `to` in a config file, failing loudly when `from`
+/// is not there (an edit that matched nothing would test nothing).
+pub fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.contains(from),
+        "{} does not contain {from:?}:\n{text}",
+        path.display()
+    );
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Whether this process runs as root (tests that need it say SKIPPED otherwise).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Resident memory of a process, in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Live processes whose command line contains `needle` (zombies excluded).
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            !zombie
+                && String::from_utf8_lossy(&cmd)
+                    .replace('\0', " ")
+                    .contains(needle)
+        })
+        .collect()
 }
 
 /// A UDP relay between nodes and a gateway on 127.0.0.1 that can drop

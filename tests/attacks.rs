@@ -1,0 +1,592 @@
+//! The attack catalogue: each test tries one attack from the trust-boundaries
+//! review against real gateways and nodes over QUIC, and checks that it
+//! fails with a clear error and that nothing was lost. docs/SECURITY.md lists
+//! every test here beside its threat.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use testkit::{Lab, edit_file, is_root, processes_with, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+const T: Duration = Duration::from_secs(30);
+
+/// A lab whose gateway.toml was edited by `edit` (each edit must match).
+fn lab_with(edits: &[(&str, &str)]) -> Lab {
+    let mut lab = Lab::new(BIN);
+    let cfg = lab.gw_home.join("gateway.toml");
+    for (from, to) in edits {
+        edit_file(&cfg, from, to);
+    }
+    lab.start_gateway();
+    lab
+}
+
+// --- identity and privilege ----------------------------------------------------
+
+#[test]
+fn attack_bot_cannot_approve_as_admin_or_another_certificate() {
+    let mut lab = lab_with(&[
+        ("default = \"allow\"", "default = \"approve\""),
+        (
+            "approvers = [\"admin\"]",
+            "approvers = [\"admin\", \"slack:T0LAB/U0BOSS\"]",
+        ),
+    ]);
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let bot = lab.bot("moltbot", "slack:T0LAB");
+    let out = lab
+        .run(
+            &bot,
+            &[
+                "chat",
+                "--user",
+                "slack:T0LAB/U0EVE",
+                "run echo hi on worker-cpu-01",
+            ],
+        )
+        .ok();
+    assert!(out.stdout.contains("awaits approval"), "{}", out.stdout);
+    // The review's exploit: the bot names `admin` as the chat user.
+    for who in [
+        "admin",
+        "moltbot",
+        "slack:T0OTHER/U0BOSS",
+        "wecom:T0LAB/U0BOSS",
+    ] {
+        let out = lab.run(&bot, &["chat", "--user", who, "approve 1"]).ok();
+        assert!(
+            out.stdout.contains("refused by policy") && out.stdout.contains("slack:T0LAB"),
+            "{who}: {}",
+            out.stdout
+        );
+    }
+    let job = lab.job(1);
+    assert_eq!(job["state"], "awaiting-approval");
+    assert_eq!(job["approved_by"], serde_json::Value::Null);
+    // The real approver, in the bot's namespace, can.
+    lab.run(&bot, &["chat", "--user", "slack:T0LAB/U0BOSS", "approve 1"])
+        .ok();
+    let job = lab.wait_job(1, "exited", T);
+    assert_eq!(job["approved_by"], "slack:T0LAB/U0BOSS");
+    assert_eq!(job["requester"], "slack:T0LAB/U0EVE");
+}
+
+#[test]
+fn attack_bot_without_a_namespace_cannot_be_made() {
+    let mut lab = lab_with(&[]);
+    let home = lab.home("bot");
+    lab.admin(&[
+        "client",
+        "create",
+        "bot2",
+        "--role",
+        "bot",
+        "--out",
+        home.to_str().unwrap(),
+    ])
+    .fails_with(1, "needs --namespace");
+    lab.admin(&[
+        "client",
+        "create",
+        "bot3",
+        "--role",
+        "bot",
+        "--namespace",
+        "admin",
+        "--out",
+        home.to_str().unwrap(),
+    ])
+    .fails_with(2, "KIND:SCOPE");
+}
+
+#[test]
+fn attack_policy_cannot_name_bare_chat_ids() {
+    let mut lab = Lab::new(BIN);
+    edit_file(
+        &lab.gw_home.join("gateway.toml"),
+        "approvers = [\"admin\"]",
+        "approvers = [\"admin\", \"U024BE7LH\"]",
+    );
+    let gw = lab.spawn(&lab.gw_home.clone(), &["gateway", "run"]);
+    let out = gw.wait(T);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("slack:T0123ABCD/U024BE7LH"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn attack_client_names_are_unique() {
+    let mut lab = lab_with(&[]);
+    let h = lab.home("x");
+    lab.admin(&["client", "create", "admin", "--out", h.to_str().unwrap()])
+        .fails_with(1, "already exists");
+    lab.second_admin("alice");
+    let h = lab.home("y");
+    lab.admin(&["client", "create", "alice", "--out", h.to_str().unwrap()])
+        .fails_with(1, "client names are unique");
+    let list = lab.admin(&["client", "list", "--json"]).ok().stdout;
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["admin", "alice"]);
+}
+
+#[test]
+fn attack_revoked_client_is_cut_off_within_a_second() {
+    let mut lab = lab_with(&[]);
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let alice = lab.second_admin("alice");
+    let id = lab.detach(&["--node", "worker-cpu-01", "--", "sleep", "30"]);
+    // Alice follows the job on a live connection.
+    let mut follower = lab.spawn(&alice, &["job", "logs", &id.to_string(), "--follow"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(follower.running());
+    let out = lab.admin(&["client", "revoke", "alice"]).ok();
+    assert!(
+        out.stdout.contains("live connection(s) closed"),
+        "{}",
+        out.stdout
+    );
+    let start = std::time::Instant::now();
+    wait_until(Duration::from_secs(5), "the follower to be cut off", || {
+        (!follower.running()).then_some(())
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    lab.run(&alice, &["whoami"]).fails_with(77, "revoked");
+    // Nothing was lost: the job itself runs on.
+    assert_eq!(lab.job(id)["state"], "running");
+    let list = lab.admin(&["client", "list"]).ok().stdout;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("alice") && l.contains("revoked")),
+        "{list}"
+    );
+}
+
+#[test]
+fn attack_renewed_client_certificate_replaces_the_old_one() {
+    let mut lab = lab_with(&[]);
+    let alice = lab.second_admin("alice");
+    let stolen = lab.dir().join("stolen");
+    copy_dir(&alice, &stolen);
+    let out = lab.run(&alice, &["client", "renew"]).ok();
+    assert!(
+        out.stdout.contains("old one no longer works"),
+        "{}",
+        out.stdout
+    );
+    lab.run(&alice, &["whoami"]).ok();
+    lab.run(&stolen, &["whoami"]).fails_with(77, "revoked");
+}
+
+#[test]
+fn attack_node_revoke_closes_every_connection_and_loses_its_jobs() {
+    let mut lab = lab_with(&[]);
+    let (_home, mut agent) = lab.node_up("worker-cpu-01", "cpu", 0);
+    let id = lab.detach(&["--node", "worker-cpu-01", "--", "sleep", "30"]);
+    lab.wait_job(id, "running", T);
+    let out = lab.admin(&["node", "revoke", "worker-cpu-01"]).ok();
+    assert!(
+        out.stdout.contains("1 running job(s) marked lost"),
+        "{}",
+        out.stdout
+    );
+    let job = lab.wait_job(id, "lost", T);
+    assert!(job["reason"].as_str().unwrap().contains("revoked"), "{job}");
+    wait_until(T, "the revoked agent to exit", || {
+        (!agent.running()).then_some(())
+    });
+}
+
+#[test]
+fn attack_node_refuses_to_enroll_into_the_gateway_home() {
+    let lab = lab_with(&[]);
+    let token = lab.token(&["--auto-approve"]);
+    let gw = lab.gw_home.clone();
+    lab.run(
+        &gw,
+        &[
+            "node", "enroll", "--token", &token, "--name", "sneaky", "--wait", "5s",
+        ],
+    )
+    .fails_with(2, "holds a gateway CA key");
+}
+
+#[test]
+fn attack_agent_without_run_as_refuses_jobs() {
+    let mut lab = lab_with(&[]);
+    let home = lab.enroll("worker-cpu-01", "cpu");
+    edit_file(
+        &home.join("node.toml"),
+        "allow_jobs_as_agent_user = true",
+        "allow_jobs_as_agent_user = false",
+    );
+    let agent = lab.start_node(&home);
+    lab.wait_node("worker-cpu-01", "connected", T);
+    lab.run_job(&["--node", "worker-cpu-01", "--", "cat", "node.key"])
+        .fails_with(252, "could read its private key");
+    assert!(
+        agent.stderr().contains("refuse every job"),
+        "{}",
+        agent.stderr()
+    );
+}
+
+/// A node that drops to `nobody`, each job with a uid of its own.
+fn jailed_node(lab: &mut Lab) -> std::path::PathBuf {
+    let home = lab.enroll("worker-jail", "cpu");
+    edit_file(
+        &home.join("node.toml"),
+        "# run_as = \"openclaw-job\"",
+        "run_as = \"nobody\"",
+    );
+    edit_file(
+        &home.join("node.toml"),
+        "# job_uids = \"61000-61999\"",
+        "job_uids = \"61000-61999\"",
+    );
+    home
+}
+
+#[test]
+fn attack_job_cannot_read_the_node_key_or_spool() {
+    if !is_root() {
+        eprintln!("SKIPPED: dropping privileges for jobs needs root");
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    let home = jailed_node(&mut lab);
+    let _agent = lab.start_node(&home);
+    lab.wait_node("worker-jail", "connected", T);
+    let out = lab
+        .run_job(&["--node", "worker-jail", "--", "id", "-u"])
+        .ok();
+    let uid: u32 = out.stdout.trim().parse().unwrap();
+    assert!((61000..62000).contains(&uid), "{uid}");
+    for target in ["node.key", "spool", "node.toml"] {
+        let path = home.join(target);
+        let out = lab.run_job(&[
+            "--node",
+            "worker-jail",
+            "--",
+            "ls",
+            "-la",
+            path.to_str().unwrap(),
+        ]);
+        assert_ne!(out.code, 0, "{target}: {out:?}");
+        assert!(out.stderr.contains("Permission denied"), "{out:?}");
+    }
+    let key = home.join("node.key");
+    let out = lab.run_job(&["--node", "worker-jail", "--", "cat", key.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    assert!(!out.stdout.contains("PRIVATE KEY"), "{out:?}");
+    // No way back up: setuid programs cannot raise it (no_new_privs).
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-jail",
+            "--",
+            "grep",
+            "NoNewPrivs",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert!(out.stdout.contains('1'), "{}", out.stdout);
+}
+
+#[test]
+fn attack_job_cannot_read_another_jobs_files() {
+    if !is_root() {
+        eprintln!("SKIPPED: dropping privileges for jobs needs root");
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    let home = jailed_node(&mut lab);
+    let _agent = lab.start_node(&home);
+    lab.wait_node("worker-jail", "connected", T);
+    // Job A keeps a secret in its private directory and waits.
+    let a = lab.detach(&[
+        "--node",
+        "worker-jail",
+        "--",
+        "sh",
+        "-c",
+        "echo s3cret > secret.txt; pwd; sleep 20",
+    ]);
+    let a_dir = wait_until(T, "job A to print its directory", || {
+        let out = lab.admin(&["job", "logs", &a.to_string()]).ok().stdout;
+        out.lines().next().map(str::to_string)
+    });
+    let secret = format!("{a_dir}/secret.txt");
+    let out = lab.run_job(&["--node", "worker-jail", "--", "cat", &secret]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains("s3cret"));
+    assert!(out.stderr.contains("Permission denied"), "{out:?}");
+    lab.admin(&["job", "cancel", &a.to_string()]).ok();
+}
+
+#[test]
+fn attack_daemons_and_setsid_do_not_outlive_their_job() {
+    let mut lab = lab_with(&[]);
+    let _n = lab.node_up("worker-cpu-01", "cpu", 1);
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-cpu-01",
+            "--gpus",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 4241.5 & setsid sleep 4242.5 & (sleep 4243.5 &) ; echo started",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "started\n");
+    assert!(
+        processes_with("sleep 424").is_empty(),
+        "{:?}",
+        processes_with("sleep 424")
+    );
+    let job = lab.job(1);
+    assert!(job["processes_killed"].as_u64().unwrap() >= 3, "{job}");
+    // The GPU is free again: another job gets it at once.
+    lab.run_job(&["--node", "worker-cpu-01", "--gpus", "1", "--", "true"])
+        .ok();
+}
+
+#[test]
+fn attack_timeout_and_cancel_kill_the_whole_tree() {
+    let mut lab = lab_with(&[]);
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--timeout",
+        "1s",
+        "--",
+        "sh",
+        "-c",
+        "setsid sleep 4251.5 & sleep 4252.5",
+    ])
+    .fails_with(124, "");
+    assert!(processes_with("sleep 425").is_empty());
+    let id = lab.detach(&[
+        "--node",
+        "worker-cpu-01",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; setsid sleep 4261.5 & sleep 4262.5",
+    ]);
+    lab.wait_job(id, "running", T);
+    lab.admin(&["job", "cancel", &id.to_string()]).ok();
+    let job = lab.wait_job(id, "cancelled", T);
+    assert!(job["processes_killed"].as_u64().unwrap() >= 2, "{job}");
+    assert!(processes_with("sleep 426").is_empty());
+}
+
+// --- environment and paths -----------------------------------------------------
+
+#[test]
+fn attack_env_injection_is_refused_by_name() {
+    let mut lab = lab_with(&[("env_allow = [\"CUDA_*\"", "env_allow = [\"*\", \"CUDA_*\"")]);
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    for var in [
+        "BASH_ENV=/tmp/evil.sh",
+        "ENV=/tmp/evil.sh",
+        "PATH=/tmp/evil",
+        "PYTHONPATH=/tmp/evil",
+        "PYTHONSTARTUP=/tmp/evil.py",
+        "NODE_OPTIONS=--require=/tmp/evil.js",
+        "PERL5OPT=-Mevil",
+        "RUBYOPT=-revil",
+        "SHELLOPTS=xtrace",
+        "PS4=$(touch /tmp/pwned)",
+        "IFS=x",
+        "LD_PRELOAD=/tmp/evil.so",
+        "CUDA_VISIBLE_DEVICES=0,1,2,3",
+        "OPENCLAW_JOB_ID=1",
+    ] {
+        let key = var.split('=').next().unwrap();
+        let out = lab.run_job(&[
+            "--node",
+            "worker-cpu-01",
+            "--env",
+            var,
+            "--",
+            "bash",
+            "-c",
+            "true",
+        ]);
+        assert_eq!(out.code, 252, "{var}: {out:?}");
+        assert!(
+            out.stderr.contains("refused by policy") && out.stderr.contains(key),
+            "{var}: {}",
+            out.stderr
+        );
+    }
+    assert!(lab.jobs().is_empty(), "no refused job was created");
+}
+
+#[test]
+fn attack_env_outside_the_allowlist_is_refused_and_the_plan_shows_env() {
+    let mut lab = lab_with(&[]);
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    lab.run_job(&["--node", "worker-cpu-01", "--env", "EPOCHS=3", "--", "true"])
+        .fails_with(252, "[policy] env_allow");
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--env",
+        "WANDB_PROJECT=lab",
+        "--env",
+        "HF_TOKEN=hf_s3cret",
+        "--",
+        "true",
+    ])
+    .ok();
+    let job = lab.job(1);
+    let env = job["env"].as_array().unwrap();
+    assert!(
+        env.contains(&serde_json::json!(["WANDB_PROJECT", "lab"])),
+        "{job}"
+    );
+    assert!(
+        env.contains(&serde_json::json!(["HF_TOKEN", "<secret>"])),
+        "{job}"
+    );
+    assert!(!job.to_string().contains("hf_s3cret"));
+}
+
+#[test]
+fn attack_cwd_escapes_are_refused() {
+    let mut lab = lab_with(&[]);
+    let base = lab.dir().join("srv-lab");
+    std::fs::create_dir_all(base.join("exp42")).unwrap();
+    std::fs::create_dir_all(lab.dir().join("srv-lab-evil")).unwrap();
+    std::os::unix::fs::symlink("/etc", base.join("etc-link")).unwrap();
+    let home = lab.enroll("worker-cpu-01", "cpu");
+    edit_file(
+        &home.join("node.toml"),
+        "allowed_cwds = []",
+        &format!("allowed_cwds = [{:?}]", base.to_str().unwrap()),
+    );
+    let _agent = lab.start_node(&home);
+    lab.wait_node("worker-cpu-01", "connected", T);
+    let ok = base.join("exp42");
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-cpu-01",
+            "--cwd",
+            ok.to_str().unwrap(),
+            "--",
+            "pwd",
+        ])
+        .ok();
+    assert_eq!(out.stdout.trim(), ok.to_str().unwrap());
+    for bad in [
+        format!("{}/../../../etc", base.display()),
+        format!("{}-evil", base.display()),
+        format!("{}/etc-link", base.display()),
+    ] {
+        let out = lab.run_job(&["--node", "worker-cpu-01", "--cwd", &bad, "--", "pwd"]);
+        assert_eq!(out.code, 252, "{bad}: {out:?}");
+        assert!(out.stderr.contains("allowed_cwds"), "{bad}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn attack_deny_rules_are_not_dodged_by_paths_or_busybox() {
+    let mut lab = Lab::new(BIN);
+    let cfg = lab.gw_home.join("gateway.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[[policy.rules]]\ncommands = [\"rm\"]\naction = \"deny\"\n"),
+    )
+    .unwrap();
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    for argv in [
+        vec!["rm", "-f", "/tmp/x"],
+        vec!["/bin/rm", "-f", "/tmp/x"],
+        vec!["busybox", "rm", "-f", "/tmp/x"],
+        vec!["env", "A=1", "/usr/bin/rm", "-f", "/tmp/x"],
+    ] {
+        let mut args = vec!["--node", "worker-cpu-01", "--"];
+        args.extend(argv.iter());
+        lab.run_job(&args)
+            .fails_with(252, "denied by policy rule 1");
+    }
+}
+
+// --- what a node says about itself -----------------------------------------------
+
+#[test]
+fn attack_node_cannot_claim_labels_or_gpus() {
+    let mut lab = lab_with(&[]);
+    // An auto-approve token without labels or a GPU cap; the node asks for
+    // the gpu label and offers 64 simulated GPUs.
+    let token = lab.token(&["--auto-approve"]);
+    let home = lab.home("rogue");
+    lab.run(
+        &home,
+        &[
+            "node",
+            "enroll",
+            "--token",
+            &token,
+            "--name",
+            "rogue",
+            "--labels",
+            "gpu",
+            "--allow-jobs-as-agent-user",
+        ],
+    )
+    .ok();
+    let agent = lab.start_gpu_node(&home, 64);
+    let node = lab.wait_node("rogue", "connected", T);
+    assert_eq!(node["labels"], serde_json::json!([]));
+    assert_eq!(node["proposed_labels"], serde_json::json!(["gpu"]));
+    // Routing ignores the claim: no GPU job goes there.
+    lab.run_job(&["--role", "gpu", "--", "true"])
+        .fails_with(254, "no node has the role \"gpu\"");
+    lab.run_job(&["--node", "rogue", "--gpus", "1", "--", "true"])
+        .fails_with(253, "GPUs free");
+    // An admin confirms one GPU: exactly one, whatever the node says. The
+    // cap applies from the node's next session.
+    lab.admin(&["node", "approve", "rogue", "--labels", "gpu", "--gpus", "1"])
+        .ok();
+    drop(agent);
+    let _agent = lab.start_gpu_node(&home, 64);
+    wait_until(T, "a GPU job to route to the confirmed node", || {
+        (lab.run_job(&["--role", "gpu", "--", "true"]).code == 0).then_some(())
+    });
+    lab.run_job(&["--node", "rogue", "--gpus", "2", "--", "true"])
+        .fails_with(253, "GPUs free");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        std::fs::copy(e.path(), &dst).unwrap();
+    }
+}
