@@ -108,6 +108,11 @@ impl Jobs {
         }
     }
 
+    /// Ids of the jobs that have not ended.
+    pub fn live_ids(&self) -> std::collections::HashSet<u64> {
+        self.with(|m| m.keys().copied().collect())
+    }
+
     /// Serialises routing decisions with the capacity they reserve.
     fn route_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         match self.routing.lock() {
@@ -1293,6 +1298,13 @@ fn log_path(shared: &Shared, id: u64, stream: OutStream) -> PathBuf {
             OutStream::Stderr => "stderr",
         }
     ))
+}
+
+/// Deletes a job's stored output (retention).
+pub fn remove_logs(shared: &Shared, id: u64) {
+    for s in [OutStream::Stdout, OutStream::Stderr] {
+        let _ = std::fs::remove_file(log_path(shared, id, s));
+    }
 }
 
 struct LogFile {

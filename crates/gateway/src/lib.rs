@@ -400,6 +400,7 @@ async fn serve(
 ) {
     let reaper = tokio::spawn(reap(shared.clone()));
     let reloader = tokio::spawn(reload_on_sighup(shared.clone()));
+    let pruner = tokio::spawn(prune(shared.clone()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -413,6 +414,7 @@ async fn serve(
     tracing::info!("gateway shutting down");
     reaper.abort();
     reloader.abort();
+    pruner.abort();
     endpoint.close(CloseCode::Shutdown.code().into(), b"gateway shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
@@ -423,6 +425,67 @@ async fn reload_on_sighup(shared: Arc<Shared>) {
     };
     while hup.recv().await.is_some() {
         shared.reload();
+    }
+}
+
+/// Applies `[retention]` every `retention.interval`: deletes ended jobs
+/// (rows and logs) and audit rows past their age, then the logs of the
+/// oldest ended jobs while all logs exceed `logs_max_bytes`.
+async fn prune(shared: Arc<Shared>) {
+    loop {
+        let interval = shared.config().retention.interval;
+        tokio::time::sleep(interval).await;
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || prune_once(&s)).await;
+    }
+}
+
+fn prune_once(shared: &Shared) {
+    let cfg = shared.config();
+    let now = unix_now();
+    let r = &cfg.retention;
+    let pruned = shared.store.tx(|tx| {
+        let jobs = tx.prune_jobs(now.saturating_sub(r.jobs.as_secs()))?;
+        let audit = tx.prune_audit(now.saturating_sub(r.audit.as_secs()))?;
+        Ok::<_, store::StoreError>((jobs, audit))
+    });
+    let (jobs, audit) = match pruned {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "retention: cannot prune the state database");
+            return;
+        }
+    };
+    for id in &jobs {
+        jobs::remove_logs(shared, *id);
+    }
+    // Then the size cap over what is left.
+    let mut sizes: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    if let Ok(dir) = std::fs::read_dir(&shared.logs_dir) {
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let id = name
+                .to_str()
+                .and_then(|n| n.split('.').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            if let (Some(id), Ok(m)) = (id, e.metadata()) {
+                *sizes.entry(id).or_default() += m.len();
+            }
+        }
+    }
+    let logs: Vec<(u64, u64)> = sizes.into_iter().collect();
+    let live = shared.jobs.live_ids();
+    let over = rules::logs_to_prune(&logs, &live, r.logs_max_bytes);
+    for id in &over {
+        jobs::remove_logs(shared, *id);
+    }
+    if !jobs.is_empty() || audit > 0 || !over.is_empty() {
+        tracing::info!(
+            jobs = jobs.len(),
+            audit,
+            logs = over.len(),
+            "retention: pruned old jobs, audit rows and logs"
+        );
     }
 }
 

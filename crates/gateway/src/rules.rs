@@ -163,6 +163,31 @@ impl RateLimiter {
     }
 }
 
+/// Which jobs' logs to delete so that all logs fit in `max_bytes`: the
+/// oldest ended jobs first (lowest ids), never a live one. Pure. `logs`
+/// holds each job's id and its logs' total size.
+pub fn logs_to_prune(
+    logs: &[(u64, u64)],
+    live: &std::collections::HashSet<u64>,
+    max_bytes: u64,
+) -> Vec<u64> {
+    let mut total: u64 = logs.iter().map(|(_, b)| *b).sum();
+    let mut sorted: Vec<&(u64, u64)> = logs.iter().collect();
+    sorted.sort_by_key(|(id, _)| *id);
+    let mut out = Vec::new();
+    for (id, bytes) in sorted {
+        if total <= max_bytes {
+            break;
+        }
+        if live.contains(id) {
+            continue;
+        }
+        total = total.saturating_sub(*bytes);
+        out.push(*id);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +406,14 @@ mod tests {
         assert!(!r.allow(a, 1010, 3), "the fourth in a minute is refused");
         assert!(r.allow(b, 1010, 3), "other addresses are not affected");
         assert!(r.allow(a, 1060, 3), "a new window starts");
+    }
+
+    #[test]
+    fn logs_pruned_oldest_ended_first() {
+        let logs = [(3, 100), (1, 100), (2, 100), (4, 100)];
+        let live: std::collections::HashSet<u64> = [1].into_iter().collect();
+        assert_eq!(logs_to_prune(&logs, &live, 400), Vec::<u64>::new());
+        assert_eq!(logs_to_prune(&logs, &live, 250), vec![2, 3]);
+        assert_eq!(logs_to_prune(&logs, &live, 0), vec![2, 3, 4]);
     }
 }
