@@ -402,3 +402,31 @@ fn attack_enrollment_rate_limit_per_address() {
         assert_eq!(refused, 3, "5 a minute are allowed, the other 3 refused");
     });
 }
+
+#[test]
+fn attack_one_certificate_cannot_hold_unbounded_connections() {
+    let mut lab = Lab::new(BIN);
+    edit_file(
+        &lab.gw_home.join("gateway.toml"),
+        "max_connections_per_cert = 64",
+        "max_connections_per_cert = 2",
+    );
+    lab.start_gateway();
+    rt().block_on(async {
+        let home = mesh::Home::new(&lab.gw_home);
+        let a = Client::connect(&home).await.unwrap();
+        let b = Client::connect(&home).await.unwrap();
+        a.call(Request::Whoami).await.unwrap();
+        b.call(Request::Whoami).await.unwrap();
+        let third = match Client::connect(&home).await {
+            Ok(c) => c.call(Request::Whoami).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let err = third.unwrap_err().to_string();
+        assert!(err.contains("max_connections_per_cert"), "{err}");
+        // Closing one frees a place.
+        a.close().await;
+        let c = Client::connect(&home).await.unwrap();
+        c.call(Request::Whoami).await.unwrap();
+    });
+}
