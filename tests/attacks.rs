@@ -678,3 +678,39 @@ fn attack_job_list_is_paged() {
     assert_eq!(page(&["--limit", "2", "--before", "4"]), vec![3, 2]);
     assert_eq!(page(&["--limit", "100000", "--before", "2"]), vec![1]);
 }
+
+#[test]
+fn attack_named_jobs_pick_only_users_the_node_allows() {
+    if !is_root() {
+        eprintln!("SKIPPED: switching users for jobs needs root");
+        return;
+    }
+    let mut lab = Lab::new(BIN);
+    let cfg = lab.gw_home.join("gateway.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{text}\n[jobs.as-nobody]\ncommand = [\"id\", \"-un\"]\nnode = \"worker-jail\"\nrun_as = \"nobody\"\n\
+             [jobs.as-daemon]\ncommand = [\"id\", \"-un\"]\nnode = \"worker-jail\"\nrun_as = \"daemon\"\n\
+             [jobs.as-root]\ncommand = [\"id\", \"-un\"]\nnode = \"worker-jail\"\nrun_as = \"root\"\n"
+        ),
+    )
+    .unwrap();
+    lab.start_gateway();
+    let home = jailed_node(&mut lab);
+    edit_file(
+        &home.join("node.toml"),
+        "allowed_run_as = []",
+        "allowed_run_as = [\"nobody\", \"root\"]",
+    );
+    let _agent = lab.start_node(&home);
+    lab.wait_node("worker-jail", "connected", T);
+    let out = lab.run_job(&["--job", "as-nobody"]).ok();
+    assert_eq!(out.stdout, "nobody\n");
+    lab.run_job(&["--job", "as-daemon"])
+        .fails_with(252, "allowed_run_as");
+    lab.run_job(&["--job", "as-root"])
+        .fails_with(252, "never run as root");
+    assert_eq!(lab.job(1)["run_as"], "nobody");
+}

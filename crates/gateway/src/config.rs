@@ -29,6 +29,9 @@ pub struct NamedJob {
     pub aliases: Vec<String>,
     /// One line for help output.
     pub description: Option<String>,
+    /// The user it runs as on the node (the node must list it in
+    /// `allowed_run_as`); default: the node's `run_as`.
+    pub run_as: Option<String>,
 }
 
 /// The parsed configuration.
@@ -143,6 +146,7 @@ struct RawNamedJob {
     #[serde(default)]
     aliases: Vec<String>,
     description: Option<String>,
+    run_as: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,6 +403,7 @@ gpu_temp_limit_c = 85
 # gpus = 1
 # aliases = ["train model"]
 # description = "Train the default model"
+# run_as = "trainer"             # a user the node lists in allowed_run_as
 
 [policy]
 # Safe lab policy: the gateway never runs jobs itself. Only false is accepted.
@@ -488,6 +493,15 @@ fn parse_jobs(raw: BTreeMap<String, RawNamedJob>) -> Result<BTreeMap<String, Nam
                 return Err(format!("[{key}].env.{k}: value too long or contains NUL"));
             }
         }
+        if let Some(u) = &j.run_as
+            && (u.is_empty()
+                || u.len() > 32
+                || !u
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(format!("[{key}].run_as: {u:?} is not a user name"));
+        }
         let timeout = j
             .timeout
             .map(|t| proto::duration::parse(&t))
@@ -505,6 +519,7 @@ fn parse_jobs(raw: BTreeMap<String, RawNamedJob>) -> Result<BTreeMap<String, Nam
                 env: j.env.into_iter().collect(),
                 aliases: j.aliases,
                 description: j.description,
+                run_as: j.run_as,
             },
         );
     }

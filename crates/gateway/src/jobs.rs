@@ -198,12 +198,19 @@ pub struct Resolved {
     pub timeout_secs: Option<u64>,
     /// GPUs.
     pub gpus: u32,
+    /// A named job's user.
+    pub run_as: Option<String>,
 }
 
 /// Turns a spec into exact argv, target and environment. Pure. `chat`:
 /// a bot submits it for a chat user (chat policy applies).
 pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, ApiError> {
     let invalid = |m: String| err(ErrorCode::InvalidArgument, m);
+    let run_as = spec
+        .job
+        .as_deref()
+        .and_then(|n| cfg.named_job(n))
+        .and_then(|(_, j)| j.run_as.clone());
     let (mut argv, mut node, mut role, mut cwd, mut timeout, mut gpus, mut env, named) = match &spec
         .job
     {
@@ -351,6 +358,7 @@ pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, Api
         env,
         timeout_secs: timeout,
         gpus,
+        run_as,
     })
 }
 
@@ -481,6 +489,7 @@ fn plan_for(shared: &Shared, id: u64, node: &str, r: &Resolved) -> JobPlan {
         timeout_secs: r.timeout_secs,
         gpus: r.gpus,
         kill_grace_secs: shared.config().kill_grace.as_secs(),
+        run_as: r.run_as.clone(),
     }
 }
 
@@ -1134,6 +1143,10 @@ pub fn deny(
     }
 }
 
+/// Most bytes of job records in one `job list` page (the reply frame's
+/// limit is 1 MiB; a page ends early rather than overflow it).
+const PAGE_BYTES: usize = 768 * 1024;
+
 /// Longest reason text kept.
 const MAX_REASON: usize = 500;
 
@@ -1164,6 +1177,7 @@ pub fn list(
     let who = identity(peer, on_behalf_of)?;
     let limit = limit.clamp(1, proto::MAX_JOB_PAGE);
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     let mut cursor = before;
     // Scan at most a few pages for a chat user's own jobs.
     for _ in 0..8 {
@@ -1174,7 +1188,13 @@ pub fn list(
         cursor = Some(last.id);
         for r in &rows {
             if check_visible(shared, peer, &who, r).is_ok() {
-                out.push(live_info(shared, r));
+                let info = live_info(shared, r);
+                // A page always fits in one reply frame, whatever the argv.
+                bytes += proto::codec::encode(&info).map(|b| b.len()).unwrap_or(0);
+                if bytes > PAGE_BYTES && !out.is_empty() {
+                    return Ok(out);
+                }
+                out.push(info);
                 if out.len() >= limit as usize {
                     return Ok(out);
                 }

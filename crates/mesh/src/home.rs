@@ -312,6 +312,9 @@ pub struct NodePolicy {
     /// Globs over env keys this node accepts from the gateway. The fixed
     /// dangerous list is refused whatever this says.
     pub env_allow: Vec<String>,
+    /// Users a named job may ask to run as (`[jobs.NAME] run_as` on the
+    /// gateway); empty: named jobs run as `run_as` like every job.
+    pub allowed_run_as: Vec<String>,
 }
 
 impl Default for NodePolicy {
@@ -322,6 +325,7 @@ impl Default for NodePolicy {
             allowed_cwds: vec![],
             max_jobs: 256,
             env_allow: vec!["*".into()],
+            allowed_run_as: vec![],
         }
     }
 }
@@ -360,7 +364,8 @@ impl NodeConfig {
              # Globs over argv[0] and the whole command line; empty allows any command.\nallowed_commands = {:?}\n\
              # Directories jobs may run in: prefixes compared after resolving symlinks and '..'; empty allows any.\nallowed_cwds = {:?}\n\
              # Most jobs at once.\nmax_jobs = {}\n\
-             # Env keys accepted from the gateway (globs); loader, shell and interpreter variables are always refused.\nenv_allow = {:?}\n",
+             # Env keys accepted from the gateway (globs); loader, shell and interpreter variables are always refused.\nenv_allow = {:?}\n\
+             # Users a named job may ask to run as ([jobs.NAME] run_as on the gateway); never root.\nallowed_run_as = {:?}\n",
             self.name,
             self.gateway,
             self.labels,
@@ -381,7 +386,8 @@ impl NodeConfig {
             self.policy.allowed_commands,
             self.policy.allowed_cwds,
             self.policy.max_jobs,
-            self.policy.env_allow
+            self.policy.env_allow,
+            self.policy.allowed_run_as
         );
         home.write_public(node_files::CONFIG, text.as_bytes())
     }

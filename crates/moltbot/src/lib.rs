@@ -56,7 +56,12 @@ enum Incoming {
     },
 }
 
-struct Inbox(mpsc::UnboundedSender<Incoming>);
+/// Slack events waiting for moltbot; bounded, and full means Slack is
+/// sending faster than the gateway answers: the event is dropped and logged.
+struct Inbox(mpsc::Sender<Incoming>);
+
+/// Events that may wait for moltbot at once.
+const INBOX: usize = 1024;
 
 async fn on_push(
     event: SlackPushEventCallback,
@@ -94,12 +99,19 @@ async fn on_push(
         }
         _ => None,
     };
-    if let Some(i) = incoming
-        && let Some(inbox) = states.read().await.get_user_state::<Inbox>()
-    {
-        let _ = inbox.0.send(i);
+    if let Some(i) = incoming {
+        deliver(&states, i).await;
     }
     Ok(())
+}
+
+/// Hands an event to moltbot's loop, or drops it (logged) when the inbox is full.
+async fn deliver(states: &SlackClientEventsUserState, i: Incoming) {
+    if let Some(inbox) = states.read().await.get_user_state::<Inbox>()
+        && inbox.0.try_send(i).is_err()
+    {
+        tracing::warn!("moltbot is behind: dropping a Slack event (inbox of {INBOX} full)");
+    }
 }
 
 async fn on_interaction(
@@ -126,9 +138,7 @@ async fn on_interaction(
                 action: a.action_id.to_string(),
                 value: a.value.unwrap_or_default(),
             };
-            if let Some(inbox) = states.read().await.get_user_state::<Inbox>() {
-                let _ = inbox.0.send(i);
-            }
+            deliver(&states, i).await;
         }
     }
     Ok(())
@@ -439,17 +449,25 @@ impl Bot {
                     .await,
             ),
             Intent::Run { what, node, role } => {
-                let job = match &what {
-                    What::Job(j) => Some(j.as_str()),
-                    _ => None,
-                };
-                if let Err(why) = self
-                    .cfg
-                    .permits(user, node.as_deref(), role.as_deref(), job)
-                {
-                    why
-                } else {
-                    return self.run(user, channel, thread, what, node, role).await;
+                let spec = self.spec(user, what, node, role);
+                // Limits apply to the resolved plan (a named job's node or
+                // role), not to the words typed: ask the gateway first.
+                match self.gateway.call(Request::JobPreview(spec.clone())).await {
+                    Ok(Response::Preview {
+                        node,
+                        role,
+                        named_job,
+                        ..
+                    }) => match self.cfg.permits(
+                        user,
+                        Some(node.as_str()),
+                        role.as_deref(),
+                        named_job.as_deref(),
+                    ) {
+                        Err(why) => why,
+                        Ok(()) => return self.run(channel, thread, spec).await,
+                    },
+                    r => done(r),
                 }
             }
         };
@@ -486,15 +504,8 @@ impl Bot {
         snippet(&String::from_utf8_lossy(&out), id)
     }
 
-    async fn run(
-        &self,
-        user: &str,
-        channel: &str,
-        thread: &str,
-        what: What,
-        node: Option<String>,
-        role: Option<String>,
-    ) {
+    /// The job a chat request asks for, on behalf of `user`.
+    fn spec(&self, user: &str, what: What, node: Option<String>, role: Option<String>) -> JobSpec {
         let mut spec = JobSpec {
             node,
             role,
@@ -509,6 +520,17 @@ impl Bot {
                 spec.shell = true;
             }
         }
+        spec
+    }
+
+    async fn run(&self, channel: &str, thread: &str, spec: JobSpec) {
+        let user = spec
+            .on_behalf_of
+            .as_deref()
+            .and_then(|w| w.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string();
+        let user = user.as_str();
         let Some(msg_ts) = self.post(channel, thread, text_content("Starting…")).await else {
             return;
         };
@@ -788,7 +810,22 @@ fn approval_content(j: &JobInfo) -> SlackMessageContent {
     let id = j.id.to_string();
     let blocks = serde_json::json!([
         { "type": "section", "text": { "type": "mrkdwn",
-          "text": format!("Job {} wants to run `{}` on {}. Approve?", j.id, j.argv.join(" "), j.node) } },
+          "text": format!(
+              "Job {} wants to run `{}` on {}{}{}. Plan {}. Approve?",
+              j.id,
+              j.argv.join(" "),
+              j.node,
+              j.cwd.as_deref().map(|c| format!(" in `{c}`")).unwrap_or_default(),
+              if j.env.is_empty() {
+                  String::new()
+              } else {
+                  format!(
+                      " with env `{}`",
+                      j.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+                  )
+              },
+              j.plan_digest
+          ) } },
         { "type": "actions", "block_id": format!("job-{id}"), "elements": [
             { "type": "button", "action_id": "approve", "value": id, "style": "primary",
               "text": { "type": "plain_text", "text": "Approve" } },
@@ -908,7 +945,7 @@ pub async fn run(
         .strip_prefix("slack:")
         .unwrap_or_default()
         .to_string();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(INBOX);
     let env = Arc::new(
         SlackClientEventsListenerEnvironment::new(slack.clone())
             .with_error_handler(|e, _, _| {

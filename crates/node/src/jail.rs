@@ -124,6 +124,26 @@ pub fn decide(run_as: Option<&str>, allow_agent_user: bool) -> Identity {
     }
 }
 
+/// The user a named job asked for, if this node allows it: listed in
+/// `allowed_run_as`, not root, and the agent able to switch users.
+pub fn pick_user(allowed: &[String], want: &str, can_switch: bool) -> Result<JobUser, String> {
+    if !allowed.iter().any(|a| a == want) {
+        return Err(format!(
+            "refused by policy: the job asks to run as {want:?}, which allowed_run_as in node.toml does not list"
+        ));
+    }
+    if !can_switch {
+        return Err(format!(
+            "the job asks to run as {want:?}, but this agent does not run as root with run_as set, so it cannot switch users"
+        ));
+    }
+    let u = lookup(want)?;
+    if u.uid == 0 {
+        return Err("refused by policy: a job may never run as root".into());
+    }
+    Ok(u)
+}
+
 /// Parses `job_uids = "START-END"`: the first uid and how many.
 pub fn parse_uid_range(s: &str) -> Result<(u32, u32), String> {
     let bad =
@@ -246,6 +266,22 @@ pub fn shim_main() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_jobs_pick_only_listed_unprivileged_users() {
+        let allowed = vec!["nobody".to_string(), "root".to_string()];
+        let e = pick_user(&allowed, "daemon", true).unwrap_err();
+        assert!(e.contains("allowed_run_as"), "{e}");
+        let e = pick_user(&allowed, "nobody", false).unwrap_err();
+        assert!(e.contains("cannot switch users"), "{e}");
+        if lookup("root").is_ok() {
+            let e = pick_user(&allowed, "root", true).unwrap_err();
+            assert!(e.contains("never run as root"), "{e}");
+        }
+        if lookup("nobody").is_ok() {
+            assert_eq!(pick_user(&allowed, "nobody", true).unwrap().name, "nobody");
+        }
+    }
 
     #[test]
     fn uid_ranges() {

@@ -394,7 +394,17 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         crate::jail::Identity::Drop(u) | crate::jail::Identity::AgentUser(u) => u.clone(),
     };
     let dropping = matches!(ctx.identity, crate::jail::Identity::Drop(_));
-    if let (true, Some(range)) = (dropping, ctx.job_uids) {
+    let mut picked = false;
+    if let Some(want) = &plan.run_as {
+        match crate::jail::pick_user(&ctx.policy.allowed_run_as, want, dropping) {
+            Ok(u) => {
+                user = u;
+                picked = true;
+            }
+            Err(why) => return refuse(format!("node {}: {why}", ctx.node)),
+        }
+    }
+    if let (true, false, Some(range)) = (dropping, picked, ctx.job_uids) {
         // Its own uid; its home is its private directory, made below.
         let home = ctx.work_dir.join(format!("job-{}", plan.job_id));
         user = user.for_job(plan.job_id, range, &home.to_string_lossy());
@@ -769,6 +779,7 @@ mod tests {
             timeout_secs: None,
             gpus: 0,
             kill_grace_secs: 1,
+            run_as: None,
         }
     }
 

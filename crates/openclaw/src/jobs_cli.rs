@@ -207,7 +207,7 @@ pub fn job_json(j: &JobInfo) -> serde_json::Value {
         "approvers": j.approvers, "approved_by": j.approved_by, "plan_digest": j.plan_digest,
         "created_at": j.created_at, "started_at": j.started_at, "finished_at": j.finished_at,
         "exit_code": j.exit_code, "reason": j.reason, "stdout_bytes": j.stdout_bytes,
-        "stderr_bytes": j.stderr_bytes, "truncated": j.truncated, "env": j.env,
+        "stderr_bytes": j.stderr_bytes, "truncated": j.truncated, "env": j.env, "run_as": j.run_as,
         "processes_killed": j.processes_killed,
     })
 }

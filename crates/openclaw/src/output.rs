@@ -360,6 +360,16 @@ pub fn job(j: &JobInfo, now: u64) -> String {
     );
     line("command:", argv_line(&j.argv));
     line("cwd:", j.cwd.clone().unwrap_or_else(|| "-".into()));
+    if !j.env.is_empty() {
+        line(
+            "env:",
+            j.env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", proto::names::printable(v, 80)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
     line("requester:", j.requester.clone());
     if let Some(n) = &j.named_job {
         line("named job:", n.clone());
@@ -386,6 +396,12 @@ pub fn job(j: &JobInfo, now: u64) -> String {
     );
     if let Some(r) = &j.reason {
         line("reason:", r.clone());
+    }
+    if j.processes_killed > 0 {
+        line(
+            "killed:",
+            format!("{} process(es) of the job at its end", j.processes_killed),
+        );
     }
     line(
         "output:",

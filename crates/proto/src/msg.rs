@@ -412,6 +412,9 @@ pub struct JobPlan {
     pub gpus: u32,
     /// Seconds between SIGTERM and SIGKILL on cancel or timeout.
     pub kill_grace_secs: u64,
+    /// A named job's user, which the node must allow (`allowed_run_as`);
+    /// `None`: the node's `run_as`.
+    pub run_as: Option<String>,
 }
 
 /// A job as users see it.
@@ -430,6 +433,8 @@ pub struct JobInfo {
     pub cwd: Option<String>,
     /// Environment of the frozen plan; values of secret keys read `<secret>`.
     pub env: Vec<(String, String)>,
+    /// The user a named job asked to run as, if any.
+    pub run_as: Option<String>,
     /// Who asked.
     pub requester: String,
     /// Named job, if any.

@@ -179,6 +179,7 @@ impl JobRow {
                     }
                 })
                 .collect(),
+            run_as: self.plan.run_as.clone(),
             requester: self.requester.clone(),
             named_job: self.named_job.clone(),
             role: self.role.clone(),
@@ -222,6 +223,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRow, Vec<u8>, Str
                 timeout_secs: None,
                 gpus: 0,
                 kill_grace_secs: 0,
+                run_as: None,
             },
             plan_digest: r.get(6)?,
             requester: r.get(7)?,
