@@ -109,9 +109,7 @@ fn attack_policy_cannot_name_bare_chat_ids() {
         "approvers = [\"admin\"]",
         "approvers = [\"admin\", \"U024BE7LH\"]",
     );
-    let gw = lab.spawn(&lab.gw_home.clone(), &["gateway", "run"]);
-    let out = gw.wait(T);
-    assert_ne!(out.code, 0);
+    let out = lab.gateway_start_fails();
     assert!(
         out.stderr.contains("slack:T0123ABCD/U024BE7LH"),
         "{}",
@@ -261,16 +259,24 @@ fn jailed_node(lab: &mut Lab) -> std::path::PathBuf {
     home
 }
 
-#[test]
-fn attack_job_cannot_read_the_node_key_or_spool() {
+/// A lab with a jailed node running, or `None` (SKIPPED) without root.
+fn running_jail() -> Option<(Lab, std::path::PathBuf, testkit::Proc)> {
     if !is_root() {
         eprintln!("SKIPPED: dropping privileges for jobs needs root");
-        return;
+        return None;
     }
     let mut lab = lab_with(&[]);
     let home = jailed_node(&mut lab);
-    let _agent = lab.start_node(&home);
+    let agent = lab.start_node(&home);
     lab.wait_node("worker-jail", "connected", T);
+    Some((lab, home, agent))
+}
+
+#[test]
+fn attack_job_cannot_read_the_node_key_or_spool() {
+    let Some((lab, home, _agent)) = running_jail() else {
+        return;
+    };
     let out = lab
         .run_job(&["--node", "worker-jail", "--", "id", "-u"])
         .ok();
@@ -309,14 +315,9 @@ fn attack_job_cannot_read_the_node_key_or_spool() {
 
 #[test]
 fn attack_job_cannot_read_another_jobs_files() {
-    if !is_root() {
-        eprintln!("SKIPPED: dropping privileges for jobs needs root");
+    let Some((lab, _home, _agent)) = running_jail() else {
         return;
-    }
-    let mut lab = lab_with(&[]);
-    let home = jailed_node(&mut lab);
-    let _agent = lab.start_node(&home);
-    lab.wait_node("worker-jail", "connected", T);
+    };
     // Job A keeps a secret in its private directory and waits.
     let a = lab.detach(&[
         "--node",
@@ -542,22 +543,7 @@ fn attack_node_cannot_claim_labels_or_gpus() {
     // An auto-approve token without labels or a GPU cap; the node asks for
     // the gpu label and offers 64 simulated GPUs.
     let token = lab.token(&["--auto-approve"]);
-    let home = lab.home("rogue");
-    lab.run(
-        &home,
-        &[
-            "node",
-            "enroll",
-            "--token",
-            &token,
-            "--name",
-            "rogue",
-            "--labels",
-            "gpu",
-            "--allow-jobs-as-agent-user",
-        ],
-    )
-    .ok();
+    let home = lab.enroll_with(&token, "rogue", "gpu");
     let agent = lab.start_gpu_node(&home, 64);
     let node = lab.wait_node("rogue", "connected", T);
     assert_eq!(node["labels"], serde_json::json!([]));

@@ -680,9 +680,7 @@ fn the_gateway_never_runs_jobs_itself() {
     let mut lab = Lab::with_config(BIN, |cfg| {
         *cfg = cfg.replace("run_on_gateway = false", "run_on_gateway = true")
     });
-    let gw = lab.gw_home.clone();
-    let p = lab.spawn(&gw, &["gateway", "run"]);
-    let out = p.wait(T);
+    let out = lab.gateway_start_fails();
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains("the gateway never runs jobs"),

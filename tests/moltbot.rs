@@ -236,16 +236,7 @@ fn approvals_by_button_are_checked_at_the_gateway() {
 #[test]
 fn grammar_access_control_and_simple_commands() {
     let w = world();
-    let reply_to = |user: &str, text: &str| {
-        let ts = w.slack.mention(user, "C0LAB", text);
-        wait_until(T, "a reply", || {
-            w.slack
-                .calls_of("chat.postMessage")
-                .into_iter()
-                .find(|c| c.body["thread_ts"] == ts.as_str())
-                .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
-        })
-    };
+    let reply_to = |user: &str, text: &str| reply(&w, user, text);
     assert!(reply_to("U0STRANGER", "<@U0MOLT> nodes").contains("registered users"));
     // A member of an allowed user group is admitted.
     assert!(reply_to("U0CAROL", "<@U0MOLT> nodes").contains("worker-gpu-01"));
@@ -260,6 +251,18 @@ fn grammar_access_control_and_simple_commands() {
         reply_to("U0BOB", "<@U0MOLT> run echo x on worker-gpu-01")
             .contains("may not use the node worker-gpu-01")
     );
+}
+
+/// Mentions the bot as `user` in C0LAB and returns its reply in the thread.
+fn reply(w: &World, user: &str, text: &str) -> String {
+    let ts = w.slack.mention(user, "C0LAB", text);
+    wait_until(T, "a reply", || {
+        w.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["thread_ts"] == ts.as_str())
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+    })
 }
 
 fn final_edit(slack: &SlackEmulator, needle: &str) {
@@ -401,16 +404,7 @@ fn attack_chat_users_see_only_their_own_jobs() {
     );
     w.lab.wait_job(1, "exited", T);
     let _ = ts;
-    let reply_to = |user: &str, text: &str| {
-        let ts = w.slack.mention(user, "C0LAB", text);
-        wait_until(T, "a reply", || {
-            w.slack
-                .calls_of("chat.postMessage")
-                .into_iter()
-                .find(|c| c.body["thread_ts"] == ts.as_str())
-                .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
-        })
-    };
+    let reply_to = |user: &str, text: &str| reply(&w, user, text);
     // Bob may not read Alice's job or its logs; Alice and the approver may.
     for text in ["<@U0MOLT> status 1", "<@U0MOLT> logs 1"] {
         let r = reply_to("U0BOB", text);

@@ -89,6 +89,17 @@ async fn settle(c: &Client, id: u64) -> proto::JobInfo {
     panic!("job {id} never ended");
 }
 
+/// Where marking jobs leave their markers.
+fn marks(lab: &Lab) -> PathBuf {
+    let dir = lab.dir().join("marks");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn connect(home: &Path) -> Client {
+    Client::connect(&mesh::Home::new(home)).await.unwrap()
+}
+
 fn ran(dir: &Path, id: u64) -> usize {
     std::fs::read_to_string(dir.join(format!("ran-{id}")))
         .map(|s| s.lines().count())
@@ -106,13 +117,10 @@ fn approve(id: u64) -> Request {
 #[test]
 fn race_approve_against_deny_has_one_winner_and_denied_jobs_never_run() {
     let (lab, boss, _carol, _agent) = approval_lab(&[]);
-    let marks = lab.dir().join("marks");
-    std::fs::create_dir_all(&marks).unwrap();
+    let marks = marks(&lab);
     rt().block_on(async {
-        let admin = Client::connect(&mesh::Home::new(&lab.gw_home))
-            .await
-            .unwrap();
-        let boss = Client::connect(&mesh::Home::new(&boss)).await.unwrap();
+        let admin = connect(&lab.gw_home).await;
+        let boss = connect(&boss).await;
         let mut outcomes = (0, 0);
         let mut ids = Vec::new();
         for _ in 0..200 {
@@ -148,14 +156,11 @@ fn race_approve_against_deny_has_one_winner_and_denied_jobs_never_run() {
 #[test]
 fn race_double_approval_runs_the_job_once() {
     let (lab, boss, carol, _agent) = approval_lab(&[]);
-    let marks = lab.dir().join("marks");
-    std::fs::create_dir_all(&marks).unwrap();
+    let marks = marks(&lab);
     rt().block_on(async {
-        let admin = Client::connect(&mesh::Home::new(&lab.gw_home))
-            .await
-            .unwrap();
-        let boss = Client::connect(&mesh::Home::new(&boss)).await.unwrap();
-        let carol = Client::connect(&mesh::Home::new(&carol)).await.unwrap();
+        let admin = connect(&lab.gw_home).await;
+        let boss = connect(&boss).await;
+        let carol = connect(&carol).await;
         let mut ids = Vec::new();
         for _ in 0..100 {
             let id = submit(&admin, marking(&marks)).await;
@@ -179,13 +184,10 @@ fn race_double_approval_runs_the_job_once() {
 fn race_approval_against_expiry_has_one_outcome() {
     let (lab, boss, _carol, _agent) =
         approval_lab(&[("approval_timeout = \"1h\"", "approval_timeout = \"1s\"")]);
-    let marks = lab.dir().join("marks");
-    std::fs::create_dir_all(&marks).unwrap();
+    let marks = marks(&lab);
     rt().block_on(async {
-        let admin = Client::connect(&mesh::Home::new(&lab.gw_home))
-            .await
-            .unwrap();
-        let boss = Client::connect(&mesh::Home::new(&boss)).await.unwrap();
+        let admin = connect(&lab.gw_home).await;
+        let boss = connect(&boss).await;
         let mut ids = Vec::new();
         for _ in 0..60 {
             ids.push(submit(&admin, marking(&marks)).await);
@@ -222,9 +224,7 @@ fn race_cancel_against_start_ends_every_job_cancelled() {
     lab.start_gateway();
     let (_, _agent) = lab.node_up("worker-cpu-01", "cpu", 0);
     rt().block_on(async {
-        let admin = Client::connect(&mesh::Home::new(&lab.gw_home))
-            .await
-            .unwrap();
+        let admin = connect(&lab.gw_home).await;
         let mut ids = Vec::new();
         for _ in 0..100 {
             let spec = JobSpec {
@@ -262,11 +262,7 @@ fn race_concurrent_submits_never_share_the_last_gpu() {
     rt().block_on(async {
         let mut clients = Vec::new();
         for _ in 0..8 {
-            clients.push(
-                Client::connect(&mesh::Home::new(&lab.gw_home))
-                    .await
-                    .unwrap(),
-            );
+            clients.push(connect(&lab.gw_home).await);
         }
         for round in 0..10 {
             let spec = JobSpec {

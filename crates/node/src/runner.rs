@@ -542,20 +542,22 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             }
             () = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() && !killed => {
                 killed = true;
-                kill_group(pid, Signal::SIGKILL);
                 tree.kill_all().await;
+                kill_group(pid, Signal::SIGKILL);
             }
         }
     };
     // The main process is gone. Whatever it left behind (daemons, setsid,
     // background jobs) ends with it, so the GPUs and slot are truly free.
-    kill_group(pid, Signal::SIGKILL);
+    // The tree first, so its count is right; the process group after, for
+    // anything a /proc scan cannot see.
     if !tree.kill_all().await {
         tracing::warn!(
             job = plan.job_id,
             "some processes of the job could not be killed"
         );
     }
+    kill_group(pid, Signal::SIGKILL);
     // Output written before the end is still in the pipes; collect it all.
     for p in pumps {
         let _ = p.await;

@@ -267,6 +267,17 @@ impl Lab {
         });
     }
 
+    /// Starts the gateway expecting it to refuse its configuration; returns
+    /// what it printed.
+    pub fn gateway_start_fails(&mut self) -> Out {
+        let home = self.gw_home.clone();
+        let out = self
+            .spawn(&home, &["gateway", "run"])
+            .wait(Duration::from_secs(30));
+        assert_ne!(out.code, 0, "the gateway started: {out:?}");
+        out
+    }
+
     /// The gateway process.
     pub fn gateway(&mut self) -> &mut Proc {
         self.gateway.as_mut().unwrap()
@@ -300,6 +311,12 @@ impl Lab {
     /// node must be told explicitly.
     pub fn enroll(&mut self, name: &str, labels: &str) -> PathBuf {
         let token = self.token(&["--auto-approve", "--labels", labels, "--max-gpus", "64"]);
+        self.enroll_with(&token, name, labels)
+    }
+
+    /// Enrolls `name` with `token`, asking for `labels`; jobs run as the
+    /// agent's user. Returns its home.
+    pub fn enroll_with(&mut self, token: &str, name: &str, labels: &str) -> PathBuf {
         let home = self.home(name);
         self.run(
             &home,
@@ -307,7 +324,7 @@ impl Lab {
                 "node",
                 "enroll",
                 "--token",
-                &token,
+                token,
                 "--name",
                 name,
                 "--labels",
