@@ -107,7 +107,16 @@ impl Lab {
         c.args(["token", "create", "--auto-approve"]);
         let token = ok(c)?;
         let mut c = lab.cmd(&node);
-        c.args(["node", "enroll", "--token", &token, "--name", "bench-node"]);
+        // A benchmark on one machine: jobs run as the benchmark's user.
+        c.args([
+            "node",
+            "enroll",
+            "--token",
+            &token,
+            "--name",
+            "bench-node",
+            "--allow-jobs-as-agent-user",
+        ]);
         ok(c)?;
         let mut c = lab.cmd(&node);
         c.args(["node", "run"])
