@@ -170,6 +170,9 @@ fn attack_revoked_client_is_cut_off_at_once() {
         follower.stderr()
     );
     lab.run(&alice, &["whoami"]).fails_with(77, "revoked");
+    // The last admin cannot be revoked by mistake.
+    lab.admin(&["client", "revoke", "admin"])
+        .fails_with(1, "last active admin");
     // Nothing was lost: the job itself runs on.
     assert_eq!(lab.job(id)["state"], "running");
     let list = lab.admin(&["client", "list"]).ok().stdout;

@@ -192,6 +192,20 @@ pub fn revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiE
                 format!("client {name} is already revoked"),
             ));
         }
+        let admins = tx
+            .clients()?
+            .iter()
+            .filter(|c| c.role == Role::Admin && c.state == ClientState::Active)
+            .count();
+        if row.role == Role::Admin && admins <= 1 {
+            return Err(ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "{name} is the last active admin credential; revoking it would lock everyone out. \
+                     Create another first ('openclaw client create NAME --out DIR')"
+                ),
+            ));
+        }
         tx.revoke_client(name, now)?;
         tx.revoke_serial(&row.cert_serial, name, now)?;
         tx.audit(now, &peer.name, "client.revoke", name, &row.cert_serial)?;

@@ -114,7 +114,7 @@ pub async fn run(
         .unwrap_or_else(|| {
             std::env::temp_dir().join(format!("openclaw-jobs-{}-{}", cfg.name, std::process::id()))
         });
-    crate::runner::prepare_work_root(&work_dir).map_err(NodeError::Home)?;
+    let _dirs = crate::runner::prepare_work_root(&work_dir, &tree).map_err(NodeError::Home)?;
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),

@@ -367,13 +367,33 @@ impl Drop for WorkDir {
     }
 }
 
+/// The directories an agent makes for its jobs (the root of their private
+/// directories, and its cgroup), removed when the agent ends if empty.
+pub struct AgentDirs(Vec<PathBuf>);
+
+impl Drop for AgentDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 /// Makes the directory under which jobs get private directories: owned by
 /// the agent, 0711 (the job users can reach their own directory only).
-pub fn prepare_work_root(dir: &std::path::Path) -> Result<(), String> {
+pub fn prepare_work_root(
+    dir: &std::path::Path,
+    tree: &crate::tree::Method,
+) -> Result<AgentDirs, String> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)))
-        .map_err(|e| format!("cannot prepare the job directory {}: {e}", dir.display()))
+        .map_err(|e| format!("cannot prepare the job directory {}: {e}", dir.display()))?;
+    let mut dirs = vec![dir.to_path_buf()];
+    if let crate::tree::Method::CgroupV2(base) | crate::tree::Method::CgroupV1(base) = tree {
+        dirs.push(base.clone());
+    }
+    Ok(AgentDirs(dirs))
 }
 
 /// Runs the job's process and fills its spool.

@@ -153,7 +153,7 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
     line(
         "health:",
         match &n.health_reason {
-            Some(r) => format!("{} ({r})", n.health),
+            Some(r) => format!("{} ({})", n.health, shown(r)),
             None => n.health.clone(),
         },
     );
