@@ -46,25 +46,6 @@ pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
     }
 }
 
-/// Stream and flow-control limits for an identified peer. Every connection
-/// starts with the small limits of [`mesh::tls::server_transport`] (one
-/// bidirectional stream, a 64 KiB connection window), which is all an
-/// unauthenticated peer ever gets; an identified peer gets what its role
-/// needs.
-fn widen_limits(conn: &quinn::Connection, role: Role) {
-    let (bidi, uni, window): (u32, u32, u32) = match role {
-        // Control stream, one stream per job (the agent caps jobs at
-        // max_jobs), renewals; one heartbeat stream. The window carries
-        // job output from every running job at once.
-        Role::Node => (1024, 4, 64 << 20),
-        // One stream per API call or followed job.
-        Role::Admin | Role::Bot => (256, 0, 8 << 20),
-    };
-    conn.set_max_concurrent_bi_streams(bidi.into());
-    conn.set_max_concurrent_uni_streams(uni.into());
-    conn.set_receive_window(window.into());
-}
-
 /// The verified identity of a session peer.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -188,7 +169,9 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
         );
         return;
     }
-    widen_limits(&conn, peer.role);
+    // Every connection starts with the small limits of
+    // mesh::tls::server_transport; an identified peer gets its role's.
+    mesh::tls::widen_limits(&conn, peer.role);
     tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
     let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));
     while let Ok((send, recv)) = conn.accept_bi().await {

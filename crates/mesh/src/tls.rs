@@ -157,6 +157,22 @@ pub fn server_transport(idle: Duration) -> Result<quinn::TransportConfig, TlsErr
 /// Flow-control credit of a connection whose peer is not identified yet.
 pub const UNIDENTIFIED_WINDOW: u32 = 64 * 1024;
 
+/// Widens a connection's stream and flow-control limits to what a peer of
+/// `role` needs, once its certificate has identified it.
+pub fn widen_limits(conn: &quinn::Connection, role: proto::Role) {
+    let (bidi, uni, window): (u32, u32, u32) = match role {
+        // Control stream, one stream per job (the agent caps jobs at
+        // max_jobs), renewals; one heartbeat stream. The window carries
+        // job output from every running job at once.
+        proto::Role::Node => (1024, 4, 64 << 20),
+        // One stream per API call or followed job.
+        proto::Role::Admin | proto::Role::Bot => (256, 0, 8 << 20),
+    };
+    conn.set_max_concurrent_bi_streams(bidi.into());
+    conn.set_max_concurrent_uni_streams(uni.into());
+    conn.set_receive_window(window.into());
+}
+
 /// Transport parameters for clients and nodes: keep the connection alive
 /// well inside the gateway's idle timeout.
 pub fn client_transport(
