@@ -794,3 +794,34 @@ fn followers_always_hear_that_a_job_is_running() {
         }
     });
 }
+
+#[test]
+fn a_repeated_idempotency_key_returns_the_first_job() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let args = [
+        "--idempotency-key",
+        "nightly-2026-11-29",
+        "--node",
+        "worker-cpu-01",
+        "--",
+        "echo",
+        "once",
+    ];
+    let first = lab.detach(&args);
+    let again = lab.detach(&args);
+    assert_eq!(first, again);
+    lab.wait_job(first, "exited", T);
+    // Another key is another job.
+    let other = lab.detach(&[
+        "--idempotency-key",
+        "nightly-2026-11-30",
+        "--node",
+        "worker-cpu-01",
+        "--",
+        "true",
+    ]);
+    assert_ne!(other, first);
+    assert_eq!(lab.jobs().len(), 2);
+}

@@ -443,3 +443,52 @@ fn attack_moltbot_refuses_to_start_open_to_everyone_or_with_a_loose_config() {
         "moltbot must not have connected to Slack"
     );
 }
+
+#[test]
+fn a_redelivered_event_runs_one_job_across_sockets_and_a_restart() {
+    let mut w = world();
+    let (ts, env) = w.slack.mention_envelope(
+        testkit::slack::TEAM,
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo exactly-once on worker-cpu-01",
+    );
+    w.slack.redeliver(&env, 0);
+    wait_until(T, "the job", || (!w.lab.jobs().is_empty()).then_some(()));
+    w.lab.wait_job(1, "exited", T);
+    final_edit(&w.slack, "exited with code 0");
+    // Slack retries: on the same socket, then on a new one.
+    w.slack.redeliver(&env, 1);
+    w.slack.drop_sockets();
+    wait_until(T, "moltbot to reconnect", || {
+        w.slack.connected().then_some(())
+    });
+    w.slack.redeliver(&env, 2);
+    // And after moltbot restarts (it forgot what it saw; the gateway did not).
+    w.bot.kill();
+    let home = w.lab.dir().join("moltbot");
+    let api = w.slack.api_url.clone();
+    w.slack.drop_sockets();
+    w.bot = spawn_bot(&mut w.lab, &home, &api);
+    wait_until(T, "the new moltbot to connect", || {
+        w.slack.connected().then_some(())
+    });
+    w.slack.redeliver(&env, 3);
+    // The restarted moltbot (it forgot what it saw) answers in the thread
+    // once more, following the same job: the gateway kept the key.
+    let answers = || {
+        w.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body["thread_ts"] == ts.as_str())
+            .count()
+    };
+    wait_until(T, "the restarted moltbot's answer", || {
+        (answers() == 2).then_some(())
+    });
+    final_edit(&w.slack, "job 1 on worker-cpu-01 exited");
+    std::thread::sleep(Duration::from_secs(1));
+    let jobs = w.lab.jobs();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(answers(), 2, "one answer before the restart, one after");
+}

@@ -563,6 +563,14 @@ pub fn chat_context(shared: &Shared) -> Result<proto::Response, ApiError> {
 /// denied job is still recorded for the audit trail).
 pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInfo, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
+    if let Some(k) = &spec.idempotency_key
+        && (k.is_empty() || k.len() > 128 || k.chars().any(char::is_control))
+    {
+        return Err(err(
+            ErrorCode::InvalidArgument,
+            "an idempotency key is 1-128 printable characters",
+        ));
+    }
     let cfg = shared.config();
     let chat = peer.role == Role::Bot;
     let resolved = resolve(&cfg, &spec, chat)?;
@@ -610,8 +618,20 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
             secret_env,
             processes_killed: 0,
         };
-        let id = shared.store.tx(|tx| {
+        let key = spec.idempotency_key.as_deref();
+        let created = shared.store.tx(|tx| {
+            // A repeated key returns the first job: checked and recorded
+            // in the transaction that creates the job.
+            if let Some(k) = key
+                && let Some(first) = tx.idempotent_job(&peer.name, k)?
+                && let Some(job) = tx.job(first)?
+            {
+                return Ok::<_, ApiError>(Err(job));
+            }
             let id = tx.insert_job(&row)?;
+            if let Some(k) = key {
+                tx.put_idempotency(&peer.name, k, id, now)?;
+            }
             tx.audit(
                 now,
                 &peer.name,
@@ -619,8 +639,15 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
                 &id.to_string(),
                 &format!("for {requester}: {:?}", resolved.argv),
             )?;
-            Ok::<_, ApiError>(id)
+            Ok(Ok(id))
         })?;
+        let id = match created {
+            Ok(id) => id,
+            Err(first) => {
+                tracing::info!(job = first.id, key = ?key, "repeated request; returning the job it created");
+                return Ok(live_info(shared, &first));
+            }
+        };
         row.id = id;
         row.plan.job_id = id;
         shared

@@ -131,6 +131,16 @@ ALTER TABLE jobs ADD COLUMN processes_killed INTEGER NOT NULL DEFAULT 0; -- proc
 CREATE INDEX jobs_finished ON jobs (finished_at); -- retention pruning
 CREATE INDEX audit_at ON audit (at); -- retention pruning
 "#,
+    // Version 4: idempotency keys of job submits.
+    r#"
+CREATE TABLE idempotency (             -- job submits by key, so a repeated request returns the first job
+  via        TEXT NOT NULL,            -- certificate identity that sent the key
+  key        TEXT NOT NULL,            -- the client's key, e.g. slack:<event id>
+  job_id     INTEGER NOT NULL,         -- the job the first request created
+  created_at INTEGER NOT NULL,         -- unix seconds; keys are kept 24 h
+  PRIMARY KEY (via, key)              -- one job per key and certificate
+);
+"#,
 ];
 
 /// A join token row.

@@ -39,6 +39,8 @@ const SNIPPET_MAX: usize = 3500;
 #[derive(Debug, Clone)]
 enum Incoming {
     Message {
+        /// Slack's event id: the same for every redelivery of one event.
+        event_id: String,
         team: String,
         user: String,
         channel: String,
@@ -48,6 +50,8 @@ enum Incoming {
         dm: bool,
     },
     Action {
+        /// `trigger_id` and `action_ts`: the same for a redelivered click.
+        dedup: String,
         team: String,
         user: String,
         channel: String,
@@ -69,8 +73,10 @@ async fn on_push(
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     let team = event.team_id.to_string();
+    let event_id = event.event_id.to_string();
     let incoming = match event.event {
         SlackEventCallbackBody::AppMention(m) => Some(Incoming::Message {
+            event_id,
             team,
             user: m.user.to_string(),
             channel: m.channel.to_string(),
@@ -86,6 +92,7 @@ async fn on_push(
         {
             match (m.sender.user, m.origin.channel) {
                 (Some(user), Some(channel)) => Some(Incoming::Message {
+                    event_id,
                     team,
                     user: user.to_string(),
                     channel: channel.to_string(),
@@ -132,6 +139,14 @@ async fn on_interaction(
         let channel = b.channel.map(|c| c.id.to_string()).unwrap_or_default();
         for a in b.actions.unwrap_or_default() {
             let i = Incoming::Action {
+                dedup: format!(
+                    "{}/{}",
+                    b.trigger_id,
+                    a.action_ts
+                        .as_ref()
+                        .map(|t| t.to_string())
+                        .unwrap_or_default()
+                ),
                 team: team.clone(),
                 user: user.clone(),
                 channel: channel.clone(),
@@ -169,8 +184,15 @@ impl Gateway {
     }
 }
 
+/// How long an event id is remembered: longer than Slack's retries.
+const SEEN_FOR: Duration = Duration::from_secs(3600);
+/// Most event ids remembered at once.
+const SEEN_MAX: usize = 20_000;
+
 struct Bot {
     cfg: Config,
+    /// Event ids and click ids handled in the last [`SEEN_FOR`].
+    seen: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
     /// This bot's chat namespace on the gateway (`slack:TEAM`).
     namespace: String,
     /// The Slack team it serves (the namespace's scope).
@@ -330,10 +352,33 @@ impl Bot {
         Some(format!("{}/{user}", self.namespace))
     }
 
-    async fn handle(self: Arc<Self>, i: Incoming) {
-        let team = match &i {
-            Incoming::Message { team, .. } | Incoming::Action { team, .. } => team,
+    /// Whether this event id was handled already (Slack redelivers an
+    /// event it thinks went unacknowledged); remembers it otherwise.
+    fn seen_before(&self, id: &str) -> bool {
+        let now = Instant::now();
+        let mut seen = match self.seen.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
         };
+        if seen.len() >= SEEN_MAX {
+            seen.retain(|_, at| now.duration_since(*at) < SEEN_FOR);
+            if seen.len() >= SEEN_MAX {
+                seen.clear();
+            }
+        }
+        seen.insert(id.to_string(), now)
+            .is_some_and(|at| now.duration_since(at) < SEEN_FOR)
+    }
+
+    async fn handle(self: Arc<Self>, i: Incoming) {
+        let (team, id) = match &i {
+            Incoming::Message { team, event_id, .. } => (team, event_id),
+            Incoming::Action { team, dedup, .. } => (team, dedup),
+        };
+        if !id.is_empty() && self.seen_before(id) {
+            tracing::info!(event = %id, "ignoring a redelivered Slack event");
+            return;
+        }
         if *team != self.team {
             // Slack Connect guests and other workspaces are not this lab's users.
             tracing::info!(%team, "ignoring an event from another Slack team");
@@ -341,6 +386,7 @@ impl Bot {
         }
         match i {
             Incoming::Message {
+                event_id,
                 team: _,
                 user,
                 channel,
@@ -350,9 +396,11 @@ impl Bot {
                 dm,
             } => {
                 let thread = thread_ts.unwrap_or(ts);
-                self.message(&user, &channel, &thread, &text, dm).await;
+                self.message(&event_id, &user, &channel, &thread, &text, dm)
+                    .await;
             }
             Incoming::Action {
+                dedup: _,
                 team: _,
                 user,
                 channel,
@@ -369,7 +417,15 @@ impl Bot {
         }
     }
 
-    async fn message(&self, user: &str, channel: &str, thread: &str, text: &str, dm: bool) {
+    async fn message(
+        &self,
+        event_id: &str,
+        user: &str,
+        channel: &str,
+        thread: &str,
+        text: &str,
+        dm: bool,
+    ) {
         let in_group = self.cfg.needs_groups(user) && self.in_allowed_group(user).await;
         if let Err(why) = self.cfg.admits(user, channel, dm, in_group) {
             return self.reply(channel, thread, why.as_str()).await;
@@ -449,7 +505,12 @@ impl Bot {
                     .await,
             ),
             Intent::Run { what, node, role } => {
-                let spec = self.spec(user, what, node, role);
+                let mut spec = self.spec(user, what, node, role);
+                // Even a moltbot restart between receipt and ack cannot
+                // start a second job: the gateway keeps the key a day.
+                if !event_id.is_empty() {
+                    spec.idempotency_key = Some(format!("slack:{event_id}"));
+                }
                 // Limits apply to the resolved plan (a named job's node or
                 // role), not to the words typed: ask the gateway first.
                 match self.gateway.call(Request::JobPreview(spec.clone())).await {
@@ -972,6 +1033,7 @@ pub async fn run(
     tracing::info!(api = %cfg.slack_api_url, "moltbot listening in Socket Mode");
     let bot = Arc::new(Bot {
         cfg,
+        seen: std::sync::Mutex::new(std::collections::HashMap::new()),
         namespace,
         team,
         slack,

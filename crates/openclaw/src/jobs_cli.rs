@@ -14,6 +14,10 @@ use crate::{exit, output};
 /// `openclaw run`.
 #[derive(Args)]
 pub struct RunArgs {
+    /// Run at most once per key: a repeat with the same key within 24 h
+    /// (a retried script, say) gets the first job instead of a new one.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
     /// Run on this node.
     #[arg(long, conflicts_with = "role")]
     node: Option<String>,
@@ -175,6 +179,7 @@ fn spec(args: &RunArgs) -> Result<JobSpec, CliError> {
             None
         },
         on_behalf_of: None,
+        idempotency_key: args.idempotency_key.clone(),
     })
 }
 

@@ -107,6 +107,8 @@ pub enum EnrollReply {
 // ---------------------------------------------------------------------------
 
 /// First frame of every session stream: what the stream carries.
+// Messages live for one decode-handle-drop cycle, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Open {
     /// A node's control stream (bidirectional, one per connection).
@@ -390,6 +392,10 @@ pub struct JobSpec {
     pub queue_timeout_secs: Option<u64>,
     /// The chat user a bot submits for (bots only).
     pub on_behalf_of: Option<String>,
+    /// Makes the submit idempotent: a repeat with the same key from the same
+    /// certificate within 24 h returns the job the first one created (a bot
+    /// uses its chat event id, so a redelivered event never runs twice).
+    pub idempotency_key: Option<String>,
 }
 
 /// What a node is told to run. Frozen when the job is created: approval

@@ -173,10 +173,23 @@ impl SlackEmulator {
     /// An `app_mention` delivered for workspace `team` (another workspace,
     /// as a Slack Connect channel shows it).
     pub fn mention_in_team(&self, team: &str, user: &str, channel: &str, text: &str) -> String {
+        let (ts, env) = self.mention_envelope(team, user, channel, text);
+        self.deliver(env);
+        ts
+    }
+
+    /// An `app_mention` envelope, not yet delivered: the message ts and
+    /// the envelope, for [`SlackEmulator::redeliver`].
+    pub fn mention_envelope(
+        &self,
+        team: &str,
+        user: &str,
+        channel: &str,
+        text: &str,
+    ) -> (String, Value) {
         let ts = self.new_ts();
-        let env_id = format!("env-{ts}");
-        self.deliver(json!({
-            "envelope_id": env_id,
+        let env = json!({
+            "envelope_id": format!("env-{ts}"),
             "type": "events_api",
             "accepts_response_payload": false,
             "retry_attempt": 0,
@@ -189,8 +202,26 @@ impl SlackEmulator {
                     "channel": channel, "event_ts": ts
                 }
             }
-        }));
-        ts
+        });
+        (ts, env)
+    }
+
+    /// Delivers `envelope` as Slack redelivers an event it thinks went
+    /// unacknowledged: same payload and event id, a new envelope id, and
+    /// `retry_attempt`, `retry_reason` = "timeout". `attempt` 0 is the
+    /// first delivery.
+    pub fn redeliver(&self, envelope: &Value, attempt: u32) -> String {
+        let mut env = envelope.clone();
+        if attempt > 0 {
+            let id = format!(
+                "{}-retry{attempt}",
+                env["envelope_id"].as_str().unwrap_or("env")
+            );
+            env["envelope_id"] = json!(id);
+            env["retry_attempt"] = json!(attempt);
+            env["retry_reason"] = json!("timeout");
+        }
+        self.deliver(env)
     }
 
     /// Delivers a Block Kit button click.

@@ -417,6 +417,41 @@ impl Tx<'_> {
         Ok(ids.into_iter().map(u).collect())
     }
 
+    /// The job an idempotency key of `via` created, if it is still kept.
+    pub fn idempotent_job(&self, via: &str, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT job_id FROM idempotency WHERE via = ?1 AND key = ?2",
+                params![via, key],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(u))
+    }
+
+    /// Records that `via`'s `key` created `job`.
+    pub fn put_idempotency(
+        &self,
+        via: &str,
+        key: &str,
+        job: u64,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO idempotency (via, key, job_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![via, key, i(job), i(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets idempotency keys older than `cutoff`.
+    pub fn prune_idempotency(&self, cutoff: u64) -> Result<usize, StoreError> {
+        Ok(self
+            .0
+            .execute("DELETE FROM idempotency WHERE created_at < ?1", [i(cutoff)])?)
+    }
+
     /// Deletes audit rows older than `cutoff`; returns how many.
     pub fn prune_audit(&self, cutoff: u64) -> Result<usize, StoreError> {
         Ok(self
