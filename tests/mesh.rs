@@ -388,6 +388,13 @@ fn lab_command_brings_up_two_connected_nodes() {
         stdout.contains("   | hello from worker-cpu-01\n   exit code 0"),
         "{stdout}"
     );
+    // The headline example: a named training job on the GPU node, with a GPU.
+    assert!(
+        stdout.contains(
+            "   | epoch 3/3 on worker-gpu-01, GPUs 0\n   | trained-on-worker-gpu-01\n   exit code 0"
+        ),
+        "{stdout}"
+    );
     assert!(
         !dir.path().join("lab").exists(),
         "the lab removes its homes unless --keep"

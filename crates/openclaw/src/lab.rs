@@ -159,7 +159,8 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         println!("The lab is up. In another terminal, try:");
         println!("  openclaw --home {} node list", gw_home.root().display());
         println!("Or talk to it here as you would to @moltbot in Slack (try: help, nodes,");
-        println!("run hello, run nvidia-smi on worker-gpu-01). Type exit or press Ctrl-D to stop.");
+        println!("run training on worker-gpu-01, start experiment exp42, run hello).");
+        println!("Type exit or press Ctrl-D to stop.");
         let _ = crate::chat_cli::repl(&admin, &None).await;
     }
     println!("== stopping the lab");
@@ -180,6 +181,19 @@ command = ["sh", "-c", "echo hello from $OPENCLAW_NODE"]
 role = "cpu"
 aliases = ["say hello"]
 description = "Print a greeting on a CPU node"
+
+[jobs.training]
+command = ["sh", "-c", "for e in 1 2 3; do echo \"epoch $e/3 on $OPENCLAW_NODE, GPUs ${CUDA_VISIBLE_DEVICES:-none}\"; sleep 0.2; done; echo trained-on-$OPENCLAW_NODE"]
+role = "gpu"
+gpus = 1
+aliases = ["train model"]
+description = "A short training run: three epochs on one GPU"
+
+[jobs.exp42]
+command = ["sh", "-c", "echo experiment 42 on $OPENCLAW_NODE with GPUs ${CUDA_VISIBLE_DEVICES:-none}"]
+role = "gpu"
+gpus = 1
+description = "Experiment 42 on a GPU node"
 "#;
 
 fn sample_jobs() -> Vec<(&'static str, proto::JobSpec)> {
@@ -209,6 +223,14 @@ fn sample_jobs() -> Vec<(&'static str, proto::JobSpec)> {
             "--job hello",
             proto::JobSpec {
                 job: Some("hello".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "--job training --node worker-gpu-01",
+            proto::JobSpec {
+                job: Some("training".into()),
+                node: Some("worker-gpu-01".into()),
                 ..Default::default()
             },
         ),
