@@ -396,10 +396,15 @@ impl Lab {
         serde_json::from_str(&out.stdout).unwrap()
     }
 
-    /// Waits until job `id` is in `state`.
+    /// Waits until job `id` exists and is in `state` (a chat front end
+    /// may create it a moment after the test's message).
     pub fn wait_job(&self, id: u64, state: &str, timeout: Duration) -> serde_json::Value {
         wait_until(timeout, &format!("job {id} to be {state}"), || {
-            let j = self.job(id);
+            let out = self.admin(&["job", "show", &id.to_string(), "--json"]);
+            if out.code != 0 {
+                return None;
+            }
+            let j: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
             (j["state"] == state).then_some(j)
         })
     }
