@@ -478,19 +478,11 @@ fn parse_jobs(raw: BTreeMap<String, RawNamedJob>) -> Result<BTreeMap<String, Nam
         for (k, v) in &j.env {
             // The admin wrote these, so no allowlist applies; the fixed
             // dangerous list still does.
-            let why = if !proto::env::valid_name(k) {
-                Some(proto::env::EnvRefusal::InvalidName)
-            } else {
-                proto::env::dangerous(k).map(proto::env::EnvRefusal::Dangerous)
-            };
-            if let Some(why) = why {
+            if let Err(why) = proto::env::check_unlisted(k, v) {
                 return Err(format!(
                     "[{key}].env: {}; set it inside the command instead, e.g. command = [\"env\", \"{k}=...\", ...]",
                     proto::env::explain(k, &why, "")
                 ));
-            }
-            if v.len() > proto::env::MAX_VALUE_LEN || v.contains('\0') {
-                return Err(format!("[{key}].env.{k}: value too long or contains NUL"));
             }
         }
         if let Some(u) = &j.run_as

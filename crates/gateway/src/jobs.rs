@@ -206,11 +206,7 @@ pub struct Resolved {
 /// a bot submits it for a chat user (chat policy applies).
 pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, ApiError> {
     let invalid = |m: String| err(ErrorCode::InvalidArgument, m);
-    let run_as = spec
-        .job
-        .as_deref()
-        .and_then(|n| cfg.named_job(n))
-        .and_then(|(_, j)| j.run_as.clone());
+    let mut run_as = None;
     let (mut argv, mut node, mut role, mut cwd, mut timeout, mut gpus, mut env, named) = match &spec
         .job
     {
@@ -233,6 +229,7 @@ pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, Api
                     "named job {key} fixes its command; drop the command after -- or run it without --job"
                 )));
             }
+            run_as.clone_from(&job.run_as);
             (
                 job.command.clone(),
                 job.node.clone(),
@@ -329,12 +326,12 @@ pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, Api
     // match [policy] env_allow, and nothing on the dangerous list passes.
     let named_keys: Vec<String> = env.iter().map(|(k, _)| k.clone()).collect();
     for (k, v) in &spec.env {
-        let allowed = if named_keys.contains(k) {
-            vec!["*".to_string()]
+        let checked = if named_keys.contains(k) {
+            proto::env::check_unlisted(k, v)
         } else {
-            cfg.policy.env_allow.clone()
+            proto::env::check(&cfg.policy.env_allow, k, v)
         };
-        if let Err(why) = proto::env::check(&allowed, k, v) {
+        if let Err(why) = checked {
             let code = match why {
                 proto::env::EnvRefusal::InvalidName | proto::env::EnvRefusal::BadValue => {
                     ErrorCode::InvalidArgument

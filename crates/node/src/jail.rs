@@ -49,16 +49,6 @@ pub enum Identity {
     Refuse(String),
 }
 
-impl Identity {
-    /// The user jobs run as, if they run.
-    pub fn user(&self) -> Option<&JobUser> {
-        match self {
-            Identity::Drop(u) | Identity::AgentUser(u) => Some(u),
-            Identity::Refuse(_) => None,
-        }
-    }
-}
-
 fn lookup(name: &str) -> Result<JobUser, String> {
     match nix::unistd::User::from_name(name) {
         Ok(Some(u)) => Ok(JobUser {

@@ -125,14 +125,21 @@ pub fn dangerous(key: &str) -> Option<&'static str> {
 
 /// Checks one variable against an allowlist and the dangerous list.
 pub fn check(allow: &[String], key: &str, value: &str) -> Result<(), EnvRefusal> {
+    check_unlisted(key, value)?;
+    if !crate::glob::any(allow, key) {
+        return Err(EnvRefusal::NotAllowed);
+    }
+    Ok(())
+}
+
+/// Checks a variable no allowlist applies to (one an admin wrote into a
+/// named job): its name, its value, and the dangerous list.
+pub fn check_unlisted(key: &str, value: &str) -> Result<(), EnvRefusal> {
     if !valid_name(key) {
         return Err(EnvRefusal::InvalidName);
     }
     if let Some(p) = dangerous(key) {
         return Err(EnvRefusal::Dangerous(p));
-    }
-    if !crate::glob::any(allow, key) {
-        return Err(EnvRefusal::NotAllowed);
     }
     if value.len() > MAX_VALUE_LEN || value.contains('\0') {
         return Err(EnvRefusal::BadValue);

@@ -395,15 +395,6 @@ impl Tx<'_> {
         rows.into_iter().map(finish_job).collect()
     }
 
-    /// Unfinished jobs that came through the certificate `via`.
-    pub fn unfinished_jobs_via(&self, via: &str) -> Result<Vec<JobRow>, StoreError> {
-        Ok(self
-            .unfinished_jobs()?
-            .into_iter()
-            .filter(|j| j.via == via)
-            .collect())
-    }
-
     /// Deletes ended jobs that finished before `cutoff`, and their audit
     /// rows' job entries stay. Returns the ids, so their logs can go too.
     pub fn prune_jobs(&self, cutoff: u64) -> Result<Vec<u64>, StoreError> {
