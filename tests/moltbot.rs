@@ -119,12 +119,18 @@ fn a_job_from_slack_runs_and_its_message_is_edited_in_place() {
         done.iter().all(|u| u.body["ts"] == my_ts.as_str()),
         "every edit targets the one job message"
     );
-    assert!(done.iter().any(|u| {
-        u.body["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("running on worker-cpu-01")
-    }));
+    assert!(
+        done.iter().any(|u| {
+            u.body["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("running on worker-cpu-01")
+        }),
+        "{:?}",
+        done.iter()
+            .map(|u| u.body["text"].to_string())
+            .collect::<Vec<_>>()
+    );
     for pair in done.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
         assert!(
@@ -132,6 +138,16 @@ fn a_job_from_slack_runs_and_its_message_is_edited_in_place() {
             "two edits {gap:?} apart: at most one per second"
         );
     }
+    // The final edit carries the output, not just the exit code.
+    let last = done.last().unwrap().body["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.starts_with("✅ job 1 on worker-cpu-01 exited with code 0")
+            && last.contains("out| line1\nout| line2\nout| line3"),
+        "{last}"
+    );
     // The job ran for the Slack user.
     assert_eq!(w.lab.job(1)["requester"], "slack:T0LAB/U0ALICE");
     assert_eq!(
@@ -307,25 +323,93 @@ fn moltbot_rides_out_a_gateway_restart_and_a_socket_drop() {
 }
 
 #[test]
-fn long_logs_are_attached_as_a_snippet() {
+fn long_logs_are_uploaded_as_a_file_or_sent_as_a_snippet() {
     let w = world();
     let ts = w.slack.mention(
         "U0ALICE",
         "C0LAB",
         "<@U0MOLT> run seq 1 2000 on worker-cpu-01",
     );
-    final_edit(&w.slack, "exited with code 0");
+    // The final message has the last lines; the whole log goes up as a file
+    // in the request's thread, through the two-step external upload.
+    final_edit(&w.slack, "out| 2000");
+    let file = wait_until(T, "the uploaded log", || w.slack.files().into_iter().next());
+    let want: String = (1..=2000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&file.content), want);
+    assert_eq!(file.title, "job-1.log");
+    assert_eq!(
+        (file.channel.as_str(), file.thread_ts.as_str()),
+        ("C0LAB", ts.as_str())
+    );
+    let asked = w.slack.calls_of("files.getUploadURLExternal");
+    assert_eq!(asked[0].body["length"], want.len().to_string().as_str());
+
+    // An app without files:write: a snippet of the end, pointing at the CLI.
+    w.slack.refuse_uploads();
+    let ts = w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run seq 1 3000 on worker-cpu-01",
+    );
     let snippet = wait_until(T, "the log snippet", || {
         w.slack.calls_of("chat.postMessage").into_iter().find(|c| {
             c.body["thread_ts"] == ts.as_str()
                 && c.body["text"]
                     .as_str()
                     .unwrap_or_default()
-                    .contains("openclaw job logs 1")
+                    .contains("openclaw job logs 2")
         })
     });
     let text = snippet.body["text"].as_str().unwrap();
-    assert!(text.contains("1999\n2000"), "{text}");
+    assert!(text.contains("2999\n3000"), "{text}");
+    assert_eq!(w.slack.files().len(), 1, "no second file");
+}
+
+#[test]
+fn the_final_message_shows_output_with_stderr_marked_and_a_failures_stderr() {
+    let w = world();
+    w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run sh -c 'echo epoch 1; echo epoch 2; echo CUDA out of memory >&2; exit 3' on worker-cpu-01",
+    );
+    final_edit(&w.slack, "exited with code 3");
+    let last = w.slack.calls_of("chat.update").pop().unwrap();
+    let text = last.body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("❌ job 1 on worker-cpu-01 exited with code 3 after"),
+        "{text}"
+    );
+    assert!(text.contains("out| epoch 1\nout| epoch 2"), "{text}");
+    assert!(text.contains("err| CUDA out of memory"), "{text}");
+    // The headline example: the lab-style named job, resolved by the gateway.
+    w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run training on worker-cpu-01",
+    );
+    final_edit(&w.slack, "out| training on worker-cpu-01");
+}
+
+#[test]
+fn a_running_gpu_jobs_message_shows_its_gpu_from_heartbeats() {
+    let w = world();
+    w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run sh -c 'echo start; sleep 6; echo end' (gpu)",
+    );
+    w.lab.wait_job(1, "awaiting-approval", T);
+    w.slack.click("U0BOSS", "C0LAB", "x", "approve", "1");
+    // Simulated GPUs report through the same heartbeat as NVML ones.
+    wait_until(T, "a running edit with the job's GPU", || {
+        w.slack
+            .calls_of("chat.update")
+            .into_iter()
+            .map(|u| u.body["text"].as_str().unwrap_or_default().to_string())
+            .find(|t| t.contains("running on worker-gpu-01, 1 GPU") && t.contains("🖥️ GPU 0"))
+    });
+    final_edit(&w.slack, "out| end");
 }
 
 #[test]

@@ -1,9 +1,17 @@
-//! The chat grammar. A message's text, as Slack delivers it, becomes an
-//! [`Intent`]; the gateway then resolves a run intent into a routed tool
-//! call. Pure: no IO, no clock. Messages that cannot be routed become
-//! [`Intent::Clarify`] with a question, never a guess.
+//! The chat core's pure half, shared by every front end and the CLI's
+//! chat prompt; no IO, no clock, no platform types:
 //!
-//! Handled forms (after removing `<@U…>` mentions and a leading `@moltbot`):
+//! * the grammar (this module): a message's plain text becomes an
+//!   [`Intent`]; the gateway then resolves a run intent into a routed job.
+//!   Messages that cannot be routed become [`Intent::Clarify`] with a
+//!   question, never a guess;
+//! * [`access`]: who may talk to a bot, where, and per-user limits;
+//! * [`dedupe`]: redelivered events are acted on once;
+//! * [`tail`] and [`render`]: a job's state, output and GPUs as chat text.
+//!
+//! A front end turns its platform's markup into plain text first (Slack's
+//! `<@U…>` mentions, WeCom's leading `@BotName`). Handled forms (after a
+//! leading `@moltbot`):
 //!
 //! * `run training on worker-gpu-01`: named job `training` on that node;
 //! * `run train.py on worker-gpu-01`: the script, through the interpreter
@@ -17,6 +25,15 @@
 //!   through a shell (if policy allows it);
 //! * `nodes`, `status`, `status 17`, `logs 17`, `cancel 17`,
 //!   `approve 17`, `deny 17 because …`, `help`.
+
+pub mod access;
+pub mod dedupe;
+pub mod render;
+pub mod tail;
+
+pub use access::{Access, Secret, UserLimits};
+pub use dedupe::Seen;
+pub use tail::OutputTail;
 
 /// Longest message looked at.
 pub const MAX_MESSAGE_LEN: usize = 4000;
@@ -85,34 +102,10 @@ pub enum Intent {
     Clarify(String),
 }
 
-/// Removes Slack markup: `<@U123>` mentions, `<http://x|label>` links,
-/// `&amp;`-style escapes, and a leading `@moltbot`.
+/// Trims a message and drops a leading `@moltbot` (as typed in the CLI's
+/// chat prompt); platform markup is the front end's to remove.
 pub fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('<') {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('>') else {
-            out.push_str(&rest[start..]);
-            rest = "";
-            break;
-        };
-        let inner = &rest[start + 1..start + end];
-        if inner.starts_with('@') || inner.starts_with('#') || inner.starts_with('!') {
-            // A mention or channel reference: drop it.
-        } else if let Some((_, label)) = inner.split_once('|') {
-            out.push_str(label);
-        } else {
-            out.push_str(inner);
-        }
-        rest = &rest[start + end + 1..];
-    }
-    out.push_str(rest);
-    let out = out
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&");
-    let trimmed = out.trim();
+    let trimmed = text.trim();
     let trimmed = trimmed.strip_prefix("@moltbot").unwrap_or(trimmed);
     trimmed.trim().to_string()
 }
@@ -458,7 +451,7 @@ mod tests {
                 run(What::Job("training".into()), Some("worker-gpu-01"), None),
             ),
             (
-                "<@U024BE7LH> run train.py on worker-gpu-01",
+                "run train.py on worker-gpu-01",
                 run(
                     What::Argv(s(&["python", "train.py"])),
                     Some("worker-gpu-01"),
@@ -497,7 +490,7 @@ mod tests {
             ),
             ("@moltbot help", Intent::Help),
             (
-                "<@U1> run `make -j4 &amp;&amp; make test` on worker-cpu-01",
+                "run `make -j4 && make test` on worker-cpu-01",
                 run(
                     What::Shell("make -j4 && make test".into()),
                     Some("worker-cpu-01"),
@@ -555,11 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn markup_is_normalized() {
-        assert_eq!(
-            normalize("<@U123|bob> run <http://x.y|x.y> &lt;in&gt;"),
-            "run x.y <in>"
-        );
+    fn a_leading_mention_is_dropped_and_words_split() {
         assert_eq!(normalize("  @moltbot   nodes "), "nodes");
         assert_eq!(normalize("a <unterminated"), "a <unterminated");
         assert_eq!(

@@ -4,37 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// A token: shown nowhere, not even in `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The token text, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// What a user may use; globs, empty means anything.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct UserLimits {
-    /// Nodes the user may name.
-    #[serde(default)]
-    pub nodes: Vec<String>,
-    /// Roles the user may route by.
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Named jobs the user may start.
-    #[serde(default)]
-    pub jobs: Vec<String>,
-}
+pub use chat::{Access, Secret, UserLimits};
 
 /// Where approval buttons go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,16 +26,9 @@ pub struct Config {
     pub bot_token: Secret,
     /// `xapp-` app-level token for Socket Mode.
     pub app_token: Secret,
-    /// Channels the bot answers in (empty: any).
-    pub allowed_channels: Vec<String>,
-    /// Users the bot answers (empty, with no groups: any).
-    pub allowed_users: Vec<String>,
-    /// Slack user groups (ids like S0123) whose members the bot answers.
-    pub allowed_groups: Vec<String>,
-    /// Whether direct messages are answered.
-    pub allow_dms: bool,
-    /// Per-user limits.
-    pub users: BTreeMap<String, UserLimits>,
+    /// Who may use the bot, where (channels), and per-user limits; its
+    /// groups are Slack user groups (ids like S0123).
+    pub access: Access,
     /// Where approval buttons go.
     pub approvals: ApprovalsIn,
 }
@@ -175,82 +138,26 @@ impl Config {
                 ));
             }
         };
-        let everyone = raw.allow_everyone.unwrap_or(false);
-        if !everyone
-            && raw.allowed_users.is_empty()
-            && raw.allowed_groups.is_empty()
-            && raw.allowed_channels.is_empty()
-        {
-            return Err(
-                "moltbot.toml admits nobody: list who may use the bot in allowed_users (Slack user ids), \
-                 allowed_groups (user group ids) or allowed_channels, or set allow_everyone = true to answer \
-                 every member of the workspace"
-                    .into(),
-            );
-        }
+        let access = Access {
+            users: raw.allowed_users,
+            groups: raw.allowed_groups,
+            chats: raw.allowed_channels,
+            allow_dms: raw.allow_dms.unwrap_or(true),
+            limits: raw.users,
+        };
+        access
+            .check_admits_someone(
+                raw.allow_everyone.unwrap_or(false),
+                "allowed_users (Slack user ids), allowed_groups (user group ids) or allowed_channels",
+            )
+            .map_err(|e| format!("moltbot.toml: {e}"))?;
         Ok(Config {
             slack_api_url,
-            bot_token: Secret(bot_token),
-            app_token: Secret(app_token),
-            allowed_channels: raw.allowed_channels,
-            allowed_users: raw.allowed_users,
-            allowed_groups: raw.allowed_groups,
-            allow_dms: raw.allow_dms.unwrap_or(true),
-            users: raw.users,
+            bot_token: Secret::new(bot_token),
+            app_token: Secret::new(app_token),
+            access,
             approvals,
         })
-    }
-
-    /// Whether admitting `user` depends on user-group membership.
-    pub fn needs_groups(&self, user: &str) -> bool {
-        !self.allowed_groups.is_empty() && !self.allowed_users.iter().any(|u| u == user)
-    }
-
-    /// Whether `user` may talk to the bot in `channel` (a DM when `dm`);
-    /// `in_group` says whether the user is in one of `allowed_groups`.
-    pub fn admits(
-        &self,
-        user: &str,
-        channel: &str,
-        dm: bool,
-        in_group: bool,
-    ) -> Result<(), String> {
-        let open = self.allowed_users.is_empty() && self.allowed_groups.is_empty();
-        if !open && !in_group && !self.allowed_users.iter().any(|u| u == user) {
-            return Err("sorry, I only take requests from the lab's registered users. Ask an admin to add you.".into());
-        }
-        if dm && !self.allow_dms {
-            return Err("sorry, I don't take requests by direct message here; mention me in the lab channel.".into());
-        }
-        if !dm
-            && !self.allowed_channels.is_empty()
-            && !self.allowed_channels.iter().any(|c| c == channel)
-        {
-            return Err("sorry, I don't take requests in this channel.".into());
-        }
-        Ok(())
-    }
-
-    /// Whether `user` may use this target.
-    pub fn permits(
-        &self,
-        user: &str,
-        node: Option<&str>,
-        role: Option<&str>,
-        job: Option<&str>,
-    ) -> Result<(), String> {
-        let Some(l) = self.users.get(user) else {
-            return Ok(());
-        };
-        let check = |what: &str, v: Option<&str>, globs: &[String]| match v {
-            Some(v) if !globs.is_empty() && !proto::glob::any(globs, v) => Err(format!(
-                "sorry, you may not use the {what} {v}; ask an admin if you need it."
-            )),
-            _ => Ok(()),
-        };
-        check("node", node, &l.nodes)?;
-        check("role", role, &l.roles)?;
-        check("job", job, &l.jobs)
     }
 
     /// The commented template.
@@ -354,12 +261,12 @@ mod tests {
             &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]),
         )
         .unwrap();
-        assert!(c.admits("U1", "C1", false, false).is_ok());
+        assert!(c.access.admits("U1", "C1", false, false).is_ok());
         assert!(
-            c.admits("U9", "C1", false, true).is_ok(),
+            c.access.admits("U9", "C1", false, true).is_ok(),
             "a member of an allowed group"
         );
-        assert!(!c.needs_groups("U9"), "no groups configured");
+        assert!(!c.access.needs_groups("U9"), "no groups configured");
         let g = Config::parse(
             "allowed_users = [\"U1\"]
 allowed_groups = [\"S1\"]
@@ -367,29 +274,41 @@ allowed_groups = [\"S1\"]
             &env(&[("SLACK_BOT_TOKEN", "xoxb-1"), ("SLACK_APP_TOKEN", "xapp-2")]),
         )
         .unwrap();
-        assert!(g.needs_groups("U9") && !g.needs_groups("U1"));
+        assert!(g.access.needs_groups("U9") && !g.access.needs_groups("U1"));
         assert!(
-            c.admits("U9", "C1", false, false)
+            c.access
+                .admits("U9", "C1", false, false)
                 .unwrap_err()
                 .contains("registered users")
         );
         assert!(
-            c.admits("U1", "C2", false, false)
+            c.access
+                .admits("U1", "C2", false, false)
                 .unwrap_err()
-                .contains("this channel")
+                .contains("in this chat")
         );
         assert!(
-            c.admits("U1", "D1", true, false)
+            c.access
+                .admits("U1", "D1", true, false)
                 .unwrap_err()
                 .contains("direct message")
         );
-        assert!(c.permits("U2", Some("worker-cpu-01"), None, None).is_ok());
         assert!(
-            c.permits("U2", Some("worker-gpu-01"), None, None)
+            c.access
+                .permits("U2", Some("worker-cpu-01"), None, None)
+                .is_ok()
+        );
+        assert!(
+            c.access
+                .permits("U2", Some("worker-gpu-01"), None, None)
                 .unwrap_err()
                 .contains("worker-gpu-01")
         );
-        assert!(c.permits("U1", Some("worker-gpu-01"), None, None).is_ok());
+        assert!(
+            c.access
+                .permits("U1", Some("worker-gpu-01"), None, None)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use client::{Client, ClientError};
+use client::{Client, ClientError, FollowError, FollowOptions, Followed, Gateway, Start};
 use mesh::Home;
 use proto::{ErrorCode, JobEvent, JobInfo, JobSpec, OutStream, Request, Response};
 
@@ -284,7 +284,8 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
                 .await;
         }
     });
-    let end = follow_to_end(home, client, id, Some(recv), !args.json).await;
+    let gw = Gateway::with_client(home.clone(), client.clone());
+    let end = follow_to_end(&gw, Start::Stream(id, client, recv), !args.json).await;
     cancel_task.abort();
     let info = end?;
     if args.json {
@@ -309,90 +310,36 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     }
 }
 
-/// How long a follower keeps trying to reach a gateway that went away.
-const RECONNECT_FOR: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// Follows job `id` to its end, writing output as it comes (when `echo`).
-/// If the gateway goes away (a restart), reconnects and resumes from the
-/// bytes already written, so nothing is lost or repeated.
-async fn follow_to_end(
-    home: &Home,
-    mut client: Arc<Client>,
-    id: u64,
-    mut recv: Option<quinn::RecvStream>,
-    echo: bool,
-) -> Result<JobInfo, CliError> {
-    let mut offsets = [0u64; 2];
-    loop {
-        let mut stream = match recv.take() {
-            Some(r) => r,
-            None => client
-                .open(Request::JobAttach {
-                    id,
-                    follow: true,
-                    stdout_from: offsets[0],
-                    stderr_from: offsets[1],
-                    on_behalf_of: None,
-                })
-                .await
-                .map_err(run_error)?,
-        };
-        let lost = loop {
-            let event = client
-                .next_event_streaming(&mut stream, |s, data| {
-                    offsets[usize::from(s == OutStream::Stderr)] += data.len() as u64;
-                    if echo {
-                        write_out(s, data);
-                    }
-                })
-                .await;
-            match event {
-                Ok(Some(JobEvent::End(info))) => return Ok(info),
-                Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
-                Ok(Some(JobEvent::State(info))) => {
-                    if let Some(by) = info
-                        .approved_by
-                        .as_deref()
-                        .filter(|_| info.state == "starting")
-                    {
-                        eprintln!("openclaw: job {} approved by {by}", info.id);
-                    }
-                }
-                Ok(Some(JobEvent::Output { stream: s, data })) => {
-                    offsets[usize::from(s == OutStream::Stderr)] += data.len() as u64;
-                    if echo {
-                        write_out(s, &data);
-                    }
-                }
-                Ok(Some(JobEvent::Accepted(_))) => {}
-                Ok(None) => break "the gateway ended the stream".to_string(),
-                Err(e) => break e.to_string(),
+/// Follows a job to its end through [`client::follow_job`], writing
+/// output as it comes (when `echo`) and saying on stderr when it
+/// reconnects; resuming is exactly-once (see `client::follow`).
+async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo, CliError> {
+    let sink = |f: Followed<'_>| match f {
+        Followed::Output(s, data) if echo => write_out(s, data),
+        Followed::State(info) => {
+            if let Some(by) = info
+                .approved_by
+                .as_deref()
+                .filter(|_| info.state == "starting")
+            {
+                eprintln!("openclaw: job {} approved by {by}", info.id);
             }
-        };
-        eprintln!("openclaw: lost the gateway while following job {id} ({lost}); reconnecting");
-        let deadline = std::time::Instant::now() + RECONNECT_FOR;
-        client = loop {
-            match Client::connect(home).await {
-                Ok(c) => break Arc::new(c),
-                Err(e) if std::time::Instant::now() < deadline => {
-                    tracing::debug!("reconnect failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                }
-                Err(_) => {
-                    return Err(CliError::new(
-                        exit::RUN_CONNECTION,
-                        format!(
-                            "lost the gateway while following job {id} and could not reconnect; the job may still be running: resume with 'openclaw job logs {id} --follow'"
-                        ),
-                    ));
-                }
-            }
-        };
-        eprintln!(
-            "openclaw: reconnected; resuming job {id} at byte {} of stdout, {} of stderr",
-            offsets[0], offsets[1]
-        );
-    }
+        }
+        Followed::Reconnecting(why) => {
+            eprintln!("openclaw: lost the gateway while following the job ({why}); reconnecting")
+        }
+        Followed::Resumed(o) => eprintln!(
+            "openclaw: reconnected; resuming at byte {} of stdout, {} of stderr",
+            o[0], o[1]
+        ),
+        Followed::Output(..) => {}
+    };
+    client::follow_job(gw, start, &FollowOptions::default(), sink)
+        .await
+        .map_err(|e| match e {
+            FollowError::Api(e) => run_error(ClientError::Api(e)),
+            e => CliError::new(exit::RUN_CONNECTION, e.to_string()),
+        })
 }
 
 /// `openclaw job ...`.
@@ -456,8 +403,10 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
         },
         JobCmd::Logs { id, follow } => {
             if follow {
-                let c = Arc::new(Client::connect(home).await.map_err(run_error)?);
-                return follow_to_end(home, c, id, None, true).await.map(|_| ());
+                let gw = Gateway::new(home.clone());
+                return follow_to_end(&gw, Start::Attach(id), true)
+                    .await
+                    .map(|_| ());
             }
             let mut recv = client
                 .open(Request::JobAttach {

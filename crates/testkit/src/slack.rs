@@ -41,6 +41,25 @@ struct State {
     sockets: Vec<mpsc::UnboundedSender<String>>,
     /// User groups and their members.
     groups: std::collections::HashMap<String, Vec<String>>,
+    /// Bytes uploaded to each file id's upload URL.
+    uploads: std::collections::HashMap<String, Vec<u8>>,
+    /// Whether `files.getUploadURLExternal` answers `missing_scope`.
+    refuse_uploads: bool,
+    /// The Web API's address, for upload URLs.
+    api_addr: String,
+}
+
+/// A file shared with `files.completeUploadExternal`.
+#[derive(Debug, Clone)]
+pub struct SharedFile {
+    /// Its title.
+    pub title: String,
+    /// The channel it was shared to.
+    pub channel: String,
+    /// The thread it was shared in.
+    pub thread_ts: String,
+    /// Its bytes, as uploaded.
+    pub content: Vec<u8>,
 }
 
 /// The emulator; stops when dropped.
@@ -84,6 +103,7 @@ impl SlackEmulator {
             )
         });
         let api_addr = api.local_addr().unwrap();
+        state.lock().unwrap().api_addr = api_addr.to_string();
         let ws_url = format!("ws://{}/link", ws.local_addr().unwrap());
         let st = state.clone();
         rt.spawn(async move {
@@ -132,6 +152,37 @@ impl SlackEmulator {
             id.to_string(),
             users.iter().map(|u| u.to_string()).collect(),
         );
+    }
+
+    /// Makes file uploads fail as for an app without `files:write`.
+    pub fn refuse_uploads(&self) {
+        self.state.lock().unwrap().refuse_uploads = true;
+    }
+
+    /// Files shared so far: uploaded, then completed into a channel.
+    pub fn files(&self) -> Vec<SharedFile> {
+        let guard = self.state.lock().unwrap();
+        let st = &*guard;
+        st.calls
+            .iter()
+            .filter(|c| c.method == "files.completeUploadExternal")
+            .flat_map(|c| {
+                let files = c.body["files"].as_array().cloned().unwrap_or_default();
+                files.into_iter().map(move |f| SharedFile {
+                    title: f["title"].as_str().unwrap_or_default().to_string(),
+                    channel: c.body["channel_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    thread_ts: c.body["thread_ts"].as_str().unwrap_or_default().to_string(),
+                    content: st
+                        .uploads
+                        .get(f["id"].as_str().unwrap_or_default())
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// Drops every Socket Mode connection, as Slack does now and then.
@@ -315,13 +366,25 @@ async fn serve_api(mut sock: tokio::net::TcpStream, st: Arc<Mutex<State>>, ws_ur
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let body = parse_body(&ct, &buf[header_end..(header_end + len).min(buf.len())]);
-    let path = request_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .trim_start_matches("/api/")
-        .to_string();
+    let raw = &buf[header_end..(header_end + len).min(buf.len())];
+    let full_path = request_line.split_whitespace().nth(1).unwrap_or_default();
+    if let Some(file) = full_path.strip_prefix("/upload/") {
+        // The upload URL: raw bytes in, "OK - <length>" out, as Slack does.
+        st.lock()
+            .unwrap()
+            .uploads
+            .insert(file.to_string(), raw.to_vec());
+        let text = format!("OK - {}", raw.len());
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        );
+        let _ = sock.write_all(resp.as_bytes()).await;
+        let _ = sock.shutdown().await;
+        return;
+    }
+    let body = parse_body(&ct, raw);
+    let path = full_path.trim_start_matches("/api/").to_string();
     let (method, query) = path
         .split_once('?')
         .map(|(m, q)| (m.to_string(), q.to_string()))
@@ -385,6 +448,16 @@ async fn serve_api(mut sock: tokio::net::TcpStream, st: Arc<Mutex<State>>, ws_ur
                         Some(users) => json!({"ok": true, "users": users}),
                         None => json!({"ok": false, "error": "no_such_subteam"}),
                     }
+                }
+                "files.getUploadURLExternal" if s.refuse_uploads => {
+                    json!({"ok": false, "error": "missing_scope", "needed": "files:write"})
+                }
+                "files.getUploadURLExternal" => {
+                    let id = format!("F{}", s.next_ts);
+                    json!({"ok": true, "file_id": id, "upload_url": format!("http://{}/upload/{id}", s.api_addr)})
+                }
+                "files.completeUploadExternal" => {
+                    json!({"ok": true, "files": body["files"]})
                 }
                 _ => json!({"ok": false, "error": "unknown_method"}),
             };

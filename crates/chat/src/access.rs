@@ -1,0 +1,195 @@
+//! Who may use a chat front end, and for what. Pure: the front end reads
+//! its own config file and fills an [`Access`]; group membership is asked
+//! of the platform by the front end and passed in.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A token or secret: shown nowhere, not even in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    /// The secret text, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// What a user may use; globs, empty means anything.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimits {
+    /// Nodes the user may name.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Roles the user may route by.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Named jobs the user may start.
+    #[serde(default)]
+    pub jobs: Vec<String>,
+}
+
+/// Who may talk to a bot, where, and what each may use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Platform user ids answered (empty, with no groups: anyone).
+    pub users: Vec<String>,
+    /// Platform groups whose members are answered.
+    pub groups: Vec<String>,
+    /// Chats (channels, group chats) answered in; empty: any.
+    pub chats: Vec<String>,
+    /// Whether one-to-one messages are answered.
+    pub allow_dms: bool,
+    /// Per-user limits.
+    pub limits: BTreeMap<String, UserLimits>,
+}
+
+impl Access {
+    /// Refuses a config that admits nobody unless `allow_everyone` says so.
+    pub fn check_admits_someone(
+        &self,
+        allow_everyone: bool,
+        users_key: &str,
+    ) -> Result<(), String> {
+        if allow_everyone
+            || !self.users.is_empty()
+            || !self.groups.is_empty()
+            || !self.chats.is_empty()
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "the config admits nobody: list who may use the bot in {users_key}, or the chats it answers in, \
+             or set allow_everyone = true to answer everyone who can reach it"
+        ))
+    }
+
+    /// Whether admitting `user` depends on group membership (ask the platform).
+    pub fn needs_groups(&self, user: &str) -> bool {
+        !self.groups.is_empty() && !self.users.iter().any(|u| u == user)
+    }
+
+    /// Whether `user` may talk to the bot in `chat` (one-to-one when `dm`);
+    /// `in_group` says whether the user is in one of the allowed groups.
+    pub fn admits(&self, user: &str, chat: &str, dm: bool, in_group: bool) -> Result<(), String> {
+        let open = self.users.is_empty() && self.groups.is_empty();
+        if !open && !in_group && !self.users.iter().any(|u| u == user) {
+            return Err("sorry, I only take requests from the lab's registered users. Ask an admin to add you.".into());
+        }
+        if dm && !self.allow_dms {
+            return Err("sorry, I don't take requests by direct message here; mention me in the lab's chat.".into());
+        }
+        if !dm && !self.chats.is_empty() && !self.chats.iter().any(|c| c == chat) {
+            return Err("sorry, I don't take requests in this chat.".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `user` may use this resolved target (a named job's node or
+    /// role as the gateway resolved it, not the words typed).
+    pub fn permits(
+        &self,
+        user: &str,
+        node: Option<&str>,
+        role: Option<&str>,
+        job: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(l) = self.limits.get(user) else {
+            return Ok(());
+        };
+        let check = |what: &str, v: Option<&str>, globs: &[String]| match v {
+            Some(v) if !globs.is_empty() && !proto::glob::any(globs, v) => Err(format!(
+                "sorry, you may not use the {what} {v}; ask an admin if you need it."
+            )),
+            _ => Ok(()),
+        };
+        check("node", node, &l.nodes)?;
+        check("role", role, &l.roles)?;
+        check("job", job, &l.jobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access() -> Access {
+        let mut limits = BTreeMap::new();
+        limits.insert(
+            "U2".to_string(),
+            UserLimits {
+                nodes: vec!["cpu-*".into()],
+                roles: vec![],
+                jobs: vec!["exp*".into()],
+            },
+        );
+        Access {
+            users: vec!["U1".into(), "U2".into()],
+            groups: vec![],
+            chats: vec!["C1".into()],
+            allow_dms: false,
+            limits,
+        }
+    }
+
+    #[test]
+    fn admits_by_user_chat_and_dm() {
+        let a = access();
+        let cases = [
+            ("U1", "C1", false, false, None),
+            ("U9", "C1", false, false, Some("registered users")),
+            ("U9", "C1", false, true, None),
+            ("U1", "C2", false, false, Some("in this chat")),
+            ("U1", "D1", true, false, Some("direct message")),
+        ];
+        for (user, chat, dm, group, want) in cases {
+            match (a.admits(user, chat, dm, group), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(w)) => assert!(e.contains(w), "{user} {chat}: {e}"),
+                (got, want) => panic!("{user} {chat}: {got:?}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn permits_checks_the_resolved_target() {
+        let a = access();
+        assert!(a.permits("U1", Some("gpu-1"), None, None).is_ok());
+        assert!(a.permits("U2", Some("cpu-3"), None, Some("exp42")).is_ok());
+        assert!(a.permits("U2", Some("gpu-1"), None, Some("exp42")).is_err());
+        assert!(
+            a.permits("U2", Some("cpu-3"), None, Some("training"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_config_must_admit_someone() {
+        let none = Access::default();
+        assert!(none.check_admits_someone(false, "allowed_users").is_err());
+        assert!(none.check_admits_someone(true, "allowed_users").is_ok());
+        assert!(
+            access()
+                .check_admits_someone(false, "allowed_users")
+                .is_ok()
+        );
+        assert_eq!(
+            format!("{:?}", Secret::new("xoxb-1".into())),
+            "Secret(<redacted>)"
+        );
+    }
+}

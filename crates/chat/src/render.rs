@@ -1,0 +1,504 @@
+//! A job's state, output and GPUs as chat text. Pure and platform-neutral:
+//! the front end supplies a [`Markup`] (how to escape text and mention a
+//! user) and its message size limit. Emoji are Unicode, code is fenced
+//! with three backticks: both read the same in Slack and WeCom.
+
+use std::time::Duration;
+
+use proto::{GpuTelemetry, JobInfo, OutStream};
+
+use crate::tail::OutputTail;
+
+/// How a platform writes text.
+pub trait Markup {
+    /// Escapes text that came from users or jobs.
+    fn escape(&self, s: &str) -> String;
+    /// How to name a gateway identity (`slack:T…/U…`) in a message.
+    fn mention(&self, identity: &str) -> String;
+}
+
+/// Lines of output in a running job's message.
+pub const RUNNING_LINES: usize = 10;
+/// Lines of output in a finished job's message.
+pub const FINAL_LINES: usize = 20;
+/// Lines of stderr added to a failed job's message.
+pub const STDERR_LINES: usize = 10;
+
+/// The usage help.
+pub const HELP: &str = "I run jobs on the lab's nodes. Try:\n• `run training on worker-gpu-01`\n• `run python train.py --epochs 3 on worker-gpu-01`\n• `run training (gpu)` · `start experiment exp42`\n• `nodes` · `status` · `status 17` · `logs 17` · `cancel 17` · `approve 17` · `deny 17 because …`";
+
+/// `1m5s`, at least `1s`.
+pub fn duration(d: Duration) -> String {
+    proto::duration::format(Duration::from_secs(d.as_secs().max(1)))
+}
+
+fn took(j: &JobInfo) -> Option<String> {
+    match (j.started_at, j.finished_at) {
+        (Some(s), Some(f)) => Some(duration(Duration::from_secs(f.saturating_sub(s)))),
+        _ => None,
+    }
+}
+
+fn gpus(j: &JobInfo) -> String {
+    match j.gpus {
+        0 => String::new(),
+        1 => ", 1 GPU".into(),
+        n => format!(", {n} GPUs"),
+    }
+}
+
+/// Whether the job ended well.
+pub fn succeeded(j: &JobInfo) -> bool {
+    j.state == "exited" && j.exit_code == Some(0)
+}
+
+/// Whether the job is over.
+pub fn is_final(state: &str) -> bool {
+    !matches!(
+        state,
+        "queued" | "awaiting-approval" | "starting" | "running"
+    )
+}
+
+/// The one-line state of a job.
+pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
+    let cmd = m.escape(&j.argv.join(" "));
+    let node = m.escape(&j.node);
+    let g = gpus(j);
+    match j.state.as_str() {
+        "queued" => format!("⏳ job {} queued for capacity: `{cmd}`", j.id),
+        "awaiting-approval" => format!(
+            "🔒 job {} on {node}{g} awaits approval by {}: `{cmd}`",
+            j.id,
+            j.approvers
+                .iter()
+                .map(|a| m.mention(a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "starting" => format!("▶️ job {} starting on {node}{g}: `{cmd}`", j.id),
+        "running" => format!(
+            "▶️ job {} running on {node}{g} for {}: `{cmd}`",
+            j.id,
+            elapsed.map(duration).unwrap_or_else(|| "-".into())
+        ),
+        "exited" => {
+            let code = j.exit_code.unwrap_or(-1);
+            let mark = if code == 0 { "✅" } else { "❌" };
+            format!(
+                "{mark} job {} on {node}{g} exited with code {code} after {}: `{cmd}`",
+                j.id,
+                took(j).unwrap_or_else(|| "-".into())
+            )
+        }
+        other => format!(
+            "⚠️ job {} {other}{}{}: `{cmd}`",
+            j.id,
+            if j.node.is_empty() {
+                String::new()
+            } else {
+                format!(" on {node}{g}")
+            },
+            j.reason
+                .as_deref()
+                .map(|r| format!(" ({})", m.escape(r)))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// Output lines in a code block, stdout as `out|`, stderr as `err|`.
+fn block(lines: &[(OutStream, String)], m: &dyn Markup) -> String {
+    let body: Vec<String> = lines
+        .iter()
+        .map(|(s, l)| {
+            let mark = if *s == OutStream::Stderr {
+                "err|"
+            } else {
+                "out|"
+            };
+            format!("{mark} {}", m.escape(&l.replace("```", "'''")))
+        })
+        .collect();
+    format!("```\n{}\n```", body.join("\n"))
+}
+
+/// The GPUs a job holds, from the node's last heartbeat.
+pub fn gpu_line(id: u64, gpus: &[GpuTelemetry], m: &dyn Markup) -> Option<String> {
+    let held: Vec<String> = gpus
+        .iter()
+        .filter(|g| g.job == Some(id))
+        .map(|g| {
+            format!(
+                "GPU {} {}: {}% util, {:.1}/{:.1} GiB, {}°C",
+                g.index,
+                m.escape(&g.name),
+                g.util_pct,
+                g.mem_used as f64 / (1u64 << 30) as f64,
+                g.mem_total as f64 / (1u64 << 30) as f64,
+                g.temp_c
+            )
+        })
+        .collect();
+    (!held.is_empty()).then(|| format!("🖥️ {}", held.join(" · ")))
+}
+
+/// Joins parts, dropping output lines (oldest first) until the text fits
+/// in `max_len` bytes; the head always stays (cut if need be).
+fn fit(
+    top: &str,
+    lines: &[(OutStream, String)],
+    bottom: &str,
+    m: &dyn Markup,
+    max_len: usize,
+) -> String {
+    for skip in 0..=lines.len() {
+        let rest = &lines[skip..];
+        let mut text = top.to_string();
+        if !rest.is_empty() {
+            text.push('\n');
+            text.push_str(&block(rest, m));
+        }
+        if !bottom.is_empty() {
+            text.push('\n');
+            text.push_str(bottom);
+        }
+        if text.len() <= max_len {
+            return text;
+        }
+    }
+    let mut end = max_len.min(top.len());
+    while !top.is_char_boundary(end) {
+        end -= 1;
+    }
+    top[..end].to_string()
+}
+
+/// A queued, waiting or running job's message.
+pub fn progress(
+    j: &JobInfo,
+    elapsed: Duration,
+    tail: &OutputTail,
+    gpus: &[GpuTelemetry],
+    m: &dyn Markup,
+    max_len: usize,
+) -> String {
+    let mut top = head(j, Some(elapsed), m);
+    if j.state == "running"
+        && let Some(g) = gpu_line(j.id, gpus, m)
+    {
+        top.push('\n');
+        top.push_str(&g);
+    }
+    let lines = if j.state == "running" {
+        tail.last(RUNNING_LINES)
+    } else {
+        Vec::new()
+    };
+    fit(&top, &lines, "", m, max_len)
+}
+
+/// A finished job's message: state, exit code, duration, node and GPUs,
+/// the last lines of output, and for a failure the tail of stderr.
+/// `more` says the output was longer than shown, to point at the full log.
+pub fn finished(
+    j: &JobInfo,
+    tail: &OutputTail,
+    m: &dyn Markup,
+    max_len: usize,
+    more: bool,
+) -> String {
+    let top = head(j, None, m);
+    let lines = tail.last(FINAL_LINES);
+    let mut bottom = String::new();
+    if !succeeded(j) {
+        let shown: Vec<&String> = lines
+            .iter()
+            .filter(|(s, _)| *s == OutStream::Stderr)
+            .map(|(_, l)| l)
+            .collect();
+        let errs = tail.last_stderr(STDERR_LINES);
+        if errs.iter().any(|e| !shown.contains(&e)) {
+            let errs: Vec<(OutStream, String)> =
+                errs.into_iter().map(|l| (OutStream::Stderr, l)).collect();
+            bottom = format!("stderr ends with:\n{}", block(&errs, m));
+        }
+    }
+    if tail.is_empty() && bottom.is_empty() {
+        bottom = "(no output)".into();
+    }
+    if more {
+        if !bottom.is_empty() {
+            bottom.push('\n');
+        }
+        bottom.push_str(&format!("Full log: `openclaw job logs {}`", j.id));
+    }
+    fit(&top, &lines, &bottom, m, max_len)
+}
+
+/// The approval question, for a front end's buttons or card.
+pub fn approval_question(j: &JobInfo, m: &dyn Markup) -> String {
+    format!(
+        "Job {} wants to run `{}` on {}{}{}{}, for {}. Plan {}. Approve?",
+        j.id,
+        m.escape(&j.argv.join(" ")),
+        m.escape(&j.node),
+        gpus(j),
+        j.cwd
+            .as_deref()
+            .map(|c| format!(" in `{}`", m.escape(c)))
+            .unwrap_or_default(),
+        if j.env.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " with env `{}`",
+                m.escape(
+                    &j.env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            )
+        },
+        m.mention(&j.requester),
+        j.plan_digest
+    )
+}
+
+/// The end of a log, for a chat that cannot take a file: at most
+/// `max_len` bytes, pointing at `openclaw job logs` when cut.
+pub fn snippet(log: &[u8], id: u64, cut_at_start: bool, m: &dyn Markup, max_len: usize) -> String {
+    if log.is_empty() {
+        return format!("job {id} printed nothing.");
+    }
+    let text = String::from_utf8_lossy(log);
+    let room = max_len.saturating_sub(200);
+    let mut start = text.len().saturating_sub(room);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let note = if start > 0 || cut_at_start {
+        format!("The end of job {id}'s log (all of it: `openclaw job logs {id}`):")
+    } else {
+        format!("Log of job {id}:")
+    };
+    format!(
+        "{note}\n```\n{}\n```",
+        m.escape(&text[start..].replace("```", "'''"))
+    )
+}
+
+/// A node list.
+pub fn nodes(nodes: &[proto::NodeInfo], m: &dyn Markup) -> String {
+    if nodes.is_empty() {
+        return "No nodes are enrolled yet.".into();
+    }
+    nodes
+        .iter()
+        .map(|n| {
+            let gpus = n
+                .telemetry
+                .as_ref()
+                .map(|t| t.gpus.len())
+                .filter(|g| *g > 0)
+                .map(|g| format!(" {g} GPU{}", if g == 1 { "" } else { "s" }))
+                .unwrap_or_default();
+            m.escape(&format!(
+                "• {} {} {}{gpus} {}",
+                n.name,
+                n.connection,
+                n.health,
+                n.labels.join(",")
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A job list, one line each.
+pub fn jobs(jobs: &[JobInfo], m: &dyn Markup) -> String {
+    if jobs.is_empty() {
+        return "No jobs yet.".into();
+    }
+    jobs.iter()
+        .map(|j| head(j, None, m))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Plain;
+    impl Markup for Plain {
+        fn escape(&self, s: &str) -> String {
+            s.replace('<', "&lt;")
+        }
+        fn mention(&self, identity: &str) -> String {
+            format!("@{}", identity.rsplit('/').next().unwrap_or(identity))
+        }
+    }
+
+    fn job(state: &str, code: Option<i32>) -> JobInfo {
+        JobInfo {
+            id: 7,
+            state: state.into(),
+            node: "worker-gpu-01".into(),
+            argv: vec!["sh".into(), "-c".into(), "train <x>".into()],
+            cwd: None,
+            env: vec![],
+            run_as: None,
+            requester: "slack:T1/U1".into(),
+            named_job: Some("training".into()),
+            role: None,
+            gpus: 1,
+            approvers: vec!["slack:T1/U9".into()],
+            approved_by: None,
+            plan_digest: "abc".into(),
+            created_at: 100,
+            started_at: Some(100),
+            finished_at: Some(165),
+            exit_code: code,
+            reason: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
+            processes_killed: 0,
+        }
+    }
+
+    fn tail(lines: &[(&str, OutStream)]) -> OutputTail {
+        let mut t = OutputTail::new(10_000);
+        for (l, s) in lines {
+            t.push(*s, format!("{l}\n").as_bytes());
+        }
+        t
+    }
+
+    #[test]
+    fn the_final_message_carries_result_and_marked_output() {
+        let t = tail(&[
+            ("epoch 1", OutStream::Stdout),
+            ("warn", OutStream::Stderr),
+            ("done", OutStream::Stdout),
+        ]);
+        let text = finished(&job("exited", Some(0)), &t, &Plain, 3000, false);
+        assert!(
+            text.starts_with("✅ job 7 on worker-gpu-01, 1 GPU exited with code 0 after 1m5s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("out| epoch 1\nerr| warn\nout| done"),
+            "{text}"
+        );
+        assert!(text.contains("train &lt;x>"), "escaped: {text}");
+        assert!(!text.contains("stderr ends with"), "{text}");
+    }
+
+    #[test]
+    fn a_failure_shows_the_tail_of_stderr_even_past_the_shown_lines() {
+        let mut lines = vec![("Traceback: boom", OutStream::Stderr)];
+        let noise: Vec<String> = (0..40).map(|i| format!("step {i}")).collect();
+        for n in &noise {
+            lines.push((n.as_str(), OutStream::Stdout));
+        }
+        let t = tail(&lines);
+        let text = finished(&job("exited", Some(3)), &t, &Plain, 3000, true);
+        assert!(text.starts_with("❌ job 7"), "{text}");
+        assert!(
+            text.contains("stderr ends with:\n```\nerr| Traceback: boom"),
+            "{text}"
+        );
+        assert!(text.contains("out| step 39"), "{text}");
+        assert!(text.ends_with("Full log: `openclaw job logs 7`"), "{text}");
+    }
+
+    #[test]
+    fn messages_fit_the_limit_by_dropping_the_oldest_lines() {
+        let noise: Vec<String> = (0..50)
+            .map(|i| format!("{i:03} {}", "x".repeat(100)))
+            .collect();
+        let lines: Vec<(&str, OutStream)> = noise
+            .iter()
+            .map(|n| (n.as_str(), OutStream::Stdout))
+            .collect();
+        let t = tail(&lines);
+        for max in [200, 800, 3000] {
+            let text = finished(&job("exited", Some(0)), &t, &Plain, max, false);
+            assert!(text.len() <= max, "{max}: {}", text.len());
+            assert!(text.starts_with("✅ job 7"));
+        }
+        let text = finished(&job("exited", Some(0)), &t, &Plain, 800, false);
+        assert!(text.contains("049 x") && !text.contains("030 x"), "{text}");
+    }
+
+    #[test]
+    fn a_running_message_shows_elapsed_lines_and_the_jobs_gpus() {
+        let t = tail(&[("epoch 1", OutStream::Stdout)]);
+        let gpus = vec![
+            GpuTelemetry {
+                index: 0,
+                name: "H200".into(),
+                mem_used: 8 << 30,
+                mem_total: 140 << 30,
+                util_pct: 87,
+                temp_c: 61,
+                job: Some(7),
+                ..Default::default()
+            },
+            GpuTelemetry {
+                index: 1,
+                name: "H200".into(),
+                job: Some(8),
+                ..Default::default()
+            },
+        ];
+        let text = progress(
+            &job("running", None),
+            Duration::from_secs(75),
+            &t,
+            &gpus,
+            &Plain,
+            3000,
+        );
+        assert!(
+            text.contains("running on worker-gpu-01, 1 GPU for 1m15s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("GPU 0 H200: 87% util, 8.0/140.0 GiB, 61°C") && !text.contains("GPU 1"),
+            "{text}"
+        );
+        assert!(text.contains("out| epoch 1"), "{text}");
+        let text = progress(
+            &job("awaiting-approval", None),
+            Duration::from_secs(5),
+            &t,
+            &gpus,
+            &Plain,
+            3000,
+        );
+        assert!(
+            text.contains("awaits approval by @U9") && !text.contains("epoch"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn snippets_keep_the_end_and_point_at_the_full_log() {
+        let log = format!("{}END", "a".repeat(10_000));
+        let s = snippet(log.as_bytes(), 3, false, &Plain, 1000);
+        assert!(
+            s.len() <= 1000 && s.contains("END") && s.contains("openclaw job logs 3"),
+            "{s}"
+        );
+        assert_eq!(
+            snippet(b"", 3, false, &Plain, 1000),
+            "job 3 printed nothing."
+        );
+        assert!(snippet(b"hi", 3, false, &Plain, 1000).starts_with("Log of job 3:"));
+    }
+}

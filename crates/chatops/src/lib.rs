@@ -1,0 +1,535 @@
+//! The chat core's engine, shared by every front end (moltbot for Slack,
+//! the WeCom bot). A front end is an adapter: it turns its platform's
+//! events into [`Origin`]s with plain text and hands them to an
+//! [`Engine`]; the engine checks access, records the request in the
+//! gateway's audit log, parses it (`chat`), calls the gateway (`client`),
+//! and speaks back through the adapter's [`Surface`]: replies, one live
+//! message per job (edited at most once per [`EDIT_EVERY`]), approval
+//! buttons, and the full log as a file.
+//!
+//! Architecture invariant: no platform's types or JSON here. Following a
+//! job and resuming after a reconnect is `client::follow_job`, the same
+//! code `openclaw run` uses.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chat::render::{self, Markup};
+use chat::{Access, Intent, OutputTail, Seen, What};
+use client::{ClientError, FollowOptions, Followed, Gateway, Start};
+use proto::{GpuTelemetry, JobInfo, JobSpec, Request, Response};
+use tokio::sync::Notify;
+
+/// Least time between two edits of one live message.
+pub const EDIT_EVERY: Duration = Duration::from_secs(1);
+/// Output kept for a job's live and final message.
+const TAIL_BYTES: usize = 8 * 1024;
+/// Output longer than this is also sent in full (a file, or a snippet).
+pub const ATTACH_OVER: u64 = 2000;
+/// Largest log read for a file upload.
+pub const ATTACH_MAX: usize = 16 << 20;
+/// How often a running GPU job's message refreshes its GPUs.
+const GPU_EVERY: Duration = Duration::from_secs(2);
+/// How long a platform event id is remembered (longer than any retry).
+pub const SEEN_FOR: Duration = Duration::from_secs(3600);
+/// Most event ids remembered at once.
+pub const SEEN_MAX: usize = 20_000;
+
+/// Where a request came from, as the adapter saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The platform's user id (`U024BE7LH`, a WeCom userid).
+    pub user: String,
+    /// The chat: a channel, group chat or one-to-one chat id.
+    pub chat: String,
+    /// Whether this is a one-to-one chat with the bot.
+    pub dm: bool,
+    /// The platform's event id (Slack `event_id`, WeCom `msgid`); empty
+    /// when there is none.
+    pub event: String,
+    /// The adapter's own handle for answering (a thread ts, a req_id).
+    pub reply: String,
+}
+
+/// What a change to a live message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// More output, elapsed time or GPU figures.
+    Progress,
+    /// The job changed state.
+    State,
+    /// The job ended; the last edit.
+    Final,
+}
+
+/// An approver's decision on a button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Run the job.
+    Approve,
+    /// Do not.
+    Deny,
+}
+
+/// A chat platform, as the engine needs it. Implemented by each front end.
+pub trait Surface: Send + Sync + 'static {
+    /// A job's live message.
+    type Live: Send;
+    /// How this platform escapes text and mentions users.
+    fn markup(&self) -> &(dyn Markup + Sync);
+    /// Largest message, in bytes.
+    fn max_len(&self) -> usize;
+    /// Answers a request where it was made.
+    fn reply(&self, to: &Origin, text: &str) -> impl Future<Output = ()> + Send;
+    /// Tells only the user (ephemeral where the platform can).
+    fn notice(&self, to: &Origin, text: &str) -> impl Future<Output = ()> + Send;
+    /// Posts a job's live message.
+    fn open_live(&self, to: &Origin, text: &str)
+    -> impl Future<Output = Option<Self::Live>> + Send;
+    /// Replaces a live message's text.
+    fn edit_live(
+        &self,
+        live: &mut Self::Live,
+        text: &str,
+        change: Change,
+    ) -> impl Future<Output = ()> + Send;
+    /// Shows approve/deny buttons for a job that awaits approval.
+    fn ask_approval(&self, to: &Origin, job: &JobInfo) -> impl Future<Output = ()> + Send;
+    /// Sends a job's full log as a file; `Err` says why it could not
+    /// (no permission, not supported), and the engine sends a snippet.
+    fn attach_log(
+        &self,
+        to: &Origin,
+        job: &JobInfo,
+        log: &[u8],
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Whether `user` is in one of the allowed groups (asked each time).
+    fn in_group(&self, user: &str) -> impl Future<Output = bool> + Send;
+}
+
+/// The engine behind one bot.
+pub struct Engine<S: Surface> {
+    surface: S,
+    gateway: Gateway,
+    access: Access,
+    /// The bot's chat namespace on the gateway (`slack:T0LAB`, `wecom:CORP`).
+    namespace: String,
+    seen: Mutex<Seen>,
+    /// How long a follower keeps trying to reach a gateway that went away.
+    reconnect_for: Duration,
+}
+
+/// What happened to a followed job, shared between the follower task and
+/// the message loop.
+struct Watch {
+    info: Option<JobInfo>,
+    tail: OutputTail,
+    /// Set by a state change; cleared when the message shows it.
+    changed: bool,
+    note: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl<S: Surface> Engine<S> {
+    /// An engine for `surface`, calling the gateway as a bot of `namespace`.
+    pub fn new(surface: S, gateway: Gateway, access: Access, namespace: String) -> Engine<S> {
+        Engine {
+            surface,
+            gateway,
+            access,
+            namespace,
+            seen: Mutex::new(Seen::new(SEEN_FOR, SEEN_MAX)),
+            reconnect_for: Duration::from_secs(120),
+        }
+    }
+
+    /// The adapter.
+    pub fn surface(&self) -> &S {
+        &self.surface
+    }
+
+    /// The gateway identity of a platform user: `namespace/user`.
+    pub fn identity(&self, user: &str) -> String {
+        format!("{}/{user}", self.namespace)
+    }
+
+    /// Whether this event id was handled already; remembers it otherwise.
+    pub fn seen_before(&self, id: &str) -> bool {
+        !id.is_empty() && lock(&self.seen).check(id, Instant::now())
+    }
+
+    async fn admitted(&self, o: &Origin) -> Result<(), String> {
+        let in_group = self.access.needs_groups(&o.user) && self.surface.in_group(&o.user).await;
+        self.access.admits(&o.user, &o.chat, o.dm, in_group)
+    }
+
+    /// Handles one message (plain text, platform markup removed).
+    pub async fn message(self: Arc<Self>, o: Origin, text: String) {
+        if self.seen_before(&o.event) {
+            tracing::info!(event = %o.event, "ignoring a redelivered message");
+            return;
+        }
+        if let Err(why) = self.admitted(&o).await {
+            return self.surface.reply(&o, &why).await;
+        }
+        let _ = self
+            .gateway
+            .call(Request::ChatAudit {
+                user: self.identity(&o.user),
+                channel: o.chat.clone(),
+                thread: o.reply.clone(),
+                text: text.chars().take(500).collect(),
+            })
+            .await;
+        let reply = self.answer(&o, &text).await;
+        if let Some(r) = reply {
+            self.surface.reply(&o, &r).await;
+        }
+    }
+
+    /// The answer to a message; `None` when a job's live message answers.
+    async fn answer(self: &Arc<Self>, o: &Origin, text: &str) -> Option<String> {
+        let ctx = match self.gateway.call(Request::ChatContext).await {
+            Ok(Response::ChatContext { nodes, jobs, roles }) => chat::Context {
+                nodes,
+                jobs,
+                roles,
+                interpreters: chat::Context::default_interpreters(),
+            },
+            Ok(r) => return Some(format!("unexpected reply {r:?}")),
+            Err(e) => {
+                return Some(format!(
+                    "I can't reach the gateway right now ({e}); try again in a moment."
+                ));
+            }
+        };
+        let m = self.surface.markup();
+        let who = Some(self.identity(&o.user));
+        let done = |r: Result<Response, ClientError>| match r {
+            Ok(Response::Done { message }) => m.escape(&message),
+            Ok(r) => format!("unexpected reply {r:?}"),
+            Err(ClientError::Api(e)) => m.escape(&e.message),
+            Err(e) => format!("I can't reach the gateway right now ({e})."),
+        };
+        let call = |req| self.gateway.call(req);
+        Some(match chat::parse(text, &ctx) {
+            Intent::Help => render::HELP.to_string(),
+            Intent::Clarify(q) => m.escape(&q),
+            Intent::Nodes => match call(Request::NodeList).await {
+                Ok(Response::Nodes(nodes)) => render::nodes(&nodes, m),
+                r => done(r),
+            },
+            Intent::Status(None) => match call(Request::JobList {
+                limit: 10,
+                before: None,
+                on_behalf_of: who,
+            })
+            .await
+            {
+                Ok(Response::Jobs(jobs)) => render::jobs(&jobs, m),
+                r => done(r),
+            },
+            Intent::Status(Some(id)) => match call(Request::JobShow {
+                id,
+                on_behalf_of: who,
+            })
+            .await
+            {
+                Ok(Response::Job(j)) => render::head(&j, None, m),
+                r => done(r),
+            },
+            Intent::Logs(id) => match client::job_log(&self.gateway, id, who, ATTACH_MAX).await {
+                Ok((log, _)) => {
+                    let start = log.len().saturating_sub(self.surface.max_len());
+                    render::snippet(&log[start..], id, start > 0, m, self.surface.max_len())
+                }
+                Err(ClientError::Api(e)) => m.escape(&e.message),
+                Err(e) => format!("I can't reach the gateway right now ({e})."),
+            },
+            Intent::Cancel(id) => done(
+                call(Request::JobCancel {
+                    id,
+                    on_behalf_of: who,
+                })
+                .await,
+            ),
+            Intent::Approve(id) => done(
+                call(Request::JobApprove {
+                    id,
+                    plan_digest: None,
+                    on_behalf_of: who,
+                })
+                .await,
+            ),
+            Intent::Deny(id, reason) => done(
+                call(Request::JobDeny {
+                    id,
+                    reason,
+                    on_behalf_of: who,
+                })
+                .await,
+            ),
+            Intent::Run { what, node, role } => {
+                let mut spec = JobSpec {
+                    node,
+                    role,
+                    on_behalf_of: who,
+                    ..Default::default()
+                };
+                match what {
+                    What::Job(j) => spec.job = Some(j),
+                    What::Argv(a) => spec.argv = a,
+                    What::Shell(l) => {
+                        spec.argv = vec![l];
+                        spec.shell = true;
+                    }
+                }
+                // Even a bot restart between receipt and ack cannot start a
+                // second job: the gateway keeps the key a day, per bot.
+                if !o.event.is_empty() {
+                    spec.idempotency_key = Some(o.event.clone());
+                }
+                // Limits apply to the resolved plan (a named job's node or
+                // role), not to the words typed: ask the gateway first.
+                match call(Request::JobPreview(spec.clone())).await {
+                    Ok(Response::Preview {
+                        node,
+                        role,
+                        named_job,
+                        ..
+                    }) => match self.access.permits(
+                        &o.user,
+                        Some(node.as_str()),
+                        role.as_deref(),
+                        named_job.as_deref(),
+                    ) {
+                        Err(why) => m.escape(&why),
+                        Ok(()) => {
+                            self.clone().run(o.clone(), spec).await;
+                            return None;
+                        }
+                    },
+                    r => done(r),
+                }
+            }
+        })
+    }
+
+    /// Handles a button click: the same allowlists as messages, then the
+    /// gateway checks the clicking user as an approver.
+    pub async fn click(self: Arc<Self>, o: Origin, decision: Decision, id: u64) {
+        if self.seen_before(&o.event) {
+            tracing::info!(event = %o.event, "ignoring a redelivered click");
+            return;
+        }
+        if let Err(why) = self.admitted(&o).await {
+            return self.surface.notice(&o, &why).await;
+        }
+        let on_behalf_of = Some(self.identity(&o.user));
+        let req = match decision {
+            Decision::Approve => Request::JobApprove {
+                id,
+                plan_digest: None,
+                on_behalf_of,
+            },
+            Decision::Deny => Request::JobDeny {
+                id,
+                reason: None,
+                on_behalf_of,
+            },
+        };
+        let m = self.surface.markup();
+        let text = match self.gateway.call(req).await {
+            Ok(Response::Done { message }) => m.escape(&message),
+            Ok(r) => format!("unexpected reply {r:?}"),
+            Err(ClientError::Api(e)) if e.code == proto::ErrorCode::PermissionDenied => {
+                format!("Not allowed: {}", m.escape(&e.message))
+            }
+            Err(ClientError::Api(e)) => m.escape(&e.message),
+            Err(e) => format!("I can't reach the gateway right now ({e})."),
+        };
+        self.surface.notice(&o, &text).await;
+    }
+
+    /// Runs a job and keeps its live message current until it ends.
+    async fn run(self: Arc<Self>, o: Origin, spec: JobSpec) {
+        let m = self.surface.markup();
+        let max = self.surface.max_len();
+        let Some(mut live) = self.surface.open_live(&o, "Starting…").await else {
+            return;
+        };
+        let opened = async {
+            let c = self.gateway.get().await?;
+            let r = c.open(Request::JobRun(spec.clone())).await?;
+            Ok::<_, ClientError>((c, r))
+        }
+        .await;
+        let (c, r) = match opened {
+            Ok(cr) => cr,
+            Err(e) => {
+                let text = format!("I can't reach the gateway ({e}).");
+                return self
+                    .surface
+                    .edit_live(&mut live, &text, Change::Final)
+                    .await;
+            }
+        };
+        let watch = Arc::new(Mutex::new(Watch {
+            info: None,
+            tail: OutputTail::new(TAIL_BYTES),
+            changed: false,
+            note: None,
+        }));
+        let wake = Arc::new(Notify::new());
+        let (w, n, me) = (watch.clone(), wake.clone(), self.clone());
+        let opts = FollowOptions {
+            on_behalf_of: spec.on_behalf_of.clone(),
+            reconnect_for: self.reconnect_for,
+            ..Default::default()
+        };
+        let mut follower = tokio::spawn(async move {
+            client::follow_job(&me.gateway, Start::Run(c, r), &opts, |f| {
+                let mut w = lock(&w);
+                match f {
+                    Followed::State(j) => {
+                        w.info = Some(j.clone());
+                        w.changed = true;
+                        w.note = None;
+                        n.notify_one();
+                    }
+                    Followed::Output(s, data) => w.tail.push(s, data),
+                    Followed::Reconnecting(_) => {
+                        w.note = Some("(lost the gateway; reconnecting…)".into());
+                    }
+                    Followed::Resumed(_) => w.note = None,
+                }
+            })
+            .await
+        });
+        let started = Instant::now();
+        let mut asked = false;
+        let mut last_edit: Option<Instant> = None;
+        let mut shown = String::new();
+        let mut gpus: Vec<GpuTelemetry> = Vec::new();
+        let mut gpus_at: Option<Instant> = None;
+        // Checked four times per allowed edit, so a deferred change goes
+        // out within a quarter second of its turn.
+        let mut tick = tokio::time::interval(EDIT_EVERY / 4);
+        let end = loop {
+            tokio::select! {
+                r = &mut follower => break r,
+                () = wake.notified() => {}
+                _ = tick.tick() => {}
+            }
+            let (info, changed, text) = {
+                let mut w = lock(&watch);
+                let changed = std::mem::take(&mut w.changed);
+                let Some(j) = w.info.clone() else { continue };
+                let mut text = render::progress(&j, started.elapsed(), &w.tail, &gpus, m, max);
+                if let Some(n) = &w.note {
+                    text = format!("{text}\n{n}");
+                }
+                (j, changed, text)
+            };
+            if info.state == "awaiting-approval" && !asked {
+                asked = true;
+                self.surface.ask_approval(&o, &info).await;
+            }
+            if info.state == "running"
+                && info.gpus > 0
+                && gpus_at.is_none_or(|t| t.elapsed() >= GPU_EVERY)
+            {
+                gpus_at = Some(Instant::now());
+                if let Ok(Response::Node(n)) = self
+                    .gateway
+                    .call(Request::NodeShow {
+                        name: info.node.clone(),
+                    })
+                    .await
+                {
+                    gpus = n.telemetry.map(|t| t.gpus).unwrap_or_default();
+                }
+            }
+            // At most one edit a second; a state change waits for its turn.
+            if text != shown && last_edit.is_none_or(|t| t.elapsed() >= EDIT_EVERY) {
+                let change = if changed {
+                    Change::State
+                } else {
+                    Change::Progress
+                };
+                self.surface.edit_live(&mut live, &text, change).await;
+                last_edit = Some(Instant::now());
+                shown = text;
+            } else if changed {
+                lock(&watch).changed = true;
+            }
+        };
+        if let Some(t) = last_edit {
+            let since = t.elapsed();
+            if since < EDIT_EVERY {
+                tokio::time::sleep(EDIT_EVERY - since).await;
+            }
+        }
+        let ended = match end {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "the job follower failed");
+                return;
+            }
+        };
+        match ended {
+            Ok(j) => self.finish(&o, &mut live, &j, &watch).await,
+            Err(e) => {
+                let text = m.escape(&e.to_string());
+                self.surface
+                    .edit_live(&mut live, &text, Change::Final)
+                    .await;
+            }
+        }
+    }
+
+    /// The final message, then the full log for long output.
+    async fn finish(&self, o: &Origin, live: &mut S::Live, j: &JobInfo, watch: &Mutex<Watch>) {
+        let m = self.surface.markup();
+        let total = j.stdout_bytes + j.stderr_bytes;
+        let long = total > ATTACH_OVER;
+        let text = render::finished(j, &lock(watch).tail, m, self.surface.max_len(), long);
+        self.surface.edit_live(live, &text, Change::Final).await;
+        if !long {
+            return;
+        }
+        let who = Some(self.identity(&o.user));
+        let (log, cut) = match client::job_log(&self.gateway, j.id, who, ATTACH_MAX).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(job = j.id, error = %e, "cannot read a job's log for chat");
+                return;
+            }
+        };
+        let why = if cut {
+            format!("the log is over {} MiB", ATTACH_MAX >> 20)
+        } else {
+            match self.surface.attach_log(o, j, &log).await {
+                Ok(()) => return,
+                Err(why) => why,
+            }
+        };
+        tracing::info!(job = j.id, %why, "sending a snippet instead of the full log");
+        let start = log.len().saturating_sub(self.surface.max_len());
+        let text = render::snippet(
+            &log[start..],
+            j.id,
+            cut || start > 0,
+            m,
+            self.surface.max_len(),
+        );
+        self.surface.reply(o, &text).await;
+    }
+}

@@ -1,0 +1,265 @@
+//! Following a job to its end, and resuming after the gateway goes away.
+//!
+//! This is the one implementation of "follow job N": `openclaw run`,
+//! `openclaw job logs --follow` and every chat front end call
+//! [`follow_job`]. Output is counted per stream as it is handed to the
+//! caller; when the stream breaks (a gateway restart, a dropped
+//! connection) the follower reconnects through [`Gateway`] and re-attaches
+//! at exactly those offsets, so nothing is lost or repeated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh::Home;
+use proto::{ApiError, JobEvent, JobInfo, OutStream, Request};
+use tokio::sync::Mutex;
+
+use crate::{Client, ClientError};
+
+/// A gateway connection that is re-established when it drops: one per
+/// process, shared by every call and follower.
+pub struct Gateway {
+    home: Home,
+    client: Mutex<Option<Arc<Client>>>,
+}
+
+impl Gateway {
+    /// A gateway reached with the credential in `home`; connects on first use.
+    pub fn new(home: Home) -> Gateway {
+        Gateway {
+            home,
+            client: Mutex::new(None),
+        }
+    }
+
+    /// A gateway whose first connection is already open.
+    pub fn with_client(home: Home, client: Arc<Client>) -> Gateway {
+        Gateway {
+            home,
+            client: Mutex::new(Some(client)),
+        }
+    }
+
+    /// The open connection, or a new one when there is none or it closed.
+    pub async fn get(&self) -> Result<Arc<Client>, ClientError> {
+        let mut g = self.client.lock().await;
+        if let Some(c) = g
+            .as_ref()
+            .filter(|c| c.connection().close_reason().is_none())
+        {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(Client::connect(&self.home).await?);
+        *g = Some(c.clone());
+        Ok(c)
+    }
+
+    /// One call over the current connection.
+    pub async fn call(&self, req: Request) -> Result<proto::Response, ClientError> {
+        self.get().await?.call(req).await
+    }
+}
+
+/// What a follower hands its caller, in order.
+#[derive(Debug)]
+pub enum Followed<'a> {
+    /// The job was accepted, or changed state (not its end).
+    State(&'a JobInfo),
+    /// Output, exactly once per byte.
+    Output(OutStream, &'a [u8]),
+    /// The gateway went away; the follower is reconnecting.
+    Reconnecting(&'a str),
+    /// Re-attached at these stdout and stderr offsets.
+    Resumed([u64; 2]),
+}
+
+/// Following ended without the job's end.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The gateway refused (unknown job, not yours, refused by policy).
+    #[error("{}", .0.message)]
+    Api(ApiError),
+    /// The gateway stayed unreachable for the whole reconnect window.
+    #[error(
+        "lost the gateway while following job {id} and could not reconnect ({why}); the job may still be running: resume with 'openclaw job logs {id} --follow'"
+    )]
+    Lost {
+        /// The job.
+        id: u64,
+        /// The last reason.
+        why: String,
+    },
+    /// The stream broke before the job had an id (a `JobRun` not yet accepted).
+    #[error(
+        "lost the gateway before the job was accepted ({0}); check 'openclaw job list' before retrying"
+    )]
+    NotAccepted(String),
+}
+
+/// How to follow.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// Whose job, for a bot acting for a chat user.
+    pub on_behalf_of: Option<String>,
+    /// How long to keep trying to reach a gateway that went away.
+    pub reconnect_for: Duration,
+    /// Pause between reconnect attempts.
+    pub retry_every: Duration,
+}
+
+impl Default for FollowOptions {
+    fn default() -> Self {
+        FollowOptions {
+            on_behalf_of: None,
+            reconnect_for: Duration::from_secs(120),
+            retry_every: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Where to start following.
+pub enum Start {
+    /// A `JobRun` stream already opened on `client`; the job's id comes
+    /// with its `Accepted` event.
+    Run(Arc<Client>, quinn::RecvStream),
+    /// A stream of job `.0` already opened on `.1` (its `Accepted` read).
+    Stream(u64, Arc<Client>, quinn::RecvStream),
+    /// Attach to an existing job from its first byte.
+    Attach(u64),
+}
+
+/// Follows a job to its end, handing state changes and output to `sink`,
+/// and returns the job as it ended. Reconnects and resumes (see the module
+/// docs) for up to `opts.reconnect_for`.
+pub async fn follow_job(
+    gw: &Gateway,
+    start: Start,
+    opts: &FollowOptions,
+    mut sink: impl FnMut(Followed<'_>),
+) -> Result<JobInfo, FollowError> {
+    let mut offsets = [0u64; 2];
+    let (mut id, mut current) = match start {
+        Start::Run(c, r) => (None, Some((c, r))),
+        Start::Stream(id, c, r) => (Some(id), Some((c, r))),
+        Start::Attach(id) => (Some(id), None),
+    };
+    loop {
+        let (client, mut stream) = match current.take() {
+            Some(cs) => cs,
+            None => {
+                let Some(job) = id else {
+                    return Err(FollowError::NotAccepted("no job id yet".into()));
+                };
+                attach(gw, job, offsets, opts).await?
+            }
+        };
+        let lost = loop {
+            let event = client
+                .next_event_streaming(&mut stream, |s, data| {
+                    offsets[usize::from(s == OutStream::Stderr)] += data.len() as u64;
+                    sink(Followed::Output(s, data));
+                })
+                .await;
+            match event {
+                Ok(Some(JobEvent::End(info))) => return Ok(info),
+                Ok(Some(JobEvent::Error(e))) => return Err(FollowError::Api(e)),
+                Ok(Some(JobEvent::Accepted(info) | JobEvent::State(info))) => {
+                    id = Some(info.id);
+                    sink(Followed::State(&info));
+                }
+                Ok(Some(JobEvent::Output { stream: s, data })) => {
+                    offsets[usize::from(s == OutStream::Stderr)] += data.len() as u64;
+                    sink(Followed::Output(s, &data));
+                }
+                Ok(None) => break "the gateway ended the stream".to_string(),
+                Err(e) => break e.to_string(),
+            }
+        };
+        if id.is_none() {
+            return Err(FollowError::NotAccepted(lost));
+        }
+        sink(Followed::Reconnecting(&lost));
+        // The next turn of the loop re-attaches at `offsets`.
+        let Some(job) = id else {
+            return Err(FollowError::NotAccepted(lost));
+        };
+        current = Some(attach(gw, job, offsets, opts).await?);
+        sink(Followed::Resumed(offsets));
+    }
+}
+
+/// Attaches to job `id` at `offsets`, retrying while the gateway is away.
+async fn attach(
+    gw: &Gateway,
+    id: u64,
+    offsets: [u64; 2],
+    opts: &FollowOptions,
+) -> Result<(Arc<Client>, quinn::RecvStream), FollowError> {
+    let deadline = Instant::now() + opts.reconnect_for;
+    loop {
+        let tried = async {
+            let c = gw.get().await?;
+            let r = c
+                .open(Request::JobAttach {
+                    id,
+                    follow: true,
+                    stdout_from: offsets[0],
+                    stderr_from: offsets[1],
+                    on_behalf_of: opts.on_behalf_of.clone(),
+                })
+                .await?;
+            Ok::<_, ClientError>((c, r))
+        }
+        .await;
+        match tried {
+            Ok(cr) => return Ok(cr),
+            Err(ClientError::Api(e)) => return Err(FollowError::Api(e)),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(FollowError::Lost {
+                    id,
+                    why: e.to_string(),
+                });
+            }
+            Err(e) => {
+                tracing::debug!(job = id, error = %e, "re-attach failed; retrying");
+                tokio::time::sleep(opts.retry_every).await;
+            }
+        }
+    }
+}
+
+/// A job's whole stored output so far (both streams, in arrival order),
+/// at most `max` bytes from its start; the flag says whether it was cut.
+pub async fn job_log(
+    gw: &Gateway,
+    id: u64,
+    on_behalf_of: Option<String>,
+    max: usize,
+) -> Result<(Vec<u8>, bool), ClientError> {
+    let client = gw.get().await?;
+    let mut recv = client
+        .open(Request::JobAttach {
+            id,
+            follow: false,
+            stdout_from: 0,
+            stderr_from: 0,
+            on_behalf_of,
+        })
+        .await?;
+    let mut out = Vec::new();
+    let mut cut = false;
+    loop {
+        let ev = client
+            .next_event_streaming(&mut recv, |_, data| {
+                let room = max.saturating_sub(out.len());
+                cut |= data.len() > room;
+                out.extend_from_slice(&data[..data.len().min(room)]);
+            })
+            .await?;
+        match ev {
+            Some(JobEvent::Error(e)) => return Err(ClientError::Api(e)),
+            Some(JobEvent::End(_)) | None => return Ok((out, cut)),
+            Some(_) => {}
+        }
+    }
+}
