@@ -161,7 +161,7 @@ impl<S: Surface> Engine<S> {
     }
 
     /// Whether this event id was handled already; remembers it otherwise.
-    pub fn seen_before(&self, id: &str) -> bool {
+    fn seen_before(&self, id: &str) -> bool {
         !id.is_empty() && lock(&self.seen).check(id, Instant::now())
     }
 
@@ -170,12 +170,27 @@ impl<S: Surface> Engine<S> {
         self.access.admits(&o.user, &o.chat, o.dm, in_group)
     }
 
-    /// Handles one message (plain text, platform markup removed).
-    pub async fn message(self: Arc<Self>, o: Origin, text: String) {
+    /// Takes one message (plain text, platform markup removed): a
+    /// redelivered event is dropped here, in arrival order, and the first
+    /// delivery is handled in a task of its own.
+    pub fn on_message(self: &Arc<Self>, o: Origin, text: String) {
         if self.seen_before(&o.event) {
             tracing::info!(event = %o.event, "ignoring a redelivered message");
             return;
         }
+        tokio::spawn(self.clone().message(o, text));
+    }
+
+    /// Takes one button click, like [`Engine::on_message`].
+    pub fn on_click(self: &Arc<Self>, o: Origin, decision: Decision, id: u64) {
+        if self.seen_before(&o.event) {
+            tracing::info!(event = %o.event, "ignoring a redelivered click");
+            return;
+        }
+        tokio::spawn(self.clone().click(o, decision, id));
+    }
+
+    async fn message(self: Arc<Self>, o: Origin, text: String) {
         if let Err(why) = self.admitted(&o).await {
             return self.surface.reply(&o, &why).await;
         }
@@ -322,13 +337,9 @@ impl<S: Surface> Engine<S> {
         })
     }
 
-    /// Handles a button click: the same allowlists as messages, then the
-    /// gateway checks the clicking user as an approver.
-    pub async fn click(self: Arc<Self>, o: Origin, decision: Decision, id: u64) {
-        if self.seen_before(&o.event) {
-            tracing::info!(event = %o.event, "ignoring a redelivered click");
-            return;
-        }
+    /// A button click: the same allowlists as messages, then the gateway
+    /// checks the clicking user as an approver.
+    async fn click(self: Arc<Self>, o: Origin, decision: Decision, id: u64) {
         if let Err(why) = self.admitted(&o).await {
             return self.surface.notice(&o, &why).await;
         }
@@ -405,10 +416,10 @@ impl<S: Surface> Engine<S> {
                         n.notify_one();
                     }
                     Followed::Output(s, data) => w.tail.push(s, data),
-                    Followed::Reconnecting(_) => {
+                    Followed::Reconnecting { .. } => {
                         w.note = Some("(lost the gateway; reconnecting…)".into());
                     }
-                    Followed::Resumed(_) => w.note = None,
+                    Followed::Resumed { .. } => w.note = None,
                 }
             })
             .await

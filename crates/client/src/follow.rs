@@ -68,9 +68,19 @@ pub enum Followed<'a> {
     /// Output, exactly once per byte.
     Output(OutStream, &'a [u8]),
     /// The gateway went away; the follower is reconnecting.
-    Reconnecting(&'a str),
+    Reconnecting {
+        /// The job.
+        id: u64,
+        /// What happened.
+        why: &'a str,
+    },
     /// Re-attached at these stdout and stderr offsets.
-    Resumed([u64; 2]),
+    Resumed {
+        /// The job.
+        id: u64,
+        /// Bytes of stdout and stderr already handed over.
+        offsets: [u64; 2],
+    },
 }
 
 /// Following ended without the job's end.
@@ -89,6 +99,9 @@ pub enum FollowError {
         /// The last reason.
         why: String,
     },
+    /// The gateway refused this credential (revoked, expired): no retry.
+    #[error("{0}")]
+    Refused(String),
     /// The stream broke before the job had an id (a `JobRun` not yet accepted).
     #[error(
         "lost the gateway before the job was accepted ({0}); check 'openclaw job list' before retrying"
@@ -171,20 +184,26 @@ pub async fn follow_job(
                     offsets[usize::from(s == OutStream::Stderr)] += data.len() as u64;
                     sink(Followed::Output(s, &data));
                 }
-                Ok(None) => break "the gateway ended the stream".to_string(),
+                Ok(None) => match client.connection().close_reason() {
+                    Some(c) => match crate::connection_error(client.addr(), &c) {
+                        ClientError::Refused { msg } => return Err(FollowError::Refused(msg)),
+                        e => break e.to_string(),
+                    },
+                    None => break "the gateway ended the stream".to_string(),
+                },
+                Err(ClientError::Refused { msg }) => return Err(FollowError::Refused(msg)),
                 Err(e) => break e.to_string(),
             }
         };
-        if id.is_none() {
-            return Err(FollowError::NotAccepted(lost));
-        }
-        sink(Followed::Reconnecting(&lost));
-        // The next turn of the loop re-attaches at `offsets`.
         let Some(job) = id else {
             return Err(FollowError::NotAccepted(lost));
         };
+        sink(Followed::Reconnecting {
+            id: job,
+            why: &lost,
+        });
         current = Some(attach(gw, job, offsets, opts).await?);
-        sink(Followed::Resumed(offsets));
+        sink(Followed::Resumed { id: job, offsets });
     }
 }
 
@@ -214,6 +233,7 @@ async fn attach(
         match tried {
             Ok(cr) => return Ok(cr),
             Err(ClientError::Api(e)) => return Err(FollowError::Api(e)),
+            Err(ClientError::Refused { msg }) => return Err(FollowError::Refused(msg)),
             Err(e) if Instant::now() >= deadline => {
                 return Err(FollowError::Lost {
                     id,

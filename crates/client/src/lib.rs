@@ -27,12 +27,35 @@ pub enum ClientError {
         /// Why it failed.
         msg: String,
     },
+    /// The gateway refused this credential for good (revoked, expired,
+    /// another CA, not approved): retrying cannot help.
+    #[error("{msg}")]
+    Refused {
+        /// Why, as a sentence with the next step.
+        msg: String,
+    },
     /// The gateway refused the call.
     #[error("{0}")]
     Api(ApiError),
     /// The reply made no sense.
     #[error("unexpected reply from the gateway: {0}")]
     Protocol(String),
+}
+
+/// A lost or refused connection as an error: a refusal of the
+/// credential is [`ClientError::Refused`], anything else may pass.
+fn connection_error(addr: &str, e: &quinn::ConnectionError) -> ClientError {
+    let msg = mesh::describe_connection_error(e);
+    match mesh::errors::refusal(e) {
+        mesh::errors::Refusal::Revoked
+        | mesh::errors::Refusal::Expired
+        | mesh::errors::Refusal::UnknownCa
+        | mesh::errors::Refusal::NotApproved => ClientError::Refused { msg },
+        _ => ClientError::Connect {
+            addr: addr.to_string(),
+            msg,
+        },
+    }
 }
 
 /// A connection to the gateway with a client credential.
@@ -77,9 +100,7 @@ impl Client {
         let connecting = endpoint
             .connect_with(config, remote, proto::GATEWAY_SERVER_NAME)
             .map_err(|e| fail(e.to_string()))?;
-        let conn = connecting
-            .await
-            .map_err(|e| fail(mesh::describe_connection_error(&e)))?;
+        let conn = connecting.await.map_err(|e| connection_error(&addr, &e))?;
         Ok(Client {
             endpoint,
             conn,
@@ -89,31 +110,21 @@ impl Client {
 
     /// Makes one call. A [`Response::Error`] becomes [`ClientError::Api`].
     pub async fn call(&self, req: Request) -> Result<Response, ClientError> {
-        let lost = |e: mesh::StreamError| match e.connection_error() {
-            Some(c) => ClientError::Connect {
-                addr: self.addr.clone(),
-                msg: mesh::describe_connection_error(c),
-            },
-            None => ClientError::Protocol(e.to_string()),
-        };
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| lost(e.into()))?;
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e.into()))?;
         mesh::write_frame(&mut send, &Open::Request(req))
             .await
-            .map_err(lost)?;
+            .map_err(|e| self.lost(e))?;
         let _ = send.finish();
         match mesh::read_frame::<Response>(&mut recv, REPLY_FRAME_LIMIT).await {
             Ok(Some(Response::Error(e))) => Err(ClientError::Api(e)),
             Ok(Some(r)) => Ok(r),
             Ok(None) => Err(match self.conn.close_reason() {
-                Some(c) => ClientError::Connect {
-                    addr: self.addr.clone(),
-                    msg: mesh::describe_connection_error(&c),
-                },
+                Some(c) => connection_error(&self.addr, &c),
                 None => {
                     ClientError::Protocol("the gateway closed the stream without replying".into())
                 }
             }),
-            Err(e) => Err(lost(e)),
+            Err(e) => Err(self.lost(e)),
         }
     }
 
@@ -177,10 +188,7 @@ impl Client {
 
     fn lost(&self, e: mesh::StreamError) -> ClientError {
         match e.connection_error() {
-            Some(c) => ClientError::Connect {
-                addr: self.addr.clone(),
-                msg: mesh::describe_connection_error(c),
-            },
+            Some(c) => connection_error(&self.addr, c),
             None => ClientError::Protocol(e.to_string()),
         }
     }

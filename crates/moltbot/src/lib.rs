@@ -461,7 +461,7 @@ fn dispatch(engine: &Arc<Engine<SlackSurface>>, team: &str, i: Incoming) {
                 },
                 reply: thread_ts.unwrap_or(ts),
             };
-            tokio::spawn(engine.clone().message(o, plain_text(&text)));
+            engine.on_message(o, plain_text(&text));
         }
         Incoming::Action {
             dedup,
@@ -484,7 +484,7 @@ fn dispatch(engine: &Arc<Engine<SlackSurface>>, team: &str, i: Incoming) {
                 event: format!("slack-click:{dedup}"),
                 reply: String::new(),
             };
-            tokio::spawn(engine.clone().click(o, decision, id));
+            engine.on_click(o, decision, id);
         }
     }
 }

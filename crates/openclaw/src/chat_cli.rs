@@ -108,7 +108,8 @@ pub async fn one(
     dry_run: bool,
 ) -> Result<(), CliError> {
     let ctx = context(client).await?;
-    let intent = chat::parse(text, &ctx);
+    // Messages may be pasted from Slack, mentions and escapes included.
+    let intent = chat::parse(&moltbot::plain_text(text), &ctx);
     if dry_run {
         let v = match &intent {
             Intent::Run { what, node, role } => match client

@@ -8,7 +8,9 @@ use mesh::Home;
 use node::NodeError;
 use proto::{ErrorCode, Request, Response};
 
-use crate::{Command, GatewayCmd, MoltbotCmd, NodeCmd, TokenCmd, exit, jobs_cli, lab, output};
+use crate::{
+    Command, GatewayCmd, MoltbotCmd, NodeCmd, TokenCmd, WecomCmd, exit, jobs_cli, lab, output,
+};
 
 /// A failed command: exit code and message.
 pub struct CliError {
@@ -31,11 +33,7 @@ impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         let code = match &e {
             ClientError::Credential(_) | ClientError::Protocol(_) => exit::FAILURE,
-            ClientError::Connect { msg, .. }
-                if msg.contains("rejected this certificate") || msg.contains("refused") =>
-            {
-                exit::REFUSED
-            }
+            ClientError::Refused { .. } => exit::REFUSED,
             ClientError::Connect { .. } => exit::UNAVAILABLE,
             ClientError::Api(api) => match api.code {
                 ErrorCode::PermissionDenied | ErrorCode::Unauthenticated => exit::REFUSED,
@@ -324,6 +322,30 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             let cfg = moltbot::Config::parse(&text, &|k| std::env::var(k).ok())
                 .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
             moltbot::run(&home, cfg, terminated())
+                .await
+                .map_err(|e| CliError::new(exit::FAILURE, e))
+        }
+        Command::Wecom(WecomCmd::Run) => {
+            let path = home.path(wecom::CONFIG_FILE);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => {
+                    return Err(CliError::new(
+                        exit::FAILURE,
+                        format!("{}: {e}", path.display()),
+                    ));
+                }
+            };
+            if let Ok(meta) = std::fs::metadata(&path) {
+                use std::os::unix::fs::PermissionsExt as _;
+                // It decides who may run jobs: nobody else may change it.
+                moltbot::config::check_file_mode(meta.permissions().mode(), &text)
+                    .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
+            }
+            let cfg = wecom::Config::parse(&text, &|k| std::env::var(k).ok())
+                .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
+            wecom::run(&home, cfg, terminated())
                 .await
                 .map_err(|e| CliError::new(exit::FAILURE, e))
         }

@@ -128,6 +128,7 @@ fn run_error(e: ClientError) -> CliError {
             _ => exit::FAILURE,
         },
         ClientError::Credential(_) => exit::FAILURE,
+        ClientError::Refused { .. } => exit::REFUSED,
         ClientError::Connect { .. } | ClientError::Protocol(_) => exit::RUN_CONNECTION,
     };
     CliError::new(code, e.to_string())
@@ -325,11 +326,11 @@ async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo
                 eprintln!("openclaw: job {} approved by {by}", info.id);
             }
         }
-        Followed::Reconnecting(why) => {
-            eprintln!("openclaw: lost the gateway while following the job ({why}); reconnecting")
+        Followed::Reconnecting { id, why } => {
+            eprintln!("openclaw: lost the gateway while following job {id} ({why}); reconnecting")
         }
-        Followed::Resumed(o) => eprintln!(
-            "openclaw: reconnected; resuming at byte {} of stdout, {} of stderr",
+        Followed::Resumed { id, offsets: o } => eprintln!(
+            "openclaw: reconnected; resuming job {id} at byte {} of stdout, {} of stderr",
             o[0], o[1]
         ),
         Followed::Output(..) => {}
@@ -338,6 +339,7 @@ async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo
         .await
         .map_err(|e| match e {
             FollowError::Api(e) => run_error(ClientError::Api(e)),
+            FollowError::Refused(msg) => run_error(ClientError::Refused { msg }),
             e => CliError::new(exit::RUN_CONNECTION, e.to_string()),
         })
 }

@@ -96,6 +96,9 @@ enum Command {
     /// The Slack front end.
     #[command(subcommand)]
     Moltbot(MoltbotCmd),
+    /// The WeCom (企业微信) front end.
+    #[command(subcommand)]
+    Wecom(WecomCmd),
     /// Start a self-contained local lab: a gateway and two enrolled nodes.
     Lab {
         /// Directory for the lab's throwaway homes (default: certs/lab/<time> if ./certs exists, else a temp dir).
@@ -112,6 +115,15 @@ enum MoltbotCmd {
     /// Run moltbot: Slack Socket Mode in, gateway calls out. --home holds the
     /// bot credential and moltbot.toml; tokens come from SLACK_BOT_TOKEN and
     /// SLACK_APP_TOKEN.
+    Run,
+}
+
+#[derive(Subcommand)]
+enum WecomCmd {
+    /// Run the WeCom bot: the intelligent robot's long connection in,
+    /// gateway calls out. --home holds the bot credential (namespace
+    /// wecom:CORPID) and wecom.toml; the bot id and secret come from
+    /// WECOM_BOT_ID and WECOM_BOT_SECRET.
     Run,
 }
 
@@ -313,6 +325,7 @@ fn main() -> ExitCode {
         Command::Gateway(GatewayCmd::Run { .. })
             | Command::Node(NodeCmd::Run { .. })
             | Command::Moltbot(_)
+            | Command::Wecom(_)
     );
     init_tracing(if long_running { "info" } else { "warn" });
     let home = mesh::Home::new(cli.home.clone().unwrap_or_else(default_home));
