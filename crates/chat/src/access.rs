@@ -28,6 +28,54 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Checks a platform endpoint URL: `secure` (e.g. `https://`) anywhere,
+/// `plain` (e.g. `http://`) only to a loopback address, for local testing.
+/// `what` names the URL in the error.
+pub fn check_endpoint(url: &str, secure: &str, plain: &str, what: &str) -> Result<(), String> {
+    if url.starts_with(secure) {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix(plain) else {
+        return Err(format!(
+            "{what} {url:?} must start with {secure} (or {plain} to a loopback address)"
+        ));
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "plain {plain} is accepted only for a loopback {what}, not {host:?}; use {secure}"
+        ))
+    }
+}
+
+/// Checks a bot config file's mode: nobody but its owner may change it (it
+/// says who may run jobs), and one that holds secrets (`holds_secrets`)
+/// must not be readable by others either. Pure: `mode` is the file's
+/// permission bits.
+pub fn check_file_mode(mode: u32, holds_secrets: bool, env_hint: &str) -> Result<(), String> {
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "is writable by others (mode {:o}); it decides who may run jobs. Run 'chmod 600' on it",
+            mode & 0o777
+        ));
+    }
+    if holds_secrets && mode & 0o077 != 0 {
+        return Err(format!(
+            "holds secrets and is readable by others (mode {:o}); run 'chmod 600' on it, or give them as {env_hint}",
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
 /// What a user may use; globs, empty means anything.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

@@ -108,6 +108,37 @@ pub trait Surface: Send + Sync + 'static {
     fn in_group(&self, user: &str) -> impl Future<Output = bool> + Send;
 }
 
+/// Asks the gateway who this bot is and returns its chat namespace, which
+/// must be of `kind` (`slack`, `wecom`); `scope` names what follows the
+/// colon (`TEAMID`, `CORPID`). Errors say how to make the right credential.
+pub async fn bot_namespace(gw: &Gateway, kind: &str, scope: &str) -> Result<String, String> {
+    let make =
+        format!("openclaw client create NAME --role bot --namespace {kind}:{scope} --out DIR");
+    match gw.call(Request::Whoami).await {
+        Ok(Response::Identity {
+            role: proto::Role::Bot,
+            name,
+            namespace: Some(ns),
+        }) if ns.strip_prefix(kind).is_some_and(|r| r.starts_with(':')) => {
+            tracing::info!(%name, %ns, "connected to the gateway");
+            Ok(ns)
+        }
+        Ok(Response::Identity {
+            role: proto::Role::Bot,
+            name,
+            namespace,
+        }) => Err(format!(
+            "bot {name} has chat namespace {namespace:?} on the gateway; this front end needs {kind}:{scope}. \
+             Recreate it: openclaw client revoke {name}; {make}"
+        )),
+        Ok(Response::Identity { role, name, .. }) => Err(format!(
+            "this home holds a {role} credential ({name}); a chat front end needs a bot one: {make}"
+        )),
+        Ok(r) => Err(format!("unexpected reply {r:?}")),
+        Err(e) => Err(format!("cannot reach the gateway: {e}")),
+    }
+}
+
 /// The engine behind one bot.
 pub struct Engine<S: Surface> {
     surface: S,

@@ -248,15 +248,16 @@ async fn attach(
     }
 }
 
-/// A job's whole stored output so far (both streams, in arrival order),
-/// at most `max` bytes from its start; the flag says whether it was cut.
-pub async fn job_log(
-    gw: &Gateway,
+/// Reads a job's stored output (both streams, in arrival order) into
+/// `sink`, without following; the one reader behind `job logs`, the chat
+/// prompt's `logs N` and a bot's snippets and uploads. `None` from the
+/// gateway before the end is an error: the read was cut short.
+pub async fn read_log(
+    client: &Client,
     id: u64,
     on_behalf_of: Option<String>,
-    max: usize,
-) -> Result<(Vec<u8>, bool), ClientError> {
-    let client = gw.get().await?;
+    mut sink: impl FnMut(OutStream, &[u8]),
+) -> Result<(), ClientError> {
     let mut recv = client
         .open(Request::JobAttach {
             id,
@@ -266,20 +267,37 @@ pub async fn job_log(
             on_behalf_of,
         })
         .await?;
-    let mut out = Vec::new();
-    let mut cut = false;
     loop {
-        let ev = client
-            .next_event_streaming(&mut recv, |_, data| {
-                let room = max.saturating_sub(out.len());
-                cut |= data.len() > room;
-                out.extend_from_slice(&data[..data.len().min(room)]);
-            })
-            .await?;
-        match ev {
+        match client.next_event_streaming(&mut recv, &mut sink).await? {
+            Some(JobEvent::Output { stream, data }) => sink(stream, &data),
             Some(JobEvent::Error(e)) => return Err(ClientError::Api(e)),
-            Some(JobEvent::End(_)) | None => return Ok((out, cut)),
-            Some(_) => {}
+            Some(JobEvent::End(_)) => return Ok(()),
+            Some(JobEvent::State(_) | JobEvent::Accepted(_)) => {}
+            None => {
+                return Err(ClientError::Protocol(format!(
+                    "the gateway ended job {id}'s log early; run 'openclaw job logs {id}' again"
+                )));
+            }
         }
     }
+}
+
+/// A job's stored output, at most `max` bytes from its start; the flag
+/// says whether it was cut.
+pub async fn job_log(
+    gw: &Gateway,
+    id: u64,
+    on_behalf_of: Option<String>,
+    max: usize,
+) -> Result<(Vec<u8>, bool), ClientError> {
+    let client = gw.get().await?;
+    let mut out = Vec::new();
+    let mut cut = false;
+    read_log(&client, id, on_behalf_of, |_, data| {
+        let room = max.saturating_sub(out.len());
+        cut |= data.len() > room;
+        out.extend_from_slice(&data[..data.len().min(room)]);
+    })
+    .await?;
+    Ok((out, cut))
 }

@@ -8,7 +8,9 @@ use mesh::Home;
 use mesh::home::LoadedCredential;
 use proto::{ApiError, Open, Request, Response};
 
-pub use follow::{FollowError, FollowOptions, Followed, Gateway, Start, follow_job, job_log};
+pub use follow::{
+    FollowError, FollowOptions, Followed, Gateway, Start, follow_job, job_log, read_log,
+};
 
 /// Replies can be large (a node list of 10,000 nodes).
 const REPLY_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;

@@ -52,27 +52,13 @@ struct Raw {
     users: BTreeMap<String, UserLimits>,
 }
 
-/// Checks moltbot.toml's mode: nobody but its owner may change it (it says
-/// who may run jobs), and one that holds tokens must not be readable by
-/// others either. Pure: `mode` is the file's permission bits.
+/// Checks moltbot.toml's mode (see [`chat::access::check_file_mode`]).
 pub fn check_file_mode(mode: u32, text: &str) -> Result<(), String> {
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "is writable by others (mode {:o}); it decides who may run jobs. Run 'chmod 600' on it",
-            mode & 0o777
-        ));
-    }
     let has_tokens = text
         .lines()
         .map(str::trim_start)
         .any(|l| l.starts_with("bot_token") || l.starts_with("app_token"));
-    if has_tokens && mode & 0o077 != 0 {
-        return Err(format!(
-            "holds Slack tokens and is readable by others (mode {:o}); run 'chmod 600' on it, or give the tokens as SLACK_BOT_TOKEN and SLACK_APP_TOKEN",
-            mode & 0o777
-        ));
-    }
-    Ok(())
+    chat::access::check_file_mode(mode, has_tokens, "SLACK_BOT_TOKEN and SLACK_APP_TOKEN")
 }
 
 /// The default Slack API base.
@@ -80,29 +66,12 @@ pub const SLACK_API_URL: &str = "https://slack.com/api";
 
 /// Checks the API URL: https anywhere, http only to loopback (for local testing).
 pub fn check_api_url(url: &str) -> Result<(), String> {
-    let url = url.trim_end_matches('/');
-    if url.starts_with("https://") {
-        return Ok(());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!(
-            "Slack API URL {url:?} must start with https:// (or http:// to a loopback address)"
-        ));
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(format!(
-            "plain http:// is accepted only for a loopback Slack API URL, not {host:?}; use https://"
-        ))
-    }
+    chat::access::check_endpoint(
+        url.trim_end_matches('/'),
+        "https://",
+        "http://",
+        "Slack API URL",
+    )
 }
 
 impl Config {

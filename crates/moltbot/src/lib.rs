@@ -20,7 +20,7 @@ use chat::render::Markup;
 use chatops::{Change, Decision, Engine, Origin, Surface};
 use client::Gateway;
 use mesh::Home;
-use proto::{JobInfo, Request, Response};
+use proto::JobInfo;
 use slack_morphism::prelude::*;
 use tokio::sync::mpsc;
 
@@ -516,34 +516,7 @@ pub async fn run(
     let token = SlackApiToken::new(cfg.bot_token.expose().to_string().into());
     let app_token = SlackApiToken::new(cfg.app_token.expose().to_string().into());
     let gateway = Gateway::new(home.clone());
-    let namespace = match gateway.call(Request::Whoami).await {
-        Ok(Response::Identity {
-            role: proto::Role::Bot,
-            name,
-            namespace: Some(ns),
-        }) if ns.starts_with("slack:") => {
-            tracing::info!(%name, %ns, "connected to the gateway");
-            ns
-        }
-        Ok(Response::Identity {
-            role: proto::Role::Bot,
-            name,
-            namespace,
-        }) => {
-            return Err(format!(
-                "bot {name} has chat namespace {namespace:?} on the gateway; moltbot needs slack:TEAMID (your Slack team id). \
-                 Recreate it: openclaw client revoke {name}; openclaw client create {name} --role bot --namespace slack:TEAMID --out DIR"
-            ));
-        }
-        Ok(Response::Identity { role, name, .. }) => {
-            return Err(format!(
-                "{} holds a {role} credential ({name}); moltbot needs a bot one: openclaw client create moltbot --role bot --out DIR",
-                home.root().display()
-            ));
-        }
-        Ok(r) => return Err(format!("unexpected reply {r:?}")),
-        Err(e) => return Err(format!("cannot reach the gateway: {e}")),
-    };
+    let namespace = chatops::bot_namespace(&gateway, "slack", "TEAMID").await?;
     let team = namespace
         .strip_prefix("slack:")
         .unwrap_or_default()

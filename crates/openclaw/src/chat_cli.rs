@@ -181,23 +181,12 @@ pub async fn one(
             r => reply(r),
         },
         Intent::Logs(id) => {
-            let mut recv = client
-                .open(Request::JobAttach {
-                    id,
-                    follow: false,
-                    stdout_from: 0,
-                    stderr_from: 0,
-                    on_behalf_of: user.clone(),
-                })
-                .await
-                .map_err(fail)?;
-            while let Ok(Some(ev)) = client.next_event(&mut recv).await {
-                match ev {
-                    JobEvent::Output { data, .. } => print!("{}", String::from_utf8_lossy(&data)),
-                    JobEvent::Error(e) => println!("{}", e.message),
-                    JobEvent::End(_) => break,
-                    _ => {}
-                }
+            let read = client::read_log(client, id, user.clone(), |_, data| {
+                print!("{}", String::from_utf8_lossy(data))
+            })
+            .await;
+            if let Err(e) = read {
+                println!("{e}");
             }
         }
         Intent::Cancel(id) => reply(

@@ -303,22 +303,11 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Lab { dir, keep } => lab::run(dir, keep).await,
         Command::Run(args) => jobs_cli::run(&home, args).await,
         Command::Moltbot(MoltbotCmd::Run) => {
-            let path = home.path(moltbot::CONFIG_FILE);
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => {
-                    return Err(CliError::new(
-                        exit::FAILURE,
-                        format!("{}: {e}", path.display()),
-                    ));
-                }
-            };
-            if let Ok(meta) = std::fs::metadata(&path) {
-                use std::os::unix::fs::PermissionsExt as _;
-                moltbot::config::check_file_mode(meta.permissions().mode(), &text)
-                    .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
-            }
+            let (path, text) = bot_config(
+                &home,
+                moltbot::CONFIG_FILE,
+                moltbot::config::check_file_mode,
+            )?;
             let cfg = moltbot::Config::parse(&text, &|k| std::env::var(k).ok())
                 .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
             moltbot::run(&home, cfg, terminated())
@@ -326,23 +315,10 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(exit::FAILURE, e))
         }
         Command::Wecom(WecomCmd::Run) => {
-            let path = home.path(wecom::CONFIG_FILE);
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => {
-                    return Err(CliError::new(
-                        exit::FAILURE,
-                        format!("{}: {e}", path.display()),
-                    ));
-                }
-            };
-            if let Ok(meta) = std::fs::metadata(&path) {
-                use std::os::unix::fs::PermissionsExt as _;
-                // It decides who may run jobs: nobody else may change it.
-                moltbot::config::check_file_mode(meta.permissions().mode(), &text)
-                    .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
-            }
+            // wecom.toml holds no secret (they come from the environment).
+            let (path, text) = bot_config(&home, wecom::CONFIG_FILE, |mode, _| {
+                chat::access::check_file_mode(mode, false, "")
+            })?;
             let cfg = wecom::Config::parse(&text, &|k| std::env::var(k).ok())
                 .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
             wecom::run(&home, cfg, terminated())
@@ -357,6 +333,32 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Job(cmd) => jobs_cli::job(&home, cmd).await,
         Command::Client(cmd) => crate::clients_cli::run(&home, cmd).await,
     }
+}
+
+/// A chat bot's config file in its home (empty when absent), after
+/// `check_mode` (mode bits, text) passed: it decides who may run jobs.
+fn bot_config(
+    home: &mesh::Home,
+    file: &str,
+    check_mode: impl Fn(u32, &str) -> Result<(), String>,
+) -> Result<(std::path::PathBuf, String), CliError> {
+    let path = home.path(file);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            return Err(CliError::new(
+                exit::FAILURE,
+                format!("{}: {e}", path.display()),
+            ));
+        }
+    };
+    if let Ok(meta) = std::fs::metadata(&path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        check_mode(meta.permissions().mode(), &text)
+            .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
+    }
+    Ok((path, text))
 }
 
 /// The stable JSON form of a node.

@@ -410,32 +410,9 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                     .await
                     .map(|_| ());
             }
-            let mut recv = client
-                .open(Request::JobAttach {
-                    id,
-                    follow: false,
-                    stdout_from: 0,
-                    stderr_from: 0,
-                    on_behalf_of: None,
-                })
+            client::read_log(client, id, None, write_out)
                 .await
-                .map_err(run_error)?;
-            loop {
-                match client.next_event_streaming(&mut recv, write_out).await {
-                    Ok(Some(JobEvent::Output { stream, data })) => write_out(stream, &data),
-                    Ok(Some(JobEvent::State(_) | JobEvent::Accepted(_))) => {}
-                    Ok(Some(JobEvent::End(_))) => return Ok(()),
-                    Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
-                    Ok(None) | Err(_) => {
-                        return Err(CliError::new(
-                            exit::RUN_CONNECTION,
-                            format!(
-                                "lost the gateway while reading job {id}; run 'openclaw job logs {id}' again"
-                            ),
-                        ));
-                    }
-                }
-            }
+                .map_err(run_error)
         }
         JobCmd::Cancel { id } => done(
             call(Request::JobCancel {

@@ -59,28 +59,7 @@ struct Raw {
 
 /// Checks the URL: wss:// anywhere, ws:// only to loopback (for testing).
 pub fn check_ws_url(url: &str) -> Result<(), String> {
-    if url.starts_with("wss://") {
-        return Ok(());
-    }
-    let Some(rest) = url.strip_prefix("ws://") else {
-        return Err(format!(
-            "WeCom URL {url:?} must start with wss:// (or ws:// to a loopback address)"
-        ));
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(format!(
-            "plain ws:// is accepted only for a loopback address, not {host:?}; use wss://"
-        ))
-    }
+    chat::access::check_endpoint(url, "wss://", "ws://", "WeCom URL")
 }
 
 fn duration(key: &str, v: Option<String>, default: Duration) -> Result<Duration, String> {

@@ -32,7 +32,7 @@ use chatops::{Change, Decision, Engine, Origin, Surface};
 use client::Gateway;
 use futures_util::{SinkExt as _, StreamExt as _};
 use mesh::Home;
-use proto::{JobInfo, Request, Response};
+use proto::JobInfo;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -328,34 +328,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let gateway = Gateway::new(home.clone());
-    let namespace = match gateway.call(Request::Whoami).await {
-        Ok(Response::Identity {
-            role: proto::Role::Bot,
-            name,
-            namespace: Some(ns),
-        }) if ns.starts_with("wecom:") => {
-            tracing::info!(%name, %ns, "connected to the gateway");
-            ns
-        }
-        Ok(Response::Identity {
-            role: proto::Role::Bot,
-            name,
-            namespace,
-        }) => {
-            return Err(format!(
-                "bot {name} has chat namespace {namespace:?} on the gateway; the WeCom bot needs wecom:CORPID (your corp id). \
-                 Recreate it: openclaw client revoke {name}; openclaw client create {name} --role bot --namespace wecom:CORPID --out DIR"
-            ));
-        }
-        Ok(Response::Identity { role, name, .. }) => {
-            return Err(format!(
-                "{} holds a {role} credential ({name}); the WeCom bot needs a bot one: openclaw client create wecom --role bot --namespace wecom:CORPID --out DIR",
-                home.root().display()
-            ));
-        }
-        Ok(r) => return Err(format!("unexpected reply {r:?}")),
-        Err(e) => return Err(format!("cannot reach the gateway: {e}")),
-    };
+    let namespace = chatops::bot_namespace(&gateway, "wecom", "CORPID").await?;
     let link = Arc::new(Link::default());
     let surface = WecomSurface {
         link: link.clone(),
