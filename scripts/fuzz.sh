@@ -10,7 +10,7 @@ secs="${1:-600}"
 jobs="${2:-2}"
 mkdir -p logs
 cargo +nightly fuzz build -O
-targets=(frame messages token csr chat_grammar gateway_toml node_toml moltbot_toml)
+targets=(frame messages token csr chat_grammar gateway_toml node_toml moltbot_toml wecom_frame)
 run_one() {
   local t="$1"
   cargo +nightly fuzz run -O "$t" "corpus/$t" -- \

@@ -72,6 +72,31 @@ pub enum What {
     Shell(String),
 }
 
+/// The job a run intent asks for, on behalf of `who` (a chat identity, or
+/// `None` for the caller itself). The gateway resolves and routes it.
+pub fn job_spec(
+    what: &What,
+    node: Option<&str>,
+    role: Option<&str>,
+    who: Option<&str>,
+) -> proto::JobSpec {
+    let mut spec = proto::JobSpec {
+        node: node.map(str::to_string),
+        role: role.map(str::to_string),
+        on_behalf_of: who.map(str::to_string),
+        ..Default::default()
+    };
+    match what {
+        What::Job(name) => spec.job = Some(name.clone()),
+        What::Argv(argv) => spec.argv = argv.clone(),
+        What::Shell(line) => {
+            spec.argv = vec![line.clone()];
+            spec.shell = true;
+        }
+    }
+    spec
+}
+
 /// What a message asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {

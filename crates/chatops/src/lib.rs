@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chat::render::{self, Markup};
-use chat::{Access, Intent, OutputTail, Seen, What};
+use chat::{Access, Intent, OutputTail, Seen};
 use client::{ClientError, FollowOptions, Followed, Gateway, Start};
 use proto::{GpuTelemetry, JobInfo, JobSpec, Request, Response};
 use tokio::sync::Notify;
@@ -323,20 +323,8 @@ impl<S: Surface> Engine<S> {
                 .await,
             ),
             Intent::Run { what, node, role } => {
-                let mut spec = JobSpec {
-                    node,
-                    role,
-                    on_behalf_of: who,
-                    ..Default::default()
-                };
-                match what {
-                    What::Job(j) => spec.job = Some(j),
-                    What::Argv(a) => spec.argv = a,
-                    What::Shell(l) => {
-                        spec.argv = vec![l];
-                        spec.shell = true;
-                    }
-                }
+                let mut spec =
+                    chat::job_spec(&what, node.as_deref(), role.as_deref(), who.as_deref());
                 // Even a bot restart between receipt and ack cannot start a
                 // second job: the gateway keeps the key a day, per bot.
                 if !o.event.is_empty() {

@@ -22,6 +22,7 @@ pub const TARGETS: &[&str] = &[
     "gateway_toml",
     "node_toml",
     "moltbot_toml",
+    "wecom_frame",
 ];
 
 /// Runs target `name` on `data`.
@@ -35,6 +36,7 @@ pub fn run(name: &str, data: &[u8]) {
         "gateway_toml" => gateway_toml(data),
         "node_toml" => node_toml(data),
         "moltbot_toml" => moltbot_toml(data),
+        "wecom_frame" => wecom_frame(data),
         _ => {}
     }
 }
@@ -103,6 +105,10 @@ pub fn chat_grammar(data: &[u8]) {
         interpreters: chat::Context::default_interpreters(),
     };
     let _ = chat::parse(&text, &ctx);
+    let _ = chat::parse(&moltbot::plain_text(&text), &ctx);
+    let mut tail = chat::OutputTail::new(4096);
+    tail.push(proto::OutStream::Stderr, data);
+    let _ = tail.last(20);
     let _ = proto::identity::check_chat_identity_in("slack:T0LAB", &text);
     let _ = proto::identity::validate_identity_pattern(&text);
     let _ = proto::env::check(&["*".to_string()], &text, &text);
@@ -134,6 +140,25 @@ pub fn moltbot_toml(data: &[u8]) {
         let _ = moltbot::Config::parse(text, &env);
         let _ = moltbot::config::check_file_mode(0o644, text);
     }
+}
+
+/// A WeCom long-connection frame as the bot reads it, the text it would
+/// hand the grammar, and wecom.toml.
+pub fn wecom_frame(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(wecom::frames::Inbound::Message { msg, .. }) = wecom::frames::parse(&text)
+        && let Some(t) = msg.text
+    {
+        let _ = wecom::frames::strip_mention(&t);
+    }
+    let _ = wecom::frames::parse_key(&text);
+    let _ = wecom::frames::fit(&text);
+    let env = |k: &str| match k {
+        "WECOM_BOT_ID" => Some("bot".to_string()),
+        "WECOM_BOT_SECRET" => Some("secret".to_string()),
+        _ => None,
+    };
+    let _ = wecom::Config::parse(&text, &env);
 }
 
 /// Valid inputs for target `name`, for seeding its corpus and the smoke test.
@@ -211,6 +236,15 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
             "allowed_users = [\"U1\"]",
         )
         .into_bytes()],
+        "wecom_frame" => [
+            r#"{"cmd":"aibot_msg_callback","headers":{"req_id":"r1"},"body":{"msgid":"m1","aibotid":"b","chatid":"g1","chattype":"group","from":{"userid":"zhangsan"},"msgtype":"text","text":{"content":"@moltbot run training on worker-gpu-01"}}}"#,
+            r#"{"cmd":"aibot_event_callback","headers":{"req_id":"r2"},"body":{"msgid":"e1","chatid":"g1","from":{"userid":"boss"},"msgtype":"event","event":{"eventtype":"template_card_event","template_card_event":{"event_key":"approve:7","task_id":"job7_1"}}}}"#,
+            r#"{"headers":{"req_id":"p1"},"errcode":846608,"errmsg":"expired"}"#,
+            "allowed_users = [\"zhangsan\"]\napprovals = \"card\"\nstream_limit = \"1m\"\n",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect(),
         _ => vec![],
     }
 }

@@ -36,21 +36,7 @@ fn spec(
     role: &Option<String>,
     user: &Option<String>,
 ) -> JobSpec {
-    let mut spec = JobSpec {
-        node: node.clone(),
-        role: role.clone(),
-        on_behalf_of: user.clone(),
-        ..Default::default()
-    };
-    match what {
-        What::Job(name) => spec.job = Some(name.clone()),
-        What::Argv(argv) => spec.argv = argv.clone(),
-        What::Shell(line) => {
-            spec.argv = vec![line.clone()];
-            spec.shell = true;
-        }
-    }
-    spec
+    chat::job_spec(what, node.as_deref(), role.as_deref(), user.as_deref())
 }
 
 /// The usage reply.
