@@ -429,3 +429,26 @@ fn attack_one_certificate_cannot_hold_unbounded_connections() {
         c.call(Request::Whoami).await.unwrap();
     });
 }
+
+#[test]
+fn one_shot_cli_commands_close_their_connections_at_once() {
+    // Each command sends CONNECTION_CLOSE as it exits instead of waiting out
+    // QUIC's draining period; if a close were lost, sessions would linger
+    // until the idle timeout and the third command would hit the cap of 2.
+    let mut lab = Lab::new(BIN);
+    edit_file(
+        &lab.gw_home.join("gateway.toml"),
+        "max_connections_per_cert = 64",
+        "max_connections_per_cert = 2",
+    );
+    lab.start_gateway();
+    let gw = lab.gw_home.clone();
+    for i in 0..12 {
+        let cmd: &[&str] = match i % 3 {
+            0 => &["whoami"],
+            1 => &["node", "list"],
+            _ => &["job", "list"],
+        };
+        lab.run(&gw, cmd).ok();
+    }
+}

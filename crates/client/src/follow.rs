@@ -54,6 +54,14 @@ impl Gateway {
         Ok(c)
     }
 
+    /// Closes the current connection, if any (see [`Client::close`]).
+    pub async fn close(&self) {
+        let current = self.client.lock().await.take();
+        if let Some(c) = current {
+            c.close().await;
+        }
+    }
+
     /// One call over the current connection.
     pub async fn call(&self, req: Request) -> Result<proto::Response, ClientError> {
         self.get().await?.call(req).await

@@ -288,6 +288,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     let gw = Gateway::with_client(home.clone(), client.clone());
     let end = follow_to_end(&gw, Start::Stream(id, client, recv), !args.json).await;
     cancel_task.abort();
+    gw.close().await;
     let info = end?;
     if args.json {
         print_json(&info)?;
