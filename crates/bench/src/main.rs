@@ -8,6 +8,9 @@
 //! target/release/openclaw-bench --openclaw target/release/openclaw
 //! ```
 //!
+//! `--swarm 1000,5000,10000` measures a gateway's memory and CPU under that
+//! many simulated nodes (see `swarm.rs`).
+//!
 //! `--resilience` measures dead-node detection, reconnection after a gateway
 //! restart, and bytes lost or duplicated across forced disconnects.
 //!
@@ -23,6 +26,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 
 mod resilience;
+mod swarm;
 
 #[derive(Parser)]
 struct Args {
@@ -47,6 +51,19 @@ struct Args {
     /// Forced disconnects for --resilience.
     #[arg(long, default_value_t = 20)]
     disconnects: usize,
+    /// Measure a gateway under simulated nodes instead, for each of these
+    /// sizes, e.g. --swarm 1000,5000,10000.
+    #[arg(long, value_delimiter = ',')]
+    swarm: Vec<usize>,
+    /// Steady-state window for --swarm, seconds.
+    #[arg(long, default_value_t = 30)]
+    window: u64,
+    /// UDP endpoints the simulated nodes share, for --swarm.
+    #[arg(long, default_value_t = 16)]
+    endpoints: usize,
+    /// Also write the --swarm figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 struct Lab {
@@ -264,6 +281,15 @@ async fn raw_quinn(bytes: u64) -> Result<Duration> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if !args.swarm.is_empty() {
+        return swarm::run(
+            &args.openclaw,
+            &args.swarm,
+            Duration::from_secs(args.window),
+            args.endpoints,
+            args.json.as_deref(),
+        );
+    }
     if args.resilience {
         return resilience::run(&args.openclaw, args.trials, args.disconnects);
     }

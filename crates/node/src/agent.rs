@@ -178,7 +178,7 @@ pub async fn run(
 
 /// Reads the node's credential and builds a session config; refuses an
 /// expired certificate with the way out.
-fn load_session_config(
+pub fn load_session_config(
     home: &Home,
     idle: Duration,
 ) -> Result<(quinn::ClientConfig, pki::PeerCert), NodeError> {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod slack;
+pub mod swarm;
 pub mod wecom;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,190 @@
+//! `openclaw-bench --swarm 1000,5000,10000`: a real gateway process under
+//! N simulated nodes (`testkit::swarm`: real enrollment, QUIC + mTLS
+//! sessions, heartbeats every 5 s), measured from /proc over a steady-state
+//! window. Prints a Markdown table and writes JSON.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use testkit::Lab;
+use testkit::swarm::{Swarm, SwarmOptions};
+
+/// One swarm size's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    /// Simulated nodes.
+    pub nodes: usize,
+    /// Enrolling all of them (CSR signed and persisted), seconds.
+    pub enroll_s: f64,
+    /// Connecting all of them, seconds.
+    pub connect_s: f64,
+    /// Gateway RSS at the end of the window, KiB.
+    pub gateway_rss_kib: u64,
+    /// Gateway RSS per node, bytes (RSS minus the empty gateway's, over N).
+    pub per_node_bytes: u64,
+    /// Gateway CPU over the window, percent of one core.
+    pub gateway_cpu_pct: f64,
+    /// `openclaw node list` from a fresh process, median of 5, ms.
+    pub node_list_ms: f64,
+    /// Nodes the gateway did not list as connected at the end.
+    pub not_connected: usize,
+    /// Sessions the swarm had to dial again (false offline shows up here).
+    pub reconnects: u64,
+}
+
+fn ticks(pid: u32) -> u64 {
+    // utime and stime: fields 14 and 15 of /proc/PID/stat, after the ")".
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn median_ms(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v.get(v.len() / 2)
+        .copied()
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// Measures one swarm size.
+pub fn measure(bin: &Path, nodes: usize, window: Duration, endpoints: usize) -> Result<Row> {
+    let bin_s = bin.to_str().context("binary path")?.to_string();
+    let mut lab = Lab::with_config(&bin_s, |cfg| {
+        for (from, to) in [
+            ("rate_per_minute = 60", "rate_per_minute = 1000000"),
+            ("max_connections = 256", "max_connections = 4096"),
+            ("heartbeat_interval = \"1s\"", "heartbeat_interval = \"5s\""),
+            ("dead_after = \"3s\"", "dead_after = \"15s\""),
+        ] {
+            *cfg = cfg.replace(from, to);
+        }
+    });
+    lab.start_gateway();
+    let pid = lab.gateway().pid();
+    std::thread::sleep(Duration::from_secs(1));
+    let empty_rss = testkit::rss_kib(pid);
+    let token = lab.token(&[
+        "--auto-approve",
+        "--uses",
+        &nodes.to_string(),
+        "--labels",
+        "sim",
+    ]);
+    let addr = std::fs::read_to_string(lab.gw_home.join("gateway.addr"))?;
+    let opts = SwarmOptions {
+        nodes,
+        endpoints,
+        enroll_concurrency: 64,
+        threads: 2,
+        ..Default::default()
+    };
+    let dir = lab.dir().join("swarm");
+    let (swarm, started) = Swarm::start(&dir, addr.trim(), &token, &opts, Duration::from_secs(600))
+        .map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "swarm {nodes}: enrolled in {:.1} s, connected in {:.1} s; settling",
+        started.enroll.as_secs_f64(),
+        started.connect.as_secs_f64()
+    );
+    // Settle: the connect burst and first heartbeats out of the way.
+    std::thread::sleep(Duration::from_secs(10));
+    let t0 = ticks(pid);
+    let w0 = Instant::now();
+    std::thread::sleep(window);
+    let cpu = (ticks(pid) - t0) as f64 / clk_tck() / w0.elapsed().as_secs_f64() * 100.0;
+    let rss = testkit::rss_kib(pid);
+    let mut list = Vec::new();
+    let mut not_connected = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out = Command::new(bin)
+            .arg("--home")
+            .arg(&lab.gw_home)
+            .args(["node", "list", "--json"])
+            .stderr(Stdio::null())
+            .output()?;
+        list.push(t.elapsed());
+        if !out.status.success() {
+            bail!("node list failed");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        not_connected = v
+            .as_array()
+            .map(|a| a.iter().filter(|n| n["connection"] != "connected").count())
+            .unwrap_or(nodes);
+    }
+    let row = Row {
+        nodes,
+        enroll_s: started.enroll.as_secs_f64(),
+        connect_s: started.connect.as_secs_f64(),
+        gateway_rss_kib: rss,
+        per_node_bytes: rss.saturating_sub(empty_rss) * 1024 / nodes.max(1) as u64,
+        gateway_cpu_pct: cpu,
+        node_list_ms: median_ms(list),
+        not_connected,
+        reconnects: swarm
+            .counters
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed),
+    };
+    drop(swarm);
+    Ok(row)
+}
+
+/// Runs every size and prints the table.
+pub fn run(
+    bin: &Path,
+    sizes: &[usize],
+    window: Duration,
+    endpoints: usize,
+    json: Option<&Path>,
+) -> Result<()> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let row = measure(bin, n, window, endpoints)?;
+        eprintln!("{row:?}");
+        rows.push(row);
+    }
+    println!(
+        "| nodes | enroll all | connect all | gateway RSS | per node | gateway CPU ({}s window) | `node list` | not connected | reconnects |",
+        window.as_secs()
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} s ({:.0}/s) | {:.1} s | {:.0} MiB | {:.0} KB | {:.1} % | {:.0} ms | {} | {} |",
+            r.nodes,
+            r.enroll_s,
+            r.nodes as f64 / r.enroll_s.max(1e-9),
+            r.connect_s,
+            r.gateway_rss_kib as f64 / 1024.0,
+            r.per_node_bytes as f64 / 1000.0,
+            r.gateway_cpu_pct,
+            r.node_list_ms,
+            r.not_connected,
+            r.reconnects
+        );
+    }
+    if let Some(p) = json {
+        std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The swarm at small scale: correctness of the load tool and of the
+//! gateway under many sessions. Speed is measured by `openclaw-bench swarm`,
+//! never asserted here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use testkit::Lab;
+use testkit::swarm::{Swarm, SwarmOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+
+#[test]
+fn a_swarm_of_50_nodes_connects_runs_every_job_and_collects_every_exit_code() {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        *cfg = cfg.replace("rate_per_minute = 60", "rate_per_minute = 100000");
+        assert!(cfg.contains("rate_per_minute = 100000"), "the edit matched");
+    });
+    lab.start_gateway();
+    let token = lab.token(&["--auto-approve", "--uses", "50", "--labels", "sim"]);
+    let addr = std::fs::read_to_string(lab.gw_home.join("gateway.addr")).unwrap();
+    let dir = lab.dir().join("swarm");
+    let opts = SwarmOptions {
+        nodes: 50,
+        endpoints: 4,
+        ..Default::default()
+    };
+    let (swarm, started) =
+        Swarm::start(&dir, addr.trim(), &token, &opts, Duration::from_secs(60)).unwrap();
+    eprintln!(
+        "enrolled 50 in {:?}, connected in {:?}",
+        started.enroll, started.connect
+    );
+
+    // Every node connected, as the gateway sees it.
+    let nodes = lab.nodes();
+    let up: Vec<_> = nodes
+        .iter()
+        .filter(|n| {
+            n["connection"] == "connected" && n["name"].as_str().unwrap().starts_with("sim-")
+        })
+        .collect();
+    assert_eq!(up.len(), 50, "{nodes:?}");
+
+    // One job per node; every exit code and output comes back.
+    for (i, name) in swarm.names.iter().enumerate() {
+        let code = (i % 4) as i32;
+        let out = lab.run_job(&["--node", name, "--", "exit", &code.to_string()]);
+        assert_eq!(out.code, code, "{name}: {out:?}");
+        if i % 10 == 0 {
+            let out = lab
+                .run_job(&["--node", name, "--", "echo", "hello", name])
+                .ok();
+            assert_eq!(out.stdout, format!("hello {name}\n"));
+        }
+    }
+    assert_eq!(swarm.counters.jobs.load(Ordering::Relaxed), 55);
+    assert_eq!(swarm.counters.jobs_done.load(Ordering::Relaxed), 55);
+
+    // Heartbeats keep everyone online: no false offline, no reconnect.
+    let beats = swarm.counters.heartbeats.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(swarm.counters.heartbeats.load(Ordering::Relaxed) >= beats + 50 * 3);
+    assert_eq!(swarm.counters.reconnects.load(Ordering::Relaxed), 0);
+    assert_eq!(swarm.connected(), 50);
+    let offline = lab
+        .nodes()
+        .into_iter()
+        .filter(|n| n["connection"] != "connected")
+        .count();
+    assert_eq!(offline, 0);
+}
