@@ -61,6 +61,12 @@ struct Args {
     /// UDP endpoints the simulated nodes share, for --swarm.
     #[arg(long, default_value_t = 16)]
     endpoints: usize,
+    /// node.toml keep_alive of the simulated nodes, seconds (the agent's default is 1).
+    #[arg(long, default_value_t = 1)]
+    keep_alive: u64,
+    /// node.toml idle_timeout of the simulated nodes, seconds (the agent's default is 3).
+    #[arg(long, default_value_t = 3)]
+    idle_timeout: u64,
     /// Also write the --swarm figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -287,6 +293,10 @@ fn main() -> Result<()> {
             &args.swarm,
             Duration::from_secs(args.window),
             args.endpoints,
+            (
+                Duration::from_secs(args.keep_alive),
+                Duration::from_secs(args.idle_timeout),
+            ),
             args.json.as_deref(),
         );
     }
@@ -303,6 +313,17 @@ fn main() -> Result<()> {
     let oc = time_runs(args.runs, || {
         let mut c = lab.cmd(&lab.gw);
         c.args(["run", "--node", "bench-node", "--", "true"]);
+        c
+    })?;
+    // Admin commands from a fresh process: they should cost no more than run.
+    let whoami = time_runs(args.runs, || {
+        let mut c = lab.cmd(&lab.gw);
+        c.arg("whoami");
+        c
+    })?;
+    let node_list = time_runs(args.runs, || {
+        let mut c = lab.cmd(&lab.gw);
+        c.args(["node", "list"]);
         c
     })?;
     let ssh_true = if use_ssh {
@@ -363,6 +384,15 @@ fn main() -> Result<()> {
             .map(|s| format!("{:.0}x faster", s.as_secs_f64() / median(&oc).as_secs_f64()))
             .unwrap_or_else(|| "-".into())
     );
+    for (what, v) in [("`whoami`", &whoami), ("`node list`", &node_list)] {
+        println!(
+            "| {what}, median of {} fresh CLI runs | {} (p90 {}) | | {:.2}x `run -- true` |",
+            args.runs,
+            ms(median(v)),
+            ms(v[v.len() * 9 / 10]),
+            median(v).as_secs_f64() / median(&oc).as_secs_f64()
+        );
+    }
     println!(
         "| `{head}` > /dev/null | {:.0} MB/s | {} | {} |",
         mbps(args.bytes, oc_tp),

@@ -65,7 +65,13 @@ fn median_ms(mut v: Vec<Duration>) -> f64 {
 }
 
 /// Measures one swarm size.
-pub fn measure(bin: &Path, nodes: usize, window: Duration, endpoints: usize) -> Result<Row> {
+pub fn measure(
+    bin: &Path,
+    nodes: usize,
+    window: Duration,
+    endpoints: usize,
+    keep_alive: (Duration, Duration),
+) -> Result<Row> {
     let bin_s = bin.to_str().context("binary path")?.to_string();
     let mut lab = Lab::with_config(&bin_s, |cfg| {
         for (from, to) in [
@@ -94,6 +100,7 @@ pub fn measure(bin: &Path, nodes: usize, window: Duration, endpoints: usize) -> 
         endpoints,
         enroll_concurrency: 64,
         threads: 2,
+        keep_alive,
         ..Default::default()
     };
     let dir = lab.dir().join("swarm");
@@ -155,11 +162,12 @@ pub fn run(
     sizes: &[usize],
     window: Duration,
     endpoints: usize,
+    keep_alive: (Duration, Duration),
     json: Option<&Path>,
 ) -> Result<()> {
     let mut rows = Vec::new();
     for &n in sizes {
-        let row = measure(bin, n, window, endpoints)?;
+        let row = measure(bin, n, window, endpoints, keep_alive)?;
         eprintln!("{row:?}");
         rows.push(row);
     }

@@ -392,6 +392,8 @@ async fn node_control(
         gpus_simulated: hello.gpus_simulated,
         max_jobs: hello.max_jobs.clamp(1, 100_000),
     };
+    // One stream per job the node may run at once, plus its own.
+    conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs).into());
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
     if let Some(old) = shared
         .registry

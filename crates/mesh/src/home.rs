@@ -150,6 +150,30 @@ pub fn create_private_dir(path: &Path) -> Result<(), HomeError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn session_timing_defaults_overrides_and_refusals() {
+        use std::time::Duration;
+        let mut cfg: NodeConfig =
+            toml::from_str("name = \"n1\"\ngateway = \"127.0.0.1:1\"\n").unwrap();
+        let d = (Duration::from_secs(1), Duration::from_secs(3));
+        assert_eq!(session_timing(&cfg, d.0, d.1), Ok(d));
+        cfg.keep_alive = Some("5s".into());
+        cfg.idle_timeout = Some("15s".into());
+        assert_eq!(
+            session_timing(&cfg, d.0, d.1),
+            Ok((Duration::from_secs(5), Duration::from_secs(15)))
+        );
+        cfg.idle_timeout = None;
+        assert!(
+            session_timing(&cfg, d.0, d.1)
+                .unwrap_err()
+                .contains("less than idle_timeout")
+        );
+        cfg.keep_alive = Some("soon".into());
+        assert!(session_timing(&cfg, d.0, d.1).is_err());
+    }
+
     use super::*;
 
     #[test]
@@ -291,9 +315,43 @@ pub struct NodeConfig {
     /// Default: `openclaw-jobs-NAME` in the system's temporary directory.
     #[serde(default)]
     pub work_dir: Option<String>,
+    /// QUIC keep-alive while no heartbeat is due (default 1s). With the
+    /// gateway's heartbeat_interval above it, a node sends this many pings
+    /// between heartbeats: large labs with 5 s heartbeats set it to about
+    /// the heartbeat interval.
+    #[serde(default)]
+    pub keep_alive: Option<String>,
+    /// How long a silent gateway is trusted before the node reconnects
+    /// (default 3s); must exceed keep_alive, and the heartbeat interval when
+    /// keep_alive is raised to it.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
     /// Local policy; the stricter of this and the gateway's wins.
     #[serde(default)]
     pub policy: NodePolicy,
+}
+
+/// The node's QUIC keep-alive and idle timeout from node.toml, with the
+/// defaults given; refuses a keep-alive that would not keep the session up.
+pub fn session_timing(
+    cfg: &NodeConfig,
+    default_keep_alive: std::time::Duration,
+    default_idle: std::time::Duration,
+) -> Result<(std::time::Duration, std::time::Duration), String> {
+    let parse = |key: &str, v: &Option<String>, d| match v {
+        None => Ok(d),
+        Some(s) => proto::duration::parse(s).map_err(|e| format!("node.toml: {key} = {s:?}: {e}")),
+    };
+    let keep = parse("keep_alive", &cfg.keep_alive, default_keep_alive)?;
+    let idle = parse("idle_timeout", &cfg.idle_timeout, default_idle)?;
+    if keep.is_zero() || keep >= idle {
+        return Err(format!(
+            "node.toml: keep_alive ({}) must be more than 0 and less than idle_timeout ({}); e.g. keep_alive = \"5s\", idle_timeout = \"15s\"",
+            proto::duration::format(keep),
+            proto::duration::format(idle)
+        ));
+    }
+    Ok((keep, idle))
 }
 
 /// `[policy]` in node.toml: what this node agrees to run, whatever the gateway says.
@@ -357,7 +415,10 @@ impl NodeConfig {
              allow_jobs_as_agent_user = {}\n\
              # With run_as: a uid of its own for every job, from this range, so jobs cannot\n\
              # read each other's files (they keep run_as's groups). At least max_jobs ids.\n{}\n\
-             # Private working directories for jobs without --cwd are made under this.\n{}\n\n\
+             # Private working directories for jobs without --cwd are made under this.\n{}\n\
+             # QUIC keep-alive and idle timeout of the session (defaults 1s and 3s). With the\n\
+             # gateway's heartbeat_interval at 5s (large labs), set keep_alive = \"5s\" and\n\
+             # idle_timeout = \"15s\": fewer packets, slower notice of a dead gateway.\n{}\n{}\n\n\
              # Local policy: the stricter of this and the gateway's policy wins.\n\
              [policy]\n\
              # false refuses every job.\nsystem_run = {}\n\
@@ -381,6 +442,14 @@ impl NodeConfig {
             match &self.work_dir {
                 Some(d) => format!("work_dir = {d:?}"),
                 None => "# work_dir = \"/var/tmp/openclaw-jobs\"".to_string(),
+            },
+            match &self.keep_alive {
+                Some(d) => format!("keep_alive = {d:?}"),
+                None => "# keep_alive = \"1s\"".to_string(),
+            },
+            match &self.idle_timeout {
+                Some(d) => format!("idle_timeout = {d:?}"),
+                None => "# idle_timeout = \"3s\"".to_string(),
             },
             self.policy.system_run,
             self.policy.allowed_commands,

@@ -31,11 +31,39 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("gateway address {addr:?} resolves to nothing"))
 }
 
+/// Socket buffers the gateway asks for. A reconnect storm (a restarted
+/// gateway, thousands of nodes dialling back at once) overflows Linux's
+/// default of about 200 KB, and every dropped handshake packet costs its
+/// node a retransmission timeout. The kernel caps the request at
+/// `net.core.rmem_max` / `wmem_max`; the gateway logs what it got.
+pub const SERVER_SOCKET_BUFFER: usize = 4 << 20;
+
 fn endpoint(
     server: Option<quinn::ServerConfig>,
     bind: SocketAddr,
 ) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(bind)?;
+    let socket = if server.is_some() {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(bind),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        // Best effort: a smaller buffer still works, it just drops sooner.
+        let _ = s.set_recv_buffer_size(SERVER_SOCKET_BUFFER);
+        let _ = s.set_send_buffer_size(SERVER_SOCKET_BUFFER);
+        let got = s.recv_buffer_size().unwrap_or(0);
+        if got < SERVER_SOCKET_BUFFER {
+            tracing::info!(
+                asked = SERVER_SOCKET_BUFFER,
+                got,
+                "the UDP receive buffer is smaller than asked; for thousands of nodes raise net.core.rmem_max"
+            );
+        }
+        s.bind(&bind.into())?;
+        std::net::UdpSocket::from(s)
+    } else {
+        std::net::UdpSocket::bind(bind)?
+    };
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for quinn"))?;
     quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)

@@ -161,16 +161,28 @@ pub const UNIDENTIFIED_WINDOW: u32 = 64 * 1024;
 /// `role` needs, once its certificate has identified it.
 pub fn widen_limits(conn: &quinn::Connection, role: proto::Role) {
     let (bidi, uni, window): (u32, u32, u32) = match role {
-        // Control stream, one stream per job (the agent caps jobs at
-        // max_jobs), renewals; one heartbeat stream. The window carries
-        // job output from every running job at once.
-        proto::Role::Node => (1024, 4, 64 << 20),
+        // The control stream and a renewal; the gateway raises this to the
+        // node's max_jobs once its hello says it (`node_stream_limit`):
+        // quinn allocates state for every stream the peer may open, so a
+        // fixed 1024 cost every idle node about 60 KB. One heartbeat
+        // stream. The window carries job output from every running job.
+        proto::Role::Node => (NODE_BASE_STREAMS, 4, 64 << 20),
         // One stream per API call or followed job.
         proto::Role::Admin | proto::Role::Bot => (256, 0, 8 << 20),
     };
     conn.set_max_concurrent_bi_streams(bidi.into());
     conn.set_max_concurrent_uni_streams(uni.into());
     conn.set_receive_window(window.into());
+}
+
+/// Bidirectional streams a node may open besides its jobs' (control,
+/// renewal, a re-attach in flight).
+pub const NODE_BASE_STREAMS: u32 = 8;
+
+/// The concurrent bidirectional streams a node that runs at most
+/// `max_jobs` jobs at once needs.
+pub fn node_stream_limit(max_jobs: u32) -> u32 {
+    max_jobs.min(4096) + NODE_BASE_STREAMS
 }
 
 /// Transport parameters for clients and nodes: keep the connection alive

@@ -70,7 +70,10 @@ pub async fn run(
     let cfg = NodeConfig::load(home).map_err(NodeError::Home)?;
     // Fail fast on a missing or expired credential; it is loaded again
     // before every session, so a renewed certificate is picked up.
-    load_session_config(home, opts.idle_timeout)?;
+    let (keep_alive, idle) =
+        mesh::home::session_timing(&cfg, Duration::from_secs(1), opts.idle_timeout)
+            .map_err(NodeError::Home)?;
+    load_session_config(home, keep_alive, idle)?;
     let gateway = opts.gateway.clone().unwrap_or(cfg.gateway.clone());
     let remote = mesh::resolve(&gateway)
         .await
@@ -138,7 +141,7 @@ pub async fn run(
         let started = Instant::now();
         let end = tokio::select! {
             end = async {
-                match load_session_config(home, opts.idle_timeout) {
+                match load_session_config(home, keep_alive, idle) {
                     Ok((config, _)) => session(&endpoint, &config, remote, &ctx, home, &mut events).await,
                     Err(e) => End::Fatal(e.to_string()),
                 }
@@ -180,6 +183,7 @@ pub async fn run(
 /// expired certificate with the way out.
 pub fn load_session_config(
     home: &Home,
+    keep_alive: Duration,
     idle: Duration,
 ) -> Result<(quinn::ClientConfig, pki::PeerCert), NodeError> {
     let hint = "this home holds no enrolled node; run 'openclaw node enroll' first";
@@ -196,7 +200,7 @@ pub fn load_session_config(
             proto::duration::format(Duration::from_secs(now - peer.not_after))
         )));
     }
-    let transport = mesh::tls::client_transport(Duration::from_secs(1), idle)
+    let transport = mesh::tls::client_transport(keep_alive, idle)
         .map_err(|e| NodeError::Home(e.to_string()))?;
     let config = mesh::tls::session_client_config(&ca_pem, &cert_pem, &key_pem, transport)
         .map_err(|e| NodeError::Home(e.to_string()))?;

@@ -329,6 +329,8 @@ fn store(
         allow_jobs_as_agent_user: opts.allow_jobs_as_agent_user,
         job_uids: None,
         work_dir: None,
+        keep_alive: None,
+        idle_timeout: None,
         policy: Default::default(),
     }
     .write(home)?;

@@ -67,6 +67,10 @@ pub struct SwarmOptions {
     pub enroll_concurrency: usize,
     /// Runtime worker threads for the swarm itself.
     pub threads: usize,
+    /// QUIC keep-alive and idle timeout of each session, as node.toml's
+    /// `keep_alive` and `idle_timeout` set them (the agent's defaults are
+    /// 1 s and 3 s).
+    pub keep_alive: (Duration, Duration),
 }
 
 impl Default for SwarmOptions {
@@ -78,6 +82,7 @@ impl Default for SwarmOptions {
             endpoints: 8,
             enroll_concurrency: 64,
             threads: 2,
+            keep_alive: (Duration::from_secs(1), Duration::from_secs(3)),
         }
     }
 }
@@ -186,12 +191,14 @@ async fn enroll_all(
             allow_jobs_as_agent_user: true,
         };
         let gate = gate.clone();
+        let keep_alive = opts.keep_alive;
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
             node::enroll::enroll(&home, &o, &mut |_| {})
                 .await
                 .map_err(|e| format!("enrolling {}: {e}", o.name))?;
-            node::agent::load_session_config(&home, Duration::from_secs(30))
+            let (keep, idle) = keep_alive;
+            node::agent::load_session_config(&home, keep, idle)
                 .map(|(c, _)| c)
                 .map_err(|e| e.to_string())
         }));
