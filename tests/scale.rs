@@ -43,6 +43,36 @@ fn a_swarm_of_50_nodes_connects_runs_every_job_and_collects_every_exit_code() {
         .collect();
     assert_eq!(up.len(), 50, "{nodes:?}");
 
+    // node list pages: seven at a time, every node once, in name order.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let names: Vec<String> = rt.block_on(async {
+        let c = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        let mut names: Vec<String> = Vec::new();
+        loop {
+            let after = names.last().cloned();
+            match c
+                .call(proto::Request::NodePage { after, limit: 7 })
+                .await
+                .unwrap()
+            {
+                proto::Response::Nodes(page) if page.is_empty() => break,
+                proto::Response::Nodes(page) => {
+                    assert!(page.len() <= 7);
+                    names.extend(page.into_iter().map(|n| n.name));
+                }
+                r => panic!("{r:?}"),
+            }
+        }
+        assert_eq!(c.all_nodes().await.unwrap().len(), 50);
+        names
+    });
+    assert_eq!(names, swarm.names, "every node once, in name order");
+
     // One job per node; every exit code and output comes back.
     for (i, name) in swarm.names.iter().enumerate() {
         let code = (i % 4) as i32;

@@ -31,6 +31,8 @@ pub const ATTACH_OVER: u64 = 2000;
 pub const ATTACH_MAX: usize = 16 << 20;
 /// How often a running GPU job's message refreshes its GPUs.
 const GPU_EVERY: Duration = Duration::from_secs(2);
+/// Most nodes a chat answer lists.
+const CHAT_NODES: u32 = 50;
 /// How long a platform event id is remembered (longer than any retry).
 pub const SEEN_FOR: Duration = Duration::from_secs(3600);
 /// Most event ids remembered at once.
@@ -268,7 +270,16 @@ impl<S: Surface> Engine<S> {
         Some(match chat::parse(text, &ctx) {
             Intent::Help => render::HELP.to_string(),
             Intent::Clarify(q) => m.escape(&q),
-            Intent::Nodes => match call(Request::NodeList).await {
+            Intent::Nodes => match call(Request::NodePage {
+                after: None,
+                limit: CHAT_NODES,
+            })
+            .await
+            {
+                Ok(Response::Nodes(nodes)) if nodes.len() >= CHAT_NODES as usize => format!(
+                    "{}\n… and more: `openclaw node list` shows every node.",
+                    render::nodes(&nodes, m)
+                ),
                 Ok(Response::Nodes(nodes)) => render::nodes(&nodes, m),
                 r => done(r),
             },

@@ -134,6 +134,20 @@ impl Client {
         }
     }
 
+    /// Every node, a page at a time (`node list` at 10,000 nodes does not
+    /// fit in one reply frame).
+    pub async fn all_nodes(&self) -> Result<Vec<proto::NodeInfo>, ClientError> {
+        let mut all: Vec<proto::NodeInfo> = Vec::new();
+        loop {
+            let after = all.last().map(|n| n.name.clone());
+            match self.call(Request::NodePage { after, limit: 2000 }).await? {
+                Response::Nodes(page) if page.is_empty() => return Ok(all),
+                Response::Nodes(page) => all.extend(page),
+                r => return Err(ClientError::Protocol(format!("unexpected reply {r:?}"))),
+            }
+        }
+    }
+
     /// Sends a streaming call (`JobRun`, `JobAttach`) and returns the
     /// stream to read [`proto::JobEvent`]s from with [`Client::next_event`].
     pub async fn open(&self, req: Request) -> Result<quinn::RecvStream, ClientError> {

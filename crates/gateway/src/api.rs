@@ -41,6 +41,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             .map_err(ApiError::from),
         Request::TokenRevoke { id } => token_revoke(shared, peer, &id),
         Request::NodeList => node_list(shared),
+        Request::NodePage { after, limit } => node_page(shared, after.as_deref(), limit),
         Request::NodeShow { name } => node_show(shared, &name),
         Request::NodeApprove {
             name,
@@ -224,6 +225,35 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
             .map(|n| node_info(shared, n, now, instant, false))
             .collect(),
     ))
+}
+
+/// Most bytes of node records in one page (the reply frame's limit is 1 MiB).
+const NODE_PAGE_BYTES: usize = 768 * 1024;
+
+fn node_page(shared: &Shared, after: Option<&str>, limit: u32) -> Result<Response, ApiError> {
+    let now = unix_now();
+    let rows = shared.store.tx(|tx| {
+        enroll::sweep(shared, tx, now)?;
+        tx.nodes()
+    })?;
+    let instant = Instant::now();
+    let limit = limit.clamp(1, 5000) as usize;
+    let mut rows: Vec<_> = rows
+        .into_iter()
+        .filter(|n| after.is_none_or(|a| n.name.as_str() > a))
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for n in rows {
+        let info = node_info(shared, n, now, instant, false);
+        bytes += proto::codec::encode(&info).map(|b| b.len()).unwrap_or(0);
+        if (bytes > NODE_PAGE_BYTES && !out.is_empty()) || out.len() >= limit {
+            break;
+        }
+        out.push(info);
+    }
+    Ok(Response::Nodes(out))
 }
 
 fn node_show(shared: &Shared, name: &str) -> Result<Response, ApiError> {

@@ -219,18 +219,19 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             println!("next: openclaw --home {} node run", home.root().display());
             Ok(())
         }
-        Command::Node(NodeCmd::List { json }) => match call(&home, Request::NodeList).await? {
-            Response::Nodes(nodes) => {
-                if json {
-                    let v: Vec<_> = nodes.iter().map(node_json).collect();
-                    print_json(&serde_json::Value::Array(v))
-                } else {
-                    print!("{}", output::nodes(&nodes, gateway::unix_now()));
-                    Ok(())
-                }
+        Command::Node(NodeCmd::List { json }) => {
+            let client = Client::connect(&home).await?;
+            let nodes = client.all_nodes().await;
+            client.close().await;
+            let nodes = nodes?;
+            if json {
+                let v: Vec<_> = nodes.iter().map(node_json).collect();
+                print_json(&serde_json::Value::Array(v))
+            } else {
+                print!("{}", output::nodes(&nodes, gateway::unix_now()));
+                Ok(())
             }
-            r => Err(unexpected(r)),
-        },
+        }
         Command::Node(NodeCmd::Show { name, json }) => {
             match call(&home, Request::NodeShow { name }).await? {
                 Response::Node(n) => {

@@ -365,6 +365,15 @@ pub enum Request {
         /// Chat user the bot acts for.
         on_behalf_of: Option<String>,
     },
+    /// A page of nodes by name: those after `after`, at most `limit`, and
+    /// never more than fits in one reply frame. An empty page is the end.
+    /// (Appended last: older peers keep their variant numbers.)
+    NodePage {
+        /// The last name of the previous page.
+        after: Option<String>,
+        /// Most nodes wanted.
+        limit: u32,
+    },
 }
 
 /// What a requester asks to run.
@@ -622,7 +631,7 @@ impl Request {
             Request::TokenCreate { .. } => "token.create",
             Request::TokenList => "token.list",
             Request::TokenRevoke { .. } => "token.revoke",
-            Request::NodeList => "node.list",
+            Request::NodeList | Request::NodePage { .. } => "node.list",
             Request::NodeShow { .. } => "node.show",
             Request::NodeApprove { .. } => "node.approve",
             Request::NodeReject { .. } => "node.reject",
