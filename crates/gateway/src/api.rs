@@ -232,23 +232,21 @@ const NODE_PAGE_BYTES: usize = 768 * 1024;
 
 fn node_page(shared: &Shared, after: Option<&str>, limit: u32) -> Result<Response, ApiError> {
     let now = unix_now();
+    let limit = limit.clamp(1, 5000) as usize;
     let rows = shared.store.tx(|tx| {
-        enroll::sweep(shared, tx, now)?;
-        tx.nodes()
+        // Expired pending requests go once per listing, on its first page.
+        if after.is_none() {
+            enroll::sweep(shared, tx, now)?;
+        }
+        tx.nodes_page(after, limit)
     })?;
     let instant = Instant::now();
-    let limit = limit.clamp(1, 5000) as usize;
-    let mut rows: Vec<_> = rows
-        .into_iter()
-        .filter(|n| after.is_none_or(|a| n.name.as_str() > a))
-        .collect();
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(rows.len());
     let mut bytes = 0;
     for n in rows {
         let info = node_info(shared, n, now, instant, false);
         bytes += proto::codec::encode(&info).map(|b| b.len()).unwrap_or(0);
-        if (bytes > NODE_PAGE_BYTES && !out.is_empty()) || out.len() >= limit {
+        if bytes > NODE_PAGE_BYTES && !out.is_empty() {
             break;
         }
         out.push(info);

@@ -501,6 +501,27 @@ impl Tx<'_> {
         rows.into_iter().map(finish_node).collect()
     }
 
+    /// Nodes by name after `after`, at most `limit` (one page of `node list`).
+    pub fn nodes_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<NodeRow>, StoreError> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE name > ?1 ORDER BY name LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    after.unwrap_or(""),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                node_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_node).collect()
+    }
+
     /// Number of pending requests.
     pub fn pending_count(&self) -> Result<usize, StoreError> {
         let n: i64 = self.0.query_row(
