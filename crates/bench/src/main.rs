@@ -285,6 +285,40 @@ async fn raw_quinn(bytes: u64) -> Result<Duration> {
     Ok(took)
 }
 
+/// `runs` times `true` on bench-node over one client connection, from the
+/// JobRun request to the job's end; sorted.
+async fn open_connection_true(gw: &Path, runs: usize) -> Result<Vec<Duration>> {
+    let client = client::Client::connect(&mesh::Home::new(gw))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let spec = proto::JobSpec {
+            node: Some("bench-node".into()),
+            argv: vec!["true".into()],
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let mut recv = client
+            .open(proto::Request::JobRun(spec))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        loop {
+            match client.next_event(&mut recv).await {
+                Ok(Some(proto::JobEvent::End(j))) if j.exit_code == Some(0) => break,
+                Ok(Some(proto::JobEvent::End(j))) => bail!("true ended {}", j.state),
+                Ok(Some(proto::JobEvent::Error(e))) => bail!("{}", e.message),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => bail!("lost the gateway"),
+            }
+        }
+        out.push(t.elapsed());
+    }
+    client.close().await;
+    out.sort();
+    Ok(out)
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if !args.swarm.is_empty() {
@@ -331,6 +365,9 @@ fn main() -> Result<()> {
     } else {
         None
     };
+
+    // 1b. The same over one open client connection: submit to exit code.
+    let open_conn = rt.block_on(open_connection_true(&lab.gw, args.runs * 3))?;
 
     // 2. Throughput of `head -c N /dev/zero` into /dev/null.
     let head = format!("head -c {} /dev/zero", args.bytes);
@@ -383,6 +420,13 @@ fn main() -> Result<()> {
         ssh_med
             .map(|s| format!("{:.0}x faster", s.as_secs_f64() / median(&oc).as_secs_f64()))
             .unwrap_or_else(|| "-".into())
+    );
+    println!(
+        "| `run -- true` over one open connection, median of {} (p90) | {} ({}) | | {:.0}x faster than a fresh process |",
+        open_conn.len(),
+        ms(median(&open_conn)),
+        ms(open_conn[open_conn.len() * 9 / 10]),
+        median(&oc).as_secs_f64() / median(&open_conn).as_secs_f64().max(1e-9)
     );
     for (what, v) in [("`whoami`", &whoami), ("`node list`", &node_list)] {
         println!(

@@ -30,8 +30,10 @@ pub struct Row {
     pub node_list_ms: f64,
     /// Nodes the gateway did not list as connected at the end.
     pub not_connected: usize,
-    /// Sessions the swarm had to dial again (false offline shows up here).
+    /// Sessions the swarm had to dial again, in all (the connect storm included).
     pub reconnects: u64,
+    /// Of those, during the steady-state window: a false offline shows up here.
+    pub window_reconnects: u64,
 }
 
 fn ticks(pid: u32) -> u64 {
@@ -113,6 +115,10 @@ pub fn measure(
     );
     // Settle: the connect burst and first heartbeats out of the way.
     std::thread::sleep(Duration::from_secs(10));
+    let r0 = swarm
+        .counters
+        .reconnects
+        .load(std::sync::atomic::Ordering::Relaxed);
     let t0 = ticks(pid);
     let w0 = Instant::now();
     std::thread::sleep(window);
@@ -151,6 +157,11 @@ pub fn measure(
             .counters
             .reconnects
             .load(std::sync::atomic::Ordering::Relaxed),
+        window_reconnects: 0,
+    };
+    let row = Row {
+        window_reconnects: row.reconnects - r0,
+        ..row
     };
     drop(swarm);
     Ok(row)
@@ -172,13 +183,13 @@ pub fn run(
         rows.push(row);
     }
     println!(
-        "| nodes | enroll all | connect all | gateway RSS | per node | gateway CPU ({}s window) | `node list` | not connected | reconnects |",
+        "| nodes | enroll all | connect all | gateway RSS | per node | gateway CPU ({}s window) | `node list` | not connected | reconnects (in the window) |",
         window.as_secs()
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.1} s ({:.0}/s) | {:.1} s | {:.0} MiB | {:.0} KB | {:.1} % | {:.0} ms | {} | {} |",
+            "| {} | {:.1} s ({:.0}/s) | {:.1} s | {:.0} MiB | {:.0} KB | {:.1} % | {:.0} ms | {} | {} ({}) |",
             r.nodes,
             r.enroll_s,
             r.nodes as f64 / r.enroll_s.max(1e-9),
@@ -188,7 +199,8 @@ pub fn run(
             r.gateway_cpu_pct,
             r.node_list_ms,
             r.not_connected,
-            r.reconnects
+            r.reconnects,
+            r.window_reconnects
         );
     }
     if let Some(p) = json {
