@@ -141,6 +141,12 @@ CREATE TABLE idempotency (             -- job submits by key, so a repeated requ
   PRIMARY KEY (via, key)              -- one job per key and certificate
 );
 "#,
+    // Version 5: every enrollment sweeps expired pending requests and counts
+    // pending ones; without an index each was a scan of every node (O(N)
+    // per enrollment, 13 % of the gateway's time while 2,000 enrolled).
+    r#"
+CREATE INDEX nodes_pending ON nodes (state, requested_at); -- enrollment sweeps and the pending cap
+"#,
 ];
 
 /// A join token row.
@@ -534,7 +540,7 @@ impl Tx<'_> {
 
     /// Deletes pending requests older than `cutoff`; returns their names.
     pub fn expire_pending(&self, cutoff: u64) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.0.prepare(
+        let mut stmt = self.0.prepare_cached(
             "DELETE FROM nodes WHERE state = 'pending' AND requested_at < ?1 RETURNING name",
         )?;
         let names = stmt
