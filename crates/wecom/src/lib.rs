@@ -183,7 +183,13 @@ impl WecomSurface {
 
     async fn card(&self, chat: &str, j: &JobInfo) {
         let req_id = self.link.new_req_id("card");
-        let task_id = format!("job{}_{}", j.id, req_id.rsplit('_').next().unwrap_or("0"));
+        // Unique per bot across restarts too: the req_id carries the time
+        // in milliseconds and a counter (`card_<ms>_<n>`).
+        let task_id = format!(
+            "job{}_{}",
+            j.id,
+            req_id.strip_prefix("card_").unwrap_or(&req_id)
+        );
         let q = chat::render::approval_question(j, &self.markup);
         let frame = frames::approval_card(&req_id, chat, &task_id, j.id, &q);
         if let Err(e) = self.link.send(&req_id, frame).await {
