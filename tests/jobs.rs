@@ -825,3 +825,43 @@ fn a_repeated_idempotency_key_returns_the_first_job() {
     assert_ne!(other, first);
     assert_eq!(lab.jobs().len(), 2);
 }
+
+#[test]
+fn a_log_tail_reads_the_end_of_each_stream_not_the_start() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--",
+        "sh",
+        "-c",
+        "seq 1 200000; echo tail-of-stderr >&2",
+    ])
+    .ok();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let gw = client::Gateway::new(mesh::Home::new(&lab.gw_home));
+        let (tail, cut) = client::job_log_tail(&gw, 1, None, 100).await.unwrap();
+        let text = String::from_utf8(tail).unwrap();
+        assert!(cut);
+        assert!(text.len() <= 100, "{}", text.len());
+        assert!(text.contains("199999\n200000\n"), "{text}");
+        assert!(text.contains("tail-of-stderr"), "{text}");
+        // The whole log, for an upload, only when it fits.
+        assert_eq!(client::job_log(&gw, 1, None, 1000).await.unwrap(), None);
+        let full = client::job_log(&gw, 1, None, 4 << 20)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(full.starts_with(b"1\n2\n3\n") && full.len() > 1_000_000);
+        // A short log comes whole, not cut.
+        let (all, cut) = client::job_log_tail(&gw, 1, None, 10 << 20).await.unwrap();
+        assert!(!cut);
+        assert_eq!(all.len(), full.len());
+    });
+}

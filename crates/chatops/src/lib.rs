@@ -183,11 +183,6 @@ impl<S: Surface> Engine<S> {
         }
     }
 
-    /// The adapter.
-    pub fn surface(&self) -> &S {
-        &self.surface
-    }
-
     /// The gateway identity of a platform user: `namespace/user`.
     pub fn identity(&self, user: &str) -> String {
         format!("{}/{user}", self.namespace)
@@ -302,11 +297,8 @@ impl<S: Surface> Engine<S> {
                 Ok(Response::Job(j)) => render::head(&j, None, m),
                 r => done(r),
             },
-            Intent::Logs(id) => match client::job_log(&self.gateway, id, who, ATTACH_MAX).await {
-                Ok((log, _)) => {
-                    let start = log.len().saturating_sub(self.surface.max_len());
-                    render::snippet(&log[start..], id, start > 0, m, self.surface.max_len())
-                }
+            Intent::Logs(id) => match self.log_tail(id, who).await {
+                Ok((log, cut)) => render::snippet(&log, id, cut, m, self.surface.max_len()),
                 Err(ClientError::Api(e)) => m.escape(&e.message),
                 Err(e) => format!("I can't reach the gateway right now ({e})."),
             },
@@ -536,6 +528,11 @@ impl<S: Surface> Engine<S> {
         }
     }
 
+    /// The end of a job's log, as much as one message shows.
+    async fn log_tail(&self, id: u64, who: Option<String>) -> Result<(Vec<u8>, bool), ClientError> {
+        client::job_log_tail(&self.gateway, id, who, self.surface.max_len()).await
+    }
+
     /// The final message, then the full log for long output.
     async fn finish(&self, o: &Origin, live: &mut S::Live, j: &JobInfo, watch: &Mutex<Watch>) {
         let m = self.surface.markup();
@@ -547,30 +544,36 @@ impl<S: Surface> Engine<S> {
             return;
         }
         let who = Some(self.identity(&o.user));
-        let (log, cut) = match client::job_log(&self.gateway, j.id, who, ATTACH_MAX).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(job = j.id, error = %e, "cannot read a job's log for chat");
-                return;
+        let full = if total > ATTACH_MAX as u64 {
+            None
+        } else {
+            match client::job_log(&self.gateway, j.id, who.clone(), ATTACH_MAX).await {
+                Ok(full) => full,
+                Err(e) => {
+                    tracing::warn!(job = j.id, error = %e, "cannot read a job's log for chat");
+                    return;
+                }
             }
         };
-        let why = if cut {
-            format!("the log is over {} MiB", ATTACH_MAX >> 20)
-        } else {
-            match self.surface.attach_log(o, j, &log).await {
+        let why = match &full {
+            None => format!("the log is over {} MiB", ATTACH_MAX >> 20),
+            Some(log) => match self.surface.attach_log(o, j, log).await {
                 Ok(()) => return,
                 Err(why) => why,
-            }
+            },
         };
         tracing::info!(job = j.id, %why, "sending a snippet instead of the full log");
-        let start = log.len().saturating_sub(self.surface.max_len());
-        let text = render::snippet(
-            &log[start..],
-            j.id,
-            cut || start > 0,
-            m,
-            self.surface.max_len(),
-        );
+        let (log, cut) = match full {
+            Some(log) => (log, false),
+            None => match self.log_tail(j.id, who).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(job = j.id, error = %e, "cannot read a job's log for chat");
+                    return;
+                }
+            },
+        };
+        let text = render::snippet(&log, j.id, cut, m, self.surface.max_len());
         self.surface.reply(o, &text).await;
     }
 }

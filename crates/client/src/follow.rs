@@ -159,21 +159,12 @@ pub async fn follow_job(
     mut sink: impl FnMut(Followed<'_>),
 ) -> Result<JobInfo, FollowError> {
     let mut offsets = [0u64; 2];
-    let (mut id, mut current) = match start {
-        Start::Run(c, r) => (None, Some((c, r))),
-        Start::Stream(id, c, r) => (Some(id), Some((c, r))),
-        Start::Attach(id) => (Some(id), None),
+    let (mut id, (mut client, mut stream)) = match start {
+        Start::Run(c, r) => (None, (c, r)),
+        Start::Stream(id, c, r) => (Some(id), (c, r)),
+        Start::Attach(id) => (Some(id), attach(gw, id, offsets, opts).await?),
     };
     loop {
-        let (client, mut stream) = match current.take() {
-            Some(cs) => cs,
-            None => {
-                let Some(job) = id else {
-                    return Err(FollowError::NotAccepted("no job id yet".into()));
-                };
-                attach(gw, job, offsets, opts).await?
-            }
-        };
         let lost = loop {
             let event = client
                 .next_event_streaming(&mut stream, |s, data| {
@@ -210,7 +201,7 @@ pub async fn follow_job(
             id: job,
             why: &lost,
         });
-        current = Some(attach(gw, job, offsets, opts).await?);
+        (client, stream) = attach(gw, job, offsets, opts).await?;
         sink(Followed::Resumed { id: job, offsets });
     }
 }
@@ -256,22 +247,24 @@ async fn attach(
     }
 }
 
-/// Reads a job's stored output (both streams, in arrival order) into
-/// `sink`, without following; the one reader behind `job logs`, the chat
-/// prompt's `logs N` and a bot's snippets and uploads. `None` from the
-/// gateway before the end is an error: the read was cut short.
+/// Reads a job's stored output (both streams, in arrival order) from the
+/// stdout and stderr offsets `from` into `sink`, without following; the one
+/// reader behind `job logs`, the chat prompt's `logs N` and a bot's
+/// snippets and uploads. `None` from the gateway before the end is an
+/// error: the read was cut short.
 pub async fn read_log(
     client: &Client,
     id: u64,
     on_behalf_of: Option<String>,
+    from: [u64; 2],
     mut sink: impl FnMut(OutStream, &[u8]),
 ) -> Result<(), ClientError> {
     let mut recv = client
         .open(Request::JobAttach {
             id,
             follow: false,
-            stdout_from: 0,
-            stderr_from: 0,
+            stdout_from: from[0],
+            stderr_from: from[1],
             on_behalf_of,
         })
         .await?;
@@ -290,22 +283,65 @@ pub async fn read_log(
     }
 }
 
-/// A job's stored output, at most `max` bytes from its start; the flag
-/// says whether it was cut.
+/// A job's whole stored output, for a file upload: `None` when it is over
+/// `max` bytes (then [`job_log_tail`] gives its end).
 pub async fn job_log(
+    gw: &Gateway,
+    id: u64,
+    on_behalf_of: Option<String>,
+    max: usize,
+) -> Result<Option<Vec<u8>>, ClientError> {
+    let client = gw.get().await?;
+    let mut out = Vec::new();
+    let mut over = false;
+    read_log(&client, id, on_behalf_of, [0, 0], |_, data| {
+        over |= out.len() + data.len() > max;
+        if !over {
+            out.extend_from_slice(data);
+        }
+    })
+    .await?;
+    Ok((!over).then_some(out))
+}
+
+/// The end of a job's stored output: at most `max` bytes, read from near
+/// the end of each stream rather than from its start; the flag says whether
+/// earlier output was left out.
+pub async fn job_log_tail(
     gw: &Gateway,
     id: u64,
     on_behalf_of: Option<String>,
     max: usize,
 ) -> Result<(Vec<u8>, bool), ClientError> {
     let client = gw.get().await?;
-    let mut out = Vec::new();
-    let mut cut = false;
-    read_log(&client, id, on_behalf_of, |_, data| {
-        let room = max.saturating_sub(out.len());
-        cut |= data.len() > room;
-        out.extend_from_slice(&data[..data.len().min(room)]);
+    let job = match client
+        .call(Request::JobShow {
+            id,
+            on_behalf_of: on_behalf_of.clone(),
+        })
+        .await?
+    {
+        proto::Response::Job(j) => j,
+        r => return Err(ClientError::Protocol(format!("unexpected reply {r:?}"))),
+    };
+    let keep = max as u64;
+    let from = [
+        job.stdout_bytes.saturating_sub(keep),
+        job.stderr_bytes.saturating_sub(keep),
+    ];
+    let mut out: Vec<u8> = Vec::new();
+    let mut cut = from != [0, 0];
+    read_log(&client, id, on_behalf_of, from, |_, data| {
+        out.extend_from_slice(data);
+        if out.len() > 2 * max {
+            cut = true;
+            out.drain(..out.len() - max);
+        }
     })
     .await?;
+    if out.len() > max {
+        cut = true;
+        out.drain(..out.len() - max);
+    }
     Ok((out, cut))
 }

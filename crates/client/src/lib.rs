@@ -9,7 +9,8 @@ use mesh::home::LoadedCredential;
 use proto::{ApiError, Open, Request, Response};
 
 pub use follow::{
-    FollowError, FollowOptions, Followed, Gateway, Start, follow_job, job_log, read_log,
+    FollowError, FollowOptions, Followed, Gateway, Start, follow_job, job_log, job_log_tail,
+    read_log,
 };
 
 /// Turns [`Client::close`] gives the runtime to send the close frame.

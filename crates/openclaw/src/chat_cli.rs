@@ -167,7 +167,7 @@ pub async fn one(
             r => reply(r),
         },
         Intent::Logs(id) => {
-            let read = client::read_log(client, id, user.clone(), |_, data| {
+            let read = client::read_log(client, id, user.clone(), [0, 0], |_, data| {
                 print!("{}", String::from_utf8_lossy(data))
             })
             .await;

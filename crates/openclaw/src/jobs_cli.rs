@@ -411,7 +411,7 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                     .await
                     .map(|_| ());
             }
-            client::read_log(client, id, None, write_out)
+            client::read_log(client, id, None, [0, 0], write_out)
                 .await
                 .map_err(run_error)
         }
