@@ -297,6 +297,26 @@ fn classify(err: &quinn::ConnectionError) -> End {
     }
 }
 
+/// Sends a heartbeat every `interval` on `hb` (`beat` builds heartbeat
+/// number `seq`, from 1) until the stream fails. A late tick is not made
+/// up for: the next beat comes one interval after the late one.
+pub async fn send_heartbeats(
+    hb: &mut quinn::SendStream,
+    interval: Duration,
+    mut beat: impl FnMut(u64) -> Heartbeat,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    loop {
+        tick.tick().await;
+        seq += 1;
+        if mesh::write_frame(hb, &beat(seq)).await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn session(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
@@ -379,38 +399,26 @@ async fn session(
         );
         tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
     }
-    let heartbeats = async {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut seq = 0u64;
-        loop {
-            tick.tick().await;
-            seq += 1;
-            let beat = {
-                let loadavg = std::fs::read_to_string("/proc/loadavg").ok();
-                let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
-                let holders = ctx.gpus.holders();
-                let running = ctx.running.load(std::sync::atomic::Ordering::Relaxed);
-                match ctx.gpu_source.lock() {
-                    Ok(mut src) => crate::telemetry::heartbeat(
-                        seq,
-                        src.as_mut(),
-                        &holders,
-                        running,
-                        loadavg.as_deref(),
-                        meminfo.as_deref(),
-                    ),
-                    Err(_) => Heartbeat {
-                        seq,
-                        ..Default::default()
-                    },
-                }
-            };
-            if mesh::write_frame(&mut hb, &beat).await.is_err() {
-                return;
-            }
+    let heartbeats = send_heartbeats(&mut hb, interval, |seq| {
+        let loadavg = std::fs::read_to_string("/proc/loadavg").ok();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+        let holders = ctx.gpus.holders();
+        let running = ctx.running.load(std::sync::atomic::Ordering::Relaxed);
+        match ctx.gpu_source.lock() {
+            Ok(mut src) => crate::telemetry::heartbeat(
+                seq,
+                src.as_mut(),
+                &holders,
+                running,
+                loadavg.as_deref(),
+                meminfo.as_deref(),
+            ),
+            Err(_) => Heartbeat {
+                seq,
+                ..Default::default()
+            },
         }
-    };
+    });
     let control = async {
         while let Ok(Some(msg)) =
             mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await

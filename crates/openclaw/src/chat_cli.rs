@@ -143,9 +143,9 @@ pub async fn one(
     match intent {
         Intent::Help => println!("{HELP}"),
         Intent::Clarify(q) => println!("{q}"),
-        Intent::Nodes => match call(Request::NodeList).await {
-            Ok(Response::Nodes(nodes)) => print!("{}", output::nodes(&nodes, gateway::unix_now())),
-            r => reply(r),
+        Intent::Nodes => match client.all_nodes().await {
+            Ok(nodes) => print!("{}", output::nodes(&nodes, gateway::unix_now())),
+            Err(e) => println!("{e}"),
         },
         Intent::Status(None) => match call(Request::JobList {
             limit: 10,

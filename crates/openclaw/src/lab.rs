@@ -145,10 +145,8 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         wait_for(&admin, name, "connected").await?;
     }
     println!("== openclaw node list");
-    match admin.call(Request::NodeList).await.map_err(fail)? {
-        Response::Nodes(nodes) => print!("{}", output::nodes(&nodes, gateway::unix_now())),
-        r => return Err(fail(format!("unexpected reply {r:?}"))),
-    }
+    let nodes = admin.all_nodes().await.map_err(fail)?;
+    print!("{}", output::nodes(&nodes, gateway::unix_now()));
     for (title, spec) in sample_jobs() {
         println!("== openclaw run {title}");
         let code = run_sample(&admin, spec).await?;
@@ -265,10 +263,13 @@ async fn run_sample(admin: &Client, spec: proto::JobSpec) -> Result<String, CliE
 async fn wait_for(admin: &Client, name: &str, connection: &str) -> Result<(), CliError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Response::Nodes(nodes) = admin.call(Request::NodeList).await.map_err(fail)?
-            && nodes
-                .iter()
-                .any(|n| n.name == name && n.connection == connection)
+        // Before its request arrives the node is not known at all.
+        if admin
+            .all_nodes()
+            .await
+            .map_err(fail)?
+            .iter()
+            .any(|n| n.name == name && n.connection == connection)
         {
             return Ok(());
         }

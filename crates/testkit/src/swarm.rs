@@ -25,7 +25,7 @@ pub struct Counters {
     pub connected: AtomicUsize,
     /// Sessions that ended and were dialled again.
     pub reconnects: AtomicU64,
-    /// Heartbeats sent.
+    /// Heartbeats handed to their streams.
     pub heartbeats: AtomicU64,
     /// Jobs received.
     pub jobs: AtomicU64,
@@ -273,25 +273,23 @@ impl SimNode {
         self.counters.connected.fetch_add(1, Ordering::Relaxed);
         let _up = Decrement(&self.counters.connected);
         let heartbeats = async {
-            // Spread the beats: nodes that connected together do not beat together.
-            let offset = Duration::from_millis(u64::from(self.name.len() as u32 * 37) % 1000);
-            tokio::time::sleep(offset).await;
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut seq = 0u64;
-            loop {
-                tick.tick().await;
-                seq += 1;
-                let beat = Heartbeat {
+            // Spread the beats over the interval by name: nodes that
+            // connected together do not beat together.
+            let spread = u64::try_from(interval.as_millis()).unwrap_or(1).max(1);
+            let hash = self
+                .name
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            tokio::time::sleep(Duration::from_millis(hash % spread)).await;
+            node::agent::send_heartbeats(&mut hb, interval, |seq| {
+                self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
+                Heartbeat {
                     seq,
                     gpu_source: "none".into(),
                     ..Default::default()
-                };
-                if mesh::write_frame(&mut hb, &beat).await.is_err() {
-                    return;
                 }
-                self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
-            }
+            })
+            .await
         };
         let control = async {
             while let Ok(Some(msg)) =

@@ -164,11 +164,6 @@ pub struct Live {
     ended: bool,
 }
 
-/// Where a proactive message to an origin goes: the group, or the user.
-fn chat_of(o: &Origin) -> &str {
-    &o.chat
-}
-
 impl WecomSurface {
     async fn proactive(&self, chat: &str, text: &str) {
         let req_id = self.link.new_req_id("send");
@@ -224,7 +219,7 @@ impl Surface for WecomSurface {
                 }
             }
         }
-        self.proactive(chat_of(to), text).await;
+        self.proactive(&to.chat, text).await;
     }
 
     async fn notice(&self, to: &Origin, text: &str) {
@@ -241,7 +236,7 @@ impl Surface for WecomSurface {
                 Err(e) => tracing::warn!(error = %e, "cannot update the card"),
             }
         }
-        self.proactive(chat_of(to), text).await;
+        self.proactive(&to.chat, text).await;
     }
 
     async fn open_live(&self, to: &Origin, text: &str) -> Option<Live> {
@@ -249,7 +244,7 @@ impl Surface for WecomSurface {
         let mut live = Live {
             req_id: to.reply.clone(),
             stream_id: self.link.new_req_id("job"),
-            chat: chat_of(to).to_string(),
+            chat: to.chat.clone(),
             opened: Instant::now(),
             ended: false,
         };
@@ -290,7 +285,7 @@ impl Surface for WecomSurface {
 
     async fn ask_approval(&self, to: &Origin, j: &JobInfo) {
         match self.approvals {
-            config::ApprovalsIn::Card => self.card(chat_of(to), j).await,
+            config::ApprovalsIn::Card => self.card(&to.chat, j).await,
             config::ApprovalsIn::Dm => {
                 for a in j
                     .approvers
