@@ -20,21 +20,7 @@ struct World {
 
 fn world() -> World {
     let mut lab = Lab::with_config(BIN, |cfg| {
-        let start = cfg.find("[policy]").unwrap();
-        let end = cfg.find("[limits]").unwrap();
-        cfg.replace_range(
-            start..end,
-            r#"[policy]
-default = "allow"
-chat_default = "allow"
-
-[[policy.rules]]
-nodes = ["worker-gpu-*"]
-action = "approve"
-approvers = ["slack:T0LAB/U0BOSS"]
-
-"#,
-        );
+        testkit::set_chat_test_policy(cfg, "slack:T0LAB/U0BOSS");
         cfg.push_str("\n[jobs.training]\ncommand = [\"sh\", \"-c\", \"echo training on $OPENCLAW_NODE\"]\nrole = \"cpu\"\n");
     });
     lab.start_gateway();

@@ -402,15 +402,21 @@ fn attack_enrollment_rate_limit_per_address() {
     });
 }
 
-#[test]
-fn attack_one_certificate_cannot_hold_unbounded_connections() {
+/// A started lab whose gateway lets one certificate hold `cap` connections.
+fn lab_with_cert_cap(cap: usize) -> Lab {
     let mut lab = Lab::new(BIN);
     edit_file(
         &lab.gw_home.join("gateway.toml"),
         "max_connections_per_cert = 64",
-        "max_connections_per_cert = 2",
+        &format!("max_connections_per_cert = {cap}"),
     );
     lab.start_gateway();
+    lab
+}
+
+#[test]
+fn attack_one_certificate_cannot_hold_unbounded_connections() {
+    let lab = lab_with_cert_cap(2);
     rt().block_on(async {
         let home = mesh::Home::new(&lab.gw_home);
         let a = Client::connect(&home).await.unwrap();
@@ -435,13 +441,7 @@ fn one_shot_cli_commands_close_their_connections_at_once() {
     // Each command sends CONNECTION_CLOSE as it exits instead of waiting out
     // QUIC's draining period; if a close were lost, sessions would linger
     // until the idle timeout and the third command would hit the cap of 2.
-    let mut lab = Lab::new(BIN);
-    edit_file(
-        &lab.gw_home.join("gateway.toml"),
-        "max_connections_per_cert = 64",
-        "max_connections_per_cert = 2",
-    );
-    lab.start_gateway();
+    let lab = lab_with_cert_cap(2);
     let gw = lab.gw_home.clone();
     for i in 0..12 {
         let cmd: &[&str] = match i % 3 {

@@ -22,21 +22,7 @@ struct World {
 
 fn world(extra: &str) -> World {
     let mut lab = Lab::with_config(BIN, |cfg| {
-        let start = cfg.find("[policy]").unwrap();
-        let end = cfg.find("[limits]").unwrap();
-        cfg.replace_range(
-            start..end,
-            r#"[policy]
-default = "allow"
-chat_default = "allow"
-
-[[policy.rules]]
-nodes = ["worker-gpu-*"]
-action = "approve"
-approvers = ["wecom:wwlab/boss"]
-
-"#,
-        );
+        testkit::set_chat_test_policy(cfg, "wecom:wwlab/boss");
     });
     lab.start_gateway();
     let (_, g) = lab.node_up("worker-gpu-01", "gpu", 1);

@@ -455,6 +455,20 @@ impl Lab {
     }
 }
 
+/// Replaces gateway.toml's `[policy]` section (up to `[limits]`) with the
+/// chat front ends' test policy: everything allowed, chat included, except
+/// jobs on `worker-gpu-*`, which `approver` must approve.
+pub fn set_chat_test_policy(cfg: &mut String, approver: &str) {
+    let start = cfg.find("[policy]").expect("gateway.toml has [policy]");
+    let end = cfg.find("[limits]").expect("gateway.toml has [limits]");
+    cfg.replace_range(
+        start..end,
+        &format!(
+            "[policy]\ndefault = \"allow\"\nchat_default = \"allow\"\n\n[[policy.rules]]\nnodes = [\"worker-gpu-*\"]\naction = \"approve\"\napprovers = [{approver:?}]\n\n"
+        ),
+    );
+}
+
 /// Replaces `from` with `to` in a config file, failing loudly when `from`
 /// is not there (an edit that matched nothing would test nothing).
 pub fn edit_file(path: &Path, from: &str, to: &str) {
