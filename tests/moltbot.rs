@@ -562,3 +562,81 @@ fn a_redelivered_event_runs_one_job_across_sockets_and_a_restart() {
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(answers(), 2, "one answer before the restart, one after");
 }
+
+#[test]
+fn a_fan_out_from_slack_is_approved_once_and_counts_up_in_one_message() {
+    let w = world();
+    // A user limited to some nodes may not fan out.
+    let no = reply(&w, "U0BOB", "<@U0MOLT> run uptime on all nodes");
+    assert!(no.contains("name a node instead"), "{no}");
+    assert!(w.lab.jobs().is_empty());
+
+    let ts = w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run sh -c 'echo fan from $OPENCLAW_NODE' on all nodes",
+    );
+    // worker-gpu-01 needs approval, so the whole fan-out is held once,
+    // with one question that says so.
+    let ask = wait_until(T, "the approval request", || {
+        w.slack.calls_of("chat.postMessage").into_iter().find(|c| {
+            c.body["thread_ts"] == ts.as_str()
+                && c.body["blocks"]
+                    .to_string()
+                    .contains("\"action_id\":\"approve\"")
+        })
+    });
+    assert!(
+        ask.body["blocks"]
+            .to_string()
+            .contains("every other node of fan-out 1 (one approval releases them all)"),
+        "{}",
+        ask.body
+    );
+    let jobs = w.lab.jobs();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j["state"] == "awaiting-approval"));
+    let first = jobs
+        .iter()
+        .map(|j| j["id"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    w.slack
+        .click("U0BOSS", "C0LAB", "x", "approve", &first.to_string());
+    final_edit(&w.slack, "2 node(s): 2 ok");
+    let ups = w.slack.calls_of("chat.update");
+    let my_ts = ups[0].body["ts"].as_str().unwrap().to_string();
+    assert!(
+        ups.iter().all(|u| u.body["ts"] == my_ts.as_str()),
+        "one message, edited in place"
+    );
+    let texts: Vec<String> = ups
+        .iter()
+        .map(|u| u.body["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.contains("awaits approval by")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.last().unwrap().starts_with("✅ fan-out 1:"),
+        "{texts:?}"
+    );
+    // Each node's output follows in the thread.
+    let outputs = wait_until(T, "the outputs", || {
+        w.slack.calls_of("chat.postMessage").into_iter().find(|c| {
+            c.body["thread_ts"] == ts.as_str()
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("fan from worker-cpu-01")
+        })
+    });
+    let text = outputs.body["text"].as_str().unwrap();
+    assert!(text.contains("fan from worker-gpu-01"), "{text}");
+    for j in jobs {
+        let done = w.lab.job(j["id"].as_u64().unwrap());
+        assert_eq!(done["approved_by"], "slack:T0LAB/U0BOSS");
+        assert_eq!(done["requester"], "slack:T0LAB/U0ALICE");
+    }
+}

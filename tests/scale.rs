@@ -88,6 +88,42 @@ fn a_swarm_of_50_nodes_connects_runs_every_job_and_collects_every_exit_code() {
     assert_eq!(swarm.counters.jobs.load(Ordering::Relaxed), 55);
     assert_eq!(swarm.counters.jobs_done.load(Ordering::Relaxed), 55);
 
+    // Fan-out: one command on all 50, every exit code collected; then
+    // through a window of 10, with each node's output.
+    let out = lab.run_job(&["--all", "--label", "sim", "--", "true"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("50 node(s): 50 ok"), "{}", out.stderr);
+    let out = lab.run_job(&[
+        "--all", "--label", "sim", "--batch", "10", "--json", "--", "echo", "hi",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut seen: Vec<String> = out
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(
+                (&v["stdout"], &v["exit_code"]),
+                (&"hi\n".into(), &0.into()),
+                "{v}"
+            );
+            v["node"].as_str().unwrap().to_string()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, swarm.names, "one object per node");
+    let out = lab.run_job(&[
+        "--all", "--label", "sim", "--batch", "20%", "--", "exit", "4",
+    ]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stderr.contains("10 at a time"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("50 node(s): 0 ok, 50 failed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(swarm.counters.jobs_done.load(Ordering::Relaxed), 55 + 150);
+
     // Heartbeats keep everyone online: no false offline, no reconnect.
     let beats = swarm.counters.heartbeats.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(4));

@@ -34,6 +34,60 @@ pub struct Row {
     pub reconnects: u64,
     /// Of those, during the steady-state window: a false offline shows up here.
     pub window_reconnects: u64,
+    /// `openclaw run --all -- true` on every node from a fresh process,
+    /// until every exit code is in: median of 3, ms.
+    pub fanout_cli_ms: f64,
+    /// The same fan-out over an already-open client connection, from the
+    /// request to the last exit code: median of 3, ms.
+    pub fanout_open_ms: f64,
+}
+
+/// Times a fan-out of `true` to every `sim` node over one open client
+/// connection: request to `Done`, checking every member exited 0.
+async fn fanout_open(gw: &Path, nodes: usize, runs: usize) -> Result<Vec<Duration>> {
+    let client = client::Client::connect(&mesh::Home::new(gw))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let spec = proto::FanOutSpec {
+            job: proto::JobSpec {
+                argv: vec!["true".into()],
+                ..Default::default()
+            },
+            labels: vec!["sim".into()],
+            batch: None,
+            output: true,
+        };
+        let t = Instant::now();
+        let mut recv = client
+            .open(proto::Request::FanOut(spec))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut ok = 0;
+        loop {
+            match client.next_fan_event(&mut recv).await {
+                Ok(Some(proto::FanEvent::Ended { job, .. })) if job.exit_code == Some(0) => ok += 1,
+                Ok(Some(proto::FanEvent::Ended { job, .. })) => {
+                    bail!(
+                        "a member of the fan-out ended {}: {:?}",
+                        job.state,
+                        job.reason
+                    )
+                }
+                Ok(Some(proto::FanEvent::Done)) => break,
+                Ok(Some(proto::FanEvent::Error(e))) => bail!("{}", e.message),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => bail!("lost the gateway"),
+            }
+        }
+        out.push(t.elapsed());
+        if ok != nodes {
+            bail!("fan-out: {ok} of {nodes} exit codes 0");
+        }
+    }
+    client.close().await;
+    Ok(out)
 }
 
 fn ticks(pid: u32) -> u64 {
@@ -144,7 +198,28 @@ pub fn measure(
             .map(|a| a.iter().filter(|n| n["connection"] != "connected").count())
             .unwrap_or(nodes);
     }
+    let mut fan_cli = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = Command::new(bin)
+            .arg("--home")
+            .arg(&lab.gw_home)
+            .args(["run", "--all", "--label", "sim", "--", "true"])
+            .stdout(Stdio::null())
+            .output()?;
+        fan_cli.push(t.elapsed());
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() || !err.contains(&format!("{nodes} ok")) {
+            bail!("run --all failed: {err}");
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let fan_open = rt.block_on(fanout_open(&lab.gw_home, nodes, 3))?;
     let row = Row {
+        fanout_cli_ms: median_ms(fan_cli),
+        fanout_open_ms: median_ms(fan_open),
         nodes,
         enroll_s: started.enroll.as_secs_f64(),
         connect_s: started.connect.as_secs_f64(),
@@ -183,13 +258,13 @@ pub fn run(
         rows.push(row);
     }
     println!(
-        "| nodes | enroll all | connect all | gateway RSS | per node | gateway CPU ({}s window) | `node list` | not connected | reconnects (in the window) |",
+        "| nodes | enroll all | connect all | gateway RSS | per node | gateway CPU ({}s window) | `node list` | not connected | reconnects (in the window) | `run --all -- true` (fresh CLI / open connection) |",
         window.as_secs()
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {:.1} s ({:.0}/s) | {:.1} s | {:.0} MiB | {:.0} KB | {:.1} % | {:.0} ms | {} | {} ({}) |",
+            "| {} | {:.1} s ({:.0}/s) | {:.1} s | {:.0} MiB | {:.0} KB | {:.1} % | {:.0} ms | {} | {} ({}) | {:.0} ms / {:.0} ms |",
             r.nodes,
             r.enroll_s,
             r.nodes as f64 / r.enroll_s.max(1e-9),
@@ -200,7 +275,9 @@ pub fn run(
             r.node_list_ms,
             r.not_connected,
             r.reconnects,
-            r.window_reconnects
+            r.window_reconnects,
+            r.fanout_cli_ms,
+            r.fanout_open_ms
         );
     }
     if let Some(p) = json {

@@ -171,6 +171,39 @@ impl Access {
     }
 }
 
+impl Access {
+    /// Whether `user` may start a fan-out by `role` (or to all nodes).
+    /// Its nodes are chosen by the gateway, so a user limited to certain
+    /// nodes may not fan out at all: no limit could be checked per node
+    /// before they run.
+    pub fn permits_fanout(
+        &self,
+        user: &str,
+        role: Option<&str>,
+        job: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(l) = self.limits.get(user)
+            && !l.nodes.is_empty()
+        {
+            return Err(
+                "sorry, you may use only some nodes, so you may not run on all of them; name a node instead."
+                    .into(),
+            );
+        }
+        if role.is_none()
+            && let Some(l) = self.limits.get(user)
+            && !l.roles.is_empty()
+        {
+            return Err(format!(
+                "sorry, you may use only nodes with the role {}; say e.g. `on all {} nodes`.",
+                l.roles.join(" or "),
+                l.roles.first().map(String::as_str).unwrap_or("gpu")
+            ));
+        }
+        self.permits(user, None, role, job)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +272,35 @@ mod tests {
             format!("{:?}", Secret::new("xoxb-1".into())),
             "Secret(<redacted>)"
         );
+    }
+
+    #[test]
+    fn fan_outs_need_no_node_limit() {
+        let mut a = access();
+        assert!(a.permits_fanout("U1", None, None).is_ok());
+        assert!(
+            a.permits_fanout("U2", Some("gpu"), None)
+                .unwrap_err()
+                .contains("name a node")
+        );
+        a.limits.insert(
+            "U3".into(),
+            UserLimits {
+                nodes: vec![],
+                roles: vec!["cpu".into()],
+                jobs: vec![],
+            },
+        );
+        assert!(
+            a.permits_fanout("U3", None, None)
+                .unwrap_err()
+                .contains("on all cpu nodes")
+        );
+        assert!(
+            a.permits_fanout("U3", Some("gpu"), None)
+                .unwrap_err()
+                .contains("role gpu")
+        );
+        assert!(a.permits_fanout("U3", Some("cpu"), None).is_ok());
     }
 }

@@ -23,6 +23,8 @@
 //! * `start experiment exp42`: the named job `exp42`;
 //! * `` run `make -j4 && make test` on n1 ``: one backticked line, run
 //!   through a shell (if policy allows it);
+//! * `run nvidia-smi on all gpu nodes`, `run uptime on every node`: a
+//!   fan-out to every matching node;
 //! * `nodes`, `status`, `status 17`, `logs 17`, `cancel 17`,
 //!   `approve 17`, `deny 17 because …`, `help`.
 
@@ -100,6 +102,14 @@ pub fn job_spec(
 /// What a message asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intent {
+    /// Run something on every matching node: `on all nodes`,
+    /// `on all gpu nodes` (a fan-out).
+    RunAll {
+        /// What.
+        what: What,
+        /// Only nodes with this role.
+        role: Option<String>,
+    },
     /// Run something somewhere.
     Run {
         /// What.
@@ -262,12 +272,54 @@ fn split_code(msg: &str) -> Result<(String, Option<String>, String), String> {
     Ok((msg.to_string(), None, String::new()))
 }
 
+/// Finds `all nodes`, `every gpu node`, `all (gpu) nodes`: the fan-out
+/// phrase's first and last word, and its role.
+fn all_phrase(lower: &[String], ctx: &Context) -> Option<(usize, usize, Option<String>)> {
+    let bare = |w: &str| {
+        w.trim_matches(|c: char| matches!(c, '(' | ')' | ',' | '.' | '?' | '!'))
+            .to_string()
+    };
+    let is_nodes = |w: Option<&String>| {
+        w.is_some_and(|w| matches!(bare(w).as_str(), "nodes" | "node" | "machines"))
+    };
+    for (i, w) in lower.iter().enumerate() {
+        if !matches!(w.as_str(), "all" | "every" | "each") {
+            continue;
+        }
+        if is_nodes(lower.get(i + 1)) {
+            return Some((i, i + 1, None));
+        }
+        if let Some(r) = lower.get(i + 1).map(|r| bare(r))
+            && (ctx.roles.contains(&r) || r == "gpu")
+            && is_nodes(lower.get(i + 2))
+        {
+            return Some((i, i + 2, Some(r)));
+        }
+    }
+    None
+}
+
 fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Context) -> Intent {
     let mut node = None;
     let mut role = None;
     let mut skip = vec![false; words.len()];
+    let all = all_phrase(lower, ctx);
+    if let Some((from, to, r)) = &all {
+        let from = if *from > 0 && lower[from - 1] == "on" {
+            from - 1
+        } else {
+            *from
+        };
+        for s in &mut skip[from..=*to] {
+            *s = true;
+        }
+        role.clone_from(r);
+    }
     // Explicit node names and role words, wherever they appear.
     for (i, w) in lower.iter().enumerate() {
+        if skip[i] {
+            continue;
+        }
         let bare = w.trim_matches(|c: char| matches!(c, '(' | ')' | ',' | '.' | '?' | '!'));
         if let Some(n) = ctx.nodes.iter().find(|n| n.as_str() == bare) {
             node = Some(n.clone());
@@ -306,7 +358,10 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
             }
         }
     }
-    if node.is_none() && role.is_none() {
+    if all.is_some() && node.is_some() {
+        return Intent::Clarify("say either `on NODE` or `on all nodes`, not both".into());
+    }
+    if node.is_none() && role.is_none() && all.is_none() {
         // "on wrker-gpu-01": a node that does not exist, maybe a typo.
         if let Some(i) = lower.iter().position(|w| w == "on")
             && let Some(target) = lower.get(i + 1)
@@ -345,6 +400,12 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
         start += 1;
     }
     if let Some(code) = code {
+        if all.is_some() {
+            return Intent::RunAll {
+                what: What::Shell(code),
+                role,
+            };
+        }
         if node.is_none() && role.is_none() {
             return Intent::Clarify(format!(
                 "where should I run `{code}`? Say `on NODE` or `(ROLE)`. Connected nodes: {}.",
@@ -422,6 +483,9 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
             Err(e) => return Intent::Clarify(format!("I could not read that command: {e}")),
         }
     };
+    if all.is_some() {
+        return Intent::RunAll { what, role };
+    }
     if node.is_none() && role.is_none() {
         if let What::Job(name) = &what {
             // A named job carries its own role or node.
@@ -465,6 +529,57 @@ mod tests {
             node: node.map(str::to_string),
             role: role.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn fan_out_phrases() {
+        let c = ctx();
+        let all = |what: What, role: Option<&str>| Intent::RunAll {
+            what,
+            role: role.map(str::to_string),
+        };
+        let cases = vec![
+            (
+                "@moltbot run nvidia-smi on all gpu nodes",
+                all(What::Argv(s(&["nvidia-smi"])), Some("gpu")),
+            ),
+            (
+                "run uptime on every node",
+                all(What::Argv(s(&["uptime"])), None),
+            ),
+            (
+                "run df -h on all nodes.",
+                all(What::Argv(s(&["df", "-h"])), None),
+            ),
+            (
+                "run training on all (cpu) nodes",
+                all(What::Job("training".into()), Some("cpu")),
+            ),
+            (
+                "run `nvidia-smi | head -3` on all gpu nodes",
+                all(What::Shell("nvidia-smi | head -3".into()), Some("gpu")),
+            ),
+            (
+                "on all nodes run hostname",
+                all(What::Argv(s(&["hostname"])), None),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text, &c), want, "{text}");
+        }
+        assert!(matches!(
+            parse("run uptime on all nodes on worker-gpu-01", &c),
+            Intent::Clarify(q) if q.contains("not both")
+        ));
+        // "all" that is not a fan-out phrase stays part of the command.
+        assert_eq!(
+            parse("run echo all done on worker-cpu-01", &c),
+            run(
+                What::Argv(s(&["echo", "all", "done"])),
+                Some("worker-cpu-01"),
+                None
+            )
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use proto::{GpuTelemetry, JobInfo, OutStream};
+use proto::fanout::{Counts, Tally};
+use proto::{FanInfo, GpuTelemetry, JobInfo, OutStream};
 
 use crate::tail::OutputTail;
 
@@ -236,13 +237,111 @@ pub fn finished(
     fit(&top, &lines, &bottom, m, max_len)
 }
 
+/// A fan-out's one message while it runs: it counts up.
+pub fn fan_progress(info: &FanInfo, c: &Counts, elapsed: Duration, m: &dyn Markup) -> String {
+    let cmd = m.escape(&info.argv.join(" "));
+    let n = info.members.len();
+    if info.state == "awaiting-approval" {
+        return format!(
+            "🔒 fan-out {} on {n} nodes awaits approval by {}: `{cmd}`",
+            info.id,
+            info.approvers
+                .iter()
+                .map(|a| m.mention(a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut parts = vec![format!("{} ok", c.ok)];
+    for (k, what) in [
+        (c.failed, "failed"),
+        (c.timed_out, "timed out"),
+        (c.not_run, "did not run"),
+    ] {
+        if k > 0 {
+            parts.push(format!("{k} {what}"));
+        }
+    }
+    let mut text = format!(
+        "▶️ fan-out {} on {n} nodes for {}: `{cmd}`\n{}/{n} done: {}",
+        info.id,
+        duration(elapsed),
+        c.ended,
+        parts.join(", ")
+    );
+    if c.skipped > 0 {
+        text.push_str(&format!(
+            "\n{} matching nodes offline or unhealthy, not run",
+            c.skipped
+        ));
+    }
+    text
+}
+
+/// A fan-out's final message.
+pub fn fan_finished(info: &FanInfo, tally: &Tally, m: &dyn Markup) -> String {
+    let c = tally.counts();
+    let mark = if tally.all_ok() {
+        "✅"
+    } else if c.ok == 0 {
+        "❌"
+    } else {
+        "⚠️"
+    };
+    format!(
+        "{mark} fan-out {}: `{}`\n{}",
+        info.id,
+        m.escape(&info.argv.join(" ")),
+        m.escape(&tally.summary(10))
+    )
+}
+
+/// The end of each shown node's output, in one message of at most
+/// `max_len` bytes: `(node, status, log)`.
+pub fn fan_outputs(shown: &[(String, String, Vec<u8>)], m: &dyn Markup, max_len: usize) -> String {
+    let per = (max_len.saturating_sub(100) / shown.len().max(1)).saturating_sub(80);
+    let mut out = String::new();
+    for (node, status, log) in shown {
+        let text = String::from_utf8_lossy(log);
+        let mut start = text.len().saturating_sub(per);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        let body = text[start..].trim_end().replace("```", "'''");
+        out.push_str(&format!(
+            "{}: {}\n```\n{}{}\n```\n",
+            m.escape(node),
+            m.escape(status),
+            if start > 0 { "…" } else { "" },
+            if body.is_empty() {
+                "(no output)".to_string()
+            } else {
+                m.escape(&body)
+            }
+        ));
+    }
+    let mut end = max_len.min(out.len());
+    while !out.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.truncate(end);
+    out
+}
+
 /// The approval question, for a front end's buttons or card.
 pub fn approval_question(j: &JobInfo, m: &dyn Markup) -> String {
+    let on = match j.fanout {
+        Some(f) => format!(
+            "{} and every other node of fan-out {f} (one approval releases them all)",
+            m.escape(&j.node)
+        ),
+        None => m.escape(&j.node),
+    };
     format!(
         "Job {} wants to run `{}` on {}{}{}{}, for {}. Plan {}. Approve?",
         j.id,
         m.escape(&j.argv.join(" ")),
-        m.escape(&j.node),
+        on,
         gpus(j),
         j.cwd
             .as_deref()
@@ -367,6 +466,7 @@ mod tests {
             stderr_bytes: 0,
             truncated: false,
             processes_killed: 0,
+            fanout: None,
         }
     }
 
@@ -500,5 +600,68 @@ mod tests {
             "job 3 printed nothing."
         );
         assert!(snippet(b"hi", 3, false, &Plain, 1000).starts_with("Log of job 3:"));
+    }
+
+    #[test]
+    fn fan_out_messages_count_up_and_summarise() {
+        use proto::fanout::Outcome;
+        let mut info = FanInfo {
+            id: 4,
+            state: "awaiting-approval".into(),
+            argv: vec!["nvidia-smi".into(), "<x>".into()],
+            requester: "slack:T1/U1".into(),
+            members: ["gpu-a", "gpu-b", "gpu-c"]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| proto::FanMember {
+                    node: n.to_string(),
+                    job: 10 + i as u64,
+                })
+                .collect(),
+            skipped: vec![("gpu-z".into(), "offline".into())],
+            window: 3,
+            approvers: vec!["slack:T1/U9".into()],
+            plan_digest: "d".into(),
+            created_at: 0,
+        };
+        let mut tally = Tally::new(&info);
+        assert_eq!(
+            fan_progress(&info, &tally.counts(), Duration::from_secs(3), &Plain),
+            "🔒 fan-out 4 on 3 nodes awaits approval by @U9: `nvidia-smi &lt;x>`"
+        );
+        info.state = "running".into();
+        tally.record(0, Outcome::Ok);
+        tally.record(2, Outcome::Exit(9));
+        assert_eq!(
+            fan_progress(&info, &tally.counts(), Duration::from_secs(3), &Plain),
+            "▶️ fan-out 4 on 3 nodes for 3s: `nvidia-smi &lt;x>`\n2/3 done: 1 ok, 1 failed\n1 matching nodes offline or unhealthy, not run"
+        );
+        tally.record(1, Outcome::Ok);
+        let fin = fan_finished(&info, &tally, &Plain);
+        assert!(
+            fin.starts_with(
+                "⚠️ fan-out 4: `nvidia-smi &lt;x>`\n4 node(s): 2 ok, 1 failed (gpu-c: exit 9)"
+            ),
+            "{fin}"
+        );
+        let shown = vec![
+            (
+                "gpu-a".to_string(),
+                "exit 0".to_string(),
+                b"GPU 0: H200\n".to_vec(),
+            ),
+            ("gpu-c".to_string(), "exit 9".to_string(), vec![b'x'; 5000]),
+        ];
+        let out = fan_outputs(&shown, &Plain, 1000);
+        assert!(out.len() <= 1000, "{}", out.len());
+        assert!(
+            out.starts_with("gpu-a: exit 0\n```\nGPU 0: H200\n```\ngpu-c: exit 9\n```\n…xxx"),
+            "{out}"
+        );
+        let mut j = job("awaiting-approval", None);
+        j.fanout = Some(4);
+        assert!(approval_question(&j, &Plain).contains(
+            "on worker-gpu-01 and every other node of fan-out 4 (one approval releases them all)"
+        ));
     }
 }

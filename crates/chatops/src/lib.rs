@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use chat::render::{self, Markup};
 use chat::{Access, Intent, OutputTail, Seen};
 use client::{ClientError, FollowOptions, Followed, Gateway, Start};
-use proto::{GpuTelemetry, JobInfo, JobSpec, Request, Response};
+use proto::fanout::{Outcome, Tally};
+use proto::{FanEvent, FanOutSpec, GpuTelemetry, JobInfo, JobSpec, Request, Response};
 use tokio::sync::Notify;
 
 /// Least time between two edits of one live message.
@@ -31,6 +32,9 @@ pub const ATTACH_OVER: u64 = 2000;
 pub const ATTACH_MAX: usize = 16 << 20;
 /// How often a running GPU job's message refreshes its GPUs.
 const GPU_EVERY: Duration = Duration::from_secs(2);
+/// A fan-out of at most this many nodes shows every node's output;
+/// a larger one shows only failed nodes', at most this many.
+const FAN_SHOW_ALL: usize = 10;
 /// Most nodes a chat answer lists.
 const CHAT_NODES: u32 = 50;
 /// How long a platform event id is remembered (longer than any retry).
@@ -325,6 +329,23 @@ impl<S: Surface> Engine<S> {
                 })
                 .await,
             ),
+            Intent::RunAll { what, role } => {
+                let mut spec = chat::job_spec(&what, None, role.as_deref(), who.as_deref());
+                if !o.event.is_empty() {
+                    spec.idempotency_key = Some(o.event.clone());
+                }
+                let job = match &what {
+                    chat::What::Job(n) => Some(n.as_str()),
+                    _ => None,
+                };
+                match self.access.permits_fanout(&o.user, role.as_deref(), job) {
+                    Err(why) => m.escape(&why),
+                    Ok(()) => {
+                        self.clone().run_all(o.clone(), spec).await;
+                        return None;
+                    }
+                }
+            }
             Intent::Run { what, node, role } => {
                 let mut spec =
                     chat::job_spec(&what, node.as_deref(), role.as_deref(), who.as_deref());
@@ -526,6 +547,166 @@ impl<S: Surface> Engine<S> {
                     .await;
             }
         }
+    }
+
+    /// Runs a fan-out and keeps its one message counting up until every
+    /// node has ended; then the summary, and the end of the output of
+    /// every node (small fan-outs) or of the failed ones.
+    async fn run_all(self: Arc<Self>, o: Origin, spec: JobSpec) {
+        let m = self.surface.markup();
+        let Some(mut live) = self.surface.open_live(&o, "Starting a fan-out…").await else {
+            return;
+        };
+        let who = spec.on_behalf_of.clone();
+        let fan = FanOutSpec {
+            job: spec,
+            labels: vec![],
+            batch: None,
+            output: false,
+        };
+        let opened = async {
+            let c = self.gateway.get().await?;
+            let r = c.open(Request::FanOut(fan)).await?;
+            Ok::<_, ClientError>((c, r))
+        }
+        .await;
+        let (c, mut r) = match opened {
+            Ok(cr) => cr,
+            Err(e) => {
+                let text = format!("I can't reach the gateway ({e}).");
+                return self
+                    .surface
+                    .edit_live(&mut live, &text, Change::Final)
+                    .await;
+            }
+        };
+        let mut info = match c.next_fan_event(&mut r).await {
+            Ok(Some(FanEvent::Accepted(info))) => info,
+            Ok(Some(FanEvent::Error(e))) => {
+                let text = m.escape(&e.message);
+                return self
+                    .surface
+                    .edit_live(&mut live, &text, Change::Final)
+                    .await;
+            }
+            _ => {
+                let text = "I lost the gateway before the fan-out was accepted; say `status` before trying again.";
+                return self.surface.edit_live(&mut live, text, Change::Final).await;
+            }
+        };
+        // Reading a frame is not cancel-safe, so a task reads and the
+        // loop below waits on a channel and a clock.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let reader = tokio::spawn(async move {
+            loop {
+                let ev = c.next_fan_event(&mut r).await;
+                let last = !matches!(ev, Ok(Some(ref e)) if !matches!(e, FanEvent::Done | FanEvent::Error(_)));
+                if tx.send(ev).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        if info.state == "awaiting-approval"
+            && let Some(first) = info.members.first()
+            && let Ok(Response::Job(j)) = self
+                .gateway
+                .call(Request::JobShow {
+                    id: first.job,
+                    on_behalf_of: who.clone(),
+                })
+                .await
+        {
+            self.surface.ask_approval(&o, &j).await;
+        }
+        let mut tally = Tally::new(&info);
+        let mut ended: Vec<Option<JobInfo>> = vec![None; info.members.len()];
+        let started = Instant::now();
+        let mut shown = String::new();
+        let mut last_edit: Option<Instant> = None;
+        let mut tick = tokio::time::interval(EDIT_EVERY / 4);
+        let complete = loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => Some(ev),
+                _ = tick.tick() => None,
+            };
+            match ev {
+                None => {}
+                Some(Some(Ok(Some(FanEvent::Ended { member, job })))) => {
+                    tally.record(member, Outcome::of(&job));
+                    if let Some(slot) = ended.get_mut(member as usize) {
+                        *slot = Some(job);
+                    }
+                    info.state = "running".into();
+                }
+                Some(Some(Ok(Some(FanEvent::State { .. })))) => info.state = "running".into(),
+                Some(Some(Ok(Some(FanEvent::Done)))) => break true,
+                Some(Some(Ok(Some(FanEvent::Error(e))))) => {
+                    tracing::warn!(fanout = info.id, error = %e.message, "fan-out follower failed");
+                    break false;
+                }
+                Some(Some(Ok(Some(_)))) => {}
+                Some(Some(Ok(None) | Err(_)) | None) => break false,
+            }
+            let text = render::fan_progress(&info, &tally.counts(), started.elapsed(), m);
+            if text != shown && last_edit.is_none_or(|t| t.elapsed() >= EDIT_EVERY) {
+                self.surface
+                    .edit_live(&mut live, &text, Change::Progress)
+                    .await;
+                last_edit = Some(Instant::now());
+                shown = text;
+            }
+        };
+        reader.abort();
+        if let Some(t) = last_edit {
+            let since = t.elapsed();
+            if since < EDIT_EVERY {
+                tokio::time::sleep(EDIT_EVERY - since).await;
+            }
+        }
+        if !complete {
+            let text = format!(
+                "I lost track of fan-out {}; its jobs go on. {}. Say `status` to see them.",
+                info.id,
+                m.escape(&tally.summary(10))
+            );
+            return self
+                .surface
+                .edit_live(&mut live, &text, Change::Final)
+                .await;
+        }
+        let text = render::fan_finished(&info, &tally, m);
+        self.surface
+            .edit_live(&mut live, &text, Change::Final)
+            .await;
+        // Every node's output for a small fan-out; else the failures'.
+        let pick: Vec<(&proto::FanMember, &JobInfo)> = info
+            .members
+            .iter()
+            .zip(&ended)
+            .filter_map(|(mem, j)| j.as_ref().map(|j| (mem, j)))
+            .filter(|(_, j)| info.members.len() <= FAN_SHOW_ALL || !render::succeeded(j))
+            .take(FAN_SHOW_ALL)
+            .collect();
+        if pick.is_empty() {
+            return;
+        }
+        let each = self.surface.max_len() / pick.len();
+        let mut blocks = Vec::new();
+        for (mem, j) in pick {
+            let status = match Outcome::of(j) {
+                Outcome::Ok => "exit 0".to_string(),
+                Outcome::Exit(c) => format!("exit {c}"),
+                Outcome::TimedOut => "timed out".to_string(),
+                Outcome::NotRun(state, why) => format!("{state} {why}"),
+            };
+            let log = match client::job_log_tail(&self.gateway, j.id, who.clone(), each).await {
+                Ok((log, _)) => log,
+                Err(e) => format!("(cannot read its log: {e})").into_bytes(),
+            };
+            blocks.push((format!("{} (job {})", mem.node, j.id), status, log));
+        }
+        let text = render::fan_outputs(&blocks, m, self.surface.max_len());
+        self.surface.reply(&o, &text).await;
     }
 
     /// The end of a job's log, as much as one message shows.

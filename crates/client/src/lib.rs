@@ -183,6 +183,17 @@ impl Client {
         }
     }
 
+    /// The next event of a fan-out (`FanOut`, `FanOutAttach`); `None` when
+    /// the stream ended without `Done` (the gateway went away).
+    pub async fn next_fan_event(
+        &self,
+        recv: &mut quinn::RecvStream,
+    ) -> Result<Option<proto::FanEvent>, ClientError> {
+        mesh::read_frame::<proto::FanEvent>(recv, REPLY_FRAME_LIMIT)
+            .await
+            .map_err(|e| self.lost(e))
+    }
+
     /// Like [`Client::next_event`], but output goes straight to `sink` as
     /// it arrives (no copy into an event); returns the next other event.
     pub async fn next_event_streaming(

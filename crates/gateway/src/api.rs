@@ -127,7 +127,10 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             on_behalf_of,
         } => jobs::deny(shared, peer, id, reason.as_deref(), on_behalf_of.as_deref())
             .map(|message| Response::Done { message }),
-        Request::JobRun(_) | Request::JobAttach { .. } => Err(ApiError::new(
+        Request::JobRun(_)
+        | Request::JobAttach { .. }
+        | Request::FanOut(_)
+        | Request::FanOutAttach { .. } => Err(ApiError::new(
             ErrorCode::InvalidArgument,
             "streaming calls are handled by the session",
         )),

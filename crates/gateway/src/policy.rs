@@ -242,6 +242,66 @@ pub fn may_approve(
     Ok(())
 }
 
+/// One decision for a fan-out, from the decisions for each of its nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Combined {
+    /// Every node is allowed.
+    Allow,
+    /// Node `node` (an index into the decisions) is denied by its rule.
+    Deny {
+        /// Index of the first denied node.
+        node: usize,
+        /// The rule that denied it.
+        rule: Option<usize>,
+    },
+    /// Held for one approval of the whole fan-out.
+    Approve {
+        /// Those who may approve every held node.
+        approvers: Vec<String>,
+        /// The requester may approve it (every held node allows that).
+        allow_self: bool,
+    },
+    /// Nodes need approval from disjoint approvers; nobody can approve it whole.
+    NoCommonApprover {
+        /// Two nodes whose approvers do not overlap.
+        nodes: (usize, usize),
+    },
+}
+
+/// Combines per-node decisions, strictest first: any deny denies the
+/// whole fan-out; otherwise any approval holds it, for approvers named by
+/// every held node's rule (never the union: an approver for one node must
+/// not release another's).
+pub fn combine(decisions: &[Decision]) -> Combined {
+    if let Some((node, d)) = decisions
+        .iter()
+        .enumerate()
+        .find(|(_, d)| d.action == Action::Deny)
+    {
+        return Combined::Deny { node, rule: d.rule };
+    }
+    let mut held = decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.action == Action::Approve);
+    let Some((first, d)) = held.next() else {
+        return Combined::Allow;
+    };
+    let mut approvers = d.approvers.clone();
+    let mut allow_self = d.allow_self_approval;
+    for (i, d) in held {
+        approvers.retain(|a| d.approvers.contains(a));
+        allow_self &= d.allow_self_approval;
+        if approvers.is_empty() {
+            return Combined::NoCommonApprover { nodes: (first, i) };
+        }
+    }
+    Combined::Approve {
+        approvers,
+        allow_self,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,5 +492,63 @@ mod tests {
         };
         assert_eq!(evaluate(&p, &f(true)).action, Action::Approve);
         assert_eq!(evaluate(&p, &f(false)).action, Action::Allow);
+    }
+
+    #[test]
+    fn fan_out_decisions_combine_strictest_first() {
+        let d = |action, approvers: &[&str], selfok| Decision {
+            action,
+            rule: Some(approvers.len()),
+            approvers: approvers.iter().map(|s| s.to_string()).collect(),
+            allow_self_approval: selfok,
+        };
+        let allow = d(Action::Allow, &[], false);
+        let cases: Vec<(Vec<Decision>, Combined)> = vec![
+            (vec![], Combined::Allow),
+            (vec![allow.clone(), allow.clone()], Combined::Allow),
+            (
+                vec![
+                    allow.clone(),
+                    d(Action::Approve, &["ann"], true),
+                    d(Action::Deny, &[], false),
+                ],
+                Combined::Deny {
+                    node: 2,
+                    rule: Some(0),
+                },
+            ),
+            (
+                vec![
+                    d(Action::Approve, &["ann", "bob"], true),
+                    allow.clone(),
+                    d(Action::Approve, &["bob", "cy"], false),
+                ],
+                Combined::Approve {
+                    approvers: vec!["bob".into()],
+                    allow_self: false,
+                },
+            ),
+            (
+                vec![
+                    d(Action::Approve, &["ann"], true),
+                    d(Action::Approve, &["ann"], true),
+                ],
+                Combined::Approve {
+                    approvers: vec!["ann".into()],
+                    allow_self: true,
+                },
+            ),
+            (
+                vec![
+                    allow,
+                    d(Action::Approve, &["ann"], true),
+                    d(Action::Approve, &["bob"], true),
+                ],
+                Combined::NoCommonApprover { nodes: (1, 2) },
+            ),
+        ];
+        for (i, (ds, want)) in cases.into_iter().enumerate() {
+            assert_eq!(combine(&ds), want, "case {i}");
+        }
     }
 }

@@ -191,6 +191,42 @@ pub fn to_role(nodes: &[NodeView], role: &str, gpus: u32) -> Result<String, Rout
     }
 }
 
+/// The nodes a fan-out runs on, and the matching nodes it leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Selection {
+    /// Approved, connected, healthy nodes that match, by name.
+    pub nodes: Vec<String>,
+    /// Matching approved nodes that cannot run it now, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Picks a fan-out's nodes: approved nodes with `role` (if given) and
+/// every one of `labels`. Capacity is checked later, at each node's turn.
+pub fn select(nodes: &[NodeView], role: Option<&str>, labels: &[String]) -> Selection {
+    let mut sel = Selection::default();
+    let mut matching: Vec<&NodeView> = nodes
+        .iter()
+        .filter(|n| n.state == "approved")
+        .filter(|n| role.is_none_or(|r| n.has_role(r)))
+        .filter(|n| labels.iter().all(|l| n.labels.contains(l)))
+        .collect();
+    matching.sort_by(|a, b| a.name.cmp(&b.name));
+    for n in matching {
+        if !n.connected {
+            sel.skipped.push((
+                n.name.clone(),
+                format!("offline (last seen {})", n.last_seen),
+            ));
+        } else if !n.healthy {
+            sel.skipped
+                .push((n.name.clone(), "unhealthy: see 'openclaw node show'".into()));
+        } else {
+            sel.nodes.push(n.name.clone());
+        }
+    }
+    sel
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +313,40 @@ mod tests {
             Some("worker-gpu-01")
         );
         assert_eq!(closest("zzzzzzzzzz", ["worker-gpu-01"]), None);
+    }
+
+    #[test]
+    fn fan_out_selection() {
+        let mut off = view("b-off", &["gpu", "zone=eu"], 2, 0, 0);
+        off.connected = false;
+        off.last_seen = "2m ago".into();
+        let mut sick = view("c-sick", &["gpu"], 1, 0, 0);
+        sick.healthy = false;
+        let mut pending = view("d-pending", &["gpu"], 1, 0, 0);
+        pending.state = "pending";
+        let nodes = vec![
+            view("e-cpu", &["cpu", "zone=eu"], 0, 0, 0),
+            off,
+            sick,
+            pending,
+            view("a-gpu", &["zone=eu"], 4, 4, 8),
+        ];
+        let names = |s: &Selection| s.nodes.clone();
+        let skipped = |s: &Selection| s.skipped.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        let all = select(&nodes, None, &[]);
+        assert_eq!(names(&all), ["a-gpu", "e-cpu"], "sorted, busy nodes kept");
+        assert_eq!(
+            skipped(&all),
+            ["b-off", "c-sick"],
+            "pending nodes are not named"
+        );
+        assert!(all.skipped[0].1.contains("2m ago"), "{:?}", all.skipped);
+        let gpu = select(&nodes, Some("gpu"), &[]);
+        assert_eq!(names(&gpu), ["a-gpu"], "gpu matches nodes with GPUs");
+        let eu = select(&nodes, None, &["zone=eu".into()]);
+        assert_eq!(names(&eu), ["a-gpu", "e-cpu"]);
+        assert_eq!(skipped(&eu), ["b-off"]);
+        let both = select(&nodes, Some("cpu"), &["zone=eu".into(), "x".into()]);
+        assert_eq!(both, Selection::default());
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::{
-    ApiError, CloseCode, ControlMsg, ErrorCode, Heartbeat, JobEvent, Open, Request, Response, Role,
+    ApiError, CloseCode, ControlMsg, ErrorCode, FanEvent, Heartbeat, JobEvent, Open, Request,
+    Response, Role,
 };
 use rustls::pki_types::CertificateDer;
 
@@ -336,6 +337,29 @@ async fn stream(
             .await
             .is_ok()
             {
+                let _ = send.finish();
+            }
+        }
+        Open::Request(Request::FanOut(spec)) => {
+            let output = spec.output;
+            let result = match jobs::fanout::submit(&shared, &peer, spec) {
+                Ok(snap) => jobs::fanout::follow(&shared, snap, output, &mut send).await,
+                Err(e) => mesh::write_frame(&mut send, &FanEvent::Error(e)).await,
+            };
+            if result.is_ok() {
+                let _ = send.finish();
+            }
+        }
+        Open::Request(Request::FanOutAttach {
+            id,
+            output,
+            on_behalf_of,
+        }) => {
+            let result = match jobs::fanout::show(&shared, &peer, id, on_behalf_of.as_deref()) {
+                Ok(snap) => jobs::fanout::follow(&shared, snap, output, &mut send).await,
+                Err(e) => mesh::write_frame(&mut send, &FanEvent::Error(e)).await,
+            };
+            if result.is_ok() {
                 let _ = send.finish();
             }
         }

@@ -14,7 +14,7 @@ mod clients;
 mod jobs;
 
 pub use clients::{ClientRow, ClientState};
-pub use jobs::{JobRow, JobState, encode_plan};
+pub use jobs::{FanRow, JobRow, JobState, encode_plan};
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +146,21 @@ CREATE TABLE idempotency (             -- job submits by key, so a repeated requ
     // per enrollment, 13 % of the gateway's time while 2,000 enrolled).
     r#"
 CREATE INDEX nodes_pending ON nodes (state, requested_at); -- enrollment sweeps and the pending cap
+"#,
+    // Version 6: fan-outs, one command on many nodes as one frozen plan.
+    r#"
+CREATE TABLE fanouts (                -- one command on many nodes; each node's run is a row in jobs
+  id          INTEGER PRIMARY KEY AUTOINCREMENT, -- fan-out id shown to users
+  plan        BLOB NOT NULL,          -- the frozen fan-out plan: codec-encoded gateway FanPlan (command and node list)
+  plan_digest TEXT NOT NULL,          -- SHA-256 of plan, shown to approvers
+  requester   TEXT NOT NULL,          -- certificate identity, or the chat user id a bot acted for
+  via         TEXT NOT NULL,          -- certificate identity the request came through
+  window      INTEGER NOT NULL,       -- members running at once
+  skipped     BLOB NOT NULL,          -- codec-encoded (node, why) pairs of matching nodes it does not run on
+  created_at  INTEGER NOT NULL        -- unix seconds
+);
+ALTER TABLE jobs ADD COLUMN fanout INTEGER; -- the fan-out this job is one node of; NULL for a single job
+CREATE INDEX jobs_fanout ON jobs (fanout) WHERE fanout IS NOT NULL; -- a fan-out's members
 "#,
 ];
 

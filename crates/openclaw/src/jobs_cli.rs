@@ -19,8 +19,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub idempotency_key: Option<String>,
     /// Run on this node.
-    #[arg(long, conflicts_with = "role")]
+    #[arg(long, conflicts_with_all = ["role", "all"])]
     node: Option<String>,
+    /// Run on every matching healthy node at once (a fan-out); narrow it
+    /// with --role and --label. Exits with the largest exit code of any node.
+    #[arg(long, conflicts_with_all = ["detach", "queue"])]
+    pub all: bool,
+    /// With --all: only nodes with this label, k=v or a word (repeatable; all must match).
+    #[arg(long = "label", value_name = "LABEL", requires = "all")]
+    pub labels: Vec<String>,
+    /// With --all: at most N nodes at once, or N% of them (a sliding window).
+    #[arg(long, value_name = "N|N%", requires = "all")]
+    pub batch: Option<String>,
+    /// With --all: print each node's output in one block when it ends,
+    /// instead of lines prefixed by node name as they come.
+    #[arg(long, requires = "all")]
+    pub group: bool,
     /// Run on a healthy node with this role (label); `gpu` also matches nodes with GPUs.
     #[arg(long)]
     role: Option<String>,
@@ -42,9 +56,10 @@ pub struct RunArgs {
     /// Print the job id and return at once.
     #[arg(long)]
     detach: bool,
-    /// Print the final job record as JSON instead of streaming output.
+    /// Print the final job record as JSON instead of streaming output
+    /// (with --all: one JSON object per node, one per line).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Whole GPUs to assign (default 1 for role gpu, else 0).
     #[arg(long)]
     gpus: Option<u32>,
@@ -118,7 +133,7 @@ fn usage(m: impl Into<String>) -> CliError {
 }
 
 /// Exit code for a failed job request.
-fn run_error(e: ClientError) -> CliError {
+pub fn run_error(e: ClientError) -> CliError {
     let code = match &e {
         ClientError::Api(api) => match api.code {
             ErrorCode::NotFound => exit::RUN_UNKNOWN,
@@ -149,7 +164,7 @@ pub fn job_exit_code(info: &JobInfo) -> u8 {
     }
 }
 
-fn spec(args: &RunArgs) -> Result<JobSpec, CliError> {
+pub fn spec(args: &RunArgs) -> Result<JobSpec, CliError> {
     let mut env = Vec::new();
     for kv in &args.env {
         let Some((k, v)) = kv.split_once('=') else {
@@ -220,6 +235,9 @@ pub fn job_json(j: &JobInfo) -> serde_json::Value {
 
 /// `openclaw run`.
 pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
+    if args.all {
+        return crate::fanout_cli::run(home, args).await;
+    }
     let spec = spec(&args)?;
     let client = Arc::new(Client::connect(home).await.map_err(run_error)?);
     if args.detach {

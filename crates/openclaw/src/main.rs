@@ -4,6 +4,7 @@
 mod chat_cli;
 mod clients_cli;
 mod commands;
+mod fanout_cli;
 mod jobs_cli;
 mod lab;
 mod output;

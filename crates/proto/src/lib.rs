@@ -29,12 +29,14 @@
 pub mod codec;
 pub mod duration;
 pub mod env;
+pub mod fanout;
 pub mod frame;
 pub mod glob;
 pub mod identity;
 pub mod msg;
 pub mod names;
 
+pub use fanout::{Batch, FanEvent, FanInfo, FanMember, FanOutSpec};
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use msg::*;
 

@@ -374,6 +374,18 @@ pub enum Request {
         /// Most nodes wanted.
         limit: u32,
     },
+    /// Run one command on every matching healthy node and stream
+    /// [`crate::FanEvent`]s until every member ends.
+    FanOut(crate::FanOutSpec),
+    /// Follow an existing fan-out from the start: its members' output and ends.
+    FanOutAttach {
+        /// The fan-out.
+        id: u64,
+        /// Stream the members' output (false: only their ends).
+        output: bool,
+        /// Chat user the bot acts for.
+        on_behalf_of: Option<String>,
+    },
 }
 
 /// What a requester asks to run.
@@ -433,7 +445,7 @@ pub struct JobPlan {
 }
 
 /// A job as users see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct JobInfo {
     /// Job id.
     pub id: u64,
@@ -483,6 +495,8 @@ pub struct JobInfo {
     /// Processes the node killed when the job ended (descendants left
     /// behind, on timeout, or on cancel).
     pub processes_killed: u32,
+    /// The fan-out this job is one node of, if any.
+    pub fanout: Option<u64>,
 }
 
 /// Largest page of [`Request::JobList`].
@@ -652,6 +666,8 @@ impl Request {
             Request::JobCancel { .. } => "job.cancel",
             Request::JobApprove { .. } => "job.approve",
             Request::JobDeny { .. } => "job.deny",
+            Request::FanOut(_) => "fanout.run",
+            Request::FanOutAttach { .. } => "fanout.attach",
         }
     }
 

@@ -49,7 +49,8 @@ pub fn printable(s: &str, max: usize) -> String {
     out
 }
 
-/// Checks one label: `[a-z0-9-_.]`, 1 to 32 characters.
+/// Checks one label: a word `[a-z0-9-_.]`, or `key=value` of two such
+/// words (e.g. `zone=eu`), 1 to 32 characters in all.
 pub fn validate_label(label: &str) -> Result<(), String> {
     if label.is_empty() || label.len() > MAX_LABEL_LEN {
         return Err(format!(
@@ -57,12 +58,20 @@ pub fn validate_label(label: &str) -> Result<(), String> {
             label.escape_debug().to_string()
         ));
     }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.'))
+    if let Some((k, v)) = label.split_once('=')
+        && (k.is_empty() || v.is_empty() || v.contains('='))
     {
         return Err(format!(
-            "label {:?} contains {c:?}; use only a-z, 0-9, '-', '_' and '.'",
+            "label {:?} must be a word or key=value, e.g. zone=eu",
+            label.escape_debug().to_string()
+        ));
+    }
+    if let Some(c) = label
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.' | '='))
+    {
+        return Err(format!(
+            "label {:?} contains {c:?}; use only a-z, 0-9, '-', '_' and '.' (and one '=' in key=value)",
             label.escape_debug().to_string()
         ));
     }
@@ -164,6 +173,10 @@ mod tests {
             vec!["cpu", "gpu"]
         );
         assert!(parse_label_list("GPU").is_err());
+        assert_eq!(parse_label_list("zone=eu,gpu").unwrap(), ["gpu", "zone=eu"]);
+        for bad in ["=eu", "zone=", "a=b=c", "zone=EU", "zone eu"] {
+            assert!(validate_label(bad).is_err(), "{bad}");
+        }
         assert!(parse_label_list(&"a".repeat(33)).is_err());
         let many: Vec<String> = (0..40).map(|i| format!("l{i}")).collect();
         assert!(normalize_labels(&many).is_err());

@@ -89,7 +89,10 @@ impl JobState {
                 to,
                 AwaitingApproval | Starting | Denied | Expired | Cancelled | Failed | Lost
             ),
-            AwaitingApproval => matches!(to, Starting | Denied | Expired | Cancelled | Lost),
+            // Queued: an approved fan-out member waits for its turn.
+            AwaitingApproval => {
+                matches!(to, Queued | Starting | Denied | Expired | Cancelled | Lost)
+            }
             // Denied here: the node's own policy refused it.
             Starting => matches!(
                 to,
@@ -156,6 +159,29 @@ pub struct JobRow {
     pub secret_env: Vec<String>,
     /// Processes killed at the end.
     pub processes_killed: u32,
+    /// The fan-out it belongs to.
+    pub fanout: Option<u64>,
+}
+
+/// A fan-out row; its members are jobs with `fanout` set.
+#[derive(Debug, Clone)]
+pub struct FanRow {
+    /// Fan-out id.
+    pub id: u64,
+    /// Codec-encoded frozen plan.
+    pub plan: Vec<u8>,
+    /// Its digest.
+    pub plan_digest: String,
+    /// Who asked.
+    pub requester: String,
+    /// Certificate the request came through.
+    pub via: String,
+    /// Members running at once.
+    pub window: u32,
+    /// Matching nodes left out, and why.
+    pub skipped: Vec<(String, String)>,
+    /// Unix seconds.
+    pub created_at: u64,
 }
 
 impl JobRow {
@@ -196,13 +222,14 @@ impl JobRow {
             stderr_bytes: self.stderr_bytes,
             truncated: self.truncated,
             processes_killed: self.processes_killed,
+            fanout: self.fanout,
         }
     }
 }
 
 const JOB_COLUMNS: &str = "id, state, node, role, named_job, plan, plan_digest, requester, via, approvers, \
      allow_self, approved_by, created_at, started_at, finished_at, exit_code, reason, stdout_bytes, stderr_bytes, \
-     truncated, queue_until, secret_env, processes_killed";
+     truncated, queue_until, secret_env, processes_killed, fanout";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRow, Vec<u8>, String)> {
     let plan: Vec<u8> = r.get(5)?;
@@ -244,6 +271,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRow, Vec<u8>, Str
             queue_until: r.get::<_, Option<i64>>(20)?.map(u),
             secret_env: split(&r.get::<_, String>(21)?),
             processes_killed: u32::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
+            fanout: r.get::<_, Option<i64>>(23)?.map(u),
         },
         plan,
         state,
@@ -269,8 +297,8 @@ impl Tx<'_> {
     pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
         let id: i64 = self.0.query_row(
             "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, \
-             created_at, queue_until, secret_env) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+             created_at, queue_until, secret_env, fanout) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
             params![
                 row.state.as_str(),
                 row.node,
@@ -285,6 +313,7 @@ impl Tx<'_> {
                 i(row.created_at),
                 row.queue_until.map(i),
                 join(&row.secret_env),
+                row.fanout.map(i),
             ],
             |r| r.get(0),
         )?;
@@ -406,6 +435,69 @@ impl Tx<'_> {
             .query_map([i(cutoff)], |r| r.get::<_, i64>(0))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ids.into_iter().map(u).collect())
+    }
+
+    /// Inserts a fan-out; `row.id` is ignored and the new id returned.
+    pub fn insert_fanout(&self, row: &FanRow) -> Result<u64, StoreError> {
+        let skipped = proto::codec::encode(&row.skipped).map_err(|e| StoreError(e.to_string()))?;
+        let id: i64 = self.0.query_row(
+            "INSERT INTO fanouts (plan, plan_digest, requester, via, window, skipped, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            params![
+                row.plan,
+                row.plan_digest,
+                row.requester,
+                row.via,
+                row.window,
+                skipped,
+                i(row.created_at)
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(u(id))
+    }
+
+    /// A fan-out by id.
+    pub fn fanout(&self, id: u64) -> Result<Option<FanRow>, StoreError> {
+        let row = self
+            .0
+            .query_row(
+                "SELECT id, plan, plan_digest, requester, via, window, skipped, created_at FROM fanouts WHERE id = ?1",
+                [i(id)],
+                |r| {
+                    Ok((
+                        FanRow {
+                            id: u(r.get(0)?),
+                            plan: r.get(1)?,
+                            plan_digest: r.get(2)?,
+                            requester: r.get(3)?,
+                            via: r.get(4)?,
+                            window: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(1),
+                            skipped: vec![],
+                            created_at: u(r.get(7)?),
+                        },
+                        r.get::<_, Vec<u8>>(6)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(mut row, skipped)| {
+            row.skipped = proto::codec::decode(&skipped)
+                .map_err(|e| StoreError(format!("fan-out {id}: bad stored skipped list: {e}")))?;
+            Ok(row)
+        })
+        .transpose()
+    }
+
+    /// The members of a fan-out, in id order (the order they were planned).
+    pub fn fanout_jobs(&self, id: u64) -> Result<Vec<JobRow>, StoreError> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE fanout = ?1 ORDER BY id"
+        ))?;
+        let rows = stmt
+            .query_map([i(id)], job_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(finish_job).collect()
     }
 
     /// The job an idempotency key of `via` created, if it is still kept.

@@ -19,6 +19,8 @@ use proto::{
 };
 use tokio::sync::{Notify, mpsc, watch};
 
+pub mod fanout;
+
 use crate::config::Config;
 use crate::policy::{self, Action};
 use crate::routing::{self, NodeView, RouteError};
@@ -205,6 +207,17 @@ pub struct Resolved {
 /// Turns a spec into exact argv, target and environment. Pure. `chat`:
 /// a bot submits it for a chat user (chat policy applies).
 pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, ApiError> {
+    resolve_for(cfg, spec, chat, false)
+}
+
+/// [`resolve`] for a single job (`fan: false`) or for the command of a
+/// fan-out (`fan: true`: no node, no target needed, no GPUs by default).
+pub fn resolve_for(
+    cfg: &Config,
+    spec: &JobSpec,
+    chat: bool,
+    fan: bool,
+) -> Result<Resolved, ApiError> {
     let invalid = |m: String| err(ErrorCode::InvalidArgument, m);
     let mut run_as = None;
     let (mut argv, mut node, mut role, mut cwd, mut timeout, mut gpus, mut env, named) = match &spec
@@ -259,7 +272,16 @@ pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, Api
         node = spec.node.clone();
         role = spec.role.clone();
     }
-    if node.is_none() && role.is_none() {
+    if fan {
+        if let Some(n) = &node {
+            return Err(invalid(match &named {
+                Some(j) => format!(
+                    "named job {j} is pinned to node {n}; a fan-out picks nodes by role and labels, so run it without --all"
+                ),
+                None => "a fan-out picks nodes by --role and --label; drop --node, or drop --all to run on one node".into(),
+            }));
+        }
+    } else if node.is_none() && role.is_none() {
         return Err(invalid(
             "say where to run it: --node NAME, --role ROLE or --job NAME".into(),
         ));
@@ -311,7 +333,11 @@ pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, Api
     if spec.gpus.is_some() {
         gpus = spec.gpus;
     }
-    let gpus = gpus.unwrap_or(if role.as_deref() == Some("gpu") { 1 } else { 0 });
+    let gpus = gpus.unwrap_or(if role.as_deref() == Some("gpu") && !fan {
+        1
+    } else {
+        0
+    });
     if gpus > 64 {
         return Err(invalid("--gpus must be at most 64".into()));
     }
@@ -560,14 +586,7 @@ pub fn chat_context(shared: &Shared) -> Result<proto::Response, ApiError> {
 /// denied job is still recorded for the audit trail).
 pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInfo, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
-    if let Some(k) = &spec.idempotency_key
-        && (k.is_empty() || k.len() > 128 || k.chars().any(char::is_control))
-    {
-        return Err(err(
-            ErrorCode::InvalidArgument,
-            "an idempotency key is 1-128 printable characters",
-        ));
-    }
+    check_key(spec.idempotency_key.as_deref())?;
     let cfg = shared.config();
     let chat = peer.role == Role::Bot;
     let resolved = resolve(&cfg, &spec, chat)?;
@@ -614,6 +633,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
             queue_until,
             secret_env,
             processes_killed: 0,
+            fanout: None,
         };
         let key = spec.idempotency_key.as_deref();
         let created = shared.store.tx(|tx| {
@@ -660,6 +680,17 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
             tokio::spawn(wait_in_queue(shared.clone(), id, resolved, chat));
             Ok(row.info())
         }
+    }
+}
+
+/// Refuses an idempotency key that is empty, long or has control characters.
+fn check_key(key: Option<&str>) -> Result<(), ApiError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > 128 || k.chars().any(char::is_control) => Err(err(
+            ErrorCode::InvalidArgument,
+            "an idempotency key is 1-128 printable characters",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -1064,6 +1095,11 @@ pub fn approve(
     on_behalf_of: Option<&str>,
 ) -> Result<String, ApiError> {
     let who = identity(peer, on_behalf_of)?;
+    if let Some(member) = shared.store.tx(|tx| tx.job(id))?
+        && let Some(fan) = member.fanout
+    {
+        return fanout::approve(shared, fan, &member, &who, digest);
+    }
     let row = shared.store.tx(|tx| {
         let mut row = tx.job(id)?.ok_or_else(|| no_job(id))?;
         if row.state != JobState::AwaitingApproval {
@@ -1146,6 +1182,13 @@ pub fn deny(
         (false, None) => format!("denied by {who}"),
     };
     let reason: String = reason.chars().take(MAX_REASON).collect();
+    if let Some(fan) = row.fanout {
+        let n = fanout::deny(shared, fan, &reason)?;
+        shared
+            .store
+            .tx(|tx| tx.audit(unix_now(), &who, "fanout.deny", &fan.to_string(), &reason))?;
+        return Ok(format!("fan-out {fan} ({n} nodes) {reason}"));
+    }
     match end_if(
         shared,
         id,
@@ -1292,11 +1335,14 @@ pub fn end_for_revoked(shared: &Shared, node: Option<&str>, via: Option<&str>) -
 /// Marks jobs left unfinished by a previous gateway process.
 pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
     let cfg = shared.config();
-    for row in shared.store.tx(|tx| tx.unfinished_jobs())? {
+    let rows = shared.store.tx(|tx| tx.unfinished_jobs())?;
+    for row in &rows {
         shared
             .jobs
             .insert(row.id, &row.node, row.plan.gpus, row.state, false);
         match row.state {
+            // A fan-out's driver and approval timer own its members.
+            JobState::Queued | JobState::AwaitingApproval if row.fanout.is_some() => {}
             JobState::AwaitingApproval => {
                 tokio::spawn(expire_approval(
                     shared.clone(),
@@ -1329,6 +1375,7 @@ pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
             }
         }
     }
+    fanout::recover(shared, &rows);
     Ok(())
 }
 
@@ -1806,7 +1853,7 @@ pub async fn follow(
     stdout_from: u64,
     stderr_from: u64,
     known_state: Option<&str>,
-    send: &mut quinn::SendStream,
+    send: &mut impl FollowSink,
 ) -> Result<(), mesh::StreamError> {
     let (mut rx, mut tail) = match shared.jobs.follow(id) {
         Some((p, t)) => (Some(p), Some(t)),
@@ -1852,19 +1899,19 @@ pub async fn follow(
         if done || !follow {
             let info = match record(shared, id) {
                 Ok(i) => i,
-                Err(e) => return mesh::write_frame(send, &JobEvent::Error(e)).await,
+                Err(e) => return send.event(JobEvent::Error(e)).await,
             };
             if live && !proto::is_terminal_state(&info.state) && follow {
                 // Raced with the end of the job; look again.
                 continue;
             }
-            return mesh::write_frame(send, &JobEvent::End(info)).await;
+            return send.event(JobEvent::End(info)).await;
         }
         if last_state.as_deref() != Some(progress.state.as_str()) {
             // A state the follower has not heard yet, the first one
             // included: a job may already be running when following starts.
             if let Ok(info) = record(shared, id) {
-                mesh::write_frame(send, &JobEvent::State(info)).await?;
+                send.event(JobEvent::State(info)).await?;
             }
             last_state = Some(progress.state.clone());
         }
@@ -1873,6 +1920,35 @@ pub async fn follow(
         {
             rx = None;
         }
+    }
+}
+
+/// Where [`follow`] writes: a client's stream, or a fan-out's merger.
+pub trait FollowSink: Send {
+    /// Contiguous output of `stream` starting at `offset`.
+    fn data(
+        &mut self,
+        stream: OutStream,
+        offset: u64,
+        parts: &mut Vec<bytes::Bytes>,
+    ) -> impl Future<Output = Result<(), mesh::StreamError>> + Send;
+    /// A job event (never `Output`).
+    fn event(&mut self, ev: JobEvent)
+    -> impl Future<Output = Result<(), mesh::StreamError>> + Send;
+}
+
+impl FollowSink for quinn::SendStream {
+    async fn data(
+        &mut self,
+        stream: OutStream,
+        offset: u64,
+        parts: &mut Vec<bytes::Bytes>,
+    ) -> Result<(), mesh::StreamError> {
+        mesh::write_data_chunks(self, stream, offset, parts).await
+    }
+
+    async fn event(&mut self, ev: JobEvent) -> Result<(), mesh::StreamError> {
+        mesh::write_frame(self, &ev).await
     }
 }
 
@@ -1912,7 +1988,7 @@ impl LogReader {
     async fn send_live(
         &mut self,
         c: &TailChunk,
-        send: &mut quinn::SendStream,
+        send: &mut impl FollowSink,
     ) -> Result<(), mesh::StreamError> {
         let end = c.offset + c.len();
         if c.offset > self.offset || end <= self.offset {
@@ -1928,7 +2004,7 @@ impl LogReader {
             parts.push(b.slice(skip..));
             skip = 0;
         }
-        mesh::write_data_chunks(send, self.stream, self.offset, &mut parts).await?;
+        send.data(self.stream, self.offset, &mut parts).await?;
         self.offset = end;
         // The file position is now stale.
         self.file = None;
@@ -1940,7 +2016,7 @@ impl LogReader {
         &mut self,
         to: u64,
         buf: &mut [u8],
-        send: &mut quinn::SendStream,
+        send: &mut impl FollowSink,
     ) -> Result<(), mesh::StreamError> {
         if self.offset >= to {
             return Ok(());
@@ -1964,11 +2040,10 @@ impl LogReader {
                 Ok(0) | Err(_) => return Ok(()),
                 Ok(n) => n,
             };
-            mesh::write_data(
-                send,
+            send.data(
                 self.stream,
                 self.offset,
-                bytes::Bytes::copy_from_slice(&buf[..n]),
+                &mut vec![bytes::Bytes::copy_from_slice(&buf[..n])],
             )
             .await?;
             self.offset += n as u64;
