@@ -178,17 +178,29 @@ pub struct ShimSpec {
     pub cgroup_procs: Option<PathBuf>,
 }
 
-/// A `tokio` command that runs `spec` through the shim.
+/// The small shim binary installed next to `openclaw`.
+pub const SHIM_BIN: &str = "openclaw-exec";
+
+/// A `tokio` command that runs `spec` through the shim: `openclaw-exec`
+/// next to the agent's binary if it is there (a small program, quick to
+/// start), else the agent's own binary as `openclaw __job-exec`.
 pub fn command(spec: &ShimSpec) -> Result<tokio::process::Command, String> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find the agent's own binary to start the job: {e}"))?;
     let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg(SHIM_ARG).env_clear().env(SPEC_VAR, json);
+    let small = exe.with_file_name(SHIM_BIN);
+    let mut cmd = if small.is_file() {
+        tokio::process::Command::new(small)
+    } else {
+        let mut c = tokio::process::Command::new(exe);
+        c.arg(SHIM_ARG);
+        c
+    };
+    cmd.env_clear().env(SPEC_VAR, json);
     Ok(cmd)
 }
 
-/// The shim's main: never returns. Exit codes follow the shell's: 127 when
+/// The shim's main (`openclaw-exec`, or `openclaw __job-exec`): never returns. Exit codes follow the shell's: 127 when
 /// the command is not found, 126 when it cannot be executed, 125 when the
 /// shim itself failed (cgroup, privileges).
 pub fn shim_main() -> ! {
