@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 
+mod detect;
 mod resilience;
 mod swarm;
 
@@ -70,6 +71,16 @@ struct Args {
     /// Also write the --swarm figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure failure detection with this many simulated nodes instead
+    /// (default liveness settings), killing --victims of them at once.
+    #[arg(long)]
+    detect: Option<usize>,
+    /// Nodes killed at once for --detect.
+    #[arg(long, default_value_t = 100)]
+    victims: usize,
+    /// Internal: run a swarm for --detect (DIR|ADDR|TOKEN|N|PREFIX).
+    #[arg(long, hide = true)]
+    swarm_child: Option<String>,
 }
 
 struct Lab {
@@ -321,6 +332,16 @@ async fn open_connection_true(gw: &Path, runs: usize) -> Result<Vec<Duration>> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(spec) = &args.swarm_child {
+        let parts: Vec<&str> = spec.split('|').collect();
+        let [dir, addr, token, n, prefix] = parts[..] else {
+            bail!("--swarm-child takes DIR|ADDR|TOKEN|N|PREFIX");
+        };
+        return detect::child(Path::new(dir), addr, token, n.parse()?, prefix);
+    }
+    if let Some(n) = args.detect {
+        return detect::run(&args.openclaw, n, args.victims);
+    }
     if !args.swarm.is_empty() {
         return swarm::run(
             &args.openclaw,

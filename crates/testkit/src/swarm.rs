@@ -71,6 +71,8 @@ pub struct SwarmOptions {
     /// `keep_alive` and `idle_timeout` set them (the agent's defaults are
     /// 1 s and 3 s).
     pub keep_alive: (Duration, Duration),
+    /// The gateway's pid, to report the CPU it spent enrolling.
+    pub gateway_pid: Option<u32>,
 }
 
 impl Default for SwarmOptions {
@@ -83,6 +85,7 @@ impl Default for SwarmOptions {
             enroll_concurrency: 64,
             threads: 2,
             keep_alive: (Duration::from_secs(1), Duration::from_secs(3)),
+            gateway_pid: None,
         }
     }
 }
@@ -91,7 +94,12 @@ impl Default for SwarmOptions {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Started {
     /// Enrolling every node (CSR signed, persisted, credential written).
+    /// Each node's key is made before this clock starts, as real nodes
+    /// each make theirs on their own machine.
     pub enroll: Duration,
+    /// CPU time the gateway spent while they enrolled (with
+    /// `SwarmOptions::gateway_pid`).
+    pub enroll_gateway_cpu: Option<Duration>,
     /// From the first dial until every session was up.
     pub connect: Duration,
 }
@@ -118,9 +126,15 @@ impl Swarm {
         let counters = Arc::new(Counters::default());
         let (stop, stop_rx) = watch::channel(false);
         let started = rt.block_on(async {
+            make_keys(dir, &names).await?;
+            let cpu0 = opts.gateway_pid.map(crate::cpu_time);
             let t = Instant::now();
             let configs = enroll_all(dir, gateway, token, &names, opts).await?;
             let enroll = t.elapsed();
+            let enroll_gateway_cpu = opts
+                .gateway_pid
+                .zip(cpu0)
+                .map(|(pid, c0)| crate::cpu_time(pid).saturating_sub(c0));
             let remote = mesh::resolve(gateway).await?;
             let endpoints: Vec<quinn::Endpoint> = (0..opts.endpoints.max(1))
                 .map(|_| mesh::client_endpoint(remote))
@@ -149,6 +163,7 @@ impl Swarm {
             }
             Ok(Started {
                 enroll,
+                enroll_gateway_cpu,
                 connect: t.elapsed(),
             })
         })?;
@@ -167,6 +182,25 @@ impl Swarm {
     pub fn connected(&self) -> usize {
         self.counters.connected.load(Ordering::Relaxed)
     }
+}
+
+/// Each node's private key, made (and written 0600) before enrollment is
+/// timed: on real nodes every machine makes its own.
+async fn make_keys(dir: &std::path::Path, names: &[String]) -> Result<(), String> {
+    let dir = dir.to_path_buf();
+    let names = names.to_vec();
+    tokio::task::spawn_blocking(move || {
+        for name in names {
+            let home = mesh::Home::new(dir.join(&name));
+            home.create().map_err(|e| e.to_string())?;
+            let key = pki::generate_key().map_err(|e| e.to_string())?;
+            home.write_private(mesh::home::node_files::KEY, key.key_pem.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 async fn enroll_all(

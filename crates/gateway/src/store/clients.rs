@@ -84,11 +84,8 @@ impl Tx<'_> {
     /// A client by name.
     pub fn client(&self, name: &str) -> Result<Option<ClientRow>, StoreError> {
         self.0
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM clients WHERE name = ?1"),
-                [name],
-                from_row,
-            )
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM clients WHERE name = ?1"))?
+            .query_row([name], from_row)
             .optional()?
             .map(finish)
             .transpose()
@@ -98,7 +95,7 @@ impl Tx<'_> {
     pub fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
         let mut stmt = self
             .0
-            .prepare(&format!("SELECT {COLUMNS} FROM clients ORDER BY name"))?;
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM clients ORDER BY name"))?;
         let rows = stmt
             .query_map([], from_row)?
             .collect::<Result<Vec<_>, _>>()?;
@@ -107,11 +104,11 @@ impl Tx<'_> {
 
     /// Inserts a client, or replaces a revoked one of the same name.
     pub fn put_client(&self, c: &ClientRow) -> Result<(), StoreError> {
-        self.0.execute(
-            &format!(
+        self.0
+            .prepare_cached(&format!(
                 "INSERT OR REPLACE INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ),
-            params![
+            ))?
+            .execute(params![
                 c.name,
                 c.role.as_str(),
                 c.namespace,
@@ -120,25 +117,25 @@ impl Tx<'_> {
                 i(c.not_after),
                 i(c.created_at),
                 c.created_by
-            ],
-        )?;
+            ])?;
         Ok(())
     }
 
     /// Marks a client revoked.
     pub fn revoke_client(&self, name: &str, at: u64) -> Result<(), StoreError> {
-        self.0.execute(
-            "UPDATE clients SET state = 'revoked', revoked_at = ?2 WHERE name = ?1",
-            params![name, i(at)],
-        )?;
+        self.0
+            .prepare_cached(
+                "UPDATE clients SET state = 'revoked', revoked_at = ?2 WHERE name = ?1",
+            )?
+            .execute(params![name, i(at)])?;
         Ok(())
     }
 
     /// Records a renewed certificate for an active client.
     pub fn renew_client(&self, name: &str, serial: &str, not_after: u64) -> Result<(), StoreError> {
-        self.0.execute(
-            "UPDATE clients SET cert_serial = ?2, not_after = ?3 WHERE name = ?1 AND state = 'active'",
-            params![name, serial, i(not_after)],
+        self.0.prepare_cached(
+            "UPDATE clients SET cert_serial = ?2, not_after = ?3 WHERE name = ?1 AND state = 'active'")?
+            .execute(params![name, serial, i(not_after)],
         )?;
         Ok(())
     }

@@ -295,11 +295,11 @@ impl Tx<'_> {
     /// Inserts a job; `row.id` is ignored and the new id returned.
     /// The plan is stored as given and usually rewritten with the id by [`Tx::move_job`].
     pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
-        let id: i64 = self.0.query_row(
+        let id: i64 = self.0.prepare_cached(
             "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, \
              created_at, queue_until, secret_env, fanout) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id")?
+            .query_row(params![
                 row.state.as_str(),
                 row.node,
                 row.role,
@@ -330,12 +330,12 @@ impl Tx<'_> {
                 row.id, row.state
             )));
         }
-        let n = self.0.execute(
+        let n = self.0.prepare_cached(
             "UPDATE jobs SET state = ?2, node = ?3, plan = ?4, plan_digest = ?5, approvers = ?6, allow_self = ?7, \
              approved_by = ?8, started_at = ?9, finished_at = ?10, exit_code = ?11, reason = ?12, stdout_bytes = ?13, \
              stderr_bytes = ?14, truncated = ?15, queue_until = ?16, secret_env = ?17, processes_killed = ?18 \
-             WHERE id = ?1 AND state = ?19",
-            params![
+             WHERE id = ?1 AND state = ?19")?
+            .execute(params![
                 i(row.id),
                 row.state.as_str(),
                 row.node,
@@ -368,9 +368,9 @@ impl Tx<'_> {
         stderr: u64,
         truncated: bool,
     ) -> Result<(), StoreError> {
-        self.0.execute(
-            "UPDATE jobs SET stdout_bytes = ?2, stderr_bytes = ?3, truncated = ?4 WHERE id = ?1",
-            params![i(id), i(stdout), i(stderr), truncated],
+        self.0.prepare_cached(
+            "UPDATE jobs SET stdout_bytes = ?2, stderr_bytes = ?3, truncated = ?4 WHERE id = ?1")?
+            .execute(params![i(id), i(stdout), i(stderr), truncated],
         )?;
         Ok(())
     }
@@ -378,11 +378,8 @@ impl Tx<'_> {
     /// A job by id.
     pub fn job(&self, id: u64) -> Result<Option<JobRow>, StoreError> {
         self.0
-            .query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-                [i(id)],
-                job_from_row,
-            )
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+            .query_row([i(id)], job_from_row)
             .optional()?
             .map(finish_job)
             .transpose()
@@ -390,7 +387,7 @@ impl Tx<'_> {
 
     /// Up to `limit` jobs, newest first, with ids below `before` if given.
     pub fn jobs(&self, limit: u32, before: Option<u64>) -> Result<Vec<JobRow>, StoreError> {
-        let mut stmt = self.0.prepare(&format!(
+        let mut stmt = self.0.prepare_cached(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE id < ?2 ORDER BY id DESC LIMIT ?1"
         ))?;
         let rows = stmt
@@ -406,7 +403,7 @@ impl Tx<'_> {
     pub fn job_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut stmt = self
             .0
-            .prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
+            .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, u(r.get(1)?))))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -415,7 +412,7 @@ impl Tx<'_> {
 
     /// Jobs not in a final state.
     pub fn unfinished_jobs(&self) -> Result<Vec<JobRow>, StoreError> {
-        let mut stmt = self.0.prepare(&format!(
+        let mut stmt = self.0.prepare_cached(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'awaiting-approval', 'starting', 'running') ORDER BY id"
         ))?;
         let rows = stmt
@@ -427,7 +424,7 @@ impl Tx<'_> {
     /// Deletes ended jobs that finished before `cutoff`, and their audit
     /// rows' job entries stay. Returns the ids, so their logs can go too.
     pub fn prune_jobs(&self, cutoff: u64) -> Result<Vec<u64>, StoreError> {
-        let mut stmt = self.0.prepare(
+        let mut stmt = self.0.prepare_cached(
             "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 \
              AND state NOT IN ('queued', 'awaiting-approval', 'starting', 'running') RETURNING id",
         )?;
@@ -440,10 +437,10 @@ impl Tx<'_> {
     /// Inserts a fan-out; `row.id` is ignored and the new id returned.
     pub fn insert_fanout(&self, row: &FanRow) -> Result<u64, StoreError> {
         let skipped = proto::codec::encode(&row.skipped).map_err(|e| StoreError(e.to_string()))?;
-        let id: i64 = self.0.query_row(
+        let id: i64 = self.0.prepare_cached(
             "INSERT INTO fanouts (plan, plan_digest, requester, via, window, skipped, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-            params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id")?
+            .query_row(params![
                 row.plan,
                 row.plan_digest,
                 row.requester,
@@ -461,9 +458,9 @@ impl Tx<'_> {
     pub fn fanout(&self, id: u64) -> Result<Option<FanRow>, StoreError> {
         let row = self
             .0
-            .query_row(
-                "SELECT id, plan, plan_digest, requester, via, window, skipped, created_at FROM fanouts WHERE id = ?1",
-                [i(id)],
+            .prepare_cached(
+                "SELECT id, plan, plan_digest, requester, via, window, skipped, created_at FROM fanouts WHERE id = ?1")?
+            .query_row([i(id)],
                 |r| {
                     Ok((
                         FanRow {
@@ -504,11 +501,8 @@ impl Tx<'_> {
     pub fn idempotent_job(&self, via: &str, key: &str) -> Result<Option<u64>, StoreError> {
         Ok(self
             .0
-            .query_row(
-                "SELECT job_id FROM idempotency WHERE via = ?1 AND key = ?2",
-                params![via, key],
-                |r| r.get::<_, i64>(0),
-            )
+            .prepare_cached("SELECT job_id FROM idempotency WHERE via = ?1 AND key = ?2")?
+            .query_row(params![via, key], |r| r.get::<_, i64>(0))
             .optional()?
             .map(u))
     }
@@ -521,10 +515,11 @@ impl Tx<'_> {
         job: u64,
         at: u64,
     ) -> Result<(), StoreError> {
-        self.0.execute(
-            "INSERT INTO idempotency (via, key, job_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![via, key, i(job), i(at)],
-        )?;
+        self.0
+            .prepare_cached(
+                "INSERT INTO idempotency (via, key, job_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![via, key, i(job), i(at)])?;
         Ok(())
     }
 
@@ -532,14 +527,16 @@ impl Tx<'_> {
     pub fn prune_idempotency(&self, cutoff: u64) -> Result<usize, StoreError> {
         Ok(self
             .0
-            .execute("DELETE FROM idempotency WHERE created_at < ?1", [i(cutoff)])?)
+            .prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?
+            .execute([i(cutoff)])?)
     }
 
     /// Deletes audit rows older than `cutoff`; returns how many.
     pub fn prune_audit(&self, cutoff: u64) -> Result<usize, StoreError> {
         Ok(self
             .0
-            .execute("DELETE FROM audit WHERE at < ?1", [i(cutoff)])?)
+            .prepare_cached("DELETE FROM audit WHERE at < ?1")?
+            .execute([i(cutoff)])?)
     }
 }
 
