@@ -161,7 +161,17 @@ struct JobInner {
     out: [OutBuf; 2],
     started: Option<(u32, Vec<u32>)>,
     ending: Option<Ending>,
+    /// Job streams attached to a gateway now.
+    attached: u32,
+    /// When the gateway last acknowledged output (or a stream attached).
+    last_ack: Instant,
 }
+
+/// While a gateway is attached and acknowledging, a job whose in-memory
+/// spool is full waits for acks (as a pipe to ssh would block it) instead
+/// of spilling to disk: a spill costs a write and a read of every byte on
+/// the node. Only after this long without an ack does it spill.
+const SPILL_AFTER_STALL: Duration = Duration::from_secs(2);
 
 /// One job on this node: its output spool and its fate.
 pub struct Job {
@@ -186,6 +196,8 @@ impl Job {
                 ],
                 started: None,
                 ending: None,
+                attached: 0,
+                last_ack: Instant::now(),
             }),
             changed: Notify::new(),
             cancel: watch::channel(None).0,
@@ -208,24 +220,46 @@ impl Job {
         self.changed.notify_waiters();
     }
 
-    /// Appends output, waiting while the spool is full.
+    /// Appends output, waiting while the spool is full. With a gateway
+    /// attached and acknowledging, it waits rather than spill to disk
+    /// (see [`SPILL_AFTER_STALL`]).
     async fn push(&self, stream: OutStream, data: bytes::Bytes) -> std::io::Result<()> {
         let i = idx(stream);
+        let len = data.len() as u64;
         loop {
             let notified = self.changed.notified();
-            let done = self.with(|j| {
-                if j.out[i].has_room(data.len() as u64) {
-                    j.out[i].append(data.clone()).map(|()| true)
+            let wait = self.with(|j| {
+                let draining = j.attached > 0 && j.last_ack.elapsed() < SPILL_AFTER_STALL;
+                if j.out[i].fits_in_memory(len) || (!draining && j.out[i].has_room(len)) {
+                    j.out[i].append(data.clone()).map(|()| None)
+                } else if draining {
+                    Ok(Some(j.last_ack + SPILL_AFTER_STALL))
                 } else {
-                    Ok(false)
+                    Ok(Some(Instant::now() + SPILL_AFTER_STALL))
                 }
             })?;
-            if done {
+            let Some(until) = wait else {
                 self.changed.notify_waiters();
                 return Ok(());
+            };
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(until) => {}
             }
-            notified.await;
         }
+    }
+
+    /// A job stream attached (`true`) or ended (`false`).
+    fn set_attached(&self, on: bool) {
+        self.with(|j| {
+            if on {
+                j.attached += 1;
+                j.last_ack = Instant::now();
+            } else {
+                j.attached = j.attached.saturating_sub(1);
+            }
+        });
+        self.changed.notify_waiters();
     }
 }
 
@@ -637,6 +671,8 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
     };
     // Gateway control: acks release spool, cancel reaches the process.
     let (done_tx, mut done_rx) = watch::channel(false);
+    job.set_attached(true);
+    let _attached = Attached(&job);
     let ctl_job = job.clone();
     let ctl = tokio::spawn(async move {
         loop {
@@ -645,6 +681,7 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                     ctl_job.with(|j| {
                         j.out[0].ack(stdout);
                         j.out[1].ack(stderr);
+                        j.last_ack = Instant::now();
                     });
                     ctl_job.changed.notify_waiters();
                 }
@@ -738,6 +775,15 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
             job = id,
             "job stream ended ({e}); the job continues and re-attaches on reconnect"
         );
+    }
+}
+
+/// Marks a job's stream detached when the stream's task ends, however.
+struct Attached<'a>(&'a Job);
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        self.0.set_attached(false);
     }
 }
 
@@ -892,5 +938,50 @@ mod tests {
         assert_eq!(c.ids, vec![0]);
         assert!(pool.take(2, 9).is_none());
         assert_eq!(pool.take(0, 9).unwrap().ids, Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_full_spool_waits_for_an_attached_gateway_and_spills_otherwise() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let job = Job::new(plan(&["true"], None), dir.path());
+            let mb = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+            for _ in 0..crate::spool::MEM_CAP >> 20 {
+                job.push(OutStream::Stdout, mb.clone()).await.unwrap();
+            }
+            let spill = dir.path().join(format!("{}.stdout", job.plan.job_id));
+            // Attached and acking: the next write waits, nothing spills.
+            job.set_attached(true);
+            let pushed = tokio::time::timeout(
+                Duration::from_millis(200),
+                job.push(OutStream::Stdout, mb.clone()),
+            )
+            .await;
+            assert!(pushed.is_err(), "it waited for an ack");
+            assert!(!spill.exists(), "and did not spill");
+            // An ack frees memory: the write goes on, still in memory.
+            job.with(|j| {
+                j.out[0].ack(1 << 20);
+                j.last_ack = Instant::now();
+            });
+            job.changed.notify_waiters();
+            job.push(OutStream::Stdout, mb.clone()).await.unwrap();
+            assert!(!spill.exists());
+            // A gateway that stopped acking: the job spills rather than block.
+            job.with(|j| j.last_ack = Instant::now() - SPILL_AFTER_STALL);
+            job.push(OutStream::Stdout, mb.clone()).await.unwrap();
+            assert!(spill.exists(), "spilled after the stall");
+            // Detached: it spills at once.
+            job.set_attached(false);
+            job.push(OutStream::Stdout, mb.clone()).await.unwrap();
+            assert_eq!(
+                job.with(|j| j.out[0].total()),
+                (crate::spool::MEM_CAP >> 20) * (1 << 20) + 3 * (1 << 20)
+            );
+        });
     }
 }

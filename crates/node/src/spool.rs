@@ -75,6 +75,11 @@ impl OutBuf {
         }
     }
 
+    /// Whether `len` more bytes fit in memory (nothing is spilled now).
+    pub fn fits_in_memory(&self, len: u64) -> bool {
+        self.spill.is_none() && self.mem_bytes + len <= MEM_CAP
+    }
+
     /// Appends output. Call [`OutBuf::has_room`] first; this spills when
     /// memory is full and errors only on disk failure.
     pub fn append(&mut self, data: Bytes) -> std::io::Result<()> {
