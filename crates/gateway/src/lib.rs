@@ -201,6 +201,8 @@ pub(crate) struct Shared {
     pub enroll_slots: Arc<tokio::sync::Semaphore>,
     /// New enrollment connections per source address.
     enroll_rate: std::sync::Mutex<rules::RateLimiter>,
+    /// The thread that writes job logs.
+    pub log_writer: jobs::logwriter::LogWriter,
 }
 
 /// A node's live connection (if any) and its CONNECTION and HEALTH columns.
@@ -343,7 +345,10 @@ impl Gateway {
         let logs_dir = home.path(files::LOGS);
         mesh::home::create_private_dir(&logs_dir)?;
         let enroll_slots = Arc::new(tokio::sync::Semaphore::new(config.enroll_max_connections));
+        let log_writer = jobs::logwriter::LogWriter::start()
+            .map_err(|e| GatewayError::Io(format!("cannot start the log writer thread: {e}")))?;
         let shared = Arc::new(Shared {
+            log_writer,
             enroll_slots,
             enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
             config: RwLock::new(Arc::new(config)),

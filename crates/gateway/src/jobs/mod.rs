@@ -7,8 +7,8 @@
 //! on the channel, so a slow follower never slows the job or loses output.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::fs::File;
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use proto::{
 use tokio::sync::{Notify, mpsc, watch};
 
 pub mod fanout;
+pub mod logwriter;
 
 use crate::config::Config;
 use crate::policy::{self, Action};
@@ -27,6 +28,7 @@ use crate::routing::{self, NodeView, RouteError};
 use crate::session::Peer;
 use crate::store::{JobRow, JobState, NodeState};
 use crate::{Shared, unix_now};
+use logwriter::{LogFile, LogSink};
 
 /// Largest argv, all arguments together.
 const MAX_ARGV_BYTES: usize = 128 * 1024;
@@ -1398,110 +1400,6 @@ pub fn remove_logs(shared: &Shared, id: u64) {
     }
 }
 
-struct LogFile {
-    file: File,
-    /// Bytes received from the node.
-    received: u64,
-    /// Bytes in the file (capped, plus marker), counting `pending`.
-    written: u64,
-    truncated: bool,
-    /// Kept chunks not yet written, with their file offsets. A data frame
-    /// arrives as many small QUIC chunks; they go to the file in one
-    /// vectored write per frame, without being copied together first.
-    pending: Vec<(u64, bytes::Bytes)>,
-}
-
-impl LogFile {
-    /// Opens a job log for appending. `received` is how much the node has
-    /// sent so far when known (it differs from the file length once the log
-    /// is truncated); otherwise the file length.
-    fn open(path: &PathBuf, received: Option<u64>, truncated: bool) -> std::io::Result<LogFile> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let len = file.metadata()?.len();
-        Ok(LogFile {
-            file,
-            received: received.unwrap_or(len).max(len),
-            written: len,
-            truncated,
-            pending: Vec::new(),
-        })
-    }
-
-    /// Appends the part of `data` at `offset` not yet stored. Exactly once:
-    /// bytes before `received` are skipped; a gap is an error.
-    fn append(&mut self, offset: u64, data: bytes::Bytes, cap: u64) -> Result<(), String> {
-        if offset > self.received {
-            return Err(format!(
-                "output gap: expected offset {}, got {offset}",
-                self.received
-            ));
-        }
-        let skip = usize::try_from(self.received - offset).unwrap_or(usize::MAX);
-        if skip >= data.len() {
-            return Ok(());
-        }
-        let fresh = data.slice(skip..);
-        self.received += fresh.len() as u64;
-        if self.truncated {
-            return Ok(());
-        }
-        let room = usize::try_from(cap.saturating_sub(self.written)).unwrap_or(usize::MAX);
-        let keep = fresh.slice(..fresh.len().min(room));
-        let kept = keep.len();
-        if kept > 0 {
-            self.pending.push((self.written, keep));
-            self.written += kept as u64;
-        }
-        if kept < fresh.len() {
-            let marker =
-                format!("\n[openclaw: output truncated at {cap} bytes; the job kept running]\n");
-            let len = marker.len() as u64;
-            self.pending
-                .push((self.written, bytes::Bytes::from(marker)));
-            self.written += len;
-            self.truncated = true;
-        }
-        Ok(())
-    }
-
-    /// Writes what is pending; returns it for live followers.
-    fn flush(&mut self) -> Result<Vec<(u64, bytes::Bytes)>, String> {
-        let chunks = std::mem::take(&mut self.pending);
-        write_all_chunks(&mut self.file, &chunks)
-            .map_err(|e| format!("cannot write the job log: {e}"))?;
-        Ok(chunks)
-    }
-}
-
-/// `write_all` for a list of chunks, with `writev`.
-fn write_all_chunks(file: &mut File, chunks: &[(u64, bytes::Bytes)]) -> std::io::Result<()> {
-    let (mut idx, mut skip) = (0usize, 0usize);
-    while idx < chunks.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = chunks[idx..]
-            .iter()
-            .take(512)
-            .enumerate()
-            .map(|(i, (_, c))| std::io::IoSlice::new(if i == 0 { &c[skip..] } else { &c[..] }))
-            .collect();
-        let mut n = file.write_vectored(&slices)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 && idx < chunks.len() {
-            let rest = chunks[idx].1.len() - skip;
-            if n >= rest {
-                n -= rest;
-                idx += 1;
-                skip = 0;
-            } else {
-                skip += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Serves a job stream a node opened.
 pub async fn node_job_stream(
     shared: Arc<Shared>,
@@ -1560,13 +1458,27 @@ pub async fn node_job_stream(
             truncated.is_some_and(|t| t.0),
         )
     };
-    let (out, errf) = match (open(OutStream::Stdout), open(OutStream::Stderr)) {
-        (Ok(o), Ok(e)) => (o, e),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(job = id, error = %e, "cannot open the job log");
-            return;
+    let ((out, out_file), (errf, err_file)) =
+        match (open(OutStream::Stdout), open(OutStream::Stderr)) {
+            (Ok(o), Ok(e)) => (o, e),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(job = id, error = %e, "cannot open the job log");
+                return;
+            }
+        };
+    // The writer thread raises what file readers may read, acks the node
+    // and records the re-attachment point, each only once bytes are written.
+    let durable = {
+        let shared = shared.clone();
+        move |received: [u64; 2]| {
+            shared.jobs.with(|m| {
+                if let Some(j) = m.get_mut(&id).filter(|j| j.attach_gen == attach) {
+                    j.received = Some(received);
+                }
+            });
         }
     };
+    let sink = LogSink::new(out_file, err_file, progress.clone(), acks, durable);
     let resume = JobCtl::Resume {
         stdout_from: out.received,
         stderr_from: errf.received,
@@ -1601,11 +1513,14 @@ pub async fn node_job_stream(
         }
         let _ = send.finish();
     });
-    let outcome = store_output(
-        &shared, id, attach, &progress, &tail, &mut recv, out, errf, &acks,
-    )
-    .await;
-    drop(acks);
+    let outcome = store_output(&shared, id, &progress, &tail, &mut recv, out, errf, &sink).await;
+    // Everything received is written before the job's end is recorded or
+    // it detaches (a re-attachment resumes from what is on disk).
+    let outcome = match shared.log_writer.flush(&sink).await {
+        Ok(()) => outcome,
+        Err(e) => Err(e),
+    };
+    drop(sink);
     let result = match outcome {
         Ok(Some(JobFrame::Exit {
             code,
@@ -1727,17 +1642,18 @@ fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why: &'static s
 
 /// Reads job frames into the log files until the job ends. Returns the
 /// final frame.
+/// Reads a job stream: output goes to live followers at once and to the
+/// log writer behind them; returns the job's last frame.
 #[allow(clippy::too_many_arguments)]
 async fn store_output(
     shared: &Shared,
     id: u64,
-    attach: u64,
     progress: &watch::Sender<Progress>,
     tail: &tokio::sync::broadcast::Sender<TailChunk>,
     recv: &mut quinn::RecvStream,
     mut out: LogFile,
     mut errf: LogFile,
-    acks: &watch::Sender<[u64; 2]>,
+    sink: &std::sync::Arc<LogSink>,
 ) -> Result<Option<JobFrame>, String> {
     let cap = shared.config().output_cap;
     let mut last_flush = std::time::Instant::now();
@@ -1768,28 +1684,25 @@ async fn store_output(
                 .map_err(|e| format!("the job stream broke: {e}"))?;
                 // Live followers get the bytes from memory first, then the
                 // new length; a follower that lags reads the file instead.
-                let written = f.flush()?;
-                if let Some((offset, _)) = written.first() {
-                    let data = written.iter().map(|(_, b)| b.clone()).collect();
+                let taken = f.take();
+                if let Some((offset, _)) = taken.first() {
+                    let data = taken.iter().map(|(_, b)| b.clone()).collect();
                     let _ = tail.send(TailChunk {
                         stream,
                         offset: *offset,
                         data,
                     });
+                    shared
+                        .log_writer
+                        .write(
+                            sink,
+                            usize::from(stream == OutStream::Stderr),
+                            taken,
+                            [out.received, errf.received],
+                            [out.written, errf.written],
+                        )
+                        .await?;
                 }
-                let (o, e) = (out.written, errf.written);
-                progress.send_modify(|p| {
-                    p.stdout = o;
-                    p.stderr = e;
-                });
-                // Stored: the node may release it.
-                let received = [out.received, errf.received];
-                shared.jobs.with(|m| {
-                    if let Some(j) = m.get_mut(&id).filter(|j| j.attach_gen == attach) {
-                        j.received = Some(received);
-                    }
-                });
-                acks.send_replace(received);
                 if last_flush.elapsed() > Duration::from_secs(1) {
                     record_bytes(shared, id, &out, &errf);
                     last_flush = std::time::Instant::now();
@@ -1915,10 +1828,34 @@ pub async fn follow(
             }
             last_state = Some(progress.state.clone());
         }
-        if let Some(r) = rx.as_mut()
-            && r.changed().await.is_err()
-        {
-            rx = None;
+        // Wake for bytes written or a new state (progress), or for a live
+        // chunk, which reaches followers before the log writer has it.
+        match (rx.as_mut(), tail.as_mut()) {
+            (Some(r), Some(t)) => tokio::select! {
+                changed = r.changed() => {
+                    if changed.is_err() {
+                        rx = None;
+                    }
+                }
+                chunk = t.recv() => match chunk {
+                    Ok(c) => {
+                        let reader = if c.stream == OutStream::Stdout {
+                            &mut out
+                        } else {
+                            &mut err
+                        };
+                        reader.send_live(&c, send).await?;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => tail = None,
+                },
+            },
+            (Some(r), None) => {
+                if r.changed().await.is_err() {
+                    rx = None;
+                }
+            }
+            (None, _) => {}
         }
     }
 }
@@ -2264,35 +2201,5 @@ mod tests {
         let noshell = cfg("[policy]\nallow_shell = false");
         let e = resolve(&noshell, &shell, false).unwrap_err();
         assert_eq!(e.code, ErrorCode::Denied);
-    }
-
-    #[test]
-    fn log_file_appends_exactly_once_and_caps() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("1.stdout");
-        let mut f = LogFile::open(&path, None, false).unwrap();
-        f.append(0, bytes::Bytes::from_static(b"hello "), 100)
-            .unwrap();
-        f.append(3, bytes::Bytes::from_static(b"lo world"), 100)
-            .unwrap(); // overlap: only "world" is new... after "lo "
-        f.flush().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
-        assert!(
-            f.append(50, bytes::Bytes::from_static(b"x"), 100).is_err(),
-            "gaps are errors"
-        );
-        f.append(11, bytes::Bytes::from(vec![b'z'; 200]), 20)
-            .unwrap();
-        f.flush().unwrap();
-        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
-        assert!(
-            text.starts_with("hello worldzzzzzzzzz\n[openclaw: output truncated at 20 bytes"),
-            "{text}"
-        );
-        assert_eq!(f.received, 211);
-        f.append(211, bytes::Bytes::from_static(b"more"), 20)
-            .unwrap();
-        f.flush().unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 }

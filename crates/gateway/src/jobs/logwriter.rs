@@ -1,0 +1,365 @@
+//! Job logs on disk, written by a thread of their own.
+//!
+//! The relay (`node_job_stream`) decides where each byte goes
+//! ([`LogFile::append`]: exactly once, capped) and hands the bytes to live
+//! followers at once; the *log writer* thread writes them to the files
+//! behind them. Only after a write does the writer raise the durable
+//! offsets that file readers follow (`Progress`), ack the node (which may
+//! then drop the bytes from its spool) and record what a re-attachment
+//! resumes from. So a gateway killed mid-write loses nothing: the node
+//! still holds every byte it was not acked for.
+//!
+//! One thread serves every job, through one bounded queue: the relay waits
+//! when the disk is behind, and the bytes waiting are bounded by
+//! [`QUEUE`] data frames.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::Progress;
+
+/// Write requests queued at once (each at most one data frame, 1 MiB).
+const QUEUE: usize = 64;
+
+/// A job log being appended to (the relay's bookkeeping; the bytes go to
+/// the writer thread).
+pub(super) struct LogFile {
+    /// Bytes received from the node.
+    pub received: u64,
+    /// Bytes in the file once every queued write is done (capped, plus marker).
+    pub written: u64,
+    pub truncated: bool,
+    /// Kept chunks not yet queued, with their file offsets. A data frame
+    /// arrives as many small QUIC chunks; they go to the file in one
+    /// vectored write per frame, without being copied together first.
+    pending: Vec<(u64, bytes::Bytes)>,
+}
+
+impl LogFile {
+    /// Opens (creating) a job log; returns the bookkeeping and the file.
+    /// `received` is how much the node has sent so far when known (it
+    /// differs from the file length once the log is truncated); otherwise
+    /// the file length.
+    pub fn open(
+        path: &PathBuf,
+        received: Option<u64>,
+        truncated: bool,
+    ) -> std::io::Result<(LogFile, File)> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok((
+            LogFile {
+                received: received.unwrap_or(len).max(len),
+                written: len,
+                truncated,
+                pending: Vec::new(),
+            },
+            file,
+        ))
+    }
+
+    /// Takes the part of `data` at `offset` not yet taken. Exactly once:
+    /// bytes before `received` are skipped; a gap is an error.
+    pub fn append(&mut self, offset: u64, data: bytes::Bytes, cap: u64) -> Result<(), String> {
+        if offset > self.received {
+            return Err(format!(
+                "output gap: expected offset {}, got {offset}",
+                self.received
+            ));
+        }
+        let skip = usize::try_from(self.received - offset).unwrap_or(usize::MAX);
+        if skip >= data.len() {
+            return Ok(());
+        }
+        let fresh = data.slice(skip..);
+        self.received += fresh.len() as u64;
+        if self.truncated {
+            return Ok(());
+        }
+        let room = usize::try_from(cap.saturating_sub(self.written)).unwrap_or(usize::MAX);
+        let keep = fresh.slice(..fresh.len().min(room));
+        let kept = keep.len();
+        if kept > 0 {
+            self.pending.push((self.written, keep));
+            self.written += kept as u64;
+        }
+        if kept < fresh.len() {
+            let marker =
+                format!("\n[openclaw: output truncated at {cap} bytes; the job kept running]\n");
+            let len = marker.len() as u64;
+            self.pending
+                .push((self.written, bytes::Bytes::from(marker)));
+            self.written += len;
+            self.truncated = true;
+        }
+        Ok(())
+    }
+
+    /// The chunks taken since the last call, with their file offsets.
+    pub fn take(&mut self) -> Vec<(u64, bytes::Bytes)> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// `write_all` for a list of chunks, with `writev`.
+pub(super) fn write_all_chunks(
+    file: &mut File,
+    chunks: &[(u64, bytes::Bytes)],
+) -> std::io::Result<()> {
+    let (mut idx, mut skip) = (0usize, 0usize);
+    while idx < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[idx..]
+            .iter()
+            .take(512)
+            .enumerate()
+            .map(|(i, (_, c))| std::io::IoSlice::new(if i == 0 { &c[skip..] } else { &c[..] }))
+            .collect();
+        let mut n = file.write_vectored(&slices)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && idx < chunks.len() {
+            let rest = chunks[idx].1.len() - skip;
+            if n >= rest {
+                n -= rest;
+                idx += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One attachment's logs, as the writer thread sees them.
+pub(crate) struct LogSink {
+    files: Mutex<[File; 2]>,
+    progress: watch::Sender<Progress>,
+    acks: watch::Sender<[u64; 2]>,
+    /// Called with the durable received offsets after each write (the
+    /// live table's re-attachment hint).
+    durable: Box<dyn Fn([u64; 2]) + Send + Sync>,
+    failed: Mutex<Option<String>>,
+}
+
+impl LogSink {
+    /// A sink for the stdout and stderr files of one job stream.
+    pub fn new(
+        stdout: File,
+        stderr: File,
+        progress: watch::Sender<Progress>,
+        acks: watch::Sender<[u64; 2]>,
+        durable: impl Fn([u64; 2]) + Send + Sync + 'static,
+    ) -> Arc<LogSink> {
+        Arc::new(LogSink {
+            files: Mutex::new([stdout, stderr]),
+            progress,
+            acks,
+            durable: Box::new(durable),
+            failed: Mutex::new(None),
+        })
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self.failed.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn write(
+        &self,
+        stream: usize,
+        chunks: &[(u64, bytes::Bytes)],
+        received: [u64; 2],
+        written: [u64; 2],
+    ) {
+        if self.failure().is_some() {
+            return;
+        }
+        let result = match self.files.lock() {
+            Ok(mut f) => f
+                .get_mut(stream)
+                .map(|f| write_all_chunks(f, chunks))
+                .unwrap_or(Ok(())),
+            Err(_) => Err(std::io::Error::other("log file lock poisoned")),
+        };
+        if let Err(e) = result {
+            let msg = format!("cannot write the job log: {e}");
+            tracing::error!(error = %msg, "log writer");
+            if let Ok(mut g) = self.failed.lock() {
+                *g = Some(msg);
+            }
+            return;
+        }
+        self.progress.send_modify(|p| {
+            p.stdout = written[0];
+            p.stderr = written[1];
+        });
+        (self.durable)(received);
+        self.acks.send_replace(received);
+    }
+}
+
+enum Request {
+    Write {
+        sink: Arc<LogSink>,
+        stream: usize,
+        chunks: Vec<(u64, bytes::Bytes)>,
+        received: [u64; 2],
+        written: [u64; 2],
+    },
+    Flush {
+        sink: Arc<LogSink>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The handle to the log writer thread.
+pub(crate) struct LogWriter {
+    tx: mpsc::Sender<Request>,
+}
+
+impl LogWriter {
+    /// Starts the thread.
+    pub fn start() -> std::io::Result<LogWriter> {
+        let (tx, mut rx) = mpsc::channel::<Request>(QUEUE);
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                while let Some(req) = rx.blocking_recv() {
+                    match req {
+                        Request::Write {
+                            sink,
+                            stream,
+                            chunks,
+                            received,
+                            written,
+                        } => sink.write(stream, &chunks, received, written),
+                        Request::Flush { sink, done } => {
+                            let _ = done.send(match sink.failure() {
+                                Some(e) => Err(e),
+                                None => Ok(()),
+                            });
+                        }
+                    }
+                }
+            })?;
+        Ok(LogWriter { tx })
+    }
+
+    /// Queues a write; waits while the queue is full. `received` and
+    /// `written` are both streams' offsets once this write is done.
+    pub async fn write(
+        &self,
+        sink: &Arc<LogSink>,
+        stream: usize,
+        chunks: Vec<(u64, bytes::Bytes)>,
+        received: [u64; 2],
+        written: [u64; 2],
+    ) -> Result<(), String> {
+        if let Some(e) = sink.failure() {
+            return Err(e);
+        }
+        self.tx
+            .send(Request::Write {
+                sink: sink.clone(),
+                stream,
+                chunks,
+                received,
+                written,
+            })
+            .await
+            .map_err(|_| "the log writer stopped".to_string())
+    }
+
+    /// Waits until every write queued for `sink` is on disk (in the page
+    /// cache); fails if one of them failed.
+    pub async fn flush(&self, sink: &Arc<LogSink>) -> Result<(), String> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Request::Flush {
+                sink: sink.clone(),
+                done,
+            })
+            .await
+            .map_err(|_| "the log writer stopped".to_string())?;
+        wait.await
+            .map_err(|_| "the log writer stopped".to_string())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_file_takes_exactly_once_and_caps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.stdout");
+        let (mut f, _) = LogFile::open(&path, None, false).unwrap();
+        f.append(0, bytes::Bytes::from_static(b"hello "), 100)
+            .unwrap();
+        // A resend overlapping what was taken: only the new part counts.
+        f.append(3, bytes::Bytes::from_static(b"lo world"), 100)
+            .unwrap();
+        assert_eq!(f.received, 11);
+        let taken: Vec<u8> = f.take().iter().flat_map(|(_, b)| b.to_vec()).collect();
+        assert_eq!(taken, b"hello world");
+        assert!(
+            f.append(20, bytes::Bytes::from_static(b"x"), 100)
+                .unwrap_err()
+                .contains("gap")
+        );
+        // Past the cap: a marker, then nothing more.
+        f.append(11, bytes::Bytes::from(vec![b'a'; 200]), 100)
+            .unwrap();
+        assert!(f.truncated);
+        let chunks = f.take();
+        assert_eq!(chunks[0].0, 11, "file offsets");
+        assert_eq!(chunks[0].1.len(), 89);
+        assert!(String::from_utf8_lossy(&chunks[1].1).contains("truncated at 100 bytes"));
+        f.append(211, bytes::Bytes::from_static(b"more"), 100)
+            .unwrap();
+        assert!(f.take().is_empty());
+        assert_eq!(f.received, 215);
+    }
+
+    #[test]
+    fn the_writer_writes_in_order_then_raises_offsets_and_acks() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut out, fo) = LogFile::open(&dir.path().join("o"), None, false).unwrap();
+            let (_err, fe) = LogFile::open(&dir.path().join("e"), None, false).unwrap();
+            let progress = watch::channel(Progress::default()).0;
+            let mut seen = progress.subscribe();
+            let (acks, acks_rx) = watch::channel([0u64; 2]);
+            let durable = Arc::new(Mutex::new([0u64; 2]));
+            let d = durable.clone();
+            let sink = LogSink::new(fo, fe, progress, acks, move |r| *d.lock().unwrap() = r);
+            let w = LogWriter::start().unwrap();
+            for part in [&b"abc"[..], b"def", b"ghi"] {
+                out.append(out.received, bytes::Bytes::copy_from_slice(part), 1 << 20)
+                    .unwrap();
+                w.write(&sink, 0, out.take(), [out.received, 0], [out.written, 0])
+                    .await
+                    .unwrap();
+            }
+            w.flush(&sink).await.unwrap();
+            assert_eq!(std::fs::read(dir.path().join("o")).unwrap(), b"abcdefghi");
+            assert_eq!(seen.borrow_and_update().stdout, 9);
+            assert_eq!(*acks_rx.borrow(), [9, 0]);
+            assert_eq!(*durable.lock().unwrap(), [9, 0]);
+        });
+    }
+}
