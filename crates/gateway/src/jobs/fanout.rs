@@ -489,11 +489,9 @@ fn start_member(
                         row.plan.gpus
                     ))
                 } else {
-                    shared.jobs.with(|live| {
-                        if let Some(j) = live.get_mut(&id) {
-                            j.reserved = true;
-                        }
-                    });
+                    shared
+                        .jobs
+                        .with(|live| live.update(id, |j| j.reserved = true));
                     None
                 }
             }
@@ -515,11 +513,9 @@ fn start_member(
     match shared.store.tx(|tx| tx.move_job(&moved, JobState::Queued)) {
         Ok(true) => {}
         _ => {
-            shared.jobs.with(|live| {
-                if let Some(j) = live.get_mut(&id) {
-                    j.reserved = false;
-                }
-            });
+            shared
+                .jobs
+                .with(|live| live.update(id, |j| j.reserved = false));
             return None;
         }
     }

@@ -94,10 +94,83 @@ struct LiveJob {
     received: Option<[u64; 2]>,
 }
 
+/// The live table: jobs that have not ended, and each node's load (GPUs
+/// held and jobs counted against it: dispatched, or routed and reserved).
+///
+/// Invariant: `load` always equals a recount of `jobs`. `node`, `gpus`,
+/// `on_node` and `reserved` change only through [`Live::update`],
+/// [`Live::insert`] and [`Live::remove`], which keep it so; other fields
+/// may be changed through `jobs` directly. Debug builds recount on every
+/// access.
+#[derive(Default)]
+pub(crate) struct Live {
+    jobs: HashMap<u64, LiveJob>,
+    load: HashMap<String, (u32, u32)>,
+}
+
+impl LiveJob {
+    fn counted(&self) -> Option<(String, u32)> {
+        (self.on_node || self.reserved).then(|| (self.node.clone(), self.gpus))
+    }
+}
+
+impl Live {
+    fn count(&mut self, c: Option<(String, u32)>, add: bool) {
+        let Some((node, gpus)) = c else { return };
+        let e = self.load.entry(node).or_insert((0, 0));
+        if add {
+            *e = (e.0 + gpus, e.1 + 1);
+        } else {
+            *e = (e.0.saturating_sub(gpus), e.1.saturating_sub(1));
+        }
+        if *e == (0, 0) {
+            self.load.retain(|_, v| *v != (0, 0));
+        }
+    }
+
+    /// Changes a job's placement (node, GPUs, dispatched, reserved) or
+    /// anything else, keeping the loads right.
+    fn update<T>(&mut self, id: u64, f: impl FnOnce(&mut LiveJob) -> T) -> Option<T> {
+        let j = self.jobs.get_mut(&id)?;
+        let before = j.counted();
+        let out = f(j);
+        let after = j.counted();
+        if before != after {
+            self.count(before, false);
+            self.count(after, true);
+        }
+        Some(out)
+    }
+
+    fn insert(&mut self, id: u64, j: LiveJob) {
+        self.count(j.counted(), true);
+        if let Some(old) = self.jobs.insert(id, j) {
+            self.count(old.counted(), false);
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<LiveJob> {
+        let j = self.jobs.remove(&id)?;
+        self.count(j.counted(), false);
+        Some(j)
+    }
+
+    fn recount_matches(&self) -> bool {
+        let mut want: HashMap<String, (u32, u32)> = HashMap::new();
+        for j in self.jobs.values() {
+            if let Some((n, g)) = j.counted() {
+                let e = want.entry(n).or_insert((0, 0));
+                *e = (e.0 + g, e.1 + 1);
+            }
+        }
+        want == self.load
+    }
+}
+
 /// Jobs that have not ended, in memory.
 #[derive(Default)]
 pub struct Jobs {
-    live: Mutex<HashMap<u64, LiveJob>>,
+    live: Mutex<Live>,
     /// Held across routing and reserving capacity.
     routing: Mutex<()>,
     /// Signalled whenever capacity may have freed up.
@@ -105,16 +178,22 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<u64, LiveJob>) -> T) -> T {
-        match self.live.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
+    fn with<T>(&self, f: impl FnOnce(&mut Live) -> T) -> T {
+        let mut g = match self.live.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let out = f(&mut g);
+        debug_assert!(
+            g.recount_matches(),
+            "node loads out of step with the live jobs"
+        );
+        out
     }
 
     /// Ids of the jobs that have not ended.
     pub fn live_ids(&self) -> std::collections::HashSet<u64> {
-        self.with(|m| m.keys().copied().collect())
+        self.with(|m| m.jobs.keys().copied().collect())
     }
 
     /// Serialises routing decisions with the capacity they reserve.
@@ -126,7 +205,7 @@ impl Jobs {
     }
 
     fn subscribe(&self, id: u64) -> Option<watch::Receiver<Progress>> {
-        self.with(|m| m.get(&id).map(|j| j.progress.subscribe()))
+        self.with(|m| m.jobs.get(&id).map(|j| j.progress.subscribe()))
     }
 
     /// Progress and live output of a job, subscribed together so no chunk
@@ -139,18 +218,16 @@ impl Jobs {
         tokio::sync::broadcast::Receiver<TailChunk>,
     )> {
         self.with(|m| {
-            m.get(&id)
+            m.jobs
+                .get(&id)
                 .map(|j| (j.progress.subscribe(), j.tail.subscribe()))
         })
     }
 
-    /// GPUs held and jobs running on `node`.
+    /// GPUs held and jobs running on `node` (kept as jobs move, not
+    /// counted per call: a 10,000-node fan-out asked this 10,000 times).
     pub fn load(&self, node: &str) -> (u32, u32) {
-        self.with(|m| {
-            m.values()
-                .filter(|j| (j.on_node || j.reserved) && j.node == node)
-                .fold((0, 0), |(g, n), j| (g + j.gpus, n + 1))
-        })
+        self.with(|m| m.load.get(node).copied().unwrap_or((0, 0)))
     }
 
     fn insert(&self, id: u64, node: &str, gpus: u32, state: JobState, reserved: bool) {
@@ -731,11 +808,11 @@ fn decide(
             }
         });
     shared.jobs.with(|m| {
-        if let Some(j) = m.get_mut(&row.id) {
+        m.update(row.id, |j| {
             j.node = node.to_string();
             // Only a job that is dispatched now keeps its reservation.
             j.reserved = decision.action == Action::Allow;
-        }
+        })
     });
     let moved = |row: &JobRow| -> Result<(), ApiError> {
         if shared.store.tx(|tx| tx.move_job(row, from))? {
@@ -799,10 +876,10 @@ async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved, chat: bool) {
             let routed = route(&shared, &r);
             if let Ok(node) = &routed {
                 shared.jobs.with(|m| {
-                    if let Some(j) = m.get_mut(&id) {
+                    m.update(id, |j| {
                         j.node = node.clone();
                         j.reserved = true;
-                    }
+                    })
                 });
             }
             routed
@@ -846,7 +923,7 @@ async fn expire_approval(shared: Arc<Shared>, id: u64, at: u64) {
 
 fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
     shared.jobs.with(|m| {
-        if let Some(j) = m.get(&id) {
+        if let Some(j) = m.jobs.get(&id) {
             j.progress
                 .send_modify(|p| p.state = state.as_str().to_string());
         }
@@ -856,7 +933,7 @@ fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
 fn finish_live(shared: &Shared, id: u64, state: JobState) {
     set_progress_state(shared, id, state);
     // Dropping the sender wakes every follower for a last look at the store.
-    shared.jobs.with(|m| m.remove(&id));
+    shared.jobs.with(|m| m.remove(id));
     shared.jobs.capacity.notify_waiters();
 }
 
@@ -932,24 +1009,19 @@ fn end_with(
 /// again, so a job denied, cancelled or expired meanwhile never leaves.
 fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
     // Mark it on the node first: a cancel from now on goes to the node.
-    let live = shared.jobs.with(|m| match m.get_mut(&id) {
-        Some(j) => {
+    let live = shared.jobs.with(|m| {
+        m.update(id, |j| {
             j.on_node = true;
             j.reserved = false;
-            true
-        }
-        None => false,
+        })
+        .is_some()
     });
     let row = shared
         .store
         .tx(|tx| tx.job(id))?
         .ok_or_else(|| no_job(id))?;
     if !live || row.state != JobState::Starting {
-        shared.jobs.with(|m| {
-            if let Some(j) = m.get_mut(&id) {
-                j.on_node = false;
-            }
-        });
+        shared.jobs.with(|m| m.update(id, |j| j.on_node = false));
         return Err(err(
             ErrorCode::FailedPrecondition,
             format!("job {id} is {}; not sending it to its node", row.state),
@@ -988,7 +1060,7 @@ fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
     let s = shared.clone();
     tokio::spawn(async move {
         tokio::time::sleep(START_TIMEOUT).await;
-        let attached = s.jobs.with(|m| m.get(&id).map(|j| j.attach_gen > 0));
+        let attached = s.jobs.with(|m| m.jobs.get(&id).map(|j| j.attach_gen > 0));
         if attached == Some(false) {
             let _ = end(
                 &s,
@@ -1041,7 +1113,7 @@ pub fn cancel(
 /// Cancels a live job: on its node, SIGTERM then SIGKILL; before that, at once.
 fn cancel_job(shared: &Shared, id: u64, reason: &str) -> Result<String, ApiError> {
     let grace = shared.config().kill_grace.as_secs();
-    let sent = shared.jobs.with(|m| match m.get_mut(&id) {
+    let sent = shared.jobs.with(|m| match m.jobs.get_mut(&id) {
         Some(j) if j.on_node => {
             j.cancel_requested = true;
             if let Some(ctl) = &j.ctl {
@@ -1354,11 +1426,7 @@ pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
             }
             JobState::Starting | JobState::Running => {
                 // The node kept running it; it re-attaches when it reconnects.
-                shared.jobs.with(|m| {
-                    if let Some(j) = m.get_mut(&row.id) {
-                        j.on_node = true;
-                    }
-                });
+                shared.jobs.with(|m| m.update(row.id, |j| j.on_node = true));
                 watch_for_reattach(
                     shared.clone(),
                     row.id,
@@ -1413,7 +1481,7 @@ pub async fn node_job_stream(
     let (tx, mut rx) = mpsc::channel::<JobCtl>(CTL_QUEUE);
     let (acks, mut acks_rx) = watch::channel([0u64; 2]);
     let grace = shared.config().kill_grace.as_secs();
-    let accepted = shared.jobs.with(|m| match m.get_mut(&id) {
+    let accepted = shared.jobs.with(|m| match m.jobs.get_mut(&id) {
         Some(j) if j.node == peer.name && j.on_node => {
             // A newer stream replaces an older one (after a reconnect the
             // old one may not have noticed yet): its writer ends when its
@@ -1458,27 +1526,32 @@ pub async fn node_job_stream(
             truncated.is_some_and(|t| t.0),
         )
     };
-    let ((out, out_file), (errf, err_file)) =
-        match (open(OutStream::Stdout), open(OutStream::Stderr)) {
-            (Ok(o), Ok(e)) => (o, e),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!(job = id, error = %e, "cannot open the job log");
-                return;
-            }
-        };
+    let (out, errf) = match (open(OutStream::Stdout), open(OutStream::Stderr)) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(job = id, error = %e, "cannot open the job log");
+            return;
+        }
+    };
     // The writer thread raises what file readers may read, acks the node
     // and records the re-attachment point, each only once bytes are written.
     let durable = {
         let shared = shared.clone();
         move |received: [u64; 2]| {
             shared.jobs.with(|m| {
-                if let Some(j) = m.get_mut(&id).filter(|j| j.attach_gen == attach) {
+                if let Some(j) = m.jobs.get_mut(&id).filter(|j| j.attach_gen == attach) {
                     j.received = Some(received);
                 }
             });
         }
     };
-    let sink = LogSink::new(out_file, err_file, progress.clone(), acks, durable);
+    let sink = LogSink::new(
+        log_path(&shared, id, OutStream::Stdout),
+        log_path(&shared, id, OutStream::Stderr),
+        progress.clone(),
+        acks,
+        durable,
+    );
     let resume = JobCtl::Resume {
         stdout_from: out.received,
         stderr_from: errf.received,
@@ -1604,7 +1677,7 @@ pub async fn node_job_stream(
 /// The stream of attachment `attach` ended without the job's end: wait for the
 /// node to re-attach, and declare the job lost if it does not in time.
 fn detach(shared: &Arc<Shared>, id: u64, attach: u64) {
-    let current = shared.jobs.with(|m| match m.get_mut(&id) {
+    let current = shared.jobs.with(|m| match m.jobs.get_mut(&id) {
         Some(j) if j.attach_gen == attach => {
             j.attached = false;
             true
@@ -1625,9 +1698,11 @@ fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why: &'static s
     let grace = shared.config().job_grace;
     tokio::spawn(async move {
         tokio::time::sleep(grace).await;
-        let still = shared
-            .jobs
-            .with(|m| m.get(&id).map(|j| !j.attached && j.attach_gen == attach));
+        let still = shared.jobs.with(|m| {
+            m.jobs
+                .get(&id)
+                .map(|j| !j.attached && j.attach_gen == attach)
+        });
         if still == Some(true) {
             let _ = end(
                 &shared,
@@ -1783,7 +1858,10 @@ pub async fn follow(
         OutStream::Stderr,
         stderr_from,
     );
-    let mut buf = vec![0u8; FOLLOW_CHUNK];
+    // Allocated on the first file read: most followers (every member of a
+    // fan-out of `true`) never read a file, and 10,000 zeroed 256 KiB
+    // buffers were most of a large fan-out's page faults.
+    let mut buf: Vec<u8> = Vec::new();
     loop {
         // Live output from memory first; whatever is missing then comes
         // from the file (a follower that joined late or fell behind).
@@ -1952,7 +2030,7 @@ impl LogReader {
     async fn send_to(
         &mut self,
         to: u64,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
         send: &mut impl FollowSink,
     ) -> Result<(), mesh::StreamError> {
         if self.offset >= to {
@@ -1970,6 +2048,9 @@ impl LogReader {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
+        if buf.is_empty() {
+            buf.resize(FOLLOW_CHUNK, 0);
+        }
         while self.offset < to {
             let want =
                 usize::try_from((to - self.offset).min(buf.len() as u64)).unwrap_or(buf.len());
@@ -2201,5 +2282,43 @@ mod tests {
         let noshell = cfg("[policy]\nallow_shell = false");
         let e = resolve(&noshell, &shell, false).unwrap_err();
         assert_eq!(e.code, ErrorCode::Denied);
+    }
+
+    #[test]
+    fn node_loads_follow_every_placement_change() {
+        let jobs = Jobs::default();
+        jobs.insert(1, "a", 2, JobState::Queued, true);
+        jobs.insert(2, "a", 1, JobState::Queued, false);
+        jobs.insert(3, "", 0, JobState::Queued, false);
+        assert_eq!(
+            jobs.load("a"),
+            (2, 1),
+            "only reserved or dispatched jobs count"
+        );
+        jobs.with(|m| m.update(2, |j| j.on_node = true));
+        assert_eq!(jobs.load("a"), (3, 2));
+        // Routed elsewhere, then dispatched there.
+        jobs.with(|m| {
+            m.update(3, |j| {
+                j.node = "b".into();
+                j.reserved = true;
+            })
+        });
+        jobs.with(|m| {
+            m.update(3, |j| {
+                j.on_node = true;
+                j.reserved = false;
+            })
+        });
+        assert_eq!((jobs.load("a"), jobs.load("b")), ((3, 2), (0, 1)));
+        jobs.with(|m| m.remove(1));
+        jobs.with(|m| m.remove(3));
+        assert_eq!((jobs.load("a"), jobs.load("b")), ((1, 1), (0, 0)));
+        jobs.with(|m| m.update(2, |j| j.on_node = false));
+        assert_eq!(jobs.load("a"), (0, 0));
+        assert!(
+            jobs.with(|m| m.load.is_empty()),
+            "no entries kept for idle nodes"
+        );
     }
 }
