@@ -137,7 +137,7 @@ impl Swarm {
                 .map(|(pid, c0)| crate::cpu_time(pid).saturating_sub(c0));
             let remote = mesh::resolve(gateway).await?;
             let endpoints: Vec<quinn::Endpoint> = (0..opts.endpoints.max(1))
-                .map(|_| mesh::client_endpoint(remote))
+                .map(|_| mesh::shared_client_endpoint(remote))
                 .collect::<Result<_, _>>()?;
             let t = Instant::now();
             for (i, (name, config)) in names.iter().zip(configs).enumerate() {
