@@ -180,14 +180,7 @@ fn approvals_by_button_are_checked_at_the_gateway() {
         "C0LAB",
         "<@U0MOLT> run echo approved run on worker-gpu-01",
     );
-    let ask = wait_until(T, "the approval request", || {
-        w.slack.calls_of("chat.postMessage").into_iter().find(|c| {
-            c.body["thread_ts"] == ts.as_str()
-                && c.body["blocks"]
-                    .to_string()
-                    .contains("\"action_id\":\"approve\"")
-        })
-    });
+    let ask = approval_request(&w, &ts);
     let blocks = ask.body["blocks"].to_string();
     // approvals = "both": the approver also gets a DM with the buttons.
     let dm = wait_until(T, "the DM to the approver", || {
@@ -253,6 +246,18 @@ fn grammar_access_control_and_simple_commands() {
         reply_to("U0BOB", "<@U0MOLT> run echo x on worker-gpu-01")
             .contains("may not use the node worker-gpu-01")
     );
+}
+
+/// The message with Approve/Deny buttons in the thread of `ts`.
+fn approval_request(w: &World, ts: &str) -> testkit::slack::Call {
+    wait_until(T, "the approval request", || {
+        w.slack.calls_of("chat.postMessage").into_iter().find(|c| {
+            c.body["thread_ts"] == ts
+                && c.body["blocks"]
+                    .to_string()
+                    .contains("\"action_id\":\"approve\"")
+        })
+    })
 }
 
 /// Mentions the bot as `user` in C0LAB and returns its reply in the thread.
@@ -578,14 +583,7 @@ fn a_fan_out_from_slack_is_approved_once_and_counts_up_in_one_message() {
     );
     // worker-gpu-01 needs approval, so the whole fan-out is held once,
     // with one question that says so.
-    let ask = wait_until(T, "the approval request", || {
-        w.slack.calls_of("chat.postMessage").into_iter().find(|c| {
-            c.body["thread_ts"] == ts.as_str()
-                && c.body["blocks"]
-                    .to_string()
-                    .contains("\"action_id\":\"approve\"")
-        })
-    });
+    let ask = approval_request(&w, &ts);
     assert!(
         ask.body["blocks"]
             .to_string()

@@ -412,6 +412,29 @@ impl<S: Surface> Engine<S> {
         self.surface.notice(&o, &text).await;
     }
 
+    /// Opens a streaming call; when the gateway cannot be reached, says so
+    /// in the live message (its final edit) and returns `None`.
+    async fn open_stream(
+        &self,
+        live: &mut S::Live,
+        req: Request,
+    ) -> Option<(Arc<client::Client>, client::RecvStream)> {
+        let opened = async {
+            let c = self.gateway.get().await?;
+            let r = c.open(req).await?;
+            Ok::<_, ClientError>((c, r))
+        }
+        .await;
+        match opened {
+            Ok(cr) => Some(cr),
+            Err(e) => {
+                let text = format!("I can't reach the gateway ({e}).");
+                self.surface.edit_live(live, &text, Change::Final).await;
+                None
+            }
+        }
+    }
+
     /// Runs a job and keeps its live message current until it ends.
     async fn run(self: Arc<Self>, o: Origin, spec: JobSpec) {
         let m = self.surface.markup();
@@ -419,21 +442,11 @@ impl<S: Surface> Engine<S> {
         let Some(mut live) = self.surface.open_live(&o, "Starting…").await else {
             return;
         };
-        let opened = async {
-            let c = self.gateway.get().await?;
-            let r = c.open(Request::JobRun(spec.clone())).await?;
-            Ok::<_, ClientError>((c, r))
-        }
-        .await;
-        let (c, r) = match opened {
-            Ok(cr) => cr,
-            Err(e) => {
-                let text = format!("I can't reach the gateway ({e}).");
-                return self
-                    .surface
-                    .edit_live(&mut live, &text, Change::Final)
-                    .await;
-            }
+        let Some((c, r)) = self
+            .open_stream(&mut live, Request::JobRun(spec.clone()))
+            .await
+        else {
+            return;
         };
         let watch = Arc::new(Mutex::new(Watch {
             info: None,
@@ -564,21 +577,8 @@ impl<S: Surface> Engine<S> {
             batch: None,
             output: false,
         };
-        let opened = async {
-            let c = self.gateway.get().await?;
-            let r = c.open(Request::FanOut(fan)).await?;
-            Ok::<_, ClientError>((c, r))
-        }
-        .await;
-        let (c, mut r) = match opened {
-            Ok(cr) => cr,
-            Err(e) => {
-                let text = format!("I can't reach the gateway ({e}).");
-                return self
-                    .surface
-                    .edit_live(&mut live, &text, Change::Final)
-                    .await;
-            }
+        let Some((c, mut r)) = self.open_stream(&mut live, Request::FanOut(fan)).await else {
+            return;
         };
         let mut info = match c.next_fan_event(&mut r).await {
             Ok(Some(FanEvent::Accepted(info))) => info,

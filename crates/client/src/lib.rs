@@ -2,6 +2,9 @@
 
 pub mod follow;
 
+/// The stream a streaming call's events are read from.
+pub use quinn::RecvStream;
+
 use std::time::Duration;
 
 use mesh::Home;

@@ -1016,10 +1016,7 @@ fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         })
         .is_some()
     });
-    let row = shared
-        .store
-        .tx(|tx| tx.job(id))?
-        .ok_or_else(|| no_job(id))?;
+    let row = stored_job(shared, id)?;
     if !live || row.state != JobState::Starting {
         shared.jobs.with(|m| m.update(id, |j| j.on_node = false));
         return Err(err(
@@ -1082,10 +1079,7 @@ pub fn cancel(
     on_behalf_of: Option<&str>,
 ) -> Result<String, ApiError> {
     let who = identity(peer, on_behalf_of)?;
-    let row = shared
-        .store
-        .tx(|tx| tx.job(id))?
-        .ok_or_else(|| no_job(id))?;
+    let row = stored_job(shared, id)?;
     if peer.role != Role::Admin && who != row.requester && !row.approvers.contains(&who) {
         return Err(err(
             ErrorCode::PermissionDenied,
@@ -1148,6 +1142,11 @@ fn exit_text(row: &JobRow) -> String {
     row.exit_code
         .map(|c| format!(", exit code {c}"))
         .unwrap_or_default()
+}
+
+/// A job's stored row, or "no job with id N".
+fn stored_job(shared: &Shared, id: u64) -> Result<JobRow, ApiError> {
+    shared.store.tx(|tx| tx.job(id))?.ok_or_else(|| no_job(id))
 }
 
 fn no_job(id: u64) -> ApiError {
@@ -1230,10 +1229,7 @@ pub fn deny(
     on_behalf_of: Option<&str>,
 ) -> Result<String, ApiError> {
     let who = identity(peer, on_behalf_of)?;
-    let row = shared
-        .store
-        .tx(|tx| tx.job(id))?
-        .ok_or_else(|| no_job(id))?;
+    let row = stored_job(shared, id)?;
     if row.state != JobState::AwaitingApproval {
         return Err(err(
             ErrorCode::FailedPrecondition,
@@ -1299,10 +1295,7 @@ pub fn show(
     on_behalf_of: Option<&str>,
 ) -> Result<JobInfo, ApiError> {
     let who = identity(peer, on_behalf_of)?;
-    let row = shared
-        .store
-        .tx(|tx| tx.job(id))?
-        .ok_or_else(|| no_job(id))?;
+    let row = stored_job(shared, id)?;
     check_visible(shared, peer, &who, &row)?;
     Ok(live_info(shared, &row))
 }
@@ -1347,10 +1340,7 @@ pub fn list(
 
 /// The record of a job, for the stored view a follower ends with.
 fn record(shared: &Shared, id: u64) -> Result<JobInfo, ApiError> {
-    let row = shared
-        .store
-        .tx(|tx| tx.job(id))?
-        .ok_or_else(|| no_job(id))?;
+    let row = stored_job(shared, id)?;
     Ok(live_info(shared, &row))
 }
 
