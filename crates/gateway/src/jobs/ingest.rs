@@ -1,0 +1,365 @@
+//! A node's job stream at the gateway: `Resume`, then the process's start,
+//! its output (handed to live followers and to the log writer, exactly
+//! once) and its end; detaching and waiting for a re-attachment when the
+//! stream breaks.
+
+use super::*;
+
+/// Serves a job stream a node opened.
+pub async fn node_job_stream(
+    shared: Arc<Shared>,
+    peer: Peer,
+    id: u64,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    // Control messages (cancel, done) on a bounded channel; acks are
+    // cumulative, so only the latest matters: a watch, never a queue.
+    let (tx, mut rx) = mpsc::channel::<JobCtl>(CTL_QUEUE);
+    let (acks, mut acks_rx) = watch::channel([0u64; 2]);
+    let grace = shared.config().kill_grace.as_secs();
+    let accepted = shared.jobs.with(|m| match m.jobs.get_mut(&id) {
+        Some(j) if j.node == peer.name && j.on_node => {
+            // A newer stream replaces an older one (after a reconnect the
+            // old one may not have noticed yet): its writer ends when its
+            // sender is replaced here.
+            j.attach_gen += 1;
+            j.attached = true;
+            if j.cancel_requested {
+                let _ = tx.try_send(JobCtl::Cancel { grace_secs: grace });
+            }
+            j.ctl = Some(tx.clone());
+            Ok((j.progress.clone(), j.tail.clone(), j.attach_gen, j.received))
+        }
+        Some(j) if j.node != peer.name => {
+            Err(format!("job {id} is not assigned to node {}", peer.name))
+        }
+        Some(_) => Err(format!("job {id} is not expecting output")),
+        None => Err(format!("job {id} is not a live job of node {}", peer.name)),
+    });
+    let (progress, tail, attach, received) = match accepted {
+        Ok(p) => p,
+        Err(msg) => {
+            tracing::warn!(node = %peer.name, job = id, "refused a job stream: {msg}");
+            let _ = mesh::write_frame(&mut send, &JobCtl::Reject { reason: msg }).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let truncated = shared
+        .store
+        .tx(|tx| tx.job(id))
+        .ok()
+        .flatten()
+        .map(|r| (r.truncated, [r.stdout_bytes, r.stderr_bytes]));
+    let open = |s: OutStream| {
+        let i = usize::from(s == OutStream::Stderr);
+        let hint = received
+            .map(|r| r[i])
+            .or_else(|| truncated.filter(|t| t.0).map(|t| t.1[i]));
+        LogFile::open(
+            &log_path(&shared, id, s),
+            hint,
+            truncated.is_some_and(|t| t.0),
+        )
+    };
+    let (out, errf) = match (open(OutStream::Stdout), open(OutStream::Stderr)) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(job = id, error = %e, "cannot open the job log");
+            return;
+        }
+    };
+    // The writer thread raises what file readers may read, acks the node
+    // and records the re-attachment point, each only once bytes are written.
+    let durable = {
+        let shared = shared.clone();
+        move |received: [u64; 2]| {
+            shared.jobs.with(|m| {
+                if let Some(j) = m.jobs.get_mut(&id).filter(|j| j.attach_gen == attach) {
+                    j.received = Some(received);
+                }
+            });
+        }
+    };
+    let sink = LogSink::new(
+        log_path(&shared, id, OutStream::Stdout),
+        log_path(&shared, id, OutStream::Stderr),
+        progress.clone(),
+        acks,
+        durable,
+    );
+    let resume = JobCtl::Resume {
+        stdout_from: out.received,
+        stderr_from: errf.received,
+    };
+    if mesh::write_frame(&mut send, &resume).await.is_err() {
+        detach(&shared, id, attach);
+        return;
+    }
+    if attach > 1 {
+        tracing::info!(node = %peer.name, job = id, stdout = out.received, stderr = errf.received, "job re-attached");
+    }
+    let ctl_writer = tokio::spawn(async move {
+        let mut acking = true;
+        loop {
+            let msg = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                changed = acks_rx.changed(), if acking => {
+                    if changed.is_err() {
+                        acking = false;
+                        continue;
+                    }
+                    let [stdout, stderr] = *acks_rx.borrow_and_update();
+                    JobCtl::Ack { stdout, stderr }
+                }
+            };
+            if mesh::write_frame(&mut send, &msg).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    let outcome = store_output(&shared, id, &progress, &tail, &mut recv, out, errf, &sink).await;
+    // Everything received is written before the job's end is recorded or
+    // it detaches (a re-attachment resumes from what is on disk).
+    let outcome = match shared.log_writer.flush(&sink).await {
+        Ok(()) => outcome,
+        Err(e) => Err(e),
+    };
+    drop(sink);
+    let result = match outcome {
+        Ok(Some(JobFrame::Exit {
+            code,
+            timed_out,
+            cancelled,
+            killed,
+        })) => {
+            let state = if timed_out {
+                JobState::TimedOut
+            } else if cancelled {
+                JobState::Cancelled
+            } else {
+                JobState::Exited
+            };
+            let reason = if timed_out {
+                "killed after its timeout"
+            } else if cancelled {
+                "cancelled"
+            } else {
+                ""
+            };
+            end_with(
+                &shared,
+                id,
+                &[JobState::Starting, JobState::Running],
+                state,
+                |row| {
+                    row.exit_code = Some(code);
+                    row.processes_killed = killed;
+                    if !reason.is_empty() {
+                        row.reason = Some(reason.into());
+                    }
+                },
+            )
+        }
+        Ok(Some(JobFrame::Refused { reason })) => end_if(
+            &shared,
+            id,
+            &[JobState::Starting],
+            JobState::Denied,
+            None,
+            &format!(
+                "refused by node {}'s policy: {}",
+                peer.name,
+                proto::names::printable(&reason, MAX_REASON)
+            ),
+        ),
+        Ok(Some(JobFrame::Failed { reason })) => end(
+            &shared,
+            id,
+            JobState::Failed,
+            None,
+            &format!(
+                "node {}: {}",
+                peer.name,
+                proto::names::printable(&reason, MAX_REASON)
+            ),
+        ),
+        Ok(_) | Err(_) => {
+            if let Err(e) = &outcome {
+                tracing::info!(node = %peer.name, job = id, "job stream ended: {e}");
+            }
+            detach(&shared, id, attach);
+            ctl_writer.abort();
+            return;
+        }
+    };
+    match result {
+        Ok(_) => {
+            // Tell the node it may forget the job, then let the writer finish.
+            let _ = tx.try_send(JobCtl::Done);
+            drop(tx);
+            let _ = tokio::time::timeout(Duration::from_secs(5), ctl_writer).await;
+        }
+        Err(e) => {
+            tracing::error!(job = id, error = %e.message, "could not record the end of a job")
+        }
+    }
+}
+
+/// The stream of attachment `attach` ended without the job's end: wait for the
+/// node to re-attach, and declare the job lost if it does not in time.
+fn detach(shared: &Arc<Shared>, id: u64, attach: u64) {
+    let current = shared.jobs.with(|m| match m.jobs.get_mut(&id) {
+        Some(j) if j.attach_gen == attach => {
+            j.attached = false;
+            true
+        }
+        _ => false,
+    });
+    if current {
+        watch_for_reattach(
+            shared.clone(),
+            id,
+            attach,
+            "the node did not re-attach the job in time",
+        );
+    }
+}
+
+pub(super) fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why: &'static str) {
+    let grace = shared.config().job_grace;
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        let still = shared.jobs.with(|m| {
+            m.jobs
+                .get(&id)
+                .map(|j| !j.attached && j.attach_gen == attach)
+        });
+        if still == Some(true) {
+            let _ = end(
+                &shared,
+                id,
+                JobState::Lost,
+                None,
+                &format!("{why} ({}s)", grace.as_secs()),
+            );
+        }
+    });
+}
+
+/// Reads a job stream: output goes to live followers at once and to the
+/// log writer behind them; returns the job's last frame.
+#[allow(clippy::too_many_arguments)]
+async fn store_output(
+    shared: &Shared,
+    id: u64,
+    progress: &watch::Sender<Progress>,
+    tail: &tokio::sync::broadcast::Sender<TailChunk>,
+    recv: &mut quinn::RecvStream,
+    mut out: LogFile,
+    mut errf: LogFile,
+    sink: &std::sync::Arc<LogSink>,
+) -> Result<Option<JobFrame>, String> {
+    let cap = shared.config().output_cap;
+    let mut last_flush = std::time::Instant::now();
+    loop {
+        let frame = match mesh::read_incoming::<JobFrame>(recv, JOB_FRAME_LIMIT).await {
+            Ok(Some(mesh::Incoming::Message(f))) => f,
+            Ok(Some(mesh::Incoming::Data {
+                stream,
+                offset,
+                len,
+            })) => {
+                let f = match stream {
+                    OutStream::Stdout => &mut out,
+                    OutStream::Stderr => &mut errf,
+                };
+                let mut at = offset;
+                mesh::read_data(recv, len, |chunk| {
+                    let n = chunk.len() as u64;
+                    shared
+                        .metrics
+                        .bytes_relayed
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    f.append(at, chunk, cap)?;
+                    at += n;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| format!("the job stream broke: {e}"))?;
+                // Live followers get the bytes from memory first, then the
+                // new length; a follower that lags reads the file instead.
+                let taken = f.take();
+                if let Some((offset, _)) = taken.first() {
+                    let data = taken.iter().map(|(_, b)| b.clone()).collect();
+                    let _ = tail.send(TailChunk {
+                        stream,
+                        offset: *offset,
+                        data,
+                    });
+                    shared
+                        .log_writer
+                        .write(
+                            sink,
+                            usize::from(stream == OutStream::Stderr),
+                            taken,
+                            [out.received, errf.received],
+                            [out.written, errf.written],
+                        )
+                        .await?;
+                }
+                if last_flush.elapsed() > Duration::from_secs(1) {
+                    record_bytes(shared, id, &out, &errf);
+                    last_flush = std::time::Instant::now();
+                }
+                continue;
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(format!("the job stream broke: {e}")),
+        };
+        match frame {
+            JobFrame::Started { pid, gpus } => {
+                tracing::info!(job = id, pid, ?gpus, "job started");
+                let now = unix_now();
+                let started = shared
+                    .store
+                    .tx(|tx| {
+                        let Some(mut row) = tx.job(id)? else {
+                            return Ok(false);
+                        };
+                        if row.state != JobState::Starting {
+                            // Sent again after a reconnect: already running.
+                            return Ok(row.state == JobState::Running);
+                        }
+                        row.state = JobState::Running;
+                        row.started_at = Some(now);
+                        tx.move_job(&row, JobState::Starting)
+                    })
+                    .map_err(|e| e.to_string())?;
+                if started {
+                    progress.send_modify(|p| p.state = JobState::Running.as_str().into());
+                }
+            }
+            last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. } | JobFrame::Refused { .. }) => {
+                record_bytes(shared, id, &out, &errf);
+                return Ok(Some(last));
+            }
+        }
+    }
+}
+
+fn record_bytes(shared: &Shared, id: u64, out: &LogFile, err: &LogFile) {
+    let _ = shared.store.tx(|tx| {
+        tx.set_job_bytes(
+            id,
+            out.received,
+            err.received,
+            out.truncated || err.truncated,
+        )
+    });
+}

@@ -1,0 +1,218 @@
+//! The live table: jobs that have not ended, in memory: their progress
+//! watch, live output broadcast, control channel to the node, attachment
+//! generation, and each node's load.
+
+use super::*;
+
+/// How far a job's stored output has grown, and its state.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Bytes in the stdout log file.
+    pub stdout: u64,
+    /// Bytes in the stderr log file.
+    pub stderr: u64,
+    /// State word.
+    pub state: String,
+}
+
+/// Output just stored, for live followers.
+#[derive(Debug, Clone)]
+pub struct TailChunk {
+    /// Which stream.
+    pub stream: OutStream,
+    /// Offset of `data` in that stream's log file.
+    pub offset: u64,
+    /// Contiguous bytes (shared with quinn's receive buffers; no copy).
+    pub data: Vec<bytes::Bytes>,
+}
+
+impl TailChunk {
+    pub(super) fn len(&self) -> u64 {
+        self.data.iter().map(|b| b.len() as u64).sum()
+    }
+}
+
+/// Chunks a live follower may fall behind by before it reads the file instead.
+const TAIL_CHUNKS: usize = 128;
+
+pub(super) struct LiveJob {
+    pub(super) node: String,
+    pub(super) gpus: u32,
+    /// Dispatched to the node (counts against its capacity).
+    pub(super) on_node: bool,
+    /// Routed and about to be dispatched (counts against capacity too).
+    pub(super) reserved: bool,
+    pub(super) progress: watch::Sender<Progress>,
+    pub(super) tail: tokio::sync::broadcast::Sender<TailChunk>,
+    pub(super) ctl: Option<mpsc::Sender<JobCtl>>,
+    pub(super) cancel_requested: bool,
+    /// A node stream is attached now.
+    pub(super) attached: bool,
+    /// Counts attachments; a stream only detaches the job if it is still
+    /// the latest one.
+    pub(super) attach_gen: u64,
+    /// Bytes received per stream, kept across re-attachments.
+    pub(super) received: Option<[u64; 2]>,
+}
+
+/// The live table: jobs that have not ended, and each node's load (GPUs
+/// held and jobs counted against it: dispatched, or routed and reserved).
+///
+/// Invariant: `load` always equals a recount of `jobs`. `node`, `gpus`,
+/// `on_node` and `reserved` change only through [`Live::update`],
+/// [`Live::insert`] and [`Live::remove`], which keep it so; other fields
+/// may be changed through `jobs` directly. Debug builds recount on every
+/// access.
+#[derive(Default)]
+pub(crate) struct Live {
+    pub(super) jobs: HashMap<u64, LiveJob>,
+    pub(super) load: HashMap<String, (u32, u32)>,
+}
+
+impl LiveJob {
+    pub(super) fn counted(&self) -> Option<(String, u32)> {
+        (self.on_node || self.reserved).then(|| (self.node.clone(), self.gpus))
+    }
+}
+
+impl Live {
+    pub(super) fn count(&mut self, c: Option<(String, u32)>, add: bool) {
+        let Some((node, gpus)) = c else { return };
+        let e = self.load.entry(node).or_insert((0, 0));
+        if add {
+            *e = (e.0 + gpus, e.1 + 1);
+        } else {
+            *e = (e.0.saturating_sub(gpus), e.1.saturating_sub(1));
+        }
+        if *e == (0, 0) {
+            self.load.retain(|_, v| *v != (0, 0));
+        }
+    }
+
+    /// Changes a job's placement (node, GPUs, dispatched, reserved) or
+    /// anything else, keeping the loads right.
+    pub(super) fn update<T>(&mut self, id: u64, f: impl FnOnce(&mut LiveJob) -> T) -> Option<T> {
+        let j = self.jobs.get_mut(&id)?;
+        let before = j.counted();
+        let out = f(j);
+        let after = j.counted();
+        if before != after {
+            self.count(before, false);
+            self.count(after, true);
+        }
+        Some(out)
+    }
+
+    pub(super) fn insert(&mut self, id: u64, j: LiveJob) {
+        self.count(j.counted(), true);
+        if let Some(old) = self.jobs.insert(id, j) {
+            self.count(old.counted(), false);
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: u64) -> Option<LiveJob> {
+        let j = self.jobs.remove(&id)?;
+        self.count(j.counted(), false);
+        Some(j)
+    }
+
+    pub(super) fn recount_matches(&self) -> bool {
+        let mut want: HashMap<String, (u32, u32)> = HashMap::new();
+        for j in self.jobs.values() {
+            if let Some((n, g)) = j.counted() {
+                let e = want.entry(n).or_insert((0, 0));
+                *e = (e.0 + g, e.1 + 1);
+            }
+        }
+        want == self.load
+    }
+}
+
+/// Jobs that have not ended, in memory.
+#[derive(Default)]
+pub struct Jobs {
+    live: Mutex<Live>,
+    /// Held across routing and reserving capacity.
+    routing: Mutex<()>,
+    /// Signalled whenever capacity may have freed up.
+    pub capacity: Notify,
+}
+
+impl Jobs {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Live) -> T) -> T {
+        let mut g = match self.live.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let out = f(&mut g);
+        debug_assert!(
+            g.recount_matches(),
+            "node loads out of step with the live jobs"
+        );
+        out
+    }
+
+    /// Ids of the jobs that have not ended.
+    pub fn live_ids(&self) -> std::collections::HashSet<u64> {
+        self.with(|m| m.jobs.keys().copied().collect())
+    }
+
+    /// Serialises routing decisions with the capacity they reserve.
+    pub(super) fn route_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        match self.routing.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub(super) fn subscribe(&self, id: u64) -> Option<watch::Receiver<Progress>> {
+        self.with(|m| m.jobs.get(&id).map(|j| j.progress.subscribe()))
+    }
+
+    /// Progress and live output of a job, subscribed together so no chunk
+    /// falls between them.
+    pub(super) fn follow(
+        &self,
+        id: u64,
+    ) -> Option<(
+        watch::Receiver<Progress>,
+        tokio::sync::broadcast::Receiver<TailChunk>,
+    )> {
+        self.with(|m| {
+            m.jobs
+                .get(&id)
+                .map(|j| (j.progress.subscribe(), j.tail.subscribe()))
+        })
+    }
+
+    /// GPUs held and jobs running on `node` (kept as jobs move, not
+    /// counted per call: a 10,000-node fan-out asked this 10,000 times).
+    pub fn load(&self, node: &str) -> (u32, u32) {
+        self.with(|m| m.load.get(node).copied().unwrap_or((0, 0)))
+    }
+
+    pub(super) fn insert(&self, id: u64, node: &str, gpus: u32, state: JobState, reserved: bool) {
+        let (tx, _) = watch::channel(Progress {
+            state: state.as_str().to_string(),
+            ..Default::default()
+        });
+        self.with(|m| {
+            m.insert(
+                id,
+                LiveJob {
+                    node: node.to_string(),
+                    gpus,
+                    on_node: false,
+                    reserved,
+                    progress: tx,
+                    tail: tokio::sync::broadcast::channel(TAIL_CHUNKS).0,
+                    ctl: None,
+                    cancel_requested: false,
+                    attached: false,
+                    attach_gen: 0,
+                    received: None,
+                },
+            )
+        });
+    }
+}
