@@ -7,7 +7,7 @@ use proto::{ApiError, CloseCode, ErrorCode, NodeInfo, Request, Response};
 
 use std::sync::Arc;
 
-use crate::session::Peer;
+use crate::peer::Peer;
 use crate::store::{NodeState, TokenRow};
 use crate::{Shared, enroll, jobs, unix_now};
 

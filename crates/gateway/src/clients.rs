@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proto::{ApiError, ClientInfo, CloseCode, ErrorCode, Response, Role};
 
-use crate::session::Peer;
+use crate::peer::Peer;
 use crate::store::{ClientRow, ClientState};
 use crate::{Shared, jobs, unix_now};
 

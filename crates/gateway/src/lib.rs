@@ -11,6 +11,7 @@ pub mod config;
 mod enroll;
 mod jobs;
 mod metrics;
+mod peer;
 pub mod policy;
 pub mod registry;
 pub mod routing;

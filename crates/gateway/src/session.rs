@@ -10,6 +10,7 @@ use proto::{
 };
 use rustls::pki_types::CertificateDer;
 
+use crate::peer::Peer;
 use crate::registry::NodeMeta;
 use crate::store::NodeState;
 use crate::{Shared, api, enroll, jobs, unix_now};
@@ -45,21 +46,6 @@ pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
         Some(p) if p == proto::ALPN_SESSION => session(shared, conn).await,
         _ => conn.close(CloseCode::Protocol.code().into(), b"unknown ALPN"),
     }
-}
-
-/// The verified identity of a session peer.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// Certificate CN.
-    pub name: String,
-    /// Certificate role.
-    pub role: Role,
-    /// Certificate serial.
-    pub serial: String,
-    /// A bot's chat namespace, from the gateway's state (never from the peer).
-    pub namespace: Option<String>,
-    /// A node's GPU cap, from the gateway's state.
-    pub max_gpus: Option<u32>,
 }
 
 fn close(conn: &quinn::Connection, code: CloseCode, reason: &str) {

@@ -23,9 +23,9 @@ use super::{
     FollowSink, check_key, dispatch, end_if, err, identity, node_views, plan_digest, plan_for,
     resolve_for, set_progress_state,
 };
+use crate::peer::Peer;
 use crate::policy::{self, Combined};
 use crate::routing;
-use crate::session::Peer;
 use crate::store::{FanRow, JobRow, JobState};
 use crate::{Shared, unix_now};
 

@@ -33,9 +33,9 @@ pub use live::{Jobs, Progress, TailChunk};
 pub use spec::{Resolved, resolve, resolve_for};
 
 use crate::config::Config;
+use crate::peer::Peer;
 use crate::policy::{self, Action};
 use crate::routing::{self, NodeView, RouteError};
-use crate::session::Peer;
 use crate::store::{JobRow, JobState, NodeState};
 use crate::{Shared, unix_now};
 use logwriter::{LogFile, LogSink};
