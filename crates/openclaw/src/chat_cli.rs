@@ -198,9 +198,9 @@ pub async fn one(
             })
             .await,
         ),
-        Intent::RunAll { .. } => println!(
-            "fan-outs from the chat prompt are not run here; use 'openclaw run --all [--role R] -- CMD'"
-        ),
+        Intent::RunAll { what, role } => {
+            crate::fanout_cli::print_fanout(client, spec(&what, &None, &role, user), "").await?;
+        }
         Intent::Run { what, node, role } => {
             let mut recv = client
                 .open(Request::JobRun(spec(&what, &node, &role, user)))

@@ -371,6 +371,72 @@ async fn cancel_all(client: &Arc<Client>, jobs: &[u64]) {
     }
 }
 
+/// Runs a fan-out and prints it line by line behind `indent`, prefixed by
+/// node, then its summary (the lab and the chat prompt).
+pub async fn print_fanout(
+    client: &Client,
+    job: proto::JobSpec,
+    indent: &str,
+) -> Result<(), CliError> {
+    let fail = |m: String| CliError::new(exit::FAILURE, m);
+    let spec = FanOutSpec {
+        job,
+        labels: vec![],
+        batch: None,
+        output: true,
+    };
+    let mut recv = client
+        .open(Request::FanOut(spec))
+        .await
+        .map_err(run_error)?;
+    let info = match client.next_fan_event(&mut recv).await.map_err(run_error)? {
+        Some(FanEvent::Accepted(info)) => info,
+        Some(FanEvent::Error(e)) => return Err(run_error(ClientError::Api(e))),
+        _ => return Err(fail("lost the gateway".into())),
+    };
+    if info.state == "awaiting-approval" {
+        println!(
+            "{indent}fan-out {} on {} nodes awaits approval by {} ('approve {}' approves all)",
+            info.id,
+            info.members.len(),
+            info.approvers.join(" or "),
+            info.members.first().map(|m| m.job).unwrap_or(0)
+        );
+        return Ok(());
+    }
+    let mut view = FanView::new(&info, Mode::Prefix);
+    let mut tally = Tally::new(&info);
+    let show = |w: Writes| {
+        for line in String::from_utf8_lossy(&[w.out, w.err].concat()).lines() {
+            println!("{indent}{line}");
+        }
+    };
+    loop {
+        match client.next_fan_event(&mut recv).await.map_err(run_error)? {
+            Some(FanEvent::Output {
+                member,
+                stream,
+                data,
+            }) => show(view.output(member, stream, &data)),
+            Some(FanEvent::Ended { member, job }) => {
+                if tally.record(member, Outcome::of(&job)).is_some() {
+                    show(view.ended(member, &job));
+                }
+            }
+            Some(FanEvent::Done) => break,
+            Some(FanEvent::Error(e)) => return Err(fail(e.message)),
+            Some(_) => {}
+            None => return Err(fail("lost the gateway".into())),
+        }
+    }
+    println!(
+        "{indent}fan-out {}: {}",
+        info.id,
+        tally.summary(SUMMARY_NAMES)
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

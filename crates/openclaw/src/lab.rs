@@ -153,7 +153,11 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         println!("   exit code {code}");
     }
     println!("== openclaw run --all -- sh -c 'echo up on $OPENCLAW_NODE'");
-    run_fanout_sample(&admin).await?;
+    let spec = proto::JobSpec {
+        argv: vec!["sh".into(), "-c".into(), "echo up on $OPENCLAW_NODE".into()],
+        ..Default::default()
+    };
+    crate::fanout_cli::print_fanout(&admin, spec, "   | ").await?;
     if std::io::stdin().is_terminal() {
         println!();
         println!("The lab is up. In another terminal, try:");
@@ -260,51 +264,6 @@ async fn run_sample(admin: &Client, spec: proto::JobSpec) -> Result<String, CliE
             None => return Err(fail("lost the gateway")),
         }
     }
-}
-
-/// A fan-out to both nodes, shown as `openclaw run --all` shows it.
-async fn run_fanout_sample(admin: &Client) -> Result<(), CliError> {
-    let spec = proto::FanOutSpec {
-        job: proto::JobSpec {
-            argv: vec!["sh".into(), "-c".into(), "echo up on $OPENCLAW_NODE".into()],
-            ..Default::default()
-        },
-        labels: vec![],
-        batch: None,
-        output: true,
-    };
-    let mut recv = admin.open(Request::FanOut(spec)).await.map_err(fail)?;
-    let info = match admin.next_fan_event(&mut recv).await.map_err(fail)? {
-        Some(proto::FanEvent::Accepted(info)) => info,
-        Some(proto::FanEvent::Error(e)) => return Err(fail(e.message)),
-        _ => return Err(fail("lost the gateway")),
-    };
-    let mut view = crate::fanout_cli::FanView::new(&info, crate::fanout_cli::Mode::Prefix);
-    let mut tally = proto::fanout::Tally::new(&info);
-    let show = |w: crate::fanout_cli::Writes| {
-        for line in String::from_utf8_lossy(&[w.out, w.err].concat()).lines() {
-            println!("   | {line}");
-        }
-    };
-    loop {
-        match admin.next_fan_event(&mut recv).await.map_err(fail)? {
-            Some(proto::FanEvent::Output {
-                member,
-                stream,
-                data,
-            }) => show(view.output(member, stream, &data)),
-            Some(proto::FanEvent::Ended { member, job }) => {
-                tally.record(member, proto::fanout::Outcome::of(&job));
-                show(view.ended(member, &job));
-            }
-            Some(proto::FanEvent::Done) => break,
-            Some(proto::FanEvent::Error(e)) => return Err(fail(e.message)),
-            Some(_) => {}
-            None => return Err(fail("lost the gateway")),
-        }
-    }
-    println!("   fan-out {}: {}", info.id, tally.summary(10));
-    Ok(())
 }
 
 async fn wait_for(admin: &Client, name: &str, connection: &str) -> Result<(), CliError> {
