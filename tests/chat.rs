@@ -94,7 +94,6 @@ fn chat_runs_jobs_for_the_chat_user() {
         "{}",
         out.stdout
     );
-
     // The bot acts for a Slack user; the job records that user.
     let bot = lab.dir().join("moltbot");
     lab.admin(&[
@@ -146,5 +145,20 @@ fn chat_runs_jobs_for_the_chat_user() {
             .ok()
             .stdout
             .contains("run training on worker-gpu-01")
+    );
+    // A fan-out from the prompt: every node's line, then the summary.
+    let _c = lab.node_up("worker-cpu-01", "cpu", 0);
+    let out = lab.admin(&["chat", "run echo fan on all nodes"]).ok();
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "fan-out 1: 2 node(s): 2 ok",
+            "worker-cpu-01: fan",
+            "worker-gpu-01: fan"
+        ],
+        "{}",
+        out.stdout
     );
 }
