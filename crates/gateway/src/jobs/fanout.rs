@@ -295,32 +295,20 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
         let id = tx.insert_fanout(&fan)?;
         let mut rows = Vec::with_capacity(n);
         for node in &sel.nodes {
-            let mut row = JobRow {
-                id: 0,
-                state: first_state,
-                node: node.clone(),
-                role: r.role.clone(),
-                named_job: r.named_job.clone(),
-                plan: plan_for(shared, 0, node, &r),
-                plan_digest: String::new(),
-                requester: requester.clone(),
-                via: peer.name.clone(),
-                approvers: approvers.clone(),
-                allow_self,
-                approved_by: None,
-                created_at: now,
-                started_at: None,
-                finished_at: None,
-                exit_code: None,
-                reason: None,
-                stdout_bytes: 0,
-                stderr_bytes: 0,
-                truncated: false,
-                queue_until: None,
-                secret_env: secret_env.clone(),
-                processes_killed: 0,
-                fanout: Some(id),
-            };
+            let mut row = JobRow::fresh(
+                first_state,
+                node.clone(),
+                r.role.clone(),
+                r.named_job.clone(),
+                plan_for(shared, 0, node, &r),
+                requester.clone(),
+                peer.name.clone(),
+                now,
+            );
+            row.approvers = approvers.clone();
+            row.allow_self = allow_self;
+            row.secret_env = secret_env.clone();
+            row.fanout = Some(id);
             row.id = tx.insert_job(&row)?;
             row.plan.job_id = row.id;
             row.plan_digest = plan_digest(&row.plan)?;

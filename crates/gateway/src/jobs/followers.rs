@@ -40,14 +40,7 @@ pub async fn follow(
         // from the file (a follower that joined late or fell behind).
         while let Some(t) = tail.as_mut() {
             match t.try_recv() {
-                Ok(c) => {
-                    let reader = if c.stream == OutStream::Stdout {
-                        &mut out
-                    } else {
-                        &mut err
-                    };
-                    reader.send_live(&c, send).await?;
-                }
+                Ok(c) => send_live(&c, &mut out, &mut err, send).await?,
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
                 Err(tokio::sync::broadcast::error::TryRecvError::Closed) => tail = None,
@@ -89,14 +82,7 @@ pub async fn follow(
                     }
                 }
                 chunk = t.recv() => match chunk {
-                    Ok(c) => {
-                        let reader = if c.stream == OutStream::Stdout {
-                            &mut out
-                        } else {
-                            &mut err
-                        };
-                        reader.send_live(&c, send).await?;
-                    }
+                    Ok(c) => send_live(&c, &mut out, &mut err, send).await?,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => tail = None,
                 },
@@ -109,6 +95,21 @@ pub async fn follow(
             (None, _) => {}
         }
     }
+}
+
+/// Sends a live chunk through the reader of its stream.
+async fn send_live(
+    c: &TailChunk,
+    out: &mut LogReader,
+    err: &mut LogReader,
+    send: &mut impl FollowSink,
+) -> Result<(), mesh::StreamError> {
+    let reader = if c.stream == OutStream::Stdout {
+        out
+    } else {
+        err
+    };
+    reader.send_live(c, send).await
 }
 
 /// Where [`follow`] writes: a client's stream, or a fan-out's merger.

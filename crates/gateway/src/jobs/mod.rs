@@ -281,32 +281,18 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
         };
         // Every job is born queued; the decision below (or the queue)
         // moves it on, by the same conditional transitions as later ones.
-        let mut row = JobRow {
-            id: 0,
-            state: JobState::Queued,
-            node: routed.clone().unwrap_or_default(),
-            role: resolved.role.clone(),
-            named_job: resolved.named_job.clone(),
-            plan: plan_for(shared, 0, "", &resolved),
-            plan_digest: String::new(),
-            requester: requester.clone(),
-            via: peer.name.clone(),
-            approvers: vec![],
-            allow_self: false,
-            approved_by: None,
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            reason: None,
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            truncated: false,
-            queue_until,
-            secret_env,
-            processes_killed: 0,
-            fanout: None,
-        };
+        let mut row = JobRow::fresh(
+            JobState::Queued,
+            routed.clone().unwrap_or_default(),
+            resolved.role.clone(),
+            resolved.named_job.clone(),
+            plan_for(shared, 0, "", &resolved),
+            requester.clone(),
+            peer.name.clone(),
+            now,
+        );
+        row.queue_until = queue_until;
+        row.secret_env = secret_env;
         let key = spec.idempotency_key.as_deref();
         let created = shared.store.tx(|tx| {
             // A repeated key returns the first job: checked and recorded

@@ -185,6 +185,46 @@ pub struct FanRow {
 }
 
 impl JobRow {
+    /// A job about to be inserted (id 0, nothing decided or run yet).
+    #[allow(clippy::too_many_arguments)]
+    pub fn fresh(
+        state: JobState,
+        node: String,
+        role: Option<String>,
+        named_job: Option<String>,
+        plan: proto::JobPlan,
+        requester: String,
+        via: String,
+        created_at: u64,
+    ) -> JobRow {
+        JobRow {
+            id: 0,
+            state,
+            node,
+            role,
+            named_job,
+            plan,
+            plan_digest: String::new(),
+            requester,
+            via,
+            approvers: vec![],
+            allow_self: false,
+            approved_by: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            reason: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
+            queue_until: None,
+            secret_env: vec![],
+            processes_killed: 0,
+            fanout: None,
+        }
+    }
+
     /// The public view; secret env values are masked.
     pub fn info(&self) -> proto::JobInfo {
         proto::JobInfo {
