@@ -294,3 +294,32 @@ fn policy_and_approval_cover_the_whole_fan_out() {
         assert_eq!(done["reason"], "denied by bob: not now");
     }
 }
+
+#[test]
+fn a_gateway_killed_mid_fan_out_drives_the_rest_after_its_restart() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _a = lab.node_up("fan-a", "cpu", 0);
+    let _b = lab.node_up("fan-b", "cpu", 0);
+    // One node at a time: when the gateway dies, one member runs and the
+    // other waits its turn, queued.
+    let follower = lab.spawn(
+        &lab.gw_home.clone(),
+        &["run", "--all", "--batch", "1", "--", "sleep", "2"],
+    );
+    let jobs = wait_until(T, "one member running, one queued", || {
+        let jobs = lab.jobs();
+        let states: Vec<&str> = jobs.iter().map(|j| j["state"].as_str().unwrap()).collect();
+        (states.contains(&"running") && states.contains(&"queued")).then_some(jobs)
+    });
+    lab.stop_gateway(true);
+    let out = follower.wait(T);
+    assert_eq!(out.code, 255, "the follower lost the gateway: {out:?}");
+    assert!(out.stderr.contains("its jobs go on"), "{}", out.stderr);
+    lab.start_gateway();
+    // The running member re-attaches and ends; the queued one gets its turn.
+    for j in &jobs {
+        let done = lab.wait_job(j["id"].as_u64().unwrap(), "exited", T);
+        assert_eq!(done["exit_code"], 0, "{done}");
+    }
+}
