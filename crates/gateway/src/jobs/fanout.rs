@@ -9,7 +9,7 @@
 //! sliding window, like Salt's `--batch`): when one ends, the next starts.
 //! Followers get the members' events merged on one stream.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -417,13 +417,32 @@ pub async fn drive(shared: Arc<Shared>, fan: u64) {
         }
     }
     let started = Instant::now();
+    let grace = shared.config().job_grace;
+    let mut offline_since: HashMap<u64, Instant> = HashMap::new();
     loop {
+        let mut later = Vec::new();
         while running.len() < window
             && let Some(id) = queued.pop_front()
         {
-            if let Some(rx) = start_member(&shared, fan, id) {
-                running.spawn(until_ended(rx));
+            match start_member(&shared, fan, id, &mut offline_since, grace) {
+                Turn::Started(rx) => {
+                    running.spawn(until_ended(rx));
+                }
+                Turn::Done => {}
+                Turn::Later => later.push(id),
             }
+        }
+        if !later.is_empty() {
+            // Their nodes are away (e.g. still reconnecting after a gateway
+            // restart): they keep their place and are asked again soon.
+            for id in later.into_iter().rev() {
+                queued.push_front(id);
+            }
+            tokio::select! {
+                _ = running.join_next(), if !running.is_empty() => {}
+                () = tokio::time::sleep(OFFLINE_RETRY) => {}
+            }
+            continue;
         }
         if running.join_next().await.is_none() {
             break;
@@ -442,25 +461,49 @@ async fn until_ended(mut rx: tokio::sync::watch::Receiver<super::Progress>) {
     while rx.changed().await.is_ok() {}
 }
 
-/// Sends one queued member to its node. Returns its progress to wait on,
-/// or `None` when it ended (or was no longer queued) at once.
+/// How often a member whose node is away is asked again.
+const OFFLINE_RETRY: Duration = Duration::from_millis(500);
+
+/// What became of a member's turn.
+enum Turn {
+    /// On its node; its progress to wait on.
+    Started(tokio::sync::watch::Receiver<super::Progress>),
+    /// Ended at once, or no longer queued.
+    Done,
+    /// Its node is away, for less than the grace so far: ask again.
+    Later,
+}
+
+/// Sends one queued member to its node. A member whose node is offline
+/// waits for it up to `grace` (`liveness.job_grace`) before it fails.
 fn start_member(
     shared: &Arc<Shared>,
     fan: u64,
     id: u64,
-) -> Option<tokio::sync::watch::Receiver<super::Progress>> {
-    let rx = shared.jobs.subscribe(id)?;
+    offline_since: &mut HashMap<u64, Instant>,
+    grace: Duration,
+) -> Turn {
+    let Some(rx) = shared.jobs.subscribe(id) else {
+        return Turn::Done;
+    };
     let row = match shared.store.tx(|tx| tx.job(id)) {
         Ok(Some(r)) if r.state == JobState::Queued => r,
-        _ => return None,
+        _ => return Turn::Done,
     };
     let refused = {
         let _routing = shared.jobs.route_lock();
         match shared.registry.meta(&row.node, Instant::now()) {
-            None => Some(format!(
-                "node {} went offline before its turn in fan-out {fan}; run 'openclaw node list'",
-                row.node
-            )),
+            None => {
+                let since = *offline_since.entry(id).or_insert_with(Instant::now);
+                if since.elapsed() < grace {
+                    return Turn::Later;
+                }
+                Some(format!(
+                    "node {} was offline at its turn in fan-out {fan} and did not come back within {}s; run 'openclaw node list'",
+                    row.node,
+                    grace.as_secs()
+                ))
+            }
             Some(m) => {
                 let (gpus_busy, running) = shared.jobs.load(&row.node);
                 if running >= m.max_jobs {
@@ -494,7 +537,7 @@ fn start_member(
             None,
             &why,
         );
-        return None;
+        return Turn::Done;
     }
     let mut moved = row.clone();
     moved.state = JobState::Starting;
@@ -504,14 +547,14 @@ fn start_member(
             shared
                 .jobs
                 .with(|live| live.update(id, |j| j.reserved = false));
-            return None;
+            return Turn::Done;
         }
     }
     // A failed dispatch ends the member, which the returned progress shows.
     if let Err(e) = dispatch(shared, id) {
         tracing::info!(fanout = fan, job = id, error = %e.message, "fan-out member not started");
     }
-    Some(rx)
+    Turn::Started(rx)
 }
 
 /// Ends every member still awaiting approval at the approval timeout.
