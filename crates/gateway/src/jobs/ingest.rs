@@ -302,17 +302,20 @@ async fn store_output(
                         offset: *offset,
                         data,
                     });
-                    shared
-                        .log_writer
-                        .write(
-                            sink,
-                            usize::from(stream == OutStream::Stderr),
-                            taken,
-                            [out.received, errf.received],
-                            [out.written, errf.written],
-                        )
-                        .await?;
                 }
+                // Queued even with nothing to write (bytes past the cap, or
+                // a resend of what is stored): the node's ack comes from
+                // the writer, in order behind every earlier write.
+                shared
+                    .log_writer
+                    .write(
+                        sink,
+                        usize::from(stream == OutStream::Stderr),
+                        taken,
+                        [out.received, errf.received],
+                        [out.written, errf.written],
+                    )
+                    .await?;
                 if last_flush.elapsed() > Duration::from_secs(1) {
                     record_bytes(shared, id, &out, &errf);
                     last_flush = std::time::Instant::now();

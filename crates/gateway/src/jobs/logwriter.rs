@@ -178,6 +178,31 @@ impl LogSink {
         }
     }
 
+    /// Appends to one stream's file, creating it on its first byte.
+    fn append(&self, stream: usize, chunks: &[(u64, bytes::Bytes)]) -> Result<(), String> {
+        let mut files = self
+            .files
+            .lock()
+            .map_err(|_| "log file lock poisoned".to_string())?;
+        let (Some(slot), Some(path)) = (files.get_mut(stream), self.paths.get(stream)) else {
+            return Ok(());
+        };
+        if slot.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot create the job log {}: {e}", path.display()))?;
+            *slot = Some(f);
+        }
+        match slot.as_mut() {
+            Some(f) => {
+                write_all_chunks(f, chunks).map_err(|e| format!("cannot write the job log: {e}"))
+            }
+            None => Ok(()),
+        }
+    }
+
     fn fail(&self, msg: String) {
         tracing::error!(error = %msg, "log writer");
         if let Ok(mut g) = self.failed.lock() {
@@ -195,32 +220,12 @@ impl LogSink {
         if self.failure().is_some() {
             return;
         }
-        let result = match self.files.lock() {
-            Ok(mut files) => match (files.get_mut(stream), self.paths.get(stream)) {
-                (Some(slot), Some(path)) => {
-                    if slot.is_none() {
-                        match OpenOptions::new().create(true).append(true).open(path) {
-                            Ok(f) => *slot = Some(f),
-                            Err(e) => {
-                                self.fail(format!(
-                                    "cannot create the job log {}: {e}",
-                                    path.display()
-                                ));
-                                return;
-                            }
-                        }
-                    }
-                    match slot.as_mut() {
-                        Some(f) => write_all_chunks(f, chunks),
-                        None => Ok(()),
-                    }
-                }
-                _ => Ok(()),
-            },
-            Err(_) => Err(std::io::Error::other("log file lock poisoned")),
-        };
-        if let Err(e) = result {
-            self.fail(format!("cannot write the job log: {e}"));
+        // Nothing to write (bytes past the cap, a resend): only the offsets
+        // and the ack move on.
+        if !chunks.is_empty()
+            && let Err(e) = self.append(stream, chunks)
+        {
+            self.fail(e);
             return;
         }
         self.progress.send_modify(|p| {
@@ -392,6 +397,19 @@ mod tests {
             assert_eq!(*acks_rx.borrow(), [9, 0]);
             assert_eq!(*durable.lock().unwrap(), [9, 0]);
             assert!(!dir.path().join("e").exists(), "no stderr, no file");
+            // Bytes taken but not kept (past the cap) are still acked, in
+            // order, and create no file.
+            let mut err = LogFile::open(&dir.path().join("e"), None, true).unwrap();
+            err.append(0, bytes::Bytes::from_static(b"dropped"), 1 << 20)
+                .unwrap();
+            let none = err.take();
+            assert!(none.is_empty());
+            w.write(&sink, 1, none, [9, err.received], [9, err.written])
+                .await
+                .unwrap();
+            w.flush(&sink).await.unwrap();
+            assert_eq!(*acks_rx.borrow(), [9, 7]);
+            assert!(!dir.path().join("e").exists());
         });
     }
 }
