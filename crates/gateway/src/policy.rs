@@ -69,6 +69,26 @@ pub struct Policy {
     pub env_secret: Vec<String>,
 }
 
+impl Policy {
+    /// The keys of `env` whose values are secret (`env_secret`).
+    pub fn secret_keys(&self, env: &[(String, String)]) -> Vec<String> {
+        env.iter()
+            .filter(|(k, _)| proto::glob::any(&self.env_secret, k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+/// Names the rule that decided, for messages: `policy rule 2`, or the
+/// default that applied (the chat default for a bot's request).
+pub fn rule_name(rule: Option<usize>, chat: bool) -> String {
+    match rule {
+        Some(i) => format!("policy rule {}", i + 1),
+        None if chat => "the default chat policy (policy.chat_default)".into(),
+        None => "the default policy (policy.default)".into(),
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         Policy {

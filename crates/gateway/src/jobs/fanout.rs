@@ -208,11 +208,6 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
             )
         })
         .collect();
-    let rule_text = |rule: Option<usize>| match rule {
-        Some(i) => format!("policy rule {}", i + 1),
-        None if chat => "the default chat policy (policy.chat_default)".into(),
-        None => "the default policy (policy.default)".into(),
-    };
     let (first_state, approvers, allow_self) = match policy::combine(&decisions) {
         Combined::Allow => (JobState::Queued, vec![], false),
         Combined::Approve {
@@ -223,7 +218,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
             let node = sel.nodes.get(node).map(String::as_str).unwrap_or("?");
             let reason = format!(
                 "fan-out denied: {} denies {:?} on {node}",
-                rule_text(rule),
+                policy::rule_name(rule, chat),
                 r.argv
             );
             shared.store.tx(|tx| {
@@ -269,12 +264,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
     };
     let (plan_bytes, fan_digest) = digest(&plan)?;
     let now = unix_now();
-    let secret_env: Vec<String> = r
-        .env
-        .iter()
-        .filter(|(k, _)| proto::glob::any(&cfg.policy.env_secret, k))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let secret_env = cfg.policy.secret_keys(&r.env);
     let fan = FanRow {
         id: 0,
         plan: plan_bytes,
@@ -750,15 +740,16 @@ impl MemberSink {
 }
 
 impl FollowSink for MemberSink {
+    fn wants_output(&self) -> bool {
+        self.output
+    }
+
     async fn data(
         &mut self,
         stream: OutStream,
         _offset: u64,
         parts: &mut Vec<bytes::Bytes>,
     ) -> Result<(), mesh::StreamError> {
-        if !self.output {
-            return Ok(());
-        }
         let mut chunk: Vec<u8> = Vec::new();
         for p in parts.iter() {
             let mut rest: &[u8] = p;

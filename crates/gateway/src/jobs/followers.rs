@@ -16,8 +16,10 @@ pub async fn follow(
     known_state: Option<&str>,
     send: &mut impl FollowSink,
 ) -> Result<(), mesh::StreamError> {
+    let output = send.wants_output();
     let (mut rx, mut tail) = match shared.jobs.follow(id) {
-        Some((p, t)) => (Some(p), Some(t)),
+        // A follower that wants no output never hears live chunks.
+        Some((p, t)) => (Some(p), Some(t).filter(|_| output)),
         None => (None, None),
     };
     let mut last_state: Option<String> = known_state.map(str::to_string);
@@ -50,8 +52,10 @@ pub async fn follow(
             Some(rx) => (rx.borrow().clone(), true),
             None => (stored_progress(shared, id), false),
         };
-        out.send_to(progress.stdout, &mut buf, send).await?;
-        err.send_to(progress.stderr, &mut buf, send).await?;
+        if output {
+            out.send_to(progress.stdout, &mut buf, send).await?;
+            err.send_to(progress.stderr, &mut buf, send).await?;
+        }
         let done = !live || proto::is_terminal_state(&progress.state);
         if done || !follow {
             let info = match record(shared, id) {
@@ -114,6 +118,12 @@ async fn send_live(
 
 /// Where [`follow`] writes: a client's stream, or a fan-out's merger.
 pub trait FollowSink: Send {
+    /// Whether it takes output at all; `false` follows only state and the
+    /// end, and no log file is read for it.
+    fn wants_output(&self) -> bool {
+        true
+    }
+
     /// Contiguous output of `stream` starting at `offset`.
     fn data(
         &mut self,

@@ -263,12 +263,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
     let chat = peer.role == Role::Bot;
     let resolved = resolve(&cfg, &spec, chat)?;
     let now = unix_now();
-    let secret_env: Vec<String> = resolved
-        .env
-        .iter()
-        .filter(|(k, _)| proto::glob::any(&cfg.policy.env_secret, k))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let secret_env = cfg.policy.secret_keys(&resolved.env);
     // Routing and the capacity it takes happen under one lock, so two
     // submits can never both be given the last GPU or job slot.
     let (row, routed) = {
@@ -376,16 +371,7 @@ fn decide(
             chat,
         },
     );
-    let rule = decision
-        .rule
-        .map(|i| format!("policy rule {}", i + 1))
-        .unwrap_or_else(|| {
-            if chat {
-                "the default chat policy (policy.chat_default)".into()
-            } else {
-                "the default policy (policy.default)".into()
-            }
-        });
+    let rule = policy::rule_name(decision.rule, chat);
     shared.jobs.with(|m| {
         m.update(row.id, |j| {
             j.node = node.to_string();
