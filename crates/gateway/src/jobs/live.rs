@@ -78,14 +78,15 @@ impl LiveJob {
 impl Live {
     pub(super) fn count(&mut self, c: Option<(String, u32)>, add: bool) {
         let Some((node, gpus)) = c else { return };
-        let e = self.load.entry(node).or_insert((0, 0));
+        let e = self.load.entry(node.clone()).or_insert((0, 0));
         if add {
             *e = (e.0 + gpus, e.1 + 1);
         } else {
             *e = (e.0.saturating_sub(gpus), e.1.saturating_sub(1));
         }
+        // An idle node has no entry (one removal, not a scan of every node).
         if *e == (0, 0) {
-            self.load.retain(|_, v| *v != (0, 0));
+            self.load.remove(&node);
         }
     }
 
