@@ -234,20 +234,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         Mode::Prefix
     };
     let client = Arc::new(Client::connect(home).await.map_err(run_error)?);
-    let mut recv = client
-        .open(Request::FanOut(spec))
-        .await
-        .map_err(run_error)?;
-    let info = match client.next_fan_event(&mut recv).await {
-        Ok(Some(FanEvent::Accepted(info))) => info,
-        Ok(Some(FanEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
-        Ok(_) | Err(_) => {
-            return Err(CliError::new(
-                exit::RUN_CONNECTION,
-                "lost the gateway before the fan-out was accepted; check 'openclaw job list' before retrying",
-            ));
-        }
-    };
+    let (mut recv, info) = open_fanout(&client, spec).await?;
     announce(&info);
     let jobs: Vec<u64> = info.members.iter().map(|m| m.job).collect();
     let c = client.clone();
@@ -265,37 +252,31 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     } else {
         exit::RUN_UNAVAILABLE
     };
-    let ended = loop {
-        match client.next_fan_event(&mut recv).await {
-            Ok(Some(FanEvent::Output {
-                member,
-                stream,
-                data,
-            })) => write(view.output(member, stream, &data)),
-            Ok(Some(FanEvent::Ended { member, job })) => {
-                if tally.record(member, Outcome::of(&job)).is_some() {
-                    code = code.max(job_exit_code(&job));
-                    write(view.ended(member, &job));
-                }
-            }
-            Ok(Some(FanEvent::Lost { member, error })) => {
-                let job = info.members.get(member as usize).map(|m| m.job);
-                eprintln!(
-                    "openclaw: lost track of {} ({}); run 'openclaw job show {}'",
-                    tally.node(member).unwrap_or("?"),
-                    error.message,
-                    job.unwrap_or(0)
-                );
-                code = exit::RUN_CONNECTION;
-            }
-            Ok(Some(FanEvent::State { .. } | FanEvent::Accepted(_))) => {}
-            Ok(Some(FanEvent::Done)) => break true,
-            Ok(Some(FanEvent::Error(e))) => {
-                eprintln!("openclaw: fan-out {fan}: {}", e.message);
-                break false;
-            }
-            Ok(None) | Err(_) => break false,
+    let pumped = pump(&client, &mut recv, &mut view, &mut tally, |ev| match ev {
+        Ev::Write(w) => write(w),
+        Ev::Ended(job) => code = code.max(job_exit_code(job)),
+        Ev::Lost {
+            member,
+            node,
+            error,
+        } => {
+            let job = info.members.get(member as usize).map(|m| m.job);
+            eprintln!(
+                "openclaw: lost track of {node} ({}); run 'openclaw job show {}'",
+                error.message,
+                job.unwrap_or(0)
+            );
+            code = exit::RUN_CONNECTION;
         }
+    })
+    .await;
+    let ended = match pumped {
+        Ok(()) => true,
+        Err(Some(message)) => {
+            eprintln!("openclaw: fan-out {fan}: {message}");
+            false
+        }
+        Err(None) => false,
     };
     cancel_task.abort();
     client.close().await;
@@ -371,6 +352,75 @@ async fn cancel_all(client: &Arc<Client>, jobs: &[u64]) {
     }
 }
 
+/// Opens a fan-out and reads its first event.
+async fn open_fanout(
+    client: &Client,
+    spec: FanOutSpec,
+) -> Result<(client::RecvStream, FanInfo), CliError> {
+    let mut recv = client
+        .open(Request::FanOut(spec))
+        .await
+        .map_err(run_error)?;
+    match client.next_fan_event(&mut recv).await {
+        Ok(Some(FanEvent::Accepted(info))) => Ok((recv, info)),
+        Ok(Some(FanEvent::Error(e))) => Err(run_error(ClientError::Api(e))),
+        Ok(_) | Err(_) => Err(CliError::new(
+            exit::RUN_CONNECTION,
+            "lost the gateway before the fan-out was accepted; check 'openclaw job list' before retrying",
+        )),
+    }
+}
+
+/// What following a fan-out hands its caller.
+enum Ev<'a> {
+    /// Text to print.
+    Write(Writes),
+    /// A member's final record (already shown through `Write`).
+    Ended(&'a JobInfo),
+    /// A member the gateway could not follow.
+    Lost {
+        member: u32,
+        node: &'a str,
+        error: &'a proto::ApiError,
+    },
+}
+
+/// Reads a fan-out's events until `Done`, through `view` and `tally`.
+/// `Err(Some(message))`: the gateway ended it with an error;
+/// `Err(None)`: the gateway was lost.
+async fn pump(
+    client: &Client,
+    recv: &mut client::RecvStream,
+    view: &mut FanView,
+    tally: &mut Tally,
+    mut on: impl FnMut(Ev<'_>),
+) -> Result<(), Option<String>> {
+    loop {
+        match client.next_fan_event(recv).await {
+            Ok(Some(FanEvent::Output {
+                member,
+                stream,
+                data,
+            })) => on(Ev::Write(view.output(member, stream, &data))),
+            Ok(Some(FanEvent::Ended { member, job })) => {
+                if tally.record(member, Outcome::of(&job)).is_some() {
+                    on(Ev::Write(view.ended(member, &job)));
+                    on(Ev::Ended(&job));
+                }
+            }
+            Ok(Some(FanEvent::Lost { member, error })) => on(Ev::Lost {
+                member,
+                node: tally.node(member).unwrap_or("?"),
+                error: &error,
+            }),
+            Ok(Some(FanEvent::State { .. } | FanEvent::Accepted(_))) => {}
+            Ok(Some(FanEvent::Done)) => return Ok(()),
+            Ok(Some(FanEvent::Error(e))) => return Err(Some(e.message)),
+            Ok(None) | Err(_) => return Err(None),
+        }
+    }
+}
+
 /// Runs a fan-out and prints it line by line behind `indent`, prefixed by
 /// node, then its summary (the lab and the chat prompt).
 pub async fn print_fanout(
@@ -378,22 +428,13 @@ pub async fn print_fanout(
     job: proto::JobSpec,
     indent: &str,
 ) -> Result<(), CliError> {
-    let fail = |m: String| CliError::new(exit::FAILURE, m);
     let spec = FanOutSpec {
         job,
         labels: vec![],
         batch: None,
         output: true,
     };
-    let mut recv = client
-        .open(Request::FanOut(spec))
-        .await
-        .map_err(run_error)?;
-    let info = match client.next_fan_event(&mut recv).await.map_err(run_error)? {
-        Some(FanEvent::Accepted(info)) => info,
-        Some(FanEvent::Error(e)) => return Err(run_error(ClientError::Api(e))),
-        _ => return Err(fail("lost the gateway".into())),
-    };
+    let (mut recv, info) = open_fanout(client, spec).await?;
     if info.state == "awaiting-approval" {
         println!(
             "{indent}fan-out {} on {} nodes awaits approval by {} ('approve {}' approves all)",
@@ -411,24 +452,18 @@ pub async fn print_fanout(
             println!("{indent}{line}");
         }
     };
-    loop {
-        match client.next_fan_event(&mut recv).await.map_err(run_error)? {
-            Some(FanEvent::Output {
-                member,
-                stream,
-                data,
-            }) => show(view.output(member, stream, &data)),
-            Some(FanEvent::Ended { member, job }) => {
-                if tally.record(member, Outcome::of(&job)).is_some() {
-                    show(view.ended(member, &job));
-                }
-            }
-            Some(FanEvent::Done) => break,
-            Some(FanEvent::Error(e)) => return Err(fail(e.message)),
-            Some(_) => {}
-            None => return Err(fail("lost the gateway".into())),
+    pump(client, &mut recv, &mut view, &mut tally, |ev| {
+        if let Ev::Write(w) = ev {
+            show(w);
         }
-    }
+    })
+    .await
+    .map_err(|m| {
+        CliError::new(
+            exit::FAILURE,
+            m.unwrap_or_else(|| "lost the gateway".into()),
+        )
+    })?;
     println!(
         "{indent}fan-out {}: {}",
         info.id,
