@@ -92,27 +92,6 @@ async fn fanout_open(gw: &Path, nodes: usize, runs: usize) -> Result<Vec<Duratio
     Ok(out)
 }
 
-fn ticks(pid: u32) -> u64 {
-    // utime and stime: fields 14 and 15 of /proc/PID/stat, after the ")".
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.to_string();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 fn median_ms(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v.get(v.len() / 2)
@@ -183,10 +162,11 @@ pub fn measure(
         .counters
         .reconnects
         .load(std::sync::atomic::Ordering::Relaxed);
-    let t0 = ticks(pid);
+    let t0 = testkit::cpu_time(pid);
     let w0 = Instant::now();
     std::thread::sleep(window);
-    let cpu = (ticks(pid) - t0) as f64 / clk_tck() / w0.elapsed().as_secs_f64() * 100.0;
+    let cpu = testkit::cpu_time(pid).saturating_sub(t0).as_secs_f64() / w0.elapsed().as_secs_f64()
+        * 100.0;
     let rss = testkit::rss_kib(pid);
     let mut list = Vec::new();
     let mut not_connected = 0;

@@ -508,8 +508,18 @@ pub fn cpu_time(pid: u32) -> Duration {
             Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
         })
         .unwrap_or(0);
-    // USER_HZ is 100 on every Linux this runs on.
-    Duration::from_millis(ticks * 10)
+    // Clock ticks per second (USER_HZ), asked once.
+    static TCK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let tck = *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .filter(|t| *t > 0)
+            .unwrap_or(100)
+    });
+    Duration::from_micros(ticks * 1_000_000 / tck)
 }
 
 /// Live processes whose command line contains `needle` (zombies excluded).
