@@ -167,6 +167,37 @@ struct Watch {
     note: Option<String>,
 }
 
+/// A live message's edits: at most one per [`EDIT_EVERY`], and only when
+/// the text changed.
+#[derive(Default)]
+struct Pace {
+    shown: String,
+    last: Option<Instant>,
+}
+
+impl Pace {
+    /// Whether `text` differs from what is shown and its turn has come.
+    fn due(&self, text: &str) -> bool {
+        text != self.shown && self.last.is_none_or(|t| t.elapsed() >= EDIT_EVERY)
+    }
+
+    /// `text` was just shown.
+    fn shown(&mut self, text: String) {
+        self.last = Some(Instant::now());
+        self.shown = text;
+    }
+
+    /// Waits until the next edit may go out.
+    async fn wait_turn(&self) {
+        if let Some(t) = self.last {
+            let since = t.elapsed();
+            if since < EDIT_EVERY {
+                tokio::time::sleep(EDIT_EVERY - since).await;
+            }
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -482,8 +513,7 @@ impl<S: Surface> Engine<S> {
         });
         let started = Instant::now();
         let mut asked = false;
-        let mut last_edit: Option<Instant> = None;
-        let mut shown = String::new();
+        let mut pace = Pace::default();
         let mut gpus: Vec<GpuTelemetry> = Vec::new();
         let mut gpus_at: Option<Instant> = None;
         // Checked four times per allowed edit, so a deferred change goes
@@ -525,25 +555,19 @@ impl<S: Surface> Engine<S> {
                 }
             }
             // At most one edit a second; a state change waits for its turn.
-            if text != shown && last_edit.is_none_or(|t| t.elapsed() >= EDIT_EVERY) {
+            if pace.due(&text) {
                 let change = if changed {
                     Change::State
                 } else {
                     Change::Progress
                 };
                 self.surface.edit_live(&mut live, &text, change).await;
-                last_edit = Some(Instant::now());
-                shown = text;
+                pace.shown(text);
             } else if changed {
                 lock(&watch).changed = true;
             }
         };
-        if let Some(t) = last_edit {
-            let since = t.elapsed();
-            if since < EDIT_EVERY {
-                tokio::time::sleep(EDIT_EVERY - since).await;
-            }
-        }
+        pace.wait_turn().await;
         let ended = match end {
             Ok(r) => r,
             Err(e) => {
@@ -621,8 +645,7 @@ impl<S: Surface> Engine<S> {
         let mut tally = Tally::new(&info);
         let mut ended: Vec<Option<JobInfo>> = vec![None; info.members.len()];
         let started = Instant::now();
-        let mut shown = String::new();
-        let mut last_edit: Option<Instant> = None;
+        let mut pace = Pace::default();
         let mut tick = tokio::time::interval(EDIT_EVERY / 4);
         let complete = loop {
             let ev = tokio::select! {
@@ -648,21 +671,15 @@ impl<S: Surface> Engine<S> {
                 Some(Some(Ok(None) | Err(_)) | None) => break false,
             }
             let text = render::fan_progress(&info, &tally.counts(), started.elapsed(), m);
-            if text != shown && last_edit.is_none_or(|t| t.elapsed() >= EDIT_EVERY) {
+            if pace.due(&text) {
                 self.surface
                     .edit_live(&mut live, &text, Change::Progress)
                     .await;
-                last_edit = Some(Instant::now());
-                shown = text;
+                pace.shown(text);
             }
         };
         reader.abort();
-        if let Some(t) = last_edit {
-            let since = t.elapsed();
-            if since < EDIT_EVERY {
-                tokio::time::sleep(EDIT_EVERY - since).await;
-            }
-        }
+        pace.wait_turn().await;
         if !complete {
             let text = format!(
                 "I lost track of fan-out {}; its jobs go on. {}. Say `status` to see them.",
