@@ -168,11 +168,25 @@ fn fit(
             return text;
         }
     }
-    let mut end = max_len.min(top.len());
-    while !top.is_char_boundary(end) {
+    head_bytes(top, max_len).to_string()
+}
+
+/// At most the first `n` bytes of `text`, cut at a character boundary.
+fn head_bytes(text: &str, n: usize) -> &str {
+    let mut end = n.min(text.len());
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    top[..end].to_string()
+    &text[..end]
+}
+
+/// At most the last `n` bytes of `text`, cut at a character boundary.
+fn tail_bytes(text: &str, n: usize) -> &str {
+    let mut start = text.len().saturating_sub(n);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 /// A queued, waiting or running job's message.
@@ -303,16 +317,14 @@ pub fn fan_outputs(shown: &[(String, String, Vec<u8>)], m: &dyn Markup, max_len:
     let mut out = String::new();
     for (node, status, log) in shown {
         let text = String::from_utf8_lossy(log);
-        let mut start = text.len().saturating_sub(per);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        let body = text[start..].trim_end().replace("```", "'''");
+        let end = tail_bytes(&text, per);
+        let cut = end.len() < text.len();
+        let body = end.trim_end().replace("```", "'''");
         out.push_str(&format!(
             "{}: {}\n```\n{}{}\n```\n",
             m.escape(node),
             m.escape(status),
-            if start > 0 { "…" } else { "" },
+            if cut { "…" } else { "" },
             if body.is_empty() {
                 "(no output)".to_string()
             } else {
@@ -320,10 +332,7 @@ pub fn fan_outputs(shown: &[(String, String, Vec<u8>)], m: &dyn Markup, max_len:
             }
         ));
     }
-    let mut end = max_len.min(out.len());
-    while !out.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = head_bytes(&out, max_len).len();
     out.truncate(end);
     out
 }
@@ -373,20 +382,13 @@ pub fn snippet(log: &[u8], id: u64, cut_at_start: bool, m: &dyn Markup, max_len:
         return format!("job {id} printed nothing.");
     }
     let text = String::from_utf8_lossy(log);
-    let room = max_len.saturating_sub(200);
-    let mut start = text.len().saturating_sub(room);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    let note = if start > 0 || cut_at_start {
+    let end = tail_bytes(&text, max_len.saturating_sub(200));
+    let note = if end.len() < text.len() || cut_at_start {
         format!("The end of job {id}'s log (all of it: `openclaw job logs {id}`):")
     } else {
         format!("Log of job {id}:")
     };
-    format!(
-        "{note}\n```\n{}\n```",
-        m.escape(&text[start..].replace("```", "'''"))
-    )
+    format!("{note}\n```\n{}\n```", m.escape(&end.replace("```", "'''")))
 }
 
 /// A node list.
