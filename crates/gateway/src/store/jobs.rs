@@ -474,6 +474,17 @@ impl Tx<'_> {
         Ok(ids.into_iter().map(u).collect())
     }
 
+    /// Deletes fan-outs none of whose jobs are left (after [`Tx::prune_jobs`]);
+    /// returns how many.
+    pub fn prune_fanouts(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "DELETE FROM fanouts WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.fanout = fanouts.id)",
+            )?
+            .execute([])?)
+    }
+
     /// Inserts a fan-out; `row.id` is ignored and the new id returned.
     pub fn insert_fanout(&self, row: &FanRow) -> Result<u64, StoreError> {
         let skipped = proto::codec::encode(&row.skipped).map_err(|e| StoreError(e.to_string()))?;
@@ -619,5 +630,71 @@ mod tests {
         for (a, b) in illegal {
             assert!(!a.can_move_to(b), "{a} -> {b}");
         }
+    }
+
+    #[test]
+    fn a_fan_out_goes_with_its_last_pruned_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("s.db")).unwrap();
+        let plan = proto::JobPlan {
+            job_id: 0,
+            node: "n".into(),
+            argv: vec!["true".into()],
+            cwd: None,
+            env: vec![],
+            timeout_secs: None,
+            gpus: 0,
+            kill_grace_secs: 1,
+            run_as: None,
+        };
+        let fan = FanRow {
+            id: 0,
+            plan: vec![1],
+            plan_digest: "d".into(),
+            requester: "admin".into(),
+            via: "admin".into(),
+            window: 2,
+            skipped: vec![],
+            created_at: 1,
+        };
+        let (fan_id, ended, live) = store
+            .tx(|tx| {
+                let f = tx.insert_fanout(&fan)?;
+                let mut ids = Vec::new();
+                for state in [JobState::Exited, JobState::Running] {
+                    let mut row = JobRow::fresh(
+                        state,
+                        "n".into(),
+                        None,
+                        None,
+                        plan.clone(),
+                        "admin".into(),
+                        "admin".into(),
+                        1,
+                    );
+                    row.fanout = Some(f);
+                    row.id = tx.insert_job(&row)?;
+                    row.finished_at = (state == JobState::Exited).then_some(2);
+                    tx.move_job(&row, state)?;
+                    ids.push(row.id);
+                }
+                Ok::<_, StoreError>((f, ids[0], ids[1]))
+            })
+            .unwrap();
+        store
+            .tx(|tx| {
+                assert_eq!(tx.prune_jobs(10)?, vec![ended]);
+                assert_eq!(tx.prune_fanouts()?, 0, "a member is still there");
+                assert!(tx.fanout(fan_id)?.is_some());
+                let mut row = tx.job(live)?.unwrap();
+                row.state = JobState::Exited;
+                row.finished_at = Some(3);
+                tx.move_job(&row, JobState::Running)?;
+                assert_eq!(tx.prune_jobs(10)?, vec![live]);
+                assert_eq!(tx.prune_fanouts()?, 1);
+                assert!(tx.fanout(fan_id)?.is_none());
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
     }
 }
