@@ -323,3 +323,110 @@ fn a_gateway_killed_mid_fan_out_drives_the_rest_after_its_restart() {
         assert_eq!(done["exit_code"], 0, "{done}");
     }
 }
+
+#[test]
+fn hostile_fan_out_requests_get_clear_errors() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _a = lab.node_up("fan-a", "cpu", 0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        let ask = |spec: proto::FanOutSpec| {
+            let c = &c;
+            async move {
+                let mut r = c.open(proto::Request::FanOut(spec)).await.unwrap();
+                c.next_fan_event(&mut r).await.unwrap().unwrap()
+            }
+        };
+        let job = |argv: &[&str]| proto::JobSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let cases: Vec<(proto::FanOutSpec, &str)> = vec![
+            (
+                proto::FanOutSpec {
+                    job: job(&["true"]),
+                    labels: vec!["Zone EU".into()],
+                    ..Default::default()
+                },
+                "--label",
+            ),
+            (
+                proto::FanOutSpec {
+                    job: proto::JobSpec {
+                        node: Some("fan-a".into()),
+                        ..job(&["true"])
+                    },
+                    ..Default::default()
+                },
+                "drop --node",
+            ),
+            (
+                proto::FanOutSpec {
+                    job: job(&[]),
+                    ..Default::default()
+                },
+                "empty command",
+            ),
+            (
+                proto::FanOutSpec {
+                    job: proto::JobSpec {
+                        idempotency_key: Some("\u{7}".into()),
+                        ..job(&["true"])
+                    },
+                    ..Default::default()
+                },
+                "idempotency key",
+            ),
+        ];
+        for (spec, needle) in cases {
+            match ask(spec).await {
+                proto::FanEvent::Error(e) => {
+                    assert!(e.message.contains(needle), "{needle}: {}", e.message)
+                }
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+        // A window of 0 or past 100 % is clamped, not a panic.
+        for batch in [proto::Batch::Count(0), proto::Batch::Percent(250)] {
+            match ask(proto::FanOutSpec {
+                job: job(&["true"]),
+                batch: Some(batch),
+                output: true,
+                ..Default::default()
+            })
+            .await
+            {
+                proto::FanEvent::Accepted(info) => assert_eq!(info.window, 1, "{batch:?}"),
+                other => panic!("{batch:?}: {other:?}"),
+            }
+        }
+        let mut r = c
+            .open(proto::Request::FanOutAttach {
+                id: 999,
+                output: true,
+                on_behalf_of: None,
+            })
+            .await
+            .unwrap();
+        match c.next_fan_event(&mut r).await.unwrap().unwrap() {
+            proto::FanEvent::Error(e) => {
+                assert!(
+                    e.message.contains("no fan-out with id 999"),
+                    "{}",
+                    e.message
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        c.close().await;
+    });
+    // The gateway is still up and serving.
+    lab.run_job(&["--all", "--", "true"]).ok();
+}
