@@ -78,6 +78,7 @@ pub fn messages(data: &[u8]) {
     one::<JobCtl>(data);
     one::<JobEvent>(data);
     one::<JobPlan>(data);
+    one::<proto::FanEvent>(data);
 }
 
 /// The join token parser.
