@@ -223,6 +223,24 @@ fn prometheus_metrics() {
         .parse()
         .unwrap();
     assert!(relayed >= 12345, "{relayed}");
+    // The job's end went through the database thread: at least one call,
+    // and never more commits than calls.
+    let count = |name: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (calls, commits) = (
+        count("openclaw_db_calls_total "),
+        count("openclaw_db_commits_total "),
+    );
+    assert!(
+        calls >= 1 && commits >= 1 && commits <= calls,
+        "{calls} {commits}"
+    );
     assert!(get("/other").starts_with("HTTP/1.1 404"));
 }
 

@@ -90,7 +90,9 @@ pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
             }
         };
         let reply = match read {
-            Ok(Some(req)) => handle(&shared, req, remote),
+            Ok(Some(req)) => crate::off_runtime(&shared, move |s| handle(s, req, remote))
+                .await
+                .unwrap_or_else(EnrollReply::Error),
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(%remote, error = %e, "bad enrollment frame");

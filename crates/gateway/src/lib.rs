@@ -97,6 +97,49 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+thread_local! {
+    /// Set while [`off_runtime`] runs a closure on the blocking pool.
+    static OFF_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is one of tokio's async workers (as far as this
+/// crate can tell): inside a runtime, and not in [`off_runtime`].
+pub(crate) fn on_async_worker() -> bool {
+    tokio::runtime::Handle::try_current().is_ok() && !OFF_RUNTIME.with(std::cell::Cell::get)
+}
+
+/// Runs `f`, which blocks on purpose (one-off setup), where the
+/// async-worker check of [`Store::tx`] would otherwise object.
+fn blocking_ok<T>(f: impl FnOnce() -> T) -> T {
+    let was = OFF_RUNTIME.with(|c| c.replace(true));
+    let out = f();
+    OFF_RUNTIME.with(|c| c.set(was));
+    out
+}
+
+/// Runs blocking gateway code (API handlers, which use [`Store::tx`]) on
+/// tokio's blocking pool, so that an async worker never waits on SQLite.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&Arc<Shared>) -> T + Send + 'static,
+) -> Result<T, proto::ApiError> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        OFF_RUNTIME.with(|c| c.set(true));
+        let out = f(&shared);
+        OFF_RUNTIME.with(|c| c.set(false));
+        out
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!("a request handler failed: {e}");
+        proto::ApiError::new(
+            proto::ErrorCode::Internal,
+            "the gateway failed while handling this request; see its log",
+        )
+    })
+}
+
 /// What `init` reports.
 #[derive(Debug)]
 pub struct InitReport {
@@ -142,25 +185,29 @@ pub fn init(home: &Home, listen: &str, name: &str) -> Result<InitReport, Gateway
         home.write_public(files::CONFIG, Config::template(name, listen).as_bytes())?;
     }
     let store = Store::open(&home.path(files::STATE))?;
-    store.tx(|tx| {
-        tx.record_issued("admin", Role::Admin, &admin, now)?;
-        tx.put_client(&store::ClientRow {
-            name: "admin".into(),
-            role: Role::Admin,
-            namespace: None,
-            state: store::ClientState::Active,
-            cert_serial: admin.serial.clone(),
-            not_after: admin.not_after,
-            created_at: now,
-            created_by: "gateway init".into(),
-        })?;
-        tx.audit(
-            now,
-            "local",
-            "gateway.init",
-            name,
-            &format!("listen {listen}"),
-        )
+    // One-off setup before any serving: blocking here is intended, even
+    // when a CLI calls it from inside its runtime.
+    blocking_ok(|| {
+        store.tx(|tx| {
+            tx.record_issued("admin", Role::Admin, &admin, now)?;
+            tx.put_client(&store::ClientRow {
+                name: "admin".into(),
+                role: Role::Admin,
+                namespace: None,
+                state: store::ClientState::Active,
+                cert_serial: admin.serial.clone(),
+                not_after: admin.not_after,
+                created_at: now,
+                created_by: "gateway init".into(),
+            })?;
+            tx.audit(
+                now,
+                "local",
+                "gateway.init",
+                name,
+                &format!("listen {listen}"),
+            )
+        })
     })?;
     mesh::home::Credential {
         name: "admin".into(),
@@ -315,7 +362,7 @@ impl Gateway {
         let ca = pki::Ca::load(&ca_pem, &ca_key)?;
         let store = Store::open(&home.path(files::STATE))?;
         let revoked = Arc::new(RevokedSerials::default());
-        for serial in store.tx(|tx| tx.revoked_serials())? {
+        for serial in store.call(|tx| tx.revoked_serials()).await? {
             revoked.insert(&serial);
         }
         let transport = mesh::tls::server_transport(config.dead_after)?;
@@ -363,7 +410,10 @@ impl Gateway {
             revoked,
             advertise,
         });
-        jobs::recover(&shared).map_err(|e| GatewayError::Io(e.message))?;
+        off_runtime(&shared, jobs::recover)
+            .await
+            .and_then(|r| r)
+            .map_err(|e| GatewayError::Io(e.message))?;
         let metrics_listen = shared.config().metrics_listen.clone();
         let metrics_task = match metrics_listen {
             Some(listen) => {
@@ -441,8 +491,7 @@ async fn prune(shared: Arc<Shared>) {
     loop {
         let interval = shared.config().retention.interval;
         tokio::time::sleep(interval).await;
-        let s = shared.clone();
-        let _ = tokio::task::spawn_blocking(move || prune_once(&s)).await;
+        let _ = off_runtime(&shared, |s| prune_once(s)).await;
     }
 }
 

@@ -141,6 +141,13 @@ pub fn render(shared: &Shared) -> String {
         "# HELP openclaw_output_bytes_relayed_total Job output bytes stored from nodes.\n# TYPE openclaw_output_bytes_relayed_total counter\nopenclaw_output_bytes_relayed_total {}",
         shared.metrics.bytes_relayed.load(Ordering::Relaxed)
     );
+    let db = shared.store.counts();
+    let _ = writeln!(
+        out,
+        "# HELP openclaw_db_calls_total State database operations run by its thread (async callers).\n# TYPE openclaw_db_calls_total counter\nopenclaw_db_calls_total {}\n# HELP openclaw_db_commits_total Transactions that thread committed for them (several calls share one when they queue up).\n# TYPE openclaw_db_commits_total counter\nopenclaw_db_commits_total {}",
+        db.calls.load(Ordering::Relaxed),
+        db.commits.load(Ordering::Relaxed)
+    );
     counter_family(
         &mut out,
         "openclaw_enrollments_total",
@@ -184,7 +191,8 @@ pub async fn serve(shared: std::sync::Arc<Shared>, listener: tokio::net::TcpList
                 return;
             }
             let (status, body) = if buf[..got].starts_with(b"GET /metrics ") {
-                ("200 OK", render(&shared))
+                let body = crate::off_runtime(&shared, |s| render(s)).await;
+                ("200 OK", body.unwrap_or_default())
             } else {
                 (
                     "404 Not Found",

@@ -13,7 +13,7 @@ use rustls::pki_types::CertificateDer;
 use crate::peer::Peer;
 use crate::registry::NodeMeta;
 use crate::store::NodeState;
-use crate::{Shared, api, enroll, jobs, unix_now};
+use crate::{Shared, api, enroll, jobs, off_runtime, unix_now};
 
 /// Session frames: API requests and control messages.
 pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
@@ -84,7 +84,8 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     if peer.role != Role::Node {
         // Admin and bot certificates are checked against the state too: a
         // revoked or replaced credential gets nowhere, whatever the CA signed.
-        let row = shared.store.tx(|tx| tx.client(&peer.name));
+        let name = peer.name.clone();
+        let row = shared.store.call(move |tx| tx.client(&name)).await;
         let row = match row {
             Ok(r) => r,
             Err(e) => {
@@ -103,7 +104,8 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
         }
     }
     if peer.role == Role::Node {
-        let row = shared.store.tx(|tx| tx.node(&peer.name));
+        let name = peer.name.clone();
+        let row = shared.store.call(move |tx| tx.node(&name)).await;
         match row {
             Ok(Some(n))
                 if n.state == NodeState::Approved
@@ -278,7 +280,9 @@ async fn stream(
             }
         }
         Open::Request(Request::JobRun(spec)) => {
-            let result = match jobs::submit(&shared, &peer, spec) {
+            let p = peer.clone();
+            let submitted = off_runtime(&shared, move |s| jobs::submit(s, &p, spec)).await;
+            let result = match submitted.and_then(|r| r) {
                 Ok(info) => {
                     let id = info.id;
                     let state = info.state.clone();
@@ -302,7 +306,12 @@ async fn stream(
             stderr_from,
             on_behalf_of,
         }) => {
-            if let Err(e) = jobs::show(&shared, &peer, id, on_behalf_of.as_deref()) {
+            let p = peer.clone();
+            let shown = off_runtime(&shared, move |s| {
+                jobs::show(s, &p, id, on_behalf_of.as_deref()).map(|_| ())
+            })
+            .await;
+            if let Err(e) = shown.and_then(|r| r) {
                 if mesh::write_frame(&mut send, &JobEvent::Error(e))
                     .await
                     .is_ok()
@@ -328,7 +337,9 @@ async fn stream(
         }
         Open::Request(Request::FanOut(spec)) => {
             let output = spec.output;
-            let result = match jobs::fanout::submit(&shared, &peer, spec) {
+            let p = peer.clone();
+            let submitted = off_runtime(&shared, move |s| jobs::fanout::submit(s, &p, spec)).await;
+            let result = match submitted.and_then(|r| r) {
                 Ok(snap) => jobs::fanout::follow(&shared, snap, output, &mut send).await,
                 Err(e) => mesh::write_frame(&mut send, &FanEvent::Error(e)).await,
             };
@@ -341,7 +352,12 @@ async fn stream(
             output,
             on_behalf_of,
         }) => {
-            let result = match jobs::fanout::show(&shared, &peer, id, on_behalf_of.as_deref()) {
+            let p = peer.clone();
+            let shown = off_runtime(&shared, move |s| {
+                jobs::fanout::show(s, &p, id, on_behalf_of.as_deref())
+            })
+            .await;
+            let result = match shown.and_then(|r| r) {
                 Ok(snap) => jobs::fanout::follow(&shared, snap, output, &mut send).await,
                 Err(e) => mesh::write_frame(&mut send, &FanEvent::Error(e)).await,
             };
@@ -350,7 +366,10 @@ async fn stream(
             }
         }
         Open::Request(req) => {
-            let resp = api::dispatch(&shared, &peer, req);
+            let p = peer.clone();
+            let resp = off_runtime(&shared, move |s| api::dispatch(s, &p, req))
+                .await
+                .unwrap_or_else(proto::Response::Error);
             if mesh::write_frame(&mut send, &resp).await.is_ok() {
                 let _ = send.finish();
             }
@@ -416,8 +435,7 @@ async fn node_control(
             &format!("replaced by a newer connection from {remote}"),
         );
     }
-    let now = unix_now();
-    let _ = shared.store.tx(|tx| tx.node_seen(&peer.name, now, &remote));
+    seen(&shared, &peer.name, &remote).await;
     tracing::info!(node = %peer.name, %remote, agent = %hello.agent_version, "node connected");
     shared.jobs.capacity.notify_waiters();
     // Forward control messages (job dispatch) to the node, and drain the
@@ -449,8 +467,19 @@ async fn node_control(
         .map(|e| e.to_string())
         .unwrap_or_default();
     if shared.registry.disconnect(&peer.name, conn.stable_id()) {
-        let now = unix_now();
-        let _ = shared.store.tx(|tx| tx.node_seen(&peer.name, now, &remote));
+        seen(&shared, &peer.name, &remote).await;
         tracing::info!(node = %peer.name, %remote, %reason, "node disconnected");
+    }
+}
+
+/// Records when a node's session started or ended.
+async fn seen(shared: &Shared, name: &str, remote: &str) {
+    let (now, name, remote) = (unix_now(), name.to_string(), remote.to_string());
+    if let Err(e) = shared
+        .store
+        .call(move |tx| tx.node_seen(&name, now, &remote))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record a node session in the state database");
     }
 }

@@ -1,12 +1,28 @@
 //! The gateway's SQLite state. Only state changes are written here; liveness
 //! (heartbeats) stays in memory in [`crate::registry`].
 //!
+//! No async worker thread ever waits on SQLite. There are two ways in:
+//!
+//! - [`Store::call`], from async tasks: the closure goes through a bounded
+//!   queue to the database thread ([`Store::open`] starts it), which
+//!   drains what is queued (up to [`MAX_BATCH`] closures) into one
+//!   transaction, each closure in its own savepoint. A closure that fails
+//!   rolls back only its own writes, and nobody hears back before the one
+//!   commit that covers them all (group commit).
+//! - [`Store::tx`], blocking, from code that already runs off the async
+//!   workers: API handlers (run on the blocking pool by
+//!   [`crate::off_runtime`]), the log writer thread and startup. Debug
+//!   builds assert that it is not called on an async worker.
+//!
 //! Migrations are keyed on `PRAGMA user_version`. Every table and column
 //! carries a comment in its `CREATE` statement, which SQLite keeps in
 //! `sqlite_master`, so `.schema` documents itself.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, oneshot};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
@@ -278,9 +294,36 @@ pub struct NodeRow {
     pub last_addr: Option<String>,
 }
 
-/// The state database.
+/// Most closures the database thread runs in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+/// Most closures waiting for the database thread; callers wait beyond it.
+const QUEUE: usize = 4096;
+
+/// What a queued closure tells the thread: whether its savepoint is kept,
+/// and how to answer its caller once the transaction's fate is known.
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A queued closure. `None`: the database could not start a transaction,
+/// so the closure does not run and its caller gets the error.
+type Work = Box<dyn FnOnce(Option<&Tx<'_>>) -> (bool, Deliver) + Send>;
+
+/// The state database: a handle to the thread that owns the connection.
+/// Cloning is cheap; the thread stops when the last handle is gone.
+#[derive(Clone)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    queue: mpsc::Sender<Work>,
+    conn: Arc<Mutex<Connection>>,
+    counts: Arc<Counts>,
+}
+
+/// What the database thread has done, for `/metrics`.
+#[derive(Default)]
+pub struct Counts {
+    /// Closures run by the database thread.
+    pub calls: std::sync::atomic::AtomicU64,
+    /// Transactions it committed (or tried to) for them.
+    pub commits: std::sync::atomic::AtomicU64,
 }
 
 fn join(labels: &[String]) -> String {
@@ -361,9 +404,10 @@ const TOKEN_COLUMNS: &str = "id, secret_hash, created_at, expires_at, uses_total
 pub struct Tx<'a>(rusqlite::Transaction<'a>);
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database.
+    /// Opens (creating if needed) and migrates the database, and starts the
+    /// thread that owns it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -371,57 +415,219 @@ impl Store {
         // Every statement is prepared once and reused (`prepare_cached`):
         // parsing SQL was a visible share of an enrollment's CPU.
         conn.set_prepared_statement_cache_capacity(128);
-        let store = Store {
-            conn: Mutex::new(conn),
-        };
-        store.migrate()?;
-        Ok(store)
+        migrate(&mut conn)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let shared = conn.clone();
+        let counts = Arc::new(Counts::default());
+        let c = counts.clone();
+        std::thread::Builder::new()
+            .name("openclaw-db".into())
+            .spawn(move || serve(&shared, rx, &c))
+            .map_err(|e| StoreError(format!("cannot start the database thread: {e}")))?;
+        Ok(Store {
+            queue,
+            conn,
+            counts,
+        })
     }
 
-    fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-        if version > known {
-            return Err(StoreError(format!(
-                "database schema version {version} is newer than this gateway understands ({known}); upgrade openclaw"
-            )));
-        }
-        for (idx, sql) in MIGRATIONS
-            .iter()
-            .enumerate()
-            .skip(usize::try_from(version).unwrap_or(0))
-        {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(
-                None,
-                "user_version",
-                i64::try_from(idx + 1).unwrap_or(i64::MAX),
-            )?;
-            tx.commit()?;
-        }
-        Ok(())
+    /// What the database thread has done so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn
-            .lock()
-            .map_err(|_| StoreError("lock poisoned".into()))
-    }
-
-    /// Runs `f` in one transaction; commits if it returns `Ok`.
-    /// The lock is held only for the duration of `f`, which does no async work.
+    /// Runs `f` in one transaction on this thread; commits if it returns
+    /// `Ok`. It blocks: call it only off the async workers (see the module
+    /// documentation).
     pub fn tx<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.lock()?;
+        debug_assert!(
+            !crate::on_async_worker(),
+            "Store::tx on an async worker thread; use Store::call or crate::off_runtime"
+        );
+        let mut conn = lock(&self.conn)?;
         let tx = conn.transaction().map_err(StoreError::from)?;
         let wrapped = Tx(tx);
         let out = f(&wrapped)?;
         wrapped.0.commit().map_err(StoreError::from)?;
         Ok(out)
+    }
+
+    /// Runs `f` in a transaction on the database thread and returns its
+    /// result once that transaction is committed. An `Err` from `f` rolls
+    /// back what `f` wrote, and only that.
+    pub async fn call<T, E>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (work, reply) = package(f);
+        self.queue.send(work).await.map_err(|_| stopped())?;
+        reply.await.map_err(|_| stopped())?
+    }
+}
+
+fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>, StoreError> {
+    conn.lock()
+        .map_err(|_| StoreError("lock poisoned; restart the gateway".into()))
+}
+
+fn stopped() -> StoreError {
+    StoreError("the database thread has stopped; see the gateway log, then restart it".into())
+}
+
+/// Wraps `f` for the database thread, with the channel its result comes
+/// back on.
+fn package<T, E>(
+    f: impl FnOnce(&Tx<'_>) -> Result<T, E> + Send + 'static,
+) -> (Work, oneshot::Receiver<Result<T, E>>)
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    let (reply, rx) = oneshot::channel();
+    let work: Work = Box::new(move |tx| {
+        let out = match tx {
+            None => Err(E::from(StoreError(
+                "cannot begin a transaction; see the gateway log".into(),
+            ))),
+            // A panic in `f` is a bug, but it must not take the thread
+            // (and with it every later request) down.
+            Some(tx) => catch_unwind(AssertUnwindSafe(|| f(tx))).unwrap_or_else(|_| {
+                Err(E::from(StoreError(
+                    "a database operation panicked; see the gateway log".into(),
+                )))
+            }),
+        };
+        let keep = out.is_ok();
+        let deliver: Deliver = Box::new(move |committed| {
+            let _ = reply.send(match (out, committed) {
+                (Ok(_), Err(e)) => Err(E::from(e)),
+                (out, _) => out,
+            });
+        });
+        (keep, deliver)
+    });
+    (work, rx)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > known {
+        return Err(StoreError(format!(
+            "database schema version {version} is newer than this gateway understands ({known}); upgrade openclaw"
+        )));
+    }
+    for (idx, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(idx + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The database thread: runs queued closures in batches until every
+/// [`Store`] handle is gone.
+fn serve(conn: &Mutex<Connection>, mut rx: mpsc::Receiver<Work>, counts: &Counts) {
+    let mut batch: Vec<Work> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let n = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        counts
+            .calls
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        counts
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match lock(conn) {
+            Ok(mut conn) => run_batch(&mut conn, &mut batch),
+            Err(e) => {
+                for work in batch.drain(..) {
+                    let (_, deliver) = work(None);
+                    deliver(Err(StoreError(e.0.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Work>) {
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => Tx(tx),
+        Err(e) => {
+            tracing::error!("state database: cannot begin a transaction: {e}");
+            for work in batch.drain(..) {
+                let (_, deliver) = work(None);
+                deliver(Err(StoreError(e.to_string())));
+            }
+            return;
+        }
+    };
+    let mut replies = Vec::with_capacity(batch.len());
+    for work in batch.drain(..) {
+        if let Err(e) = tx.0.execute_batch("SAVEPOINT work") {
+            let (_, deliver) = work(None);
+            deliver(Err(StoreError(e.to_string())));
+            continue;
+        }
+        let (keep, deliver) = work(Some(&tx));
+        let end = if keep {
+            "RELEASE work"
+        } else {
+            "ROLLBACK TO work; RELEASE work"
+        };
+        match tx.0.execute_batch(end) {
+            Ok(()) => replies.push(deliver),
+            // The savepoint could not be closed: nothing in this
+            // transaction can be trusted, so none of it is committed.
+            Err(e) => {
+                deliver(Err(StoreError(e.to_string())));
+                fail_all(tx, replies, &e.to_string());
+                return;
+            }
+        }
+    }
+    let committed = tx.0.commit().map_err(StoreError::from);
+    if let Err(e) = &committed {
+        tracing::error!("state database: commit failed: {e}");
+    }
+    for deliver in replies {
+        deliver(
+            committed
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| StoreError(e.0.clone())),
+        );
+    }
+}
+
+fn fail_all(tx: Tx<'_>, replies: Vec<Deliver>, why: &str) {
+    tracing::error!("state database: {why}; rolling back the batch");
+    drop(tx);
+    for deliver in replies {
+        deliver(Err(StoreError(why.to_string())));
     }
 }
 
@@ -721,7 +927,7 @@ mod tests {
         let path = dir.path().join("state.db");
         drop(Store::open(&path).unwrap());
         let store = Store::open(&path).unwrap();
-        let conn = store.lock().unwrap();
+        let conn = lock(&store.conn).unwrap();
         let v: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
@@ -757,6 +963,99 @@ mod tests {
         assert_eq!(b.labels, vec!["gpu".to_string()]);
         assert_eq!(b.state, NodeState::Pending);
         assert_eq!(store.tx(|tx| tx.pending_count()).unwrap(), 1);
+    }
+
+    fn token(id: &str) -> TokenRow {
+        TokenRow {
+            id: id.into(),
+            secret_hash: vec![0; 32],
+            created_at: 1,
+            expires_at: 2,
+            uses_total: 1,
+            uses_left: 1,
+            labels: vec![],
+            auto_approve: false,
+            revoked: false,
+            max_gpus: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_calls_commit_together_and_a_failure_undoes_only_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..300u32 {
+            let s = store.clone();
+            calls.spawn(async move {
+                s.call(move |tx| {
+                    tx.insert_token(&token(&format!("t{i}")))?;
+                    if i % 3 == 0 {
+                        // Written, then refused: its savepoint is undone.
+                        return Err(StoreError(format!("refused {i}")));
+                    }
+                    Ok(i)
+                })
+                .await
+            });
+        }
+        let mut ok = 0;
+        while let Some(r) = calls.join_next().await {
+            match r.unwrap() {
+                Ok(i) => {
+                    assert_ne!(i % 3, 0);
+                    ok += 1;
+                }
+                Err(e) => assert!(e.0.starts_with("refused"), "{e}"),
+            }
+        }
+        assert_eq!(ok, 200);
+        let mut ids: Vec<String> = store
+            .call(|tx| tx.tokens())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        ids.sort();
+        let mut want: Vec<String> = (0..300u32)
+            .filter(|i| i % 3 != 0)
+            .map(|i| format!("t{i}"))
+            .collect();
+        want.sort();
+        assert_eq!(ids, want);
+        // What a call returned is durable: a second connection sees it.
+        drop(store);
+        let again = Store::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(again.call(|tx| tx.tokens()).await.unwrap().len(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_call_fails_alone_and_the_thread_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let s = store.clone();
+        let first = tokio::spawn(async move {
+            s.call(|tx| -> Result<(), StoreError> {
+                tx.insert_token(&token("boom"))?;
+                panic!("a bug in a closure");
+            })
+            .await
+        });
+        let err = first.await.unwrap().unwrap_err();
+        assert!(err.0.contains("panicked"), "{err}");
+        store
+            .call(|tx| tx.insert_token(&token("after")))
+            .await
+            .unwrap();
+        let ids: Vec<String> = store
+            .call(|tx| tx.tokens())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, vec!["after".to_string()]);
     }
 
     #[test]

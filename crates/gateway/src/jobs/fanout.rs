@@ -27,7 +27,7 @@ use crate::peer::Peer;
 use crate::policy::{self, Combined};
 use crate::routing;
 use crate::store::{FanRow, JobRow, JobState};
-use crate::{Shared, unix_now};
+use crate::{Shared, off_runtime, unix_now};
 
 /// Events a fan-out follower may buffer before its members' followers wait.
 const FAN_EVENTS: usize = 256;
@@ -379,11 +379,14 @@ fn list_some(items: impl Iterator<Item = String>) -> String {
 /// member has had its turn. Idempotent: started again after a restart or
 /// an approval, it picks up the members still queued.
 pub async fn drive(shared: Arc<Shared>, fan: u64) {
-    let loaded = shared.store.tx(|tx| {
-        let f = tx.fanout(fan)?;
-        let rows = tx.fanout_jobs(fan)?;
-        Ok::<_, ApiError>((f, rows))
-    });
+    let loaded = shared
+        .store
+        .call(move |tx| {
+            let f = tx.fanout(fan)?;
+            let rows = tx.fanout_jobs(fan)?;
+            Ok::<_, ApiError>((f, rows))
+        })
+        .await;
     let (window, rows) = match loaded {
         Ok((Some(f), rows)) => (f.window.max(1) as usize, rows),
         Ok((None, _)) => return,
@@ -410,16 +413,35 @@ pub async fn drive(shared: Arc<Shared>, fan: u64) {
     let grace = shared.config().job_grace;
     let mut offline_since: HashMap<u64, Instant> = HashMap::new();
     loop {
-        let mut later = Vec::new();
-        while running.len() < window
+        // Every free slot is filled in one trip to the blocking pool.
+        let mut turn = Vec::new();
+        while running.len() + turn.len() < window
             && let Some(id) = queued.pop_front()
         {
-            match start_member(&shared, fan, id, &mut offline_since, grace) {
+            turn.push((id, offline_since.get(&id).copied()));
+        }
+        let turns = if turn.is_empty() {
+            Vec::new()
+        } else {
+            off_runtime(&shared, move |s| {
+                turn.into_iter()
+                    .map(|(id, since)| (id, start_member(s, fan, id, since, grace)))
+                    .collect()
+            })
+            .await
+            .unwrap_or_default()
+        };
+        let mut later = Vec::new();
+        for (id, t) in turns {
+            match t {
                 Turn::Started(rx) => {
                     running.spawn(until_ended(rx));
                 }
                 Turn::Done => {}
-                Turn::Later => later.push(id),
+                Turn::Later(since) => {
+                    offline_since.insert(id, since);
+                    later.push(id);
+                }
             }
         }
         if !later.is_empty() {
@@ -460,17 +482,19 @@ enum Turn {
     Started(tokio::sync::watch::Receiver<super::Progress>),
     /// Ended at once, or no longer queued.
     Done,
-    /// Its node is away, for less than the grace so far: ask again.
-    Later,
+    /// Its node is away (since then), for less than the grace so far:
+    /// ask again.
+    Later(Instant),
 }
 
 /// Sends one queued member to its node. A member whose node is offline
-/// waits for it up to `grace` (`liveness.job_grace`) before it fails.
+/// waits for it up to `grace` (`liveness.job_grace`) before it fails;
+/// `offline_since` is when its node was first found away.
 fn start_member(
     shared: &Arc<Shared>,
     fan: u64,
     id: u64,
-    offline_since: &mut HashMap<u64, Instant>,
+    offline_since: Option<Instant>,
     grace: Duration,
 ) -> Turn {
     let Some(rx) = shared.jobs.subscribe(id) else {
@@ -484,9 +508,9 @@ fn start_member(
         let _routing = shared.jobs.route_lock();
         match shared.registry.meta(&row.node, Instant::now()) {
             None => {
-                let since = *offline_since.entry(id).or_insert_with(Instant::now);
+                let since = offline_since.unwrap_or_else(Instant::now);
                 if since.elapsed() < grace {
-                    return Turn::Later;
+                    return Turn::Later(since);
                 }
                 Some(format!(
                     "node {} was offline at its turn in fan-out {fan} and did not come back within {}s; run 'openclaw node list'",
@@ -550,19 +574,22 @@ fn start_member(
 /// Ends every member still awaiting approval at the approval timeout.
 async fn expire(shared: Arc<Shared>, fan: u64, at: u64) {
     tokio::time::sleep(Duration::from_secs(at.saturating_sub(unix_now()))).await;
-    let Ok(rows) = shared.store.tx(|tx| tx.fanout_jobs(fan)) else {
-        return;
-    };
-    for r in rows {
-        let _ = end_if(
-            &shared,
-            r.id,
-            &[JobState::AwaitingApproval],
-            JobState::Expired,
-            None,
-            "nobody approved the fan-out in time (policy.approval_timeout)",
-        );
-    }
+    let _ = off_runtime(&shared, move |s| {
+        let Ok(rows) = s.store.tx(|tx| tx.fanout_jobs(fan)) else {
+            return;
+        };
+        for r in rows {
+            let _ = end_if(
+                s,
+                r.id,
+                &[JobState::AwaitingApproval],
+                JobState::Expired,
+                None,
+                "nobody approved the fan-out in time (policy.approval_timeout)",
+            );
+        }
+    })
+    .await;
 }
 
 /// Approves a whole fan-out (through any of its members): every member

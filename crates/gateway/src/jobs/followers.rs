@@ -58,7 +58,7 @@ pub async fn follow(
         }
         let done = !live || proto::is_terminal_state(&progress.state);
         if done || !follow {
-            let info = match record(shared, id) {
+            let info = match record(shared, id).await {
                 Ok(i) => i,
                 Err(e) => return send.event(JobEvent::Error(e)).await,
             };
@@ -71,7 +71,7 @@ pub async fn follow(
         if last_state.as_deref() != Some(progress.state.as_str()) {
             // A state the follower has not heard yet, the first one
             // included: a job may already be running when following starts.
-            if let Ok(info) = record(shared, id) {
+            if let Ok(info) = record(shared, id).await {
                 send.event(JobEvent::State(info)).await?;
             }
             last_state = Some(progress.state.clone());

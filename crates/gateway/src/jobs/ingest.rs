@@ -48,7 +48,8 @@ pub async fn node_job_stream(
     };
     let truncated = shared
         .store
-        .tx(|tx| tx.job(id))
+        .call(move |tx| tx.job(id))
+        .await
         .ok()
         .flatten()
         .map(|r| (r.truncated, [r.stdout_bytes, r.stderr_bytes]));
@@ -152,12 +153,12 @@ pub async fn node_job_stream(
             } else {
                 ""
             };
-            end_with(
+            end_with_async(
                 &shared,
                 id,
                 &[JobState::Starting, JobState::Running],
                 state,
-                |row| {
+                move |row| {
                     row.exit_code = Some(code);
                     row.processes_killed = killed;
                     if !reason.is_empty() {
@@ -165,30 +166,34 @@ pub async fn node_job_stream(
                     }
                 },
             )
+            .await
         }
-        Ok(Some(JobFrame::Refused { reason })) => end_if(
-            &shared,
-            id,
-            &[JobState::Starting],
-            JobState::Denied,
-            None,
-            &format!(
+        Ok(Some(JobFrame::Refused { reason })) => {
+            let reason = format!(
                 "refused by node {}'s policy: {}",
                 peer.name,
                 proto::names::printable(&reason, MAX_REASON)
-            ),
-        ),
-        Ok(Some(JobFrame::Failed { reason })) => end(
-            &shared,
-            id,
-            JobState::Failed,
-            None,
-            &format!(
+            );
+            end_with_async(
+                &shared,
+                id,
+                &[JobState::Starting],
+                JobState::Denied,
+                |row| row.reason = Some(reason),
+            )
+            .await
+        }
+        Ok(Some(JobFrame::Failed { reason })) => {
+            let reason = format!(
                 "node {}: {}",
                 peer.name,
                 proto::names::printable(&reason, MAX_REASON)
-            ),
-        ),
+            );
+            end_with_async(&shared, id, UNFINISHED, JobState::Failed, |row| {
+                row.reason = Some(reason);
+            })
+            .await
+        }
         Ok(_) | Err(_) => {
             if let Err(e) = &outcome {
                 tracing::info!(node = %peer.name, job = id, "job stream ended: {e}");
@@ -241,13 +246,11 @@ pub(super) fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why:
                 .map(|j| !j.attached && j.attach_gen == attach)
         });
         if still == Some(true) {
-            let _ = end(
-                &shared,
-                id,
-                JobState::Lost,
-                None,
-                &format!("{why} ({}s)", grace.as_secs()),
-            );
+            let reason = format!("{why} ({}s)", grace.as_secs());
+            let _ = end_with_async(&shared, id, UNFINISHED, JobState::Lost, |row| {
+                row.reason = Some(reason);
+            })
+            .await;
         }
     });
 }
@@ -317,7 +320,7 @@ async fn store_output(
                     )
                     .await?;
                 if last_flush.elapsed() > Duration::from_secs(1) {
-                    record_bytes(shared, id, &out, &errf);
+                    record_bytes(shared, id, &out, &errf).await;
                     last_flush = std::time::Instant::now();
                 }
                 continue;
@@ -331,7 +334,7 @@ async fn store_output(
                 let now = unix_now();
                 let started = shared
                     .store
-                    .tx(|tx| {
+                    .call(move |tx| {
                         let Some(mut row) = tx.job(id)? else {
                             return Ok(false);
                         };
@@ -343,26 +346,28 @@ async fn store_output(
                         row.started_at = Some(now);
                         tx.move_job(&row, JobState::Starting)
                     })
+                    .await
                     .map_err(|e| e.to_string())?;
                 if started {
                     progress.send_modify(|p| p.state = JobState::Running.as_str().into());
                 }
             }
             last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. } | JobFrame::Refused { .. }) => {
-                record_bytes(shared, id, &out, &errf);
+                record_bytes(shared, id, &out, &errf).await;
                 return Ok(Some(last));
             }
         }
     }
 }
 
-fn record_bytes(shared: &Shared, id: u64, out: &LogFile, err: &LogFile) {
-    let _ = shared.store.tx(|tx| {
-        tx.set_job_bytes(
-            id,
-            out.received,
-            err.received,
-            out.truncated || err.truncated,
-        )
-    });
+async fn record_bytes(shared: &Shared, id: u64, out: &LogFile, err: &LogFile) {
+    let (stdout, stderr) = (out.received, err.received);
+    let truncated = out.truncated || err.truncated;
+    if let Err(e) = shared
+        .store
+        .call(move |tx| tx.set_job_bytes(id, stdout, stderr, truncated))
+        .await
+    {
+        tracing::warn!(job = id, error = %e, "cannot record a job's output sizes");
+    }
 }

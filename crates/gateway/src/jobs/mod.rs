@@ -37,7 +37,7 @@ use crate::peer::Peer;
 use crate::policy::{self, Action};
 use crate::routing::{self, NodeView, RouteError};
 use crate::store::{JobRow, JobState, NodeState};
-use crate::{Shared, unix_now};
+use crate::{Shared, off_runtime, unix_now};
 use logwriter::{LogFile, LogSink};
 
 /// Largest argv, all arguments together.
@@ -430,44 +430,61 @@ fn decide(
 
 async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved, chat: bool) {
     loop {
-        let Ok(Some(row)) = shared.store.tx(|tx| tx.job(id)) else {
-            return;
-        };
-        if row.state != JobState::Queued {
-            return;
-        }
-        let routed = {
-            let _routing = shared.jobs.route_lock();
-            let routed = route(&shared, &r);
-            if let Ok(node) = &routed {
-                shared.jobs.with(|m| {
-                    m.update(id, |j| {
-                        j.node = node.clone();
-                        j.reserved = true;
-                    })
-                });
-            }
-            routed
-        };
-        match routed {
-            Ok(node) => {
-                if let Err(e) = decide(&shared, row, JobState::Queued, &node, &r, chat) {
-                    tracing::info!(job = id, error = %e.message, "queued job not started");
-                }
-                return;
-            }
-            Err(e) if e.is_busy() && row.queue_until.is_some_and(|t| unix_now() < t) => {}
-            Err(e) => {
-                let msg = match e {
-                    RouteError::Busy(m) => format!("gave up waiting for capacity: {m}"),
-                    RouteError::Unknown(m) | RouteError::Unavailable(m) => m,
-                };
-                let _ = end(&shared, id, JobState::Expired, None, &msg);
-                return;
-            }
+        let resolved = r.clone();
+        match off_runtime(&shared, move |s| queued_turn(s, id, &resolved, chat)).await {
+            Ok(Turn::Wait) => {}
+            Ok(Turn::Done) | Err(_) => return,
         }
         let _ =
             tokio::time::timeout(Duration::from_millis(500), shared.jobs.capacity.notified()).await;
+    }
+}
+
+/// What a queued job does after one try at routing.
+enum Turn {
+    /// It was decided or ended: nothing more to wait for.
+    Done,
+    /// Still no capacity; try again when some frees up.
+    Wait,
+}
+
+/// One try at routing a queued job (blocking: runs off the async workers).
+fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: bool) -> Turn {
+    let Ok(Some(row)) = shared.store.tx(|tx| tx.job(id)) else {
+        return Turn::Done;
+    };
+    if row.state != JobState::Queued {
+        return Turn::Done;
+    }
+    let routed = {
+        let _routing = shared.jobs.route_lock();
+        let routed = route(shared, r);
+        if let Ok(node) = &routed {
+            shared.jobs.with(|m| {
+                m.update(id, |j| {
+                    j.node = node.clone();
+                    j.reserved = true;
+                })
+            });
+        }
+        routed
+    };
+    match routed {
+        Ok(node) => {
+            if let Err(e) = decide(shared, row, JobState::Queued, &node, r, chat) {
+                tracing::info!(job = id, error = %e.message, "queued job not started");
+            }
+            Turn::Done
+        }
+        Err(e) if e.is_busy() && row.queue_until.is_some_and(|t| unix_now() < t) => Turn::Wait,
+        Err(e) => {
+            let msg = match e {
+                RouteError::Busy(m) => format!("gave up waiting for capacity: {m}"),
+                RouteError::Unknown(m) | RouteError::Unavailable(m) => m,
+            };
+            let _ = end(shared, id, JobState::Expired, None, &msg);
+            Turn::Done
+        }
     }
 }
 
@@ -476,14 +493,17 @@ async fn expire_approval(shared: Arc<Shared>, id: u64, at: u64) {
     tokio::time::sleep(Duration::from_secs(wait)).await;
     // `end` moves the job only if it is still awaiting approval: an
     // approval that won the race keeps it.
-    let _ = end_if(
-        &shared,
-        id,
-        &[JobState::AwaitingApproval],
-        JobState::Expired,
-        None,
-        "nobody approved it in time (policy.approval_timeout)",
-    );
+    let _ = off_runtime(&shared, move |s| {
+        end_if(
+            s,
+            id,
+            &[JobState::AwaitingApproval],
+            JobState::Expired,
+            None,
+            "nobody approved it in time (policy.approval_timeout)",
+        )
+    })
+    .await;
 }
 
 fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
@@ -510,20 +530,16 @@ fn end(
     exit_code: Option<i32>,
     reason: &str,
 ) -> Result<Option<JobRow>, ApiError> {
-    end_if(
-        shared,
-        id,
-        &[
-            JobState::Queued,
-            JobState::AwaitingApproval,
-            JobState::Starting,
-            JobState::Running,
-        ],
-        state,
-        exit_code,
-        reason,
-    )
+    end_if(shared, id, UNFINISHED, state, exit_code, reason)
 }
+
+/// The states a job can still end from.
+const UNFINISHED: &[JobState] = &[
+    JobState::Queued,
+    JobState::AwaitingApproval,
+    JobState::Starting,
+    JobState::Running,
+];
 
 /// Ends a job in `state` if it is in one of `from` now; returns the ended
 /// row, or `None` when the job was elsewhere (another decision won).
@@ -550,8 +566,35 @@ fn end_with(
     state: JobState,
     fill: impl FnOnce(&mut JobRow),
 ) -> Result<Option<JobRow>, ApiError> {
+    let row = shared.store.tx(ending(id, from, state, fill))?;
+    ended(shared, id, state, row.as_ref());
+    Ok(row)
+}
+
+/// [`end_with`] for async tasks: the write joins the database thread's
+/// next batch (a fan-out's members end together).
+pub(super) async fn end_with_async(
+    shared: &Shared,
+    id: u64,
+    from: &'static [JobState],
+    state: JobState,
+    fill: impl FnOnce(&mut JobRow) + Send + 'static,
+) -> Result<Option<JobRow>, ApiError> {
+    let row = shared.store.call(ending(id, from, state, fill)).await?;
+    ended(shared, id, state, row.as_ref());
+    Ok(row)
+}
+
+/// The transaction that moves job `id` from one of `from` to the final
+/// `state`; `None` when it was elsewhere (another decision won).
+fn ending(
+    id: u64,
+    from: &[JobState],
+    state: JobState,
+    fill: impl FnOnce(&mut JobRow),
+) -> impl FnOnce(&crate::store::Tx<'_>) -> Result<Option<JobRow>, ApiError> {
     let now = unix_now();
-    let row = shared.store.tx(|tx| {
+    move |tx| {
         let mut row = tx.job(id)?.ok_or_else(|| no_job(id))?;
         let was = row.state;
         if !from.contains(&was) || !was.can_move_to(state) {
@@ -560,13 +603,16 @@ fn end_with(
         row.state = state;
         row.finished_at = Some(now);
         fill(&mut row);
-        Ok::<_, ApiError>(tx.move_job(&row, was)?.then_some(row))
-    })?;
-    if let Some(row) = &row {
+        Ok(tx.move_job(&row, was)?.then_some(row))
+    }
+}
+
+/// After a job's end is committed: its followers and its capacity.
+fn ended(shared: &Shared, id: u64, state: JobState, row: Option<&JobRow>) {
+    if let Some(row) = row {
         tracing::info!(job = id, state = %state, exit_code = ?row.exit_code, reason = ?row.reason, "job ended");
         finish_live(shared, id, state);
     }
-    Ok(row)
 }
 
 /// Sends a job's frozen plan to its node. The job must be `starting`
@@ -624,13 +670,16 @@ fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         tokio::time::sleep(START_TIMEOUT).await;
         let attached = s.jobs.with(|m| m.jobs.get(&id).map(|j| j.attach_gen > 0));
         if attached == Some(false) {
-            let _ = end(
-                &s,
-                id,
-                JobState::Lost,
-                None,
-                "the node did not start the job in time",
-            );
+            let _ = off_runtime(&s, move |s| {
+                end(
+                    s,
+                    id,
+                    JobState::Lost,
+                    None,
+                    "the node did not start the job in time",
+                )
+            })
+            .await;
         }
     });
     Ok(())
@@ -904,8 +953,12 @@ pub fn list(
 }
 
 /// The record of a job, for the stored view a follower ends with.
-fn record(shared: &Shared, id: u64) -> Result<JobInfo, ApiError> {
-    let row = stored_job(shared, id)?;
+async fn record(shared: &Shared, id: u64) -> Result<JobInfo, ApiError> {
+    let row = shared
+        .store
+        .call(move |tx| tx.job(id))
+        .await?
+        .ok_or_else(|| no_job(id))?;
     Ok(live_info(shared, &row))
 }
 
