@@ -147,6 +147,28 @@ fn fan_out_runs_everywhere_prefixes_groups_and_summarises() {
         "with --batch 1 the second node starts after the first ends: {spans:?}"
     );
 
+    // --timeout applies to each member: killed, reported, non-zero.
+    let out = lab.run_job(&[
+        "--all",
+        "--label",
+        "zone=us",
+        "--timeout",
+        "1s",
+        "--json",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["node"], "fan-b");
+    assert_eq!(v["state"], "timed-out", "{v}");
+    assert!(
+        out.stderr.contains("1 node(s): 0 ok, 1 timed out (fan-b)"),
+        "{}",
+        out.stderr
+    );
+
     // Nothing matches: a clear error, nothing created.
     lab.run_job(&["--all", "--label", "zone=mars", "--", "true"])
         .fails_with(253, "no healthy node matches labels zone=mars");
