@@ -130,6 +130,51 @@ fn bad_tokens_are_refused() {
 }
 
 #[test]
+fn a_token_nodes_elsewhere_cannot_dial_is_refused() {
+    // Listening on every interface with no advertise: the token would carry
+    // 127.0.0.1, and a node on another machine would dial itself.
+    let mut lab = Lab::with_config(BIN, |c| {
+        *c = c.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"")
+    });
+    lab.start_gateway();
+    lab.admin(&["token", "create"])
+        .fails_with(1, "which only this machine can dial");
+    lab.admin(&["token", "create"])
+        .fails_with(1, "advertise = \"HOST:PORT\"");
+    // No token was made.
+    let list = lab.admin(&["token", "list"]).ok();
+    assert!(!list.stdout.contains("expires"), "{}", list.stdout);
+
+    // A malformed advertise is refused when the gateway loads its config.
+    let home = lab.dir().join("fresh-gateway");
+    let init = |adv: &str| {
+        std::process::Command::new(BIN)
+            .args(["--home", home.to_str().unwrap()])
+            .args([
+                "gateway",
+                "init",
+                "--listen",
+                "0.0.0.0:7443",
+                "--advertise",
+                adv,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = init("gw.example.org");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not HOST:PORT"), "{err}");
+    let out = init("gw.example.org:7443");
+    assert!(out.status.success(), "{out:?}");
+    let toml = std::fs::read_to_string(home.join("gateway.toml")).unwrap();
+    assert!(
+        toml.contains("\nadvertise = \"gw.example.org:7443\"\n"),
+        "{toml}"
+    );
+}
+
+#[test]
 fn name_collision_is_refused() {
     let mut lab = started();
     lab.enroll("worker-c", "gpu");

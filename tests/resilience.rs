@@ -348,8 +348,25 @@ fn node_in_another_network_survives_a_link_cut() {
             return;
         }
     };
-    let mut lab = Lab::with_config(BIN, |c| {
-        *c = c.replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"")
+    // Listening beyond loopback, the gateway must advertise an address the
+    // node can dial (token create refuses a loopback one): the host side
+    // of the namespace's link, on a port chosen now.
+    let port = std::net::UdpSocket::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host_ip = ns.host_ip.clone();
+    let mut lab = Lab::with_config(BIN, move |c| {
+        *c = c
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"0.0.0.0:{port}\""),
+            )
+            .replace(
+                "# advertise = \"gateway.example.org:7443\"",
+                &format!("advertise = \"{host_ip}:{port}\""),
+            )
     });
     lab.start_gateway();
     let home = lab.enroll("worker-far", "cpu");

@@ -226,7 +226,7 @@ pub fn seeds(name: &str) -> Vec<Vec<u8>> {
         .map(|s| s.as_bytes().to_vec())
         .collect(),
         "gateway_toml" => vec![
-            gateway::Config::template("gw", "127.0.0.1:7443").into_bytes(),
+            gateway::Config::template("gw", "127.0.0.1:7443", None).into_bytes(),
             b"[policy]\ndefault = \"approve\"\napprovers = [\"slack:T1/U1\"]\n[[policy.rules]]\ncommands = [\"rm\"]\naction = \"deny\"\n".to_vec(),
         ],
         "node_toml" => vec![

@@ -169,6 +169,7 @@ fn token_create(
         )));
     }
     let labels = proto::names::normalize_labels(&labels).map_err(invalid)?;
+    crate::rules::token_address(shared.bound, &shared.advertise)?;
     let token = pki::JoinToken::generate(shared.ca.pin(), &shared.advertise)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let now = unix_now();

@@ -242,7 +242,12 @@ impl Config {
         let cfg = Config {
             name,
             listen: raw.gateway.listen.unwrap_or_else(|| DEFAULT_LISTEN.into()),
-            advertise: raw.gateway.advertise,
+            advertise: raw
+                .gateway
+                .advertise
+                .map(|a| check_advertise(&a).map(|()| a))
+                .transpose()
+                .map_err(|e| format!("gateway.advertise: {e}"))?,
             pending_ttl: dur(
                 "enrollment.pending_ttl",
                 raw.enrollment.pending_ttl,
@@ -349,10 +354,22 @@ impl Config {
             .map(|(k, j)| (k.as_str(), j))
     }
 
-    /// The commented file `gateway init` writes.
-    pub fn template(name: &str, listen: &str) -> String {
+    /// The commented file `gateway init` writes; `advertise` is set when
+    /// given.
+    pub fn template(name: &str, listen: &str, advertise: Option<&str>) -> String {
+        let advertise = match advertise {
+            Some(a) => format!("advertise = \"{a}\""),
+            None => "# advertise = \"gateway.example.org:7443\"".to_string(),
+        };
         format!(
-            r#"# OpenClaw gateway configuration. Reloaded on restart.
+            r#"# OpenClaw gateway configuration.
+# Read at start, and again on SIGHUP (`kill -HUP PID`, or `systemctl reload
+# openclaw-gateway`); a file that does not parse is refused and the running
+# configuration kept. These keys take effect only on a restart:
+# gateway.listen, gateway.advertise, enrollment.max_connections,
+# metrics.listen, and liveness.dead_after as the QUIC idle timeout (the
+# dead-node check itself uses the reloaded value).
+# liveness.heartbeat_interval reaches a node when it next connects.
 # Durations are written like 500ms, 30s, 10m, 1h, 30d.
 
 [gateway]
@@ -362,8 +379,10 @@ name = "{name}"
 # the bound address is written to gateway.addr in this home.
 listen = "{listen}"
 # Address that nodes dial, written into join tokens. Set it when the listen
-# address is not reachable as such (0.0.0.0, NAT). Defaults to the bound address.
-# advertise = "gateway.example.org:7443"
+# address is not reachable as such (0.0.0.0, NAT). Defaults to the bound
+# address; `token create` refuses a loopback or wildcard one while the
+# gateway listens beyond loopback.
+{advertise}
 
 [enrollment]
 # How long an enrollment request waits for `openclaw node approve`.
@@ -462,6 +481,26 @@ listen = ""
 "#
         )
     }
+}
+
+/// Checks an address nodes are to dial: `HOST:PORT`, `[V6]:PORT`.
+pub fn check_advertise(a: &str) -> Result<(), String> {
+    let bad = || format!("{a:?} is not HOST:PORT (e.g. gw.example.org:7443 or [2001:db8::1]:7443)");
+    let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    };
+    if port == 0 || !host_ok {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 fn parse_jobs(raw: BTreeMap<String, RawNamedJob>) -> Result<BTreeMap<String, NamedJob>, String> {
@@ -581,7 +620,7 @@ mod tests {
 
     #[test]
     fn template_parses_to_defaults() {
-        let cfg = Config::parse(&Config::template("gw-1", "0.0.0.0:7443")).unwrap();
+        let cfg = Config::parse(&Config::template("gw-1", "0.0.0.0:7443", None)).unwrap();
         assert_eq!(cfg.name, "gw-1");
         assert_eq!(cfg.listen, "0.0.0.0:7443");
         assert_eq!(cfg.pending_ttl, Duration::from_secs(86_400));

@@ -149,7 +149,18 @@ pub struct InitReport {
 
 /// Creates a gateway home: CA, server certificate, state, config, and the
 /// admin client credential. Refuses to overwrite an existing CA.
-pub fn init(home: &Home, listen: &str, name: &str) -> Result<InitReport, GatewayError> {
+pub fn init(
+    home: &Home,
+    listen: &str,
+    name: &str,
+    advertise: Option<&str>,
+) -> Result<InitReport, GatewayError> {
+    if let Some(a) = advertise {
+        config::check_advertise(a).map_err(|msg| GatewayError::Config {
+            path: "--advertise".into(),
+            msg,
+        })?;
+    }
     proto::names::validate_name(name).map_err(|e| GatewayError::Config {
         path: "--name".into(),
         msg: e,
@@ -182,7 +193,10 @@ pub fn init(home: &Home, listen: &str, name: &str) -> Result<InitReport, Gateway
         format!("{}{}", server.pem, ca_pem).as_bytes(),
     )?;
     if !home.exists(files::CONFIG) {
-        home.write_public(files::CONFIG, Config::template(name, listen).as_bytes())?;
+        home.write_public(
+            files::CONFIG,
+            Config::template(name, listen, advertise).as_bytes(),
+        )?;
     }
     let store = Store::open(&home.path(files::STATE))?;
     // One-off setup before any serving: blocking here is intended, even
@@ -219,6 +233,14 @@ pub fn init(home: &Home, listen: &str, name: &str) -> Result<InitReport, Gateway
     })
 }
 
+/// Whether a listen address reaches beyond this machine (wildcard or a
+/// non-loopback address); a host name counts as beyond.
+pub fn listens_beyond_loopback(listen: &str) -> bool {
+    listen
+        .parse::<SocketAddr>()
+        .map_or(true, |a| !a.ip().is_loopback())
+}
+
 /// The address a local client should dial for a listen address.
 pub fn client_address(listen: &str) -> String {
     match listen.parse::<SocketAddr>() {
@@ -245,6 +267,8 @@ pub(crate) struct Shared {
     pub ca: pki::Ca,
     pub revoked: Arc<RevokedSerials>,
     pub advertise: String,
+    /// The address the QUIC listener is bound to.
+    pub bound: SocketAddr,
     /// Enrollment connections open at once.
     pub enroll_slots: Arc<tokio::sync::Semaphore>,
     /// New enrollment connections per source address.
@@ -409,6 +433,7 @@ impl Gateway {
             ca,
             revoked,
             advertise,
+            bound: addr,
         });
         off_runtime(&shared, jobs::recover)
             .await

@@ -168,8 +168,15 @@ pub fn render(shared: &Shared) -> String {
 /// Serves the metrics page on `listener` until the task is dropped.
 pub async fn serve(shared: std::sync::Arc<Shared>, listener: tokio::net::TcpListener) {
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
+        let mut sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                // Out of descriptors (EMFILE) or similar: back off instead
+                // of spinning on the error.
+                tracing::warn!(error = %e, "metrics: cannot accept a connection; retrying in 100 ms");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let shared = shared.clone();
         tokio::spawn(async move {

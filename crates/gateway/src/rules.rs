@@ -188,6 +188,38 @@ pub fn logs_to_prune(
     out
 }
 
+/// Whether a join token may carry `advertise` as the address nodes dial,
+/// for a gateway bound to `bound`. A gateway that listens beyond loopback
+/// must not hand out an address only it can dial (a node elsewhere would
+/// dial itself), and a wildcard address is never dialable.
+pub fn token_address(bound: std::net::SocketAddr, advertise: &str) -> Result<(), ApiError> {
+    let host = advertise
+        .rsplit_once(':')
+        .map_or(advertise, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    let fix = "set advertise = \"HOST:PORT\" (an address the nodes can reach) under \
+               [gateway] in gateway.toml and restart the gateway, or give \
+               'openclaw gateway init --advertise HOST:PORT' for a new home";
+    let refuse = |m: String| Err(ApiError::new(ErrorCode::FailedPrecondition, m));
+    if ip.is_some_and(|ip| ip.is_unspecified()) {
+        return refuse(format!(
+            "tokens would carry {advertise}, a wildcard address that no node can dial; {fix}"
+        ));
+    }
+    let loopback = ip.map_or(host.eq_ignore_ascii_case("localhost"), |ip| {
+        ip.is_loopback()
+    });
+    if loopback && !bound.ip().is_loopback() {
+        return refuse(format!(
+            "tokens would carry {advertise}, which only this machine can dial, but the \
+             gateway listens on {bound} for nodes elsewhere; {fix}"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +447,33 @@ mod tests {
         assert_eq!(logs_to_prune(&logs, &live, 400), Vec::<u64>::new());
         assert_eq!(logs_to_prune(&logs, &live, 250), vec![2, 3]);
         assert_eq!(logs_to_prune(&logs, &live, 0), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn token_addresses_nodes_elsewhere_cannot_dial_are_refused() {
+        let wide: std::net::SocketAddr = "0.0.0.0:7443".parse().unwrap();
+        let lan: std::net::SocketAddr = "10.1.2.3:7443".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:7443".parse().unwrap();
+        let v6: std::net::SocketAddr = "[::]:7443".parse().unwrap();
+        for (bound, advertise, ok) in [
+            (wide, "127.0.0.1:7443", false),
+            (wide, "localhost:7443", false),
+            (v6, "[::1]:7443", false),
+            (lan, "127.0.0.1:7443", false),
+            (wide, "0.0.0.0:7443", false),
+            (local, "0.0.0.0:7443", false),
+            (wide, "gw.example.org:7443", true),
+            (wide, "10.1.2.3:7443", true),
+            (v6, "[2001:db8::1]:7443", true),
+            // A gateway on loopback is a local lab: loopback tokens are right.
+            (local, "127.0.0.1:7443", true),
+            (local, "localhost:7443", true),
+        ] {
+            let r = token_address(bound, advertise);
+            assert_eq!(r.is_ok(), ok, "{bound} {advertise}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.message.contains("advertise = "), "{}", e.message);
+            }
+        }
     }
 }

@@ -112,12 +112,23 @@ pub(crate) fn unexpected(r: Response) -> CliError {
 /// Runs one command.
 pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
     match command {
-        Command::Gateway(GatewayCmd::Init { listen, name }) => {
-            let report = gateway::init(&home, &listen, &name)
+        Command::Gateway(GatewayCmd::Init {
+            listen,
+            name,
+            advertise,
+        }) => {
+            let report = gateway::init(&home, &listen, &name, advertise.as_deref())
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             println!("gateway {name} initialised in {}", home.root().display());
             println!("  CA pin:      {}", report.ca_pin);
             println!("  listen:      {listen}");
+            if let Some(a) = &advertise {
+                println!("  advertise:   {a} (join tokens carry it)");
+            } else if gateway::listens_beyond_loopback(&listen) {
+                println!(
+                    "  advertise:   not set; set it in gateway.toml (or init again with --advertise HOST:PORT) before 'token create'"
+                );
+            }
             println!("  admin:       client.crt (role admin) in the same home");
             println!(
                 "next: openclaw --home {} gateway run",

@@ -49,7 +49,7 @@ pub async fn run(dir: Option<PathBuf>, keep: bool) -> Result<(), CliError> {
 async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     let gw_home = Home::new(root.join("gateway"));
     println!("== starting a gateway in {}", gw_home.root().display());
-    gateway::init(&gw_home, "127.0.0.1:0", "lab-gateway").map_err(fail)?;
+    gateway::init(&gw_home, "127.0.0.1:0", "lab-gateway", None).map_err(fail)?;
     let cfg_path = gw_home.path(gateway::files::CONFIG);
     let mut cfg = std::fs::read_to_string(&cfg_path).map_err(fail)?;
     cfg.push_str(LAB_JOBS);

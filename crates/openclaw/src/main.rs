@@ -175,6 +175,10 @@ enum GatewayCmd {
         /// Gateway name.
         #[arg(long, default_value = "openclaw-gateway")]
         name: String,
+        /// Address nodes dial, written into join tokens (HOST:PORT). Needed
+        /// when --listen is a wildcard or behind NAT.
+        #[arg(long, value_name = "HOST:PORT")]
+        advertise: Option<String>,
     },
     /// Run the gateway in the foreground (logs via RUST_LOG).
     Run {
