@@ -313,6 +313,8 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             r => Err(unexpected(r)),
         },
         Command::Lab { dir, keep } => lab::run(dir, keep).await,
+        // Handled in main before any runtime or home is needed.
+        Command::Completions { .. } | Command::Man { .. } | Command::DocsCli => Ok(()),
         Command::Run(args) => jobs_cli::run(&home, args).await,
         Command::Moltbot(MoltbotCmd::Run) => {
             let (path, text) = bot_config(

@@ -4,6 +4,7 @@
 mod chat_cli;
 mod clients_cli;
 mod commands;
+mod docs_cli;
 mod fanout_cli;
 mod jobs_cli;
 mod lab;
@@ -12,7 +13,7 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// Exit codes, documented in docs/CLI.md.
 pub mod exit {
@@ -43,6 +44,53 @@ pub mod exit {
     pub const RUN_UNKNOWN: u8 = 254;
     /// The gateway could not be reached or was lost (as ssh's 255).
     pub const RUN_CONNECTION: u8 = 255;
+
+    /// Every code with its meaning, for docs/CLI.md.
+    pub const TABLE: &[(u8, &str)] = &[
+        (0, "Success (for `run`: the remote command exited 0)."),
+        (
+            FAILURE,
+            "Something failed; the message says what and what to do next.",
+        ),
+        (USAGE, "Bad command line."),
+        (
+            UNAVAILABLE,
+            "The gateway could not be reached (EX_UNAVAILABLE).",
+        ),
+        (
+            PENDING,
+            "Still waiting for an admin (EX_TEMPFAIL); run the same command again to resume.",
+        ),
+        (
+            REFUSED,
+            "Refused: permission denied, revoked, rejected, bad token (EX_NOPERM).",
+        ),
+        (
+            RUN_TIMED_OUT,
+            "`run`: the job was killed after its --timeout (as timeout(1) does).",
+        ),
+        (RUN_CANCELLED, "`run`: the job was cancelled."),
+        (
+            RUN_START_FAILED,
+            "`run`: the node refused or failed to start it (cwd, node policy, no free GPU).",
+        ),
+        (
+            RUN_DENIED,
+            "`run`: denied by policy or by an approver, or the approval expired.",
+        ),
+        (
+            RUN_UNAVAILABLE,
+            "`run`: the node is offline, or no node has free capacity.",
+        ),
+        (
+            RUN_UNKNOWN,
+            "`run`: unknown node, role, named job or job id.",
+        ),
+        (
+            RUN_CONNECTION,
+            "`run`: the gateway could not be reached or was lost (as ssh's 255); the job goes on.",
+        ),
+    ];
 }
 
 #[derive(Parser)]
@@ -100,6 +148,21 @@ enum Command {
     /// The WeCom (企业微信) front end.
     #[command(subcommand)]
     Wecom(WecomCmd),
+    /// Print a shell completion script, e.g. `openclaw completions bash >
+    /// /etc/bash_completion.d/openclaw`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for every command (openclaw.1, openclaw-run.1, ...).
+    Man {
+        /// Directory to write them into (created if missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Print the command reference (docs/CLI.md) from these definitions.
+    #[command(hide = true)]
+    DocsCli,
     /// Start a self-contained local lab: a gateway and two enrolled nodes.
     Lab {
         /// Directory for the lab's throwaway homes (default: certs/lab/<time> if ./certs exists, else a temp dir).
@@ -325,6 +388,38 @@ fn main() -> ExitCode {
         node::jail::shim_main();
     }
     let cli = Cli::parse();
+    // Documentation commands need no home, gateway or runtime.
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "openclaw",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Man { out } => {
+            return match docs_cli::man_pages(Cli::command(), out) {
+                Ok(n) => {
+                    println!("wrote {n} man pages to {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot write man pages to {}: {e}; pick a writable --out directory",
+                        out.display()
+                    );
+                    ExitCode::from(exit::FAILURE)
+                }
+            };
+        }
+        Command::DocsCli => {
+            print!("{}", docs_cli::markdown(&Cli::command(), exit::TABLE));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let long_running = matches!(
         cli.command,
         Command::Gateway(GatewayCmd::Run { .. })
@@ -359,5 +454,57 @@ fn main() -> ExitCode {
             }
             ExitCode::from(e.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn the_cli_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn docs_cli_md_is_generated_from_these_definitions() {
+        let want = docs_cli::markdown(&Cli::command(), exit::TABLE);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CLI.md");
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/CLI.md is stale; regenerate it: cargo run -q -p openclaw -- docs-cli > docs/CLI.md"
+        );
+        for needle in [
+            "## `openclaw run`",
+            "## `openclaw gateway init`",
+            "`--advertise <HOST:PORT>`",
+            "| 253 |",
+        ] {
+            assert!(want.contains(needle), "{needle} missing");
+        }
+    }
+
+    #[test]
+    fn completions_and_man_pages_cover_every_command() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "openclaw", &mut buf);
+            let text = String::from_utf8(buf).unwrap();
+            for word in ["gateway", "approve", "batch", "completions"] {
+                assert!(text.contains(word), "{shell}: {word} missing");
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let n = docs_cli::man_pages(Cli::command(), dir.path()).unwrap();
+        assert!(n > 20, "only {n} pages");
+        let run = std::fs::read_to_string(dir.path().join("openclaw-run.1")).unwrap();
+        assert!(run.starts_with(".ie") || run.contains(".TH"), "{run}");
+        assert!(run.contains("timeout"), "{run}");
     }
 }
