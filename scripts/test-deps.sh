@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system tools some tests use, when they are missing and this
+# runs as root with apt-get (as CI does). Without them those tests print
+# SKIPPED and pass nothing; with them they run for real.
+#   iproute2: ip netns, veth (the network tests)
+#   systemd:  systemd-analyze, systemd-sysusers, systemd-tmpfiles (install test)
+#   passwd:   userdel, groupdel (install test)
+set -euo pipefail
+missing=()
+command -v ip >/dev/null || missing+=(iproute2)
+for t in systemd-analyze systemd-sysusers systemd-tmpfiles; do
+    command -v "$t" >/dev/null || { missing+=(systemd); break; }
+done
+command -v userdel >/dev/null || missing+=(passwd)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "test-deps: missing ${missing[*]}; the tests that need them will say SKIPPED" >&2
+    exit 0
+fi
+echo "test-deps: installing ${missing[*]}" >&2
+DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
