@@ -400,3 +400,40 @@ fn lab_command_brings_up_two_connected_nodes() {
         "the lab removes its homes unless --keep"
     );
 }
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let mut lab = Lab::new(BIN);
+    let home = lab.gw_home.clone();
+    let mut gw = lab.spawn(&home, &["--log-format", "json", "gateway", "run"]);
+    let line = wait_until(T, "a JSON line saying the gateway listens", || {
+        gw.stderr()
+            .lines()
+            .find(|l| l.contains("gateway listening"))
+            .map(str::to_string)
+    });
+    gw.kill();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert_eq!(v["message"], "gateway listening", "{v}");
+    assert!(
+        v["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{v}"
+    );
+    assert!(v["timestamp"].is_string(), "{v}");
+    for l in gw.stderr().lines() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(l);
+        assert!(parsed.is_ok(), "not JSON: {l}");
+    }
+    // A bad value is a usage error naming the choices.
+    let out = lab.run(&home, &["--log-format", "xml", "whoami"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("[possible values: text, json]"),
+        "{}",
+        out.stderr
+    );
+}

@@ -140,7 +140,11 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             let gw = gateway::Gateway::start(&home, listen.as_deref(), terminated())
                 .await
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-            eprintln!("gateway listening on {} (Ctrl-C to stop)", gw.addr());
+            // For a person at a terminal; services and log collectors get
+            // the "gateway listening" log event instead.
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!("gateway listening on {} (Ctrl-C to stop)", gw.addr());
+            }
             gw.wait().await;
             Ok(())
         }

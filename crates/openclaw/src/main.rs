@@ -103,6 +103,10 @@ struct Cli {
     /// Home directory of this party (gateway, node or admin client).
     #[arg(long, global = true, env = "OPENCLAW_HOME")]
     home: Option<PathBuf>,
+    /// Log format on stderr: text for people, json (one object per line)
+    /// for log collectors. Levels come from RUST_LOG.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "OPENCLAW_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -369,13 +373,25 @@ fn default_home() -> PathBuf {
         .join(".openclaw")
 }
 
-fn init_tracing(default: &str) {
+/// How logs are written.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
+}
+
+fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 fn main() -> ExitCode {
@@ -427,7 +443,7 @@ fn main() -> ExitCode {
             | Command::Moltbot(_)
             | Command::Wecom(_)
     );
-    init_tracing(if long_running { "info" } else { "warn" });
+    init_tracing(if long_running { "info" } else { "warn" }, cli.log_format);
     let home = mesh::Home::new(cli.home.clone().unwrap_or_else(default_home));
     // Servers (and the lab, which runs them in-process) get a worker per
     // core; a one-shot CLI command is a single conversation with the
