@@ -437,3 +437,78 @@ fn log_format_json_writes_one_object_per_line() {
         out.stderr
     );
 }
+
+#[test]
+fn doctor_checks_homes_and_names_each_fix() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let node_home = lab.enroll("worker-doc", "cpu");
+    let _node = lab.spawn(&node_home, &["node", "run"]);
+    lab.wait_node("worker-doc", "connected", T);
+
+    // A healthy gateway home: reachable, clocks agree, nothing failing.
+    let out = lab.admin(&["doctor"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for want in [
+        "(gateway home)",
+        "ok    key: ",
+        "ok    certificate: the CA certificate (ca.crt) is valid for",
+        "ok    gateway: reached 127.0.0.1:",
+        "ok    clock: this clock is",
+        "ok    mtu: QUIC path MTU",
+        "ok    advertise: join tokens carry 127.0.0.1:",
+        "0 problem(s)",
+    ] {
+        assert!(out.stdout.contains(want), "{want} missing:\n{}", out.stdout);
+    }
+
+    // A node home, with the agent connected: it reaches the gateway with
+    // the node's certificate without disturbing the agent's session.
+    let out = lab.run(&node_home, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "node home", "{v}");
+    let checks: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap().into(),
+                f["level"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        checks.contains(&("gateway".into(), "ok".into())),
+        "{checks:?}"
+    );
+    assert!(
+        checks.contains(&("clock".into(), "ok".into())),
+        "{checks:?}"
+    );
+    assert!(checks.iter().any(|(c, _)| c == "gpu"), "{checks:?}");
+    assert_eq!(out.code, 0, "{out:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.wait_node("worker-doc", "connected", T);
+
+    // A key others can read, and a gateway that is down: each a failure
+    // with its fix, and exit 1.
+    let key = lab.gw_home.join("client.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    lab.stop_gateway(false);
+    let out = lab.admin(&["doctor"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("fix: chmod 600 {}", key.display())),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("FAIL  gateway: cannot reach the gateway"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("2 problem(s)"), "{}", out.stdout);
+}

@@ -22,6 +22,12 @@ const MAX_GPUS: u32 = 1024;
 pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
     let method = req.method();
     let result = match req {
+        Request::Time => Ok(Response::Time {
+            unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+        }),
         Request::Whoami => Ok(Response::Identity {
             name: peer.name.clone(),
             role: peer.role,

@@ -317,6 +317,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             r => Err(unexpected(r)),
         },
         Command::Lab { dir, keep } => lab::run(dir, keep).await,
+        Command::Doctor { json } => crate::doctor::run(&home, json).await,
         // Handled in main before any runtime or home is needed.
         Command::Completions { .. } | Command::Man { .. } | Command::DocsCli => Ok(()),
         Command::Run(args) => jobs_cli::run(&home, args).await,

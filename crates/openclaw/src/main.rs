@@ -5,6 +5,7 @@ mod chat_cli;
 mod clients_cli;
 mod commands;
 mod docs_cli;
+mod doctor;
 mod fanout_cli;
 mod jobs_cli;
 mod lab;
@@ -152,6 +153,15 @@ enum Command {
     /// The WeCom (企业微信) front end.
     #[command(subcommand)]
     Wecom(WecomCmd),
+    /// Check this home: key and directory modes, certificate expiry, the
+    /// gateway config and policy, disk for logs, reaching the gateway over
+    /// UDP (clock skew, path MTU), NVML on a node. Each problem comes with
+    /// the command that fixes it; exits 1 if any check fails.
+    Doctor {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script, e.g. `openclaw completions bash >
     /// /etc/bash_completion.d/openclaw`.
     Completions {

@@ -206,6 +206,31 @@ pub fn spki_pin(cert_der: &[u8]) -> Result<[u8; 32], PkiError> {
     Ok(sha256(cert.tbs_certificate.subject_pki.raw))
 }
 
+/// A certificate's subject and validity, for `openclaw doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    /// Subject, e.g. `CN=worker-gpu-01, OU=node`.
+    pub subject: String,
+    /// Unix seconds.
+    pub not_before: u64,
+    /// Unix seconds.
+    pub not_after: u64,
+}
+
+/// Subject and validity of the first certificate in `pem`.
+pub fn cert_validity(pem: &str) -> Result<Validity, PkiError> {
+    let der = pem_to_der(pem, "CERTIFICATE")?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::Cert(e.to_string()))?;
+    let v = cert.validity();
+    let ts = |t: &x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0);
+    Ok(Validity {
+        subject: cert.subject().to_string(),
+        not_before: ts(&v.not_before),
+        not_after: ts(&v.not_after),
+    })
+}
+
 /// Extracts the first PEM block with the given label as DER.
 pub fn pem_to_der(pem: &str, label: &str) -> Result<Vec<u8>, PkiError> {
     let begin = format!("-----BEGIN {label}-----");

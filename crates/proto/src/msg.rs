@@ -386,6 +386,9 @@ pub enum Request {
         /// Chat user the bot acts for.
         on_behalf_of: Option<String>,
     },
+    /// The gateway's clock (`openclaw doctor` measures skew with it). Any
+    /// role may ask. Last, so older peers' tags keep their meaning.
+    Time,
 }
 
 /// What a requester asks to run.
@@ -668,6 +671,7 @@ impl Request {
             Request::JobDeny { .. } => "job.deny",
             Request::FanOut(_) => "fanout.run",
             Request::FanOutAttach { .. } => "fanout.attach",
+            Request::Time => "time",
         }
     }
 
@@ -691,8 +695,8 @@ impl Request {
                     | Request::ClientRevoke { .. }
                     | Request::NodeRenew { .. }
             ),
-            // A node may only renew its own certificate.
-            Role::Node => matches!(self, Request::NodeRenew { .. }),
+            // A node may only renew its own certificate (and read the clock).
+            Role::Node => matches!(self, Request::NodeRenew { .. } | Request::Time),
         }
     }
 }
@@ -770,6 +774,11 @@ pub enum Response {
     Clients(Vec<ClientInfo>),
     /// The call failed.
     Error(ApiError),
+    /// Reply to [`Request::Time`]: the gateway's clock.
+    Time {
+        /// Unix milliseconds when the gateway answered.
+        unix_ms: u64,
+    },
 }
 
 /// Public metadata of a join token.
@@ -1015,6 +1024,8 @@ mod tests {
             (Role::Node, &node_list, false),
             (Role::Node, &approve, false),
             (Role::Node, &Request::Whoami, false),
+            (Role::Node, &Request::Time, true),
+            (Role::Bot, &Request::Time, true),
         ];
         for (role, req, want) in cases {
             assert_eq!(req.allowed_for(role), want, "{role} {}", req.method());
