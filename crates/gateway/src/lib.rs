@@ -6,6 +6,7 @@
 //! and serves it until the shutdown future resolves.
 
 mod api;
+pub mod backup;
 mod clients;
 pub mod config;
 mod enroll;

@@ -136,6 +136,46 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Gateway(GatewayCmd::Backup { file, with_logs }) => {
+            let r = gateway::backup::backup(&home, &file, with_logs)
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+            let bytes: u64 = r.manifest.files.iter().map(|f| f.bytes).sum();
+            println!(
+                "backed up gateway {} to {}: {} files, {} bytes, {} nodes, {} jobs{}",
+                r.manifest.gateway,
+                file.display(),
+                r.manifest.files.len(),
+                bytes,
+                r.nodes,
+                r.jobs,
+                if with_logs {
+                    ", with logs"
+                } else {
+                    " (no job logs; --with-logs adds them)"
+                }
+            );
+            println!("it holds the CA private key: store it encrypted and offline");
+            Ok(())
+        }
+        Command::Gateway(GatewayCmd::Restore { file }) => {
+            let r = gateway::backup::restore(&file, &home)
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+            println!(
+                "restored gateway {} ({} nodes, {} jobs, backed up {}) into {}",
+                r.manifest.gateway,
+                r.nodes,
+                r.jobs,
+                crate::output::ago(r.manifest.created_at, gateway::unix_now()),
+                home.root().display()
+            );
+            println!(
+                "next: openclaw --home {} gateway run   (nodes dial {}; run it there, or point that name at this machine)",
+                home.root().display(),
+                gateway::backup::listen_of(&home)
+                    .unwrap_or_else(|| "the address in its tokens".into())
+            );
+            Ok(())
+        }
         Command::Gateway(GatewayCmd::Run { listen }) => {
             let gw = gateway::Gateway::start(&home, listen.as_deref(), terminated())
                 .await

@@ -257,6 +257,20 @@ enum GatewayCmd {
         #[arg(long, value_name = "HOST:PORT")]
         advertise: Option<String>,
     },
+    /// Write a consistent backup of this gateway home to FILE (safe while
+    /// the gateway runs). It holds the CA key: keep it like one.
+    Backup {
+        /// The backup file to write (a tar archive, mode 0600).
+        file: PathBuf,
+        /// Include job logs (job records and their sizes are always in).
+        #[arg(long)]
+        with_logs: bool,
+    },
+    /// Restore a backup into --home, which must not hold a gateway yet.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Run the gateway in the foreground (logs via RUST_LOG).
     Run {
         /// Overrides the listen address in gateway.toml.

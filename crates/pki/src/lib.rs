@@ -50,6 +50,34 @@ pub enum PkiError {
     Generate(String),
 }
 
+/// SHA-256 over a stream: write the bytes, then [`Sha256Writer::finish`].
+pub struct Sha256Writer(ring::digest::Context);
+
+impl Default for Sha256Writer {
+    fn default() -> Self {
+        Sha256Writer(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Sha256Writer {
+    /// The digest of everything written.
+    pub fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        out
+    }
+}
+
+impl std::io::Write for Sha256Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// SHA-256 of DER bytes.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
