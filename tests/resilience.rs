@@ -213,6 +213,11 @@ fn prometheus_metrics() {
         "openclaw_jobs{state=\"exited\"} 1",
         "openclaw_enrollments_total{result=\"auto_approved\"} 1",
         "# TYPE openclaw_handshake_failures_total counter",
+        "openclaw_cert_expiry_timestamp_seconds{kind=\"ca\",name=",
+        "openclaw_cert_expiry_timestamp_seconds{kind=\"server\",name=",
+        "openclaw_cert_expiry_timestamp_seconds{kind=\"node\",name=\"worker-m\"} ",
+        "openclaw_cert_expiry_timestamp_seconds{kind=\"admin\",name=\"admin\"} ",
+        "openclaw_log_disk_free_bytes ",
     ] {
         assert!(page.contains(want), "{want} missing from:\n{page}");
     }

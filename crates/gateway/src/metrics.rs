@@ -141,6 +141,16 @@ pub fn render(shared: &Shared) -> String {
         "# HELP openclaw_output_bytes_relayed_total Job output bytes stored from nodes.\n# TYPE openclaw_output_bytes_relayed_total counter\nopenclaw_output_bytes_relayed_total {}",
         shared.metrics.bytes_relayed.load(Ordering::Relaxed)
     );
+    cert_expiry(&mut out, shared, &nodes);
+    if let Ok(s) = nix::sys::statvfs::statvfs(&shared.logs_dir) {
+        // fsblkcnt_t is u64 here but narrower on some 32-bit targets.
+        #[allow(clippy::useless_conversion)]
+        let free = u64::from(s.blocks_available()).saturating_mul(s.fragment_size());
+        let _ = writeln!(
+            out,
+            "# HELP openclaw_log_disk_free_bytes Free bytes on the file system that holds job logs.\n# TYPE openclaw_log_disk_free_bytes gauge\nopenclaw_log_disk_free_bytes {free}"
+        );
+    }
     let db = shared.store.counts();
     let _ = writeln!(
         out,
@@ -163,6 +173,51 @@ pub fn render(shared: &Shared) -> String {
         &shared.metrics.handshake_failures,
     );
     out
+}
+
+/// `openclaw_cert_expiry_timestamp_seconds`: the CA, the server
+/// certificate, every approved node's and every active client's.
+fn cert_expiry(out: &mut String, shared: &Shared, nodes: &[crate::store::NodeRow]) {
+    let _ = writeln!(
+        out,
+        "# HELP openclaw_cert_expiry_timestamp_seconds When each certificate expires (unix seconds).\n# TYPE openclaw_cert_expiry_timestamp_seconds gauge"
+    );
+    let gw = shared.config().name.clone();
+    for (kind, file) in [
+        ("ca", crate::files::CA_CERT),
+        ("server", crate::files::SERVER_CERT),
+    ] {
+        if let Ok(v) = std::fs::read_to_string(shared.home.path(file))
+            .map_err(|e| e.to_string())
+            .and_then(|pem| pki::cert_validity(&pem).map_err(|e| e.to_string()))
+        {
+            let _ = writeln!(
+                out,
+                "openclaw_cert_expiry_timestamp_seconds{{kind=\"{kind}\",name=\"{gw}\"}} {}",
+                v.not_after
+            );
+        }
+    }
+    for n in nodes {
+        if n.state == crate::store::NodeState::Approved
+            && let Some(t) = n.cert_not_after
+        {
+            let _ = writeln!(
+                out,
+                "openclaw_cert_expiry_timestamp_seconds{{kind=\"node\",name=\"{}\"}} {t}",
+                n.name
+            );
+        }
+    }
+    for c in shared.store.tx(|tx| tx.clients()).unwrap_or_default() {
+        if c.state == crate::store::ClientState::Active {
+            let _ = writeln!(
+                out,
+                "openclaw_cert_expiry_timestamp_seconds{{kind=\"{}\",name=\"{}\"}} {}",
+                c.role, c.name, c.not_after
+            );
+        }
+    }
 }
 
 /// Serves the metrics page on `listener` until the task is dropped.
