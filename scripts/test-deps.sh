@@ -5,6 +5,7 @@
 #   iproute2: ip netns, veth (the network tests)
 #   systemd:  systemd-analyze, systemd-sysusers, systemd-tmpfiles (install test)
 #   passwd:   userdel, groupdel (install test)
+#   nftables, conntrack: the NAT and NAT rebinding in the network lab
 set -euo pipefail
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
@@ -12,6 +13,8 @@ for t in systemd-analyze systemd-sysusers systemd-tmpfiles; do
     command -v "$t" >/dev/null || { missing+=(systemd); break; }
 done
 command -v userdel >/dev/null || missing+=(passwd)
+command -v nft >/dev/null || command -v iptables >/dev/null || missing+=(nftables)
+command -v conntrack >/dev/null || missing+=(conntrack)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "test-deps: missing ${missing[*]}; the tests that need them will say SKIPPED" >&2

@@ -429,3 +429,72 @@ fn node_in_another_network_survives_a_link_cut() {
         logs.len()
     );
 }
+
+/// Output through a relay that loses 30 % of datagrams each way, adds
+/// 100 ms each way (200 ms round trip) with 20 ms of jitter, and reorders
+/// 10 %: every byte arrives, in order, once.
+#[test]
+fn output_survives_loss_delay_and_reordering() {
+    let mb: u64 = std::env::var("OPENCLAW_IMPAIRED_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    // Liveness for a bad link (docs/OPERATIONS.md): at 30 % loss a
+    // heartbeat is often retransmitted, so the 3 s LAN default would call
+    // the node dead again and again.
+    let mut lab = Lab::with_config(BIN, |c| {
+        *c = c
+            .replace("dead_after = \"3s\"", "dead_after = \"20s\"")
+            .replace("job_grace = \"15s\"", "job_grace = \"120s\"")
+    });
+    lab.start_gateway();
+    let home = lab.enroll("worker-lossy", "cpu");
+    let node_toml = home.join("node.toml");
+    let text = std::fs::read_to_string(&node_toml)
+        .unwrap()
+        .replace("# idle_timeout = \"3s\"", "idle_timeout = \"20s\"");
+    std::fs::write(&node_toml, text).unwrap();
+    let proxy = UdpProxy::start(lab.addr.as_ref().unwrap());
+    let proxy_addr = proxy.addr.to_string();
+    let _node = lab.spawn(&home, &["node", "run", "--gateway", &proxy_addr]);
+    lab.wait_node("worker-lossy", "connected", T);
+    proxy.impair(testkit::Impairment {
+        loss: 0.30,
+        delay: Duration::from_millis(100),
+        jitter: Duration::from_millis(20),
+        reorder: 0.10,
+    });
+    // Deterministic bytes: the lines of `seq`, cut to exactly `mb` MiB.
+    let bytes = mb << 20;
+    let cmd = format!("seq 1 100000000 | head -c {bytes}");
+    let started = Instant::now();
+    let id = lab.detach(&["--node", "worker-lossy", "--shell", "--", &cmd]);
+    let done = lab.wait_job(id, "exited", Duration::from_secs(1800));
+    let took = started.elapsed();
+    assert_eq!(done["exit_code"], 0, "{done}");
+    proxy.impair(testkit::Impairment::default());
+    let logs = lab.admin(&["job", "logs", &id.to_string()]).ok();
+    let mut want = String::with_capacity(bytes as usize + 16);
+    let mut i = 1u64;
+    while (want.len() as u64) < bytes {
+        want.push_str(&i.to_string());
+        want.push('\n');
+        i += 1;
+    }
+    want.truncate(bytes as usize);
+    assert_eq!(logs.stdout.len() as u64, bytes, "stored log size");
+    assert!(
+        logs.stdout == want,
+        "stored log differs from the job's output"
+    );
+    let (dropped, passed) = proxy.counts();
+    assert!(
+        dropped > 0,
+        "the relay dropped nothing: {dropped} / {passed}"
+    );
+    eprintln!(
+        "impaired relay: {mb} MiB in {:.1} s ({:.2} MiB/s); {dropped} datagrams dropped, {passed} passed",
+        took.as_secs_f64(),
+        mb as f64 / took.as_secs_f64()
+    );
+}

@@ -163,14 +163,22 @@ impl Registry {
     }
 
     /// Records a heartbeat (and its telemetry) on connection `conn_id`.
-    pub fn heartbeat(&self, name: &str, conn_id: usize, hb: Heartbeat) {
+    /// Returns the node's old and new address when the connection has
+    /// moved since the last one (QUIC migration: a NAT rebinding, roaming).
+    pub fn heartbeat(
+        &self,
+        name: &str,
+        conn_id: usize,
+        hb: Heartbeat,
+    ) -> Option<(SocketAddr, SocketAddr)> {
         let hb = Arc::new(hb);
         self.with(|m| {
-            if let Some(l) = m.get_mut(name).filter(|l| l.conn.stable_id() == conn_id) {
-                l.last_heartbeat = Instant::now();
-                l.telemetry = Some(hb);
-            }
-        });
+            let l = m.get_mut(name).filter(|l| l.conn.stable_id() == conn_id)?;
+            l.last_heartbeat = Instant::now();
+            l.telemetry = Some(hb);
+            let now = l.conn.remote_address();
+            (now != l.remote).then(|| (std::mem::replace(&mut l.remote, now), now))
+        })
     }
 
     /// Liveness plus what the node reported, if connected.

@@ -217,7 +217,11 @@ async fn heartbeats(
     let id = conn.stable_id();
     loop {
         match mesh::read_frame::<Heartbeat>(&mut recv, HEARTBEAT_FRAME_LIMIT).await {
-            Ok(Some(hb)) => shared.registry.heartbeat(&name, id, hb),
+            Ok(Some(hb)) => {
+                if let Some((old, new)) = shared.registry.heartbeat(&name, id, hb) {
+                    tracing::info!(node = %name, %old, %new, "node's address changed; its session migrated (NAT rebinding or roaming)");
+                }
+            }
             Ok(None) => return,
             Err(e) => {
                 if e.connection_error().is_none() {

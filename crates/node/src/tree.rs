@@ -48,6 +48,7 @@ impl Method {
 /// pid keeps two agents of one name, as in tests, apart), and removes the
 /// empty ones earlier agents of this name left.
 pub fn detect(node: &str) -> Method {
+    kill_strays_by_scan(node);
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let leaf = format!("openclaw-{node}-{}", std::process::id());
@@ -112,6 +113,54 @@ fn remove_stale(parent: &Path, node: &str) {
             }
             let _ = std::fs::remove_dir(e.path());
         }
+    }
+}
+
+/// The agent a process was started by, from its environment (`AGENT_VAR`
+/// is `NODE/PID`). Pure.
+pub fn agent_of(environ: &[u8]) -> Option<(&str, u32)> {
+    let prefix = format!("{AGENT_VAR}=");
+    environ.split(|b| *b == 0).find_map(|var| {
+        let v = std::str::from_utf8(var.strip_prefix(prefix.as_bytes())?).ok()?;
+        let (node, pid) = v.rsplit_once('/')?;
+        Some((node, pid.parse().ok()?))
+    })
+}
+
+/// Kills job processes of `node` whose agent is gone (SIGKILLed, crashed):
+/// the gateway declares their jobs lost, so they must not go on holding
+/// GPUs and files. Finds them by environment, so it works without cgroups
+/// too; processes of a live agent (this one, or another still running)
+/// are left alone.
+fn kill_strays_by_scan(node: &str) {
+    let me = std::process::id();
+    for _ in 0..20 {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let strays: Vec<i32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| !is_zombie(*p))
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/environ")).is_ok_and(|env| {
+                    agent_of(&env).is_some_and(|(n, agent)| {
+                        n == node && agent != me && !Path::new(&format!("/proc/{agent}")).exists()
+                    })
+                })
+            })
+            .collect();
+        if strays.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            node,
+            count = strays.len(),
+            "killing job processes a dead agent left behind"
+        );
+        for p in strays {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -317,6 +366,16 @@ fn scan(job: u64, node: &str) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_agent_from_a_job_environment() {
+        let env = b"PATH=/bin\0OPENCLAW_JOB_ID=7\0OPENCLAW_AGENT=worker-1/4242\0HOME=/x\0";
+        assert_eq!(agent_of(env), Some(("worker-1", 4242)));
+        assert_eq!(agent_of(b"OPENCLAW_AGENT=worker-1\0"), None);
+        assert_eq!(agent_of(b"OPENCLAW_AGENT=w/notapid\0"), None);
+        assert_eq!(agent_of(b"XOPENCLAW_AGENT=w/1\0"), None);
+        assert_eq!(agent_of(b""), None);
+    }
 
     #[test]
     fn finds_cgroup_mounts_and_own_paths() {

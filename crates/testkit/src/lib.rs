@@ -542,14 +542,157 @@ pub fn processes_with(needle: &str) -> Vec<u32> {
         .collect()
 }
 
+/// What the relay does to each datagram, in each direction: a userspace
+/// stand-in for `tc netem`, which this kernel lacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Impairment {
+    /// Share of datagrams dropped, 0.0 to 1.0.
+    pub loss: f64,
+    /// One-way delay added to every datagram.
+    pub delay: Duration,
+    /// Up to this much more delay, uniformly at random, so datagrams
+    /// overtake each other.
+    pub jitter: Duration,
+    /// Share of datagrams held back by a further `delay`: they arrive after
+    /// ones sent later.
+    pub reorder: f64,
+}
+
+/// xorshift64*: enough randomness for a test relay, seeded for repeatability.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A datagram waiting for its time.
+struct Delayed {
+    at: std::time::Instant,
+    seq: u64,
+    sock: std::sync::Arc<std::net::UdpSocket>,
+    to: Option<std::net::SocketAddr>,
+    data: Vec<u8>,
+}
+
+impl PartialEq for Delayed {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Delayed {}
+impl PartialOrd for Delayed {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Delayed {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Earliest first out of a max-heap.
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The relay's shaping: the impairment, the queue of delayed datagrams
+/// and counters.
+struct Shaper {
+    state: std::sync::Mutex<ShaperState>,
+    wake: std::sync::Condvar,
+}
+
+struct ShaperState {
+    impairment: Impairment,
+    rng: Rng,
+    queue: std::collections::BinaryHeap<Delayed>,
+    seq: u64,
+    dropped: u64,
+    passed: u64,
+}
+
+impl Shaper {
+    fn send(
+        &self,
+        sock: &std::sync::Arc<std::net::UdpSocket>,
+        to: Option<std::net::SocketAddr>,
+        data: &[u8],
+    ) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        let imp = st.impairment;
+        if imp == Impairment::default() {
+            st.passed += 1;
+            drop(st);
+            let _ = match to {
+                Some(a) => sock.send_to(data, a),
+                None => sock.send(data),
+            };
+            return;
+        }
+        if st.rng.next_f64() < imp.loss {
+            st.dropped += 1;
+            return;
+        }
+        st.passed += 1;
+        let mut delay = imp.delay + imp.jitter.mul_f64(st.rng.next_f64());
+        if st.rng.next_f64() < imp.reorder {
+            delay += imp.delay.max(Duration::from_millis(1));
+        }
+        st.seq += 1;
+        let seq = st.seq;
+        st.queue.push(Delayed {
+            at: std::time::Instant::now() + delay,
+            seq,
+            sock: sock.clone(),
+            to,
+            data: data.to_vec(),
+        });
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Sends delayed datagrams when their time comes, until `stop`.
+    fn run(&self, stop: &std::sync::atomic::AtomicBool) {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            let now = std::time::Instant::now();
+            match st.queue.peek().map(|d| d.at) {
+                Some(at) if at <= now => {
+                    if let Some(d) = st.queue.pop() {
+                        drop(st);
+                        let _ = match d.to {
+                            Some(a) => d.sock.send_to(&d.data, a),
+                            None => d.sock.send(&d.data),
+                        };
+                    }
+                }
+                Some(at) => {
+                    let _ = self.wake.wait_timeout(st, at - now);
+                }
+                None => {
+                    let _ = self.wake.wait_timeout(st, Duration::from_millis(50));
+                }
+            }
+        }
+    }
+}
+
 /// A UDP relay between nodes and a gateway on 127.0.0.1 that can drop
-/// everything for a while: a network cut without root. Each client address
-/// gets its own upstream socket, so reconnections look like new flows.
+/// everything for a while (a network cut without root), or lose, delay and
+/// reorder datagrams ([`Impairment`]). Each client address gets its own
+/// upstream socket, so reconnections look like new flows.
 pub struct UdpProxy {
     /// Where clients should dial.
     pub addr: std::net::SocketAddr,
     blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shaper: std::sync::Arc<Shaper>,
 }
 
 impl UdpProxy {
@@ -565,7 +708,20 @@ impl UdpProxy {
         let addr = front.local_addr().unwrap();
         let blocked = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (b, st) = (blocked.clone(), stop.clone());
+        let shaper = Arc::new(Shaper {
+            state: std::sync::Mutex::new(ShaperState {
+                impairment: Impairment::default(),
+                rng: Rng(0x9E37_79B9_7F4A_7C15),
+                queue: std::collections::BinaryHeap::new(),
+                seq: 0,
+                dropped: 0,
+                passed: 0,
+            }),
+            wake: std::sync::Condvar::new(),
+        });
+        let (sh, st) = (shaper.clone(), stop.clone());
+        std::thread::spawn(move || sh.run(&st));
+        let (b, st, sh) = (blocked.clone(), stop.clone(), shaper.clone());
         std::thread::spawn(move || {
             let mut flows: std::collections::HashMap<
                 std::net::SocketAddr,
@@ -581,22 +737,27 @@ impl UdpProxy {
                     sock.connect(upstream).unwrap();
                     sock.set_read_timeout(Some(Duration::from_millis(50)))
                         .unwrap();
-                    let (sock2, front2, b2, st2) =
-                        (sock.clone(), front.clone(), b.clone(), st.clone());
+                    let (sock2, front2, b2, st2, sh2) = (
+                        sock.clone(),
+                        front.clone(),
+                        b.clone(),
+                        st.clone(),
+                        sh.clone(),
+                    );
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 65_536];
                         while !st2.load(Ordering::Relaxed) {
                             if let Ok(n) = sock2.recv(&mut buf)
                                 && !b2.load(Ordering::Relaxed)
                             {
-                                let _ = front2.send_to(&buf[..n], client);
+                                sh2.send(&front2, Some(client), &buf[..n]);
                             }
                         }
                     });
                     sock
                 });
                 if !b.load(Ordering::Relaxed) {
-                    let _ = up.send(&buf[..n]);
+                    sh.send(up, None, &buf[..n]);
                 }
             }
         });
@@ -604,12 +765,30 @@ impl UdpProxy {
             addr,
             blocked,
             stop,
+            shaper,
         }
     }
 
     /// Drops (true) or relays (false) all traffic from now on.
     pub fn block(&self, on: bool) {
         self.blocked.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Loses, delays and reorders datagrams from now on (the default
+    /// `Impairment` relays them untouched).
+    pub fn impair(&self, imp: Impairment) {
+        if let Ok(mut st) = self.shaper.state.lock() {
+            st.impairment = imp;
+        }
+    }
+
+    /// Datagrams dropped and passed so far (both directions).
+    pub fn counts(&self) -> (u64, u64) {
+        self.shaper
+            .state
+            .lock()
+            .map(|s| (s.dropped, s.passed))
+            .unwrap_or_default()
     }
 }
 
