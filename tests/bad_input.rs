@@ -515,3 +515,81 @@ fn unknown_stream_kinds_close_the_session() {
         );
     });
 }
+
+/// Frames as a protocol-2 node recorded them (crates/proto/tests/wire.golden).
+const RECORDED_OPEN_CONTROL: &str = "000205302e312e30020008";
+const RECORDED_OPEN_HEARTBEAT: &str = "01";
+const RECORDED_HEARTBEAT: &str = "01fafc00000040fd00000000010000000100046e6f6e6500";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+async fn write_raw_frame(send: &mut quinn::SendStream, body: &[u8]) {
+    send.write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
+        .await
+        .unwrap();
+    send.write_all(body).await.unwrap();
+}
+
+#[test]
+fn a_node_of_the_previous_protocol_works_and_an_older_one_is_told_to_upgrade() {
+    let mut lab = started();
+    let home = lab.enroll("worker-old", "cpu");
+    let read = |f: &str| std::fs::read_to_string(home.join(f)).unwrap();
+    let (cert, key, ca) = (read("node.crt"), read("node.key"), read("ca.crt"));
+    let addr: std::net::SocketAddr = lab.addr.as_ref().unwrap().parse().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let connect = |alpn: &'static [u8]| {
+            let transport =
+                mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5))
+                    .unwrap();
+            let config =
+                mesh::tls::session_client_config_for(&ca, &cert, &key, transport, alpn).unwrap();
+            let endpoint = mesh::client_endpoint(addr).unwrap();
+            async move {
+                endpoint
+                    .connect_with(config, addr, proto::GATEWAY_SERVER_NAME)
+                    .unwrap()
+                    .await
+            }
+        };
+        // The previous ALPN, and the bytes a node of that version sends:
+        // the gateway welcomes it and lists it as connected.
+        let conn = connect(proto::ALPN_SESSION_PREVIOUS).await.unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        write_raw_frame(&mut send, &unhex(RECORDED_OPEN_CONTROL)).await;
+        let welcome: proto::ControlMsg = mesh::read_frame(&mut recv, proto::MAX_FRAME_LEN)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(welcome, proto::ControlMsg::Welcome { .. }),
+            "{welcome:?}"
+        );
+        let mut hb = conn.open_uni().await.unwrap();
+        write_raw_frame(&mut hb, &unhex(RECORDED_OPEN_HEARTBEAT)).await;
+        write_raw_frame(&mut hb, &unhex(RECORDED_HEARTBEAT)).await;
+        let node = lab.wait_node("worker-old", "connected", Duration::from_secs(10));
+        assert_eq!(node["health"], "healthy", "{node}");
+
+        // A peer that speaks neither the current nor the previous version
+        // (an old CLI or node two versions back) is told to upgrade.
+        let err = connect(b"openclaw/0").await.unwrap_err();
+        let msg = mesh::describe_connection_error(&err);
+        assert!(
+            msg.contains("ALPN mismatch") && msg.contains("upgrade"),
+            "{msg}"
+        );
+        conn.close(0u32.into(), b"done");
+    });
+    let log = lab.gateway().stderr();
+    assert!(
+        log.contains("a peer speaks the previous session protocol (openclaw/1)"),
+        "{log}"
+    );
+}

@@ -44,6 +44,14 @@ pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
     match alpn.as_deref() {
         Some(p) if p == proto::ALPN_ENROLL => enroll::serve(shared, conn).await,
         Some(p) if p == proto::ALPN_SESSION => session(shared, conn).await,
+        Some(p) if p == proto::ALPN_SESSION_PREVIOUS => {
+            tracing::info!(
+                remote = %conn.remote_address(),
+                "a peer speaks the previous session protocol ({}); upgrade it to this gateway's version",
+                String::from_utf8_lossy(p)
+            );
+            session(shared, conn).await
+        }
         _ => conn.close(CloseCode::Protocol.code().into(), b"unknown ALPN"),
     }
 }

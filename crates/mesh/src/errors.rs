@@ -138,7 +138,10 @@ fn describe_alert(alert: u64, reason: &str) -> String {
         }
         alert::CERTIFICATE_REQUIRED => "gateway requires a client certificate".into(),
         alert::NO_APPLICATION_PROTOCOL => {
-            "gateway does not speak this protocol version (ALPN mismatch); upgrade one side".into()
+            "the gateway does not speak this openclaw's protocol version (ALPN mismatch); upgrade \
+             the older of the two: a gateway serves its own version and the previous one, so \
+             upgrade the gateway first, then nodes and clients"
+                .into()
         }
         _ => format!("TLS handshake failed (alert {alert}): {reason}"),
     }

@@ -221,7 +221,11 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(parse_certs(chain_pem)?, parse_key(key_pem)?)
         .map_err(err)?;
-    tls.alpn_protocols = vec![proto::ALPN_SESSION.to_vec(), proto::ALPN_ENROLL.to_vec()];
+    tls.alpn_protocols = proto::ALPN_SESSIONS_SERVED
+        .iter()
+        .map(|a| a.to_vec())
+        .chain([proto::ALPN_ENROLL.to_vec()])
+        .collect();
     tls.max_early_data_size = 0;
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(err)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -257,10 +261,22 @@ pub fn session_client_config(
     key_pem: &str,
     transport: quinn::TransportConfig,
 ) -> Result<quinn::ClientConfig, TlsError> {
+    session_client_config_for(ca_pem, cert_pem, key_pem, transport, proto::ALPN_SESSION)
+}
+
+/// [`session_client_config`] offering `alpn` instead of the current
+/// session ALPN: what an older or newer peer would offer (tests).
+pub fn session_client_config_for(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    transport: quinn::TransportConfig,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, TlsError> {
     let mut tls = session_builder(ca_pem)?
         .with_client_auth_cert(parse_certs(cert_pem)?, parse_key(key_pem)?)
         .map_err(err)?;
-    tls.alpn_protocols = vec![proto::ALPN_SESSION.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     finish_client(tls, transport)
 }
 

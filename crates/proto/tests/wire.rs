@@ -1,0 +1,201 @@
+//! Golden encodings of the session and enrollment messages. The wire is
+//! bincode, whose enum tags are variant positions: reordering, removing or
+//! inserting a variant anywhere but at the end silently changes what an
+//! older peer reads. These bytes were recorded from protocol 2
+//! (`openclaw/1` and `openclaw/2` share them); every later version must
+//! still encode and decode them exactly, which is what lets the gateway
+//! serve the previous ALPN (`proto::ALPN_SESSION_PREVIOUS`).
+//!
+//! A message added later gets its own line (run with OPENCLAW_BLESS=1 to
+//! append missing lines; existing lines are never rewritten).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use proto::*;
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wire.golden");
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A sample of every message kind that crosses a version boundary.
+fn samples() -> Vec<(
+    &'static str,
+    Box<dyn Fn() -> Vec<u8>>,
+    Box<dyn Fn(&[u8]) -> bool>,
+)> {
+    macro_rules! s {
+        ($name:expr, $t:ty, $v:expr) => {
+            (
+                $name,
+                Box::new(|| codec::encode::<$t>(&$v).unwrap()) as Box<dyn Fn() -> Vec<u8>>,
+                Box::new(|b: &[u8]| codec::decode::<$t>(b).map(|d| d == $v).unwrap_or(false))
+                    as Box<dyn Fn(&[u8]) -> bool>,
+            )
+        };
+    }
+    fn hello() -> NodeHello {
+        NodeHello {
+            protocol: 2,
+            agent_version: "0.1.0".into(),
+            gpus: 2,
+            gpus_simulated: false,
+            max_jobs: 8,
+        }
+    }
+    vec![
+        s!("open.control", Open, Open::Control(hello())),
+        s!("open.heartbeat", Open, Open::Heartbeat),
+        s!("open.request.whoami", Open, Open::Request(Request::Whoami)),
+        s!(
+            "open.request.node_list",
+            Open,
+            Open::Request(Request::NodeList)
+        ),
+        s!(
+            "open.request.job_run",
+            Open,
+            Open::Request(Request::JobRun(JobSpec {
+                node: Some("worker-gpu-01".into()),
+                argv: vec!["nvidia-smi".into()],
+                ..JobSpec::default()
+            }))
+        ),
+        s!("open.job", Open, Open::Job { job_id: 7 }),
+        s!(
+            "request.job_cancel",
+            Request,
+            Request::JobCancel {
+                id: 3,
+                on_behalf_of: None
+            }
+        ),
+        s!("request.time", Request, Request::Time),
+        s!(
+            "response.identity",
+            Response,
+            Response::Identity {
+                name: "admin".into(),
+                role: Role::Admin,
+                namespace: None
+            }
+        ),
+        s!(
+            "response.error",
+            Response,
+            Response::Error(ApiError::new(ErrorCode::NotFound, "no node named x"))
+        ),
+        s!(
+            "response.time",
+            Response,
+            Response::Time {
+                unix_ms: 1_700_000_000_000
+            }
+        ),
+        s!(
+            "control.welcome",
+            ControlMsg,
+            ControlMsg::Welcome {
+                heartbeat_interval_ms: 1000,
+                gateway: "gw".into()
+            }
+        ),
+        s!(
+            "heartbeat",
+            Heartbeat,
+            Heartbeat {
+                seq: 1,
+                load1_milli: 250,
+                mem_used: 1 << 30,
+                mem_total: 4 << 30,
+                running_jobs: 1,
+                gpus: vec![],
+                gpu_source: "none".into(),
+                gpu_error: None,
+            }
+        ),
+        s!(
+            "job_frame.started",
+            JobFrame,
+            JobFrame::Started {
+                pid: 4242,
+                gpus: vec![0]
+            }
+        ),
+        s!(
+            "job_frame.exit",
+            JobFrame,
+            JobFrame::Exit {
+                code: 3,
+                timed_out: false,
+                cancelled: false,
+                killed: 1
+            }
+        ),
+        s!(
+            "job_ctl.ack",
+            JobCtl,
+            JobCtl::Ack {
+                stdout: 10,
+                stderr: 2
+            }
+        ),
+        s!("job_ctl.done", JobCtl, JobCtl::Done),
+        s!(
+            "enroll.poll",
+            EnrollRequest,
+            EnrollRequest::Poll {
+                request_id: "req-1".into()
+            }
+        ),
+    ]
+}
+
+#[test]
+fn messages_encode_and_decode_as_recorded() {
+    let text = std::fs::read_to_string(GOLDEN).unwrap_or_default();
+    let recorded: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    let bless = std::env::var_os("OPENCLAW_BLESS").is_some();
+    let mut missing = Vec::new();
+    for (name, encode, decodes) in samples() {
+        let now = hex(&encode());
+        match recorded.iter().find(|(n, _)| *n == name) {
+            Some((_, was)) => {
+                assert_eq!(
+                    &now, was,
+                    "{name}: the encoding changed, so peers of the previous version would misread it; \
+                     append new variants at the end of their enum instead"
+                );
+                assert!(
+                    decodes(&unhex(was)),
+                    "{name}: the recorded bytes no longer decode to it"
+                );
+            }
+            None => missing.push(format!("{name} {now}")),
+        }
+    }
+    if bless && !missing.is_empty() {
+        let mut out = text.clone();
+        for m in &missing {
+            out.push_str(m);
+            out.push('\n');
+        }
+        std::fs::write(GOLDEN, out).unwrap();
+    } else {
+        assert!(
+            missing.is_empty(),
+            "no recorded encoding for {missing:?}; run with OPENCLAW_BLESS=1 to record them"
+        );
+    }
+}
