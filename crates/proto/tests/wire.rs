@@ -25,12 +25,15 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A sample of every message kind that crosses a version boundary.
-fn samples() -> Vec<(
+/// A named message: how to encode it, and whether bytes decode to it.
+type Sample = (
     &'static str,
     Box<dyn Fn() -> Vec<u8>>,
     Box<dyn Fn(&[u8]) -> bool>,
-)> {
+);
+
+/// A sample of every message kind that crosses a version boundary.
+fn samples() -> Vec<Sample> {
     macro_rules! s {
         ($name:expr, $t:ty, $v:expr) => {
             (
