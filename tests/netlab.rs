@@ -61,6 +61,24 @@ struct Netlab {
 }
 
 impl Netlab {
+    /// The lab for test `test`, or `None` (having said SKIPPED and why)
+    /// where it cannot run.
+    fn up_or_skip(test: &str, tag: &str, extra: &[&str]) -> Option<Netlab> {
+        if let Some(why) = skip_reason(extra) {
+            eprintln!("SKIPPED {test}: {why}");
+            return None;
+        }
+        Some(Netlab::up(tag))
+    }
+
+    /// Asserts that `node list` has exactly the lab's three nodes: a node
+    /// that reconnected or moved never shows twice (no ghosts).
+    fn assert_three_nodes(&self) {
+        let out = self.admin(&["node", "list", "--json"]);
+        let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(list.as_array().map(Vec::len), Some(3), "{list}");
+    }
+
     fn up(tag: &str) -> Netlab {
         let tmp = tempfile::tempdir().unwrap();
         let prefix = format!("o{}{tag}", std::process::id() % 10_000);
@@ -272,11 +290,13 @@ fn local_digest(lines: u64) -> String {
 
 #[test]
 fn netlab_cross_nat_enrollment_a_job_and_nat_rebinding_mid_job() {
-    if let Some(why) = skip_reason(&["conntrack"]) {
-        eprintln!("SKIPPED netlab_cross_nat_enrollment_a_job_and_nat_rebinding_mid_job: {why}");
+    let Some(lab) = Netlab::up_or_skip(
+        "netlab_cross_nat_enrollment_a_job_and_nat_rebinding_mid_job",
+        "a",
+        &["conntrack"],
+    ) else {
         return;
-    }
-    let lab = Netlab::up("a");
+    };
     // Every node enrolled across the network; n3 from behind the NAT, so
     // the gateway sees the router's public address.
     for n in ["netlab-n1", "netlab-n2", "netlab-n3"] {
@@ -346,23 +366,16 @@ fn netlab_cross_nat_enrollment_a_job_and_nat_rebinding_mid_job() {
         connects, 3,
         "a node reconnected instead of migrating:\n{log}"
     );
-    assert_eq!(
-        lab.admin(&["node", "list", "--json"])
-            .stdout
-            .matches("\"name\"")
-            .count(),
-        3
-    );
+    lab.assert_three_nodes();
     lab.down();
 }
 
 #[test]
 fn netlab_partition_and_heal_during_a_100_mb_job() {
-    if let Some(why) = skip_reason(&[]) {
-        eprintln!("SKIPPED netlab_partition_and_heal_during_a_100_mb_job: {why}");
+    let Some(lab) = Netlab::up_or_skip("netlab_partition_and_heal_during_a_100_mb_job", "b", &[])
+    else {
         return;
-    }
-    let lab = Netlab::up("b");
+    };
     // About 100 MB over ~10 s, so the cut lands in the middle of it.
     let (job, lines) = paced_seq(50, 250_000, "0.2");
     let id = lab.detach("netlab-n1", &job);
@@ -405,11 +418,11 @@ fn netlab_partition_and_heal_during_a_100_mb_job() {
 
 #[test]
 fn netlab_gateway_restart_and_node_kill_during_jobs() {
-    if let Some(why) = skip_reason(&[]) {
-        eprintln!("SKIPPED netlab_gateway_restart_and_node_kill_during_jobs: {why}");
+    let Some(lab) =
+        Netlab::up_or_skip("netlab_gateway_restart_and_node_kill_during_jobs", "c", &[])
+    else {
         return;
-    }
-    let lab = Netlab::up("c");
+    };
     // The gateway restarts (SIGKILL) while a job runs: the node keeps the
     // job and its output, re-attaches to the new gateway process, and the
     // job ends with all of its output.
@@ -483,12 +496,6 @@ fn netlab_gateway_restart_and_node_kill_during_jobs() {
         "stray processes in n1: {left:?}"
     );
     // Still one entry per node: no ghost.
-    assert_eq!(
-        lab.admin(&["node", "list", "--json"])
-            .stdout
-            .matches("\"name\"")
-            .count(),
-        3
-    );
+    lab.assert_three_nodes();
     lab.down();
 }

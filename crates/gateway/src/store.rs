@@ -980,6 +980,19 @@ mod tests {
         }
     }
 
+    /// Ids of the stored tokens, sorted.
+    async fn token_ids(store: &Store) -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .call(|tx| tx.tokens())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queued_calls_commit_together_and_a_failure_undoes_only_its_own_writes() {
         let dir = tempfile::tempdir().unwrap();
@@ -1010,14 +1023,7 @@ mod tests {
             }
         }
         assert_eq!(ok, 200);
-        let mut ids: Vec<String> = store
-            .call(|tx| tx.tokens())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
-        ids.sort();
+        let ids = token_ids(&store).await;
         let mut want: Vec<String> = (0..300u32)
             .filter(|i| i % 3 != 0)
             .map(|i| format!("t{i}"))
@@ -1048,14 +1054,7 @@ mod tests {
             .call(|tx| tx.insert_token(&token("after")))
             .await
             .unwrap();
-        let ids: Vec<String> = store
-            .call(|tx| tx.tokens())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
-        assert_eq!(ids, vec!["after".to_string()]);
+        assert_eq!(token_ids(&store).await, vec!["after".to_string()]);
     }
 
     #[test]
