@@ -212,7 +212,10 @@ fn prometheus_metrics() {
         "openclaw_nodes_health{health=\"healthy\"} 1",
         "openclaw_jobs{state=\"exited\"} 1",
         "openclaw_enrollments_total{result=\"auto_approved\"} 1",
-        "# TYPE openclaw_handshake_failures_total counter",
+        "# TYPE openclaw_job_dispatch_seconds histogram",
+        "openclaw_job_dispatch_seconds_count 1",
+        "openclaw_job_output_rate_bytes_per_second_count 1",
+        "# TYPE openclaw_heartbeat_gap_seconds histogram",
         "openclaw_cert_expiry_timestamp_seconds{kind=\"ca\",name=",
         "openclaw_cert_expiry_timestamp_seconds{kind=\"server\",name=",
         "openclaw_cert_expiry_timestamp_seconds{kind=\"node\",name=\"worker-m\"} ",
@@ -228,6 +231,17 @@ fn prometheus_metrics() {
         .parse()
         .unwrap();
     assert!(relayed >= 12345, "{relayed}");
+    assert!(
+        page.trim_end().ends_with("# EOF"),
+        "OpenMetrics ends with # EOF"
+    );
+    let gaps: u64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix("openclaw_heartbeat_gap_seconds_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(gaps >= 1, "{gaps}");
     // The job's end went through the database thread: at least one call,
     // and never more commits than calls.
     let count = |name: &str| -> u64 {

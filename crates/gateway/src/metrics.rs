@@ -1,41 +1,92 @@
 //! Prometheus metrics over plain HTTP (`[metrics] listen` in gateway.toml;
 //! off by default). A deliberately tiny responder: `GET /metrics` only,
 //! requests capped at 8 KiB and 5 s, one response per connection.
+//!
+//! The metric types and the exposition format (OpenMetrics text) are
+//! prometheus-client's. Counters and histograms live in [`Metrics`] for the
+//! gateway's lifetime; gauges are computed at each scrape from the state
+//! database and the registry of live connections.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::Shared;
 
-/// Counters the gateway bumps as things happen.
-#[derive(Default)]
-pub struct Metrics {
-    /// Job output bytes stored from nodes.
-    pub bytes_relayed: AtomicU64,
-    enrollments: Mutex<BTreeMap<&'static str, u64>>,
-    handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
+/// One label, e.g. `[("state", "connected")]`.
+type Labels = Vec<(&'static str, String)>;
+
+fn label(key: &'static str, value: impl Into<String>) -> Labels {
+    vec![(key, value.into())]
 }
 
-fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(key).or_default() += 1;
+/// Counters and histograms the gateway updates as things happen.
+pub struct Metrics {
+    /// Job output bytes stored from nodes.
+    pub bytes_relayed: Counter<u64, AtomicU64>,
+    enrollments: Family<Labels, Counter>,
+    handshake_failures: Family<Labels, Counter>,
+    /// Seconds from a job's submit to its process starting on the node.
+    dispatch: Histogram,
+    /// Seconds between consecutive heartbeats of a node.
+    heartbeat_gap: Histogram,
+    /// Bytes per second of a job's output, over its run, at its end.
+    relay_rate: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            bytes_relayed: Counter::default(),
+            enrollments: Family::default(),
+            handshake_failures: Family::default(),
+            // 1 ms to about 16 s.
+            dispatch: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            // 50 ms to about 51 s.
+            heartbeat_gap: Histogram::new(exponential_buckets(0.05, 2.0, 11)),
+            // 1 KB/s to about 1 GB/s.
+            relay_rate: Histogram::new(exponential_buckets(1e3, 4.0, 11)),
+        }
     }
 }
 
 impl Metrics {
     /// Counts an enrollment request by outcome (`pending`, `auto_approved`, `refused`).
     pub fn enrollment(&self, result: &'static str) {
-        bump(&self.enrollments, result);
+        self.enrollments
+            .get_or_create(&label("result", result))
+            .inc();
     }
 
     /// Counts a failed handshake or refused session by reason.
     pub fn handshake_failure(&self, reason: &'static str) {
-        bump(&self.handshake_failures, reason);
+        self.handshake_failures
+            .get_or_create(&label("reason", reason))
+            .inc();
+    }
+
+    /// A job's process started `since` its submit.
+    pub fn dispatched(&self, since: Duration) {
+        self.dispatch.observe(since.as_secs_f64());
+    }
+
+    /// A node's heartbeat came `gap` after its previous one.
+    pub fn heartbeat_gap(&self, gap: Duration) {
+        self.heartbeat_gap.observe(gap.as_secs_f64());
+    }
+
+    /// A job ended having sent `bytes` of output over `run`.
+    pub fn job_output(&self, bytes: u64, run: Duration) {
+        if bytes > 0 && !run.is_zero() {
+            self.relay_rate.observe(bytes as f64 / run.as_secs_f64());
+        }
     }
 }
 
@@ -59,129 +110,135 @@ pub fn handshake_reason(e: &quinn::ConnectionError) -> &'static str {
     }
 }
 
-fn counter_family(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    map: &Mutex<BTreeMap<&'static str, u64>>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    if let Ok(m) = map.lock() {
-        for (k, v) in m.iter() {
-            let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
-        }
-    }
-}
-
-/// The metrics page.
+/// The metrics page (OpenMetrics text).
 pub fn render(shared: &Shared) -> String {
-    let mut out = String::new();
+    let mut reg = Registry::default();
     let now = Instant::now();
     let nodes = shared.store.tx(|tx| tx.nodes()).unwrap_or_default();
-    let mut by_state: BTreeMap<&str, u64> =
-        ["connected", "offline", "pending", "rejected", "revoked"]
-            .iter()
-            .map(|s| (*s, 0))
-            .collect();
-    let mut by_health: BTreeMap<&str, u64> = ["healthy", "degraded", "unhealthy"]
-        .iter()
-        .map(|s| (*s, 0))
-        .collect();
-    let mut ages = Vec::new();
+    let by_state: Family<Labels, Gauge> = Family::default();
+    for s in ["connected", "offline", "pending", "rejected", "revoked"] {
+        // Every state is listed, at 0 when no node is in it.
+        by_state.get_or_create(&label("state", s)).set(0);
+    }
+    let by_health: Family<Labels, Gauge> = Family::default();
+    for h in ["healthy", "degraded", "unhealthy"] {
+        by_health.get_or_create(&label("health", h)).set(0);
+    }
+    let ages: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
     for n in &nodes {
         let crate::NodeStatus {
             live,
-            connection: conn,
+            connection,
             health,
             ..
         } = shared.node_status(n, now);
-        *by_state.entry(conn).or_default() += 1;
-        if let Some(h) = by_health.get_mut(health) {
-            *h += 1;
+        by_state.get_or_create(&label("state", connection)).inc();
+        if live.is_some() {
+            by_health.get_or_create(&label("health", health)).inc();
         }
         if let Some(l) = live {
-            ages.push((n.name.clone(), l.view.heartbeat_age));
+            ages.get_or_create(&label("node", n.name.clone()))
+                .set(l.view.heartbeat_age.as_secs_f64());
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP openclaw_nodes Known nodes by connection state.\n# TYPE openclaw_nodes gauge"
+    reg.register(
+        "openclaw_nodes",
+        "Known nodes by connection state",
+        by_state,
     );
-    for (k, v) in &by_state {
-        let _ = writeln!(out, "openclaw_nodes{{state=\"{k}\"}} {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP openclaw_nodes_health Connected nodes by health.\n# TYPE openclaw_nodes_health gauge"
+    reg.register(
+        "openclaw_nodes_health",
+        "Connected nodes by health",
+        by_health,
     );
-    for (k, v) in &by_health {
-        let _ = writeln!(out, "openclaw_nodes_health{{health=\"{k}\"}} {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP openclaw_node_heartbeat_age_seconds Time since each connected node's last heartbeat.\n# TYPE openclaw_node_heartbeat_age_seconds gauge"
+    reg.register(
+        "openclaw_node_heartbeat_age_seconds",
+        "Time since each connected node's last heartbeat",
+        ages,
     );
-    for (name, age) in ages {
-        let _ = writeln!(
-            out,
-            "openclaw_node_heartbeat_age_seconds{{node=\"{name}\"}} {:.3}",
-            age.as_secs_f64()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP openclaw_jobs Jobs by state.\n# TYPE openclaw_jobs gauge"
-    );
+    let jobs: Family<Labels, Gauge> = Family::default();
     for (state, n) in shared.store.tx(|tx| tx.job_counts()).unwrap_or_default() {
-        let _ = writeln!(out, "openclaw_jobs{{state=\"{state}\"}} {n}");
+        jobs.get_or_create(&label("state", state))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
-    let _ = writeln!(
-        out,
-        "# HELP openclaw_output_bytes_relayed_total Job output bytes stored from nodes.\n# TYPE openclaw_output_bytes_relayed_total counter\nopenclaw_output_bytes_relayed_total {}",
-        shared.metrics.bytes_relayed.load(Ordering::Relaxed)
+    reg.register("openclaw_jobs", "Jobs by state", jobs);
+    reg.register(
+        "openclaw_cert_expiry_timestamp_seconds",
+        "When each certificate expires (unix seconds)",
+        cert_expiry(shared, &nodes),
     );
-    cert_expiry(&mut out, shared, &nodes);
     if let Ok(s) = nix::sys::statvfs::statvfs(&shared.logs_dir) {
         // fsblkcnt_t is u64 here but narrower on some 32-bit targets.
         #[allow(clippy::useless_conversion)]
         let free = u64::from(s.blocks_available()).saturating_mul(s.fragment_size());
-        let _ = writeln!(
-            out,
-            "# HELP openclaw_log_disk_free_bytes Free bytes on the file system that holds job logs.\n# TYPE openclaw_log_disk_free_bytes gauge\nopenclaw_log_disk_free_bytes {free}"
+        let g: Gauge = Gauge::default();
+        g.set(i64::try_from(free).unwrap_or(i64::MAX));
+        reg.register(
+            "openclaw_log_disk_free_bytes",
+            "Free bytes on the file system that holds job logs",
+            g,
         );
     }
+    let m = &shared.metrics;
+    reg.register(
+        "openclaw_output_bytes_relayed",
+        "Job output bytes stored from nodes",
+        m.bytes_relayed.clone(),
+    );
     let db = shared.store.counts();
-    let _ = writeln!(
-        out,
-        "# HELP openclaw_db_calls_total State database operations run by its thread (async callers).\n# TYPE openclaw_db_calls_total counter\nopenclaw_db_calls_total {}\n# HELP openclaw_db_commits_total Transactions that thread committed for them (several calls share one when they queue up).\n# TYPE openclaw_db_commits_total counter\nopenclaw_db_commits_total {}",
-        db.calls.load(Ordering::Relaxed),
-        db.commits.load(Ordering::Relaxed)
+    reg.register(
+        "openclaw_db_calls",
+        "State database operations run by its thread (async callers)",
+        ConstCounter::new(db.calls.load(Ordering::Relaxed)),
     );
-    counter_family(
-        &mut out,
-        "openclaw_enrollments_total",
-        "Enrollment requests by outcome.",
-        "result",
-        &shared.metrics.enrollments,
+    reg.register(
+        "openclaw_db_commits",
+        "Transactions that thread committed for them (several calls share one when they queue up)",
+        ConstCounter::new(db.commits.load(Ordering::Relaxed)),
     );
-    counter_family(
-        &mut out,
-        "openclaw_handshake_failures_total",
-        "Failed handshakes and refused sessions by reason.",
-        "reason",
-        &shared.metrics.handshake_failures,
+    reg.register(
+        "openclaw_enrollments",
+        "Enrollment requests by outcome",
+        m.enrollments.clone(),
     );
+    reg.register(
+        "openclaw_handshake_failures",
+        "Failed handshakes and refused sessions by reason",
+        m.handshake_failures.clone(),
+    );
+    reg.register(
+        "openclaw_job_dispatch_seconds",
+        "From a job's submit to its process starting on the node",
+        m.dispatch.clone(),
+    );
+    reg.register(
+        "openclaw_heartbeat_gap_seconds",
+        "Between consecutive heartbeats of a node",
+        m.heartbeat_gap.clone(),
+    );
+    reg.register(
+        "openclaw_job_output_rate_bytes_per_second",
+        "Output bytes per second of each job over its run, at its end",
+        m.relay_rate.clone(),
+    );
+    let mut out = String::new();
+    if let Err(e) = encode(&mut out, &reg) {
+        tracing::error!("metrics: cannot encode: {e}");
+    }
     out
 }
 
-/// `openclaw_cert_expiry_timestamp_seconds`: the CA, the server
-/// certificate, every approved node's and every active client's.
-fn cert_expiry(out: &mut String, shared: &Shared, nodes: &[crate::store::NodeRow]) {
-    let _ = writeln!(
-        out,
-        "# HELP openclaw_cert_expiry_timestamp_seconds When each certificate expires (unix seconds).\n# TYPE openclaw_cert_expiry_timestamp_seconds gauge"
-    );
+/// The CA, the server certificate, every approved node's and every active
+/// client's expiry.
+fn cert_expiry(shared: &Shared, nodes: &[crate::store::NodeRow]) -> Family<Labels, Gauge> {
+    let fam: Family<Labels, Gauge> = Family::default();
+    let set = |kind: &str, name: &str, t: u64| {
+        fam.get_or_create(&vec![
+            ("kind", kind.to_string()),
+            ("name", name.to_string()),
+        ])
+        .set(i64::try_from(t).unwrap_or(i64::MAX));
+    };
     let gw = shared.config().name.clone();
     for (kind, file) in [
         ("ca", crate::files::CA_CERT),
@@ -191,33 +248,22 @@ fn cert_expiry(out: &mut String, shared: &Shared, nodes: &[crate::store::NodeRow
             .map_err(|e| e.to_string())
             .and_then(|pem| pki::cert_validity(&pem).map_err(|e| e.to_string()))
         {
-            let _ = writeln!(
-                out,
-                "openclaw_cert_expiry_timestamp_seconds{{kind=\"{kind}\",name=\"{gw}\"}} {}",
-                v.not_after
-            );
+            set(kind, &gw, v.not_after);
         }
     }
     for n in nodes {
         if n.state == crate::store::NodeState::Approved
             && let Some(t) = n.cert_not_after
         {
-            let _ = writeln!(
-                out,
-                "openclaw_cert_expiry_timestamp_seconds{{kind=\"node\",name=\"{}\"}} {t}",
-                n.name
-            );
+            set("node", &n.name, t);
         }
     }
     for c in shared.store.tx(|tx| tx.clients()).unwrap_or_default() {
         if c.state == crate::store::ClientState::Active {
-            let _ = writeln!(
-                out,
-                "openclaw_cert_expiry_timestamp_seconds{{kind=\"{}\",name=\"{}\"}} {}",
-                c.role, c.name, c.not_after
-            );
+            set(&c.role.to_string(), &c.name, c.not_after);
         }
     }
+    fam
 }
 
 /// Serves the metrics page on `listener` until the task is dropped.
@@ -252,17 +298,22 @@ pub async fn serve(shared: std::sync::Arc<Shared>, listener: tokio::net::TcpList
             if read.is_err() {
                 return;
             }
-            let (status, body) = if buf[..got].starts_with(b"GET /metrics ") {
+            let (status, kind, body) = if buf[..got].starts_with(b"GET /metrics ") {
                 let body = crate::off_runtime(&shared, |s| render(s)).await;
-                ("200 OK", body.unwrap_or_default())
+                (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body.unwrap_or_default(),
+                )
             } else {
                 (
                     "404 Not Found",
+                    "text/plain; charset=utf-8",
                     "only GET /metrics is served here\n".to_string(),
                 )
             };
             let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = sock.write_all(resp.as_bytes()).await;

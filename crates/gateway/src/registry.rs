@@ -51,6 +51,16 @@ struct Live {
     telemetry: Option<Arc<Heartbeat>>,
 }
 
+/// What a heartbeat told the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatSeen {
+    /// Time since the node's previous heartbeat (or its connection).
+    pub gap: std::time::Duration,
+    /// The node's old and new address, when its connection moved since
+    /// the last heartbeat (QUIC migration: a NAT rebinding, roaming).
+    pub moved: Option<(SocketAddr, SocketAddr)>,
+}
+
 /// Connected nodes by name, and every live session by certificate serial.
 #[derive(Default)]
 pub struct Registry {
@@ -163,21 +173,16 @@ impl Registry {
     }
 
     /// Records a heartbeat (and its telemetry) on connection `conn_id`.
-    /// Returns the node's old and new address when the connection has
-    /// moved since the last one (QUIC migration: a NAT rebinding, roaming).
-    pub fn heartbeat(
-        &self,
-        name: &str,
-        conn_id: usize,
-        hb: Heartbeat,
-    ) -> Option<(SocketAddr, SocketAddr)> {
+    pub fn heartbeat(&self, name: &str, conn_id: usize, hb: Heartbeat) -> Option<HeartbeatSeen> {
         let hb = Arc::new(hb);
         self.with(|m| {
             let l = m.get_mut(name).filter(|l| l.conn.stable_id() == conn_id)?;
-            l.last_heartbeat = Instant::now();
+            let now = Instant::now();
+            let gap = now.saturating_duration_since(std::mem::replace(&mut l.last_heartbeat, now));
             l.telemetry = Some(hb);
-            let now = l.conn.remote_address();
-            (now != l.remote).then(|| (std::mem::replace(&mut l.remote, now), now))
+            let addr = l.conn.remote_address();
+            let moved = (addr != l.remote).then(|| (std::mem::replace(&mut l.remote, addr), addr));
+            Some(HeartbeatSeen { gap, moved })
         })
     }
 

@@ -226,8 +226,11 @@ async fn heartbeats(
     loop {
         match mesh::read_frame::<Heartbeat>(&mut recv, HEARTBEAT_FRAME_LIMIT).await {
             Ok(Some(hb)) => {
-                if let Some((old, new)) = shared.registry.heartbeat(&name, id, hb) {
-                    tracing::info!(node = %name, %old, %new, "node's address changed; its session migrated (NAT rebinding or roaming)");
+                if let Some(seen) = shared.registry.heartbeat(&name, id, hb) {
+                    shared.metrics.heartbeat_gap(seen.gap);
+                    if let Some((old, new)) = seen.moved {
+                        tracing::info!(node = %name, %old, %new, "node's address changed; its session migrated (NAT rebinding or roaming)");
+                    }
                 }
             }
             Ok(None) => return,

@@ -285,10 +285,7 @@ async fn store_output(
                 let mut at = offset;
                 mesh::read_data(recv, len, |chunk| {
                     let n = chunk.len() as u64;
-                    shared
-                        .metrics
-                        .bytes_relayed
-                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    shared.metrics.bytes_relayed.inc_by(n);
                     f.append(at, chunk, cap)?;
                     at += n;
                     Ok(())
@@ -350,6 +347,14 @@ async fn store_output(
                     .map_err(|e| e.to_string())?;
                 if started {
                     progress.send_modify(|p| p.state = JobState::Running.as_str().into());
+                    let submitted = shared.jobs.with(|m| {
+                        let j = m.jobs.get_mut(&id)?;
+                        j.started.get_or_insert_with(std::time::Instant::now);
+                        Some(j.submitted)
+                    });
+                    if let Some(t) = submitted {
+                        shared.metrics.dispatched(t.elapsed());
+                    }
                 }
             }
             last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. } | JobFrame::Refused { .. }) => {

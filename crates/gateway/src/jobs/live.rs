@@ -53,6 +53,10 @@ pub(super) struct LiveJob {
     pub(super) attach_gen: u64,
     /// Bytes received per stream, kept across re-attachments.
     pub(super) received: Option<[u64; 2]>,
+    /// When the job was submitted (recovered jobs: when recovered).
+    pub(super) submitted: std::time::Instant,
+    /// When its process started, once the node said so.
+    pub(super) started: Option<std::time::Instant>,
 }
 
 /// The live table: jobs that have not ended, and each node's load (GPUs
@@ -212,6 +216,8 @@ impl Jobs {
                     attached: false,
                     attach_gen: 0,
                     received: None,
+                    submitted: std::time::Instant::now(),
+                    started: None,
                 },
             )
         });

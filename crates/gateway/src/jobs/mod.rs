@@ -518,7 +518,14 @@ fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
 fn finish_live(shared: &Shared, id: u64, state: JobState) {
     set_progress_state(shared, id, state);
     // Dropping the sender wakes every follower for a last look at the store.
-    shared.jobs.with(|m| m.remove(id));
+    if let Some(j) = shared.jobs.with(|m| m.remove(id))
+        && let Some(started) = j.started
+    {
+        let p = j.progress.borrow();
+        shared
+            .metrics
+            .job_output(p.stdout + p.stderr, started.elapsed());
+    }
     shared.jobs.capacity.notify_waiters();
 }
 
