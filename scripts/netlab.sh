@@ -37,6 +37,13 @@ if [ -z "$BIN" ]; then
     if [ -x "$repo/target/release/openclaw" ]; then BIN="$repo/target/release/openclaw"; else BIN="$repo/target/debug/openclaw"; fi
 fi
 NSS=(sw gw n1 n2 rt n3)
+case "$DIR" in
+    ""|"/"|"$HOME"|/etc*|/usr*|/var|/root) echo "netlab: refusing NETLAB_DIR=$DIR (it is removed on down)" >&2; exit 1 ;;
+esac
+case "$P" in
+    *[!a-z0-9]*|"") echo "netlab: NETLAB_PREFIX must be lowercase letters and digits" >&2; exit 1 ;;
+esac
+[ ${#P} -le 10 ] || { echo "netlab: NETLAB_PREFIX must be at most 10 characters" >&2; exit 1; }
 
 die() { echo "netlab: $*" >&2; exit 1; }
 ns() { echo "$P-$1"; }
