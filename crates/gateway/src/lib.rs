@@ -579,10 +579,11 @@ async fn reap(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        for (name, conn) in shared
-            .registry
-            .stale(Instant::now(), shared.config().dead_after)
-        {
+        for (name, conn) in shared.registry.stale(
+            Instant::now(),
+            shared.config().dead_after,
+            shared.config().heartbeat_interval,
+        ) {
             tracing::warn!(node = %name, "no heartbeat within {:?}; declaring the node dead", shared.config().dead_after);
             conn.close(
                 CloseCode::Dead.code().into(),

@@ -49,6 +49,50 @@ struct Live {
     meta: NodeMeta,
     control: mpsc::Sender<ControlMsg>,
     telemetry: Option<Arc<Heartbeat>>,
+    /// Datagrams received on the connection, and when that was counted,
+    /// while its heartbeat is late (see [`judge`]).
+    probe: Option<(u64, Instant)>,
+}
+
+/// What the reaper makes of a connected node. Pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its heartbeat is on time.
+    Fine,
+    /// Late: count what arrives from it (start or keep a probe).
+    Watch,
+    /// Late, but datagrams still arrive: a slow or lossy link, not a dead
+    /// node. Count again from now.
+    Alive,
+    /// Late past `dead_after`, and nothing at all arrived for a whole
+    /// heartbeat interval (or it has been late for ten dead windows).
+    Dead,
+}
+
+/// Judges a node whose last heartbeat was `age` ago. `probe` is the
+/// datagram count taken while it was late and how long ago; `rx` is the
+/// count now. A killed node sends nothing, so it is dead as soon as its
+/// heartbeat is `dead_after` late, as before; a node on a lossy link whose
+/// heartbeats are being retransmitted is still heard from, and is not.
+pub fn judge(
+    age: Duration,
+    dead_after: Duration,
+    interval: Duration,
+    probe: Option<(u64, Duration)>,
+    rx: u64,
+) -> Verdict {
+    if age <= dead_after.saturating_sub(interval) {
+        return Verdict::Fine;
+    }
+    if age > dead_after.saturating_mul(10) {
+        return Verdict::Dead;
+    }
+    match probe {
+        None => Verdict::Watch,
+        Some((count, _)) if rx > count => Verdict::Alive,
+        Some((_, since)) if age > dead_after && since >= interval => Verdict::Dead,
+        Some(_) => Verdict::Watch,
+    }
 }
 
 /// What a heartbeat told the registry.
@@ -154,6 +198,7 @@ impl Registry {
             meta,
             control,
             telemetry: None,
+            probe: None,
         };
         self.with(|m| m.insert(name.to_string(), live))
             .map(|old| old.conn)
@@ -180,6 +225,7 @@ impl Registry {
             let now = Instant::now();
             let gap = now.saturating_duration_since(std::mem::replace(&mut l.last_heartbeat, now));
             l.telemetry = Some(hb);
+            l.probe = None;
             let addr = l.conn.remote_address();
             let moved = (addr != l.remote).then(|| (std::mem::replace(&mut l.remote, addr), addr));
             Some(HeartbeatSeen { gap, moved })
@@ -212,13 +258,39 @@ impl Registry {
         self.with(|m| m.get(name).map(|l| l.conn.clone()))
     }
 
-    /// Connections whose last heartbeat is older than `dead_after`.
-    pub fn stale(&self, now: Instant, dead_after: Duration) -> Vec<(String, quinn::Connection)> {
+    /// Connections of dead nodes ([`judge`]): heartbeat `dead_after` late
+    /// and nothing heard from them for a heartbeat `interval`. Only late
+    /// nodes' datagram counts are read.
+    pub fn stale(
+        &self,
+        now: Instant,
+        dead_after: Duration,
+        interval: Duration,
+    ) -> Vec<(String, quinn::Connection)> {
         self.with(|m| {
-            m.iter()
-                .filter(|(_, l)| now.saturating_duration_since(l.last_heartbeat) > dead_after)
-                .map(|(n, l)| (n.clone(), l.conn.clone()))
-                .collect()
+            let mut dead = Vec::new();
+            for (n, l) in m.iter_mut() {
+                let age = now.saturating_duration_since(l.last_heartbeat);
+                if age <= dead_after.saturating_sub(interval) {
+                    l.probe = None;
+                    continue;
+                }
+                let rx = l.conn.stats().udp_rx.datagrams;
+                let probe = l
+                    .probe
+                    .map(|(c, at)| (c, now.saturating_duration_since(at)));
+                match judge(age, dead_after, interval, probe, rx) {
+                    Verdict::Fine => l.probe = None,
+                    Verdict::Watch => {
+                        if l.probe.is_none() {
+                            l.probe = Some((rx, now));
+                        }
+                    }
+                    Verdict::Alive => l.probe = Some((rx, now)),
+                    Verdict::Dead => dead.push((n.clone(), l.conn.clone())),
+                }
+            }
+            dead
         })
     }
 
@@ -230,5 +302,37 @@ impl Registry {
     /// Whether no node is connected.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_node_is_dead_only_when_nothing_arrives() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let (dead, hb) = (s(3), s(1));
+        for (age, probe, rx, want) in [
+            (ms(500), None, 0, Verdict::Fine),
+            (s(2), None, 0, Verdict::Fine),
+            // Late: start counting a heartbeat interval before the deadline.
+            (ms(2100), None, 10, Verdict::Watch),
+            // Killed: nothing since the probe; dead once the deadline passes.
+            (ms(3050), Some((10, ms(950))), 10, Verdict::Watch),
+            (ms(3100), Some((10, s(1))), 10, Verdict::Dead),
+            // Lossy: heartbeats late, datagrams still arriving: alive.
+            (s(4), Some((10, s(1))), 11, Verdict::Alive),
+            (s(9), Some((50, ms(300))), 50, Verdict::Watch),
+            // Heard from but not heartbeating for ten dead windows: dead.
+            (s(31), Some((50, ms(10))), 60, Verdict::Dead),
+        ] {
+            assert_eq!(
+                judge(age, dead, hb, probe, rx),
+                want,
+                "{age:?} {probe:?} {rx}"
+            );
+        }
     }
 }
