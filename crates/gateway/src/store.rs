@@ -586,7 +586,8 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Work>) {
         }
     };
     let mut replies = Vec::with_capacity(batch.len());
-    for work in batch.drain(..) {
+    let mut queue = batch.drain(..);
+    while let Some(work) = queue.next() {
         if let Err(e) = tx.0.execute_batch("SAVEPOINT work") {
             let (_, deliver) = work(None);
             deliver(Err(StoreError(e.to_string())));
@@ -604,6 +605,11 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Work>) {
             // transaction can be trusted, so none of it is committed.
             Err(e) => {
                 deliver(Err(StoreError(e.to_string())));
+                // The operations not run yet hear it too, not silence.
+                for rest in queue {
+                    let (_, d) = rest(None);
+                    replies.push(d);
+                }
                 fail_all(tx, replies, &e.to_string());
                 return;
             }
