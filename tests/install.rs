@@ -13,16 +13,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn skip_reason() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    if !testkit::is_root() {
         return Some("needs root to set owners in the scratch root".into());
     }
     for tool in [
@@ -31,7 +23,7 @@ fn skip_reason() -> Option<String> {
         "systemd-analyze",
         "userdel",
     ] {
-        if !have(tool) {
+        if !testkit::have_tool(tool) {
             return Some(format!(
                 "{tool} is missing (apt-get install systemd passwd)"
             ));

@@ -19,27 +19,19 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/netlab.sh")
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Why the netlab cannot run here, if it cannot.
 fn skip_reason(extra: &[&str]) -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+    if !testkit::is_root() {
         return Some("needs root for network namespaces (CI runs as root)".into());
     }
-    if !have("ip") {
+    if !testkit::have_tool("ip") {
         return Some("needs iproute2".into());
     }
-    if !have("nft") && !have("iptables") {
+    if !testkit::have_tool("nft") && !testkit::have_tool("iptables") {
         return Some("needs nftables or iptables for the NAT".into());
     }
     for t in extra {
-        if !have(t) {
+        if !testkit::have_tool(t) {
             return Some(format!("needs {t}"));
         }
     }
@@ -157,15 +149,28 @@ impl Netlab {
     }
 
     fn wait_job(&self, id: u64, state: &str, timeout: Duration) -> serde_json::Value {
+        self.wait_job_for(id, timeout, state, |j| j["state"] == state)
+    }
+
+    /// Waits until job `id` satisfies `ok`; fails at once if it ends
+    /// without doing so. Polls every 200 ms: each look is a process in a
+    /// namespace.
+    fn wait_job_for(
+        &self,
+        id: u64,
+        timeout: Duration,
+        what: &str,
+        ok: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let until = Instant::now() + timeout;
         loop {
             let j = self.job(id);
-            if j["state"] == state {
+            if ok(&j) {
                 return j;
             }
             assert!(
                 Instant::now() < until && !proto_terminal(&j),
-                "job {id} never became {state}: {j}"
+                "job {id} never became {what}: {j}"
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -460,15 +465,7 @@ fn netlab_gateway_restart_and_node_kill_during_jobs() {
         |n| n["connection"] == "connected",
         "connected again",
     );
-    let until = Instant::now() + T;
-    let end = loop {
-        let j = lab.job(id);
-        if proto_terminal(&j) {
-            break j;
-        }
-        assert!(Instant::now() < until, "job {id} never ended: {j}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let end = lab.wait_job_for(id, T, "ended", proto_terminal);
     match end["state"].as_str() {
         Some("exited") => {
             assert_eq!(
