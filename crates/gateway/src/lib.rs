@@ -125,12 +125,7 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
     f: impl FnOnce(&Arc<Shared>) -> T + Send + 'static,
 ) -> Result<T, proto::ApiError> {
     let shared = shared.clone();
-    tokio::task::spawn_blocking(move || {
-        OFF_RUNTIME.with(|c| c.set(true));
-        let out = f(&shared);
-        OFF_RUNTIME.with(|c| c.set(false));
-        out
-    })
+    tokio::task::spawn_blocking(move || blocking_ok(|| f(&shared)))
     .await
     .map_err(|e| {
         tracing::error!("a request handler failed: {e}");
@@ -139,6 +134,15 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
             "the gateway failed while handling this request; see its log",
         )
     })
+}
+
+/// Free bytes for an unprivileged user on the file system holding `path`
+/// (`/metrics` and `openclaw doctor` report it for job logs).
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let s = nix::sys::statvfs::statvfs(path).ok()?;
+    // fsblkcnt_t is u64 here but narrower on some 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    Some(u64::from(s.blocks_available()).saturating_mul(s.fragment_size()))
 }
 
 /// What `init` reports.

@@ -167,10 +167,7 @@ pub fn render(shared: &Shared) -> String {
         "When each certificate expires (unix seconds)",
         cert_expiry(shared, &nodes),
     );
-    if let Ok(s) = nix::sys::statvfs::statvfs(&shared.logs_dir) {
-        // fsblkcnt_t is u64 here but narrower on some 32-bit targets.
-        #[allow(clippy::useless_conversion)]
-        let free = u64::from(s.blocks_available()).saturating_mul(s.fragment_size());
+    if let Some(free) = crate::free_bytes(&shared.logs_dir) {
         let g: Gauge = Gauge::default();
         g.set(i64::try_from(free).unwrap_or(i64::MAX));
         reg.register(

@@ -284,13 +284,6 @@ pub fn render(home: &Path, kind: &str, findings: &[Finding]) -> String {
     out
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn mode_of(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path)
@@ -334,7 +327,7 @@ pub async fn run(home: &Home, json: bool) -> Result<(), CliError> {
             findings.push(key_mode(&path, m));
         }
     }
-    let now = now();
+    let now = gateway::unix_now();
     let certs: [(&str, &str, &str); 4] = [
         (
             gateway::files::CA_CERT,
@@ -425,10 +418,7 @@ fn gateway_checks(home: &Home, findings: &mut Vec<Finding>) {
     } else {
         home.root().to_path_buf()
     };
-    if let Ok(s) = nix::sys::statvfs::statvfs(&probe) {
-        // fsblkcnt_t is u64 here but narrower on some 32-bit targets.
-        #[allow(clippy::useless_conversion)]
-        let free = u64::from(s.blocks_available()).saturating_mul(s.fragment_size());
+    if let Some(free) = gateway::free_bytes(&probe) {
         findings.push(log_disk(free, cfg.retention.logs_max_bytes));
     }
 }
