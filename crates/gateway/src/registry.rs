@@ -70,16 +70,17 @@ pub enum Verdict {
 }
 
 /// Judges a node whose last heartbeat was `age` ago. `probe` is the
-/// datagram count taken while it was late and how long ago; `rx` is the
-/// count now. A killed node sends nothing, so it is dead as soon as its
-/// heartbeat is `dead_after` late, as before; a node on a lossy link whose
-/// heartbeats are being retransmitted is still heard from, and is not.
+/// datagram count taken while it was late and how long ago; `rx` reads the
+/// count now (only for late nodes: it locks the connection). A killed node
+/// sends nothing, so it is dead as soon as its heartbeat is `dead_after`
+/// late, as before; a node on a lossy link whose heartbeats are being
+/// retransmitted is still heard from, and is not.
 pub fn judge(
     age: Duration,
     dead_after: Duration,
     interval: Duration,
     probe: Option<(u64, Duration)>,
-    rx: u64,
+    rx: impl FnOnce() -> u64,
 ) -> Verdict {
     if age <= dead_after.saturating_sub(interval) {
         return Verdict::Fine;
@@ -87,6 +88,7 @@ pub fn judge(
     if age > dead_after.saturating_mul(10) {
         return Verdict::Dead;
     }
+    let rx = rx();
     match probe {
         None => Verdict::Watch,
         Some((count, _)) if rx > count => Verdict::Alive,
@@ -271,22 +273,19 @@ impl Registry {
             let mut dead = Vec::new();
             for (n, l) in m.iter_mut() {
                 let age = now.saturating_duration_since(l.last_heartbeat);
-                if age <= dead_after.saturating_sub(interval) {
-                    l.probe = None;
-                    continue;
-                }
-                let rx = l.conn.stats().udp_rx.datagrams;
                 let probe = l
                     .probe
                     .map(|(c, at)| (c, now.saturating_duration_since(at)));
-                match judge(age, dead_after, interval, probe, rx) {
+                let mut rx = None;
+                let verdict = judge(age, dead_after, interval, probe, || {
+                    *rx.insert(l.conn.stats().udp_rx.datagrams)
+                });
+                match verdict {
                     Verdict::Fine => l.probe = None,
-                    Verdict::Watch => {
-                        if l.probe.is_none() {
-                            l.probe = Some((rx, now));
-                        }
-                    }
-                    Verdict::Alive => l.probe = Some((rx, now)),
+                    // A new probe starts from the count just read.
+                    Verdict::Watch if l.probe.is_none() => l.probe = rx.map(|c| (c, now)),
+                    Verdict::Watch => {}
+                    Verdict::Alive => l.probe = rx.map(|c| (c, now)),
                     Verdict::Dead => dead.push((n.clone(), l.conn.clone())),
                 }
             }
@@ -329,7 +328,7 @@ mod tests {
             (s(31), Some((50, ms(10))), 60, Verdict::Dead),
         ] {
             assert_eq!(
-                judge(age, dead, hb, probe, rx),
+                judge(age, dead, hb, probe, || rx),
                 want,
                 "{age:?} {probe:?} {rx}"
             );
