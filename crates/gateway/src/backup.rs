@@ -36,6 +36,38 @@ const FORMAT: u32 = 1;
 /// Largest manifest accepted.
 const MAX_MANIFEST: u64 = 16 << 20;
 
+/// A reader that counts and hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: pki::Sha256Writer,
+    bytes: u64,
+}
+
+impl<R: std::io::Read> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: pki::Sha256Writer::default(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes read, and their SHA-256 in lowercase hex.
+    fn finish(self) -> (u64, String) {
+        (self.bytes, pki::hex(&self.hasher.finish()))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = buf.get(..n).unwrap_or_default();
+        self.hasher.write_all(chunk)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// What a file in a backup is, which sets its mode on restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -198,22 +230,29 @@ fn write_archive(
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
     let mut entries = Vec::new();
     let mut add = |name: &str, path: &Path, kind: Kind| -> Result<(), GatewayError> {
-        let mut f = fs::File::open(path).map_err(io(path))?;
+        let f = fs::File::open(path).map_err(io(path))?;
         let bytes = f.metadata().map_err(io(path))?.len();
-        let mut hasher = pki::Sha256Writer::default();
-        std::io::copy(&mut f, &mut hasher).map_err(io(path))?;
-        let mut f = fs::File::open(path).map_err(io(path))?;
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes);
         header.set_mode(if kind == Kind::Public { 0o644 } else { 0o600 });
         header.set_mtime(unix_now());
         header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, format!("{ROOT}/{name}"), &mut f)
+        // One pass: hashed as it is archived, and cut at the size in the
+        // header (a running job's log may grow meanwhile).
+        let mut data = Hashing::new(std::io::Read::take(f, bytes));
+        tar.append_data(&mut header, format!("{ROOT}/{name}"), &mut data)
             .map_err(io(out))?;
+        let (got, sha256) = data.finish();
+        if got != bytes {
+            return Err(GatewayError::Io(format!(
+                "{} shrank while it was being backed up; run the backup again",
+                path.display()
+            )));
+        }
         entries.push(FileEntry {
             name: name.to_string(),
             bytes,
-            sha256: pki::hex(&hasher.finish()),
+            sha256,
         });
         Ok(())
     };
@@ -335,23 +374,23 @@ fn unpack(archive: &Path, home: &Home, staging: &Path) -> Result<Report, Gateway
             .mode(0o600)
             .open(&dest)
             .map_err(io(&dest))?;
-        let mut hasher = pki::Sha256Writer::default();
+        // Read errors are the archive's, write errors the home's.
+        let mut data = Hashing::new(&mut entry);
         let mut buf = vec![0u8; 256 * 1024];
-        let mut bytes = 0u64;
         loop {
-            let n = entry.read(&mut buf).map_err(|e| bad(archive, e))?;
+            let n = data.read(&mut buf).map_err(|e| bad(archive, e))?;
             if n == 0 {
                 break;
             }
-            out.write_all(&buf[..n]).map_err(io(&dest))?;
-            hasher.write_all(&buf[..n]).map_err(io(&dest))?;
-            bytes += n as u64;
+            out.write_all(buf.get(..n).unwrap_or_default())
+                .map_err(io(&dest))?;
         }
+        let (bytes, sha256) = data.finish();
         out.sync_all().map_err(io(&dest))?;
         got.push(FileEntry {
             name,
             bytes,
-            sha256: pki::hex(&hasher.finish()),
+            sha256,
         });
     }
     let text = manifest_text.ok_or_else(|| bad(archive, "it has no MANIFEST"))?;

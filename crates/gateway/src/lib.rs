@@ -126,14 +126,14 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
 ) -> Result<T, proto::ApiError> {
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || blocking_ok(|| f(&shared)))
-    .await
-    .map_err(|e| {
-        tracing::error!("a request handler failed: {e}");
-        proto::ApiError::new(
-            proto::ErrorCode::Internal,
-            "the gateway failed while handling this request; see its log",
-        )
-    })
+        .await
+        .map_err(|e| {
+            tracing::error!("a request handler failed: {e}");
+            proto::ApiError::new(
+                proto::ErrorCode::Internal,
+                "the gateway failed while handling this request; see its log",
+            )
+        })
 }
 
 /// Free bytes for an unprivileged user on the file system holding `path`
