@@ -638,10 +638,7 @@ impl Shaper {
         if imp == Impairment::default() {
             st.passed += 1;
             drop(st);
-            let _ = match to {
-                Some(a) => sock.send_to(data, a),
-                None => sock.send(data),
-            };
+            forward(sock, to, data);
             return;
         }
         if st.rng.next_f64() < imp.loss {
@@ -677,10 +674,7 @@ impl Shaper {
                 Some(at) if at <= now => {
                     if let Some(d) = st.queue.pop() {
                         drop(st);
-                        let _ = match d.to {
-                            Some(a) => d.sock.send_to(&d.data, a),
-                            None => d.sock.send(&d.data),
-                        };
+                        forward(&d.sock, d.to, &d.data);
                     }
                 }
                 Some(at) => {
@@ -692,6 +686,14 @@ impl Shaper {
             }
         }
     }
+}
+
+/// Sends a datagram on: to `to`, or to the socket's connected peer.
+fn forward(sock: &std::net::UdpSocket, to: Option<std::net::SocketAddr>, data: &[u8]) {
+    let _ = match to {
+        Some(a) => sock.send_to(data, a),
+        None => sock.send(data),
+    };
 }
 
 /// A UDP relay between nodes and a gateway on 127.0.0.1 that can drop

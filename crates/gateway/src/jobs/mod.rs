@@ -432,8 +432,8 @@ async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved, chat: bool) {
     loop {
         let resolved = r.clone();
         match off_runtime(&shared, move |s| queued_turn(s, id, &resolved, chat)).await {
-            Ok(Turn::Wait) => {}
-            Ok(Turn::Done) | Err(_) => return,
+            Ok(QueueStep::Wait) => {}
+            Ok(QueueStep::Done) | Err(_) => return,
         }
         let _ =
             tokio::time::timeout(Duration::from_millis(500), shared.jobs.capacity.notified()).await;
@@ -441,7 +441,7 @@ async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved, chat: bool) {
 }
 
 /// What a queued job does after one try at routing.
-enum Turn {
+enum QueueStep {
     /// It was decided or ended: nothing more to wait for.
     Done,
     /// Still no capacity; try again when some frees up.
@@ -449,12 +449,12 @@ enum Turn {
 }
 
 /// One try at routing a queued job (blocking: runs off the async workers).
-fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: bool) -> Turn {
+fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: bool) -> QueueStep {
     let Ok(Some(row)) = shared.store.tx(|tx| tx.job(id)) else {
-        return Turn::Done;
+        return QueueStep::Done;
     };
     if row.state != JobState::Queued {
-        return Turn::Done;
+        return QueueStep::Done;
     }
     let routed = {
         let _routing = shared.jobs.route_lock();
@@ -474,16 +474,16 @@ fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: bool) -> Turn 
             if let Err(e) = decide(shared, row, JobState::Queued, &node, r, chat) {
                 tracing::info!(job = id, error = %e.message, "queued job not started");
             }
-            Turn::Done
+            QueueStep::Done
         }
-        Err(e) if e.is_busy() && row.queue_until.is_some_and(|t| unix_now() < t) => Turn::Wait,
+        Err(e) if e.is_busy() && row.queue_until.is_some_and(|t| unix_now() < t) => QueueStep::Wait,
         Err(e) => {
             let msg = match e {
                 RouteError::Busy(m) => format!("gave up waiting for capacity: {m}"),
                 RouteError::Unknown(m) | RouteError::Unavailable(m) => m,
             };
             let _ = end(shared, id, JobState::Expired, None, &msg);
-            Turn::Done
+            QueueStep::Done
         }
     }
 }
