@@ -629,6 +629,33 @@ mod tests {
     }
 
     #[test]
+    fn advertise_must_be_host_and_port() {
+        for (a, ok) in [
+            ("gw.example.org:7443", true),
+            ("10.1.2.3:7443", true),
+            ("[2001:db8::1]:7443", true),
+            ("gw.example.org", false),
+            ("gw.example.org:0", false),
+            ("gw.example.org:70000", false),
+            (":7443", false),
+            ("[not-v6]:7443", false),
+            ("gw example:7443", false),
+            ("gw/../x:7443", false),
+        ] {
+            let text = format!("[gateway]\nadvertise = \"{a}\"\n");
+            let r = Config::parse(&text);
+            assert_eq!(r.is_ok(), ok, "{a}: {:?}", r.as_ref().err());
+            if let Err(e) = r {
+                assert!(e.starts_with("gateway.advertise: "), "{e}");
+                assert!(e.contains("is not HOST:PORT"), "{e}");
+            }
+        }
+        let cfg =
+            Config::parse(&Config::template("gw", "0.0.0.0:7443", Some("gw.lab:7443"))).unwrap();
+        assert_eq!(cfg.advertise.as_deref(), Some("gw.lab:7443"));
+    }
+
+    #[test]
     fn named_jobs_and_aliases() {
         let cfg = Config::parse(
             "[jobs.training]\ncommand = [\"python\", \"train.py\"]\nrole = \"gpu\"\naliases = [\"Train Model\"]\ntimeout = \"12h\"",
