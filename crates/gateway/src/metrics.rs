@@ -114,7 +114,11 @@ pub fn handshake_reason(e: &quinn::ConnectionError) -> &'static str {
 pub fn render(shared: &Shared) -> String {
     let mut reg = Registry::default();
     let now = Instant::now();
-    let nodes = shared.store.tx(|tx| tx.nodes()).unwrap_or_default();
+    // One read of the state for the whole page.
+    let (nodes, job_counts, clients) = shared
+        .store
+        .tx(|tx| Ok::<_, crate::store::StoreError>((tx.nodes()?, tx.job_counts()?, tx.clients()?)))
+        .unwrap_or_default();
     let by_state: Family<Labels, Gauge> = Family::default();
     for s in ["connected", "offline", "pending", "rejected", "revoked"] {
         // Every state is listed, at 0 when no node is in it.
@@ -157,7 +161,7 @@ pub fn render(shared: &Shared) -> String {
         ages,
     );
     let jobs: Family<Labels, Gauge> = Family::default();
-    for (state, n) in shared.store.tx(|tx| tx.job_counts()).unwrap_or_default() {
+    for (state, n) in job_counts {
         jobs.get_or_create(&label("state", state))
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
@@ -165,7 +169,7 @@ pub fn render(shared: &Shared) -> String {
     reg.register(
         "openclaw_cert_expiry_timestamp_seconds",
         "When each certificate expires (unix seconds)",
-        cert_expiry(shared, &nodes),
+        cert_expiry(shared, &nodes, &clients),
     );
     if let Some(free) = crate::free_bytes(&shared.logs_dir) {
         let g: Gauge = Gauge::default();
@@ -227,7 +231,11 @@ pub fn render(shared: &Shared) -> String {
 
 /// The CA, the server certificate, every approved node's and every active
 /// client's expiry.
-fn cert_expiry(shared: &Shared, nodes: &[crate::store::NodeRow]) -> Family<Labels, Gauge> {
+fn cert_expiry(
+    shared: &Shared,
+    nodes: &[crate::store::NodeRow],
+    clients: &[crate::store::ClientRow],
+) -> Family<Labels, Gauge> {
     let fam: Family<Labels, Gauge> = Family::default();
     let set = |kind: &str, name: &str, t: u64| {
         fam.get_or_create(&vec![
@@ -255,7 +263,7 @@ fn cert_expiry(shared: &Shared, nodes: &[crate::store::NodeRow]) -> Family<Label
             set("node", &n.name, t);
         }
     }
-    for c in shared.store.tx(|tx| tx.clients()).unwrap_or_default() {
+    for c in clients {
         if c.state == crate::store::ClientState::Active {
             set(&c.role.to_string(), &c.name, c.not_after);
         }
