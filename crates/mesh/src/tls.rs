@@ -338,8 +338,8 @@ impl ServerCertVerifier for PinnedCaVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let ca = intermediates
             .iter()
-            .find(|c| pki::spki_pin(c).is_ok_and(|p| pki::constant_time_eq(&p, &self.pin)));
-        let Some(ca) = ca else {
+            .position(|c| pki::spki_pin(c).is_ok_and(|p| pki::constant_time_eq(&p, &self.pin)));
+        let Some(ca) = ca.and_then(|i| intermediates.get(i).map(|c| (i, c))) else {
             let got = intermediates
                 .last()
                 .and_then(|c| pki::spki_pin(c).ok())
@@ -351,6 +351,16 @@ impl ServerCertVerifier for PinnedCaVerifier {
                 pki::hex(&self.pin)
             )));
         };
+        let (at, ca) = ca;
+        // The rest of the chain may link the server certificate to the
+        // pinned CA: during a CA rotation the gateway sends the new CA
+        // cross-signed by the old one, so tokens made before it still work.
+        let rest: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != at)
+            .map(|(_, c)| c.clone())
+            .collect();
         let mut roots = RootCertStore::empty();
         roots
             .add(ca.clone().into_owned())
@@ -362,7 +372,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         .build()
         .map_err(|e| self.check.fail(format!("bad CA certificate: {e}")))?;
         inner
-            .verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+            .verify_server_cert(end_entity, &rest, server_name, ocsp_response, now)
             .map_err(|e| {
                 self.check.fail(format!(
                     "the gateway's certificate is not valid under the pinned CA: {e}"
@@ -420,4 +430,78 @@ pub fn enroll_client_config(
         .with_no_client_auth();
     tls.alpn_protocols = vec![proto::ALPN_ENROLL.to_vec()];
     Ok((finish_client(tls, transport)?, check))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from(pki::pem_to_der(pem, "CERTIFICATE").unwrap())
+    }
+
+    fn verify(roots_pem: &[&str], chain: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+        let mut roots = RootCertStore::empty();
+        for pem in roots_pem {
+            roots.add(der(pem)).unwrap();
+        }
+        let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap();
+        let name = ServerName::try_from(proto::GATEWAY_SERVER_NAME).unwrap();
+        let at = UnixTime::since_unix_epoch(Duration::from_secs(NOW + 60));
+        v.verify_server_cert(&chain[0], &chain[1..], &name, &[], at)
+            .map(|_| ())
+    }
+
+    fn pinned(pin: [u8; 32], chain: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+        let v = PinnedCaVerifier {
+            pin,
+            provider: provider(),
+            check: Arc::new(PinCheck::default()),
+        };
+        let name = ServerName::try_from(proto::GATEWAY_SERVER_NAME).unwrap();
+        let at = UnixTime::since_unix_epoch(Duration::from_secs(NOW + 60));
+        v.verify_server_cert(&chain[0], &chain[1..], &name, &[], at)
+            .map(|_| ())
+    }
+
+    /// The chain a gateway sends while it rotates its CA (server certificate
+    /// from the new CA, the new CA cross-signed by the old, the old CA)
+    /// verifies for a peer that trusts only the old CA, only the new one,
+    /// or both, and for join tokens pinning either; a chain without the
+    /// twin does not verify for a peer of the old CA.
+    #[test]
+    fn the_rotation_chain_verifies_under_either_ca() {
+        let (old_pem, old_key) = pki::generate_ca("gw", NOW).unwrap();
+        let old = pki::Ca::load(&old_pem, &old_key).unwrap();
+        let next = pki::generate_next_ca("gw", &old, NOW).unwrap();
+        let new = pki::Ca::load(&next.cert_pem, &next.key_pem).unwrap();
+        let (leaf, _) = new.issue_server("gw", 3600, NOW).unwrap();
+        let leaf = CertificateDer::from(leaf.der);
+        let overlap = [leaf.clone(), der(&next.cross_pem), der(&old_pem)];
+        verify(&[&old_pem], &overlap).unwrap();
+        verify(&[&next.cert_pem], &overlap).unwrap();
+        verify(&[&next.cert_pem, &old_pem], &overlap).unwrap();
+        pinned(old.pin(), &overlap).unwrap();
+        pinned(new.pin(), &overlap).unwrap();
+
+        let after = [leaf.clone(), der(&next.cert_pem)];
+        verify(&[&next.cert_pem], &after).unwrap();
+        assert!(
+            verify(&[&old_pem], &after).is_err(),
+            "old CA alone after finish"
+        );
+        assert!(pinned(old.pin(), &after).is_err(), "old pin after finish");
+        pinned(new.pin(), &after).unwrap();
+
+        // A stranger's CA cross-signing nothing of ours proves nothing.
+        let (other_pem, _) = pki::generate_ca("gw", NOW).unwrap();
+        assert!(verify(&[&other_pem], &overlap).is_err());
+    }
 }

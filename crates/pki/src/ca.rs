@@ -69,15 +69,13 @@ fn random_serial() -> Result<(SerialNumber, String), PkiError> {
     Ok((SerialNumber::from_slice(&bytes), crate::hex(&bytes)))
 }
 
-/// Generates a new CA for the gateway named `gateway_name`. Returns the
-/// CA certificate PEM and its private key PEM.
-pub fn generate_ca(gateway_name: &str, now: u64) -> Result<(String, String), PkiError> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| PkiError::Generate(e.to_string()))?;
+/// The parameters of a new CA for the gateway named `gateway_name`.
+fn ca_params(gateway_name: &str, now: u64) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    // A random suffix keeps two gateways of the same name from issuing
-    // certificates that look alike to a verifier matching issuers by name.
+    // A random suffix keeps two gateways of the same name (or two CAs of one
+    // gateway, across a rotation) from issuing certificates that look alike
+    // to a verifier matching issuers by name.
     let mut tag = [0u8; 4];
     random_bytes(&mut tag)?;
     dn.push(
@@ -91,10 +89,53 @@ pub fn generate_ca(gateway_name: &str, now: u64) -> Result<(String, String), Pki
     params.not_before = time_at(now.saturating_sub(BACKDATE_SECS))?;
     params.not_after = time_at(now + CA_TTL_SECS)?;
     params.serial_number = Some(random_serial()?.0);
-    let cert = params
+    Ok(params)
+}
+
+/// Generates a new CA for the gateway named `gateway_name`. Returns the
+/// CA certificate PEM and its private key PEM.
+pub fn generate_ca(gateway_name: &str, now: u64) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| PkiError::Generate(e.to_string()))?;
+    let cert = ca_params(gateway_name, now)?
         .self_signed(&key)
         .map_err(|e| PkiError::Generate(e.to_string()))?;
     Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The CA that replaces another during a rotation.
+#[derive(Debug, Clone)]
+pub struct NextCa {
+    /// The new CA's self-signed certificate, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
+    /// The same subject and key, signed by the current CA: sent as an
+    /// intermediate, it lets a peer that trusts only the current CA verify
+    /// certificates the new one issues.
+    pub cross_pem: String,
+}
+
+/// Generates the CA that will replace `current`, and its cross-signed twin.
+pub fn generate_next_ca(gateway_name: &str, current: &Ca, now: u64) -> Result<NextCa, PkiError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| PkiError::Generate(e.to_string()))?;
+    let mut params = ca_params(gateway_name, now)?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| PkiError::Generate(e.to_string()))?;
+    // The same parameters, so the subject's encoding is byte-identical; a
+    // serial of its own.
+    params.serial_number = Some(random_serial()?.0);
+    params.use_authority_key_identifier_extension = true;
+    let cross = params
+        .signed_by(&key, &current.issuer)
+        .map_err(|e| PkiError::Generate(e.to_string()))?;
+    Ok(NextCa {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cross_pem: cross.pem(),
+    })
 }
 
 /// A loaded CA that can issue certificates.
@@ -307,6 +348,33 @@ mod tests {
             .unwrap();
         let peer = parse_peer_cert(&cert.der).unwrap();
         assert_eq!(renewal_due(peer.not_before, peer.not_after), NOW + 20);
+    }
+
+    #[test]
+    fn next_ca_has_a_cross_signed_twin() {
+        let (old_pem, old_key) = generate_ca("gw", NOW).unwrap();
+        let old = Ca::load(&old_pem, &old_key).unwrap();
+        let next = generate_next_ca("gw", &old, NOW).unwrap();
+        let new = Ca::load(&next.cert_pem, &next.key_pem).unwrap();
+        let new_der = pem_to_der(&next.cert_pem, "CERTIFICATE").unwrap();
+        let cross_der = pem_to_der(&next.cross_pem, "CERTIFICATE").unwrap();
+        // Same key (so the same pin) and the same subject bytes.
+        assert_eq!(spki_pin(&cross_der).unwrap(), new.pin());
+        assert_ne!(new.pin(), old.pin());
+        assert!(crate::issued_by(&cross_der, old.cert_der()).unwrap());
+        assert!(!crate::issued_by(&cross_der, &new_der).unwrap());
+        assert!(crate::issued_by(&new_der, &new_der).unwrap(), "self-signed");
+        let key = generate_key().unwrap();
+        let leaf = new
+            .issue_client("n", Role::Node, &key.spki_der, 60, NOW)
+            .unwrap();
+        assert!(crate::issued_by(&leaf.der, &new_der).unwrap());
+        assert!(
+            crate::issued_by(&leaf.der, &cross_der).unwrap(),
+            "the twin has the new CA's subject"
+        );
+        assert!(!crate::issued_by(&leaf.der, old.cert_der()).unwrap());
+        assert!(crate::issued_by(b"junk", &new_der).is_err());
     }
 
     #[test]

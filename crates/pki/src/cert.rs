@@ -71,6 +71,17 @@ pub fn serial_of(der: &[u8]) -> Result<String, PkiError> {
     Ok(hex(cert.raw_serial()))
 }
 
+/// Whether `cert_der` names `ca_der`'s subject as its issuer: which CA
+/// signed it, among CAs whose names are unique (each carries a random tag).
+/// Comparing the raw DER is what certificate path building does.
+pub fn issued_by(cert_der: &[u8], ca_der: &[u8]) -> Result<bool, PkiError> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| PkiError::Cert(format!("unparseable: {e}")))?;
+    let (_, ca) = X509Certificate::from_der(ca_der)
+        .map_err(|e| PkiError::Cert(format!("unparseable CA: {e}")))?;
+    Ok(cert.issuer().as_raw() == ca.subject().as_raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,10 +21,10 @@ mod csr;
 mod token;
 
 pub use ca::{
-    BACKDATE_SECS, Ca, GeneratedKey, IssuedCert, Validity, cert_validity, der_to_pem, generate_ca,
-    generate_key, pem_to_der, renewal_due, spki_pin,
+    BACKDATE_SECS, Ca, GeneratedKey, IssuedCert, NextCa, Validity, cert_validity, der_to_pem,
+    generate_ca, generate_key, generate_next_ca, pem_to_der, renewal_due, spki_pin,
 };
-pub use cert::{PeerCert, parse_peer_cert, serial_of};
+pub use cert::{PeerCert, issued_by, parse_peer_cert, serial_of};
 pub use csr::{CheckedCsr, check_csr, make_csr};
 pub use token::{JoinToken, TokenSecret, constant_time_eq, hash_secret};
 
