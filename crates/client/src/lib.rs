@@ -67,6 +67,24 @@ fn connection_error(addr: &str, e: &quinn::ConnectionError) -> ClientError {
     }
 }
 
+/// Whether a CA rotation asks something of this credential: its CA file
+/// holds more than one CA (a rotation was under way when it was last
+/// written), or the CA that signed the gateway's certificate did not sign
+/// ours. Costs nothing but parsing; true only around a rotation.
+fn rotation_due(conn: &quinn::Connection, cred: &LoadedCredential) -> bool {
+    let several = mesh::tls::parse_certs(&cred.ca_pem).is_ok_and(|c| c.len() > 1);
+    let server = conn.peer_identity().and_then(|id| {
+        id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .ok()
+    });
+    let own = pki::pem_to_der(&cred.cert_pem, "CERTIFICATE").ok();
+    let moved = match (server.as_deref().and_then(|c| c.get(1)), own) {
+        (Some(server_ca), Some(own)) => !pki::issued_by(&own, server_ca).unwrap_or(true),
+        _ => false,
+    };
+    several || moved
+}
+
 /// A connection to the gateway with a client credential.
 pub struct Client {
     /// Held so the endpoint lives exactly as long as the connection.
@@ -76,10 +94,88 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects with the credential found in `home`.
+    /// Connects with the credential found in `home`. If the gateway's CA
+    /// is being rotated, this also brings the home along: it fetches the
+    /// CAs to trust and, once the new CA issues, renews the certificate and
+    /// connects again with it (see [`rotation_due`]).
     pub async fn connect(home: &Home) -> Result<Client, ClientError> {
         let cred = LoadedCredential::load(home).map_err(ClientError::Credential)?;
-        Client::connect_with(&cred).await
+        let client = Client::connect_with(&cred).await?;
+        if !rotation_due(&client.conn, &cred) {
+            return Ok(client);
+        }
+        match client.follow_rotation(home, &cred).await {
+            Ok(false) => Ok(client),
+            Ok(true) => {
+                // The renewal revoked the certificate this connection used.
+                client.close().await;
+                let cred = LoadedCredential::load(home).map_err(ClientError::Credential)?;
+                Client::connect_with(&cred).await
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "the gateway is rotating its CA and this credential could not follow: {e}; \
+                     run 'openclaw client renew' in {}",
+                    home.root().display()
+                );
+                Ok(client)
+            }
+        }
+    }
+
+    /// Fetches the CAs to trust, writes them (except in a gateway's own
+    /// home, whose CA file the gateway keeps), and renews the certificate
+    /// if the issuing CA did not sign it. True if it renewed.
+    async fn follow_rotation(
+        &self,
+        home: &Home,
+        cred: &LoadedCredential,
+    ) -> Result<bool, ClientError> {
+        let cas_der = match self.call(Request::Trust).await? {
+            Response::Trust { cas_der } => cas_der,
+            other => return Err(ClientError::Protocol(format!("{other:?}"))),
+        };
+        let issuing = cas_der
+            .first()
+            .ok_or_else(|| ClientError::Protocol("the gateway trusts no CA".into()))?;
+        if cas_der.len() > 4 || cas_der.iter().any(|d| pki::spki_pin(d).is_err()) {
+            return Err(ClientError::Protocol(
+                "the gateway sent CAs that are not readable certificates".into(),
+            ));
+        }
+        let own = pki::pem_to_der(&cred.cert_pem, "CERTIFICATE")
+            .map_err(|e| ClientError::Credential(e.to_string()))?;
+        let local = |e: mesh::home::HomeError| ClientError::Credential(e.to_string());
+        if !home.exists(mesh::home::node_files::GATEWAY_CA_KEY) {
+            let pem: String = cas_der
+                .iter()
+                .map(|d| pki::der_to_pem(d, "CERTIFICATE"))
+                .collect();
+            if pem != cred.ca_pem {
+                home.write_public(mesh::home::client_files::CA, pem.as_bytes())
+                    .map_err(local)?;
+            }
+        }
+        if pki::issued_by(&own, issuing).unwrap_or(true) {
+            return Ok(false);
+        }
+        let name = pki::parse_peer_cert(&own)
+            .map_err(|e| ClientError::Credential(e.to_string()))?
+            .name;
+        let csr_der = pki::make_csr(&name, &cred.key_pem)
+            .map_err(|e| ClientError::Credential(e.to_string()))?;
+        match self.call(Request::ClientRenew { csr_der }).await? {
+            Response::ClientIssued { cert_der, .. } => {
+                home.write_public(
+                    mesh::home::client_files::CERT,
+                    pki::der_to_pem(&cert_der, "CERTIFICATE").as_bytes(),
+                )
+                .map_err(local)?;
+                tracing::info!(client = %name, "renewed this credential onto the gateway's new CA");
+                Ok(true)
+            }
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
     }
 
     /// Connects with a loaded credential.

@@ -68,6 +68,12 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::ClientRevoke { name } => crate::clients::revoke(shared, peer, &name),
         Request::ClientRenew { csr_der } => crate::clients::renew(shared, peer, &csr_der),
         Request::NodeRenew { csr_der } => node_renew(shared, peer, &csr_der),
+        Request::CaRotate { step, force } => {
+            crate::rotation::step(shared, &peer.name, step, force).map(Response::CaRotation)
+        }
+        Request::Trust => Ok(Response::Trust {
+            cas_der: crate::rotation::trust(shared),
+        }),
         Request::ChatContext => jobs::chat_context(shared),
         Request::ChatAudit {
             user,
@@ -176,7 +182,7 @@ fn token_create(
     }
     let labels = proto::names::normalize_labels(&labels).map_err(invalid)?;
     crate::rules::token_address(shared.bound, &shared.advertise)?;
-    let token = pki::JoinToken::generate(shared.ca.pin(), &shared.advertise)
+    let token = pki::JoinToken::generate(shared.ca().issuing.pin(), &shared.advertise)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let now = unix_now();
     let row = TokenRow {
@@ -350,7 +356,8 @@ fn node_renew(shared: &Shared, peer: &Peer, csr_der: &[u8]) -> Result<Response, 
             ));
         }
         let cert = shared
-            .ca
+            .ca()
+            .issuing
             .issue_client(
                 name,
                 proto::Role::Node,
@@ -374,7 +381,7 @@ fn node_renew(shared: &Shared, peer: &Peer, csr_der: &[u8]) -> Result<Response, 
     tracing::info!(node = %name, serial = %cert.serial, "node certificate renewed");
     Ok(Response::ClientIssued {
         cert_der: cert.der,
-        ca_der: shared.ca.cert_der().to_vec(),
+        ca_der: shared.ca().issuing.cert_der().to_vec(),
     })
 }
 

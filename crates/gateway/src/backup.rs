@@ -84,6 +84,7 @@ const HOME_FILES: &[(&str, Kind)] = &[
     (files::STATE, Kind::Private),
     (files::CA_KEY, Kind::Private),
     (files::SERVER_KEY, Kind::Private),
+    (files::ROTATION, Kind::Private),
     (client_files::KEY, Kind::Private),
     (files::CA_CERT, Kind::Public),
     (files::SERVER_CERT, Kind::Public),

@@ -127,7 +127,8 @@ pub fn issue(
             ));
         }
         let cert = shared
-            .ca
+            .ca()
+            .issuing
             .issue_client(name, role, &csr.spki_der, ttl, now)
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         tx.record_issued(name, role, &cert, now)?;
@@ -155,7 +156,7 @@ pub fn issue(
     })?;
     Ok(Response::ClientIssued {
         cert_der: cert.der,
-        ca_der: shared.ca.cert_der().to_vec(),
+        ca_der: shared.ca().issuing.cert_der().to_vec(),
     })
 }
 
@@ -240,7 +241,8 @@ pub fn renew(shared: &Shared, peer: &Peer, csr_der: &[u8]) -> Result<Response, A
             ));
         }
         let cert = shared
-            .ca
+            .ca()
+            .issuing
             .issue_client(
                 name,
                 peer.role,
@@ -265,7 +267,7 @@ pub fn renew(shared: &Shared, peer: &Peer, csr_der: &[u8]) -> Result<Response, A
     shared.revoked.insert(&peer.serial);
     Ok(Response::ClientIssued {
         cert_der: cert.der,
-        ca_der: shared.ca.cert_der().to_vec(),
+        ca_der: shared.ca().issuing.cert_der().to_vec(),
     })
 }
 

@@ -199,7 +199,7 @@ fn submit_request(
             issue_node_cert(shared, tx, &mut row, &actor, now)?;
             return Ok(EnrollReply::Approved {
                 cert_der: row.cert_der.unwrap_or_default(),
-                ca_der: shared.ca.cert_der().to_vec(),
+                ca_der: shared.ca().issuing.cert_der().to_vec(),
             });
         }
         Ok(pending_reply(shared, &row, now))
@@ -240,7 +240,8 @@ pub fn issue_node_cert(
     now: u64,
 ) -> Result<(), ApiError> {
     let cert = shared
-        .ca
+        .ca()
+        .issuing
         .issue_client(
             &row.name,
             Role::Node,
@@ -280,7 +281,7 @@ fn poll(shared: &Shared, request_id: &str) -> Result<EnrollReply, ApiError> {
             NodeState::Pending => pending_reply(shared, &n, now),
             NodeState::Approved => EnrollReply::Approved {
                 cert_der: n.cert_der.unwrap_or_default(),
-                ca_der: shared.ca.cert_der().to_vec(),
+                ca_der: shared.ca().issuing.cert_der().to_vec(),
             },
             NodeState::Rejected => EnrollReply::Rejected { reason: format!("an admin rejected the enrollment of {}", n.name) },
             NodeState::Revoked => EnrollReply::Rejected { reason: format!("node {} was revoked", n.name) },

@@ -15,6 +15,7 @@ mod metrics;
 mod peer;
 pub mod policy;
 pub mod registry;
+mod rotation;
 pub mod routing;
 pub mod rules;
 mod session;
@@ -55,10 +56,12 @@ pub mod files {
     pub const METRICS_ADDR: &str = "metrics.addr";
     /// Job output logs (0700).
     pub const LOGS: &str = "logs";
+    /// A CA rotation in progress: phase and both CAs with their keys (0600).
+    pub const ROTATION: &str = "ca-rotation.toml";
 }
 
 /// Lifetime of the gateway's server certificate.
-const SERVER_CERT_TTL: Duration = Duration::from_secs(365 * 86_400);
+pub(crate) const SERVER_CERT_TTL: Duration = Duration::from_secs(365 * 86_400);
 /// Lifetime of the admin credential `init` writes.
 const ADMIN_CERT_TTL: Duration = Duration::from_secs(90 * 86_400);
 
@@ -269,7 +272,12 @@ pub(crate) struct Shared {
     pub metrics: metrics::Metrics,
     pub store: Store,
     pub registry: Registry,
-    pub ca: pki::Ca,
+    /// The CAs: replaced by each step of a rotation.
+    ca: RwLock<Arc<rotation::CaState>>,
+    /// Held by a rotation step from start to end.
+    pub rotation_lock: std::sync::Mutex<()>,
+    /// The QUIC endpoint, so a rotation can change the server certificate.
+    pub endpoint: quinn::Endpoint,
     pub revoked: Arc<RevokedSerials>,
     pub advertise: String,
     /// The address the QUIC listener is bound to.
@@ -321,6 +329,21 @@ impl Shared {
         match self.enroll_rate.lock() {
             Ok(mut r) => r.allow(ip, unix_now(), per_minute),
             Err(p) => p.into_inner().allow(ip, unix_now(), per_minute),
+        }
+    }
+
+    /// The CAs as they are now.
+    pub fn ca(&self) -> Arc<rotation::CaState> {
+        match self.ca.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_ca(&self, state: rotation::CaState) {
+        match self.ca.write() {
+            Ok(mut g) => *g = Arc::new(state),
+            Err(p) => *p.into_inner() = Arc::new(state),
         }
     }
 
@@ -383,12 +406,12 @@ impl Gateway {
         if let Some(l) = listen {
             config.listen = l.to_string();
         }
-        let hint = "this home has no gateway CA; run 'openclaw gateway init' first";
-        let ca_pem = home.read_text(files::CA_CERT, hint)?;
-        let ca_key = home.read_private(files::CA_KEY, hint)?;
-        let server_chain = home.read_text(files::SERVER_CERT, hint)?;
-        let server_key = home.read_private(files::SERVER_KEY, hint)?;
-        let ca = pki::Ca::load(&ca_pem, &ca_key)?;
+        // The CAs, completing a rotation step a crash interrupted.
+        let rotation::Material {
+            state: ca,
+            server_chain,
+            server_key,
+        } = rotation::load(home, &config.name)?;
         let store = Store::open(&home.path(files::STATE))?;
         let revoked = Arc::new(RevokedSerials::default());
         for serial in store.call(|tx| tx.revoked_serials()).await? {
@@ -398,7 +421,7 @@ impl Gateway {
         let server_config = mesh::tls::server_config(
             &server_chain,
             &server_key,
-            &ca_pem,
+            &ca.trust_pem,
             revoked.clone(),
             transport,
         )?;
@@ -435,7 +458,9 @@ impl Gateway {
             metrics: metrics::Metrics::default(),
             store,
             registry: Registry::default(),
-            ca,
+            ca: RwLock::new(Arc::new(ca)),
+            rotation_lock: std::sync::Mutex::new(()),
+            endpoint: endpoint.clone(),
             revoked,
             advertise,
             bound: addr,

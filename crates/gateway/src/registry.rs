@@ -255,6 +255,17 @@ impl Registry {
         self.with(|m| m.get(name).map(|l| l.control.clone()))
     }
 
+    /// Queues `msg` on every connected node's control stream; returns how
+    /// many took it (a node whose queue is full misses it and gets it again
+    /// at its next session).
+    pub fn broadcast(&self, msg: &ControlMsg) -> usize {
+        let senders: Vec<_> = self.with(|m| m.values().map(|l| l.control.clone()).collect());
+        senders
+            .iter()
+            .filter(|tx| tx.try_send(msg.clone()).is_ok())
+            .count()
+    }
+
     /// The live connection of a node.
     pub fn connection(&self, name: &str) -> Option<quinn::Connection> {
         self.with(|m| m.get(name).map(|l| l.conn.clone()))

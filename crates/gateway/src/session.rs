@@ -430,6 +430,14 @@ async fn node_control(
     if mesh::write_frame(&mut send, &welcome).await.is_err() {
         return;
     }
+    // What to trust, every session: a node that missed a rotation step
+    // while away catches up here (and renews if it must).
+    if mesh::write_frame(&mut send, &shared.ca().trust_msg())
+        .await
+        .is_err()
+    {
+        return;
+    }
     let meta = NodeMeta {
         // What the node says is a claim; the admin's or token's cap wins.
         gpus: hello.gpus.min(peer.max_gpus.unwrap_or(1024)).min(1024),

@@ -178,6 +178,11 @@ CREATE TABLE fanouts (                -- one command on many nodes; each node's 
 ALTER TABLE jobs ADD COLUMN fanout INTEGER; -- the fan-out this job is one node of; NULL for a single job
 CREATE INDEX jobs_fanout ON jobs (fanout) WHERE fanout IS NOT NULL; -- a fan-out's members
 "#,
+    // Version 7: which CA signed each certificate, so a CA rotation knows
+    // who still holds a certificate of the old one.
+    r#"
+ALTER TABLE issued_certs ADD COLUMN ca TEXT; -- pin (hex SHA-256 of the key) of the CA that signed it; NULL: signed before version 7
+"#,
 ];
 
 /// A join token row.
@@ -860,10 +865,32 @@ impl Tx<'_> {
         at: u64,
     ) -> Result<(), StoreError> {
         self.0.prepare_cached(
-            "INSERT INTO issued_certs (serial, name, role, issued_at, not_after) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![cert.serial, name, role.as_str(), i(at), i(cert.not_after)],
+            "INSERT INTO issued_certs (serial, name, role, issued_at, not_after, ca) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            .execute(params![cert.serial, name, role.as_str(), i(at), i(cert.not_after), cert.ca_pin],
         )?;
         Ok(())
+    }
+
+    /// Approved nodes and active clients whose current certificate was not
+    /// signed by the CA pinned `ca_pin` (hex), by name.
+    pub fn not_on_ca(&self, ca_pin: &str) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let nodes = self
+            .0
+            .prepare_cached(
+                "SELECT n.name FROM nodes n LEFT JOIN issued_certs c ON c.serial = n.cert_serial \
+                 WHERE n.state = 'approved' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY n.name",
+            )?
+            .query_map(params![ca_pin], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let clients = self
+            .0
+            .prepare_cached(
+                "SELECT k.name FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \
+                 WHERE k.state = 'active' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY k.name",
+            )?
+            .query_map(params![ca_pin], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((nodes, clients))
     }
 
     /// Revokes a serial.

@@ -347,7 +347,8 @@ impl ServerCertVerifier for PinnedCaVerifier {
                 .unwrap_or_else(|| "no CA certificate".into());
             return Err(self.check.fail(format!(
                 "the gateway's CA does not match the token's pin (token pins sha256:{}, gateway sent {got}); \
-                 you may be talking to the wrong gateway or a machine in the middle",
+                 the gateway's CA may have been rotated since the token was made (ask for a new token), \
+                 or you may be talking to the wrong gateway or a machine in the middle",
                 pki::hex(&self.pin)
             )));
         };

@@ -285,6 +285,83 @@ async fn renew(conn: &quinn::Connection, home: &Home, peer: &pki::PeerCert) -> R
     Ok(new.not_after)
 }
 
+/// Most CAs a trust message may carry (two during a rotation).
+const MAX_TRUSTED_CAS: usize = 4;
+/// Largest CA certificate accepted in a trust message.
+const MAX_CA_DER: usize = 16 * 1024;
+
+/// What a trust message asks of this node: the CA file to write (if it
+/// changes) and whether the node's certificate must be renewed because the
+/// issuing CA (the first) did not sign it. Pure.
+pub fn trust_plan(
+    cas_der: &[Vec<u8>],
+    current_ca_pem: &str,
+    own_cert_der: &[u8],
+) -> Result<(Option<String>, bool), String> {
+    if cas_der.is_empty() || cas_der.len() > MAX_TRUSTED_CAS {
+        return Err(format!(
+            "the gateway sent {} CAs to trust; expected 1 to {MAX_TRUSTED_CAS}",
+            cas_der.len()
+        ));
+    }
+    let mut pem = String::new();
+    for der in cas_der {
+        if der.len() > MAX_CA_DER || pki::spki_pin(der).is_err() {
+            return Err("the gateway sent a CA that is not a readable certificate".into());
+        }
+        pem.push_str(&pki::der_to_pem(der, "CERTIFICATE"));
+    }
+    let renew = !pki::issued_by(own_cert_der, &cas_der[0]).map_err(|e| e.to_string())?;
+    let write = (pem != current_ca_pem).then_some(pem);
+    Ok((write, renew))
+}
+
+/// Follows a trust message: rewrites the CA file for the next connection
+/// and renews the certificate over this one if a rotation asks for it. The
+/// session itself, and every job on it, carries on.
+fn follow_trust(conn: &quinn::Connection, home: &Home, cas_der: &[Vec<u8>]) {
+    let current = home.read_text(node_files::CA, "").unwrap_or_default();
+    let own = home
+        .read_text(node_files::CERT, "")
+        .ok()
+        .and_then(|pem| pki::pem_to_der(&pem, "CERTIFICATE").ok());
+    let Some(own) = own else {
+        tracing::warn!("cannot read this node's certificate to follow the gateway's CAs");
+        return;
+    };
+    let (write, renew_now) = match trust_plan(cas_der, &current, &own) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::warn!("ignoring a trust message: {e}");
+            return;
+        }
+    };
+    if let Some(pem) = write {
+        match home.write_public(node_files::CA, pem.as_bytes()) {
+            Ok(()) => tracing::info!(cas = cas_der.len(), "trusting the gateway's CAs as told"),
+            Err(e) => tracing::warn!("cannot write the gateway's CAs: {e}"),
+        }
+    }
+    if renew_now {
+        let Ok(peer) = pki::parse_peer_cert(&own) else {
+            return;
+        };
+        let (conn, home) = (conn.clone(), home.clone());
+        tokio::spawn(async move {
+            match renew(&conn, &home, &peer).await {
+                Ok(not_after) => tracing::info!(
+                    node = %peer.name,
+                    "renewed onto the gateway's new CA; valid until {not_after} (unix)"
+                ),
+                Err(e) => tracing::warn!(
+                    node = %peer.name,
+                    "renewal onto the gateway's new CA failed: {e}; it is tried again at the next connection"
+                ),
+            }
+        });
+    }
+}
+
 fn classify(err: &quinn::ConnectionError) -> End {
     let msg = mesh::describe_connection_error(err);
     match refusal(err) {
@@ -370,8 +447,8 @@ async fn session(
         Ok(Some(ControlMsg::Refused(e))) => {
             return End::Fatal(format!("gateway refused this node: {}", e.message));
         }
-        Ok(Some(ControlMsg::RunJob(_))) => {
-            return End::Retry("gateway sent a job before welcoming this node".into());
+        Ok(Some(ControlMsg::RunJob(_) | ControlMsg::Trust { .. })) => {
+            return End::Retry("gateway sent a message before welcoming this node".into());
         }
         Ok(None) => {
             return match conn.close_reason() {
@@ -423,6 +500,10 @@ async fn session(
         while let Ok(Some(msg)) =
             mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await
         {
+            if let ControlMsg::Trust { cas_der } = msg {
+                follow_trust(&conn, home, &cas_der);
+                continue;
+            }
             if let ControlMsg::RunJob(plan) = msg {
                 if plan.node != ctx.node {
                     tracing::warn!(
@@ -442,5 +523,54 @@ async fn session(
         err = conn.closed() => classify(&err),
         () = heartbeats => match conn.close_reason() { Some(r) => classify(&r), None => End::Retry("heartbeat stream failed".into()) },
         () = control => match conn.close_reason() { Some(r) => classify(&r), None => End::Retry("gateway ended the control stream".into()) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_trust_message_rewrites_the_ca_file_and_asks_for_renewal_only_when_due() {
+        let (old_pem, old_key) = pki::generate_ca("gw", NOW).unwrap();
+        let old = pki::Ca::load(&old_pem, &old_key).unwrap();
+        let next = pki::generate_next_ca("gw", &old, NOW).unwrap();
+        let new_der = pki::pem_to_der(&next.cert_pem, "CERTIFICATE").unwrap();
+        let old_der = old.cert_der().to_vec();
+        let key = pki::generate_key().unwrap();
+        let mine = old
+            .issue_client("n1", proto::Role::Node, &key.spki_der, 60, NOW)
+            .unwrap()
+            .der;
+        let one = pki::der_to_pem(&old_der, "CERTIFICATE");
+
+        // Nothing changed: nothing to do.
+        assert_eq!(
+            trust_plan(std::slice::from_ref(&old_der), &one, &mine).unwrap(),
+            (None, false)
+        );
+        // init: trust both, keep the certificate.
+        let (write, renew) = trust_plan(&[old_der.clone(), new_der.clone()], &one, &mine).unwrap();
+        assert_eq!(
+            write.as_deref().map(|p| p.matches("BEGIN").count()),
+            Some(2)
+        );
+        assert!(!renew);
+        // rotate: the new CA issues, so renew.
+        let (_, renew) = trust_plan(&[new_der.clone(), old_der.clone()], &one, &mine).unwrap();
+        assert!(renew);
+        // Hostile or broken messages change nothing.
+        for bad in [
+            vec![],
+            vec![b"not a cert".to_vec()],
+            vec![new_der.clone(); MAX_TRUSTED_CAS + 1],
+            vec![vec![0u8; MAX_CA_DER + 1]],
+        ] {
+            assert!(trust_plan(&bad, &one, &mine).is_err(), "{}", bad.len());
+        }
+        assert!(trust_plan(std::slice::from_ref(&new_der), &one, b"junk").is_err());
     }
 }

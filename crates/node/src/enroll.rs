@@ -197,7 +197,26 @@ pub async fn enroll(
     loop {
         match reply {
             EnrollReply::Approved { cert_der, ca_der } => {
+                // Keys the pinned CA vouched for in this handshake: during
+                // a CA rotation, the new CA's twin, signed by the old one.
+                let vouched: Vec<[u8; 32]> = dialer
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.peer_identity())
+                    .and_then(|id| {
+                        id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                            .ok()
+                    })
+                    .map(|chain| {
+                        chain
+                            .iter()
+                            .skip(1)
+                            .filter_map(|c| pki::spki_pin(c).ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let enrolled = store(
+                    &vouched,
                     home,
                     opts,
                     &labels,
@@ -290,6 +309,7 @@ pub async fn enroll(
 
 #[allow(clippy::too_many_arguments)]
 fn store(
+    vouched: &[[u8; 32]],
     home: &Home,
     opts: &EnrollOptions,
     labels: &[String],
@@ -303,7 +323,10 @@ fn store(
         NodeError::Refused(format!("the gateway returned an unusable certificate: {m}"))
     };
     let pin = pki::spki_pin(ca_der).map_err(|e| bad(e.to_string()))?;
-    if !pki::constant_time_eq(&pin, &token.ca_pin) {
+    // The CA is the token's, or one the token's CA vouched for in the
+    // handshake this reply came over (a rotation's new CA).
+    let pinned = pki::constant_time_eq(&pin, &token.ca_pin);
+    if !pinned && !vouched.iter().any(|v| pki::constant_time_eq(v, &pin)) {
         return Err(bad("its CA does not match the token's pin".into()));
     }
     let peer = pki::parse_peer_cert(cert_der).map_err(|e| bad(e.to_string()))?;

@@ -1,12 +1,12 @@
-//! `openclaw client create | list | revoke | renew`.
+//! `openclaw client create | list | revoke | renew`, and `openclaw ca`.
 
 use client::Client;
 use mesh::Home;
 use mesh::home::client_files;
 use proto::{Request, Response};
 
-use crate::ClientCmd;
 use crate::commands::{CliError, call, done, duration_arg, print_json, unexpected, usage};
+use crate::{CaCmd, ClientCmd, RotatePhase};
 use crate::{exit, output};
 
 /// Runs one `client` subcommand.
@@ -182,6 +182,67 @@ async fn renew(home: &Home) -> Result<(), CliError> {
                 "renewed {name}; the new certificate is valid {}; the old one no longer works",
                 output::until(not_after, gateway::unix_now())
             );
+            Ok(())
+        }
+        r => Err(unexpected(r)),
+    }
+}
+
+/// Runs one `ca` subcommand.
+pub async fn ca(home: &Home, cmd: CaCmd) -> Result<(), CliError> {
+    let (step, force, json) = match cmd {
+        CaCmd::Status { json } => (proto::CaStep::Status, false, json),
+        CaCmd::Rotate { phase, force, json } => (
+            match phase {
+                RotatePhase::Init => proto::CaStep::Init,
+                RotatePhase::Rotate => proto::CaStep::Rotate,
+                RotatePhase::Finish => proto::CaStep::Finish,
+            },
+            force,
+            json,
+        ),
+    };
+    match call(home, Request::CaRotate { step, force }).await? {
+        Response::CaRotation(info) => {
+            if json {
+                return print_json(&serde_json::json!({
+                    "phase": info.phase,
+                    "issuing_pin": info.issuing_pin,
+                    "trusted_pins": info.trusted_pins,
+                    "started_at": info.started_at,
+                    "rotated_at": info.rotated_at,
+                    "lagging_nodes": info.lagging_nodes,
+                    "lagging_clients": info.lagging_clients,
+                    "message": info.message,
+                }));
+            }
+            let now = gateway::unix_now();
+            println!("phase:    {}", info.phase);
+            println!("issuing:  {}", info.issuing_pin);
+            for pin in info.trusted_pins.iter().skip(1) {
+                println!("also trusted: {pin}");
+            }
+            if let Some(at) = info.started_at {
+                println!("started:  {}", output::ago(at, now));
+            }
+            if let Some(at) = info.rotated_at {
+                println!("rotated:  {}", output::ago(at, now));
+            }
+            if info.phase != "idle" {
+                let list = |names: &[String]| {
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                };
+                println!(
+                    "not yet on the issuing CA: nodes {}; clients {}",
+                    list(&info.lagging_nodes),
+                    list(&info.lagging_clients)
+                );
+            }
+            println!("{}", info.message);
             Ok(())
         }
         r => Err(unexpected(r)),

@@ -391,6 +391,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         } => crate::chat_cli::run(&home, user, dry_run, message).await,
         Command::Job(cmd) => jobs_cli::job(&home, cmd).await,
         Command::Client(cmd) => crate::clients_cli::run(&home, cmd).await,
+        Command::Ca(cmd) => crate::clients_cli::ca(&home, cmd).await,
     }
 }
 

@@ -147,6 +147,9 @@ enum Command {
     /// Admin and bot credentials: create, list, revoke, renew.
     #[command(subcommand)]
     Client(ClientCmd),
+    /// The gateway's certificate authority: status and rotation.
+    #[command(subcommand)]
+    Ca(CaCmd),
     /// The Slack front end.
     #[command(subcommand)]
     Moltbot(MoltbotCmd),
@@ -203,6 +206,45 @@ enum WecomCmd {
     /// wecom:CORPID) and wecom.toml; the bot id and secret come from
     /// WECOM_BOT_ID and WECOM_BOT_SECRET.
     Run,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CaCmd {
+    /// Where a CA rotation stands: phase, pins, and who still holds a
+    /// certificate of the old CA.
+    Status {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotate the CA with an overlap, one phase at a time: `init` makes the
+    /// new CA and trusts both; `rotate` issues from the new one (nodes renew
+    /// over their live connections, clients when they next connect);
+    /// `finish` drops the old CA and its key once nothing still uses it.
+    Rotate {
+        /// The phase to move to.
+        #[arg(long, value_enum)]
+        phase: RotatePhase,
+        /// With `finish`: go on although some nodes or clients still hold a
+        /// certificate of the old CA (they are locked out and must enroll
+        /// again).
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A phase of `openclaw ca rotate`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum RotatePhase {
+    /// Make the next CA; trust both.
+    Init,
+    /// Issue from the new CA; everyone renews onto it.
+    Rotate,
+    /// Drop the old CA.
+    Finish,
 }
 
 #[derive(Subcommand)]

@@ -36,6 +36,8 @@ pub struct IssuedCert {
     pub not_after: u64,
     /// Fingerprint of the subject key.
     pub fingerprint: String,
+    /// Pin (lowercase hex SHA-256 of the key) of the CA that signed it.
+    pub ca_pin: String,
 }
 
 /// When a certificate valid from `not_before` to `not_after` should be
@@ -236,6 +238,7 @@ impl Ca {
             serial: serial_hex,
             not_after,
             fingerprint: fingerprint(spki_der),
+            ca_pin: crate::hex(&self.pin),
         })
     }
 }
@@ -245,6 +248,15 @@ pub fn spki_pin(cert_der: &[u8]) -> Result<[u8; 32], PkiError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(cert_der).map_err(|e| PkiError::Cert(e.to_string()))?;
     Ok(sha256(cert.tbs_certificate.subject_pki.raw))
+}
+
+/// Whether the private key `key_pem` belongs to the certificate `cert_der`.
+pub fn key_matches_cert(key_pem: &str, cert_der: &[u8]) -> bool {
+    let Ok(key) = KeyPair::from_pem(key_pem) else {
+        return false;
+    };
+    x509_parser::parse_x509_certificate(cert_der)
+        .is_ok_and(|(_, c)| c.tbs_certificate.subject_pki.raw == key.subject_public_key_info())
 }
 
 /// A certificate's subject and validity, for `openclaw doctor`.
@@ -375,6 +387,11 @@ mod tests {
         );
         assert!(!crate::issued_by(&leaf.der, old.cert_der()).unwrap());
         assert!(crate::issued_by(b"junk", &new_der).is_err());
+        assert_eq!(leaf.ca_pin, crate::hex(&new.pin()));
+        let (server, server_key) = new.issue_server("gw", 60, NOW).unwrap();
+        assert!(key_matches_cert(&server_key, &server.der));
+        assert!(!key_matches_cert(&next.key_pem, &server.der));
+        assert!(!key_matches_cert("junk", &server.der));
     }
 
     #[test]

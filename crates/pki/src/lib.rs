@@ -22,7 +22,8 @@ mod token;
 
 pub use ca::{
     BACKDATE_SECS, Ca, GeneratedKey, IssuedCert, NextCa, Validity, cert_validity, der_to_pem,
-    generate_ca, generate_key, generate_next_ca, pem_to_der, renewal_due, spki_pin,
+    generate_ca, generate_key, generate_next_ca, key_matches_cert, pem_to_der, renewal_due,
+    spki_pin,
 };
 pub use cert::{PeerCert, issued_by, parse_peer_cert, serial_of};
 pub use csr::{CheckedCsr, check_csr, make_csr};

@@ -157,6 +157,13 @@ pub enum ControlMsg {
     Refused(ApiError),
     /// Run a job. The node answers by opening an [`Open::Job`] stream.
     RunJob(JobPlan),
+    /// The CAs the node must trust from now on, DER, the issuing CA first.
+    /// Sent after `Welcome` and at every step of a CA rotation. A node whose
+    /// certificate the first CA did not sign renews at once.
+    Trust {
+        /// CA certificates, DER; the first issues new certificates.
+        cas_der: Vec<Vec<u8>>,
+    },
 }
 
 /// Node to gateway, on the heartbeat stream: liveness plus telemetry.
@@ -389,6 +396,64 @@ pub enum Request {
     /// The gateway's clock (`openclaw doctor` measures skew with it). Any
     /// role may ask. Last, so older peers' tags keep their meaning.
     Time,
+    /// Show or move a CA rotation (`openclaw ca status|rotate`). Admins only.
+    CaRotate {
+        /// What to do.
+        step: CaStep,
+        /// Finish even though some nodes or clients still hold a
+        /// certificate of the old CA (they are locked out).
+        force: bool,
+    },
+    /// The CAs to trust, the issuing one first (reply: `Trust`). Any role:
+    /// a client that notices a rotation asks, then renews.
+    Trust,
+}
+
+/// A step of a CA rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaStep {
+    /// Only report where the rotation stands.
+    Status,
+    /// Make the next CA; trust both; keep issuing from the current one.
+    Init,
+    /// Issue from the new CA (the gateway's own certificate too); everyone
+    /// renews onto it.
+    Rotate,
+    /// Drop the old CA and its key.
+    Finish,
+}
+
+impl CaStep {
+    /// The step's name, as the CLI spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaStep::Status => "status",
+            CaStep::Init => "init",
+            CaStep::Rotate => "rotate",
+            CaStep::Finish => "finish",
+        }
+    }
+}
+
+/// Where a CA rotation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CaRotationInfo {
+    /// `idle`, `init` or `rotate`.
+    pub phase: String,
+    /// `sha256:<hex>` of the CA that issues certificates (and join tokens pin).
+    pub issuing_pin: String,
+    /// Pins of every CA trusted now, the issuing one first.
+    pub trusted_pins: Vec<String>,
+    /// Unix seconds when `init` ran, during a rotation.
+    pub started_at: Option<u64>,
+    /// Unix seconds when `rotate` ran, during its phase.
+    pub rotated_at: Option<u64>,
+    /// Approved nodes whose certificate the issuing CA did not sign.
+    pub lagging_nodes: Vec<String>,
+    /// Active admins and bots whose certificate the issuing CA did not sign.
+    pub lagging_clients: Vec<String>,
+    /// What happened and what to do next, as sentences.
+    pub message: String,
 }
 
 /// What a requester asks to run.
@@ -672,6 +737,8 @@ impl Request {
             Request::FanOut(_) => "fanout.run",
             Request::FanOutAttach { .. } => "fanout.attach",
             Request::Time => "time",
+            Request::CaRotate { .. } => "ca.rotate",
+            Request::Trust => "ca.trust",
         }
     }
 
@@ -694,9 +761,14 @@ impl Request {
                     | Request::ClientList
                     | Request::ClientRevoke { .. }
                     | Request::NodeRenew { .. }
+                    | Request::CaRotate { .. }
             ),
-            // A node may only renew its own certificate (and read the clock).
-            Role::Node => matches!(self, Request::NodeRenew { .. } | Request::Time),
+            // A node may only renew its own certificate (and read the clock
+            // and the CAs to trust).
+            Role::Node => matches!(
+                self,
+                Request::NodeRenew { .. } | Request::Time | Request::Trust
+            ),
         }
     }
 }
@@ -778,6 +850,13 @@ pub enum Response {
     Time {
         /// Unix milliseconds when the gateway answered.
         unix_ms: u64,
+    },
+    /// Reply to [`Request::CaRotate`].
+    CaRotation(CaRotationInfo),
+    /// Reply to [`Request::Trust`].
+    Trust {
+        /// CA certificates, DER; the first issues new certificates.
+        cas_der: Vec<Vec<u8>>,
     },
 }
 
@@ -1026,6 +1105,24 @@ mod tests {
             (Role::Node, &Request::Whoami, false),
             (Role::Node, &Request::Time, true),
             (Role::Bot, &Request::Time, true),
+            (Role::Node, &Request::Trust, true),
+            (Role::Bot, &Request::Trust, true),
+            (
+                Role::Bot,
+                &Request::CaRotate {
+                    step: CaStep::Status,
+                    force: false,
+                },
+                false,
+            ),
+            (
+                Role::Node,
+                &Request::CaRotate {
+                    step: CaStep::Init,
+                    force: false,
+                },
+                false,
+            ),
         ];
         for (role, req, want) in cases {
             assert_eq!(req.allowed_for(role), want, "{role} {}", req.method());

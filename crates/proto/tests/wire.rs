@@ -82,6 +82,29 @@ fn samples() -> Vec<Sample> {
         ),
         s!("request.time", Request, Request::Time),
         s!(
+            "request.ca_rotate",
+            Request,
+            Request::CaRotate {
+                step: CaStep::Rotate,
+                force: false
+            }
+        ),
+        s!("request.trust", Request, Request::Trust),
+        s!(
+            "response.trust",
+            Response,
+            Response::Trust {
+                cas_der: vec![vec![0x30, 0x03, 0x02, 0x01, 0x01]]
+            }
+        ),
+        s!(
+            "control.trust",
+            ControlMsg,
+            ControlMsg::Trust {
+                cas_der: vec![vec![0x30, 0x00], vec![0x30, 0x01, 0x00]]
+            }
+        ),
+        s!(
             "response.identity",
             Response,
             Response::Identity {
