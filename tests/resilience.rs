@@ -196,7 +196,11 @@ fn prometheus_metrics() {
     let get = |path: &str| {
         use std::io::{Read as _, Write as _};
         let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
         body
@@ -207,6 +211,12 @@ fn prometheus_metrics() {
             .then_some(p)
     });
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("application/openmetrics-text"), "{page}");
+    let other = get("/admin");
+    assert!(
+        other.starts_with("HTTP/1.1 404") && other.contains("only GET /metrics"),
+        "{other}"
+    );
     for want in [
         "openclaw_nodes{state=\"connected\"} 1",
         "openclaw_nodes_health{health=\"healthy\"} 1",

@@ -1,6 +1,5 @@
 //! Prometheus metrics over plain HTTP (`[metrics] listen` in gateway.toml;
-//! off by default). A deliberately tiny responder: `GET /metrics` only,
-//! requests capped at 8 KiB and 5 s, one response per connection.
+//! off by default), served by axum: `GET /metrics` only.
 //!
 //! The metric types and the exposition format (OpenMetrics text) are
 //! prometheus-client's. Counters and histograms live in [`Metrics`] for the
@@ -16,7 +15,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::Shared;
 
@@ -271,58 +269,35 @@ fn cert_expiry(
     fam
 }
 
-/// Serves the metrics page on `listener` until the task is dropped.
+/// Serves `GET /metrics` on `listener` with axum until the task is
+/// aborted. Any other path is a 404 naming the one that exists.
 pub async fn serve(shared: std::sync::Arc<Shared>, listener: tokio::net::TcpListener) {
-    loop {
-        let mut sock = match listener.accept().await {
-            Ok((sock, _)) => sock,
-            Err(e) => {
-                // Out of descriptors (EMFILE) or similar: back off instead
-                // of spinning on the error.
-                tracing::warn!(error = %e, "metrics: cannot accept a connection; retrying in 100 ms");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            let mut got = 0;
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while got < buf.len() {
-                    match sock.read(&mut buf[got..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got += n,
-                    }
-                    if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let (status, kind, body) = if buf[..got].starts_with(b"GET /metrics ") {
-                let body = crate::off_runtime(&shared, |s| render(s)).await;
-                (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    body.unwrap_or_default(),
-                )
-            } else {
-                (
-                    "404 Not Found",
-                    "text/plain; charset=utf-8",
-                    "only GET /metrics is served here\n".to_string(),
-                )
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
-        });
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                "only GET /metrics is served here\n",
+            )
+        })
+        .with_state(shared);
+    // axum backs off on accept errors (EMFILE) instead of spinning.
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics server stopped");
     }
+}
+
+async fn scrape(
+    axum::extract::State(shared): axum::extract::State<std::sync::Arc<Shared>>,
+) -> impl axum::response::IntoResponse {
+    let body = crate::off_runtime(&shared, |s| render(s))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
 }
