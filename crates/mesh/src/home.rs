@@ -174,6 +174,19 @@ mod tests {
         assert!(session_timing(&cfg, d.0, d.1).is_err());
     }
 
+    #[test]
+    fn congestion_floor_is_off_by_default_and_bounded() {
+        let mut cfg: NodeConfig =
+            toml::from_str("name = \"n1\"\ngateway = \"127.0.0.1:1\"\n").unwrap();
+        assert_eq!(congestion_floor(&cfg), Ok(None));
+        cfg.congestion_floor = Some("1MiB".into());
+        assert_eq!(congestion_floor(&cfg), Ok(Some(1 << 20)));
+        for bad in ["1KiB", "1GiB", "lots"] {
+            cfg.congestion_floor = Some(bad.into());
+            assert!(congestion_floor(&cfg).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -326,6 +339,13 @@ pub struct NodeConfig {
     /// keep_alive is raised to it.
     #[serde(default)]
     pub idle_timeout: Option<String>,
+    /// A floor under the session's congestion window (`"1MiB"`), for a link
+    /// the lab owns that drops packets at random (radio, satellite): job
+    /// output keeps flowing where a loss-based controller would crawl. The
+    /// node does not back off below it, so never on shared paths. Default:
+    /// none (plain CUBIC).
+    #[serde(default)]
+    pub congestion_floor: Option<String>,
     /// Local policy; the stricter of this and the gateway's wins.
     #[serde(default)]
     pub policy: NodePolicy,
@@ -352,6 +372,23 @@ pub fn session_timing(
         ));
     }
     Ok((keep, idle))
+}
+
+/// The node's congestion floor in bytes from node.toml, if set; refuses a
+/// value outside [`crate::tls::CONGESTION_FLOOR_RANGE`].
+pub fn congestion_floor(cfg: &NodeConfig) -> Result<Option<u64>, String> {
+    let Some(text) = &cfg.congestion_floor else {
+        return Ok(None);
+    };
+    let bytes = proto::size::parse(text)
+        .map_err(|e| format!("node.toml: congestion_floor = {text:?}: {e}"))?;
+    let (lo, hi) = crate::tls::CONGESTION_FLOOR_RANGE;
+    if !(lo..=hi).contains(&bytes) {
+        return Err(format!(
+            "node.toml: congestion_floor = {text:?} is outside 16KiB..64MiB; e.g. congestion_floor = \"1MiB\", or remove it"
+        ));
+    }
+    Ok(Some(bytes))
 }
 
 /// `[policy]` in node.toml: what this node agrees to run, whatever the gateway says.
@@ -418,7 +455,10 @@ impl NodeConfig {
              # Private working directories for jobs without --cwd are made under this.\n{}\n\
              # QUIC keep-alive and idle timeout of the session (defaults 1s and 3s). With the\n\
              # gateway's heartbeat_interval at 5s (large labs), set keep_alive = \"5s\" and\n\
-             # idle_timeout = \"15s\": fewer packets, slower notice of a dead gateway.\n{}\n{}\n\n\
+             # idle_timeout = \"15s\": fewer packets, slower notice of a dead gateway.\n{}\n{}\n\
+             # Only for a link this lab owns that drops packets at random (radio, satellite):\n\
+             # a floor under the congestion window. The node does not back off below it, so\n\
+             # never set it on a shared path.\n{}\n\n\
              # Local policy: the stricter of this and the gateway's policy wins.\n\
              [policy]\n\
              # false refuses every job.\nsystem_run = {}\n\
@@ -450,6 +490,10 @@ impl NodeConfig {
             match &self.idle_timeout {
                 Some(d) => format!("idle_timeout = {d:?}"),
                 None => "# idle_timeout = \"3s\"".to_string(),
+            },
+            match &self.congestion_floor {
+                Some(d) => format!("congestion_floor = {d:?}"),
+                None => "# congestion_floor = \"1MiB\"".to_string(),
             },
             self.policy.system_run,
             self.policy.allowed_commands,

@@ -197,6 +197,111 @@ pub fn client_transport(
     Ok(t)
 }
 
+/// Smallest and largest congestion floor a node may set.
+pub const CONGESTION_FLOOR_RANGE: (u64, u64) = (16 << 10, 64 << 20);
+
+/// quinn's CUBIC with a floor under its congestion window: the window CUBIC
+/// computes, but never less than `floor` bytes. On a link that drops
+/// packets at random (radio, satellite), a loss-based controller reads each
+/// drop as congestion and sits at its two-packet minimum; with a floor the
+/// sender keeps `floor` bytes in flight, paced over the round trip, and
+/// retransmits what is lost. It does not back off below the floor, so it is
+/// only for links the lab owns, never for shared paths: opt-in per node
+/// (`congestion_floor` in node.toml).
+#[derive(Debug)]
+struct FlooredFactory {
+    floor: u64,
+}
+
+impl quinn::congestion::ControllerFactory for FlooredFactory {
+    fn build(
+        self: Arc<Self>,
+        now: std::time::Instant,
+        current_mtu: u16,
+    ) -> Box<dyn quinn::congestion::Controller> {
+        let inner = Arc::new(quinn::congestion::CubicConfig::default()).build(now, current_mtu);
+        Box::new(Floored {
+            inner,
+            floor: self.floor,
+        })
+    }
+}
+
+struct Floored {
+    inner: Box<dyn quinn::congestion::Controller>,
+    floor: u64,
+}
+
+impl quinn::congestion::Controller for Floored {
+    fn on_sent(&mut self, now: std::time::Instant, bytes: u64, last_packet_number: u64) {
+        self.inner.on_sent(now, bytes, last_packet_number);
+    }
+
+    fn on_ack(
+        &mut self,
+        now: std::time::Instant,
+        sent: std::time::Instant,
+        bytes: u64,
+        app_limited: bool,
+        rtt: &quinn_proto::RttEstimator,
+    ) {
+        self.inner.on_ack(now, sent, bytes, app_limited, rtt);
+    }
+
+    fn on_end_acks(
+        &mut self,
+        now: std::time::Instant,
+        in_flight: u64,
+        app_limited: bool,
+        largest_packet_num_acked: Option<u64>,
+    ) {
+        self.inner
+            .on_end_acks(now, in_flight, app_limited, largest_packet_num_acked);
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        now: std::time::Instant,
+        sent: std::time::Instant,
+        is_persistent_congestion: bool,
+        lost_bytes: u64,
+    ) {
+        self.inner
+            .on_congestion_event(now, sent, is_persistent_congestion, lost_bytes);
+    }
+
+    fn on_mtu_update(&mut self, new_mtu: u16) {
+        self.inner.on_mtu_update(new_mtu);
+    }
+
+    fn window(&self) -> u64 {
+        self.inner.window().max(self.floor)
+    }
+
+    fn clone_box(&self) -> Box<dyn quinn::congestion::Controller> {
+        Box::new(Floored {
+            inner: self.inner.clone_box(),
+            floor: self.floor,
+        })
+    }
+
+    fn initial_window(&self) -> u64 {
+        self.inner.initial_window().max(self.floor)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+/// Puts a floor of `floor` bytes under the congestion window of
+/// connections made with `t` (see [`FlooredFactory`]); clamped to
+/// [`CONGESTION_FLOOR_RANGE`].
+pub fn set_congestion_floor(t: &mut quinn::TransportConfig, floor: u64) {
+    let floor = floor.clamp(CONGESTION_FLOOR_RANGE.0, CONGESTION_FLOOR_RANGE.1);
+    t.congestion_controller_factory(Arc::new(FlooredFactory { floor }));
+}
+
 /// The gateway's server configuration: both ALPNs, optional client auth.
 pub fn server_config(
     chain_pem: &str,
@@ -470,6 +575,32 @@ mod tests {
         let at = UnixTime::since_unix_epoch(Duration::from_secs(NOW + 60));
         v.verify_server_cert(&chain[0], &chain[1..], &name, &[], at)
             .map(|_| ())
+    }
+
+    /// The floor holds under loss and persistent congestion, and the window
+    /// above it is CUBIC's own.
+    #[test]
+    fn the_congestion_floor_holds_under_loss() {
+        use quinn::congestion::ControllerFactory as _;
+        let now = std::time::Instant::now();
+        let floor = 256 << 10;
+        let mut c = Arc::new(FlooredFactory { floor }).build(now, 1200);
+        let mut plain = Arc::new(quinn::congestion::CubicConfig::default()).build(now, 1200);
+        assert_eq!(c.initial_window(), floor);
+        for _ in 0..20 {
+            c.on_congestion_event(now, now, true, 1200);
+            plain.on_congestion_event(now, now, true, 1200);
+        }
+        assert!(
+            plain.window() < 10_000,
+            "CUBIC collapses: {}",
+            plain.window()
+        );
+        assert_eq!(c.window(), floor);
+        assert_eq!(c.clone_box().window(), floor);
+        let mut t = quinn::TransportConfig::default();
+        set_congestion_floor(&mut t, 1);
+        set_congestion_floor(&mut t, u64::MAX);
     }
 
     /// The chain a gateway sends while it rotates its CA (server certificate

@@ -73,7 +73,14 @@ pub async fn run(
     let (keep_alive, idle) =
         mesh::home::session_timing(&cfg, Duration::from_secs(1), opts.idle_timeout)
             .map_err(NodeError::Home)?;
-    load_session_config(home, keep_alive, idle)?;
+    let floor = mesh::home::congestion_floor(&cfg).map_err(NodeError::Home)?;
+    if let Some(bytes) = floor {
+        tracing::warn!(
+            bytes,
+            "congestion_floor is set: this node keeps that much in flight whatever the loss; only for a link this lab owns"
+        );
+    }
+    load_session_config(home, keep_alive, idle, floor)?;
     let gateway = opts.gateway.clone().unwrap_or(cfg.gateway.clone());
     let remote = mesh::resolve(&gateway)
         .await
@@ -141,7 +148,7 @@ pub async fn run(
         let started = Instant::now();
         let end = tokio::select! {
             end = async {
-                match load_session_config(home, keep_alive, idle) {
+                match load_session_config(home, keep_alive, idle, floor) {
                     Ok((config, _)) => session(&endpoint, &config, remote, &ctx, home, &mut events).await,
                     Err(e) => End::Fatal(e.to_string()),
                 }
@@ -185,6 +192,7 @@ pub fn load_session_config(
     home: &Home,
     keep_alive: Duration,
     idle: Duration,
+    congestion_floor: Option<u64>,
 ) -> Result<(quinn::ClientConfig, pki::PeerCert), NodeError> {
     let hint = "this home holds no enrolled node; run 'openclaw node enroll' first";
     let cert_pem = home.read_text(node_files::CERT, hint)?;
@@ -200,8 +208,11 @@ pub fn load_session_config(
             proto::duration::format(Duration::from_secs(now - peer.not_after))
         )));
     }
-    let transport = mesh::tls::client_transport(keep_alive, idle)
+    let mut transport = mesh::tls::client_transport(keep_alive, idle)
         .map_err(|e| NodeError::Home(e.to_string()))?;
+    if let Some(floor) = congestion_floor {
+        mesh::tls::set_congestion_floor(&mut transport, floor);
+    }
     let config = mesh::tls::session_client_config(&ca_pem, &cert_pem, &key_pem, transport)
         .map_err(|e| NodeError::Home(e.to_string()))?;
     Ok((config, peer))

@@ -354,6 +354,7 @@ fn store(
         work_dir: None,
         keep_alive: None,
         idle_timeout: None,
+        congestion_floor: None,
         policy: Default::default(),
     }
     .write(home)?;

@@ -232,7 +232,7 @@ async fn enroll_all(
                 .await
                 .map_err(|e| format!("enrolling {}: {e}", o.name))?;
             let (keep, idle) = keep_alive;
-            node::agent::load_session_config(&home, keep, idle)
+            node::agent::load_session_config(&home, keep, idle, None)
                 .map(|(c, _)| c)
                 .map_err(|e| e.to_string())
         }));
