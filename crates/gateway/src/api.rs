@@ -71,6 +71,17 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::CaRotate { step, force } => {
             crate::rotation::step(shared, &peer.name, step, force).map(Response::CaRotation)
         }
+        Request::NodeHistory { names } => {
+            if names.len() > proto::MAX_HISTORY_NODES {
+                Err(invalid(format!(
+                    "asked for the history of {} nodes; ask for at most {} at once",
+                    names.len(),
+                    proto::MAX_HISTORY_NODES
+                )))
+            } else {
+                Ok(Response::NodeHistory(shared.registry.histories(&names)))
+            }
+        }
         Request::Trust => Ok(Response::Trust {
             cas_der: crate::rotation::trust(shared),
         }),
@@ -525,6 +536,7 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
         conn.close(CloseCode::Revoked.code().into(), reason.as_bytes());
         closed = closed.max(1);
     }
+    shared.registry.forget_history(name);
     let lost = jobs::end_for_revoked(shared, Some(name), None);
     tracing::info!(node = %name, by = %peer.name, closed, lost, "node revoked");
     Ok(Response::Done {

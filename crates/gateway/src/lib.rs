@@ -10,6 +10,7 @@ pub mod backup;
 mod clients;
 pub mod config;
 mod enroll;
+mod history;
 mod jobs;
 mod metrics;
 mod peer;

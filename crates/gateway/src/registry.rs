@@ -112,6 +112,9 @@ pub struct HeartbeatSeen {
 pub struct Registry {
     live: Mutex<HashMap<String, Live>>,
     by_serial: Mutex<HashMap<String, Vec<quinn::Connection>>>,
+    /// GPU telemetry history by node; kept across reconnects, touched only
+    /// by heartbeats that carry GPUs.
+    history: Mutex<HashMap<String, crate::history::History>>,
 }
 
 /// A certificate already holds its maximum of live connections.
@@ -219,8 +222,41 @@ impl Registry {
         })
     }
 
+    fn with_history<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<String, crate::history::History>) -> T,
+    ) -> T {
+        match self.history.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// The GPU telemetry history of `names`, in that order.
+    pub fn histories(&self, names: &[String]) -> Vec<proto::NodeHistory> {
+        self.with_history(|h| {
+            names
+                .iter()
+                .map(|n| proto::NodeHistory {
+                    name: n.clone(),
+                    every_secs: crate::history::SAMPLE_EVERY,
+                    samples: h.get(n).map(|x| x.samples()).unwrap_or_default(),
+                })
+                .collect()
+        })
+    }
+
+    /// Forgets a node's history (it was revoked or rejected).
+    pub fn forget_history(&self, name: &str) {
+        self.with_history(|h| h.remove(name));
+    }
+
     /// Records a heartbeat (and its telemetry) on connection `conn_id`.
     pub fn heartbeat(&self, name: &str, conn_id: usize, hb: Heartbeat) -> Option<HeartbeatSeen> {
+        if !hb.gpus.is_empty() {
+            let now = crate::unix_now();
+            self.with_history(|h| h.entry(name.to_string()).or_default().record(now, &hb));
+        }
         let hb = Arc::new(hb);
         self.with(|m| {
             let l = m.get_mut(name).filter(|l| l.conn.stable_id() == conn_id)?;

@@ -407,6 +407,48 @@ pub enum Request {
     /// The CAs to trust, the issuing one first (reply: `Trust`). Any role:
     /// a client that notices a rotation asks, then renews.
     Trust,
+    /// The last 15 minutes of GPU telemetry of some nodes (at most
+    /// [`MAX_HISTORY_NODES`]), for the dashboard's sparklines.
+    NodeHistory {
+        /// The nodes.
+        names: Vec<String>,
+    },
+}
+
+/// Most nodes one `NodeHistory` call may ask about.
+pub const MAX_HISTORY_NODES: usize = 200;
+
+/// One GPU in a telemetry sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuPoint {
+    /// GPU index.
+    pub index: u32,
+    /// Utilisation, percent.
+    pub util_pct: u8,
+    /// Temperature, degrees Celsius (255: that or hotter).
+    pub temp_c: u8,
+    /// Memory in use, MiB.
+    pub mem_used_mib: u32,
+}
+
+/// A node's GPUs at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuSample {
+    /// Unix seconds.
+    pub at: u64,
+    /// Its GPUs.
+    pub gpus: Vec<GpuPoint>,
+}
+
+/// A node's recent GPU telemetry, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHistory {
+    /// The node.
+    pub name: String,
+    /// Seconds between samples.
+    pub every_secs: u64,
+    /// The samples (empty for a node never seen with GPUs).
+    pub samples: Vec<GpuSample>,
 }
 
 /// A step of a CA rotation.
@@ -739,6 +781,7 @@ impl Request {
             Request::Time => "time",
             Request::CaRotate { .. } => "ca.rotate",
             Request::Trust => "ca.trust",
+            Request::NodeHistory { .. } => "node.history",
         }
     }
 
@@ -858,6 +901,8 @@ pub enum Response {
         /// CA certificates, DER; the first issues new certificates.
         cas_der: Vec<Vec<u8>>,
     },
+    /// Reply to [`Request::NodeHistory`], in the order asked.
+    NodeHistory(Vec<NodeHistory>),
 }
 
 /// Public metadata of a join token.

@@ -91,6 +91,30 @@ fn samples() -> Vec<Sample> {
         ),
         s!("request.trust", Request, Request::Trust),
         s!(
+            "request.node_history",
+            Request,
+            Request::NodeHistory {
+                names: vec!["worker-gpu-01".into()]
+            }
+        ),
+        s!(
+            "response.node_history",
+            Response,
+            Response::NodeHistory(vec![NodeHistory {
+                name: "worker-gpu-01".into(),
+                every_secs: 15,
+                samples: vec![GpuSample {
+                    at: 1_700_000_000,
+                    gpus: vec![GpuPoint {
+                        index: 0,
+                        util_pct: 97,
+                        temp_c: 71,
+                        mem_used_mib: 40_000
+                    }]
+                }]
+            }])
+        ),
+        s!(
             "response.trust",
             Response,
             Response::Trust {
