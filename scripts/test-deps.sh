@@ -6,6 +6,7 @@
 #   systemd:  systemd-analyze, systemd-sysusers, systemd-tmpfiles (install test)
 #   passwd:   userdel, groupdel (install test)
 #   nftables, conntrack: the NAT and NAT rebinding in the network lab
+#   chromium, chromium-driver: the dashboard's browser tests (WebDriver)
 set -euo pipefail
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
@@ -15,6 +16,8 @@ done
 command -v userdel >/dev/null || missing+=(passwd)
 command -v nft >/dev/null || command -v iptables >/dev/null || missing+=(nftables)
 command -v conntrack >/dev/null || missing+=(conntrack)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "test-deps: missing ${missing[*]}; the tests that need them will say SKIPPED" >&2

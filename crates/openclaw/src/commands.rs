@@ -392,6 +392,11 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Job(cmd) => jobs_cli::job(&home, cmd).await,
         Command::Client(cmd) => crate::clients_cli::run(&home, cmd).await,
         Command::Ca(cmd) => crate::clients_cli::ca(&home, cmd).await,
+        Command::Dashboard {
+            listen,
+            auth_token_file,
+            open,
+        } => dashboard(home, &listen, auth_token_file, open).await,
     }
 }
 
@@ -452,4 +457,47 @@ pub(crate) fn done(r: Response) -> Result<(), CliError> {
         }
         r => Err(unexpected(r)),
     }
+}
+
+async fn dashboard(
+    home: Home,
+    listen: &str,
+    auth_token_file: Option<std::path::PathBuf>,
+    open: bool,
+) -> Result<(), CliError> {
+    let listen: std::net::SocketAddr = listen.parse().map_err(|_| {
+        usage(format!(
+            "--listen {listen:?}: give an address and port, e.g. 127.0.0.1:7680"
+        ))
+    })?;
+    let auth_token = match auth_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| {
+                    CliError::new(
+                        exit::FAILURE,
+                        format!("cannot read the token file {}: {e}", path.display()),
+                    )
+                })?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    // Fail early, and clearly, if this home cannot reach the gateway.
+    Client::connect(&home).await?.close().await;
+    let opts = dashboard::Options { listen, auth_token };
+    let d = dashboard::start(home, opts, terminated())
+        .await
+        .map_err(|e| match e {
+            dashboard::DashboardError::Options(m) => usage(m),
+            e => CliError::new(exit::FAILURE, e.to_string()),
+        })?;
+    let url = format!("http://{}/", d.addr());
+    println!("dashboard at {url} (Ctrl-C stops it)");
+    if open {
+        let _ = std::process::Command::new("xdg-open").arg(&url).spawn();
+    }
+    d.wait().await;
+    Ok(())
 }

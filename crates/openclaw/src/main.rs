@@ -147,6 +147,21 @@ enum Command {
     /// Admin and bot credentials: create, list, revoke, renew.
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Serve the lab dashboard to a local browser, acting as this home's
+    /// credential (like `kubectl proxy`): GPUs, jobs with live logs,
+    /// approvals and enrollments. Loopback only unless --auth-token-file.
+    Dashboard {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:7680")]
+        listen: String,
+        /// A file holding the token every request must carry; required to
+        /// listen beyond loopback. Log in with /login?token=TOKEN.
+        #[arg(long)]
+        auth_token_file: Option<PathBuf>,
+        /// Open the dashboard in the default browser (xdg-open).
+        #[arg(long)]
+        open: bool,
+    },
     /// The gateway's certificate authority: status and rotation.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -506,6 +521,7 @@ fn main() -> ExitCode {
         cli.command,
         Command::Gateway(GatewayCmd::Run { .. })
             | Command::Node(NodeCmd::Run { .. })
+            | Command::Dashboard { .. }
             | Command::Moltbot(_)
             | Command::Wecom(_)
     );

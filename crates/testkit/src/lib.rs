@@ -4,6 +4,7 @@
 
 pub mod slack;
 pub mod swarm;
+pub mod webdriver;
 pub mod wecom;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,54 @@
+// OpenClaw dashboard: live refresh of <main>, the job log over
+// server-sent events, and confirmations. No framework, no build step.
+"use strict";
+
+// Pages with data-refresh reload their <main> every N seconds, while the
+// tab is visible and no form field has focus.
+(function refresh() {
+  const main = document.getElementById("main");
+  const every = main && Number(main.dataset.refresh);
+  if (!every) return;
+  setInterval(async () => {
+    if (document.hidden) return;
+    const active = document.activeElement;
+    if (active && main.contains(active) && active.tagName !== "BODY") return;
+    try {
+      const r = await fetch(location.href, { headers: { "X-Fragment": "1" } });
+      if (r.ok) main.innerHTML = await r.text();
+    } catch (e) { /* the next tick tries again */ }
+  }, every * 1000);
+})();
+
+// A job's output: server-sent events that resume by offset on reconnect.
+(function log() {
+  const pre = document.getElementById("log");
+  if (!pre) return;
+  const status = document.getElementById("log-status");
+  const src = new EventSource("/jobs/" + pre.dataset.job + "/log");
+  const add = (text, cls) => {
+    const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    const span = document.createElement("span");
+    if (cls) span.className = cls;
+    span.textContent = text;
+    pre.appendChild(span);
+    if (atEnd) pre.scrollTop = pre.scrollHeight;
+  };
+  src.addEventListener("out", (e) => add(JSON.parse(e.data)));
+  src.addEventListener("err", (e) => add(JSON.parse(e.data), "err"));
+  src.addEventListener("end", (e) => {
+    src.close();
+    const [state, code] = e.data.split(" ");
+    status.textContent = "job " + state + (code ? ", exit code " + code : "");
+    const badge = document.getElementById("job-state");
+    if (badge) { badge.textContent = state; badge.className = "tag tag-" + state; }
+  });
+  src.addEventListener("problem", (e) => { src.close(); status.textContent = e.data; });
+  src.onerror = () => { status.textContent = "reconnecting…"; };
+  src.onopen = () => { status.textContent = "following"; };
+})();
+
+// Forms with data-confirm ask first.
+document.addEventListener("submit", (e) => {
+  const msg = e.target.dataset && e.target.dataset.confirm;
+  if (msg && !window.confirm(msg)) e.preventDefault();
+});

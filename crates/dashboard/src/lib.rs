@@ -1,0 +1,632 @@
+//! `openclaw dashboard`: a web UI for a lab, served on the admin's machine
+//! (like `kubectl proxy` or `nomad ui`). It talks to the gateway with the
+//! home's credential over the usual mTLS session; the gateway gets no new
+//! listening surface. Every action is an ordinary API call, checked at the
+//! gateway like any other.
+//!
+//! * Loopback by default. Any other address needs a token
+//!   (`--auth-token-file`) on every request: a cookie set by
+//!   `/login?token=…`, or `Authorization: Bearer …`.
+//! * The Host header must name this dashboard (DNS rebinding).
+//! * Every POST needs the page's CSRF token and an Origin of this
+//!   dashboard.
+//! * HTML, CSS and JavaScript are embedded; no CDN, no build step. Charts
+//!   are SVG rendered on the server ([`render::sparkline`]).
+//! * Pages are paged (50 nodes or jobs), and refresh their `<main>` every
+//!   5 s only while visible; a job's log streams as server-sent events that
+//!   resume by offset.
+
+pub mod guard;
+pub mod render;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use client::{ClientError, Gateway};
+use mesh::Home;
+use proto::{JobEvent, JobInfo, OutStream, Request, Response as ApiResponse};
+
+/// Nodes or jobs per page.
+const PAGE: u32 = 50;
+/// Jobs read to find who holds the GPUs on a page.
+const HOLDER_JOBS: u32 = 500;
+
+const APP_CSS: &str = include_str!("../assets/app.css");
+const APP_JS: &str = include_str!("../assets/app.js");
+
+/// Why the dashboard could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    /// Bad options.
+    #[error("{0}")]
+    Options(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {msg}")]
+    Bind {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        msg: String,
+    },
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The token every request must carry; required off loopback.
+    pub auth_token: Option<String>,
+}
+
+/// Whether `opts` may be served: off loopback only with a token.
+pub fn check_options(opts: &Options) -> Result<(), String> {
+    if !opts.listen.ip().is_loopback() && opts.auth_token.is_none() {
+        return Err(format!(
+            "--listen {} is not a loopback address: anyone who can reach it could act as this home's credential. \
+             Add --auth-token-file FILE (a random token, e.g. 'head -c 32 /dev/urandom | base64 > FILE'), or listen on 127.0.0.1",
+            opts.listen
+        ));
+    }
+    if let Some(t) = &opts.auth_token
+        && (t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(
+            "the auth token must be at least 16 printable characters without spaces".into(),
+        );
+    }
+    Ok(())
+}
+
+struct App {
+    gw: Gateway,
+    csrf: String,
+    token: Option<String>,
+    bound: SocketAddr,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A running dashboard.
+pub struct Dashboard {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dashboard {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits until it stops.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds and serves until `shutdown` resolves.
+pub async fn start(
+    home: Home,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Dashboard, DashboardError> {
+    check_options(&opts).map_err(DashboardError::Options)?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| DashboardError::Bind {
+            addr: opts.listen,
+            msg: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| DashboardError::Bind {
+        addr: opts.listen,
+        msg: e.to_string(),
+    })?;
+    let mut raw = [0u8; 16];
+    pki::random_bytes(&mut raw).map_err(|e| DashboardError::Options(e.to_string()))?;
+    let app = Arc::new(App {
+        gw: Gateway::new(home),
+        csrf: pki::hex(&raw),
+        token: opts.auth_token,
+        bound: addr,
+    });
+    let router = axum::Router::new()
+        .route("/", get(overview))
+        .route("/gpus", get(gpus))
+        .route("/jobs", get(jobs))
+        .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}/log", get(job_log))
+        .route("/jobs/{id}/{action}", post(job_action))
+        .route("/enrollments", get(enrollments))
+        .route("/nodes/{name}/{action}", post(node_action))
+        .route("/login", get(login))
+        .route(
+            "/static/app.css",
+            get(|| async { asset("text/css", APP_CSS) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript", APP_JS) }),
+        )
+        .layer(axum::middleware::from_fn_with_state(app.clone(), gate))
+        .with_state(app);
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "dashboard server stopped");
+        }
+    });
+    Ok(Dashboard { addr, task })
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn hdr(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn parts(h: &HeaderMap) -> guard::Parts<'_> {
+    guard::Parts {
+        host: hdr(h, header::HOST),
+        cookie: hdr(h, header::COOKIE),
+        authorization: hdr(h, header::AUTHORIZATION),
+        origin: hdr(h, header::ORIGIN),
+    }
+}
+
+fn refusal(r: guard::Refusal) -> Response {
+    let (code, msg) = match r {
+        guard::Refusal::Token => (
+            StatusCode::UNAUTHORIZED,
+            "this dashboard needs its token: open /login?token=TOKEN (the token is in the --auth-token-file it was started with)",
+        ),
+        guard::Refusal::Host => (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this dashboard answers only to its own address; open it by the address it printed",
+        ),
+        guard::Refusal::Csrf => (
+            StatusCode::FORBIDDEN,
+            "this change did not come from a page of this dashboard; reload the page and try again",
+        ),
+    };
+    (code, Html(render::problem("Refused", msg))).into_response()
+}
+
+/// Host and token, for every request but `/login` (which checks the token
+/// it is given and the Host header itself).
+async fn gate(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let login = req.uri().path() == "/login";
+    let token = if login { None } else { app.token.as_deref() };
+    if let Err(r) = guard::check(&parts(req.headers()), app.bound, token, None) {
+        return refusal(r);
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Not no-referrer: with it Chromium sends `Origin: null` on form posts,
+    // and the CSRF check needs the real origin.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    resp
+}
+
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    token: String,
+}
+
+async fn login(State(app): State<Arc<App>>, Query(q): Query<LoginQuery>) -> Response {
+    let Some(want) = &app.token else {
+        return Redirect::to("/").into_response();
+    };
+    if !pki::constant_time_eq(q.token.as_bytes(), want.as_bytes()) {
+        return refusal(guard::Refusal::Token);
+    }
+    let cookie = format!(
+        "{}={}; HttpOnly; SameSite=Strict; Path=/",
+        guard::COOKIE,
+        q.token
+    );
+    let mut resp = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+/// A page, or only its `<main>` content when app.js refreshes it.
+fn reply(
+    app: &App,
+    h: &HeaderMap,
+    title: &str,
+    tab: &str,
+    refresh: bool,
+    body: String,
+) -> Response {
+    if h.contains_key("x-fragment") {
+        return Html(body).into_response();
+    }
+    Html(render::page(title, tab, &app.csrf, refresh, &body)).into_response()
+}
+
+fn failed(e: ClientError) -> Response {
+    let code = match &e {
+        ClientError::Api(api) if api.code == proto::ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ClientError::Api(api) if api.code == proto::ErrorCode::PermissionDenied => {
+            StatusCode::FORBIDDEN
+        }
+        ClientError::Api(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    (
+        code,
+        Html(render::page(
+            "Error",
+            "",
+            "",
+            false,
+            &render::problem("The gateway said no", &e.to_string()),
+        )),
+    )
+        .into_response()
+}
+
+fn unexpected(r: ApiResponse) -> ClientError {
+    ClientError::Protocol(format!("{r:?}"))
+}
+
+async fn node_list(app: &App) -> Result<Vec<proto::NodeInfo>, ClientError> {
+    match app.gw.call(Request::NodeList).await? {
+        ApiResponse::Nodes(n) => Ok(n),
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn job_list(app: &App, limit: u32, before: Option<u64>) -> Result<Vec<JobInfo>, ClientError> {
+    match app
+        .gw
+        .call(Request::JobList {
+            limit,
+            before,
+            on_behalf_of: None,
+        })
+        .await?
+    {
+        ApiResponse::Jobs(j) => Ok(j),
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn overview(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
+    let (nodes, jobs) = tokio::join!(node_list(&app), job_list(&app, 500, None));
+    match (nodes, jobs) {
+        (Ok(n), Ok(j)) => reply(&app, &h, "Overview", "/", true, render::overview(&n, &j)),
+        (Err(e), _) | (_, Err(e)) => failed(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct GpuQuery {
+    after: Option<String>,
+}
+
+async fn gpus(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuery>) -> Response {
+    let page = match app
+        .gw
+        .call(Request::NodePage {
+            after: q.after.clone(),
+            limit: PAGE,
+        })
+        .await
+    {
+        Ok(ApiResponse::Nodes(n)) => n,
+        Ok(r) => return failed(unexpected(r)),
+        Err(e) => return failed(e),
+    };
+    let names: Vec<String> = page.iter().map(|n| n.name.clone()).collect();
+    let history = match app.gw.call(Request::NodeHistory { names }).await {
+        Ok(ApiResponse::NodeHistory(h)) => h,
+        Ok(r) => return failed(unexpected(r)),
+        Err(e) => return failed(e),
+    };
+    let held: std::collections::HashSet<u64> = page
+        .iter()
+        .filter_map(|n| n.telemetry.as_ref())
+        .flat_map(|t| t.gpus.iter().filter_map(|g| g.job))
+        .collect();
+    let mut holders = HashMap::new();
+    if !held.is_empty() {
+        match job_list(&app, HOLDER_JOBS, None).await {
+            Ok(list) => holders.extend(
+                list.into_iter()
+                    .filter(|j| held.contains(&j.id))
+                    .map(|j| (j.id, j)),
+            ),
+            Err(e) => return failed(e),
+        }
+    }
+    let next = (page.len() as u32 == PAGE)
+        .then(|| page.last().map(|n| n.name.clone()))
+        .flatten();
+    let body = render::gpus(&page, &history, &holders, unix_now(), next.as_deref());
+    reply(&app, &h, "GPUs", "/gpus", true, body)
+}
+
+#[derive(serde::Deserialize)]
+struct JobsQuery {
+    before: Option<u64>,
+    state: Option<String>,
+}
+
+async fn jobs(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<JobsQuery>) -> Response {
+    match job_list(&app, PAGE, q.before).await {
+        Ok(list) => {
+            let next = (list.len() as u32 == PAGE)
+                .then(|| list.last().map(|j| j.id))
+                .flatten();
+            let state = q.state.as_deref().filter(|s| !s.is_empty());
+            let body = render::jobs(&list, state, unix_now(), next);
+            reply(&app, &h, "Jobs", "/jobs", true, body)
+        }
+        Err(e) => failed(e),
+    }
+}
+
+async fn show(app: &App, id: u64) -> Result<JobInfo, ClientError> {
+    match app
+        .gw
+        .call(Request::JobShow {
+            id,
+            on_behalf_of: None,
+        })
+        .await?
+    {
+        ApiResponse::Job(j) => Ok(j),
+        r => Err(unexpected(r)),
+    }
+}
+
+async fn job(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>) -> Response {
+    match show(&app, id).await {
+        Ok(j) => {
+            let body = render::job(&j, &app.csrf, unix_now());
+            reply(&app, &h, &format!("Job {id}"), "/jobs", false, body)
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// Parses an SSE `Last-Event-ID` of this stream: `STDOUT:STDERR` offsets.
+pub fn parse_offsets(id: Option<&str>) -> [u64; 2] {
+    id.and_then(|s| s.split_once(':'))
+        .and_then(|(a, b)| Some([a.parse().ok()?, b.parse().ok()?]))
+        .unwrap_or([0, 0])
+}
+
+/// The job's output as server-sent events, from the offsets the browser
+/// last saw (`Last-Event-ID`), until the job ends (`end` event).
+async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>) -> Response {
+    let from = parse_offsets(hdr(&h, header::HeaderName::from_static("last-event-id")));
+    let client = match app.gw.get().await {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let recv = match client
+        .open(Request::JobAttach {
+            id,
+            follow: true,
+            stdout_from: from[0],
+            stderr_from: from[1],
+            on_behalf_of: None,
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    struct Tail {
+        client: Arc<client::Client>,
+        recv: client::RecvStream,
+        offsets: [u64; 2],
+        done: bool,
+    }
+    let state = Tail {
+        client,
+        recv,
+        offsets: from,
+        done: false,
+    };
+    let events = futures_util::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            match s.client.next_event(&mut s.recv).await {
+                Ok(Some(JobEvent::Output { stream, data })) => {
+                    let i = usize::from(stream == OutStream::Stderr);
+                    s.offsets[i] += data.len() as u64;
+                    // JSON keeps newlines and carriage returns intact.
+                    let text =
+                        serde_json::Value::String(String::from_utf8_lossy(&data).into_owned())
+                            .to_string();
+                    let ev = Event::default()
+                        .event(if i == 0 { "out" } else { "err" })
+                        .id(format!("{}:{}", s.offsets[0], s.offsets[1]))
+                        .data(text);
+                    return Some((Ok::<_, std::convert::Infallible>(ev), s));
+                }
+                Ok(Some(JobEvent::End(j))) => {
+                    s.done = true;
+                    let ev = Event::default().event("end").data(format!(
+                        "{} {}",
+                        j.state,
+                        j.exit_code.map(|c| c.to_string()).unwrap_or_default()
+                    ));
+                    return Some((Ok(ev), s));
+                }
+                Ok(Some(JobEvent::Error(e))) => {
+                    s.done = true;
+                    return Some((Ok(Event::default().event("problem").data(e.message)), s));
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => {
+                    // The browser reconnects with the last offsets it saw.
+                    return None;
+                }
+            }
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ActionForm {
+    csrf: String,
+    plan_digest: Option<String>,
+    fingerprint: Option<String>,
+}
+
+fn csrf_ok(app: &App, h: &HeaderMap, form: &ActionForm) -> Result<(), guard::Refusal> {
+    guard::check(
+        &parts(h),
+        app.bound,
+        app.token.as_deref(),
+        Some((&form.csrf, &app.csrf)),
+    )
+}
+
+async fn job_action(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path((id, action)): Path<(u64, String)>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Err(r) = csrf_ok(&app, &h, &form) {
+        return refusal(r);
+    }
+    let req = match action.as_str() {
+        "approve" => Request::JobApprove {
+            id,
+            plan_digest: form.plan_digest.clone(),
+            on_behalf_of: None,
+        },
+        "deny" => Request::JobDeny {
+            id,
+            reason: Some("denied from the dashboard".into()),
+            on_behalf_of: None,
+        },
+        "cancel" => Request::JobCancel {
+            id,
+            on_behalf_of: None,
+        },
+        _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
+    };
+    match app.gw.call(req).await {
+        Ok(_) => Redirect::to(&format!("/jobs/{id}")).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn enrollments(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
+    match node_list(&app).await {
+        Ok(nodes) => {
+            let body = render::enrollments(&nodes, &app.csrf, unix_now());
+            reply(&app, &h, "Enrollments", "/enrollments", true, body)
+        }
+        Err(e) => failed(e),
+    }
+}
+
+async fn node_action(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Err(r) = csrf_ok(&app, &h, &form) {
+        return refusal(r);
+    }
+    let req = match action.as_str() {
+        "approve" => Request::NodeApprove {
+            name,
+            fingerprint: form.fingerprint.clone(),
+            labels: None,
+            gpus: None,
+        },
+        "reject" => Request::NodeReject { name },
+        "revoke" => Request::NodeRevoke { name },
+        _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
+    };
+    match app.gw.call(req).await {
+        Ok(_) => Redirect::to("/enrollments").into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_need_a_token_off_loopback() {
+        let o = |listen: &str, token: Option<&str>| Options {
+            listen: listen.parse().unwrap_or_else(|_| unreachable!()),
+            auth_token: token.map(str::to_string),
+        };
+        assert!(check_options(&o("127.0.0.1:7680", None)).is_ok());
+        assert!(check_options(&o("[::1]:7680", None)).is_ok());
+        let e = check_options(&o("0.0.0.0:7680", None)).unwrap_err();
+        assert!(e.contains("--auth-token-file"), "{e}");
+        assert!(check_options(&o("0.0.0.0:7680", Some("0123456789abcdefXYZ"))).is_ok());
+        assert!(check_options(&o("0.0.0.0:7680", Some("short"))).is_err());
+        assert!(check_options(&o("0.0.0.0:7680", Some("has a space in it!!"))).is_err());
+    }
+
+    #[test]
+    fn offsets_resume_from_the_last_event() {
+        assert_eq!(parse_offsets(None), [0, 0]);
+        assert_eq!(parse_offsets(Some("120:7")), [120, 7]);
+        assert_eq!(parse_offsets(Some("junk")), [0, 0]);
+        assert_eq!(parse_offsets(Some("1:x")), [0, 0]);
+    }
+}
