@@ -158,9 +158,24 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         ..Default::default()
     };
     crate::fanout_cli::print_fanout(&admin, spec, "   | ").await?;
+    // The dashboard, on a free loopback port, until the lab stops.
+    let (dash_tx, dash_rx) = tokio::sync::oneshot::channel::<()>();
+    let dash = dashboard::start(
+        gw_home.clone(),
+        dashboard::Options {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            auth_token: None,
+        },
+        async {
+            let _ = dash_rx.await;
+        },
+    )
+    .await
+    .map_err(fail)?;
+    println!("== dashboard at http://{}/", dash.addr());
     if std::io::stdin().is_terminal() {
         println!();
-        println!("The lab is up. In another terminal, try:");
+        println!("The lab is up. Open the dashboard above, or in another terminal try:");
         println!("  openclaw --home {} node list", gw_home.root().display());
         println!("Or talk to it here as you would to @moltbot in Slack (try: help, nodes,");
         println!("run training on worker-gpu-01, start experiment exp42, run hello).");
@@ -168,6 +183,8 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         let _ = crate::chat_cli::repl(&admin, &None).await;
     }
     println!("== stopping the lab");
+    let _ = dash_tx.send(());
+    dash.wait().await;
     admin.close().await;
     let _ = stop_tx.send(true);
     for agent in agents {
