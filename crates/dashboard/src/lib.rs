@@ -313,13 +313,6 @@ fn unexpected(r: ApiResponse) -> ClientError {
     ClientError::Protocol(format!("{r:?}"))
 }
 
-async fn node_list(app: &App) -> Result<Vec<proto::NodeInfo>, ClientError> {
-    match app.gw.call(Request::NodeList).await? {
-        ApiResponse::Nodes(n) => Ok(n),
-        r => Err(unexpected(r)),
-    }
-}
-
 async fn job_list(app: &App, limit: u32, before: Option<u64>) -> Result<Vec<JobInfo>, ClientError> {
     match app
         .gw
@@ -335,12 +328,36 @@ async fn job_list(app: &App, limit: u32, before: Option<u64>) -> Result<Vec<JobI
     }
 }
 
-async fn overview(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
-    let (nodes, jobs) = tokio::join!(node_list(&app), job_list(&app, 500, None));
-    match (nodes, jobs) {
-        (Ok(n), Ok(j)) => reply(&app, &h, "Overview", "/", true, render::overview(&n, &j)),
-        (Err(e), _) | (_, Err(e)) => failed(e),
+async fn summary(app: &App) -> Result<proto::LabSummary, ClientError> {
+    match app.gw.call(Request::LabSummary).await? {
+        ApiResponse::LabSummary(s) => Ok(s),
+        r => Err(unexpected(r)),
     }
+}
+
+async fn overview(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
+    match summary(&app).await {
+        Ok(s) => reply(&app, &h, "Overview", "/", true, render::overview(&s)),
+        Err(e) => failed(e),
+    }
+}
+
+async fn node_page(app: &App, after: Option<String>) -> Result<Vec<proto::NodeInfo>, ClientError> {
+    match app
+        .gw
+        .call(Request::NodePage { after, limit: PAGE })
+        .await?
+    {
+        ApiResponse::Nodes(n) => Ok(n),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// The name to page on from, if `page` was full.
+fn next_name(page: &[proto::NodeInfo]) -> Option<String> {
+    (page.len() as u32 == PAGE)
+        .then(|| page.last().map(|n| n.name.clone()))
+        .flatten()
 }
 
 #[derive(serde::Deserialize)]
@@ -349,16 +366,8 @@ struct GpuQuery {
 }
 
 async fn gpus(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuery>) -> Response {
-    let page = match app
-        .gw
-        .call(Request::NodePage {
-            after: q.after.clone(),
-            limit: PAGE,
-        })
-        .await
-    {
-        Ok(ApiResponse::Nodes(n)) => n,
-        Ok(r) => return failed(unexpected(r)),
+    let page = match node_page(&app, q.after.clone()).await {
+        Ok(n) => n,
         Err(e) => return failed(e),
     };
     let names: Vec<String> = page.iter().map(|n| n.name.clone()).collect();
@@ -383,9 +392,7 @@ async fn gpus(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuer
             Err(e) => return failed(e),
         }
     }
-    let next = (page.len() as u32 == PAGE)
-        .then(|| page.last().map(|n| n.name.clone()))
-        .flatten();
+    let next = next_name(&page);
     let body = render::gpus(&page, &history, &holders, unix_now(), next.as_deref());
     reply(&app, &h, "GPUs", "/gpus", true, body)
 }
@@ -567,13 +574,20 @@ async fn job_action(
     }
 }
 
-async fn enrollments(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
-    match node_list(&app).await {
-        Ok(nodes) => {
-            let body = render::enrollments(&nodes, &app.csrf, unix_now());
+async fn enrollments(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Query(q): Query<GpuQuery>,
+) -> Response {
+    let (s, page) = tokio::join!(summary(&app), node_page(&app, q.after.clone()));
+    match (s, page) {
+        (Ok(s), Ok(page)) => {
+            let next = next_name(&page);
+            let body =
+                render::enrollments(&s.pending, &page, &app.csrf, unix_now(), next.as_deref());
             reply(&app, &h, "Enrollments", "/enrollments", true, body)
         }
-        Err(e) => failed(e),
+        (Err(e), _) | (_, Err(e)) => failed(e),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use proto::{JobInfo, NodeHistory, NodeInfo};
+use proto::{JobInfo, LabSummary, NodeHistory, NodeInfo};
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -93,37 +93,7 @@ fn action(path: &str, label: &str, csrf: &str, confirm: Option<&str>, extra: &st
     )
 }
 
-/// GPU totals over nodes: (free, busy, unhealthy).
-pub fn gpu_totals(nodes: &[NodeInfo]) -> (u32, u32, u32) {
-    let mut t = (0, 0, 0);
-    for n in nodes.iter().filter(|n| n.connection == "connected") {
-        let Some(hb) = &n.telemetry else { continue };
-        for g in &hb.gpus {
-            if n.health != "healthy" {
-                t.2 += 1;
-            } else if g.job.is_some() {
-                t.1 += 1;
-            } else {
-                t.0 += 1;
-            }
-        }
-    }
-    t
-}
-
-fn count_by<'a>(items: impl Iterator<Item = &'a str>) -> Vec<(String, usize)> {
-    let mut m: Vec<(String, usize)> = Vec::new();
-    for k in items {
-        match m.iter_mut().find(|(n, _)| n == k) {
-            Some((_, c)) => *c += 1,
-            None => m.push((k.to_string(), 1)),
-        }
-    }
-    m.sort();
-    m
-}
-
-fn stat_table(caption: &str, head: &str, rows: &[(String, usize)]) -> String {
+fn stat_table(caption: &str, head: &str, rows: &[(String, u64)]) -> String {
     let mut s = format!(
         "<table class=\"stats\"><caption>{}</caption><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">count</th></tr></thead><tbody>",
         esc(caption),
@@ -145,33 +115,29 @@ fn stat_table(caption: &str, head: &str, rows: &[(String, usize)]) -> String {
 }
 
 /// The overview: nodes by health, GPU totals, jobs by state.
-pub fn overview(nodes: &[NodeInfo], jobs: &[JobInfo]) -> String {
-    let (free, busy, bad) = gpu_totals(nodes);
-    let health = count_by(nodes.iter().map(|n| {
-        if n.connection == "connected" {
-            n.health.as_str()
-        } else {
-            n.connection.as_str()
-        }
-    }));
-    let states = count_by(jobs.iter().map(|j| j.state.as_str()));
+pub fn overview(s: &LabSummary) -> String {
+    let nodes: u64 = s.nodes.iter().map(|(_, n)| n).sum();
+    let jobs: u64 = s.jobs.iter().map(|(_, n)| n).sum();
     format!(
         "<h1>Overview</h1>\
          <section aria-labelledby=\"gpu-h\"><h2 id=\"gpu-h\">GPUs</h2>\
          <dl class=\"totals\"><div><dt>free</dt><dd id=\"gpus-free\">{free}</dd></div>\
          <div><dt>busy</dt><dd id=\"gpus-busy\">{busy}</dd></div>\
          <div><dt>unhealthy</dt><dd id=\"gpus-unhealthy\">{bad}</dd></div></dl></section>\
-         <div class=\"cols\">{}{}</div>",
-        stat_table(
-            &format!("{} nodes by health", nodes.len()),
-            "health",
-            &health
-        ),
-        stat_table(
-            &format!("the latest {} jobs by state", jobs.len()),
-            "state",
-            &states
-        ),
+         <div class=\"cols\">{}{}</div>{pending}",
+        stat_table(&format!("{nodes} nodes by health"), "health", &s.nodes),
+        stat_table(&format!("{jobs} jobs by state"), "state", &s.jobs),
+        free = s.gpus_free,
+        busy = s.gpus_busy,
+        bad = s.gpus_unhealthy,
+        pending = if s.pending.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p><a href=\"/enrollments\">{} enrollment request(s) waiting</a></p>",
+                s.pending.len()
+            )
+        },
     )
 }
 
@@ -439,10 +405,17 @@ pub fn job(j: &JobInfo, csrf: &str, now: u64) -> String {
     )
 }
 
-/// Pending enrollments (approve, reject) and enrolled nodes (revoke).
-pub fn enrollments(nodes: &[NodeInfo], csrf: &str, now: u64) -> String {
+/// Pending enrollments (approve, reject) and a page of enrolled nodes
+/// (revoke); `next` pages on.
+pub fn enrollments(
+    pending_nodes: &[NodeInfo],
+    page: &[NodeInfo],
+    csrf: &str,
+    now: u64,
+    next: Option<&str>,
+) -> String {
     let mut pending = String::new();
-    for n in nodes.iter().filter(|n| n.connection == "pending") {
+    for n in pending_nodes {
         let fp = format!(
             "<input type=\"hidden\" name=\"fingerprint\" value=\"{}\">",
             esc(&n.fingerprint)
@@ -475,7 +448,7 @@ pub fn enrollments(nodes: &[NodeInfo], csrf: &str, now: u64) -> String {
         pending.push_str("<tr><td colspan=\"6\">no pending requests</td></tr>");
     }
     let mut enrolled = String::new();
-    for n in nodes
+    for n in page
         .iter()
         .filter(|n| matches!(n.connection.as_str(), "connected" | "offline"))
     {
@@ -503,7 +476,13 @@ pub fn enrollments(nodes: &[NodeInfo], csrf: &str, now: u64) -> String {
          <thead><tr><th scope=\"col\">node</th><th scope=\"col\">key fingerprint</th><th scope=\"col\">labels asked</th>\
          <th scope=\"col\">from</th><th scope=\"col\">asked</th><th scope=\"col\">decide</th></tr></thead><tbody>{pending}</tbody></table>\
          <table class=\"list\"><caption>enrolled nodes</caption><thead><tr><th scope=\"col\">node</th><th scope=\"col\">connection</th>\
-         <th scope=\"col\">key fingerprint</th><th scope=\"col\">revoke</th></tr></thead><tbody>{enrolled}</tbody></table>"
+         <th scope=\"col\">key fingerprint</th><th scope=\"col\">revoke</th></tr></thead><tbody>{enrolled}</tbody></table>{more}",
+        more = next
+            .map(|n| format!(
+                "<p><a href=\"/enrollments?after={}\">next nodes</a></p>",
+                esc(n)
+            ))
+            .unwrap_or_default(),
     )
 }
 
@@ -519,6 +498,23 @@ pub fn problem(title: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_overview_counts_and_links_pending_requests() {
+        let s = LabSummary {
+            nodes: vec![("healthy".into(), 2), ("<x>".into(), 1)],
+            gpus_free: 3,
+            gpus_busy: 1,
+            gpus_unhealthy: 0,
+            jobs: vec![("exited".into(), 5)],
+            pending: vec![node("p", "-", &[])],
+        };
+        let html = overview(&s);
+        assert!(html.contains("3 nodes by health"), "{html}");
+        assert!(html.contains("<dd id=\"gpus-free\">3</dd>"));
+        assert!(html.contains("1 enrollment request(s) waiting"));
+        assert!(html.contains("&lt;x&gt;") && !html.contains("<x>"));
+    }
 
     #[test]
     fn escaping_covers_markup_quotes_and_controls() {
@@ -579,7 +575,6 @@ mod tests {
             node("a", "healthy", &[Some(7), None]),
             node("b", "unhealthy", &[None]),
         ];
-        assert_eq!(gpu_totals(&nodes), (1, 1, 1));
         let html = gpus(&nodes, &[], &HashMap::new(), 0, Some("b"));
         assert_eq!(html.matches("<article").count(), 3);
         assert!(html.contains("3 GPUs on this page"));

@@ -82,6 +82,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
                 Ok(Response::NodeHistory(shared.registry.histories(&names)))
             }
         }
+        Request::LabSummary => lab_summary(shared),
         Request::Trust => Ok(Response::Trust {
             cas_der: crate::rotation::trust(shared),
         }),
@@ -252,6 +253,44 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
             .map(|n| node_info(shared, n, now, instant, false))
             .collect(),
     ))
+}
+
+fn lab_summary(shared: &Shared) -> Result<Response, ApiError> {
+    let now = unix_now();
+    let (rows, jobs) = shared.store.tx(|tx| {
+        enroll::sweep(shared, tx, now)?;
+        Ok::<_, ApiError>((tx.nodes()?, tx.job_counts()?))
+    })?;
+    let instant = Instant::now();
+    let mut s = proto::LabSummary {
+        jobs,
+        ..Default::default()
+    };
+    let mut by: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    for n in rows {
+        let st = shared.node_status(&n, instant);
+        let word = if st.live.is_some() {
+            st.health
+        } else {
+            st.connection
+        };
+        *by.entry(word).or_default() += 1;
+        if let Some(t) = st.live.as_ref().and_then(|l| l.telemetry.as_ref()) {
+            for g in &t.gpus {
+                match (st.health == "healthy", g.job.is_some()) {
+                    (false, _) => s.gpus_unhealthy += 1,
+                    (true, true) => s.gpus_busy += 1,
+                    (true, false) => s.gpus_free += 1,
+                }
+            }
+        }
+        if n.state == NodeState::Pending && s.pending.len() < proto::MAX_SUMMARY_PENDING {
+            s.pending.push(node_info(shared, n, now, instant, false));
+        }
+    }
+    s.nodes = by.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    s.pending.sort_by_key(|n| n.requested_at);
+    Ok(Response::LabSummary(s))
 }
 
 /// Most bytes of node records in one page (the reply frame's limit is 1 MiB).

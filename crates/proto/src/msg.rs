@@ -413,6 +413,31 @@ pub enum Request {
         /// The nodes.
         names: Vec<String>,
     },
+    /// Counts for an overview (nodes by status, GPUs by state, jobs by
+    /// state) and the pending enrollments, without listing every node.
+    LabSummary,
+}
+
+/// Most pending enrollments a `LabSummary` lists.
+pub const MAX_SUMMARY_PENDING: usize = 200;
+
+/// Reply to [`Request::LabSummary`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LabSummary {
+    /// Nodes by status: `healthy`, `degraded`, `unhealthy` for connected
+    /// nodes, else their connection (`offline`, `pending`, ...).
+    pub nodes: Vec<(String, u64)>,
+    /// GPUs of healthy connected nodes that no job holds.
+    pub gpus_free: u64,
+    /// GPUs of healthy connected nodes that a job holds.
+    pub gpus_busy: u64,
+    /// GPUs of connected nodes that are not healthy.
+    pub gpus_unhealthy: u64,
+    /// Jobs by state, all of them.
+    pub jobs: Vec<(String, u64)>,
+    /// Pending enrollment requests (at most [`MAX_SUMMARY_PENDING`]),
+    /// oldest first.
+    pub pending: Vec<NodeInfo>,
 }
 
 /// Most nodes one `NodeHistory` call may ask about.
@@ -782,6 +807,7 @@ impl Request {
             Request::CaRotate { .. } => "ca.rotate",
             Request::Trust => "ca.trust",
             Request::NodeHistory { .. } => "node.history",
+            Request::LabSummary => "lab.summary",
         }
     }
 
@@ -903,6 +929,8 @@ pub enum Response {
     },
     /// Reply to [`Request::NodeHistory`], in the order asked.
     NodeHistory(Vec<NodeHistory>),
+    /// Reply to [`Request::LabSummary`].
+    LabSummary(LabSummary),
 }
 
 /// Public metadata of a join token.

@@ -90,6 +90,19 @@ fn samples() -> Vec<Sample> {
             }
         ),
         s!("request.trust", Request, Request::Trust),
+        s!("request.lab_summary", Request, Request::LabSummary),
+        s!(
+            "response.lab_summary",
+            Response,
+            Response::LabSummary(LabSummary {
+                nodes: vec![("healthy".into(), 2), ("offline".into(), 1)],
+                gpus_free: 3,
+                gpus_busy: 1,
+                gpus_unhealthy: 0,
+                jobs: vec![("exited".into(), 5)],
+                pending: vec![],
+            })
+        ),
         s!(
             "request.node_history",
             Request,
