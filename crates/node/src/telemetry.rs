@@ -181,16 +181,28 @@ pub fn heartbeat(
     let (gpu_list, gpu_error) = match gpus.sample() {
         Ok(list) => (
             list.into_iter()
-                .map(|g| GpuTelemetry {
-                    job: holders.get(&g.index).copied(),
-                    index: g.index,
-                    name: g.name,
-                    uuid: g.uuid,
-                    mem_used: g.mem_used,
-                    mem_total: g.mem_total,
-                    util_pct: g.util_pct,
-                    temp_c: g.temp_c,
-                    simulated,
+                .map(|g| {
+                    let job = holders.get(&g.index).copied();
+                    // A simulated GPU looks busy while a job holds it, so
+                    // labs and dashboards show something move.
+                    let (util_pct, temp_c, mem_used) = match (simulated, job) {
+                        (true, Some(_)) => {
+                            let wobble = (seq.wrapping_mul(7) + u64::from(g.index) * 3) % 10;
+                            (90 + wobble as u32, 68 + wobble as u32, 60 << 30)
+                        }
+                        _ => (g.util_pct, g.temp_c, g.mem_used),
+                    };
+                    GpuTelemetry {
+                        job,
+                        index: g.index,
+                        name: g.name,
+                        uuid: g.uuid,
+                        mem_used,
+                        mem_total: g.mem_total,
+                        util_pct,
+                        temp_c,
+                        simulated,
+                    }
                 })
                 .collect(),
             None,
@@ -284,6 +296,15 @@ mod tests {
         assert_eq!(hb.gpu_source, "simulated");
         let other = SimulatedGpus::new(1, "worker-gpu-02").sample().unwrap();
         assert_ne!(other[0].uuid, hb.gpus[0].uuid);
+        // Idle until a job holds one; then it looks busy.
+        assert_eq!((hb.gpus[0].util_pct, hb.gpus[0].temp_c), (0, 35));
+        let holders = std::collections::HashMap::from([(1u32, 42u64)]);
+        let hb = heartbeat(2, &mut s, &holders, 1, None, None);
+        assert_eq!(hb.gpus[0].util_pct, 0);
+        assert_eq!(hb.gpus[1].job, Some(42));
+        assert!((90..100).contains(&hb.gpus[1].util_pct), "{:?}", hb.gpus[1]);
+        assert!((68..78).contains(&hb.gpus[1].temp_c));
+        assert_eq!(hb.gpus[1].mem_used, 60 << 30);
     }
 
     #[test]
