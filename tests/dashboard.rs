@@ -10,6 +10,7 @@ use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use testkit::swarm::{Swarm, SwarmOptions};
 use testkit::webdriver::{Browser, browser_tools};
 use testkit::{Lab, Proc, set_chat_test_policy, wait_until};
 
@@ -241,4 +242,69 @@ fn off_loopback_the_dashboard_needs_its_token() {
         &format!("GET /jobs HTTP/1.1\r\n{host}Cookie: openclaw_dashboard=k7Qe0m1X9wPz4rTj2bLs\r\n"),
     );
     assert!(cookie.starts_with("HTTP/1.1 200"), "{cookie}");
+}
+
+/// 1,000 nodes with 2 simulated GPUs each: the pages stay paged (50 nodes,
+/// 100 GPU cards), the overview counts all of them from one summary, and
+/// following the "next" links visits every node once.
+#[test]
+fn the_dashboard_pages_a_thousand_gpu_nodes() {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        *cfg = cfg
+            .replace("rate_per_minute = 60", "rate_per_minute = 100000")
+            .replace("heartbeat_interval = \"1s\"", "heartbeat_interval = \"5s\"")
+            .replace("dead_after = \"3s\"", "dead_after = \"15s\"");
+    });
+    lab.start_gateway();
+    let token = lab.token(&["--auto-approve", "--uses", "1000", "--labels", "sim"]);
+    let addr = std::fs::read_to_string(lab.gw_home.join("gateway.addr")).unwrap();
+    let opts = SwarmOptions {
+        nodes: 1000,
+        gpus: 2,
+        keep_alive: (Duration::from_secs(5), Duration::from_secs(15)),
+        ..Default::default()
+    };
+    let (swarm, _) = Swarm::start(
+        &lab.dir().join("swarm"),
+        addr.trim(),
+        &token,
+        &opts,
+        Duration::from_secs(300),
+    )
+    .unwrap();
+    let (_d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let host = url.trim_start_matches("http://").to_string();
+    let get = |path: &str| raw(&url, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n"));
+
+    let overview = wait_until(T, "every GPU in the overview", || {
+        let p = get("/");
+        p.contains("<dd id=\"gpus-free\">2000</dd>").then_some(p)
+    });
+    assert!(overview.contains("1000 nodes by health"), "{overview}");
+
+    let mut seen = Vec::new();
+    let mut path = "/gpus".to_string();
+    loop {
+        let page = get(&path);
+        assert!(page.starts_with("HTTP/1.1 200"), "{path}: {page}");
+        let cards = page.matches("<article class=\"gpu").count();
+        assert!(cards <= 100, "{path}: {cards} cards on one page");
+        for chunk in page.split("aria-label=\"").skip(1) {
+            if let Some(name) = chunk
+                .split(" GPU 0\"")
+                .next()
+                .filter(|n| n.starts_with("sim-") && !n.contains('"'))
+            {
+                seen.push(name.to_string());
+            }
+        }
+        match page.split("href=\"/gpus?after=").nth(1) {
+            Some(rest) => path = format!("/gpus?after={}", rest.split('"').next().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, swarm.names,
+        "every node once, in name order, 50 a page"
+    );
 }

@@ -73,6 +73,8 @@ pub struct SwarmOptions {
     pub keep_alive: (Duration, Duration),
     /// The gateway's pid, to report the CPU it spent enrolling.
     pub gateway_pid: Option<u32>,
+    /// Simulated GPUs each node reports (idle; 0: none).
+    pub gpus: u32,
 }
 
 impl Default for SwarmOptions {
@@ -85,6 +87,7 @@ impl Default for SwarmOptions {
             enroll_concurrency: 64,
             threads: 2,
             keep_alive: (Duration::from_secs(1), Duration::from_secs(3)),
+            gpus: 0,
             gateway_pid: None,
         }
     }
@@ -147,6 +150,7 @@ impl Swarm {
                     remote,
                     endpoint: endpoints[i % endpoints.len()].clone(),
                     counters: counters.clone(),
+                    gpus: opts.gpus.min(64),
                 };
                 tokio::spawn(node.run(stop_rx.clone()));
             }
@@ -250,6 +254,7 @@ struct SimNode {
     remote: SocketAddr,
     endpoint: quinn::Endpoint,
     counters: Arc<Counters>,
+    gpus: u32,
 }
 
 impl SimNode {
@@ -286,8 +291,8 @@ impl SimNode {
         let hello = Open::Control(NodeHello {
             protocol: proto::PROTOCOL_VERSION,
             agent_version: "swarm".into(),
-            gpus: 0,
-            gpus_simulated: false,
+            gpus: self.gpus,
+            gpus_simulated: self.gpus > 0,
             max_jobs: 64,
         });
         mesh::write_frame(&mut send, &hello)
@@ -319,7 +324,17 @@ impl SimNode {
                 self.counters.heartbeats.fetch_add(1, Ordering::Relaxed);
                 Heartbeat {
                     seq,
-                    gpu_source: "none".into(),
+                    gpu_source: if self.gpus > 0 { "simulated" } else { "none" }.into(),
+                    gpus: (0..self.gpus)
+                        .map(|index| proto::GpuTelemetry {
+                            index,
+                            name: "Simulated GPU 80GB".into(),
+                            mem_total: 80 << 30,
+                            temp_c: 35,
+                            simulated: true,
+                            ..Default::default()
+                        })
+                        .collect(),
                     ..Default::default()
                 }
             })
