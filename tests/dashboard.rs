@@ -120,6 +120,24 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     let want: String = (0..150).map(|i| format!("tick-{i}\n")).collect();
     assert_eq!(log.as_str(), Some(want.as_str()), "the log is whole, once");
 
+    // The log stream resumes from the offsets in Last-Event-ID
+    // (STDOUT:STDERR): after the 7 bytes of "tick-0\n" comes "tick-1".
+    let host = url.trim_start_matches("http://").to_string();
+    let resumed = raw(
+        &url,
+        &format!("GET /jobs/{job}/log HTTP/1.1\r\nHost: {host}\r\nLast-Event-ID: 7:0\r\n"),
+    );
+    let first = resumed
+        .lines()
+        .find(|l| l.starts_with("data:"))
+        .unwrap_or_else(|| panic!("{resumed}"));
+    let first = first.trim_start_matches("data:").trim_start();
+    assert!(first.starts_with("\"tick-1\\ntick-2\\n"), "{first}");
+    assert!(
+        resumed.contains("event:end") || resumed.contains("event: end"),
+        "{resumed}"
+    );
+
     // Jobs list.
     b.goto(&format!("{url}/jobs"));
     b.wait_text("the job list", T, |t| t.contains(&format!("{job}")));
@@ -184,7 +202,6 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
 
     // A change without the page's CSRF token, or from another origin, is
     // refused; so is a request naming another host.
-    let host = url.trim_start_matches("http://").to_string();
     let forged = raw(
         &url,
         &format!(

@@ -401,6 +401,7 @@ async fn gpus(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuer
 struct JobsQuery {
     before: Option<u64>,
     state: Option<String>,
+    node: Option<String>,
 }
 
 async fn jobs(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<JobsQuery>) -> Response {
@@ -410,7 +411,8 @@ async fn jobs(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<JobsQue
                 .then(|| list.last().map(|j| j.id))
                 .flatten();
             let state = q.state.as_deref().filter(|s| !s.is_empty());
-            let body = render::jobs(&list, state, unix_now(), next);
+            let node = q.node.as_deref().filter(|s| !s.is_empty());
+            let body = render::jobs(&list, state, node, unix_now(), next);
             reply(&app, &h, "Jobs", "/jobs", true, body)
         }
         Err(e) => failed(e),

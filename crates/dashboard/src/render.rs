@@ -256,8 +256,14 @@ pub fn gpus(
     )
 }
 
-/// The job list; `state` filters it, `next` pages on.
-pub fn jobs(list: &[JobInfo], state: Option<&str>, now: u64, next: Option<u64>) -> String {
+/// The job list; `state` and `node` filter the page, `next` pages on.
+pub fn jobs(
+    list: &[JobInfo],
+    state: Option<&str>,
+    node: Option<&str>,
+    now: u64,
+    next: Option<u64>,
+) -> String {
     let mut options = String::from("<option value=\"\">any</option>");
     for s in [
         "awaiting-approval",
@@ -275,7 +281,10 @@ pub fn jobs(list: &[JobInfo], state: Option<&str>, now: u64, next: Option<u64>) 
         let _ = write!(options, "<option{sel}>{s}</option>");
     }
     let mut rows = String::new();
-    for j in list.iter().filter(|j| state.is_none_or(|s| j.state == s)) {
+    for j in list
+        .iter()
+        .filter(|j| state.is_none_or(|s| j.state == s) && node.is_none_or(|n| j.node == n))
+    {
         let _ = write!(
             rows,
             "<tr><td><a href=\"/jobs/{id}\">{id}</a></td><td><span class=\"tag tag-{st}\">{st}</span></td>\
@@ -300,17 +309,22 @@ pub fn jobs(list: &[JobInfo], state: Option<&str>, now: u64, next: Option<u64>) 
             let st = state
                 .map(|s| format!("&state={}", esc(s)))
                 .unwrap_or_default();
-            format!("<p><a href=\"/jobs?before={b}{st}\">older jobs</a></p>")
+            let nd = node
+                .map(|n| format!("&node={}", esc(n)))
+                .unwrap_or_default();
+            format!("<p><a href=\"/jobs?before={b}{st}{nd}\">older jobs</a></p>")
         })
         .unwrap_or_default();
     format!(
         "<h1>Jobs</h1><form method=\"get\" action=\"/jobs\" class=\"filter\">\
          <label for=\"state\">state</label> <select id=\"state\" name=\"state\">{options}</select> \
+         <label for=\"node\">node</label> <input id=\"node\" name=\"node\" value=\"{node_value}\" size=\"18\"> \
          <button type=\"submit\">filter</button></form>\
          <table class=\"list\"><caption>jobs, newest first</caption><thead><tr>\
          <th scope=\"col\">id</th><th scope=\"col\">state</th><th scope=\"col\">node</th><th scope=\"col\">command</th>\
          <th scope=\"col\">requester</th><th scope=\"col\">exit</th><th scope=\"col\">created</th></tr></thead>\
-         <tbody>{rows}</tbody></table>{more}"
+         <tbody>{rows}</tbody></table>{more}",
+        node_value = esc(node.unwrap_or_default()),
     )
 }
 
@@ -514,6 +528,31 @@ mod tests {
         assert!(html.contains("<dd id=\"gpus-free\">3</dd>"));
         assert!(html.contains("1 enrollment request(s) waiting"));
         assert!(html.contains("&lt;x&gt;") && !html.contains("<x>"));
+    }
+
+    #[test]
+    fn the_job_list_filters_by_state_and_node() {
+        let job = |id: u64, state: &str, node: &str| JobInfo {
+            id,
+            state: state.into(),
+            node: node.into(),
+            argv: vec!["echo".into(), "<hi>".into()],
+            requester: "admin".into(),
+            ..Default::default()
+        };
+        let list = [
+            job(3, "running", "a"),
+            job(2, "exited", "b"),
+            job(1, "exited", "a"),
+        ];
+        let all = jobs(&list, None, None, 0, Some(1));
+        assert_eq!(all.matches("<tr><td><a href").count(), 3);
+        assert!(all.contains("&lt;hi&gt;") && all.contains("/jobs?before=1"));
+        let some = jobs(&list, Some("exited"), Some("a"), 0, Some(1));
+        assert_eq!(some.matches("<tr><td><a href").count(), 1);
+        assert!(some.contains("href=\"/jobs/1\""));
+        assert!(some.contains("/jobs?before=1&state=exited&node=a"));
+        assert!(jobs(&list, Some("lost"), None, 0, None).contains("no jobs"));
     }
 
     #[test]
