@@ -66,6 +66,10 @@ fn a_live_lab_rotates_its_ca_without_interrupting_a_job() {
         "i=0; while [ $i -lt 150 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done",
     ]);
     lab.wait_job(job, "running", T);
+    // Another admin follows it over one long-lived connection.
+    let alice = lab.second_admin("alice");
+    let job_text = job.to_string();
+    let follower = lab.spawn(&alice, &["job", "logs", &job_text, "--follow"]);
 
     // init: both CAs trusted, the old one still issues; the node is told.
     let out = lab.admin(&["ca", "rotate", "--phase", "init"]).ok();
@@ -98,12 +102,14 @@ fn a_live_lab_rotates_its_ca_without_interrupting_a_job() {
     assert!(pki::issued_by(&pem_der(&lab.gw_home.join("client.crt")), &new_ca).unwrap());
     // The job never noticed.
     assert_eq!(lab.job(job)["state"], "running");
-    let st = status(&lab);
-    assert_eq!(
-        names(&st["lagging_clients"]),
-        vec!["idlebot".to_string(), "rotbot".to_string()],
-        "{st}"
-    );
+    // The follower's session was closed so that it renews: it reconnected,
+    // renewed and resumed where it was.
+    wait_until(T, "the follower to renew", || {
+        let st = status(&lab);
+        (names(&st["lagging_clients"]) == ["idlebot".to_string(), "rotbot".to_string()])
+            .then_some(())
+    });
+    assert!(pki::issued_by(&pem_der(&alice.join("client.crt")), &new_ca).unwrap());
 
     // A bot renews when it next connects; its CA file holds both CAs.
     lab.run(&bot, &["whoami"]).ok();
@@ -156,6 +162,9 @@ fn a_live_lab_rotates_its_ca_without_interrupting_a_job() {
     let logs = lab.admin(&["job", "logs", &job.to_string()]).ok();
     let want: String = (0..150).map(|i| format!("line-{i}\n")).collect();
     assert_eq!(logs.stdout, want);
+    let followed = follower.wait(T);
+    assert_eq!(followed.code, 0, "{followed:?}");
+    assert_eq!(followed.stdout, want, "the follower got every line once");
 
     // Nodes are told to trust only the new CA, and a restarted agent
     // connects with what it holds.

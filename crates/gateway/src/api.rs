@@ -69,7 +69,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::ClientRenew { csr_der } => crate::clients::renew(shared, peer, &csr_der),
         Request::NodeRenew { csr_der } => node_renew(shared, peer, &csr_der),
         Request::CaRotate { step, force } => {
-            crate::rotation::step(shared, &peer.name, step, force).map(Response::CaRotation)
+            crate::rotation::step(shared, peer, step, force).map(Response::CaRotation)
         }
         Request::NodeHistory { names } => {
             if names.len() > proto::MAX_HISTORY_NODES {

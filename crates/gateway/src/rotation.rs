@@ -9,7 +9,8 @@
 //!   pinning either CA still enroll. Connected nodes are told, and renew
 //!   onto the new CA over their live connection (no job is interrupted);
 //!   clients notice the new issuer when they connect, fetch the CAs and
-//!   renew (`client::Client::connect`).
+//!   renew (`client::Client::connect`), and live client sessions other
+//!   than the caller's are closed so that they reconnect and do so.
 //! * **finish**: refused while an approved node or active client still
 //!   holds a certificate of the old CA (unless forced). The old CA is
 //!   dropped from trust and its key deleted; nodes are told to trust only
@@ -328,7 +329,7 @@ fn apply(shared: &Shared, m: Material) -> Result<(), ApiError> {
 /// `ca status` and `ca rotate --phase …`. Runs off the async workers.
 pub(crate) fn step(
     shared: &Shared,
-    actor: &str,
+    actor: &crate::peer::Peer,
     step: CaStep,
     force: bool,
 ) -> Result<CaRotationInfo, ApiError> {
@@ -438,10 +439,33 @@ pub(crate) fn step(
     let m = materialize(home, &name, now).map_err(internal)?;
     apply(shared, m)?;
     let state = shared.ca();
+    if step == CaStep::Rotate {
+        // Long-lived admin and bot sessions (a bot, a follower) reconnect,
+        // and on connecting renew onto the new CA (client::Client::connect).
+        // The caller's own session stays up for this reply.
+        let serials = shared
+            .store
+            .tx(|tx| tx.client_serials_not_on_ca(&state.issuing_pin_hex()))?;
+        let closed: usize = serials
+            .iter()
+            .filter(|s| **s != actor.serial)
+            .map(|s| {
+                shared.registry.close_serial(
+                    s,
+                    proto::CloseCode::Normal.code(),
+                    "the gateway's CA was rotated; reconnect to renew onto the new CA",
+                )
+            })
+            .sum();
+        tracing::info!(
+            closed,
+            "closed client sessions so they renew onto the new CA"
+        );
+    }
     let _ = shared.store.tx(|tx| {
         tx.audit(
             now,
-            actor,
+            &actor.name,
             &format!("ca.rotate.{}", step.as_str()),
             &name,
             &format!("issuing CA sha256:{}", pki::hex(&state.issuing.pin())),

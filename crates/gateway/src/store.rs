@@ -871,6 +871,19 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Serials of active clients' current certificates that the CA pinned
+    /// `ca_pin` (hex) did not sign.
+    pub fn client_serials_not_on_ca(&self, ca_pin: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT k.cert_serial FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \
+                 WHERE k.state = 'active' AND (c.ca IS NULL OR c.ca != ?1)",
+            )?
+            .query_map(params![ca_pin], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Approved nodes and active clients whose current certificate was not
     /// signed by the CA pinned `ca_pin` (hex), by name.
     pub fn not_on_ca(&self, ca_pin: &str) -> Result<(Vec<String>, Vec<String>), StoreError> {
