@@ -42,6 +42,45 @@ pub struct Row {
     /// The same fan-out over an already-open client connection, from the
     /// request to the last exit code: median of 3, ms.
     pub fanout_open_ms: f64,
+    /// State database transactions (async calls plus blocking ones) per
+    /// node while they enrolled and connected.
+    pub db_per_enrollment: f64,
+    /// The same per second over the steady-state window (idle nodes).
+    pub db_idle_per_s: f64,
+    /// The same per fan-out member (one job of `true`), over the six
+    /// fan-outs; node list calls included.
+    pub db_per_job: f64,
+    /// Commits per second the database thread made in the window, and
+    /// per fan-out member: what an engine would have to make durable.
+    pub commits_idle_per_s: f64,
+    /// See `commits_idle_per_s`.
+    pub commits_per_job: f64,
+}
+
+/// The state database counters from the gateway's /metrics: async calls,
+/// their commits, blocking transactions.
+fn db_counts(gw: &Path) -> Result<[u64; 3]> {
+    use std::io::{Read as _, Write as _};
+    let addr = std::fs::read_to_string(gw.join("metrics.addr"))?;
+    let mut s = std::net::TcpStream::connect(addr.trim())?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        addr.trim()
+    )?;
+    let mut page = String::new();
+    s.read_to_string(&mut page)?;
+    let get = |name: &str| -> Result<u64> {
+        page.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("{name} missing from /metrics"))
+    };
+    Ok([
+        get("openclaw_db_calls_total")?,
+        get("openclaw_db_commits_total")?,
+        get("openclaw_db_blocking_transactions_total")?,
+    ])
 }
 
 /// Times a fan-out of `true` to every `sim` node over one open client
@@ -119,6 +158,10 @@ pub fn measure(
         ] {
             *cfg = cfg.replace(from, to);
         }
+        // Metrics on ([metrics] listen), for the state database counters.
+        if let Some(at) = cfg.rfind("listen = \"\"") {
+            cfg.replace_range(at..at + "listen = \"\"".len(), "listen = \"127.0.0.1:0\"");
+        }
     });
     lab.start_gateway();
     let pid = lab.gateway().pid();
@@ -149,6 +192,7 @@ pub fn measure(
         Some(d) => d.path().join("swarm"),
         None => lab.dir().join("swarm"),
     };
+    let db0 = db_counts(&lab.gw_home)?;
     let (swarm, started) = Swarm::start(&dir, addr.trim(), &token, &opts, Duration::from_secs(600))
         .map_err(anyhow::Error::msg)?;
     eprintln!(
@@ -162,9 +206,12 @@ pub fn measure(
         .counters
         .reconnects
         .load(std::sync::atomic::Ordering::Relaxed);
+    let db1 = db_counts(&lab.gw_home)?;
     let t0 = testkit::cpu_time(pid);
     let w0 = Instant::now();
     std::thread::sleep(window);
+    let db2 = db_counts(&lab.gw_home)?;
+    let window_s = w0.elapsed().as_secs_f64();
     let cpu = testkit::cpu_time(pid).saturating_sub(t0).as_secs_f64() / w0.elapsed().as_secs_f64()
         * 100.0;
     let rss = testkit::rss_kib(pid);
@@ -207,7 +254,15 @@ pub fn measure(
         .enable_all()
         .build()?;
     let fan_open = rt.block_on(fanout_open(&lab.gw_home, nodes, 3))?;
+    let db3 = db_counts(&lab.gw_home)?;
+    let all = |a: [u64; 3], b: [u64; 3]| (b[0] + b[2]).saturating_sub(a[0] + a[2]) as f64;
+    let jobs = (6 * nodes).max(1) as f64;
     let row = Row {
+        db_per_enrollment: all(db0, db1) / nodes.max(1) as f64,
+        db_idle_per_s: all(db1, db2) / window_s,
+        db_per_job: all(db2, db3) / jobs,
+        commits_idle_per_s: db2[1].saturating_sub(db1[1]) as f64 / window_s,
+        commits_per_job: db3[1].saturating_sub(db2[1]) as f64 / jobs,
         fanout_cli_ms: median_ms(fan_cli),
         fanout_open_ms: median_ms(fan_open),
         nodes,
@@ -272,6 +327,22 @@ pub fn run(
             r.window_reconnects,
             r.fanout_cli_ms,
             r.fanout_open_ms
+        );
+    }
+    println!();
+    println!(
+        "| nodes | DB transactions per enrollment | DB transactions/s, idle | commits/s, idle | DB transactions per job | commits per job |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            r.nodes,
+            r.db_per_enrollment,
+            r.db_idle_per_s,
+            r.commits_idle_per_s,
+            r.db_per_job,
+            r.commits_per_job
         );
     }
     if let Some(p) = json {

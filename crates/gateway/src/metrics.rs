@@ -196,6 +196,11 @@ pub fn render(shared: &Shared) -> String {
         ConstCounter::new(db.commits.load(Ordering::Relaxed)),
     );
     reg.register(
+        "openclaw_db_blocking_transactions",
+        "Transactions run by blocking callers (API handlers, metrics, the log writer), reads included",
+        ConstCounter::new(db.blocking.load(Ordering::Relaxed)),
+    );
+    reg.register(
         "openclaw_enrollments",
         "Enrollment requests by outcome",
         m.enrollments.clone(),

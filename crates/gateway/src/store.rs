@@ -329,6 +329,9 @@ pub struct Counts {
     pub calls: std::sync::atomic::AtomicU64,
     /// Transactions it committed (or tried to) for them.
     pub commits: std::sync::atomic::AtomicU64,
+    /// Transactions run by blocking callers ([`Store::tx`]: API handlers,
+    /// metrics, the log writer), reads included.
+    pub blocking: std::sync::atomic::AtomicU64,
 }
 
 fn join(labels: &[String]) -> String {
@@ -454,6 +457,9 @@ impl Store {
             "Store::tx on an async worker thread; use Store::call or crate::off_runtime"
         );
         let mut conn = lock(&self.conn)?;
+        self.counts
+            .blocking
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tx = conn.transaction().map_err(StoreError::from)?;
         let wrapped = Tx(tx);
         let out = f(&wrapped)?;
