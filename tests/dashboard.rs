@@ -138,6 +138,25 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
         "{resumed}"
     );
 
+    // A big log opens at its tail, and says what it left out.
+    let out = lab.run_job(&[
+        "--node",
+        "lab-gpu-02",
+        "--shell",
+        "--",
+        "seq 1 200000; echo END-OF-BIG-LOG",
+    ]);
+    assert_eq!(out.code, 0);
+    let big = lab.jobs()[0]["id"].as_u64().unwrap();
+    b.goto(&format!("{url}/jobs/{big}"));
+    let page = b.wait_text("the tail of a big log", T, |t| t.contains("END-OF-BIG-LOG"));
+    assert!(
+        page.contains("earlier output not shown"),
+        "{}",
+        &page[..page.len().min(2000)]
+    );
+    assert!(!page.contains("\n1\n2\n3\n"), "the head was left out");
+
     // Jobs list.
     b.goto(&format!("{url}/jobs"));
     b.wait_text("the job list", T, |t| t.contains(&format!("{job}")));

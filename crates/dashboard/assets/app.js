@@ -33,8 +33,22 @@
     pre.appendChild(span);
     if (atEnd) pre.scrollTop = pre.scrollHeight;
   };
-  src.addEventListener("out", (e) => add(JSON.parse(e.data)));
-  src.addEventListener("err", (e) => add(JSON.parse(e.data), "err"));
+  // The page keeps at most about 2 MB of log; the oldest lines go first.
+  const MAX_CHARS = 2 * 1024 * 1024;
+  const trim = () => {
+    let over = pre.textContent.length - MAX_CHARS;
+    while (over > 0 && pre.firstChild) {
+      over -= pre.firstChild.textContent.length;
+      pre.removeChild(pre.firstChild);
+    }
+  };
+  src.addEventListener("skipped", (e) => {
+    const [out, err] = e.data.split(" ");
+    add("[earlier output not shown: " + out + " bytes of stdout, " + err +
+        " of stderr; 'openclaw job logs " + pre.dataset.job + "' prints it all]\n", "note");
+  });
+  src.addEventListener("out", (e) => { add(JSON.parse(e.data)); trim(); });
+  src.addEventListener("err", (e) => { add(JSON.parse(e.data), "err"); trim(); });
   src.addEventListener("end", (e) => {
     src.close();
     const [state, code] = e.data.split(" ");

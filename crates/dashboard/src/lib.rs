@@ -443,6 +443,18 @@ async fn job(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>) -> 
     }
 }
 
+/// How much of each stream a job page shows when it opens.
+pub const LOG_TAIL: u64 = 512 * 1024;
+
+/// Where a first look at a log starts: the last [`LOG_TAIL`] bytes of each
+/// stream.
+pub fn tail_offsets(stdout_bytes: u64, stderr_bytes: u64) -> [u64; 2] {
+    [
+        stdout_bytes.saturating_sub(LOG_TAIL),
+        stderr_bytes.saturating_sub(LOG_TAIL),
+    ]
+}
+
 /// Parses an SSE `Last-Event-ID` of this stream: `STDOUT:STDERR` offsets.
 pub fn parse_offsets(id: Option<&str>) -> [u64; 2] {
     id.and_then(|s| s.split_once(':'))
@@ -453,7 +465,19 @@ pub fn parse_offsets(id: Option<&str>) -> [u64; 2] {
 /// The job's output as server-sent events, from the offsets the browser
 /// last saw (`Last-Event-ID`), until the job ends (`end` event).
 async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>) -> Response {
-    let from = parse_offsets(hdr(&h, header::HeaderName::from_static("last-event-id")));
+    let last = hdr(&h, header::HeaderName::from_static("last-event-id"));
+    let mut from = parse_offsets(last);
+    let mut skipped = false;
+    if last.is_none() {
+        // A first look shows the tail, not a log of gigabytes.
+        match show(&app, id).await {
+            Ok(j) => {
+                from = tail_offsets(j.stdout_bytes, j.stderr_bytes);
+                skipped = from != [0, 0];
+            }
+            Err(e) => return failed(e),
+        }
+    }
     let client = match app.gw.get().await {
         Ok(c) => c,
         Err(e) => return failed(e),
@@ -476,16 +500,25 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
         recv: client::RecvStream,
         offsets: [u64; 2],
         done: bool,
+        skipped: bool,
     }
     let state = Tail {
         client,
         recv,
         offsets: from,
         done: false,
+        skipped,
     };
     let events = futures_util::stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
+        }
+        if std::mem::take(&mut s.skipped) {
+            let ev = Event::default()
+                .event("skipped")
+                .id(format!("{}:{}", s.offsets[0], s.offsets[1]))
+                .data(format!("{} {}", s.offsets[0], s.offsets[1]));
+            return Some((Ok::<_, std::convert::Infallible>(ev), s));
         }
         loop {
             match s.client.next_event(&mut s.recv).await {
@@ -636,6 +669,12 @@ mod tests {
         assert!(check_options(&o("0.0.0.0:7680", Some("0123456789abcdefXYZ"))).is_ok());
         assert!(check_options(&o("0.0.0.0:7680", Some("short"))).is_err());
         assert!(check_options(&o("0.0.0.0:7680", Some("has a space in it!!"))).is_err());
+    }
+
+    #[test]
+    fn a_first_look_starts_at_the_tail() {
+        assert_eq!(tail_offsets(10, 0), [0, 0]);
+        assert_eq!(tail_offsets(LOG_TAIL + 5, 3), [5, 0]);
     }
 
     #[test]
