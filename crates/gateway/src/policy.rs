@@ -249,14 +249,20 @@ pub fn may_approve(
         ));
     }
     if who == requester && !allow_self {
+        let others: Vec<&str> = approvers
+            .iter()
+            .filter(|a| *a != who)
+            .map(String::as_str)
+            .collect();
+        let next = if others.is_empty() {
+            "nobody else may approve it: add an approver to the policy rule that holds it, \
+             or have someone else submit it"
+                .to_string()
+        } else {
+            format!("ask another approver ({})", others.join(", "))
+        };
         return Err(format!(
-            "{who} requested this job and may not approve it; ask another approver ({})",
-            approvers
-                .iter()
-                .filter(|a| *a != who)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{who} requested this job and may not approve it; {next}"
         ));
     }
     Ok(())
@@ -467,7 +473,12 @@ mod tests {
         let approvers = s(&["admin", "U1"]);
         assert!(may_approve(&approvers, false, "U2", "U1").is_ok());
         let e = may_approve(&approvers, false, "U1", "U1").unwrap_err();
-        assert!(e.contains("may not approve it"), "{e}");
+        assert!(
+            e.contains("may not approve it; ask another approver (admin)"),
+            "{e}"
+        );
+        let e = may_approve(&s(&["admin"]), false, "admin", "admin").unwrap_err();
+        assert!(e.contains("nobody else may approve it"), "{e}");
         assert!(may_approve(&approvers, true, "U1", "U1").is_ok());
         let e = may_approve(&approvers, true, "U1", "U9").unwrap_err();
         assert!(e.contains("not an approver"), "{e}");
