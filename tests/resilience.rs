@@ -223,6 +223,8 @@ fn prometheus_metrics() {
         "openclaw_jobs{state=\"exited\"} 1",
         "openclaw_enrollments_total{result=\"auto_approved\"} 1",
         "# TYPE openclaw_job_dispatch_seconds histogram",
+        "openclaw_ca_rotation_phase 0",
+        "# TYPE openclaw_db_blocking_transactions counter",
         "openclaw_job_dispatch_seconds_count 1",
         "openclaw_job_output_rate_bytes_per_second_count 1",
         "# TYPE openclaw_heartbeat_gap_seconds histogram",

@@ -111,6 +111,15 @@ fn a_live_lab_rotates_its_ca_without_interrupting_a_job() {
     });
     assert!(pki::issued_by(&pem_der(&alice.join("client.crt")), &new_ca).unwrap());
 
+    // doctor on the gateway home names the unfinished rotation and the next step.
+    let doc = lab.admin(&["doctor"]);
+    assert!(
+        doc.stdout
+            .contains("a CA rotation has been in its rotate phase")
+            && doc.stdout.contains("--phase finish"),
+        "{doc:?}"
+    );
+
     // A bot renews when it next connects; its CA file holds both CAs.
     lab.run(&bot, &["whoami"]).ok();
     assert!(pki::issued_by(&pem_der(&bot.join("client.crt")), &new_ca).unwrap());

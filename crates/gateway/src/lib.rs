@@ -16,7 +16,7 @@ mod metrics;
 mod peer;
 pub mod policy;
 pub mod registry;
-mod rotation;
+pub mod rotation;
 pub mod routing;
 pub mod rules;
 mod session;

@@ -195,6 +195,17 @@ pub fn render(shared: &Shared) -> String {
         "Transactions that thread committed for them (several calls share one when they queue up)",
         ConstCounter::new(db.commits.load(Ordering::Relaxed)),
     );
+    let phase: Gauge = Gauge::default();
+    phase.set(match shared.ca().phase {
+        crate::rotation::Phase::Idle => 0,
+        crate::rotation::Phase::Init => 1,
+        crate::rotation::Phase::Rotate => 2,
+    });
+    reg.register(
+        "openclaw_ca_rotation_phase",
+        "CA rotation phase: 0 none, 1 init (both trusted, old issues), 2 rotate (new issues)",
+        phase,
+    );
     reg.register(
         "openclaw_db_blocking_transactions",
         "Transactions run by blocking callers (API handlers, metrics, the log writer), reads included",

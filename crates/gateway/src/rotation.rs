@@ -256,6 +256,21 @@ fn materialize(home: &Home, gateway_name: &str, now: u64) -> Result<Material, Ga
     })
 }
 
+/// The phase of a rotation in progress in `home` and when it started, or
+/// `None` outside one (for `openclaw doctor`).
+pub fn in_progress(home: &Home) -> Result<Option<(Phase, u64)>, GatewayError> {
+    Ok(read_journal(home)?.map(|j| (j.phase, j.started_at)))
+}
+
+/// The command that moves a rotation in `phase` on.
+pub fn next_command(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Idle => "openclaw ca rotate --phase init",
+        Phase::Init => "openclaw ca rotate --phase rotate",
+        Phase::Rotate => "openclaw ca status, then openclaw ca rotate --phase finish",
+    }
+}
+
 /// Loads the CA state at start-up, completing a step a crash interrupted.
 pub(crate) fn load(home: &Home, gateway_name: &str) -> Result<Material, GatewayError> {
     materialize(home, gateway_name, unix_now())

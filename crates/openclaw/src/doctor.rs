@@ -412,6 +412,14 @@ fn gateway_checks(home: &Home, findings: &mut Vec<Finding>) {
     };
     findings.push(ok("config", format!("{} loads", path.display())));
     findings.extend(gateway_config(&cfg));
+    match gateway::rotation::in_progress(home) {
+        Ok(p) => findings.push(ca_rotation(p, gateway::unix_now())),
+        Err(e) => findings.push(fail(
+            "ca",
+            e.to_string(),
+            "restore ca-rotation.toml from a backup",
+        )),
+    }
     let logs = home.path(gateway::files::LOGS);
     let probe = if logs.is_dir() {
         logs
@@ -420,6 +428,23 @@ fn gateway_checks(home: &Home, findings: &mut Vec<Finding>) {
     };
     if let Some(free) = gateway::free_bytes(&probe) {
         findings.push(log_disk(free, cfg.retention.logs_max_bytes));
+    }
+}
+
+/// A CA rotation left in progress: a warning with the next step.
+pub fn ca_rotation(phase: Option<(gateway::rotation::Phase, u64)>, now: u64) -> Finding {
+    match phase {
+        None => ok("ca", "no CA rotation in progress"),
+        Some((p, started)) => warn(
+            "ca",
+            format!(
+                "a CA rotation has been in its {} phase since {} (both CA keys sit in {})",
+                p.as_str(),
+                crate::output::ago(started, now),
+                gateway::files::ROTATION
+            ),
+            gateway::rotation::next_command(p),
+        ),
     }
 }
 
@@ -557,6 +582,22 @@ mod tests {
         assert_eq!(log_disk(100 << 30, 50 << 30).level, Level::Ok);
         assert_eq!(log_disk(10 << 30, 50 << 30).level, Level::Warn);
         assert_eq!(log_disk(100 << 20, 50 << 30).level, Level::Fail);
+    }
+
+    #[test]
+    fn an_unfinished_rotation_is_a_warning_with_the_next_step() {
+        use gateway::rotation::Phase;
+        let now = 1_000_000;
+        let f = ca_rotation(None, now);
+        assert_eq!(f.level, Level::Ok);
+        let f = ca_rotation(Some((Phase::Rotate, now - 3 * 86_400)), now);
+        assert_eq!(f.level, Level::Warn);
+        assert!(f.what.contains("rotate phase since 3d ago"), "{}", f.what);
+        assert!(
+            f.fix
+                .as_deref()
+                .is_some_and(|x| x.contains("--phase finish"))
+        );
     }
 
     #[test]
