@@ -90,6 +90,12 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
+        // Owned before anything can panic, so Drop always stops chromedriver.
+        let mut b = Browser {
+            driver: child,
+            port,
+            session: String::new(),
+        };
         let started = Instant::now();
         while http(port, "GET", "/status", None).is_err() {
             assert!(
@@ -109,11 +115,6 @@ impl Browser {
                          format!("--user-data-dir={}", profile.display())]
             }
         }}});
-        let mut b = Browser {
-            driver: child,
-            port,
-            session: String::new(),
-        };
         let v = b.raw("POST", "/session", Some(&caps));
         b.session = v["value"]["sessionId"]
             .as_str()
@@ -213,12 +214,14 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = http(
-            self.port,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            None,
-        );
+        if !self.session.is_empty() {
+            let _ = http(
+                self.port,
+                "DELETE",
+                &format!("/session/{}", self.session),
+                None,
+            );
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
