@@ -162,9 +162,22 @@ fn write_journal(home: &Home, j: &Journal) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// Reads `name` if it exists; a private one through [`Home::read_private`],
+/// which refuses a key that group or others can read.
+fn read_if_there(home: &Home, name: &str, private: bool) -> Result<Option<String>, GatewayError> {
+    if !home.exists(name) {
+        return Ok(None);
+    }
+    Ok(Some(if private {
+        home.read_private(name, "")?
+    } else {
+        home.read_text(name, "")?
+    }))
+}
+
 /// Writes `name` unless it already holds exactly `text`.
 fn sync(home: &Home, name: &str, text: &str, private: bool) -> Result<(), GatewayError> {
-    let current = std::fs::read_to_string(home.path(name)).ok();
+    let current = read_if_there(home, name, private)?;
     if current.as_deref() == Some(text) {
         return Ok(());
     }
@@ -214,8 +227,8 @@ fn materialize(home: &Home, gateway_name: &str, now: u64) -> Result<Material, Ga
 
     // The server certificate: kept while the issuing CA signed it and its
     // key matches; issued anew otherwise.
-    let chain = std::fs::read_to_string(home.path(files::SERVER_CERT)).unwrap_or_default();
-    let key = std::fs::read_to_string(home.path(files::SERVER_KEY)).unwrap_or_default();
+    let chain = read_if_there(home, files::SERVER_CERT, false)?.unwrap_or_default();
+    let key = read_if_there(home, files::SERVER_KEY, true)?.unwrap_or_default();
     let leaf_der = mesh::tls::parse_certs(&chain)
         .ok()
         .and_then(|c| c.into_iter().next())
@@ -589,6 +602,17 @@ mod tests {
         let healed = materialize(&home, "gw", 1_800_000_000).unwrap();
         let leaf = mesh::tls::parse_certs(&healed.server_chain).unwrap();
         assert!(pki::key_matches_cert(&healed.server_key, &leaf[0]));
+
+        // A key others can read is refused, as it was before rotation
+        // existed, whether it is the server's or the CA's.
+        use std::os::unix::fs::PermissionsExt as _;
+        for name in [files::SERVER_KEY, files::CA_KEY] {
+            let path = home.path(name);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = materialize(&home, "gw", 1_800_000_000).err().unwrap();
+            assert!(e.to_string().contains("readable"), "{name}: {e}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
 
         std::fs::remove_file(home.path(files::ROTATION)).unwrap();
         let done = materialize(&home, "gw", 1_800_000_000).unwrap();
