@@ -877,38 +877,38 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The first column, as text, of `sql` run with `ca_pin` as `?1`.
+    fn texts_for_ca(&self, sql: &str, ca_pin: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(sql)?
+            .query_map(params![ca_pin], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
     /// Serials of active clients' current certificates that the CA pinned
     /// `ca_pin` (hex) did not sign.
     pub fn client_serials_not_on_ca(&self, ca_pin: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached(
-                "SELECT k.cert_serial FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \
-                 WHERE k.state = 'active' AND (c.ca IS NULL OR c.ca != ?1)",
-            )?
-            .query_map(params![ca_pin], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?)
+        self.texts_for_ca(
+            "SELECT k.cert_serial FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \
+             WHERE k.state = 'active' AND (c.ca IS NULL OR c.ca != ?1)",
+            ca_pin,
+        )
     }
 
     /// Approved nodes and active clients whose current certificate was not
     /// signed by the CA pinned `ca_pin` (hex), by name.
     pub fn not_on_ca(&self, ca_pin: &str) -> Result<(Vec<String>, Vec<String>), StoreError> {
-        let nodes = self
-            .0
-            .prepare_cached(
-                "SELECT n.name FROM nodes n LEFT JOIN issued_certs c ON c.serial = n.cert_serial \
-                 WHERE n.state = 'approved' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY n.name",
-            )?
-            .query_map(params![ca_pin], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let clients = self
-            .0
-            .prepare_cached(
-                "SELECT k.name FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \
-                 WHERE k.state = 'active' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY k.name",
-            )?
-            .query_map(params![ca_pin], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
+        let nodes = self.texts_for_ca(
+            "SELECT n.name FROM nodes n LEFT JOIN issued_certs c ON c.serial = n.cert_serial \
+             WHERE n.state = 'approved' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY n.name",
+            ca_pin,
+        )?;
+        let clients = self.texts_for_ca(
+            "SELECT k.name FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \
+             WHERE k.state = 'active' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY k.name",
+            ca_pin,
+        )?;
         Ok((nodes, clients))
     }
 
