@@ -159,20 +159,35 @@ impl Client {
         if pki::issued_by(&own, issuing).unwrap_or(true) {
             return Ok(false);
         }
-        let name = pki::parse_peer_cert(&own)
-            .map_err(|e| ClientError::Credential(e.to_string()))?
-            .name;
-        let csr_der = pki::make_csr(&name, &cred.key_pem)
-            .map_err(|e| ClientError::Credential(e.to_string()))?;
+        let renewed = self.renew_credential(home, cred).await?;
+        tracing::info!(client = %renewed.name, "renewed this credential onto the gateway's new CA");
+        Ok(true)
+    }
+
+    /// Renews this connection's own credential (same name, same key) and
+    /// writes the new certificate into `home`; the old one stops working.
+    /// Returns the new certificate's details. `openclaw client renew` and a
+    /// CA rotation both come here.
+    pub async fn renew_credential(
+        &self,
+        home: &Home,
+        cred: &LoadedCredential,
+    ) -> Result<pki::PeerCert, ClientError> {
+        let bad = |e: &dyn std::fmt::Display| ClientError::Credential(e.to_string());
+        let own = pki::pem_to_der(&cred.cert_pem, "CERTIFICATE").map_err(|e| bad(&e))?;
+        let name = pki::parse_peer_cert(&own).map_err(|e| bad(&e))?.name;
+        let csr_der = pki::make_csr(&name, &cred.key_pem).map_err(|e| bad(&e))?;
         match self.call(Request::ClientRenew { csr_der }).await? {
             Response::ClientIssued { cert_der, .. } => {
+                let new = pki::parse_peer_cert(&cert_der).map_err(|e| {
+                    ClientError::Protocol(format!("the renewed certificate is unreadable: {e}"))
+                })?;
                 home.write_public(
                     mesh::home::client_files::CERT,
                     pki::der_to_pem(&cert_der, "CERTIFICATE").as_bytes(),
                 )
-                .map_err(local)?;
-                tracing::info!(client = %name, "renewed this credential onto the gateway's new CA");
-                Ok(true)
+                .map_err(|e| bad(&e))?;
+                Ok(new)
             }
             other => Err(ClientError::Protocol(format!("{other:?}"))),
         }

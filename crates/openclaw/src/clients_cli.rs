@@ -164,28 +164,19 @@ async fn renew(home: &Home) -> Result<(), CliError> {
         )));
     }
     let cred = mesh::home::LoadedCredential::load(home).map_err(|e| fail(&e))?;
-    let name = pki::parse_peer_cert(
-        &pki::pem_to_der(&cred.cert_pem, "CERTIFICATE").map_err(|e| fail(&e))?,
-    )
-    .map_err(|e| fail(&e))?
-    .name;
-    let csr = pki::make_csr(&name, &cred.key_pem).map_err(|e| fail(&e))?;
-    match call(home, Request::ClientRenew { csr_der: csr }).await? {
-        Response::ClientIssued { cert_der, .. } => {
-            let pem = pki::der_to_pem(&cert_der, "CERTIFICATE");
-            home.write_public(client_files::CERT, pem.as_bytes())
-                .map_err(|e| fail(&e))?;
-            let not_after = pki::parse_peer_cert(&cert_der)
-                .map(|p| p.not_after)
-                .unwrap_or(0);
-            println!(
-                "renewed {name}; the new certificate is valid {}; the old one no longer works",
-                output::until(not_after, gateway::unix_now())
-            );
-            Ok(())
-        }
-        r => Err(unexpected(r)),
-    }
+    let client = Client::connect(home).await?;
+    // Connecting may already have renewed it (a CA rotation): renew what
+    // the home holds now.
+    let cred = mesh::home::LoadedCredential::load(home).unwrap_or(cred);
+    let renewed = client.renew_credential(home, &cred).await;
+    client.close().await;
+    let new = renewed?;
+    println!(
+        "renewed {}; the new certificate is valid {}; the old one no longer works",
+        new.name,
+        output::until(new.not_after, gateway::unix_now())
+    );
+    Ok(())
 }
 
 /// Runs one `ca` subcommand.
