@@ -274,6 +274,63 @@ fn forged_and_overreaching_csrs_are_refused() {
     assert_eq!(list[0]["uses_left"], 10);
 }
 
+/// The calls behind the dashboard and CA rotation, fed what a hostile or
+/// careless client would send.
+#[test]
+fn hostile_dashboard_and_rotation_requests_get_clear_errors() {
+    let lab = started();
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        // Too many nodes at once.
+        let names: Vec<String> = (0..=proto::MAX_HISTORY_NODES)
+            .map(|i| format!("n{i}"))
+            .collect();
+        match admin.call(proto::Request::NodeHistory { names }).await {
+            Err(client::ClientError::Api(e)) => {
+                assert!(e.message.contains("at most 200"), "{}", e.message)
+            }
+            r => panic!("{r:?}"),
+        }
+        // Unknown, empty and odd names: an empty history each, no error.
+        let names = vec!["no-such-node".into(), String::new(), "\u{1b}[31m".into()];
+        match admin
+            .call(proto::Request::NodeHistory { names })
+            .await
+            .unwrap()
+        {
+            Response::NodeHistory(h) => {
+                assert_eq!(h.len(), 3);
+                assert!(h.iter().all(|n| n.samples.is_empty()));
+            }
+            r => panic!("{r:?}"),
+        }
+        // Rotation steps out of order name the next step.
+        for (step, want) in [
+            (proto::CaStep::Rotate, "--phase init"),
+            (proto::CaStep::Finish, "--phase init"),
+        ] {
+            match admin
+                .call(proto::Request::CaRotate { step, force: true })
+                .await
+            {
+                Err(client::ClientError::Api(e)) => {
+                    assert!(e.message.contains(want), "{step:?}: {}", e.message)
+                }
+                r => panic!("{r:?}"),
+            }
+        }
+    });
+    // A bot may not even look at the CA rotation.
+    let mut lab = lab;
+    let bot = lab.bot("hostbot", "slack:T0HOST");
+    lab.run(&bot, &["ca", "status"])
+        .fails_with(77, "a bot certificate (hostbot) may not call ca.rotate");
+    lab.admin(&["whoami"]).ok();
+}
+
 #[test]
 fn oversized_frames_are_refused() {
     let lab = started();
