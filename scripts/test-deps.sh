@@ -7,6 +7,8 @@
 #   passwd:   userdel, groupdel (install test)
 #   nftables, conntrack: the NAT and NAT rebinding in the network lab
 #   chromium, chromium-driver: the dashboard's browser tests (WebDriver)
+#   postgresql: the state store's PostgreSQL engine and the hot-standby tests
+#               (initdb + postgres in a temporary directory)
 set -euo pipefail
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
@@ -18,6 +20,7 @@ command -v nft >/dev/null || command -v iptables >/dev/null || missing+=(nftable
 command -v conntrack >/dev/null || missing+=(conntrack)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "test-deps: missing ${missing[*]}; the tests that need them will say SKIPPED" >&2

@@ -24,10 +24,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::Connection;
 
 mod clients;
 mod jobs;
+mod sql;
+
+use sql::params;
 
 pub use clients::{ClientRow, ClientState};
 pub use jobs::{FanRow, JobRow, JobState, encode_plan};
@@ -137,7 +140,7 @@ CREATE TABLE clients (                -- admin and bot credentials; one row per 
   created_by  TEXT NOT NULL,          -- identity that created it
   revoked_at  INTEGER                 -- unix seconds it was revoked
 );
-INSERT OR REPLACE INTO clients (name, role, namespace, state, cert_serial, not_after, created_at, created_by) SELECT name, role, NULL, 'active', serial, not_after, issued_at, 'migration' FROM issued_certs WHERE role != 'node' ORDER BY issued_at; -- the newest certificate per name
+INSERT INTO clients (name, role, namespace, state, cert_serial, not_after, created_at, created_by) SELECT c.name, c.role, NULL, 'active', c.serial, c.not_after, c.issued_at, 'migration' FROM issued_certs c WHERE c.role != 'node' AND NOT EXISTS (SELECT 1 FROM issued_certs d WHERE d.name = c.name AND d.role != 'node' AND (d.issued_at > c.issued_at OR (d.issued_at = c.issued_at AND d.serial > c.serial))); -- the newest certificate per name
 UPDATE clients SET state = 'revoked' WHERE cert_serial IN (SELECT serial FROM revoked_certs); -- keep revocations
 ALTER TABLE nodes ADD COLUMN proposed_labels TEXT NOT NULL DEFAULT ''; -- labels the node asked for that nobody confirmed; routing ignores them
 ALTER TABLE nodes ADD COLUMN max_gpus INTEGER; -- most GPUs the node may offer (from the token or approval); NULL: no cap
@@ -171,7 +174,7 @@ CREATE TABLE fanouts (                -- one command on many nodes; each node's 
   plan_digest TEXT NOT NULL,          -- SHA-256 of plan, shown to approvers
   requester   TEXT NOT NULL,          -- certificate identity, or the chat user id a bot acted for
   via         TEXT NOT NULL,          -- certificate identity the request came through
-  window      INTEGER NOT NULL,       -- members running at once
+  "window"    INTEGER NOT NULL,       -- members running at once (quoted: a keyword in PostgreSQL)
   skipped     BLOB NOT NULL,          -- codec-encoded (node, why) pairs of matching nodes it does not run on
   created_at  INTEGER NOT NULL        -- unix seconds
 );
@@ -318,8 +321,66 @@ type Work = Box<dyn FnOnce(Option<&Tx<'_>>) -> (bool, Deliver) + Send>;
 #[derive(Clone)]
 pub struct Store {
     queue: mpsc::Sender<Work>,
-    conn: Arc<Mutex<Connection>>,
+    engine: Arc<Engine>,
     counts: Arc<Counts>,
+}
+
+/// The engine behind a [`Store`].
+enum Engine {
+    /// Embedded SQLite: one connection, shared by the database thread and
+    /// blocking callers under a mutex.
+    Lite(Mutex<Connection>),
+    /// PostgreSQL, for gateways that share state: a pool that replaces
+    /// broken connections. Every transaction first takes one advisory
+    /// transaction lock, so transactions run one at a time across every
+    /// gateway on the database, as they do in SQLite, and the store's
+    /// read-check-write steps need no stronger isolation.
+    Pg(PgOwner),
+}
+
+/// Owns the pool. The PostgreSQL client blocks on a runtime of its own
+/// when a connection closes, which tokio forbids on its threads, so the
+/// pool (and with it every connection) is dropped on a thread of its own.
+struct PgOwner(Option<PgPool>);
+
+impl Drop for PgOwner {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
+}
+
+type PgPool =
+    r2d2::Pool<r2d2_postgres::PostgresConnectionManager<tokio_postgres_rustls::MakeRustlsConnect>>;
+
+/// The advisory lock key every state transaction takes on PostgreSQL
+/// ("openclaw" in ASCII, truncated to fit a bigint).
+const PG_STATE_LOCK: i64 = 0x6f70_656e_636c_6177;
+
+/// How to reach a PostgreSQL state database.
+#[derive(Clone)]
+pub struct PgOptions {
+    /// `postgres://USER@HOST:PORT/DB[?sslmode=…]`, without a password.
+    pub url: String,
+    /// The password, from `PGPASSWORD` or a file; never from the URL.
+    pub password: Option<String>,
+    /// PEM certificates of the CA that signed the database server's
+    /// certificate; with it, the connection uses TLS (`sslmode=require`
+    /// unless the URL asks for `prefer`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Most connections the pool holds.
+    pub pool_size: u32,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("tls", &self.ca_pem.is_some())
+            .finish()
+    }
 }
 
 /// What the database thread has done, for `/metrics`.
@@ -357,39 +418,31 @@ fn u(v: i64) -> u64 {
 const NODE_COLUMNS: &str = "name, state, labels, fingerprint, spki, request_id, requested_at, request_addr, \
      token_id, cert_der, cert_serial, cert_not_after, last_seen, last_addr, proposed_labels, max_gpus";
 
-fn node_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(NodeRow, String)> {
+fn node_from_row(r: &sql::Row) -> Result<NodeRow, StoreError> {
     let state: String = r.get(1)?;
-    Ok((
-        NodeRow {
-            name: r.get(0)?,
-            state: NodeState::Pending,
-            labels: split(&r.get::<_, String>(2)?),
-            fingerprint: r.get(3)?,
-            spki: r.get(4)?,
-            request_id: r.get(5)?,
-            requested_at: u(r.get(6)?),
-            request_addr: r.get(7)?,
-            token_id: r.get(8)?,
-            cert_der: r.get(9)?,
-            cert_serial: r.get(10)?,
-            cert_not_after: r.get::<_, Option<i64>>(11)?.map(u),
-            last_seen: r.get::<_, Option<i64>>(12)?.map(u),
-            last_addr: r.get(13)?,
-            proposed_labels: split(&r.get::<_, String>(14)?),
-            max_gpus: r
-                .get::<_, Option<i64>>(15)?
-                .map(|g| u32::try_from(g).unwrap_or(0)),
-        },
-        state,
-    ))
+    Ok(NodeRow {
+        name: r.get(0)?,
+        state: NodeState::parse(&state)?,
+        labels: split(&r.get::<_, String>(2)?),
+        fingerprint: r.get(3)?,
+        spki: r.get(4)?,
+        request_id: r.get(5)?,
+        requested_at: u(r.get(6)?),
+        request_addr: r.get(7)?,
+        token_id: r.get(8)?,
+        cert_der: r.get(9)?,
+        cert_serial: r.get(10)?,
+        cert_not_after: r.get::<_, Option<i64>>(11)?.map(u),
+        last_seen: r.get::<_, Option<i64>>(12)?.map(u),
+        last_addr: r.get(13)?,
+        proposed_labels: split(&r.get::<_, String>(14)?),
+        max_gpus: r
+            .get::<_, Option<i64>>(15)?
+            .map(|g| u32::try_from(g).unwrap_or(0)),
+    })
 }
 
-fn finish_node((mut row, state): (NodeRow, String)) -> Result<NodeRow, StoreError> {
-    row.state = NodeState::parse(&state)?;
-    Ok(row)
-}
-
-fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+fn token_from_row(r: &sql::Row) -> Result<TokenRow, StoreError> {
     Ok(TokenRow {
         id: r.get(0)?,
         secret_hash: r.get(1)?,
@@ -409,11 +462,11 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
 const TOKEN_COLUMNS: &str = "id, secret_hash, created_at, expires_at, uses_total, uses_left, labels, auto_approve, revoked, max_gpus";
 
 /// A transaction handle; every method runs inside one transaction.
-pub struct Tx<'a>(rusqlite::Transaction<'a>);
+pub struct Tx<'a>(pub(crate) sql::Conn<'a>);
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database, and starts the
-    /// thread that owns it.
+    /// Opens (creating if needed) and migrates the SQLite database at
+    /// `path`, and starts the thread that owns it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -424,9 +477,35 @@ impl Store {
         // parsing SQL was a visible share of an enrollment's CPU.
         conn.set_prepared_statement_cache_capacity(128);
         migrate(&mut conn)?;
-        let conn = Arc::new(Mutex::new(conn));
+        Store::start(Engine::Lite(Mutex::new(conn)))
+    }
+
+    /// Connects to (and migrates) a PostgreSQL state database, and starts
+    /// the database thread. Fails at once, naming the server, when it
+    /// cannot connect.
+    ///
+    /// The PostgreSQL client blocks on a runtime of its own, which tokio
+    /// forbids on its worker threads, so connecting and migrating run on a
+    /// short-lived thread of their own; callable from anywhere.
+    pub fn open_postgres(opts: &PgOptions) -> Result<Store, StoreError> {
+        let pool = std::thread::scope(|s| {
+            s.spawn(|| {
+                let pool = pg_pool(opts)?;
+                let mut conn = pool.get().map_err(|e| pg_unreachable(opts, &e))?;
+                migrate_pg(&mut conn)?;
+                drop(conn);
+                Ok::<_, StoreError>(pool)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(StoreError("connecting to PostgreSQL panicked".into())))
+        })?;
+        Store::start(Engine::Pg(PgOwner(Some(pool))))
+    }
+
+    fn start(engine: Engine) -> Result<Store, StoreError> {
+        let engine = Arc::new(engine);
         let (queue, rx) = mpsc::channel(QUEUE);
-        let shared = conn.clone();
+        let shared = engine.clone();
         let counts = Arc::new(Counts::default());
         let c = counts.clone();
         std::thread::Builder::new()
@@ -435,9 +514,17 @@ impl Store {
             .map_err(|e| StoreError(format!("cannot start the database thread: {e}")))?;
         Ok(Store {
             queue,
-            conn,
+            engine,
             counts,
         })
+    }
+
+    /// The engine's name, for status and logs: `sqlite` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match *self.engine {
+            Engine::Lite(_) => "sqlite",
+            Engine::Pg(_) => "postgres",
+        }
     }
 
     /// What the database thread has done so far.
@@ -456,15 +543,14 @@ impl Store {
             !crate::on_async_worker(),
             "Store::tx on an async worker thread; use Store::call or crate::off_runtime"
         );
-        let mut conn = lock(&self.conn)?;
         self.counts
             .blocking
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tx = conn.transaction().map_err(StoreError::from)?;
-        let wrapped = Tx(tx);
-        let out = f(&wrapped)?;
-        wrapped.0.commit().map_err(StoreError::from)?;
-        Ok(out)
+        self.engine.with_tx(false, |tx| {
+            let out = f(&tx)?;
+            tx.0.commit()?;
+            Ok(out)
+        })?
     }
 
     /// Runs `f` in a transaction on the database thread and returns its
@@ -487,6 +573,144 @@ impl Store {
 fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>, StoreError> {
     conn.lock()
         .map_err(|_| StoreError("lock poisoned; restart the gateway".into()))
+}
+
+impl Engine {
+    /// Runs `f` with a new transaction; `f` commits it (dropping it rolls
+    /// back). `immediate`: SQLite takes its write lock at the start.
+    fn with_tx<R>(&self, immediate: bool, f: impl FnOnce(Tx<'_>) -> R) -> Result<R, StoreError> {
+        match self {
+            Engine::Lite(conn) => {
+                let mut conn = lock(conn)?;
+                let tx = if immediate {
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?
+                } else {
+                    conn.transaction()?
+                };
+                Ok(f(Tx(sql::Conn::Lite(tx))))
+            }
+            Engine::Pg(PgOwner(Some(pool))) => {
+                let mut conn = pool
+                    .get()
+                    .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
+                let mut tx = conn.transaction()?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+                Ok(f(Tx(sql::Conn::Pg(std::cell::RefCell::new(tx)))))
+            }
+            Engine::Pg(PgOwner(None)) => Err(StoreError("the database pool is closed".into())),
+        }
+    }
+}
+
+fn pg_unreachable(opts: &PgOptions, e: &dyn std::fmt::Display) -> StoreError {
+    StoreError(format!(
+        "cannot connect to PostgreSQL at {}: {e}; check that the server runs and accepts this user \
+         (PGPASSWORD or [state] password_file), then start the gateway again",
+        opts.url
+    ))
+}
+
+fn pg_pool(opts: &PgOptions) -> Result<PgPool, StoreError> {
+    let mut config: postgres::Config = opts
+        .url
+        .parse()
+        .map_err(|e| StoreError(format!("[state] url {:?}: {e}", opts.url)))?;
+    if config.get_password().is_some() {
+        return Err(StoreError(
+            "[state] url carries a password; remove it and set PGPASSWORD or [state] password_file"
+                .into(),
+        ));
+    }
+    if let Some(p) = &opts.password {
+        config.password(p);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &opts.ca_pem {
+        Some(pem) => {
+            use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert =
+                    cert.map_err(|e| StoreError(format!("[state] ca_file: bad PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| StoreError(format!("[state] ca_file: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(StoreError("[state] ca_file holds no certificate".into()));
+            }
+            if config.get_ssl_mode() == postgres::config::SslMode::Prefer {
+                config.ssl_mode(postgres::config::SslMode::Require);
+            }
+        }
+        None => match config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => {}
+            postgres::config::SslMode::Prefer => {
+                config.ssl_mode(postgres::config::SslMode::Disable);
+            }
+            _ => {
+                return Err(StoreError(
+                    "[state] url asks for TLS; set [state] ca_file to the PEM of the CA that signed the database's certificate".into(),
+                ));
+            }
+        },
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError(format!("TLS to PostgreSQL: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.connect_timeout(std::time::Duration::from_secs(5));
+    let manager = r2d2_postgres::PostgresConnectionManager::new(
+        config,
+        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+    );
+    r2d2::Pool::builder()
+        .max_size(opts.pool_size.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .build(manager)
+        .map_err(|e| pg_unreachable(opts, &e))
+}
+
+/// The PostgreSQL twin of `user_version`: one row, the schema version.
+const PG_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL); \
+     COMMENT ON TABLE schema_version IS 'one row: the schema version, as SQLite keeps it in user_version'; \
+     COMMENT ON COLUMN schema_version.version IS 'how many of the store migrations have run';";
+
+fn migrate_pg(conn: &mut postgres::Client) -> Result<(), StoreError> {
+    let mut tx = conn.transaction()?;
+    // Gateways starting together migrate one after another.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+    tx.batch_execute(PG_VERSION_TABLE)?;
+    let version: i64 = match tx.query_opt("SELECT version FROM schema_version", &[])? {
+        Some(row) => row.try_get(0)?,
+        None => {
+            tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[])?;
+            0
+        }
+    };
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > known {
+        return Err(StoreError(format!(
+            "database schema version {version} is newer than this gateway understands ({known}); upgrade openclaw"
+        )));
+    }
+    for (idx, text) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        tx.batch_execute(&sql::pg_schema(text))
+            .map_err(|e| StoreError(format!("migration {}: {}", idx + 1, StoreError::from(e))))?;
+        tx.execute(
+            "UPDATE schema_version SET version = $1",
+            &[&i64::try_from(idx + 1).unwrap_or(i64::MAX)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn stopped() -> StoreError {
@@ -555,7 +779,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// The database thread: runs queued closures in batches until every
 /// [`Store`] handle is gone.
-fn serve(conn: &Mutex<Connection>, mut rx: mpsc::Receiver<Work>, counts: &Counts) {
+fn serve(engine: &Engine, mut rx: mpsc::Receiver<Work>, counts: &Counts) {
     let mut batch: Vec<Work> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -572,61 +796,48 @@ fn serve(conn: &Mutex<Connection>, mut rx: mpsc::Receiver<Work>, counts: &Counts
         counts
             .commits
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match lock(conn) {
-            Ok(mut conn) => run_batch(&mut conn, &mut batch),
-            Err(e) => {
-                for work in batch.drain(..) {
-                    let (_, deliver) = work(None);
-                    deliver(Err(StoreError(e.0.clone())));
-                }
+        if let Err(e) = engine.with_tx(true, |tx| run_batch(tx, &mut batch)) {
+            tracing::error!("state database: cannot begin a transaction: {e}");
+            for work in batch.drain(..) {
+                let (_, deliver) = work(None);
+                deliver(Err(StoreError(e.0.clone())));
             }
         }
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Work>) {
-    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
-        Ok(tx) => Tx(tx),
-        Err(e) => {
-            tracing::error!("state database: cannot begin a transaction: {e}");
-            for work in batch.drain(..) {
-                let (_, deliver) = work(None);
-                deliver(Err(StoreError(e.to_string())));
-            }
-            return;
-        }
-    };
+fn run_batch(tx: Tx<'_>, batch: &mut Vec<Work>) {
     let mut replies = Vec::with_capacity(batch.len());
     let mut queue = batch.drain(..);
     while let Some(work) = queue.next() {
-        if let Err(e) = tx.0.execute_batch("SAVEPOINT work") {
+        if let Err(e) = tx.0.batch("SAVEPOINT op") {
             let (_, deliver) = work(None);
-            deliver(Err(StoreError(e.to_string())));
+            deliver(Err(e));
             continue;
         }
         let (keep, deliver) = work(Some(&tx));
         let end = if keep {
-            "RELEASE work"
+            "RELEASE op"
         } else {
-            "ROLLBACK TO work; RELEASE work"
+            "ROLLBACK TO op; RELEASE op"
         };
-        match tx.0.execute_batch(end) {
+        match tx.0.batch(end) {
             Ok(()) => replies.push(deliver),
             // The savepoint could not be closed: nothing in this
             // transaction can be trusted, so none of it is committed.
             Err(e) => {
-                deliver(Err(StoreError(e.to_string())));
+                deliver(Err(StoreError(e.0.clone())));
                 // The operations not run yet hear it too, not silence.
                 for rest in queue {
                     let (_, d) = rest(None);
                     replies.push(d);
                 }
-                fail_all(tx, replies, &e.to_string());
+                fail_all(tx, replies, &e.0);
                 return;
             }
         }
     }
-    let committed = tx.0.commit().map_err(StoreError::from);
+    let committed = tx.0.commit();
     if let Err(e) = &committed {
         tracing::error!("state database: commit failed: {e}");
     }
@@ -651,11 +862,11 @@ fn fail_all(tx: Tx<'_>, replies: Vec<Deliver>, why: &str) {
 impl Tx<'_> {
     /// Inserts a token.
     pub fn insert_token(&self, t: &TokenRow) -> Result<(), StoreError> {
-        self.0.prepare_cached(
+        self.0.exec(
             &format!(
                 "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-            ))?
-            .execute(params![
+            ),
+            params![
                 t.id,
                 t.secret_hash,
                 i(t.created_at),
@@ -673,31 +884,33 @@ impl Tx<'_> {
 
     /// A token by id.
     pub fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"))?
-            .query_row([id], token_from_row)
-            .optional()?)
+        self.one(
+            &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+            params![id],
+        )?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
     }
 
     /// All tokens, newest first.
     pub fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id"
-        ))?;
-        let rows = stmt
-            .query_map([], token_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.0
+            .query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at DESC, id"),
+                params![],
+            )?
+            .iter()
+            .map(token_from_row)
+            .collect()
     }
 
     /// Uses one enrollment of a token.
     pub fn use_token(&self, id: &str) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND uses_left > 0",
-            )?
-            .execute([id])?;
+        self.0.exec(
+            "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1 AND uses_left > 0",
+            params![id],
+        )?;
         Ok(())
     }
 
@@ -705,42 +918,46 @@ impl Tx<'_> {
     pub fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .0
-            .prepare_cached("UPDATE tokens SET revoked = 1 WHERE id = ?1")?
-            .execute([id])?
+            .exec("UPDATE tokens SET revoked = 1 WHERE id = ?1", params![id])?
             > 0)
+    }
+
+    /// The first row of a query, if any.
+    pub(crate) fn one(&self, sql: &str, p: &[sql::Val]) -> Result<Option<sql::Row>, StoreError> {
+        Ok(self.0.query(sql, p)?.into_iter().next())
+    }
+
+    /// Nodes selected by `sql` (which lists `NODE_COLUMNS`).
+    fn node_rows(&self, sql: &str, p: &[sql::Val]) -> Result<Vec<NodeRow>, StoreError> {
+        self.0.query(sql, p)?.iter().map(node_from_row).collect()
     }
 
     /// A node by name.
     pub fn node(&self, name: &str) -> Result<Option<NodeRow>, StoreError> {
-        self.0
-            .prepare_cached(&format!("SELECT {NODE_COLUMNS} FROM nodes WHERE name = ?1"))?
-            .query_row([name], node_from_row)
-            .optional()?
-            .map(finish_node)
-            .transpose()
+        Ok(self
+            .node_rows(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE name = ?1"),
+                params![name],
+            )?
+            .pop())
     }
 
     /// A node by enrollment request id.
     pub fn node_by_request(&self, request_id: &str) -> Result<Option<NodeRow>, StoreError> {
-        self.0
-            .prepare_cached(&format!(
-                "SELECT {NODE_COLUMNS} FROM nodes WHERE request_id = ?1"
-            ))?
-            .query_row([request_id], node_from_row)
-            .optional()?
-            .map(finish_node)
-            .transpose()
+        Ok(self
+            .node_rows(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE request_id = ?1"),
+                params![request_id],
+            )?
+            .pop())
     }
 
     /// All nodes by name.
     pub fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare_cached(&format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name"))?;
-        let rows = stmt
-            .query_map([], node_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_node).collect()
+        self.node_rows(
+            &format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY name"),
+            params![],
+        )
     }
 
     /// Nodes by name after `after`, at most `limit` (one page of `node list`).
@@ -749,48 +966,48 @@ impl Tx<'_> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<NodeRow>, StoreError> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {NODE_COLUMNS} FROM nodes WHERE name > ?1 ORDER BY name LIMIT ?2"
-        ))?;
-        let rows = stmt
-            .query_map(
-                params![
-                    after.unwrap_or(""),
-                    i64::try_from(limit).unwrap_or(i64::MAX)
-                ],
-                node_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_node).collect()
+        self.node_rows(
+            &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE name > ?1 ORDER BY name LIMIT ?2"),
+            params![
+                after.unwrap_or(""),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
     }
 
     /// Number of pending requests.
     pub fn pending_count(&self) -> Result<usize, StoreError> {
         let n: i64 = self
-            .0
-            .prepare_cached("SELECT count(*) FROM nodes WHERE state = 'pending'")?
-            .query_row([], |r| r.get(0))?;
+            .one(
+                "SELECT count(*) FROM nodes WHERE state = 'pending'",
+                params![],
+            )?
+            .map_or(Ok(0), |r| r.get(0))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// Deletes pending requests older than `cutoff`; returns their names.
     pub fn expire_pending(&self, cutoff: u64) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.0.prepare_cached(
+        self.texts(
             "DELETE FROM nodes WHERE state = 'pending' AND requested_at < ?1 RETURNING name",
-        )?;
-        let names = stmt
-            .query_map([i(cutoff)], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(names)
+            params![i(cutoff)],
+        )
     }
 
     /// Inserts or replaces a node row (a new request for a rejected or revoked name).
     pub fn put_node(&self, n: &NodeRow) -> Result<(), StoreError> {
-        self.0.prepare_cached(
+        self.0.exec(
             &format!(
-                "INSERT OR REPLACE INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-            ))?
-            .execute(params![
+                "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+                 ON CONFLICT (name) DO UPDATE SET state = excluded.state, labels = excluded.labels, \
+                 fingerprint = excluded.fingerprint, spki = excluded.spki, request_id = excluded.request_id, \
+                 requested_at = excluded.requested_at, request_addr = excluded.request_addr, \
+                 token_id = excluded.token_id, decided_at = NULL, decided_by = NULL, cert_der = excluded.cert_der, \
+                 cert_serial = excluded.cert_serial, cert_not_after = excluded.cert_not_after, \
+                 last_seen = excluded.last_seen, last_addr = excluded.last_addr, \
+                 proposed_labels = excluded.proposed_labels, max_gpus = excluded.max_gpus"
+            ),
+            params![
                 n.name,
                 n.state.as_str(),
                 join(&n.labels),
@@ -820,19 +1037,18 @@ impl Tx<'_> {
         at: u64,
         by: &str,
     ) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "UPDATE nodes SET state = ?2, decided_at = ?3, decided_by = ?4 WHERE name = ?1",
-            )?
-            .execute(params![name, state.as_str(), i(at), by])?;
+        self.0.exec(
+            "UPDATE nodes SET state = ?2, decided_at = ?3, decided_by = ?4 WHERE name = ?1",
+            params![name, state.as_str(), i(at), by],
+        )?;
         Ok(())
     }
 
     /// Records a node's certificate.
     pub fn set_node_cert(&self, name: &str, cert: &pki::IssuedCert) -> Result<(), StoreError> {
-        self.0.prepare_cached(
-            "UPDATE nodes SET cert_der = ?2, cert_serial = ?3, cert_not_after = ?4 WHERE name = ?1")?
-            .execute(params![name, cert.der, cert.serial, i(cert.not_after)],
+        self.0.exec(
+            "UPDATE nodes SET cert_der = ?2, cert_serial = ?3, cert_not_after = ?4 WHERE name = ?1",
+            params![name, cert.der, cert.serial, i(cert.not_after)],
         )?;
         Ok(())
     }
@@ -846,19 +1062,19 @@ impl Tx<'_> {
         proposed: &[String],
         max_gpus: Option<u32>,
     ) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "UPDATE nodes SET labels = ?2, proposed_labels = ?3, max_gpus = ?4 WHERE name = ?1",
-            )?
-            .execute(params![name, join(labels), join(proposed), max_gpus])?;
+        self.0.exec(
+            "UPDATE nodes SET labels = ?2, proposed_labels = ?3, max_gpus = ?4 WHERE name = ?1",
+            params![name, join(labels), join(proposed), max_gpus],
+        )?;
         Ok(())
     }
 
     /// Records the start or end of a node session.
     pub fn node_seen(&self, name: &str, at: u64, addr: &str) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached("UPDATE nodes SET last_seen = ?2, last_addr = ?3 WHERE name = ?1")?
-            .execute(params![name, i(at), addr])?;
+        self.0.exec(
+            "UPDATE nodes SET last_seen = ?2, last_addr = ?3 WHERE name = ?1",
+            params![name, i(at), addr],
+        )?;
         Ok(())
     }
 
@@ -870,64 +1086,57 @@ impl Tx<'_> {
         cert: &pki::IssuedCert,
         at: u64,
     ) -> Result<(), StoreError> {
-        self.0.prepare_cached(
-            "INSERT INTO issued_certs (serial, name, role, issued_at, not_after, ca) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-            .execute(params![cert.serial, name, role.as_str(), i(at), i(cert.not_after), cert.ca_pin],
+        self.0.exec(
+            "INSERT INTO issued_certs (serial, name, role, issued_at, not_after, ca) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![cert.serial, name, role.as_str(), i(at), i(cert.not_after), cert.ca_pin],
         )?;
         Ok(())
     }
 
-    /// The first column, as text, of `sql` run with `ca_pin` as `?1`.
-    fn texts_for_ca(&self, sql: &str, ca_pin: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached(sql)?
-            .query_map(params![ca_pin], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?)
+    /// The first column, as text, of every row of `sql`.
+    pub(crate) fn texts(&self, sql: &str, p: &[sql::Val]) -> Result<Vec<String>, StoreError> {
+        self.0.query(sql, p)?.iter().map(|r| r.get(0)).collect()
     }
 
     /// Serials of active clients' current certificates that the CA pinned
     /// `ca_pin` (hex) did not sign.
     pub fn client_serials_not_on_ca(&self, ca_pin: &str) -> Result<Vec<String>, StoreError> {
-        self.texts_for_ca(
+        self.texts(
             "SELECT k.cert_serial FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \
              WHERE k.state = 'active' AND (c.ca IS NULL OR c.ca != ?1)",
-            ca_pin,
+            params![ca_pin],
         )
     }
 
     /// Approved nodes and active clients whose current certificate was not
     /// signed by the CA pinned `ca_pin` (hex), by name.
     pub fn not_on_ca(&self, ca_pin: &str) -> Result<(Vec<String>, Vec<String>), StoreError> {
-        let nodes = self.texts_for_ca(
+        let nodes = self.texts(
             "SELECT n.name FROM nodes n LEFT JOIN issued_certs c ON c.serial = n.cert_serial \
              WHERE n.state = 'approved' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY n.name",
-            ca_pin,
+            params![ca_pin],
         )?;
-        let clients = self.texts_for_ca(
+        let clients = self.texts(
             "SELECT k.name FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \
              WHERE k.state = 'active' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY k.name",
-            ca_pin,
+            params![ca_pin],
         )?;
         Ok((nodes, clients))
     }
 
     /// Revokes a serial.
     pub fn revoke_serial(&self, serial: &str, name: &str, at: u64) -> Result<(), StoreError> {
-        self.0.prepare_cached(
-            "INSERT OR IGNORE INTO revoked_certs (serial, name, revoked_at) VALUES (?1, ?2, ?3)")?
-            .execute(params![serial, name, i(at)],
+        self.0.exec(
+            "INSERT INTO revoked_certs (serial, name, revoked_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (serial) DO NOTHING",
+            params![serial, name, i(at)],
         )?;
         Ok(())
     }
 
     /// Every revoked serial.
     pub fn revoked_serials(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self.0.prepare_cached("SELECT serial FROM revoked_certs")?;
-        let rows = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(rows)
+        self.texts("SELECT serial FROM revoked_certs", params![])
     }
 
     /// Appends to the audit trail.
@@ -939,17 +1148,80 @@ impl Tx<'_> {
         target: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "INSERT INTO audit (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![i(at), actor, action, target, detail])?;
+        self.0.exec(
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![i(at), actor, action, target, detail],
+        )?;
         Ok(())
+    }
+}
+
+/// Test support: every store test runs on each engine.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{PgOptions, Store};
+
+    /// Where a test's state lives.
+    pub enum Place {
+        /// A SQLite file in a temporary directory.
+        Lite(tempfile::TempDir),
+        /// A fresh PostgreSQL database.
+        Pg(String),
+    }
+
+    /// One engine under test.
+    pub struct Case {
+        /// `sqlite` or `postgres`.
+        pub engine: &'static str,
+        /// The open store.
+        pub store: Store,
+        /// Its place, to open it again.
+        pub place: Place,
+    }
+
+    impl Case {
+        /// A second, independent handle on the same state.
+        pub fn reopen(&self) -> Store {
+            match &self.place {
+                Place::Lite(dir) => Store::open(&dir.path().join("s.db")).unwrap(),
+                Place::Pg(url) => Store::open_postgres(&pg(url)).unwrap(),
+            }
+        }
+    }
+
+    /// Options for a test database.
+    pub fn pg(url: &str) -> PgOptions {
+        PgOptions {
+            url: url.to_string(),
+            password: None,
+            ca_pem: None,
+            pool_size: 4,
+        }
+    }
+
+    /// SQLite always; PostgreSQL when installed (else it says SKIPPED).
+    pub fn engines(what: &str) -> Vec<Case> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut out = vec![Case {
+            engine: "sqlite",
+            store: Store::open(&dir.path().join("s.db")).unwrap(),
+            place: Place::Lite(dir),
+        }];
+        if let Some(server) = pgtemp::shared(what) {
+            let url = server.database().unwrap();
+            out.push(Case {
+                engine: "postgres",
+                store: Store::open_postgres(&pg(&url)).unwrap(),
+                place: Place::Pg(url),
+            });
+        }
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{Case, engines};
     use super::*;
 
     fn node(name: &str) -> NodeRow {
@@ -975,15 +1247,6 @@ mod tests {
 
     #[test]
     fn migrate_is_idempotent_and_every_column_is_commented() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        drop(Store::open(&path).unwrap());
-        let store = Store::open(&path).unwrap();
-        let conn = lock(&store.conn).unwrap();
-        let v: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(v, MIGRATIONS.len() as i64);
         // Every column line in every CREATE TABLE carries a comment.
         for sql in MIGRATIONS {
             for line in sql
@@ -994,27 +1257,73 @@ mod tests {
                 assert!(line.contains("--"), "uncommented schema line: {line}");
             }
         }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(Store::open(&path).unwrap());
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        // PostgreSQL: the same version, and every column carries its
+        // comment as a COMMENT ON.
+        let Some(server) = pgtemp::shared("store migrations on PostgreSQL") else {
+            return;
+        };
+        let url = server.database().unwrap();
+        drop(Store::open_postgres(&testing::pg(&url)).unwrap());
+        drop(Store::open_postgres(&testing::pg(&url)).unwrap());
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let v: i64 = c
+            .query_one("SELECT version FROM schema_version", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let bare: Vec<String> = c
+            .query(
+                "SELECT c.relname || '.' || a.attname FROM pg_attribute a \
+                 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped \
+                 AND col_description(c.oid, a.attnum) IS NULL",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(bare.is_empty(), "columns without a comment: {bare:?}");
+        let tables: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'public' AND c.relkind = 'r' \
+                 AND obj_description(c.oid, 'pg_class') IS NOT NULL",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(tables >= 10, "only {tables} tables carry a comment");
     }
 
     #[test]
     fn nodes_round_trip_and_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        store
-            .tx(|tx| {
-                tx.put_node(&node("a"))?;
-                let mut b = node("b");
-                b.requested_at = 500;
-                tx.put_node(&b)?;
-                Ok::<_, StoreError>(())
-            })
-            .unwrap();
-        let expired = store.tx(|tx| tx.expire_pending(200)).unwrap();
-        assert_eq!(expired, vec!["a".to_string()]);
-        let b = store.tx(|tx| tx.node_by_request("req-b")).unwrap().unwrap();
-        assert_eq!(b.labels, vec!["gpu".to_string()]);
-        assert_eq!(b.state, NodeState::Pending);
-        assert_eq!(store.tx(|tx| tx.pending_count()).unwrap(), 1);
+        for Case { engine, store, .. } in engines("store test nodes_round_trip_and_expire") {
+            store
+                .tx(|tx| {
+                    tx.put_node(&node("a"))?;
+                    let mut b = node("b");
+                    b.requested_at = 500;
+                    tx.put_node(&b)?;
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+            let expired = store.tx(|tx| tx.expire_pending(200)).unwrap();
+            assert_eq!(expired, vec!["a".to_string()], "{engine}");
+            let b = store.tx(|tx| tx.node_by_request("req-b")).unwrap().unwrap();
+            assert_eq!(b.labels, vec!["gpu".to_string()], "{engine}");
+            assert_eq!(b.state, NodeState::Pending, "{engine}");
+            assert_eq!(store.tx(|tx| tx.pending_count()).unwrap(), 1, "{engine}");
+        }
     }
 
     fn token(id: &str) -> TokenRow {
@@ -1047,66 +1356,249 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queued_calls_commit_together_and_a_failure_undoes_only_its_own_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let mut calls = tokio::task::JoinSet::new();
-        for i in 0..300u32 {
-            let s = store.clone();
-            calls.spawn(async move {
-                s.call(move |tx| {
-                    tx.insert_token(&token(&format!("t{i}")))?;
-                    if i % 3 == 0 {
-                        // Written, then refused: its savepoint is undone.
-                        return Err(StoreError(format!("refused {i}")));
-                    }
-                    Ok(i)
-                })
-                .await
-            });
-        }
-        let mut ok = 0;
-        while let Some(r) = calls.join_next().await {
-            match r.unwrap() {
-                Ok(i) => {
-                    assert_ne!(i % 3, 0);
-                    ok += 1;
-                }
-                Err(e) => assert!(e.0.starts_with("refused"), "{e}"),
+        for case in engines("store test queued_calls_commit_together") {
+            let store = case.store.clone();
+            let mut calls = tokio::task::JoinSet::new();
+            for i in 0..300u32 {
+                let s = store.clone();
+                calls.spawn(async move {
+                    s.call(move |tx| {
+                        tx.insert_token(&token(&format!("t{i}")))?;
+                        if i % 3 == 0 {
+                            // Written, then refused: its savepoint is undone.
+                            return Err(StoreError(format!("refused {i}")));
+                        }
+                        Ok(i)
+                    })
+                    .await
+                });
             }
+            let mut ok = 0;
+            while let Some(r) = calls.join_next().await {
+                match r.unwrap() {
+                    Ok(i) => {
+                        assert_ne!(i % 3, 0);
+                        ok += 1;
+                    }
+                    Err(e) => assert!(e.0.starts_with("refused"), "{}: {e}", case.engine),
+                }
+            }
+            assert_eq!(ok, 200);
+            let ids = token_ids(&store).await;
+            let mut want: Vec<String> = (0..300u32)
+                .filter(|i| i % 3 != 0)
+                .map(|i| format!("t{i}"))
+                .collect();
+            want.sort();
+            assert_eq!(ids, want, "{}", case.engine);
+            // What a call returned is durable: a second connection sees it.
+            drop(store);
+            let again = case.reopen();
+            assert_eq!(again.call(|tx| tx.tokens()).await.unwrap().len(), 200);
         }
-        assert_eq!(ok, 200);
-        let ids = token_ids(&store).await;
-        let mut want: Vec<String> = (0..300u32)
-            .filter(|i| i % 3 != 0)
-            .map(|i| format!("t{i}"))
-            .collect();
-        want.sort();
-        assert_eq!(ids, want);
-        // What a call returned is durable: a second connection sees it.
-        drop(store);
-        let again = Store::open(&dir.path().join("s.db")).unwrap();
-        assert_eq!(again.call(|tx| tx.tokens()).await.unwrap().len(), 200);
     }
 
     #[tokio::test]
     async fn a_panicking_call_fails_alone_and_the_thread_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let s = store.clone();
-        let first = tokio::spawn(async move {
-            s.call(|tx| -> Result<(), StoreError> {
-                tx.insert_token(&token("boom"))?;
-                panic!("a bug in a closure");
-            })
-            .await
-        });
-        let err = first.await.unwrap().unwrap_err();
-        assert!(err.0.contains("panicked"), "{err}");
-        store
-            .call(|tx| tx.insert_token(&token("after")))
-            .await
-            .unwrap();
-        assert_eq!(token_ids(&store).await, vec!["after".to_string()]);
+        for Case { engine, store, .. } in engines("store test a_panicking_call_fails_alone") {
+            let s = store.clone();
+            let first = tokio::spawn(async move {
+                s.call(|tx| -> Result<(), StoreError> {
+                    tx.insert_token(&token("boom"))?;
+                    panic!("a bug in a closure");
+                })
+                .await
+            });
+            let err = first.await.unwrap().unwrap_err();
+            assert!(err.0.contains("panicked"), "{engine}: {err}");
+            store
+                .call(|tx| tx.insert_token(&token("after")))
+                .await
+                .unwrap();
+            assert_eq!(
+                token_ids(&store).await,
+                vec!["after".to_string()],
+                "{engine}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_statement_undoes_only_its_own_call_on_both_engines() {
+        // PostgreSQL aborts the whole transaction on an error; the batch's
+        // savepoints must bring it back so the next closure still runs.
+        for Case { engine, store, .. } in engines("store test a_failed_statement") {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let s = store.clone();
+                let (a, b) = tokio::join!(
+                    s.call(|tx| {
+                        tx.insert_token(&token("dup"))?;
+                        tx.insert_token(&token("dup"))
+                    }),
+                    store.call(|tx| tx.insert_token(&token("fine")))
+                );
+                assert!(a.is_err(), "{engine}: a duplicate key must fail");
+                b.unwrap();
+                assert_eq!(
+                    token_ids(&store).await,
+                    vec!["fine".to_string()],
+                    "{engine}"
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn every_table_round_trips_on_both_engines() {
+        for Case { engine, store, .. } in engines("store test every_table_round_trips") {
+            let cert = pki::IssuedCert {
+                pem: String::new(),
+                der: vec![9, 9],
+                serial: "0a".into(),
+                not_after: 99,
+                fingerprint: "SHA256:y".into(),
+                ca_pin: "pin".into(),
+            };
+            store
+                .tx(|tx| {
+                    let mut t = token("tok1");
+                    t.labels = vec!["gpu".into(), "a=b".into()];
+                    t.max_gpus = Some(4);
+                    t.auto_approve = true;
+                    tx.insert_token(&t)?;
+                    tx.use_token("tok1")?;
+                    assert!(tx.revoke_token("tok1")?);
+                    assert!(!tx.revoke_token("nope")?);
+                    let got = tx.token("tok1")?.unwrap();
+                    assert_eq!(
+                        (got.uses_left, got.revoked, got.auto_approve, got.max_gpus),
+                        (0, true, true, Some(4))
+                    );
+                    assert_eq!(got.labels, vec!["gpu".to_string(), "a=b".to_string()]);
+                    assert!(tx.token("none")?.is_none());
+                    for name in ["w-10", "w-9", "w-1"] {
+                        tx.put_node(&node(name))?;
+                    }
+                    tx.set_node_state("w-1", NodeState::Approved, 5, "admin")?;
+                    tx.set_node_cert("w-1", &cert)?;
+                    tx.set_node_facts("w-1", &["gpu".into()], &["x".into()], Some(2))?;
+                    tx.node_seen("w-1", 7, "127.0.0.1:9")?;
+                    tx.record_issued("w-1", proto::Role::Node, &cert, 5)?;
+                    let n = tx.node("w-1")?.unwrap();
+                    assert_eq!(n.state, NodeState::Approved);
+                    assert_eq!(n.cert_der, Some(vec![9, 9]));
+                    assert_eq!((n.last_seen, n.max_gpus), (Some(7), Some(2)));
+                    assert_eq!(n.proposed_labels, vec!["x".to_string()]);
+                    // Bytewise order on both engines, and pages agree with it.
+                    let names: Vec<String> = tx.nodes()?.into_iter().map(|n| n.name).collect();
+                    assert_eq!(names, ["w-1", "w-10", "w-9"]);
+                    let page: Vec<String> = tx
+                        .nodes_page(Some("w-1"), 1)?
+                        .into_iter()
+                        .map(|n| n.name)
+                        .collect();
+                    assert_eq!(page, ["w-10"]);
+                    // A new request replaces a node row whole.
+                    let mut again = node("w-1");
+                    again.request_id = "req-again".into();
+                    tx.put_node(&again)?;
+                    let n = tx.node("w-1")?.unwrap();
+                    assert_eq!((n.state, n.cert_der), (NodeState::Pending, None));
+                    tx.revoke_serial("0a", "w-1", 8)?;
+                    tx.revoke_serial("0a", "w-1", 9)?;
+                    assert_eq!(tx.revoked_serials()?, vec!["0a".to_string()]);
+                    tx.put_client(&ClientRow {
+                        name: "bot1".into(),
+                        role: proto::Role::Bot,
+                        namespace: Some("slack:T1".into()),
+                        state: ClientState::Active,
+                        cert_serial: "0b".into(),
+                        not_after: 50,
+                        created_at: 1,
+                        created_by: "admin".into(),
+                    })?;
+                    tx.renew_client("bot1", "0c", 60)?;
+                    let (nodes, clients) = tx.not_on_ca("pin")?;
+                    assert!(nodes.is_empty(), "{nodes:?}");
+                    assert_eq!(clients, vec!["bot1".to_string()]);
+                    assert_eq!(tx.client_serials_not_on_ca("pin")?, vec!["0c".to_string()]);
+                    tx.revoke_client("bot1", 70)?;
+                    let c = tx.client("bot1")?.unwrap();
+                    assert_eq!(
+                        (c.state, c.cert_serial.as_str()),
+                        (ClientState::Revoked, "0c")
+                    );
+                    assert_eq!(tx.clients()?.len(), 1);
+                    tx.audit(1, "admin", "node.approve", "w-1", "it's fine")?;
+                    assert_eq!(tx.prune_audit(2)?, 1);
+                    tx.put_idempotency("bot1", "slack:E1", 42, 10)?;
+                    assert_eq!(tx.idempotent_job("bot1", "slack:E1")?, Some(42));
+                    assert_eq!(tx.idempotent_job("bot1", "slack:E2")?, None);
+                    assert_eq!(tx.prune_idempotency(11)?, 1);
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap_or_else(|e| panic!("{engine}: {e}"));
+            let jobs = store
+                .tx(|tx| {
+                    let plan = proto::JobPlan {
+                        job_id: 0,
+                        node: "w-1".into(),
+                        argv: vec!["echo".into(), "hi".into()],
+                        cwd: None,
+                        env: vec![("K".into(), "v".into())],
+                        timeout_secs: Some(5),
+                        gpus: 1,
+                        kill_grace_secs: 1,
+                        run_as: None,
+                    };
+                    let mut row = JobRow::fresh(
+                        JobState::AwaitingApproval,
+                        "w-1".into(),
+                        Some("gpu".into()),
+                        None,
+                        plan,
+                        "alice".into(),
+                        "admin".into(),
+                        3,
+                    );
+                    row.approvers = vec!["bob".into()];
+                    row.id = tx.insert_job(&row)?;
+                    let second = tx.insert_job(&row)?;
+                    assert!(second > row.id);
+                    row.state = JobState::Starting;
+                    row.approved_by = Some("bob".into());
+                    assert!(tx.move_job(&row, JobState::AwaitingApproval)?);
+                    assert!(
+                        !tx.move_job(&row, JobState::AwaitingApproval)?,
+                        "moved twice"
+                    );
+                    tx.set_job_bytes(row.id, 10, 2, true)?;
+                    let got = tx.job(row.id)?.unwrap();
+                    assert_eq!(got.state, JobState::Starting);
+                    assert_eq!(
+                        (got.stdout_bytes, got.stderr_bytes, got.truncated),
+                        (10, 2, true)
+                    );
+                    assert_eq!(got.plan.argv, vec!["echo".to_string(), "hi".to_string()]);
+                    assert_eq!(tx.jobs(10, None)?.len(), 2);
+                    assert_eq!(tx.jobs(10, Some(second))?.len(), 1);
+                    assert_eq!(tx.unfinished_jobs()?.len(), 2);
+                    let counts = tx.job_counts()?;
+                    assert_eq!(
+                        counts,
+                        vec![
+                            ("awaiting-approval".to_string(), 1),
+                            ("starting".to_string(), 1)
+                        ]
+                    );
+                    Ok::<_, StoreError>(tx.jobs(10, None)?.len())
+                })
+                .unwrap_or_else(|e| panic!("{engine}: {e}"));
+            assert_eq!(jobs, 2);
+        }
     }
 
     #[test]
@@ -1119,5 +1611,38 @@ mod tests {
         }
         let err = Store::open(&path).err().unwrap().to_string();
         assert!(err.contains("upgrade openclaw"), "{err}");
+        let Some(server) = pgtemp::shared("store test newer_schema_is_refused") else {
+            return;
+        };
+        let url = server.database().unwrap();
+        drop(Store::open_postgres(&testing::pg(&url)).unwrap());
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("UPDATE schema_version SET version = 99")
+            .unwrap();
+        let err = Store::open_postgres(&testing::pg(&url))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("upgrade openclaw"), "{err}");
+    }
+
+    #[test]
+    fn postgres_settings_are_checked_before_connecting() {
+        let bad = |url: &str, ca: Option<&[u8]>| {
+            let mut o = testing::pg(url);
+            o.ca_pem = ca.map(<[u8]>::to_vec);
+            Store::open_postgres(&o).err().unwrap().to_string()
+        };
+        let e = bad("postgres://u:secret@127.0.0.1:1/db", None);
+        assert!(e.contains("PGPASSWORD") && !e.contains("secret"), "{e}");
+        let e = bad("postgres://u@127.0.0.1:1/db?sslmode=require", None);
+        assert!(e.contains("ca_file"), "{e}");
+        let e = bad("postgres://u@127.0.0.1:1/db", Some(b"not pem"));
+        assert!(e.contains("ca_file"), "{e}");
+        let e = bad("mysql://nope", None);
+        assert!(e.contains("[state] url"), "{e}");
+        // Nothing listens on port 1: a clear error, not a hang.
+        let e = bad("postgres://u@127.0.0.1:1/db", None);
+        assert!(e.contains("cannot connect to PostgreSQL at"), "{e}");
     }
 }

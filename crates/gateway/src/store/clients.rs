@@ -1,8 +1,7 @@
 //! The clients table: admin and bot credentials as first-class identities
 //! with unique names, a current serial, and a revocation state.
 
-use rusqlite::{OptionalExtension as _, params};
-
+use super::sql::{Row, params};
 use super::{StoreError, Tx, i, u};
 
 /// Whether a client credential may be used.
@@ -56,59 +55,57 @@ pub struct ClientRow {
 const COLUMNS: &str =
     "name, role, namespace, state, cert_serial, not_after, created_at, created_by";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ClientRow, String, String)> {
-    Ok((
-        ClientRow {
-            name: r.get(0)?,
-            role: proto::Role::Admin,
-            namespace: r.get(2)?,
-            state: ClientState::Active,
-            cert_serial: r.get(4)?,
-            not_after: u(r.get(5)?),
-            created_at: u(r.get(6)?),
-            created_by: r.get(7)?,
-        },
-        r.get(1)?,
-        r.get(3)?,
-    ))
-}
-
-fn finish((mut row, role, state): (ClientRow, String, String)) -> Result<ClientRow, StoreError> {
-    row.role = proto::Role::parse(&role)
-        .ok_or_else(|| StoreError(format!("client {}: unknown role {role:?}", row.name)))?;
-    row.state = ClientState::parse(&state)?;
-    Ok(row)
+fn from_row(r: &Row) -> Result<ClientRow, StoreError> {
+    let name: String = r.get(0)?;
+    let role: String = r.get(1)?;
+    let state: String = r.get(3)?;
+    Ok(ClientRow {
+        role: proto::Role::parse(&role)
+            .ok_or_else(|| StoreError(format!("client {name}: unknown role {role:?}")))?,
+        namespace: r.get(2)?,
+        state: ClientState::parse(&state)?,
+        cert_serial: r.get(4)?,
+        not_after: u(r.get(5)?),
+        created_at: u(r.get(6)?),
+        created_by: r.get(7)?,
+        name,
+    })
 }
 
 impl Tx<'_> {
     /// A client by name.
     pub fn client(&self, name: &str) -> Result<Option<ClientRow>, StoreError> {
-        self.0
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM clients WHERE name = ?1"))?
-            .query_row([name], from_row)
-            .optional()?
-            .map(finish)
-            .transpose()
+        self.one(
+            &format!("SELECT {COLUMNS} FROM clients WHERE name = ?1"),
+            params![name],
+        )?
+        .as_ref()
+        .map(from_row)
+        .transpose()
     }
 
     /// Every client, by name.
     pub fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM clients ORDER BY name"))?;
-        let rows = stmt
-            .query_map([], from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish).collect()
+        self.0
+            .query(
+                &format!("SELECT {COLUMNS} FROM clients ORDER BY name"),
+                params![],
+            )?
+            .iter()
+            .map(from_row)
+            .collect()
     }
 
     /// Inserts a client, or replaces a revoked one of the same name.
     pub fn put_client(&self, c: &ClientRow) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ))?
-            .execute(params![
+        self.0.exec(
+            &format!(
+                "INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT (name) DO UPDATE SET role = excluded.role, namespace = excluded.namespace, \
+                 state = excluded.state, cert_serial = excluded.cert_serial, not_after = excluded.not_after, \
+                 created_at = excluded.created_at, created_by = excluded.created_by, revoked_at = NULL"
+            ),
+            params![
                 c.name,
                 c.role.as_str(),
                 c.namespace,
@@ -117,25 +114,25 @@ impl Tx<'_> {
                 i(c.not_after),
                 i(c.created_at),
                 c.created_by
-            ])?;
+            ],
+        )?;
         Ok(())
     }
 
     /// Marks a client revoked.
     pub fn revoke_client(&self, name: &str, at: u64) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "UPDATE clients SET state = 'revoked', revoked_at = ?2 WHERE name = ?1",
-            )?
-            .execute(params![name, i(at)])?;
+        self.0.exec(
+            "UPDATE clients SET state = 'revoked', revoked_at = ?2 WHERE name = ?1",
+            params![name, i(at)],
+        )?;
         Ok(())
     }
 
     /// Records a renewed certificate for an active client.
     pub fn renew_client(&self, name: &str, serial: &str, not_after: u64) -> Result<(), StoreError> {
-        self.0.prepare_cached(
-            "UPDATE clients SET cert_serial = ?2, not_after = ?3 WHERE name = ?1 AND state = 'active'")?
-            .execute(params![name, serial, i(not_after)],
+        self.0.exec(
+            "UPDATE clients SET cert_serial = ?2, not_after = ?3 WHERE name = ?1 AND state = 'active'",
+            params![name, serial, i(not_after)],
         )?;
         Ok(())
     }

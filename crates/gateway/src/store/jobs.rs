@@ -3,8 +3,7 @@
 //! deciders racing on one job (approve against deny, cancel against start,
 //! approval against expiry) can never both win.
 
-use rusqlite::{OptionalExtension as _, params};
-
+use super::sql::{Row, params};
 use super::{StoreError, Tx, i, join, split, u};
 
 /// Where a job is in its life. Stored and shown as its word.
@@ -271,54 +270,48 @@ const JOB_COLUMNS: &str = "id, state, node, role, named_job, plan, plan_digest, 
      allow_self, approved_by, created_at, started_at, finished_at, exit_code, reason, stdout_bytes, stderr_bytes, \
      truncated, queue_until, secret_env, processes_killed, fanout";
 
-fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(JobRow, Vec<u8>, String)> {
+fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
     let plan: Vec<u8> = r.get(5)?;
     let state: String = r.get(1)?;
-    Ok((
-        JobRow {
-            id: u(r.get(0)?),
-            state: JobState::Queued,
-            node: r.get(2)?,
-            role: r.get(3)?,
-            named_job: r.get(4)?,
-            plan: proto::JobPlan {
-                job_id: 0,
-                node: String::new(),
-                argv: vec![],
-                cwd: None,
-                env: vec![],
-                timeout_secs: None,
-                gpus: 0,
-                kill_grace_secs: 0,
-                run_as: None,
-            },
-            plan_digest: r.get(6)?,
-            requester: r.get(7)?,
-            via: r.get(8)?,
-            approvers: split(&r.get::<_, String>(9)?),
-            allow_self: r.get::<_, i64>(10)? != 0,
-            approved_by: r.get(11)?,
-            created_at: u(r.get(12)?),
-            started_at: r.get::<_, Option<i64>>(13)?.map(u),
-            finished_at: r.get::<_, Option<i64>>(14)?.map(u),
-            exit_code: r
-                .get::<_, Option<i64>>(15)?
-                .and_then(|c| i32::try_from(c).ok()),
-            reason: r.get(16)?,
-            stdout_bytes: u(r.get(17)?),
-            stderr_bytes: u(r.get(18)?),
-            truncated: r.get::<_, i64>(19)? != 0,
-            queue_until: r.get::<_, Option<i64>>(20)?.map(u),
-            secret_env: split(&r.get::<_, String>(21)?),
-            processes_killed: u32::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
-            fanout: r.get::<_, Option<i64>>(23)?.map(u),
+    let row = JobRow {
+        id: u(r.get(0)?),
+        state: JobState::Queued,
+        node: r.get(2)?,
+        role: r.get(3)?,
+        named_job: r.get(4)?,
+        plan: proto::JobPlan {
+            job_id: 0,
+            node: String::new(),
+            argv: vec![],
+            cwd: None,
+            env: vec![],
+            timeout_secs: None,
+            gpus: 0,
+            kill_grace_secs: 0,
+            run_as: None,
         },
-        plan,
-        state,
-    ))
-}
-
-fn finish_job((mut row, plan, state): (JobRow, Vec<u8>, String)) -> Result<JobRow, StoreError> {
+        plan_digest: r.get(6)?,
+        requester: r.get(7)?,
+        via: r.get(8)?,
+        approvers: split(&r.get::<_, String>(9)?),
+        allow_self: r.get::<_, i64>(10)? != 0,
+        approved_by: r.get(11)?,
+        created_at: u(r.get(12)?),
+        started_at: r.get::<_, Option<i64>>(13)?.map(u),
+        finished_at: r.get::<_, Option<i64>>(14)?.map(u),
+        exit_code: r
+            .get::<_, Option<i64>>(15)?
+            .and_then(|c| i32::try_from(c).ok()),
+        reason: r.get(16)?,
+        stdout_bytes: u(r.get(17)?),
+        stderr_bytes: u(r.get(18)?),
+        truncated: r.get::<_, i64>(19)? != 0,
+        queue_until: r.get::<_, Option<i64>>(20)?.map(u),
+        secret_env: split(&r.get::<_, String>(21)?),
+        processes_killed: u32::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
+        fanout: r.get::<_, Option<i64>>(23)?.map(u),
+    };
+    let mut row = row;
     row.plan = proto::codec::decode(&plan)
         .map_err(|e| StoreError(format!("job {}: bad stored plan: {e}", row.id)))?;
     row.state = JobState::parse(&state)
@@ -335,11 +328,11 @@ impl Tx<'_> {
     /// Inserts a job; `row.id` is ignored and the new id returned.
     /// The plan is stored as given and usually rewritten with the id by [`Tx::move_job`].
     pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
-        let id: i64 = self.0.prepare_cached(
+        let id = self.returned_id(
             "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, \
              created_at, queue_until, secret_env, fanout) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id")?
-            .query_row(params![
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+            params![
                 row.state.as_str(),
                 row.node,
                 row.role,
@@ -355,9 +348,8 @@ impl Tx<'_> {
                 join(&row.secret_env),
                 row.fanout.map(i),
             ],
-            |r| r.get(0),
         )?;
-        Ok(u(id))
+        Ok(id)
     }
 
     /// Writes every mutable field of `row` (its new state included) if and
@@ -370,12 +362,12 @@ impl Tx<'_> {
                 row.id, row.state
             )));
         }
-        let n = self.0.prepare_cached(
+        let n = self.0.exec(
             "UPDATE jobs SET state = ?2, node = ?3, plan = ?4, plan_digest = ?5, approvers = ?6, allow_self = ?7, \
              approved_by = ?8, started_at = ?9, finished_at = ?10, exit_code = ?11, reason = ?12, stdout_bytes = ?13, \
              stderr_bytes = ?14, truncated = ?15, queue_until = ?16, secret_env = ?17, processes_killed = ?18 \
-             WHERE id = ?1 AND state = ?19")?
-            .execute(params![
+             WHERE id = ?1 AND state = ?19",
+            params![
                 i(row.id),
                 row.state.as_str(),
                 row.node,
@@ -408,90 +400,96 @@ impl Tx<'_> {
         stderr: u64,
         truncated: bool,
     ) -> Result<(), StoreError> {
-        self.0.prepare_cached(
-            "UPDATE jobs SET stdout_bytes = ?2, stderr_bytes = ?3, truncated = ?4 WHERE id = ?1")?
-            .execute(params![i(id), i(stdout), i(stderr), truncated],
+        self.0.exec(
+            "UPDATE jobs SET stdout_bytes = ?2, stderr_bytes = ?3, truncated = ?4 WHERE id = ?1",
+            params![i(id), i(stdout), i(stderr), truncated],
         )?;
         Ok(())
     }
 
+    /// Jobs selected by `sql` (which lists `JOB_COLUMNS`).
+    fn job_rows(&self, sql: &str, p: &[super::sql::Val]) -> Result<Vec<JobRow>, StoreError> {
+        self.0.query(sql, p)?.iter().map(job_from_row).collect()
+    }
+
+    /// The id an `INSERT … RETURNING id` made.
+    fn returned_id(&self, sql: &str, p: &[super::sql::Val]) -> Result<u64, StoreError> {
+        let row = self
+            .one(sql, p)?
+            .ok_or_else(|| StoreError("an insert returned no id".into()))?;
+        Ok(u(row.get(0)?))
+    }
+
     /// A job by id.
     pub fn job(&self, id: u64) -> Result<Option<JobRow>, StoreError> {
-        self.0
-            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
-            .query_row([i(id)], job_from_row)
-            .optional()?
-            .map(finish_job)
-            .transpose()
+        Ok(self
+            .job_rows(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                params![i(id)],
+            )?
+            .pop())
     }
 
     /// Up to `limit` jobs, newest first, with ids below `before` if given.
     pub fn jobs(&self, limit: u32, before: Option<u64>) -> Result<Vec<JobRow>, StoreError> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE id < ?2 ORDER BY id DESC LIMIT ?1"
-        ))?;
-        let rows = stmt
-            .query_map(
-                params![limit, before.map(i).unwrap_or(i64::MAX)],
-                job_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_job).collect()
+        self.job_rows(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id < ?2 ORDER BY id DESC LIMIT ?1"),
+            params![limit, before.map(i).unwrap_or(i64::MAX)],
+        )
     }
 
     /// Number of jobs in each state.
     pub fn job_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, u(r.get(1)?))))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.0
+            .query(
+                "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state",
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get::<_, String>(0)?, u(r.get(1)?))))
+            .collect()
     }
 
     /// Jobs not in a final state.
     pub fn unfinished_jobs(&self) -> Result<Vec<JobRow>, StoreError> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'awaiting-approval', 'starting', 'running') ORDER BY id"
-        ))?;
-        let rows = stmt
-            .query_map([], job_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_job).collect()
+        self.job_rows(
+            &format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'awaiting-approval', 'starting', 'running') ORDER BY id"
+            ),
+            params![],
+        )
     }
 
     /// Deletes ended jobs that finished before `cutoff`, and their audit
     /// rows' job entries stay. Returns the ids, so their logs can go too.
     pub fn prune_jobs(&self, cutoff: u64) -> Result<Vec<u64>, StoreError> {
-        let mut stmt = self.0.prepare_cached(
-            "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 \
-             AND state NOT IN ('queued', 'awaiting-approval', 'starting', 'running') RETURNING id",
-        )?;
-        let ids = stmt
-            .query_map([i(cutoff)], |r| r.get::<_, i64>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ids.into_iter().map(u).collect())
+        self.0
+            .query(
+                "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+                 AND state NOT IN ('queued', 'awaiting-approval', 'starting', 'running') RETURNING id",
+                params![i(cutoff)],
+            )?
+            .iter()
+            .map(|r| Ok(u(r.get(0)?)))
+            .collect()
     }
 
     /// Deletes fan-outs none of whose jobs are left (after [`Tx::prune_jobs`]);
     /// returns how many.
     pub fn prune_fanouts(&self) -> Result<usize, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached(
-                "DELETE FROM fanouts WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.fanout = fanouts.id)",
-            )?
-            .execute([])?)
+        self.0.exec(
+            "DELETE FROM fanouts WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.fanout = fanouts.id)",
+            params![],
+        )
     }
 
     /// Inserts a fan-out; `row.id` is ignored and the new id returned.
     pub fn insert_fanout(&self, row: &FanRow) -> Result<u64, StoreError> {
         let skipped = proto::codec::encode(&row.skipped).map_err(|e| StoreError(e.to_string()))?;
-        let id: i64 = self.0.prepare_cached(
-            "INSERT INTO fanouts (plan, plan_digest, requester, via, window, skipped, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id")?
-            .query_row(params![
+        self.returned_id(
+            "INSERT INTO fanouts (plan, plan_digest, requester, via, \"window\", skipped, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            params![
                 row.plan,
                 row.plan_digest,
                 row.requester,
@@ -500,62 +498,48 @@ impl Tx<'_> {
                 skipped,
                 i(row.created_at)
             ],
-            |r| r.get(0),
-        )?;
-        Ok(u(id))
+        )
     }
 
     /// A fan-out by id.
     pub fn fanout(&self, id: u64) -> Result<Option<FanRow>, StoreError> {
-        let row = self
-            .0
-            .prepare_cached(
-                "SELECT id, plan, plan_digest, requester, via, window, skipped, created_at FROM fanouts WHERE id = ?1")?
-            .query_row([i(id)],
-                |r| {
-                    Ok((
-                        FanRow {
-                            id: u(r.get(0)?),
-                            plan: r.get(1)?,
-                            plan_digest: r.get(2)?,
-                            requester: r.get(3)?,
-                            via: r.get(4)?,
-                            window: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(1),
-                            skipped: vec![],
-                            created_at: u(r.get(7)?),
-                        },
-                        r.get::<_, Vec<u8>>(6)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(|(mut row, skipped)| {
-            row.skipped = proto::codec::decode(&skipped)
-                .map_err(|e| StoreError(format!("fan-out {id}: bad stored skipped list: {e}")))?;
-            Ok(row)
-        })
-        .transpose()
+        let Some(r) = self.one(
+            "SELECT id, plan, plan_digest, requester, via, \"window\", skipped, created_at FROM fanouts WHERE id = ?1",
+            params![i(id)],
+        )?
+        else {
+            return Ok(None);
+        };
+        let skipped: Vec<u8> = r.get(6)?;
+        Ok(Some(FanRow {
+            id: u(r.get(0)?),
+            plan: r.get(1)?,
+            plan_digest: r.get(2)?,
+            requester: r.get(3)?,
+            via: r.get(4)?,
+            window: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(1),
+            skipped: proto::codec::decode(&skipped)
+                .map_err(|e| StoreError(format!("fan-out {id}: bad stored skipped list: {e}")))?,
+            created_at: u(r.get(7)?),
+        }))
     }
 
     /// The members of a fan-out, in id order (the order they were planned).
     pub fn fanout_jobs(&self, id: u64) -> Result<Vec<JobRow>, StoreError> {
-        let mut stmt = self.0.prepare_cached(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE fanout = ?1 ORDER BY id"
-        ))?;
-        let rows = stmt
-            .query_map([i(id)], job_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(finish_job).collect()
+        self.job_rows(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE fanout = ?1 ORDER BY id"),
+            params![i(id)],
+        )
     }
 
     /// The job an idempotency key of `via` created, if it is still kept.
     pub fn idempotent_job(&self, via: &str, key: &str) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached("SELECT job_id FROM idempotency WHERE via = ?1 AND key = ?2")?
-            .query_row(params![via, key], |r| r.get::<_, i64>(0))
-            .optional()?
-            .map(u))
+        self.one(
+            "SELECT job_id FROM idempotency WHERE via = ?1 AND key = ?2",
+            params![via, key],
+        )?
+        .map(|r| Ok(u(r.get(0)?)))
+        .transpose()
     }
 
     /// Records that `via`'s `key` created `job`.
@@ -566,28 +550,25 @@ impl Tx<'_> {
         job: u64,
         at: u64,
     ) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "INSERT INTO idempotency (via, key, job_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![via, key, i(job), i(at)])?;
+        self.0.exec(
+            "INSERT INTO idempotency (via, key, job_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![via, key, i(job), i(at)],
+        )?;
         Ok(())
     }
 
     /// Forgets idempotency keys older than `cutoff`.
     pub fn prune_idempotency(&self, cutoff: u64) -> Result<usize, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached("DELETE FROM idempotency WHERE created_at < ?1")?
-            .execute([i(cutoff)])?)
+        self.0.exec(
+            "DELETE FROM idempotency WHERE created_at < ?1",
+            params![i(cutoff)],
+        )
     }
 
     /// Deletes audit rows older than `cutoff`; returns how many.
     pub fn prune_audit(&self, cutoff: u64) -> Result<usize, StoreError> {
-        Ok(self
-            .0
-            .prepare_cached("DELETE FROM audit WHERE at < ?1")?
-            .execute([i(cutoff)])?)
+        self.0
+            .exec("DELETE FROM audit WHERE at < ?1", params![i(cutoff)])
     }
 }
 
@@ -634,8 +615,14 @@ mod tests {
 
     #[test]
     fn a_fan_out_goes_with_its_last_pruned_job() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(&dir.path().join("s.db")).unwrap();
+        for case in
+            crate::store::testing::engines("store test a_fan_out_goes_with_its_last_pruned_job")
+        {
+            fan_out_pruning(&case.store);
+        }
+    }
+
+    fn fan_out_pruning(store: &crate::store::Store) {
         let plan = proto::JobPlan {
             job_id: 0,
             node: "n".into(),
