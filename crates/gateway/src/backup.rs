@@ -173,16 +173,22 @@ fn db_facts(path: &Path) -> Result<(i64, u64, u64), GatewayError> {
 /// Writes a backup of the gateway home `home` to `out` (replacing it only
 /// once the new one is complete).
 pub fn backup(home: &Home, out: &Path, with_logs: bool) -> Result<Report, GatewayError> {
+    let config = home.read_text(files::CONFIG, "the gateway home has no gateway.toml");
+    let parsed = crate::Config::parse(config.as_deref().unwrap_or_default());
+    if let Ok(Some(url)) = parsed.as_ref().map(|c| c.state.url.as_ref()) {
+        return Err(GatewayError::Io(format!(
+            "this gateway keeps its state in PostgreSQL ({url}), which this command cannot snapshot; \
+             back up the database with pg_dump and this home's ca.key, ca.crt and gateway.toml (docs/OPERATIONS.md)"
+        )));
+    }
     if !home.exists(files::CA_KEY) || !home.exists(files::STATE) {
         return Err(GatewayError::Io(format!(
             "{} is not a gateway home (no ca.key or state.db); pass the gateway's --home",
             home.root().display()
         )));
     }
-    let config = home.read_text(files::CONFIG, "the gateway home has no gateway.toml")?;
-    let name = crate::Config::parse(&config)
-        .map(|c| c.name)
-        .unwrap_or_else(|_| "unknown".into());
+    config?;
+    let name = parsed.map(|c| c.name).unwrap_or_else(|_| "unknown".into());
     // The snapshot goes to a private directory beside the output.
     let parent = out
         .parent()

@@ -80,6 +80,23 @@ pub struct Config {
     pub enroll_read_timeout: Duration,
     /// What the gateway prunes.
     pub retention: Retention,
+    /// Where the state lives.
+    pub state: StateConfig,
+}
+
+/// `[state]`: the state database. Without a URL, embedded SQLite in the
+/// gateway's home (`state.db`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateConfig {
+    /// `postgres://USER@HOST:PORT/DB[?sslmode=…]`; never with a password.
+    pub url: Option<String>,
+    /// A file (mode 0600) holding the database password; `PGPASSWORD` wins.
+    pub password_file: Option<String>,
+    /// PEM of the CA that signed the database server's certificate; with
+    /// it, the connection uses TLS.
+    pub ca_file: Option<String>,
+    /// Most connections in the pool.
+    pub pool_size: u32,
 }
 
 /// `[retention]`: what the gateway prunes, and when.
@@ -115,6 +132,17 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    state: RawState,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    url: Option<String>,
+    password_file: Option<String>,
+    ca_file: Option<String>,
+    pool_size: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -315,6 +343,18 @@ impl Config {
                     Duration::from_secs(3600),
                 )?,
             },
+            state: StateConfig {
+                url: raw
+                    .state
+                    .url
+                    .filter(|u| !u.trim().is_empty())
+                    .map(|u| check_state_url(&u).map(|()| u))
+                    .transpose()
+                    .map_err(|e| format!("state.url: {e}"))?,
+                password_file: raw.state.password_file.filter(|p| !p.trim().is_empty()),
+                ca_file: raw.state.ca_file.filter(|p| !p.trim().is_empty()),
+                pool_size: raw.state.pool_size.unwrap_or(4).clamp(1, 64),
+            },
         };
         if cfg.heartbeat_interval < Duration::from_millis(100) {
             return Err("liveness.heartbeat_interval must be at least 100ms".into());
@@ -474,6 +514,17 @@ logs_max_bytes = 53687091200
 # How often the gateway prunes.
 interval = "1h"
 
+[state]
+# Where the state lives. Empty: embedded SQLite (state.db in this home).
+# For gateways that share state (a hot standby), a PostgreSQL URL:
+# url = "postgres://openclaw@db.example.org:5432/openclaw"
+# Never put the password in the URL: set PGPASSWORD, or name a file (0600).
+# password_file = "/etc/openclaw/pgpass"
+# TLS to the database: the PEM of the CA that signed its certificate.
+# ca_file = "/etc/openclaw/db-ca.pem"
+# pool_size = 4
+url = ""
+
 [metrics]
 # Serve Prometheus metrics at http://ADDRESS/metrics (e.g. "127.0.0.1:9464").
 # Empty or absent: off. Port 0 picks a free port, written to metrics.addr.
@@ -481,6 +532,27 @@ listen = ""
 "#
         )
     }
+}
+
+/// Checks a `[state] url`: a PostgreSQL URL without a password.
+pub fn check_state_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or("expected postgres://USER@HOST:PORT/DB (SQLite needs no url)")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && userinfo.contains(':')
+    {
+        return Err(
+            "the URL carries a password; remove it and set PGPASSWORD or state.password_file"
+                .into(),
+        );
+    }
+    if authority.is_empty() || authority.ends_with('@') {
+        return Err("the URL names no host; expected postgres://USER@HOST:PORT/DB".into());
+    }
+    Ok(())
 }
 
 /// Checks an address nodes are to dial: `HOST:PORT`, `[V6]:PORT`.
@@ -626,6 +698,39 @@ mod tests {
         assert_eq!(cfg.pending_ttl, Duration::from_secs(86_400));
         assert_eq!(cfg.dead_after, Duration::from_secs(3));
         assert_eq!(cfg.node_cert_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(cfg.state.url, None, "SQLite by default");
+        assert_eq!(cfg.state.pool_size, 4);
+    }
+
+    #[test]
+    fn state_url_is_postgres_without_a_password() {
+        for (url, ok) in [
+            ("postgres://openclaw@db:5432/openclaw", true),
+            (
+                "postgresql://openclaw@127.0.0.1/openclaw?sslmode=require",
+                true,
+            ),
+            ("postgres://db/openclaw", true),
+            ("postgres://openclaw:hunter2@db/openclaw", false),
+            ("postgres:///openclaw", false),
+            ("postgres://@/x", false),
+            ("sqlite:///var/lib/state.db", false),
+            ("mysql://db/x", false),
+        ] {
+            let text = format!("[state]\nurl = \"{url}\"\n");
+            let got = Config::parse(&text);
+            assert_eq!(got.is_ok(), ok, "{url}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.starts_with("state.url"), "{e}");
+                assert!(!e.contains("hunter2"), "{e}");
+            }
+        }
+        let cfg = Config::parse("[state]\nurl = \"\"\npool_size = 1000\n").unwrap();
+        assert_eq!((cfg.state.url, cfg.state.pool_size), (None, 64));
+        assert!(
+            Config::parse("[state]\npasword_file = \"x\"\n").is_err(),
+            "typo refused"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod enroll;
 mod history;
 mod jobs;
 mod metrics;
+pub mod migrate;
 mod peer;
 pub mod policy;
 pub mod registry;
@@ -147,6 +148,50 @@ pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
     // fsblkcnt_t is u64 here but narrower on some 32-bit targets.
     #[allow(clippy::useless_conversion)]
     Some(u64::from(s.blocks_available()).saturating_mul(s.fragment_size()))
+}
+
+/// Opens the state the configuration names: embedded SQLite in `home`, or
+/// PostgreSQL at `[state] url` (password from `PGPASSWORD`, else
+/// `[state] password_file`, which must not be readable by others).
+pub fn open_state(home: &Home, state: &config::StateConfig) -> Result<Store, GatewayError> {
+    let Some(url) = &state.url else {
+        return Ok(Store::open(&home.path(files::STATE))?);
+    };
+    let read = |what: &str, file: &str, private: bool| -> Result<String, GatewayError> {
+        let path = home.root().join(file);
+        let dir = Home::new(path.parent().unwrap_or(home.root()));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let hint = format!("fix [state] {what} in gateway.toml");
+        Ok(if private {
+            dir.read_private(name, &hint)?
+        } else {
+            dir.read_text(name, &hint)?
+        })
+    };
+    let password = match std::env::var("PGPASSWORD") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => state
+            .password_file
+            .as_deref()
+            .map(|f| {
+                read("password_file", f, true).map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+            })
+            .transpose()?,
+    };
+    let ca_pem = state
+        .ca_file
+        .as_deref()
+        .map(|f| read("ca_file", f, false).map(String::into_bytes))
+        .transpose()?;
+    Ok(Store::open_postgres(&store::PgOptions {
+        url: url.clone(),
+        password,
+        ca_pem,
+        pool_size: state.pool_size,
+    })?)
 }
 
 /// What `init` reports.
@@ -413,7 +458,7 @@ impl Gateway {
             server_chain,
             server_key,
         } = rotation::load(home, &config.name)?;
-        let store = Store::open(&home.path(files::STATE))?;
+        let store = open_state(home, &config.state)?;
         let revoked = Arc::new(RevokedSerials::default());
         for serial in store.call(|tx| tx.revoked_serials()).await? {
             revoked.insert(&serial);

@@ -461,6 +461,19 @@ fn token_from_row(r: &sql::Row) -> Result<TokenRow, StoreError> {
 
 const TOKEN_COLUMNS: &str = "id, secret_hash, created_at, expires_at, uses_total, uses_left, labels, auto_approve, revoked, max_gpus";
 
+/// Every table of the state, in an order that a copy can follow.
+const COPIED_TABLES: &[&str] = &[
+    "tokens",
+    "nodes",
+    "revoked_certs",
+    "issued_certs",
+    "audit",
+    "clients",
+    "fanouts",
+    "jobs",
+    "idempotency",
+];
+
 /// A transaction handle; every method runs inside one transaction.
 pub struct Tx<'a>(pub(crate) sql::Conn<'a>);
 
@@ -525,6 +538,72 @@ impl Store {
             Engine::Lite(_) => "sqlite",
             Engine::Pg(_) => "postgres",
         }
+    }
+
+    /// Copies every row of this store into `dst`, which must be empty,
+    /// in one transaction on each side (a consistent snapshot in, all or
+    /// nothing out), then checks the row counts. Returns them per table.
+    /// Blocking: call it off the async workers.
+    pub fn copy_into(&self, dst: &Store) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        self.tx(|src| {
+            dst.tx(|out| {
+                for table in COPIED_TABLES {
+                    if out.count(table)? > 0 {
+                        return Err(StoreError(format!(
+                            "the target database already holds {table}; migrate into an empty database"
+                        )));
+                    }
+                }
+                let mut counts = Vec::new();
+                for table in COPIED_TABLES {
+                    let cols = src.texts(
+                        "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
+                        params![table],
+                    )?;
+                    let list = cols
+                        .iter()
+                        .map(|c| format!("\"{c}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let marks = (1..=cols.len())
+                        .map(|n| format!("?{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let insert = format!("INSERT INTO {table} ({list}) VALUES ({marks})");
+                    let mut offset = 0i64;
+                    loop {
+                        let rows = src.0.query(
+                            &format!("SELECT {list} FROM {table} ORDER BY rowid LIMIT 1000 OFFSET ?1"),
+                            params![offset],
+                        )?;
+                        if rows.is_empty() {
+                            break;
+                        }
+                        offset += i64::try_from(rows.len()).unwrap_or(i64::MAX);
+                        out.0.exec_many(&insert, &rows)?;
+                    }
+                    let (a, b) = (src.count(table)?, out.count(table)?);
+                    if a != b {
+                        return Err(StoreError(format!(
+                            "{table}: copied {b} rows of {a}; nothing was committed"
+                        )));
+                    }
+                    counts.push((*table, a));
+                }
+                // Identity columns continue after the copied ids.
+                let identities: &[(&str, &str)] = match *dst.engine {
+                    Engine::Pg(_) => &[("jobs", "id"), ("audit", "id"), ("fanouts", "id")],
+                    Engine::Lite(_) => &[],
+                };
+                for (table, col) in identities {
+                    out.0.batch(&format!(
+                        "SELECT setval(pg_get_serial_sequence('{table}', '{col}'), \
+                         COALESCE((SELECT max({col}) FROM {table}), 0) + 1, false)"
+                    ))?;
+                }
+                Ok(counts)
+            })
+        })
     }
 
     /// What the database thread has done so far.
@@ -920,6 +999,14 @@ impl Tx<'_> {
             .0
             .exec("UPDATE tokens SET revoked = 1 WHERE id = ?1", params![id])?
             > 0)
+    }
+
+    /// Rows in `table` (one of the store's own names, never user input).
+    fn count(&self, table: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .one(&format!("SELECT count(*) FROM {table}"), params![])?
+            .map_or(Ok(0), |r| r.get(0))?;
+        Ok(u(n))
     }
 
     /// The first row of a query, if any.

@@ -176,6 +176,34 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Gateway(GatewayCmd::MigrateState {
+            to,
+            password_file,
+            ca_file,
+        }) => {
+            let target = gateway::config::StateConfig {
+                url: Some(to.clone()),
+                password_file,
+                ca_file,
+                pool_size: 2,
+            };
+            let r = gateway::migrate::migrate_state(&home, &target)
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+            let rows: u64 = r.tables.iter().map(|(_, n)| n).sum();
+            println!("migrated {rows} rows into {to}:");
+            for (table, n) in &r.tables {
+                println!("  {table:<14} {n}");
+            }
+            println!(
+                "gateway.toml now names it in [state]; {} is kept as it was (delete it once the gateway runs on PostgreSQL)",
+                gateway::files::STATE
+            );
+            println!(
+                "next: openclaw --home {} gateway run",
+                home.root().display()
+            );
+            Ok(())
+        }
         Command::Gateway(GatewayCmd::Run { listen }) => {
             let gw = gateway::Gateway::start(&home, listen.as_deref(), terminated())
                 .await

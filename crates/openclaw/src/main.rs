@@ -328,6 +328,20 @@ enum GatewayCmd {
         /// The backup file.
         file: PathBuf,
     },
+    /// Move this (stopped) gateway's state from its SQLite file into an
+    /// empty PostgreSQL database, and point gateway.toml at it. The
+    /// password comes from PGPASSWORD or --password-file, never the URL.
+    MigrateState {
+        /// The database: postgres://USER@HOST:PORT/DB[?sslmode=require].
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file (mode 0600) holding the database password.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<String>,
+        /// PEM of the CA that signed the database's certificate (TLS).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<String>,
+    },
     /// Run the gateway in the foreground (logs via RUST_LOG).
     Run {
         /// Overrides the listen address in gateway.toml.

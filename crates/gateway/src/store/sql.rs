@@ -407,6 +407,27 @@ impl Conn<'_> {
         }
     }
 
+    /// Runs one statement once per parameter list (prepared once).
+    pub fn exec_many(&self, sql: &str, rows: &[Row]) -> Result<(), StoreError> {
+        match self {
+            Conn::Lite(t) => {
+                let mut stmt = t.prepare_cached(sql)?;
+                for r in rows {
+                    stmt.execute(rusqlite::params_from_iter(&r.0))?;
+                }
+                Ok(())
+            }
+            Conn::Pg(t) => {
+                let mut t = t.borrow_mut();
+                let stmt = t.prepare(pg_placeholders(sql).as_ref())?;
+                for r in rows {
+                    t.execute(&stmt, &pg_params(&r.0))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Runs statements without parameters (DDL, savepoints).
     pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {
