@@ -21,6 +21,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -325,6 +326,11 @@ pub struct Store {
     counts: Arc<Counts>,
 }
 
+/// The leader lease generation a fenced store's transactions must still
+/// hold (0: not fenced). Shared by every handle and the database thread.
+#[derive(Default)]
+struct Fence(std::sync::atomic::AtomicU64);
+
 /// The engine behind a [`Store`].
 enum Engine {
     /// Embedded SQLite: one connection, shared by the database thread and
@@ -335,7 +341,7 @@ enum Engine {
     /// transaction lock, so transactions run one at a time across every
     /// gateway on the database, as they do in SQLite, and the store's
     /// read-check-write steps need no stronger isolation.
-    Pg(PgOwner),
+    Pg(PgOwner, Arc<Fence>),
 }
 
 /// Owns the pool. The PostgreSQL client blocks on a runtime of its own
@@ -512,7 +518,7 @@ impl Store {
             .join()
             .unwrap_or_else(|_| Err(StoreError("connecting to PostgreSQL panicked".into())))
         })?;
-        Store::start(Engine::Pg(PgOwner(Some(pool))))
+        Store::start(Engine::Pg(PgOwner(Some(pool)), Arc::default()))
     }
 
     fn start(engine: Engine) -> Result<Store, StoreError> {
@@ -536,7 +542,7 @@ impl Store {
     pub fn engine(&self) -> &'static str {
         match *self.engine {
             Engine::Lite(_) => "sqlite",
-            Engine::Pg(_) => "postgres",
+            Engine::Pg(..) => "postgres",
         }
     }
 
@@ -592,7 +598,7 @@ impl Store {
                 }
                 // Identity columns continue after the copied ids.
                 let identities: &[(&str, &str)] = match *dst.engine {
-                    Engine::Pg(_) => &[("jobs", "id"), ("audit", "id"), ("fanouts", "id")],
+                    Engine::Pg(..) => &[("jobs", "id"), ("audit", "id"), ("fanouts", "id")],
                     Engine::Lite(_) => &[],
                 };
                 for (table, col) in identities {
@@ -604,6 +610,71 @@ impl Store {
                 Ok(counts)
             })
         })
+    }
+
+    /// Tries to take or renew the leader lease for `holder` for `ttl`,
+    /// by the database's clock. A takeover (the lease lapsed, or was never
+    /// held) makes a new generation, the fencing token; a renewal by the
+    /// holder keeps it. Returns the generation held, or `None` while
+    /// another holder's lease runs. PostgreSQL only. Blocking.
+    pub fn take_lease(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, StoreError> {
+        let Engine::Pg(PgOwner(Some(pool)), _) = &*self.engine else {
+            return Err(StoreError(
+                "a leader lease needs PostgreSQL state ([state] url)".into(),
+            ));
+        };
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let holder = holder.to_string();
+        let pool = pool.clone();
+        // The blocking client may not run on a runtime's thread.
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut conn = pool
+                    .get()
+                    .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
+                let mut tx = conn.transaction()?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+                let row = tx.query_opt(
+                    "SELECT holder, generation, expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
+                    &[],
+                )?;
+                let generation = match row {
+                    Some(r) => {
+                        let (who, generation, live): (String, i64, bool) =
+                            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                        if who == holder && live {
+                            generation
+                        } else if live {
+                            return Ok(None);
+                        } else {
+                            generation + 1
+                        }
+                    }
+                    None => 1,
+                };
+                tx.execute(
+                    "INSERT INTO leader_lease (id, holder, generation, expires_at) \
+                     VALUES (1, $1, $2, clock_timestamp() + $3 * interval '1 millisecond') \
+                     ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
+                     generation = excluded.generation, expires_at = excluded.expires_at",
+                    &[&holder, &generation, &(ms as f64)],
+                )?;
+                tx.commit()?;
+                Ok(Some(u(generation)))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(StoreError("the lease thread panicked".into())))
+        })
+    }
+
+    /// From now on every transaction must still hold lease `generation`
+    /// (see [`Store::take_lease`]); `0` lifts the fence.
+    pub fn fence(&self, generation: u64) {
+        if let Engine::Pg(_, fence) = &*self.engine {
+            fence
+                .0
+                .store(generation, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// What the database thread has done so far.
@@ -668,15 +739,31 @@ impl Engine {
                 };
                 Ok(f(Tx(sql::Conn::Lite(tx))))
             }
-            Engine::Pg(PgOwner(Some(pool))) => {
+            Engine::Pg(PgOwner(Some(pool)), fence) => {
                 let mut conn = pool
                     .get()
                     .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
                 let mut tx = conn.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+                // Fencing: under the lock every takeover also takes, a
+                // transaction of a leader whose lease was taken over sees
+                // the newer generation and writes nothing.
+                let mine = fence.0.load(std::sync::atomic::Ordering::Acquire);
+                if mine != 0 {
+                    let now: Option<i64> = tx
+                        .query_opt("SELECT generation FROM leader_lease WHERE id = 1", &[])?
+                        .map(|r| r.try_get(0))
+                        .transpose()?;
+                    if now != Some(i(mine)) {
+                        return Err(StoreError(format!(
+                            "fenced: this gateway's lease generation {mine} is stale (now {}); it is no longer the leader",
+                            now.map_or("none".to_string(), |g| g.to_string())
+                        )));
+                    }
+                }
                 Ok(f(Tx(sql::Conn::Pg(std::cell::RefCell::new(tx)))))
             }
-            Engine::Pg(PgOwner(None)) => Err(StoreError("the database pool is closed".into())),
+            Engine::Pg(PgOwner(None), _) => Err(StoreError("the database pool is closed".into())),
         }
     }
 }
@@ -753,10 +840,18 @@ fn pg_pool(opts: &PgOptions) -> Result<PgPool, StoreError> {
         .map_err(|e| pg_unreachable(opts, &e))
 }
 
-/// The PostgreSQL twin of `user_version`: one row, the schema version.
+/// The PostgreSQL twin of `user_version`: one row, the schema version;
+/// and the leader lease, which only shared state needs.
 const PG_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL); \
      COMMENT ON TABLE schema_version IS 'one row: the schema version, as SQLite keeps it in user_version'; \
-     COMMENT ON COLUMN schema_version.version IS 'how many of the store migrations have run';";
+     COMMENT ON COLUMN schema_version.version IS 'how many of the store migrations have run'; \
+     CREATE TABLE IF NOT EXISTS leader_lease (id BIGINT PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, \
+       generation BIGINT NOT NULL, expires_at TIMESTAMPTZ NOT NULL); \
+     COMMENT ON TABLE leader_lease IS 'one row: which gateway leads, until when, and its fencing generation'; \
+     COMMENT ON COLUMN leader_lease.id IS 'always 1'; \
+     COMMENT ON COLUMN leader_lease.holder IS 'the leading gateway''s name'; \
+     COMMENT ON COLUMN leader_lease.generation IS 'fencing token: grows by one at every takeover; writes of an older one are refused'; \
+     COMMENT ON COLUMN leader_lease.expires_at IS 'the lease lapses then (database clock) unless renewed';";
 
 fn migrate_pg(conn: &mut postgres::Client) -> Result<(), StoreError> {
     let mut tx = conn.transaction()?;
@@ -807,6 +902,7 @@ where
 {
     let (reply, rx) = oneshot::channel();
     let work: Work = Box::new(move |tx| {
+        let ran = tx.is_some();
         let out = match tx {
             None => Err(E::from(StoreError(
                 "cannot begin a transaction; see the gateway log".into(),
@@ -823,6 +919,8 @@ where
         let deliver: Deliver = Box::new(move |committed| {
             let _ = reply.send(match (out, committed) {
                 (Ok(_), Err(e)) => Err(E::from(e)),
+                // Never run: the reason is why the transaction failed.
+                (Err(_), Err(e)) if !ran => Err(E::from(e)),
                 (out, _) => out,
             });
         });
@@ -1686,6 +1784,60 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{engine}: {e}"));
             assert_eq!(jobs, 2);
         }
+    }
+
+    #[test]
+    fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
+        let Some(server) = pgtemp::shared("store test: lease and fencing") else {
+            return;
+        };
+        let url = server.database().unwrap();
+        let a = Store::open_postgres(&testing::pg(&url)).unwrap();
+        let b = Store::open_postgres(&testing::pg(&url)).unwrap();
+        let ttl = Duration::from_millis(300);
+        let g1 = a.take_lease("gw-a", ttl).unwrap().expect("a free lease");
+        a.fence(g1);
+        assert_eq!(b.take_lease("gw-b", ttl).unwrap(), None, "a's lease runs");
+        assert_eq!(
+            a.take_lease("gw-a", ttl).unwrap(),
+            Some(g1),
+            "renewing keeps it"
+        );
+        a.tx(|tx| tx.insert_token(&token("by-a"))).unwrap();
+        // a stops renewing (paused, cut off); its lease lapses, b takes over.
+        std::thread::sleep(Duration::from_millis(400));
+        let g2 = b.take_lease("gw-b", ttl).unwrap().expect("a lapsed lease");
+        assert_eq!(g2, g1 + 1, "a takeover makes a new generation");
+        b.fence(g2);
+        // a wakes: its writes are refused, blocking or queued, and a
+        // renewal does not win the lease back while b holds it.
+        let e = a.tx(|tx| tx.insert_token(&token("stale-1"))).unwrap_err();
+        assert!(
+            e.0.contains("fenced") && e.0.contains("no longer the leader"),
+            "{e}"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(a.call(|tx| tx.insert_token(&token("stale-2"))))
+            .unwrap_err();
+        assert!(e.0.contains("fenced"), "{e}");
+        assert_eq!(a.take_lease("gw-a", ttl).unwrap(), None);
+        b.tx(|tx| tx.insert_token(&token("by-b"))).unwrap();
+        let mut ids: Vec<String> = b
+            .tx(|tx| tx.tokens())
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["by-a", "by-b"], "not one write of the stale leader");
+        // SQLite has no lease: saying so beats pretending to lead.
+        let dir = tempfile::tempdir().unwrap();
+        let lite = Store::open(&dir.path().join("s.db")).unwrap();
+        let e = lite.take_lease("gw", ttl).unwrap_err();
+        assert!(e.0.contains("PostgreSQL"), "{e}");
     }
 
     #[test]
