@@ -209,24 +209,53 @@ impl Client {
             transport,
         )
         .map_err(|e| ClientError::Credential(e.to_string()))?;
-        let remote = mesh::resolve(&addr).await.map_err(fail)?;
-        if remote.port() == 0 {
-            return Err(fail(
-                "the address has port 0: the gateway has not been started yet; run 'openclaw gateway run' \
-                 (it records the port it bound in gateway.addr)"
-                    .into(),
-            ));
+        // A leader and its standbys: the first that takes the session.
+        let list = mesh::gateway_list(&addr);
+        let limit = (list.len() > 1).then_some(Duration::from_millis(1500));
+        let mut last = fail("the credential names no gateway".into());
+        for one in list {
+            let fail = |msg: String| ClientError::Connect {
+                addr: one.to_string(),
+                msg,
+            };
+            let remote = match mesh::resolve(one).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = fail(e);
+                    continue;
+                }
+            };
+            if remote.port() == 0 {
+                return Err(fail(
+                    "the address has port 0: the gateway has not been started yet; run 'openclaw gateway run' \
+                     (it records the port it bound in gateway.addr)"
+                        .into(),
+                ));
+            }
+            let endpoint = mesh::client_endpoint(remote).map_err(fail)?;
+            let connecting = endpoint
+                .connect_with(config.clone(), remote, proto::GATEWAY_SERVER_NAME)
+                .map_err(|e| fail(e.to_string()))?;
+            let outcome = match limit {
+                Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
+                None => Some(connecting.await),
+            };
+            match outcome {
+                Some(Ok(conn)) => {
+                    return Ok(Client {
+                        _endpoint: endpoint,
+                        conn,
+                        addr: one.to_string(),
+                    });
+                }
+                // Refused (a standby) or silent: the next one. Anything
+                // else (a revoked certificate, a wrong CA) is the answer.
+                Some(Err(e)) if mesh::try_next_gateway(&e) => last = connection_error(one, &e),
+                Some(Err(e)) => return Err(connection_error(one, &e)),
+                None => last = fail("it did not answer; trying the next gateway".into()),
+            }
         }
-        let endpoint = mesh::client_endpoint(remote).map_err(fail)?;
-        let connecting = endpoint
-            .connect_with(config, remote, proto::GATEWAY_SERVER_NAME)
-            .map_err(|e| fail(e.to_string()))?;
-        let conn = connecting.await.map_err(|e| connection_error(&addr, &e))?;
-        Ok(Client {
-            _endpoint: endpoint,
-            conn,
-            addr,
-        })
+        Err(last)
     }
 
     /// Makes one call. A [`Response::Error`] becomes [`ClientError::Api`].

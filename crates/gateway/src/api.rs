@@ -194,7 +194,16 @@ fn token_create(
     }
     let labels = proto::names::normalize_labels(&labels).map_err(invalid)?;
     crate::rules::token_address(shared.bound, &shared.advertise)?;
-    let token = pki::JoinToken::generate(shared.ca().issuing.pin(), &shared.advertise)
+    // Every gateway sharing this state, this one first: a node tries
+    // them in order, so it finds whichever leads.
+    let mut addrs = vec![shared.advertise.clone()];
+    for (_, a) in shared.store.tx(|tx| tx.gateways())? {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    addrs.truncate(mesh::MAX_GATEWAYS);
+    let token = pki::JoinToken::generate(shared.ca().issuing.pin(), &addrs.join(","))
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let now = unix_now();
     let row = TokenRow {

@@ -97,6 +97,12 @@ pub struct StateConfig {
     pub ca_file: Option<String>,
     /// Most connections in the pool.
     pub pool_size: u32,
+    /// How long the leader lease lasts without a renewal (PostgreSQL):
+    /// a standby takes over within about this long of a leader's death.
+    pub lease_ttl: Duration,
+    /// Where job output is stored; gateways sharing state must share it
+    /// (a mount all of them see). Default: `logs/` in the home.
+    pub logs_dir: Option<String>,
 }
 
 /// `[retention]`: what the gateway prunes, and when.
@@ -143,6 +149,8 @@ struct RawState {
     password_file: Option<String>,
     ca_file: Option<String>,
     pool_size: Option<u32>,
+    lease_ttl: Option<String>,
+    logs_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +362,12 @@ impl Config {
                 password_file: raw.state.password_file.filter(|p| !p.trim().is_empty()),
                 ca_file: raw.state.ca_file.filter(|p| !p.trim().is_empty()),
                 pool_size: raw.state.pool_size.unwrap_or(4).clamp(1, 64),
+                lease_ttl: dur(
+                    "state.lease_ttl",
+                    raw.state.lease_ttl,
+                    Duration::from_secs(3),
+                )?,
+                logs_dir: raw.state.logs_dir.filter(|p| !p.trim().is_empty()),
             },
         };
         if cfg.heartbeat_interval < Duration::from_millis(100) {
@@ -375,6 +389,11 @@ impl Config {
             || cfg.enroll_rate_per_minute == 0
         {
             return Err("limits.max_connections_per_cert, enrollment.max_connections and enrollment.rate_per_minute must be at least 1".into());
+        }
+        if cfg.state.lease_ttl < Duration::from_millis(500)
+            || cfg.state.lease_ttl > Duration::from_secs(60)
+        {
+            return Err("state.lease_ttl must be between 500ms and 60s".into());
         }
         if cfg.retention.interval < Duration::from_secs(1) {
             return Err("retention.interval must be at least 1s".into());
@@ -523,6 +542,11 @@ interval = "1h"
 # TLS to the database: the PEM of the CA that signed its certificate.
 # ca_file = "/etc/openclaw/db-ca.pem"
 # pool_size = 4
+# With PostgreSQL, gateways sharing this state elect a leader; the others
+# wait as standbys and take over within about lease_ttl of its death.
+# lease_ttl = "3s"
+# Job output: gateways sharing state must share this directory (a mount).
+# logs_dir = "/srv/openclaw/logs"
 url = ""
 
 [metrics]

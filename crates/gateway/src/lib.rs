@@ -10,6 +10,7 @@ pub mod backup;
 mod clients;
 pub mod config;
 mod enroll;
+pub mod ha;
 mod history;
 mod jobs;
 mod metrics;
@@ -209,6 +210,19 @@ pub fn init(
     name: &str,
     advertise: Option<&str>,
 ) -> Result<InitReport, GatewayError> {
+    init_with_state(home, listen, name, advertise, None)
+}
+
+/// [`init`], with the state in PostgreSQL when `state` names it (the
+/// first gateway of a leader and its standbys; `gateway init --state`).
+/// The database must be empty.
+pub fn init_with_state(
+    home: &Home,
+    listen: &str,
+    name: &str,
+    advertise: Option<&str>,
+    state: Option<&config::StateConfig>,
+) -> Result<InitReport, GatewayError> {
     if let Some(a) = advertise {
         config::check_advertise(a).map_err(|msg| GatewayError::Config {
             path: "--advertise".into(),
@@ -247,16 +261,27 @@ pub fn init(
         format!("{}{}", server.pem, ca_pem).as_bytes(),
     )?;
     if !home.exists(files::CONFIG) {
-        home.write_public(
-            files::CONFIG,
-            Config::template(name, listen, advertise).as_bytes(),
-        )?;
+        let mut text = Config::template(name, listen, advertise);
+        if let Some(state) = state {
+            text = migrate::set_state(&text, state);
+        }
+        home.write_public(files::CONFIG, text.as_bytes())?;
     }
-    let store = Store::open(&home.path(files::STATE))?;
     // One-off setup before any serving: blocking here is intended, even
-    // when a CLI calls it from inside its runtime.
-    blocking_ok(|| {
+    // when a CLI calls it from inside its runtime; on a thread of its own,
+    // which the PostgreSQL client needs.
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<(), GatewayError> {
+        let store = match state {
+            Some(state) => open_state(home, state)?,
+            None => Store::open(&home.path(files::STATE))?,
+        };
         store.tx(|tx| {
+            if tx.client("admin")?.is_some() {
+                return Err(store::StoreError(
+                    "the state database already belongs to a gateway; add this one with 'openclaw gateway join'".into(),
+                ));
+            }
             tx.record_issued("admin", Role::Admin, &admin, now)?;
             tx.put_client(&store::ClientRow {
                 name: "admin".into(),
@@ -275,13 +300,114 @@ pub fn init(
                 name,
                 &format!("listen {listen}"),
             )
+        })?;
+        Ok(())
         })
+        .join()
+        .unwrap_or_else(|_| Err(GatewayError::Io("gateway init panicked".into())))
     })?;
     mesh::home::Credential {
         name: "admin".into(),
         gateway: client_address(listen),
     }
     .write(home, &admin.pem, &admin_key.key_pem, &ca_pem)?;
+    Ok(InitReport {
+        ca_pin: format!("sha256:{}", pki::hex(&ca.pin())),
+    })
+}
+
+/// Adds a gateway to state that another gateway created with
+/// `init --state` (`openclaw gateway join`): a new home with its own
+/// server certificate, signed by the shared CA read from `ca_from` (the
+/// first gateway's home, or a mount holding its `ca.crt` and `ca.key`).
+/// It starts as a standby.
+pub fn join(
+    home: &Home,
+    listen: &str,
+    name: &str,
+    advertise: Option<&str>,
+    ca_from: &std::path::Path,
+    state: &config::StateConfig,
+) -> Result<InitReport, GatewayError> {
+    if let Some(a) = advertise {
+        config::check_advertise(a).map_err(|msg| GatewayError::Config {
+            path: "--advertise".into(),
+            msg,
+        })?;
+    }
+    proto::names::validate_name(name).map_err(|e| GatewayError::Config {
+        path: "--name".into(),
+        msg: e,
+    })?;
+    if state.url.is_none() {
+        return Err(GatewayError::Io(
+            "gateway join needs --state postgres://…: only gateways on shared PostgreSQL state can lead and stand by".into(),
+        ));
+    }
+    if home.exists(files::CA_KEY) || home.exists(files::CA_CERT) {
+        return Err(GatewayError::Io(format!(
+            "{} already holds a gateway; join with a new --home",
+            home.root().display()
+        )));
+    }
+    let from = Home::new(ca_from);
+    if rotation::in_progress(&from)?.is_some() {
+        return Err(GatewayError::Io(format!(
+            "a CA rotation is in progress in {}; finish it ('openclaw ca rotate --phase finish') before a gateway joins",
+            ca_from.display()
+        )));
+    }
+    let hint =
+        "--ca-from names the first gateway's home, or a directory holding its ca.crt and ca.key";
+    let ca_pem = from.read_text(files::CA_CERT, hint)?;
+    let ca_key = from.read_private(files::CA_KEY, hint)?;
+    let ca = pki::Ca::load(&ca_pem, &ca_key)?;
+    // The database must already hold this mesh, and not this name.
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<(), GatewayError> {
+            let store = open_state(home, state)?;
+            let (admin, taken) = store.tx(|tx| {
+                Ok::<_, store::StoreError>((
+                    tx.client("admin")?.is_some(),
+                    tx.gateways()?.into_iter().any(|(n, _)| n == name),
+                ))
+            })?;
+            if !admin {
+                return Err(GatewayError::Io(
+                    "the state database holds no gateway yet; create the first with 'openclaw gateway init --state …'".into(),
+                ));
+            }
+            if taken {
+                return Err(GatewayError::Io(format!(
+                    "a gateway named {name} already serves this state; pick another --name"
+                )));
+            }
+            let now = unix_now();
+            store.tx(|tx| {
+                tx.register_gateway(
+                    name,
+                    &advertise.map_or_else(|| client_address(listen), str::to_string),
+                    now,
+                )?;
+                tx.audit(now, "local", "gateway.join", name, &format!("listen {listen}"))
+            })?;
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(GatewayError::Io("gateway join panicked".into())))
+    })?;
+    home.create()?;
+    let now = unix_now();
+    let (server, server_key) = ca.issue_server(name, SERVER_CERT_TTL.as_secs(), now)?;
+    home.write_private(files::CA_KEY, ca_key.as_bytes())?;
+    home.write_public(files::CA_CERT, ca_pem.as_bytes())?;
+    home.write_private(files::SERVER_KEY, server_key.as_bytes())?;
+    home.write_public(
+        files::SERVER_CERT,
+        format!("{}{}", server.pem, ca_pem).as_bytes(),
+    )?;
+    let text = migrate::set_state(&Config::template(name, listen, advertise), state);
+    home.write_public(files::CONFIG, text.as_bytes())?;
     Ok(InitReport {
         ca_pin: format!("sha256:{}", pki::hex(&ca.pin())),
     })
@@ -429,7 +555,7 @@ impl Shared {
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Option<String>>,
 }
 
 impl Gateway {
@@ -459,10 +585,8 @@ impl Gateway {
             server_key,
         } = rotation::load(home, &config.name)?;
         let store = open_state(home, &config.state)?;
+        // Filled once this gateway serves (a standby's list would go stale).
         let revoked = Arc::new(RevokedSerials::default());
-        for serial in store.call(|tx| tx.revoked_serials()).await? {
-            revoked.insert(&serial);
-        }
         let transport = mesh::tls::server_transport(config.dead_after)?;
         let server_config = mesh::tls::server_config(
             &server_chain,
@@ -488,7 +612,31 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| client_address(&addr.to_string()));
         tracing::info!(%addr, gateway = %config.name, "gateway listening");
-        let logs_dir = home.path(files::LOGS);
+        // On shared state: register, then wait as a standby for the lease.
+        let lease = if store.engine() == "postgres" {
+            let (name, adv, ttl) = (
+                config.name.clone(),
+                advertise.clone(),
+                config.state.lease_ttl,
+            );
+            store
+                .call(move |tx| tx.register_gateway(&name, &adv, unix_now()))
+                .await?;
+            let generation = ha::wait_for_lease(&store, &config.name, ttl, &endpoint).await;
+            store.fence(generation);
+            Some((generation, ttl))
+        } else {
+            None
+        };
+        for serial in store.call(|tx| tx.revoked_serials()).await? {
+            revoked.insert(&serial);
+        }
+        let logs_dir = config
+            .state
+            .logs_dir
+            .as_ref()
+            .map(|d| home.root().join(d))
+            .unwrap_or_else(|| home.path(files::LOGS));
         mesh::home::create_private_dir(&logs_dir)?;
         let enroll_slots = Arc::new(tokio::sync::Semaphore::new(config.enroll_max_connections));
         let log_writer = jobs::logwriter::LogWriter::start()
@@ -531,10 +679,33 @@ impl Gateway {
             None => None,
         };
         let task = tokio::spawn(async move {
-            serve(shared, endpoint, shutdown).await;
+            let lost = match lease {
+                Some((generation, ttl)) => {
+                    let keeper = ha::keep_lease(
+                        shared.store.clone(),
+                        shared.config().name.clone(),
+                        ttl,
+                        generation,
+                    );
+                    let ep = endpoint.clone();
+                    tokio::select! {
+                        () = serve(shared, endpoint, shutdown) => None,
+                        why = keeper => {
+                            tracing::error!("lost the leader lease: {why}; closing every connection");
+                            ep.close(CloseCode::Shutdown.code().into(), b"this gateway is no longer the leader");
+                            Some(why)
+                        }
+                    }
+                }
+                None => {
+                    serve(shared, endpoint, shutdown).await;
+                    None
+                }
+            };
             if let Some(t) = metrics_task {
                 t.abort();
             }
+            lost
         });
         Ok(Gateway { addr, task })
     }
@@ -544,9 +715,15 @@ impl Gateway {
         self.addr
     }
 
-    /// Waits until the gateway has shut down.
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Waits until the gateway has shut down; an error when it stopped
+    /// because it lost the leader lease (shared state).
+    pub async fn wait(self) -> Result<(), GatewayError> {
+        match self.task.await {
+            Ok(Some(why)) => Err(GatewayError::Io(format!(
+                "lost the leader lease ({why}); this gateway stopped serving. Start it again to rejoin as a standby"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 

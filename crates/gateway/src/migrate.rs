@@ -97,6 +97,9 @@ pub fn set_state(text: &str, to: &StateConfig) -> String {
     if let Some(c) = &to.ca_file {
         keys.push(("ca_file", c.clone()));
     }
+    if let Some(d) = &to.logs_dir {
+        keys.push(("logs_dir", d.clone()));
+    }
     let quoted = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
     let mut out = Vec::new();
     let mut in_state = false;
@@ -153,6 +156,7 @@ mod tests {
             password_file: pw.map(str::to_string),
             ca_file: None,
             pool_size: 4,
+            ..StateConfig::default()
         }
     }
 

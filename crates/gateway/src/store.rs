@@ -187,6 +187,15 @@ CREATE INDEX jobs_fanout ON jobs (fanout) WHERE fanout IS NOT NULL; -- a fan-out
     r#"
 ALTER TABLE issued_certs ADD COLUMN ca TEXT; -- pin (hex SHA-256 of the key) of the CA that signed it; NULL: signed before version 7
 "#,
+    // Version 8: the gateways sharing this state (a leader and standbys),
+    // so tokens and credentials carry every address.
+    r#"
+CREATE TABLE gateways (               -- every gateway that serves this state; one row per name
+  name       TEXT PRIMARY KEY,        -- gateway name, [a-z0-9-]{1,63}
+  address    TEXT NOT NULL,           -- host:port nodes and clients dial (its advertise address)
+  started_at INTEGER NOT NULL         -- unix seconds it last started
+);
+"#,
 ];
 
 /// A join token row.
@@ -478,6 +487,7 @@ const COPIED_TABLES: &[&str] = &[
     "fanouts",
     "jobs",
     "idempotency",
+    "gateways",
 ];
 
 /// A transaction handle; every method runs inside one transaction.
@@ -661,6 +671,33 @@ impl Store {
                 )?;
                 tx.commit()?;
                 Ok(Some(u(generation)))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(StoreError("the lease thread panicked".into())))
+        })
+    }
+
+    /// Who holds the lease: (holder, generation, milliseconds until it
+    /// lapses, negative once lapsed), by the database's clock. PostgreSQL
+    /// only; `None` before anyone took it. Blocking.
+    pub fn lease(&self) -> Result<Option<(String, u64, i64)>, StoreError> {
+        let Engine::Pg(PgOwner(Some(pool)), _) = &*self.engine else {
+            return Ok(None);
+        };
+        let pool = pool.clone();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut conn = pool
+                    .get()
+                    .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
+                let row = conn.query_opt(
+                    "SELECT holder, generation, \
+                     (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
+                     FROM leader_lease WHERE id = 1",
+                    &[],
+                )?;
+                row.map(|r| Ok((r.try_get(0)?, u(r.try_get(1)?), r.try_get(2)?)))
+                    .transpose()
             })
             .join()
             .unwrap_or_else(|_| Err(StoreError("the lease thread panicked".into())))
@@ -1317,6 +1354,28 @@ impl Tx<'_> {
             params![serial, name, i(at)],
         )?;
         Ok(())
+    }
+
+    /// Records that gateway `name` serves this state at `address`.
+    pub fn register_gateway(&self, name: &str, address: &str, at: u64) -> Result<(), StoreError> {
+        self.0.exec(
+            "INSERT INTO gateways (name, address, started_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET address = excluded.address, started_at = excluded.started_at",
+            params![name, address, i(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Every gateway serving this state: (name, address), by name.
+    pub fn gateways(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.0
+            .query(
+                "SELECT name, address FROM gateways ORDER BY name",
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 
     /// Every revoked serial.

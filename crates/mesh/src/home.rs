@@ -516,13 +516,17 @@ impl LoadedCredential {
                 .map_err(|e| e.to_string())?;
             let cfg: Credential = toml::from_str(&cfg_text)
                 .map_err(|e| format!("{}: {e}", home.path(client_files::CONFIG).display()))?;
-            // A gateway home records the address it actually bound.
-            let gateway = home
-                .read_text("gateway.addr", "")
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .unwrap_or(cfg.gateway);
+            // A gateway home records the address it actually bound; a
+            // list (a leader and its standbys) is used as written.
+            let gateway = if crate::gateway_list(&cfg.gateway).len() > 1 {
+                cfg.gateway
+            } else {
+                home.read_text("gateway.addr", "")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(cfg.gateway)
+            };
             return Ok(LoadedCredential {
                 cert_pem: home
                     .read_text(client_files::CERT, "")

@@ -17,6 +17,45 @@ pub use tls::RevokedSerials;
 
 use std::net::SocketAddr;
 
+/// Most gateway addresses one list may hold.
+pub const MAX_GATEWAYS: usize = 16;
+
+/// The gateways in an address list: `host:port[,host:port…]`, as tokens,
+/// node configs and credentials carry it when several gateways share
+/// state (a leader and its standbys). Nodes and clients try them in
+/// order. Empty entries are skipped; at most [`MAX_GATEWAYS`].
+pub fn gateway_list(addrs: &str) -> Vec<&str> {
+    addrs
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .take(MAX_GATEWAYS)
+        .collect()
+}
+
+/// Where to dial after an attempt on `list[i]` failed: the next address,
+/// and whether a whole round of the list has now failed since the last
+/// session (`failed_in_row` counts failures since one worked), after
+/// which the caller backs off instead of trying again at once.
+pub fn next_gateway(i: usize, len: usize, failed_in_row: usize) -> (usize, bool) {
+    let len = len.max(1);
+    ((i + 1) % len, failed_in_row >= len)
+}
+
+/// Whether a failed connection attempt means "try the next gateway": it
+/// timed out, was reset, or was refused before the handshake (what a
+/// standby does), as opposed to a TLS or application refusal, which every
+/// gateway would repeat.
+pub fn try_next_gateway(e: &quinn::ConnectionError) -> bool {
+    match e {
+        quinn::ConnectionError::TimedOut | quinn::ConnectionError::Reset => true,
+        quinn::ConnectionError::ConnectionClosed(c) => {
+            c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED
+        }
+        _ => false,
+    }
+}
+
 /// Resolves `host:port` to one socket address, preferring IPv4.
 pub async fn resolve(addr: &str) -> Result<SocketAddr, String> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
@@ -99,4 +138,27 @@ pub fn shared_client_endpoint(remote: SocketAddr) -> Result<quinn::Endpoint, Str
         SocketAddr::from(([0u16; 8], 0))
     };
     endpoint(None, bind, true).map_err(|e| format!("cannot open a UDP socket: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gateway_lists_split_trim_and_rotate() {
+        assert_eq!(super::gateway_list("a:1"), ["a:1"]);
+        assert_eq!(
+            super::gateway_list(" a:1, b:2,,c:3 "),
+            ["a:1", "b:2", "c:3"]
+        );
+        assert!(super::gateway_list("").is_empty());
+        assert_eq!(
+            super::gateway_list(&"h:1,".repeat(40)).len(),
+            super::MAX_GATEWAYS
+        );
+        // Two gateways: the first failure moves on at once, the second
+        // (a whole round) backs off.
+        assert_eq!(super::next_gateway(0, 2, 1), (1, false));
+        assert_eq!(super::next_gateway(1, 2, 2), (0, true));
+        assert_eq!(super::next_gateway(0, 1, 1), (0, true));
+        assert_eq!(super::next_gateway(0, 0, 1), (0, true));
+    }
 }

@@ -19,6 +19,13 @@ use crate::runner::{self, GpuPool, RunContext};
 /// A session that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
+/// With several gateways, how long a handshake may take before the next
+/// gateway is tried.
+const HANDSHAKE_LIMIT: Duration = Duration::from_millis(1500);
+
+/// The pause before trying the next gateway in the list.
+const NEXT_GATEWAY_DELAY: Duration = Duration::from_millis(50);
+
 /// Agent settings.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -82,10 +89,20 @@ pub async fn run(
     }
     load_session_config(home, keep_alive, idle, floor)?;
     let gateway = opts.gateway.clone().unwrap_or(cfg.gateway.clone());
-    let remote = mesh::resolve(&gateway)
-        .await
-        .map_err(NodeError::Unreachable)?;
+    // A leader and its standbys: tried in order, moving on at once when
+    // one refuses or does not answer, backing off after a whole round.
+    let gateways: Vec<String> = mesh::gateway_list(&gateway)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let first = gateways
+        .first()
+        .ok_or_else(|| NodeError::Unreachable("node.toml names no gateway".into()))?;
+    let remote = mesh::resolve(first).await.map_err(NodeError::Unreachable)?;
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
+    // With more than one gateway, a silent one costs at most this much
+    // before the next is tried (a refusing one costs a round trip).
+    let handshake_limit = (gateways.len() > 1).then_some(HANDSHAKE_LIMIT);
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
     let (gpu_source, no_gpus) = crate::telemetry::detect(opts.simulate_gpus, &cfg.name);
@@ -144,12 +161,21 @@ pub async fn run(
     }
     tokio::pin!(shutdown);
     let mut attempt = 0u32;
+    let mut at = 0usize;
+    let mut failed_in_row = 0usize;
     loop {
         let started = Instant::now();
+        let target = gateways.get(at).map_or(first.as_str(), String::as_str);
         let end = tokio::select! {
             end = async {
+                let remote = match mesh::resolve(target).await {
+                    Ok(r) => r,
+                    Err(e) => return End::Retry(e),
+                };
                 match load_session_config(home, keep_alive, idle, floor) {
-                    Ok((config, _)) => session(&endpoint, &config, remote, &ctx, home, &mut events).await,
+                    Ok((config, _)) => {
+                        session(&endpoint, &config, remote, handshake_limit, &ctx, home, &mut events).await
+                    }
                     Err(e) => End::Fatal(e.to_string()),
                 }
             } => end,
@@ -169,9 +195,19 @@ pub async fn run(
             End::Retry(msg) => {
                 if started.elapsed() > STABLE_AFTER {
                     attempt = 0;
+                    failed_in_row = 0;
                 }
-                let delay = opts.backoff.delay(attempt, random_fraction());
-                attempt = attempt.saturating_add(1);
+                failed_in_row += 1;
+                let (next, round_failed) = mesh::next_gateway(at, gateways.len(), failed_in_row);
+                at = next;
+                let delay = if round_failed {
+                    failed_in_row = 0;
+                    let d = opts.backoff.delay(attempt, random_fraction());
+                    attempt = attempt.saturating_add(1);
+                    d
+                } else {
+                    NEXT_GATEWAY_DELAY
+                };
                 tracing::warn!(node = %cfg.name, "{msg}; reconnecting in {delay:?}");
                 events(AgentEvent::Disconnected(msg));
                 tokio::select! {
@@ -409,6 +445,7 @@ async fn session(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
     remote: std::net::SocketAddr,
+    handshake_limit: Option<Duration>,
     ctx: &Arc<RunContext>,
     home: &Home,
     events: &mut impl FnMut(AgentEvent),
@@ -419,9 +456,16 @@ async fn session(
         Ok(c) => c,
         Err(e) => return End::Retry(format!("cannot dial {remote}: {e}")),
     };
-    let conn = match connecting.await {
-        Ok(c) => c,
-        Err(e) => return classify(&e),
+    let handshake = async {
+        match handshake_limit {
+            Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
+            None => Some(connecting.await),
+        }
+    };
+    let conn = match handshake.await {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => return classify(&e),
+        None => return End::Retry(format!("gateway {remote} did not answer; trying the next")),
     };
     let lost = |conn: &quinn::Connection, e: mesh::StreamError| match conn.close_reason() {
         Some(reason) => classify(&reason),

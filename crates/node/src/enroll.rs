@@ -51,7 +51,6 @@ struct Dialer {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     check: std::sync::Arc<mesh::tls::PinCheck>,
-    remote: std::net::SocketAddr,
     gateway: String,
     conn: Option<quinn::Connection>,
 }
@@ -61,26 +60,47 @@ impl Dialer {
         if let Some(c) = self.conn.as_ref().filter(|c| c.close_reason().is_none()) {
             return Ok(c.clone());
         }
-        let connecting = self
-            .endpoint
-            .connect_with(self.config.clone(), self.remote, proto::GATEWAY_SERVER_NAME)
-            .map_err(|e| NodeError::Unreachable(format!("cannot dial {}: {e}", self.gateway)))?;
-        match connecting.await {
-            Ok(c) => {
-                self.conn = Some(c.clone());
-                Ok(c)
-            }
-            Err(e) => Err(match self.check.failure() {
-                Some(pin) => {
-                    NodeError::Refused(format!("refusing gateway {}: {pin}", self.gateway))
+        // A leader and its standbys: the first that answers (a standby
+        // refuses at once; a silent one gets a bounded wait).
+        let list = mesh::gateway_list(&self.gateway);
+        let limit = (list.len() > 1).then_some(Duration::from_millis(1500));
+        let mut last = format!("cannot reach gateway {}", self.gateway);
+        for addr in list {
+            let remote = match mesh::resolve(addr).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e;
+                    continue;
                 }
-                None => NodeError::Unreachable(format!(
-                    "cannot reach gateway {}: {}",
-                    self.gateway,
-                    mesh::describe_connection_error(&e)
-                )),
-            }),
+            };
+            let connecting = self
+                .endpoint
+                .connect_with(self.config.clone(), remote, proto::GATEWAY_SERVER_NAME)
+                .map_err(|e| NodeError::Unreachable(format!("cannot dial {addr}: {e}")))?;
+            let outcome = match limit {
+                Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
+                None => Some(connecting.await),
+            };
+            match outcome {
+                Some(Ok(c)) => {
+                    self.conn = Some(c.clone());
+                    return Ok(c);
+                }
+                Some(Err(e)) => {
+                    if let Some(pin) = self.check.failure() {
+                        return Err(NodeError::Refused(format!(
+                            "refusing gateway {addr}: {pin}"
+                        )));
+                    }
+                    last = format!(
+                        "cannot reach gateway {addr}: {}",
+                        mesh::describe_connection_error(&e)
+                    );
+                }
+                None => last = format!("gateway {addr} did not answer"),
+            }
         }
+        Err(NodeError::Unreachable(last))
     }
 
     async fn ask(&mut self, req: &EnrollRequest) -> Result<EnrollReply, NodeError> {
@@ -144,7 +164,11 @@ pub async fn enroll(
         .gateway
         .clone()
         .unwrap_or_else(|| token.gateway.clone());
-    let remote = mesh::resolve(&gateway)
+    let first = mesh::gateway_list(&gateway)
+        .first()
+        .map(|a| a.to_string())
+        .ok_or_else(|| NodeError::Input("the token names no gateway".into()))?;
+    let remote = mesh::resolve(&first)
         .await
         .map_err(NodeError::Unreachable)?;
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
@@ -156,7 +180,6 @@ pub async fn enroll(
         endpoint,
         config,
         check,
-        remote,
         gateway: gateway.clone(),
         conn: None,
     };

@@ -112,13 +112,59 @@ pub(crate) fn unexpected(r: Response) -> CliError {
 /// Runs one command.
 pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
     match command {
+        Command::Gateway(GatewayCmd::Join {
+            listen,
+            name,
+            advertise,
+            ca_from,
+            state,
+        }) => {
+            let Some(state_cfg) = state.config() else {
+                return Err(usage(
+                    "gateway join needs --state postgres://USER@HOST:PORT/DB (the database 'gateway init --state' created)",
+                ));
+            };
+            if let Some(url) = &state.state {
+                gateway::config::check_state_url(url)
+                    .map_err(|e| usage(format!("--state: {e}")))?;
+            }
+            let report = gateway::join(
+                &home,
+                &listen,
+                &name,
+                advertise.as_deref(),
+                &ca_from,
+                &state_cfg,
+            )
+            .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+            println!("gateway {name} joined in {}", home.root().display());
+            println!("  CA pin:      {}", report.ca_pin);
+            println!("  listen:      {listen}");
+            println!("  it starts as a standby and leads when the leader's lease lapses");
+            println!(
+                "next: openclaw --home {} gateway run",
+                home.root().display()
+            );
+            Ok(())
+        }
         Command::Gateway(GatewayCmd::Init {
             listen,
             name,
             advertise,
+            state,
         }) => {
-            let report = gateway::init(&home, &listen, &name, advertise.as_deref())
-                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+            if let Some(url) = &state.state {
+                gateway::config::check_state_url(url)
+                    .map_err(|e| usage(format!("--state: {e}")))?;
+            }
+            let report = gateway::init_with_state(
+                &home,
+                &listen,
+                &name,
+                advertise.as_deref(),
+                state.config().as_ref(),
+            )
+            .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             println!("gateway {name} initialised in {}", home.root().display());
             println!("  CA pin:      {}", report.ca_pin);
             println!("  listen:      {listen}");
@@ -186,6 +232,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 password_file,
                 ca_file,
                 pool_size: 2,
+                ..Default::default()
             };
             let r = gateway::migrate::migrate_state(&home, &target)
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
@@ -204,6 +251,59 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Gateway(GatewayCmd::Status { json }) => {
+            let st = gateway::ha::status(&home).map_err(|e| {
+                CliError::new(
+                    exit::FAILURE,
+                    format!("{e}; check [state] in gateway.toml and that the database runs"),
+                )
+            })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&st)
+                        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?
+                );
+                return Ok(());
+            }
+            match &st.url {
+                None => println!(
+                    "state:      SQLite in {} (one gateway; no leader election)",
+                    home.root().display()
+                ),
+                Some(url) => println!(
+                    "state:      PostgreSQL {url} (round trip {:.1} ms)",
+                    st.db_ms
+                ),
+            }
+            if let (Some(leader), Some(generation), Some(left)) =
+                (&st.leader, st.generation, st.lease_left_ms)
+            {
+                if left >= 0 {
+                    println!(
+                        "leader:     {leader} (generation {generation}; lease renews, {left} ms left)"
+                    );
+                } else {
+                    println!(
+                        "leader:     none: {leader}'s lease (generation {generation}) lapsed {} ms ago; a standby takes over",
+                        -left
+                    );
+                }
+            } else if st.url.is_some() {
+                println!("leader:     none yet (start a gateway: 'openclaw gateway run')");
+            }
+            for (name, addr) in &st.gateways {
+                let role = if st.leader.as_deref() == Some(name.as_str())
+                    && st.lease_left_ms.is_some_and(|l| l >= 0)
+                {
+                    "leader"
+                } else {
+                    "standby"
+                };
+                println!("gateway:    {name:<20} {addr:<24} {role}");
+            }
+            Ok(())
+        }
         Command::Gateway(GatewayCmd::Run { listen }) => {
             let gw = gateway::Gateway::start(&home, listen.as_deref(), terminated())
                 .await
@@ -213,8 +313,9 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!("gateway listening on {} (Ctrl-C to stop)", gw.addr());
             }
-            gw.wait().await;
-            Ok(())
+            gw.wait()
+                .await
+                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))
         }
         Command::Token(TokenCmd::Create {
             ttl,

@@ -190,7 +190,7 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     for agent in agents {
         let _ = agent.await;
     }
-    gw.wait().await;
+    let _ = gw.wait().await;
     Ok(())
 }
 

@@ -313,6 +313,29 @@ enum GatewayCmd {
         /// when --listen is a wildcard or behind NAT.
         #[arg(long, value_name = "HOST:PORT")]
         advertise: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Add a gateway to PostgreSQL state another gateway created with
+    /// 'init --state': it gets its own home and server certificate, signed
+    /// by the shared CA, and starts as a standby that takes over when the
+    /// leader dies.
+    Join {
+        /// UDP address to listen on, host:port.
+        #[arg(long, default_value = gateway::config::DEFAULT_LISTEN)]
+        listen: String,
+        /// This gateway's name (unique among the gateways sharing the state).
+        #[arg(long)]
+        name: String,
+        /// Address nodes dial, written into join tokens (HOST:PORT).
+        #[arg(long, value_name = "HOST:PORT")]
+        advertise: Option<String>,
+        /// The first gateway's home, or a directory holding its ca.crt and
+        /// ca.key (a mount both see): the CA every gateway signs with.
+        #[arg(long, value_name = "DIR")]
+        ca_from: PathBuf,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Write a consistent backup of this gateway home to FILE (safe while
     /// the gateway runs). It holds the CA key: keep it like one.
@@ -342,12 +365,53 @@ enum GatewayCmd {
         #[arg(long, value_name = "FILE")]
         ca_file: Option<String>,
     },
+    /// Show where the state lives, which gateway leads (lease holder,
+    /// generation, time left), the standbys and the database's health.
+    /// Reads the database directly: works with no gateway running.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the gateway in the foreground (logs via RUST_LOG).
     Run {
         /// Overrides the listen address in gateway.toml.
         #[arg(long)]
         listen: Option<String>,
     },
+}
+
+/// Where a gateway keeps its state: SQLite in its home unless --state
+/// names PostgreSQL.
+#[derive(clap::Args, Clone, Default)]
+struct StateArgs {
+    /// PostgreSQL state shared by a leader and its standbys:
+    /// postgres://USER@HOST:PORT/DB (no password: PGPASSWORD or
+    /// --password-file).
+    #[arg(long, value_name = "URL")]
+    state: Option<String>,
+    /// A file (mode 0600) holding the database password.
+    #[arg(long, value_name = "FILE", requires = "state")]
+    password_file: Option<String>,
+    /// PEM of the CA that signed the database's certificate (TLS).
+    #[arg(long, value_name = "FILE", requires = "state")]
+    ca_file: Option<String>,
+    /// Where job output goes; gateways sharing state must share it.
+    #[arg(long, value_name = "DIR", requires = "state")]
+    logs_dir: Option<String>,
+}
+
+impl StateArgs {
+    fn config(&self) -> Option<gateway::config::StateConfig> {
+        self.state.as_ref().map(|url| gateway::config::StateConfig {
+            url: Some(url.clone()),
+            password_file: self.password_file.clone(),
+            ca_file: self.ca_file.clone(),
+            logs_dir: self.logs_dir.clone(),
+            pool_size: 2,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -557,7 +621,15 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(commands::run(cli.command, home)) {
+    let outcome = runtime.block_on(commands::run(cli.command, home));
+    // A server's blocking tasks may hang on a lost database (a gateway
+    // that lost its lease for that reason): do not wait for them.
+    if server {
+        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    } else {
+        drop(runtime);
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // An empty message means "exit with the remote job's code".

@@ -9,7 +9,8 @@
 //!   stores only its SHA-256;
 //! * `pin`: 64 hex digits, the SHA-256 of the CA's SubjectPublicKeyInfo; the
 //!   node refuses any gateway whose CA does not match it;
-//! * the address the node dials, `host:port`.
+//! * the address the node dials, `host:port`, or the addresses of a
+//!   leader and its standbys joined by commas, tried in order.
 //!
 //! base64url keeps IPv6 brackets and colons away from shells.
 
@@ -113,13 +114,17 @@ impl JoinToken {
         }
         let ca_pin = parse_pin(pin)
             .ok_or_else(|| PkiError::Token("bad CA pin (want 64 hex digits)".into()))?;
-        if gateway.is_empty()
-            || gateway.len() > 255
-            || !gateway.contains(':')
-            || gateway.chars().any(|c| c.is_whitespace() || c.is_control())
+        // One address, or a leader's and its standbys' (`a:1,b:2`).
+        let bad_one = |g: &str| {
+            g.is_empty()
+                || g.len() > 255
+                || !g.contains(':')
+                || g.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if gateway.len() > 800 || gateway.split(',').count() > 16 || gateway.split(',').any(bad_one)
         {
             return Err(PkiError::Token(
-                "bad gateway address (want host:port)".into(),
+                "bad gateway address (want host:port, or several joined by commas)".into(),
             ));
         }
         Ok(JoinToken {
@@ -166,7 +171,12 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for addr in ["127.0.0.1:7443", "[::1]:7443", "gw.example.org:443"] {
+        for addr in [
+            "127.0.0.1:7443",
+            "[::1]:7443",
+            "gw.example.org:443",
+            "gw-a.example.org:7443,gw-b.example.org:7443",
+        ] {
             let t = JoinToken::generate([7u8; 32], addr).unwrap();
             let text = t.encode();
             assert!(text.starts_with("oc1_"));
@@ -198,6 +208,8 @@ mod tests {
             enc(&format!("abcdef.{secret}.zz.h:1")),
             enc(&format!("abcdef.{secret}.{pin}.nocolon")),
             enc(&format!("abcdef.{secret}.{pin}.h :1")),
+            enc(&format!("abcdef.{secret}.{pin}.h:1,")),
+            enc(&format!("abcdef.{secret}.{pin}.h:1,nocolon")),
             long,
             good.encode()[..20].to_string(),
         ];

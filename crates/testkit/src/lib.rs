@@ -293,6 +293,12 @@ impl Lab {
         gw.wait(Duration::from_secs(20))
     }
 
+    /// Waits for the gateway to exit by itself; returns what it printed.
+    pub fn stop_gateway_when_it_exits(&mut self, timeout: Duration) -> Out {
+        let gw = self.gateway.take().unwrap();
+        gw.wait(timeout)
+    }
+
     /// Creates a join token with extra `token create` flags.
     pub fn token(&self, flags: &[&str]) -> String {
         let mut args = vec!["token", "create"];
@@ -809,5 +815,76 @@ impl UdpProxy {
 impl Drop for UdpProxy {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A TCP relay on 127.0.0.1 (e.g. between a gateway and its PostgreSQL)
+/// that can stop forwarding in both directions: a network partition that
+/// leaves the connections open and silent, without root.
+pub struct TcpRelay {
+    /// Where clients should connect.
+    pub addr: std::net::SocketAddr,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TcpRelay {
+    /// Starts relaying to `upstream` (host:port).
+    pub fn start(upstream: &str) -> TcpRelay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let b = blocked.clone();
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                while b.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let b = b.clone();
+                    std::thread::spawn(move || pump(from, to, &b));
+                }
+            }
+        });
+        TcpRelay { addr, blocked }
+    }
+
+    /// Stops (or resumes) forwarding; connections stay open and silent.
+    pub fn block(&self, on: bool) {
+        self.blocked.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    blocked: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read as _, Write as _};
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        while blocked.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                // Read before the cut, held until it heals.
+                while blocked.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,203 @@
+//! A leader and its standbys on shared PostgreSQL state.
+//!
+//! Every gateway on PostgreSQL starts as a standby: it binds its address
+//! and refuses every connection at once (so nodes and clients move to the
+//! next address in their list), and tries to take the leader lease a few
+//! times per lease time. The one that takes it fences its store with the
+//! lease's generation and serves. It renews the lease four times per lease
+//! time; when another gateway holds it, or the database has not answered
+//! for three quarters of the lease time, it stops: it closes every
+//! connection and the process exits, so no session, dispatch or signing
+//! outlives its leadership, and a stale transaction is refused by the
+//! store's fence anyway. A restart makes it a standby again.
+//!
+//! The lease itself (row, generation, fencing) is in [`crate::store`].
+
+use std::time::{Duration, Instant};
+
+use crate::store::{Store, StoreError};
+
+/// How one lease call went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This gateway holds it, at this generation.
+    Held(u64),
+    /// Another gateway's lease runs.
+    Taken,
+    /// The database did not answer (in time): why.
+    Unknown(String),
+}
+
+/// What a leader's keeper decides after each renewal: pure, so the rules
+/// are a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still the leader.
+    Lead,
+    /// Step down now, for this reason.
+    StepDown(String),
+}
+
+/// The keeper's rule: a renewal that comes back with our generation keeps
+/// us leading; any other holder or generation ends it; without an answer
+/// we lead on only until three quarters of the lease time since the last
+/// good renewal, well before the lease can lapse and a standby take over.
+pub fn judge(generation: u64, outcome: &Lease, since_good: Duration, ttl: Duration) -> Verdict {
+    match outcome {
+        Lease::Held(g) if *g == generation => Verdict::Lead,
+        Lease::Held(g) => Verdict::StepDown(format!(
+            "the lease moved to generation {g} (ours was {generation})"
+        )),
+        Lease::Taken => Verdict::StepDown("another gateway holds the leader lease".into()),
+        Lease::Unknown(why) if since_good >= ttl * 3 / 4 => Verdict::StepDown(format!(
+            "the database has not renewed our lease for {:.1}s ({why})",
+            since_good.as_secs_f64()
+        )),
+        Lease::Unknown(_) => Verdict::Lead,
+    }
+}
+
+/// One bounded attempt to take or renew the lease.
+pub async fn try_lease(store: &Store, name: &str, ttl: Duration) -> Lease {
+    let (s, n) = (store.clone(), name.to_string());
+    let call = tokio::task::spawn_blocking(move || s.take_lease(&n, ttl));
+    match tokio::time::timeout(ttl / 2, call).await {
+        Ok(Ok(Ok(Some(g)))) => Lease::Held(g),
+        Ok(Ok(Ok(None))) => Lease::Taken,
+        Ok(Ok(Err(StoreError(e)))) => Lease::Unknown(e),
+        Ok(Err(e)) => Lease::Unknown(format!("the lease task failed: {e}")),
+        Err(_) => Lease::Unknown(format!("no answer within {:?}", ttl / 2)),
+    }
+}
+
+/// Waits as a standby until this gateway takes the lease; refuses every
+/// connection on `endpoint` meanwhile. Returns the generation.
+pub async fn wait_for_lease(
+    store: &Store,
+    name: &str,
+    ttl: Duration,
+    endpoint: &quinn::Endpoint,
+) -> u64 {
+    let ep = endpoint.clone();
+    let refuser = tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            incoming.refuse();
+        }
+    });
+    let mut said = false;
+    let generation = loop {
+        match try_lease(store, name, ttl).await {
+            Lease::Held(g) => break g,
+            Lease::Taken if !said => {
+                said = true;
+                tracing::info!(
+                    gateway = %name,
+                    "standby: another gateway leads; refusing connections until its lease lapses"
+                );
+            }
+            Lease::Taken => {}
+            Lease::Unknown(why) => tracing::warn!(gateway = %name, "standby: {why}"),
+        }
+        tokio::time::sleep(ttl / 6).await;
+    };
+    refuser.abort();
+    let _ = refuser.await;
+    tracing::info!(gateway = %name, generation, "took the leader lease; serving");
+    generation
+}
+
+/// Renews the lease until leadership ends; returns why.
+pub async fn keep_lease(store: Store, name: String, ttl: Duration, generation: u64) -> String {
+    let mut good = Instant::now();
+    loop {
+        tokio::time::sleep(ttl / 4).await;
+        let outcome = try_lease(&store, &name, ttl).await;
+        if outcome == Lease::Held(generation) {
+            good = Instant::now();
+        }
+        if let Verdict::StepDown(why) = judge(generation, &outcome, good.elapsed(), ttl) {
+            return why;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keeper_steps_down_before_the_lease_can_lapse() {
+        let ttl = Duration::from_secs(4);
+        let s = Duration::from_secs;
+        let cases = [
+            (Lease::Held(7), s(0), true),
+            (Lease::Held(7), s(100), true),
+            (Lease::Held(8), s(0), false),
+            (Lease::Taken, s(0), false),
+            (Lease::Unknown("x".into()), s(2), true),
+            (Lease::Unknown("x".into()), s(3), false),
+            (Lease::Unknown("x".into()), s(10), false),
+        ];
+        for (outcome, since, leads) in cases {
+            let v = judge(7, &outcome, since, ttl);
+            assert_eq!(
+                v == Verdict::Lead,
+                leads,
+                "{outcome:?} after {since:?}: {v:?}"
+            );
+        }
+    }
+}
+
+/// What `openclaw gateway status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// `sqlite` or `postgres`.
+    pub engine: &'static str,
+    /// The PostgreSQL URL (never a password).
+    pub url: Option<String>,
+    /// The leader lease: who holds it.
+    pub leader: Option<String>,
+    /// Its fencing generation (grows at every takeover).
+    pub generation: Option<u64>,
+    /// Milliseconds until the lease lapses without a renewal (negative:
+    /// lapsed; a standby takes over).
+    pub lease_left_ms: Option<i64>,
+    /// Every gateway serving this state: name and address.
+    pub gateways: Vec<(String, String)>,
+    /// The database round trip for one small transaction, milliseconds.
+    pub db_ms: f64,
+}
+
+/// Reads the state's leadership and health straight from the database
+/// the home's gateway.toml names; needs no running gateway. Blocking.
+pub fn status(home: &mesh::Home) -> Result<Status, crate::GatewayError> {
+    let text = home.read_text(
+        crate::files::CONFIG,
+        "pass the gateway's --home (it holds gateway.toml)",
+    )?;
+    let config = crate::Config::parse(&text).map_err(|msg| crate::GatewayError::Config {
+        path: home.path(crate::files::CONFIG).display().to_string(),
+        msg,
+    })?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let store = crate::open_state(home, &config.state)?;
+            let t = Instant::now();
+            let gateways = store.tx(|tx| tx.gateways())?;
+            let db_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let lease = store.lease()?;
+            Ok(Status {
+                engine: store.engine(),
+                url: config.state.url.clone(),
+                leader: lease.as_ref().map(|l| l.0.clone()),
+                generation: lease.as_ref().map(|l| l.1),
+                lease_left_ms: lease.as_ref().map(|l| l.2),
+                gateways,
+                db_ms,
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(crate::GatewayError::Io("gateway status panicked".into())))
+    })
+}
