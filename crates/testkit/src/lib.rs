@@ -270,6 +270,27 @@ impl Lab {
         });
     }
 
+    /// Starts (or restarts) the gateway on its address without waiting
+    /// for it to answer (a standby refuses until it leads).
+    pub fn start_gateway_standby(&mut self) {
+        let addr_file = self.gw_home.join("gateway.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut args = vec!["gateway", "run"];
+        let listen;
+        if let Some(a) = &self.addr {
+            listen = a.clone();
+            args.extend(["--listen", listen.as_str()]);
+        }
+        let home = self.gw_home.clone();
+        let proc = self.spawn(&home, &args);
+        self.gateway = Some(proc);
+        wait_until(Duration::from_secs(20), "gateway.addr", || {
+            std::fs::read_to_string(&addr_file)
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        });
+    }
+
     /// Starts the gateway expecting it to refuse its configuration; returns
     /// what it printed.
     pub fn gateway_start_fails(&mut self) -> Out {
