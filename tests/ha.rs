@@ -88,6 +88,9 @@ fn pair(url: String) -> Pair {
     let gw2_cfg = gw2_home.join("gateway.toml");
     let mut text = std::fs::read_to_string(&gw2_cfg).unwrap();
     tune(&mut text, None);
+    // gw2 serves metrics once it leads.
+    text = text.replace("[metrics]\n", "[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    text = text.replace("\nlisten = \"\"\n", "\n");
     std::fs::write(&gw2_cfg, text).unwrap();
     let mut gw2 = lab.spawn(&gw2_home, &["gateway", "run"]);
     let gw2_addr = wait_until(T, "gw2's gateway.addr", || {
@@ -167,6 +170,23 @@ fn holds_node(lab: &Lab, admin: &Path) -> bool {
     out.code == 0 && out.stdout.contains("\"connected\"")
 }
 
+/// The `/metrics` page of the gateway in `home`.
+fn metrics(home: &Path) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = wait_until(T, "metrics.addr", || {
+        std::fs::read_to_string(home.join("metrics.addr")).ok()
+    });
+    let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
 fn status(home: &Path) -> serde_json::Value {
     let out = std::process::Command::new(BIN)
         .arg("--home")
@@ -217,6 +237,14 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
     );
     // The admin's list finds the new leader too.
     assert_eq!(p.lab.admin(&["whoami"]).code, 0);
+    let page = metrics(&p.gw2_home);
+    for want in [
+        "openclaw_leader 1",
+        "openclaw_failovers_total 1",
+        "openclaw_lease_renewals_total",
+    ] {
+        assert!(page.contains(want), "{want} missing:\n{page}");
+    }
     let st = status(&p.gw2_home);
     assert_eq!(st["leader"], "test-gw-2", "{st}");
     assert_eq!(

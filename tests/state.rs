@@ -147,3 +147,143 @@ fn migrate_state_refuses_a_full_database_a_password_in_the_url_and_a_dead_server
     one.start_gateway();
     assert_eq!(one.admin(&["whoami"]).code, 0);
 }
+
+#[test]
+fn init_with_state_and_join_share_one_ca_and_refuse_what_they_must() {
+    let Some(pg) = pgtemp::shared("state test: init --state and join") else {
+        return;
+    };
+    let url = pg.database().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = |n: &str| dir.path().join(n);
+    let cli = |h: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("--home")
+            .arg(h)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = cli(
+        &home("first"),
+        &[
+            "gateway",
+            "init",
+            "--state",
+            &url,
+            "--name",
+            "first",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let cfg = std::fs::read_to_string(home("first").join("gateway.toml")).unwrap();
+    assert!(cfg.contains(&format!("url = \"{url}\"")), "{cfg}");
+    assert!(!home("first").join("state.db").exists(), "no SQLite file");
+    // A second first gateway for the same database is refused.
+    let (code, _, err) = cli(
+        &home("again"),
+        &[
+            "gateway",
+            "init",
+            "--state",
+            &url,
+            "--name",
+            "again",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("gateway join"), "{err}");
+    // join: needs --state, the CA, and a name of its own.
+    let (code, _, err) = cli(
+        &home("second"),
+        &[
+            "gateway",
+            "join",
+            "--name",
+            "second",
+            "--ca-from",
+            home("first").to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--state"), "{err}");
+    let (code, _, err) = cli(
+        &home("second"),
+        &[
+            "gateway",
+            "join",
+            "--state",
+            &url,
+            "--name",
+            "second",
+            "--ca-from",
+            home("nowhere").to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--ca-from names the first gateway's home"),
+        "{err}"
+    );
+    let (code, _, err) = cli(
+        &home("second"),
+        &[
+            "gateway",
+            "join",
+            "--state",
+            &url,
+            "--name",
+            "first",
+            "--ca-from",
+            home("first").to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("already serves this state"), "{err}");
+    let (code, out, err) = cli(
+        &home("second"),
+        &[
+            "gateway",
+            "join",
+            "--state",
+            &url,
+            "--name",
+            "second",
+            "--listen",
+            "127.0.0.1:0",
+            "--ca-from",
+            home("first").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("standby"), "{out}");
+    assert_eq!(
+        std::fs::read(home("first").join("ca.crt")).unwrap(),
+        std::fs::read(home("second").join("ca.crt")).unwrap(),
+        "one CA"
+    );
+    assert_ne!(
+        std::fs::read(home("first").join("gateway.crt")).unwrap(),
+        std::fs::read(home("second").join("gateway.crt")).unwrap(),
+        "a server certificate of its own"
+    );
+    // status reads the database: two gateways, nobody leads yet.
+    let (code, out, err) = cli(&home("second"), &["gateway", "status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["engine"], "postgres", "{st}");
+    assert_eq!(st["leader"], serde_json::Value::Null, "{st}");
+    assert_eq!(st["gateways"].as_array().unwrap().len(), 2, "{st}");
+    let (code, out, _) = cli(&home("first"), &["gateway", "status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("leader:     none yet"), "{out}");
+}

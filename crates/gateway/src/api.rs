@@ -198,7 +198,7 @@ fn token_create(
     // them in order, so it finds whichever leads.
     let mut addrs = vec![shared.advertise.clone()];
     for (_, a) in shared.store.tx(|tx| tx.gateways())? {
-        if !addrs.contains(&a) {
+        if !addrs.contains(&a) && !a.ends_with(":0") {
             addrs.push(a);
         }
     }

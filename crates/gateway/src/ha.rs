@@ -106,14 +106,40 @@ pub async fn wait_for_lease(
     generation
 }
 
+/// What the leader's lease has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LeaseStats {
+    /// The generation held (the number of leaders so far).
+    pub generation: std::sync::atomic::AtomicU64,
+    /// Renewals that came back with our generation.
+    pub renewals: std::sync::atomic::AtomicU64,
+    /// Renewals that got no answer in time.
+    pub unanswered: std::sync::atomic::AtomicU64,
+}
+
 /// Renews the lease until leadership ends; returns why.
-pub async fn keep_lease(store: Store, name: String, ttl: Duration, generation: u64) -> String {
+pub async fn keep_lease(
+    store: Store,
+    name: String,
+    ttl: Duration,
+    generation: u64,
+    stats: std::sync::Arc<LeaseStats>,
+) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    stats.generation.store(generation, Relaxed);
     let mut good = Instant::now();
     loop {
         tokio::time::sleep(ttl / 4).await;
         let outcome = try_lease(&store, &name, ttl).await;
-        if outcome == Lease::Held(generation) {
-            good = Instant::now();
+        match outcome {
+            Lease::Held(g) if g == generation => {
+                good = Instant::now();
+                stats.renewals.fetch_add(1, Relaxed);
+            }
+            Lease::Unknown(_) => {
+                stats.unanswered.fetch_add(1, Relaxed);
+            }
+            _ => {}
         }
         if let Verdict::StepDown(why) = judge(generation, &outcome, good.elapsed(), ttl) {
             return why;

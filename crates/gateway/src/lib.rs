@@ -282,6 +282,9 @@ pub fn init_with_state(
                     "the state database already belongs to a gateway; add this one with 'openclaw gateway join'".into(),
                 ));
             }
+            if state.is_some() {
+                register_if_known(tx, name, listen, advertise, now)?;
+            }
             tx.record_issued("admin", Role::Admin, &admin, now)?;
             tx.put_client(&store::ClientRow {
                 name: "admin".into(),
@@ -384,11 +387,7 @@ pub fn join(
             }
             let now = unix_now();
             store.tx(|tx| {
-                tx.register_gateway(
-                    name,
-                    &advertise.map_or_else(|| client_address(listen), str::to_string),
-                    now,
-                )?;
+                register_if_known(tx, name, listen, advertise, now)?;
                 tx.audit(now, "local", "gateway.join", name, &format!("listen {listen}"))
             })?;
             Ok(())
@@ -411,6 +410,20 @@ pub fn join(
     Ok(InitReport {
         ca_pin: format!("sha256:{}", pki::hex(&ca.pin())),
     })
+}
+
+/// Records a gateway's name and address in shared state (with port 0 the
+/// gateway records the port it binds when it starts; tokens skip it
+/// until then).
+fn register_if_known(
+    tx: &store::Tx<'_>,
+    name: &str,
+    listen: &str,
+    advertise: Option<&str>,
+    now: u64,
+) -> Result<(), store::StoreError> {
+    let addr = advertise.map_or_else(|| client_address(listen), str::to_string);
+    tx.register_gateway(name, &addr, now)
 }
 
 /// Whether a listen address reaches beyond this machine (wildcard or a
@@ -454,6 +467,10 @@ pub(crate) struct Shared {
     pub advertise: String,
     /// The address the QUIC listener is bound to.
     pub bound: SocketAddr,
+    /// The leader lease (shared state only).
+    pub lease: Arc<ha::LeaseStats>,
+    /// Whether the state is shared (PostgreSQL, a leader and standbys).
+    pub shared_state: bool,
     /// Enrollment connections open at once.
     pub enroll_slots: Arc<tokio::sync::Semaphore>,
     /// New enrollment connections per source address.
@@ -658,6 +675,8 @@ impl Gateway {
             revoked,
             advertise,
             bound: addr,
+            lease: Arc::new(ha::LeaseStats::default()),
+            shared_state: lease.is_some(),
         });
         off_runtime(&shared, jobs::recover)
             .await
@@ -686,6 +705,7 @@ impl Gateway {
                         shared.config().name.clone(),
                         ttl,
                         generation,
+                        shared.lease.clone(),
                     );
                     let ep = endpoint.clone();
                     tokio::select! {

@@ -206,6 +206,34 @@ pub fn render(shared: &Shared) -> String {
         "CA rotation phase: 0 none, 1 init (both trusted, old issues), 2 rotate (new issues)",
         phase,
     );
+    if shared.shared_state {
+        let l = &shared.lease;
+        // Only the leader serves; a standby's metrics endpoint starts
+        // when it takes over.
+        let leader: Gauge = Gauge::default();
+        leader.set(1);
+        reg.register(
+            "openclaw_leader",
+            "1 on the gateway that holds the leader lease (shared PostgreSQL state)",
+            leader,
+        );
+        let generation = l.generation.load(Ordering::Relaxed);
+        reg.register(
+            "openclaw_failovers",
+            "Times a standby took the leader lease over (the lease generation minus one)",
+            ConstCounter::new(generation.saturating_sub(1)),
+        );
+        reg.register(
+            "openclaw_lease_renewals",
+            "Renewals of the leader lease that came back with this gateway's generation",
+            ConstCounter::new(l.renewals.load(Ordering::Relaxed)),
+        );
+        reg.register(
+            "openclaw_lease_renewals_unanswered",
+            "Renewals the database did not answer in time (a leader steps down after 3/4 of the lease time without one)",
+            ConstCounter::new(l.unanswered.load(Ordering::Relaxed)),
+        );
+    }
     reg.register(
         "openclaw_db_blocking_transactions",
         "Transactions run by blocking callers (API handlers, metrics, the log writer), reads included",
