@@ -1925,6 +1925,49 @@ mod tests {
     }
 
     #[test]
+    fn tls_to_postgres_is_verified_against_the_given_ca() {
+        if pgtemp::shared("store test: TLS to PostgreSQL").is_none() {
+            return;
+        }
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.distinguished_name.push(rcgen::DnType::CommonName, name);
+            let cert = p.self_signed(&key).unwrap();
+            let issuer = rcgen::Issuer::new(p, key);
+            (cert.pem(), issuer)
+        };
+        let (ca_pem, issuer) = ca("test database CA");
+        let (other_pem, _) = ca("someone else's CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        let server = pgtemp::Server::start_tls(&cert.pem(), &key.serialize_pem()).unwrap();
+        let url = format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+            server.port
+        );
+        let mut o = testing::pg(&url);
+        o.ca_pem = Some(ca_pem.into_bytes());
+        let store = Store::open_postgres(&o).unwrap();
+        let ssl: i64 = store
+            .tx(|tx| {
+                tx.one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    params![],
+                )?
+                .map_or(Ok(0), |r| r.get(0))
+            })
+            .unwrap();
+        assert_eq!(ssl, 1, "the connection is TLS");
+        // A database whose certificate another CA signed is refused.
+        o.ca_pem = Some(other_pem.into_bytes());
+        let e = Store::open_postgres(&o).err().unwrap().to_string();
+        assert!(e.contains("cannot connect to PostgreSQL"), "{e}");
+    }
+
+    #[test]
     fn postgres_settings_are_checked_before_connecting() {
         let bad = |url: &str, ca: Option<&[u8]>| {
             let mut o = testing::pg(url);

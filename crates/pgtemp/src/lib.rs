@@ -128,6 +128,16 @@ fn free_port() -> Result<u16, String> {
 impl Server {
     /// Makes a cluster and starts it.
     pub fn start() -> Result<Server, String> {
+        Server::start_with(None)
+    }
+
+    /// A server that also takes TLS connections, with this certificate
+    /// chain and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Result<Server, String> {
+        Server::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Result<Server, String> {
         let bin = bin_dir().ok_or("initdb and postgres not found")?;
         let dir = tempfile::Builder::new()
             .prefix("openclaw-pg-")
@@ -158,6 +168,26 @@ impl Server {
             ),
             "initdb",
         )?;
+        let mut settings = vec![
+            "listen_addresses=127.0.0.1".to_string(),
+            "fsync=off".into(),
+            "full_page_writes=off".into(),
+            "max_connections=200".into(),
+        ];
+        if let Some((cert, key)) = tls {
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).map_err(|e| format!("{name}: {e}"))?;
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("{name}: {e}"))?;
+                if let Some((uid, gid)) = user {
+                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                        .map_err(|e| format!("chown {name}: {e}"))?;
+                }
+            }
+            settings.push("ssl=on".into());
+        }
         let port = free_port()?;
         let child = as_user(
             Command::new(bin.join("postgres"))
@@ -167,16 +197,7 @@ impl Server {
                 .arg(port.to_string())
                 .arg("-k")
                 .arg(dir.path())
-                .args([
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=200",
-                ])
+                .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(
