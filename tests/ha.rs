@@ -235,8 +235,16 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
         "failover: node connected to the new leader {:.2}s after SIGKILL",
         killed_to_back.as_secs_f64()
     );
-    // The admin's list finds the new leader too.
+    // The admin's list finds the new leader too, and node list names it.
     assert_eq!(p.lab.admin(&["whoami"]).code, 0);
+    let table = p.lab.admin(&["node", "list"]).ok().stdout;
+    assert!(
+        table.contains("1 connected node(s) held by gateway test-gw-2"),
+        "{table}"
+    );
+    let nodes: serde_json::Value =
+        serde_json::from_str(&p.lab.admin(&["node", "list", "--json"]).ok().stdout).unwrap();
+    assert_eq!(nodes[0]["gateway"], "test-gw-2", "{nodes}");
     let page = metrics(&p.gw2_home);
     for want in [
         "openclaw_leader 1",

@@ -368,6 +368,17 @@ impl Client {
         }
     }
 
+    /// The name of the gateway this connection reached (from its server
+    /// certificate): with a leader and standbys, the leader.
+    pub fn gateway_name(&self) -> Option<String> {
+        let chain = self
+            .conn
+            .peer_identity()?
+            .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .ok()?;
+        pki::gateway_name(chain.first()?)
+    }
+
     /// The gateway address.
     pub fn addr(&self) -> &str {
         &self.addr

@@ -406,13 +406,33 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::List { json }) => {
             let client = Client::connect(&home).await?;
             let nodes = client.all_nodes().await;
+            // With a leader and standbys, every connected node is held by
+            // the leader, which is the gateway that answered.
+            let held_by = client.gateway_name();
             client.close().await;
             let nodes = nodes?;
             if json {
-                let v: Vec<_> = nodes.iter().map(node_json).collect();
+                let v: Vec<_> = nodes
+                    .iter()
+                    .map(|n| {
+                        let mut j = node_json(n);
+                        if let (Some(obj), Some(gw)) = (j.as_object_mut(), &held_by)
+                            && n.connection == "connected"
+                        {
+                            obj.insert("gateway".into(), serde_json::Value::String(gw.clone()));
+                        }
+                        j
+                    })
+                    .collect();
                 print_json(&serde_json::Value::Array(v))
             } else {
                 print!("{}", output::nodes(&nodes, gateway::unix_now()));
+                let several = mesh::home::LoadedCredential::load(&home)
+                    .is_ok_and(|c| mesh::gateway_list(&c.gateway).len() > 1);
+                if let (Some(gw), true) = (&held_by, several) {
+                    let connected = nodes.iter().filter(|n| n.connection == "connected").count();
+                    println!("{connected} connected node(s) held by gateway {gw}");
+                }
                 Ok(())
             }
         }

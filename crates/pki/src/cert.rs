@@ -22,6 +22,20 @@ pub struct PeerCert {
     pub fingerprint: String,
 }
 
+/// The gateway name in a gateway's server certificate (its subject CN,
+/// with OU `gateway`); `None` for anything else.
+pub fn gateway_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let subject = cert.subject();
+    let ou = subject.iter_organizational_unit().next()?.as_str().ok()?;
+    if ou != "gateway" {
+        return None;
+    }
+    let name = subject.iter_common_name().next()?.as_str().ok()?;
+    proto::names::validate_name(name).ok()?;
+    Some(name.to_string())
+}
+
 /// Reads name, role, serial and validity from a client certificate issued by
 /// [`crate::Ca::issue_client`]. Refuses certificates whose name or role is
 /// not one we issue.

@@ -25,7 +25,7 @@ pub use ca::{
     generate_ca, generate_key, generate_next_ca, key_matches_cert, pem_to_der, renewal_due,
     spki_pin,
 };
-pub use cert::{PeerCert, issued_by, parse_peer_cert, serial_of};
+pub use cert::{PeerCert, gateway_name, issued_by, parse_peer_cert, serial_of};
 pub use csr::{CheckedCsr, check_csr, make_csr};
 pub use token::{JoinToken, TokenSecret, constant_time_eq, hash_secret};
 
