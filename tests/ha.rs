@@ -18,6 +18,12 @@ const T: Duration = Duration::from_secs(30);
 /// node after 1.2 s, a lease of 1.5 s, job output in a directory both
 /// gateways share.
 fn tune(cfg: &mut String, logs: Option<&Path>) {
+    // Every gateway reads its own policy: the same rule on both. A job
+    // `echo held…` waits for alice's approval.
+    *cfg = cfg.replace(
+        "[limits]\n",
+        "[[policy.rules]]\ncommands = [\"echo held*\"]\naction = \"approve\"\napprovers = [\"alice\"]\n\n[limits]\n",
+    );
     // OPENCLAW_FAILOVER_DEFAULTS=1: the shipped timings (1 s heartbeats,
     // 3 s dead_after, 3 s lease), for the figures.
     if std::env::var_os("OPENCLAW_FAILOVER_DEFAULTS").is_some() {
@@ -220,6 +226,17 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
     let st = status(&p.lab.gw_home);
     assert_eq!(st["leader"], "test-gw", "{st}");
     let first_generation = st["generation"].as_u64().unwrap();
+    // A job waiting for approval when the leader dies.
+    let alice = p.lab.second_admin("alice");
+    edit_file(
+        &alice.join("client.toml"),
+        &format!("gateway = \"{}\"", p.gw1_addr),
+        &format!("gateway = \"{},{}\"", p.gw1_addr, p.gw2_addr),
+    );
+    let held = p
+        .lab
+        .detach(&["--node", "worker-ha", "--", "echo", "held-over"]);
+    assert_eq!(p.lab.job(held)["state"], "awaiting-approval");
     let job = counting_job(&p.lab, 40);
     p.lab.wait_job(job, "running", T);
     std::thread::sleep(Duration::from_millis(700));
@@ -260,6 +277,12 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
         first_generation + 1,
         "{st}"
     );
+    // The approval waited through the failover; alice gives it to gw2.
+    let out = p.lab.run(&alice, &["job", "approve", &held.to_string()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    p.lab.wait_job(held, "exited", T);
+    let out = p.lab.admin(&["job", "logs", &held.to_string()]).ok();
+    assert_eq!(out.stdout, "held-over\n");
     // The job ran on through the failover; its output arrived once.
     let done = p.lab.wait_job(job, "exited", T);
     assert_eq!(done["exit_code"], 0, "{done}");
