@@ -9,6 +9,10 @@
 //! resumes from. So a gateway killed mid-write loses nothing: the node
 //! still holds every byte it was not acked for.
 //!
+//! Each write lands at its stream offset (not appended), so a stale
+//! writer of the same file rewrites the same bytes (see
+//! [`LogSink::new`]'s `append`).
+//!
 //! One thread serves every job, through one bounded queue: the relay waits
 //! when the disk is behind, and the bytes waiting are bounded by
 //! [`QUEUE`] data frames.
@@ -178,7 +182,12 @@ impl LogSink {
         }
     }
 
-    /// Appends to one stream's file, creating it on its first byte.
+    /// Writes chunks to one stream's file at their offsets, creating it
+    /// on its first byte. Positional, not appending: the bytes at an offset
+    /// of a job's stream are the same whoever writes them, so a second
+    /// writer of the same log (a paused leader that wakes after a standby
+    /// took over, both on a shared log directory) rewrites identical bytes
+    /// instead of appending a copy.
     fn append(&self, stream: usize, chunks: &[(u64, bytes::Bytes)]) -> Result<(), String> {
         let mut files = self
             .files
@@ -190,16 +199,20 @@ impl LogSink {
         if slot.is_none() {
             let f = OpenOptions::new()
                 .create(true)
-                .append(true)
+                .truncate(false)
+                .write(true)
                 .open(path)
                 .map_err(|e| format!("cannot create the job log {}: {e}", path.display()))?;
             *slot = Some(f);
         }
-        match slot.as_mut() {
-            Some(f) => {
-                write_all_chunks(f, chunks).map_err(|e| format!("cannot write the job log: {e}"))
+        match (slot.as_mut(), chunks.first()) {
+            (Some(f), Some((at, _))) => {
+                use std::io::Seek as _;
+                f.seek(std::io::SeekFrom::Start(*at))
+                    .and_then(|_| write_all_chunks(f, chunks))
+                    .map_err(|e| format!("cannot write the job log: {e}"))
             }
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -360,6 +373,46 @@ mod tests {
             .unwrap();
         assert!(f.take().is_empty());
         assert_eq!(f.received, 215);
+    }
+
+    #[test]
+    fn a_stale_second_writer_of_a_log_rewrites_the_same_bytes() {
+        // A new leader has written the whole stream; the old one wakes and
+        // writes what it had queued (bytes 3..9) from its own bookkeeping.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o");
+        let sink = |p: &PathBuf| {
+            LogSink::new(
+                p.clone(),
+                dir.path().join("e"),
+                watch::channel(Progress::default()).0,
+                watch::channel([0u64; 2]).0,
+                |_| {},
+            )
+        };
+        let (new, old) = (sink(&path), sink(&path));
+        let whole = b"abcdefghijkl";
+        new.append(
+            0,
+            &[
+                (0, bytes::Bytes::from_static(&whole[..6])),
+                (6, bytes::Bytes::from_static(&whole[6..])),
+            ],
+        )
+        .unwrap();
+        old.append(0, &[(3, bytes::Bytes::from_static(&whole[3..9]))])
+            .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), whole, "no copy appended");
+        // And the other order: the old one first, the new one after.
+        let path2 = dir.path().join("o2");
+        let (new, old) = (sink(&path2), sink(&path2));
+        old.append(0, &[(0, bytes::Bytes::from_static(&whole[..4]))])
+            .unwrap();
+        new.append(0, &[(0, bytes::Bytes::from_static(&whole[..]))])
+            .unwrap();
+        old.append(0, &[(4, bytes::Bytes::from_static(&whole[4..7]))])
+            .unwrap();
+        assert_eq!(std::fs::read(&path2).unwrap(), whole);
     }
 
     #[test]
