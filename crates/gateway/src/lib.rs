@@ -223,16 +223,7 @@ pub fn init_with_state(
     advertise: Option<&str>,
     state: Option<&config::StateConfig>,
 ) -> Result<InitReport, GatewayError> {
-    if let Some(a) = advertise {
-        config::check_advertise(a).map_err(|msg| GatewayError::Config {
-            path: "--advertise".into(),
-            msg,
-        })?;
-    }
-    proto::names::validate_name(name).map_err(|e| GatewayError::Config {
-        path: "--name".into(),
-        msg: e,
-    })?;
+    check_name_and_advertise(name, advertise)?;
     if home.exists(files::CA_KEY) || home.exists(files::CA_CERT) {
         return Err(GatewayError::Io(format!(
             "{} already holds a CA; refusing to overwrite it. Use another --home, or remove that directory to start over",
@@ -332,16 +323,7 @@ pub fn join(
     ca_from: &std::path::Path,
     state: &config::StateConfig,
 ) -> Result<InitReport, GatewayError> {
-    if let Some(a) = advertise {
-        config::check_advertise(a).map_err(|msg| GatewayError::Config {
-            path: "--advertise".into(),
-            msg,
-        })?;
-    }
-    proto::names::validate_name(name).map_err(|e| GatewayError::Config {
-        path: "--name".into(),
-        msg: e,
-    })?;
+    check_name_and_advertise(name, advertise)?;
     if state.url.is_none() {
         return Err(GatewayError::Io(
             "gateway join needs --state postgres://…: only gateways on shared PostgreSQL state can lead and stand by".into(),
@@ -410,6 +392,21 @@ pub fn join(
     Ok(InitReport {
         ca_pin: format!("sha256:{}", pki::hex(&ca.pin())),
     })
+}
+
+/// Checks the `--name` and `--advertise` of a new gateway home.
+fn check_name_and_advertise(name: &str, advertise: Option<&str>) -> Result<(), GatewayError> {
+    if let Some(a) = advertise {
+        config::check_advertise(a).map_err(|msg| GatewayError::Config {
+            path: "--advertise".into(),
+            msg,
+        })?;
+    }
+    proto::names::validate_name(name).map_err(|e| GatewayError::Config {
+        path: "--name".into(),
+        msg: e,
+    })?;
+    Ok(())
 }
 
 /// Records a gateway's name and address in shared state (with port 0 the

@@ -117,7 +117,13 @@ async fn create(
     let key = pki::generate_key().map_err(|e| fail(&e))?;
     let csr = pki::make_csr(name, &key.key_pem).map_err(|e| fail(&e))?;
     let client = Client::connect(home).await?;
-    let gateway = client.addr().to_string();
+    // A leader and standbys: the new credential gets the whole list this
+    // one has, so it follows a failover too.
+    let gateway = mesh::home::LoadedCredential::load(home)
+        .ok()
+        .map(|c| c.gateway)
+        .filter(|g| mesh::gateway_list(g).len() > 1)
+        .unwrap_or_else(|| client.addr().to_string());
     let resp = client
         .call(Request::ClientIssue {
             name: name.to_string(),

@@ -247,24 +247,7 @@ impl Lab {
 
     /// Starts (or restarts) the gateway and waits until it answers.
     pub fn start_gateway(&mut self) {
-        let addr_file = self.gw_home.join("gateway.addr");
-        let _ = std::fs::remove_file(&addr_file);
-        let mut args = vec!["gateway", "run"];
-        let listen;
-        if let Some(a) = &self.addr {
-            listen = a.clone();
-            args.extend(["--listen", listen.as_str()]);
-        }
-        let home = self.gw_home.clone();
-        let proc = self.spawn(&home, &args);
-        self.gateway = Some(proc);
-        let addr = wait_until(Duration::from_secs(20), "gateway.addr", || {
-            std::fs::read_to_string(&addr_file)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        });
-        self.addr = Some(addr);
+        self.start_gateway_standby();
         wait_until(Duration::from_secs(20), "gateway to answer", || {
             (self.admin(&["whoami"]).code == 0).then_some(())
         });
@@ -284,11 +267,13 @@ impl Lab {
         let home = self.gw_home.clone();
         let proc = self.spawn(&home, &args);
         self.gateway = Some(proc);
-        wait_until(Duration::from_secs(20), "gateway.addr", || {
+        let addr = wait_until(Duration::from_secs(20), "gateway.addr", || {
             std::fs::read_to_string(&addr_file)
                 .ok()
-                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
         });
+        self.addr = Some(addr);
     }
 
     /// Starts the gateway expecting it to refuse its configuration; returns
