@@ -239,6 +239,15 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
     assert_eq!(p.lab.job(held)["state"], "awaiting-approval");
     let job = counting_job(&p.lab, 40);
     p.lab.wait_job(job, "running", T);
+    // And one followed in the foreground, as `openclaw run` does: it must
+    // reconnect to the new leader and print every line once, then exit
+    // with the job's code.
+    let gw_home = p.lab.gw_home.clone();
+    let script = "for i in $(seq 1 40); do echo fg-$i; sleep 0.1; done; exit 7";
+    let follower = p.lab.spawn(
+        &gw_home,
+        &["run", "--node", "worker-ha", "--", "sh", "-c", script],
+    );
     std::thread::sleep(Duration::from_millis(700));
 
     let killed = Instant::now();
@@ -287,6 +296,20 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
     let done = p.lab.wait_job(job, "exited", T);
     assert_eq!(done["exit_code"], 0, "{done}");
     assert_lines_once(&p.lab, job, 40);
+    let out = follower.wait(T);
+    assert_eq!(out.code, 7, "the remote exit code comes back: {out:?}");
+    let want: Vec<String> = (1..=40).map(|i| format!("fg-{i}")).collect();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        want,
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("reconnected; resuming"),
+        "{}",
+        out.stderr
+    );
     // More failovers for figures (OPENCLAW_FAILOVER_TRIALS=20): restart
     // the dead gateway (a standby now), kill the leader, time until the
     // other one holds the node; alternate.
