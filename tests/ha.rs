@@ -115,10 +115,19 @@ fn pair(url: String) -> Pair {
     // The standby refuses sessions while gw1 leads.
     let only_gw1 = admin_of_one(&mut lab, &gw1_addr);
     let only_gw2 = admin_of_one(&mut lab, &gw2_addr);
-    wait_until(T, "gw2 registered", || {
+    wait_until(T, "gw2 registered and waiting", || {
         let st = status(&lab.gw_home);
-        (st["gateways"].as_array().unwrap().len() == 2).then_some(())
+        let gws = st["gateways"].as_array().unwrap().clone();
+        (gws.len() == 2 && gws.iter().all(|g| g["seen_secs_ago"].is_i64())).then_some(())
     });
+    let human = lab.admin(&["gateway", "status"]).ok().stdout;
+    assert!(
+        human.contains("leader:     test-gw (generation")
+            && human
+                .lines()
+                .any(|l| l.contains("test-gw-2") && l.contains("standby (seen")),
+        "{human}"
+    );
     let out = lab.run(&only_gw2, &["whoami"]);
     assert_ne!(out.code, 0, "a standby must not serve: {out:?}");
     // A token names both gateways; the node dials them in order.

@@ -283,6 +283,10 @@ fn init_with_state_and_join_share_one_ca_and_refuse_what_they_must() {
     assert_eq!(st["engine"], "postgres", "{st}");
     assert_eq!(st["leader"], serde_json::Value::Null, "{st}");
     assert_eq!(st["gateways"].as_array().unwrap().len(), 2, "{st}");
+    assert!(
+        st["gateways"][0]["seen_secs_ago"].is_null(),
+        "never ran: {st}"
+    );
     let (code, out, _) = cli(&home("first"), &["gateway", "status"]);
     assert_eq!(code, 0);
     assert!(out.contains("leader:     none yet"), "{out}");

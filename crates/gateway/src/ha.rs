@@ -189,10 +189,22 @@ pub struct Status {
     /// Milliseconds until the lease lapses without a renewal (negative:
     /// lapsed; a standby takes over).
     pub lease_left_ms: Option<i64>,
-    /// Every gateway serving this state: name and address.
-    pub gateways: Vec<(String, String)>,
+    /// Every gateway serving this state.
+    pub gateways: Vec<GatewayEntry>,
     /// The database round trip for one small transaction, milliseconds.
     pub db_ms: f64,
+}
+
+/// One gateway sharing the state, as `gateway status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GatewayEntry {
+    /// Its name.
+    pub name: String,
+    /// The address nodes and clients dial.
+    pub address: String,
+    /// Seconds since it last tried or renewed the lease, by the
+    /// database's clock (`None`: it never ran).
+    pub seen_secs_ago: Option<i64>,
 }
 
 /// Reads the state's leadership and health straight from the database
@@ -210,7 +222,15 @@ pub fn status(home: &mesh::Home) -> Result<Status, crate::GatewayError> {
         s.spawn(|| {
             let store = crate::open_state(home, &config.state)?;
             let t = Instant::now();
-            let gateways = store.tx(|tx| tx.gateways())?;
+            let gateways = store
+                .gateway_ages()?
+                .into_iter()
+                .map(|(name, address, seen_secs_ago)| GatewayEntry {
+                    name,
+                    address,
+                    seen_secs_ago,
+                })
+                .collect();
             let db_ms = t.elapsed().as_secs_f64() * 1000.0;
             let lease = store.lease()?;
             Ok(Status {

@@ -193,7 +193,8 @@ ALTER TABLE issued_certs ADD COLUMN ca TEXT; -- pin (hex SHA-256 of the key) of 
 CREATE TABLE gateways (               -- every gateway that serves this state; one row per name
   name       TEXT PRIMARY KEY,        -- gateway name, [a-z0-9-]{1,63}
   address    TEXT NOT NULL,           -- host:port nodes and clients dial (its advertise address)
-  started_at INTEGER NOT NULL         -- unix seconds it last started
+  started_at INTEGER NOT NULL,        -- unix seconds it last started
+  seen_at    INTEGER                  -- unix seconds (database clock) of its last lease attempt: a running leader or standby
 );
 "#,
 ];
@@ -644,6 +645,11 @@ impl Store {
                     .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
                 let mut tx = conn.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+                // Every attempt, won or not, says this gateway runs.
+                tx.execute(
+                    "UPDATE gateways SET seen_at = extract(epoch FROM clock_timestamp())::bigint WHERE name = $1",
+                    &[&holder],
+                )?;
                 let row = tx.query_opt(
                     "SELECT holder, generation, expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
                     &[],
@@ -655,6 +661,7 @@ impl Store {
                         if who == holder && live {
                             generation
                         } else if live {
+                            tx.commit()?;
                             return Ok(None);
                         } else {
                             generation + 1
@@ -701,6 +708,25 @@ impl Store {
             })
             .join()
             .unwrap_or_else(|_| Err(StoreError("the lease thread panicked".into())))
+        })
+    }
+
+    /// Every registered gateway: name, address, and seconds since its last
+    /// lease attempt by the database's clock (`None`: never ran).
+    /// Blocking.
+    pub fn gateway_ages(&self) -> Result<Vec<(String, String, Option<i64>)>, StoreError> {
+        self.tx(|tx| {
+            let now = match *self.engine {
+                Engine::Pg(..) => "extract(epoch FROM clock_timestamp())::bigint",
+                Engine::Lite(_) => "CAST(strftime('%s', 'now') AS INTEGER)",
+            };
+            tx.0.query(
+                &format!("SELECT name, address, {now} - seen_at FROM gateways ORDER BY name"),
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
         })
     }
 

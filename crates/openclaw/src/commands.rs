@@ -292,13 +292,19 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             } else if st.url.is_some() {
                 println!("leader:     none yet (start a gateway: 'openclaw gateway run')");
             }
-            for (name, addr) in &st.gateways {
-                let role = if st.leader.as_deref() == Some(name.as_str())
-                    && st.lease_left_ms.is_some_and(|l| l >= 0)
-                {
-                    "leader"
-                } else {
-                    "standby"
+            for gateway::ha::GatewayEntry {
+                name,
+                address: addr,
+                seen_secs_ago: age,
+            } in &st.gateways
+            {
+                let leads = st.leader.as_deref() == Some(name.as_str())
+                    && st.lease_left_ms.is_some_and(|l| l >= 0);
+                let role = match (leads, age) {
+                    (true, _) => "leader".to_string(),
+                    (false, Some(a)) if *a <= 10 => format!("standby (seen {a}s ago)"),
+                    (false, Some(a)) => format!("not running? (last seen {a}s ago)"),
+                    (false, None) => "never started".to_string(),
                 };
                 println!("gateway:    {name:<20} {addr:<24} {role}");
             }
