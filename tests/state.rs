@@ -202,6 +202,7 @@ fn init_with_state_and_join_share_one_ca_and_refuse_what_they_must() {
     );
     assert_ne!(code, 0);
     assert!(err.contains("gateway join"), "{err}");
+    assert!(!home("again").join("ca.key").exists(), "nothing written");
     // join: needs --state, the CA, and a name of its own.
     let (code, _, err) = cli(
         &home("second"),

@@ -230,6 +230,23 @@ pub fn init_with_state(
             home.root().display()
         )));
     }
+    // Shared state that already holds a mesh: refuse before any file is
+    // written, so the home stays empty.
+    if let Some(state) = state {
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<(), GatewayError> {
+                let store = open_state(home, state)?;
+                if store.tx(|tx| tx.client("admin"))?.is_some() {
+                    return Err(GatewayError::Io(
+                        "the state database already belongs to a gateway; add this one with 'openclaw gateway join'".into(),
+                    ));
+                }
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(GatewayError::Io("gateway init panicked".into())))
+        })?;
+    }
     home.create()?;
     let now = unix_now();
     let (ca_pem, ca_key) = pki::generate_ca(name, now)?;
