@@ -120,6 +120,10 @@ fn pair(url: String) -> Pair {
         let gws = st["gateways"].as_array().unwrap().clone();
         (gws.len() == 2 && gws.iter().all(|g| g["seen_secs_ago"].is_i64())).then_some(())
     });
+    // The standby's metrics say it is not the leader.
+    let page = metrics(&gw2_home);
+    assert!(page.contains("openclaw_leader 0"), "{page}");
+    assert!(page.contains("openclaw_lease_attempts_total"), "{page}");
     let human = lab.admin(&["gateway", "status"]).ok().stdout;
     assert!(
         human.contains("leader:     test-gw (generation")

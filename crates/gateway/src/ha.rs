@@ -77,6 +77,7 @@ pub async fn wait_for_lease(
     name: &str,
     ttl: Duration,
     endpoint: &quinn::Endpoint,
+    attempts: &std::sync::atomic::AtomicU64,
 ) -> u64 {
     let ep = endpoint.clone();
     let refuser = tokio::spawn(async move {
@@ -86,6 +87,7 @@ pub async fn wait_for_lease(
     });
     let mut said = false;
     let generation = loop {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match try_lease(store, name, ttl).await {
             Lease::Held(g) => break g,
             Lease::Taken if !said => {

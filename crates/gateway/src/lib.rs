@@ -643,6 +643,28 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| client_address(&addr.to_string()));
         tracing::info!(%addr, gateway = %config.name, "gateway listening");
+        // Metrics are served from the start: a standby says it is one.
+        let attempts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (metrics_source, metrics_task) = match config.metrics_listen.clone() {
+            Some(listen) => {
+                let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
+                    GatewayError::Io(format!("cannot serve metrics on {listen} (TCP): {e}"))
+                })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|e| GatewayError::Io(e.to_string()))?;
+                home.write_public(files::METRICS_ADDR, format!("{bound}\n").as_bytes())?;
+                tracing::info!(%bound, "serving Prometheus metrics at /metrics");
+                let first = if store.engine() == "postgres" {
+                    metrics::Source::Standby(attempts.clone())
+                } else {
+                    metrics::Source::Starting
+                };
+                let (tx, rx) = tokio::sync::watch::channel(first);
+                (Some(tx), Some(tokio::spawn(metrics::serve(rx, listener))))
+            }
+            None => (None, None),
+        };
         // On shared state: register, then wait as a standby for the lease.
         let lease = if store.engine() == "postgres" {
             let (name, adv, ttl) = (
@@ -653,7 +675,8 @@ impl Gateway {
             store
                 .call(move |tx| tx.register_gateway(&name, &adv, unix_now()))
                 .await?;
-            let generation = ha::wait_for_lease(&store, &config.name, ttl, &endpoint).await;
+            let generation =
+                ha::wait_for_lease(&store, &config.name, ttl, &endpoint, &attempts).await;
             store.fence(generation);
             Some((generation, ttl))
         } else {
@@ -696,21 +719,9 @@ impl Gateway {
             .await
             .and_then(|r| r)
             .map_err(|e| GatewayError::Io(e.message))?;
-        let metrics_listen = shared.config().metrics_listen.clone();
-        let metrics_task = match metrics_listen {
-            Some(listen) => {
-                let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
-                    GatewayError::Io(format!("cannot serve metrics on {listen} (TCP): {e}"))
-                })?;
-                let bound = listener
-                    .local_addr()
-                    .map_err(|e| GatewayError::Io(e.to_string()))?;
-                home.write_public(files::METRICS_ADDR, format!("{bound}\n").as_bytes())?;
-                tracing::info!(%bound, "serving Prometheus metrics at /metrics");
-                Some(tokio::spawn(metrics::serve(shared.clone(), listener)))
-            }
-            None => None,
-        };
+        if let Some(tx) = &metrics_source {
+            tx.send_replace(metrics::Source::Serving(shared.clone()));
+        }
         let task = tokio::spawn(async move {
             let lost = match lease {
                 Some((generation, ttl)) => {

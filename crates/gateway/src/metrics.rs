@@ -313,9 +313,44 @@ fn cert_expiry(
     fam
 }
 
+/// What `/metrics` describes: a standby waiting for the lease (shared
+/// state), then the serving gateway.
+#[derive(Clone)]
+pub enum Source {
+    /// Starting (embedded state): nothing to say yet.
+    Starting,
+    /// Waiting for the leader lease: how many attempts so far.
+    Standby(std::sync::Arc<AtomicU64>),
+    /// Serving.
+    Serving(std::sync::Arc<Shared>),
+}
+
+/// A standby's page: not the leader, and how often it tried.
+pub fn render_standby(attempts: u64) -> String {
+    let mut reg = Registry::default();
+    let leader: Gauge = Gauge::default();
+    leader.set(0);
+    reg.register(
+        "openclaw_leader",
+        "1 on the gateway that holds the leader lease (shared PostgreSQL state)",
+        leader,
+    );
+    reg.register(
+        "openclaw_lease_attempts",
+        "Attempts of this standby to take the leader lease",
+        ConstCounter::new(attempts),
+    );
+    let mut out = String::new();
+    let _ = encode(&mut out, &reg);
+    out
+}
+
 /// Serves `GET /metrics` on `listener` with axum until the task is
 /// aborted. Any other path is a 404 naming the one that exists.
-pub async fn serve(shared: std::sync::Arc<Shared>, listener: tokio::net::TcpListener) {
+pub async fn serve(
+    source: tokio::sync::watch::Receiver<Source>,
+    listener: tokio::net::TcpListener,
+) {
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(scrape))
         .fallback(|| async {
@@ -324,7 +359,7 @@ pub async fn serve(shared: std::sync::Arc<Shared>, listener: tokio::net::TcpList
                 "only GET /metrics is served here\n",
             )
         })
-        .with_state(shared);
+        .with_state(source);
     // axum backs off on accept errors (EMFILE) instead of spinning.
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "metrics server stopped");
@@ -332,11 +367,16 @@ pub async fn serve(shared: std::sync::Arc<Shared>, listener: tokio::net::TcpList
 }
 
 async fn scrape(
-    axum::extract::State(shared): axum::extract::State<std::sync::Arc<Shared>>,
+    axum::extract::State(source): axum::extract::State<tokio::sync::watch::Receiver<Source>>,
 ) -> impl axum::response::IntoResponse {
-    let body = crate::off_runtime(&shared, |s| render(s))
-        .await
-        .unwrap_or_default();
+    let now = source.borrow().clone();
+    let body = match now {
+        Source::Serving(shared) => crate::off_runtime(&shared, |s| render(s))
+            .await
+            .unwrap_or_default(),
+        Source::Standby(attempts) => render_standby(attempts.load(Ordering::Relaxed)),
+        Source::Starting => "# EOF\n".to_string(),
+    };
     (
         [(
             axum::http::header::CONTENT_TYPE,
