@@ -18,6 +18,10 @@ const T: Duration = Duration::from_secs(30);
 /// node after 1.2 s, a lease of 1.5 s, job output in a directory both
 /// gateways share.
 fn tune(cfg: &mut String, logs: Option<&Path>) {
+    // Metrics on a free port (metrics.addr), standby or leader.
+    *cfg = cfg
+        .replace("[metrics]\n", "[metrics]\nlisten = \"127.0.0.1:0\"\n")
+        .replace("\nlisten = \"\"\n", "\n");
     // Every gateway reads its own policy: the same rule on both. A job
     // `echo held…` waits for alice's approval.
     *cfg = cfg.replace(
@@ -94,9 +98,6 @@ fn pair(url: String) -> Pair {
     let gw2_cfg = gw2_home.join("gateway.toml");
     let mut text = std::fs::read_to_string(&gw2_cfg).unwrap();
     tune(&mut text, None);
-    // gw2 serves metrics once it leads.
-    text = text.replace("[metrics]\n", "[metrics]\nlisten = \"127.0.0.1:0\"\n");
-    text = text.replace("\nlisten = \"\"\n", "\n");
     std::fs::write(&gw2_cfg, text).unwrap();
     let mut gw2 = lab.spawn(&gw2_home, &["gateway", "run"]);
     let gw2_addr = wait_until(T, "gw2's gateway.addr", || {
@@ -187,6 +188,21 @@ fn admin_of_one(lab: &mut Lab, addr: &str) -> PathBuf {
 fn holds_node(lab: &Lab, admin: &Path) -> bool {
     let out = lab.run(admin, &["node", "list", "--json"]);
     out.code == 0 && out.stdout.contains("\"connected\"")
+}
+
+/// The `/metrics` page of the gateway in `home`, if it serves one now.
+fn metrics_or_none(home: &Path) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let addr = std::fs::read_to_string(home.join("metrics.addr")).ok()?;
+    let mut s = std::net::TcpStream::connect(addr.trim()).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
 }
 
 /// The `/metrics` page of the gateway in `home`.
@@ -383,8 +399,21 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
     ]);
     assert_eq!(out.code, 4, "{out:?}");
     assert!(out.stdout.contains("after"), "{out:?}");
+    // The old leader comes back as a standby, and stops cleanly on SIGTERM.
+    p.lab.start_gateway_standby();
+    wait_until(T, "gw1 waiting as a standby", || {
+        let page = metrics_or_none(&p.lab.gw_home)?;
+        page.contains("openclaw_leader 0").then_some(())
+    });
+    let out = p.lab.stop_gateway(false);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("stopped while a standby"),
+        "{}",
+        out.stderr
+    );
     drop(p.gw2.take());
-    let _ = (&p.url, &p.gw1_addr, &p.gw2_addr);
+    let _ = &p.url;
 }
 
 /// Every row the gateways write, as text, to compare before and after.

@@ -597,6 +597,7 @@ impl Gateway {
         listen: Option<&str>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Gateway, GatewayError> {
+        let mut shutdown = Box::pin(shutdown);
         let config_path = home.path(files::CONFIG);
         let text = home.read_text(
             files::CONFIG,
@@ -675,8 +676,17 @@ impl Gateway {
             store
                 .call(move |tx| tx.register_gateway(&name, &adv, unix_now()))
                 .await?;
-            let generation =
-                ha::wait_for_lease(&store, &config.name, ttl, &endpoint, &attempts).await;
+            let generation = tokio::select! {
+                g = ha::wait_for_lease(&store, &config.name, ttl, &endpoint, &attempts) => g,
+                () = &mut shutdown => {
+                    tracing::info!("gateway stopped while a standby");
+                    endpoint.close(CloseCode::Shutdown.code().into(), b"gateway shutting down");
+                    if let Some(t) = metrics_task {
+                        t.abort();
+                    }
+                    return Ok(Gateway { addr, task: tokio::spawn(async { None }) });
+                }
+            };
             store.fence(generation);
             Some((generation, ttl))
         } else {
