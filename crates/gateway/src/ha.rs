@@ -220,32 +220,28 @@ pub fn status(home: &mesh::Home) -> Result<Status, crate::GatewayError> {
         path: home.path(crate::files::CONFIG).display().to_string(),
         msg,
     })?;
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let store = crate::open_state(home, &config.state)?;
-            let t = Instant::now();
-            let gateways = store
-                .gateway_ages()?
-                .into_iter()
-                .map(|(name, address, seen_secs_ago)| GatewayEntry {
-                    name,
-                    address,
-                    seen_secs_ago,
-                })
-                .collect();
-            let db_ms = t.elapsed().as_secs_f64() * 1000.0;
-            let lease = store.lease()?;
-            Ok(Status {
-                engine: store.engine(),
-                url: config.state.url.clone(),
-                leader: lease.as_ref().map(|l| l.0.clone()),
-                generation: lease.as_ref().map(|l| l.1),
-                lease_left_ms: lease.as_ref().map(|l| l.2),
-                gateways,
-                db_ms,
+    crate::store::on_own_thread("gateway status panicked", || {
+        let store = crate::open_state(home, &config.state)?;
+        let t = Instant::now();
+        let gateways = store
+            .gateway_ages()?
+            .into_iter()
+            .map(|(name, address, seen_secs_ago)| GatewayEntry {
+                name,
+                address,
+                seen_secs_ago,
             })
+            .collect();
+        let db_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let lease = store.lease()?;
+        Ok(Status {
+            engine: store.engine(),
+            url: config.state.url.clone(),
+            leader: lease.as_ref().map(|l| l.0.clone()),
+            generation: lease.as_ref().map(|l| l.1),
+            lease_left_ms: lease.as_ref().map(|l| l.2),
+            gateways,
+            db_ms,
         })
-        .join()
-        .unwrap_or_else(|_| Err(crate::GatewayError::Io("gateway status panicked".into())))
     })
 }

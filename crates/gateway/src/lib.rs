@@ -233,18 +233,14 @@ pub fn init_with_state(
     // Shared state that already holds a mesh: refuse before any file is
     // written, so the home stays empty.
     if let Some(state) = state {
-        std::thread::scope(|s| {
-            s.spawn(|| -> Result<(), GatewayError> {
-                let store = open_state(home, state)?;
-                if store.tx(|tx| tx.client("admin"))?.is_some() {
-                    return Err(GatewayError::Io(
+        store::on_own_thread("gateway init panicked", || -> Result<(), GatewayError> {
+            let store = open_state(home, state)?;
+            if store.tx(|tx| tx.client("admin"))?.is_some() {
+                return Err(GatewayError::Io(
                         "the state database already belongs to a gateway; add this one with 'openclaw gateway join'".into(),
                     ));
-                }
-                Ok(())
-            })
-            .join()
-            .unwrap_or_else(|_| Err(GatewayError::Io("gateway init panicked".into())))
+            }
+            Ok(())
         })?;
     }
     home.create()?;
@@ -278,8 +274,7 @@ pub fn init_with_state(
     // One-off setup before any serving: blocking here is intended, even
     // when a CLI calls it from inside its runtime; on a thread of its own,
     // which the PostgreSQL client needs.
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<(), GatewayError> {
+    store::on_own_thread("gateway init panicked", || -> Result<(), GatewayError> {
         let store = match state {
             Some(state) => open_state(home, state)?,
             None => Store::open(&home.path(files::STATE))?,
@@ -313,9 +308,6 @@ pub fn init_with_state(
             )
         })?;
         Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(GatewayError::Io("gateway init panicked".into())))
     })?;
     mesh::home::Credential {
         name: "admin".into(),
@@ -365,34 +357,36 @@ pub fn join(
     let ca_key = from.read_private(files::CA_KEY, hint)?;
     let ca = pki::Ca::load(&ca_pem, &ca_key)?;
     // The database must already hold this mesh, and not this name.
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<(), GatewayError> {
-            let store = open_state(home, state)?;
-            let (admin, taken) = store.tx(|tx| {
-                Ok::<_, store::StoreError>((
-                    tx.client("admin")?.is_some(),
-                    tx.gateways()?.into_iter().any(|(n, _)| n == name),
-                ))
-            })?;
-            if !admin {
-                return Err(GatewayError::Io(
+    store::on_own_thread("gateway join panicked", || -> Result<(), GatewayError> {
+        let store = open_state(home, state)?;
+        let (admin, taken) = store.tx(|tx| {
+            Ok::<_, store::StoreError>((
+                tx.client("admin")?.is_some(),
+                tx.gateways()?.into_iter().any(|(n, _)| n == name),
+            ))
+        })?;
+        if !admin {
+            return Err(GatewayError::Io(
                     "the state database holds no gateway yet; create the first with 'openclaw gateway init --state …'".into(),
                 ));
-            }
-            if taken {
-                return Err(GatewayError::Io(format!(
-                    "a gateway named {name} already serves this state; pick another --name"
-                )));
-            }
-            let now = unix_now();
-            store.tx(|tx| {
-                register_if_known(tx, name, listen, advertise, now)?;
-                tx.audit(now, "local", "gateway.join", name, &format!("listen {listen}"))
-            })?;
-            Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(GatewayError::Io("gateway join panicked".into())))
+        }
+        if taken {
+            return Err(GatewayError::Io(format!(
+                "a gateway named {name} already serves this state; pick another --name"
+            )));
+        }
+        let now = unix_now();
+        store.tx(|tx| {
+            register_if_known(tx, name, listen, advertise, now)?;
+            tx.audit(
+                now,
+                "local",
+                "gateway.join",
+                name,
+                &format!("listen {listen}"),
+            )
+        })?;
+        Ok(())
     })?;
     home.create()?;
     let now = unix_now();

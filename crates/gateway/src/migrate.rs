@@ -60,8 +60,9 @@ pub fn migrate_state(home: &Home, to: &StateConfig) -> Result<Report, GatewayErr
         )));
     }
     // The blocking PostgreSQL client may not run on a runtime's thread.
-    let tables = std::thread::scope(|s| {
-        s.spawn(|| {
+    let tables = crate::store::on_own_thread(
+        "the migration thread panicked; nothing was committed",
+        || {
             let src = Store::open(&home.path(files::STATE))?;
             let dst = open_state(home, to)?;
             let tables = src.copy_into(&dst)?;
@@ -75,10 +76,8 @@ pub fn migrate_state(home: &Home, to: &StateConfig) -> Result<Report, GatewayErr
                 )
             })?;
             Ok::<_, GatewayError>(tables)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(fail("the migration thread panicked; nothing was committed")))
-    })?;
+        },
+    )?;
     let updated = set_state(&text, to);
     home.write_public(files::CONFIG, updated.as_bytes())?;
     Ok(Report { tables })

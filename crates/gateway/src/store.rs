@@ -518,16 +518,12 @@ impl Store {
     /// forbids on its worker threads, so connecting and migrating run on a
     /// short-lived thread of their own; callable from anywhere.
     pub fn open_postgres(opts: &PgOptions) -> Result<Store, StoreError> {
-        let pool = std::thread::scope(|s| {
-            s.spawn(|| {
-                let pool = pg_pool(opts)?;
-                let mut conn = pool.get().map_err(|e| pg_unreachable(opts, &e))?;
-                migrate_pg(&mut conn)?;
-                drop(conn);
-                Ok::<_, StoreError>(pool)
-            })
-            .join()
-            .unwrap_or_else(|_| Err(StoreError("connecting to PostgreSQL panicked".into())))
+        let pool = on_own_thread("connecting to PostgreSQL panicked", || {
+            let pool = pg_pool(opts)?;
+            let mut conn = pool.get().map_err(|e| pg_unreachable(opts, &e))?;
+            migrate_pg(&mut conn)?;
+            drop(conn);
+            Ok::<_, StoreError>(pool)
         })?;
         Store::start(Engine::Pg(PgOwner(Some(pool)), Arc::default()))
     }
@@ -638,49 +634,45 @@ impl Store {
         let holder = holder.to_string();
         let pool = pool.clone();
         // The blocking client may not run on a runtime's thread.
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let mut conn = pool
-                    .get()
-                    .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
-                let mut tx = conn.transaction()?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
-                // Every attempt, won or not, says this gateway runs.
-                tx.execute(
-                    "UPDATE gateways SET seen_at = extract(epoch FROM clock_timestamp())::bigint WHERE name = $1",
-                    &[&holder],
-                )?;
-                let row = tx.query_opt(
-                    "SELECT holder, generation, expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
-                    &[],
-                )?;
-                let generation = match row {
-                    Some(r) => {
-                        let (who, generation, live): (String, i64, bool) =
-                            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                        if who == holder && live {
-                            generation
-                        } else if live {
-                            tx.commit()?;
-                            return Ok(None);
-                        } else {
-                            generation + 1
-                        }
+        on_own_thread("the lease thread panicked", move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
+            let mut tx = conn.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+            // Every attempt, won or not, says this gateway runs.
+            tx.execute(
+                "UPDATE gateways SET seen_at = extract(epoch FROM clock_timestamp())::bigint WHERE name = $1",
+                &[&holder],
+            )?;
+            let row = tx.query_opt(
+                "SELECT holder, generation, expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
+                &[],
+            )?;
+            let generation = match row {
+                Some(r) => {
+                    let (who, generation, live): (String, i64, bool) =
+                        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    if who == holder && live {
+                        generation
+                    } else if live {
+                        tx.commit()?;
+                        return Ok(None);
+                    } else {
+                        generation + 1
                     }
-                    None => 1,
-                };
-                tx.execute(
-                    "INSERT INTO leader_lease (id, holder, generation, expires_at) \
+                }
+                None => 1,
+            };
+            tx.execute(
+                "INSERT INTO leader_lease (id, holder, generation, expires_at) \
                      VALUES (1, $1, $2, clock_timestamp() + $3 * interval '1 millisecond') \
                      ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
                      generation = excluded.generation, expires_at = excluded.expires_at",
-                    &[&holder, &generation, &(ms as f64)],
-                )?;
-                tx.commit()?;
-                Ok(Some(u(generation)))
-            })
-            .join()
-            .unwrap_or_else(|_| Err(StoreError("the lease thread panicked".into())))
+                &[&holder, &generation, &(ms as f64)],
+            )?;
+            tx.commit()?;
+            Ok(Some(u(generation)))
         })
     }
 
@@ -692,22 +684,18 @@ impl Store {
             return Ok(None);
         };
         let pool = pool.clone();
-        std::thread::scope(|s| {
-            s.spawn(move || {
-                let mut conn = pool
-                    .get()
-                    .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
-                let row = conn.query_opt(
-                    "SELECT holder, generation, \
+        on_own_thread("the lease thread panicked", move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
+            let row = conn.query_opt(
+                "SELECT holder, generation, \
                      (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
                      FROM leader_lease WHERE id = 1",
-                    &[],
-                )?;
-                row.map(|r| Ok((r.try_get(0)?, u(r.try_get(1)?), r.try_get(2)?)))
-                    .transpose()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(StoreError("the lease thread panicked".into())))
+                &[],
+            )?;
+            row.map(|r| Ok((r.try_get(0)?, u(r.try_get(1)?), r.try_get(2)?)))
+                .transpose()
         })
     }
 
@@ -781,6 +769,22 @@ impl Store {
         self.queue.send(work).await.map_err(|_| stopped())?;
         reply.await.map_err(|_| stopped())?
     }
+}
+
+/// Runs blocking `f` on a thread of its own and waits for it: the
+/// PostgreSQL client blocks on a runtime of its own, which tokio forbids
+/// on its worker threads, so connecting, migrating, the lease and one-off
+/// setup run here, callable from anywhere. A panic in `f` becomes an
+/// error carrying `panicked` (what to say).
+pub(crate) fn on_own_thread<T: Send, E: From<StoreError> + Send>(
+    panicked: &str,
+    f: impl FnOnce() -> Result<T, E> + Send,
+) -> Result<T, E> {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|_| Err(E::from(StoreError(panicked.to_string()))))
+    })
 }
 
 fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>, StoreError> {
