@@ -69,6 +69,11 @@ struct Pair {
 /// gw1 (migrated to PostgreSQL, the leader), gw2 (joined, a standby), an
 /// admin credential that knows both, and node `worker-ha` connected.
 fn pair(url: String) -> Pair {
+    pair_with(url, |_| {})
+}
+
+/// [`pair`], with `node_edit` given the node's node.toml before it starts.
+fn pair_with(url: String, node_edit: impl FnOnce(&Path)) -> Pair {
     let logs = tempfile::tempdir().unwrap().keep();
     let mut lab = Lab::with_config(BIN, |c| tune(c, Some(&logs)));
     let out = lab.admin(&["gateway", "migrate-state", "--to", &url]);
@@ -155,6 +160,7 @@ fn pair(url: String) -> Pair {
             "idle_timeout = \"1200ms\"",
         );
     }
+    node_edit(&node_home.join("node.toml"));
     let node = lab.start_node(&node_home);
     lab.wait_node("worker-ha", "connected", T);
     Pair {
@@ -550,4 +556,36 @@ fn a_leader_cut_off_from_the_database_stops_before_its_lease_lapses() {
         (out.code == 0 && out.stdout.contains("\"connected\"")).then_some(())
     });
     assert!(gw2.running(), "{}", gw2.stderr());
+}
+
+#[test]
+fn a_queued_job_waits_through_a_failover_and_runs_on_the_new_leader() {
+    let Some(pg) = pgtemp::shared("ha test: a queued job through a failover") else {
+        return;
+    };
+    // One job at a time on the node, so the second one queues.
+    let mut p = pair_with(pg.database().unwrap(), |node_toml| {
+        edit_file(node_toml, "max_jobs = 256", "max_jobs = 1");
+    });
+    let busy = p.lab.detach(&["--node", "worker-ha", "--", "sleep", "3"]);
+    p.lab.wait_job(busy, "running", T);
+    let queued = p.lab.detach(&[
+        "--node",
+        "worker-ha",
+        "--queue",
+        "--queue-timeout",
+        "60s",
+        "--",
+        "echo",
+        "queued-over",
+    ]);
+    assert_eq!(p.lab.job(queued)["state"], "queued");
+    p.lab.stop_gateway(true);
+    // The new leader recovers the queue and starts it once the node is free.
+    let done = p.lab.wait_job(queued, "exited", T);
+    assert_eq!(done["exit_code"], 0, "{done}");
+    let out = p.lab.admin(&["job", "logs", &queued.to_string()]).ok();
+    assert_eq!(out.stdout, "queued-over\n");
+    assert_eq!(p.lab.job(busy)["state"], "exited");
+    drop(p.gw2.take());
 }

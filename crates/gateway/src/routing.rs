@@ -57,6 +57,14 @@ impl RouteError {
     pub fn is_busy(&self) -> bool {
         matches!(self, RouteError::Busy(_))
     }
+
+    /// Whether a job already in the queue keeps waiting: for capacity, and
+    /// for a node that is away (a gateway that just started, a standby
+    /// that took over, waits for its nodes to reconnect). Only an unknown
+    /// target ends it. A new job still fails at once on an offline node.
+    pub fn queued_job_waits(&self) -> bool {
+        matches!(self, RouteError::Busy(_) | RouteError::Unavailable(_))
+    }
 }
 
 impl From<RouteError> for ApiError {
@@ -243,6 +251,19 @@ mod tests {
             running,
             max_jobs: 8,
             last_seen: "now".into(),
+        }
+    }
+
+    #[test]
+    fn only_capacity_makes_a_new_job_wait_but_a_queued_one_waits_for_its_node_too() {
+        let cases = [
+            (RouteError::Busy("full".into()), true, true),
+            (RouteError::Unavailable("offline".into()), false, true),
+            (RouteError::Unknown("no such node".into()), false, false),
+        ];
+        for (e, new_waits, queued_waits) in cases {
+            assert_eq!(e.is_busy(), new_waits, "{e:?}");
+            assert_eq!(e.queued_job_waits(), queued_waits, "{e:?}");
         }
     }
 

@@ -276,12 +276,14 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
         };
         // Every job is born queued; the decision below (or the queue)
         // moves it on, by the same conditional transitions as later ones.
+        // A queued job's plan keeps its explicit node, so a gateway that
+        // starts later (a restart, a standby taking over) can queue it again.
         let mut row = JobRow::fresh(
             JobState::Queued,
             routed.clone().unwrap_or_default(),
             resolved.role.clone(),
             resolved.named_job.clone(),
-            plan_for(shared, 0, "", &resolved),
+            plan_for(shared, 0, resolved.node.as_deref().unwrap_or(""), &resolved),
             requester.clone(),
             peer.name.clone(),
             now,
@@ -428,6 +430,22 @@ fn decide(
     }
 }
 
+/// What a stored queued job asked for, from its row and frozen plan.
+fn requeued(row: &JobRow) -> Resolved {
+    let p = &row.plan;
+    Resolved {
+        node: (!p.node.is_empty()).then(|| p.node.clone()),
+        role: row.role.clone(),
+        named_job: row.named_job.clone(),
+        argv: p.argv.clone(),
+        cwd: p.cwd.clone(),
+        env: p.env.clone(),
+        timeout_secs: p.timeout_secs,
+        gpus: p.gpus,
+        run_as: p.run_as.clone(),
+    }
+}
+
 async fn wait_in_queue(shared: Arc<Shared>, id: u64, r: Resolved, chat: bool) {
     loop {
         let resolved = r.clone();
@@ -476,7 +494,9 @@ fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: bool) -> Queue
             }
             QueueStep::Done
         }
-        Err(e) if e.is_busy() && row.queue_until.is_some_and(|t| unix_now() < t) => QueueStep::Wait,
+        Err(e) if e.queued_job_waits() && row.queue_until.is_some_and(|t| unix_now() < t) => {
+            QueueStep::Wait
+        }
         Err(e) => {
             let msg = match e {
                 RouteError::Busy(m) => format!("gave up waiting for capacity: {m}"),
@@ -1048,6 +1068,15 @@ pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
                     0,
                     "the node did not re-attach the job after the gateway restarted",
                 );
+            }
+            // Still within its queue time: it queues again, as it was
+            // (a restart, or a standby that took over).
+            JobState::Queued if row.queue_until.is_some_and(|t| unix_now() < t) => {
+                let chat = shared
+                    .store
+                    .tx(|tx| tx.client(&row.via))?
+                    .is_some_and(|c| c.role == Role::Bot);
+                tokio::spawn(wait_in_queue(shared.clone(), row.id, requeued(row), chat));
             }
             _ => {
                 end(
