@@ -367,8 +367,8 @@ impl Drop for PgOwner {
     }
 }
 
-type PgPool =
-    r2d2::Pool<r2d2_postgres::PostgresConnectionManager<tokio_postgres_rustls::MakeRustlsConnect>>;
+type PgManager = r2d2_postgres::PostgresConnectionManager<tokio_postgres_rustls::MakeRustlsConnect>;
+type PgPool = r2d2::Pool<PgManager>;
 
 /// The advisory lock key every state transaction takes on PostgreSQL
 /// ("openclaw" in ASCII, truncated to fit a bigint).
@@ -625,21 +625,17 @@ impl Store {
     /// holder keeps it. Returns the generation held, or `None` while
     /// another holder's lease runs. PostgreSQL only. Blocking.
     pub fn take_lease(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, StoreError> {
-        let Engine::Pg(PgOwner(Some(pool)), _) = &*self.engine else {
+        let Some(pool) = self.pg_pool() else {
             return Err(StoreError(
                 "a leader lease needs PostgreSQL state ([state] url)".into(),
             ));
         };
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let holder = holder.to_string();
-        let pool = pool.clone();
         // The blocking client may not run on a runtime's thread.
         on_own_thread("the lease thread panicked", move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
-            let mut tx = conn.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+            let mut conn = pg_conn(&pool)?;
+            let mut tx = pg_locked_tx(&mut conn)?;
             // Every attempt, won or not, says this gateway runs.
             tx.execute(
                 "UPDATE gateways SET seen_at = extract(epoch FROM clock_timestamp())::bigint WHERE name = $1",
@@ -680,15 +676,11 @@ impl Store {
     /// lapses, negative once lapsed), by the database's clock. PostgreSQL
     /// only; `None` before anyone took it. Blocking.
     pub fn lease(&self) -> Result<Option<(String, u64, i64)>, StoreError> {
-        let Engine::Pg(PgOwner(Some(pool)), _) = &*self.engine else {
+        let Some(pool) = self.pg_pool() else {
             return Ok(None);
         };
-        let pool = pool.clone();
         on_own_thread("the lease thread panicked", move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
-            let row = conn.query_opt(
+            let row = pg_conn(&pool)?.query_opt(
                 "SELECT holder, generation, \
                      (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
                      FROM leader_lease WHERE id = 1",
@@ -716,6 +708,14 @@ impl Store {
             .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .collect()
         })
+    }
+
+    /// The PostgreSQL pool, when that is the engine.
+    fn pg_pool(&self) -> Option<PgPool> {
+        match &*self.engine {
+            Engine::Pg(PgOwner(Some(pool)), _) => Some(pool.clone()),
+            _ => None,
+        }
     }
 
     /// From now on every transaction must still hold lease `generation`
@@ -807,14 +807,13 @@ impl Engine {
                 Ok(f(Tx(sql::Conn::Lite(tx))))
             }
             Engine::Pg(PgOwner(Some(pool)), fence) => {
-                let mut conn = pool
-                    .get()
-                    .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))?;
-                let mut tx = conn.transaction()?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+                let mut conn = pg_conn(pool)?;
+                let mut tx = pg_locked_tx(&mut conn)?;
                 // Fencing: under the lock every takeover also takes, a
                 // transaction of a leader whose lease was taken over sees
-                // the newer generation and writes nothing.
+                // the newer generation and writes nothing. A statement of
+                // its own, after the lock: one statement that also took
+                // the lock would read with a snapshot from before the wait.
                 let mine = fence.0.load(std::sync::atomic::Ordering::Acquire);
                 if mine != 0 {
                     let now: Option<i64> = tx
@@ -833,6 +832,20 @@ impl Engine {
             Engine::Pg(PgOwner(None), _) => Err(StoreError("the database pool is closed".into())),
         }
     }
+}
+
+/// A connection from the pool.
+fn pg_conn(pool: &PgPool) -> Result<r2d2::PooledConnection<PgManager>, StoreError> {
+    pool.get()
+        .map_err(|e| StoreError(format!("PostgreSQL: no connection: {e}")))
+}
+
+/// A transaction holding the state lock, which every state transaction,
+/// lease attempt and migration takes first (see [`Engine::Pg`]).
+fn pg_locked_tx(conn: &mut postgres::Client) -> Result<postgres::Transaction<'_>, StoreError> {
+    let mut tx = conn.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+    Ok(tx)
 }
 
 fn pg_unreachable(opts: &PgOptions, e: &dyn std::fmt::Display) -> StoreError {
@@ -921,9 +934,8 @@ const PG_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (versi
      COMMENT ON COLUMN leader_lease.expires_at IS 'the lease lapses then (database clock) unless renewed';";
 
 fn migrate_pg(conn: &mut postgres::Client) -> Result<(), StoreError> {
-    let mut tx = conn.transaction()?;
     // Gateways starting together migrate one after another.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+    let mut tx = pg_locked_tx(conn)?;
     tx.batch_execute(PG_VERSION_TABLE)?;
     let version: i64 = match tx.query_opt("SELECT version FROM schema_version", &[])? {
         Some(row) => row.try_get(0)?,
