@@ -247,7 +247,6 @@ pub fn init_with_state(
     let now = unix_now();
     let (ca_pem, ca_key) = pki::generate_ca(name, now)?;
     let ca = pki::Ca::load(&ca_pem, &ca_key)?;
-    let (server, server_key) = ca.issue_server(name, SERVER_CERT_TTL.as_secs(), now)?;
     let admin_key = pki::generate_key()?;
     let admin = ca.issue_client(
         "admin",
@@ -257,13 +256,7 @@ pub fn init_with_state(
         now,
     )?;
 
-    home.write_private(files::CA_KEY, ca_key.as_bytes())?;
-    home.write_public(files::CA_CERT, ca_pem.as_bytes())?;
-    home.write_private(files::SERVER_KEY, server_key.as_bytes())?;
-    home.write_public(
-        files::SERVER_CERT,
-        format!("{}{}", server.pem, ca_pem).as_bytes(),
-    )?;
+    write_ca_and_server_cert(home, &ca, &ca_pem, &ca_key, name, now)?;
     if !home.exists(files::CONFIG) {
         let mut text = Config::template(name, listen, advertise);
         if let Some(state) = state {
@@ -389,7 +382,24 @@ pub fn join(
         Ok(())
     })?;
     home.create()?;
-    let now = unix_now();
+    write_ca_and_server_cert(home, &ca, &ca_pem, &ca_key, name, unix_now())?;
+    let text = migrate::set_state(&Config::template(name, listen, advertise), state);
+    home.write_public(files::CONFIG, text.as_bytes())?;
+    Ok(InitReport {
+        ca_pin: format!("sha256:{}", pki::hex(&ca.pin())),
+    })
+}
+
+/// Writes the CA (certificate and key) into a new gateway home, with this
+/// gateway's own server certificate signed by it.
+fn write_ca_and_server_cert(
+    home: &Home,
+    ca: &pki::Ca,
+    ca_pem: &str,
+    ca_key: &str,
+    name: &str,
+    now: u64,
+) -> Result<(), GatewayError> {
     let (server, server_key) = ca.issue_server(name, SERVER_CERT_TTL.as_secs(), now)?;
     home.write_private(files::CA_KEY, ca_key.as_bytes())?;
     home.write_public(files::CA_CERT, ca_pem.as_bytes())?;
@@ -398,11 +408,7 @@ pub fn join(
         files::SERVER_CERT,
         format!("{}{}", server.pem, ca_pem).as_bytes(),
     )?;
-    let text = migrate::set_state(&Config::template(name, listen, advertise), state);
-    home.write_public(files::CONFIG, text.as_bytes())?;
-    Ok(InitReport {
-        ca_pin: format!("sha256:{}", pki::hex(&ca.pin())),
-    })
+    Ok(())
 }
 
 /// Checks the `--name` and `--advertise` of a new gateway home.
