@@ -211,7 +211,7 @@ impl Client {
         .map_err(|e| ClientError::Credential(e.to_string()))?;
         // A leader and its standbys: the first that takes the session.
         let list = mesh::gateway_list(&addr);
-        let limit = (list.len() > 1).then_some(Duration::from_millis(1500));
+        let n = list.len();
         let mut last = fail("the credential names no gateway".into());
         for one in list {
             let fail = |msg: String| ClientError::Connect {
@@ -236,11 +236,7 @@ impl Client {
             let connecting = endpoint
                 .connect_with(config.clone(), remote, proto::GATEWAY_SERVER_NAME)
                 .map_err(|e| fail(e.to_string()))?;
-            let outcome = match limit {
-                Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
-                None => Some(connecting.await),
-            };
-            match outcome {
+            match mesh::handshake(connecting, n).await {
                 Some(Ok(conn)) => {
                     return Ok(Client {
                         _endpoint: endpoint,

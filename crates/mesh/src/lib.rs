@@ -42,6 +42,25 @@ pub fn next_gateway(i: usize, len: usize, failed_in_row: usize) -> (usize, bool)
     ((i + 1) % len, failed_in_row >= len)
 }
 
+/// With several gateways, how long a handshake may take before the next
+/// one is tried.
+pub const HANDSHAKE_LIMIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Completes a handshake; with more than one gateway in `list_len`, gives
+/// up after [`HANDSHAKE_LIMIT`] (`None`: the gateway did not answer), so a
+/// silent one does not hold up the next. With one, waits as long as QUIC
+/// does.
+pub async fn handshake(
+    connecting: quinn::Connecting,
+    list_len: usize,
+) -> Option<Result<quinn::Connection, quinn::ConnectionError>> {
+    if list_len > 1 {
+        tokio::time::timeout(HANDSHAKE_LIMIT, connecting).await.ok()
+    } else {
+        Some(connecting.await)
+    }
+}
+
 /// Whether a failed connection attempt means "try the next gateway": it
 /// timed out, was reset, or was refused before the handshake (what a
 /// standby does), as opposed to a TLS or application refusal, which every

@@ -19,10 +19,6 @@ use crate::runner::{self, GpuPool, RunContext};
 /// A session that lasted this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
-/// With several gateways, how long a handshake may take before the next
-/// gateway is tried.
-const HANDSHAKE_LIMIT: Duration = Duration::from_millis(1500);
-
 /// The pause before trying the next gateway in the list.
 const NEXT_GATEWAY_DELAY: Duration = Duration::from_millis(50);
 
@@ -100,9 +96,6 @@ pub async fn run(
         .ok_or_else(|| NodeError::Unreachable("node.toml names no gateway".into()))?;
     let remote = mesh::resolve(first).await.map_err(NodeError::Unreachable)?;
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
-    // With more than one gateway, a silent one costs at most this much
-    // before the next is tried (a refusing one costs a round trip).
-    let handshake_limit = (gateways.len() > 1).then_some(HANDSHAKE_LIMIT);
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
     let (gpu_source, no_gpus) = crate::telemetry::detect(opts.simulate_gpus, &cfg.name);
@@ -174,7 +167,7 @@ pub async fn run(
                 };
                 match load_session_config(home, keep_alive, idle, floor) {
                     Ok((config, _)) => {
-                        session(&endpoint, &config, remote, handshake_limit, &ctx, home, &mut events).await
+                        session(&endpoint, &config, remote, gateways.len(), &ctx, home, &mut events).await
                     }
                     Err(e) => End::Fatal(e.to_string()),
                 }
@@ -445,7 +438,7 @@ async fn session(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
     remote: std::net::SocketAddr,
-    handshake_limit: Option<Duration>,
+    gateways: usize,
     ctx: &Arc<RunContext>,
     home: &Home,
     events: &mut impl FnMut(AgentEvent),
@@ -456,13 +449,9 @@ async fn session(
         Ok(c) => c,
         Err(e) => return End::Retry(format!("cannot dial {remote}: {e}")),
     };
-    let handshake = async {
-        match handshake_limit {
-            Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
-            None => Some(connecting.await),
-        }
-    };
-    let conn = match handshake.await {
+    // A silent gateway costs at most mesh::HANDSHAKE_LIMIT when there
+    // are others to try (a refusing one costs a round trip).
+    let conn = match mesh::handshake(connecting, gateways).await {
         Some(Ok(c)) => c,
         Some(Err(e)) => return classify(&e),
         None => return End::Retry(format!("gateway {remote} did not answer; trying the next")),

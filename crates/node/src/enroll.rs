@@ -63,7 +63,7 @@ impl Dialer {
         // A leader and its standbys: the first that answers (a standby
         // refuses at once; a silent one gets a bounded wait).
         let list = mesh::gateway_list(&self.gateway);
-        let limit = (list.len() > 1).then_some(Duration::from_millis(1500));
+        let n = list.len();
         let mut last = format!("cannot reach gateway {}", self.gateway);
         for addr in list {
             let remote = match mesh::resolve(addr).await {
@@ -77,11 +77,7 @@ impl Dialer {
                 .endpoint
                 .connect_with(self.config.clone(), remote, proto::GATEWAY_SERVER_NAME)
                 .map_err(|e| NodeError::Unreachable(format!("cannot dial {addr}: {e}")))?;
-            let outcome = match limit {
-                Some(limit) => tokio::time::timeout(limit, connecting).await.ok(),
-                None => Some(connecting.await),
-            };
-            match outcome {
+            match mesh::handshake(connecting, n).await {
                 Some(Ok(c)) => {
                     self.conn = Some(c.clone());
                     return Ok(c);
