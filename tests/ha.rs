@@ -198,34 +198,13 @@ fn holds_node(lab: &Lab, admin: &Path) -> bool {
 
 /// The `/metrics` page of the gateway in `home`, if it serves one now.
 fn metrics_or_none(home: &Path) -> Option<String> {
-    use std::io::{Read as _, Write as _};
     let addr = std::fs::read_to_string(home.join("metrics.addr")).ok()?;
-    let mut s = std::net::TcpStream::connect(addr.trim()).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
+    testkit::http_get(&addr, "/metrics").ok()
 }
 
 /// The `/metrics` page of the gateway in `home`.
 fn metrics(home: &Path) -> String {
-    use std::io::{Read as _, Write as _};
-    let addr = wait_until(T, "metrics.addr", || {
-        std::fs::read_to_string(home.join("metrics.addr")).ok()
-    });
-    let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
+    wait_until(T, "the metrics page", || metrics_or_none(home))
 }
 
 fn status(home: &Path) -> serde_json::Value {

@@ -193,18 +193,7 @@ fn prometheus_metrics() {
         ],
     );
     let addr = std::fs::read_to_string(lab.gw_home.join("metrics.addr")).unwrap();
-    let get = |path: &str| {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(addr.trim()).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
-    };
+    let get = |path: &str| testkit::http_get(&addr, path).unwrap();
     let page = wait_until(T, "a heartbeat to show in the metrics", || {
         let p = get("/metrics");
         p.contains("openclaw_node_heartbeat_age_seconds{node=\"worker-m\"}")

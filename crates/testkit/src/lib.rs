@@ -494,6 +494,20 @@ pub fn edit_file(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
+/// `GET path` over plain HTTP/1.1 to `addr` (host:port), with
+/// `Connection: close`; the whole response, status line and headers too.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr.trim())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
 /// Whether this process runs as root (tests that need it say SKIPPED otherwise).
 pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt as _;
