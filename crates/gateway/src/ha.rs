@@ -181,7 +181,7 @@ mod tests {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
     /// `sqlite` or `postgres`.
-    pub engine: &'static str,
+    pub engine: crate::store::EngineKind,
     /// The PostgreSQL URL (never a password).
     pub url: Option<String>,
     /// The leader lease: who holds it.

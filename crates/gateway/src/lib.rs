@@ -656,7 +656,7 @@ impl Gateway {
                     .map_err(|e| GatewayError::Io(e.to_string()))?;
                 home.write_public(files::METRICS_ADDR, format!("{bound}\n").as_bytes())?;
                 tracing::info!(%bound, "serving Prometheus metrics at /metrics");
-                let first = if store.engine() == "postgres" {
+                let first = if store.engine() == store::EngineKind::Postgres {
                     metrics::Source::Standby(attempts.clone())
                 } else {
                     metrics::Source::Starting
@@ -667,7 +667,7 @@ impl Gateway {
             None => (None, None),
         };
         // On shared state: register, then wait as a standby for the lease.
-        let lease = if store.engine() == "postgres" {
+        let lease = if store.engine() == store::EngineKind::Postgres {
             let (name, adv, ttl) = (
                 config.name.clone(),
                 advertise.clone(),

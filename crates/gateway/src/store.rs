@@ -341,6 +341,16 @@ pub struct Store {
 #[derive(Default)]
 struct Fence(std::sync::atomic::AtomicU64);
 
+/// Which engine a [`Store`] runs on; shown as `sqlite` or `postgres`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Embedded SQLite in the gateway's home: one gateway.
+    Sqlite,
+    /// PostgreSQL: state that a leader and standbys share.
+    Postgres,
+}
+
 /// The engine behind a [`Store`].
 enum Engine {
     /// Embedded SQLite: one connection, shared by the database thread and
@@ -545,11 +555,11 @@ impl Store {
         })
     }
 
-    /// The engine's name, for status and logs: `sqlite` or `postgres`.
-    pub fn engine(&self) -> &'static str {
+    /// Which engine holds the state.
+    pub fn engine(&self) -> EngineKind {
         match *self.engine {
-            Engine::Lite(_) => "sqlite",
-            Engine::Pg(..) => "postgres",
+            Engine::Lite(_) => EngineKind::Sqlite,
+            Engine::Pg(..) => EngineKind::Postgres,
         }
     }
 
