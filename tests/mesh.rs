@@ -193,7 +193,7 @@ fn wrong_fingerprint_is_not_approved() {
         ],
     );
     lab.wait_node("worker-f", "pending", T);
-    lab.admin(&[
+    let out = lab.admin(&[
         "node",
         "approve",
         "worker-f",
@@ -201,6 +201,13 @@ fn wrong_fingerprint_is_not_approved() {
         "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ])
     .fails_with(1, "fingerprint mismatch");
+    // The refusal never hands over the right fingerprint to paste.
+    let right = lab.node("worker-f").unwrap()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = right.trim_start_matches("SHA256:");
+    assert!(!out.stderr.contains(&body[..12]), "{}", out.stderr);
     assert_eq!(lab.node("worker-f").unwrap()["connection"], "pending");
     lab.admin(&["node", "approve", "worker-nope"])
         .fails_with(1, "no node named");
