@@ -193,14 +193,15 @@ fn wrong_fingerprint_is_not_approved() {
         ],
     );
     lab.wait_node("worker-f", "pending", T);
-    let out = lab.admin(&[
-        "node",
-        "approve",
-        "worker-f",
-        "--fingerprint",
-        "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-    ])
-    .fails_with(1, "fingerprint mismatch");
+    let out = lab
+        .admin(&[
+            "node",
+            "approve",
+            "worker-f",
+            "--fingerprint",
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ])
+        .fails_with(1, "fingerprint mismatch");
     // The refusal never hands over the right fingerprint to paste.
     let right = lab.node("worker-f").unwrap()["fingerprint"]
         .as_str()
@@ -241,7 +242,18 @@ fn revoke_cuts_the_live_connection_and_survives_restart() {
     lab.run(&home, &["node", "run"]).fails_with(77, "revoked");
     assert_eq!(lab.node("worker-r").unwrap()["connection"], "revoked");
 
-    // After revocation the name may enroll again, with a new key.
+    // After revocation the name stays taken until an admin releases it;
+    // then it may enroll again, with a new key.
+    let token = lab.token(&["--auto-approve", "--labels", "gpu"]);
+    let early = lab.home("early");
+    lab.run(
+        &early,
+        &[
+            "node", "enroll", "--token", &token, "--name", "worker-r", "--wait", "5s",
+        ],
+    )
+    .fails_with(77, "openclaw node release worker-r");
+    lab.admin(&["node", "release", "worker-r"]).ok();
     let home2 = lab.enroll("worker-r", "gpu");
     let _agent2 = lab.start_node(&home2);
     lab.wait_node("worker-r", "connected", T);
