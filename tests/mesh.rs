@@ -414,6 +414,26 @@ fn lab_command_brings_up_two_connected_nodes() {
         ),
         "{stdout}"
     );
+    // The hint for another terminal works as pasted: this binary by its
+    // absolute path, and an absolute home.
+    let hint = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("== from another terminal"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .trim();
+    let bin = std::fs::canonicalize(BIN).unwrap();
+    let home = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("lab")
+        .join("gateway");
+    assert_eq!(
+        hint,
+        format!("{} --home {} node list", bin.display(), home.display()),
+        "{stdout}"
+    );
     assert!(
         !dir.path().join("lab").exists(),
         "the lab removes its homes unless --keep"
