@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use testkit::{Lab, edit_file, is_root, processes_with, wait_until};
+use testkit::{Lab, edit_file, have_tool, is_root, processes_with, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
 const T: Duration = Duration::from_secs(30);
@@ -346,6 +346,205 @@ fn attack_job_cannot_read_another_jobs_files() {
     assert!(!out.stdout.contains("s3cret"));
     assert!(out.stderr.contains("Permission denied"), "{out:?}");
     lab.admin(&["job", "cancel", &a.to_string()]).ok();
+}
+
+/// Another local user: a uid that no account, job range or test uses.
+const INTRUDER: u32 = 62000;
+
+/// Whether this machine can run a process as [`INTRUDER`] (root, setpriv
+/// and perl); prints SKIPPED with the reason when not.
+fn can_play_intruder() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: playing another local user and dropping jobs to nobody need root");
+        return false;
+    }
+    for tool in ["setpriv", "perl"] {
+        if !have_tool(tool) {
+            eprintln!("SKIPPED: {tool} is needed to run a process as another uid");
+            return false;
+        }
+    }
+    true
+}
+
+/// `args` run as `uid` (and its gid, no other groups), in the background.
+fn spawn_as(lab: &mut Lab, uid: u32, args: &[&str]) -> testkit::Proc {
+    let id = uid.to_string();
+    let mut all = vec!["--reuid", &id, "--regid", &id, "--clear-groups", "--"];
+    all.extend_from_slice(args);
+    lab.spawn_cmd("setpriv", &all)
+}
+
+/// Directories a test made outside its lab, removed at the end however it ends.
+struct Litter(Vec<std::path::PathBuf>);
+
+impl Drop for Litter {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A directory owned by the intruder, mode `mode`.
+fn intruders_dir(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::os::unix::fs::chown(path, Some(INTRUDER), Some(INTRUDER)).unwrap();
+}
+
+/// The intruder's loop: every `job-N` it can rename in the given roots is
+/// moved aside and replaced by a symlink to its own directory (argv[0]).
+const SWAPPER: &str = r#"
+my ($evil, @roots) = @ARGV;
+while (1) {
+    for my $root (@roots) {
+        opendir(my $d, $root) or next;
+        for my $e (readdir $d) {
+            next unless $e =~ /^job-\d+$/;
+            my $p = "$root/$e";
+            next if -l $p;
+            symlink($evil, $p) if rename($p, "$p.orig");
+        }
+        closedir $d;
+    }
+    select(undef, undef, undef, 0.0002);
+}
+"#;
+
+#[test]
+fn attack_a_local_user_cannot_plant_the_job_directory() {
+    if !can_play_intruder() {
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    let home = lab.enroll("worker-plant", "cpu");
+    edit_file(
+        &home.join("node.toml"),
+        "# run_as = \"openclaw-job\"",
+        "run_as = \"nobody\"",
+    );
+    // The intruder's own directory, where it wants jobs to run.
+    let tmp = std::env::temp_dir();
+    let evil = tmp.join(format!("openclaw-evil-{}", std::process::id()));
+    let mut litter = Litter(vec![evil.clone()]);
+    intruders_dir(&evil, 0o777);
+    // The old default root was TMPDIR/openclaw-jobs-NAME-PID: the intruder
+    // makes it, world-writable, for each of the next pids.
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in last..last + 3000 {
+        let d = tmp.join(format!("openclaw-jobs-worker-plant-{pid}"));
+        if std::fs::symlink_metadata(&d).is_err() {
+            intruders_dir(&d, 0o777);
+            litter.0.push(d);
+        }
+    }
+    let agent = lab.start_node(&home);
+    lab.wait_node("worker-plant", "connected", T);
+    // The agent's pid is public (ps): the intruder races for the job
+    // directories of both the old and the new default roots.
+    let old_root = tmp.join(format!("openclaw-jobs-worker-plant-{}", agent.pid()));
+    let root = Path::new("/var/lib/openclaw").join(format!("jobs-worker-plant-{}", agent.pid()));
+    let _swapper = spawn_as(
+        &mut lab,
+        INTRUDER,
+        &[
+            "perl",
+            "-e",
+            SWAPPER,
+            evil.to_str().unwrap(),
+            old_root.to_str().unwrap(),
+            root.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for id in 1..=5u64 {
+        let out = lab
+            .run_job(&[
+                "--node",
+                "worker-plant",
+                "--",
+                "sh",
+                "-c",
+                "pwd -P; id -u; touch planted; stat -c '%u %a' . ..",
+            ])
+            .ok();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        let want = root.join(format!("job-{id}"));
+        assert_eq!(
+            lines.first().copied(),
+            Some(want.to_str().unwrap()),
+            "job {id} ran elsewhere: {out:?}"
+        );
+        let uid = lines[1];
+        assert_eq!(lines[2], format!("{uid} 700"), "its own 0700 directory");
+        assert_eq!(lines[3], "0 711", "in the agent's root, 0711");
+        assert!(!want.exists(), "job {id}'s directory is removed at its end");
+    }
+    let planted: Vec<_> = std::fs::read_dir(&evil).unwrap().collect();
+    assert!(planted.is_empty(), "a job ran in the intruder's directory");
+}
+
+#[test]
+fn attack_a_work_dir_that_is_a_link_or_someone_elses_is_refused_at_start() {
+    if !can_play_intruder() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut lab = lab_with(&[]);
+    let home = lab.enroll("worker-wd", "cpu");
+    edit_file(
+        &home.join("node.toml"),
+        "# run_as = \"openclaw-job\"",
+        "run_as = \"nobody\"",
+    );
+    let cfg = home.join("node.toml");
+    let d = lab.dir().to_path_buf();
+    let real = d.join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, d.join("link")).unwrap();
+    intruders_dir(&d.join("theirs"), 0o700);
+    std::fs::create_dir(d.join("open")).unwrap();
+    std::fs::set_permissions(d.join("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir(d.join("shared")).unwrap();
+    std::fs::set_permissions(d.join("shared"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut current = "# work_dir = \"/var/lib/openclaw/jobs\"".to_string();
+    for (dir, why) in [
+        ("link", "is a symbolic link"),
+        ("theirs", &format!("owned by uid {INTRUDER}") as &str),
+        ("open", "writable by group or others"),
+        ("shared/jobs", "not sticky"),
+    ] {
+        let line = format!("work_dir = {:?}", d.join(dir).to_str().unwrap());
+        edit_file(&cfg, &current, &line);
+        current = line;
+        let out = lab.start_node(&home).wait(T);
+        assert_ne!(out.code, 0, "{dir}: {out:?}");
+        assert!(
+            out.stderr.contains(why) && out.stderr.contains("work_dir"),
+            "{dir}: {}",
+            out.stderr
+        );
+    }
+    assert!(!d.join("shared/jobs").exists(), "nothing was made there");
+    // A directory only root can write is used, with the agent's root in it.
+    edit_file(
+        &cfg,
+        &current,
+        &format!("work_dir = {:?}", real.to_str().unwrap()),
+    );
+    let agent = lab.start_node(&home);
+    lab.wait_node("worker-wd", "connected", T);
+    let out = lab
+        .run_job(&["--node", "worker-wd", "--", "pwd", "-P"])
+        .ok();
+    let want = real.join(format!("jobs-worker-wd-{}/job-1", agent.pid()));
+    assert_eq!(out.stdout.trim(), want.to_str().unwrap());
 }
 
 #[test]

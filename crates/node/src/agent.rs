@@ -127,14 +127,19 @@ pub async fn run(
     }
     let tree = crate::tree::detect(&cfg.name);
     tracing::info!(node = %cfg.name, "job processes are tracked by {}", tree.describe());
-    let work_dir = cfg
-        .work_dir
-        .as_ref()
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("openclaw-jobs-{}-{}", cfg.name, std::process::id()))
-        });
-    let _dirs = crate::runner::prepare_work_root(&work_dir, &tree).map_err(NodeError::Home)?;
+    let _cgroup = tree.guard();
+    let (base, create) = crate::jobdir::base_dir(
+        cfg.work_dir.as_deref(),
+        home.root(),
+        nix::unistd::geteuid().as_raw(),
+    );
+    let work_root = crate::jobdir::WorkRoot::prepare(&base, create, &cfg.name)
+        .map_err(|e| NodeError::Home(format!("job directories: {e}")))?;
+    tracing::info!(
+        node = %cfg.name,
+        "jobs get private directories in {}",
+        work_root.path().display()
+    );
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
@@ -145,7 +150,7 @@ pub async fn run(
         gpu_source: std::sync::Mutex::new(gpu_source),
         identity,
         tree,
-        work_dir,
+        work_root: Arc::new(work_root),
         job_path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
         job_uids,
     });

@@ -6,11 +6,15 @@
 //!
 //! 1. joins the job's cgroup ([`crate::tree`]), so nothing it starts can
 //!    leave the job;
-//! 2. when the agent is root and `run_as` is set, takes the job user's
+//! 2. enters the job's private directory by descriptor
+//!    ([`crate::jobdir::Entry::enter`]), never by a path someone could
+//!    swap;
+//! 3. when the agent is root and `run_as` is set, takes the job user's
 //!    groups (`initgroups`), then `setgid`, then `setuid`;
-//! 3. sets `no_new_privs`, so no setuid program can raise it again;
-//! 4. execs the command with a clean environment (only what the plan and
-//!    the node set) in the job's working directory.
+//! 4. sets `no_new_privs`, so no setuid program can raise it again;
+//! 5. execs the command with a clean environment (only what the plan and
+//!    the node set); a `--cwd` the job asked for is entered by path as the
+//!    job's user, so its permissions apply.
 //!
 //! Everything here is safe Rust: the shim is a process of its own, so the
 //! steps run in order in its single thread instead of in a `pre_exec` hook.
@@ -163,13 +167,24 @@ impl JobUser {
     }
 }
 
+/// Where the shim starts the command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Cwd {
+    /// The job's private directory, entered by descriptor before
+    /// privileges are dropped.
+    Private(crate::jobdir::Entry),
+    /// A `--cwd` the node's policy allowed (canonical), entered by path as
+    /// the job's user.
+    Path(String),
+}
+
 /// What the shim does, sent to it in one environment variable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShimSpec {
     /// The command.
     pub argv: Vec<String>,
     /// Working directory.
-    pub cwd: String,
+    pub cwd: Cwd,
     /// The job's whole environment.
     pub env: Vec<(String, String)>,
     /// Drop to this user first (agent is root).
@@ -226,6 +241,11 @@ pub fn shim_main() -> ! {
             format!("cannot join the job's cgroup {}: {e}", procs.display()),
         );
     }
+    if let Cwd::Private(entry) = &spec.cwd
+        && let Err(e) = entry.enter()
+    {
+        fail(125, format!("refusing to start the job: {e}"));
+    }
     if let Some(u) = &spec.user {
         let gid = nix::unistd::Gid::from_raw(u.gid);
         let name = match std::ffi::CString::new(u.name.clone()) {
@@ -252,12 +272,14 @@ pub fn shim_main() -> ! {
     let Some((program, args)) = spec.argv.split_first() else {
         fail(125, "empty command".into())
     };
-    let err = std::process::Command::new(program)
-        .args(args)
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .exec();
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Cwd::Path(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let err = cmd.exec();
     match err.kind() {
         std::io::ErrorKind::NotFound => fail(127, format!("{program}: command not found")),
         std::io::ErrorKind::PermissionDenied => fail(126, format!("{program}: permission denied")),

@@ -119,8 +119,9 @@ pub struct RunContext {
     pub identity: crate::jail::Identity,
     /// How a job's processes are found and killed.
     pub tree: crate::tree::Method,
-    /// Where jobs without a `--cwd` get a private directory.
-    pub work_dir: PathBuf,
+    /// Where every job gets a private directory (its working directory
+    /// unless it asked for a `--cwd`).
+    pub work_root: Arc<crate::jobdir::WorkRoot>,
     /// `PATH` for jobs: the agent's own, set by whoever started it.
     pub job_path: String,
     /// A uid of its own for every job: (first uid, how many).
@@ -366,70 +367,6 @@ pub fn job_env(
     env
 }
 
-/// A job's private working directory, owned by its user, 0700, removed
-/// with everything in it when the job ends.
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create(
-        root: &std::path::Path,
-        id: u64,
-        user: &crate::jail::JobUser,
-    ) -> Result<WorkDir, String> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = root.join(format!("job-{id}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir)
-            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|e| format!("cannot create the job's directory {}: {e}", dir.display()))?;
-        if nix::unistd::geteuid().as_raw() != user.uid {
-            nix::unistd::chown(
-                &dir,
-                Some(nix::unistd::Uid::from_raw(user.uid)),
-                Some(nix::unistd::Gid::from_raw(user.gid)),
-            )
-            .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), user.name))?;
-        }
-        Ok(WorkDir(dir))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        // remove_dir_all does not follow symlinks the job left behind.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The directories an agent makes for its jobs (the root of their private
-/// directories, and its cgroup), removed when the agent ends if empty.
-pub struct AgentDirs(Vec<PathBuf>);
-
-impl Drop for AgentDirs {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = std::fs::remove_dir(d);
-        }
-    }
-}
-
-/// Makes the directory under which jobs get private directories: owned by
-/// the agent, 0711 (the job users can reach their own directory only).
-pub fn prepare_work_root(
-    dir: &std::path::Path,
-    tree: &crate::tree::Method,
-) -> Result<AgentDirs, String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)))
-        .map_err(|e| format!("cannot prepare the job directory {}: {e}", dir.display()))?;
-    let mut dirs = vec![dir.to_path_buf()];
-    if let crate::tree::Method::CgroupV2(base) | crate::tree::Method::CgroupV1(base) = tree {
-        dirs.push(base.clone());
-    }
-    Ok(AgentDirs(dirs))
-}
-
 /// Runs the job's process and fills its spool.
 async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let plan = &job.plan;
@@ -460,7 +397,7 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     }
     if let (true, false, Some(range)) = (dropping, picked, ctx.job_uids) {
         // Its own uid; its home is its private directory, made below.
-        let home = ctx.work_dir.join(format!("job-{}", plan.job_id));
+        let home = ctx.work_root.job_path(plan.job_id);
         user = user.for_job(plan.job_id, range, &home.to_string_lossy());
     }
     if let Err(reason) = check_policy(&ctx.policy, &ctx.node, plan) {
@@ -477,7 +414,7 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     // Every job gets a private directory; it works there unless it asked
     // for a --cwd, which is resolved (symlinks and `..`) and checked
     // against allowed_cwds.
-    let workdir = match WorkDir::create(&ctx.work_dir, plan.job_id, &user) {
+    let workdir = match ctx.work_root.make(plan.job_id, user.uid, user.gid) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
@@ -501,9 +438,9 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
                     ctx.policy.allowed_cwds
                 ));
             }
-            canonical
+            crate::jail::Cwd::Path(canonical.to_string_lossy().into_owned())
         }
-        None => workdir.0.clone(),
+        None => crate::jail::Cwd::Private(workdir.entry().clone()),
     };
     let Some(lease) = ctx.gpus.take(plan.gpus, plan.job_id) else {
         return fail(format!(
@@ -519,7 +456,7 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     };
     let spec = crate::jail::ShimSpec {
         argv: plan.argv.clone(),
-        cwd: cwd.to_string_lossy().into_owned(),
+        cwd,
         env: job_env(plan, &ctx.node, &lease.ids, &user, &ctx.job_path),
         user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
@@ -618,8 +555,9 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     }
     let processes_killed = tree.killed();
     drop(tree);
-    drop(workdir);
     drop(lease);
+    // The directory goes off the async threads: a job may leave a large tree.
+    let _ = tokio::task::spawn_blocking(move || drop(workdir)).await;
     let code = match status {
         Ok(st) => exit_code(st),
         Err(_) => 255,

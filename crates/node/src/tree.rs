@@ -324,6 +324,29 @@ impl Drop for JobTree {
     }
 }
 
+/// Removes the agent's cgroup directory (if any) when the agent ends; only
+/// an empty one can be removed.
+#[derive(Debug)]
+pub struct AgentCgroup(Option<PathBuf>);
+
+impl Method {
+    /// The guard that removes this agent's cgroup directory at the end.
+    pub fn guard(&self) -> AgentCgroup {
+        match self {
+            Method::CgroupV2(base) | Method::CgroupV1(base) => AgentCgroup(Some(base.clone())),
+            Method::Scan => AgentCgroup(None),
+        }
+    }
+}
+
+impl Drop for AgentCgroup {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 fn is_zombie(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name, which ends at the last ')'.
