@@ -547,6 +547,163 @@ fn attack_a_work_dir_that_is_a_link_or_someone_elses_is_refused_at_start() {
     assert_eq!(out.stdout.trim(), want.to_str().unwrap());
 }
 
+/// A node that drops to `nobody` with `job_uids` = `range` and `max_jobs`.
+fn uid_node(lab: &mut Lab, name: &str, range: &str, max_jobs: u32) -> std::path::PathBuf {
+    let home = lab.enroll(name, "cpu");
+    let cfg = home.join("node.toml");
+    edit_file(&cfg, "# run_as = \"openclaw-job\"", "run_as = \"nobody\"");
+    edit_file(
+        &cfg,
+        "# job_uids = \"61000-61999\"",
+        &format!("job_uids = {range:?}"),
+    );
+    edit_file(&cfg, "max_jobs = 256", &format!("max_jobs = {max_jobs}"));
+    home
+}
+
+/// The first line job `id` printed, once it has.
+fn first_line(lab: &Lab, id: u64) -> String {
+    wait_until(T, &format!("job {id} to print"), || {
+        let out = lab.admin(&["job", "logs", &id.to_string()]).ok().stdout;
+        out.lines().next().map(str::to_string)
+    })
+}
+
+#[test]
+fn attack_two_running_jobs_never_share_a_job_uid() {
+    if !is_root() {
+        eprintln!("SKIPPED: dropping privileges for jobs needs root");
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    // Exactly max_jobs uids; with uid = id % 3, jobs 1 and 4 would collide.
+    let home = uid_node(&mut lab, "worker-uids", "63100-63102", 3);
+    let _agent = lab.start_node(&home);
+    lab.wait_node("worker-uids", "connected", T);
+    let hold = "id -u; sleep 30";
+    let a = lab.detach(&[
+        "--node",
+        "worker-uids",
+        "--env",
+        "HF_TOKEN=hf_secret_job1",
+        "--",
+        "sh",
+        "-c",
+        hold,
+    ]);
+    let b = lab.detach(&[
+        "--node",
+        "worker-uids",
+        "--env",
+        "HF_TOKEN=hf_secret_job2",
+        "--",
+        "sh",
+        "-c",
+        hold,
+    ]);
+    assert_eq!((a, b), (1, 2));
+    let (ua, ub) = (first_line(&lab, a), first_line(&lab, b));
+    lab.run_job(&["--node", "worker-uids", "--", "true"]).ok();
+    // Job 4 runs beside 1 and 2 (max_jobs at once) and hunts for secrets
+    // in every environment it can read.
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-uids",
+            "--env",
+            "HF_TOKEN=hf_secret_job4",
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -o 'hf_secret_job[0-9]' | sort -u",
+        ])
+        .ok();
+    assert_eq!(lab.job(a)["state"], "running");
+    assert_eq!(lab.job(b)["state"], "running");
+    let mut lines = out.stdout.lines();
+    let ud = lines.next().unwrap().to_string();
+    let uids: std::collections::BTreeSet<&str> = [ua.as_str(), ub.as_str(), ud.as_str()].into();
+    assert_eq!(uids.len(), 3, "three running jobs, three uids: {uids:?}");
+    for u in &uids {
+        assert!((63100..=63102).contains(&u.parse::<u32>().unwrap()), "{u}");
+    }
+    let found: Vec<&str> = lines.collect();
+    assert_eq!(
+        found,
+        vec!["hf_secret_job4"],
+        "job 4 read another job's environment"
+    );
+    for id in [a, b] {
+        lab.admin(&["job", "cancel", &id.to_string()]).ok();
+        lab.wait_job(id, "cancelled", T);
+    }
+    // Their uids are free again once their processes are gone.
+    let out = lab
+        .run_job(&["--node", "worker-uids", "--", "id", "-u"])
+        .ok();
+    assert!(uids.contains(out.stdout.trim()), "{out:?}");
+}
+
+#[test]
+fn attack_a_job_uid_still_held_by_a_process_is_not_handed_out() {
+    if !can_play_intruder() {
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    // A range smaller than max_jobs is refused at start.
+    let home = uid_node(&mut lab, "worker-stray", "63200-63201", 3);
+    let out = lab.start_node(&home).wait(T);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("job_uids = \"63200-63201\" has 2 uid(s) but [policy] max_jobs = 3"),
+        "{}",
+        out.stderr
+    );
+    edit_file(&home.join("node.toml"), "max_jobs = 3", "max_jobs = 2");
+    // A process left running as 63201 (a job's, escaped; its agent died).
+    let mut stray = spawn_as(&mut lab, 63201, &["sleep", "60.4242"]);
+    wait_until(T, "the stray to run", || {
+        (!processes_with("sleep 60.4242").is_empty()).then_some(())
+    });
+    let _agent = lab.start_node(&home);
+    lab.wait_node("worker-stray", "connected", T);
+    // Job 1 (1 % 2 = 63201 before) and job 2 get 63200, one after the other.
+    for _ in 0..2 {
+        let out = lab
+            .run_job(&["--node", "worker-stray", "--", "id", "-u"])
+            .ok();
+        assert_eq!(out.stdout.trim(), "63200", "{out:?}");
+    }
+    // With 63200 held by a running job, job 4 has no uid: it fails and says why.
+    let c = lab.detach(&[
+        "--node",
+        "worker-stray",
+        "--",
+        "sh",
+        "-c",
+        "id -u; sleep 30",
+    ]);
+    assert_eq!(first_line(&lab, c), "63200");
+    let d = lab.detach(&["--node", "worker-stray", "--", "id", "-u"]);
+    let job = lab.wait_job(d, "failed", T);
+    let reason = job["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("job_uids = \"63200-63201\"") && reason.contains("max_jobs = 2"),
+        "{reason}"
+    );
+    // Once the stray is gone its uid is handed out again.
+    stray.kill();
+    wait_until(T, "the stray to go", || {
+        processes_with("sleep 60.4242").is_empty().then_some(())
+    });
+    let out = lab
+        .run_job(&["--node", "worker-stray", "--", "id", "-u"])
+        .ok();
+    assert_eq!(out.stdout.trim(), "63201", "{out:?}");
+    lab.admin(&["job", "cancel", &c.to_string()]).ok();
+}
+
 #[test]
 fn attack_daemons_and_setsid_do_not_outlive_their_job() {
     let mut lab = lab_with(&[]);

@@ -321,7 +321,9 @@ pub struct NodeConfig {
     pub allow_jobs_as_agent_user: bool,
     /// With `run_as`: give every job a uid of its own from this range
     /// (`"61000-61999"`), with run_as's groups, so jobs cannot read each
-    /// other's files either. The range needs at least `max_jobs` ids.
+    /// other's files either. No two running jobs share a uid, and a uid
+    /// that still has processes is not handed out; the agent refuses to
+    /// start when the range has fewer ids than `max_jobs`.
     #[serde(default)]
     pub job_uids: Option<String>,
     /// Where jobs get private working directories (in `jobs-NAME-PID`, made
@@ -453,7 +455,8 @@ impl NodeConfig {
              # node's key; the agent refuses jobs unless this is true (labs and tests only).\n\
              allow_jobs_as_agent_user = {}\n\
              # With run_as: a uid of its own for every job, from this range, so jobs cannot\n\
-             # read each other's files (they keep run_as's groups). At least max_jobs ids.\n{}\n\
+             # read each other's files (they keep run_as's groups). No two running jobs share\n\
+             # one; at least max_jobs ids, or the agent refuses to start.\n{}\n\
              # Private working directories for jobs are made under this (default: /var/lib/openclaw\n\
              # when the agent runs as root, else this home). Owned by the agent's user, writable by\n\
              # no one else; a symlink or someone else's directory is refused at start.\n{}\n\

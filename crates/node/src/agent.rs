@@ -105,12 +105,21 @@ pub async fn run(
     let spool_dir = home.path("spool");
     mesh::home::create_private_dir(&spool_dir)?;
     let identity = crate::jail::decide(cfg.run_as.as_deref(), cfg.allow_jobs_as_agent_user);
-    let job_uids = cfg
-        .job_uids
-        .as_deref()
-        .map(crate::jail::parse_uid_range)
-        .transpose()
-        .map_err(NodeError::Home)?;
+    let job_uids = match cfg.job_uids.as_deref() {
+        None => None,
+        Some(text) => {
+            let range = crate::jail::parse_uid_range(text).map_err(NodeError::Home)?;
+            let run_as = match &identity {
+                crate::jail::Identity::Drop(u) => Some((format!("run_as ({})", u.name), u.uid)),
+                _ => None,
+            };
+            let mut taken = vec![("the agent", nix::unistd::geteuid().as_raw())];
+            taken.extend(run_as.as_ref().map(|(who, uid)| (who.as_str(), *uid)));
+            crate::jail::check_uid_range(text, range, cfg.policy.max_jobs, &taken)
+                .map_err(|e| NodeError::Home(format!("node.toml: {e}")))?;
+            Some(crate::jail::UidPool::new(range))
+        }
+    };
     match &identity {
         crate::jail::Identity::Drop(u) => {
             tracing::info!(node = %cfg.name, user = %u.name, uid = u.uid, "jobs run as {}", u.name)

@@ -124,8 +124,8 @@ pub struct RunContext {
     pub work_root: Arc<crate::jobdir::WorkRoot>,
     /// `PATH` for jobs: the agent's own, set by whoever started it.
     pub job_path: String,
-    /// A uid of its own for every job: (first uid, how many).
-    pub job_uids: Option<(u32, u32)>,
+    /// `job_uids`: a uid of its own for every running job.
+    pub job_uids: Option<Arc<crate::jail::UidPool>>,
 }
 
 impl RunContext {
@@ -367,6 +367,66 @@ pub fn job_env(
     env
 }
 
+/// How long a job waits for a free uid of `job_uids` (one held by
+/// processes that are still being killed) before it fails.
+const UID_WAIT: Duration = Duration::from_secs(5);
+
+/// A uid of `pool` for job `job` that no running job holds, no process
+/// still holds and no account names; waits up to [`UID_WAIT`] for one.
+async fn take_uid(
+    pool: &Arc<crate::jail::UidPool>,
+    job: u64,
+    node: &str,
+    max_jobs: u32,
+) -> Result<crate::jail::UidLease, String> {
+    let deadline = Instant::now() + UID_WAIT;
+    loop {
+        let p = pool.clone();
+        let got = tokio::task::spawn_blocking(move || {
+            let busy = crate::tree::uids_with_processes(|u| p.contains(u));
+            let mut named = Vec::new();
+            let lease = p.take(job, |uid| {
+                if busy.contains(&uid) {
+                    return false;
+                }
+                let account = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten();
+                if let Some(a) = &account {
+                    named.push((uid, a.name.clone()));
+                }
+                account.is_none()
+            });
+            (lease, busy.len(), named)
+        })
+        .await;
+        let (lease, busy, named) = match got {
+            Ok(r) => r,
+            Err(e) => return Err(format!("cannot pick a uid for the job: {e}")),
+        };
+        for (uid, name) in &named {
+            tracing::warn!(
+                job,
+                uid,
+                "job_uids includes uid {uid}, which belongs to the account {name}; skipping it"
+            );
+        }
+        if let Some(l) = lease {
+            return Ok(l);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "node {node} has no free uid in job_uids = \"{}\" for this job: {} are held by running \
+                 jobs and {busy} by processes that are still alive ([policy] max_jobs = {max_jobs}); \
+                 find and kill processes left running as those uids, or widen job_uids in node.toml",
+                pool.describe(),
+                pool.held(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs the job's process and fills its spool.
 async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let plan = &job.plan;
@@ -395,11 +455,6 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             Err(why) => return refuse(format!("node {}: {why}", ctx.node)),
         }
     }
-    if let (true, false, Some(range)) = (dropping, picked, ctx.job_uids) {
-        // Its own uid; its home is its private directory, made below.
-        let home = ctx.work_root.job_path(plan.job_id);
-        user = user.for_job(plan.job_id, range, &home.to_string_lossy());
-    }
     if let Err(reason) = check_policy(&ctx.policy, &ctx.node, plan) {
         return refuse(reason);
     }
@@ -410,6 +465,20 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             "node {} is already running its maximum of {} jobs",
             ctx.node, ctx.policy.max_jobs
         ));
+    }
+    // A uid of its own, held until every process of the job is gone (the
+    // lease is dropped only after the tree is killed, below); its home is
+    // its private directory.
+    let mut uid_lease = None;
+    if let (true, false, Some(pool)) = (dropping, picked, &ctx.job_uids) {
+        match take_uid(pool, plan.job_id, &ctx.node, ctx.policy.max_jobs).await {
+            Ok(lease) => {
+                let home = ctx.work_root.job_path(plan.job_id);
+                user = user.with_uid(lease.uid, &home.to_string_lossy());
+                uid_lease = Some(lease);
+            }
+            Err(e) => return fail(e),
+        }
     }
     // Every job gets a private directory; it works there unless it asked
     // for a --cwd, which is resolved (symlinks and `..`) and checked
@@ -556,8 +625,18 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let processes_killed = tree.killed();
     drop(tree);
     drop(lease);
-    // The directory goes off the async threads: a job may leave a large tree.
-    let _ = tokio::task::spawn_blocking(move || drop(workdir)).await;
+    // The directory goes (off the async threads: a job may leave a large
+    // tree), and only then, with every process of the job and its files
+    // gone, may another job get its uid (one that escaped the kill keeps
+    // it busy, see take_uid).
+    let _ = tokio::task::spawn_blocking(move || {
+        drop(workdir);
+        drop(uid_lease);
+    })
+    .await;
+    // And its slot: a job submitted once this one is reported ended finds
+    // it free.
+    drop(_running);
     let code = match status {
         Ok(st) => exit_code(st),
         Err(_) => 255,
