@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use testkit::{Lab, edit_file, is_root, processes_with, wait_until};
+use testkit::{Lab, edit_file, have_tool, is_root, processes_with, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
 const T: Duration = Duration::from_secs(30);
@@ -499,6 +499,362 @@ fn attack_job_cannot_read_another_jobs_files() {
     assert!(!out.stdout.contains("s3cret"));
     assert!(out.stderr.contains("Permission denied"), "{out:?}");
     lab.admin(&["job", "cancel", &a.to_string()]).ok();
+}
+
+/// Another local user: a uid that no account, job range or test uses.
+const INTRUDER: u32 = 62000;
+
+/// Whether this machine can run a process as [`INTRUDER`] (root, setpriv
+/// and perl); prints SKIPPED with the reason when not.
+fn can_play_intruder() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: playing another local user and dropping jobs to nobody need root");
+        return false;
+    }
+    for tool in ["setpriv", "perl"] {
+        if !have_tool(tool) {
+            eprintln!("SKIPPED: {tool} is needed to run a process as another uid");
+            return false;
+        }
+    }
+    true
+}
+
+/// `args` run as `uid` (and its gid, no other groups), in the background.
+fn spawn_as(lab: &mut Lab, uid: u32, args: &[&str]) -> testkit::Proc {
+    let id = uid.to_string();
+    let mut all = vec!["--reuid", &id, "--regid", &id, "--clear-groups", "--"];
+    all.extend_from_slice(args);
+    lab.spawn_cmd("setpriv", &all)
+}
+
+/// Directories a test made outside its lab, removed at the end however it ends.
+struct Litter(Vec<std::path::PathBuf>);
+
+impl Drop for Litter {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A directory owned by the intruder, mode `mode`.
+fn intruders_dir(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::os::unix::fs::chown(path, Some(INTRUDER), Some(INTRUDER)).unwrap();
+}
+
+/// The intruder's loop: every `job-N` it can rename in the given roots is
+/// moved aside and replaced by a symlink to its own directory (argv[0]).
+const SWAPPER: &str = r#"
+my ($evil, @roots) = @ARGV;
+while (1) {
+    for my $root (@roots) {
+        opendir(my $d, $root) or next;
+        for my $e (readdir $d) {
+            next unless $e =~ /^job-\d+$/;
+            my $p = "$root/$e";
+            next if -l $p;
+            symlink($evil, $p) if rename($p, "$p.orig");
+        }
+        closedir $d;
+    }
+    select(undef, undef, undef, 0.0002);
+}
+"#;
+
+#[test]
+fn attack_a_local_user_cannot_plant_the_job_directory() {
+    if !can_play_intruder() {
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    let home = lab.enroll("worker-plant", "cpu");
+    edit_file(
+        &home.join("node.toml"),
+        "# run_as = \"openclaw-job\"",
+        "run_as = \"nobody\"",
+    );
+    // The intruder's own directory, where it wants jobs to run.
+    let tmp = std::env::temp_dir();
+    let evil = tmp.join(format!("openclaw-evil-{}", std::process::id()));
+    let mut litter = Litter(vec![evil.clone()]);
+    intruders_dir(&evil, 0o777);
+    // The old default root was TMPDIR/openclaw-jobs-NAME-PID: the intruder
+    // makes it, world-writable, for each of the next pids.
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in last..last + 3000 {
+        let d = tmp.join(format!("openclaw-jobs-worker-plant-{pid}"));
+        if std::fs::symlink_metadata(&d).is_err() {
+            intruders_dir(&d, 0o777);
+            litter.0.push(d);
+        }
+    }
+    let agent = lab.start_node(&home);
+    lab.wait_node("worker-plant", "connected", T);
+    // The agent's pid is public (ps): the intruder races for the job
+    // directories of both the old and the new default roots.
+    let old_root = tmp.join(format!("openclaw-jobs-worker-plant-{}", agent.pid()));
+    let root = Path::new("/var/lib/openclaw").join(format!("jobs-worker-plant-{}", agent.pid()));
+    let _swapper = spawn_as(
+        &mut lab,
+        INTRUDER,
+        &[
+            "perl",
+            "-e",
+            SWAPPER,
+            evil.to_str().unwrap(),
+            old_root.to_str().unwrap(),
+            root.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for id in 1..=5u64 {
+        let out = lab
+            .run_job(&[
+                "--node",
+                "worker-plant",
+                "--",
+                "sh",
+                "-c",
+                "pwd -P; id -u; touch planted; stat -c '%u %a' . ..",
+            ])
+            .ok();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        let want = root.join(format!("job-{id}"));
+        assert_eq!(
+            lines.first().copied(),
+            Some(want.to_str().unwrap()),
+            "job {id} ran elsewhere: {out:?}"
+        );
+        let uid = lines[1];
+        assert_eq!(lines[2], format!("{uid} 700"), "its own 0700 directory");
+        assert_eq!(lines[3], "0 711", "in the agent's root, 0711");
+        assert!(!want.exists(), "job {id}'s directory is removed at its end");
+    }
+    let planted: Vec<_> = std::fs::read_dir(&evil).unwrap().collect();
+    assert!(planted.is_empty(), "a job ran in the intruder's directory");
+}
+
+#[test]
+fn attack_a_work_dir_that_is_a_link_or_someone_elses_is_refused_at_start() {
+    if !can_play_intruder() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut lab = lab_with(&[]);
+    let home = lab.enroll("worker-wd", "cpu");
+    edit_file(
+        &home.join("node.toml"),
+        "# run_as = \"openclaw-job\"",
+        "run_as = \"nobody\"",
+    );
+    let cfg = home.join("node.toml");
+    let d = lab.dir().to_path_buf();
+    let real = d.join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, d.join("link")).unwrap();
+    intruders_dir(&d.join("theirs"), 0o700);
+    std::fs::create_dir(d.join("open")).unwrap();
+    std::fs::set_permissions(d.join("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir(d.join("shared")).unwrap();
+    std::fs::set_permissions(d.join("shared"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut current = "# work_dir = \"/var/lib/openclaw/jobs\"".to_string();
+    for (dir, why) in [
+        ("link", "is a symbolic link"),
+        ("theirs", &format!("owned by uid {INTRUDER}") as &str),
+        ("open", "writable by group or others"),
+        ("shared/jobs", "not sticky"),
+    ] {
+        let line = format!("work_dir = {:?}", d.join(dir).to_str().unwrap());
+        edit_file(&cfg, &current, &line);
+        current = line;
+        let out = lab.start_node(&home).wait(T);
+        assert_ne!(out.code, 0, "{dir}: {out:?}");
+        assert!(
+            out.stderr.contains(why) && out.stderr.contains("work_dir"),
+            "{dir}: {}",
+            out.stderr
+        );
+    }
+    assert!(!d.join("shared/jobs").exists(), "nothing was made there");
+    // A directory only root can write is used, with the agent's root in it.
+    edit_file(
+        &cfg,
+        &current,
+        &format!("work_dir = {:?}", real.to_str().unwrap()),
+    );
+    let agent = lab.start_node(&home);
+    lab.wait_node("worker-wd", "connected", T);
+    let out = lab
+        .run_job(&["--node", "worker-wd", "--", "pwd", "-P"])
+        .ok();
+    let want = real.join(format!("jobs-worker-wd-{}/job-1", agent.pid()));
+    assert_eq!(out.stdout.trim(), want.to_str().unwrap());
+}
+
+/// A node that drops to `nobody` with `job_uids` = `range` and `max_jobs`.
+fn uid_node(lab: &mut Lab, name: &str, range: &str, max_jobs: u32) -> std::path::PathBuf {
+    let home = lab.enroll(name, "cpu");
+    let cfg = home.join("node.toml");
+    edit_file(&cfg, "# run_as = \"openclaw-job\"", "run_as = \"nobody\"");
+    edit_file(
+        &cfg,
+        "# job_uids = \"61000-61999\"",
+        &format!("job_uids = {range:?}"),
+    );
+    edit_file(&cfg, "max_jobs = 256", &format!("max_jobs = {max_jobs}"));
+    home
+}
+
+/// The first line job `id` printed, once it has.
+fn first_line(lab: &Lab, id: u64) -> String {
+    wait_until(T, &format!("job {id} to print"), || {
+        let out = lab.admin(&["job", "logs", &id.to_string()]).ok().stdout;
+        out.lines().next().map(str::to_string)
+    })
+}
+
+#[test]
+fn attack_two_running_jobs_never_share_a_job_uid() {
+    if !is_root() {
+        eprintln!("SKIPPED: dropping privileges for jobs needs root");
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    // Exactly max_jobs uids; with uid = id % 3, jobs 1 and 4 would collide.
+    let home = uid_node(&mut lab, "worker-uids", "63100-63102", 3);
+    let _agent = lab.start_node(&home);
+    lab.wait_node("worker-uids", "connected", T);
+    let hold = "id -u; sleep 30";
+    let a = lab.detach(&[
+        "--node",
+        "worker-uids",
+        "--env",
+        "HF_TOKEN=hf_secret_job1",
+        "--",
+        "sh",
+        "-c",
+        hold,
+    ]);
+    let b = lab.detach(&[
+        "--node",
+        "worker-uids",
+        "--env",
+        "HF_TOKEN=hf_secret_job2",
+        "--",
+        "sh",
+        "-c",
+        hold,
+    ]);
+    assert_eq!((a, b), (1, 2));
+    let (ua, ub) = (first_line(&lab, a), first_line(&lab, b));
+    lab.run_job(&["--node", "worker-uids", "--", "true"]).ok();
+    // Job 4 runs beside 1 and 2 (max_jobs at once) and hunts for secrets
+    // in every environment it can read.
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-uids",
+            "--env",
+            "HF_TOKEN=hf_secret_job4",
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -o 'hf_secret_job[0-9]' | sort -u",
+        ])
+        .ok();
+    assert_eq!(lab.job(a)["state"], "running");
+    assert_eq!(lab.job(b)["state"], "running");
+    let mut lines = out.stdout.lines();
+    let ud = lines.next().unwrap().to_string();
+    let uids: std::collections::BTreeSet<&str> = [ua.as_str(), ub.as_str(), ud.as_str()].into();
+    assert_eq!(uids.len(), 3, "three running jobs, three uids: {uids:?}");
+    for u in &uids {
+        assert!((63100..=63102).contains(&u.parse::<u32>().unwrap()), "{u}");
+    }
+    let found: Vec<&str> = lines.collect();
+    assert_eq!(
+        found,
+        vec!["hf_secret_job4"],
+        "job 4 read another job's environment"
+    );
+    for id in [a, b] {
+        lab.admin(&["job", "cancel", &id.to_string()]).ok();
+        lab.wait_job(id, "cancelled", T);
+    }
+    // Their uids are free again once their processes are gone.
+    let out = lab
+        .run_job(&["--node", "worker-uids", "--", "id", "-u"])
+        .ok();
+    assert!(uids.contains(out.stdout.trim()), "{out:?}");
+}
+
+#[test]
+fn attack_a_job_uid_still_held_by_a_process_is_not_handed_out() {
+    if !can_play_intruder() {
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    // A range smaller than max_jobs is refused at start.
+    let home = uid_node(&mut lab, "worker-stray", "63200-63201", 3);
+    let out = lab.start_node(&home).wait(T);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("job_uids = \"63200-63201\" has 2 uid(s) but [policy] max_jobs = 3"),
+        "{}",
+        out.stderr
+    );
+    edit_file(&home.join("node.toml"), "max_jobs = 3", "max_jobs = 2");
+    // A process left running as 63201 (a job's, escaped; its agent died).
+    let mut stray = spawn_as(&mut lab, 63201, &["sleep", "60.4242"]);
+    wait_until(T, "the stray to run", || {
+        (!processes_with("sleep 60.4242").is_empty()).then_some(())
+    });
+    let _agent = lab.start_node(&home);
+    lab.wait_node("worker-stray", "connected", T);
+    // Job 1 (1 % 2 = 63201 before) and job 2 get 63200, one after the other.
+    for _ in 0..2 {
+        let out = lab
+            .run_job(&["--node", "worker-stray", "--", "id", "-u"])
+            .ok();
+        assert_eq!(out.stdout.trim(), "63200", "{out:?}");
+    }
+    // With 63200 held by a running job, job 4 has no uid: it fails and says why.
+    let c = lab.detach(&[
+        "--node",
+        "worker-stray",
+        "--",
+        "sh",
+        "-c",
+        "id -u; sleep 30",
+    ]);
+    assert_eq!(first_line(&lab, c), "63200");
+    let d = lab.detach(&["--node", "worker-stray", "--", "id", "-u"]);
+    let job = lab.wait_job(d, "failed", T);
+    let reason = job["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("job_uids = \"63200-63201\"") && reason.contains("max_jobs = 2"),
+        "{reason}"
+    );
+    // Once the stray is gone its uid is handed out again.
+    stray.kill();
+    wait_until(T, "the stray to go", || {
+        processes_with("sleep 60.4242").is_empty().then_some(())
+    });
+    let out = lab
+        .run_job(&["--node", "worker-stray", "--", "id", "-u"])
+        .ok();
+    assert_eq!(out.stdout.trim(), "63201", "{out:?}");
+    lab.admin(&["job", "cancel", &c.to_string()]).ok();
 }
 
 #[test]

@@ -321,11 +321,15 @@ pub struct NodeConfig {
     pub allow_jobs_as_agent_user: bool,
     /// With `run_as`: give every job a uid of its own from this range
     /// (`"61000-61999"`), with run_as's groups, so jobs cannot read each
-    /// other's files either. The range needs at least `max_jobs` ids.
+    /// other's files either. No two running jobs share a uid, and a uid
+    /// that still has processes is not handed out; the agent refuses to
+    /// start when the range has fewer ids than `max_jobs`.
     #[serde(default)]
     pub job_uids: Option<String>,
-    /// Where jobs without a `--cwd` get a private working directory.
-    /// Default: `openclaw-jobs-NAME` in the system's temporary directory.
+    /// Where jobs get private working directories (in `jobs-NAME-PID`, made
+    /// by each agent). It must be owned by the agent's user and writable by
+    /// no one else, below directories only root or that user own. Default:
+    /// `/var/lib/openclaw` for an agent running as root, else the node's home.
     #[serde(default)]
     pub work_dir: Option<String>,
     /// QUIC keep-alive while no heartbeat is due (default 1s). With the
@@ -451,8 +455,11 @@ impl NodeConfig {
              # node's key; the agent refuses jobs unless this is true (labs and tests only).\n\
              allow_jobs_as_agent_user = {}\n\
              # With run_as: a uid of its own for every job, from this range, so jobs cannot\n\
-             # read each other's files (they keep run_as's groups). At least max_jobs ids.\n{}\n\
-             # Private working directories for jobs without --cwd are made under this.\n{}\n\
+             # read each other's files (they keep run_as's groups). No two running jobs share\n\
+             # one; at least max_jobs ids, or the agent refuses to start.\n{}\n\
+             # Private working directories for jobs are made under this (default: /var/lib/openclaw\n\
+             # when the agent runs as root, else this home). Owned by the agent's user, writable by\n\
+             # no one else; a symlink or someone else's directory is refused at start.\n{}\n\
              # QUIC keep-alive and idle timeout of the session (defaults 1s and 3s). With the\n\
              # gateway's heartbeat_interval at 5s (large labs), set keep_alive = \"5s\" and\n\
              # idle_timeout = \"15s\": fewer packets, slower notice of a dead gateway.\n{}\n{}\n\
@@ -481,7 +488,7 @@ impl NodeConfig {
             },
             match &self.work_dir {
                 Some(d) => format!("work_dir = {d:?}"),
-                None => "# work_dir = \"/var/tmp/openclaw-jobs\"".to_string(),
+                None => "# work_dir = \"/var/lib/openclaw/jobs\"".to_string(),
             },
             match &self.keep_alive {
                 Some(d) => format!("keep_alive = {d:?}"),

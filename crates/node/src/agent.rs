@@ -105,12 +105,21 @@ pub async fn run(
     let spool_dir = home.path("spool");
     mesh::home::create_private_dir(&spool_dir)?;
     let identity = crate::jail::decide(cfg.run_as.as_deref(), cfg.allow_jobs_as_agent_user);
-    let job_uids = cfg
-        .job_uids
-        .as_deref()
-        .map(crate::jail::parse_uid_range)
-        .transpose()
-        .map_err(NodeError::Home)?;
+    let job_uids = match cfg.job_uids.as_deref() {
+        None => None,
+        Some(text) => {
+            let range = crate::jail::parse_uid_range(text).map_err(NodeError::Home)?;
+            let run_as = match &identity {
+                crate::jail::Identity::Drop(u) => Some((format!("run_as ({})", u.name), u.uid)),
+                _ => None,
+            };
+            let mut taken = vec![("the agent", nix::unistd::geteuid().as_raw())];
+            taken.extend(run_as.as_ref().map(|(who, uid)| (who.as_str(), *uid)));
+            crate::jail::check_uid_range(text, range, cfg.policy.max_jobs, &taken)
+                .map_err(|e| NodeError::Home(format!("node.toml: {e}")))?;
+            Some(crate::jail::UidPool::new(range))
+        }
+    };
     match &identity {
         crate::jail::Identity::Drop(u) => {
             tracing::info!(node = %cfg.name, user = %u.name, uid = u.uid, "jobs run as {}", u.name)
@@ -127,14 +136,19 @@ pub async fn run(
     }
     let tree = crate::tree::detect(&cfg.name);
     tracing::info!(node = %cfg.name, "job processes are tracked by {}", tree.describe());
-    let work_dir = cfg
-        .work_dir
-        .as_ref()
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("openclaw-jobs-{}-{}", cfg.name, std::process::id()))
-        });
-    let _dirs = crate::runner::prepare_work_root(&work_dir, &tree).map_err(NodeError::Home)?;
+    let _cgroup = tree.guard();
+    let (base, create) = crate::jobdir::base_dir(
+        cfg.work_dir.as_deref(),
+        home.root(),
+        nix::unistd::geteuid().as_raw(),
+    );
+    let work_root = crate::jobdir::WorkRoot::prepare(&base, create, &cfg.name)
+        .map_err(|e| NodeError::Home(format!("job directories: {e}")))?;
+    tracing::info!(
+        node = %cfg.name,
+        "jobs get private directories in {}",
+        work_root.path().display()
+    );
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
@@ -145,7 +159,7 @@ pub async fn run(
         gpu_source: std::sync::Mutex::new(gpu_source),
         identity,
         tree,
-        work_dir,
+        work_root: Arc::new(work_root),
         job_path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
         job_uids,
     });

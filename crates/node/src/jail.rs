@@ -6,17 +6,23 @@
 //!
 //! 1. joins the job's cgroup ([`crate::tree`]), so nothing it starts can
 //!    leave the job;
-//! 2. when the agent is root and `run_as` is set, takes the job user's
+//! 2. enters the job's private directory by descriptor
+//!    ([`crate::jobdir::Entry::enter`]), never by a path someone could
+//!    swap;
+//! 3. when the agent is root and `run_as` is set, takes the job user's
 //!    groups (`initgroups`), then `setgid`, then `setuid`;
-//! 3. sets `no_new_privs`, so no setuid program can raise it again;
-//! 4. execs the command with a clean environment (only what the plan and
-//!    the node set) in the job's working directory.
+//! 4. sets `no_new_privs`, so no setuid program can raise it again;
+//! 5. execs the command with a clean environment (only what the plan and
+//!    the node set); a `--cwd` the job asked for is entered by path as the
+//!    job's user, so its permissions apply.
 //!
 //! Everything here is safe Rust: the shim is a process of its own, so the
 //! steps run in order in its single thread instead of in a `pre_exec` hook.
 
+use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -143,24 +149,155 @@ pub fn parse_uid_range(s: &str) -> Result<(u32, u32), String> {
         a.trim().parse().map_err(|_| bad())?,
         b.trim().parse().map_err(|_| bad())?,
     );
-    if a == 0 || b < a {
+    // (uid_t)-1 means "no change" to setuid and friends.
+    if a == 0 || b < a || b == u32::MAX {
         return Err(bad());
     }
     Ok((a, b - a + 1))
 }
 
+/// Refuses a `job_uids` range that cannot give every running job a uid
+/// of its own, or that holds a uid already in use by `run_as` or the
+/// agent. Pure.
+pub fn check_uid_range(
+    text: &str,
+    range: (u32, u32),
+    max_jobs: u32,
+    taken: &[(&str, u32)],
+) -> Result<(), String> {
+    let (first, count) = range;
+    if count < max_jobs {
+        return Err(format!(
+            "job_uids = {text:?} has {count} uid(s) but [policy] max_jobs = {max_jobs}: two running jobs \
+             would have to share a uid and could read each other's files and environment; widen job_uids \
+             to at least {max_jobs} uids or lower max_jobs in node.toml"
+        ));
+    }
+    for (who, uid) in taken {
+        if (first..=first.saturating_add(count - 1)).contains(uid) {
+            return Err(format!(
+                "job_uids = {text:?} includes uid {uid}, which {who} uses: jobs would share it; choose a \
+                 range of uids nothing else uses in node.toml"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The uid for job `job` from `count` uids starting at `first`: the first
+/// one from `job % count` on (wrapping) that no running job holds and
+/// `usable` accepts (no processes left, no account of that uid). Looks at
+/// `held.len() + 4096` candidates at most. Pure but for `usable`.
+pub fn pick_uid(
+    first: u32,
+    count: u32,
+    job: u64,
+    held: &BTreeSet<u32>,
+    mut usable: impl FnMut(u32) -> bool,
+) -> Option<u32> {
+    let count = count.max(1);
+    let start = u32::try_from(job % u64::from(count)).unwrap_or(0);
+    let tries = u64::from(count).min(held.len() as u64 + 4096);
+    (0..tries)
+        .map(|i| {
+            let offset = (u64::from(start) + i) % u64::from(count);
+            first.saturating_add(u32::try_from(offset).unwrap_or(0))
+        })
+        .find(|uid| !held.contains(uid) && usable(*uid))
+}
+
+/// The uids of `job_uids`, each held by at most one running job.
+#[derive(Debug)]
+pub struct UidPool {
+    first: u32,
+    count: u32,
+    held: Mutex<BTreeSet<u32>>,
+}
+
+/// A uid held by one job; released on drop, which the runner does only
+/// once every process of the job is gone.
+#[derive(Debug)]
+pub struct UidLease {
+    pool: Arc<UidPool>,
+    /// The uid.
+    pub uid: u32,
+}
+
+impl Drop for UidLease {
+    fn drop(&mut self) {
+        match self.pool.held.lock() {
+            Ok(mut h) => h.remove(&self.uid),
+            Err(p) => p.into_inner().remove(&self.uid),
+        };
+    }
+}
+
+impl UidPool {
+    /// A pool of `range` = (first uid, how many).
+    pub fn new(range: (u32, u32)) -> Arc<UidPool> {
+        Arc::new(UidPool {
+            first: range.0,
+            count: range.1,
+            held: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// A uid no running job holds and `usable` accepts, for job `job`.
+    pub fn take(self: &Arc<Self>, job: u64, usable: impl FnMut(u32) -> bool) -> Option<UidLease> {
+        let mut held = match self.held.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        let uid = pick_uid(self.first, self.count, job, &held, usable)?;
+        held.insert(uid);
+        Some(UidLease {
+            pool: self.clone(),
+            uid,
+        })
+    }
+
+    /// Uids held by running jobs now.
+    pub fn held(&self) -> usize {
+        self.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// The range as node.toml writes it.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}-{}",
+            self.first,
+            self.first.saturating_add(self.count.saturating_sub(1))
+        )
+    }
+
+    /// Whether `uid` is in the range.
+    pub fn contains(&self, uid: u32) -> bool {
+        uid >= self.first && uid - self.first < self.count
+    }
+}
+
 impl JobUser {
-    /// This user, with a uid of its own for job `id` from `range`, and
-    /// `home` as its home.
-    pub fn for_job(&self, id: u64, range: (u32, u32), home: &str) -> JobUser {
-        let offset = u32::try_from(id % u64::from(range.1.max(1))).unwrap_or(0);
+    /// This user, with `uid` (a job's own, from `job_uids`) and `home` as
+    /// its home.
+    pub fn with_uid(&self, uid: u32, home: &str) -> JobUser {
         JobUser {
             name: self.name.clone(),
-            uid: range.0.saturating_add(offset),
+            uid,
             gid: self.gid,
             home: home.to_string(),
         }
     }
+}
+
+/// Where the shim starts the command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Cwd {
+    /// The job's private directory, entered by descriptor before
+    /// privileges are dropped.
+    Private(crate::jobdir::Entry),
+    /// A `--cwd` the node's policy allowed (canonical), entered by path as
+    /// the job's user.
+    Path(String),
 }
 
 /// What the shim does, sent to it in one environment variable.
@@ -169,7 +306,7 @@ pub struct ShimSpec {
     /// The command.
     pub argv: Vec<String>,
     /// Working directory.
-    pub cwd: String,
+    pub cwd: Cwd,
     /// The job's whole environment.
     pub env: Vec<(String, String)>,
     /// Drop to this user first (agent is root).
@@ -226,6 +363,11 @@ pub fn shim_main() -> ! {
             format!("cannot join the job's cgroup {}: {e}", procs.display()),
         );
     }
+    if let Cwd::Private(entry) = &spec.cwd
+        && let Err(e) = entry.enter()
+    {
+        fail(125, format!("refusing to start the job: {e}"));
+    }
     if let Some(u) = &spec.user {
         let gid = nix::unistd::Gid::from_raw(u.gid);
         let name = match std::ffi::CString::new(u.name.clone()) {
@@ -252,12 +394,14 @@ pub fn shim_main() -> ! {
     let Some((program, args)) = spec.argv.split_first() else {
         fail(125, "empty command".into())
     };
-    let err = std::process::Command::new(program)
-        .args(args)
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .exec();
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Cwd::Path(dir) = &spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let err = cmd.exec();
     match err.kind() {
         std::io::ErrorKind::NotFound => fail(127, format!("{program}: command not found")),
         std::io::ErrorKind::PermissionDenied => fail(126, format!("{program}: permission denied")),
@@ -288,7 +432,7 @@ mod tests {
     #[test]
     fn uid_ranges() {
         assert_eq!(parse_uid_range("61000-61999"), Ok((61000, 1000)));
-        for bad in ["", "0-10", "10-5", "a-b", "61000"] {
+        for bad in ["", "0-10", "10-5", "a-b", "61000", "1-4294967295"] {
             assert!(parse_uid_range(bad).is_err(), "{bad}");
         }
         let u = JobUser {
@@ -297,15 +441,75 @@ mod tests {
             gid: 1000,
             home: "/home/lab".into(),
         };
-        let j = u.for_job(1005, (61000, 1000), "/tmp/job-1005");
+        let j = u.with_uid(61005, "/tmp/job-1005");
         assert_eq!(
             (j.uid, j.gid, j.home.as_str()),
             (61005, 1000, "/tmp/job-1005")
         );
-        assert_ne!(
-            u.for_job(1, (61000, 1000), "").uid,
-            u.for_job(2, (61000, 1000), "").uid
+    }
+
+    #[test]
+    fn a_uid_range_must_cover_max_jobs_and_hold_no_used_uid() {
+        let text = "61000-61003";
+        let e = check_uid_range(text, (61000, 4), 256, &[]).unwrap_err();
+        assert!(e.contains("max_jobs = 256") && e.contains(text), "{e}");
+        assert!(check_uid_range(text, (61000, 4), 4, &[]).is_ok());
+        let e = check_uid_range(text, (61000, 4), 4, &[("run_as (nobody)", 61003)]).unwrap_err();
+        assert!(e.contains("61003") && e.contains("nobody"), "{e}");
+        assert!(
+            check_uid_range(text, (61000, 4), 4, &[("run_as", 61004), ("the agent", 0)]).is_ok()
         );
+    }
+
+    #[test]
+    fn two_running_jobs_never_get_the_same_uid() {
+        let all = |_| true;
+        let mut held = BTreeSet::new();
+        // id % count collides for jobs 20 and 24 (the report's pair).
+        let a = pick_uid(61000, 4, 20, &held, all).unwrap();
+        assert_eq!(a, 61000);
+        held.insert(a);
+        let b = pick_uid(61000, 4, 24, &held, all).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(b, 61001, "the next free one after the collision");
+        held.insert(b);
+        // The search wraps around the end of the range.
+        let c = pick_uid(61000, 4, 23, &held, all).unwrap();
+        assert_eq!(c, 61003);
+        held.insert(c);
+        let d = pick_uid(61000, 4, 23, &held, all).unwrap();
+        assert_eq!(d, 61002);
+        held.insert(d);
+        assert_eq!(pick_uid(61000, 4, 99, &held, all), None, "all held");
+        // A uid with processes left (or an account) is skipped.
+        held.clear();
+        assert_eq!(pick_uid(61000, 4, 0, &held, |u| u != 61000), Some(61001));
+        assert_eq!(pick_uid(61000, 4, 0, &held, |_| false), None);
+        // A huge range is not walked to its end.
+        let mut seen = 0u32;
+        assert_eq!(
+            pick_uid(1, u32::MAX - 2, 0, &held, |_| {
+                seen += 1;
+                false
+            }),
+            None
+        );
+        assert_eq!(seen, 4096);
+    }
+
+    #[test]
+    fn a_pool_releases_a_uid_when_its_lease_is_dropped() {
+        let pool = UidPool::new((61000, 2));
+        let a = pool.take(1, |_| true).unwrap();
+        let b = pool.take(3, |_| true).unwrap();
+        assert_ne!(a.uid, b.uid);
+        assert_eq!(pool.held(), 2);
+        assert!(pool.take(5, |_| true).is_none());
+        let freed = a.uid;
+        drop(a);
+        assert_eq!(pool.take(5, |_| true).unwrap().uid, freed);
+        assert_eq!(pool.describe(), "61000-61001");
+        assert!(pool.contains(61001) && !pool.contains(61002) && !pool.contains(60999));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod backoff;
 pub mod enroll;
 pub mod jail;
+pub mod jobdir;
 pub mod runner;
 pub mod spool;
 pub mod telemetry;

@@ -119,12 +119,13 @@ pub struct RunContext {
     pub identity: crate::jail::Identity,
     /// How a job's processes are found and killed.
     pub tree: crate::tree::Method,
-    /// Where jobs without a `--cwd` get a private directory.
-    pub work_dir: PathBuf,
+    /// Where every job gets a private directory (its working directory
+    /// unless it asked for a `--cwd`).
+    pub work_root: Arc<crate::jobdir::WorkRoot>,
     /// `PATH` for jobs: the agent's own, set by whoever started it.
     pub job_path: String,
-    /// A uid of its own for every job: (first uid, how many).
-    pub job_uids: Option<(u32, u32)>,
+    /// `job_uids`: a uid of its own for every running job.
+    pub job_uids: Option<Arc<crate::jail::UidPool>>,
 }
 
 impl RunContext {
@@ -366,68 +367,64 @@ pub fn job_env(
     env
 }
 
-/// A job's private working directory, owned by its user, 0700, removed
-/// with everything in it when the job ends.
-struct WorkDir(PathBuf);
+/// How long a job waits for a free uid of `job_uids` (one held by
+/// processes that are still being killed) before it fails.
+const UID_WAIT: Duration = Duration::from_secs(5);
 
-impl WorkDir {
-    fn create(
-        root: &std::path::Path,
-        id: u64,
-        user: &crate::jail::JobUser,
-    ) -> Result<WorkDir, String> {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = root.join(format!("job-{id}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir)
-            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|e| format!("cannot create the job's directory {}: {e}", dir.display()))?;
-        if nix::unistd::geteuid().as_raw() != user.uid {
-            nix::unistd::chown(
-                &dir,
-                Some(nix::unistd::Uid::from_raw(user.uid)),
-                Some(nix::unistd::Gid::from_raw(user.gid)),
-            )
-            .map_err(|e| format!("cannot give {} to {}: {e}", dir.display(), user.name))?;
+/// A uid of `pool` for job `job` that no running job holds, no process
+/// still holds and no account names; waits up to [`UID_WAIT`] for one.
+async fn take_uid(
+    pool: &Arc<crate::jail::UidPool>,
+    job: u64,
+    node: &str,
+    max_jobs: u32,
+) -> Result<crate::jail::UidLease, String> {
+    let deadline = Instant::now() + UID_WAIT;
+    loop {
+        let p = pool.clone();
+        let got = tokio::task::spawn_blocking(move || {
+            let busy = crate::tree::uids_with_processes(|u| p.contains(u));
+            let mut named = Vec::new();
+            let lease = p.take(job, |uid| {
+                if busy.contains(&uid) {
+                    return false;
+                }
+                let account = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten();
+                if let Some(a) = &account {
+                    named.push((uid, a.name.clone()));
+                }
+                account.is_none()
+            });
+            (lease, busy.len(), named)
+        })
+        .await;
+        let (lease, busy, named) = match got {
+            Ok(r) => r,
+            Err(e) => return Err(format!("cannot pick a uid for the job: {e}")),
+        };
+        for (uid, name) in &named {
+            tracing::warn!(
+                job,
+                uid,
+                "job_uids includes uid {uid}, which belongs to the account {name}; skipping it"
+            );
         }
-        Ok(WorkDir(dir))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        // remove_dir_all does not follow symlinks the job left behind.
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The directories an agent makes for its jobs (the root of their private
-/// directories, and its cgroup), removed when the agent ends if empty.
-pub struct AgentDirs(Vec<PathBuf>);
-
-impl Drop for AgentDirs {
-    fn drop(&mut self) {
-        for d in &self.0 {
-            let _ = std::fs::remove_dir(d);
+        if let Some(l) = lease {
+            return Ok(l);
         }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "node {node} has no free uid in job_uids = \"{}\" for this job: {} are held by running \
+                 jobs and {busy} by processes that are still alive ([policy] max_jobs = {max_jobs}); \
+                 find and kill processes left running as those uids, or widen job_uids in node.toml",
+                pool.describe(),
+                pool.held(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Makes the directory under which jobs get private directories: owned by
-/// the agent, 0711 (the job users can reach their own directory only).
-pub fn prepare_work_root(
-    dir: &std::path::Path,
-    tree: &crate::tree::Method,
-) -> Result<AgentDirs, String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)))
-        .map_err(|e| format!("cannot prepare the job directory {}: {e}", dir.display()))?;
-    let mut dirs = vec![dir.to_path_buf()];
-    if let crate::tree::Method::CgroupV2(base) | crate::tree::Method::CgroupV1(base) = tree {
-        dirs.push(base.clone());
-    }
-    Ok(AgentDirs(dirs))
 }
 
 /// Runs the job's process and fills its spool.
@@ -458,11 +455,6 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             Err(why) => return refuse(format!("node {}: {why}", ctx.node)),
         }
     }
-    if let (true, false, Some(range)) = (dropping, picked, ctx.job_uids) {
-        // Its own uid; its home is its private directory, made below.
-        let home = ctx.work_dir.join(format!("job-{}", plan.job_id));
-        user = user.for_job(plan.job_id, range, &home.to_string_lossy());
-    }
     if let Err(reason) = check_policy(&ctx.policy, &ctx.node, plan) {
         return refuse(reason);
     }
@@ -474,10 +466,24 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             ctx.node, ctx.policy.max_jobs
         ));
     }
+    // A uid of its own, held until every process of the job is gone (the
+    // lease is dropped only after the tree is killed, below); its home is
+    // its private directory.
+    let mut uid_lease = None;
+    if let (true, false, Some(pool)) = (dropping, picked, &ctx.job_uids) {
+        match take_uid(pool, plan.job_id, &ctx.node, ctx.policy.max_jobs).await {
+            Ok(lease) => {
+                let home = ctx.work_root.job_path(plan.job_id);
+                user = user.with_uid(lease.uid, &home.to_string_lossy());
+                uid_lease = Some(lease);
+            }
+            Err(e) => return fail(e),
+        }
+    }
     // Every job gets a private directory; it works there unless it asked
     // for a --cwd, which is resolved (symlinks and `..`) and checked
     // against allowed_cwds.
-    let workdir = match WorkDir::create(&ctx.work_dir, plan.job_id, &user) {
+    let workdir = match ctx.work_root.make(plan.job_id, user.uid, user.gid) {
         Ok(w) => w,
         Err(e) => return fail(e),
     };
@@ -501,9 +507,9 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
                     ctx.policy.allowed_cwds
                 ));
             }
-            canonical
+            crate::jail::Cwd::Path(canonical.to_string_lossy().into_owned())
         }
-        None => workdir.0.clone(),
+        None => crate::jail::Cwd::Private(workdir.entry().clone()),
     };
     let Some(lease) = ctx.gpus.take(plan.gpus, plan.job_id) else {
         return fail(format!(
@@ -519,7 +525,7 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     };
     let spec = crate::jail::ShimSpec {
         argv: plan.argv.clone(),
-        cwd: cwd.to_string_lossy().into_owned(),
+        cwd,
         env: job_env(plan, &ctx.node, &lease.ids, &user, &ctx.job_path),
         user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
@@ -618,8 +624,19 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     }
     let processes_killed = tree.killed();
     drop(tree);
-    drop(workdir);
     drop(lease);
+    // The directory goes (off the async threads: a job may leave a large
+    // tree), and only then, with every process of the job and its files
+    // gone, may another job get its uid (one that escaped the kill keeps
+    // it busy, see take_uid).
+    let _ = tokio::task::spawn_blocking(move || {
+        drop(workdir);
+        drop(uid_lease);
+    })
+    .await;
+    // And its slot: a job submitted once this one is reported ended finds
+    // it free.
+    drop(_running);
     let code = match status {
         Ok(st) => exit_code(st),
         Err(_) => 255,

@@ -324,6 +324,64 @@ impl Drop for JobTree {
     }
 }
 
+/// The real, effective, saved and filesystem uids of a live process, from
+/// its `/proc/PID/status`; `None` for a zombie or an unreadable file. Pure.
+pub fn status_uids(status: &str) -> Option<[u32; 4]> {
+    let mut uids = None;
+    for line in status.lines() {
+        if let Some(state) = line.strip_prefix("State:")
+            && matches!(state.trim_start().chars().next(), Some('Z' | 'X'))
+        {
+            return None;
+        }
+        if let Some(rest) = line.strip_prefix("Uid:") {
+            let v: Vec<u32> = rest
+                .split_whitespace()
+                .filter_map(|u| u.parse().ok())
+                .collect();
+            uids = <[u32; 4]>::try_from(v).ok();
+        }
+    }
+    uids
+}
+
+/// Every uid that a live process on this machine holds (as real,
+/// effective, saved or filesystem uid) and `keep` accepts: a job uid in
+/// this set is still in use, by a job or by a process a job left behind.
+pub fn uids_with_processes(keep: impl Fn(u32) -> bool) -> BTreeSet<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|p| status_uids(&std::fs::read_to_string(format!("/proc/{p}/status")).ok()?))
+        .flatten()
+        .filter(|u| keep(*u))
+        .collect()
+}
+
+/// Removes the agent's cgroup directory (if any) when the agent ends; only
+/// an empty one can be removed.
+#[derive(Debug)]
+pub struct AgentCgroup(Option<PathBuf>);
+
+impl Method {
+    /// The guard that removes this agent's cgroup directory at the end.
+    pub fn guard(&self) -> AgentCgroup {
+        match self {
+            Method::CgroupV2(base) | Method::CgroupV1(base) => AgentCgroup(Some(base.clone())),
+            Method::Scan => AgentCgroup(None),
+        }
+    }
+}
+
+impl Drop for AgentCgroup {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 fn is_zombie(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the command name, which ends at the last ')'.
@@ -375,6 +433,19 @@ mod tests {
         assert_eq!(agent_of(b"OPENCLAW_AGENT=w/notapid\0"), None);
         assert_eq!(agent_of(b"XOPENCLAW_AGENT=w/1\0"), None);
         assert_eq!(agent_of(b""), None);
+    }
+
+    #[test]
+    fn reads_the_uids_of_live_processes() {
+        let status = "Name:\tsleep\nState:\tS (sleeping)\nUid:\t61000\t61001\t61002\t61003\nGid:\t1\t1\t1\t1\n";
+        assert_eq!(status_uids(status), Some([61000, 61001, 61002, 61003]));
+        let zombie = "Name:\tsh\nState:\tZ (zombie)\nUid:\t61000\t61000\t61000\t61000\n";
+        assert_eq!(status_uids(zombie), None);
+        assert_eq!(status_uids("Name:\tx\nUid:\t1\t2\n"), None);
+        assert_eq!(status_uids(""), None);
+        // This process is alive, with this uid.
+        let me = nix::unistd::getuid().as_raw();
+        assert!(uids_with_processes(|u| u == me).contains(&me));
     }
 
     #[test]
