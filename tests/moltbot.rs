@@ -18,7 +18,14 @@ struct World {
     _nodes: Vec<Proc>,
 }
 
+/// The lab's usual moltbot.toml: users and a group listed, no channel list.
+const BOT_TOML: &str = "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\"]\nallowed_groups = [\"S0OPS\"]\napprovals = \"both\"\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n";
+
 fn world() -> World {
+    world_with(BOT_TOML)
+}
+
+fn world_with(bot_toml: &str) -> World {
     let mut lab = Lab::with_config(BIN, |cfg| {
         testkit::set_chat_test_policy(cfg, "slack:T0LAB/U0BOSS");
         cfg.push_str("\n[jobs.training]\ncommand = [\"sh\", \"-c\", \"echo training on $OPENCLAW_NODE\"]\nrole = \"cpu\"\n");
@@ -39,11 +46,7 @@ fn world() -> World {
         bot_home.to_str().unwrap(),
     ])
     .ok();
-    std::fs::write(
-        bot_home.join("moltbot.toml"),
-        "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\"]\nallowed_groups = [\"S0OPS\"]\napprovals = \"both\"\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n",
-    )
-    .unwrap();
+    std::fs::write(bot_home.join("moltbot.toml"), bot_toml).unwrap();
     let slack = SlackEmulator::start();
     slack.set_group("S0OPS", &["U0CAROL"]);
     let bot = spawn_bot(&mut lab, &bot_home, &slack.api_url);
@@ -439,6 +442,68 @@ fn attack_slack_connect_guests_and_other_workspaces_are_ignored() {
     assert_eq!(w.lab.jobs().len(), 1);
     assert_eq!(w.lab.job(1)["state"], "awaiting-approval");
     assert!(w.bot.stderr().contains("another Slack team"));
+}
+
+/// The bot's answer to a direct message from `user` sent at `ts`.
+fn dm_reply(w: &World, user: &str, ts: &str) -> String {
+    wait_until(T, "the answer to a DM", || {
+        w.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["channel"] == format!("D{user}").as_str() && c.body["thread_ts"] == ts)
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+    })
+}
+
+/// Restarts moltbot with another moltbot.toml.
+fn restart_bot(w: &mut World, bot_toml: &str) {
+    w.bot.kill();
+    w.slack.drop_sockets();
+    let home = w.lab.dir().join("moltbot");
+    std::fs::write(home.join("moltbot.toml"), bot_toml).unwrap();
+    let api = w.slack.api_url.clone();
+    w.bot = spawn_bot(&mut w.lab, &home, &api);
+    wait_until(T, "the restarted moltbot to connect", || {
+        w.slack.connected().then_some(())
+    });
+}
+
+#[test]
+fn attack_a_direct_message_does_not_bypass_the_channel_allowlist() {
+    // The lab answers anyone in #lab and lists nobody by name.
+    let mut w = world_with("allowed_channels = [\"C0LAB\"]\n");
+    // A workspace member outside #lab asks by DM: refused, and no job.
+    let ts = w
+        .slack
+        .direct("U0MALLORY", "run echo dm-bypass on worker-cpu-01");
+    let r = dm_reply(&w, "U0MALLORY", &ts);
+    assert!(r.contains("listed by name"), "{r}");
+    let ts = w.slack.direct("U0MALLORY", "nodes");
+    let r = dm_reply(&w, "U0MALLORY", &ts);
+    assert!(!r.contains("worker-cpu-01"), "{r}");
+    // In #lab the same user is answered: the channel admits them there.
+    assert!(reply(&w, "U0MALLORY", "<@U0MOLT> nodes").contains("worker-cpu-01"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
+
+    // Users listed by name are answered by DM; others are not.
+    restart_bot(
+        &mut w,
+        "allowed_channels = [\"C0LAB\"]\nallowed_users = [\"U0ALICE\"]\n",
+    );
+    let ts = w.slack.direct("U0ALICE", "nodes");
+    assert!(dm_reply(&w, "U0ALICE", &ts).contains("worker-cpu-01"));
+    let ts = w
+        .slack
+        .direct("U0MALLORY", "run echo dm-bypass on worker-cpu-01");
+    assert!(dm_reply(&w, "U0MALLORY", &ts).contains("registered users"));
+
+    // Only an operator's explicit allow_dms = true opens DMs to everyone
+    // the channel list admits.
+    restart_bot(&mut w, "allowed_channels = [\"C0LAB\"]\nallow_dms = true\n");
+    let ts = w.slack.direct("U0MALLORY", "nodes");
+    assert!(dm_reply(&w, "U0MALLORY", &ts).contains("worker-cpu-01"));
+    assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
 }
 
 #[test]

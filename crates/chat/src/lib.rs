@@ -33,7 +33,7 @@ pub mod dedupe;
 pub mod render;
 pub mod tail;
 
-pub use access::{Access, Secret, UserLimits};
+pub use access::{Access, Dms, Secret, UserLimits};
 pub use dedupe::Seen;
 pub use tail::OutputTail;
 

@@ -52,6 +52,8 @@ enum Incoming {
         team: String,
         user: String,
         channel: String,
+        /// Clicked in a one-to-one chat with the bot (an IM channel).
+        dm: bool,
         action: String,
         value: String,
     },
@@ -134,6 +136,10 @@ async fn on_interaction(
             .to_string();
         let user = b.user.map(|u| u.id.to_string()).unwrap_or_default();
         let channel = b.channel.map(|c| c.id.to_string()).unwrap_or_default();
+        // Slack's IM channel ids start with D: a click there (an approval
+        // sent by DM) is a direct message, under the DM rule rather than
+        // the channel list.
+        let dm = channel.starts_with('D');
         for a in b.actions.unwrap_or_default() {
             let i = Incoming::Action {
                 dedup: format!(
@@ -147,6 +153,7 @@ async fn on_interaction(
                 team: team.clone(),
                 user: user.clone(),
                 channel: channel.clone(),
+                dm,
                 action: a.action_id.to_string(),
                 value: a.value.unwrap_or_default(),
             };
@@ -467,6 +474,7 @@ fn dispatch(engine: &Arc<Engine<SlackSurface>>, team: &str, i: Incoming) {
             dedup,
             user,
             channel,
+            dm,
             action,
             value,
             ..
@@ -480,7 +488,7 @@ fn dispatch(engine: &Arc<Engine<SlackSurface>>, team: &str, i: Incoming) {
             let o = Origin {
                 user,
                 chat: channel,
-                dm: false,
+                dm,
                 event: format!("slack-click:{dedup}"),
                 reply: String::new(),
             };

@@ -1,7 +1,7 @@
 //! A local Slack: the Web API over HTTP and Socket Mode over WebSocket, on
 //! 127.0.0.1, speaking Slack's wire formats, for driving the real
 //! slack-morphism client in moltbot. It records every Web API call, can
-//! deliver `app_mention` events and button clicks, and can answer a call
+//! deliver `app_mention` events, direct messages and button clicks, and can answer a call
 //! with HTTP 429 and `Retry-After`.
 
 use std::collections::VecDeque;
@@ -255,6 +255,29 @@ impl SlackEmulator {
             }
         });
         (ts, env)
+    }
+
+    /// Delivers a direct message (a `message` event with `channel_type`
+    /// `im`, as `message.im` sends it) from `user` to the bot, in the IM
+    /// channel `D<user>`; returns the message ts.
+    pub fn direct(&self, user: &str, text: &str) -> String {
+        let ts = self.new_ts();
+        self.deliver(json!({
+            "envelope_id": format!("env-{ts}"),
+            "type": "events_api",
+            "accepts_response_payload": false,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": {
+                "token": "verification", "team_id": TEAM, "api_app_id": "A0MOLT",
+                "type": "event_callback", "event_id": format!("Ev{ts}"), "event_time": 1_800_000_000,
+                "event": {
+                    "type": "message", "user": user, "text": text, "ts": ts,
+                    "channel": format!("D{user}"), "channel_type": "im", "event_ts": ts
+                }
+            }
+        }));
+        ts
     }
 
     /// Delivers `envelope` as Slack redelivers an event it thinks went
