@@ -243,6 +243,68 @@ fn attack_a_direct_message_does_not_bypass_the_channel_allowlist() {
 }
 
 #[test]
+fn attack_node_strings_cannot_forge_links_or_mentions_in_wecom() {
+    let w = world("");
+    // Markup a link, a mention of everyone and a colour would need.
+    let forged = ["](http", "<@all>", "<font", "**"];
+    // A command whose words, and so its output, carry WeCom markup.
+    let req = w.wecom.mention(
+        "zhangsan",
+        GROUP,
+        "run echo '[click](http://evil.example)' '<@all>' '<font color=\"warning\">**ok**</font>' on worker-cpu-01",
+    );
+    let s = finished(&w, &req);
+    assert!(s.content.contains("exited with code 0"), "{}", s.content);
+    // Shown, but as text: the full-width forms read the same.
+    assert!(
+        s.content
+            .contains("out| ［click］(http://evil.example) ＜@all＞ ＜font color=\"warning\"＞＊＊ok＊＊＜/font＞"),
+        "{}",
+        s.content
+    );
+    // A job held for approval, with markup in its command: the card and the
+    // stream show it escaped.
+    let held = w
+        .wecom
+        .mention("zhangsan", GROUP, "run echo '<@all>' on worker-gpu-01");
+    let (_, card) = wait_until(T, "the approval card", || {
+        w.wecom.cards().into_iter().next()
+    });
+    assert!(
+        card["sub_title_text"]
+            .as_str()
+            .unwrap()
+            .contains("`echo ＜@all＞`"),
+        "{card}"
+    );
+    // Denied with a reason that carries markup; the reason reaches the
+    // job's message escaped.
+    let deny = w.wecom.mention(
+        "boss",
+        GROUP,
+        "deny 2 because [read this](http://evil.example) <@all>",
+    );
+    finished(&w, &deny);
+    w.lab.wait_job(2, "denied", T);
+    let s = finished(&w, &held);
+    assert!(
+        s.content
+            .contains("［read this］(http://evil.example) ＜@all＞"),
+        "{}",
+        s.content
+    );
+    // Nothing the bot sent WeCom (streams, messages, cards) carries markup
+    // that came from a command, an output or a reason.
+    let frames = w.wecom.frames();
+    for f in frames.iter().filter(|f| f["cmd"] != "aibot_subscribe") {
+        let text = f.to_string();
+        for bad in forged {
+            assert!(!text.contains(bad), "{bad} reached WeCom in {text}");
+        }
+    }
+}
+
+#[test]
 fn the_bot_reconnects_after_a_dropped_socket_and_unanswered_pings() {
     let w = world("");
     w.wecom.drop_sockets();

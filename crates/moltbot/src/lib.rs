@@ -596,6 +596,41 @@ mod tests {
     }
 
     #[test]
+    fn other_parties_text_cannot_mention_link_or_format_control_sequences() {
+        // Slack's control sequences all start with `<`; `&` is escaped
+        // first so that a literal `&lt;` stays literal.
+        let m = SlackMarkup {
+            prefix: "slack:T1/".into(),
+        };
+        let cases = [
+            ("<!channel>", "&lt;!channel&gt;"),
+            ("<!here|here>", "&lt;!here|here&gt;"),
+            ("<!everyone>", "&lt;!everyone&gt;"),
+            ("<@U0BOSS>", "&lt;@U0BOSS&gt;"),
+            ("<#C0LAB>", "&lt;#C0LAB&gt;"),
+            ("<!subteam^S0OPS>", "&lt;!subteam^S0OPS&gt;"),
+            (
+                "<http://evil.example|docs.python.org>",
+                "&lt;http://evil.example|docs.python.org&gt;",
+            ),
+            ("<!date^1^{date}|x>", "&lt;!date^1^{date}|x&gt;"),
+            ("&lt;!channel&gt;", "&amp;lt;!channel&amp;gt;"),
+            ("a && b > c", "a &amp;&amp; b &gt; c"),
+        ];
+        for (input, want) in cases {
+            let got = m.escape(input);
+            assert_eq!(got, want, "{input:?}");
+            assert!(!got.contains('<') && !got.contains('>'), "{got}");
+        }
+        // A foreign identity is text, not a mention.
+        assert_eq!(
+            m.mention("slack:T2/<!channel>"),
+            "slack:T2/&lt;!channel&gt;"
+        );
+        assert_eq!(m.mention("slack:T1/U1>x"), "slack:T1/U1&gt;x");
+    }
+
+    #[test]
     fn mentions_and_escapes() {
         let m = SlackMarkup {
             prefix: "slack:T1/".into(),
