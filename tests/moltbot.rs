@@ -507,6 +507,78 @@ fn attack_a_direct_message_does_not_bypass_the_channel_allowlist() {
 }
 
 #[test]
+fn attack_a_slack_connect_guest_from_another_team_is_ignored_in_a_shared_channel() {
+    // #lab answers anyone in it, and is shared with another organisation
+    // by Slack Connect.
+    let w = world_with("allowed_channels = [\"C0LAB\"]\nallow_dms = true\n");
+    // A guest of T0GUEST mentions the bot in #lab. As Slack sends it, the
+    // event's team_id is ours (the installing workspace); only user_team
+    // (and users.info) say the sender is not one of ours.
+    let ts = w.slack.mention_from_team(
+        "T0GUEST",
+        "U0GUEST",
+        "C0LAB",
+        "<@U0MOLT> run echo guest on worker-cpu-01",
+    );
+    let dm = w
+        .slack
+        .direct("U0GUEST", "run echo guest-dm on worker-cpu-01");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !w.slack
+            .calls_of("chat.postMessage")
+            .iter()
+            .any(|c| c.body["thread_ts"] == ts.as_str() || c.body["thread_ts"] == dm.as_str()),
+        "moltbot answered a Slack Connect guest"
+    );
+    assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
+    assert!(
+        w.bot.stderr().contains("another Slack team"),
+        "{}",
+        w.bot.stderr()
+    );
+    // A member of our workspace in the same channel is served.
+    w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo member on worker-cpu-01",
+    );
+    let job = w.lab.wait_job(1, "exited", T);
+    assert_eq!(job["requester"], "slack:T0LAB/U0ALICE");
+    // A sender whose team cannot be told (users.info refused) is not
+    // served either.
+    w.slack.refuse_users_info();
+    let ts = w.slack.mention(
+        "U0NEWCOMER",
+        "C0LAB",
+        "<@U0MOLT> run echo unknown on worker-cpu-01",
+    );
+    wait_until(T, "the refusal to be logged", || {
+        w.bot
+            .stderr()
+            .contains("cannot tell which Slack team")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !w.slack
+            .calls_of("chat.postMessage")
+            .iter()
+            .any(|c| c.body["thread_ts"] == ts.as_str()),
+        "{}",
+        w.bot.stderr()
+    );
+    assert_eq!(w.lab.jobs().len(), 1, "{:?}", w.lab.jobs());
+    // An app without users:read is refused at start, by name.
+    let home = w.lab.dir().join("moltbot");
+    let api = w.slack.api_url.clone();
+    let mut lab = w.lab;
+    let out = spawn_bot(&mut lab, &home, &api).wait(T);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("users:read"), "{}", out.stderr);
+}
+
+#[test]
 fn attack_button_clicks_pass_the_same_allowlists_as_messages() {
     let w = world();
     w.slack.mention(
