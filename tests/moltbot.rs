@@ -579,6 +579,32 @@ fn attack_a_slack_connect_guest_from_another_team_is_ignored_in_a_shared_channel
 }
 
 #[test]
+fn attack_command_and_output_cannot_mention_or_link_in_slack() {
+    let w = world();
+    // The user typed `<!channel>` and `<http://evil.example|docs>`: Slack
+    // sends them escaped, and the command (and so its output) holds them.
+    w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo '&lt;!channel&gt;' '&lt;http://evil.example|docs&gt;' '&lt;@U0BOSS&gt;' on worker-cpu-01",
+    );
+    final_edit(&w.slack, "exited with code 0");
+    let last = w.slack.calls_of("chat.update").pop().unwrap();
+    let text = last.body["text"].as_str().unwrap();
+    assert!(
+        text.contains("out| &lt;!channel&gt; &lt;http://evil.example|docs&gt; &lt;@U0BOSS&gt;"),
+        "{text}"
+    );
+    // No message moltbot sent carries a live control sequence from them.
+    for c in w.slack.calls() {
+        let body = c.body.to_string();
+        for bad in ["<!channel>", "<http://evil", "<@U0BOSS>"] {
+            assert!(!body.contains(bad), "{bad} in {}: {body}", c.method);
+        }
+    }
+}
+
+#[test]
 fn attack_button_clicks_pass_the_same_allowlists_as_messages() {
     let w = world();
     w.slack.mention(
