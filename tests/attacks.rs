@@ -921,7 +921,7 @@ fn attack_timeout_and_cancel_kill_the_whole_tree() {
 
 #[test]
 fn attack_env_injection_is_refused_by_name() {
-    let mut lab = lab_with(&[("env_allow = [\"CUDA_*\"", "env_allow = [\"*\", \"CUDA_*\"")]);
+    let mut lab = lab_with(&[("env_allow = [\n", "env_allow = [\"*\",\n")]);
     let _n = lab.node_up("worker-cpu-01", "cpu", 0);
     for var in [
         "BASH_ENV=/tmp/evil.sh",
@@ -958,6 +958,71 @@ fn attack_env_injection_is_refused_by_name() {
         );
     }
     assert!(lab.jobs().is_empty(), "no refused job was created");
+}
+
+#[test]
+fn attack_gpu_stack_loader_variables_are_refused() {
+    // The default gateway.toml: its env_allow used to hold CUDA_*, NCCL_*,
+    // TORCH_* and HF_*, which admitted every one of these.
+    let mut lab = lab_with(&[]);
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    for (var, rule) in [
+        ("CUDA_INJECTION64_PATH=/tmp/x.so", "CUDA_INJECTION*"),
+        ("NCCL_NET_PLUGIN=/tmp/x.so", "NCCL_*_PLUGIN"),
+        ("NCCL_TUNER_PLUGIN=/tmp/x.so", "NCCL_*_PLUGIN"),
+        ("NCCL_PROFILER_PLUGIN=/tmp/x.so", "NCCL_*_PLUGIN"),
+        ("NCCL_CONF_FILE=/tmp/nccl.conf", "NCCL_*_FILE"),
+        ("NCCL_DEBUG_FILE=/tmp/out.%h.%p", "NCCL_*_FILE"),
+        ("CUDA_CACHE_PATH=/tmp/cache", "CUDA_CACHE_PATH"),
+        ("CUDA_COREDUMP_FILE=/tmp/core", "CUDA_*COREDUMP*"),
+        ("CUDA_DEVICE_ORDER=FASTEST_FIRST", "CUDA_DEVICE_ORDER"),
+        ("CUDA_HOME=/tmp/cuda", "CUDA_HOME"),
+        ("TORCH_EXTENSIONS_DIR=/tmp/ext", "TORCH_EXTENSIONS_DIR"),
+        (
+            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1",
+            "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",
+        ),
+        ("TORCHINDUCTOR_CACHE_DIR=/tmp/ind", "TORCHINDUCTOR_*"),
+        ("TRITON_LIBCUDA_PATH=/tmp/lib", "TRITON_*"),
+        ("HF_MODULES_CACHE=/tmp/mods", "HF_MODULES_CACHE"),
+        ("HSA_TOOLS_LIB=/tmp/x.so", "HSA_TOOLS_LIB"),
+        ("XLA_FLAGS=--xla_dump_to=/tmp/d", "XLA_FLAGS"),
+    ] {
+        let key = var.split('=').next().unwrap();
+        let out = lab.run_job(&[
+            "--node",
+            "worker-cpu-01",
+            "--env",
+            var,
+            "--",
+            "python3",
+            "-c",
+            "pass",
+        ]);
+        assert_eq!(out.code, 252, "{var}: {out:?}");
+        assert!(
+            out.stderr.contains("refused by policy")
+                && out.stderr.contains(key)
+                && out.stderr.contains(&format!("{rule:?}")),
+            "{var}: {}",
+            out.stderr
+        );
+    }
+    // Knobs training needs still pass by default.
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--env",
+        "NCCL_DEBUG=INFO",
+        "--env",
+        "CUDA_LAUNCH_BLOCKING=1",
+        "--env",
+        "TORCH_DISTRIBUTED_DEBUG=DETAIL",
+        "--",
+        "true",
+    ])
+    .ok();
+    assert_eq!(lab.jobs().len(), 1, "only the allowed job was created");
 }
 
 #[test]

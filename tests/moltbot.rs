@@ -18,7 +18,14 @@ struct World {
     _nodes: Vec<Proc>,
 }
 
+/// The lab's usual moltbot.toml: users and a group listed, no channel list.
+const BOT_TOML: &str = "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\", \"U0DAN\"]\nallowed_groups = [\"S0OPS\"]\napprovals = \"both\"\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n[users.U0DAN]\nroles = [\"cpu\"]\n";
+
 fn world() -> World {
+    world_with(BOT_TOML)
+}
+
+fn world_with(bot_toml: &str) -> World {
     let mut lab = Lab::with_config(BIN, |cfg| {
         testkit::set_chat_test_policy(cfg, "slack:T0LAB/U0BOSS");
         cfg.push_str("\n[jobs.training]\ncommand = [\"sh\", \"-c\", \"echo training on $OPENCLAW_NODE\"]\nrole = \"cpu\"\n");
@@ -39,11 +46,7 @@ fn world() -> World {
         bot_home.to_str().unwrap(),
     ])
     .ok();
-    std::fs::write(
-        bot_home.join("moltbot.toml"),
-        "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\", \"U0DAN\"]\nallowed_groups = [\"S0OPS\"]\napprovals = \"both\"\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n[users.U0DAN]\nroles = [\"cpu\"]\n",
-    )
-    .unwrap();
+    std::fs::write(bot_home.join("moltbot.toml"), bot_toml).unwrap();
     let slack = SlackEmulator::start();
     slack.set_group("S0OPS", &["U0CAROL"]);
     let bot = spawn_bot(&mut lab, &bot_home, &slack.api_url);
@@ -466,6 +469,166 @@ fn attack_slack_connect_guests_and_other_workspaces_are_ignored() {
     assert_eq!(w.lab.jobs().len(), 1);
     assert_eq!(w.lab.job(1)["state"], "awaiting-approval");
     assert!(w.bot.stderr().contains("another Slack team"));
+}
+
+/// The bot's answer to a direct message from `user` sent at `ts`.
+fn dm_reply(w: &World, user: &str, ts: &str) -> String {
+    wait_until(T, "the answer to a DM", || {
+        w.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["channel"] == format!("D{user}").as_str() && c.body["thread_ts"] == ts)
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_string())
+    })
+}
+
+/// Restarts moltbot with another moltbot.toml.
+fn restart_bot(w: &mut World, bot_toml: &str) {
+    w.bot.kill();
+    w.slack.drop_sockets();
+    let home = w.lab.dir().join("moltbot");
+    std::fs::write(home.join("moltbot.toml"), bot_toml).unwrap();
+    let api = w.slack.api_url.clone();
+    w.bot = spawn_bot(&mut w.lab, &home, &api);
+    wait_until(T, "the restarted moltbot to connect", || {
+        w.slack.connected().then_some(())
+    });
+}
+
+#[test]
+fn attack_a_direct_message_does_not_bypass_the_channel_allowlist() {
+    // The lab answers anyone in #lab and lists nobody by name.
+    let mut w = world_with("allowed_channels = [\"C0LAB\"]\n");
+    // A workspace member outside #lab asks by DM: refused, and no job.
+    let ts = w
+        .slack
+        .direct("U0MALLORY", "run echo dm-bypass on worker-cpu-01");
+    let r = dm_reply(&w, "U0MALLORY", &ts);
+    assert!(r.contains("listed by name"), "{r}");
+    let ts = w.slack.direct("U0MALLORY", "nodes");
+    let r = dm_reply(&w, "U0MALLORY", &ts);
+    assert!(!r.contains("worker-cpu-01"), "{r}");
+    // In #lab the same user is answered: the channel admits them there.
+    assert!(reply(&w, "U0MALLORY", "<@U0MOLT> nodes").contains("worker-cpu-01"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
+
+    // Users listed by name are answered by DM; others are not.
+    restart_bot(
+        &mut w,
+        "allowed_channels = [\"C0LAB\"]\nallowed_users = [\"U0ALICE\"]\n",
+    );
+    let ts = w.slack.direct("U0ALICE", "nodes");
+    assert!(dm_reply(&w, "U0ALICE", &ts).contains("worker-cpu-01"));
+    let ts = w
+        .slack
+        .direct("U0MALLORY", "run echo dm-bypass on worker-cpu-01");
+    assert!(dm_reply(&w, "U0MALLORY", &ts).contains("registered users"));
+
+    // Only an operator's explicit allow_dms = true opens DMs to everyone
+    // the channel list admits.
+    restart_bot(&mut w, "allowed_channels = [\"C0LAB\"]\nallow_dms = true\n");
+    let ts = w.slack.direct("U0MALLORY", "nodes");
+    assert!(dm_reply(&w, "U0MALLORY", &ts).contains("worker-cpu-01"));
+    assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
+}
+
+#[test]
+fn attack_a_slack_connect_guest_from_another_team_is_ignored_in_a_shared_channel() {
+    // #lab answers anyone in it, and is shared with another organisation
+    // by Slack Connect.
+    let w = world_with("allowed_channels = [\"C0LAB\"]\nallow_dms = true\n");
+    // A guest of T0GUEST mentions the bot in #lab. As Slack sends it, the
+    // event's team_id is ours (the installing workspace); only user_team
+    // (and users.info) say the sender is not one of ours.
+    let ts = w.slack.mention_from_team(
+        "T0GUEST",
+        "U0GUEST",
+        "C0LAB",
+        "<@U0MOLT> run echo guest on worker-cpu-01",
+    );
+    let dm = w
+        .slack
+        .direct("U0GUEST", "run echo guest-dm on worker-cpu-01");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !w.slack
+            .calls_of("chat.postMessage")
+            .iter()
+            .any(|c| c.body["thread_ts"] == ts.as_str() || c.body["thread_ts"] == dm.as_str()),
+        "moltbot answered a Slack Connect guest"
+    );
+    assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
+    assert!(
+        w.bot.stderr().contains("another Slack team"),
+        "{}",
+        w.bot.stderr()
+    );
+    // A member of our workspace in the same channel is served.
+    w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo member on worker-cpu-01",
+    );
+    let job = w.lab.wait_job(1, "exited", T);
+    assert_eq!(job["requester"], "slack:T0LAB/U0ALICE");
+    // A sender whose team cannot be told (users.info refused) is not
+    // served either.
+    w.slack.refuse_users_info();
+    let ts = w.slack.mention(
+        "U0NEWCOMER",
+        "C0LAB",
+        "<@U0MOLT> run echo unknown on worker-cpu-01",
+    );
+    wait_until(T, "the refusal to be logged", || {
+        w.bot
+            .stderr()
+            .contains("cannot tell which Slack team")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !w.slack
+            .calls_of("chat.postMessage")
+            .iter()
+            .any(|c| c.body["thread_ts"] == ts.as_str()),
+        "{}",
+        w.bot.stderr()
+    );
+    assert_eq!(w.lab.jobs().len(), 1, "{:?}", w.lab.jobs());
+    // An app without users:read is refused at start, by name.
+    let home = w.lab.dir().join("moltbot");
+    let api = w.slack.api_url.clone();
+    let mut lab = w.lab;
+    let out = spawn_bot(&mut lab, &home, &api).wait(T);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("users:read"), "{}", out.stderr);
+}
+
+#[test]
+fn attack_command_and_output_cannot_mention_or_link_in_slack() {
+    let w = world();
+    // The user typed `<!channel>` and `<http://evil.example|docs>`: Slack
+    // sends them escaped, and the command (and so its output) holds them.
+    w.slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo '&lt;!channel&gt;' '&lt;http://evil.example|docs&gt;' '&lt;@U0BOSS&gt;' on worker-cpu-01",
+    );
+    final_edit(&w.slack, "exited with code 0");
+    let last = w.slack.calls_of("chat.update").pop().unwrap();
+    let text = last.body["text"].as_str().unwrap();
+    assert!(
+        text.contains("out| &lt;!channel&gt; &lt;http://evil.example|docs&gt; &lt;@U0BOSS&gt;"),
+        "{text}"
+    );
+    // No message moltbot sent carries a live control sequence from them.
+    for c in w.slack.calls() {
+        let body = c.body.to_string();
+        for bad in ["<!channel>", "<http://evil", "<@U0BOSS>"] {
+            assert!(!body.contains(bad), "{bad} in {}: {body}", c.method);
+        }
+    }
 }
 
 #[test]

@@ -21,6 +21,12 @@ struct World {
 }
 
 fn world(extra: &str) -> World {
+    world_with(&format!(
+        "allowed_users = [\"zhangsan\", \"boss\", \"lisi\"]\napprovals = \"card\"\nheartbeat = \"1s\"\n{extra}"
+    ))
+}
+
+fn world_with(bot_toml: &str) -> World {
     let mut lab = Lab::with_config(BIN, |cfg| {
         testkit::set_chat_test_policy(cfg, "wecom:wwlab/boss");
     });
@@ -28,11 +34,7 @@ fn world(extra: &str) -> World {
     let (_, g) = lab.node_up("worker-gpu-01", "gpu", 1);
     let (_, c) = lab.node_up("worker-cpu-01", "cpu", 0);
     let home = lab.bot("wecom", "wecom:wwlab");
-    std::fs::write(
-        home.join("wecom.toml"),
-        format!("allowed_users = [\"zhangsan\", \"boss\", \"lisi\"]\napprovals = \"card\"\nheartbeat = \"1s\"\n{extra}"),
-    )
-    .unwrap();
+    std::fs::write(home.join("wecom.toml"), bot_toml).unwrap();
     let wecom = WecomEmulator::start("bot-lab", SECRET);
     let bot = spawn_bot(&mut lab, &home, &wecom.ws_url, SECRET);
     wait_until(T, "the bot to subscribe", || {
@@ -197,6 +199,109 @@ fn a_stranger_is_refused_and_a_repeated_msgid_runs_once() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(w.lab.jobs().len(), 1, "one job for one msgid");
     assert!(w.wecom.streams_for("cb-redelivered").is_empty());
+}
+
+#[test]
+fn attack_a_direct_message_does_not_bypass_the_channel_allowlist() {
+    // The lab answers anyone in its group chat and lists nobody by name.
+    let mut w = world_with(&format!(
+        "allowed_chats = [\"{GROUP}\"]\nheartbeat = \"1s\"\n"
+    ));
+    // A corp member outside the group asks one to one: refused, no job.
+    let req = w
+        .wecom
+        .direct("mallory", "run echo dm-bypass on worker-cpu-01");
+    let s = finished(&w, &req);
+    assert!(s.content.contains("listed by name"), "{}", s.content);
+    let req = w.wecom.direct("mallory", "nodes");
+    let s = finished(&w, &req);
+    assert!(!s.content.contains("worker-cpu-01"), "{}", s.content);
+    // In the group the same user is answered: the chat admits them there.
+    let req = w.wecom.mention("mallory", GROUP, "nodes");
+    assert!(finished(&w, &req).content.contains("worker-cpu-01"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
+
+    // Only an operator's explicit allow_dms = true opens one-to-one chats
+    // to everyone the chat list admits.
+    w.bot.kill();
+    w.wecom.drop_sockets();
+    std::fs::write(
+        w.home.join("wecom.toml"),
+        format!("allowed_chats = [\"{GROUP}\"]\nallow_dms = true\nheartbeat = \"1s\"\n"),
+    )
+    .unwrap();
+    let before = w.wecom.subscriptions();
+    let (url, home) = (w.wecom.ws_url.clone(), w.home.clone());
+    w.bot = spawn_bot(&mut w.lab, &home, &url, SECRET);
+    wait_until(T, "the restarted bot to subscribe", || {
+        (w.wecom.subscriptions() > before).then_some(())
+    });
+    let req = w.wecom.direct("mallory", "nodes");
+    assert!(finished(&w, &req).content.contains("worker-cpu-01"));
+    assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
+}
+
+#[test]
+fn attack_node_strings_cannot_forge_links_or_mentions_in_wecom() {
+    let w = world("");
+    // Markup a link, a mention of everyone and a colour would need.
+    let forged = ["](http", "<@all>", "<font", "**"];
+    // A command whose words, and so its output, carry WeCom markup.
+    let req = w.wecom.mention(
+        "zhangsan",
+        GROUP,
+        "run echo '[click](http://evil.example)' '<@all>' '<font color=\"warning\">**ok**</font>' on worker-cpu-01",
+    );
+    let s = finished(&w, &req);
+    assert!(s.content.contains("exited with code 0"), "{}", s.content);
+    // Shown, but as text: the full-width forms read the same.
+    assert!(
+        s.content
+            .contains("out| ［click］(http://evil.example) ＜@all＞ ＜font color=\"warning\"＞＊＊ok＊＊＜/font＞"),
+        "{}",
+        s.content
+    );
+    // A job held for approval, with markup in its command: the card and the
+    // stream show it escaped.
+    let held = w
+        .wecom
+        .mention("zhangsan", GROUP, "run echo '<@all>' on worker-gpu-01");
+    let (_, card) = wait_until(T, "the approval card", || {
+        w.wecom.cards().into_iter().next()
+    });
+    assert!(
+        card["sub_title_text"]
+            .as_str()
+            .unwrap()
+            .contains("`echo ＜@all＞`"),
+        "{card}"
+    );
+    // Denied with a reason that carries markup; the reason reaches the
+    // job's message escaped.
+    let deny = w.wecom.mention(
+        "boss",
+        GROUP,
+        "deny 2 because [read this](http://evil.example) <@all>",
+    );
+    finished(&w, &deny);
+    w.lab.wait_job(2, "denied", T);
+    let s = finished(&w, &held);
+    assert!(
+        s.content
+            .contains("［read this］(http://evil.example) ＜@all＞"),
+        "{}",
+        s.content
+    );
+    // Nothing the bot sent WeCom (streams, messages, cards) carries markup
+    // that came from a command, an output or a reason.
+    let frames = w.wecom.frames();
+    for f in frames.iter().filter(|f| f["cmd"] != "aibot_subscribe") {
+        let text = f.to_string();
+        for bad in forged {
+            assert!(!text.contains(bad), "{bad} reached WeCom in {text}");
+        }
+    }
 }
 
 #[test]

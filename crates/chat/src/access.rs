@@ -91,6 +91,34 @@ pub struct UserLimits {
     pub jobs: Vec<String>,
 }
 
+/// Which one-to-one messages (DMs) a bot answers. A DM has no chat the
+/// operator listed, so the chat allowlist cannot apply to it: by default
+/// only users the config names are answered there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dms {
+    /// None (`allow_dms = false`).
+    Off,
+    /// Only from users the config lists by id, or members of a listed
+    /// group (`allow_dms` not set): a config that admits by chat alone
+    /// answers no DM.
+    #[default]
+    Listed,
+    /// From anyone the user lists admit, everyone when they are empty
+    /// (`allow_dms = true`, written by the operator).
+    Anyone,
+}
+
+impl Dms {
+    /// The policy for a config's `allow_dms` key: unset is [`Dms::Listed`].
+    pub fn from_key(allow_dms: Option<bool>) -> Dms {
+        match allow_dms {
+            None => Dms::Listed,
+            Some(true) => Dms::Anyone,
+            Some(false) => Dms::Off,
+        }
+    }
+}
+
 /// Who may talk to a bot, where, and what each may use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {
@@ -98,10 +126,11 @@ pub struct Access {
     pub users: Vec<String>,
     /// Platform groups whose members are answered.
     pub groups: Vec<String>,
-    /// Chats (channels, group chats) answered in; empty: any.
+    /// Chats (channels, group chats) answered in; empty: any. They do not
+    /// apply to one-to-one messages, which [`Access::dms`] decides.
     pub chats: Vec<String>,
-    /// Whether one-to-one messages are answered.
-    pub allow_dms: bool,
+    /// Which one-to-one messages are answered.
+    pub dms: Dms,
     /// Per-user limits.
     pub limits: BTreeMap<String, UserLimits>,
 }
@@ -133,15 +162,30 @@ impl Access {
 
     /// Whether `user` may talk to the bot in `chat` (one-to-one when `dm`);
     /// `in_group` says whether the user is in one of the allowed groups.
+    /// A one-to-one message is answered only as [`Access::dms`] says: it
+    /// has no listed chat, so a config that admits by chat alone must not
+    /// answer it.
     pub fn admits(&self, user: &str, chat: &str, dm: bool, in_group: bool) -> Result<(), String> {
         let open = self.users.is_empty() && self.groups.is_empty();
-        if !open && !in_group && !self.users.iter().any(|u| u == user) {
+        let listed = in_group || self.users.iter().any(|u| u == user);
+        if !open && !listed {
             return Err("sorry, I only take requests from the lab's registered users. Ask an admin to add you.".into());
         }
-        if dm && !self.allow_dms {
-            return Err("sorry, I don't take requests by direct message here; mention me in the lab's chat.".into());
+        if dm {
+            return match self.dms {
+                Dms::Anyone => Ok(()),
+                Dms::Listed if listed => Ok(()),
+                Dms::Listed => Err(
+                    "sorry, I take direct messages only from users an admin listed by name; mention me in the lab's chat."
+                        .into(),
+                ),
+                Dms::Off => Err(
+                    "sorry, I don't take requests by direct message here; mention me in the lab's chat."
+                        .into(),
+                ),
+            };
         }
-        if !dm && !self.chats.is_empty() && !self.chats.iter().any(|c| c == chat) {
+        if !self.chats.is_empty() && !self.chats.iter().any(|c| c == chat) {
             return Err("sorry, I don't take requests in this chat.".into());
         }
         Ok(())
@@ -260,7 +304,7 @@ mod tests {
             users: vec!["U1".into(), "U2".into()],
             groups: vec![],
             chats: vec!["C1".into()],
-            allow_dms: false,
+            dms: Dms::Off,
             limits,
         }
     }
@@ -282,6 +326,52 @@ mod tests {
                 (got, want) => panic!("{user} {chat}: {got:?}, wanted {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_dm_needs_a_user_listed_by_name_unless_the_operator_opened_dms() {
+        let channel_only = |dms| Access {
+            chats: vec!["C1".into()],
+            dms,
+            ..Access::default()
+        };
+        let listed = |dms| Access {
+            users: vec!["U1".into()],
+            groups: vec!["S1".into()],
+            chats: vec!["C1".into()],
+            dms,
+            ..Access::default()
+        };
+        let everyone = |dms| Access {
+            dms,
+            ..Access::default()
+        };
+        // (access, user, dm, in a listed group, admitted)
+        let cases = [
+            // The attack: a channel allowlist, and a DM from anyone.
+            (channel_only(Dms::Listed), "U9", true, false, false),
+            (channel_only(Dms::Listed), "U9", false, false, true),
+            (channel_only(Dms::Off), "U9", true, false, false),
+            (channel_only(Dms::Anyone), "U9", true, false, true),
+            // allow_everyone: still no DM unless the operator opened them.
+            (everyone(Dms::Listed), "U9", true, false, false),
+            (everyone(Dms::Anyone), "U9", true, false, true),
+            // Users listed by id, or members of a listed group.
+            (listed(Dms::Listed), "U1", true, false, true),
+            (listed(Dms::Listed), "U7", true, true, true),
+            (listed(Dms::Listed), "U9", true, false, false),
+            (listed(Dms::Anyone), "U9", true, false, false),
+            (listed(Dms::Off), "U1", true, false, false),
+        ];
+        for (i, (a, user, dm, group, want)) in cases.into_iter().enumerate() {
+            let chat = if dm { "D1" } else { "C1" };
+            let got = a.admits(user, chat, dm, group);
+            assert_eq!(got.is_ok(), want, "case {i}: {got:?}");
+        }
+        assert_eq!(Dms::from_key(None), Dms::Listed);
+        assert_eq!(Dms::from_key(Some(true)), Dms::Anyone);
+        assert_eq!(Dms::from_key(Some(false)), Dms::Off);
+        assert_eq!(Dms::default(), Dms::Listed);
     }
 
     #[test]

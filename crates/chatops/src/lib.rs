@@ -281,7 +281,10 @@ impl<S: Surface> Engine<S> {
                 roles,
                 interpreters: chat::Context::default_interpreters(),
             },
-            Ok(r) => return Some(format!("unexpected reply {r:?}")),
+            Ok(r) => {
+                let m = self.surface.markup();
+                return Some(m.escape(&format!("unexpected reply {r:?}")));
+            }
             Err(e) => {
                 return Some(format!(
                     "I can't reach the gateway right now ({e}); try again in a moment."
@@ -292,9 +295,9 @@ impl<S: Surface> Engine<S> {
         let who = Some(self.identity(&o.user));
         let done = |r: Result<Response, ClientError>| match r {
             Ok(Response::Done { message }) => m.escape(&message),
-            Ok(r) => format!("unexpected reply {r:?}"),
+            Ok(r) => m.escape(&format!("unexpected reply {r:?}")),
             Err(ClientError::Api(e)) => m.escape(&e.message),
-            Err(e) => format!("I can't reach the gateway right now ({e})."),
+            Err(e) => m.escape(&format!("I can't reach the gateway right now ({e}).")),
         };
         let call = |req| self.gateway.call(req);
         Some(match chat::parse(text, &ctx) {
@@ -335,7 +338,7 @@ impl<S: Surface> Engine<S> {
             Intent::Logs(id) => match self.log_tail(id, who).await {
                 Ok((log, cut)) => render::snippet(&log, id, cut, m, self.surface.max_len()),
                 Err(ClientError::Api(e)) => m.escape(&e.message),
-                Err(e) => format!("I can't reach the gateway right now ({e})."),
+                Err(e) => m.escape(&format!("I can't reach the gateway right now ({e}).")),
             },
             Intent::Cancel(id) => done(
                 call(Request::JobCancel {
@@ -446,12 +449,12 @@ impl<S: Surface> Engine<S> {
         let m = self.surface.markup();
         let text = match self.gateway.call(req).await {
             Ok(Response::Done { message }) => m.escape(&message),
-            Ok(r) => format!("unexpected reply {r:?}"),
+            Ok(r) => m.escape(&format!("unexpected reply {r:?}")),
             Err(ClientError::Api(e)) if e.code == proto::ErrorCode::PermissionDenied => {
                 format!("Not allowed: {}", m.escape(&e.message))
             }
             Err(ClientError::Api(e)) => m.escape(&e.message),
-            Err(e) => format!("I can't reach the gateway right now ({e})."),
+            Err(e) => m.escape(&format!("I can't reach the gateway right now ({e}).")),
         };
         self.surface.notice(&o, &text).await;
     }

@@ -420,6 +420,13 @@ impl Config {
             Some(a) => format!("advertise = \"{a}\""),
             None => "# advertise = \"gateway.example.org:7443\"".to_string(),
         };
+        let env_allow = format!(
+            "env_allow = [\n{}]",
+            proto::env::DEFAULT_ALLOW
+                .iter()
+                .map(|k| format!("  \"{k}\",\n"))
+                .collect::<String>()
+        );
         format!(
             r#"# OpenClaw gateway configuration.
 # Read at start, and again on SIGHUP (`kill -HUP PID`, or `systemctl reload
@@ -498,10 +505,12 @@ approval_timeout = "1h"
 # Whether jobs may run through `sh -c`: from the CLI (openclaw run --shell), and from chat.
 allow_shell = true
 chat_shell = false
-# Env keys a requester may set (globs). Loader, shell start-up, interpreter
-# and GPU-isolation variables (PATH, BASH_ENV, PYTHONPATH, LD_*, ...; see
-# docs/SECURITY.md) are refused even if a glob here admits them.
-env_allow = ["CUDA_*", "NCCL_*", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONUNBUFFERED", "PYTHONHASHSEED", "TOKENIZERS_PARALLELISM", "WANDB_*", "HF_*", "TRANSFORMERS_*", "TORCH_*", "SEED"]
+# Env keys a requester may set (globs; prefer exact names: CUDA_* would admit
+# CUDA_INJECTION64_PATH). Loader, shell start-up, interpreter, GPU-stack
+# plugin, compiler, code-cache, dump-path and GPU-isolation variables (PATH,
+# BASH_ENV, PYTHONPATH, LD_*, CUDA_INJECTION*, NCCL_*_PLUGIN, TRITON_*, ...;
+# see docs/SECURITY.md) are refused even if a glob here admits them.
+{env_allow}
 # Env keys whose values job show, approvals and chat never display.
 env_secret = ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*_KEY", "*PASSWD*"]
 
@@ -724,6 +733,14 @@ mod tests {
         assert_eq!(cfg.node_cert_ttl, Duration::from_secs(30 * 86_400));
         assert_eq!(cfg.state.url, None, "SQLite by default");
         assert_eq!(cfg.state.pool_size, 4);
+        // The file names the default env_allow exactly as the code does.
+        assert_eq!(
+            cfg.policy.env_allow,
+            proto::env::DEFAULT_ALLOW
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -472,7 +472,7 @@ impl NodeConfig {
              # Globs over argv[0] and the whole command line; empty allows any command.\nallowed_commands = {:?}\n\
              # Directories jobs may run in: prefixes compared after resolving symlinks and '..'; empty allows any.\nallowed_cwds = {:?}\n\
              # Most jobs at once.\nmax_jobs = {}\n\
-             # Env keys accepted from the gateway (globs); loader, shell and interpreter variables are always refused.\nenv_allow = {:?}\n\
+             # Env keys accepted from the gateway (globs); loader, shell, interpreter, GPU-stack plugin, compiler, code-cache and dump-path variables are always refused.\nenv_allow = {:?}\n\
              # Users a named job may ask to run as ([jobs.NAME] run_as on the gateway); never root.\nallowed_run_as = {:?}\n",
             self.name,
             self.gateway,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub use chat::{Access, Secret, UserLimits};
+pub use chat::{Access, Dms, Secret, UserLimits};
 
 /// Where approval buttons go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl Config {
             users: raw.allowed_users,
             groups: raw.allowed_groups,
             chats: raw.allowed_channels,
-            allow_dms: raw.allow_dms.unwrap_or(true),
+            dms: Dms::from_key(raw.allow_dms),
             limits: raw.users,
         };
         access
@@ -145,8 +145,11 @@ allowed_channels = []
 allowed_users = []
 allowed_groups = []
 allow_everyone = false
-# Answer direct messages.
-allow_dms = true
+# Direct messages have no channel, so allowed_channels cannot apply to them.
+# Unset: answer DMs only from users listed in allowed_users or allowed_groups.
+# true: from anyone the lists above admit (everyone when they are empty).
+# false: no DMs.
+# allow_dms = true
 # Where Approve/Deny buttons are posted: "thread" (the request's thread),
 # "dm" (a direct message to each approver that is a Slack user), or "both".
 approvals = "thread"
@@ -202,6 +205,20 @@ mod tests {
         let text = Config::template().replace("allowed_users = []", "allowed_users = [\"U1\"]");
         let c = Config::parse(&text, &tokens).unwrap();
         assert_eq!(c.bot_token.expose(), "xoxb-1");
+        // Unless the operator writes allow_dms, DMs come only from listed users.
+        assert_eq!(c.access.dms, Dms::Listed);
+        let open =
+            Config::parse("allowed_channels = [\"C1\"]\nallow_dms = true\n", &tokens).unwrap();
+        assert_eq!(open.access.dms, Dms::Anyone);
+        let channel_only = Config::parse("allowed_channels = [\"C1\"]\n", &tokens).unwrap();
+        assert!(
+            channel_only
+                .access
+                .admits("U9", "D9", true, false)
+                .unwrap_err()
+                .contains("listed by name")
+        );
+        assert!(channel_only.access.admits("U9", "C1", false, false).is_ok());
         assert!(!format!("{c:?}").contains("xoxb-1"));
         assert!(
             Config::parse("", &env(&[]))

@@ -3,8 +3,12 @@
 //! crate that knows Slack's JSON; the grammar is `crates/chat`.
 //!
 //! Flow: slack-morphism's Socket Mode listener hands `app_mention` and DM
-//! events and button clicks to a bounded queue; the loop drops other
-//! teams' events, turns Slack markup into plain text and hands each to the
+//! events and button clicks to a bounded queue; the loop drops events of
+//! other installations and of senders from other teams (a Slack Connect
+//! guest in a shared channel arrives with our `team_id`; their own team is
+//! the event's `user_team`, which slack-morphism does not model, so it is
+//! asked of `users.info` and remembered), turns Slack markup into plain
+//! text and hands each to the
 //! shared chat engine (`chatops`), which answers through [`SlackSurface`]:
 //! a job gets one message in the request's thread, edited in place (at
 //! most once a second, honouring HTTP 429 `Retry-After`) from queued to
@@ -13,8 +17,10 @@
 
 pub mod config;
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chat::render::Markup;
 use chatops::{Change, Decision, Engine, Origin, Surface};
@@ -38,7 +44,11 @@ enum Incoming {
     Message {
         /// Slack's event id: the same for every redelivery of one event.
         event_id: String,
+        /// The outer `team_id`: the workspace the event came through (in
+        /// a Slack Connect channel, ours, whoever wrote).
         team: String,
+        /// The sender's own team when the event says; else asked.
+        user_team: Option<String>,
         user: String,
         channel: String,
         ts: String,
@@ -49,9 +59,14 @@ enum Incoming {
     Action {
         /// `trigger_id` and `action_ts`: the same for a redelivered click.
         dedup: String,
+        /// The payload's `team.id`.
         team: String,
+        /// The clicking user's own team (`user.team_id`) when given.
+        user_team: Option<String>,
         user: String,
         channel: String,
+        /// Clicked in a one-to-one chat with the bot (an IM channel).
+        dm: bool,
         action: String,
         value: String,
     },
@@ -75,6 +90,8 @@ async fn on_push(
         SlackEventCallbackBody::AppMention(m) => Some(Incoming::Message {
             event_id,
             team,
+            // slack-morphism's app_mention drops `user_team`: asked later.
+            user_team: None,
             user: m.user.to_string(),
             channel: m.channel.to_string(),
             ts: m.origin.ts.to_string(),
@@ -87,10 +104,17 @@ async fn on_push(
                 && m.subtype.is_none()
                 && m.origin.channel_type.as_ref().is_some_and(|t| t.0 == "im") =>
         {
+            let user_team = m
+                .sender
+                .user_profile
+                .as_ref()
+                .and_then(|p| p.team.as_ref())
+                .map(|t| t.to_string());
             match (m.sender.user, m.origin.channel) {
                 (Some(user), Some(channel)) => Some(Incoming::Message {
                     event_id,
                     team,
+                    user_team,
                     user: user.to_string(),
                     channel: channel.to_string(),
                     ts: m.origin.ts.to_string(),
@@ -124,16 +148,20 @@ async fn on_interaction(
     states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
     if let SlackInteractionEvent::BlockActions(b) = event {
+        let team = b.team.id.to_string();
         // The clicking user's own team: a Slack Connect guest's differs
-        // from the workspace's.
-        let team = b
+        // from the workspace's. Asked of users.info when absent.
+        let user_team = b
             .user
             .as_ref()
             .and_then(|u| u.team_id.as_ref())
-            .unwrap_or(&b.team.id)
-            .to_string();
+            .map(|t| t.to_string());
         let user = b.user.map(|u| u.id.to_string()).unwrap_or_default();
         let channel = b.channel.map(|c| c.id.to_string()).unwrap_or_default();
+        // Slack's IM channel ids start with D: a click there (an approval
+        // sent by DM) is a direct message, under the DM rule rather than
+        // the channel list.
+        let dm = channel.starts_with('D');
         for a in b.actions.unwrap_or_default() {
             let i = Incoming::Action {
                 dedup: format!(
@@ -145,8 +173,10 @@ async fn on_interaction(
                         .unwrap_or_default()
                 ),
                 team: team.clone(),
+                user_team: user_team.clone(),
                 user: user.clone(),
                 channel: channel.clone(),
+                dm,
                 action: a.action_id.to_string(),
                 value: a.value.unwrap_or_default(),
             };
@@ -427,17 +457,124 @@ impl Surface for SlackSurface {
     }
 }
 
-/// Hands one Slack event to the engine.
-fn dispatch(engine: &Arc<Engine<SlackSurface>>, team: &str, i: Incoming) {
-    let (from, id) = match &i {
-        Incoming::Message { team, event_id, .. } => (team, event_id),
-        Incoming::Action { team, dedup, .. } => (team, dedup),
+/// What an event's teams say about its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sender {
+    /// A user of this workspace.
+    Ours,
+    /// Another installation's event, or a user of another team (a Slack
+    /// Connect guest): this team.
+    Other(String),
+    /// The event does not say the sender's own team: ask `users.info`.
+    Ask,
+}
+
+/// Decides on an event's teams: `outer` is the event's `team_id` (the
+/// installation it came through: ours for every message in a shared
+/// channel), `user_team` the sender's own team when the event carries it.
+/// Pure.
+fn sender(ours: &str, outer: &str, user_team: Option<&str>) -> Sender {
+    if outer != ours {
+        return Sender::Other(outer.to_string());
+    }
+    match user_team {
+        Some(t) if t == ours => Sender::Ours,
+        Some(t) => Sender::Other(t.to_string()),
+        None => Sender::Ask,
+    }
+}
+
+/// How long a user's team is remembered.
+const TEAMS_FOR: Duration = Duration::from_secs(3600);
+/// Most users whose team is remembered at once (then forgotten together).
+const TEAMS_MAX: usize = 10_000;
+/// How long `users.info` may take.
+const USERS_INFO_WAIT: Duration = Duration::from_secs(10);
+
+/// Users' own teams, from `users.info`, remembered for [`TEAMS_FOR`].
+struct UserTeams {
+    slack: Arc<SlackHyperClient>,
+    token: SlackApiToken,
+    known: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl UserTeams {
+    /// The team `user` belongs to, or why it cannot be told.
+    async fn of(&self, user: &str) -> Result<String, String> {
+        if let Some((t, at)) = lock(&self.known).get(user)
+            && at.elapsed() < TEAMS_FOR
+        {
+            return Ok(t.clone());
+        }
+        let req = SlackApiUsersInfoRequest::new(user.into());
+        let session = self.slack.open_session(&self.token);
+        let got = tokio::time::timeout(USERS_INFO_WAIT, session.users_info(&req))
+            .await
+            .map_err(|_| format!("users.info gave no answer in {USERS_INFO_WAIT:?}"))?
+            .map_err(|e| format!("users.info failed ({e}); does the app have users:read?"))?;
+        let team = got
+            .user
+            .team_id
+            .map(|t| t.to_string())
+            .ok_or("users.info gave no team_id")?;
+        let mut known = lock(&self.known);
+        if known.len() >= TEAMS_MAX {
+            known.clear();
+        }
+        known.insert(user.to_string(), (team.clone(), Instant::now()));
+        Ok(team)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Hands one Slack event to the engine if its sender is a user of `team`;
+/// events of other installations and of other teams' users (Slack Connect
+/// guests) are dropped, and so is one whose sender's team cannot be told.
+async fn admit(engine: &Arc<Engine<SlackSurface>>, teams: &UserTeams, team: &str, i: Incoming) {
+    let (outer, user_team, user, id) = match &i {
+        Incoming::Message {
+            team,
+            user_team,
+            user,
+            event_id,
+            ..
+        } => (team, user_team, user, event_id),
+        Incoming::Action {
+            team,
+            user_team,
+            user,
+            dedup,
+            ..
+        } => (team, user_team, user, dedup),
     };
-    if from != team {
+    let from = match sender(team, outer, user_team.as_deref()) {
+        Sender::Ours => None,
+        Sender::Other(t) => Some(t),
+        Sender::Ask => match teams.of(user).await {
+            Ok(t) if t == team => None,
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, %user, event = %id, "cannot tell which Slack team the sender belongs to; ignoring the event");
+                return;
+            }
+        },
+    };
+    if let Some(from) = from {
         // Slack Connect guests and other workspaces are not this lab's users.
-        tracing::info!(team = %from, event = %id, "ignoring an event from another Slack team");
+        tracing::info!(team = %from, %user, event = %id, "ignoring an event from another Slack team");
         return;
     }
+    dispatch(engine, i);
+}
+
+/// Hands one Slack event, from a user of this workspace, to the engine.
+fn dispatch(engine: &Arc<Engine<SlackSurface>>, i: Incoming) {
     match i {
         Incoming::Message {
             event_id,
@@ -467,6 +604,7 @@ fn dispatch(engine: &Arc<Engine<SlackSurface>>, team: &str, i: Incoming) {
             dedup,
             user,
             channel,
+            dm,
             action,
             value,
             ..
@@ -480,7 +618,7 @@ fn dispatch(engine: &Arc<Engine<SlackSurface>>, team: &str, i: Incoming) {
             let o = Origin {
                 user,
                 chat: channel,
-                dm: false,
+                dm,
                 event: format!("slack-click:{dedup}"),
                 reply: String::new(),
             };
@@ -521,6 +659,11 @@ pub async fn run(
         .strip_prefix("slack:")
         .unwrap_or_default()
         .to_string();
+    let teams = UserTeams {
+        slack: slack.clone(),
+        token: token.clone(),
+        known: Mutex::new(HashMap::new()),
+    };
     let (tx, mut rx) = mpsc::channel(INBOX);
     let env = Arc::new(
         SlackClientEventsListenerEnvironment::new(slack.clone())
@@ -540,6 +683,20 @@ pub async fn run(
         env,
         callbacks,
     );
+    // Messages from Slack Connect guests carry our team_id; telling them
+    // apart needs users.info (users:read). Ask once now, for the bot's own
+    // user, so a missing scope stops moltbot here instead of every
+    // message being ignored later.
+    let me = slack
+        .open_session(&token)
+        .auth_test()
+        .await
+        .map_err(|e| format!("auth.test failed: {e}; check SLACK_BOT_TOKEN"))?;
+    teams.of(me.user_id.as_ref()).await.map_err(|e| {
+        format!(
+            "moltbot cannot look up users' teams ({e}); add the users:read scope to the Slack app and reinstall it              (it tells Slack Connect guests from this workspace's members)"
+        )
+    })?;
     listener
         .listen_for(&app_token)
         .await
@@ -560,7 +717,7 @@ pub async fn run(
     loop {
         tokio::select! {
             i = rx.recv() => match i {
-                Some(i) => dispatch(&engine, &team, i),
+                Some(i) => admit(&engine, &teams, &team, i).await,
                 None => break,
             },
             () = &mut shutdown => break,
@@ -575,6 +732,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_senders_own_team_decides() {
+        let cases = [
+            // (outer team_id, user_team, decision)
+            ("T1", Some("T1"), Sender::Ours),
+            // Slack Connect: our team_id, a guest's own team.
+            ("T1", Some("T2"), Sender::Other("T2".into())),
+            // Another installation's event.
+            ("T2", Some("T1"), Sender::Other("T2".into())),
+            ("T2", None, Sender::Other("T2".into())),
+            // The event does not say: ask users.info.
+            ("T1", None, Sender::Ask),
+        ];
+        for (outer, user_team, want) in cases {
+            assert_eq!(
+                sender("T1", outer, user_team),
+                want,
+                "{outer} {user_team:?}"
+            );
+        }
+    }
+
+    #[test]
     fn slack_markup_becomes_plain_text() {
         assert_eq!(
             plain_text("<@U123|bob> run <http://x.y|x.y> &lt;in&gt;"),
@@ -585,6 +764,41 @@ mod tests {
             "run `make -j4 && make test` on n1"
         );
         assert_eq!(plain_text("a <unterminated"), "a <unterminated");
+    }
+
+    #[test]
+    fn other_parties_text_cannot_mention_link_or_format_control_sequences() {
+        // Slack's control sequences all start with `<`; `&` is escaped
+        // first so that a literal `&lt;` stays literal.
+        let m = SlackMarkup {
+            prefix: "slack:T1/".into(),
+        };
+        let cases = [
+            ("<!channel>", "&lt;!channel&gt;"),
+            ("<!here|here>", "&lt;!here|here&gt;"),
+            ("<!everyone>", "&lt;!everyone&gt;"),
+            ("<@U0BOSS>", "&lt;@U0BOSS&gt;"),
+            ("<#C0LAB>", "&lt;#C0LAB&gt;"),
+            ("<!subteam^S0OPS>", "&lt;!subteam^S0OPS&gt;"),
+            (
+                "<http://evil.example|docs.python.org>",
+                "&lt;http://evil.example|docs.python.org&gt;",
+            ),
+            ("<!date^1^{date}|x>", "&lt;!date^1^{date}|x&gt;"),
+            ("&lt;!channel&gt;", "&amp;lt;!channel&amp;gt;"),
+            ("a && b > c", "a &amp;&amp; b &gt; c"),
+        ];
+        for (input, want) in cases {
+            let got = m.escape(input);
+            assert_eq!(got, want, "{input:?}");
+            assert!(!got.contains('<') && !got.contains('>'), "{got}");
+        }
+        // A foreign identity is text, not a mention.
+        assert_eq!(
+            m.mention("slack:T2/<!channel>"),
+            "slack:T2/&lt;!channel&gt;"
+        );
+        assert_eq!(m.mention("slack:T1/U1>x"), "slack:T1/U1&gt;x");
     }
 
     #[test]

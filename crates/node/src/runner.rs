@@ -362,6 +362,10 @@ pub fn job_env(
         format!("{node}/{}", std::process::id()),
     ));
     let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+    // The indices are NVML's, which count in PCI bus order; CUDA counts
+    // fastest first unless told, so on a node of mixed GPUs the same index
+    // could name another GPU (one that another job holds).
+    env.push(("CUDA_DEVICE_ORDER".into(), "PCI_BUS_ID".into()));
     // Always set: an empty list hides every GPU from a job that holds none.
     env.push(("CUDA_VISIBLE_DEVICES".into(), list.join(",")));
     env
@@ -895,6 +899,14 @@ mod tests {
             e.contains("LD_PRELOAD") && e.contains("refused by policy"),
             "{e}"
         );
+        // So is a GPU-stack loader.
+        let mut cuda = plan(&["python3"], None);
+        cuda.env = vec![("CUDA_INJECTION64_PATH".into(), "/tmp/x.so".into())];
+        let e = check_policy(&open, "n", &cuda).unwrap_err();
+        assert!(
+            e.contains("CUDA_INJECTION64_PATH") && e.contains("refused by policy"),
+            "{e}"
+        );
         let e = check_policy(&off, "n", &plan(&["true"], None)).unwrap_err();
         assert!(e.contains("system.run is disabled"), "{e}");
     }
@@ -922,6 +934,8 @@ mod tests {
         let mut pl = plan(&["x"], None);
         pl.env
             .push(("CUDA_VISIBLE_DEVICES".into(), "0,1,2,3".into()));
+        pl.env
+            .push(("CUDA_DEVICE_ORDER".into(), "FASTEST_FIRST".into()));
         let env = job_env(&pl, "worker-gpu-01", &[0, 2], &user, "/usr/bin:/bin");
         assert!(env.iter().all(|(k, _)| k != "LD_PRELOAD"));
         assert!(env.contains(&("A".into(), "1".into())));
@@ -936,6 +950,15 @@ mod tests {
         assert_eq!(
             cuda,
             vec![&("CUDA_VISIBLE_DEVICES".to_string(), "0,2".to_string())]
+        );
+        // GPU indices are read in NVML's (PCI bus) order, whatever the plan says.
+        let order: Vec<_> = env
+            .iter()
+            .filter(|(k, _)| k == "CUDA_DEVICE_ORDER")
+            .collect();
+        assert_eq!(
+            order,
+            vec![&("CUDA_DEVICE_ORDER".to_string(), "PCI_BUS_ID".to_string())]
         );
         // A job with no GPUs sees none.
         let env = job_env(&plan(&["x"], None), "n", &[], &user, "/bin");

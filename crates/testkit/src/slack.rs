@@ -1,8 +1,15 @@
 //! A local Slack: the Web API over HTTP and Socket Mode over WebSocket, on
 //! 127.0.0.1, speaking Slack's wire formats, for driving the real
 //! slack-morphism client in moltbot. It records every Web API call, can
-//! deliver `app_mention` events and button clicks, and can answer a call
-//! with HTTP 429 and `Retry-After`.
+//! deliver `app_mention` events, direct messages and button clicks, and can
+//! answer a call with HTTP 429 and `Retry-After`.
+//!
+//! Teams as Slack sends them: an event's outer `team_id` is the workspace
+//! the app is installed in ([`TEAM`]), also in a Slack Connect channel
+//! shared with another organisation; the sender's own team is the event's
+//! `user_team` (and `source_team`), a click's `user.team_id`, and
+//! `users.info`'s `team_id`. Users are of [`TEAM`] unless
+//! [`SlackEmulator::set_user_team`] says otherwise.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -47,6 +54,20 @@ struct State {
     refuse_uploads: bool,
     /// The Web API's address, for upload URLs.
     api_addr: String,
+    /// Users of teams other than [`TEAM`] (Slack Connect guests).
+    user_teams: std::collections::HashMap<String, String>,
+    /// Whether `users.info` answers `missing_scope` (no `users:read`).
+    refuse_users_info: bool,
+}
+
+impl State {
+    /// The team `user` belongs to.
+    fn team_of(&self, user: &str) -> String {
+        self.user_teams
+            .get(user)
+            .cloned()
+            .unwrap_or_else(|| TEAM.to_string())
+    }
 }
 
 /// A file shared with `files.completeUploadExternal`.
@@ -154,6 +175,22 @@ impl SlackEmulator {
         );
     }
 
+    /// Makes `user` a user of `team` (a Slack Connect guest when it is not
+    /// [`TEAM`]): their events carry it as `user_team`, and `users.info`
+    /// says so.
+    pub fn set_user_team(&self, user: &str, team: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .user_teams
+            .insert(user.to_string(), team.to_string());
+    }
+
+    /// Makes `users.info` fail as for an app without `users:read`.
+    pub fn refuse_users_info(&self) {
+        self.state.lock().unwrap().refuse_users_info = true;
+    }
+
     /// Makes file uploads fail as for an app without `files:write`.
     pub fn refuse_uploads(&self) {
         self.state.lock().unwrap().refuse_uploads = true;
@@ -221,12 +258,28 @@ impl SlackEmulator {
         self.mention_in_team(TEAM, user, channel, text)
     }
 
-    /// An `app_mention` delivered for workspace `team` (another workspace,
-    /// as a Slack Connect channel shows it).
+    /// An `app_mention` delivered through another installation of the
+    /// app: outer `team_id` and the sender's team are both `team`.
     pub fn mention_in_team(&self, team: &str, user: &str, channel: &str, text: &str) -> String {
-        let (ts, env) = self.mention_envelope(team, user, channel, text);
+        let (ts, mut env) = self.mention_envelope(team, user, channel, text);
+        env["payload"]["event"]["user_team"] = json!(team);
+        env["payload"]["event"]["source_team"] = json!(team);
         self.deliver(env);
         ts
+    }
+
+    /// An `app_mention` in a channel of ours shared by Slack Connect, by
+    /// `user` of another organisation's team `user_team`: as Slack sends
+    /// it, the outer `team_id` is ours and `user_team` is theirs.
+    pub fn mention_from_team(
+        &self,
+        user_team: &str,
+        user: &str,
+        channel: &str,
+        text: &str,
+    ) -> String {
+        self.set_user_team(user, user_team);
+        self.mention(user, channel, text)
     }
 
     /// An `app_mention` envelope, not yet delivered: the message ts and
@@ -239,6 +292,7 @@ impl SlackEmulator {
         text: &str,
     ) -> (String, Value) {
         let ts = self.new_ts();
+        let user_team = self.state.lock().unwrap().team_of(user);
         let env = json!({
             "envelope_id": format!("env-{ts}"),
             "type": "events_api",
@@ -250,11 +304,37 @@ impl SlackEmulator {
                 "type": "event_callback", "event_id": format!("Ev{ts}"), "event_time": 1_800_000_000,
                 "event": {
                     "type": "app_mention", "user": user, "text": text, "ts": ts,
-                    "channel": channel, "event_ts": ts
+                    "channel": channel, "event_ts": ts,
+                    "user_team": user_team, "source_team": user_team
                 }
             }
         });
         (ts, env)
+    }
+
+    /// Delivers a direct message (a `message` event with `channel_type`
+    /// `im`, as `message.im` sends it) from `user` to the bot, in the IM
+    /// channel `D<user>`; returns the message ts.
+    pub fn direct(&self, user: &str, text: &str) -> String {
+        let ts = self.new_ts();
+        let user_team = self.state.lock().unwrap().team_of(user);
+        self.deliver(json!({
+            "envelope_id": format!("env-{ts}"),
+            "type": "events_api",
+            "accepts_response_payload": false,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": {
+                "token": "verification", "team_id": TEAM, "api_app_id": "A0MOLT",
+                "type": "event_callback", "event_id": format!("Ev{ts}"), "event_time": 1_800_000_000,
+                "event": {
+                    "type": "message", "user": user, "text": text, "ts": ts,
+                    "channel": format!("D{user}"), "channel_type": "im", "event_ts": ts,
+                    "user_team": user_team, "source_team": user_team
+                }
+            }
+        }));
+        ts
     }
 
     /// Delivers `envelope` as Slack redelivers an event it thinks went
@@ -284,7 +364,8 @@ impl SlackEmulator {
         action_id: &str,
         value: &str,
     ) -> String {
-        self.click_from_team(TEAM, user, channel, message_ts, action_id, value)
+        let team = self.state.lock().unwrap().team_of(user);
+        self.click_from_team(&team, user, channel, message_ts, action_id, value)
     }
 
     /// A button click by a user whose own workspace is `user_team` (a Slack
@@ -441,6 +522,14 @@ async fn serve_api(mut sock: tokio::net::TcpStream, st: Arc<Mutex<State>>, ws_ur
                         .unwrap_or("U0")
                         .to_string();
                     json!({"ok": true, "channel": {"id": format!("D{user}")}})
+                }
+                "users.info" if s.refuse_users_info => {
+                    json!({"ok": false, "error": "missing_scope", "needed": "users:read"})
+                }
+                "users.info" => {
+                    let user = body["user"].as_str().unwrap_or_default().to_string();
+                    let team = s.team_of(&user);
+                    json!({"ok": true, "user": {"id": user, "team_id": team, "name": user}})
                 }
                 "usergroups.users.list" => {
                     let g = body["usergroup"].as_str().unwrap_or_default();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chat::{Access, Secret, UserLimits};
+use chat::{Access, Dms, Secret, UserLimits};
 use serde::Deserialize;
 
 /// WeCom's long-connection endpoint.
@@ -107,7 +107,7 @@ impl Config {
             users: raw.allowed_users,
             groups: Vec::new(),
             chats: raw.allowed_chats,
-            allow_dms: raw.allow_dms.unwrap_or(true),
+            dms: Dms::from_key(raw.allow_dms),
             limits: raw.users,
         };
         access
@@ -144,7 +144,11 @@ impl Config {
 allowed_users = []     # WeCom userids
 allowed_chats = []     # group chat ids; empty: any chat the robot is in
 allow_everyone = false
-allow_dms = true
+# One-to-one chats have no chat id, so allowed_chats cannot apply to them.
+# Unset: answer them only from users listed in allowed_users.
+# true: from anyone allowed_users admits (everyone when it is empty).
+# false: never.
+# allow_dms = true
 # Where approval cards go: "card" (the request's chat) or "dm" (each approver).
 approvals = "card"
 # A job's live message is a WeCom stream, which WeCom ends after about six
@@ -205,6 +209,22 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(c.stream_limit, Duration::from_secs(330));
         assert_eq!(c.approvals, ApprovalsIn::Card);
+        assert_eq!(c.access.dms, Dms::Listed);
+        let chats = Config::parse("allowed_chats = [\"wrG1\"]\n", &env(ENV)).unwrap();
+        assert!(
+            chats
+                .access
+                .admits("mallory", "mallory", true, false)
+                .is_err()
+        );
+        assert!(chats.access.admits("mallory", "wrG1", false, false).is_ok());
+        let open =
+            Config::parse("allowed_chats = [\"wrG1\"]\nallow_dms = true\n", &env(ENV)).unwrap();
+        assert!(
+            open.access
+                .admits("mallory", "mallory", true, false)
+                .is_ok()
+        );
         assert!(
             Config::parse(&text, &env(&[("WECOM_BOT_ID", "b")]))
                 .unwrap_err()

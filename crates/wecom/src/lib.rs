@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod frames;
+pub mod markup;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -124,7 +125,8 @@ impl Link {
     }
 }
 
-/// WeCom's Markdown: text as is, users by userid.
+/// WeCom's Markdown: other parties' text made inert ([`markup::escape`]),
+/// users named by userid (never a `<@userid>` mention).
 struct WecomMarkup {
     /// `wecom:CORP/`.
     prefix: String,
@@ -132,14 +134,11 @@ struct WecomMarkup {
 
 impl Markup for WecomMarkup {
     fn escape(&self, s: &str) -> String {
-        s.to_string()
+        markup::escape(s)
     }
 
     fn mention(&self, identity: &str) -> String {
-        identity
-            .strip_prefix(&self.prefix)
-            .unwrap_or(identity)
-            .to_string()
+        markup::escape(identity.strip_prefix(&self.prefix).unwrap_or(identity))
     }
 }
 
@@ -547,4 +546,19 @@ async fn session(
     lock(&link.waiting).clear();
     let _ = sink.close().await;
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_surface_escapes_text_and_names() {
+        let m = WecomMarkup {
+            prefix: "wecom:ww1/".into(),
+        };
+        assert_eq!(m.escape("[x](http://e) <@all>"), "［x］(http://e) ＜@all＞");
+        assert_eq!(m.mention("wecom:ww1/zhangsan"), "zhangsan");
+        assert_eq!(m.mention("slack:T1/<@all>"), "slack:T1/＜@all＞");
+    }
 }
