@@ -928,6 +928,23 @@ mod tests {
             let got = raw(addr, &format!("GET {path} HTTP/1.1\r\n"), "").await;
             assert!(got.starts_with("HTTP/1.1 200"), "{path}: {got}");
         }
+        // Odd spellings of paths and targets are private too.
+        for target in [
+            format!("http://{addr}/"),
+            format!("http://{addr}/jobs/1/log"),
+            "//".into(),
+            "/%6aobs".into(),
+            "/jobs/1/%6cog".into(),
+            "/login;x".into(),
+            "/static/app.css/../../jobs".into(),
+            "/static/../jobs".into(),
+            "*".into(),
+        ] {
+            let got = raw(addr, &format!("GET {target} HTTP/1.1\r\n"), "").await;
+            let refused = got.starts_with("HTTP/1.1 401") || got.starts_with("HTTP/1.1 400");
+            assert!(refused, "{target}: {got}");
+            assert!(!got.contains("name=\"csrf\""), "{target}: {got}");
+        }
         let by_url = raw(
             addr,
             &format!("GET /login?token={} HTTP/1.1\r\n", d.token()),
