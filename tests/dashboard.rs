@@ -1,12 +1,15 @@
 //! `openclaw dashboard` in a real browser: headless Chromium driven over
-//! WebDriver against a lab with simulated GPUs. GPU cards and the job
-//! holding a GPU, a live log that grows, an approval and an enrollment made
-//! in the page, and the token and Host checks. Screenshots of each page go
-//! to target/dashboard/. Skips (SKIPPED, not passed) without chromium and
-//! chromium-driver.
+//! WebDriver against a lab with simulated GPUs. A login through the form,
+//! GPU cards and the job holding a GPU, a live log that grows, an approval
+//! and an enrollment made in the page, a logout, and the token, Host and
+//! CSRF checks; and, as a plain HTTP client, a local process without the
+//! token trying every route. Screenshots of each page go to
+//! target/dashboard/. The browser test skips (SKIPPED, not passed) without
+//! chromium and chromium-driver.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,6 +43,18 @@ fn dashboard(lab: &mut Lab, extra: &[&str]) -> (Proc, String) {
     (p, url)
 }
 
+/// The token a dashboard made at start, from the line it printed to
+/// standard error: `log in at URL/login with the token TOKEN (…)`.
+fn printed_token(p: &Proc, url: &str) -> String {
+    wait_until(T, "the dashboard to print its token", || {
+        let err = std::fs::read_to_string(&p.stderr_path).ok()?;
+        let line = err
+            .lines()
+            .find(|l| l.starts_with(&format!("log in at {url}/login with the token ")))?;
+        Some(line.split_whitespace().nth(7)?.to_string())
+    })
+}
+
 /// One raw HTTP/1.1 request; returns the whole response.
 fn raw(url: &str, request_head: &str) -> String {
     let addr = url.trim_start_matches("http://");
@@ -48,6 +63,48 @@ fn raw(url: &str, request_head: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// One raw HTTP/1.1 request with a form body.
+fn raw_form(url: &str, request_head: &str, body: &str) -> String {
+    raw(
+        url,
+        &format!(
+            "{request_head}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// The status code of a raw response.
+fn status(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {resp:?}"))
+}
+
+/// A header of a raw response (the first one of that name).
+fn header(resp: &str, name: &str) -> Option<String> {
+    let head = resp.split("\r\n\r\n").next()?;
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+/// Logs in through the form as a browser would (Host and Origin of the
+/// dashboard); returns the `Cookie` header value to send after.
+fn login(url: &str, token: &str) -> String {
+    let host = url.trim_start_matches("http://");
+    let resp = raw_form(
+        url,
+        &format!("POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: {url}\r\n"),
+        &format!("token={token}"),
+    );
+    assert_eq!(status(&resp), 303, "{resp}");
+    let set = header(&resp, "set-cookie").unwrap_or_else(|| panic!("no cookie: {resp}"));
+    set.split(';').next().unwrap().to_string()
 }
 
 #[test]
@@ -62,9 +119,29 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     lab.start_gateway();
     let (_h1, _n1) = lab.node_up("worker-gpu-01", "gpu", 2);
     let (_h2, _n2) = lab.node_up("lab-gpu-02", "gpu", 1);
-    let (_d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let (d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let token = printed_token(&d, &url);
+    let bearer = format!("Authorization: Bearer {token}\r\n");
     let profile = tempfile::tempdir().unwrap();
     let b = Browser::start(&chrome, &driver, profile.path());
+
+    // Without the token the browser gets the login form, and nothing else:
+    // no data, no CSRF token.
+    b.goto(&format!("{url}/"));
+    let page = b.wait_text("the login form", T, |t| t.contains("Log in"));
+    assert!(!page.contains("busy"), "{page}");
+    assert_eq!(
+        b.eval("return document.querySelector('meta[name=csrf]') === null;"),
+        true
+    );
+    b.screenshot(&shots().join("login.png"));
+    b.type_text("#token", "not-the-token-at-all");
+    b.click("form[action='/login'] button");
+    b.wait_text("a refused login", T, |t| {
+        t.contains("not this dashboard's token")
+    });
+    b.type_text("#token", &token);
+    b.click("form[action='/login'] button");
 
     // A job holding a GPU, printing for a while.
     let job = lab.detach(&[
@@ -79,11 +156,13 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     ]);
     lab.wait_job(job, "running", T);
 
-    // Overview: GPU totals.
-    b.goto(&format!("{url}/"));
+    // Overview: GPU totals, after the login's redirect.
     b.wait_text("the overview", T, |t| {
         t.contains("GPUs") && t.contains("busy")
     });
+    // The session cookie is HttpOnly (no script reads it), and it is not
+    // the token.
+    assert_eq!(b.eval("return document.cookie;"), "");
     b.screenshot(&shots().join("overview.png"));
 
     // GPUs: one card per GPU, and the job holding one.
@@ -125,7 +204,7 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     let host = url.trim_start_matches("http://").to_string();
     let resumed = raw(
         &url,
-        &format!("GET /jobs/{job}/log HTTP/1.1\r\nHost: {host}\r\nLast-Event-ID: 7:0\r\n"),
+        &format!("GET /jobs/{job}/log HTTP/1.1\r\nHost: {host}\r\n{bearer}Last-Event-ID: 7:0\r\n"),
     );
     let first = resumed
         .lines()
@@ -149,7 +228,14 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     assert_eq!(out.code, 0);
     let big = lab.jobs()[0]["id"].as_u64().unwrap();
     b.goto(&format!("{url}/jobs/{big}"));
-    let page = b.wait_text("the tail of a big log", T, |t| t.contains("END-OF-BIG-LOG"));
+    // The log itself, not the page: the command line on the page also
+    // says END-OF-BIG-LOG, before any output has arrived.
+    let page = wait_until(T, "the tail of a big log", || {
+        let log = b.eval("return document.getElementById('log').textContent;");
+        log.as_str()
+            .filter(|l| l.contains("END-OF-BIG-LOG"))
+            .map(str::to_string)
+    });
     assert!(
         page.contains("earlier output not shown"),
         "{}",
@@ -219,22 +305,37 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
             .filter(|n| n["connection"] != "pending")
     });
 
-    // A change without the page's CSRF token, or from another origin, is
-    // refused; so is a request naming another host.
-    let forged = raw(
+    // A change with the token but without the page's CSRF token, or from
+    // another origin, is refused; so is a request naming another host.
+    let forged = raw_form(
         &url,
         &format!(
-            "POST /jobs/{job}/cancel HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n\r\ncsrf=nope"
+            "POST /jobs/{job}/cancel HTTP/1.1\r\nHost: {host}\r\n{bearer}Origin: http://evil.example\r\n"
         ),
+        "csrf=nope",
     );
     assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    let no_csrf = raw_form(
+        &url,
+        &format!("POST /jobs/{job}/cancel HTTP/1.1\r\nHost: {host}\r\n{bearer}Origin: {url}\r\n"),
+        "csrf=nope",
+    );
+    assert!(no_csrf.starts_with("HTTP/1.1 403"), "{no_csrf}");
     let rebound = raw(&url, "GET / HTTP/1.1\r\nHost: evil.example\r\n");
     assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+
+    // Logging out ends the session: the next page is the login form.
+    b.goto(&format!("{url}/gpus"));
+    b.wait_text("the GPU page", T, |t| t.contains("GPUs on this page"));
+    b.click("form[action='/logout'] button");
+    b.wait_text("the login form after logout", T, |t| t.contains("Log in"));
+    b.goto(&format!("{url}/jobs"));
+    let page = b.wait_text("the login form", T, |t| t.contains("Log in"));
+    assert!(!page.contains(&format!("{job}")), "{page}");
 }
 
 #[test]
-fn off_loopback_the_dashboard_needs_its_token() {
+fn off_loopback_the_dashboard_needs_its_token_file() {
     let mut lab = Lab::new(BIN);
     lab.start_gateway();
     let gw = lab.gw_home.clone();
@@ -242,22 +343,42 @@ fn off_loopback_the_dashboard_needs_its_token() {
     lab.run(&gw, &["dashboard", "--listen", "0.0.0.0:0"])
         .fails_with(2, "--auth-token-file");
     let file = lab.dir().join("dash.token");
-    std::fs::write(&file, "k7Qe0m1X9wPz4rTj2bLs\n").unwrap();
-    let (_d, url) = dashboard(
-        &mut lab,
+    let secret = "k7Qe0m1X9wPz4rTj2bLs";
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let path = file.to_str().unwrap();
+    // A token file others may read is refused, like a private key.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    lab.run(
+        &gw,
         &[
+            "dashboard",
             "--listen",
             "0.0.0.0:0",
             "--auth-token-file",
-            file.to_str().unwrap(),
+            path,
         ],
+    )
+    .fails_with(2, "chmod 600");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (d, url) = dashboard(
+        &mut lab,
+        &["--listen", "0.0.0.0:0", "--auth-token-file", path],
     );
     let port = url.rsplit(':').next().unwrap().to_string();
     let local = format!("http://127.0.0.1:{port}");
+    // It says where the token is, and does not print it.
+    let said = wait_until(T, "the login line", || {
+        let err = std::fs::read_to_string(&d.stderr_path).ok()?;
+        err.lines()
+            .find(|l| l.starts_with("log in at "))
+            .map(str::to_string)
+    });
+    assert!(said.contains(path) && !said.contains(secret), "{said}");
     let host = format!("Host: 127.0.0.1:{port}\r\n");
     let none = raw(&local, &format!("GET / HTTP/1.1\r\n{host}"));
     assert!(none.starts_with("HTTP/1.1 401"), "{none}");
-    assert!(none.contains("/login?token="), "{none}");
+    assert!(none.contains("action=\"/login\""), "{none}");
+    assert!(!none.contains("login?token"), "{none}");
     let wrong = raw(
         &local,
         &format!("GET /gpus HTTP/1.1\r\n{host}Authorization: Bearer wrong-token-123456\r\n"),
@@ -265,19 +386,337 @@ fn off_loopback_the_dashboard_needs_its_token() {
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
     let right = raw(
         &local,
-        &format!("GET / HTTP/1.1\r\n{host}Authorization: Bearer k7Qe0m1X9wPz4rTj2bLs\r\n"),
+        &format!("GET / HTTP/1.1\r\n{host}Authorization: Bearer {secret}\r\n"),
     );
     assert!(right.starts_with("HTTP/1.1 200"), "{right}");
-    let login = raw(
+    // The token in a URL does nothing.
+    let by_url = raw(
         &local,
-        &format!("GET /login?token=k7Qe0m1X9wPz4rTj2bLs HTTP/1.1\r\n{host}"),
+        &format!("GET /login?token={secret} HTTP/1.1\r\n{host}"),
     );
-    assert!(login.contains("HttpOnly; SameSite=Strict"), "{login}");
-    let cookie = raw(
+    assert!(header(&by_url, "set-cookie").is_none(), "{by_url}");
+    let cookie = login(&local, secret);
+    assert!(
+        !cookie.contains(secret),
+        "the cookie is a session, not the token: {cookie}"
+    );
+    let with_cookie = raw(
         &local,
-        &format!("GET /jobs HTTP/1.1\r\n{host}Cookie: openclaw_dashboard=k7Qe0m1X9wPz4rTj2bLs\r\n"),
+        &format!("GET /jobs HTTP/1.1\r\n{host}Cookie: {cookie}\r\n"),
     );
-    assert!(cookie.starts_with("HTTP/1.1 200"), "{cookie}");
+    assert!(with_cookie.starts_with("HTTP/1.1 200"), "{with_cookie}");
+}
+
+/// Issue 20, item 1: a process on the dashboard's machine (a job running
+/// as `nobody`, another user) reaches its loopback port and sets Host and
+/// Origin by hand, as curl does. Without the token it gets no page, data,
+/// log stream or CSRF token, and every change it posts, on every POST
+/// route the dashboard has, is refused; the gateway shows nothing
+/// happened. The token in a URL does not log in; through the form it
+/// does, for a session cookie that then works.
+#[test]
+fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
+    let mut lab = Lab::with_config(BIN, |c| set_chat_test_policy(c, "admin"));
+    lab.start_gateway();
+    let (_h1, _n1) = lab.node_up("worker-gpu-01", "gpu", 1);
+    let (_h2, _n2) = lab.node_up("worker-cpu-01", "cpu", 0);
+    // A job held for approval (another admin's), a running job, and a
+    // pending enrollment: something for every action to change.
+    let alice = lab.second_admin("alice");
+    let out = lab
+        .run(
+            &alice,
+            &[
+                "run",
+                "--detach",
+                "--node",
+                "worker-gpu-01",
+                "--",
+                "echo",
+                "held-job-ran",
+            ],
+        )
+        .ok();
+    let held: u64 = out.stdout.trim().parse().unwrap();
+    lab.wait_job(held, "awaiting-approval", T);
+    let running = lab.detach(&["--node", "worker-cpu-01", "--", "sleep", "120"]);
+    lab.wait_job(running, "running", T);
+    let join = lab.token(&["--labels", "cpu"]);
+    let newcomer = lab.home("worker-new");
+    lab.run(
+        &newcomer,
+        &[
+            "node",
+            "enroll",
+            "--token",
+            &join,
+            "--name",
+            "worker-new",
+            "--wait",
+            "1s",
+        ],
+    )
+    .fails_with(75, "pending");
+
+    let (d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let host = url.trim_start_matches("http://").to_string();
+    let port = host.rsplit(':').next().unwrap().to_string();
+    // What a local process sends: the right Host and Origin, no secret.
+    let hdrs = format!("Host: {host}\r\nOrigin: {url}\r\n");
+    let fingerprint = lab.node("worker-new").unwrap()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let digest = lab.job(held)["plan_digest"].as_str().unwrap().to_string();
+    let body = format!("csrf=guess&plan_digest={digest}&fingerprint={fingerprint}");
+    // Nothing in an answer may reveal state, the CSRF token or a secret.
+    let reveals = |resp: &str, secret: &str| {
+        [
+            "name=\"csrf\"",
+            "worker-gpu-01",
+            "worker-cpu-01",
+            "worker-new",
+            "held-job-ran",
+            "sleep 120",
+            "\ndata:",
+            secret,
+        ]
+        .into_iter()
+        .find(|s| !s.is_empty() && resp.contains(s))
+        .map(str::to_string)
+    };
+
+    // Every page, data stream and script, by GET and HEAD, with the
+    // fragment header app.js sends, and with trailing slashes.
+    let mut gets = vec![
+        "/".to_string(),
+        "/gpus".into(),
+        "/jobs".into(),
+        "/enrollments".into(),
+        format!("/jobs/{held}"),
+        format!("/jobs/{running}"),
+        format!("/jobs/{running}/log"),
+        "/static/app.js".into(),
+        "/gpus?after=a".into(),
+        "/?token=x".into(),
+    ];
+    let slashed: Vec<String> = gets
+        .iter()
+        .filter(|p| *p != "/" && !p.contains('?'))
+        .map(|p| format!("{p}/"))
+        .collect();
+    gets.extend(slashed);
+    let guessed = format!("Cookie: openclaw_dashboard_{port}=0123456789abcdef0123456789abcdef\r\n");
+    let get_all = |extras: &[&str], secret: &str| {
+        for path in &gets {
+            for extra in extras {
+                for method in ["GET", "HEAD"] {
+                    let resp = raw(&url, &format!("{method} {path} HTTP/1.1\r\n{hdrs}{extra}"));
+                    assert_eq!(status(&resp), 401, "{method} {path} {extra:?}: {resp}");
+                    assert_eq!(reveals(&resp, secret), None, "{method} {path}: {resp}");
+                    assert!(header(&resp, "set-cookie").is_none(), "{resp}");
+                }
+            }
+        }
+    };
+    get_all(
+        &[
+            "",
+            "X-Fragment: 1\r\n",
+            "Accept: text/event-stream\r\nLast-Event-ID: 0:0\r\n",
+            &guessed,
+        ],
+        "",
+    );
+
+    // Every POST route the router has, and other methods on them.
+    let posts = [
+        format!("/jobs/{held}/approve"),
+        format!("/jobs/{held}/deny"),
+        format!("/jobs/{running}/cancel"),
+        format!("/jobs/{held}/cancel"),
+        "/nodes/worker-new/approve".into(),
+        "/nodes/worker-new/reject".into(),
+        "/nodes/worker-gpu-01/revoke".into(),
+        "/nodes/worker-cpu-01/revoke".into(),
+        "/logout".into(),
+        format!("/jobs/{held}/approve/"),
+        "/nodes/worker-gpu-01/revoke/".into(),
+    ];
+    let post_all = |methods: &[&str], extras: &[&str], secret: &str| {
+        for path in &posts {
+            for method in methods {
+                for extra in extras {
+                    let resp = raw_form(
+                        &url,
+                        &format!("{method} {path} HTTP/1.1\r\n{hdrs}{extra}"),
+                        &body,
+                    );
+                    assert_eq!(status(&resp), 401, "{method} {path}: {resp}");
+                    assert_eq!(reveals(&resp, secret), None, "{method} {path}: {resp}");
+                }
+            }
+        }
+    };
+    post_all(
+        &["POST", "PUT", "DELETE", "PATCH"],
+        &["", "X-Fragment: 1\r\n", &guessed],
+        "",
+    );
+
+    // Now knowing the token (as a process that read the dashboard's
+    // terminal could): it is no session cookie, under the old cookie name
+    // or the new one, and it logs nobody in from a URL.
+    let token = printed_token(&d, &url);
+    let old_cookie = format!("Cookie: openclaw_dashboard={token}\r\n");
+    let token_cookie = format!("Cookie: openclaw_dashboard_{port}={token}\r\n");
+    get_all(&[&old_cookie, &token_cookie], &token);
+    post_all(&["POST"], &[&old_cookie, &token_cookie], &token);
+    // The login page and the stylesheet are open, and reveal nothing.
+    for path in ["/login", "/static/app.css"] {
+        let resp = raw(&url, &format!("GET {path} HTTP/1.1\r\n{hdrs}"));
+        assert_eq!(status(&resp), 200, "{path}: {resp}");
+        assert_eq!(reveals(&resp, &token), None, "{path}: {resp}");
+    }
+
+    // The token in a URL does not log in, by GET or by POST.
+    for req in [
+        format!("GET /login?token={token} HTTP/1.1\r\n{hdrs}"),
+        format!("GET /?token={token} HTTP/1.1\r\n{hdrs}"),
+    ] {
+        let resp = raw(&url, &req);
+        assert!(header(&resp, "set-cookie").is_none(), "{req}: {resp}");
+        assert_eq!(reveals(&resp, &token), None, "{req}: {resp}");
+    }
+    let resp = raw_form(
+        &url,
+        &format!("POST /login?token={token} HTTP/1.1\r\n{hdrs}"),
+        "token=wrong",
+    );
+    assert!(header(&resp, "set-cookie").is_none(), "{resp}");
+    // Wrong tokens, through the form or as Bearer: refused, one at a time,
+    // a second each, however many connections ask at once.
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        let guesses: Vec<_> = (0..3)
+            .map(|i| {
+                let (url, hdrs) = (&url, &hdrs);
+                s.spawn(move || {
+                    if i == 0 {
+                        raw(
+                            url,
+                            &format!("GET / HTTP/1.1\r\n{hdrs}Authorization: Bearer guess{i}\r\n"),
+                        )
+                    } else {
+                        raw_form(
+                            url,
+                            &format!("POST /login HTTP/1.1\r\n{hdrs}"),
+                            &format!("token=0123456789abcdef0123456789abcde{i}"),
+                        )
+                    }
+                })
+            })
+            .collect();
+        for g in guesses {
+            let resp = g.join().unwrap();
+            assert_eq!(status(&resp), 401, "{resp}");
+            assert!(header(&resp, "set-cookie").is_none(), "{resp}");
+        }
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "three wrong tokens answered in {:?}",
+        started.elapsed()
+    );
+    // The right token from another origin (login CSRF), or from none: refused.
+    for origin in ["Origin: http://evil.example\r\n", "Origin: null\r\n", ""] {
+        let resp = raw_form(
+            &url,
+            &format!("POST /login HTTP/1.1\r\nHost: {host}\r\n{origin}"),
+            &format!("token={token}"),
+        );
+        assert_eq!(status(&resp), 403, "{origin:?}: {resp}");
+        assert!(header(&resp, "set-cookie").is_none(), "{resp}");
+    }
+
+    // The gateway shows nothing happened: the held job is held and
+    // unapproved, the running job runs, the request is pending, and both
+    // nodes are still enrolled and connected.
+    let j = lab.job(held);
+    assert_eq!(j["state"], "awaiting-approval", "{j}");
+    assert!(j["approved_by"].is_null(), "{j}");
+    assert_eq!(lab.job(running)["state"], "running");
+    assert_eq!(lab.node("worker-new").unwrap()["connection"], "pending");
+    for n in ["worker-gpu-01", "worker-cpu-01"] {
+        assert_eq!(lab.node(n).unwrap()["connection"], "connected", "{n}");
+    }
+
+    // With the token through the form: a session cookie that is not the
+    // token, HttpOnly and SameSite=Strict, that works for pages and, with
+    // the page's CSRF token, for changes.
+    let resp = raw_form(
+        &url,
+        &format!("POST /login HTTP/1.1\r\n{hdrs}"),
+        &format!("token={token}"),
+    );
+    assert_eq!(status(&resp), 303, "{resp}");
+    let set = header(&resp, "set-cookie").unwrap();
+    assert!(
+        set.starts_with(&format!("openclaw_dashboard_{port}=")),
+        "{set}"
+    );
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(!set.contains(&token), "{set}");
+    let cookie = format!("Cookie: {}\r\n", set.split(';').next().unwrap());
+    let page = raw(
+        &url,
+        &format!("GET /jobs/{held} HTTP/1.1\r\n{hdrs}{cookie}"),
+    );
+    assert_eq!(status(&page), 200, "{page}");
+    let csrf = page
+        .split("<meta name=\"csrf\" content=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    // A session without the page's CSRF token, or from another origin, is
+    // still refused.
+    let no_csrf = raw_form(
+        &url,
+        &format!("POST /jobs/{held}/approve HTTP/1.1\r\n{hdrs}{cookie}"),
+        &body,
+    );
+    assert_eq!(status(&no_csrf), 403, "{no_csrf}");
+    let elsewhere = raw_form(
+        &url,
+        &format!(
+            "POST /jobs/{held}/approve HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\n{cookie}"
+        ),
+        &format!("csrf={csrf}&plan_digest={digest}"),
+    );
+    assert_eq!(status(&elsewhere), 403, "{elsewhere}");
+    assert_eq!(lab.job(held)["state"], "awaiting-approval");
+    let approved = raw_form(
+        &url,
+        &format!("POST /jobs/{held}/approve HTTP/1.1\r\n{hdrs}{cookie}"),
+        &format!("csrf={csrf}&plan_digest={digest}"),
+    );
+    assert_eq!(status(&approved), 303, "{approved}");
+    let done = lab.wait_job(held, "exited", T);
+    assert_eq!(done["approved_by"], "admin", "{done}");
+    // Logging out ends the session on the server, not only in the browser.
+    let out = raw_form(
+        &url,
+        &format!("POST /logout HTTP/1.1\r\n{hdrs}{cookie}"),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(status(&out), 303, "{out}");
+    assert_eq!(header(&out, "location").as_deref(), Some("/login"));
+    let after = raw(&url, &format!("GET / HTTP/1.1\r\n{hdrs}{cookie}"));
+    assert_eq!(status(&after), 401, "{after}");
 }
 
 /// 1,000 nodes with 2 simulated GPUs each: the pages stay paged (50 nodes,
@@ -316,9 +755,15 @@ fn the_dashboard_pages_a_thousand_gpu_nodes() {
         Duration::from_secs(300),
     )
     .unwrap();
-    let (_d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let (d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let token = printed_token(&d, &url);
     let host = url.trim_start_matches("http://").to_string();
-    let get = |path: &str| raw(&url, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n"));
+    let get = |path: &str| {
+        raw(
+            &url,
+            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"),
+        )
+    };
 
     let overview = wait_until(T, "every GPU in the overview", || {
         let p = get("/");

@@ -434,6 +434,16 @@ fn lab_command_brings_up_two_connected_nodes() {
         format!("{} --home {} node list", bin.display(), home.display()),
         "{stdout}"
     );
+    // The dashboard needs its token even on loopback: the lab says where
+    // it is (a 0600 file in its gateway home), not what it is.
+    let token_file = home.join("dashboard.token");
+    assert!(
+        stdout.contains(&format!(
+            "/login with the token in {}\n",
+            token_file.display()
+        )),
+        "{stdout}"
+    );
     assert!(
         !dir.path().join("lab").exists(),
         "the lab removes its homes unless --keep"

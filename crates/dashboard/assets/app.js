@@ -14,6 +14,8 @@
     if (active && main.contains(active) && active.tagName !== "BODY") return;
     try {
       const r = await fetch(location.href, { headers: { "X-Fragment": "1" } });
+      // Logged out (or the dashboard restarted): show the login form.
+      if (r.status === 401) { location.reload(); return; }
       if (r.ok) main.innerHTML = await r.text();
     } catch (e) { /* the next tick tries again */ }
   }, every * 1000);

@@ -4,12 +4,25 @@
 //! listening surface. Every action is an ordinary API call, checked at the
 //! gateway like any other.
 //!
-//! * Loopback by default. Any other address needs a token
-//!   (`--auth-token-file`) on every request: a cookie set by
-//!   `/login?token=…`, or `Authorization: Bearer …`.
-//! * The Host header must name this dashboard (DNS rebinding).
-//! * Every POST needs the page's CSRF token and an Origin of this
-//!   dashboard.
+//! Whoever can use the dashboard acts as that credential, and every local
+//! process can reach a loopback port and set Host and Origin by hand. So,
+//! as Jupyter does, the dashboard always needs a secret, loopback included
+//! ([`guard`] has the decisions):
+//!
+//! * A token: random (128 bits from the OS) at each start, returned by
+//!   [`Dashboard::token`] for the caller to print, or read from
+//!   `--auth-token-file`. Loopback only unless a token file is given.
+//! * The token is exchanged once, through the login form (`POST /login`,
+//!   from this dashboard's origin), for a random session id in an
+//!   HttpOnly, SameSite=Strict cookie; never in a URL, where it would land
+//!   in history, logs and Referer. Scripts may send
+//!   `Authorization: Bearer TOKEN` instead. Failed logins are slowed and
+//!   counted.
+//! * Without it, only the login page and the stylesheet are served: no
+//!   page, data, log stream, script or CSRF token (401).
+//! * The Host header must name this dashboard (DNS rebinding), every POST
+//!   needs an Origin of this dashboard, and every change the page's CSRF
+//!   token, on top of the secret.
 //! * HTML, CSS and JavaScript are embedded; no CDN, no build step. Charts
 //!   are SVG rendered on the server ([`render::sparkline`]).
 //! * Pages are paged (50 nodes or jobs), and refresh their `<main>` every
@@ -62,16 +75,26 @@ pub enum DashboardError {
 pub struct Options {
     /// Where to listen.
     pub listen: SocketAddr,
-    /// The token every request must carry; required off loopback.
+    /// The token to log in with (from `--auth-token-file`); `None`: a random
+    /// one is made at start ([`Dashboard::token`]). Required off loopback.
     pub auth_token: Option<String>,
 }
 
-/// Whether `opts` may be served: off loopback only with a token.
+/// Sessions kept at once; a further login drops the oldest.
+const MAX_SESSIONS: usize = 64;
+/// How long a failed login waits before its answer.
+const FAILED_LOGIN_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Random bytes in a made token and in a session id.
+const SECRET_BYTES: usize = 16;
+
+/// Whether `opts` may be served: off loopback only with a token file, and
+/// a given token must be at least 16 printable characters.
 pub fn check_options(opts: &Options) -> Result<(), String> {
     if !opts.listen.ip().is_loopback() && opts.auth_token.is_none() {
         return Err(format!(
-            "--listen {} is not a loopback address: anyone who can reach it could act as this home's credential. \
-             Add --auth-token-file FILE (a random token, e.g. 'head -c 32 /dev/urandom | base64 > FILE'), or listen on 127.0.0.1",
+            "--listen {} is not a loopback address, and the dashboard speaks plain HTTP. \
+             Prefer an SSH tunnel to 127.0.0.1; to listen there anyway, add --auth-token-file FILE \
+             (a random token you keep: 'head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE')",
             opts.listen
         ));
     }
@@ -85,11 +108,47 @@ pub fn check_options(opts: &Options) -> Result<(), String> {
     Ok(())
 }
 
+/// A random secret: [`SECRET_BYTES`] from the OS, in hex.
+fn secret() -> Result<String, DashboardError> {
+    let mut raw = [0u8; SECRET_BYTES];
+    pki::random_bytes(&mut raw).map_err(|e| DashboardError::Options(e.to_string()))?;
+    Ok(pki::hex(&raw))
+}
+
 struct App {
     gw: Gateway,
     csrf: String,
-    token: Option<String>,
+    token: String,
+    sessions: std::sync::Mutex<guard::Sessions>,
+    /// Wrong tokens so far; held across each one's delay, so guesses are
+    /// answered one at a time, at most one a [`FAILED_LOGIN_DELAY`].
+    failures: tokio::sync::Mutex<u64>,
     bound: SocketAddr,
+}
+
+impl App {
+    /// A wrong token (through the form, or as Bearer): counted and logged
+    /// (never the token), then answered after [`FAILED_LOGIN_DELAY`], one
+    /// at a time, so a guesser gets one try a second however many
+    /// connections it opens. The right token never waits here.
+    async fn wrong_token(&self, how: &'static str) {
+        let mut n = self.failures.lock().await;
+        *n += 1;
+        tracing::warn!(
+            failures = *n,
+            how,
+            "a wrong dashboard token; many of these mean something on this machine is guessing"
+        );
+        tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, guard::Sessions> {
+        // A panic while holding it cannot leave the list half-changed.
+        match self.sessions.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -102,6 +161,7 @@ fn unix_now() -> u64 {
 /// A running dashboard.
 pub struct Dashboard {
     addr: SocketAddr,
+    token: String,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -109,6 +169,17 @@ impl Dashboard {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The token to log in with: the one given, or the one made at start.
+    /// Show it only to the dashboard's user (a terminal, a 0600 file).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Where to log in.
+    pub fn login_url(&self) -> String {
+        format!("http://{}/login", self.addr)
     }
 
     /// Waits until it stops.
@@ -134,14 +205,21 @@ pub async fn start(
         addr: opts.listen,
         msg: e.to_string(),
     })?;
-    let mut raw = [0u8; 16];
-    pki::random_bytes(&mut raw).map_err(|e| DashboardError::Options(e.to_string()))?;
+    let token = match opts.auth_token {
+        Some(t) => t,
+        None => secret()?,
+    };
     let app = Arc::new(App {
         gw: Gateway::new(home),
-        csrf: pki::hex(&raw),
-        token: opts.auth_token,
+        csrf: secret()?,
+        token: token.clone(),
+        sessions: std::sync::Mutex::new(guard::Sessions::new(MAX_SESSIONS)),
+        failures: tokio::sync::Mutex::new(0),
         bound: addr,
     });
+    // Every route, the fallback included, sits behind `gate`: what a route
+    // needs is decided by `guard::access` from its method and path, so an
+    // unknown path or method without a secret is a 401, not a 404 or 405.
     let router = axum::Router::new()
         .route("/", get(overview))
         .route("/gpus", get(gpus))
@@ -151,7 +229,8 @@ pub async fn start(
         .route("/jobs/{id}/{action}", post(job_action))
         .route("/enrollments", get(enrollments))
         .route("/nodes/{name}/{action}", post(node_action))
-        .route("/login", get(login))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
         .route(
             "/static/app.css",
             get(|| async { asset("text/css", APP_CSS) }),
@@ -160,6 +239,7 @@ pub async fn start(
             "/static/app.js",
             get(|| async { asset("text/javascript", APP_JS) }),
         )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page").into_response() })
         .layer(axum::middleware::from_fn_with_state(app.clone(), gate))
         .with_state(app);
     let task = tokio::spawn(async move {
@@ -170,7 +250,7 @@ pub async fn start(
             tracing::error!(error = %e, "dashboard server stopped");
         }
     });
-    Ok(Dashboard { addr, task })
+    Ok(Dashboard { addr, token, task })
 }
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
@@ -188,51 +268,80 @@ fn hdr(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn parts(h: &HeaderMap) -> guard::Parts<'_> {
-    guard::Parts {
-        host: hdr(h, header::HOST),
-        cookie: hdr(h, header::COOKIE),
-        authorization: hdr(h, header::AUTHORIZATION),
-        origin: hdr(h, header::ORIGIN),
-    }
-}
-
 fn refusal(r: guard::Refusal) -> Response {
-    let (code, msg) = match r {
+    let (code, body) = match r {
+        // The login form, and nothing else: no data, no CSRF token.
         guard::Refusal::Token => (
             StatusCode::UNAUTHORIZED,
-            "this dashboard needs its token: open /login?token=TOKEN (the token is in the --auth-token-file it was started with)",
+            render::login(Some(
+                "This dashboard needs its token: log in with the token it printed at start \
+                 (or the one in its --auth-token-file).",
+            )),
         ),
         guard::Refusal::Host => (
             StatusCode::MISDIRECTED_REQUEST,
-            "this dashboard answers only to its own address; open it by the address it printed",
+            render::problem(
+                "Refused",
+                "this dashboard answers only to its own address; open it by the address it printed",
+            ),
         ),
         guard::Refusal::Csrf => (
             StatusCode::FORBIDDEN,
-            "this change did not come from a page of this dashboard; reload the page and try again",
+            render::problem(
+                "Refused",
+                "this change did not come from a page of this dashboard; reload the page and try again",
+            ),
         ),
     };
-    (code, Html(render::problem("Refused", msg))).into_response()
+    let mut resp = (code, Html(body)).into_response();
+    if r == guard::Refusal::Token {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"openclaw dashboard\""),
+        );
+    }
+    resp
 }
 
-/// Host and token, for every request but `/login` (which checks the token
-/// it is given and the Host header itself).
+/// Host, credential and Origin for every request, before any handler
+/// ([`guard::check`]); then the security headers on every answer.
 async fn gate(
     State(app): State<Arc<App>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let login = req.uri().path() == "/login";
-    let token = if login { None } else { app.token.as_deref() };
-    if let Err(r) = guard::check(&parts(req.headers()), app.bound, token, None) {
-        return refusal(r);
-    }
-    let mut resp = next.run(req).await;
+    let checked = {
+        let h = req.headers();
+        let parts = guard::Parts {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            host: hdr(h, header::HOST),
+            cookie: hdr(h, header::COOKIE),
+            authorization: hdr(h, header::AUTHORIZATION),
+            origin: hdr(h, header::ORIGIN),
+        };
+        let sessions = app.sessions();
+        let keys = guard::Keys {
+            token: &app.token,
+            sessions: &sessions,
+        };
+        guard::check(&parts, app.bound, &keys)
+    };
+    let mut resp = match checked {
+        Ok(()) => next.run(req).await,
+        Err(r) => {
+            if r == guard::Refusal::Token && req.headers().contains_key(header::AUTHORIZATION) {
+                app.wrong_token("bearer").await;
+            }
+            refusal(r)
+        }
+    };
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'",
         ),
     );
     h.insert(
@@ -245,31 +354,81 @@ async fn gate(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
+    // Pages hold what only a logged-in user may see: keep them out of
+    // shared caches and the back-forward cache after a logout.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     resp
+}
+
+async fn login_page() -> Response {
+    Html(render::login(None)).into_response()
 }
 
 #[derive(serde::Deserialize)]
-struct LoginQuery {
+struct LoginForm {
     token: String,
 }
 
-async fn login(State(app): State<Arc<App>>, Query(q): Query<LoginQuery>) -> Response {
-    let Some(want) = &app.token else {
-        return Redirect::to("/").into_response();
-    };
-    if !pki::constant_time_eq(q.token.as_bytes(), want.as_bytes()) {
-        return refusal(guard::Refusal::Token);
-    }
-    let cookie = format!(
-        "{}={}; HttpOnly; SameSite=Strict; Path=/",
-        guard::COOKIE,
-        q.token
-    );
-    let mut resp = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+fn with_cookie(mut resp: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// `POST /login`: the token, once, for a session cookie. The gate has
+/// checked Host and Origin. A wrong token is slowed ([`App::wrong_token`]).
+async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
+    if !pki::constant_time_eq(form.token.trim().as_bytes(), app.token.as_bytes()) {
+        app.wrong_token("login form").await;
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html(render::login(Some(
+                "That is not this dashboard's token. Use the one it printed at start (or the one in its --auth-token-file).",
+            ))),
+        )
+            .into_response();
+    }
+    let session = match secret() {
+        Ok(s) => s,
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+    };
+    app.sessions().open(session.clone());
+    with_cookie(
+        Redirect::to("/").into_response(),
+        &guard::session_cookie(app.bound.port(), &session),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct LogoutForm {
+    csrf: String,
+}
+
+/// `POST /logout`: ends this browser's session.
+async fn logout(
+    State(app): State<Arc<App>>,
+    h: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> Response {
+    if !guard::csrf_ok(&form.csrf, &app.csrf) {
+        return refusal(guard::Refusal::Csrf);
+    }
+    let name = guard::cookie_name(app.bound.port());
+    if let Some(c) = hdr(&h, header::COOKIE) {
+        let mut sessions = app.sessions();
+        for v in guard::cookie_values(c, &name) {
+            sessions.close(v);
+        }
+    }
+    with_cookie(
+        Redirect::to("/login").into_response(),
+        &guard::expired_cookie(app.bound.port()),
+    )
 }
 
 /// A page, or only its `<main>` content when app.js refreshes it.
@@ -568,23 +727,14 @@ struct ActionForm {
     fingerprint: Option<String>,
 }
 
-fn csrf_ok(app: &App, h: &HeaderMap, form: &ActionForm) -> Result<(), guard::Refusal> {
-    guard::check(
-        &parts(h),
-        app.bound,
-        app.token.as_deref(),
-        Some((&form.csrf, &app.csrf)),
-    )
-}
-
 async fn job_action(
     State(app): State<Arc<App>>,
-    h: HeaderMap,
     Path((id, action)): Path<(u64, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = csrf_ok(&app, &h, &form) {
-        return refusal(r);
+    // The gate has checked Host, the secret and Origin.
+    if !guard::csrf_ok(&form.csrf, &app.csrf) {
+        return refusal(guard::Refusal::Csrf);
     }
     let req = match action.as_str() {
         "approve" => Request::JobApprove {
@@ -628,12 +778,12 @@ async fn enrollments(
 
 async fn node_action(
     State(app): State<Arc<App>>,
-    h: HeaderMap,
     Path((name, action)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = csrf_ok(&app, &h, &form) {
-        return refusal(r);
+    // The gate has checked Host, the secret and Origin.
+    if !guard::csrf_ok(&form.csrf, &app.csrf) {
+        return refusal(guard::Refusal::Csrf);
     }
     let req = match action.as_str() {
         "approve" => Request::NodeApprove {
@@ -669,6 +819,161 @@ mod tests {
         assert!(check_options(&o("0.0.0.0:7680", Some("0123456789abcdefXYZ"))).is_ok());
         assert!(check_options(&o("0.0.0.0:7680", Some("short"))).is_err());
         assert!(check_options(&o("0.0.0.0:7680", Some("has a space in it!!"))).is_err());
+    }
+
+    /// The routes `start` serves. A new one must also go into
+    /// `tests/dashboard.rs`'s `attack_a_local_process_without_the_token_…`.
+    const ROUTES: &[&str] = &[
+        "/",
+        "/gpus",
+        "/jobs",
+        "/jobs/{id}",
+        "/jobs/{id}/log",
+        "/jobs/{id}/{action}",
+        "/enrollments",
+        "/nodes/{name}/{action}",
+        "/login",
+        "/logout",
+        "/static/app.css",
+        "/static/app.js",
+    ];
+
+    /// Tidy: every route and the fallback are added before the one
+    /// `.layer(gate)`, so none is served without `guard::check`.
+    #[test]
+    fn every_route_is_behind_the_gate() {
+        let src = include_str!("lib.rs");
+        let begin = src.find("axum::Router::new()").unwrap_or_default();
+        let end = begin + src[begin..].find(".with_state(app);").unwrap_or_default();
+        let router = &src[begin..end];
+        let layer = router
+            .find(".layer(")
+            .unwrap_or_else(|| unreachable!("no layer"));
+        assert_eq!(router.matches(".layer(").count(), 1, "{router}");
+        assert!(router[layer..].contains("gate)"), "{router}");
+        assert!(!router[layer..].contains(".route(") && !router[layer..].contains(".fallback("));
+        assert!(router[..layer].contains(".fallback("), "{router}");
+        let routes: Vec<&str> = router[..layer]
+            .split(".route(")
+            .skip(1)
+            .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
+            .collect();
+        assert_eq!(
+            routes, ROUTES,
+            "a route was added or removed: update the attack test too"
+        );
+    }
+
+    /// One raw request to `addr`; the whole answer.
+    async fn raw(addr: SocketAddr, head: &str, body: &str) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let req = format!(
+            "{head}Host: {addr}\r\nOrigin: http://{addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    }
+
+    /// Every route, by every method, answers 401 without a secret, but for
+    /// the login page and the stylesheet; the login form's session works.
+    /// No gateway is needed: nothing gets past the gate to call one.
+    #[tokio::test]
+    async fn nothing_is_served_without_a_secret() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let opts = Options {
+            listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            auth_token: None,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let d = start(Home::new(dir.path().join("home")), opts, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let addr = d.addr();
+        assert_eq!(d.token().len(), 2 * SECRET_BYTES);
+        for path in ROUTES {
+            let path = path
+                .replace("{id}", "1")
+                .replace("{action}", "approve")
+                .replace("{name}", "n");
+            for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"] {
+                let open = matches!(
+                    (method, path.as_str()),
+                    ("GET" | "HEAD", "/login" | "/static/app.css") | ("POST", "/login")
+                );
+                if open {
+                    continue;
+                }
+                let got = raw(addr, &format!("{method} {path} HTTP/1.1\r\n"), "csrf=x").await;
+                assert!(got.starts_with("HTTP/1.1 401"), "{method} {path}: {got}");
+                assert!(!got.contains("name=\"csrf\""), "{method} {path}: {got}");
+                let slashed = raw(addr, &format!("{method} {path}/ HTTP/1.1\r\n"), "").await;
+                assert!(
+                    slashed.starts_with("HTTP/1.1 401"),
+                    "{method} {path}/: {slashed}"
+                );
+            }
+        }
+        for path in ["/login", "/static/app.css"] {
+            let got = raw(addr, &format!("GET {path} HTTP/1.1\r\n"), "").await;
+            assert!(got.starts_with("HTTP/1.1 200"), "{path}: {got}");
+        }
+        // Odd spellings of paths and targets are private too.
+        for target in [
+            format!("http://{addr}/"),
+            format!("http://{addr}/jobs/1/log"),
+            "//".into(),
+            "/%6aobs".into(),
+            "/jobs/1/%6cog".into(),
+            "/login;x".into(),
+            "/static/app.css/../../jobs".into(),
+            "/static/../jobs".into(),
+            "*".into(),
+        ] {
+            let got = raw(addr, &format!("GET {target} HTTP/1.1\r\n"), "").await;
+            let refused = got.starts_with("HTTP/1.1 401") || got.starts_with("HTTP/1.1 400");
+            assert!(refused, "{target}: {got}");
+            assert!(!got.contains("name=\"csrf\""), "{target}: {got}");
+        }
+        let by_url = raw(
+            addr,
+            &format!("GET /login?token={} HTTP/1.1\r\n", d.token()),
+            "",
+        )
+        .await;
+        assert!(
+            !by_url.to_ascii_lowercase().contains("set-cookie"),
+            "{by_url}"
+        );
+        let login = raw(
+            addr,
+            "POST /login HTTP/1.1\r\n",
+            &format!("token={}", d.token()),
+        )
+        .await;
+        assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+        let cookie = login
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_else(|| unreachable!("{login}"))
+            .to_string();
+        assert!(!cookie.contains(d.token()), "{cookie}");
+        // Past the gate: the handler tries the gateway this home cannot reach.
+        let page = raw(addr, &format!("GET / HTTP/1.1\r\nCookie: {cookie}\r\n"), "").await;
+        assert!(page.starts_with("HTTP/1.1 502"), "{page}");
+        let _ = stop.send(());
+        d.wait().await;
     }
 
     #[test]

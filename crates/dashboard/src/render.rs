@@ -55,6 +55,11 @@ const TABS: &[(&str, &str)] = &[
 /// `<main>` every few seconds (see app.js).
 pub fn page(title: &str, active: &str, csrf: &str, refresh: bool, body: &str) -> String {
     let mut nav = String::new();
+    let logout = if csrf.is_empty() {
+        String::new()
+    } else {
+        action("/logout", "Log out", csrf, None, "")
+    };
     for (path, label) in TABS {
         let current = if *path == active {
             " aria-current=\"page\""
@@ -69,12 +74,36 @@ pub fn page(title: &str, active: &str, csrf: &str, refresh: bool, body: &str) ->
          <meta name=\"csrf\" content=\"{csrf}\">\
          <title>{title} · OpenClaw</title>\
          <link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
-         <body><header><span class=\"brand\">OpenClaw lab</span><nav aria-label=\"Sections\"><ul>{nav}</ul></nav></header>\
+         <body><header><span class=\"brand\">OpenClaw lab</span><nav aria-label=\"Sections\"><ul>{nav}</ul></nav>{logout}</header>\
          <main id=\"main\"{refresh}>{body}</main>\
          <script src=\"/static/app.js\"></script></body></html>\n",
         title = esc(title),
         csrf = esc(csrf),
         refresh = if refresh { " data-refresh=\"5\"" } else { "" },
+    )
+}
+
+/// The login page: a form that posts the token to `/login` once, for a
+/// session cookie. No CSRF token, no script, nothing from the gateway.
+/// `problem`: why the last attempt failed, if one did.
+pub fn login(problem: Option<&str>) -> String {
+    let problem = problem
+        .map(|p| format!("<p role=\"alert\">{}</p>", esc(p)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Log in · OpenClaw</title>\
+         <link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
+         <body><header><span class=\"brand\">OpenClaw lab</span></header>\
+         <main id=\"main\"><h1>Log in</h1>{problem}\
+         <form method=\"post\" action=\"/login\" class=\"login\">\
+         <label for=\"token\">dashboard token</label> \
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required autofocus> \
+         <button type=\"submit\">Log in</button></form>\
+         <p>The token is the one <code>openclaw dashboard</code> printed when it started \
+         (or the one in its <code>--auth-token-file</code>); <code>openclaw lab</code> writes it to \
+         a file and prints the path.</p></main></body></html>\n"
     )
 }
 
@@ -553,6 +582,17 @@ mod tests {
         assert!(some.contains("href=\"/jobs/1\""));
         assert!(some.contains("/jobs?before=1&state=exited&node=a"));
         assert!(jobs(&list, Some("lost"), None, 0, None).contains("no jobs"));
+    }
+
+    #[test]
+    fn the_login_page_reveals_nothing() {
+        let html = login(Some("wrong <token>"));
+        assert!(html.contains("action=\"/login\"") && html.contains("method=\"post\""));
+        assert!(html.contains("wrong &lt;token&gt;"));
+        assert!(!html.contains("name=\"csrf\"") && !html.contains("<script"));
+        let page = page("t", "/", "c5rf", false, "");
+        assert!(page.contains("action=\"/logout\"") && page.contains("value=\"c5rf\""));
+        assert!(!super::page("t", "/", "", false, "").contains("/logout"));
     }
 
     #[test]

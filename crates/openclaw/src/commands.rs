@@ -617,6 +617,35 @@ pub(crate) fn done(r: Response) -> Result<(), CliError> {
     }
 }
 
+/// Reads `--auth-token-file`: refused when group or others may read it,
+/// like a private key. Length and characters are checked by
+/// [`dashboard::check_options`].
+fn read_token_file(path: &std::path::Path) -> Result<String, CliError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let cannot = |e: std::io::Error| {
+        CliError::new(
+            exit::FAILURE,
+            format!("cannot read the token file {}: {e}", path.display()),
+        )
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(cannot)?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(usage(format!(
+            "the token file {} has mode {mode:o}: others could read the dashboard's token. Run 'chmod 600 {}'",
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(std::fs::read_to_string(path)
+        .map_err(cannot)?
+        .trim()
+        .to_string())
+}
+
 async fn dashboard(
     home: Home,
     listen: &str,
@@ -628,18 +657,8 @@ async fn dashboard(
             "--listen {listen:?}: give an address and port, e.g. 127.0.0.1:7680"
         ))
     })?;
-    let auth_token = match auth_token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(&path)
-                .map_err(|e| {
-                    CliError::new(
-                        exit::FAILURE,
-                        format!("cannot read the token file {}: {e}", path.display()),
-                    )
-                })?
-                .trim()
-                .to_string(),
-        ),
+    let auth_token = match &auth_token_file {
+        Some(path) => Some(read_token_file(path)?),
         None => None,
     };
     // Fail early, and clearly, if this home cannot reach the gateway.
@@ -653,6 +672,20 @@ async fn dashboard(
         })?;
     let url = format!("http://{}/", d.addr());
     println!("dashboard at {url} (Ctrl-C stops it)");
+    // The secret goes to standard error, like Jupyter's: the terminal of
+    // whoever started it, not a pipe that collects the address.
+    match &auth_token_file {
+        Some(path) => eprintln!(
+            "log in at {} with the token in {}",
+            d.login_url(),
+            path.display()
+        ),
+        None => eprintln!(
+            "log in at {} with the token {} (new at each start; --auth-token-file FILE keeps one)",
+            d.login_url(),
+            d.token()
+        ),
+    }
     if open {
         let _ = std::process::Command::new("xdg-open").arg(&url).spawn();
     }

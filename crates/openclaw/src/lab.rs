@@ -174,7 +174,19 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     )
     .await
     .map_err(fail)?;
+    // The dashboard needs its token even on loopback (any local process
+    // can reach the port): it goes to a private file in the lab's gateway
+    // home, and the path to the terminal.
+    let token_file = gw_home.path(DASHBOARD_TOKEN);
+    gw_home
+        .write_private(DASHBOARD_TOKEN, format!("{}\n", dash.token()).as_bytes())
+        .map_err(fail)?;
     println!("== dashboard at http://{}/", dash.addr());
+    println!(
+        "   log in at {} with the token in {}",
+        dash.login_url(),
+        token_file.display()
+    );
     println!("== from another terminal, while the lab runs:");
     println!("   {} node list", cli_for(&gw_home));
     if std::io::stdin().is_terminal() {
@@ -196,6 +208,9 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     let _ = gw.wait().await;
     Ok(())
 }
+
+/// The file in the lab's gateway home that holds the dashboard's token.
+const DASHBOARD_TOKEN: &str = "dashboard.token";
 
 /// Named jobs the lab adds to its gateway.toml.
 const LAB_JOBS: &str = r#"

@@ -149,13 +149,17 @@ enum Command {
     Client(ClientCmd),
     /// Serve the lab dashboard to a local browser, acting as this home's
     /// credential (like `kubectl proxy`): GPUs, jobs with live logs,
-    /// approvals and enrollments. Loopback only unless --auth-token-file.
+    /// approvals and enrollments. Every request needs a token, loopback
+    /// included: a new random one is printed to standard error at start,
+    /// with the login address. Loopback only unless --auth-token-file.
     Dashboard {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:7680")]
         listen: String,
-        /// A file holding the token every request must carry; required to
-        /// listen beyond loopback. Log in with /login?token=TOKEN.
+        /// A file (mode 0600, at least 16 printable characters) holding the
+        /// token to log in with, instead of a new one at each start;
+        /// required to listen beyond loopback. Log in through the form at
+        /// /login, or send Authorization: Bearer TOKEN.
         #[arg(long)]
         auth_token_file: Option<PathBuf>,
         /// Open the dashboard in the default browser (xdg-open).

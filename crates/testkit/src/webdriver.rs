@@ -161,20 +161,34 @@ impl Browser {
             .to_string()
     }
 
-    /// Clicks the first element matching `css`.
-    pub fn click(&self, css: &str) {
+    /// The WebDriver id of the first element matching `css`.
+    fn find(&self, css: &str) -> String {
         let el = self.call(
             "POST",
             "/element",
             Some(json!({ "using": "css selector", "value": css })),
         );
-        let id = el
-            .as_object()
+        el.as_object()
             .and_then(|o| o.values().next())
             .and_then(|v| v.as_str())
             .unwrap_or_else(|| panic!("no element {css}: {el}"))
-            .to_string();
+            .to_string()
+    }
+
+    /// Clicks the first element matching `css`.
+    pub fn click(&self, css: &str) {
+        let id = self.find(css);
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// Types `text` into the first element matching `css`, as keystrokes.
+    pub fn type_text(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
     }
 
     /// Accepts a `confirm()` dialog.
