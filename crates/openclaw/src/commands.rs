@@ -242,7 +242,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             let r = gateway::migrate::migrate_state(&home, &target)
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             let rows: u64 = r.tables.iter().map(|(_, n)| n).sum();
-            outln!("migrated {rows} rows into {to}:");
+            outln!("migrated {rows} rows into {}:", proto::redact::url(&to));
             for (table, n) in &r.tables {
                 outln!("  {table:<14} {n}");
             }
