@@ -207,7 +207,7 @@ fn attack_node_revoke_closes_every_connection_and_loses_its_jobs() {
     lab.wait_job(id, "running", T);
     let out = lab.admin(&["node", "revoke", "worker-cpu-01"]).ok();
     assert!(
-        out.stdout.contains("1 running job(s) marked lost"),
+        out.stdout.contains("1 unfinished job(s) ended"),
         "{}",
         out.stdout
     );
@@ -216,6 +216,159 @@ fn attack_node_revoke_closes_every_connection_and_loses_its_jobs() {
     wait_until(T, "the revoked agent to exit", || {
         (!agent.running()).then_some(())
     });
+}
+
+#[test]
+fn attack_a_revoked_nodes_name_inherits_none_of_its_jobs() {
+    // The review's exploit: a job queued for train-01 (with a secret in its
+    // env) stayed queued after `node revoke train-01`; a new key enrolled
+    // under the same name with an auto-approve token and ran it.
+    let mut lab = Lab::new(BIN);
+    let cfg = lab.gw_home.join("gateway.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[[policy.rules]]\ncommands = [\"uname\"]\naction = \"approve\"\n"),
+    )
+    .unwrap();
+    lab.start_gateway();
+    let token = lab.token(&[
+        "--auto-approve",
+        "--labels",
+        "gpu",
+        "--max-gpus",
+        "1",
+        "--uses",
+        "5",
+    ]);
+    let home = lab.enroll_with(&token, "train-01", "gpu");
+    let mut agent = lab.start_gpu_node(&home, 1);
+    lab.wait_node("train-01", "connected", T);
+    // Every unfinished state: running (holding the GPU), queued behind it
+    // with a secret, awaiting approval, and a fan-out member awaiting it.
+    let running = lab.detach(&["--node", "train-01", "--gpus", "1", "--", "sleep", "60"]);
+    lab.wait_job(running, "running", T);
+    let queued = lab.detach(&[
+        "--node",
+        "train-01",
+        "--gpus",
+        "1",
+        "--queue",
+        "10m",
+        "--env",
+        "SEED=hunter2-secret",
+        "--",
+        "sh",
+        "-c",
+        "echo leaked $SEED",
+    ]);
+    lab.wait_job(queued, "queued", T);
+    let held = lab.detach(&["--node", "train-01", "--", "uname", "-a"]);
+    lab.wait_job(held, "awaiting-approval", T);
+    let out = lab.admin(&["node", "revoke", "train-01"]).ok();
+    assert!(
+        out.stdout.contains("3 unfinished job(s) ended"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("openclaw node release train-01"),
+        "{}",
+        out.stdout
+    );
+    for (id, state) in [
+        (running, "lost"),
+        (queued, "cancelled"),
+        (held, "cancelled"),
+    ] {
+        let job = lab.wait_job(id, state, T);
+        assert!(job["reason"].as_str().unwrap().contains("revoked"), "{job}");
+    }
+    wait_until(T, "the revoked agent to exit", || {
+        (!agent.running()).then_some(())
+    });
+    // A new key under the revoked name is refused until an admin releases it.
+    let thief = lab.home("thief");
+    lab.run(
+        &thief,
+        &[
+            "node", "enroll", "--token", &token, "--name", "train-01", "--wait", "5s",
+        ],
+    )
+    .fails_with(77, "openclaw node release train-01");
+    // Releasing needs a revoked node, and frees the name; still no old job
+    // follows it.
+    lab.admin(&["node", "release", "worker-none"])
+        .fails_with(1, "no node named");
+    lab.admin(&["node", "release", "train-01"]).ok();
+    let thief = lab.home("thief2");
+    lab.run(
+        &thief,
+        &[
+            "node",
+            "enroll",
+            "--token",
+            &token,
+            "--name",
+            "train-01",
+            "--wait",
+            "20s",
+            "--allow-jobs-as-agent-user",
+        ],
+    )
+    .ok();
+    let _thief_agent = lab.start_gpu_node(&thief, 1);
+    lab.wait_node("train-01", "connected", T);
+    // The new node works, and the old jobs stay ended with no output.
+    lab.run_job(&["--node", "train-01", "--", "true"]).ok();
+    for (id, state) in [
+        (running, "lost"),
+        (queued, "cancelled"),
+        (held, "cancelled"),
+    ] {
+        assert_eq!(lab.job(id)["state"], state, "job {id}");
+    }
+    let logs = lab.admin(&["job", "logs", &queued.to_string()]);
+    assert!(!logs.stdout.contains("hunter2"), "{}", logs.stdout);
+    // Approving the held job now is refused: it ended with its node.
+    lab.admin(&["job", "approve", &held.to_string()])
+        .fails_with(1, "cancelled");
+}
+
+#[test]
+fn attack_node_and_client_names_share_one_namespace() {
+    let mut lab = lab_with(&[]);
+    let token = lab.token(&["--auto-approve", "--uses", "5"]);
+    // A node may not enroll under an admin's or a bot's name...
+    lab.bot("carol", "slack:T0LAB");
+    for name in ["admin", "carol"] {
+        let home = lab.home(&format!("n-{name}"));
+        lab.run(
+            &home,
+            &[
+                "node", "enroll", "--token", &token, "--name", name, "--wait", "5s",
+            ],
+        )
+        .fails_with(77, "client credential");
+    }
+    // ...a revoked client's name included...
+    lab.admin(&["client", "revoke", "carol"]).ok();
+    let home = lab.home("n-carol2");
+    lab.run(
+        &home,
+        &[
+            "node", "enroll", "--token", &token, "--name", "carol", "--wait", "5s",
+        ],
+    )
+    .fails_with(77, "client credential");
+    // ...and a client may not take a node's name, in any node state.
+    let _n = lab.enroll_with(&token, "dave", "");
+    let out = lab.home("c-dave");
+    lab.admin(&["client", "create", "dave", "--out", out.to_str().unwrap()])
+        .fails_with(1, "node's name");
+    lab.admin(&["node", "revoke", "dave"]).ok();
+    lab.admin(&["client", "create", "dave", "--out", out.to_str().unwrap()])
+        .fails_with(1, "node's name");
 }
 
 #[test]
@@ -573,6 +726,55 @@ fn attack_node_cannot_claim_labels_or_gpus() {
     });
     lab.run_job(&["--node", "rogue", "--gpus", "2", "--", "true"])
         .fails_with(253, "GPUs free");
+}
+
+#[test]
+fn attack_a_hand_approved_node_offers_no_gpus_nobody_confirmed() {
+    // The review's exploit: a node approved by hand without --gpus claimed
+    // 48 GPUs, got the implicit gpu role, and took gpu jobs from a real one.
+    let mut lab = lab_with(&[]);
+    let _real = lab.node_up("worker-gpu-01", "gpu", 1);
+    let token = lab.token(&[]);
+    let home = lab.home("rogue");
+    let enroll = lab.spawn(
+        &home,
+        &[
+            "node",
+            "enroll",
+            "--token",
+            &token,
+            "--name",
+            "rogue",
+            "--wait",
+            "20s",
+            "--allow-jobs-as-agent-user",
+        ],
+    );
+    lab.wait_node("rogue", "pending", T);
+    let out = lab.admin(&["node", "approve", "rogue"]).ok();
+    assert!(out.stdout.contains("no GPUs confirmed"), "{}", out.stdout);
+    enroll.wait(T);
+    let _agent = lab.start_gpu_node(&home, 48);
+    lab.wait_node("rogue", "connected", T);
+    // Its claim is shown, not offered: gpu jobs go to the real GPU node only.
+    for _ in 0..3 {
+        let out = lab
+            .run_job(&["--role", "gpu", "--", "printenv", "OPENCLAW_NODE"])
+            .ok();
+        assert_eq!(out.stdout.trim(), "worker-gpu-01");
+    }
+    lab.run_job(&["--node", "rogue", "--gpus", "1", "--", "true"])
+        .fails_with(253, "GPUs");
+    let list = lab.admin(&["node", "list"]).ok().stdout;
+    let row = list.lines().find(|l| l.starts_with("rogue")).unwrap();
+    assert!(row.contains("unconfirmed"), "{row}");
+    // An admin confirms two: they are offered at once, on the live session.
+    let out = lab.admin(&["node", "approve", "rogue", "--gpus", "2"]).ok();
+    assert!(out.stdout.contains("GPUs confirmed: 2"), "{}", out.stdout);
+    lab.run_job(&["--node", "rogue", "--gpus", "2", "--", "true"])
+        .ok();
+    lab.run_job(&["--node", "rogue", "--gpus", "3", "--", "true"])
+        .fails_with(253, "GPUs");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

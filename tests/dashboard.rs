@@ -292,7 +292,15 @@ fn the_dashboard_pages_a_thousand_gpu_nodes() {
             .replace("dead_after = \"3s\"", "dead_after = \"15s\"");
     });
     lab.start_gateway();
-    let token = lab.token(&["--auto-approve", "--uses", "1000", "--labels", "sim"]);
+    let token = lab.token(&[
+        "--auto-approve",
+        "--uses",
+        "1000",
+        "--labels",
+        "sim",
+        "--max-gpus",
+        "2",
+    ]);
     let addr = std::fs::read_to_string(lab.gw_home.join("gateway.addr")).unwrap();
     let opts = SwarmOptions {
         nodes: 1000,

@@ -318,6 +318,49 @@ fn policy_and_approval_cover_the_whole_fan_out() {
 }
 
 #[test]
+fn attack_revoking_a_node_ends_its_members_of_a_held_fan_out_and_the_rest_still_run() {
+    let mut lab = policy_lab();
+    lab.start_gateway();
+    let _a = lab.node_up("fan-a", "cpu", 0);
+    let _b = lab.node_up("fan-b", "cpu", 0);
+    let bob = lab.dir().join("bob");
+    lab.admin(&["client", "create", "bob", "--out", bob.to_str().unwrap()])
+        .ok();
+    let follower = lab.spawn(
+        &lab.gw_home.clone(),
+        &["run", "--all", "--", "nvidia-smi", "-L"],
+    );
+    let held = wait_until(T, "the fan-out's jobs", || {
+        let jobs = lab.jobs();
+        (jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "awaiting-approval")).then_some(jobs)
+    });
+    let member = |node: &str| {
+        held.iter()
+            .find(|j| j["node"] == node)
+            .map(|j| j["id"].as_u64().unwrap())
+            .unwrap()
+    };
+    let out = lab.admin(&["node", "revoke", "fan-b"]).ok();
+    assert!(
+        out.stdout.contains("1 unfinished job(s) ended"),
+        "{}",
+        out.stdout
+    );
+    let b = lab.job(member("fan-b"));
+    assert_eq!(b["state"], "cancelled", "{b}");
+    assert!(b["reason"].as_str().unwrap().contains("revoked"), "{b}");
+    // The rest of the fan-out is approved and runs; the revoked member
+    // stays ended.
+    lab.run(&bob, &["job", "approve", &member("fan-a").to_string()])
+        .ok();
+    let out = follower.wait(T);
+    assert!(out.stderr.contains("2 node(s):"), "{out:?}");
+    let a = lab.job(member("fan-a"));
+    assert!(a["state"] == "exited" || a["state"] == "failed", "{a}");
+    assert_eq!(lab.job(member("fan-b"))["state"], "cancelled");
+}
+
+#[test]
 fn a_gateway_killed_mid_fan_out_drives_the_rest_after_its_restart() {
     let mut lab = Lab::new(BIN);
     lab.start_gateway();

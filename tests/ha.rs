@@ -568,3 +568,45 @@ fn a_queued_job_waits_through_a_failover_and_runs_on_the_new_leader() {
     assert_eq!(p.lab.job(busy)["state"], "exited");
     drop(p.gw2.take());
 }
+
+#[test]
+fn attack_a_ca_rotation_is_refused_while_standbys_share_the_state() {
+    // The CA lives in each gateway's home: rotating on the leader alone
+    // left the standbys with the old key, to come back at the next
+    // failover. A rotation is refused while others share the state.
+    let Some(pg) = pgtemp::shared("ha test: CA rotation with a standby") else {
+        return;
+    };
+    let url = pg.database().unwrap();
+    let mut lab = Lab::new(BIN);
+    lab.admin(&["gateway", "migrate-state", "--to", &url]).ok();
+    lab.start_gateway();
+    let gw2_home = lab.home("gw2");
+    lab.run(
+        &gw2_home,
+        &[
+            "gateway",
+            "join",
+            "--state",
+            &url,
+            "--name",
+            "standby-2",
+            "--listen",
+            "127.0.0.1:0",
+            "--ca-from",
+            lab.gw_home.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let ca = std::fs::read(lab.gw_home.join("ca.crt")).unwrap();
+    lab.admin(&["ca", "rotate", "--phase", "init"])
+        .fails_with(1, "standby-2");
+    assert_eq!(std::fs::read(lab.gw_home.join("ca.crt")).unwrap(), ca);
+    assert!(
+        !lab.gw_home.join("ca-rotation.toml").exists(),
+        "nothing started"
+    );
+    // Forced, it goes on (the operator replaces the standby afterwards).
+    lab.admin(&["ca", "rotate", "--phase", "init", "--force"])
+        .ok();
+}

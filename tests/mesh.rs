@@ -193,14 +193,22 @@ fn wrong_fingerprint_is_not_approved() {
         ],
     );
     lab.wait_node("worker-f", "pending", T);
-    lab.admin(&[
-        "node",
-        "approve",
-        "worker-f",
-        "--fingerprint",
-        "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-    ])
-    .fails_with(1, "fingerprint mismatch");
+    let out = lab
+        .admin(&[
+            "node",
+            "approve",
+            "worker-f",
+            "--fingerprint",
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ])
+        .fails_with(1, "fingerprint mismatch");
+    // The refusal never hands over the right fingerprint to paste.
+    let right = lab.node("worker-f").unwrap()["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = right.trim_start_matches("SHA256:");
+    assert!(!out.stderr.contains(&body[..12]), "{}", out.stderr);
     assert_eq!(lab.node("worker-f").unwrap()["connection"], "pending");
     lab.admin(&["node", "approve", "worker-nope"])
         .fails_with(1, "no node named");
@@ -234,7 +242,18 @@ fn revoke_cuts_the_live_connection_and_survives_restart() {
     lab.run(&home, &["node", "run"]).fails_with(77, "revoked");
     assert_eq!(lab.node("worker-r").unwrap()["connection"], "revoked");
 
-    // After revocation the name may enroll again, with a new key.
+    // After revocation the name stays taken until an admin releases it;
+    // then it may enroll again, with a new key.
+    let token = lab.token(&["--auto-approve", "--labels", "gpu"]);
+    let early = lab.home("early");
+    lab.run(
+        &early,
+        &[
+            "node", "enroll", "--token", &token, "--name", "worker-r", "--wait", "5s",
+        ],
+    )
+    .fails_with(77, "openclaw node release worker-r");
+    lab.admin(&["node", "release", "worker-r"]).ok();
     let home2 = lab.enroll("worker-r", "gpu");
     let _agent2 = lab.start_node(&home2);
     lab.wait_node("worker-r", "connected", T);
@@ -393,6 +412,26 @@ fn lab_command_brings_up_two_connected_nodes() {
         stdout.contains(
             "   | epoch 3/3 on worker-gpu-01, GPUs 0\n   | trained-on-worker-gpu-01\n   exit code 0"
         ),
+        "{stdout}"
+    );
+    // The hint for another terminal works as pasted: this binary by its
+    // absolute path, and an absolute home.
+    let hint = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("== from another terminal"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .trim();
+    let bin = std::fs::canonicalize(BIN).unwrap();
+    let home = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("lab")
+        .join("gateway");
+    assert_eq!(
+        hint,
+        format!("{} --home {} node list", bin.display(), home.display()),
         "{stdout}"
     );
     assert!(

@@ -41,7 +41,7 @@ fn world() -> World {
     .ok();
     std::fs::write(
         bot_home.join("moltbot.toml"),
-        "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\"]\nallowed_groups = [\"S0OPS\"]\napprovals = \"both\"\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n",
+        "allowed_users = [\"U0ALICE\", \"U0BOSS\", \"U0BOB\", \"U0DAN\"]\nallowed_groups = [\"S0OPS\"]\napprovals = \"both\"\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n[users.U0DAN]\nroles = [\"cpu\"]\n",
     )
     .unwrap();
     let slack = SlackEmulator::start();
@@ -245,6 +245,33 @@ fn grammar_access_control_and_simple_commands() {
     assert!(
         reply_to("U0BOB", "<@U0MOLT> run echo x on worker-gpu-01")
             .contains("may not use the node worker-gpu-01")
+    );
+}
+
+#[test]
+fn attack_a_role_limit_holds_when_the_node_is_named() {
+    // The review's bypass: a `roles` limit refused `run … (gpu)` but not
+    // `run … on worker-gpu-01`. Limits are checked on the node the job
+    // lands on, its roles and labels, on every path.
+    let w = world();
+    let reply_to = |user: &str, text: &str| reply(&w, user, text);
+    for text in [
+        "<@U0MOLT> run echo x on worker-gpu-01",
+        "<@U0MOLT> run echo x (gpu)",
+    ] {
+        let r = reply_to("U0DAN", text);
+        assert!(
+            r.contains("only nodes with the role cpu") || r.contains("may not use the role gpu"),
+            "{text}: {r}"
+        );
+    }
+    // The cpu node is fine, named or by role; it waits for approval.
+    let r = reply_to("U0DAN", "<@U0MOLT> run echo x on worker-cpu-01");
+    assert!(!r.contains("sorry"), "{r}");
+    assert!(
+        w.lab.jobs().iter().all(|j| j["node"] != "worker-gpu-01"),
+        "{:?}",
+        w.lab.jobs()
     );
 }
 

@@ -437,6 +437,187 @@ fn attack_one_certificate_cannot_hold_unbounded_connections() {
 }
 
 #[test]
+fn attack_an_idempotency_key_never_hands_one_users_job_to_another() {
+    // A platform that reuses an event id must not make the bot hand user
+    // A's job (its output, its approval) to user B: keys are scoped by
+    // credential and requester, and a reuse by another requester is
+    // refused, not answered.
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    let bot = lab.bot("moltbot", "slack:T0LAB");
+    rt().block_on(async {
+        let bot = Client::connect(&mesh::Home::new(&bot)).await.unwrap();
+        let spec = |user: &str, key: &str| JobSpec {
+            node: Some("worker-cpu-01".into()),
+            argv: vec!["echo".into(), format!("for {user}")],
+            on_behalf_of: Some(format!("slack:T0LAB/{user}")),
+            idempotency_key: Some(key.into()),
+            ..JobSpec::default()
+        };
+        let first = match bot
+            .call(Request::JobSubmit(spec("U0ALICE", "slack:Ev1")))
+            .await
+        {
+            Ok(Response::Job(j)) => j,
+            r => panic!("{r:?}"),
+        };
+        // The same requester repeating the key gets the same job back.
+        match bot
+            .call(Request::JobSubmit(spec("U0ALICE", "slack:Ev1")))
+            .await
+        {
+            Ok(Response::Job(j)) => assert_eq!(j.id, first.id),
+            r => panic!("{r:?}"),
+        }
+        // Another requester with the same key is refused, and learns
+        // nothing of the first job.
+        match bot
+            .call(Request::JobSubmit(spec("U0BOB", "slack:Ev1")))
+            .await
+        {
+            Err(ClientError::Api(e)) => {
+                assert_eq!(e.code, ErrorCode::AlreadyExists, "{e:?}");
+                assert!(e.message.contains("another requester"), "{}", e.message);
+                assert!(!e.message.contains(&first.id.to_string()), "{}", e.message);
+            }
+            r => panic!("{r:?}"),
+        }
+        // A fresh key works for B.
+        match bot
+            .call(Request::JobSubmit(spec("U0BOB", "slack:Ev2")))
+            .await
+        {
+            Ok(Response::Job(j)) => {
+                assert_ne!(j.id, first.id);
+                assert_eq!(j.requester, "slack:T0LAB/U0BOB");
+            }
+            r => panic!("{r:?}"),
+        }
+    });
+}
+
+#[test]
+fn attack_one_node_key_holds_two_narrow_connections_at_most() {
+    // The review's arithmetic: one node certificate could hold 64
+    // connections, each widened to a 64 MiB window, and read a 1 MiB frame
+    // on each stream. Now it holds its current connection and one more,
+    // which stays at the unidentified limits (one stream, 64 KiB window,
+    // small first frames) until a hello makes it the current one.
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let (home, mut agent) = lab.node_up("worker-cpu-01", "cpu", 0);
+    let gw_pid = lab.gateway().pid();
+    let before = rss_kib(gw_pid);
+    rt().block_on(async {
+        let node = mesh::Home::new(&home);
+        let mut held = Vec::new();
+        for i in 0..64 {
+            let c = Client::connect(&node).await.unwrap();
+            let conn = c.connection().clone();
+            // One stream only, holding a first frame started and never
+            // finished (the most a node may send first is 64 KiB).
+            let (mut send, _recv) = conn.open_bi().await.unwrap();
+            let mut data = 60_000u32.to_be_bytes().to_vec();
+            data.extend(std::iter::repeat_n(7u8, 50_000));
+            send.write_all(&data).await.unwrap();
+            let extra = tokio::time::timeout(Duration::from_millis(20), conn.open_bi()).await;
+            assert!(
+                extra.is_err(),
+                "connection {i}: a second stream was granted"
+            );
+            let uni = tokio::time::timeout(Duration::from_millis(20), conn.open_uni()).await;
+            assert!(
+                uni.is_err(),
+                "connection {i}: a heartbeat stream was granted"
+            );
+            held.push((c, send));
+        }
+        // Every extra connection but the newest was closed to make room,
+        // with a reason; the node's own connection was never touched.
+        let closed: Vec<String> = held[..63]
+            .iter()
+            .filter_map(|(c, _)| c.connection().close_reason().map(|r| r.to_string()))
+            .collect();
+        assert_eq!(closed.len(), 63, "{closed:?}");
+        assert!(closed[0].contains("newer connection"), "{}", closed[0]);
+        assert!(held[63].0.connection().close_reason().is_none());
+        let during = rss_kib(gw_pid);
+        println!(
+            "gateway RSS: {before} KiB before, {during} KiB after 64 connections of one node key \
+             (each with a 50 KB frame started)"
+        );
+        // A first frame over 64 KiB from a node key closes its connection.
+        let c = Client::connect(&node).await.unwrap();
+        let (mut send, _recv) = c.connection().open_bi().await.unwrap();
+        let mut data = 900_000u32.to_be_bytes().to_vec();
+        data.extend(std::iter::repeat_n(7u8, 1000));
+        send.write_all(&data).await.unwrap();
+        let why = c.connection().closed().await.to_string();
+        assert!(
+            why.contains("too large") || why.contains("bad request"),
+            "{why}"
+        );
+    });
+    assert!(agent.running(), "{}", agent.stderr());
+    lab.wait_node("worker-cpu-01", "connected", T);
+    lab.run_job(&["--node", "worker-cpu-01", "--", "true"]).ok();
+}
+
+#[test]
+fn a_node_with_512_gpus_reports_them_all_and_an_unconfirmed_claim_costs_nothing() {
+    // A heartbeat of 512 GPUs is about 31 KB; the old fixed 4 KiB limit
+    // made such a node reconnect for ever.
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let token = lab.token(&["--auto-approve", "--labels", "gpu", "--max-gpus", "512"]);
+    let big = lab.enroll_with(&token, "big-01", "gpu");
+    let mut big_agent = lab.start_gpu_node(&big, 512);
+    // The same claim with nothing confirmed (an auto-approve token without
+    // --max-gpus): it reports, and offers none.
+    let token = lab.token(&["--auto-approve", "--labels", "cpu"]);
+    let claim = lab.enroll_with(&token, "claim-01", "cpu");
+    let mut claim_agent = lab.start_gpu_node(&claim, 512);
+    for (name, confirmed) in [("big-01", 512usize), ("claim-01", 0)] {
+        // Three fresh heartbeats, each carrying every GPU: the age of the
+        // latest one drops each time a new one lands.
+        let mut last_age = u64::MAX;
+        let mut fresh = 0;
+        let show = wait_until(T, "three heartbeats with every GPU", || {
+            let out = lab.admin(&["node", "show", name, "--json"]);
+            let n: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+            let age = n["heartbeat_age_ms"].as_u64()?;
+            if n["gpus"].as_array()?.len() == 512 && age < last_age {
+                fresh += 1;
+            }
+            last_age = age;
+            (fresh >= 3).then_some(n)
+        });
+        assert_eq!(
+            show["health"], "healthy",
+            "{name}: {}",
+            show["health_reason"]
+        );
+        let list = lab.admin(&["node", "list"]).ok().stdout;
+        let row = list.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(row.contains(&format!("{confirmed}×")), "{row}");
+    }
+    lab.run_job(&["--node", "big-01", "--gpus", "64", "--", "true"])
+        .ok();
+    lab.run_job(&["--node", "claim-01", "--gpus", "1", "--", "true"])
+        .fails_with(253, "GPUs");
+    for (name, agent) in [("big-01", &mut big_agent), ("claim-01", &mut claim_agent)] {
+        assert!(agent.running(), "{name}: {}", agent.stderr());
+        let log = agent.stderr();
+        assert_eq!(
+            log.matches("connected").count(),
+            1,
+            "{name} reconnected: {log}"
+        );
+    }
+}
+
+#[test]
 fn one_shot_cli_commands_close_their_connections_at_once() {
     // Each command sends CONNECTION_CLOSE as it exits instead of waiting out
     // QUIC's draining period; if a close were lost, sessions would linger

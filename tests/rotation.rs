@@ -98,7 +98,12 @@ fn a_live_lab_rotates_its_ca_without_interrupting_a_job() {
         let st = status(&lab);
         (!names(&st["lagging_nodes"]).contains(&"worker-rot-a".to_string())).then_some(())
     });
-    assert!(pki::issued_by(&pem_der(&home_a.join("node.crt")), &new_ca).unwrap());
+    // The gateway records the renewal before the node writes its file.
+    wait_until(T, "the node to write its renewed certificate", || {
+        pki::issued_by(&pem_der(&home_a.join("node.crt")), &new_ca)
+            .unwrap()
+            .then_some(())
+    });
     assert!(pki::issued_by(&pem_der(&lab.gw_home.join("client.crt")), &new_ca).unwrap());
     // The job never noticed.
     assert_eq!(lab.job(job)["state"], "running");

@@ -259,7 +259,7 @@ async fn raw_quinn(bytes: u64) -> Result<Duration> {
     let receiver = tokio::spawn(async move {
         let conn = endpoint.accept().await.context("no connection")?.await?;
         // As the gateway does for a node once its certificate is checked.
-        mesh::tls::widen_limits(&conn, proto::Role::Node);
+        mesh::tls::widen_limits(&conn, proto::Role::Node, mesh::tls::NODE_WINDOW);
         let mut recv = conn.accept_uni().await?;
         let mut total = 0u64;
         while let Some(chunk) = recv.read_chunk(1 << 20, true).await? {

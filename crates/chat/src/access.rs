@@ -158,15 +158,11 @@ impl Access {
         Ok(())
     }
 
-    /// Whether `user` may use this resolved target (a named job's node or
-    /// role as the gateway resolved it, not the words typed).
-    pub fn permits(
-        &self,
-        user: &str,
-        node: Option<&str>,
-        role: Option<&str>,
-        job: Option<&str>,
-    ) -> Result<(), String> {
+    /// Whether `user` may use this resolved target: the node, role and
+    /// named job as the gateway resolved them, not the words typed. A role
+    /// limit is checked against the roles of the node the job lands on
+    /// (`Target::node_roles`) on every path, named node included.
+    pub fn permits(&self, user: &str, t: &Target<'_>) -> Result<(), String> {
         let Some(l) = self.limits.get(user) else {
             return Ok(());
         };
@@ -176,10 +172,45 @@ impl Access {
             )),
             _ => Ok(()),
         };
-        check("node", node, &l.nodes)?;
-        check("role", role, &l.roles)?;
-        check("job", job, &l.jobs)
+        check("node", t.node, &l.nodes)?;
+        check("role", t.role, &l.roles)?;
+        if let (Some(node), Some(roles)) = (t.node, t.node_roles)
+            && !l.roles.is_empty()
+            && !roles.iter().any(|r| proto::glob::any(&l.roles, r))
+        {
+            return Err(format!(
+                "sorry, you may use only nodes with the role {}, and {node} has none of them; ask an admin if you need it.",
+                l.roles.join(" or ")
+            ));
+        }
+        check("job", t.job, &l.jobs)
     }
+}
+
+/// A node's roles as routing sees them: its confirmed labels, and `gpu`
+/// when it offers confirmed GPUs (the implicit role). Pure.
+pub fn node_roles(n: &proto::NodeInfo) -> Vec<String> {
+    let mut roles = n.labels.clone();
+    let reported = n.telemetry.as_ref().map(|t| t.gpus.len()).unwrap_or(0);
+    let confirmed = reported.min(n.max_gpus.unwrap_or(0) as usize);
+    if confirmed > 0 && !roles.iter().any(|r| r == "gpu") {
+        roles.push("gpu".into());
+    }
+    roles
+}
+
+/// A job's target as the gateway resolved it, for [`Access::permits`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Target<'a> {
+    /// The node it lands on, if one was chosen.
+    pub node: Option<&'a str>,
+    /// That node's roles: its confirmed labels, and `gpu` when it offers
+    /// confirmed GPUs. `None` when the node is not known.
+    pub node_roles: Option<&'a [String]>,
+    /// The role asked for.
+    pub role: Option<&'a str>,
+    /// The named job.
+    pub job: Option<&'a str>,
 }
 
 impl Access {
@@ -211,7 +242,14 @@ impl Access {
                 l.roles.first().map(String::as_str).unwrap_or("gpu")
             ));
         }
-        self.permits(user, None, role, job)
+        self.permits(
+            user,
+            &Target {
+                role,
+                job,
+                ..Target::default()
+            },
+        )
     }
 }
 
@@ -281,14 +319,74 @@ mod tests {
 
     #[test]
     fn permits_checks_the_resolved_target() {
-        let a = access();
-        assert!(a.permits("U1", Some("gpu-1"), None, None).is_ok());
-        assert!(a.permits("U2", Some("cpu-3"), None, Some("exp42")).is_ok());
-        assert!(a.permits("U2", Some("gpu-1"), None, Some("exp42")).is_err());
+        let mut a = access();
+        let t = |node, job| Target {
+            node,
+            job,
+            ..Target::default()
+        };
+        assert!(a.permits("U1", &t(Some("gpu-1"), None)).is_ok());
+        assert!(a.permits("U2", &t(Some("cpu-3"), Some("exp42"))).is_ok());
+        assert!(a.permits("U2", &t(Some("gpu-1"), Some("exp42"))).is_err());
         assert!(
-            a.permits("U2", Some("cpu-3"), None, Some("training"))
+            a.permits("U2", &t(Some("cpu-3"), Some("training")))
                 .is_err()
         );
+        // A role limit holds on every path: by role, and by a named node
+        // whose roles do not include it.
+        a.limits.insert(
+            "U3".into(),
+            UserLimits {
+                nodes: vec![],
+                roles: vec!["cpu".into()],
+                jobs: vec![],
+            },
+        );
+        let gpu = ["gpu".to_string()];
+        let cpu = ["cpu".to_string(), "zone=eu".to_string()];
+        let cases: [(Target<'_>, bool); 5] = [
+            (
+                Target {
+                    role: Some("gpu"),
+                    ..Target::default()
+                },
+                false,
+            ),
+            (
+                Target {
+                    role: Some("cpu"),
+                    ..Target::default()
+                },
+                true,
+            ),
+            (
+                Target {
+                    node: Some("worker-01"),
+                    node_roles: Some(&gpu),
+                    ..Target::default()
+                },
+                false,
+            ),
+            (
+                Target {
+                    node: Some("worker-01"),
+                    node_roles: Some(&[]),
+                    ..Target::default()
+                },
+                false,
+            ),
+            (
+                Target {
+                    node: Some("worker-02"),
+                    node_roles: Some(&cpu),
+                    ..Target::default()
+                },
+                true,
+            ),
+        ];
+        for (target, ok) in cases {
+            assert_eq!(a.permits("U3", &target).is_ok(), ok, "{target:?}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub mod dedupe;
 pub mod render;
 pub mod tail;
 
-pub use access::{Access, Secret, UserLimits};
+pub use access::{Access, Secret, Target, UserLimits, node_roles};
 pub use dedupe::Seen;
 pub use tail::OutputTail;
 

@@ -393,18 +393,31 @@ impl<S: Surface> Engine<S> {
                         role,
                         named_job,
                         ..
-                    }) => match self.access.permits(
-                        &o.user,
-                        Some(node.as_str()),
-                        role.as_deref(),
-                        named_job.as_deref(),
-                    ) {
-                        Err(why) => m.escape(&why),
-                        Ok(()) => {
-                            self.clone().run(o.clone(), spec).await;
-                            return None;
+                    }) => {
+                        // A role limit holds for the node the job lands on,
+                        // however it was named: ask for that node's roles.
+                        let node_roles = if self.access.limits.contains_key(&o.user) {
+                            match call(Request::NodeShow { name: node.clone() }).await {
+                                Ok(Response::Node(n)) => Some(chat::node_roles(&n)),
+                                r => return Some(done(r)),
+                            }
+                        } else {
+                            None
+                        };
+                        let target = chat::Target {
+                            node: Some(node.as_str()),
+                            node_roles: node_roles.as_deref(),
+                            role: role.as_deref(),
+                            job: named_job.as_deref(),
+                        };
+                        match self.access.permits(&o.user, &target) {
+                            Err(why) => m.escape(&why),
+                            Ok(()) => {
+                                self.clone().run(o.clone(), spec).await;
+                                return None;
+                            }
                         }
-                    },
+                    }
                     r => done(r),
                 }
             }

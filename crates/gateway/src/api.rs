@@ -16,7 +16,7 @@ const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// Most uses of one token.
 const MAX_TOKEN_USES: u32 = 100_000;
 /// Most GPUs a node may be confirmed with.
-const MAX_GPUS: u32 = 1024;
+use crate::registry::MAX_GPUS;
 
 /// Handles one call.
 pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
@@ -57,6 +57,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         } => node_approve(shared, peer, &name, fingerprint.as_deref(), labels, gpus),
         Request::NodeReject { name } => node_reject(shared, peer, &name),
         Request::NodeRevoke { name } => node_revoke(shared, peer, &name),
+        Request::NodeRelease { name } => node_release(shared, peer, &name),
         Request::ClientIssue {
             name,
             role,
@@ -284,8 +285,12 @@ fn lab_summary(shared: &Shared) -> Result<Response, ApiError> {
             st.connection
         };
         *by.entry(word).or_default() += 1;
-        if let Some(t) = st.live.as_ref().and_then(|l| l.telemetry.as_ref()) {
-            for g in &t.gpus {
+        if let Some(live) = st.live.as_ref()
+            && let Some(t) = live.telemetry.as_ref()
+        {
+            // Only confirmed GPUs count; the rest of a claim is not offered.
+            let confirmed = usize::try_from(live.gpus).unwrap_or(usize::MAX);
+            for g in t.gpus.iter().take(confirmed) {
                 match (st.health == "healthy", g.job.is_some()) {
                     (false, _) => s.gpus_unhealthy += 1,
                     (true, true) => s.gpus_busy += 1,
@@ -466,7 +471,7 @@ fn node_approve(
     if gpus.is_some_and(|g| g > MAX_GPUS) {
         return Err(invalid(format!("--gpus must be at most {MAX_GPUS}")));
     }
-    shared.store.tx(|tx| {
+    let (reply, live_cap) = shared.store.tx(|tx| {
         enroll::sweep(shared, tx, now)?;
         let mut row = tx.node(name)?.ok_or_else(|| not_found(name))?;
         match row.state {
@@ -482,13 +487,16 @@ fn node_approve(
                 }
                 tx.set_node_facts(name, &row.labels, &row.proposed_labels, row.max_gpus)?;
                 tx.audit(now, &peer.name, "node.confirm", name, &format!("labels {:?}, max_gpus {:?}", row.labels, row.max_gpus))?;
-                return Ok(Response::Done {
-                    message: format!(
-                        "{name} is approved; confirmed labels {} and GPU cap {} (a live session picks the cap up when it reconnects)",
-                        row.labels.join(","),
-                        row.max_gpus.map(|g| g.to_string()).unwrap_or_else(|| "none".into())
-                    ),
-                });
+                return Ok((
+                    Response::Done {
+                        message: format!(
+                            "{name} is approved; confirmed labels {} and {}",
+                            row.labels.join(","),
+                            gpu_cap_words(row.max_gpus, name)
+                        ),
+                    },
+                    Some(row.max_gpus),
+                ));
             }
             NodeState::Approved => {
                 return Err(ApiError::new(ErrorCode::FailedPrecondition, format!("node {name} is already approved; add --labels or --gpus to change what is confirmed about it")));
@@ -503,11 +511,15 @@ fn node_approve(
         if let Some(fp) = fingerprint.map(str::trim) {
             let want = row.fingerprint.as_str();
             if fp != want && fp.strip_prefix("SHA256:").unwrap_or(fp) != want.trim_start_matches("SHA256:") {
+                // Never the right value: the comparison is out of band, and
+                // an answer to paste would defeat it.
+                let typed: String = proto::names::printable(fp, 64).chars().take(16).collect();
                 return Err(ApiError::new(
                     ErrorCode::FailedPrecondition,
                     format!(
-                        "fingerprint mismatch for {name}: the pending request's key is {want}, not {fp}; \
-                         do not approve it unless you can explain the difference"
+                        "fingerprint mismatch for {name}: the pending request's key is not the one you gave ({typed}...); \
+                         read the fingerprint again on the node itself ('openclaw node enroll' prints it) and \
+                         do not approve unless they match"
                     ),
                 ));
             }
@@ -524,10 +536,34 @@ fn node_approve(
         tx.set_node_facts(name, &row.labels, &row.proposed_labels, row.max_gpus)?;
         enroll::issue_node_cert(shared, tx, &mut row, &peer.name, now)?;
         tracing::info!(node = %name, by = %peer.name, labels = ?row.labels, max_gpus = ?row.max_gpus, "node approved");
-        Ok(Response::Done {
-            message: format!("approved {name} ({}); it finishes enrolling on its next poll", row.fingerprint),
-        })
-    })
+        Ok((
+            Response::Done {
+                message: format!(
+                    "approved {name} ({}); it finishes enrolling on its next poll; {}",
+                    row.fingerprint,
+                    gpu_cap_words(row.max_gpus, name)
+                ),
+            },
+            None,
+        ))
+    })?;
+    // A connected node's GPUs follow what was just confirmed, at once.
+    if let Some(cap) = live_cap {
+        shared.registry.set_gpu_cap(name, cap);
+        shared.jobs.capacity.notify_waiters();
+    }
+    Ok(reply)
+}
+
+/// The GPU cap, said for the admin who just set it.
+fn gpu_cap_words(cap: Option<u32>, name: &str) -> String {
+    match cap {
+        Some(g) => format!("GPUs confirmed: {g}"),
+        None => format!(
+            "no GPUs confirmed: what the node reports is shown but not offered to jobs until \
+             'openclaw node approve {name} --gpus N'"
+        ),
+    }
 }
 
 fn node_reject(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
@@ -585,11 +621,51 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
         closed = closed.max(1);
     }
     shared.registry.forget_history(name);
-    let lost = jobs::end_for_revoked(shared, Some(name), None);
-    tracing::info!(node = %name, by = %peer.name, closed, lost, "node revoked");
+    let ended = jobs::end_for_revoked(shared, Some(name), None);
+    tracing::info!(node = %name, by = %peer.name, closed, ended, "node revoked");
     Ok(Response::Done {
         message: format!(
-            "revoked {name}; {closed} live connection(s) closed, {lost} running job(s) marked lost"
+            "revoked {name}; {closed} live connection(s) closed, {ended} unfinished job(s) ended \
+             (running ones lost, queued or held ones cancelled). The name stays taken until \
+             'openclaw node release {name}'"
+        ),
+    })
+}
+
+/// `node release`: frees a revoked node's name for a new enrollment. The
+/// row goes (the audit trail keeps its history); no job follows the name,
+/// since revocation ended every unfinished one and each job is bound to
+/// its node's key.
+fn node_release(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
+    let now = unix_now();
+    shared.store.tx(|tx| {
+        let row = tx.node(name)?.ok_or_else(|| not_found(name))?;
+        if row.state != NodeState::Revoked {
+            return Err(ApiError::new(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "node {name} is {}, not revoked; only a revoked node's name can be released \
+                     (run 'openclaw node revoke {name}' first if that is what you mean)",
+                    row.state.as_str()
+                ),
+            ));
+        }
+        tx.delete_node(name)?;
+        tx.audit(
+            now,
+            &peer.name,
+            "node.release",
+            name,
+            &format!("key {}", row.fingerprint),
+        )?;
+        Ok::<_, ApiError>(())
+    })?;
+    // Belt and braces: nothing unfinished may still name it.
+    let ended = jobs::end_for_revoked(shared, Some(name), None);
+    tracing::info!(node = %name, by = %peer.name, ended, "node name released");
+    Ok(Response::Done {
+        message: format!(
+            "released the name {name}: a new node may enroll under it; no job of the revoked node will run there"
         ),
     })
 }

@@ -156,7 +156,8 @@ fn submit_request(
         let proposed: Vec<String> = asked.into_iter().filter(|l| !labels.contains(l)).collect();
         let csr = pki::check_csr(&s.csr_der, &s.name).map_err(|e| invalid(e.to_string()))?;
         let existing = tx.node(&s.name)?;
-        if rules::check_collision(existing.as_ref(), &s.name, &csr.fingerprint)? == Collision::SamePending {
+        let client = tx.client(&s.name)?.is_some();
+        if rules::check_collision(existing.as_ref(), client, &s.name, &csr.fingerprint)? == Collision::SamePending {
             let Some(n) = existing else {
                 return Err(ApiError::new(ErrorCode::Internal, "pending request vanished"));
             };

@@ -25,7 +25,8 @@ pub struct History {
 impl History {
     /// Records `hb` taken at `now` (unix seconds), unless a sample of this
     /// period is already kept or it has no GPUs.
-    pub fn record(&mut self, now: u64, hb: &Heartbeat) {
+    /// Records the first `confirmed` GPUs of `hb` (at most 64).
+    pub fn record(&mut self, now: u64, hb: &Heartbeat, confirmed: usize) {
         if hb.gpus.is_empty() {
             return;
         }
@@ -39,7 +40,7 @@ impl History {
         let gpus = hb
             .gpus
             .iter()
-            .take(MAX_GPUS)
+            .take(MAX_GPUS.min(confirmed))
             .map(|g| GpuPoint {
                 index: g.index,
                 util_pct: g.util_pct.min(100) as u8,
@@ -79,23 +80,23 @@ mod tests {
     #[test]
     fn one_sample_per_period_and_bounded() {
         let mut h = History::default();
-        h.record(1000, &Heartbeat::default());
+        h.record(1000, &Heartbeat::default(), 64);
         assert!(h.samples().is_empty(), "no GPUs, no history");
-        h.record(1000, &hb(50));
-        h.record(1005, &hb(60));
+        h.record(1000, &hb(50), 64);
+        h.record(1005, &hb(60), 64);
         assert_eq!(h.samples().len(), 1, "same period");
         let s = &h.samples()[0];
         assert_eq!((s.gpus[0].util_pct, s.gpus[0].temp_c), (50, 255));
         assert_eq!(s.gpus[0].mem_used_mib, 3072);
         for i in 1..200 {
-            h.record(1000 + i * SAMPLE_EVERY, &hb(500));
+            h.record(1000 + i * SAMPLE_EVERY, &hb(500), 64);
         }
         let all = h.samples();
         assert_eq!(all.len(), SAMPLES);
         assert_eq!(all.last().map(|s| s.gpus[0].util_pct), Some(100));
         assert!(all.windows(2).all(|w| w[0].at < w[1].at));
         // A clock that steps back starts a new sample rather than stalling.
-        h.record(10, &hb(1));
+        h.record(10, &hb(1), 64);
         assert_eq!(h.samples().last().map(|s| s.at), Some(10));
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use proto::{ControlMsg, Heartbeat};
+use proto::{CloseCode, ControlMsg, Heartbeat};
 use tokio::sync::mpsc;
 
 use crate::rules::LiveView;
@@ -16,13 +16,25 @@ use crate::rules::LiveView;
 /// What a node reported about itself when it connected.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeMeta {
-    /// GPUs it can hand out.
+    /// GPUs it can hand out: what it claims, capped by what the token or
+    /// an admin confirmed (none when nobody did).
     pub gpus: u32,
+    /// GPUs it claims to have (a claim, shown, never routed on).
+    pub gpus_claimed: u32,
     /// Whether they are simulated.
     pub gpus_simulated: bool,
     /// Its job limit.
     pub max_jobs: u32,
 }
+
+/// The GPUs a node claiming `claimed` may hand out under the confirmed
+/// `cap`: none when nothing was confirmed. Pure.
+pub fn capped_gpus(claimed: u32, cap: Option<u32>) -> u32 {
+    claimed.min(cap.unwrap_or(0)).min(MAX_GPUS)
+}
+
+/// Most GPUs one node may offer, whatever it claims or anyone confirms.
+pub const MAX_GPUS: u32 = 1024;
 
 /// A node's liveness and self-report.
 #[derive(Debug, Clone)]
@@ -146,7 +158,7 @@ impl Registry {
         serial: &str,
         conn: &quinn::Connection,
         cap: usize,
-    ) -> Result<(), TooManyConnections> {
+    ) -> Result<usize, TooManyConnections> {
         self.with_serials(|m| {
             let list = m.entry(serial.to_string()).or_default();
             list.retain(|c| c.close_reason().is_none());
@@ -154,8 +166,35 @@ impl Registry {
                 return Err(TooManyConnections(list.len()));
             }
             list.push(conn.clone());
-            Ok(())
+            Ok(list.len())
         })
+    }
+
+    /// [`Registry::admit`] for a node certificate, which may hold `cap`
+    /// connections: at the cap, the oldest that is not node `name`'s
+    /// current connection is closed to make room, so half-dead attempts
+    /// never lock a reconnecting node out, and one key never holds more.
+    pub fn admit_node(&self, name: &str, serial: &str, conn: &quinn::Connection, cap: usize) {
+        let current = self.connection(name).map(|c| c.stable_id());
+        let evicted = self.with_serials(|m| {
+            let list = m.entry(serial.to_string()).or_default();
+            list.retain(|c| c.close_reason().is_none());
+            let mut evicted = Vec::new();
+            while list.len() >= cap.max(1) {
+                let Some(i) = list.iter().position(|c| Some(c.stable_id()) != current) else {
+                    break;
+                };
+                evicted.push(list.remove(i));
+            }
+            list.push(conn.clone());
+            evicted
+        });
+        for old in evicted {
+            old.close(
+                CloseCode::Protocol.code().into(),
+                b"a newer connection of this node certificate took its place",
+            );
+        }
     }
 
     /// Forgets a session of certificate `serial`.
@@ -253,20 +292,48 @@ impl Registry {
 
     /// Records a heartbeat (and its telemetry) on connection `conn_id`.
     pub fn heartbeat(&self, name: &str, conn_id: usize, hb: Heartbeat) -> Option<HeartbeatSeen> {
-        if !hb.gpus.is_empty() {
-            let now = crate::unix_now();
-            self.with_history(|h| h.entry(name.to_string()).or_default().record(now, &hb));
-        }
         let hb = Arc::new(hb);
-        self.with(|m| {
+        // Only the node's current connection speaks for it: a replaced or
+        // stray connection of the same certificate records nothing, not
+        // even history.
+        let seen = self.with(|m| {
             let l = m.get_mut(name).filter(|l| l.conn.stable_id() == conn_id)?;
             let now = Instant::now();
             let gap = now.saturating_duration_since(std::mem::replace(&mut l.last_heartbeat, now));
-            l.telemetry = Some(hb);
+            l.telemetry = Some(hb.clone());
             l.probe = None;
             let addr = l.conn.remote_address();
             let moved = (addr != l.remote).then(|| (std::mem::replace(&mut l.remote, addr), addr));
-            Some(HeartbeatSeen { gap, moved })
+            Some((HeartbeatSeen { gap, moved }, l.meta.gpus))
+        });
+        let (seen, confirmed) = seen?;
+        // History keeps the confirmed GPUs only: a node's claim of 1,024
+        // GPUs costs the gateway no more memory than its cap allows.
+        if confirmed > 0 && !hb.gpus.is_empty() {
+            let now = crate::unix_now();
+            let n = usize::try_from(confirmed).unwrap_or(usize::MAX);
+            self.with_history(|h| h.entry(name.to_string()).or_default().record(now, &hb, n));
+        }
+        Some(seen)
+    }
+
+    /// The GPUs a node claimed in its hello, if connection `conn_id` is
+    /// its current one.
+    pub fn claimed_gpus(&self, name: &str, conn_id: usize) -> Option<u32> {
+        self.with(|m| {
+            m.get(name)
+                .filter(|l| l.conn.stable_id() == conn_id)
+                .map(|l| l.meta.gpus_claimed)
+        })
+    }
+
+    /// Sets a connected node's confirmed GPU cap at once (`node approve
+    /// --gpus` on an enrolled node); returns whether it was connected.
+    pub fn set_gpu_cap(&self, name: &str, cap: Option<u32>) -> bool {
+        self.with(|m| {
+            m.get_mut(name)
+                .map(|l| l.meta.gpus = capped_gpus(l.meta.gpus_claimed, cap))
+                .is_some()
         })
     }
 

@@ -382,6 +382,34 @@ pub(crate) fn step(
     let now = unix_now();
     let message = match (state.phase, next) {
         (Phase::Idle, Phase::Init) => {
+            // The CA lives in each gateway's home, not in the shared state:
+            // a rotation here leaves the standbys with the old CA key, and
+            // a failover would bring it back.
+            let others: Vec<String> = shared
+                .store
+                .tx(|tx| tx.gateways())?
+                .into_iter()
+                .map(|(n, _)| n)
+                .filter(|n| *n != name)
+                .collect();
+            if !others.is_empty() && !force {
+                return Err(ApiError::new(
+                    ErrorCode::FailedPrecondition,
+                    format!(
+                        "this gateway shares its state with {} ({}), and 'ca rotate' changes only this \
+                         gateway's home: the standbys would keep the old CA key, and after finish they could \
+                         not serve. Rotating a group of gateways is not supported yet; pass --force to rotate \
+                         here anyway, then replace each standby with a new home made by 'openclaw gateway join \
+                         --ca-from <this home>' under a new name once the rotation is finished (docs/HA.md)",
+                        if others.len() == 1 {
+                            "another gateway"
+                        } else {
+                            "other gateways"
+                        },
+                        some_names(&others)
+                    ),
+                ));
+            }
             let old_cert = home.read_text(files::CA_CERT, "").map_err(internal)?;
             let old_key = home.read_private(files::CA_KEY, "").map_err(internal)?;
             let new = pki::generate_next_ca(&name, &state.issuing, now).map_err(internal)?;

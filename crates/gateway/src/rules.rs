@@ -55,26 +55,48 @@ pub enum Collision {
 }
 
 /// Decides whether `name` may enroll with the key `fingerprint`.
+/// `client`: a client credential (admin or bot, in any state) holds the
+/// name; node and client names are one namespace. A revoked node's name
+/// stays taken until an admin releases it (`node release`), so nothing
+/// bound to the name (queued work, grants in policy) follows a new key
+/// by accident.
 pub fn check_collision(
     existing: Option<&NodeRow>,
+    client: bool,
     name: &str,
     fingerprint: &str,
 ) -> Result<Collision, ApiError> {
+    if client {
+        return Err(ApiError::new(
+            ErrorCode::AlreadyExists,
+            format!(
+                "{name} is the name of a client credential (admin or bot), and nodes and clients share one namespace; \
+                 enroll this node under another name"
+            ),
+        ));
+    }
     match existing.map(|n| (n.state, n)) {
-        None | Some((NodeState::Rejected | NodeState::Revoked, _)) => Ok(Collision::Free),
+        None | Some((NodeState::Rejected, _)) => Ok(Collision::Free),
+        Some((NodeState::Revoked, _)) => Err(ApiError::new(
+            ErrorCode::AlreadyExists,
+            format!(
+                "node {name} was revoked, and a revoked name stays taken; if this node is meant to take the name, \
+                 an admin must first run 'openclaw node release {name}'"
+            ),
+        )),
         Some((NodeState::Approved, _)) => Err(ApiError::new(
             ErrorCode::AlreadyExists,
             format!(
-                "node {name} is already enrolled; to enroll it again, an admin must first run 'openclaw node revoke {name}'"
+                "node {name} is already enrolled; to enroll it again, an admin must first run 'openclaw node revoke {name}' \
+                 and then 'openclaw node release {name}'"
             ),
         )),
         Some((NodeState::Pending, n)) if n.fingerprint == fingerprint => Ok(Collision::SamePending),
-        Some((NodeState::Pending, n)) => Err(ApiError::new(
+        Some((NodeState::Pending, _)) => Err(ApiError::new(
             ErrorCode::AlreadyExists,
             format!(
-                "an enrollment request for {name} is already pending with another key ({}); \
-                 an admin must approve or reject it first ('openclaw node list')",
-                n.fingerprint
+                "an enrollment request for {name} is already pending with another key; \
+                 an admin must approve or reject it first ('openclaw node list')"
             ),
         )),
     }
@@ -295,28 +317,43 @@ mod tests {
 
     #[test]
     fn collision_table() {
-        assert_eq!(check_collision(None, "n", "a").unwrap(), Collision::Free);
+        let free = |n: Option<&NodeRow>, client| check_collision(n, client, "n", "a");
+        assert_eq!(free(None, false).unwrap(), Collision::Free);
         assert_eq!(
-            check_collision(Some(&node(NodeState::Rejected, "b")), "n", "a").unwrap(),
+            free(Some(&node(NodeState::Rejected, "b")), false).unwrap(),
             Collision::Free
         );
         assert_eq!(
-            check_collision(Some(&node(NodeState::Revoked, "b")), "n", "a").unwrap(),
-            Collision::Free
-        );
-        assert_eq!(
-            check_collision(Some(&node(NodeState::Pending, "a")), "n", "a").unwrap(),
+            free(Some(&node(NodeState::Pending, "a")), false).unwrap(),
             Collision::SamePending
         );
-        let e = check_collision(Some(&node(NodeState::Pending, "b")), "n", "a").unwrap_err();
+        let e = free(Some(&node(NodeState::Pending, "b")), false).unwrap_err();
         assert!(e.message.contains("already pending"), "{}", e.message);
-        let e = check_collision(Some(&node(NodeState::Approved, "a")), "n", "a").unwrap_err();
+        // The other key's fingerprint is not handed to whoever tries.
+        assert!(!e.message.contains("SHA256"), "{}", e.message);
+        let e = free(Some(&node(NodeState::Approved, "a")), false).unwrap_err();
         assert_eq!(e.code, ErrorCode::AlreadyExists);
         assert!(
             e.message.contains("openclaw node revoke n"),
             "{}",
             e.message
         );
+        // A revoked name stays taken, whatever the key, until released.
+        for key in ["a", "b"] {
+            let e =
+                check_collision(Some(&node(NodeState::Revoked, "a")), false, "n", key).unwrap_err();
+            assert_eq!(e.code, ErrorCode::AlreadyExists);
+            assert!(
+                e.message.contains("openclaw node release n"),
+                "{}",
+                e.message
+            );
+        }
+        // A client's name is taken for nodes, in every node state.
+        for n in [None, Some(node(NodeState::Rejected, "a"))] {
+            let e = free(n.as_ref(), true).unwrap_err();
+            assert!(e.message.contains("client credential"), "{}", e.message);
+        }
     }
 
     type Case<'a> = (

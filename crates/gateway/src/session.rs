@@ -21,6 +21,13 @@ pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
 const HEARTBEAT_FRAME_LIMIT: usize = 4 * 1024;
 /// Control messages (job dispatches) queued for one node.
 const CONTROL_QUEUE: usize = 4096;
+/// Live connections one node certificate may hold: the current one and
+/// one replacing it.
+const NODE_CONNECTIONS_PER_CERT: usize = 2;
+/// The largest first frame a node sends on a stream (a hello, a job
+/// report's header, a renewal's CSR): a node cannot make the gateway hold
+/// a megabyte per stream.
+const NODE_OPEN_FRAME_LIMIT: usize = 64 * 1024;
 /// How long a client may take to open its first stream.
 const FIRST_STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -154,21 +161,33 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
         namespace,
         max_gpus,
     };
-    let cap = shared.config().max_connections_per_cert;
-    if let Err(too_many) = shared.registry.admit(&peer.serial, &conn, cap) {
-        close(
-            &conn,
-            CloseCode::Protocol,
-            &format!(
-                "{} already holds {} connections, the most one certificate may (limits.max_connections_per_cert); close some",
-                peer.name, too_many.0
-            ),
-        );
-        return;
-    }
+    // A node needs one connection, and a second while it replaces the
+    // first; more from one node certificate would be an attack on memory.
     // Every connection starts with the small limits of
-    // mesh::tls::server_transport; an identified peer gets its role's.
-    mesh::tls::widen_limits(&conn, peer.role);
+    // mesh::tls::server_transport. A node's is widened only once its hello
+    // makes it the node's current connection (`node_control`); a client's
+    // now, with a flow-control window from its certificate's budget.
+    if peer.role == Role::Node {
+        shared
+            .registry
+            .admit_node(&peer.name, &peer.serial, &conn, NODE_CONNECTIONS_PER_CERT);
+    } else {
+        let cap = shared.config().max_connections_per_cert;
+        match shared.registry.admit(&peer.serial, &conn, cap) {
+            Ok(held) => mesh::tls::widen_limits(&conn, peer.role, mesh::tls::client_window(held)),
+            Err(too_many) => {
+                close(
+                    &conn,
+                    CloseCode::Protocol,
+                    &format!(
+                        "{} already holds {} connections, the most one certificate may (limits.max_connections_per_cert); close some",
+                        peer.name, too_many.0
+                    ),
+                );
+                return;
+            }
+        }
+    }
     tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
     let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));
     while let Ok((send, recv)) = conn.accept_bi().await {
@@ -223,9 +242,31 @@ async fn heartbeats(
     mut recv: quinn::RecvStream,
 ) {
     let id = conn.stable_id();
+    // The frame limit follows the GPUs the node reported in its hello
+    // (each entry bounded): a node with 512 GPUs can report them all, and
+    // one with 2 cannot send a large frame. The node opens this stream
+    // after its welcome, by which time its hello is registered.
+    let mut claimed = None;
+    for _ in 0..100 {
+        claimed = shared.registry.claimed_gpus(&name, id);
+        if claimed.is_some() || conn.close_reason().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let Some(claimed) = claimed else {
+        close(
+            &conn,
+            CloseCode::Protocol,
+            "heartbeats before the node's hello",
+        );
+        return;
+    };
+    let limit = proto::heartbeat_frame_limit(claimed);
     loop {
-        match mesh::read_frame::<Heartbeat>(&mut recv, HEARTBEAT_FRAME_LIMIT).await {
-            Ok(Some(hb)) => {
+        match mesh::read_frame::<Heartbeat>(&mut recv, limit).await {
+            Ok(Some(mut hb)) => {
+                hb.bound(claimed);
                 if let Some(seen) = shared.registry.heartbeat(&name, id, hb) {
                     shared.metrics.heartbeat_gap(seen.gap);
                     if let Some((old, new)) = seen.moved {
@@ -251,9 +292,13 @@ async fn stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    let limit = match peer.role {
+        Role::Node => NODE_OPEN_FRAME_LIMIT,
+        Role::Admin | Role::Bot => SESSION_FRAME_LIMIT,
+    };
     let open = match tokio::time::timeout(
         FIRST_STREAM_TIMEOUT,
-        mesh::read_frame::<Open>(&mut recv, SESSION_FRAME_LIMIT),
+        mesh::read_frame::<Open>(&mut recv, limit),
     )
     .await
     {
@@ -440,11 +485,14 @@ async fn node_control(
     }
     let meta = NodeMeta {
         // What the node says is a claim; the admin's or token's cap wins.
-        gpus: hello.gpus.min(peer.max_gpus.unwrap_or(1024)).min(1024),
+        gpus: crate::registry::capped_gpus(hello.gpus, peer.max_gpus),
+        gpus_claimed: hello.gpus.min(crate::registry::MAX_GPUS),
         gpus_simulated: hello.gpus_simulated,
         max_jobs: hello.max_jobs.clamp(1, 100_000),
     };
-    // One stream per job the node may run at once, plus its own.
+    // Now the node's current connection: its role's window, and one
+    // stream per job it may run at once, plus its own.
+    mesh::tls::widen_limits(&conn, Role::Node, mesh::tls::NODE_WINDOW);
     conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs).into());
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
     if let Some(old) = shared

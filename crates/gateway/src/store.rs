@@ -144,8 +144,8 @@ CREATE TABLE clients (                -- admin and bot credentials; one row per 
 INSERT INTO clients (name, role, namespace, state, cert_serial, not_after, created_at, created_by) SELECT c.name, c.role, NULL, 'active', c.serial, c.not_after, c.issued_at, 'migration' FROM issued_certs c WHERE c.role != 'node' AND NOT EXISTS (SELECT 1 FROM issued_certs d WHERE d.name = c.name AND d.role != 'node' AND (d.issued_at > c.issued_at OR (d.issued_at = c.issued_at AND d.serial > c.serial))); -- the newest certificate per name
 UPDATE clients SET state = 'revoked' WHERE cert_serial IN (SELECT serial FROM revoked_certs); -- keep revocations
 ALTER TABLE nodes ADD COLUMN proposed_labels TEXT NOT NULL DEFAULT ''; -- labels the node asked for that nobody confirmed; routing ignores them
-ALTER TABLE nodes ADD COLUMN max_gpus INTEGER; -- most GPUs the node may offer (from the token or approval); NULL: no cap
-ALTER TABLE tokens ADD COLUMN max_gpus INTEGER; -- most GPUs a node enrolled with it may offer; NULL: no cap
+ALTER TABLE nodes ADD COLUMN max_gpus INTEGER; -- most GPUs the node may offer (from the token or approval); NULL: none confirmed, so none offered
+ALTER TABLE tokens ADD COLUMN max_gpus INTEGER; -- most GPUs a node enrolled with it may offer; NULL: none until an admin confirms some
 ALTER TABLE jobs ADD COLUMN secret_env TEXT NOT NULL DEFAULT ''; -- comma-separated env keys whose values are never shown
 ALTER TABLE jobs ADD COLUMN processes_killed INTEGER NOT NULL DEFAULT 0; -- processes the node killed at the job's end
 CREATE INDEX jobs_finished ON jobs (finished_at); -- retention pruning
@@ -196,6 +196,11 @@ CREATE TABLE gateways (               -- every gateway that serves this state; o
   started_at INTEGER NOT NULL,        -- unix seconds it last started
   seen_at    INTEGER                  -- unix seconds (database clock) of its last lease attempt: a running leader or standby
 );
+"#,
+    // Version 9: a job is bound to its node's key, not only its name, so a
+    // node enrolled again under a released name never receives an old job.
+    r#"
+ALTER TABLE jobs ADD COLUMN node_key TEXT; -- SHA256: fingerprint of the key of the node the job was planned for; NULL until its node is chosen
 "#,
 ];
 
@@ -1216,6 +1221,13 @@ impl Tx<'_> {
                 params![name],
             )?
             .pop())
+    }
+
+    /// Deletes a node's row (`node release`).
+    pub fn delete_node(&self, name: &str) -> Result<(), StoreError> {
+        self.0
+            .exec("DELETE FROM nodes WHERE name = ?1", params![name])?;
+        Ok(())
     }
 
     /// A node by enrollment request id.

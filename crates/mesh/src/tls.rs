@@ -158,21 +158,35 @@ pub fn server_transport(idle: Duration) -> Result<quinn::TransportConfig, TlsErr
 pub const UNIDENTIFIED_WINDOW: u32 = 64 * 1024;
 
 /// Widens a connection's stream and flow-control limits to what a peer of
-/// `role` needs, once its certificate has identified it.
-pub fn widen_limits(conn: &quinn::Connection, role: proto::Role) {
-    let (bidi, uni, window): (u32, u32, u32) = match role {
+/// `role` needs, once its certificate has identified it, with a
+/// connection flow-control window of `window` bytes.
+pub fn widen_limits(conn: &quinn::Connection, role: proto::Role, window: u32) {
+    let (bidi, uni): (u32, u32) = match role {
         // The control stream and a renewal; the gateway raises this to the
         // node's max_jobs once its hello says it (`node_stream_limit`):
-        // quinn allocates state for every stream the peer may open, so a
+        // quinn allocates state for every stream a peer may open, so a
         // fixed 1024 cost every idle node about 60 KB. One heartbeat
-        // stream. The window carries job output from every running job.
-        proto::Role::Node => (NODE_BASE_STREAMS, 4, 64 << 20),
+        // stream.
+        proto::Role::Node => (NODE_BASE_STREAMS, 4),
         // One stream per API call or followed job.
-        proto::Role::Admin | proto::Role::Bot => (256, 0, 8 << 20),
+        proto::Role::Admin | proto::Role::Bot => (256, 0),
     };
     conn.set_max_concurrent_bi_streams(bidi.into());
     conn.set_max_concurrent_uni_streams(uni.into());
     conn.set_receive_window(window.into());
+}
+
+/// A node's connection window: it carries job output from every running
+/// job. Only a node's current connection gets it.
+pub const NODE_WINDOW: u32 = 64 << 20;
+
+/// The window of an admin's or bot's `nth` live connection (1-based):
+/// the first few get room for large requests and fast uploads, the rest a
+/// small one, so one client certificate holds at most
+/// `4 × 8 MiB + 60 × 512 KiB` (62 MiB) of unread data at the default cap
+/// of 64 connections, not 512 MiB.
+pub fn client_window(nth: usize) -> u32 {
+    if nth <= 4 { 8 << 20 } else { 512 << 10 }
 }
 
 /// Bidirectional streams a node may open besides its jobs' (control,

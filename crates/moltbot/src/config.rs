@@ -262,22 +262,21 @@ allowed_groups = [\"S1\"]
                 .unwrap_err()
                 .contains("direct message")
         );
+        assert!(c.access.permits("U2", &node("worker-cpu-01")).is_ok());
         assert!(
             c.access
-                .permits("U2", Some("worker-cpu-01"), None, None)
-                .is_ok()
-        );
-        assert!(
-            c.access
-                .permits("U2", Some("worker-gpu-01"), None, None)
+                .permits("U2", &node("worker-gpu-01"))
                 .unwrap_err()
                 .contains("worker-gpu-01")
         );
-        assert!(
-            c.access
-                .permits("U1", Some("worker-gpu-01"), None, None)
-                .is_ok()
-        );
+        assert!(c.access.permits("U1", &node("worker-gpu-01")).is_ok());
+    }
+
+    fn node(name: &str) -> chat::access::Target<'_> {
+        chat::access::Target {
+            node: Some(name),
+            ..Default::default()
+        }
     }
 
     #[test]

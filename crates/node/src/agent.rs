@@ -520,12 +520,13 @@ async fn session(
         );
         tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
     }
-    let heartbeats = send_heartbeats(&mut hb, interval, |seq| {
+    let claimed = ctx.gpus.total();
+    let heartbeat = |seq| {
         let loadavg = std::fs::read_to_string("/proc/loadavg").ok();
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
         let holders = ctx.gpus.holders();
         let running = ctx.running.load(std::sync::atomic::Ordering::Relaxed);
-        match ctx.gpu_source.lock() {
+        let mut beat = match ctx.gpu_source.lock() {
             Ok(mut src) => crate::telemetry::heartbeat(
                 seq,
                 src.as_mut(),
@@ -538,8 +539,12 @@ async fn session(
                 seq,
                 ..Default::default()
             },
-        }
-    });
+        };
+        // Within what the gateway's frame limit allows for our hello.
+        beat.bound(claimed);
+        beat
+    };
+    let heartbeats = send_heartbeats(&mut hb, interval, heartbeat);
     let control = async {
         while let Ok(Some(msg)) =
             mesh::read_frame::<ControlMsg>(&mut recv, proto::MAX_FRAME_LEN).await

@@ -278,7 +278,9 @@ pub async fn enroll(
                     say(format!("  node:        {}", opts.name));
                     say(format!("  fingerprint: {fp}"));
                     say(format!(
-                        "waiting for approval (request expires in {}); on the gateway run:",
+                        "waiting up to {} for approval (the request stays pending on the gateway for {}; \
+                         run this again with the same --home to resume); on the gateway run:",
+                        proto::duration::format(opts.wait),
                         proto::duration::format(Duration::from_secs(expires_in_secs))
                     ));
                     say(format!(

@@ -484,6 +484,9 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::Reject { name }) => {
             done(call(&home, Request::NodeReject { name }).await?)
         }
+        Command::Node(NodeCmd::Release { name }) => {
+            done(call(&home, Request::NodeRelease { name }).await?)
+        }
         Command::Node(NodeCmd::Revoke { name }) => {
             done(call(&home, Request::NodeRevoke { name }).await?)
         }

@@ -193,7 +193,9 @@ pub fn log_disk(free: u64, cap: u64) -> Finding {
 }
 
 /// Sanity of a gateway's policy and addresses.
-pub fn gateway_config(cfg: &gateway::Config) -> Vec<Finding> {
+/// `bound`: the address a running gateway recorded in `gateway.addr`
+/// (what it bound when `listen` has port 0), if any.
+pub fn gateway_config(cfg: &gateway::Config, bound: Option<&str>) -> Vec<Finding> {
     use gateway::policy::Action;
     let mut out = Vec::new();
     let p = &cfg.policy;
@@ -244,11 +246,25 @@ pub fn gateway_config(cfg: &gateway::Config) -> Vec<Finding> {
             ),
         ));
     }
-    if let Ok(bound) = cfg.listen.parse::<std::net::SocketAddr>() {
+    if let Ok(listen) = cfg.listen.parse::<std::net::SocketAddr>() {
+        // With port 0 the port is chosen at start: tokens carry the one the
+        // running gateway bound (gateway.addr), as `token create` does.
+        let running = bound.and_then(|b| b.trim().parse::<std::net::SocketAddr>().ok());
+        let bound = match (listen.port(), running) {
+            (0, Some(r)) => r,
+            _ => listen,
+        };
         let advertise = cfg
             .advertise
             .clone()
-            .unwrap_or_else(|| gateway::client_address(&cfg.listen));
+            .unwrap_or_else(|| gateway::client_address(&bound.to_string()));
+        if bound.port() == 0 && cfg.advertise.is_none() {
+            out.push(ok(
+                "advertise",
+                "listen has port 0: join tokens will carry the port the gateway binds when it starts",
+            ));
+            return out;
+        }
         match gateway::rules::token_address(bound, &advertise) {
             Ok(()) => out.push(ok("advertise", format!("join tokens carry {advertise}"))),
             Err(e) => out.push(fail(
@@ -410,7 +426,8 @@ fn gateway_checks(home: &Home, findings: &mut Vec<Finding>) {
         }
     };
     findings.push(ok("config", format!("{} loads", path.display())));
-    findings.extend(gateway_config(&cfg));
+    let running = std::fs::read_to_string(home.path("gateway.addr")).ok();
+    findings.extend(gateway_config(&cfg, running.as_deref()));
     match gateway::rotation::in_progress(home) {
         Ok(p) => findings.push(ca_rotation(p, gateway::unix_now())),
         Err(e) => findings.push(fail(
@@ -603,13 +620,29 @@ mod tests {
     fn policy_sanity() {
         let base = gateway::Config::template("gw", "127.0.0.1:7443", None);
         let cfg = gateway::Config::parse(&base).unwrap();
-        let f = gateway_config(&cfg);
+        let f = gateway_config(&cfg, None);
         assert!(f.iter().all(|x| x.level == Level::Ok), "{f:?}");
+        // The lab's gateway listens on port 0: tokens carry the port it
+        // bound, which doctor reads from gateway.addr.
+        let lab =
+            gateway::Config::parse(&gateway::Config::template("gw", "127.0.0.1:0", None)).unwrap();
+        let said = |f: &[Finding]| {
+            f.iter()
+                .find(|x| x.check == "advertise")
+                .map(|x| x.what.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            said(&gateway_config(&lab, Some("127.0.0.1:40123\n"))),
+            "join tokens carry 127.0.0.1:40123"
+        );
+        assert!(said(&gateway_config(&lab, None)).contains("port the gateway binds"));
+        assert!(!said(&gateway_config(&lab, None)).contains(":0"));
         let lax = base
             .replace("chat_default = \"approve\"", "chat_default = \"allow\"")
             .replace("chat_shell = false", "chat_shell = true")
             .replace("listen = \"127.0.0.1:7443\"", "listen = \"0.0.0.0:7443\"");
-        let f = gateway_config(&gateway::Config::parse(&lax).unwrap());
+        let f = gateway_config(&gateway::Config::parse(&lax).unwrap(), None);
         let levels: Vec<(&str, Level)> = f.iter().map(|x| (x.check, x.level)).collect();
         assert_eq!(
             levels,

@@ -38,6 +38,8 @@ pub async fn run(dir: Option<PathBuf>, keep: bool) -> Result<(), CliError> {
         }
     };
     mesh::home::create_private_dir(&root).map_err(fail)?;
+    // Absolute, so the commands the lab prints work from any directory.
+    let root = root.canonicalize().map_err(fail)?;
     let result = lab(&root).await;
     if !keep {
         let _ = std::fs::remove_dir_all(&root);
@@ -174,10 +176,11 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     .await
     .map_err(fail)?;
     outln!("== dashboard at http://{}/", dash.addr());
+    outln!("== from another terminal, while the lab runs:");
+    outln!("   {} node list", cli_for(&gw_home));
     if std::io::stdin().is_terminal() {
         outln!();
-        outln!("The lab is up. Open the dashboard above, or in another terminal try:");
-        outln!("  openclaw --home {} node list", gw_home.root().display());
+        outln!("The lab is up. Open the dashboard above, or use the command above.");
         outln!("Or talk to it here as you would to @moltbot in Slack (try: help, nodes,");
         outln!("run training on worker-gpu-01, start experiment exp42, run hello).");
         outln!("Type exit or press Ctrl-D to stop.");
@@ -304,4 +307,14 @@ async fn wait_for(admin: &Client, name: &str, connection: &str) -> Result<(), Cl
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The command line that reaches this lab as its admin, as it can be
+/// pasted: this very binary by its absolute path (after `cargo run` there is
+/// no `openclaw` on PATH) and the absolute home.
+fn cli_for(home: &Home) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "openclaw".into());
+    format!("{exe} --home {}", home.root().display())
 }

@@ -244,7 +244,8 @@ pub(crate) enum CaCmd {
         phase: RotatePhase,
         /// With `finish`: go on although some nodes or clients still hold a
         /// certificate of the old CA (they are locked out and must enroll
-        /// again).
+        /// again). With `init`: rotate although standby gateways share the
+        /// state (they keep the old CA until they join again).
         #[arg(long)]
         force: bool,
         /// Print the result as JSON.
@@ -511,8 +512,15 @@ enum NodeCmd {
         /// Node name.
         name: String,
     },
-    /// Revoke a node: close its connection now and refuse its certificate for good.
+    /// Revoke a node: close its connection now, refuse its certificate for good, and end
+    /// every unfinished job that names it. The name stays taken until 'node release'.
     Revoke {
+        /// Node name.
+        name: String,
+    },
+    /// Free a revoked node's name so a new node may enroll under it (none of the old
+    /// node's jobs follow the name).
+    Release {
         /// Node name.
         name: String,
     },

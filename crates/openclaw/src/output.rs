@@ -139,6 +139,8 @@ fn kv(out: &mut String, width: usize, k: &str, v: &str) {
 }
 
 /// "2× H100 80GB HBM3 (1 free)", "-" without GPUs, marked when simulated.
+/// Only confirmed GPUs (the token's or an admin's cap) are offered; the
+/// rest of what a node reports is marked "unconfirmed".
 pub fn gpu_summary(n: &NodeInfo) -> String {
     let Some(t) = &n.telemetry else {
         return "-".into();
@@ -152,13 +154,20 @@ pub fn gpu_summary(n: &NodeInfo) -> String {
         .map(|g| shown(g.name.trim_start_matches("NVIDIA ")))
         .collect();
     names.dedup();
-    let free = t.gpus.iter().filter(|g| g.job.is_none()).count();
+    let reported = t.gpus.len();
+    let confirmed = reported.min(n.max_gpus.unwrap_or(0) as usize);
+    let held = t.gpus.iter().filter(|g| g.job.is_some()).count();
+    let free = confirmed.saturating_sub(held);
     let sim = if t.gpus.iter().any(|g| g.simulated) {
         ", simulated"
     } else {
         ""
     };
-    format!("{}× {} ({free} free{sim})", t.gpus.len(), names.join("/"))
+    let extra = match reported - confirmed {
+        0 => String::new(),
+        n => format!(", {n} unconfirmed"),
+    };
+    format!("{confirmed}× {} ({free} free{sim}{extra})", names.join("/"))
 }
 
 /// The `node show` view.
@@ -185,9 +194,16 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
             ),
         );
     }
-    if let Some(g) = n.max_gpus {
-        line("gpu cap:", g.to_string());
-    }
+    line(
+        "gpu cap:",
+        match n.max_gpus {
+            Some(g) => g.to_string(),
+            None => format!(
+                "none confirmed (reported GPUs are not offered until 'openclaw node approve {} --gpus N')",
+                n.name
+            ),
+        },
+    );
     line("fingerprint:", n.fingerprint.clone());
     line(
         "address:",

@@ -187,6 +187,55 @@ pub struct Heartbeat {
     pub gpu_error: Option<String>,
 }
 
+/// Longest GPU name or UUID a heartbeat carries, in bytes (NVML's own
+/// buffers are 96 and 80 bytes).
+pub const GPU_TEXT_MAX: usize = 96;
+
+/// Longest `gpu_source` or `gpu_error` a heartbeat carries, in bytes.
+pub const HEARTBEAT_TEXT_MAX: usize = 512;
+
+/// Most GPUs one node may report or offer.
+pub const MAX_NODE_GPUS: u32 = 1024;
+
+/// The largest heartbeat frame a node that reported `gpus` GPUs in its
+/// hello may send: a fixed part plus a bounded entry per GPU, so a node
+/// with 512 GPUs can always report, and one with 2 cannot send 256 KiB.
+pub fn heartbeat_frame_limit(gpus: u32) -> usize {
+    // Fixed fields and two bounded texts, then per GPU: two bounded texts
+    // and at most 60 bytes of varints and tags.
+    const FIXED: usize = 1024 + 2 * HEARTBEAT_TEXT_MAX;
+    const PER_GPU: usize = 2 * (GPU_TEXT_MAX + 9) + 60;
+    FIXED + PER_GPU * gpus.min(MAX_NODE_GPUS) as usize
+}
+
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+impl Heartbeat {
+    /// Bounds every text and the GPU list to what
+    /// [`heartbeat_frame_limit`] allows for `gpus` GPUs. The node calls it
+    /// before sending; the gateway's frame limit enforces the same bound.
+    pub fn bound(&mut self, gpus: u32) {
+        cut(&mut self.gpu_source, HEARTBEAT_TEXT_MAX);
+        if let Some(e) = self.gpu_error.as_mut() {
+            cut(e, HEARTBEAT_TEXT_MAX);
+        }
+        self.gpus.truncate(gpus.min(MAX_NODE_GPUS) as usize);
+        for g in &mut self.gpus {
+            cut(&mut g.name, GPU_TEXT_MAX);
+            cut(&mut g.uuid, GPU_TEXT_MAX);
+        }
+    }
+}
+
 /// One GPU, as the node's GPU source read it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GpuTelemetry {
@@ -416,6 +465,13 @@ pub enum Request {
     /// Counts for an overview (nodes by status, GPUs by state, jobs by
     /// state) and the pending enrollments, without listing every node.
     LabSummary,
+    /// Frees the name of a revoked node so a new node may enroll under it.
+    /// Admins only. None of the revoked node's jobs follow the name: they
+    /// ended at revocation, and every job is bound to its node's key.
+    NodeRelease {
+        /// Node name.
+        name: String,
+    },
 }
 
 /// Most pending enrollments a `LabSummary` lists.
@@ -808,6 +864,7 @@ impl Request {
             Request::Trust => "ca.trust",
             Request::NodeHistory { .. } => "node.history",
             Request::LabSummary => "lab.summary",
+            Request::NodeRelease { .. } => "node.release",
         }
     }
 
@@ -818,20 +875,43 @@ impl Request {
     pub fn allowed_for(&self, role: Role) -> bool {
         match role {
             Role::Admin => true,
-            Role::Bot => !matches!(
-                self,
+            // Every call is listed, so a new one must be decided here.
+            Role::Bot => match self {
+                Request::Whoami
+                | Request::NodeList
+                | Request::NodePage { .. }
+                | Request::NodeShow { .. }
+                | Request::ClientRenew { .. }
+                | Request::ChatContext
+                | Request::ChatAudit { .. }
+                | Request::JobPreview(_)
+                | Request::JobSubmit(_)
+                | Request::JobRun(_)
+                | Request::JobAttach { .. }
+                | Request::JobList { .. }
+                | Request::JobShow { .. }
+                | Request::JobCancel { .. }
+                | Request::JobApprove { .. }
+                | Request::JobDeny { .. }
+                | Request::FanOut(_)
+                | Request::FanOutAttach { .. }
+                | Request::Time
+                | Request::Trust
+                | Request::NodeHistory { .. }
+                | Request::LabSummary => true,
                 Request::TokenCreate { .. }
-                    | Request::TokenList
-                    | Request::TokenRevoke { .. }
-                    | Request::NodeApprove { .. }
-                    | Request::NodeReject { .. }
-                    | Request::NodeRevoke { .. }
-                    | Request::ClientIssue { .. }
-                    | Request::ClientList
-                    | Request::ClientRevoke { .. }
-                    | Request::NodeRenew { .. }
-                    | Request::CaRotate { .. }
-            ),
+                | Request::TokenList
+                | Request::TokenRevoke { .. }
+                | Request::NodeApprove { .. }
+                | Request::NodeReject { .. }
+                | Request::NodeRevoke { .. }
+                | Request::NodeRelease { .. }
+                | Request::ClientIssue { .. }
+                | Request::ClientList
+                | Request::ClientRevoke { .. }
+                | Request::NodeRenew { .. }
+                | Request::CaRotate { .. } => false,
+            },
             // A node may only renew its own certificate (and read the clock
             // and the CAs to trust).
             Role::Node => matches!(
@@ -1135,6 +1215,46 @@ mod tests {
     }
 
     #[test]
+    fn a_bounded_heartbeat_always_fits_its_frame_limit() {
+        for gpus in [0u32, 1, 2, 64, 512, 1024, 5000] {
+            let mut hb = Heartbeat {
+                seq: u64::MAX,
+                load1_milli: u32::MAX,
+                mem_used: u64::MAX,
+                mem_total: u64::MAX,
+                running_jobs: u32::MAX,
+                gpu_source: "é".repeat(4000),
+                gpu_error: Some("x".repeat(4000)),
+                gpus: (0..gpus.saturating_add(3))
+                    .map(|i| GpuTelemetry {
+                        index: u32::MAX - i,
+                        name: "ü".repeat(300),
+                        uuid: "GPU-".repeat(300),
+                        mem_used: u64::MAX,
+                        mem_total: u64::MAX,
+                        util_pct: u32::MAX,
+                        temp_c: u32::MAX,
+                        job: Some(u64::MAX),
+                        simulated: true,
+                    })
+                    .collect(),
+            };
+            hb.bound(gpus);
+            assert_eq!(hb.gpus.len(), gpus.min(MAX_NODE_GPUS) as usize);
+            assert!(hb.gpus.iter().all(|g| g.name.len() <= GPU_TEXT_MAX));
+            let len = crate::codec::encode(&hb).unwrap().len();
+            assert!(
+                len + 4 <= heartbeat_frame_limit(gpus),
+                "{gpus} GPUs: {len} bytes"
+            );
+        }
+        // Cut on a character boundary.
+        let mut s = "aé".to_string();
+        cut(&mut s, 2);
+        assert_eq!(s, "a");
+    }
+
+    #[test]
     fn permissions_table() {
         let node_list = Request::NodeList;
         let approve = Request::NodeApprove {
@@ -1173,6 +1293,7 @@ mod tests {
             ),
             (Role::Bot, &Request::ClientRenew { csr_der: vec![] }, true),
             (Role::Bot, &token, false),
+            (Role::Bot, &Request::NodeRelease { name: "x".into() }, false),
             (Role::Node, &node_list, false),
             (Role::Node, &approve, false),
             (Role::Node, &Request::Whoami, false),

@@ -92,6 +92,13 @@ fn samples() -> Vec<Sample> {
         s!("request.trust", Request, Request::Trust),
         s!("request.lab_summary", Request, Request::LabSummary),
         s!(
+            "request.node_release",
+            Request,
+            Request::NodeRelease {
+                name: "train-01".into()
+            }
+        ),
+        s!(
             "response.lab_summary",
             Response,
             Response::LabSummary(LabSummary {

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::{
-    FollowSink, check_key, dispatch, end_if, err, identity, node_views, plan_digest, plan_for,
-    resolve_for, set_progress_state,
+    FollowSink, bound_key, check_key, dispatch, end_if, err, identity, node_views, plan_digest,
+    plan_for, repeat_of, resolve_for, set_progress_state,
 };
 use crate::peer::Peer;
 use crate::policy::{self, Combined};
@@ -276,10 +276,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
         created_at: now,
     };
     let created = shared.store.tx(|tx| {
-        if let Some(k) = key
-            && let Some(first) = tx.idempotent_job(&peer.name, k)?
-            && let Some(job) = tx.job(first)?
-        {
+        if let Some(job) = repeat_of(tx, &peer.name, key, &requester)? {
             return Ok::<_, ApiError>(Err(job.fanout));
         }
         let id = tx.insert_fanout(&fan)?;
@@ -299,6 +296,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
             row.allow_self = allow_self;
             row.secret_env = secret_env.clone();
             row.fanout = Some(id);
+            row.node_key = bound_key(tx, node)?;
             row.id = tx.insert_job(&row)?;
             row.plan.job_id = row.id;
             row.plan_digest = plan_digest(&row.plan)?;

@@ -36,7 +36,7 @@ use crate::config::Config;
 use crate::peer::Peer;
 use crate::policy::{self, Action};
 use crate::routing::{self, NodeView, RouteError};
-use crate::store::{JobRow, JobState, NodeState};
+use crate::store::{JobRow, JobState, NodeRow, NodeState, StoreError, Tx};
 use crate::{Shared, off_runtime, unix_now};
 use logwriter::{LogFile, LogSink};
 
@@ -294,10 +294,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
         let created = shared.store.tx(|tx| {
             // A repeated key returns the first job: checked and recorded
             // in the transaction that creates the job.
-            if let Some(k) = key
-                && let Some(first) = tx.idempotent_job(&peer.name, k)?
-                && let Some(job) = tx.job(first)?
-            {
+            if let Some(job) = repeat_of(tx, &peer.name, key, &requester)? {
                 return Ok::<_, ApiError>(Err(job));
             }
             let id = tx.insert_job(&row)?;
@@ -336,6 +333,34 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
             Ok(row.info())
         }
     }
+}
+
+/// The job a repeated idempotency key `key` created earlier through the
+/// credential `via`, if any. Keys are scoped by credential and requester:
+/// a key another requester used is refused, never answered with their job
+/// (a platform that reuses an event id must not hand one user's job to
+/// another).
+pub(crate) fn repeat_of(
+    tx: &Tx<'_>,
+    via: &str,
+    key: Option<&str>,
+    requester: &str,
+) -> Result<Option<JobRow>, ApiError> {
+    let Some(k) = key else { return Ok(None) };
+    let Some(first) = tx.idempotent_job(via, k)? else {
+        return Ok(None);
+    };
+    let Some(job) = tx.job(first)? else {
+        return Ok(None);
+    };
+    if job.requester != requester {
+        return Err(err(
+            ErrorCode::AlreadyExists,
+            "this request's idempotency key was already used for another requester's job; \
+             the request was not run. Send it again with a fresh key",
+        ));
+    }
+    Ok(Some(job))
 }
 
 /// Refuses an idempotency key that is empty, long or has control characters.
@@ -381,8 +406,15 @@ fn decide(
             j.reserved = decision.action == Action::Allow;
         })
     });
-    let moved = |row: &JobRow| -> Result<(), ApiError> {
-        if shared.store.tx(|tx| tx.move_job(row, from))? {
+    // The job is bound to the key of the node it is planned for, read in
+    // the transaction that moves it: a node enrolled later under the same
+    // name (after a revocation and a release) never receives it.
+    let moved = |row: &mut JobRow| -> Result<(), ApiError> {
+        let ok = shared.store.tx(|tx| {
+            row.node_key = bound_key(tx, &row.node)?;
+            tx.move_job(row, from)
+        })?;
+        if ok {
             Ok(())
         } else {
             Err(err(
@@ -397,7 +429,7 @@ fn decide(
             row.state = JobState::Denied;
             row.finished_at = Some(unix_now());
             row.reason = Some(reason.clone());
-            moved(&row)?;
+            moved(&mut row)?;
             finish_live(shared, row.id, JobState::Denied);
             Err(err(
                 ErrorCode::Denied,
@@ -411,7 +443,7 @@ fn decide(
             row.state = JobState::AwaitingApproval;
             row.approvers = decision.approvers;
             row.allow_self = decision.allow_self_approval;
-            moved(&row)?;
+            moved(&mut row)?;
             set_progress_state(shared, row.id, JobState::AwaitingApproval);
             tokio::spawn(expire_approval(
                 shared.clone(),
@@ -423,7 +455,7 @@ fn decide(
         }
         Action::Allow => {
             row.state = JobState::Starting;
-            moved(&row)?;
+            moved(&mut row)?;
             dispatch(shared, row.id)?;
             Ok(row.info())
         }
@@ -654,7 +686,11 @@ fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         })
         .is_some()
     });
-    let row = stored_job(shared, id)?;
+    let (row, node) = shared.store.tx(|tx| {
+        let row = tx.job(id)?.ok_or_else(|| no_job(id))?;
+        let node = tx.node(&row.node)?;
+        Ok::<_, ApiError>((row, node))
+    })?;
     if !live || row.state != JobState::Starting {
         shared.jobs.with(|m| m.update(id, |j| j.on_node = false));
         return Err(err(
@@ -674,6 +710,10 @@ fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
             ErrorCode::Internal,
             format!("job {id}: plan digest mismatch; not run"),
         ));
+    }
+    if let Some(why) = key_mismatch(&row, node.as_ref()) {
+        end(shared, id, JobState::Failed, None, &why)?;
+        return Err(err(ErrorCode::FailedPrecondition, why));
     }
     let Some(control) = shared.registry.control(&row.node) else {
         let msg = format!("node {} is offline; run 'openclaw node list'", row.node);
@@ -786,6 +826,40 @@ fn exit_text(row: &JobRow) -> String {
 }
 
 /// A job's stored row, or "no job with id N".
+/// The key fingerprint of `node` if it is an approved node: what a job
+/// planned for it is bound to.
+pub(crate) fn bound_key(tx: &Tx<'_>, node: &str) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .node(node)?
+        .filter(|n| n.state == NodeState::Approved)
+        .map(|n| n.fingerprint))
+}
+
+/// Why `node` (its current row) may not receive a job bound as `row` is,
+/// if it may not. Pure.
+pub(crate) fn key_mismatch(row: &JobRow, node: Option<&NodeRow>) -> Option<String> {
+    let Some(n) = node.filter(|n| n.state == NodeState::Approved) else {
+        return Some(format!(
+            "node {} is no longer enrolled (revoked or removed); the job was not sent",
+            row.node
+        ));
+    };
+    match &row.node_key {
+        Some(k) if *k == n.fingerprint => None,
+        Some(_) => Some(format!(
+            "node {} now has another key than the node this job was planned for (it was enrolled again); the job was not sent",
+            row.node
+        )),
+        // A job stored before jobs were bound to keys: only a node
+        // enrolled before the job was created may take it.
+        None if n.requested_at <= row.created_at => None,
+        None => Some(format!(
+            "node {} enrolled after this job was planned; the job was not sent",
+            row.node
+        )),
+    }
+}
+
 fn stored_job(shared: &Shared, id: u64) -> Result<JobRow, ApiError> {
     shared.store.tx(|tx| tx.job(id))?.ok_or_else(|| no_job(id))
 }
@@ -1014,14 +1088,24 @@ pub fn end_for_revoked(shared: &Shared, node: Option<&str>, via: Option<&str>) -
     };
     let mut n = 0;
     for r in rows {
-        let ended = if node.is_some_and(|name| r.node == name) {
-            end(
-                shared,
-                r.id,
-                JobState::Lost,
-                None,
-                &format!("node {} was revoked", r.node),
-            )
+        // Every unfinished job that names the node, in any state: one
+        // queued for it has it only in its plan until it is routed.
+        let named = node.filter(|name| r.node == *name || r.plan.node == *name);
+        let ended = if let Some(name) = named {
+            let why = format!("node {name} was revoked");
+            match r.state {
+                JobState::Starting | JobState::Running => {
+                    end(shared, r.id, JobState::Lost, None, &why)
+                }
+                _ => end_if(
+                    shared,
+                    r.id,
+                    &[JobState::Queued, JobState::AwaitingApproval],
+                    JobState::Cancelled,
+                    None,
+                    &why,
+                ),
+            }
         } else if via.is_some_and(|v| r.via == v) {
             end_if(
                 shared,
@@ -1125,6 +1209,94 @@ mod tests {
 
     fn spec() -> JobSpec {
         JobSpec::default()
+    }
+
+    #[test]
+    fn a_job_goes_only_to_the_key_it_was_planned_for() {
+        let node = |state, fp: &str, requested_at| NodeRow {
+            name: "train-01".into(),
+            state,
+            labels: vec![],
+            fingerprint: fp.into(),
+            spki: vec![],
+            request_id: "r".into(),
+            requested_at,
+            request_addr: String::new(),
+            token_id: String::new(),
+            cert_der: None,
+            cert_serial: None,
+            cert_not_after: None,
+            last_seen: None,
+            last_addr: None,
+            proposed_labels: vec![],
+            max_gpus: None,
+        };
+        let job = |key: Option<&str>| {
+            let mut j = JobRow::fresh(
+                JobState::Starting,
+                "train-01".into(),
+                None,
+                None,
+                JobPlan {
+                    job_id: 1,
+                    node: "train-01".into(),
+                    argv: vec!["true".into()],
+                    cwd: None,
+                    env: vec![],
+                    timeout_secs: None,
+                    gpus: 0,
+                    kill_grace_secs: 1,
+                    run_as: None,
+                },
+                "admin".into(),
+                "admin".into(),
+                100,
+            );
+            j.node_key = key.map(str::to_string);
+            j
+        };
+        let cases = [
+            (
+                job(Some("A")),
+                Some(node(NodeState::Approved, "A", 50)),
+                None,
+            ),
+            (
+                job(Some("A")),
+                Some(node(NodeState::Approved, "B", 50)),
+                Some("another key"),
+            ),
+            (
+                job(Some("A")),
+                Some(node(NodeState::Revoked, "A", 50)),
+                Some("no longer enrolled"),
+            ),
+            (
+                job(Some("A")),
+                Some(node(NodeState::Pending, "A", 50)),
+                Some("no longer enrolled"),
+            ),
+            (job(Some("A")), None, Some("no longer enrolled")),
+            // Rows stored before keys were bound: only an older enrollment.
+            (job(None), Some(node(NodeState::Approved, "B", 50)), None),
+            (
+                job(None),
+                Some(node(NodeState::Approved, "B", 150)),
+                Some("enrolled after"),
+            ),
+        ];
+        for (row, n, want) in cases {
+            let got = key_mismatch(&row, n.as_ref());
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => assert!(g.contains(w), "{g}"),
+                (g, w) => panic!(
+                    "{:?} / {:?}: got {g:?}, want {w:?}",
+                    row.node_key,
+                    n.map(|n| n.state)
+                ),
+            }
+        }
     }
 
     #[test]

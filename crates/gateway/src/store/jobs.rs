@@ -160,6 +160,9 @@ pub struct JobRow {
     pub processes_killed: u32,
     /// The fan-out it belongs to.
     pub fanout: Option<u64>,
+    /// Fingerprint of the key of the node it was planned for: only a
+    /// session of that key receives it.
+    pub node_key: Option<String>,
 }
 
 /// A fan-out row; its members are jobs with `fanout` set.
@@ -221,6 +224,7 @@ impl JobRow {
             secret_env: vec![],
             processes_killed: 0,
             fanout: None,
+            node_key: None,
         }
     }
 
@@ -268,7 +272,7 @@ impl JobRow {
 
 const JOB_COLUMNS: &str = "id, state, node, role, named_job, plan, plan_digest, requester, via, approvers, \
      allow_self, approved_by, created_at, started_at, finished_at, exit_code, reason, stdout_bytes, stderr_bytes, \
-     truncated, queue_until, secret_env, processes_killed, fanout";
+     truncated, queue_until, secret_env, processes_killed, fanout, node_key";
 
 fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
     let plan: Vec<u8> = r.get(5)?;
@@ -310,6 +314,7 @@ fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
         secret_env: split(&r.get::<_, String>(21)?),
         processes_killed: u32::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
         fanout: r.get::<_, Option<i64>>(23)?.map(u),
+        node_key: r.get(24)?,
     };
     let mut row = row;
     row.plan = proto::codec::decode(&plan)
@@ -330,8 +335,8 @@ impl Tx<'_> {
     pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
         let id = self.returned_id(
             "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, \
-             created_at, queue_until, secret_env, fanout) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+             created_at, queue_until, secret_env, fanout, node_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
             params![
                 row.state.as_str(),
                 row.node,
@@ -347,6 +352,7 @@ impl Tx<'_> {
                 row.queue_until.map(i),
                 join(&row.secret_env),
                 row.fanout.map(i),
+                row.node_key,
             ],
         )?;
         Ok(id)
@@ -365,8 +371,8 @@ impl Tx<'_> {
         let n = self.0.exec(
             "UPDATE jobs SET state = ?2, node = ?3, plan = ?4, plan_digest = ?5, approvers = ?6, allow_self = ?7, \
              approved_by = ?8, started_at = ?9, finished_at = ?10, exit_code = ?11, reason = ?12, stdout_bytes = ?13, \
-             stderr_bytes = ?14, truncated = ?15, queue_until = ?16, secret_env = ?17, processes_killed = ?18 \
-             WHERE id = ?1 AND state = ?19",
+             stderr_bytes = ?14, truncated = ?15, queue_until = ?16, secret_env = ?17, processes_killed = ?18, \
+             node_key = ?20 WHERE id = ?1 AND state = ?19",
             params![
                 i(row.id),
                 row.state.as_str(),
@@ -387,6 +393,7 @@ impl Tx<'_> {
                 join(&row.secret_env),
                 row.processes_killed,
                 from.as_str(),
+                row.node_key,
             ],
         )?;
         Ok(n > 0)
