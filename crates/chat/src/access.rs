@@ -37,11 +37,22 @@ pub fn check_endpoint(url: &str, secure: &str, plain: &str, what: &str) -> Resul
     }
     let Some(rest) = url.strip_prefix(plain) else {
         return Err(format!(
-            "{what} {url:?} must start with {secure} (or {plain} to a loopback address)"
+            "{what} {:?} must start with {secure} (or {plain} to a loopback address)",
+            proto::redact::url(url)
         ));
     };
-    let host = rest.split('/').next().unwrap_or("");
-    let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        // `http://127.0.0.1:80@evil.example/` is evil.example.
+        return Err(format!(
+            "{what} {:?} names a user; plain {plain} is accepted only for a loopback address, without one",
+            proto::redact::url(url)
+        ));
+    }
+    let host = authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority);
     let loopback = host == "localhost"
         || host
             .trim_matches(|c| c == '[' || c == ']')
@@ -289,6 +300,28 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_are_secure_or_loopback_and_errors_hide_passwords() {
+        let check = |u: &str| check_endpoint(u, "https://", "http://", "slack_api_url");
+        for ok in [
+            "https://slack.com/api",
+            "http://127.0.0.1:9/api",
+            "http://[::1]:5/api",
+        ] {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://slack.com/api",
+            // A user in the authority: the host is after the @.
+            "http://127.0.0.1:80@evil.example/api",
+            "http://u:hunter2@127.0.0.1/api",
+            "ftp://u:hunter2@x/?password=hunter2",
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
+        }
+    }
 
     fn access() -> Access {
         let mut limits = BTreeMap::new();

@@ -114,6 +114,8 @@ pub fn chat_grammar(data: &[u8]) {
     let _ = proto::identity::validate_identity_pattern(&text);
     let _ = proto::env::check(&["*".to_string()], &text, &text);
     let _ = proto::names::printable(&text, 64);
+    let _ = proto::redact::url(&text);
+    let _ = proto::redact::urls_in(&text);
 }
 
 /// gateway.toml.

@@ -177,8 +177,9 @@ pub fn backup(home: &Home, out: &Path, with_logs: bool) -> Result<Report, Gatewa
     let parsed = crate::Config::parse(config.as_deref().unwrap_or_default());
     if let Ok(Some(url)) = parsed.as_ref().map(|c| c.state.url.as_ref()) {
         return Err(GatewayError::Io(format!(
-            "this gateway keeps its state in PostgreSQL ({url}), which this command cannot snapshot; \
-             back up the database with pg_dump and this home's ca.key, ca.crt and gateway.toml (docs/OPERATIONS.md)"
+            "this gateway keeps its state in PostgreSQL ({}), which this command cannot snapshot; \
+             back up the database with pg_dump and this home's ca.key, ca.crt and gateway.toml (docs/OPERATIONS.md)",
+            proto::redact::url(url)
         )));
     }
     if !home.exists(files::CA_KEY) || !home.exists(files::STATE) {

@@ -269,7 +269,10 @@ fn dur(key: &str, value: Option<String>, default: Duration) -> Result<Duration, 
 impl Config {
     /// Parses `gateway.toml` text.
     pub fn parse(text: &str) -> Result<Config, String> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        // A TOML error quotes the line it stopped at: a URL there may
+        // carry a password.
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| proto::redact::urls_in(&e.to_string()))?;
         let name = raw
             .gateway
             .name
@@ -567,7 +570,9 @@ listen = ""
     }
 }
 
-/// Checks a `[state] url`: a PostgreSQL URL without a password.
+/// Checks a `[state] url`: a PostgreSQL URL without a password, neither
+/// in its userinfo nor as a `password` or `sslpassword` parameter. The
+/// errors never quote the URL.
 pub fn check_state_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("postgres://")
@@ -584,6 +589,24 @@ pub fn check_state_url(url: &str) -> Result<(), String> {
     }
     if authority.is_empty() || authority.ends_with('@') {
         return Err("the URL names no host; expected postgres://USER@HOST:PORT/DB".into());
+    }
+    let (before_fragment, fragment) = match rest.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (rest, None),
+    };
+    if fragment.is_some() {
+        return Err("the URL has a #fragment, which PostgreSQL URLs do not; remove it".into());
+    }
+    let query = before_fragment.split_once('?').map_or("", |(_, q)| q);
+    if query
+        .split('&')
+        .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
+        .any(proto::redact::is_password_key)
+    {
+        return Err(
+            "the URL carries a password parameter; remove it and set PGPASSWORD or state.password_file"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -753,6 +776,22 @@ mod tests {
             ),
             ("postgres://db/openclaw", true),
             ("postgres://openclaw:hunter2@db/openclaw", false),
+            ("postgres://openclaw@db/openclaw?password=hunter2", false),
+            (
+                "postgres://openclaw@db/openclaw?sslmode=disable&PASSWORD=hunter2",
+                false,
+            ),
+            ("postgres://openclaw@db/openclaw?pass%77ord=hunter2", false),
+            ("postgres://openclaw@db/openclaw?sslpassword=hunter2", false),
+            ("postgres://openclaw@db/openclaw#password=hunter2", false),
+            (
+                "postgres://openclaw@db/openclaw?%2570assword=hunter2",
+                false,
+            ),
+            (
+                "postgres://openclaw@db/openclaw?sslmode=require&target_session_attrs=read-write",
+                true,
+            ),
             ("postgres:///openclaw", false),
             ("postgres://@/x", false),
             ("sqlite:///var/lib/state.db", false),
@@ -765,6 +804,16 @@ mod tests {
                 assert!(e.starts_with("state.url"), "{e}");
                 assert!(!e.contains("hunter2"), "{e}");
             }
+        }
+        // A line TOML cannot parse is quoted in its error, redacted.
+        for bad in [
+            "[state]\nurl = \"postgres://u:hunter2@db/x\" junk\n",
+            "[state]\nurl = \"postgres://u@db/x?password=hunter2\n",
+            "[state]\nurl = postgres://u:hunter2@db/x\n",
+            "[state]\nurll = 'postgres://u:hun ter2@db/x'\n",
+        ] {
+            let e = Config::parse(bad).unwrap_err();
+            assert!(!e.contains("hunter2") && !e.contains("hun ter2"), "{e}");
         }
         let cfg = Config::parse("[state]\nurl = \"\"\npool_size = 1000\n").unwrap();
         assert_eq!((cfg.state.url, cfg.state.pool_size), (None, 64));

@@ -182,7 +182,7 @@ mod tests {
 pub struct Status {
     /// `sqlite` or `postgres`.
     pub engine: crate::store::EngineKind,
-    /// The PostgreSQL URL (never a password).
+    /// The PostgreSQL URL, redacted (`proto::redact::url`).
     pub url: Option<String>,
     /// The leader lease: who holds it.
     pub leader: Option<String>,
@@ -236,7 +236,7 @@ pub fn status(home: &mesh::Home) -> Result<Status, crate::GatewayError> {
         let lease = store.lease()?;
         Ok(Status {
             engine: store.engine(),
-            url: config.state.url.clone(),
+            url: config.state.url.as_deref().map(proto::redact::url),
             leader: lease.as_ref().map(|l| l.0.clone()),
             generation: lease.as_ref().map(|l| l.1),
             lease_left_ms: lease.as_ref().map(|l| l.2),

@@ -40,7 +40,8 @@ pub fn migrate_state(home: &Home, to: &StateConfig) -> Result<Report, GatewayErr
     })?;
     if let Some(now) = &config.state.url {
         return Err(fail(format!(
-            "this gateway already keeps its state in PostgreSQL ({now}); nothing to migrate"
+            "this gateway already keeps its state in PostgreSQL ({}); nothing to migrate",
+            proto::redact::url(now)
         )));
     }
     if !home.exists(files::STATE) {
@@ -72,7 +73,7 @@ pub fn migrate_state(home: &Home, to: &StateConfig) -> Result<Report, GatewayErr
                     "local",
                     "gateway.migrate-state",
                     &config.name,
-                    &format!("from {} to {url}", files::STATE),
+                    &format!("from {} to {}", files::STATE, proto::redact::url(url)),
                 )
             })?;
             Ok::<_, GatewayError>(tables)

@@ -407,7 +407,7 @@ pub struct PgOptions {
 impl std::fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOptions")
-            .field("url", &self.url)
+            .field("url", &proto::redact::url(&self.url))
             .field("password", &self.password.as_ref().map(|_| "<set>"))
             .field("tls", &self.ca_pem.is_some())
             .finish()
@@ -867,15 +867,17 @@ fn pg_unreachable(opts: &PgOptions, e: &dyn std::fmt::Display) -> StoreError {
     StoreError(format!(
         "cannot connect to PostgreSQL at {}: {e}; check that the server runs and accepts this user \
          (PGPASSWORD or [state] password_file), then start the gateway again",
-        opts.url
+        proto::redact::url(&opts.url)
     ))
 }
 
 fn pg_pool(opts: &PgOptions) -> Result<PgPool, StoreError> {
-    let mut config: postgres::Config = opts
-        .url
-        .parse()
-        .map_err(|e| StoreError(format!("[state] url {:?}: {e}", opts.url)))?;
+    let mut config: postgres::Config = opts.url.parse().map_err(|e| {
+        StoreError(format!(
+            "[state] url {:?}: {e}; expected postgres://USER@HOST:PORT/DB[?sslmode=...]",
+            proto::redact::url(&opts.url)
+        ))
+    })?;
     if config.get_password().is_some() {
         return Err(StoreError(
             "[state] url carries a password; remove it and set PGPASSWORD or [state] password_file"

@@ -301,7 +301,10 @@ impl SlackSurface {
             .map_err(|e| format!("files.getUploadURLExternal: {e}"))?;
         let url = got.upload_url.value().to_string();
         if !upload_url_ok(&url, &self.cfg.slack_api_url) {
-            return Err(format!("Slack gave an upload URL that is not https: {url}"));
+            return Err(format!(
+                "Slack gave an upload URL that is not https: {}",
+                proto::redact::url(&url)
+            ));
         }
         let req = SlackApiFilesUploadViaUrlRequest::new(
             got.upload_url,
@@ -702,7 +705,7 @@ pub async fn run(
         .await
         .map_err(|e| format!("cannot open a Socket Mode connection: {e}"))?;
     listener.start().await;
-    tracing::info!(api = %cfg.slack_api_url, "moltbot listening in Socket Mode");
+    tracing::info!(api = %proto::redact::url(&cfg.slack_api_url), "moltbot listening in Socket Mode");
     let access = cfg.access.clone();
     let surface = SlackSurface {
         markup: SlackMarkup {

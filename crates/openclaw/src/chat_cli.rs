@@ -1,7 +1,7 @@
 //! `openclaw chat`: a chat message through the same grammar and gateway
 //! path moltbot uses, with the bot's reply printed here.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 
 use chat::{Context, Intent, What};
 use client::{Client, ClientError};
@@ -9,10 +9,11 @@ use mesh::Home;
 use proto::{JobEvent, JobSpec, Request, Response};
 
 use crate::commands::CliError;
+use crate::term::{field, outln};
 use crate::{exit, output};
 
 fn fail(e: ClientError) -> CliError {
-    CliError::new(exit::FAILURE, e.to_string())
+    CliError::new(exit::FAILURE, field(&e.to_string()))
 }
 
 async fn context(client: &Client) -> Result<Context, CliError> {
@@ -65,8 +66,7 @@ pub async fn repl(client: &Client, user: &Option<String>) -> Result<(), CliError
     let interactive = stdin.is_terminal();
     loop {
         if interactive {
-            print!("chat> ");
-            let _ = std::io::stdout().flush();
+            crate::term::out("chat> ");
         }
         let mut line = String::new();
         match stdin.lock().read_line(&mut line) {
@@ -81,7 +81,7 @@ pub async fn repl(client: &Client, user: &Option<String>) -> Result<(), CliError
             return Ok(());
         }
         if let Err(e) = one(client, line, user, false).await {
-            println!("{}", e.message);
+            outln!("{}", e.message);
         }
     }
 }
@@ -127,25 +127,21 @@ pub async fn one(
             Intent::Clarify(q) => serde_json::json!({ "reply": q }),
             other => serde_json::json!({ "intent": format!("{other:?}") }),
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v)
-                .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?
-        );
+        crate::term::out_json(&v).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
         return Ok(());
     }
     let call = |req| async { client.call(req).await };
     let reply = |r: Result<Response, ClientError>| match r {
-        Ok(Response::Done { message }) => println!("{message}"),
-        Ok(r) => println!("unexpected reply {r:?}"),
-        Err(e) => println!("{e}"),
+        Ok(Response::Done { message }) => outln!("{}", field(&message)),
+        Ok(r) => outln!("unexpected reply {r:?}"),
+        Err(e) => outln!("{}", field(&e.to_string())),
     };
     match intent {
-        Intent::Help => println!("{HELP}"),
-        Intent::Clarify(q) => println!("{q}"),
+        Intent::Help => outln!("{HELP}"),
+        Intent::Clarify(q) => outln!("{q}"),
         Intent::Nodes => match client.all_nodes().await {
-            Ok(nodes) => print!("{}", output::nodes(&nodes, gateway::unix_now())),
-            Err(e) => println!("{e}"),
+            Ok(nodes) => crate::term::out(&output::nodes(&nodes, gateway::unix_now())),
+            Err(e) => outln!("{}", field(&e.to_string())),
         },
         Intent::Status(None) => match call(Request::JobList {
             limit: 10,
@@ -154,7 +150,7 @@ pub async fn one(
         })
         .await
         {
-            Ok(Response::Jobs(jobs)) => print!("{}", output::jobs(&jobs, gateway::unix_now())),
+            Ok(Response::Jobs(jobs)) => crate::term::out(&output::jobs(&jobs, gateway::unix_now())),
             r => reply(r),
         },
         Intent::Status(Some(id)) => match call(Request::JobShow {
@@ -163,16 +159,16 @@ pub async fn one(
         })
         .await
         {
-            Ok(Response::Job(j)) => print!("{}", output::job(&j, gateway::unix_now())),
+            Ok(Response::Job(j)) => crate::term::out(&output::job(&j, gateway::unix_now())),
             r => reply(r),
         },
         Intent::Logs(id) => {
             let read = client::read_log(client, id, user.clone(), [0, 0], |_, data| {
-                print!("{}", String::from_utf8_lossy(data))
+                crate::term::raw_out(data)
             })
             .await;
             if let Err(e) = read {
-                println!("{e}");
+                outln!("{}", field(&e.to_string()));
             }
         }
         Intent::Cancel(id) => reply(
@@ -210,7 +206,7 @@ pub async fn one(
                 match client.next_event(&mut recv).await {
                     Ok(Some(JobEvent::Accepted(j))) => match j.state.as_str() {
                         "awaiting-approval" => {
-                            println!(
+                            outln!(
                                 "job {} on {} awaits approval by {}",
                                 j.id,
                                 j.node,
@@ -218,13 +214,11 @@ pub async fn one(
                             );
                             return Ok(());
                         }
-                        _ => println!("job {} on {}: {}", j.id, j.node, output::argv_line(&j.argv)),
+                        _ => outln!("job {} on {}: {}", j.id, j.node, output::argv_line(&j.argv)),
                     },
-                    Ok(Some(JobEvent::Output { data, .. })) => {
-                        print!("{}", String::from_utf8_lossy(&data))
-                    }
+                    Ok(Some(JobEvent::Output { data, .. })) => crate::term::raw_out(&data),
                     Ok(Some(JobEvent::End(j))) => {
-                        println!(
+                        outln!(
                             "job {} {}{}",
                             j.id,
                             j.state,
@@ -235,7 +229,7 @@ pub async fn one(
                         return Ok(());
                     }
                     Ok(Some(JobEvent::Error(e))) => {
-                        println!("{}", e.message);
+                        outln!("{}", field(&e.message));
                         return Ok(());
                     }
                     Ok(Some(JobEvent::State(_))) => {}

@@ -6,6 +6,7 @@ use mesh::home::client_files;
 use proto::{Request, Response};
 
 use crate::commands::{CliError, call, done, duration_arg, print_json, unexpected, usage};
+use crate::term::outln;
 use crate::{CaCmd, ClientCmd, RotatePhase};
 use crate::{exit, output};
 
@@ -55,21 +56,18 @@ pub async fn run(home: &Home, cmd: ClientCmd) -> Result<(), CliError> {
                             ]
                         })
                         .collect();
-                    print!(
-                        "{}",
-                        output::table(
-                            &[
-                                "NAME",
-                                "ROLE",
-                                "NAMESPACE",
-                                "STATE",
-                                "EXPIRES",
-                                "CONNECTIONS",
-                                "CREATED-BY"
-                            ],
-                            &rows
-                        )
-                    );
+                    crate::term::out(&output::table(
+                        &[
+                            "NAME",
+                            "ROLE",
+                            "NAMESPACE",
+                            "STATE",
+                            "EXPIRES",
+                            "CONNECTIONS",
+                            "CREATED-BY",
+                        ],
+                        &rows,
+                    ));
                     Ok(())
                 }
             }
@@ -149,13 +147,13 @@ async fn create(
             )
             .map_err(|e| fail(&e))?;
             match &namespace {
-                Some(ns) => println!(
+                Some(ns) => outln!(
                     "wrote a {role} credential for {name}, speaking for {ns}/..., to {}",
                     out.display()
                 ),
-                None => println!("wrote a {role} credential for {name} to {}", out.display()),
+                None => outln!("wrote a {role} credential for {name} to {}", out.display()),
             }
-            println!("use it with: openclaw --home {} whoami", out.display());
+            outln!("use it with: openclaw --home {} whoami", out.display());
             Ok(())
         }
         r => Err(unexpected(r)),
@@ -177,7 +175,7 @@ async fn renew(home: &Home) -> Result<(), CliError> {
     let renewed = client.renew_credential(home, &cred).await;
     client.close().await;
     let new = renewed?;
-    println!(
+    outln!(
         "renewed {}; the new certificate is valid {}; the old one no longer works",
         new.name,
         output::until(new.not_after, gateway::unix_now())
@@ -214,16 +212,16 @@ pub async fn ca(home: &Home, cmd: CaCmd) -> Result<(), CliError> {
                 }));
             }
             let now = gateway::unix_now();
-            println!("phase:    {}", info.phase);
-            println!("issuing:  {}", info.issuing_pin);
+            outln!("phase:    {}", info.phase);
+            outln!("issuing:  {}", info.issuing_pin);
             for pin in info.trusted_pins.iter().skip(1) {
-                println!("also trusted: {pin}");
+                outln!("also trusted: {pin}");
             }
             if let Some(at) = info.started_at {
-                println!("started:  {}", output::ago(at, now));
+                outln!("started:  {}", output::ago(at, now));
             }
             if let Some(at) = info.rotated_at {
-                println!("rotated:  {}", output::ago(at, now));
+                outln!("rotated:  {}", output::ago(at, now));
             }
             if info.phase != "idle" {
                 let list = |names: &[String]| {
@@ -233,13 +231,13 @@ pub async fn ca(home: &Home, cmd: CaCmd) -> Result<(), CliError> {
                         names.join(", ")
                     }
                 };
-                println!(
+                outln!(
                     "not yet on the issuing CA: nodes {}; clients {}",
                     list(&info.lagging_nodes),
                     list(&info.lagging_clients)
                 );
             }
-            println!("{}", info.message);
+            outln!("{}", info.message);
             Ok(())
         }
         r => Err(unexpected(r)),

@@ -8,6 +8,7 @@ use mesh::Home;
 use node::NodeError;
 use proto::{ErrorCode, Request, Response};
 
+use crate::term::{errln, outln};
 use crate::{
     Command, GatewayCmd, MoltbotCmd, NodeCmd, TokenCmd, WecomCmd, exit, jobs_cli, lab, output,
 };
@@ -40,7 +41,8 @@ impl From<ClientError> for CliError {
                 _ => exit::FAILURE,
             },
         };
-        CliError::new(code, e.to_string())
+        // The gateway's messages quote what others wrote: one line.
+        CliError::new(code, crate::term::field(&e.to_string()))
     }
 }
 
@@ -53,7 +55,13 @@ impl From<NodeError> for CliError {
             NodeError::Unreachable(_) => exit::UNAVAILABLE,
             NodeError::StillPending(_) => exit::PENDING,
         };
-        CliError::new(code, e.to_string())
+        let message = match &e {
+            // Local files and input: their messages may span lines.
+            NodeError::Input(_) | NodeError::Home(_) => e.to_string(),
+            // The gateway's words: one line.
+            _ => crate::term::field(&e.to_string()),
+        };
+        CliError::new(code, message)
     }
 }
 
@@ -66,10 +74,7 @@ pub(crate) fn duration_arg(flag: &str, value: &str) -> Result<Duration, CliError
 }
 
 pub(crate) fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-    println!("{text}");
-    Ok(())
+    crate::term::out_json(value).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))
 }
 
 /// A future that resolves on Ctrl-C or SIGTERM.
@@ -137,11 +142,11 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 &state_cfg,
             )
             .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-            println!("gateway {name} joined in {}", home.root().display());
-            println!("  CA pin:      {}", report.ca_pin);
-            println!("  listen:      {listen}");
-            println!("  it starts as a standby and leads when the leader's lease lapses");
-            println!(
+            outln!("gateway {name} joined in {}", home.root().display());
+            outln!("  CA pin:      {}", report.ca_pin);
+            outln!("  listen:      {listen}");
+            outln!("  it starts as a standby and leads when the leader's lease lapses");
+            outln!(
                 "next: openclaw --home {} gateway run",
                 home.root().display()
             );
@@ -165,18 +170,18 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 state.config().as_ref(),
             )
             .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-            println!("gateway {name} initialised in {}", home.root().display());
-            println!("  CA pin:      {}", report.ca_pin);
-            println!("  listen:      {listen}");
+            outln!("gateway {name} initialised in {}", home.root().display());
+            outln!("  CA pin:      {}", report.ca_pin);
+            outln!("  listen:      {listen}");
             if let Some(a) = &advertise {
-                println!("  advertise:   {a} (join tokens carry it)");
+                outln!("  advertise:   {a} (join tokens carry it)");
             } else if gateway::listens_beyond_loopback(&listen) {
-                println!(
+                outln!(
                     "  advertise:   not set; set it in gateway.toml (or init again with --advertise HOST:PORT) before 'token create'"
                 );
             }
-            println!("  admin:       client.crt (role admin) in the same home");
-            println!(
+            outln!("  admin:       client.crt (role admin) in the same home");
+            outln!(
                 "next: openclaw --home {} gateway run",
                 home.root().display()
             );
@@ -186,7 +191,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             let r = gateway::backup::backup(&home, &file, with_logs)
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             let bytes: u64 = r.manifest.files.iter().map(|f| f.bytes).sum();
-            println!(
+            outln!(
                 "backed up gateway {} to {}: {} files, {} bytes, {} nodes, {} jobs{}",
                 r.manifest.gateway,
                 file.display(),
@@ -200,13 +205,13 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                     " (no job logs; --with-logs adds them)"
                 }
             );
-            println!("it holds the CA private key: store it encrypted and offline");
+            outln!("it holds the CA private key: store it encrypted and offline");
             Ok(())
         }
         Command::Gateway(GatewayCmd::Restore { file }) => {
             let r = gateway::backup::restore(&file, &home)
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-            println!(
+            outln!(
                 "restored gateway {} ({} nodes, {} jobs, backed up {}) into {}",
                 r.manifest.gateway,
                 r.nodes,
@@ -214,7 +219,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 crate::output::ago(r.manifest.created_at, gateway::unix_now()),
                 home.root().display()
             );
-            println!(
+            outln!(
                 "next: openclaw --home {} gateway run   (nodes dial {}; run it there, or point that name at this machine)",
                 home.root().display(),
                 gateway::backup::listen_of(&home)
@@ -237,15 +242,15 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             let r = gateway::migrate::migrate_state(&home, &target)
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             let rows: u64 = r.tables.iter().map(|(_, n)| n).sum();
-            println!("migrated {rows} rows into {to}:");
+            outln!("migrated {rows} rows into {}:", proto::redact::url(&to));
             for (table, n) in &r.tables {
-                println!("  {table:<14} {n}");
+                outln!("  {table:<14} {n}");
             }
-            println!(
+            outln!(
                 "gateway.toml now names it in [state]; {} is kept as it was (delete it once the gateway runs on PostgreSQL)",
                 gateway::files::STATE
             );
-            println!(
+            outln!(
                 "next: openclaw --home {} gateway run",
                 home.root().display()
             );
@@ -259,19 +264,17 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 )
             })?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&st)
-                        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?
-                );
+                let text = crate::term::json(&st, false)
+                    .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+                outln!("{text}");
                 return Ok(());
             }
             match &st.url {
-                None => println!(
+                None => outln!(
                     "state:      SQLite in {} (one gateway; no leader election)",
                     home.root().display()
                 ),
-                Some(url) => println!(
+                Some(url) => outln!(
                     "state:      PostgreSQL {url} (round trip {:.1} ms)",
                     st.db_ms
                 ),
@@ -280,17 +283,17 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 (&st.leader, st.generation, st.lease_left_ms)
             {
                 if left >= 0 {
-                    println!(
+                    outln!(
                         "leader:     {leader} (generation {generation}; lease renews, {left} ms left)"
                     );
                 } else {
-                    println!(
+                    outln!(
                         "leader:     none: {leader}'s lease (generation {generation}) lapsed {} ms ago; a standby takes over",
                         -left
                     );
                 }
             } else if st.url.is_some() {
-                println!("leader:     none yet (start a gateway: 'openclaw gateway run')");
+                outln!("leader:     none yet (start a gateway: 'openclaw gateway run')");
             }
             for gateway::ha::GatewayEntry {
                 name,
@@ -306,7 +309,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                     (false, Some(a)) => format!("not running? (last seen {a}s ago)"),
                     (false, None) => "never started".to_string(),
                 };
-                println!("gateway:    {name:<20} {addr:<24} {role}");
+                outln!("gateway:    {name:<20} {addr:<24} {role}");
             }
             Ok(())
         }
@@ -316,8 +319,8 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
             // For a person at a terminal; services and log collectors get
             // the "gateway listening" log event instead.
-            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("gateway listening on {} (Ctrl-C to stop)", gw.addr());
+            if crate::term::stderr_is_terminal() {
+                errln!("gateway listening on {} (Ctrl-C to stop)", gw.addr());
             }
             gw.wait()
                 .await
@@ -346,7 +349,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             .await?
             {
                 Response::TokenCreated { token, .. } => {
-                    println!("{token}");
+                    outln!("{token}");
                     Ok(())
                 }
                 r => Err(unexpected(r)),
@@ -367,7 +370,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                         .collect();
                     print_json(&serde_json::Value::Array(v))
                 } else {
-                    print!("{}", output::tokens(&tokens, gateway::unix_now()));
+                    crate::term::out(&output::tokens(&tokens, gateway::unix_now()));
                     Ok(())
                 }
             }
@@ -398,15 +401,14 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 run_as,
                 allow_jobs_as_agent_user,
             };
-            let enrolled =
-                node::enroll::enroll(&home, &opts, &mut |line| println!("{line}")).await?;
-            println!(
+            let enrolled = node::enroll::enroll(&home, &opts, &mut |line| outln!("{line}")).await?;
+            outln!(
                 "enrolled {} ({}); certificate valid {}",
                 enrolled.name,
                 enrolled.fingerprint,
                 output::until(enrolled.not_after, gateway::unix_now())
             );
-            println!("next: openclaw --home {} node run", home.root().display());
+            outln!("next: openclaw --home {} node run", home.root().display());
             Ok(())
         }
         Command::Node(NodeCmd::List { json }) => {
@@ -432,12 +434,12 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                     .collect();
                 print_json(&serde_json::Value::Array(v))
             } else {
-                print!("{}", output::nodes(&nodes, gateway::unix_now()));
+                crate::term::out(&output::nodes(&nodes, gateway::unix_now()));
                 let several = mesh::home::LoadedCredential::load(&home)
                     .is_ok_and(|c| mesh::gateway_list(&c.gateway).len() > 1);
                 if let (Some(gw), true) = (&held_by, several) {
                     let connected = nodes.iter().filter(|n| n.connection == "connected").count();
-                    println!("{connected} connected node(s) held by gateway {gw}");
+                    outln!("{connected} connected node(s) held by gateway {gw}");
                 }
                 Ok(())
             }
@@ -448,7 +450,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                     if json {
                         print_json(&node_json(&n))
                     } else {
-                        print!("{}", output::node(&n, gateway::unix_now()));
+                        crate::term::out(&output::node(&n, gateway::unix_now()));
                         Ok(())
                     }
                 }
@@ -507,8 +509,8 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 namespace,
             } => {
                 match namespace {
-                    Some(ns) => println!("{name} ({role}, speaks for {ns}/...)"),
-                    None => println!("{name} ({role})"),
+                    Some(ns) => outln!("{name} ({role}, speaks for {ns}/...)"),
+                    None => outln!("{name} ({role})"),
                 }
                 Ok(())
             }
@@ -610,7 +612,7 @@ fn node_json(n: &proto::NodeInfo) -> serde_json::Value {
 pub(crate) fn done(r: Response) -> Result<(), CliError> {
     match r {
         Response::Done { message } => {
-            println!("{message}");
+            outln!("{}", crate::term::field(&message));
             Ok(())
         }
         r => Err(unexpected(r)),
@@ -671,16 +673,16 @@ async fn dashboard(
             e => CliError::new(exit::FAILURE, e.to_string()),
         })?;
     let url = format!("http://{}/", d.addr());
-    println!("dashboard at {url} (Ctrl-C stops it)");
+    outln!("dashboard at {url} (Ctrl-C stops it)");
     // The secret goes to standard error, like Jupyter's: the terminal of
     // whoever started it, not a pipe that collects the address.
     match &auth_token_file {
-        Some(path) => eprintln!(
+        Some(path) => errln!(
             "log in at {} with the token in {}",
             d.login_url(),
             path.display()
         ),
-        None => eprintln!(
+        None => errln!(
             "log in at {} with the token {} (new at each start; --auth-token-file FILE keeps one)",
             d.login_url(),
             d.token()

@@ -393,15 +393,14 @@ pub async fn run(home: &Home, json: bool) -> Result<(), CliError> {
         gateway_contact(home, &mut findings).await;
     }
     if json {
-        let text = serde_json::to_string_pretty(&serde_json::json!({
+        crate::term::out_json(&serde_json::json!({
             "home": root.display().to_string(),
             "kind": kind,
             "findings": findings,
         }))
         .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-        println!("{text}");
     } else {
-        print!("{}", render(root, kind, &findings));
+        crate::term::out(&render(root, kind, &findings));
     }
     if findings.iter().any(|f| f.level == Level::Fail) {
         Err(CliError::new(exit::FAILURE, ""))

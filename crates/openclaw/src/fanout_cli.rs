@@ -7,7 +7,6 @@
 //! node that was offline counts as 253 (unavailable).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use client::{Client, ClientError};
@@ -18,6 +17,7 @@ use proto::{Batch, FanEvent, FanInfo, FanOutSpec, JobInfo, OutStream, Request};
 use crate::commands::CliError;
 use crate::exit;
 use crate::jobs_cli::{RunArgs, job_exit_code, run_error, spec};
+use crate::term::{errln, outln};
 
 /// Longest partial line kept per node and stream before it is printed anyway.
 const MAX_LINE: usize = 64 * 1024;
@@ -182,7 +182,9 @@ impl FanView {
                     "stdout_bytes": job.stdout_bytes, "stderr_bytes": job.stderr_bytes,
                     "cut": k.cut[0] || k.cut[1] || job.truncated,
                 });
-                w.out.extend_from_slice(v.to_string().as_bytes());
+                // JSON escapes the job's output and the reason (see term::json).
+                w.out
+                    .extend_from_slice(crate::term::json(&v, false).unwrap_or_default().as_bytes());
                 w.out.push(b'\n');
             }
         }
@@ -196,19 +198,19 @@ fn status_text(job: &JobInfo) -> String {
         Outcome::Exit(c) => format!("exit {c} (job {})", job.id),
         Outcome::TimedOut => format!("timed out (job {})", job.id),
         Outcome::NotRun(state, why) if why.is_empty() => format!("{state} (job {})", job.id),
-        Outcome::NotRun(state, why) => format!("{state}: {why} (job {})", job.id),
+        Outcome::NotRun(state, why) => {
+            format!("{state}: {} (job {})", crate::term::field(&why), job.id)
+        }
     }
 }
 
 fn write(w: Writes) {
     // A closed stdout (e.g. `| head`) must not abort following the fan-out.
     if !w.out.is_empty() {
-        let mut o = std::io::stdout().lock();
-        let _ = o.write_all(&w.out).and_then(|()| o.flush());
+        crate::term::raw_out(&w.out);
     }
     if !w.err.is_empty() {
-        let mut e = std::io::stderr().lock();
-        let _ = e.write_all(&w.err).and_then(|()| e.flush());
+        crate::term::raw_err(&w.err);
     }
 }
 
@@ -241,7 +243,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     let fan = info.id;
     let cancel_task = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("openclaw: cancelling fan-out {fan} ({} jobs)", jobs.len());
+            errln!("openclaw: cancelling fan-out {fan} ({} jobs)", jobs.len());
             cancel_all(&c, &jobs).await;
         }
     });
@@ -261,9 +263,9 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
             error,
         } => {
             let job = info.members.get(member as usize).map(|m| m.job);
-            eprintln!(
+            errln!(
                 "openclaw: lost track of {node} ({}); run 'openclaw job show {}'",
-                error.message,
+                crate::term::field(&error.message),
                 job.unwrap_or(0)
             );
             code = exit::RUN_CONNECTION;
@@ -273,7 +275,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     let ended = match pumped {
         Ok(()) => true,
         Err(Some(message)) => {
-            eprintln!("openclaw: fan-out {fan}: {message}");
+            errln!("openclaw: fan-out {fan}: {message}");
             false
         }
         Err(None) => false,
@@ -281,7 +283,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     cancel_task.abort();
     client.close().await;
     if !ended {
-        eprintln!(
+        errln!(
             "openclaw: lost the gateway while following fan-out {fan}; its jobs go on. {} so far; follow a node with 'openclaw job logs JOB --follow' (jobs {}..{})",
             tally.summary(SUMMARY_NAMES),
             info.members.first().map(|m| m.job).unwrap_or(0),
@@ -289,7 +291,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         );
         return Err(CliError::new(exit::RUN_CONNECTION, String::new()));
     }
-    eprintln!("openclaw: fan-out {fan}: {}", tally.summary(SUMMARY_NAMES));
+    errln!("openclaw: fan-out {fan}: {}", tally.summary(SUMMARY_NAMES));
     if code == 0 {
         Ok(())
     } else {
@@ -301,13 +303,13 @@ fn announce(info: &FanInfo) {
     let first = info.members.first().map(|m| m.job).unwrap_or(0);
     let n = info.members.len();
     if info.state == "awaiting-approval" {
-        eprintln!(
+        errln!(
             "openclaw: fan-out {} on {n} node(s) awaits approval by {} ('openclaw job approve {first}' approves all {n}); waiting",
             info.id,
             info.approvers.join(" or "),
         );
     } else {
-        eprintln!(
+        errln!(
             "openclaw: fan-out {} on {n} node(s), {} at a time (jobs {first}..{})",
             info.id,
             info.window,
@@ -319,9 +321,9 @@ fn announce(info: &FanInfo) {
             .skipped
             .iter()
             .take(SUMMARY_NAMES)
-            .map(|(n, why)| format!("{n} ({why})"))
+            .map(|(n, why)| format!("{n} ({})", crate::term::field(why)))
             .collect();
-        eprintln!(
+        errln!(
             "openclaw: not running on {} matching node(s): {}{}",
             info.skipped.len(),
             names.join(", "),
@@ -415,7 +417,7 @@ async fn pump(
             }),
             Ok(Some(FanEvent::State { .. } | FanEvent::Accepted(_))) => {}
             Ok(Some(FanEvent::Done)) => return Ok(()),
-            Ok(Some(FanEvent::Error(e))) => return Err(Some(e.message)),
+            Ok(Some(FanEvent::Error(e))) => return Err(Some(crate::term::field(&e.message))),
             Ok(None) | Err(_) => return Err(None),
         }
     }
@@ -436,7 +438,7 @@ pub async fn print_fanout(
     };
     let (mut recv, info) = open_fanout(client, spec).await?;
     if info.state == "awaiting-approval" {
-        println!(
+        outln!(
             "{indent}fan-out {} on {} nodes awaits approval by {} ('approve {}' approves all)",
             info.id,
             info.members.len(),
@@ -447,9 +449,10 @@ pub async fn print_fanout(
     }
     let mut view = FanView::new(&info, Mode::Prefix);
     let mut tally = Tally::new(&info);
+    // Job output, prefixed by node: raw, as `run --all` writes it.
     let show = |w: Writes| {
         for line in String::from_utf8_lossy(&[w.out, w.err].concat()).lines() {
-            println!("{indent}{line}");
+            crate::term::raw_out(format!("{indent}{line}\n").as_bytes());
         }
     };
     pump(client, &mut recv, &mut view, &mut tally, |ev| {
@@ -464,7 +467,7 @@ pub async fn print_fanout(
             m.unwrap_or_else(|| "lost the gateway".into()),
         )
     })?;
-    println!(
+    outln!(
         "{indent}fan-out {}: {}",
         info.id,
         tally.summary(SUMMARY_NAMES)

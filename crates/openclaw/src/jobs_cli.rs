@@ -1,6 +1,5 @@
 //! `openclaw run` and `openclaw job ...`.
 
-use std::io::Write as _;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
@@ -9,6 +8,7 @@ use mesh::Home;
 use proto::{ErrorCode, JobEvent, JobInfo, JobSpec, OutStream, Request, Response};
 
 use crate::commands::CliError;
+use crate::term::{errln, outln};
 use crate::{exit, output};
 
 /// `openclaw run`.
@@ -146,7 +146,8 @@ pub fn run_error(e: ClientError) -> CliError {
         ClientError::Refused { .. } => exit::REFUSED,
         ClientError::Connect { .. } | ClientError::Protocol(_) => exit::RUN_CONNECTION,
     };
-    CliError::new(code, e.to_string())
+    // The gateway's messages quote what others wrote: one line.
+    CliError::new(code, crate::term::field(&e.to_string()))
 }
 
 /// The exit code that stands for how a job ended.
@@ -201,23 +202,14 @@ pub fn spec(args: &RunArgs) -> Result<JobSpec, CliError> {
 
 fn write_out(stream: OutStream, data: &[u8]) {
     // A closed stdout (e.g. `| head`) must not abort following the job.
-    let _ = match stream {
-        OutStream::Stdout => {
-            let mut o = std::io::stdout().lock();
-            o.write_all(data).and_then(|()| o.flush())
-        }
-        OutStream::Stderr => {
-            let mut e = std::io::stderr().lock();
-            e.write_all(data).and_then(|()| e.flush())
-        }
-    };
+    match stream {
+        OutStream::Stdout => crate::term::raw_out(data),
+        OutStream::Stderr => crate::term::raw_err(data),
+    }
 }
 
 fn print_json(v: &JobInfo) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(&job_json(v))
-        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-    println!("{text}");
-    Ok(())
+    crate::term::out_json(&job_json(v)).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))
 }
 
 /// The stable JSON form of a job.
@@ -254,10 +246,13 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         if args.json {
             print_json(&info)?;
         } else {
-            println!("{}", info.id);
-            eprintln!(
+            outln!("{}", info.id);
+            errln!(
                 "openclaw: job {} {} on {}; follow it with 'openclaw job logs {} --follow'",
-                info.id, info.state, info.node, info.id
+                info.id,
+                info.state,
+                info.node,
+                info.id
             );
         }
         return Ok(());
@@ -280,21 +275,21 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         }
     };
     match info.state.as_str() {
-        "awaiting-approval" => eprintln!(
+        "awaiting-approval" => errln!(
             "openclaw: job {} on {} awaits approval by {} ('openclaw job approve {}'); waiting",
             info.id,
             info.node,
             info.approvers.join(" or "),
             info.id
         ),
-        "queued" => eprintln!("openclaw: job {} is queued for capacity; waiting", info.id),
-        _ => eprintln!("openclaw: job {} on {}", info.id, info.node),
+        "queued" => errln!("openclaw: job {} is queued for capacity; waiting", info.id),
+        _ => errln!("openclaw: job {} on {}", info.id, info.node),
     }
     let id = info.id;
     let c = client.clone();
     let cancel_task = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("openclaw: cancelling job {id}");
+            errln!("openclaw: cancelling job {id}");
             let _ = c
                 .call(Request::JobCancel {
                     id,
@@ -312,13 +307,13 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         print_json(&info)?;
     }
     if info.state != "exited" {
-        eprintln!(
+        errln!(
             "openclaw: job {} {}{}",
             info.id,
             info.state,
             info.reason
                 .as_deref()
-                .map(|r| format!(": {r}"))
+                .map(|r| format!(": {}", crate::term::field(r)))
                 .unwrap_or_default()
         );
     }
@@ -342,15 +337,16 @@ async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo
                 .as_deref()
                 .filter(|_| info.state == "starting")
             {
-                eprintln!("openclaw: job {} approved by {by}", info.id);
+                errln!("openclaw: job {} approved by {by}", info.id);
             }
         }
         Followed::Reconnecting { id, why } => {
-            eprintln!("openclaw: lost the gateway while following job {id} ({why}); reconnecting")
+            errln!("openclaw: lost the gateway while following job {id} ({why}); reconnecting")
         }
-        Followed::Resumed { id, offsets: o } => eprintln!(
+        Followed::Resumed { id, offsets: o } => errln!(
             "openclaw: reconnected; resuming job {id} at byte {} of stdout, {} of stderr",
-            o[0], o[1]
+            o[0],
+            o[1]
         ),
         Followed::Output(..) => {}
     };
@@ -388,13 +384,10 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
             Response::Jobs(jobs) => {
                 if json {
                     let v: Vec<_> = jobs.iter().map(job_json).collect();
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&v)
-                            .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?
-                    );
+                    crate::term::out_json(&v)
+                        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
                 } else {
-                    print!("{}", output::jobs(&jobs, gateway::unix_now()));
+                    crate::term::out(&output::jobs(&jobs, gateway::unix_now()));
                 }
                 Ok(())
             }
@@ -413,7 +406,7 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                 if json {
                     print_json(&info)
                 } else {
-                    print!("{}", output::job(&info, gateway::unix_now()));
+                    crate::term::out(&output::job(&info, gateway::unix_now()));
                     Ok(())
                 }
             }
@@ -462,7 +455,7 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
 fn done(r: Response) -> Result<(), CliError> {
     match r {
         Response::Done { message } => {
-            println!("{message}");
+            outln!("{}", crate::term::field(&message));
             Ok(())
         }
         r => Err(CliError::new(

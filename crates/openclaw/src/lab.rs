@@ -12,6 +12,7 @@ use proto::{Request, Response};
 use tokio::sync::watch;
 
 use crate::commands::CliError;
+use crate::term::outln;
 use crate::{exit, output};
 
 fn fail(e: impl std::fmt::Display) -> CliError {
@@ -43,14 +44,14 @@ pub async fn run(dir: Option<PathBuf>, keep: bool) -> Result<(), CliError> {
     if !keep {
         let _ = std::fs::remove_dir_all(&root);
     } else {
-        println!("lab homes kept in {}", root.display());
+        outln!("lab homes kept in {}", root.display());
     }
     result
 }
 
 async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     let gw_home = Home::new(root.join("gateway"));
-    println!("== starting a gateway in {}", gw_home.root().display());
+    outln!("== starting a gateway in {}", gw_home.root().display());
     gateway::init(&gw_home, "127.0.0.1:0", "lab-gateway", None).map_err(fail)?;
     let cfg_path = gw_home.path(gateway::files::CONFIG);
     let mut cfg = std::fs::read_to_string(&cfg_path).map_err(fail)?;
@@ -65,9 +66,9 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     let gw = gateway::Gateway::start(&gw_home, None, stopped(stop_rx.clone()))
         .await
         .map_err(fail)?;
-    println!("   listening on {}", gw.addr());
+    outln!("   listening on {}", gw.addr());
     if let Ok(m) = std::fs::read_to_string(gw_home.path(gateway::files::METRICS_ADDR)) {
-        println!("   metrics at http://{}/metrics", m.trim());
+        outln!("   metrics at http://{}/metrics", m.trim());
     }
     let admin = Client::connect(&gw_home).await.map_err(fail)?;
 
@@ -91,7 +92,7 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
             Response::TokenCreated { token, .. } => token,
             r => return Err(fail(format!("unexpected reply {r:?}"))),
         };
-        println!(
+        outln!(
             "== enrolling {name} (label {label}, {})",
             if auto {
                 "auto-approve token"
@@ -112,7 +113,7 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         };
         let enroll_home = home.clone();
         let enrolling = tokio::spawn(async move {
-            node::enroll::enroll(&enroll_home, &opts, &mut |line| println!("   {line}")).await
+            node::enroll::enroll(&enroll_home, &opts, &mut |line| outln!("   {line}")).await
         });
         if !auto {
             wait_for(&admin, name, "pending").await?;
@@ -126,12 +127,12 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
                 .await
                 .map_err(fail)?
             {
-                Response::Done { message } => println!("   admin: {message}"),
+                Response::Done { message } => outln!("   admin: {message}"),
                 r => return Err(fail(format!("unexpected reply {r:?}"))),
             }
         }
         let enrolled = enrolling.await.map_err(fail)?.map_err(fail)?;
-        println!("   enrolled {} ({})", enrolled.name, enrolled.fingerprint);
+        outln!("   enrolled {} ({})", enrolled.name, enrolled.fingerprint);
         let rx = stop_rx.clone();
         // The GPU node offers two simulated GPUs, so role routing and
         // CUDA_VISIBLE_DEVICES work on machines without NVIDIA hardware.
@@ -146,15 +147,15 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     for (name, _) in NODES {
         wait_for(&admin, name, "connected").await?;
     }
-    println!("== openclaw node list");
+    outln!("== openclaw node list");
     let nodes = admin.all_nodes().await.map_err(fail)?;
-    print!("{}", output::nodes(&nodes, gateway::unix_now()));
+    crate::term::out(&output::nodes(&nodes, gateway::unix_now()));
     for (title, spec) in sample_jobs() {
-        println!("== openclaw run {title}");
+        outln!("== openclaw run {title}");
         let code = run_sample(&admin, spec).await?;
-        println!("   exit code {code}");
+        outln!("   exit code {code}");
     }
-    println!("== openclaw run --all -- sh -c 'echo up on $OPENCLAW_NODE'");
+    outln!("== openclaw run --all -- sh -c 'echo up on $OPENCLAW_NODE'");
     let spec = proto::JobSpec {
         argv: vec!["sh".into(), "-c".into(), "echo up on $OPENCLAW_NODE".into()],
         ..Default::default()
@@ -181,23 +182,23 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     gw_home
         .write_private(DASHBOARD_TOKEN, format!("{}\n", dash.token()).as_bytes())
         .map_err(fail)?;
-    println!("== dashboard at http://{}/", dash.addr());
-    println!(
+    outln!("== dashboard at http://{}/", dash.addr());
+    outln!(
         "   log in at {} with the token in {}",
         dash.login_url(),
         token_file.display()
     );
-    println!("== from another terminal, while the lab runs:");
-    println!("   {} node list", cli_for(&gw_home));
+    outln!("== from another terminal, while the lab runs:");
+    outln!("   {} node list", cli_for(&gw_home));
     if std::io::stdin().is_terminal() {
-        println!();
-        println!("The lab is up. Open the dashboard above, or use the command above.");
-        println!("Or talk to it here as you would to @moltbot in Slack (try: help, nodes,");
-        println!("run training on worker-gpu-01, start experiment exp42, run hello).");
-        println!("Type exit or press Ctrl-D to stop.");
+        outln!();
+        outln!("The lab is up. Open the dashboard above, or use the command above.");
+        outln!("Or talk to it here as you would to @moltbot in Slack (try: help, nodes,");
+        outln!("run training on worker-gpu-01, start experiment exp42, run hello).");
+        outln!("Type exit or press Ctrl-D to stop.");
         let _ = crate::chat_cli::repl(&admin, &None).await;
     }
-    println!("== stopping the lab");
+    outln!("== stopping the lab");
     let _ = dash_tx.send(());
     dash.wait().await;
     admin.close().await;
@@ -281,11 +282,11 @@ async fn run_sample(admin: &Client, spec: proto::JobSpec) -> Result<String, CliE
     loop {
         match admin.next_event(&mut recv).await.map_err(fail)? {
             Some(proto::JobEvent::Accepted(info)) => {
-                println!("   job {} on {}", info.id, info.node)
+                outln!("   job {} on {}", info.id, info.node)
             }
             Some(proto::JobEvent::Output { data, .. }) => {
                 for line in String::from_utf8_lossy(&data).lines() {
-                    println!("   | {line}");
+                    outln!("   | {line}");
                 }
             }
             Some(proto::JobEvent::State(_)) => {}

@@ -10,10 +10,12 @@ mod fanout_cli;
 mod jobs_cli;
 mod lab;
 mod output;
+mod term;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::term::{errln, outln};
 use clap::{CommandFactory as _, Parser, Subcommand};
 
 /// Exit codes, documented in docs/CLI.md.
@@ -578,22 +580,20 @@ fn main() -> ExitCode {
     // Documentation commands need no home, gateway or runtime.
     match &cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "openclaw",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "openclaw", &mut script);
+            // Our own definitions: nothing another party wrote.
+            term::raw_out(&script);
             return ExitCode::SUCCESS;
         }
         Command::Man { out } => {
             return match docs_cli::man_pages(Cli::command(), out) {
                 Ok(n) => {
-                    println!("wrote {n} man pages to {}", out.display());
+                    outln!("wrote {n} man pages to {}", out.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!(
+                    errln!(
                         "error: cannot write man pages to {}: {e}; pick a writable --out directory",
                         out.display()
                     );
@@ -602,7 +602,8 @@ fn main() -> ExitCode {
             };
         }
         Command::DocsCli => {
-            print!("{}", docs_cli::markdown(&Cli::command(), exit::TABLE));
+            // Our own definitions: nothing another party wrote.
+            term::raw_out(docs_cli::markdown(&Cli::command(), exit::TABLE).as_bytes());
             return ExitCode::SUCCESS;
         }
         _ => {}
@@ -629,7 +630,7 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(exit::FAILURE);
         }
     };
@@ -646,7 +647,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // An empty message means "exit with the remote job's code".
             if !e.message.is_empty() {
-                eprintln!("error: {}", e.message);
+                errln!("error: {}", e.message);
             }
             ExitCode::from(e.code)
         }

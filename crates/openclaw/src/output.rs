@@ -1,13 +1,25 @@
 //! Human tables for CLI output.
+//!
+//! Every cell of a table and every value of a `show` view goes through
+//! [`term::field`]: most of them were written by someone else (a chat
+//! user's command, a deny reason, a node's GPU names), and a newline or
+//! tab inside one would forge rows and columns. The views are then
+//! printed through `term`, which escapes what is left.
 
 use std::time::Duration;
 
 use proto::{JobInfo, NodeInfo, TokenInfo};
 
+use crate::term;
+
 /// Formats rows as left-aligned columns separated by two spaces.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| term::field(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(cell.chars().count());
@@ -32,7 +44,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(header.to_vec(), &mut out);
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect(), &mut out);
     }
     out
@@ -116,9 +128,14 @@ fn labels(n: &NodeInfo) -> String {
     }
 }
 
-/// Text a node reported, safe for a terminal.
+/// Text a node reported, escaped and cut for a terminal.
 fn shown(s: &str) -> String {
     proto::names::printable(s, 120)
+}
+
+/// One `key: value` line of a `show` view; the value is escaped whole.
+fn kv(out: &mut String, width: usize, k: &str, v: &str) {
+    out.push_str(&format!("{k:<width$} {}\n", term::field(v)));
 }
 
 /// "2× H100 80GB HBM3 (1 free)", "-" without GPUs, marked when simulated.
@@ -156,7 +173,7 @@ pub fn gpu_summary(n: &NodeInfo) -> String {
 /// The `node show` view.
 pub fn node(n: &NodeInfo, now: u64) -> String {
     let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14} {v}\n"));
+    let mut line = |k: &str, v: String| kv(&mut out, 14, k, &v);
     line("name:", n.name.clone());
     line("connection:", n.connection.clone());
     line(
@@ -321,10 +338,8 @@ pub fn jobs(jobs: &[JobInfo], now: u64) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
-            let mut cmd = argv_line(&j.argv);
-            if cmd.chars().count() > 60 {
-                cmd = format!("{}...", cmd.chars().take(57).collect::<String>());
-            }
+            // Escaped before it is cut, so that no escape is cut in two.
+            let cmd = proto::names::printable(&argv_line(&j.argv), 60);
             vec![
                 j.id.to_string(),
                 j.state.clone(),
@@ -363,7 +378,7 @@ pub fn job(j: &JobInfo, now: u64) -> String {
             .unwrap_or_else(|| "-".into())
     };
     let mut out = String::new();
-    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    let mut line = |k: &str, v: String| kv(&mut out, 12, k, &v);
     line("id:", j.id.to_string());
     line("state:", j.state.clone());
     line(
@@ -452,6 +467,116 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(argv_line(&argv), "python train.py --name 'a b' 'it'\\''s'");
+    }
+
+    /// Hostile text in every string field a view prints.
+    const EVIL: &str = "x\x1b[2J\x1b]0;pwned\x07\u{9b}31m\u{202e}\u{2067}\u{200b}\u{feff}\tcol\nID  STATE  forged-row\r";
+
+    fn clean(view: &str) -> bool {
+        view.chars()
+            .all(|c| c == '\n' || !proto::names::is_hidden_or_control(c))
+    }
+
+    fn evil_job() -> JobInfo {
+        let e = EVIL.to_string();
+        JobInfo {
+            id: 7,
+            state: e.clone(),
+            node: e.clone(),
+            argv: vec![e.clone(), "--flag".into(), e.clone()],
+            cwd: Some(e.clone()),
+            env: vec![(e.clone(), e.clone())],
+            requester: e.clone(),
+            named_job: Some(e.clone()),
+            role: Some(e.clone()),
+            approvers: vec![e.clone()],
+            approved_by: Some(e.clone()),
+            plan_digest: e.clone(),
+            reason: Some(e.clone()),
+            ..JobInfo::default()
+        }
+    }
+
+    fn evil_node() -> NodeInfo {
+        let e = EVIL.to_string();
+        NodeInfo {
+            name: e.clone(),
+            connection: e.clone(),
+            health: e.clone(),
+            labels: vec![e.clone()],
+            proposed_labels: vec![e.clone()],
+            max_gpus: Some(1),
+            fingerprint: e.clone(),
+            last_seen: Some(1),
+            remote_addr: Some(e.clone()),
+            cert_expires: Some(1),
+            requested_at: 1,
+            heartbeat_age_ms: Some(1),
+            health_reason: Some(e.clone()),
+            telemetry: Some(proto::Heartbeat {
+                gpus: vec![proto::GpuTelemetry {
+                    name: e.clone(),
+                    uuid: e.clone(),
+                    ..Default::default()
+                }],
+                gpu_source: e.clone(),
+                gpu_error: Some(e.clone()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn views_escape_every_string_another_party_wrote() {
+        let token = TokenInfo {
+            id: EVIL.into(),
+            created_at: 0,
+            expires_at: 10,
+            uses_left: 1,
+            uses_total: 1,
+            labels: vec![EVIL.into()],
+            auto_approve: false,
+            revoked: false,
+            max_gpus: None,
+        };
+        let job = evil_job();
+        let node = evil_node();
+        // (view, the lines it has with harmless text)
+        let views = [
+            (jobs(std::slice::from_ref(&job), 5), 2),
+            (nodes(std::slice::from_ref(&node), 5), 2),
+            (tokens(std::slice::from_ref(&token), 5), 2),
+            (table(&["A", "B"], &[vec![EVIL.into(), EVIL.into()]]), 2),
+        ];
+        for (view, want_lines) in views {
+            assert!(clean(&view), "{view:?}");
+            assert_eq!(view.lines().count(), want_lines, "no forged row: {view}");
+            assert!(
+                view.contains("\\u{1b}[2J") && view.contains("\\u{202e}"),
+                "{view}"
+            );
+        }
+        let shown = job_view_lines(&job);
+        let plain = job_view_lines(&JobInfo {
+            id: 7,
+            ..JobInfo::default()
+        });
+        assert!(shown.0, "job show escapes everything");
+        // Every optional line appears once, and none more: the hostile
+        // newlines forged no line.
+        assert_eq!(
+            shown.1,
+            plain.1 + 6,
+            "cwd is always shown; env, named job, role, approvers, approved by, reason are extra"
+        );
+        let view = self::node(&node, 5);
+        assert!(clean(&view), "{view:?}");
+        assert!(!view.contains("forged-row\n"), "{view}");
+    }
+
+    fn job_view_lines(j: &JobInfo) -> (bool, usize) {
+        let v = job(j, 5);
+        (clean(&v), v.lines().count())
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod glob;
 pub mod identity;
 pub mod msg;
 pub mod names;
+pub mod redact;
 pub mod size;
 
 pub use fanout::{Batch, FanEvent, FanInfo, FanMember, FanOutSpec};

@@ -30,17 +30,80 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A string from a peer made safe to print on a terminal: control
-/// characters (escape sequences included) are escaped, and the text is
-/// cut to `max` characters with an ellipsis.
+/// Whether `c` must never reach a terminal as itself: it is a control
+/// or changes how the text around it reads while staying invisible.
+///
+/// The set, with reasons (Rust's `char::is_control` covers only the
+/// first line):
+/// * Cc: C0 controls (ESC starts every escape sequence; `\n`, `\r` and
+///   `\t` forge lines and columns inside a table cell), DEL, and the C1
+///   controls U+0080–U+009F (U+009B is a one-character CSI on terminals
+///   that honour 8-bit controls, U+009D an OSC).
+/// * Cf, the format characters: bidi embeddings, overrides and isolates
+///   (U+202A–U+202E, U+2066–U+2069, U+061C, U+200E/U+200F) reorder what
+///   follows them ("Trojan Source"); zero-width spaces and joiners
+///   (U+200B–U+200D, U+2060–U+2064, U+FEFF) make different strings look
+///   equal; tag characters (U+E0000–U+E007F) carry invisible ASCII.
+/// * Zl and Zp (U+2028, U+2029): line breaks to some terminals.
+/// * The rest of Unicode's Default_Ignorable_Code_Point set: invisible
+///   fillers that render as blanks or nothing (U+034F, U+115F, U+1160,
+///   U+17B4, U+17B5, U+3164, U+FFA0, U+180B–U+180F) and variation
+///   selectors (U+FE00–U+FE0F, U+E0100–U+E01EF), which are invisible and
+///   can hide a payload one byte per character. An emoji's U+FE0F then
+///   shows as `\u{fe0f}`; an admin's terminal prefers exact to pretty.
+///
+/// Visible characters stay as they are, whatever their script; spaces
+/// other than U+0020 (U+00A0, U+3000, ...) are visible as blanks and stay.
+pub fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{0600}'..='\u{0605}'
+                | '\u{061C}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// Text another party wrote, made safe to print on a terminal: every
+/// character [`is_hidden_or_control`] picks is written as a Rust escape
+/// (`\u{1b}`, `\n`, `\t`, `\u{202e}`), and the text is cut to `max`
+/// characters with an ellipsis (`usize::MAX`: never cut).
+///
+/// This is the one escape for terminals: the CLI sends every line it
+/// prints through it (see `crates/openclaw/src/term.rs`), and the
+/// gateway uses it for node-written text it stores. The result holds no
+/// character it would escape, so escaping twice changes nothing.
 pub fn printable(s: &str, max: usize) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(s.len().min(max.saturating_mul(4)));
     for (i, c) in s.chars().enumerate() {
         if i >= max {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if is_hidden_or_control(c) {
+            // escape_default writes \t, \r, \n, or \u{HEX}: ASCII only.
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -189,5 +252,82 @@ mod tests {
         assert_eq!(printable("a\x1b[31mred", 20), "a\\u{1b}[31mred");
         assert_eq!(printable("abcdef", 3), "abc…");
         assert_eq!(printable("l1\nl2", 10), "l1\\nl2");
+        // (input, what the terminal gets)
+        let table: &[(&str, &str)] = &[
+            ("\x1b[2J", "\\u{1b}[2J"),
+            ("\x1b]0;pwned\x07", "\\u{1b}]0;pwned\\u{7}"),
+            ("a\tb\rc", "a\\tb\\rc"),
+            ("nul\0", "nul\\u{0}"),
+            ("del\x7f", "del\\u{7f}"),
+            ("\u{9b}31m", "\\u{9b}31m"),
+            ("\u{85}\u{9d}", "\\u{85}\\u{9d}"),
+            ("abc\u{202e}fed", "abc\\u{202e}fed"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}",
+                "\\u{202a}\\u{202b}\\u{202c}\\u{202d}",
+            ),
+            (
+                "\u{2066}\u{2067}\u{2068}\u{2069}",
+                "\\u{2066}\\u{2067}\\u{2068}\\u{2069}",
+            ),
+            ("\u{61c}\u{200e}\u{200f}", "\\u{61c}\\u{200e}\\u{200f}"),
+            ("ad\u{200b}min", "ad\\u{200b}min"),
+            (
+                "\u{200c}\u{200d}\u{2060}\u{2064}\u{feff}",
+                "\\u{200c}\\u{200d}\\u{2060}\\u{2064}\\u{feff}",
+            ),
+            ("soft\u{ad}hyphen", "soft\\u{ad}hyphen"),
+            (
+                "\u{34f}\u{115f}\u{1160}\u{3164}\u{ffa0}",
+                "\\u{34f}\\u{115f}\\u{1160}\\u{3164}\\u{ffa0}",
+            ),
+            ("\u{180e}\u{17b4}\u{17b5}", "\\u{180e}\\u{17b4}\\u{17b5}"),
+            ("l1\u{2028}l2\u{2029}", "l1\\u{2028}l2\\u{2029}"),
+            ("tag\u{e0041}\u{e007f}", "tag\\u{e0041}\\u{e007f}"),
+            ("vs\u{fe0f}\u{e0100}", "vs\\u{fe0f}\\u{e0100}"),
+            // Visible text of any script, and visible spaces, stay.
+            ("Grüße 数据 الحاسوب", "Grüße 数据 الحاسوب"),
+            ("nbsp\u{a0}ideo\u{3000}", "nbsp\u{a0}ideo\u{3000}"),
+            ("H100 80GB — ok ✓ 👍", "H100 80GB — ok ✓ 👍"),
+            // A backslash is text: it starts no sequence on a terminal.
+            ("C:\\dir", "C:\\dir"),
+        ];
+        for (input, want) in table {
+            let got = printable(input, usize::MAX);
+            assert_eq!(&got, want, "{input:?}");
+            assert_eq!(
+                printable(&got, usize::MAX),
+                got,
+                "escaping twice changes nothing"
+            );
+            assert!(got.chars().all(|c| !is_hidden_or_control(c)), "{got:?}");
+        }
+        // Cutting counts characters of the input, never splits an escape.
+        assert_eq!(printable("\x1b\x1b\x1b", 2), "\\u{1b}\\u{1b}…");
+    }
+
+    #[test]
+    fn every_control_and_format_character_is_escaped() {
+        // Every character Rust calls a control, and every character that
+        // Unicode's Default_Ignorable_Code_Point or the Cf, Zl and Zp
+        // categories list for the BMP and the tag plane (as of Unicode 15).
+        let listed = [
+            0xAD, 0x34F, 0x600, 0x605, 0x61C, 0x6DD, 0x70F, 0x890, 0x891, 0x8E2, 0x115F, 0x1160,
+            0x17B4, 0x17B5, 0x180B, 0x180E, 0x180F, 0x200B, 0x200F, 0x2028, 0x2029, 0x202A, 0x202E,
+            0x2060, 0x2064, 0x2065, 0x2066, 0x2069, 0x206A, 0x206F, 0x3164, 0xFE00, 0xFE0F, 0xFEFF,
+            0xFFA0, 0xFFF0, 0xFFF9, 0xFFFB, 0x110BD, 0x110CD, 0x13430, 0x1343F, 0x1BCA0, 0x1BCA3,
+            0x1D173, 0x1D17A, 0xE0000, 0xE0001, 0xE0020, 0xE007F, 0xE0100, 0xE01EF, 0xE0FFF,
+        ];
+        for cp in (0..0x20).chain(0x7F..0xA0).chain(listed) {
+            let c = char::from_u32(cp).unwrap();
+            assert!(is_hidden_or_control(c), "U+{cp:04X}");
+            assert!(printable(&c.to_string(), 10).is_ascii(), "U+{cp:04X}");
+        }
+        for c in [
+            ' ', '~', 'a', '\u{A0}', '\u{2010}', '\u{2027}', '\u{2030}', '\u{205F}', '\u{FFFC}',
+            '\u{FFFD}',
+        ] {
+            assert!(!is_hidden_or_control(c), "{c:?}");
+        }
     }
 }

@@ -75,6 +75,11 @@ pub struct SwarmOptions {
     pub gateway_pid: Option<u32>,
     /// Simulated GPUs each node reports (idle; 0: none).
     pub gpus: u32,
+    /// The model name each simulated GPU reports. A node writes what it
+    /// likes here: the attack tests make it hostile.
+    pub gpu_name: String,
+    /// The GPU error each node reports (`gpu_error` in its heartbeat).
+    pub gpu_error: Option<String>,
 }
 
 impl Default for SwarmOptions {
@@ -88,6 +93,8 @@ impl Default for SwarmOptions {
             threads: 2,
             keep_alive: (Duration::from_secs(1), Duration::from_secs(3)),
             gpus: 0,
+            gpu_name: "Simulated GPU 80GB".into(),
+            gpu_error: None,
             gateway_pid: None,
         }
     }
@@ -151,6 +158,8 @@ impl Swarm {
                     endpoint: endpoints[i % endpoints.len()].clone(),
                     counters: counters.clone(),
                     gpus: opts.gpus.min(64),
+                    gpu_name: opts.gpu_name.clone(),
+                    gpu_error: opts.gpu_error.clone(),
                 };
                 tokio::spawn(node.run(stop_rx.clone()));
             }
@@ -255,6 +264,8 @@ struct SimNode {
     endpoint: quinn::Endpoint,
     counters: Arc<Counters>,
     gpus: u32,
+    gpu_name: String,
+    gpu_error: Option<String>,
 }
 
 impl SimNode {
@@ -328,13 +339,14 @@ impl SimNode {
                     gpus: (0..self.gpus)
                         .map(|index| proto::GpuTelemetry {
                             index,
-                            name: "Simulated GPU 80GB".into(),
+                            name: self.gpu_name.clone(),
                             mem_total: 80 << 30,
                             temp_c: 35,
                             simulated: true,
                             ..Default::default()
                         })
                         .collect(),
+                    gpu_error: self.gpu_error.clone(),
                     ..Default::default()
                 }
             })

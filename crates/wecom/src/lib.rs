@@ -440,8 +440,18 @@ async fn session(
     };
     let (mut sink, mut stream) = match ws {
         Ok(Ok((ws, _))) => ws.split(),
-        Ok(Err(e)) => return Ended::Lost(format!("cannot connect to {}: {e}", cfg.ws_url)),
-        Err(_) => return Ended::Lost(format!("no answer from {} in 15s", cfg.ws_url)),
+        Ok(Err(e)) => {
+            return Ended::Lost(format!(
+                "cannot connect to {}: {e}",
+                proto::redact::url(&cfg.ws_url)
+            ));
+        }
+        Err(_) => {
+            return Ended::Lost(format!(
+                "no answer from {} in 15s",
+                proto::redact::url(&cfg.ws_url)
+            ));
+        }
     };
     // Subscribe first and wait for its ack before anything else.
     let sub_id = link.new_req_id("aibot_subscribe");
@@ -485,7 +495,7 @@ async fn session(
             None => return Ended::Lost("WeCom closed the connection while subscribing".into()),
         }
     }
-    tracing::info!(url = %cfg.ws_url, "WeCom bot subscribed");
+    tracing::info!(url = %proto::redact::url(&cfg.ws_url), "WeCom bot subscribed");
     let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOX);
     *lock(&link.out) = Some(out_tx);
     let mut beat = tokio::time::interval(cfg.heartbeat);

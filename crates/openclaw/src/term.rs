@@ -1,0 +1,232 @@
+//! The CLI's only way to the terminal.
+//!
+//! Much of what the CLI prints was written by someone else: a chat user's
+//! command, an approver's deny reason, a node's GPU names, a gateway's
+//! error message. Written raw, an ESC or C1 sequence in it clears the
+//! admin's screen, sets the window title or forges output, and a bidi
+//! control reorders what the admin reads. So every line the CLI prints
+//! goes through [`proto::names::printable`], the one escape for terminals:
+//!
+//! * Human text: [`outln!`], [`errln!`], [`out`] and [`err`] escape every
+//!   line and keep only the line breaks of the text they are given.
+//!   A value from another party inside a line (a table cell, a field of
+//!   `job show`, a gateway's message) goes through [`field`] first, so that
+//!   its own newlines and tabs cannot forge rows or columns either.
+//! * JSON: [`json`] writes what `serde_json` writes, with the characters
+//!   that `printable` escapes and `serde_json` leaves raw (DEL, C1, bidi
+//!   and invisible controls) written as `\uXXXX`; every JSON parser reads
+//!   back the same strings.
+//! * Job output: [`raw_out`] and [`raw_err`] pass a job's stdout and
+//!   stderr bytes through untouched, as ssh does: they are the output of a
+//!   command the reader asked to run or to read (pipe them through
+//!   `cat -v` to see what they hold).
+//!
+//! A test reads the crate's sources and fails on any `println!`, `print!`,
+//! `eprintln!`, `eprint!`, `dbg!` or direct use of stdout or stderr outside
+//! this file.
+
+use proto::names::printable;
+
+/// Human text for a terminal: every line through [`printable`], the line
+/// breaks kept.
+pub fn lines(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, line) in s.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&printable(line, usize::MAX));
+    }
+    out
+}
+
+/// One value another party wrote, to print inside a line: its newlines
+/// and tabs are escaped too.
+pub fn field(s: &str) -> String {
+    printable(s, usize::MAX)
+}
+
+/// JSON text for stdout. `serde_json` escapes C0 controls; this escapes
+/// what else [`proto::names::is_hidden_or_control`] picks, as `\uXXXX`
+/// (a surrogate pair above U+FFFF). Outside strings JSON text holds only
+/// ASCII punctuation, digits, letters and whitespace, and inside them
+/// `serde_json` has escaped every C0 control, so a raw newline is always
+/// pretty-printing and stays.
+pub fn json<T: serde::Serialize + ?Sized>(
+    v: &T,
+    pretty: bool,
+) -> Result<String, serde_json::Error> {
+    let text = if pretty {
+        serde_json::to_string_pretty(v)?
+    } else {
+        serde_json::to_string(v)?
+    };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && proto::names::is_hidden_or_control(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `v` as one [`json`] document (pretty) and a newline to stdout.
+pub fn out_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<(), serde_json::Error> {
+    let text = json(v, true)?;
+    write(std::io::stdout().lock(), format!("{text}\n").as_bytes());
+    Ok(())
+}
+
+fn write(mut w: impl std::io::Write, bytes: &[u8]) {
+    // A closed pipe (`openclaw job list | head`) is not an error worth a
+    // panic, which is what println! would make of it.
+    let _ = w.write_all(bytes).and_then(|()| w.flush());
+}
+
+/// Whether stderr is a terminal (a person reads it).
+pub fn stderr_is_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// Writes human text to stdout, escaped by [`lines`].
+pub fn out(s: &str) {
+    write(std::io::stdout().lock(), lines(s).as_bytes());
+}
+
+/// Writes human text to stderr, escaped by [`lines`].
+pub fn err(s: &str) {
+    write(std::io::stderr().lock(), lines(s).as_bytes());
+}
+
+/// Writes a job's stdout bytes as they are (see the module docs).
+pub fn raw_out(bytes: &[u8]) {
+    write(std::io::stdout().lock(), bytes);
+}
+
+/// Writes a job's stderr bytes as they are (see the module docs).
+pub fn raw_err(bytes: &[u8]) {
+    write(std::io::stderr().lock(), bytes);
+}
+
+/// `println!` for the CLI: the line goes through [`lines`].
+macro_rules! outln {
+    () => {
+        $crate::term::out("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::term::out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// `eprintln!` for the CLI: the line goes through [`lines`].
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::term::err(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use errln;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// What a hostile party would like a terminal to see.
+    const HOSTILE: &str =
+        "a\x1b[2J\x1b]0;pwned\x07b\u{9b}31m\u{202e}c\u{2066}\u{200b}\u{feff}\x7f\u{e0041}";
+
+    fn clean(s: &str) -> bool {
+        s.chars()
+            .all(|c| c == '\n' || !proto::names::is_hidden_or_control(c))
+    }
+
+    #[test]
+    fn lines_keep_line_breaks_and_escape_the_rest() {
+        assert_eq!(lines("one\ntwo\n"), "one\ntwo\n");
+        assert_eq!(lines("a\tb\r\n"), "a\\tb\\r\n");
+        assert_eq!(lines("x\x1b[2Jy"), "x\\u{1b}[2Jy");
+        let l = lines(HOSTILE);
+        assert!(clean(&l), "{l:?}");
+        assert!(!l.contains('\n'));
+        assert_eq!(lines(&l), l, "escaping twice changes nothing");
+    }
+
+    #[test]
+    fn fields_escape_their_line_breaks() {
+        assert_eq!(field("r1\nID  STATE"), "r1\\nID  STATE");
+        assert_eq!(field("a\tb"), "a\\tb");
+        assert!(clean(&field(HOSTILE)));
+    }
+
+    #[test]
+    fn json_keeps_its_meaning_and_loses_the_controls() {
+        let v = serde_json::json!({ "reason": HOSTILE, "n": 1, "list": ["\u{202e}", "ok"] });
+        for pretty in [false, true] {
+            let text = json(&v, pretty).unwrap();
+            assert!(clean(&text), "{text:?}");
+            assert!(text.is_ascii(), "{text}");
+            let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, v, "{text}");
+        }
+        assert!(
+            json(&v, true).unwrap().contains('\n'),
+            "pretty output keeps its lines"
+        );
+        let tag = json(&serde_json::json!("\u{e0041}"), false).unwrap();
+        assert_eq!(tag, "\"\\udb40\\udc41\"");
+    }
+
+    /// Every output path goes through this module: no other file of the
+    /// crate prints by itself.
+    #[test]
+    fn nothing_else_in_the_cli_writes_to_the_terminal() {
+        let forbidden = [
+            "println!(",
+            "print!(",
+            "eprintln!(",
+            "eprint!(",
+            "dbg!(",
+            "io::stdout(",
+            "io::stderr(",
+            "libc::write(",
+        ];
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![];
+        let mut dirs = vec![src];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    files.push(p);
+                }
+            }
+        }
+        assert!(files.len() > 5, "found only {files:?}");
+        let mut bad = vec![];
+        for f in &files {
+            if f.ends_with("term.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(f).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                // `print!(` also matches inside `eprint!(` and `println!(`.
+                if forbidden.iter().any(|w| line.contains(w)) {
+                    bad.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "print through crate::term (outln!, errln!, term::out, term::json, term::raw_out) so that text another party wrote is escaped:\n{}",
+            bad.join("\n")
+        );
+    }
+}
