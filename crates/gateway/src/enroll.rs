@@ -14,12 +14,31 @@ use crate::{Shared, unix_now};
 pub const ENROLL_FRAME_LIMIT: usize = 16 * 1024;
 
 impl From<StoreError> for ApiError {
+    /// The one place a store error becomes an answer, by kind.
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "state database error");
-        ApiError::new(
-            ErrorCode::Internal,
-            "the gateway's state database failed; see the gateway log",
-        )
+        match &e {
+            StoreError::Fenced { .. } => {
+                tracing::warn!(error = %e, "a write was refused: this gateway no longer leads");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "this gateway no longer leads; try again (clients with the gateway list reach the new leader)",
+                )
+            }
+            StoreError::Busy(_) | StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "state database unavailable");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "the gateway's state database is busy or unreachable; try again in a moment",
+                )
+            }
+            _ => {
+                tracing::error!(error = %e, "state database error");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "the gateway's state database failed; see the gateway log",
+                )
+            }
+        }
     }
 }
 
@@ -288,4 +307,45 @@ fn poll(shared: &Shared, request_id: &str) -> Result<EnrollReply, ApiError> {
             NodeState::Revoked => EnrollReply::Rejected { reason: format!("node {} was revoked", n.name) },
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_become_answers_by_kind() {
+        let cases = [
+            (
+                StoreError::Fenced {
+                    mine: 3,
+                    now: Some(4),
+                },
+                ErrorCode::Unavailable,
+                "no longer leads",
+            ),
+            (
+                StoreError::Busy("locked".into()),
+                ErrorCode::Unavailable,
+                "busy",
+            ),
+            (
+                StoreError::Unavailable("gone".into()),
+                ErrorCode::Unavailable,
+                "unreachable",
+            ),
+            (
+                StoreError::Corrupt("job 1: bad plan".into()),
+                ErrorCode::Internal,
+                "see the gateway log",
+            ),
+        ];
+        for (e, code, words) in cases {
+            let a = ApiError::from(e);
+            assert_eq!(a.code, code, "{}", a.message);
+            assert!(a.message.contains(words), "{}", a.message);
+            // Store internals never reach the caller.
+            assert!(!a.message.contains("job 1"), "{}", a.message);
+        }
+    }
 }

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// How one lease call went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub async fn try_lease(store: &Store, name: &str, ttl: Duration) -> Lease {
     match tokio::time::timeout(ttl / 2, call).await {
         Ok(Ok(Ok(Some(g)))) => Lease::Held(g),
         Ok(Ok(Ok(None))) => Lease::Taken,
-        Ok(Ok(Err(StoreError(e)))) => Lease::Unknown(e),
+        Ok(Ok(Err(e))) => Lease::Unknown(e.to_string()),
         Ok(Err(e)) => Lease::Unknown(format!("the lease task failed: {e}")),
         Err(_) => Lease::Unknown(format!("no answer within {:?}", ttl / 2)),
     }

@@ -274,7 +274,7 @@ pub fn init_with_state(
         };
         store.tx(|tx| {
             if tx.client("admin")?.is_some() {
-                return Err(store::StoreError(
+                return Err(store::StoreError::Refused(
                     "the state database already belongs to a gateway; add this one with 'openclaw gateway join'".into(),
                 ));
             }

@@ -32,26 +32,39 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// A TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("TLS setup failed: {0}")]
-pub struct TlsError(pub String);
+pub enum TlsError {
+    /// A private key's PEM could not be read.
+    #[error("TLS setup failed: bad private key: {0}")]
+    BadKey(String),
+    /// A certificate's PEM could not be read, or held no certificate.
+    #[error("TLS setup failed: bad certificate PEM: {0}")]
+    BadCertificate(String),
+    /// rustls refused the configuration (a key that does not match its
+    /// certificate, a CA it cannot use).
+    #[error("TLS setup failed: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The TLS configuration could not be turned into a QUIC one, or a
+    /// verifier or transport setting could not be built.
+    #[error("TLS setup failed: {0}")]
+    Config(String),
+}
 
 fn err(e: impl std::fmt::Display) -> TlsError {
-    TlsError(e.to_string())
+    TlsError::Config(e.to_string())
 }
 
 /// Parses a PEM private key.
 pub fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| TlsError(format!("bad private key: {e}")))
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::BadKey(e.to_string()))
 }
 
 /// Parses PEM certificates.
 pub fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError(format!("bad certificate PEM: {e}")))?;
+        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
     if certs.is_empty() {
-        return Err(TlsError("no certificate in PEM".into()));
+        return Err(TlsError::BadCertificate("no certificate in PEM".into()));
     }
     Ok(certs)
 }
@@ -335,11 +348,9 @@ pub fn server_config(
     .map_err(err)?;
     let verifier = Arc::new(GatewayClientVerifier { inner, revoked });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(err)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(parse_certs(chain_pem)?, parse_key(key_pem)?)
-        .map_err(err)?;
+        .with_single_cert(parse_certs(chain_pem)?, parse_key(key_pem)?)?;
     tls.alpn_protocols = proto::ALPN_SESSIONS_SERVED
         .iter()
         .map(|a| a.to_vec())
@@ -356,7 +367,7 @@ pub fn server_config(
 fn roots(ca_pem: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for ca in parse_certs(ca_pem)? {
-        roots.add(ca).map_err(err)?;
+        roots.add(ca)?;
     }
     Ok(roots)
 }
@@ -367,8 +378,7 @@ fn session_builder(
 ) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, TlsError>
 {
     Ok(rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(err)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(ca_pem)?))
 }
 
@@ -393,8 +403,7 @@ pub fn session_client_config_for(
     alpn: &[u8],
 ) -> Result<quinn::ClientConfig, TlsError> {
     let mut tls = session_builder(ca_pem)?
-        .with_client_auth_cert(parse_certs(cert_pem)?, parse_key(key_pem)?)
-        .map_err(err)?;
+        .with_client_auth_cert(parse_certs(cert_pem)?, parse_key(key_pem)?)?;
     tls.alpn_protocols = vec![alpn.to_vec()];
     finish_client(tls, transport)
 }
@@ -543,8 +552,7 @@ pub fn enroll_client_config(
         check: check.clone(),
     });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(err)?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -557,6 +565,14 @@ mod tests {
     use super::*;
 
     const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn tls_errors_say_which_input_was_bad() {
+        assert!(matches!(parse_key("not a key"), Err(TlsError::BadKey(_))));
+        assert!(matches!(parse_certs(""), Err(TlsError::BadCertificate(_))));
+        let e = parse_certs("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n");
+        assert!(matches!(e, Err(TlsError::BadCertificate(_))), "{e:?}");
+    }
 
     fn der(pem: &str) -> CertificateDer<'static> {
         CertificateDer::from(pki::pem_to_der(pem, "CERTIFICATE").unwrap())

@@ -26,7 +26,9 @@ impl ClientState {
         match s {
             "active" => Ok(ClientState::Active),
             "revoked" => Ok(ClientState::Revoked),
-            other => Err(StoreError(format!("unknown client state {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown client state {other:?}"
+            ))),
         }
     }
 }
@@ -61,7 +63,7 @@ fn from_row(r: &Row) -> Result<ClientRow, StoreError> {
     let state: String = r.get(3)?;
     Ok(ClientRow {
         role: proto::Role::parse(&role)
-            .ok_or_else(|| StoreError(format!("client {name}: unknown role {role:?}")))?,
+            .ok_or_else(|| StoreError::Corrupt(format!("client {name}: unknown role {role:?}")))?,
         namespace: r.get(2)?,
         state: ClientState::parse(&state)?,
         cert_serial: r.get(4)?,

@@ -318,15 +318,15 @@ fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
     };
     let mut row = row;
     row.plan = proto::codec::decode(&plan)
-        .map_err(|e| StoreError(format!("job {}: bad stored plan: {e}", row.id)))?;
+        .map_err(|e| StoreError::Corrupt(format!("job {}: bad stored plan: {e}", row.id)))?;
     row.state = JobState::parse(&state)
-        .ok_or_else(|| StoreError(format!("job {}: unknown state {state:?}", row.id)))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("job {}: unknown state {state:?}", row.id)))?;
     Ok(row)
 }
 
 /// Encodes a plan for storage.
 pub fn encode_plan(plan: &proto::JobPlan) -> Result<Vec<u8>, StoreError> {
-    proto::codec::encode(plan).map_err(|e| StoreError(e.to_string()))
+    proto::codec::encode(plan).map_err(|e| StoreError::Engine(format!("cannot encode a plan: {e}")))
 }
 
 impl Tx<'_> {
@@ -363,7 +363,7 @@ impl Tx<'_> {
     /// was written. An illegal transition is an error and writes nothing.
     pub fn move_job(&self, row: &JobRow, from: JobState) -> Result<bool, StoreError> {
         if from != row.state && !from.can_move_to(row.state) {
-            return Err(StoreError(format!(
+            return Err(StoreError::Refused(format!(
                 "job {}: illegal state change {from} -> {}",
                 row.id, row.state
             )));
@@ -423,7 +423,7 @@ impl Tx<'_> {
     fn returned_id(&self, sql: &str, p: &[super::sql::Val]) -> Result<u64, StoreError> {
         let row = self
             .one(sql, p)?
-            .ok_or_else(|| StoreError("an insert returned no id".into()))?;
+            .ok_or_else(|| StoreError::Engine("an insert returned no id".into()))?;
         Ok(u(row.get(0)?))
     }
 
@@ -492,7 +492,8 @@ impl Tx<'_> {
 
     /// Inserts a fan-out; `row.id` is ignored and the new id returned.
     pub fn insert_fanout(&self, row: &FanRow) -> Result<u64, StoreError> {
-        let skipped = proto::codec::encode(&row.skipped).map_err(|e| StoreError(e.to_string()))?;
+        let skipped = proto::codec::encode(&row.skipped)
+            .map_err(|e| StoreError::Engine(format!("cannot encode a skipped list: {e}")))?;
         self.returned_id(
             "INSERT INTO fanouts (plan, plan_digest, requester, via, \"window\", skipped, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
@@ -525,8 +526,9 @@ impl Tx<'_> {
             requester: r.get(3)?,
             via: r.get(4)?,
             window: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(1),
-            skipped: proto::codec::decode(&skipped)
-                .map_err(|e| StoreError(format!("fan-out {id}: bad stored skipped list: {e}")))?,
+            skipped: proto::codec::decode(&skipped).map_err(|e| {
+                StoreError::Corrupt(format!("fan-out {id}: bad stored skipped list: {e}"))
+            })?,
             created_at: u(r.get(7)?),
         }))
     }

@@ -152,8 +152,8 @@ impl Row {
         let v = self
             .0
             .get(i)
-            .ok_or_else(|| StoreError(format!("row has no column {i}")))?;
-        T::from_val(v).map_err(|e| StoreError(format!("column {i}: {e}")))
+            .ok_or_else(|| StoreError::Corrupt(format!("row has no column {i}")))?;
+        T::from_val(v).map_err(|e| StoreError::Corrupt(format!("column {i}: {e}")))
     }
 }
 
@@ -275,6 +275,31 @@ pub enum Conn<'a> {
     Pg(RefCell<postgres::Transaction<'a>>),
 }
 
+impl Conn<'_> {
+    /// The database clock now, in unix seconds, as an SQL expression.
+    pub fn unix_now_sql(&self) -> &'static str {
+        match self {
+            Conn::Lite(_) => "CAST(strftime('%s', 'now') AS INTEGER)",
+            Conn::Pg(_) => "extract(epoch FROM clock_timestamp())::bigint",
+        }
+    }
+
+    /// After rows were copied in with their ids, makes the identity
+    /// columns `(table, column)` continue after the largest id
+    /// (PostgreSQL's sequences; SQLite's AUTOINCREMENT follows by itself).
+    pub fn continue_identities(&self, cols: &[(&str, &str)]) -> Result<(), StoreError> {
+        if let Conn::Pg(_) = self {
+            for (table, col) in cols {
+                self.batch(&format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', '{col}'), \
+                     COALESCE((SELECT max({col}) FROM {table}), 0) + 1, false)"
+                ))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl rusqlite::ToSql for Val {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -345,7 +370,7 @@ fn pg_row(r: &postgres::Row) -> Result<Row, StoreError> {
             }
             Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i)?.map(Val::Blob),
             ref other => {
-                return Err(StoreError(format!(
+                return Err(StoreError::Corrupt(format!(
                     "column {} has type {other}, which the store does not read",
                     col.name()
                 )));
@@ -358,9 +383,31 @@ fn pg_row(r: &postgres::Row) -> Result<Row, StoreError> {
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => StoreError(format!("PostgreSQL: {}", db.message())),
-            None => StoreError(format!("PostgreSQL: {e}")),
+        use postgres::error::SqlState;
+        let Some(db) = e.as_db_error() else {
+            return if e.is_closed() {
+                StoreError::Unavailable(format!("PostgreSQL: {e}"))
+            } else {
+                StoreError::Engine(format!("PostgreSQL: {e}"))
+            };
+        };
+        let msg = format!("PostgreSQL: {}", db.message());
+        let code = db.code();
+        if code.code().starts_with("23") {
+            StoreError::Constraint(msg)
+        } else if [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+        ]
+        .contains(code)
+        {
+            StoreError::Busy(msg)
+        } else if code.code().starts_with("08") || code.code().starts_with("57") {
+            StoreError::Unavailable(msg)
+        } else {
+            StoreError::Engine(msg)
         }
     }
 }

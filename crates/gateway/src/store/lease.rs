@@ -1,0 +1,121 @@
+//! The leader lease and the gateways sharing one state (PostgreSQL).
+
+use std::time::Duration;
+
+use super::engine::{pg_conn, pg_locked_tx};
+use super::sql::params;
+use super::{Store, StoreError, Tx, i, on_own_thread, u};
+
+impl Store {
+    /// Tries to take or renew the leader lease for `holder` for `ttl`,
+    /// by the database's clock. A takeover (the lease lapsed, or was never
+    /// held) makes a new generation, the fencing token; a renewal by the
+    /// holder keeps it. Returns the generation held, or `None` while
+    /// another holder's lease runs. PostgreSQL only. Blocking.
+    pub fn take_lease(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, StoreError> {
+        let Some(pool) = self.pg_pool() else {
+            return Err(StoreError::Refused(
+                "a leader lease needs PostgreSQL state ([state] url)".into(),
+            ));
+        };
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let holder = holder.to_string();
+        // The blocking client may not run on a runtime's thread.
+        on_own_thread("the lease thread panicked", move || {
+            let mut conn = pg_conn(&pool)?;
+            let mut tx = pg_locked_tx(&mut conn)?;
+            // Every attempt, won or not, says this gateway runs.
+            tx.execute(
+                "UPDATE gateways SET seen_at = extract(epoch FROM clock_timestamp())::bigint WHERE name = $1",
+                &[&holder],
+            )?;
+            let row = tx.query_opt(
+                "SELECT holder, generation, expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
+                &[],
+            )?;
+            let generation = match row {
+                Some(r) => {
+                    let (who, generation, live): (String, i64, bool) =
+                        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    if who == holder && live {
+                        generation
+                    } else if live {
+                        tx.commit()?;
+                        return Ok(None);
+                    } else {
+                        generation + 1
+                    }
+                }
+                None => 1,
+            };
+            tx.execute(
+                "INSERT INTO leader_lease (id, holder, generation, expires_at) \
+                     VALUES (1, $1, $2, clock_timestamp() + $3 * interval '1 millisecond') \
+                     ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
+                     generation = excluded.generation, expires_at = excluded.expires_at",
+                &[&holder, &generation, &(ms as f64)],
+            )?;
+            tx.commit()?;
+            Ok(Some(u(generation)))
+        })
+    }
+
+    /// Who holds the lease: (holder, generation, milliseconds until it
+    /// lapses, negative once lapsed), by the database's clock. PostgreSQL
+    /// only; `None` before anyone took it. Blocking.
+    pub fn lease(&self) -> Result<Option<(String, u64, i64)>, StoreError> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(None);
+        };
+        on_own_thread("the lease thread panicked", move || {
+            let row = pg_conn(&pool)?.query_opt(
+                "SELECT holder, generation, \
+                     (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
+                     FROM leader_lease WHERE id = 1",
+                &[],
+            )?;
+            row.map(|r| Ok((r.try_get(0)?, u(r.try_get(1)?), r.try_get(2)?)))
+                .transpose()
+        })
+    }
+
+    /// Every registered gateway: name, address, and seconds since its last
+    /// lease attempt by the database's clock (`None`: never ran).
+    /// Blocking.
+    pub fn gateway_ages(&self) -> Result<Vec<(String, String, Option<i64>)>, StoreError> {
+        self.tx(|tx| {
+            let now = tx.0.unix_now_sql();
+            tx.0.query(
+                &format!("SELECT name, address, {now} - seen_at FROM gateways ORDER BY name"),
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
+        })
+    }
+}
+
+impl Tx<'_> {
+    /// Records that gateway `name` serves this state at `address`.
+    pub fn register_gateway(&self, name: &str, address: &str, at: u64) -> Result<(), StoreError> {
+        self.0.exec(
+            "INSERT INTO gateways (name, address, started_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET address = excluded.address, started_at = excluded.started_at",
+            params![name, address, i(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Every gateway serving this state: (name, address), by name.
+    pub fn gateways(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.0
+            .query(
+                "SELECT name, address FROM gateways ORDER BY name",
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
+    }
+}

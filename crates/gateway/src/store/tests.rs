@@ -1,0 +1,534 @@
+use super::schema::MIGRATIONS;
+use super::testing::{Case, engines};
+use super::*;
+use std::time::Duration;
+
+fn node(name: &str) -> NodeRow {
+    NodeRow {
+        name: name.into(),
+        state: NodeState::Pending,
+        labels: vec!["gpu".into()],
+        fingerprint: "SHA256:x".into(),
+        spki: vec![1, 2, 3],
+        request_id: format!("req-{name}"),
+        requested_at: 100,
+        request_addr: "127.0.0.1:1".into(),
+        token_id: "abcdef".into(),
+        cert_der: None,
+        cert_serial: None,
+        cert_not_after: None,
+        last_seen: None,
+        last_addr: None,
+        proposed_labels: vec![],
+        max_gpus: None,
+    }
+}
+
+#[test]
+fn migrate_is_idempotent_and_every_column_is_commented() {
+    // Every column line in every CREATE TABLE carries a comment.
+    for sql in MIGRATIONS {
+        for line in sql
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && *l != ");")
+        {
+            assert!(line.contains("--"), "uncommented schema line: {line}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).unwrap());
+    drop(Store::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, MIGRATIONS.len() as i64);
+    // PostgreSQL: the same version, and every column carries its
+    // comment as a COMMENT ON.
+    let Some(server) = pgtemp::shared("store migrations on PostgreSQL") else {
+        return;
+    };
+    let url = server.database().unwrap();
+    drop(Store::open_postgres(&testing::pg(&url)).unwrap());
+    drop(Store::open_postgres(&testing::pg(&url)).unwrap());
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let v: i64 = c
+        .query_one("SELECT version FROM schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(v, MIGRATIONS.len() as i64);
+    let bare: Vec<String> = c
+        .query(
+            "SELECT c.relname || '.' || a.attname FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped \
+             AND col_description(c.oid, a.attnum) IS NULL",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(bare.is_empty(), "columns without a comment: {bare:?}");
+    let tables: i64 = c
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind = 'r' \
+             AND obj_description(c.oid, 'pg_class') IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(tables >= 10, "only {tables} tables carry a comment");
+}
+
+#[test]
+fn nodes_round_trip_and_expire() {
+    for Case { engine, store, .. } in engines("store test nodes_round_trip_and_expire") {
+        store
+            .tx(|tx| {
+                tx.put_node(&node("a"))?;
+                let mut b = node("b");
+                b.requested_at = 500;
+                tx.put_node(&b)?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let expired = store.tx(|tx| tx.expire_pending(200)).unwrap();
+        assert_eq!(expired, vec!["a".to_string()], "{engine}");
+        let b = store.tx(|tx| tx.node_by_request("req-b")).unwrap().unwrap();
+        assert_eq!(b.labels, vec!["gpu".to_string()], "{engine}");
+        assert_eq!(b.state, NodeState::Pending, "{engine}");
+        assert_eq!(store.tx(|tx| tx.pending_count()).unwrap(), 1, "{engine}");
+    }
+}
+
+fn token(id: &str) -> TokenRow {
+    TokenRow {
+        id: id.into(),
+        secret_hash: vec![0; 32],
+        created_at: 1,
+        expires_at: 2,
+        uses_total: 1,
+        uses_left: 1,
+        labels: vec![],
+        auto_approve: false,
+        revoked: false,
+        max_gpus: None,
+    }
+}
+
+/// Ids of the stored tokens, sorted.
+async fn token_ids(store: &Store) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .call(|tx| tx.tokens())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_calls_commit_together_and_a_failure_undoes_only_its_own_writes() {
+    for case in engines("store test queued_calls_commit_together") {
+        let store = case.store.clone();
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..300u32 {
+            let s = store.clone();
+            calls.spawn(async move {
+                s.call(move |tx| {
+                    tx.insert_token(&token(&format!("t{i}")))?;
+                    if i % 3 == 0 {
+                        // Written, then refused: its savepoint is undone.
+                        return Err(StoreError::Refused(format!("refused {i}")));
+                    }
+                    Ok(i)
+                })
+                .await
+            });
+        }
+        let mut ok = 0;
+        while let Some(r) = calls.join_next().await {
+            match r.unwrap() {
+                Ok(i) => {
+                    assert_ne!(i % 3, 0);
+                    ok += 1;
+                }
+                Err(e) => assert!(
+                    matches!(&e, StoreError::Refused(m) if m.starts_with("refused")),
+                    "{}: {e}",
+                    case.engine
+                ),
+            }
+        }
+        assert_eq!(ok, 200);
+        let ids = token_ids(&store).await;
+        let mut want: Vec<String> = (0..300u32)
+            .filter(|i| i % 3 != 0)
+            .map(|i| format!("t{i}"))
+            .collect();
+        want.sort();
+        assert_eq!(ids, want, "{}", case.engine);
+        // What a call returned is durable: a second connection sees it.
+        drop(store);
+        let again = case.reopen();
+        assert_eq!(again.call(|tx| tx.tokens()).await.unwrap().len(), 200);
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_call_fails_alone_and_the_thread_goes_on() {
+    for Case { engine, store, .. } in engines("store test a_panicking_call_fails_alone") {
+        let s = store.clone();
+        let first = tokio::spawn(async move {
+            s.call(|tx| -> Result<(), StoreError> {
+                tx.insert_token(&token("boom"))?;
+                panic!("a bug in a closure");
+            })
+            .await
+        });
+        let err = first.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Stopped(m) if m.contains("panicked")),
+            "{engine}: {err}"
+        );
+        store
+            .call(|tx| tx.insert_token(&token("after")))
+            .await
+            .unwrap();
+        assert_eq!(
+            token_ids(&store).await,
+            vec!["after".to_string()],
+            "{engine}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_statement_undoes_only_its_own_call_on_both_engines() {
+    // PostgreSQL aborts the whole transaction on an error; the batch's
+    // savepoints must bring it back so the next closure still runs.
+    for Case { engine, store, .. } in engines("store test a_failed_statement") {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = store.clone();
+            let (a, b) = tokio::join!(
+                s.call(|tx| {
+                    tx.insert_token(&token("dup"))?;
+                    tx.insert_token(&token("dup"))
+                }),
+                store.call(|tx| tx.insert_token(&token("fine")))
+            );
+            assert!(a.is_err(), "{engine}: a duplicate key must fail");
+            b.unwrap();
+            assert_eq!(
+                token_ids(&store).await,
+                vec!["fine".to_string()],
+                "{engine}"
+            );
+        });
+    }
+}
+
+#[test]
+fn every_table_round_trips_on_both_engines() {
+    for Case { engine, store, .. } in engines("store test every_table_round_trips") {
+        let cert = pki::IssuedCert {
+            pem: String::new(),
+            der: vec![9, 9],
+            serial: "0a".into(),
+            not_after: 99,
+            fingerprint: "SHA256:y".into(),
+            ca_pin: "pin".into(),
+        };
+        store
+            .tx(|tx| {
+                let mut t = token("tok1");
+                t.labels = vec!["gpu".into(), "a=b".into()];
+                t.max_gpus = Some(4);
+                t.auto_approve = true;
+                tx.insert_token(&t)?;
+                tx.use_token("tok1")?;
+                assert!(tx.revoke_token("tok1")?);
+                assert!(!tx.revoke_token("nope")?);
+                let got = tx.token("tok1")?.unwrap();
+                assert_eq!(
+                    (got.uses_left, got.revoked, got.auto_approve, got.max_gpus),
+                    (0, true, true, Some(4))
+                );
+                assert_eq!(got.labels, vec!["gpu".to_string(), "a=b".to_string()]);
+                assert!(tx.token("none")?.is_none());
+                for name in ["w-10", "w-9", "w-1"] {
+                    tx.put_node(&node(name))?;
+                }
+                tx.set_node_state("w-1", NodeState::Approved, 5, "admin")?;
+                tx.set_node_cert("w-1", &cert)?;
+                tx.set_node_facts("w-1", &["gpu".into()], &["x".into()], Some(2))?;
+                tx.node_seen("w-1", 7, "127.0.0.1:9")?;
+                tx.record_issued("w-1", proto::Role::Node, &cert, 5)?;
+                let n = tx.node("w-1")?.unwrap();
+                assert_eq!(n.state, NodeState::Approved);
+                assert_eq!(n.cert_der, Some(vec![9, 9]));
+                assert_eq!((n.last_seen, n.max_gpus), (Some(7), Some(2)));
+                assert_eq!(n.proposed_labels, vec!["x".to_string()]);
+                // Bytewise order on both engines, and pages agree with it.
+                let names: Vec<String> = tx.nodes()?.into_iter().map(|n| n.name).collect();
+                assert_eq!(names, ["w-1", "w-10", "w-9"]);
+                let page: Vec<String> = tx
+                    .nodes_page(Some("w-1"), 1)?
+                    .into_iter()
+                    .map(|n| n.name)
+                    .collect();
+                assert_eq!(page, ["w-10"]);
+                // A new request replaces a node row whole.
+                let mut again = node("w-1");
+                again.request_id = "req-again".into();
+                tx.put_node(&again)?;
+                let n = tx.node("w-1")?.unwrap();
+                assert_eq!((n.state, n.cert_der), (NodeState::Pending, None));
+                tx.revoke_serial("0a", "w-1", 8)?;
+                tx.revoke_serial("0a", "w-1", 9)?;
+                assert_eq!(tx.revoked_serials()?, vec!["0a".to_string()]);
+                tx.put_client(&ClientRow {
+                    name: "bot1".into(),
+                    role: proto::Role::Bot,
+                    namespace: Some("slack:T1".into()),
+                    state: ClientState::Active,
+                    cert_serial: "0b".into(),
+                    not_after: 50,
+                    created_at: 1,
+                    created_by: "admin".into(),
+                })?;
+                tx.renew_client("bot1", "0c", 60)?;
+                let (nodes, clients) = tx.not_on_ca("pin")?;
+                assert!(nodes.is_empty(), "{nodes:?}");
+                assert_eq!(clients, vec!["bot1".to_string()]);
+                assert_eq!(tx.client_serials_not_on_ca("pin")?, vec!["0c".to_string()]);
+                tx.revoke_client("bot1", 70)?;
+                let c = tx.client("bot1")?.unwrap();
+                assert_eq!(
+                    (c.state, c.cert_serial.as_str()),
+                    (ClientState::Revoked, "0c")
+                );
+                assert_eq!(tx.clients()?.len(), 1);
+                tx.audit(1, "admin", "node.approve", "w-1", "it's fine")?;
+                assert_eq!(tx.prune_audit(2)?, 1);
+                tx.put_idempotency("bot1", "slack:E1", 42, 10)?;
+                assert_eq!(tx.idempotent_job("bot1", "slack:E1")?, Some(42));
+                assert_eq!(tx.idempotent_job("bot1", "slack:E2")?, None);
+                assert_eq!(tx.prune_idempotency(11)?, 1);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let jobs = store
+            .tx(|tx| {
+                let plan = proto::JobPlan {
+                    job_id: 0,
+                    node: "w-1".into(),
+                    argv: vec!["echo".into(), "hi".into()],
+                    cwd: None,
+                    env: vec![("K".into(), "v".into())],
+                    timeout_secs: Some(5),
+                    gpus: 1,
+                    kill_grace_secs: 1,
+                    run_as: None,
+                };
+                let mut row = JobRow::fresh(
+                    JobState::AwaitingApproval,
+                    "w-1".into(),
+                    Some("gpu".into()),
+                    None,
+                    plan,
+                    "alice".into(),
+                    "admin".into(),
+                    3,
+                );
+                row.approvers = vec!["bob".into()];
+                row.id = tx.insert_job(&row)?;
+                let second = tx.insert_job(&row)?;
+                assert!(second > row.id);
+                row.state = JobState::Starting;
+                row.approved_by = Some("bob".into());
+                assert!(tx.move_job(&row, JobState::AwaitingApproval)?);
+                assert!(
+                    !tx.move_job(&row, JobState::AwaitingApproval)?,
+                    "moved twice"
+                );
+                tx.set_job_bytes(row.id, 10, 2, true)?;
+                let got = tx.job(row.id)?.unwrap();
+                assert_eq!(got.state, JobState::Starting);
+                assert_eq!(
+                    (got.stdout_bytes, got.stderr_bytes, got.truncated),
+                    (10, 2, true)
+                );
+                assert_eq!(got.plan.argv, vec!["echo".to_string(), "hi".to_string()]);
+                assert_eq!(tx.jobs(10, None)?.len(), 2);
+                assert_eq!(tx.jobs(10, Some(second))?.len(), 1);
+                assert_eq!(tx.unfinished_jobs()?.len(), 2);
+                let counts = tx.job_counts()?;
+                assert_eq!(
+                    counts,
+                    vec![
+                        ("awaiting-approval".to_string(), 1),
+                        ("starting".to_string(), 1)
+                    ]
+                );
+                Ok::<_, StoreError>(tx.jobs(10, None)?.len())
+            })
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        assert_eq!(jobs, 2);
+    }
+}
+
+#[test]
+fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
+    let Some(server) = pgtemp::shared("store test: lease and fencing") else {
+        return;
+    };
+    let url = server.database().unwrap();
+    let a = Store::open_postgres(&testing::pg(&url)).unwrap();
+    let b = Store::open_postgres(&testing::pg(&url)).unwrap();
+    let ttl = Duration::from_millis(300);
+    let g1 = a.take_lease("gw-a", ttl).unwrap().expect("a free lease");
+    a.fence(g1);
+    assert_eq!(b.take_lease("gw-b", ttl).unwrap(), None, "a's lease runs");
+    assert_eq!(
+        a.take_lease("gw-a", ttl).unwrap(),
+        Some(g1),
+        "renewing keeps it"
+    );
+    a.tx(|tx| tx.insert_token(&token("by-a"))).unwrap();
+    // a stops renewing (paused, cut off); its lease lapses, b takes over.
+    std::thread::sleep(Duration::from_millis(400));
+    let g2 = b.take_lease("gw-b", ttl).unwrap().expect("a lapsed lease");
+    assert_eq!(g2, g1 + 1, "a takeover makes a new generation");
+    b.fence(g2);
+    // a wakes: its writes are refused, blocking or queued, and a
+    // renewal does not win the lease back while b holds it.
+    let e = a.tx(|tx| tx.insert_token(&token("stale-1"))).unwrap_err();
+    assert!(
+        matches!(e, StoreError::Fenced { mine, now: Some(now) } if mine == g1 && now == i64::try_from(g2).unwrap()),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("no longer the leader"), "{e}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let e = rt
+        .block_on(a.call(|tx| tx.insert_token(&token("stale-2"))))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Fenced { .. }), "{e:?}");
+    assert_eq!(a.take_lease("gw-a", ttl).unwrap(), None);
+    b.tx(|tx| tx.insert_token(&token("by-b"))).unwrap();
+    let mut ids: Vec<String> = b
+        .tx(|tx| tx.tokens())
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["by-a", "by-b"], "not one write of the stale leader");
+    // SQLite has no lease: saying so beats pretending to lead.
+    let dir = tempfile::tempdir().unwrap();
+    let lite = Store::open(&dir.path().join("s.db")).unwrap();
+    let e = lite.take_lease("gw", ttl).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Refused(m) if m.contains("PostgreSQL")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let err = Store::open(&path).err().unwrap().to_string();
+    assert!(err.contains("upgrade openclaw"), "{err}");
+    let Some(server) = pgtemp::shared("store test newer_schema_is_refused") else {
+        return;
+    };
+    let url = server.database().unwrap();
+    drop(Store::open_postgres(&testing::pg(&url)).unwrap());
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute("UPDATE schema_version SET version = 99")
+        .unwrap();
+    let err = Store::open_postgres(&testing::pg(&url))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("upgrade openclaw"), "{err}");
+}
+
+#[test]
+fn tls_to_postgres_is_verified_against_the_given_ca() {
+    if pgtemp::shared("store test: TLS to PostgreSQL").is_none() {
+        return;
+    }
+    let ca = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let cert = p.self_signed(&key).unwrap();
+        let issuer = rcgen::Issuer::new(p, key);
+        (cert.pem(), issuer)
+    };
+    let (ca_pem, issuer) = ca("test database CA");
+    let (other_pem, _) = ca("someone else's CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    let server = pgtemp::Server::start_tls(&cert.pem(), &key.serialize_pem()).unwrap();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+        server.port
+    );
+    let mut o = testing::pg(&url);
+    o.ca_pem = Some(ca_pem.into_bytes());
+    let store = Store::open_postgres(&o).unwrap();
+    let ssl: i64 = store
+        .tx(|tx| {
+            tx.one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                params![],
+            )?
+            .map_or(Ok(0), |r| r.get(0))
+        })
+        .unwrap();
+    assert_eq!(ssl, 1, "the connection is TLS");
+    // A database whose certificate another CA signed is refused.
+    o.ca_pem = Some(other_pem.into_bytes());
+    let e = Store::open_postgres(&o).err().unwrap().to_string();
+    assert!(e.contains("cannot connect to PostgreSQL"), "{e}");
+}
+
+#[test]
+fn postgres_settings_are_checked_before_connecting() {
+    let bad = |url: &str, ca: Option<&[u8]>| {
+        let mut o = testing::pg(url);
+        o.ca_pem = ca.map(<[u8]>::to_vec);
+        Store::open_postgres(&o).err().unwrap().to_string()
+    };
+    let e = bad("postgres://u:secret@127.0.0.1:1/db", None);
+    assert!(e.contains("PGPASSWORD") && !e.contains("secret"), "{e}");
+    let e = bad("postgres://u@127.0.0.1:1/db?sslmode=require", None);
+    assert!(e.contains("ca_file"), "{e}");
+    let e = bad("postgres://u@127.0.0.1:1/db", Some(b"not pem"));
+    assert!(e.contains("ca_file"), "{e}");
+    let e = bad("mysql://nope", None);
+    assert!(e.contains("[state] url"), "{e}");
+    // Nothing listens on port 1: a clear error, not a hang.
+    let e = bad("postgres://u@127.0.0.1:1/db", None);
+    assert!(e.contains("cannot connect to PostgreSQL at"), "{e}");
+}
