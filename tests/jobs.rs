@@ -265,6 +265,39 @@ fn bad_requests_get_clear_errors() {
     let _n = lab.node_up("worker-cpu-01", "cpu", 0);
     let node = ["--node", "worker-cpu-01"];
     lab.run_job(&node).fails_with(2, "empty command");
+    // Options before the command are run's own: a mistyped one is an
+    // error with clap's suggestion, never the start of the command.
+    for args in [
+        &["--node", "worker-cpu-01", "--gpu", "1", "--", "true"][..],
+        &["--node", "worker-cpu-01", "--gpu", "1", "true"],
+        &["--gpu", "1", "--node", "worker-cpu-01", "true"],
+    ] {
+        let out = lab
+            .run_job(args)
+            .fails_with(2, "unexpected argument '--gpu'");
+        assert!(
+            out.stderr.contains("a similar argument exists: '--gpus'"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(lab.jobs().len(), 0, "a mistyped option started no job");
+    // The command starts after `--`, or at the first word that is not an
+    // option of run's; what follows it is the command's, as with ssh.
+    let echo = |args: &[&str]| lab.run_job(args).ok().stdout;
+    assert_eq!(echo(&["--node", "worker-cpu-01", "--", "true"]), "");
+    assert_eq!(echo(&["--node", "worker-cpu-01", "true"]), "");
+    assert_eq!(
+        echo(&["--node", "worker-cpu-01", "ls", "-d", "-1", "/"]),
+        "/\n"
+    );
+    assert_eq!(
+        echo(&["--node", "worker-cpu-01", "echo", "--gpus", "-n", "x"]),
+        "--gpus -n x\n"
+    );
+    // After `--` even --help is the command (not found on the node).
+    lab.run_job(&["--node", "worker-cpu-01", "--", "--help"])
+        .fails_with(127, "--help");
     lab.run_job(&["--", "true"])
         .fails_with(2, "--node NAME, --role ROLE or --job NAME");
     lab.run_job(&["--node", "worker-cpu-01", "--timeout", "soon", "--", "true"])

@@ -69,8 +69,11 @@ pub struct RunArgs {
     /// How long --queue waits.
     #[arg(long, default_value = "10m")]
     queue_timeout: String,
-    /// The command and its arguments (after --).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The command and its arguments: what follows `--`, or everything
+    /// from the first word that is not an option of `run` (as ssh: `run
+    /// --node n ls -la` runs `ls -la`). Options before it are run's own;
+    /// an unknown one is an error, never part of the command.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     cmd: Vec<String>,
 }
 
