@@ -93,6 +93,14 @@ pub fn stderr_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
+/// Whether logs on stderr may use ANSI colours: only when a terminal shows
+/// them and `NO_COLOR` is not set to a non-empty value
+/// (<https://no-color.org>). A file or a pipe (journald, `2> log`) gets
+/// plain text. Pure.
+pub fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Writes human text to stdout, escaped by [`lines`].
 pub fn out(s: &str) {
     write(std::io::stdout().lock(), lines(s).as_bytes());
@@ -155,6 +163,28 @@ mod tests {
         assert!(clean(&l), "{l:?}");
         assert!(!l.contains('\n'));
         assert_eq!(lines(&l), l, "escaping twice changes nothing");
+    }
+
+    #[test]
+    fn log_colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        let cases: &[(bool, Option<&str>, bool)] = &[
+            (true, None, true),
+            (false, None, false),
+            (true, Some("1"), false),
+            (true, Some("0"), false),
+            (false, Some("1"), false),
+            // no-color.org: set but empty does not count.
+            (true, Some(""), true),
+            (false, Some(""), false),
+        ];
+        for &(tty, no_color, want) in cases {
+            assert_eq!(
+                log_colours(tty, no_color.map(OsStr::new)),
+                want,
+                "tty={tty} NO_COLOR={no_color:?}"
+            );
+        }
     }
 
     #[test]
