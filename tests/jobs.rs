@@ -265,6 +265,39 @@ fn bad_requests_get_clear_errors() {
     let _n = lab.node_up("worker-cpu-01", "cpu", 0);
     let node = ["--node", "worker-cpu-01"];
     lab.run_job(&node).fails_with(2, "empty command");
+    // Options before the command are run's own: a mistyped one is an
+    // error with clap's suggestion, never the start of the command.
+    for args in [
+        &["--node", "worker-cpu-01", "--gpu", "1", "--", "true"][..],
+        &["--node", "worker-cpu-01", "--gpu", "1", "true"],
+        &["--gpu", "1", "--node", "worker-cpu-01", "true"],
+    ] {
+        let out = lab
+            .run_job(args)
+            .fails_with(2, "unexpected argument '--gpu'");
+        assert!(
+            out.stderr.contains("a similar argument exists: '--gpus'"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(lab.jobs().len(), 0, "a mistyped option started no job");
+    // The command starts after `--`, or at the first word that is not an
+    // option of run's; what follows it is the command's, as with ssh.
+    let echo = |args: &[&str]| lab.run_job(args).ok().stdout;
+    assert_eq!(echo(&["--node", "worker-cpu-01", "--", "true"]), "");
+    assert_eq!(echo(&["--node", "worker-cpu-01", "true"]), "");
+    assert_eq!(
+        echo(&["--node", "worker-cpu-01", "ls", "-d", "-1", "/"]),
+        "/\n"
+    );
+    assert_eq!(
+        echo(&["--node", "worker-cpu-01", "echo", "--gpus", "-n", "x"]),
+        "--gpus -n x\n"
+    );
+    // After `--` even --help is the command (not found on the node).
+    lab.run_job(&["--node", "worker-cpu-01", "--", "--help"])
+        .fails_with(127, "--help");
     lab.run_job(&["--", "true"])
         .fails_with(2, "--node NAME, --role ROLE or --job NAME");
     lab.run_job(&["--node", "worker-cpu-01", "--timeout", "soon", "--", "true"])
@@ -418,6 +451,12 @@ fn policy_denial_and_approval() {
         out.stderr
     );
     assert!(out.stdout.is_empty());
+    // Following the denied job ends the same way, with the same code.
+    lab.admin(&["job", "logs", &pending.to_string(), "--follow"])
+        .fails_with(
+            252,
+            &format!("openclaw: job {pending} denied by alice: not today\n"),
+        );
 }
 
 #[test]
@@ -484,6 +523,32 @@ fn cancel_sends_sigterm_then_sigkill() {
     );
     let out = follower.wait(T);
     assert_eq!(out.code, 130, "{out:?}");
+    // The cancellation is said once, as a state with who did it; the
+    // signal's code (kept in JSON) is not shown as an exit code.
+    assert_eq!(job["reason"], "cancelled by admin", "{job}");
+    assert_eq!(out.stderr.matches("cancelled").count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("openclaw: job {id} cancelled by admin\n")),
+        "{}",
+        out.stderr
+    );
+    let shown = lab.admin(&["job", "show", &id.to_string()]).ok().stdout;
+    assert!(
+        shown.contains("exit code:   - (its process was ended by SIGKILL when it was cancelled)"),
+        "{shown}"
+    );
+    let list = lab.admin(&["job", "list"]).ok().stdout;
+    let row = list.lines().nth(1).unwrap();
+    assert!(
+        row.split_whitespace().collect::<Vec<_>>()[1..4] == ["cancelled", "worker-cpu-01", "-"],
+        "{list}"
+    );
+    // Following it afterwards says the same, with run's code for it.
+    let out = lab
+        .admin(&["job", "logs", &id.to_string(), "--follow"])
+        .fails_with(130, &format!("openclaw: job {id} cancelled by admin\n"));
+    assert!(out.stdout.starts_with("started\n"), "{out:?}");
 }
 
 #[test]
@@ -526,14 +591,22 @@ fn logs_follow_show_and_list() {
         "--",
         "sh",
         "-c",
-        "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done; echo bye >&2",
+        "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done; echo bye >&2; exit 3",
     ]);
     let ids = id.to_string();
-    let follow = lab.admin(&["job", "logs", &ids, "--follow"]).ok();
+    // Following ends with how the job ended, and its exit code, as run.
+    let follow = lab.admin(&["job", "logs", &ids, "--follow"]);
+    assert_eq!(follow.code, 3, "{follow:?}");
     assert_eq!(follow.stdout, "line1\nline2\nline3\nline4\nline5\n");
-    assert_eq!(follow.stderr, "bye\n");
+    assert_eq!(
+        follow.stderr,
+        format!("bye\nopenclaw: job {id} exited with code 3\n")
+    );
+    // Reading the stored log is a read: it succeeds, and its output is
+    // exactly the job's.
     let again = lab.admin(&["job", "logs", &ids]).ok();
     assert_eq!(again.stdout, follow.stdout);
+    assert_eq!(again.stderr, "bye\n");
     let job = lab.job(id);
     for key in [
         "state",
@@ -555,7 +628,7 @@ fn logs_follow_show_and_list() {
         "{table}"
     );
     let shown = lab.admin(&["job", "show", &ids]).ok().stdout;
-    assert!(shown.contains("exit code:   0"), "{shown}");
+    assert!(shown.contains("exit code:   3"), "{shown}");
 }
 
 #[test]
@@ -864,4 +937,270 @@ fn a_log_tail_reads_the_end_of_each_stream_not_the_start() {
         assert!(!cut);
         assert_eq!(all.len(), full.len());
     });
+}
+
+/// Starts `openclaw ARGS` with the lab's admin credential and stdout on a
+/// pipe whose reader is already closed (as `| head` leaves it); waits for
+/// it to exit.
+fn closed_stdout(lab: &Lab, args: &[&str]) -> testkit::Out {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let err = lab
+        .dir()
+        .join(format!("closed-{}.err", args.join("_").len()));
+    let mut child = std::process::Command::new(BIN)
+        .arg("--home")
+        .arg(&lab.gw_home)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_until(T, &format!("{args:?} to exit"), || {
+        child.try_wait().unwrap()
+    });
+    testkit::Out {
+        code: status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
+    }
+}
+
+/// The id of the newest job once it is in `state`.
+fn newest_job(lab: &Lab, state: &str) -> u64 {
+    wait_until(T, &format!("the newest job to be {state}"), || {
+        lab.jobs()
+            .first()
+            .filter(|j| j["state"] == state)
+            .map(|j| j["id"].as_u64().unwrap())
+    })
+}
+
+#[test]
+fn a_run_ends_with_its_session_and_a_closed_pipe_ends_quietly() {
+    let mut lab = policy_lab("");
+    lab.start_gateway();
+    // Its agent logs into a pipe: no colours there (nor in the files the
+    // other agents and the gateway log into).
+    let cpu_home = lab.enroll("worker-cpu-01", "cpu,pool");
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut agent = std::process::Command::new(BIN)
+        .arg("--home")
+        .arg(&cpu_home)
+        .args(["node", "run"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let agent_log = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut { reader }, &mut text).unwrap();
+        text
+    });
+    lab.wait_node("worker-cpu-01", "connected", T);
+    let _b = lab.node_up("box-01", "gpu,pool", 1);
+    // worker-gpu-* jobs wait for approval under policy_lab.
+    let _g = lab.node_up("worker-gpu-01", "gpu", 0);
+    let gw = lab.gw_home.clone();
+
+    // SIGTERM, SIGHUP, SIGINT: the running job is cancelled, the CLI says
+    // so once and exits 128 + the signal.
+    for (sig, code) in [("TERM", 143), ("HUP", 129), ("INT", 130)] {
+        let run = lab.spawn(
+            &gw,
+            &["run", "--node", "worker-cpu-01", "--", "sleep", "30"],
+        );
+        let id = newest_job(&lab, "running");
+        run.signal(sig);
+        let out = run.wait(T);
+        assert_eq!(out.code, code, "SIG{sig}: {out:?}");
+        let job = lab.wait_job(id, "cancelled", T);
+        assert_eq!(job["reason"], "cancelled by admin", "{job}");
+        assert_eq!(
+            out.stderr,
+            format!("openclaw: job {id} on worker-cpu-01\nopenclaw: job {id} cancelled by admin\n"),
+            "SIG{sig}"
+        );
+    }
+
+    // A --queue run still queued: its job is cancelled, not left queued.
+    let blocker = lab.detach(&["--node", "box-01", "--gpus", "1", "--", "sleep", "30"]);
+    lab.wait_job(blocker, "running", T);
+    let run = lab.spawn(&gw, &["run", "--role", "gpu", "--queue", "--", "true"]);
+    let id = newest_job(&lab, "queued");
+    run.signal("TERM");
+    let out = run.wait(T);
+    assert_eq!(out.code, 143, "{out:?}");
+    let job = lab.wait_job(id, "cancelled", T);
+    assert!(job["exit_code"].is_null(), "it never ran: {job}");
+    assert_eq!(job["reason"], "cancelled by admin before it started");
+    assert!(
+        out.stderr.ends_with(&format!(
+            "openclaw: job {id} cancelled by admin before it started\n"
+        )),
+        "{}",
+        out.stderr
+    );
+    lab.admin(&["job", "cancel", &blocker.to_string()]).ok();
+    lab.wait_job(blocker, "cancelled", T);
+
+    // A job awaiting approval: cancelled, never run.
+    let run = lab.spawn(&gw, &["run", "--node", "worker-gpu-01", "--", "true"]);
+    let id = newest_job(&lab, "awaiting-approval");
+    run.signal("HUP");
+    assert_eq!(run.wait(T).code, 129);
+    let job = lab.wait_job(id, "cancelled", T);
+    assert!(job["exit_code"].is_null(), "{job}");
+    assert!(
+        lab.jobs().iter().all(|j| j["state"] != "queued"
+            && j["state"] != "awaiting-approval"
+            && j["state"] != "running"),
+        "nothing is left behind: {:?}",
+        lab.jobs()
+    );
+
+    // A fan-out: every member is cancelled.
+    let before = lab.jobs().len();
+    let run = lab.spawn(
+        &gw,
+        &["run", "--all", "--label", "pool", "--", "sleep", "30"],
+    );
+    wait_until(T, "both members to run", || {
+        let jobs = lab.jobs();
+        (jobs.len() == before + 2 && jobs[..2].iter().all(|j| j["state"] == "running"))
+            .then_some(())
+    });
+    run.signal("TERM");
+    let out = run.wait(T);
+    assert_eq!(out.code, 143, "{out:?}");
+    for j in &lab.jobs()[..2] {
+        assert_eq!(j["state"], "cancelled", "{j}");
+    }
+    assert!(out.stderr.contains("2 node(s)"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches(": [cancelled by admin (job ").count(),
+        2,
+        "each node's job ended cancelled, said once: {}",
+        out.stderr
+    );
+
+    // A fan-out held for approval (worker-gpu-01's rule holds it all):
+    // every member is cancelled before it ran.
+    let run = lab.spawn(&gw, &["run", "--all", "--label", "gpu", "--", "true"]);
+    wait_until(T, "the fan-out to await approval", || {
+        let jobs = lab.jobs();
+        (jobs.len() == before + 4 && jobs[..2].iter().all(|j| j["state"] == "awaiting-approval"))
+            .then_some(())
+    });
+    run.signal("INT");
+    let out = run.wait(T);
+    assert_eq!(out.code, 130, "{out:?}");
+    for j in &lab.jobs()[..2] {
+        assert_eq!(j["state"], "cancelled", "{j}");
+        assert!(j["exit_code"].is_null(), "{j}");
+    }
+    assert!(
+        lab.jobs()
+            .iter()
+            .all(|j| j["state"] == "cancelled" || j["state"] == "exited"),
+        "nothing is left behind: {:?}",
+        lab.jobs()
+    );
+
+    // A closed stdout ends every command quietly, with 141 as for `ls`.
+    let quiet = |out: testkit::Out, what: &str| {
+        assert_eq!(out.code, 141, "{what}: {out:?}");
+        assert!(
+            !out.stderr.contains("panicked") && !out.stderr.contains("Broken pipe"),
+            "{what}: {}",
+            out.stderr
+        );
+    };
+    for args in [
+        &["node", "list", "--json"][..],
+        &["node", "list"],
+        &["job", "list"],
+        &["job", "show", "1", "--json"],
+        &["token", "list", "--json"],
+        &["completions", "bash"],
+        &["docs-cli"],
+        &["--help"],
+        &["run", "--help"],
+    ] {
+        quiet(closed_stdout(&lab, args), &args.join(" "));
+    }
+    let big = lab.detach(&["--node", "worker-cpu-01", "--", "seq", "1", "200000"]);
+    lab.wait_job(big, "exited", T);
+    quiet(
+        closed_stdout(&lab, &["job", "logs", &big.to_string()]),
+        "job logs",
+    );
+    // Following a running job: the follower stops, the job goes on.
+    let long = lab.detach(&[
+        "--node",
+        "worker-cpu-01",
+        "--shell",
+        "--",
+        "while true; do echo tick; sleep 0.1; done",
+    ]);
+    lab.wait_job(long, "running", T);
+    let out = closed_stdout(&lab, &["job", "logs", &long.to_string(), "--follow"]);
+    quiet(out, "job logs --follow");
+    assert_eq!(
+        lab.job(long)["state"],
+        "running",
+        "not the follower's to cancel"
+    );
+    lab.admin(&["job", "cancel", &long.to_string()]).ok();
+    // run: its job dies with the pipe, as ssh's remote command gets SIGPIPE
+    // on its next write.
+    let out = closed_stdout(
+        &lab,
+        &[
+            "run",
+            "--node",
+            "worker-cpu-01",
+            "--shell",
+            "--",
+            "while true; do echo tick; sleep 0.1; done",
+        ],
+    );
+    let id = lab.jobs()[0]["id"].as_u64().unwrap();
+    quiet(out, "run");
+    lab.wait_job(id, "cancelled", T);
+    let out = closed_stdout(
+        &lab,
+        &[
+            "run",
+            "--all",
+            "--label",
+            "pool",
+            "--",
+            "sh",
+            "-c",
+            "while true; do echo tick; sleep 0.1; done",
+        ],
+    );
+    quiet(out, "run --all");
+    for j in &lab.jobs()[..2] {
+        lab.wait_job(j["id"].as_u64().unwrap(), "cancelled", T);
+    }
+
+    // No ANSI colours in logs that go to a pipe or a file.
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let log = agent_log.join().unwrap();
+    assert!(
+        String::from_utf8_lossy(&log).contains("INFO"),
+        "the agent logged: {}",
+        String::from_utf8_lossy(&log)
+    );
+    assert!(!log.contains(&0x1b), "{}", String::from_utf8_lossy(&log));
+    let gw_log = lab.gateway().stderr();
+    assert!(gw_log.contains("INFO"), "{gw_log}");
+    assert!(!gw_log.contains('\x1b'), "{gw_log}");
 }

@@ -245,6 +245,10 @@ fn race_cancel_against_start_ends_every_job_cancelled() {
         for id in ids {
             let j = settle(&admin, id).await;
             assert_eq!(j.state, "cancelled", "job {id}: {j:?}");
+            // A signal's code only for a process that ran.
+            if j.started_at.is_none() {
+                assert_eq!(j.exit_code, None, "job {id} never ran: {j:?}");
+            }
         }
     });
     wait_until(T, "no cancelled job to be left running", || {

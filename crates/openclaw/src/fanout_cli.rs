@@ -16,6 +16,7 @@ use proto::{Batch, FanEvent, FanInfo, FanOutSpec, JobInfo, OutStream, Request};
 
 use crate::commands::CliError;
 use crate::exit;
+use crate::interrupt::{Interrupts, Stop};
 use crate::jobs_cli::{RunArgs, job_exit_code, run_error, spec};
 use crate::term::{errln, outln};
 
@@ -25,7 +26,7 @@ const MAX_LINE: usize = 64 * 1024;
 const KEEP: usize = 1024 * 1024;
 /// Nodes named per kind in the summary.
 const SUMMARY_NAMES: usize = 10;
-/// Cancels sent at once on Ctrl-C.
+/// Cancels sent at once when the run is interrupted.
 const CANCEL_CONCURRENCY: usize = 32;
 
 /// How output is shown.
@@ -197,15 +198,16 @@ fn status_text(job: &JobInfo) -> String {
         Outcome::Ok => format!("exit 0 (job {})", job.id),
         Outcome::Exit(c) => format!("exit {c} (job {})", job.id),
         Outcome::TimedOut => format!("timed out (job {})", job.id),
-        Outcome::NotRun(state, why) if why.is_empty() => format!("{state} (job {})", job.id),
-        Outcome::NotRun(state, why) => {
-            format!("{state}: {} (job {})", crate::term::field(&why), job.id)
+        // As `run` says it: the state once (`cancelled by alice`).
+        Outcome::NotRun(..) => {
+            format!("{} (job {})", crate::output::how_it_ended(job), job.id)
         }
     }
 }
 
 fn write(w: Writes) {
-    // A closed stdout (e.g. `| head`) must not abort following the fan-out.
+    // A closed stdout (`| head`) is noted by term, and its closing ends
+    // the run (see `interrupt`), never a panic.
     if !w.out.is_empty() {
         crate::term::raw_out(&w.out);
     }
@@ -235,18 +237,38 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     } else {
         Mode::Prefix
     };
-    let client = Arc::new(Client::connect(home).await.map_err(run_error)?);
-    let (mut recv, info) = open_fanout(&client, spec).await?;
+    // From here a signal or a closed stdout cancels the fan-out's jobs
+    // (see interrupt).
+    let mut stops = Interrupts::new()?;
+    let client = tokio::select! {
+        c = Client::connect(home) => Arc::new(c.map_err(run_error)?),
+        stop = stops.next() => return Err(stop.error("")),
+    };
+    let (mut recv, info, mut stopped) = {
+        let open = open_fanout(&client, spec);
+        tokio::pin!(open);
+        tokio::select! {
+            r = &mut open => {
+                let (recv, info) = r?;
+                (recv, info, None)
+            }
+            stop = stops.next() => {
+                // Its jobs may exist already: wait a little for their ids.
+                match tokio::time::timeout(ACCEPT_WAIT, &mut open).await {
+                    Ok(Ok((recv, info))) => (recv, info, Some(stop)),
+                    Ok(Err(e)) => return Err(stop.error(e.message)),
+                    Err(_) => {
+                        return Err(stop.error(
+                            "interrupted before the gateway accepted the fan-out; check 'openclaw job list' for its jobs",
+                        ));
+                    }
+                }
+            }
+        }
+    };
     announce(&info);
     let jobs: Vec<u64> = info.members.iter().map(|m| m.job).collect();
-    let c = client.clone();
     let fan = info.id;
-    let cancel_task = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            errln!("openclaw: cancelling fan-out {fan} ({} jobs)", jobs.len());
-            cancel_all(&c, &jobs).await;
-        }
-    });
     let mut view = FanView::new(&info, mode);
     let mut tally = Tally::new(&info);
     let mut code: u8 = if info.skipped.is_empty() {
@@ -254,34 +276,66 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     } else {
         exit::RUN_UNAVAILABLE
     };
-    let pumped = pump(&client, &mut recv, &mut view, &mut tally, |ev| match ev {
-        Ev::Write(w) => write(w),
-        Ev::Ended(job) => code = code.max(job_exit_code(job)),
-        Ev::Lost {
-            member,
-            node,
-            error,
-        } => {
-            let job = info.members.get(member as usize).map(|m| m.job);
-            errln!(
-                "openclaw: lost track of {node} ({}); run 'openclaw job show {}'",
-                crate::term::field(&error.message),
-                job.unwrap_or(0)
-            );
-            code = exit::RUN_CONNECTION;
+    let pumped = {
+        let pump = pump(&client, &mut recv, &mut view, &mut tally, |ev| match ev {
+            Ev::Write(w) => write(w),
+            Ev::Ended(job) => code = code.max(job_exit_code(job)),
+            Ev::Lost {
+                member,
+                node,
+                error,
+            } => {
+                let job = info.members.get(member as usize).map(|m| m.job);
+                errln!(
+                    "openclaw: lost track of {node} ({}); run 'openclaw job show {}'",
+                    crate::term::field(&error.message),
+                    job.unwrap_or(0)
+                );
+                code = exit::RUN_CONNECTION;
+            }
+        });
+        tokio::pin!(pump);
+        // The first stop cancels every job (those ended already refuse,
+        // harmlessly) and the pump goes on to show how each ended; a
+        // closed stdout, or a second signal, stops at once.
+        let mut cancelled = false;
+        loop {
+            if let Some(stop) = stopped.filter(|_| !cancelled) {
+                cancel_all(&client, &jobs).await;
+                cancelled = true;
+                if stop == Stop::StdoutClosed {
+                    break Pumped::Stopped(stop);
+                }
+            }
+            let stop = tokio::select! {
+                r = &mut pump => break match r {
+                    Ok(()) => Pumped::Done,
+                    Err(message) => Pumped::Lost(message),
+                },
+                stop = stops.next() => stop,
+            };
+            if stopped.is_some() {
+                break Pumped::Stopped(stop);
+            }
+            stopped = Some(stop);
         }
-    })
-    .await;
+    };
+    client.close().await;
     let ended = match pumped {
-        Ok(()) => true,
-        Err(Some(message)) => {
+        Pumped::Done => true,
+        Pumped::Stopped(Stop::StdoutClosed) => return Err(Stop::StdoutClosed.error("")),
+        Pumped::Stopped(stop) => {
+            return Err(stop.error(format!(
+                "stopped waiting for fan-out {fan}'s jobs to end; {} so far; see 'openclaw job list'",
+                tally.summary(SUMMARY_NAMES)
+            )));
+        }
+        Pumped::Lost(Some(message)) => {
             errln!("openclaw: fan-out {fan}: {message}");
             false
         }
-        Err(None) => false,
+        Pumped::Lost(None) => false,
     };
-    cancel_task.abort();
-    client.close().await;
     if !ended {
         errln!(
             "openclaw: lost the gateway while following fan-out {fan}; its jobs go on. {} so far; follow a node with 'openclaw job logs JOB --follow' (jobs {}..{})",
@@ -289,15 +343,33 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
             info.members.first().map(|m| m.job).unwrap_or(0),
             info.members.last().map(|m| m.job).unwrap_or(0),
         );
-        return Err(CliError::new(exit::RUN_CONNECTION, String::new()));
+        return Err(CliError::new(
+            stopped.map_or(exit::RUN_CONNECTION, Stop::exit_code),
+            String::new(),
+        ));
     }
     errln!("openclaw: fan-out {fan}: {}", tally.summary(SUMMARY_NAMES));
+    let code = stopped.map_or(code, Stop::exit_code);
     if code == 0 {
         Ok(())
     } else {
         Err(CliError::new(code, String::new()))
     }
 }
+
+/// How following a fan-out ended.
+enum Pumped {
+    /// Every member ended.
+    Done,
+    /// Stopped following: a closed stdout, or a second signal.
+    Stopped(Stop),
+    /// The gateway ended it with this error, or was lost (`None`).
+    Lost(Option<String>),
+}
+
+/// How long a fan-out interrupted before the gateway accepted it waits for
+/// its jobs' ids, to cancel them.
+const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn announce(info: &FanInfo) {
     let first = info.members.first().map(|m| m.job).unwrap_or(0);

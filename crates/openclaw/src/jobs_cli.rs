@@ -1,6 +1,7 @@
 //! `openclaw run` and `openclaw job ...`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use client::{Client, ClientError, FollowError, FollowOptions, Followed, Gateway, Start};
@@ -8,6 +9,7 @@ use mesh::Home;
 use proto::{ErrorCode, JobEvent, JobInfo, JobSpec, OutStream, Request, Response};
 
 use crate::commands::CliError;
+use crate::interrupt::{Interrupts, Stop};
 use crate::term::{errln, outln};
 use crate::{exit, output};
 
@@ -69,8 +71,11 @@ pub struct RunArgs {
     /// How long --queue waits.
     #[arg(long, default_value = "10m")]
     queue_timeout: String,
-    /// The command and its arguments (after --).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The command and its arguments: what follows `--`, or everything
+    /// from the first word that is not an option of `run` (as ssh: `run
+    /// --node n ls -la` runs `ls -la`). Options before it are run's own;
+    /// an unknown one is an error, never part of the command.
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     cmd: Vec<String>,
 }
 
@@ -98,6 +103,14 @@ pub enum JobCmd {
         json: bool,
     },
     /// The job's whole stored output; with --follow, live output until it ends.
+    ///
+    /// Without --follow it prints what is stored so far (of a running job
+    /// too) and exits 0, whatever the job's end: stdout and stderr are
+    /// exactly the job's. With --follow it waits for the end, says on
+    /// stderr how the job ended (`openclaw: job 5 exited with code 3`),
+    /// and exits as `run` does: the job's exit code, or 124, 130, 251-255
+    /// for a job that did not run to its end. Leaving (Ctrl-C, or a closed
+    /// stdout: exit 141) never cancels the job.
     Logs {
         /// Job id.
         id: u64,
@@ -201,7 +214,8 @@ pub fn spec(args: &RunArgs) -> Result<JobSpec, CliError> {
 }
 
 fn write_out(stream: OutStream, data: &[u8]) {
-    // A closed stdout (e.g. `| head`) must not abort following the job.
+    // A closed stdout (`| head`) is noted by term, and its closing ends
+    // the command (see `interrupt` and `term`), never a panic.
     match stream {
         OutStream::Stdout => crate::term::raw_out(data),
         OutStream::Stderr => crate::term::raw_err(data),
@@ -231,46 +245,35 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         return crate::fanout_cli::run(home, args).await;
     }
     let spec = spec(&args)?;
-    let client = Arc::new(Client::connect(home).await.map_err(run_error)?);
     if args.detach {
-        let resp = client
-            .call(Request::JobSubmit(spec))
-            .await
-            .map_err(run_error)?;
-        let Response::Job(info) = resp else {
-            return Err(CliError::new(
-                exit::FAILURE,
-                format!("unexpected reply {resp:?}"),
-            ));
-        };
-        if args.json {
-            print_json(&info)?;
-        } else {
-            outln!("{}", info.id);
-            errln!(
-                "openclaw: job {} {} on {}; follow it with 'openclaw job logs {} --follow'",
-                info.id,
-                info.state,
-                info.node,
-                info.id
-            );
-        }
-        return Ok(());
+        return detach(home, spec, args.json).await;
     }
-    let mut recv = client
-        .open(Request::JobRun(spec))
-        .await
-        .map_err(run_error)?;
-    let info = loop {
-        match client.next_event(&mut recv).await {
-            Ok(Some(JobEvent::Accepted(info))) => break info,
-            Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => {
-                return Err(CliError::new(
-                    exit::RUN_CONNECTION,
-                    "lost the gateway before the job was accepted; check 'openclaw job list' before retrying",
-                ));
+    // From here a signal or a closed stdout cancels the job (see interrupt).
+    let mut stops = Interrupts::new()?;
+    let client = tokio::select! {
+        c = Client::connect(home) => Arc::new(c.map_err(run_error)?),
+        stop = stops.next() => return Err(stop.error("")),
+    };
+    let (info, recv, early) = {
+        let submit = submit_and_wait(&client, spec);
+        tokio::pin!(submit);
+        tokio::select! {
+            r = &mut submit => {
+                let (info, recv) = r?;
+                (info, recv, None)
+            }
+            stop = stops.next() => {
+                // The job may exist already: wait a little for its id, to
+                // cancel it, rather than leave it behind.
+                match tokio::time::timeout(ACCEPT_WAIT, &mut submit).await {
+                    Ok(Ok((info, recv))) => (info, recv, Some(stop)),
+                    Ok(Err(e)) => return Err(stop.error(e.message)),
+                    Err(_) => {
+                        return Err(stop.error(
+                            "interrupted before the gateway accepted the job; check 'openclaw job list' for it",
+                        ));
+                    }
+                }
             }
         }
     };
@@ -286,38 +289,156 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         _ => errln!("openclaw: job {} on {}", info.id, info.node),
     }
     let id = info.id;
-    let c = client.clone();
-    let cancel_task = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            errln!("openclaw: cancelling job {id}");
-            let _ = c
-                .call(Request::JobCancel {
-                    id,
-                    on_behalf_of: None,
-                })
-                .await;
-        }
-    });
     let gw = Gateway::with_client(home.clone(), client.clone());
-    let end = follow_to_end(&gw, Start::Stream(id, client, recv), !args.json).await;
-    cancel_task.abort();
+    let outcome = {
+        let follow = follow_to_end(&gw, Start::Stream(id, client.clone(), recv), !args.json);
+        tokio::pin!(follow);
+        let stop = match early {
+            Some(stop) => Ok(stop),
+            None => tokio::select! {
+                end = &mut follow => Err(end),
+                stop = stops.next() => Ok(stop),
+            },
+        };
+        match stop {
+            Ok(stop) => cancel_and_wait(&gw, id, stop, args.json, &mut follow, &mut stops).await,
+            Err(end) => end.and_then(|info| finish(info, args.json, None)),
+        }
+    };
     gw.close().await;
-    let info = end?;
-    if args.json {
+    outcome
+}
+
+/// How long a run interrupted before the gateway accepted its job waits
+/// for the job's id, to cancel it.
+const ACCEPT_WAIT: Duration = Duration::from_secs(5);
+/// How long the cancel of an interrupted run may take to be answered.
+const CANCEL_CALL: Duration = Duration::from_secs(10);
+/// How long a cancelled job may take to end before the CLI says it waits.
+const CANCEL_QUIET: Duration = Duration::from_secs(1);
+
+/// `openclaw run --detach`: submit, print the id, return.
+async fn detach(home: &Home, spec: JobSpec, json: bool) -> Result<(), CliError> {
+    let client = Client::connect(home).await.map_err(run_error)?;
+    let resp = client.call(Request::JobSubmit(spec)).await;
+    client.close().await;
+    let info = match resp.map_err(run_error)? {
+        Response::Job(info) => info,
+        resp => {
+            return Err(CliError::new(
+                exit::FAILURE,
+                format!("unexpected reply {resp:?}"),
+            ));
+        }
+    };
+    if json {
         print_json(&info)?;
-    }
-    if info.state != "exited" {
+    } else {
+        outln!("{}", info.id);
         errln!(
-            "openclaw: job {} {}{}",
+            "openclaw: job {} {} on {}; follow it with 'openclaw job logs {} --follow'",
             info.id,
             info.state,
-            info.reason
-                .as_deref()
-                .map(|r| format!(": {}", crate::term::field(r)))
-                .unwrap_or_default()
+            info.node,
+            info.id
         );
     }
-    let code = job_exit_code(&info);
+    Ok(())
+}
+
+/// Submits a job to run attached and waits for the gateway to accept it.
+async fn submit_and_wait(
+    client: &Client,
+    spec: JobSpec,
+) -> Result<(JobInfo, client::RecvStream), CliError> {
+    let mut recv = client
+        .open(Request::JobRun(spec))
+        .await
+        .map_err(run_error)?;
+    loop {
+        match client.next_event(&mut recv).await {
+            Ok(Some(JobEvent::Accepted(info))) => return Ok((info, recv)),
+            Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                return Err(CliError::new(
+                    exit::RUN_CONNECTION,
+                    "lost the gateway before the job was accepted; check 'openclaw job list' before retrying",
+                ));
+            }
+        }
+    }
+}
+
+/// The session ended (`stop`): cancels job `id` in whatever state it is,
+/// and, for a signal, follows it to its end so that its last output and
+/// one line on how it ended are shown; a second signal stops waiting. A
+/// closed stdout has no reader left to tell: the CLI exits once the
+/// cancel is sent.
+async fn cancel_and_wait(
+    gw: &Gateway,
+    id: u64,
+    stop: Stop,
+    json: bool,
+    follow: &mut (impl Future<Output = Result<JobInfo, CliError>> + Unpin),
+    stops: &mut Interrupts,
+) -> Result<(), CliError> {
+    // Through `gw`: a connection lost meanwhile is made again, within
+    // CANCEL_CALL.
+    let cancel = gw.call(Request::JobCancel {
+        id,
+        on_behalf_of: None,
+    });
+    let cancelled = match tokio::time::timeout(CANCEL_CALL, cancel).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer from the gateway in {CANCEL_CALL:?}")),
+    };
+    if stop == Stop::StdoutClosed {
+        return Err(stop.error(""));
+    }
+    let ended = tokio::select! {
+        end = &mut *follow => Some(end),
+        () = tokio::time::sleep(CANCEL_QUIET) => None,
+    };
+    let end = match ended {
+        Some(end) => end,
+        None => {
+            // Still ending (a job that traps SIGTERM waits for the SIGKILL).
+            match &cancelled {
+                Ok(Response::Done { message }) => {
+                    errln!("openclaw: {}", crate::term::field(message))
+                }
+                Ok(_) => {}
+                Err(e) => errln!(
+                    "openclaw: could not cancel job {id} ({}); cancel it with 'openclaw job cancel {id}'",
+                    crate::term::field(e)
+                ),
+            }
+            tokio::select! {
+                end = &mut *follow => end,
+                again = stops.next() => {
+                    return Err(again.error(format!(
+                        "stopped waiting for job {id} to end; see 'openclaw job show {id}'"
+                    )));
+                }
+            }
+        }
+    };
+    // The CLI was interrupted: its code says so, whatever else went wrong.
+    finish(end.map_err(|e| stop.error(e.message))?, json, Some(stop))
+}
+
+/// Says how a followed job ended and picks the exit code: the job's own
+/// (see [`job_exit_code`]), or 128 + the signal that made the CLI cancel it.
+fn finish(info: JobInfo, json: bool, stop: Option<Stop>) -> Result<(), CliError> {
+    if json {
+        print_json(&info)?;
+    }
+    // As ssh: a command that exited by itself needs no words.
+    if info.state != "exited" {
+        errln!("openclaw: {}", output::job_end(&info));
+    }
+    let code = stop.map_or_else(|| job_exit_code(&info), Stop::exit_code);
     if code == 0 {
         Ok(())
     } else {
@@ -416,15 +537,24 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
             )),
         },
         JobCmd::Logs { id, follow } => {
+            // A closed stdout (`| head -1`) stops the reading; the job is
+            // not ours to cancel (main exits 141 quietly).
             if follow {
                 let gw = Gateway::new(home.clone());
-                return follow_to_end(&gw, Start::Attach(id), true)
-                    .await
-                    .map(|_| ());
+                let end = tokio::select! {
+                    end = follow_to_end(&gw, Start::Attach(id), true) => Some(end),
+                    () = crate::term::stdout_gone() => None,
+                };
+                gw.close().await;
+                return match end {
+                    Some(end) => logs_end(end?),
+                    None => Ok(()),
+                };
             }
-            client::read_log(client, id, None, [0, 0], write_out)
-                .await
-                .map_err(run_error)
+            tokio::select! {
+                r = client::read_log(client, id, None, [0, 0], write_out) => r.map_err(run_error),
+                () = crate::term::stdout_gone() => Ok(()),
+            }
         }
         JobCmd::Cancel { id } => done(
             call(Request::JobCancel {
@@ -449,6 +579,17 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
             })
             .await?,
         ),
+    }
+}
+
+/// The end of `job logs --follow`: one line on stderr on how the job
+/// ended, and its exit code, as `run` exits (the job's own code, or the
+/// codes for a job that did not run to its end).
+fn logs_end(info: JobInfo) -> Result<(), CliError> {
+    errln!("openclaw: {}", output::job_end(&info));
+    match job_exit_code(&info) {
+        0 => Ok(()),
+        code => Err(CliError::new(code, String::new())),
     }
 }
 

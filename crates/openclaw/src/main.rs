@@ -7,6 +7,7 @@ mod commands;
 mod docs_cli;
 mod doctor;
 mod fanout_cli;
+mod interrupt;
 mod jobs_cli;
 mod lab;
 mod output;
@@ -35,8 +36,12 @@ pub mod exit {
     // job could not run to completion it uses these instead.
     /// The job was killed after its --timeout (as timeout(1) does).
     pub const RUN_TIMED_OUT: u8 = 124;
-    /// The job was cancelled.
+    /// The job was cancelled (by someone else: a `run` that cancels its
+    /// own job on a signal exits 128 + that signal).
     pub const RUN_CANCELLED: u8 = 130;
+    /// Stdout was closed (`| head -1`): 128 + SIGPIPE, quietly, as a shell
+    /// reports `ls` killed by SIGPIPE.
+    pub const BROKEN_PIPE: u8 = 141;
     /// The node refused or failed to start it (cwd, node policy, no free GPU).
     pub const RUN_START_FAILED: u8 = 251;
     /// Denied by policy or by an approver, or approval expired.
@@ -72,7 +77,22 @@ pub mod exit {
             RUN_TIMED_OUT,
             "`run`: the job was killed after its --timeout (as timeout(1) does).",
         ),
-        (RUN_CANCELLED, "`run`: the job was cancelled."),
+        (
+            129,
+            "`run`, `run --all`: SIGHUP (the terminal closed); the CLI cancelled its job(s) first.",
+        ),
+        (
+            RUN_CANCELLED,
+            "`run`: the job was cancelled (`job cancel`), or SIGINT (Ctrl-C) made the CLI cancel it.",
+        ),
+        (
+            BROKEN_PIPE,
+            "Stdout was closed (`| head -1`); quietly, as for `ls` killed by SIGPIPE. `run` cancels its job first (as ssh's remote command dies of SIGPIPE on its next write); `job logs` stops reading, the job goes on.",
+        ),
+        (
+            143,
+            "`run`, `run --all`: SIGTERM (e.g. from `timeout`); the CLI cancelled its job(s) first.",
+        ),
         (
             RUN_START_FAILED,
             "`run`: the node refused or failed to start it (cwd, node policy, no free GPU).",
@@ -91,7 +111,7 @@ pub mod exit {
         ),
         (
             RUN_CONNECTION,
-            "`run`: the gateway could not be reached or was lost (as ssh's 255); the job goes on.",
+            "`run`: the gateway could not be reached or was lost (as ssh's 255); the job goes on. `run` and `job logs --follow`: the job's node was lost (state `lost`).",
         ),
     ];
 }
@@ -128,6 +148,13 @@ enum Command {
     /// Show who this home's credential is, as the gateway sees it.
     Whoami,
     /// Run a command on a node and stream its output; exits with its exit code.
+    ///
+    /// As with ssh, the job lives as long as this session: Ctrl-C, SIGTERM
+    /// and SIGHUP cancel it (queued, awaiting approval or running; with
+    /// --all, every node's job), print how it ended, and exit 128 + the
+    /// signal (130, 143, 129). A closed stdout (`| head -1`) cancels it
+    /// too, as ssh's remote command dies of SIGPIPE on its next write, and
+    /// exits 141 without a word. --detach leaves the job running.
     Run(jobs_cli::RunArgs),
     /// List, inspect, follow, cancel, approve and deny jobs.
     #[command(subcommand)]
@@ -558,8 +585,13 @@ enum LogFormat {
 fn init_tracing(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let colours = term::log_colours(
+        term::stderr_is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -576,7 +608,20 @@ fn main() -> ExitCode {
     {
         node::jail::shim_main();
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help, version and usage errors, written by clap itself (it
+        // escapes nothing, but all of it is our own text); a closed
+        // stdout ends quietly, as everywhere else (see term).
+        Err(e) => {
+            return match e.print() {
+                Err(p) if p.kind() == std::io::ErrorKind::BrokenPipe => {
+                    ExitCode::from(exit::BROKEN_PIPE)
+                }
+                _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE)),
+            };
+        }
+    };
     // Documentation commands need no home, gateway or runtime.
     match &cli.command {
         Command::Completions { shell } => {
@@ -584,27 +629,27 @@ fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut Cli::command(), "openclaw", &mut script);
             // Our own definitions: nothing another party wrote.
             term::raw_out(&script);
-            return ExitCode::SUCCESS;
+            return exit_code(Ok(()));
         }
         Command::Man { out } => {
-            return match docs_cli::man_pages(Cli::command(), out) {
+            return exit_code(match docs_cli::man_pages(Cli::command(), out) {
                 Ok(n) => {
                     outln!("wrote {n} man pages to {}", out.display());
-                    ExitCode::SUCCESS
+                    Ok(())
                 }
-                Err(e) => {
-                    errln!(
-                        "error: cannot write man pages to {}: {e}; pick a writable --out directory",
+                Err(e) => Err(commands::CliError::new(
+                    exit::FAILURE,
+                    format!(
+                        "cannot write man pages to {}: {e}; pick a writable --out directory",
                         out.display()
-                    );
-                    ExitCode::from(exit::FAILURE)
-                }
-            };
+                    ),
+                )),
+            });
         }
         Command::DocsCli => {
             // Our own definitions: nothing another party wrote.
             term::raw_out(docs_cli::markdown(&Cli::command(), exit::TABLE).as_bytes());
-            return ExitCode::SUCCESS;
+            return exit_code(Ok(()));
         }
         _ => {}
     }
@@ -630,8 +675,10 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            errln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::FAILURE);
+            return exit_code(Err(commands::CliError::new(
+                exit::FAILURE,
+                format!("cannot start the async runtime: {e}"),
+            )));
         }
     };
     let outcome = runtime.block_on(commands::run(cli.command, home));
@@ -641,6 +688,16 @@ fn main() -> ExitCode {
         runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     } else {
         drop(runtime);
+    }
+    exit_code(outcome)
+}
+
+/// The process's exit: a closed stdout (see `term`) ends it quietly with
+/// 141, whatever the command made of it; else the command's own code,
+/// with its message.
+fn exit_code(outcome: Result<(), commands::CliError>) -> ExitCode {
+    if term::stdout_closed() {
+        return ExitCode::from(exit::BROKEN_PIPE);
     }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -348,9 +348,7 @@ pub fn jobs(jobs: &[JobInfo], now: u64) -> String {
                 } else {
                     j.node.clone()
                 },
-                j.exit_code
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                exit_cell(j),
                 j.requester.clone(),
                 ago(j.created_at, now),
                 cmd,
@@ -369,6 +367,72 @@ pub fn jobs(jobs: &[JobInfo], now: u64) -> String {
         ],
         &rows,
     )
+}
+
+/// The `job list` EXIT cell: the code of a job that exited by itself.
+/// A cancelled or timed-out job shows its state, not the code of the
+/// signal that ended it (`-`).
+fn exit_cell(j: &JobInfo) -> String {
+    match j.exit_code {
+        Some(c) if j.state == "exited" => c.to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// The `job show` exit code line: as [`exit_cell`], with how the process
+/// of a cancelled or timed-out job ended.
+fn exit_line(j: &JobInfo) -> String {
+    match j.exit_code {
+        Some(c) if j.state == "exited" => c.to_string(),
+        Some(c) => {
+            let why = if j.state == "timed-out" {
+                "at its timeout"
+            } else {
+                "when it was cancelled"
+            };
+            match signal_name(c) {
+                Some(sig) => format!("- (its process was ended by {sig} {why})"),
+                None => format!("- (its process exited {c} {why})"),
+            }
+        }
+        None => "-".into(),
+    }
+}
+
+/// The signal a shell-style exit code (128+N) stands for, for the two a
+/// cancel or timeout sends.
+fn signal_name(code: i32) -> Option<&'static str> {
+    match code {
+        143 => Some("SIGTERM"),
+        137 => Some("SIGKILL"),
+        _ => None,
+    }
+}
+
+/// One line that says how a job ended, without the `openclaw: ` prefix:
+/// `job 5 exited with code 3`, `job 5 cancelled by admin`, `job 5
+/// timed-out: killed after its timeout` (see [`how_it_ended`]).
+pub fn job_end(j: &JobInfo) -> String {
+    format!("job {} {}", j.id, how_it_ended(j))
+}
+
+/// How a job ended: `exited with code 3`, `cancelled by admin`,
+/// `timed-out: killed after its timeout`. A reason that starts with the
+/// state's own word (`cancelled by admin`, `denied by alice: not now`)
+/// stands for the state, so the state is said once.
+pub fn how_it_ended(j: &JobInfo) -> String {
+    if j.state == "exited" {
+        return match j.exit_code {
+            Some(c) => format!("exited with code {c}"),
+            None => "exited".into(),
+        };
+    }
+    let state = term::field(&j.state);
+    match j.reason.as_deref().map(term::field) {
+        Some(r) if r.starts_with(&format!("{state} ")) => r,
+        Some(r) if !r.is_empty() => format!("{state}: {r}"),
+        _ => state,
+    }
 }
 
 /// The `job show` view.
@@ -419,12 +483,7 @@ pub fn job(j: &JobInfo, now: u64) -> String {
     line("created:", t(Some(j.created_at)));
     line("started:", t(j.started_at));
     line("finished:", t(j.finished_at));
-    line(
-        "exit code:",
-        j.exit_code
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "-".into()),
-    );
+    line("exit code:", exit_line(j));
     if let Some(r) = &j.reason {
         line("reason:", r.clone());
     }
@@ -577,6 +636,81 @@ mod tests {
     fn job_view_lines(j: &JobInfo) -> (bool, usize) {
         let v = job(j, 5);
         (clean(&v), v.lines().count())
+    }
+
+    #[test]
+    fn a_cancellation_reads_as_a_state_not_a_signal_code() {
+        let j = |state: &str, code: Option<i32>, reason: Option<&str>| JobInfo {
+            id: 5,
+            state: state.into(),
+            exit_code: code,
+            reason: reason.map(String::from),
+            ..JobInfo::default()
+        };
+        // (job, EXIT cell, `job show` exit code, ending line)
+        let cases = [
+            (
+                j("exited", Some(3), None),
+                "3",
+                "3",
+                "job 5 exited with code 3",
+            ),
+            (
+                j("exited", Some(0), None),
+                "0",
+                "0",
+                "job 5 exited with code 0",
+            ),
+            (
+                j("cancelled", Some(143), Some("cancelled by admin")),
+                "-",
+                "- (its process was ended by SIGTERM when it was cancelled)",
+                "job 5 cancelled by admin",
+            ),
+            (
+                j("cancelled", Some(137), Some("cancelled by alice")),
+                "-",
+                "- (its process was ended by SIGKILL when it was cancelled)",
+                "job 5 cancelled by alice",
+            ),
+            (
+                j("cancelled", Some(0), Some("cancelled by admin")),
+                "-",
+                "- (its process exited 0 when it was cancelled)",
+                "job 5 cancelled by admin",
+            ),
+            (
+                j(
+                    "cancelled",
+                    None,
+                    Some("cancelled by admin before it started"),
+                ),
+                "-",
+                "-",
+                "job 5 cancelled by admin before it started",
+            ),
+            (
+                j("timed-out", Some(143), Some("killed after its timeout")),
+                "-",
+                "- (its process was ended by SIGTERM at its timeout)",
+                "job 5 timed-out: killed after its timeout",
+            ),
+            (
+                j("denied", None, Some("denied by alice: not\ntoday")),
+                "-",
+                "-",
+                "job 5 denied by alice: not\\ntoday",
+            ),
+            (j("lost", None, None), "-", "-", "job 5 lost"),
+        ];
+        for (job, cell, line, end) in cases {
+            assert_eq!(exit_cell(&job), cell, "{job:?}");
+            assert_eq!(exit_line(&job), line, "{job:?}");
+            assert_eq!(job_end(&job), end, "{job:?}");
+            let shown = self::job(&job, 5);
+            assert!(shown.contains(&format!("exit code:   {line}\n")), "{shown}");
+        }
+        assert!(clean(&job_end(&evil_job())), "{}", job_end(&evil_job()));
     }
 
     #[test]

@@ -21,11 +21,29 @@
 //!   command the reader asked to run or to read (pipe them through
 //!   `cat -v` to see what they hold).
 //!
+//! A closed stdout (`openclaw job list | head -1`) ends the command
+//! quietly, as it ends `ls` or `cat`: the first write that finds the pipe
+//! closed marks stdout gone, later writes are skipped, [`stdout_gone`]
+//! wakes whoever streams output (so that `job logs` stops reading and `run`
+//! cancels its job, as ssh's remote command dies of SIGPIPE on its next
+//! write), and the process exits with 141 (128 + SIGPIPE, what a shell
+//! reports for `ls` killed by SIGPIPE) without a message. A closed stderr
+//! is ignored.
+//!
 //! A test reads the crate's sources and fails on any `println!`, `print!`,
 //! `eprintln!`, `eprint!`, `dbg!` or direct use of stdout or stderr outside
 //! this file.
 
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use proto::names::printable;
+use tokio::sync::Notify;
+
+/// Set once a write to stdout found the reader gone.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Wakes [`stdout_gone`] when [`STDOUT_CLOSED`] is set.
+static STDOUT_CLOSED_NOTIFY: Notify = Notify::const_new();
 
 /// Human text for a terminal: every line through [`printable`], the line
 /// breaks kept.
@@ -78,14 +96,49 @@ pub fn json<T: serde::Serialize + ?Sized>(
 /// Writes `v` as one [`json`] document (pretty) and a newline to stdout.
 pub fn out_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<(), serde_json::Error> {
     let text = json(v, true)?;
-    write(std::io::stdout().lock(), format!("{text}\n").as_bytes());
+    write_stdout(format!("{text}\n").as_bytes());
     Ok(())
 }
 
-fn write(mut w: impl std::io::Write, bytes: &[u8]) {
-    // A closed pipe (`openclaw job list | head`) is not an error worth a
-    // panic, which is what println! would make of it.
+fn write_stdout(bytes: &[u8]) {
+    if stdout_closed() {
+        return;
+    }
+    let mut w = std::io::stdout().lock();
+    // Never println!, which panics on a closed pipe.
+    if let Err(e) = w.write_all(bytes).and_then(|()| w.flush()) {
+        // Anything else (a full disk, say) is not ours to report mid-line:
+        // the bytes are lost, as they would be for `cat`.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+            STDOUT_CLOSED_NOTIFY.notify_waiters();
+        }
+    }
+}
+
+fn write_stderr(bytes: &[u8]) {
+    let mut w = std::io::stderr().lock();
+    // Nowhere left to say that stderr failed.
     let _ = w.write_all(bytes).and_then(|()| w.flush());
+}
+
+/// Whether a write to stdout found its reader gone (see the module docs).
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::SeqCst)
+}
+
+/// Resolves once a write to stdout has found its reader gone.
+pub async fn stdout_gone() {
+    loop {
+        let notified = STDOUT_CLOSED_NOTIFY.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so no wake-up falls between.
+        notified.as_mut().enable();
+        if stdout_closed() {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// Whether stderr is a terminal (a person reads it).
@@ -93,24 +146,32 @@ pub fn stderr_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
+/// Whether logs on stderr may use ANSI colours: only when a terminal shows
+/// them and `NO_COLOR` is not set to a non-empty value
+/// (<https://no-color.org>). A file or a pipe (journald, `2> log`) gets
+/// plain text. Pure.
+pub fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Writes human text to stdout, escaped by [`lines`].
 pub fn out(s: &str) {
-    write(std::io::stdout().lock(), lines(s).as_bytes());
+    write_stdout(lines(s).as_bytes());
 }
 
 /// Writes human text to stderr, escaped by [`lines`].
 pub fn err(s: &str) {
-    write(std::io::stderr().lock(), lines(s).as_bytes());
+    write_stderr(lines(s).as_bytes());
 }
 
 /// Writes a job's stdout bytes as they are (see the module docs).
 pub fn raw_out(bytes: &[u8]) {
-    write(std::io::stdout().lock(), bytes);
+    write_stdout(bytes);
 }
 
 /// Writes a job's stderr bytes as they are (see the module docs).
 pub fn raw_err(bytes: &[u8]) {
-    write(std::io::stderr().lock(), bytes);
+    write_stderr(bytes);
 }
 
 /// `println!` for the CLI: the line goes through [`lines`].
@@ -155,6 +216,28 @@ mod tests {
         assert!(clean(&l), "{l:?}");
         assert!(!l.contains('\n'));
         assert_eq!(lines(&l), l, "escaping twice changes nothing");
+    }
+
+    #[test]
+    fn log_colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        let cases: &[(bool, Option<&str>, bool)] = &[
+            (true, None, true),
+            (false, None, false),
+            (true, Some("1"), false),
+            (true, Some("0"), false),
+            (false, Some("1"), false),
+            // no-color.org: set but empty does not count.
+            (true, Some(""), true),
+            (false, Some(""), false),
+        ];
+        for &(tty, no_color, want) in cases {
+            assert_eq!(
+                log_colours(tty, no_color.map(OsStr::new)),
+                want,
+                "tty={tty} NO_COLOR={no_color:?}"
+            );
+        }
     }
 
     #[test]

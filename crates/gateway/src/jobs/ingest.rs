@@ -25,7 +25,7 @@ pub async fn node_job_stream(
             // sender is replaced here.
             j.attach_gen += 1;
             j.attached = true;
-            if j.cancel_requested {
+            if j.cancelled_by.is_some() {
                 let _ = tx.try_send(JobCtl::Cancel { grace_secs: grace });
             }
             j.ctl = Some(tx.clone());
@@ -147,11 +147,18 @@ pub async fn node_job_stream(
                 JobState::Exited
             };
             let reason = if timed_out {
-                "killed after its timeout"
+                "killed after its timeout".to_string()
             } else if cancelled {
-                "cancelled"
+                // Who asked; a node that cancels by itself says nothing more.
+                shared
+                    .jobs
+                    .with(|m| m.jobs.get(&id).and_then(|j| j.cancelled_by.clone()))
+                    .map_or_else(
+                        || "cancelled".to_string(),
+                        |who| format!("cancelled by {who}"),
+                    )
             } else {
-                ""
+                String::new()
             };
             end_with_async(
                 &shared,
@@ -159,10 +166,14 @@ pub async fn node_job_stream(
                 &[JobState::Starting, JobState::Running],
                 state,
                 move |row| {
-                    row.exit_code = Some(code);
+                    // A job cancelled before its process started has no
+                    // exit code (the node reports 143 for it all the same).
+                    if !cancelled || row.started_at.is_some() {
+                        row.exit_code = Some(code);
+                    }
                     row.processes_killed = killed;
                     if !reason.is_empty() {
-                        row.reason = Some(reason.into());
+                        row.reason = Some(reason);
                     }
                 },
             )

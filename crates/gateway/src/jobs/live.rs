@@ -45,7 +45,9 @@ pub(super) struct LiveJob {
     pub(super) progress: watch::Sender<Progress>,
     pub(super) tail: tokio::sync::broadcast::Sender<TailChunk>,
     pub(super) ctl: Option<mpsc::Sender<JobCtl>>,
-    pub(super) cancel_requested: bool,
+    /// Who cancelled it while it was on its node, once someone did: the
+    /// node is told (again after a re-attachment) and the end says so.
+    pub(super) cancelled_by: Option<String>,
     /// A node stream is attached now.
     pub(super) attached: bool,
     /// Counts attachments; a stream only detaches the job if it is still
@@ -212,7 +214,7 @@ impl Jobs {
                     progress: tx,
                     tail: tokio::sync::broadcast::channel(TAIL_CHUNKS).0,
                     ctl: None,
-                    cancel_requested: false,
+                    cancelled_by: None,
                     attached: false,
                     attach_gen: 0,
                     received: None,

@@ -782,15 +782,17 @@ pub fn cancel(
     shared
         .store
         .tx(|tx| tx.audit(unix_now(), &who, "job.cancel", &id.to_string(), ""))?;
-    cancel_job(shared, id, &format!("cancelled by {who} before it started"))
+    cancel_job(shared, id, &who)
 }
 
-/// Cancels a live job: on its node, SIGTERM then SIGKILL; before that, at once.
-fn cancel_job(shared: &Shared, id: u64, reason: &str) -> Result<String, ApiError> {
+/// Cancels a live job for `who`: on its node, SIGTERM then SIGKILL; before
+/// that, at once. Either way it ends `cancelled`, with the reason
+/// `cancelled by WHO`, and an exit code only if its process ran.
+fn cancel_job(shared: &Shared, id: u64, who: &str) -> Result<String, ApiError> {
     let grace = shared.config().kill_grace.as_secs();
     let sent = shared.jobs.with(|m| match m.jobs.get_mut(&id) {
         Some(j) if j.on_node => {
-            j.cancel_requested = true;
+            j.cancelled_by.get_or_insert_with(|| who.to_string());
             if let Some(ctl) = &j.ctl {
                 let _ = ctl.try_send(JobCtl::Cancel { grace_secs: grace });
             }
@@ -809,7 +811,7 @@ fn cancel_job(shared: &Shared, id: u64, reason: &str) -> Result<String, ApiError
         &[JobState::Queued, JobState::AwaitingApproval],
         JobState::Cancelled,
         None,
-        reason,
+        &format!("cancelled by {who} before it started"),
     )? {
         Some(_) => Ok(format!("cancelled job {id}")),
         None => Err(err(

@@ -1,0 +1,96 @@
+//! What ends an attached `openclaw run` early: SIGINT (Ctrl-C), SIGTERM
+//! (`timeout`, a service manager), SIGHUP (the terminal closed) or a
+//! closed stdout (`| head -1`).
+//!
+//! ssh's remote command dies with its session, and so does a job with the
+//! `openclaw run` that follows it: on any of these the CLI cancels its job
+//! (or a fan-out's jobs), whatever state it is in (queued, awaiting
+//! approval, starting or running), then exits with the conventional code,
+//! 128 + the signal (130, 143, 129; 141 for the closed pipe). `--detach`
+//! has no session to end, and `job logs --follow` only watches: neither
+//! cancels anything.
+//!
+//! Once a handler is registered the signal no longer kills the process, so
+//! a command that registers one must watch [`Interrupts::next`] in every
+//! phase where it can wait (connecting included) and exit itself.
+
+use crate::commands::CliError;
+use crate::exit;
+
+/// Why an attached run stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// A signal, by number.
+    Signal(i32),
+    /// Stdout's reader is gone.
+    StdoutClosed,
+}
+
+impl Stop {
+    /// The exit code for it: 128 + the signal, as shells report a process
+    /// the signal killed (141 for SIGPIPE).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Stop::Signal(n) => u8::try_from(128 + n).unwrap_or(exit::FAILURE),
+            Stop::StdoutClosed => exit::BROKEN_PIPE,
+        }
+    }
+
+    /// The error that ends the command with [`Stop::exit_code`] and
+    /// `message` (empty: nothing more to say).
+    pub fn error(self, message: impl Into<String>) -> CliError {
+        CliError::new(self.exit_code(), message)
+    }
+}
+
+/// The signals an attached run listens for, and the closed stdout.
+pub struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    /// Registers the handlers (from then on these signals no longer kill
+    /// the process; see the module docs).
+    pub fn new() -> Result<Interrupts, CliError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let reg = |kind: SignalKind| {
+            signal(kind).map_err(|e| {
+                CliError::new(
+                    exit::FAILURE,
+                    format!("cannot watch for signals ({e}); run with --detach and cancel with 'openclaw job cancel ID'"),
+                )
+            })
+        };
+        Ok(Interrupts {
+            int: reg(SignalKind::interrupt())?,
+            term: reg(SignalKind::terminate())?,
+            hup: reg(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next reason to stop. Cancel-safe: dropping it loses nothing.
+    pub async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.int.recv() => Stop::Signal(2),
+            _ = self.term.recv() => Stop::Signal(15),
+            _ = self.hup.recv() => Stop::Signal(1),
+            () = crate::term::stdout_gone() => Stop::StdoutClosed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_shells() {
+        assert_eq!(Stop::Signal(2).exit_code(), 130);
+        assert_eq!(Stop::Signal(1).exit_code(), 129);
+        assert_eq!(Stop::Signal(15).exit_code(), 143);
+        assert_eq!(Stop::StdoutClosed.exit_code(), 141);
+        assert_eq!(Stop::Signal(2).exit_code(), exit::RUN_CANCELLED);
+    }
+}
