@@ -218,7 +218,7 @@ fn chat_runs_jobs_for_the_chat_user() {
 }
 
 #[test]
-fn a_chat_node_list_pages_past_fifty_nodes_and_counts_confirmed_gpus() {
+fn chat_lists_page_past_fifty_nodes_and_ten_jobs_and_count_confirmed_gpus() {
     let mut lab = Lab::with_config(BIN, |cfg| {
         *cfg = cfg.replace("rate_per_minute = 60", "rate_per_minute = 100000");
         assert!(cfg.contains("rate_per_minute = 100000"), "the edit matched");
@@ -280,4 +280,19 @@ fn a_chat_node_list_pages_past_fifty_nodes_and_counts_confirmed_gpus() {
         "{second}"
     );
     assert!(chat("nodes 9").contains("There are 53 nodes on 2 pages"));
+    // Job lists page the same way: 53 jobs, ten to a page.
+    lab.admin(&["run", "--all", "--", "echo", "x"]).ok();
+    let jobs = |msg: &str| lab.admin(&["chat", msg]).ok().stdout;
+    let first = jobs("jobs");
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 12, "{first}");
+    assert!(lines[1].starts_with("✅ 53 exited 0 on sim-"), "{first}");
+    assert!(lines[10].starts_with("✅ 44 exited 0 on sim-"), "{first}");
+    assert_eq!(lines[11], "Older ones: say `jobs 2`. `status N` shows one.");
+    let last = jobs("jobs 6");
+    let lines: Vec<&str> = last.lines().collect();
+    assert_eq!(lines[0], "Your jobs, page 6:", "{last}");
+    assert!(lines[3].starts_with("✅ 1 exited 0 on sim-"), "{last}");
+    assert_eq!(lines[4], "`status N` shows one.", "{last}");
+    assert!(jobs("jobs 7").contains("No older jobs"));
 }
