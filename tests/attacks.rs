@@ -1553,6 +1553,9 @@ fn attack_terminal_escapes_from_other_parties_never_reach_the_terminal() {
         "status",
         "status 1",
         "status 3",
+        "status 99",
+        "jobs",
+        "help",
         "nodes",
         "logs 1",
         "approve 1",
@@ -1560,6 +1563,14 @@ fn attack_terminal_escapes_from_other_parties_never_reach_the_terminal() {
     ] {
         check(msg, chat(&lab, boss, msg));
     }
+    // The rogue node's health reason (its GPU error, its own words) is
+    // shown in the chat node list, escaped.
+    let nodes = chat(&lab, boss, "nodes").stdout;
+    assert!(
+        nodes.contains("🟡 rogue-00001: degraded (GPU telemetry failed: ")
+            && nodes.contains("\\u{1b}[2J"),
+        "{nodes}"
+    );
     check(
         "chat --dry-run",
         lab.run(

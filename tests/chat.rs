@@ -2,9 +2,13 @@
 //! (The Slack transport itself is not built yet; see the moltbot issue.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::time::Duration;
+
 use testkit::Lab;
+use testkit::swarm::{Swarm, SwarmOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+const T: Duration = Duration::from_secs(30);
 
 fn lab() -> Lab {
     let mut lab = Lab::with_config(BIN, |cfg| {
@@ -138,14 +142,64 @@ fn chat_runs_jobs_for_the_chat_user() {
         "{}",
         out.stdout
     );
+    // Replies are chat replies, not the admin's tables: `status` is the
+    // short job list, `status N` reads its times as people do.
     let status = lab.admin(&["chat", "status"]).ok().stdout;
-    assert!(status.starts_with("ID"), "{status}");
     assert!(
-        lab.admin(&["chat", "help"])
-            .ok()
-            .stdout
-            .contains("run training on worker-gpu-01")
+        status.starts_with("Your recent jobs, newest first:\n✅ 2 exited 0 on worker-gpu-01, "),
+        "{status}"
     );
+    let one = lab.admin(&["chat", "status 2"]).ok().stdout;
+    assert!(
+        one.starts_with("✅ job 2 on worker-gpu-01 exited with code 0 after "),
+        "{one}"
+    );
+    assert!(
+        one.contains("asked by slack:T0LAB/U024BE7LH ")
+            && (one.contains(" ago (") || one.contains("just now ("))
+            && one.contains(" UTC)"),
+        "{one}"
+    );
+    assert!(
+        one.contains("\nstarted ") && one.contains(", ran "),
+        "{one}"
+    );
+    let created = lab.job(2)["created_at"].as_u64().unwrap().to_string();
+    assert!(!one.contains(&created), "no raw unix time: {one}");
+    // An unknown job is answered in chat terms.
+    let none = lab.admin(&["chat", "status 99"]).ok().stdout;
+    assert!(
+        none.contains("no job 99") && none.contains("`jobs`") && !none.contains("openclaw"),
+        "{none}"
+    );
+    // `jobs` lists what the chat user may see: their job, not the admin's.
+    let mine = lab
+        .run(
+            &bot,
+            &["chat", "--user", "slack:T0LAB/U024BE7LH", "my jobs"],
+        )
+        .ok()
+        .stdout;
+    assert!(mine.contains("✅ 2 exited 0 on worker-gpu-01"), "{mine}");
+    assert!(!mine.contains("✅ 1 "), "{mine}");
+    let theirs = lab
+        .run(&bot, &["chat", "--user", "slack:T0LAB/U0OTHER", "jobs"])
+        .ok()
+        .stdout;
+    assert!(theirs.contains("You have no jobs yet"), "{theirs}");
+    let nodes = lab.admin(&["chat", "nodes"]).ok().stdout;
+    assert_eq!(
+        nodes, "1 node:\n🟢 worker-gpu-01: healthy · 1/1 GPU free · gpu\n",
+        "no fingerprints, addresses or expiry in chat"
+    );
+    let help = lab.admin(&["chat", "help"]).ok().stdout;
+    for want in [
+        "`run training`, `run training on worker-gpu-01`",
+        "`run nvidia-smi on all gpu nodes`",
+        "Named jobs you may start: `training` (or \"train model\").",
+    ] {
+        assert!(help.contains(want), "{want}: {help}");
+    }
     // A fan-out from the prompt: every node's line, then the summary.
     let _c = lab.node_up("worker-cpu-01", "cpu", 0);
     let out = lab.admin(&["chat", "run echo fan on all nodes"]).ok();
@@ -161,4 +215,84 @@ fn chat_runs_jobs_for_the_chat_user() {
         "{}",
         out.stdout
     );
+}
+
+#[test]
+fn chat_lists_page_past_fifty_nodes_and_ten_jobs_and_count_confirmed_gpus() {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        *cfg = cfg.replace("rate_per_minute = 60", "rate_per_minute = 100000");
+        assert!(cfg.contains("rate_per_minute = 100000"), "the edit matched");
+    });
+    lab.start_gateway();
+    // Each node reports two GPUs; the token confirms one.
+    let token = lab.token(&[
+        "--auto-approve",
+        "--uses",
+        "53",
+        "--labels",
+        "sim",
+        "--max-gpus",
+        "1",
+    ]);
+    let opts = SwarmOptions {
+        nodes: 53,
+        endpoints: 2,
+        gpus: 2,
+        ..Default::default()
+    };
+    let _swarm = Swarm::start(
+        &lab.dir().join("swarm"),
+        lab.addr.as_deref().unwrap(),
+        &token,
+        &opts,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let bot = lab.bot("moltbot", "slack:T0LAB");
+    let chat = |msg: &str| {
+        lab.run(&bot, &["chat", "--user", "slack:T0LAB/U1", msg])
+            .ok()
+            .stdout
+    };
+    // Connected nodes show their GPUs from their first heartbeat on.
+    let first = testkit::wait_until(T, "every node's first heartbeat", || {
+        let page = chat("nodes");
+        (page.matches("1/1 GPU free").count() == 50).then_some(page)
+    });
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 52, "{first}");
+    assert_eq!(lines[0], "Nodes 1–50 of 53:");
+    assert_eq!(lines[1], "🟢 sim-00001: healthy · 1/1 GPU free · sim");
+    assert!(lines[50].starts_with("🟢 sim-00050: "), "{first}");
+    assert_eq!(lines[51], "…and 3 more; say `nodes 2`.");
+    let second = testkit::wait_until(T, "every node's first heartbeat", || {
+        let page = chat("nodes 2");
+        (page.matches("1/1 GPU free").count() == 3).then_some(page)
+    });
+    assert_eq!(
+        second.lines().collect::<Vec<_>>(),
+        [
+            "Nodes 51–53 of 53:",
+            "🟢 sim-00051: healthy · 1/1 GPU free · sim",
+            "🟢 sim-00052: healthy · 1/1 GPU free · sim",
+            "🟢 sim-00053: healthy · 1/1 GPU free · sim",
+        ],
+        "{second}"
+    );
+    assert!(chat("nodes 9").contains("There are 53 nodes on 2 pages"));
+    // Job lists page the same way: 53 jobs, ten to a page.
+    lab.admin(&["run", "--all", "--", "echo", "x"]).ok();
+    let jobs = |msg: &str| lab.admin(&["chat", msg]).ok().stdout;
+    let first = jobs("jobs");
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines.len(), 12, "{first}");
+    assert!(lines[1].starts_with("✅ 53 exited 0 on sim-"), "{first}");
+    assert!(lines[10].starts_with("✅ 44 exited 0 on sim-"), "{first}");
+    assert_eq!(lines[11], "Older ones: say `jobs 2`. `status N` shows one.");
+    let last = jobs("jobs 6");
+    let lines: Vec<&str> = last.lines().collect();
+    assert_eq!(lines[0], "Your jobs, page 6:", "{last}");
+    assert!(lines[3].starts_with("✅ 1 exited 0 on sim-"), "{last}");
+    assert_eq!(lines[4], "`status N` shows one.", "{last}");
+    assert!(jobs("jobs 7").contains("No older jobs"));
 }

@@ -371,21 +371,172 @@ fn init_refuses_to_overwrite_and_keys_must_be_private() {
     .fails_with(2, "already holds an enrolled node");
 }
 
+/// A running `openclaw lab`: its chat prompt on stdin, its stdout read
+/// line by line.
+struct LabProc {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LabProc {
+    fn start(dir: &std::path::Path) -> LabProc {
+        use std::io::BufRead as _;
+        use std::process::Stdio;
+        let mut child = std::process::Command::new(BIN)
+            .args(["lab", "--dir"])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        LabProc {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Types a line at the lab's prompt.
+    fn say(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for a line that `want` picks; returns what it picked.
+    fn expect<T>(&mut self, what: &str, mut want: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let got = want(&line);
+                    self.seen.push(line);
+                    if let Some(v) = got {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("no {what} from the lab:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Ends the prompt; returns everything the lab printed and whether it
+    /// exited with 0.
+    fn finish(mut self) -> (String, bool) {
+        self.stdin = None;
+        let ok = self.child.wait().unwrap().success();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (self.seen.join("\n") + "\n", ok)
+    }
+}
+
 #[test]
 fn lab_command_brings_up_two_connected_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["lab", "--dir"])
-        .arg(dir.path().join("lab"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bin = std::fs::canonicalize(BIN).unwrap();
+    let home = dir
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("lab")
+        .join("gateway");
+    let admin_cli = format!("{} --home {}", bin.display(), home.display());
+    let admin = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .arg("--home")
+            .arg(&home)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let mut lab = LabProc::start(&dir.path().join("lab"));
+    // The lab's chat speaks as a chat user under the safe defaults, and
+    // says so when it starts.
+    lab.expect("the chat's introduction", |l| {
+        l.contains("You are the chat user lab:LAB/you")
+            .then_some(())
+    });
+    lab.expect("how to approve", |l| {
+        (l.trim() == format!("{admin_cli} job approve N")).then_some(())
+    });
+    lab.expect("the end of the introduction", |l| {
+        l.contains("Type exit or press Ctrl-D").then_some(())
+    });
+    // A chat job waits for the lab's admin, and the prompt says how to
+    // approve it: here, or with the admin's command from another terminal.
+    lab.say("run hello");
+    let id: u64 = lab.expect("a job awaiting approval", |l| {
+        l.strip_prefix("job ")
+            .and_then(|r| r.strip_suffix(" on worker-cpu-01 awaits approval by admin"))
+            .and_then(|n| n.parse().ok())
+    });
+    lab.expect("the approval hint", |l| {
+        (l.trim() == format!("{admin_cli} job approve {id}")).then_some(())
+    });
+    let job = admin(&["job", "show", &id.to_string(), "--json"]);
+    assert_eq!(job["state"], "awaiting-approval", "{job}");
+    assert_eq!(job["requester"], "lab:LAB/you", "{job}");
+    lab.say(&format!("approve {id}"));
+    lab.expect("the job's output", |l| {
+        (l == "hello from worker-cpu-01").then_some(())
+    });
+    lab.expect("the job's end", |l| {
+        (l == format!("job {id} exited, exit code 0")).then_some(())
+    });
+    let job = admin(&["job", "show", &id.to_string(), "--json"]);
+    assert_eq!(job["approved_by"], "admin", "{job}");
+    // A fan-out waits for one approval, and the prompt follows it after.
+    lab.say("run echo fan on all nodes");
+    let first: u64 = lab.expect("a fan-out awaiting approval", |l| {
+        l.split("('approve ")
+            .nth(1)
+            .and_then(|r| r.strip_suffix("' approves all)"))
+            .and_then(|n| n.parse().ok())
+    });
+    lab.say(&format!("approve {first}"));
+    lab.expect("the fan-out's end", |l| {
+        l.ends_with("2 node(s): 2 ok").then_some(())
+    });
+    // Chat replies, with the lab's own names.
+    lab.say(&format!("status {id}"));
+    lab.expect("the job's status", |l| {
+        (l.starts_with("asked by lab:LAB/you ")
+            && l.ends_with(" · named job hello · approved by admin"))
+        .then_some(())
+    });
+    lab.say("jobs");
+    lab.expect("the job in the chat user's list", |l| {
+        l.starts_with(&format!("✅ {id} exited 0 on worker-cpu-01, "))
+            .then_some(())
+    });
+    lab.say("nodes");
+    lab.expect("the GPU node in the chat node list", |l| {
+        l.starts_with("🟢 worker-gpu-01: healthy · ").then_some(())
+    });
+    lab.say("exit");
+    let (stdout, ok) = lab.finish();
+    assert!(ok, "{stdout}");
     for name in ["worker-gpu-01", "worker-cpu-01"] {
         let line = stdout
             .lines()
@@ -422,13 +573,6 @@ fn lab_command_brings_up_two_connected_nodes() {
         .nth(1)
         .unwrap_or_else(|| panic!("{stdout}"))
         .trim();
-    let bin = std::fs::canonicalize(BIN).unwrap();
-    let home = dir
-        .path()
-        .canonicalize()
-        .unwrap()
-        .join("lab")
-        .join("gateway");
     assert_eq!(
         hint,
         format!("{} --home {} node list", bin.display(), home.display()),

@@ -238,8 +238,27 @@ fn grammar_access_control_and_simple_commands() {
     assert!(reply_to("U0STRANGER", "<@U0MOLT> nodes").contains("registered users"));
     // A member of an allowed user group is admitted.
     assert!(reply_to("U0CAROL", "<@U0MOLT> nodes").contains("worker-gpu-01"));
-    assert!(reply_to("U0ALICE", "<@U0MOLT> nodes").contains("worker-gpu-01"));
-    assert!(reply_to("U0ALICE", "<@U0MOLT> help").contains("run training on worker-gpu-01"));
+    // A chat node list: health, confirmed GPUs free, labels; none of the
+    // admin table's fingerprints, addresses or certificate dates.
+    assert_eq!(
+        reply_to("U0ALICE", "<@U0MOLT> nodes"),
+        "2 nodes:\n🟢 worker-cpu-01: healthy · cpu\n🟢 worker-gpu-01: healthy · 1/1 GPU free · gpu"
+    );
+    // Help lists the named jobs each user may start and the fan-out form
+    // they may use.
+    let help = reply_to("U0ALICE", "<@U0MOLT> help");
+    for want in [
+        "`run training`, `run training on worker-cpu-01`",
+        "`run nvidia-smi on all gpu nodes`, `run uptime on all nodes`: on every matching node at once (a fan-out)",
+        "Named jobs you may start: `training`.",
+    ] {
+        assert!(help.contains(want), "{want}: {help}");
+    }
+    let bob = reply_to("U0BOB", "<@U0MOLT> help");
+    assert!(!bob.contains("fan-out"), "limited to some nodes: {bob}");
+    let dan = reply_to("U0DAN", "<@U0MOLT> help");
+    assert!(dan.contains("`run uptime on all cpu nodes`"), "{dan}");
+    assert!(!dan.contains("all gpu nodes"), "{dan}");
     assert!(reply_to("U0ALICE", "<@U0MOLT> run this somewhere").contains("what should I run"));
     assert!(
         reply_to("U0ALICE", "<@U0MOLT> run training on wrker-gpu-01")
@@ -671,14 +690,45 @@ fn attack_chat_users_see_only_their_own_jobs() {
     let _ = ts;
     let reply_to = |user: &str, text: &str| reply(&w, user, text);
     // Bob may not read Alice's job or its logs; Alice and the approver may.
-    for text in ["<@U0MOLT> status 1", "<@U0MOLT> logs 1"] {
+    // The refusal is in chat terms, and says no more than "unknown".
+    for text in [
+        "<@U0MOLT> status 1",
+        "<@U0MOLT> logs 1",
+        "<@U0MOLT> status 99",
+    ] {
         let r = reply_to("U0BOB", text);
-        assert!(r.contains("no job with id 1"), "{text}: {r}");
-        assert!(!r.contains("alice-secret-output"));
+        assert!(r.contains("that you can see; say `jobs`"), "{text}: {r}");
+        assert!(
+            !r.contains("alice-secret-output") && !r.contains("openclaw"),
+            "{text}: {r}"
+        );
     }
     assert!(reply_to("U0ALICE", "<@U0MOLT> logs 1").contains("alice-secret-output"));
     assert!(reply_to("U0BOSS", "<@U0MOLT> logs 1").contains("alice-secret-output"));
-    assert!(!reply_to("U0BOB", "<@U0MOLT> status").contains("echo alice"));
+    for list in ["<@U0MOLT> status", "<@U0MOLT> jobs", "<@U0MOLT> my jobs"] {
+        let r = reply_to("U0BOB", list);
+        assert!(
+            !r.contains("echo alice") && r.contains("no jobs yet"),
+            "{list}: {r}"
+        );
+    }
+    let mine = reply_to("U0ALICE", "<@U0MOLT> my jobs");
+    assert!(
+        mine.starts_with("Your recent jobs, newest first:\n✅ 1 exited 0 on worker-cpu-01, "),
+        "{mine}"
+    );
+    // `status N` reads its times as people do: relative, and a clock
+    // time Slack shows in each reader's own time zone.
+    let status = reply_to("U0ALICE", "<@U0MOLT> status 1");
+    let created = w.lab.job(1)["created_at"].as_u64().unwrap();
+    assert!(
+        status.contains("asked by <@U0ALICE> ")
+            && status.contains(&format!(
+                "(<!date^{created}^{{date_short_pretty}} {{time}}|"
+            ))
+            && status.contains(", ran "),
+        "{status}"
+    );
 }
 
 #[test]

@@ -108,6 +108,37 @@ fn a_group_mention_runs_a_job_and_the_stream_ends_with_its_result() {
             .iter()
             .all(|f| f["headers"]["req_id"] == req.as_str())
     );
+    // Chat replies, as WeCom shows them: times relative and in UTC (WeCom
+    // has no per-reader time format), lists short.
+    let reply = |text: &str| finished(&w, &w.wecom.mention("zhangsan", GROUP, text)).content;
+    let status = reply("status 1");
+    assert!(
+        status.contains("asked by zhangsan ")
+            && (status.contains(" ago (") || status.contains("just now ("))
+            && status.contains(" UTC)")
+            && status.contains(", ran "),
+        "{status}"
+    );
+    let created = w.lab.job(1)["created_at"].as_u64().unwrap().to_string();
+    assert!(!status.contains(&created), "no raw unix time: {status}");
+    let jobs = reply("my jobs");
+    assert!(
+        jobs.starts_with("Your recent jobs, newest first:\n✅ 1 exited 0 on worker-cpu-01, "),
+        "{jobs}"
+    );
+    assert!(!reply("jobs").is_empty());
+    let lisi = finished(&w, &w.wecom.mention("lisi", GROUP, "jobs")).content;
+    assert!(lisi.contains("You have no jobs yet"), "{lisi}");
+    let none = reply("status 99");
+    assert!(
+        none.contains("no job 99") && none.contains("`jobs`") && !none.contains("openclaw"),
+        "{none}"
+    );
+    let nodes = reply("nodes");
+    assert_eq!(
+        nodes,
+        "2 nodes:\n🟢 worker-cpu-01: healthy · cpu\n🟢 worker-gpu-01: healthy · 1/1 GPU free · gpu"
+    );
     // The secret is never logged.
     assert!(!w.bot.stderr().contains(SECRET));
 }

@@ -297,6 +297,75 @@ impl Access {
     }
 }
 
+/// How a user may fan out, for `help`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FanOut {
+    /// Not at all: the user may use only some nodes.
+    No,
+    /// On every node, or every node of any role.
+    Any,
+    /// Only on nodes of this role (the first of the user's roles).
+    Role(String),
+}
+
+impl Access {
+    /// The named jobs `user` may start as far as their own limits go
+    /// (where a job lands is checked again when it runs), in the order
+    /// given. Pure: `jobs` is the gateway's chat context.
+    pub fn jobs_for<'c>(
+        &self,
+        user: &str,
+        jobs: &'c [(String, Vec<String>)],
+    ) -> Vec<&'c (String, Vec<String>)> {
+        let globs = self
+            .limits
+            .get(user)
+            .map(|l| l.jobs.as_slice())
+            .unwrap_or_default();
+        jobs.iter()
+            .filter(|(name, _)| globs.is_empty() || proto::glob::any(globs, name))
+            .collect()
+    }
+
+    /// The nodes `user` may name, of `nodes`, in the order given.
+    pub fn nodes_for(&self, user: &str, nodes: &[String]) -> Vec<String> {
+        let globs = self
+            .limits
+            .get(user)
+            .map(|l| l.nodes.as_slice())
+            .unwrap_or_default();
+        nodes
+            .iter()
+            .filter(|n| globs.is_empty() || proto::glob::any(globs, n))
+            .cloned()
+            .collect()
+    }
+
+    /// How `user` may fan out, as [`Access::permits_fanout`] decides it;
+    /// `roles` are the roles in use, to name one a role glob admits.
+    pub fn fan_out_for(&self, user: &str, roles: &[String]) -> FanOut {
+        let Some(l) = self.limits.get(user) else {
+            return FanOut::Any;
+        };
+        if !l.nodes.is_empty() {
+            return FanOut::No;
+        }
+        if l.roles.is_empty() {
+            return FanOut::Any;
+        }
+        let role = roles
+            .iter()
+            .chain(std::iter::once(&"gpu".to_string()))
+            .find(|r| proto::glob::any(&l.roles, r))
+            .cloned()
+            .or_else(|| l.roles.iter().find(|r| !r.contains(['*', '?'])).cloned());
+        match role {
+            Some(r) if self.permits_fanout(user, Some(&r), None).is_ok() => FanOut::Role(r),
+            _ => FanOut::No,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +562,40 @@ mod tests {
             format!("{:?}", Secret::new("xoxb-1".into())),
             "Secret(<redacted>)"
         );
+    }
+
+    #[test]
+    fn help_lists_what_each_user_may_use() {
+        let mut a = access();
+        a.limits.insert(
+            "U3".into(),
+            UserLimits {
+                nodes: vec![],
+                roles: vec!["c*".into()],
+                jobs: vec![],
+            },
+        );
+        let jobs: Vec<(String, Vec<String>)> = ["training", "exp42", "exp7"]
+            .iter()
+            .map(|n| (n.to_string(), vec![]))
+            .collect();
+        let names = |user: &str| -> Vec<&str> {
+            a.jobs_for(user, &jobs)
+                .into_iter()
+                .map(|(n, _)| n.as_str())
+                .collect()
+        };
+        assert_eq!(names("U1"), ["training", "exp42", "exp7"]);
+        assert_eq!(names("U2"), ["exp42", "exp7"]);
+        assert_eq!(names("U9"), ["training", "exp42", "exp7"]);
+        let nodes = ["gpu-1".to_string(), "cpu-1".to_string()];
+        assert_eq!(a.nodes_for("U1", &nodes), nodes);
+        assert_eq!(a.nodes_for("U2", &nodes), ["cpu-1"]);
+        let roles = ["cpu".to_string(), "gpu".to_string()];
+        assert_eq!(a.fan_out_for("U1", &roles), FanOut::Any);
+        assert_eq!(a.fan_out_for("U2", &roles), FanOut::No);
+        assert_eq!(a.fan_out_for("U3", &roles), FanOut::Role("cpu".into()));
+        assert_eq!(a.fan_out_for("U3", &[]), FanOut::No);
     }
 
     #[test]

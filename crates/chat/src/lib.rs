@@ -25,15 +25,16 @@
 //!   through a shell (if policy allows it);
 //! * `run nvidia-smi on all gpu nodes`, `run uptime on every node`: a
 //!   fan-out to every matching node;
-//! * `nodes`, `status`, `status 17`, `logs 17`, `cancel 17`,
-//!   `approve 17`, `deny 17 because …`, `help`.
+//! * `nodes` (`nodes 2` for the next page), `jobs` or `my jobs` (also
+//!   `status`; `jobs 2` for older ones), `status 17`, `logs 17`,
+//!   `cancel 17`, `approve 17`, `deny 17 because …`, `help`.
 
 pub mod access;
 pub mod dedupe;
 pub mod render;
 pub mod tail;
 
-pub use access::{Access, Dms, Secret, Target, UserLimits, node_roles};
+pub use access::{Access, Dms, FanOut, Secret, Target, UserLimits, node_roles};
 pub use dedupe::Seen;
 pub use tail::OutputTail;
 
@@ -119,10 +120,12 @@ pub enum Intent {
         /// ...or a node with this role.
         role: Option<String>,
     },
-    /// List nodes.
-    Nodes,
-    /// Recent jobs, or one job.
-    Status(Option<u64>),
+    /// List nodes: this page of them (the first is 1).
+    Nodes(u32),
+    /// The user's recent jobs, newest first: this page (the first is 1).
+    Jobs(u32),
+    /// One job.
+    Status(u64),
     /// A job's output.
     Logs(u64),
     /// Cancel a job.
@@ -148,6 +151,33 @@ pub fn normalize(text: &str) -> String {
 fn number(s: Option<&str>) -> Option<u64> {
     s.map(|w| w.trim_start_matches('#'))
         .and_then(|w| w.parse().ok())
+}
+
+/// Most pages a list answers (`nodes 40`, `jobs 40`).
+pub const MAX_PAGE: u32 = 1000;
+
+/// The page a list command asks for: `LIST`, `LIST 2`, `LIST page 2`
+/// (`rest` is what follows the list's word). `None` when `rest` is
+/// something else.
+fn page(rest: &[String]) -> Option<u32> {
+    let rest: Vec<&str> = rest
+        .iter()
+        .map(|w| w.trim_end_matches(['.', '?', '!']))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let n = match rest.as_slice() {
+        [] => return Some(1),
+        ["page", n] | [n] => {
+            let digits = n.trim_start_matches('#');
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            // Past u64: as far as it goes.
+            digits.parse::<u64>().unwrap_or(u64::MAX)
+        }
+        _ => return None,
+    };
+    Some(u32::try_from(n.clamp(1, u64::from(MAX_PAGE))).unwrap_or(MAX_PAGE))
 }
 
 /// Splits words, keeping "double" or 'single' quoted parts together.
@@ -211,8 +241,30 @@ pub fn parse(text: &str, ctx: &Context) -> Intent {
     if code.is_none() {
         match first {
             "" | "help" | "?" => return Intent::Help,
-            "nodes" | "node" if words.len() == 1 => return Intent::Nodes,
-            "status" => return Intent::Status(number(words.get(1).copied())),
+            "nodes" | "node" => {
+                if let Some(p) = page(&lower[1..]) {
+                    return Intent::Nodes(p);
+                }
+            }
+            "jobs" => {
+                if let Some(p) = page(&lower[1..]) {
+                    return Intent::Jobs(p);
+                }
+            }
+            "my" if lower.get(1).is_some_and(|w| w == "jobs") => {
+                if let Some(p) = page(&lower[2..]) {
+                    return Intent::Jobs(p);
+                }
+            }
+            "status" => {
+                return match (words.get(1), number(words.get(1).copied())) {
+                    (None, _) => Intent::Jobs(1),
+                    (_, Some(id)) => Intent::Status(id),
+                    _ => Intent::Clarify(
+                        "which job? say e.g. `status 17`, or `jobs` for your recent jobs".into(),
+                    ),
+                };
+            }
             "logs" | "log" => {
                 return number(words.get(1).copied())
                     .map(Intent::Logs)
@@ -618,9 +670,9 @@ mod tests {
                 "@moltbot start experiment exp42",
                 run(What::Job("exp42".into()), None, None),
             ),
-            ("@moltbot nodes", Intent::Nodes),
-            ("@moltbot status", Intent::Status(None)),
-            ("@moltbot status 17", Intent::Status(Some(17))),
+            ("@moltbot nodes", Intent::Nodes(1)),
+            ("@moltbot status", Intent::Jobs(1)),
+            ("@moltbot status 17", Intent::Status(17)),
             ("@moltbot logs 17", Intent::Logs(17)),
             ("@moltbot cancel 17", Intent::Cancel(17)),
             ("@moltbot approve 17", Intent::Approve(17)),
@@ -645,6 +697,51 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse(text, &c), want, "{text}");
         }
+    }
+
+    #[test]
+    fn lists_and_their_pages() {
+        let c = ctx();
+        let cases = vec![
+            ("nodes", Intent::Nodes(1)),
+            ("@moltbot node", Intent::Nodes(1)),
+            ("nodes 2", Intent::Nodes(2)),
+            ("Nodes page 3", Intent::Nodes(3)),
+            ("nodes #4?", Intent::Nodes(4)),
+            ("nodes 0", Intent::Nodes(1)),
+            ("nodes 99999999", Intent::Nodes(MAX_PAGE)),
+            ("jobs 99999999999999999999", Intent::Jobs(MAX_PAGE)),
+            ("jobs", Intent::Jobs(1)),
+            ("@moltbot my jobs", Intent::Jobs(1)),
+            ("My Jobs 2", Intent::Jobs(2)),
+            ("jobs page 2", Intent::Jobs(2)),
+            ("status", Intent::Jobs(1)),
+            ("status 17", Intent::Status(17)),
+            ("status #17 please", Intent::Status(17)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text, &c), want, "{text}");
+        }
+        for text in ["status of my job", "status x"] {
+            match parse(text, &c) {
+                Intent::Clarify(q) => assert!(q.contains("`jobs`"), "{text}: {q}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Words that are not a page are not a list: `my` and `jobs` stay
+        // ordinary words of a command.
+        assert_eq!(
+            parse("run my jobs script on worker-cpu-01", &c),
+            run(
+                What::Argv(s(&["my", "jobs", "script"])),
+                Some("worker-cpu-01"),
+                None
+            )
+        );
+        assert!(matches!(
+            parse("nodes with gpus", &c),
+            Intent::Clarify(q) if q.contains("where should I run")
+        ));
     }
 
     #[test]

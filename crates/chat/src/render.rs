@@ -10,12 +10,21 @@ use proto::{FanInfo, GpuTelemetry, JobInfo, OutStream};
 
 use crate::tail::OutputTail;
 
+mod lists;
+pub use lists::*;
+
 /// How a platform writes text.
 pub trait Markup {
     /// Escapes text that came from users or jobs.
     fn escape(&self, s: &str) -> String;
     /// How to name a gateway identity (`slack:T…/U…`) in a message.
     fn mention(&self, identity: &str) -> String;
+    /// A clock time, `unix` seconds, as the platform can show it (Slack
+    /// shows each reader their own time zone); the default is UTC,
+    /// with the date unless it is `now`'s day: [`utc`].
+    fn time(&self, unix: u64, now: u64) -> String {
+        utc(unix, now)
+    }
 }
 
 /// Lines of output in a running job's message.
@@ -24,9 +33,6 @@ pub const RUNNING_LINES: usize = 10;
 pub const FINAL_LINES: usize = 20;
 /// Lines of stderr added to a failed job's message.
 pub const STDERR_LINES: usize = 10;
-
-/// The usage help.
-pub const HELP: &str = "I run jobs on the lab's nodes. Try:\n• `run training on worker-gpu-01`\n• `run python train.py --epochs 3 on worker-gpu-01`\n• `run training (gpu)` · `start experiment exp42`\n• `nodes` · `status` · `status 17` · `logs 17` · `cancel 17` · `approve 17` · `deny 17 because …`";
 
 /// `1m5s`, at least `1s`.
 pub fn duration(d: Duration) -> String {
@@ -391,49 +397,11 @@ pub fn snippet(log: &[u8], id: u64, cut_at_start: bool, m: &dyn Markup, max_len:
     format!("{note}\n```\n{}\n```", m.escape(&end.replace("```", "'''")))
 }
 
-/// A node list.
-pub fn nodes(nodes: &[proto::NodeInfo], m: &dyn Markup) -> String {
-    if nodes.is_empty() {
-        return "No nodes are enrolled yet.".into();
-    }
-    nodes
-        .iter()
-        .map(|n| {
-            let gpus = n
-                .telemetry
-                .as_ref()
-                .map(|t| t.gpus.len())
-                .filter(|g| *g > 0)
-                .map(|g| format!(" {g} GPU{}", if g == 1 { "" } else { "s" }))
-                .unwrap_or_default();
-            m.escape(&format!(
-                "• {} {} {}{gpus} {}",
-                n.name,
-                n.connection,
-                n.health,
-                n.labels.join(",")
-            ))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A job list, one line each.
-pub fn jobs(jobs: &[JobInfo], m: &dyn Markup) -> String {
-    if jobs.is_empty() {
-        return "No jobs yet.".into();
-    }
-    jobs.iter()
-        .map(|j| head(j, None, m))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct Plain;
+    pub(super) struct Plain;
     impl Markup for Plain {
         fn escape(&self, s: &str) -> String {
             s.replace('<', "&lt;")
@@ -443,7 +411,7 @@ mod tests {
         }
     }
 
-    fn job(state: &str, code: Option<i32>) -> JobInfo {
+    pub(super) fn job(state: &str, code: Option<i32>) -> JobInfo {
         JobInfo {
             id: 7,
             state: state.into(),

@@ -35,8 +35,12 @@ const GPU_EVERY: Duration = Duration::from_secs(2);
 /// A fan-out of at most this many nodes shows every node's output;
 /// a larger one shows only failed nodes', at most this many.
 const FAN_SHOW_ALL: usize = 10;
-/// Most nodes a chat answer lists.
-const CHAT_NODES: u32 = 50;
+/// Nodes asked of the gateway per call while paging a chat node list.
+const NODE_BATCH: u32 = 1000;
+/// Jobs asked of the gateway per call while paging a chat job list.
+const JOB_BATCH: u32 = proto::MAX_JOB_PAGE;
+/// Most gateway calls one list answer makes.
+const MAX_LIST_CALLS: usize = 1000;
 /// How long a platform event id is remembered (longer than any retry).
 pub const SEEN_FOR: Duration = Duration::from_secs(3600);
 /// Most event ids remembered at once.
@@ -142,6 +146,127 @@ pub async fn bot_namespace(gw: &Gateway, kind: &str, scope: &str) -> Result<Stri
         )),
         Ok(r) => Err(format!("unexpected reply {r:?}")),
         Err(e) => Err(format!("cannot reach the gateway: {e}")),
+    }
+}
+
+/// The clock, for the times in chat answers (the renderers are pure).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn unexpected(r: &Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {r:?}"))
+}
+
+/// Page `page` (from 1) of the nodes a chat node list shows
+/// ([`render::listed_node`]), [`render::NODES_PER_PAGE`] to a page, and
+/// how many there are in all: what [`render::nodes`] needs. Shared by the
+/// bots and the CLI's chat prompt.
+pub async fn node_page(
+    client: &client::Client,
+    page: u32,
+) -> Result<(Vec<proto::NodeInfo>, usize), ClientError> {
+    let per = render::NODES_PER_PAGE;
+    let skip = usize::try_from(page.max(1) - 1)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per);
+    let mut shown = Vec::new();
+    let mut total = 0usize;
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_LIST_CALLS {
+        let batch = match client
+            .call(Request::NodePage {
+                after: after.clone(),
+                limit: NODE_BATCH,
+            })
+            .await?
+        {
+            Response::Nodes(n) => n,
+            r => return Err(unexpected(&r)),
+        };
+        // Names ascend; a page that does not move on is the end.
+        let Some(last) = batch.last().map(|n| n.name.clone()) else {
+            break;
+        };
+        if after.as_ref().is_some_and(|a| *a >= last) {
+            break;
+        }
+        after = Some(last);
+        for n in batch.into_iter().filter(render::listed_node) {
+            if total >= skip && shown.len() < per {
+                shown.push(n);
+            }
+            total += 1;
+        }
+    }
+    Ok((shown, total))
+}
+
+/// Page `page` (from 1) of the jobs `who` may see, newest first,
+/// [`render::JOBS_PER_PAGE`] to a page, and whether older ones follow.
+/// The gateway decides what a chat user sees (their own jobs and those
+/// they may approve). Shared by the bots and the CLI's chat prompt.
+pub async fn job_page(
+    client: &client::Client,
+    who: Option<String>,
+    page: u32,
+) -> Result<(Vec<JobInfo>, bool), ClientError> {
+    let per = render::JOBS_PER_PAGE;
+    let skip = usize::try_from(page.max(1) - 1)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per);
+    let want = per + 1;
+    let mut seen = 0usize;
+    let mut out = Vec::new();
+    let mut before: Option<u64> = None;
+    for _ in 0..MAX_LIST_CALLS {
+        let left = (skip + want).saturating_sub(seen);
+        let limit = u32::try_from(left).unwrap_or(JOB_BATCH).clamp(1, JOB_BATCH);
+        let batch = match client
+            .call(Request::JobList {
+                limit,
+                before,
+                on_behalf_of: who.clone(),
+            })
+            .await?
+        {
+            Response::Jobs(j) => j,
+            r => return Err(unexpected(&r)),
+        };
+        // Ids descend; a page that does not move on is the end.
+        let Some(last) = batch.last().map(|j| j.id) else {
+            break;
+        };
+        if before.is_some_and(|b| b <= last) {
+            break;
+        }
+        before = Some(last);
+        for j in batch {
+            if seen >= skip {
+                out.push(j);
+            }
+            seen += 1;
+        }
+        if out.len() >= want {
+            break;
+        }
+    }
+    let more = out.len() > per;
+    out.truncate(per);
+    Ok((out, more))
+}
+
+/// The answer to a call about job `id` that failed: an unknown job (or
+/// one this user may not see; the gateway does not say which) in chat
+/// terms, anything else as the gateway said it.
+pub fn job_error(id: u64, e: &ClientError, m: &dyn Markup) -> String {
+    match e {
+        ClientError::Api(a) if a.code == proto::ErrorCode::NotFound => render::no_such_job(id),
+        ClientError::Api(a) => m.escape(&a.message),
+        e => m.escape(&format!("I can't reach the gateway right now ({e}).")),
     }
 }
 
@@ -300,54 +425,60 @@ impl<S: Surface> Engine<S> {
             Err(e) => m.escape(&format!("I can't reach the gateway right now ({e}).")),
         };
         let call = |req| self.gateway.call(req);
+        let job_done = |id: u64, r: Result<Response, ClientError>| match r {
+            Err(e) => job_error(id, &e, m),
+            r => done(r),
+        };
+        let now = unix_now();
         Some(match chat::parse(text, &ctx) {
-            Intent::Help => render::HELP.to_string(),
+            Intent::Help => {
+                let nodes = self.access.nodes_for(&o.user, &ctx.nodes);
+                let h = render::HelpFor {
+                    jobs: self.access.jobs_for(&o.user, &ctx.jobs),
+                    nodes: &nodes,
+                    roles: &ctx.roles,
+                    fan_out: self.access.fan_out_for(&o.user, &ctx.roles),
+                };
+                render::help(&h, m)
+            }
             Intent::Clarify(q) => m.escape(&q),
-            Intent::Nodes => match call(Request::NodePage {
-                after: None,
-                limit: CHAT_NODES,
-            })
-            .await
-            {
-                Ok(Response::Nodes(nodes)) if nodes.len() >= CHAT_NODES as usize => format!(
-                    "{}\n… and more: `openclaw node list` shows every node.",
-                    render::nodes(&nodes, m)
-                ),
-                Ok(Response::Nodes(nodes)) => render::nodes(&nodes, m),
-                r => done(r),
+            Intent::Nodes(page) => match self.gateway.get().await {
+                Ok(c) => match node_page(&c, page).await {
+                    Ok((shown, total)) => render::nodes(&shown, page, total, now, m),
+                    Err(e) => done(Err(e)),
+                },
+                Err(e) => done(Err(e)),
             },
-            Intent::Status(None) => match call(Request::JobList {
-                limit: 10,
-                before: None,
-                on_behalf_of: who,
-            })
-            .await
-            {
-                Ok(Response::Jobs(jobs)) => render::jobs(&jobs, m),
-                r => done(r),
+            Intent::Jobs(page) => match self.gateway.get().await {
+                Ok(c) => match job_page(&c, who, page).await {
+                    Ok((jobs, more)) => render::jobs(&jobs, page, more, now, m),
+                    Err(e) => done(Err(e)),
+                },
+                Err(e) => done(Err(e)),
             },
-            Intent::Status(Some(id)) => match call(Request::JobShow {
+            Intent::Status(id) => match call(Request::JobShow {
                 id,
                 on_behalf_of: who,
             })
             .await
             {
-                Ok(Response::Job(j)) => render::head(&j, None, m),
-                r => done(r),
+                Ok(Response::Job(j)) => render::status(&j, now, m),
+                r => job_done(id, r),
             },
             Intent::Logs(id) => match self.log_tail(id, who).await {
                 Ok((log, cut)) => render::snippet(&log, id, cut, m, self.surface.max_len()),
-                Err(ClientError::Api(e)) => m.escape(&e.message),
-                Err(e) => m.escape(&format!("I can't reach the gateway right now ({e}).")),
+                Err(e) => job_error(id, &e, m),
             },
-            Intent::Cancel(id) => done(
+            Intent::Cancel(id) => job_done(
+                id,
                 call(Request::JobCancel {
                     id,
                     on_behalf_of: who,
                 })
                 .await,
             ),
-            Intent::Approve(id) => done(
+            Intent::Approve(id) => job_done(
+                id,
                 call(Request::JobApprove {
                     id,
                     plan_digest: None,
@@ -355,7 +486,8 @@ impl<S: Surface> Engine<S> {
                 })
                 .await,
             ),
-            Intent::Deny(id, reason) => done(
+            Intent::Deny(id, reason) => job_done(
+                id,
                 call(Request::JobDeny {
                     id,
                     reason,
@@ -453,8 +585,7 @@ impl<S: Surface> Engine<S> {
             Err(ClientError::Api(e)) if e.code == proto::ErrorCode::PermissionDenied => {
                 format!("Not allowed: {}", m.escape(&e.message))
             }
-            Err(ClientError::Api(e)) => m.escape(&e.message),
-            Err(e) => m.escape(&format!("I can't reach the gateway right now ({e}).")),
+            Err(e) => job_error(id, &e, m),
         };
         self.surface.notice(&o, &text).await;
     }

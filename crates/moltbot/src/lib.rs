@@ -205,6 +205,15 @@ impl Markup for SlackMarkup {
             _ => self.escape(identity),
         }
     }
+
+    /// Slack's date formatting: each reader sees the time in their own
+    /// time zone (`today 2:03 PM`); clients that cannot show it get UTC.
+    fn time(&self, unix: u64, now: u64) -> String {
+        format!(
+            "<!date^{unix}^{{date_short_pretty}} {{time}}|{}>",
+            chat::render::utc(unix, now)
+        )
+    }
 }
 
 /// Slack's markup turned into the plain text the grammar reads: `<@U…>`
@@ -802,6 +811,22 @@ mod tests {
             "slack:T2/&lt;!channel&gt;"
         );
         assert_eq!(m.mention("slack:T1/U1>x"), "slack:T1/U1&gt;x");
+    }
+
+    #[test]
+    fn times_are_shown_in_each_readers_time_zone() {
+        let m = SlackMarkup {
+            prefix: "slack:T1/".into(),
+        };
+        // 2026-12-05 14:03:20 UTC, asked the next day.
+        assert_eq!(
+            m.time(1_796_479_400, 1_796_479_400 + 86_400),
+            "<!date^1796479400^{date_short_pretty} {time}|2026-12-05 14:03 UTC>"
+        );
+        assert_eq!(
+            chat::render::when(1_796_479_400, 1_796_479_450, &m),
+            "50s ago (<!date^1796479400^{date_short_pretty} {time}|14:03 UTC>)"
+        );
     }
 
     #[test]

@@ -90,7 +90,6 @@ async fn create(
     ttl_secs: Option<u64>,
     out: &std::path::Path,
 ) -> Result<(), CliError> {
-    proto::names::validate_name(name).map_err(|e| usage(format!("invalid client name: {e}")))?;
     let role = match proto::Role::parse(role) {
         Some(r @ (proto::Role::Admin | proto::Role::Bot)) => r,
         _ => {
@@ -99,6 +98,30 @@ async fn create(
             )));
         }
     };
+    issue(home, name, role, namespace.clone(), ttl_secs, out).await?;
+    match &namespace {
+        Some(ns) => outln!(
+            "wrote a {role} credential for {name}, speaking for {ns}/..., to {}",
+            out.display()
+        ),
+        None => outln!("wrote a {role} credential for {name} to {}", out.display()),
+    }
+    outln!("use it with: openclaw --home {} whoami", out.display());
+    Ok(())
+}
+
+/// Has the gateway that `home` reaches sign a new admin or bot credential
+/// for `name`, with a key made here, and writes it to the home `out`
+/// (`client create`, and the lab's chat user).
+pub async fn issue(
+    home: &Home,
+    name: &str,
+    role: proto::Role,
+    namespace: Option<String>,
+    ttl_secs: Option<u64>,
+    out: &std::path::Path,
+) -> Result<(), CliError> {
+    proto::names::validate_name(name).map_err(|e| usage(format!("invalid client name: {e}")))?;
     if let Some(ns) = &namespace {
         proto::identity::validate_namespace(ns).map_err(|e| usage(format!("--namespace: {e}")))?;
     }
@@ -146,14 +169,6 @@ async fn create(
                 &pki::der_to_pem(&ca_der, "CERTIFICATE"),
             )
             .map_err(|e| fail(&e))?;
-            match &namespace {
-                Some(ns) => outln!(
-                    "wrote a {role} credential for {name}, speaking for {ns}/..., to {}",
-                    out.display()
-                ),
-                None => outln!("wrote a {role} credential for {name} to {}", out.display()),
-            }
-            outln!("use it with: openclaw --home {} whoami", out.display());
             Ok(())
         }
         r => Err(unexpected(r)),

@@ -431,10 +431,16 @@ async fn open_fanout(
     client: &Client,
     spec: FanOutSpec,
 ) -> Result<(client::RecvStream, FanInfo), CliError> {
-    let mut recv = client
-        .open(Request::FanOut(spec))
-        .await
-        .map_err(run_error)?;
+    open_fan_stream(client, Request::FanOut(spec)).await
+}
+
+/// Opens a fan-out stream (`FanOut` or `FanOutAttach`) and reads its
+/// first event.
+async fn open_fan_stream(
+    client: &Client,
+    req: Request,
+) -> Result<(client::RecvStream, FanInfo), CliError> {
+    let mut recv = client.open(req).await.map_err(run_error)?;
     match client.next_fan_event(&mut recv).await {
         Ok(Some(FanEvent::Accepted(info))) => Ok((recv, info)),
         Ok(Some(FanEvent::Error(e))) => Err(run_error(ClientError::Api(e))),
@@ -496,29 +502,62 @@ async fn pump(
 }
 
 /// Runs a fan-out and prints it line by line behind `indent`, prefixed by
-/// node, then its summary (the lab and the chat prompt).
+/// node, then its summary (the lab and the chat prompt). A fan-out held
+/// for approval is not waited for: it says so, and returns the job whose
+/// approval releases it.
 pub async fn print_fanout(
     client: &Client,
     job: proto::JobSpec,
     indent: &str,
-) -> Result<(), CliError> {
+) -> Result<Option<u64>, CliError> {
     let spec = FanOutSpec {
         job,
         labels: vec![],
         batch: None,
         output: true,
     };
-    let (mut recv, info) = open_fanout(client, spec).await?;
+    let (recv, info) = open_fanout(client, spec).await?;
     if info.state == "awaiting-approval" {
+        let first = info.members.first().map(|m| m.job).unwrap_or(0);
         outln!(
-            "{indent}fan-out {} on {} nodes awaits approval by {} ('approve {}' approves all)",
+            "{indent}fan-out {} on {} nodes awaits approval by {} ('approve {first}' approves all)",
             info.id,
             info.members.len(),
-            info.approvers.join(" or "),
-            info.members.first().map(|m| m.job).unwrap_or(0)
+            crate::term::field(&info.approvers.join(" or ")),
         );
-        return Ok(());
+        return Ok(Some(first));
     }
+    print_open_fanout(client, recv, info, indent).await?;
+    Ok(None)
+}
+
+/// Follows fan-out `id` from its start, printed as [`print_fanout`] does
+/// (the chat prompt after an approval); `on_behalf_of` is the chat user a
+/// bot acts for.
+pub async fn follow_fanout(
+    client: &Client,
+    id: u64,
+    on_behalf_of: Option<String>,
+    indent: &str,
+) -> Result<(), CliError> {
+    let (recv, info) = open_fan_stream(
+        client,
+        Request::FanOutAttach {
+            id,
+            output: true,
+            on_behalf_of,
+        },
+    )
+    .await?;
+    print_open_fanout(client, recv, info, indent).await
+}
+
+async fn print_open_fanout(
+    client: &Client,
+    mut recv: client::RecvStream,
+    info: FanInfo,
+    indent: &str,
+) -> Result<(), CliError> {
     let mut view = FanView::new(&info, Mode::Prefix);
     let mut tally = Tally::new(&info);
     // Job output, prefixed by node: raw, as `run --all` writes it.

@@ -2,7 +2,6 @@
 //! talking real QUIC with real certificates, each party in its own home.
 //! It stops only what it started.
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -190,14 +189,47 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     );
     outln!("== from another terminal, while the lab runs:");
     outln!("   {} node list", cli_for(&gw_home));
-    if std::io::stdin().is_terminal() {
-        outln!();
-        outln!("The lab is up. Open the dashboard above, or use the command above.");
-        outln!("Or talk to it here as you would to @moltbot in Slack (try: help, nodes,");
-        outln!("run training on worker-gpu-01, start experiment exp42, run hello).");
-        outln!("Type exit or press Ctrl-D to stop.");
-        let _ = crate::chat_cli::repl(&admin, &None).await;
-    }
+    // The chat prompt speaks as a chat user, through a bot credential of
+    // the lab's own chat namespace, under the safe defaults: its jobs wait
+    // for the lab's admin to approve them, as a Slack user's would.
+    let chat_home = Home::new(root.join(LAB_BOT));
+    crate::clients_cli::issue(
+        &gw_home,
+        LAB_BOT,
+        proto::Role::Bot,
+        Some(LAB_NAMESPACE.into()),
+        None,
+        chat_home.root(),
+    )
+    .await?;
+    let bot = Client::connect(&chat_home).await.map_err(fail)?;
+    let you = format!("{LAB_NAMESPACE}/{LAB_USER}");
+    let cli = cli_for(&gw_home);
+    let approver = match admin.call(Request::Whoami).await.map_err(fail)? {
+        Response::Identity { name, .. } => name,
+        r => return Err(fail(format!("unexpected reply {r:?}"))),
+    };
+    outln!("== chat: talk to the lab here as you would to @moltbot in Slack");
+    outln!("   (try: help, nodes, run hello, run training on worker-gpu-01,");
+    outln!("   run nvidia-smi on all gpu nodes, jobs, status N).");
+    outln!("   You are the chat user {you}. Chat jobs wait for an approver");
+    outln!("   (policy.chat_default = \"approve\", the safe default); the lab's approver");
+    outln!("   is {approver}: say 'approve N' here to approve job N as {approver}, or run");
+    outln!("   {cli} job approve N");
+    outln!("   Type exit or press Ctrl-D to stop.");
+    let prompt = crate::chat_cli::Prompt {
+        client: &bot,
+        user: Some(you),
+        approver: Some(crate::chat_cli::Approver {
+            client: &admin,
+            name: approver,
+            cli,
+        }),
+    };
+    // Messages come from standard input, a terminal or not; end of input
+    // (at once for /dev/null) stops the lab.
+    let _ = crate::chat_cli::repl(&prompt).await;
+    bot.close().await;
     outln!("== stopping the lab");
     let _ = dash_tx.send(());
     dash.wait().await;
@@ -209,6 +241,14 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     let _ = gw.wait().await;
     Ok(())
 }
+
+/// The lab's chat bot credential (and its home under the lab's root).
+const LAB_BOT: &str = "lab-chat";
+/// The chat namespace of the lab's prompt: its own kind, so that its user
+/// is never taken for a Slack or WeCom user in policy or the audit log.
+const LAB_NAMESPACE: &str = "lab:LAB";
+/// The chat user the lab's prompt speaks as.
+const LAB_USER: &str = "you";
 
 /// The file in the lab's gateway home that holds the dashboard's token.
 const DASHBOARD_TOKEN: &str = "dashboard.token";

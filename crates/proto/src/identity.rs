@@ -7,12 +7,16 @@
 //!   of workspace `T0123ABCD`, or `wecom:ww1234/zhangsan`. The part before
 //!   `/` is the bot's *namespace*, fixed on the gateway for each bot
 //!   certificate; a bot may speak only for users of its own namespace.
+//!   The kind `lab` is the chat prompt of `openclaw lab` (`lab:LAB/you`):
+//!   a user who is neither a Slack nor a WeCom user, so that policy rules
+//!   and the audit log never take one for the other.
 //!
 //! A certificate name cannot contain `:` or `/`, so no chat identity can
 //! equal a certificate identity, and a bot can never speak for `admin`.
 
-/// Chat kinds the gateway knows.
-pub const CHAT_KINDS: &[&str] = &["slack", "wecom"];
+/// Chat kinds the gateway knows: the two platforms, and `lab` for the
+/// lab's chat prompt (`openclaw chat` with a bot credential of that kind).
+pub const CHAT_KINDS: &[&str] = &["slack", "wecom", "lab"];
 /// Longest namespace scope (team or corp id).
 pub const MAX_SCOPE_LEN: usize = 64;
 /// Longest chat user id.
@@ -136,7 +140,7 @@ mod tests {
 
     #[test]
     fn namespaces() {
-        for ok in ["slack:T0123ABCD", "wecom:ww12_34-x"] {
+        for ok in ["slack:T0123ABCD", "wecom:ww12_34-x", "lab:LAB"] {
             validate_namespace(ok).unwrap();
         }
         for bad in [
@@ -144,6 +148,8 @@ mod tests {
             "slack",
             "slack:",
             "irc:T1",
+            "lab",
+            "lab:",
             "slack:T1/U1",
             "slack:T 1",
             "admin",
@@ -160,6 +166,7 @@ mod tests {
             ("admin", "not a chat identity"),
             ("slack:T0OTHER/U0ALICE", "outside this bot's namespace"),
             ("wecom:T0LAB/U0ALICE", "outside this bot's namespace"),
+            ("lab:T0LAB/U0ALICE", "outside this bot's namespace"),
             ("slack:T0LAB/", "chat user id"),
             ("slack:T0LAB/U0/../admin", "chat user id"),
             ("slack:T0LAB/U0 ALICE", "chat user id"),
