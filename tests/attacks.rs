@@ -361,6 +361,24 @@ fn attack_node_and_client_names_share_one_namespace() {
         ],
     )
     .fails_with(77, "client credential");
+    // ...nor the gateway's...
+    let home = lab.home("n-gw");
+    lab.run(
+        &home,
+        &[
+            "node", "enroll", "--token", &token, "--name", "test-gw", "--wait", "5s",
+        ],
+    )
+    .fails_with(77, "a gateway");
+    let out = lab.home("c-gw");
+    lab.admin(&[
+        "client",
+        "create",
+        "test-gw",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .fails_with(1, "gateway's name");
     // ...and a client may not take a node's name, in any node state.
     let _n = lab.enroll_with(&token, "dave", "");
     let out = lab.home("c-dave");

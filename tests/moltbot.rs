@@ -878,3 +878,54 @@ fn a_fan_out_from_slack_is_approved_once_and_counts_up_in_one_message() {
         assert_eq!(done["requester"], "slack:T0LAB/U0ALICE");
     }
 }
+
+#[test]
+fn attack_a_node_limit_holds_under_concurrent_role_requests() {
+    // The third review's race: moltbot checked a user's node limit on the
+    // gateway's preview, then submitted the role spec, which the gateway
+    // routed again; six concurrent `(cpu)` requests put two jobs on a node
+    // outside the limit. The checked node is now pinned in the submit.
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        testkit::set_chat_test_policy(cfg, "slack:T0LAB/U0BOSS");
+    });
+    lab.start_gateway();
+    let (_, a) = lab.node_up("worker-cpu-01", "cpu", 0);
+    let (_, b) = lab.node_up("zz-special-01", "cpu", 0);
+    let bot_home = lab.bot("moltbot", "slack:T0LAB");
+    std::fs::write(
+        bot_home.join("moltbot.toml"),
+        "allowed_users = [\"U0BOB\"]\n[users.U0BOB]\nnodes = [\"worker-cpu-*\"]\n",
+    )
+    .unwrap();
+    let slack = SlackEmulator::start();
+    let _bot = spawn_bot(&mut lab, &bot_home, &slack.api_url);
+    wait_until(T, "moltbot to open Socket Mode", || {
+        slack.connected().then_some(())
+    });
+    let asked: Vec<String> = (0..6)
+        .map(|i| {
+            slack.mention(
+                "U0BOB",
+                "C0LAB",
+                &format!("<@U0MOLT> run sleep 3 (cpu) {i}"),
+            )
+        })
+        .collect();
+    // Every request is answered: a job, or a refusal naming the node.
+    wait_until(T, "an answer to every request", || {
+        let calls = slack.calls_of("chat.postMessage");
+        asked
+            .iter()
+            .all(|ts| calls.iter().any(|c| c.body["thread_ts"] == ts.as_str()))
+            .then_some(())
+    });
+    let jobs = lab.jobs();
+    assert!(!jobs.is_empty(), "no job ran at all");
+    for j in &jobs {
+        assert_eq!(
+            j["node"], "worker-cpu-01",
+            "a job outside the user's limit: {j}"
+        );
+    }
+    drop((a, b));
+}

@@ -548,6 +548,12 @@ impl<S: Surface> Engine<S> {
                         match self.access.permits(&o.user, &target) {
                             Err(why) => m.escape(&why),
                             Ok(()) => {
+                                // A user with limits gets the node they were
+                                // checked against, not a fresh routing.
+                                let mut spec = spec;
+                                if self.access.limits.contains_key(&o.user) {
+                                    spec.node = Some(node);
+                                }
                                 self.clone().run(o.clone(), spec).await;
                                 return None;
                             }

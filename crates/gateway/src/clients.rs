@@ -126,6 +126,12 @@ pub fn issue(
                 format!("{name} is a node's name; pick another name for the client"),
             ));
         }
+        if crate::enroll::taken_name(shared, tx, name)? == Some(crate::rules::Taken::Gateway) {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("{name} is a gateway's name; pick another name for the client"),
+            ));
+        }
         let cert = shared
             .ca()
             .issuing

@@ -175,8 +175,8 @@ fn submit_request(
         let proposed: Vec<String> = asked.into_iter().filter(|l| !labels.contains(l)).collect();
         let csr = pki::check_csr(&s.csr_der, &s.name).map_err(|e| invalid(e.to_string()))?;
         let existing = tx.node(&s.name)?;
-        let client = tx.client(&s.name)?.is_some();
-        if rules::check_collision(existing.as_ref(), client, &s.name, &csr.fingerprint)? == Collision::SamePending {
+        let taken = taken_name(shared, tx, &s.name)?;
+        if rules::check_collision(existing.as_ref(), taken, &s.name, &csr.fingerprint)? == Collision::SamePending {
             let Some(n) = existing else {
                 return Err(ApiError::new(ErrorCode::Internal, "pending request vanished"));
             };
@@ -224,6 +224,20 @@ fn submit_request(
         }
         Ok(pending_reply(shared, &row, now))
     })
+}
+
+/// Whether a client or a gateway already holds `name` (node, client and
+/// gateway names are one namespace).
+pub fn taken_name(
+    shared: &Shared,
+    tx: &Tx<'_>,
+    name: &str,
+) -> Result<Option<rules::Taken>, StoreError> {
+    if tx.client(name)?.is_some() {
+        return Ok(Some(rules::Taken::Client));
+    }
+    let gateway = name == shared.config().name || tx.gateways()?.iter().any(|(g, _)| g == name);
+    Ok(gateway.then_some(rules::Taken::Gateway))
 }
 
 fn pending_reply(shared: &Shared, n: &NodeRow, now: u64) -> EnrollReply {

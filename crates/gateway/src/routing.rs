@@ -235,6 +235,24 @@ pub fn select(nodes: &[NodeView], role: Option<&str>, labels: &[String]) -> Sele
     sel
 }
 
+/// [`to_node`] for a job that also names a role: the node must have it
+/// (confirmed labels, or `gpu` with confirmed GPUs).
+pub fn to_node_with_role(
+    nodes: &[NodeView],
+    name: &str,
+    role: &str,
+    gpus: u32,
+) -> Result<String, RouteError> {
+    if let Some(n) = nodes.iter().find(|n| n.name == name)
+        && !n.has_role(role)
+    {
+        return Err(RouteError::Unknown(format!(
+            "node {name} does not have the role {role:?}; run 'openclaw node list' to see its labels"
+        )));
+    }
+    to_node(nodes, name, gpus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +282,30 @@ mod tests {
         for (e, new_waits, queued_waits) in cases {
             assert_eq!(e.is_busy(), new_waits, "{e:?}");
             assert_eq!(e.queued_job_waits(), queued_waits, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_with_a_role_must_have_it() {
+        let nodes = vec![
+            view("worker-cpu-01", &["cpu"], 0, 0, 0),
+            view("worker-gpu-01", &[], 2, 0, 0),
+            view("worker-gpu-02", &["gpu"], 0, 0, 0),
+        ];
+        let cases = [
+            ("worker-cpu-01", "cpu", Ok("worker-cpu-01")),
+            ("worker-cpu-01", "gpu", Err("does not have the role")),
+            // The implicit role: confirmed GPUs.
+            ("worker-gpu-01", "gpu", Ok("worker-gpu-01")),
+            ("worker-gpu-02", "gpu", Ok("worker-gpu-02")),
+            ("worker-nope", "cpu", Err("unknown node")),
+        ];
+        for (node, role, want) in cases {
+            match (to_node_with_role(&nodes, node, role, 0), want) {
+                (Ok(n), Ok(w)) => assert_eq!(n, w),
+                (Err(RouteError::Unknown(m)), Err(w)) => assert!(m.contains(w), "{m}"),
+                (got, want) => panic!("{node} {role}: {got:?}, wanted {want:?}"),
+            }
         }
     }
 

@@ -54,24 +54,44 @@ pub enum Collision {
     SamePending,
 }
 
+/// What else holds a name a node asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// A client credential (admin or bot), in any state.
+    Client,
+    /// A gateway (this one, or one sharing the state).
+    Gateway,
+}
+
+impl Taken {
+    fn what(self) -> &'static str {
+        match self {
+            Taken::Client => "a client credential (admin or bot)",
+            Taken::Gateway => "a gateway",
+        }
+    }
+}
+
 /// Decides whether `name` may enroll with the key `fingerprint`.
-/// `client`: a client credential (admin or bot, in any state) holds the
-/// name; node and client names are one namespace. A revoked node's name
+/// `taken`: what else holds the name, if anything (a client credential in
+/// any state, or a gateway): node, client and gateway names are one
+/// namespace. A revoked node's name
 /// stays taken until an admin releases it (`node release`), so nothing
 /// bound to the name (queued work, grants in policy) follows a new key
 /// by accident.
 pub fn check_collision(
     existing: Option<&NodeRow>,
-    client: bool,
+    taken: Option<Taken>,
     name: &str,
     fingerprint: &str,
 ) -> Result<Collision, ApiError> {
-    if client {
+    if let Some(t) = taken {
         return Err(ApiError::new(
             ErrorCode::AlreadyExists,
             format!(
-                "{name} is the name of a client credential (admin or bot), and nodes and clients share one namespace; \
-                 enroll this node under another name"
+                "{name} is the name of {}, and nodes, clients and gateways share one namespace; \
+                 enroll this node under another name",
+                t.what()
             ),
         ));
     }
@@ -317,7 +337,9 @@ mod tests {
 
     #[test]
     fn collision_table() {
-        let free = |n: Option<&NodeRow>, client| check_collision(n, client, "n", "a");
+        let free = |n: Option<&NodeRow>, taken: bool| {
+            check_collision(n, taken.then_some(Taken::Client), "n", "a")
+        };
         assert_eq!(free(None, false).unwrap(), Collision::Free);
         assert_eq!(
             free(Some(&node(NodeState::Rejected, "b")), false).unwrap(),
@@ -341,7 +363,7 @@ mod tests {
         // A revoked name stays taken, whatever the key, until released.
         for key in ["a", "b"] {
             let e =
-                check_collision(Some(&node(NodeState::Revoked, "a")), false, "n", key).unwrap_err();
+                check_collision(Some(&node(NodeState::Revoked, "a")), None, "n", key).unwrap_err();
             assert_eq!(e.code, ErrorCode::AlreadyExists);
             assert!(
                 e.message.contains("openclaw node release n"),
@@ -349,10 +371,13 @@ mod tests {
                 e.message
             );
         }
-        // A client's name is taken for nodes, in every node state.
+        // A client's or a gateway's name is taken for nodes, in every
+        // node state.
         for n in [None, Some(node(NodeState::Rejected, "a"))] {
             let e = free(n.as_ref(), true).unwrap_err();
             assert!(e.message.contains("client credential"), "{}", e.message);
+            let e = check_collision(n.as_ref(), Some(Taken::Gateway), "n", "a").unwrap_err();
+            assert!(e.message.contains("a gateway"), "{}", e.message);
         }
     }
 

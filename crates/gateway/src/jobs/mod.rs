@@ -168,7 +168,8 @@ fn ago(then: u64, now: u64) -> String {
 fn route(shared: &Shared, r: &Resolved) -> Result<String, RouteError> {
     let views = node_views(shared).map_err(|e| RouteError::Unavailable(e.message))?;
     match (&r.node, &r.role) {
-        (Some(n), _) => routing::to_node(&views, n, r.gpus),
+        (Some(n), Some(role)) => routing::to_node_with_role(&views, n, role, r.gpus),
+        (Some(n), None) => routing::to_node(&views, n, r.gpus),
         (None, Some(role)) => routing::to_role(&views, role, r.gpus),
         (None, None) => Err(RouteError::Unknown("no target".into())),
     }
@@ -1387,15 +1388,6 @@ mod tests {
             (
                 JobSpec {
                     node: node(),
-                    role: Some("gpu".into()),
-                    argv: vec!["ls".into()],
-                    ..spec()
-                },
-                "not both",
-            ),
-            (
-                JobSpec {
-                    node: node(),
                     argv: vec!["ls".into()],
                     timeout_secs: Some(0),
                     ..spec()
@@ -1433,6 +1425,20 @@ mod tests {
             let e = resolve(&c, &s, false).unwrap_err();
             assert!(e.message.contains(want), "{want}: {}", e.message);
         }
+        // A node and a role together: that node, which must have the role
+        // (checked when routing); the role still sets the default GPUs.
+        let r = resolve(
+            &c,
+            &JobSpec {
+                node: node(),
+                role: Some("gpu".into()),
+                argv: vec!["ls".into()],
+                ..spec()
+            },
+            true,
+        )
+        .unwrap();
+        assert_eq!((r.node, r.role, r.gpus), (node(), Some("gpu".into()), 1));
     }
 
     #[test]

@@ -87,9 +87,10 @@ pub fn resolve_for(
             None,
         ),
     };
-    if spec.node.is_some() && spec.role.is_some() {
-        return Err(invalid("give either --node or --role, not both".into()));
-    }
+    // A node and a role together: that node, which must have the role
+    // (the role still decides the default GPUs). A chat bot pins the node
+    // it checked a user's limits against this way, so routing cannot move
+    // the job elsewhere between the check and the submit.
     if spec.node.is_some() || spec.role.is_some() {
         node = spec.node.clone();
         role = spec.role.clone();
