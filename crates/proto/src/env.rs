@@ -46,16 +46,30 @@ pub const DANGEROUS: &[&str] = &[
     "SHELL",
     "TMPDIR",
     "XDG_*",
-    // Interpreters.
-    "PYTHONPATH",
-    "PYTHONSTARTUP",
-    "PYTHONHOME",
-    "PYTHONUSERBASE",
-    "PYTHONINSPECT",
-    "PYTHONBREAKPOINT",
-    "PYTHONWARNINGS",
-    "NODE_OPTIONS",
-    "NODE_PATH",
+    // Interpreters. Python's whole family (PYTHONPATH, PYTHONSTARTUP,
+    // PYTHONPYCACHEPREFIX, whose forged bytecode another job then runs,
+    // PYTHONBREAKPOINT, PYTHONWARNINGS, ...) but the switches in
+    // [`SAFE_IN_FAMILY`]; Node's, R's, Julia's, .NET's and the package
+    // managers' (an index or CA of the requester's choosing is code).
+    "PYTHON*",
+    "NODE_*",
+    "NPM_CONFIG_*",
+    "PIP_*",
+    "UV_*",
+    "CONDA*",
+    "R_PROFILE*",
+    "R_ENVIRON*",
+    "R_LIBS*",
+    "R_HOME",
+    "JULIA_*",
+    "DOTNET_*",
+    "CORECLR_*",
+    "COMPlus_*",
+    "GEM_*",
+    "BUNDLE_*",
+    "LUA_PATH*",
+    "LUA_CPATH*",
+    "TCLLIBPATH",
     "PERL5OPT",
     "PERL5LIB",
     "PERLLIB",
@@ -73,13 +87,33 @@ pub const DANGEROUS: &[&str] = &[
     "PAGER",
     "EDITOR",
     "VISUAL",
+    // More shells and terminals: zsh's start-up directory and function
+    // path, readline's and terminfo's files.
+    "ZDOTDIR",
+    "FPATH",
+    "INPUTRC",
+    "TERMINFO*",
+    // Trust and proxies for what a job downloads (models, packages,
+    // remote code): whoever picks them picks the code.
+    "SSL_CERT_*",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "*_PROXY",
+    "*_proxy",
+    // Graphics and compute loaders: Vulkan ICDs and layers, GLVND's EGL
+    // and GLX vendors (and every driver-internal `__` variable), OpenCL
+    // ICDs.
+    "VK_*",
+    "__*",
+    "OCL_ICD_*",
+    "OPENCL_VENDOR_PATH",
     // GPU stack: libraries loaded into every process of the stack
     // (CUDA's and NVTX's injection hooks, NCCL's net, tuner, profiler and
     // env plugins, ROCm's tool libraries, PJRT and TPU plugins).
     "CUDA_INJECTION*",
     "NVTX_INJECTION*",
     "NCCL_*_PLUGIN",
-    "HSA_TOOLS_LIB",
+    "HSA_TOOLS_*",
     "ROCP_*",
     "ROCPROFILER_*",
     "PJRT_NAMES_AND_LIBRARY_PATHS",
@@ -113,7 +147,10 @@ pub const DANGEROUS: &[&str] = &[
     "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD",
     "JAX_COMPILATION_CACHE_DIR",
     "CUPY_CACHE_DIR",
-    "MIOPEN_CUSTOM_CACHE_DIR",
+    "MIOPEN_*",
+    "ROCBLAS_*",
+    "NUMBA_CACHE_DIR",
+    "NUMBA_CUDA_*",
     "HF_MODULES_CACHE",
     "HF_DATASETS_TRUST_REMOTE_CODE",
     "HF_ALLOW_CODE_EVAL",
@@ -135,9 +172,8 @@ pub const DANGEROUS: &[&str] = &[
     "TF_CUDA_PATHS",
     "ROCM_PATH",
     "ROCM_HOME",
-    "HIP_PATH",
-    "HIP_CLANG_PATH",
-    "HIP_DEVICE_LIB_PATH",
+    "HIP_*",
+    "HIPCC_*",
     "CC",
     "CXX",
     "CPP",
@@ -153,9 +189,21 @@ pub const DANGEROUS: &[&str] = &[
     "CUDA_MPS_*",
     "NVIDIA_VISIBLE_DEVICES",
     "ROCR_VISIBLE_DEVICES",
-    "HIP_VISIBLE_DEVICES",
     "GPU_DEVICE_ORDINAL",
     "OPENCLAW_*",
+];
+
+/// Members of a dangerous family (`PYTHON*`) that decide nothing about
+/// which code runs: exempt from [`DANGEROUS`], by exact name.
+pub const SAFE_IN_FAMILY: &[&str] = &[
+    "PYTHONUNBUFFERED",
+    "PYTHONHASHSEED",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONFAULTHANDLER",
+    "PYTHONUTF8",
+    "PYTHONNOUSERSITE",
+    "PYTHONSAFEPATH",
+    "PYTHONOPTIMIZE",
 ];
 
 /// The gateway's default `env_allow`: variables ML jobs commonly need and
@@ -276,6 +324,9 @@ pub fn valid_name(key: &str) -> bool {
 
 /// The dangerous-list glob `key` matches, if any.
 pub fn dangerous(key: &str) -> Option<&'static str> {
+    if SAFE_IN_FAMILY.contains(&key) {
+        return None;
+    }
     DANGEROUS
         .iter()
         .copied()
@@ -414,6 +465,9 @@ mod tests {
 
     /// The dangerous entries an allowlist entry could admit.
     fn admitted_dangers(allow: &str) -> Vec<&'static str> {
+        if SAFE_IN_FAMILY.contains(&allow) {
+            return vec![];
+        }
         DANGEROUS
             .iter()
             .copied()
@@ -460,6 +514,61 @@ mod tests {
             assert!(!admitted_dangers(old).is_empty(), "{old}");
             assert!(crate::glob::matches(old, loader) && dangerous(loader).is_some());
         }
+    }
+
+    #[test]
+    fn the_third_reviews_loaders_are_dangerous_and_safe_switches_are_not() {
+        // Each of these reached a job through env_allow = ["*"] before;
+        // PYTHONPYCACHEPREFIX ran another job's forged bytecode with its
+        // secret.
+        for key in [
+            "PYTHONPYCACHEPREFIX",
+            "PYTHONEXECUTABLE",
+            "PYTHONPLATLIBDIR",
+            "NUMBA_CUDA_DRIVER",
+            "NUMBA_CACHE_DIR",
+            "VK_ICD_FILENAMES",
+            "VK_LAYER_PATH",
+            "VK_INSTANCE_LAYERS",
+            "ZDOTDIR",
+            "FPATH",
+            "__EGL_VENDOR_LIBRARY_FILENAMES",
+            "__GLX_VENDOR_LIBRARY_NAME",
+            "OCL_ICD_VENDORS",
+            "ROCBLAS_TENSILE_LIBPATH",
+            "MIOPEN_USER_DB_PATH",
+            "HIPCC_COMPILE_FLAGS_APPEND",
+            "R_PROFILE_USER",
+            "R_LIBS_USER",
+            "JULIA_DEPOT_PATH",
+            "DOTNET_STARTUP_HOOKS",
+            "GEM_PATH",
+            "NODE_EXTRA_CA_CERTS",
+            "PIP_INDEX_URL",
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "HTTPS_PROXY",
+            "https_proxy",
+        ] {
+            assert!(
+                dangerous(key).is_some(),
+                "{key} is not on the dangerous list"
+            );
+            assert!(
+                matches!(
+                    check(&["*".into()], key, "x"),
+                    Err(EnvRefusal::Dangerous(_))
+                ),
+                "{key} passes env_allow = [\"*\"]"
+            );
+        }
+        for key in SAFE_IN_FAMILY {
+            assert_eq!(dangerous(key), None, "{key}");
+            assert!(check(&["*".into()], key, "1").is_ok(), "{key}");
+        }
+        // An exemption is exact: no glob on the allowlist reaches the rest
+        // of the family through it.
+        assert!(dangerous("PYTHONUNBUFFEREDX").is_some());
     }
 
     #[test]
