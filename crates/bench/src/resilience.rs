@@ -72,8 +72,11 @@ pub fn run(bin: &Path, trials: usize, disconnects: usize) -> Result<()> {
     let id = lab.detach(&["--node", "bench-cut", "--", "sh", "-c", &script]);
     let mut cuts = 0;
     while cuts < disconnects {
-        let state = lab.job(id)["state"].as_str().unwrap_or("").to_string();
-        if state != "running" && state != "starting" {
+        let state = proto::JobState::parse(lab.job(id)["state"].as_str().unwrap_or(""));
+        if !matches!(
+            state,
+            Some(proto::JobState::Running | proto::JobState::Starting)
+        ) {
             break;
         }
         proxy.block(true);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use proto::fanout::{Counts, Tally};
-use proto::{FanInfo, GpuTelemetry, JobInfo, OutStream};
+use proto::{FanInfo, FanState, GpuTelemetry, JobInfo, JobState, OutStream};
 
 use crate::tail::OutputTail;
 
@@ -56,15 +56,12 @@ fn gpus(j: &JobInfo) -> String {
 
 /// Whether the job ended well.
 pub fn succeeded(j: &JobInfo) -> bool {
-    j.state == "exited" && j.exit_code == Some(0)
+    j.is(JobState::Exited) && j.exit_code == Some(0)
 }
 
 /// Whether the job is over.
 pub fn is_final(state: &str) -> bool {
-    !matches!(
-        state,
-        "queued" | "awaiting-approval" | "starting" | "running"
-    )
+    proto::is_terminal_state(state)
 }
 
 /// The one-line state of a job.
@@ -72,9 +69,9 @@ pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
     let cmd = m.escape(&j.argv.join(" "));
     let node = m.escape(&j.node);
     let g = gpus(j);
-    match j.state.as_str() {
-        "queued" => format!("⏳ job {} queued for capacity: `{cmd}`", j.id),
-        "awaiting-approval" => format!(
+    match j.job_state() {
+        Some(JobState::Queued) => format!("⏳ job {} queued for capacity: `{cmd}`", j.id),
+        Some(JobState::AwaitingApproval) => format!(
             "🔒 job {} on {node}{g} awaits approval by {}: `{cmd}`",
             j.id,
             j.approvers
@@ -83,13 +80,13 @@ pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        "starting" => format!("▶️ job {} starting on {node}{g}: `{cmd}`", j.id),
-        "running" => format!(
+        Some(JobState::Starting) => format!("▶️ job {} starting on {node}{g}: `{cmd}`", j.id),
+        Some(JobState::Running) => format!(
             "▶️ job {} running on {node}{g} for {}: `{cmd}`",
             j.id,
             elapsed.map(duration).unwrap_or_else(|| "-".into())
         ),
-        "exited" => {
+        Some(JobState::Exited) => {
             let code = j.exit_code.unwrap_or(-1);
             let mark = if code == 0 { "✅" } else { "❌" };
             format!(
@@ -98,9 +95,10 @@ pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
                 took(j).unwrap_or_else(|| "-".into())
             )
         }
-        other => format!(
-            "⚠️ job {} {other}{}{}: `{cmd}`",
+        _ => format!(
+            "⚠️ job {} {}{}{}: `{cmd}`",
             j.id,
+            m.escape(&j.state),
             if j.node.is_empty() {
                 String::new()
             } else {
@@ -205,13 +203,13 @@ pub fn progress(
     max_len: usize,
 ) -> String {
     let mut top = head(j, Some(elapsed), m);
-    if j.state == "running"
+    if j.is(JobState::Running)
         && let Some(g) = gpu_line(j.id, gpus, m)
     {
         top.push('\n');
         top.push_str(&g);
     }
-    let lines = if j.state == "running" {
+    let lines = if j.is(JobState::Running) {
         tail.last(RUNNING_LINES)
     } else {
         Vec::new()
@@ -261,7 +259,7 @@ pub fn finished(
 pub fn fan_progress(info: &FanInfo, c: &Counts, elapsed: Duration, m: &dyn Markup) -> String {
     let cmd = m.escape(&info.argv.join(" "));
     let n = info.members.len();
-    if info.state == "awaiting-approval" {
+    if info.state == FanState::AwaitingApproval.as_str() {
         return format!(
             "🔒 fan-out {} on {n} nodes awaits approval by {}: `{cmd}`",
             info.id,

@@ -19,7 +19,9 @@ use chat::render::{self, Markup};
 use chat::{Access, Intent, OutputTail, Seen};
 use client::{ClientError, FollowOptions, Followed, Gateway, Start};
 use proto::fanout::{Outcome, Tally};
-use proto::{FanEvent, FanOutSpec, GpuTelemetry, JobInfo, JobSpec, Request, Response};
+use proto::{
+    FanEvent, FanOutSpec, FanState, GpuTelemetry, JobInfo, JobSpec, JobState, Request, Response,
+};
 use tokio::sync::Notify;
 
 /// Least time between two edits of one live message.
@@ -688,11 +690,11 @@ impl<S: Surface> Engine<S> {
                 }
                 (j, changed, text)
             };
-            if info.state == "awaiting-approval" && !asked {
+            if info.is(JobState::AwaitingApproval) && !asked {
                 asked = true;
                 self.surface.ask_approval(&o, &info).await;
             }
-            if info.state == "running"
+            if info.is(JobState::Running)
                 && info.gpus > 0
                 && gpus_at.is_none_or(|t| t.elapsed() >= GPU_EVERY)
             {
@@ -783,7 +785,7 @@ impl<S: Surface> Engine<S> {
                 }
             }
         });
-        if info.state == "awaiting-approval"
+        if info.state == FanState::AwaitingApproval.as_str()
             && let Some(first) = info.members.first()
             && let Ok(Response::Job(j)) = self
                 .gateway
@@ -812,9 +814,11 @@ impl<S: Surface> Engine<S> {
                     if let Some(slot) = ended.get_mut(member as usize) {
                         *slot = Some(job);
                     }
-                    info.state = "running".into();
+                    info.state = FanState::Running.as_str().into();
                 }
-                Some(Some(Ok(Some(FanEvent::State { .. })))) => info.state = "running".into(),
+                Some(Some(Ok(Some(FanEvent::State { .. })))) => {
+                    info.state = FanState::Running.as_str().into()
+                }
                 Some(Some(Ok(Some(FanEvent::Done)))) => break true,
                 Some(Some(Ok(Some(FanEvent::Error(e))))) => {
                     tracing::warn!(fanout = info.id, error = %e.message, "fan-out follower failed");

@@ -579,7 +579,7 @@ fn node_reject(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
                 ),
             ));
         }
-        tx.set_node_state(name, NodeState::Rejected, now, &peer.name)?;
+        tx.move_node(name, row.state, NodeState::Rejected, now, &peer.name)?;
         tx.audit(now, &peer.name, "node.reject", name, "")?;
         Ok(Response::Done { message: format!("rejected the enrollment of {name}") })
     })
@@ -595,7 +595,7 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
                 format!("node {name} is already revoked"),
             ));
         }
-        tx.set_node_state(name, NodeState::Revoked, now, &peer.name)?;
+        tx.move_node(name, row.state, NodeState::Revoked, now, &peer.name)?;
         if let Some(serial) = &row.cert_serial {
             tx.revoke_serial(serial, name, now)?;
         }

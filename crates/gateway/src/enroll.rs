@@ -284,7 +284,7 @@ pub fn issue_node_cert(
             now,
         )
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    tx.set_node_state(&row.name, NodeState::Approved, now, actor)?;
+    tx.move_node(&row.name, row.state, NodeState::Approved, now, actor)?;
     tx.set_node_cert(&row.name, &cert)?;
     tx.record_issued(&row.name, Role::Node, &cert, now)?;
     tx.audit(

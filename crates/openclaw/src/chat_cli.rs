@@ -8,7 +8,7 @@ use chat::render::{self, Markup};
 use chat::{Context, Intent, What};
 use client::{Client, ClientError};
 use mesh::Home;
-use proto::{JobEvent, JobSpec, Request, Response};
+use proto::{JobEvent, JobSpec, JobState, Request, Response};
 
 use crate::commands::CliError;
 use crate::exit;
@@ -152,7 +152,7 @@ async fn print_job(
     loop {
         match client.next_event(&mut recv).await {
             Ok(Some(JobEvent::Accepted(j) | JobEvent::State(j)))
-                if j.state == "awaiting-approval" =>
+                if j.is(JobState::AwaitingApproval) =>
             {
                 outln!(
                     "job {} on {} awaits approval by {}",

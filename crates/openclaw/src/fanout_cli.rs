@@ -12,7 +12,7 @@ use std::sync::Arc;
 use client::{Client, ClientError};
 use mesh::Home;
 use proto::fanout::{Outcome, Tally};
-use proto::{Batch, FanEvent, FanInfo, FanOutSpec, JobInfo, OutStream, Request};
+use proto::{Batch, FanEvent, FanInfo, FanOutSpec, FanState, JobInfo, OutStream, Request};
 
 use crate::commands::CliError;
 use crate::exit;
@@ -374,7 +374,7 @@ const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 fn announce(info: &FanInfo) {
     let first = info.members.first().map(|m| m.job).unwrap_or(0);
     let n = info.members.len();
-    if info.state == "awaiting-approval" {
+    if info.state == FanState::AwaitingApproval.as_str() {
         errln!(
             "openclaw: fan-out {} on {n} node(s) awaits approval by {} ('openclaw job approve {first}' approves all {n}); waiting",
             info.id,
@@ -517,7 +517,7 @@ pub async fn print_fanout(
         output: true,
     };
     let (recv, info) = open_fanout(client, spec).await?;
-    if info.state == "awaiting-approval" {
+    if info.state == FanState::AwaitingApproval.as_str() {
         let first = info.members.first().map(|m| m.job).unwrap_or(0);
         outln!(
             "{indent}fan-out {} on {} nodes awaits approval by {} ('approve {first}' approves all)",

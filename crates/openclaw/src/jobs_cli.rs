@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use client::{Client, ClientError, FollowError, FollowOptions, Followed, Gateway, Start};
 use mesh::Home;
-use proto::{ErrorCode, JobEvent, JobInfo, JobSpec, OutStream, Request, Response};
+use proto::{ErrorCode, JobEvent, JobInfo, JobSpec, JobState, OutStream, Request, Response};
 
 use crate::commands::CliError;
 use crate::interrupt::{Interrupts, Stop};
@@ -163,18 +163,27 @@ pub fn run_error(e: ClientError) -> CliError {
     CliError::new(code, crate::term::field(&e.to_string()))
 }
 
-/// The exit code that stands for how a job ended.
+/// The exit code that stands for how a job ended: an exhaustive match,
+/// so a new state must be given its code here.
 pub fn job_exit_code(info: &JobInfo) -> u8 {
-    match info.state.as_str() {
-        "exited" => info
+    let Some(state) = info.job_state() else {
+        return exit::RUN_CONNECTION;
+    };
+    match state {
+        JobState::Exited => info
             .exit_code
             .map(|c| u8::try_from(c.clamp(0, 255)).unwrap_or(255))
             .unwrap_or(exit::RUN_CONNECTION),
-        "timed-out" => exit::RUN_TIMED_OUT,
-        "cancelled" => exit::RUN_CANCELLED,
-        "denied" | "expired" => exit::RUN_DENIED,
-        "failed" => exit::RUN_START_FAILED,
-        _ => exit::RUN_CONNECTION,
+        JobState::TimedOut => exit::RUN_TIMED_OUT,
+        JobState::Cancelled => exit::RUN_CANCELLED,
+        JobState::Denied | JobState::Expired => exit::RUN_DENIED,
+        JobState::Failed => exit::RUN_START_FAILED,
+        // Its node went away: as ssh when the connection is lost.
+        JobState::Lost => exit::RUN_CONNECTION,
+        // Not ended: the CLI lost it before its end.
+        JobState::Queued | JobState::AwaitingApproval | JobState::Starting | JobState::Running => {
+            exit::RUN_CONNECTION
+        }
     }
 }
 
@@ -277,15 +286,17 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
             }
         }
     };
-    match info.state.as_str() {
-        "awaiting-approval" => errln!(
+    match info.job_state() {
+        Some(JobState::AwaitingApproval) => errln!(
             "openclaw: job {} on {} awaits approval by {} ('openclaw job approve {}'); waiting",
             info.id,
             info.node,
             info.approvers.join(" or "),
             info.id
         ),
-        "queued" => errln!("openclaw: job {} is queued for capacity; waiting", info.id),
+        Some(JobState::Queued) => {
+            errln!("openclaw: job {} is queued for capacity; waiting", info.id)
+        }
         _ => errln!("openclaw: job {} on {}", info.id, info.node),
     }
     let id = info.id;
@@ -435,7 +446,7 @@ fn finish(info: JobInfo, json: bool, stop: Option<Stop>) -> Result<(), CliError>
         print_json(&info)?;
     }
     // As ssh: a command that exited by itself needs no words.
-    if info.state != "exited" {
+    if !info.is(JobState::Exited) {
         errln!("openclaw: {}", output::job_end(&info));
     }
     let code = stop.map_or_else(|| job_exit_code(&info), Stop::exit_code);
@@ -456,7 +467,7 @@ async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo
             if let Some(by) = info
                 .approved_by
                 .as_deref()
-                .filter(|_| info.state == "starting")
+                .filter(|_| info.is(JobState::Starting))
             {
                 errln!("openclaw: job {} approved by {by}", info.id);
             }

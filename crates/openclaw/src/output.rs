@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use proto::{JobInfo, NodeInfo, TokenInfo};
+use proto::{JobInfo, JobState, NodeInfo, TokenInfo};
 
 use crate::term;
 
@@ -374,7 +374,7 @@ pub fn jobs(jobs: &[JobInfo], now: u64) -> String {
 /// signal that ended it (`-`).
 fn exit_cell(j: &JobInfo) -> String {
     match j.exit_code {
-        Some(c) if j.state == "exited" => c.to_string(),
+        Some(c) if j.is(JobState::Exited) => c.to_string(),
         _ => "-".into(),
     }
 }
@@ -383,9 +383,9 @@ fn exit_cell(j: &JobInfo) -> String {
 /// of a cancelled or timed-out job ended.
 fn exit_line(j: &JobInfo) -> String {
     match j.exit_code {
-        Some(c) if j.state == "exited" => c.to_string(),
+        Some(c) if j.is(JobState::Exited) => c.to_string(),
         Some(c) => {
-            let why = if j.state == "timed-out" {
+            let why = if j.is(JobState::TimedOut) {
                 "at its timeout"
             } else {
                 "when it was cancelled"
@@ -421,10 +421,10 @@ pub fn job_end(j: &JobInfo) -> String {
 /// state's own word (`cancelled by admin`, `denied by alice: not now`)
 /// stands for the state, so the state is said once.
 pub fn how_it_ended(j: &JobInfo) -> String {
-    if j.state == "exited" {
+    if j.is(JobState::Exited) {
         return match j.exit_code {
             Some(c) => format!("exited with code {c}"),
-            None => "exited".into(),
+            None => JobState::Exited.as_str().into(),
         };
     }
     let state = term::field(&j.state);

@@ -80,7 +80,8 @@ pub struct FanMember {
 pub struct FanInfo {
     /// Fan-out id.
     pub id: u64,
-    /// `awaiting-approval`, `running` or `done` (from its members).
+    /// `awaiting-approval`, `running` or `done` (from its members): a
+    /// [`crate::FanState`]'s word.
     pub state: String,
     /// Exact argv every member runs.
     pub argv: Vec<String>,
@@ -162,11 +163,12 @@ pub enum Outcome {
 impl Outcome {
     /// The outcome of an ended job.
     pub fn of(job: &JobInfo) -> Outcome {
-        match (job.state.as_str(), job.exit_code) {
-            ("exited", Some(0)) => Outcome::Ok,
-            ("exited", Some(c)) => Outcome::Exit(c),
-            ("timed-out", _) => Outcome::TimedOut,
-            (s, _) => Outcome::NotRun(s.to_string(), job.reason.clone().unwrap_or_default()),
+        use crate::JobState;
+        match (job.job_state(), job.exit_code) {
+            (Some(JobState::Exited), Some(0)) => Outcome::Ok,
+            (Some(JobState::Exited), Some(c)) => Outcome::Exit(c),
+            (Some(JobState::TimedOut), _) => Outcome::TimedOut,
+            _ => Outcome::NotRun(job.state.clone(), job.reason.clone().unwrap_or_default()),
         }
     }
 }

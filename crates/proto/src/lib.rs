@@ -37,10 +37,12 @@ pub mod msg;
 pub mod names;
 pub mod redact;
 pub mod size;
+pub mod state;
 
 pub use fanout::{Batch, FanEvent, FanInfo, FanMember, FanOutSpec};
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use msg::*;
+pub use state::{FanState, JobState, NodeState};
 
 /// ALPN for enrollment: server-only TLS, token-authenticated.
 pub const ALPN_ENROLL: &[u8] = b"openclaw-enroll/1";

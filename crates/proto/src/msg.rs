@@ -694,18 +694,27 @@ pub struct JobInfo {
 pub const MAX_JOB_PAGE: u32 = 500;
 
 impl JobInfo {
+    /// The job's state, if its word is one this side knows (a newer peer
+    /// may send one it does not).
+    pub fn job_state(&self) -> Option<crate::JobState> {
+        crate::JobState::parse(&self.state)
+    }
+
+    /// Whether the job is in state `s`.
+    pub fn is(&self, s: crate::JobState) -> bool {
+        self.state == s.as_str()
+    }
+
     /// Whether the job has ended.
     pub fn is_terminal(&self) -> bool {
         is_terminal_state(&self.state)
     }
 }
 
-/// Whether a job state is final.
+/// Whether a job state is final (a word this side does not know counts as
+/// final: nothing here would move it on).
 pub fn is_terminal_state(state: &str) -> bool {
-    matches!(
-        state,
-        "exited" | "failed" | "cancelled" | "timed-out" | "denied" | "expired" | "lost"
-    )
+    crate::JobState::parse(state).is_none_or(crate::JobState::is_terminal)
 }
 
 /// Which output stream.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use proto::{GpuTelemetry, JobInfo};
+use proto::{GpuTelemetry, JobInfo, JobState};
 
 use super::{Markup, duration, head};
 
@@ -221,9 +221,9 @@ fn job_line(j: &JobInfo, now: u64, m: &dyn Markup) -> String {
         format!(" on {}", m.escape(&j.node))
     };
     let cmd = m.escape(&cut(&j.argv.join(" "), LIST_CMD));
-    let state = match j.state.as_str() {
-        "queued" => format!("⏳ {} queued", j.id),
-        "awaiting-approval" => format!(
+    let state = match j.job_state() {
+        Some(JobState::Queued) => format!("⏳ {} queued", j.id),
+        Some(JobState::AwaitingApproval) => format!(
             "🔒 {} awaits approval by {}",
             j.id,
             j.approvers
@@ -232,10 +232,10 @@ fn job_line(j: &JobInfo, now: u64, m: &dyn Markup) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        "starting" | "running" => format!("▶️ {} {}", j.id, j.state),
-        "exited" if j.exit_code == Some(0) => format!("✅ {} exited 0", j.id),
-        "exited" => format!("❌ {} exited {}", j.id, j.exit_code.unwrap_or(-1)),
-        other => format!("⚠️ {} {}", j.id, m.escape(other)),
+        Some(JobState::Starting | JobState::Running) => format!("▶️ {} {}", j.id, j.state),
+        Some(JobState::Exited) if j.exit_code == Some(0) => format!("✅ {} exited 0", j.id),
+        Some(JobState::Exited) => format!("❌ {} exited {}", j.id, j.exit_code.unwrap_or(-1)),
+        _ => format!("⚠️ {} {}", j.id, m.escape(&j.state)),
     };
     format!("{state}{on}, {}: `{cmd}`", ago(j.created_at, now))
 }

@@ -70,16 +70,6 @@ pub struct Snapshot {
     pub states: Vec<String>,
 }
 
-fn fan_state(states: &[JobState]) -> &'static str {
-    if states.contains(&JobState::AwaitingApproval) {
-        "awaiting-approval"
-    } else if states.iter().any(|s| !s.is_terminal()) {
-        "running"
-    } else {
-        "done"
-    }
-}
-
 fn snapshot(fan: &FanRow, rows: &[JobRow]) -> Result<Snapshot, ApiError> {
     let plan: FanPlan = proto::codec::decode(&fan.plan).map_err(|e| {
         err(
@@ -91,7 +81,7 @@ fn snapshot(fan: &FanRow, rows: &[JobRow]) -> Result<Snapshot, ApiError> {
     Ok(Snapshot {
         info: FanInfo {
             id: fan.id,
-            state: fan_state(&states).into(),
+            state: proto::FanState::of(&states).as_str().into(),
             argv: plan.argv,
             requester: fan.requester.clone(),
             members: rows
@@ -828,21 +818,6 @@ impl FollowSink for MemberSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fan_state_is_the_strictest_member_state() {
-        use JobState::*;
-        let cases: &[(&[JobState], &str)] = &[
-            (&[Exited, Failed], "done"),
-            (&[], "done"),
-            (&[Exited, Running], "running"),
-            (&[Queued, Exited], "running"),
-            (&[AwaitingApproval, Queued], "awaiting-approval"),
-        ];
-        for (states, want) in cases {
-            assert_eq!(fan_state(states), *want, "{states:?}");
-        }
-    }
 
     #[test]
     fn the_digest_covers_the_node_list() {

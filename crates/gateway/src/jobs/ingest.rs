@@ -154,7 +154,7 @@ pub async fn node_job_stream(
                     .jobs
                     .with(|m| m.jobs.get(&id).and_then(|j| j.cancelled_by.clone()))
                     .map_or_else(
-                        || "cancelled".to_string(),
+                        || JobState::Cancelled.as_str().to_string(),
                         |who| format!("cancelled by {who}"),
                     )
             } else {

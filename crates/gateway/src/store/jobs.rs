@@ -3,111 +3,10 @@
 //! deciders racing on one job (approve against deny, cancel against start,
 //! approval against expiry) can never both win.
 
+pub use proto::JobState;
+
 use super::sql::{Row, params};
 use super::{StoreError, Tx, i, join, split, u};
-
-/// Where a job is in its life. Stored and shown as its word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobState {
-    /// Waiting for capacity (`--queue`).
-    Queued,
-    /// Held by policy until an approver decides.
-    AwaitingApproval,
-    /// Sent to its node; not started yet.
-    Starting,
-    /// Its process runs.
-    Running,
-    /// Its process exited (any code).
-    Exited,
-    /// The node would not or could not start it.
-    Failed,
-    /// Cancelled by a person.
-    Cancelled,
-    /// Killed at its timeout.
-    TimedOut,
-    /// Refused by policy or an approver.
-    Denied,
-    /// Nobody approved it, or capacity never came, in time.
-    Expired,
-    /// Its node went away and did not come back in time.
-    Lost,
-}
-
-impl JobState {
-    /// Every state.
-    pub const ALL: [JobState; 11] = [
-        JobState::Queued,
-        JobState::AwaitingApproval,
-        JobState::Starting,
-        JobState::Running,
-        JobState::Exited,
-        JobState::Failed,
-        JobState::Cancelled,
-        JobState::TimedOut,
-        JobState::Denied,
-        JobState::Expired,
-        JobState::Lost,
-    ];
-
-    /// The state's word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::AwaitingApproval => "awaiting-approval",
-            JobState::Starting => "starting",
-            JobState::Running => "running",
-            JobState::Exited => "exited",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-            JobState::TimedOut => "timed-out",
-            JobState::Denied => "denied",
-            JobState::Expired => "expired",
-            JobState::Lost => "lost",
-        }
-    }
-
-    /// Parses a state word.
-    pub fn parse(s: &str) -> Option<JobState> {
-        JobState::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// Whether the job has ended.
-    pub fn is_terminal(self) -> bool {
-        !matches!(
-            self,
-            JobState::Queued | JobState::AwaitingApproval | JobState::Starting | JobState::Running
-        )
-    }
-
-    /// Whether a job may move from `self` to `to`. Pure; the one table of
-    /// legal transitions.
-    pub fn can_move_to(self, to: JobState) -> bool {
-        use JobState::*;
-        match self {
-            Queued => matches!(
-                to,
-                AwaitingApproval | Starting | Denied | Expired | Cancelled | Failed | Lost
-            ),
-            // Queued: an approved fan-out member waits for its turn.
-            AwaitingApproval => {
-                matches!(to, Queued | Starting | Denied | Expired | Cancelled | Lost)
-            }
-            // Denied here: the node's own policy refused it.
-            Starting => matches!(
-                to,
-                Running | Exited | Failed | Cancelled | TimedOut | Lost | Denied
-            ),
-            Running => matches!(to, Exited | Failed | Cancelled | TimedOut | Lost),
-            Exited | Failed | Cancelled | TimedOut | Denied | Expired | Lost => false,
-        }
-    }
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A job row. `plan` is decoded.
 #[derive(Debug, Clone)]
@@ -324,6 +223,14 @@ fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
     Ok(row)
 }
 
+/// The unfinished states as an SQL list (`'queued', …`), from the type.
+fn unfinished_list() -> String {
+    JobState::unfinished()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Encodes a plan for storage.
 pub fn encode_plan(plan: &proto::JobPlan) -> Result<Vec<u8>, StoreError> {
     proto::codec::encode(plan).map_err(|e| StoreError::Engine(format!("cannot encode a plan: {e}")))
@@ -461,7 +368,8 @@ impl Tx<'_> {
     pub fn unfinished_jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         self.job_rows(
             &format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'awaiting-approval', 'starting', 'running') ORDER BY id"
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ({}) ORDER BY id",
+                unfinished_list()
             ),
             params![],
         )
@@ -472,8 +380,11 @@ impl Tx<'_> {
     pub fn prune_jobs(&self, cutoff: u64) -> Result<Vec<u64>, StoreError> {
         self.0
             .query(
-                "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 \
-                 AND state NOT IN ('queued', 'awaiting-approval', 'starting', 'running') RETURNING id",
+                &format!(
+                    "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1 \
+                     AND state NOT IN ({}) RETURNING id",
+                    unfinished_list()
+                ),
                 params![i(cutoff)],
             )?
             .iter()

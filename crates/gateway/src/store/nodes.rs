@@ -1,42 +1,9 @@
 //! Nodes, and the certificates the CA signed and revoked.
 
+pub use proto::NodeState;
+
 use super::sql::{self, params};
 use super::{StoreError, Tx, i, join, split, u};
-
-/// Enrollment state of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeState {
-    /// Waiting for an admin.
-    Pending,
-    /// Has a certificate.
-    Approved,
-    /// An admin said no.
-    Rejected,
-    /// Certificate revoked.
-    Revoked,
-}
-
-impl NodeState {
-    /// The state word as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Pending => "pending",
-            NodeState::Approved => "approved",
-            NodeState::Rejected => "rejected",
-            NodeState::Revoked => "revoked",
-        }
-    }
-
-    fn parse(s: &str) -> Result<NodeState, StoreError> {
-        Ok(match s {
-            "pending" => NodeState::Pending,
-            "approved" => NodeState::Approved,
-            "rejected" => NodeState::Rejected,
-            "revoked" => NodeState::Revoked,
-            other => return Err(StoreError::Corrupt(format!("unknown node state {other:?}"))),
-        })
-    }
-}
 
 /// A node row.
 #[derive(Debug, Clone)]
@@ -82,7 +49,8 @@ fn node_from_row(r: &sql::Row) -> Result<NodeRow, StoreError> {
     let state: String = r.get(1)?;
     Ok(NodeRow {
         name: r.get(0)?,
-        state: NodeState::parse(&state)?,
+        state: NodeState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown node state {state:?}")))?,
         labels: split(&r.get::<_, String>(2)?),
         fingerprint: r.get(3)?,
         spki: r.get(4)?,
@@ -162,8 +130,8 @@ impl Tx<'_> {
     pub fn pending_count(&self) -> Result<usize, StoreError> {
         let n: i64 = self
             .one(
-                "SELECT count(*) FROM nodes WHERE state = 'pending'",
-                params![],
+                "SELECT count(*) FROM nodes WHERE state = ?1",
+                params![NodeState::Pending.as_str()],
             )?
             .map_or(Ok(0), |r| r.get(0))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
@@ -172,8 +140,8 @@ impl Tx<'_> {
     /// Deletes pending requests older than `cutoff`; returns their names.
     pub fn expire_pending(&self, cutoff: u64) -> Result<Vec<String>, StoreError> {
         self.texts(
-            "DELETE FROM nodes WHERE state = 'pending' AND requested_at < ?1 RETURNING name",
-            params![i(cutoff)],
+            "DELETE FROM nodes WHERE state = ?2 AND requested_at < ?1 RETURNING name",
+            params![i(cutoff), NodeState::Pending.as_str()],
         )
     }
 
@@ -212,18 +180,32 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Sets a node's state and who decided.
-    pub fn set_node_state(
+    /// Moves a node from state `from` to `to` along
+    /// [`NodeState::can_move_to`], if and only if it is still in `from`
+    /// (`UPDATE … WHERE state = ?`); anything else writes nothing and is
+    /// an error.
+    pub fn move_node(
         &self,
         name: &str,
-        state: NodeState,
+        from: NodeState,
+        to: NodeState,
         at: u64,
         by: &str,
     ) -> Result<(), StoreError> {
-        self.0.exec(
-            "UPDATE nodes SET state = ?2, decided_at = ?3, decided_by = ?4 WHERE name = ?1",
-            params![name, state.as_str(), i(at), by],
+        if !from.can_move_to(to) {
+            return Err(StoreError::Refused(format!(
+                "node {name}: illegal state change {from} -> {to}"
+            )));
+        }
+        let n = self.0.exec(
+            "UPDATE nodes SET state = ?2, decided_at = ?3, decided_by = ?4 WHERE name = ?1 AND state = ?5",
+            params![name, to.as_str(), i(at), by, from.as_str()],
         )?;
+        if n == 0 {
+            return Err(StoreError::Refused(format!(
+                "node {name} is no longer {from}; nothing was changed"
+            )));
+        }
         Ok(())
     }
 
@@ -291,8 +273,8 @@ impl Tx<'_> {
     pub fn not_on_ca(&self, ca_pin: &str) -> Result<(Vec<String>, Vec<String>), StoreError> {
         let nodes = self.texts(
             "SELECT n.name FROM nodes n LEFT JOIN issued_certs c ON c.serial = n.cert_serial \
-             WHERE n.state = 'approved' AND (c.ca IS NULL OR c.ca != ?1) ORDER BY n.name",
-            params![ca_pin],
+             WHERE n.state = ?2 AND (c.ca IS NULL OR c.ca != ?1) ORDER BY n.name",
+            params![ca_pin, NodeState::Approved.as_str()],
         )?;
         let clients = self.texts(
             "SELECT k.name FROM clients k LEFT JOIN issued_certs c ON c.serial = k.cert_serial \

@@ -268,7 +268,7 @@ fn every_table_round_trips_on_both_engines() {
                 for name in ["w-10", "w-9", "w-1"] {
                     tx.put_node(&node(name))?;
                 }
-                tx.set_node_state("w-1", NodeState::Approved, 5, "admin")?;
+                tx.move_node("w-1", NodeState::Pending, NodeState::Approved, 5, "admin")?;
                 tx.set_node_cert("w-1", &cert)?;
                 tx.set_node_facts("w-1", &["gpu".into()], &["x".into()], Some(2))?;
                 tx.node_seen("w-1", 7, "127.0.0.1:9")?;
