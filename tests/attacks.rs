@@ -501,6 +501,79 @@ fn attack_job_cannot_read_another_jobs_files() {
     lab.admin(&["job", "cancel", &a.to_string()]).ok();
 }
 
+#[test]
+fn attack_a_job_runs_the_simulated_nvidia_smi_but_cannot_change_it() {
+    if !is_root() {
+        eprintln!("SKIPPED: dropping privileges for jobs needs root");
+        return;
+    }
+    // A jailed node (each job its own uid) with simulated GPUs: the fake
+    // nvidia-smi first on every job's PATH is the agent's, in its root.
+    let mut lab = lab_with(&[]);
+    let home = jailed_node(&mut lab);
+    let _agent = lab.start_gpu_node(&home, 1);
+    lab.wait_node("worker-jail", "connected", T);
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-jail",
+            "--gpus",
+            "1",
+            "--",
+            "nvidia-smi",
+            "-L",
+        ])
+        .ok();
+    assert!(
+        out.stdout
+            .starts_with("GPU 0: Simulated GPU 80GB (UUID: GPU-sim-")
+            && out.stdout.lines().count() == 1,
+        "{}",
+        out.stdout
+    );
+    // Another job cannot replace it, its device list or the directory, to
+    // fool the jobs after it.
+    let out = lab.run_job(&[
+        "--node",
+        "worker-jail",
+        "--shell",
+        "--",
+        "d=$(dirname $(command -v nvidia-smi)); id -u;",
+        "echo '[]' > $d/simulated-gpus.json; echo fake > $d/nvidia-smi; rm -f $d/nvidia-smi;",
+        "touch $d/planted; mv $d $d.moved; ls $d",
+    ]);
+    // Each of the five writes is refused, and the directory holds what
+    // the agent put there, nothing else.
+    assert_eq!(
+        out.stderr.matches("Permission denied").count(),
+        5,
+        "{out:?}"
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let uid: u32 = lines[0].trim().parse().unwrap();
+    assert!(
+        (61000..62000).contains(&uid),
+        "the job ran as its own uid: {uid}"
+    );
+    assert_eq!(lines[1..], ["nvidia-smi", "simulated-gpus.json"], "{out:?}");
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-jail",
+            "--gpus",
+            "1",
+            "--",
+            "nvidia-smi",
+            "-L",
+        ])
+        .ok();
+    assert!(
+        out.stdout.starts_with("GPU 0: Simulated GPU 80GB"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Another local user: a uid that no account, job range or test uses.
 const INTRUDER: u32 = 62000;
 

@@ -318,29 +318,42 @@ pub struct ShimSpec {
 /// The small shim binary installed next to `openclaw`.
 pub const SHIM_BIN: &str = "openclaw-exec";
 
+/// The binary that runs the shim: `openclaw-exec` next to the agent's
+/// own if it is there (`true`), else the agent's own binary, which needs
+/// [`SHIM_ARG`].
+pub fn shim_binary() -> Result<(PathBuf, bool), String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the agent's own binary to start the job: {e}"))?;
+    let small = exe.with_file_name(SHIM_BIN);
+    Ok(if small.is_file() {
+        (small, true)
+    } else {
+        (exe, false)
+    })
+}
+
 /// A `tokio` command that runs `spec` through the shim: `openclaw-exec`
 /// next to the agent's binary if it is there (a small program, quick to
 /// start), else the agent's own binary as `openclaw __job-exec`.
 pub fn command(spec: &ShimSpec) -> Result<tokio::process::Command, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the agent's own binary to start the job: {e}"))?;
     let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    let small = exe.with_file_name(SHIM_BIN);
-    let mut cmd = if small.is_file() {
-        tokio::process::Command::new(small)
-    } else {
-        let mut c = tokio::process::Command::new(exe);
-        c.arg(SHIM_ARG);
-        c
-    };
+    let (exe, small) = shim_binary()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    if !small {
+        cmd.arg(SHIM_ARG);
+    }
     cmd.env_clear().env(SPEC_VAR, json);
     Ok(cmd)
 }
 
-/// The shim's main (`openclaw-exec`, or `openclaw __job-exec`): never returns. Exit codes follow the shell's: 127 when
+/// The shim's main (`openclaw-exec`, or `openclaw __job-exec`): never returns. Started as `nvidia-smi` (the fake of a
+/// node with simulated GPUs, [`crate::simsmi`]) it is that instead. Exit codes follow the shell's: 127 when
 /// the command is not found, 126 when it cannot be executed, 125 when the
 /// shim itself failed (cgroup, privileges).
 pub fn shim_main() -> ! {
+    if crate::simsmi::invoked_as(std::env::args_os().next().as_deref()) {
+        crate::simsmi::main();
+    }
     let fail = |code: i32, msg: String| -> ! {
         eprintln!("openclaw: {msg}");
         std::process::exit(code)

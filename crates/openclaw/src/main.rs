@@ -533,7 +533,9 @@ enum NodeCmd {
         /// Overrides the gateway address in node.toml.
         #[arg(long)]
         gateway: Option<String>,
-        /// Offer N simulated GPUs (for tests and labs without NVIDIA hardware).
+        /// Offer N simulated GPUs (for tests and labs without NVIDIA
+        /// hardware); jobs find a simulated nvidia-smi (-L and the default
+        /// table, for the GPUs they hold) first on their PATH.
         #[arg(long, default_value_t = 0)]
         simulate_gpus: u32,
     },
@@ -568,6 +570,11 @@ fn init_tracing(default: &str, format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    // A node with simulated GPUs offers jobs this binary as `nvidia-smi`
+    // when no openclaw-exec sits next to it (see node::simsmi).
+    if node::simsmi::invoked_as(std::env::args_os().next().as_deref()) {
+        node::simsmi::main();
+    }
     // The node agent starts jobs through its own binary (see node::jail);
     // that path never reaches clap or a runtime.
     if std::env::args_os()
