@@ -61,6 +61,62 @@ fn run_streams_bytes_and_returns_the_remote_exit_code() {
     // A signal death is reported as 128+N, like a shell.
     let out = lab.run_job(&["--node", "worker-cpu-01", "--", "sh", "-c", "kill -9 $$"]);
     assert_eq!(out.code, 137, "{out:?}");
+    // A command that is not there: 127 and the shell's one line, which
+    // names the command, not openclaw. The job's stderr is exactly that
+    // line; the CLI's own lines on stderr are only its "openclaw: job N".
+    let out = lab.run_job(&["--node", "worker-cpu-01", "--", "no-such-command", "x"]);
+    assert_eq!(out.code, 127, "{out:?}");
+    assert_eq!(out.stdout, "");
+    let theirs: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("openclaw: job "))
+        .collect();
+    assert_eq!(
+        theirs,
+        ["no-such-command: command not found"],
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("warning"),
+        "a node without GPUs: {}",
+        out.stderr
+    );
+    let id = job_id(&out.stderr);
+    let logs = lab.admin(&["job", "logs", &id.to_string()]).ok();
+    assert_eq!(logs.stderr, "no-such-command: command not found\n");
+    assert_eq!(lab.job(id)["exit_code"], 127);
+    // A path that is not there, and one that cannot be executed.
+    let out = lab.run_job(&["--node", "worker-cpu-01", "--", "./nope.sh"]);
+    assert_eq!(out.code, 127, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("\n./nope.sh: No such file or directory\n"),
+        "{}",
+        out.stderr
+    );
+    let plain = lab.dir().join("not-executable");
+    std::fs::write(&plain, "echo ran\n").unwrap();
+    let plain = plain.to_str().unwrap();
+    let out = lab.run_job(&["--node", "worker-cpu-01", "--", plain]);
+    assert_eq!(out.code, 126, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("\n{plain}: Permission denied\n")),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The job id from `openclaw run`'s "openclaw: job N ..." line.
+fn job_id(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("openclaw: job "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no job id in {stderr:?}"))
 }
 
 #[test]
@@ -283,8 +339,11 @@ fn bad_requests_get_clear_errors() {
         251,
         "working directory /does/not/exist does not exist on node worker-cpu-01",
     );
-    lab.run_job(&["--node", "worker-cpu-01", "--", "no-such-command-xyz"])
-        .fails_with(127, "openclaw: no-such-command-xyz: command not found");
+    // The node's shell-like line, not one that reads as the local CLI's.
+    let out = lab
+        .run_job(&["--node", "worker-cpu-01", "--", "no-such-command-xyz"])
+        .fails_with(127, "\nno-such-command-xyz: command not found\n");
+    assert!(!out.stderr.contains("openclaw: no-such"), "{}", out.stderr);
     lab.run_job(&[
         "--node",
         "worker-cpu-01",
