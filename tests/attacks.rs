@@ -1208,7 +1208,7 @@ fn attack_node_cannot_claim_labels_or_gpus() {
     lab.run_job(&["--role", "gpu", "--", "true"])
         .fails_with(254, "no node has the role \"gpu\"");
     lab.run_job(&["--node", "rogue", "--gpus", "1", "--", "true"])
-        .fails_with(253, "GPUs free");
+        .fails_with(250, "node rogue has no confirmed GPUs");
     // An admin confirms one GPU: exactly one, whatever the node says. The
     // cap applies from the node's next session.
     lab.admin(&["node", "approve", "rogue", "--labels", "gpu", "--gpus", "1"])
@@ -1219,7 +1219,10 @@ fn attack_node_cannot_claim_labels_or_gpus() {
         (lab.run_job(&["--role", "gpu", "--", "true"]).code == 0).then_some(())
     });
     lab.run_job(&["--node", "rogue", "--gpus", "2", "--", "true"])
-        .fails_with(253, "GPUs free");
+        .fails_with(
+            250,
+            "node rogue has 1 confirmed GPU(s) and the job asks for 2",
+        );
 }
 
 #[test]
@@ -1257,8 +1260,10 @@ fn attack_a_hand_approved_node_offers_no_gpus_nobody_confirmed() {
             .ok();
         assert_eq!(out.stdout.trim(), "worker-gpu-01");
     }
-    lab.run_job(&["--node", "rogue", "--gpus", "1", "--", "true"])
-        .fails_with(253, "GPUs");
+    // None confirmed is none offered: a request for one could never run
+    // there, and says so rather than "retry later".
+    lab.run_job(&["--node", "rogue", "--gpus", "1", "--queue", "--", "true"])
+        .fails_with(250, "node rogue has no confirmed GPUs");
     let list = lab.admin(&["node", "list"]).ok().stdout;
     let row = list.lines().find(|l| l.starts_with("rogue")).unwrap();
     assert!(row.contains("unconfirmed"), "{row}");
@@ -1268,7 +1273,10 @@ fn attack_a_hand_approved_node_offers_no_gpus_nobody_confirmed() {
     lab.run_job(&["--node", "rogue", "--gpus", "2", "--", "true"])
         .ok();
     lab.run_job(&["--node", "rogue", "--gpus", "3", "--", "true"])
-        .fails_with(253, "GPUs");
+        .fails_with(
+            250,
+            "node rogue has 2 confirmed GPU(s) and the job asks for 3",
+        );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

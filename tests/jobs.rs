@@ -239,6 +239,93 @@ fn role_routing_and_gpu_exclusivity() {
     assert!(out.stderr.contains("queued"), "{}", out.stderr);
     lab.wait_job(a, "exited", T);
     lab.wait_job(b, "exited", T);
+
+    // A request no node could ever meet is not told to retry, and --queue
+    // refuses it instead of waiting for ever: its own exit code, and the
+    // most GPUs there are. A node without GPUs has none to offer.
+    for queue in [&[][..], &["--queue"][..]] {
+        let mut args = vec!["--role", "gpu", "--gpus", "3"];
+        args.extend_from_slice(queue);
+        args.extend_from_slice(&["--", "true"]);
+        let out = lab.run_job(&args).fails_with(
+            250,
+            "no gpu node has 3 GPUs (the most any has is 2 (worker-gpu-01))",
+        );
+        assert!(!out.stderr.contains("retry"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("ask for at most 2 GPU(s)"),
+            "{}",
+            out.stderr
+        );
+    }
+    lab.run_job(&[
+        "--node",
+        "worker-gpu-01",
+        "--gpus",
+        "3",
+        "--queue",
+        "--",
+        "true",
+    ])
+    .fails_with(
+        250,
+        "node worker-gpu-01 has 2 confirmed GPU(s) and the job asks for 3",
+    );
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--gpus",
+        "1",
+        "--queue",
+        "--",
+        "true",
+    ])
+    .fails_with(250, "node worker-cpu-01 has no confirmed GPUs");
+    assert_eq!(lab.jobs().len(), 4, "refused requests leave no job");
+
+    // A queued job whose request becomes impossible while it waits (the
+    // node's GPU cap lowered below it) ends, saying why, at once.
+    let hold = lab.detach(&[
+        "--node",
+        "worker-gpu-01",
+        "--gpus",
+        "1",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    lab.wait_job(hold, "running", T);
+    let queued = lab.spawn(
+        &lab.gw_home.clone(),
+        &[
+            "run",
+            "--node",
+            "worker-gpu-01",
+            "--gpus",
+            "2",
+            "--queue",
+            "--",
+            "true",
+        ],
+    );
+    let waiting = wait_until(T, "the job to queue", || {
+        lab.jobs()
+            .into_iter()
+            .find(|j| j["state"] == "queued")
+            .and_then(|j| j["id"].as_u64())
+    });
+    lab.admin(&["node", "approve", "worker-gpu-01", "--gpus", "1"])
+        .ok();
+    let out = queued.wait(T);
+    assert_eq!(out.code, 251, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "job {waiting} failed: no node can ever run it now: node worker-gpu-01 has 1 confirmed GPU(s) and the job asks for 2"
+        )),
+        "{}",
+        out.stderr
+    );
+    lab.admin(&["job", "cancel", &hold.to_string()]).ok();
 }
 
 fn named_lab() -> Lab {

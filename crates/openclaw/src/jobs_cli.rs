@@ -63,7 +63,9 @@ pub struct RunArgs {
     /// Whole GPUs to assign (default 1 for role gpu, else 0).
     #[arg(long)]
     gpus: Option<u32>,
-    /// Wait for capacity instead of failing when no node has room.
+    /// Wait for capacity instead of failing when no node has room now. A
+    /// request no node could ever meet (more GPUs than any matching node has
+    /// confirmed) is refused at once, with exit code 250.
     #[arg(long)]
     queue: bool,
     /// How long --queue waits.
@@ -138,6 +140,7 @@ pub fn run_error(e: ClientError) -> CliError {
         ClientError::Api(api) => match api.code {
             ErrorCode::NotFound => exit::RUN_UNKNOWN,
             ErrorCode::Unavailable | ErrorCode::ResourceExhausted => exit::RUN_UNAVAILABLE,
+            ErrorCode::Unsatisfiable => exit::RUN_UNSATISFIABLE,
             ErrorCode::Denied | ErrorCode::PermissionDenied => exit::RUN_DENIED,
             ErrorCode::InvalidArgument => exit::USAGE,
             _ => exit::FAILURE,

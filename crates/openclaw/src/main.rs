@@ -37,6 +37,9 @@ pub mod exit {
     pub const RUN_TIMED_OUT: u8 = 124;
     /// The job was cancelled.
     pub const RUN_CANCELLED: u8 = 130;
+    /// No node could ever meet the request (more GPUs than any matching
+    /// node has confirmed); `--queue` refuses it too.
+    pub const RUN_UNSATISFIABLE: u8 = 250;
     /// The node refused or failed to start it (cwd, node policy, no free GPU).
     pub const RUN_START_FAILED: u8 = 251;
     /// Denied by policy or by an approver, or approval expired.
@@ -73,6 +76,10 @@ pub mod exit {
             "`run`: the job was killed after its --timeout (as timeout(1) does).",
         ),
         (RUN_CANCELLED, "`run`: the job was cancelled."),
+        (
+            RUN_UNSATISFIABLE,
+            "`run`: no node could ever meet the request (more GPUs than any matching node has confirmed); --queue refuses it too.",
+        ),
         (
             RUN_START_FAILED,
             "`run`: the node refused or failed to start it (cwd, node policy, no free GPU).",
