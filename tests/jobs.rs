@@ -147,7 +147,11 @@ fn job_environment_cwd_and_loader_stripping() {
         out.stdout,
         "job=1 node=worker-gpu-01 gpus=0 threads=3 ld= pwd=/tmp\n"
     );
-    // Without --gpus an explicit-node job gets no GPU.
+    // Role gpu asked for one GPU: nothing to warn about.
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    // Without --gpus an explicit-node job gets no GPU (the one rule: a job
+    // holds the GPUs it asks for), and the CLI says so, since the node
+    // has GPUs.
     let out = lab
         .run_job(&[
             "--node",
@@ -160,6 +164,19 @@ fn job_environment_cwd_and_loader_stripping() {
         .ok();
     // Set, and empty: a job without GPUs sees none of the node's.
     assert_eq!(out.stdout, "[]\n");
+    let id = job_id(&out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "openclaw: warning: job {id} holds no GPU on worker-gpu-01, which has 2 confirmed"
+        )) && out.stderr.contains("pass --gpus N"),
+        "{}",
+        out.stderr
+    );
+    // Saying so (--gpus 0), or asking for some, silences it.
+    let out = lab
+        .run_job(&["--node", "worker-gpu-01", "--gpus", "0", "--", "true"])
+        .ok();
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
     let out = lab
         .run_job(&[
             "--node",
@@ -173,6 +190,13 @@ fn job_environment_cwd_and_loader_stripping() {
         ])
         .ok();
     assert_eq!(out.stdout, "0,1\n");
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    // --detach warns too, on stderr: stdout stays the job id alone.
+    let out = lab
+        .admin(&["run", "--detach", "--node", "worker-gpu-01", "--", "true"])
+        .ok();
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(out.stderr.contains("warning: job"), "{}", out.stderr);
     // Commands run as argv: no shell expands this.
     let out = lab
         .run_job(&["--node", "worker-gpu-01", "--", "echo", "$HOME", "a;b"])

@@ -35,9 +35,16 @@ fn spec(
     what: &What,
     node: &Option<String>,
     role: &Option<String>,
+    gpus: Option<u32>,
     user: &Option<String>,
 ) -> JobSpec {
-    chat::job_spec(what, node.as_deref(), role.as_deref(), user.as_deref())
+    chat::job_spec(
+        what,
+        node.as_deref(),
+        role.as_deref(),
+        gpus,
+        user.as_deref(),
+    )
 }
 
 /// The usage reply.
@@ -98,8 +105,13 @@ pub async fn one(
     let intent = chat::parse(&moltbot::plain_text(text), &ctx);
     if dry_run {
         let v = match &intent {
-            Intent::Run { what, node, role } => match client
-                .call(Request::JobPreview(spec(what, node, role, user)))
+            Intent::Run {
+                what,
+                node,
+                role,
+                gpus,
+            } => match client
+                .call(Request::JobPreview(spec(what, node, role, *gpus, user)))
                 .await
             {
                 Ok(Response::Preview {
@@ -195,11 +207,17 @@ pub async fn one(
             .await,
         ),
         Intent::RunAll { what, role } => {
-            crate::fanout_cli::print_fanout(client, spec(&what, &None, &role, user), "").await?;
+            crate::fanout_cli::print_fanout(client, spec(&what, &None, &role, None, user), "")
+                .await?;
         }
-        Intent::Run { what, node, role } => {
+        Intent::Run {
+            what,
+            node,
+            role,
+            gpus,
+        } => {
             let mut recv = client
-                .open(Request::JobRun(spec(&what, &node, &role, user)))
+                .open(Request::JobRun(spec(&what, &node, &role, gpus, user)))
                 .await
                 .map_err(fail)?;
             loop {
