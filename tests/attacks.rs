@@ -519,6 +519,79 @@ fn attack_job_cannot_read_another_jobs_files() {
     lab.admin(&["job", "cancel", &a.to_string()]).ok();
 }
 
+#[test]
+fn attack_a_job_runs_the_simulated_nvidia_smi_but_cannot_change_it() {
+    if !is_root() {
+        eprintln!("SKIPPED: dropping privileges for jobs needs root");
+        return;
+    }
+    // A jailed node (each job its own uid) with simulated GPUs: the fake
+    // nvidia-smi first on every job's PATH is the agent's, in its root.
+    let mut lab = lab_with(&[]);
+    let home = jailed_node(&mut lab);
+    let _agent = lab.start_gpu_node(&home, 1);
+    lab.wait_node("worker-jail", "connected", T);
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-jail",
+            "--gpus",
+            "1",
+            "--",
+            "nvidia-smi",
+            "-L",
+        ])
+        .ok();
+    assert!(
+        out.stdout
+            .starts_with("GPU 0: Simulated GPU 80GB (UUID: GPU-sim-")
+            && out.stdout.lines().count() == 1,
+        "{}",
+        out.stdout
+    );
+    // Another job cannot replace it, its device list or the directory, to
+    // fool the jobs after it.
+    let out = lab.run_job(&[
+        "--node",
+        "worker-jail",
+        "--shell",
+        "--",
+        "d=$(dirname $(command -v nvidia-smi)); id -u;",
+        "echo '[]' > $d/simulated-gpus.json; echo fake > $d/nvidia-smi; rm -f $d/nvidia-smi;",
+        "touch $d/planted; mv $d $d.moved; ls $d",
+    ]);
+    // Each of the five writes is refused, and the directory holds what
+    // the agent put there, nothing else.
+    assert_eq!(
+        out.stderr.matches("Permission denied").count(),
+        5,
+        "{out:?}"
+    );
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let uid: u32 = lines[0].trim().parse().unwrap();
+    assert!(
+        (61000..62000).contains(&uid),
+        "the job ran as its own uid: {uid}"
+    );
+    assert_eq!(lines[1..], ["nvidia-smi", "simulated-gpus.json"], "{out:?}");
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-jail",
+            "--gpus",
+            "1",
+            "--",
+            "nvidia-smi",
+            "-L",
+        ])
+        .ok();
+    assert!(
+        out.stdout.starts_with("GPU 0: Simulated GPU 80GB"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// Another local user: a uid that no account, job range or test uses.
 const INTRUDER: u32 = 62000;
 
@@ -1153,7 +1226,7 @@ fn attack_node_cannot_claim_labels_or_gpus() {
     lab.run_job(&["--role", "gpu", "--", "true"])
         .fails_with(254, "no node has the role \"gpu\"");
     lab.run_job(&["--node", "rogue", "--gpus", "1", "--", "true"])
-        .fails_with(253, "GPUs free");
+        .fails_with(250, "node rogue has no confirmed GPUs");
     // An admin confirms one GPU: exactly one, whatever the node says. The
     // cap applies from the node's next session.
     lab.admin(&["node", "approve", "rogue", "--labels", "gpu", "--gpus", "1"])
@@ -1164,7 +1237,10 @@ fn attack_node_cannot_claim_labels_or_gpus() {
         (lab.run_job(&["--role", "gpu", "--", "true"]).code == 0).then_some(())
     });
     lab.run_job(&["--node", "rogue", "--gpus", "2", "--", "true"])
-        .fails_with(253, "GPUs free");
+        .fails_with(
+            250,
+            "node rogue has 1 confirmed GPU(s) and the job asks for 2",
+        );
 }
 
 #[test]
@@ -1202,8 +1278,10 @@ fn attack_a_hand_approved_node_offers_no_gpus_nobody_confirmed() {
             .ok();
         assert_eq!(out.stdout.trim(), "worker-gpu-01");
     }
-    lab.run_job(&["--node", "rogue", "--gpus", "1", "--", "true"])
-        .fails_with(253, "GPUs");
+    // None confirmed is none offered: a request for one could never run
+    // there, and says so rather than "retry later".
+    lab.run_job(&["--node", "rogue", "--gpus", "1", "--queue", "--", "true"])
+        .fails_with(250, "node rogue has no confirmed GPUs");
     let list = lab.admin(&["node", "list"]).ok().stdout;
     let row = list.lines().find(|l| l.starts_with("rogue")).unwrap();
     assert!(row.contains("unconfirmed"), "{row}");
@@ -1213,7 +1291,10 @@ fn attack_a_hand_approved_node_offers_no_gpus_nobody_confirmed() {
     lab.run_job(&["--node", "rogue", "--gpus", "2", "--", "true"])
         .ok();
     lab.run_job(&["--node", "rogue", "--gpus", "3", "--", "true"])
-        .fails_with(253, "GPUs");
+        .fails_with(
+            250,
+            "node rogue has 2 confirmed GPU(s) and the job asks for 3",
+        );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -85,6 +85,18 @@ fn fan_out_runs_everywhere_prefixes_groups_and_summarises() {
         out.stderr
     );
 
+    // A node with fewer confirmed GPUs than asked could never run it:
+    // said so, not as a lack of free GPUs.
+    let out = lab.run_job(&["--all", "--label", "gpu", "--gpus", "2", "--", "true"]);
+    assert_eq!(out.code, 251, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "node fan-c has 1 confirmed GPU(s) and the fan-out asks 2: it could never run there"
+        ),
+        "{}",
+        out.stderr
+    );
+
     // --role, --json: one object per node per line, with its output.
     let out = lab.run_job(&["--all", "--role", "cpu", "--json", "--", "echo", "hi"]);
     assert_eq!(out.code, 253, "fan-d is a cpu node and offline: {out:?}");

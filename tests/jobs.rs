@@ -61,6 +61,62 @@ fn run_streams_bytes_and_returns_the_remote_exit_code() {
     // A signal death is reported as 128+N, like a shell.
     let out = lab.run_job(&["--node", "worker-cpu-01", "--", "sh", "-c", "kill -9 $$"]);
     assert_eq!(out.code, 137, "{out:?}");
+    // A command that is not there: 127 and the shell's one line, which
+    // names the command, not openclaw. The job's stderr is exactly that
+    // line; the CLI's own lines on stderr are only its "openclaw: job N".
+    let out = lab.run_job(&["--node", "worker-cpu-01", "--", "no-such-command", "x"]);
+    assert_eq!(out.code, 127, "{out:?}");
+    assert_eq!(out.stdout, "");
+    let theirs: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("openclaw: job "))
+        .collect();
+    assert_eq!(
+        theirs,
+        ["no-such-command: command not found"],
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("warning"),
+        "a node without GPUs: {}",
+        out.stderr
+    );
+    let id = job_id(&out.stderr);
+    let logs = lab.admin(&["job", "logs", &id.to_string()]).ok();
+    assert_eq!(logs.stderr, "no-such-command: command not found\n");
+    assert_eq!(lab.job(id)["exit_code"], 127);
+    // A path that is not there, and one that cannot be executed.
+    let out = lab.run_job(&["--node", "worker-cpu-01", "--", "./nope.sh"]);
+    assert_eq!(out.code, 127, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("\n./nope.sh: No such file or directory\n"),
+        "{}",
+        out.stderr
+    );
+    let plain = lab.dir().join("not-executable");
+    std::fs::write(&plain, "echo ran\n").unwrap();
+    let plain = plain.to_str().unwrap();
+    let out = lab.run_job(&["--node", "worker-cpu-01", "--", plain]);
+    assert_eq!(out.code, 126, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("\n{plain}: Permission denied\n")),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The job id from `openclaw run`'s "openclaw: job N ..." line.
+fn job_id(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("openclaw: job "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no job id in {stderr:?}"))
 }
 
 #[test]
@@ -91,7 +147,11 @@ fn job_environment_cwd_and_loader_stripping() {
         out.stdout,
         "job=1 node=worker-gpu-01 gpus=0 threads=3 ld= pwd=/tmp\n"
     );
-    // Without --gpus an explicit-node job gets no GPU.
+    // Role gpu asked for one GPU: nothing to warn about.
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    // Without --gpus an explicit-node job gets no GPU (the one rule: a job
+    // holds the GPUs it asks for), and the CLI says so, since the node
+    // has GPUs.
     let out = lab
         .run_job(&[
             "--node",
@@ -104,6 +164,19 @@ fn job_environment_cwd_and_loader_stripping() {
         .ok();
     // Set, and empty: a job without GPUs sees none of the node's.
     assert_eq!(out.stdout, "[]\n");
+    let id = job_id(&out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "openclaw: warning: job {id} holds no GPU on worker-gpu-01, which has 2 confirmed"
+        )) && out.stderr.contains("pass --gpus N"),
+        "{}",
+        out.stderr
+    );
+    // Saying so (--gpus 0), or asking for some, silences it.
+    let out = lab
+        .run_job(&["--node", "worker-gpu-01", "--gpus", "0", "--", "true"])
+        .ok();
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
     let out = lab
         .run_job(&[
             "--node",
@@ -117,6 +190,13 @@ fn job_environment_cwd_and_loader_stripping() {
         ])
         .ok();
     assert_eq!(out.stdout, "0,1\n");
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
+    // --detach warns too, on stderr: stdout stays the job id alone.
+    let out = lab
+        .admin(&["run", "--detach", "--node", "worker-gpu-01", "--", "true"])
+        .ok();
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(out.stderr.contains("warning: job"), "{}", out.stderr);
     // Commands run as argv: no shell expands this.
     let out = lab
         .run_job(&["--node", "worker-gpu-01", "--", "echo", "$HOME", "a;b"])
@@ -183,6 +263,93 @@ fn role_routing_and_gpu_exclusivity() {
     assert!(out.stderr.contains("queued"), "{}", out.stderr);
     lab.wait_job(a, "exited", T);
     lab.wait_job(b, "exited", T);
+
+    // A request no node could ever meet is not told to retry, and --queue
+    // refuses it instead of waiting for ever: its own exit code, and the
+    // most GPUs there are. A node without GPUs has none to offer.
+    for queue in [&[][..], &["--queue"][..]] {
+        let mut args = vec!["--role", "gpu", "--gpus", "3"];
+        args.extend_from_slice(queue);
+        args.extend_from_slice(&["--", "true"]);
+        let out = lab.run_job(&args).fails_with(
+            250,
+            "no gpu node has 3 GPUs (the most any has is 2 (worker-gpu-01))",
+        );
+        assert!(!out.stderr.contains("retry"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("ask for at most 2 GPU(s)"),
+            "{}",
+            out.stderr
+        );
+    }
+    lab.run_job(&[
+        "--node",
+        "worker-gpu-01",
+        "--gpus",
+        "3",
+        "--queue",
+        "--",
+        "true",
+    ])
+    .fails_with(
+        250,
+        "node worker-gpu-01 has 2 confirmed GPU(s) and the job asks for 3",
+    );
+    lab.run_job(&[
+        "--node",
+        "worker-cpu-01",
+        "--gpus",
+        "1",
+        "--queue",
+        "--",
+        "true",
+    ])
+    .fails_with(250, "node worker-cpu-01 has no confirmed GPUs");
+    assert_eq!(lab.jobs().len(), 4, "refused requests leave no job");
+
+    // A queued job whose request becomes impossible while it waits (the
+    // node's GPU cap lowered below it) ends, saying why, at once.
+    let hold = lab.detach(&[
+        "--node",
+        "worker-gpu-01",
+        "--gpus",
+        "1",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    lab.wait_job(hold, "running", T);
+    let queued = lab.spawn(
+        &lab.gw_home.clone(),
+        &[
+            "run",
+            "--node",
+            "worker-gpu-01",
+            "--gpus",
+            "2",
+            "--queue",
+            "--",
+            "true",
+        ],
+    );
+    let waiting = wait_until(T, "the job to queue", || {
+        lab.jobs()
+            .into_iter()
+            .find(|j| j["state"] == "queued")
+            .and_then(|j| j["id"].as_u64())
+    });
+    lab.admin(&["node", "approve", "worker-gpu-01", "--gpus", "1"])
+        .ok();
+    let out = queued.wait(T);
+    assert_eq!(out.code, 251, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "job {waiting} failed: no node can ever run it now: node worker-gpu-01 has 1 confirmed GPU(s) and the job asks for 2"
+        )),
+        "{}",
+        out.stderr
+    );
+    lab.admin(&["job", "cancel", &hold.to_string()]).ok();
 }
 
 fn named_lab() -> Lab {
@@ -316,8 +483,11 @@ fn bad_requests_get_clear_errors() {
         251,
         "working directory /does/not/exist does not exist on node worker-cpu-01",
     );
-    lab.run_job(&["--node", "worker-cpu-01", "--", "no-such-command-xyz"])
-        .fails_with(127, "openclaw: no-such-command-xyz: command not found");
+    // The node's shell-like line, not one that reads as the local CLI's.
+    let out = lab
+        .run_job(&["--node", "worker-cpu-01", "--", "no-such-command-xyz"])
+        .fails_with(127, "\nno-such-command-xyz: command not found\n");
+    assert!(!out.stderr.contains("openclaw: no-such"), "{}", out.stderr);
     lab.run_job(&[
         "--node",
         "worker-cpu-01",
@@ -803,6 +973,85 @@ fn telemetry_shows_gpus_and_who_holds_them() {
     );
     lab.admin(&["node", "show", "nope"])
         .fails_with(1, "no node named");
+
+    // The lab's GPU demo: simulated GPUs come with an nvidia-smi that
+    // lists exactly the GPUs the job holds, by the node's index and UUID.
+    let uuid = |i: usize| gpus[i]["uuid"].as_str().unwrap().to_string();
+    lab.wait_job(id, "exited", T);
+    let out = lab
+        .run_job(&["--role", "gpu", "--gpus", "1", "--", "nvidia-smi", "-L"])
+        .ok();
+    assert_eq!(
+        out.stdout,
+        format!("GPU 0: Simulated GPU 80GB (UUID: {})\n", uuid(0))
+    );
+    // With GPU 0 held by another job, the next one holds and sees GPU 1.
+    let hold = lab.detach(&[
+        "--node",
+        "worker-gpu-01",
+        "--gpus",
+        "1",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    lab.wait_job(hold, "running", T);
+    let out = lab
+        .run_job(&["--role", "gpu", "--gpus", "1", "--", "nvidia-smi", "-L"])
+        .ok();
+    assert_eq!(
+        out.stdout,
+        format!("GPU 1: Simulated GPU 80GB (UUID: {})\n", uuid(1))
+    );
+    lab.admin(&["job", "cancel", &hold.to_string()]).ok();
+    lab.wait_job(hold, "cancelled", T);
+    // The default table, in nvidia-smi's shape, with the job's GPUs.
+    let out = lab
+        .run_job(&["--role", "gpu", "--gpus", "2", "--", "nvidia-smi"])
+        .ok();
+    assert!(
+        out.stdout.contains("NVIDIA-SMI simulated"),
+        "{}",
+        out.stdout
+    );
+    for i in 0..2 {
+        assert!(
+            out.stdout.contains(&format!("|{i:>5}  Simulated GPU 80GB")),
+            "{}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.contains("0MiB / 81920MiB"), "{}", out.stdout);
+    // A job holding no GPU sees none, as nvidia-smi says it.
+    let out = lab.run_job(&[
+        "--node",
+        "worker-gpu-01",
+        "--gpus",
+        "0",
+        "--",
+        "nvidia-smi",
+        "-L",
+    ]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert_eq!(out.stdout, "No devices were found\n");
+    // It is first on the job's PATH, in the agent's own root.
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-gpu-01",
+            "--gpus",
+            "0",
+            "--",
+            "sh",
+            "-c",
+            "command -v nvidia-smi",
+        ])
+        .ok();
+    assert!(
+        out.stdout.trim().ends_with("/sim-bin/nvidia-smi"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

@@ -609,7 +609,7 @@ fn a_node_with_512_gpus_reports_them_all_and_an_unconfirmed_claim_costs_nothing(
     lab.run_job(&["--node", "big-01", "--gpus", "64", "--", "true"])
         .ok();
     lab.run_job(&["--node", "claim-01", "--gpus", "1", "--", "true"])
-        .fails_with(253, "GPUs");
+        .fails_with(250, "node claim-01 has no confirmed GPUs");
     for (name, agent) in [("big-01", &mut big_agent), ("claim-01", &mut claim_agent)] {
         assert!(agent.running(), "{name}: {}", agent.stderr());
         let log = agent.stderr();

@@ -20,6 +20,11 @@
 //! * `use worker-gpu-01 to train model`: the named job whose alias is
 //!   "train model", on that node;
 //! * `execute job on gpu node`, `run training (gpu)`: role routing;
+//! * `run train.py on worker-gpu-01 with 2 GPUs`: GPUs, as the CLI's
+//!   `--gpus N` asks for them. The rule is the CLI's: a job holds the GPUs
+//!   it asks for; a GPU node by role (`(gpu)`, `on a gpu node`) asks for
+//!   one, a named node for none unless `with N GPUs` says so, and a named
+//!   job brings its own;
 //! * `start experiment exp42`: the named job `exp42`;
 //! * `` run `make -j4 && make test` on n1 ``: one backticked line, run
 //!   through a shell (if policy allows it);
@@ -76,16 +81,21 @@ pub enum What {
 }
 
 /// The job a run intent asks for, on behalf of `who` (a chat identity, or
-/// `None` for the caller itself). The gateway resolves and routes it.
+/// `None` for the caller itself), holding `gpus` when the message said
+/// (`with 2 GPUs`). The gateway resolves and routes it, and picks the GPUs
+/// of a job that did not say by the same rule as for the CLI
+/// (`default_gpus` in the gateway's `jobs/spec.rs`: one for the role `gpu`, else none).
 pub fn job_spec(
     what: &What,
     node: Option<&str>,
     role: Option<&str>,
+    gpus: Option<u32>,
     who: Option<&str>,
 ) -> proto::JobSpec {
     let mut spec = proto::JobSpec {
         node: node.map(str::to_string),
         role: role.map(str::to_string),
+        gpus,
         on_behalf_of: who.map(str::to_string),
         ..Default::default()
     };
@@ -119,6 +129,8 @@ pub enum Intent {
         node: Option<String>,
         /// ...or a node with this role.
         role: Option<String>,
+        /// GPUs asked for (`with 2 GPUs`); `None`: the gateway's default.
+        gpus: Option<u32>,
     },
     /// List nodes: this page of them (the first is 1).
     Nodes(u32),
@@ -351,11 +363,49 @@ fn all_phrase(lower: &[String], ctx: &Context) -> Option<(usize, usize, Option<S
     None
 }
 
+/// Finds `with 2 GPUs`, `with a GPU`, `using one gpu`, `with no GPUs`:
+/// the phrase's first word and the count. Pure.
+fn gpu_phrase(lower: &[String]) -> Option<(usize, u32)> {
+    let bare = |w: &str| {
+        w.trim_matches(|c: char| matches!(c, '(' | ')' | ',' | '.' | '?' | '!'))
+            .to_string()
+    };
+    lower.windows(3).enumerate().find_map(|(i, w)| {
+        if !matches!(w[0].as_str(), "with" | "using")
+            || !matches!(bare(&w[2]).as_str(), "gpu" | "gpus")
+        {
+            return None;
+        }
+        let n = match w[1].as_str() {
+            "a" | "an" | "one" => 1,
+            "no" | "zero" => 0,
+            "two" => 2,
+            "three" => 3,
+            "four" => 4,
+            "eight" => 8,
+            n => n.parse().ok()?,
+        };
+        Some((i, n))
+    })
+}
+
 fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Context) -> Intent {
     let mut node = None;
     let mut role = None;
     let mut skip = vec![false; words.len()];
+    let gpus = gpu_phrase(lower).map(|(i, n)| {
+        for s in &mut skip[i..i + 3] {
+            *s = true;
+        }
+        n
+    });
     let all = all_phrase(lower, ctx);
+    if all.is_some() && gpus.is_some() {
+        return Intent::Clarify(
+            "a run on several nodes holds no GPUs; ask for GPUs on one node, e.g. `run train.py on NODE with 2 GPUs`"
+                .into(),
+        );
+    }
     if let Some((from, to, r)) = &all {
         let from = if *from > 0 && lower[from - 1] == "on" {
             from - 1
@@ -468,6 +518,7 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
             what: What::Shell(code),
             node,
             role,
+            gpus,
         };
     }
     let phrase: Vec<&str> = rest[start..].to_vec();
@@ -545,6 +596,7 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
                 what: What::Job(name.clone()),
                 node,
                 role,
+                gpus,
             };
         }
         return Intent::Clarify(format!(
@@ -552,7 +604,12 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
             ctx.nodes.join(", ")
         ));
     }
-    Intent::Run { what, node, role }
+    Intent::Run {
+        what,
+        node,
+        role,
+        gpus,
+    }
 }
 
 #[cfg(test)]
@@ -576,11 +633,94 @@ mod tests {
     }
 
     fn run(what: What, node: Option<&str>, role: Option<&str>) -> Intent {
+        run_gpus(what, node, role, None)
+    }
+
+    fn run_gpus(what: What, node: Option<&str>, role: Option<&str>, gpus: Option<u32>) -> Intent {
         Intent::Run {
             what,
             node: node.map(str::to_string),
             role: role.map(str::to_string),
+            gpus,
         }
+    }
+
+    #[test]
+    fn gpus_are_asked_for_as_on_the_command_line() {
+        let c = ctx();
+        let train = || What::Argv(s(&["python", "train.py"]));
+        let cases = vec![
+            // A named node asks for no GPU unless the message does.
+            (
+                "run train.py on worker-gpu-01",
+                run_gpus(train(), Some("worker-gpu-01"), None, None),
+            ),
+            (
+                "run train.py on worker-gpu-01 with 2 GPUs",
+                run_gpus(train(), Some("worker-gpu-01"), None, Some(2)),
+            ),
+            (
+                "run train.py with a GPU on worker-gpu-01",
+                run_gpus(train(), Some("worker-gpu-01"), None, Some(1)),
+            ),
+            (
+                "use worker-gpu-01 to train model using one gpu.",
+                run_gpus(
+                    What::Job("training".into()),
+                    Some("worker-gpu-01"),
+                    None,
+                    Some(1),
+                ),
+            ),
+            // A GPU node by role: the gateway gives one unless told.
+            (
+                "run train.py on a gpu node",
+                run_gpus(train(), None, Some("gpu"), None),
+            ),
+            (
+                "run train.py (gpu) with no GPUs",
+                run_gpus(train(), None, Some("gpu"), Some(0)),
+            ),
+            (
+                "run `nvidia-smi -L` on worker-gpu-01 with 8 gpus",
+                run_gpus(
+                    What::Shell("nvidia-smi -L".into()),
+                    Some("worker-gpu-01"),
+                    None,
+                    Some(8),
+                ),
+            ),
+            // Not the phrase: the words stay in the command.
+            (
+                "run echo with gpu on worker-cpu-01",
+                run_gpus(
+                    What::Argv(s(&["echo", "with", "gpu"])),
+                    Some("worker-cpu-01"),
+                    None,
+                    None,
+                ),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse(text, &c), want, "{text}");
+        }
+        assert!(matches!(
+            parse("run nvidia-smi on all gpu nodes with 1 gpu", &c),
+            Intent::Clarify(q) if q.contains("on one node")
+        ));
+        // The spec carries what was asked, and nothing when nothing was.
+        let spec = job_spec(
+            &train(),
+            Some("worker-gpu-01"),
+            None,
+            Some(2),
+            Some("slack:T1/U1"),
+        );
+        assert_eq!(
+            (spec.gpus, spec.node.as_deref()),
+            (Some(2), Some("worker-gpu-01"))
+        );
+        assert_eq!(job_spec(&train(), None, Some("gpu"), None, None).gpus, None);
     }
 
     #[test]

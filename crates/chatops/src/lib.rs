@@ -498,7 +498,7 @@ impl<S: Surface> Engine<S> {
                 .await,
             ),
             Intent::RunAll { what, role } => {
-                let mut spec = chat::job_spec(&what, None, role.as_deref(), who.as_deref());
+                let mut spec = chat::job_spec(&what, None, role.as_deref(), None, who.as_deref());
                 if !o.event.is_empty() {
                     spec.idempotency_key = Some(o.event.clone());
                 }
@@ -514,9 +514,19 @@ impl<S: Surface> Engine<S> {
                     }
                 }
             }
-            Intent::Run { what, node, role } => {
-                let mut spec =
-                    chat::job_spec(&what, node.as_deref(), role.as_deref(), who.as_deref());
+            Intent::Run {
+                what,
+                node,
+                role,
+                gpus,
+            } => {
+                let mut spec = chat::job_spec(
+                    &what,
+                    node.as_deref(),
+                    role.as_deref(),
+                    gpus,
+                    who.as_deref(),
+                );
                 // Even a bot restart between receipt and ack cannot start a
                 // second job: the gateway keeps the key a day, per bot.
                 if !o.event.is_empty() {

@@ -21,7 +21,7 @@ pub struct NamedJob {
     pub cwd: Option<String>,
     /// Kill after this long.
     pub timeout: Option<Duration>,
-    /// GPUs (default 1 for role `gpu`, else 0).
+    /// GPUs (default 1 for role `gpu`, else 0: `jobs/spec.rs` `default_gpus`).
     pub gpus: Option<u32>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
@@ -488,7 +488,7 @@ gpu_temp_limit_c = 85
 # role = "gpu"
 # cwd = "/srv/lab"
 # timeout = "12h"
-# gpus = 1
+# gpus = 1                       # without it: one for role = "gpu", else none
 # aliases = ["train model"]
 # description = "Train the default model"
 # run_as = "trainer"             # a user the node lists in allowed_run_as

@@ -15,8 +15,12 @@ pub struct NodeView {
     pub healthy: bool,
     /// Labels.
     pub labels: Vec<String>,
-    /// GPUs the node reported.
+    /// GPUs the node offers now: its claim capped by what the token or an
+    /// admin confirmed (`registry::capped_gpus`); 0 while offline.
     pub gpus_total: u32,
+    /// Its confirmed GPU cap (0 when nobody confirmed any): the most it
+    /// could offer, whatever it claims, until an admin changes the cap.
+    pub gpu_cap: u32,
     /// GPUs held by live jobs.
     pub gpus_busy: u32,
     /// Live jobs.
@@ -39,6 +43,26 @@ impl NodeView {
     fn has_role(&self, role: &str) -> bool {
         self.labels.iter().any(|l| l == role) || (role == "gpu" && self.gpus_total > 0)
     }
+
+    /// The most GPUs this node could ever give one job as things stand:
+    /// a connected node's confirmed GPUs, or for one that is away, its
+    /// confirmed cap (it may come back with that many). Only an admin
+    /// raising the cap, or a node coming back with more, can change it.
+    fn gpu_ceiling(&self) -> u32 {
+        if self.connected {
+            self.gpus_total
+        } else {
+            self.gpu_cap
+        }
+    }
+}
+
+/// The smaller request that could run, for messages.
+fn fewer(most: u32) -> String {
+    match most {
+        0 => "run it without GPUs".into(),
+        m => format!("ask for at most {m} GPU(s)"),
+    }
 }
 
 /// Why no node was chosen.
@@ -50,10 +74,13 @@ pub enum RouteError {
     Unavailable(String),
     /// Nodes exist but none has free capacity now; worth queueing for.
     Busy(String),
+    /// No matching node could ever meet the request as asked (more GPUs
+    /// than any has confirmed): waiting in the queue would never end.
+    Never(String),
 }
 
 impl RouteError {
-    /// Whether waiting may help.
+    /// Whether waiting may help a new job (`--queue`).
     pub fn is_busy(&self) -> bool {
         matches!(self, RouteError::Busy(_))
     }
@@ -74,6 +101,7 @@ impl From<RouteError> for ApiError {
             RouteError::Unavailable(m) | RouteError::Busy(m) => {
                 ApiError::new(ErrorCode::Unavailable, m)
             }
+            RouteError::Never(m) => ApiError::new(ErrorCode::Unsatisfiable, m),
         }
     }
 }
@@ -111,6 +139,19 @@ pub fn to_node(nodes: &[NodeView], name: &str, gpus: u32) -> Result<String, Rout
         return Err(RouteError::Unavailable(format!(
             "node {name} is {} and cannot run jobs; run 'openclaw node list'",
             n.state
+        )));
+    }
+    if gpus > n.gpu_ceiling() {
+        let most = n.gpu_ceiling();
+        let has = match (n.connected, most) {
+            (_, 0) => "has no confirmed GPUs".to_string(),
+            (true, c) => format!("has {c} confirmed GPU(s)"),
+            (false, c) => format!("is offline and offers at most {c} confirmed GPU(s)"),
+        };
+        return Err(RouteError::Never(format!(
+            "node {name} {has} and the job asks for {gpus}: it could never run there, however long \
+             it waited; {}, or an admin confirms more with 'openclaw node approve {name} --gpus N'",
+            fewer(most)
         )));
     }
     if !n.connected {
@@ -157,6 +198,26 @@ pub fn to_role(nodes: &[NodeView], role: &str, gpus: u32) -> Result<String, Rout
             msg.push_str(&format!("; roles in use: {}", roles.join(", ")));
         }
         return Err(RouteError::Unknown(msg));
+    }
+    if let Some(most) = with_role.iter().map(|n| n.gpu_ceiling()).max()
+        && gpus > most
+    {
+        let mut holders: Vec<&str> = with_role
+            .iter()
+            .filter(|n| n.gpu_ceiling() == most)
+            .map(|n| n.name.as_str())
+            .collect();
+        holders.sort_unstable();
+        let largest = if most == 0 {
+            "none of them has a confirmed GPU".to_string()
+        } else {
+            format!("the most any has is {most} ({})", holders.join(", "))
+        };
+        return Err(RouteError::Never(format!(
+            "no {role} node has {gpus} GPUs ({largest}): the job could never run, however long it \
+             waited; {}, or an admin confirms more with 'openclaw node approve NODE --gpus N'",
+            fewer(most)
+        )));
     }
     let best = with_role
         .iter()
@@ -265,6 +326,7 @@ mod tests {
             healthy: true,
             labels: labels.iter().map(|s| s.to_string()).collect(),
             gpus_total: gpus,
+            gpu_cap: gpus,
             gpus_busy: busy,
             running,
             max_jobs: 8,
@@ -278,6 +340,7 @@ mod tests {
             (RouteError::Busy("full".into()), true, true),
             (RouteError::Unavailable("offline".into()), false, true),
             (RouteError::Unknown("no such node".into()), false, false),
+            (RouteError::Never("too many GPUs".into()), false, false),
         ];
         for (e, new_waits, queued_waits) in cases {
             assert_eq!(e.is_busy(), new_waits, "{e:?}");
@@ -367,6 +430,166 @@ mod tests {
             to_role(&[sick, gone, view("c", &["gpu"], 1, 0, 0)], "gpu", 1).unwrap(),
             "c"
         );
+    }
+
+    /// What a routing result is, for the table below.
+    fn kind(r: &Result<String, RouteError>) -> String {
+        match r {
+            Ok(n) => format!("ok {n}"),
+            Err(RouteError::Unknown(_)) => "unknown".into(),
+            Err(RouteError::Unavailable(_)) => "unavailable".into(),
+            Err(RouteError::Busy(_)) => "busy".into(),
+            Err(RouteError::Never(_)) => "never".into(),
+        }
+    }
+
+    /// Nodes, `node` or `role`, the target, GPUs asked; the outcome and
+    /// what its message says.
+    type Case<'a> = (
+        &'a [NodeView],
+        &'a str,
+        &'a str,
+        u32,
+        &'a str,
+        &'a [&'a str],
+    );
+
+    #[test]
+    fn a_request_no_node_could_ever_meet_is_never_busy() {
+        // gpu-01: 2 confirmed GPUs, both busy. gpu-02: offline, cap 4.
+        // cpu-01: no GPUs. rogue: claims 8, none confirmed (cap 0).
+        let busy = view("gpu-01", &["gpu"], 2, 2, 2);
+        let mut away = view("gpu-02", &["gpu"], 0, 0, 0);
+        away.connected = false;
+        away.gpu_cap = 4;
+        let cpu = view("cpu-01", &["cpu"], 0, 0, 0);
+        let mut rogue = view("rogue", &["gpu"], 0, 0, 0);
+        rogue.gpu_cap = 0;
+        let small = vec![busy.clone(), cpu.clone(), rogue.clone()];
+        let with_away = vec![busy.clone(), away.clone(), cpu.clone()];
+        let cases: &[Case<'_>] = &[
+            // Explicit node: more than it has confirmed is never.
+            (
+                &small,
+                "node",
+                "gpu-01",
+                3,
+                "never",
+                &[
+                    "node gpu-01 has 2 confirmed GPU(s) and the job asks for 3",
+                    "at most 2 GPU(s)",
+                ],
+            ),
+            (&small, "node", "gpu-01", 2, "busy", &["pass --queue"]),
+            (&small, "node", "gpu-01", 0, "ok gpu-01", &[]),
+            (
+                &small,
+                "node",
+                "cpu-01",
+                1,
+                "never",
+                &[
+                    "has no confirmed GPUs",
+                    "without GPUs",
+                    "node approve cpu-01 --gpus N",
+                ],
+            ),
+            (
+                &small,
+                "node",
+                "rogue",
+                1,
+                "never",
+                &["has no confirmed GPUs"],
+            ),
+            (&small, "node", "cpu-01", 0, "ok cpu-01", &[]),
+            // Offline: its cap bounds what it could bring back.
+            (&with_away, "node", "gpu-02", 4, "unavailable", &["offline"]),
+            (
+                &with_away,
+                "node",
+                "gpu-02",
+                5,
+                "never",
+                &["offline and offers at most 4"],
+            ),
+            // By role: the largest confirmed count among the role's nodes.
+            (
+                &small,
+                "role",
+                "gpu",
+                3,
+                "never",
+                &[
+                    "no gpu node has 3 GPUs (the most any has is 2 (gpu-01))",
+                    "at most 2 GPU(s)",
+                ],
+            ),
+            (
+                &small,
+                "role",
+                "gpu",
+                2,
+                "busy",
+                &["retry later or pass --queue"],
+            ),
+            (&with_away, "role", "gpu", 4, "busy", &["gpu-02 offline"]),
+            (
+                &with_away,
+                "role",
+                "gpu",
+                5,
+                "never",
+                &["the most any has is 4 (gpu-02)"],
+            ),
+            (
+                &small,
+                "role",
+                "cpu",
+                1,
+                "never",
+                &[
+                    "no cpu node has 1 GPUs (none of them has a confirmed GPU)",
+                    "without GPUs",
+                ],
+            ),
+            (&small, "role", "cpu", 0, "ok cpu-01", &[]),
+            (
+                &small,
+                "role",
+                "tpu",
+                9,
+                "unknown",
+                &["no node has the role"],
+            ),
+        ];
+        for (nodes, by, target, gpus, want, says) in cases {
+            let got = match *by {
+                "node" => to_node(nodes, target, *gpus),
+                _ => to_role(nodes, target, *gpus),
+            };
+            assert_eq!(&kind(&got), want, "{by} {target} --gpus {gpus}: {got:?}");
+            let msg = match &got {
+                Ok(_) => String::new(),
+                Err(
+                    RouteError::Unknown(m)
+                    | RouteError::Unavailable(m)
+                    | RouteError::Busy(m)
+                    | RouteError::Never(m),
+                ) => m.clone(),
+            };
+            for s in *says {
+                assert!(
+                    msg.contains(s),
+                    "{by} {target} --gpus {gpus}: {msg:?} lacks {s:?}"
+                );
+            }
+            if *want == "never" {
+                assert!(!msg.contains("retry later"), "{msg}");
+                let api = ApiError::from(got.unwrap_err());
+                assert_eq!(api.code, ErrorCode::Unsatisfiable);
+            }
+        }
     }
 
     #[test]

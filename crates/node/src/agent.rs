@@ -98,7 +98,7 @@ pub async fn run(
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
-    let (gpu_source, no_gpus) = crate::telemetry::detect(opts.simulate_gpus, &cfg.name);
+    let (mut gpu_source, no_gpus) = crate::telemetry::detect(opts.simulate_gpus, &cfg.name);
     if let Some(why) = no_gpus {
         tracing::info!(node = %cfg.name, "{why}; this node reports no GPUs");
     }
@@ -149,6 +149,18 @@ pub async fn run(
         "jobs get private directories in {}",
         work_root.path().display()
     );
+    let mut job_path =
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    // Simulated GPUs come with a simulated nvidia-smi, first on jobs' PATH.
+    if gpu_source.kind() == "simulated" {
+        match crate::simsmi::install(&work_root, gpu_source.as_mut()) {
+            Ok(dir) => job_path = format!("{}:{job_path}", dir.display()),
+            Err(e) => tracing::warn!(
+                node = %cfg.name,
+                "jobs get no simulated nvidia-smi: {e}"
+            ),
+        }
+    }
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
@@ -160,7 +172,7 @@ pub async fn run(
         identity,
         tree,
         work_root: Arc::new(work_root),
-        job_path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+        job_path,
         job_uids,
     });
     if opts.simulate_gpus > 0 {

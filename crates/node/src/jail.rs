@@ -318,31 +318,66 @@ pub struct ShimSpec {
 /// The small shim binary installed next to `openclaw`.
 pub const SHIM_BIN: &str = "openclaw-exec";
 
+/// The binary that runs the shim: `openclaw-exec` next to the agent's
+/// own if it is there (`true`), else the agent's own binary, which needs
+/// [`SHIM_ARG`].
+pub fn shim_binary() -> Result<(PathBuf, bool), String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the agent's own binary to start the job: {e}"))?;
+    let small = exe.with_file_name(SHIM_BIN);
+    Ok(if small.is_file() {
+        (small, true)
+    } else {
+        (exe, false)
+    })
+}
+
 /// A `tokio` command that runs `spec` through the shim: `openclaw-exec`
 /// next to the agent's binary if it is there (a small program, quick to
 /// start), else the agent's own binary as `openclaw __job-exec`.
 pub fn command(spec: &ShimSpec) -> Result<tokio::process::Command, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the agent's own binary to start the job: {e}"))?;
     let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    let small = exe.with_file_name(SHIM_BIN);
-    let mut cmd = if small.is_file() {
-        tokio::process::Command::new(small)
-    } else {
-        let mut c = tokio::process::Command::new(exe);
-        c.arg(SHIM_ARG);
-        c
-    };
+    let (exe, small) = shim_binary()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    if !small {
+        cmd.arg(SHIM_ARG);
+    }
     cmd.env_clear().env(SPEC_VAR, json);
     Ok(cmd)
 }
 
-/// The shim's main (`openclaw-exec`, or `openclaw __job-exec`): never returns. Exit codes follow the shell's: 127 when
-/// the command is not found, 126 when it cannot be executed, 125 when the
-/// shim itself failed (cgroup, privileges).
+/// What a shell says, and exits with, when `program` cannot be executed
+/// (`err` from `execvp`): 127 and `NAME: command not found` when no
+/// such command is on PATH (`No such file or directory` for a path), 126
+/// and the reason otherwise. The line names the command, never us: it is
+/// the job's own stderr, read as the command's. Pure.
+pub fn exec_failure(program: &str, err: &std::io::Error) -> (i32, String) {
+    let reason = err
+        .raw_os_error()
+        .map(|n| nix::errno::Errno::from_raw(n).desc().to_string())
+        .unwrap_or_else(|| err.to_string());
+    match err.kind() {
+        std::io::ErrorKind::NotFound if program.contains('/') => {
+            (127, format!("{program}: No such file or directory"))
+        }
+        std::io::ErrorKind::NotFound => (127, format!("{program}: command not found")),
+        _ => (126, format!("{program}: {reason}")),
+    }
+}
+
+/// The shim's main (`openclaw-exec`, or `openclaw __job-exec`): never
+/// returns. Started as `nvidia-smi` (the fake of a node with simulated
+/// GPUs, [`crate::simsmi`]) it is that instead. Exit codes follow the
+/// shell's: 127 when the command is not found, 126 when it cannot be
+/// executed (with the shell's one line, [`exec_failure`]), 125 when the
+/// shim itself failed (cgroup, directory, privileges), said as the node's
+/// failure, not the command's.
 pub fn shim_main() -> ! {
-    let fail = |code: i32, msg: String| -> ! {
-        eprintln!("openclaw: {msg}");
+    if crate::simsmi::invoked_as(std::env::args_os().next().as_deref()) {
+        crate::simsmi::main();
+    }
+    let exit = |code: i32, line: &str| -> ! {
+        eprintln!("{line}");
         std::process::exit(code)
     };
     let spec: ShimSpec = match std::env::var(SPEC_VAR)
@@ -350,68 +385,116 @@ pub fn shim_main() -> ! {
         .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
     {
         Ok(s) => s,
-        Err(e) => fail(
+        Err(e) => exit(
             125,
-            format!("{SHIM_ARG} is started by the node agent only ({e})"),
+            &format!("{SHIM_BIN}: {SHIM_ARG} is started by the node agent only ({e})"),
         ),
     };
+    // The node's own failures reach the user through the job's stderr:
+    // they name the node, so they never read as the command's, nor as the
+    // user's local CLI's.
+    let node = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "OPENCLAW_NODE")
+        .map_or("?", |(_, v)| v.as_str())
+        .to_string();
+    let fail =
+        |msg: String| -> ! { exit(125, &format!("node {node}: cannot start the job: {msg}")) };
     if let Some(procs) = &spec.cgroup_procs
         && let Err(e) = std::fs::write(procs, std::process::id().to_string())
     {
-        fail(
-            125,
-            format!("cannot join the job's cgroup {}: {e}", procs.display()),
-        );
+        fail(format!(
+            "cannot join the job's cgroup {}: {e}",
+            procs.display()
+        ));
     }
     if let Cwd::Private(entry) = &spec.cwd
         && let Err(e) = entry.enter()
     {
-        fail(125, format!("refusing to start the job: {e}"));
+        fail(format!("refusing to enter its directory: {e}"));
     }
     if let Some(u) = &spec.user {
         let gid = nix::unistd::Gid::from_raw(u.gid);
         let name = match std::ffi::CString::new(u.name.clone()) {
             Ok(n) => n,
-            Err(_) => fail(125, "invalid run_as user name".into()),
+            Err(_) => fail("invalid run_as user name".into()),
         };
         if let Err(e) = nix::unistd::initgroups(&name, gid) {
-            fail(125, format!("initgroups({}): {e}", u.name));
+            fail(format!("initgroups({}): {e}", u.name));
         }
         if let Err(e) = nix::unistd::setgid(gid) {
-            fail(125, format!("setgid({}): {e}", u.gid));
+            fail(format!("setgid({}): {e}", u.gid));
         }
         if let Err(e) = nix::unistd::setuid(nix::unistd::Uid::from_raw(u.uid)) {
-            fail(125, format!("setuid({}): {e}", u.uid));
+            fail(format!("setuid({}): {e}", u.uid));
         }
         // Make sure there is no way back.
         if nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_ok() && u.uid != 0 {
-            fail(125, "could regain root after dropping privileges".into());
+            fail("could regain root after dropping privileges".into());
         }
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-        fail(125, format!("cannot set no_new_privs: {e}"));
+        fail(format!("cannot set no_new_privs: {e}"));
     }
     let Some((program, args)) = spec.argv.split_first() else {
-        fail(125, "empty command".into())
+        fail("empty command".into())
     };
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args)
+    // Entered here, as the job's user, so that a failure is said as the
+    // directory's, not blamed on the command.
+    if let Cwd::Path(dir) = &spec.cwd
+        && let Err(e) = std::env::set_current_dir(dir)
+    {
+        fail(format!("cannot enter the working directory {dir}: {e}"));
+    }
+    let err = std::process::Command::new(program)
+        .args(args)
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)));
-    if let Cwd::Path(dir) = &spec.cwd {
-        cmd.current_dir(dir);
-    }
-    let err = cmd.exec();
-    match err.kind() {
-        std::io::ErrorKind::NotFound => fail(127, format!("{program}: command not found")),
-        std::io::ErrorKind::PermissionDenied => fail(126, format!("{program}: permission denied")),
-        _ => fail(126, format!("{program}: {err}")),
-    }
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .exec();
+    let (code, line) = exec_failure(program, &err);
+    exit(code, &line)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_that_cannot_run_is_reported_as_a_shell_would() {
+        use std::io::{Error, ErrorKind};
+        let cases = [
+            (
+                "nvidia-smi",
+                Error::from(ErrorKind::NotFound),
+                127,
+                "nvidia-smi: command not found",
+            ),
+            (
+                "./train.sh",
+                Error::from_raw_os_error(2),
+                127,
+                "./train.sh: No such file or directory",
+            ),
+            (
+                "/srv/x",
+                Error::from_raw_os_error(13),
+                126,
+                "/srv/x: Permission denied",
+            ),
+            (
+                "./blob",
+                Error::from_raw_os_error(8),
+                126,
+                "./blob: Exec format error",
+            ),
+        ];
+        for (program, err, code, line) in cases {
+            let got = exec_failure(program, &err);
+            assert_eq!(got, (code, line.to_string()), "{program}");
+            assert!(!got.1.starts_with("openclaw"), "{got:?}");
+        }
+    }
 
     #[test]
     fn named_jobs_pick_only_listed_unprivileged_users() {

@@ -14,6 +14,10 @@
 //!                    over from someone else) and held open while it runs.
 //!     job-N/         one per job, 0700: made with mkdirat on the root's
 //!                    descriptor, then given to the job's user with fchown.
+//!     sim-bin/       only with simulated GPUs, 0755 and the agent's: the
+//!                    fake `nvidia-smi` ([`crate::simsmi`]) and its device
+//!                    list, first on every job's PATH. Jobs may run what is
+//!                    in it and read it, never change it ([`WorkRoot::tools`]).
 //! ```
 //!
 //! The exec shim enters `job-N` by descriptor ([`Entry::enter`]): it opens
@@ -49,6 +53,11 @@ pub const SYSTEM_BASE: &str = "/var/lib/openclaw";
 const ROOT_MODE: u32 = 0o711;
 /// A job's directory: its user's alone.
 const JOB_MODE: u32 = 0o700;
+/// The directory of programs the agent offers every job (see [`WorkRoot::tools`]).
+pub const TOOLS_DIR: &str = "sim-bin";
+/// Programs and files in it: every job may run and read them.
+const TOOLS_MODE: u32 = 0o755;
+const TOOL_FILE_MODE: u32 = 0o644;
 /// Most rounds [`empty`] takes: one per level of the deepest tree (a
 /// process still adding files could otherwise keep it busy for ever).
 const MAX_ROUNDS: u32 = 100_000;
@@ -404,8 +413,89 @@ impl WorkRoot {
     }
 }
 
+impl WorkRoot {
+    /// Makes `ROOT/sim-bin/` (0755, the agent's) holding `programs` (each a
+    /// name and the binary it is: hard-linked, or copied where a link is
+    /// refused) and `files` (a name and its bytes, 0644); returns its path,
+    /// for jobs' PATH. Everything is made relative to the root's
+    /// descriptor, with `O_EXCL` and `O_NOFOLLOW`, in a directory only the
+    /// agent can write: a job can run and read these, never change them
+    /// (unless jobs run as the agent's own user, which can change anything
+    /// of the agent's).
+    pub fn tools(
+        &self,
+        programs: &[(&str, &Path)],
+        files: &[(&str, &[u8])],
+    ) -> Result<PathBuf, String> {
+        let path = self.path.join(TOOLS_DIR);
+        let p = path.display();
+        let euid = nix::unistd::geteuid().as_raw();
+        remove_entry(&self.fd, OsStr::new(TOOLS_DIR))
+            .map_err(|e| format!("{p} is left from before and cannot be removed: {e}"))?;
+        nix::sys::stat::mkdirat(&self.fd, TOOLS_DIR, Mode::from_bits_truncate(TOOLS_MODE))
+            .map_err(|e| format!("cannot create {p}: {e}"))?;
+        let dir = open_at(&self.fd, OsStr::new(TOOLS_DIR), &path, false)?;
+        fchmod(&dir, TOOLS_MODE, &path)?;
+        judge(&path, Place::Root, Seen::of(&stat(&dir, &path)?), euid)?;
+        let create = |name: &str, mode: u32| {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(format!("{name:?} cannot name a file in {p}"));
+            }
+            let fd = nix::fcntl::openat(
+                &dir,
+                name,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(mode),
+            )
+            .map_err(|e| format!("cannot create {p}/{name}: {e}"))?;
+            // The umask may have taken bits away.
+            fchmod(&fd, mode, &path.join(name))?;
+            Ok(std::fs::File::from(fd))
+        };
+        for (name, source) in programs {
+            // A link shares the binary's mode: only one every job may run.
+            let runnable = std::fs::metadata(source).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt as _;
+                m.is_file() && m.permissions().mode() & 0o005 == 0o005
+            });
+            if runnable
+                && nix::unistd::linkat(
+                    nix::fcntl::AT_FDCWD,
+                    *source,
+                    &dir,
+                    *name,
+                    nix::fcntl::AtFlags::empty(),
+                )
+                .is_ok()
+            {
+                continue;
+            }
+            // Another filesystem, a binary the agent does not own
+            // (protected_hardlinks) or one jobs may not run: a copy of its
+            // own, 0755.
+            let mut from = std::fs::File::open(source)
+                .map_err(|e| format!("cannot read {}: {e}", source.display()))?;
+            let mut to = create(name, TOOLS_MODE)?;
+            std::io::copy(&mut from, &mut to)
+                .map_err(|e| format!("cannot copy {} to {p}/{name}: {e}", source.display()))?;
+        }
+        for (name, bytes) in files {
+            use std::io::Write as _;
+            create(name, TOOL_FILE_MODE)?
+                .write_all(bytes)
+                .map_err(|e| format!("cannot write {p}/{name}: {e}"))?;
+        }
+        Ok(path)
+    }
+}
+
 impl Drop for WorkRoot {
     fn drop(&mut self) {
+        let _ = remove_entry(&self.fd, OsStr::new(TOOLS_DIR));
         // Only when empty: a job directory that could not be removed stays.
         let _ = nix::unistd::unlinkat(&self.base, self.name.as_os_str(), UnlinkatFlags::RemoveDir);
     }
@@ -721,6 +811,62 @@ mod tests {
         assert!(outside.join("keep").exists());
         assert!(std::fs::symlink_metadata(top.join("job-2")).is_err());
         remove_entry(&fd, OsStr::new("job-3")).unwrap();
+    }
+
+    #[test]
+    fn tools_are_the_agents_readable_by_jobs_and_go_with_the_root() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("work");
+        let root = WorkRoot::prepare(&base, true, "n1").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let me = nix::unistd::geteuid().as_raw();
+        let program = t.path().join("prog");
+        std::fs::write(&program, b"#!/bin/sh\necho hi\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Something planted under the name first is removed, not followed.
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.path().join(TOOLS_DIR)).unwrap();
+        let dir = root
+            .tools(&[("nvidia-smi", &program)], &[("list.json", b"[]")])
+            .unwrap();
+        assert_eq!(dir, root.path().join(TOOLS_DIR));
+        assert!(
+            std::fs::read_dir(&outside).unwrap().next().is_none(),
+            "nothing went through the link"
+        );
+        let meta = std::fs::symlink_metadata(&dir).unwrap();
+        assert!(meta.is_dir() && meta.uid() == me && mode(&dir) == 0o755);
+        assert_eq!(
+            std::fs::read(dir.join("nvidia-smi")).unwrap(),
+            std::fs::read(&program).unwrap()
+        );
+        assert!(
+            mode(&dir.join("nvidia-smi")) & 0o111 == 0o111,
+            "every job may run it"
+        );
+        assert_eq!(mode(&dir.join("list.json")), 0o644);
+        assert_eq!(std::fs::read(dir.join("list.json")).unwrap(), b"[]");
+        // A program jobs may not run is copied, not linked, and made runnable.
+        let private = t.path().join("private");
+        std::fs::write(&private, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = root.tools(&[("p", &private)], &[]).unwrap();
+        assert_eq!(mode(&dir.join("p")), 0o755);
+        assert_ne!(
+            std::fs::metadata(dir.join("p")).unwrap().ino(),
+            std::fs::metadata(&private).unwrap().ino()
+        );
+        // A name that is not a plain file name is refused.
+        let e = root.tools(&[], &[("../x", b"")]).unwrap_err();
+        assert!(e.contains("cannot name a file"), "{e}");
+        // Made again from scratch, and gone with the root.
+        let dir = root.tools(&[], &[("list.json", b"[1]")]).unwrap();
+        assert!(!dir.join("nvidia-smi").exists());
+        let path = root.path().to_path_buf();
+        drop(root);
+        assert!(!path.exists(), "the root and its tools are removed");
     }
 
     #[test]

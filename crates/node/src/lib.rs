@@ -7,6 +7,7 @@ pub mod enroll;
 pub mod jail;
 pub mod jobdir;
 pub mod runner;
+pub mod simsmi;
 pub mod spool;
 pub mod telemetry;
 pub mod tree;

@@ -51,9 +51,16 @@ fn spec(
     what: &What,
     node: &Option<String>,
     role: &Option<String>,
+    gpus: Option<u32>,
     user: &Option<String>,
 ) -> JobSpec {
-    chat::job_spec(what, node.as_deref(), role.as_deref(), user.as_deref())
+    chat::job_spec(
+        what,
+        node.as_deref(),
+        role.as_deref(),
+        gpus,
+        user.as_deref(),
+    )
 }
 
 /// Who a prompt speaks as, and who approves at it.
@@ -237,8 +244,13 @@ pub async fn one(p: &Prompt<'_>, text: &str, dry_run: bool) -> Result<(), CliErr
     let intent = chat::parse(&moltbot::plain_text(text), &ctx);
     if dry_run {
         let v = match &intent {
-            Intent::Run { what, node, role } => match client
-                .call(Request::JobPreview(spec(what, node, role, user)))
+            Intent::Run {
+                what,
+                node,
+                role,
+                gpus,
+            } => match client
+                .call(Request::JobPreview(spec(what, node, role, *gpus, user)))
                 .await
             {
                 Ok(Response::Preview {
@@ -371,14 +383,20 @@ pub async fn one(p: &Prompt<'_>, text: &str, dry_run: bool) -> Result<(), CliErr
         }
         Intent::RunAll { what, role } => {
             if let Some(first) =
-                crate::fanout_cli::print_fanout(client, spec(&what, &None, &role, user), "").await?
+                crate::fanout_cli::print_fanout(client, spec(&what, &None, &role, None, user), "")
+                    .await?
             {
                 awaiting_hint(p, first);
             }
         }
-        Intent::Run { what, node, role } => {
+        Intent::Run {
+            what,
+            node,
+            role,
+            gpus,
+        } => {
             let recv = client
-                .open(Request::JobRun(spec(&what, &node, &role, user)))
+                .open(Request::JobRun(spec(&what, &node, &role, gpus, user)))
                 .await
                 .map_err(fail)?;
             print_job(p, client, recv).await?;

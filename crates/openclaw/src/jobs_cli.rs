@@ -20,7 +20,7 @@ pub struct RunArgs {
     /// (a retried script, say) gets the first job instead of a new one.
     #[arg(long)]
     pub idempotency_key: Option<String>,
-    /// Run on this node.
+    /// Run on this node (the job holds no GPU unless --gpus asks).
     #[arg(long, conflicts_with_all = ["role", "all"])]
     node: Option<String>,
     /// Run on every matching healthy node at once (a fan-out); narrow it
@@ -37,7 +37,8 @@ pub struct RunArgs {
     /// instead of lines prefixed by node name as they come.
     #[arg(long, requires = "all")]
     pub group: bool,
-    /// Run on a healthy node with this role (label); `gpu` also matches nodes with GPUs.
+    /// Run on a healthy node with this role (label); `gpu` also matches
+    /// nodes with GPUs, and asks for one GPU unless --gpus says otherwise.
     #[arg(long)]
     role: Option<String>,
     /// Run a named job from the gateway config.
@@ -62,10 +63,15 @@ pub struct RunArgs {
     /// (with --all: one JSON object per node, one per line).
     #[arg(long)]
     pub json: bool,
-    /// Whole GPUs to assign (default 1 for role gpu, else 0).
+    /// Whole GPUs the job holds (its CUDA_VISIBLE_DEVICES). A job holds the
+    /// GPUs it asks for: --gpus N anywhere; --role gpu asks for one; anything
+    /// else (--node, another role, --all) for none; a single job that lands
+    /// on a node with confirmed GPUs and holds none is warned about.
     #[arg(long)]
     gpus: Option<u32>,
-    /// Wait for capacity instead of failing when no node has room.
+    /// Wait for capacity instead of failing when no node has room now. A
+    /// request no node could ever meet (more GPUs than any matching node has
+    /// confirmed) is refused at once, with exit code 250.
     #[arg(long)]
     queue: bool,
     /// How long --queue waits.
@@ -151,6 +157,7 @@ pub fn run_error(e: ClientError) -> CliError {
         ClientError::Api(api) => match api.code {
             ErrorCode::NotFound => exit::RUN_UNKNOWN,
             ErrorCode::Unavailable | ErrorCode::ResourceExhausted => exit::RUN_UNAVAILABLE,
+            ErrorCode::Unsatisfiable => exit::RUN_UNSATISFIABLE,
             ErrorCode::Denied | ErrorCode::PermissionDenied => exit::RUN_DENIED,
             ErrorCode::InvalidArgument => exit::USAGE,
             _ => exit::FAILURE,
@@ -248,6 +255,51 @@ pub fn job_json(j: &JobInfo) -> serde_json::Value {
     })
 }
 
+/// The GPUs a node offers jobs: what it reports, capped by what the token
+/// or an admin confirmed (none when nobody did). Pure.
+fn confirmed_gpus(n: &proto::NodeInfo) -> u32 {
+    let reported = n
+        .telemetry
+        .as_ref()
+        .map_or(0, |t| u32::try_from(t.gpus.len()).unwrap_or(u32::MAX));
+    reported.min(n.max_gpus.unwrap_or(0))
+}
+
+/// The warning for a job that holds no GPU on a node that offers
+/// `confirmed` GPUs, unless it asked for none (`asked`: what `--gpus`
+/// said). The rule it explains is `default_gpus` in the gateway's `jobs/spec.rs`. Pure.
+fn no_gpu_warning(info: &JobInfo, asked: Option<u32>, confirmed: u32) -> Option<String> {
+    (info.gpus == 0 && asked.is_none() && confirmed > 0 && !info.node.is_empty()).then(|| {
+        format!(
+            "openclaw: warning: job {} holds no GPU on {}, which has {confirmed} confirmed \
+             (CUDA_VISIBLE_DEVICES is empty): only --gpus N or --role gpu ask for GPUs; \
+             pass --gpus N to get some, or --gpus 0 to say none is meant",
+            info.id,
+            crate::term::field(&info.node),
+        )
+    })
+}
+
+/// Says on stderr when a job landed on a node with confirmed GPUs and
+/// holds none (see [`no_gpu_warning`]); silent when the node cannot be
+/// looked up.
+async fn warn_if_no_gpu(client: &Client, info: &JobInfo, asked: Option<u32>) {
+    if info.gpus > 0 || asked.is_some() || info.node.is_empty() {
+        return;
+    }
+    let Ok(Response::Node(n)) = client
+        .call(Request::NodeShow {
+            name: info.node.clone(),
+        })
+        .await
+    else {
+        return;
+    };
+    if let Some(w) = no_gpu_warning(info, asked, confirmed_gpus(&n)) {
+        errln!("{w}");
+    }
+}
+
 /// `openclaw run`.
 pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     if args.all {
@@ -299,6 +351,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         }
         _ => errln!("openclaw: job {} on {}", info.id, info.node),
     }
+    warn_if_no_gpu(&client, &info, args.gpus).await;
     let id = info.id;
     let gw = Gateway::with_client(home.clone(), client.clone());
     let outcome = {
@@ -330,18 +383,25 @@ const CANCEL_QUIET: Duration = Duration::from_secs(1);
 
 /// `openclaw run --detach`: submit, print the id, return.
 async fn detach(home: &Home, spec: JobSpec, json: bool) -> Result<(), CliError> {
+    let asked = spec.gpus;
     let client = Client::connect(home).await.map_err(run_error)?;
     let resp = client.call(Request::JobSubmit(spec)).await;
-    client.close().await;
-    let info = match resp.map_err(run_error)? {
-        Response::Job(info) => info,
-        resp => {
+    let info = match resp.map_err(run_error) {
+        Ok(Response::Job(info)) => info,
+        Ok(resp) => {
+            client.close().await;
             return Err(CliError::new(
                 exit::FAILURE,
                 format!("unexpected reply {resp:?}"),
             ));
         }
+        Err(e) => {
+            client.close().await;
+            return Err(e);
+        }
     };
+    warn_if_no_gpu(&client, &info, asked).await;
+    client.close().await;
     if json {
         print_json(&info)?;
     } else {
@@ -614,5 +674,45 @@ fn done(r: Response) -> Result<(), CliError> {
             exit::FAILURE,
             format!("unexpected reply {r:?}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_job_without_a_gpu_on_a_gpu_node_is_warned_unless_it_said_so() {
+        let job = |gpus: u32, node: &str| JobInfo {
+            id: 7,
+            gpus,
+            node: node.into(),
+            ..JobInfo::default()
+        };
+        // (job's GPUs, node, --gpus, node's confirmed GPUs) -> warned.
+        let cases = [
+            (0, "worker-gpu-01", None, 2, true),
+            (0, "worker-gpu-01", Some(0), 2, false),
+            (1, "worker-gpu-01", None, 2, false),
+            (0, "worker-cpu-01", None, 0, false),
+            // Queued: no node yet.
+            (0, "", None, 2, false),
+        ];
+        for (gpus, node, asked, confirmed, warned) in cases {
+            let w = no_gpu_warning(&job(gpus, node), asked, confirmed);
+            assert_eq!(
+                w.is_some(),
+                warned,
+                "{gpus} {node} {asked:?} {confirmed}: {w:?}"
+            );
+            if let Some(w) = w {
+                assert!(
+                    w.contains("job 7 holds no GPU on worker-gpu-01, which has 2 confirmed")
+                        && w.contains("--gpus N"),
+                    "{w}"
+                );
+            }
+        }
     }
 }

@@ -42,6 +42,9 @@ pub mod exit {
     /// Stdout was closed (`| head -1`): 128 + SIGPIPE, quietly, as a shell
     /// reports `ls` killed by SIGPIPE.
     pub const BROKEN_PIPE: u8 = 141;
+    /// No node could ever meet the request (more GPUs than any matching
+    /// node has confirmed); `--queue` refuses it too.
+    pub const RUN_UNSATISFIABLE: u8 = 250;
     /// The node refused or failed to start it (cwd, node policy, no free GPU).
     pub const RUN_START_FAILED: u8 = 251;
     /// Denied by policy or by an approver, or approval expired.
@@ -92,6 +95,10 @@ pub mod exit {
         (
             143,
             "`run`, `run --all`: SIGTERM (e.g. from `timeout`); the CLI cancelled its job(s) first.",
+        ),
+        (
+            RUN_UNSATISFIABLE,
+            "`run`: no node could ever meet the request (more GPUs than any matching node has confirmed); --queue refuses it too.",
         ),
         (
             RUN_START_FAILED,
@@ -560,7 +567,9 @@ enum NodeCmd {
         /// Overrides the gateway address in node.toml.
         #[arg(long)]
         gateway: Option<String>,
-        /// Offer N simulated GPUs (for tests and labs without NVIDIA hardware).
+        /// Offer N simulated GPUs (for tests and labs without NVIDIA
+        /// hardware); jobs find a simulated nvidia-smi (-L and the default
+        /// table, for the GPUs they hold) first on their PATH.
         #[arg(long, default_value_t = 0)]
         simulate_gpus: u32,
     },
@@ -600,6 +609,11 @@ fn init_tracing(default: &str, format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    // A node with simulated GPUs offers jobs this binary as `nvidia-smi`
+    // when no openclaw-exec sits next to it (see node::simsmi).
+    if node::simsmi::invoked_as(std::env::args_os().next().as_deref()) {
+        node::simsmi::main();
+    }
     // The node agent starts jobs through its own binary (see node::jail);
     // that path never reaches clap or a runtime.
     if std::env::args_os()

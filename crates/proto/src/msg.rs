@@ -1144,6 +1144,11 @@ pub enum ErrorCode {
     Unavailable,
     /// Policy forbids it.
     Denied,
+    /// Nothing could ever meet the request as asked (a job wants more GPUs
+    /// than any matching node has confirmed): waiting will not help, a
+    /// smaller request or an admin's change will. (Appended last: older
+    /// peers keep their variant numbers.)
+    Unsatisfiable,
 }
 
 /// Application close codes the gateway uses on purpose.

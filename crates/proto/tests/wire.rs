@@ -163,6 +163,14 @@ fn samples() -> Vec<Sample> {
             Response::Error(ApiError::new(ErrorCode::NotFound, "no node named x"))
         ),
         s!(
+            "response.error.unsatisfiable",
+            Response,
+            Response::Error(ApiError::new(
+                ErrorCode::Unsatisfiable,
+                "no gpu node has 3 GPUs"
+            ))
+        ),
+        s!(
             "response.time",
             Response,
             Response::Time {

@@ -513,6 +513,11 @@ fn start_member(
                         "node {} is running {running} of its {} jobs; fan-out {fan} did not wait for it",
                         row.node, m.max_jobs
                     ))
+                } else if m.gpus < row.plan.gpus {
+                    Some(format!(
+                        "node {} has {} confirmed GPU(s) and the fan-out asks {}: it could never run there",
+                        row.node, m.gpus, row.plan.gpus
+                    ))
                 } else if m.gpus.saturating_sub(gpus_busy) < row.plan.gpus {
                     Some(format!(
                         "node {} has {} of {} GPUs free and the fan-out asks {}",

@@ -145,6 +145,7 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
                 healthy: health == "healthy",
                 labels: n.labels,
                 gpus_total: live.as_ref().map(|l| l.gpus).unwrap_or(0),
+                gpu_cap: crate::registry::capped_gpus(crate::registry::MAX_GPUS, n.max_gpus),
                 gpus_busy,
                 running,
                 max_jobs: live.as_ref().map(|l| l.max_jobs).unwrap_or(0),
@@ -530,10 +531,17 @@ fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: bool) -> Queue
         Err(e) if e.queued_job_waits() && row.queue_until.is_some_and(|t| unix_now() < t) => {
             QueueStep::Wait
         }
+        // A request that became impossible while it waited (its node's
+        // GPU cap lowered, its node gone) ends now, saying why.
+        Err(RouteError::Never(m)) => {
+            let msg = format!("no node can ever run it now: {m}");
+            let _ = end(shared, id, JobState::Failed, None, &msg);
+            QueueStep::Done
+        }
         Err(e) => {
             let msg = match e {
                 RouteError::Busy(m) => format!("gave up waiting for capacity: {m}"),
-                RouteError::Unknown(m) | RouteError::Unavailable(m) => m,
+                RouteError::Unknown(m) | RouteError::Unavailable(m) | RouteError::Never(m) => m,
             };
             let _ = end(shared, id, JobState::Expired, None, &msg);
             QueueStep::Done

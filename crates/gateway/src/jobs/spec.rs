@@ -26,6 +26,18 @@ pub struct Resolved {
     pub run_as: Option<String>,
 }
 
+/// The GPUs a job holds when neither `--gpus` nor its named job says.
+/// The one rule, for the CLI, chat and named jobs alike: a job holds the
+/// GPUs it asks for. Asking for the role `gpu` asks for a GPU, so it holds
+/// one; anything else (an explicit node, another role, a fan-out) asks for
+/// none, even on a node with GPUs: GPUs are exclusive, and a look at a node
+/// (`nvidia-smi`, `df`) must neither wait for a busy GPU nor hold one from
+/// a training job. The CLI warns when such a job lands on a node with
+/// confirmed GPUs. Pure.
+pub fn default_gpus(role: Option<&str>, fan: bool) -> u32 {
+    u32::from(role == Some("gpu") && !fan)
+}
+
 /// Turns a spec into exact argv, target and environment. Pure. `chat`:
 /// a bot submits it for a chat user (chat policy applies).
 pub fn resolve(cfg: &Config, spec: &JobSpec, chat: bool) -> Result<Resolved, ApiError> {
@@ -156,11 +168,7 @@ pub fn resolve_for(
     if spec.gpus.is_some() {
         gpus = spec.gpus;
     }
-    let gpus = gpus.unwrap_or(if role.as_deref() == Some("gpu") && !fan {
-        1
-    } else {
-        0
-    });
+    let gpus = gpus.unwrap_or_else(|| default_gpus(role.as_deref(), fan));
     if gpus > 64 {
         return Err(invalid("--gpus must be at most 64".into()));
     }
@@ -206,4 +214,77 @@ pub fn resolve_for(
         gpus,
         run_as,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::parse(
+            "[jobs.exp]\ncommand = [\"true\"]\nrole = \"gpu\"\n\
+             [jobs.big]\ncommand = [\"true\"]\nrole = \"gpu\"\ngpus = 4\n\
+             [jobs.look]\ncommand = [\"true\"]\nnode = \"worker-gpu-01\"\n",
+        )
+        .unwrap()
+    }
+
+    /// Node, role, named job, `--gpus`, fan-out; the GPUs it holds.
+    type Case = (
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<u32>,
+        bool,
+        u32,
+    );
+
+    #[test]
+    fn a_job_holds_the_gpus_it_asks_for_and_role_gpu_asks_for_one() {
+        let cfg = cfg();
+        // (node, role, named job, --gpus, fan-out) -> GPUs held.
+        let cases: &[Case] = &[
+            // The README's first example: a named node asks for no GPU.
+            (Some("worker-gpu-01"), None, None, None, false, 0),
+            (Some("worker-gpu-01"), None, None, Some(2), false, 2),
+            // Asking for the role gpu asks for one GPU; --gpus says otherwise.
+            (None, Some("gpu"), None, None, false, 1),
+            (None, Some("gpu"), None, Some(0), false, 0),
+            (None, Some("gpu"), None, Some(3), false, 3),
+            // Any other role asks for none.
+            (None, Some("cpu"), None, None, false, 0),
+            (None, Some("a100"), None, Some(1), false, 1),
+            // Named jobs follow the same rule, and their own gpus win...
+            (None, None, Some("exp"), None, false, 1),
+            (None, None, Some("big"), None, false, 4),
+            (None, None, Some("look"), None, false, 0),
+            // ...unless the request says --gpus, or moves it to a node.
+            (None, None, Some("big"), Some(1), false, 1),
+            (Some("worker-gpu-02"), None, Some("exp"), None, false, 0),
+            // A fan-out holds none unless asked.
+            (None, Some("gpu"), None, None, true, 0),
+            (None, Some("gpu"), None, Some(1), true, 1),
+        ];
+        for &(node, role, job, gpus, fan, want) in cases {
+            let spec = JobSpec {
+                node: node.map(str::to_string),
+                role: role.map(str::to_string),
+                job: job.map(str::to_string),
+                argv: if job.is_some() {
+                    vec![]
+                } else {
+                    vec!["true".into()]
+                },
+                gpus,
+                ..JobSpec::default()
+            };
+            let r = resolve_for(&cfg, &spec, false, fan && node.is_none()).unwrap();
+            assert_eq!(
+                r.gpus, want,
+                "node {node:?} role {role:?} job {job:?} --gpus {gpus:?} fan {fan}"
+            );
+        }
+        assert_eq!(default_gpus(Some("gpu"), false), 1);
+        assert_eq!(default_gpus(None, false), 0);
+    }
 }

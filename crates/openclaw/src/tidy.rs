@@ -1,0 +1,296 @@
+//! Tidy tests, as rust-analyzer has: they read the workspace's source and
+//! fail when an architecture invariant of docs/ARCHITECTURE.md stops
+//! holding. Each names the file and line that broke it.
+//!
+//! * no source file over [`MAX_LINES`] lines;
+//! * no job-state word dispatched on as a string outside `crates/proto`
+//!   (`state == "running"`, a `"timed-out" =>` arm): states are
+//!   `proto::JobState`, `FanState` and `NodeState`;
+//! * no engine-specific SQL outside the store's engine rooms;
+//! * no cycle among the gateway's modules (`use crate::…` lines).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The longest a source file may be.
+const MAX_LINES: usize = 1000;
+
+/// The job-state words (`proto::JobState::as_str`).
+const STATE_WORDS: [&str; 11] = [
+    "queued",
+    "awaiting-approval",
+    "starting",
+    "running",
+    "exited",
+    "failed",
+    "cancelled",
+    "timed-out",
+    "denied",
+    "expired",
+    "lost",
+];
+
+/// SQL only one engine speaks.
+const ENGINE_SQL: [&str; 8] = [
+    "strftime(",
+    "PRAGMA ",
+    "pragma_",
+    "extract(epoch",
+    "::bigint",
+    "setval(",
+    "pg_advisory",
+    "clock_timestamp(",
+];
+
+/// Where engine-specific SQL may live: the engines, the schema (its
+/// SQLite migrations and PostgreSQL version table), the translation
+/// between them, and the SQLite-only online backup.
+const ENGINE_ROOMS: [&str; 6] = [
+    "crates/gateway/src/store/engine.rs",
+    "crates/gateway/src/store/sql.rs",
+    "crates/gateway/src/store/schema.rs",
+    "crates/gateway/src/store/lease.rs",
+    "crates/gateway/src/store/tests.rs",
+    "crates/gateway/src/backup.rs",
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every `.rs` file under `dir`, as paths relative to the workspace root.
+fn rust_files(dir: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut dirs = vec![root().join(dir)];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let rel = p.strip_prefix(root()).unwrap_or(&p).display().to_string();
+                out.push(rel.replace("/./", "/"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_default()
+}
+
+/// The lines of `text` before its test module (`#[cfg(test)]`), numbered
+/// from 1: what ships.
+fn shipped(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .take_while(|(_, l)| l.trim() != "#[cfg(test)]")
+        .map(|(i, l)| (i + 1, l))
+}
+
+/// Whether `line` dispatches on a job state's word: compares a `state`
+/// with a string, or matches a state word in an arm.
+fn dispatches_on_a_state_word(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or("");
+    let compares = ["state == \"", "state != \"", "state.as_str() == \""]
+        .iter()
+        .any(|p| code.contains(p));
+    let arm = STATE_WORDS.iter().any(|w| {
+        let quoted = format!("\"{w}\"");
+        code.trim_start().starts_with(&quoted)
+            && code.trim_start()[quoted.len()..]
+                .trim_start()
+                .starts_with(['=', '|'])
+    });
+    compares || arm
+}
+
+#[test]
+fn no_source_file_is_over_a_thousand_lines() {
+    let mut long = vec![];
+    for dir in ["crates", "tests"] {
+        for f in rust_files(dir) {
+            let n = read(&f).lines().count();
+            if n > MAX_LINES {
+                long.push(format!("{f}: {n} lines"));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "split these (a module is one responsibility; see docs/ARCHITECTURE.md):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn job_states_are_types_outside_proto() {
+    let files = rust_files("crates");
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let mut bad = vec![];
+    for f in files {
+        if f.starts_with("crates/proto/") || f.ends_with("/tests.rs") || f.contains("/tests/") {
+            continue;
+        }
+        let text = read(&f);
+        for (n, line) in shipped(&text) {
+            if dispatches_on_a_state_word(line) {
+                bad.push(format!("{f}:{n}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "use proto::JobState / FanState / NodeState instead of their words:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_check_for_state_words_can_fail() {
+    for (line, hit) in [
+        ("if info.state == \"running\" {", true),
+        ("    \"timed-out\" => exit::RUN_TIMED_OUT,", true),
+        ("    \"denied\" | \"expired\" => 252,", true),
+        ("if j.is(JobState::Running) {", false),
+        ("return \"expired\".into(); // a token", false),
+        ("let s = \"running\"; // a word in text", false),
+    ] {
+        assert_eq!(dispatches_on_a_state_word(line), hit, "{line}");
+    }
+}
+
+#[test]
+fn engine_specific_sql_stays_in_the_engine_rooms() {
+    let mut bad = vec![];
+    for f in rust_files("crates") {
+        if ENGINE_ROOMS.contains(&f.as_str())
+            || f.starts_with("crates/pgtemp/")
+            || f.ends_with("/tidy.rs")
+        {
+            continue;
+        }
+        let text = read(&f);
+        for (n, line) in shipped(&text) {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(s) = ENGINE_SQL.iter().find(|s| code.contains(*s)) {
+                bad.push(format!("{f}:{n}: {s} in {}", line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "engine-specific SQL belongs in crates/gateway/src/store/sql.rs or engine.rs:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// The gateway's top-level modules and what each imports from the others
+/// (`use crate::x…` and `crate::x::` paths), the crate root excluded.
+fn gateway_module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = "crates/gateway/src/";
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let files = rust_files("crates/gateway/src");
+    let module_of = |f: &str| -> Option<String> {
+        let rest = f.strip_prefix(src)?;
+        let first = rest.split('/').next()?;
+        let m = first.trim_end_matches(".rs");
+        (m != "lib").then(|| m.to_string())
+    };
+    let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(f)).collect();
+    for f in &files {
+        let Some(me) = module_of(f) else { continue };
+        let text = read(f);
+        let deps = graph.entry(me.clone()).or_default();
+        for (_, line) in shipped(&text) {
+            let code = line.split("//").next().unwrap_or("");
+            let mut rest = code;
+            while let Some(i) = rest.find("crate::") {
+                rest = &rest[i + "crate::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name != me && modules.contains(&name) {
+                    deps.insert(name);
+                }
+            }
+            // `use crate::{a, b::c}` lists.
+            if let Some(list) = code.trim_start().strip_prefix("use crate::{") {
+                for part in list.split(',') {
+                    let name: String = part
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if name != me && modules.contains(&name) {
+                        deps.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle in `graph`, as the path that closes it, if there is one.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == n) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(n.to_string());
+            return Some(cycle);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_string());
+        for d in graph.get(n).into_iter().flatten() {
+            if let Some(c) = visit(d, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for n in graph.keys() {
+        if let Some(c) = visit(n, graph, &mut vec![], &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[test]
+fn the_gateways_modules_have_no_cycle() {
+    let graph = gateway_module_graph();
+    assert!(graph.len() > 10, "found only {graph:?}");
+    assert!(
+        graph.get("session").is_some_and(|d| d.contains("api")),
+        "the check reads imports: {graph:?}"
+    );
+    if let Some(c) = find_cycle(&graph) {
+        panic!(
+            "the gateway's modules import each other in a cycle: {} (see the layering in docs/ARCHITECTURE.md)",
+            c.join(" -> ")
+        );
+    }
+    // The check finds a cycle when there is one.
+    let mut g = graph.clone();
+    g.entry("store".into())
+        .or_default()
+        .insert("session".into());
+    assert!(find_cycle(&g).is_some());
+}
