@@ -1,14 +1,14 @@
 //! Choosing a node for a job. Pure: it sees a snapshot of node views.
 
-use proto::{ApiError, ErrorCode};
+use proto::{ApiError, ErrorCode, NodeState};
 
 /// What routing knows about one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
     /// Name.
     pub name: String,
-    /// Enrollment state word (`approved`, `pending`, ...).
-    pub state: &'static str,
+    /// Enrollment state.
+    pub state: NodeState,
     /// Connected right now.
     pub connected: bool,
     /// Connected and heartbeats on time.
@@ -121,7 +121,7 @@ pub fn to_node(nodes: &[NodeView], name: &str, gpus: u32) -> Result<String, Rout
     let Some(n) = nodes.iter().find(|n| n.name == name) else {
         let known: Vec<&str> = nodes
             .iter()
-            .filter(|n| n.state == "approved")
+            .filter(|n| n.state == NodeState::Approved)
             .map(|n| n.name.as_str())
             .collect();
         let mut msg = format!("unknown node {name:?}");
@@ -135,7 +135,7 @@ pub fn to_node(nodes: &[NodeView], name: &str, gpus: u32) -> Result<String, Rout
         }
         return Err(RouteError::Unknown(msg));
     };
-    if n.state != "approved" {
+    if n.state != NodeState::Approved {
         return Err(RouteError::Unavailable(format!(
             "node {name} is {} and cannot run jobs; run 'openclaw node list'",
             n.state
@@ -181,7 +181,7 @@ pub fn to_node(nodes: &[NodeView], name: &str, gpus: u32) -> Result<String, Rout
 pub fn to_role(nodes: &[NodeView], role: &str, gpus: u32) -> Result<String, RouteError> {
     let with_role: Vec<&NodeView> = nodes
         .iter()
-        .filter(|n| n.state == "approved" && n.has_role(role))
+        .filter(|n| n.state == NodeState::Approved && n.has_role(role))
         .collect();
     if with_role.is_empty() {
         let mut roles: Vec<&str> = nodes
@@ -275,7 +275,7 @@ pub fn select(nodes: &[NodeView], role: Option<&str>, labels: &[String]) -> Sele
     let mut sel = Selection::default();
     let mut matching: Vec<&NodeView> = nodes
         .iter()
-        .filter(|n| n.state == "approved")
+        .filter(|n| n.state == NodeState::Approved)
         .filter(|n| role.is_none_or(|r| n.has_role(r)))
         .filter(|n| labels.iter().all(|l| n.labels.contains(l)))
         .collect();
@@ -321,7 +321,7 @@ mod tests {
     fn view(name: &str, labels: &[&str], gpus: u32, busy: u32, running: u32) -> NodeView {
         NodeView {
             name: name.into(),
-            state: "approved",
+            state: NodeState::Approved,
             connected: true,
             healthy: true,
             labels: labels.iter().map(|s| s.to_string()).collect(),
@@ -609,7 +609,7 @@ mod tests {
         let mut sick = view("c-sick", &["gpu"], 1, 0, 0);
         sick.healthy = false;
         let mut pending = view("d-pending", &["gpu"], 1, 0, 0);
-        pending.state = "pending";
+        pending.state = NodeState::Pending;
         let nodes = vec![
             view("e-cpu", &["cpu", "zone=eu"], 0, 0, 0),
             off,

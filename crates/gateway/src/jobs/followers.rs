@@ -2,7 +2,14 @@
 //! memory, state changes, and the end. `openclaw run`, `job logs --follow`,
 //! chat front ends and fan-out mergers all read a job through [`follow`].
 
-use super::*;
+use std::fs::File;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::path::PathBuf;
+
+use proto::{JobEvent, OutStream};
+
+use super::{FOLLOW_CHUNK, Progress, TailChunk, log_path, record};
+use crate::Shared;
 
 /// Streams a job's output from the given offsets; with `follow`, until it
 /// ends. Sends `State` whenever the state differs from what the follower

@@ -3,7 +3,20 @@
 //! once) and its end; detaching and waiting for a re-attachment when the
 //! stream breaks.
 
-use super::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::{JobCtl, JobFrame, OutStream};
+use tokio::sync::{mpsc, watch};
+
+use super::logwriter::{LogFile, LogSink};
+use super::{
+    CTL_QUEUE, JOB_FRAME_LIMIT, MAX_REASON, Progress, TailChunk, UNFINISHED, end_with_async,
+    log_path,
+};
+use crate::peer::Peer;
+use crate::store::JobState;
+use crate::{Shared, unix_now};
 
 /// Serves a job stream a node opened.
 pub async fn node_job_stream(

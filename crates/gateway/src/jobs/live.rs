@@ -2,7 +2,13 @@
 //! watch, live output broadcast, control channel to the node, attachment
 //! generation, and each node's load.
 
-use super::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use proto::{JobCtl, OutStream};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::store::JobState;
 
 /// How far a job's stored output has grown, and its state.
 #[derive(Debug, Clone, Default)]

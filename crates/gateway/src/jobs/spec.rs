@@ -1,7 +1,11 @@
 //! A job spec resolved into exact argv, target, environment and limits.
 //! Pure: it reads the configuration it is given, nothing else.
 
-use super::*;
+use proto::{ApiError, ErrorCode, JobSpec};
+
+use super::{MAX_ARGV_BYTES, MAX_TIMEOUT, err};
+use crate::config::Config;
+use crate::routing;
 
 /// A request resolved against the config, before routing.
 #[derive(Debug, Clone, PartialEq, Eq)]
