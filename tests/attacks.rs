@@ -1076,7 +1076,7 @@ fn attack_gpu_stack_loader_variables_are_refused() {
         ("TORCHINDUCTOR_CACHE_DIR=/tmp/ind", "TORCHINDUCTOR_*"),
         ("TRITON_LIBCUDA_PATH=/tmp/lib", "TRITON_*"),
         ("HF_MODULES_CACHE=/tmp/mods", "HF_MODULES_CACHE"),
-        ("HSA_TOOLS_LIB=/tmp/x.so", "HSA_TOOLS_LIB"),
+        ("HSA_TOOLS_LIB=/tmp/x.so", "HSA_TOOLS_*"),
         ("XLA_FLAGS=--xla_dump_to=/tmp/d", "XLA_FLAGS"),
     ] {
         let key = var.split('=').next().unwrap();
