@@ -979,8 +979,12 @@ fn attack_daemons_and_setsid_do_not_outlive_their_job() {
 
 #[test]
 fn attack_timeout_and_cancel_kill_the_whole_tree() {
-    let mut lab = lab_with(&[]);
+    // The job ignores SIGTERM; SIGKILL follows after kill_grace.
+    let mut lab = lab_with(&[("kill_grace = \"10s\"", "kill_grace = \"1s\"")]);
     let _n = lab.node_up("worker-cpu-01", "cpu", 0);
+    // Markers of this run only: other runs of this test on the machine
+    // have other pids.
+    let tag = std::process::id();
     lab.run_job(&[
         "--node",
         "worker-cpu-01",
@@ -989,23 +993,38 @@ fn attack_timeout_and_cancel_kill_the_whole_tree() {
         "--",
         "sh",
         "-c",
-        "setsid sleep 4251.5 & sleep 4252.5",
+        &format!("setsid sleep 4251.{tag} & sleep 4252.{tag}"),
     ])
     .fails_with(124, "");
-    assert!(processes_with("sleep 425").is_empty());
+    assert!(processes_with(&format!("sleep 4251.{tag}")).is_empty());
+    assert!(processes_with(&format!("sleep 4252.{tag}")).is_empty());
     let id = lab.detach(&[
         "--node",
         "worker-cpu-01",
         "--",
         "sh",
         "-c",
-        "trap '' TERM; setsid sleep 4261.5 & sleep 4262.5",
+        &format!("trap '' TERM; setsid sleep 4261.{tag} & sleep 4262.{tag}"),
     ]);
-    lab.wait_job(id, "running", T);
+    // Cancel once the tree exists: `running` is reported at spawn, before
+    // the shell has set its trap and started both sleeps.
+    let running = |needle: String| {
+        processes_with(&needle).into_iter().any(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .starts_with(&needle)
+            })
+        })
+    };
+    wait_until(T, "the job's process tree", || {
+        (running(format!("sleep 4261.{tag}")) && running(format!("sleep 4262.{tag}"))).then_some(())
+    });
     lab.admin(&["job", "cancel", &id.to_string()]).ok();
     let job = lab.wait_job(id, "cancelled", T);
     assert!(job["processes_killed"].as_u64().unwrap() >= 2, "{job}");
-    assert!(processes_with("sleep 426").is_empty());
+    assert!(processes_with(&format!("sleep 4261.{tag}")).is_empty());
+    assert!(processes_with(&format!("sleep 4262.{tag}")).is_empty());
 }
 
 // --- environment and paths -----------------------------------------------------
