@@ -1,7 +1,11 @@
 //! `openclaw dashboard` in a real browser: headless Chromium driven over
 //! WebDriver against a lab with simulated GPUs. A login through the form,
-//! GPU cards and the job holding a GPU, a live log that grows, an approval
-//! and an enrollment made in the page, a logout, and the token, Host and
+//! the overview (jobs now, recent failures), the node list and a node's
+//! page, GPU cards with scaled sparklines and the job holding a GPU, the
+//! job list (quoted argv, GPU, start and duration columns), a live log
+//! that grows, a running job's page that settles under
+//! `--virtual-time-budget`, an approval and an enrollment (confirming
+//! labels and GPUs) made in the page, a logout, and the token, Host and
 //! CSRF checks; and, as a plain HTTP client, a local process without the
 //! token trying every route. Screenshots of each page go to
 //! target/dashboard/. The browser test skips (SKIPPED, not passed) without
@@ -10,8 +14,8 @@
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use testkit::swarm::{Swarm, SwarmOptions};
 use testkit::webdriver::{Browser, browser_tools};
@@ -93,6 +97,115 @@ fn header(resp: &str, name: &str) -> Option<String> {
     })
 }
 
+/// A loopback proxy in front of the dashboard at `url` that adds its
+/// Bearer `token` (and its Host) to every request, one request per
+/// connection: a browser with no way to log in (`chromium --headless
+/// --dump-dom` on the command line) loads pages through it. Returns the
+/// proxy's URL.
+fn bearer_proxy(url: &str, token: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let dash = url.trim_start_matches("http://").to_string();
+    let token = token.to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let (dash, token) = (dash.clone(), token.clone());
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let mut lines = head.split("\r\n").filter(|l| !l.is_empty());
+                let first = lines.next().unwrap_or_default();
+                let mut out = format!(
+                    "{first}\r\nHost: {dash}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n"
+                );
+                let mut len = 0;
+                for l in lines {
+                    let name = l.split(':').next().unwrap_or_default().to_ascii_lowercase();
+                    if matches!(
+                        name.as_str(),
+                        "host" | "connection" | "authorization" | "keep-alive"
+                    ) {
+                        continue;
+                    }
+                    if name == "content-length" {
+                        len = l[15..].trim().parse().unwrap_or(0);
+                    }
+                    out.push_str(l);
+                    out.push_str("\r\n");
+                }
+                out.push_str("\r\n");
+                let mut body = vec![0; len];
+                if conn.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let Ok(mut up) = std::net::TcpStream::connect(&dash) else {
+                    return;
+                };
+                if up.write_all(out.as_bytes()).is_ok() && up.write_all(&body).is_ok() {
+                    let _ = std::io::copy(&mut up, &mut conn);
+                }
+            });
+        }
+    });
+    proxy
+}
+
+/// `chromium --headless --virtual-time-budget=5000 --dump-dom URL`: the
+/// DOM once 5 s of the page's (virtual) time have passed, and how long
+/// that took. Chromium's virtual time stands still while any request is
+/// open, so a page that holds one open never returns: after `bound` the
+/// browser is killed and the test fails.
+fn dump_dom_settled(chrome: &Path, url: &str, bound: Duration) -> (String, Duration) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let started = Instant::now();
+    let mut child = std::process::Command::new(chrome)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdout(out.reopen().unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "chromium --dump-dom {url}: {status}");
+            break;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "chromium --virtual-time-budget=5000 --dump-dom {url} did not return within {bound:?}: \
+                 the page never settles (a request held open?)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (
+        std::fs::read_to_string(out.path()).unwrap(),
+        started.elapsed(),
+    )
+}
+
 /// Logs in through the form as a browser would (Host and Origin of the
 /// dashboard); returns the `Cookie` header value to send after.
 fn login(url: &str, token: &str) -> String {
@@ -115,10 +228,21 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
         );
         return;
     };
-    let mut lab = Lab::with_config(BIN, |c| set_chat_test_policy(c, "admin"));
+    let mut lab = Lab::with_config(BIN, |c| {
+        set_chat_test_policy(c, "admin");
+        // A named job holding a GPU, printing for a while.
+        c.push_str(
+            "\n[jobs.ticker]\ncommand = [\"sh\", \"-c\", \"i=0; while [ $i -lt 150 ]; do echo tick-$i; \
+             i=$((i+1)); sleep 0.2; done\"]\nnode = \"lab-gpu-02\"\ngpus = 1\n",
+        );
+    });
     lab.start_gateway();
     let (_h1, _n1) = lab.node_up("worker-gpu-01", "gpu", 2);
     let (_h2, _n2) = lab.node_up("lab-gpu-02", "gpu", 1);
+    // A recent failure for the overview.
+    let fail = lab.run_job(&["--node", "lab-gpu-02", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(fail.code, 3, "{}", fail.stderr);
+    let failed = lab.jobs()[0]["id"].as_u64().unwrap();
     let (d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
     let token = printed_token(&d, &url);
     let bearer = format!("Authorization: Bearer {token}\r\n");
@@ -143,29 +267,98 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     b.type_text("#token", &token);
     b.click("form[action='/login'] button");
 
-    // A job holding a GPU, printing for a while.
-    let job = lab.detach(&[
-        "--node",
-        "lab-gpu-02",
-        "--gpus",
-        "1",
-        "--",
-        "sh",
-        "-c",
-        "i=0; while [ $i -lt 150 ]; do echo tick-$i; i=$((i+1)); sleep 0.2; done",
-    ]);
+    // The named job holding a GPU, printing for a while.
+    let job = lab.detach(&["--job", "ticker"]);
     lab.wait_job(job, "running", T);
 
-    // Overview: GPU totals, after the login's redirect.
+    // Overview: GPU totals, after the login's redirect; what runs now (not
+    // all-time counts), the recent failure, and no pending enrollment
+    // counted as a node's health.
     b.wait_text("the overview", T, |t| {
-        t.contains("GPUs") && t.contains("busy")
+        t.contains("GPUs") && t.contains("busy") && t.contains("Jobs now")
     });
     // The session cookie is HttpOnly (no script reads it), and it is not
     // the token.
     assert_eq!(b.eval("return document.cookie;"), "");
+    wait_until(T, "the overview to count the running job", || {
+        (b.eval("return document.getElementById('jobs-running').textContent;") == "1").then_some(())
+    });
+    assert_eq!(
+        b.eval("return document.getElementById('jobs-queued').textContent;"),
+        "0"
+    );
+    let failures = b.eval("return document.getElementById('failures').innerText;");
+    let failures = failures.as_str().unwrap();
+    assert!(failures.contains(&format!("{failed}")), "{failures}");
+    assert!(failures.contains("sh -c 'exit 3'"), "{failures}");
+    let page = b.text();
+    assert!(page.contains("2 nodes by health"), "{page}");
+    assert!(page.contains("no enrollment requests waiting"), "{page}");
+    assert!(
+        !page.contains("jobs by state"),
+        "no all-time job counts: {page}"
+    );
     b.screenshot(&shots().join("overview.png"));
 
-    // GPUs: one card per GPU, and the job holding one.
+    // Nodes: every node with health, labels, confirmed GPUs, utilisation,
+    // load, memory and heartbeat; then one node's page.
+    b.goto(&format!("{url}/nodes"));
+    let page = b.wait_text("the node list", T, |t| {
+        t.contains("worker-gpu-01") && t.contains("lab-gpu-02") && t.contains("0 free of 1")
+    });
+    assert!(page.contains("2 free of 2 (simulated)"), "{page}");
+    assert!(
+        page.contains("iB of ") && page.contains("GiB\t"),
+        "memory: {page}"
+    );
+    assert!(
+        ["under 1s ago", "\t1s ago", "\t2s ago"]
+            .iter()
+            .any(|hb| page.contains(hb)),
+        "a heartbeat a moment ago: {page}"
+    );
+    b.screenshot(&shots().join("nodes.png"));
+    b.click("a[href='/nodes/lab-gpu-02']");
+    let page = b.wait_text("a node's page", T, |t| {
+        t.contains("Node lab-gpu-02") && t.contains(&format!("held by job {job}"))
+    });
+    assert!(page.contains("GPUs\t0 free of 1 (simulated)"), "{page}");
+    assert!(page.contains("GPU cap\t64 (confirmed)"), "{page}");
+    assert!(page.contains("echo tick-$i"), "its jobs: {page}");
+    // Memory, utilisation and temperature, each with its scale.
+    assert_eq!(
+        b.eval("return document.querySelectorAll('article.gpu svg.spark').length;"),
+        3
+    );
+    b.screenshot(&shots().join("node.png"));
+
+    // A running job's page settles: headless Chromium with a virtual time
+    // budget returns its DOM, the log loaded, within a bound and while the
+    // job still runs (issue 21, item 27; a log stream held open returned
+    // only when the job ended, or never). Through a proxy that adds the
+    // token, as a command-line browser cannot log in.
+    let proxy = bearer_proxy(&url, &token);
+    let (dom, took) = dump_dom_settled(
+        &chrome,
+        &format!("{proxy}/jobs/{job}"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        lab.job(job)["state"],
+        "running",
+        "the page settled only when the job ended ({took:?})"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(dom.contains("tick-1\n"), "the log loaded: {dom}");
+    assert!(dom.contains("<span id=\"job-gpus\">GPU 0</span>"), "{dom}");
+    assert!(
+        dom.contains("id=\"job-state\" class=\"tag tag-running\""),
+        "{dom}"
+    );
+    eprintln!("a running job's page settled in {took:?} under --virtual-time-budget=5000");
+
+    // GPUs: one card per GPU, and the job holding one; each sparkline has
+    // its scale (memory's is the GPU's memory) and time axis.
     b.goto(&format!("{url}/gpus"));
     let held = format!("held by job {job}");
     let page = b.wait_text("the GPU cards and the holder", T, |t| {
@@ -176,11 +369,35 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
         b.eval("return document.querySelectorAll('article.gpu').length;"),
         3
     );
+    let scales = b.eval(
+        "return Array.from(document.querySelectorAll('article.gpu svg.spark')).map(s => s.getAttribute('aria-label')).join('\\n');",
+    );
+    let scales = scales.as_str().unwrap();
+    assert_eq!(scales.matches("memory in use").count(), 3, "{scales}");
+    assert_eq!(scales.matches("scale 0 to 100 %").count(), 3, "{scales}");
+    assert!(scales.contains("scale 0 to 80.0 GiB"), "{scales}");
+    assert_eq!(
+        b.eval("return document.querySelectorAll('article.gpu svg.spark text').length;"),
+        36,
+        "four axis labels on each of nine sparklines"
+    );
     b.screenshot(&shots().join("gpus.png"));
 
-    // The job page: the log grows while the job runs.
+    // The job page: the GPU it holds, when it started, the named job it
+    // came from, and the log, which grows while the job runs.
     b.goto(&format!("{url}/jobs/{job}"));
     b.wait_text("early output", T, |t| t.contains("tick-3"));
+    assert_eq!(
+        b.eval("return document.getElementById('job-gpus').textContent;"),
+        "GPU 0"
+    );
+    assert_eq!(
+        b.eval("return document.getElementById('job-named').textContent;"),
+        "ticker"
+    );
+    let started =
+        b.eval("return document.querySelector('#job-started time').getAttribute('datetime');");
+    assert!(started.as_str().unwrap().ends_with('Z'), "{started}");
     let log_len = || {
         b.eval("return document.getElementById('log').textContent.length;")
             .as_u64()
@@ -198,6 +415,20 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     let log = b.eval("return document.getElementById('log').textContent;");
     let want: String = (0..150).map(|i| format!("tick-{i}\n")).collect();
     assert_eq!(log.as_str(), Some(want.as_str()), "the log is whole, once");
+    // Reloaded, the ended job's page says when it ended and that its GPU
+    // was released, and its log loads whole again.
+    b.goto(&format!("{url}/jobs/{job}"));
+    b.wait_text("the ended job's times", T, |t| {
+        t.contains("released when it ended") && t.contains("ended")
+    });
+    assert_eq!(
+        b.eval("return document.querySelector('#job-ended time') !== null;"),
+        true
+    );
+    wait_until(T, "the ended job's whole log", || {
+        let log = b.eval("return document.getElementById('log').textContent;");
+        (log.as_str() == Some(want.as_str())).then_some(())
+    });
 
     // The log stream resumes from the offsets in Last-Event-ID
     // (STDOUT:STDERR): after the 7 bytes of "tick-0\n" comes "tick-1".
@@ -243,9 +474,33 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     );
     assert!(!page.contains("\n1\n2\n3\n"), "the head was left out");
 
-    // Jobs list.
+    // Jobs list: argv quoted as the CLI quotes it, GPU, start and
+    // duration columns, and node names that do not wrap.
     b.goto(&format!("{url}/jobs"));
-    b.wait_text("the job list", T, |t| t.contains(&format!("{job}")));
+    let page = b.wait_text("the job list", T, |t| t.contains(&format!("{job}")));
+    assert!(page.contains("sh -c 'i=0; while [ $i -lt 150 ]"), "{page}");
+    let cli = lab.admin(&["job", "list"]).ok().stdout;
+    assert!(cli.contains("sh -c 'i=0; while [ $i -lt 150 ]"), "{cli}");
+    let head = b.eval(
+        "return Array.from(document.querySelectorAll('table.list th')).map(t => t.textContent).join(',');",
+    );
+    assert_eq!(
+        head,
+        "id,state,node,command,GPUs,requester,exit,created,started,duration"
+    );
+    let row = b.eval(&format!(
+        "return Array.from(document.querySelector('a[href=\"/jobs/{job}\"]').closest('tr').cells).map(c => c.textContent).join('|');"
+    ));
+    let cells: Vec<&str> = row.as_str().unwrap().split('|').collect();
+    assert_eq!(cells[4], "1", "{cells:?}");
+    assert!(
+        cells[8].ends_with(" ago") && cells[9].ends_with('s'),
+        "{cells:?}"
+    );
+    assert_eq!(
+        b.eval("return getComputedStyle(document.querySelector('td.node')).whiteSpace;"),
+        "nowrap"
+    );
     b.screenshot(&shots().join("jobs.png"));
 
     // An approval made in the page releases a held job (another admin's:
@@ -278,8 +533,10 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
         t.contains("approved-in-browser")
     });
 
-    // An enrollment approved in the page, after a confirmation.
-    let token = lab.token(&["--labels", "cpu"]);
+    // An enrollment approved in the page, after a confirmation, with the
+    // labels and GPU cap confirmed in its form: the token's label, one the
+    // node proposed (ticked), one typed, and a cap of 1 GPU.
+    let join = lab.token(&["--labels", "cpu"]);
     let home = lab.home("worker-new");
     lab.run(
         &home,
@@ -287,23 +544,57 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
             "node",
             "enroll",
             "--token",
-            &token,
+            &join,
             "--name",
             "worker-new",
+            "--labels",
+            "cpu,fast-disk",
             "--wait",
             "1s",
         ],
     )
     .fails_with(75, "pending");
     b.goto(&format!("{url}/enrollments"));
-    b.wait_text("the pending request", T, |t| t.contains("worker-new"));
+    let page = b.wait_text("the pending request", T, |t| t.contains("worker-new"));
+    assert!(page.contains("confirm fast-disk"), "{page}");
+    // The overview says a request waits, apart from node health.
+    let overview = raw(&url, &format!("GET / HTTP/1.1\r\nHost: {host}\r\n{bearer}"));
+    assert!(
+        overview.contains("1 enrollment request waiting"),
+        "{overview}"
+    );
+    assert!(overview.contains("2 nodes</a> by health"), "{overview}");
+    let form = "form[action='/nodes/worker-new/approve']";
+    assert_eq!(
+        b.eval(&format!(
+            "return document.querySelector(\"{form} input[name=labels]\").value;"
+        )),
+        "cpu",
+        "the token's labels"
+    );
     b.screenshot(&shots().join("enrollments.png"));
-    b.click("form[action='/nodes/worker-new/approve'] button");
+    b.click(&format!("{form} input[name=propose][value=fast-disk]"));
+    b.type_text(&format!("{form} input[name=labels]"), ",zone-b");
+    b.type_text(&format!("{form} input[name=gpus]"), "1");
+    b.click(&format!("{form} button"));
     b.accept_dialog();
-    wait_until(T, "worker-new to be approved", || {
+    let approved = wait_until(T, "worker-new to be approved", || {
         lab.node("worker-new")
             .filter(|n| n["connection"] != "pending")
     });
+    assert_eq!(approved["max_gpus"], 1, "{approved}");
+    let mut labels: Vec<&str> = approved["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    labels.sort();
+    assert_eq!(labels, ["cpu", "fast-disk", "zone-b"], "{approved}");
+    assert_eq!(
+        approved["proposed_labels"].as_array().map(Vec::len),
+        Some(0)
+    );
 
     // A change with the token but without the page's CSRF token, or from
     // another origin, is refused; so is a request naming another host.
@@ -490,6 +781,9 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     // fragment header app.js sends, and with trailing slashes.
     let mut gets = vec![
         "/".to_string(),
+        "/nodes".into(),
+        "/nodes/worker-gpu-01".into(),
+        "/nodes?after=a".into(),
         "/gpus".into(),
         "/jobs".into(),
         "/enrollments".into(),
@@ -721,7 +1015,8 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
 
 /// 1,000 nodes with 2 simulated GPUs each: the pages stay paged (50 nodes,
 /// 100 GPU cards), the overview counts all of them from one summary, and
-/// following the "next" links visits every node once.
+/// following the "next" links of the GPU and node lists visits every node
+/// once; a node's own page shows its GPUs.
 #[test]
 fn the_dashboard_pages_a_thousand_gpu_nodes() {
     let mut lab = Lab::with_config(BIN, |cfg| {
@@ -769,7 +1064,7 @@ fn the_dashboard_pages_a_thousand_gpu_nodes() {
         let p = get("/");
         p.contains("<dd id=\"gpus-free\">2000</dd>").then_some(p)
     });
-    assert!(overview.contains("1000 nodes by health"), "{overview}");
+    assert!(overview.contains("1000 nodes</a> by health"), "{overview}");
 
     let mut seen = Vec::new();
     let mut path = "/gpus".to_string();
@@ -796,4 +1091,33 @@ fn the_dashboard_pages_a_thousand_gpu_nodes() {
         seen, swarm.names,
         "every node once, in name order, 50 a page"
     );
+
+    // The node list, paged the same way: one row per node.
+    let mut listed = Vec::new();
+    let mut path = "/nodes".to_string();
+    loop {
+        let page = get(&path);
+        assert!(page.starts_with("HTTP/1.1 200"), "{path}: {page}");
+        let rows = page.matches("<tr><td class=\"node\">").count();
+        assert!(rows <= 50, "{path}: {rows} rows on one page");
+        for chunk in page
+            .split("<tr><td class=\"node\"><a href=\"/nodes/")
+            .skip(1)
+        {
+            listed.push(chunk.split('"').next().unwrap().to_string());
+        }
+        assert_eq!(
+            page.matches("2 free of 2 (simulated)").count(),
+            rows,
+            "{path}"
+        );
+        match page.split("href=\"/nodes?after=").nth(1) {
+            Some(rest) => path = format!("/nodes?after={}", rest.split('"').next().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(listed, swarm.names, "every node once, in name order");
+    let one = get(&format!("/nodes/{}", swarm.names[999]));
+    assert!(one.starts_with("HTTP/1.1 200"), "{one}");
+    assert_eq!(one.matches("<article class=\"gpu").count(), 2, "{one}");
 }

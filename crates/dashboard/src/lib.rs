@@ -26,8 +26,11 @@
 //! * HTML, CSS and JavaScript are embedded; no CDN, no build step. Charts
 //!   are SVG rendered on the server ([`render::sparkline`]).
 //! * Pages are paged (50 nodes or jobs), and refresh their `<main>` every
-//!   5 s only while visible; a job's log streams as server-sent events that
-//!   resume by offset.
+//!   5 s only while visible. A job's log comes as server-sent events that
+//!   resume by offset: each response sends what is there and ends (see
+//!   [`job_log`]), and the browser asks again a second later, so no
+//!   request stays open and a page settles (headless Chromium's
+//!   `--virtual-time-budget` pauses while any request is open).
 
 pub mod guard;
 pub mod render;
@@ -39,7 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use client::{ClientError, Gateway};
@@ -222,6 +225,8 @@ pub async fn start(
     // unknown path or method without a secret is a 401, not a 404 or 405.
     let router = axum::Router::new()
         .route("/", get(overview))
+        .route("/nodes", get(nodes))
+        .route("/nodes/{name}", get(node))
         .route("/gpus", get(gpus))
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
@@ -494,14 +499,24 @@ async fn summary(app: &App) -> Result<proto::LabSummary, ClientError> {
     }
 }
 
+/// Jobs the overview reads for its recent failures.
+const RECENT_JOBS: u32 = 200;
+
 async fn overview(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
-    match summary(&app).await {
-        Ok(s) => reply(&app, &h, "Overview", "/", true, render::overview(&s)),
-        Err(e) => failed(e),
+    let (s, recent) = tokio::join!(summary(&app), job_list(&app, RECENT_JOBS, None));
+    match (s, recent) {
+        (Ok(s), Ok(recent)) => {
+            let body = render::overview(&s, &recent, unix_now());
+            reply(&app, &h, "Overview", "/", true, body)
+        }
+        (Err(e), _) | (_, Err(e)) => failed(e),
     }
 }
 
-async fn node_page(app: &App, after: Option<String>) -> Result<Vec<proto::NodeInfo>, ClientError> {
+async fn fetch_node_page(
+    app: &App,
+    after: Option<String>,
+) -> Result<Vec<proto::NodeInfo>, ClientError> {
     match app
         .gw
         .call(Request::NodePage { after, limit: PAGE })
@@ -524,36 +539,110 @@ struct GpuQuery {
     after: Option<String>,
 }
 
-async fn gpus(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuery>) -> Response {
-    let page = match node_page(&app, q.after.clone()).await {
-        Ok(n) => n,
-        Err(e) => return failed(e),
-    };
-    let names: Vec<String> = page.iter().map(|n| n.name.clone()).collect();
-    let history = match app.gw.call(Request::NodeHistory { names }).await {
-        Ok(ApiResponse::NodeHistory(h)) => h,
-        Ok(r) => return failed(unexpected(r)),
-        Err(e) => return failed(e),
-    };
-    let held: std::collections::HashSet<u64> = page
+async fn history(app: &App, names: Vec<String>) -> Result<Vec<proto::NodeHistory>, ClientError> {
+    match app.gw.call(Request::NodeHistory { names }).await? {
+        ApiResponse::NodeHistory(h) => Ok(h),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// The jobs holding a GPU of `nodes`, by id, from the latest
+/// [`HOLDER_JOBS`] jobs.
+async fn holders(
+    app: &App,
+    nodes: &[proto::NodeInfo],
+) -> Result<HashMap<u64, JobInfo>, ClientError> {
+    let held: std::collections::HashSet<u64> = nodes
         .iter()
         .filter_map(|n| n.telemetry.as_ref())
         .flat_map(|t| t.gpus.iter().filter_map(|g| g.job))
         .collect();
-    let mut holders = HashMap::new();
-    if !held.is_empty() {
-        match job_list(&app, HOLDER_JOBS, None).await {
-            Ok(list) => holders.extend(
-                list.into_iter()
-                    .filter(|j| held.contains(&j.id))
-                    .map(|j| (j.id, j)),
-            ),
-            Err(e) => return failed(e),
-        }
+    if held.is_empty() {
+        return Ok(HashMap::new());
     }
-    let next = next_name(&page);
-    let body = render::gpus(&page, &history, &holders, unix_now(), next.as_deref());
-    reply(&app, &h, "GPUs", "/gpus", true, body)
+    Ok(job_list(app, HOLDER_JOBS, None)
+        .await?
+        .into_iter()
+        .filter(|j| held.contains(&j.id))
+        .map(|j| (j.id, j))
+        .collect())
+}
+
+async fn gpus(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuery>) -> Response {
+    let page = match fetch_node_page(&app, q.after.clone()).await {
+        Ok(n) => n,
+        Err(e) => return failed(e),
+    };
+    let names: Vec<String> = page.iter().map(|n| n.name.clone()).collect();
+    let (hist, held) = tokio::join!(history(&app, names), holders(&app, &page));
+    match (hist, held) {
+        (Ok(hist), Ok(held)) => {
+            let next = next_name(&page);
+            let body = render::gpus(&page, &hist, &held, unix_now(), next.as_deref());
+            reply(&app, &h, "GPUs", "/gpus", true, body)
+        }
+        (Err(e), _) | (_, Err(e)) => failed(e),
+    }
+}
+
+/// `GET /nodes`: a page of nodes by name (the gateway's `NodePage`).
+async fn nodes(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuery>) -> Response {
+    match fetch_node_page(&app, q.after.clone()).await {
+        Ok(page) => {
+            let next = next_name(&page);
+            let body = render::nodes(&page, unix_now(), next.as_deref());
+            reply(&app, &h, "Nodes", "/nodes", true, body)
+        }
+        Err(e) => failed(e),
+    }
+}
+
+async fn show_node(app: &App, name: &str) -> Result<proto::NodeInfo, ClientError> {
+    match app
+        .gw
+        .call(Request::NodeShow {
+            name: name.to_string(),
+        })
+        .await?
+    {
+        ApiResponse::Node(n) => Ok(n),
+        r => Err(unexpected(r)),
+    }
+}
+
+/// `GET /nodes/NAME`: one node, its GPUs' history, and its jobs among the
+/// latest [`HOLDER_JOBS`].
+async fn node(State(app): State<Arc<App>>, h: HeaderMap, Path(name): Path<String>) -> Response {
+    let n = match show_node(&app, &name).await {
+        Ok(n) => n,
+        Err(e) => return failed(e),
+    };
+    let (hist, recent) = tokio::join!(
+        history(&app, vec![n.name.clone()]),
+        job_list(&app, HOLDER_JOBS, None)
+    );
+    match (hist, recent) {
+        (Ok(hist), Ok(recent)) => {
+            let held: std::collections::HashSet<u64> = n
+                .telemetry
+                .iter()
+                .flat_map(|t| t.gpus.iter().filter_map(|g| g.job))
+                .collect();
+            let holders: HashMap<u64, JobInfo> = recent
+                .iter()
+                .filter(|j| held.contains(&j.id))
+                .map(|j| (j.id, j.clone()))
+                .collect();
+            let mine: Vec<JobInfo> = recent
+                .into_iter()
+                .filter(|j| j.node == n.name)
+                .take(PAGE as usize)
+                .collect();
+            let body = render::node(&n, hist.first(), &mine, &holders, &app.csrf, unix_now());
+            reply(&app, &h, &format!("Node {}", n.name), "/nodes", true, body)
+        }
+        (Err(e), _) | (_, Err(e)) => failed(e),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -592,18 +681,42 @@ async fn show(app: &App, id: u64) -> Result<JobInfo, ClientError> {
     }
 }
 
-async fn job(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>) -> Response {
-    match show(&app, id).await {
-        Ok(j) => {
-            let body = render::job(&j, &app.csrf, unix_now());
-            reply(&app, &h, &format!("Job {id}"), "/jobs", false, body)
-        }
-        Err(e) => failed(e),
-    }
+/// The GPU indices `node`'s latest heartbeat shows job `id` holding.
+pub fn held_gpus(node: &proto::NodeInfo, id: u64) -> Vec<u32> {
+    node.telemetry
+        .iter()
+        .flat_map(|t| t.gpus.iter())
+        .filter(|g| g.job == Some(id))
+        .map(|g| g.index)
+        .collect()
 }
 
-/// How much of each stream a job page shows when it opens.
+async fn job(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>) -> Response {
+    let j = match show(&app, id).await {
+        Ok(j) => j,
+        Err(e) => return failed(e),
+    };
+    // Which GPUs it holds, while it holds some: from its node's telemetry.
+    // Not knowing (the node is gone, say) is no reason to fail the page.
+    let held = if j.gpus > 0 && !j.is_terminal() && !j.node.is_empty() {
+        show_node(&app, &j.node)
+            .await
+            .ok()
+            .map(|n| held_gpus(&n, id))
+    } else {
+        None
+    };
+    let body = render::job(&j, held.as_deref(), &app.csrf, unix_now());
+    reply(&app, &h, &format!("Job {id}"), "/jobs", false, body)
+}
+
+/// How much of each stream a job page shows when it opens, and most of a
+/// log one response sends.
 pub const LOG_TAIL: u64 = 512 * 1024;
+
+/// How long the browser waits before it asks for more of a running job's
+/// log (the SSE `retry`).
+pub const LOG_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Where a first look at a log starts: the last [`LOG_TAIL`] bytes of each
 /// stream.
@@ -621,22 +734,39 @@ pub fn parse_offsets(id: Option<&str>) -> [u64; 2] {
         .unwrap_or([0, 0])
 }
 
-/// The job's output as server-sent events, from the offsets the browser
-/// last saw (`Last-Event-ID`), until the job ends (`end` event).
+/// Where a log response starts, and how many bytes of each stream it
+/// leaves out: from the offsets the browser last saw (`Last-Event-ID`;
+/// none on a first look), but never more than [`LOG_TAIL`] before the end
+/// of a stream, so a first look, or a browser that fell behind, gets the
+/// tail and a note, not gigabytes.
+pub fn log_start(last: Option<&str>, stdout_bytes: u64, stderr_bytes: u64) -> ([u64; 2], [u64; 2]) {
+    let seen = parse_offsets(last);
+    let tail = tail_offsets(stdout_bytes, stderr_bytes);
+    let from = [seen[0].max(tail[0]), seen[1].max(tail[1])];
+    (from, [from[0] - seen[0], from[1] - seen[1]])
+}
+
+/// `GET /jobs/ID/log`: the job's output as server-sent events, from the
+/// offsets the browser last saw ([`log_start`]).
+///
+/// A response never waits for output: it sends what the gateway has
+/// stored (at most [`LOG_TAIL`] bytes) and ends. For a job still running
+/// it ends with a `more` event carrying `retry` ([`LOG_POLL`]), and the
+/// browser's EventSource asks again from its `Last-Event-ID`; for a job
+/// that had ended when the response began, it sends the rest and `end`.
+/// No request stays open, so pages settle: a live stream held open would
+/// keep headless Chromium's `--virtual-time-budget` (and any "network
+/// idle" wait) from ever finishing.
 async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>) -> Response {
     let last = hdr(&h, header::HeaderName::from_static("last-event-id"));
-    let mut from = parse_offsets(last);
-    let mut skipped = false;
-    if last.is_none() {
-        // A first look shows the tail, not a log of gigabytes.
-        match show(&app, id).await {
-            Ok(j) => {
-                from = tail_offsets(j.stdout_bytes, j.stderr_bytes);
-                skipped = from != [0, 0];
-            }
-            Err(e) => return failed(e),
-        }
-    }
+    let j = match show(&app, id).await {
+        Ok(j) => j,
+        Err(e) => return failed(e),
+    };
+    let (from, skipped) = log_start(last, j.stdout_bytes, j.stderr_bytes);
+    // An ended job's stream ends by itself after its last byte; a running
+    // job is read only as far as what is stored now.
+    let ended = j.is_terminal();
     let client = match app.gw.get().await {
         Ok(c) => c,
         Err(e) => return failed(e),
@@ -644,7 +774,7 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
     let recv = match client
         .open(Request::JobAttach {
             id,
-            follow: true,
+            follow: ended,
             stdout_from: from[0],
             stderr_from: from[1],
             on_behalf_of: None,
@@ -658,32 +788,44 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
         client: Arc<client::Client>,
         recv: client::RecvStream,
         offsets: [u64; 2],
+        sent: u64,
         done: bool,
-        skipped: bool,
+        skipped: Option<[u64; 2]>,
+        ended: bool,
     }
     let state = Tail {
         client,
         recv,
         offsets: from,
+        sent: 0,
         done: false,
-        skipped,
+        skipped: Some(skipped).filter(|s| *s != [0, 0]),
+        ended,
     };
-    let events = futures_util::stream::unfold(state, |mut s| async move {
+    let more = || Event::default().event("more").retry(LOG_POLL).data("");
+    let events = futures_util::stream::unfold(state, move |mut s| async move {
         if s.done {
             return None;
         }
-        if std::mem::take(&mut s.skipped) {
+        if let Some(gap) = s.skipped.take() {
             let ev = Event::default()
                 .event("skipped")
                 .id(format!("{}:{}", s.offsets[0], s.offsets[1]))
-                .data(format!("{} {}", s.offsets[0], s.offsets[1]));
+                .data(format!("{} {}", gap[0], gap[1]));
             return Some((Ok::<_, std::convert::Infallible>(ev), s));
+        }
+        if s.sent >= LOG_TAIL {
+            // Enough for one response; the browser asks for the rest.
+            s.done = true;
+            return Some((Ok(more()), s));
         }
         loop {
             match s.client.next_event(&mut s.recv).await {
                 Ok(Some(JobEvent::Output { stream, data })) => {
                     let i = usize::from(stream == OutStream::Stderr);
-                    s.offsets[i] += data.len() as u64;
+                    // Saturating: the offsets came from the browser.
+                    s.offsets[i] = s.offsets[i].saturating_add(data.len() as u64);
+                    s.sent += data.len() as u64;
                     // JSON keeps newlines and carriage returns intact.
                     let text =
                         serde_json::Value::String(String::from_utf8_lossy(&data).into_owned())
@@ -692,14 +834,22 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
                         .event(if i == 0 { "out" } else { "err" })
                         .id(format!("{}:{}", s.offsets[0], s.offsets[1]))
                         .data(text);
-                    return Some((Ok::<_, std::convert::Infallible>(ev), s));
+                    return Some((Ok(ev), s));
                 }
                 Ok(Some(JobEvent::End(j))) => {
                     s.done = true;
+                    if !s.ended {
+                        // Running when this response began (it may have
+                        // ended since): the next one reads on, to the end.
+                        return Some((Ok(more()), s));
+                    }
                     let ev = Event::default().event("end").data(format!(
                         "{} {}",
                         j.state,
-                        j.exit_code.map(|c| c.to_string()).unwrap_or_default()
+                        j.exit_code
+                            .filter(|_| j.state == "exited")
+                            .map(|c| c.to_string())
+                            .unwrap_or_default()
                     ));
                     return Some((Ok(ev), s));
                 }
@@ -709,22 +859,19 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
                 }
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => {
-                    // The browser reconnects with the last offsets it saw.
+                    // The browser asks again with the last offsets it saw.
                     return None;
                 }
             }
         }
     });
-    Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    Sse::new(events).into_response()
 }
 
 #[derive(serde::Deserialize)]
 struct ActionForm {
     csrf: String,
     plan_digest: Option<String>,
-    fingerprint: Option<String>,
 }
 
 async fn job_action(
@@ -764,7 +911,7 @@ async fn enrollments(
     h: HeaderMap,
     Query(q): Query<GpuQuery>,
 ) -> Response {
-    let (s, page) = tokio::join!(summary(&app), node_page(&app, q.after.clone()));
+    let (s, page) = tokio::join!(summary(&app), fetch_node_page(&app, q.after.clone()));
     match (s, page) {
         (Ok(s), Ok(page)) => {
             let next = next_name(&page);
@@ -776,28 +923,101 @@ async fn enrollments(
     }
 }
 
+/// The first value of form field `key`.
+fn field<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The gateway request a node action form asks for. For `approve`, the
+/// form's fields map onto `NodeApprove`: `fingerprint`; `labels` (commas
+/// or spaces) plus each ticked `propose` box as the labels to confirm
+/// (`None` when the form has neither, so the token's stand); `gpus` as the
+/// GPU cap (`None` when empty, so the current one stands). The gateway
+/// checks the labels and the cap like the CLI's.
+pub fn node_request(
+    name: &str,
+    action: &str,
+    fields: &[(String, String)],
+) -> Result<Request, (StatusCode, String)> {
+    let name = name.to_string();
+    match action {
+        "approve" => {}
+        "reject" => return Ok(Request::NodeReject { name }),
+        "revoke" => return Ok(Request::NodeRevoke { name }),
+        _ => return Err((StatusCode::NOT_FOUND, "no such action".into())),
+    }
+    let typed = field(fields, "labels");
+    let ticked = fields
+        .iter()
+        .filter(|(k, _)| k == "propose")
+        .map(|(_, v)| v.as_str());
+    let mut labels: Vec<String> = Vec::new();
+    for l in typed
+        .into_iter()
+        .flat_map(|t| t.split(|c: char| c == ',' || c.is_whitespace()))
+        .chain(ticked)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        if !labels.iter().any(|x| x == l) {
+            labels.push(l.to_string());
+        }
+    }
+    let has_labels = typed.is_some() || fields.iter().any(|(k, _)| k == "propose");
+    let gpus = match field(fields, "gpus").map(str::trim).filter(|g| !g.is_empty()) {
+        None => None,
+        Some(g) => Some(g.parse::<u32>().map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "GPUs: {:?} is not a whole number of GPUs; leave it empty to keep the cap as it is",
+                    proto::names::printable(g, 20)
+                ),
+            )
+        })?),
+    };
+    Ok(Request::NodeApprove {
+        name,
+        fingerprint: field(fields, "fingerprint")
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_string),
+        labels: has_labels.then_some(labels),
+        gpus,
+    })
+}
+
+/// Where a node action goes back to: the node's page when it came from
+/// there (and the name is a node name), else the enrollments.
+pub fn node_return(name: &str, fields: &[(String, String)]) -> String {
+    if field(fields, "from") == Some("node") && proto::names::validate_name(name).is_ok() {
+        format!("/nodes/{name}")
+    } else {
+        "/enrollments".into()
+    }
+}
+
 async fn node_action(
     State(app): State<Arc<App>>,
     Path((name, action)): Path<(String, String)>,
-    Form(form): Form<ActionForm>,
+    Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     // The gate has checked Host, the secret and Origin.
-    if !guard::csrf_ok(&form.csrf, &app.csrf) {
+    if !guard::csrf_ok(field(&fields, "csrf").unwrap_or_default(), &app.csrf) {
         return refusal(guard::Refusal::Csrf);
     }
-    let req = match action.as_str() {
-        "approve" => Request::NodeApprove {
-            name,
-            fingerprint: form.fingerprint.clone(),
-            labels: None,
-            gpus: None,
-        },
-        "reject" => Request::NodeReject { name },
-        "revoke" => Request::NodeRevoke { name },
-        _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
+    let req = match node_request(&name, &action, &fields) {
+        Ok(r) => r,
+        Err((code, msg)) => {
+            let body = render::problem("Not sent to the gateway", &msg);
+            return (code, Html(render::page("Error", "", "", false, &body))).into_response();
+        }
     };
     match app.gw.call(req).await {
-        Ok(_) => Redirect::to("/enrollments").into_response(),
+        Ok(_) => Redirect::to(&node_return(&name, &fields)).into_response(),
         Err(e) => failed(e),
     }
 }
@@ -825,6 +1045,8 @@ mod tests {
     /// `tests/dashboard.rs`'s `attack_a_local_process_without_the_token_…`.
     const ROUTES: &[&str] = &[
         "/",
+        "/nodes",
+        "/nodes/{name}",
         "/gpus",
         "/jobs",
         "/jobs/{id}",
@@ -980,6 +1202,139 @@ mod tests {
     fn a_first_look_starts_at_the_tail() {
         assert_eq!(tail_offsets(10, 0), [0, 0]);
         assert_eq!(tail_offsets(LOG_TAIL + 5, 3), [5, 0]);
+    }
+
+    /// A log response starts where the browser left off, but at most
+    /// [`LOG_TAIL`] before the end, and says how much it left out.
+    #[test]
+    fn a_log_response_starts_where_the_browser_left_off() {
+        let t = LOG_TAIL;
+        let cases = [
+            (None, [10, 3], [0, 0], [0, 0]),
+            (None, [t + 5, 3], [5, 0], [5, 0]),
+            (Some("7:1"), [20, 3], [7, 1], [0, 0]),
+            // Fell behind on stdout: its tail, and the gap, once.
+            (Some("7:1"), [t + 100, 3], [100, 1], [93, 0]),
+            (Some("junk"), [t + 1, t + 2], [1, 2], [1, 2]),
+            // Offsets past the end (a forged header) skip nothing.
+            (Some("900:900"), [10, 3], [900, 900], [0, 0]),
+        ];
+        for (last, bytes, from, gap) in cases {
+            assert_eq!(log_start(last, bytes[0], bytes[1]), (from, gap), "{last:?}");
+        }
+    }
+
+    fn form(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+        fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The approval form's fields become `NodeApprove`'s labels and GPU
+    /// cap; what the form leaves out, the gateway keeps.
+    #[test]
+    fn an_approval_form_maps_onto_node_approve() {
+        let approve = |fields: &[(&str, &str)]| node_request("n1", "approve", &form(fields));
+        let want = |labels: Option<&[&str]>, gpus: Option<u32>, fp: Option<&str>| {
+            Ok(Request::NodeApprove {
+                name: "n1".into(),
+                fingerprint: fp.map(str::to_string),
+                labels: labels.map(|l| l.iter().map(|s| s.to_string()).collect()),
+                gpus,
+            })
+        };
+        assert_eq!(
+            approve(&[
+                ("csrf", "x"),
+                ("fingerprint", " SHA256:abc "),
+                ("labels", "cpu, zone-a  cpu"),
+                ("propose", "fast"),
+                ("propose", "zone-a"),
+                ("gpus", " 2 "),
+            ]),
+            want(
+                Some(&["cpu", "zone-a", "fast"]),
+                Some(2),
+                Some("SHA256:abc")
+            )
+        );
+        // An emptied labels field confirms no labels; an empty GPU field
+        // keeps the cap.
+        assert_eq!(
+            approve(&[("labels", " "), ("gpus", "")]),
+            want(Some(&[]), None, None)
+        );
+        // A ticked proposal alone is a label to confirm.
+        assert_eq!(
+            approve(&[("propose", "gpu")]),
+            want(Some(&["gpu"]), None, None)
+        );
+        // No labels field at all (a script's post): the token's stand.
+        assert_eq!(approve(&[("fingerprint", "")]), want(None, None, None));
+        for bad in ["-1", "two", "1.5", "99999999999"] {
+            let e = approve(&[("gpus", bad)]).unwrap_err();
+            assert_eq!(e.0, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(e.1.contains("not a whole number"), "{bad}: {}", e.1);
+        }
+        assert_eq!(
+            node_request("n1", "reject", &form(&[("labels", "x")])),
+            Ok(Request::NodeReject { name: "n1".into() })
+        );
+        assert_eq!(
+            node_request("n1", "revoke", &[]),
+            Ok(Request::NodeRevoke { name: "n1".into() })
+        );
+        assert_eq!(
+            node_request("n1", "release", &[]).unwrap_err().0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(node_return("n1", &form(&[("from", "node")])), "/nodes/n1");
+        assert_eq!(node_return("n1", &form(&[("from", "x")])), "/enrollments");
+        for odd in ["/evil.example", "a\r\nSet-Cookie: x", "..", ""] {
+            assert_eq!(node_return(odd, &form(&[("from", "node")])), "/enrollments");
+        }
+    }
+
+    #[test]
+    fn a_job_holds_the_gpus_its_node_reports() {
+        let mut n = render_node();
+        n.telemetry = Some(proto::Heartbeat {
+            gpus: [Some(5), None, Some(5), Some(6)]
+                .iter()
+                .enumerate()
+                .map(|(i, job)| proto::GpuTelemetry {
+                    index: i as u32,
+                    job: *job,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+        assert_eq!(held_gpus(&n, 5), vec![0, 2]);
+        assert_eq!(held_gpus(&n, 6), vec![3]);
+        assert!(held_gpus(&n, 7).is_empty());
+        n.telemetry = None;
+        assert!(held_gpus(&n, 5).is_empty());
+    }
+
+    fn render_node() -> proto::NodeInfo {
+        proto::NodeInfo {
+            name: "n".into(),
+            connection: "connected".into(),
+            health: "healthy".into(),
+            labels: vec![],
+            proposed_labels: vec![],
+            max_gpus: None,
+            fingerprint: String::new(),
+            last_seen: None,
+            remote_addr: None,
+            cert_expires: None,
+            requested_at: 0,
+            heartbeat_age_ms: None,
+            health_reason: None,
+            telemetry: None,
+        }
     }
 
     #[test]

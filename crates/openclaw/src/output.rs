@@ -154,16 +154,14 @@ pub fn gpu_summary(n: &NodeInfo) -> String {
         .map(|g| shown(g.name.trim_start_matches("NVIDIA ")))
         .collect();
     names.dedup();
-    let reported = t.gpus.len();
-    let confirmed = reported.min(n.max_gpus.unwrap_or(0) as usize);
-    let held = t.gpus.iter().filter(|g| g.job.is_some()).count();
-    let free = confirmed.saturating_sub(held);
+    let counts = n.gpu_counts();
+    let (confirmed, free) = (counts.confirmed, counts.free);
     let sim = if t.gpus.iter().any(|g| g.simulated) {
         ", simulated"
     } else {
         ""
     };
-    let extra = match reported - confirmed {
+    let extra = match counts.unconfirmed() {
         0 => String::new(),
         n => format!(", {n} unconfirmed"),
     };
@@ -316,21 +314,10 @@ pub fn tokens(tokens: &[TokenInfo], now: u64) -> String {
     )
 }
 
-/// Quotes argv for display, shell-style.
+/// Quotes argv for display, shell-style (one rule for the CLI and the
+/// dashboard: [`proto::argv::line`]).
 pub fn argv_line(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    proto::argv::line(argv)
 }
 
 /// The `job list` table.
@@ -517,15 +504,6 @@ mod tests {
     fn table_aligns() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
-    }
-
-    #[test]
-    fn argv_quoting() {
-        let argv: Vec<String> = ["python", "train.py", "--name", "a b", "it's"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(argv_line(&argv), "python train.py --name 'a b' 'it'\\''s'");
     }
 
     /// Hostile text in every string field a view prints.

@@ -26,6 +26,8 @@
 //! When the gateway ends a connection on purpose it uses an application
 //! close code from [`CloseCode`] and a human-readable reason.
 
+pub mod argv;
+pub mod clock;
 pub mod codec;
 pub mod duration;
 pub mod env;

@@ -1101,6 +1101,53 @@ pub struct NodeInfo {
     pub telemetry: Option<Heartbeat>,
 }
 
+/// A node's GPUs as jobs get them ([`NodeInfo::gpu_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuCounts {
+    /// GPUs the latest heartbeat reports: a claim.
+    pub reported: u32,
+    /// Of those, the GPUs offered to jobs: at most the cap the token or an
+    /// admin confirmed (none without one).
+    pub confirmed: u32,
+    /// Confirmed GPUs that no job holds.
+    pub free: u32,
+}
+
+impl GpuCounts {
+    /// Reported GPUs nobody confirmed, which no job gets.
+    pub fn unconfirmed(&self) -> u32 {
+        self.reported.saturating_sub(self.confirmed)
+    }
+}
+
+impl NodeInfo {
+    /// The GPUs offered to jobs: the first of the latest heartbeat's, up
+    /// to the confirmed cap, as the gateway counts them. Empty while
+    /// offline or without a cap.
+    pub fn confirmed_gpus(&self) -> &[GpuTelemetry] {
+        let Some(t) = &self.telemetry else {
+            return &[];
+        };
+        let cap = usize::try_from(self.max_gpus.unwrap_or(0)).unwrap_or(usize::MAX);
+        &t.gpus[..t.gpus.len().min(cap)]
+    }
+
+    /// Reported, confirmed and free GPUs. Only confirmed ones count: the
+    /// rest of what a node reports is a claim until a token or an admin
+    /// confirms it.
+    pub fn gpu_counts(&self) -> GpuCounts {
+        let reported = self.telemetry.as_ref().map_or(0, |t| t.gpus.len());
+        let confirmed = self.confirmed_gpus();
+        let held = confirmed.iter().filter(|g| g.job.is_some()).count();
+        let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        GpuCounts {
+            reported: n(reported),
+            confirmed: n(confirmed.len()),
+            free: n(confirmed.len() - held),
+        }
+    }
+}
+
 /// Why a call failed: a category for programs, a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
@@ -1266,6 +1313,60 @@ mod tests {
         let mut s = "aé".to_string();
         cut(&mut s, 2);
         assert_eq!(s, "a");
+    }
+
+    /// Only confirmed GPUs count, the first ones by the node's order, as
+    /// the gateway offers them; holders outside the cap are not counted.
+    #[test]
+    fn only_confirmed_gpus_count() {
+        let node = |cap: Option<u32>, held: &[bool], online: bool| NodeInfo {
+            name: "n".into(),
+            connection: "connected".into(),
+            health: "healthy".into(),
+            labels: vec![],
+            proposed_labels: vec![],
+            max_gpus: cap,
+            fingerprint: String::new(),
+            last_seen: None,
+            remote_addr: None,
+            cert_expires: None,
+            requested_at: 0,
+            heartbeat_age_ms: None,
+            health_reason: None,
+            telemetry: online.then(|| Heartbeat {
+                gpus: held
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| GpuTelemetry {
+                        index: i as u32,
+                        job: h.then_some(9),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+        };
+        let c = |reported, confirmed, free| GpuCounts {
+            reported,
+            confirmed,
+            free,
+        };
+        let cases = [
+            (node(Some(2), &[false; 4], true), c(4, 2, 2)),
+            (node(Some(2), &[true, false, false, true], true), c(4, 2, 1)),
+            (node(Some(64), &[true, false], true), c(2, 2, 1)),
+            (node(None, &[false; 4], true), c(4, 0, 0)),
+            (node(Some(0), &[false], true), c(1, 0, 0)),
+            (node(Some(2), &[], false), c(0, 0, 0)),
+        ];
+        for (n, want) in cases {
+            assert_eq!(n.gpu_counts(), want, "{:?}", n.max_gpus);
+        }
+        assert_eq!(
+            node(Some(2), &[false; 4], true).gpu_counts().unconfirmed(),
+            2
+        );
+        assert_eq!(node(Some(1), &[false; 3], true).confirmed_gpus().len(), 1);
     }
 
     #[test]

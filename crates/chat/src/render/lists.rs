@@ -5,28 +5,17 @@
 
 use std::time::Duration;
 
-use proto::{GpuTelemetry, JobInfo, JobState};
+use proto::{JobInfo, JobState};
 
 use super::{Markup, duration, head};
 
 /// `2026-12-05 14:03 UTC`, or `14:03 UTC` on `now`'s day. Pure.
 pub fn utc(unix: u64, now: u64) -> String {
-    let (day, secs) = (unix / 86_400, unix % 86_400);
-    let clock = format!("{:02}:{:02} UTC", secs / 3600, secs / 60 % 60);
-    if day == now / 86_400 {
-        return clock;
+    let t = proto::clock::Utc::from_unix(unix);
+    if unix / 86_400 == now / 86_400 {
+        return format!("{} UTC", t.hh_mm());
     }
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = day + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    format!("{y}-{m:02}-{d:02} {clock}")
+    format!("{} {} UTC", t.date(), t.hh_mm())
 }
 
 /// `50s ago`, `3m10s ago`, `just now`. Pure.
@@ -96,13 +85,12 @@ const LIST_CMD: usize = 60;
 
 /// A node's GPUs that jobs may use (the confirmed ones: the first
 /// `max_gpus` it reports) and how many of those no job holds, as
-/// `(free, total)`; `None` while it reports nothing (offline). Pure.
+/// `(free, total)`; `None` while it reports nothing (offline). Pure; the
+/// count is [`proto::NodeInfo::gpu_counts`], as the CLI and dashboard show.
 pub fn confirmed_gpus(n: &proto::NodeInfo) -> Option<(usize, usize)> {
-    let t = n.telemetry.as_ref()?;
-    let cap = usize::try_from(n.max_gpus.unwrap_or(0)).unwrap_or(usize::MAX);
-    let confirmed: Vec<&GpuTelemetry> = t.gpus.iter().take(cap).collect();
-    let free = confirmed.iter().filter(|g| g.job.is_none()).count();
-    Some((free, confirmed.len()))
+    n.telemetry.as_ref()?;
+    let c = n.gpu_counts();
+    Some((c.free as usize, c.confirmed as usize))
 }
 
 /// At most `n` characters of `s`, with `…` when cut.
@@ -366,6 +354,7 @@ pub fn help(h: &HelpFor<'_>, m: &dyn Markup) -> String {
 mod tests {
     use super::*;
     use crate::render::tests::{Plain, job};
+    use proto::GpuTelemetry;
 
     /// A markup whose clock shows where it was asked to.
     struct Clock;

@@ -1,0 +1,363 @@
+//! Jobs: the job list and a job's page.
+
+use std::fmt::Write as _;
+
+use proto::JobInfo;
+
+use super::nodes::node_link;
+use super::{action, ago, at, esc, span};
+
+/// The exit column: the code of a job that exited by itself; a cancelled
+/// or timed-out job shows its state, not the code of the signal that
+/// ended it (as `openclaw job list` does).
+pub fn exit_cell(j: &JobInfo) -> String {
+    match j.exit_code {
+        Some(c) if j.state == "exited" => c.to_string(),
+        _ => "-".into(),
+    }
+}
+
+/// How long the job ran: to its end, or until `now` while it runs.
+fn duration(j: &JobInfo, now: u64) -> String {
+    match (j.started_at, j.finished_at) {
+        (Some(s), Some(f)) => span(f.saturating_sub(s)),
+        (Some(s), None) => format!("{} so far", span(now.saturating_sub(s))),
+        (None, _) => "-".into(),
+    }
+}
+
+/// The states a job list can filter on.
+const STATES: &[&str] = &[
+    "awaiting-approval",
+    "queued",
+    "starting",
+    "running",
+    "exited",
+    "failed",
+    "denied",
+    "cancelled",
+    "lost",
+    "timed-out",
+    "expired",
+];
+
+/// Rows of a job table.
+fn rows<'a>(list: impl Iterator<Item = &'a JobInfo>, now: u64) -> String {
+    let mut rows = String::new();
+    for j in list {
+        let _ = write!(
+            rows,
+            "<tr><td><a href=\"/jobs/{id}\">{id}</a></td><td><span class=\"tag tag-{st}\">{st}</span></td>\
+             <td class=\"node\">{node}</td><td><code>{argv}</code></td><td>{gpus}</td><td>{who}</td>\
+             <td>{code}</td><td class=\"nowrap\">{created}</td><td class=\"nowrap\">{started}</td>\
+             <td class=\"nowrap\">{took}</td></tr>",
+            id = j.id,
+            st = esc(&j.state),
+            node = node_link(&j.node),
+            argv = esc(&proto::argv::line(&j.argv)),
+            gpus = j.gpus,
+            who = esc(&j.requester),
+            code = exit_cell(j),
+            created = ago(j.created_at, now),
+            started = j
+                .started_at
+                .map(|s| ago(s, now))
+                .unwrap_or_else(|| "-".into()),
+            took = duration(j, now),
+        );
+    }
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=\"10\">no jobs</td></tr>");
+    }
+    rows
+}
+
+/// A job table with `caption`.
+pub fn table(caption: &str, list: &[JobInfo], now: u64) -> String {
+    table_of(caption, rows(list.iter(), now))
+}
+
+fn table_of(caption: &str, rows: String) -> String {
+    format!(
+        "<table class=\"list\"><caption>{caption}</caption><thead><tr>\
+         <th scope=\"col\">id</th><th scope=\"col\">state</th><th scope=\"col\">node</th><th scope=\"col\">command</th>\
+         <th scope=\"col\">GPUs</th><th scope=\"col\">requester</th><th scope=\"col\">exit</th>\
+         <th scope=\"col\">created</th><th scope=\"col\">started</th><th scope=\"col\">duration</th></tr></thead>\
+         <tbody>{rows}</tbody></table>",
+        caption = esc(caption),
+    )
+}
+
+/// The job list; `state` and `node` filter the page, `next` pages on.
+pub fn jobs(
+    list: &[JobInfo],
+    state: Option<&str>,
+    node: Option<&str>,
+    now: u64,
+    next: Option<u64>,
+) -> String {
+    let mut options = String::from("<option value=\"\">any</option>");
+    for s in STATES {
+        let sel = if state == Some(s) { " selected" } else { "" };
+        let _ = write!(options, "<option{sel}>{s}</option>");
+    }
+    let shown = list
+        .iter()
+        .filter(|j| state.is_none_or(|s| j.state == s) && node.is_none_or(|n| j.node == n));
+    let more = next
+        .map(|b| {
+            let st = state
+                .map(|s| format!("&state={}", esc(s)))
+                .unwrap_or_default();
+            let nd = node
+                .map(|n| format!("&node={}", esc(n)))
+                .unwrap_or_default();
+            format!("<p><a href=\"/jobs?before={b}{st}{nd}\">older jobs</a></p>")
+        })
+        .unwrap_or_default();
+    format!(
+        "<h1>Jobs</h1><form method=\"get\" action=\"/jobs\" class=\"filter\">\
+         <label for=\"state\">state</label> <select id=\"state\" name=\"state\">{options}</select> \
+         <label for=\"node\">node</label> <input id=\"node\" name=\"node\" value=\"{node_value}\" size=\"18\"> \
+         <button type=\"submit\">filter</button></form>{table}{more}",
+        node_value = esc(node.unwrap_or_default()),
+        table = table_of("jobs, newest first", rows(shown, now)),
+    )
+}
+
+/// What the GPU row of a job page says. `held`: the indices its node's
+/// latest heartbeat shows it holding, while it runs.
+fn gpu_row(j: &JobInfo, held: Option<&[u32]>) -> String {
+    if j.gpus == 0 {
+        return "none".into();
+    }
+    let n = j.gpus;
+    match held {
+        Some(idx) if !idx.is_empty() => {
+            let list = idx.iter().map(u32::to_string).collect::<Vec<_>>();
+            format!(
+                "{n}: <span id=\"job-gpus\">GPU {}</span> (<code>CUDA_VISIBLE_DEVICES={}</code>)",
+                list.join(", GPU "),
+                list.join(",")
+            )
+        }
+        _ if j.is_terminal() => format!("{n} (released when it ended)"),
+        _ if j.started_at.is_some() => format!("{n} (its node has not reported which yet)"),
+        _ => format!("{n} (assigned when it starts)"),
+    }
+}
+
+/// One job: state, plan, times, GPUs, actions, and the live log. `held`:
+/// the GPU indices it holds now (from its node's telemetry), if known.
+pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
+    let mut actions = String::new();
+    if j.state == "awaiting-approval" {
+        let digest = format!(
+            "<input type=\"hidden\" name=\"plan_digest\" value=\"{}\">",
+            esc(&j.plan_digest)
+        );
+        actions.push_str(&action(
+            &format!("/jobs/{}/approve", j.id),
+            "Approve",
+            csrf,
+            None,
+            &digest,
+        ));
+        actions.push_str(&action(
+            &format!("/jobs/{}/deny", j.id),
+            "Deny",
+            csrf,
+            None,
+            "",
+        ));
+    }
+    if !j.is_terminal() {
+        actions.push_str(&action(
+            &format!("/jobs/{}/cancel", j.id),
+            "Cancel",
+            csrf,
+            Some(&format!("Cancel job {}?", j.id)),
+            "",
+        ));
+    }
+    let env = if j.env.is_empty() {
+        "none".to_string()
+    } else {
+        j.env
+            .iter()
+            .map(|(k, v)| format!("<code>{}={}</code>", esc(k), esc(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let row = |k: &str, v: String| format!("<tr><th scope=\"row\">{k}</th><td>{v}</td></tr>");
+    let mut t = String::new();
+    t.push_str(&row(
+        "state",
+        format!(
+            "<span id=\"job-state\" class=\"tag tag-{s}\">{s}</span>",
+            s = esc(&j.state)
+        ),
+    ));
+    t.push_str(&row("node", node_link(&j.node)));
+    if let Some(name) = &j.named_job {
+        t.push_str(&row(
+            "named job",
+            format!("<span id=\"job-named\">{}</span>", esc(name)),
+        ));
+    }
+    if let Some(f) = j.fanout {
+        t.push_str(&row("fan-out", format!("one node of fan-out {f}")));
+    }
+    t.push_str(&row(
+        "command",
+        format!("<code>{}</code>", esc(&proto::argv::line(&j.argv))),
+    ));
+    if let Some(cwd) = &j.cwd {
+        t.push_str(&row("directory", format!("<code>{}</code>", esc(cwd))));
+    }
+    if let Some(user) = &j.run_as {
+        t.push_str(&row("runs as", esc(user)));
+    }
+    t.push_str(&row("requester", esc(&j.requester)));
+    t.push_str(&row("GPUs", gpu_row(j, held)));
+    t.push_str(&row("created", at(j.created_at, now)));
+    t.push_str(&row(
+        "started",
+        j.started_at
+            .map(|s| format!("<span id=\"job-started\">{}</span>", at(s, now)))
+            .unwrap_or_else(|| "not yet".into()),
+    ));
+    if let Some(f) = j.finished_at {
+        t.push_str(&row(
+            "ended",
+            format!("<span id=\"job-ended\">{}</span>", at(f, now)),
+        ));
+    }
+    t.push_str(&row("duration", duration(j, now)));
+    let exit = match j.exit_code {
+        Some(c) if j.state != "exited" => format!("- (its process ended with code {c})"),
+        _ => exit_cell(j),
+    };
+    t.push_str(&row("exit code", exit));
+    if let Some(r) = &j.reason {
+        t.push_str(&row("reason", esc(r)));
+    }
+    if !j.approvers.is_empty() {
+        t.push_str(&row("approvers", esc(&j.approvers.join(", "))));
+    }
+    if let Some(a) = &j.approved_by {
+        t.push_str(&row("approved by", esc(a)));
+    }
+    t.push_str(&row("env", env));
+    t.push_str(&row(
+        "plan digest",
+        format!("<code>{}</code>", esc(&j.plan_digest)),
+    ));
+    format!(
+        "<h1>Job {id}</h1><div class=\"actions\">{actions}</div>\
+         <table class=\"kv\"><caption>job {id}</caption><tbody>{t}</tbody></table>\
+         <h2 id=\"log-h\">Output</h2>\
+         <pre id=\"log\" data-job=\"{id}\" aria-labelledby=\"log-h\" aria-live=\"polite\" tabindex=\"0\"></pre>\
+         <p id=\"log-status\" role=\"status\"></p>",
+        id = j.id,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::job as info;
+    use super::*;
+
+    #[test]
+    fn the_job_list_filters_by_state_and_node() {
+        let list = [
+            info(3, "running", "a"),
+            info(2, "exited", "b"),
+            info(1, "exited", "a"),
+        ];
+        let all = jobs(&list, None, None, 0, Some(1));
+        assert_eq!(all.matches("<tr><td><a href").count(), 3);
+        assert!(all.contains("&#39;&lt;hi&gt;&#39;") && all.contains("/jobs?before=1"));
+        let some = jobs(&list, Some("exited"), Some("a"), 0, Some(1));
+        assert_eq!(some.matches("<tr><td><a href").count(), 1);
+        assert!(some.contains("href=\"/jobs/1\""));
+        assert!(some.contains("/jobs?before=1&state=exited&node=a"));
+        assert!(jobs(&list, Some("lost"), None, 0, None).contains("no jobs"));
+    }
+
+    #[test]
+    fn the_job_list_quotes_argv_and_has_gpu_start_and_duration_columns() {
+        let now = 10_000;
+        let mut a = info(5, "running", "worker-gpu-01");
+        a.argv = ["sh", "-c", "for i in 1 2; do echo $i; done"]
+            .map(String::from)
+            .to_vec();
+        a.gpus = 2;
+        a.created_at = now - 200;
+        a.started_at = Some(now - 125);
+        let mut b = info(4, "exited", "n");
+        b.exit_code = Some(3);
+        b.started_at = Some(now - 100);
+        b.finished_at = Some(now - 40);
+        let mut c = info(3, "cancelled", "n");
+        c.exit_code = Some(143);
+        let html = jobs(&[a, b, c], None, None, now, None);
+        assert!(
+            html.contains("<code>sh -c &#39;for i in 1 2; do echo $i; done&#39;</code>"),
+            "{html}"
+        );
+        assert!(html.contains("<th scope=\"col\">GPUs</th>"));
+        assert!(html.contains("<td>2</td>"), "{html}");
+        assert!(html.contains(">2m 05s ago</time>"), "{html}");
+        assert!(html.contains("2m 05s so far"), "{html}");
+        assert!(html.contains("<td class=\"nowrap\">1m 00s</td>"), "{html}");
+        assert!(
+            html.contains("<td>3</td>") && !html.contains("<td>143</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<td class=\"node\"><a href=\"/nodes/worker-gpu-01\">"));
+    }
+
+    #[test]
+    fn a_job_page_shows_its_gpus_times_and_named_job() {
+        let now = 1_796_503_613;
+        let mut j = info(7, "running", "worker-gpu-01");
+        j.gpus = 2;
+        j.named_job = Some("<train>".into());
+        j.fanout = Some(3);
+        j.created_at = now - 70;
+        j.started_at = Some(now - 65);
+        let html = job(&j, Some(&[0, 2]), "c5rf", now);
+        assert!(
+            html.contains("<span id=\"job-gpus\">GPU 0, GPU 2</span>"),
+            "{html}"
+        );
+        assert!(html.contains("CUDA_VISIBLE_DEVICES=0,2"));
+        assert!(
+            html.contains("<span id=\"job-named\">&lt;train&gt;</span>"),
+            "{html}"
+        );
+        assert!(html.contains("fan-out 3"));
+        assert!(
+            html.contains("2026-12-05 20:45:48 UTC</time> (1m 05s ago)"),
+            "{html}"
+        );
+        assert!(!html.contains("not yet") && html.contains("1m 05s so far"));
+        assert!(html.contains("/jobs/7/cancel"));
+        assert!(job(&j, None, "c", now).contains("has not reported which yet"));
+        j.state = "cancelled".into();
+        j.exit_code = Some(143);
+        j.finished_at = Some(now - 5);
+        let done = job(&j, None, "c", now);
+        assert!(done.contains("released when it ended"), "{done}");
+        assert!(done.contains("<span id=\"job-ended\"><time"), "{done}");
+        assert!(done.contains(">1m 00s</td>"), "{done}");
+        assert!(
+            done.contains("- (its process ended with code 143)"),
+            "{done}"
+        );
+        assert!(!done.contains("/cancel"));
+        j.gpus = 0;
+        assert!(job(&j, None, "c", now).contains("<td>none</td>"));
+    }
+}
