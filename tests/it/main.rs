@@ -14,6 +14,7 @@ mod dashboard;
 mod fanout;
 mod ha;
 mod install;
+mod job_life;
 mod jobs;
 mod mesh;
 mod moltbot;

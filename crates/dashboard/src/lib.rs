@@ -847,7 +847,7 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
                         "{} {}",
                         j.state,
                         j.exit_code
-                            .filter(|_| j.state == "exited")
+                            .filter(|_| j.is(proto::JobState::Exited))
                             .map(|c| c.to_string())
                             .unwrap_or_default()
                     ));

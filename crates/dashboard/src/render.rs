@@ -185,10 +185,12 @@ pub const RECENT_FAILURES: usize = 10;
 /// timeout, or exited non-zero. Cancelled, denied and expired jobs ended
 /// as someone chose.
 pub fn failed(j: &JobInfo) -> bool {
-    match j.state.as_str() {
-        "failed" | "lost" | "timed-out" => true,
-        "exited" => j.exit_code.is_some_and(|c| c != 0),
-        _ => false,
+    use proto::JobState::*;
+    match j.job_state() {
+        Some(Failed | Lost | TimedOut) => true,
+        Some(Exited) => j.exit_code.is_some_and(|c| c != 0),
+        Some(Queued | AwaitingApproval | Starting | Running | Cancelled | Denied | Expired)
+        | None => false,
     }
 }
 

@@ -142,7 +142,7 @@ pub fn parse_data_prefix(prefix: [u8; DATA_PREFIX_LEN]) -> (u8, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msg::{Heartbeat, Open};
+    use crate::{Heartbeat, Open};
 
     #[test]
     fn encode_then_split() {

@@ -35,16 +35,22 @@ pub mod fanout;
 pub mod frame;
 pub mod glob;
 pub mod identity;
+pub mod info;
+pub mod job;
 pub mod msg;
 pub mod names;
 pub mod redact;
 pub mod size;
 pub mod state;
+pub mod telemetry;
 
 pub use fanout::{Batch, FanEvent, FanInfo, FanMember, FanOutSpec};
 pub use frame::{FrameError, MAX_FRAME_LEN};
+pub use info::*;
+pub use job::*;
 pub use msg::*;
 pub use state::{FanState, JobState, NodeState};
+pub use telemetry::*;
 
 /// ALPN for enrollment: server-only TLS, token-authenticated.
 pub const ALPN_ENROLL: &[u8] = b"openclaw-enroll/1";

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use proto::JobInfo;
+use proto::{JobInfo, JobState};
 
 use super::nodes::node_link;
 use super::{action, ago, at, esc, span};
@@ -12,7 +12,7 @@ use super::{action, ago, at, esc, span};
 /// ended it (as `openclaw job list` does).
 pub fn exit_cell(j: &JobInfo) -> String {
     match j.exit_code {
-        Some(c) if j.state == "exited" => c.to_string(),
+        Some(c) if j.is(JobState::Exited) => c.to_string(),
         _ => "-".into(),
     }
 }
@@ -25,21 +25,6 @@ fn duration(j: &JobInfo, now: u64) -> String {
         (None, _) => "-".into(),
     }
 }
-
-/// The states a job list can filter on.
-const STATES: &[&str] = &[
-    "awaiting-approval",
-    "queued",
-    "starting",
-    "running",
-    "exited",
-    "failed",
-    "denied",
-    "cancelled",
-    "lost",
-    "timed-out",
-    "expired",
-];
 
 /// Rows of a job table.
 fn rows<'a>(list: impl Iterator<Item = &'a JobInfo>, now: u64) -> String {
@@ -97,7 +82,7 @@ pub fn jobs(
     next: Option<u64>,
 ) -> String {
     let mut options = String::from("<option value=\"\">any</option>");
-    for s in STATES {
+    for s in JobState::ALL.map(JobState::as_str) {
         let sel = if state == Some(s) { " selected" } else { "" };
         let _ = write!(options, "<option{sel}>{s}</option>");
     }
@@ -151,7 +136,7 @@ fn gpu_row(j: &JobInfo, held: Option<&[u32]>) -> String {
 /// the GPU indices it holds now (from its node's telemetry), if known.
 pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
     let mut actions = String::new();
-    if j.state == "awaiting-approval" {
+    if j.is(JobState::AwaitingApproval) {
         let digest = format!(
             "<input type=\"hidden\" name=\"plan_digest\" value=\"{}\">",
             esc(&j.plan_digest)
@@ -235,7 +220,7 @@ pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
     }
     t.push_str(&row("duration", duration(j, now)));
     let exit = match j.exit_code {
-        Some(c) if j.state != "exited" => format!("- (its process ended with code {c})"),
+        Some(c) if !j.is(JobState::Exited) => format!("- (its process ended with code {c})"),
         _ => exit_cell(j),
     };
     t.push_str(&row("exit code", exit));

@@ -1,0 +1,265 @@
+//! Jobs on the wire: what a requester asks for, the frozen plan a node
+//! runs, what users see, and the frames of a job stream. Wire types: see
+//! [`crate::msg`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::ApiError;
+
+/// What a requester asks to run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Run on this node.
+    pub node: Option<String>,
+    /// Run on a healthy node with this label (`gpu` also matches nodes with GPUs).
+    pub role: Option<String>,
+    /// Run this named job from the gateway config.
+    pub job: Option<String>,
+    /// The command, as argv (empty for a named job).
+    pub argv: Vec<String>,
+    /// Run `argv` joined by spaces through `sh -c`.
+    pub shell: bool,
+    /// Working directory on the node.
+    pub cwd: Option<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Kill the job after this many seconds.
+    pub timeout_secs: Option<u64>,
+    /// Whole GPUs to assign.
+    pub gpus: Option<u32>,
+    /// Wait this long for capacity instead of failing at once.
+    pub queue_timeout_secs: Option<u64>,
+    /// The chat user a bot submits for (bots only).
+    pub on_behalf_of: Option<String>,
+    /// Makes the submit idempotent: a repeat with the same key from the same
+    /// certificate within 24 h returns the job the first one created (a bot
+    /// uses its chat event id, so a redelivered event never runs twice).
+    pub idempotency_key: Option<String>,
+}
+
+/// What a node is told to run. Frozen when the job is created: approval
+/// applies to exactly this plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPlan {
+    /// The job.
+    pub job_id: u64,
+    /// The node that runs it.
+    pub node: String,
+    /// Exact argv (`sh -c LINE` for shell jobs).
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Extra environment, admitted by the gateway's `env_allow`.
+    pub env: Vec<(String, String)>,
+    /// Kill after this many seconds.
+    pub timeout_secs: Option<u64>,
+    /// Whole GPUs to assign.
+    pub gpus: u32,
+    /// Seconds between SIGTERM and SIGKILL on cancel or timeout.
+    pub kill_grace_secs: u64,
+    /// A named job's user, which the node must allow (`allowed_run_as`);
+    /// `None`: the node's `run_as`.
+    pub run_as: Option<String>,
+}
+
+/// A job as users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Job id.
+    pub id: u64,
+    /// `queued`, `awaiting-approval`, `starting`, `running`, `exited`,
+    /// `failed`, `cancelled`, `timed-out`, `denied`, `expired` or `lost`.
+    pub state: String,
+    /// Node it runs on.
+    pub node: String,
+    /// Exact argv.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Environment of the frozen plan; values of secret keys read `<secret>`.
+    pub env: Vec<(String, String)>,
+    /// The user a named job asked to run as, if any.
+    pub run_as: Option<String>,
+    /// Who asked.
+    pub requester: String,
+    /// Named job, if any.
+    pub named_job: Option<String>,
+    /// Role asked for, if any.
+    pub role: Option<String>,
+    /// GPUs assigned.
+    pub gpus: u32,
+    /// Who may approve it (when awaiting approval).
+    pub approvers: Vec<String>,
+    /// Who approved it.
+    pub approved_by: Option<String>,
+    /// SHA-256 of the frozen plan.
+    pub plan_digest: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub started_at: Option<u64>,
+    /// Unix seconds.
+    pub finished_at: Option<u64>,
+    /// Exit code (128+N for signal N).
+    pub exit_code: Option<i32>,
+    /// Why it ended as it did, for people.
+    pub reason: Option<String>,
+    /// Stdout bytes received.
+    pub stdout_bytes: u64,
+    /// Stderr bytes received.
+    pub stderr_bytes: u64,
+    /// The stored log hit its cap.
+    pub truncated: bool,
+    /// Processes the node killed when the job ended (descendants left
+    /// behind, on timeout, or on cancel).
+    pub processes_killed: u32,
+    /// The fan-out this job is one node of, if any.
+    pub fanout: Option<u64>,
+}
+
+/// Largest page of [`Request::JobList`].
+pub const MAX_JOB_PAGE: u32 = 500;
+
+impl JobInfo {
+    /// The job's state, if its word is one this side knows (a newer peer
+    /// may send one it does not).
+    pub fn job_state(&self) -> Option<crate::JobState> {
+        crate::JobState::parse(&self.state)
+    }
+
+    /// Whether the job is in state `s`.
+    pub fn is(&self, s: crate::JobState) -> bool {
+        self.state == s.as_str()
+    }
+
+    /// Whether the job has ended.
+    pub fn is_terminal(&self) -> bool {
+        is_terminal_state(&self.state)
+    }
+}
+
+/// Whether a job state is final (a word this side does not know counts as
+/// final: nothing here would move it on).
+pub fn is_terminal_state(state: &str) -> bool {
+    crate::JobState::parse(state).is_none_or(crate::JobState::is_terminal)
+}
+
+/// Which output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl OutStream {
+    /// Its id in data frames.
+    pub fn id(self) -> u8 {
+        match self {
+            OutStream::Stdout => 1,
+            OutStream::Stderr => 2,
+        }
+    }
+
+    /// The stream for a data-frame id.
+    pub fn from_id(id: u8) -> Option<OutStream> {
+        match id {
+            1 => Some(OutStream::Stdout),
+            2 => Some(OutStream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// Streamed to followers of a job. On the wire, `Output` travels as a data
+/// frame (see [`crate::frame::DATA_FLAG`]), not through the codec.
+// Messages live for one decode-handle-drop cycle, so variant size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobEvent {
+    /// The job was created (first event of `JobRun`).
+    Accepted(JobInfo),
+    /// Output bytes, in order, continuing from the requested offsets.
+    Output {
+        /// Which stream.
+        stream: OutStream,
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The job changed state.
+    State(JobInfo),
+    /// Last event: the job ended (or, without follow, all stored output was sent).
+    End(JobInfo),
+    /// The request failed.
+    Error(ApiError),
+}
+
+/// Node to gateway on a job stream. Output itself travels in data frames
+/// (see [`crate::frame::DATA_FLAG`]) between these messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobFrame {
+    /// The process started (sent again after every reconnection).
+    Started {
+        /// Its pid.
+        pid: u32,
+        /// GPU indices assigned.
+        gpus: Vec<u32>,
+    },
+    /// The process ended.
+    Exit {
+        /// Exit code, or 128+signal.
+        code: i32,
+        /// It was killed for its timeout.
+        timed_out: bool,
+        /// It was killed by a cancel.
+        cancelled: bool,
+        /// Processes of the job killed at its end (leftover descendants included).
+        killed: u32,
+    },
+    /// The node could not start it.
+    Failed {
+        /// Why, for people.
+        reason: String,
+    },
+    /// The node's own policy refuses it (node.toml: command, cwd, env,
+    /// or no user to run jobs as). The job ends `denied`.
+    Refused {
+        /// Why, naming the rule.
+        reason: String,
+    },
+}
+
+/// Gateway to node on a job stream. The first frame is always `Resume` or
+/// `Reject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobCtl {
+    /// Send output from these offsets (what the gateway already stored).
+    Resume {
+        /// Stdout bytes the gateway has.
+        stdout_from: u64,
+        /// Stderr bytes the gateway has.
+        stderr_from: u64,
+    },
+    /// The gateway has stored output up to these offsets; the node may
+    /// drop it from its buffer.
+    Ack {
+        /// Stdout bytes stored.
+        stdout: u64,
+        /// Stderr bytes stored.
+        stderr: u64,
+    },
+    /// The gateway recorded the job's end; the node may forget it.
+    Done,
+    /// SIGTERM the process group, then SIGKILL after `grace_secs`.
+    Cancel {
+        /// Seconds between the signals.
+        grace_secs: u64,
+    },
+    /// The gateway refuses this job stream (not the node's job, not expected).
+    Reject {
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,182 @@
+use super::*;
+use crate::*;
+
+#[test]
+fn roles_round_trip() {
+    for role in [Role::Node, Role::Admin, Role::Bot] {
+        assert_eq!(Role::parse(role.as_str()), Some(role));
+    }
+    assert_eq!(Role::parse("root"), None);
+}
+
+#[test]
+fn close_codes_round_trip() {
+    for code in 0..9u64 {
+        let c = CloseCode::from_code(code).unwrap();
+        assert_eq!(u64::from(c.code()), code);
+    }
+    assert_eq!(CloseCode::from_code(99), None);
+}
+
+#[test]
+fn a_bounded_heartbeat_always_fits_its_frame_limit() {
+    for gpus in [0u32, 1, 2, 64, 512, 1024, 5000] {
+        let mut hb = Heartbeat {
+            seq: u64::MAX,
+            load1_milli: u32::MAX,
+            mem_used: u64::MAX,
+            mem_total: u64::MAX,
+            running_jobs: u32::MAX,
+            gpu_source: "é".repeat(4000),
+            gpu_error: Some("x".repeat(4000)),
+            gpus: (0..gpus.saturating_add(3))
+                .map(|i| GpuTelemetry {
+                    index: u32::MAX - i,
+                    name: "ü".repeat(300),
+                    uuid: "GPU-".repeat(300),
+                    mem_used: u64::MAX,
+                    mem_total: u64::MAX,
+                    util_pct: u32::MAX,
+                    temp_c: u32::MAX,
+                    job: Some(u64::MAX),
+                    simulated: true,
+                })
+                .collect(),
+        };
+        hb.bound(gpus);
+        assert_eq!(hb.gpus.len(), gpus.min(MAX_NODE_GPUS) as usize);
+        assert!(hb.gpus.iter().all(|g| g.name.len() <= GPU_TEXT_MAX));
+        let len = crate::codec::encode(&hb).unwrap().len();
+        assert!(
+            len + 4 <= heartbeat_frame_limit(gpus),
+            "{gpus} GPUs: {len} bytes"
+        );
+    }
+    // Cut on a character boundary.
+    let mut s = "aé".to_string();
+    crate::telemetry::cut(&mut s, 2);
+    assert_eq!(s, "a");
+}
+
+/// Only confirmed GPUs count, the first ones by the node's order, as
+/// the gateway offers them; holders outside the cap are not counted.
+#[test]
+fn only_confirmed_gpus_count() {
+    let node = |cap: Option<u32>, held: &[bool], online: bool| NodeInfo {
+        name: "n".into(),
+        connection: "connected".into(),
+        health: "healthy".into(),
+        labels: vec![],
+        proposed_labels: vec![],
+        max_gpus: cap,
+        fingerprint: String::new(),
+        last_seen: None,
+        remote_addr: None,
+        cert_expires: None,
+        requested_at: 0,
+        heartbeat_age_ms: None,
+        health_reason: None,
+        telemetry: online.then(|| Heartbeat {
+            gpus: held
+                .iter()
+                .enumerate()
+                .map(|(i, h)| GpuTelemetry {
+                    index: i as u32,
+                    job: h.then_some(9),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
+    let c = |reported, confirmed, free| GpuCounts {
+        reported,
+        confirmed,
+        free,
+    };
+    let cases = [
+        (node(Some(2), &[false; 4], true), c(4, 2, 2)),
+        (node(Some(2), &[true, false, false, true], true), c(4, 2, 1)),
+        (node(Some(64), &[true, false], true), c(2, 2, 1)),
+        (node(None, &[false; 4], true), c(4, 0, 0)),
+        (node(Some(0), &[false], true), c(1, 0, 0)),
+        (node(Some(2), &[], false), c(0, 0, 0)),
+    ];
+    for (n, want) in cases {
+        assert_eq!(n.gpu_counts(), want, "{:?}", n.max_gpus);
+    }
+    assert_eq!(
+        node(Some(2), &[false; 4], true).gpu_counts().unconfirmed(),
+        2
+    );
+    assert_eq!(node(Some(1), &[false; 3], true).confirmed_gpus().len(), 1);
+}
+
+#[test]
+fn permissions_table() {
+    let node_list = Request::NodeList;
+    let approve = Request::NodeApprove {
+        name: "a".into(),
+        fingerprint: None,
+        labels: None,
+        gpus: None,
+    };
+    let token = Request::TokenCreate {
+        ttl_secs: 1,
+        uses: 1,
+        labels: vec![],
+        auto_approve: false,
+        max_gpus: None,
+    };
+    let cases = [
+        (Role::Admin, &node_list, true),
+        (Role::Admin, &approve, true),
+        (Role::Admin, &token, true),
+        (Role::Bot, &node_list, true),
+        (Role::Bot, &approve, false),
+        (
+            Role::Bot,
+            &Request::JobList {
+                limit: 1,
+                before: None,
+                on_behalf_of: None,
+            },
+            true,
+        ),
+        (Role::Bot, &Request::ClientList, false),
+        (
+            Role::Bot,
+            &Request::ClientRevoke { name: "x".into() },
+            false,
+        ),
+        (Role::Bot, &Request::ClientRenew { csr_der: vec![] }, true),
+        (Role::Bot, &token, false),
+        (Role::Bot, &Request::NodeRelease { name: "x".into() }, false),
+        (Role::Node, &node_list, false),
+        (Role::Node, &approve, false),
+        (Role::Node, &Request::Whoami, false),
+        (Role::Node, &Request::Time, true),
+        (Role::Bot, &Request::Time, true),
+        (Role::Node, &Request::Trust, true),
+        (Role::Bot, &Request::Trust, true),
+        (
+            Role::Bot,
+            &Request::CaRotate {
+                step: CaStep::Status,
+                force: false,
+            },
+            false,
+        ),
+        (
+            Role::Node,
+            &Request::CaRotate {
+                step: CaStep::Init,
+                force: false,
+            },
+            false,
+        ),
+    ];
+    for (role, req, want) in cases {
+        assert_eq!(req.allowed_for(role), want, "{role} {}", req.method());
+    }
+}

@@ -1,0 +1,160 @@
+//! What nodes report about themselves (heartbeats, GPU telemetry) and
+//! the views the gateway builds from it (history, the lab summary). Wire
+//! types: see [`crate::msg`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeInfo;
+
+/// Node to gateway, on the heartbeat stream: liveness plus telemetry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Increases by one per heartbeat on a connection.
+    pub seq: u64,
+    /// One-minute load average, times 1000.
+    pub load1_milli: u32,
+    /// Memory in use, bytes.
+    pub mem_used: u64,
+    /// Memory in total, bytes.
+    pub mem_total: u64,
+    /// Jobs running on the node.
+    pub running_jobs: u32,
+    /// Per-GPU telemetry.
+    pub gpus: Vec<GpuTelemetry>,
+    /// The GPU source: `nvml`, `simulated` or `none`.
+    pub gpu_source: String,
+    /// Why GPU telemetry failed this time, if it did.
+    pub gpu_error: Option<String>,
+}
+
+/// Longest GPU name or UUID a heartbeat carries, in bytes (NVML's own
+/// buffers are 96 and 80 bytes).
+pub const GPU_TEXT_MAX: usize = 96;
+
+/// Longest `gpu_source` or `gpu_error` a heartbeat carries, in bytes.
+pub const HEARTBEAT_TEXT_MAX: usize = 512;
+
+/// Most GPUs one node may report or offer.
+pub const MAX_NODE_GPUS: u32 = 1024;
+
+/// The largest heartbeat frame a node that reported `gpus` GPUs in its
+/// hello may send: a fixed part plus a bounded entry per GPU, so a node
+/// with 512 GPUs can always report, and one with 2 cannot send 256 KiB.
+pub fn heartbeat_frame_limit(gpus: u32) -> usize {
+    // Fixed fields and two bounded texts, then per GPU: two bounded texts
+    // and at most 60 bytes of varints and tags.
+    const FIXED: usize = 1024 + 2 * HEARTBEAT_TEXT_MAX;
+    const PER_GPU: usize = 2 * (GPU_TEXT_MAX + 9) + 60;
+    FIXED + PER_GPU * gpus.min(MAX_NODE_GPUS) as usize
+}
+
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+pub(crate) fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+impl Heartbeat {
+    /// Bounds every text and the GPU list to what
+    /// [`heartbeat_frame_limit`] allows for `gpus` GPUs. The node calls it
+    /// before sending; the gateway's frame limit enforces the same bound.
+    pub fn bound(&mut self, gpus: u32) {
+        cut(&mut self.gpu_source, HEARTBEAT_TEXT_MAX);
+        if let Some(e) = self.gpu_error.as_mut() {
+            cut(e, HEARTBEAT_TEXT_MAX);
+        }
+        self.gpus.truncate(gpus.min(MAX_NODE_GPUS) as usize);
+        for g in &mut self.gpus {
+            cut(&mut g.name, GPU_TEXT_MAX);
+            cut(&mut g.uuid, GPU_TEXT_MAX);
+        }
+    }
+}
+
+/// One GPU, as the node's GPU source read it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GpuTelemetry {
+    /// Index (what CUDA_VISIBLE_DEVICES names).
+    pub index: u32,
+    /// Model name.
+    pub name: String,
+    /// UUID.
+    pub uuid: String,
+    /// Memory in use, bytes.
+    pub mem_used: u64,
+    /// Memory in total, bytes.
+    pub mem_total: u64,
+    /// Utilisation, percent.
+    pub util_pct: u32,
+    /// Temperature, degrees Celsius.
+    pub temp_c: u32,
+    /// The job holding it, if any.
+    pub job: Option<u64>,
+    /// Simulated (`--simulate-gpus`), not real hardware.
+    pub simulated: bool,
+}
+
+/// An API call from an admin or bot client.
+// Messages live for one decode-handle-drop cycle, so variant size does not matter.
+/// Most pending enrollments a `LabSummary` lists.
+pub const MAX_SUMMARY_PENDING: usize = 200;
+
+/// Reply to [`Request::LabSummary`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LabSummary {
+    /// Nodes by status: `healthy`, `degraded`, `unhealthy` for connected
+    /// nodes, else their connection (`offline`, `pending`, ...).
+    pub nodes: Vec<(String, u64)>,
+    /// GPUs of healthy connected nodes that no job holds.
+    pub gpus_free: u64,
+    /// GPUs of healthy connected nodes that a job holds.
+    pub gpus_busy: u64,
+    /// GPUs of connected nodes that are not healthy.
+    pub gpus_unhealthy: u64,
+    /// Jobs by state, all of them.
+    pub jobs: Vec<(String, u64)>,
+    /// Pending enrollment requests (at most [`MAX_SUMMARY_PENDING`]),
+    /// oldest first.
+    pub pending: Vec<NodeInfo>,
+}
+
+/// Most nodes one `NodeHistory` call may ask about.
+pub const MAX_HISTORY_NODES: usize = 200;
+
+/// One GPU in a telemetry sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuPoint {
+    /// GPU index.
+    pub index: u32,
+    /// Utilisation, percent.
+    pub util_pct: u8,
+    /// Temperature, degrees Celsius (255: that or hotter).
+    pub temp_c: u8,
+    /// Memory in use, MiB.
+    pub mem_used_mib: u32,
+}
+
+/// A node's GPUs at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuSample {
+    /// Unix seconds.
+    pub at: u64,
+    /// Its GPUs.
+    pub gpus: Vec<GpuPoint>,
+}
+
+/// A node's recent GPU telemetry, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHistory {
+    /// The node.
+    pub name: String,
+    /// Seconds between samples.
+    pub every_secs: u64,
+    /// The samples (empty for a node never seen with GPUs).
+    pub samples: Vec<GpuSample>,
+}
