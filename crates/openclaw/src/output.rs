@@ -52,13 +52,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// "3m ago", "just now".
 pub fn ago(then: u64, now: u64) -> String {
-    if then >= now {
-        return "just now".into();
-    }
-    format!(
-        "{} ago",
-        proto::duration::format(Duration::from_secs(now - then))
-    )
+    proto::clock::ago(then, now)
 }
 
 /// "in 29d23h".

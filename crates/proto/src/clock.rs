@@ -4,6 +4,19 @@
 
 use std::fmt;
 
+/// How long ago `then` was at `now`, for people: `3m10s ago`, `just now`
+/// (also for a `then` ahead of `now`, as a skewed clock gives). The CLI,
+/// chat and the gateway's messages say it this way.
+pub fn ago(then: u64, now: u64) -> String {
+    if then >= now {
+        return "just now".into();
+    }
+    format!(
+        "{} ago",
+        crate::duration::format(std::time::Duration::from_secs(now - then))
+    )
+}
+
 /// A moment as a UTC date and time of day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Utc {
@@ -71,6 +84,13 @@ impl fmt::Display for Utc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ago_reads_as_people_say_it() {
+        assert_eq!(ago(100, 100), "just now");
+        assert_eq!(ago(200, 100), "just now");
+        assert_eq!(ago(0, 190), "3m10s ago");
+    }
 
     #[test]
     fn calendar_dates_in_utc() {

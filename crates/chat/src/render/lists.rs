@@ -20,13 +20,7 @@ pub fn utc(unix: u64, now: u64) -> String {
 
 /// `50s ago`, `3m10s ago`, `just now`. Pure.
 pub fn ago(then: u64, now: u64) -> String {
-    if then >= now {
-        return "just now".into();
-    }
-    format!(
-        "{} ago",
-        proto::duration::format(Duration::from_secs(now - then))
-    )
+    proto::clock::ago(then, now)
 }
 
 /// `50s ago (14:03 UTC)`: relative, then the clock time as the platform

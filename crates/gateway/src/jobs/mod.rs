@@ -163,10 +163,7 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
 }
 
 fn ago(then: u64, now: u64) -> String {
-    format!(
-        "{} ago",
-        proto::duration::format(Duration::from_secs(now.saturating_sub(then)))
-    )
+    proto::clock::ago(then, now)
 }
 
 fn route(shared: &Shared, r: &Resolved) -> Result<String, RouteError> {
