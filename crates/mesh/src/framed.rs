@@ -166,16 +166,10 @@ pub async fn read_frame<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     limit: usize,
 ) -> Result<Option<T>, StreamError> {
-    let Some(header) = read_header(recv).await? else {
-        return Ok(None);
-    };
-    match frame::parse_header(header, limit)? {
-        Header::Message(len) => {
-            let mut body = vec![0u8; len];
-            read_exact(recv, &mut body).await?;
-            Ok(Some(frame::decode(&body)?))
-        }
-        Header::Data(_) => Err(StreamError::Unexpected("data")),
+    match read_incoming(recv, limit).await? {
+        None => Ok(None),
+        Some(Incoming::Message(m)) => Ok(Some(m)),
+        Some(Incoming::Data { .. }) => Err(StreamError::Unexpected("data")),
     }
 }
 
