@@ -1134,6 +1134,104 @@ fn attack_a_later_job_with_the_same_uid_cannot_read_an_earlier_jobs_temp_files()
     );
 }
 
+/// Kernel key rings, from perl's `syscall` (keyutils' `keyctl` is rarely
+/// installed): `leave` puts a secret in the inherited session key ring,
+/// then, in a session of its own that links them (as an attacker would),
+/// in the uid's user, user-session and persistent key rings; `hunt`
+/// searches the same places and prints what it can read.
+const KEYS: &str = r#"
+require "syscall.ph";
+my ($mode) = @ARGV;
+my $t = "user";
+sub leave { my ($ring, $d) = @_; my $p = "$d=$ENV{WANDB_API_KEY}"; my $r = syscall(&SYS_add_key, $t, $d, $p, length($p), $ring); print $r > 0 ? "added $d\n" : "refused $d\n" }
+sub hunt { my ($ring, $d) = @_; my $id = syscall(&SYS_keyctl, 10, $ring, $t, $d, 0); if ($id > 0) { my $buf = "\0" x 256; my $n = syscall(&SYS_keyctl, 11, $id, $buf, 256); print $n > 0 ? "found " . substr($buf, 0, $n) . "\n" : "unreadable $d\n" } else { print "no $d\n" } }
+my $f = $mode eq "leave" ? \&leave : \&hunt;
+$f->(-3, "k-sess");
+syscall(&SYS_keyctl, 1, 0) > 0 or die "new session: $!";
+syscall(&SYS_keyctl, 8, -4, -3); syscall(&SYS_keyctl, 8, -5, -3);
+$f->(-4, "k-user");
+$f->(-5, "k-usess");
+my $pers = syscall(&SYS_keyctl, 22, -1, -3);
+if ($pers > 0) { $f->($pers, "k-pers") } else { print "no persistent key rings\n" }
+"#;
+
+#[test]
+fn attack_jobs_cannot_hand_each_other_kernel_keys() {
+    if !is_root() || !have_tool("perl") {
+        eprintln!("SKIPPED: needs root to drop jobs to their uids, and perl to make keys");
+        return;
+    }
+    let probe = std::process::Command::new("perl")
+        .args(["-e", "require 'syscall.ph'"])
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        eprintln!("SKIPPED: perl has no syscall.ph (h2ph) to make keys with");
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    // One uid: job B gets job A's.
+    let home = uid_node(&mut lab, "worker-keys", "63320-63320", 1);
+    // The agent holds a session key ring, as a systemd service
+    // (KeyringMode=private) or a login shell does.
+    let h = home.to_str().unwrap().to_string();
+    let _agent = lab.spawn_cmd(
+        "perl",
+        &[
+            "-e",
+            "require 'syscall.ph'; syscall(&SYS_keyctl, 1, 0) > 0 or die \"join: $!\"; exec @ARGV or die",
+            BIN,
+            "--home",
+            &h,
+            "node",
+            "run",
+        ],
+    );
+    lab.wait_node("worker-keys", "connected", T);
+    let a = lab
+        .run_job(&[
+            "--node",
+            "worker-keys",
+            "--env",
+            "WANDB_API_KEY=victim-secret-123",
+            "--",
+            "perl",
+            "-e",
+            KEYS,
+            "leave",
+        ])
+        .ok();
+    let b = lab
+        .run_job(&["--node", "worker-keys", "--", "perl", "-e", KEYS, "hunt"])
+        .ok();
+    assert!(
+        !b.stdout.contains("victim-secret-123"),
+        "job B read job A's keys: {b:?}"
+    );
+    let lines: Vec<&str> = a.stdout.lines().collect();
+    // The session key ring every job inherits is closed to them; their
+    // own uid's key rings work as before.
+    assert_eq!(
+        lines[..3],
+        ["refused k-sess", "added k-user", "added k-usess"],
+        "{a:?}"
+    );
+    assert!(
+        ["added k-pers", "no persistent key rings"].contains(&lines[3]),
+        "{a:?}"
+    );
+    let want = if lines[3] == "added k-pers" {
+        "no k-pers"
+    } else {
+        "no persistent key rings"
+    };
+    assert_eq!(
+        b.stdout.lines().collect::<Vec<_>>(),
+        ["no k-sess", "no k-user", "no k-usess", want],
+        "{b:?}"
+    );
+}
+
 #[test]
 fn a_node_that_cannot_make_mount_namespaces_says_so_and_still_runs_jobs() {
     if !is_root() || !have_tool("setpriv") {

@@ -568,6 +568,7 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
         private_tmp,
+        own_uid: dropping && uid_lease.is_some(),
     };
     // A cancel may arrive before the process exists: then it never starts.
     let mut cancel_rx = job.cancel.subscribe();
