@@ -974,7 +974,7 @@ fn attack_a_job_uid_still_held_by_a_process_is_not_handed_out() {
 const LEAVE_SECRETS: &str = r#"
 umask 077
 id -u
-echo "$USER $LOGNAME $TMPDIR"
+echo "$USER $LOGNAME $TMPDIR $(( $(stat -f -c '%b' /dev/shm) * $(stat -f -c '%S' /dev/shm) ))"
 for d in /tmp /var/tmp /dev/shm /run/lock; do echo "key=$WANDB_API_KEY" 2>/dev/null > $d/victim-$(id -u); done
 echo job-a > /tmp/openclaw-host-marker-MARK
 cat /tmp/victim-* /var/tmp/victim-* /dev/shm/victim-* /run/lock/victim-* 2>/dev/null
@@ -1015,6 +1015,17 @@ fn attack_a_later_job_with_the_same_uid_cannot_read_an_earlier_jobs_temp_files()
     let mut lab = lab_with(&[]);
     // One uid: every job gets it, one after the other.
     let home = uid_node(&mut lab, "worker-reuse", "63300-63300", 1);
+    // A size that bounds nothing is refused at start; a size is kept.
+    let cfg = home.join("node.toml");
+    edit_file(&cfg, "# job_tmp_size = \"50%\"", "job_tmp_size = \"0%\"");
+    let out = lab.start_node(&home).wait(T);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("job_tmp_size = \"0%\"") && out.stderr.contains("1 to 100"),
+        "{}",
+        out.stderr
+    );
+    edit_file(&cfg, "job_tmp_size = \"0%\"", "job_tmp_size = \"64MiB\"");
     let agent = lab.start_node(&home);
     lab.wait_node("worker-reuse", "connected", T);
     assert!(
@@ -1056,7 +1067,8 @@ fn attack_a_later_job_with_the_same_uid_cannot_read_an_earlier_jobs_temp_files()
     let lines: Vec<&str> = a.stdout.lines().collect();
     assert_eq!(lines[0], "63300", "{a:?}");
     // USER and LOGNAME name the job's own uid, and TMPDIR its own /tmp.
-    assert_eq!(lines[1], "63300 63300 /tmp", "{a:?}");
+    // And /dev/shm holds job_tmp_size.
+    assert_eq!(lines[1], format!("63300 63300 /tmp {}", 64 << 20), "{a:?}");
     // The job itself uses its temporary directories as before (and
     // /run/lock where the node has one).
     let keys = lines[2..]
