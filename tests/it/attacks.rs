@@ -462,6 +462,9 @@ fn attack_job_cannot_read_the_node_key_or_spool() {
         .ok();
     let uid: u32 = out.stdout.trim().parse().unwrap();
     assert!((61000..62000).contains(&uid), "{uid}");
+    // The lab's homes lie below the node's /tmp, which a job does not see
+    // at all (its /tmp is its own); a home elsewhere is closed by its
+    // modes, checked here from the node's side.
     for target in ["node.key", "spool", "node.toml"] {
         let path = home.join(target);
         let out = lab.run_job(&[
@@ -473,7 +476,22 @@ fn attack_job_cannot_read_the_node_key_or_spool() {
             path.to_str().unwrap(),
         ]);
         assert_ne!(out.code, 0, "{target}: {out:?}");
-        assert!(out.stderr.contains("Permission denied"), "{out:?}");
+        let hidden = if ["/tmp", "/var/tmp", "/dev/shm"]
+            .iter()
+            .any(|t| home.starts_with(t))
+        {
+            "No such file or directory"
+        } else {
+            "Permission denied"
+        };
+        assert!(out.stderr.contains(hidden), "{out:?}");
+    }
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&home), 0o700, "the node's home is its own");
+        assert_eq!(mode(&home.join("node.key")), 0o600);
+        assert_eq!(mode(&home.join("spool")), 0o700);
     }
     let key = home.join("node.key");
     let out = lab.run_job(&["--node", "worker-jail", "--", "cat", key.to_str().unwrap()]);
@@ -619,13 +637,14 @@ fn spawn_as(lab: &mut Lab, uid: u32, args: &[&str]) -> testkit::Proc {
     lab.spawn_cmd("setpriv", &all)
 }
 
-/// Directories a test made outside its lab, removed at the end however it ends.
+/// Directories and files a test made (or an attack may leave) outside its
+/// lab, removed at the end however it ends.
 struct Litter(Vec<std::path::PathBuf>);
 
 impl Drop for Litter {
     fn drop(&mut self) {
         for d in &self.0 {
-            let _ = std::fs::remove_dir_all(d);
+            let _ = std::fs::remove_dir_all(d).or_else(|_| std::fs::remove_file(d));
         }
     }
 }
@@ -946,6 +965,339 @@ fn attack_a_job_uid_still_held_by_a_process_is_not_handed_out() {
         .ok();
     assert_eq!(out.stdout.trim(), "63201", "{out:?}");
     lab.admin(&["job", "cancel", &c.to_string()]).ok();
+}
+
+/// Job A's part of the temp-files attack: a secret in every temporary
+/// directory and in System V IPC (perl's builtins, when there is perl),
+/// a marker for the node's /tmp, and two processes of the job that meet
+/// in /dev/shm and in a shared memory segment.
+const LEAVE_SECRETS: &str = r#"
+umask 077
+id -u
+echo "$USER $LOGNAME $TMPDIR $(( $(stat -f -c '%b' /dev/shm) * $(stat -f -c '%S' /dev/shm) ))"
+for d in /tmp /var/tmp /dev/shm /run/lock; do echo "key=$WANDB_API_KEY" 2>/dev/null > $d/victim-$(id -u); done
+echo job-a > /tmp/openclaw-host-marker-MARK
+cat /tmp/victim-* /var/tmp/victim-* /dev/shm/victim-* /run/lock/victim-* 2>/dev/null
+(while [ ! -e /dev/shm/ping ]; do sleep 0.05; done; echo pong > /dev/shm/pong) &
+echo ping > /dev/shm/ping
+wait
+echo "sibling: $(cat /dev/shm/pong)"
+if command -v perl >/dev/null; then
+  perl -e 'my $m = shmget(0x0c1a0001, 64, 01600) // die "shmget: $!"; shmwrite($m, "shm=$ENV{WANDB_API_KEY}", 0, 64) or die "shmwrite: $!";
+           my $q = msgget(0x0c1a0002, 01600) // die "msgget: $!"; msgsnd($q, pack("l! a*", 1, "msg=$ENV{WANDB_API_KEY}"), 0) or die "msgsnd: $!"'
+  perl -e 'my $m = shmget(0x0c1a0001, 0, 0) // die "shmget: $!"; shmread($m, my $b, 0, 64) or die; $b =~ s/\0+$//; print "sibling $b\n"'
+else
+  echo "no perl"
+fi
+"#;
+
+/// Job B's part: everything it can find of A's.
+const HUNT_SECRETS: &str = r#"
+id -u
+ls -A /tmp /var/tmp /dev/shm
+cat /tmp/victim-* /var/tmp/victim-* /dev/shm/victim-* /run/lock/victim-* /dev/shm/* 2>/dev/null
+# A user namespace of its own cannot unmount the job's tmpfs to see what
+# lies beneath (the kernel locks mounts it inherits).
+unshare -Urm sh -c 'umount -l /tmp /var/tmp /dev/shm; find /tmp /var/tmp /dev/shm -mindepth 1 -maxdepth 1' 2>/dev/null | sed 's/^/userns: /'
+if command -v perl >/dev/null; then
+  perl -e 'my $m = shmget(0x0c1a0001, 0, 0); if (defined $m) { shmread($m, my $b, 0, 64); print "found $b\n" } else { print "no shm\n" }
+           my $q = msgget(0x0c1a0002, 0); if (defined $q) { msgrcv($q, my $b, 256, 0, 04000); print "found $b\n" } else { print "no msg\n" }'
+fi
+true
+"#;
+
+#[test]
+fn attack_a_later_job_with_the_same_uid_cannot_read_an_earlier_jobs_temp_files() {
+    if !is_root() {
+        eprintln!("SKIPPED: dropping privileges for jobs and private mounts need root");
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    // One uid: every job gets it, one after the other.
+    let home = uid_node(&mut lab, "worker-reuse", "63300-63300", 1);
+    // A size that bounds nothing is refused at start; a size is kept.
+    let cfg = home.join("node.toml");
+    edit_file(&cfg, "# job_tmp_size = \"50%\"", "job_tmp_size = \"0%\"");
+    let out = lab.start_node(&home).wait(T);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("job_tmp_size = \"0%\"") && out.stderr.contains("1 to 100"),
+        "{}",
+        out.stderr
+    );
+    edit_file(&cfg, "job_tmp_size = \"0%\"", "job_tmp_size = \"64MiB\"");
+    let agent = lab.start_node(&home);
+    lab.wait_node("worker-reuse", "connected", T);
+    assert!(
+        agent.stderr().contains("every job gets its own /tmp"),
+        "{}",
+        agent.stderr()
+    );
+    let mark = std::process::id().to_string();
+    let host_marker = Path::new("/tmp").join(format!("openclaw-host-marker-{mark}"));
+    // Removed however the test ends (a node without the fix leaves them).
+    let shared = Path::new("/tmp").join(format!("openclaw-cwd-{mark}"));
+    let _litter = Litter(vec![
+        shared.clone(),
+        host_marker.clone(),
+        "/tmp/victim-63300".into(),
+        "/var/tmp/victim-63300".into(),
+        "/dev/shm/victim-63300".into(),
+        "/run/lock/victim-63300".into(),
+    ]);
+    let perl = have_tool("perl");
+    if !perl {
+        eprintln!("note: no perl, so System V shared memory and message queues are not checked");
+    }
+    eprintln!(
+        "note: POSIX message queues are not checked (no standard tool makes one); they live in the IPC namespace too"
+    );
+    let a = lab
+        .run_job(&[
+            "--node",
+            "worker-reuse",
+            "--env",
+            "WANDB_API_KEY=victim-secret-123",
+            "--",
+            "sh",
+            "-c",
+            &LEAVE_SECRETS.replace("MARK", &mark),
+        ])
+        .ok();
+    let lines: Vec<&str> = a.stdout.lines().collect();
+    assert_eq!(lines[0], "63300", "{a:?}");
+    // USER and LOGNAME name the job's own uid, and TMPDIR its own /tmp.
+    // And /dev/shm holds job_tmp_size.
+    assert_eq!(lines[1], format!("63300 63300 /tmp {}", 64 << 20), "{a:?}");
+    // The job itself uses its temporary directories as before (and
+    // /run/lock where the node has one).
+    let keys = lines[2..]
+        .iter()
+        .take_while(|l| l.starts_with("key="))
+        .count();
+    assert!(
+        (3..=4).contains(&keys)
+            && lines[2..2 + keys]
+                .iter()
+                .all(|l| *l == "key=victim-secret-123"),
+        "{a:?}"
+    );
+    // Two processes of one job share /dev/shm (NCCL, DataLoader workers)
+    // and System V IPC.
+    assert_eq!(lines[2 + keys], "sibling: pong", "{a:?}");
+    if perl {
+        assert_eq!(lines[3 + keys], "sibling shm=victim-secret-123", "{a:?}");
+    }
+    // Nothing of the job's reached the node's /tmp.
+    assert!(
+        !host_marker.exists(),
+        "the job wrote {} on the node",
+        host_marker.display()
+    );
+    for d in ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"] {
+        assert!(!Path::new(d).join("victim-63300").exists(), "{d}");
+    }
+    // Job B gets the same uid and finds nothing of A's.
+    let b = lab
+        .run_job(&["--node", "worker-reuse", "--", "sh", "-c", HUNT_SECRETS])
+        .ok();
+    let lines: Vec<&str> = b.stdout.lines().collect();
+    assert_eq!(lines[0], "63300", "the same uid again: {b:?}");
+    assert!(!b.stdout.contains("victim-secret-123"), "{b:?}");
+    assert!(!b.stdout.contains("victim-"), "{b:?}");
+    // Its temporary directories are empty: ls prints only their names.
+    assert_eq!(
+        &lines[1..],
+        if perl {
+            &[
+                "/dev/shm:",
+                "",
+                "/tmp:",
+                "",
+                "/var/tmp:",
+                "no shm",
+                "no msg",
+            ][..]
+        } else {
+            &["/dev/shm:", "", "/tmp:", "", "/var/tmp:"][..]
+        },
+        "{b:?}"
+    );
+    // A --cwd below the node's /tmp stays where it is, and is all the job
+    // sees of the node's /tmp.
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("data.txt"), "lab data\n").unwrap();
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-reuse",
+            "--cwd",
+            shared.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "pwd; cat data.txt; ls -A /tmp",
+        ])
+        .ok();
+    assert_eq!(
+        out.stdout,
+        format!("{}\nlab data\nopenclaw-cwd-{mark}\n", shared.display()),
+        "{out:?}"
+    );
+}
+
+/// Kernel key rings, from perl's `syscall` (keyutils' `keyctl` is rarely
+/// installed): `leave` puts a secret in the inherited session key ring,
+/// then, in a session of its own that links them (as an attacker would),
+/// in the uid's user, user-session and persistent key rings; `hunt`
+/// searches the same places and prints what it can read.
+const KEYS: &str = r#"
+require "syscall.ph";
+my ($mode) = @ARGV;
+my $t = "user";
+sub leave { my ($ring, $d) = @_; my $p = "$d=$ENV{WANDB_API_KEY}"; my $r = syscall(&SYS_add_key, $t, $d, $p, length($p), $ring); print $r > 0 ? "added $d\n" : "refused $d\n" }
+sub hunt { my ($ring, $d) = @_; my $id = syscall(&SYS_keyctl, 10, $ring, $t, $d, 0); if ($id > 0) { my $buf = "\0" x 256; my $n = syscall(&SYS_keyctl, 11, $id, $buf, 256); print $n > 0 ? "found " . substr($buf, 0, $n) . "\n" : "unreadable $d\n" } else { print "no $d\n" } }
+my $f = $mode eq "leave" ? \&leave : \&hunt;
+$f->(-3, "k-sess");
+syscall(&SYS_keyctl, 1, 0) > 0 or die "new session: $!";
+syscall(&SYS_keyctl, 8, -4, -3); syscall(&SYS_keyctl, 8, -5, -3);
+$f->(-4, "k-user");
+$f->(-5, "k-usess");
+my $pers = syscall(&SYS_keyctl, 22, -1, -3);
+if ($pers > 0) { $f->($pers, "k-pers") } else { print "no persistent key rings\n" }
+"#;
+
+#[test]
+fn attack_jobs_cannot_hand_each_other_kernel_keys() {
+    if !is_root() || !have_tool("perl") {
+        eprintln!("SKIPPED: needs root to drop jobs to their uids, and perl to make keys");
+        return;
+    }
+    let probe = std::process::Command::new("perl")
+        .args(["-e", "require 'syscall.ph'"])
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        eprintln!("SKIPPED: perl has no syscall.ph (h2ph) to make keys with");
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    // One uid: job B gets job A's.
+    let home = uid_node(&mut lab, "worker-keys", "63320-63320", 1);
+    // The agent holds a session key ring, as a systemd service
+    // (KeyringMode=private) or a login shell does.
+    let h = home.to_str().unwrap().to_string();
+    let _agent = lab.spawn_cmd(
+        "perl",
+        &[
+            "-e",
+            "require 'syscall.ph'; syscall(&SYS_keyctl, 1, 0) > 0 or die \"join: $!\"; exec @ARGV or die",
+            BIN,
+            "--home",
+            &h,
+            "node",
+            "run",
+        ],
+    );
+    lab.wait_node("worker-keys", "connected", T);
+    let a = lab
+        .run_job(&[
+            "--node",
+            "worker-keys",
+            "--env",
+            "WANDB_API_KEY=victim-secret-123",
+            "--",
+            "perl",
+            "-e",
+            KEYS,
+            "leave",
+        ])
+        .ok();
+    let b = lab
+        .run_job(&["--node", "worker-keys", "--", "perl", "-e", KEYS, "hunt"])
+        .ok();
+    assert!(
+        !b.stdout.contains("victim-secret-123"),
+        "job B read job A's keys: {b:?}"
+    );
+    let lines: Vec<&str> = a.stdout.lines().collect();
+    // The session key ring every job inherits is closed to them; their
+    // own uid's key rings work as before.
+    assert_eq!(
+        lines[..3],
+        ["refused k-sess", "added k-user", "added k-usess"],
+        "{a:?}"
+    );
+    assert!(
+        ["added k-pers", "no persistent key rings"].contains(&lines[3]),
+        "{a:?}"
+    );
+    let want = if lines[3] == "added k-pers" {
+        "no k-pers"
+    } else {
+        "no persistent key rings"
+    };
+    assert_eq!(
+        b.stdout.lines().collect::<Vec<_>>(),
+        ["no k-sess", "no k-user", "no k-usess", want],
+        "{b:?}"
+    );
+}
+
+#[test]
+fn a_node_that_cannot_make_mount_namespaces_says_so_and_still_runs_jobs() {
+    if !is_root() || !have_tool("setpriv") {
+        eprintln!("SKIPPED: needs root and setpriv to run the agent without CAP_SYS_ADMIN");
+        return;
+    }
+    let mut lab = lab_with(&[]);
+    let home = uid_node(&mut lab, "worker-nons", "63310-63310", 1);
+    // Root without CAP_SYS_ADMIN, as in a container that refuses unshare.
+    let bin = BIN.to_string();
+    let h = home.to_str().unwrap().to_string();
+    let agent = lab.spawn_cmd(
+        "setpriv",
+        &[
+            "--bounding-set",
+            "-sys_admin",
+            "--inh-caps",
+            "-sys_admin",
+            "--",
+            &bin,
+            "--home",
+            &h,
+            "node",
+            "run",
+        ],
+    );
+    lab.wait_node("worker-nons", "connected", T);
+    let said = agent.stderr();
+    assert!(
+        said.contains("JOBS GET NO PRIVATE TEMPORARY DIRECTORIES")
+            && said.contains("a job can read what an earlier job with the same uid left there")
+            && said.contains("CAP_SYS_ADMIN"),
+        "{said}"
+    );
+    assert!(said.contains("unshare"), "the reason: {said}");
+    // Jobs still run, as their own uid, with the node's /tmp.
+    let seen = Path::new("/tmp").join(format!("openclaw-node-tmp-{}", std::process::id()));
+    let _litter = Litter(vec![seen.clone()]);
+    std::fs::write(&seen, "").unwrap();
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-nons",
+            "--",
+            "sh",
+            "-c",
+            &format!("id -u; echo \"$USER $TMPDIR\"; ls {}", seen.display()),
+        ])
+        .ok();
+    assert_eq!(
+        out.stdout,
+        format!("63310\n63310 /tmp\n{}\n", seen.display()),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -326,6 +326,11 @@ pub struct NodeConfig {
     /// start when the range has fewer ids than `max_jobs`.
     #[serde(default)]
     pub job_uids: Option<String>,
+    /// With `run_as`: the most each job's private `/tmp`, `/var/tmp` and
+    /// `/dev/shm` may hold (each a tmpfs of its own, gone with the job):
+    /// a share of memory (`"50%"`, the default) or a size (`"8GiB"`).
+    #[serde(default)]
+    pub job_tmp_size: Option<String>,
     /// Where jobs get private working directories (in `jobs-NAME-PID`, made
     /// by each agent). It must be owned by the agent's user and writable by
     /// no one else, below directories only root or that user own. Default:
@@ -457,6 +462,9 @@ impl NodeConfig {
              # With run_as: a uid of its own for every job, from this range, so jobs cannot\n\
              # read each other's files (they keep run_as's groups). No two running jobs share\n\
              # one; at least max_jobs ids, or the agent refuses to start.\n{}\n\
+             # With run_as: every job gets its own /tmp, /var/tmp and /dev/shm (tmpfs, in memory,\n\
+             # charged to the job, gone when it ends); the most each may hold, as a share of\n\
+             # memory or a size like \"8GiB\". Big scratch files belong in the job's directory.\n{}\n\
              # Private working directories for jobs are made under this (default: /var/lib/openclaw\n\
              # when the agent runs as root, else this home). Owned by the agent's user, writable by\n\
              # no one else; a symlink or someone else's directory is refused at start.\n{}\n\
@@ -485,6 +493,10 @@ impl NodeConfig {
             match &self.job_uids {
                 Some(r) => format!("job_uids = {r:?}"),
                 None => "# job_uids = \"61000-61999\"".to_string(),
+            },
+            match &self.job_tmp_size {
+                Some(r) => format!("job_tmp_size = {r:?}"),
+                None => "# job_tmp_size = \"50%\"".to_string(),
             },
             match &self.work_dir {
                 Some(d) => format!("work_dir = {d:?}"),

@@ -61,6 +61,63 @@ enum End {
     Fatal(String),
 }
 
+/// Whether jobs get private temporary directories: checked once at start
+/// by a probe ([`crate::private_tmp::probe`]) when the agent drops jobs
+/// to another user; said either way, with the consequence when they do
+/// not.
+async fn private_tmp(
+    cfg: &NodeConfig,
+    identity: &crate::jail::Identity,
+    work_root: &crate::jobdir::WorkRoot,
+) -> Result<Option<crate::private_tmp::PrivateTmp>, NodeError> {
+    let size = crate::private_tmp::tmpfs_size(
+        cfg.job_tmp_size
+            .as_deref()
+            .unwrap_or(crate::private_tmp::DEFAULT_SIZE),
+    )
+    .map_err(|e| NodeError::Home(format!("node.toml: {e}")))?;
+    let shared = "jobs share /tmp, /var/tmp, /dev/shm and System V IPC with the node and with each \
+                  other: a job can read what an earlier job with the same uid left there, and \
+                  per-user caches such as /tmp/torchinductor_$USER are shared between jobs";
+    match identity {
+        crate::jail::Identity::Drop(_) => {
+            let spec = crate::private_tmp::PrivateTmp {
+                size,
+                keep: vec![work_root.path().to_path_buf()],
+            };
+            match crate::private_tmp::probe(&spec).await {
+                Ok(()) => {
+                    tracing::info!(
+                        node = %cfg.name,
+                        "every job gets its own /tmp, /var/tmp and /dev/shm (tmpfs, at most {} each) \
+                         and its own IPC namespace, gone when it ends",
+                        spec.size
+                    );
+                    Ok(Some(spec))
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        node = %cfg.name,
+                        "JOBS GET NO PRIVATE TEMPORARY DIRECTORIES: {shared}. This agent cannot make a mount \
+                         namespace for them ({why}); run it as root with CAP_SYS_ADMIN where mount namespaces \
+                         are allowed (the shipped systemd unit grants it; a container needs --cap-add SYS_ADMIN \
+                         or the agent on the host)"
+                    );
+                    Ok(None)
+                }
+            }
+        }
+        crate::jail::Identity::AgentUser(_) => {
+            tracing::warn!(
+                node = %cfg.name,
+                "{shared} (jobs run as the agent's own user, so it gives them no private ones)"
+            );
+            Ok(None)
+        }
+        crate::jail::Identity::Refuse(_) => Ok(None),
+    }
+}
+
 /// Runs the agent until `shutdown` resolves (Ok) or the gateway refuses
 /// this node for good (Err).
 pub async fn run(
@@ -149,6 +206,7 @@ pub async fn run(
         "jobs get private directories in {}",
         work_root.path().display()
     );
+    let private_tmp = private_tmp(&cfg, &identity, &work_root).await?;
     let mut job_path =
         std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     // Simulated GPUs come with a simulated nvidia-smi, first on jobs' PATH.
@@ -174,6 +232,7 @@ pub async fn run(
         work_root: Arc::new(work_root),
         job_path,
         job_uids,
+        private_tmp,
     });
     if opts.simulate_gpus > 0 {
         tracing::info!(node = %cfg.name, gpus = opts.simulate_gpus, "offering simulated GPUs");

@@ -372,6 +372,7 @@ fn store(
         run_as: opts.run_as.clone(),
         allow_jobs_as_agent_user: opts.allow_jobs_as_agent_user,
         job_uids: None,
+        job_tmp_size: None,
         work_dir: None,
         keep_alive: None,
         idle_timeout: None,

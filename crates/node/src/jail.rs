@@ -6,13 +6,19 @@
 //!
 //! 1. joins the job's cgroup ([`crate::tree`]), so nothing it starts can
 //!    leave the job;
-//! 2. enters the job's private directory by descriptor
+//! 2. when the agent drops privileges for jobs, gives the job a mount and
+//!    IPC namespace of its own with fresh `/tmp`, `/var/tmp` and
+//!    `/dev/shm` ([`crate::private_tmp`]), so nothing it leaves there
+//!    outlives it;
+//! 3. enters the job's private directory by descriptor
 //!    ([`crate::jobdir::Entry::enter`]), never by a path someone could
 //!    swap;
-//! 3. when the agent is root and `run_as` is set, takes the job user's
-//!    groups (`initgroups`), then `setgid`, then `setuid`;
-//! 4. sets `no_new_privs`, so no setuid program can raise it again;
-//! 5. execs the command with a clean environment (only what the plan and
+//! 4. when the agent is root and `run_as` is set, closes the session key
+//!    ring it inherited to the job ([`crate::keyrings`]), takes the job
+//!    user's groups (`initgroups`), then `setgid`, then `setuid`, and,
+//!    for a uid of `job_uids`, empties that uid's key rings;
+//! 5. sets `no_new_privs`, so no setuid program can raise it again;
+//! 6. execs the command with a clean environment (only what the plan and
 //!    the node set); a `--cwd` the job asked for is entered by path as the
 //!    job's user, so its permissions apply.
 //!
@@ -313,6 +319,13 @@ pub struct ShimSpec {
     pub user: Option<JobUser>,
     /// Write our pid here to join the job's cgroup.
     pub cgroup_procs: Option<PathBuf>,
+    /// Fresh temporary directories and IPC for the job (the agent is
+    /// root and drops privileges), set up after joining the cgroup.
+    pub private_tmp: Option<crate::private_tmp::PrivateTmp>,
+    /// The uid is the job's alone (from `job_uids`): its key rings are
+    /// emptied once the shim runs as it.
+    #[serde(default)]
+    pub own_uid: bool,
 }
 
 /// The small shim binary installed next to `openclaw`.
@@ -376,6 +389,9 @@ pub fn shim_main() -> ! {
     if crate::simsmi::invoked_as(std::env::args_os().next().as_deref()) {
         crate::simsmi::main();
     }
+    if let Ok(json) = std::env::var(crate::private_tmp::PROBE_VAR) {
+        crate::private_tmp::probe_main(&json);
+    }
     let exit = |code: i32, line: &str| -> ! {
         eprintln!("{line}");
         std::process::exit(code)
@@ -409,12 +425,20 @@ pub fn shim_main() -> ! {
             procs.display()
         ));
     }
+    if let Some(tmp) = &spec.private_tmp
+        && let Err(e) = crate::private_tmp::enter(tmp)
+    {
+        fail(format!("cannot give it private temporary directories: {e}"));
+    }
     if let Cwd::Private(entry) = &spec.cwd
         && let Err(e) = entry.enter()
     {
         fail(format!("refusing to enter its directory: {e}"));
     }
     if let Some(u) = &spec.user {
+        if let Err(e) = crate::keyrings::close_inherited_session() {
+            fail(e);
+        }
         let gid = nix::unistd::Gid::from_raw(u.gid);
         let name = match std::ffi::CString::new(u.name.clone()) {
             Ok(n) => n,
@@ -432,6 +456,11 @@ pub fn shim_main() -> ! {
         // Make sure there is no way back.
         if nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_ok() && u.uid != 0 {
             fail("could regain root after dropping privileges".into());
+        }
+        if spec.own_uid
+            && let Err(e) = crate::keyrings::empty_uid_keyrings()
+        {
+            fail(e);
         }
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {

@@ -6,6 +6,8 @@ pub mod backoff;
 pub mod enroll;
 pub mod jail;
 pub mod jobdir;
+pub mod keyrings;
+pub mod private_tmp;
 pub mod runner;
 pub mod simsmi;
 pub mod spool;

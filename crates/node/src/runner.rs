@@ -126,6 +126,10 @@ pub struct RunContext {
     pub job_path: String,
     /// `job_uids`: a uid of its own for every running job.
     pub job_uids: Option<Arc<crate::jail::UidPool>>,
+    /// Fresh `/tmp`, `/var/tmp`, `/dev/shm` and IPC for every job that
+    /// drops privileges (the probe at start succeeded); `keep` holds the
+    /// work root, and a job's `--cwd` is added.
+    pub private_tmp: Option<crate::private_tmp::PrivateTmp>,
 }
 
 impl RunContext {
@@ -331,23 +335,43 @@ pub fn cwd_allowed(allowed: &[String], canonical: &std::path::Path) -> bool {
             .any(|p| canonical.starts_with(std::path::Path::new(p)))
 }
 
-/// The job's whole environment: a clean base (PATH, HOME and USER of the
-/// job's user), the plan's variables, then the job's identity and GPUs,
-/// which nothing in the plan can override.
+/// The name a job's `USER` and `LOGNAME` give: the account's name, or,
+/// for a uid of `job_uids` (which names no account), the uid itself.
+/// Tools that name per-user files after it (`/tmp/torchinductor_$USER`,
+/// `getpass.getuser()`) then never share them between uids, and it is
+/// what `ls -l` and `ps` print for the job's files and processes; the
+/// commands that take a user (`chown`, `ps -u`, `id`) accept a number
+/// where no account has the name, which a made-up name would not give.
+pub fn login_name(user: &crate::jail::JobUser, own_uid: bool) -> String {
+    if own_uid {
+        user.uid.to_string()
+    } else {
+        user.name.clone()
+    }
+}
+
+/// The job's whole environment: a clean base (PATH, HOME, USER and
+/// LOGNAME of the job's user, TMPDIR), the plan's variables, then the
+/// job's identity and GPUs, which nothing in the plan can override.
 pub fn job_env(
     plan: &JobPlan,
     node: &str,
     gpus: &[u32],
     user: &crate::jail::JobUser,
+    login: &str,
     path: &str,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".into(), path.to_string()),
         ("HOME".into(), user.home.clone()),
-        ("USER".into(), user.name.clone()),
-        ("LOGNAME".into(), user.name.clone()),
+        ("USER".into(), login.to_string()),
+        ("LOGNAME".into(), login.to_string()),
         ("SHELL".into(), "/bin/sh".into()),
         ("LANG".into(), "C.UTF-8".into()),
+        // The job's own /tmp where the node gives it one
+        // (crate::private_tmp); tools that read TMPDIR never fall back to
+        // a default of their own elsewhere.
+        ("TMPDIR".into(), "/tmp".into()),
     ];
     env.extend(
         plan.env
@@ -527,12 +551,24 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
+    // Fresh temporary directories for a job that drops privileges; the
+    // work root and its --cwd stay visible where they are.
+    let private_tmp = ctx.private_tmp.as_ref().filter(|_| dropping).map(|t| {
+        let mut t = t.clone();
+        if let crate::jail::Cwd::Path(dir) = &cwd {
+            t.keep.push(PathBuf::from(dir));
+        }
+        t
+    });
+    let login = login_name(&user, uid_lease.is_some());
     let spec = crate::jail::ShimSpec {
         argv: plan.argv.clone(),
         cwd,
-        env: job_env(plan, &ctx.node, &lease.ids, &user, &ctx.job_path),
+        env: job_env(plan, &ctx.node, &lease.ids, &user, &login, &ctx.job_path),
         user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
+        private_tmp,
+        own_uid: dropping && uid_lease.is_some(),
     };
     // A cancel may arrive before the process exists: then it never starts.
     let mut cancel_rx = job.cancel.subscribe();
@@ -936,13 +972,16 @@ mod tests {
             .push(("CUDA_VISIBLE_DEVICES".into(), "0,1,2,3".into()));
         pl.env
             .push(("CUDA_DEVICE_ORDER".into(), "FASTEST_FIRST".into()));
-        let env = job_env(&pl, "worker-gpu-01", &[0, 2], &user, "/usr/bin:/bin");
+        let env = job_env(&pl, "worker-gpu-01", &[0, 2], &user, "lab", "/usr/bin:/bin");
         assert!(env.iter().all(|(k, _)| k != "LD_PRELOAD"));
         assert!(env.contains(&("A".into(), "1".into())));
         assert!(env.contains(&("HOME".into(), "/home/lab".into())));
         assert!(env.contains(&("PATH".into(), "/usr/bin:/bin".into())));
         assert!(env.contains(&("OPENCLAW_JOB_ID".into(), "7".into())));
         assert!(env.contains(&("OPENCLAW_NODE".into(), "worker-gpu-01".into())));
+        assert!(env.contains(&("USER".into(), "lab".into())));
+        assert!(env.contains(&("LOGNAME".into(), "lab".into())));
+        assert!(env.contains(&("TMPDIR".into(), "/tmp".into())));
         let cuda: Vec<_> = env
             .iter()
             .filter(|(k, _)| k == "CUDA_VISIBLE_DEVICES")
@@ -961,8 +1000,27 @@ mod tests {
             vec![&("CUDA_DEVICE_ORDER".to_string(), "PCI_BUS_ID".to_string())]
         );
         // A job with no GPUs sees none.
-        let env = job_env(&plan(&["x"], None), "n", &[], &user, "/bin");
+        let env = job_env(&plan(&["x"], None), "n", &[], &user, "lab", "/bin");
         assert!(env.contains(&("CUDA_VISIBLE_DEVICES".into(), String::new())));
+    }
+
+    #[test]
+    fn a_job_uid_is_its_own_login_name() {
+        let user = crate::jail::JobUser {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            home: "/nonexistent".into(),
+        };
+        assert_eq!(login_name(&user, false), "nobody");
+        // A uid of job_uids names no account: USER is the uid, so two jobs
+        // never share /tmp/torchinductor_$USER and the like.
+        let own = user.with_uid(61003, "/var/lib/openclaw/jobs-n-1/job-3");
+        assert_eq!(login_name(&own, true), "61003");
+        assert_ne!(
+            login_name(&user.with_uid(61000, "/x"), true),
+            login_name(&own, true)
+        );
     }
 
     #[test]
