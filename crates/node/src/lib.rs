@@ -7,6 +7,7 @@ pub mod enroll;
 pub mod jail;
 pub mod jobdir;
 pub mod keyrings;
+pub mod plan;
 pub mod private_tmp;
 pub mod runner;
 pub mod simsmi;

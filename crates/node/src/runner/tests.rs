@@ -1,0 +1,190 @@
+use super::*;
+
+fn plan(argv: &[&str], cwd: Option<&str>) -> JobPlan {
+    JobPlan {
+        job_id: 7,
+        node: "n".into(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        cwd: cwd.map(str::to_string),
+        env: vec![("LD_PRELOAD".into(), "x".into()), ("A".into(), "1".into())],
+        timeout_secs: None,
+        gpus: 0,
+        kill_grace_secs: 1,
+        run_as: None,
+    }
+}
+
+#[test]
+fn node_policy_table() {
+    let open = NodePolicy::default();
+    let strict = NodePolicy {
+        allowed_commands: vec!["python*".into(), "/usr/bin/*".into()],
+        env_allow: vec!["A".into()],
+        ..NodePolicy::default()
+    };
+    let off = NodePolicy {
+        system_run: false,
+        ..NodePolicy::default()
+    };
+    let mut clean = plan(&["rm", "-rf", "/"], None);
+    clean.env.retain(|(k, _)| k == "A");
+    assert!(check_policy(&open, "n", &clean).is_ok());
+    let mut py = plan(&["python3", "t.py"], Some("/srv/lab/x"));
+    py.env.retain(|(k, _)| k == "A");
+    assert!(check_policy(&strict, "n", &py).is_ok());
+    let e = check_policy(&strict, "n", &plan(&["bash"], Some("/srv/lab"))).unwrap_err();
+    assert!(e.contains("does not allow the command"), "{e}");
+    // A loader variable from the gateway is refused on the node too,
+    // even with env_allow = ["*"].
+    let e = check_policy(&open, "n", &plan(&["python3"], None)).unwrap_err();
+    assert!(
+        e.contains("LD_PRELOAD") && e.contains("refused by policy"),
+        "{e}"
+    );
+    // So is a GPU-stack loader.
+    let mut cuda = plan(&["python3"], None);
+    cuda.env = vec![("CUDA_INJECTION64_PATH".into(), "/tmp/x.so".into())];
+    let e = check_policy(&open, "n", &cuda).unwrap_err();
+    assert!(
+        e.contains("CUDA_INJECTION64_PATH") && e.contains("refused by policy"),
+        "{e}"
+    );
+    let e = check_policy(&off, "n", &plan(&["true"], None)).unwrap_err();
+    assert!(e.contains("system.run is disabled"), "{e}");
+}
+
+#[test]
+fn cwds_are_whole_component_prefixes() {
+    let allowed = vec!["/srv/lab".to_string()];
+    let p = std::path::Path::new;
+    assert!(cwd_allowed(&allowed, p("/srv/lab")));
+    assert!(cwd_allowed(&allowed, p("/srv/lab/exp42")));
+    assert!(!cwd_allowed(&allowed, p("/srv/lab-evil")));
+    assert!(!cwd_allowed(&allowed, p("/srv")));
+    assert!(!cwd_allowed(&allowed, p("/etc")));
+    assert!(cwd_allowed(&[], p("/etc")));
+}
+
+#[test]
+fn env_is_clean_and_identity_wins() {
+    let user = crate::jail::JobUser {
+        name: "lab".into(),
+        uid: 1000,
+        gid: 1000,
+        home: "/home/lab".into(),
+    };
+    let mut pl = plan(&["x"], None);
+    pl.env
+        .push(("CUDA_VISIBLE_DEVICES".into(), "0,1,2,3".into()));
+    pl.env
+        .push(("CUDA_DEVICE_ORDER".into(), "FASTEST_FIRST".into()));
+    let env = job_env(&pl, "worker-gpu-01", &[0, 2], &user, "lab", "/usr/bin:/bin");
+    assert!(env.iter().all(|(k, _)| k != "LD_PRELOAD"));
+    assert!(env.contains(&("A".into(), "1".into())));
+    assert!(env.contains(&("HOME".into(), "/home/lab".into())));
+    assert!(env.contains(&("PATH".into(), "/usr/bin:/bin".into())));
+    assert!(env.contains(&("OPENCLAW_JOB_ID".into(), "7".into())));
+    assert!(env.contains(&("OPENCLAW_NODE".into(), "worker-gpu-01".into())));
+    assert!(env.contains(&("USER".into(), "lab".into())));
+    assert!(env.contains(&("LOGNAME".into(), "lab".into())));
+    assert!(env.contains(&("TMPDIR".into(), "/tmp".into())));
+    let cuda: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k == "CUDA_VISIBLE_DEVICES")
+        .collect();
+    assert_eq!(
+        cuda,
+        vec![&("CUDA_VISIBLE_DEVICES".to_string(), "0,2".to_string())]
+    );
+    // GPU indices are read in NVML's (PCI bus) order, whatever the plan says.
+    let order: Vec<_> = env
+        .iter()
+        .filter(|(k, _)| k == "CUDA_DEVICE_ORDER")
+        .collect();
+    assert_eq!(
+        order,
+        vec![&("CUDA_DEVICE_ORDER".to_string(), "PCI_BUS_ID".to_string())]
+    );
+    // A job with no GPUs sees none.
+    let env = job_env(&plan(&["x"], None), "n", &[], &user, "lab", "/bin");
+    assert!(env.contains(&("CUDA_VISIBLE_DEVICES".into(), String::new())));
+}
+
+#[test]
+fn a_job_uid_is_its_own_login_name() {
+    let user = crate::jail::JobUser {
+        name: "nobody".into(),
+        uid: 65534,
+        gid: 65534,
+        home: "/nonexistent".into(),
+    };
+    assert_eq!(login_name(&user, false), "nobody");
+    // A uid of job_uids names no account: USER is the uid, so two jobs
+    // never share /tmp/torchinductor_$USER and the like.
+    let own = user.with_uid(61003, "/var/lib/openclaw/jobs-n-1/job-3");
+    assert_eq!(login_name(&own, true), "61003");
+    assert_ne!(
+        login_name(&user.with_uid(61000, "/x"), true),
+        login_name(&own, true)
+    );
+}
+
+#[test]
+fn gpus_are_never_shared() {
+    let pool = GpuPool::new(2);
+    let a = pool.take(1, 9).unwrap();
+    let b = pool.take(1, 9).unwrap();
+    assert_ne!(a.ids, b.ids);
+    assert_eq!(pool.holders().len(), 2);
+    assert!(pool.take(1, 9).is_none());
+    drop(a);
+    let c = pool.take(1, 9).unwrap();
+    assert_eq!(c.ids, vec![0]);
+    assert!(pool.take(2, 9).is_none());
+    assert_eq!(pool.take(0, 9).unwrap().ids, Vec::<u32>::new());
+}
+
+#[test]
+fn a_full_spool_waits_for_an_attached_gateway_and_spills_otherwise() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job::new(plan(&["true"], None), dir.path());
+        let mb = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+        for _ in 0..crate::spool::MEM_CAP >> 20 {
+            job.push(OutStream::Stdout, mb.clone()).await.unwrap();
+        }
+        let spill = dir.path().join(format!("{}.stdout", job.plan.job_id));
+        // Attached and acking: the next write waits, nothing spills.
+        job.set_attached(true);
+        let pushed = tokio::time::timeout(
+            Duration::from_millis(200),
+            job.push(OutStream::Stdout, mb.clone()),
+        )
+        .await;
+        assert!(pushed.is_err(), "it waited for an ack");
+        assert!(!spill.exists(), "and did not spill");
+        // An ack frees memory: the write goes on, still in memory.
+        job.with(|j| {
+            j.out[0].ack(1 << 20);
+            j.last_ack = Instant::now();
+        });
+        job.changed.notify_waiters();
+        job.push(OutStream::Stdout, mb.clone()).await.unwrap();
+        assert!(!spill.exists());
+        // A gateway that stopped acking: the job spills rather than block.
+        job.with(|j| j.last_ack = Instant::now() - SPILL_AFTER_STALL);
+        job.push(OutStream::Stdout, mb.clone()).await.unwrap();
+        assert!(spill.exists(), "spilled after the stall");
+        // Detached: it spills at once.
+        job.set_attached(false);
+        job.push(OutStream::Stdout, mb.clone()).await.unwrap();
+        assert_eq!(
+            job.with(|j| j.out[0].total()),
+            (crate::spool::MEM_CAP >> 20) * (1 << 20) + 3 * (1 << 20)
+        );
+    });
+}
