@@ -315,24 +315,7 @@ mod tests {
     }
 
     fn node(state: NodeState, fp: &str) -> NodeRow {
-        NodeRow {
-            name: "n".into(),
-            state,
-            labels: vec![],
-            fingerprint: fp.into(),
-            spki: vec![],
-            request_id: "r".into(),
-            requested_at: 0,
-            request_addr: String::new(),
-            token_id: String::new(),
-            cert_der: None,
-            cert_serial: None,
-            cert_not_after: None,
-            last_seen: None,
-            last_addr: None,
-            proposed_labels: vec![],
-            max_gpus: None,
-        }
+        NodeRow::for_test("n", state, fp, 0)
     }
 
     #[test]

@@ -15,24 +15,8 @@ fn spec() -> JobSpec {
 
 #[test]
 fn a_job_goes_only_to_the_key_it_was_planned_for() {
-    let node = |state, fp: &str, requested_at| NodeRow {
-        name: "train-01".into(),
-        state,
-        labels: vec![],
-        fingerprint: fp.into(),
-        spki: vec![],
-        request_id: "r".into(),
-        requested_at,
-        request_addr: String::new(),
-        token_id: String::new(),
-        cert_der: None,
-        cert_serial: None,
-        cert_not_after: None,
-        last_seen: None,
-        last_addr: None,
-        proposed_labels: vec![],
-        max_gpus: None,
-    };
+    let node =
+        |state, fp: &str, requested_at| NodeRow::for_test("train-01", state, fp, requested_at);
     let job = |key: Option<&str>| {
         let mut j = JobRow::fresh(
             JobState::Starting,

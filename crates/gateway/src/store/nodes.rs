@@ -42,6 +42,32 @@ pub struct NodeRow {
     pub last_addr: Option<String>,
 }
 
+#[cfg(test)]
+impl NodeRow {
+    /// A row for tests: `name` in `state` with key `fingerprint`, asked for
+    /// at `requested_at`, nothing else set.
+    pub fn for_test(name: &str, state: NodeState, fingerprint: &str, requested_at: u64) -> NodeRow {
+        NodeRow {
+            name: name.into(),
+            state,
+            labels: vec![],
+            fingerprint: fingerprint.into(),
+            spki: vec![],
+            request_id: format!("req-{name}"),
+            requested_at,
+            request_addr: String::new(),
+            token_id: String::new(),
+            cert_der: None,
+            cert_serial: None,
+            cert_not_after: None,
+            last_seen: None,
+            last_addr: None,
+            proposed_labels: vec![],
+            max_gpus: None,
+        }
+    }
+}
+
 const NODE_COLUMNS: &str = "name, state, labels, fingerprint, spki, request_id, requested_at, request_addr, \
      token_id, cert_der, cert_serial, cert_not_after, last_seen, last_addr, proposed_labels, max_gpus";
 

@@ -5,22 +5,11 @@ use std::time::Duration;
 
 fn node(name: &str) -> NodeRow {
     NodeRow {
-        name: name.into(),
-        state: NodeState::Pending,
         labels: vec!["gpu".into()],
-        fingerprint: "SHA256:x".into(),
         spki: vec![1, 2, 3],
-        request_id: format!("req-{name}"),
-        requested_at: 100,
         request_addr: "127.0.0.1:1".into(),
         token_id: "abcdef".into(),
-        cert_der: None,
-        cert_serial: None,
-        cert_not_after: None,
-        last_seen: None,
-        last_addr: None,
-        proposed_labels: vec![],
-        max_gpus: None,
+        ..NodeRow::for_test(name, NodeState::Pending, "SHA256:x", 100)
     }
 }
 
