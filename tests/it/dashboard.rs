@@ -6,10 +6,12 @@
 //! that grows, a running job's page that settles under
 //! `--virtual-time-budget`, an approval and an enrollment (confirming
 //! labels and GPUs) made in the page, a logout, and the token, Host and
-//! CSRF checks; and, as a plain HTTP client, a local process without the
-//! token trying every route. Screenshots of each page go to
-//! target/dashboard/. The browser test skips (SKIPPED, not passed) without
-//! chromium and chromium-driver.
+//! CSRF checks; as a plain HTTP client, a local process without the
+//! token trying every route; and a server on another loopback port that
+//! the logged-in browser visits, which gets no cookie (the dashboard lives
+//! under a random base path, and its cookie is scoped to it). Screenshots
+//! of each page go to target/dashboard/. The browser tests skip (SKIPPED,
+//! not passed) without chromium and chromium-driver.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read as _, Write as _};
