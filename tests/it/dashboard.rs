@@ -6,10 +6,12 @@
 //! that grows, a running job's page that settles under
 //! `--virtual-time-budget`, an approval and an enrollment (confirming
 //! labels and GPUs) made in the page, a logout, and the token, Host and
-//! CSRF checks; and, as a plain HTTP client, a local process without the
-//! token trying every route. Screenshots of each page go to
-//! target/dashboard/. The browser test skips (SKIPPED, not passed) without
-//! chromium and chromium-driver.
+//! CSRF checks; as a plain HTTP client, a local process without the
+//! token trying every route; and a server on another loopback port that
+//! the logged-in browser visits, which gets no cookie (the dashboard lives
+//! under a random base path, and its cookie is scoped to it). Screenshots
+//! of each page go to target/dashboard/. The browser tests skip (SKIPPED,
+//! not passed) without chromium and chromium-driver.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read as _, Write as _};
@@ -28,7 +30,9 @@ fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard")
 }
 
-/// Starts a dashboard on the gateway's admin home; returns it and its URL.
+/// Starts a dashboard on the gateway's admin home; returns it and its URL,
+/// its base path included but without the last slash
+/// (`http://127.0.0.1:PORT/d-…`), so that `{url}/jobs` is a page.
 fn dashboard(lab: &mut Lab, extra: &[&str]) -> (Proc, String) {
     let gw = lab.gw_home.clone();
     let mut args = vec!["dashboard"];
@@ -59,9 +63,33 @@ fn printed_token(p: &Proc, url: &str) -> String {
     })
 }
 
-/// One raw HTTP/1.1 request; returns the whole response.
+/// `HOST:PORT` of a URL.
+fn authority(url: &str) -> &str {
+    let rest = url.trim_start_matches("http://");
+    rest.split('/').next().unwrap()
+}
+
+/// `http://HOST:PORT` of a URL: what a page of it sends as Origin.
+fn origin(url: &str) -> String {
+    format!("http://{}", authority(url))
+}
+
+/// The path of a dashboard URL without its last slash: the base path
+/// (`/d-…`), so that `{base}/jobs` is a page.
+fn base(url: &str) -> &str {
+    let rest = url.trim_start_matches("http://");
+    let path = &rest[authority(url).len()..];
+    assert!(
+        path.starts_with("/d-") && path.len() > 20,
+        "no base in {url}"
+    );
+    path.trim_end_matches('/')
+}
+
+/// One raw HTTP/1.1 request to the host of `url`; returns the whole
+/// response.
 fn raw(url: &str, request_head: &str) -> String {
-    let addr = url.trim_start_matches("http://");
+    let addr = authority(url);
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(s, "{request_head}Connection: close\r\n\r\n").unwrap();
     let mut out = String::new();
@@ -105,7 +133,7 @@ fn header(resp: &str, name: &str) -> Option<String> {
 fn bearer_proxy(url: &str, token: &str) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let proxy = format!("http://{}", listener.local_addr().unwrap());
-    let dash = url.trim_start_matches("http://").to_string();
+    let dash = authority(url).to_string();
     let token = token.to_string();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -209,10 +237,10 @@ fn dump_dom_settled(chrome: &Path, url: &str, bound: Duration) -> (String, Durat
 /// Logs in through the form as a browser would (Host and Origin of the
 /// dashboard); returns the `Cookie` header value to send after.
 fn login(url: &str, token: &str) -> String {
-    let host = url.trim_start_matches("http://");
+    let (host, origin, base) = (authority(url), origin(url), base(url));
     let resp = raw_form(
         url,
-        &format!("POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: {url}\r\n"),
+        &format!("POST {base}/login HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n"),
         &format!("token={token}"),
     );
     assert_eq!(status(&resp), 303, "{resp}");
@@ -260,12 +288,12 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     );
     b.screenshot(&shots().join("login.png"));
     b.type_text("#token", "not-the-token-at-all");
-    b.click("form[action='/login'] button");
+    b.click("form[action='login'] button");
     b.wait_text("a refused login", T, |t| {
         t.contains("not this dashboard's token")
     });
     b.type_text("#token", &token);
-    b.click("form[action='/login'] button");
+    b.click("form[action='login'] button");
 
     // The named job holding a GPU, printing for a while.
     let job = lab.detach(&["--job", "ticker"]);
@@ -318,7 +346,7 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
         "a heartbeat a moment ago: {page}"
     );
     b.screenshot(&shots().join("nodes.png"));
-    b.click("a[href='/nodes/lab-gpu-02']");
+    b.click("a[href='nodes/lab-gpu-02']");
     let page = b.wait_text("a node's page", T, |t| {
         t.contains("Node lab-gpu-02") && t.contains(&format!("held by job {job}"))
     });
@@ -340,7 +368,7 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     let proxy = bearer_proxy(&url, &token);
     let (dom, took) = dump_dom_settled(
         &chrome,
-        &format!("{proxy}/jobs/{job}"),
+        &format!("{proxy}{}/jobs/{job}", base(&url)),
         Duration::from_secs(60),
     );
     assert_eq!(
@@ -432,10 +460,12 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
 
     // The log stream resumes from the offsets in Last-Event-ID
     // (STDOUT:STDERR): after the 7 bytes of "tick-0\n" comes "tick-1".
-    let host = url.trim_start_matches("http://").to_string();
+    let (host, b_) = (authority(&url).to_string(), base(&url).to_string());
     let resumed = raw(
         &url,
-        &format!("GET /jobs/{job}/log HTTP/1.1\r\nHost: {host}\r\n{bearer}Last-Event-ID: 7:0\r\n"),
+        &format!(
+            "GET {b_}/jobs/{job}/log HTTP/1.1\r\nHost: {host}\r\n{bearer}Last-Event-ID: 7:0\r\n"
+        ),
     );
     let first = resumed
         .lines()
@@ -489,7 +519,7 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
         "id,state,node,command,GPUs,requester,exit,created,started,duration"
     );
     let row = b.eval(&format!(
-        "return Array.from(document.querySelector('a[href=\"/jobs/{job}\"]').closest('tr').cells).map(c => c.textContent).join('|');"
+        "return Array.from(document.querySelector('a[href=\"jobs/{job}\"]').closest('tr').cells).map(c => c.textContent).join('|');"
     ));
     let cells: Vec<&str> = row.as_str().unwrap().split('|').collect();
     assert_eq!(cells[4], "1", "{cells:?}");
@@ -558,13 +588,16 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     let page = b.wait_text("the pending request", T, |t| t.contains("worker-new"));
     assert!(page.contains("confirm fast-disk"), "{page}");
     // The overview says a request waits, apart from node health.
-    let overview = raw(&url, &format!("GET / HTTP/1.1\r\nHost: {host}\r\n{bearer}"));
+    let overview = raw(
+        &url,
+        &format!("GET {b_}/ HTTP/1.1\r\nHost: {host}\r\n{bearer}"),
+    );
     assert!(
         overview.contains("1 enrollment request waiting"),
         "{overview}"
     );
     assert!(overview.contains("2 nodes</a> by health"), "{overview}");
-    let form = "form[action='/nodes/worker-new/approve']";
+    let form = "form[action='nodes/worker-new/approve']";
     assert_eq!(
         b.eval(&format!(
             "return document.querySelector(\"{form} input[name=labels]\").value;"
@@ -601,28 +634,43 @@ fn the_dashboard_shows_gpus_live_logs_and_takes_approvals_in_a_browser() {
     let forged = raw_form(
         &url,
         &format!(
-            "POST /jobs/{job}/cancel HTTP/1.1\r\nHost: {host}\r\n{bearer}Origin: http://evil.example\r\n"
+            "POST {b_}/jobs/{job}/cancel HTTP/1.1\r\nHost: {host}\r\n{bearer}Origin: http://evil.example\r\n"
         ),
         "csrf=nope",
     );
     assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
     let no_csrf = raw_form(
         &url,
-        &format!("POST /jobs/{job}/cancel HTTP/1.1\r\nHost: {host}\r\n{bearer}Origin: {url}\r\n"),
+        &format!(
+            "POST {b_}/jobs/{job}/cancel HTTP/1.1\r\nHost: {host}\r\n{bearer}Origin: {}\r\n",
+            origin(&url)
+        ),
         "csrf=nope",
     );
     assert!(no_csrf.starts_with("HTTP/1.1 403"), "{no_csrf}");
-    let rebound = raw(&url, "GET / HTTP/1.1\r\nHost: evil.example\r\n");
+    let rebound = raw(
+        &url,
+        &format!("GET {b_}/ HTTP/1.1\r\nHost: evil.example\r\n"),
+    );
     assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(
+        !rebound.contains(&b_),
+        "a rebound page never reads the base: {rebound}"
+    );
 
     // Logging out ends the session: the next page is the login form.
     b.goto(&format!("{url}/gpus"));
     b.wait_text("the GPU page", T, |t| t.contains("GPUs on this page"));
-    b.click("form[action='/logout'] button");
+    b.click("form[action='logout'] button");
     b.wait_text("the login form after logout", T, |t| t.contains("Log in"));
     b.goto(&format!("{url}/jobs"));
     let page = b.wait_text("the login form", T, |t| t.contains("Log in"));
-    assert!(!page.contains(&format!("{job}")), "{page}");
+    // No job data (the login page's own text has digits: no id check).
+    assert!(
+        !page.contains("while [ $i") && !page.contains("lab-gpu-02"),
+        "{page}"
+    );
+    assert!(!page.contains("exit 3") && !page.contains("echo"), "{page}");
 }
 
 #[test]
@@ -655,8 +703,9 @@ fn off_loopback_the_dashboard_needs_its_token_file() {
         &mut lab,
         &["--listen", "0.0.0.0:0", "--auth-token-file", path],
     );
-    let port = url.rsplit(':').next().unwrap().to_string();
-    let local = format!("http://127.0.0.1:{port}");
+    let port = authority(&url).rsplit(':').next().unwrap().to_string();
+    let b_ = base(&url).to_string();
+    let local = format!("http://127.0.0.1:{port}{b_}");
     // It says where the token is, and does not print it.
     let said = wait_until(T, "the login line", || {
         let err = std::fs::read_to_string(&d.stderr_path).ok()?;
@@ -665,25 +714,33 @@ fn off_loopback_the_dashboard_needs_its_token_file() {
             .map(str::to_string)
     });
     assert!(said.contains(path) && !said.contains(secret), "{said}");
+    assert!(said.contains(&format!("{b_}/login")), "{said}");
     let host = format!("Host: 127.0.0.1:{port}\r\n");
-    let none = raw(&local, &format!("GET / HTTP/1.1\r\n{host}"));
+    let none = raw(&local, &format!("GET {b_}/ HTTP/1.1\r\n{host}"));
     assert!(none.starts_with("HTTP/1.1 401"), "{none}");
-    assert!(none.contains("action=\"/login\""), "{none}");
+    assert!(none.contains("action=\"login\""), "{none}");
+    assert!(none.contains(&format!("<base href=\"{b_}/\">")), "{none}");
     assert!(!none.contains("login?token"), "{none}");
     let wrong = raw(
         &local,
-        &format!("GET /gpus HTTP/1.1\r\n{host}Authorization: Bearer wrong-token-123456\r\n"),
+        &format!("GET {b_}/gpus HTTP/1.1\r\n{host}Authorization: Bearer wrong-token-123456\r\n"),
     );
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
     let right = raw(
         &local,
-        &format!("GET / HTTP/1.1\r\n{host}Authorization: Bearer {secret}\r\n"),
+        &format!("GET {b_}/ HTTP/1.1\r\n{host}Authorization: Bearer {secret}\r\n"),
     );
     assert!(right.starts_with("HTTP/1.1 200"), "{right}");
+    // The token, without the base path: nothing.
+    let outside = raw(
+        &local,
+        &format!("GET / HTTP/1.1\r\n{host}Authorization: Bearer {secret}\r\n"),
+    );
+    assert!(outside.starts_with("HTTP/1.1 404"), "{outside}");
     // The token in a URL does nothing.
     let by_url = raw(
         &local,
-        &format!("GET /login?token={secret} HTTP/1.1\r\n{host}"),
+        &format!("GET {b_}/login?token={secret} HTTP/1.1\r\n{host}"),
     );
     assert!(header(&by_url, "set-cookie").is_none(), "{by_url}");
     let cookie = login(&local, secret);
@@ -693,7 +750,7 @@ fn off_loopback_the_dashboard_needs_its_token_file() {
     );
     let with_cookie = raw(
         &local,
-        &format!("GET /jobs HTTP/1.1\r\n{host}Cookie: {cookie}\r\n"),
+        &format!("GET {b_}/jobs HTTP/1.1\r\n{host}Cookie: {cookie}\r\n"),
     );
     assert!(with_cookie.starts_with("HTTP/1.1 200"), "{with_cookie}");
 }
@@ -750,10 +807,14 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     .fails_with(75, "pending");
 
     let (d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
-    let host = url.trim_start_matches("http://").to_string();
+    let host = authority(&url).to_string();
     let port = host.rsplit(':').next().unwrap().to_string();
+    // The base path: this process is assumed to know it (it is no secret;
+    // another user's server on another port never learns it, and the
+    // cookie test below covers that).
+    let b_ = base(&url).to_string();
     // What a local process sends: the right Host and Origin, no secret.
-    let hdrs = format!("Host: {host}\r\nOrigin: {url}\r\n");
+    let hdrs = format!("Host: {host}\r\nOrigin: {}\r\n", origin(&url));
     let fingerprint = lab.node("worker-new").unwrap()["fingerprint"]
         .as_str()
         .unwrap()
@@ -805,7 +866,10 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
         for path in &gets {
             for extra in extras {
                 for method in ["GET", "HEAD"] {
-                    let resp = raw(&url, &format!("{method} {path} HTTP/1.1\r\n{hdrs}{extra}"));
+                    let resp = raw(
+                        &url,
+                        &format!("{method} {b_}{path} HTTP/1.1\r\n{hdrs}{extra}"),
+                    );
                     assert_eq!(status(&resp), 401, "{method} {path} {extra:?}: {resp}");
                     assert_eq!(reveals(&resp, secret), None, "{method} {path}: {resp}");
                     assert!(header(&resp, "set-cookie").is_none(), "{resp}");
@@ -843,7 +907,7 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
                 for extra in extras {
                     let resp = raw_form(
                         &url,
-                        &format!("{method} {path} HTTP/1.1\r\n{hdrs}{extra}"),
+                        &format!("{method} {b_}{path} HTTP/1.1\r\n{hdrs}{extra}"),
                         &body,
                     );
                     assert_eq!(status(&resp), 401, "{method} {path}: {resp}");
@@ -868,15 +932,15 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     post_all(&["POST"], &[&old_cookie, &token_cookie], &token);
     // The login page and the stylesheet are open, and reveal nothing.
     for path in ["/login", "/static/app.css"] {
-        let resp = raw(&url, &format!("GET {path} HTTP/1.1\r\n{hdrs}"));
+        let resp = raw(&url, &format!("GET {b_}{path} HTTP/1.1\r\n{hdrs}"));
         assert_eq!(status(&resp), 200, "{path}: {resp}");
         assert_eq!(reveals(&resp, &token), None, "{path}: {resp}");
     }
 
     // The token in a URL does not log in, by GET or by POST.
     for req in [
-        format!("GET /login?token={token} HTTP/1.1\r\n{hdrs}"),
-        format!("GET /?token={token} HTTP/1.1\r\n{hdrs}"),
+        format!("GET {b_}/login?token={token} HTTP/1.1\r\n{hdrs}"),
+        format!("GET {b_}/?token={token} HTTP/1.1\r\n{hdrs}"),
     ] {
         let resp = raw(&url, &req);
         assert!(header(&resp, "set-cookie").is_none(), "{req}: {resp}");
@@ -884,7 +948,7 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     }
     let resp = raw_form(
         &url,
-        &format!("POST /login?token={token} HTTP/1.1\r\n{hdrs}"),
+        &format!("POST {b_}/login?token={token} HTTP/1.1\r\n{hdrs}"),
         "token=wrong",
     );
     assert!(header(&resp, "set-cookie").is_none(), "{resp}");
@@ -894,17 +958,19 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     std::thread::scope(|s| {
         let guesses: Vec<_> = (0..3)
             .map(|i| {
-                let (url, hdrs) = (&url, &hdrs);
+                let (url, hdrs, b_) = (&url, &hdrs, &b_);
                 s.spawn(move || {
                     if i == 0 {
                         raw(
                             url,
-                            &format!("GET / HTTP/1.1\r\n{hdrs}Authorization: Bearer guess{i}\r\n"),
+                            &format!(
+                                "GET {b_}/ HTTP/1.1\r\n{hdrs}Authorization: Bearer guess{i}\r\n"
+                            ),
                         )
                     } else {
                         raw_form(
                             url,
-                            &format!("POST /login HTTP/1.1\r\n{hdrs}"),
+                            &format!("POST {b_}/login HTTP/1.1\r\n{hdrs}"),
                             &format!("token=0123456789abcdef0123456789abcde{i}"),
                         )
                     }
@@ -926,7 +992,7 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     for origin in ["Origin: http://evil.example\r\n", "Origin: null\r\n", ""] {
         let resp = raw_form(
             &url,
-            &format!("POST /login HTTP/1.1\r\nHost: {host}\r\n{origin}"),
+            &format!("POST {b_}/login HTTP/1.1\r\nHost: {host}\r\n{origin}"),
             &format!("token={token}"),
         );
         assert_eq!(status(&resp), 403, "{origin:?}: {resp}");
@@ -950,7 +1016,7 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     // the page's CSRF token, for changes.
     let resp = raw_form(
         &url,
-        &format!("POST /login HTTP/1.1\r\n{hdrs}"),
+        &format!("POST {b_}/login HTTP/1.1\r\n{hdrs}"),
         &format!("token={token}"),
     );
     assert_eq!(status(&resp), 303, "{resp}");
@@ -967,7 +1033,7 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     let cookie = format!("Cookie: {}\r\n", set.split(';').next().unwrap());
     let page = raw(
         &url,
-        &format!("GET /jobs/{held} HTTP/1.1\r\n{hdrs}{cookie}"),
+        &format!("GET {b_}/jobs/{held} HTTP/1.1\r\n{hdrs}{cookie}"),
     );
     assert_eq!(status(&page), 200, "{page}");
     let csrf = page
@@ -980,14 +1046,14 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     // still refused.
     let no_csrf = raw_form(
         &url,
-        &format!("POST /jobs/{held}/approve HTTP/1.1\r\n{hdrs}{cookie}"),
+        &format!("POST {b_}/jobs/{held}/approve HTTP/1.1\r\n{hdrs}{cookie}"),
         &body,
     );
     assert_eq!(status(&no_csrf), 403, "{no_csrf}");
     let elsewhere = raw_form(
         &url,
         &format!(
-            "POST /jobs/{held}/approve HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\n{cookie}"
+            "POST {b_}/jobs/{held}/approve HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\n{cookie}"
         ),
         &format!("csrf={csrf}&plan_digest={digest}"),
     );
@@ -995,7 +1061,7 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     assert_eq!(lab.job(held)["state"], "awaiting-approval");
     let approved = raw_form(
         &url,
-        &format!("POST /jobs/{held}/approve HTTP/1.1\r\n{hdrs}{cookie}"),
+        &format!("POST {b_}/jobs/{held}/approve HTTP/1.1\r\n{hdrs}{cookie}"),
         &format!("csrf={csrf}&plan_digest={digest}"),
     );
     assert_eq!(status(&approved), 303, "{approved}");
@@ -1004,13 +1070,206 @@ fn attack_a_local_process_without_the_token_cannot_drive_the_dashboard() {
     // Logging out ends the session on the server, not only in the browser.
     let out = raw_form(
         &url,
-        &format!("POST /logout HTTP/1.1\r\n{hdrs}{cookie}"),
+        &format!("POST {b_}/logout HTTP/1.1\r\n{hdrs}{cookie}"),
         &format!("csrf={csrf}"),
     );
     assert_eq!(status(&out), 303, "{out}");
-    assert_eq!(header(&out, "location").as_deref(), Some("/login"));
-    let after = raw(&url, &format!("GET / HTTP/1.1\r\n{hdrs}{cookie}"));
+    assert_eq!(
+        header(&out, "location"),
+        Some(format!("{b_}/login")),
+        "{out}"
+    );
+    let after = raw(&url, &format!("GET {b_}/ HTTP/1.1\r\n{hdrs}{cookie}"));
     assert_eq!(status(&after), 401, "{after}");
+}
+
+/// A stand-in for another user's web server on another loopback port: it
+/// answers every request with a small page and keeps every request head it
+/// got. Returns its URL and the heads.
+fn other_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = heads.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if conn.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            kept.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head).to_string());
+            let body = "<!doctype html><title>elsewhere</title><p>another server</p>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, heads)
+}
+
+/// Issue 20, second review, attack A: browsers keep cookies apart by host,
+/// not by port, so a session cookie with `Path=/` for 127.0.0.1 went to
+/// every server on 127.0.0.1 the admin opened, another user's included,
+/// and that user replayed it as admin. Now the dashboard lives under a
+/// random base path, and its cookie is scoped to it. After a login in
+/// headless Chromium, the browser visits a server on another loopback
+/// port (and follows a link to it from a dashboard page): that server gets
+/// no dashboard cookie and no Referer naming the base, while the browser
+/// is still logged in to the dashboard. A valid session cookie replayed by
+/// a plain client outside the base gets a bare 404 on every route, and
+/// inside it from the other server's origin a 403.
+#[test]
+fn attack_a_cookie_sent_to_another_port_on_the_same_host_gets_nothing() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let (_h, _n) = lab.node_up("worker-01", "cpu", 0);
+    let (d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let token = printed_token(&d, &url);
+    let (host, b_) = (authority(&url).to_string(), base(&url).to_string());
+    let port = host.rsplit(':').next().unwrap().to_string();
+    let cookie_name = format!("openclaw_dashboard_{port}");
+    let (evil, heads) = other_server();
+
+    // A session cookie, replayed by a plain client (as the other user
+    // did with the stolen one): it works under the base...
+    let cookie = login(&url, &token);
+    let hdrs = format!(
+        "Host: {host}\r\nOrigin: {}\r\nCookie: {cookie}\r\n",
+        origin(&url)
+    );
+    let page = raw(&url, &format!("GET {b_}/nodes HTTP/1.1\r\n{hdrs}"));
+    assert_eq!(status(&page), 200, "{page}");
+    assert!(page.contains("worker-01"), "{page}");
+    let csrf = page
+        .split("<meta name=\"csrf\" content=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    // ...and nowhere else: every route without the base, and near misses
+    // of the base, are a bare 404 that names nothing.
+    let lower = b_.to_lowercase();
+    let near = [
+        "/".to_string(),
+        "/login".into(),
+        "/nodes".into(),
+        "/jobs".into(),
+        "/gpus".into(),
+        "/enrollments".into(),
+        "/static/app.js".into(),
+        "/static/app.css".into(),
+        "/jobs/1/log".into(),
+        b_.clone(),
+        format!("{}/", &b_[..b_.len() - 1]),
+        format!("{b_}x/"),
+        format!("{}/", b_.to_uppercase()),
+        format!("/%64{}/", &lower[2..]),
+        format!("/d-{}/", "a".repeat(24)),
+    ];
+    for path in &near {
+        for method in ["GET", "HEAD"] {
+            let resp = raw(&url, &format!("{method} {path} HTTP/1.1\r\n{hdrs}"));
+            assert_eq!(status(&resp), 404, "{method} {path}: {resp}");
+            assert!(!resp.contains(&b_[1..]), "{method} {path}: {resp}");
+            assert!(!resp.contains("csrf"), "{method} {path}: {resp}");
+            assert!(header(&resp, "set-cookie").is_none(), "{resp}");
+        }
+    }
+    for path in [
+        "/nodes/worker-01/revoke",
+        "/jobs/1/cancel",
+        "/logout",
+        "/login",
+    ] {
+        let resp = raw_form(
+            &url,
+            &format!("POST {path} HTTP/1.1\r\n{hdrs}"),
+            &format!("csrf={csrf}&token={token}"),
+        );
+        assert_eq!(status(&resp), 404, "POST {path}: {resp}");
+        assert!(!resp.contains(&b_[1..]), "POST {path}: {resp}");
+    }
+    // Under the base, from a page of the other server (same site, as ports
+    // do not count: SameSite would let the cookie through), a change is
+    // refused by its Origin.
+    let resp = raw_form(
+        &url,
+        &format!(
+            "POST {b_}/nodes/worker-01/revoke HTTP/1.1\r\nHost: {host}\r\nOrigin: {evil}\r\nCookie: {cookie}\r\n"
+        ),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(status(&resp), 403, "{resp}");
+    assert_eq!(lab.node("worker-01").unwrap()["connection"], "connected");
+
+    // In a browser: log in through the form, then open the other server.
+    let Some((chrome, driver)) = browser_tools() else {
+        eprintln!(
+            "SKIPPED: the browser half needs chromium and chromium-driver \
+             (apt-get install chromium chromium-driver); the replay half ran"
+        );
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let b = Browser::start(&chrome, &driver, profile.path());
+    b.goto(&format!("{url}/"));
+    b.wait_text("the login form", T, |t| t.contains("Log in"));
+    b.type_text("#token", &token);
+    b.click("form[action='login'] button");
+    b.wait_text("the overview", T, |t| t.contains("Jobs now"));
+    // What the admin might open next: the other server's pages, typed in,
+    // and a link followed from a dashboard page.
+    for path in ["/", "/login", "/nodes", "/d-guess/"] {
+        b.goto(&format!("{evil}{path}"));
+        b.wait_text("the other server's page", T, |t| {
+            t.contains("another server")
+        });
+    }
+    b.goto(&format!("{url}/nodes"));
+    b.wait_text("the node list", T, |t| t.contains("worker-01"));
+    b.eval(&format!(
+        "const a = document.createElement('a'); a.id = 'away'; a.href = '{evil}/followed'; \
+         a.textContent = 'away'; document.body.appendChild(a); return true;"
+    ));
+    b.click("#away");
+    b.wait_text("the followed link", T, |t| t.contains("another server"));
+    let got = heads.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|h| h.starts_with("GET /followed ")),
+        "the other server saw the visits: {got:?}"
+    );
+    for h in &got {
+        assert!(
+            !h.contains(&cookie_name) && !h.contains("openclaw_dashboard"),
+            "the other server got the dashboard's cookie: {h}"
+        );
+        assert!(
+            !h.contains(&b_[1..]),
+            "the other server learnt the base: {h}"
+        );
+    }
+    // The browser still holds its session: it just was not sent there.
+    b.goto(&format!("{url}/nodes"));
+    let page = b.wait_text("the node list, still logged in", T, |t| {
+        t.contains("worker-01") || t.contains("Log in")
+    });
+    assert!(
+        page.contains("worker-01") && !page.contains("Log in"),
+        "{page}"
+    );
+    eprintln!(
+        "the other server got {} requests from the logged-in browser, none with the cookie",
+        got.len()
+    );
 }
 
 /// 1,000 nodes with 2 simulated GPUs each: the pages stay paged (50 nodes,
@@ -1052,11 +1311,13 @@ fn the_dashboard_pages_a_thousand_gpu_nodes() {
     .unwrap();
     let (d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
     let token = printed_token(&d, &url);
-    let host = url.trim_start_matches("http://").to_string();
+    let (host, b_) = (authority(&url).to_string(), base(&url).to_string());
     let get = |path: &str| {
         raw(
             &url,
-            &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"),
+            &format!(
+                "GET {b_}{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            ),
         )
     };
 
@@ -1082,7 +1343,7 @@ fn the_dashboard_pages_a_thousand_gpu_nodes() {
                 seen.push(name.to_string());
             }
         }
-        match page.split("href=\"/gpus?after=").nth(1) {
+        match page.split("href=\"gpus?after=").nth(1) {
             Some(rest) => path = format!("/gpus?after={}", rest.split('"').next().unwrap()),
             None => break,
         }
@@ -1101,7 +1362,7 @@ fn the_dashboard_pages_a_thousand_gpu_nodes() {
         let rows = page.matches("<tr><td class=\"node\">").count();
         assert!(rows <= 50, "{path}: {rows} rows on one page");
         for chunk in page
-            .split("<tr><td class=\"node\"><a href=\"/nodes/")
+            .split("<tr><td class=\"node\"><a href=\"nodes/")
             .skip(1)
         {
             listed.push(chunk.split('"').next().unwrap().to_string());
@@ -1111,7 +1372,7 @@ fn the_dashboard_pages_a_thousand_gpu_nodes() {
             rows,
             "{path}"
         );
-        match page.split("href=\"/nodes?after=").nth(1) {
+        match page.split("href=\"nodes?after=").nth(1) {
             Some(rest) => path = format!("/nodes?after={}", rest.split('"').next().unwrap()),
             None => break,
         }

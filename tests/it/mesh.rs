@@ -588,6 +588,20 @@ fn lab_command_brings_up_two_connected_nodes() {
         )),
         "{stdout}"
     );
+    // Its address has the base path it lives under, new at each start,
+    // and the login line names the same one.
+    let url = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("== dashboard at "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/d-") && url.ends_with('/'),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("   log in at {url}login with the token in ")),
+        "{stdout}"
+    );
     assert!(
         !dir.path().join("lab").exists(),
         "the lab removes its homes unless --keep"

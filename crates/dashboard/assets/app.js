@@ -29,11 +29,13 @@
 // sends what is stored and ends; for a running job it ends with a "more"
 // event, and the EventSource asks again a second later (its "retry").
 // Started after the load event, so the document's load never waits on it.
+// The URL is relative: the page's <base> puts it under the dashboard's
+// base path.
 function followLog() {
   const pre = document.getElementById("log");
   if (!pre) return;
   const status = document.getElementById("log-status");
-  const src = new EventSource("/jobs/" + pre.dataset.job + "/log");
+  const src = new EventSource("jobs/" + pre.dataset.job + "/log");
   // The server ended a response on purpose; the reconnect is the next poll.
   let polling = false;
   const add = (text, cls) => {

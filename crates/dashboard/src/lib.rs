@@ -12,12 +12,22 @@
 //! * A token: random (128 bits from the OS) at each start, returned by
 //!   [`Dashboard::token`] for the caller to print, or read from
 //!   `--auth-token-file`. Loopback only unless a token file is given.
-//! * The token is exchanged once, through the login form (`POST /login`,
+//! * Every route lives under a random base path chosen at each start
+//!   (`/d-…/`, [`guard::Base`]; [`Dashboard::url`] has it), and anything
+//!   outside it is a plain 404. The base is not a secret like the token
+//!   (it is in the address bar and the history); it scopes the session
+//!   cookie (`Path=/d-…/`), because browsers keep cookies apart by host,
+//!   not by port, and would otherwise send it to every other server on
+//!   127.0.0.1 the admin visits, another user's included. Pages are
+//!   relative to a `<base>` element, and their Referrer-Policy is
+//!   `same-origin`, so the base never reaches another origin in Referer.
+//! * The token is exchanged once, through the login form (`POST login`,
 //!   from this dashboard's origin), for a random session id in an
-//!   HttpOnly, SameSite=Strict cookie; never in a URL, where it would land
-//!   in history, logs and Referer. Scripts may send
+//!   HttpOnly, SameSite=Strict cookie scoped to the base; never in a URL,
+//!   where it would land in history, logs and Referer. Scripts may send
 //!   `Authorization: Bearer TOKEN` instead. Failed logins are slowed and
-//!   counted.
+//!   counted. A session ends after 30 minutes without a request and 12
+//!   hours after its login ([`guard::Lifetime`]).
 //! * Without it, only the login page and the stylesheet are served: no
 //!   page, data, log stream, script or CSRF token (401).
 //! * The Host header must name this dashboard (DNS rebinding), every POST
@@ -81,6 +91,9 @@ pub struct Options {
     /// The token to log in with (from `--auth-token-file`); `None`: a random
     /// one is made at start ([`Dashboard::token`]). Required off loopback.
     pub auth_token: Option<String>,
+    /// How long a login session lives: idle and in all
+    /// ([`guard::SESSION_IDLE`], [`guard::SESSION_MAX`] by default).
+    pub session: guard::Lifetime,
 }
 
 /// Sessions kept at once; a further login drops the oldest.
@@ -120,6 +133,10 @@ fn secret() -> Result<String, DashboardError> {
 
 struct App {
     gw: Gateway,
+    /// Where every route lives; outside it, a 404.
+    base: guard::Base,
+    /// How long sessions live.
+    life: guard::Lifetime,
     csrf: String,
     token: String,
     sessions: std::sync::Mutex<guard::Sessions>,
@@ -164,6 +181,7 @@ fn unix_now() -> u64 {
 /// A running dashboard.
 pub struct Dashboard {
     addr: SocketAddr,
+    base: guard::Base,
     token: String,
     task: tokio::task::JoinHandle<()>,
 }
@@ -180,9 +198,20 @@ impl Dashboard {
         &self.token
     }
 
-    /// Where to log in.
+    /// The dashboard's address: its base path on the bound address,
+    /// `http://127.0.0.1:7680/d-…/`.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.base)
+    }
+
+    /// The base path every route lives under, `/d-…/`: new at each start.
+    pub fn base(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// Where to log in: `http://127.0.0.1:7680/d-…/login`.
     pub fn login_url(&self) -> String {
-        format!("http://{}/login", self.addr)
+        format!("{}login", self.url())
     }
 
     /// Waits until it stops.
@@ -212,18 +241,26 @@ pub async fn start(
         Some(t) => t,
         None => secret()?,
     };
+    let base = guard::Base::random().map_err(|e| DashboardError::Options(e.to_string()))?;
     let app = Arc::new(App {
         gw: Gateway::new(home),
+        base: base.clone(),
+        life: opts.session,
         csrf: secret()?,
         token: token.clone(),
-        sessions: std::sync::Mutex::new(guard::Sessions::new(MAX_SESSIONS)),
+        sessions: std::sync::Mutex::new(guard::Sessions::new(MAX_SESSIONS, opts.session)),
         failures: tokio::sync::Mutex::new(0),
         bound: addr,
     });
-    // Every route, the fallback included, sits behind `gate`: what a route
-    // needs is decided by `guard::access` from its method and path, so an
-    // unknown path or method without a secret is a 401, not a 404 or 405.
-    let router = axum::Router::new()
+    // Every request meets `gate` before it is routed: the outer router has
+    // no route, only `pages` as its fallback, wrapped in the one layer. A
+    // path outside the base is a 404 there (the base is compared in
+    // constant time, and never by the router); inside it, what a route
+    // needs is decided by `guard::access` from its method and path under
+    // the base, so an unknown path or method without a secret is a 401,
+    // not a 404 or 405. Passed, the request goes on with the base taken
+    // off its path, and `pages` routes it.
+    let pages = axum::Router::new()
         .route("/", get(overview))
         .route("/nodes", get(nodes))
         .route("/nodes/{name}", get(node))
@@ -245,8 +282,10 @@ pub async fn start(
             get(|| async { asset("text/javascript", APP_JS) }),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page").into_response() })
-        .layer(axum::middleware::from_fn_with_state(app.clone(), gate))
-        .with_state(app);
+        .with_state(app.clone());
+    let router = axum::Router::new()
+        .fallback_service(pages)
+        .layer(axum::middleware::from_fn_with_state(app, gate));
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
@@ -255,7 +294,12 @@ pub async fn start(
             tracing::error!(error = %e, "dashboard server stopped");
         }
     });
-    Ok(Dashboard { addr, token, task })
+    Ok(Dashboard {
+        addr,
+        base,
+        token,
+        task,
+    })
 }
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
@@ -273,16 +317,43 @@ fn hdr(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn refusal(r: guard::Refusal) -> Response {
+/// A path outside the base: a plain 404 that says nothing of what is
+/// served here, the base least of all.
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+/// A duration as people say it: `30 minutes`, `12 hours`, `90 seconds`.
+fn spoken(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+fn refusal(r: guard::Refusal, app: &App) -> Response {
+    let base = &app.base;
     let (code, body) = match r {
-        // The login form, and nothing else: no data, no CSRF token.
+        guard::Refusal::NotFound => return not_found(),
+        // The login form, and nothing else: no data, no CSRF token. Its
+        // base is the one the request already named.
         guard::Refusal::Token => (
             StatusCode::UNAUTHORIZED,
-            render::login(Some(
-                "This dashboard needs its token: log in with the token it printed at start \
-                 (or the one in its --auth-token-file).",
-            )),
+            render::login(
+                base.as_str(),
+                Some(&format!(
+                    "This dashboard needs its token: log in with the token it printed at start \
+                     (or the one in its --auth-token-file). Sessions end after {} without a \
+                     request, and {} after the login.",
+                    spoken(app.life.idle),
+                    spoken(app.life.max)
+                )),
+            ),
         ),
+        // Never the base: a page under a rebound name would read it.
         guard::Refusal::Host => (
             StatusCode::MISDIRECTED_REQUEST,
             render::problem(
@@ -290,11 +361,19 @@ fn refusal(r: guard::Refusal) -> Response {
                 "this dashboard answers only to its own address; open it by the address it printed",
             ),
         ),
+        // Inside the base (the request named it): a page with the tabs.
         guard::Refusal::Csrf => (
             StatusCode::FORBIDDEN,
-            render::problem(
+            render::page(
+                base.as_str(),
                 "Refused",
-                "this change did not come from a page of this dashboard; reload the page and try again",
+                "",
+                "",
+                false,
+                &render::problem(
+                    "Refused",
+                    "this change did not come from a page of this dashboard; reload the page and try again",
+                ),
             ),
         ),
     };
@@ -308,11 +387,12 @@ fn refusal(r: guard::Refusal) -> Response {
     resp
 }
 
-/// Host, credential and Origin for every request, before any handler
-/// ([`guard::check`]); then the security headers on every answer.
+/// The base, Host, credential and Origin for every request, before it is
+/// routed ([`guard::check`]); passed, it goes on with the base taken off
+/// its path. Then the security headers on every answer.
 async fn gate(
     State(app): State<Arc<App>>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let checked = {
@@ -325,20 +405,30 @@ async fn gate(
             authorization: hdr(h, header::AUTHORIZATION),
             origin: hdr(h, header::ORIGIN),
         };
-        let sessions = app.sessions();
-        let keys = guard::Keys {
+        let mut sessions = app.sessions();
+        let mut keys = guard::Keys {
             token: &app.token,
-            sessions: &sessions,
+            sessions: &mut sessions,
+            now: SystemTime::now(),
         };
-        guard::check(&parts, app.bound, &keys)
+        guard::check(&parts, app.bound, &app.base, &mut keys).map(|route| match req.uri().query() {
+            Some(q) => format!("{route}?{q}"),
+            None => route.to_string(),
+        })
     };
     let mut resp = match checked {
-        Ok(()) => next.run(req).await,
+        Ok(target) => match target.parse::<axum::http::Uri>() {
+            Ok(uri) => {
+                *req.uri_mut() = uri;
+                next.run(req).await
+            }
+            Err(_) => (StatusCode::BAD_REQUEST, "bad request target\n").into_response(),
+        },
         Err(r) => {
             if r == guard::Refusal::Token && req.headers().contains_key(header::AUTHORIZATION) {
                 app.wrong_token("bearer").await;
             }
-            refusal(r)
+            refusal(r, &app)
         }
     };
     let h = resp.headers_mut();
@@ -346,15 +436,17 @@ async fn gate(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'",
+             form-action 'self'; frame-ancestors 'none'; base-uri 'self'",
         ),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    // Not no-referrer: with it Chromium sends `Origin: null` on form posts,
-    // and the CSRF check needs the real origin.
+    // No Referer to any other origin (another port on this host
+    // included), so the base path never leaves in one. Not no-referrer:
+    // with it Chromium sends `Origin: null` on form posts, and the CSRF
+    // check needs the real origin.
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
@@ -367,8 +459,8 @@ async fn gate(
     resp
 }
 
-async fn login_page() -> Response {
-    Html(render::login(None)).into_response()
+async fn login_page(State(app): State<Arc<App>>) -> Response {
+    Html(render::login(app.base.as_str(), None)).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -383,14 +475,15 @@ fn with_cookie(mut resp: Response, cookie: &str) -> Response {
     resp
 }
 
-/// `POST /login`: the token, once, for a session cookie. The gate has
-/// checked Host and Origin. A wrong token is slowed ([`App::wrong_token`]).
+/// `POST login`: the token, once, for a session cookie scoped to the base.
+/// The gate has checked Host and Origin. A wrong token is slowed
+/// ([`App::wrong_token`]).
 async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Response {
     if !pki::constant_time_eq(form.token.trim().as_bytes(), app.token.as_bytes()) {
         app.wrong_token("login form").await;
         return (
             StatusCode::UNAUTHORIZED,
-            Html(render::login(Some(
+            Html(render::login(app.base.as_str(), Some(
                 "That is not this dashboard's token. Use the one it printed at start (or the one in its --auth-token-file).",
             ))),
         )
@@ -402,10 +495,10 @@ async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Resp
             return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
         }
     };
-    app.sessions().open(session.clone());
+    app.sessions().open(session.clone(), SystemTime::now());
     with_cookie(
-        Redirect::to("/").into_response(),
-        &guard::session_cookie(app.bound.port(), &session),
+        Redirect::to(app.base.as_str()).into_response(),
+        &guard::session_cookie(app.bound.port(), &app.base, &session, app.life.max),
     )
 }
 
@@ -414,14 +507,14 @@ struct LogoutForm {
     csrf: String,
 }
 
-/// `POST /logout`: ends this browser's session.
+/// `POST logout`: ends this browser's session.
 async fn logout(
     State(app): State<Arc<App>>,
     h: HeaderMap,
     Form(form): Form<LogoutForm>,
 ) -> Response {
     if !guard::csrf_ok(&form.csrf, &app.csrf) {
-        return refusal(guard::Refusal::Csrf);
+        return refusal(guard::Refusal::Csrf, &app);
     }
     let name = guard::cookie_name(app.bound.port());
     if let Some(c) = hdr(&h, header::COOKIE) {
@@ -431,8 +524,8 @@ async fn logout(
         }
     }
     with_cookie(
-        Redirect::to("/login").into_response(),
-        &guard::expired_cookie(app.bound.port()),
+        Redirect::to(&app.base.at("/login")).into_response(),
+        &guard::expired_cookie(app.bound.port(), &app.base),
     )
 }
 
@@ -448,10 +541,18 @@ fn reply(
     if h.contains_key("x-fragment") {
         return Html(body).into_response();
     }
-    Html(render::page(title, tab, &app.csrf, refresh, &body)).into_response()
+    Html(render::page(
+        app.base.as_str(),
+        title,
+        tab,
+        &app.csrf,
+        refresh,
+        &body,
+    ))
+    .into_response()
 }
 
-fn failed(e: ClientError) -> Response {
+fn failed(app: &App, e: ClientError) -> Response {
     let code = match &e {
         ClientError::Api(api) if api.code == proto::ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ClientError::Api(api) if api.code == proto::ErrorCode::PermissionDenied => {
@@ -463,6 +564,7 @@ fn failed(e: ClientError) -> Response {
     (
         code,
         Html(render::page(
+            app.base.as_str(),
             "Error",
             "",
             "",
@@ -509,7 +611,7 @@ async fn overview(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
             let body = render::overview(&s, &recent, unix_now());
             reply(&app, &h, "Overview", "/", true, body)
         }
-        (Err(e), _) | (_, Err(e)) => failed(e),
+        (Err(e), _) | (_, Err(e)) => failed(&app, e),
     }
 }
 
@@ -571,7 +673,7 @@ async fn holders(
 async fn gpus(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuery>) -> Response {
     let page = match fetch_node_page(&app, q.after.clone()).await {
         Ok(n) => n,
-        Err(e) => return failed(e),
+        Err(e) => return failed(&app, e),
     };
     let names: Vec<String> = page.iter().map(|n| n.name.clone()).collect();
     let (hist, held) = tokio::join!(history(&app, names), holders(&app, &page));
@@ -581,7 +683,7 @@ async fn gpus(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQuer
             let body = render::gpus(&page, &hist, &held, unix_now(), next.as_deref());
             reply(&app, &h, "GPUs", "/gpus", true, body)
         }
-        (Err(e), _) | (_, Err(e)) => failed(e),
+        (Err(e), _) | (_, Err(e)) => failed(&app, e),
     }
 }
 
@@ -593,7 +695,7 @@ async fn nodes(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<GpuQue
             let body = render::nodes(&page, unix_now(), next.as_deref());
             reply(&app, &h, "Nodes", "/nodes", true, body)
         }
-        Err(e) => failed(e),
+        Err(e) => failed(&app, e),
     }
 }
 
@@ -615,7 +717,7 @@ async fn show_node(app: &App, name: &str) -> Result<proto::NodeInfo, ClientError
 async fn node(State(app): State<Arc<App>>, h: HeaderMap, Path(name): Path<String>) -> Response {
     let n = match show_node(&app, &name).await {
         Ok(n) => n,
-        Err(e) => return failed(e),
+        Err(e) => return failed(&app, e),
     };
     let (hist, recent) = tokio::join!(
         history(&app, vec![n.name.clone()]),
@@ -641,7 +743,7 @@ async fn node(State(app): State<Arc<App>>, h: HeaderMap, Path(name): Path<String
             let body = render::node(&n, hist.first(), &mine, &holders, &app.csrf, unix_now());
             reply(&app, &h, &format!("Node {}", n.name), "/nodes", true, body)
         }
-        (Err(e), _) | (_, Err(e)) => failed(e),
+        (Err(e), _) | (_, Err(e)) => failed(&app, e),
     }
 }
 
@@ -663,7 +765,7 @@ async fn jobs(State(app): State<Arc<App>>, h: HeaderMap, Query(q): Query<JobsQue
             let body = render::jobs(&list, state, node, unix_now(), next);
             reply(&app, &h, "Jobs", "/jobs", true, body)
         }
-        Err(e) => failed(e),
+        Err(e) => failed(&app, e),
     }
 }
 
@@ -694,7 +796,7 @@ pub fn held_gpus(node: &proto::NodeInfo, id: u64) -> Vec<u32> {
 async fn job(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>) -> Response {
     let j = match show(&app, id).await {
         Ok(j) => j,
-        Err(e) => return failed(e),
+        Err(e) => return failed(&app, e),
     };
     // Which GPUs it holds, while it holds some: from its node's telemetry.
     // Not knowing (the node is gone, say) is no reason to fail the page.
@@ -761,7 +863,7 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
     let last = hdr(&h, header::HeaderName::from_static("last-event-id"));
     let j = match show(&app, id).await {
         Ok(j) => j,
-        Err(e) => return failed(e),
+        Err(e) => return failed(&app, e),
     };
     let (from, skipped) = log_start(last, j.stdout_bytes, j.stderr_bytes);
     // An ended job's stream ends by itself after its last byte; a running
@@ -769,7 +871,7 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
     let ended = j.is_terminal();
     let client = match app.gw.get().await {
         Ok(c) => c,
-        Err(e) => return failed(e),
+        Err(e) => return failed(&app, e),
     };
     let recv = match client
         .open(Request::JobAttach {
@@ -782,7 +884,7 @@ async fn job_log(State(app): State<Arc<App>>, h: HeaderMap, Path(id): Path<u64>)
         .await
     {
         Ok(r) => r,
-        Err(e) => return failed(e),
+        Err(e) => return failed(&app, e),
     };
     struct Tail {
         client: Arc<client::Client>,
@@ -879,9 +981,9 @@ async fn job_action(
     Path((id, action)): Path<(u64, String)>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    // The gate has checked Host, the secret and Origin.
+    // The gate has checked the base, Host, the secret and Origin.
     if !guard::csrf_ok(&form.csrf, &app.csrf) {
-        return refusal(guard::Refusal::Csrf);
+        return refusal(guard::Refusal::Csrf, &app);
     }
     let req = match action.as_str() {
         "approve" => Request::JobApprove {
@@ -901,8 +1003,8 @@ async fn job_action(
         _ => return (StatusCode::NOT_FOUND, "no such action").into_response(),
     };
     match app.gw.call(req).await {
-        Ok(_) => Redirect::to(&format!("/jobs/{id}")).into_response(),
-        Err(e) => failed(e),
+        Ok(_) => Redirect::to(&app.base.at(&format!("/jobs/{id}"))).into_response(),
+        Err(e) => failed(&app, e),
     }
 }
 
@@ -919,7 +1021,7 @@ async fn enrollments(
                 render::enrollments(&s.pending, &page, &app.csrf, unix_now(), next.as_deref());
             reply(&app, &h, "Enrollments", "/enrollments", true, body)
         }
-        (Err(e), _) | (_, Err(e)) => failed(e),
+        (Err(e), _) | (_, Err(e)) => failed(&app, e),
     }
 }
 
@@ -990,8 +1092,9 @@ pub fn node_request(
     })
 }
 
-/// Where a node action goes back to: the node's page when it came from
-/// there (and the name is a node name), else the enrollments.
+/// Where a node action goes back to, as a route under the base: the
+/// node's page when it came from there (and the name is a node name), else
+/// the enrollments.
 pub fn node_return(name: &str, fields: &[(String, String)]) -> String {
     if field(fields, "from") == Some("node") && proto::names::validate_name(name).is_ok() {
         format!("/nodes/{name}")
@@ -1005,20 +1108,21 @@ async fn node_action(
     Path((name, action)): Path<(String, String)>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    // The gate has checked Host, the secret and Origin.
+    // The gate has checked the base, Host, the secret and Origin.
     if !guard::csrf_ok(field(&fields, "csrf").unwrap_or_default(), &app.csrf) {
-        return refusal(guard::Refusal::Csrf);
+        return refusal(guard::Refusal::Csrf, &app);
     }
     let req = match node_request(&name, &action, &fields) {
         Ok(r) => r,
         Err((code, msg)) => {
             let body = render::problem("Not sent to the gateway", &msg);
-            return (code, Html(render::page("Error", "", "", false, &body))).into_response();
+            let page = render::page(app.base.as_str(), "Error", "", "", false, &body);
+            return (code, Html(page)).into_response();
         }
     };
     match app.gw.call(req).await {
-        Ok(_) => Redirect::to(&node_return(&name, &fields)).into_response(),
-        Err(e) => failed(e),
+        Ok(_) => Redirect::to(&app.base.at(&node_return(&name, &fields))).into_response(),
+        Err(e) => failed(&app, e),
     }
 }
 
@@ -1031,6 +1135,7 @@ mod tests {
         let o = |listen: &str, token: Option<&str>| Options {
             listen: listen.parse().unwrap_or_else(|_| unreachable!()),
             auth_token: token.map(str::to_string),
+            session: guard::Lifetime::default(),
         };
         assert!(check_options(&o("127.0.0.1:7680", None)).is_ok());
         assert!(check_options(&o("[::1]:7680", None)).is_ok());
@@ -1041,8 +1146,9 @@ mod tests {
         assert!(check_options(&o("0.0.0.0:7680", Some("has a space in it!!"))).is_err());
     }
 
-    /// The routes `start` serves. A new one must also go into
-    /// `tests/dashboard.rs`'s `attack_a_local_process_without_the_token_…`.
+    /// The routes `start` serves, under its base. A new one must also go
+    /// into `tests/it/dashboard.rs`'s
+    /// `attack_a_local_process_without_the_token_…`.
     const ROUTES: &[&str] = &[
         "/",
         "/nodes",
@@ -1060,22 +1166,40 @@ mod tests {
         "/static/app.js",
     ];
 
-    /// Tidy: every route and the fallback are added before the one
-    /// `.layer(gate)`, so none is served without `guard::check`.
+    /// Tidy: every route and its fallback are in `pages`, which is the
+    /// only thing the served router holds, as its fallback service under
+    /// the one `.layer(gate)`: every request meets `guard::check` (a 404
+    /// outside the base) before anything routes it, and the router never
+    /// sees the base.
     #[test]
     fn every_route_is_behind_the_gate() {
         let src = include_str!("lib.rs");
-        let begin = src.find("axum::Router::new()").unwrap_or_default();
-        let end = begin + src[begin..].find(".with_state(app);").unwrap_or_default();
-        let router = &src[begin..end];
-        let layer = router
-            .find(".layer(")
-            .unwrap_or_else(|| unreachable!("no layer"));
-        assert_eq!(router.matches(".layer(").count(), 1, "{router}");
-        assert!(router[layer..].contains("gate)"), "{router}");
-        assert!(!router[layer..].contains(".route(") && !router[layer..].contains(".fallback("));
-        assert!(router[..layer].contains(".fallback("), "{router}");
-        let routes: Vec<&str> = router[..layer]
+        let begin = src
+            .find("let pages = axum::Router::new()")
+            .unwrap_or_default();
+        let end = begin + src[begin..].find("gate));").unwrap_or_default() + "gate));".len();
+        let block = &src[begin..end];
+        let split = block
+            .find("let router = axum::Router::new()")
+            .unwrap_or_else(|| unreachable!("no outer router: {block}"));
+        let (pages, router) = block.split_at(split);
+        for inner in [".layer(", ".route_layer(", ".nest", ".merge(", "_service("] {
+            assert!(!pages.contains(inner), "{inner} in pages: {pages}");
+        }
+        assert_eq!(pages.matches(".fallback(").count(), 1, "{pages}");
+        assert!(
+            pages.trim_end().ends_with(".with_state(app.clone());"),
+            "{pages}"
+        );
+        let router = router.trim_end();
+        assert_eq!(
+            router,
+            "let router = axum::Router::new()\n        .fallback_service(pages)\n        \
+             .layer(axum::middleware::from_fn_with_state(app, gate));",
+            "the served router is pages under the gate, and nothing else"
+        );
+        assert!(src.contains("axum::serve(listener, router)"));
+        let routes: Vec<&str> = pages
             .split(".route(")
             .skip(1)
             .filter_map(|r| r.trim_start().strip_prefix('"')?.split('"').next())
@@ -1105,15 +1229,12 @@ mod tests {
         out
     }
 
-    /// Every route, by every method, answers 401 without a secret, but for
-    /// the login page and the stylesheet; the login form's session works.
-    /// No gateway is needed: nothing gets past the gate to call one.
-    #[tokio::test]
-    async fn nothing_is_served_without_a_secret() {
+    async fn serve(session: guard::Lifetime) -> (Dashboard, tokio::sync::oneshot::Sender<()>) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
         let opts = Options {
             listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
             auth_token: None,
+            session,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let d = start(Home::new(dir.path().join("home")), opts, async {
@@ -1121,16 +1242,68 @@ mod tests {
         })
         .await
         .unwrap_or_else(|e| unreachable!("{e}"));
+        (d, stop)
+    }
+
+    /// Logs in through the form; the `Cookie` value to send after.
+    async fn log_in(d: &Dashboard) -> String {
+        let login = raw(
+            d.addr(),
+            &format!("POST {}login HTTP/1.1\r\n", d.base()),
+            &format!("token={}", d.token()),
+        )
+        .await;
+        assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+        assert!(
+            login.contains(&format!("\r\nlocation: {}\r\n", d.base())),
+            "{login}"
+        );
+        let set = login
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .unwrap_or_else(|| unreachable!("{login}"));
+        assert!(
+            set.contains(&format!("; Path={};", d.base())),
+            "scoped to the base: {set}"
+        );
+        let cookie = set
+            .split(';')
+            .next()
+            .unwrap_or_else(|| unreachable!("{login}"))
+            .to_string();
+        assert!(!cookie.contains(d.token()), "{cookie}");
+        cookie
+    }
+
+    /// Every route, by every method, answers 401 without a secret under
+    /// the base, but for the login page and the stylesheet, and a bare 404
+    /// outside it, with a secret or without; the login form's session
+    /// works under the base only. No gateway is needed: nothing gets past
+    /// the gate to call one.
+    #[tokio::test]
+    async fn nothing_is_served_without_a_secret() {
+        let (d, stop) = serve(guard::Lifetime::default()).await;
         let addr = d.addr();
+        let base = d.base().to_string();
         assert_eq!(d.token().len(), 2 * SECRET_BYTES);
-        for path in ROUTES {
-            let path = path
+        assert!(d.url().ends_with(&base) && d.login_url().ends_with(&format!("{base}login")));
+        let under = |path: &str| format!("{}{}", base.trim_end_matches('/'), path);
+        for route in ROUTES {
+            let route = route
                 .replace("{id}", "1")
                 .replace("{action}", "approve")
                 .replace("{name}", "n");
+            let path = under(&route);
             for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"] {
+                // Outside the base, the same route is nothing at all.
+                let outside = raw(addr, &format!("{method} {route} HTTP/1.1\r\n"), "csrf=x").await;
+                assert!(
+                    outside.starts_with("HTTP/1.1 404"),
+                    "{method} {route}: {outside}"
+                );
+                assert!(!outside.contains(&base[1..]), "{method} {route}: {outside}");
                 let open = matches!(
-                    (method, path.as_str()),
+                    (method, route.as_str()),
                     ("GET" | "HEAD", "/login" | "/static/app.css") | ("POST", "/login")
                 );
                 if open {
@@ -1146,30 +1319,57 @@ mod tests {
                 );
             }
         }
-        for path in ["/login", "/static/app.css"] {
-            let got = raw(addr, &format!("GET {path} HTTP/1.1\r\n"), "").await;
-            assert!(got.starts_with("HTTP/1.1 200"), "{path}: {got}");
+        for route in ["/login", "/static/app.css"] {
+            let got = raw(addr, &format!("GET {} HTTP/1.1\r\n", under(route)), "").await;
+            assert!(got.starts_with("HTTP/1.1 200"), "{route}: {got}");
         }
+        let login_page = raw(addr, &format!("GET {base}login HTTP/1.1\r\n"), "").await;
+        assert!(
+            login_page.contains(&format!("<base href=\"{base}\">")),
+            "{login_page}"
+        );
         // Odd spellings of paths and targets are private too.
         for target in [
-            format!("http://{addr}/"),
-            format!("http://{addr}/jobs/1/log"),
-            "//".into(),
-            "/%6aobs".into(),
-            "/jobs/1/%6cog".into(),
-            "/login;x".into(),
-            "/static/app.css/../../jobs".into(),
-            "/static/../jobs".into(),
-            "*".into(),
+            format!("http://{addr}{base}"),
+            format!("http://{addr}{base}jobs/1/log"),
+            format!("{base}/"),
+            format!("{base}%6aobs"),
+            format!("{base}jobs/1/%6cog"),
+            format!("{base}login;x"),
+            format!("{base}static/app.css/../../jobs"),
+            format!("{base}static/../jobs"),
         ] {
             let got = raw(addr, &format!("GET {target} HTTP/1.1\r\n"), "").await;
             let refused = got.starts_with("HTTP/1.1 401") || got.starts_with("HTTP/1.1 400");
             assert!(refused, "{target}: {got}");
             assert!(!got.contains("name=\"csrf\""), "{target}: {got}");
         }
+        // ...and outside the base, odd spellings name nothing.
+        let d_up = base.to_uppercase();
+        let no_slash = base.trim_end_matches('/');
+        let pct = format!("/%64{}", &base[2..]);
+        for target in [
+            "/",
+            "//",
+            "*",
+            "/%6aobs",
+            "/login;x",
+            "/static/../jobs",
+            no_slash,
+            &d_up,
+            &pct,
+            &format!("/x{base}"),
+            &format!("/static/..{base}"),
+            &format!("http://{addr}/"),
+        ] {
+            let got = raw(addr, &format!("GET {target} HTTP/1.1\r\n"), "").await;
+            let refused = got.starts_with("HTTP/1.1 404") || got.starts_with("HTTP/1.1 400");
+            assert!(refused, "{target}: {got}");
+            assert!(!got.contains(&base[1..]), "{target}: {got}");
+        }
         let by_url = raw(
             addr,
-            &format!("GET /login?token={} HTTP/1.1\r\n", d.token()),
+            &format!("GET {base}login?token={} HTTP/1.1\r\n", d.token()),
             "",
         )
         .await;
@@ -1177,25 +1377,83 @@ mod tests {
             !by_url.to_ascii_lowercase().contains("set-cookie"),
             "{by_url}"
         );
-        let login = raw(
+        // A login outside the base is no login.
+        let elsewhere = raw(
             addr,
             "POST /login HTTP/1.1\r\n",
             &format!("token={}", d.token()),
         )
         .await;
-        assert!(login.starts_with("HTTP/1.1 303"), "{login}");
-        let cookie = login
-            .lines()
-            .find_map(|l| l.strip_prefix("set-cookie: "))
-            .and_then(|c| c.split(';').next())
-            .unwrap_or_else(|| unreachable!("{login}"))
-            .to_string();
-        assert!(!cookie.contains(d.token()), "{cookie}");
+        assert!(elsewhere.starts_with("HTTP/1.1 404"), "{elsewhere}");
+        assert!(!elsewhere.to_ascii_lowercase().contains("set-cookie"));
+        let cookie = log_in(&d).await;
         // Past the gate: the handler tries the gateway this home cannot reach.
-        let page = raw(addr, &format!("GET / HTTP/1.1\r\nCookie: {cookie}\r\n"), "").await;
+        let page = raw(
+            addr,
+            &format!("GET {base} HTTP/1.1\r\nCookie: {cookie}\r\n"),
+            "",
+        )
+        .await;
         assert!(page.starts_with("HTTP/1.1 502"), "{page}");
+        assert!(page.contains(&format!("<base href=\"{base}\">")), "{page}");
+        // The same cookie, or the token as Bearer, outside the base: 404.
+        for route in ["/", "/jobs", "/static/app.js", "/login"] {
+            for cred in [
+                format!("Cookie: {cookie}\r\n"),
+                format!("Authorization: Bearer {}\r\n", d.token()),
+            ] {
+                let got = raw(addr, &format!("GET {route} HTTP/1.1\r\n{cred}"), "").await;
+                assert!(got.starts_with("HTTP/1.1 404"), "{route}: {got}");
+                assert!(!got.contains(&base[1..]), "{route}: {got}");
+            }
+        }
         let _ = stop.send(());
         d.wait().await;
+    }
+
+    /// A session that sees no request for its idle time ends: the next
+    /// request gets the login page, as one without a session would.
+    #[tokio::test]
+    async fn an_idle_session_ends() {
+        let life = guard::Lifetime {
+            idle: std::time::Duration::from_millis(600),
+            max: std::time::Duration::from_secs(3600),
+        };
+        let (d, stop) = serve(life).await;
+        let cookie = log_in(&d).await;
+        let get = |cookie: String| {
+            let (addr, base) = (d.addr(), d.base().to_string());
+            async move {
+                raw(
+                    addr,
+                    &format!("GET {base}static/app.js HTTP/1.1\r\nCookie: {cookie}\r\n"),
+                    "",
+                )
+                .await
+            }
+        };
+        // Requests closer together than the idle time keep it live.
+        for _ in 0..4 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let got = get(cookie.clone()).await;
+            assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        let got = get(cookie.clone()).await;
+        assert!(got.starts_with("HTTP/1.1 401"), "{got}");
+        assert!(got.contains("action=\"login\""), "{got}");
+        let _ = stop.send(());
+        d.wait().await;
+    }
+
+    #[test]
+    fn durations_are_spoken() {
+        let s = std::time::Duration::from_secs;
+        assert_eq!(spoken(guard::SESSION_IDLE), "30 minutes");
+        assert_eq!(spoken(guard::SESSION_MAX), "12 hours");
+        assert_eq!(spoken(s(3600)), "1 hour");
+        assert_eq!(spoken(s(90)), "90 seconds");
+        assert_eq!(spoken(s(0)), "0 seconds");
     }
 
     #[test]

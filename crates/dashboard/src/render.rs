@@ -83,7 +83,7 @@ pub fn at(then: u64, now: u64) -> String {
     format!("<time datetime=\"{}\">{t}</time> ({rel})", t.rfc3339())
 }
 
-/// The tabs, in order: path and label.
+/// The tabs, in order: route and label.
 const TABS: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/nodes", "Nodes"),
@@ -92,59 +92,89 @@ const TABS: &[(&str, &str)] = &[
     ("/enrollments", "Enrollments"),
 ];
 
-/// A whole page: `body` inside the layout. `refresh`: the page reloads its
-/// `<main>` every few seconds (see app.js).
-pub fn page(title: &str, active: &str, csrf: &str, refresh: bool, body: &str) -> String {
+/// The document's `<base>`: every link, form and script URL on a page is
+/// relative (`jobs/7`, never `/jobs/7`), so it resolves under the
+/// dashboard's base path (`/d-…/`, see [`crate::guard::Base`]).
+fn base_tag(base: &str) -> String {
+    format!("<base href=\"{}\">", esc(base))
+}
+
+/// The href of a tab's route: `./` for the overview (the base itself),
+/// else the route without its slash.
+fn href(route: &str) -> &str {
+    match route.trim_start_matches('/') {
+        "" => "./",
+        r => r,
+    }
+}
+
+/// A whole page: `body` inside the layout, its links relative to `base`
+/// (`/d-…/`). `refresh`: the page reloads its `<main>` every few seconds
+/// (see app.js).
+pub fn page(
+    base: &str,
+    title: &str,
+    active: &str,
+    csrf: &str,
+    refresh: bool,
+    body: &str,
+) -> String {
     let mut nav = String::new();
     let logout = if csrf.is_empty() {
         String::new()
     } else {
-        action("/logout", "Log out", csrf, None, "")
+        action("logout", "Log out", csrf, None, "")
     };
-    for (path, label) in TABS {
-        let current = if *path == active {
+    for (route, label) in TABS {
+        let current = if *route == active {
             " aria-current=\"page\""
         } else {
             ""
         };
-        let _ = write!(nav, "<li><a href=\"{path}\"{current}>{label}</a></li>");
+        let _ = write!(
+            nav,
+            "<li><a href=\"{}\"{current}>{label}</a></li>",
+            href(route)
+        );
     }
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{base}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"csrf\" content=\"{csrf}\">\
          <title>{title} · OpenClaw</title>\
-         <link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
+         <link rel=\"stylesheet\" href=\"static/app.css\"></head>\
          <body><header><span class=\"brand\">OpenClaw lab</span><nav aria-label=\"Sections\"><ul>{nav}</ul></nav>{logout}</header>\
          <main id=\"main\"{refresh}>{body}</main>\
-         <script src=\"/static/app.js\"></script></body></html>\n",
+         <script src=\"static/app.js\"></script></body></html>\n",
+        base = base_tag(base),
         title = esc(title),
         csrf = esc(csrf),
         refresh = if refresh { " data-refresh=\"5\"" } else { "" },
     )
 }
 
-/// The login page: a form that posts the token to `/login` once, for a
-/// session cookie. No CSRF token, no script, nothing from the gateway.
-/// `problem`: why the last attempt failed, if one did.
-pub fn login(problem: Option<&str>) -> String {
+/// The login page: a form that posts the token to `login` (under `base`)
+/// once, for a session cookie. No CSRF token, no script, nothing from the
+/// gateway. `problem`: why the last attempt failed, if one did.
+pub fn login(base: &str, problem: Option<&str>) -> String {
     let problem = problem
         .map(|p| format!("<p role=\"alert\">{}</p>", esc(p)))
         .unwrap_or_default();
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{base}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Log in · OpenClaw</title>\
-         <link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
+         <link rel=\"stylesheet\" href=\"static/app.css\"></head>\
          <body><header><span class=\"brand\">OpenClaw lab</span></header>\
          <main id=\"main\"><h1>Log in</h1>{problem}\
-         <form method=\"post\" action=\"/login\" class=\"login\">\
+         <form method=\"post\" action=\"login\" class=\"login\">\
          <label for=\"token\">dashboard token</label> \
          <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required autofocus> \
          <button type=\"submit\">Log in</button></form>\
          <p>The token is the one <code>openclaw dashboard</code> printed when it started \
          (or the one in its <code>--auth-token-file</code>); <code>openclaw lab</code> writes it to \
-         a file and prints the path.</p></main></body></html>\n"
+         a file and prints the path.</p></main></body></html>\n",
+        base = base_tag(base),
     )
 }
 
@@ -209,7 +239,7 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
     for (states, label, id) in JOBS_NOW {
         let _ = write!(
             jobs_now,
-            "<div><dt><a href=\"/jobs?state={link}\">{label}</a></dt><dd id=\"{id}\">{n}</dd></div>",
+            "<div><dt><a href=\"jobs?state={link}\">{label}</a></dt><dd id=\"{id}\">{n}</dd></div>",
             link = states[0],
             n = count(states),
         );
@@ -235,7 +265,7 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
     let pending = match s.pending.len() {
         0 => "<p id=\"pending\">no enrollment requests waiting</p>".to_string(),
         n => format!(
-            "<p id=\"pending\"><a href=\"/enrollments\">{n} enrollment request{} waiting</a> \
+            "<p id=\"pending\"><a href=\"enrollments\">{n} enrollment request{} waiting</a> \
              (not nodes yet: approve or reject them)</p>",
             if n == 1 { "" } else { "s" }
         ),
@@ -248,7 +278,7 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
     {
         let _ = write!(
             failures,
-            "<tr><td><a href=\"/jobs/{id}\">{id}</a></td><td><span class=\"tag tag-{st}\">{st}</span></td>\
+            "<tr><td><a href=\"jobs/{id}\">{id}</a></td><td><span class=\"tag tag-{st}\">{st}</span></td>\
              <td>{exit}</td><td class=\"node\">{node}</td><td><code>{cmd}</code></td><td>{when}</td></tr>",
             id = j.id,
             st = esc(&j.state),
@@ -272,7 +302,7 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
          <section aria-labelledby=\"jobs-h\"><h2 id=\"jobs-h\">Jobs now</h2>\
          <dl class=\"totals\">{jobs_now}</dl></section>\
          <div class=\"cols\">\
-         <table class=\"stats\"><caption><a href=\"/nodes\">{nodes} nodes</a> by health</caption>\
+         <table class=\"stats\"><caption><a href=\"nodes\">{nodes} nodes</a> by health</caption>\
          <thead><tr><th scope=\"col\">health</th><th scope=\"col\">count</th></tr></thead><tbody>{rows}</tbody></table>\
          <section aria-labelledby=\"enr-h\"><h2 id=\"enr-h\">Enrollment</h2>{pending}</section></div>\
          <table class=\"list\"><caption>failures in the last 24 hours (of the latest {n} jobs)</caption>\
@@ -289,7 +319,7 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
 /// A short page saying what went wrong and what to do.
 pub fn problem(title: &str, message: &str) -> String {
     format!(
-        "<h1>{}</h1><p role=\"alert\">{}</p><p><a href=\"/\">back to the overview</a></p>",
+        "<h1>{}</h1><p role=\"alert\">{}</p><p><a href=\"./\">back to the overview</a></p>",
         esc(title),
         esc(message)
     )
@@ -398,21 +428,55 @@ pub(crate) mod tests {
         assert!(html.contains("&lt;x&gt;") && !html.contains("<x>"));
         let failures = &html[html.find("id=\"failures\"").unwrap_or_default()..];
         assert_eq!(failures.matches("<tr>").count(), 2, "{failures}");
-        assert!(failures.contains("/jobs/9") && failures.contains("/jobs/6"));
+        assert!(failures.contains("\"jobs/9\"") && failures.contains("\"jobs/6\""));
         assert!(failures.contains("&lt;n&gt;") && failures.contains("echo &#39;&lt;hi&gt;&#39;"));
         assert!(overview(&LabSummary::default(), &[], now).contains("no enrollment requests"));
     }
 
     #[test]
     fn the_login_page_reveals_nothing() {
-        let html = login(Some("wrong <token>"));
-        assert!(html.contains("action=\"/login\"") && html.contains("method=\"post\""));
+        let html = login("/d-x/", Some("wrong <token>"));
+        assert!(html.contains("<base href=\"/d-x/\">"), "{html}");
+        assert!(html.contains("action=\"login\"") && html.contains("method=\"post\""));
         assert!(html.contains("wrong &lt;token&gt;"));
         assert!(!html.contains("name=\"csrf\"") && !html.contains("<script"));
-        let page = page("t", "/", "c5rf", false, "");
-        assert!(page.contains("action=\"/logout\"") && page.contains("value=\"c5rf\""));
-        assert!(!super::page("t", "/", "", false, "").contains("/logout"));
-        assert!(page.contains("href=\"/nodes\""));
+        let page = page("/d-x/", "t", "/", "c5rf", false, "");
+        assert!(page.contains("<base href=\"/d-x/\">"), "{page}");
+        assert!(page.contains("action=\"logout\"") && page.contains("value=\"c5rf\""));
+        assert!(!super::page("/d-x/", "t", "/", "", false, "").contains("logout"));
+        assert!(page.contains("href=\"nodes\""));
+        assert!(page.contains("<a href=\"./\" aria-current=\"page\">Overview"));
+    }
+
+    /// Every URL a page or the script names is relative, so it stays under
+    /// the base path that the `<base>` element sets: an absolute path
+    /// (`"/jobs`) would leave it, and get a 404.
+    #[test]
+    fn no_url_leaves_the_base() {
+        let sources = [
+            ("render.rs", include_str!("render.rs")),
+            ("nodes.rs", include_str!("render/nodes.rs")),
+            ("jobs.rs", include_str!("render/jobs.rs")),
+            ("enroll.rs", include_str!("render/enroll.rs")),
+            ("chart.rs", include_str!("render/chart.rs")),
+            ("app.js", include_str!("../assets/app.js")),
+        ];
+        let bad = [
+            "href=\\\"/",
+            "action=\\\"/",
+            "src=\\\"/",
+            "format!(\"/",
+            "action(\"/",
+            "EventSource(\"/",
+            "fetch(\"/",
+        ];
+        for (name, src) in sources {
+            // The code, not the tests below it.
+            let code = src.split("#[cfg(test)]").next().unwrap_or_default();
+            for b in bad {
+                assert!(!code.contains(b), "{b} in {name}");
+            }
+        }
     }
 
     #[test]

@@ -665,14 +665,20 @@ async fn dashboard(
     };
     // Fail early, and clearly, if this home cannot reach the gateway.
     Client::connect(&home).await?.close().await;
-    let opts = dashboard::Options { listen, auth_token };
+    let opts = dashboard::Options {
+        listen,
+        auth_token,
+        session: dashboard::guard::Lifetime::default(),
+    };
     let d = dashboard::start(home, opts, terminated())
         .await
         .map_err(|e| match e {
             dashboard::DashboardError::Options(m) => usage(m),
             e => CliError::new(exit::FAILURE, e.to_string()),
         })?;
-    let url = format!("http://{}/", d.addr());
+    // The base path is new at each start; it scopes the session cookie to
+    // this dashboard (not a secret: it is in the browser's history).
+    let url = d.url();
     outln!("dashboard at {url} (Ctrl-C stops it)");
     // The secret goes to standard error, like Jupyter's: the terminal of
     // whoever started it, not a pipe that collects the address.

@@ -167,6 +167,7 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
         dashboard::Options {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             auth_token: None,
+            session: dashboard::guard::Lifetime::default(),
         },
         async {
             let _ = dash_rx.await;
@@ -181,7 +182,7 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     gw_home
         .write_private(DASHBOARD_TOKEN, format!("{}\n", dash.token()).as_bytes())
         .map_err(fail)?;
-    outln!("== dashboard at http://{}/", dash.addr());
+    outln!("== dashboard at {}", dash.url());
     outln!(
         "   log in at {} with the token in {}",
         dash.login_url(),

@@ -187,7 +187,10 @@ enum Command {
     /// credential (like `kubectl proxy`): GPUs, jobs with live logs,
     /// approvals and enrollments. Every request needs a token, loopback
     /// included: a new random one is printed to standard error at start,
-    /// with the login address. Loopback only unless --auth-token-file.
+    /// with the login address. Pages live under a random path new at each
+    /// start (http://127.0.0.1:7680/d-.../), which scopes the session
+    /// cookie to this dashboard; sessions end after 30 minutes idle or 12
+    /// hours. Loopback only unless --auth-token-file.
     Dashboard {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:7680")]
@@ -195,7 +198,8 @@ enum Command {
         /// A file (mode 0600, at least 16 printable characters) holding the
         /// token to log in with, instead of a new one at each start;
         /// required to listen beyond loopback. Log in through the form at
-        /// /login, or send Authorization: Bearer TOKEN.
+        /// the printed address, or send Authorization: Bearer TOKEN to
+        /// paths under it.
         #[arg(long)]
         auth_token_file: Option<PathBuf>,
         /// Open the dashboard in the default browser (xdg-open).

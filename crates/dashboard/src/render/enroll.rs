@@ -60,7 +60,7 @@ pub fn enrollments(
                 "enrollments",
             ),
             reject = action(
-                &format!("/nodes/{}/reject", n.name),
+                &format!("nodes/{}/reject", n.name),
                 "Reject",
                 csrf,
                 None,
@@ -83,7 +83,7 @@ pub fn enrollments(
             c = esc(&n.connection),
             fp = esc(&n.fingerprint),
             revoke = action(
-                &format!("/nodes/{}/revoke", n.name),
+                &format!("nodes/{}/revoke", n.name),
                 "Revoke",
                 csrf,
                 Some(&format!(
@@ -106,7 +106,7 @@ pub fn enrollments(
          <th scope=\"col\">key fingerprint</th><th scope=\"col\">revoke</th></tr></thead><tbody>{enrolled}</tbody></table>{more}",
         more = next
             .map(|n| format!(
-                "<p><a href=\"/enrollments?after={}\">next nodes</a></p>",
+                "<p><a href=\"enrollments?after={}\">next nodes</a></p>",
                 esc(n)
             ))
             .unwrap_or_default(),
@@ -144,7 +144,7 @@ mod tests {
         assert!(!html.contains("<gpu>"));
         // The form confirms labels (starting with the token's), offers the
         // proposal unticked, and a GPU cap (none from this token).
-        let form = &html[html.find("action=\"/nodes/new-1/approve\"").unwrap_or(0)..];
+        let form = &html[html.find("action=\"nodes/new-1/approve\"").unwrap_or(0)..];
         assert!(
             form.contains("name=\"labels\" value=\"cpu,zone-a\""),
             "{form}"
@@ -158,9 +158,9 @@ mod tests {
         assert!(form.contains("name=\"fingerprint\" value=\"SHA256:abc\""));
         assert!(form.contains("name=\"from\" value=\"enrollments\""));
         assert!(html.contains("data-confirm=\"Approve new-1 with key SHA256:abc"));
-        assert!(html.contains("action=\"/nodes/new-1/reject\""));
-        assert!(html.contains("action=\"/nodes/old/revoke\""));
-        assert!(html.contains("/enrollments?after=old"));
+        assert!(html.contains("action=\"nodes/new-1/reject\""));
+        assert!(html.contains("action=\"nodes/old/revoke\""));
+        assert!(html.contains("\"enrollments?after=old\""));
         // A token's GPU cap fills the form.
         p.max_gpus = Some(2);
         let capped = enrollments(&[p], &[], "c", 10, None);

@@ -32,7 +32,7 @@ fn rows<'a>(list: impl Iterator<Item = &'a JobInfo>, now: u64) -> String {
     for j in list {
         let _ = write!(
             rows,
-            "<tr><td><a href=\"/jobs/{id}\">{id}</a></td><td><span class=\"tag tag-{st}\">{st}</span></td>\
+            "<tr><td><a href=\"jobs/{id}\">{id}</a></td><td><span class=\"tag tag-{st}\">{st}</span></td>\
              <td class=\"node\">{node}</td><td><code>{argv}</code></td><td>{gpus}</td><td>{who}</td>\
              <td>{code}</td><td class=\"nowrap\">{created}</td><td class=\"nowrap\">{started}</td>\
              <td class=\"nowrap\">{took}</td></tr>",
@@ -97,11 +97,11 @@ pub fn jobs(
             let nd = node
                 .map(|n| format!("&node={}", esc(n)))
                 .unwrap_or_default();
-            format!("<p><a href=\"/jobs?before={b}{st}{nd}\">older jobs</a></p>")
+            format!("<p><a href=\"jobs?before={b}{st}{nd}\">older jobs</a></p>")
         })
         .unwrap_or_default();
     format!(
-        "<h1>Jobs</h1><form method=\"get\" action=\"/jobs\" class=\"filter\">\
+        "<h1>Jobs</h1><form method=\"get\" action=\"jobs\" class=\"filter\">\
          <label for=\"state\">state</label> <select id=\"state\" name=\"state\">{options}</select> \
          <label for=\"node\">node</label> <input id=\"node\" name=\"node\" value=\"{node_value}\" size=\"18\"> \
          <button type=\"submit\">filter</button></form>{table}{more}",
@@ -142,14 +142,14 @@ pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
             esc(&j.plan_digest)
         );
         actions.push_str(&action(
-            &format!("/jobs/{}/approve", j.id),
+            &format!("jobs/{}/approve", j.id),
             "Approve",
             csrf,
             None,
             &digest,
         ));
         actions.push_str(&action(
-            &format!("/jobs/{}/deny", j.id),
+            &format!("jobs/{}/deny", j.id),
             "Deny",
             csrf,
             None,
@@ -158,7 +158,7 @@ pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
     }
     if !j.is_terminal() {
         actions.push_str(&action(
-            &format!("/jobs/{}/cancel", j.id),
+            &format!("jobs/{}/cancel", j.id),
             "Cancel",
             csrf,
             Some(&format!("Cancel job {}?", j.id)),
@@ -262,11 +262,11 @@ mod tests {
         ];
         let all = jobs(&list, None, None, 0, Some(1));
         assert_eq!(all.matches("<tr><td><a href").count(), 3);
-        assert!(all.contains("&#39;&lt;hi&gt;&#39;") && all.contains("/jobs?before=1"));
+        assert!(all.contains("&#39;&lt;hi&gt;&#39;") && all.contains("\"jobs?before=1"));
         let some = jobs(&list, Some("exited"), Some("a"), 0, Some(1));
         assert_eq!(some.matches("<tr><td><a href").count(), 1);
-        assert!(some.contains("href=\"/jobs/1\""));
-        assert!(some.contains("/jobs?before=1&state=exited&node=a"));
+        assert!(some.contains("href=\"jobs/1\""));
+        assert!(some.contains("\"jobs?before=1&state=exited&node=a"));
         assert!(jobs(&list, Some("lost"), None, 0, None).contains("no jobs"));
     }
 
@@ -300,7 +300,7 @@ mod tests {
             html.contains("<td>3</td>") && !html.contains("<td>143</td>"),
             "{html}"
         );
-        assert!(html.contains("<td class=\"node\"><a href=\"/nodes/worker-gpu-01\">"));
+        assert!(html.contains("<td class=\"node\"><a href=\"nodes/worker-gpu-01\">"));
     }
 
     #[test]
@@ -328,7 +328,7 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("not yet") && html.contains("1m 05s so far"));
-        assert!(html.contains("/jobs/7/cancel"));
+        assert!(html.contains("\"jobs/7/cancel\""));
         assert!(job(&j, None, "c", now).contains("has not reported which yet"));
         j.state = "cancelled".into();
         j.exit_code = Some(143);

@@ -112,7 +112,7 @@ pub fn node_link(name: &str) -> String {
     if name.is_empty() {
         return "-".into();
     }
-    format!("<a href=\"/nodes/{n}\">{n}</a>", n = esc(name))
+    format!("<a href=\"nodes/{n}\">{n}</a>", n = esc(name))
 }
 
 /// The node list: every node of the page with health, labels, GPUs, load,
@@ -143,7 +143,7 @@ pub fn nodes(page: &[NodeInfo], now: u64, next: Option<&str>) -> String {
         rows.push_str("<tr><td colspan=\"9\">no nodes</td></tr>");
     }
     let more = next
-        .map(|n| format!("<p><a href=\"/nodes?after={}\">next nodes</a></p>", esc(n)))
+        .map(|n| format!("<p><a href=\"nodes?after={}\">next nodes</a></p>", esc(n)))
         .unwrap_or_default();
     format!(
         "<h1>Nodes</h1><p id=\"node-count\">{count} nodes on this page, by name</p>\
@@ -197,14 +197,14 @@ fn gpu_card(
     let holder = match g.job {
         Some(id) => match holders.get(&id) {
             Some(j) => format!(
-                "<p class=\"holder\">held by <a href=\"/jobs/{id}\">job {id}</a> of {who}, {for_}</p>",
+                "<p class=\"holder\">held by <a href=\"jobs/{id}\">job {id}</a> of {who}, {for_}</p>",
                 who = esc(&j.requester),
                 for_ = j
                     .started_at
                     .map(|s| format!("running {}", span(now.saturating_sub(s))))
                     .unwrap_or_else(|| "starting".into()),
             ),
-            None => format!("<p class=\"holder\">held by <a href=\"/jobs/{id}\">job {id}</a></p>"),
+            None => format!("<p class=\"holder\">held by <a href=\"jobs/{id}\">job {id}</a></p>"),
         },
         None if confirmed => "<p class=\"holder free\">free</p>".to_string(),
         None => "<p class=\"holder\">not confirmed: no job gets it until an admin confirms \
@@ -301,7 +301,7 @@ pub fn gpus(
         all.push_str(&html);
     }
     let more = next
-        .map(|n| format!("<p><a href=\"/gpus?after={}\">next nodes</a></p>", esc(n)))
+        .map(|n| format!("<p><a href=\"gpus?after={}\">next nodes</a></p>", esc(n)))
         .unwrap_or_default();
     format!(
         "<h1>GPUs</h1><p id=\"gpu-count\">{count} GPUs on this page</p><div class=\"cards\">{all}</div>{more}"
@@ -337,7 +337,7 @@ pub fn confirm_form(n: &NodeInfo, csrf: &str, confirm: &str, button: &str, from:
         gpus = n.max_gpus.map(|g| g.to_string()).unwrap_or_default(),
     );
     action(
-        &format!("/nodes/{}/approve", n.name),
+        &format!("nodes/{}/approve", n.name),
         button,
         csrf,
         Some(confirm),
@@ -414,7 +414,7 @@ pub fn node(
                 )
             );
             actions.push_str(&action(
-                &format!("/nodes/{}/revoke", n.name),
+                &format!("nodes/{}/revoke", n.name),
                 "Revoke",
                 csrf,
                 Some(&format!(
@@ -426,7 +426,7 @@ pub fn node(
         }
         "pending" => actions.push_str(
             "<p>This is an enrollment request, not a node yet: \
-             <a href=\"/enrollments\">approve or reject it</a>.</p>",
+             <a href=\"enrollments\">approve or reject it</a>.</p>",
         ),
         _ => {}
     }
@@ -463,11 +463,11 @@ mod tests {
         let html = gpus(&nodes, &[], &HashMap::new(), 0, Some("b"));
         assert_eq!(html.matches("<article").count(), 3);
         assert!(html.contains("3 GPUs on this page"));
-        assert!(html.contains("href=\"/jobs/7\""));
+        assert!(html.contains("href=\"jobs/7\""));
         assert!(html.contains("&lt;b&gt;GPU&lt;/b&gt;"));
         assert!(!html.contains("<b>GPU") && !html.contains("b<i>"));
-        assert!(html.contains("href=\"/nodes/b&lt;i&gt;\""));
-        assert!(html.contains("/gpus?after=b"));
+        assert!(html.contains("href=\"nodes/b&lt;i&gt;\""));
+        assert!(html.contains("\"gpus?after=b"));
         // Each card has a memory sparkline scaled to the GPU's memory (its
         // text alternative is both the label and the title); without a
         // history, it is the latest heartbeat's value alone.
@@ -551,7 +551,7 @@ mod tests {
         pending.heartbeat_age_ms = None;
         let html = nodes(&[a, off, pending], 1000, Some("p"));
         assert_eq!(html.matches("<tr><td class=\"node\">").count(), 3, "{html}");
-        assert!(html.contains("href=\"/nodes/a\""));
+        assert!(html.contains("href=\"nodes/a\""));
         assert!(html.contains("tag-degraded") && html.contains("GPU 1 at 90 °C"));
         assert!(
             html.contains(">gpu</span>") && html.contains("&lt;fast&gt;?"),
@@ -565,7 +565,7 @@ mod tests {
         assert!(html.contains("tag-offline") && html.contains("last seen <time"));
         assert!(html.contains(">1m 00s ago<"), "{html}");
         assert!(html.contains("tag-pending"));
-        assert!(html.contains("href=\"/nodes?after=p\""));
+        assert!(html.contains("href=\"nodes?after=p\""));
         assert!(nodes(&[], 0, None).contains("no nodes"));
     }
 
@@ -585,16 +585,16 @@ mod tests {
         assert!(html.contains("1 free of 2"));
         assert!(html.contains("2 (confirmed)"));
         assert_eq!(html.matches("<article").count(), 2);
-        assert!(html.contains("held by <a href=\"/jobs/4\">job 4</a> of admin"));
-        assert!(html.contains("href=\"/jobs/4\">4</a>"), "{html}");
-        assert!(html.contains("action=\"/nodes/a/approve\""));
+        assert!(html.contains("held by <a href=\"jobs/4\">job 4</a> of admin"));
+        assert!(html.contains("href=\"jobs/4\">4</a>"), "{html}");
+        assert!(html.contains("action=\"nodes/a/approve\""));
         assert!(html.contains("name=\"labels\" value=\"gpu\""), "{html}");
         assert!(html.contains("name=\"propose\" value=\"zone-x\""), "{html}");
         assert!(html.contains("name=\"gpus\" type=\"number\" min=\"0\" max=\"1024\" value=\"2\""));
-        assert!(html.contains("action=\"/nodes/a/revoke\""));
+        assert!(html.contains("action=\"nodes/a/revoke\""));
         assert!(html.contains("2026-12-05 20:46:53 UTC"), "{html}");
         n.connection = "pending".into();
         let pending = node(&n, None, &[], &HashMap::new(), "c5rf", 0);
-        assert!(pending.contains("href=\"/enrollments\"") && !pending.contains("/revoke"));
+        assert!(pending.contains("href=\"enrollments\"") && !pending.contains("/revoke"));
     }
 }
