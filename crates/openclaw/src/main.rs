@@ -12,6 +12,8 @@ mod jobs_cli;
 mod lab;
 mod output;
 mod term;
+#[cfg(test)]
+mod tidy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

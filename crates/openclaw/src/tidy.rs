@@ -294,3 +294,82 @@ fn the_gateways_modules_have_no_cycle() {
         .insert("session".into());
     assert!(find_cycle(&g).is_some());
 }
+
+/// Whether a test or function named `name` is defined in any of `files`.
+fn defines(files: &[String], name: &str) -> bool {
+    let needle = format!("fn {name}(");
+    files.iter().any(|f| read(f).contains(&needle))
+}
+
+#[test]
+fn every_test_security_md_names_exists() {
+    // `module::test` names a test in tests/it/module(.rs|/*); `crate::…::f`
+    // names a function in crates/crate/src. A renamed or moved test must
+    // be renamed in docs/SECURITY.md too.
+    let text = read("docs/SECURITY.md");
+    assert!(text.len() > 10_000, "docs/SECURITY.md not found");
+    let it_modules: BTreeSet<String> = rust_files("tests/it")
+        .iter()
+        .filter_map(|f| {
+            let rest = f.strip_prefix("tests/it/")?;
+            Some(rest.split('/').next()?.trim_end_matches(".rs").to_string())
+        })
+        .collect();
+    let gateway_modules: BTreeSet<String> = gateway_module_graph().into_keys().collect();
+    let everywhere: Vec<String> = rust_files("tests/it")
+        .into_iter()
+        .chain(rust_files("crates"))
+        .collect();
+    let mut missing = vec![];
+    let mut checked = 0;
+    for quoted in text.split('`').skip(1).step_by(2) {
+        let parts: Vec<&str> = quoted.split("::").collect();
+        if parts.len() < 2
+            || !parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            })
+        {
+            continue;
+        }
+        let Some(last) = parts.last().copied() else {
+            continue;
+        };
+        let known_root = it_modules.contains(parts[0])
+            || root().join("crates").join(parts[0]).is_dir()
+            || gateway_modules.contains(parts[0]);
+        if !known_root || last == "tests" {
+            continue;
+        }
+        checked += 1;
+        // The first segment may be a tests/it module, a crate, or a module
+        // of the gateway (`jobs::logwriter`): look in all of them.
+        if !defines(&everywhere, last) {
+            missing.push(quoted.to_string());
+            continue;
+        }
+        // `module::test` of tests/it must be in that module (a test moved to
+        // another module must be renamed here too), unless the name is a
+        // crate's (`moltbot::deliver`).
+        if parts.len() == 2 && it_modules.contains(parts[0]) {
+            let here: Vec<String> = rust_files(&format!("tests/it/{}", parts[0]))
+                .into_iter()
+                .chain(std::iter::once(format!("tests/it/{}.rs", parts[0])))
+                .collect();
+            let in_crate = rust_files(&format!("crates/{}/src", parts[0]));
+            if !defines(&here, last) && !defines(&in_crate, last) {
+                missing.push(format!("{quoted} (in another module now?)"));
+            }
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} test names found in docs/SECURITY.md"
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/SECURITY.md names tests that do not exist (renamed or moved?):\n{}",
+        missing.join("\n")
+    );
+}
