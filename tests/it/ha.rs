@@ -1,5 +1,5 @@
 //! A leader and a hot standby on one real PostgreSQL server (started in a
-//! temporary directory by `pgtemp`): real gateways, a real node agent, real
+//! temporary directory by `testpg`): real gateways, a real node agent, real
 //! QUIC. The leader is killed (SIGKILL) or paused (SIGSTOP); the standby
 //! takes the lease, the node moves to it, a running job's output arrives
 //! exactly once, and a paused leader that wakes steps down without a write.
@@ -233,7 +233,7 @@ fn assert_lines_once(lab: &Lab, job: u64, n: u32) {
 
 #[test]
 fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
-    let Some(pg) = pgtemp::shared("ha test: failover on SIGKILL") else {
+    let Some(pg) = testpg::shared("ha test: failover on SIGKILL") else {
         return;
     };
     let mut p = pair(pg.database().unwrap());
@@ -431,7 +431,7 @@ fn snapshot(url: &str) -> String {
 
 #[test]
 fn a_paused_leader_that_wakes_after_a_takeover_steps_down_without_a_write() {
-    let Some(pg) = pgtemp::shared("ha test: fencing on SIGSTOP") else {
+    let Some(pg) = testpg::shared("ha test: fencing on SIGSTOP") else {
         return;
     };
     let mut p = pair(pg.database().unwrap());
@@ -481,7 +481,7 @@ fn a_paused_leader_that_wakes_after_a_takeover_steps_down_without_a_write() {
 
 #[test]
 fn a_leader_cut_off_from_the_database_stops_before_its_lease_lapses() {
-    let Some(pg) = pgtemp::shared("ha test: split brain") else {
+    let Some(pg) = testpg::shared("ha test: split brain") else {
         return;
     };
     let mut p = pair(pg.database().unwrap());
@@ -539,7 +539,7 @@ fn a_leader_cut_off_from_the_database_stops_before_its_lease_lapses() {
 
 #[test]
 fn a_queued_job_waits_through_a_failover_and_runs_on_the_new_leader() {
-    let Some(pg) = pgtemp::shared("ha test: a queued job through a failover") else {
+    let Some(pg) = testpg::shared("ha test: a queued job through a failover") else {
         return;
     };
     // One job at a time on the node, so the second one queues.
@@ -574,7 +574,7 @@ fn attack_a_ca_rotation_is_refused_while_standbys_share_the_state() {
     // The CA lives in each gateway's home: rotating on the leader alone
     // left the standbys with the old key, to come back at the next
     // failover. A rotation is refused while others share the state.
-    let Some(pg) = pgtemp::shared("ha test: CA rotation with a standby") else {
+    let Some(pg) = testpg::shared("ha test: CA rotation with a standby") else {
         return;
     };
     let url = pg.database().unwrap();

@@ -1,6 +1,6 @@
 //! Gateway state in PostgreSQL: `openclaw gateway migrate-state --to
 //! postgres://…` moves a gateway's SQLite state into a real PostgreSQL
-//! server (started in a temporary directory by `pgtemp`), and the gateway
+//! server (started in a temporary directory by `testpg`), and the gateway
 //! then runs on it: real gateway, real node agent, real QUIC.
 //! SKIPPED without PostgreSQL (a failure under .ci/run).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,7 +14,7 @@ const T: Duration = Duration::from_secs(30);
 
 #[test]
 fn a_gateway_moves_its_state_to_postgres_and_keeps_its_nodes_and_jobs() {
-    let Some(pg) = pgtemp::shared("state test: migrate to PostgreSQL") else {
+    let Some(pg) = testpg::shared("state test: migrate to PostgreSQL") else {
         return;
     };
     let url = pg.database().unwrap();
@@ -98,7 +98,7 @@ fn a_gateway_moves_its_state_to_postgres_and_keeps_its_nodes_and_jobs() {
 
 #[test]
 fn migrate_state_refuses_a_full_database_a_password_in_the_url_and_a_dead_server() {
-    let Some(pg) = pgtemp::shared("state test: migrate-state refusals") else {
+    let Some(pg) = testpg::shared("state test: migrate-state refusals") else {
         return;
     };
     let url = pg.database().unwrap();
@@ -150,7 +150,7 @@ fn migrate_state_refuses_a_full_database_a_password_in_the_url_and_a_dead_server
 
 #[test]
 fn init_with_state_and_join_share_one_ca_and_refuse_what_they_must() {
-    let Some(pg) = pgtemp::shared("state test: init --state and join") else {
+    let Some(pg) = testpg::shared("state test: init --state and join") else {
         return;
     };
     let url = pg.database().unwrap();

@@ -170,7 +170,7 @@ fn engine_specific_sql_stays_in_the_engine_rooms() {
     let mut bad = vec![];
     for f in rust_files("crates") {
         if ENGINE_ROOMS.contains(&f.as_str())
-            || f.starts_with("crates/pgtemp/")
+            || f.starts_with("crates/testpg/")
             || f.ends_with("/tidy.rs")
         {
             continue;

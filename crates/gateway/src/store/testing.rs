@@ -48,7 +48,7 @@ pub fn engines(what: &str) -> Vec<Case> {
         store: Store::open(&dir.path().join("s.db")).unwrap(),
         place: Place::Lite(dir),
     }];
-    if let Some(server) = pgtemp::shared(what) {
+    if let Some(server) = testpg::shared(what) {
         let url = server.database().unwrap();
         out.push(Case {
             engine: "postgres",

@@ -36,7 +36,7 @@ fn migrate_is_idempotent_and_every_column_is_commented() {
     assert_eq!(v, MIGRATIONS.len() as i64);
     // PostgreSQL: the same version, and every column carries its
     // comment as a COMMENT ON.
-    let Some(server) = pgtemp::shared("store migrations on PostgreSQL") else {
+    let Some(server) = testpg::shared("store migrations on PostgreSQL") else {
         return;
     };
     let url = server.database().unwrap();
@@ -378,7 +378,7 @@ fn every_table_round_trips_on_both_engines() {
 
 #[test]
 fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
-    let Some(server) = pgtemp::shared("store test: lease and fencing") else {
+    let Some(server) = testpg::shared("store test: lease and fencing") else {
         return;
     };
     let url = server.database().unwrap();
@@ -444,7 +444,7 @@ fn newer_schema_is_refused() {
     }
     let err = Store::open(&path).err().unwrap().to_string();
     assert!(err.contains("upgrade openclaw"), "{err}");
-    let Some(server) = pgtemp::shared("store test newer_schema_is_refused") else {
+    let Some(server) = testpg::shared("store test newer_schema_is_refused") else {
         return;
     };
     let url = server.database().unwrap();
@@ -461,7 +461,7 @@ fn newer_schema_is_refused() {
 
 #[test]
 fn tls_to_postgres_is_verified_against_the_given_ca() {
-    if pgtemp::shared("store test: TLS to PostgreSQL").is_none() {
+    if testpg::shared("store test: TLS to PostgreSQL").is_none() {
         return;
     }
     let ca = |name: &str| {
@@ -478,7 +478,7 @@ fn tls_to_postgres_is_verified_against_the_given_ca() {
     let key = rcgen::KeyPair::generate().unwrap();
     let p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
     let cert = p.signed_by(&key, &issuer).unwrap();
-    let server = pgtemp::Server::start_tls(&cert.pem(), &key.serialize_pem()).unwrap();
+    let server = testpg::Server::start_tls(&cert.pem(), &key.serialize_pem()).unwrap();
     let url = format!(
         "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
         server.port
