@@ -8,8 +8,9 @@ use proto::{ApiError, CloseCode, ErrorCode, NodeInfo, Request, Response};
 use std::sync::Arc;
 
 use crate::peer::Peer;
+use crate::shared::{Shared, unix_now};
 use crate::store::{NodeState, TokenRow};
-use crate::{Shared, enroll, jobs, unix_now};
+use crate::{enroll, jobs};
 
 /// Longest token lifetime.
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -357,7 +358,7 @@ pub fn node_info(
     instant: Instant,
     full: bool,
 ) -> NodeInfo {
-    let crate::NodeStatus {
+    let crate::shared::NodeStatus {
         live,
         connection,
         health,

@@ -25,7 +25,8 @@ use mesh::Home;
 use mesh::home::client_files;
 use serde::{Deserialize, Serialize};
 
-use crate::{GatewayError, files, unix_now};
+use crate::shared::unix_now;
+use crate::{GatewayError, files};
 
 /// The archive's top directory.
 const ROOT: &str = "openclaw-backup";

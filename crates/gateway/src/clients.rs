@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use proto::{ApiError, ClientInfo, CloseCode, ErrorCode, Response, Role};
 
+use crate::jobs;
 use crate::peer::Peer;
+use crate::shared::{Shared, unix_now};
 use crate::store::{ClientRow, ClientState};
-use crate::{Shared, jobs, unix_now};
 
 /// Longest lifetime a client certificate may be given.
 const MAX_CLIENT_TTL: Duration = Duration::from_secs(365 * 86_400);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use proto::{ApiError, CloseCode, EnrollReply, EnrollRequest, EnrollSubmit, ErrorCode, Role};
 
 use crate::rules::{self, Collision};
+use crate::shared::{Shared, unix_now};
 use crate::store::{NodeRow, NodeState, StoreError, Tx};
-use crate::{Shared, unix_now};
 
 /// Enrollment frames are small: a CSR is at most 4 KiB.
 pub const ENROLL_FRAME_LIMIT: usize = 16 * 1024;
@@ -109,7 +109,7 @@ pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
             }
         };
         let reply = match read {
-            Ok(Some(req)) => crate::off_runtime(&shared, move |s| handle(s, req, remote))
+            Ok(Some(req)) => crate::shared::off_runtime(&shared, move |s| handle(s, req, remote))
                 .await
                 .unwrap_or_else(EnrollReply::Error),
             Ok(None) => continue,

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::Shared;
+use crate::shared::Shared;
 
 /// One label, e.g. `[("state", "connected")]`.
 type Labels = Vec<(&'static str, String)>;
@@ -128,7 +128,7 @@ pub fn render(shared: &Shared) -> String {
     }
     let ages: Family<Labels, Gauge<f64, AtomicU64>> = Family::default();
     for n in &nodes {
-        let crate::NodeStatus {
+        let crate::shared::NodeStatus {
             live,
             connection,
             health,
@@ -371,7 +371,7 @@ async fn scrape(
 ) -> impl axum::response::IntoResponse {
     let now = source.borrow().clone();
     let body = match now {
-        Source::Serving(shared) => crate::off_runtime(&shared, |s| render(s))
+        Source::Serving(shared) => crate::shared::off_runtime(&shared, |s| render(s))
             .await
             .unwrap_or_default(),
         Source::Standby(attempts) => render_standby(attempts.load(Ordering::Relaxed)),

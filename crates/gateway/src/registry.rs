@@ -310,7 +310,7 @@ impl Registry {
         // History keeps the confirmed GPUs only: a node's claim of 1,024
         // GPUs costs the gateway no more memory than its cap allows.
         if confirmed > 0 && !hb.gpus.is_empty() {
-            let now = crate::unix_now();
+            let now = crate::shared::unix_now();
             let n = usize::try_from(confirmed).unwrap_or(usize::MAX);
             self.with_history(|h| h.entry(name.to_string()).or_default().record(now, &hb, n));
         }

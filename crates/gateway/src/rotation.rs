@@ -24,7 +24,8 @@
 use proto::{ApiError, CaRotationInfo, CaStep, ControlMsg, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::{GatewayError, SERVER_CERT_TTL, Shared, files, unix_now};
+use crate::shared::{Shared, unix_now};
+use crate::{GatewayError, SERVER_CERT_TTL, files};
 use mesh::Home;
 
 /// Where a rotation stands.

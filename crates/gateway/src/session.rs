@@ -12,8 +12,9 @@ use rustls::pki_types::CertificateDer;
 
 use crate::peer::Peer;
 use crate::registry::NodeMeta;
+use crate::shared::{Shared, off_runtime, unix_now};
 use crate::store::NodeState;
-use crate::{Shared, api, enroll, jobs, off_runtime, unix_now};
+use crate::{api, enroll, jobs};
 
 /// Session frames: API requests and control messages.
 pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;

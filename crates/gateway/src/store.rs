@@ -267,7 +267,7 @@ impl Store {
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         debug_assert!(
-            !crate::on_async_worker(),
+            !crate::shared::on_async_worker(),
             "Store::tx on an async worker thread; use Store::call or crate::off_runtime"
         );
         self.counts

@@ -191,7 +191,8 @@ fn engine_specific_sql_stays_in_the_engine_rooms() {
 }
 
 /// The gateway's top-level modules and what each imports from the others
-/// (`use crate::x…` and `crate::x::` paths), the crate root excluded.
+/// (`use crate::x…` and `crate::x::` paths), the crate root and `shared`
+/// (the composition of them all) excluded.
 fn gateway_module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = "crates/gateway/src/";
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -200,7 +201,11 @@ fn gateway_module_graph() -> BTreeMap<String, BTreeSet<String>> {
         let rest = f.strip_prefix(src)?;
         let first = rest.split('/').next()?;
         let m = first.trim_end_matches(".rs");
-        (m != "lib").then(|| m.to_string())
+        // The crate root and `shared` compose the gateway: `Shared` holds
+        // every part (the store, the registry, the live jobs, metrics), and
+        // the parts reach each other through it. Cycles among the parts
+        // themselves are what this check forbids.
+        (m != "lib" && m != "shared").then(|| m.to_string())
     };
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(f)).collect();
     for f in &files {

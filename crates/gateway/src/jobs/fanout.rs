@@ -26,8 +26,8 @@ use super::{
 use crate::peer::Peer;
 use crate::policy::{self, Combined};
 use crate::routing;
+use crate::shared::{Shared, off_runtime, unix_now};
 use crate::store::{FanRow, JobRow, JobState};
-use crate::{Shared, off_runtime, unix_now};
 
 /// Events a fan-out follower may buffer before its members' followers wait.
 const FAN_EVENTS: usize = 256;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use proto::{JobEvent, OutStream};
 
 use super::{FOLLOW_CHUNK, Progress, TailChunk, log_path, record};
-use crate::Shared;
+use crate::shared::Shared;
 
 /// Streams a job's output from the given offsets; with `follow`, until it
 /// ends. Sends `State` whenever the state differs from what the follower

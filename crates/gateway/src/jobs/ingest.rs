@@ -15,8 +15,8 @@ use super::{
     log_path,
 };
 use crate::peer::Peer;
+use crate::shared::{Shared, unix_now};
 use crate::store::JobState;
-use crate::{Shared, unix_now};
 
 /// Serves a job stream a node opened.
 pub async fn node_job_stream(

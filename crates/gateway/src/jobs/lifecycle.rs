@@ -12,8 +12,8 @@ use super::{
 };
 use crate::peer::Peer;
 use crate::policy::{self};
+use crate::shared::{Shared, off_runtime, unix_now};
 use crate::store::{JobRow, JobState, NodeRow, NodeState, StoreError, Tx};
-use crate::{Shared, off_runtime, unix_now};
 
 pub(super) fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
     shared.jobs.with(|m| {

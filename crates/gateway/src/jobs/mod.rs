@@ -39,8 +39,8 @@ use crate::config::Config;
 use crate::peer::Peer;
 use crate::policy::{self, Action};
 use crate::routing::{self, NodeView, RouteError};
+use crate::shared::{Shared, unix_now};
 use crate::store::{JobRow, NodeState};
-use crate::{Shared, unix_now};
 
 /// Largest argv, all arguments together.
 const MAX_ARGV_BYTES: usize = 128 * 1024;
@@ -140,7 +140,7 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
     Ok(rows
         .into_iter()
         .map(|n| {
-            let crate::NodeStatus { live, health, .. } = shared.node_status(&n, instant);
+            let crate::shared::NodeStatus { live, health, .. } = shared.node_status(&n, instant);
             let (gpus_busy, running) = shared.jobs.load(&n.name);
             NodeView {
                 state: n.state,

@@ -13,8 +13,8 @@ use super::{
 use crate::peer::Peer;
 use crate::policy::{self, Action};
 use crate::routing::RouteError;
+use crate::shared::{Shared, off_runtime, unix_now};
 use crate::store::{JobRow, JobState, Tx};
-use crate::{Shared, off_runtime, unix_now};
 
 /// Creates a job. Returns its record; a policy denial is an error (the
 /// denied job is still recorded for the audit trail).
