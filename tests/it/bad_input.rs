@@ -165,6 +165,13 @@ fn a_token_nodes_elsewhere_cannot_dial_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not HOST:PORT"), "{err}");
+    // So is an advertise that token create would refuse later: loopback
+    // while listening beyond it. Nothing is written.
+    let out = init("127.0.0.1:7443");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("which only this machine can dial"), "{err}");
+    assert!(!home.join("ca.key").exists());
     let out = init("gw.example.org:7443");
     assert!(out.status.success(), "{out:?}");
     let toml = std::fs::read_to_string(home.join("gateway.toml")).unwrap();

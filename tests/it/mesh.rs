@@ -450,6 +450,70 @@ impl LabProc {
 }
 
 #[test]
+fn the_lab_removes_only_what_it_made_and_stops_on_ctrl_c() {
+    // A --dir that holds anything is refused, and left as it was.
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "precious").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["lab", "--dir"])
+        .arg(&mine)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not empty"),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+        "precious"
+    );
+    // Ctrl-C at the prompt stops the lab and removes its homes.
+    let lab_dir = dir.path().join("lab");
+    let mut child = std::process::Command::new(BIN)
+        .args(["lab", "--dir"])
+        .arg(&lab_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    wait_until(Duration::from_secs(60), "the lab's prompt", || {
+        seen.lock().unwrap().contains("node list").then_some(())
+    });
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_until(T, "the lab to stop", || child.try_wait().unwrap());
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
+    assert!(status.success(), "{status:?}\n{text}");
+    assert!(text.contains("== stopping the lab"), "{text}");
+    assert!(!lab_dir.exists(), "the lab left its homes behind:\n{text}");
+}
+
+#[test]
 fn lab_command_brings_up_two_connected_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let bin = std::fs::canonicalize(BIN).unwrap();

@@ -66,7 +66,7 @@ pub fn is_final(state: &str) -> bool {
 
 /// The one-line state of a job.
 pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
-    let cmd = m.escape(&j.argv.join(" "));
+    let cmd = m.escape(&proto::argv::line(&j.argv));
     let node = m.escape(&j.node);
     let g = gpus(j);
     match j.job_state() {
@@ -257,7 +257,7 @@ pub fn finished(
 
 /// A fan-out's one message while it runs: it counts up.
 pub fn fan_progress(info: &FanInfo, c: &Counts, elapsed: Duration, m: &dyn Markup) -> String {
-    let cmd = m.escape(&info.argv.join(" "));
+    let cmd = m.escape(&proto::argv::line(&info.argv));
     let n = info.members.len();
     if info.state == FanState::AwaitingApproval.as_str() {
         return format!(
@@ -309,7 +309,7 @@ pub fn fan_finished(info: &FanInfo, tally: &Tally, m: &dyn Markup) -> String {
     format!(
         "{mark} fan-out {}: `{}`\n{}",
         info.id,
-        m.escape(&info.argv.join(" ")),
+        m.escape(&proto::argv::line(&info.argv)),
         m.escape(&tally.summary(10))
     )
 }
@@ -353,7 +353,7 @@ pub fn approval_question(j: &JobInfo, m: &dyn Markup) -> String {
     format!(
         "Job {} wants to run `{}` on {}{}{}{}, for {}. Plan {}. Approve?",
         j.id,
-        m.escape(&j.argv.join(" ")),
+        m.escape(&proto::argv::line(&j.argv)),
         on,
         gpus(j),
         j.cwd
@@ -595,20 +595,20 @@ mod tests {
         let mut tally = Tally::new(&info);
         assert_eq!(
             fan_progress(&info, &tally.counts(), Duration::from_secs(3), &Plain),
-            "🔒 fan-out 4 on 3 nodes awaits approval by @U9: `nvidia-smi &lt;x>`"
+            "🔒 fan-out 4 on 3 nodes awaits approval by @U9: `nvidia-smi '&lt;x>'`"
         );
         info.state = "running".into();
         tally.record(0, Outcome::Ok);
         tally.record(2, Outcome::Exit(9));
         assert_eq!(
             fan_progress(&info, &tally.counts(), Duration::from_secs(3), &Plain),
-            "▶️ fan-out 4 on 3 nodes for 3s: `nvidia-smi &lt;x>`\n2/3 done: 1 ok, 1 failed\n1 matching nodes offline or unhealthy, not run"
+            "▶️ fan-out 4 on 3 nodes for 3s: `nvidia-smi '&lt;x>'`\n2/3 done: 1 ok, 1 failed\n1 matching nodes offline or unhealthy, not run"
         );
         tally.record(1, Outcome::Ok);
         let fin = fan_finished(&info, &tally, &Plain);
         assert!(
             fin.starts_with(
-                "⚠️ fan-out 4: `nvidia-smi &lt;x>`\n4 node(s): 2 ok, 1 failed (gpu-c: exit 9)"
+                "⚠️ fan-out 4: `nvidia-smi '&lt;x>'`\n4 node(s): 2 ok, 1 failed (gpu-c: exit 9)"
             ),
             "{fin}"
         );

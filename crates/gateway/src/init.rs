@@ -84,7 +84,7 @@ pub fn init_with_state(
     advertise: Option<&str>,
     state: Option<&config::StateConfig>,
 ) -> Result<InitReport, GatewayError> {
-    check_name_and_advertise(name, advertise)?;
+    check_name_and_advertise(name, listen, advertise)?;
     if home.exists(files::CA_KEY) || home.exists(files::CA_CERT) {
         return Err(GatewayError::Io(format!(
             "{} already holds a CA; refusing to overwrite it. Use another --home, or remove that directory to start over",
@@ -186,7 +186,7 @@ pub fn join(
     ca_from: &std::path::Path,
     state: &config::StateConfig,
 ) -> Result<InitReport, GatewayError> {
-    check_name_and_advertise(name, advertise)?;
+    check_name_and_advertise(name, listen, advertise)?;
     if state.url.is_none() {
         return Err(GatewayError::Io(
             "gateway join needs --state postgres://…: only gateways on shared PostgreSQL state can lead and stand by".into(),
@@ -273,12 +273,24 @@ fn write_ca_and_server_cert(
 }
 
 /// Checks the `--name` and `--advertise` of a new gateway home.
-fn check_name_and_advertise(name: &str, advertise: Option<&str>) -> Result<(), GatewayError> {
+fn check_name_and_advertise(
+    name: &str,
+    listen: &str,
+    advertise: Option<&str>,
+) -> Result<(), GatewayError> {
     if let Some(a) = advertise {
         config::check_advertise(a).map_err(|msg| GatewayError::Config {
             path: "--advertise".into(),
             msg,
         })?;
+        // What `token create` would refuse later, refused now: an address
+        // only this machine can dial while the gateway listens beyond it.
+        if let Ok(bound) = listen.parse::<SocketAddr>() {
+            crate::rules::token_address(bound, a).map_err(|e| GatewayError::Config {
+                path: "--advertise".into(),
+                msg: e.message,
+            })?;
+        }
     }
     proto::names::validate_name(name).map_err(|e| GatewayError::Config {
         path: "--name".into(),

@@ -9,11 +9,14 @@
 //! shim. Only simulated GPUs get it: on a node with real ones, the real
 //! `nvidia-smi` is the one a job finds.
 //!
-//! It knows two forms, `nvidia-smi -L` (one line per GPU the job can see,
-//! as CUDA reads `CUDA_VISIBLE_DEVICES`) and plain `nvidia-smi` (a short
-//! table in the real one's shape); every other form says it is not
-//! simulated. GPU numbers are the node's indices, as in
-//! `CUDA_VISIBLE_DEVICES`, `job show` and the dashboard.
+//! It knows two forms, `nvidia-smi -L` (one line per GPU) and plain
+//! `nvidia-smi` (a short table in the real one's shape); every other form
+//! says it is not simulated. As the real one, which reads NVML and not
+//! `CUDA_VISIBLE_DEVICES`, it lists every GPU of the node, so a look at a
+//! node from a job that holds none (`run nvidia-smi on all gpu nodes`)
+//! sees them; [`run`] can also narrow the list as CUDA would. GPU numbers
+//! are the node's indices, as in `CUDA_VISIBLE_DEVICES`, `job show` and
+//! the dashboard.
 
 use serde::{Deserialize, Serialize};
 
@@ -204,8 +207,8 @@ pub fn run(
             return out(
                 0,
                 "nvidia-smi, simulated by openclaw for this node's simulated GPUs.\n\
-                 \n    nvidia-smi        a table of the GPUs this job can see\n    \
-                 nvidia-smi -L     one line per GPU this job can see\n"
+                 \n    nvidia-smi        a table of the node's GPUs\n    \
+                 nvidia-smi -L     one line per GPU of the node\n"
                     .into(),
                 String::new(),
             );
@@ -284,8 +287,9 @@ pub fn main() -> ! {
                     serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", file.display()))
                 })
         });
-    let cuda = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-    let o = run(&args, devices, cuda.as_deref());
+    // Every GPU of the node, as the real nvidia-smi lists them whatever
+    // CUDA_VISIBLE_DEVICES says.
+    let o = run(&args, devices, None);
     // A closed pipe (`| head -1`) is no reason to say more.
     let _ = std::io::stdout().write_all(o.stdout.as_bytes());
     let _ = std::io::stdout().flush();

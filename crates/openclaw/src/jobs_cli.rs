@@ -50,7 +50,9 @@ pub struct RunArgs {
     /// Working directory on the node (absolute).
     #[arg(long)]
     cwd: Option<String>,
-    /// Extra environment, K=V (repeatable). LD_* and DYLD_* are stripped.
+    /// Extra environment, K=V (repeatable). Only keys the gateway's env_allow admits; loader,
+    /// shell, interpreter and GPU-stack variables (LD_*, PATH, PYTHONPATH, CUDA_INJECTION64_PATH,
+    /// ...) are refused (exit 252).
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
     /// Run the command line through `sh -c`.

@@ -36,10 +36,35 @@ pub async fn run(dir: Option<PathBuf>, keep: bool) -> Result<(), CliError> {
             (t.path().to_path_buf(), Some(t))
         }
     };
+    // The lab removes what it made, never what was there: a --dir that
+    // holds anything is refused before anything is written.
+    if root
+        .read_dir()
+        .is_ok_and(|mut entries| entries.next().is_some())
+    {
+        return Err(CliError::new(
+            crate::exit::USAGE,
+            format!(
+                "lab: {} is not empty; give --dir a new or empty directory (the lab removes its homes \
+                 when it stops, unless --keep)",
+                root.display()
+            ),
+        ));
+    }
     mesh::home::create_private_dir(&root).map_err(fail)?;
     // Absolute, so the commands the lab prints work from any directory.
     let root = root.canonicalize().map_err(fail)?;
-    let result = lab(&root).await;
+    // Ctrl-C stops the lab as `exit` does: its processes, then its homes.
+    // The handler is in place from here on, so a Ctrl-C while it starts is
+    // not lost either: the prompt sees it and stops at once.
+    let (int_tx, int_rx) = watch::channel(false);
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = int_tx.send(true);
+        }
+    });
+    let result = lab(&root, int_rx).await;
+    ctrl_c.abort();
     if !keep {
         let _ = std::fs::remove_dir_all(&root);
     } else {
@@ -48,7 +73,10 @@ pub async fn run(dir: Option<PathBuf>, keep: bool) -> Result<(), CliError> {
     result
 }
 
-async fn lab(root: &std::path::Path) -> Result<(), CliError> {
+async fn lab(
+    root: &std::path::Path,
+    mut interrupted: watch::Receiver<bool>,
+) -> Result<(), CliError> {
     let gw_home = Home::new(root.join("gateway"));
     outln!("== starting a gateway in {}", gw_home.root().display());
     gateway::init(&gw_home, "127.0.0.1:0", "lab-gateway", None).map_err(fail)?;
@@ -229,7 +257,12 @@ async fn lab(root: &std::path::Path) -> Result<(), CliError> {
     };
     // Messages come from standard input, a terminal or not; end of input
     // (at once for /dev/null) stops the lab.
-    let _ = crate::chat_cli::repl(&prompt).await;
+    if !*interrupted.borrow() {
+        tokio::select! {
+            _ = crate::chat_cli::repl(&prompt) => {}
+            _ = interrupted.wait_for(|i| *i) => outln!("\n== interrupted"),
+        }
+    }
     bot.close().await;
     outln!("== stopping the lab");
     let _ = dash_tx.send(());

@@ -419,7 +419,7 @@ pub fn how_it_ended(j: &JobInfo) -> String {
 /// The `job show` view.
 pub fn job(j: &JobInfo, now: u64) -> String {
     let t = |v: Option<u64>| {
-        v.map(|t| format!("{t} ({})", ago(t, now)))
+        v.map(|t| format!("{} ({})", proto::clock::Utc::from_unix(t), ago(t, now)))
             .unwrap_or_else(|| "-".into())
     };
     let mut out = String::new();

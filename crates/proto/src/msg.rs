@@ -512,11 +512,12 @@ impl Request {
                 | Request::NodeRenew { .. }
                 | Request::CaRotate { .. } => false,
             },
-            // A node may only renew its own certificate (and read the clock
-            // and the CAs to trust).
+            // A node may only renew its own certificate, read the clock and
+            // the CAs to trust, and ask who it is (`openclaw whoami` on a
+            // node home).
             Role::Node => matches!(
                 self,
-                Request::NodeRenew { .. } | Request::Time | Request::Trust
+                Request::NodeRenew { .. } | Request::Time | Request::Trust | Request::Whoami
             ),
         }
     }

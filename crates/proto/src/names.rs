@@ -49,8 +49,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 ///   fillers that render as blanks or nothing (U+034F, U+115F, U+1160,
 ///   U+17B4, U+17B5, U+3164, U+FFA0, U+180B–U+180F) and variation
 ///   selectors (U+FE00–U+FE0F, U+E0100–U+E01EF), which are invisible and
-///   can hide a payload one byte per character. An emoji's U+FE0F then
-///   shows as `\u{fe0f}`; an admin's terminal prefers exact to pretty.
+///   can hide a payload one byte per character. One U+FE0F (emoji
+///   presentation) right after a visible non-ASCII symbol is how an emoji
+///   is written (`⚠️`), and [`printable`] keeps that one.
 ///
 /// Visible characters stay as they are, whatever their script; spaces
 /// other than U+0020 (U+00A0, U+3000, ...) are visible as blanks and stay.
@@ -97,12 +98,19 @@ pub fn is_hidden_or_control(c: char) -> bool {
 /// character it would escape, so escaping twice changes nothing.
 pub fn printable(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max.saturating_mul(4)));
+    let mut prev: Option<char> = None;
     for (i, c) in s.chars().enumerate() {
         if i >= max {
             out.push('…');
             break;
         }
-        if is_hidden_or_control(c) {
+        // One emoji presentation selector right after a visible symbol
+        // (`⚠\u{fe0f}`) is how emoji are written: it stays. Any other
+        // variation selector, or a second one, is escaped.
+        let emoji_vs =
+            c == '\u{FE0F}' && prev.is_some_and(|p| !p.is_ascii() && !is_hidden_or_control(p));
+        prev = Some(c);
+        if is_hidden_or_control(c) && !emoji_vs {
             // escape_default writes \t, \r, \n, or \u{HEX}: ASCII only.
             out.extend(c.escape_default());
         } else {
@@ -285,6 +293,12 @@ mod tests {
             ("l1\u{2028}l2\u{2029}", "l1\\u{2028}l2\\u{2029}"),
             ("tag\u{e0041}\u{e007f}", "tag\\u{e0041}\\u{e007f}"),
             ("vs\u{fe0f}\u{e0100}", "vs\\u{fe0f}\\u{e0100}"),
+            // An emoji's one presentation selector stays; a second, or
+            // one after ASCII or after another selector, does not.
+            ("⚠\u{fe0f} job", "⚠\u{fe0f} job"),
+            ("⚠\u{fe0f}\u{fe0f}", "⚠\u{fe0f}\\u{fe0f}"),
+            ("a\u{fe0f}", "a\\u{fe0f}"),
+            ("⚠\u{fe0e}", "⚠\\u{fe0e}"),
             // Visible text of any script, and visible spaces, stay.
             ("Grüße 数据 الحاسوب", "Grüße 数据 الحاسوب"),
             ("nbsp\u{a0}ideo\u{3000}", "nbsp\u{a0}ideo\u{3000}"),
@@ -300,7 +314,13 @@ mod tests {
                 got,
                 "escaping twice changes nothing"
             );
-            assert!(got.chars().all(|c| !is_hidden_or_control(c)), "{got:?}");
+            // Nothing hidden is left but an emoji's one selector.
+            let mut prev = ' ';
+            for c in got.chars() {
+                let emoji_vs = c == '\u{FE0F}' && !prev.is_ascii() && !is_hidden_or_control(prev);
+                assert!(!is_hidden_or_control(c) || emoji_vs, "{got:?}");
+                prev = c;
+            }
         }
         // Cutting counts characters of the input, never splits an escape.
         assert_eq!(printable("\x1b\x1b\x1b", 2), "\\u{1b}\\u{1b}…");

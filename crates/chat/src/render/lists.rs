@@ -202,7 +202,7 @@ fn job_line(j: &JobInfo, now: u64, m: &dyn Markup) -> String {
     } else {
         format!(" on {}", m.escape(&j.node))
     };
-    let cmd = m.escape(&cut(&j.argv.join(" "), LIST_CMD));
+    let cmd = m.escape(&cut(&proto::argv::line(&j.argv), LIST_CMD));
     let state = match j.job_state() {
         Some(JobState::Queued) => format!("⏳ {} queued", j.id),
         Some(JobState::AwaitingApproval) => format!(
@@ -404,7 +404,7 @@ mod tests {
         let text = status(&j, 1190, &Clock);
         assert_eq!(
             text,
-            "✅ job 7 on worker-gpu-01, 1 GPU exited with code 0 after 2m10s: `sh -c train &lt;x>`\n\
+            "✅ job 7 on worker-gpu-01, 1 GPU exited with code 0 after 2m10s: `sh -c 'train &lt;x>'`\n\
              asked by @U1 3m10s ago (<t1000>) · named job training · approved by @U9\n\
              started 3m ago (<t1010>), ran 2m10s, ended 50s ago"
         );
@@ -575,7 +575,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            "✅ 7 exited 0 on worker-gpu-01, 2m40s ago: `sh -c train &lt;x>`"
+            "✅ 7 exited 0 on worker-gpu-01, 2m40s ago: `sh -c 'train &lt;x>'`"
         );
         assert!(lines[3].starts_with("⚠️ 9 denied, "), "{text}");
         assert_eq!(lines[4], "Older ones: say `jobs 2`. `status N` shows one.");

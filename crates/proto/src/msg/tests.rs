@@ -154,7 +154,7 @@ fn permissions_table() {
         (Role::Bot, &Request::NodeRelease { name: "x".into() }, false),
         (Role::Node, &node_list, false),
         (Role::Node, &approve, false),
-        (Role::Node, &Request::Whoami, false),
+        (Role::Node, &Request::Whoami, true),
         (Role::Node, &Request::Time, true),
         (Role::Bot, &Request::Time, true),
         (Role::Node, &Request::Trust, true),
