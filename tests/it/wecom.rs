@@ -305,7 +305,7 @@ fn attack_node_strings_cannot_forge_links_or_mentions_in_wecom() {
         card["sub_title_text"]
             .as_str()
             .unwrap()
-            .contains("`echo ＜@all＞`"),
+            .contains("`echo '＜@all＞'`"),
         "{card}"
     );
     // Denied with a reason that carries markup; the reason reaches the
