@@ -64,6 +64,14 @@ pub fn is_final(state: &str) -> bool {
     proto::is_terminal_state(state)
 }
 
+/// Who may approve, each as a mention: "@a, @b".
+pub(crate) fn mentions(who: &[String], m: &dyn Markup) -> String {
+    who.iter()
+        .map(|a| m.mention(a))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The one-line state of a job.
 pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
     let cmd = m.escape(&proto::argv::line(&j.argv));
@@ -74,11 +82,7 @@ pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
         Some(JobState::AwaitingApproval) => format!(
             "🔒 job {} on {node}{g} awaits approval by {}: `{cmd}`",
             j.id,
-            j.approvers
-                .iter()
-                .map(|a| m.mention(a))
-                .collect::<Vec<_>>()
-                .join(", ")
+            mentions(&j.approvers, m)
         ),
         Some(JobState::Starting) => format!("▶️ job {} starting on {node}{g}: `{cmd}`", j.id),
         Some(JobState::Running) => format!(
@@ -263,11 +267,7 @@ pub fn fan_progress(info: &FanInfo, c: &Counts, elapsed: Duration, m: &dyn Marku
         return format!(
             "🔒 fan-out {} on {n} nodes awaits approval by {}: `{cmd}`",
             info.id,
-            info.approvers
-                .iter()
-                .map(|a| m.mention(a))
-                .collect::<Vec<_>>()
-                .join(", ")
+            mentions(&info.approvers, m)
         );
     }
     let mut parts = vec![format!("{} ok", c.ok)];

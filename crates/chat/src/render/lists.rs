@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use proto::{JobInfo, JobState};
 
-use super::{Markup, duration, head};
+use super::{Markup, duration, head, mentions};
 
 /// `2026-12-05 14:03 UTC`, or `14:03 UTC` on `now`'s day. Pure.
 pub fn utc(unix: u64, now: u64) -> String {
@@ -208,11 +208,7 @@ fn job_line(j: &JobInfo, now: u64, m: &dyn Markup) -> String {
         Some(JobState::AwaitingApproval) => format!(
             "🔒 {} awaits approval by {}",
             j.id,
-            j.approvers
-                .iter()
-                .map(|a| m.mention(a))
-                .collect::<Vec<_>>()
-                .join(", ")
+            mentions(&j.approvers, m)
         ),
         Some(JobState::Starting | JobState::Running) => format!("▶️ {} {}", j.id, j.state),
         Some(JobState::Exited) if j.exit_code == Some(0) => format!("✅ {} exited 0", j.id),
