@@ -13,16 +13,24 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chat::render::{self, Markup};
 use chat::{Access, Intent, OutputTail, Seen};
-use client::{ClientError, FollowOptions, Followed, Gateway, Start};
+use client::{ClientError, FollowOptions, Followed, Gateway};
 use proto::fanout::{Outcome, Tally};
 use proto::{
     FanEvent, FanOutSpec, FanState, GpuTelemetry, JobInfo, JobSpec, JobState, Request, Response,
 };
 use tokio::sync::Notify;
+// The clock of the runtime: tokio's paused time stops it in tests.
+use tokio::time::Instant;
+
+mod api;
+#[cfg(test)]
+mod tests;
+
+pub use api::{Api, Call, FanEvents, RunError, job_page, node_page};
 
 /// Least time between two edits of one live message.
 pub const EDIT_EVERY: Duration = Duration::from_secs(1);
@@ -37,12 +45,6 @@ const GPU_EVERY: Duration = Duration::from_secs(2);
 /// A fan-out of at most this many nodes shows every node's output;
 /// a larger one shows only failed nodes', at most this many.
 const FAN_SHOW_ALL: usize = 10;
-/// Nodes asked of the gateway per call while paging a chat node list.
-const NODE_BATCH: u32 = 1000;
-/// Jobs asked of the gateway per call while paging a chat job list.
-const JOB_BATCH: u32 = proto::MAX_JOB_PAGE;
-/// Most gateway calls one list answer makes.
-const MAX_LIST_CALLS: usize = 1000;
 /// How long a platform event id is remembered (longer than any retry).
 pub const SEEN_FOR: Duration = Duration::from_secs(3600);
 /// Most event ids remembered at once.
@@ -123,7 +125,7 @@ pub trait Surface: Send + Sync + 'static {
 /// Asks the gateway who this bot is and returns its chat namespace, which
 /// must be of `kind` (`slack`, `wecom`); `scope` names what follows the
 /// colon (`TEAMID`, `CORPID`). Errors say how to make the right credential.
-pub async fn bot_namespace(gw: &Gateway, kind: &str, scope: &str) -> Result<String, String> {
+pub async fn bot_namespace(gw: &impl Call, kind: &str, scope: &str) -> Result<String, String> {
     let make =
         format!("openclaw client create NAME --role bot --namespace {kind}:{scope} --out DIR");
     match gw.call(Request::Whoami).await {
@@ -159,108 +161,6 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn unexpected(r: &Response) -> ClientError {
-    ClientError::Protocol(format!("unexpected reply {r:?}"))
-}
-
-/// Page `page` (from 1) of the nodes a chat node list shows
-/// ([`render::listed_node`]), [`render::NODES_PER_PAGE`] to a page, and
-/// how many there are in all: what [`render::nodes`] needs. Shared by the
-/// bots and the CLI's chat prompt.
-pub async fn node_page(
-    client: &client::Client,
-    page: u32,
-) -> Result<(Vec<proto::NodeInfo>, usize), ClientError> {
-    let per = render::NODES_PER_PAGE;
-    let skip = usize::try_from(page.max(1) - 1)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(per);
-    let mut shown = Vec::new();
-    let mut total = 0usize;
-    let mut after: Option<String> = None;
-    for _ in 0..MAX_LIST_CALLS {
-        let batch = match client
-            .call(Request::NodePage {
-                after: after.clone(),
-                limit: NODE_BATCH,
-            })
-            .await?
-        {
-            Response::Nodes(n) => n,
-            r => return Err(unexpected(&r)),
-        };
-        // Names ascend; a page that does not move on is the end.
-        let Some(last) = batch.last().map(|n| n.name.clone()) else {
-            break;
-        };
-        if after.as_ref().is_some_and(|a| *a >= last) {
-            break;
-        }
-        after = Some(last);
-        for n in batch.into_iter().filter(render::listed_node) {
-            if total >= skip && shown.len() < per {
-                shown.push(n);
-            }
-            total += 1;
-        }
-    }
-    Ok((shown, total))
-}
-
-/// Page `page` (from 1) of the jobs `who` may see, newest first,
-/// [`render::JOBS_PER_PAGE`] to a page, and whether older ones follow.
-/// The gateway decides what a chat user sees (their own jobs and those
-/// they may approve). Shared by the bots and the CLI's chat prompt.
-pub async fn job_page(
-    client: &client::Client,
-    who: Option<String>,
-    page: u32,
-) -> Result<(Vec<JobInfo>, bool), ClientError> {
-    let per = render::JOBS_PER_PAGE;
-    let skip = usize::try_from(page.max(1) - 1)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(per);
-    let want = per + 1;
-    let mut seen = 0usize;
-    let mut out = Vec::new();
-    let mut before: Option<u64> = None;
-    for _ in 0..MAX_LIST_CALLS {
-        let left = (skip + want).saturating_sub(seen);
-        let limit = u32::try_from(left).unwrap_or(JOB_BATCH).clamp(1, JOB_BATCH);
-        let batch = match client
-            .call(Request::JobList {
-                limit,
-                before,
-                on_behalf_of: who.clone(),
-            })
-            .await?
-        {
-            Response::Jobs(j) => j,
-            r => return Err(unexpected(&r)),
-        };
-        // Ids descend; a page that does not move on is the end.
-        let Some(last) = batch.last().map(|j| j.id) else {
-            break;
-        };
-        if before.is_some_and(|b| b <= last) {
-            break;
-        }
-        before = Some(last);
-        for j in batch {
-            if seen >= skip {
-                out.push(j);
-            }
-            seen += 1;
-        }
-        if out.len() >= want {
-            break;
-        }
-    }
-    let more = out.len() > per;
-    out.truncate(per);
-    Ok((out, more))
-}
-
 /// The answer to a call about job `id` that failed: an unknown job (or
 /// one this user may not see; the gateway does not say which) in chat
 /// terms, anything else as the gateway said it.
@@ -272,10 +172,11 @@ pub fn job_error(id: u64, e: &ClientError, m: &dyn Markup) -> String {
     }
 }
 
-/// The engine behind one bot.
-pub struct Engine<S: Surface> {
+/// The engine behind one bot: `G` is the gateway ([`Gateway`] but in
+/// the engine's unit tests).
+pub struct Engine<S: Surface, G: Api = Gateway> {
     surface: S,
-    gateway: Gateway,
+    gateway: G,
     access: Access,
     /// The bot's chat namespace on the gateway (`slack:T0LAB`, `wecom:CORP`).
     namespace: String,
@@ -332,9 +233,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-impl<S: Surface> Engine<S> {
+impl<S: Surface, G: Api> Engine<S, G> {
     /// An engine for `surface`, calling the gateway as a bot of `namespace`.
-    pub fn new(surface: S, gateway: Gateway, access: Access, namespace: String) -> Engine<S> {
+    pub fn new(surface: S, gateway: G, access: Access, namespace: String) -> Engine<S, G> {
         Engine {
             surface,
             gateway,
@@ -352,7 +253,7 @@ impl<S: Surface> Engine<S> {
 
     /// Whether this event id was handled already; remembers it otherwise.
     fn seen_before(&self, id: &str) -> bool {
-        !id.is_empty() && lock(&self.seen).check(id, Instant::now())
+        !id.is_empty() && lock(&self.seen).check(id, Instant::now().into_std())
     }
 
     async fn admitted(&self, o: &Origin) -> Result<(), String> {
@@ -444,18 +345,12 @@ impl<S: Surface> Engine<S> {
                 render::help(&h, m)
             }
             Intent::Clarify(q) => m.escape(&q),
-            Intent::Nodes(page) => match self.gateway.get().await {
-                Ok(c) => match node_page(&c, page).await {
-                    Ok((shown, total)) => render::nodes(&shown, page, total, now, m),
-                    Err(e) => done(Err(e)),
-                },
+            Intent::Nodes(page) => match node_page(&self.gateway, page).await {
+                Ok((shown, total)) => render::nodes(&shown, page, total, now, m),
                 Err(e) => done(Err(e)),
             },
-            Intent::Jobs(page) => match self.gateway.get().await {
-                Ok(c) => match job_page(&c, who, page).await {
-                    Ok((jobs, more)) => render::jobs(&jobs, page, more, now, m),
-                    Err(e) => done(Err(e)),
-                },
+            Intent::Jobs(page) => match job_page(&self.gateway, who, page).await {
+                Ok((jobs, more)) => render::jobs(&jobs, page, more, now, m),
                 Err(e) => done(Err(e)),
             },
             Intent::Status(id) => match call(Request::JobShow {
@@ -608,40 +503,11 @@ impl<S: Surface> Engine<S> {
         self.surface.notice(&o, &text).await;
     }
 
-    /// Opens a streaming call; when the gateway cannot be reached, says so
-    /// in the live message (its final edit) and returns `None`.
-    async fn open_stream(
-        &self,
-        live: &mut S::Live,
-        req: Request,
-    ) -> Option<(Arc<client::Client>, client::RecvStream)> {
-        let opened = async {
-            let c = self.gateway.get().await?;
-            let r = c.open(req).await?;
-            Ok::<_, ClientError>((c, r))
-        }
-        .await;
-        match opened {
-            Ok(cr) => Some(cr),
-            Err(e) => {
-                let text = format!("I can't reach the gateway ({e}).");
-                self.surface.edit_live(live, &text, Change::Final).await;
-                None
-            }
-        }
-    }
-
     /// Runs a job and keeps its live message current until it ends.
     async fn run(self: Arc<Self>, o: Origin, spec: JobSpec) {
         let m = self.surface.markup();
         let max = self.surface.max_len();
         let Some(mut live) = self.surface.open_live(&o, "Starting…").await else {
-            return;
-        };
-        let Some((c, r)) = self
-            .open_stream(&mut live, Request::JobRun(spec.clone()))
-            .await
-        else {
             return;
         };
         let watch = Arc::new(Mutex::new(Watch {
@@ -658,23 +524,24 @@ impl<S: Surface> Engine<S> {
             ..Default::default()
         };
         let mut follower = tokio::spawn(async move {
-            client::follow_job(&me.gateway, Start::Run(c, r), &opts, |f| {
-                let mut w = lock(&w);
-                match f {
-                    Followed::State(j) => {
-                        w.info = Some(j.clone());
-                        w.changed = true;
-                        w.note = None;
-                        n.notify_one();
+            me.gateway
+                .run_job(spec, opts, |f| {
+                    let mut w = lock(&w);
+                    match f {
+                        Followed::State(j) => {
+                            w.info = Some(j.clone());
+                            w.changed = true;
+                            w.note = None;
+                            n.notify_one();
+                        }
+                        Followed::Output(s, data) => w.tail.push(s, data),
+                        Followed::Reconnecting { .. } => {
+                            w.note = Some("(lost the gateway; reconnecting…)".into());
+                        }
+                        Followed::Resumed { .. } => w.note = None,
                     }
-                    Followed::Output(s, data) => w.tail.push(s, data),
-                    Followed::Reconnecting { .. } => {
-                        w.note = Some("(lost the gateway; reconnecting…)".into());
-                    }
-                    Followed::Resumed { .. } => w.note = None,
-                }
-            })
-            .await
+                })
+                .await
         });
         let started = Instant::now();
         let mut asked = false;
@@ -742,7 +609,13 @@ impl<S: Surface> Engine<S> {
         };
         match ended {
             Ok(j) => self.finish(&o, &mut live, &j, &watch).await,
-            Err(e) => {
+            Err(RunError::Unreachable(e)) => {
+                let text = format!("I can't reach the gateway ({e}).");
+                self.surface
+                    .edit_live(&mut live, &text, Change::Final)
+                    .await;
+            }
+            Err(RunError::Follow(e)) => {
                 let text = m.escape(&e.to_string());
                 self.surface
                     .edit_live(&mut live, &text, Change::Final)
@@ -766,10 +639,17 @@ impl<S: Surface> Engine<S> {
             batch: None,
             output: false,
         };
-        let Some((c, mut r)) = self.open_stream(&mut live, Request::FanOut(fan)).await else {
-            return;
+        let mut events = match self.gateway.fan_out(fan).await {
+            Ok(events) => events,
+            Err(e) => {
+                let text = format!("I can't reach the gateway ({e}).");
+                return self
+                    .surface
+                    .edit_live(&mut live, &text, Change::Final)
+                    .await;
+            }
         };
-        let mut info = match c.next_fan_event(&mut r).await {
+        let mut info = match events.next().await {
             Ok(Some(FanEvent::Accepted(info))) => info,
             Ok(Some(FanEvent::Error(e))) => {
                 let text = m.escape(&e.message);
@@ -783,18 +663,6 @@ impl<S: Surface> Engine<S> {
                 return self.surface.edit_live(&mut live, text, Change::Final).await;
             }
         };
-        // Reading a frame is not cancel-safe, so a task reads and the
-        // loop below waits on a channel and a clock.
-        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-        let reader = tokio::spawn(async move {
-            loop {
-                let ev = c.next_fan_event(&mut r).await;
-                let last = !matches!(ev, Ok(Some(ref e)) if !matches!(e, FanEvent::Done | FanEvent::Error(_)));
-                if tx.send(ev).await.is_err() || last {
-                    return;
-                }
-            }
-        });
         if info.state == FanState::AwaitingApproval.as_str()
             && let Some(first) = info.members.first()
             && let Ok(Response::Job(j)) = self
@@ -814,28 +682,28 @@ impl<S: Surface> Engine<S> {
         let mut tick = tokio::time::interval(EDIT_EVERY / 4);
         let complete = loop {
             let ev = tokio::select! {
-                ev = rx.recv() => Some(ev),
+                ev = events.next() => Some(ev),
                 _ = tick.tick() => None,
             };
             match ev {
                 None => {}
-                Some(Some(Ok(Some(FanEvent::Ended { member, job })))) => {
+                Some(Ok(Some(FanEvent::Ended { member, job }))) => {
                     tally.record(member, Outcome::of(&job));
                     if let Some(slot) = ended.get_mut(member as usize) {
                         *slot = Some(job);
                     }
                     info.state = FanState::Running.as_str().into();
                 }
-                Some(Some(Ok(Some(FanEvent::State { .. })))) => {
+                Some(Ok(Some(FanEvent::State { .. }))) => {
                     info.state = FanState::Running.as_str().into()
                 }
-                Some(Some(Ok(Some(FanEvent::Done)))) => break true,
-                Some(Some(Ok(Some(FanEvent::Error(e))))) => {
+                Some(Ok(Some(FanEvent::Done))) => break true,
+                Some(Ok(Some(FanEvent::Error(e)))) => {
                     tracing::warn!(fanout = info.id, error = %e.message, "fan-out follower failed");
                     break false;
                 }
-                Some(Some(Ok(Some(_)))) => {}
-                Some(Some(Ok(None) | Err(_)) | None) => break false,
+                Some(Ok(Some(_))) => {}
+                Some(Ok(None) | Err(_)) => break false,
             }
             let text = render::fan_progress(&info, &tally.counts(), started.elapsed(), m);
             if pace.due(&text) {
@@ -845,7 +713,7 @@ impl<S: Surface> Engine<S> {
                 pace.shown(text);
             }
         };
-        reader.abort();
+        drop(events);
         pace.wait_turn().await;
         if !complete {
             let text = format!(
@@ -883,7 +751,7 @@ impl<S: Surface> Engine<S> {
                 Outcome::TimedOut => "timed out".to_string(),
                 Outcome::NotRun(state, why) => format!("{state} {why}"),
             };
-            let log = match client::job_log_tail(&self.gateway, j.id, who.clone(), each).await {
+            let log = match self.gateway.log_tail(j.id, who.clone(), each).await {
                 Ok((log, _)) => log,
                 Err(e) => format!("(cannot read its log: {e})").into_bytes(),
             };
@@ -895,7 +763,7 @@ impl<S: Surface> Engine<S> {
 
     /// The end of a job's log, as much as one message shows.
     async fn log_tail(&self, id: u64, who: Option<String>) -> Result<(Vec<u8>, bool), ClientError> {
-        client::job_log_tail(&self.gateway, id, who, self.surface.max_len()).await
+        self.gateway.log_tail(id, who, self.surface.max_len()).await
     }
 
     /// The final message, then the full log for long output.
@@ -912,7 +780,7 @@ impl<S: Surface> Engine<S> {
         let full = if total > ATTACH_MAX as u64 {
             None
         } else {
-            match client::job_log(&self.gateway, j.id, who.clone(), ATTACH_MAX).await {
+            match self.gateway.log(j.id, who.clone(), ATTACH_MAX).await {
                 Ok(full) => full,
                 Err(e) => {
                     tracing::warn!(job = j.id, error = %e, "cannot read a job's log for chat");

@@ -1,0 +1,270 @@
+//! What the engine needs of the gateway, as traits: [`client::Gateway`]
+//! (a reconnecting QUIC connection) in a bot, a scripted fake in the
+//! engine's unit tests. The list pagers ([`node_page`], [`job_page`]) live
+//! here too: they need only [`Call`], so the CLI's chat prompt shares them
+//! over its plain [`client::Client`].
+
+use std::future::Future;
+
+use client::{ClientError, FollowError, FollowOptions, Followed, Gateway, Start};
+use proto::{FanEvent, FanOutSpec, JobInfo, JobSpec, Request, Response};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use chat::render;
+
+/// Nodes asked of the gateway per call while paging a chat node list.
+const NODE_BATCH: u32 = 1000;
+/// Jobs asked of the gateway per call while paging a chat job list.
+const JOB_BATCH: u32 = proto::MAX_JOB_PAGE;
+/// Most gateway calls one list answer makes.
+const MAX_LIST_CALLS: usize = 1000;
+/// Fan-out events buffered between the reader and the engine.
+const FAN_EVENTS: usize = 64;
+
+/// One request, one answer.
+pub trait Call: Send + Sync {
+    /// Sends `req` and waits for its answer.
+    fn call(&self, req: Request) -> impl Future<Output = Result<Response, ClientError>> + Send;
+}
+
+impl Call for Gateway {
+    async fn call(&self, req: Request) -> Result<Response, ClientError> {
+        Gateway::call(self, req).await
+    }
+}
+
+impl Call for client::Client {
+    async fn call(&self, req: Request) -> Result<Response, ClientError> {
+        client::Client::call(self, req).await
+    }
+}
+
+/// Why following a job run ended without its end.
+#[derive(Debug)]
+pub enum RunError {
+    /// The gateway could not be reached to start it: nothing was sent.
+    Unreachable(ClientError),
+    /// Following failed after the request went out.
+    Follow(FollowError),
+}
+
+/// A fan-out's events, in order, read by a task of their own (reading a
+/// frame is not cancel-safe; receiving from this is). Dropping it stops
+/// the reader.
+pub struct FanEvents {
+    rx: mpsc::Receiver<Result<Option<FanEvent>, ClientError>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl FanEvents {
+    /// The sending side and the events it feeds.
+    pub fn channel() -> (
+        mpsc::Sender<Result<Option<FanEvent>, ClientError>>,
+        FanEvents,
+    ) {
+        let (tx, rx) = mpsc::channel(FAN_EVENTS);
+        (tx, FanEvents { rx, reader: None })
+    }
+
+    /// The next event; `Ok(None)` when the stream ended (or its sender
+    /// went away) without a last event.
+    pub async fn next(&mut self) -> Result<Option<FanEvent>, ClientError> {
+        self.rx.recv().await.unwrap_or(Ok(None))
+    }
+}
+
+impl Drop for FanEvents {
+    fn drop(&mut self) {
+        if let Some(r) = self.reader.take() {
+            r.abort();
+        }
+    }
+}
+
+/// The gateway as a chat engine uses it.
+pub trait Api: Call + 'static {
+    /// Runs a job and follows it to its end (resuming after reconnects),
+    /// handing state changes and output to `sink`.
+    fn run_job(
+        &self,
+        spec: JobSpec,
+        opts: FollowOptions,
+        sink: impl FnMut(Followed<'_>) + Send,
+    ) -> impl Future<Output = Result<JobInfo, RunError>> + Send;
+    /// Starts a fan-out; its events follow (the first is `Accepted` or
+    /// `Error`).
+    fn fan_out(
+        &self,
+        spec: FanOutSpec,
+    ) -> impl Future<Output = Result<FanEvents, ClientError>> + Send;
+    /// A job's whole stored output, `None` when it is over `max` bytes.
+    fn log(
+        &self,
+        id: u64,
+        who: Option<String>,
+        max: usize,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, ClientError>> + Send;
+    /// The end of a job's stored output, at most `max` bytes, and whether
+    /// earlier output was left out.
+    fn log_tail(
+        &self,
+        id: u64,
+        who: Option<String>,
+        max: usize,
+    ) -> impl Future<Output = Result<(Vec<u8>, bool), ClientError>> + Send;
+}
+
+impl Api for Gateway {
+    async fn run_job(
+        &self,
+        spec: JobSpec,
+        opts: FollowOptions,
+        sink: impl FnMut(Followed<'_>) + Send,
+    ) -> Result<JobInfo, RunError> {
+        let c = self.get().await.map_err(RunError::Unreachable)?;
+        let r = c
+            .open(Request::JobRun(spec))
+            .await
+            .map_err(RunError::Unreachable)?;
+        client::follow_job(self, Start::Run(c, r), &opts, sink)
+            .await
+            .map_err(RunError::Follow)
+    }
+
+    async fn fan_out(&self, spec: FanOutSpec) -> Result<FanEvents, ClientError> {
+        let c = self.get().await?;
+        let mut r = c.open(Request::FanOut(spec)).await?;
+        let (tx, mut events) = FanEvents::channel();
+        events.reader = Some(tokio::spawn(async move {
+            loop {
+                let ev = c.next_fan_event(&mut r).await;
+                let last = !matches!(&ev, Ok(Some(e)) if !matches!(e, FanEvent::Done | FanEvent::Error(_)));
+                if tx.send(ev).await.is_err() || last {
+                    return;
+                }
+            }
+        }));
+        Ok(events)
+    }
+
+    async fn log(
+        &self,
+        id: u64,
+        who: Option<String>,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        client::job_log(self, id, who, max).await
+    }
+
+    async fn log_tail(
+        &self,
+        id: u64,
+        who: Option<String>,
+        max: usize,
+    ) -> Result<(Vec<u8>, bool), ClientError> {
+        client::job_log_tail(self, id, who, max).await
+    }
+}
+
+pub(crate) fn unexpected(r: &Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected reply {r:?}"))
+}
+
+/// Page `page` (from 1) of the nodes a chat node list shows
+/// ([`render::listed_node`]), [`render::NODES_PER_PAGE`] to a page, and
+/// how many there are in all: what [`render::nodes`] needs. Shared by the
+/// bots and the CLI's chat prompt.
+pub async fn node_page(
+    gw: &impl Call,
+    page: u32,
+) -> Result<(Vec<proto::NodeInfo>, usize), ClientError> {
+    let per = render::NODES_PER_PAGE;
+    let skip = usize::try_from(page.max(1) - 1)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per);
+    let mut shown = Vec::new();
+    let mut total = 0usize;
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_LIST_CALLS {
+        let batch = match gw
+            .call(Request::NodePage {
+                after: after.clone(),
+                limit: NODE_BATCH,
+            })
+            .await?
+        {
+            Response::Nodes(n) => n,
+            r => return Err(unexpected(&r)),
+        };
+        // Names ascend; a page that does not move on is the end.
+        let Some(last) = batch.last().map(|n| n.name.clone()) else {
+            break;
+        };
+        if after.as_ref().is_some_and(|a| *a >= last) {
+            break;
+        }
+        after = Some(last);
+        for n in batch.into_iter().filter(render::listed_node) {
+            if total >= skip && shown.len() < per {
+                shown.push(n);
+            }
+            total += 1;
+        }
+    }
+    Ok((shown, total))
+}
+
+/// Page `page` (from 1) of the jobs `who` may see, newest first,
+/// [`render::JOBS_PER_PAGE`] to a page, and whether older ones follow.
+/// The gateway decides what a chat user sees (their own jobs and those
+/// they may approve). Shared by the bots and the CLI's chat prompt.
+pub async fn job_page(
+    gw: &impl Call,
+    who: Option<String>,
+    page: u32,
+) -> Result<(Vec<JobInfo>, bool), ClientError> {
+    let per = render::JOBS_PER_PAGE;
+    let skip = usize::try_from(page.max(1) - 1)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(per);
+    let want = per + 1;
+    let mut seen = 0usize;
+    let mut out = Vec::new();
+    let mut before: Option<u64> = None;
+    for _ in 0..MAX_LIST_CALLS {
+        let left = (skip + want).saturating_sub(seen);
+        let limit = u32::try_from(left).unwrap_or(JOB_BATCH).clamp(1, JOB_BATCH);
+        let batch = match gw
+            .call(Request::JobList {
+                limit,
+                before,
+                on_behalf_of: who.clone(),
+            })
+            .await?
+        {
+            Response::Jobs(j) => j,
+            r => return Err(unexpected(&r)),
+        };
+        // Ids descend; a page that does not move on is the end.
+        let Some(last) = batch.last().map(|j| j.id) else {
+            break;
+        };
+        if before.is_some_and(|b| b <= last) {
+            break;
+        }
+        before = Some(last);
+        for j in batch {
+            if seen >= skip {
+                out.push(j);
+            }
+            seen += 1;
+        }
+        if out.len() >= want {
+            break;
+        }
+    }
+    let more = out.len() > per;
+    out.truncate(per);
+    Ok((out, more))
+}
