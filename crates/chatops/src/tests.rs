@@ -348,16 +348,7 @@ fn node(name: &str, labels: &[&str]) -> NodeInfo {
         connection: "online".into(),
         health: "healthy".into(),
         labels: labels.iter().map(|l| l.to_string()).collect(),
-        proposed_labels: vec![],
-        max_gpus: None,
-        fingerprint: String::new(),
-        last_seen: None,
-        remote_addr: None,
-        cert_expires: None,
-        requested_at: 0,
-        heartbeat_age_ms: None,
-        health_reason: None,
-        telemetry: None,
+        ..NodeInfo::default()
     }
 }
 

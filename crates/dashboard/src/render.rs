@@ -335,16 +335,9 @@ pub(crate) mod tests {
             name: name.into(),
             connection: "connected".into(),
             health: health.into(),
-            labels: vec![],
-            proposed_labels: vec![],
             max_gpus: Some(64),
             fingerprint: "SHA256:x".into(),
-            last_seen: None,
-            remote_addr: None,
-            cert_expires: None,
-            requested_at: 0,
             heartbeat_age_ms: Some(400),
-            health_reason: None,
             telemetry: Some(proto::Heartbeat {
                 load1_milli: 1250,
                 mem_used: 3 << 30,
@@ -364,6 +357,7 @@ pub(crate) mod tests {
                     .collect(),
                 ..Default::default()
             }),
+            ..proto::NodeInfo::default()
         }
     }
 

@@ -452,17 +452,7 @@ fn render_node() -> proto::NodeInfo {
         name: "n".into(),
         connection: "connected".into(),
         health: "healthy".into(),
-        labels: vec![],
-        proposed_labels: vec![],
-        max_gpus: None,
-        fingerprint: String::new(),
-        last_seen: None,
-        remote_addr: None,
-        cert_expires: None,
-        requested_at: 0,
-        heartbeat_age_ms: None,
-        health_reason: None,
-        telemetry: None,
+        ..proto::NodeInfo::default()
     }
 }
 

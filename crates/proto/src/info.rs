@@ -52,7 +52,7 @@ pub struct ClientInfo {
 }
 
 /// One node as `openclaw node list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Node name.
     pub name: String,

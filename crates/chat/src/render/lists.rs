@@ -445,15 +445,11 @@ mod tests {
             }
             .into(),
             labels: vec!["gpu".into(), "zone=eu".into()],
-            proposed_labels: vec![],
             max_gpus: cap,
             fingerprint: "SHA256:secretish".into(),
             last_seen: Some(900),
             remote_addr: Some("10.0.0.1:4433".into()),
             cert_expires: Some(5_000_000),
-            requested_at: 0,
-            heartbeat_age_ms: None,
-            health_reason: None,
             telemetry: (connection == "connected").then(|| proto::Heartbeat {
                 gpus: gpus
                     .iter()
@@ -466,6 +462,7 @@ mod tests {
                     .collect(),
                 ..Default::default()
             }),
+            ..proto::NodeInfo::default()
         }
     }
 

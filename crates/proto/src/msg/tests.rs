@@ -66,16 +66,7 @@ fn only_confirmed_gpus_count() {
         name: "n".into(),
         connection: "connected".into(),
         health: "healthy".into(),
-        labels: vec![],
-        proposed_labels: vec![],
         max_gpus: cap,
-        fingerprint: String::new(),
-        last_seen: None,
-        remote_addr: None,
-        cert_expires: None,
-        requested_at: 0,
-        heartbeat_age_ms: None,
-        health_reason: None,
         telemetry: online.then(|| Heartbeat {
             gpus: held
                 .iter()
@@ -88,6 +79,7 @@ fn only_confirmed_gpus_count() {
                 .collect(),
             ..Default::default()
         }),
+        ..NodeInfo::default()
     };
     let c = |reported, confirmed, free| GpuCounts {
         reported,
