@@ -194,17 +194,27 @@ fn action(path: &str, label: &str, csrf: &str, confirm: Option<&str>, extra: &st
     )
 }
 
-/// Node words in a [`LabSummary`] that are not a node's health: a pending
-/// request is not a node yet, and a revoked or rejected one is no longer
-/// (or never was) part of the lab.
-const NOT_A_HEALTH: &[&str] = &["pending", "rejected", "revoked"];
+/// Whether a node word in a [`LabSummary`] is not a node's health: a
+/// pending request is not a node yet, and a revoked or rejected one is no
+/// longer (or never was) part of the lab.
+fn not_a_health(word: &str) -> bool {
+    use proto::NodeState::*;
+    matches!(
+        proto::NodeState::parse(word),
+        Some(Pending | Rejected | Revoked)
+    )
+}
 
-/// Job states counted as "now" on the overview, with their labels.
-const JOBS_NOW: &[(&[&str], &str, &str)] = &[
-    (&["running", "starting"], "running", "jobs-running"),
-    (&["queued"], "queued", "jobs-queued"),
-    (&["awaiting-approval"], "awaiting approval", "jobs-awaiting"),
-];
+/// Job states counted as "now" on the overview, with their labels; the
+/// first state of each is the jobs page's filter.
+const JOBS_NOW: &[(&[proto::JobState], &str, &str)] = {
+    use proto::JobState::*;
+    &[
+        (&[Running, Starting], "running", "jobs-running"),
+        (&[Queued], "queued", "jobs-queued"),
+        (&[AwaitingApproval], "awaiting approval", "jobs-awaiting"),
+    ]
+};
 
 /// How far back the overview's recent failures reach, in seconds.
 pub const RECENT_SECS: u64 = 24 * 3600;
@@ -228,10 +238,10 @@ pub fn failed(j: &JobInfo) -> bool {
 /// pending enrollments, and failures among `recent` jobs (newest first)
 /// that ended in the last [`RECENT_SECS`].
 pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
-    let count = |states: &[&str]| -> u64 {
+    let count = |states: &[proto::JobState]| -> u64 {
         s.jobs
             .iter()
-            .filter(|(st, _)| states.contains(&st.as_str()))
+            .filter(|(st, _)| states.iter().any(|x| x.as_str() == st))
             .map(|(_, n)| n)
             .sum()
     };
@@ -240,14 +250,14 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
         let _ = write!(
             jobs_now,
             "<div><dt><a href=\"jobs?state={link}\">{label}</a></dt><dd id=\"{id}\">{n}</dd></div>",
-            link = states[0],
+            link = states[0].as_str(),
             n = count(states),
         );
     }
     let health: Vec<(String, u64)> = s
         .nodes
         .iter()
-        .filter(|(w, _)| !NOT_A_HEALTH.contains(&w.as_str()))
+        .filter(|(w, _)| !not_a_health(w))
         .cloned()
         .collect();
     let nodes: u64 = health.iter().map(|(_, n)| n).sum();
