@@ -178,6 +178,11 @@ fn reject_ends_the_enrollment() {
         .fails_with(1, "no pending request");
     lab.admin(&["node", "reject", "worker-x"])
         .fails_with(1, "no pending request");
+    // Nor is a rejected node revoked: it never had a certificate.
+    lab.admin(&["node", "revoke", "worker-x"]).fails_with(
+        1,
+        "node worker-x was rejected; only a pending or approved node can be revoked",
+    );
 }
 
 #[test]

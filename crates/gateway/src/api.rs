@@ -590,11 +590,13 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
     let now = unix_now();
     let serial = shared.store.tx(|tx| {
         let row = tx.node(name)?.ok_or_else(|| not_found(name))?;
-        if row.state == NodeState::Revoked {
-            return Err(ApiError::new(
-                ErrorCode::FailedPrecondition,
-                format!("node {name} is already revoked"),
-            ));
+        // The transition table decides; each refusal says why.
+        if !row.state.can_move_to(NodeState::Revoked) {
+            let why = match row.state {
+                NodeState::Revoked => format!("node {name} is already revoked"),
+                s => format!("node {name} was {s}; only a pending or approved node can be revoked"),
+            };
+            return Err(ApiError::new(ErrorCode::FailedPrecondition, why));
         }
         tx.move_node(name, row.state, NodeState::Revoked, now, &peer.name)?;
         if let Some(serial) = &row.cert_serial {
