@@ -127,7 +127,7 @@ pub fn issue(
                 format!("{name} is a node's name; pick another name for the client"),
             ));
         }
-        if crate::enroll::taken_name(shared, tx, name)? == Some(crate::rules::Taken::Gateway) {
+        if crate::enroll::is_gateway_name(shared, tx, name)? {
             return Err(ApiError::new(
                 ErrorCode::AlreadyExists,
                 format!("{name} is a gateway's name; pick another name for the client"),

@@ -590,14 +590,10 @@ pub fn check_state_url(url: &str) -> Result<(), String> {
     if authority.is_empty() || authority.ends_with('@') {
         return Err("the URL names no host; expected postgres://USER@HOST:PORT/DB".into());
     }
-    let (before_fragment, fragment) = match rest.split_once('#') {
-        Some((b, f)) => (b, Some(f)),
-        None => (rest, None),
-    };
-    if fragment.is_some() {
+    if rest.contains('#') {
         return Err("the URL has a #fragment, which PostgreSQL URLs do not; remove it".into());
     }
-    let query = before_fragment.split_once('?').map_or("", |(_, q)| q);
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
     if query
         .split('&')
         .map(|p| p.split_once('=').map_or(p, |(k, _)| k))

@@ -236,8 +236,12 @@ pub fn taken_name(
     if tx.client(name)?.is_some() {
         return Ok(Some(rules::Taken::Client));
     }
-    let gateway = name == shared.config().name || tx.gateways()?.iter().any(|(g, _)| g == name);
-    Ok(gateway.then_some(rules::Taken::Gateway))
+    Ok(is_gateway_name(shared, tx, name)?.then_some(rules::Taken::Gateway))
+}
+
+/// Whether `name` is this gateway's or a registered standby's.
+pub fn is_gateway_name(shared: &Shared, tx: &Tx<'_>, name: &str) -> Result<bool, StoreError> {
+    Ok(name == shared.config().name || tx.gateways()?.iter().any(|(g, _)| g == name))
 }
 
 fn pending_reply(shared: &Shared, n: &NodeRow, now: u64) -> EnrollReply {

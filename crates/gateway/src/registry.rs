@@ -33,8 +33,9 @@ pub fn capped_gpus(claimed: u32, cap: Option<u32>) -> u32 {
     claimed.min(cap.unwrap_or(0)).min(MAX_GPUS)
 }
 
-/// Most GPUs one node may offer, whatever it claims or anyone confirms.
-pub const MAX_GPUS: u32 = 1024;
+/// Most GPUs one node may offer, whatever it claims or anyone confirms:
+/// the bound the heartbeat frames are sized for.
+pub const MAX_GPUS: u32 = proto::MAX_NODE_GPUS;
 
 /// A node's liveness and self-report.
 #[derive(Debug, Clone)]
@@ -328,12 +329,13 @@ impl Registry {
     }
 
     /// Sets a connected node's confirmed GPU cap at once (`node approve
-    /// --gpus` on an enrolled node); returns whether it was connected.
-    pub fn set_gpu_cap(&self, name: &str, cap: Option<u32>) -> bool {
+    /// --gpus` on an enrolled node); a node not connected takes it from
+    /// its row when it connects.
+    pub fn set_gpu_cap(&self, name: &str, cap: Option<u32>) {
         self.with(|m| {
-            m.get_mut(name)
-                .map(|l| l.meta.gpus = capped_gpus(l.meta.gpus_claimed, cap))
-                .is_some()
+            if let Some(l) = m.get_mut(name) {
+                l.meta.gpus = capped_gpus(l.meta.gpus_claimed, cap);
+            }
         })
     }
 

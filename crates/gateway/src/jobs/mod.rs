@@ -154,16 +154,12 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
                 max_jobs: live.as_ref().map(|l| l.max_jobs).unwrap_or(0),
                 last_seen: n
                     .last_seen
-                    .map(|t| ago(t, now))
+                    .map(|t| proto::clock::ago(t, now))
                     .unwrap_or_else(|| "never".into()),
                 name: n.name,
             }
         })
         .collect())
-}
-
-fn ago(then: u64, now: u64) -> String {
-    proto::clock::ago(then, now)
 }
 
 fn route(shared: &Shared, r: &Resolved) -> Result<String, RouteError> {

@@ -291,19 +291,21 @@ pub(super) fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: boo
         Err(e) if e.queued_job_waits() && row.queue_until.is_some_and(|t| unix_now() < t) => {
             QueueStep::Wait
         }
-        // A request that became impossible while it waited (its node's
-        // GPU cap lowered, its node gone) ends now, saying why.
-        Err(RouteError::Never(m)) => {
-            let msg = format!("no node can ever run it now: {m}");
-            let _ = end(shared, id, JobState::Failed, None, &msg);
-            QueueStep::Done
-        }
         Err(e) => {
-            let msg = match e {
-                RouteError::Busy(m) => format!("gave up waiting for capacity: {m}"),
-                RouteError::Unknown(m) | RouteError::Unavailable(m) | RouteError::Never(m) => m,
+            let (state, msg) = match e {
+                // A request that became impossible while it waited (its
+                // node's GPU cap lowered, its node gone) ends now, saying why.
+                RouteError::Never(m) => (
+                    JobState::Failed,
+                    format!("no node can ever run it now: {m}"),
+                ),
+                RouteError::Busy(m) => (
+                    JobState::Expired,
+                    format!("gave up waiting for capacity: {m}"),
+                ),
+                RouteError::Unknown(m) | RouteError::Unavailable(m) => (JobState::Expired, m),
             };
-            let _ = end(shared, id, JobState::Expired, None, &msg);
+            let _ = end(shared, id, state, None, &msg);
             QueueStep::Done
         }
     }
