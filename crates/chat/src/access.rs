@@ -235,9 +235,7 @@ impl Access {
 /// when it offers confirmed GPUs (the implicit role). Pure.
 pub fn node_roles(n: &proto::NodeInfo) -> Vec<String> {
     let mut roles = n.labels.clone();
-    let reported = n.telemetry.as_ref().map(|t| t.gpus.len()).unwrap_or(0);
-    let confirmed = reported.min(n.max_gpus.unwrap_or(0) as usize);
-    if confirmed > 0 && !roles.iter().any(|r| r == "gpu") {
+    if !n.confirmed_gpus().is_empty() && !roles.iter().any(|r| r == "gpu") {
         roles.push("gpu".into());
     }
     roles

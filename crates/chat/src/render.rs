@@ -59,11 +59,6 @@ pub fn succeeded(j: &JobInfo) -> bool {
     j.is(JobState::Exited) && j.exit_code == Some(0)
 }
 
-/// Whether the job is over.
-pub fn is_final(state: &str) -> bool {
-    proto::is_terminal_state(state)
-}
-
 /// Who may approve, each as a mention: "@a, @b".
 pub(crate) fn mentions(who: &[String], m: &dyn Markup) -> String {
     who.iter()

@@ -167,9 +167,22 @@ pub fn unix_now() -> u64 {
 pub fn job_error(id: u64, e: &ClientError, m: &dyn Markup) -> String {
     match e {
         ClientError::Api(a) if a.code == proto::ErrorCode::NotFound => render::no_such_job(id),
+        e => call_error(e, m),
+    }
+}
+
+/// The answer to a call that failed: the gateway's refusal as it said it,
+/// anything else as the gateway being out of reach.
+fn call_error(e: &ClientError, m: &dyn Markup) -> String {
+    match e {
         ClientError::Api(a) => m.escape(&a.message),
         e => m.escape(&format!("I can't reach the gateway right now ({e}).")),
     }
+}
+
+/// A live message's last words when its stream could not be opened.
+fn cannot_open(e: &ClientError, m: &dyn Markup) -> String {
+    m.escape(&format!("I can't reach the gateway ({e})."))
 }
 
 /// The engine behind one bot: `G` is the gateway ([`Gateway`] but in
@@ -226,7 +239,9 @@ impl Pace {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, taking the data of a lock a panicking thread held: every
+/// value a front end keeps under a lock stays valid at each step.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -314,9 +329,10 @@ impl<S: Surface, G: Api> Engine<S, G> {
                 return Some(m.escape(&format!("unexpected reply {r:?}")));
             }
             Err(e) => {
-                return Some(format!(
+                let m = self.surface.markup();
+                return Some(m.escape(&format!(
                     "I can't reach the gateway right now ({e}); try again in a moment."
-                ));
+                )));
             }
         };
         let m = self.surface.markup();
@@ -324,8 +340,7 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let done = |r: Result<Response, ClientError>| match r {
             Ok(Response::Done { message }) => m.escape(&message),
             Ok(r) => m.escape(&format!("unexpected reply {r:?}")),
-            Err(ClientError::Api(e)) => m.escape(&e.message),
-            Err(e) => m.escape(&format!("I can't reach the gateway right now ({e}).")),
+            Err(e) => call_error(&e, m),
         };
         let call = |req| self.gateway.call(req);
         let job_done = |id: u64, r: Result<Response, ClientError>| match r {
@@ -610,7 +625,7 @@ impl<S: Surface, G: Api> Engine<S, G> {
         match ended {
             Ok(j) => self.finish(&o, &mut live, &j, &watch).await,
             Err(RunError::Unreachable(e)) => {
-                let text = format!("I can't reach the gateway ({e}).");
+                let text = cannot_open(&e, m);
                 self.surface
                     .edit_live(&mut live, &text, Change::Final)
                     .await;
@@ -642,7 +657,7 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let mut events = match self.gateway.fan_out(fan).await {
             Ok(events) => events,
             Err(e) => {
-                let text = format!("I can't reach the gateway ({e}).");
+                let text = cannot_open(&e, m);
                 return self
                     .surface
                     .edit_live(&mut live, &text, Change::Final)

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chat::render::Markup;
-use chatops::{Change, Decision, Engine, Origin, Surface};
+use chatops::{Change, Decision, Engine, Origin, Surface, lock};
 use client::Gateway;
 use mesh::Home;
 use proto::JobInfo;
@@ -535,13 +535,6 @@ impl UserTeams {
         }
         known.insert(user.to_string(), (team.clone(), Instant::now()));
         Ok(team)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chat::Seen;
 use chat::render::Markup;
-use chatops::{Change, Decision, Engine, Origin, Surface};
+use chatops::{Change, Decision, Engine, Origin, Surface, lock};
 use client::Gateway;
 use futures_util::{SinkExt as _, StreamExt as _};
 use mesh::Home;
@@ -49,13 +49,6 @@ const OUTBOX: usize = 256;
 const INBOX: usize = 1024;
 /// Longest message content the bot writes (WeCom's limit is 20,480 bytes).
 const MAX_LEN: usize = 20_000;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
 
 /// Why a frame got no success.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,9 +19,7 @@ pub fn utc(unix: u64, now: u64) -> String {
 }
 
 /// `50s ago`, `3m10s ago`, `just now`. Pure.
-pub fn ago(then: u64, now: u64) -> String {
-    proto::clock::ago(then, now)
-}
+pub use proto::clock::ago;
 
 /// `50s ago (14:03 UTC)`: relative, then the clock time as the platform
 /// shows it.
