@@ -279,19 +279,10 @@ mod tests {
             "io::stderr(",
             "libc::write(",
         ];
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut files = vec![];
-        let mut dirs = vec![src];
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else if p.extension().is_some_and(|x| x == "rs") {
-                    files.push(p);
-                }
-            }
-        }
+        let files: Vec<_> = crate::tidy::rust_files("crates/openclaw/src")
+            .into_iter()
+            .map(|f| crate::tidy::root().join(f))
+            .collect();
         assert!(files.len() > 5, "found only {files:?}");
         let mut bad = vec![];
         for f in &files {

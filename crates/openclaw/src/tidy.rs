@@ -15,21 +15,6 @@ use std::path::{Path, PathBuf};
 /// The longest a source file may be.
 const MAX_LINES: usize = 1000;
 
-/// The job-state words (`proto::JobState::as_str`).
-const STATE_WORDS: [&str; 11] = [
-    "queued",
-    "awaiting-approval",
-    "starting",
-    "running",
-    "exited",
-    "failed",
-    "cancelled",
-    "timed-out",
-    "denied",
-    "expired",
-    "lost",
-];
-
 /// SQL only one engine speaks.
 const ENGINE_SQL: [&str; 8] = [
     "strftime(",
@@ -54,12 +39,12 @@ const ENGINE_ROOMS: [&str; 6] = [
     "crates/gateway/src/backup.rs",
 ];
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Every `.rs` file under `dir`, as paths relative to the workspace root.
-fn rust_files(dir: &str) -> Vec<String> {
+pub(crate) fn rust_files(dir: &str) -> Vec<String> {
     let mut out = vec![];
     let mut dirs = vec![root().join(dir)];
     while let Some(d) = dirs.pop() {
@@ -100,8 +85,8 @@ fn dispatches_on_a_state_word(line: &str) -> bool {
     let compares = ["state == \"", "state != \"", "state.as_str() == \""]
         .iter()
         .any(|p| code.contains(p));
-    let arm = STATE_WORDS.iter().any(|w| {
-        let quoted = format!("\"{w}\"");
+    let arm = proto::JobState::ALL.iter().any(|w| {
+        let quoted = format!("\"{}\"", w.as_str());
         code.trim_start().starts_with(&quoted)
             && code.trim_start()[quoted.len()..]
                 .trim_start()
@@ -300,10 +285,22 @@ fn the_gateways_modules_have_no_cycle() {
     assert!(find_cycle(&g).is_some());
 }
 
-/// Whether a test or function named `name` is defined in any of `files`.
-fn defines(files: &[String], name: &str) -> bool {
+/// Whether a test or function named `name` is defined in any of `files`
+/// (path and text).
+fn defines<'a>(files: impl IntoIterator<Item = &'a (String, String)>, name: &str) -> bool {
     let needle = format!("fn {name}(");
-    files.iter().any(|f| read(f).contains(&needle))
+    files.into_iter().any(|(_, text)| text.contains(&needle))
+}
+
+/// `paths` with their text, each read once.
+fn with_text(paths: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
+    paths
+        .into_iter()
+        .map(|f| {
+            let text = read(&f);
+            (f, text)
+        })
+        .collect()
 }
 
 #[test]
@@ -321,10 +318,11 @@ fn every_test_security_md_names_exists() {
         })
         .collect();
     let gateway_modules: BTreeSet<String> = gateway_module_graph().into_keys().collect();
-    let everywhere: Vec<String> = rust_files("tests/it")
-        .into_iter()
-        .chain(rust_files("crates"))
-        .collect();
+    let everywhere = with_text(
+        rust_files("tests/it")
+            .into_iter()
+            .chain(rust_files("crates")),
+    );
     let mut missing = vec![];
     let mut checked = 0;
     for quoted in text.split('`').skip(1).step_by(2) {
@@ -358,12 +356,14 @@ fn every_test_security_md_names_exists() {
         // another module must be renamed here too), unless the name is a
         // crate's (`moltbot::deliver`).
         if parts.len() == 2 && it_modules.contains(parts[0]) {
-            let here: Vec<String> = rust_files(&format!("tests/it/{}", parts[0]))
-                .into_iter()
-                .chain(std::iter::once(format!("tests/it/{}.rs", parts[0])))
-                .collect();
-            let in_crate = rust_files(&format!("crates/{}/src", parts[0]));
-            if !defines(&here, last) && !defines(&in_crate, last) {
+            // The module's and a same-named crate's files, already read.
+            let dir = format!("tests/it/{}/", parts[0]);
+            let file = format!("tests/it/{}.rs", parts[0]);
+            let krate = format!("crates/{}/src/", parts[0]);
+            let here = everywhere
+                .iter()
+                .filter(|(f, _)| f.starts_with(&dir) || *f == file || f.starts_with(&krate));
+            if !defines(here, last) {
                 missing.push(format!("{quoted} (in another module now?)"));
             }
         }
