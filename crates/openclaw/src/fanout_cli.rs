@@ -240,32 +240,15 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     // From here a signal or a closed stdout cancels the fan-out's jobs
     // (see interrupt).
     let mut stops = Interrupts::new()?;
-    let client = tokio::select! {
-        c = Client::connect(home) => Arc::new(c.map_err(run_error)?),
-        stop = stops.next() => return Err(stop.error("")),
-    };
-    let (mut recv, info, mut stopped) = {
-        let open = open_fanout(&client, spec);
-        tokio::pin!(open);
-        tokio::select! {
-            r = &mut open => {
-                let (recv, info) = r?;
-                (recv, info, None)
-            }
-            stop = stops.next() => {
-                // Its jobs may exist already: wait a little for their ids.
-                match tokio::time::timeout(ACCEPT_WAIT, &mut open).await {
-                    Ok(Ok((recv, info))) => (recv, info, Some(stop)),
-                    Ok(Err(e)) => return Err(stop.error(e.message)),
-                    Err(_) => {
-                        return Err(stop.error(
-                            "interrupted before the gateway accepted the fan-out; check 'openclaw job list' for its jobs",
-                        ));
-                    }
-                }
-            }
-        }
-    };
+    let client = stops.connect(home).await?;
+    // Its jobs may exist already when a stop comes: wait a little for
+    // their ids.
+    let ((mut recv, info), mut stopped) = stops
+        .until_accepted(
+            open_fanout(&client, spec),
+            "interrupted before the gateway accepted the fan-out; check 'openclaw job list' for its jobs",
+        )
+        .await?;
     announce(&info);
     let jobs: Vec<u64> = info.members.iter().map(|m| m.job).collect();
     let fan = info.id;
@@ -366,10 +349,6 @@ enum Pumped {
     /// The gateway ended it with this error, or was lost (`None`).
     Lost(Option<String>),
 }
-
-/// How long a fan-out interrupted before the gateway accepted it waits for
-/// its jobs' ids, to cancel them.
-const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn announce(info: &FanInfo) {
     let first = info.members.first().map(|m| m.job).unwrap_or(0);
@@ -562,9 +541,13 @@ async fn print_open_fanout(
     let mut tally = Tally::new(&info);
     // Job output, prefixed by node: raw, as `run --all` writes it.
     let show = |w: Writes| {
+        let mut text = String::new();
         for line in String::from_utf8_lossy(&[w.out, w.err].concat()).lines() {
-            crate::term::raw_out(format!("{indent}{line}\n").as_bytes());
+            text.push_str(indent);
+            text.push_str(line);
+            text.push('\n');
         }
+        crate::term::raw_out(text.as_bytes());
     };
     pump(client, &mut recv, &mut view, &mut tally, |ev| {
         if let Ev::Write(w) = ev {

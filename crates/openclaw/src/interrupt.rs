@@ -14,8 +14,19 @@
 //! a command that registers one must watch [`Interrupts::next`] in every
 //! phase where it can wait (connecting included) and exit itself.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::Client;
+use mesh::Home;
+
 use crate::commands::CliError;
 use crate::exit;
+
+/// How long a start that a stop interrupted still waits for the gateway
+/// to accept it, so what it started is cancelled rather than left behind.
+const ACCEPT_WAIT: Duration = Duration::from_secs(5);
 
 /// Why an attached run stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +88,34 @@ impl Interrupts {
             _ = self.term.recv() => Stop::Signal(15),
             _ = self.hup.recv() => Stop::Signal(1),
             () = crate::term::stdout_gone() => Stop::StdoutClosed,
+        }
+    }
+
+    /// Connects to the gateway, unless a stop comes first.
+    pub async fn connect(&mut self, home: &Home) -> Result<Arc<Client>, CliError> {
+        tokio::select! {
+            c = Client::connect(home) => Ok(Arc::new(c.map_err(crate::jobs_cli::run_error)?)),
+            stop = self.next() => Err(stop.error("")),
+        }
+    }
+
+    /// Waits for `start` (a request the gateway accepts with ids). A stop
+    /// while it waits gives it [`ACCEPT_WAIT`] more, so that what it
+    /// started can be cancelled, and comes back beside its result;
+    /// `unaccepted` is the error when the gateway never answered.
+    pub async fn until_accepted<T>(
+        &mut self,
+        start: impl Future<Output = Result<T, CliError>>,
+        unaccepted: &str,
+    ) -> Result<(T, Option<Stop>), CliError> {
+        tokio::pin!(start);
+        tokio::select! {
+            r = &mut start => Ok((r?, None)),
+            stop = self.next() => match tokio::time::timeout(ACCEPT_WAIT, &mut start).await {
+                Ok(Ok(t)) => Ok((t, Some(stop))),
+                Ok(Err(e)) => Err(stop.error(e.message)),
+                Err(_) => Err(stop.error(unaccepted)),
+            },
         }
     }
 }

@@ -1,6 +1,5 @@
 //! `openclaw run` and `openclaw job ...`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -257,16 +256,6 @@ pub fn job_json(j: &JobInfo) -> serde_json::Value {
     })
 }
 
-/// The GPUs a node offers jobs: what it reports, capped by what the token
-/// or an admin confirmed (none when nobody did). Pure.
-fn confirmed_gpus(n: &proto::NodeInfo) -> u32 {
-    let reported = n
-        .telemetry
-        .as_ref()
-        .map_or(0, |t| u32::try_from(t.gpus.len()).unwrap_or(u32::MAX));
-    reported.min(n.max_gpus.unwrap_or(0))
-}
-
 /// The warning for a job that holds no GPU on a node that offers
 /// `confirmed` GPUs, unless it asked for none (`asked`: what `--gpus`
 /// said). The rule it explains is `default_gpus` in the gateway's `jobs/spec.rs`. Pure.
@@ -297,7 +286,7 @@ async fn warn_if_no_gpu(client: &Client, info: &JobInfo, asked: Option<u32>) {
     else {
         return;
     };
-    if let Some(w) = no_gpu_warning(info, asked, confirmed_gpus(&n)) {
+    if let Some(w) = no_gpu_warning(info, asked, n.gpu_counts().confirmed) {
         errln!("{w}");
     }
 }
@@ -313,33 +302,15 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     }
     // From here a signal or a closed stdout cancels the job (see interrupt).
     let mut stops = Interrupts::new()?;
-    let client = tokio::select! {
-        c = Client::connect(home) => Arc::new(c.map_err(run_error)?),
-        stop = stops.next() => return Err(stop.error("")),
-    };
-    let (info, recv, early) = {
-        let submit = submit_and_wait(&client, spec);
-        tokio::pin!(submit);
-        tokio::select! {
-            r = &mut submit => {
-                let (info, recv) = r?;
-                (info, recv, None)
-            }
-            stop = stops.next() => {
-                // The job may exist already: wait a little for its id, to
-                // cancel it, rather than leave it behind.
-                match tokio::time::timeout(ACCEPT_WAIT, &mut submit).await {
-                    Ok(Ok((info, recv))) => (info, recv, Some(stop)),
-                    Ok(Err(e)) => return Err(stop.error(e.message)),
-                    Err(_) => {
-                        return Err(stop.error(
-                            "interrupted before the gateway accepted the job; check 'openclaw job list' for it",
-                        ));
-                    }
-                }
-            }
-        }
-    };
+    let client = stops.connect(home).await?;
+    // The job may exist already when a stop comes: wait a little for its
+    // id, to cancel it, rather than leave it behind.
+    let ((info, recv), early) = stops
+        .until_accepted(
+            submit_and_wait(&client, spec),
+            "interrupted before the gateway accepted the job; check 'openclaw job list' for it",
+        )
+        .await?;
     match info.job_state() {
         Some(JobState::AwaitingApproval) => errln!(
             "openclaw: job {} on {} awaits approval by {} ('openclaw job approve {}'); waiting",
@@ -375,9 +346,6 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     outcome
 }
 
-/// How long a run interrupted before the gateway accepted its job waits
-/// for the job's id, to cancel it.
-const ACCEPT_WAIT: Duration = Duration::from_secs(5);
 /// How long the cancel of an interrupted run may take to be answered.
 const CANCEL_CALL: Duration = Duration::from_secs(10);
 /// How long a cancelled job may take to end before the CLI says it waits.

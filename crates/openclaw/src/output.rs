@@ -51,9 +51,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// "3m ago", "just now".
-pub fn ago(then: u64, now: u64) -> String {
-    proto::clock::ago(then, now)
-}
+pub use proto::clock::ago;
 
 /// "in 29d23h".
 pub fn until(then: u64, now: u64) -> String {
@@ -308,11 +306,9 @@ pub fn tokens(tokens: &[TokenInfo], now: u64) -> String {
     )
 }
 
-/// Quotes argv for display, shell-style (one rule for the CLI and the
-/// dashboard: [`proto::argv::line`]).
-pub fn argv_line(argv: &[String]) -> String {
-    proto::argv::line(argv)
-}
+/// Quotes argv for display, shell-style (one rule for the CLI, chat and
+/// the dashboard).
+pub use proto::argv::line as argv_line;
 
 /// The `job list` table.
 pub fn jobs(jobs: &[JobInfo], now: u64) -> String {
