@@ -66,36 +66,6 @@ pub fn invoked_as(argv0: Option<&std::ffi::OsStr>) -> bool {
         .is_some_and(|n| n == NAME)
 }
 
-/// The devices a job sees, as CUDA reads `cuda_visible`: every one when
-/// it is unset; else the comma-separated indices or UUIDs (a unique
-/// prefix will do) in that order, up to the first entry that names no
-/// device, each once. Pure.
-pub fn visible<'a>(all: &'a [Device], cuda_visible: Option<&str>) -> Vec<&'a Device> {
-    let Some(list) = cuda_visible else {
-        return all.iter().collect();
-    };
-    let mut seen: Vec<&Device> = Vec::new();
-    for entry in list.split(',').map(str::trim) {
-        let found = match entry.parse::<u32>() {
-            Ok(i) => all.iter().find(|d| d.index == i),
-            Err(_) if entry.starts_with("GPU-") => {
-                let mut m = all.iter().filter(|d| d.uuid.starts_with(entry));
-                match (m.next(), m.next()) {
-                    (Some(d), None) => Some(d),
-                    _ => None,
-                }
-            }
-            Err(_) => None,
-        };
-        match found {
-            Some(d) if !seen.iter().any(|s| s.index == d.index) => seen.push(d),
-            Some(_) => {}
-            None => break,
-        }
-    }
-    seen
-}
-
 /// What one run printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -187,13 +157,9 @@ pub fn table(devices: &[&Device]) -> String {
 }
 
 /// What `nvidia-smi ARGS` does with the node's simulated `devices` (or
-/// why they could not be read) for a job whose `CUDA_VISIBLE_DEVICES` is
-/// `cuda_visible`. Pure.
-pub fn run(
-    args: &[String],
-    devices: Result<Vec<Device>, String>,
-    cuda_visible: Option<&str>,
-) -> Output {
+/// why they could not be read): every GPU of the node, as the real
+/// nvidia-smi lists them whatever `CUDA_VISIBLE_DEVICES` says. Pure.
+pub fn run(args: &[String], devices: Result<Vec<Device>, String>) -> Output {
     let out = |code, stdout: String, stderr: String| Output {
         code,
         stdout,
@@ -235,7 +201,7 @@ pub fn run(
             );
         }
     };
-    let seen = visible(&devices, cuda_visible);
+    let seen: Vec<&Device> = devices.iter().collect();
     if seen.is_empty() {
         return out(6, "No devices were found\n".into(), String::new());
     }
@@ -287,9 +253,7 @@ pub fn main() -> ! {
                     serde_json::from_slice(&b).map_err(|e| format!("{}: {e}", file.display()))
                 })
         });
-    // Every GPU of the node, as the real nvidia-smi lists them whatever
-    // CUDA_VISIBLE_DEVICES says.
-    let o = run(&args, devices, None);
+    let o = run(&args, devices);
     // A closed pipe (`| head -1`) is no reason to say more.
     let _ = std::io::stdout().write_all(o.stdout.as_bytes());
     let _ = std::io::stdout().flush();
@@ -317,48 +281,28 @@ mod tests {
     }
 
     #[test]
-    fn cuda_visible_devices_is_read_as_cuda_reads_it() {
-        let all = devices(4);
-        let idx = |v: Vec<&Device>| v.iter().map(|d| d.index).collect::<Vec<_>>();
-        let uuid2 = all[2].uuid.clone();
-        let cases: &[(Option<&str>, &[u32])] = &[
-            (None, &[0, 1, 2, 3]),
-            (Some(""), &[]),
-            (Some("1"), &[1]),
-            (Some("2,0"), &[2, 0]),
-            (Some("0,0,1"), &[0, 1]),
-            // The list ends at the first entry that names no device.
-            (Some("1,7,2"), &[1]),
-            (Some("x,1"), &[]),
-            (Some(&uuid2), &[2]),
-            (Some(&uuid2[..uuid2.len() - 1]), &[]),
-            (Some(" 3 , 1"), &[3, 1]),
-        ];
-        for (cuda, want) in cases {
-            assert_eq!(idx(visible(&all, *cuda)), *want, "{cuda:?}");
-        }
-    }
-
-    #[test]
-    fn list_shows_the_gpus_the_job_holds() {
-        let o = run(&args(&["-L"]), Ok(devices(2)), Some("1"));
+    fn list_shows_every_gpu_of_the_node() {
+        let o = run(&args(&["-L"]), Ok(devices(2)));
         assert_eq!(o.code, 0);
         let tag = &devices(1)[0].uuid[8..20];
         assert_eq!(
             o.stdout,
-            format!("GPU 1: Simulated GPU 80GB (UUID: GPU-sim-{tag}-0001)\n")
+            format!(
+                "GPU 0: Simulated GPU 80GB (UUID: GPU-sim-{tag}-0000)\n\
+                 GPU 1: Simulated GPU 80GB (UUID: GPU-sim-{tag}-0001)\n"
+            )
         );
         assert_eq!(o.stderr, "");
-        let o = run(&args(&["--list-gpus"]), Ok(devices(2)), None);
+        let o = run(&args(&["--list-gpus"]), Ok(devices(2)));
         assert_eq!(o.stdout.lines().count(), 2);
-        // A job holding no GPU sees none, as nvidia-smi says it.
-        let o = run(&args(&["-L"]), Ok(devices(2)), Some(""));
+        // A node with no GPU lists none, as nvidia-smi says it.
+        let o = run(&args(&["-L"]), Ok(vec![]));
         assert_eq!((o.code, o.stdout.as_str()), (6, "No devices were found\n"));
     }
 
     #[test]
     fn the_table_has_nvidia_smis_shape() {
-        let o = run(&[], Ok(devices(2)), Some("0,1"));
+        let o = run(&[], Ok(devices(2)));
         assert_eq!(o.code, 0, "{o:?}");
         let lines: Vec<&str> = o.stdout.lines().collect();
         for l in &lines {
@@ -376,20 +320,18 @@ mod tests {
             o.stdout
         );
         assert!(o.stdout.contains("0MiB / 81920MiB"), "{}", o.stdout);
-        let one = run(&[], Ok(devices(2)), Some("1"));
-        assert!(!one.stdout.contains("|    0  "), "{}", one.stdout);
     }
 
     #[test]
     fn other_forms_and_a_missing_list_say_what_is_wrong() {
-        let o = run(&args(&["--query-gpu=name"]), Ok(devices(1)), None);
+        let o = run(&args(&["--query-gpu=name"]), Ok(devices(1)));
         assert_eq!(o.code, 2);
         assert!(
             o.stderr.starts_with("nvidia-smi: ") && o.stderr.contains("simulated"),
             "{}",
             o.stderr
         );
-        let o = run(&[], Err("gone".into()), None);
+        let o = run(&[], Err("gone".into()));
         assert_eq!(
             (o.code, o.stderr.as_str()),
             (
@@ -397,7 +339,7 @@ mod tests {
                 "nvidia-smi: cannot read this node's simulated GPUs: gone\n"
             )
         );
-        assert_eq!(run(&args(&["-h"]), Ok(vec![]), None).code, 0);
+        assert_eq!(run(&args(&["-h"]), Ok(vec![])).code, 0);
     }
 
     #[test]
