@@ -349,13 +349,22 @@ pub fn shim_binary() -> Result<(PathBuf, bool), String> {
 /// next to the agent's binary if it is there (a small program, quick to
 /// start), else the agent's own binary as `openclaw __job-exec`.
 pub fn command(spec: &ShimSpec) -> Result<tokio::process::Command, String> {
-    let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+    shim_command(SPEC_VAR, spec)
+}
+
+/// The shim, with an empty environment but for `var`, which holds
+/// `what` as JSON: a job's spec ([`SPEC_VAR`]) or a probe's.
+pub fn shim_command(
+    var: &str,
+    what: &impl serde::Serialize,
+) -> Result<tokio::process::Command, String> {
+    let json = serde_json::to_string(what).map_err(|e| e.to_string())?;
     let (exe, small) = shim_binary()?;
     let mut cmd = tokio::process::Command::new(exe);
     if !small {
         cmd.arg(SHIM_ARG);
     }
-    cmd.env_clear().env(SPEC_VAR, json);
+    cmd.env_clear().env(var, json);
     Ok(cmd)
 }
 

@@ -319,31 +319,9 @@ impl WorkRoot {
         remove_dead_roots(&base_fd, &base, node);
         let name = OsString::from(format!("jobs-{node}-{}", std::process::id()));
         let path = base.join(&name);
-        match nix::sys::stat::mkdirat(
-            &base_fd,
-            name.as_os_str(),
-            Mode::from_bits_truncate(ROOT_MODE),
-        ) {
-            Ok(()) => {}
-            // An earlier agent with this pid (a reboot): only the agent's
-            // user can write the base, so it was ours; start afresh.
-            Err(Errno::EEXIST) => {
-                remove_entry(&base_fd, &name).map_err(|e| {
-                    format!(
-                        "{} is left from an earlier agent and cannot be removed: {e}",
-                        path.display()
-                    )
-                })?;
-                nix::sys::stat::mkdirat(
-                    &base_fd,
-                    name.as_os_str(),
-                    Mode::from_bits_truncate(ROOT_MODE),
-                )
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            }
-            Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
-        }
-        let fd = open_at(&base_fd, &name, &path, false)?;
+        // One of that name is an earlier agent's with this pid (a reboot):
+        // only the agent's user can write the base, so it was ours.
+        let fd = fresh_dir(&base_fd, &name, &path, ROOT_MODE, "an earlier agent", "")?;
         let st = stat(&fd, &path)?;
         judge(&path, Place::Root, Seen::of(&st), euid)?;
         fchmod(&fd, ROOT_MODE, &path)?;
@@ -374,18 +352,18 @@ impl WorkRoot {
         let name = job_name(job);
         let path = self.job_path(job);
         let euid = nix::unistd::geteuid().as_raw();
-        remove_entry(&self.fd, OsStr::new(&name)).map_err(|e| {
-            format!(
-                "{} is left from an earlier job and cannot be removed: {e}",
-                path.display()
-            )
-        })?;
-        nix::sys::stat::mkdirat(&self.fd, name.as_str(), Mode::from_bits_truncate(JOB_MODE))
-            .map_err(|e| format!("cannot create the job's directory {}: {e}", path.display()))?;
+        let fd = fresh_dir(
+            &self.fd,
+            OsStr::new(&name),
+            &path,
+            JOB_MODE,
+            "an earlier job",
+            "the job's directory ",
+        )?;
         // From here on, a failure removes the directory again (drop).
         let made = Made {
             root: self.clone(),
-            fd: open_at(&self.fd, OsStr::new(&name), &path, false)?,
+            fd,
             name,
         };
         judge(&path, Place::Root, Seen::of(&stat(&made.fd, &path)?), euid)?;
@@ -430,11 +408,14 @@ impl WorkRoot {
         let path = self.path.join(TOOLS_DIR);
         let p = path.display();
         let euid = nix::unistd::geteuid().as_raw();
-        remove_entry(&self.fd, OsStr::new(TOOLS_DIR))
-            .map_err(|e| format!("{p} is left from before and cannot be removed: {e}"))?;
-        nix::sys::stat::mkdirat(&self.fd, TOOLS_DIR, Mode::from_bits_truncate(TOOLS_MODE))
-            .map_err(|e| format!("cannot create {p}: {e}"))?;
-        let dir = open_at(&self.fd, OsStr::new(TOOLS_DIR), &path, false)?;
+        let dir = fresh_dir(
+            &self.fd,
+            OsStr::new(TOOLS_DIR),
+            &path,
+            TOOLS_MODE,
+            "before",
+            "",
+        )?;
         fchmod(&dir, TOOLS_MODE, &path)?;
         judge(&path, Place::Root, Seen::of(&stat(&dir, &path)?), euid)?;
         let create = |name: &str, mode: u32| {
@@ -514,16 +495,8 @@ fn fchmod(fd: impl AsFd, mode: u32, path: &Path) -> Result<(), String> {
 /// killed when the agent started, see [`crate::tree::detect`]).
 fn remove_dead_roots(base: &OwnedFd, path: &Path, node: &str) {
     let prefix = format!("jobs-{node}-");
-    let me = std::process::id();
     for name in names_in(base).unwrap_or_default() {
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me || Path::new(&format!("/proc/{pid}")).exists() {
+        if !crate::tree::agent_gone(&name, &prefix) {
             continue;
         }
         if let Err(e) = remove_entry(base, &name) {
@@ -646,6 +619,25 @@ fn names_in(dir: &OwnedFd) -> nix::Result<Vec<OsString>> {
         }
     }
     Ok(names)
+}
+
+/// Makes directory `name` (at `path`) under `parent` afresh with `mode`,
+/// a leftover of that name removed first without following links, and
+/// opens it. Errors name `what` and `path`, and whose leftover it was.
+fn fresh_dir(
+    parent: &OwnedFd,
+    name: &OsStr,
+    path: &Path,
+    mode: u32,
+    leftover_of: &str,
+    what: &str,
+) -> Result<OwnedFd, String> {
+    let p = path.display();
+    remove_entry(parent, name)
+        .map_err(|e| format!("{p} is left from {leftover_of} and cannot be removed: {e}"))?;
+    nix::sys::stat::mkdirat(parent, name, Mode::from_bits_truncate(mode))
+        .map_err(|e| format!("cannot create {what}{p}: {e}"))?;
+    open_at(parent, name, path, false)
 }
 
 /// Removes the entry `name` of `dir`, and everything in it if it is a

@@ -249,15 +249,7 @@ pub fn enter(spec: &PrivateTmp) -> Result<(), String> {
 /// mounts are never touched), which calls [`enter`] with `spec` and
 /// exits. The error is the shim's reason.
 pub async fn probe(spec: &PrivateTmp) -> Result<(), String> {
-    let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    let (exe, small) = crate::jail::shim_binary()?;
-    let mut cmd = tokio::process::Command::new(exe);
-    if !small {
-        cmd.arg(crate::jail::SHIM_ARG);
-    }
-    let out = cmd
-        .env_clear()
-        .env(PROBE_VAR, json)
+    let out = crate::jail::shim_command(PROBE_VAR, spec)?
         .stdin(std::process::Stdio::null())
         .output()
         .await

@@ -85,6 +85,17 @@ pub fn detect(node: &str) -> Method {
     Method::Scan
 }
 
+/// Whether `name` is `PREFIX` and an agent's pid, and that agent is gone
+/// (no such process; never this agent). Names of other shapes are not.
+pub fn agent_gone(name: &std::ffi::OsStr, prefix: &str) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_prefix(prefix))
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
 /// Removes `openclaw-NODE-PID` cgroups of agents that are gone (only empty
 /// cgroups can be removed, so nothing running is touched).
 fn remove_stale(parent: &Path, node: &str) {
@@ -93,15 +104,7 @@ fn remove_stale(parent: &Path, node: &str) {
         return;
     };
     for e in dir.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if agent_gone(&e.file_name(), &prefix) {
             // The agent that ran these jobs died without ending them; their
             // output has nowhere to go and the gateway has declared them
             // lost, so they are killed rather than left holding GPUs.
