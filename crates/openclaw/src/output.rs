@@ -350,10 +350,7 @@ pub fn jobs(jobs: &[JobInfo], now: u64) -> String {
 /// A cancelled or timed-out job shows its state, not the code of the
 /// signal that ended it (`-`).
 fn exit_cell(j: &JobInfo) -> String {
-    match j.exit_code {
-        Some(c) if j.is(JobState::Exited) => c.to_string(),
-        _ => "-".into(),
-    }
+    j.own_exit_code().map_or("-".into(), |c| c.to_string())
 }
 
 /// The `job show` exit code line: as [`exit_cell`], with how the process

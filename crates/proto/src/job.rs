@@ -136,6 +136,12 @@ impl JobInfo {
     pub fn is_terminal(&self) -> bool {
         is_terminal_state(&self.state)
     }
+
+    /// The code of a job that exited by itself. A cancelled or timed-out
+    /// job has none here: its process's code is the signal that ended it.
+    pub fn own_exit_code(&self) -> Option<i32> {
+        self.exit_code.filter(|_| self.is(crate::JobState::Exited))
+    }
 }
 
 /// Whether a job state is final (a word this side does not know counts as

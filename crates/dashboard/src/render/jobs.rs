@@ -11,10 +11,7 @@ use super::{action, ago, at, esc, span};
 /// or timed-out job shows its state, not the code of the signal that
 /// ended it (as `openclaw job list` does).
 pub fn exit_cell(j: &JobInfo) -> String {
-    match j.exit_code {
-        Some(c) if j.is(JobState::Exited) => c.to_string(),
-        _ => "-".into(),
-    }
+    j.own_exit_code().map_or("-".into(), |c| c.to_string())
 }
 
 /// How long the job ran: to its end, or until `now` while it runs.
