@@ -215,6 +215,15 @@ impl Session {
     fn live(&self, now: SystemTime, life: Lifetime) -> bool {
         since(now, self.opened) < life.max && since(now, self.last) < life.idle
     }
+
+    /// Whether `id` names this session and it is live at `now`: the id
+    /// compared in constant time and the clock read either way (no
+    /// short cut on a mismatch); an empty id never names one.
+    fn hit(&self, id: &str, now: SystemTime, life: Lifetime) -> bool {
+        !id.is_empty()
+            & pki::constant_time_eq(self.id.as_bytes(), id.as_bytes())
+            & self.live(now, life)
+    }
 }
 
 /// Login sessions: random ids handed out as cookies by `POST login`, kept
@@ -265,27 +274,24 @@ impl Sessions {
         before - self.live.len()
     }
 
-    /// Whether `id` is a session live at `now`. Compares with every
-    /// session in constant time, and reads every session's clock whatever
-    /// matched; an empty id is never one.
+    /// Whether `id` is a session live at `now` (the tests' view of
+    /// [`Sessions::touch`], which the server calls).
+    #[cfg(test)]
     pub fn holds(&self, id: &str, now: SystemTime) -> bool {
-        let life = self.life;
-        !id.is_empty()
-            && self.live.iter().fold(false, |found, s| {
-                found | (pki::constant_time_eq(s.id.as_bytes(), id.as_bytes()) & s.live(now, life))
-            })
+        self.live
+            .iter()
+            .fold(false, |found, s| found | s.hit(id, now, self.life))
     }
 
-    /// Like [`Sessions::holds`], and a live session that `id` names is
-    /// used at `now`: its idle clock starts again (never earlier than it
-    /// last did). The same work for every session, whichever matched.
+    /// Whether `id` is a session live at `now`, and if so it is used at
+    /// `now`: its idle clock starts again (never earlier than it last
+    /// did). Compares with every session in constant time and reads every
+    /// session's clock, whichever matched; an empty id is never one.
     pub fn touch(&mut self, id: &str, now: SystemTime) -> bool {
         let life = self.life;
         let mut found = false;
         for s in self.live.iter_mut() {
-            let hit = !id.is_empty()
-                & pki::constant_time_eq(s.id.as_bytes(), id.as_bytes())
-                & s.live(now, life);
+            let hit = s.hit(id, now, life);
             s.last = [s.last, s.last.max(now)][usize::from(hit)];
             found |= hit;
         }

@@ -369,16 +369,11 @@ fn refusal(r: guard::Refusal, app: &App) -> Response {
         // Inside the base (the request named it): a page with the tabs.
         guard::Refusal::Csrf => (
             StatusCode::FORBIDDEN,
-            render::page(
+            render::problem_page(
                 base.as_str(),
                 "Refused",
-                "",
-                "",
-                false,
-                &render::problem(
-                    "Refused",
-                    "this change did not come from a page of this dashboard; reload the page and try again",
-                ),
+                "Refused",
+                "this change did not come from a page of this dashboard; reload the page and try again",
             ),
         ),
     };
@@ -568,13 +563,11 @@ fn failed(app: &App, e: ClientError) -> Response {
     };
     (
         code,
-        Html(render::page(
+        Html(render::problem_page(
             app.base.as_str(),
             "Error",
-            "",
-            "",
-            false,
-            &render::problem("The gateway said no", &e.to_string()),
+            "The gateway said no",
+            &e.to_string(),
         )),
     )
         .into_response()

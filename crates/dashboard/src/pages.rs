@@ -86,20 +86,31 @@ pub(crate) async fn holders(
     app: &App,
     nodes: &[proto::NodeInfo],
 ) -> Result<HashMap<u64, JobInfo>, ClientError> {
-    let held: std::collections::HashSet<u64> = nodes
-        .iter()
-        .filter_map(|n| n.telemetry.as_ref())
-        .flat_map(|t| t.gpus.iter().filter_map(|g| g.job))
-        .collect();
+    let held = held_jobs(nodes);
     if held.is_empty() {
         return Ok(HashMap::new());
     }
-    Ok(job_list(app, HOLDER_JOBS, None)
-        .await?
-        .into_iter()
+    Ok(holders_among(
+        &held,
+        &job_list(app, HOLDER_JOBS, None).await?,
+    ))
+}
+
+/// The ids of the jobs that hold a GPU of `nodes`, by their heartbeats.
+fn held_jobs(nodes: &[proto::NodeInfo]) -> std::collections::HashSet<u64> {
+    nodes
+        .iter()
+        .filter_map(|n| n.telemetry.as_ref())
+        .flat_map(|t| t.gpus.iter().filter_map(|g| g.job))
+        .collect()
+}
+
+/// The jobs among `jobs` whose ids are `held`, by id.
+fn holders_among(held: &std::collections::HashSet<u64>, jobs: &[JobInfo]) -> HashMap<u64, JobInfo> {
+    jobs.iter()
         .filter(|j| held.contains(&j.id))
-        .map(|j| (j.id, j))
-        .collect())
+        .map(|j| (j.id, j.clone()))
+        .collect()
 }
 
 pub(crate) async fn gpus(
@@ -169,16 +180,7 @@ pub(crate) async fn node(
     );
     match (hist, recent) {
         (Ok(hist), Ok(recent)) => {
-            let held: std::collections::HashSet<u64> = n
-                .telemetry
-                .iter()
-                .flat_map(|t| t.gpus.iter().filter_map(|g| g.job))
-                .collect();
-            let holders: HashMap<u64, JobInfo> = recent
-                .iter()
-                .filter(|j| held.contains(&j.id))
-                .map(|j| (j.id, j.clone()))
-                .collect();
+            let holders = holders_among(&held_jobs(std::slice::from_ref(&n)), &recent);
             let mine: Vec<JobInfo> = recent
                 .into_iter()
                 .filter(|j| j.node == n.name)
@@ -404,10 +406,7 @@ pub(crate) async fn job_log(
                     let ev = Event::default().event("end").data(format!(
                         "{} {}",
                         j.state,
-                        j.exit_code
-                            .filter(|_| j.is(proto::JobState::Exited))
-                            .map(|c| c.to_string())
-                            .unwrap_or_default()
+                        j.own_exit_code().map(|c| c.to_string()).unwrap_or_default()
                     ));
                     return Some((Ok(ev), s));
                 }
@@ -571,8 +570,8 @@ pub(crate) async fn node_action(
     let req = match node_request(&name, &action, &fields) {
         Ok(r) => r,
         Err((code, msg)) => {
-            let body = render::problem("Not sent to the gateway", &msg);
-            let page = render::page(app.base.as_str(), "Error", "", "", false, &body);
+            let page =
+                render::problem_page(app.base.as_str(), "Error", "Not sent to the gateway", &msg);
             return (code, Html(page)).into_response();
         }
     };

@@ -326,6 +326,12 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
     )
 }
 
+/// A whole page, with the tabs, that says only what went wrong: its
+/// `title`, then [`problem`]'s heading and message.
+pub fn problem_page(base: &str, title: &str, heading: &str, message: &str) -> String {
+    page(base, title, "", "", false, &problem(heading, message))
+}
+
 /// A short page saying what went wrong and what to do.
 pub fn problem(title: &str, message: &str) -> String {
     format!(

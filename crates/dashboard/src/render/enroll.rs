@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use proto::NodeInfo;
 
-use super::nodes::{confirm_form, node_link};
+use super::nodes::{confirm_form, node_link, revoke_form};
 use super::{action, ago, esc};
 
 fn label_list(labels: &[String]) -> String {
@@ -82,16 +82,7 @@ pub fn enrollments(
             name = node_link(&n.name),
             c = esc(&n.connection),
             fp = esc(&n.fingerprint),
-            revoke = action(
-                &format!("nodes/{}/revoke", n.name),
-                "Revoke",
-                csrf,
-                Some(&format!(
-                    "Revoke node {}? Its connection is cut and its jobs are lost.",
-                    n.name
-                )),
-                ""
-            ),
+            revoke = revoke_form(n, csrf, ""),
         );
     }
     format!(

@@ -308,6 +308,21 @@ pub fn gpus(
     )
 }
 
+/// The button that revokes node `n`, after the browser asks; `extra`:
+/// hidden fields (where to come back to).
+pub fn revoke_form(n: &NodeInfo, csrf: &str, extra: &str) -> String {
+    action(
+        &format!("nodes/{}/revoke", n.name),
+        "Revoke",
+        csrf,
+        Some(&format!(
+            "Revoke node {}? Its connection is cut and its jobs are lost.",
+            n.name
+        )),
+        extra,
+    )
+}
+
 /// The form that confirms a node's labels and GPU cap (`NodeApprove`'s
 /// `labels` and `gpus`): the labels field starts with the confirmed
 /// labels, each proposal is a box to tick, and the GPU cap starts at the
@@ -413,14 +428,9 @@ pub fn node(
                     "node",
                 )
             );
-            actions.push_str(&action(
-                &format!("nodes/{}/revoke", n.name),
-                "Revoke",
+            actions.push_str(&revoke_form(
+                n,
                 csrf,
-                Some(&format!(
-                    "Revoke node {}? Its connection is cut and its jobs are lost.",
-                    n.name
-                )),
                 "<input type=\"hidden\" name=\"from\" value=\"node\">",
             ));
         }
