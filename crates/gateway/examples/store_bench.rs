@@ -25,6 +25,9 @@ use tokio::runtime::Handle;
 /// One timed operation: what it was and how long it took.
 type Sample = (&'static str, Duration);
 
+/// A write for the database thread.
+type Write = Box<dyn FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send>;
+
 fn node(name: &str, at: u64) -> NodeRow {
     NodeRow {
         name: name.into(),
@@ -92,11 +95,8 @@ fn timed<T>(
 fn caller(rt: &Handle, store: &Store, me: usize, jobs: usize) -> Result<Vec<Sample>, StoreError> {
     let mut out = Vec::with_capacity(jobs * 9);
     let name = format!("bench-{me}");
-    let call = |out: &mut Vec<Sample>,
-                what,
-                f: Box<dyn FnOnce(&Tx<'_>) -> Result<(), StoreError> + Send>| {
-        timed(out, what, || rt.block_on(store.call(f)))
-    };
+    let call =
+        |out: &mut Vec<Sample>, what, f: Write| timed(out, what, || rt.block_on(store.call(f)));
     for n in 0..jobs {
         let at = 1_000_000 + n as u64;
         let row = node(&name, at);
