@@ -511,3 +511,49 @@ fn postgres_settings_are_checked_before_connecting() {
     let e = bad("postgres://u@127.0.0.1:1/db", None);
     assert!(e.contains("cannot connect to PostgreSQL at"), "{e}");
 }
+
+#[test]
+fn a_connection_the_server_cut_is_replaced() {
+    let Some(server) = testpg::shared("store test: broken connections") else {
+        return;
+    };
+    let url = server.database().unwrap();
+    let store = Store::open_postgres(&testing::pg(&url)).unwrap();
+    let backend = |s: &Store| {
+        s.tx(|tx| {
+            tx.one("SELECT pg_backend_pid()", params![])?
+                .map_or(Ok(0), |r| r.get::<_, i64>(0))
+        })
+    };
+    let before = backend(&store).unwrap();
+    // The server ends every session on this database (and waits until
+    // they are gone), as a restart or an administrator would.
+    let db = url.rsplit('/').next().unwrap();
+    server
+        .sql(&format!(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .unwrap();
+    // A pooled connection whose socket closed is dropped and a new one
+    // made: at worst one failed use per pooled connection (4), never a
+    // store that stays broken.
+    let mut tries = vec![];
+    let after = loop {
+        match backend(&store) {
+            Ok(pid) => break pid,
+            Err(e) if tries.len() < 4 => tries.push(e),
+            Err(e) => panic!("still failing after {tries:?}: {e}"),
+        }
+    };
+    assert_ne!(after, before, "a new server session");
+    // The database thread's transactions too.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut n = 0;
+    while let Err(e) = rt.block_on(store.call(move |tx| tx.insert_token(&token(&format!("t{n}")))))
+    {
+        n += 1;
+        assert!(n <= 4, "the database thread still fails: {e}");
+    }
+}
