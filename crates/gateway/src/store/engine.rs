@@ -136,9 +136,9 @@ impl Engine {
             Engine::Pg(pg) => {
                 let rt = pg.rt.handle();
                 let mut conn = rt.block_on(pg.pool.get()).map_err(no_connection)?;
-                let mine = pg.fence.0.load(std::sync::atomic::Ordering::Acquire);
                 let tx = rt.block_on(async {
                     let tx = pg_locked_tx(&mut conn).await?;
+                    let mine = pg.fence.0.load(std::sync::atomic::Ordering::Acquire);
                     // Fencing: under the lock every takeover also takes, a
                     // transaction of a leader whose lease was taken over
                     // sees the newer generation and writes nothing. A
