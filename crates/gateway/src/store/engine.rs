@@ -32,8 +32,8 @@ pub(super) enum Engine {
 /// are, and the group commit needs): the database thread and blocking
 /// callers wait on each statement through the runtime's handle
 /// ([`tokio::runtime::Handle::block_on`], allowed on any thread that is not
-/// an async worker), while the connections' I/O runs on the runtime's one
-/// worker thread.
+/// an async worker), while the connections' I/O runs on the runtime's
+/// worker threads.
 pub(super) struct Pg {
     /// The connections (dropped first: each stops its connection task).
     pub(super) pool: deadpool_postgres::Pool,
@@ -43,7 +43,10 @@ pub(super) struct Pg {
     pub(super) fence: Fence,
 }
 
-/// The runtime of a PostgreSQL store: one worker thread, `openclaw-pg`.
+/// The runtime of a PostgreSQL store: two worker threads, `openclaw-pg`.
+/// Two, not one: with one, every statement of every caller waited for that
+/// one thread to be scheduled, and eight callers' p99 on a busy 2-core
+/// machine was worse than the blocking client's (docs/PERFORMANCE.md).
 pub(super) struct PgRuntime {
     handle: tokio::runtime::Handle,
     rt: Option<tokio::runtime::Runtime>,
@@ -52,7 +55,7 @@ pub(super) struct PgRuntime {
 impl PgRuntime {
     fn new() -> Result<PgRuntime, StoreError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("openclaw-pg")
             .enable_all()
             .build()
