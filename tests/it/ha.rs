@@ -403,30 +403,21 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
 
 /// Every row the gateways write, as text, to compare before and after.
 fn snapshot(url: &str) -> String {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        let mut out = String::new();
-        for q in [
-            "SELECT name, state, last_seen, last_addr, labels FROM nodes ORDER BY name",
-            "SELECT id, state, stdout_bytes, stderr_bytes, exit_code FROM jobs ORDER BY id",
-            "SELECT id, action, target FROM audit ORDER BY id",
-            "SELECT id, uses_left, revoked FROM tokens ORDER BY id",
-            "SELECT serial FROM revoked_certs ORDER BY serial",
-        ] {
-            for row in c.simple_query(q).unwrap() {
-                if let postgres::SimpleQueryMessage::Row(r) = row {
-                    let cols: Vec<&str> =
-                        (0..r.len()).map(|i| r.get(i).unwrap_or("NULL")).collect();
-                    out.push_str(&cols.join("|"));
-                    out.push('\n');
-                }
-            }
+    let mut out = String::new();
+    for q in [
+        "SELECT name, state, last_seen, last_addr, labels FROM nodes ORDER BY name",
+        "SELECT id, state, stdout_bytes, stderr_bytes, exit_code FROM jobs ORDER BY id",
+        "SELECT id, action, target FROM audit ORDER BY id",
+        "SELECT id, uses_left, revoked FROM tokens ORDER BY id",
+        "SELECT serial FROM revoked_certs ORDER BY serial",
+    ] {
+        for row in testpg::rows(url, q).unwrap() {
+            let cols: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();
+            out.push_str(&cols.join("|"));
+            out.push('\n');
         }
-        out
-    })
-    .join()
-    .unwrap()
+    }
+    out
 }
 
 #[test]

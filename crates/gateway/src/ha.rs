@@ -57,15 +57,14 @@ pub fn judge(generation: u64, outcome: &Lease, since_good: Duration, ttl: Durati
     }
 }
 
-/// One bounded attempt to take or renew the lease.
+/// One bounded attempt to take or renew the lease. An attempt that does
+/// not answer in time goes on in the store's runtime and ends by itself
+/// (see [`Store::take_lease`]).
 pub async fn try_lease(store: &Store, name: &str, ttl: Duration) -> Lease {
-    let (s, n) = (store.clone(), name.to_string());
-    let call = tokio::task::spawn_blocking(move || s.take_lease(&n, ttl));
-    match tokio::time::timeout(ttl / 2, call).await {
-        Ok(Ok(Ok(Some(g)))) => Lease::Held(g),
-        Ok(Ok(Ok(None))) => Lease::Taken,
-        Ok(Ok(Err(e))) => Lease::Unknown(e.to_string()),
-        Ok(Err(e)) => Lease::Unknown(format!("the lease task failed: {e}")),
+    match tokio::time::timeout(ttl / 2, store.take_lease(name, ttl)).await {
+        Ok(Ok(Some(g))) => Lease::Held(g),
+        Ok(Ok(None)) => Lease::Taken,
+        Ok(Err(e)) => Lease::Unknown(e.to_string()),
         Err(_) => Lease::Unknown(format!("no answer within {:?}", ttl / 2)),
     }
 }

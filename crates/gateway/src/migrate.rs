@@ -60,7 +60,7 @@ pub fn migrate_state(home: &Home, to: &StateConfig) -> Result<Report, GatewayErr
             addr.trim()
         )));
     }
-    // The blocking PostgreSQL client may not run on a runtime's thread.
+    // Store::tx blocks, which an async worker may not (see store::on_own_thread).
     let tables = crate::store::on_own_thread(
         "the migration thread panicked; nothing was committed",
         || {

@@ -38,8 +38,8 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-use engine::{Engine, PgOwner, PgPool, pg_pool, pg_unreachable, serve};
-use schema::{migrate, migrate_pg};
+use engine::{Engine, Pg, serve};
+use schema::migrate;
 use sql::params;
 
 pub use clients::{ClientRow, ClientState};
@@ -197,18 +197,11 @@ impl Store {
     /// the database thread. Fails at once, naming the server, when it
     /// cannot connect.
     ///
-    /// The PostgreSQL client blocks on a runtime of its own, which tokio
-    /// forbids on its worker threads, so connecting and migrating run on a
-    /// short-lived thread of their own; callable from anywhere.
+    /// Connecting and migrating block (see [`engine::Pg`]), so they run on
+    /// a short-lived thread of their own: callable from anywhere.
     pub fn open_postgres(opts: &PgOptions) -> Result<Store, StoreError> {
-        let pool = on_own_thread("connecting to PostgreSQL panicked", || {
-            let pool = pg_pool(opts)?;
-            let mut conn = pool.get().map_err(|e| pg_unreachable(opts, &e))?;
-            migrate_pg(&mut conn)?;
-            drop(conn);
-            Ok::<_, StoreError>(pool)
-        })?;
-        Store::start(Engine::Pg(PgOwner(Some(pool)), Arc::default()))
+        let pg = on_own_thread("connecting to PostgreSQL panicked", || Pg::connect(opts))?;
+        Store::start(Engine::Pg(pg))
     }
 
     fn start(engine: Engine) -> Result<Store, StoreError> {
@@ -236,19 +229,19 @@ impl Store {
         }
     }
 
-    /// The PostgreSQL pool, when that is the engine.
-    fn pg_pool(&self) -> Option<PgPool> {
+    /// The PostgreSQL engine, when that is the engine.
+    fn pg(&self) -> Option<&Pg> {
         match &*self.engine {
-            Engine::Pg(PgOwner(Some(pool)), _) => Some(pool.clone()),
-            _ => None,
+            Engine::Pg(pg) => Some(pg),
+            Engine::Lite(_) => None,
         }
     }
 
     /// From now on every transaction must still hold lease `generation`
     /// (see [`Store::take_lease`]); `0` lifts the fence.
     pub fn fence(&self, generation: u64) {
-        if let Engine::Pg(_, fence) = &*self.engine {
-            fence
+        if let Some(pg) = self.pg() {
+            pg.fence
                 .0
                 .store(generation, std::sync::atomic::Ordering::Release);
         }
@@ -297,11 +290,11 @@ impl Store {
     }
 }
 
-/// Runs blocking `f` on a thread of its own and waits for it: the
-/// PostgreSQL client blocks on a runtime of its own, which tokio forbids
-/// on its worker threads, so connecting, migrating, the lease and one-off
-/// setup run here, callable from anywhere. A panic in `f` becomes an
-/// error carrying `panicked` (what to say).
+/// Runs blocking `f` on a thread of its own and waits for it, so that
+/// code that blocks on the store (opening it, [`Store::tx`], one-off setup
+/// and commands) is callable from anywhere, async workers included, where
+/// waiting on PostgreSQL through its runtime's handle is not allowed. A
+/// panic in `f` becomes an error carrying `panicked` (what to say).
 pub(crate) fn on_own_thread<T: Send, E: From<StoreError> + Send>(
     panicked: &str,
     f: impl FnOnce() -> Result<T, E> + Send,

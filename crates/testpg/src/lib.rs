@@ -249,9 +249,8 @@ impl Server {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// A new, empty database; returns its URL.
-    /// Callable from async tests too: the blocking client runs on a
-    /// thread of its own.
+    /// A new, empty database; returns its URL. Callable from async tests
+    /// too (see [`rows`]).
     pub fn database(&self) -> Result<String, String> {
         let n = self.next_db.fetch_add(1, Ordering::Relaxed);
         let name = format!("openclaw_{}_{n}", std::process::id());
@@ -259,25 +258,53 @@ impl Server {
         Ok(self.url(&name))
     }
 
-    /// Runs `sql` as the superuser in the `postgres` database, on a thread
-    /// of its own (the blocking client may not run inside a runtime).
+    /// Runs `sql` as the superuser in the `postgres` database.
     pub fn sql(&self, sql: &str) -> Result<(), String> {
-        let url = self.url("postgres");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let mut c = postgres::Client::connect(&url, postgres::NoTls)
-                    .map_err(|e| format!("connect: {e}"))?;
-                c.batch_execute(sql).map_err(|e| format!("{sql}: {e}"))
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the client thread panicked".into()))
-        })
+        rows(&self.url("postgres"), sql).map(drop)
     }
 
     /// The server's process id (tests pause or kill it).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Runs `sql` (one or more statements, no parameters) on the database at
+/// `url` without TLS, and returns every row of its results as text
+/// (`None`: NULL). The client runs on a thread and a runtime of its own,
+/// so this is callable from anywhere, async tests included.
+pub fn rows(url: &str, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("a runtime for the test client: {e}"))?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                let conn = tokio::spawn(conn);
+                let out = client
+                    .simple_query(sql)
+                    .await
+                    .map_err(|e| format!("{sql}: {e}"))?;
+                drop(client);
+                let _ = conn.await;
+                Ok(out
+                    .iter()
+                    .filter_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                        }
+                        _ => None,
+                    })
+                    .collect())
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the client thread panicked".into()))
+    })
 }
 
 impl Drop for Server {

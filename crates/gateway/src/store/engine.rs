@@ -24,25 +24,65 @@ pub(super) enum Engine {
     /// transaction lock, so transactions run one at a time across every
     /// gateway on the database, as they do in SQLite, and the store's
     /// read-check-write steps need no stronger isolation.
-    Pg(PgOwner, Arc<Fence>),
+    Pg(Pg),
 }
 
-/// Owns the pool. The PostgreSQL client blocks on a runtime of its own
-/// when a connection closes, which tokio forbids on its threads, so the
-/// pool (and with it every connection) is dropped on a thread of its own.
-pub(super) struct PgOwner(pub(super) Option<PgPool>);
+/// PostgreSQL: the async client's pool and the small runtime that drives
+/// its connections. The store's closures stay synchronous (as SQLite's
+/// are, and the group commit needs): the database thread and blocking
+/// callers wait on each statement through the runtime's handle
+/// ([`tokio::runtime::Handle::block_on`], allowed on any thread that is not
+/// an async worker), while the connections' I/O runs on the runtime's
+/// worker threads.
+pub(super) struct Pg {
+    /// The connections (dropped first: each stops its connection task).
+    pub(super) pool: deadpool_postgres::Pool,
+    /// What drives them.
+    pub(super) rt: PgRuntime,
+    /// The lease generation this store's transactions must still hold.
+    pub(super) fence: Fence,
+}
 
-impl Drop for PgOwner {
-    fn drop(&mut self) {
-        if let Some(pool) = self.0.take() {
-            let _ = std::thread::spawn(move || drop(pool)).join();
-        }
+/// The runtime of a PostgreSQL store: two worker threads, `openclaw-pg`.
+/// Two, not one: with one, every statement of every caller waited for that
+/// one thread to be scheduled, and eight callers' p99 on a busy 2-core
+/// machine was worse than the blocking client's (docs/PERFORMANCE.md).
+pub(super) struct PgRuntime {
+    handle: tokio::runtime::Handle,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl PgRuntime {
+    fn new() -> Result<PgRuntime, StoreError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("openclaw-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StoreError::Stopped(format!("cannot start the PostgreSQL client's runtime: {e}"))
+            })?;
+        Ok(PgRuntime {
+            handle: rt.handle().clone(),
+            rt: Some(rt),
+        })
+    }
+
+    /// Where statements are driven from.
+    pub(super) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
     }
 }
 
-pub(super) type PgManager =
-    r2d2_postgres::PostgresConnectionManager<tokio_postgres_rustls::MakeRustlsConnect>;
-pub(super) type PgPool = r2d2::Pool<PgManager>;
+impl Drop for PgRuntime {
+    /// Without waiting for its worker, so that the last store handle may
+    /// be dropped anywhere, an async task included.
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
 
 /// The advisory lock key every state transaction takes on PostgreSQL
 /// ("openclaw" in ASCII, truncated to fit a bigint).
@@ -96,46 +136,49 @@ impl Engine {
                 };
                 Ok(f(Tx(sql::Conn::Lite(tx))))
             }
-            Engine::Pg(PgOwner(Some(pool)), fence) => {
-                let mut conn = pg_conn(pool)?;
-                let mut tx = pg_locked_tx(&mut conn)?;
-                // Fencing: under the lock every takeover also takes, a
-                // transaction of a leader whose lease was taken over sees
-                // the newer generation and writes nothing. A statement of
-                // its own, after the lock: one statement that also took
-                // the lock would read with a snapshot from before the wait.
-                let mine = fence.0.load(std::sync::atomic::Ordering::Acquire);
-                if mine != 0 {
-                    let now: Option<i64> = tx
-                        .query_opt("SELECT generation FROM leader_lease WHERE id = 1", &[])?
-                        .map(|r| r.try_get(0))
-                        .transpose()?;
-                    if now != Some(i(mine)) {
-                        return Err(StoreError::Fenced { mine, now });
+            Engine::Pg(pg) => {
+                let rt = pg.rt.handle();
+                let mut conn = rt.block_on(pg.pool.get()).map_err(no_connection)?;
+                let tx = rt.block_on(async {
+                    let tx = pg_locked_tx(&mut conn).await?;
+                    let mine = pg.fence.0.load(std::sync::atomic::Ordering::Acquire);
+                    // Fencing: under the lock every takeover also takes, a
+                    // transaction of a leader whose lease was taken over
+                    // sees the newer generation and writes nothing. A
+                    // statement of its own, after the lock: one statement
+                    // that also took the lock would read with a snapshot
+                    // from before the wait.
+                    if mine != 0 {
+                        let now: Option<i64> = tx
+                            .query_opt("SELECT generation FROM leader_lease WHERE id = 1", &[])
+                            .await?
+                            .map(|r| r.try_get(0))
+                            .transpose()?;
+                        if now != Some(i(mine)) {
+                            return Err(StoreError::Fenced { mine, now });
+                        }
                     }
-                }
-                Ok(f(Tx(sql::Conn::Pg(std::cell::RefCell::new(tx)))))
-            }
-            Engine::Pg(PgOwner(None), _) => {
-                Err(StoreError::Stopped("the database pool is closed".into()))
+                    Ok(tx)
+                })?;
+                Ok(f(Tx(sql::Conn::Pg(sql::PgTx { tx, rt }))))
             }
         }
     }
 }
 
-/// A connection from the pool.
-pub(super) fn pg_conn(pool: &PgPool) -> Result<r2d2::PooledConnection<PgManager>, StoreError> {
-    pool.get()
-        .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: no connection: {e}")))
+/// A pool that could not hand out a connection.
+pub(super) fn no_connection(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("PostgreSQL: no connection: {e}"))
 }
 
 /// A transaction holding the state lock, which every state transaction,
 /// lease attempt and migration takes first (see [`Engine::Pg`]).
-pub(super) fn pg_locked_tx(
-    conn: &mut postgres::Client,
-) -> Result<postgres::Transaction<'_>, StoreError> {
-    let mut tx = conn.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])?;
+pub(super) async fn pg_locked_tx(
+    conn: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    let tx = conn.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])
+        .await?;
     Ok(tx)
 }
 
@@ -147,22 +190,67 @@ pub(super) fn pg_unreachable(opts: &PgOptions, e: &dyn std::fmt::Display) -> Sto
     ))
 }
 
-pub(super) fn pg_pool(opts: &PgOptions) -> Result<PgPool, StoreError> {
-    let mut config: postgres::Config = opts.url.parse().map_err(|e| {
-        StoreError::Config(format!(
-            "[state] url {:?}: {e}; expected postgres://USER@HOST:PORT/DB[?sslmode=...]",
-            proto::redact::url(&opts.url)
-        ))
-    })?;
-    if config.get_password().is_some() {
-        return Err(StoreError::Config(
-            "[state] url carries a password; remove it and set PGPASSWORD or [state] password_file"
-                .into(),
-        ));
+impl Pg {
+    /// Checks `opts`, starts the runtime and the pool, and connects once
+    /// (failing at once, naming the server, when that fails) to run the
+    /// migrations. Blocks: never call it on an async worker.
+    pub(super) fn connect(opts: &PgOptions) -> Result<Pg, StoreError> {
+        let mut config: tokio_postgres::Config = opts.url.parse().map_err(|e| {
+            StoreError::Config(format!(
+                "[state] url {:?}: {e}; expected postgres://USER@HOST:PORT/DB[?sslmode=...]",
+                proto::redact::url(&opts.url)
+            ))
+        })?;
+        if config.get_password().is_some() {
+            return Err(StoreError::Config(
+                "[state] url carries a password; remove it and set PGPASSWORD or [state] password_file"
+                    .into(),
+            ));
+        }
+        if let Some(p) = &opts.password {
+            config.password(p);
+        }
+        let tls = tls(opts, &mut config)?;
+        config.connect_timeout(std::time::Duration::from_secs(5));
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+            deadpool_postgres::ManagerConfig {
+                // A connection whose server or socket went away is closed
+                // by its connection task, and replaced when next handed
+                // out; a live one costs no test query.
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let wait = Some(std::time::Duration::from_secs(5));
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(usize::try_from(opts.pool_size.max(1)).unwrap_or(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(wait)
+            .create_timeout(wait)
+            .recycle_timeout(wait)
+            .build()
+            .map_err(|e| StoreError::Config(format!("the PostgreSQL pool: {e}")))?;
+        let rt = PgRuntime::new()?;
+        rt.handle().block_on(async {
+            let mut conn = pool.get().await.map_err(|e| pg_unreachable(opts, &e))?;
+            super::schema::migrate_pg(&mut conn).await
+        })?;
+        Ok(Pg {
+            pool,
+            rt,
+            fence: Fence::default(),
+        })
     }
-    if let Some(p) = &opts.password {
-        config.password(p);
-    }
+}
+
+/// The TLS settings for `config`: rustls (ring) with `opts.ca_pem` as the
+/// only roots; without a CA, no TLS, and a URL that asks for it is refused.
+fn tls(
+    opts: &PgOptions,
+    config: &mut tokio_postgres::Config,
+) -> Result<rustls::ClientConfig, StoreError> {
+    use tokio_postgres::config::SslMode;
     let mut roots = rustls::RootCertStore::empty();
     match &opts.ca_pem {
         Some(pem) => {
@@ -179,14 +267,14 @@ pub(super) fn pg_pool(opts: &PgOptions) -> Result<PgPool, StoreError> {
                     "[state] ca_file holds no certificate".into(),
                 ));
             }
-            if config.get_ssl_mode() == postgres::config::SslMode::Prefer {
-                config.ssl_mode(postgres::config::SslMode::Require);
+            if config.get_ssl_mode() == SslMode::Prefer {
+                config.ssl_mode(SslMode::Require);
             }
         }
         None => match config.get_ssl_mode() {
-            postgres::config::SslMode::Disable => {}
-            postgres::config::SslMode::Prefer => {
-                config.ssl_mode(postgres::config::SslMode::Disable);
+            SslMode::Disable => {}
+            SslMode::Prefer => {
+                config.ssl_mode(SslMode::Disable);
             }
             _ => {
                 return Err(StoreError::Config(
@@ -195,24 +283,13 @@ pub(super) fn pg_pool(opts: &PgOptions) -> Result<PgPool, StoreError> {
             }
         },
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| StoreError::Config(format!("TLS to PostgreSQL: {e}")))?
     .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.connect_timeout(std::time::Duration::from_secs(5));
-    let manager = r2d2_postgres::PostgresConnectionManager::new(
-        config,
-        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-    );
-    r2d2::Pool::builder()
-        .max_size(opts.pool_size.max(1))
-        .min_idle(Some(1))
-        .connection_timeout(std::time::Duration::from_secs(5))
-        .build(manager)
-        .map_err(|e| pg_unreachable(opts, &e))
+    .with_no_client_auth())
 }
 
 /// The database thread: runs queued closures in batches until every

@@ -2,37 +2,44 @@
 
 use std::time::Duration;
 
-use super::engine::{pg_conn, pg_locked_tx};
+use super::engine::{no_connection, pg_locked_tx};
 use super::sql::params;
-use super::{Store, StoreError, Tx, i, on_own_thread, u};
+use super::{Store, StoreError, Tx, i, u};
 
 impl Store {
     /// Tries to take or renew the leader lease for `holder` for `ttl`,
     /// by the database's clock. A takeover (the lease lapsed, or was never
     /// held) makes a new generation, the fencing token; a renewal by the
     /// holder keeps it. Returns the generation held, or `None` while
-    /// another holder's lease runs. PostgreSQL only. Blocking.
-    pub fn take_lease(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, StoreError> {
-        let Some(pool) = self.pg_pool() else {
+    /// another holder's lease runs. PostgreSQL only.
+    ///
+    /// The attempt runs as a task of the store's own runtime, so a caller
+    /// that stops waiting (a timeout) leaves it to finish or fail by itself
+    /// rather than cutting its transaction short.
+    pub async fn take_lease(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, StoreError> {
+        let Some(pg) = self.pg() else {
             return Err(StoreError::Refused(
                 "a leader lease needs PostgreSQL state ([state] url)".into(),
             ));
         };
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let holder = holder.to_string();
-        // The blocking client may not run on a runtime's thread.
-        on_own_thread("the lease thread panicked", move || {
-            let mut conn = pg_conn(&pool)?;
-            let mut tx = pg_locked_tx(&mut conn)?;
+        let pool = pg.pool.clone();
+        let attempt = pg.rt.handle().spawn(async move {
+            let mut conn = pool.get().await.map_err(no_connection)?;
+            let tx = pg_locked_tx(&mut conn).await?;
             // Every attempt, won or not, says this gateway runs.
             tx.execute(
                 "UPDATE gateways SET seen_at = extract(epoch FROM clock_timestamp())::bigint WHERE name = $1",
                 &[&holder],
-            )?;
-            let row = tx.query_opt(
-                "SELECT holder, generation, expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
-                &[],
-            )?;
+            )
+            .await?;
+            let row = tx
+                .query_opt(
+                    "SELECT holder, generation, expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
+                    &[],
+                )
+                .await?;
             let generation = match row {
                 Some(r) => {
                     let (who, generation, live): (String, i64, bool) =
@@ -40,7 +47,7 @@ impl Store {
                     if who == holder && live {
                         generation
                     } else if live {
-                        tx.commit()?;
+                        tx.commit().await?;
                         return Ok(None);
                     } else {
                         generation + 1
@@ -54,26 +61,36 @@ impl Store {
                      ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
                      generation = excluded.generation, expires_at = excluded.expires_at",
                 &[&holder, &generation, &(ms as f64)],
-            )?;
-            tx.commit()?;
+            )
+            .await?;
+            tx.commit().await?;
             Ok(Some(u(generation)))
-        })
+        });
+        attempt
+            .await
+            .map_err(|e| StoreError::Stopped(format!("the lease attempt failed: {e}")))?
     }
 
     /// Who holds the lease: (holder, generation, milliseconds until it
     /// lapses, negative once lapsed), by the database's clock. PostgreSQL
-    /// only; `None` before anyone took it. Blocking.
+    /// only; `None` before anyone took it. Blocking, as [`Store::tx`].
     pub fn lease(&self) -> Result<Option<(String, u64, i64)>, StoreError> {
-        let Some(pool) = self.pg_pool() else {
+        let Some(pg) = self.pg() else {
             return Ok(None);
         };
-        on_own_thread("the lease thread panicked", move || {
-            let row = pg_conn(&pool)?.query_opt(
-                "SELECT holder, generation, \
+        pg.rt.handle().block_on(async {
+            let row = pg
+                .pool
+                .get()
+                .await
+                .map_err(no_connection)?
+                .query_opt(
+                    "SELECT holder, generation, \
                      (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
                      FROM leader_lease WHERE id = 1",
-                &[],
-            )?;
+                    &[],
+                )
+                .await?;
             row.map(|r| Ok((r.try_get(0)?, u(r.try_get(1)?), r.try_get(2)?)))
                 .transpose()
         })

@@ -251,14 +251,18 @@ const PG_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (versi
      COMMENT ON COLUMN leader_lease.generation IS 'fencing token: grows by one at every takeover; writes of an older one are refused'; \
      COMMENT ON COLUMN leader_lease.expires_at IS 'the lease lapses then (database clock) unless renewed';";
 
-pub(super) fn migrate_pg(conn: &mut postgres::Client) -> Result<(), StoreError> {
+pub(super) async fn migrate_pg(conn: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
     // Gateways starting together migrate one after another.
-    let mut tx = pg_locked_tx(conn)?;
-    tx.batch_execute(PG_VERSION_TABLE)?;
-    let version: i64 = match tx.query_opt("SELECT version FROM schema_version", &[])? {
+    let tx = pg_locked_tx(conn).await?;
+    tx.batch_execute(PG_VERSION_TABLE).await?;
+    let version: i64 = match tx
+        .query_opt("SELECT version FROM schema_version", &[])
+        .await?
+    {
         Some(row) => row.try_get(0)?,
         None => {
-            tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[])?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (0)", &[])
+                .await?;
             0
         }
     };
@@ -273,15 +277,16 @@ pub(super) fn migrate_pg(conn: &mut postgres::Client) -> Result<(), StoreError> 
         .enumerate()
         .skip(usize::try_from(version).unwrap_or(0))
     {
-        tx.batch_execute(&sql::pg_schema(text)).map_err(|e| {
+        tx.batch_execute(&sql::pg_schema(text)).await.map_err(|e| {
             StoreError::Schema(format!("migration {}: {}", idx + 1, StoreError::from(e)))
         })?;
         tx.execute(
             "UPDATE schema_version SET version = $1",
             &[&i64::try_from(idx + 1).unwrap_or(i64::MAX)],
-        )?;
+        )
+        .await?;
     }
-    tx.commit()?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -6,7 +6,6 @@
 //! statement calls.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 
 use super::StoreError;
 
@@ -270,9 +269,17 @@ fn pg_types(code: &str) -> String {
 pub enum Conn<'a> {
     /// SQLite, the embedded default.
     Lite(rusqlite::Transaction<'a>),
-    /// PostgreSQL (the client needs `&mut`; a transaction is used by one
-    /// thread at a time).
-    Pg(RefCell<postgres::Transaction<'a>>),
+    /// PostgreSQL.
+    Pg(PgTx<'a>),
+}
+
+/// A PostgreSQL transaction, and the handle of the runtime that drives its
+/// connection: each statement waits on it (see `engine::Pg`). Statements
+/// are prepared once per connection (the pool's statement cache), so each
+/// is one round trip.
+pub struct PgTx<'a> {
+    pub(super) tx: deadpool_postgres::Transaction<'a>,
+    pub(super) rt: &'a tokio::runtime::Handle,
 }
 
 impl Conn<'_> {
@@ -312,13 +319,13 @@ impl rusqlite::ToSql for Val {
     }
 }
 
-impl postgres::types::ToSql for Val {
+impl tokio_postgres::types::ToSql for Val {
     fn to_sql(
         &self,
-        ty: &postgres::types::Type,
+        ty: &tokio_postgres::types::Type,
         out: &mut bytes::BytesMut,
-    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        use postgres::types::{IsNull, Type};
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use tokio_postgres::types::{IsNull, Type};
         match self {
             Val::Null => Ok(IsNull::Yes),
             Val::Int(n) => match *ty {
@@ -333,11 +340,11 @@ impl postgres::types::ToSql for Val {
         }
     }
 
-    fn accepts(_: &postgres::types::Type) -> bool {
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
         true
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 fn lite_row(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<Row> {
@@ -356,8 +363,8 @@ fn lite_row(r: &rusqlite::Row<'_>, n: usize) -> rusqlite::Result<Row> {
     Ok(Row(vals))
 }
 
-fn pg_row(r: &postgres::Row) -> Result<Row, StoreError> {
-    use postgres::types::Type;
+fn pg_row(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    use tokio_postgres::types::Type;
     let mut vals = Vec::with_capacity(r.len());
     for (i, col) in r.columns().iter().enumerate() {
         let v = match *col.type_() {
@@ -381,9 +388,9 @@ fn pg_row(r: &postgres::Row) -> Result<Row, StoreError> {
     Ok(Row(vals))
 }
 
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> Self {
-        use postgres::error::SqlState;
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
         let Some(db) = e.as_db_error() else {
             return if e.is_closed() {
                 StoreError::Unavailable(format!("PostgreSQL: {e}"))
@@ -412,9 +419,9 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
-fn pg_params(p: &[Val]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+fn pg_params(p: &[Val]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
     p.iter()
-        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect()
 }
 
@@ -425,12 +432,11 @@ impl Conn<'_> {
             Conn::Lite(t) => Ok(t
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(p))?),
-            Conn::Pg(t) => {
-                let n = t
-                    .borrow_mut()
-                    .execute(pg_placeholders(sql).as_ref(), &pg_params(p))?;
+            Conn::Pg(t) => t.rt.block_on(async {
+                let stmt = t.tx.prepare_cached(&pg_placeholders(sql)).await?;
+                let n = t.tx.execute(&stmt, &pg_params(p)).await?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
-            }
+            }),
         }
     }
 
@@ -445,12 +451,14 @@ impl Conn<'_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
             }
-            Conn::Pg(t) => t
-                .borrow_mut()
-                .query(pg_placeholders(sql).as_ref(), &pg_params(p))?
-                .iter()
-                .map(pg_row)
-                .collect(),
+            Conn::Pg(t) => t.rt.block_on(async {
+                let stmt = t.tx.prepare_cached(&pg_placeholders(sql)).await?;
+                t.tx.query(&stmt, &pg_params(p))
+                    .await?
+                    .iter()
+                    .map(pg_row)
+                    .collect()
+            }),
         }
     }
 
@@ -464,14 +472,13 @@ impl Conn<'_> {
                 }
                 Ok(())
             }
-            Conn::Pg(t) => {
-                let mut t = t.borrow_mut();
-                let stmt = t.prepare(pg_placeholders(sql).as_ref())?;
+            Conn::Pg(t) => t.rt.block_on(async {
+                let stmt = t.tx.prepare_cached(&pg_placeholders(sql)).await?;
                 for r in rows {
-                    t.execute(&stmt, &pg_params(&r.0))?;
+                    t.tx.execute(&stmt, &pg_params(&r.0)).await?;
                 }
                 Ok(())
-            }
+            }),
         }
     }
 
@@ -479,7 +486,7 @@ impl Conn<'_> {
     pub fn batch(&self, sql: &str) -> Result<(), StoreError> {
         match self {
             Conn::Lite(t) => Ok(t.execute_batch(sql)?),
-            Conn::Pg(t) => Ok(t.borrow_mut().batch_execute(sql)?),
+            Conn::Pg(t) => Ok(t.rt.block_on(t.tx.batch_execute(sql))?),
         }
     }
 
@@ -487,7 +494,7 @@ impl Conn<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
         match self {
             Conn::Lite(t) => Ok(t.commit()?),
-            Conn::Pg(t) => Ok(t.into_inner().commit()?),
+            Conn::Pg(PgTx { tx, rt }) => Ok(rt.block_on(tx.commit())?),
         }
     }
 }

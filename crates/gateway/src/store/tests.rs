@@ -42,34 +42,27 @@ fn migrate_is_idempotent_and_every_column_is_commented() {
     let url = server.database().unwrap();
     drop(Store::open_postgres(&testing::pg(&url)).unwrap());
     drop(Store::open_postgres(&testing::pg(&url)).unwrap());
-    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    let v: i64 = c
-        .query_one("SELECT version FROM schema_version", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(v, MIGRATIONS.len() as i64);
-    let bare: Vec<String> = c
-        .query(
-            "SELECT c.relname || '.' || a.attname FROM pg_attribute a \
-             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped \
-             AND col_description(c.oid, a.attnum) IS NULL",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let one = |sql: &str| -> Vec<String> {
+        testpg::rows(&url, sql)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.into_iter().next().flatten().unwrap_or_default())
+            .collect()
+    };
+    let v = one("SELECT version FROM schema_version");
+    assert_eq!(v, [MIGRATIONS.len().to_string()]);
+    let bare = one("SELECT c.relname || '.' || a.attname FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped \
+         AND col_description(c.oid, a.attnum) IS NULL");
     assert!(bare.is_empty(), "columns without a comment: {bare:?}");
-    let tables: i64 = c
-        .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relkind = 'r' \
-             AND obj_description(c.oid, 'pg_class') IS NOT NULL",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let tables: i64 = one(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind = 'r' \
+         AND obj_description(c.oid, 'pg_class') IS NOT NULL",
+    )[0]
+    .parse()
+    .unwrap();
     assert!(tables >= 10, "only {tables} tables carry a comment");
 }
 
@@ -385,18 +378,20 @@ fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
     let a = Store::open_postgres(&testing::pg(&url)).unwrap();
     let b = Store::open_postgres(&testing::pg(&url)).unwrap();
     let ttl = Duration::from_millis(300);
-    let g1 = a.take_lease("gw-a", ttl).unwrap().expect("a free lease");
+    // The lease is async (ha.rs waits on it with a timeout); a runtime
+    // without I/O of its own is enough to wait for it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let lease = |s: &Store, who: &str| rt.block_on(s.take_lease(who, ttl));
+    let g1 = lease(&a, "gw-a").unwrap().expect("a free lease");
     a.fence(g1);
-    assert_eq!(b.take_lease("gw-b", ttl).unwrap(), None, "a's lease runs");
-    assert_eq!(
-        a.take_lease("gw-a", ttl).unwrap(),
-        Some(g1),
-        "renewing keeps it"
-    );
+    assert_eq!(lease(&b, "gw-b").unwrap(), None, "a's lease runs");
+    assert_eq!(lease(&a, "gw-a").unwrap(), Some(g1), "renewing keeps it");
     a.tx(|tx| tx.insert_token(&token("by-a"))).unwrap();
     // a stops renewing (paused, cut off); its lease lapses, b takes over.
     std::thread::sleep(Duration::from_millis(400));
-    let g2 = b.take_lease("gw-b", ttl).unwrap().expect("a lapsed lease");
+    let g2 = lease(&b, "gw-b").unwrap().expect("a lapsed lease");
     assert_eq!(g2, g1 + 1, "a takeover makes a new generation");
     b.fence(g2);
     // a wakes: its writes are refused, blocking or queued, and a
@@ -407,14 +402,11 @@ fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
         "{e:?}"
     );
     assert!(e.to_string().contains("no longer the leader"), "{e}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     let e = rt
         .block_on(a.call(|tx| tx.insert_token(&token("stale-2"))))
         .unwrap_err();
     assert!(matches!(e, StoreError::Fenced { .. }), "{e:?}");
-    assert_eq!(a.take_lease("gw-a", ttl).unwrap(), None);
+    assert_eq!(lease(&a, "gw-a").unwrap(), None);
     b.tx(|tx| tx.insert_token(&token("by-b"))).unwrap();
     let mut ids: Vec<String> = b
         .tx(|tx| tx.tokens())
@@ -427,7 +419,7 @@ fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
     // SQLite has no lease: saying so beats pretending to lead.
     let dir = tempfile::tempdir().unwrap();
     let lite = Store::open(&dir.path().join("s.db")).unwrap();
-    let e = lite.take_lease("gw", ttl).unwrap_err();
+    let e = lease(&lite, "gw").unwrap_err();
     assert!(
         matches!(&e, StoreError::Refused(m) if m.contains("PostgreSQL")),
         "{e:?}"
@@ -449,9 +441,7 @@ fn newer_schema_is_refused() {
     };
     let url = server.database().unwrap();
     drop(Store::open_postgres(&testing::pg(&url)).unwrap());
-    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    c.batch_execute("UPDATE schema_version SET version = 99")
-        .unwrap();
+    testpg::rows(&url, "UPDATE schema_version SET version = 99").unwrap();
     let err = Store::open_postgres(&testing::pg(&url))
         .err()
         .unwrap()
@@ -520,4 +510,50 @@ fn postgres_settings_are_checked_before_connecting() {
     // Nothing listens on port 1: a clear error, not a hang.
     let e = bad("postgres://u@127.0.0.1:1/db", None);
     assert!(e.contains("cannot connect to PostgreSQL at"), "{e}");
+}
+
+#[test]
+fn a_connection_the_server_cut_is_replaced() {
+    let Some(server) = testpg::shared("store test: broken connections") else {
+        return;
+    };
+    let url = server.database().unwrap();
+    let store = Store::open_postgres(&testing::pg(&url)).unwrap();
+    let backend = |s: &Store| {
+        s.tx(|tx| {
+            tx.one("SELECT pg_backend_pid()", params![])?
+                .map_or(Ok(0), |r| r.get::<_, i64>(0))
+        })
+    };
+    let before = backend(&store).unwrap();
+    // The server ends every session on this database (and waits until
+    // they are gone), as a restart or an administrator would.
+    let db = url.rsplit('/').next().unwrap();
+    server
+        .sql(&format!(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{db}'"
+        ))
+        .unwrap();
+    // A pooled connection whose socket closed is dropped and a new one
+    // made: at worst one failed use per pooled connection (4), never a
+    // store that stays broken.
+    let mut tries = vec![];
+    let after = loop {
+        match backend(&store) {
+            Ok(pid) => break pid,
+            Err(e) if tries.len() < 4 => tries.push(e),
+            Err(e) => panic!("still failing after {tries:?}: {e}"),
+        }
+    };
+    assert_ne!(after, before, "a new server session");
+    // The database thread's transactions too.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut n = 0;
+    while let Err(e) = rt.block_on(store.call(move |tx| tx.insert_token(&token(&format!("t{n}")))))
+    {
+        n += 1;
+        assert!(n <= 4, "the database thread still fails: {e}");
+    }
 }
