@@ -13,6 +13,7 @@ mod chat;
 mod dashboard;
 mod fanout;
 mod ha;
+mod input;
 mod install;
 mod job_life;
 mod jobs;

@@ -299,6 +299,20 @@ impl Client {
         Ok(recv)
     }
 
+    /// Sends `JobRunInput` and returns both halves: write the job's
+    /// standard input to the first (raw bytes; `finish` is end of file),
+    /// read its [`proto::JobEvent`]s from the second.
+    pub async fn open_with_input(
+        &self,
+        spec: proto::JobSpec,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let (mut send, recv) = self.conn.open_bi().await.map_err(|e| self.lost(e.into()))?;
+        mesh::write_frame(&mut send, &Open::Request(Request::JobRunInput(spec)))
+            .await
+            .map_err(|e| self.lost(e))?;
+        Ok((send, recv))
+    }
+
     /// The next event of a streaming call; `None` when the stream ended
     /// without an `End` (the gateway went away).
     pub async fn next_event(

@@ -576,7 +576,7 @@ async fn session(
         Ok(Some(ControlMsg::Refused(e))) => {
             return End::Fatal(format!("gateway refused this node: {}", e.message));
         }
-        Ok(Some(ControlMsg::RunJob(_) | ControlMsg::Trust { .. })) => {
+        Ok(Some(ControlMsg::RunJob(_) | ControlMsg::RunJobInput(_) | ControlMsg::Trust { .. })) => {
             return End::Retry("gateway sent a message before welcoming this node".into());
         }
         Ok(None) => {
@@ -638,19 +638,22 @@ async fn session(
                 follow_trust(&conn, home, &cas_der);
                 continue;
             }
-            if let ControlMsg::RunJob(plan) = msg {
-                if plan.node != ctx.node {
-                    tracing::warn!(
-                        job = plan.job_id,
-                        "ignoring a job addressed to node {}",
-                        plan.node
-                    );
-                    continue;
-                }
-                tracing::info!(job = plan.job_id, argv = ?plan.argv, "running job");
-                let job = runner::start(ctx, plan);
-                tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
+            let (plan, input) = match msg {
+                ControlMsg::RunJob(plan) => (plan, false),
+                ControlMsg::RunJobInput(plan) => (plan, true),
+                _ => continue,
+            };
+            if plan.node != ctx.node {
+                tracing::warn!(
+                    job = plan.job_id,
+                    "ignoring a job addressed to node {}",
+                    plan.node
+                );
+                continue;
             }
+            tracing::info!(job = plan.job_id, argv = ?plan.argv, input, "running job");
+            let job = runner::start(ctx, plan, input);
+            tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
         }
     };
     tokio::select! {

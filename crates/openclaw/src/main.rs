@@ -7,6 +7,7 @@ mod commands;
 mod docs_cli;
 mod doctor;
 mod fanout_cli;
+mod input;
 mod interrupt;
 mod jobs_cli;
 mod lab;

@@ -126,6 +126,16 @@ pub enum Open {
         /// The job.
         job_id: u64,
     },
+    /// A node asks for the standard input of a job it was told to run
+    /// with [`ControlMsg::RunJobInput`] (bidirectional; protocol 3). The
+    /// gateway answers with the input's raw bytes, not frames, and
+    /// finishes the stream at its end; a reset means the input was cut
+    /// off (the requester went away). The node sends nothing after this
+    /// frame, and stops the stream when the job stops reading.
+    JobInput {
+        /// The job.
+        job_id: u64,
+    },
 }
 
 /// Sent by a node when it opens its control stream.
@@ -166,6 +176,10 @@ pub enum ControlMsg {
         /// CA certificates, DER; the first issues new certificates.
         cas_der: Vec<Vec<u8>>,
     },
+    /// Run a job whose requester streams its standard input (protocol 3):
+    /// as [`ControlMsg::RunJob`], but the job's stdin is a pipe that the
+    /// node fills from an [`Open::JobInput`] stream it opens.
+    RunJobInput(JobPlan),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -379,6 +393,11 @@ pub enum Request {
         /// Node name.
         name: String,
     },
+    /// As [`Request::JobRun`], and the rest of this stream (after this
+    /// frame) is the job's standard input, raw bytes; finishing the stream
+    /// is its end of file (protocol 3). The gateway stops the stream when
+    /// the job no longer reads it.
+    JobRunInput(JobSpec),
 }
 
 /// A step of a CA rotation.
@@ -450,7 +469,7 @@ impl Request {
             Request::ChatAudit { .. } => "chat.audit",
             Request::JobPreview(_) => "job.preview",
             Request::JobSubmit(_) => "job.submit",
-            Request::JobRun(_) => "job.run",
+            Request::JobRun(_) | Request::JobRunInput(_) => "job.run",
             Request::JobAttach { .. } => "job.attach",
             Request::JobList { .. } => "job.list",
             Request::JobShow { .. } => "job.show",
@@ -510,7 +529,9 @@ impl Request {
                 | Request::ClientList
                 | Request::ClientRevoke { .. }
                 | Request::NodeRenew { .. }
-                | Request::CaRotate { .. } => false,
+                | Request::CaRotate { .. }
+                // Chat never streams standard input to a job.
+                | Request::JobRunInput(_) => false,
             },
             // A node may only renew its own certificate, read the clock and
             // the CAs to trust, and ask who it is (`openclaw whoami` on a

@@ -172,3 +172,16 @@ fn permissions_table() {
         assert_eq!(req.allowed_for(role), want, "{role} {}", req.method());
     }
 }
+
+#[test]
+fn chat_never_streams_standard_input_to_a_job() {
+    let spec = JobSpec::default();
+    assert!(!Request::JobRunInput(spec.clone()).allowed_for(Role::Bot));
+    assert!(!Request::JobRunInput(spec.clone()).allowed_for(Role::Node));
+    assert!(Request::JobRunInput(spec.clone()).allowed_for(Role::Admin));
+    // The same permission as running a job, under the same method name.
+    assert_eq!(
+        Request::JobRunInput(spec.clone()).method(),
+        Request::JobRun(spec).method()
+    );
+}
