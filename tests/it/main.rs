@@ -12,6 +12,7 @@ mod bad_input;
 mod chat;
 mod dashboard;
 mod fanout;
+mod forward;
 mod ha;
 mod input;
 mod install;

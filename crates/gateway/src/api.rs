@@ -155,6 +155,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             .map(|message| Response::Done { message }),
         Request::JobRun(_)
         | Request::JobRunInput(_)
+        | Request::Forward { .. }
         | Request::JobAttach { .. }
         | Request::FanOut(_)
         | Request::FanOutAttach { .. } => Err(ApiError::new(

@@ -14,7 +14,7 @@ use crate::peer::Peer;
 use crate::registry::NodeMeta;
 use crate::shared::{Shared, off_runtime, unix_now};
 use crate::store::NodeState;
-use crate::{api, enroll, jobs};
+use crate::{api, enroll, forward, jobs};
 
 /// Session frames: API requests and control messages.
 pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
@@ -355,6 +355,9 @@ async fn stream(
         Open::JobInput { job_id } if peer.role == Role::Node => {
             jobs::node_input_stream(shared, peer, job_id, send, recv).await;
         }
+        Open::Forward { id, error } if peer.role == Role::Node => {
+            forward::node_answered(&shared, &peer, id, error, send, recv);
+        }
         Open::Request(req) if !req.allowed_for(peer.role) => {
             let resp = Response::Error(ApiError::new(
                 ErrorCode::PermissionDenied,
@@ -372,6 +375,9 @@ async fn stream(
         Open::Request(Request::JobRun(spec)) => run_attached(shared, peer, spec, None, send).await,
         Open::Request(Request::JobRunInput(spec)) => {
             run_attached(shared, peer, spec, Some(recv), send).await;
+        }
+        Open::Request(Request::Forward { node, port }) => {
+            forward::serve(shared, peer, node, port, send, recv).await;
         }
         Open::Request(Request::JobAttach {
             id,
@@ -448,7 +454,11 @@ async fn stream(
                 let _ = send.finish();
             }
         }
-        Open::Control(_) | Open::Heartbeat | Open::Job { .. } | Open::JobInput { .. } => {
+        Open::Control(_)
+        | Open::Heartbeat
+        | Open::Job { .. }
+        | Open::JobInput { .. }
+        | Open::Forward { .. } => {
             close(
                 &conn,
                 CloseCode::Protocol,
