@@ -655,7 +655,7 @@ fn a_node_of_the_previous_protocol_works_and_an_older_one_is_told_to_upgrade() {
     });
     let log = lab.gateway().stderr();
     assert!(
-        log.contains("a peer speaks the previous session protocol (openclaw/1)"),
+        log.contains("a peer speaks the previous session protocol (openclaw/2)"),
         "{log}"
     );
 }

@@ -274,6 +274,33 @@ impl Client {
         }
     }
 
+    /// Opens one forwarded TCP connection to `port` on `node`'s loopback
+    /// (`openclaw forward`): once the gateway answers `Done`, the two
+    /// halves carry the connection's bytes, raw.
+    pub async fn open_forward(
+        &self,
+        node: &str,
+        port: u16,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e.into()))?;
+        let req = Request::Forward {
+            node: node.to_string(),
+            port,
+        };
+        mesh::write_frame(&mut send, &Open::Request(req))
+            .await
+            .map_err(|e| self.lost(e))?;
+        match mesh::read_frame::<Response>(&mut recv, REPLY_FRAME_LIMIT).await {
+            Ok(Some(Response::Done { .. })) => Ok((send, recv)),
+            Ok(Some(Response::Error(e))) => Err(ClientError::Api(e)),
+            Ok(Some(r)) => Err(ClientError::Protocol(format!("unexpected reply {r:?}"))),
+            Ok(None) => Err(ClientError::Protocol(
+                "the gateway closed the forward without replying".into(),
+            )),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
     /// Every node, a page at a time (`node list` at 10,000 nodes does not
     /// fit in one reply frame).
     pub async fn all_nodes(&self) -> Result<Vec<proto::NodeInfo>, ClientError> {
@@ -297,6 +324,20 @@ impl Client {
             .map_err(|e| self.lost(e))?;
         let _ = send.finish();
         Ok(recv)
+    }
+
+    /// Sends `JobRunInput` and returns both halves: write the job's
+    /// standard input to the first (raw bytes; `finish` is end of file),
+    /// read its [`proto::JobEvent`]s from the second.
+    pub async fn open_with_input(
+        &self,
+        spec: proto::JobSpec,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let (mut send, recv) = self.conn.open_bi().await.map_err(|e| self.lost(e.into()))?;
+        mesh::write_frame(&mut send, &Open::Request(Request::JobRunInput(spec)))
+            .await
+            .map_err(|e| self.lost(e))?;
+        Ok((send, recv))
     }
 
     /// The next event of a streaming call; `None` when the stream ended

@@ -154,6 +154,8 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         } => jobs::deny(shared, peer, id, reason.as_deref(), on_behalf_of.as_deref())
             .map(|message| Response::Done { message }),
         Request::JobRun(_)
+        | Request::JobRunInput(_)
+        | Request::Forward { .. }
         | Request::JobAttach { .. }
         | Request::FanOut(_)
         | Request::FanOutAttach { .. } => Err(ApiError::new(

@@ -193,6 +193,7 @@ struct RawPolicy {
     approvers: Option<Vec<String>>,
     approval_timeout: Option<String>,
     allow_shell: Option<bool>,
+    allow_forward: Option<bool>,
     chat_default: Option<String>,
     chat_shell: Option<bool>,
     env_allow: Option<Vec<String>>,
@@ -508,6 +509,9 @@ approval_timeout = "1h"
 # Whether jobs may run through `sh -c`: from the CLI (openclaw run --shell), and from chat.
 allow_shell = true
 chat_shell = false
+# Whether admins may forward TCP ports to nodes (openclaw forward); each node's
+# node.toml forward_ports still lists the ports it accepts (none by default).
+allow_forward = true
 # Env keys a requester may set (globs; prefer exact names: CUDA_* would admit
 # CUDA_INJECTION64_PATH). Loader, shell start-up, interpreter, GPU-stack
 # plugin, compiler, code-cache, dump-path and GPU-isolation variables (PATH,
@@ -728,6 +732,7 @@ fn parse_policy(raw: RawPolicy) -> Result<Policy, String> {
             defaults.approval_timeout,
         )?,
         allow_shell: raw.allow_shell.unwrap_or(defaults.allow_shell),
+        allow_forward: raw.allow_forward.unwrap_or(defaults.allow_forward),
         chat_default: match raw.chat_default {
             Some(d) => action("policy.chat_default", &d)?,
             None => defaults.chat_default,

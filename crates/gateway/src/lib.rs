@@ -10,6 +10,7 @@ pub mod backup;
 mod clients;
 pub mod config;
 mod enroll;
+mod forward;
 pub mod ha;
 mod history;
 mod init;
@@ -236,6 +237,7 @@ impl Gateway {
             log_writer,
             enroll_slots,
             enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
+            forwards: forward::Forwards::default(),
             config: RwLock::new(Arc::new(config)),
             home: home.clone(),
             logs_dir,

@@ -29,6 +29,10 @@ fn label(key: &'static str, value: impl Into<String>) -> Labels {
 pub struct Metrics {
     /// Job output bytes stored from nodes.
     pub bytes_relayed: Counter<u64, AtomicU64>,
+    /// Standard-input bytes relayed from requesters to jobs.
+    pub input_relayed: Counter<u64, AtomicU64>,
+    /// Bytes through port forwards, both ways.
+    pub forwarded: Counter<u64, AtomicU64>,
     enrollments: Family<Labels, Counter>,
     handshake_failures: Family<Labels, Counter>,
     /// Seconds from a job's submit to its process starting on the node.
@@ -43,6 +47,8 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             bytes_relayed: Counter::default(),
+            input_relayed: Counter::default(),
+            forwarded: Counter::default(),
             enrollments: Family::default(),
             handshake_failures: Family::default(),
             // 1 ms to about 16 s.
@@ -183,6 +189,16 @@ pub fn render(shared: &Shared) -> String {
         "openclaw_output_bytes_relayed",
         "Job output bytes stored from nodes",
         m.bytes_relayed.clone(),
+    );
+    reg.register(
+        "openclaw_input_bytes_relayed",
+        "Standard-input bytes relayed from requesters to jobs",
+        m.input_relayed.clone(),
+    );
+    reg.register(
+        "openclaw_forward_bytes",
+        "Bytes through port forwards (openclaw forward), both ways",
+        m.forwarded.clone(),
     );
     let db = shared.store.counts();
     reg.register(

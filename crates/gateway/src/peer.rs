@@ -19,3 +19,20 @@ pub struct Peer {
     /// A node's GPU cap, from the gateway's state.
     pub max_gpus: Option<u32>,
 }
+
+/// The ALPN a connection negotiated.
+pub(crate) fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol)
+}
+
+/// The session protocol a connection speaks: [`proto::PROTOCOL_VERSION`],
+/// or the one before it for a peer on [`proto::ALPN_SESSION_PREVIOUS`]
+/// (which must never be sent what was added since).
+pub(crate) fn protocol_of(conn: &quinn::Connection) -> u32 {
+    match alpn(conn) {
+        Some(p) if p == proto::ALPN_SESSION_PREVIOUS => proto::PROTOCOL_VERSION - 1,
+        _ => proto::PROTOCOL_VERSION,
+    }
+}

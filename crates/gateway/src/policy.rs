@@ -62,6 +62,9 @@ pub struct Policy {
     pub allow_shell: bool,
     /// Whether shell jobs are allowed from chat.
     pub chat_shell: bool,
+    /// Whether admins may forward ports to nodes (`openclaw forward`); each
+    /// node's `forward_ports` still decides which.
+    pub allow_forward: bool,
     /// Globs over the env keys a requester may set; the fixed dangerous
     /// list ([`proto::env::DANGEROUS`]) is refused whatever these say.
     pub env_allow: Vec<String>,
@@ -98,6 +101,7 @@ impl Default for Policy {
             rules: vec![],
             approval_timeout: Duration::from_secs(3600),
             allow_shell: true,
+            allow_forward: true,
             chat_shell: false,
             env_allow: proto::env::DEFAULT_ALLOW
                 .iter()

@@ -14,7 +14,7 @@ use crate::peer::Peer;
 use crate::registry::NodeMeta;
 use crate::shared::{Shared, off_runtime, unix_now};
 use crate::store::NodeState;
-use crate::{api, enroll, jobs};
+use crate::{api, enroll, forward, jobs};
 
 /// Session frames: API requests and control messages.
 pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
@@ -45,11 +45,7 @@ pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let alpn = conn
-        .handshake_data()
-        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-        .and_then(|h| h.protocol);
-    match alpn.as_deref() {
+    match crate::peer::alpn(&conn).as_deref() {
         Some(p) if p == proto::ALPN_ENROLL => enroll::serve(shared, conn).await,
         Some(p) if p == proto::ALPN_SESSION => session(shared, conn).await,
         Some(p) if p == proto::ALPN_SESSION_PREVIOUS => {
@@ -236,6 +232,36 @@ async fn accept_uni(shared: Arc<Shared>, conn: quinn::Connection, peer: Peer) {
     }
 }
 
+/// `JobRun` and `JobRunInput`: creates the job (with the rest of the
+/// requester's stream as its stdin, if given) and streams its events.
+async fn run_attached(
+    shared: Arc<Shared>,
+    peer: Peer,
+    spec: proto::JobSpec,
+    input: Option<quinn::RecvStream>,
+    mut send: quinn::SendStream,
+) {
+    let p = peer.clone();
+    let submitted = off_runtime(&shared, move |s| {
+        jobs::submit_with_input(s, &p, spec, input)
+    })
+    .await;
+    let result = match submitted.and_then(|r| r) {
+        Ok(info) => {
+            let id = info.id;
+            let state = info.state.clone();
+            match mesh::write_frame(&mut send, &JobEvent::Accepted(info)).await {
+                Ok(()) => jobs::follow(&shared, id, true, 0, 0, Some(&state), &mut send).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => mesh::write_frame(&mut send, &JobEvent::Error(e)).await,
+    };
+    if result.is_ok() {
+        let _ = send.finish();
+    }
+}
+
 async fn heartbeats(
     shared: Arc<Shared>,
     conn: quinn::Connection,
@@ -326,6 +352,12 @@ async fn stream(
         Open::Job { job_id } if peer.role == Role::Node => {
             jobs::node_job_stream(shared, peer, job_id, send, recv).await;
         }
+        Open::JobInput { job_id } if peer.role == Role::Node => {
+            jobs::node_input_stream(shared, peer, job_id, send, recv).await;
+        }
+        Open::Forward { id, error } if peer.role == Role::Node => {
+            forward::node_answered(&shared, &peer, id, error, send, recv);
+        }
         Open::Request(req) if !req.allowed_for(peer.role) => {
             let resp = Response::Error(ApiError::new(
                 ErrorCode::PermissionDenied,
@@ -340,25 +372,12 @@ async fn stream(
                 let _ = send.finish();
             }
         }
-        Open::Request(Request::JobRun(spec)) => {
-            let p = peer.clone();
-            let submitted = off_runtime(&shared, move |s| jobs::submit(s, &p, spec)).await;
-            let result = match submitted.and_then(|r| r) {
-                Ok(info) => {
-                    let id = info.id;
-                    let state = info.state.clone();
-                    match mesh::write_frame(&mut send, &JobEvent::Accepted(info)).await {
-                        Ok(()) => {
-                            jobs::follow(&shared, id, true, 0, 0, Some(&state), &mut send).await
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => mesh::write_frame(&mut send, &JobEvent::Error(e)).await,
-            };
-            if result.is_ok() {
-                let _ = send.finish();
-            }
+        Open::Request(Request::JobRun(spec)) => run_attached(shared, peer, spec, None, send).await,
+        Open::Request(Request::JobRunInput(spec)) => {
+            run_attached(shared, peer, spec, Some(recv), send).await;
+        }
+        Open::Request(Request::Forward { node, port }) => {
+            forward::serve(shared, peer, node, port, send, recv).await;
         }
         Open::Request(Request::JobAttach {
             id,
@@ -435,7 +454,11 @@ async fn stream(
                 let _ = send.finish();
             }
         }
-        Open::Control(_) | Open::Heartbeat | Open::Job { .. } => {
+        Open::Control(_)
+        | Open::Heartbeat
+        | Open::Job { .. }
+        | Open::JobInput { .. }
+        | Open::Forward { .. } => {
             close(
                 &conn,
                 CloseCode::Protocol,
@@ -454,7 +477,7 @@ async fn node_control(
     mut recv: quinn::RecvStream,
 ) {
     let remote = conn.remote_address().to_string();
-    if hello.protocol != proto::PROTOCOL_VERSION {
+    if hello.protocol != crate::peer::protocol_of(&conn) {
         let msg = format!(
             "node speaks protocol {} but the gateway speaks {}; upgrade the older side",
             hello.protocol,

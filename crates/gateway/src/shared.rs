@@ -13,7 +13,7 @@ use mesh::tls::RevokedSerials;
 use crate::config::Config;
 use crate::registry::{self, Registry};
 use crate::store::{self, Store};
-use crate::{files, ha, jobs, metrics, rotation, rules};
+use crate::{files, forward, ha, jobs, metrics, rotation, rules};
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     pub(super) enroll_rate: std::sync::Mutex<rules::RateLimiter>,
     /// The thread that writes job logs.
     pub log_writer: jobs::logwriter::LogWriter,
+    /// Port forwards waiting for their node's answer.
+    pub forwards: forward::Forwards,
 }
 
 /// A node's live connection (if any) and its CONNECTION and HEALTH columns.

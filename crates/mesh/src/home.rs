@@ -210,6 +210,30 @@ mod tests {
         assert!(err.contains("run init"), "{err}");
         assert!(home.refuse_existing("c.crt").is_err());
     }
+
+    #[test]
+    fn forward_ports_are_ports_or_ranges_and_none_by_default() {
+        let mut p = NodePolicy::default();
+        assert_eq!(p.forward_allowed(8888), Ok(false));
+        p.forward_ports = vec!["8888".into(), "6006-6010".into()];
+        for (port, want) in [
+            (8888, true),
+            (8887, false),
+            (6006, true),
+            (6010, true),
+            (6011, false),
+        ] {
+            assert_eq!(p.forward_allowed(port), Ok(want), "{port}");
+        }
+        for bad in ["", "0", "65536", "80-70", "http", "1-", "-5", "22,80"] {
+            p.forward_ports = vec![bad.into()];
+            let e = p.forward_allowed(1).unwrap_err();
+            assert!(
+                e.contains("forward_ports") && e.contains(&format!("{bad:?}")),
+                "{e}"
+            );
+        }
+    }
 }
 
 /// Files of a client credential (admin or bot) in a home.
@@ -419,6 +443,44 @@ pub struct NodePolicy {
     /// Users a named job may ask to run as (`[jobs.NAME] run_as` on the
     /// gateway); empty: named jobs run as `run_as` like every job.
     pub allowed_run_as: Vec<String>,
+    /// TCP ports on this node's loopback that `openclaw forward` may reach:
+    /// `"8888"` or a range `"6006-6010"`. Empty (the default) allows none.
+    pub forward_ports: Vec<String>,
+}
+
+impl NodePolicy {
+    /// Whether `forward_ports` lists `port`; an entry that is not a port
+    /// or a range is an error naming it.
+    pub fn forward_allowed(&self, port: u16) -> Result<bool, String> {
+        for entry in &self.forward_ports {
+            let (lo, hi) = port_range(entry)?;
+            if (lo..=hi).contains(&port) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// `"8888"` or `"6006-6010"` as an inclusive range of TCP ports (1-65535).
+pub fn port_range(entry: &str) -> Result<(u16, u16), String> {
+    let bad = || {
+        format!(
+            "node.toml: forward_ports entry {entry:?} is not a port or a range of ports (e.g. \"8888\" or \"6006-6010\")"
+        )
+    };
+    let port = |s: &str| s.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    let (lo, hi) = match entry.split_once('-') {
+        Some((a, b)) => (port(a).ok_or_else(bad)?, port(b).ok_or_else(bad)?),
+        None => {
+            let p = port(entry).ok_or_else(bad)?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 impl Default for NodePolicy {
@@ -430,6 +492,7 @@ impl Default for NodePolicy {
             max_jobs: 256,
             env_allow: vec!["*".into()],
             allowed_run_as: vec![],
+            forward_ports: vec![],
         }
     }
 }
@@ -481,7 +544,9 @@ impl NodeConfig {
              # Directories jobs may run in: prefixes compared after resolving symlinks and '..'; empty allows any.\nallowed_cwds = {:?}\n\
              # Most jobs at once.\nmax_jobs = {}\n\
              # Env keys accepted from the gateway (globs); loader, shell, interpreter, GPU-stack plugin, compiler, code-cache and dump-path variables are always refused.\nenv_allow = {:?}\n\
-             # Users a named job may ask to run as ([jobs.NAME] run_as on the gateway); never root.\nallowed_run_as = {:?}\n",
+             # Users a named job may ask to run as ([jobs.NAME] run_as on the gateway); never root.\nallowed_run_as = {:?}\n\
+             # TCP ports on this node's 127.0.0.1 that admins may reach with 'openclaw forward'\n\
+             # (\"8888\" or \"6006-6010\"); empty allows none.\nforward_ports = {:?}\n",
             self.name,
             self.gateway,
             self.labels,
@@ -519,7 +584,8 @@ impl NodeConfig {
             self.policy.allowed_cwds,
             self.policy.max_jobs,
             self.policy.env_allow,
-            self.policy.allowed_run_as
+            self.policy.allowed_run_as,
+            self.policy.forward_ports
         );
         home.write_public(node_files::CONFIG, text.as_bytes())
     }

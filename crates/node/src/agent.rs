@@ -134,6 +134,9 @@ pub async fn run(
         mesh::home::session_timing(&cfg, Duration::from_secs(1), opts.idle_timeout)
             .map_err(NodeError::Home)?;
     let floor = mesh::home::congestion_floor(&cfg).map_err(NodeError::Home)?;
+    for entry in &cfg.policy.forward_ports {
+        mesh::home::port_range(entry).map_err(NodeError::Home)?;
+    }
     if let Some(bytes) = floor {
         tracing::warn!(
             bytes,
@@ -576,7 +579,12 @@ async fn session(
         Ok(Some(ControlMsg::Refused(e))) => {
             return End::Fatal(format!("gateway refused this node: {}", e.message));
         }
-        Ok(Some(ControlMsg::RunJob(_) | ControlMsg::Trust { .. })) => {
+        Ok(Some(
+            ControlMsg::RunJob(_)
+            | ControlMsg::RunJobInput(_)
+            | ControlMsg::Trust { .. }
+            | ControlMsg::Forward { .. },
+        )) => {
             return End::Retry("gateway sent a message before welcoming this node".into());
         }
         Ok(None) => {
@@ -638,19 +646,32 @@ async fn session(
                 follow_trust(&conn, home, &cas_der);
                 continue;
             }
-            if let ControlMsg::RunJob(plan) = msg {
-                if plan.node != ctx.node {
-                    tracing::warn!(
-                        job = plan.job_id,
-                        "ignoring a job addressed to node {}",
-                        plan.node
-                    );
-                    continue;
-                }
-                tracing::info!(job = plan.job_id, argv = ?plan.argv, "running job");
-                let job = runner::start(ctx, plan);
-                tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
+            if let ControlMsg::Forward { id, port } = msg {
+                tokio::spawn(crate::forward::answer(
+                    conn.clone(),
+                    ctx.node.clone(),
+                    ctx.policy.clone(),
+                    id,
+                    port,
+                ));
+                continue;
             }
+            let (plan, input) = match msg {
+                ControlMsg::RunJob(plan) => (plan, false),
+                ControlMsg::RunJobInput(plan) => (plan, true),
+                _ => continue,
+            };
+            if plan.node != ctx.node {
+                tracing::warn!(
+                    job = plan.job_id,
+                    "ignoring a job addressed to node {}",
+                    plan.node
+                );
+                continue;
+            }
+            tracing::info!(job = plan.job_id, argv = ?plan.argv, input, "running job");
+            let job = runner::start(ctx, plan, input);
+            tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
         }
     };
     tokio::select! {

@@ -171,6 +171,9 @@ struct JobInner {
     attached: u32,
     /// When the gateway last acknowledged output (or a stream attached).
     last_ack: Instant,
+    /// The job's stdin pipe, from its start until a job stream hands it to
+    /// [`input::feed`] (jobs run with `RunJobInput` only).
+    stdin: Option<tokio::process::ChildStdin>,
 }
 
 /// While a gateway is attached and acknowledging, a job whose in-memory
@@ -183,6 +186,9 @@ const SPILL_AFTER_STALL: Duration = Duration::from_secs(2);
 pub struct Job {
     /// The plan the gateway sent.
     pub plan: JobPlan,
+    /// Its requester streams its standard input (`RunJobInput`): the
+    /// process gets a pipe, not /dev/null.
+    input: bool,
     inner: Mutex<JobInner>,
     /// Signalled on output, start, end, and freed room.
     changed: Notify,
@@ -191,10 +197,11 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(plan: JobPlan, spool: &std::path::Path) -> Arc<Job> {
+    fn new(plan: JobPlan, input: bool, spool: &std::path::Path) -> Arc<Job> {
         let id = plan.job_id;
         Arc::new(Job {
             plan,
+            input,
             inner: Mutex::new(JobInner {
                 out: [
                     OutBuf::new(spool.join(format!("{id}.stdout"))),
@@ -204,6 +211,7 @@ impl Job {
                 ending: None,
                 attached: 0,
                 last_ack: Instant::now(),
+                stdin: None,
             }),
             changed: Notify::new(),
             cancel: watch::channel(None).0,
@@ -274,8 +282,9 @@ fn idx(s: OutStream) -> usize {
 }
 
 /// Starts a job the gateway sent, unless it is already known (a resent
-/// dispatch). Returns the job to attach.
-pub fn start(ctx: &Arc<RunContext>, plan: JobPlan) -> Arc<Job> {
+/// dispatch); `input`: its stdin comes from the gateway (see [`input`]).
+/// Returns the job to attach.
+pub fn start(ctx: &Arc<RunContext>, plan: JobPlan, input: bool) -> Arc<Job> {
     let id = plan.job_id;
     let (job, fresh) = {
         let mut map = match ctx.jobs.lock() {
@@ -285,7 +294,7 @@ pub fn start(ctx: &Arc<RunContext>, plan: JobPlan) -> Arc<Job> {
         match map.get(&id) {
             Some(j) => (j.clone(), false),
             None => {
-                let j = Job::new(plan, &ctx.spool_dir);
+                let j = Job::new(plan, input, &ctx.spool_dir);
                 map.insert(id, j.clone());
                 (j, true)
             }
@@ -488,17 +497,25 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+    cmd.stdin(if job.input {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot start the job on node {}: {e}", ctx.node)),
     };
     let pid = child.id().unwrap_or(0);
-    job.with(|j| j.started = Some((pid, lease.ids.clone())));
+    let stdin = child.stdin.take();
+    job.with(|j| {
+        j.stdin = stdin;
+        j.started = Some((pid, lease.ids.clone()));
+    });
     job.changed.notify_waiters();
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -684,6 +701,10 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
             if !started_sent && let Some((pid, gpus)) = started {
                 mesh::write_frame(&mut send, &JobFrame::Started { pid, gpus }).await?;
                 started_sent = true;
+                // The first stream to see the start fetches the input.
+                if let Some(stdin) = job.with(|j| j.stdin.take()) {
+                    tokio::spawn(input::feed(conn.clone(), id, stdin));
+                }
                 continue;
             }
             if let Some((stream, i, chunk)) = next {
@@ -792,5 +813,6 @@ async fn pump(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: OutStream, jo
     }
 }
 
+mod input;
 #[cfg(test)]
 mod tests;

@@ -521,6 +521,9 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         // Handled in main before any runtime or home is needed.
         Command::Completions { .. } | Command::Man { .. } | Command::DocsCli => Ok(()),
         Command::Run(args) => jobs_cli::run(&home, args).await,
+        Command::Forward { node, ports, bind } => {
+            crate::forward_cli::run(&home, node, ports, bind).await
+        }
         Command::Moltbot(MoltbotCmd::Run) => {
             let (path, text) = bot_config(
                 &home,

@@ -57,9 +57,15 @@ pub struct RunArgs {
     /// Run the command line through `sh -c`.
     #[arg(long)]
     shell: bool,
-    /// Print the job id and return at once.
+    /// Print the job id and return at once (the job's stdin is /dev/null).
     #[arg(long)]
     detach: bool,
+    /// Give the job /dev/null as its standard input, as `ssh -n` does.
+    /// Without it, `run` streams its own standard input to the job (unless
+    /// that is /dev/null already), and its end reaches the job as end of
+    /// file: `tar c . | openclaw run --node N -- tar x -C /srv/lab`.
+    #[arg(short = 'n', long = "no-stdin")]
+    no_stdin: bool,
     /// Print the final job record as JSON instead of streaming output
     /// (with --all: one JSON object per node, one per line).
     #[arg(long)]
@@ -300,14 +306,15 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     if args.detach {
         return detach(home, spec, args.json).await;
     }
+    let input = !args.no_stdin && crate::input::worth_sending();
     // From here a signal or a closed stdout cancels the job (see interrupt).
     let mut stops = Interrupts::new()?;
     let client = stops.connect(home).await?;
     // The job may exist already when a stop comes: wait a little for its
     // id, to cancel it, rather than leave it behind.
-    let ((info, recv), early) = stops
+    let ((info, recv, pump), early) = stops
         .until_accepted(
-            submit_and_wait(&client, spec),
+            submit_and_wait(&client, spec, input),
             "interrupted before the gateway accepted the job; check 'openclaw job list' for it",
         )
         .await?;
@@ -339,11 +346,33 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         };
         match stop {
             Ok(stop) => cancel_and_wait(&gw, id, stop, args.json, &mut follow, &mut stops).await,
-            Err(end) => end.and_then(|info| finish(info, args.json, None)),
+            Err(end) => {
+                report_input(id, pump).await;
+                end.and_then(|info| finish(info, args.json, None))
+            }
         }
     };
     gw.close().await;
     outcome
+}
+
+/// Says, once job `id` has ended, whether its standard input was cut off
+/// on the way (the job then saw end of file early). Input still being
+/// sent is input the job did not read: that is the job's business, as
+/// with a pipe.
+async fn report_input(id: u64, pump: Pump) {
+    let Some(pump) = pump else { return };
+    if !pump.is_finished() {
+        pump.abort();
+        return;
+    }
+    if let Ok(Err(cut)) = pump.await {
+        errln!(
+            "openclaw: the standard input of job {id} was cut off after {} bytes ({}); the job saw end of file there. Run it again to give it all of its input",
+            cut.sent,
+            crate::term::field(&cut.why)
+        );
+    }
 }
 
 /// How long the cancel of an interrupted run may take to be answered.
@@ -387,18 +416,32 @@ async fn detach(home: &Home, spec: JobSpec, json: bool) -> Result<(), CliError> 
     Ok(())
 }
 
-/// Submits a job to run attached and waits for the gateway to accept it.
+/// A job's input that is still being sent, or how its sending ended.
+type Pump = Option<tokio::task::JoinHandle<Result<u64, crate::input::Cut>>>;
+
+/// Submits a job to run attached and waits for the gateway to accept it;
+/// with `input`, then streams standard input to it.
 async fn submit_and_wait(
     client: &Client,
     spec: JobSpec,
-) -> Result<(JobInfo, client::RecvStream), CliError> {
-    let mut recv = client
-        .open(Request::JobRun(spec))
-        .await
-        .map_err(run_error)?;
+    input: bool,
+) -> Result<(JobInfo, client::RecvStream, Pump), CliError> {
+    let (send, mut recv) = if input {
+        let (send, recv) = client.open_with_input(spec).await.map_err(run_error)?;
+        (Some(send), recv)
+    } else {
+        let recv = client
+            .open(Request::JobRun(spec))
+            .await
+            .map_err(run_error)?;
+        (None, recv)
+    };
     loop {
         match client.next_event(&mut recv).await {
-            Ok(Some(JobEvent::Accepted(info))) => return Ok((info, recv)),
+            Ok(Some(JobEvent::Accepted(info))) => {
+                let pump = send.map(|s| tokio::spawn(crate::input::pump(s)));
+                return Ok((info, recv, pump));
+            }
             Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {

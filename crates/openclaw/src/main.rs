@@ -7,6 +7,8 @@ mod commands;
 mod docs_cli;
 mod doctor;
 mod fanout_cli;
+mod forward_cli;
+mod input;
 mod interrupt;
 mod jobs_cli;
 mod lab;
@@ -168,6 +170,23 @@ enum Command {
     /// List, inspect, follow, cancel, approve and deny jobs.
     #[command(subcommand)]
     Job(jobs_cli::JobCmd),
+    /// Forward a local TCP port to a port on a node's 127.0.0.1 through the
+    /// gateway, as ssh -L does (Jupyter, TensorBoard, a debugger): each
+    /// connection is one stream; the node still only dials out. The node's
+    /// node.toml must list the port in forward_ports (none by default), and
+    /// the gateway's policy.allow_forward must be true (the default). Every
+    /// connection is audited with its byte counts. Runs until Ctrl-C.
+    Forward {
+        /// The node.
+        node: String,
+        /// PORT (the same port here) or LOCAL:PORT; LOCAL 0 picks a free port.
+        #[arg(value_name = "[LOCAL:]PORT")]
+        ports: String,
+        /// The local address to listen on (beyond loopback, anyone who can
+        /// reach it reaches the node's port).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+    },
     /// Send a chat message through the moltbot grammar and print the reply
     /// (an interactive prompt without a message).
     Chat {
@@ -678,6 +697,7 @@ fn main() -> ExitCode {
         Command::Gateway(GatewayCmd::Run { .. })
             | Command::Node(NodeCmd::Run { .. })
             | Command::Dashboard { .. }
+            | Command::Forward { .. }
             | Command::Moltbot(_)
             | Command::Wecom(_)
     );

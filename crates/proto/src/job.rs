@@ -150,6 +150,20 @@ pub fn is_terminal_state(state: &str) -> bool {
     crate::JobState::parse(state).is_none_or(crate::JobState::is_terminal)
 }
 
+/// Application codes on the streams that carry a job's standard input
+/// ([`crate::Request::JobRunInput`] from the requester, [`crate::Open::JobInput`]
+/// to the node): QUIC's STOP_SENDING and RESET_STREAM carry one of these.
+pub mod input_code {
+    /// The job no longer reads its input: it ended, or closed its stdin.
+    /// (Also what dropping a stream unread sends.)
+    pub const DONE: u32 = 0;
+    /// The input was cut off: a connection on its way broke, and the job
+    /// saw end of file where it broke.
+    pub const CUT: u32 = 1;
+    /// The gateway holds no input for this job of this node.
+    pub const REFUSED: u32 = 2;
+}
+
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutStream {

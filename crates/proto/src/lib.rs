@@ -56,17 +56,17 @@ pub use telemetry::*;
 pub const ALPN_ENROLL: &[u8] = b"openclaw-enroll/1";
 /// ALPN for mutually authenticated sessions of nodes, admins and bots:
 /// `openclaw/<PROTOCOL_VERSION>`. Clients offer only this one.
-pub const ALPN_SESSION: &[u8] = b"openclaw/2";
+pub const ALPN_SESSION: &[u8] = b"openclaw/3";
 /// The previous session protocol, still served by the gateway so that it
 /// can be upgraded before its nodes and clients. Its wire is the current
 /// one minus later additions: enum variants and messages are only ever
 /// appended, never reordered or removed (pinned by the golden encodings in
 /// `crates/proto/tests/wire.rs`).
-pub const ALPN_SESSION_PREVIOUS: &[u8] = b"openclaw/1";
+pub const ALPN_SESSION_PREVIOUS: &[u8] = b"openclaw/2";
 /// Session ALPNs the gateway serves, newest first.
 pub const ALPN_SESSIONS_SERVED: [&[u8]; 2] = [ALPN_SESSION, ALPN_SESSION_PREVIOUS];
 /// The DNS name in the gateway's server certificate; clients always verify
 /// against it, whatever address they dial.
 pub const GATEWAY_SERVER_NAME: &str = "openclaw-gateway";
 /// Protocol version carried in the node hello.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;

@@ -126,6 +126,25 @@ pub enum Open {
         /// The job.
         job_id: u64,
     },
+    /// A node asks for the standard input of a job it was told to run
+    /// with [`ControlMsg::RunJobInput`] (bidirectional; protocol 3). The
+    /// gateway answers with the input's raw bytes, not frames, and
+    /// finishes the stream at its end; a reset means the input was cut
+    /// off (the requester went away). The node sends nothing after this
+    /// frame, and stops the stream when the job stops reading.
+    JobInput {
+        /// The job.
+        job_id: u64,
+    },
+    /// A node's answer to [`ControlMsg::Forward`] (bidirectional; protocol
+    /// 3): with no error, the rest of the stream both ways is the TCP
+    /// connection's bytes, raw; with one, the node connected nowhere.
+    Forward {
+        /// The forward's id, from the gateway.
+        id: u64,
+        /// Why the node did not connect (its policy, or the port), for people.
+        error: Option<String>,
+    },
 }
 
 /// Sent by a node when it opens its control stream.
@@ -165,6 +184,19 @@ pub enum ControlMsg {
     Trust {
         /// CA certificates, DER; the first issues new certificates.
         cas_der: Vec<Vec<u8>>,
+    },
+    /// Run a job whose requester streams its standard input (protocol 3):
+    /// as [`ControlMsg::RunJob`], but the job's stdin is a pipe that the
+    /// node fills from an [`Open::JobInput`] stream it opens.
+    RunJobInput(JobPlan),
+    /// Connect to 127.0.0.1:`port` on the node for a forward and answer
+    /// with an [`Open::Forward`] stream (protocol 3). The node's
+    /// `forward_ports` decides.
+    Forward {
+        /// The forward's id, echoed in the answer.
+        id: u64,
+        /// The TCP port on the node's loopback.
+        port: u16,
     },
 }
 
@@ -379,6 +411,21 @@ pub enum Request {
         /// Node name.
         name: String,
     },
+    /// As [`Request::JobRun`], and the rest of this stream (after this
+    /// frame) is the job's standard input, raw bytes; finishing the stream
+    /// is its end of file (protocol 3). The gateway stops the stream when
+    /// the job no longer reads it.
+    JobRunInput(JobSpec),
+    /// One TCP connection to `port` on `node`'s loopback, through the
+    /// gateway (`openclaw forward`; protocol 3). The gateway answers with
+    /// one [`Response`] (`Done` once the node connected, or `Error`); after
+    /// `Done` the rest of the stream both ways is the connection's bytes.
+    Forward {
+        /// The node.
+        node: String,
+        /// The TCP port on the node's loopback.
+        port: u16,
+    },
 }
 
 /// A step of a CA rotation.
@@ -450,7 +497,8 @@ impl Request {
             Request::ChatAudit { .. } => "chat.audit",
             Request::JobPreview(_) => "job.preview",
             Request::JobSubmit(_) => "job.submit",
-            Request::JobRun(_) => "job.run",
+            Request::JobRun(_) | Request::JobRunInput(_) => "job.run",
+            Request::Forward { .. } => "forward",
             Request::JobAttach { .. } => "job.attach",
             Request::JobList { .. } => "job.list",
             Request::JobShow { .. } => "job.show",
@@ -510,7 +558,11 @@ impl Request {
                 | Request::ClientList
                 | Request::ClientRevoke { .. }
                 | Request::NodeRenew { .. }
-                | Request::CaRotate { .. } => false,
+                | Request::CaRotate { .. }
+                // Chat never streams standard input to a job, nor
+                // reaches into a node's ports.
+                | Request::JobRunInput(_)
+                | Request::Forward { .. } => false,
             },
             // A node may only renew its own certificate, read the clock and
             // the CAs to trust, and ask who it is (`openclaw whoami` on a

@@ -2,7 +2,8 @@
 //! bincode, whose enum tags are variant positions: reordering, removing or
 //! inserting a variant anywhere but at the end silently changes what an
 //! older peer reads. These bytes were recorded from protocol 2
-//! (`openclaw/1` and `openclaw/2` share them); every later version must
+//! (`openclaw/1` and `openclaw/2` share them; protocol 3, `openclaw/3`,
+//! appended the messages of a job's standard input); every later version must
 //! still encode and decode them exactly, which is what lets the gateway
 //! serve the previous ALPN (`proto::ALPN_SESSION_PREVIOUS`).
 //!
@@ -226,6 +227,32 @@ fn samples() -> Vec<Sample> {
             }
         ),
         s!("job_ctl.done", JobCtl, JobCtl::Done),
+        // Protocol 3: a job's standard input.
+        s!(
+            "open.request.job_run_input",
+            Open,
+            Open::Request(Request::JobRunInput(JobSpec {
+                node: Some("worker-gpu-01".into()),
+                argv: vec!["sha256sum".into()],
+                ..JobSpec::default()
+            }))
+        ),
+        s!("open.job_input", Open, Open::JobInput { job_id: 7 }),
+        s!(
+            "control.run_job_input",
+            ControlMsg,
+            ControlMsg::RunJobInput(JobPlan {
+                job_id: 7,
+                node: "worker-gpu-01".into(),
+                argv: vec!["sha256sum".into()],
+                cwd: None,
+                env: vec![],
+                timeout_secs: None,
+                gpus: 0,
+                kill_grace_secs: 10,
+                run_as: None,
+            })
+        ),
         s!(
             "enroll.poll",
             EnrollRequest,

@@ -178,10 +178,24 @@ pub(super) fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         return Err(err(ErrorCode::Unavailable, msg));
     };
     set_progress_state(shared, id, JobState::Starting);
-    if control
-        .try_send(ControlMsg::RunJob(row.plan.clone()))
-        .is_err()
-    {
+    let run = if super::input::wanted(shared, id) {
+        let speaks = shared
+            .registry
+            .connection(&row.node)
+            .map_or(0, |c| crate::peer::protocol_of(&c));
+        if speaks < 3 {
+            let msg = format!(
+                "node {} runs an older agent (protocol {speaks}) that cannot take standard input; upgrade it, or run with -n",
+                row.node
+            );
+            end(shared, id, JobState::Failed, None, &msg)?;
+            return Err(err(ErrorCode::FailedPrecondition, msg));
+        }
+        ControlMsg::RunJobInput(row.plan.clone())
+    } else {
+        ControlMsg::RunJob(row.plan.clone())
+    };
+    if control.try_send(run).is_err() {
         let msg = format!(
             "node {} disconnected or is not reading its control stream; the job was not sent",
             row.node

@@ -65,6 +65,9 @@ pub(super) struct LiveJob {
     pub(super) submitted: std::time::Instant,
     /// When its process started, once the node said so.
     pub(super) started: Option<std::time::Instant>,
+    /// The requester's standard input (`JobRunInput`), until the node asks
+    /// for it: the job is dispatched with a stdin pipe while this is here.
+    pub(super) input: Option<quinn::RecvStream>,
 }
 
 /// The live table: jobs that have not ended, and each node's load (GPUs
@@ -226,6 +229,7 @@ impl Jobs {
                     received: None,
                     submitted: std::time::Instant::now(),
                     started: None,
+                    input: None,
                 },
             )
         });

@@ -15,6 +15,7 @@ use proto::{ApiError, ErrorCode, JobInfo, JobPlan, JobSpec, OutStream, Role};
 pub mod fanout;
 mod followers;
 mod ingest;
+mod input;
 mod lifecycle;
 mod live;
 pub mod logwriter;
@@ -26,14 +27,15 @@ mod tests;
 pub use followers::{FollowSink, follow};
 pub use ingest::node_job_stream;
 use ingest::watch_for_reattach;
+pub use input::node_input_stream;
 use lifecycle::{
     UNFINISHED, bound_key, dispatch, end, end_if, end_with_async, finish_live, set_progress_state,
 };
 pub use lifecycle::{approve, cancel, deny, end_for_revoked, recover};
 pub use live::{Jobs, Progress, TailChunk};
 pub use spec::{Resolved, resolve, resolve_for};
-pub use submit::submit;
 use submit::{check_key, expire_approval, repeat_of, requeued, wait_in_queue};
+pub use submit::{submit, submit_with_input};
 
 use crate::config::Config;
 use crate::peer::Peer;

@@ -19,6 +19,17 @@ use crate::store::{JobRow, JobState, Tx};
 /// Creates a job. Returns its record; a policy denial is an error (the
 /// denied job is still recorded for the audit trail).
 pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInfo, ApiError> {
+    submit_with_input(shared, peer, spec, None)
+}
+
+/// [`submit`], with the requester's standard input (`JobRunInput`): parked
+/// with the job before it can be dispatched, so the node gets a stdin pipe.
+pub fn submit_with_input(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    spec: JobSpec,
+    input: Option<quinn::RecvStream>,
+) -> Result<JobInfo, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
     check_key(spec.idempotency_key.as_deref())?;
     let cfg = shared.config();
@@ -84,6 +95,9 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInf
         shared
             .jobs
             .insert(id, &row.node, resolved.gpus, row.state, routed.is_ok());
+        if let Some(input) = input {
+            super::input::park(shared, id, input);
+        }
         (row, routed)
     };
     let id = row.id;

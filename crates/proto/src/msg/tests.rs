@@ -172,3 +172,22 @@ fn permissions_table() {
         assert_eq!(req.allowed_for(role), want, "{role} {}", req.method());
     }
 }
+
+#[test]
+fn chat_never_streams_standard_input_nor_forwards_ports() {
+    let spec = JobSpec::default();
+    assert!(!Request::JobRunInput(spec.clone()).allowed_for(Role::Bot));
+    assert!(!Request::JobRunInput(spec.clone()).allowed_for(Role::Node));
+    let fwd = Request::Forward {
+        node: "n".into(),
+        port: 8888,
+    };
+    assert!(!fwd.allowed_for(Role::Bot) && !fwd.allowed_for(Role::Node));
+    assert!(fwd.allowed_for(Role::Admin));
+    assert!(Request::JobRunInput(spec.clone()).allowed_for(Role::Admin));
+    // The same permission as running a job, under the same method name.
+    assert_eq!(
+        Request::JobRunInput(spec.clone()).method(),
+        Request::JobRun(spec).method()
+    );
+}

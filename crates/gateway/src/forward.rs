@@ -1,0 +1,239 @@
+//! Port forwards (`openclaw forward NODE [LOCAL:]PORT`, as `ssh -L`).
+//!
+//! Each TCP connection the CLI accepts is one `Request::Forward` stream.
+//! The gateway checks its policy (`policy.allow_forward`), asks the node
+//! over its control stream (`ControlMsg::Forward { id, port }`), and waits
+//! for the node's `Open::Forward { id, error }` stream: the node connects
+//! to 127.0.0.1:PORT only if its node.toml `forward_ports` lists the port.
+//! Then the gateway copies both streams into each other until both
+//! directions end, and writes one audit row with the byte counts. Nodes
+//! still only dial out: the node opens its half of every forward.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::{ApiError, ControlMsg, ErrorCode, Response};
+use tokio::sync::oneshot;
+
+use crate::peer::Peer;
+use crate::shared::{Shared, unix_now};
+
+/// How long a node has to answer a forward.
+const NODE_ANSWER: Duration = Duration::from_secs(10);
+/// Forwards waiting for their node's answer at once, gateway-wide.
+const MAX_WAITING: usize = 1024;
+
+/// A node's half of a forward.
+struct NodeSide {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    error: Option<String>,
+}
+
+/// Forwards waiting for their node's stream: id → (node, where to hand it).
+#[derive(Default)]
+pub struct Forwards {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, (String, oneshot::Sender<NodeSide>)>>,
+}
+
+impl Forwards {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<u64, (String, oneshot::Sender<NodeSide>)>) -> T,
+    ) -> T {
+        match self.waiting.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// A new forward to `node`, or `None` when too many wait already.
+    fn start(&self, node: &str) -> Option<(u64, oneshot::Receiver<NodeSide>)> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = oneshot::channel();
+        self.with(|m| {
+            if m.len() >= MAX_WAITING {
+                return None;
+            }
+            m.insert(id, (node.to_string(), tx));
+            Some((id, rx))
+        })
+    }
+
+    fn forget(&self, id: u64) {
+        self.with(|m| m.remove(&id));
+    }
+}
+
+fn refuse(code: ErrorCode, msg: String) -> ApiError {
+    ApiError::new(code, msg)
+}
+
+/// Serves one `Request::Forward` from `peer` (an admin: see
+/// `Request::allowed_for`).
+pub async fn serve(
+    shared: Arc<Shared>,
+    peer: Peer,
+    node: String,
+    port: u16,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let node_side = match connect(&shared, &node, port).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::info!(peer = %peer.name, %node, port, error = %e.message, "forward refused");
+            audit(
+                &shared,
+                &peer,
+                &node,
+                format!("127.0.0.1:{port}: refused: {}", e.message),
+            )
+            .await;
+            if mesh::write_frame(&mut send, &Response::Error(e))
+                .await
+                .is_ok()
+            {
+                let _ = send.finish();
+            }
+            return;
+        }
+    };
+    let NodeSide {
+        send: mut to_node,
+        recv: mut from_node,
+        ..
+    } = node_side;
+    let done = Response::Done {
+        message: format!("forwarding to 127.0.0.1:{port} on node {node}"),
+    };
+    if mesh::write_frame(&mut send, &done).await.is_err() {
+        return;
+    }
+    tracing::info!(peer = %peer.name, %node, port, "forward open");
+    let up = async {
+        let n = tokio::io::copy(&mut recv, &mut to_node).await;
+        let _ = to_node.finish();
+        n
+    };
+    let down = async {
+        let n = tokio::io::copy(&mut from_node, &mut send).await;
+        let _ = send.finish();
+        n
+    };
+    let (up, down) = tokio::join!(up, down);
+    let (up_bytes, down_bytes) = (
+        up.as_ref().map_or(0, |n| *n),
+        down.as_ref().map_or(0, |n| *n),
+    );
+    shared.metrics.forwarded.inc_by(up_bytes + down_bytes);
+    let detail = format!(
+        "127.0.0.1:{port}: {up_bytes} bytes to the node, {down_bytes} bytes back{}",
+        match (&up, &down) {
+            (Ok(_), Ok(_)) => String::new(),
+            (Err(e), _) | (_, Err(e)) => format!(" (ended by an error: {e})"),
+        }
+    );
+    tracing::info!(peer = %peer.name, %node, port, up_bytes, down_bytes, "forward closed");
+    audit(&shared, &peer, &node, detail).await;
+}
+
+/// One audit row for a forwarded connection (or its refusal).
+async fn audit(shared: &Shared, peer: &Peer, node: &str, detail: String) {
+    let (actor, target) = (peer.name.clone(), node.to_string());
+    let audited = shared
+        .store
+        .call(move |tx| tx.audit(unix_now(), &actor, "forward", &target, &detail))
+        .await;
+    if let Err(e) = audited {
+        tracing::error!(%node, error = %e, "cannot audit a forward");
+    }
+}
+
+/// Asks `node` for a connection to its port and waits for its answer.
+async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide, ApiError> {
+    if !shared.config().policy.allow_forward {
+        return Err(refuse(
+            ErrorCode::PermissionDenied,
+            "forwards are off on this gateway (policy.allow_forward = false in gateway.toml)"
+                .into(),
+        ));
+    }
+    let (Some(control), Some(conn)) = (
+        shared.registry.control(node),
+        shared.registry.connection(node),
+    ) else {
+        return Err(refuse(
+            ErrorCode::Unavailable,
+            format!("node {node} is not connected (unknown or offline); run 'openclaw node list'"),
+        ));
+    };
+    let speaks = crate::peer::protocol_of(&conn);
+    if speaks < 3 {
+        return Err(refuse(
+            ErrorCode::FailedPrecondition,
+            format!(
+                "node {node} runs an older agent (protocol {speaks}) without forwards; upgrade it"
+            ),
+        ));
+    }
+    let Some((id, answer)) = shared.forwards.start(node) else {
+        return Err(refuse(
+            ErrorCode::ResourceExhausted,
+            format!("{MAX_WAITING} forwards are already waiting for their nodes; try again"),
+        ));
+    };
+    if control.try_send(ControlMsg::Forward { id, port }).is_err() {
+        shared.forwards.forget(id);
+        return Err(refuse(
+            ErrorCode::Unavailable,
+            format!("node {node} disconnected or is not reading its control stream; try again"),
+        ));
+    }
+    let answered = tokio::time::timeout(NODE_ANSWER, answer).await;
+    shared.forwards.forget(id);
+    match answered {
+        Ok(Ok(NodeSide { error: Some(e), .. })) => Err(refuse(
+            ErrorCode::FailedPrecondition,
+            format!("node {node} did not connect to port {port}: {e}"),
+        )),
+        Ok(Ok(side)) => Ok(side),
+        Ok(Err(_)) | Err(_) => Err(refuse(
+            ErrorCode::Unavailable,
+            format!(
+                "node {node} did not answer the forward within {NODE_ANSWER:?}; check 'openclaw node show {node}'"
+            ),
+        )),
+    }
+}
+
+/// A node's `Open::Forward` stream: handed to the forward waiting for it,
+/// if that forward is for this node; any other is reset.
+pub fn node_answered(
+    shared: &Shared,
+    peer: &Peer,
+    id: u64,
+    error: Option<String>,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    let waiting = shared.forwards.with(|m| match m.get(&id) {
+        Some((node, _)) if *node == peer.name => m.remove(&id).map(|(_, tx)| tx),
+        _ => None,
+    });
+    let side = NodeSide { send, recv, error };
+    match waiting {
+        Some(tx) => {
+            // The forward gave up meanwhile: its end is dropped here.
+            let _ = tx.send(side);
+        }
+        None => {
+            tracing::info!(node = %peer.name, id, "refused a forward stream no forward of this node waits for");
+            let mut send = side.send;
+            let _ = send.reset(quinn::VarInt::from_u32(proto::input_code::REFUSED));
+        }
+    }
+}
