@@ -122,7 +122,10 @@ fn a_forward_reaches_a_web_server_and_a_websocket_on_the_node_and_only_allowed_p
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", local_no)).unwrap();
     conn.set_read_timeout(Some(T)).unwrap();
     let got = std::io::Read::read(&mut conn, &mut [0u8; 64]);
-    assert!(matches!(got, Ok(0)), "the refused connection should just close: {got:?}");
+    assert!(
+        matches!(got, Ok(0)),
+        "the refused connection should just close: {got:?}"
+    );
     let said = wait_until(T, "the refusal", || {
         let e = fwd_no.stderr();
         e.contains("forward_ports").then_some(e)

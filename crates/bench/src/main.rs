@@ -152,6 +152,16 @@ impl Lab {
             "--allow-jobs-as-agent-user",
         ]);
         ok(c)?;
+        // The forward figure reaches a port of this machine's loopback.
+        let toml = node.join("node.toml");
+        let text = std::fs::read_to_string(&toml)?;
+        std::fs::write(
+            &toml,
+            text.replace(
+                "forward_ports = []",
+                &format!("forward_ports = [\"{FORWARD_PORT}\"]"),
+            ),
+        )?;
         let mut c = lab.cmd(&node);
         c.args(["node", "run"])
             .stdout(Stdio::null())
@@ -165,6 +175,96 @@ impl Lab {
             c.status().is_ok_and(|s| s.success())
         })?;
         Ok(lab)
+    }
+}
+
+/// The node-side port of the forward figure (a listener of this program).
+const FORWARD_PORT: u16 = 47_913;
+
+/// Runs `c` with `bytes` of zeros written to its stdin; returns how long
+/// it took to exit and what it printed.
+fn pipe_in(mut c: Command, bytes: u64) -> Result<(Duration, String)> {
+    use std::io::Write as _;
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let t = Instant::now();
+    let mut child = c.spawn()?;
+    let mut w = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let buf = vec![0u8; 1 << 16];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            w.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    });
+    let out = child.wait_with_output()?;
+    let took = t.elapsed();
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+    if !out.status.success() {
+        bail!("{c:?} failed");
+    }
+    Ok((
+        took,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
+}
+
+/// Serves `bytes` of zeros to every connection on 127.0.0.1:`port`.
+fn serve_zeros(port: u16, bytes: u64) -> Result<()> {
+    use std::io::Write as _;
+    let l = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let buf = vec![0u8; 1 << 16];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Connects to 127.0.0.1:`local` (retrying while the tunnel comes up) and
+/// times reading `bytes` from it.
+fn time_read(local: u16, bytes: u64) -> Result<Duration> {
+    use std::io::Read as _;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = Instant::now();
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut got = 0u64;
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            if got == bytes {
+                return Ok(t.elapsed());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no tunnel to 127.0.0.1:{local} carried {bytes} bytes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -421,6 +521,55 @@ fn main() -> Result<()> {
     };
     let raw = rt.block_on(raw_quinn(args.bytes))?;
 
+    // 3. Standard input: N bytes into `wc -c` on the node.
+    let mut c = lab.cmd(&lab.gw);
+    c.args(["run", "--node", "bench-node", "--", "wc", "-c"]);
+    let (oc_in, counted) = pipe_in(c, args.bytes)?;
+    if counted != args.bytes.to_string() {
+        bail!(
+            "the job counted {counted} bytes of input, not {}",
+            args.bytes
+        );
+    }
+    let ssh_in = if use_ssh {
+        Some(pipe_in(ssh("wc -c"), args.bytes)?.0)
+    } else {
+        None
+    };
+
+    // 4. A forwarded TCP connection carrying N bytes back (ssh -L beside it).
+    serve_zeros(FORWARD_PORT, args.bytes)?;
+    let fwd_local = 47_914;
+    let mut fwd = lab.cmd(&lab.gw);
+    fwd.args([
+        "forward",
+        "bench-node",
+        &format!("{fwd_local}:{FORWARD_PORT}"),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut fwd = fwd.spawn()?;
+    let oc_fwd = time_read(fwd_local, args.bytes);
+    let _ = fwd.kill();
+    let _ = fwd.wait();
+    let oc_fwd = oc_fwd?;
+    let ssh_fwd = if use_ssh {
+        let ssh_local = 47_915;
+        let mut c = Command::new("ssh");
+        c.args(["-o", "BatchMode=yes", "-N", "-L"])
+            .arg(format!("{ssh_local}:127.0.0.1:{FORWARD_PORT}"))
+            .arg("localhost")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut tunnel = c.spawn()?;
+        let took = time_read(ssh_local, args.bytes);
+        let _ = tunnel.kill();
+        let _ = tunnel.wait();
+        Some(took?)
+    } else {
+        None
+    };
+
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -468,6 +617,29 @@ fn main() -> Result<()> {
             .map(|d| format!("{:.2}x ssh", d.as_secs_f64() / oc_tp.as_secs_f64()))
             .unwrap_or_else(|| "-".into())
     );
+    for (what, ours, theirs) in [
+        (
+            format!("{} bytes of stdin into `run -- wc -c`", args.bytes),
+            oc_in,
+            ssh_in,
+        ),
+        (
+            format!("{} bytes back through `forward` (ssh -L)", args.bytes),
+            oc_fwd,
+            ssh_fwd,
+        ),
+    ] {
+        println!(
+            "| {what} | {:.0} MB/s | {} | {} |",
+            mbps(args.bytes, ours),
+            theirs
+                .map(|d| format!("{:.0} MB/s", mbps(args.bytes, d)))
+                .unwrap_or_else(|| "skipped".into()),
+            theirs
+                .map(|d| format!("{:.2}x ssh", d.as_secs_f64() / ours.as_secs_f64()))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
     println!(
         "| raw quinn, one hop, one stream | {:.0} MB/s | | openclaw = {:.0}% of raw quinn |",
         mbps(args.bytes, raw),
