@@ -17,6 +17,7 @@ mod ha;
 mod input;
 mod install;
 mod job_life;
+mod members;
 mod jobs;
 mod mesh;
 mod moltbot;
