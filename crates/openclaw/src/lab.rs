@@ -3,6 +3,7 @@
 //! It stops only what it started.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::Client;
@@ -97,7 +98,7 @@ async fn lab(
     if let Ok(m) = std::fs::read_to_string(gw_home.path(gateway::files::METRICS_ADDR)) {
         outln!("   metrics at http://{}/metrics", m.trim());
     }
-    let admin = Client::connect(&gw_home).await.map_err(fail)?;
+    let admin = Arc::new(Client::connect(&gw_home).await.map_err(fail)?);
 
     let mut agents = Vec::new();
     for (i, (name, label)) in NODES.iter().enumerate() {
@@ -187,7 +188,8 @@ async fn lab(
         argv: vec!["sh".into(), "-c".into(), "echo up on $OPENCLAW_NODE".into()],
         ..Default::default()
     };
-    crate::fanout_cli::print_fanout(&admin, spec, "   | ").await?;
+    let admin_gw = client::Gateway::with_client(gw_home.clone(), admin.clone());
+    crate::fanout_cli::print_fanout(&admin_gw, spec, "   | ").await?;
     // The dashboard, on a free loopback port, until the lab stops.
     let (dash_tx, dash_rx) = tokio::sync::oneshot::channel::<()>();
     let dash = dashboard::start(
@@ -231,7 +233,8 @@ async fn lab(
         chat_home.root(),
     )
     .await?;
-    let bot = Client::connect(&chat_home).await.map_err(fail)?;
+    let bot = Arc::new(Client::connect(&chat_home).await.map_err(fail)?);
+    let bot = client::Gateway::with_client(chat_home.clone(), bot);
     let you = format!("{LAB_NAMESPACE}/{LAB_USER}");
     let cli = cli_for(&gw_home);
     let approver = match admin.call(Request::Whoami).await.map_err(fail)? {
@@ -247,7 +250,7 @@ async fn lab(
     outln!("   {cli} job approve N");
     outln!("   Type exit or press Ctrl-D to stop.");
     let prompt = crate::chat_cli::Prompt {
-        client: &bot,
+        gw: &bot,
         user: Some(you),
         approver: Some(crate::chat_cli::Approver {
             client: &admin,
