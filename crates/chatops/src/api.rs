@@ -38,12 +38,14 @@ impl Call for client::Client {
     }
 }
 
-/// Why following a job run ended without its end.
-#[derive(Debug)]
+/// Why following a job run or a fan-out ended without its end.
+#[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The gateway could not be reached to start it: nothing was sent.
+    #[error("cannot reach the gateway: {0}")]
     Unreachable(ClientError),
     /// Following failed after the request went out.
+    #[error(transparent)]
     Follow(FollowError),
 }
 

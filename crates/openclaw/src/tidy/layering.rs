@@ -329,3 +329,21 @@ fn only_the_node_reads_nvml_and_ring_is_the_only_crypto_provider() {
     );
     assert!(!knows(&manifests, &[], &["nvml"]).is_empty());
 }
+
+#[test]
+fn nothing_in_the_tree_asks_for_the_unpaged_node_list() {
+    // `Request::NodeList` answers every node in one reply; it is served
+    // for older CLIs only. Lists this tree asks for page (`NodePage`,
+    // `JobList { before, limit }`).
+    let files: Vec<(String, String)> = sources_and_manifests()
+        .into_iter()
+        .filter(|(f, _)| f.ends_with(".rs"))
+        .collect();
+    let bad = knows(&files, &["proto", "gateway"], &["Request::NodeList"]);
+    assert!(
+        bad.is_empty(),
+        "ask for nodes a page at a time (Request::NodePage, client::Client::all_nodes):\n{}",
+        bad.join("\n")
+    );
+    assert!(!knows(&files, &[], &["Request::NodeList"]).is_empty());
+}
