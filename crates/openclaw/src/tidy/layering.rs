@@ -179,6 +179,17 @@ fn knows(files: &[(String, String)], owners: &[&str], markers: &[&str]) -> Vec<S
     bad
 }
 
+/// Every `.rs` file under `dirs`, with its text.
+fn texts(dirs: &[&str]) -> Vec<(String, String)> {
+    dirs.iter()
+        .flat_map(|d| rust_files(d))
+        .map(|f| {
+            let text = read(&f);
+            (f, text)
+        })
+        .collect()
+}
+
 /// Every `.rs` file under crates/ with its text, and every crate's
 /// `Cargo.toml`.
 fn sources_and_manifests() -> Vec<(String, String)> {
@@ -250,14 +261,7 @@ const IO: [&str; 8] = [
 
 #[test]
 fn proto_and_pki_do_no_io() {
-    let files: Vec<(String, String)> = rust_files("crates/proto/src")
-        .into_iter()
-        .chain(rust_files("crates/pki/src"))
-        .map(|f| {
-            let text = read(&f);
-            (f, text)
-        })
-        .collect();
+    let files = texts(&["crates/proto/src", "crates/pki/src"]);
     assert!(files.len() > 10, "found only {} files", files.len());
     let bad = knows(&files, &[], &IO);
     assert!(
@@ -277,13 +281,7 @@ const SPAWNS: [&str; 3] = ["process::Command", "Command::new", "tokio::process"]
 
 #[test]
 fn the_gateway_starts_no_process() {
-    let files: Vec<(String, String)> = rust_files("crates/gateway/src")
-        .into_iter()
-        .map(|f| {
-            let text = read(&f);
-            (f, text)
-        })
-        .collect();
+    let files = texts(&["crates/gateway/src"]);
     assert!(files.len() > 20, "found only {} files", files.len());
     let bad = knows(&files, &[], &SPAWNS);
     assert!(
@@ -292,14 +290,7 @@ fn the_gateway_starts_no_process() {
         bad.join("\n")
     );
     // The node does, so the markers find what they look for.
-    let node: Vec<(String, String)> = rust_files("crates/node/src")
-        .into_iter()
-        .map(|f| {
-            let text = read(&f);
-            (f, text)
-        })
-        .collect();
-    assert!(!knows(&node, &[], &SPAWNS).is_empty());
+    assert!(!knows(&texts(&["crates/node/src"]), &[], &SPAWNS).is_empty());
 }
 
 #[test]
