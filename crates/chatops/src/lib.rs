@@ -2,14 +2,15 @@
 //! the WeCom bot). A front end is an adapter: it turns its platform's
 //! events into [`Origin`]s with plain text and hands them to an
 //! [`Engine`]; the engine checks access, records the request in the
-//! gateway's audit log, parses it (`chat`), calls the gateway (`client`),
-//! and speaks back through the adapter's [`Surface`]: replies, one live
-//! message per job (edited at most once per [`EDIT_EVERY`]), approval
-//! buttons, and the full log as a file.
+//! gateway's audit log, parses it (`chat`), decides what it comes to
+//! ([`dispatch`], which `openclaw chat` shares), and speaks back through
+//! the adapter's [`Surface`]: replies, one live message per job or fan-out
+//! (edited at most once per [`EDIT_EVERY`]), approval buttons, and the
+//! full log as a file.
 //!
 //! Architecture invariant: no platform's types or JSON here. Following a
-//! job and resuming after a reconnect is `client::follow_job`, the same
-//! code `openclaw run` uses.
+//! job or a fan-out and resuming after a reconnect is `client::follow_job`
+//! and `client::follow_fanout`, the same code `openclaw run` uses.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
