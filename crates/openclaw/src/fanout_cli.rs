@@ -286,7 +286,15 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         let mut cancelled = false;
         loop {
             if let Some(stop) = stopped.filter(|_| !cancelled) {
-                cancel_all(&client, &jobs).await;
+                // Through `gw`: the connection the follower resumed on,
+                // or a new one if it is lost.
+                match gw.get().await {
+                    Ok(c) => cancel_all(&c, &jobs).await,
+                    Err(e) => errln!(
+                        "openclaw: could not cancel fan-out {fan}'s jobs ({}); cancel them with 'openclaw job cancel JOB'",
+                        crate::term::field(&e.to_string())
+                    ),
+                }
                 cancelled = true;
                 if stop == Stop::StdoutClosed {
                     break Pumped::Stopped(stop);
