@@ -755,3 +755,28 @@ async fn list_pagers_stop_on_a_page_that_does_not_move_on() {
         ["node.list", "node.list", "job.list", "job.list"]
     );
 }
+
+#[test]
+fn a_fan_out_message_notes_a_reconnect_and_counts_each_end_once_it_is_told() {
+    use client::FanFollowed;
+    let mut w = super::FanWatch::default();
+    let info = fan_info("awaiting-approval", &["n0", "n1"]);
+    w.take(FanFollowed::Accepted(&info));
+    w.take(FanFollowed::Reconnecting { id: 9, why: "gone" });
+    assert_eq!(w.note.as_deref(), Some("(lost the gateway; reconnecting…)"));
+    w.take(FanFollowed::Resumed { id: 9 });
+    assert_eq!(w.note, None);
+    let Ok(Some(FanEvent::Ended { job, .. })) = fan_ended(1, 3) else {
+        unreachable!()
+    };
+    w.take(FanFollowed::Ended {
+        member: 1,
+        job: &job,
+    });
+    // A member moved: the fan-out no longer waits for approval.
+    assert_eq!(w.info.as_ref().unwrap().state, "running");
+    assert_eq!(w.ended[1].as_ref().map(|j| j.id), Some(11));
+    assert!(w.ended[0].is_none());
+    let counts = w.tally.as_ref().unwrap().summary(10);
+    assert!(counts.contains("1 failed"), "{counts}");
+}
