@@ -288,6 +288,19 @@ impl Pace {
     }
 }
 
+/// A follower task's result once the last edit's turn has come (the
+/// final edit must not break the pace); `None`, logged, when the task
+/// failed.
+async fn settled<T>(
+    pace: &Pace,
+    end: Result<T, tokio::task::JoinError>,
+    what: &'static str,
+) -> Option<T> {
+    pace.wait_turn().await;
+    end.inspect_err(|e| tracing::warn!(error = %e, follower = what, "a follower task failed"))
+        .ok()
+}
+
 /// Locks `m`, taking the data of a lock a panicking thread held: every
 /// value a front end keeps under a lock stays valid at each step.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -519,13 +532,8 @@ impl<S: Surface, G: Api> Engine<S, G> {
                 lock(&watch).changed = true;
             }
         };
-        pace.wait_turn().await;
-        let ended = match end {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "the job follower failed");
-                return;
-            }
+        let Some(ended) = settled(&pace, end, "job").await else {
+            return;
         };
         match ended {
             Ok(j) => self.finish(&o, &mut live, &j, &watch).await,
@@ -618,13 +626,8 @@ impl<S: Surface, G: Api> Engine<S, G> {
                 pace.shown(text);
             }
         };
-        pace.wait_turn().await;
-        let end = match end {
-            Ok(end) => end,
-            Err(e) => {
-                tracing::warn!(error = %e, "the fan-out follower failed");
-                return;
-            }
+        let Some(end) = settled(&pace, end, "fan-out").await else {
+            return;
         };
         let FanWatch {
             info, tally, ended, ..

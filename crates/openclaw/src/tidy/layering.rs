@@ -119,10 +119,9 @@ fn crate_dependencies_point_one_way() {
         "the check reads dependencies: {deps:?}"
     );
     let bad = layering_breaks(&deps);
-    assert!(
-        bad.is_empty(),
-        "dependencies must point down the layering of docs/ARCHITECTURE.md:\n{}",
-        bad.join("\n")
+    none_of(
+        &bad,
+        "dependencies must point down the layering of docs/ARCHITECTURE.md",
     );
     // The check fails on a dependency that points up or sideways.
     let mut up = deps.clone();
@@ -179,6 +178,11 @@ fn knows(files: &[(String, String)], owners: &[&str], markers: &[&str]) -> Vec<S
     bad
 }
 
+/// Fails with `why` and every place in `bad`, unless it is empty.
+fn none_of(bad: &[String], why: &str) {
+    assert!(bad.is_empty(), "{why}:\n{}", bad.join("\n"));
+}
+
 /// Every `.rs` file under `dirs`, with its text.
 fn texts(dirs: &[&str]) -> Vec<(String, String)> {
     dirs.iter()
@@ -231,11 +235,10 @@ fn only_moltbot_knows_slack_and_only_wecom_knows_wecom() {
     assert!(files.len() > 50, "found only {} files", files.len());
     let mut bad = knows(&files, &["moltbot", SUPPORT[0], SUPPORT[1]], &SLACK);
     bad.extend(knows(&files, &["wecom", SUPPORT[0], SUPPORT[1]], &WECOM));
-    assert!(
-        bad.is_empty(),
+    none_of(
+        &bad,
         "only crates/moltbot knows Slack and only crates/wecom knows WeCom; the chat core \
-         (crates/chat, crates/chatops) and everything else take plain text:\n{}",
-        bad.join("\n")
+         (crates/chat, crates/chatops) and everything else take plain text",
     );
     // The markers are found where they are, so the check can fail.
     assert!(!knows(&files, &[], &SLACK).is_empty());
@@ -264,10 +267,9 @@ fn proto_and_pki_do_no_io() {
     let files = texts(&["crates/proto/src", "crates/pki/src"]);
     assert!(files.len() > 10, "found only {} files", files.len());
     let bad = knows(&files, &[], &IO);
-    assert!(
-        bad.is_empty(),
-        "proto and pki do no IO (no sockets, files, processes or clocks; time is a parameter):\n{}",
-        bad.join("\n")
+    none_of(
+        &bad,
+        "proto and pki do no IO (no sockets, files, processes or clocks; time is a parameter)",
     );
     let planted = [(
         "crates/proto/src/x.rs".to_string(),
@@ -284,10 +286,9 @@ fn the_gateway_starts_no_process() {
     let files = texts(&["crates/gateway/src"]);
     assert!(files.len() > 20, "found only {} files", files.len());
     let bad = knows(&files, &[], &SPAWNS);
-    assert!(
-        bad.is_empty(),
-        "the gateway never runs jobs and spawns no process; only crates/node starts job processes:\n{}",
-        bad.join("\n")
+    none_of(
+        &bad,
+        "the gateway never runs jobs and spawns no process; only crates/node starts job processes",
     );
     // The node does, so the markers find what they look for.
     assert!(!knows(&texts(&["crates/node/src"]), &[], &SPAWNS).is_empty());
@@ -313,10 +314,9 @@ fn only_the_node_reads_nvml_and_ring_is_the_only_crypto_provider() {
     if lock.contains("name = \"aws-lc-rs\"") || lock.contains("name = \"aws-lc-sys\"") {
         bad.push("Cargo.lock: aws-lc-rs is compiled in".into());
     }
-    assert!(
-        bad.is_empty(),
-        "only crates/node reads NVML, and ring is the one rustls crypto provider:\n{}",
-        bad.join("\n")
+    none_of(
+        &bad,
+        "only crates/node reads NVML, and ring is the one rustls crypto provider",
     );
     assert!(!knows(&manifests, &[], &["nvml"]).is_empty());
 }
@@ -331,10 +331,9 @@ fn nothing_in_the_tree_asks_for_the_unpaged_node_list() {
         .filter(|(f, _)| f.ends_with(".rs"))
         .collect();
     let bad = knows(&files, &["proto", "gateway"], &["Request::NodeList"]);
-    assert!(
-        bad.is_empty(),
-        "ask for nodes a page at a time (Request::NodePage, client::Client::all_nodes):\n{}",
-        bad.join("\n")
+    none_of(
+        &bad,
+        "ask for nodes a page at a time (Request::NodePage, client::Client::all_nodes)",
     );
     assert!(!knows(&files, &[], &["Request::NodeList"]).is_empty());
 }
