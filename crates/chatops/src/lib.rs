@@ -288,6 +288,35 @@ impl Pace {
     }
 }
 
+/// When a live message's loop looks again: on news from its follower
+/// (`wake`), and four times per allowed edit, so a deferred change goes
+/// out within a quarter second of its turn.
+struct Turns {
+    wake: Arc<Notify>,
+    tick: tokio::time::Interval,
+}
+
+impl Turns {
+    fn new() -> Turns {
+        Turns {
+            wake: Arc::new(Notify::new()),
+            tick: tokio::time::interval(EDIT_EVERY / 4),
+        }
+    }
+
+    /// Waits for news or a tick; the follower's end once it ended.
+    async fn next<T>(
+        &mut self,
+        follower: &mut tokio::task::JoinHandle<T>,
+    ) -> Option<Result<T, tokio::task::JoinError>> {
+        tokio::select! {
+            end = follower => Some(end),
+            () = self.wake.notified() => None,
+            _ = self.tick.tick() => None,
+        }
+    }
+}
+
 /// A follower task's result once the last edit's turn has come (the
 /// final edit must not break the pace); `None`, logged, when the task
 /// failed.
@@ -320,6 +349,15 @@ impl<S: Surface, G: Api> Engine<S, G> {
             namespace,
             seen: Mutex::new(Seen::new(SEEN_FOR, SEEN_MAX)),
             reconnect_for: Duration::from_secs(120),
+        }
+    }
+
+    /// How this engine's followers follow, for the chat user `who`.
+    fn follow_options(&self, who: Option<String>) -> FollowOptions {
+        FollowOptions {
+            on_behalf_of: who,
+            reconnect_for: self.reconnect_for,
+            ..Default::default()
         }
     }
 
@@ -449,13 +487,9 @@ impl<S: Surface, G: Api> Engine<S, G> {
             changed: false,
             note: None,
         }));
-        let wake = Arc::new(Notify::new());
-        let (w, n, me) = (watch.clone(), wake.clone(), self.clone());
-        let opts = FollowOptions {
-            on_behalf_of: spec.on_behalf_of.clone(),
-            reconnect_for: self.reconnect_for,
-            ..Default::default()
-        };
+        let mut turns = Turns::new();
+        let (w, n, me) = (watch.clone(), turns.wake.clone(), self.clone());
+        let opts = self.follow_options(spec.on_behalf_of.clone());
         let mut follower = tokio::spawn(async move {
             me.gateway
                 .run_job(spec, opts, |f| {
@@ -481,14 +515,9 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let mut pace = Pace::default();
         let mut gpus: Vec<GpuTelemetry> = Vec::new();
         let mut gpus_at: Option<Instant> = None;
-        // Checked four times per allowed edit, so a deferred change goes
-        // out within a quarter second of its turn.
-        let mut tick = tokio::time::interval(EDIT_EVERY / 4);
         let end = loop {
-            tokio::select! {
-                r = &mut follower => break r,
-                () = wake.notified() => {}
-                _ = tick.tick() => {}
+            if let Some(end) = turns.next(&mut follower).await {
+                break end;
             }
             let (info, changed, text) = {
                 let mut w = lock(&watch);
@@ -569,13 +598,9 @@ impl<S: Surface, G: Api> Engine<S, G> {
             output: false,
         };
         let watch = Arc::new(Mutex::new(FanWatch::default()));
-        let wake = Arc::new(Notify::new());
-        let (w, n, me) = (watch.clone(), wake.clone(), self.clone());
-        let opts = FollowOptions {
-            on_behalf_of: who.clone(),
-            reconnect_for: self.reconnect_for,
-            ..Default::default()
-        };
+        let mut turns = Turns::new();
+        let (w, n, me) = (watch.clone(), turns.wake.clone(), self.clone());
+        let opts = self.follow_options(who.clone());
         let mut follower = tokio::spawn(async move {
             me.gateway
                 .fan_out(fan, opts, |f| {
@@ -587,12 +612,9 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let started = Instant::now();
         let mut asked = false;
         let mut pace = Pace::default();
-        let mut tick = tokio::time::interval(EDIT_EVERY / 4);
         let end = loop {
-            tokio::select! {
-                r = &mut follower => break r,
-                () = wake.notified() => {}
-                _ = tick.tick() => {}
+            if let Some(end) = turns.next(&mut follower).await {
+                break end;
             }
             let (first, text) = {
                 let w = lock(&watch);
