@@ -27,6 +27,16 @@ pub trait Markup {
     }
 }
 
+/// Escapes a block another party wrote (job output) line by line, the
+/// line breaks kept: a terminal's escape ([`Markup::escape`] of `openclaw
+/// chat`) escapes a newline inside a value, and a block is lines.
+fn escape_lines(s: &str, m: &dyn Markup) -> String {
+    s.split('\n')
+        .map(|l| m.escape(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Lines of output in a running job's message.
 pub const RUNNING_LINES: usize = 10;
 /// Lines of output in a finished job's message.
@@ -327,7 +337,7 @@ pub fn fan_outputs(shown: &[(String, String, Vec<u8>)], m: &dyn Markup, max_len:
             if body.is_empty() {
                 "(no output)".to_string()
             } else {
-                m.escape(&body)
+                escape_lines(&body, m)
             }
         ));
     }
@@ -387,12 +397,37 @@ pub fn snippet(log: &[u8], id: u64, cut_at_start: bool, m: &dyn Markup, max_len:
     } else {
         format!("Log of job {id}:")
     };
-    format!("{note}\n```\n{}\n```", m.escape(&end.replace("```", "'''")))
+    format!(
+        "{note}\n```\n{}\n```",
+        escape_lines(&end.replace("```", "'''"), m)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_keeps_its_line_breaks_under_a_markup_that_escapes_them() {
+        // The terminal's markup (`openclaw chat`) escapes a newline inside
+        // a value; a log is lines, escaped one by one.
+        struct Term;
+        impl Markup for Term {
+            fn escape(&self, s: &str) -> String {
+                s.replace('\n', "\\n")
+            }
+            fn mention(&self, identity: &str) -> String {
+                identity.to_string()
+            }
+        }
+        assert_eq!(
+            snippet(b"a\nb\n", 3, false, &Term, 4000),
+            "Log of job 3:\n```\na\nb\n\n```"
+        );
+        let shown = [("n".to_string(), "exit 0".to_string(), b"x\ny\n".to_vec())];
+        let out = fan_outputs(&shown, &Term, 4000);
+        assert!(out.contains("```\nx\ny\n```"), "{out}");
+    }
 
     pub(super) struct Plain;
     impl Markup for Plain {

@@ -7,10 +7,16 @@
 //!   (`state == "running"`, a `"timed-out" =>` arm): states are
 //!   `proto::JobState`, `FanState` and `NodeState`;
 //! * no engine-specific SQL outside the store's engine rooms;
-//! * no cycle among the gateway's modules (`use crate::…` lines).
+//! * no cycle among the gateway's modules (`use crate::…` lines);
+//! * crate dependencies point down the layering, only moltbot knows
+//!   Slack and only wecom knows WeCom, proto and pki do no IO, the gateway
+//!   starts no process, only the node reads NVML, ring is the only crypto
+//!   provider (`layering`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+mod layering;
 
 /// The longest a source file may be.
 const MAX_LINES: usize = 1000;
