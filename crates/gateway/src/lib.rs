@@ -8,6 +8,7 @@
 mod api;
 pub mod backup;
 mod clients;
+pub mod clock;
 pub mod config;
 mod enroll;
 pub mod ha;
@@ -29,19 +30,19 @@ pub mod store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh::Home;
 use mesh::home::HomeError;
 use mesh::tls::RevokedSerials;
 use proto::CloseCode;
 
+pub use clock::Clock;
 pub use config::Config;
 pub use init::{
     InitReport, client_address, init, init_with_state, join, listens_beyond_loopback, open_state,
 };
 use registry::Registry;
-pub use shared::unix_now;
 use shared::{Shared, off_runtime};
 
 /// Files in a gateway home.
@@ -125,6 +126,7 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Gateway, GatewayError> {
         let mut shutdown = Box::pin(shutdown);
+        let clock = Clock::system();
         let config_path = home.path(files::CONFIG);
         let text = home.read_text(
             files::CONFIG,
@@ -142,7 +144,7 @@ impl Gateway {
             state: ca,
             server_chain,
             server_key,
-        } = rotation::load(home, &config.name)?;
+        } = rotation::load(home, &config.name, clock.unix())?;
         let store = open_state(home, &config.state)?;
         // Filled once this gateway serves (a standby's list would go stale).
         let revoked = Arc::new(RevokedSerials::default());
@@ -201,7 +203,7 @@ impl Gateway {
                 config.state.lease_ttl,
             );
             store
-                .call(move |tx| tx.register_gateway(&name, &adv, unix_now()))
+                .call(move |tx| tx.register_gateway(&name, &adv, clock.unix()))
                 .await?;
             let generation = tokio::select! {
                 g = ha::wait_for_lease(&store, &config.name, ttl, &endpoint, &attempts) => g,
@@ -233,6 +235,7 @@ impl Gateway {
         let log_writer = jobs::logwriter::LogWriter::start()
             .map_err(|e| GatewayError::Io(format!("cannot start the log writer thread: {e}")))?;
         let shared = Arc::new(Shared {
+            clock,
             log_writer,
             enroll_slots,
             enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
@@ -268,6 +271,7 @@ impl Gateway {
                         ttl,
                         generation,
                         shared.lease.clone(),
+                        shared.clock,
                     );
                     let ep = endpoint.clone();
                     tokio::select! {
@@ -357,7 +361,7 @@ async fn prune(shared: Arc<Shared>) {
 
 fn prune_once(shared: &Shared) {
     let cfg = shared.config();
-    let now = unix_now();
+    let now = shared.clock.unix();
     let r = &cfg.retention;
     let pruned = shared.store.tx(|tx| {
         let jobs = tx.prune_jobs(now.saturating_sub(r.jobs.as_secs()))?;
@@ -414,7 +418,7 @@ async fn reap(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         for (name, conn) in shared.registry.stale(
-            Instant::now(),
+            shared.clock.now(),
             shared.config().dead_after,
             shared.config().heartbeat_interval,
         ) {

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::sync::Arc;
 
 use proto::{CloseCode, ControlMsg, Heartbeat};
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, Instant};
 use crate::rules::LiveView;
 
 /// What a node reported about itself when it connected.
@@ -235,11 +236,12 @@ impl Registry {
         conn: quinn::Connection,
         meta: NodeMeta,
         control: mpsc::Sender<ControlMsg>,
+        now: Instant,
     ) -> Option<quinn::Connection> {
         let live = Live {
             remote: conn.remote_address(),
             conn,
-            last_heartbeat: Instant::now(),
+            last_heartbeat: now,
             meta,
             control,
             telemetry: None,
@@ -292,14 +294,20 @@ impl Registry {
     }
 
     /// Records a heartbeat (and its telemetry) on connection `conn_id`.
-    pub fn heartbeat(&self, name: &str, conn_id: usize, hb: Heartbeat) -> Option<HeartbeatSeen> {
+    pub fn heartbeat(
+        &self,
+        name: &str,
+        conn_id: usize,
+        hb: Heartbeat,
+        clock: &Clock,
+    ) -> Option<HeartbeatSeen> {
         let hb = Arc::new(hb);
         // Only the node's current connection speaks for it: a replaced or
         // stray connection of the same certificate records nothing, not
         // even history.
         let seen = self.with(|m| {
             let l = m.get_mut(name).filter(|l| l.conn.stable_id() == conn_id)?;
-            let now = Instant::now();
+            let now = clock.now();
             let gap = now.saturating_duration_since(std::mem::replace(&mut l.last_heartbeat, now));
             l.telemetry = Some(hb.clone());
             l.probe = None;
@@ -311,7 +319,7 @@ impl Registry {
         // History keeps the confirmed GPUs only: a node's claim of 1,024
         // GPUs costs the gateway no more memory than its cap allows.
         if confirmed > 0 && !hb.gpus.is_empty() {
-            let now = crate::shared::unix_now();
+            let now = clock.unix();
             let n = usize::try_from(confirmed).unwrap_or(usize::MAX);
             self.with_history(|h| h.entry(name.to_string()).or_default().record(now, &hb, n));
         }

@@ -12,7 +12,7 @@ use rustls::pki_types::CertificateDer;
 
 use crate::peer::Peer;
 use crate::registry::NodeMeta;
-use crate::shared::{Shared, off_runtime, unix_now};
+use crate::shared::{Shared, off_runtime};
 use crate::store::NodeState;
 use crate::{api, enroll, jobs};
 
@@ -268,7 +268,7 @@ async fn heartbeats(
         match mesh::read_frame::<Heartbeat>(&mut recv, limit).await {
             Ok(Some(mut hb)) => {
                 hb.bound(claimed);
-                if let Some(seen) = shared.registry.heartbeat(&name, id, hb) {
+                if let Some(seen) = shared.registry.heartbeat(&name, id, hb, &shared.clock) {
                     shared.metrics.heartbeat_gap(seen.gap);
                     if let Some((old, new)) = seen.moved {
                         tracing::info!(node = %name, %old, %new, "node's address changed; its session migrated (NAT rebinding or roaming)");
@@ -496,10 +496,13 @@ async fn node_control(
     mesh::tls::widen_limits(&conn, Role::Node, mesh::tls::NODE_WINDOW);
     conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs).into());
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
-    if let Some(old) = shared
-        .registry
-        .connect(&peer.name, conn.clone(), meta, control_tx)
-    {
+    if let Some(old) = shared.registry.connect(
+        &peer.name,
+        conn.clone(),
+        meta,
+        control_tx,
+        shared.clock.now(),
+    ) {
         tracing::info!(node = %peer.name, "new connection replaces the old one");
         close(
             &old,
@@ -546,7 +549,7 @@ async fn node_control(
 
 /// Records when a node's session started or ended.
 async fn seen(shared: &Shared, name: &str, remote: &str) {
-    let (now, name, remote) = (unix_now(), name.to_string(), remote.to_string());
+    let (now, name, remote) = (shared.clock.unix(), name.to_string(), remote.to_string());
     if let Err(e) = shared
         .store
         .call(move |tx| tx.node_seen(&name, now, &remote))

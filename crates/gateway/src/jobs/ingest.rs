@@ -15,7 +15,7 @@ use super::{
     log_path,
 };
 use crate::peer::Peer;
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::store::JobState;
 
 /// Serves a job stream a node opened.
@@ -293,7 +293,7 @@ async fn store_output(
     sink: &std::sync::Arc<LogSink>,
 ) -> Result<Option<JobFrame>, String> {
     let cap = shared.config().output_cap;
-    let mut last_flush = std::time::Instant::now();
+    let mut last_flush = shared.clock.now();
     loop {
         let frame = match mesh::read_incoming::<JobFrame>(recv, JOB_FRAME_LIMIT).await {
             Ok(Some(mesh::Incoming::Message(f))) => f,
@@ -342,7 +342,7 @@ async fn store_output(
                     .await?;
                 if last_flush.elapsed() > Duration::from_secs(1) {
                     record_bytes(shared, id, &out, &errf).await;
-                    last_flush = std::time::Instant::now();
+                    last_flush = shared.clock.now();
                 }
                 continue;
             }
@@ -352,7 +352,7 @@ async fn store_output(
         match frame {
             JobFrame::Started { pid, gpus } => {
                 tracing::info!(job = id, pid, ?gpus, "job started");
-                let now = unix_now();
+                let now = shared.clock.unix();
                 let started = shared
                     .store
                     .call(move |tx| {
@@ -371,9 +371,10 @@ async fn store_output(
                     .map_err(|e| e.to_string())?;
                 if started {
                     progress.send_modify(|p| p.state = JobState::Running.as_str().into());
+                    let at = shared.clock.now();
                     let submitted = shared.jobs.with(|m| {
                         let j = m.jobs.get_mut(&id)?;
-                        j.started.get_or_insert_with(std::time::Instant::now);
+                        j.started.get_or_insert(at);
                         Some(j.submitted)
                     });
                     if let Some(t) = submitted {
