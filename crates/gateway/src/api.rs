@@ -619,7 +619,7 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
             .close_serial(serial, CloseCode::Revoked.code(), &reason);
     }
     if let Some(conn) = shared.registry.connection(name) {
-        conn.close(CloseCode::Revoked.code().into(), reason.as_bytes());
+        conn.close(CloseCode::Revoked.code(), reason.as_bytes());
         closed = closed.max(1);
     }
     shared.registry.forget_history(name);

@@ -137,7 +137,7 @@ pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
     }
 }
 
-fn handle(shared: &Shared, req: EnrollRequest, remote: SocketAddr) -> EnrollReply {
+pub(crate) fn handle(shared: &Shared, req: EnrollRequest, remote: SocketAddr) -> EnrollReply {
     let result = match req {
         EnrollRequest::Submit(submit) => {
             let r = submit_request(shared, submit, remote);

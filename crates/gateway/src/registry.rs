@@ -12,6 +12,7 @@ use proto::{CloseCode, ControlMsg, Heartbeat};
 use tokio::sync::mpsc;
 
 use crate::clock::{Clock, Instant};
+use crate::link::Link;
 use crate::rules::LiveView;
 
 /// What a node reported about itself when it connected.
@@ -57,7 +58,7 @@ pub struct LiveMeta {
 
 /// One live node session.
 struct Live {
-    conn: quinn::Connection,
+    conn: Link,
     remote: SocketAddr,
     last_heartbeat: Instant,
     meta: NodeMeta,
@@ -125,7 +126,7 @@ pub struct HeartbeatSeen {
 #[derive(Default)]
 pub struct Registry {
     live: Mutex<HashMap<String, Live>>,
-    by_serial: Mutex<HashMap<String, Vec<quinn::Connection>>>,
+    by_serial: Mutex<HashMap<String, Vec<Link>>>,
     /// GPU telemetry history by node; kept across reconnects, touched only
     /// by heartbeats that carry GPUs.
     history: Mutex<HashMap<String, crate::history::History>>,
@@ -143,10 +144,7 @@ impl Registry {
         }
     }
 
-    fn with_serials<T>(
-        &self,
-        f: impl FnOnce(&mut HashMap<String, Vec<quinn::Connection>>) -> T,
-    ) -> T {
+    fn with_serials<T>(&self, f: impl FnOnce(&mut HashMap<String, Vec<Link>>) -> T) -> T {
         match self.by_serial.lock() {
             Ok(mut g) => f(&mut g),
             Err(poisoned) => f(&mut poisoned.into_inner()),
@@ -158,7 +156,7 @@ impl Registry {
     pub fn admit(
         &self,
         serial: &str,
-        conn: &quinn::Connection,
+        conn: &Link,
         cap: usize,
     ) -> Result<usize, TooManyConnections> {
         self.with_serials(|m| {
@@ -176,7 +174,7 @@ impl Registry {
     /// connections: at the cap, the oldest that is not node `name`'s
     /// current connection is closed to make room, so half-dead attempts
     /// never lock a reconnecting node out, and one key never holds more.
-    pub fn admit_node(&self, name: &str, serial: &str, conn: &quinn::Connection, cap: usize) {
+    pub fn admit_node(&self, name: &str, serial: &str, conn: &Link, cap: usize) {
         let current = self.connection(name).map(|c| c.stable_id());
         let evicted = self.with_serials(|m| {
             let list = m.entry(serial.to_string()).or_default();
@@ -193,7 +191,7 @@ impl Registry {
         });
         for old in evicted {
             old.close(
-                CloseCode::Protocol.code().into(),
+                CloseCode::Protocol.code(),
                 b"a newer connection of this node certificate took its place",
             );
         }
@@ -215,7 +213,7 @@ impl Registry {
     pub fn close_serial(&self, serial: &str, code: u32, reason: &str) -> usize {
         let conns = self.with_serials(|m| m.remove(serial).unwrap_or_default());
         for c in &conns {
-            c.close(code.into(), reason.as_bytes());
+            c.close(code, reason.as_bytes());
         }
         conns.len()
     }
@@ -233,11 +231,11 @@ impl Registry {
     pub fn connect(
         &self,
         name: &str,
-        conn: quinn::Connection,
+        conn: Link,
         meta: NodeMeta,
         control: mpsc::Sender<ControlMsg>,
         now: Instant,
-    ) -> Option<quinn::Connection> {
+    ) -> Option<Link> {
         let live = Live {
             remote: conn.remote_address(),
             conn,
@@ -380,7 +378,7 @@ impl Registry {
     }
 
     /// The live connection of a node.
-    pub fn connection(&self, name: &str) -> Option<quinn::Connection> {
+    pub fn connection(&self, name: &str) -> Option<Link> {
         self.with(|m| m.get(name).map(|l| l.conn.clone()))
     }
 
@@ -392,7 +390,7 @@ impl Registry {
         now: Instant,
         dead_after: Duration,
         interval: Duration,
-    ) -> Vec<(String, quinn::Connection)> {
+    ) -> Vec<(String, Link)> {
         self.with(|m| {
             let mut dead = Vec::new();
             for (n, l) in m.iter_mut() {
@@ -402,7 +400,7 @@ impl Registry {
                     .map(|(c, at)| (c, now.saturating_duration_since(at)));
                 let mut rx = None;
                 let verdict = judge(age, dead_after, interval, probe, || {
-                    *rx.insert(l.conn.stats().udp_rx.datagrams)
+                    *rx.insert(l.conn.datagrams_received())
                 });
                 match verdict {
                     Verdict::Fine => l.probe = None,

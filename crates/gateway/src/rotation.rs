@@ -347,7 +347,9 @@ fn apply(shared: &Shared, m: Material) -> Result<(), ApiError> {
         transport,
     )
     .map_err(internal)?;
-    shared.endpoint.set_server_config(Some(config));
+    if let Some(endpoint) = &shared.endpoint {
+        endpoint.set_server_config(Some(config));
+    }
     let msg = m.state.trust_msg();
     shared.set_ca(m.state);
     let told = shared.registry.broadcast(&msg);

@@ -10,6 +10,7 @@ use proto::{
 };
 use rustls::pki_types::CertificateDer;
 
+use crate::link::{Link, RecvHalf, SendHalf};
 use crate::peer::Peer;
 use crate::registry::NodeMeta;
 use crate::shared::{Shared, off_runtime};
@@ -64,16 +65,28 @@ pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
     }
 }
 
-fn close(conn: &quinn::Connection, code: CloseCode, reason: &str) {
-    conn.close(code.code().into(), reason.as_bytes());
+fn close(conn: &Link, code: CloseCode, reason: &str) {
+    conn.close(code.code(), reason.as_bytes());
 }
 
+/// A QUIC session: the certificate its mTLS handshake verified, then
+/// [`serve`].
 async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
-    let remote = conn.remote_address();
     let cert = conn
         .peer_identity()
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
         .and_then(|certs| certs.first().cloned());
+    serve(shared, Link::Quic(conn), cert).await;
+}
+
+/// Serves a mutually authenticated session on `conn`, whose transport
+/// verified `cert` (the peer's leaf certificate, `None` when it sent
+/// none): the peer's identity comes from that certificate and the state,
+/// then its streams are served until the connection ends. The only
+/// caller outside this module is the in-process harness, whose fake
+/// connections present a CA-issued certificate as the TLS layer would.
+pub(crate) async fn serve(shared: Arc<Shared>, conn: Link, cert: Option<CertificateDer<'static>>) {
+    let remote = conn.remote_address();
     let Some(cert) = cert else {
         tracing::info!(%remote, "session without a client certificate");
         shared.metrics.handshake_failure("no_client_certificate");
@@ -175,7 +188,7 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     } else {
         let cap = shared.config().max_connections_per_cert;
         match shared.registry.admit(&peer.serial, &conn, cap) {
-            Ok(held) => mesh::tls::widen_limits(&conn, peer.role, mesh::tls::client_window(held)),
+            Ok(held) => conn.widen_limits(peer.role, mesh::tls::client_window(held)),
             Err(too_many) => {
                 close(
                     &conn,
@@ -191,7 +204,7 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     }
     tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
     let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));
-    while let Ok((send, recv)) = conn.accept_bi().await {
+    while let Some((send, recv)) = conn.accept_bi().await {
         tokio::spawn(stream(
             shared.clone(),
             conn.clone(),
@@ -204,8 +217,8 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     shared.registry.release(&peer.serial, conn.stable_id());
 }
 
-async fn accept_uni(shared: Arc<Shared>, conn: quinn::Connection, peer: Peer) {
-    while let Ok(mut recv) = conn.accept_uni().await {
+async fn accept_uni(shared: Arc<Shared>, conn: Link, peer: Peer) {
+    while let Some(mut recv) = conn.accept_uni().await {
         let open = mesh::read_frame::<Open>(&mut recv, HEARTBEAT_FRAME_LIMIT).await;
         match open {
             Ok(Some(Open::Heartbeat)) if peer.role == Role::Node => {
@@ -236,12 +249,7 @@ async fn accept_uni(shared: Arc<Shared>, conn: quinn::Connection, peer: Peer) {
     }
 }
 
-async fn heartbeats(
-    shared: Arc<Shared>,
-    conn: quinn::Connection,
-    name: String,
-    mut recv: quinn::RecvStream,
-) {
+async fn heartbeats(shared: Arc<Shared>, conn: Link, name: String, mut recv: RecvHalf) {
     let id = conn.stable_id();
     // The frame limit follows the GPUs the node reported in its hello
     // (each entry bounded): a node with 512 GPUs can report them all, and
@@ -288,10 +296,10 @@ async fn heartbeats(
 
 async fn stream(
     shared: Arc<Shared>,
-    conn: quinn::Connection,
+    conn: Link,
     peer: Peer,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: SendHalf,
+    mut recv: RecvHalf,
 ) {
     let limit = match peer.role {
         Role::Node => NODE_OPEN_FRAME_LIMIT,
@@ -312,7 +320,7 @@ async fn stream(
                 &Response::Error(ApiError::new(ErrorCode::InvalidArgument, &msg)),
             )
             .await;
-            let _ = send.finish();
+            send.finish();
             let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
             close(&conn, CloseCode::Protocol, &msg);
             return;
@@ -337,7 +345,7 @@ async fn stream(
                 ),
             ));
             if mesh::write_frame(&mut send, &resp).await.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(Request::JobRun(spec)) => {
@@ -357,7 +365,7 @@ async fn stream(
                 Err(e) => mesh::write_frame(&mut send, &JobEvent::Error(e)).await,
             };
             if result.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(Request::JobAttach {
@@ -377,7 +385,7 @@ async fn stream(
                     .await
                     .is_ok()
                 {
-                    let _ = send.finish();
+                    send.finish();
                 }
                 return;
             }
@@ -393,7 +401,7 @@ async fn stream(
             .await
             .is_ok()
             {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(Request::FanOut(spec)) => {
@@ -405,7 +413,7 @@ async fn stream(
                 Err(e) => mesh::write_frame(&mut send, &FanEvent::Error(e)).await,
             };
             if result.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(Request::FanOutAttach {
@@ -423,7 +431,7 @@ async fn stream(
                 Err(e) => mesh::write_frame(&mut send, &FanEvent::Error(e)).await,
             };
             if result.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(req) => {
@@ -432,7 +440,7 @@ async fn stream(
                 .await
                 .unwrap_or_else(proto::Response::Error);
             if mesh::write_frame(&mut send, &resp).await.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Control(_) | Open::Heartbeat | Open::Job { .. } => {
@@ -447,11 +455,11 @@ async fn stream(
 
 async fn node_control(
     shared: Arc<Shared>,
-    conn: quinn::Connection,
+    conn: Link,
     peer: Peer,
     hello: proto::NodeHello,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: SendHalf,
+    mut recv: RecvHalf,
 ) {
     let remote = conn.remote_address().to_string();
     if hello.protocol != proto::PROTOCOL_VERSION {
@@ -493,8 +501,8 @@ async fn node_control(
     };
     // Now the node's current connection: its role's window, and one
     // stream per job it may run at once, plus its own.
-    mesh::tls::widen_limits(&conn, Role::Node, mesh::tls::NODE_WINDOW);
-    conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs).into());
+    conn.widen_limits(Role::Node, mesh::tls::NODE_WINDOW);
+    conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs));
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
     if let Some(old) = shared.registry.connect(
         &peer.name,
@@ -534,13 +542,10 @@ async fn node_control(
         }
     };
     tokio::select! {
-        _ = conn.closed() => {}
+        () = conn.closed() => {}
         () = control => { close(&conn, CloseCode::Normal, "control stream ended"); }
     }
-    let reason = conn
-        .close_reason()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let reason = conn.close_reason().unwrap_or_default();
     if shared.registry.disconnect(&peer.name, conn.stable_id()) {
         seen(&shared, &peer.name, &remote).await;
         tracing::info!(node = %peer.name, %remote, %reason, "node disconnected");

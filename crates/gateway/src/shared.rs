@@ -68,8 +68,9 @@ pub(crate) struct Shared {
     pub(super) ca: RwLock<Arc<rotation::CaState>>,
     /// Held by a rotation step from start to end.
     pub rotation_lock: std::sync::Mutex<()>,
-    /// The QUIC endpoint, so a rotation can change the server certificate.
-    pub endpoint: quinn::Endpoint,
+    /// The QUIC endpoint, so a rotation can change the server certificate;
+    /// none in the in-process harness, which has no listener.
+    pub endpoint: Option<quinn::Endpoint>,
     pub revoked: Arc<RevokedSerials>,
     pub advertise: String,
     /// The address the QUIC listener is bound to.

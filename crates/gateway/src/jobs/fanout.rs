@@ -716,7 +716,7 @@ pub async fn follow(
     shared: &Arc<Shared>,
     snap: Snapshot,
     output: bool,
-    send: &mut quinn::SendStream,
+    send: &mut crate::link::SendHalf,
 ) -> Result<(), mesh::StreamError> {
     let (tx, mut rx) = mpsc::channel::<FanEvent>(FAN_EVENTS);
     let mut tasks = tokio::task::JoinSet::new();

@@ -23,8 +23,8 @@ pub async fn node_job_stream(
     shared: Arc<Shared>,
     peer: Peer,
     id: u64,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: crate::link::SendHalf,
+    mut recv: crate::link::RecvHalf,
 ) {
     // Control messages (cancel, done) on a bounded channel; acks are
     // cumulative, so only the latest matters: a watch, never a queue.
@@ -55,7 +55,7 @@ pub async fn node_job_stream(
         Err(msg) => {
             tracing::warn!(node = %peer.name, job = id, "refused a job stream: {msg}");
             let _ = mesh::write_frame(&mut send, &JobCtl::Reject { reason: msg }).await;
-            let _ = send.finish();
+            send.finish();
             return;
         }
     };
@@ -135,7 +135,7 @@ pub async fn node_job_stream(
                 return;
             }
         }
-        let _ = send.finish();
+        send.finish();
     });
     let outcome = store_output(&shared, id, &progress, &tail, &mut recv, out, errf, &sink).await;
     // Everything received is written before the job's end is recorded or
@@ -287,7 +287,7 @@ async fn store_output(
     id: u64,
     progress: &watch::Sender<Progress>,
     tail: &tokio::sync::broadcast::Sender<TailChunk>,
-    recv: &mut quinn::RecvStream,
+    recv: &mut crate::link::RecvHalf,
     mut out: LogFile,
     mut errf: LogFile,
     sink: &std::sync::Arc<LogSink>,

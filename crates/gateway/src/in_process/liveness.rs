@@ -1,0 +1,63 @@
+//! A node's liveness: heartbeats keep it connected; a silent node is
+//! declared dead after `liveness.dead_after`, and a job it was running is
+//! lost after `liveness.job_grace` unless the node re-attaches it.
+
+use proto::{CloseCode, JobState};
+
+use super::{secs, spec, start_job, submit, wait_state};
+use crate::harness::{Harness, set};
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_node_goes_offline_and_its_job_is_lost_after_the_grace() {
+    let h = Harness::with_toml(|t| set(t, "job_grace = \"15s\"", "job_grace = \"20s\"")).await;
+    let mut node = h.node("worker-k", 0).await;
+    node.beat_every(secs(1));
+    let id = submit(&h, spec("worker-k", &["sleep", "100"])).await;
+    let _job = start_job(&h, &mut node, id).await;
+
+    // Nothing happens while heartbeats arrive: a minute later the node is
+    // connected and its job runs.
+    tokio::time::sleep(secs(60)).await;
+    assert_eq!(h.connection("worker-k").await, "connected");
+    assert_eq!(h.job(id).await.state, JobState::Running.as_str());
+    assert!(node.peer.close_reason().is_none());
+
+    // Killed: no heartbeat, no datagram. Still connected within
+    // dead_after (3 s)...
+    node.go_silent();
+    let silent = h.clock().now();
+    tokio::time::sleep(secs(2)).await;
+    assert!(
+        node.peer.close_reason().is_none(),
+        "{:?}",
+        node.peer.close_reason()
+    );
+    // ...and closed as dead soon after.
+    h.within("the reaper closes the silent node", secs(10), || {
+        node.peer.close_reason().is_some()
+    })
+    .await;
+    let why = node.peer.close_reason().unwrap_or_default();
+    assert!(
+        why.contains(&CloseCode::Dead.code().to_string()),
+        "closed for another reason: {why}"
+    );
+    let detected = h.clock().since(silent);
+    assert!(
+        detected >= secs(3) && detected < secs(5),
+        "declared dead after {detected:?}"
+    );
+    h.settle("the node is offline", || {
+        h.shared.registry.connection("worker-k").is_none()
+    })
+    .await;
+    assert_eq!(h.connection("worker-k").await, "offline");
+
+    // Its job waits out the grace for a re-attachment, then is lost.
+    tokio::time::sleep(secs(15)).await;
+    assert_eq!(h.job(id).await.state, JobState::Running.as_str());
+    tokio::time::sleep(secs(6)).await;
+    let job = wait_state(&h, id, JobState::Lost).await;
+    let reason = job.reason.unwrap_or_default();
+    assert!(reason.contains("did not re-attach"), "{reason}");
+}
