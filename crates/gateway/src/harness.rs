@@ -12,8 +12,10 @@
 //! With `#[tokio::test(start_paused = true)]` the gateway's clock
 //! ([`crate::clock::Clock`]) is tokio's paused clock: a test moves it with
 //! `tokio::time::sleep` or `advance` and never waits for real time.
-//! Wait for the gateway's own work (its database and log-writer threads)
-//! with [`Harness::settle`], which yields without moving the clock.
+//! The harness's own calls into the gateway run [`frozen`]: the clock
+//! stands still while the gateway's threads (database, log writer) answer
+//! them, so a check made "1.5 s after submitting" is made then, not after
+//! a timer that tokio's auto-advance fired meanwhile.
 
 // Test support: a failed setup is a failed test, so it panics with what
 // failed.
@@ -128,18 +130,18 @@ impl Harness {
         panic!("never happened: {what}");
     }
 
-    /// Lets the clock run, in steps of 50 ms, until `done` holds; panics,
-    /// naming `what`, if it does not within `limit`. Returns how long it
-    /// took on the gateway's clock.
+    /// Lets the clock run, in steps of 50 ms, until `done` holds (each
+    /// check [`frozen`]); panics, naming `what`, if it does not within
+    /// `limit`. Returns how long it took on the gateway's clock.
     pub async fn within(
         &self,
         what: &str,
         limit: Duration,
-        mut done: impl FnMut() -> bool,
+        mut done: impl AsyncFnMut() -> bool,
     ) -> Duration {
         let start = self.clock().now();
         loop {
-            if done() {
+            if frozen(done()).await {
                 return self.clock().since(start);
             }
             if self.clock().since(start) > limit {
@@ -156,10 +158,13 @@ impl Harness {
 
     /// One admin API call, over an admin session's stream.
     pub async fn call(&self, req: Request) -> Response {
-        let admin = self.admin().await;
-        let resp = admin.call(req).await;
-        admin.close();
-        resp
+        frozen(async {
+            let admin = self.admin().await;
+            let resp = admin.call(req).await;
+            admin.close();
+            resp
+        })
+        .await
     }
 
     /// Enrolls node `name` with an auto-approving token that confirms
@@ -233,6 +238,23 @@ impl Harness {
     }
 }
 
+/// Runs `fut` with tokio's clock held still: a test's own call to the
+/// gateway may wait on the gateway's threads (the database, the log
+/// writer), and a paused clock that found every task idle meanwhile would
+/// jump to the next timer (tokio's auto-advance). A blocking task that
+/// runs for as long as `fut` keeps it from doing so (tokio does not
+/// auto-advance while one runs).
+pub async fn frozen<T>(fut: impl std::future::Future<Output = T>) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let hold = tokio::task::spawn_blocking(move || {
+        let _ = wait.recv();
+    });
+    let out = fut.await;
+    drop(done);
+    let _ = hold.await;
+    out
+}
+
 /// Replaces `from` with `to` in a configuration text; fails the test when
 /// `from` is not there (an edit that matched nothing tests nothing).
 pub fn set(text: &mut String, from: &str, to: &str) {
@@ -278,26 +300,32 @@ impl FakePeer {
 
     /// One API call on a stream of its own.
     pub async fn call(&self, req: Request) -> Response {
-        let (mut send, mut recv) = self.open_bi().await;
-        mesh::write_frame(&mut send, &Open::Request(req))
-            .await
-            .unwrap();
-        mesh::read_frame::<Response>(&mut recv, FRAME_LIMIT)
-            .await
-            .unwrap()
-            .expect("an answer")
+        frozen(async {
+            let (mut send, mut recv) = self.open_bi().await;
+            mesh::write_frame(&mut send, &Open::Request(req))
+                .await
+                .unwrap();
+            mesh::read_frame::<Response>(&mut recv, FRAME_LIMIT)
+                .await
+                .unwrap()
+                .expect("an answer")
+        })
+        .await
     }
 
     /// Submits a job and reads its events up to `JobEvent::Accepted`.
     pub async fn run(&self, spec: proto::JobSpec) -> (proto::JobInfo, FakeStream) {
-        let (mut send, mut recv) = self.open_bi().await;
-        mesh::write_frame(&mut send, &Open::Request(Request::JobRun(spec)))
-            .await
-            .unwrap();
-        match mesh::read_frame::<JobEvent>(&mut recv, FRAME_LIMIT).await {
-            Ok(Some(JobEvent::Accepted(info))) => (info, recv),
-            other => panic!("job run: {other:?}"),
-        }
+        frozen(async {
+            let (mut send, mut recv) = self.open_bi().await;
+            mesh::write_frame(&mut send, &Open::Request(Request::JobRun(spec)))
+                .await
+                .unwrap();
+            match mesh::read_frame::<JobEvent>(&mut recv, FRAME_LIMIT).await {
+                Ok(Some(JobEvent::Accepted(info))) => (info, recv),
+                other => panic!("job run: {other:?}"),
+            }
+        })
+        .await
     }
 
     /// Why the gateway closed this connection, if it has.
@@ -334,6 +362,15 @@ impl FakeNode {
     /// Connects node `name` with `cert`, says hello, reads the welcome and
     /// the CAs to trust, and opens its heartbeat stream.
     pub async fn connect(
+        h: &Harness,
+        name: &str,
+        cert: CertificateDer<'static>,
+        gpus: u32,
+    ) -> FakeNode {
+        frozen(FakeNode::handshake(h, name, cert, gpus)).await
+    }
+
+    async fn handshake(
         h: &Harness,
         name: &str,
         cert: CertificateDer<'static>,
@@ -441,15 +478,18 @@ impl FakeNode {
 
     /// Opens job `id`'s report stream; the gateway answers `Resume`.
     pub async fn attach(&self, id: u64) -> FakeJob {
-        let (mut send, mut recv) = self.peer.open_bi().await;
-        mesh::write_frame(&mut send, &Open::Job { job_id: id })
-            .await
-            .unwrap();
-        let resume = mesh::read_frame::<JobCtl>(&mut recv, FRAME_LIMIT)
-            .await
-            .unwrap()
-            .expect("the gateway's answer to a job stream");
-        FakeJob { send, recv, resume }
+        frozen(async {
+            let (mut send, mut recv) = self.peer.open_bi().await;
+            mesh::write_frame(&mut send, &Open::Job { job_id: id })
+                .await
+                .unwrap();
+            let resume = mesh::read_frame::<JobCtl>(&mut recv, FRAME_LIMIT)
+                .await
+                .unwrap()
+                .expect("the gateway's answer to a job stream");
+            FakeJob { send, recv, resume }
+        })
+        .await
     }
 
     /// Closes the control stream from the node's side.

@@ -4,6 +4,7 @@
 //! What only real processes show (QUIC and mTLS, network namespaces, HA
 //! failover, install, the browser) stays in `tests/it`.
 
+mod approval;
 mod liveness;
 
 use std::time::Duration;
