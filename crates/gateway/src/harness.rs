@@ -130,9 +130,10 @@ impl Harness {
         panic!("never happened: {what}");
     }
 
-    /// Lets the clock run, in steps of 50 ms, until `done` holds (each
-    /// check [`frozen`]); panics, naming `what`, if it does not within
-    /// `limit`. Returns how long it took on the gateway's clock.
+    /// Lets the clock run until `done` holds, checking every 50 ms or
+    /// every 1/400 of `limit` if that is longer (each check [`frozen`]);
+    /// panics, naming `what`, if it does not hold within `limit`. Returns
+    /// how long it took on the gateway's clock.
     pub async fn within(
         &self,
         what: &str,
@@ -140,6 +141,7 @@ impl Harness {
         mut done: impl AsyncFnMut() -> bool,
     ) -> Duration {
         let start = self.clock().now();
+        let step = (limit / 400).max(Duration::from_millis(50));
         loop {
             if frozen(done()).await {
                 return self.clock().since(start);
@@ -147,7 +149,7 @@ impl Harness {
             if self.clock().since(start) > limit {
                 panic!("not within {limit:?}: {what}");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(step).await;
         }
     }
 

@@ -2,10 +2,10 @@
 //! declared dead after `liveness.dead_after`, and a job it was running is
 //! lost after `liveness.job_grace` unless the node re-attaches it.
 
-use proto::{CloseCode, JobState};
+use proto::{CloseCode, JobCtl, JobState, OutStream};
 
 use super::{secs, spec, start_job, submit, wait_state};
-use crate::harness::{Harness, set};
+use crate::harness::{FakeNode, Harness, frozen, set};
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_node_goes_offline_and_its_job_is_lost_after_the_grace() {
@@ -60,4 +60,48 @@ async fn a_silent_node_goes_offline_and_its_job_is_lost_after_the_grace() {
     let job = wait_state(&h, id, JobState::Lost).await;
     let reason = job.reason.unwrap_or_default();
     assert!(reason.contains("did not re-attach"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_re_attached_within_the_grace_is_not_lost() {
+    let h = Harness::start().await;
+    let cert = h.enroll("worker-r", 0).await;
+    let mut node = FakeNode::connect(&h, "worker-r", cert.clone(), 0).await;
+    node.beat_every(secs(1));
+    let id = submit(&h, spec("worker-r", &["sleep", "100"])).await;
+    let mut job = start_job(&h, &mut node, id).await;
+    job.output(OutStream::Stdout, 0, b"before\n").await;
+    // The gateway acks once the bytes are in its log.
+    loop {
+        match frozen(job.next_ctl()).await {
+            Some(JobCtl::Ack { stdout: 7, .. }) => break,
+            Some(_) => continue,
+            None => panic!("the job stream ended before the ack"),
+        }
+    }
+
+    // The connection drops; the node comes back ten seconds later (the
+    // grace is 15 s) and re-attaches the job where the gateway left off.
+    node.peer.close();
+    drop(job);
+    drop(node);
+    tokio::time::sleep(secs(10)).await;
+    let mut node = FakeNode::connect(&h, "worker-r", cert, 0).await;
+    node.beat_every(secs(1));
+    let mut job = node.attach(id).await;
+    assert_eq!(
+        job.resume,
+        JobCtl::Resume {
+            stdout_from: 7,
+            stderr_from: 0
+        }
+    );
+    // Long past the grace of the first attachment, it still runs.
+    tokio::time::sleep(secs(60)).await;
+    assert_eq!(h.job(id).await.state, JobState::Running.as_str());
+    job.output(OutStream::Stdout, 7, b"after\n").await;
+    job.exit(0).await;
+    wait_state(&h, id, JobState::Exited).await;
+    let log = h.shared.logs_dir.join(format!("{id}.stdout"));
+    assert_eq!(std::fs::read(log).unwrap(), b"before\nafter\n");
 }

@@ -6,6 +6,8 @@
 
 mod approval;
 mod liveness;
+mod queue;
+mod retention;
 
 use std::time::Duration;
 
