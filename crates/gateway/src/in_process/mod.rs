@@ -5,6 +5,7 @@
 //! failover, install, the browser) stays in `tests/it`.
 
 mod approval;
+mod limits;
 mod liveness;
 mod queue;
 mod retention;
@@ -58,7 +59,7 @@ pub(super) async fn start_job(
 
 /// Waits, without moving the clock, until job `id` is in `state`.
 pub(super) async fn wait_state(h: &Harness, id: u64, state: JobState) -> proto::JobInfo {
-    for _ in 0..2_000 {
+    for _ in 0..20_000 {
         let job = h.job(id).await;
         if JobState::parse(&job.state) == Some(state) {
             return job;
