@@ -72,6 +72,13 @@ impl Clock {
     }
 }
 
+/// Unix seconds now, for the CLI's commands around the gateway (`node
+/// list`, `doctor`). The running gateway never calls it: it reads
+/// `shared.clock`, which tests can pause (a tidy test checks).
+pub fn unix_now() -> u64 {
+    Clock::system().unix()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

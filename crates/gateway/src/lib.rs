@@ -42,7 +42,7 @@ use mesh::home::HomeError;
 use mesh::tls::RevokedSerials;
 use proto::CloseCode;
 
-pub use clock::Clock;
+pub use clock::{Clock, unix_now};
 pub use config::Config;
 pub use init::{
     InitReport, client_address, init, init_with_state, join, listens_beyond_loopback, open_state,
