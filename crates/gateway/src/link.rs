@@ -79,6 +79,15 @@ impl Link {
         }
     }
 
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Link::Quic(c) => c.close_reason().is_some(),
+            #[cfg(any(test, feature = "test-utils"))]
+            Link::Fake(f) => f.close_reason().is_some(),
+        }
+    }
+
     /// Resolves when the connection has closed.
     pub async fn closed(&self) {
         match self {

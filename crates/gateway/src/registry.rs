@@ -161,7 +161,7 @@ impl Registry {
     ) -> Result<usize, TooManyConnections> {
         self.with_serials(|m| {
             let list = m.entry(serial.to_string()).or_default();
-            list.retain(|c| c.close_reason().is_none());
+            list.retain(|c| !c.is_closed());
             if list.len() >= cap {
                 return Err(TooManyConnections(list.len()));
             }
@@ -178,7 +178,7 @@ impl Registry {
         let current = self.connection(name).map(|c| c.stable_id());
         let evicted = self.with_serials(|m| {
             let list = m.entry(serial.to_string()).or_default();
-            list.retain(|c| c.close_reason().is_none());
+            list.retain(|c| !c.is_closed());
             let mut evicted = Vec::new();
             while list.len() >= cap.max(1) {
                 let Some(i) = list.iter().position(|c| Some(c.stable_id()) != current) else {
@@ -222,7 +222,7 @@ impl Registry {
     pub fn sessions(&self, serial: &str) -> usize {
         self.with_serials(|m| {
             m.get(serial)
-                .map(|l| l.iter().filter(|c| c.close_reason().is_none()).count())
+                .map(|l| l.iter().filter(|c| !c.is_closed()).count())
                 .unwrap_or(0)
         })
     }

@@ -258,7 +258,7 @@ async fn heartbeats(shared: Arc<Shared>, conn: Link, name: String, mut recv: Rec
     let mut claimed = None;
     for _ in 0..100 {
         claimed = shared.registry.claimed_gpus(&name, id);
-        if claimed.is_some() || conn.close_reason().is_some() {
+        if claimed.is_some() || conn.is_closed() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
