@@ -330,6 +330,21 @@ impl FakePeer {
         .await
     }
 
+    /// Starts a fan-out and reads its events up to `FanEvent::Accepted`.
+    pub async fn fan_out(&self, spec: proto::FanOutSpec) -> (proto::FanInfo, FakeStream) {
+        frozen(async {
+            let (mut send, mut recv) = self.open_bi().await;
+            mesh::write_frame(&mut send, &Open::Request(Request::FanOut(spec)))
+                .await
+                .unwrap();
+            match mesh::read_frame::<proto::FanEvent>(&mut recv, FRAME_LIMIT).await {
+                Ok(Some(proto::FanEvent::Accepted(info))) => (info, recv),
+                other => panic!("fan-out: {other:?}"),
+            }
+        })
+        .await
+    }
+
     /// Why the gateway closed this connection, if it has.
     pub fn close_reason(&self) -> Option<String> {
         self.dialer.close_reason()

@@ -5,26 +5,8 @@ use std::time::Duration;
 
 use proto::{JobState, Request, Response};
 
-use super::{secs, spec, submit, wait_state};
-use crate::harness::{Harness, set};
-
-/// A policy that holds every job on `worker-gpu-*` for an approver
-/// (`tests/it/jobs.rs`'s `policy_lab`, in one edit).
-fn holding_policy(timeout: &str) -> impl FnOnce(&mut String) {
-    let timeout = timeout.to_string();
-    move |t: &mut String| {
-        set(
-            t,
-            "approval_timeout = \"1h\"",
-            &format!("approval_timeout = \"{timeout}\""),
-        );
-        set(
-            t,
-            "[limits]",
-            "[[policy.rules]]\nnodes = [\"worker-gpu-*\"]\naction = \"approve\"\napprovers = [\"admin\", \"alice\"]\n\n[limits]",
-        );
-    }
-}
+use super::{holding_policy, secs, spec, submit, wait_state};
+use crate::harness::Harness;
 
 #[tokio::test(start_paused = true)]
 async fn approval_expires_and_self_approval_can_be_allowed() {

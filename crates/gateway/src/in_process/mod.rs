@@ -5,6 +5,7 @@
 //! failover, install, the browser) stays in `tests/it`.
 
 mod approval;
+mod fanout;
 mod limits;
 mod liveness;
 mod queue;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use proto::{JobSpec, JobState};
 
-use crate::harness::{FakeNode, Harness};
+use crate::harness::{FakeNode, Harness, set};
 
 pub(super) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -68,4 +69,22 @@ pub(super) async fn wait_state(h: &Harness, id: u64, state: JobState) -> proto::
         std::thread::sleep(Duration::from_millis(1));
     }
     panic!("job {id} never became {state}: {:?}", h.job(id).await);
+}
+
+/// A policy that holds every job on `worker-gpu-*` for an approver
+/// (`tests/it/jobs.rs`'s `policy_lab`, in one edit).
+pub(super) fn holding_policy(timeout: &str) -> impl FnOnce(&mut String) {
+    let timeout = timeout.to_string();
+    move |t: &mut String| {
+        set(
+            t,
+            "approval_timeout = \"1h\"",
+            &format!("approval_timeout = \"{timeout}\""),
+        );
+        set(
+            t,
+            "[limits]",
+            "[[policy.rules]]\nnodes = [\"worker-gpu-*\"]\naction = \"approve\"\napprovers = [\"admin\", \"alice\"]\n\n[limits]",
+        );
+    }
 }
