@@ -172,19 +172,34 @@ impl Harness {
     /// Enrolls node `name` with an auto-approving token that confirms
     /// `gpus` GPUs, as `openclaw node enroll` does; returns its certificate.
     pub async fn enroll(&self, name: &str, gpus: u32) -> CertificateDer<'static> {
-        let token = match self
+        let token = self.token(3600, 1, Some(gpus)).await;
+        match self.submit_enrollment(&token, name).await {
+            EnrollReply::Approved { cert_der, .. } => CertificateDer::from(cert_der),
+            other => panic!("enrollment of {name}: {other:?}"),
+        }
+    }
+
+    /// An auto-approving join token (`openclaw token create
+    /// --auto-approve`).
+    pub async fn token(&self, ttl_secs: u64, uses: u32, max_gpus: Option<u32>) -> pki::JoinToken {
+        match self
             .call(Request::TokenCreate {
-                ttl_secs: 3600,
-                uses: 1,
+                ttl_secs,
+                uses,
                 labels: Vec::new(),
                 auto_approve: true,
-                max_gpus: Some(gpus),
+                max_gpus,
             })
             .await
         {
             Response::TokenCreated { token, .. } => pki::JoinToken::parse(&token).unwrap(),
             other => panic!("token create: {other:?}"),
-        };
+        }
+    }
+
+    /// A node's enrollment request with `token`, as the enrollment ALPN
+    /// hands it to the gateway; the gateway's reply.
+    pub async fn submit_enrollment(&self, token: &pki::JoinToken, name: &str) -> EnrollReply {
         let key = pki::generate_key().unwrap();
         let submit = EnrollSubmit {
             token_id: token.id.clone(),
@@ -194,15 +209,11 @@ impl Harness {
             csr_der: pki::make_csr(name, &key.key_pem).unwrap(),
         };
         let remote: SocketAddr = "127.0.0.1:50000".parse().unwrap();
-        let reply = off_runtime(&self.shared, move |s| {
+        off_runtime(&self.shared, move |s| {
             crate::enroll::handle(s, EnrollRequest::Submit(submit), remote)
         })
         .await
-        .unwrap();
-        match reply {
-            EnrollReply::Approved { cert_der, .. } => CertificateDer::from(cert_der),
-            other => panic!("enrollment of {name}: {other:?}"),
-        }
+        .unwrap()
     }
 
     /// Enrolls node `name` and connects it: its hello (`max_jobs` 4,
