@@ -6,6 +6,7 @@
 
 mod approval;
 mod fanout;
+mod identity;
 mod limits;
 mod liveness;
 mod queue;

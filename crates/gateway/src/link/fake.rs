@@ -120,7 +120,7 @@ impl FakeLink {
 
     pub(crate) fn close(&self, code: u32, reason: &[u8]) {
         let why = format!(
-            "closed by peer: {} (code {code})",
+            "closed: {} (code {code})",
             String::from_utf8_lossy(reason)
         );
         self.closed.send_if_modified(|c| {
