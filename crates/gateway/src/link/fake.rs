@@ -119,10 +119,7 @@ impl FakeLink {
     }
 
     pub(crate) fn close(&self, code: u32, reason: &[u8]) {
-        let why = format!(
-            "closed: {} (code {code})",
-            String::from_utf8_lossy(reason)
-        );
+        let why = format!("closed: {} (code {code})", String::from_utf8_lossy(reason));
         self.closed.send_if_modified(|c| {
             if c.is_none() {
                 *c = Some(why);
