@@ -628,31 +628,3 @@ fn policy_denial_and_approval() {
             &format!("openclaw: job {pending} denied by alice: not today\n"),
         );
 }
-
-#[test]
-fn approval_expires_and_self_approval_can_be_allowed() {
-    let mut lab = policy_lab("approval_timeout = \"2s\"");
-    lab.start_gateway();
-    let _g = lab.node_up("worker-gpu-01", "gpu", 0);
-    let id = lab.detach(&["--node", "worker-gpu-01", "--", "true"]);
-    let job = lab.wait_job(id, "expired", T);
-    assert!(
-        job["reason"]
-            .as_str()
-            .unwrap()
-            .contains("nobody approved it in time"),
-        "{job}"
-    );
-    // The requester may withdraw their own pending job.
-    let id = lab.detach(&["--node", "worker-gpu-01", "--", "true"]);
-    lab.admin(&["job", "deny", &id.to_string()]).ok();
-    let job = lab.job(id);
-    assert_eq!(job["state"], "denied");
-    assert!(
-        job["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("withdrawn by admin"),
-        "{job}"
-    );
-}

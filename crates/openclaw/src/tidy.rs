@@ -12,6 +12,7 @@
 //!   Slack and only wecom knows WeCom, proto and pki do no IO, the gateway
 //!   starts no process, only the node reads NVML, ring is the only crypto
 //!   provider (`layering`).
+//! * the gateway reads time only through its clock (`clock.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -307,6 +308,59 @@ fn with_text(paths: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
             (f, text)
         })
         .collect()
+}
+
+/// Where the gateway may read the system's clocks: its one clock.
+const GATEWAY_CLOCK: &str = "crates/gateway/src/clock.rs";
+
+/// Whether `line` reads a clock of the system (not tokio's paused one
+/// through `clock::Clock`).
+fn reads_the_system_clock(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or("");
+    [
+        "SystemTime::now",
+        "Instant::now",
+        "UNIX_EPOCH",
+        "unix_now()",
+    ]
+    .iter()
+    .any(|p| code.contains(p))
+}
+
+#[test]
+fn the_gateway_reads_time_only_through_its_clock() {
+    let files = rust_files("crates/gateway/src");
+    assert!(
+        files.iter().any(|f| f == GATEWAY_CLOCK),
+        "{GATEWAY_CLOCK} not found"
+    );
+    let mut bad = vec![];
+    for f in files.iter().filter(|f| *f != GATEWAY_CLOCK) {
+        for (n, line) in read(f).lines().enumerate() {
+            if reads_the_system_clock(line) {
+                bad.push(format!("{f}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the gateway reads time only through clock::Clock (shared.clock.now(), .unix()), so tests can pause it; see docs/ARCHITECTURE.md:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_check_for_clock_reads_can_fail() {
+    assert!(reads_the_system_clock("let t = std::time::Instant::now();"));
+    assert!(reads_the_system_clock("let t = Instant::now();"));
+    assert!(reads_the_system_clock(
+        "SystemTime::now().duration_since(UNIX_EPOCH)"
+    ));
+    assert!(!reads_the_system_clock(
+        "let t = shared.clock.now(); // not Instant::now()"
+    ));
+    assert!(reads_the_system_clock("let now = crate::unix_now();"));
+    assert!(!reads_the_system_clock("let now = shared.clock.unix();"));
 }
 
 #[test]

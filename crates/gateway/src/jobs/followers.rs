@@ -143,7 +143,7 @@ pub trait FollowSink: Send {
     -> impl Future<Output = Result<(), mesh::StreamError>> + Send;
 }
 
-impl FollowSink for quinn::SendStream {
+impl FollowSink for crate::link::SendHalf {
     async fn data(
         &mut self,
         stream: OutStream,

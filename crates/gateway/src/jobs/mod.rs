@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::peer::Peer;
 use crate::policy::{self, Action};
 use crate::routing::{self, NodeView, RouteError};
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::store::{JobRow, NodeState};
 
 /// Largest argv, all arguments together.
@@ -137,8 +137,8 @@ pub fn plan_digest(plan: &JobPlan) -> Result<String, ApiError> {
 /// What routing sees right now.
 fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
     let rows = shared.store.tx(|tx| tx.nodes())?;
-    let now = unix_now();
-    let instant = std::time::Instant::now();
+    let now = shared.clock.unix();
+    let instant = shared.clock.now();
     Ok(rows
         .into_iter()
         .map(|n| {
