@@ -363,6 +363,7 @@ pub fn node_info(
         connection,
         health,
         reason: health_reason,
+        ..
     } = shared.node_status(&n, instant);
     let telemetry = live.as_ref().and_then(|l| l.telemetry.clone());
     let remote_addr = match (n.state, live.as_ref().map(|l| l.remote)) {

@@ -25,6 +25,8 @@ pub struct NodeMeta {
     pub gpus_simulated: bool,
     /// Its job limit.
     pub max_jobs: u32,
+    /// The protocol of its hello (3 sends per-GPU health).
+    pub protocol: u32,
 }
 
 /// The GPUs a node claiming `claimed` may hand out under the confirmed
@@ -50,8 +52,27 @@ pub struct LiveMeta {
     pub max_jobs: u32,
     /// The latest heartbeat.
     pub telemetry: Option<Arc<Heartbeat>>,
+    /// Each GPU's health from the latest heartbeat (protocol 3; empty
+    /// for a protocol-2 node, whose GPUs count as healthy).
+    pub gpu_health: Arc<Vec<proto::GpuHealth>>,
     /// Remote address of the connection.
     pub remote: SocketAddr,
+}
+
+impl LiveMeta {
+    /// Confirmed GPUs that a new job may get: the first `gpus` reported,
+    /// less those whose node judged them unhealthy or MIG-enabled.
+    pub fn usable_gpus(&self) -> u32 {
+        let confirmed = usize::try_from(self.gpus).unwrap_or(usize::MAX);
+        let unusable = self
+            .gpu_health
+            .iter()
+            .take(confirmed)
+            .filter(|h| !h.usable())
+            .count();
+        self.gpus
+            .saturating_sub(u32::try_from(unusable).unwrap_or(u32::MAX))
+    }
 }
 
 /// One live node session.
@@ -62,6 +83,7 @@ struct Live {
     meta: NodeMeta,
     control: mpsc::Sender<ControlMsg>,
     telemetry: Option<Arc<Heartbeat>>,
+    gpu_health: Arc<Vec<proto::GpuHealth>>,
     /// Datagrams received on the connection, and when that was counted,
     /// while its heartbeat is late (see [`judge`]).
     probe: Option<(u64, Instant)>,
@@ -243,6 +265,7 @@ impl Registry {
             meta,
             control,
             telemetry: None,
+            gpu_health: Arc::default(),
             probe: None,
         };
         self.with(|m| m.insert(name.to_string(), live))
@@ -292,8 +315,15 @@ impl Registry {
     }
 
     /// Records a heartbeat (and its telemetry) on connection `conn_id`.
-    pub fn heartbeat(&self, name: &str, conn_id: usize, hb: Heartbeat) -> Option<HeartbeatSeen> {
+    pub fn heartbeat(
+        &self,
+        name: &str,
+        conn_id: usize,
+        hb: Heartbeat,
+        gpu_health: Vec<proto::GpuHealth>,
+    ) -> Option<HeartbeatSeen> {
         let hb = Arc::new(hb);
+        let gpu_health = Arc::new(gpu_health);
         // Only the node's current connection speaks for it: a replaced or
         // stray connection of the same certificate records nothing, not
         // even history.
@@ -302,6 +332,7 @@ impl Registry {
             let now = Instant::now();
             let gap = now.saturating_duration_since(std::mem::replace(&mut l.last_heartbeat, now));
             l.telemetry = Some(hb.clone());
+            l.gpu_health = gpu_health;
             l.probe = None;
             let addr = l.conn.remote_address();
             let moved = (addr != l.remote).then(|| (std::mem::replace(&mut l.remote, addr), addr));
@@ -320,11 +351,11 @@ impl Registry {
 
     /// The GPUs a node claimed in its hello, if connection `conn_id` is
     /// its current one.
-    pub fn claimed_gpus(&self, name: &str, conn_id: usize) -> Option<u32> {
+    pub fn claimed_gpus(&self, name: &str, conn_id: usize) -> Option<(u32, u32)> {
         self.with(|m| {
             m.get(name)
                 .filter(|l| l.conn.stable_id() == conn_id)
-                .map(|l| l.meta.gpus_claimed)
+                .map(|l| (l.meta.gpus_claimed, l.meta.protocol))
         })
     }
 
@@ -350,6 +381,7 @@ impl Registry {
                 gpus_simulated: l.meta.gpus_simulated,
                 max_jobs: l.meta.max_jobs,
                 telemetry: l.telemetry.clone(),
+                gpu_health: l.gpu_health.clone(),
                 remote: l.remote,
             })
         })

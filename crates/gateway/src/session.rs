@@ -255,7 +255,7 @@ async fn heartbeats(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let Some(claimed) = claimed else {
+    let Some((claimed, protocol)) = claimed else {
         close(
             &conn,
             CloseCode::Protocol,
@@ -265,10 +265,23 @@ async fn heartbeats(
     };
     let limit = proto::heartbeat_frame_limit(claimed);
     loop {
-        match mesh::read_frame::<Heartbeat>(&mut recv, limit).await {
+        // Protocol 3 adds each GPU's health after the protocol-2 heartbeat.
+        let read = if protocol >= 3 {
+            mesh::read_frame::<proto::HeartbeatV3>(&mut recv, limit).await
+        } else {
+            mesh::read_frame::<Heartbeat>(&mut recv, limit)
+                .await
+                .map(|hb| {
+                    hb.map(|beat| proto::HeartbeatV3 {
+                        beat,
+                        health: vec![],
+                    })
+                })
+        };
+        match read {
             Ok(Some(mut hb)) => {
                 hb.bound(claimed);
-                if let Some(seen) = shared.registry.heartbeat(&name, id, hb) {
+                if let Some(seen) = shared.registry.heartbeat(&name, id, hb.beat, hb.health) {
                     shared.metrics.heartbeat_gap(seen.gap);
                     if let Some((old, new)) = seen.moved {
                         tracing::info!(node = %name, %old, %new, "node's address changed; its session migrated (NAT rebinding or roaming)");
@@ -454,11 +467,12 @@ async fn node_control(
     mut recv: quinn::RecvStream,
 ) {
     let remote = conn.remote_address().to_string();
-    if hello.protocol != proto::PROTOCOL_VERSION {
+    if !proto::NODE_PROTOCOLS_SERVED.contains(&hello.protocol) {
         let msg = format!(
-            "node speaks protocol {} but the gateway speaks {}; upgrade the older side",
+            "node speaks protocol {} but the gateway speaks {} to {}; upgrade the older side",
             hello.protocol,
-            proto::PROTOCOL_VERSION
+            proto::NODE_PROTOCOLS_SERVED.start(),
+            proto::NODE_PROTOCOLS_SERVED.end()
         );
         let _ = mesh::write_frame(
             &mut send,
@@ -490,6 +504,7 @@ async fn node_control(
         gpus_claimed: hello.gpus.min(crate::registry::MAX_GPUS),
         gpus_simulated: hello.gpus_simulated,
         max_jobs: hello.max_jobs.clamp(1, 100_000),
+        protocol: hello.protocol,
     };
     // Now the node's current connection: its role's window, and one
     // stream per job it may run at once, plus its own.

@@ -308,6 +308,14 @@ pub struct NodeConfig {
     pub name: String,
     /// Gateway address, host:port.
     pub gateway: String,
+    /// The NVML library to load (default: the system's
+    /// `libnvidia-ml.so.1`), for a driver installed in an unusual place.
+    #[serde(default)]
+    pub nvml_lib: Option<String>,
+    /// Good GPU samples in a row before a GPU that was unhealthy (lost,
+    /// uncorrectable ECC errors) is offered to jobs again (default 3).
+    #[serde(default)]
+    pub gpu_recover_after: Option<u32>,
     /// Labels asked for at enrollment.
     #[serde(default)]
     pub labels: Vec<String>,

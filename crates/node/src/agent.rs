@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mesh::Home;
 use mesh::errors::{Refusal, refusal};
 use mesh::home::{NodeConfig, node_files};
-use proto::{CloseCode, ControlMsg, Heartbeat, NodeHello, Open};
+use proto::{CloseCode, ControlMsg, NodeHello, Open};
 
 use crate::NodeError;
 use crate::backoff::{Backoff, random_fraction};
@@ -33,6 +33,9 @@ pub struct AgentOptions {
     pub idle_timeout: Duration,
     /// Simulated GPUs to offer (for tests and the lab; labelled as simulated).
     pub simulate_gpus: u32,
+    /// The NVML library to load instead of the system's
+    /// `libnvidia-ml.so` (`--nvml-lib`; overrides `nvml_lib` in node.toml).
+    pub nvml_lib: Option<std::path::PathBuf>,
 }
 
 impl Default for AgentOptions {
@@ -42,6 +45,7 @@ impl Default for AgentOptions {
             backoff: Backoff::default(),
             idle_timeout: Duration::from_secs(3),
             simulate_gpus: 0,
+            nvml_lib: None,
         }
     }
 }
@@ -155,7 +159,12 @@ pub async fn run(
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
-    let (mut gpu_source, no_gpus) = crate::telemetry::detect(opts.simulate_gpus, &cfg.name);
+    let nvml_lib = opts
+        .nvml_lib
+        .clone()
+        .or_else(|| cfg.nvml_lib.as_ref().map(std::path::PathBuf::from));
+    let (mut gpu_source, no_gpus) =
+        crate::telemetry::detect(opts.simulate_gpus, &cfg.name, nvml_lib.as_deref());
     if let Some(why) = no_gpus {
         tracing::info!(node = %cfg.name, "{why}; this node reports no GPUs");
     }
@@ -227,6 +236,8 @@ pub async fn run(
         jobs: std::sync::Mutex::new(std::collections::HashMap::new()),
         spool_dir,
         gpu_source: std::sync::Mutex::new(gpu_source),
+        gpu_health: std::sync::Mutex::new(Default::default()),
+        gpu_recover_after: cfg.gpu_recover_after.unwrap_or(3).max(1),
         identity,
         tree,
         work_root: Arc::new(work_root),
@@ -502,10 +513,10 @@ fn classify(err: &quinn::ConnectionError) -> End {
 /// Sends a heartbeat every `interval` on `hb` (`beat` builds heartbeat
 /// number `seq`, from 1) until the stream fails. A late tick is not made
 /// up for: the next beat comes one interval after the late one.
-pub async fn send_heartbeats(
+pub async fn send_heartbeats<T: serde::Serialize>(
     hb: &mut quinn::SendStream,
     interval: Duration,
-    mut beat: impl FnMut(u64) -> Heartbeat,
+    mut beat: impl FnMut(u64) -> T,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -611,20 +622,27 @@ async fn session(
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
         let holders = ctx.gpus.holders();
         let running = ctx.running.load(std::sync::atomic::Ordering::Relaxed);
-        let mut beat = match ctx.gpu_source.lock() {
-            Ok(mut src) => crate::telemetry::heartbeat(
-                seq,
-                src.as_mut(),
-                &holders,
-                running,
-                loadavg.as_deref(),
-                meminfo.as_deref(),
-            ),
-            Err(_) => Heartbeat {
-                seq,
-                ..Default::default()
-            },
+        let (kind, sampled) = match ctx.gpu_source.lock() {
+            Ok(mut src) => (src.kind(), src.sample()),
+            Err(_) => ("none", Ok(vec![])),
         };
+        // Each GPU judged on its own reading; the pool stops handing out
+        // the unhealthy ones at once.
+        let health = match (&sampled, ctx.gpu_health.lock()) {
+            (Ok(samples), Ok(mut t)) => t.update(samples, ctx.gpu_recover_after),
+            _ => vec![],
+        };
+        ctx.gpus.set_health(&health);
+        let beat = crate::telemetry::heartbeat(
+            seq,
+            kind,
+            sampled,
+            &holders,
+            running,
+            loadavg.as_deref(),
+            meminfo.as_deref(),
+        );
+        let mut beat = proto::HeartbeatV3 { beat, health };
         // Within what the gateway's frame limit allows for our hello.
         beat.bound(claimed);
         beat

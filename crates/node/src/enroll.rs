@@ -368,6 +368,8 @@ fn store(
     NodeConfig {
         name: opts.name.clone(),
         gateway: gateway.to_string(),
+        nvml_lib: None,
+        gpu_recover_after: None,
         labels: labels.to_vec(),
         run_as: opts.run_as.clone(),
         allow_jobs_as_agent_user: opts.allow_jobs_as_agent_user,

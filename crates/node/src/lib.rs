@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod enroll;
+pub mod gpuhealth;
 pub mod jail;
 pub mod jobdir;
 pub mod keyrings;

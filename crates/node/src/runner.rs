@@ -38,6 +38,9 @@ pub struct GpuPool {
     total: u32,
     /// GPU index to the job holding it.
     busy: Mutex<BTreeMap<u32, u64>>,
+    /// GPUs no new job may get (unhealthy, or MIG enabled), from the
+    /// latest health judgement.
+    unusable: Mutex<std::collections::BTreeSet<u32>>,
 }
 
 /// GPUs held by one job; released on drop.
@@ -64,6 +67,7 @@ impl GpuPool {
         Arc::new(GpuPool {
             total,
             busy: Mutex::new(BTreeMap::new()),
+            unusable: Mutex::new(Default::default()),
         })
     }
 
@@ -72,11 +76,25 @@ impl GpuPool {
         self.total
     }
 
-    /// Takes the `n` lowest free GPUs for `job`, or none if fewer are free.
+    /// Sets each GPU's health (by index): unhealthy and MIG-enabled GPUs
+    /// go to no new job.
+    pub fn set_health(&self, health: &[proto::GpuHealth]) {
+        if let Ok(mut u) = self.unusable.lock() {
+            *u = (0u32..)
+                .zip(health)
+                .filter(|(_, h)| !h.usable())
+                .map(|(i, _)| i)
+                .collect();
+        }
+    }
+
+    /// Takes the `n` lowest free usable GPUs for `job`, or none if fewer
+    /// are free.
     pub fn take(self: &Arc<Self>, n: u32, job: u64) -> Option<GpuLease> {
+        let unusable = self.unusable.lock().ok()?.clone();
         let mut busy = self.busy.lock().ok()?;
         let free: Vec<u32> = (0..self.total)
-            .filter(|i| !busy.contains_key(i))
+            .filter(|i| !busy.contains_key(i) && !unusable.contains(i))
             .take(n as usize)
             .collect();
         if free.len() < n as usize {
@@ -116,6 +134,10 @@ pub struct RunContext {
     pub spool_dir: PathBuf,
     /// Where GPU telemetry comes from.
     pub gpu_source: Mutex<Box<dyn crate::telemetry::GpuSource>>,
+    /// Each GPU's health, judged on every sample.
+    pub gpu_health: Mutex<crate::gpuhealth::Tracker>,
+    /// Good samples in a row before an unhealthy GPU is offered again.
+    pub gpu_recover_after: u32,
     /// Who jobs run as (decided at start).
     pub identity: crate::jail::Identity,
     /// How a job's processes are found and killed.

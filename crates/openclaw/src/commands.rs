@@ -493,10 +493,12 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::Run {
             gateway,
             simulate_gpus,
+            nvml_lib,
         }) => {
             let opts = node::agent::AgentOptions {
                 gateway,
                 simulate_gpus,
+                nvml_lib,
                 ..Default::default()
             };
             node::agent::run(&home, opts, terminated(), |_| {}).await?;

@@ -473,17 +473,17 @@ fn node_checks(home: &Home, findings: &mut Vec<Finding>) {
             "fix the key it names, or enroll again",
         )),
     }
-    match node::telemetry::NvmlGpus::open() {
+    let lib = mesh::home::NodeConfig::load(home)
+        .ok()
+        .and_then(|c| c.nvml_lib)
+        .or_else(|| std::env::var("OPENCLAW_NVML_LIB").ok())
+        .map(std::path::PathBuf::from);
+    match node::telemetry::NvmlGpus::open(lib.as_deref()) {
         Ok(mut g) => {
             use node::telemetry::GpuSource as _;
-            let names: Vec<String> = g
-                .sample()
-                .map(|s| s.into_iter().map(|x| x.name).collect())
-                .unwrap_or_default();
-            findings.push(ok(
-                "gpu",
-                format!("NVML sees {} GPU(s): {}", g.count(), names.join(", ")),
-            ));
+            let (driver, nvml) = g.versions();
+            let samples = g.sample().unwrap_or_default();
+            findings.extend(gpu_findings(driver, nvml, &samples));
         }
         Err(e) => findings.push(warn(
             "gpu",
@@ -491,6 +491,60 @@ fn node_checks(home: &Home, findings: &mut Vec<Finding>) {
             "on a GPU machine install the NVIDIA driver (nvidia-smi must work); on a CPU node ignore this",
         )),
     }
+}
+
+/// What `doctor` says about a node's GPUs: the driver and NVML versions,
+/// then each GPU's health (as the agent judges one reading) and
+/// persistence mode, with what to do about each problem. Pure.
+fn gpu_findings(
+    driver: Option<String>,
+    nvml: Option<String>,
+    samples: &[node::telemetry::GpuSample],
+) -> Vec<Finding> {
+    let v = |x: Option<String>| x.unwrap_or_else(|| "–".into());
+    let mut out = vec![ok(
+        "gpu",
+        format!(
+            "NVML sees {} GPU(s); driver {}, NVML {}",
+            samples.len(),
+            v(driver),
+            v(nvml)
+        ),
+    )];
+    for s in samples {
+        let what = format!(
+            "GPU {} {} ({})",
+            s.index,
+            if s.name.is_empty() { "–" } else { &s.name },
+            if s.uuid.is_empty() { "–" } else { &s.uuid }
+        );
+        if let Some(why) = node::gpuhealth::problem(s) {
+            let fix = if s.lost.is_some() {
+                "the GPU fell off the bus: drain the node, check 'dmesg' for Xid errors, reset the GPU                  ('nvidia-smi -r -i N') or reboot; jobs are not given it meanwhile"
+            } else {
+                "drain the node and reset the GPU ('nvidia-smi -r -i N'); if the errors come back, replace it"
+            };
+            out.push(fail("gpu", format!("{what} is unhealthy: {why}"), fix));
+            continue;
+        }
+        if s.mig == Some(true) {
+            out.push(warn(
+                "gpu",
+                format!("{what} has MIG enabled: it is not handed out as a whole GPU"),
+                "disable MIG ('nvidia-smi -i N -mig 0') to offer it whole",
+            ));
+        }
+        match s.persistence {
+            Some(true) => out.push(ok("gpu", format!("{what} healthy, persistence mode on"))),
+            Some(false) => out.push(warn(
+                "gpu",
+                format!("{what} healthy, persistence mode off"),
+                "turn it on ('nvidia-smi -pm 1' or nvidia-persistenced), or each job pays the driver's start-up",
+            )),
+            None => out.push(ok("gpu", format!("{what} healthy, persistence mode –"))),
+        }
+    }
+    out
 }
 
 async fn gateway_contact(home: &Home, findings: &mut Vec<Finding>) {

@@ -434,7 +434,9 @@ pub unsafe extern "C" fn nvmlDeviceGetName(
     length: c_uint,
 ) -> u32 {
     // SAFETY: the caller's promise, passed on.
-    with_device(device, Call::Name, |d| unsafe { put_str(name, length, &d.name) })
+    with_device(device, Call::Name, |d| unsafe {
+        put_str(name, length, &d.name)
+    })
 }
 
 /// `nvmlDeviceGetUUID`.
@@ -448,7 +450,9 @@ pub unsafe extern "C" fn nvmlDeviceGetUUID(
     length: c_uint,
 ) -> u32 {
     // SAFETY: the caller's promise, passed on.
-    with_device(device, Call::Uuid, |d| unsafe { put_str(uuid, length, &d.uuid) })
+    with_device(device, Call::Uuid, |d| unsafe {
+        put_str(uuid, length, &d.uuid)
+    })
 }
 
 /// `nvmlMemory_v2_t`.
@@ -572,7 +576,9 @@ pub unsafe extern "C" fn nvmlDeviceGetTemperature(
         return code::INVALID_ARGUMENT;
     }
     // SAFETY: the caller's promise, passed on.
-    with_device(device, Call::Temperature, |d| unsafe { put(temp, d.temp_c) })
+    with_device(device, Call::Temperature, |d| unsafe {
+        put(temp, d.temp_c)
+    })
 }
 
 /// `nvmlDeviceGetTotalEccErrors`: error type 0 corrected, 1 uncorrected;
@@ -628,7 +634,10 @@ pub unsafe extern "C" fn nvmlDeviceGetMigMode(
 /// # Safety
 /// `mode` is null or valid for a write of one `c_uint`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetPersistenceMode(device: *mut c_void, mode: *mut c_uint) -> u32 {
+pub unsafe extern "C" fn nvmlDeviceGetPersistenceMode(
+    device: *mut c_void,
+    mode: *mut c_uint,
+) -> u32 {
     // SAFETY: the caller's promise, passed on.
     with_device(device, Call::Persistence, |d| unsafe {
         put(mode, c_uint::from(d.persistence))

@@ -35,17 +35,26 @@ fn answers_from_the_description_and_its_faults() {
     write(&path, &desc).unwrap();
     let mut n: c_uint = 0;
     // SAFETY: a valid out-pointer.
-    assert_eq!(unsafe { nvmlDeviceGetCount_v2(&mut n) }, code::UNINITIALIZED);
+    assert_eq!(
+        unsafe { nvmlDeviceGetCount_v2(&mut n) },
+        code::UNINITIALIZED
+    );
     assert_eq!(nvmlInit_v2(), code::SUCCESS);
     // SAFETY: a valid out-pointer, then a null one.
     unsafe {
         assert_eq!(nvmlDeviceGetCount_v2(&mut n), code::SUCCESS);
-        assert_eq!(nvmlDeviceGetCount_v2(std::ptr::null_mut()), code::INVALID_ARGUMENT);
+        assert_eq!(
+            nvmlDeviceGetCount_v2(std::ptr::null_mut()),
+            code::INVALID_ARGUMENT
+        );
     }
     assert_eq!(n, 2);
     let mut h: *mut c_void = std::ptr::null_mut();
     // SAFETY: a valid out-pointer.
-    assert_eq!(unsafe { nvmlDeviceGetHandleByIndex_v2(0, &mut h) }, code::SUCCESS);
+    assert_eq!(
+        unsafe { nvmlDeviceGetHandleByIndex_v2(0, &mut h) },
+        code::SUCCESS
+    );
     // SAFETY: as above.
     assert_eq!(
         unsafe { nvmlDeviceGetHandleByIndex_v2(2, &mut h) },
@@ -65,7 +74,10 @@ fn answers_from_the_description_and_its_faults() {
         ..MemoryV2::default()
     };
     // SAFETY: a valid out-pointer.
-    assert_eq!(unsafe { nvmlDeviceGetMemoryInfo_v2(h, &mut mem) }, code::SUCCESS);
+    assert_eq!(
+        unsafe { nvmlDeviceGetMemoryInfo_v2(h, &mut mem) },
+        code::SUCCESS
+    );
     assert_eq!((mem.total, mem.used), (80 << 30, 1 << 30));
     mem.version = 1;
     // SAFETY: as above.
@@ -84,7 +96,10 @@ fn answers_from_the_description_and_its_faults() {
     // SAFETY: valid out-pointers.
     unsafe {
         assert_eq!(nvmlDeviceGetTemperature(h, 0, &mut t), code::NOT_SUPPORTED);
-        assert_eq!(nvmlDeviceGetTotalEccErrors(h, 1, 0, &mut ecc), code::SUCCESS);
+        assert_eq!(
+            nvmlDeviceGetTotalEccErrors(h, 1, 0, &mut ecc),
+            code::SUCCESS
+        );
     }
     assert_eq!(ecc, 3);
     desc.devices[0].faults.insert(Call::All, Fault::GpuIsLost);

@@ -140,14 +140,16 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
     Ok(rows
         .into_iter()
         .map(|n| {
-            let crate::shared::NodeStatus { live, health, .. } = shared.node_status(&n, instant);
+            let crate::shared::NodeStatus { live, routable, .. } = shared.node_status(&n, instant);
             let (gpus_busy, running) = shared.jobs.load(&n.name);
             NodeView {
                 state: n.state,
                 connected: live.is_some(),
-                healthy: health == "healthy",
+                healthy: routable,
                 labels: n.labels,
-                gpus_total: live.as_ref().map(|l| l.gpus).unwrap_or(0),
+                // Only GPUs a job may get: unhealthy and MIG-enabled ones
+                // are not offered.
+                gpus_total: live.as_ref().map(|l| l.usable_gpus()).unwrap_or(0),
                 gpu_cap: crate::registry::capped_gpus(crate::registry::MAX_GPUS, n.max_gpus),
                 gpus_busy,
                 running,
