@@ -12,6 +12,7 @@ mod bad_input;
 mod chat;
 mod dashboard;
 mod fanout;
+mod gpu;
 mod ha;
 mod install;
 mod job_life;

@@ -133,14 +133,18 @@ pub fn gpu_line(id: u64, gpus: &[GpuTelemetry], m: &dyn Markup) -> Option<String
         .iter()
         .filter(|g| g.job == Some(id))
         .map(|g| {
+            // Unknown (NVML does not support it) is "–", never 0.
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             format!(
-                "GPU {} {}: {}% util, {:.1}/{:.1} GiB, {}°C",
+                "GPU {} {}: {} util, {} GiB, {}",
                 g.index,
                 m.escape(&g.name),
-                g.util_pct,
-                g.mem_used as f64 / (1u64 << 30) as f64,
-                g.mem_total as f64 / (1u64 << 30) as f64,
-                g.temp_c
+                g.util().map_or_else(|| "–".into(), |u| format!("{u}%")),
+                g.mem().map_or_else(
+                    || "–".into(),
+                    |(u, t)| format!("{:.1}/{:.1}", gib(u), gib(t))
+                ),
+                g.temp().map_or_else(|| "–".into(), |c| format!("{c}°C")),
             )
         })
         .collect();

@@ -238,9 +238,13 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
                             if g.simulated { " (simulated)" } else { "" }
                         ),
                         shown(&g.uuid),
-                        format!("{} / {}", gib(g.mem_used), gib(g.mem_total)),
-                        format!("{}%", g.util_pct),
-                        format!("{}°C", g.temp_c),
+                        // Unknown (NVML does not support it) is "–", never 0.
+                        g.mem().map_or_else(
+                            || "–".into(),
+                            |(u, t)| format!("{} / {}", gib(u), gib(t)),
+                        ),
+                        g.util().map_or_else(|| "–".into(), |u| format!("{u}%")),
+                        g.temp().map_or_else(|| "–".into(), |c| format!("{c}°C")),
                         g.job
                             .map(|j| format!("job {j}"))
                             .unwrap_or_else(|| "free".into()),

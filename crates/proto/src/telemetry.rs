@@ -211,17 +211,49 @@ pub struct LabSummary {
 /// Most nodes one `NodeHistory` call may ask about.
 pub const MAX_HISTORY_NODES: usize = 200;
 
-/// One GPU in a telemetry sample.
+/// One GPU in a telemetry sample. An unknown reading is the field's
+/// maximum ([`u8::MAX`], [`u32::MAX`]), read as `None` through
+/// [`GpuPoint::util`], [`GpuPoint::temp`] and [`GpuPoint::mem_mib`];
+/// sparklines leave a gap there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuPoint {
     /// GPU index.
     pub index: u32,
-    /// Utilisation, percent.
+    /// Utilisation, percent (255: unknown).
     pub util_pct: u8,
-    /// Temperature, degrees Celsius (255: that or hotter).
+    /// Temperature, degrees Celsius (254: that or hotter; 255: unknown).
     pub temp_c: u8,
-    /// Memory in use, MiB.
+    /// Memory in use, MiB (`u32::MAX`: unknown).
     pub mem_used_mib: u32,
+}
+
+impl GpuPoint {
+    /// The point of a GPU reading; unknown stays unknown.
+    pub fn of(g: &GpuTelemetry) -> GpuPoint {
+        GpuPoint {
+            index: g.index,
+            util_pct: g.util().map_or(u8::MAX, |u| u.min(100) as u8),
+            temp_c: g.temp().map_or(u8::MAX, |c| c.min(254) as u8),
+            mem_used_mib: g.mem().map_or(u32::MAX, |m| {
+                u32::try_from(m.0 >> 20).unwrap_or(u32::MAX - 1)
+            }),
+        }
+    }
+
+    /// Utilisation, if known.
+    pub fn util(&self) -> Option<u32> {
+        (self.util_pct != u8::MAX).then_some(u32::from(self.util_pct))
+    }
+
+    /// Temperature, if known.
+    pub fn temp(&self) -> Option<u32> {
+        (self.temp_c != u8::MAX).then_some(u32::from(self.temp_c))
+    }
+
+    /// Memory in use, MiB, if known.
+    pub fn mem_mib(&self) -> Option<u32> {
+        (self.mem_used_mib != u32::MAX).then_some(self.mem_used_mib)
+    }
 }
 
 /// A node's GPUs at one moment.

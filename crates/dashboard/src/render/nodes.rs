@@ -78,8 +78,16 @@ fn util_cell(n: &NodeInfo) -> String {
     if g.is_empty() {
         return "-".into();
     }
-    let sum: u64 = g.iter().map(|g| u64::from(g.util_pct.min(100))).sum();
-    format!("{} %", sum / g.len() as u64)
+    // The mean of the known readings; "–" when none is known.
+    let known: Vec<u64> = g
+        .iter()
+        .filter_map(|g| g.util())
+        .map(|u| u64::from(u.min(100)))
+        .collect();
+    if known.is_empty() {
+        return "–".into();
+    }
+    format!("{} %", known.iter().sum::<u64>() / known.len() as u64)
 }
 
 fn load_cell(n: &NodeInfo) -> String {
@@ -157,7 +165,11 @@ pub fn nodes(page: &[NodeInfo], now: u64, next: Option<&str>) -> String {
 }
 
 /// A series of one GPU's history: `f` of each sample that has it.
-fn series(hist: Option<&NodeHistory>, index: u32, f: impl Fn(&proto::GpuPoint) -> u32) -> Vec<u32> {
+fn series(
+    hist: Option<&NodeHistory>,
+    index: u32,
+    f: impl Fn(&proto::GpuPoint) -> Option<u32>,
+) -> Vec<Option<u32>> {
     hist.map(|h| {
         h.samples
             .iter()
@@ -186,14 +198,21 @@ fn gpu_card(
     // The history (a sample every 15 s or so), then the latest heartbeat
     // at "now", so a chart ends where the number beside it says.
     let span_secs = history_span(hist, now);
-    let mut util = series(hist, g.index, |p| u32::from(p.util_pct));
-    util.push(g.util_pct);
-    let mut temp = series(hist, g.index, |p| u32::from(p.temp_c));
-    temp.push(g.temp_c);
-    let mut mem = series(hist, g.index, |p| p.mem_used_mib);
-    mem.push(u32::try_from(g.mem_used >> 20).unwrap_or(u32::MAX));
-    let total_mib = u32::try_from(g.mem_total >> 20).unwrap_or(u32::MAX);
-    let mem_top = bytes(g.mem_total);
+    // Unknown readings (NVML does not support them) are gaps and "–".
+    let mut util = series(hist, g.index, proto::GpuPoint::util);
+    util.push(g.util());
+    let mut temp = series(hist, g.index, proto::GpuPoint::temp);
+    temp.push(g.temp());
+    let mut mem = series(hist, g.index, proto::GpuPoint::mem_mib);
+    mem.push(
+        g.mem()
+            .map(|m| u32::try_from(m.0 >> 20).unwrap_or(u32::MAX)),
+    );
+    let total_mib = g
+        .mem()
+        .map_or(0, |m| u32::try_from(m.1 >> 20).unwrap_or(u32::MAX));
+    let mem_top = g.mem().map_or_else(|| "–".into(), |m| bytes(m.1));
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "–".into());
     let holder = match g.job {
         Some(id) => match holders.get(&id) {
             Some(j) => format!(
@@ -238,8 +257,8 @@ fn gpu_card(
         idx = g.index,
         model = esc(&g.name),
         sim = if g.simulated { " (simulated)" } else { "" },
-        used = bytes(g.mem_used),
-        total = bytes(g.mem_total),
+        used = dash(g.mem().map(|m| bytes(m.0))),
+        total = mem_top,
         mem_svg = sparkline(
             &mem,
             &Scale {
@@ -250,9 +269,9 @@ fn gpu_card(
             },
             "memory in use"
         ),
-        util_now = g.util_pct,
+        util_now = dash(g.util().map(|u| u.to_string())),
         util_svg = sparkline(&util, &pct, "utilisation"),
-        temp_now = g.temp_c,
+        temp_now = dash(g.temp().map(|c| c.to_string())),
         temp_svg = sparkline(
             &temp,
             &Scale {

@@ -1,0 +1,170 @@
+//! GPUs as they really fail, through the real NVML code path: a node
+//! agent loads the stand-in libnvidia-ml (`crates/testnvml`) with
+//! `node run --nvml-lib`, and the test changes what it answers while the
+//! agent runs: a GPU lost, ECC errors, NOT_SUPPORTED fields, recovery.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use testkit::{Lab, wait_until};
+use testnvml::{Call, Description, Device, Fault};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The stand-in library, built next to this test binary (a dev-dependency).
+fn testnvml_lib() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    let lib = dir.join("libtestnvml.so");
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
+/// A lab with short heartbeats and one node on the stand-in NVML, which
+/// needs 2 good samples in a row to offer a GPU again.
+fn lab_with_nvml(desc: &Description) -> (Lab, PathBuf, testkit::Proc) {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        assert!(cfg.contains("heartbeat_interval = \"1s\""), "{cfg}");
+        *cfg = cfg.replace(
+            "heartbeat_interval = \"1s\"",
+            "heartbeat_interval = \"200ms\"",
+        );
+    });
+    lab.start_gateway();
+    let home = lab.enroll("gpu-a", "gpu");
+    let toml = home.join("node.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("gpu_recover_after = 2\n{text}")).unwrap();
+    let json = lab.dir().join("nvml.json");
+    testnvml::write(&json, desc).unwrap();
+    let lib = testnvml_lib();
+    let node = lab.spawn_env(
+        &home,
+        &["node", "run", "--nvml-lib", lib.to_str().unwrap()],
+        &[(testnvml::CONFIG_ENV, json.as_path())],
+    );
+    lab.wait_node("gpu-a", "connected", WAIT);
+    (lab, json, node)
+}
+
+fn two_h100s() -> Description {
+    Description {
+        devices: vec![Device::h100(0), Device::h100(1)],
+        ..Description::default()
+    }
+}
+
+/// Waits until the node's health and reason satisfy `ok`.
+fn wait_health(lab: &Lab, what: &str, ok: impl Fn(&str, &str) -> bool) -> serde_json::Value {
+    wait_until(WAIT, what, || {
+        let n = lab.node("gpu-a")?;
+        let health = n["health"].as_str().unwrap_or("").to_string();
+        let reason = n["health_reason"].as_str().unwrap_or("").to_string();
+        ok(&health, &reason).then_some(n)
+    })
+}
+
+/// The GPUs a one-GPU job on gpu-a is given.
+fn gpus_of_a_job(lab: &Lab, gpus: &str) -> String {
+    let out = lab
+        .run_job(&[
+            "--node",
+            "gpu-a",
+            "--gpus",
+            gpus,
+            "--",
+            "sh",
+            "-c",
+            "echo visible=$CUDA_VISIBLE_DEVICES",
+        ])
+        .ok();
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("visible="))
+        .unwrap_or_else(|| panic!("no CUDA_VISIBLE_DEVICES in {:?}", out.stdout))
+        .to_string()
+}
+
+fn set(json: &Path, desc: &Description) {
+    testnvml::write(json, desc).unwrap();
+}
+
+#[test]
+fn a_lost_gpu_is_not_handed_out_and_the_other_keeps_serving() {
+    let mut desc = two_h100s();
+    let (lab, json, _node) = lab_with_nvml(&desc);
+    wait_until(WAIT, "two NVML GPUs", || {
+        let n = lab.node("gpu-a")?;
+        (n["gpus"].as_array()?.len() == 2 && n["gpu_source"] == "nvml").then_some(())
+    });
+    assert_eq!(gpus_of_a_job(&lab, "1"), "0");
+
+    // GPU 0 falls off the bus: every call on it answers GPU_IS_LOST.
+    desc.devices[0].faults.insert(Call::All, Fault::GpuIsLost);
+    set(&json, &desc);
+    let n = wait_health(&lab, "GPU 0 lost", |h, r| {
+        h == "degraded" && r.contains("GPU 0 lost")
+    });
+    // The other GPU is still reported, and still served.
+    let gpus = n["gpus"].as_array().unwrap();
+    assert_eq!(gpus.len(), 2, "{n}");
+    assert_eq!(gpus[1]["name"], "NVIDIA H100 80GB HBM3");
+    assert_eq!(gpus[0]["temp_c"], serde_json::Value::Null, "{n}");
+    assert_eq!(gpus_of_a_job(&lab, "1"), "1");
+    // Two GPUs are no longer there to give.
+    let out = lab.run_job(&["--node", "gpu-a", "--gpus", "2", "--", "true"]);
+    assert_ne!(out.code, 0, "{out:?}");
+
+    // It comes back only after 2 good samples in a row.
+    desc.devices[0].faults.clear();
+    set(&json, &desc);
+    wait_health(&lab, "GPU 0 recovering", |h, r| {
+        h == "degraded" && r.contains("recovering")
+    });
+    wait_health(&lab, "GPU 0 back", |h, _| h == "healthy");
+    assert_eq!(gpus_of_a_job(&lab, "2"), "0,1");
+}
+
+#[test]
+fn ecc_errors_and_unsupported_fields() {
+    let mut desc = two_h100s();
+    // GPU 1's temperature and utilisation are not supported (as under MIG
+    // and on some boards): unknown, not zero.
+    desc.devices[1]
+        .faults
+        .insert(Call::Temperature, Fault::NotSupported);
+    desc.devices[1]
+        .faults
+        .insert(Call::Utilization, Fault::NotSupported);
+    let (lab, json, _node) = lab_with_nvml(&desc);
+    let n = wait_until(WAIT, "two NVML GPUs", || {
+        let n = lab.node("gpu-a")?;
+        (n["gpus"].as_array()?.len() == 2).then_some(n)
+    });
+    assert_eq!(n["health"], "healthy", "{n}");
+    let g1 = &n["gpus"][1];
+    assert_eq!(g1["temp_c"], serde_json::Value::Null, "{n}");
+    assert_eq!(g1["util_pct"], serde_json::Value::Null, "{n}");
+    assert_eq!(n["gpus"][0]["temp_c"], 35, "{n}");
+    let show = lab.admin(&["node", "show", "gpu-a"]).ok();
+    let row = show
+        .stdout
+        .lines()
+        .find(|l| l.contains("GPU-7e57a100-0000-4000-8000-000000000001"))
+        .unwrap_or_else(|| panic!("no GPU 1 row in {}", show.stdout));
+    assert!(row.contains('–') && !row.contains("0°C"), "{row}");
+
+    // Uncorrectable ECC errors on GPU 0: unhealthy, with the reason; jobs get GPU 1.
+    desc.devices[0].ecc_uncorrected_volatile = 4;
+    set(&json, &desc);
+    wait_health(&lab, "GPU 0 ECC", |h, r| {
+        h == "degraded" && r.contains("GPU 0 has 4 volatile uncorrectable ECC")
+    });
+    assert_eq!(gpus_of_a_job(&lab, "1"), "1");
+    // A reset clears the volatile count: back after good samples.
+    desc.devices[0].ecc_uncorrected_volatile = 0;
+    set(&json, &desc);
+    wait_health(&lab, "GPU 0 back", |h, _| h == "healthy");
+    assert_eq!(gpus_of_a_job(&lab, "1"), "0");
+}
