@@ -60,18 +60,25 @@ pub struct LiveMeta {
 }
 
 impl LiveMeta {
-    /// Confirmed GPUs that a new job may get: the first `gpus` reported,
-    /// less those whose node judged them unhealthy or MIG-enabled.
-    pub fn usable_gpus(&self) -> u32 {
+    /// Confirmed GPUs (the first `gpus` reported) that no job holds and
+    /// whose node judged them unhealthy or MIG-enabled: not free for a
+    /// new job. (One a job holds already counts as busy.)
+    pub fn unusable_idle_gpus(&self) -> u32 {
         let confirmed = usize::try_from(self.gpus).unwrap_or(usize::MAX);
-        let unusable = self
+        let held = |i: usize| {
+            self.telemetry
+                .as_ref()
+                .and_then(|t| t.gpus.get(i))
+                .is_some_and(|g| g.job.is_some())
+        };
+        let n = self
             .gpu_health
             .iter()
             .take(confirmed)
-            .filter(|h| !h.usable())
+            .enumerate()
+            .filter(|(i, h)| !h.usable() && !held(*i))
             .count();
-        self.gpus
-            .saturating_sub(u32::try_from(unusable).unwrap_or(u32::MAX))
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
 

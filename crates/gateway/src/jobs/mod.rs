@@ -147,9 +147,9 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
                 connected: live.is_some(),
                 healthy: routable,
                 labels: n.labels,
-                // Only GPUs a job may get: unhealthy and MIG-enabled ones
-                // are not offered.
-                gpus_total: live.as_ref().map(|l| l.usable_gpus()).unwrap_or(0),
+                gpus_total: live.as_ref().map(|l| l.gpus).unwrap_or(0),
+                // Unhealthy and MIG-enabled GPUs are not offered.
+                gpus_unusable: live.as_ref().map(|l| l.unusable_idle_gpus()).unwrap_or(0),
                 gpu_cap: crate::registry::capped_gpus(crate::registry::MAX_GPUS, n.max_gpus),
                 gpus_busy,
                 running,
