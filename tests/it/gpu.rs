@@ -24,6 +24,11 @@ fn testnvml_lib() -> PathBuf {
 /// A lab with short heartbeats and one node on the stand-in NVML, which
 /// needs 2 good samples in a row to offer a GPU again.
 fn lab_with_nvml(desc: &Description) -> (Lab, PathBuf, testkit::Proc) {
+    lab_with_nvml_grace(desc, "60s")
+}
+
+/// [`lab_with_nvml`], with `gpu_fail_grace` set.
+fn lab_with_nvml_grace(desc: &Description, grace: &str) -> (Lab, PathBuf, testkit::Proc) {
     let mut lab = Lab::with_config(BIN, |cfg| {
         assert!(cfg.contains("heartbeat_interval = \"1s\""), "{cfg}");
         *cfg = cfg.replace(
@@ -35,7 +40,11 @@ fn lab_with_nvml(desc: &Description) -> (Lab, PathBuf, testkit::Proc) {
     let home = lab.enroll("gpu-a", "gpu");
     let toml = home.join("node.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, format!("gpu_recover_after = 2\n{text}")).unwrap();
+    std::fs::write(
+        &toml,
+        format!("gpu_recover_after = 2\ngpu_fail_grace = \"{grace}\"\n{text}"),
+    )
+    .unwrap();
     let json = lab.dir().join("nvml.json");
     testnvml::write(&json, desc).unwrap();
     let lib = testnvml_lib();
@@ -168,4 +177,54 @@ fn ecc_errors_and_unsupported_fields() {
     set(&json, &desc);
     wait_health(&lab, "GPU 0 back", |h, _| h == "healthy");
     assert_eq!(gpus_of_a_job(&lab, "1"), "0");
+}
+
+#[test]
+fn a_job_whose_gpu_is_lost_is_told_then_failed_and_names_its_gpus() {
+    let mut desc = two_h100s();
+    let (lab, json, _node) = lab_with_nvml_grace(&desc, "4s");
+    wait_until(WAIT, "two NVML GPUs", || {
+        (lab.node("gpu-a")?["gpus"].as_array()?.len() == 2).then_some(())
+    });
+    let id = lab.detach(&["--node", "gpu-a", "--gpus", "1", "--", "sleep", "60"]);
+    let j = lab.wait_job(id, "running", WAIT);
+    // The job records which physical GPU it holds.
+    let held = wait_until(WAIT, "the job's GPUs recorded", || {
+        let out = lab.admin(&["job", "show", &id.to_string(), "--json"]).ok();
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        let g = v["gpus_held"].as_array()?.clone();
+        (!g.is_empty()).then_some(g)
+    });
+    assert_eq!(held.len(), 1, "{j}");
+    assert_eq!(held[0]["index"], 0);
+    assert_eq!(held[0]["uuid"], Device::h100(0).uuid);
+    assert_eq!(held[0]["name"], "NVIDIA H100 80GB HBM3");
+    let show = lab.admin(&["job", "show", &id.to_string()]).ok();
+    assert!(
+        show.stdout
+            .contains("GPU 0 NVIDIA H100 80GB HBM3 (GPU-7e57a100-0000-4000-8000-000000000000)"),
+        "{}",
+        show.stdout
+    );
+
+    desc.devices[0].faults.insert(Call::All, Fault::GpuIsLost);
+    set(&json, &desc);
+    // Told while it still runs...
+    let told = wait_until(WAIT, "the job told of its GPU", || {
+        let j = lab.job(id);
+        let r = j["reason"].as_str().unwrap_or("").to_string();
+        r.contains("GPU 0 (GPU-7e57a100-0000-4000-8000-000000000000) lost")
+            .then_some(j)
+    });
+    assert_eq!(told["state"], "running", "{told}");
+    // ... meanwhile new jobs get the other GPU ...
+    assert_eq!(gpus_of_a_job(&lab, "1"), "1");
+    // ... then failed with the reason after the grace.
+    let j = lab.wait_job(id, "failed", WAIT);
+    let reason = j["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("GPU 0 (GPU-7e57a100-0000-4000-8000-000000000000) lost")
+            && reason.contains("stopped after a grace of 4s"),
+        "{j}"
+    );
 }

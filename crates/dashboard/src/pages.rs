@@ -262,7 +262,23 @@ pub(crate) async fn job(
     } else {
         None
     };
-    let body = render::job(&j, held.as_deref(), &app.csrf, unix_now());
+    // Which physical GPUs it held (an older gateway answers an error).
+    let hardware = if j.gpus > 0 {
+        match app
+            .gw
+            .call(Request::JobGpus {
+                id,
+                on_behalf_of: None,
+            })
+            .await
+        {
+            Ok(ApiResponse::JobGpus(g)) => g,
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    let body = render::job(&j, held.as_deref(), &hardware, &app.csrf, unix_now());
     reply(&app, &h, &format!("Job {id}"), "/jobs", false, body)
 }
 

@@ -126,6 +126,9 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::JobShow { id, on_behalf_of } => {
             jobs::show(shared, peer, id, on_behalf_of.as_deref()).map(Response::Job)
         }
+        Request::JobGpus { id, on_behalf_of } => {
+            jobs::gpus_held(shared, peer, id, on_behalf_of.as_deref()).map(Response::JobGpus)
+        }
         Request::JobList {
             limit,
             before,

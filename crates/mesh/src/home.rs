@@ -316,6 +316,11 @@ pub struct NodeConfig {
     /// uncorrectable ECC errors) is offered to jobs again (default 3).
     #[serde(default)]
     pub gpu_recover_after: Option<u32>,
+    /// How long a running job whose GPU failed (lost, uncorrectable ECC)
+    /// may go on before it is failed with the reason (default `60s`): time
+    /// to write a checkpoint. The job's page and chat message say so at once.
+    #[serde(default)]
+    pub gpu_fail_grace: Option<String>,
     /// Labels asked for at enrollment.
     #[serde(default)]
     pub labels: Vec<String>,

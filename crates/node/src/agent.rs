@@ -228,6 +228,13 @@ pub async fn run(
             ),
         }
     }
+    // A job whose GPU failed runs on this long (to save a checkpoint, or
+    // end by itself), then fails with the reason.
+    let gpu_fail_grace = match cfg.gpu_fail_grace.as_deref() {
+        None => Duration::from_secs(60),
+        Some(t) => proto::duration::parse(t)
+            .map_err(|e| NodeError::Home(format!("node.toml: gpu_fail_grace: {e}")))?,
+    };
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
@@ -238,6 +245,8 @@ pub async fn run(
         gpu_source: std::sync::Mutex::new(gpu_source),
         gpu_health: std::sync::Mutex::new(Default::default()),
         gpu_recover_after: cfg.gpu_recover_after.unwrap_or(3).max(1),
+        gpu_fail_grace,
+        gpu_ids: std::sync::Mutex::new(Vec::new()),
         identity,
         tree,
         work_root: Arc::new(work_root),
@@ -632,7 +641,21 @@ async fn session(
             (Ok(samples), Ok(mut t)) => t.update(samples, ctx.gpu_recover_after),
             _ => vec![],
         };
+        if let (Ok(samples), Ok(mut ids)) = (&sampled, ctx.gpu_ids.lock()) {
+            for s in samples {
+                let i = s.index as usize;
+                if i < ids.len() {
+                    // A lost GPU answers nothing: keep what it was.
+                    if !s.uuid.is_empty() {
+                        ids[i] = (s.uuid.clone(), s.name.clone());
+                    }
+                } else if i == ids.len() {
+                    ids.push((s.uuid.clone(), s.name.clone()));
+                }
+            }
+        }
         ctx.gpus.set_health(&health);
+        ctx.check_jobs_gpus(&health);
         let beat = crate::telemetry::heartbeat(
             seq,
             kind,

@@ -138,6 +138,10 @@ pub struct RunContext {
     pub gpu_health: Mutex<crate::gpuhealth::Tracker>,
     /// Good samples in a row before an unhealthy GPU is offered again.
     pub gpu_recover_after: u32,
+    /// How long a job whose GPU failed may run on before it is failed.
+    pub gpu_fail_grace: Duration,
+    /// Each GPU's UUID and model from the latest sample, by index.
+    pub gpu_ids: Mutex<Vec<(String, String)>>,
     /// Who jobs run as (decided at start).
     pub identity: crate::jail::Identity,
     /// How a job's processes are found and killed.
@@ -156,6 +160,40 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// The identity of GPUs `ids`, from the latest sample.
+    pub fn held_gpus(&self, ids: &[u32]) -> Vec<proto::HeldGpu> {
+        let known = self.gpu_ids.lock().map(|g| g.clone()).unwrap_or_default();
+        ids.iter()
+            .map(|i| {
+                let (uuid, name) = known.get(*i as usize).cloned().unwrap_or_default();
+                proto::HeldGpu {
+                    index: *i,
+                    uuid,
+                    name,
+                }
+            })
+            .collect()
+    }
+
+    /// After a health judgement: every running job that holds an
+    /// unhealthy GPU is told ([`Job::gpu_failed`]).
+    pub fn check_jobs_gpus(&self, health: &[proto::GpuHealth]) {
+        let ids = self.gpu_ids.lock().map(|g| g.clone()).unwrap_or_default();
+        for job in self.live_jobs() {
+            for i in job.gpus() {
+                if let Some(proto::GpuHealth::Unhealthy(why)) = health.get(i as usize) {
+                    let uuid = ids
+                        .get(i as usize)
+                        .map(|g| g.0.as_str())
+                        .filter(|u| !u.is_empty())
+                        .unwrap_or("–");
+                    job.gpu_failed(format!("GPU {i} ({uuid}) {why}"));
+                    break;
+                }
+            }
+        }
+    }
+
     /// Jobs to re-attach after a reconnect.
     pub fn live_jobs(&self) -> Vec<Arc<Job>> {
         self.jobs
@@ -188,6 +226,11 @@ enum Ending {
 struct JobInner {
     out: [OutBuf; 2],
     started: Option<(u32, Vec<u32>)>,
+    /// What the job's GPUs were when it started (index, UUID, model).
+    held: Vec<proto::HeldGpu>,
+    /// Why one of its GPUs failed, once one did: told to the gateway, and
+    /// the job fails with it after the grace.
+    gpu_fault: Option<String>,
     ending: Option<Ending>,
     /// Job streams attached to a gateway now.
     attached: u32,
@@ -210,6 +253,8 @@ pub struct Job {
     changed: Notify,
     /// `Some(grace)` once a cancel arrived.
     cancel: watch::Sender<Option<u64>>,
+    /// `Some(why)` once one of its GPUs failed.
+    fault: watch::Sender<Option<String>>,
 }
 
 impl Job {
@@ -223,13 +268,39 @@ impl Job {
                     OutBuf::new(spool.join(format!("{id}.stderr"))),
                 ],
                 started: None,
+                held: Vec::new(),
+                gpu_fault: None,
                 ending: None,
                 attached: 0,
                 last_ack: Instant::now(),
             }),
             changed: Notify::new(),
             cancel: watch::channel(None).0,
+            fault: watch::channel(None).0,
         })
+    }
+
+    /// The GPU indices it holds, once started.
+    pub fn gpus(&self) -> Vec<u32> {
+        self.with(|j| j.started.as_ref().map(|s| s.1.clone()).unwrap_or_default())
+    }
+
+    /// One of its GPUs failed: the gateway is told, and the job fails
+    /// with `why` after the node's grace unless it ends first. Only the
+    /// first fault counts.
+    pub fn gpu_failed(&self, why: String) {
+        let first = self.with(|j| {
+            if j.gpu_fault.is_some() || j.ending.is_some() {
+                return false;
+            }
+            j.gpu_fault = Some(why.clone());
+            true
+        });
+        if first {
+            tracing::warn!(job = self.plan.job_id, "{why}");
+            self.fault.send_replace(Some(why));
+            self.changed.notify_waiters();
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut JobInner) -> T) -> T {
@@ -520,7 +591,11 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         Err(e) => return fail(format!("cannot start the job on node {}: {e}", ctx.node)),
     };
     let pid = child.id().unwrap_or(0);
-    job.with(|j| j.started = Some((pid, lease.ids.clone())));
+    let held = ctx.held_gpus(&lease.ids);
+    job.with(|j| {
+        j.started = Some((pid, lease.ids.clone()));
+        j.held = held;
+    });
     job.changed.notify_waiters();
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -543,6 +618,10 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let mut cancelled = false;
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
+    // A GPU of the job failed: when the grace ends, and why.
+    let mut fault_rx = job.fault.subscribe();
+    let mut fail_at: Option<(Instant, String)> = None;
+    let mut gpu_failed: Option<String> = None;
     let terminate = |tree: &mut crate::tree::JobTree| {
         kill_group(pid, Signal::SIGTERM);
         tree.signal(Signal::SIGTERM);
@@ -563,6 +642,21 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
                 cancelled = true;
                 terminate(&mut tree);
                 kill_at = Some(Instant::now() + Duration::from_secs(grace));
+            }
+            changed = fault_rx.changed(), if fail_at.is_none() => {
+                if changed.is_err() {
+                    continue;
+                }
+                if let Some(why) = fault_rx.borrow().clone() {
+                    fail_at = Some((Instant::now() + ctx.gpu_fail_grace, why));
+                }
+            }
+            () = tokio::time::sleep_until(fail_at.as_ref().map_or(far, |f| f.0)), if fail_at.is_some() && gpu_failed.is_none() && !cancelled && !timed_out => {
+                let why = fail_at.as_ref().map(|f| f.1.clone()).unwrap_or_default();
+                tracing::warn!(job = plan.job_id, "stopping the job: {why}");
+                gpu_failed = Some(why);
+                terminate(&mut tree);
+                kill_at = Some(Instant::now() + Duration::from_secs(plan.kill_grace_secs));
             }
             () = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() && !killed => {
                 killed = true;
@@ -611,6 +705,13 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         processes_killed,
         "job process ended"
     );
+    if let Some(why) = gpu_failed {
+        job.end(Ending::Failed(format!(
+            "{why}; stopped after a grace of {} (gpu_fail_grace in node.toml)",
+            proto::duration::format(ctx.gpu_fail_grace)
+        )));
+        return;
+    }
     job.end(Ending::Exit {
         code,
         timed_out,
@@ -679,12 +780,13 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
         }
     });
     let mut started_sent = false;
+    let mut fault_sent = false;
     let mut end_sent = false;
     let result: Result<(), mesh::StreamError> = async {
         loop {
             let notified = job.changed.notified();
             // Anything to send? Output first, then the start, then the end.
-            let (started, next, ending) = job.with(|j| {
+            let (started, next, ending, gpu_fault) = job.with(|j| {
                 let mut next = None;
                 for (i, s) in [OutStream::Stdout, OutStream::Stderr]
                     .into_iter()
@@ -698,14 +800,25 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                 }
                 let caught_up = sent[0] >= j.out[0].total() && sent[1] >= j.out[1].total();
                 (
-                    j.started.clone(),
+                    j.started.clone().map(|s| (s, j.held.clone())),
                     next,
                     if caught_up { j.ending.clone() } else { None },
+                    j.gpu_fault.clone(),
                 )
             });
-            if !started_sent && let Some((pid, gpus)) = started {
+            if !started_sent && let Some(((pid, gpus), held)) = started {
                 mesh::write_frame(&mut send, &JobFrame::Started { pid, gpus }).await?;
+                // Protocol 3: which GPUs those indices are (a gateway that
+                // took this node's hello reads it).
+                if !held.is_empty() {
+                    mesh::write_frame(&mut send, &JobFrame::GpusHeld { gpus: held }).await?;
+                }
                 started_sent = true;
+                continue;
+            }
+            if !fault_sent && let Some(reason) = gpu_fault {
+                mesh::write_frame(&mut send, &JobFrame::GpuFault { reason }).await?;
+                fault_sent = true;
                 continue;
             }
             if let Some((stream, i, chunk)) = next {

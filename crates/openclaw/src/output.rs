@@ -487,6 +487,32 @@ pub fn job(j: &JobInfo, now: u64) -> String {
     out
 }
 
+/// One GPU a job held, for `job show`: index, model and UUID, the UUID
+/// being what survives reordering (`CUDA_VISIBLE_DEVICES` names indices
+/// in PCI bus order, with `CUDA_DEVICE_ORDER=PCI_BUS_ID`).
+pub fn held_gpu_line(g: &proto::HeldGpu) -> String {
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "–".to_string()
+        } else {
+            shown(s)
+        }
+    };
+    let mut out = String::new();
+    kv(
+        &mut out,
+        12,
+        "gpu held:",
+        &format!(
+            "GPU {} {} ({})",
+            g.index,
+            or_dash(&g.name),
+            or_dash(&g.uuid)
+        ),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

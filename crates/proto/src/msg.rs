@@ -379,6 +379,14 @@ pub enum Request {
         /// Node name.
         name: String,
     },
+    /// The physical GPUs a job held (UUIDs and models), for whoever may
+    /// see the job (issue 27; `JobInfo` keeps its protocol-2 shape).
+    JobGpus {
+        /// Job id.
+        id: u64,
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
 }
 
 /// A step of a CA rotation.
@@ -465,6 +473,7 @@ impl Request {
             Request::NodeHistory { .. } => "node.history",
             Request::LabSummary => "lab.summary",
             Request::NodeRelease { .. } => "node.release",
+            Request::JobGpus { .. } => "job.gpus",
         }
     }
 
@@ -490,6 +499,7 @@ impl Request {
                 | Request::JobAttach { .. }
                 | Request::JobList { .. }
                 | Request::JobShow { .. }
+                | Request::JobGpus { .. }
                 | Request::JobCancel { .. }
                 | Request::JobApprove { .. }
                 | Request::JobDeny { .. }
@@ -612,6 +622,8 @@ pub enum Response {
     NodeHistory(Vec<NodeHistory>),
     /// Reply to [`Request::LabSummary`].
     LabSummary(LabSummary),
+    /// Reply to [`Request::JobGpus`], by index.
+    JobGpus(Vec<crate::HeldGpu>),
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

@@ -173,7 +173,7 @@ mod tests {
         // Unknown readings leave a gap: two lines, nothing drawn at zero.
         let gap = sparkline(&[Some(50), Some(50), None, Some(100), None], &pct(60), "t");
         assert!(gap.contains("points=\"50,18 91,18\""), "{gap}");
-        assert!(gap.contains("points=\"133,4\""), "{gap}");
+        assert!(gap.contains("points=\"174,4\""), "{gap}");
         assert_eq!(gap.matches("<polyline").count(), 2, "{gap}");
         assert!(gap.contains("t: unknown now"), "{gap}");
     }

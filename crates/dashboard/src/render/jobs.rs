@@ -130,8 +130,16 @@ fn gpu_row(j: &JobInfo, held: Option<&[u32]>) -> String {
 }
 
 /// One job: state, plan, times, GPUs, actions, and the live log. `held`:
-/// the GPU indices it holds now (from its node's telemetry), if known.
-pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
+/// the GPU indices it holds now (from its node's telemetry), if known;
+/// `hardware`: which physical GPUs it held (UUIDs and models), as its
+/// node reported them when it started.
+pub fn job(
+    j: &JobInfo,
+    held: Option<&[u32]>,
+    hardware: &[proto::HeldGpu],
+    csrf: &str,
+    now: u64,
+) -> String {
     let mut actions = String::new();
     if j.is(JobState::AwaitingApproval) {
         let digest = format!(
@@ -202,6 +210,27 @@ pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
     }
     t.push_str(&row("requester", esc(&j.requester)));
     t.push_str(&row("GPUs", gpu_row(j, held)));
+    if !hardware.is_empty() {
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "–".to_string()
+            } else {
+                esc(s)
+            }
+        };
+        let list: Vec<String> = hardware
+            .iter()
+            .map(|g| {
+                format!(
+                    "<span class=\"gpu-held\">GPU {} {} (<code>{}</code>)</span>",
+                    g.index,
+                    dash(&g.name),
+                    dash(&g.uuid)
+                )
+            })
+            .collect();
+        t.push_str(&row("GPU hardware", list.join("<br>")));
+    }
     t.push_str(&row("created", at(j.created_at, now)));
     t.push_str(&row(
         "started",
@@ -309,9 +338,28 @@ mod tests {
         j.fanout = Some(3);
         j.created_at = now - 70;
         j.started_at = Some(now - 65);
-        let html = job(&j, Some(&[0, 2]), "c5rf", now);
+        let hw = [
+            proto::HeldGpu {
+                index: 0,
+                uuid: "GPU-aaa".into(),
+                name: "<H100>".into(),
+            },
+            proto::HeldGpu {
+                index: 2,
+                uuid: String::new(),
+                name: "H100".into(),
+            },
+        ];
+        let html = job(&j, Some(&[0, 2]), &hw, "c5rf", now);
         assert!(
             html.contains("<span id=\"job-gpus\">GPU 0, GPU 2</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "<span class=\"gpu-held\">GPU 0 &lt;H100&gt; (<code>GPU-aaa</code>)</span><br>\
+                 <span class=\"gpu-held\">GPU 2 H100 (<code>–</code>)</span>"
+            ),
             "{html}"
         );
         assert!(html.contains("CUDA_VISIBLE_DEVICES=0,2"));
@@ -326,11 +374,11 @@ mod tests {
         );
         assert!(!html.contains("not yet") && html.contains("1m 05s so far"));
         assert!(html.contains("\"jobs/7/cancel\""));
-        assert!(job(&j, None, "c", now).contains("has not reported which yet"));
+        assert!(job(&j, None, &[], "c", now).contains("has not reported which yet"));
         j.state = "cancelled".into();
         j.exit_code = Some(143);
         j.finished_at = Some(now - 5);
-        let done = job(&j, None, "c", now);
+        let done = job(&j, None, &[], "c", now);
         assert!(done.contains("released when it ended"), "{done}");
         assert!(done.contains("<span id=\"job-ended\"><time"), "{done}");
         assert!(done.contains(">1m 00s</td>"), "{done}");
@@ -340,6 +388,6 @@ mod tests {
         );
         assert!(!done.contains("/cancel"));
         j.gpus = 0;
-        assert!(job(&j, None, "c", now).contains("<td>none</td>"));
+        assert!(job(&j, None, &[], "c", now).contains("<td>none</td>"));
     }
 }

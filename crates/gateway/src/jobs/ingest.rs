@@ -381,6 +381,46 @@ async fn store_output(
                     }
                 }
             }
+            JobFrame::GpusHeld { mut gpus } => {
+                // The node's word, bounded: no more than a node may have,
+                // texts no longer than a heartbeat's.
+                gpus.truncate(proto::MAX_NODE_GPUS as usize);
+                for g in &mut gpus {
+                    g.uuid = proto::names::printable(&g.uuid, proto::GPU_TEXT_MAX);
+                    g.name = proto::names::printable(&g.name, proto::GPU_TEXT_MAX);
+                }
+                shared
+                    .store
+                    .call(move |tx| tx.set_job_gpus(id, &gpus))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            JobFrame::GpuFault { reason } => {
+                // The job is told at once (its record's reason while it
+                // runs; followers, the job page and chat show it); the node
+                // fails it after its grace.
+                let reason = proto::names::printable(&reason, MAX_REASON);
+                tracing::warn!(job = id, "{reason}");
+                let noted = shared
+                    .store
+                    .call(move |tx| {
+                        let Some(mut row) = tx.job(id)? else {
+                            return Ok(false);
+                        };
+                        if row.state != JobState::Running {
+                            return Ok(false);
+                        }
+                        row.reason = Some(format!(
+                            "{reason}; the job will be failed unless it ends within the node's gpu_fail_grace"
+                        ));
+                        tx.move_job(&row, JobState::Running)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if noted {
+                    progress.send_modify(|p| p.notes = p.notes.wrapping_add(1));
+                }
+            }
             last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. } | JobFrame::Refused { .. }) => {
                 record_bytes(shared, id, &out, &errf).await;
                 return Ok(Some(last));

@@ -285,6 +285,19 @@ pub fn show(
     Ok(live_info(shared, &row))
 }
 
+/// The GPUs a job held, if `peer` (for `who`) may see the job.
+pub fn gpus_held(
+    shared: &Shared,
+    peer: &Peer,
+    id: u64,
+    on_behalf_of: Option<&str>,
+) -> Result<Vec<proto::HeldGpu>, ApiError> {
+    let who = identity(peer, on_behalf_of)?;
+    let row = stored_job(shared, id)?;
+    check_visible(shared, peer, &who, &row)?;
+    Ok(shared.store.tx(|tx| tx.job_gpus(id))?)
+}
+
 /// A page of jobs `peer` (for `who`) may see, newest first.
 pub fn list(
     shared: &Shared,
