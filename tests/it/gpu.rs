@@ -95,6 +95,12 @@ fn gpus_of_a_job(lab: &Lab, gpus: &str) -> String {
         .to_string()
 }
 
+/// What CUDA_VISIBLE_DEVICES names for H100 `i`: its UUID (real GPUs
+/// are named by UUID, which survives reordering).
+fn u(i: u32) -> String {
+    Device::h100(i).uuid
+}
+
 fn set(json: &Path, desc: &Description) {
     testnvml::write(json, desc).unwrap();
 }
@@ -107,7 +113,7 @@ fn a_lost_gpu_is_not_handed_out_and_the_other_keeps_serving() {
         let n = lab.node("gpu-a")?;
         (n["gpus"].as_array()?.len() == 2 && n["gpu_source"] == "nvml").then_some(())
     });
-    assert_eq!(gpus_of_a_job(&lab, "1"), "0");
+    assert_eq!(gpus_of_a_job(&lab, "1"), u(0));
 
     // GPU 0 falls off the bus: every call on it answers GPU_IS_LOST.
     desc.devices[0].faults.insert(Call::All, Fault::GpuIsLost);
@@ -120,7 +126,7 @@ fn a_lost_gpu_is_not_handed_out_and_the_other_keeps_serving() {
     assert_eq!(gpus.len(), 2, "{n}");
     assert_eq!(gpus[1]["name"], "NVIDIA H100 80GB HBM3");
     assert_eq!(gpus[0]["temp_c"], serde_json::Value::Null, "{n}");
-    assert_eq!(gpus_of_a_job(&lab, "1"), "1");
+    assert_eq!(gpus_of_a_job(&lab, "1"), u(1));
     // Two GPUs are not there to give now; the gateway says why, and that
     // waiting may help (the GPU may come back).
     lab.run_job(&["--node", "gpu-a", "--gpus", "2", "--", "true"])
@@ -133,7 +139,7 @@ fn a_lost_gpu_is_not_handed_out_and_the_other_keeps_serving() {
         h == "degraded" && r.contains("recovering")
     });
     wait_health(&lab, "GPU 0 back", |h, _| h == "healthy");
-    assert_eq!(gpus_of_a_job(&lab, "2"), "0,1");
+    assert_eq!(gpus_of_a_job(&lab, "2"), format!("{},{}", u(0), u(1)));
 }
 
 #[test]
@@ -171,12 +177,12 @@ fn ecc_errors_and_unsupported_fields() {
     wait_health(&lab, "GPU 0 ECC", |h, r| {
         h == "degraded" && r.contains("GPU 0 has 4 volatile uncorrectable ECC")
     });
-    assert_eq!(gpus_of_a_job(&lab, "1"), "1");
+    assert_eq!(gpus_of_a_job(&lab, "1"), u(1));
     // A reset clears the volatile count: back after good samples.
     desc.devices[0].ecc_uncorrected_volatile = 0;
     set(&json, &desc);
     wait_health(&lab, "GPU 0 back", |h, _| h == "healthy");
-    assert_eq!(gpus_of_a_job(&lab, "1"), "0");
+    assert_eq!(gpus_of_a_job(&lab, "1"), u(0));
 }
 
 #[test]
@@ -218,7 +224,7 @@ fn a_job_whose_gpu_is_lost_is_told_then_failed_and_names_its_gpus() {
     });
     assert_eq!(told["state"], "running", "{told}");
     // ... meanwhile new jobs get the other GPU ...
-    assert_eq!(gpus_of_a_job(&lab, "1"), "1");
+    assert_eq!(gpus_of_a_job(&lab, "1"), u(1));
     // ... then failed with the reason after the grace.
     let j = lab.wait_job(id, "failed", WAIT);
     let reason = j["reason"].as_str().unwrap_or("");

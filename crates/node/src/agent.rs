@@ -235,6 +235,13 @@ pub async fn run(
         Some(t) => proto::duration::parse(t)
             .map_err(|e| NodeError::Home(format!("node.toml: gpu_fail_grace: {e}")))?,
     };
+    // Jobs get real GPUs by UUID: read them once now, so a job that
+    // starts before the first heartbeat knows them too.
+    let real_gpus = gpu_source.kind() == "nvml";
+    let gpu_ids: Vec<(String, String)> = gpu_source
+        .sample()
+        .map(|s| s.into_iter().map(|g| (g.uuid, g.name)).collect())
+        .unwrap_or_default();
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
@@ -246,7 +253,8 @@ pub async fn run(
         gpu_health: std::sync::Mutex::new(Default::default()),
         gpu_recover_after: cfg.gpu_recover_after.unwrap_or(3).max(1),
         gpu_fail_grace,
-        gpu_ids: std::sync::Mutex::new(Vec::new()),
+        gpu_ids: std::sync::Mutex::new(gpu_ids),
+        real_gpus,
         identity,
         tree,
         work_root: Arc::new(work_root),

@@ -138,6 +138,8 @@ pub struct RunContext {
     pub gpu_health: Mutex<crate::gpuhealth::Tracker>,
     /// Good samples in a row before an unhealthy GPU is offered again.
     pub gpu_recover_after: u32,
+    /// The GPUs are real (NVML), not simulated: jobs get them by UUID.
+    pub real_gpus: bool,
     /// How long a job whose GPU failed may run on before it is failed.
     pub gpu_fail_grace: Duration,
     /// Each GPU's UUID and model from the latest sample, by index.
@@ -559,7 +561,14 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let spec = crate::jail::ShimSpec {
         argv: plan.argv.clone(),
         cwd,
-        env: job_env(plan, &ctx.node, &lease.ids, &user, &login, &ctx.job_path),
+        env: job_env(
+            plan,
+            &ctx.node,
+            &crate::plan::visible_devices(&ctx.held_gpus(&lease.ids), ctx.real_gpus),
+            &user,
+            &login,
+            &ctx.job_path,
+        ),
         user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
         private_tmp,

@@ -109,7 +109,10 @@ pub fn jobs(
 
 /// What the GPU row of a job page says. `held`: the indices its node's
 /// latest heartbeat shows it holding, while it runs.
-fn gpu_row(j: &JobInfo, held: Option<&[u32]>) -> String {
+/// `hardware`: the physical GPUs it holds; real ones (NVML UUIDs, not a
+/// simulated node's `GPU-sim-…`) are what its `CUDA_VISIBLE_DEVICES`
+/// names (`node::plan::visible_devices`).
+fn gpu_row(j: &JobInfo, held: Option<&[u32]>, hardware: &[proto::HeldGpu]) -> String {
     if j.gpus == 0 {
         return "none".into();
     }
@@ -117,10 +120,22 @@ fn gpu_row(j: &JobInfo, held: Option<&[u32]>) -> String {
     match held {
         Some(idx) if !idx.is_empty() => {
             let list = idx.iter().map(u32::to_string).collect::<Vec<_>>();
-            format!(
-                "{n}: <span id=\"job-gpus\">GPU {}</span> (<code>CUDA_VISIBLE_DEVICES={}</code>)",
-                list.join(", GPU "),
+            let by_uuid = !hardware.is_empty()
+                && hardware
+                    .iter()
+                    .all(|g| g.uuid.starts_with("GPU-") && !g.uuid.starts_with("GPU-sim-"));
+            let visible = if by_uuid {
+                hardware
+                    .iter()
+                    .map(|g| esc(&g.uuid))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
                 list.join(",")
+            };
+            format!(
+                "{n}: <span id=\"job-gpus\">GPU {}</span> (<code>CUDA_VISIBLE_DEVICES={visible}</code>)",
+                list.join(", GPU "),
             )
         }
         _ if j.is_terminal() => format!("{n} (released when it ended)"),
@@ -209,7 +224,7 @@ pub fn job(
         t.push_str(&row("runs as", esc(user)));
     }
     t.push_str(&row("requester", esc(&j.requester)));
-    t.push_str(&row("GPUs", gpu_row(j, held)));
+    t.push_str(&row("GPUs", gpu_row(j, held, hardware)));
     if !hardware.is_empty() {
         let dash = |s: &str| {
             if s.is_empty() {
@@ -362,7 +377,13 @@ mod tests {
             ),
             "{html}"
         );
-        assert!(html.contains("CUDA_VISIBLE_DEVICES=0,2"));
+        assert!(html.contains("CUDA_VISIBLE_DEVICES=0,2"), "{html}");
+        let real = [proto::HeldGpu {
+            uuid: "GPU-aaa".into(),
+            ..hw[0].clone()
+        }];
+        let one = job(&j, Some(&[0]), &real, "c", now);
+        assert!(one.contains("CUDA_VISIBLE_DEVICES=GPU-aaa"), "{one}");
         assert!(
             html.contains("<span id=\"job-named\">&lt;train&gt;</span>"),
             "{html}"
