@@ -84,6 +84,17 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
                 Ok(Response::NodeHistory(shared.registry.histories(&names)))
             }
         }
+        Request::GpuHealth { names } => {
+            if names.len() > proto::MAX_HISTORY_NODES {
+                Err(invalid(format!(
+                    "asked for the GPU health of {} nodes; ask for at most {} at once",
+                    names.len(),
+                    proto::MAX_HISTORY_NODES
+                )))
+            } else {
+                Ok(Response::GpuHealth(shared.registry.gpu_health(&names)))
+            }
+        }
         Request::LabSummary => lab_summary(shared),
         Request::Trust => Ok(Response::Trust {
             cas_der: crate::rotation::trust(shared),

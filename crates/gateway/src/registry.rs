@@ -316,6 +316,16 @@ impl Registry {
         })
     }
 
+    /// Each GPU's health on those of `names` that are connected.
+    pub fn gpu_health(&self, names: &[String]) -> Vec<(String, Vec<proto::GpuHealth>)> {
+        self.with(|m| {
+            names
+                .iter()
+                .filter_map(|n| m.get(n).map(|l| (n.clone(), l.gpu_health.as_ref().clone())))
+                .collect()
+        })
+    }
+
     /// Forgets a node's history (it was revoked or rejected).
     pub fn forget_history(&self, name: &str) {
         self.with_history(|h| h.remove(name));

@@ -387,6 +387,13 @@ pub enum Request {
         /// The chat user a bot asks for.
         on_behalf_of: Option<String>,
     },
+    /// Each GPU's health on these connected nodes (at most
+    /// [`crate::MAX_HISTORY_NODES`]), as their nodes judged it (issue 27;
+    /// `NodeInfo` keeps its protocol-2 shape).
+    GpuHealth {
+        /// The nodes.
+        names: Vec<String>,
+    },
 }
 
 /// A step of a CA rotation.
@@ -474,6 +481,7 @@ impl Request {
             Request::LabSummary => "lab.summary",
             Request::NodeRelease { .. } => "node.release",
             Request::JobGpus { .. } => "job.gpus",
+            Request::GpuHealth { .. } => "node.gpu_health",
         }
     }
 
@@ -500,6 +508,7 @@ impl Request {
                 | Request::JobList { .. }
                 | Request::JobShow { .. }
                 | Request::JobGpus { .. }
+                | Request::GpuHealth { .. }
                 | Request::JobCancel { .. }
                 | Request::JobApprove { .. }
                 | Request::JobDeny { .. }
@@ -624,6 +633,10 @@ pub enum Response {
     LabSummary(LabSummary),
     /// Reply to [`Request::JobGpus`], by index.
     JobGpus(Vec<crate::HeldGpu>),
+    /// Reply to [`Request::GpuHealth`]: the connected nodes asked about,
+    /// each with its GPUs' health by index (empty for a node of protocol
+    /// 2, whose GPUs count as healthy).
+    GpuHealth(Vec<(String, Vec<crate::GpuHealth>)>),
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

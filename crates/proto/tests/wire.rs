@@ -291,6 +291,21 @@ fn samples() -> Vec<Sample> {
             }])
         ),
         s!(
+            "request.gpu_health",
+            Request,
+            Request::GpuHealth {
+                names: vec!["gpu-a".into()]
+            }
+        ),
+        s!(
+            "response.gpu_health",
+            Response,
+            Response::GpuHealth(vec![(
+                "gpu-a".into(),
+                vec![GpuHealth::Unhealthy("lost".into()), GpuHealth::Healthy]
+            )])
+        ),
+        s!(
             "enroll.poll",
             EnrollRequest,
             EnrollRequest::Poll {
