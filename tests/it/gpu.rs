@@ -234,3 +234,68 @@ fn a_job_whose_gpu_is_lost_is_told_then_failed_and_names_its_gpus() {
         "{j}"
     );
 }
+
+#[test]
+fn an_unhealthy_gpu_shows_with_its_reason_in_chat_and_the_dashboard() {
+    let mut desc = two_h100s();
+    desc.devices[1]
+        .faults
+        .insert(Call::Temperature, Fault::NotSupported);
+    let (mut lab, json, _node) = lab_with_nvml(&desc);
+    desc.devices[0].faults.insert(Call::All, Fault::GpuIsLost);
+    set(&json, &desc);
+    wait_health(&lab, "GPU 0 lost", |h, r| {
+        h == "degraded" && r.contains("GPU 0 lost")
+    });
+    // Chat's node list says which GPU and why.
+    let chat = lab.admin(&["chat", "nodes"]).ok();
+    assert!(
+        chat.stdout.contains("🟡 gpu-a: degraded (GPU 0 lost"),
+        "{}",
+        chat.stdout
+    );
+
+    let Some((chrome, driver)) = testkit::webdriver::browser_tools() else {
+        eprintln!(
+            "SKIPPED (dashboard part): needs chromium and chromium-driver \
+             (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let (d, url) = crate::dashboard::dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let token = crate::dashboard::printed_token(&d, &url);
+    let profile = tempfile::tempdir().unwrap();
+    let b = testkit::webdriver::Browser::start(&chrome, &driver, profile.path());
+    b.goto(&format!("{url}/"));
+    b.wait_text("the login form", WAIT, |t| t.contains("Log in"));
+    b.type_text("#token", &token);
+    b.click("form[action='login'] button");
+    b.wait_text("the overview", WAIT, |t| t.contains("GPUs"));
+    b.goto(&format!("{url}/nodes/gpu-a"));
+    let page = b.wait_text("the lost GPU's card", WAIT, |t| {
+        t.contains("GPU 0 lost") && t.contains("not offered to new jobs")
+    });
+    assert!(page.contains("1 free of 2"), "{page}");
+    // GPU 0's card is unhealthy with its reason; GPU 1 still serves, its
+    // unsupported temperature shown as unknown.
+    let cards = b.eval(
+        "return Array.from(document.querySelectorAll('article.gpu')).map(a => \
+         a.className + ' | ' + a.innerText);",
+    );
+    let cards: Vec<String> = cards
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cards.len(), 2, "{page}");
+    assert!(
+        cards[0].starts_with("gpu gpu-unhealthy") && cards[0].contains("lost:"),
+        "{cards:?}"
+    );
+    assert!(
+        cards[1].starts_with("gpu gpu-free") && cards[1].contains("temperature – °C"),
+        "{cards:?}"
+    );
+    b.screenshot(&crate::dashboard::shots().join("gpu-lost.png"));
+}

@@ -51,7 +51,12 @@ fn labels(n: &NodeInfo) -> String {
 /// `1 free of 2` (confirmed GPUs only), with what is not confirmed and
 /// whether they are simulated; `-` without GPUs.
 pub fn gpu_cell(n: &NodeInfo) -> String {
-    let c = n.gpu_counts();
+    gpu_cell_with(n, &[])
+}
+
+/// [`gpu_cell`], with each GPU's health: unhealthy idle GPUs are not free.
+fn gpu_cell_with(n: &NodeInfo, health: &[GpuHealth]) -> String {
+    let c = n.gpu_counts_with(health);
     if c.reported == 0 {
         return "-".into();
     }
@@ -422,7 +427,7 @@ pub fn node(
     t.push_str(&row("health", health_tag(n)));
     t.push_str(&row("connection", esc(&n.connection)));
     t.push_str(&row("labels", labels(n)));
-    t.push_str(&row("GPUs", gpu_cell(n)));
+    t.push_str(&row("GPUs", gpu_cell_with(n, health)));
     t.push_str(&row(
         "GPU cap",
         match n.max_gpus {
