@@ -2,6 +2,7 @@
 //! agent loads the stand-in libnvidia-ml (`crates/testnvml`) with
 //! `node run --nvml-lib`, and the test changes what it answers while the
 //! agent runs: a GPU lost, ECC errors, NOT_SUPPORTED fields, recovery.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -298,4 +299,23 @@ fn an_unhealthy_gpu_shows_with_its_reason_in_chat_and_the_dashboard() {
         "{cards:?}"
     );
     b.screenshot(&crate::dashboard::shots().join("gpu-lost.png"));
+}
+
+#[test]
+fn a_mig_enabled_gpu_is_not_handed_out_whole() {
+    let mut desc = two_h100s();
+    desc.devices[0].mig = true;
+    desc.devices[0]
+        .faults
+        .insert(Call::Temperature, Fault::NotSupported);
+    let (lab, _json, _node) = lab_with_nvml(&desc);
+    wait_until(WAIT, "two NVML GPUs", || {
+        (lab.node("gpu-a")?["gpus"].as_array()?.len() == 2).then_some(())
+    });
+    // MIG is a setting, not a fault: the node stays healthy, but only the
+    // other GPU goes to jobs, and two are not there to give.
+    assert_eq!(lab.node("gpu-a").unwrap()["health"], "healthy");
+    assert_eq!(gpus_of_a_job(&lab, "1"), u(1));
+    lab.run_job(&["--node", "gpu-a", "--gpus", "2", "--", "true"])
+        .fails_with(253, "1 unhealthy or MIG-enabled");
 }

@@ -237,11 +237,21 @@ pub async fn run(
     };
     // Jobs get real GPUs by UUID: read them once now, so a job that
     // starts before the first heartbeat knows them too.
+    // Judged too, so that no job before the first heartbeat gets an
+    // unhealthy or MIG-enabled GPU.
     let real_gpus = gpu_source.kind() == "nvml";
-    let gpu_ids: Vec<(String, String)> = gpu_source
-        .sample()
-        .map(|s| s.into_iter().map(|g| (g.uuid, g.name)).collect())
-        .unwrap_or_default();
+    let gpu_recover_after = cfg.gpu_recover_after.unwrap_or(3).max(1);
+    let mut tracker = crate::gpuhealth::Tracker::default();
+    let (gpu_ids, first_health): (Vec<(String, String)>, _) = match gpu_source.sample() {
+        Ok(samples) => (
+            samples
+                .iter()
+                .map(|g| (g.uuid.clone(), g.name.clone()))
+                .collect(),
+            tracker.update(&samples, gpu_recover_after),
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
@@ -250,8 +260,8 @@ pub async fn run(
         jobs: std::sync::Mutex::new(std::collections::HashMap::new()),
         spool_dir,
         gpu_source: std::sync::Mutex::new(gpu_source),
-        gpu_health: std::sync::Mutex::new(Default::default()),
-        gpu_recover_after: cfg.gpu_recover_after.unwrap_or(3).max(1),
+        gpu_health: std::sync::Mutex::new(tracker),
+        gpu_recover_after,
         gpu_fail_grace,
         gpu_ids: std::sync::Mutex::new(gpu_ids),
         real_gpus,
@@ -262,6 +272,7 @@ pub async fn run(
         job_uids,
         private_tmp,
     });
+    ctx.gpus.set_health(&first_health);
     if opts.simulate_gpus > 0 {
         tracing::info!(node = %cfg.name, gpus = opts.simulate_gpus, "offering simulated GPUs");
     }
