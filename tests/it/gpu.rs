@@ -1,7 +1,8 @@
 //! GPUs as they really fail, through the real NVML code path: a node
 //! agent loads the stand-in libnvidia-ml (`crates/testnvml`) with
 //! `node run --nvml-lib`, and the test changes what it answers while the
-//! agent runs: a GPU lost, ECC errors, NOT_SUPPORTED fields, recovery.
+//! agent runs: a GPU lost, ECC errors, Xid events, NOT_SUPPORTED fields,
+//! MIG, recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -184,6 +185,17 @@ fn ecc_errors_and_unsupported_fields() {
     set(&json, &desc);
     wait_health(&lab, "GPU 0 back", |h, _| h == "healthy");
     assert_eq!(gpus_of_a_job(&lab, "1"), u(0));
+
+    // A critical Xid event on GPU 0 (NVML's event API): unhealthy, then
+    // back after good samples; an application's own Xid (13) is not.
+    desc.devices[1].xids.push(13);
+    desc.devices[0].xids.push(79);
+    set(&json, &desc);
+    wait_health(&lab, "GPU 0 Xid", |h, r| {
+        h == "degraded" && r.contains("GPU 0 reported critical Xid 79") && !r.contains("GPU 1")
+    });
+    assert_eq!(gpus_of_a_job(&lab, "1"), u(1));
+    wait_health(&lab, "GPU 0 back after its Xid", |h, _| h == "healthy");
 }
 
 #[test]

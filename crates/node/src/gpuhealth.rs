@@ -3,8 +3,9 @@
 //! reason; it is healthy again only after `recover_after` good readings
 //! in a row. A MIG-enabled GPU is fit but never handed out whole.
 //!
-//! Critical Xid events (NVML's event API) are not watched yet: an Xid that
-//! takes a GPU off the bus shows here as lost.
+//! A critical Xid event (NVML's event API, where the board supports it)
+//! makes a GPU unhealthy too, except the Xids an application causes
+//! ([`APPLICATION_XIDS`], as Kubernetes' NVIDIA device plugin skips them).
 
 use proto::GpuHealth;
 
@@ -21,10 +22,19 @@ pub struct GpuState {
     pub good_in_row: u32,
 }
 
+/// Xids a job's own bugs cause (a bad memory access, an illegal
+/// instruction, a kernel reset by the application): the GPU is fine.
+pub const APPLICATION_XIDS: [u64; 6] = [13, 31, 43, 45, 68, 109];
+
 /// What is wrong with a GPU in one reading, if anything. Pure.
 pub fn problem(s: &GpuSample) -> Option<String> {
     if let Some(lost) = &s.lost {
         return Some(lost.clone());
+    }
+    if let Some(x) = s.xid.filter(|x| !APPLICATION_XIDS.contains(x)) {
+        return Some(format!(
+            "reported critical Xid {x}: drain it, read 'dmesg' for the cause, and reset the GPU (nvidia-smi -r)"
+        ));
     }
     match s.ecc_uncorrected {
         Some(n) if n > 0 => Some(format!(
@@ -125,6 +135,14 @@ mod tests {
         };
         // Unsupported ECC and MIG queries are not faults.
         let unknown = GpuSample::default();
+        let xid79 = GpuSample {
+            xid: Some(79),
+            ..good()
+        };
+        let xid13 = GpuSample {
+            xid: Some(13),
+            ..good()
+        };
         let sick = |why: &str| GpuState {
             health: GpuHealth::Unhealthy(why.into()),
             fault: Some(why.into()),
@@ -138,6 +156,15 @@ mod tests {
             (fine.clone(), &good, fine.clone()),
             (fine.clone(), &unknown, fine.clone()),
             (fine.clone(), &lost, sick("lost: GPU is lost")),
+            (
+                fine.clone(),
+                &xid79,
+                sick(
+                    "reported critical Xid 79: drain it, read 'dmesg' for the cause, and reset the GPU (nvidia-smi -r)",
+                ),
+            ),
+            // An application's own Xid leaves the GPU fit.
+            (fine.clone(), &xid13, fine.clone()),
             (fine.clone(), &ecc, sick(ecc_why)),
             (
                 fine.clone(),

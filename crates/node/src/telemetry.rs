@@ -27,6 +27,9 @@ pub struct GpuSample {
     pub mig: Option<bool>,
     /// Persistence mode is on.
     pub persistence: Option<bool>,
+    /// The last critical Xid NVML's events reported since the previous
+    /// reading (where the board supports events).
+    pub xid: Option<u64>,
     /// The GPU is lost (NVML_ERROR_GPU_IS_LOST, or it cannot be opened):
     /// what NVML said.
     pub lost: Option<String>,
@@ -93,6 +96,7 @@ impl GpuSource for SimulatedGpus {
                 ecc_uncorrected: Some(0),
                 mig: Some(false),
                 persistence: Some(true),
+                xid: None,
                 lost: None,
             })
             .collect())
@@ -101,8 +105,41 @@ impl GpuSource for SimulatedGpus {
 
 /// Real GPUs through NVML.
 pub struct NvmlGpus {
-    nvml: nvml_wrapper::Nvml,
+    /// Leaked on purpose: NVML stays loaded for the agent's life, and the
+    /// event set borrows it.
+    nvml: &'static nvml_wrapper::Nvml,
     count: u32,
+    /// Critical Xid events of the GPUs that support them.
+    events: Option<nvml_wrapper::EventSet<'static>>,
+}
+
+/// Most events read per sample: a GPU flooding Xids cannot hold the
+/// heartbeat up.
+const MAX_EVENTS_PER_SAMPLE: usize = 64;
+
+/// Registers every GPU that supports them for critical Xid events.
+fn xid_events(
+    nvml: &'static nvml_wrapper::Nvml,
+    count: u32,
+) -> Option<nvml_wrapper::EventSet<'static>> {
+    use nvml_wrapper::bitmasks::event::EventTypes;
+    let mut set = None;
+    let mut any = false;
+    for i in 0..count {
+        let Ok(d) = nvml.device_by_index(i) else {
+            continue;
+        };
+        let s = match set.take() {
+            Some(s) => s,
+            None => nvml.create_event_set().ok()?,
+        };
+        // A failed registration frees the set: the next GPU gets a new one.
+        if let Ok(s) = d.register_events(EventTypes::CRITICAL_XID_ERROR, s) {
+            set = Some(s);
+            any = true;
+        }
+    }
+    set.filter(|_| any)
 }
 
 /// A value NVML may not support: `None` for any error, which the caller
@@ -131,7 +168,13 @@ impl NvmlGpus {
         let count = nvml
             .device_count()
             .map_err(|e| format!("NVML cannot count devices: {e}"))?;
-        Ok(NvmlGpus { nvml, count })
+        let nvml: &'static nvml_wrapper::Nvml = Box::leak(Box::new(nvml));
+        let events = xid_events(nvml, count);
+        Ok(NvmlGpus {
+            nvml,
+            count,
+            events,
+        })
     }
 
     /// The driver and NVML versions, for `openclaw doctor`.
@@ -140,6 +183,24 @@ impl NvmlGpus {
             self.nvml.sys_driver_version().ok(),
             self.nvml.sys_nvml_version().ok(),
         )
+    }
+
+    /// The last critical Xid of each GPU among the events waiting now.
+    fn xids(&self) -> std::collections::HashMap<u32, u64> {
+        use nvml_wrapper::enums::event::XidError;
+        let mut out = std::collections::HashMap::new();
+        let Some(set) = &self.events else {
+            return out;
+        };
+        for _ in 0..MAX_EVENTS_PER_SAMPLE {
+            let Ok(ev) = set.wait(0) else {
+                break;
+            };
+            if let (Some(XidError::Value(x)), Ok(i)) = (ev.event_data, ev.device.index()) {
+                out.insert(i, x);
+            }
+        }
+        out
     }
 
     /// Reads GPU `i` alone.
@@ -179,6 +240,7 @@ impl NvmlGpus {
             ),
             mig: known(d.mig_mode()).map(|m| m.current == 1),
             persistence: known(d.is_in_persistent_mode()),
+            xid: None,
             lost: None,
         }
     }
@@ -192,7 +254,13 @@ impl GpuSource for NvmlGpus {
         self.count
     }
     fn sample(&mut self) -> Result<Vec<GpuSample>, String> {
-        Ok((0..self.count).map(|i| self.read(i)).collect())
+        let xids = self.xids();
+        Ok((0..self.count)
+            .map(|i| GpuSample {
+                xid: xids.get(&i).copied(),
+                ..self.read(i)
+            })
+            .collect())
     }
 }
 

@@ -50,6 +50,8 @@ pub mod code {
     pub const INSUFFICIENT_SIZE: u32 = 7;
     /// No driver.
     pub const DRIVER_NOT_LOADED: u32 = 9;
+    /// No event arrived in time (`nvmlEventSetWait`).
+    pub const TIMEOUT: u32 = 10;
     /// The GPU fell off the bus.
     pub const GPU_IS_LOST: u32 = 15;
     /// Anything else.
@@ -113,6 +115,8 @@ pub enum Call {
     Mig,
     /// `nvmlDeviceGetPersistenceMode`.
     Persistence,
+    /// `nvmlDeviceRegisterEvents` (`NOT_SUPPORTED` on many boards).
+    Events,
 }
 
 /// The machine the library pretends to be.
@@ -171,6 +175,10 @@ pub struct Device {
     pub mig: bool,
     /// Persistence mode.
     pub persistence: bool,
+    /// Critical Xid events, in order: each is delivered once by
+    /// `nvmlEventSetWait_v2` to a set this GPU is registered in; append to
+    /// raise another.
+    pub xids: Vec<u64>,
     /// Faults by call.
     pub faults: BTreeMap<Call, Fault>,
 }
@@ -190,6 +198,7 @@ impl Default for Device {
             ecc_uncorrected_aggregate: 0,
             mig: false,
             persistence: true,
+            xids: Vec::new(),
             faults: BTreeMap::new(),
         }
     }
@@ -642,6 +651,141 @@ pub unsafe extern "C" fn nvmlDeviceGetPersistenceMode(
     with_device(device, Call::Persistence, |d| unsafe {
         put(mode, c_uint::from(d.persistence))
     })
+}
+
+/// `nvmlDeviceGetIndex`.
+///
+/// # Safety
+/// `index` is null or valid for a write of one `c_uint`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetIndex(device: *mut c_void, index: *mut c_uint) -> u32 {
+    let i = device.addr().saturating_sub(1);
+    with_device(device, Call::Handle, |_| {
+        let i = c_uint::try_from(i).unwrap_or(c_uint::MAX);
+        // SAFETY: the caller's promise, passed on.
+        unsafe { put(index, i) }
+    })
+}
+
+/// `NVML_EVENT_TYPE_XID_CRITICAL_ERROR`.
+pub const EVENT_XID: u64 = 8;
+
+/// The one event set: which devices are registered for Xid events, and
+/// how many of each device's [`Device::xids`] were delivered.
+#[derive(Default)]
+struct Events {
+    registered: std::collections::BTreeSet<usize>,
+    delivered: BTreeMap<usize, usize>,
+}
+
+static EVENTS: std::sync::Mutex<Option<Events>> = std::sync::Mutex::new(None);
+
+fn with_events<T>(f: impl FnOnce(&mut Events) -> T) -> T {
+    let mut g = match EVENTS.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    f(g.get_or_insert_with(Events::default))
+}
+
+/// `nvmlEventSetCreate`: one set per process (a handle never dereferenced).
+///
+/// # Safety
+/// `set` is null or valid for a write of one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlEventSetCreate(set: *mut *mut c_void) -> u32 {
+    if let Err(c) = live() {
+        return c;
+    }
+    // SAFETY: the caller's promise, passed on.
+    unsafe { put(set, std::ptr::without_provenance_mut::<c_void>(1)) }
+}
+
+/// `nvmlDeviceRegisterEvents`: only Xid events are delivered.
+#[unsafe(no_mangle)]
+pub extern "C" fn nvmlDeviceRegisterEvents(
+    device: *mut c_void,
+    event_types: c_ulonglong,
+    set: *mut c_void,
+) -> u32 {
+    if set.is_null() {
+        return code::INVALID_ARGUMENT;
+    }
+    let i = device.addr().saturating_sub(1);
+    with_device(device, Call::Events, |_| {
+        if event_types & EVENT_XID != 0 {
+            with_events(|e| e.registered.insert(i));
+        }
+        code::SUCCESS
+    })
+}
+
+/// `nvmlEventData_t`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct EventData {
+    /// The device's handle.
+    pub device: *mut c_void,
+    /// The event type.
+    pub event_type: c_ulonglong,
+    /// The Xid.
+    pub event_data: c_ulonglong,
+    /// MIG GPU instance.
+    pub gpu_instance_id: c_uint,
+    /// MIG compute instance.
+    pub compute_instance_id: c_uint,
+}
+
+/// `nvmlEventSetWait_v2`: the next undelivered Xid of a registered
+/// device, or `TIMEOUT` at once (it never sleeps).
+///
+/// # Safety
+/// `data` is null or valid for a write of one `EventData`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlEventSetWait_v2(
+    set: *mut c_void,
+    data: *mut EventData,
+    _timeout_ms: c_uint,
+) -> u32 {
+    if set.is_null() || data.is_null() {
+        return code::INVALID_ARGUMENT;
+    }
+    let desc = match live() {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    let next = with_events(|e| {
+        for &i in &e.registered {
+            let Some(d) = desc.devices.get(i) else {
+                continue;
+            };
+            let done = e.delivered.entry(i).or_insert(0);
+            if let Some(xid) = d.xids.get(*done) {
+                *done += 1;
+                return Some((i, *xid));
+            }
+        }
+        None
+    });
+    let Some((i, xid)) = next else {
+        return code::TIMEOUT;
+    };
+    let ev = EventData {
+        device: std::ptr::without_provenance_mut(i + 1),
+        event_type: EVENT_XID,
+        event_data: xid,
+        gpu_instance_id: 0,
+        compute_instance_id: 0,
+    };
+    // SAFETY: checked for null above; the caller's promise for the rest.
+    unsafe { put(data, ev) }
+}
+
+/// `nvmlEventSetFree`.
+#[unsafe(no_mangle)]
+pub extern "C" fn nvmlEventSetFree(_set: *mut c_void) -> u32 {
+    with_events(|e| e.registered.clear());
+    code::SUCCESS
 }
 
 #[cfg(test)]
