@@ -331,3 +331,38 @@ fn a_mig_enabled_gpu_is_not_handed_out_whole() {
     lab.run_job(&["--node", "gpu-a", "--gpus", "2", "--", "true"])
         .fails_with(253, "1 unhealthy or MIG-enabled");
 }
+
+#[test]
+fn a_job_that_ends_within_the_grace_is_not_failed() {
+    let mut desc = two_h100s();
+    let (lab, json, _node) = lab_with_nvml(&desc);
+    wait_until(WAIT, "two NVML GPUs", || {
+        (lab.node("gpu-a")?["gpus"].as_array()?.len() == 2).then_some(())
+    });
+    let stop = lab.dir().join("stop");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.1; done; echo saved",
+        stop.display()
+    );
+    let id = lab.detach(&["--node", "gpu-a", "--gpus", "1", "--", "sh", "-c", &script]);
+    lab.wait_job(id, "running", WAIT);
+    desc.devices[0].faults.insert(Call::All, Fault::GpuIsLost);
+    set(&json, &desc);
+    wait_until(WAIT, "the job told of its GPU", || {
+        let j = lab.job(id);
+        j["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("will be failed unless it ends"))
+            .then_some(())
+    });
+    // It saves its work and ends by itself within the grace (60s here).
+    std::fs::write(&stop, "").unwrap();
+    let j = lab.wait_job(id, "exited", WAIT);
+    assert_eq!(j["exit_code"], 0, "{j}");
+    let reason = j["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("GPU 0 (GPU-7e57a100-0000-4000-8000-000000000000) lost")
+            && reason.ends_with("the job ended by itself within the grace"),
+        "{j}"
+    );
+}

@@ -305,8 +305,11 @@ fn lab_summary(shared: &Shared) -> Result<Response, ApiError> {
         {
             // Only confirmed GPUs count; the rest of a claim is not offered.
             let confirmed = usize::try_from(live.gpus).unwrap_or(usize::MAX);
-            for g in t.gpus.iter().take(confirmed) {
-                match (st.health == "healthy", g.job.is_some()) {
+            for (i, g) in t.gpus.iter().take(confirmed).enumerate() {
+                // A degraded node's healthy GPUs still serve; its
+                // unhealthy or MIG-enabled ones do not.
+                let fit = st.routable && live.gpu_health.get(i).is_none_or(|h| h.usable());
+                match (fit, g.job.is_some()) {
                     (false, _) => s.gpus_unhealthy += 1,
                     (true, true) => s.gpus_busy += 1,
                     (true, false) => s.gpus_free += 1,

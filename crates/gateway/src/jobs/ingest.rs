@@ -187,6 +187,12 @@ pub async fn node_job_stream(
                     row.processes_killed = killed;
                     if !reason.is_empty() {
                         row.reason = Some(reason);
+                    } else if let Some(r) = row.reason.as_deref()
+                        && let Some(fault) = r.strip_suffix(GPU_FAULT_WARNING)
+                    {
+                        // Told of a failed GPU, it ended by itself in time.
+                        row.reason =
+                            Some(format!("{fault}; the job ended by itself within the grace"));
                     }
                 },
             )
@@ -278,6 +284,10 @@ pub(super) fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why:
         }
     });
 }
+
+/// What a running job's reason says after one of its GPUs failed.
+const GPU_FAULT_WARNING: &str =
+    "; the job will be failed unless it ends within the node's gpu_fail_grace";
 
 /// Reads a job stream: output goes to live followers at once and to the
 /// log writer behind them; returns the job's last frame.
@@ -410,9 +420,7 @@ async fn store_output(
                         if row.state != JobState::Running {
                             return Ok(false);
                         }
-                        row.reason = Some(format!(
-                            "{reason}; the job will be failed unless it ends within the node's gpu_fail_grace"
-                        ));
+                        row.reason = Some(format!("{reason}{GPU_FAULT_WARNING}"));
                         tx.move_job(&row, JobState::Running)
                     })
                     .await
