@@ -597,6 +597,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gpu_findings_say_versions_health_persistence_and_the_fix() {
+        use node::telemetry::GpuSample;
+        let good = GpuSample {
+            index: 0,
+            name: "H100".into(),
+            uuid: "GPU-a".into(),
+            persistence: Some(true),
+            ecc_uncorrected: Some(0),
+            ..GpuSample::default()
+        };
+        let samples = [
+            good.clone(),
+            GpuSample {
+                index: 1,
+                lost: Some("lost: GPU is lost".into()),
+                ..GpuSample::default()
+            },
+            GpuSample {
+                index: 2,
+                persistence: Some(false),
+                ..good.clone()
+            },
+            GpuSample {
+                index: 3,
+                mig: Some(true),
+                persistence: None,
+                ..good.clone()
+            },
+        ];
+        let f = gpu_findings(Some("550.54.15".into()), None, &samples);
+        let line = |f: &Finding| (f.level, f.what.clone(), f.fix.clone().unwrap_or_default());
+        let all: Vec<_> = f.iter().map(line).collect();
+        assert_eq!(
+            all[0].1, "NVML sees 4 GPU(s); driver 550.54.15, NVML –",
+            "{all:?}"
+        );
+        assert_eq!(all[1].0, Level::Ok);
+        assert_eq!(all[1].1, "GPU 0 H100 (GPU-a) healthy, persistence mode on");
+        assert_eq!(all[2].0, Level::Fail);
+        assert!(
+            all[2].1.starts_with("GPU 1 – (–) is unhealthy: lost"),
+            "{all:?}"
+        );
+        assert!(all[2].2.contains("nvidia-smi -r"), "{all:?}");
+        assert_eq!(all[3].0, Level::Warn);
+        assert!(all[3].2.contains("nvidia-smi -pm 1"), "{all:?}");
+        // MIG: a warning with its fix, then its persistence (unknown).
+        assert_eq!(all[4].0, Level::Warn);
+        assert!(all[4].1.contains("MIG enabled"), "{all:?}");
+        assert_eq!(all[5].1, "GPU 3 H100 (GPU-a) healthy, persistence mode –");
+        assert_eq!(all.len(), 6);
+    }
+
+    #[test]
     fn modes() {
         let p = Path::new("/h/ca.key");
         for (mode, level) in [
