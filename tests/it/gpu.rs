@@ -26,11 +26,14 @@ fn testnvml_lib() -> PathBuf {
 /// A lab with short heartbeats and one node on the stand-in NVML, which
 /// needs 2 good samples in a row to offer a GPU again.
 fn lab_with_nvml(desc: &Description) -> (Lab, PathBuf, testkit::Proc) {
-    lab_with_nvml_grace(desc, "60s")
+    lab_with_nvml_grace(desc, "60s").0
 }
 
-/// [`lab_with_nvml`], with `gpu_fail_grace` set.
-fn lab_with_nvml_grace(desc: &Description, grace: &str) -> (Lab, PathBuf, testkit::Proc) {
+/// [`lab_with_nvml`], with `gpu_fail_grace` set; also the node's home.
+fn lab_with_nvml_grace(
+    desc: &Description,
+    grace: &str,
+) -> ((Lab, PathBuf, testkit::Proc), PathBuf) {
     let mut lab = Lab::with_config(BIN, |cfg| {
         assert!(cfg.contains("heartbeat_interval = \"1s\""), "{cfg}");
         *cfg = cfg.replace(
@@ -56,7 +59,7 @@ fn lab_with_nvml_grace(desc: &Description, grace: &str) -> (Lab, PathBuf, testki
         &[(testnvml::CONFIG_ENV, json.as_path())],
     );
     lab.wait_node("gpu-a", "connected", WAIT);
-    (lab, json, node)
+    ((lab, json, node), home)
 }
 
 fn two_h100s() -> Description {
@@ -201,7 +204,7 @@ fn ecc_errors_and_unsupported_fields() {
 #[test]
 fn a_job_whose_gpu_is_lost_is_told_then_failed_and_names_its_gpus() {
     let mut desc = two_h100s();
-    let (lab, json, _node) = lab_with_nvml_grace(&desc, "4s");
+    let ((lab, json, _node), _home) = lab_with_nvml_grace(&desc, "4s");
     wait_until(WAIT, "two NVML GPUs", || {
         (lab.node("gpu-a")?["gpus"].as_array()?.len() == 2).then_some(())
     });
@@ -365,4 +368,34 @@ fn a_job_that_ends_within_the_grace_is_not_failed() {
             && reason.ends_with("the job ended by itself within the grace"),
         "{j}"
     );
+}
+
+#[test]
+fn doctor_on_a_node_says_versions_health_and_what_to_do() {
+    let mut desc = two_h100s();
+    desc.devices[1].persistence = false;
+    let ((lab, json, _node), home) = lab_with_nvml_grace(&desc, "60s");
+    desc.devices[0].faults.insert(Call::All, Fault::GpuIsLost);
+    set(&json, &desc);
+    let lib = testnvml_lib();
+    let out = lab.run_env(
+        &home,
+        &["doctor"],
+        &[
+            ("OPENCLAW_NVML_LIB", lib.as_path()),
+            (testnvml::CONFIG_ENV, json.as_path()),
+        ],
+    );
+    let text = format!("{}{}", out.stdout, out.stderr);
+    // A failed check: exit 1.
+    assert_eq!(out.code, 1, "{text}");
+    for want in [
+        "NVML sees 2 GPU(s); driver 550.54.15, NVML 12.550.54.15",
+        "GPU 0 – (–) is unhealthy: lost",
+        "nvidia-smi -r -i N",
+        "GPU 1 NVIDIA H100 80GB HBM3 (GPU-7e57a100-0000-4000-8000-000000000001) healthy, persistence mode off",
+        "nvidia-smi -pm 1",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
 }

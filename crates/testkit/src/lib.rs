@@ -195,10 +195,16 @@ impl Lab {
 
     /// Runs `openclaw --home HOME ARGS...` to completion.
     pub fn run(&self, home: &Path, args: &[&str]) -> Out {
+        self.run_env(home, args, &[])
+    }
+
+    /// [`Lab::run`] with extra environment variables.
+    pub fn run_env(&self, home: &Path, args: &[&str], env: &[(&str, &Path)]) -> Out {
         let out = Command::new(&self.bin)
             .arg("--home")
             .arg(home)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("OPENCLAW_HOME")
             .env_remove("OPENCLAW_TOKEN")
             .stdin(Stdio::null())
