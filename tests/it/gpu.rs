@@ -204,7 +204,7 @@ fn ecc_errors_and_unsupported_fields() {
 #[test]
 fn a_job_whose_gpu_is_lost_is_told_then_failed_and_names_its_gpus() {
     let mut desc = two_h100s();
-    let ((lab, json, _node), _home) = lab_with_nvml_grace(&desc, "4s");
+    let ((lab, json, _node), _home) = lab_with_nvml_grace(&desc, "8s");
     wait_until(WAIT, "two NVML GPUs", || {
         (lab.node("gpu-a")?["gpus"].as_array()?.len() == 2).then_some(())
     });
@@ -246,7 +246,7 @@ fn a_job_whose_gpu_is_lost_is_told_then_failed_and_names_its_gpus() {
     let reason = j["reason"].as_str().unwrap_or("");
     assert!(
         reason.contains("GPU 0 (GPU-7e57a100-0000-4000-8000-000000000000) lost")
-            && reason.contains("stopped after a grace of 4s"),
+            && reason.contains("stopped after a grace of 8s"),
         "{j}"
     );
 }
