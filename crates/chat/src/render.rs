@@ -91,9 +91,15 @@ pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
         ),
         Some(JobState::Starting) => format!("▶️ job {} starting on {node}{g}: `{cmd}`", j.id),
         Some(JobState::Running) => format!(
-            "▶️ job {} running on {node}{g} for {}: `{cmd}`",
+            "▶️ job {} running on {node}{g} for {}: `{cmd}`{}",
             j.id,
-            elapsed.map(duration).unwrap_or_else(|| "-".into())
+            elapsed.map(duration).unwrap_or_else(|| "-".into()),
+            // A running job has a reason only when something is wrong (a
+            // GPU of it failed): say so at once.
+            j.reason
+                .as_deref()
+                .map(|r| format!("\n⚠️ {}", m.escape(r)))
+                .unwrap_or_default()
         ),
         Some(JobState::Exited) => {
             let code = j.exit_code.unwrap_or(-1);
@@ -143,14 +149,18 @@ pub fn gpu_line(id: u64, gpus: &[GpuTelemetry], m: &dyn Markup) -> Option<String
         .iter()
         .filter(|g| g.job == Some(id))
         .map(|g| {
+            // Unknown (NVML does not support it) is "–", never 0.
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             format!(
-                "GPU {} {}: {}% util, {:.1}/{:.1} GiB, {}°C",
+                "GPU {} {}: {} util, {} GiB, {}",
                 g.index,
                 m.escape(&g.name),
-                g.util_pct,
-                g.mem_used as f64 / (1u64 << 30) as f64,
-                g.mem_total as f64 / (1u64 << 30) as f64,
-                g.temp_c
+                g.util().map_or_else(|| "–".into(), |u| format!("{u}%")),
+                g.mem().map_or_else(
+                    || "–".into(),
+                    |(u, t)| format!("{:.1}/{:.1}", gib(u), gib(t))
+                ),
+                g.temp().map_or_else(|| "–".into(), |c| format!("{c}°C")),
             )
         })
         .collect();
@@ -236,7 +246,41 @@ pub fn finished(
     max_len: usize,
     more: bool,
 ) -> String {
-    let top = head(j, None, m);
+    finished_on(j, &[], tail, m, max_len, more)
+}
+
+/// The physical GPUs a job held: "🖥️ GPU 0 NVIDIA H100 (GPU-…)"; `None`
+/// without any.
+pub fn held_line(held: &[proto::HeldGpu], m: &dyn Markup) -> Option<String> {
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "–".to_string()
+        } else {
+            m.escape(s)
+        }
+    };
+    let parts: Vec<String> = held
+        .iter()
+        .map(|g| format!("GPU {} {} ({})", g.index, dash(&g.name), dash(&g.uuid)))
+        .collect();
+    (!parts.is_empty()).then(|| format!("🖥️ held {}", parts.join(" · ")))
+}
+
+/// [`finished`], naming the physical GPUs the job held (`held`, from
+/// `Request::JobGpus`).
+pub fn finished_on(
+    j: &JobInfo,
+    held: &[proto::HeldGpu],
+    tail: &OutputTail,
+    m: &dyn Markup,
+    max_len: usize,
+    more: bool,
+) -> String {
+    let mut top = head(j, None, m);
+    if let Some(line) = held_line(held, m) {
+        top.push('\n');
+        top.push_str(&line);
+    }
     let lines = tail.last(FINAL_LINES);
     let mut bottom = String::new();
     if !succeeded(j) {
@@ -484,6 +528,17 @@ mod tests {
             ("done", OutStream::Stdout),
         ]);
         let text = finished(&job("exited", Some(0)), &t, &Plain, 3000, false);
+        let held = [proto::HeldGpu {
+            index: 1,
+            uuid: "GPU-abc".into(),
+            name: "H100".into(),
+        }];
+        let on = finished_on(&job("exited", Some(0)), &held, &t, &Plain, 3000, false);
+        assert!(on.contains("\n🖥️ held GPU 1 H100 (GPU-abc)"), "{on}");
+        let mut failing = job("running", None);
+        failing.reason = Some("GPU 0 (GPU-abc) lost: gone".into());
+        let p = progress(&failing, Duration::from_secs(5), &t, &[], &Plain, 3000);
+        assert!(p.contains("\n⚠️ GPU 0 (GPU-abc) lost: gone"), "{p}");
         assert!(
             text.starts_with("✅ job 7 on worker-gpu-01, 1 GPU exited with code 0 after 1m5s"),
             "{text}"

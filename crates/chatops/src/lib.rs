@@ -732,7 +732,24 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let m = self.surface.markup();
         let total = j.stdout_bytes + j.stderr_bytes;
         let long = total > ATTACH_OVER;
-        let text = render::finished(j, &lock(watch).tail, m, self.surface.max_len(), long);
+        // Which physical GPUs it held (an older gateway answers an error).
+        let held = if j.gpus > 0 {
+            match self
+                .gateway
+                .call(Request::JobGpus {
+                    id: j.id,
+                    on_behalf_of: Some(self.identity(&o.user)),
+                })
+                .await
+            {
+                Ok(Response::JobGpus(g)) => g,
+                _ => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let text =
+            render::finished_on(j, &held, &lock(watch).tail, m, self.surface.max_len(), long);
         self.surface.edit_live(live, &text, Change::Final).await;
         if !long {
             return;

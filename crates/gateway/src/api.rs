@@ -83,6 +83,17 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
                 Ok(Response::NodeHistory(shared.registry.histories(&names)))
             }
         }
+        Request::GpuHealth { names } => {
+            if names.len() > proto::MAX_HISTORY_NODES {
+                Err(invalid(format!(
+                    "asked for the GPU health of {} nodes; ask for at most {} at once",
+                    names.len(),
+                    proto::MAX_HISTORY_NODES
+                )))
+            } else {
+                Ok(Response::GpuHealth(shared.registry.gpu_health(&names)))
+            }
+        }
         Request::LabSummary => lab_summary(shared),
         Request::Trust => Ok(Response::Trust {
             cas_der: crate::rotation::trust(shared),
@@ -124,6 +135,9 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
         Request::JobShow { id, on_behalf_of } => {
             jobs::show(shared, peer, id, on_behalf_of.as_deref()).map(Response::Job)
+        }
+        Request::JobGpus { id, on_behalf_of } => {
+            jobs::gpus_held(shared, peer, id, on_behalf_of.as_deref()).map(Response::JobGpus)
         }
         Request::JobList {
             limit,
@@ -292,8 +306,11 @@ fn lab_summary(shared: &Shared) -> Result<Response, ApiError> {
         {
             // Only confirmed GPUs count; the rest of a claim is not offered.
             let confirmed = usize::try_from(live.gpus).unwrap_or(usize::MAX);
-            for g in t.gpus.iter().take(confirmed) {
-                match (st.health == "healthy", g.job.is_some()) {
+            for (i, g) in t.gpus.iter().take(confirmed).enumerate() {
+                // A degraded node's healthy GPUs still serve; its
+                // unhealthy or MIG-enabled ones do not.
+                let fit = st.routable && live.gpu_health.get(i).is_none_or(|h| h.usable());
+                match (fit, g.job.is_some()) {
                     (false, _) => s.gpus_unhealthy += 1,
                     (true, true) => s.gpus_busy += 1,
                     (true, false) => s.gpus_free += 1,
@@ -364,6 +381,7 @@ pub fn node_info(
         connection,
         health,
         reason: health_reason,
+        ..
     } = shared.node_status(&n, instant);
     let telemetry = live.as_ref().and_then(|l| l.telemetry.clone());
     let remote_addr = match (n.state, live.as_ref().map(|l| l.remote)) {

@@ -449,9 +449,13 @@ impl FakeNode {
     /// Sends one heartbeat.
     pub async fn beat(&mut self) {
         self.seq += 1;
-        let hb = Heartbeat {
-            seq: self.seq,
-            ..Heartbeat::default()
+        // Protocol 3: a heartbeat, then each GPU's health (none here).
+        let hb = proto::HeartbeatV3 {
+            beat: Heartbeat {
+                seq: self.seq,
+                ..Heartbeat::default()
+            },
+            health: vec![],
         };
         mesh::write_frame(&mut self.heartbeat, &hb).await.unwrap();
     }
@@ -467,9 +471,12 @@ impl FakeNode {
             loop {
                 tick.tick().await;
                 seq += 1;
-                let hb = Heartbeat {
-                    seq,
-                    ..Heartbeat::default()
+                let hb = proto::HeartbeatV3 {
+                    beat: Heartbeat {
+                        seq,
+                        ..Heartbeat::default()
+                    },
+                    health: vec![],
                 };
                 if mesh::write_frame(&mut stream, &hb).await.is_err() {
                     return;

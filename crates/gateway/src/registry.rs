@@ -27,6 +27,8 @@ pub struct NodeMeta {
     pub gpus_simulated: bool,
     /// Its job limit.
     pub max_jobs: u32,
+    /// The protocol of its hello (3 sends per-GPU health).
+    pub protocol: u32,
 }
 
 /// The GPUs a node claiming `claimed` may hand out under the confirmed
@@ -52,8 +54,34 @@ pub struct LiveMeta {
     pub max_jobs: u32,
     /// The latest heartbeat.
     pub telemetry: Option<Arc<Heartbeat>>,
+    /// Each GPU's health from the latest heartbeat (protocol 3; empty
+    /// for a protocol-2 node, whose GPUs count as healthy).
+    pub gpu_health: Arc<Vec<proto::GpuHealth>>,
     /// Remote address of the connection.
     pub remote: SocketAddr,
+}
+
+impl LiveMeta {
+    /// Confirmed GPUs (the first `gpus` reported) that no job holds and
+    /// whose node judged them unhealthy or MIG-enabled: not free for a
+    /// new job. (One a job holds already counts as busy.)
+    pub fn unusable_idle_gpus(&self) -> u32 {
+        let confirmed = usize::try_from(self.gpus).unwrap_or(usize::MAX);
+        let held = |i: usize| {
+            self.telemetry
+                .as_ref()
+                .and_then(|t| t.gpus.get(i))
+                .is_some_and(|g| g.job.is_some())
+        };
+        let n = self
+            .gpu_health
+            .iter()
+            .take(confirmed)
+            .enumerate()
+            .filter(|(i, h)| !h.usable() && !held(*i))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
 }
 
 /// One live node session.
@@ -64,6 +92,7 @@ struct Live {
     meta: NodeMeta,
     control: mpsc::Sender<ControlMsg>,
     telemetry: Option<Arc<Heartbeat>>,
+    gpu_health: Arc<Vec<proto::GpuHealth>>,
     /// Datagrams received on the connection, and when that was counted,
     /// while its heartbeat is late (see [`judge`]).
     probe: Option<(u64, Instant)>,
@@ -243,6 +272,7 @@ impl Registry {
             meta,
             control,
             telemetry: None,
+            gpu_health: Arc::default(),
             probe: None,
         };
         self.with(|m| m.insert(name.to_string(), live))
@@ -286,6 +316,16 @@ impl Registry {
         })
     }
 
+    /// Each GPU's health on those of `names` that are connected.
+    pub fn gpu_health(&self, names: &[String]) -> Vec<(String, Vec<proto::GpuHealth>)> {
+        self.with(|m| {
+            names
+                .iter()
+                .filter_map(|n| m.get(n).map(|l| (n.clone(), l.gpu_health.as_ref().clone())))
+                .collect()
+        })
+    }
+
     /// Forgets a node's history (it was revoked or rejected).
     pub fn forget_history(&self, name: &str) {
         self.with_history(|h| h.remove(name));
@@ -298,8 +338,10 @@ impl Registry {
         conn_id: usize,
         hb: Heartbeat,
         clock: &Clock,
+        gpu_health: Vec<proto::GpuHealth>,
     ) -> Option<HeartbeatSeen> {
         let hb = Arc::new(hb);
+        let gpu_health = Arc::new(gpu_health);
         // Only the node's current connection speaks for it: a replaced or
         // stray connection of the same certificate records nothing, not
         // even history.
@@ -308,6 +350,7 @@ impl Registry {
             let now = clock.now();
             let gap = now.saturating_duration_since(std::mem::replace(&mut l.last_heartbeat, now));
             l.telemetry = Some(hb.clone());
+            l.gpu_health = gpu_health;
             l.probe = None;
             let addr = l.conn.remote_address();
             let moved = (addr != l.remote).then(|| (std::mem::replace(&mut l.remote, addr), addr));
@@ -326,11 +369,11 @@ impl Registry {
 
     /// The GPUs a node claimed in its hello, if connection `conn_id` is
     /// its current one.
-    pub fn claimed_gpus(&self, name: &str, conn_id: usize) -> Option<u32> {
+    pub fn claimed_gpus(&self, name: &str, conn_id: usize) -> Option<(u32, u32)> {
         self.with(|m| {
             m.get(name)
                 .filter(|l| l.conn.stable_id() == conn_id)
-                .map(|l| l.meta.gpus_claimed)
+                .map(|l| (l.meta.gpus_claimed, l.meta.protocol))
         })
     }
 
@@ -356,6 +399,7 @@ impl Registry {
                 gpus_simulated: l.meta.gpus_simulated,
                 max_jobs: l.meta.max_jobs,
                 telemetry: l.telemetry.clone(),
+                gpu_health: l.gpu_health.clone(),
                 remote: l.remote,
             })
         })

@@ -289,7 +289,7 @@ async fn heartbeats(shared: Arc<Shared>, conn: Link, name: String, mut recv: Rec
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let Some(claimed) = claimed else {
+    let Some((claimed, protocol)) = claimed else {
         close(
             &conn,
             CloseCode::Protocol,
@@ -299,10 +299,27 @@ async fn heartbeats(shared: Arc<Shared>, conn: Link, name: String, mut recv: Rec
     };
     let limit = proto::heartbeat_frame_limit(claimed);
     loop {
-        match mesh::read_frame::<Heartbeat>(&mut recv, limit).await {
+        // Protocol 3 adds each GPU's health after the protocol-2 heartbeat.
+        let read = if protocol >= 3 {
+            mesh::read_frame::<proto::HeartbeatV3>(&mut recv, limit).await
+        } else {
+            mesh::read_frame::<Heartbeat>(&mut recv, limit)
+                .await
+                .map(|hb| {
+                    hb.map(|beat| proto::HeartbeatV3 {
+                        beat,
+                        health: vec![],
+                    })
+                })
+        };
+        match read {
             Ok(Some(mut hb)) => {
                 hb.bound(claimed);
-                if let Some(seen) = shared.registry.heartbeat(&name, id, hb, &shared.clock) {
+                if let Some(seen) =
+                    shared
+                        .registry
+                        .heartbeat(&name, id, hb.beat, &shared.clock, hb.health)
+                {
                     shared.metrics.heartbeat_gap(seen.gap);
                     if let Some((old, new)) = seen.moved {
                         tracing::info!(node = %name, %old, %new, "node's address changed; its session migrated (NAT rebinding or roaming)");
@@ -516,11 +533,15 @@ async fn node_control(
     mut recv: RecvHalf,
 ) {
     let remote = conn.remote_address().to_string();
-    if hello.protocol != conn.protocol() {
+    // A node on the previous ALPN speaks at most the previous protocol;
+    // one on the current ALPN any protocol served (the swarm of the
+    // benchmarks speaks 2).
+    if !proto::NODE_PROTOCOLS_SERVED.contains(&hello.protocol) || hello.protocol > conn.protocol() {
         let msg = format!(
-            "node speaks protocol {} but the gateway speaks {}; upgrade the older side",
+            "node speaks protocol {} but the gateway speaks {} to {}; upgrade the older side",
             hello.protocol,
-            proto::PROTOCOL_VERSION
+            proto::NODE_PROTOCOLS_SERVED.start(),
+            proto::NODE_PROTOCOLS_SERVED.end()
         );
         let _ = mesh::write_frame(
             &mut send,
@@ -552,6 +573,7 @@ async fn node_control(
         gpus_claimed: hello.gpus.min(crate::registry::MAX_GPUS),
         gpus_simulated: hello.gpus_simulated,
         max_jobs: hello.max_jobs.clamp(1, 100_000),
+        protocol: hello.protocol,
     };
     // Now the node's current connection: its role's window, and one
     // stream per job it may run at once, plus its own.

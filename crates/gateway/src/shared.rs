@@ -95,6 +95,9 @@ pub(crate) struct NodeStatus {
     pub connection: &'static str,
     pub health: &'static str,
     pub reason: Option<String>,
+    /// Whether routing may send it new jobs: healthy, or degraded only by
+    /// unhealthy GPUs (the healthy ones keep serving).
+    pub routable: bool,
 }
 
 impl Shared {
@@ -112,13 +115,22 @@ impl Shared {
             live.as_ref().map(|l| l.view),
             cfg.heartbeat_interval,
             live.as_ref().and_then(|l| l.telemetry.as_deref()),
+            live.as_ref().map_or(&[][..], |l| l.gpu_health.as_slice()),
             cfg.gpu_temp_limit_c,
         );
+        let routable = health == "healthy"
+            || (health == "degraded"
+                && live
+                    .as_ref()
+                    .and_then(|l| l.telemetry.as_deref())
+                    .and_then(|t| rules::degraded(t, cfg.gpu_temp_limit_c))
+                    .is_none());
         NodeStatus {
             live,
             connection,
             health,
             reason,
+            routable,
         }
     }
 

@@ -13,6 +13,9 @@
 //!   starts no process, only the node reads NVML, ring is the only crypto
 //!   provider (`layering`).
 //! * the gateway reads time only through its clock (`clock.rs`).
+//! * no `unsafe` outside [`UNSAFE_ALLOWED`] (the test NVML's C ABI), where
+//!   every `unsafe` block carries a `SAFETY:` comment, and every other
+//!   crate takes the workspace lints (`unsafe_code = "forbid"`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,6 +48,90 @@ const ENGINE_ROOMS: [&str; 6] = [
     "crates/gateway/src/store/tests.rs",
     "crates/gateway/src/backup.rs",
 ];
+
+/// The crates that may use `unsafe`: the stand-in libnvidia-ml, a C ABI
+/// that cannot be written without raw out-pointers (test support, never
+/// shipped).
+const UNSAFE_ALLOWED: [&str; 1] = ["crates/testnvml/"];
+
+/// Whether a line's code (comments cut) uses `unsafe`.
+fn uses_unsafe(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or("");
+    code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|w| w == "unsafe")
+}
+
+#[test]
+fn unsafe_only_where_allowed_and_always_explained() {
+    let mut bad = vec![];
+    let mut files = rust_files("crates");
+    files.extend(rust_files("tests"));
+    files.extend(rust_files("fuzz"));
+    for f in files {
+        if f.ends_with("/tidy.rs") {
+            continue;
+        }
+        let text = read(&f);
+        let allowed = UNSAFE_ALLOWED.iter().any(|p| f.starts_with(p));
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !uses_unsafe(line) {
+                continue;
+            }
+            if !allowed {
+                bad.push(format!("{f}:{}: unsafe outside {UNSAFE_ALLOWED:?}", i + 1));
+                continue;
+            }
+            // An unsafe block (not an `unsafe fn`, whose contract is its
+            // `# Safety` doc) says why it is sound just above.
+            let block = line.contains("unsafe {") || line.trim_end().ends_with("unsafe");
+            let explained = lines[i.saturating_sub(3)..=i]
+                .iter()
+                .any(|l| l.contains("SAFETY:"));
+            if block && !explained {
+                bad.push(format!(
+                    "{f}:{}: unsafe block without a SAFETY: comment",
+                    i + 1
+                ));
+            }
+        }
+    }
+    // Every other crate forbids it through the workspace lints.
+    for entry in std::fs::read_dir(root().join("crates"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = format!("crates/{}/", entry.file_name().to_string_lossy());
+        let toml = read(&format!("{name}Cargo.toml"));
+        if toml.is_empty() || UNSAFE_ALLOWED.contains(&name.as_str()) {
+            continue;
+        }
+        if !toml.contains("[lints]\nworkspace = true") && !toml.contains("unsafe_code = \"forbid\"")
+        {
+            bad.push(format!(
+                "{name}Cargo.toml neither takes the workspace lints nor forbids unsafe_code"
+            ));
+        }
+    }
+    let nvml = read("crates/testnvml/src/lib.rs");
+    if !nvml.contains("#![deny(unsafe_op_in_unsafe_fn)]") {
+        bad.push("crates/testnvml/src/lib.rs lost #![deny(unsafe_op_in_unsafe_fn)]".into());
+    }
+    assert!(bad.is_empty(), "unsafe code:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn the_check_for_unsafe_can_fail() {
+    for (line, hit) in [
+        ("    unsafe { out.write(v) };", true),
+        ("pub unsafe extern \"C\" fn f() {}", true),
+        ("let x = unsafe_thing(); // unsafe here", false),
+        ("/// Broken, or unsafe.", false),
+    ] {
+        assert_eq!(uses_unsafe(line), hit, "{line}");
+    }
+}
 
 pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

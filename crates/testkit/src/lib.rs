@@ -195,10 +195,16 @@ impl Lab {
 
     /// Runs `openclaw --home HOME ARGS...` to completion.
     pub fn run(&self, home: &Path, args: &[&str]) -> Out {
+        self.run_env(home, args, &[])
+    }
+
+    /// [`Lab::run`] with extra environment variables.
+    pub fn run_env(&self, home: &Path, args: &[&str], env: &[(&str, &Path)]) -> Out {
         let out = Command::new(&self.bin)
             .arg("--home")
             .arg(home)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("OPENCLAW_HOME")
             .env_remove("OPENCLAW_TOKEN")
             .stdin(Stdio::null())
@@ -221,13 +227,28 @@ impl Lab {
         self.spawn_cmd(&bin, &all)
     }
 
+    /// Spawns `openclaw --home HOME ARGS...` in the background with extra
+    /// environment variables.
+    pub fn spawn_env(&mut self, home: &Path, args: &[&str], env: &[(&str, &Path)]) -> Proc {
+        let bin = self.bin.to_string_lossy().into_owned();
+        let home = home.to_string_lossy().into_owned();
+        let mut all = vec!["--home", home.as_str()];
+        all.extend_from_slice(args);
+        self.spawn_cmd_env(&bin, &all, env)
+    }
+
     /// Spawns any program in the background, killed on drop.
     pub fn spawn_cmd(&mut self, program: &str, args: &[&str]) -> Proc {
+        self.spawn_cmd_env(program, args, &[])
+    }
+
+    fn spawn_cmd_env(&mut self, program: &str, args: &[&str], env: &[(&str, &Path)]) -> Proc {
         self.seq += 1;
         let stdout_path = self.dir.path().join(format!("proc-{}.out", self.seq));
         let stderr_path = self.dir.path().join(format!("proc-{}.err", self.seq));
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("OPENCLAW_HOME")
             .env(
                 "RUST_LOG",

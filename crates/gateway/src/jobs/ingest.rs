@@ -187,6 +187,12 @@ pub async fn node_job_stream(
                     row.processes_killed = killed;
                     if !reason.is_empty() {
                         row.reason = Some(reason);
+                    } else if let Some(r) = row.reason.as_deref()
+                        && let Some(fault) = r.strip_suffix(GPU_FAULT_WARNING)
+                    {
+                        // Told of a failed GPU, it ended by itself in time.
+                        row.reason =
+                            Some(format!("{fault}; the job ended by itself within the grace"));
                     }
                 },
             )
@@ -278,6 +284,10 @@ pub(super) fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why:
         }
     });
 }
+
+/// What a running job's reason says after one of its GPUs failed.
+const GPU_FAULT_WARNING: &str =
+    "; the job will be failed unless it ends within the node's gpu_fail_grace";
 
 /// Reads a job stream: output goes to live followers at once and to the
 /// log writer behind them; returns the job's last frame.
@@ -380,6 +390,44 @@ async fn store_output(
                     if let Some(t) = submitted {
                         shared.metrics.dispatched(t.elapsed());
                     }
+                }
+            }
+            JobFrame::GpusHeld { mut gpus } => {
+                // The node's word, bounded: no more than a node may have,
+                // texts no longer than a heartbeat's.
+                gpus.truncate(proto::MAX_NODE_GPUS as usize);
+                for g in &mut gpus {
+                    g.uuid = proto::names::printable(&g.uuid, proto::GPU_TEXT_MAX);
+                    g.name = proto::names::printable(&g.name, proto::GPU_TEXT_MAX);
+                }
+                shared
+                    .store
+                    .call(move |tx| tx.set_job_gpus(id, &gpus))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            JobFrame::GpuFault { reason } => {
+                // The job is told at once (its record's reason while it
+                // runs; followers, the job page and chat show it); the node
+                // fails it after its grace.
+                let reason = proto::names::printable(&reason, MAX_REASON);
+                tracing::warn!(job = id, "{reason}");
+                let noted = shared
+                    .store
+                    .call(move |tx| {
+                        let Some(mut row) = tx.job(id)? else {
+                            return Ok(false);
+                        };
+                        if row.state != JobState::Running {
+                            return Ok(false);
+                        }
+                        row.reason = Some(format!("{reason}{GPU_FAULT_WARNING}"));
+                        tx.move_job(&row, JobState::Running)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if noted {
+                    progress.send_modify(|p| p.notes = p.notes.wrapping_add(1));
                 }
             }
             last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. } | JobFrame::Refused { .. }) => {

@@ -19,6 +19,9 @@ pub struct Progress {
     pub stderr: u64,
     /// State word.
     pub state: String,
+    /// Notes on the record while the state stays (a GPU of the job
+    /// failed): followers send the record again when it grows.
+    pub notes: u32,
 }
 
 /// Output just stored, for live followers.

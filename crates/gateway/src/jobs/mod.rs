@@ -142,14 +142,16 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
     Ok(rows
         .into_iter()
         .map(|n| {
-            let crate::shared::NodeStatus { live, health, .. } = shared.node_status(&n, instant);
+            let crate::shared::NodeStatus { live, routable, .. } = shared.node_status(&n, instant);
             let (gpus_busy, running) = shared.jobs.load(&n.name);
             NodeView {
                 state: n.state,
                 connected: live.is_some(),
-                healthy: health == "healthy",
+                healthy: routable,
                 labels: n.labels,
                 gpus_total: live.as_ref().map(|l| l.gpus).unwrap_or(0),
+                // Unhealthy and MIG-enabled GPUs are not offered.
+                gpus_unusable: live.as_ref().map(|l| l.unusable_idle_gpus()).unwrap_or(0),
                 gpu_cap: crate::registry::capped_gpus(crate::registry::MAX_GPUS, n.max_gpus),
                 gpus_busy,
                 running,
@@ -283,6 +285,19 @@ pub fn show(
     let row = stored_job(shared, id)?;
     check_visible(shared, peer, &who, &row)?;
     Ok(live_info(shared, &row))
+}
+
+/// The GPUs a job held, if `peer` (for `who`) may see the job.
+pub fn gpus_held(
+    shared: &Shared,
+    peer: &Peer,
+    id: u64,
+    on_behalf_of: Option<&str>,
+) -> Result<Vec<proto::HeldGpu>, ApiError> {
+    let who = identity(peer, on_behalf_of)?;
+    let row = stored_job(shared, id)?;
+    check_visible(shared, peer, &who, &row)?;
+    Ok(shared.store.tx(|tx| tx.job_gpus(id))?)
 }
 
 /// A page of jobs `peer` (for `who`) may see, newest first.
