@@ -394,9 +394,19 @@ fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
         "renewing keeps it"
     );
     a.tx(|tx| tx.insert_token(&token("by-a"))).unwrap();
-    // a stops renewing (paused, cut off); its lease lapses, b takes over.
-    std::thread::sleep(Duration::from_millis(400));
-    let g2 = b.take_lease("gw-b", ttl).unwrap().expect("a lapsed lease");
+    // a stops renewing (paused, cut off); its lease lapses (by the
+    // database's clock), and b takes over.
+    let started = std::time::Instant::now();
+    let g2 = loop {
+        if let Some(g) = b.take_lease("gw-b", ttl).unwrap() {
+            break g;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the lease never lapsed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(g2, g1 + 1, "a takeover makes a new generation");
     b.fence(g2);
     // a wakes: its writes are refused, blocking or queued, and a
