@@ -665,8 +665,8 @@ fn attack_button_clicks_pass_the_same_allowlists_as_messages() {
         "C0LAB",
         "<@U0MOLT> run echo guarded on worker-gpu-01",
     );
-    wait_until(T, "the job to await approval", || {
-        (w.lab.jobs().len() == 1).then_some(())
+    w.lab.wait_jobs(T, "the job to await approval", |jobs| {
+        (jobs.len() == 1).then_some(())
     });
     // A workspace member outside the allowlist clicks Approve.
     w.slack.click("U0STRANGER", "C0LAB", "x", "approve", "1");
@@ -776,7 +776,8 @@ fn a_redelivered_event_runs_one_job_across_sockets_and_a_restart() {
         "<@U0MOLT> run echo exactly-once on worker-cpu-01",
     );
     w.slack.redeliver(&env, 0);
-    wait_until(T, "the job", || (!w.lab.jobs().is_empty()).then_some(()));
+    w.lab
+        .wait_jobs(T, "the job", |jobs| (!jobs.is_empty()).then_some(()));
     w.lab.wait_job(1, "exited", T);
     final_edit(&w.slack, "exited with code 0");
     // Slack retries: on the same socket, then on a new one.

@@ -39,6 +39,29 @@ impl Lab {
         })
     }
 
+    /// Waits until `f` returns `Some` for the newest 50 jobs, newest
+    /// first, as `job list --json` lists them (plus `fanout`); asks the
+    /// gateway in this process. [`Lab::jobs`] runs the real CLI.
+    pub fn wait_jobs<T: Send>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(Vec<serde_json::Value>) -> Option<T> + Send,
+    ) -> T {
+        let req = || proto::Request::JobList {
+            limit: 50,
+            before: None,
+            on_behalf_of: None,
+        };
+        self.poll_gateway(timeout, what, req, move |r| match r {
+            proto::Response::Jobs(jobs) => f(jobs
+                .iter()
+                .map(|j| serde_json::to_value(j).ok())
+                .collect::<Option<Vec<_>>>()?),
+            _ => None,
+        })
+    }
+
     /// Polls the gateway with `req` every 50 ms, over one connection made
     /// in this process with the gateway home's admin credential (made
     /// again when it breaks: a restart, a failover), until `f` returns
