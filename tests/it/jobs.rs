@@ -332,9 +332,8 @@ fn role_routing_and_gpu_exclusivity() {
             "true",
         ],
     );
-    let waiting = wait_until(T, "the job to queue", || {
-        lab.jobs()
-            .into_iter()
+    let waiting = lab.wait_jobs(T, "the job to queue", |jobs| {
+        jobs.into_iter()
             .find(|j| j["state"] == "queued")
             .and_then(|j| j["id"].as_u64())
     });
@@ -600,8 +599,7 @@ fn policy_denial_and_approval() {
         &lab.gw_home.clone(),
         &["run", "--node", "worker-gpu-01", "--", "echo", "never"],
     );
-    let pending = wait_until(T, "the second job", || {
-        let list = lab.jobs();
+    let pending = lab.wait_jobs(T, "the second job", |list| {
         list.iter()
             .find(|j| j["state"] == "awaiting-approval")
             .map(|j| j["id"].as_u64().unwrap())

@@ -2,6 +2,7 @@
 //! party in its own temp home. Every child is killed when the lab drops.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod poll;
 pub mod slack;
 pub mod swarm;
 pub mod webdriver;
@@ -432,19 +433,6 @@ impl Lab {
         serde_json::from_str(&out.stdout).unwrap()
     }
 
-    /// Waits until job `id` exists and is in `state` (a chat front end
-    /// may create it a moment after the test's message).
-    pub fn wait_job(&self, id: u64, state: &str, timeout: Duration) -> serde_json::Value {
-        wait_until(timeout, &format!("job {id} to be {state}"), || {
-            let out = self.admin(&["job", "show", &id.to_string(), "--json"]);
-            if out.code != 0 {
-                return None;
-            }
-            let j: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-            (j["state"] == state).then_some(j)
-        })
-    }
-
     /// Submits with --detach and returns the job id.
     pub fn detach(&self, args: &[&str]) -> u64 {
         let mut a = vec!["run", "--detach"];
@@ -479,13 +467,6 @@ impl Lab {
     /// One node's `node list --json` entry.
     pub fn node(&self, name: &str) -> Option<serde_json::Value> {
         self.nodes().into_iter().find(|n| n["name"] == name)
-    }
-
-    /// Waits until `name` shows `connection` (and, if given, `health`).
-    pub fn wait_node(&self, name: &str, connection: &str, timeout: Duration) -> serde_json::Value {
-        wait_until(timeout, &format!("{name} to be {connection}"), || {
-            self.node(name).filter(|n| n["connection"] == connection)
-        })
     }
 }
 
