@@ -53,11 +53,31 @@ async fn a_silent_node_goes_offline_and_its_job_is_lost_after_the_grace() {
     .await;
     assert_eq!(h.connection("worker-k").await, "offline");
 
-    // Its job waits out the grace for a re-attachment, then is lost.
+    // Its job waits out the grace for a re-attachment, then is lost. The
+    // clock moves a second at a time, and each step lets the gateway's
+    // blocking work finish first: under load the grace's watch may be
+    // armed a little after the node was found dead, and a paused clock
+    // must not jump past it meanwhile.
     tokio::time::sleep(secs(15)).await;
     assert_eq!(h.job(id).await.state, JobState::Running.as_str());
-    tokio::time::sleep(secs(6)).await;
-    let job = wait_state(&h, id, JobState::Lost).await;
+    let mut waited = secs(15);
+    let job = loop {
+        let job = h.job(id).await;
+        if JobState::parse(&job.state) == Some(JobState::Lost) {
+            break job;
+        }
+        assert!(
+            waited < secs(40),
+            "job {id} not lost {waited:?} after its node went offline (grace 20 s): {job:?}"
+        );
+        tokio::time::sleep(secs(1)).await;
+        waited += secs(1);
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    assert!(waited >= secs(20), "lost before its grace: {waited:?}");
     let reason = job.reason.unwrap_or_default();
     assert!(reason.contains("did not re-attach"), "{reason}");
 }
