@@ -6,9 +6,17 @@
 use std::time::Duration;
 
 use proto::{EnrollReply, EnrollRequest, EnrollSubmit, ErrorCode, Open, Response};
-use testkit::Lab;
+use testkit::{Lab, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+
+/// The wall clock in unix seconds, as the gateway on this machine reads it.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
 
 fn started() -> Lab {
     let mut lab = Lab::new(BIN);
@@ -84,7 +92,20 @@ fn bad_tokens_are_refused() {
     let mut lab = started();
     // Expired.
     let expired = lab.token(&["--ttl", "1s", "--auto-approve"]);
-    std::thread::sleep(Duration::from_millis(2100));
+    // The gateway counts whole seconds: the token lapses at the next
+    // second boundary after it was made, which `token list` names.
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.admin(&["token", "list", "--json"]).ok().stdout).unwrap();
+    let expires_at = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["expires_at"].as_u64())
+        .min()
+        .unwrap();
+    wait_until(Duration::from_secs(5), "the 1 s token to lapse", || {
+        (now_secs() >= expires_at).then_some(())
+    });
     enroll(&mut lab, &expired, "e1").fails_with(77, "expired");
     // Used up.
     let once = lab.token(&["--uses", "1", "--auto-approve"]);

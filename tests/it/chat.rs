@@ -166,6 +166,13 @@ fn chat_runs_jobs_for_the_chat_user() {
     );
     let created = lab.job(2)["created_at"].as_u64().unwrap().to_string();
     assert!(!one.contains(&created), "no raw unix time: {one}");
+    // `logs N` answers as the bots do (one dispatch for every front
+    // end): the chat snippet of the job's log, not the raw whole log.
+    let logs = lab.admin(&["chat", "logs 1"]).ok().stdout;
+    assert_eq!(
+        logs, "Log of job 1:\n```\nhello from chat\n\n```\n",
+        "{logs}"
+    );
     // An unknown job is answered in chat terms.
     let none = lab.admin(&["chat", "status 99"]).ok().stdout;
     assert!(

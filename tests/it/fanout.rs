@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use testkit::{Lab, wait_until};
+use testkit::Lab;
 
 const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
 const T: Duration = Duration::from_secs(30);
@@ -267,8 +267,7 @@ fn policy_and_approval_cover_the_whole_fan_out() {
         &lab.gw_home.clone(),
         &["run", "--all", "--", "nvidia-smi", "-L"],
     );
-    let held = wait_until(T, "the fan-out's jobs", || {
-        let jobs = lab.jobs();
+    let held = lab.wait_jobs(T, "the fan-out's jobs", |jobs| {
         (jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "awaiting-approval")).then_some(jobs)
     });
     for j in &held {
@@ -298,9 +297,8 @@ fn policy_and_approval_cover_the_whole_fan_out() {
 
     // A denial of any member denies every member.
     let follower = lab.spawn(&lab.gw_home.clone(), &["run", "--all", "--", "nvidia-smi"]);
-    let held = wait_until(T, "the second fan-out", || {
-        let jobs: Vec<_> = lab
-            .jobs()
+    let held = lab.wait_jobs(T, "the second fan-out", |jobs| {
+        let jobs: Vec<_> = jobs
             .into_iter()
             .filter(|j| j["state"] == "awaiting-approval")
             .collect();
@@ -342,8 +340,7 @@ fn attack_revoking_a_node_ends_its_members_of_a_held_fan_out_and_the_rest_still_
         &lab.gw_home.clone(),
         &["run", "--all", "--", "nvidia-smi", "-L"],
     );
-    let held = wait_until(T, "the fan-out's jobs", || {
-        let jobs = lab.jobs();
+    let held = lab.wait_jobs(T, "the fan-out's jobs", |jobs| {
         (jobs.len() == 2 && jobs.iter().all(|j| j["state"] == "awaiting-approval")).then_some(jobs)
     });
     let member = |node: &str| {
@@ -378,23 +375,47 @@ fn a_gateway_killed_mid_fan_out_drives_the_rest_after_its_restart() {
     lab.start_gateway();
     let _a = lab.node_up("fan-a", "cpu", 0);
     let _b = lab.node_up("fan-b", "cpu", 0);
-    // One node at a time: when the gateway dies, one member runs and the
-    // other waits its turn, queued.
+    // One node at a time: when the gateway dies, one member runs (its
+    // first line out already) and the other waits its turn, queued.
     let follower = lab.spawn(
         &lab.gw_home.clone(),
-        &["run", "--all", "--batch", "1", "--", "sleep", "2"],
+        &[
+            "run",
+            "--all",
+            "--batch",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "echo start; sleep 2; echo end",
+        ],
     );
-    let jobs = wait_until(T, "one member running, one queued", || {
-        let jobs = lab.jobs();
+    let jobs = lab.wait_jobs(T, "one member running with output, one queued", |jobs| {
         let states: Vec<&str> = jobs.iter().map(|j| j["state"].as_str().unwrap()).collect();
-        (states.contains(&"running") && states.contains(&"queued")).then_some(jobs)
+        let out = jobs.iter().any(|j| j["stdout_bytes"].as_u64() > Some(0));
+        (out && states.contains(&"running") && states.contains(&"queued")).then_some(jobs)
     });
     lab.stop_gateway(true);
-    let out = follower.wait(T);
-    assert_eq!(out.code, 255, "the follower lost the gateway: {out:?}");
-    assert!(out.stderr.contains("its jobs go on"), "{}", out.stderr);
     lab.start_gateway();
-    // The running member re-attaches and ends; the queued one gets its turn.
+    // The follower reconnects and resumes, as `openclaw run` does for one
+    // job: the running member re-attaches and ends, the queued one gets
+    // its turn, and each line reaches the terminal once.
+    let out = follower.wait(T);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("reconnected; resuming fan-out 1"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("2 node(s): 2 ok"), "{}", out.stderr);
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["fan-a: end", "fan-a: start", "fan-b: end", "fan-b: start"],
+        "{}",
+        out.stdout
+    );
     for j in &jobs {
         let done = lab.wait_job(j["id"].as_u64().unwrap(), "exited", T);
         assert_eq!(done["exit_code"], 0, "{done}");

@@ -207,6 +207,12 @@ fn metrics(home: &Path) -> String {
     wait_until(T, "the metrics page", || metrics_or_none(home))
 }
 
+/// Whether the gateway process `gw` has tried the lease and waits as a
+/// standby (it takes over as soon as the leader's lease lapses).
+fn standing_by(gw: &testkit::Proc) -> bool {
+    gw.stderr().contains("standby: another gateway leads")
+}
+
 fn status(home: &Path) -> serde_json::Value {
     let out = std::process::Command::new(BIN)
         .arg("--home")
@@ -262,7 +268,12 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
         &gw_home,
         &["run", "--node", "worker-ha", "--", "sh", "-c", script],
     );
-    std::thread::sleep(Duration::from_millis(700));
+    // Killed once the follower is streaming the job's output.
+    wait_until(T, "the follower to print", || {
+        std::fs::read_to_string(&follower.stdout_path)
+            .ok()
+            .filter(|o| o.contains("fg-1\n"))
+    });
 
     let killed = Instant::now();
     p.lab.stop_gateway(true);
@@ -337,7 +348,9 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
         // Odd trials: gw2 leads and dies; even: gw1.
         if trial % 2 == 1 {
             p.lab.start_gateway_standby();
-            std::thread::sleep(Duration::from_millis(300));
+            wait_until(T, "gw1 to stand by", || {
+                standing_by(p.lab.gateway()).then_some(())
+            });
             drop(p.gw2.take());
             let t = Instant::now();
             wait_until(T, "gw1 holds the node", || {
@@ -349,7 +362,9 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
                 p.lab
                     .spawn(&p.gw2_home, &["gateway", "run", "--listen", &gw2_addr]),
             );
-            std::thread::sleep(Duration::from_millis(300));
+            wait_until(T, "gw2 to stand by", || {
+                standing_by(p.gw2.as_ref().unwrap()).then_some(())
+            });
             p.lab.stop_gateway(true);
             let t = Instant::now();
             wait_until(T, "gw2 holds the node", || {
@@ -440,8 +455,16 @@ fn a_paused_leader_that_wakes_after_a_takeover_steps_down_without_a_write() {
     let done = p.lab.wait_job(job, "exited", T);
     assert_eq!(done["exit_code"], 0, "{done}");
     // Quiet now: nothing should change the state but the old leader.
-    std::thread::sleep(Duration::from_millis(500));
-    let before = snapshot(&p.url);
+    // The new leader's last writes (the job's end) have landed once two
+    // looks a moment apart agree.
+    let mut before = snapshot(&p.url);
+    wait_until(T, "the state to settle", || {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = snapshot(&p.url);
+        let same = now == before;
+        before = now;
+        same.then_some(())
+    });
     p.lab.gateway().signal("CONT");
     // It wakes with a session, a job and a node it thinks are its own; its
     // keeper learns the lease moved on, and it stops.

@@ -24,8 +24,7 @@ fn cancel_sends_sigterm_then_sigkill() {
         &lab.gw_home.clone(),
         &["run", "--node", "worker-cpu-01", "--", "sh", "-c", script],
     );
-    let id = wait_until(T, "the job to run", || {
-        let list = lab.jobs();
+    let id = lab.wait_jobs(T, "the job to run", |list| {
         list.first()
             .filter(|j| j["state"] == "running" && j["stdout_bytes"].as_u64() > Some(0))
             .map(|j| j["id"].as_u64().unwrap())
@@ -550,9 +549,8 @@ fn closed_stdout(lab: &Lab, args: &[&str]) -> testkit::Out {
 
 /// The id of the newest job once it is in `state`.
 fn newest_job(lab: &Lab, state: &str) -> u64 {
-    wait_until(T, &format!("the newest job to be {state}"), || {
-        lab.jobs()
-            .first()
+    lab.wait_jobs(T, &format!("the newest job to be {state}"), |jobs| {
+        jobs.first()
             .filter(|j| j["state"] == state)
             .map(|j| j["id"].as_u64().unwrap())
     })
@@ -650,8 +648,7 @@ fn a_run_ends_with_its_session_and_a_closed_pipe_ends_quietly() {
         &gw,
         &["run", "--all", "--label", "pool", "--", "sleep", "30"],
     );
-    wait_until(T, "both members to run", || {
-        let jobs = lab.jobs();
+    lab.wait_jobs(T, "both members to run", |jobs| {
         (jobs.len() == before + 2 && jobs[..2].iter().all(|j| j["state"] == "running"))
             .then_some(())
     });
@@ -672,8 +669,7 @@ fn a_run_ends_with_its_session_and_a_closed_pipe_ends_quietly() {
     // A fan-out held for approval (worker-gpu-01's rule holds it all):
     // every member is cancelled before it ran.
     let run = lab.spawn(&gw, &["run", "--all", "--label", "gpu", "--", "true"]);
-    wait_until(T, "the fan-out to await approval", || {
-        let jobs = lab.jobs();
+    lab.wait_jobs(T, "the fan-out to await approval", |jobs| {
         (jobs.len() == before + 4 && jobs[..2].iter().all(|j| j["state"] == "awaiting-approval"))
             .then_some(())
     });

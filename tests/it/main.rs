@@ -13,6 +13,7 @@ mod chat;
 mod dashboard;
 mod fanout;
 mod forward;
+mod gpu;
 mod ha;
 mod input;
 mod install;

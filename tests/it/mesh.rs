@@ -272,8 +272,12 @@ fn gateway_restart_node_reconnects() {
     let mut agent = lab.start_node(&home);
     lab.wait_node("worker-g", "connected", T);
 
+    let tries = agent.stderr().matches("reconnecting in").count();
     lab.stop_gateway(true);
-    std::thread::sleep(Duration::from_millis(1500));
+    // The agent has lost the gateway and schedules its next try.
+    wait_until(T, "the agent to retry", || {
+        (agent.stderr().matches("reconnecting in").count() > tries).then_some(())
+    });
     assert!(
         agent.running(),
         "the agent must keep retrying while the gateway is away"
@@ -764,7 +768,6 @@ fn doctor_checks_homes_and_names_each_fix() {
     );
     assert!(checks.iter().any(|(c, _)| c == "gpu"), "{checks:?}");
     assert_eq!(out.code, 0, "{out:?}");
-    std::thread::sleep(Duration::from_millis(300));
     lab.wait_node("worker-doc", "connected", T);
 
     // A key others can read, and a gateway that is down: each a failure

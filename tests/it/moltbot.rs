@@ -477,7 +477,10 @@ fn attack_slack_connect_guests_and_other_workspaces_are_ignored() {
     );
     w.slack
         .click_from_team("T0OTHER", "U0BOSS", "C0LAB", "x", "approve", "1");
-    std::thread::sleep(Duration::from_secs(2));
+    // Both events dropped, each with a log line.
+    wait_until(T, "both events to be ignored", || {
+        (w.bot.stderr().matches("another Slack team").count() >= 2).then_some(())
+    });
     assert!(
         !w.slack
             .calls_of("chat.postMessage")
@@ -528,8 +531,9 @@ fn attack_a_direct_message_does_not_bypass_the_channel_allowlist() {
     let r = dm_reply(&w, "U0MALLORY", &ts);
     assert!(!r.contains("worker-cpu-01"), "{r}");
     // In #lab the same user is answered: the channel admits them there.
+    // Every message above was answered, the refusal included: nothing of
+    // them is still on its way to the gateway.
     assert!(reply(&w, "U0MALLORY", "<@U0MOLT> nodes").contains("worker-cpu-01"));
-    std::thread::sleep(Duration::from_secs(1));
     assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
 
     // Users listed by name are answered by DM; others are not.
@@ -569,7 +573,10 @@ fn attack_a_slack_connect_guest_from_another_team_is_ignored_in_a_shared_channel
     let dm = w
         .slack
         .direct("U0GUEST", "run echo guest-dm on worker-cpu-01");
-    std::thread::sleep(Duration::from_secs(2));
+    // Both events dropped, each with a log line.
+    wait_until(T, "both events to be ignored", || {
+        (w.bot.stderr().matches("another Slack team").count() >= 2).then_some(())
+    });
     assert!(
         !w.slack
             .calls_of("chat.postMessage")
@@ -605,7 +612,7 @@ fn attack_a_slack_connect_guest_from_another_team_is_ignored_in_a_shared_channel
             .contains("cannot tell which Slack team")
             .then_some(())
     });
-    std::thread::sleep(Duration::from_secs(1));
+    // The log line is where the event ends: nothing follows it.
     assert!(
         !w.slack
             .calls_of("chat.postMessage")
@@ -658,8 +665,8 @@ fn attack_button_clicks_pass_the_same_allowlists_as_messages() {
         "C0LAB",
         "<@U0MOLT> run echo guarded on worker-gpu-01",
     );
-    wait_until(T, "the job to await approval", || {
-        (w.lab.jobs().len() == 1).then_some(())
+    w.lab.wait_jobs(T, "the job to await approval", |jobs| {
+        (jobs.len() == 1).then_some(())
     });
     // A workspace member outside the allowlist clicks Approve.
     w.slack.click("U0STRANGER", "C0LAB", "x", "approve", "1");
@@ -769,7 +776,8 @@ fn a_redelivered_event_runs_one_job_across_sockets_and_a_restart() {
         "<@U0MOLT> run echo exactly-once on worker-cpu-01",
     );
     w.slack.redeliver(&env, 0);
-    wait_until(T, "the job", || (!w.lab.jobs().is_empty()).then_some(()));
+    w.lab
+        .wait_jobs(T, "the job", |jobs| (!jobs.is_empty()).then_some(()));
     w.lab.wait_job(1, "exited", T);
     final_edit(&w.slack, "exited with code 0");
     // Slack retries: on the same socket, then on a new one.
@@ -801,8 +809,8 @@ fn a_redelivered_event_runs_one_job_across_sockets_and_a_restart() {
     wait_until(T, "the restarted moltbot's answer", || {
         (answers() == 2).then_some(())
     });
+    // Every delivery has been answered and the job followed to its end.
     final_edit(&w.slack, "job 1 on worker-cpu-01 exited");
-    std::thread::sleep(Duration::from_secs(1));
     let jobs = w.lab.jobs();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(answers(), 2, "one answer before the restart, one after");

@@ -176,6 +176,22 @@ impl Netlab {
         }
     }
 
+    /// Waits until job `id` runs and its output reaches the gateway, so a
+    /// cut lands in the middle of it.
+    fn output_flows(&self, id: u64) {
+        self.wait_job_for(id, T, "streaming output", |j| {
+            j["state"] == "running" && j["stdout_bytes"].as_u64() > Some(0)
+        });
+    }
+
+    /// How often node `n` has logged giving its connection up.
+    fn node_retries(&self, n: &str) -> usize {
+        std::fs::read_to_string(self.dir.join(format!("{n}.log")))
+            .unwrap_or_default()
+            .matches("reconnecting in")
+            .count()
+    }
+
     fn detach(&self, node: &str, script: &str) -> u64 {
         let out = self.admin(&["run", "--detach", "--node", node, "--", "sh", "-c", script]);
         assert_eq!(out.code, 0, "{}", out.stderr);
@@ -339,8 +355,7 @@ fn netlab_cross_nat_enrollment_a_job_and_nat_rebinding_mid_job() {
     // connection and the job's stream goes on.
     let (job, lines) = paced_seq(40, 2000, "0.15");
     let id = lab.detach("netlab-n3", &job);
-    lab.wait_job(id, "running", T);
-    std::thread::sleep(Duration::from_millis(1500));
+    lab.output_flows(id);
     assert_eq!(lab.sh(&["nat-ports", "40000-40100"]).code, 0);
     let flush = lab.sh(&["exec", "rt", "conntrack", "-F"]);
     assert_eq!(flush.code, 0, "{}", flush.stderr);
@@ -384,15 +399,22 @@ fn netlab_partition_and_heal_during_a_100_mb_job() {
     // About 100 MB over ~10 s, so the cut lands in the middle of it.
     let (job, lines) = paced_seq(50, 250_000, "0.2");
     let id = lab.detach("netlab-n1", &job);
-    lab.wait_job(id, "running", T);
-    std::thread::sleep(Duration::from_secs(2));
+    lab.output_flows(id);
+    let tries = lab.node_retries("n1");
     assert_eq!(
         lab.sh(&["exec", "n1", "ip", "link", "set", "eth0", "down"])
             .code,
         0
     );
     lab.wait_node("netlab-n1", |n| n["connection"] == "offline", "offline");
-    std::thread::sleep(Duration::from_secs(10));
+    // The partition lasts until the node too has given its connection up:
+    // it heals onto a new session, with the output of the cut spooled on
+    // the node.
+    let until = Instant::now() + T;
+    while lab.node_retries("n1") <= tries {
+        assert!(Instant::now() < until, "n1 never retried during the cut");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         lab.sh(&["exec", "n1", "ip", "link", "set", "eth0", "up"])
             .code,
@@ -433,8 +455,7 @@ fn netlab_gateway_restart_and_node_kill_during_jobs() {
     // job ends with all of its output.
     let (job, lines) = paced_seq(20, 5000, "0.2");
     let id = lab.detach("netlab-n2", &job);
-    lab.wait_job(id, "running", T);
-    std::thread::sleep(Duration::from_millis(1000));
+    lab.output_flows(id);
     let r = lab.sh(&["restart-gateway", "KILL"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let done = lab.wait_job(id, "exited", T);
@@ -449,14 +470,24 @@ fn netlab_gateway_restart_and_node_kill_during_jobs() {
         lab.wait_node(n, |v| v["connection"] == "connected", "connected again");
     }
 
+    // The gateway waits `job_grace` for a lost node's jobs to come back
+    // before it calls them lost: 15 s by default, 4 s here (one restart,
+    // TERM this time) so the "lost" outcome below is not a wait.
+    let cfg = lab.dir.join("gateway").join("gateway.toml");
+    testkit::edit_file(&cfg, "job_grace = \"15s\"", "job_grace = \"4s\"");
+    let r = lab.sh(&["restart-gateway"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for n in ["netlab-n1", "netlab-n2", "netlab-n3"] {
+        lab.wait_node(n, |v| v["connection"] == "connected", "connected again");
+    }
+
     // The node agent is SIGKILLed while a job runs, and started again.
     // The documented outcome (docs/OPERATIONS.md) is one clear end state,
     // never a ghost: `exited` with complete output if the new agent could
     // re-attach the job from its spool, else `lost` with the reason.
     let (job, lines) = paced_seq(20, 5000, "0.2");
     let id = lab.detach("netlab-n1", &job);
-    lab.wait_job(id, "running", T);
-    std::thread::sleep(Duration::from_millis(1000));
+    lab.output_flows(id);
     assert_eq!(lab.sh(&["kill-node", "n1"]).code, 0);
     lab.wait_node("netlab-n1", |n| n["connection"] == "offline", "offline");
     assert_eq!(lab.sh(&["start-node", "n1"]).code, 0);

@@ -13,6 +13,13 @@ const T: Duration = Duration::from_secs(60);
 /// Prints `seq 1 200000` in 20 slices with pauses: about two seconds.
 const SEQ_JOB: &str = "for i in $(seq 1 20); do seq $(( (i-1)*10000+1 )) $(( i*10000 )); sleep 0.1; done; echo finished >&2; exit 7";
 
+/// Waits until job `id` runs and its output reaches the gateway.
+fn output_flows(lab: &Lab, id: u64) {
+    lab.wait_job_for(id, T, "output to flow", |j| {
+        j["state"] == "running" && j["stdout_bytes"].as_u64() > Some(0)
+    });
+}
+
 fn want_seq() -> String {
     (1..=200_000).map(|i| format!("{i}\n")).collect()
 }
@@ -28,11 +35,8 @@ fn gateway_sigkill_mid_job_loses_and_duplicates_nothing() {
         &["run", "--node", "worker-a", "--", "sh", "-c", SEQ_JOB],
     );
     // Kill the gateway once output is flowing, and again right after it is back.
-    wait_until(T, "output to flow", || {
-        let list = lab.jobs();
-        list.first()
-            .filter(|j| j["stdout_bytes"].as_u64() > Some(10_000))
-            .map(|_| ())
+    lab.wait_job_for(1, T, "output to flow", |j| {
+        j["stdout_bytes"].as_u64() > Some(10_000)
     });
     lab.stop_gateway(true);
     lab.start_gateway();
@@ -70,16 +74,19 @@ fn network_cut_loses_and_duplicates_nothing() {
     let home = lab.enroll("worker-cut", "cpu");
     let proxy = UdpProxy::start(lab.addr.as_ref().unwrap());
     let proxy_addr = proxy.addr.to_string();
-    let _node = lab.spawn(&home, &["node", "run", "--gateway", &proxy_addr]);
+    let node = lab.spawn(&home, &["node", "run", "--gateway", &proxy_addr]);
     lab.wait_node("worker-cut", "connected", T);
     let job = "for i in $(seq 1 40); do seq $(( (i-1)*5000+1 )) $(( i*5000 )); sleep 0.15; done";
     let id = lab.detach(&["--node", "worker-cut", "--", "sh", "-c", job]);
-    lab.wait_job(id, "running", T);
-    std::thread::sleep(Duration::from_millis(500));
-    // Cut longer than the dead-node window, so the connection really dies.
+    output_flows(&lab, id);
+    // Cut until both sides have given the connection up, so it really
+    // dies: the gateway says offline, the node tries again.
+    let tries = node.stderr().matches("reconnecting in").count();
     proxy.block(true);
     lab.wait_node("worker-cut", "offline", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until(T, "the node to give its connection up", || {
+        (node.stderr().matches("reconnecting in").count() > tries).then_some(())
+    });
     proxy.block(false);
     lab.wait_node("worker-cut", "connected", T);
     let done = lab.wait_job(id, "exited", T);
@@ -93,34 +100,10 @@ fn network_cut_loses_and_duplicates_nothing() {
 }
 
 #[test]
-fn killed_node_goes_offline_fast_and_its_jobs_are_lost() {
-    let mut lab = Lab::with_config(BIN, |c| {
-        *c = c.replace("job_grace = \"15s\"", "job_grace = \"2s\"")
-    });
-    lab.start_gateway();
-    let (_home, mut node) = lab.node_up("worker-k", "cpu", 0);
-    let id = lab.detach(&["--node", "worker-k", "--", "sleep", "8"]);
-    lab.wait_job(id, "running", T);
-    node.kill();
-    let t0 = Instant::now();
-    lab.wait_node("worker-k", "offline", Duration::from_secs(10));
-    let detect = t0.elapsed();
-    // Three seconds by default; the margin is for a loaded test machine.
-    assert!(detect < Duration::from_secs(5), "detected after {detect:?}");
-    let job = lab.wait_job(id, "lost", T);
-    assert!(
-        job["reason"]
-            .as_str()
-            .unwrap()
-            .contains("did not re-attach"),
-        "{job}"
-    );
-}
-
-#[test]
 fn certificates_renew_over_the_session_and_expired_ones_are_refused() {
     let mut lab = Lab::with_config(BIN, |c| {
-        *c = c.replace("node_cert_ttl = \"30d\"", "node_cert_ttl = \"12s\"")
+        // The shortest the gateway accepts.
+        *c = c.replace("node_cert_ttl = \"30d\"", "node_cert_ttl = \"10s\"")
     });
     lab.start_gateway();
     let (home, mut agent) = lab.node_up("worker-r", "cpu", 0);
@@ -128,20 +111,20 @@ fn certificates_renew_over_the_session_and_expired_ones_are_refused() {
     let first = lab.node("worker-r").unwrap()["cert_expires"]
         .as_u64()
         .unwrap();
-    // Due two thirds in: about 8 s after issuance.
+    // Due two thirds in: about 7 s after issuance.
     let renewed = wait_until(Duration::from_secs(30), "a renewal", || {
         let e = lab.node("worker-r")?["cert_expires"].as_u64()?;
         (e > first).then_some(e)
     });
     assert!(renewed >= first + 5, "{first} -> {renewed}");
+    // The gateway records the new certificate before the agent has it
+    // back and written: the agent's log line comes after the file.
+    wait_until(T, "the agent to write the renewed certificate", || {
+        agent.stderr().contains("certificate renewed").then_some(())
+    });
     assert_ne!(
         std::fs::read_to_string(home.join("node.crt")).unwrap(),
         cert_before
-    );
-    assert!(
-        agent.stderr().contains("certificate renewed"),
-        "{}",
-        agent.stderr()
     );
     assert_eq!(lab.node("worker-r").unwrap()["connection"], "connected");
     // A restarted agent connects with the renewed certificate.
@@ -421,11 +404,19 @@ fn node_in_another_network_survives_a_link_cut() {
     lab.wait_node("worker-far", "connected", T);
     let job = "for i in $(seq 1 40); do seq $(( (i-1)*5000+1 )) $(( i*5000 )); sleep 0.15; done";
     let id = lab.detach(&["--node", "worker-far", "--", "sh", "-c", job]);
-    lab.wait_job(id, "running", T);
-    std::thread::sleep(Duration::from_millis(500));
+    output_flows(&lab, id);
+    let tries = || {
+        std::fs::read_to_string(&err_path)
+            .unwrap_or_default()
+            .matches("reconnecting in")
+            .count()
+    };
+    let before = tries();
     ns.link(false);
     lab.wait_node("worker-far", "offline", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_until(T, "the node to give its connection up", || {
+        (tries() > before).then_some(())
+    });
     ns.link(true);
     lab.wait_node("worker-far", "connected", T);
     let done = lab.wait_job(id, "exited", T);
@@ -453,11 +444,13 @@ fn output_survives_loss_delay_and_reordering() {
     // The node sets a congestion floor (node.toml `congestion_floor`, 1 MiB
     // unless OPENCLAW_IMPAIRED_FLOOR says otherwise; "none" is plain CUBIC,
     // which crawls at about 6 KB/s here: docs/PERFORMANCE.md). The suite
-    // sends 8 MiB; OPENCLAW_IMPAIRED_KIB sends more.
+    // sends 2 MiB, twice the floor's window, in a few thousand datagrams
+    // of which the relay drops and reorders hundreds; OPENCLAW_IMPAIRED_KIB
+    // sends more.
     let kib: u64 = std::env::var("OPENCLAW_IMPAIRED_KIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(8 << 10);
+        .unwrap_or(2 << 10);
     let floor = std::env::var("OPENCLAW_IMPAIRED_FLOOR").unwrap_or_else(|_| "1MiB".into());
     // Liveness for a bad link (docs/OPERATIONS.md): at 30 % loss the LAN
     // default (3 s, also the QUIC idle timeout) sees whole seconds with no

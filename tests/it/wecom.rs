@@ -227,7 +227,15 @@ fn a_stranger_is_refused_and_a_repeated_msgid_runs_once() {
     again["headers"]["req_id"] = serde_json::json!("cb-redelivered");
     w.wecom.deliver(&again);
     finished(&w, &first);
-    std::thread::sleep(Duration::from_secs(1));
+    // The second and third deliveries are dropped, each with a log line.
+    wait_until(T, "both redeliveries to be ignored", || {
+        (w.bot
+            .stderr()
+            .matches("ignoring a redelivered message")
+            .count()
+            >= 2)
+            .then_some(())
+    });
     assert_eq!(w.lab.jobs().len(), 1, "one job for one msgid");
     assert!(w.wecom.streams_for("cb-redelivered").is_empty());
 }
@@ -249,8 +257,9 @@ fn attack_a_direct_message_does_not_bypass_the_channel_allowlist() {
     assert!(!s.content.contains("worker-cpu-01"), "{}", s.content);
     // In the group the same user is answered: the chat admits them there.
     let req = w.wecom.mention("mallory", GROUP, "nodes");
+    // Every message above was answered, the refusal included: nothing of
+    // them is still on its way to the gateway.
     assert!(finished(&w, &req).content.contains("worker-cpu-01"));
-    std::thread::sleep(Duration::from_secs(1));
     assert!(w.lab.jobs().is_empty(), "{:?}", w.lab.jobs());
 
     // Only an operator's explicit allow_dms = true opens one-to-one chats
@@ -447,8 +456,8 @@ fn another_connection_taking_over_stops_the_bot_and_bad_secrets_are_named() {
     let out = bot.wait(T);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("took over"), "{}", out.stderr);
-    // Not reconnected: the other connection keeps the bot.
-    std::thread::sleep(Duration::from_secs(2));
+    // Not reconnected: the other connection keeps the bot. It has exited,
+    // so it can subscribe no more.
     assert_eq!(wecom.subscriptions(), 1);
 
     let out = spawn_bot(&mut lab, &home, &wecom.ws_url, "wrong-secret").wait(T);

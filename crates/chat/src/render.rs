@@ -27,6 +27,16 @@ pub trait Markup {
     }
 }
 
+/// Escapes a block another party wrote (job output) line by line, the
+/// line breaks kept: a terminal's escape ([`Markup::escape`] of `openclaw
+/// chat`) escapes a newline inside a value, and a block is lines.
+fn escape_lines(s: &str, m: &dyn Markup) -> String {
+    s.split('\n')
+        .map(|l| m.escape(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Lines of output in a running job's message.
 pub const RUNNING_LINES: usize = 10;
 /// Lines of output in a finished job's message.
@@ -81,9 +91,15 @@ pub fn head(j: &JobInfo, elapsed: Option<Duration>, m: &dyn Markup) -> String {
         ),
         Some(JobState::Starting) => format!("▶️ job {} starting on {node}{g}: `{cmd}`", j.id),
         Some(JobState::Running) => format!(
-            "▶️ job {} running on {node}{g} for {}: `{cmd}`",
+            "▶️ job {} running on {node}{g} for {}: `{cmd}`{}",
             j.id,
-            elapsed.map(duration).unwrap_or_else(|| "-".into())
+            elapsed.map(duration).unwrap_or_else(|| "-".into()),
+            // A running job has a reason only when something is wrong (a
+            // GPU of it failed): say so at once.
+            j.reason
+                .as_deref()
+                .map(|r| format!("\n⚠️ {}", m.escape(r)))
+                .unwrap_or_default()
         ),
         Some(JobState::Exited) => {
             let code = j.exit_code.unwrap_or(-1);
@@ -133,14 +149,18 @@ pub fn gpu_line(id: u64, gpus: &[GpuTelemetry], m: &dyn Markup) -> Option<String
         .iter()
         .filter(|g| g.job == Some(id))
         .map(|g| {
+            // Unknown (NVML does not support it) is "–", never 0.
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             format!(
-                "GPU {} {}: {}% util, {:.1}/{:.1} GiB, {}°C",
+                "GPU {} {}: {} util, {} GiB, {}",
                 g.index,
                 m.escape(&g.name),
-                g.util_pct,
-                g.mem_used as f64 / (1u64 << 30) as f64,
-                g.mem_total as f64 / (1u64 << 30) as f64,
-                g.temp_c
+                g.util().map_or_else(|| "–".into(), |u| format!("{u}%")),
+                g.mem().map_or_else(
+                    || "–".into(),
+                    |(u, t)| format!("{:.1}/{:.1}", gib(u), gib(t))
+                ),
+                g.temp().map_or_else(|| "–".into(), |c| format!("{c}°C")),
             )
         })
         .collect();
@@ -226,7 +246,41 @@ pub fn finished(
     max_len: usize,
     more: bool,
 ) -> String {
-    let top = head(j, None, m);
+    finished_on(j, &[], tail, m, max_len, more)
+}
+
+/// The physical GPUs a job held: "🖥️ GPU 0 NVIDIA H100 (GPU-…)"; `None`
+/// without any.
+pub fn held_line(held: &[proto::HeldGpu], m: &dyn Markup) -> Option<String> {
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "–".to_string()
+        } else {
+            m.escape(s)
+        }
+    };
+    let parts: Vec<String> = held
+        .iter()
+        .map(|g| format!("GPU {} {} ({})", g.index, dash(&g.name), dash(&g.uuid)))
+        .collect();
+    (!parts.is_empty()).then(|| format!("🖥️ held {}", parts.join(" · ")))
+}
+
+/// [`finished`], naming the physical GPUs the job held (`held`, from
+/// `Request::JobGpus`).
+pub fn finished_on(
+    j: &JobInfo,
+    held: &[proto::HeldGpu],
+    tail: &OutputTail,
+    m: &dyn Markup,
+    max_len: usize,
+    more: bool,
+) -> String {
+    let mut top = head(j, None, m);
+    if let Some(line) = held_line(held, m) {
+        top.push('\n');
+        top.push_str(&line);
+    }
     let lines = tail.last(FINAL_LINES);
     let mut bottom = String::new();
     if !succeeded(j) {
@@ -327,7 +381,7 @@ pub fn fan_outputs(shown: &[(String, String, Vec<u8>)], m: &dyn Markup, max_len:
             if body.is_empty() {
                 "(no output)".to_string()
             } else {
-                m.escape(&body)
+                escape_lines(&body, m)
             }
         ));
     }
@@ -387,12 +441,37 @@ pub fn snippet(log: &[u8], id: u64, cut_at_start: bool, m: &dyn Markup, max_len:
     } else {
         format!("Log of job {id}:")
     };
-    format!("{note}\n```\n{}\n```", m.escape(&end.replace("```", "'''")))
+    format!(
+        "{note}\n```\n{}\n```",
+        escape_lines(&end.replace("```", "'''"), m)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_keeps_its_line_breaks_under_a_markup_that_escapes_them() {
+        // The terminal's markup (`openclaw chat`) escapes a newline inside
+        // a value; a log is lines, escaped one by one.
+        struct Term;
+        impl Markup for Term {
+            fn escape(&self, s: &str) -> String {
+                s.replace('\n', "\\n")
+            }
+            fn mention(&self, identity: &str) -> String {
+                identity.to_string()
+            }
+        }
+        assert_eq!(
+            snippet(b"a\nb\n", 3, false, &Term, 4000),
+            "Log of job 3:\n```\na\nb\n\n```"
+        );
+        let shown = [("n".to_string(), "exit 0".to_string(), b"x\ny\n".to_vec())];
+        let out = fan_outputs(&shown, &Term, 4000);
+        assert!(out.contains("```\nx\ny\n```"), "{out}");
+    }
 
     pub(super) struct Plain;
     impl Markup for Plain {
@@ -449,6 +528,17 @@ mod tests {
             ("done", OutStream::Stdout),
         ]);
         let text = finished(&job("exited", Some(0)), &t, &Plain, 3000, false);
+        let held = [proto::HeldGpu {
+            index: 1,
+            uuid: "GPU-abc".into(),
+            name: "H100".into(),
+        }];
+        let on = finished_on(&job("exited", Some(0)), &held, &t, &Plain, 3000, false);
+        assert!(on.contains("\n🖥️ held GPU 1 H100 (GPU-abc)"), "{on}");
+        let mut failing = job("running", None);
+        failing.reason = Some("GPU 0 (GPU-abc) lost: gone".into());
+        let p = progress(&failing, Duration::from_secs(5), &t, &[], &Plain, 3000);
+        assert!(p.contains("\n⚠️ GPU 0 (GPU-abc) lost: gone"), "{p}");
         assert!(
             text.starts_with("✅ job 7 on worker-gpu-01, 1 GPU exited with code 0 after 1m5s"),
             "{text}"

@@ -6,10 +6,10 @@
 
 use std::future::Future;
 
-use client::{ClientError, FollowError, FollowOptions, Followed, Gateway, Start};
-use proto::{FanEvent, FanOutSpec, JobInfo, JobSpec, Request, Response};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use client::{
+    ClientError, FanFollowed, FanStart, FollowError, FollowOptions, Followed, Gateway, Start,
+};
+use proto::{FanInfo, FanOutSpec, JobInfo, JobSpec, Request, Response};
 
 use chat::render;
 
@@ -19,8 +19,6 @@ const NODE_BATCH: u32 = 1000;
 const JOB_BATCH: u32 = proto::MAX_JOB_PAGE;
 /// Most gateway calls one list answer makes.
 const MAX_LIST_CALLS: usize = 1000;
-/// Fan-out events buffered between the reader and the engine.
-const FAN_EVENTS: usize = 64;
 
 /// One request, one answer.
 pub trait Call: Send + Sync {
@@ -40,46 +38,15 @@ impl Call for client::Client {
     }
 }
 
-/// Why following a job run ended without its end.
-#[derive(Debug)]
+/// Why following a job run or a fan-out ended without its end.
+#[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The gateway could not be reached to start it: nothing was sent.
+    #[error("cannot reach the gateway: {0}")]
     Unreachable(ClientError),
     /// Following failed after the request went out.
+    #[error(transparent)]
     Follow(FollowError),
-}
-
-/// A fan-out's events, in order, read by a task of their own (reading a
-/// frame is not cancel-safe; receiving from this is). Dropping it stops
-/// the reader.
-pub struct FanEvents {
-    rx: mpsc::Receiver<Result<Option<FanEvent>, ClientError>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl FanEvents {
-    /// The sending side and the events it feeds.
-    pub fn channel() -> (
-        mpsc::Sender<Result<Option<FanEvent>, ClientError>>,
-        FanEvents,
-    ) {
-        let (tx, rx) = mpsc::channel(FAN_EVENTS);
-        (tx, FanEvents { rx, reader: None })
-    }
-
-    /// The next event; `Ok(None)` when the stream ended (or its sender
-    /// went away) without a last event.
-    pub async fn next(&mut self) -> Result<Option<FanEvent>, ClientError> {
-        self.rx.recv().await.unwrap_or(Ok(None))
-    }
-}
-
-impl Drop for FanEvents {
-    fn drop(&mut self) {
-        if let Some(r) = self.reader.take() {
-            r.abort();
-        }
-    }
 }
 
 /// The gateway as a chat engine uses it.
@@ -92,12 +59,15 @@ pub trait Api: Call + 'static {
         opts: FollowOptions,
         sink: impl FnMut(Followed<'_>) + Send,
     ) -> impl Future<Output = Result<JobInfo, RunError>> + Send;
-    /// Starts a fan-out; its events follow (the first is `Accepted` or
-    /// `Error`).
+    /// Runs a fan-out and follows it until every member has ended
+    /// (resuming after reconnects), handing what happens to `sink`;
+    /// returns the fan-out as it was accepted.
     fn fan_out(
         &self,
         spec: FanOutSpec,
-    ) -> impl Future<Output = Result<FanEvents, ClientError>> + Send;
+        opts: FollowOptions,
+        sink: impl FnMut(FanFollowed<'_>) + Send,
+    ) -> impl Future<Output = Result<FanInfo, RunError>> + Send;
     /// A job's whole stored output, `None` when it is over `max` bytes.
     fn log(
         &self,
@@ -132,20 +102,21 @@ impl Api for Gateway {
             .map_err(RunError::Follow)
     }
 
-    async fn fan_out(&self, spec: FanOutSpec) -> Result<FanEvents, ClientError> {
-        let c = self.get().await?;
-        let mut r = c.open(Request::FanOut(spec)).await?;
-        let (tx, mut events) = FanEvents::channel();
-        events.reader = Some(tokio::spawn(async move {
-            loop {
-                let ev = c.next_fan_event(&mut r).await;
-                let last = !matches!(&ev, Ok(Some(e)) if !matches!(e, FanEvent::Done | FanEvent::Error(_)));
-                if tx.send(ev).await.is_err() || last {
-                    return;
-                }
-            }
-        }));
-        Ok(events)
+    async fn fan_out(
+        &self,
+        spec: FanOutSpec,
+        opts: FollowOptions,
+        sink: impl FnMut(FanFollowed<'_>) + Send,
+    ) -> Result<FanInfo, RunError> {
+        let output = spec.output;
+        let c = self.get().await.map_err(RunError::Unreachable)?;
+        let r = c
+            .open(Request::FanOut(spec))
+            .await
+            .map_err(RunError::Unreachable)?;
+        client::follow_fanout(self, FanStart::Run(c, r), output, &opts, sink)
+            .await
+            .map_err(RunError::Follow)
     }
 
     async fn log(

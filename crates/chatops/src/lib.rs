@@ -2,35 +2,38 @@
 //! the WeCom bot). A front end is an adapter: it turns its platform's
 //! events into [`Origin`]s with plain text and hands them to an
 //! [`Engine`]; the engine checks access, records the request in the
-//! gateway's audit log, parses it (`chat`), calls the gateway (`client`),
-//! and speaks back through the adapter's [`Surface`]: replies, one live
-//! message per job (edited at most once per [`EDIT_EVERY`]), approval
-//! buttons, and the full log as a file.
+//! gateway's audit log, parses it (`chat`), decides what it comes to
+//! ([`dispatch`], which `openclaw chat` shares), and speaks back through
+//! the adapter's [`Surface`]: replies, one live message per job or fan-out
+//! (edited at most once per [`EDIT_EVERY`]), approval buttons, and the
+//! full log as a file.
 //!
 //! Architecture invariant: no platform's types or JSON here. Following a
-//! job and resuming after a reconnect is `client::follow_job`, the same
-//! code `openclaw run` uses.
+//! job or a fan-out and resuming after a reconnect is `client::follow_job`
+//! and `client::follow_fanout`, the same code `openclaw run` uses.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat::render::{self, Markup};
-use chat::{Access, Intent, OutputTail, Seen};
-use client::{ClientError, FollowOptions, Followed, Gateway};
+use chat::{Access, OutputTail, Seen};
+use client::{ClientError, FanFollowed, FollowError, FollowOptions, Followed, Gateway};
 use proto::fanout::{Outcome, Tally};
 use proto::{
-    FanEvent, FanOutSpec, FanState, GpuTelemetry, JobInfo, JobSpec, JobState, Request, Response,
+    FanInfo, FanOutSpec, FanState, GpuTelemetry, JobInfo, JobSpec, JobState, Request, Response,
 };
 use tokio::sync::Notify;
 // The clock of the runtime: tokio's paused time stops it in tests.
 use tokio::time::Instant;
 
 mod api;
+mod dispatch;
 #[cfg(test)]
 mod tests;
 
-pub use api::{Api, Call, FanEvents, RunError, job_page, node_page};
+pub use api::{Api, Call, RunError, job_page, node_page};
+pub use dispatch::{Action, Asker, context, dispatch};
 
 /// Least time between two edits of one live message.
 pub const EDIT_EVERY: Duration = Duration::from_secs(1);
@@ -173,7 +176,7 @@ pub fn job_error(id: u64, e: &ClientError, m: &dyn Markup) -> String {
 
 /// The answer to a call that failed: the gateway's refusal as it said it,
 /// anything else as the gateway being out of reach.
-fn call_error(e: &ClientError, m: &dyn Markup) -> String {
+pub(crate) fn call_error(e: &ClientError, m: &dyn Markup) -> String {
     match e {
         ClientError::Api(a) => m.escape(&a.message),
         e => m.escape(&format!("I can't reach the gateway right now ({e}).")),
@@ -208,6 +211,52 @@ struct Watch {
     note: Option<String>,
 }
 
+/// What happened to a followed fan-out, shared between the follower task
+/// and the message loop.
+#[derive(Default)]
+struct FanWatch {
+    info: Option<FanInfo>,
+    tally: Option<Tally>,
+    /// Each member's final record, once it ended.
+    ended: Vec<Option<JobInfo>>,
+    note: Option<String>,
+}
+
+impl FanWatch {
+    /// Takes one thing the follower saw.
+    fn take(&mut self, f: FanFollowed<'_>) {
+        match f {
+            FanFollowed::Accepted(info) => {
+                self.tally = Some(Tally::new(info));
+                self.ended = vec![None; info.members.len()];
+                self.info = Some(info.clone());
+            }
+            FanFollowed::Ended { member, job } => {
+                if let Some(t) = self.tally.as_mut() {
+                    t.record(member, Outcome::of(job));
+                }
+                if let Some(slot) = self.ended.get_mut(member as usize) {
+                    *slot = Some(job.clone());
+                }
+                self.running();
+            }
+            FanFollowed::State { .. } => self.running(),
+            FanFollowed::Reconnecting { .. } => {
+                self.note = Some("(lost the gateway; reconnecting…)".into());
+            }
+            FanFollowed::Resumed { .. } => self.note = None,
+            FanFollowed::Output { .. } | FanFollowed::Lost { .. } => {}
+        }
+    }
+
+    /// A member moved: the fan-out no longer waits for approval.
+    fn running(&mut self) {
+        if let Some(i) = self.info.as_mut() {
+            i.state = FanState::Running.as_str().into();
+        }
+    }
+}
+
 /// A live message's edits: at most one per [`EDIT_EVERY`], and only when
 /// the text changed.
 #[derive(Default)]
@@ -239,6 +288,48 @@ impl Pace {
     }
 }
 
+/// When a live message's loop looks again: on news from its follower
+/// (`wake`), and four times per allowed edit, so a deferred change goes
+/// out within a quarter second of its turn.
+struct Turns {
+    wake: Arc<Notify>,
+    tick: tokio::time::Interval,
+}
+
+impl Turns {
+    fn new() -> Turns {
+        Turns {
+            wake: Arc::new(Notify::new()),
+            tick: tokio::time::interval(EDIT_EVERY / 4),
+        }
+    }
+
+    /// Waits for news or a tick; the follower's end once it ended.
+    async fn next<T>(
+        &mut self,
+        follower: &mut tokio::task::JoinHandle<T>,
+    ) -> Option<Result<T, tokio::task::JoinError>> {
+        tokio::select! {
+            end = follower => Some(end),
+            () = self.wake.notified() => None,
+            _ = self.tick.tick() => None,
+        }
+    }
+}
+
+/// A follower task's result once the last edit's turn has come (the
+/// final edit must not break the pace); `None`, logged, when the task
+/// failed.
+async fn settled<T>(
+    pace: &Pace,
+    end: Result<T, tokio::task::JoinError>,
+    what: &'static str,
+) -> Option<T> {
+    pace.wait_turn().await;
+    end.inspect_err(|e| tracing::warn!(error = %e, follower = what, "a follower task failed"))
+        .ok()
+}
+
 /// Locks `m`, taking the data of a lock a panicking thread held: every
 /// value a front end keeps under a lock stays valid at each step.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -258,6 +349,15 @@ impl<S: Surface, G: Api> Engine<S, G> {
             namespace,
             seen: Mutex::new(Seen::new(SEEN_FOR, SEEN_MAX)),
             reconnect_for: Duration::from_secs(120),
+        }
+    }
+
+    /// How this engine's followers follow, for the chat user `who`.
+    fn follow_options(&self, who: Option<String>) -> FollowOptions {
+        FollowOptions {
+            on_behalf_of: who,
+            reconnect_for: self.reconnect_for,
+            ..Default::default()
         }
     }
 
@@ -317,174 +417,30 @@ impl<S: Surface, G: Api> Engine<S, G> {
 
     /// The answer to a message; `None` when a job's live message answers.
     async fn answer(self: &Arc<Self>, o: &Origin, text: &str) -> Option<String> {
-        let ctx = match self.gateway.call(Request::ChatContext).await {
-            Ok(Response::ChatContext { nodes, jobs, roles }) => chat::Context {
-                nodes,
-                jobs,
-                roles,
-                interpreters: chat::Context::default_interpreters(),
-            },
-            Ok(r) => {
-                let m = self.surface.markup();
-                return Some(m.escape(&format!("unexpected reply {r:?}")));
-            }
-            Err(e) => {
-                let m = self.surface.markup();
-                return Some(m.escape(&format!(
-                    "I can't reach the gateway right now ({e}); try again in a moment."
-                )));
-            }
-        };
         let m = self.surface.markup();
-        let who = Some(self.identity(&o.user));
-        let done = |r: Result<Response, ClientError>| match r {
-            Ok(Response::Done { message }) => m.escape(&message),
-            Ok(r) => m.escape(&format!("unexpected reply {r:?}")),
-            Err(e) => call_error(&e, m),
+        let ctx = match context(&self.gateway, m).await {
+            Ok(ctx) => ctx,
+            Err(say) => return Some(say),
         };
-        let call = |req| self.gateway.call(req);
-        let job_done = |id: u64, r: Result<Response, ClientError>| match r {
-            Err(e) => job_error(id, &e, m),
-            r => done(r),
+        let who = self.identity(&o.user);
+        let asker = Asker {
+            user: &o.user,
+            who: Some(&who),
+            event: &o.event,
         };
-        let now = unix_now();
-        Some(match chat::parse(text, &ctx) {
-            Intent::Help => {
-                let nodes = self.access.nodes_for(&o.user, &ctx.nodes);
-                let h = render::HelpFor {
-                    jobs: self.access.jobs_for(&o.user, &ctx.jobs),
-                    nodes: &nodes,
-                    roles: &ctx.roles,
-                    fan_out: self.access.fan_out_for(&o.user, &ctx.roles),
-                };
-                render::help(&h, m)
+        let intent = chat::parse(text, &ctx);
+        let max = self.surface.max_len();
+        match dispatch(&self.gateway, &self.access, asker, &ctx, intent, m, max).await {
+            Action::Say(text) => Some(text),
+            Action::Run(spec) => {
+                self.clone().run(o.clone(), spec).await;
+                None
             }
-            Intent::Clarify(q) => m.escape(&q),
-            Intent::Nodes(page) => match node_page(&self.gateway, page).await {
-                Ok((shown, total)) => render::nodes(&shown, page, total, now, m),
-                Err(e) => done(Err(e)),
-            },
-            Intent::Jobs(page) => match job_page(&self.gateway, who, page).await {
-                Ok((jobs, more)) => render::jobs(&jobs, page, more, now, m),
-                Err(e) => done(Err(e)),
-            },
-            Intent::Status(id) => match call(Request::JobShow {
-                id,
-                on_behalf_of: who,
-            })
-            .await
-            {
-                Ok(Response::Job(j)) => render::status(&j, now, m),
-                r => job_done(id, r),
-            },
-            Intent::Logs(id) => match self.log_tail(id, who).await {
-                Ok((log, cut)) => render::snippet(&log, id, cut, m, self.surface.max_len()),
-                Err(e) => job_error(id, &e, m),
-            },
-            Intent::Cancel(id) => job_done(
-                id,
-                call(Request::JobCancel {
-                    id,
-                    on_behalf_of: who,
-                })
-                .await,
-            ),
-            Intent::Approve(id) => job_done(
-                id,
-                call(Request::JobApprove {
-                    id,
-                    plan_digest: None,
-                    on_behalf_of: who,
-                })
-                .await,
-            ),
-            Intent::Deny(id, reason) => job_done(
-                id,
-                call(Request::JobDeny {
-                    id,
-                    reason,
-                    on_behalf_of: who,
-                })
-                .await,
-            ),
-            Intent::RunAll { what, role } => {
-                let mut spec = chat::job_spec(&what, None, role.as_deref(), None, who.as_deref());
-                if !o.event.is_empty() {
-                    spec.idempotency_key = Some(o.event.clone());
-                }
-                let job = match &what {
-                    chat::What::Job(n) => Some(n.as_str()),
-                    _ => None,
-                };
-                match self.access.permits_fanout(&o.user, role.as_deref(), job) {
-                    Err(why) => m.escape(&why),
-                    Ok(()) => {
-                        self.clone().run_all(o.clone(), spec).await;
-                        return None;
-                    }
-                }
+            Action::RunAll(spec) => {
+                self.clone().run_all(o.clone(), spec).await;
+                None
             }
-            Intent::Run {
-                what,
-                node,
-                role,
-                gpus,
-            } => {
-                let mut spec = chat::job_spec(
-                    &what,
-                    node.as_deref(),
-                    role.as_deref(),
-                    gpus,
-                    who.as_deref(),
-                );
-                // Even a bot restart between receipt and ack cannot start a
-                // second job: the gateway keeps the key a day, per bot.
-                if !o.event.is_empty() {
-                    spec.idempotency_key = Some(o.event.clone());
-                }
-                // Limits apply to the resolved plan (a named job's node or
-                // role), not to the words typed: ask the gateway first.
-                match call(Request::JobPreview(spec.clone())).await {
-                    Ok(Response::Preview {
-                        node,
-                        role,
-                        named_job,
-                        ..
-                    }) => {
-                        // A role limit holds for the node the job lands on,
-                        // however it was named: ask for that node's roles.
-                        let node_roles = if self.access.limits.contains_key(&o.user) {
-                            match call(Request::NodeShow { name: node.clone() }).await {
-                                Ok(Response::Node(n)) => Some(chat::node_roles(&n)),
-                                r => return Some(done(r)),
-                            }
-                        } else {
-                            None
-                        };
-                        let target = chat::Target {
-                            node: Some(node.as_str()),
-                            node_roles: node_roles.as_deref(),
-                            role: role.as_deref(),
-                            job: named_job.as_deref(),
-                        };
-                        match self.access.permits(&o.user, &target) {
-                            Err(why) => m.escape(&why),
-                            Ok(()) => {
-                                // A user with limits gets the node they were
-                                // checked against, not a fresh routing.
-                                let mut spec = spec;
-                                if self.access.limits.contains_key(&o.user) {
-                                    spec.node = Some(node);
-                                }
-                                self.clone().run(o.clone(), spec).await;
-                                return None;
-                            }
-                        }
-                    }
-                    r => done(r),
-                }
-            }
-        })
+        }
     }
 
     /// A button click: the same allowlists as messages, then the gateway
@@ -531,13 +487,9 @@ impl<S: Surface, G: Api> Engine<S, G> {
             changed: false,
             note: None,
         }));
-        let wake = Arc::new(Notify::new());
-        let (w, n, me) = (watch.clone(), wake.clone(), self.clone());
-        let opts = FollowOptions {
-            on_behalf_of: spec.on_behalf_of.clone(),
-            reconnect_for: self.reconnect_for,
-            ..Default::default()
-        };
+        let mut turns = Turns::new();
+        let (w, n, me) = (watch.clone(), turns.wake.clone(), self.clone());
+        let opts = self.follow_options(spec.on_behalf_of.clone());
         let mut follower = tokio::spawn(async move {
             me.gateway
                 .run_job(spec, opts, |f| {
@@ -563,14 +515,9 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let mut pace = Pace::default();
         let mut gpus: Vec<GpuTelemetry> = Vec::new();
         let mut gpus_at: Option<Instant> = None;
-        // Checked four times per allowed edit, so a deferred change goes
-        // out within a quarter second of its turn.
-        let mut tick = tokio::time::interval(EDIT_EVERY / 4);
         let end = loop {
-            tokio::select! {
-                r = &mut follower => break r,
-                () = wake.notified() => {}
-                _ = tick.tick() => {}
+            if let Some(end) = turns.next(&mut follower).await {
+                break end;
             }
             let (info, changed, text) = {
                 let mut w = lock(&watch);
@@ -614,13 +561,8 @@ impl<S: Surface, G: Api> Engine<S, G> {
                 lock(&watch).changed = true;
             }
         };
-        pace.wait_turn().await;
-        let ended = match end {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "the job follower failed");
-                return;
-            }
+        let Some(ended) = settled(&pace, end, "job").await else {
+            return;
         };
         match ended {
             Ok(j) => self.finish(&o, &mut live, &j, &watch).await,
@@ -641,7 +583,8 @@ impl<S: Surface, G: Api> Engine<S, G> {
 
     /// Runs a fan-out and keeps its one message counting up until every
     /// node has ended; then the summary, and the end of the output of
-    /// every node (small fan-outs) or of the failed ones.
+    /// every node (small fan-outs) or of the failed ones. Following is
+    /// `client::follow_fanout`'s, which resumes after a reconnect.
     async fn run_all(self: Arc<Self>, o: Origin, spec: JobSpec) {
         let m = self.surface.markup();
         let Some(mut live) = self.surface.open_live(&o, "Starting a fan-out…").await else {
@@ -654,20 +597,86 @@ impl<S: Surface, G: Api> Engine<S, G> {
             batch: None,
             output: false,
         };
-        let mut events = match self.gateway.fan_out(fan).await {
-            Ok(events) => events,
-            Err(e) => {
+        let watch = Arc::new(Mutex::new(FanWatch::default()));
+        let mut turns = Turns::new();
+        let (w, n, me) = (watch.clone(), turns.wake.clone(), self.clone());
+        let opts = self.follow_options(who.clone());
+        let mut follower = tokio::spawn(async move {
+            me.gateway
+                .fan_out(fan, opts, |f| {
+                    lock(&w).take(f);
+                    n.notify_one();
+                })
+                .await
+        });
+        let started = Instant::now();
+        let mut asked = false;
+        let mut pace = Pace::default();
+        let end = loop {
+            if let Some(end) = turns.next(&mut follower).await {
+                break end;
+            }
+            let (first, text) = {
+                let w = lock(&watch);
+                let (Some(info), Some(tally)) = (&w.info, &w.tally) else {
+                    continue;
+                };
+                let mut text = render::fan_progress(info, &tally.counts(), started.elapsed(), m);
+                if let Some(n) = &w.note {
+                    text = format!("{text}\n{n}");
+                }
+                let held = info.state == FanState::AwaitingApproval.as_str();
+                (info.members.first().filter(|_| held).map(|f| f.job), text)
+            };
+            if let Some(first) = first.filter(|_| !asked) {
+                asked = true;
+                if let Ok(Response::Job(j)) = self
+                    .gateway
+                    .call(Request::JobShow {
+                        id: first,
+                        on_behalf_of: who.clone(),
+                    })
+                    .await
+                {
+                    self.surface.ask_approval(&o, &j).await;
+                }
+            }
+            if pace.due(&text) {
+                self.surface
+                    .edit_live(&mut live, &text, Change::Progress)
+                    .await;
+                pace.shown(text);
+            }
+        };
+        let Some(end) = settled(&pace, end, "fan-out").await else {
+            return;
+        };
+        let FanWatch {
+            info, tally, ended, ..
+        } = std::mem::take(&mut *lock(&watch));
+        let (info, tally) = match (end, info, tally) {
+            (Ok(_), Some(info), Some(tally)) => (info, tally),
+            (Err(RunError::Unreachable(e)), ..) => {
                 let text = cannot_open(&e, m);
                 return self
                     .surface
                     .edit_live(&mut live, &text, Change::Final)
                     .await;
             }
-        };
-        let mut info = match events.next().await {
-            Ok(Some(FanEvent::Accepted(info))) => info,
-            Ok(Some(FanEvent::Error(e))) => {
+            (Err(RunError::Follow(FollowError::Api(e))), None, _) => {
                 let text = m.escape(&e.message);
+                return self
+                    .surface
+                    .edit_live(&mut live, &text, Change::Final)
+                    .await;
+            }
+            (_, Some(info), Some(tally)) => {
+                tracing::warn!(fanout = info.id, "lost track of a fan-out");
+                let text = format!(
+                    "I lost track of fan-out {}; its jobs go on. {}. Say `status` to see them.",
+                    info.id,
+                    m.escape(&tally.summary(10))
+                );
                 return self
                     .surface
                     .edit_live(&mut live, &text, Change::Final)
@@ -678,69 +687,6 @@ impl<S: Surface, G: Api> Engine<S, G> {
                 return self.surface.edit_live(&mut live, text, Change::Final).await;
             }
         };
-        if info.state == FanState::AwaitingApproval.as_str()
-            && let Some(first) = info.members.first()
-            && let Ok(Response::Job(j)) = self
-                .gateway
-                .call(Request::JobShow {
-                    id: first.job,
-                    on_behalf_of: who.clone(),
-                })
-                .await
-        {
-            self.surface.ask_approval(&o, &j).await;
-        }
-        let mut tally = Tally::new(&info);
-        let mut ended: Vec<Option<JobInfo>> = vec![None; info.members.len()];
-        let started = Instant::now();
-        let mut pace = Pace::default();
-        let mut tick = tokio::time::interval(EDIT_EVERY / 4);
-        let complete = loop {
-            let ev = tokio::select! {
-                ev = events.next() => Some(ev),
-                _ = tick.tick() => None,
-            };
-            match ev {
-                None => {}
-                Some(Ok(Some(FanEvent::Ended { member, job }))) => {
-                    tally.record(member, Outcome::of(&job));
-                    if let Some(slot) = ended.get_mut(member as usize) {
-                        *slot = Some(job);
-                    }
-                    info.state = FanState::Running.as_str().into();
-                }
-                Some(Ok(Some(FanEvent::State { .. }))) => {
-                    info.state = FanState::Running.as_str().into()
-                }
-                Some(Ok(Some(FanEvent::Done))) => break true,
-                Some(Ok(Some(FanEvent::Error(e)))) => {
-                    tracing::warn!(fanout = info.id, error = %e.message, "fan-out follower failed");
-                    break false;
-                }
-                Some(Ok(Some(_))) => {}
-                Some(Ok(None) | Err(_)) => break false,
-            }
-            let text = render::fan_progress(&info, &tally.counts(), started.elapsed(), m);
-            if pace.due(&text) {
-                self.surface
-                    .edit_live(&mut live, &text, Change::Progress)
-                    .await;
-                pace.shown(text);
-            }
-        };
-        drop(events);
-        pace.wait_turn().await;
-        if !complete {
-            let text = format!(
-                "I lost track of fan-out {}; its jobs go on. {}. Say `status` to see them.",
-                info.id,
-                m.escape(&tally.summary(10))
-            );
-            return self
-                .surface
-                .edit_live(&mut live, &text, Change::Final)
-                .await;
-        }
         let text = render::fan_finished(&info, &tally, m);
         self.surface
             .edit_live(&mut live, &text, Change::Final)
@@ -786,7 +732,24 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let m = self.surface.markup();
         let total = j.stdout_bytes + j.stderr_bytes;
         let long = total > ATTACH_OVER;
-        let text = render::finished(j, &lock(watch).tail, m, self.surface.max_len(), long);
+        // Which physical GPUs it held (an older gateway answers an error).
+        let held = if j.gpus > 0 {
+            match self
+                .gateway
+                .call(Request::JobGpus {
+                    id: j.id,
+                    on_behalf_of: Some(self.identity(&o.user)),
+                })
+                .await
+            {
+                Ok(Response::JobGpus(g)) => g,
+                _ => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let text =
+            render::finished_on(j, &held, &lock(watch).tail, m, self.surface.max_len(), long);
         self.surface.edit_live(live, &text, Change::Final).await;
         if !long {
             return;

@@ -10,16 +10,14 @@ use std::time::Duration;
 
 use chat::UserLimits;
 use chat::render::Markup;
-use client::{ClientError, FollowError, FollowOptions, Followed};
+use client::{ClientError, FanFollowed, FollowError, FollowOptions, Followed};
 use proto::{
     ApiError, ErrorCode, FanEvent, FanInfo, FanMember, FanOutSpec, JobInfo, JobSpec, NodeInfo,
     OutStream, Request, Response,
 };
 use tokio::time::Instant;
 
-use super::{
-    Access, Api, Call, Change, Decision, EDIT_EVERY, Engine, FanEvents, Origin, RunError, Surface,
-};
+use super::{Access, Api, Call, Change, Decision, EDIT_EVERY, Engine, Origin, RunError, Surface};
 
 /// What the surface was told, and when (paused-clock time since the
 /// test began).
@@ -255,20 +253,37 @@ impl Api for Gw {
         end
     }
 
-    async fn fan_out(&self, _: FanOutSpec) -> Result<FanEvents, ClientError> {
+    async fn fan_out(
+        &self,
+        _: FanOutSpec,
+        _: FollowOptions,
+        mut sink: impl FnMut(FanFollowed<'_>) + Send,
+    ) -> Result<FanInfo, RunError> {
         let script = std::mem::take(&mut *self.0.fan.lock().unwrap());
-        let (tx, events) = FanEvents::channel();
-        tokio::spawn(async move {
-            for (wait, ev) in script {
-                tokio::time::sleep(wait).await;
-                if tx.send(ev).await.is_err() {
-                    return;
+        let mut info = None;
+        for (wait, ev) in script {
+            tokio::time::sleep(wait).await;
+            match ev {
+                Ok(Some(FanEvent::Accepted(i))) => {
+                    sink(FanFollowed::Accepted(&i));
+                    info = Some(i);
+                }
+                Ok(Some(FanEvent::Ended { member, job })) => {
+                    sink(FanFollowed::Ended { member, job: &job })
+                }
+                Ok(Some(FanEvent::Done)) => return Ok(info.unwrap()),
+                Ok(Some(FanEvent::Error(e))) => return Err(RunError::Follow(FollowError::Api(e))),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    return Err(RunError::Follow(FollowError::FanLost {
+                        id: info.map_or(0, |i| i.id),
+                        why: "gone".into(),
+                    }));
                 }
             }
-            // The stream stays open, as a real one does, until dropped.
-            std::future::pending::<()>().await;
-        });
-        Ok(events)
+        }
+        // The stream stays open, as a real one does, until dropped.
+        std::future::pending().await
     }
 
     async fn log(
@@ -739,4 +754,29 @@ async fn list_pagers_stop_on_a_page_that_does_not_move_on() {
         gw.methods(),
         ["node.list", "node.list", "job.list", "job.list"]
     );
+}
+
+#[test]
+fn a_fan_out_message_notes_a_reconnect_and_counts_each_end_once_it_is_told() {
+    use client::FanFollowed;
+    let mut w = super::FanWatch::default();
+    let info = fan_info("awaiting-approval", &["n0", "n1"]);
+    w.take(FanFollowed::Accepted(&info));
+    w.take(FanFollowed::Reconnecting { id: 9, why: "gone" });
+    assert_eq!(w.note.as_deref(), Some("(lost the gateway; reconnecting…)"));
+    w.take(FanFollowed::Resumed { id: 9 });
+    assert_eq!(w.note, None);
+    let Ok(Some(FanEvent::Ended { job, .. })) = fan_ended(1, 3) else {
+        unreachable!()
+    };
+    w.take(FanFollowed::Ended {
+        member: 1,
+        job: &job,
+    });
+    // A member moved: the fan-out no longer waits for approval.
+    assert_eq!(w.info.as_ref().unwrap().state, "running");
+    assert_eq!(w.ended[1].as_ref().map(|j| j.id), Some(11));
+    assert!(w.ended[0].is_none());
+    let counts = w.tally.as_ref().unwrap().summary(10);
+    assert!(counts.contains("1 failed"), "{counts}");
 }

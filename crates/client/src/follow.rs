@@ -2,11 +2,13 @@
 //!
 //! This is the one implementation of "follow job N": `openclaw run`,
 //! `openclaw job logs --follow` and every chat front end call
-//! [`follow_job`]. Output is counted per stream as it is handed to the
+//! [`follow_job`] (a fan-out: [`crate::fanout::follow_fanout`], which
+//! resumes the same way). Output is counted per stream as it is handed to the
 //! caller; when the stream breaks (a gateway restart, a dropped
 //! connection) the follower reconnects through [`Gateway`] and re-attaches
 //! at exactly those offsets, so nothing is lost or repeated.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,6 +109,17 @@ pub enum FollowError {
         /// The last reason.
         why: String,
     },
+    /// The gateway stayed unreachable for the whole reconnect window
+    /// while following a fan-out.
+    #[error(
+        "lost the gateway while following fan-out {id} and could not reconnect ({why}); its jobs go on: see 'openclaw job list'"
+    )]
+    FanLost {
+        /// The fan-out.
+        id: u64,
+        /// The last reason.
+        why: String,
+    },
     /// The gateway refused this credential (revoked, expired): no retry.
     #[error("{0}")]
     Refused(String),
@@ -183,15 +196,8 @@ pub async fn follow_job(
                     offsets[usize::from(s == OutStream::Stderr)] += data.len() as u64;
                     sink(Followed::Output(s, &data));
                 }
-                Ok(None) => match client.connection().close_reason() {
-                    Some(c) => match crate::connection_error(client.addr(), &c) {
-                        ClientError::Refused { msg } => return Err(FollowError::Refused(msg)),
-                        e => break e.to_string(),
-                    },
-                    None => break "the gateway ended the stream".to_string(),
-                },
-                Err(ClientError::Refused { msg }) => return Err(FollowError::Refused(msg)),
-                Err(e) => break e.to_string(),
+                Ok(None) => break lost_reason(&client, None)?,
+                Err(e) => break lost_reason(&client, Some(e))?,
             }
         };
         let Some(job) = id else {
@@ -213,34 +219,61 @@ async fn attach(
     offsets: [u64; 2],
     opts: &FollowOptions,
 ) -> Result<(Arc<Client>, quinn::RecvStream), FollowError> {
+    let lost = |why| FollowError::Lost { id, why };
+    retrying(opts, lost, || async {
+        let c = gw.get().await?;
+        let r = c
+            .open(Request::JobAttach {
+                id,
+                follow: true,
+                stdout_from: offsets[0],
+                stderr_from: offsets[1],
+                on_behalf_of: opts.on_behalf_of.clone(),
+            })
+            .await?;
+        Ok((c, r))
+    })
+    .await
+}
+
+/// Why a followed stream broke (`err`, or `None` when it ended without
+/// its last event): the reason to reconnect, or the refusal that ends
+/// following for good. Shared by the job and fan-out followers.
+pub(crate) fn lost_reason(
+    client: &Client,
+    err: Option<ClientError>,
+) -> Result<String, FollowError> {
+    let e = match err {
+        Some(e) => e,
+        None => match client.connection().close_reason() {
+            Some(c) => crate::connection_error(client.addr(), &c),
+            None => return Ok("the gateway ended the stream".to_string()),
+        },
+    };
+    match e {
+        ClientError::Refused { msg } => Err(FollowError::Refused(msg)),
+        e => Ok(e.to_string()),
+    }
+}
+
+/// Runs `once` until it succeeds, the gateway refuses, or
+/// `opts.reconnect_for` has passed (then `lost` with the last reason),
+/// pausing `opts.retry_every` between tries. Shared by the job and
+/// fan-out followers.
+pub(crate) async fn retrying<T, F: Future<Output = Result<T, ClientError>>>(
+    opts: &FollowOptions,
+    lost: impl FnOnce(String) -> FollowError,
+    mut once: impl FnMut() -> F,
+) -> Result<T, FollowError> {
     let deadline = Instant::now() + opts.reconnect_for;
     loop {
-        let tried = async {
-            let c = gw.get().await?;
-            let r = c
-                .open(Request::JobAttach {
-                    id,
-                    follow: true,
-                    stdout_from: offsets[0],
-                    stderr_from: offsets[1],
-                    on_behalf_of: opts.on_behalf_of.clone(),
-                })
-                .await?;
-            Ok::<_, ClientError>((c, r))
-        }
-        .await;
-        match tried {
-            Ok(cr) => return Ok(cr),
+        match once().await {
+            Ok(t) => return Ok(t),
             Err(ClientError::Api(e)) => return Err(FollowError::Api(e)),
             Err(ClientError::Refused { msg }) => return Err(FollowError::Refused(msg)),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(FollowError::Lost {
-                    id,
-                    why: e.to_string(),
-                });
-            }
+            Err(e) if Instant::now() >= deadline => return Err(lost(e.to_string())),
             Err(e) => {
-                tracing::debug!(job = id, error = %e, "re-attach failed; retrying");
+                tracing::debug!(error = %e, "re-attach failed; retrying");
                 tokio::time::sleep(opts.retry_every).await;
             }
         }

@@ -1,5 +1,6 @@
 //! Calls the gateway's API with the credential in a home.
 
+pub mod fanout;
 pub mod follow;
 
 /// The stream a streaming call's events are read from.
@@ -11,6 +12,7 @@ use mesh::Home;
 use mesh::home::LoadedCredential;
 use proto::{ApiError, Open, Request, Response};
 
+pub use fanout::{FanFollowed, FanStart, follow_fanout};
 pub use follow::{
     FollowError, FollowOptions, Followed, Gateway, Start, follow_job, job_log, job_log_tail,
     read_log,

@@ -70,6 +70,18 @@ pub(crate) struct GpuQuery {
     after: Option<String>,
 }
 
+/// Each GPU's health on `names` (an older gateway answers an error: then
+/// none, and cards follow their node's health as before).
+pub(crate) async fn gpu_health(
+    app: &App,
+    names: Vec<String>,
+) -> Vec<(String, Vec<proto::GpuHealth>)> {
+    match app.gw.call(Request::GpuHealth { names }).await {
+        Ok(ApiResponse::GpuHealth(h)) => h,
+        _ => Vec::new(),
+    }
+}
+
 pub(crate) async fn history(
     app: &App,
     names: Vec<String>,
@@ -123,11 +135,15 @@ pub(crate) async fn gpus(
         Err(e) => return failed(&app, e),
     };
     let names: Vec<String> = page.iter().map(|n| n.name.clone()).collect();
-    let (hist, held) = tokio::join!(history(&app, names), holders(&app, &page));
+    let (hist, held, health) = tokio::join!(
+        history(&app, names.clone()),
+        holders(&app, &page),
+        gpu_health(&app, names)
+    );
     match (hist, held) {
         (Ok(hist), Ok(held)) => {
             let next = next_name(&page);
-            let body = render::gpus(&page, &hist, &held, unix_now(), next.as_deref());
+            let body = render::gpus(&page, &health, &hist, &held, unix_now(), next.as_deref());
             reply(&app, &h, "GPUs", "/gpus", true, body)
         }
         (Err(e), _) | (_, Err(e)) => failed(&app, e),
@@ -174,10 +190,16 @@ pub(crate) async fn node(
         Ok(n) => n,
         Err(e) => return failed(&app, e),
     };
-    let (hist, recent) = tokio::join!(
+    let (hist, recent, health) = tokio::join!(
         history(&app, vec![n.name.clone()]),
-        job_list(&app, HOLDER_JOBS, None)
+        job_list(&app, HOLDER_JOBS, None),
+        gpu_health(&app, vec![n.name.clone()])
     );
+    let health = health
+        .into_iter()
+        .next()
+        .map(|(_, h)| h)
+        .unwrap_or_default();
     match (hist, recent) {
         (Ok(hist), Ok(recent)) => {
             let holders = holders_among(&held_jobs(std::slice::from_ref(&n)), &recent);
@@ -186,7 +208,15 @@ pub(crate) async fn node(
                 .filter(|j| j.node == n.name)
                 .take(PAGE as usize)
                 .collect();
-            let body = render::node(&n, hist.first(), &mine, &holders, &app.csrf, unix_now());
+            let body = render::node(
+                &n,
+                &health,
+                hist.first(),
+                &mine,
+                &holders,
+                &app.csrf,
+                unix_now(),
+            );
             reply(&app, &h, &format!("Node {}", n.name), "/nodes", true, body)
         }
         (Err(e), _) | (_, Err(e)) => failed(&app, e),
@@ -262,7 +292,23 @@ pub(crate) async fn job(
     } else {
         None
     };
-    let body = render::job(&j, held.as_deref(), &app.csrf, unix_now());
+    // Which physical GPUs it held (an older gateway answers an error).
+    let hardware = if j.gpus > 0 {
+        match app
+            .gw
+            .call(Request::JobGpus {
+                id,
+                on_behalf_of: None,
+            })
+            .await
+        {
+            Ok(ApiResponse::JobGpus(g)) => g,
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    let body = render::job(&j, held.as_deref(), &hardware, &app.csrf, unix_now());
     reply(&app, &h, &format!("Job {id}"), "/jobs", false, body)
 }
 

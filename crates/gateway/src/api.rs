@@ -1,14 +1,16 @@
 //! The admin and operator API. Each call is authorised by the caller's
 //! certificate role before it gets here (`Request::allowed_for`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 use proto::{ApiError, CloseCode, ErrorCode, NodeInfo, Request, Response};
 
 use std::sync::Arc;
 
 use crate::peer::Peer;
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::store::{NodeState, TokenRow};
 use crate::{enroll, jobs};
 
@@ -24,10 +26,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
     let method = req.method();
     let result = match req {
         Request::Time => Ok(Response::Time {
-            unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
+            unix_ms: shared.clock.unix_ms(),
         }),
         Request::Whoami => Ok(Response::Identity {
             name: peer.name.clone(),
@@ -84,6 +83,17 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
                 Ok(Response::NodeHistory(shared.registry.histories(&names)))
             }
         }
+        Request::GpuHealth { names } => {
+            if names.len() > proto::MAX_HISTORY_NODES {
+                Err(invalid(format!(
+                    "asked for the GPU health of {} nodes; ask for at most {} at once",
+                    names.len(),
+                    proto::MAX_HISTORY_NODES
+                )))
+            } else {
+                Ok(Response::GpuHealth(shared.registry.gpu_health(&names)))
+            }
+        }
         Request::LabSummary => lab_summary(shared),
         Request::Trust => Ok(Response::Trust {
             cas_der: crate::rotation::trust(shared),
@@ -95,7 +105,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             thread,
             text,
         } => {
-            let now = unix_now();
+            let now = shared.clock.unix();
             let short = |s: &str, n: usize| proto::names::printable(s, n);
             jobs::identity(peer, Some(&user))
                 .and_then(|_| {
@@ -125,6 +135,9 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
         Request::JobShow { id, on_behalf_of } => {
             jobs::show(shared, peer, id, on_behalf_of.as_deref()).map(Response::Job)
+        }
+        Request::JobGpus { id, on_behalf_of } => {
+            jobs::gpus_held(shared, peer, id, on_behalf_of.as_deref()).map(Response::JobGpus)
         }
         Request::JobList {
             limit,
@@ -209,7 +222,7 @@ fn token_create(
     addrs.truncate(mesh::MAX_GATEWAYS);
     let token = pki::JoinToken::generate(shared.ca().issuing.pin(), &addrs.join(","))
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    let now = unix_now();
+    let now = shared.clock.unix();
     let row = TokenRow {
         id: token.id.clone(),
         secret_hash: pki::hash_secret(token.secret.expose()).to_vec(),
@@ -239,7 +252,7 @@ fn token_create(
 }
 
 fn token_revoke(shared: &Shared, peer: &Peer, id: &str) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     shared.store.tx(|tx| {
         if !tx.revoke_token(id)? {
             return Err(ApiError::new(
@@ -255,12 +268,12 @@ fn token_revoke(shared: &Shared, peer: &Peer, id: &str) -> Result<Response, ApiE
 }
 
 fn node_list(shared: &Shared) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     let rows = shared.store.tx(|tx| {
         enroll::sweep(shared, tx, now)?;
         tx.nodes()
     })?;
-    let instant = Instant::now();
+    let instant = shared.clock.now();
     Ok(Response::Nodes(
         rows.into_iter()
             .map(|n| node_info(shared, n, now, instant, false))
@@ -269,12 +282,12 @@ fn node_list(shared: &Shared) -> Result<Response, ApiError> {
 }
 
 fn lab_summary(shared: &Shared) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     let (rows, jobs) = shared.store.tx(|tx| {
         enroll::sweep(shared, tx, now)?;
         Ok::<_, ApiError>((tx.nodes()?, tx.job_counts()?))
     })?;
-    let instant = Instant::now();
+    let instant = shared.clock.now();
     let mut s = proto::LabSummary {
         jobs,
         ..Default::default()
@@ -293,8 +306,11 @@ fn lab_summary(shared: &Shared) -> Result<Response, ApiError> {
         {
             // Only confirmed GPUs count; the rest of a claim is not offered.
             let confirmed = usize::try_from(live.gpus).unwrap_or(usize::MAX);
-            for g in t.gpus.iter().take(confirmed) {
-                match (st.health == "healthy", g.job.is_some()) {
+            for (i, g) in t.gpus.iter().take(confirmed).enumerate() {
+                // A degraded node's healthy GPUs still serve; its
+                // unhealthy or MIG-enabled ones do not.
+                let fit = st.routable && live.gpu_health.get(i).is_none_or(|h| h.usable());
+                match (fit, g.job.is_some()) {
                     (false, _) => s.gpus_unhealthy += 1,
                     (true, true) => s.gpus_busy += 1,
                     (true, false) => s.gpus_free += 1,
@@ -314,7 +330,7 @@ fn lab_summary(shared: &Shared) -> Result<Response, ApiError> {
 const NODE_PAGE_BYTES: usize = 768 * 1024;
 
 fn node_page(shared: &Shared, after: Option<&str>, limit: u32) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     let limit = limit.clamp(1, 5000) as usize;
     let rows = shared.store.tx(|tx| {
         // Expired pending requests go once per listing, on its first page.
@@ -323,7 +339,7 @@ fn node_page(shared: &Shared, after: Option<&str>, limit: u32) -> Result<Respons
         }
         tx.nodes_page(after, limit)
     })?;
-    let instant = Instant::now();
+    let instant = shared.clock.now();
     let mut out = Vec::with_capacity(rows.len());
     let mut bytes = 0;
     for n in rows {
@@ -345,8 +361,8 @@ fn node_show(shared: &Shared, name: &str) -> Result<Response, ApiError> {
     Ok(Response::Node(node_info(
         shared,
         row,
-        unix_now(),
-        Instant::now(),
+        shared.clock.unix(),
+        shared.clock.now(),
         true,
     )))
 }
@@ -365,6 +381,7 @@ pub fn node_info(
         connection,
         health,
         reason: health_reason,
+        ..
     } = shared.node_status(&n, instant);
     let telemetry = live.as_ref().and_then(|l| l.telemetry.clone());
     let remote_addr = match (n.state, live.as_ref().map(|l| l.remote)) {
@@ -406,7 +423,7 @@ pub fn node_info(
 fn node_renew(shared: &Shared, peer: &Peer, csr_der: &[u8]) -> Result<Response, ApiError> {
     let name = peer.name.as_str();
     let csr = pki::check_csr(csr_der, name).map_err(|e| invalid(e.to_string()))?;
-    let now = unix_now();
+    let now = shared.clock.unix();
     let cert = shared.store.tx(|tx| {
         let mut row = tx.node(name)?.ok_or_else(|| not_found(name))?;
         if row.state != NodeState::Approved
@@ -467,7 +484,7 @@ fn node_approve(
     labels: Option<Vec<String>>,
     gpus: Option<u32>,
 ) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     let labels = labels
         .map(|l| proto::names::normalize_labels(&l).map_err(|e| invalid(format!("--labels: {e}"))))
         .transpose()?;
@@ -570,7 +587,7 @@ fn gpu_cap_words(cap: Option<u32>, name: &str) -> String {
 }
 
 fn node_reject(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     shared.store.tx(|tx| {
         let row = tx.node(name)?.ok_or_else(|| not_found(name))?;
         if row.state != NodeState::Pending {
@@ -589,7 +606,7 @@ fn node_reject(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
 }
 
 fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     let serial = shared.store.tx(|tx| {
         let row = tx.node(name)?.ok_or_else(|| not_found(name))?;
         // The transition table decides; each refusal says why.
@@ -622,7 +639,7 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
             .close_serial(serial, CloseCode::Revoked.code(), &reason);
     }
     if let Some(conn) = shared.registry.connection(name) {
-        conn.close(CloseCode::Revoked.code().into(), reason.as_bytes());
+        conn.close(CloseCode::Revoked.code(), reason.as_bytes());
         closed = closed.max(1);
     }
     shared.registry.forget_history(name);
@@ -642,7 +659,7 @@ fn node_revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, Api
 /// since revocation ended every unfinished one and each job is bound to
 /// its node's key.
 fn node_release(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     shared.store.tx(|tx| {
         let row = tx.node(name)?.ok_or_else(|| not_found(name))?;
         if row.state != NodeState::Revoked {

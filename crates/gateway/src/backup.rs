@@ -25,7 +25,7 @@ use mesh::Home;
 use mesh::home::client_files;
 use serde::{Deserialize, Serialize};
 
-use crate::shared::unix_now;
+use crate::clock::Clock;
 use crate::{GatewayError, files};
 
 /// The archive's top directory.
@@ -199,7 +199,7 @@ pub fn backup(home: &Home, out: &Path, with_logs: bool) -> Result<Report, Gatewa
     let staging = parent.join(format!(
         ".openclaw-backup-{}-{}",
         std::process::id(),
-        unix_now()
+        Clock::system().unix()
     ));
     mesh::home::create_private_dir(&staging)?;
     let result = write_archive(home, out, with_logs, &staging, name);
@@ -244,7 +244,7 @@ fn write_archive(
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes);
         header.set_mode(if kind == Kind::Public { 0o644 } else { 0o600 });
-        header.set_mtime(unix_now());
+        header.set_mtime(Clock::system().unix());
         header.set_entry_type(tar::EntryType::Regular);
         // One pass: hashed as it is archived, and cut at the size in the
         // header (a running job's log may grow meanwhile).
@@ -288,7 +288,7 @@ fn write_archive(
     }
     let manifest = Manifest {
         format: FORMAT,
-        created_at: unix_now(),
+        created_at: Clock::system().unix(),
         gateway,
         schema,
         logs: with_logs,
@@ -298,7 +298,7 @@ fn write_archive(
     let mut header = tar::Header::new_gnu();
     header.set_size(text.len() as u64);
     header.set_mode(0o644);
-    header.set_mtime(unix_now());
+    header.set_mtime(Clock::system().unix());
     header.set_entry_type(tar::EntryType::Regular);
     tar.append_data(&mut header, format!("{ROOT}/{MANIFEST}"), text.as_bytes())
         .map_err(io(out))?;

@@ -9,7 +9,7 @@ use proto::{ApiError, ClientInfo, CloseCode, ErrorCode, Response, Role};
 
 use crate::jobs;
 use crate::peer::Peer;
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::store::{ClientRow, ClientState};
 
 /// Longest lifetime a client certificate may be given.
@@ -107,7 +107,7 @@ pub fn issue(
         None => shared.config().client_cert_ttl.as_secs(),
     };
     let csr = pki::check_csr(csr_der, name).map_err(|e| invalid(e.to_string()))?;
-    let now = unix_now();
+    let now = shared.clock.unix();
     let cert = shared.store.tx(|tx| {
         if let Some(existing) = tx.client(name)?
             && existing.state == ClientState::Active
@@ -191,7 +191,7 @@ pub fn list(shared: &Shared) -> Result<Response, ApiError> {
 /// `client revoke`: refuse the serial in every handshake, close every live
 /// session of it, and cancel the jobs it submitted that have not started.
 pub fn revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     let row = shared.store.tx(|tx| {
         let row = tx.client(name)?.ok_or_else(|| not_found(name))?;
         if row.state == ClientState::Revoked {
@@ -238,7 +238,7 @@ pub fn revoke(shared: &Shared, peer: &Peer, name: &str) -> Result<Response, ApiE
 pub fn renew(shared: &Shared, peer: &Peer, csr_der: &[u8]) -> Result<Response, ApiError> {
     let name = peer.name.as_str();
     let csr = pki::check_csr(csr_der, name).map_err(|e| invalid(e.to_string()))?;
-    let now = unix_now();
+    let now = shared.clock.unix();
     let cert = shared.store.tx(|tx| {
         let row = tx.client(name)?.ok_or_else(|| not_found(name))?;
         if row.state != ClientState::Active || row.cert_serial != peer.serial {

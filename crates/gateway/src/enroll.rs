@@ -7,7 +7,7 @@ use std::time::Duration;
 use proto::{ApiError, CloseCode, EnrollReply, EnrollRequest, EnrollSubmit, ErrorCode, Role};
 
 use crate::rules::{self, Collision};
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::store::{NodeRow, NodeState, StoreError, Tx};
 
 /// Enrollment frames are small: a CSR is at most 4 KiB.
@@ -137,7 +137,7 @@ pub async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
     }
 }
 
-fn handle(shared: &Shared, req: EnrollRequest, remote: SocketAddr) -> EnrollReply {
+pub(crate) fn handle(shared: &Shared, req: EnrollRequest, remote: SocketAddr) -> EnrollReply {
     let result = match req {
         EnrollRequest::Submit(submit) => {
             let r = submit_request(shared, submit, remote);
@@ -158,7 +158,7 @@ fn submit_request(
     s: EnrollSubmit,
     remote: SocketAddr,
 ) -> Result<EnrollReply, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     let invalid = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
     shared.store.tx(|tx| {
         sweep(shared, tx, now)?;
@@ -306,7 +306,7 @@ pub fn issue_node_cert(
 }
 
 fn poll(shared: &Shared, request_id: &str) -> Result<EnrollReply, ApiError> {
-    let now = unix_now();
+    let now = shared.clock.unix();
     shared.store.tx(|tx| {
         sweep(shared, tx, now)?;
         let Some(n) = tx.node_by_request(request_id)? else {

@@ -18,7 +18,7 @@ use proto::{ApiError, ControlMsg, ErrorCode, Response};
 use tokio::sync::oneshot;
 
 use crate::peer::Peer;
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 
 /// How long a node has to answer a forward.
 const NODE_ANSWER: Duration = Duration::from_secs(10);
@@ -143,10 +143,10 @@ pub async fn serve(
 
 /// One audit row for a forwarded connection (or its refusal).
 async fn audit(shared: &Shared, peer: &Peer, node: &str, detail: String) {
-    let (actor, target) = (peer.name.clone(), node.to_string());
+    let (actor, target, now) = (peer.name.clone(), node.to_string(), shared.clock.unix());
     let audited = shared
         .store
-        .call(move |tx| tx.audit(unix_now(), &actor, "forward", &target, &detail))
+        .call(move |tx| tx.audit(now, &actor, "forward", &target, &detail))
         .await;
     if let Err(e) = audited {
         tracing::error!(%node, error = %e, "cannot audit a forward");
@@ -171,7 +171,7 @@ async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide
             format!("node {node} is not connected (unknown or offline); run 'openclaw node list'"),
         ));
     };
-    let speaks = crate::peer::protocol_of(&conn);
+    let speaks = conn.protocol();
     if speaks < 3 {
         return Err(refuse(
             ErrorCode::FailedPrecondition,

@@ -13,7 +13,9 @@
 //!
 //! The lease itself (row, generation, fencing) is in [`crate::store`].
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Clock;
 
 use crate::store::Store;
 
@@ -125,16 +127,17 @@ pub async fn keep_lease(
     ttl: Duration,
     generation: u64,
     stats: std::sync::Arc<LeaseStats>,
+    clock: Clock,
 ) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     stats.generation.store(generation, Relaxed);
-    let mut good = Instant::now();
+    let mut good = clock.now();
     loop {
         tokio::time::sleep(ttl / 4).await;
         let outcome = try_lease(&store, &name, ttl).await;
         match outcome {
             Lease::Held(g) if g == generation => {
-                good = Instant::now();
+                good = clock.now();
                 stats.renewals.fetch_add(1, Relaxed);
             }
             Lease::Unknown(_) => {
@@ -221,7 +224,8 @@ pub fn status(home: &mesh::Home) -> Result<Status, crate::GatewayError> {
     })?;
     crate::store::on_own_thread("gateway status panicked", || {
         let store = crate::open_state(home, &config.state)?;
-        let t = Instant::now();
+        let clock = Clock::system();
+        let t = clock.now();
         let gateways = store
             .gateway_ages()?
             .into_iter()

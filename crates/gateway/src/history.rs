@@ -41,12 +41,7 @@ impl History {
             .gpus
             .iter()
             .take(MAX_GPUS.min(confirmed))
-            .map(|g| GpuPoint {
-                index: g.index,
-                util_pct: g.util_pct.min(100) as u8,
-                temp_c: g.temp_c.min(255) as u8,
-                mem_used_mib: u32::try_from(g.mem_used >> 20).unwrap_or(u32::MAX),
-            })
+            .map(GpuPoint::of)
             .collect();
         self.samples.push_back(GpuSample { at: now, gpus });
         while self.samples.len() > SAMPLES {
@@ -86,7 +81,7 @@ mod tests {
         h.record(1005, &hb(60), 64);
         assert_eq!(h.samples().len(), 1, "same period");
         let s = &h.samples()[0];
-        assert_eq!((s.gpus[0].util_pct, s.gpus[0].temp_c), (50, 255));
+        assert_eq!((s.gpus[0].util_pct, s.gpus[0].temp_c), (50, 254));
         assert_eq!(s.gpus[0].mem_used_mib, 3072);
         for i in 1..200 {
             h.record(1000 + i * SAMPLE_EVERY, &hb(500), 64);

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use mesh::Home;
 use proto::Role;
 
+use crate::clock::Clock;
 use crate::config::{self, Config};
-use crate::shared::unix_now;
 use crate::store::{self, Store};
 use crate::{ADMIN_CERT_TTL, GatewayError, SERVER_CERT_TTL, files, migrate, rotation};
 
@@ -105,7 +105,7 @@ pub fn init_with_state(
         })?;
     }
     home.create()?;
-    let now = unix_now();
+    let now = Clock::system().unix();
     let (ca_pem, ca_key) = pki::generate_ca(name, now)?;
     let ca = pki::Ca::load(&ca_pem, &ca_key)?;
     let admin_key = pki::generate_key()?;
@@ -229,7 +229,7 @@ pub fn join(
                 "a gateway named {name} already serves this state; pick another --name"
             )));
         }
-        let now = unix_now();
+        let now = Clock::system().unix();
         store.tx(|tx| {
             register_if_known(tx, name, listen, advertise, now)?;
             tx.audit(
@@ -243,7 +243,7 @@ pub fn join(
         Ok(())
     })?;
     home.create()?;
-    write_ca_and_server_cert(home, &ca, &ca_pem, &ca_key, name, unix_now())?;
+    write_ca_and_server_cert(home, &ca, &ca_pem, &ca_key, name, Clock::system().unix())?;
     let text = migrate::set_state(&Config::template(name, listen, advertise), state);
     home.write_public(files::CONFIG, text.as_bytes())?;
     Ok(InitReport {

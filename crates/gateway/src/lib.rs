@@ -8,13 +8,19 @@
 mod api;
 pub mod backup;
 mod clients;
+pub mod clock;
 pub mod config;
 mod enroll;
 mod forward;
 pub mod ha;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod harness;
 mod history;
+#[cfg(test)]
+mod in_process;
 mod init;
 mod jobs;
+pub mod link;
 mod metrics;
 pub mod migrate;
 mod peer;
@@ -30,19 +36,19 @@ pub mod store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh::Home;
 use mesh::home::HomeError;
 use mesh::tls::RevokedSerials;
 use proto::CloseCode;
 
+pub use clock::{Clock, unix_now};
 pub use config::Config;
 pub use init::{
     InitReport, client_address, init, init_with_state, join, listens_beyond_loopback, open_state,
 };
 use registry::Registry;
-pub use shared::unix_now;
 use shared::{Shared, off_runtime};
 
 /// Files in a gateway home.
@@ -126,25 +132,17 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Gateway, GatewayError> {
         let mut shutdown = Box::pin(shutdown);
-        let config_path = home.path(files::CONFIG);
-        let text = home.read_text(
-            files::CONFIG,
-            "run 'openclaw gateway init --listen HOST:PORT' first",
-        )?;
-        let mut config = Config::parse(&text).map_err(|msg| GatewayError::Config {
-            path: config_path.display().to_string(),
-            msg,
-        })?;
-        if let Some(l) = listen {
-            config.listen = l.to_string();
-        }
-        // The CAs, completing a rotation step a crash interrupted.
-        let rotation::Material {
-            state: ca,
-            server_chain,
-            server_key,
-        } = rotation::load(home, &config.name)?;
-        let store = open_state(home, &config.state)?;
+        let clock = Clock::system();
+        let Loaded {
+            config,
+            material:
+                rotation::Material {
+                    state: ca,
+                    server_chain,
+                    server_key,
+                },
+            store,
+        } = Loaded::read(home, listen, &clock)?;
         // Filled once this gateway serves (a standby's list would go stale).
         let revoked = Arc::new(RevokedSerials::default());
         let transport = mesh::tls::server_transport(config.dead_after)?;
@@ -202,7 +200,7 @@ impl Gateway {
                 config.state.lease_ttl,
             );
             store
-                .call(move |tx| tx.register_gateway(&name, &adv, unix_now()))
+                .call(move |tx| tx.register_gateway(&name, &adv, clock.unix()))
                 .await?;
             let generation = tokio::select! {
                 g = ha::wait_for_lease(&store, &config.name, ttl, &endpoint, &attempts) => g,
@@ -220,44 +218,21 @@ impl Gateway {
         } else {
             None
         };
-        for serial in store.call(|tx| tx.revoked_serials()).await? {
-            revoked.insert(&serial);
-        }
-        let logs_dir = config
-            .state
-            .logs_dir
-            .as_ref()
-            .map(|d| home.root().join(d))
-            .unwrap_or_else(|| home.path(files::LOGS));
-        mesh::home::create_private_dir(&logs_dir)?;
-        let enroll_slots = Arc::new(tokio::sync::Semaphore::new(config.enroll_max_connections));
-        let log_writer = jobs::logwriter::LogWriter::start()
-            .map_err(|e| GatewayError::Io(format!("cannot start the log writer thread: {e}")))?;
-        let shared = Arc::new(Shared {
-            log_writer,
-            enroll_slots,
-            enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
-            forwards: forward::Forwards::default(),
-            config: RwLock::new(Arc::new(config)),
-            home: home.clone(),
-            logs_dir,
-            jobs: jobs::Jobs::default(),
-            metrics: metrics::Metrics::default(),
+        let shared = assemble(
+            home,
+            config,
+            ca,
             store,
-            registry: Registry::default(),
-            ca: RwLock::new(Arc::new(ca)),
-            rotation_lock: std::sync::Mutex::new(()),
-            endpoint: endpoint.clone(),
+            clock,
             revoked,
-            advertise,
-            bound: addr,
-            lease: Arc::new(ha::LeaseStats::default()),
-            shared_state: lease.is_some(),
-        });
-        off_runtime(&shared, jobs::recover)
-            .await
-            .and_then(|r| r)
-            .map_err(|e| GatewayError::Io(e.message))?;
+            Listener {
+                endpoint: Some(endpoint.clone()),
+                bound: addr,
+                advertise,
+                shared_state: lease.is_some(),
+            },
+        )
+        .await?;
         if let Some(tx) = &metrics_source {
             tx.send_replace(metrics::Source::Serving(shared.clone()));
         }
@@ -270,6 +245,7 @@ impl Gateway {
                         ttl,
                         generation,
                         shared.lease.clone(),
+                        shared.clock,
                     );
                     let ep = endpoint.clone();
                     tokio::select! {
@@ -311,14 +287,120 @@ impl Gateway {
     }
 }
 
+/// What a gateway home holds: its configuration, its CAs (a rotation step
+/// a crash interrupted completed) and its state. Read by
+/// [`Gateway::start`] and by the in-process harness.
+struct Loaded {
+    config: Config,
+    material: rotation::Material,
+    store: store::Store,
+}
+
+impl Loaded {
+    /// Reads `home`; `listen` overrides the configured address.
+    fn read(home: &Home, listen: Option<&str>, clock: &Clock) -> Result<Loaded, GatewayError> {
+        let config_path = home.path(files::CONFIG);
+        let text = home.read_text(
+            files::CONFIG,
+            "run 'openclaw gateway init --listen HOST:PORT' first",
+        )?;
+        let mut config = Config::parse(&text).map_err(|msg| GatewayError::Config {
+            path: config_path.display().to_string(),
+            msg,
+        })?;
+        if let Some(l) = listen {
+            config.listen = l.to_string();
+        }
+        let material = rotation::load(home, &config.name, clock.unix())?;
+        let store = open_state(home, &config.state)?;
+        Ok(Loaded {
+            config,
+            material,
+            store,
+        })
+    }
+}
+
+/// Where a gateway serves: its QUIC endpoint (none in the in-process
+/// harness), the address it is bound to, and how clients reach it.
+struct Listener {
+    endpoint: Option<quinn::Endpoint>,
+    bound: SocketAddr,
+    advertise: String,
+    shared_state: bool,
+}
+
+/// Builds the state a serving gateway shares (revoked serials, the log
+/// directory and writer, enrollment bounds) and recovers the jobs it left
+/// running: the one way [`Gateway::start`] and the harness make a
+/// [`Shared`].
+async fn assemble(
+    home: &Home,
+    config: Config,
+    ca: rotation::CaState,
+    store: store::Store,
+    clock: Clock,
+    revoked: Arc<RevokedSerials>,
+    listener: Listener,
+) -> Result<Arc<Shared>, GatewayError> {
+    for serial in store.call(|tx| tx.revoked_serials()).await? {
+        revoked.insert(&serial);
+    }
+    let logs_dir = config
+        .state
+        .logs_dir
+        .as_ref()
+        .map(|d| home.root().join(d))
+        .unwrap_or_else(|| home.path(files::LOGS));
+    mesh::home::create_private_dir(&logs_dir)?;
+    let enroll_slots = Arc::new(tokio::sync::Semaphore::new(config.enroll_max_connections));
+    let log_writer = jobs::logwriter::LogWriter::start()
+        .map_err(|e| GatewayError::Io(format!("cannot start the log writer thread: {e}")))?;
+    let shared = Arc::new(Shared {
+        clock,
+        log_writer,
+        enroll_slots,
+        enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
+        forwards: forward::Forwards::default(),
+        config: RwLock::new(Arc::new(config)),
+        home: home.clone(),
+        logs_dir,
+        jobs: jobs::Jobs::default(),
+        metrics: metrics::Metrics::default(),
+        store,
+        registry: Registry::default(),
+        ca: RwLock::new(Arc::new(ca)),
+        rotation_lock: std::sync::Mutex::new(()),
+        endpoint: listener.endpoint,
+        revoked,
+        advertise: listener.advertise,
+        bound: listener.bound,
+        lease: Arc::new(ha::LeaseStats::default()),
+        shared_state: listener.shared_state,
+    });
+    off_runtime(&shared, jobs::recover)
+        .await
+        .and_then(|r| r)
+        .map_err(|e| GatewayError::Io(e.message))?;
+    Ok(shared)
+}
+
+/// The gateway's own timers: the dead-node reaper and retention; the
+/// caller aborts them when it stops serving.
+fn timers(shared: &Arc<Shared>) -> [tokio::task::JoinHandle<()>; 2] {
+    [
+        tokio::spawn(reap(shared.clone())),
+        tokio::spawn(prune(shared.clone())),
+    ]
+}
+
 async fn serve(
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let reaper = tokio::spawn(reap(shared.clone()));
+    let timers = timers(&shared);
     let reloader = tokio::spawn(reload_on_sighup(shared.clone()));
-    let pruner = tokio::spawn(prune(shared.clone()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -330,9 +412,10 @@ async fn serve(
         }
     }
     tracing::info!("gateway shutting down");
-    reaper.abort();
+    for t in timers {
+        t.abort();
+    }
     reloader.abort();
-    pruner.abort();
     endpoint.close(CloseCode::Shutdown.code().into(), b"gateway shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
 }
@@ -359,7 +442,7 @@ async fn prune(shared: Arc<Shared>) {
 
 fn prune_once(shared: &Shared) {
     let cfg = shared.config();
-    let now = unix_now();
+    let now = shared.clock.unix();
     let r = &cfg.retention;
     let pruned = shared.store.tx(|tx| {
         let jobs = tx.prune_jobs(now.saturating_sub(r.jobs.as_secs()))?;
@@ -416,13 +499,13 @@ async fn reap(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         for (name, conn) in shared.registry.stale(
-            Instant::now(),
+            shared.clock.now(),
             shared.config().dead_after,
             shared.config().heartbeat_interval,
         ) {
             tracing::warn!(node = %name, "no heartbeat within {:?}; declaring the node dead", shared.config().dead_after);
             conn.close(
-                CloseCode::Dead.code().into(),
+                CloseCode::Dead.code(),
                 b"no heartbeat within the dead-node window",
             );
         }

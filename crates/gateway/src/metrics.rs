@@ -7,7 +7,7 @@
 //! database and the registry of live connections.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -117,7 +117,7 @@ pub fn handshake_reason(e: &quinn::ConnectionError) -> &'static str {
 /// The metrics page (OpenMetrics text).
 pub fn render(shared: &Shared) -> String {
     let mut reg = Registry::default();
-    let now = Instant::now();
+    let now = shared.clock.now();
     // One read of the state for the whole page.
     let (nodes, job_counts, clients) = shared
         .store

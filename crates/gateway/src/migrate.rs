@@ -69,7 +69,7 @@ pub fn migrate_state(home: &Home, to: &StateConfig) -> Result<Report, GatewayErr
             let tables = src.copy_into(&dst)?;
             dst.tx(|tx| {
                 tx.audit(
-                    crate::shared::unix_now(),
+                    crate::clock::Clock::system().unix(),
                     "local",
                     "gateway.migrate-state",
                     &config.name,

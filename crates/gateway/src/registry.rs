@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::sync::Arc;
 
 use proto::{CloseCode, ControlMsg, Heartbeat};
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, Instant};
+use crate::link::Link;
 use crate::rules::LiveView;
 
 /// What a node reported about itself when it connected.
@@ -25,6 +27,8 @@ pub struct NodeMeta {
     pub gpus_simulated: bool,
     /// Its job limit.
     pub max_jobs: u32,
+    /// The protocol of its hello (3 sends per-GPU health).
+    pub protocol: u32,
 }
 
 /// The GPUs a node claiming `claimed` may hand out under the confirmed
@@ -50,18 +54,45 @@ pub struct LiveMeta {
     pub max_jobs: u32,
     /// The latest heartbeat.
     pub telemetry: Option<Arc<Heartbeat>>,
+    /// Each GPU's health from the latest heartbeat (protocol 3; empty
+    /// for a protocol-2 node, whose GPUs count as healthy).
+    pub gpu_health: Arc<Vec<proto::GpuHealth>>,
     /// Remote address of the connection.
     pub remote: SocketAddr,
 }
 
+impl LiveMeta {
+    /// Confirmed GPUs (the first `gpus` reported) that no job holds and
+    /// whose node judged them unhealthy or MIG-enabled: not free for a
+    /// new job. (One a job holds already counts as busy.)
+    pub fn unusable_idle_gpus(&self) -> u32 {
+        let confirmed = usize::try_from(self.gpus).unwrap_or(usize::MAX);
+        let held = |i: usize| {
+            self.telemetry
+                .as_ref()
+                .and_then(|t| t.gpus.get(i))
+                .is_some_and(|g| g.job.is_some())
+        };
+        let n = self
+            .gpu_health
+            .iter()
+            .take(confirmed)
+            .enumerate()
+            .filter(|(i, h)| !h.usable() && !held(*i))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
 /// One live node session.
 struct Live {
-    conn: quinn::Connection,
+    conn: Link,
     remote: SocketAddr,
     last_heartbeat: Instant,
     meta: NodeMeta,
     control: mpsc::Sender<ControlMsg>,
     telemetry: Option<Arc<Heartbeat>>,
+    gpu_health: Arc<Vec<proto::GpuHealth>>,
     /// Datagrams received on the connection, and when that was counted,
     /// while its heartbeat is late (see [`judge`]).
     probe: Option<(u64, Instant)>,
@@ -124,7 +155,7 @@ pub struct HeartbeatSeen {
 #[derive(Default)]
 pub struct Registry {
     live: Mutex<HashMap<String, Live>>,
-    by_serial: Mutex<HashMap<String, Vec<quinn::Connection>>>,
+    by_serial: Mutex<HashMap<String, Vec<Link>>>,
     /// GPU telemetry history by node; kept across reconnects, touched only
     /// by heartbeats that carry GPUs.
     history: Mutex<HashMap<String, crate::history::History>>,
@@ -142,10 +173,7 @@ impl Registry {
         }
     }
 
-    fn with_serials<T>(
-        &self,
-        f: impl FnOnce(&mut HashMap<String, Vec<quinn::Connection>>) -> T,
-    ) -> T {
+    fn with_serials<T>(&self, f: impl FnOnce(&mut HashMap<String, Vec<Link>>) -> T) -> T {
         match self.by_serial.lock() {
             Ok(mut g) => f(&mut g),
             Err(poisoned) => f(&mut poisoned.into_inner()),
@@ -157,12 +185,12 @@ impl Registry {
     pub fn admit(
         &self,
         serial: &str,
-        conn: &quinn::Connection,
+        conn: &Link,
         cap: usize,
     ) -> Result<usize, TooManyConnections> {
         self.with_serials(|m| {
             let list = m.entry(serial.to_string()).or_default();
-            list.retain(|c| c.close_reason().is_none());
+            list.retain(|c| !c.is_closed());
             if list.len() >= cap {
                 return Err(TooManyConnections(list.len()));
             }
@@ -175,11 +203,11 @@ impl Registry {
     /// connections: at the cap, the oldest that is not node `name`'s
     /// current connection is closed to make room, so half-dead attempts
     /// never lock a reconnecting node out, and one key never holds more.
-    pub fn admit_node(&self, name: &str, serial: &str, conn: &quinn::Connection, cap: usize) {
+    pub fn admit_node(&self, name: &str, serial: &str, conn: &Link, cap: usize) {
         let current = self.connection(name).map(|c| c.stable_id());
         let evicted = self.with_serials(|m| {
             let list = m.entry(serial.to_string()).or_default();
-            list.retain(|c| c.close_reason().is_none());
+            list.retain(|c| !c.is_closed());
             let mut evicted = Vec::new();
             while list.len() >= cap.max(1) {
                 let Some(i) = list.iter().position(|c| Some(c.stable_id()) != current) else {
@@ -192,7 +220,7 @@ impl Registry {
         });
         for old in evicted {
             old.close(
-                CloseCode::Protocol.code().into(),
+                CloseCode::Protocol.code(),
                 b"a newer connection of this node certificate took its place",
             );
         }
@@ -214,7 +242,7 @@ impl Registry {
     pub fn close_serial(&self, serial: &str, code: u32, reason: &str) -> usize {
         let conns = self.with_serials(|m| m.remove(serial).unwrap_or_default());
         for c in &conns {
-            c.close(code.into(), reason.as_bytes());
+            c.close(code, reason.as_bytes());
         }
         conns.len()
     }
@@ -223,7 +251,7 @@ impl Registry {
     pub fn sessions(&self, serial: &str) -> usize {
         self.with_serials(|m| {
             m.get(serial)
-                .map(|l| l.iter().filter(|c| c.close_reason().is_none()).count())
+                .map(|l| l.iter().filter(|c| !c.is_closed()).count())
                 .unwrap_or(0)
         })
     }
@@ -232,17 +260,19 @@ impl Registry {
     pub fn connect(
         &self,
         name: &str,
-        conn: quinn::Connection,
+        conn: Link,
         meta: NodeMeta,
         control: mpsc::Sender<ControlMsg>,
-    ) -> Option<quinn::Connection> {
+        now: Instant,
+    ) -> Option<Link> {
         let live = Live {
             remote: conn.remote_address(),
             conn,
-            last_heartbeat: Instant::now(),
+            last_heartbeat: now,
             meta,
             control,
             telemetry: None,
+            gpu_health: Arc::default(),
             probe: None,
         };
         self.with(|m| m.insert(name.to_string(), live))
@@ -286,22 +316,41 @@ impl Registry {
         })
     }
 
+    /// Each GPU's health on those of `names` that are connected.
+    pub fn gpu_health(&self, names: &[String]) -> Vec<(String, Vec<proto::GpuHealth>)> {
+        self.with(|m| {
+            names
+                .iter()
+                .filter_map(|n| m.get(n).map(|l| (n.clone(), l.gpu_health.as_ref().clone())))
+                .collect()
+        })
+    }
+
     /// Forgets a node's history (it was revoked or rejected).
     pub fn forget_history(&self, name: &str) {
         self.with_history(|h| h.remove(name));
     }
 
     /// Records a heartbeat (and its telemetry) on connection `conn_id`.
-    pub fn heartbeat(&self, name: &str, conn_id: usize, hb: Heartbeat) -> Option<HeartbeatSeen> {
+    pub fn heartbeat(
+        &self,
+        name: &str,
+        conn_id: usize,
+        hb: Heartbeat,
+        clock: &Clock,
+        gpu_health: Vec<proto::GpuHealth>,
+    ) -> Option<HeartbeatSeen> {
         let hb = Arc::new(hb);
+        let gpu_health = Arc::new(gpu_health);
         // Only the node's current connection speaks for it: a replaced or
         // stray connection of the same certificate records nothing, not
         // even history.
         let seen = self.with(|m| {
             let l = m.get_mut(name).filter(|l| l.conn.stable_id() == conn_id)?;
-            let now = Instant::now();
+            let now = clock.now();
             let gap = now.saturating_duration_since(std::mem::replace(&mut l.last_heartbeat, now));
             l.telemetry = Some(hb.clone());
+            l.gpu_health = gpu_health;
             l.probe = None;
             let addr = l.conn.remote_address();
             let moved = (addr != l.remote).then(|| (std::mem::replace(&mut l.remote, addr), addr));
@@ -311,7 +360,7 @@ impl Registry {
         // History keeps the confirmed GPUs only: a node's claim of 1,024
         // GPUs costs the gateway no more memory than its cap allows.
         if confirmed > 0 && !hb.gpus.is_empty() {
-            let now = crate::shared::unix_now();
+            let now = clock.unix();
             let n = usize::try_from(confirmed).unwrap_or(usize::MAX);
             self.with_history(|h| h.entry(name.to_string()).or_default().record(now, &hb, n));
         }
@@ -320,11 +369,11 @@ impl Registry {
 
     /// The GPUs a node claimed in its hello, if connection `conn_id` is
     /// its current one.
-    pub fn claimed_gpus(&self, name: &str, conn_id: usize) -> Option<u32> {
+    pub fn claimed_gpus(&self, name: &str, conn_id: usize) -> Option<(u32, u32)> {
         self.with(|m| {
             m.get(name)
                 .filter(|l| l.conn.stable_id() == conn_id)
-                .map(|l| l.meta.gpus_claimed)
+                .map(|l| (l.meta.gpus_claimed, l.meta.protocol))
         })
     }
 
@@ -350,6 +399,7 @@ impl Registry {
                 gpus_simulated: l.meta.gpus_simulated,
                 max_jobs: l.meta.max_jobs,
                 telemetry: l.telemetry.clone(),
+                gpu_health: l.gpu_health.clone(),
                 remote: l.remote,
             })
         })
@@ -372,7 +422,7 @@ impl Registry {
     }
 
     /// The live connection of a node.
-    pub fn connection(&self, name: &str) -> Option<quinn::Connection> {
+    pub fn connection(&self, name: &str) -> Option<Link> {
         self.with(|m| m.get(name).map(|l| l.conn.clone()))
     }
 
@@ -384,7 +434,7 @@ impl Registry {
         now: Instant,
         dead_after: Duration,
         interval: Duration,
-    ) -> Vec<(String, quinn::Connection)> {
+    ) -> Vec<(String, Link)> {
         self.with(|m| {
             let mut dead = Vec::new();
             for (n, l) in m.iter_mut() {
@@ -394,7 +444,7 @@ impl Registry {
                     .map(|(c, at)| (c, now.saturating_duration_since(at)));
                 let mut rx = None;
                 let verdict = judge(age, dead_after, interval, probe, || {
-                    *rx.insert(l.conn.stats().udp_rx.datagrams)
+                    *rx.insert(l.conn.datagrams_received())
                 });
                 match verdict {
                     Verdict::Fine => l.probe = None,

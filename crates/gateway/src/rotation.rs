@@ -24,7 +24,7 @@
 use proto::{ApiError, CaRotationInfo, CaStep, ControlMsg, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::{GatewayError, SERVER_CERT_TTL, files};
 use mesh::Home;
 
@@ -286,8 +286,8 @@ pub fn next_command(phase: Phase) -> &'static str {
 }
 
 /// Loads the CA state at start-up, completing a step a crash interrupted.
-pub(crate) fn load(home: &Home, gateway_name: &str) -> Result<Material, GatewayError> {
-    materialize(home, gateway_name, unix_now())
+pub(crate) fn load(home: &Home, gateway_name: &str, now: u64) -> Result<Material, GatewayError> {
+    materialize(home, gateway_name, now)
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -347,7 +347,9 @@ fn apply(shared: &Shared, m: Material) -> Result<(), ApiError> {
         transport,
     )
     .map_err(internal)?;
-    shared.endpoint.set_server_config(Some(config));
+    if let Some(endpoint) = &shared.endpoint {
+        endpoint.set_server_config(Some(config));
+    }
     let msg = m.state.trust_msg();
     shared.set_ca(m.state);
     let told = shared.registry.broadcast(&msg);
@@ -380,7 +382,7 @@ pub(crate) fn step(
     }
     let home = &shared.home;
     let name = shared.config().name.clone();
-    let now = unix_now();
+    let now = shared.clock.unix();
     let message = match (state.phase, next) {
         (Phase::Idle, Phase::Init) => {
             // The CA lives in each gateway's home, not in the shared state:

@@ -23,6 +23,10 @@ pub struct NodeView {
     pub gpu_cap: u32,
     /// GPUs held by live jobs.
     pub gpus_busy: u32,
+    /// Confirmed GPUs that no job holds and no new job may get: unhealthy
+    /// (lost, ECC errors) or MIG-enabled, as the node judged them. They
+    /// may come back, so asking for them is worth a wait, not a refusal.
+    pub gpus_unusable: u32,
     /// Live jobs.
     pub running: u32,
     /// The node's job limit.
@@ -33,7 +37,20 @@ pub struct NodeView {
 
 impl NodeView {
     fn gpus_free(&self) -> u32 {
-        self.gpus_total.saturating_sub(self.gpus_busy)
+        self.gpus_total
+            .saturating_sub(self.gpus_busy)
+            .saturating_sub(self.gpus_unusable)
+    }
+
+    /// ", 1 unhealthy or MIG: see 'openclaw node show N'" when some are.
+    fn unusable_note(&self) -> String {
+        match self.gpus_unusable {
+            0 => String::new(),
+            u => format!(
+                ", {u} unhealthy or MIG-enabled: see 'openclaw node show {}'",
+                self.name
+            ),
+        }
     }
 
     fn has_room(&self, gpus: u32) -> bool {
@@ -162,9 +179,10 @@ pub fn to_node(nodes: &[NodeView], name: &str, gpus: u32) -> Result<String, Rout
     }
     if n.gpus_free() < gpus {
         return Err(RouteError::Busy(format!(
-            "node {name} has {} of {} GPUs free and the job asks for {gpus}; retry later or pass --queue",
+            "node {name} has {} of {} GPUs free{} and the job asks for {gpus}; retry later or pass --queue",
             n.gpus_free(),
-            n.gpus_total
+            n.gpus_total,
+            n.unusable_note()
         )));
     }
     if n.running >= n.max_jobs {
@@ -240,10 +258,11 @@ pub fn to_role(nodes: &[NodeView], role: &str, gpus: u32) -> Result<String, Rout
                 format!("{} unhealthy", n.name)
             } else {
                 format!(
-                    "{} {} of {} GPUs free, {} jobs",
+                    "{} {} of {} GPUs free{}, {} jobs",
                     n.name,
                     n.gpus_free(),
                     n.gpus_total,
+                    n.unusable_note(),
                     n.running
                 )
             }
@@ -328,10 +347,37 @@ mod tests {
             gpus_total: gpus,
             gpu_cap: gpus,
             gpus_busy: busy,
+            gpus_unusable: 0,
             running,
             max_jobs: 8,
             last_seen: "now".into(),
         }
+    }
+
+    #[test]
+    fn unhealthy_gpus_are_not_free_but_worth_waiting_for() {
+        // Node a: 2 GPUs, one unhealthy; node b: 2 GPUs, both fine but one busy.
+        let a = NodeView {
+            gpus_unusable: 1,
+            ..view("a", &["gpu"], 2, 0, 0)
+        };
+        let b = view("b", &["gpu"], 2, 1, 1);
+        let nodes = [a.clone(), b.clone()];
+        assert_eq!(to_node(&nodes, "a", 1), Ok("a".into()));
+        let e = to_node(&nodes, "a", 2).unwrap_err();
+        assert!(e.is_busy(), "{e:?}");
+        assert!(
+            matches!(&e, RouteError::Busy(m) if m.contains("1 of 2 GPUs free, 1 unhealthy or MIG-enabled")),
+            "{e:?}"
+        );
+        // By role: fewest jobs breaks the tie of one free GPU each.
+        assert_eq!(to_role(&nodes, "gpu", 1), Ok("a".into()));
+        let all_sick = NodeView {
+            gpus_unusable: 2,
+            ..a
+        };
+        assert_eq!(to_role(&[all_sick.clone(), b], "gpu", 1), Ok("b".into()));
+        assert!(to_role(&[all_sick], "gpu", 1).unwrap_err().is_busy());
     }
 
     #[test]

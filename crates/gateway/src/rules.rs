@@ -134,7 +134,8 @@ pub struct LiveView {
 /// heartbeat age and the latest telemetry:
 ///
 /// * `unhealthy`: connected, but two heartbeats are missing;
-/// * `degraded`: a GPU is over `temp_limit_c`, or GPU telemetry failed;
+/// * `degraded`: a GPU is over `temp_limit_c`, or GPU telemetry failed,
+///   or (still routable, [`gpu_faults`]) a GPU is unhealthy;
 /// * `healthy`: otherwise, while connected;
 /// * `-`: not connected (CONNECTION says `offline`, `pending`, ...).
 pub fn status_columns(
@@ -142,6 +143,7 @@ pub fn status_columns(
     live: Option<LiveView>,
     heartbeat_interval: Duration,
     telemetry: Option<&proto::Heartbeat>,
+    gpu_health: &[proto::GpuHealth],
     temp_limit_c: u32,
 ) -> (&'static str, &'static str, Option<String>) {
     match state {
@@ -158,7 +160,10 @@ pub fn status_columns(
                     proto::duration::format(l.heartbeat_age)
                 )),
             ),
-            Some(_) => match telemetry.and_then(|t| degraded(t, temp_limit_c)) {
+            Some(_) => match telemetry
+                .and_then(|t| degraded(t, temp_limit_c))
+                .or_else(|| gpu_faults(gpu_health))
+            {
                 Some(why) => ("connected", "degraded", Some(why)),
                 None => ("connected", "healthy", None),
             },
@@ -166,14 +171,32 @@ pub fn status_columns(
     }
 }
 
-fn degraded(t: &proto::Heartbeat, temp_limit_c: u32) -> Option<String> {
+/// Why a node is degraded in a way that keeps it off routing: its GPU
+/// telemetry failed as a whole, or a GPU runs hot. Pure. An unknown
+/// temperature is not over any limit.
+pub fn degraded(t: &proto::Heartbeat, temp_limit_c: u32) -> Option<String> {
     if let Some(e) = &t.gpu_error {
         return Some(format!("GPU telemetry failed: {e}"));
     }
     t.gpus
         .iter()
-        .find(|g| g.temp_c > temp_limit_c)
-        .map(|g| format!("GPU {} at {}°C (limit {temp_limit_c}°C)", g.index, g.temp_c))
+        .find_map(|g| g.temp().filter(|c| *c > temp_limit_c).map(|c| (g.index, c)))
+        .map(|(i, c)| format!("GPU {i} at {c}°C (limit {temp_limit_c}°C)"))
+}
+
+/// Why some of a node's GPUs are unhealthy (`GPU 0 lost: ...; GPU 2 ...`),
+/// by index; MIG is a setting, not a fault, and is left out. Pure. A node
+/// degraded only for this stays routable with its healthy GPUs.
+pub fn gpu_faults(health: &[proto::GpuHealth]) -> Option<String> {
+    let faults: Vec<String> = health
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| match h {
+            proto::GpuHealth::Unhealthy(why) => Some(format!("GPU {i} {why}")),
+            _ => None,
+        })
+        .collect();
+    (!faults.is_empty()).then(|| faults.join("; "))
 }
 
 /// Counts new connections per source address in fixed one-minute
@@ -373,6 +396,48 @@ mod tests {
     );
 
     #[test]
+    fn gpu_faults_degrade_and_unknown_is_not_hot() {
+        use proto::GpuHealth;
+        let live = Some(LiveView {
+            heartbeat_age: Duration::from_millis(10),
+        });
+        let unknown = proto::Heartbeat {
+            gpus: vec![proto::GpuTelemetry {
+                temp_c: proto::GPU_UNKNOWN,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let hb = Duration::from_secs(1);
+        let cases: Vec<(Vec<GpuHealth>, &str, Option<&str>)> = vec![
+            (vec![], "healthy", None),
+            (vec![GpuHealth::Healthy, GpuHealth::Mig], "healthy", None),
+            (
+                vec![
+                    GpuHealth::Unhealthy("lost: GPU is lost".into()),
+                    GpuHealth::Healthy,
+                ],
+                "degraded",
+                Some("GPU 0 lost: GPU is lost"),
+            ),
+            (
+                vec![
+                    GpuHealth::Unhealthy("lost: x".into()),
+                    GpuHealth::Unhealthy("has 2 ECC".into()),
+                ],
+                "degraded",
+                Some("GPU 0 lost: x; GPU 1 has 2 ECC"),
+            ),
+        ];
+        for (health, want, why) in cases {
+            let (_, h, reason) =
+                status_columns(NodeState::Approved, live, hb, Some(&unknown), &health, 85);
+            assert_eq!((h, reason.as_deref()), (want, why), "{health:?}");
+        }
+        assert_eq!(degraded(&unknown, 85), None);
+    }
+
+    #[test]
     fn status_table() {
         let hb = Duration::from_secs(1);
         let live = |ms| {
@@ -462,7 +527,7 @@ mod tests {
             ),
         ];
         for (state, l, t, want, why) in cases {
-            let (c, h, reason) = status_columns(state, l, hb, t, 85);
+            let (c, h, reason) = status_columns(state, l, hb, t, &[], 85);
             assert_eq!((c, h), want, "{state:?} {l:?}");
             match why {
                 None => assert_eq!(reason, None),

@@ -10,9 +10,10 @@ use proto::{
 };
 use rustls::pki_types::CertificateDer;
 
+use crate::link::{Link, RecvHalf, SendHalf};
 use crate::peer::Peer;
 use crate::registry::NodeMeta;
-use crate::shared::{Shared, off_runtime, unix_now};
+use crate::shared::{Shared, off_runtime};
 use crate::store::NodeState;
 use crate::{api, enroll, forward, jobs};
 
@@ -60,16 +61,28 @@ pub async fn handle_incoming(shared: Arc<Shared>, incoming: quinn::Incoming) {
     }
 }
 
-fn close(conn: &quinn::Connection, code: CloseCode, reason: &str) {
-    conn.close(code.code().into(), reason.as_bytes());
+fn close(conn: &Link, code: CloseCode, reason: &str) {
+    conn.close(code.code(), reason.as_bytes());
 }
 
+/// A QUIC session: the certificate its mTLS handshake verified, then
+/// [`serve`].
 async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
-    let remote = conn.remote_address();
     let cert = conn
         .peer_identity()
         .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
         .and_then(|certs| certs.first().cloned());
+    serve(shared, Link::Quic(conn), cert).await;
+}
+
+/// Serves a mutually authenticated session on `conn`, whose transport
+/// verified `cert` (the peer's leaf certificate, `None` when it sent
+/// none): the peer's identity comes from that certificate and the state,
+/// then its streams are served until the connection ends. The only
+/// caller outside this module is the in-process harness, whose fake
+/// connections present a CA-issued certificate as the TLS layer would.
+pub(crate) async fn serve(shared: Arc<Shared>, conn: Link, cert: Option<CertificateDer<'static>>) {
+    let remote = conn.remote_address();
     let Some(cert) = cert else {
         tracing::info!(%remote, "session without a client certificate");
         shared.metrics.handshake_failure("no_client_certificate");
@@ -171,7 +184,7 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     } else {
         let cap = shared.config().max_connections_per_cert;
         match shared.registry.admit(&peer.serial, &conn, cap) {
-            Ok(held) => mesh::tls::widen_limits(&conn, peer.role, mesh::tls::client_window(held)),
+            Ok(held) => conn.widen_limits(peer.role, mesh::tls::client_window(held)),
             Err(too_many) => {
                 close(
                     &conn,
@@ -187,7 +200,7 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     }
     tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
     let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));
-    while let Ok((send, recv)) = conn.accept_bi().await {
+    while let Some((send, recv)) = conn.accept_bi().await {
         tokio::spawn(stream(
             shared.clone(),
             conn.clone(),
@@ -200,8 +213,8 @@ async fn session(shared: Arc<Shared>, conn: quinn::Connection) {
     shared.registry.release(&peer.serial, conn.stable_id());
 }
 
-async fn accept_uni(shared: Arc<Shared>, conn: quinn::Connection, peer: Peer) {
-    while let Ok(mut recv) = conn.accept_uni().await {
+async fn accept_uni(shared: Arc<Shared>, conn: Link, peer: Peer) {
+    while let Some(mut recv) = conn.accept_uni().await {
         let open = mesh::read_frame::<Open>(&mut recv, HEARTBEAT_FRAME_LIMIT).await;
         match open {
             Ok(Some(Open::Heartbeat)) if peer.role == Role::Node => {
@@ -239,7 +252,7 @@ async fn run_attached(
     peer: Peer,
     spec: proto::JobSpec,
     input: Option<quinn::RecvStream>,
-    mut send: quinn::SendStream,
+    mut send: SendHalf,
 ) {
     let p = peer.clone();
     let submitted = off_runtime(&shared, move |s| {
@@ -258,16 +271,11 @@ async fn run_attached(
         Err(e) => mesh::write_frame(&mut send, &JobEvent::Error(e)).await,
     };
     if result.is_ok() {
-        let _ = send.finish();
+        send.finish();
     }
 }
 
-async fn heartbeats(
-    shared: Arc<Shared>,
-    conn: quinn::Connection,
-    name: String,
-    mut recv: quinn::RecvStream,
-) {
+async fn heartbeats(shared: Arc<Shared>, conn: Link, name: String, mut recv: RecvHalf) {
     let id = conn.stable_id();
     // The frame limit follows the GPUs the node reported in its hello
     // (each entry bounded): a node with 512 GPUs can report them all, and
@@ -276,12 +284,12 @@ async fn heartbeats(
     let mut claimed = None;
     for _ in 0..100 {
         claimed = shared.registry.claimed_gpus(&name, id);
-        if claimed.is_some() || conn.close_reason().is_some() {
+        if claimed.is_some() || conn.is_closed() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let Some(claimed) = claimed else {
+    let Some((claimed, protocol)) = claimed else {
         close(
             &conn,
             CloseCode::Protocol,
@@ -291,10 +299,27 @@ async fn heartbeats(
     };
     let limit = proto::heartbeat_frame_limit(claimed);
     loop {
-        match mesh::read_frame::<Heartbeat>(&mut recv, limit).await {
+        // Protocol 3 adds each GPU's health after the protocol-2 heartbeat.
+        let read = if protocol >= 3 {
+            mesh::read_frame::<proto::HeartbeatV3>(&mut recv, limit).await
+        } else {
+            mesh::read_frame::<Heartbeat>(&mut recv, limit)
+                .await
+                .map(|hb| {
+                    hb.map(|beat| proto::HeartbeatV3 {
+                        beat,
+                        health: vec![],
+                    })
+                })
+        };
+        match read {
             Ok(Some(mut hb)) => {
                 hb.bound(claimed);
-                if let Some(seen) = shared.registry.heartbeat(&name, id, hb) {
+                if let Some(seen) =
+                    shared
+                        .registry
+                        .heartbeat(&name, id, hb.beat, &shared.clock, hb.health)
+                {
                     shared.metrics.heartbeat_gap(seen.gap);
                     if let Some((old, new)) = seen.moved {
                         tracing::info!(node = %name, %old, %new, "node's address changed; its session migrated (NAT rebinding or roaming)");
@@ -314,10 +339,10 @@ async fn heartbeats(
 
 async fn stream(
     shared: Arc<Shared>,
-    conn: quinn::Connection,
+    conn: Link,
     peer: Peer,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: SendHalf,
+    mut recv: RecvHalf,
 ) {
     let limit = match peer.role {
         Role::Node => NODE_OPEN_FRAME_LIMIT,
@@ -338,7 +363,7 @@ async fn stream(
                 &Response::Error(ApiError::new(ErrorCode::InvalidArgument, &msg)),
             )
             .await;
-            let _ = send.finish();
+            send.finish();
             let _ = tokio::time::timeout(Duration::from_millis(500), send.stopped()).await;
             close(&conn, CloseCode::Protocol, &msg);
             return;
@@ -353,10 +378,14 @@ async fn stream(
             jobs::node_job_stream(shared, peer, job_id, send, recv).await;
         }
         Open::JobInput { job_id } if peer.role == Role::Node => {
-            jobs::node_input_stream(shared, peer, job_id, send, recv).await;
+            if let (Ok(send), Ok(recv)) = (send.into_quic(), recv.into_quic()) {
+                jobs::node_input_stream(shared, peer, job_id, send, recv).await;
+            }
         }
         Open::Forward { id, error } if peer.role == Role::Node => {
-            forward::node_answered(&shared, &peer, id, error, send, recv);
+            if let (Ok(send), Ok(recv)) = (send.into_quic(), recv.into_quic()) {
+                forward::node_answered(&shared, &peer, id, error, send, recv);
+            }
         }
         Open::Request(req) if !req.allowed_for(peer.role) => {
             let resp = Response::Error(ApiError::new(
@@ -369,15 +398,42 @@ async fn stream(
                 ),
             ));
             if mesh::write_frame(&mut send, &resp).await.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(Request::JobRun(spec)) => run_attached(shared, peer, spec, None, send).await,
-        Open::Request(Request::JobRunInput(spec)) => {
-            run_attached(shared, peer, spec, Some(recv), send).await;
-        }
+        Open::Request(Request::JobRunInput(spec)) => match recv.into_quic() {
+            Ok(input) => run_attached(shared, peer, spec, Some(input), send).await,
+            Err(_) => {
+                let e = ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "standard input travels only over QUIC sessions",
+                );
+                if mesh::write_frame(&mut send, &JobEvent::Error(e))
+                    .await
+                    .is_ok()
+                {
+                    send.finish();
+                }
+            }
+        },
         Open::Request(Request::Forward { node, port }) => {
-            forward::serve(shared, peer, node, port, send, recv).await;
+            match (send.into_quic(), recv.into_quic()) {
+                (Ok(send), Ok(recv)) => forward::serve(shared, peer, node, port, send, recv).await,
+                (Err(mut send), _) => {
+                    let e = ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        "forwards travel only over QUIC sessions",
+                    );
+                    if mesh::write_frame(&mut send, &Response::Error(e))
+                        .await
+                        .is_ok()
+                    {
+                        send.finish();
+                    }
+                }
+                (Ok(_), Err(_)) => {}
+            }
         }
         Open::Request(Request::JobAttach {
             id,
@@ -396,7 +452,7 @@ async fn stream(
                     .await
                     .is_ok()
                 {
-                    let _ = send.finish();
+                    send.finish();
                 }
                 return;
             }
@@ -412,7 +468,7 @@ async fn stream(
             .await
             .is_ok()
             {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(Request::FanOut(spec)) => {
@@ -424,7 +480,7 @@ async fn stream(
                 Err(e) => mesh::write_frame(&mut send, &FanEvent::Error(e)).await,
             };
             if result.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(Request::FanOutAttach {
@@ -442,7 +498,7 @@ async fn stream(
                 Err(e) => mesh::write_frame(&mut send, &FanEvent::Error(e)).await,
             };
             if result.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Request(req) => {
@@ -451,7 +507,7 @@ async fn stream(
                 .await
                 .unwrap_or_else(proto::Response::Error);
             if mesh::write_frame(&mut send, &resp).await.is_ok() {
-                let _ = send.finish();
+                send.finish();
             }
         }
         Open::Control(_)
@@ -470,18 +526,22 @@ async fn stream(
 
 async fn node_control(
     shared: Arc<Shared>,
-    conn: quinn::Connection,
+    conn: Link,
     peer: Peer,
     hello: proto::NodeHello,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: SendHalf,
+    mut recv: RecvHalf,
 ) {
     let remote = conn.remote_address().to_string();
-    if hello.protocol != crate::peer::protocol_of(&conn) {
+    // A node on the previous ALPN speaks at most the previous protocol;
+    // one on the current ALPN any protocol served (the swarm of the
+    // benchmarks speaks 2).
+    if !proto::NODE_PROTOCOLS_SERVED.contains(&hello.protocol) || hello.protocol > conn.protocol() {
         let msg = format!(
-            "node speaks protocol {} but the gateway speaks {}; upgrade the older side",
+            "node speaks protocol {} but the gateway speaks {} to {}; upgrade the older side",
             hello.protocol,
-            proto::PROTOCOL_VERSION
+            proto::NODE_PROTOCOLS_SERVED.start(),
+            proto::NODE_PROTOCOLS_SERVED.end()
         );
         let _ = mesh::write_frame(
             &mut send,
@@ -513,16 +573,20 @@ async fn node_control(
         gpus_claimed: hello.gpus.min(crate::registry::MAX_GPUS),
         gpus_simulated: hello.gpus_simulated,
         max_jobs: hello.max_jobs.clamp(1, 100_000),
+        protocol: hello.protocol,
     };
     // Now the node's current connection: its role's window, and one
     // stream per job it may run at once, plus its own.
-    mesh::tls::widen_limits(&conn, Role::Node, mesh::tls::NODE_WINDOW);
-    conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs).into());
+    conn.widen_limits(Role::Node, mesh::tls::NODE_WINDOW);
+    conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs));
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
-    if let Some(old) = shared
-        .registry
-        .connect(&peer.name, conn.clone(), meta, control_tx)
-    {
+    if let Some(old) = shared.registry.connect(
+        &peer.name,
+        conn.clone(),
+        meta,
+        control_tx,
+        shared.clock.now(),
+    ) {
         tracing::info!(node = %peer.name, "new connection replaces the old one");
         close(
             &old,
@@ -554,13 +618,10 @@ async fn node_control(
         }
     };
     tokio::select! {
-        _ = conn.closed() => {}
+        () = conn.closed() => {}
         () = control => { close(&conn, CloseCode::Normal, "control stream ended"); }
     }
-    let reason = conn
-        .close_reason()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let reason = conn.close_reason().unwrap_or_default();
     if shared.registry.disconnect(&peer.name, conn.stable_id()) {
         seen(&shared, &peer.name, &remote).await;
         tracing::info!(node = %peer.name, %remote, %reason, "node disconnected");
@@ -569,7 +630,7 @@ async fn node_control(
 
 /// Records when a node's session started or ended.
 async fn seen(shared: &Shared, name: &str, remote: &str) {
-    let (now, name, remote) = (unix_now(), name.to_string(), remote.to_string());
+    let (now, name, remote) = (shared.clock.unix(), name.to_string(), remote.to_string());
     if let Err(e) = shared
         .store
         .call(move |tx| tx.node_seen(&name, now, &remote))

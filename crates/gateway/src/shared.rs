@@ -5,23 +5,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mesh::Home;
 use mesh::tls::RevokedSerials;
 
+use crate::clock::{Clock, Instant};
 use crate::config::Config;
 use crate::registry::{self, Registry};
 use crate::store::{self, Store};
 use crate::{files, forward, ha, jobs, metrics, rotation, rules};
-
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 thread_local! {
     /// Set while [`off_runtime`] runs a closure on the blocking pool.
@@ -63,6 +55,8 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
 
 /// Shared gateway state.
 pub(crate) struct Shared {
+    /// The only clock the running gateway reads.
+    pub clock: Clock,
     pub(super) config: RwLock<Arc<Config>>,
     pub home: Home,
     pub logs_dir: PathBuf,
@@ -74,8 +68,9 @@ pub(crate) struct Shared {
     pub(super) ca: RwLock<Arc<rotation::CaState>>,
     /// Held by a rotation step from start to end.
     pub rotation_lock: std::sync::Mutex<()>,
-    /// The QUIC endpoint, so a rotation can change the server certificate.
-    pub endpoint: quinn::Endpoint,
+    /// The QUIC endpoint, so a rotation can change the server certificate;
+    /// none in the in-process harness, which has no listener.
+    pub endpoint: Option<quinn::Endpoint>,
     pub revoked: Arc<RevokedSerials>,
     pub advertise: String,
     /// The address the QUIC listener is bound to.
@@ -100,6 +95,9 @@ pub(crate) struct NodeStatus {
     pub connection: &'static str,
     pub health: &'static str,
     pub reason: Option<String>,
+    /// Whether routing may send it new jobs: healthy, or degraded only by
+    /// unhealthy GPUs (the healthy ones keep serving).
+    pub routable: bool,
 }
 
 impl Shared {
@@ -117,13 +115,22 @@ impl Shared {
             live.as_ref().map(|l| l.view),
             cfg.heartbeat_interval,
             live.as_ref().and_then(|l| l.telemetry.as_deref()),
+            live.as_ref().map_or(&[][..], |l| l.gpu_health.as_slice()),
             cfg.gpu_temp_limit_c,
         );
+        let routable = health == "healthy"
+            || (health == "degraded"
+                && live
+                    .as_ref()
+                    .and_then(|l| l.telemetry.as_deref())
+                    .and_then(|t| rules::degraded(t, cfg.gpu_temp_limit_c))
+                    .is_none());
         NodeStatus {
             live,
             connection,
             health,
             reason,
+            routable,
         }
     }
 
@@ -131,8 +138,8 @@ impl Shared {
     pub fn enroll_rate_ok(&self, ip: std::net::IpAddr) -> bool {
         let per_minute = self.config().enroll_rate_per_minute;
         match self.enroll_rate.lock() {
-            Ok(mut r) => r.allow(ip, unix_now(), per_minute),
-            Err(p) => p.into_inner().allow(ip, unix_now(), per_minute),
+            Ok(mut r) => r.allow(ip, self.clock.unix(), per_minute),
+            Err(p) => p.into_inner().allow(ip, self.clock.unix(), per_minute),
         }
     }
 

@@ -1,4 +1,9 @@
-//! Reading and writing length-prefixed frames on QUIC streams.
+//! Reading and writing length-prefixed frames on QUIC streams, or on any
+//! stream that implements [`FrameRecv`] and [`FrameSend`] (the gateway's
+//! in-process test harness uses in-memory pipes). The QUIC implementations
+//! call quinn directly, so data frames still pass without copies.
+
+use std::future::Future;
 
 use proto::OutStream;
 use proto::frame::{self, DATA_PREFIX_LEN, FrameError, HEADER_LEN, Header};
@@ -28,6 +33,61 @@ pub enum StreamError {
     /// Storing received data failed.
     #[error("{0}")]
     Sink(String),
+    /// A stream that is not QUIC failed (an in-memory test pipe).
+    #[error("stream failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The receiving half of a stream that carries frames.
+pub trait FrameRecv: Send {
+    /// Reads some bytes into `buf`; `None` once the stream has finished.
+    fn read_some(
+        &mut self,
+        buf: &mut [u8],
+    ) -> impl Future<Output = Result<Option<usize>, StreamError>> + Send;
+    /// Reads up to `max` bytes as one chunk (without a copy on QUIC);
+    /// `None` once the stream has finished.
+    fn read_chunk(
+        &mut self,
+        max: usize,
+    ) -> impl Future<Output = Result<Option<bytes::Bytes>, StreamError>> + Send;
+}
+
+/// The sending half of a stream that carries frames.
+pub trait FrameSend: Send {
+    /// Writes all of `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> impl Future<Output = Result<(), StreamError>> + Send;
+    /// Writes `chunks` in order (handed to quinn without copies on QUIC).
+    fn write_chunks(
+        &mut self,
+        chunks: &mut [bytes::Bytes],
+    ) -> impl Future<Output = Result<(), StreamError>> + Send;
+}
+
+impl FrameRecv for quinn::RecvStream {
+    async fn read_some(&mut self, buf: &mut [u8]) -> Result<Option<usize>, StreamError> {
+        Ok(quinn::RecvStream::read(self, buf).await?)
+    }
+
+    async fn read_chunk(&mut self, max: usize) -> Result<Option<bytes::Bytes>, StreamError> {
+        Ok(quinn::RecvStream::read_chunk(self, max, true)
+            .await?
+            .map(|c| c.bytes))
+    }
+}
+
+impl FrameSend for quinn::SendStream {
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), StreamError> {
+        Ok(quinn::SendStream::write_all(self, buf).await?)
+    }
+
+    async fn write_chunks(&mut self, chunks: &mut [bytes::Bytes]) -> Result<(), StreamError> {
+        match chunks {
+            [one] => quinn::SendStream::write_chunk(self, one.clone()).await?,
+            _ => quinn::SendStream::write_all_chunks(self, chunks).await?,
+        }
+        Ok(())
+    }
 }
 
 impl StreamError {
@@ -60,13 +120,11 @@ pub enum Incoming<T> {
     },
 }
 
-async fn read_header(
-    recv: &mut quinn::RecvStream,
-) -> Result<Option<[u8; HEADER_LEN]>, StreamError> {
+async fn read_header(recv: &mut impl FrameRecv) -> Result<Option<[u8; HEADER_LEN]>, StreamError> {
     let mut header = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
-        match recv.read(&mut header[got..]).await? {
+        match recv.read_some(&mut header[got..]).await? {
             Some(n) => got += n,
             None if got == 0 => return Ok(None),
             None => return Err(StreamError::Truncated),
@@ -75,18 +133,22 @@ async fn read_header(
     Ok(Some(header))
 }
 
-async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), StreamError> {
-    recv.read_exact(buf).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => StreamError::Truncated,
-        quinn::ReadExactError::ReadError(e) => StreamError::Read(e),
-    })
+async fn read_exact(recv: &mut impl FrameRecv, buf: &mut [u8]) -> Result<(), StreamError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match recv.read_some(&mut buf[got..]).await? {
+            Some(n) => got += n,
+            None => return Err(StreamError::Truncated),
+        }
+    }
+    Ok(())
 }
 
 /// Reads the next frame of either kind. `Ok(None)` means the stream ended
 /// cleanly between frames. A header announcing more than `limit` bytes is
 /// refused before anything else is read.
 pub async fn read_incoming<T: DeserializeOwned>(
-    recv: &mut quinn::RecvStream,
+    recv: &mut impl FrameRecv,
     limit: usize,
 ) -> Result<Option<Incoming<T>>, StreamError> {
     let Some(header) = read_header(recv).await? else {
@@ -116,15 +178,15 @@ pub async fn read_incoming<T: DeserializeOwned>(
 /// Reads the `len` bytes of a data frame, handing each received chunk to
 /// `sink` without copying it first.
 pub async fn read_data(
-    recv: &mut quinn::RecvStream,
+    recv: &mut impl FrameRecv,
     mut len: usize,
     mut sink: impl FnMut(bytes::Bytes) -> Result<(), String>,
 ) -> Result<(), StreamError> {
     while len > 0 {
-        match recv.read_chunk(len, true).await? {
+        match recv.read_chunk(len).await? {
             Some(chunk) => {
-                len -= chunk.bytes.len();
-                sink(chunk.bytes).map_err(StreamError::Sink)?;
+                len -= chunk.len();
+                sink(chunk).map_err(StreamError::Sink)?;
             }
             None => return Err(StreamError::Truncated),
         }
@@ -134,20 +196,19 @@ pub async fn read_data(
 
 /// Writes a data frame; `data` is handed to quinn without a copy.
 pub async fn write_data(
-    send: &mut quinn::SendStream,
+    send: &mut impl FrameSend,
     stream: OutStream,
     offset: u64,
     data: bytes::Bytes,
 ) -> Result<(), StreamError> {
     let header = frame::data_header(stream.id(), offset, data.len())?;
     send.write_all(&header).await?;
-    send.write_chunk(data).await?;
-    Ok(())
+    send.write_chunks(&mut [data]).await
 }
 
 /// Writes one data frame made of several chunks, without joining them.
 pub async fn write_data_chunks(
-    send: &mut quinn::SendStream,
+    send: &mut impl FrameSend,
     stream: OutStream,
     offset: u64,
     chunks: &mut [bytes::Bytes],
@@ -155,15 +216,14 @@ pub async fn write_data_chunks(
     let len = chunks.iter().map(bytes::Bytes::len).sum();
     let header = frame::data_header(stream.id(), offset, len)?;
     send.write_all(&header).await?;
-    send.write_all_chunks(chunks).await?;
-    Ok(())
+    send.write_chunks(chunks).await
 }
 
 /// Reads one message frame. Returns `Ok(None)` when the stream ends
 /// cleanly between frames. A header announcing more than `limit` bytes is
 /// refused before the body is read; a data frame is an error here.
 pub async fn read_frame<T: DeserializeOwned>(
-    recv: &mut quinn::RecvStream,
+    recv: &mut impl FrameRecv,
     limit: usize,
 ) -> Result<Option<T>, StreamError> {
     match read_incoming(recv, limit).await? {
@@ -175,10 +235,9 @@ pub async fn read_frame<T: DeserializeOwned>(
 
 /// Writes one frame.
 pub async fn write_frame<T: Serialize>(
-    send: &mut quinn::SendStream,
+    send: &mut impl FrameSend,
     msg: &T,
 ) -> Result<(), StreamError> {
     let bytes = frame::encode(msg)?;
-    send.write_all(&bytes).await?;
-    Ok(())
+    send.write_all(&bytes).await
 }

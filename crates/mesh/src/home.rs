@@ -332,6 +332,19 @@ pub struct NodeConfig {
     pub name: String,
     /// Gateway address, host:port.
     pub gateway: String,
+    /// The NVML library to load (default: the system's
+    /// `libnvidia-ml.so.1`), for a driver installed in an unusual place.
+    #[serde(default)]
+    pub nvml_lib: Option<String>,
+    /// Good GPU samples in a row before a GPU that was unhealthy (lost,
+    /// uncorrectable ECC errors) is offered to jobs again (default 3).
+    #[serde(default)]
+    pub gpu_recover_after: Option<u32>,
+    /// How long a running job whose GPU failed (lost, uncorrectable ECC)
+    /// may go on before it is failed with the reason (default `60s`): time
+    /// to write a checkpoint. The job's page and chat message say so at once.
+    #[serde(default)]
+    pub gpu_fail_grace: Option<String>,
     /// Labels asked for at enrollment.
     #[serde(default)]
     pub labels: Vec<String>,

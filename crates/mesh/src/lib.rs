@@ -9,8 +9,8 @@ pub mod tls;
 
 pub use errors::describe_connection_error;
 pub use framed::{
-    Incoming, StreamError, read_data, read_frame, read_incoming, write_data, write_data_chunks,
-    write_frame,
+    FrameRecv, FrameSend, Incoming, StreamError, read_data, read_frame, read_incoming, write_data,
+    write_data_chunks, write_frame,
 };
 pub use home::Home;
 pub use tls::RevokedSerials;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mesh::Home;
 use mesh::errors::{Refusal, refusal};
 use mesh::home::{NodeConfig, node_files};
-use proto::{CloseCode, ControlMsg, Heartbeat, NodeHello, Open};
+use proto::{CloseCode, ControlMsg, NodeHello, Open};
 
 use crate::NodeError;
 use crate::backoff::{Backoff, random_fraction};
@@ -33,6 +33,9 @@ pub struct AgentOptions {
     pub idle_timeout: Duration,
     /// Simulated GPUs to offer (for tests and the lab; labelled as simulated).
     pub simulate_gpus: u32,
+    /// The NVML library to load instead of the system's
+    /// `libnvidia-ml.so` (`--nvml-lib`; overrides `nvml_lib` in node.toml).
+    pub nvml_lib: Option<std::path::PathBuf>,
 }
 
 impl Default for AgentOptions {
@@ -42,6 +45,7 @@ impl Default for AgentOptions {
             backoff: Backoff::default(),
             idle_timeout: Duration::from_secs(3),
             simulate_gpus: 0,
+            nvml_lib: None,
         }
     }
 }
@@ -158,7 +162,12 @@ pub async fn run(
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
-    let (mut gpu_source, no_gpus) = crate::telemetry::detect(opts.simulate_gpus, &cfg.name);
+    let nvml_lib = opts
+        .nvml_lib
+        .clone()
+        .or_else(|| cfg.nvml_lib.as_ref().map(std::path::PathBuf::from));
+    let (mut gpu_source, no_gpus) =
+        crate::telemetry::detect(opts.simulate_gpus, &cfg.name, nvml_lib.as_deref());
     if let Some(why) = no_gpus {
         tracing::info!(node = %cfg.name, "{why}; this node reports no GPUs");
     }
@@ -222,6 +231,30 @@ pub async fn run(
             ),
         }
     }
+    // A job whose GPU failed runs on this long (to save a checkpoint, or
+    // end by itself), then fails with the reason.
+    let gpu_fail_grace = match cfg.gpu_fail_grace.as_deref() {
+        None => Duration::from_secs(60),
+        Some(t) => proto::duration::parse(t)
+            .map_err(|e| NodeError::Home(format!("node.toml: gpu_fail_grace: {e}")))?,
+    };
+    // Jobs get real GPUs by UUID: read them once now, so a job that
+    // starts before the first heartbeat knows them too.
+    // Judged too, so that no job before the first heartbeat gets an
+    // unhealthy or MIG-enabled GPU.
+    let real_gpus = gpu_source.kind() == "nvml";
+    let gpu_recover_after = cfg.gpu_recover_after.unwrap_or(3).max(1);
+    let mut tracker = crate::gpuhealth::Tracker::default();
+    let (gpu_ids, first_health): (Vec<(String, String)>, _) = match gpu_source.sample() {
+        Ok(samples) => (
+            samples
+                .iter()
+                .map(|g| (g.uuid.clone(), g.name.clone()))
+                .collect(),
+            tracker.update(&samples, gpu_recover_after),
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
     let ctx = Arc::new(RunContext {
         node: cfg.name.clone(),
         policy: cfg.policy.clone(),
@@ -230,6 +263,11 @@ pub async fn run(
         jobs: std::sync::Mutex::new(std::collections::HashMap::new()),
         spool_dir,
         gpu_source: std::sync::Mutex::new(gpu_source),
+        gpu_health: std::sync::Mutex::new(tracker),
+        gpu_recover_after,
+        gpu_fail_grace,
+        gpu_ids: std::sync::Mutex::new(gpu_ids),
+        real_gpus,
         identity,
         tree,
         work_root: Arc::new(work_root),
@@ -237,6 +275,7 @@ pub async fn run(
         job_uids,
         private_tmp,
     });
+    ctx.gpus.set_health(&first_health);
     if opts.simulate_gpus > 0 {
         tracing::info!(node = %cfg.name, gpus = opts.simulate_gpus, "offering simulated GPUs");
     }
@@ -505,10 +544,10 @@ fn classify(err: &quinn::ConnectionError) -> End {
 /// Sends a heartbeat every `interval` on `hb` (`beat` builds heartbeat
 /// number `seq`, from 1) until the stream fails. A late tick is not made
 /// up for: the next beat comes one interval after the late one.
-pub async fn send_heartbeats(
+pub async fn send_heartbeats<T: serde::Serialize>(
     hb: &mut quinn::SendStream,
     interval: Duration,
-    mut beat: impl FnMut(u64) -> Heartbeat,
+    mut beat: impl FnMut(u64) -> T,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -619,20 +658,41 @@ async fn session(
         let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
         let holders = ctx.gpus.holders();
         let running = ctx.running.load(std::sync::atomic::Ordering::Relaxed);
-        let mut beat = match ctx.gpu_source.lock() {
-            Ok(mut src) => crate::telemetry::heartbeat(
-                seq,
-                src.as_mut(),
-                &holders,
-                running,
-                loadavg.as_deref(),
-                meminfo.as_deref(),
-            ),
-            Err(_) => Heartbeat {
-                seq,
-                ..Default::default()
-            },
+        let (kind, sampled) = match ctx.gpu_source.lock() {
+            Ok(mut src) => (src.kind(), src.sample()),
+            Err(_) => ("none", Ok(vec![])),
         };
+        // Each GPU judged on its own reading; the pool stops handing out
+        // the unhealthy ones at once.
+        let health = match (&sampled, ctx.gpu_health.lock()) {
+            (Ok(samples), Ok(mut t)) => t.update(samples, ctx.gpu_recover_after),
+            _ => vec![],
+        };
+        if let (Ok(samples), Ok(mut ids)) = (&sampled, ctx.gpu_ids.lock()) {
+            for s in samples {
+                let i = s.index as usize;
+                if i < ids.len() {
+                    // A lost GPU answers nothing: keep what it was.
+                    if !s.uuid.is_empty() {
+                        ids[i] = (s.uuid.clone(), s.name.clone());
+                    }
+                } else if i == ids.len() {
+                    ids.push((s.uuid.clone(), s.name.clone()));
+                }
+            }
+        }
+        ctx.gpus.set_health(&health);
+        ctx.check_jobs_gpus(&health);
+        let beat = crate::telemetry::heartbeat(
+            seq,
+            kind,
+            sampled,
+            &holders,
+            running,
+            loadavg.as_deref(),
+            meminfo.as_deref(),
+        );
+        let mut beat = proto::HeartbeatV3 { beat, health };
         // Within what the gateway's frame limit allows for our hello.
         beat.bound(claimed);
         beat

@@ -368,6 +368,9 @@ fn store(
     NodeConfig {
         name: opts.name.clone(),
         gateway: gateway.to_string(),
+        nvml_lib: None,
+        gpu_recover_after: None,
+        gpu_fail_grace: None,
         labels: labels.to_vec(),
         run_as: opts.run_as.clone(),
         allow_jobs_as_agent_user: opts.allow_jobs_as_agent_user,

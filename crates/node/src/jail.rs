@@ -162,6 +162,11 @@ pub fn parse_uid_range(s: &str) -> Result<(u32, u32), String> {
     Ok((a, b - a + 1))
 }
 
+/// Whether `uid` is one of the `count` uids from `first`. Pure.
+fn in_uid_range((first, count): (u32, u32), uid: u32) -> bool {
+    uid >= first && uid - first < count
+}
+
 /// Refuses a `job_uids` range that cannot give every running job a uid
 /// of its own, or that holds a uid already in use by `run_as` or the
 /// agent. Pure.
@@ -171,7 +176,7 @@ pub fn check_uid_range(
     max_jobs: u32,
     taken: &[(&str, u32)],
 ) -> Result<(), String> {
-    let (first, count) = range;
+    let count = range.1;
     if count < max_jobs {
         return Err(format!(
             "job_uids = {text:?} has {count} uid(s) but [policy] max_jobs = {max_jobs}: two running jobs \
@@ -180,7 +185,7 @@ pub fn check_uid_range(
         ));
     }
     for (who, uid) in taken {
-        if (first..=first.saturating_add(count - 1)).contains(uid) {
+        if in_uid_range(range, *uid) {
             return Err(format!(
                 "job_uids = {text:?} includes uid {uid}, which {who} uses: jobs would share it; choose a \
                  range of uids nothing else uses in node.toml"
@@ -278,7 +283,7 @@ impl UidPool {
 
     /// Whether `uid` is in the range.
     pub fn contains(&self, uid: u32) -> bool {
-        uid >= self.first && uid - self.first < self.count
+        in_uid_range((self.first, self.count), uid)
     }
 }
 

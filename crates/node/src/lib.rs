@@ -5,6 +5,7 @@ pub mod agent;
 pub mod backoff;
 pub mod enroll;
 pub mod forward;
+pub mod gpuhealth;
 pub mod jail;
 pub mod jobdir;
 pub mod keyrings;

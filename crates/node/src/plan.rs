@@ -59,13 +59,29 @@ pub fn login_name(user: &crate::jail::JobUser, own_uid: bool) -> String {
     }
 }
 
+/// What `CUDA_VISIBLE_DEVICES` names for the GPUs a job holds: their
+/// UUIDs, when every one is a real GPU's known UUID (NVML), so the job
+/// gets the same devices whatever `CUDA_DEVICE_ORDER` a process inside it
+/// sets and however the driver numbers them (indices shift when a GPU
+/// falls off the bus); else (simulated GPUs, an unknown UUID) the NVML
+/// indices, with `CUDA_DEVICE_ORDER=PCI_BUS_ID` so CUDA counts as NVML
+/// does. Pure.
+pub fn visible_devices(held: &[proto::HeldGpu], real: bool) -> Vec<String> {
+    if real && !held.is_empty() && held.iter().all(|g| g.uuid.starts_with("GPU-")) {
+        held.iter().map(|g| g.uuid.clone()).collect()
+    } else {
+        held.iter().map(|g| g.index.to_string()).collect()
+    }
+}
+
 /// The job's whole environment: a clean base (PATH, HOME, USER and
 /// LOGNAME of the job's user, TMPDIR), the plan's variables, then the
-/// job's identity and GPUs, which nothing in the plan can override.
+/// job's identity and GPUs ([`visible_devices`]), which nothing in the
+/// plan can override.
 pub fn job_env(
     plan: &JobPlan,
     node: &str,
-    gpus: &[u32],
+    gpus: &[String],
     user: &crate::jail::JobUser,
     login: &str,
     path: &str,
@@ -94,12 +110,12 @@ pub fn job_env(
         crate::tree::AGENT_VAR.into(),
         format!("{node}/{}", std::process::id()),
     ));
-    let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
-    // The indices are NVML's, which count in PCI bus order; CUDA counts
-    // fastest first unless told, so on a node of mixed GPUs the same index
-    // could name another GPU (one that another job holds).
+    // Indices (simulated GPUs) are NVML's, which count in PCI bus order;
+    // CUDA counts fastest first unless told, so on a node of mixed GPUs
+    // the same index could name another GPU (one that another job holds).
+    // UUIDs need no order, but the setting costs nothing.
     env.push(("CUDA_DEVICE_ORDER".into(), "PCI_BUS_ID".into()));
     // Always set: an empty list hides every GPU from a job that holds none.
-    env.push(("CUDA_VISIBLE_DEVICES".into(), list.join(",")));
+    env.push(("CUDA_VISIBLE_DEVICES".into(), gpus.join(",")));
     env
 }

@@ -38,6 +38,9 @@ pub struct GpuPool {
     total: u32,
     /// GPU index to the job holding it.
     busy: Mutex<BTreeMap<u32, u64>>,
+    /// GPUs no new job may get (unhealthy, or MIG enabled), from the
+    /// latest health judgement.
+    unusable: Mutex<std::collections::BTreeSet<u32>>,
 }
 
 /// GPUs held by one job; released on drop.
@@ -64,6 +67,7 @@ impl GpuPool {
         Arc::new(GpuPool {
             total,
             busy: Mutex::new(BTreeMap::new()),
+            unusable: Mutex::new(Default::default()),
         })
     }
 
@@ -72,11 +76,25 @@ impl GpuPool {
         self.total
     }
 
-    /// Takes the `n` lowest free GPUs for `job`, or none if fewer are free.
+    /// Sets each GPU's health (by index): unhealthy and MIG-enabled GPUs
+    /// go to no new job.
+    pub fn set_health(&self, health: &[proto::GpuHealth]) {
+        if let Ok(mut u) = self.unusable.lock() {
+            *u = (0u32..)
+                .zip(health)
+                .filter(|(_, h)| !h.usable())
+                .map(|(i, _)| i)
+                .collect();
+        }
+    }
+
+    /// Takes the `n` lowest free usable GPUs for `job`, or none if fewer
+    /// are free.
     pub fn take(self: &Arc<Self>, n: u32, job: u64) -> Option<GpuLease> {
+        let unusable = self.unusable.lock().ok()?.clone();
         let mut busy = self.busy.lock().ok()?;
         let free: Vec<u32> = (0..self.total)
-            .filter(|i| !busy.contains_key(i))
+            .filter(|i| !busy.contains_key(i) && !unusable.contains(i))
             .take(n as usize)
             .collect();
         if free.len() < n as usize {
@@ -116,6 +134,16 @@ pub struct RunContext {
     pub spool_dir: PathBuf,
     /// Where GPU telemetry comes from.
     pub gpu_source: Mutex<Box<dyn crate::telemetry::GpuSource>>,
+    /// Each GPU's health, judged on every sample.
+    pub gpu_health: Mutex<crate::gpuhealth::Tracker>,
+    /// Good samples in a row before an unhealthy GPU is offered again.
+    pub gpu_recover_after: u32,
+    /// The GPUs are real (NVML), not simulated: jobs get them by UUID.
+    pub real_gpus: bool,
+    /// How long a job whose GPU failed may run on before it is failed.
+    pub gpu_fail_grace: Duration,
+    /// Each GPU's UUID and model from the latest sample, by index.
+    pub gpu_ids: Mutex<Vec<(String, String)>>,
     /// Who jobs run as (decided at start).
     pub identity: crate::jail::Identity,
     /// How a job's processes are found and killed.
@@ -134,6 +162,40 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// The identity of GPUs `ids`, from the latest sample.
+    pub fn held_gpus(&self, ids: &[u32]) -> Vec<proto::HeldGpu> {
+        let known = self.gpu_ids.lock().map(|g| g.clone()).unwrap_or_default();
+        ids.iter()
+            .map(|i| {
+                let (uuid, name) = known.get(*i as usize).cloned().unwrap_or_default();
+                proto::HeldGpu {
+                    index: *i,
+                    uuid,
+                    name,
+                }
+            })
+            .collect()
+    }
+
+    /// After a health judgement: every running job that holds an
+    /// unhealthy GPU is told ([`Job::gpu_failed`]).
+    pub fn check_jobs_gpus(&self, health: &[proto::GpuHealth]) {
+        let ids = self.gpu_ids.lock().map(|g| g.clone()).unwrap_or_default();
+        for job in self.live_jobs() {
+            for i in job.gpus() {
+                if let Some(proto::GpuHealth::Unhealthy(why)) = health.get(i as usize) {
+                    let uuid = ids
+                        .get(i as usize)
+                        .map(|g| g.0.as_str())
+                        .filter(|u| !u.is_empty())
+                        .unwrap_or("–");
+                    job.gpu_failed(format!("GPU {i} ({uuid}) {why}"));
+                    break;
+                }
+            }
+        }
+    }
+
     /// Jobs to re-attach after a reconnect.
     pub fn live_jobs(&self) -> Vec<Arc<Job>> {
         self.jobs
@@ -166,6 +228,11 @@ enum Ending {
 struct JobInner {
     out: [OutBuf; 2],
     started: Option<(u32, Vec<u32>)>,
+    /// What the job's GPUs were when it started (index, UUID, model).
+    held: Vec<proto::HeldGpu>,
+    /// Why one of its GPUs failed, once one did: told to the gateway, and
+    /// the job fails with it after the grace.
+    gpu_fault: Option<String>,
     ending: Option<Ending>,
     /// Job streams attached to a gateway now.
     attached: u32,
@@ -194,6 +261,8 @@ pub struct Job {
     changed: Notify,
     /// `Some(grace)` once a cancel arrived.
     cancel: watch::Sender<Option<u64>>,
+    /// `Some(why)` once one of its GPUs failed.
+    fault: watch::Sender<Option<String>>,
 }
 
 impl Job {
@@ -208,6 +277,8 @@ impl Job {
                     OutBuf::new(spool.join(format!("{id}.stderr"))),
                 ],
                 started: None,
+                held: Vec::new(),
+                gpu_fault: None,
                 ending: None,
                 attached: 0,
                 last_ack: Instant::now(),
@@ -215,7 +286,31 @@ impl Job {
             }),
             changed: Notify::new(),
             cancel: watch::channel(None).0,
+            fault: watch::channel(None).0,
         })
+    }
+
+    /// The GPU indices it holds, once started.
+    pub fn gpus(&self) -> Vec<u32> {
+        self.with(|j| j.started.as_ref().map(|s| s.1.clone()).unwrap_or_default())
+    }
+
+    /// One of its GPUs failed: the gateway is told, and the job fails
+    /// with `why` after the node's grace unless it ends first. Only the
+    /// first fault counts.
+    pub fn gpu_failed(&self, why: String) {
+        let first = self.with(|j| {
+            if j.gpu_fault.is_some() || j.ending.is_some() {
+                return false;
+            }
+            j.gpu_fault = Some(why.clone());
+            true
+        });
+        if first {
+            tracing::warn!(job = self.plan.job_id, "{why}");
+            self.fault.send_replace(Some(why));
+            self.changed.notify_waiters();
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut JobInner) -> T) -> T {
@@ -475,7 +570,14 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let spec = crate::jail::ShimSpec {
         argv: plan.argv.clone(),
         cwd,
-        env: job_env(plan, &ctx.node, &lease.ids, &user, &login, &ctx.job_path),
+        env: job_env(
+            plan,
+            &ctx.node,
+            &crate::plan::visible_devices(&ctx.held_gpus(&lease.ids), ctx.real_gpus),
+            &user,
+            &login,
+            &ctx.job_path,
+        ),
         user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
         private_tmp,
@@ -512,9 +614,11 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     };
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
+    let held = ctx.held_gpus(&lease.ids);
     job.with(|j| {
         j.stdin = stdin;
         j.started = Some((pid, lease.ids.clone()));
+        j.held = held;
     });
     job.changed.notify_waiters();
     let mut pumps = Vec::new();
@@ -538,6 +642,10 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let mut cancelled = false;
     let mut kill_at: Option<Instant> = None;
     let mut killed = false;
+    // A GPU of the job failed: when the grace ends, and why.
+    let mut fault_rx = job.fault.subscribe();
+    let mut fail_at: Option<(Instant, String)> = None;
+    let mut gpu_failed: Option<String> = None;
     let terminate = |tree: &mut crate::tree::JobTree| {
         kill_group(pid, Signal::SIGTERM);
         tree.signal(Signal::SIGTERM);
@@ -558,6 +666,21 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
                 cancelled = true;
                 terminate(&mut tree);
                 kill_at = Some(Instant::now() + Duration::from_secs(grace));
+            }
+            changed = fault_rx.changed(), if fail_at.is_none() => {
+                if changed.is_err() {
+                    continue;
+                }
+                if let Some(why) = fault_rx.borrow().clone() {
+                    fail_at = Some((Instant::now() + ctx.gpu_fail_grace, why));
+                }
+            }
+            () = tokio::time::sleep_until(fail_at.as_ref().map_or(far, |f| f.0)), if fail_at.is_some() && gpu_failed.is_none() && !cancelled && !timed_out => {
+                let why = fail_at.as_ref().map(|f| f.1.clone()).unwrap_or_default();
+                tracing::warn!(job = plan.job_id, "stopping the job: {why}");
+                gpu_failed = Some(why);
+                terminate(&mut tree);
+                kill_at = Some(Instant::now() + Duration::from_secs(plan.kill_grace_secs));
             }
             () = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() && !killed => {
                 killed = true;
@@ -606,6 +729,13 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         processes_killed,
         "job process ended"
     );
+    if let Some(why) = gpu_failed {
+        job.end(Ending::Failed(format!(
+            "{why}; stopped after a grace of {} (gpu_fail_grace in node.toml)",
+            proto::duration::format(ctx.gpu_fail_grace)
+        )));
+        return;
+    }
     job.end(Ending::Exit {
         code,
         timed_out,
@@ -674,12 +804,13 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
         }
     });
     let mut started_sent = false;
+    let mut fault_sent = false;
     let mut end_sent = false;
     let result: Result<(), mesh::StreamError> = async {
         loop {
             let notified = job.changed.notified();
             // Anything to send? Output first, then the start, then the end.
-            let (started, next, ending) = job.with(|j| {
+            let (started, next, ending, gpu_fault) = job.with(|j| {
                 let mut next = None;
                 for (i, s) in [OutStream::Stdout, OutStream::Stderr]
                     .into_iter()
@@ -693,18 +824,29 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                 }
                 let caught_up = sent[0] >= j.out[0].total() && sent[1] >= j.out[1].total();
                 (
-                    j.started.clone(),
+                    j.started.clone().map(|s| (s, j.held.clone())),
                     next,
                     if caught_up { j.ending.clone() } else { None },
+                    j.gpu_fault.clone(),
                 )
             });
-            if !started_sent && let Some((pid, gpus)) = started {
+            if !started_sent && let Some(((pid, gpus), held)) = started {
                 mesh::write_frame(&mut send, &JobFrame::Started { pid, gpus }).await?;
+                // Protocol 3: which GPUs those indices are (a gateway that
+                // took this node's hello reads it).
+                if !held.is_empty() {
+                    mesh::write_frame(&mut send, &JobFrame::GpusHeld { gpus: held }).await?;
+                }
                 started_sent = true;
                 // The first stream to see the start fetches the input.
                 if let Some(stdin) = job.with(|j| j.stdin.take()) {
                     tokio::spawn(input::feed(conn.clone(), id, stdin));
                 }
+                continue;
+            }
+            if !fault_sent && let Some(reason) = gpu_fault {
+                mesh::write_frame(&mut send, &JobFrame::GpuFault { reason }).await?;
+                fault_sent = true;
                 continue;
             }
             if let Some((stream, i, chunk)) = next {

@@ -51,10 +51,11 @@ impl Device {
             index: s.index,
             name: s.name.clone(),
             uuid: s.uuid.clone(),
-            mem_total_mib: s.mem_total >> 20,
-            mem_used_mib: s.mem_used >> 20,
-            util_pct: s.util_pct,
-            temp_c: s.temp_c,
+            // Simulated GPUs always know their readings.
+            mem_total_mib: s.mem.map_or(0, |m| m.1) >> 20,
+            mem_used_mib: s.mem.map_or(0, |m| m.0) >> 20,
+            util_pct: s.util_pct.unwrap_or(0),
+            temp_c: s.temp_c.unwrap_or(0),
         }
     }
 }

@@ -1,14 +1,21 @@
-//! `openclaw chat`: a chat message through the same grammar and gateway
-//! path moltbot uses, with the bot's reply printed here: the same chat
-//! renderers (`chat::render`), with the terminal's escape as the markup.
+//! `openclaw chat`: a chat message through the same grammar, the same
+//! decision (`chatops::dispatch`, what every chat front end shares) and
+//! the same renderers (`chat::render`) the bots use, with the terminal's
+//! escape as the markup. Only showing a running job is the terminal's own:
+//! its output streams here as `openclaw run` streams it, followed by
+//! `client::follow_job` and `client::follow_fanout`, which resume after a
+//! reconnect.
 
 use std::io::{BufRead as _, IsTerminal as _};
 
-use chat::render::{self, Markup};
-use chat::{Context, Intent, What};
-use client::{Client, ClientError};
+use std::sync::Arc;
+
+use chat::render::Markup;
+use chat::{Intent, What};
+use chatops::Action;
+use client::{Client, ClientError, FollowError, FollowOptions, Followed, Gateway, Start};
 use mesh::Home;
-use proto::{JobEvent, JobSpec, JobState, Request, Response};
+use proto::{JobInfo, JobSpec, JobState, Request, Response};
 
 use crate::commands::CliError;
 use crate::exit;
@@ -17,6 +24,9 @@ use crate::term::{field, outln};
 fn fail(e: ClientError) -> CliError {
     CliError::new(exit::FAILURE, field(&e.to_string()))
 }
+
+/// The longest answer the terminal takes (a log's `logs N` snippet).
+const TERM_MAX: usize = 64 * 1024;
 
 /// The terminal as a chat platform: every value another party wrote goes
 /// through [`field`] (the CLI's one escape), times are UTC.
@@ -29,21 +39,6 @@ impl Markup for Term {
 
     fn mention(&self, identity: &str) -> String {
         field(identity)
-    }
-}
-
-async fn context(client: &Client) -> Result<Context, CliError> {
-    match client.call(Request::ChatContext).await.map_err(fail)? {
-        Response::ChatContext { nodes, jobs, roles } => Ok(Context {
-            nodes,
-            jobs,
-            roles,
-            interpreters: Context::default_interpreters(),
-        }),
-        r => Err(CliError::new(
-            exit::FAILURE,
-            format!("unexpected reply {r:?}"),
-        )),
     }
 }
 
@@ -65,9 +60,9 @@ fn spec(
 
 /// Who a prompt speaks as, and who approves at it.
 pub struct Prompt<'a> {
-    /// The connection messages go through: a bot's, acting for `user`, or
-    /// an admin's acting as itself.
-    pub client: &'a Client,
+    /// The gateway messages go through: a bot's credential, acting for
+    /// `user`, or an admin's acting as itself.
+    pub gw: &'a Gateway,
     /// The chat user a bot acts for.
     pub user: Option<String>,
     /// The lab's approver: `approve N` and `deny N` typed at the prompt
@@ -94,8 +89,9 @@ pub async fn run(
     message: Vec<String>,
 ) -> Result<(), CliError> {
     let client = Client::connect(home).await.map_err(fail)?;
+    let gw = Gateway::with_client(home.clone(), Arc::new(client));
     let p = Prompt {
-        client: &client,
+        gw: &gw,
         user,
         approver: None,
     };
@@ -104,7 +100,7 @@ pub async fn run(
     } else {
         one(&p, &message.join(" "), dry_run).await
     };
-    client.close().await;
+    gw.close().await;
     result
 }
 
@@ -149,18 +145,56 @@ fn awaiting_hint(p: &Prompt<'_>, id: u64) {
     }
 }
 
-/// Prints a job's events from `recv` until it ends, or until it waits for
-/// an approver (then says so).
-async fn print_job(
-    p: &Prompt<'_>,
-    client: &Client,
-    mut recv: client::RecvStream,
-) -> Result<(), CliError> {
-    loop {
-        match client.next_event(&mut recv).await {
-            Ok(Some(JobEvent::Accepted(j) | JobEvent::State(j)))
-                if j.is(JobState::AwaitingApproval) =>
-            {
+/// Follows a job from `start` (through `client::follow_job`, which
+/// resumes after a reconnect) and prints it until it ends, or until it
+/// waits for an approver (then says so).
+async fn print_job(p: &Prompt<'_>, start: Start) -> Result<(), CliError> {
+    let held: std::sync::Mutex<Option<JobInfo>> = std::sync::Mutex::new(None);
+    let wake = tokio::sync::Notify::new();
+    let opts = FollowOptions {
+        on_behalf_of: p.user.clone(),
+        ..Default::default()
+    };
+    let mut announced = false;
+    let sink = |f: Followed<'_>| match f {
+        Followed::State(j) if j.is(JobState::AwaitingApproval) => {
+            *chatops::lock(&held) = Some(j.clone());
+            wake.notify_one();
+        }
+        Followed::State(j) if !announced => {
+            announced = true;
+            outln!(
+                "job {} on {}: {}",
+                j.id,
+                field(&j.node),
+                crate::output::argv_line(&j.argv)
+            );
+        }
+        Followed::Output(_, data) => crate::term::raw_out(data),
+        Followed::Reconnecting { id, why } => {
+            outln!(
+                "(lost the gateway while following job {id}: {}; reconnecting)",
+                field(why)
+            )
+        }
+        Followed::State(_) | Followed::Resumed { .. } => {}
+    };
+    let follow = client::follow_job(p.gw, start, &opts, sink);
+    tokio::select! {
+        end = follow => match end {
+            Ok(j) => outln!(
+                "job {} {}{}",
+                j.id,
+                field(&j.state),
+                j.exit_code
+                    .map(|c| format!(", exit code {c}"))
+                    .unwrap_or_default()
+            ),
+            Err(FollowError::Api(e)) => outln!("{}", field(&e.message)),
+            Err(e) => return Err(CliError::new(exit::RUN_CONNECTION, field(&e.to_string()))),
+        },
+        () = wake.notified() => {
+            if let Some(j) = chatops::lock(&held).take() {
                 outln!(
                     "job {} on {} awaits approval by {}",
                     j.id,
@@ -168,43 +202,17 @@ async fn print_job(
                     field(&j.approvers.join(" or "))
                 );
                 awaiting_hint(p, j.id);
-                return Ok(());
-            }
-            Ok(Some(JobEvent::Accepted(j))) => outln!(
-                "job {} on {}: {}",
-                j.id,
-                field(&j.node),
-                crate::output::argv_line(&j.argv)
-            ),
-            Ok(Some(JobEvent::Output { data, .. })) => crate::term::raw_out(&data),
-            Ok(Some(JobEvent::End(j))) => {
-                outln!(
-                    "job {} {}{}",
-                    j.id,
-                    field(&j.state),
-                    j.exit_code
-                        .map(|c| format!(", exit code {c}"))
-                        .unwrap_or_default()
-                );
-                return Ok(());
-            }
-            Ok(Some(JobEvent::Error(e))) => {
-                outln!("{}", field(&e.message));
-                return Ok(());
-            }
-            Ok(Some(JobEvent::State(_))) => {}
-            Ok(None) | Err(_) => {
-                return Err(CliError::new(exit::RUN_CONNECTION, "lost the gateway"));
             }
         }
     }
+    Ok(())
 }
 
 /// After the prompt's approver approved job `id`: follows it (or the
 /// fan-out it belongs to) as the chat user, to its end.
 async fn follow_approved(p: &Prompt<'_>, id: u64) -> Result<(), CliError> {
     let job = match p
-        .client
+        .gw
         .call(Request::JobShow {
             id,
             on_behalf_of: p.user.clone(),
@@ -219,27 +227,18 @@ async fn follow_approved(p: &Prompt<'_>, id: u64) -> Result<(), CliError> {
         }
     };
     if let Some(fan) = job.fanout {
-        return crate::fanout_cli::follow_fanout(p.client, fan, p.user.clone(), "").await;
+        return crate::fanout_cli::follow_fanout(p.gw, fan, p.user.clone(), "").await;
     }
-    let recv = p
-        .client
-        .open(Request::JobAttach {
-            id,
-            follow: true,
-            stdout_from: 0,
-            stderr_from: 0,
-            on_behalf_of: p.user.clone(),
-        })
-        .await
-        .map_err(fail)?;
-    print_job(p, p.client, recv).await
+    print_job(p, Start::Attach(id)).await
 }
 
 /// Handles one message; prints the reply.
 pub async fn one(p: &Prompt<'_>, text: &str, dry_run: bool) -> Result<(), CliError> {
-    let client = p.client;
+    let client = p.gw;
     let user = &p.user;
-    let ctx = context(client).await?;
+    let ctx = chatops::context(client, &Term)
+        .await
+        .map_err(|say| CliError::new(exit::FAILURE, say))?;
     // Messages may be pasted from Slack, mentions and escapes included.
     let intent = chat::parse(&moltbot::plain_text(text), &ctx);
     if dry_run {
@@ -282,124 +281,65 @@ pub async fn one(p: &Prompt<'_>, text: &str, dry_run: bool) -> Result<(), CliErr
         return Ok(());
     }
     let m = &Term;
-    let now = chatops::unix_now();
-    let call = |req| async { client.call(req).await };
     let reply = |id: u64, r: Result<Response, ClientError>| match r {
         Ok(Response::Done { message }) => outln!("{}", field(&message)),
         Ok(r) => outln!("unexpected reply {r:?}"),
         Err(e) => outln!("{}", chatops::job_error(id, &e, m)),
     };
-    match intent {
-        Intent::Help => {
-            let h = render::HelpFor {
-                jobs: ctx.jobs.iter().collect(),
-                nodes: &ctx.nodes,
-                roles: &ctx.roles,
-                fan_out: chat::FanOut::Any,
-            };
-            outln!("{}", render::help(&h, m));
-        }
-        Intent::Clarify(q) => outln!("{}", field(&q)),
-        Intent::Nodes(page) => match chatops::node_page(client, page).await {
-            Ok((shown, total)) => outln!("{}", render::nodes(&shown, page, total, now, m)),
-            Err(e) => outln!("{}", field(&e.to_string())),
-        },
-        Intent::Jobs(page) => match chatops::job_page(client, user.clone(), page).await {
-            Ok((jobs, more)) => outln!("{}", render::jobs(&jobs, page, more, now, m)),
-            Err(e) => outln!("{}", field(&e.to_string())),
-        },
-        Intent::Status(id) => match call(Request::JobShow {
-            id,
-            on_behalf_of: user.clone(),
-        })
-        .await
-        {
-            Ok(Response::Job(j)) => outln!("{}", render::status(&j, now, m)),
-            r => reply(id, r),
-        },
-        Intent::Logs(id) => {
-            let read = client::read_log(client, id, user.clone(), [0, 0], |_, data| {
-                crate::term::raw_out(data)
-            })
-            .await;
-            if let Err(e) = read {
-                outln!("{}", chatops::job_error(id, &e, m));
-            }
-        }
-        Intent::Cancel(id) => reply(
-            id,
-            call(Request::JobCancel {
-                id,
-                on_behalf_of: user.clone(),
-            })
-            .await,
-        ),
-        Intent::Approve(id) => match &p.approver {
-            // The lab: its approver decides, and the prompt follows the
-            // job it released.
-            Some(a) => {
-                let r = a
-                    .client
-                    .call(Request::JobApprove {
-                        id,
-                        plan_digest: None,
-                        on_behalf_of: None,
-                    })
-                    .await;
-                let approved = matches!(r, Ok(Response::Done { .. }));
-                outln!("as {}:", field(&a.name));
-                reply(id, r);
-                if approved {
-                    follow_approved(p, id).await?;
-                }
-            }
-            None => reply(
-                id,
-                call(Request::JobApprove {
+    // The lab's approver decides at its prompt (as itself, not as the
+    // chat user), and the prompt then follows what it released.
+    match (&intent, &p.approver) {
+        (Intent::Approve(id), Some(a)) => {
+            let id = *id;
+            let r = a
+                .client
+                .call(Request::JobApprove {
                     id,
                     plan_digest: None,
-                    on_behalf_of: user.clone(),
+                    on_behalf_of: None,
                 })
-                .await,
-            ),
-        },
-        Intent::Deny(id, reason) => {
-            let (c, on_behalf_of) = match &p.approver {
-                Some(a) => {
-                    outln!("as {}:", field(&a.name));
-                    (a.client, None)
-                }
-                None => (client, user.clone()),
-            };
-            reply(
-                id,
-                c.call(Request::JobDeny {
-                    id,
-                    reason,
-                    on_behalf_of,
-                })
-                .await,
-            );
+                .await;
+            let approved = matches!(r, Ok(Response::Done { .. }));
+            outln!("as {}:", field(&a.name));
+            reply(id, r);
+            if approved {
+                follow_approved(p, id).await?;
+            }
+            return Ok(());
         }
-        Intent::RunAll { what, role } => {
-            if let Some(first) =
-                crate::fanout_cli::print_fanout(client, spec(&what, &None, &role, None, user), "")
-                    .await?
-            {
+        (Intent::Deny(id, reason), Some(a)) => {
+            outln!("as {}:", field(&a.name));
+            let r = a
+                .client
+                .call(Request::JobDeny {
+                    id: *id,
+                    reason: reason.clone(),
+                    on_behalf_of: None,
+                })
+                .await;
+            reply(*id, r);
+            return Ok(());
+        }
+        _ => {}
+    }
+    // The terminal's access is open: the gateway's policy decides.
+    let asker = chatops::Asker {
+        user: user.as_deref().unwrap_or(""),
+        who: user.as_deref(),
+        event: "",
+    };
+    let access = chat::Access::default();
+    match chatops::dispatch(p.gw, &access, asker, &ctx, intent, m, TERM_MAX).await {
+        Action::Say(text) => outln!("{text}"),
+        Action::Run(spec) => {
+            let c = p.gw.get().await.map_err(fail)?;
+            let r = c.open(Request::JobRun(spec)).await.map_err(fail)?;
+            print_job(p, Start::Run(c, r)).await?;
+        }
+        Action::RunAll(spec) => {
+            if let Some(first) = crate::fanout_cli::print_fanout(p.gw, spec, "").await? {
                 awaiting_hint(p, first);
             }
-        }
-        Intent::Run {
-            what,
-            node,
-            role,
-            gpus,
-        } => {
-            let recv = client
-                .open(Request::JobRun(spec(&what, &node, &role, gpus, user)))
-                .await
-                .map_err(fail)?;
-            print_job(p, client, recv).await?;
         }
     }
     Ok(())

@@ -493,10 +493,12 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::Run {
             gateway,
             simulate_gpus,
+            nvml_lib,
         }) => {
             let opts = node::agent::AgentOptions {
                 gateway,
                 simulate_gpus,
+                nvml_lib,
                 ..Default::default()
             };
             node::agent::run(&home, opts, terminated(), |_| {}).await?;
@@ -605,8 +607,10 @@ fn node_json(n: &proto::NodeInfo) -> serde_json::Value {
         "gpu_error": t.and_then(|t| t.gpu_error.clone()),
         "gpus_simulated": t.is_some_and(|t| t.gpus.iter().any(|g| g.simulated)),
         "gpus": t.map(|t| t.gpus.iter().map(|g| serde_json::json!({
-            "index": g.index, "name": g.name, "uuid": g.uuid, "mem_used": g.mem_used,
-            "mem_total": g.mem_total, "util_pct": g.util_pct, "temp_c": g.temp_c,
+            // Unknown readings are null, never 0.
+            "index": g.index, "name": g.name, "uuid": g.uuid,
+            "mem_used": g.mem().map(|m| m.0), "mem_total": g.mem().map(|m| m.1),
+            "util_pct": g.util(), "temp_c": g.temp(),
             "job": g.job, "simulated": g.simulated,
         })).collect::<Vec<_>>()).unwrap_or_default(),
     })

@@ -473,17 +473,17 @@ fn node_checks(home: &Home, findings: &mut Vec<Finding>) {
             "fix the key it names, or enroll again",
         )),
     }
-    match node::telemetry::NvmlGpus::open() {
+    let lib = mesh::home::NodeConfig::load(home)
+        .ok()
+        .and_then(|c| c.nvml_lib)
+        .or_else(|| std::env::var("OPENCLAW_NVML_LIB").ok())
+        .map(std::path::PathBuf::from);
+    match node::telemetry::NvmlGpus::open(lib.as_deref()) {
         Ok(mut g) => {
             use node::telemetry::GpuSource as _;
-            let names: Vec<String> = g
-                .sample()
-                .map(|s| s.into_iter().map(|x| x.name).collect())
-                .unwrap_or_default();
-            findings.push(ok(
-                "gpu",
-                format!("NVML sees {} GPU(s): {}", g.count(), names.join(", ")),
-            ));
+            let (driver, nvml) = g.versions();
+            let samples = g.sample().unwrap_or_default();
+            findings.extend(gpu_findings(driver, nvml, &samples));
         }
         Err(e) => findings.push(warn(
             "gpu",
@@ -491,6 +491,60 @@ fn node_checks(home: &Home, findings: &mut Vec<Finding>) {
             "on a GPU machine install the NVIDIA driver (nvidia-smi must work); on a CPU node ignore this",
         )),
     }
+}
+
+/// What `doctor` says about a node's GPUs: the driver and NVML versions,
+/// then each GPU's health (as the agent judges one reading) and
+/// persistence mode, with what to do about each problem. Pure.
+fn gpu_findings(
+    driver: Option<String>,
+    nvml: Option<String>,
+    samples: &[node::telemetry::GpuSample],
+) -> Vec<Finding> {
+    let v = |x: Option<String>| x.unwrap_or_else(|| "–".into());
+    let mut out = vec![ok(
+        "gpu",
+        format!(
+            "NVML sees {} GPU(s); driver {}, NVML {}",
+            samples.len(),
+            v(driver),
+            v(nvml)
+        ),
+    )];
+    for s in samples {
+        let what = format!(
+            "GPU {} {} ({})",
+            s.index,
+            if s.name.is_empty() { "–" } else { &s.name },
+            if s.uuid.is_empty() { "–" } else { &s.uuid }
+        );
+        if let Some(why) = node::gpuhealth::problem(s) {
+            let fix = if s.lost.is_some() {
+                "the GPU fell off the bus: drain the node, check 'dmesg' for Xid errors, reset the GPU                  ('nvidia-smi -r -i N') or reboot; jobs are not given it meanwhile"
+            } else {
+                "drain the node and reset the GPU ('nvidia-smi -r -i N'); if the errors come back, replace it"
+            };
+            out.push(fail("gpu", format!("{what} is unhealthy: {why}"), fix));
+            continue;
+        }
+        if s.mig == Some(true) {
+            out.push(warn(
+                "gpu",
+                format!("{what} has MIG enabled: it is not handed out as a whole GPU"),
+                "disable MIG ('nvidia-smi -i N -mig 0') to offer it whole",
+            ));
+        }
+        match s.persistence {
+            Some(true) => out.push(ok("gpu", format!("{what} healthy, persistence mode on"))),
+            Some(false) => out.push(warn(
+                "gpu",
+                format!("{what} healthy, persistence mode off"),
+                "turn it on ('nvidia-smi -pm 1' or nvidia-persistenced), or each job pays the driver's start-up",
+            )),
+            None => out.push(ok("gpu", format!("{what} healthy, persistence mode –"))),
+        }
+    }
+    out
 }
 
 async fn gateway_contact(home: &Home, findings: &mut Vec<Finding>) {
@@ -541,6 +595,60 @@ async fn gateway_contact(home: &Home, findings: &mut Vec<Finding>) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn gpu_findings_say_versions_health_persistence_and_the_fix() {
+        use node::telemetry::GpuSample;
+        let good = GpuSample {
+            index: 0,
+            name: "H100".into(),
+            uuid: "GPU-a".into(),
+            persistence: Some(true),
+            ecc_uncorrected: Some(0),
+            ..GpuSample::default()
+        };
+        let samples = [
+            good.clone(),
+            GpuSample {
+                index: 1,
+                lost: Some("lost: GPU is lost".into()),
+                ..GpuSample::default()
+            },
+            GpuSample {
+                index: 2,
+                persistence: Some(false),
+                ..good.clone()
+            },
+            GpuSample {
+                index: 3,
+                mig: Some(true),
+                persistence: None,
+                ..good.clone()
+            },
+        ];
+        let f = gpu_findings(Some("550.54.15".into()), None, &samples);
+        let line = |f: &Finding| (f.level, f.what.clone(), f.fix.clone().unwrap_or_default());
+        let all: Vec<_> = f.iter().map(line).collect();
+        assert_eq!(
+            all[0].1, "NVML sees 4 GPU(s); driver 550.54.15, NVML –",
+            "{all:?}"
+        );
+        assert_eq!(all[1].0, Level::Ok);
+        assert_eq!(all[1].1, "GPU 0 H100 (GPU-a) healthy, persistence mode on");
+        assert_eq!(all[2].0, Level::Fail);
+        assert!(
+            all[2].1.starts_with("GPU 1 – (–) is unhealthy: lost"),
+            "{all:?}"
+        );
+        assert!(all[2].2.contains("nvidia-smi -r"), "{all:?}");
+        assert_eq!(all[3].0, Level::Warn);
+        assert!(all[3].2.contains("nvidia-smi -pm 1"), "{all:?}");
+        // MIG: a warning with its fix, then its persistence (unknown).
+        assert_eq!(all[4].0, Level::Warn);
+        assert!(all[4].1.contains("MIG enabled"), "{all:?}");
+        assert_eq!(all[5].1, "GPU 3 H100 (GPU-a) healthy, persistence mode –");
+        assert_eq!(all.len(), 6);
+    }
 
     #[test]
     fn modes() {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use client::{Client, ClientError};
+use client::{Client, ClientError, FanFollowed, FanStart, FollowError, FollowOptions, Gateway};
 use mesh::Home;
 use proto::fanout::{Outcome, Tally};
 use proto::{Batch, FanEvent, FanInfo, FanOutSpec, FanState, JobInfo, OutStream, Request};
@@ -243,7 +243,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     let client = stops.connect(home).await?;
     // Its jobs may exist already when a stop comes: wait a little for
     // their ids.
-    let ((mut recv, info), mut stopped) = stops
+    let ((recv, info), mut stopped) = stops
         .until_accepted(
             open_fanout(&client, spec),
             "interrupted before the gateway accepted the fan-out; check 'openclaw job list' for its jobs",
@@ -259,8 +259,10 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     } else {
         exit::RUN_UNAVAILABLE
     };
+    let gw = Gateway::with_client(home.clone(), client.clone());
+    let start = FanStart::Stream(Box::new(info.clone()), client.clone(), recv);
     let pumped = {
-        let pump = pump(&client, &mut recv, &mut view, &mut tally, |ev| match ev {
+        let pump = pump(&gw, start, &mut view, &mut tally, |ev| match ev {
             Ev::Write(w) => write(w),
             Ev::Ended(job) => code = code.max(job_exit_code(job)),
             Ev::Lost {
@@ -284,7 +286,15 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         let mut cancelled = false;
         loop {
             if let Some(stop) = stopped.filter(|_| !cancelled) {
-                cancel_all(&client, &jobs).await;
+                // Through `gw`: the connection the follower resumed on,
+                // or a new one if it is lost.
+                match gw.get().await {
+                    Ok(c) => cancel_all(&c, &jobs).await,
+                    Err(e) => errln!(
+                        "openclaw: could not cancel fan-out {fan}'s jobs ({}); cancel them with 'openclaw job cancel JOB'",
+                        crate::term::field(&e.to_string())
+                    ),
+                }
                 cancelled = true;
                 if stop == Stop::StdoutClosed {
                     break Pumped::Stopped(stop);
@@ -292,8 +302,8 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
             }
             let stop = tokio::select! {
                 r = &mut pump => break match r {
-                    Ok(()) => Pumped::Done,
-                    Err(message) => Pumped::Lost(message),
+                    Ok(_) => Pumped::Done,
+                    Err(e) => Pumped::Lost(e),
                 },
                 stop = stops.next() => stop,
             };
@@ -303,7 +313,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
             stopped = Some(stop);
         }
     };
-    client.close().await;
+    gw.close().await;
     let ended = match pumped {
         Pumped::Done => true,
         Pumped::Stopped(Stop::StdoutClosed) => return Err(Stop::StdoutClosed.error("")),
@@ -313,11 +323,17 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
                 tally.summary(SUMMARY_NAMES)
             )));
         }
-        Pumped::Lost(Some(message)) => {
-            errln!("openclaw: fan-out {fan}: {message}");
+        Pumped::Lost(FollowError::Api(e)) => {
+            errln!(
+                "openclaw: fan-out {fan}: {}",
+                crate::term::field(&e.message)
+            );
             false
         }
-        Pumped::Lost(None) => false,
+        Pumped::Lost(e) => {
+            errln!("openclaw: {}", crate::term::field(&e.to_string()));
+            false
+        }
     };
     if !ended {
         errln!(
@@ -346,8 +362,9 @@ enum Pumped {
     Done,
     /// Stopped following: a closed stdout, or a second signal.
     Stopped(Stop),
-    /// The gateway ended it with this error, or was lost (`None`).
-    Lost(Option<String>),
+    /// The gateway ended it with an error, or stayed away past the
+    /// reconnect window.
+    Lost(FollowError),
 }
 
 fn announce(info: &FanInfo) {
@@ -444,40 +461,43 @@ enum Ev<'a> {
     },
 }
 
-/// Reads a fan-out's events until `Done`, through `view` and `tally`.
-/// `Err(Some(message))`: the gateway ended it with an error;
-/// `Err(None)`: the gateway was lost.
+/// Follows a fan-out through [`client::follow_fanout`] (which resumes
+/// after a reconnect, exactly once per byte) until every member ended,
+/// through `view` and `tally`; says on stderr when it reconnects.
 async fn pump(
-    client: &Client,
-    recv: &mut client::RecvStream,
+    gw: &Gateway,
+    start: FanStart,
     view: &mut FanView,
     tally: &mut Tally,
     mut on: impl FnMut(Ev<'_>),
-) -> Result<(), Option<String>> {
-    loop {
-        match client.next_fan_event(recv).await {
-            Ok(Some(FanEvent::Output {
-                member,
-                stream,
-                data,
-            })) => on(Ev::Write(view.output(member, stream, &data))),
-            Ok(Some(FanEvent::Ended { member, job })) => {
-                if tally.record(member, Outcome::of(&job)).is_some() {
-                    on(Ev::Write(view.ended(member, &job)));
-                    on(Ev::Ended(&job));
-                }
+) -> Result<FanInfo, FollowError> {
+    let sink = |f: FanFollowed<'_>| match f {
+        FanFollowed::Output {
+            member,
+            stream,
+            data,
+        } => on(Ev::Write(view.output(member, stream, data))),
+        FanFollowed::Ended { member, job } => {
+            if tally.record(member, Outcome::of(job)).is_some() {
+                on(Ev::Write(view.ended(member, job)));
+                on(Ev::Ended(job));
             }
-            Ok(Some(FanEvent::Lost { member, error })) => on(Ev::Lost {
-                member,
-                node: tally.node(member).unwrap_or("?"),
-                error: &error,
-            }),
-            Ok(Some(FanEvent::State { .. } | FanEvent::Accepted(_))) => {}
-            Ok(Some(FanEvent::Done)) => return Ok(()),
-            Ok(Some(FanEvent::Error(e))) => return Err(Some(crate::term::field(&e.message))),
-            Ok(None) | Err(_) => return Err(None),
         }
-    }
+        FanFollowed::Lost { member, error } => on(Ev::Lost {
+            member,
+            node: tally.node(member).unwrap_or("?"),
+            error,
+        }),
+        FanFollowed::Reconnecting { id, why } => errln!(
+            "openclaw: lost the gateway while following fan-out {id} ({}); reconnecting",
+            crate::term::field(why)
+        ),
+        FanFollowed::Resumed { id } => {
+            errln!("openclaw: reconnected; resuming fan-out {id} where it was")
+        }
+        FanFollowed::Accepted(_) | FanFollowed::State { .. } => {}
+    };
+    client::follow_fanout(gw, start, true, &FollowOptions::default(), sink).await
 }
 
 /// Runs a fan-out and prints it line by line behind `indent`, prefixed by
@@ -485,7 +505,7 @@ async fn pump(
 /// for approval is not waited for: it says so, and returns the job whose
 /// approval releases it.
 pub async fn print_fanout(
-    client: &Client,
+    gw: &Gateway,
     job: proto::JobSpec,
     indent: &str,
 ) -> Result<Option<u64>, CliError> {
@@ -495,7 +515,8 @@ pub async fn print_fanout(
         batch: None,
         output: true,
     };
-    let (recv, info) = open_fanout(client, spec).await?;
+    let client = gw.get().await.map_err(run_error)?;
+    let (recv, info) = open_fanout(&client, spec).await?;
     if info.state == FanState::AwaitingApproval.as_str() {
         let first = info.members.first().map(|m| m.job).unwrap_or(0);
         outln!(
@@ -506,7 +527,8 @@ pub async fn print_fanout(
         );
         return Ok(Some(first));
     }
-    print_open_fanout(client, recv, info, indent).await?;
+    let start = FanStart::Stream(Box::new(info.clone()), client, recv);
+    print_open_fanout(gw, start, &info, indent).await?;
     Ok(None)
 }
 
@@ -514,13 +536,14 @@ pub async fn print_fanout(
 /// (the chat prompt after an approval); `on_behalf_of` is the chat user a
 /// bot acts for.
 pub async fn follow_fanout(
-    client: &Client,
+    gw: &Gateway,
     id: u64,
     on_behalf_of: Option<String>,
     indent: &str,
 ) -> Result<(), CliError> {
+    let client = gw.get().await.map_err(run_error)?;
     let (recv, info) = open_fan_stream(
-        client,
+        &client,
         Request::FanOutAttach {
             id,
             output: true,
@@ -528,17 +551,18 @@ pub async fn follow_fanout(
         },
     )
     .await?;
-    print_open_fanout(client, recv, info, indent).await
+    let start = FanStart::Stream(Box::new(info.clone()), client, recv);
+    print_open_fanout(gw, start, &info, indent).await
 }
 
 async fn print_open_fanout(
-    client: &Client,
-    mut recv: client::RecvStream,
-    info: FanInfo,
+    gw: &Gateway,
+    start: FanStart,
+    info: &FanInfo,
     indent: &str,
 ) -> Result<(), CliError> {
-    let mut view = FanView::new(&info, Mode::Prefix);
-    let mut tally = Tally::new(&info);
+    let mut view = FanView::new(info, Mode::Prefix);
+    let mut tally = Tally::new(info);
     // Job output, prefixed by node: raw, as `run --all` writes it.
     let show = |w: Writes| {
         let mut text = String::new();
@@ -549,18 +573,13 @@ async fn print_open_fanout(
         }
         crate::term::raw_out(text.as_bytes());
     };
-    pump(client, &mut recv, &mut view, &mut tally, |ev| {
+    pump(gw, start, &mut view, &mut tally, |ev| {
         if let Ev::Write(w) = ev {
             show(w);
         }
     })
     .await
-    .map_err(|m| {
-        CliError::new(
-            exit::FAILURE,
-            m.unwrap_or_else(|| "lost the gateway".into()),
-        )
-    })?;
+    .map_err(|e| CliError::new(exit::FAILURE, crate::term::field(&e.to_string())))?;
     outln!(
         "{indent}fan-out {}: {}",
         info.id,

@@ -608,10 +608,32 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
         .await?
         {
             Response::Job(info) => {
+                // Which physical GPUs it held; a gateway older than this
+                // call answers an error, and the job shows without them.
+                let held = match call(Request::JobGpus {
+                    id,
+                    on_behalf_of: None,
+                })
+                .await
+                {
+                    Ok(Response::JobGpus(g)) => g,
+                    _ => Vec::new(),
+                };
                 if json {
-                    print_json(&info)
+                    let mut v = job_json(&info);
+                    v["gpus_held"] = serde_json::json!(
+                        held.iter()
+                            .map(|g| serde_json::json!({"index": g.index, "uuid": g.uuid, "name": g.name}))
+                            .collect::<Vec<_>>()
+                    );
+                    crate::term::out_json(&v)
+                        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))
                 } else {
-                    crate::term::out(&output::job(&info, gateway::unix_now()));
+                    let mut text = output::job(&info, gateway::unix_now());
+                    for g in &held {
+                        text.push_str(&output::held_gpu_line(g));
+                    }
+                    crate::term::out(&text);
                     Ok(())
                 }
             }

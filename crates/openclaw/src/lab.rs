@@ -3,6 +3,7 @@
 //! It stops only what it started.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::Client;
@@ -97,7 +98,7 @@ async fn lab(
     if let Ok(m) = std::fs::read_to_string(gw_home.path(gateway::files::METRICS_ADDR)) {
         outln!("   metrics at http://{}/metrics", m.trim());
     }
-    let admin = Client::connect(&gw_home).await.map_err(fail)?;
+    let admin = Arc::new(Client::connect(&gw_home).await.map_err(fail)?);
 
     let mut agents = Vec::new();
     for (i, (name, label)) in NODES.iter().enumerate() {
@@ -177,9 +178,10 @@ async fn lab(
     outln!("== openclaw node list");
     let nodes = admin.all_nodes().await.map_err(fail)?;
     crate::term::out(&output::nodes(&nodes, gateway::unix_now()));
+    let admin_gw = client::Gateway::with_client(gw_home.clone(), admin.clone());
     for (title, spec) in sample_jobs() {
         outln!("== openclaw run {title}");
-        let code = run_sample(&admin, spec).await?;
+        let code = run_sample(&admin_gw, spec).await?;
         outln!("   exit code {code}");
     }
     outln!("== openclaw run --all -- sh -c 'echo up on $OPENCLAW_NODE'");
@@ -187,7 +189,7 @@ async fn lab(
         argv: vec!["sh".into(), "-c".into(), "echo up on $OPENCLAW_NODE".into()],
         ..Default::default()
     };
-    crate::fanout_cli::print_fanout(&admin, spec, "   | ").await?;
+    crate::fanout_cli::print_fanout(&admin_gw, spec, "   | ").await?;
     // The dashboard, on a free loopback port, until the lab stops.
     let (dash_tx, dash_rx) = tokio::sync::oneshot::channel::<()>();
     let dash = dashboard::start(
@@ -231,7 +233,8 @@ async fn lab(
         chat_home.root(),
     )
     .await?;
-    let bot = Client::connect(&chat_home).await.map_err(fail)?;
+    let bot = Arc::new(Client::connect(&chat_home).await.map_err(fail)?);
+    let bot = client::Gateway::with_client(chat_home.clone(), bot);
     let you = format!("{LAB_NAMESPACE}/{LAB_USER}");
     let cli = cli_for(&gw_home);
     let approver = match admin.call(Request::Whoami).await.map_err(fail)? {
@@ -247,7 +250,7 @@ async fn lab(
     outln!("   {cli} job approve N");
     outln!("   Type exit or press Ctrl-D to stop.");
     let prompt = crate::chat_cli::Prompt {
-        client: &bot,
+        gw: &bot,
         user: Some(you),
         approver: Some(crate::chat_cli::Approver {
             client: &admin,
@@ -351,29 +354,31 @@ fn sample_jobs() -> Vec<(&'static str, proto::JobSpec)> {
     ]
 }
 
-async fn run_sample(admin: &Client, spec: proto::JobSpec) -> Result<String, CliError> {
-    let mut recv = admin.open(Request::JobRun(spec)).await.map_err(fail)?;
-    loop {
-        match admin.next_event(&mut recv).await.map_err(fail)? {
-            Some(proto::JobEvent::Accepted(info)) => {
-                outln!("   job {} on {}", info.id, info.node)
-            }
-            Some(proto::JobEvent::Output { data, .. }) => {
-                for line in String::from_utf8_lossy(&data).lines() {
-                    outln!("   | {line}");
-                }
-            }
-            Some(proto::JobEvent::State(_)) => {}
-            Some(proto::JobEvent::End(info)) => {
-                return Ok(info
-                    .exit_code
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| info.state.clone()));
-            }
-            Some(proto::JobEvent::Error(e)) => return Err(fail(e.message)),
-            None => return Err(fail("lost the gateway")),
+/// Runs a sample job and prints it, followed by `client::follow_job`.
+async fn run_sample(gw: &client::Gateway, spec: proto::JobSpec) -> Result<String, CliError> {
+    let c = gw.get().await.map_err(fail)?;
+    let r = c.open(Request::JobRun(spec)).await.map_err(fail)?;
+    let mut announced = false;
+    let sink = |f: client::Followed<'_>| match f {
+        client::Followed::State(info) if !announced => {
+            announced = true;
+            outln!("   job {} on {}", info.id, info.node);
         }
-    }
+        client::Followed::Output(_, data) => {
+            for line in String::from_utf8_lossy(data).lines() {
+                outln!("   | {line}");
+            }
+        }
+        _ => {}
+    };
+    let start = client::Start::Run(c, r);
+    let info = client::follow_job(gw, start, &client::FollowOptions::default(), sink)
+        .await
+        .map_err(fail)?;
+    Ok(info
+        .exit_code
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| info.state.clone()))
 }
 
 async fn wait_for(admin: &Client, name: &str, connection: &str) -> Result<(), CliError> {

@@ -599,6 +599,11 @@ enum NodeCmd {
         /// table, for the GPUs they hold) first on their PATH.
         #[arg(long, default_value_t = 0)]
         simulate_gpus: u32,
+        /// The NVML library to load instead of the system's libnvidia-ml.so.1
+        /// (a driver in an unusual place; tests load a stand-in). Overrides
+        /// nvml_lib in node.toml.
+        #[arg(long, env = "OPENCLAW_NVML_LIB", value_name = "PATH")]
+        nvml_lib: Option<PathBuf>,
     },
 }
 

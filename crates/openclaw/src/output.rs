@@ -238,9 +238,13 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
                             if g.simulated { " (simulated)" } else { "" }
                         ),
                         shown(&g.uuid),
-                        format!("{} / {}", gib(g.mem_used), gib(g.mem_total)),
-                        format!("{}%", g.util_pct),
-                        format!("{}°C", g.temp_c),
+                        // Unknown (NVML does not support it) is "–", never 0.
+                        g.mem().map_or_else(
+                            || "–".into(),
+                            |(u, t)| format!("{} / {}", gib(u), gib(t)),
+                        ),
+                        g.util().map_or_else(|| "–".into(), |u| format!("{u}%")),
+                        g.temp().map_or_else(|| "–".into(), |c| format!("{c}°C")),
                         g.job
                             .map(|j| format!("job {j}"))
                             .unwrap_or_else(|| "free".into()),
@@ -478,6 +482,32 @@ pub fn job(j: &JobInfo, now: u64) -> String {
             } else {
                 ""
             }
+        ),
+    );
+    out
+}
+
+/// One GPU a job held, for `job show`: index, model and UUID, the UUID
+/// being what survives reordering (`CUDA_VISIBLE_DEVICES` names indices
+/// in PCI bus order, with `CUDA_DEVICE_ORDER=PCI_BUS_ID`).
+pub fn held_gpu_line(g: &proto::HeldGpu) -> String {
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "–".to_string()
+        } else {
+            shown(s)
+        }
+    };
+    let mut out = String::new();
+    kv(
+        &mut out,
+        12,
+        "gpu held:",
+        &format!(
+            "GPU {} {} ({})",
+            g.index,
+            or_dash(&g.name),
+            or_dash(&g.uuid)
         ),
     );
     out

@@ -7,10 +7,20 @@
 //!   (`state == "running"`, a `"timed-out" =>` arm): states are
 //!   `proto::JobState`, `FanState` and `NodeState`;
 //! * no engine-specific SQL outside the store's engine rooms;
-//! * no cycle among the gateway's modules (`use crate::…` lines).
+//! * no cycle among the gateway's modules (`use crate::…` lines);
+//! * crate dependencies point down the layering, only moltbot knows
+//!   Slack and only wecom knows WeCom, proto and pki do no IO, the gateway
+//!   starts no process, only the node reads NVML, ring is the only crypto
+//!   provider (`layering`).
+//! * the gateway reads time only through its clock (`clock.rs`).
+//! * no `unsafe` outside [`UNSAFE_ALLOWED`] (the test NVML's C ABI), where
+//!   every `unsafe` block carries a `SAFETY:` comment, and every other
+//!   crate takes the workspace lints (`unsafe_code = "forbid"`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+mod layering;
 
 /// The longest a source file may be.
 const MAX_LINES: usize = 1000;
@@ -38,6 +48,90 @@ const ENGINE_ROOMS: [&str; 6] = [
     "crates/gateway/src/store/tests.rs",
     "crates/gateway/src/backup.rs",
 ];
+
+/// The crates that may use `unsafe`: the stand-in libnvidia-ml, a C ABI
+/// that cannot be written without raw out-pointers (test support, never
+/// shipped).
+const UNSAFE_ALLOWED: [&str; 1] = ["crates/testnvml/"];
+
+/// Whether a line's code (comments cut) uses `unsafe`.
+fn uses_unsafe(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or("");
+    code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|w| w == "unsafe")
+}
+
+#[test]
+fn unsafe_only_where_allowed_and_always_explained() {
+    let mut bad = vec![];
+    let mut files = rust_files("crates");
+    files.extend(rust_files("tests"));
+    files.extend(rust_files("fuzz"));
+    for f in files {
+        if f.ends_with("/tidy.rs") {
+            continue;
+        }
+        let text = read(&f);
+        let allowed = UNSAFE_ALLOWED.iter().any(|p| f.starts_with(p));
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !uses_unsafe(line) {
+                continue;
+            }
+            if !allowed {
+                bad.push(format!("{f}:{}: unsafe outside {UNSAFE_ALLOWED:?}", i + 1));
+                continue;
+            }
+            // An unsafe block (not an `unsafe fn`, whose contract is its
+            // `# Safety` doc) says why it is sound just above.
+            let block = line.contains("unsafe {") || line.trim_end().ends_with("unsafe");
+            let explained = lines[i.saturating_sub(3)..=i]
+                .iter()
+                .any(|l| l.contains("SAFETY:"));
+            if block && !explained {
+                bad.push(format!(
+                    "{f}:{}: unsafe block without a SAFETY: comment",
+                    i + 1
+                ));
+            }
+        }
+    }
+    // Every other crate forbids it through the workspace lints.
+    for entry in std::fs::read_dir(root().join("crates"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = format!("crates/{}/", entry.file_name().to_string_lossy());
+        let toml = read(&format!("{name}Cargo.toml"));
+        if toml.is_empty() || UNSAFE_ALLOWED.contains(&name.as_str()) {
+            continue;
+        }
+        if !toml.contains("[lints]\nworkspace = true") && !toml.contains("unsafe_code = \"forbid\"")
+        {
+            bad.push(format!(
+                "{name}Cargo.toml neither takes the workspace lints nor forbids unsafe_code"
+            ));
+        }
+    }
+    let nvml = read("crates/testnvml/src/lib.rs");
+    if !nvml.contains("#![deny(unsafe_op_in_unsafe_fn)]") {
+        bad.push("crates/testnvml/src/lib.rs lost #![deny(unsafe_op_in_unsafe_fn)]".into());
+    }
+    assert!(bad.is_empty(), "unsafe code:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn the_check_for_unsafe_can_fail() {
+    for (line, hit) in [
+        ("    unsafe { out.write(v) };", true),
+        ("pub unsafe extern \"C\" fn f() {}", true),
+        ("let x = unsafe_thing(); // unsafe here", false),
+        ("/// Broken, or unsafe.", false),
+    ] {
+        assert_eq!(uses_unsafe(line), hit, "{line}");
+    }
+}
 
 pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -301,6 +395,59 @@ fn with_text(paths: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
             (f, text)
         })
         .collect()
+}
+
+/// Where the gateway may read the system's clocks: its one clock.
+const GATEWAY_CLOCK: &str = "crates/gateway/src/clock.rs";
+
+/// Whether `line` reads a clock of the system (not tokio's paused one
+/// through `clock::Clock`).
+fn reads_the_system_clock(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or("");
+    [
+        "SystemTime::now",
+        "Instant::now",
+        "UNIX_EPOCH",
+        "unix_now()",
+    ]
+    .iter()
+    .any(|p| code.contains(p))
+}
+
+#[test]
+fn the_gateway_reads_time_only_through_its_clock() {
+    let files = rust_files("crates/gateway/src");
+    assert!(
+        files.iter().any(|f| f == GATEWAY_CLOCK),
+        "{GATEWAY_CLOCK} not found"
+    );
+    let mut bad = vec![];
+    for f in files.iter().filter(|f| *f != GATEWAY_CLOCK) {
+        for (n, line) in read(f).lines().enumerate() {
+            if reads_the_system_clock(line) {
+                bad.push(format!("{f}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the gateway reads time only through clock::Clock (shared.clock.now(), .unix()), so tests can pause it; see docs/ARCHITECTURE.md:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_check_for_clock_reads_can_fail() {
+    assert!(reads_the_system_clock("let t = std::time::Instant::now();"));
+    assert!(reads_the_system_clock("let t = Instant::now();"));
+    assert!(reads_the_system_clock(
+        "SystemTime::now().duration_since(UNIX_EPOCH)"
+    ));
+    assert!(!reads_the_system_clock(
+        "let t = shared.clock.now(); // not Instant::now()"
+    ));
+    assert!(reads_the_system_clock("let now = crate::unix_now();"));
+    assert!(!reads_the_system_clock("let now = shared.clock.unix();"));
 }
 
 #[test]

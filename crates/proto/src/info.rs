@@ -115,6 +115,23 @@ impl NodeInfo {
         &t.gpus[..t.gpus.len().min(cap)]
     }
 
+    /// [`NodeInfo::gpu_counts`], with each GPU's health (by index, from
+    /// `Request::GpuHealth`): an idle GPU that is unhealthy or
+    /// MIG-enabled is not free.
+    pub fn gpu_counts_with(&self, health: &[crate::GpuHealth]) -> GpuCounts {
+        let mut c = self.gpu_counts();
+        let unusable = self
+            .confirmed_gpus()
+            .iter()
+            .enumerate()
+            .filter(|(i, g)| g.job.is_none() && health.get(*i).is_some_and(|h| !h.usable()))
+            .count();
+        c.free = c
+            .free
+            .saturating_sub(u32::try_from(unusable).unwrap_or(u32::MAX));
+        c
+    }
+
     /// Reported, confirmed and free GPUs. Only confirmed ones count: the
     /// rest of what a node reports is a claim until a token or an admin
     /// confirms it.

@@ -249,6 +249,29 @@ pub enum JobFrame {
         /// Why, naming the rule.
         reason: String,
     },
+    /// Protocol 3, after `Started`: which physical GPUs its indices are.
+    GpusHeld {
+        /// Index, UUID and model of each.
+        gpus: Vec<HeldGpu>,
+    },
+    /// Protocol 3: one of the job's GPUs failed (lost, uncorrectable ECC).
+    /// The job runs on for the node's grace, then ends `Failed` with it.
+    GpuFault {
+        /// Which GPU and why, for people.
+        reason: String,
+    },
+}
+
+/// One GPU a job held: what `CUDA_VISIBLE_DEVICES` named, as the hardware
+/// knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HeldGpu {
+    /// NVML index (PCI bus order).
+    pub index: u32,
+    /// UUID (`GPU-…`); empty if unknown.
+    pub uuid: String,
+    /// Model; empty if unknown.
+    pub name: String,
 }
 
 /// Gateway to node on a job stream. The first frame is always `Resume` or

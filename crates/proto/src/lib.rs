@@ -68,5 +68,11 @@ pub const ALPN_SESSIONS_SERVED: [&[u8]; 2] = [ALPN_SESSION, ALPN_SESSION_PREVIOU
 /// The DNS name in the gateway's server certificate; clients always verify
 /// against it, whatever address they dial.
 pub const GATEWAY_SERVER_NAME: &str = "openclaw-gateway";
-/// Protocol version carried in the node hello.
+/// Protocol version carried in the node hello. Protocol 3 (ALPN
+/// `openclaw/3`) added a job's standard input, port forwards, and
+/// [`HeartbeatV3`] (per-GPU health) on the heartbeat stream. A gateway
+/// that speaks 3 still takes protocol-2 nodes ([`NODE_PROTOCOLS_SERVED`])
+/// and never sends them what protocol 3 added.
 pub const PROTOCOL_VERSION: u32 = 3;
+/// Node hello protocols a gateway accepts.
+pub const NODE_PROTOCOLS_SERVED: std::ops::RangeInclusive<u32> = 2..=3;

@@ -432,6 +432,21 @@ pub enum Request {
         /// The TCP port on the node's loopback.
         port: u16,
     },
+    /// The physical GPUs a job held (UUIDs and models), for whoever may
+    /// see the job (issue 27; `JobInfo` keeps its protocol-2 shape).
+    JobGpus {
+        /// Job id.
+        id: u64,
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
+    /// Each GPU's health on these connected nodes (at most
+    /// [`crate::MAX_HISTORY_NODES`]), as their nodes judged it (issue 27;
+    /// `NodeInfo` keeps its protocol-2 shape).
+    GpuHealth {
+        /// The nodes.
+        names: Vec<String>,
+    },
 }
 
 /// A step of a CA rotation.
@@ -519,6 +534,8 @@ impl Request {
             Request::NodeHistory { .. } => "node.history",
             Request::LabSummary => "lab.summary",
             Request::NodeRelease { .. } => "node.release",
+            Request::JobGpus { .. } => "job.gpus",
+            Request::GpuHealth { .. } => "node.gpu_health",
         }
     }
 
@@ -544,6 +561,8 @@ impl Request {
                 | Request::JobAttach { .. }
                 | Request::JobList { .. }
                 | Request::JobShow { .. }
+                | Request::JobGpus { .. }
+                | Request::GpuHealth { .. }
                 | Request::JobCancel { .. }
                 | Request::JobApprove { .. }
                 | Request::JobDeny { .. }
@@ -712,6 +731,12 @@ pub enum Response {
     NodeHistory(Vec<NodeHistory>),
     /// Reply to [`Request::LabSummary`].
     LabSummary(LabSummary),
+    /// Reply to [`Request::JobGpus`], by index.
+    JobGpus(Vec<crate::HeldGpu>),
+    /// Reply to [`Request::GpuHealth`]: the connected nodes asked about,
+    /// each with its GPUs' health by index (empty for a node of protocol
+    /// 2, whose GPUs count as healthy).
+    GpuHealth(Vec<(String, Vec<crate::GpuHealth>)>),
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

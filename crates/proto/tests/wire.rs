@@ -253,6 +253,85 @@ fn samples() -> Vec<Sample> {
                 run_as: None,
             })
         ),
+        // Protocol 3 (issue 27): per-GPU health, unknown readings, which
+        // GPUs a job held, a GPU failing under a job.
+        s!(
+            "heartbeat_v3",
+            HeartbeatV3,
+            HeartbeatV3 {
+                beat: Heartbeat {
+                    seq: 2,
+                    gpus: vec![GpuTelemetry {
+                        index: 0,
+                        name: "NVIDIA H100 80GB HBM3".into(),
+                        uuid: "GPU-1".into(),
+                        mem_used: GPU_UNKNOWN_BYTES,
+                        mem_total: GPU_UNKNOWN_BYTES,
+                        util_pct: GPU_UNKNOWN,
+                        temp_c: GPU_UNKNOWN,
+                        job: None,
+                        simulated: false,
+                    }],
+                    gpu_source: "nvml".into(),
+                    ..Heartbeat::default()
+                },
+                health: vec![
+                    GpuHealth::Unhealthy("lost: GPU is lost".into()),
+                    GpuHealth::Healthy,
+                    GpuHealth::Mig,
+                ],
+            }
+        ),
+        s!(
+            "job_frame.gpus_held",
+            JobFrame,
+            JobFrame::GpusHeld {
+                gpus: vec![HeldGpu {
+                    index: 1,
+                    uuid: "GPU-1".into(),
+                    name: "NVIDIA H100 80GB HBM3".into()
+                }]
+            }
+        ),
+        s!(
+            "job_frame.gpu_fault",
+            JobFrame,
+            JobFrame::GpuFault {
+                reason: "GPU 0 (GPU-1) lost".into()
+            }
+        ),
+        s!(
+            "request.job_gpus",
+            Request,
+            Request::JobGpus {
+                id: 9,
+                on_behalf_of: None
+            }
+        ),
+        s!(
+            "response.job_gpus",
+            Response,
+            Response::JobGpus(vec![HeldGpu {
+                index: 0,
+                uuid: "GPU-1".into(),
+                name: "H100".into()
+            }])
+        ),
+        s!(
+            "request.gpu_health",
+            Request,
+            Request::GpuHealth {
+                names: vec!["gpu-a".into()]
+            }
+        ),
+        s!(
+            "response.gpu_health",
+            Response,
+            Response::GpuHealth(vec![(
+                "gpu-a".into(),
+                vec![GpuHealth::Unhealthy("lost".into()), GpuHealth::Healthy]
+            )])
+        ),
         s!(
             "enroll.poll",
             EnrollRequest,

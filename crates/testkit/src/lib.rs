@@ -2,6 +2,7 @@
 //! party in its own temp home. Every child is killed when the lab drops.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod poll;
 pub mod slack;
 pub mod swarm;
 pub mod webdriver;
@@ -195,10 +196,16 @@ impl Lab {
 
     /// Runs `openclaw --home HOME ARGS...` to completion.
     pub fn run(&self, home: &Path, args: &[&str]) -> Out {
+        self.run_env(home, args, &[])
+    }
+
+    /// [`Lab::run`] with extra environment variables.
+    pub fn run_env(&self, home: &Path, args: &[&str], env: &[(&str, &Path)]) -> Out {
         let out = Command::new(&self.bin)
             .arg("--home")
             .arg(home)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("OPENCLAW_HOME")
             .env_remove("OPENCLAW_TOKEN")
             .stdin(Stdio::null())
@@ -221,13 +228,28 @@ impl Lab {
         self.spawn_cmd(&bin, &all)
     }
 
+    /// Spawns `openclaw --home HOME ARGS...` in the background with extra
+    /// environment variables.
+    pub fn spawn_env(&mut self, home: &Path, args: &[&str], env: &[(&str, &Path)]) -> Proc {
+        let bin = self.bin.to_string_lossy().into_owned();
+        let home = home.to_string_lossy().into_owned();
+        let mut all = vec!["--home", home.as_str()];
+        all.extend_from_slice(args);
+        self.spawn_cmd_env(&bin, &all, env)
+    }
+
     /// Spawns any program in the background, killed on drop.
     pub fn spawn_cmd(&mut self, program: &str, args: &[&str]) -> Proc {
+        self.spawn_cmd_env(program, args, &[])
+    }
+
+    fn spawn_cmd_env(&mut self, program: &str, args: &[&str], env: &[(&str, &Path)]) -> Proc {
         self.seq += 1;
         let stdout_path = self.dir.path().join(format!("proc-{}.out", self.seq));
         let stderr_path = self.dir.path().join(format!("proc-{}.err", self.seq));
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("OPENCLAW_HOME")
             .env(
                 "RUST_LOG",
@@ -411,19 +433,6 @@ impl Lab {
         serde_json::from_str(&out.stdout).unwrap()
     }
 
-    /// Waits until job `id` exists and is in `state` (a chat front end
-    /// may create it a moment after the test's message).
-    pub fn wait_job(&self, id: u64, state: &str, timeout: Duration) -> serde_json::Value {
-        wait_until(timeout, &format!("job {id} to be {state}"), || {
-            let out = self.admin(&["job", "show", &id.to_string(), "--json"]);
-            if out.code != 0 {
-                return None;
-            }
-            let j: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-            (j["state"] == state).then_some(j)
-        })
-    }
-
     /// Submits with --detach and returns the job id.
     pub fn detach(&self, args: &[&str]) -> u64 {
         let mut a = vec!["run", "--detach"];
@@ -458,13 +467,6 @@ impl Lab {
     /// One node's `node list --json` entry.
     pub fn node(&self, name: &str) -> Option<serde_json::Value> {
         self.nodes().into_iter().find(|n| n["name"] == name)
-    }
-
-    /// Waits until `name` shows `connection` (and, if given, `health`).
-    pub fn wait_node(&self, name: &str, connection: &str, timeout: Duration) -> serde_json::Value {
-        wait_until(timeout, &format!("{name} to be {connection}"), || {
-            self.node(name).filter(|n| n["connection"] == connection)
-        })
     }
 }
 

@@ -300,7 +300,9 @@ impl SimNode {
             .map_err(|e| mesh::describe_connection_error(&e))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
         let hello = Open::Control(NodeHello {
-            protocol: proto::PROTOCOL_VERSION,
+            // Protocol 2 (plain heartbeats): the swarm also keeps the
+            // gateway's support for older nodes exercised.
+            protocol: 2,
             agent_version: "swarm".into(),
             gpus: self.gpus,
             gpus_simulated: self.gpus > 0,

@@ -44,29 +44,6 @@ fn attack_chat_gets_no_shell_and_waits_for_approval_by_default() {
 }
 
 #[test]
-fn attack_nothing_is_kept_for_ever_retention_prunes_jobs_and_logs() {
-    let mut lab = Lab::new(BIN);
-    let cfg = lab.gw_home.join("gateway.toml");
-    edit_file(&cfg, "jobs = \"90d\"", "jobs = \"2s\"");
-    edit_file(&cfg, "interval = \"1h\"", "interval = \"1s\"");
-    lab.start_gateway();
-    let _n = lab.node_up("worker-cpu-01", "cpu", 0);
-    lab.run_job(&["--node", "worker-cpu-01", "--", "echo", "old output"])
-        .ok();
-    let log = lab.gw_home.join("logs").join("1.stdout");
-    assert!(log.exists());
-    // A long job stays while it runs, however old.
-    let live = lab.detach(&["--node", "worker-cpu-01", "--", "sleep", "8"]);
-    wait_until(T, "the old job to be pruned", || {
-        (lab.admin(&["job", "show", "1"]).code != 0).then_some(())
-    });
-    lab.admin(&["job", "show", "1"])
-        .fails_with(254, "no job with id 1");
-    assert!(!log.exists(), "the pruned job's log is gone");
-    assert_eq!(lab.job(live)["state"], "running");
-}
-
-#[test]
 fn attack_job_list_is_paged() {
     let mut lab = lab_with(&[]);
     let _n = lab.node_up("worker-cpu-01", "cpu", 0);

@@ -124,7 +124,14 @@ fn attack_revoked_client_is_cut_off_at_once() {
     let id = lab.detach(&["--node", "worker-cpu-01", "--", "sleep", "30"]);
     // Alice follows the job on a live connection.
     let mut follower = lab.spawn(&alice, &["job", "logs", &id.to_string(), "--follow"]);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(T, "alice's live connection", || {
+        let list = lab.admin(&["client", "list", "--json"]).ok().stdout;
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        list.as_array()?
+            .iter()
+            .find(|c| c["name"] == "alice" && c["connections"].as_u64() > Some(0))
+            .map(|_| ())
+    });
     assert!(follower.running());
     let out = lab.admin(&["client", "revoke", "alice"]).ok();
     assert!(

@@ -238,6 +238,8 @@ fn intruders_dir(path: &Path, mode: u32) {
 /// moved aside and replaced by a symlink to its own directory (argv[0]).
 const SWAPPER: &str = r#"
 my ($evil, @roots) = @ARGV;
+$| = 1;
+print "swapping\n";
 while (1) {
     for my $root (@roots) {
         opendir(my $d, $root) or next;
@@ -290,7 +292,7 @@ fn attack_a_local_user_cannot_plant_the_job_directory() {
     // directories of both the old and the new default roots.
     let old_root = tmp.join(format!("openclaw-jobs-worker-plant-{}", agent.pid()));
     let root = Path::new("/var/lib/openclaw").join(format!("jobs-worker-plant-{}", agent.pid()));
-    let _swapper = spawn_as(
+    let swapper = spawn_as(
         &mut lab,
         INTRUDER,
         &[
@@ -302,7 +304,11 @@ fn attack_a_local_user_cannot_plant_the_job_directory() {
             root.to_str().unwrap(),
         ],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(T, "the swapper's loop", || {
+        std::fs::read_to_string(&swapper.stdout_path)
+            .ok()
+            .filter(|o| o.contains("swapping"))
+    });
     for id in 1..=5u64 {
         let out = lab
             .run_job(&[

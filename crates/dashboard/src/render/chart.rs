@@ -39,11 +39,16 @@ fn since(secs: u64) -> String {
 /// An SVG sparkline of `values` (0 at the bottom, `scale.max` at the top),
 /// with its y scale (0 and the top label) and time axis (how long ago,
 /// and now) written on it, and a text alternative.
-pub fn sparkline(values: &[u32], scale: &Scale<'_>, label: &str) -> String {
+pub fn sparkline(values: &[Option<u32>], scale: &Scale<'_>, label: &str) -> String {
     let max = scale.max.max(1);
     let samples = values.len();
     let alt = match values.last() {
-        Some(v) => format!(
+        Some(None) => format!(
+            "{label}: unknown now (not supported); scale 0 to {top}; {samples} samples over {span}",
+            top = scale.top,
+            span = super::span(scale.span_secs),
+        ),
+        Some(Some(v)) => format!(
             "{label}: {v} {unit} now; scale 0 to {top}; {samples} samples over {span}",
             unit = scale.unit,
             top = scale.top,
@@ -61,21 +66,31 @@ pub fn sparkline(values: &[u32], scale: &Scale<'_>, label: &str) -> String {
         v => v,
     };
     let n = values.len().max(2) as u32 - 1;
-    let mut points = String::new();
+    // One polyline per run of known values: an unknown reading leaves a
+    // gap, never a dip to zero.
+    let mut runs: Vec<String> = vec![String::new()];
     for (i, v) in values.iter().enumerate() {
+        let Some(v) = v else {
+            runs.push(String::new());
+            continue;
+        };
         let x = u64::from(LEFT) + i as u64 * u64::from(RIGHT - LEFT) / u64::from(n);
         let y =
             u64::from(BOTTOM) - u64::from((*v).min(max)) * u64::from(BOTTOM - TOP) / u64::from(max);
-        let _ = write!(points, "{x},{y} ");
+        if let Some(run) = runs.last_mut() {
+            let _ = write!(run, "{x},{y} ");
+        }
     }
-    let line = if points.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<polyline class=\"line\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" points=\"{}\"/>",
-            points.trim_end()
-        )
-    };
+    let line: String = runs
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|points| {
+            format!(
+                "<polyline class=\"line\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.5\" points=\"{}\"/>",
+                points.trim_end()
+            )
+        })
+        .collect();
     format!(
         "<svg class=\"spark\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{a}\">\
          <title>{a}</title>\
@@ -109,7 +124,11 @@ mod tests {
 
     #[test]
     fn a_sparkline_has_its_scale_and_time_axis() {
-        let svg = sparkline(&[0, 50, 100, 200], &pct(900), "util");
+        let svg = sparkline(
+            &[Some(0), Some(50), Some(100), Some(200)],
+            &pct(900),
+            "util",
+        );
         assert!(svg.contains("points=\"50,32 105,18 160,4 216,4\""), "{svg}");
         assert!(
             svg.contains(">100 %</text>") && svg.contains(">0</text>"),
@@ -125,13 +144,13 @@ mod tests {
         );
         let empty = sparkline(&[], &pct(0), "util");
         assert!(empty.contains("no history yet") && !empty.contains("polyline"));
-        let one = sparkline(&[7], &Scale { max: 0, ..pct(0) }, "x");
+        let one = sparkline(&[Some(7)], &Scale { max: 0, ..pct(0) }, "x");
         assert!(one.contains("points=\"50,4 216,4\""), "{one}");
         assert!(one.contains("x: 7 % now"), "{one}");
         // Labels are text another party may have written (a GPU's memory
         // size comes from its node): escaped.
         let odd = sparkline(
-            &[1],
+            &[Some(1)],
             &Scale {
                 top: "<b>",
                 ..pct(40)
@@ -143,7 +162,7 @@ mod tests {
         assert_eq!(since(7500), "-2h05m");
         // Large scales (a GPU's memory in MiB) do not overflow.
         let big = sparkline(
-            &[u32::MAX, 0],
+            &[Some(u32::MAX), Some(0)],
             &Scale {
                 max: u32::MAX,
                 ..pct(1)
@@ -151,5 +170,11 @@ mod tests {
             "m",
         );
         assert!(big.contains("points=\"50,4 216,32\""), "{big}");
+        // Unknown readings leave a gap: two lines, nothing drawn at zero.
+        let gap = sparkline(&[Some(50), Some(50), None, Some(100), None], &pct(60), "t");
+        assert!(gap.contains("points=\"50,18 91,18\""), "{gap}");
+        assert!(gap.contains("points=\"174,4\""), "{gap}");
+        assert_eq!(gap.matches("<polyline").count(), 2, "{gap}");
+        assert!(gap.contains("t: unknown now"), "{gap}");
     }
 }

@@ -109,7 +109,10 @@ pub fn jobs(
 
 /// What the GPU row of a job page says. `held`: the indices its node's
 /// latest heartbeat shows it holding, while it runs.
-fn gpu_row(j: &JobInfo, held: Option<&[u32]>) -> String {
+/// `hardware`: the physical GPUs it holds; real ones (NVML UUIDs, not a
+/// simulated node's `GPU-sim-…`) are what its `CUDA_VISIBLE_DEVICES`
+/// names (`node::plan::visible_devices`).
+fn gpu_row(j: &JobInfo, held: Option<&[u32]>, hardware: &[proto::HeldGpu]) -> String {
     if j.gpus == 0 {
         return "none".into();
     }
@@ -117,10 +120,22 @@ fn gpu_row(j: &JobInfo, held: Option<&[u32]>) -> String {
     match held {
         Some(idx) if !idx.is_empty() => {
             let list = idx.iter().map(u32::to_string).collect::<Vec<_>>();
-            format!(
-                "{n}: <span id=\"job-gpus\">GPU {}</span> (<code>CUDA_VISIBLE_DEVICES={}</code>)",
-                list.join(", GPU "),
+            let by_uuid = !hardware.is_empty()
+                && hardware
+                    .iter()
+                    .all(|g| g.uuid.starts_with("GPU-") && !g.uuid.starts_with("GPU-sim-"));
+            let visible = if by_uuid {
+                hardware
+                    .iter()
+                    .map(|g| esc(&g.uuid))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
                 list.join(",")
+            };
+            format!(
+                "{n}: <span id=\"job-gpus\">GPU {}</span> (<code>CUDA_VISIBLE_DEVICES={visible}</code>)",
+                list.join(", GPU "),
             )
         }
         _ if j.is_terminal() => format!("{n} (released when it ended)"),
@@ -130,8 +145,16 @@ fn gpu_row(j: &JobInfo, held: Option<&[u32]>) -> String {
 }
 
 /// One job: state, plan, times, GPUs, actions, and the live log. `held`:
-/// the GPU indices it holds now (from its node's telemetry), if known.
-pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
+/// the GPU indices it holds now (from its node's telemetry), if known;
+/// `hardware`: which physical GPUs it held (UUIDs and models), as its
+/// node reported them when it started.
+pub fn job(
+    j: &JobInfo,
+    held: Option<&[u32]>,
+    hardware: &[proto::HeldGpu],
+    csrf: &str,
+    now: u64,
+) -> String {
     let mut actions = String::new();
     if j.is(JobState::AwaitingApproval) {
         let digest = format!(
@@ -201,7 +224,28 @@ pub fn job(j: &JobInfo, held: Option<&[u32]>, csrf: &str, now: u64) -> String {
         t.push_str(&row("runs as", esc(user)));
     }
     t.push_str(&row("requester", esc(&j.requester)));
-    t.push_str(&row("GPUs", gpu_row(j, held)));
+    t.push_str(&row("GPUs", gpu_row(j, held, hardware)));
+    if !hardware.is_empty() {
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "–".to_string()
+            } else {
+                esc(s)
+            }
+        };
+        let list: Vec<String> = hardware
+            .iter()
+            .map(|g| {
+                format!(
+                    "<span class=\"gpu-held\">GPU {} {} (<code>{}</code>)</span>",
+                    g.index,
+                    dash(&g.name),
+                    dash(&g.uuid)
+                )
+            })
+            .collect();
+        t.push_str(&row("GPU hardware", list.join("<br>")));
+    }
     t.push_str(&row("created", at(j.created_at, now)));
     t.push_str(&row(
         "started",
@@ -309,12 +353,37 @@ mod tests {
         j.fanout = Some(3);
         j.created_at = now - 70;
         j.started_at = Some(now - 65);
-        let html = job(&j, Some(&[0, 2]), "c5rf", now);
+        let hw = [
+            proto::HeldGpu {
+                index: 0,
+                uuid: "GPU-aaa".into(),
+                name: "<H100>".into(),
+            },
+            proto::HeldGpu {
+                index: 2,
+                uuid: String::new(),
+                name: "H100".into(),
+            },
+        ];
+        let html = job(&j, Some(&[0, 2]), &hw, "c5rf", now);
         assert!(
             html.contains("<span id=\"job-gpus\">GPU 0, GPU 2</span>"),
             "{html}"
         );
-        assert!(html.contains("CUDA_VISIBLE_DEVICES=0,2"));
+        assert!(
+            html.contains(
+                "<span class=\"gpu-held\">GPU 0 &lt;H100&gt; (<code>GPU-aaa</code>)</span><br>\
+                 <span class=\"gpu-held\">GPU 2 H100 (<code>–</code>)</span>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("CUDA_VISIBLE_DEVICES=0,2"), "{html}");
+        let real = [proto::HeldGpu {
+            uuid: "GPU-aaa".into(),
+            ..hw[0].clone()
+        }];
+        let one = job(&j, Some(&[0]), &real, "c", now);
+        assert!(one.contains("CUDA_VISIBLE_DEVICES=GPU-aaa"), "{one}");
         assert!(
             html.contains("<span id=\"job-named\">&lt;train&gt;</span>"),
             "{html}"
@@ -326,11 +395,11 @@ mod tests {
         );
         assert!(!html.contains("not yet") && html.contains("1m 05s so far"));
         assert!(html.contains("\"jobs/7/cancel\""));
-        assert!(job(&j, None, "c", now).contains("has not reported which yet"));
+        assert!(job(&j, None, &[], "c", now).contains("has not reported which yet"));
         j.state = "cancelled".into();
         j.exit_code = Some(143);
         j.finished_at = Some(now - 5);
-        let done = job(&j, None, "c", now);
+        let done = job(&j, None, &[], "c", now);
         assert!(done.contains("released when it ended"), "{done}");
         assert!(done.contains("<span id=\"job-ended\"><time"), "{done}");
         assert!(done.contains(">1m 00s</td>"), "{done}");
@@ -340,6 +409,6 @@ mod tests {
         );
         assert!(!done.contains("/cancel"));
         j.gpus = 0;
-        assert!(job(&j, None, "c", now).contains("<td>none</td>"));
+        assert!(job(&j, None, &[], "c", now).contains("<td>none</td>"));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use proto::{GpuTelemetry, JobInfo, NodeHistory, NodeInfo};
+use proto::{GpuHealth, GpuTelemetry, JobInfo, NodeHistory, NodeInfo};
 
 use super::chart::{Scale, sparkline};
 use super::{action, ago, bytes, esc, span};
@@ -51,7 +51,12 @@ fn labels(n: &NodeInfo) -> String {
 /// `1 free of 2` (confirmed GPUs only), with what is not confirmed and
 /// whether they are simulated; `-` without GPUs.
 pub fn gpu_cell(n: &NodeInfo) -> String {
-    let c = n.gpu_counts();
+    gpu_cell_with(n, &[])
+}
+
+/// [`gpu_cell`], with each GPU's health: unhealthy idle GPUs are not free.
+fn gpu_cell_with(n: &NodeInfo, health: &[GpuHealth]) -> String {
+    let c = n.gpu_counts_with(health);
     if c.reported == 0 {
         return "-".into();
     }
@@ -78,8 +83,16 @@ fn util_cell(n: &NodeInfo) -> String {
     if g.is_empty() {
         return "-".into();
     }
-    let sum: u64 = g.iter().map(|g| u64::from(g.util_pct.min(100))).sum();
-    format!("{} %", sum / g.len() as u64)
+    // The mean of the known readings; "–" when none is known.
+    let known: Vec<u64> = g
+        .iter()
+        .filter_map(|g| g.util())
+        .map(|u| u64::from(u.min(100)))
+        .collect();
+    if known.is_empty() {
+        return "–".into();
+    }
+    format!("{} %", known.iter().sum::<u64>() / known.len() as u64)
 }
 
 fn load_cell(n: &NodeInfo) -> String {
@@ -157,7 +170,11 @@ pub fn nodes(page: &[NodeInfo], now: u64, next: Option<&str>) -> String {
 }
 
 /// A series of one GPU's history: `f` of each sample that has it.
-fn series(hist: Option<&NodeHistory>, index: u32, f: impl Fn(&proto::GpuPoint) -> u32) -> Vec<u32> {
+fn series(
+    hist: Option<&NodeHistory>,
+    index: u32,
+    f: impl Fn(&proto::GpuPoint) -> Option<u32>,
+) -> Vec<Option<u32>> {
     hist.map(|h| {
         h.samples
             .iter()
@@ -178,6 +195,7 @@ fn history_span(hist: Option<&NodeHistory>, now: u64) -> u64 {
 fn gpu_card(
     n: &NodeInfo,
     g: &GpuTelemetry,
+    health: Option<&GpuHealth>,
     confirmed: bool,
     hist: Option<&NodeHistory>,
     holders: &HashMap<u64, JobInfo>,
@@ -186,14 +204,21 @@ fn gpu_card(
     // The history (a sample every 15 s or so), then the latest heartbeat
     // at "now", so a chart ends where the number beside it says.
     let span_secs = history_span(hist, now);
-    let mut util = series(hist, g.index, |p| u32::from(p.util_pct));
-    util.push(g.util_pct);
-    let mut temp = series(hist, g.index, |p| u32::from(p.temp_c));
-    temp.push(g.temp_c);
-    let mut mem = series(hist, g.index, |p| p.mem_used_mib);
-    mem.push(u32::try_from(g.mem_used >> 20).unwrap_or(u32::MAX));
-    let total_mib = u32::try_from(g.mem_total >> 20).unwrap_or(u32::MAX);
-    let mem_top = bytes(g.mem_total);
+    // Unknown readings (NVML does not support them) are gaps and "–".
+    let mut util = series(hist, g.index, proto::GpuPoint::util);
+    util.push(g.util());
+    let mut temp = series(hist, g.index, proto::GpuPoint::temp);
+    temp.push(g.temp());
+    let mut mem = series(hist, g.index, proto::GpuPoint::mem_mib);
+    mem.push(
+        g.mem()
+            .map(|m| u32::try_from(m.0 >> 20).unwrap_or(u32::MAX)),
+    );
+    let total_mib = g
+        .mem()
+        .map_or(0, |m| u32::try_from(m.1 >> 20).unwrap_or(u32::MAX));
+    let mem_top = g.mem().map_or_else(|| "–".into(), |m| bytes(m.1));
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "–".into());
     let holder = match g.job {
         Some(id) => match holders.get(&id) {
             Some(j) => format!(
@@ -211,14 +236,33 @@ fn gpu_card(
                  more GPUs for this node</p>"
             .to_string(),
     };
-    let state = if n.health != "healthy" {
-        "unhealthy"
+    // This GPU's own health where its node judged it (protocol 3): a
+    // degraded node's healthy GPUs keep serving and show so. Without it,
+    // a node that is not healthy marks every card.
+    let (state, fault) = match health {
+        Some(h @ GpuHealth::Unhealthy(_)) => ("unhealthy", h.reason()),
+        Some(h @ GpuHealth::Mig) => ("mig", h.reason()),
+        Some(GpuHealth::Healthy) if n.health == "degraded" => ("", None),
+        _ if n.health != "healthy" => ("unhealthy", None),
+        _ => ("", None),
+    };
+    let fault = fault
+        .map(|r| format!("<p class=\"fault\">{}</p>", esc(r)))
+        .unwrap_or_default();
+    let state = if !state.is_empty() {
+        state
     } else if g.job.is_some() {
         "busy"
     } else if !confirmed {
         "unconfirmed"
     } else {
         "free"
+    };
+    // An idle GPU that is unhealthy or MIG-enabled is not free.
+    let holder = if matches!(state, "unhealthy" | "mig") && g.job.is_none() && confirmed {
+        "<p class=\"holder\">not offered to new jobs</p>".to_string()
+    } else {
+        holder
     };
     let pct = Scale {
         max: 100,
@@ -232,14 +276,14 @@ fn gpu_card(
          <p class=\"model\">{model}{sim}</p>\
          <p>memory {used} of {total}<br>{mem_svg}</p>\
          <p>utilisation {util_now} %<br>{util_svg}</p>\
-         <p>temperature {temp_now} °C<br>{temp_svg}</p>{holder}</article>",
+         <p>temperature {temp_now} °C<br>{temp_svg}</p>{fault}{holder}</article>",
         node = esc(&n.name),
         link = node_link(&n.name),
         idx = g.index,
         model = esc(&g.name),
         sim = if g.simulated { " (simulated)" } else { "" },
-        used = bytes(g.mem_used),
-        total = bytes(g.mem_total),
+        used = dash(g.mem().map(|m| bytes(m.0))),
+        total = mem_top,
         mem_svg = sparkline(
             &mem,
             &Scale {
@@ -250,9 +294,9 @@ fn gpu_card(
             },
             "memory in use"
         ),
-        util_now = g.util_pct,
+        util_now = dash(g.util().map(|u| u.to_string())),
         util_svg = sparkline(&util, &pct, "utilisation"),
-        temp_now = g.temp_c,
+        temp_now = dash(g.temp().map(|c| c.to_string())),
         temp_svg = sparkline(
             &temp,
             &Scale {
@@ -268,6 +312,7 @@ fn gpu_card(
 /// The cards of one node's GPUs.
 fn cards(
     n: &NodeInfo,
+    health: &[GpuHealth],
     hist: Option<&NodeHistory>,
     holders: &HashMap<u64, JobInfo>,
     now: u64,
@@ -278,7 +323,8 @@ fn cards(
     let confirmed = n.confirmed_gpus().len();
     let mut out = String::new();
     for (i, g) in hb.gpus.iter().enumerate() {
-        out.push_str(&gpu_card(n, g, i < confirmed, hist, holders, now));
+        let h = health.get(i);
+        out.push_str(&gpu_card(n, g, h, i < confirmed, hist, holders, now));
     }
     (hb.gpus.len(), out)
 }
@@ -287,6 +333,7 @@ fn cards(
 /// holding each GPU from `holders`. `next`: the name to page on from.
 pub fn gpus(
     nodes: &[NodeInfo],
+    health: &[(String, Vec<GpuHealth>)],
     history: &[NodeHistory],
     holders: &HashMap<u64, JobInfo>,
     now: u64,
@@ -296,7 +343,11 @@ pub fn gpus(
     let mut count = 0;
     for n in nodes {
         let hist = history.iter().find(|h| h.name == n.name);
-        let (k, html) = cards(n, hist, holders, now);
+        let h = health
+            .iter()
+            .find(|(name, _)| *name == n.name)
+            .map_or(&[][..], |(_, h)| h.as_slice());
+        let (k, html) = cards(n, h, hist, holders, now);
         count += k;
         all.push_str(&html);
     }
@@ -364,6 +415,7 @@ pub fn confirm_form(n: &NodeInfo, csrf: &str, confirm: &str, button: &str, from:
 /// `jobs` (newest first).
 pub fn node(
     n: &NodeInfo,
+    health: &[GpuHealth],
     history: Option<&NodeHistory>,
     jobs: &[JobInfo],
     holders: &HashMap<u64, JobInfo>,
@@ -375,7 +427,7 @@ pub fn node(
     t.push_str(&row("health", health_tag(n)));
     t.push_str(&row("connection", esc(&n.connection)));
     t.push_str(&row("labels", labels(n)));
-    t.push_str(&row("GPUs", gpu_cell(n)));
+    t.push_str(&row("GPUs", gpu_cell_with(n, health)));
     t.push_str(&row(
         "GPU cap",
         match n.max_gpus {
@@ -440,7 +492,7 @@ pub fn node(
         ),
         _ => {}
     }
-    let (count, gpu_cards) = cards(n, history, holders, now);
+    let (count, gpu_cards) = cards(n, health, history, holders, now);
     let gpus = if count == 0 {
         "<p>no GPUs reported</p>".to_string()
     } else {
@@ -470,7 +522,7 @@ mod tests {
         let mut b = lab_node("b", "unhealthy", &[None]);
         b.name = "b<i>".into();
         let nodes = vec![lab_node("a", "healthy", &[Some(7), None]), b];
-        let html = gpus(&nodes, &[], &HashMap::new(), 0, Some("b"));
+        let html = gpus(&nodes, &[], &[], &HashMap::new(), 0, Some("b"));
         assert_eq!(html.matches("<article").count(), 3);
         assert!(html.contains("3 GPUs on this page"));
         assert!(html.contains("href=\"jobs/7\""));
@@ -503,7 +555,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let html = gpus(&[n], &[hist], &HashMap::new(), 1900, None);
+        let html = gpus(&[n], &[], &[hist], &HashMap::new(), 1900, None);
         // 31 samples, then the latest heartbeat (20 GiB, 40 %, 0 °C) now.
         let alts = [
             "memory in use: 20480 MiB now; scale 0 to 80.0 GiB; 32 samples over 15m 00s",
@@ -529,13 +581,48 @@ mod tests {
         assert!(html.contains("2 not confirmed"), "{html}");
         // The mean utilisation of the confirmed two (40 % and 50 %).
         assert!(html.contains("<td>45 %</td>"), "{html}");
-        let cards = gpus(std::slice::from_ref(&n), &[], &HashMap::new(), 0, None);
+        let cards = gpus(std::slice::from_ref(&n), &[], &[], &HashMap::new(), 0, None);
         assert_eq!(
             cards.matches("tag-unconfirmed\">unconfirmed").count(),
             2,
             "{cards}"
         );
         assert_eq!(cards.matches("holder free").count(), 1, "{cards}");
+        // A degraded node: its lost GPU shows why, its healthy one serves.
+        let mut d = lab_node("a", "degraded", &[None, None]);
+        d.max_gpus = Some(2);
+        let health = vec![(
+            "a".to_string(),
+            vec![
+                GpuHealth::Unhealthy("lost: <gone>".into()),
+                GpuHealth::Healthy,
+            ],
+        )];
+        let cards = gpus(
+            std::slice::from_ref(&d),
+            &health,
+            &[],
+            &HashMap::new(),
+            0,
+            None,
+        );
+        assert_eq!(
+            cards.matches("tag-unhealthy\">unhealthy").count(),
+            1,
+            "{cards}"
+        );
+        assert!(
+            cards.contains("<p class=\"fault\">lost: &lt;gone&gt;</p>"),
+            "{cards}"
+        );
+        assert_eq!(cards.matches("holder free").count(), 1, "{cards}");
+        // Without per-GPU health (an older node), every card follows the node.
+        let cards = gpus(std::slice::from_ref(&d), &[], &[], &HashMap::new(), 0, None);
+        assert_eq!(
+            cards.matches("tag-unhealthy\">unhealthy").count(),
+            2,
+            "{cards}"
+        );
         n.max_gpus = None;
         let none = nodes(std::slice::from_ref(&n), 0, None);
         assert!(
@@ -590,7 +677,7 @@ mod tests {
         j.gpus = 1;
         let mut holders = HashMap::new();
         holders.insert(4, j.clone());
-        let html = node(&n, None, &[j], &holders, "c5rf", 1_796_500_000);
+        let html = node(&n, &[], None, &[j], &holders, "c5rf", 1_796_500_000);
         assert!(html.contains("<h1>Node a</h1>"));
         assert!(html.contains("1 free of 2"));
         assert!(html.contains("2 (confirmed)"));
@@ -604,7 +691,7 @@ mod tests {
         assert!(html.contains("action=\"nodes/a/revoke\""));
         assert!(html.contains("2026-12-05 20:46:53 UTC"), "{html}");
         n.connection = "pending".into();
-        let pending = node(&n, None, &[], &HashMap::new(), "c5rf", 0);
+        let pending = node(&n, &[], None, &[], &HashMap::new(), "c5rf", 0);
         assert!(pending.contains("href=\"enrollments\"") && !pending.contains("/revoke"));
     }
 }

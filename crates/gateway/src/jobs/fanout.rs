@@ -11,7 +11,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 use proto::{
     ApiError, ErrorCode, FanEvent, FanInfo, FanMember, FanOutSpec, JobEvent, OutStream, Role,
@@ -26,7 +28,7 @@ use super::{
 use crate::peer::Peer;
 use crate::policy::{self, Combined};
 use crate::routing;
-use crate::shared::{Shared, off_runtime, unix_now};
+use crate::shared::{Shared, off_runtime};
 use crate::store::{FanRow, JobRow, JobState};
 
 /// Events a fan-out follower may buffer before its members' followers wait.
@@ -213,7 +215,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
             );
             shared.store.tx(|tx| {
                 tx.audit(
-                    unix_now(),
+                    shared.clock.unix(),
                     &peer.name,
                     "fanout.deny",
                     &target,
@@ -253,7 +255,7 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
         window: u32::try_from(window).unwrap_or(u32::MAX),
     };
     let (plan_bytes, fan_digest) = digest(&plan)?;
-    let now = unix_now();
+    let now = shared.clock.unix();
     let secret_env = cfg.policy.secret_keys(&r.env);
     let fan = FanRow {
         id: 0,
@@ -322,9 +324,14 @@ pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: FanOutSpec) -> Result<Sna
         }
     };
     for row in &rows {
-        shared
-            .jobs
-            .insert(row.id, &row.node, row.plan.gpus, row.state, false);
+        shared.jobs.insert(
+            row.id,
+            &row.node,
+            row.plan.gpus,
+            row.state,
+            false,
+            shared.clock.now(),
+        );
     }
     let mut fan = fan;
     fan.id = id;
@@ -397,7 +404,7 @@ pub async fn drive(shared: Arc<Shared>, fan: u64) {
             running.spawn(until_ended(rx));
         }
     }
-    let started = Instant::now();
+    let started = shared.clock.now();
     let grace = shared.config().job_grace;
     let mut offline_since: HashMap<u64, Instant> = HashMap::new();
     loop {
@@ -494,9 +501,9 @@ fn start_member(
     };
     let refused = {
         let _routing = shared.jobs.route_lock();
-        match shared.registry.meta(&row.node, Instant::now()) {
+        match shared.registry.meta(&row.node, shared.clock.now()) {
             None => {
-                let since = offline_since.unwrap_or_else(Instant::now);
+                let since = offline_since.unwrap_or_else(|| shared.clock.now());
                 if since.elapsed() < grace {
                     return Turn::Later(since);
                 }
@@ -566,7 +573,7 @@ fn start_member(
 
 /// Ends every member still awaiting approval at the approval timeout.
 async fn expire(shared: Arc<Shared>, fan: u64, at: u64) {
-    tokio::time::sleep(Duration::from_secs(at.saturating_sub(unix_now()))).await;
+    tokio::time::sleep(Duration::from_secs(at.saturating_sub(shared.clock.unix()))).await;
     let _ = off_runtime(&shared, move |s| {
         let Ok(rows) = s.store.tx(|tx| tx.fanout_jobs(fan)) else {
             return;
@@ -635,7 +642,7 @@ pub fn approve(
             ));
         }
         tx.audit(
-            unix_now(),
+            shared.clock.unix(),
             who,
             "fanout.approve",
             &fan.to_string(),
@@ -709,7 +716,7 @@ pub async fn follow(
     shared: &Arc<Shared>,
     snap: Snapshot,
     output: bool,
-    send: &mut quinn::SendStream,
+    send: &mut crate::link::SendHalf,
 ) -> Result<(), mesh::StreamError> {
     let (tx, mut rx) = mpsc::channel::<FanEvent>(FAN_EVENTS);
     let mut tasks = tokio::task::JoinSet::new();

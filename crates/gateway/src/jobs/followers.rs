@@ -30,6 +30,7 @@ pub async fn follow(
         None => (None, None),
     };
     let mut last_state: Option<String> = known_state.map(str::to_string);
+    let mut last_notes = 0u32;
     let mut out = LogReader::new(
         log_path(shared, id, OutStream::Stdout),
         OutStream::Stdout,
@@ -75,13 +76,14 @@ pub async fn follow(
             }
             return send.event(JobEvent::End(info)).await;
         }
-        if last_state.as_deref() != Some(progress.state.as_str()) {
+        if last_state.as_deref() != Some(progress.state.as_str()) || progress.notes != last_notes {
             // A state the follower has not heard yet, the first one
             // included: a job may already be running when following starts.
             if let Ok(info) = record(shared, id).await {
                 send.event(JobEvent::State(info)).await?;
             }
             last_state = Some(progress.state.clone());
+            last_notes = progress.notes;
         }
         // Wake for bytes written or a new state (progress), or for a live
         // chunk, which reaches followers before the log writer has it.
@@ -143,7 +145,7 @@ pub trait FollowSink: Send {
     -> impl Future<Output = Result<(), mesh::StreamError>> + Send;
 }
 
-impl FollowSink for quinn::SendStream {
+impl FollowSink for crate::link::SendHalf {
     async fn data(
         &mut self,
         stream: OutStream,
@@ -168,6 +170,7 @@ fn stored_progress(shared: &Shared, id: u64) -> Progress {
         stdout: len(OutStream::Stdout),
         stderr: len(OutStream::Stderr),
         state: String::new(),
+        notes: 0,
     }
 }
 

@@ -15,7 +15,7 @@ use super::{
     log_path,
 };
 use crate::peer::Peer;
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::store::JobState;
 
 /// Serves a job stream a node opened.
@@ -23,8 +23,8 @@ pub async fn node_job_stream(
     shared: Arc<Shared>,
     peer: Peer,
     id: u64,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut send: crate::link::SendHalf,
+    mut recv: crate::link::RecvHalf,
 ) {
     // Control messages (cancel, done) on a bounded channel; acks are
     // cumulative, so only the latest matters: a watch, never a queue.
@@ -55,7 +55,7 @@ pub async fn node_job_stream(
         Err(msg) => {
             tracing::warn!(node = %peer.name, job = id, "refused a job stream: {msg}");
             let _ = mesh::write_frame(&mut send, &JobCtl::Reject { reason: msg }).await;
-            let _ = send.finish();
+            send.finish();
             return;
         }
     };
@@ -135,7 +135,7 @@ pub async fn node_job_stream(
                 return;
             }
         }
-        let _ = send.finish();
+        send.finish();
     });
     let outcome = store_output(&shared, id, &progress, &tail, &mut recv, out, errf, &sink).await;
     // Everything received is written before the job's end is recorded or
@@ -187,6 +187,12 @@ pub async fn node_job_stream(
                     row.processes_killed = killed;
                     if !reason.is_empty() {
                         row.reason = Some(reason);
+                    } else if let Some(r) = row.reason.as_deref()
+                        && let Some(fault) = r.strip_suffix(GPU_FAULT_WARNING)
+                    {
+                        // Told of a failed GPU, it ended by itself in time.
+                        row.reason =
+                            Some(format!("{fault}; the job ended by itself within the grace"));
                     }
                 },
             )
@@ -279,6 +285,10 @@ pub(super) fn watch_for_reattach(shared: Arc<Shared>, id: u64, attach: u64, why:
     });
 }
 
+/// What a running job's reason says after one of its GPUs failed.
+const GPU_FAULT_WARNING: &str =
+    "; the job will be failed unless it ends within the node's gpu_fail_grace";
+
 /// Reads a job stream: output goes to live followers at once and to the
 /// log writer behind them; returns the job's last frame.
 #[allow(clippy::too_many_arguments)]
@@ -287,13 +297,13 @@ async fn store_output(
     id: u64,
     progress: &watch::Sender<Progress>,
     tail: &tokio::sync::broadcast::Sender<TailChunk>,
-    recv: &mut quinn::RecvStream,
+    recv: &mut crate::link::RecvHalf,
     mut out: LogFile,
     mut errf: LogFile,
     sink: &std::sync::Arc<LogSink>,
 ) -> Result<Option<JobFrame>, String> {
     let cap = shared.config().output_cap;
-    let mut last_flush = std::time::Instant::now();
+    let mut last_flush = shared.clock.now();
     loop {
         let frame = match mesh::read_incoming::<JobFrame>(recv, JOB_FRAME_LIMIT).await {
             Ok(Some(mesh::Incoming::Message(f))) => f,
@@ -342,7 +352,7 @@ async fn store_output(
                     .await?;
                 if last_flush.elapsed() > Duration::from_secs(1) {
                     record_bytes(shared, id, &out, &errf).await;
-                    last_flush = std::time::Instant::now();
+                    last_flush = shared.clock.now();
                 }
                 continue;
             }
@@ -352,7 +362,7 @@ async fn store_output(
         match frame {
             JobFrame::Started { pid, gpus } => {
                 tracing::info!(job = id, pid, ?gpus, "job started");
-                let now = unix_now();
+                let now = shared.clock.unix();
                 let started = shared
                     .store
                     .call(move |tx| {
@@ -371,14 +381,53 @@ async fn store_output(
                     .map_err(|e| e.to_string())?;
                 if started {
                     progress.send_modify(|p| p.state = JobState::Running.as_str().into());
+                    let at = shared.clock.now();
                     let submitted = shared.jobs.with(|m| {
                         let j = m.jobs.get_mut(&id)?;
-                        j.started.get_or_insert_with(std::time::Instant::now);
+                        j.started.get_or_insert(at);
                         Some(j.submitted)
                     });
                     if let Some(t) = submitted {
                         shared.metrics.dispatched(t.elapsed());
                     }
+                }
+            }
+            JobFrame::GpusHeld { mut gpus } => {
+                // The node's word, bounded: no more than a node may have,
+                // texts no longer than a heartbeat's.
+                gpus.truncate(proto::MAX_NODE_GPUS as usize);
+                for g in &mut gpus {
+                    g.uuid = proto::names::printable(&g.uuid, proto::GPU_TEXT_MAX);
+                    g.name = proto::names::printable(&g.name, proto::GPU_TEXT_MAX);
+                }
+                shared
+                    .store
+                    .call(move |tx| tx.set_job_gpus(id, &gpus))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            JobFrame::GpuFault { reason } => {
+                // The job is told at once (its record's reason while it
+                // runs; followers, the job page and chat show it); the node
+                // fails it after its grace.
+                let reason = proto::names::printable(&reason, MAX_REASON);
+                tracing::warn!(job = id, "{reason}");
+                let noted = shared
+                    .store
+                    .call(move |tx| {
+                        let Some(mut row) = tx.job(id)? else {
+                            return Ok(false);
+                        };
+                        if row.state != JobState::Running {
+                            return Ok(false);
+                        }
+                        row.reason = Some(format!("{reason}{GPU_FAULT_WARNING}"));
+                        tx.move_job(&row, JobState::Running)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if noted {
+                    progress.send_modify(|p| p.notes = p.notes.wrapping_add(1));
                 }
             }
             last @ (JobFrame::Exit { .. } | JobFrame::Failed { .. } | JobFrame::Refused { .. }) => {

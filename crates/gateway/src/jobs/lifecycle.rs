@@ -12,7 +12,7 @@ use super::{
 };
 use crate::peer::Peer;
 use crate::policy::{self};
-use crate::shared::{Shared, off_runtime, unix_now};
+use crate::shared::{Shared, off_runtime};
 use crate::store::{JobRow, JobState, NodeRow, NodeState, StoreError, Tx};
 
 pub(super) fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
@@ -82,7 +82,9 @@ pub(super) fn end_with(
     state: JobState,
     fill: impl FnOnce(&mut JobRow),
 ) -> Result<Option<JobRow>, ApiError> {
-    let row = shared.store.tx(ending(id, from, state, fill))?;
+    let row = shared
+        .store
+        .tx(ending(id, from, state, shared.clock.unix(), fill))?;
     ended(shared, id, state, row.as_ref());
     Ok(row)
 }
@@ -96,7 +98,10 @@ pub(super) async fn end_with_async(
     state: JobState,
     fill: impl FnOnce(&mut JobRow) + Send + 'static,
 ) -> Result<Option<JobRow>, ApiError> {
-    let row = shared.store.call(ending(id, from, state, fill)).await?;
+    let row = shared
+        .store
+        .call(ending(id, from, state, shared.clock.unix(), fill))
+        .await?;
     ended(shared, id, state, row.as_ref());
     Ok(row)
 }
@@ -107,9 +112,9 @@ pub(super) fn ending(
     id: u64,
     from: &[JobState],
     state: JobState,
+    now: u64,
     fill: impl FnOnce(&mut JobRow),
 ) -> impl FnOnce(&crate::store::Tx<'_>) -> Result<Option<JobRow>, ApiError> {
-    let now = unix_now();
     move |tx| {
         let mut row = tx.job(id)?.ok_or_else(|| no_job(id))?;
         let was = row.state;
@@ -182,7 +187,7 @@ pub(super) fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         let speaks = shared
             .registry
             .connection(&row.node)
-            .map_or(0, |c| crate::peer::protocol_of(&c));
+            .map_or(0, |c| c.protocol());
         if speaks < 3 {
             let msg = format!(
                 "node {} runs an older agent (protocol {speaks}) that cannot take standard input; upgrade it, or run with -n",
@@ -252,7 +257,7 @@ pub fn cancel(
     }
     shared
         .store
-        .tx(|tx| tx.audit(unix_now(), &who, "job.cancel", &id.to_string(), ""))?;
+        .tx(|tx| tx.audit(shared.clock.unix(), &who, "job.cancel", &id.to_string(), ""))?;
     cancel_job(shared, id, &who)
 }
 
@@ -384,7 +389,7 @@ pub fn approve(
             ));
         }
         tx.audit(
-            unix_now(),
+            shared.clock.unix(),
             &who,
             "job.approve",
             &id.to_string(),
@@ -431,9 +436,15 @@ pub fn deny(
     let reason: String = reason.chars().take(MAX_REASON).collect();
     if let Some(fan) = row.fanout {
         let n = fanout::deny(shared, fan, &reason)?;
-        shared
-            .store
-            .tx(|tx| tx.audit(unix_now(), &who, "fanout.deny", &fan.to_string(), &reason))?;
+        shared.store.tx(|tx| {
+            tx.audit(
+                shared.clock.unix(),
+                &who,
+                "fanout.deny",
+                &fan.to_string(),
+                &reason,
+            )
+        })?;
         return Ok(format!("fan-out {fan} ({n} nodes) {reason}"));
     }
     match end_if(
@@ -445,9 +456,15 @@ pub fn deny(
         &reason,
     )? {
         Some(_) => {
-            shared
-                .store
-                .tx(|tx| tx.audit(unix_now(), &who, "job.deny", &id.to_string(), &reason))?;
+            shared.store.tx(|tx| {
+                tx.audit(
+                    shared.clock.unix(),
+                    &who,
+                    "job.deny",
+                    &id.to_string(),
+                    &reason,
+                )
+            })?;
             Ok(format!("job {id} {reason}"))
         }
         None => Err(err(
@@ -512,9 +529,14 @@ pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
     let cfg = shared.config();
     let rows = shared.store.tx(|tx| tx.unfinished_jobs())?;
     for row in &rows {
-        shared
-            .jobs
-            .insert(row.id, &row.node, row.plan.gpus, row.state, false);
+        shared.jobs.insert(
+            row.id,
+            &row.node,
+            row.plan.gpus,
+            row.state,
+            false,
+            shared.clock.now(),
+        );
         match row.state {
             // A fan-out's driver and approval timer own its members.
             JobState::Queued | JobState::AwaitingApproval if row.fanout.is_some() => {}
@@ -537,7 +559,7 @@ pub fn recover(shared: &Arc<Shared>) -> Result<(), ApiError> {
             }
             // Still within its queue time: it queues again, as it was
             // (a restart, or a standby that took over).
-            JobState::Queued if row.queue_until.is_some_and(|t| unix_now() < t) => {
+            JobState::Queued if row.queue_until.is_some_and(|t| shared.clock.unix() < t) => {
                 let chat = shared
                     .store
                     .tx(|tx| tx.client(&row.via))?

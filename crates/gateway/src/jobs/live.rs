@@ -19,6 +19,9 @@ pub struct Progress {
     pub stderr: u64,
     /// State word.
     pub state: String,
+    /// Notes on the record while the state stays (a GPU of the job
+    /// failed): followers send the record again when it grows.
+    pub notes: u32,
 }
 
 /// Output just stored, for live followers.
@@ -62,9 +65,9 @@ pub(super) struct LiveJob {
     /// Bytes received per stream, kept across re-attachments.
     pub(super) received: Option<[u64; 2]>,
     /// When the job was submitted (recovered jobs: when recovered).
-    pub(super) submitted: std::time::Instant,
+    pub(super) submitted: crate::clock::Instant,
     /// When its process started, once the node said so.
-    pub(super) started: Option<std::time::Instant>,
+    pub(super) started: Option<crate::clock::Instant>,
     /// The requester's standard input (`JobRunInput`), until the node asks
     /// for it: the job is dispatched with a stdin pipe while this is here.
     pub(super) input: Option<quinn::RecvStream>,
@@ -207,7 +210,15 @@ impl Jobs {
         self.with(|m| m.load.get(node).copied().unwrap_or((0, 0)))
     }
 
-    pub(super) fn insert(&self, id: u64, node: &str, gpus: u32, state: JobState, reserved: bool) {
+    pub(super) fn insert(
+        &self,
+        id: u64,
+        node: &str,
+        gpus: u32,
+        state: JobState,
+        reserved: bool,
+        submitted: crate::clock::Instant,
+    ) {
         let (tx, _) = watch::channel(Progress {
             state: state.as_str().to_string(),
             ..Default::default()
@@ -227,7 +238,7 @@ impl Jobs {
                     attached: false,
                     attach_gen: 0,
                     received: None,
-                    submitted: std::time::Instant::now(),
+                    submitted,
                     started: None,
                     input: None,
                 },

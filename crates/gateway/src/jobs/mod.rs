@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::peer::Peer;
 use crate::policy::{self, Action};
 use crate::routing::{self, NodeView, RouteError};
-use crate::shared::{Shared, unix_now};
+use crate::shared::Shared;
 use crate::store::{JobRow, NodeState};
 
 /// Largest argv, all arguments together.
@@ -138,19 +138,21 @@ pub fn plan_digest(plan: &JobPlan) -> Result<String, ApiError> {
 /// What routing sees right now.
 fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
     let rows = shared.store.tx(|tx| tx.nodes())?;
-    let now = unix_now();
-    let instant = std::time::Instant::now();
+    let now = shared.clock.unix();
+    let instant = shared.clock.now();
     Ok(rows
         .into_iter()
         .map(|n| {
-            let crate::shared::NodeStatus { live, health, .. } = shared.node_status(&n, instant);
+            let crate::shared::NodeStatus { live, routable, .. } = shared.node_status(&n, instant);
             let (gpus_busy, running) = shared.jobs.load(&n.name);
             NodeView {
                 state: n.state,
                 connected: live.is_some(),
-                healthy: health == "healthy",
+                healthy: routable,
                 labels: n.labels,
                 gpus_total: live.as_ref().map(|l| l.gpus).unwrap_or(0),
+                // Unhealthy and MIG-enabled GPUs are not offered.
+                gpus_unusable: live.as_ref().map(|l| l.unusable_idle_gpus()).unwrap_or(0),
                 gpu_cap: crate::registry::capped_gpus(crate::registry::MAX_GPUS, n.max_gpus),
                 gpus_busy,
                 running,
@@ -284,6 +286,19 @@ pub fn show(
     let row = stored_job(shared, id)?;
     check_visible(shared, peer, &who, &row)?;
     Ok(live_info(shared, &row))
+}
+
+/// The GPUs a job held, if `peer` (for `who`) may see the job.
+pub fn gpus_held(
+    shared: &Shared,
+    peer: &Peer,
+    id: u64,
+    on_behalf_of: Option<&str>,
+) -> Result<Vec<proto::HeldGpu>, ApiError> {
+    let who = identity(peer, on_behalf_of)?;
+    let row = stored_job(shared, id)?;
+    check_visible(shared, peer, &who, &row)?;
+    Ok(shared.store.tx(|tx| tx.job_gpus(id))?)
 }
 
 /// A page of jobs `peer` (for `who`) may see, newest first.

@@ -13,7 +13,7 @@ use super::{
 use crate::peer::Peer;
 use crate::policy::{self, Action};
 use crate::routing::RouteError;
-use crate::shared::{Shared, off_runtime, unix_now};
+use crate::shared::{Shared, off_runtime};
 use crate::store::{JobRow, JobState, Tx};
 
 /// Creates a job. Returns its record; a policy denial is an error (the
@@ -35,7 +35,7 @@ pub fn submit_with_input(
     let cfg = shared.config();
     let chat = peer.role == Role::Bot;
     let resolved = resolve(&cfg, &spec, chat)?;
-    let now = unix_now();
+    let now = shared.clock.unix();
     let secret_env = cfg.policy.secret_keys(&resolved.env);
     // Routing and the capacity it takes happen under one lock, so two
     // submits can never both be given the last GPU or job slot.
@@ -92,9 +92,14 @@ pub fn submit_with_input(
         };
         row.id = id;
         row.plan.job_id = id;
-        shared
-            .jobs
-            .insert(id, &row.node, resolved.gpus, row.state, routed.is_ok());
+        shared.jobs.insert(
+            id,
+            &row.node,
+            resolved.gpus,
+            row.state,
+            routed.is_ok(),
+            shared.clock.now(),
+        );
         if let Some(input) = input {
             super::input::park(shared, id, input);
         }
@@ -203,7 +208,7 @@ pub(super) fn decide(
         Action::Deny => {
             let reason = format!("denied by {rule}");
             row.state = JobState::Denied;
-            row.finished_at = Some(unix_now());
+            row.finished_at = Some(shared.clock.unix());
             row.reason = Some(reason.clone());
             moved(&mut row)?;
             finish_live(shared, row.id, JobState::Denied);
@@ -302,7 +307,9 @@ pub(super) fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: boo
             }
             QueueStep::Done
         }
-        Err(e) if e.queued_job_waits() && row.queue_until.is_some_and(|t| unix_now() < t) => {
+        Err(e)
+            if e.queued_job_waits() && row.queue_until.is_some_and(|t| shared.clock.unix() < t) =>
+        {
             QueueStep::Wait
         }
         Err(e) => {
@@ -326,7 +333,7 @@ pub(super) fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: boo
 }
 
 pub(super) async fn expire_approval(shared: Arc<Shared>, id: u64, at: u64) {
-    let wait = at.saturating_sub(unix_now());
+    let wait = at.saturating_sub(shared.clock.unix());
     tokio::time::sleep(Duration::from_secs(wait)).await;
     // `end` moves the job only if it is still awaiting approval: an
     // approval that won the race keeps it.

@@ -292,9 +292,10 @@ fn resolve_env_and_shell() {
 #[test]
 fn node_loads_follow_every_placement_change() {
     let jobs = Jobs::default();
-    jobs.insert(1, "a", 2, JobState::Queued, true);
-    jobs.insert(2, "a", 1, JobState::Queued, false);
-    jobs.insert(3, "", 0, JobState::Queued, false);
+    let now = crate::clock::Clock::system().now();
+    jobs.insert(1, "a", 2, JobState::Queued, true, now);
+    jobs.insert(2, "a", 1, JobState::Queued, false, now);
+    jobs.insert(3, "", 0, JobState::Queued, false, now);
     assert_eq!(
         jobs.load("a"),
         (2, 1),

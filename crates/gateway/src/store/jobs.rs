@@ -321,6 +321,22 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records which GPUs job `id` holds (issue 27).
+    pub fn set_job_gpus(&self, id: u64, gpus: &[proto::HeldGpu]) -> Result<(), StoreError> {
+        self.0.exec(
+            "UPDATE jobs SET gpus_held = ?2 WHERE id = ?1",
+            params![i(id), encode_held(gpus)],
+        )?;
+        Ok(())
+    }
+
+    /// The GPUs job `id` held, as its node reported them (empty for a job
+    /// without GPUs, or from a node of protocol 2).
+    pub fn job_gpus(&self, id: u64) -> Result<Vec<proto::HeldGpu>, StoreError> {
+        let text = self.texts("SELECT gpus_held FROM jobs WHERE id = ?1", params![i(id)])?;
+        Ok(text.first().map(|t| decode_held(t)).unwrap_or_default())
+    }
+
     /// Jobs selected by `sql` (which lists `JOB_COLUMNS`).
     fn job_rows(&self, sql: &str, p: &[super::sql::Val]) -> Result<Vec<JobRow>, StoreError> {
         self.0.query(sql, p)?.iter().map(job_from_row).collect()
@@ -490,6 +506,28 @@ impl Tx<'_> {
         self.0
             .exec("DELETE FROM audit WHERE at < ?1", params![i(cutoff)])
     }
+}
+
+/// The `gpus_held` column: a line per GPU, `index<TAB>uuid<TAB>model`;
+/// control characters in the node's text become spaces.
+fn encode_held(gpus: &[proto::HeldGpu]) -> String {
+    let clean = |s: &str| s.replace(|c: char| c.is_control(), " ");
+    gpus.iter()
+        .map(|g| format!("{}\t{}\t{}\n", g.index, clean(&g.uuid), clean(&g.name)))
+        .collect()
+}
+
+fn decode_held(text: &str) -> Vec<proto::HeldGpu> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            Some(proto::HeldGpu {
+                index: f.next()?.parse().ok()?,
+                uuid: f.next()?.to_string(),
+                name: f.next()?.to_string(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -162,6 +162,10 @@ CREATE TABLE gateways (               -- every gateway that serves this state; o
     r#"
 ALTER TABLE jobs ADD COLUMN node_key TEXT; -- SHA256: fingerprint of the key of the node the job was planned for; NULL until its node is chosen
 "#,
+    // Version 10: which physical GPUs a job held (issue 27).
+    r#"
+ALTER TABLE jobs ADD COLUMN gpus_held TEXT NOT NULL DEFAULT ''; -- the GPUs the job held, as its node reported them: one line per GPU, index, UUID and model separated by tabs
+"#,
 ];
 
 /// Every table of the state, in an order that a copy can follow.

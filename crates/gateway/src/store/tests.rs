@@ -389,9 +389,19 @@ fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
     assert_eq!(lease(&b, "gw-b").unwrap(), None, "a's lease runs");
     assert_eq!(lease(&a, "gw-a").unwrap(), Some(g1), "renewing keeps it");
     a.tx(|tx| tx.insert_token(&token("by-a"))).unwrap();
-    // a stops renewing (paused, cut off); its lease lapses, b takes over.
-    std::thread::sleep(Duration::from_millis(400));
-    let g2 = lease(&b, "gw-b").unwrap().expect("a lapsed lease");
+    // a stops renewing (paused, cut off); its lease lapses (by the
+    // database's clock), and b takes over.
+    let started = std::time::Instant::now();
+    let g2 = loop {
+        if let Some(g) = lease(&b, "gw-b").unwrap() {
+            break g;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the lease never lapsed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(g2, g1 + 1, "a takeover makes a new generation");
     b.fence(g2);
     // a wakes: its writes are refused, blocking or queued, and a

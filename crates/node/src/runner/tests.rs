@@ -78,7 +78,20 @@ fn env_is_clean_and_identity_wins() {
         .push(("CUDA_VISIBLE_DEVICES".into(), "0,1,2,3".into()));
     pl.env
         .push(("CUDA_DEVICE_ORDER".into(), "FASTEST_FIRST".into()));
-    let env = job_env(&pl, "worker-gpu-01", &[0, 2], &user, "lab", "/usr/bin:/bin");
+    let held = |i: u32, uuid: &str| proto::HeldGpu {
+        index: i,
+        uuid: uuid.into(),
+        name: "H100".into(),
+    };
+    let sim = [held(0, "GPU-sim-ab-0000"), held(2, "GPU-sim-ab-0002")];
+    let env = job_env(
+        &pl,
+        "worker-gpu-01",
+        &crate::plan::visible_devices(&sim, false),
+        &user,
+        "lab",
+        "/usr/bin:/bin",
+    );
     assert!(env.iter().all(|(k, _)| k != "LD_PRELOAD"));
     assert!(env.contains(&("A".into(), "1".into())));
     assert!(env.contains(&("HOME".into(), "/home/lab".into())));
@@ -104,6 +117,17 @@ fn env_is_clean_and_identity_wins() {
     assert_eq!(
         order,
         vec![&("CUDA_DEVICE_ORDER".to_string(), "PCI_BUS_ID".to_string())]
+    );
+    // Real GPUs are named by UUID, which no order or renumbering changes;
+    // one unknown UUID (a lost GPU's) falls back to indices.
+    let real = [held(0, "GPU-aaa"), held(2, "GPU-ccc")];
+    assert_eq!(
+        crate::plan::visible_devices(&real, true),
+        vec!["GPU-aaa".to_string(), "GPU-ccc".to_string()]
+    );
+    assert_eq!(
+        crate::plan::visible_devices(&[held(0, "GPU-aaa"), held(2, "")], true),
+        vec!["0".to_string(), "2".to_string()]
     );
     // A job with no GPUs sees none.
     let env = job_env(&plan(&["x"], None), "n", &[], &user, "lab", "/bin");

@@ -102,6 +102,29 @@ fn only_confirmed_gpus_count() {
         2
     );
     assert_eq!(node(Some(1), &[false; 3], true).confirmed_gpus().len(), 1);
+    // With each GPU's health: an idle unhealthy or MIG GPU is not free; a
+    // held one is busy either way; health past the cap does not count.
+    let sick = GpuHealth::Unhealthy("lost".into());
+    let with = [
+        (vec![], c(4, 2, 2)),
+        (vec![sick.clone(), GpuHealth::Healthy], c(4, 2, 1)),
+        (vec![GpuHealth::Mig, sick.clone()], c(4, 2, 0)),
+        (
+            vec![GpuHealth::Healthy, GpuHealth::Healthy, sick.clone()],
+            c(4, 2, 2),
+        ),
+    ];
+    for (h, want) in with {
+        assert_eq!(
+            node(Some(2), &[false; 4], true).gpu_counts_with(&h),
+            want,
+            "{h:?}"
+        );
+    }
+    assert_eq!(
+        node(Some(2), &[true, false], true).gpu_counts_with(&[sick.clone(), GpuHealth::Healthy]),
+        c(2, 2, 1)
+    );
 }
 
 #[test]
