@@ -260,9 +260,13 @@ fn attack_another_node_cannot_take_a_jobs_input() {
         mesh::write_frame(&mut hb, &proto::Open::Heartbeat)
             .await
             .unwrap();
-        let beat = proto::Heartbeat {
-            seq: 1,
-            ..Default::default()
+        // Protocol 3: a heartbeat, then each GPU's health (none here).
+        let beat = proto::HeartbeatV3 {
+            beat: proto::Heartbeat {
+                seq: 1,
+                ..Default::default()
+            },
+            health: vec![],
         };
         mesh::write_frame(&mut hb, &beat).await.unwrap();
         // Kept open for the test's length: a finished stream ends the session.

@@ -391,15 +391,13 @@ fn a_leader_whose_lease_was_taken_over_is_fenced_and_writes_nothing() {
     a.tx(|tx| tx.insert_token(&token("by-a"))).unwrap();
     // a stops renewing (paused, cut off); its lease lapses (by the
     // database's clock), and b takes over.
-    let started = std::time::Instant::now();
+    let mut tries = 0;
     let g2 = loop {
         if let Some(g) = lease(&b, "gw-b").unwrap() {
             break g;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the lease never lapsed"
-        );
+        tries += 1;
+        assert!(tries < 500, "the lease never lapsed (10 s)");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(g2, g1 + 1, "a takeover makes a new generation");
