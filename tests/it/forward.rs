@@ -122,7 +122,10 @@ fn a_forward_reaches_a_web_server_and_a_websocket_on_the_node_and_only_allowed_p
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", local_no)).unwrap();
     conn.set_read_timeout(Some(T)).unwrap();
     let got = std::io::Read::read(&mut conn, &mut [0u8; 64]);
-    assert!(matches!(got, Ok(0)), "the refused connection should just close: {got:?}");
+    assert!(
+        matches!(got, Ok(0)),
+        "the refused connection should just close: {got:?}"
+    );
     let said = wait_until(T, "the refusal", || {
         let e = fwd_no.stderr();
         e.contains("forward_ports").then_some(e)
@@ -144,4 +147,60 @@ fn a_forward_reaches_a_web_server_and_a_websocket_on_the_node_and_only_allowed_p
             .any(|r| r.contains(&format!("127.0.0.1:{web}:")) && r.contains("bytes back")),
         "{rows:?}"
     );
+}
+
+#[test]
+fn attack_held_forwards_do_not_starve_the_nodes_jobs() {
+    // Every forward is a stream the node opens, and a node may open only
+    // so many at once: a browser (or anyone reaching the local port) that
+    // holds connections must not take the streams the node's jobs need.
+    let port = free_port();
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.enroll(NODE, "cpu");
+    let toml = home.join("node.toml");
+    edit_file(
+        &toml,
+        "forward_ports = []",
+        &format!("forward_ports = [\"{port}\"]"),
+    );
+    edit_file(&toml, "max_jobs = 256", "max_jobs = 1");
+    let _node = lab.start_node(&home);
+    lab.wait_node(NODE, "connected", T);
+
+    // A service on the node that accepts every connection and holds it.
+    let server = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = accepted.clone();
+    std::thread::spawn(move || {
+        while let Ok((c, _)) = server.accept() {
+            keep.lock().unwrap().push(c);
+        }
+    });
+    let (fwd, local) = forward(&mut lab, port);
+    let cap = mesh::tls::NODE_FORWARD_STREAMS as usize;
+    let held: Vec<_> = (0..cap + 4)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", local)).unwrap())
+        .collect();
+    // At least as many as a node's spare streams are open on the node.
+    let spare = mesh::tls::NODE_BASE_STREAMS as usize;
+    wait_until(T, "held forwards to reach the node's service", || {
+        (accepted.lock().unwrap().len() >= spare).then_some(())
+    });
+
+    // The node's job still gets its streams (and its input stream).
+    let out = lab.run_job(&["--node", NODE, "--", "echo", "through"]).ok();
+    assert_eq!(out.stdout.trim(), "through", "{out:?}");
+
+    // Past the cap the gateway refuses, and says why.
+    let said = wait_until(T, "forwards past the cap to be refused", || {
+        let e = fwd.stderr();
+        e.contains("forwards to node").then_some(e)
+    });
+    assert!(said.contains("already open"), "{said}");
+    assert!(
+        accepted.lock().unwrap().len() <= cap,
+        "more forwards than the cap reached the node"
+    );
+    drop(held);
 }

@@ -24,6 +24,10 @@ use crate::shared::{Shared, unix_now};
 const NODE_ANSWER: Duration = Duration::from_secs(10);
 /// Forwards waiting for their node's answer at once, gateway-wide.
 const MAX_WAITING: usize = 1024;
+/// Forwards open to one node at once (waiting for it included): each is a
+/// stream the node opens, and the node's stream limit leaves only this
+/// many beside its jobs' (`mesh::tls::node_stream_limit`).
+const PER_NODE: u32 = mesh::tls::NODE_FORWARD_STREAMS;
 
 /// A node's half of a forward.
 struct NodeSide {
@@ -37,6 +41,28 @@ struct NodeSide {
 pub struct Forwards {
     next: AtomicU64,
     waiting: Mutex<HashMap<u64, (String, oneshot::Sender<NodeSide>)>>,
+    /// Forwards per node, waiting or open (at most [`PER_NODE`] each).
+    open: Mutex<HashMap<String, u32>>,
+}
+
+/// One forward counted against its node's [`PER_NODE`]; uncounted when
+/// dropped, however the forward ends.
+struct Slot<'a> {
+    forwards: &'a Forwards,
+    node: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.forwards.with_open(|m| {
+            if let Some(n) = m.get_mut(&self.node) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.node);
+                }
+            }
+        });
+    }
 }
 
 impl Forwards {
@@ -48,6 +74,30 @@ impl Forwards {
             Ok(mut g) => f(&mut g),
             Err(p) => f(&mut p.into_inner()),
         }
+    }
+
+    fn with_open<T>(&self, f: impl FnOnce(&mut HashMap<String, u32>) -> T) -> T {
+        match self.open.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Counts a forward to `node` for as long as the slot lives, or `None`
+    /// when [`PER_NODE`] are open to it already.
+    fn slot(&self, node: &str) -> Option<Slot<'_>> {
+        self.with_open(|m| {
+            let n = m.entry(node.to_string()).or_insert(0);
+            if *n >= PER_NODE {
+                return None;
+            }
+            *n += 1;
+            Some(())
+        })?;
+        Some(Slot {
+            forwards: self,
+            node: node.to_string(),
+        })
     }
 
     /// A new forward to `node`, or `None` when too many wait already.
@@ -82,6 +132,23 @@ pub async fn serve(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    // Held until both directions end: the node's stream is open as long.
+    let Some(_slot) = shared.forwards.slot(&node) else {
+        let e = refuse(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "{PER_NODE} forwards to node {node} are already open; close some (each TCP connection is one) and try again"
+            ),
+        );
+        tracing::info!(peer = %peer.name, %node, port, "forward refused: {}", e.message);
+        if mesh::write_frame(&mut send, &Response::Error(e))
+            .await
+            .is_ok()
+        {
+            let _ = send.finish();
+        }
+        return;
+    };
     let node_side = match connect(&shared, &node, port).await {
         Ok(n) => n,
         Err(e) => {
