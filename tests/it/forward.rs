@@ -204,3 +204,146 @@ fn attack_held_forwards_do_not_starve_the_nodes_jobs() {
     );
     drop(held);
 }
+
+/// Node `home`'s session with its control stream open and one heartbeat
+/// sent, driven by hand: (connection, control stream, what must stay open).
+async fn hand_driven_node(
+    lab: &Lab,
+    home: &Path,
+) -> (
+    quinn::Connection,
+    quinn::RecvStream,
+    (quinn::SendStream, quinn::SendStream),
+) {
+    let conn = crate::input::node_session(lab, home).await;
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let hello = proto::NodeHello {
+        protocol: proto::PROTOCOL_VERSION,
+        agent_version: "hostile".into(),
+        gpus: 0,
+        gpus_simulated: false,
+        max_jobs: 4,
+    };
+    mesh::write_frame(&mut send, &proto::Open::Control(hello))
+        .await
+        .unwrap();
+    let welcome: proto::ControlMsg = mesh::read_frame(&mut recv, proto::MAX_FRAME_LEN)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(welcome, proto::ControlMsg::Welcome { .. }),
+        "{welcome:?}"
+    );
+    let mut hb = conn.open_uni().await.unwrap();
+    mesh::write_frame(&mut hb, &proto::Open::Heartbeat)
+        .await
+        .unwrap();
+    let beat = proto::Heartbeat {
+        seq: 1,
+        ..Default::default()
+    };
+    mesh::write_frame(&mut hb, &beat).await.unwrap();
+    (conn, recv, (send, hb))
+}
+
+/// Opens `Open::Forward { id, error }` as the node on `conn`; how the
+/// gateway ended the stream.
+async fn answer_forward(conn: &quinn::Connection, id: u64, error: Option<String>) -> String {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    mesh::write_frame(&mut send, &proto::Open::Forward { id, error })
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(T, recv.read(&mut buf)).await {
+        Ok(Ok(Some(n))) => format!("read {n} bytes"),
+        Ok(Ok(None)) => "finished".into(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "nothing within the timeout".into(),
+    }
+}
+
+#[test]
+fn attack_a_node_cannot_answer_forwards_it_was_not_asked_and_its_errors_are_escaped() {
+    // Two compromised nodes with valid certificates, driven by hand: one
+    // answers a forward meant for the other, or guesses ids; the asked
+    // node answers with terminal escapes and a forged log line.
+    let port = free_port();
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let owner = lab.enroll("worker-a", "cpu");
+    let thief = lab.enroll("worker-thief", "cpu");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, mut control, _keep) = rt.block_on(hand_driven_node(&lab, &owner));
+    lab.wait_node("worker-a", "connected", T);
+    let b = rt.block_on(crate::input::node_session(&lab, &thief));
+
+    let gw = lab.gw_home.clone();
+    let fwd = lab.spawn(&gw, &["forward", "worker-a", &format!("0:{port}")]);
+    let local = wait_until(T, "the forward to listen", || {
+        let err = fwd.stderr();
+        let (_, rest) = err.split_once("forwarding 127.0.0.1:")?;
+        rest.split(' ').next()?.parse::<u16>().ok()
+    });
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    let hostile = "\x1b]0;owned\x07\x1b[2J\nFORGED gateway log line";
+    let (guessed, stolen, own) = rt.block_on(async {
+        let (id, asked) = loop {
+            let msg: proto::ControlMsg = mesh::read_frame(&mut control, proto::MAX_FRAME_LEN)
+                .await
+                .unwrap()
+                .unwrap();
+            if let proto::ControlMsg::Forward { id, port } = msg {
+                break (id, port);
+            }
+        };
+        assert_eq!(asked, port);
+        let guessed = answer_forward(&b, id + 1, None).await;
+        let stolen = answer_forward(&b, id, None).await;
+        let own = answer_forward(&a, id, Some(hostile.into())).await;
+        (guessed, stolen, own)
+    });
+    let refused = format!("error {}", proto::input_code::REFUSED);
+    assert!(guessed.contains(&refused), "a guessed id: {guessed}");
+    assert!(
+        stolen.contains(&refused),
+        "another node's forward: {stolen}"
+    );
+    assert!(!own.contains(&refused), "the asked node's answer: {own}");
+    let got = std::io::Read::read(&mut tcp, &mut [0u8; 64]);
+    assert!(
+        matches!(got, Ok(0)),
+        "the refused connection should close: {got:?}"
+    );
+
+    // The node's words reach the admin's terminal, the audit trail and the
+    // gateway's log escaped: no control character of theirs survives.
+    let said = wait_until(T, "the node's refusal", || {
+        let e = fwd.stderr();
+        e.contains("FORGED").then_some(e)
+    });
+    assert!(!said.contains('\x1b') && !said.contains('\x07'), "{said:?}");
+    let rows = wait_until(T, "an audit row for the refusal", || {
+        let rows = audit(&lab.gw_home);
+        (!rows.is_empty()).then_some(rows)
+    });
+    for r in &rows {
+        assert!(
+            !r.chars().any(|c| c.is_control()),
+            "a node's control characters in the audit trail: {r:?}"
+        );
+    }
+    assert!(rows.iter().any(|r| r.contains("FORGED")), "{rows:?}");
+    let log = lab.gateway().stderr();
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a node forged a line of the gateway's log"
+    );
+    assert!(!log.contains('\x07'), "a node's BEL in the gateway's log");
+    a.close(0u32.into(), b"done");
+    b.close(0u32.into(), b"done");
+}

@@ -184,7 +184,7 @@ fn a_job_that_stops_reading_ends_the_run_while_input_keeps_coming() {
 }
 
 /// A session as node `name` (its enrolled home), on the current ALPN.
-async fn node_session(lab: &Lab, home: &std::path::Path) -> quinn::Connection {
+pub(crate) async fn node_session(lab: &Lab, home: &std::path::Path) -> quinn::Connection {
     let read = |f: &str| std::fs::read_to_string(home.join(f)).unwrap();
     let (cert, key, ca) = (read("node.crt"), read("node.key"), read("ca.crt"));
     let addr: std::net::SocketAddr = lab.addr.as_ref().unwrap().parse().unwrap();

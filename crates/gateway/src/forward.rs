@@ -28,6 +28,8 @@ const MAX_WAITING: usize = 1024;
 /// stream the node opens, and the node's stream limit leaves only this
 /// many beside its jobs' (`mesh::tls::node_stream_limit`).
 const PER_NODE: u32 = mesh::tls::NODE_FORWARD_STREAMS;
+/// Most characters of a node's refusal kept: it is the node's text.
+const MAX_NODE_ERROR: usize = 500;
 
 /// A node's half of a forward.
 struct NodeSide {
@@ -291,6 +293,9 @@ pub fn node_answered(
         Some((node, _)) if *node == peer.name => m.remove(&id).map(|(_, tx)| tx),
         _ => None,
     });
+    // The node's words, shown to the admin and kept in the audit trail:
+    // escaped and cut here, once.
+    let error = error.map(|e| proto::names::printable(&e, MAX_NODE_ERROR));
     let side = NodeSide { send, recv, error };
     match waiting {
         Some(tx) => {
