@@ -347,3 +347,54 @@ fn attack_a_node_cannot_answer_forwards_it_was_not_asked_and_its_errors_are_esca
     a.close(0u32.into(), b"done");
     b.close(0u32.into(), b"done");
 }
+
+#[test]
+fn hostile_forward_requests_get_clear_errors_and_leave_clean_audit_rows() {
+    // Admin requests sent by hand (the CLI checks the node first): a node
+    // name with terminal escapes, a name of 60,000 characters, port 0.
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.enroll(NODE, "cpu");
+    let _node = lab.start_node(&home);
+    lab.wait_node(NODE, "connected", T);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let long = "n".repeat(60_000);
+    let errors = rt.block_on(async {
+        let admin = client::Client::connect(&mesh::Home::new(&lab.gw_home))
+            .await
+            .unwrap();
+        let mut errors = Vec::new();
+        for (node, port) in [
+            ("\x1b]0;owned\x07\nFORGED", 80),
+            (long.as_str(), 80),
+            (NODE, 0),
+        ] {
+            match admin.open_forward(node, port).await {
+                Err(client::ClientError::Api(e)) => errors.push(e.message),
+                Ok(_) => panic!("a forward to {:?}:{port} opened", node.escape_debug()),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        errors
+    });
+    assert!(errors[0].contains("name"), "{}", errors[0]);
+    assert!(errors[1].contains("limit"), "{}", errors[1]);
+    assert!(errors[2].contains("port 0"), "{}", errors[2]);
+    for e in &errors {
+        assert!(
+            e.len() < 1000,
+            "an error echoes the request: {} bytes",
+            e.len()
+        );
+        assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+    }
+    let rows = audit(&lab.gw_home);
+    assert_eq!(rows.len(), 3, "each refusal is audited: {rows:?}");
+    for r in &rows {
+        assert!(r.len() < 1000, "an audit row of {} bytes", r.len());
+        assert!(!r.chars().any(|c| c.is_control()), "{r:?}");
+    }
+}

@@ -134,6 +134,33 @@ pub async fn serve(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    // The request is the admin's text: a node name is checked before it
+    // keys anything, is echoed, or lands in the audit trail.
+    let checked = proto::names::validate_name(&node)
+        .map_err(|why| format!("cannot forward to that node: {why}"))
+        .and_then(|()| match port {
+            0 => Err("port 0 cannot be forwarded; name a port from 1 to 65535".into()),
+            _ => Ok(()),
+        });
+    if let Err(why) = checked {
+        let shown = proto::names::printable(&node, proto::names::MAX_NAME_LEN);
+        tracing::info!(peer = %peer.name, node = %shown, port, "forward refused: {why}");
+        audit(
+            &shared,
+            &peer,
+            &shown,
+            format!("127.0.0.1:{port}: refused: {why}"),
+        )
+        .await;
+        let e = refuse(ErrorCode::InvalidArgument, why);
+        if mesh::write_frame(&mut send, &Response::Error(e))
+            .await
+            .is_ok()
+        {
+            let _ = send.finish();
+        }
+        return;
+    }
     // Held until both directions end: the node's stream is open as long.
     let Some(_slot) = shared.forwards.slot(&node) else {
         let e = refuse(
