@@ -208,8 +208,11 @@ pub const NODE_BASE_STREAMS: u32 = 8;
 
 /// Forwards (`openclaw forward`) open to one node at once, waiting for it
 /// included: each is a stream the node opens, so the gateway refuses more
-/// and [`node_stream_limit`] leaves room for them beside the jobs'.
-pub const NODE_FORWARD_STREAMS: u32 = 64;
+/// and [`node_stream_limit`] leaves room for them beside the jobs'. Enough
+/// for a browser on a notebook or dashboard (6 connections per host, plus
+/// WebSockets); kept small because every stream a node may open costs the
+/// gateway memory whether it is used or not.
+pub const NODE_FORWARD_STREAMS: u32 = 32;
 
 /// The concurrent bidirectional streams a node that runs at most
 /// `max_jobs` jobs at once needs: two per job (its report stream and its
