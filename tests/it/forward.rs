@@ -327,10 +327,48 @@ fn attack_a_node_cannot_answer_forwards_it_was_not_asked_and_its_errors_are_esca
         e.contains("FORGED").then_some(e)
     });
     assert!(!said.contains('\x1b') && !said.contains('\x07'), "{said:?}");
-    let rows = wait_until(T, "an audit row for the refusal", || {
-        let rows = audit(&lab.gw_home);
-        (!rows.is_empty()).then_some(rows)
+
+    // A forward the node opened and then ends by closing its connection
+    // with a reason of its choosing: the gateway audits how it ended.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    let _node_side = rt.block_on(async {
+        let id = loop {
+            let msg: proto::ControlMsg = mesh::read_frame(&mut control, proto::MAX_FRAME_LEN)
+                .await
+                .unwrap()
+                .unwrap();
+            if let proto::ControlMsg::Forward { id, .. } = msg {
+                break id;
+            }
+        };
+        let (mut send, recv) = a.open_bi().await.unwrap();
+        mesh::write_frame(&mut send, &proto::Open::Forward { id, error: None })
+            .await
+            .unwrap();
+        send.write_all(b"hi").await.unwrap();
+        (send, recv)
     });
+    let mut hi = [0u8; 2];
+    std::io::Read::read_exact(&mut tcp, &mut hi).unwrap();
+    assert_eq!(&hi, b"hi");
+    a.close(
+        1u32.into(),
+        hostile.replace("FORGED", "FORGED-CLOSE").as_bytes(),
+    );
+    drop(tcp);
+    let rows = wait_until(
+        T,
+        "audit rows for the refusal and the closed forward",
+        || {
+            let rows = audit(&lab.gw_home);
+            // (quinn's stream errors say "connection lost", not the
+            // peer's reason; were that to change, it must come escaped.)
+            rows.iter()
+                .any(|r| r.contains("bytes back"))
+                .then_some(rows)
+        },
+    );
     for r in &rows {
         assert!(
             !r.chars().any(|c| c.is_control()),

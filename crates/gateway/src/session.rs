@@ -557,9 +557,11 @@ async fn node_control(
         _ = conn.closed() => {}
         () = control => { close(&conn, CloseCode::Normal, "control stream ended"); }
     }
+    // The reason may be the node's own words (its CONNECTION_CLOSE):
+    // escaped and cut before they reach the log.
     let reason = conn
         .close_reason()
-        .map(|e| e.to_string())
+        .map(|e| proto::names::printable(&e.to_string(), 500))
         .unwrap_or_default();
     if shared.registry.disconnect(&peer.name, conn.stable_id()) {
         seen(&shared, &peer.name, &remote).await;
