@@ -664,6 +664,52 @@ fn a_node_of_the_previous_protocol_works_and_an_older_one_is_told_to_upgrade() {
         let node = lab.wait_node("worker-old", "connected", Duration::from_secs(10));
         assert_eq!(node["health"], "healthy", "{node}");
 
+        // Standard input and forwards need protocol 3: the gateway says so
+        // to the admin and sends this node nothing it could not decode.
+        let run = std::process::Command::new(BIN)
+            .args(["--home", lab.gw_home.to_str().unwrap()])
+            .args(["run", "--node", "worker-old", "--", "cat"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = tokio::task::spawn_blocking(move || run.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("cannot take standard input") && err.contains("upgrade"),
+            "{err}"
+        );
+        let gw = lab.gw_home.clone();
+        let fwd = lab.spawn(&gw, &["forward", "worker-old", "0:8080"]);
+        let local = testkit::wait_until(Duration::from_secs(30), "the forward to listen", || {
+            let err = fwd.stderr();
+            let (_, rest) = err.split_once("forwarding 127.0.0.1:")?;
+            rest.split(' ').next()?.parse::<u16>().ok()
+        });
+        let _tcp = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+        let said = testkit::wait_until(Duration::from_secs(30), "the forward's refusal", || {
+            let e = fwd.stderr();
+            e.contains("without forwards").then_some(e)
+        });
+        assert!(said.contains("upgrade"), "{said}");
+        // (Trust is a protocol-2 message; it may come at any time.)
+        while let Ok(sent) = tokio::time::timeout(
+            Duration::from_millis(500),
+            mesh::read_frame::<proto::ControlMsg>(&mut recv, proto::MAX_FRAME_LEN),
+        )
+        .await
+        {
+            let sent = sent.unwrap().unwrap();
+            assert!(
+                matches!(sent, proto::ControlMsg::Trust { .. }),
+                "the gateway sent an old node {sent:?}"
+            );
+        }
+
         // A peer that speaks neither the current nor the previous version
         // (an old CLI or node two versions back) is told to upgrade.
         let err = connect(b"openclaw/0").await.unwrap_err();

@@ -184,7 +184,7 @@ fn a_job_that_stops_reading_ends_the_run_while_input_keeps_coming() {
 }
 
 /// A session as node `name` (its enrolled home), on the current ALPN.
-async fn node_session(lab: &Lab, home: &std::path::Path) -> quinn::Connection {
+pub(crate) async fn node_session(lab: &Lab, home: &std::path::Path) -> quinn::Connection {
     let read = |f: &str| std::fs::read_to_string(home.join(f)).unwrap();
     let (cert, key, ca) = (read("node.crt"), read("node.key"), read("ca.crt"));
     let addr: std::net::SocketAddr = lab.addr.as_ref().unwrap().parse().unwrap();
@@ -260,9 +260,13 @@ fn attack_another_node_cannot_take_a_jobs_input() {
         mesh::write_frame(&mut hb, &proto::Open::Heartbeat)
             .await
             .unwrap();
-        let beat = proto::Heartbeat {
-            seq: 1,
-            ..Default::default()
+        // Protocol 3: a heartbeat, then each GPU's health (none here).
+        let beat = proto::HeartbeatV3 {
+            beat: proto::Heartbeat {
+                seq: 1,
+                ..Default::default()
+            },
+            health: vec![],
         };
         mesh::write_frame(&mut hb, &beat).await.unwrap();
         // Kept open for the test's length: a finished stream ends the session.
@@ -310,4 +314,45 @@ fn attack_another_node_cannot_take_a_jobs_input() {
         (mine.as_slice(), end.as_str()),
         (&b"secret input\n"[..], "finished")
     );
+}
+
+#[test]
+fn attack_jobs_holding_their_input_open_do_not_starve_the_nodes_next_job() {
+    // A job with input takes two streams the node opens (its report and
+    // its input), and an interactive input stays open as long as the job.
+    // A node running max_jobs such jobs must still start its last one.
+    // More held jobs than the streams a node has beside one per job (its
+    // own and the forwards'), so one stream per job would starve the last.
+    let n = u64::from(mesh::tls::NODE_BASE_STREAMS + mesh::tls::NODE_FORWARD_STREAMS) + 2;
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.enroll(NODE, "cpu");
+    testkit::edit_file(
+        &home.join("node.toml"),
+        "max_jobs = 256",
+        &format!("max_jobs = {n}"),
+    );
+    let _node = lab.start_node(&home);
+    lab.wait_node(NODE, "connected", T);
+    let held: Vec<(Child, std::process::ChildStdin)> = (1..n)
+        .map(|_| {
+            let mut c = run_with(&lab, &["--", "cat"], Stdio::piped());
+            let w = c.stdin.take().unwrap();
+            (c, w)
+        })
+        .collect();
+    for id in 1..n {
+        lab.wait_job(id, "running", T);
+    }
+    // The node's last job slot: it starts, runs and reports.
+    let out = lab.run_job(&["--node", NODE, "--", "echo", "last"]).ok();
+    assert_eq!(out.stdout.trim(), "last", "{out:?}");
+    // And every held job still gets its input.
+    for (mut c, mut w) in held {
+        w.write_all(b"still here\n").unwrap();
+        drop(w);
+        c.stdin = None;
+        let (code, got, err) = finish(c);
+        assert_eq!((code, got.as_slice()), (0, &b"still here\n"[..]), "{err}");
+    }
 }

@@ -24,6 +24,12 @@ use crate::shared::Shared;
 const NODE_ANSWER: Duration = Duration::from_secs(10);
 /// Forwards waiting for their node's answer at once, gateway-wide.
 const MAX_WAITING: usize = 1024;
+/// Forwards open to one node at once (waiting for it included): each is a
+/// stream the node opens, and the node's stream limit leaves only this
+/// many beside its jobs' (`mesh::tls::node_stream_limit`).
+const PER_NODE: u32 = mesh::tls::NODE_FORWARD_STREAMS;
+/// Most characters of a node's refusal kept: it is the node's text.
+const MAX_NODE_ERROR: usize = 500;
 
 /// A node's half of a forward.
 struct NodeSide {
@@ -37,6 +43,28 @@ struct NodeSide {
 pub struct Forwards {
     next: AtomicU64,
     waiting: Mutex<HashMap<u64, (String, oneshot::Sender<NodeSide>)>>,
+    /// Forwards per node, waiting or open (at most [`PER_NODE`] each).
+    open: Mutex<HashMap<String, u32>>,
+}
+
+/// One forward counted against its node's [`PER_NODE`]; uncounted when
+/// dropped, however the forward ends.
+struct Slot<'a> {
+    forwards: &'a Forwards,
+    node: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.forwards.with_open(|m| {
+            if let Some(n) = m.get_mut(&self.node) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.node);
+                }
+            }
+        });
+    }
 }
 
 impl Forwards {
@@ -48,6 +76,30 @@ impl Forwards {
             Ok(mut g) => f(&mut g),
             Err(p) => f(&mut p.into_inner()),
         }
+    }
+
+    fn with_open<T>(&self, f: impl FnOnce(&mut HashMap<String, u32>) -> T) -> T {
+        match self.open.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Counts a forward to `node` for as long as the slot lives, or `None`
+    /// when [`PER_NODE`] are open to it already.
+    fn slot(&self, node: &str) -> Option<Slot<'_>> {
+        self.with_open(|m| {
+            let n = m.entry(node.to_string()).or_insert(0);
+            if *n >= PER_NODE {
+                return None;
+            }
+            *n += 1;
+            Some(())
+        })?;
+        Some(Slot {
+            forwards: self,
+            node: node.to_string(),
+        })
     }
 
     /// A new forward to `node`, or `None` when too many wait already.
@@ -82,6 +134,50 @@ pub async fn serve(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    // The request is the admin's text: a node name is checked before it
+    // keys anything, is echoed, or lands in the audit trail.
+    let checked = proto::names::validate_name(&node)
+        .map_err(|why| format!("cannot forward to that node: {why}"))
+        .and_then(|()| match port {
+            0 => Err("port 0 cannot be forwarded; name a port from 1 to 65535".into()),
+            _ => Ok(()),
+        });
+    if let Err(why) = checked {
+        let shown = proto::names::printable(&node, proto::names::MAX_NAME_LEN);
+        tracing::info!(peer = %peer.name, node = %shown, port, "forward refused: {why}");
+        audit(
+            &shared,
+            &peer,
+            &shown,
+            format!("127.0.0.1:{port}: refused: {why}"),
+        )
+        .await;
+        let e = refuse(ErrorCode::InvalidArgument, why);
+        if mesh::write_frame(&mut send, &Response::Error(e))
+            .await
+            .is_ok()
+        {
+            let _ = send.finish();
+        }
+        return;
+    }
+    // Held until both directions end: the node's stream is open as long.
+    let Some(_slot) = shared.forwards.slot(&node) else {
+        let e = refuse(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "{PER_NODE} forwards to node {node} are already open; close some (each TCP connection is one) and try again"
+            ),
+        );
+        tracing::info!(peer = %peer.name, %node, port, "forward refused: {}", e.message);
+        if mesh::write_frame(&mut send, &Response::Error(e))
+            .await
+            .is_ok()
+        {
+            let _ = send.finish();
+        }
+        return;
+    };
     let node_side = match connect(&shared, &node, port).await {
         Ok(n) => n,
         Err(e) => {
@@ -224,6 +320,9 @@ pub fn node_answered(
         Some((node, _)) if *node == peer.name => m.remove(&id).map(|(_, tx)| tx),
         _ => None,
     });
+    // The node's words, shown to the admin and kept in the audit trail:
+    // escaped and cut here, once.
+    let error = error.map(|e| proto::names::printable(&e, MAX_NODE_ERROR));
     let side = NodeSide { send, recv, error };
     match waiting {
         Some(tx) => {

@@ -621,7 +621,12 @@ async fn node_control(
         () = conn.closed() => {}
         () = control => { close(&conn, CloseCode::Normal, "control stream ended"); }
     }
-    let reason = conn.close_reason().unwrap_or_default();
+    // The reason may be the node's own words (its CONNECTION_CLOSE):
+    // escaped and cut before they reach the log.
+    let reason = conn
+        .close_reason()
+        .map(|e| proto::names::printable(&e.to_string(), 500))
+        .unwrap_or_default();
     if shared.registry.disconnect(&peer.name, conn.stable_id()) {
         seen(&shared, &peer.name, &remote).await;
         tracing::info!(node = %peer.name, %remote, %reason, "node disconnected");

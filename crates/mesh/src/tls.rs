@@ -206,10 +206,20 @@ pub fn client_window(nth: usize) -> u32 {
 /// renewal, a re-attach in flight).
 pub const NODE_BASE_STREAMS: u32 = 8;
 
+/// Forwards (`openclaw forward`) open to one node at once, waiting for it
+/// included: each is a stream the node opens, so the gateway refuses more
+/// and [`node_stream_limit`] leaves room for them beside the jobs'. Enough
+/// for a browser on a notebook or dashboard (6 connections per host, plus
+/// WebSockets); kept small because every stream a node may open costs the
+/// gateway memory whether it is used or not.
+pub const NODE_FORWARD_STREAMS: u32 = 32;
+
 /// The concurrent bidirectional streams a node that runs at most
-/// `max_jobs` jobs at once needs.
+/// `max_jobs` jobs at once needs: two per job (its report stream and its
+/// standard input's), the forwards the gateway lets open to it, and its
+/// own. Forwards and input never take the streams jobs report on.
 pub fn node_stream_limit(max_jobs: u32) -> u32 {
-    max_jobs.min(4096) + NODE_BASE_STREAMS
+    2 * max_jobs.min(4096) + NODE_FORWARD_STREAMS + NODE_BASE_STREAMS
 }
 
 /// Transport parameters for clients and nodes: keep the connection alive

@@ -24,15 +24,15 @@ pub fn parse_ports(text: &str) -> Result<(u16, u16), String> {
         )
     };
     let (local, remote) = match text.split_once(':') {
-        Some((l, r)) => (l.parse::<u16>().map_err(|_| bad())?, r),
-        None => (u16::MAX, text),
+        Some((l, r)) => (Some(l.parse::<u16>().map_err(|_| bad())?), r),
+        None => (None, text),
     };
     let remote = remote
         .parse::<u16>()
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(bad)?;
-    Ok((if local == u16::MAX { remote } else { local }, remote))
+    Ok((local.unwrap_or(remote), remote))
 }
 
 /// Serves the forward until Ctrl-C.
@@ -152,6 +152,9 @@ mod tests {
         assert_eq!(parse_ports("8888"), Ok((8888, 8888)));
         assert_eq!(parse_ports("9000:8888"), Ok((9000, 8888)));
         assert_eq!(parse_ports("0:8888"), Ok((0, 8888)));
+        // The highest local port is a port, not "none given".
+        assert_eq!(parse_ports("65535:8888"), Ok((65535, 8888)));
+        assert_eq!(parse_ports("65535"), Ok((65535, 65535)));
         for bad in ["", "0", ":", "x:80", "80:", "70000", "1:2:3", "-1"] {
             let e = parse_ports(bad).unwrap_err();
             assert!(e.contains("[LOCAL:]PORT"), "{bad}: {e}");

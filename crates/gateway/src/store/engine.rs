@@ -171,14 +171,28 @@ pub(super) fn no_connection(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: no connection: {e}"))
 }
 
+/// How long a transaction holding the state lock may sit idle between two
+/// statements before the server ends its session (and so its lock and
+/// everything it wrote). Transactions here run their statements back to
+/// back; one idle this long belongs to a gateway that was stopped
+/// (SIGSTOP, a frozen VM) or cut off in the middle, whose lease has long
+/// lapsed (`state.lease_ttl`, 3 s by default). Without it, its lock held
+/// every other gateway's lease attempt until TCP gave up, hours later.
+pub(super) const PG_IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A transaction holding the state lock, which every state transaction,
-/// lease attempt and migration takes first (see [`Engine::Pg`]).
+/// lease attempt and migration takes first (see [`Engine::Pg`]); the
+/// server ends it if it idles past [`PG_IDLE_IN_TRANSACTION`].
 pub(super) async fn pg_locked_tx(
     conn: &mut deadpool_postgres::Object,
 ) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
     let tx = conn.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_STATE_LOCK])
-        .await?;
+    // One round trip, as the lock alone took; constants only, no input.
+    tx.batch_execute(&format!(
+        "SET LOCAL idle_in_transaction_session_timeout = {}; SELECT pg_advisory_xact_lock({PG_STATE_LOCK})",
+        PG_IDLE_IN_TRANSACTION.as_millis()
+    ))
+    .await?;
     Ok(tx)
 }
 
