@@ -331,7 +331,15 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
 /// A whole page, with the tabs, that says only what went wrong: its
 /// `title`, then [`problem`]'s heading and message.
 pub fn problem_page(base: &str, title: &str, heading: &str, message: &str) -> String {
-    page(base, title, "", "", false, &problem(heading, message), false)
+    page(
+        base,
+        title,
+        "",
+        "",
+        false,
+        &problem(heading, message),
+        false,
+    )
 }
 
 /// A short page saying what went wrong and what to do.
@@ -455,7 +463,10 @@ pub(crate) mod tests {
         let page = page("/d-x/", "t", "/", "c5rf", false, "", false);
         assert!(page.contains("href=\"enrollments\""), "{page}");
         let member = super::page("/d-x/", "t", "/", "c5rf", false, "", true);
-        assert!(!member.contains("enrollments") && member.contains("href=\"jobs\""), "{member}");
+        assert!(
+            !member.contains("enrollments") && member.contains("href=\"jobs\""),
+            "{member}"
+        );
         assert!(page.contains("<base href=\"/d-x/\">"), "{page}");
         assert!(page.contains("action=\"logout\"") && page.contains("value=\"c5rf\""));
         assert!(!super::page("/d-x/", "t", "/", "", false, "", false).contains("logout"));

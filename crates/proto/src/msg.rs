@@ -612,6 +612,8 @@ impl Request {
                 | Request::FanOut(_)
                 | Request::FanOutAttach { .. }
                 | Request::Forward { .. }
+                | Request::JobGpus { .. }
+                | Request::GpuHealth { .. }
                 | Request::Time
                 | Request::Trust
                 | Request::NodeHistory { .. }

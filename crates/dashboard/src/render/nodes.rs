@@ -684,7 +684,16 @@ mod tests {
         j.gpus = 1;
         let mut holders = HashMap::new();
         holders.insert(4, j.clone());
-        let html = node(&n, &[], None, &[j.clone()], &holders, "c5rf", 1_796_500_000, true);
+        let html = node(
+            &n,
+            &[],
+            None,
+            &[j.clone()],
+            &holders,
+            "c5rf",
+            1_796_500_000,
+            true,
+        );
         assert!(html.contains("<h1>Node a</h1>"));
         assert!(html.contains("1 free of 2"));
         assert!(html.contains("2 (confirmed)"));

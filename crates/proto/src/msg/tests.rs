@@ -252,4 +252,3 @@ fn a_user_may_do_its_own_work_and_manage_nothing() {
     assert_eq!(Role::parse("user"), Some(Role::User));
     assert_eq!(Role::User.as_str(), "user");
 }
-
