@@ -19,6 +19,7 @@ mod input;
 mod install;
 mod job_life;
 mod jobs;
+mod members;
 mod mesh;
 mod moltbot;
 mod netlab;

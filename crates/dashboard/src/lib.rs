@@ -149,6 +149,8 @@ struct App {
     /// answered one at a time, at most one a [`FAILED_LOGIN_DELAY`].
     failures: tokio::sync::Mutex<u64>,
     bound: SocketAddr,
+    /// The credential is a lab member's (role user): no admin tabs or forms.
+    member: bool,
 }
 
 impl App {
@@ -181,6 +183,14 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The role in `home`'s credential, if it can be read (the gateway
+/// decides what each call may do; this only shapes the pages).
+fn credential_role(home: &Home) -> Option<proto::Role> {
+    let cred = mesh::home::LoadedCredential::load(home).ok()?;
+    let der = pki::pem_to_der(&cred.cert_pem, "CERTIFICATE").ok()?;
+    pki::parse_peer_cert(&der).ok().map(|c| c.role)
 }
 
 /// A running dashboard.
@@ -248,7 +258,7 @@ pub async fn start(
     };
     let base = guard::Base::random().map_err(|e| DashboardError::Options(e.to_string()))?;
     let app = Arc::new(App {
-        gw: Gateway::new(home),
+        gw: Gateway::new(home.clone()),
         base: base.clone(),
         life: opts.session,
         csrf: secret()?,
@@ -256,6 +266,7 @@ pub async fn start(
         sessions: std::sync::Mutex::new(guard::Sessions::new(MAX_SESSIONS, opts.session)),
         failures: tokio::sync::Mutex::new(0),
         bound: addr,
+        member: credential_role(&home) == Some(proto::Role::User),
     });
     // Every request meets `gate` before it is routed: the outer router has
     // no route, only `pages` as its fallback, wrapped in the one layer. A
@@ -548,6 +559,7 @@ fn reply(
         &app.csrf,
         refresh,
         &body,
+        app.member,
     ))
     .into_response()
 }

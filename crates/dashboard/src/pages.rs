@@ -216,6 +216,7 @@ pub(crate) async fn node(
                 &holders,
                 &app.csrf,
                 unix_now(),
+                !app.member,
             );
             reply(&app, &h, &format!("Node {}", n.name), "/nodes", true, body)
         }
@@ -514,6 +515,12 @@ pub(crate) async fn enrollments(
     h: HeaderMap,
     Query(q): Query<GpuQuery>,
 ) -> Response {
+    if app.member {
+        let body = "<h1>Enrollments</h1><p>Enrollments are for admins: this dashboard runs \
+                    with a lab member's credential (role user).</p>"
+            .to_string();
+        return reply(&app, &h, "Enrollments", "/enrollments", false, body);
+    }
     let (s, page) = tokio::join!(summary(&app), fetch_node_page(&app, q.after.clone()));
     match (s, page) {
         (Ok(s), Ok(page)) => {

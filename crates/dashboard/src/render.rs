@@ -118,6 +118,7 @@ pub fn page(
     csrf: &str,
     refresh: bool,
     body: &str,
+    member: bool,
 ) -> String {
     let mut nav = String::new();
     let logout = if csrf.is_empty() {
@@ -125,7 +126,8 @@ pub fn page(
     } else {
         action("logout", "Log out", csrf, None, "")
     };
-    for (route, label) in TABS {
+    // A lab member's dashboard has no admin tab.
+    for (route, label) in TABS.iter().filter(|(r, _)| !member || *r != "/enrollments") {
         let current = if *route == active {
             " aria-current=\"page\""
         } else {
@@ -329,7 +331,15 @@ pub fn overview(s: &LabSummary, recent: &[JobInfo], now: u64) -> String {
 /// A whole page, with the tabs, that says only what went wrong: its
 /// `title`, then [`problem`]'s heading and message.
 pub fn problem_page(base: &str, title: &str, heading: &str, message: &str) -> String {
-    page(base, title, "", "", false, &problem(heading, message))
+    page(
+        base,
+        title,
+        "",
+        "",
+        false,
+        &problem(heading, message),
+        false,
+    )
 }
 
 /// A short page saying what went wrong and what to do.
@@ -450,10 +460,16 @@ pub(crate) mod tests {
         assert!(html.contains("action=\"login\"") && html.contains("method=\"post\""));
         assert!(html.contains("wrong &lt;token&gt;"));
         assert!(!html.contains("name=\"csrf\"") && !html.contains("<script"));
-        let page = page("/d-x/", "t", "/", "c5rf", false, "");
+        let page = page("/d-x/", "t", "/", "c5rf", false, "", false);
+        assert!(page.contains("href=\"enrollments\""), "{page}");
+        let member = super::page("/d-x/", "t", "/", "c5rf", false, "", true);
+        assert!(
+            !member.contains("enrollments") && member.contains("href=\"jobs\""),
+            "{member}"
+        );
         assert!(page.contains("<base href=\"/d-x/\">"), "{page}");
         assert!(page.contains("action=\"logout\"") && page.contains("value=\"c5rf\""));
-        assert!(!super::page("/d-x/", "t", "/", "", false, "").contains("logout"));
+        assert!(!super::page("/d-x/", "t", "/", "", false, "", false).contains("logout"));
         assert!(page.contains("href=\"nodes\""));
         assert!(page.contains("<a href=\"./\" aria-current=\"page\">Overview"));
     }

@@ -92,12 +92,12 @@ pub fn issue(
             };
             proto::identity::validate_namespace(ns).map_err(invalid)?;
         }
-        Role::Admin if namespace.is_some() => {
+        Role::Admin | Role::User if namespace.is_some() => {
             return Err(invalid(
-                "--namespace is for bots; admins act only as themselves",
+                "--namespace is for bots; admins and users act only as themselves",
             ));
         }
-        Role::Admin => {}
+        Role::Admin | Role::User => {}
     }
     let ttl = match ttl_secs {
         Some(t) if t < 60 || t > MAX_CLIENT_TTL.as_secs() => {

@@ -346,7 +346,7 @@ async fn stream(
 ) {
     let limit = match peer.role {
         Role::Node => NODE_OPEN_FRAME_LIMIT,
-        Role::Admin | Role::Bot => SESSION_FRAME_LIMIT,
+        Role::Admin | Role::Bot | Role::User => SESSION_FRAME_LIMIT,
     };
     let open = match tokio::time::timeout(
         FIRST_STREAM_TIMEOUT,

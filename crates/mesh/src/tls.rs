@@ -182,7 +182,7 @@ pub fn widen_limits(conn: &quinn::Connection, role: proto::Role, window: u32) {
         // stream.
         proto::Role::Node => (NODE_BASE_STREAMS, 4),
         // One stream per API call or followed job.
-        proto::Role::Admin | proto::Role::Bot => (256, 0),
+        proto::Role::Admin | proto::Role::Bot | proto::Role::User => (256, 0),
     };
     conn.set_max_concurrent_bi_streams(bidi.into());
     conn.set_max_concurrent_uni_streams(uni.into());

@@ -91,10 +91,10 @@ async fn create(
     out: &std::path::Path,
 ) -> Result<(), CliError> {
     let role = match proto::Role::parse(role) {
-        Some(r @ (proto::Role::Admin | proto::Role::Bot)) => r,
+        Some(r @ (proto::Role::Admin | proto::Role::Bot | proto::Role::User)) => r,
         _ => {
             return Err(usage(format!(
-                "--role {role:?}: use admin or bot (nodes enroll with 'openclaw node enroll')"
+                "--role {role:?}: use admin, user (a lab member: runs jobs, sees its own) or bot (nodes enroll with 'openclaw node enroll')"
             )));
         }
     };

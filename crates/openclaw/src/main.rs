@@ -334,7 +334,9 @@ pub(crate) enum ClientCmd {
     Create {
         /// Identity, e.g. moltbot or alice; unique among clients.
         name: String,
-        /// admin or bot.
+        /// admin (manages the lab), user (a lab member: runs jobs and
+        /// forwards, sees its own jobs and the nodes, manages nothing; acts
+        /// as user:NAME in policy) or bot (a chat front end).
         #[arg(long, default_value = "admin")]
         role: String,
         /// For a bot: the chat namespace it speaks for, e.g. slack:T0123ABCD

@@ -93,6 +93,12 @@ pub fn check_chat_identity_in(ns: &str, id: &str) -> Result<(), String> {
     chat_identity(ns, user).map(|_| ())
 }
 
+/// The policy identity of a lab member's credential (role `user`):
+/// `user:NAME`, so that policy tells members from admins and bots.
+pub fn user_identity(name: &str) -> String {
+    format!("user:{name}")
+}
+
 /// Whether an identity is a chat identity (as opposed to a certificate name).
 pub fn is_chat_identity(id: &str) -> bool {
     id.contains(':')
@@ -107,6 +113,19 @@ pub fn validate_identity_pattern(p: &str) -> Result<(), String> {
     let glob = |c: char| matches!(c, '*' | '?');
     if p.is_empty() || p.len() > 200 {
         return Err("an identity must be 1-200 characters".into());
+    }
+    if let Some(name) = p.strip_prefix("user:") {
+        if !name.is_empty()
+            && name
+                .chars()
+                .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-') || glob(c))
+        {
+            return Ok(());
+        }
+        return Err(format!(
+            "{:?}: a lab member is written user:NAME, NAME as in 'openclaw client create NAME --role user'",
+            shown(p)
+        ));
     }
     if let Some((kind, rest)) = p.split_once(':') {
         let kind_ok = CHAT_KINDS.contains(&kind) || kind.chars().all(glob);
@@ -196,10 +215,23 @@ mod tests {
             "slack:T0LAB/*",
             "slack:*",
             "*:*/U1",
+            "user:alice",
+            "user:*",
+            "user:lab-?",
         ] {
             validate_identity_pattern(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["U0BOSS", "Admin", "slack:T0LAB", "irc:x/y", "a b", ""] {
+        for bad in [
+            "U0BOSS",
+            "Admin",
+            "slack:T0LAB",
+            "irc:x/y",
+            "a b",
+            "",
+            "user:",
+            "user:Alice",
+            "user:a/b",
+        ] {
             assert!(validate_identity_pattern(bad).is_err(), "{bad}");
         }
     }

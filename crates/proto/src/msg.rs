@@ -14,6 +14,10 @@ pub enum Role {
     Admin,
     /// The chat front end: submits jobs for chat users, cannot manage nodes.
     Bot,
+    /// A lab member: runs jobs and forwards, sees its own jobs and the
+    /// nodes; manages nothing (`client create NAME --role user`). Acts as
+    /// the identity `user:NAME` in policy.
+    User,
 }
 
 impl Role {
@@ -23,6 +27,7 @@ impl Role {
             Role::Node => "node",
             Role::Admin => "admin",
             Role::Bot => "bot",
+            Role::User => "user",
         }
     }
 
@@ -32,6 +37,7 @@ impl Role {
             "node" => Some(Role::Node),
             "admin" => Some(Role::Admin),
             "bot" => Some(Role::Bot),
+            "user" => Some(Role::User),
             _ => None,
         }
     }
@@ -582,6 +588,50 @@ impl Request {
                 // reaches into a node's ports.
                 | Request::JobRunInput(_)
                 | Request::Forward { .. } => false,
+            },
+            // A lab member: its own work and what it needs to see, nothing
+            // that manages the lab. Every call is listed, so a new one must
+            // be decided here. Seeing and cancelling are limited to its own
+            // jobs (and those it may approve) by the gateway.
+            Role::User => match self {
+                Request::Whoami
+                | Request::NodeList
+                | Request::NodePage { .. }
+                | Request::NodeShow { .. }
+                | Request::ClientRenew { .. }
+                | Request::JobPreview(_)
+                | Request::JobSubmit(_)
+                | Request::JobRun(_)
+                | Request::JobRunInput(_)
+                | Request::JobAttach { .. }
+                | Request::JobList { .. }
+                | Request::JobShow { .. }
+                | Request::JobCancel { .. }
+                | Request::JobApprove { .. }
+                | Request::JobDeny { .. }
+                | Request::FanOut(_)
+                | Request::FanOutAttach { .. }
+                | Request::Forward { .. }
+                | Request::JobGpus { .. }
+                | Request::GpuHealth { .. }
+                | Request::Time
+                | Request::Trust
+                | Request::NodeHistory { .. }
+                | Request::LabSummary => true,
+                Request::TokenCreate { .. }
+                | Request::TokenList
+                | Request::TokenRevoke { .. }
+                | Request::NodeApprove { .. }
+                | Request::NodeReject { .. }
+                | Request::NodeRevoke { .. }
+                | Request::NodeRelease { .. }
+                | Request::ClientIssue { .. }
+                | Request::ClientList
+                | Request::ClientRevoke { .. }
+                | Request::NodeRenew { .. }
+                | Request::CaRotate { .. }
+                | Request::ChatContext
+                | Request::ChatAudit { .. } => false,
             },
             // A node may only renew its own certificate, read the clock and
             // the CAs to trust, and ask who it is (`openclaw whoami` on a

@@ -412,7 +412,9 @@ pub fn confirm_form(n: &NodeInfo, csrf: &str, confirm: &str, button: &str, from:
 }
 
 /// One node's page: its facts, its GPUs with sparklines, and its recent
-/// `jobs` (newest first).
+/// `jobs` (newest first). `manage`: the admin's forms (confirm labels and
+/// GPUs, revoke); a lab member's dashboard shows none.
+#[allow(clippy::too_many_arguments)]
 pub fn node(
     n: &NodeInfo,
     health: &[GpuHealth],
@@ -421,6 +423,7 @@ pub fn node(
     holders: &HashMap<u64, JobInfo>,
     csrf: &str,
     now: u64,
+    manage: bool,
 ) -> String {
     let row = |k: &str, v: String| format!("<tr><th scope=\"row\">{k}</th><td>{v}</td></tr>");
     let mut t = String::new();
@@ -467,6 +470,10 @@ pub fn node(
     let mut actions = String::new();
     let mut facts = String::new();
     match n.connection.as_str() {
+        "connected" | "offline" if !manage => {}
+        "pending" if !manage => actions.push_str(
+            "<p>This is an enrollment request, not a node yet: an admin approves or rejects it.</p>",
+        ),
         "connected" | "offline" => {
             facts = format!(
                 "<h2>Labels and GPU cap</h2><p class=\"note\">Routing uses only confirmed labels, \
@@ -677,7 +684,16 @@ mod tests {
         j.gpus = 1;
         let mut holders = HashMap::new();
         holders.insert(4, j.clone());
-        let html = node(&n, &[], None, &[j], &holders, "c5rf", 1_796_500_000);
+        let html = node(
+            &n,
+            &[],
+            None,
+            &[j.clone()],
+            &holders,
+            "c5rf",
+            1_796_500_000,
+            true,
+        );
         assert!(html.contains("<h1>Node a</h1>"));
         assert!(html.contains("1 free of 2"));
         assert!(html.contains("2 (confirmed)"));
@@ -690,8 +706,16 @@ mod tests {
         assert!(html.contains("name=\"gpus\" type=\"number\" min=\"0\" max=\"1024\" value=\"2\""));
         assert!(html.contains("action=\"nodes/a/revoke\""));
         assert!(html.contains("2026-12-05 20:46:53 UTC"), "{html}");
+        let member = node(&n, &[], None, &[j], &holders, "c5rf", 1_796_500_000, false);
+        assert!(member.contains("<h1>Node a</h1>") && member.contains("href=\"jobs/4\""));
+        assert!(
+            !member.contains("/approve") && !member.contains("/revoke"),
+            "a lab member's page has no admin forms: {member}"
+        );
         n.connection = "pending".into();
-        let pending = node(&n, &[], None, &[], &HashMap::new(), "c5rf", 0);
+        let pending = node(&n, &[], None, &[], &HashMap::new(), "c5rf", 0, true);
         assert!(pending.contains("href=\"enrollments\"") && !pending.contains("/revoke"));
+        let pending = node(&n, &[], None, &[], &HashMap::new(), "c5rf", 0, false);
+        assert!(!pending.contains("href=\"enrollments\"") && pending.contains("an admin approves"));
     }
 }

@@ -237,6 +237,9 @@ pub fn cancel(
 ) -> Result<String, ApiError> {
     let who = identity(peer, on_behalf_of)?;
     let row = stored_job(shared, id)?;
+    // A job this requester may not see is answered as one that does not
+    // exist, as `job show` answers it.
+    super::check_visible(shared, peer, &who, &row)?;
     if peer.role != Role::Admin && who != row.requester && !row.approvers.contains(&who) {
         return Err(err(
             ErrorCode::PermissionDenied,

@@ -96,6 +96,7 @@ pub fn identity(peer: &Peer, on_behalf_of: Option<&str>) -> Result<String, ApiEr
             ErrorCode::PermissionDenied,
             "only the bot may act on behalf of chat users",
         )),
+        (Role::User, None) => Ok(proto::identity::user_identity(&peer.name)),
         (_, None) => Ok(peer.name.clone()),
     }
 }

@@ -3,7 +3,7 @@ use crate::*;
 
 #[test]
 fn roles_round_trip() {
-    for role in [Role::Node, Role::Admin, Role::Bot] {
+    for role in [Role::Node, Role::Admin, Role::Bot, Role::User] {
         assert_eq!(Role::parse(role.as_str()), Some(role));
     }
     assert_eq!(Role::parse("root"), None);
@@ -213,4 +213,42 @@ fn chat_never_streams_standard_input_nor_forwards_ports() {
         Request::JobRunInput(spec.clone()).method(),
         Request::JobRun(spec).method()
     );
+}
+
+#[test]
+fn a_user_may_do_its_own_work_and_manage_nothing() {
+    let spec = JobSpec::default();
+    for ok in [
+        Request::Whoami,
+        Request::NodeList,
+        Request::JobRun(spec.clone()),
+        Request::JobRunInput(spec.clone()),
+        Request::JobSubmit(spec.clone()),
+        Request::JobList {
+            limit: 10,
+            before: None,
+            on_behalf_of: None,
+        },
+        Request::JobCancel {
+            id: 1,
+            on_behalf_of: None,
+        },
+        Request::Forward {
+            node: "n".into(),
+            port: 1,
+        },
+    ] {
+        assert!(ok.allowed_for(Role::User), "{ok:?}");
+    }
+    for refused in [
+        Request::TokenList,
+        Request::ClientList,
+        Request::NodeRevoke { name: "n".into() },
+        Request::NodeRelease { name: "n".into() },
+        Request::ChatContext,
+    ] {
+        assert!(!refused.allowed_for(Role::User), "{refused:?}");
+    }
+    assert_eq!(Role::parse("user"), Some(Role::User));
+    assert_eq!(Role::User.as_str(), "user");
 }
