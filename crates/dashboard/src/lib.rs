@@ -151,6 +151,9 @@ struct App {
     bound: SocketAddr,
     /// The credential is a lab member's (role user): no admin tabs or forms.
     member: bool,
+    /// The wall clock at start and tokio's clock since: what sessions age
+    /// by, so a test with tokio's paused time moves it.
+    started: (SystemTime, tokio::time::Instant),
 }
 
 impl App {
@@ -167,6 +170,11 @@ impl App {
             "a wrong dashboard token; many of these mean something on this machine is guessing"
         );
         tokio::time::sleep(FAILED_LOGIN_DELAY).await;
+    }
+
+    /// Now, for session ages: the start's wall clock plus tokio's time since.
+    fn now(&self) -> SystemTime {
+        self.started.0 + self.started.1.elapsed()
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, guard::Sessions> {
@@ -267,6 +275,7 @@ pub async fn start(
         failures: tokio::sync::Mutex::new(0),
         bound: addr,
         member: credential_role(&home) == Some(proto::Role::User),
+        started: (SystemTime::now(), tokio::time::Instant::now()),
     });
     // Every request meets `gate` before it is routed: the outer router has
     // no route, only `pages` as its fallback, wrapped in the one layer. A
@@ -420,7 +429,7 @@ async fn gate(
         let mut keys = guard::Keys {
             token: &app.token,
             sessions: &mut sessions,
-            now: SystemTime::now(),
+            now: app.now(),
         };
         guard::check(&parts, app.bound, &app.base, &mut keys).map(|route| match req.uri().query() {
             Some(q) => format!("{route}?{q}"),
@@ -506,7 +515,7 @@ async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Resp
             return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
         }
     };
-    app.sessions().open(session.clone(), SystemTime::now());
+    app.sessions().open(session.clone(), app.now());
     with_cookie(
         Redirect::to(app.base.as_str()).into_response(),
         &guard::session_cookie(app.bound.port(), &app.base, &session, app.life.max),
