@@ -207,7 +207,7 @@ fn attack_held_forwards_do_not_starve_the_nodes_jobs() {
 
 /// Node `home`'s session with its control stream open and one heartbeat
 /// sent, driven by hand: (connection, control stream, what must stay open).
-async fn hand_driven_node(
+pub(crate) async fn hand_driven_node(
     lab: &Lab,
     home: &Path,
 ) -> (

@@ -235,43 +235,7 @@ fn attack_another_node_cannot_take_a_jobs_input() {
         .enable_all()
         .build()
         .unwrap();
-    let (a, mut control, _streams) = rt.block_on(async {
-        let a = node_session(&lab, &owner).await;
-        let (mut send, mut recv) = a.open_bi().await.unwrap();
-        let hello = proto::NodeHello {
-            protocol: proto::PROTOCOL_VERSION,
-            agent_version: "test".into(),
-            gpus: 0,
-            gpus_simulated: false,
-            max_jobs: 4,
-        };
-        mesh::write_frame(&mut send, &proto::Open::Control(hello))
-            .await
-            .unwrap();
-        let welcome: proto::ControlMsg = mesh::read_frame(&mut recv, proto::MAX_FRAME_LEN)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(
-            matches!(welcome, proto::ControlMsg::Welcome { .. }),
-            "{welcome:?}"
-        );
-        let mut hb = a.open_uni().await.unwrap();
-        mesh::write_frame(&mut hb, &proto::Open::Heartbeat)
-            .await
-            .unwrap();
-        // Protocol 3: a heartbeat, then each GPU's health (none here).
-        let beat = proto::HeartbeatV3 {
-            beat: proto::Heartbeat {
-                seq: 1,
-                ..Default::default()
-            },
-            health: vec![],
-        };
-        mesh::write_frame(&mut hb, &beat).await.unwrap();
-        // Kept open for the test's length: a finished stream ends the session.
-        (a, recv, (send, hb))
-    });
+    let (a, mut control, _streams) = rt.block_on(crate::forward::hand_driven_node(&lab, &owner));
     lab.wait_node("worker-a", "connected", T);
 
     let mut child = Command::new(BIN)

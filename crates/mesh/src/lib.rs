@@ -5,6 +5,7 @@
 pub mod errors;
 pub mod framed;
 pub mod home;
+pub mod splice;
 pub mod tls;
 
 pub use errors::describe_connection_error;

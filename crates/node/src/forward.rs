@@ -31,7 +31,7 @@ pub async fn answer(conn: quinn::Connection, node: String, policy: NodePolicy, i
         }
     };
     let Some(tcp) = tcp else { return };
-    let (mut send, mut recv) = match conn.open_bi().await {
+    let (mut send, recv) = match conn.open_bi().await {
         Ok(s) => s,
         Err(e) => {
             tracing::info!(id, port, error = %e, "cannot open the forward's stream");
@@ -45,18 +45,7 @@ pub async fn answer(conn: quinn::Connection, node: String, policy: NodePolicy, i
         return;
     }
     tracing::info!(id, port, "forward open");
-    let (mut tcp_read, mut tcp_write) = tcp.into_split();
-    let up = async {
-        let n = tokio::io::copy(&mut tcp_read, &mut send).await;
-        let _ = send.finish();
-        n
-    };
-    let down = async {
-        let n = tokio::io::copy(&mut recv, &mut tcp_write).await;
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tcp_write).await;
-        n
-    };
-    let (up, down) = tokio::join!(up, down);
+    let (up, down) = mesh::splice::splice(tcp, send, recv).await;
     tracing::info!(
         id,
         port,

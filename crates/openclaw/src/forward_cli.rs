@@ -112,7 +112,7 @@ async fn one(
         let c = client.lock().await;
         c.open_forward(node, port).await
     };
-    let (mut send, mut recv) = match opened {
+    let (send, recv) = match opened {
         Ok(s) => s,
         Err(ClientError::Connect { .. } | ClientError::Protocol(_)) => {
             let fresh = Client::connect(home).await?;
@@ -122,18 +122,7 @@ async fn one(
         }
         Err(e) => return Err(e),
     };
-    let (mut tcp_read, mut tcp_write) = tcp.into_split();
-    let up = async {
-        let n = tokio::io::copy(&mut tcp_read, &mut send).await;
-        let _ = send.finish();
-        n
-    };
-    let down = async {
-        let n = tokio::io::copy(&mut recv, &mut tcp_write).await;
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tcp_write).await;
-        n
-    };
-    let (up, down) = tokio::join!(up, down);
+    let (up, down) = mesh::splice::splice(tcp, send, recv).await;
     match (up, down) {
         (Ok(_), Ok(_)) => Ok(()),
         (Err(e), _) | (_, Err(e)) => Err(ClientError::Protocol(format!(
