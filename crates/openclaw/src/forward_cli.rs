@@ -19,8 +19,24 @@ use crate::term::errln;
 /// `PORT` or `LOCAL:PORT` as (local, remote); local 0 picks a free port.
 pub fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     let bad = || {
+        let parts: Vec<&str> = text.split(':').collect();
+        let port = |p: &str| p.parse::<u16>().is_ok_and(|p| p > 0);
+        // The ssh -L forms a newcomer types: LOCAL:HOST:PORT, and an
+        // address before the local port.
+        let hint = match parts.as_slice() {
+            [l, _, r] if port(l) && port(r) => format!(
+                "; the node's end is always its own 127.0.0.1, so there is no host part: {l}:{r}"
+            ),
+            [a, l, r] if port(l) && port(r) => format!(
+                "; to listen on {a:?} here, say --bind {a} {l}:{r} (the node's end is always its own 127.0.0.1)"
+            ),
+            [a, r] if !a.is_empty() && a.parse::<u16>().is_err() && port(r) => {
+                format!("; to listen on {a:?} here, say --bind {a} {r}")
+            }
+            _ => String::new(),
+        };
         format!(
-            "{text:?} is not [LOCAL:]PORT; e.g. 8888 (the same port here) or 9000:8888 (local 9000 to the node's 8888)"
+            "{text:?} is not [LOCAL:]PORT; e.g. 8888 (the same port here) or 9000:8888 (local 9000 to the node's 8888){hint}"
         )
     };
     let (local, remote) = match text.split_once(':') {
@@ -33,6 +49,20 @@ pub fn parse_ports(text: &str) -> Result<(u16, u16), String> {
         .filter(|p| *p > 0)
         .ok_or_else(bad)?;
     Ok((local.unwrap_or(remote), remote))
+}
+
+/// Why `forward` cannot listen on `ip:port`, and what to do instead.
+fn listen_error(ip: std::net::IpAddr, port: u16, e: &std::io::Error) -> String {
+    let next = match e.kind() {
+        std::io::ErrorKind::AddrNotAvailable => {
+            "--bind takes an address of this machine (127.0.0.1, the default, or one 'ip addr' lists)"
+        }
+        std::io::ErrorKind::PermissionDenied if port < 1024 => {
+            "ports below 1024 need root here; pick a local port above 1023 (LOCAL:PORT, e.g. 8080:80)"
+        }
+        _ => "pick another local port (LOCAL:PORT; 0:PORT picks a free one)",
+    };
+    format!("cannot listen on {ip}:{port}: {e}; {next}")
 }
 
 /// Serves the forward until Ctrl-C.
@@ -52,12 +82,7 @@ pub async fn run(home: &Home, node: String, ports: String, bind: String) -> Resu
         .map_err(run_error)?;
     let listener = TcpListener::bind(SocketAddr::new(ip, local))
         .await
-        .map_err(|e| {
-            CliError::new(
-                exit::FAILURE,
-                format!("cannot listen on {ip}:{local}: {e}; pick another local port (LOCAL:PORT)"),
-            )
-        })?;
+        .map_err(|e| CliError::new(exit::FAILURE, listen_error(ip, local, &e)))?;
     let here = listener.local_addr().map_err(|e| {
         CliError::new(
             exit::FAILURE,
@@ -159,5 +184,26 @@ mod tests {
             let e = parse_ports(bad).unwrap_err();
             assert!(e.contains("[LOCAL:]PORT"), "{bad}: {e}");
         }
+        // The ssh -L forms say what to type instead.
+        for (bad, want) in [
+            ("8888:localhost:8888", "no host part: 8888:8888"),
+            ("9000:127.0.0.1:8888", "no host part: 9000:8888"),
+            ("0.0.0.0:9000:8888", "--bind 0.0.0.0 9000:8888"),
+            ("localhost:8888", "--bind localhost 8888"),
+        ] {
+            let e = parse_ports(bad).unwrap_err();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        assert!(!parse_ports("x:80:").unwrap_err().contains("--bind"));
+    }
+
+    #[test]
+    fn a_listen_error_says_what_to_change() {
+        use std::io::{Error, ErrorKind};
+        let ip = std::net::IpAddr::from([10, 9, 8, 7]);
+        let e = |k| super::listen_error(ip, 80, &Error::from(k));
+        assert!(e(ErrorKind::AddrNotAvailable).contains("--bind takes an address of this machine"));
+        assert!(e(ErrorKind::PermissionDenied).contains("below 1024"));
+        assert!(e(ErrorKind::AddrInUse).contains("pick another local port"));
     }
 }
