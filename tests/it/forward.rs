@@ -239,9 +239,13 @@ async fn hand_driven_node(
     mesh::write_frame(&mut hb, &proto::Open::Heartbeat)
         .await
         .unwrap();
-    let beat = proto::Heartbeat {
-        seq: 1,
-        ..Default::default()
+    // Protocol 3 (the hello's): a heartbeat, then each GPU's health (none).
+    let beat = proto::HeartbeatV3 {
+        beat: proto::Heartbeat {
+            seq: 1,
+            ..Default::default()
+        },
+        health: vec![],
     };
     mesh::write_frame(&mut hb, &beat).await.unwrap();
     (conn, recv, (send, hb))
