@@ -75,11 +75,19 @@ pub async fn run(home: &Home, node: String, ports: String, bind: String) -> Resu
         )
     })?;
     let client = Client::connect(home).await.map_err(run_error)?;
-    // An unknown node fails now, not at the first connection.
-    client
+    // An unknown node fails now, not at the first connection; an offline
+    // one is said now, and each connection is tried as it comes.
+    if let proto::Response::Node(n) = client
         .call(proto::Request::NodeShow { name: node.clone() })
         .await
-        .map_err(run_error)?;
+        .map_err(run_error)?
+        && n.connection != "connected"
+    {
+        errln!(
+            "openclaw: warning: node {node} is {} now: connections are refused until it is back ('openclaw node list')",
+            crate::term::field(&n.connection)
+        );
+    }
     let listener = TcpListener::bind(SocketAddr::new(ip, local))
         .await
         .map_err(|e| CliError::new(exit::FAILURE, listen_error(ip, local, &e)))?;
