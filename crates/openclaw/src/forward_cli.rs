@@ -51,6 +51,18 @@ pub fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     Ok((local.unwrap_or(remote), remote))
 }
 
+/// [`parse_ports`] of the second argument, saying so when the two were
+/// given the other way round (`forward 8888 worker-gpu-01`).
+pub fn parse_args(node: &str, ports: &str) -> Result<(u16, u16), String> {
+    parse_ports(ports).map_err(|e| {
+        if parse_ports(node).is_ok() {
+            format!("{e}; the node comes first: openclaw forward {ports} {node}")
+        } else {
+            e
+        }
+    })
+}
+
 /// Why `forward` cannot listen on `ip:port`, and what to do instead.
 fn listen_error(ip: std::net::IpAddr, port: u16, e: &std::io::Error) -> String {
     let next = match e.kind() {
@@ -67,7 +79,7 @@ fn listen_error(ip: std::net::IpAddr, port: u16, e: &std::io::Error) -> String {
 
 /// Serves the forward until Ctrl-C.
 pub async fn run(home: &Home, node: String, ports: String, bind: String) -> Result<(), CliError> {
-    let (local, port) = parse_ports(&ports).map_err(|e| CliError::new(exit::USAGE, e))?;
+    let (local, port) = parse_args(&node, &ports).map_err(|e| CliError::new(exit::USAGE, e))?;
     let ip: std::net::IpAddr = bind.parse().map_err(|_| {
         CliError::new(
             exit::USAGE,
@@ -203,6 +215,21 @@ mod tests {
             assert!(e.contains(want), "{bad}: {e}");
         }
         assert!(!parse_ports("x:80:").unwrap_err().contains("--bind"));
+    }
+
+    #[test]
+    fn swapped_arguments_say_the_node_comes_first() {
+        let e = super::parse_args("8888", "worker-gpu-01").unwrap_err();
+        assert!(
+            e.ends_with("the node comes first: openclaw forward worker-gpu-01 8888"),
+            "{e}"
+        );
+        assert!(
+            !super::parse_args("gpu", "x")
+                .unwrap_err()
+                .contains("comes first")
+        );
+        assert_eq!(super::parse_args("gpu", "9000:8888"), Ok((9000, 8888)));
     }
 
     #[test]
