@@ -440,3 +440,24 @@ fn hostile_forward_requests_get_clear_errors_and_leave_clean_audit_rows() {
         assert!(!r.chars().any(|c| c.is_control()), "{r:?}");
     }
 }
+
+#[test]
+fn a_forward_to_an_offline_node_says_so_at_start() {
+    // Enrolled, never started: known to the gateway, offline.
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = lab.enroll(NODE, "cpu");
+    let (fwd, _local) = forward(&mut lab, free_port());
+    let said = fwd.stderr();
+    assert!(
+        said.contains(&format!("node {NODE} is offline now"))
+            && said.contains("connections are refused until it is back"),
+        "{said}"
+    );
+    drop(fwd);
+    // Connected: no warning.
+    let _node = lab.start_node(&home);
+    lab.wait_node(NODE, "connected", T);
+    let (fwd, _local) = forward(&mut lab, free_port());
+    assert!(!fwd.stderr().contains("offline"), "{}", fwd.stderr());
+}

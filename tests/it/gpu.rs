@@ -399,3 +399,54 @@ fn doctor_on_a_node_says_versions_health_and_what_to_do() {
         assert!(text.contains(want), "no {want:?} in:\n{text}");
     }
 }
+
+#[test]
+fn run_says_at_once_when_its_jobs_gpu_fails() {
+    // The person at the terminal has gpu_fail_grace to save work: `run`
+    // must say so when it happens, not only when the job is failed.
+    let mut desc = two_h100s();
+    let (mut lab, json, _node) = lab_with_nvml(&desc);
+    wait_until(WAIT, "two NVML GPUs", || {
+        (lab.node("gpu-a")?["gpus"].as_array()?.len() == 2).then_some(())
+    });
+    let stop = lab.dir().join("stop");
+    let script = format!(
+        "while [ ! -e {} ]; do sleep 0.1; done; echo saved",
+        stop.display()
+    );
+    let home = lab.gw_home.clone();
+    let run = lab.spawn(
+        &home,
+        &[
+            "run", "-n", "--node", "gpu-a", "--gpus", "1", "--", "sh", "-c", &script,
+        ],
+    );
+    let id = wait_until(WAIT, "the job's id", || {
+        let err = run.stderr();
+        let (_, rest) = err.split_once("openclaw: job ")?;
+        rest.split(' ').next()?.parse::<u64>().ok()
+    });
+    lab.wait_job(id, "running", WAIT);
+    desc.devices[0].faults.insert(Call::All, Fault::GpuIsLost);
+    set(&json, &desc);
+    let said = wait_until(WAIT, "run to say the GPU failed", || {
+        let err = run.stderr();
+        err.contains("will be failed unless it ends").then_some(err)
+    });
+    assert!(
+        said.contains(&format!("openclaw: warning: job {id}: "))
+            && said.contains("GPU 0 (GPU-7e57a100-0000-4000-8000-000000000000) lost"),
+        "{said}"
+    );
+    std::fs::write(&stop, "").unwrap();
+    let out = run.wait(WAIT);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "saved\n");
+    // Said once, though the job's state was sent again.
+    assert_eq!(
+        out.stderr.matches("will be failed unless").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}

@@ -59,7 +59,7 @@ pub async fn answer(conn: quinn::Connection, node: String, policy: NodePolicy, i
 async fn open_local(node: &str, policy: &NodePolicy, port: u16) -> Result<TcpStream, String> {
     if !policy.forward_allowed(port)? {
         return Err(format!(
-            "port {port} is not in forward_ports in node {node}'s node.toml ([policy]); add it there to allow forwarding to it"
+            "port {port} is not in forward_ports in node {node}'s node.toml ([policy]) as its agent read it at start; add it there and restart the agent (a restart ends its running jobs)"
         ));
     }
     match tokio::time::timeout(CONNECT, TcpStream::connect(("127.0.0.1", port))).await {

@@ -376,9 +376,14 @@ pub fn shim_command(
 /// What a shell says, and exits with, when `program` cannot be executed
 /// (`err` from `execvp`): 127 and `NAME: command not found` when no
 /// such command is on PATH (`No such file or directory` for a path), 126
-/// and the reason otherwise. The line names the command, never us: it is
-/// the job's own stderr, read as the command's. Pure.
-pub fn exec_failure(program: &str, err: &std::io::Error) -> (i32, String) {
+/// and the reason otherwise. `on_path` says whether a bare name is a file
+/// in a PATH directory the job's user can search ([`on_path`]): execvp
+/// answers EACCES when a PATH directory is closed to the user (an agent
+/// started from root's shell passes on `/root/.cargo/bin`), though the
+/// command is nowhere, and bash then says "command not found", as here.
+/// The line names the command, never us: it is the job's own stderr,
+/// read as the command's. Pure.
+pub fn exec_failure(program: &str, err: &std::io::Error, on_path: bool) -> (i32, String) {
     let reason = err
         .raw_os_error()
         .map(|n| nix::errno::Errno::from_raw(n).desc().to_string())
@@ -388,8 +393,17 @@ pub fn exec_failure(program: &str, err: &std::io::Error) -> (i32, String) {
             (127, format!("{program}: No such file or directory"))
         }
         std::io::ErrorKind::NotFound => (127, format!("{program}: command not found")),
+        std::io::ErrorKind::PermissionDenied if !program.contains('/') && !on_path => {
+            (127, format!("{program}: command not found"))
+        }
         _ => (126, format!("{program}: {reason}")),
     }
+}
+
+/// Whether `program` names a file in a directory of `path` that this
+/// process can search (a closed directory hides what is in it).
+pub fn on_path(program: &str, path: &str) -> bool {
+    std::env::split_paths(path).any(|dir| dir.join(program).exists())
 }
 
 /// The shim's main (`openclaw-exec`, or `openclaw __job-exec`): never
@@ -495,7 +509,12 @@ pub fn shim_main() -> ! {
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .exec();
-    let (code, line) = exec_failure(program, &err);
+    let path = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or("", |(_, v)| v.as_str());
+    let (code, line) = exec_failure(program, &err, on_path(program, path));
     exit(code, &line)
 }
 
@@ -533,10 +552,33 @@ mod tests {
             ),
         ];
         for (program, err, code, line) in cases {
-            let got = exec_failure(program, &err);
+            let got = exec_failure(program, &err, true);
             assert_eq!(got, (code, line.to_string()), "{program}");
             assert!(!got.1.starts_with("openclaw"), "{got:?}");
         }
+        // EACCES for a bare name that is in no searchable PATH directory
+        // (one was closed to the job's user): not found, as bash says.
+        let denied = Error::from_raw_os_error(13);
+        assert_eq!(
+            exec_failure("nvidia-smi", &denied, false),
+            (127, "nvidia-smi: command not found".to_string())
+        );
+        // Found but not executable: 126, as before.
+        assert_eq!(
+            exec_failure("train.sh", &denied, true),
+            (126, "train.sh: Permission denied".to_string())
+        );
+    }
+
+    #[test]
+    fn on_path_sees_only_what_a_path_directory_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tool"), "").unwrap();
+        let path = format!("/nonexistent-openclaw:{}", dir.path().display());
+        assert!(on_path("tool", &path));
+        assert!(!on_path("other", &path));
+        assert!(!on_path("tool", "/nonexistent-openclaw"));
+        assert!(!on_path("tool", ""));
     }
 
     #[test]

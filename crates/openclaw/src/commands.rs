@@ -414,16 +414,22 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::List { json }) => {
             let client = Client::connect(&home).await?;
             let nodes = client.all_nodes().await;
+            let health = match &nodes {
+                Ok(nodes) => gpu_health(&client, nodes).await,
+                Err(_) => output::GpuHealthByNode::new(),
+            };
             // With a leader and standbys, every connected node is held by
             // the leader, which is the gateway that answered.
             let held_by = client.gateway_name();
             client.close().await;
             let nodes = nodes?;
+            let health_of =
+                |n: &proto::NodeInfo| health.get(&n.name).map_or(&[][..], Vec::as_slice);
             if json {
                 let v: Vec<_> = nodes
                     .iter()
                     .map(|n| {
-                        let mut j = node_json(n);
+                        let mut j = node_json(n, health_of(n));
                         if let (Some(obj), Some(gw)) = (j.as_object_mut(), &held_by)
                             && n.connection == "connected"
                         {
@@ -434,7 +440,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                     .collect();
                 print_json(&serde_json::Value::Array(v))
             } else {
-                crate::term::out(&output::nodes(&nodes, gateway::unix_now()));
+                crate::term::out(&output::nodes_with(&nodes, &health, gateway::unix_now()));
                 let several = mesh::home::LoadedCredential::load(&home)
                     .is_ok_and(|c| mesh::gateway_list(&c.gateway).len() > 1);
                 if let (Some(gw), true) = (&held_by, several) {
@@ -445,12 +451,20 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             }
         }
         Command::Node(NodeCmd::Show { name, json }) => {
-            match call(&home, Request::NodeShow { name }).await? {
+            let client = Client::connect(&home).await?;
+            let shown = client.call(Request::NodeShow { name }).await;
+            let health = match &shown {
+                Ok(Response::Node(n)) => gpu_health(&client, std::slice::from_ref(n)).await,
+                _ => output::GpuHealthByNode::new(),
+            };
+            client.close().await;
+            match shown? {
                 Response::Node(n) => {
+                    let health = health.get(&n.name).map_or(&[][..], Vec::as_slice);
                     if json {
-                        print_json(&node_json(&n))
+                        print_json(&node_json(&n, health))
                     } else {
-                        crate::term::out(&output::node(&n, gateway::unix_now()));
+                        crate::term::out(&output::node_with(&n, health, gateway::unix_now()));
                         Ok(())
                     }
                 }
@@ -592,7 +606,33 @@ fn bot_config(
 }
 
 /// The stable JSON form of a node.
-fn node_json(n: &proto::NodeInfo) -> serde_json::Value {
+/// Each GPU's health on the connected ones of `nodes`, as their nodes
+/// judged it; nothing for a gateway too old to say (each GPU then
+/// follows its node's health, as before).
+async fn gpu_health(client: &Client, nodes: &[proto::NodeInfo]) -> output::GpuHealthByNode {
+    let names: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.connection == "connected")
+        .map(|n| n.name.clone())
+        .collect();
+    let mut out = output::GpuHealthByNode::new();
+    for chunk in names.chunks(proto::MAX_HISTORY_NODES) {
+        match client
+            .call(Request::GpuHealth {
+                names: chunk.to_vec(),
+            })
+            .await
+        {
+            Ok(Response::GpuHealth(h)) => out.extend(h),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// A node as JSON; `health` (by GPU index, may be empty) adds each GPU's
+/// `health`: `"healthy"`, or why it is not offered to new jobs.
+fn node_json(n: &proto::NodeInfo, health: &[proto::GpuHealth]) -> serde_json::Value {
     let t = n.telemetry.as_ref();
     serde_json::json!({
         "name": n.name, "connection": n.connection, "health": n.health,
@@ -606,12 +646,13 @@ fn node_json(n: &proto::NodeInfo) -> serde_json::Value {
         "gpu_source": t.map(|t| t.gpu_source.clone()),
         "gpu_error": t.and_then(|t| t.gpu_error.clone()),
         "gpus_simulated": t.is_some_and(|t| t.gpus.iter().any(|g| g.simulated)),
-        "gpus": t.map(|t| t.gpus.iter().map(|g| serde_json::json!({
+        "gpus": t.map(|t| t.gpus.iter().enumerate().map(|(i, g)| serde_json::json!({
             // Unknown readings are null, never 0.
             "index": g.index, "name": g.name, "uuid": g.uuid,
             "mem_used": g.mem().map(|m| m.0), "mem_total": g.mem().map(|m| m.1),
             "util_pct": g.util(), "temp_c": g.temp(),
             "job": g.job, "simulated": g.simulated,
+            "health": health.get(i).map(|h| h.reason().unwrap_or("healthy")),
         })).collect::<Vec<_>>()).unwrap_or_default(),
     })
 }

@@ -473,11 +473,12 @@ fn node_checks(home: &Home, findings: &mut Vec<Finding>) {
             "fix the key it names, or enroll again",
         )),
     }
-    let lib = mesh::home::NodeConfig::load(home)
-        .ok()
-        .and_then(|c| c.nvml_lib)
-        .or_else(|| std::env::var("OPENCLAW_NVML_LIB").ok())
-        .map(std::path::PathBuf::from);
+    let lib = nvml_lib(
+        std::env::var("OPENCLAW_NVML_LIB").ok(),
+        mesh::home::NodeConfig::load(home)
+            .ok()
+            .and_then(|c| c.nvml_lib),
+    );
     match node::telemetry::NvmlGpus::open(lib.as_deref()) {
         Ok(mut g) => {
             use node::telemetry::GpuSource as _;
@@ -485,12 +486,33 @@ fn node_checks(home: &Home, findings: &mut Vec<Finding>) {
             let samples = g.sample().unwrap_or_default();
             findings.extend(gpu_findings(driver, nvml, &samples));
         }
-        Err(e) => findings.push(warn(
-            "gpu",
-            format!("{e}; this node reports no GPUs"),
-            "on a GPU machine install the NVIDIA driver (nvidia-smi must work); on a CPU node ignore this",
-        )),
+        Err(e) => findings.push(nvml_unavailable(&e.to_string(), lib.as_deref())),
     }
+}
+
+/// The NVML library doctor loads, chosen as `node run` chooses it: the
+/// environment (`OPENCLAW_NVML_LIB`, which `node run --nvml-lib` also
+/// reads) before node.toml's `nvml_lib`; `None` is the system's. Pure.
+fn nvml_lib(env: Option<String>, toml: Option<String>) -> Option<std::path::PathBuf> {
+    env.filter(|e| !e.is_empty())
+        .or(toml)
+        .map(std::path::PathBuf::from)
+}
+
+/// The warning when NVML does not load: what was tried, and the fix,
+/// including the agent's `--nvml-lib`, which doctor cannot see. Pure.
+fn nvml_unavailable(err: &str, lib: Option<&Path>) -> Finding {
+    let tried = match lib {
+        Some(l) => format!(" (from {})", l.display()),
+        None => String::new(),
+    };
+    warn(
+        "gpu",
+        format!("{err}{tried}; this node reports no GPUs"),
+        "on a GPU machine install the NVIDIA driver (nvidia-smi must work); if the agent runs with \
+         --nvml-lib PATH, run doctor with OPENCLAW_NVML_LIB=PATH (or set nvml_lib in node.toml, \
+         which both read); on a CPU node ignore this",
+    )
 }
 
 /// What `doctor` says about a node's GPUs: the driver and NVML versions,
@@ -520,7 +542,7 @@ fn gpu_findings(
         );
         if let Some(why) = node::gpuhealth::problem(s) {
             let fix = if s.lost.is_some() {
-                "the GPU fell off the bus: drain the node, check 'dmesg' for Xid errors, reset the GPU                  ('nvidia-smi -r -i N') or reboot; jobs are not given it meanwhile"
+                "the GPU fell off the bus: drain the node, check 'dmesg' for Xid errors, reset the GPU ('nvidia-smi -r -i N') or reboot; jobs are not given it meanwhile"
             } else {
                 "drain the node and reset the GPU ('nvidia-smi -r -i N'); if the errors come back, replace it"
             };
@@ -648,6 +670,27 @@ mod tests {
         assert!(all[4].1.contains("MIG enabled"), "{all:?}");
         assert_eq!(all[5].1, "GPU 3 H100 (GPU-a) healthy, persistence mode –");
         assert_eq!(all.len(), 6);
+    }
+
+    #[test]
+    fn nvml_is_looked_for_where_the_agent_looks() {
+        let p = |s: &str| Some(std::path::PathBuf::from(s));
+        // The environment (node run --nvml-lib's) wins over node.toml.
+        assert_eq!(
+            nvml_lib(Some("/e.so".into()), Some("/t.so".into())),
+            p("/e.so")
+        );
+        assert_eq!(nvml_lib(None, Some("/t.so".into())), p("/t.so"));
+        assert_eq!(
+            nvml_lib(Some(String::new()), Some("/t.so".into())),
+            p("/t.so")
+        );
+        assert_eq!(nvml_lib(None, None), None);
+        let f = nvml_unavailable("NVML is not available: gone", Some(Path::new("/e.so")));
+        assert!(f.what.contains("(from /e.so)"), "{}", f.what);
+        let fix = f.fix.unwrap_or_default();
+        assert!(fix.contains("OPENCLAW_NVML_LIB=PATH"), "{fix}");
+        assert!(!fix.contains("  "), "{fix}");
     }
 
     #[test]

@@ -534,6 +534,9 @@ fn finish(info: JobInfo, json: bool, stop: Option<Stop>) -> Result<(), CliError>
 /// output as it comes (when `echo`) and saying on stderr when it
 /// reconnects; resuming is exactly-once (see `client::follow`).
 async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo, CliError> {
+    // A running job's reason is news (its GPU failed: time to save work);
+    // each one is said once.
+    let mut told: Option<String> = None;
     let sink = |f: Followed<'_>| match f {
         Followed::Output(s, data) if echo => write_out(s, data),
         Followed::State(info) => {
@@ -543,6 +546,19 @@ async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo
                 .filter(|_| info.is(JobState::Starting))
             {
                 errln!("openclaw: job {} approved by {by}", info.id);
+            }
+            if let Some(why) = info
+                .reason
+                .as_deref()
+                .filter(|_| info.is(JobState::Running))
+                && told.as_deref() != Some(why)
+            {
+                errln!(
+                    "openclaw: warning: job {}: {}",
+                    info.id,
+                    crate::term::field(why)
+                );
+                told = Some(why.to_string());
             }
         }
         Followed::Reconnecting { id, why } => {

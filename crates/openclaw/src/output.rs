@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use proto::{JobInfo, JobState, NodeInfo, TokenInfo};
+use proto::{GpuHealth, JobInfo, JobState, NodeInfo, TokenInfo};
 
 use crate::term;
 
@@ -64,8 +64,17 @@ pub fn until(then: u64, now: u64) -> String {
     )
 }
 
+/// Each GPU's health by node name (`Request::GpuHealth`); a node missing
+/// from it (offline, or an older gateway) is counted without.
+pub type GpuHealthByNode = std::collections::HashMap<String, Vec<GpuHealth>>;
+
 /// The `node list` table.
 pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
+    nodes_with(nodes, &GpuHealthByNode::new(), now)
+}
+
+/// The `node list` table, counting unhealthy GPUs as not free.
+pub fn nodes_with(nodes: &[NodeInfo], health: &GpuHealthByNode, now: u64) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
@@ -85,7 +94,7 @@ pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
                 n.cert_expires
                     .map(|t| until(t, now))
                     .unwrap_or_else(|| "-".into()),
-                gpu_summary(n),
+                gpu_summary_with(n, health.get(&n.name).map_or(&[], Vec::as_slice)),
                 n.heartbeat_age_ms
                     .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
                     .unwrap_or_else(|| "-".into()),
@@ -125,6 +134,11 @@ fn shown(s: &str) -> String {
     proto::names::printable(s, 120)
 }
 
+/// [`shown`], with "–" for nothing (a lost GPU reports no name or UUID).
+fn unknown_if_empty(s: &str) -> String {
+    if s.is_empty() { "–".into() } else { shown(s) }
+}
+
 /// One `key: value` line of a `show` view; the value is escaped whole.
 fn kv(out: &mut String, width: usize, k: &str, v: &str) {
     out.push_str(&format!("{k:<width$} {}\n", term::field(v)));
@@ -133,21 +147,37 @@ fn kv(out: &mut String, width: usize, k: &str, v: &str) {
 /// "2× H100 80GB HBM3 (1 free)", "-" without GPUs, marked when simulated.
 /// Only confirmed GPUs (the token's or an admin's cap) are offered; the
 /// rest of what a node reports is marked "unconfirmed".
-pub fn gpu_summary(n: &NodeInfo) -> String {
+/// With each GPU's `health` (by index), an unhealthy or MIG-enabled GPU
+/// is not free, and the count of them is said ("1 unhealthy").
+pub fn gpu_summary_with(n: &NodeInfo, health: &[GpuHealth]) -> String {
     let Some(t) = &n.telemetry else {
         return "-".into();
     };
     if t.gpus.is_empty() {
         return "-".into();
     }
+    // A lost GPU reports no name: it adds none.
     let mut names: Vec<String> = t
         .gpus
         .iter()
+        .filter(|g| !g.name.is_empty())
         .map(|g| shown(g.name.trim_start_matches("NVIDIA ")))
         .collect();
     names.dedup();
-    let counts = n.gpu_counts();
+    if names.is_empty() {
+        names.push("–".into());
+    }
+    let counts = n.gpu_counts_with(health);
     let (confirmed, free) = (counts.confirmed, counts.free);
+    let unusable = health
+        .iter()
+        .take(n.confirmed_gpus().len())
+        .filter(|h| !h.usable())
+        .count();
+    let sick = match unusable {
+        0 => String::new(),
+        k => format!(", {k} unhealthy or MIG"),
+    };
     let sim = if t.gpus.iter().any(|g| g.simulated) {
         ", simulated"
     } else {
@@ -157,11 +187,15 @@ pub fn gpu_summary(n: &NodeInfo) -> String {
         0 => String::new(),
         n => format!(", {n} unconfirmed"),
     };
-    format!("{confirmed}× {} ({free} free{sim}{extra})", names.join("/"))
+    format!(
+        "{confirmed}× {} ({free} free{sick}{sim}{extra})",
+        names.join("/")
+    )
 }
 
-/// The `node show` view.
-pub fn node(n: &NodeInfo, now: u64) -> String {
+/// The `node show` view; with each GPU's `health` (by index), the GPU
+/// table has a HEALTH column with the reason for an unusable GPU.
+pub fn node_with(n: &NodeInfo, health: &[GpuHealth], now: u64) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| kv(&mut out, 14, k, &v);
     line("name:", n.name.clone());
@@ -234,10 +268,10 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
                         g.index.to_string(),
                         format!(
                             "{}{}",
-                            shown(&g.name),
+                            unknown_if_empty(&g.name),
                             if g.simulated { " (simulated)" } else { "" }
                         ),
-                        shown(&g.uuid),
+                        unknown_if_empty(&g.uuid),
                         // Unknown (NVML does not support it) is "–", never 0.
                         g.mem().map_or_else(
                             || "–".into(),
@@ -251,11 +285,27 @@ pub fn node(n: &NodeInfo, now: u64) -> String {
                     ]
                 })
                 .collect();
+            let mut header = vec!["GPU", "NAME", "UUID", "MEMORY", "UTIL", "TEMP", "HELD BY"];
+            let rows = if health.is_empty() {
+                rows
+            } else {
+                header.push("HEALTH");
+                rows.into_iter()
+                    .enumerate()
+                    .map(|(i, mut row)| {
+                        row.push(match health.get(i) {
+                            Some(h) => h.reason().map_or_else(
+                                || "healthy".into(),
+                                |why| format!("not offered: {}", shown(why)),
+                            ),
+                            None => "–".into(),
+                        });
+                        row
+                    })
+                    .collect()
+            };
             out.push('\n');
-            out.push_str(&table(
-                &["GPU", "NAME", "UUID", "MEMORY", "UTIL", "TEMP", "HELD BY"],
-                &rows,
-            ));
+            out.push_str(&table(&header, &rows));
         }
     }
     out
@@ -623,9 +673,62 @@ mod tests {
             plain.1 + 6,
             "cwd is always shown; env, named job, role, approvers, approved by, reason are extra"
         );
-        let view = self::node(&node, 5);
+        // A node's reason for an unhealthy GPU is its text too.
+        let view = node_with(&node, &[GpuHealth::Unhealthy(EVIL.into())], 5);
         assert!(clean(&view), "{view:?}");
         assert!(!view.contains("forged-row\n"), "{view}");
+        assert!(view.contains("not offered: x\\u{1b}[2J"), "{view}");
+    }
+
+    #[test]
+    fn an_unhealthy_gpu_is_not_free_and_says_why() {
+        let gpu = |i: u32, name: &str| proto::GpuTelemetry {
+            index: i,
+            name: name.into(),
+            uuid: if name.is_empty() {
+                String::new()
+            } else {
+                format!("GPU-{i}")
+            },
+            ..Default::default()
+        };
+        let n = NodeInfo {
+            name: "gpu-a".into(),
+            connection: "connected".into(),
+            max_gpus: Some(2),
+            telemetry: Some(proto::Heartbeat {
+                // GPU 0 is lost: NVML gives no name or UUID.
+                gpus: vec![gpu(0, ""), gpu(1, "NVIDIA H100 80GB HBM3")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let lost = GpuHealth::Unhealthy("lost: gone".into());
+        let health = vec![lost.clone(), GpuHealth::Healthy];
+        assert_eq!(gpu_summary_with(&n, &[]), "2× H100 80GB HBM3 (2 free)");
+        assert_eq!(
+            gpu_summary_with(&n, &health),
+            "2× H100 80GB HBM3 (1 free, 1 unhealthy or MIG)"
+        );
+        let by_node = GpuHealthByNode::from([("gpu-a".to_string(), health.clone())]);
+        assert!(nodes_with(std::slice::from_ref(&n), &by_node, 5).contains("(1 free, 1 unhealthy"));
+        let view = node_with(&n, &health, 5);
+        let row0 = view
+            .lines()
+            .find(|l| l.starts_with("0 "))
+            .unwrap_or_default();
+        assert!(row0.contains("not offered: lost: gone"), "{view}");
+        assert!(
+            row0.contains("–"),
+            "a lost GPU's name is unknown, not blank: {view}"
+        );
+        let row1 = view
+            .lines()
+            .find(|l| l.starts_with("1 "))
+            .unwrap_or_default();
+        assert!(row1.ends_with("healthy"), "{view}");
+        // Without health (an older gateway): no column, as before.
+        assert!(!node_with(&n, &[], 5).contains("HEALTH"));
     }
 
     fn job_view_lines(j: &JobInfo) -> (bool, usize) {
