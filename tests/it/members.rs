@@ -68,6 +68,10 @@ fn attack_a_lab_member_runs_its_own_work_and_manages_nothing() {
         vec!["job", "show", &id],
         vec!["job", "logs", &id],
         vec!["job", "cancel", &id],
+        // Approving or denying it tells nothing either: not its state,
+        // not its approvers.
+        vec!["job", "approve", &id],
+        vec!["job", "deny", &id],
     ] {
         let out = lab.run(&alice, &args);
         assert_ne!(out.code, 0, "{args:?}: {out:?}");
@@ -123,8 +127,17 @@ fn a_lab_member_named_in_policy_approves_what_it_holds() {
     // and approves it; bob, a member but no approver, may not.
     let id = lab.detach(&["--node", NODE, "--", "true"]);
     lab.wait_job(id, "awaiting-approval", T);
-    let out = lab.run(&bob, &["job", "approve", &id.to_string()]);
-    assert_ne!(out.code, 0, "{out:?}");
+    // For bob the held job does not exist: approving or denying it names
+    // neither its state nor its approvers.
+    for verb in ["approve", "deny"] {
+        let out = lab.run(&bob, &["job", verb, &id.to_string()]);
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(
+            out.stderr.contains(&format!("no job with id {id}")),
+            "{verb}: {out:?}"
+        );
+        assert!(!out.stderr.contains("user:alice"), "{verb}: {out:?}");
+    }
     assert!(jobs_of(&lab, &bob).is_empty(), "bob sees no one else's job");
     assert_eq!(
         jobs_of(&lab, &alice).len(),
