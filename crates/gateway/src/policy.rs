@@ -241,10 +241,11 @@ pub fn evaluate(policy: &Policy, f: &Facts<'_>) -> Decision {
 }
 
 /// Whether `user` (a lab member, `user:NAME`) may forward ports to `node`:
-/// `Err` with the reason when policy denies it the node as a whole, by a
-/// rule that names no command or job, or by a `deny` default that no
-/// rule for this user and node relaxes. A rule about some commands only
-/// does not close the node's ports: the member may still use the node.
+/// only if policy lets it run something there. `Err` with the reason when
+/// the node is denied to it as a whole (a `deny` rule that names no
+/// command or job, or a `deny` default) and no earlier rule for this user
+/// and node allows (or holds for approval) some command or job. A `deny`
+/// rule about some commands only leaves the node's ports open.
 pub fn may_forward(policy: &Policy, user: &str, node: &str) -> Result<(), String> {
     let d = evaluate(
         policy,
@@ -256,14 +257,15 @@ pub fn may_forward(policy: &Policy, user: &str, node: &str) -> Result<(), String
             chat: false,
         },
     );
+    let before = d.rule.unwrap_or(policy.rules.len());
     let relaxed = || {
-        policy.rules.iter().any(|r| {
+        policy.rules.iter().take(before).any(|r| {
             r.action != Some(Action::Deny)
                 && list_matches(&r.nodes, &[node])
                 && list_matches(&r.users, &[user])
         })
     };
-    if d.action == Action::Deny && (d.rule.is_some() || !relaxed()) {
+    if d.action == Action::Deny && !relaxed() {
         return Err(format!(
             "refused by {}: {user} may not use node {node}, so it may not forward to it either",
             rule_name(d.rule, false)
@@ -402,6 +404,14 @@ mod tests {
         // An approve default: the node is usable (with an approver).
         p.default = Action::Approve;
         assert!(may(&p, "user:alice", "cpu-01"));
+        // A node closed but for one command is usable: its ports stay open
+        // (a notebook the command serves); one closed whole is not.
+        p.rules.insert(
+            0,
+            rule(&["user:alice"], &["secure-02"], &["python3"], Action::Allow),
+        );
+        assert!(may(&p, "user:alice", "secure-02"));
+        assert!(!may(&p, "user:alice", "secure-01"));
     }
 
     use super::*;
