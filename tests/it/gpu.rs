@@ -450,3 +450,22 @@ fn run_says_at_once_when_its_jobs_gpu_fails() {
         out.stderr
     );
 }
+
+#[test]
+fn attack_an_applications_xid_does_not_hide_a_critical_one() {
+    // A job on GPU 0 can raise Xid 13 (an illegal memory access) at will;
+    // right after a critical Xid 79 (fallen off the bus), both wait in the
+    // same sample. The critical one must still mark the GPU.
+    let mut desc = two_h100s();
+    let (lab, json, _node) = lab_with_nvml(&desc);
+    wait_until(WAIT, "two NVML GPUs", || {
+        let n = lab.node("gpu-a")?;
+        (n["gpus"].as_array()?.len() == 2 && n["health"] == "healthy").then_some(())
+    });
+    desc.devices[0].xids.extend([79, 13, 13]);
+    set(&json, &desc);
+    wait_health(&lab, "GPU 0's critical Xid", |h, r| {
+        h == "degraded" && r.contains("GPU 0 reported critical Xid 79")
+    });
+    assert_eq!(gpus_of_a_job(&lab, "1"), u(1));
+}

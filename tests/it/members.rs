@@ -68,6 +68,10 @@ fn attack_a_lab_member_runs_its_own_work_and_manages_nothing() {
         vec!["job", "show", &id],
         vec!["job", "logs", &id],
         vec!["job", "cancel", &id],
+        // Approving or denying it tells nothing either: not its state,
+        // not its approvers.
+        vec!["job", "approve", &id],
+        vec!["job", "deny", &id],
     ] {
         let out = lab.run(&alice, &args);
         assert_ne!(out.code, 0, "{args:?}: {out:?}");
@@ -123,8 +127,17 @@ fn a_lab_member_named_in_policy_approves_what_it_holds() {
     // and approves it; bob, a member but no approver, may not.
     let id = lab.detach(&["--node", NODE, "--", "true"]);
     lab.wait_job(id, "awaiting-approval", T);
-    let out = lab.run(&bob, &["job", "approve", &id.to_string()]);
-    assert_ne!(out.code, 0, "{out:?}");
+    // For bob the held job does not exist: approving or denying it names
+    // neither its state nor its approvers.
+    for verb in ["approve", "deny"] {
+        let out = lab.run(&bob, &["job", verb, &id.to_string()]);
+        assert_ne!(out.code, 0, "{out:?}");
+        assert!(
+            out.stderr.contains(&format!("no job with id {id}")),
+            "{verb}: {out:?}"
+        );
+        assert!(!out.stderr.contains("user:alice"), "{verb}: {out:?}");
+    }
     assert!(jobs_of(&lab, &bob).is_empty(), "bob sees no one else's job");
     assert_eq!(
         jobs_of(&lab, &alice).len(),
@@ -138,4 +151,80 @@ fn a_lab_member_named_in_policy_approves_what_it_holds() {
     );
     let done = lab.wait_job(id, "exited", T);
     assert_eq!(done["exit_code"], 0, "{done}");
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `openclaw forward NODE 0:PORT` as `home`; returns it and its
+/// local port.
+fn forward(lab: &mut Lab, home: &Path, port: u16) -> (testkit::Proc, u16) {
+    let p = lab.spawn(home, &["forward", NODE, &format!("0:{port}")]);
+    let local = testkit::wait_until(T, "the forward to listen", || {
+        let err = p.stderr();
+        let (_, rest) = err.split_once("forwarding 127.0.0.1:")?;
+        rest.split(' ').next()?.parse::<u16>().ok()
+    });
+    (p, local)
+}
+
+#[test]
+fn attack_a_lab_member_cannot_forward_to_a_node_policy_denies_it() {
+    let mut lab = Lab::new(BIN);
+    let cfg = lab.gw_home.join("gateway.toml");
+    // alice may run nothing on the node; bob may.
+    edit_file(
+        &cfg,
+        "[limits]",
+        &format!(
+            "[[policy.rules]]\nusers = [\"user:alice\"]\nnodes = [\"{NODE}\"]\naction = \"deny\"\n\n[limits]"
+        ),
+    );
+    lab.start_gateway();
+    let port = free_port();
+    let home = lab.enroll(NODE, "cpu");
+    edit_file(
+        &home.join("node.toml"),
+        "forward_ports = []",
+        &format!("forward_ports = [\"{port}\"]"),
+    );
+    let _node = lab.start_node(&home);
+    lab.wait_node(NODE, "connected", T);
+    let alice = member(&mut lab, "alice");
+    let bob = member(&mut lab, "bob");
+    // A service on the node's loopback, on a port the node forwards.
+    let service = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    service.set_nonblocking(true).unwrap();
+
+    // Policy keeps alice's jobs off the node ...
+    let out = lab.run(&alice, &["run", "--node", NODE, "--", "true"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("denied by policy rule 1"), "{out:?}");
+    // ... and her forwards: nothing connects on the node, and she is told why.
+    let (fwd, local) = forward(&mut lab, &alice, port);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+    conn.set_read_timeout(Some(T)).unwrap();
+    let got = std::io::Read::read(&mut conn, &mut [0u8; 8]);
+    assert!(matches!(got, Ok(0)), "the refused forward closes: {got:?}");
+    let said = testkit::wait_until(T, "the refusal", || {
+        let e = fwd.stderr();
+        e.contains("refused").then_some(e)
+    });
+    assert!(said.contains("policy rule 1"), "{said}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        service.accept().is_err(),
+        "the node connected for a member policy denies the node"
+    );
+
+    // bob, whom no rule denies, reaches the same port.
+    let (_fwd_bob, local_bob) = forward(&mut lab, &bob, port);
+    let _conn = std::net::TcpStream::connect(("127.0.0.1", local_bob)).unwrap();
+    testkit::wait_until(T, "bob's connection on the node", || service.accept().ok());
 }

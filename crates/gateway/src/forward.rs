@@ -1,7 +1,8 @@
 //! Port forwards (`openclaw forward NODE [LOCAL:]PORT`, as `ssh -L`).
 //!
 //! Each TCP connection the CLI accepts is one `Request::Forward` stream.
-//! The gateway checks its policy (`policy.allow_forward`), asks the node
+//! The gateway checks its policy (`policy.allow_forward`, and for a lab
+//! member `policy::may_forward`: not to a node policy denies it), asks the node
 //! over its control stream (`ControlMsg::Forward { id, port }`), and waits
 //! for the node's `Open::Forward { id, error }` stream: the node connects
 //! to 127.0.0.1:PORT only if its node.toml `forward_ports` lists the port.
@@ -153,6 +154,32 @@ pub async fn serve(
         )
         .await;
         let e = refuse(ErrorCode::InvalidArgument, why);
+        if mesh::write_frame(&mut send, &Response::Error(e))
+            .await
+            .is_ok()
+        {
+            let _ = send.finish();
+        }
+        return;
+    }
+    // A lab member reaches only nodes policy lets it use: a rule that
+    // keeps its jobs off a node keeps its forwards off too.
+    if peer.role == proto::Role::User
+        && let Err(why) = crate::policy::may_forward(
+            &shared.config().policy,
+            &proto::identity::user_identity(&peer.name),
+            &node,
+        )
+    {
+        tracing::info!(peer = %peer.name, %node, port, "forward refused: {why}");
+        audit(
+            &shared,
+            &peer,
+            &node,
+            format!("127.0.0.1:{port}: refused: {why}"),
+        )
+        .await;
+        let e = refuse(ErrorCode::PermissionDenied, why);
         if mesh::write_frame(&mut send, &Response::Error(e))
             .await
             .is_ok()

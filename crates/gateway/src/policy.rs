@@ -62,8 +62,9 @@ pub struct Policy {
     pub allow_shell: bool,
     /// Whether shell jobs are allowed from chat.
     pub chat_shell: bool,
-    /// Whether admins may forward ports to nodes (`openclaw forward`); each
-    /// node's `forward_ports` still decides which.
+    /// Whether admins and lab members may forward ports to nodes
+    /// (`openclaw forward`; a member only to nodes [`may_forward`] allows);
+    /// each node's `forward_ports` still decides which.
     pub allow_forward: bool,
     /// Globs over the env keys a requester may set; the fixed dangerous
     /// list ([`proto::env::DANGEROUS`]) is refused whatever these say.
@@ -239,6 +240,40 @@ pub fn evaluate(policy: &Policy, f: &Facts<'_>) -> Decision {
     }
 }
 
+/// Whether `user` (a lab member, `user:NAME`) may forward ports to `node`:
+/// only if policy lets it run something there. `Err` with the reason when
+/// the node is denied to it as a whole (a `deny` rule that names no
+/// command or job, or a `deny` default) and no earlier rule for this user
+/// and node allows (or holds for approval) some command or job. A `deny`
+/// rule about some commands only leaves the node's ports open.
+pub fn may_forward(policy: &Policy, user: &str, node: &str) -> Result<(), String> {
+    let d = evaluate(
+        policy,
+        &Facts {
+            user,
+            node,
+            argv: &[],
+            job: None,
+            chat: false,
+        },
+    );
+    let before = d.rule.unwrap_or(policy.rules.len());
+    let relaxed = || {
+        policy.rules.iter().take(before).any(|r| {
+            r.action != Some(Action::Deny)
+                && list_matches(&r.nodes, &[node])
+                && list_matches(&r.users, &[user])
+        })
+    };
+    if d.action == Action::Deny && !relaxed() {
+        return Err(format!(
+            "refused by {}: {user} may not use node {node}, so it may not forward to it either",
+            rule_name(d.rule, false)
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `who` may approve a job requested by `requester`.
 pub fn may_approve(
     approvers: &[String],
@@ -334,6 +369,51 @@ pub fn combine(decisions: &[Decision]) -> Combined {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_member_forwards_only_to_nodes_policy_lets_it_use() {
+        let rule = |users: &[&str], nodes: &[&str], commands: &[&str], action| Rule {
+            users: users.iter().map(|s| s.to_string()).collect(),
+            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+            commands: commands.iter().map(|s| s.to_string()).collect(),
+            action: Some(action),
+            ..Rule::default()
+        };
+        let mut p = Policy {
+            rules: vec![
+                rule(&["user:alice"], &["secure-*"], &[], Action::Deny),
+                rule(&["user:*"], &["gpu-*"], &["rm"], Action::Deny),
+                rule(&["user:bob"], &["cpu-*"], &["python3"], Action::Allow),
+            ],
+            ..Policy::default()
+        };
+        let may = |p: &Policy, u: &str, n: &str| may_forward(p, u, n).is_ok();
+        // A node-wide deny closes the node's ports to that member only.
+        assert!(!may(&p, "user:alice", "secure-01"));
+        assert!(
+            may_forward(&p, "user:alice", "secure-01")
+                .unwrap_err()
+                .contains("policy rule 1")
+        );
+        assert!(may(&p, "user:bob", "secure-01"));
+        // A rule about a command leaves the node usable.
+        assert!(may(&p, "user:alice", "gpu-01"));
+        // A deny default closes every node no rule relaxes for the member.
+        p.default = Action::Deny;
+        assert!(!may(&p, "user:alice", "cpu-01"));
+        assert!(may(&p, "user:bob", "cpu-01"));
+        // An approve default: the node is usable (with an approver).
+        p.default = Action::Approve;
+        assert!(may(&p, "user:alice", "cpu-01"));
+        // A node closed but for one command is usable: its ports stay open
+        // (a notebook the command serves); one closed whole is not.
+        p.rules.insert(
+            0,
+            rule(&["user:alice"], &["secure-02"], &["python3"], Action::Allow),
+        );
+        assert!(may(&p, "user:alice", "secure-02"));
+        assert!(!may(&p, "user:alice", "secure-01"));
+    }
+
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {

@@ -197,7 +197,7 @@ impl NvmlGpus {
                 break;
             };
             if let (Some(XidError::Value(x)), Ok(i)) = (ev.event_data, ev.device.index()) {
-                out.insert(i, x);
+                keep_xid(&mut out, i, x);
             }
         }
         out
@@ -244,6 +244,19 @@ impl NvmlGpus {
             lost: None,
         }
     }
+}
+
+/// Records Xid `x` of GPU `i` among those read in one sample. Pure. A
+/// critical Xid is never replaced by an application's own
+/// ([`crate::gpuhealth::APPLICATION_XIDS`]): a job can raise Xid 13 at
+/// will, and one raised right after a critical Xid (or caused by it) must
+/// not hide it. Among critical Xids the latest is kept.
+pub(crate) fn keep_xid(out: &mut std::collections::HashMap<u32, u64>, i: u32, x: u64) {
+    let app = |x: &u64| crate::gpuhealth::APPLICATION_XIDS.contains(x);
+    if app(&x) && out.get(&i).is_some_and(|prev| !app(prev)) {
+        return;
+    }
+    out.insert(i, x);
 }
 
 impl GpuSource for NvmlGpus {
@@ -498,6 +511,31 @@ mod tests {
         }
         let (src, why) = detect(0, "n", None);
         assert!(src.kind() == "nvml" || (src.kind() == "none" && why.is_some()));
+    }
+
+    #[test]
+    fn an_applications_xid_never_hides_a_critical_one() {
+        let mut out = std::collections::HashMap::new();
+        for (i, x) in [
+            (0, 79),
+            (0, 13),
+            (0, 31),
+            (1, 13),
+            (2, 48),
+            (2, 79),
+            (3, 13),
+            (3, 43),
+        ] {
+            keep_xid(&mut out, i, x);
+        }
+        assert_eq!(out.get(&0), Some(&79), "a critical Xid stays");
+        assert_eq!(
+            out.get(&1),
+            Some(&13),
+            "an application's alone is kept (and ignored later)"
+        );
+        assert_eq!(out.get(&2), Some(&79), "the latest critical one");
+        assert_eq!(out.get(&3), Some(&43));
     }
 
     #[test]

@@ -353,9 +353,9 @@ pub fn approve(
     on_behalf_of: Option<&str>,
 ) -> Result<String, ApiError> {
     let who = identity(peer, on_behalf_of)?;
-    if let Some(member) = shared.store.tx(|tx| tx.job(id))?
-        && let Some(fan) = member.fanout
-    {
+    let member = stored_job(shared, id)?;
+    hide_from_members(shared, peer, &who, &member)?;
+    if let Some(fan) = member.fanout {
         return fanout::approve(shared, fan, &member, &who, digest);
     }
     let row = shared.store.tx(|tx| {
@@ -405,6 +405,23 @@ pub fn approve(
     Ok(format!("approved job {id}; it is starting on {}", row.node))
 }
 
+/// A lab member (role `user`) asking to approve or deny a job it may not
+/// see is answered as for a job that does not exist, as `job show`
+/// answers: neither the job's state nor its approvers are told. A chat
+/// front end's users keep the reason ("not an approver"): the bot shows
+/// the job's card to the whole channel, so its existence is no secret.
+fn hide_from_members(
+    shared: &Shared,
+    peer: &Peer,
+    who: &str,
+    row: &JobRow,
+) -> Result<(), ApiError> {
+    if peer.role == Role::User {
+        super::check_visible(shared, peer, who, row)?;
+    }
+    Ok(())
+}
+
 /// Denies (or, for its requester, withdraws) a job awaiting approval.
 pub fn deny(
     shared: &Arc<Shared>,
@@ -415,6 +432,7 @@ pub fn deny(
 ) -> Result<String, ApiError> {
     let who = identity(peer, on_behalf_of)?;
     let row = stored_job(shared, id)?;
+    hide_from_members(shared, peer, &who, &row)?;
     if row.state != JobState::AwaitingApproval {
         return Err(err(
             ErrorCode::FailedPrecondition,
