@@ -158,6 +158,15 @@ impl GpuHealth {
         }
     }
 
+    /// `healthy`, `unhealthy` or `mig`: the word scripts read (`--json`).
+    pub fn word(&self) -> &'static str {
+        match self {
+            GpuHealth::Healthy => "healthy",
+            GpuHealth::Unhealthy(_) => "unhealthy",
+            GpuHealth::Mig => "mig",
+        }
+    }
+
     /// [`GpuHealth::reason`] in a word or three, for a list row: `lost`,
     /// `MIG`, `recovering`, `reported critical Xid 79` (the reason up to
     /// its first `:` or ` (`), printable and at most
