@@ -675,7 +675,13 @@ mod tests {
         };
         let lost = GpuHealth::Unhealthy("lost: GPU is lost".into());
         // (GPUs' jobs, their health, the GPU column, the HELD BY cells)
-        let cases: Vec<([Option<u64>; 2], Vec<GpuHealth>, &str, [&str; 2])> = vec![
+        type Case = (
+            [Option<u64>; 2],
+            Vec<GpuHealth>,
+            &'static str,
+            [&'static str; 2],
+        );
+        let cases: Vec<Case> = vec![
             ([None, None], vec![], "2× T4 (2 free)", ["free", "free"]),
             (
                 [None, None],

@@ -519,7 +519,8 @@ mod tests {
         let lost = GpuHealth::Unhealthy("lost: GPU is lost".into());
         let two = |jobs: &[Option<u64>]| node("g", "connected", jobs, Some(2));
         // (GPUs' jobs, their health, the GPU part of the line)
-        let cases: Vec<(Vec<Option<u64>>, Vec<GpuHealth>, &str)> = vec![
+        type Case = (Vec<Option<u64>>, Vec<GpuHealth>, &'static str);
+        let cases: Vec<Case> = vec![
             // An older gateway: no health, the plain count.
             (vec![None, None], vec![], "2/2 GPUs free"),
             (
