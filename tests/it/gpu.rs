@@ -348,7 +348,7 @@ fn an_unhealthy_gpu_shows_with_its_reason_in_chat_and_the_dashboard() {
     let page = b.wait_text("the lost GPU's card", WAIT, |t| {
         t.contains("GPU 0 lost") && t.contains("not offered to new jobs")
     });
-    assert!(page.contains("1 free of 2"), "{page}");
+    assert!(page.contains("1 free of 2 (GPU 0 lost)"), "{page}");
     // GPU 0's card is unhealthy with its reason; GPU 1 still serves, its
     // unsupported temperature shown as unknown.
     let cards = b.eval(
@@ -371,6 +371,11 @@ fn an_unhealthy_gpu_shows_with_its_reason_in_chat_and_the_dashboard() {
         "{cards:?}"
     );
     b.screenshot(&crate::dashboard::shots().join("gpu-lost.png"));
+    // The node list counts the lost GPU as routing does, and says why.
+    b.goto(&format!("{url}/nodes"));
+    b.wait_text("the node list's GPU column", WAIT, |t| {
+        t.contains("1 free of 2 (GPU 0 lost)")
+    });
 }
 
 #[test]
