@@ -190,8 +190,11 @@ pub async fn node_page(
 /// with one `GpuHealth` request per [`proto::MAX_HISTORY_NODES`] of them,
 /// for [`proto::NodeInfo::gpu_counts_with`]. A gateway older than GPU
 /// health refuses the request: then what was answered so far (usually
-/// nothing), and the counts fall back to the plain ones as before. Shared
-/// by the bots and the CLI (`node list`, `node show`, its chat prompt).
+/// nothing), and the counts fall back to the plain ones as before; it is
+/// asked once, not per chunk, because such a gateway cannot read the
+/// request and also closes the connection (a reconnecting
+/// [`client::Gateway`] reconnects on its next call). Shared by the bots
+/// and the CLI (`node list`, `node show`, its chat prompt).
 pub async fn gpu_health(
     gw: &impl Call,
     nodes: &[proto::NodeInfo],
