@@ -79,6 +79,56 @@ fn wait_health(lab: &Lab, what: &str, ok: impl Fn(&str, &str) -> bool) -> serde_
     })
 }
 
+/// `node list` (`--json` and the table) and `node show` count gpu-a's
+/// GPU 0 as routing does: not free (`note` says why, `word` is its
+/// health), while GPU 1 is free.
+fn not_free_in_node_list_and_show(lab: &Lab, note: &str, word: &str) {
+    let n = wait_until(WAIT, "gpu-a's GPU health in node list --json", || {
+        // ...once no job holds GPU 1 (one may just have ended there).
+        lab.node("gpu-a")
+            .filter(|n| n["gpus"][0]["health"] == word && n["gpus"][1]["job"].is_null())
+    });
+    assert_eq!(n["gpus_confirmed"], 2, "{n}");
+    assert_eq!(n["gpus_free"], 1, "{n}");
+    assert_eq!(n["gpus_not_free"], note, "{n}");
+    let gpus = n["gpus"].as_array().unwrap();
+    assert_eq!(gpus[0]["free"], false, "{n}");
+    assert_eq!(gpus[1]["free"], true, "{n}");
+    assert_eq!(gpus[1]["health"], "healthy", "{n}");
+    let short = note.trim_start_matches("GPU 0 ");
+    let list = lab.admin(&["node", "list"]).ok();
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("gpu-a "))
+        .unwrap_or_else(|| panic!("no gpu-a row: {}", list.stdout));
+    assert!(
+        row.contains(&format!("2× H100 80GB HBM3 (1 free, {note})")),
+        "{row}"
+    );
+    let show = lab.admin(&["node", "show", "gpu-a"]).ok();
+    assert!(
+        show.stdout.contains(&format!(
+            "gpus:          2× H100 80GB HBM3 (1 free, {note})\n"
+        )),
+        "{}",
+        show.stdout
+    );
+    let held: Vec<&str> = show
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("GPU "))
+        .skip(1)
+        .map(|l| l.rsplit("  ").next().unwrap_or_default().trim())
+        .collect();
+    assert_eq!(
+        held,
+        [format!("not free: {short}").as_str(), "free"],
+        "{}",
+        show.stdout
+    );
+}
+
 /// The GPUs a one-GPU job on gpu-a is given.
 fn gpus_of_a_job(lab: &Lab, gpus: &str) -> String {
     let out = lab
@@ -263,13 +313,20 @@ fn an_unhealthy_gpu_shows_with_its_reason_in_chat_and_the_dashboard() {
     wait_health(&lab, "GPU 0 lost", |h, r| {
         h == "degraded" && r.contains("GPU 0 lost")
     });
-    // Chat's node list says which GPU and why.
+    // Chat's node list says which GPU and why, and counts the lost GPU
+    // as routing does: not free, while the other one is.
     let chat = lab.admin(&["chat", "nodes"]).ok();
     assert!(
         chat.stdout.contains("🟡 gpu-a: degraded (GPU 0 lost"),
         "{}",
         chat.stdout
     );
+    assert!(
+        chat.stdout.contains(" · 1/2 GPUs free (GPU 0 lost) · "),
+        "{}",
+        chat.stdout
+    );
+    not_free_in_node_list_and_show(&lab, "GPU 0 lost", "unhealthy");
 
     let Some((chrome, driver)) = testkit::webdriver::browser_tools() else {
         eprintln!(
@@ -291,7 +348,7 @@ fn an_unhealthy_gpu_shows_with_its_reason_in_chat_and_the_dashboard() {
     let page = b.wait_text("the lost GPU's card", WAIT, |t| {
         t.contains("GPU 0 lost") && t.contains("not offered to new jobs")
     });
-    assert!(page.contains("1 free of 2"), "{page}");
+    assert!(page.contains("1 free of 2 (GPU 0 lost)"), "{page}");
     // GPU 0's card is unhealthy with its reason; GPU 1 still serves, its
     // unsupported temperature shown as unknown.
     let cards = b.eval(
@@ -314,6 +371,11 @@ fn an_unhealthy_gpu_shows_with_its_reason_in_chat_and_the_dashboard() {
         "{cards:?}"
     );
     b.screenshot(&crate::dashboard::shots().join("gpu-lost.png"));
+    // The node list counts the lost GPU as routing does, and says why.
+    b.goto(&format!("{url}/nodes"));
+    b.wait_text("the node list's GPU column", WAIT, |t| {
+        t.contains("1 free of 2 (GPU 0 lost)")
+    });
 }
 
 #[test]
@@ -331,6 +393,7 @@ fn a_mig_enabled_gpu_is_not_handed_out_whole() {
     // other GPU goes to jobs, and two are not there to give.
     assert_eq!(lab.node("gpu-a").unwrap()["health"], "healthy");
     assert_eq!(gpus_of_a_job(&lab, "1"), u(1));
+    not_free_in_node_list_and_show(&lab, "GPU 0 MIG", "mig");
     lab.run_job(&["--node", "gpu-a", "--gpus", "2", "--", "true"])
         .fails_with(253, "1 unhealthy or MIG-enabled");
 }

@@ -1,7 +1,7 @@
 //! What the engine needs of the gateway, as traits: [`client::Gateway`]
 //! (a reconnecting QUIC connection) in a bot, a scripted fake in the
 //! engine's unit tests. The list pagers ([`node_page`], [`job_page`]) live
-//! here too: they need only [`Call`], so the CLI's chat prompt shares them
+//! here too, with [`gpu_health`]: they need only [`Call`], so the CLI's chat prompt shares them
 //! over its plain [`client::Client`].
 
 use std::future::Future;
@@ -184,6 +184,46 @@ pub async fn node_page(
         }
     }
     Ok((shown, total))
+}
+
+/// Each GPU's health on the connected ones of `nodes` (a page of a list),
+/// with one `GpuHealth` request per [`proto::MAX_HISTORY_NODES`] of them,
+/// for [`proto::NodeInfo::gpu_counts_with`]. A gateway older than GPU
+/// health refuses the request: then what was answered so far (usually
+/// nothing), and the counts fall back to the plain ones as before; it is
+/// asked once, not per chunk, because such a gateway cannot read the
+/// request and also closes the connection (a reconnecting
+/// [`client::Gateway`] reconnects on its next call). Shared by the bots
+/// and the CLI (`node list`, `node show`, its chat prompt).
+pub async fn gpu_health(
+    gw: &impl Call,
+    nodes: &[proto::NodeInfo],
+) -> Vec<(String, Vec<proto::GpuHealth>)> {
+    let names: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.connection == "connected" && !n.confirmed_gpus().is_empty())
+        .map(|n| n.name.clone())
+        .collect();
+    let mut all = Vec::new();
+    for chunk in names.chunks(proto::MAX_HISTORY_NODES) {
+        match gw
+            .call(Request::GpuHealth {
+                names: chunk.to_vec(),
+            })
+            .await
+        {
+            Ok(Response::GpuHealth(h)) => all.extend(h),
+            Ok(r) => {
+                tracing::debug!(reply = ?r, "unexpected reply to GpuHealth; plain GPU counts");
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no GPU health (an older gateway?); plain GPU counts");
+                break;
+            }
+        }
+    }
+    all
 }
 
 /// Page `page` (from 1) of the jobs `who` may see, newest first,

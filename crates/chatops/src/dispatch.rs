@@ -10,7 +10,7 @@ use chat::{Access, Intent};
 use client::ClientError;
 use proto::{JobSpec, Request, Response};
 
-use crate::api::{Api, Call, job_page, node_page};
+use crate::api::{Api, Call, gpu_health, job_page, node_page};
 use crate::{call_error, job_error, unix_now};
 
 /// Who asks, as the front end knows them.
@@ -100,7 +100,10 @@ pub async fn dispatch(
         }
         Intent::Clarify(q) => m.escape(&q),
         Intent::Nodes(page) => match node_page(gw, page).await {
-            Ok((shown, total)) => render::nodes(&shown, page, total, now, m),
+            Ok((shown, total)) => {
+                let health = gpu_health(gw, &shown).await;
+                render::nodes(&shown, &health, page, total, now, m)
+            }
             Err(e) => done(Err(e)),
         },
         Intent::Jobs(page) => match job_page(gw, who, page).await {

@@ -32,7 +32,7 @@ mod dispatch;
 #[cfg(test)]
 mod tests;
 
-pub use api::{Api, Call, RunError, job_page, node_page};
+pub use api::{Api, Call, RunError, gpu_health, job_page, node_page};
 pub use dispatch::{Action, Asker, context, dispatch};
 
 /// Least time between two edits of one live message.

@@ -756,6 +756,68 @@ async fn list_pagers_stop_on_a_page_that_does_not_move_on() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn gpu_health_is_asked_a_bounded_page_at_a_time_and_an_old_gateway_means_plain_counts() {
+    let gpu_node = |i: usize, connection: &str| NodeInfo {
+        name: format!("n{i:04}"),
+        connection: connection.into(),
+        max_gpus: Some(1),
+        telemetry: Some(proto::Heartbeat {
+            gpus: vec![proto::GpuTelemetry::default()],
+            ..Default::default()
+        }),
+        ..NodeInfo::default()
+    };
+    // Two requests' worth of connected GPU nodes and 50 more, and some
+    // the gateway has no health for.
+    let most = proto::MAX_HISTORY_NODES;
+    let mut nodes: Vec<NodeInfo> = (0..2 * most + 50)
+        .map(|i| gpu_node(i, "connected"))
+        .collect();
+    nodes.push(gpu_node(9000, "offline"));
+    nodes.push(node("cpu-only", &[]));
+    let gw = Gw::new(Box::new(|r| match r {
+        Request::GpuHealth { names } => Some(Ok(Response::GpuHealth(
+            names
+                .iter()
+                .map(|n| (n.clone(), vec![proto::GpuHealth::Mig]))
+                .collect(),
+        ))),
+        _ => None,
+    }));
+    let health = super::gpu_health(&gw, &nodes).await;
+    assert_eq!(health.len(), 2 * most + 50);
+    let asked: Vec<usize> =
+        gw.0.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| match r {
+                Request::GpuHealth { names } => names.len(),
+                r => panic!("asked {r:?}"),
+            })
+            .collect();
+    assert_eq!(asked, [most, most, 50]);
+    // An older gateway refuses the request it cannot read: one try, then
+    // no health, and the counts are the plain ones.
+    let old = Gw::new(Box::new(|r| match r {
+        Request::GpuHealth { .. } => Some(Err(ClientError::Api(proto::ApiError::new(
+            proto::ErrorCode::InvalidArgument,
+            "cannot read the request",
+        )))),
+        _ => None,
+    }));
+    assert!(super::gpu_health(&old, &nodes).await.is_empty());
+    assert_eq!(old.methods(), ["node.gpu_health"]);
+    let none = Gw::new(no_answer());
+    assert!(
+        super::gpu_health(&none, &nodes[2 * most + 50..])
+            .await
+            .is_empty()
+    );
+    assert!(none.methods().is_empty());
+}
+
 #[test]
 fn a_fan_out_message_notes_a_reconnect_and_counts_each_end_once_it_is_told() {
     use client::FanFollowed;

@@ -159,7 +159,9 @@ pub(crate) async fn nodes(
     match fetch_node_page(&app, q.after.clone()).await {
         Ok(page) => {
             let next = next_name(&page);
-            let body = render::nodes(&page, unix_now(), next.as_deref());
+            let names = page.iter().map(|n| n.name.clone()).collect();
+            let health = gpu_health(&app, names).await;
+            let body = render::nodes(&page, &health, unix_now(), next.as_deref());
             reply(&app, &h, "Nodes", "/nodes", true, body)
         }
         Err(e) => failed(&app, e),

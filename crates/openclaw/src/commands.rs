@@ -414,22 +414,21 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::List { json }) => {
             let client = Client::connect(&home).await?;
             let nodes = client.all_nodes().await;
+            // Free GPUs as routing counts them (an older gateway: plain).
             let health = match &nodes {
-                Ok(nodes) => gpu_health(&client, nodes).await,
-                Err(_) => output::GpuHealthByNode::new(),
+                Ok(n) => chatops::gpu_health(&client, n).await,
+                Err(_) => Vec::new(),
             };
             // With a leader and standbys, every connected node is held by
             // the leader, which is the gateway that answered.
             let held_by = client.gateway_name();
             client.close().await;
             let nodes = nodes?;
-            let health_of =
-                |n: &proto::NodeInfo| health.get(&n.name).map_or(&[][..], Vec::as_slice);
             if json {
                 let v: Vec<_> = nodes
                     .iter()
                     .map(|n| {
-                        let mut j = node_json(n, health_of(n));
+                        let mut j = node_json(n, proto::gpu_health_of(&health, &n.name));
                         if let (Some(obj), Some(gw)) = (j.as_object_mut(), &held_by)
                             && n.connection == "connected"
                         {
@@ -440,7 +439,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                     .collect();
                 print_json(&serde_json::Value::Array(v))
             } else {
-                crate::term::out(&output::nodes_with(&nodes, &health, gateway::unix_now()));
+                crate::term::out(&output::nodes(&nodes, &health, gateway::unix_now()));
                 let several = mesh::home::LoadedCredential::load(&home)
                     .is_ok_and(|c| mesh::gateway_list(&c.gateway).len() > 1);
                 if let (Some(gw), true) = (&held_by, several) {
@@ -454,17 +453,19 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             let client = Client::connect(&home).await?;
             let shown = client.call(Request::NodeShow { name }).await;
             let health = match &shown {
-                Ok(Response::Node(n)) => gpu_health(&client, std::slice::from_ref(n)).await,
-                _ => output::GpuHealthByNode::new(),
+                Ok(Response::Node(n)) => {
+                    chatops::gpu_health(&client, std::slice::from_ref(n)).await
+                }
+                _ => Vec::new(),
             };
             client.close().await;
             match shown? {
                 Response::Node(n) => {
-                    let health = health.get(&n.name).map_or(&[][..], Vec::as_slice);
+                    let health = proto::gpu_health_of(&health, &n.name);
                     if json {
                         print_json(&node_json(&n, health))
                     } else {
-                        crate::term::out(&output::node_with(&n, health, gateway::unix_now()));
+                        crate::term::out(&output::node(&n, health, gateway::unix_now()));
                         Ok(())
                     }
                 }
@@ -605,35 +606,13 @@ fn bot_config(
     Ok((path, text))
 }
 
-/// The stable JSON form of a node.
-/// Each GPU's health on the connected ones of `nodes`, as their nodes
-/// judged it; nothing for a gateway too old to say (each GPU then
-/// follows its node's health, as before).
-async fn gpu_health(client: &Client, nodes: &[proto::NodeInfo]) -> output::GpuHealthByNode {
-    let names: Vec<String> = nodes
-        .iter()
-        .filter(|n| n.connection == "connected")
-        .map(|n| n.name.clone())
-        .collect();
-    let mut out = output::GpuHealthByNode::new();
-    for chunk in names.chunks(proto::MAX_HISTORY_NODES) {
-        match client
-            .call(Request::GpuHealth {
-                names: chunk.to_vec(),
-            })
-            .await
-        {
-            Ok(Response::GpuHealth(h)) => out.extend(h),
-            _ => break,
-        }
-    }
-    out
-}
-
-/// A node as JSON; `health` (by GPU index, may be empty) adds each GPU's
-/// `health`: `"healthy"`, or why it is not offered to new jobs.
+/// The stable JSON form of a node. `health`: each GPU's health
+/// (`Request::GpuHealth`), empty from an older gateway: then the GPUs'
+/// `health` is null and the free count the plain one.
 fn node_json(n: &proto::NodeInfo, health: &[proto::GpuHealth]) -> serde_json::Value {
     let t = n.telemetry.as_ref();
+    let counts = n.gpu_counts_with(health);
+    let confirmed = n.confirmed_gpus().len();
     serde_json::json!({
         "name": n.name, "connection": n.connection, "health": n.health,
         "health_reason": n.health_reason, "labels": n.labels,
@@ -646,13 +625,18 @@ fn node_json(n: &proto::NodeInfo, health: &[proto::GpuHealth]) -> serde_json::Va
         "gpu_source": t.map(|t| t.gpu_source.clone()),
         "gpu_error": t.and_then(|t| t.gpu_error.clone()),
         "gpus_simulated": t.is_some_and(|t| t.gpus.iter().any(|g| g.simulated)),
+        // Free as routing counts them: confirmed, idle and usable.
+        "gpus_confirmed": t.map(|_| counts.confirmed), "gpus_free": t.map(|_| counts.free),
+        "gpus_not_free": n.gpu_note(health),
         "gpus": t.map(|t| t.gpus.iter().enumerate().map(|(i, g)| serde_json::json!({
             // Unknown readings are null, never 0.
             "index": g.index, "name": g.name, "uuid": g.uuid,
             "mem_used": g.mem().map(|m| m.0), "mem_total": g.mem().map(|m| m.1),
             "util_pct": g.util(), "temp_c": g.temp(),
             "job": g.job, "simulated": g.simulated,
-            "health": health.get(i).map(|h| h.reason().unwrap_or("healthy")),
+            "health": health.get(i).map(proto::GpuHealth::word),
+            "health_reason": health.get(i).and_then(proto::GpuHealth::reason),
+            "free": i < confirmed && g.job.is_none() && health.get(i).is_none_or(proto::GpuHealth::usable),
         })).collect::<Vec<_>>()).unwrap_or_default(),
     })
 }

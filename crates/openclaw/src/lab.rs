@@ -177,7 +177,8 @@ async fn lab(
     }
     outln!("== openclaw node list");
     let nodes = admin.all_nodes().await.map_err(fail)?;
-    crate::term::out(&output::nodes(&nodes, gateway::unix_now()));
+    let health = chatops::gpu_health(admin.as_ref(), &nodes).await;
+    crate::term::out(&output::nodes(&nodes, &health, gateway::unix_now()));
     let admin_gw = client::Gateway::with_client(gw_home.clone(), admin.clone());
     for (title, spec) in sample_jobs() {
         outln!("== openclaw run {title}");

@@ -64,17 +64,9 @@ pub fn until(then: u64, now: u64) -> String {
     )
 }
 
-/// Each GPU's health by node name (`Request::GpuHealth`); a node missing
-/// from it (offline, or an older gateway) is counted without.
-pub type GpuHealthByNode = std::collections::HashMap<String, Vec<GpuHealth>>;
-
-/// The `node list` table.
-pub fn nodes(nodes: &[NodeInfo], now: u64) -> String {
-    nodes_with(nodes, &GpuHealthByNode::new(), now)
-}
-
-/// The `node list` table, counting unhealthy GPUs as not free.
-pub fn nodes_with(nodes: &[NodeInfo], health: &GpuHealthByNode, now: u64) -> String {
+/// The `node list` table. `health`: each GPU's health on the connected
+/// nodes (`Request::GpuHealth`), empty from an older gateway.
+pub fn nodes(nodes: &[NodeInfo], health: &[(String, Vec<GpuHealth>)], now: u64) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
@@ -94,7 +86,7 @@ pub fn nodes_with(nodes: &[NodeInfo], health: &GpuHealthByNode, now: u64) -> Str
                 n.cert_expires
                     .map(|t| until(t, now))
                     .unwrap_or_else(|| "-".into()),
-                gpu_summary_with(n, health.get(&n.name).map_or(&[], Vec::as_slice)),
+                gpu_summary(n, proto::gpu_health_of(health, &n.name)),
                 n.heartbeat_age_ms
                     .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
                     .unwrap_or_else(|| "-".into()),
@@ -146,38 +138,33 @@ fn kv(out: &mut String, width: usize, k: &str, v: &str) {
 
 /// "2× H100 80GB HBM3 (1 free)", "-" without GPUs, marked when simulated.
 /// Only confirmed GPUs (the token's or an admin's cap) are offered; the
-/// rest of what a node reports is marked "unconfirmed".
-/// With each GPU's `health` (by index), an unhealthy or MIG-enabled GPU
-/// is not free, and the count of them is said ("1 unhealthy").
-pub fn gpu_summary_with(n: &NodeInfo, health: &[GpuHealth]) -> String {
+/// rest of what a node reports is marked "unconfirmed". An idle GPU that
+/// `health` keeps from jobs (unhealthy, MIG) is not free, as routing has
+/// it, and is named: "2× H100 (1 free, GPU 0 lost)".
+pub fn gpu_summary(n: &NodeInfo, health: &[GpuHealth]) -> String {
     let Some(t) = &n.telemetry else {
         return "-".into();
     };
     if t.gpus.is_empty() {
         return "-".into();
     }
-    // A lost GPU reports no name: it adds none.
-    let mut names: Vec<String> = t
-        .gpus
-        .iter()
-        .filter(|g| !g.name.is_empty())
-        .map(|g| shown(g.name.trim_start_matches("NVIDIA ")))
-        .collect();
-    names.dedup();
+    // A lost GPU has no name: it is counted, not named.
+    let mut names: Vec<String> = Vec::new();
+    for g in &t.gpus {
+        let name = shown(g.name.trim_start_matches("NVIDIA "));
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
     if names.is_empty() {
-        names.push("–".into());
+        names.push("GPU".into());
     }
     let counts = n.gpu_counts_with(health);
     let (confirmed, free) = (counts.confirmed, counts.free);
-    let unusable = health
-        .iter()
-        .take(n.confirmed_gpus().len())
-        .filter(|h| !h.usable())
-        .count();
-    let sick = match unusable {
-        0 => String::new(),
-        k => format!(", {k} unhealthy or MIG"),
-    };
+    let note = n
+        .gpu_note(health)
+        .map(|w| format!(", {w}"))
+        .unwrap_or_default();
     let sim = if t.gpus.iter().any(|g| g.simulated) {
         ", simulated"
     } else {
@@ -188,14 +175,14 @@ pub fn gpu_summary_with(n: &NodeInfo, health: &[GpuHealth]) -> String {
         n => format!(", {n} unconfirmed"),
     };
     format!(
-        "{confirmed}× {} ({free} free{sick}{sim}{extra})",
+        "{confirmed}× {} ({free} free{note}{sim}{extra})",
         names.join("/")
     )
 }
 
-/// The `node show` view; with each GPU's `health` (by index), the GPU
-/// table has a HEALTH column with the reason for an unusable GPU.
-pub fn node_with(n: &NodeInfo, health: &[GpuHealth], now: u64) -> String {
+/// The `node show` view. `health`: each of its GPUs' health, empty from
+/// an older gateway or while offline.
+pub fn node(n: &NodeInfo, health: &[GpuHealth], now: u64) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| kv(&mut out, 14, k, &v);
     line("name:", n.name.clone());
@@ -255,6 +242,7 @@ pub fn node_with(n: &NodeInfo, health: &[GpuHealth], now: u64) -> String {
             format!("{} of {}", gib(t.mem_used), gib(t.mem_total)),
         );
         line("jobs running:", t.running_jobs.to_string());
+        line("gpus:", gpu_summary(n, health));
         line("gpu source:", shown(&t.gpu_source));
         if let Some(e) = &t.gpu_error {
             line("gpu error:", shown(e));
@@ -263,7 +251,8 @@ pub fn node_with(n: &NodeInfo, health: &[GpuHealth], now: u64) -> String {
             let rows: Vec<Vec<String>> = t
                 .gpus
                 .iter()
-                .map(|g| {
+                .enumerate()
+                .map(|(i, g)| {
                     vec![
                         g.index.to_string(),
                         format!(
@@ -279,9 +268,7 @@ pub fn node_with(n: &NodeInfo, health: &[GpuHealth], now: u64) -> String {
                         ),
                         g.util().map_or_else(|| "–".into(), |u| format!("{u}%")),
                         g.temp().map_or_else(|| "–".into(), |c| format!("{c}°C")),
-                        g.job
-                            .map(|j| format!("job {j}"))
-                            .unwrap_or_else(|| "free".into()),
+                        held_by(g.job, health.get(i)),
                     ]
                 })
                 .collect();
@@ -309,6 +296,16 @@ pub fn node_with(n: &NodeInfo, health: &[GpuHealth], now: u64) -> String {
         }
     }
     out
+}
+
+/// A GPU's HELD BY cell: `job 7`, `free`, or why no new job gets it
+/// (`not free: lost`, `not free: MIG`), as routing has it.
+fn held_by(job: Option<u64>, health: Option<&GpuHealth>) -> String {
+    match (job, health.and_then(GpuHealth::short)) {
+        (Some(j), _) => format!("job {j}"),
+        (None, Some(why)) => format!("not free: {why}"),
+        (None, None) => "free".into(),
+    }
 }
 
 fn gib(bytes: u64) -> String {
@@ -648,7 +645,7 @@ mod tests {
         // (view, the lines it has with harmless text)
         let views = [
             (jobs(std::slice::from_ref(&job), 5), 2),
-            (nodes(std::slice::from_ref(&node), 5), 2),
+            (nodes(std::slice::from_ref(&node), &[], 5), 2),
             (tokens(std::slice::from_ref(&token), 5), 2),
             (table(&["A", "B"], &[vec![EVIL.into(), EVIL.into()]]), 2),
         ];
@@ -673,62 +670,96 @@ mod tests {
             plain.1 + 6,
             "cwd is always shown; env, named job, role, approvers, approved by, reason are extra"
         );
-        // A node's reason for an unhealthy GPU is its text too.
-        let view = node_with(&node, &[GpuHealth::Unhealthy(EVIL.into())], 5);
+        let view = self::node(&node, &[], 5);
         assert!(clean(&view), "{view:?}");
         assert!(!view.contains("forged-row\n"), "{view}");
         assert!(view.contains("not offered: x\\u{1b}[2J"), "{view}");
     }
 
     #[test]
-    fn an_unhealthy_gpu_is_not_free_and_says_why() {
-        let gpu = |i: u32, name: &str| proto::GpuTelemetry {
-            index: i,
-            name: name.into(),
-            uuid: if name.is_empty() {
-                String::new()
-            } else {
-                format!("GPU-{i}")
-            },
-            ..Default::default()
-        };
-        let n = NodeInfo {
-            name: "gpu-a".into(),
+    fn an_idle_gpu_that_routing_skips_is_not_free_in_node_list_and_show() {
+        let two = |jobs: [Option<u64>; 2]| NodeInfo {
+            name: "g".into(),
             connection: "connected".into(),
             max_gpus: Some(2),
             telemetry: Some(proto::Heartbeat {
-                // GPU 0 is lost: NVML gives no name or UUID.
-                gpus: vec![gpu(0, ""), gpu(1, "NVIDIA H100 80GB HBM3")],
+                gpus: jobs
+                    .iter()
+                    .map(|j| proto::GpuTelemetry {
+                        name: "NVIDIA T4".into(),
+                        job: *j,
+                        ..Default::default()
+                    })
+                    .collect(),
                 ..Default::default()
             }),
-            ..Default::default()
+            ..NodeInfo::default()
         };
-        let lost = GpuHealth::Unhealthy("lost: gone".into());
-        let health = vec![lost.clone(), GpuHealth::Healthy];
-        assert_eq!(gpu_summary_with(&n, &[]), "2× H100 80GB HBM3 (2 free)");
-        assert_eq!(
-            gpu_summary_with(&n, &health),
-            "2× H100 80GB HBM3 (1 free, 1 unhealthy or MIG)"
+        let lost = GpuHealth::Unhealthy("lost: GPU is lost".into());
+        // (GPUs' jobs, their health, the GPU column, the HELD BY cells)
+        type Case = (
+            [Option<u64>; 2],
+            Vec<GpuHealth>,
+            &'static str,
+            [&'static str; 2],
         );
-        let by_node = GpuHealthByNode::from([("gpu-a".to_string(), health.clone())]);
-        assert!(nodes_with(std::slice::from_ref(&n), &by_node, 5).contains("(1 free, 1 unhealthy"));
-        let view = node_with(&n, &health, 5);
-        let row0 = view
-            .lines()
-            .find(|l| l.starts_with("0 "))
-            .unwrap_or_default();
-        assert!(row0.contains("not offered: lost: gone"), "{view}");
-        assert!(
-            row0.contains("–"),
-            "a lost GPU's name is unknown, not blank: {view}"
-        );
-        let row1 = view
-            .lines()
-            .find(|l| l.starts_with("1 "))
-            .unwrap_or_default();
-        assert!(row1.ends_with("healthy"), "{view}");
-        // Without health (an older gateway): no column, as before.
-        assert!(!node_with(&n, &[], 5).contains("HEALTH"));
+        let cases: Vec<Case> = vec![
+            ([None, None], vec![], "2× T4 (2 free)", ["free", "free"]),
+            (
+                [None, None],
+                vec![lost.clone(), GpuHealth::Healthy],
+                "2× T4 (1 free, GPU 0 lost)",
+                ["not free: lost", "free"],
+            ),
+            (
+                [None, None],
+                vec![GpuHealth::Mig, lost.clone()],
+                "2× T4 (0 free, GPU 0 MIG, GPU 1 lost)",
+                ["not free: MIG", "not free: lost"],
+            ),
+            (
+                [Some(7), None],
+                vec![lost.clone(), GpuHealth::Healthy],
+                "2× T4 (1 free)",
+                ["job 7", "free"],
+            ),
+        ];
+        for (jobs, h, column, held) in cases {
+            let n = two(jobs);
+            assert_eq!(gpu_summary(&n, &h), column, "{h:?}");
+            let all = vec![("g".to_string(), h.clone())];
+            let list = nodes(std::slice::from_ref(&n), &all, 5);
+            assert!(list.contains(column), "{list}");
+            let view = node(&n, &h, 5);
+            assert!(
+                view.contains(&format!("gpus:          {column}\n")),
+                "{view}"
+            );
+            let cells: Vec<&str> = view
+                .lines()
+                .skip_while(|l| !l.starts_with("GPU "))
+                .skip(1)
+                .map(|l| {
+                    l.split("  ")
+                        .filter(|c| !c.is_empty())
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                })
+                .collect();
+            assert_eq!(cells, held, "{view}");
+        }
+        // A lost GPU reports no name: it is counted, not named.
+        let mut n = two([None, None]);
+        if let Some(t) = n.telemetry.as_mut() {
+            t.gpus[0].name.clear();
+        }
+        let h = [lost.clone(), GpuHealth::Healthy];
+        assert_eq!(gpu_summary(&n, &h), "2× T4 (1 free, GPU 0 lost)");
+        if let Some(t) = n.telemetry.as_mut() {
+            t.gpus[1].name.clear();
+        }
+        assert_eq!(gpu_summary(&n, &h), "2× GPU (1 free, GPU 0 lost)");
     }
 
     fn job_view_lines(j: &JobInfo) -> (bool, usize) {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{GpuTelemetry, Heartbeat, Role};
+use crate::{GpuHealth, GpuTelemetry, Heartbeat, Role};
 
 /// Public metadata of a join token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,21 +115,52 @@ impl NodeInfo {
         &t.gpus[..t.gpus.len().min(cap)]
     }
 
-    /// [`NodeInfo::gpu_counts`], with each GPU's health (by index, from
+    /// [`NodeInfo::gpu_counts`], with each GPU's health (by position, from
     /// `Request::GpuHealth`): an idle GPU that is unhealthy or
     /// MIG-enabled is not free.
-    pub fn gpu_counts_with(&self, health: &[crate::GpuHealth]) -> GpuCounts {
+    /// What routing does with them: the same rule as the gateway's. An
+    /// empty `health` (an older gateway, or an offline node) is the plain
+    /// count.
+    pub fn gpu_counts_with(&self, health: &[GpuHealth]) -> GpuCounts {
         let mut c = self.gpu_counts();
-        let unusable = self
-            .confirmed_gpus()
-            .iter()
-            .enumerate()
-            .filter(|(i, g)| g.job.is_none() && health.get(*i).is_some_and(|h| !h.usable()))
-            .count();
+        let unusable = self.held_back(health).count();
         c.free = c
             .free
             .saturating_sub(u32::try_from(unusable).unwrap_or(u32::MAX));
         c
+    }
+
+    /// Why [`NodeInfo::gpu_counts_with`] counts fewer free GPUs than
+    /// [`NodeInfo::gpu_counts`], short, for a row: `GPU 0 lost, GPU 1
+    /// MIG` (by position in the heartbeat, as the gateway's health reason
+    /// names them); `None` when it does not. At most [`GPU_NOTE_MAX`]
+    /// GPUs are named, then `and N more`.
+    pub fn gpu_note(&self, health: &[GpuHealth]) -> Option<String> {
+        let held: Vec<String> = self
+            .held_back(health)
+            .map(|(i, h)| format!("GPU {i} {}", h.short().unwrap_or_default()))
+            .collect();
+        if held.is_empty() {
+            return None;
+        }
+        let mut note = held[..held.len().min(GPU_NOTE_MAX)].join(", ");
+        if held.len() > GPU_NOTE_MAX {
+            note.push_str(&format!(" and {} more", held.len() - GPU_NOTE_MAX));
+        }
+        Some(note)
+    }
+
+    /// The confirmed GPUs no job holds that `health` keeps from new jobs,
+    /// by position, with their health.
+    fn held_back<'a>(
+        &'a self,
+        health: &'a [GpuHealth],
+    ) -> impl Iterator<Item = (usize, &'a GpuHealth)> + 'a {
+        self.confirmed_gpus()
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.job.is_none())
+            .filter_map(|(i, _)| health.get(i).filter(|h| !h.usable()).map(|h| (i, h)))
     }
 
     /// Reported, confirmed and free GPUs. Only confirmed ones count: the
@@ -146,4 +177,16 @@ impl NodeInfo {
             free: n(confirmed.len() - held),
         }
     }
+}
+
+/// Most GPUs [`NodeInfo::gpu_note`] names.
+pub const GPU_NOTE_MAX: usize = 4;
+
+/// The health of node `name`'s GPUs in a `Response::GpuHealth` answer;
+/// empty when it is not there (offline, or an older gateway answered
+/// nothing), which counts as the plain count.
+pub fn gpu_health_of<'a>(all: &'a [(String, Vec<GpuHealth>)], name: &str) -> &'a [GpuHealth] {
+    all.iter()
+        .find(|(n, _)| n == name)
+        .map_or(&[][..], |(_, h)| h.as_slice())
 }

@@ -157,7 +157,37 @@ impl GpuHealth {
             GpuHealth::Mig => Some("MIG enabled: not handed out as a whole GPU"),
         }
     }
+
+    /// `healthy`, `unhealthy` or `mig`: the word scripts read (`--json`).
+    pub fn word(&self) -> &'static str {
+        match self {
+            GpuHealth::Healthy => "healthy",
+            GpuHealth::Unhealthy(_) => "unhealthy",
+            GpuHealth::Mig => "mig",
+        }
+    }
+
+    /// [`GpuHealth::reason`] in a word or three, for a list row: `lost`,
+    /// `MIG`, `recovering`, `reported critical Xid 79` (the reason up to
+    /// its first `:` or ` (`), printable and at most
+    /// [`GPU_SHORT_REASON`] characters; `None` while usable. Pure: the
+    /// reason is the node's text.
+    pub fn short(&self) -> Option<String> {
+        match self {
+            GpuHealth::Healthy => None,
+            GpuHealth::Mig => Some("MIG".into()),
+            GpuHealth::Unhealthy(why) => {
+                let head = why.split(':').next().unwrap_or_default();
+                let head = head.split(" (").next().unwrap_or_default().trim();
+                let head = if head.is_empty() { "unhealthy" } else { head };
+                Some(crate::names::printable(head, GPU_SHORT_REASON))
+            }
+        }
+    }
 }
+
+/// Most characters of [`GpuHealth::short`].
+pub const GPU_SHORT_REASON: usize = 40;
 
 /// A node's heartbeat in protocol 3: protocol 2's [`Heartbeat`] followed
 /// by each GPU's health, in the order of `beat.gpus`. Only a node whose

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use proto::{JobInfo, JobState};
+use proto::{GpuHealth, JobInfo, JobState};
 
 use super::{Markup, duration, head, mentions};
 
@@ -76,12 +76,15 @@ pub const JOBS_PER_PAGE: usize = 10;
 const LIST_CMD: usize = 60;
 
 /// A node's GPUs that jobs may use (the confirmed ones: the first
-/// `max_gpus` it reports) and how many of those no job holds, as
-/// `(free, total)`; `None` while it reports nothing (offline). Pure; the
-/// count is [`proto::NodeInfo::gpu_counts`], as the CLI and dashboard show.
-pub fn confirmed_gpus(n: &proto::NodeInfo) -> Option<(usize, usize)> {
+/// `max_gpus` it reports) and how many of those a new job could get (no
+/// job holds it, and `health` does not keep it back), as `(free, total)`;
+/// `None` while it reports nothing (offline). Pure; the count is
+/// [`proto::NodeInfo::gpu_counts_with`], as the CLI and dashboard show
+/// and routing decides. `health`: the node's GPUs' health, empty when
+/// unknown (an older gateway).
+pub fn confirmed_gpus(n: &proto::NodeInfo, health: &[GpuHealth]) -> Option<(usize, usize)> {
     n.telemetry.as_ref()?;
-    let c = n.gpu_counts();
+    let c = n.gpu_counts_with(health);
     Some((c.free as usize, c.confirmed as usize))
 }
 
@@ -98,7 +101,7 @@ fn cut(s: &str, n: usize) -> String {
 /// One node of a chat node list: health, GPUs free of the confirmed
 /// ones, labels. No fingerprint, address or certificate: that is the
 /// admin's `node list`.
-fn node_line(n: &proto::NodeInfo, now: u64, m: &dyn Markup) -> String {
+fn node_line(n: &proto::NodeInfo, health: &[GpuHealth], now: u64, m: &dyn Markup) -> String {
     let (mark, state) = match (n.connection.as_str(), n.health.as_str()) {
         ("connected", "healthy") => ("🟢", "healthy".to_string()),
         ("connected", h) => (
@@ -123,13 +126,19 @@ fn node_line(n: &proto::NodeInfo, now: u64, m: &dyn Markup) -> String {
         ),
     };
     let mut parts = vec![format!("{mark} {}: {state}", m.escape(&n.name))];
-    if let Some((free, total)) = confirmed_gpus(n)
+    if let Some((free, total)) = confirmed_gpus(n, health)
         && total > 0
     {
-        parts.push(format!(
+        let mut gpus = format!(
             "{free}/{total} GPU{} free",
             if total == 1 { "" } else { "s" }
-        ));
+        );
+        // Which GPUs are idle but not free, and why (the node's words,
+        // short and printable).
+        if let Some(note) = n.gpu_note(health) {
+            gpus.push_str(&format!(" ({})", m.escape(&note)));
+        }
+        parts.push(gpus);
     }
     if !n.labels.is_empty() {
         parts.push(m.escape(&n.labels.join(", ")));
@@ -148,6 +157,7 @@ pub fn listed_node(n: &proto::NodeInfo) -> bool {
 /// header says where it is; when more follow, the end says how to see them.
 pub fn nodes(
     shown: &[proto::NodeInfo],
+    health: &[(String, Vec<GpuHealth>)],
     page: u32,
     total: usize,
     now: u64,
@@ -181,7 +191,7 @@ pub fn nodes(
     };
     for n in shown {
         out.push('\n');
-        out.push_str(&node_line(n, now, m));
+        out.push_str(&node_line(n, proto::gpu_health_of(health, &n.name), now, m));
     }
     if last < total {
         out.push_str(&format!(
@@ -473,16 +483,16 @@ mod tests {
             &[Some(3), None, None, None],
             Some(2),
         );
-        assert_eq!(confirmed_gpus(&gpu), Some((1, 2)));
+        assert_eq!(confirmed_gpus(&gpu, &[]), Some((1, 2)));
         let claims = node("claims", "connected", &[None, None], None);
-        assert_eq!(confirmed_gpus(&claims), Some((0, 0)));
+        assert_eq!(confirmed_gpus(&claims, &[]), Some((0, 0)));
         let mut sick = node("<sick>", "connected", &[], Some(0));
         sick.health = "unhealthy".into();
         sick.health_reason = Some("GPU 0 at 91°C <!here>\u{202e}".into());
         let off = node("worker-off", "offline", &[], Some(8));
-        assert_eq!(confirmed_gpus(&off), None);
+        assert_eq!(confirmed_gpus(&off, &[]), None);
         let shown = [gpu, claims, sick, off];
-        let text = nodes(&shown, 1, 4, 1080, &Plain);
+        let text = nodes(&shown, &[], 1, 4, 1080, &Plain);
         assert_eq!(
             text,
             "4 nodes:\n\
@@ -498,7 +508,68 @@ mod tests {
         for c in ["pending", "rejected", "revoked"] {
             assert!(!listed_node(&node("x", c, &[], None)), "{c}");
         }
-        assert_eq!(nodes(&[], 1, 0, 0, &Plain), "No nodes are enrolled yet.");
+        assert_eq!(
+            nodes(&[], &[], 1, 0, 0, &Plain),
+            "No nodes are enrolled yet."
+        );
+    }
+
+    #[test]
+    fn an_idle_gpu_that_routing_skips_is_not_free_and_says_why() {
+        let lost = GpuHealth::Unhealthy("lost: GPU is lost".into());
+        let two = |jobs: &[Option<u64>]| node("g", "connected", jobs, Some(2));
+        // (GPUs' jobs, their health, the GPU part of the line)
+        type Case = (Vec<Option<u64>>, Vec<GpuHealth>, &'static str);
+        let cases: Vec<Case> = vec![
+            // An older gateway: no health, the plain count.
+            (vec![None, None], vec![], "2/2 GPUs free"),
+            (
+                vec![None, None],
+                vec![GpuHealth::Healthy; 2],
+                "2/2 GPUs free",
+            ),
+            (
+                vec![None, None],
+                vec![lost.clone(), GpuHealth::Healthy],
+                "1/2 GPUs free (GPU 0 lost)",
+            ),
+            (
+                vec![None, None],
+                vec![GpuHealth::Healthy, GpuHealth::Mig],
+                "1/2 GPUs free (GPU 1 MIG)",
+            ),
+            // A held GPU is busy, not held back.
+            (
+                vec![Some(7), None],
+                vec![lost.clone(), GpuHealth::Healthy],
+                "1/2 GPUs free",
+            ),
+            // The node's words are escaped like any other.
+            (
+                vec![None, None],
+                vec![GpuHealth::Unhealthy("<!here>: x".into()), lost.clone()],
+                "0/2 GPUs free (GPU 0 &lt;!here>, GPU 1 lost)",
+            ),
+        ];
+        for (jobs, h, want) in cases {
+            let n = two(&jobs);
+            let all = vec![("g".to_string(), h.clone())];
+            let text = nodes(std::slice::from_ref(&n), &all, 1, 1, 0, &Plain);
+            assert_eq!(
+                text,
+                format!("1 node:\n🟢 g: healthy · {want} · gpu, zone=eu"),
+                "{h:?}"
+            );
+            // Another node's health is not this one's.
+            let other = vec![("h".to_string(), h.clone())];
+            assert!(
+                nodes(std::slice::from_ref(&n), &other, 1, 1, 0, &Plain).contains(&format!(
+                    "{}/2 GPUs free ·",
+                    2 - jobs.iter().filter(|j| j.is_some()).count()
+                )),
+                "{h:?}"
+            );
+        }
     }
 
     #[test]
@@ -534,7 +605,7 @@ mod tests {
             ),
         ];
         for (page, shown, start, end) in cases {
-            let text = nodes(shown, page, all.len(), 0, &Plain);
+            let text = nodes(shown, &[], page, all.len(), 0, &Plain);
             assert!(text.starts_with(start), "page {page}: {text}");
             assert!(text.ends_with(end), "page {page}: {text}");
             assert_eq!(

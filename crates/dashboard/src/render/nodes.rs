@@ -49,18 +49,19 @@ fn labels(n: &NodeInfo) -> String {
 }
 
 /// `1 free of 2` (confirmed GPUs only), with what is not confirmed and
-/// whether they are simulated; `-` without GPUs.
-pub fn gpu_cell(n: &NodeInfo) -> String {
-    gpu_cell_with(n, &[])
-}
-
-/// [`gpu_cell`], with each GPU's health: unhealthy idle GPUs are not free.
-fn gpu_cell_with(n: &NodeInfo, health: &[GpuHealth]) -> String {
+/// whether they are simulated; `-` without GPUs. `health`: each GPU's
+/// health (empty from an older gateway): an idle GPU that is unhealthy or
+/// MIG-enabled is not free, as routing has it, and is named: `1 free of 2
+/// (GPU 0 lost)`.
+fn gpu_cell(n: &NodeInfo, health: &[GpuHealth]) -> String {
     let c = n.gpu_counts_with(health);
     if c.reported == 0 {
         return "-".into();
     }
     let mut s = format!("{} free of {}", c.free, c.confirmed);
+    if let Some(note) = n.gpu_note(health) {
+        let _ = write!(s, " ({})", esc(&note));
+    }
     if c.unconfirmed() > 0 {
         let _ = write!(
             s,
@@ -129,8 +130,14 @@ pub fn node_link(name: &str) -> String {
 }
 
 /// The node list: every node of the page with health, labels, GPUs, load,
-/// memory and last heartbeat; `next` pages on.
-pub fn nodes(page: &[NodeInfo], now: u64, next: Option<&str>) -> String {
+/// memory and last heartbeat; `health`: each GPU's health on the page's
+/// connected nodes; `next` pages on.
+pub fn nodes(
+    page: &[NodeInfo],
+    health: &[(String, Vec<GpuHealth>)],
+    now: u64,
+    next: Option<&str>,
+) -> String {
     let mut rows = String::new();
     for n in page {
         let _ = write!(
@@ -140,7 +147,7 @@ pub fn nodes(page: &[NodeInfo], now: u64, next: Option<&str>) -> String {
             name = node_link(&n.name),
             health = health_tag(n),
             labels = labels(n),
-            gpus = gpu_cell(n),
+            gpus = gpu_cell(n, proto::gpu_health_of(health, &n.name)),
             util = util_cell(n),
             load = load_cell(n),
             mem = memory_cell(n),
@@ -430,7 +437,7 @@ pub fn node(
     t.push_str(&row("health", health_tag(n)));
     t.push_str(&row("connection", esc(&n.connection)));
     t.push_str(&row("labels", labels(n)));
-    t.push_str(&row("GPUs", gpu_cell_with(n, health)));
+    t.push_str(&row("GPUs", gpu_cell(n, health)));
     t.push_str(&row(
         "GPU cap",
         match n.max_gpus {
@@ -583,7 +590,7 @@ mod tests {
     fn unconfirmed_gpus_are_neither_free_nor_counted() {
         let mut n = lab_node("a", "healthy", &[Some(3), None, None, None]);
         n.max_gpus = Some(2);
-        let html = nodes(std::slice::from_ref(&n), 0, None);
+        let html = nodes(std::slice::from_ref(&n), &[], 0, None);
         assert!(html.contains("1 free of 2"), "{html}");
         assert!(html.contains("2 not confirmed"), "{html}");
         // The mean utilisation of the confirmed two (40 % and 50 %).
@@ -623,6 +630,22 @@ mod tests {
             "{cards}"
         );
         assert_eq!(cards.matches("holder free").count(), 1, "{cards}");
+        // The node list counts the lost GPU as routing does, and says why
+        // (the node's words escaped); another node's health is not its.
+        let list = nodes(std::slice::from_ref(&d), &health, 0, None);
+        assert!(list.contains("<td>1 free of 2 (GPU 0 lost)</td>"), "{list}");
+        let other = vec![("b".to_string(), health[0].1.clone())];
+        let list = nodes(std::slice::from_ref(&d), &other, 0, None);
+        assert!(list.contains("<td>2 free of 2</td>"), "{list}");
+        let evil = vec![(
+            "a".to_string(),
+            vec![GpuHealth::Healthy, GpuHealth::Unhealthy("<b>x: y".into())],
+        )];
+        let list = nodes(std::slice::from_ref(&d), &evil, 0, None);
+        assert!(
+            list.contains("<td>1 free of 2 (GPU 1 &lt;b&gt;x)</td>"),
+            "{list}"
+        );
         // Without per-GPU health (an older node), every card follows the node.
         let cards = gpus(std::slice::from_ref(&d), &[], &[], &HashMap::new(), 0, None);
         assert_eq!(
@@ -631,7 +654,7 @@ mod tests {
             "{cards}"
         );
         n.max_gpus = None;
-        let none = nodes(std::slice::from_ref(&n), 0, None);
+        let none = nodes(std::slice::from_ref(&n), &[], 0, None);
         assert!(
             none.contains("0 free of 0, ") && none.contains("4 not confirmed"),
             "{none}"
@@ -653,7 +676,7 @@ mod tests {
         pending.connection = "pending".into();
         pending.telemetry = None;
         pending.heartbeat_age_ms = None;
-        let html = nodes(&[a, off, pending], 1000, Some("p"));
+        let html = nodes(&[a, off, pending], &[], 1000, Some("p"));
         assert_eq!(html.matches("<tr><td class=\"node\">").count(), 3, "{html}");
         assert!(html.contains("href=\"nodes/a\""));
         assert!(html.contains("tag-degraded") && html.contains("GPU 1 at 90 °C"));
@@ -670,7 +693,7 @@ mod tests {
         assert!(html.contains(">1m 00s ago<"), "{html}");
         assert!(html.contains("tag-pending"));
         assert!(html.contains("href=\"nodes?after=p\""));
-        assert!(nodes(&[], 0, None).contains("no nodes"));
+        assert!(nodes(&[], &[], 0, None).contains("no nodes"));
     }
 
     #[test]

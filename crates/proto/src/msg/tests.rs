@@ -125,6 +125,73 @@ fn only_confirmed_gpus_count() {
         node(Some(2), &[true, false], true).gpu_counts_with(&[sick.clone(), GpuHealth::Healthy]),
         c(2, 2, 1)
     );
+    // The note names what the count leaves out, and nothing else.
+    let lost = GpuHealth::Unhealthy("lost: GPU is lost".into());
+    let notes: Vec<(NodeInfo, Vec<GpuHealth>, Option<&str>)> = vec![
+        (node(Some(2), &[false; 2], true), vec![], None),
+        (
+            node(Some(2), &[false; 2], true),
+            vec![GpuHealth::Healthy; 2],
+            None,
+        ),
+        (
+            node(Some(2), &[false; 2], true),
+            vec![lost.clone(), GpuHealth::Healthy],
+            Some("GPU 0 lost"),
+        ),
+        (
+            node(Some(2), &[false; 2], true),
+            vec![GpuHealth::Healthy, GpuHealth::Mig],
+            Some("GPU 1 MIG"),
+        ),
+        // Held: busy, not held back. Past the cap: never offered.
+        (
+            node(Some(2), &[true, false, false], true),
+            vec![lost.clone(), GpuHealth::Healthy, lost.clone()],
+            None,
+        ),
+        (
+            node(Some(6), &[false; 6], true),
+            vec![lost.clone(); 6],
+            Some("GPU 0 lost, GPU 1 lost, GPU 2 lost, GPU 3 lost and 2 more"),
+        ),
+    ];
+    for (n, h, want) in notes {
+        assert_eq!(n.gpu_note(&h).as_deref(), want, "{h:?}");
+    }
+}
+
+#[test]
+fn gpu_health_short_reasons() {
+    let u = |s: &str| GpuHealth::Unhealthy(s.into());
+    let cases = [
+        (GpuHealth::Healthy, None),
+        (GpuHealth::Mig, Some("MIG")),
+        (u("lost: GPU is lost"), Some("lost")),
+        (
+            u("recovering (1 of 3 good samples) after: lost: GPU is lost"),
+            Some("recovering"),
+        ),
+        (
+            u("reported critical Xid 79: drain it, read 'dmesg'"),
+            Some("reported critical Xid 79"),
+        ),
+        (u(""), Some("unhealthy")),
+        (u(": x"), Some("unhealthy")),
+        // The node's words: no control character reaches a terminal.
+        (u("lost\u{1b}[31m"), Some("lost\\u{1b}[31m")),
+    ];
+    for (h, want) in cases {
+        assert_eq!(h.short().as_deref(), want, "{h:?}");
+    }
+    let long = u(&"x".repeat(500)).short().unwrap_or_default();
+    assert!(
+        long.chars().count() <= crate::GPU_SHORT_REASON + 1,
+        "{long}"
+    );
+    let all = vec![("a".to_string(), vec![GpuHealth::Mig])];
+    assert_eq!(crate::gpu_health_of(&all, "a"), &[GpuHealth::Mig]);
+    assert!(crate::gpu_health_of(&all, "b").is_empty());
 }
 
 #[test]
