@@ -272,25 +272,7 @@ pub fn node(n: &NodeInfo, health: &[GpuHealth], now: u64) -> String {
                     ]
                 })
                 .collect();
-            let mut header = vec!["GPU", "NAME", "UUID", "MEMORY", "UTIL", "TEMP", "HELD BY"];
-            let rows = if health.is_empty() {
-                rows
-            } else {
-                header.push("HEALTH");
-                rows.into_iter()
-                    .enumerate()
-                    .map(|(i, mut row)| {
-                        row.push(match health.get(i) {
-                            Some(h) => h.reason().map_or_else(
-                                || "healthy".into(),
-                                |why| format!("not offered: {}", shown(why)),
-                            ),
-                            None => "–".into(),
-                        });
-                        row
-                    })
-                    .collect()
-            };
+            let header = ["GPU", "NAME", "UUID", "MEMORY", "UTIL", "TEMP", "HELD BY"];
             out.push('\n');
             out.push_str(&table(&header, &rows));
         }
@@ -673,7 +655,6 @@ mod tests {
         let view = self::node(&node, &[], 5);
         assert!(clean(&view), "{view:?}");
         assert!(!view.contains("forged-row\n"), "{view}");
-        assert!(view.contains("not offered: x\\u{1b}[2J"), "{view}");
     }
 
     #[test]
