@@ -198,6 +198,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, conn: Link, cert: Option<Certific
             }
         }
     }
+    // A revocation between the checks above and this admission closed the
+    // sessions it found admitted, and this one was not yet among them. It
+    // marks the serial revoked before it closes them, so looking again now
+    // that this session is admitted leaves no window: either the
+    // revocation saw this session, or this session sees the revocation.
+    if shared.revoked.contains(&peer.serial) {
+        close(&conn, CloseCode::Revoked, "certificate revoked");
+        shared.registry.release(&peer.serial, conn.stable_id());
+        return;
+    }
     tracing::debug!(peer = %peer.name, role = %peer.role, %remote, "session open");
     let uni = tokio::spawn(accept_uni(shared.clone(), conn.clone(), peer.clone()));
     while let Some((send, recv)) = conn.accept_bi().await {
