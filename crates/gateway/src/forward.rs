@@ -121,98 +121,28 @@ impl Forwards {
     }
 }
 
-fn refuse(code: ErrorCode, msg: String) -> ApiError {
-    ApiError::new(code, msg)
-}
-
-/// Serves one `Request::Forward` from `peer` (an admin: see
-/// `Request::allowed_for`).
+/// Serves one `Request::Forward` from `peer` (an admin or a lab member:
+/// see `Request::allowed_for`). Every connection, refused or not, leaves
+/// one audit row.
 pub async fn serve(
     shared: Arc<Shared>,
     peer: Peer,
     node: String,
     port: u16,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
 ) {
-    // The request is the admin's text: a node name is checked before it
-    // keys anything, is echoed, or lands in the audit trail.
-    let checked = proto::names::validate_name(&node)
-        .map_err(|why| format!("cannot forward to that node: {why}"))
-        .and_then(|()| match port {
-            0 => Err("port 0 cannot be forwarded; name a port from 1 to 65535".into()),
-            _ => Ok(()),
-        });
-    if let Err(why) = checked {
-        let shown = proto::names::printable(&node, proto::names::MAX_NAME_LEN);
-        tracing::info!(peer = %peer.name, node = %shown, port, "forward refused: {why}");
-        audit(
-            &shared,
-            &peer,
-            &shown,
-            format!("127.0.0.1:{port}: refused: {why}"),
-        )
-        .await;
-        let e = refuse(ErrorCode::InvalidArgument, why);
-        if mesh::write_frame(&mut send, &Response::Error(e))
-            .await
-            .is_ok()
-        {
-            let _ = send.finish();
-        }
-        return;
-    }
-    // A lab member reaches only nodes policy lets it use: a rule that
-    // keeps its jobs off a node keeps its forwards off too.
-    if peer.role == proto::Role::User
-        && let Err(why) = crate::policy::may_forward(
-            &shared.config().policy,
-            &proto::identity::user_identity(&peer.name),
-            &node,
-        )
-    {
-        tracing::info!(peer = %peer.name, %node, port, "forward refused: {why}");
-        audit(
-            &shared,
-            &peer,
-            &node,
-            format!("127.0.0.1:{port}: refused: {why}"),
-        )
-        .await;
-        let e = refuse(ErrorCode::PermissionDenied, why);
-        if mesh::write_frame(&mut send, &Response::Error(e))
-            .await
-            .is_ok()
-        {
-            let _ = send.finish();
-        }
-        return;
-    }
-    // Held until both directions end: the node's stream is open as long.
-    let Some(_slot) = shared.forwards.slot(&node) else {
-        let e = refuse(
-            ErrorCode::ResourceExhausted,
-            format!(
-                "{PER_NODE} forwards to node {node} are already open; close some (each TCP connection is one) and try again"
-            ),
-        );
-        tracing::info!(peer = %peer.name, %node, port, "forward refused: {}", e.message);
-        if mesh::write_frame(&mut send, &Response::Error(e))
-            .await
-            .is_ok()
-        {
-            let _ = send.finish();
-        }
-        return;
-    };
-    let node_side = match connect(&shared, &node, port).await {
-        Ok(n) => n,
+    let (_slot, side) = match open(&shared, &peer, &node, port).await {
+        Ok(opened) => opened,
         Err(e) => {
-            tracing::info!(peer = %peer.name, %node, port, error = %e.message, "forward refused");
+            // The request is the peer's text: shown escaped and cut until
+            // it has passed the name check.
+            let shown = proto::names::printable(&node, proto::names::MAX_NAME_LEN);
+            tracing::info!(peer = %peer.name, node = %shown, port, "forward refused: {}", e.message);
             audit(
                 &shared,
                 &peer,
-                &node,
+                &shown,
                 format!("127.0.0.1:{port}: refused: {}", e.message),
             )
             .await;
@@ -225,11 +155,6 @@ pub async fn serve(
             return;
         }
     };
-    let NodeSide {
-        send: mut to_node,
-        recv: mut from_node,
-        ..
-    } = node_side;
     let done = Response::Done {
         message: format!("forwarding to 127.0.0.1:{port} on node {node}"),
     };
@@ -237,17 +162,9 @@ pub async fn serve(
         return;
     }
     tracing::info!(peer = %peer.name, %node, port, "forward open");
-    let up = async {
-        let n = tokio::io::copy(&mut recv, &mut to_node).await;
-        let _ = to_node.finish();
-        n
-    };
-    let down = async {
-        let n = tokio::io::copy(&mut from_node, &mut send).await;
-        let _ = send.finish();
-        n
-    };
-    let (up, down) = tokio::join!(up, down);
+    // The slot is held until both directions end: the node's stream is
+    // open as long.
+    let (up, down) = mesh::splice::splice(recv, send, side.recv, side.send).await;
     let (up_bytes, down_bytes) = (
         up.as_ref().map_or(0, |n| *n),
         down.as_ref().map_or(0, |n| *n),
@@ -262,6 +179,49 @@ pub async fn serve(
     );
     tracing::info!(peer = %peer.name, %node, port, up_bytes, down_bytes, "forward closed");
     audit(&shared, &peer, &node, detail).await;
+}
+
+/// Checks a forward from `peer` to `port` on `node` and opens the node's
+/// half: the request's own checks (the node name, which is the peer's
+/// text, before it keys anything; port 0), policy for a lab member (not to
+/// a node that policy keeps its jobs off), a slot of the node's
+/// [`PER_NODE`], then the node's answer.
+async fn open<'a>(
+    shared: &'a Arc<Shared>,
+    peer: &Peer,
+    node: &str,
+    port: u16,
+) -> Result<(Slot<'a>, NodeSide), ApiError> {
+    proto::names::validate_name(node).map_err(|why| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("cannot forward to that node: {why}"),
+        )
+    })?;
+    if port == 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "port 0 cannot be forwarded; name a port from 1 to 65535",
+        ));
+    }
+    if peer.role == proto::Role::User {
+        crate::policy::may_forward(
+            &shared.config().policy,
+            &proto::identity::user_identity(&peer.name),
+            node,
+        )
+        .map_err(|why| ApiError::new(ErrorCode::PermissionDenied, why))?;
+    }
+    let slot = shared.forwards.slot(node).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "{PER_NODE} forwards to node {node} are already open; close some (each TCP connection is one) and try again"
+            ),
+        )
+    })?;
+    let side = connect(shared, node, port).await?;
+    Ok((slot, side))
 }
 
 /// One audit row for a forwarded connection (or its refusal).
@@ -279,24 +239,23 @@ async fn audit(shared: &Shared, peer: &Peer, node: &str, detail: String) {
 /// Asks `node` for a connection to its port and waits for its answer.
 async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide, ApiError> {
     if !shared.config().policy.allow_forward {
-        return Err(refuse(
+        return Err(ApiError::new(
             ErrorCode::PermissionDenied,
-            "forwards are off on this gateway (policy.allow_forward = false in gateway.toml)"
-                .into(),
+            "forwards are off on this gateway (policy.allow_forward = false in gateway.toml)",
         ));
     }
     let (Some(control), Some(conn)) = (
         shared.registry.control(node),
         shared.registry.connection(node),
     ) else {
-        return Err(refuse(
+        return Err(ApiError::new(
             ErrorCode::Unavailable,
             format!("node {node} is not connected (unknown or offline); run 'openclaw node list'"),
         ));
     };
     let speaks = conn.protocol();
     if speaks < 3 {
-        return Err(refuse(
+        return Err(ApiError::new(
             ErrorCode::FailedPrecondition,
             format!(
                 "node {node} runs an older agent (protocol {speaks}) without forwards; upgrade it"
@@ -304,14 +263,14 @@ async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide
         ));
     }
     let Some((id, answer)) = shared.forwards.start(node) else {
-        return Err(refuse(
+        return Err(ApiError::new(
             ErrorCode::ResourceExhausted,
             format!("{MAX_WAITING} forwards are already waiting for their nodes; try again"),
         ));
     };
     if control.try_send(ControlMsg::Forward { id, port }).is_err() {
         shared.forwards.forget(id);
-        return Err(refuse(
+        return Err(ApiError::new(
             ErrorCode::Unavailable,
             format!("node {node} disconnected or is not reading its control stream; try again"),
         ));
@@ -319,12 +278,12 @@ async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide
     let answered = tokio::time::timeout(NODE_ANSWER, answer).await;
     shared.forwards.forget(id);
     match answered {
-        Ok(Ok(NodeSide { error: Some(e), .. })) => Err(refuse(
+        Ok(Ok(NodeSide { error: Some(e), .. })) => Err(ApiError::new(
             ErrorCode::FailedPrecondition,
             format!("node {node} did not connect to port {port}: {e}"),
         )),
         Ok(Ok(side)) => Ok(side),
-        Ok(Err(_)) | Err(_) => Err(refuse(
+        Ok(Err(_)) | Err(_) => Err(ApiError::new(
             ErrorCode::Unavailable,
             format!(
                 "node {node} did not answer the forward within {NODE_ANSWER:?}; check 'openclaw node show {node}'"

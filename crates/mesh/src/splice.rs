@@ -1,27 +1,28 @@
-//! A TCP connection spliced onto a QUIC stream pair, both ways: the one
-//! copy loop of a port forward, used at both of its ends (the CLI's local
-//! listener, the node's connection to its loopback port).
+//! Two byte streams spliced together, both ways: the one copy loop of a
+//! port forward, at each of its three hops (the CLI's local TCP
+//! connection onto its QUIC stream, the gateway's two QUIC streams, the
+//! node's QUIC stream onto its TCP connection).
 
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 
-/// Copies `tcp` into `send` and `recv` into `tcp` until both directions
-/// end; each end is passed on (QUIC `finish`, TCP shutdown). Returns the
-/// bytes each way: (TCP to QUIC, QUIC to TCP).
+/// Copies `a_read` into `b_write` and `b_read` into `a_write` until both
+/// directions end; each end is passed on by shutting the writer down (TCP
+/// shutdown, QUIC `finish`). Returns the bytes each way: (a to b, b to a).
 pub async fn splice(
-    tcp: TcpStream,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    mut a_read: impl AsyncRead + Unpin,
+    mut a_write: impl AsyncWrite + Unpin,
+    mut b_read: impl AsyncRead + Unpin,
+    mut b_write: impl AsyncWrite + Unpin,
 ) -> (std::io::Result<u64>, std::io::Result<u64>) {
-    let (mut tcp_read, mut tcp_write) = tcp.into_split();
-    let out = async {
-        let n = tokio::io::copy(&mut tcp_read, &mut send).await;
-        let _ = send.finish();
+    let there = async {
+        let n = tokio::io::copy(&mut a_read, &mut b_write).await;
+        let _ = b_write.shutdown().await;
         n
     };
     let back = async {
-        let n = tokio::io::copy(&mut recv, &mut tcp_write).await;
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tcp_write).await;
+        let n = tokio::io::copy(&mut b_read, &mut a_write).await;
+        let _ = a_write.shutdown().await;
         n
     };
-    tokio::join!(out, back)
+    tokio::join!(there, back)
 }

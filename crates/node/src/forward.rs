@@ -45,7 +45,8 @@ pub async fn answer(conn: quinn::Connection, node: String, policy: NodePolicy, i
         return;
     }
     tracing::info!(id, port, "forward open");
-    let (up, down) = mesh::splice::splice(tcp, send, recv).await;
+    let (tcp_read, tcp_write) = tcp.into_split();
+    let (up, down) = mesh::splice::splice(tcp_read, tcp_write, recv, send).await;
     tracing::info!(
         id,
         port,

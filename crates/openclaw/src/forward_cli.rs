@@ -167,7 +167,8 @@ async fn one(
         }
         Err(e) => return Err(e),
     };
-    let (up, down) = mesh::splice::splice(tcp, send, recv).await;
+    let (tcp_read, tcp_write) = tcp.into_split();
+    let (up, down) = mesh::splice::splice(tcp_read, tcp_write, recv, send).await;
     match (up, down) {
         (Ok(_), Ok(_)) => Ok(()),
         (Err(e), _) | (_, Err(e)) => Err(ClientError::Protocol(format!(
