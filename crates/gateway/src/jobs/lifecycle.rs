@@ -237,9 +237,7 @@ pub fn cancel(
 ) -> Result<String, ApiError> {
     let who = identity(peer, on_behalf_of)?;
     let row = stored_job(shared, id)?;
-    // A job this requester may not see is answered as one that does not
-    // exist, as `job show` answers it.
-    super::check_visible(shared, peer, &who, &row)?;
+    hide_from_members(shared, peer, &who, &row)?;
     if peer.role != Role::Admin && who != row.requester && !row.approvers.contains(&who) {
         return Err(err(
             ErrorCode::PermissionDenied,
@@ -405,8 +403,8 @@ pub fn approve(
     Ok(format!("approved job {id}; it is starting on {}", row.node))
 }
 
-/// A lab member (role `user`) asking to approve or deny a job it may not
-/// see is answered as for a job that does not exist, as `job show`
+/// A lab member (role `user`) asking to cancel, approve or deny a job it
+/// may not see is answered as for a job that does not exist, as `job show`
 /// answers: neither the job's state nor its approvers are told. A chat
 /// front end's users keep the reason ("not an approver"): the bot shows
 /// the job's card to the whole channel, so its existence is no secret.
