@@ -626,25 +626,10 @@ async fn write_raw_frame(send: &mut quinn::SendStream, body: &[u8]) {
 fn a_node_of_the_previous_protocol_works_and_an_older_one_is_told_to_upgrade() {
     let mut lab = started();
     let home = lab.enroll("worker-old", "cpu");
-    let read = |f: &str| std::fs::read_to_string(home.join(f)).unwrap();
-    let (cert, key, ca) = (read("node.crt"), read("node.key"), read("ca.crt"));
-    let addr: std::net::SocketAddr = lab.addr.as_ref().unwrap().parse().unwrap();
+    let addr = crate::input::gateway_addr(&lab);
     let rt = runtime();
     rt.block_on(async {
-        let connect = |alpn: &'static [u8]| {
-            let transport =
-                mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5))
-                    .unwrap();
-            let config =
-                mesh::tls::session_client_config_for(&ca, &cert, &key, transport, alpn).unwrap();
-            let endpoint = mesh::client_endpoint(addr).unwrap();
-            async move {
-                endpoint
-                    .connect_with(config, addr, proto::GATEWAY_SERVER_NAME)
-                    .unwrap()
-                    .await
-            }
-        };
+        let connect = |alpn: &'static [u8]| crate::input::node_session_on(addr, &home, alpn);
         // The previous ALPN, and the bytes a node of that version sends:
         // the gateway welcomes it and lists it as connected.
         let conn = connect(proto::ALPN_SESSION_PREVIOUS).await.unwrap();

@@ -185,20 +185,32 @@ fn a_job_that_stops_reading_ends_the_run_while_input_keeps_coming() {
 
 /// A session as node `name` (its enrolled home), on the current ALPN.
 pub(crate) async fn node_session(lab: &Lab, home: &std::path::Path) -> quinn::Connection {
+    node_session_on(gateway_addr(lab), home, proto::ALPN_SESSION)
+        .await
+        .unwrap()
+}
+
+/// The lab's gateway address.
+pub(crate) fn gateway_addr(lab: &Lab) -> std::net::SocketAddr {
+    lab.addr.as_ref().unwrap().parse().unwrap()
+}
+
+/// A session as node `home` offering only `alpn`: how the handshake ended.
+pub(crate) async fn node_session_on(
+    addr: std::net::SocketAddr,
+    home: &std::path::Path,
+    alpn: &'static [u8],
+) -> Result<quinn::Connection, quinn::ConnectionError> {
     let read = |f: &str| std::fs::read_to_string(home.join(f)).unwrap();
     let (cert, key, ca) = (read("node.crt"), read("node.key"), read("ca.crt"));
-    let addr: std::net::SocketAddr = lab.addr.as_ref().unwrap().parse().unwrap();
     let transport =
         mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5)).unwrap();
-    let config =
-        mesh::tls::session_client_config_for(&ca, &cert, &key, transport, proto::ALPN_SESSION)
-            .unwrap();
+    let config = mesh::tls::session_client_config_for(&ca, &cert, &key, transport, alpn).unwrap();
     let endpoint = mesh::client_endpoint(addr).unwrap();
     endpoint
         .connect_with(config, addr, proto::GATEWAY_SERVER_NAME)
         .unwrap()
         .await
-        .unwrap()
 }
 
 /// Reads `recv` to its end: the bytes, and how it ended.
