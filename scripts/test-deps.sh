@@ -9,6 +9,7 @@
 #   chromium, chromium-driver: the dashboard's browser tests (WebDriver)
 #   postgresql: the state store's PostgreSQL engine and the hot-standby tests
 #               (initdb + postgres in a temporary directory)
+#   python3:    the web server a job starts in the port-forward test
 set -euo pipefail
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
@@ -21,6 +22,7 @@ command -v conntrack >/dev/null || missing+=(conntrack)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v python3 >/dev/null || missing+=(python3)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     echo "test-deps: missing ${missing[*]}; the tests that need them will say SKIPPED" >&2
