@@ -335,8 +335,18 @@ impl Client {
         &self,
         spec: proto::JobSpec,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        self.open_duplex(Request::JobRunInput(spec)).await
+    }
+
+    /// Sends a call whose stream carries data after it (`JobRunInput`, a
+    /// `JobRequest` with input) and returns both halves, as
+    /// [`Client::open_with_input`].
+    pub async fn open_duplex(
+        &self,
+        req: Request,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
         let (mut send, recv) = self.conn.open_bi().await.map_err(|e| self.lost(e.into()))?;
-        mesh::write_frame(&mut send, &Open::Request(Request::JobRunInput(spec)))
+        mesh::write_frame(&mut send, &Open::Request(req))
             .await
             .map_err(|e| self.lost(e))?;
         Ok((send, recv))

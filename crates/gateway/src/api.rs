@@ -133,6 +133,11 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         }
         Request::JobPreview(spec) => jobs::preview(shared, peer, spec),
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
+        Request::JobRequest(proto::JobRequest {
+            spec,
+            follow: proto::Follow::Detached,
+            options,
+        }) => jobs::submit_with(shared, peer, spec, &options, None).map(Response::Job),
         Request::JobShow { id, on_behalf_of } => {
             jobs::show(shared, peer, id, on_behalf_of.as_deref()).map(Response::Job)
         }
@@ -168,6 +173,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             .map(|message| Response::Done { message }),
         Request::JobRun(_)
         | Request::JobRunInput(_)
+        | Request::JobRequest(_)
         | Request::Forward { .. }
         | Request::JobAttach { .. }
         | Request::FanOut(_)

@@ -255,18 +255,19 @@ async fn accept_uni(shared: Arc<Shared>, conn: Link, peer: Peer) {
     }
 }
 
-/// `JobRun` and `JobRunInput`: creates the job (with the rest of the
+/// `JobRun`, `JobRunInput` and an attached `JobRequest`: creates the job (with the rest of the
 /// requester's stream as its stdin, if given) and streams its events.
 async fn run_attached(
     shared: Arc<Shared>,
     peer: Peer,
     spec: proto::JobSpec,
+    options: Vec<proto::JobOption>,
     input: Option<quinn::RecvStream>,
     mut send: SendHalf,
 ) {
     let p = peer.clone();
     let submitted = off_runtime(&shared, move |s| {
-        jobs::submit_with_input(s, &p, spec, input)
+        jobs::submit_with(s, &p, spec, &options, input)
     })
     .await;
     let result = match submitted.and_then(|r| r) {
@@ -282,6 +283,33 @@ async fn run_attached(
     };
     if result.is_ok() {
         send.finish();
+    }
+}
+
+/// `JobRunInput`, or a `JobRequest` with input: the rest of `recv` is the
+/// job's standard input.
+async fn with_input(
+    shared: Arc<Shared>,
+    peer: Peer,
+    spec: proto::JobSpec,
+    options: Vec<proto::JobOption>,
+    recv: RecvHalf,
+    mut send: SendHalf,
+) {
+    match recv.into_quic() {
+        Ok(input) => run_attached(shared, peer, spec, options, Some(input), send).await,
+        Err(_) => {
+            let e = ApiError::new(
+                ErrorCode::InvalidArgument,
+                "standard input travels only over QUIC sessions",
+            );
+            if mesh::write_frame(&mut send, &JobEvent::Error(e))
+                .await
+                .is_ok()
+            {
+                send.finish();
+            }
+        }
     }
 }
 
@@ -411,22 +439,22 @@ async fn stream(
                 send.finish();
             }
         }
-        Open::Request(Request::JobRun(spec)) => run_attached(shared, peer, spec, None, send).await,
-        Open::Request(Request::JobRunInput(spec)) => match recv.into_quic() {
-            Ok(input) => run_attached(shared, peer, spec, Some(input), send).await,
-            Err(_) => {
-                let e = ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    "standard input travels only over QUIC sessions",
-                );
-                if mesh::write_frame(&mut send, &JobEvent::Error(e))
-                    .await
-                    .is_ok()
-                {
-                    send.finish();
-                }
-            }
-        },
+        Open::Request(Request::JobRun(spec)) => {
+            run_attached(shared, peer, spec, Vec::new(), None, send).await
+        }
+        Open::Request(Request::JobRequest(proto::JobRequest {
+            spec,
+            follow: proto::Follow::Attached,
+            options,
+        })) => run_attached(shared, peer, spec, options, None, send).await,
+        Open::Request(Request::JobRunInput(spec)) => {
+            with_input(shared, peer, spec, Vec::new(), recv, send).await
+        }
+        Open::Request(Request::JobRequest(proto::JobRequest {
+            spec,
+            follow: proto::Follow::AttachedWithInput,
+            options,
+        })) => with_input(shared, peer, spec, options, recv, send).await,
         Open::Request(Request::Forward { node, port }) => {
             match (send.into_quic(), recv.into_quic()) {
                 (Ok(send), Ok(recv)) => forward::serve(shared, peer, node, port, send, recv).await,

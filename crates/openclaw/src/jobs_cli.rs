@@ -5,7 +5,10 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use client::{Client, ClientError, FollowError, FollowOptions, Followed, Gateway, Start};
 use mesh::Home;
-use proto::{ErrorCode, JobEvent, JobInfo, JobSpec, JobState, OutStream, Request, Response};
+use proto::{
+    ErrorCode, Follow, JobEvent, JobInfo, JobOption, JobRequest, JobSpec, JobState, OutStream,
+    Request, Response,
+};
 
 use crate::commands::CliError;
 use crate::interrupt::{Interrupts, Stop};
@@ -297,14 +300,22 @@ async fn warn_if_no_gpu(client: &Client, info: &JobInfo, asked: Option<u32>) {
     }
 }
 
+/// The options `openclaw run` sends with its job ([`JobOption`]): none
+/// yet; each flag that needs the gateway to act (`--artifact`, `--project`)
+/// adds its own.
+fn job_options(_args: &RunArgs) -> Vec<JobOption> {
+    Vec::new()
+}
+
 /// `openclaw run`.
 pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     if args.all {
         return crate::fanout_cli::run(home, args).await;
     }
     let spec = spec(&args)?;
+    let options = job_options(&args);
     if args.detach {
-        return detach(home, spec, args.json).await;
+        return detach(home, spec, options, args.json).await;
     }
     let input = !args.no_stdin && crate::input::worth_sending();
     // From here a signal or a closed stdout cancels the job (see interrupt).
@@ -314,7 +325,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     // id, to cancel it, rather than leave it behind.
     let ((info, recv, pump), early) = stops
         .until_accepted(
-            submit_and_wait(&client, spec, input),
+            submit_and_wait(&client, spec, options, input),
             "interrupted before the gateway accepted the job; check 'openclaw job list' for it",
         )
         .await?;
@@ -381,10 +392,20 @@ const CANCEL_CALL: Duration = Duration::from_secs(10);
 const CANCEL_QUIET: Duration = Duration::from_secs(1);
 
 /// `openclaw run --detach`: submit, print the id, return.
-async fn detach(home: &Home, spec: JobSpec, json: bool) -> Result<(), CliError> {
+async fn detach(
+    home: &Home,
+    spec: JobSpec,
+    options: Vec<JobOption>,
+    json: bool,
+) -> Result<(), CliError> {
     let asked = spec.gpus;
     let client = Client::connect(home).await.map_err(run_error)?;
-    let resp = client.call(Request::JobSubmit(spec)).await;
+    let req = JobRequest {
+        spec,
+        follow: Follow::Detached,
+        options,
+    };
+    let resp = client.call(req.into_request()).await;
     let info = match resp.map_err(run_error) {
         Ok(Response::Job(info)) => info,
         Ok(resp) => {
@@ -424,16 +445,25 @@ type Pump = Option<tokio::task::JoinHandle<Result<u64, crate::input::Cut>>>;
 async fn submit_and_wait(
     client: &Client,
     spec: JobSpec,
+    options: Vec<JobOption>,
     input: bool,
 ) -> Result<(JobInfo, client::RecvStream, Pump), CliError> {
+    let follow = if input {
+        Follow::AttachedWithInput
+    } else {
+        Follow::Attached
+    };
+    let req = JobRequest {
+        spec,
+        follow,
+        options,
+    }
+    .into_request();
     let (send, mut recv) = if input {
-        let (send, recv) = client.open_with_input(spec).await.map_err(run_error)?;
+        let (send, recv) = client.open_duplex(req).await.map_err(run_error)?;
         (Some(send), recv)
     } else {
-        let recv = client
-            .open(Request::JobRun(spec))
-            .await
-            .map_err(run_error)?;
+        let recv = client.open(req).await.map_err(run_error)?;
         (None, recv)
     };
     loop {

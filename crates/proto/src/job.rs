@@ -37,6 +37,80 @@ pub struct JobSpec {
     pub idempotency_key: Option<String>,
 }
 
+/// How the requester of a [`JobRequest`] follows the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Follow {
+    /// Answer with the job's record at once (`--detach`), as
+    /// [`crate::Request::JobSubmit`].
+    Detached,
+    /// Stream the job's events, as [`crate::Request::JobRun`].
+    Attached,
+    /// Stream its events, and the rest of the requester's stream is the
+    /// job's standard input, as [`crate::Request::JobRunInput`].
+    AttachedWithInput,
+}
+
+/// A submission with options (protocol 3): a [`JobSpec`], how it is
+/// followed, and options that grow by appending [`JobOption`] variants, so
+/// a new option never changes the encoding of an older request. Clients
+/// send it only when they have an option to give (older gateways know
+/// only `JobSubmit`, `JobRun` and `JobRunInput`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// What to run.
+    pub spec: JobSpec,
+    /// How the requester follows it.
+    pub follow: Follow,
+    /// Options, at most [`MAX_JOB_OPTIONS`].
+    pub options: Vec<JobOption>,
+}
+
+impl JobRequest {
+    /// The request to send: the plain variant when there is no option, so
+    /// a gateway that predates options serves it too.
+    pub fn into_request(self) -> crate::Request {
+        if !self.options.is_empty() {
+            return crate::Request::JobRequest(self);
+        }
+        match self.follow {
+            Follow::Detached => crate::Request::JobSubmit(self.spec),
+            Follow::Attached => crate::Request::JobRun(self.spec),
+            Follow::AttachedWithInput => crate::Request::JobRunInput(self.spec),
+        }
+    }
+}
+
+/// The most options one [`JobRequest`] may carry.
+pub const MAX_JOB_OPTIONS: usize = 64;
+
+/// One option of a [`JobRequest`]. Append new variants at the end only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobOption {
+    /// Keep files matching this glob (relative to the job's working
+    /// directory) as artifacts when the job ends (`--artifact`).
+    Artifact(String),
+    /// Charge the job to this project (`--project`).
+    Project(String),
+    /// Priority among the account's waiting jobs (`--priority`), capped by
+    /// policy.
+    Priority(i32),
+    /// The job may be stopped and queued again for a waiting job of an
+    /// account under its fair share (`--preemptible`).
+    Preemptible,
+}
+
+impl JobOption {
+    /// The option's CLI spelling, for errors.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            JobOption::Artifact(_) => "--artifact",
+            JobOption::Project(_) => "--project",
+            JobOption::Priority(_) => "--priority",
+            JobOption::Preemptible => "--preemptible",
+        }
+    }
+}
+
 /// What a node is told to run. Frozen when the job is created: approval
 /// applies to exactly this plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

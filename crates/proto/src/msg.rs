@@ -447,6 +447,9 @@ pub enum Request {
         /// The nodes.
         names: Vec<String>,
     },
+    /// A job with options (protocol 3): as `JobSubmit`, `JobRun` or
+    /// `JobRunInput` by its [`crate::Follow`], plus [`crate::JobOption`]s.
+    JobRequest(crate::JobRequest),
 }
 
 /// A step of a CA rotation.
@@ -519,6 +522,10 @@ impl Request {
             Request::JobPreview(_) => "job.preview",
             Request::JobSubmit(_) => "job.submit",
             Request::JobRun(_) | Request::JobRunInput(_) => "job.run",
+            Request::JobRequest(r) => match r.follow {
+                crate::Follow::Detached => "job.submit",
+                crate::Follow::Attached | crate::Follow::AttachedWithInput => "job.run",
+            },
             Request::Forward { .. } => "forward",
             Request::JobAttach { .. } => "job.attach",
             Request::JobList { .. } => "job.list",
@@ -572,6 +579,8 @@ impl Request {
                 | Request::Trust
                 | Request::NodeHistory { .. }
                 | Request::LabSummary => true,
+                // Chat never streams standard input to a job.
+                Request::JobRequest(r) => r.follow != crate::Follow::AttachedWithInput,
                 Request::TokenCreate { .. }
                 | Request::TokenList
                 | Request::TokenRevoke { .. }
@@ -617,6 +626,7 @@ impl Request {
                 | Request::Time
                 | Request::Trust
                 | Request::NodeHistory { .. }
+                | Request::JobRequest(_)
                 | Request::LabSummary => true,
                 Request::TokenCreate { .. }
                 | Request::TokenList

@@ -318,6 +318,24 @@ fn samples() -> Vec<Sample> {
             }])
         ),
         s!(
+            "request.job_request",
+            Request,
+            Request::JobRequest(JobRequest {
+                spec: JobSpec {
+                    node: Some("worker-gpu-01".into()),
+                    argv: vec!["python".into(), "train.py".into()],
+                    ..JobSpec::default()
+                },
+                follow: Follow::AttachedWithInput,
+                options: vec![
+                    JobOption::Artifact("ckpt/*.pt".into()),
+                    JobOption::Project("vision".into()),
+                    JobOption::Priority(-3),
+                    JobOption::Preemptible,
+                ],
+            })
+        ),
+        s!(
             "request.gpu_health",
             Request,
             Request::GpuHealth {

@@ -19,6 +19,7 @@ mod input;
 mod lifecycle;
 mod live;
 pub mod logwriter;
+pub mod options;
 mod spec;
 mod submit;
 #[cfg(test)]
@@ -35,7 +36,7 @@ pub use lifecycle::{approve, cancel, deny, end_for_revoked, recover};
 pub use live::{Jobs, Progress, TailChunk};
 pub use spec::{Resolved, resolve, resolve_for};
 use submit::{check_key, expire_approval, repeat_of, requeued, wait_in_queue};
-pub use submit::{submit, submit_with_input};
+pub use submit::{submit, submit_with};
 
 use crate::config::Config;
 use crate::peer::Peer;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{ApiError, ErrorCode, JobInfo, JobSpec, Role};
+use proto::{ApiError, ErrorCode, JobInfo, JobOption, JobSpec, Role};
 
 use super::{
     Resolved, bound_key, dispatch, end, end_if, err, finish_live, identity, live_info, plan_digest,
@@ -19,19 +19,22 @@ use crate::store::{JobRow, JobState, Tx};
 /// Creates a job. Returns its record; a policy denial is an error (the
 /// denied job is still recorded for the audit trail).
 pub fn submit(shared: &Arc<Shared>, peer: &Peer, spec: JobSpec) -> Result<JobInfo, ApiError> {
-    submit_with_input(shared, peer, spec, None)
+    submit_with(shared, peer, spec, &[], None)
 }
 
-/// [`submit`], with the requester's standard input (`JobRunInput`): parked
+/// [`submit`], with options (`JobRequest`) and the requester's standard
+/// input (`JobRunInput`, `Follow::AttachedWithInput`): the input is parked
 /// with the job before it can be dispatched, so the node gets a stdin pipe.
-pub fn submit_with_input(
+pub fn submit_with(
     shared: &Arc<Shared>,
     peer: &Peer,
     spec: JobSpec,
+    options: &[JobOption],
     input: Option<quinn::RecvStream>,
 ) -> Result<JobInfo, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
     check_key(spec.idempotency_key.as_deref())?;
+    let _options = super::options::check(options)?;
     let cfg = shared.config();
     let chat = peer.role == Role::Bot;
     let resolved = resolve(&cfg, &spec, chat)?;

@@ -283,6 +283,64 @@ fn chat_never_streams_standard_input_nor_forwards_ports() {
 }
 
 #[test]
+fn a_job_request_is_judged_as_the_call_it_stands_for() {
+    let with = |follow| {
+        Request::JobRequest(crate::JobRequest {
+            spec: JobSpec::default(),
+            follow,
+            options: vec![crate::JobOption::Project("vision".into())],
+        })
+    };
+    let detached = with(crate::Follow::Detached);
+    let attached = with(crate::Follow::Attached);
+    let input = with(crate::Follow::AttachedWithInput);
+    assert_eq!(detached.method(), "job.submit");
+    assert_eq!(attached.method(), "job.run");
+    assert_eq!(input.method(), "job.run");
+    // Chat may submit and follow, never stream standard input.
+    assert!(detached.allowed_for(Role::Bot) && attached.allowed_for(Role::Bot));
+    assert!(!input.allowed_for(Role::Bot));
+    for r in [&detached, &attached, &input] {
+        assert!(r.allowed_for(Role::User) && r.allowed_for(Role::Admin));
+        assert!(!r.allowed_for(Role::Node));
+    }
+}
+
+#[test]
+fn a_job_request_without_options_is_sent_as_the_plain_call() {
+    let spec = JobSpec {
+        node: Some("n".into()),
+        ..JobSpec::default()
+    };
+    let plain = |follow| {
+        crate::JobRequest {
+            spec: spec.clone(),
+            follow,
+            options: vec![],
+        }
+        .into_request()
+    };
+    assert_eq!(
+        plain(crate::Follow::Detached),
+        Request::JobSubmit(spec.clone())
+    );
+    assert_eq!(
+        plain(crate::Follow::Attached),
+        Request::JobRun(spec.clone())
+    );
+    assert_eq!(
+        plain(crate::Follow::AttachedWithInput),
+        Request::JobRunInput(spec.clone())
+    );
+    let with = crate::JobRequest {
+        spec: spec.clone(),
+        follow: crate::Follow::Attached,
+        options: vec![crate::JobOption::Preemptible],
+    };
+    assert_eq!(with.clone().into_request(), Request::JobRequest(with));
+}
+
+#[test]
 fn a_user_may_do_its_own_work_and_manage_nothing() {
     let spec = JobSpec::default();
     for ok in [
