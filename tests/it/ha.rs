@@ -624,3 +624,124 @@ fn attack_a_ca_rotation_is_refused_while_standbys_share_the_state() {
     lab.admin(&["ca", "rotate", "--phase", "init", "--force"])
         .ok();
 }
+
+/// The `gateway = "…"` value of a node.toml or client.toml.
+fn gateway_line(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("gateway = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_node_and_credentials_made_before_a_standby_joined_follow_the_group_through_a_failover() {
+    // Before: a node enrolled and a credential made while gw1 was alone
+    // named only gw1, so after gw1's death nothing reached gw2 until
+    // someone edited node.toml and client.toml.
+    let Some(pg) = testpg::shared("ha test: following the gateway group") else {
+        return;
+    };
+    let url = pg.database().unwrap();
+    let logs = tempfile::tempdir().unwrap().keep();
+    let mut lab = Lab::with_config(BIN, |c| tune(c, Some(&logs)));
+    lab.admin(&["gateway", "migrate-state", "--to", &url]).ok();
+    lab.start_gateway();
+    let gw1 = lab.addr.clone().unwrap();
+    // Made while gw1 is alone: each names gw1 only.
+    let alice = lab.second_admin("alice");
+    assert_eq!(gateway_line(&alice.join("client.toml")), gw1);
+    let token = lab.token(&["--auto-approve"]);
+    let node_home = lab.enroll_with(&token, "worker-follow", "");
+    let node_toml = node_home.join("node.toml");
+    assert_eq!(gateway_line(&node_toml), gw1);
+    edit_file(
+        &node_toml,
+        "# keep_alive = \"1s\"",
+        "keep_alive = \"300ms\"",
+    );
+    edit_file(
+        &node_toml,
+        "# idle_timeout = \"3s\"",
+        "idle_timeout = \"1200ms\"",
+    );
+    let _node = lab.start_node(&node_home);
+    lab.wait_node("worker-follow", "connected", T);
+    // gw2 joins.
+    let gw2_home = lab.home("gw2");
+    lab.run(
+        &gw2_home,
+        &[
+            "gateway",
+            "join",
+            "--state",
+            &url,
+            "--name",
+            "test-gw-2",
+            "--listen",
+            "127.0.0.1:0",
+            "--ca-from",
+            lab.gw_home.to_str().unwrap(),
+            "--logs-dir",
+            logs.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let gw2_cfg = gw2_home.join("gateway.toml");
+    let mut text = std::fs::read_to_string(&gw2_cfg).unwrap();
+    tune(&mut text, None);
+    std::fs::write(&gw2_cfg, text).unwrap();
+    let mut gw2_proc = lab.spawn(&gw2_home, &["gateway", "run"]);
+    let gw2 = wait_until(T, "gw2's gateway.addr", || {
+        assert!(gw2_proc.running(), "gw2 stopped: {}", gw2_proc.stderr());
+        std::fs::read_to_string(gw2_home.join("gateway.addr"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    });
+    let both = format!("{gw1},{gw2}");
+    // The leader tells the connected node; the node writes it down.
+    wait_until(T, "the node to write the group into node.toml", || {
+        (gateway_line(&node_toml) == both).then_some(())
+    });
+    let node_text = std::fs::read_to_string(&node_toml).unwrap();
+    assert!(
+        node_text.contains("keep_alive = \"300ms\"") && node_text.contains("[policy]"),
+        "only the gateway line changed: {node_text}"
+    );
+    // Any command of a client credential writes it into client.toml.
+    lab.run(&alice, &["whoami"]).ok();
+    assert_eq!(gateway_line(&alice.join("client.toml")), both);
+    lab.admin(&["whoami"]).ok();
+    assert_eq!(gateway_line(&lab.gw_home.join("client.toml")), both);
+    // gw1 dies: alice's credential, made before gw2 existed, reaches gw2,
+    // and so does the node.
+    lab.stop_gateway(true);
+    wait_until(T, "alice to see the node through gw2", || {
+        let out = lab.run(&alice, &["node", "list", "--json"]);
+        (out.code == 0 && out.stdout.contains("\"connected\"")).then_some(())
+    });
+    // The new leader comes first in the list it hands out.
+    lab.run(&alice, &["whoami"]).ok();
+    assert_eq!(
+        gateway_line(&alice.join("client.toml")),
+        format!("{gw2},{gw1}")
+    );
+    // gw1 leaves the group (refused while it may still run), and everyone
+    // drops its address.
+    wait_until(T, "gateway leave to take gw1 out", || {
+        let out = lab.run(&alice, &["gateway", "leave", "test-gw"]);
+        if out.code != 0 {
+            assert!(out.stderr.contains("was seen"), "{out:?}");
+        }
+        (out.code == 0).then_some(())
+    });
+    lab.run(&alice, &["gateway", "leave", "test-gw-2"])
+        .fails_with(1, "is the leader answering this call");
+    wait_until(T, "the node to drop gw1", || {
+        (gateway_line(&node_toml) == gw2).then_some(())
+    });
+    lab.run(&alice, &["whoami"]).ok();
+    assert_eq!(gateway_line(&alice.join("client.toml")), gw2);
+    drop(gw2_proc);
+}

@@ -21,6 +21,11 @@ pub use follow::{
 /// Turns [`Client::close`] gives the runtime to send the close frame.
 const CLOSE_YIELDS: usize = 3;
 
+/// Most a group answer may take (16 addresses of 255 bytes, framed).
+const GROUP_REPLY_LIMIT: usize = 8 * 1024;
+/// How long [`Client::close`] waits for the group's answer.
+const GROUP_WAIT: Duration = Duration::from_millis(300);
+
 /// Replies can be large (a node list of 10,000 nodes).
 const REPLY_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
 
@@ -93,6 +98,10 @@ pub struct Client {
     _endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     addr: String,
+    /// Asking the gateway group's addresses, beside the command's own
+    /// calls (see [`Client::follow_group`]); [`Client::close`] gives it a
+    /// moment to finish.
+    group: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Client {
@@ -103,6 +112,7 @@ impl Client {
     pub async fn connect(home: &Home) -> Result<Client, ClientError> {
         let cred = LoadedCredential::load(home).map_err(ClientError::Credential)?;
         let client = Client::connect_with(&cred).await?;
+        client.follow_group(home, &cred);
         if !rotation_due(&client.conn, &cred) {
             return Ok(client);
         }
@@ -122,6 +132,48 @@ impl Client {
                 );
                 Ok(client)
             }
+        }
+    }
+
+    /// Asks the gateway for its group's addresses, in the background of
+    /// whatever this client does next, and writes them into client.toml
+    /// when they differ from the credential's, so a credential made before
+    /// a standby joined finds the new leader after a failover. Only for a
+    /// client credential (a node's home follows through its agent); a
+    /// gateway that is no group answers an empty list and nothing changes.
+    fn follow_group(&self, home: &Home, cred: &LoadedCredential) {
+        if !home.exists(mesh::home::client_files::CERT) {
+            return;
+        }
+        let (conn, home, had) = (self.conn.clone(), home.clone(), cred.gateway.clone());
+        let task = tokio::spawn(async move {
+            let ask = async {
+                let (mut send, mut recv) = conn.open_bi().await.ok()?;
+                mesh::write_frame(&mut send, &Open::Request(Request::GatewaySet))
+                    .await
+                    .ok()?;
+                let _ = send.finish();
+                mesh::read_frame::<Response>(&mut recv, GROUP_REPLY_LIMIT)
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            let Some(Response::GatewaySet(addrs)) = ask.await else {
+                return;
+            };
+            if addrs.is_empty() || addrs.join(",") == had {
+                return;
+            }
+            match mesh::group::follow(&home, mesh::home::client_files::CONFIG, &addrs) {
+                Ok(true) => {
+                    tracing::info!(gateways = ?addrs, "wrote the gateway group into client.toml")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("cannot follow the gateway group: {e}"),
+            }
+        });
+        if let Ok(mut g) = self.group.lock() {
+            *g = Some(task);
         }
     }
 
@@ -244,6 +296,7 @@ impl Client {
                         _endpoint: endpoint,
                         conn,
                         addr: one.to_string(),
+                        group: std::sync::Mutex::new(None),
                     });
                 }
                 // Refused (a standby) or silent: the next one. Anything
@@ -444,6 +497,14 @@ impl Client {
     /// the session when the close arrives, and a one-shot CLI command
     /// should not idle before it exits.
     pub async fn close(&self) {
+        let group = self.group.lock().ok().and_then(|mut g| g.take());
+        if let Some(task) = group {
+            // Asked at connect: answered long since, unless the gateway
+            // is slow; never worth holding up the exit for.
+            if tokio::time::timeout(GROUP_WAIT, task).await.is_err() {
+                tracing::debug!("the gateway group was not answered in time");
+            }
+        }
         self.conn
             .close(proto::CloseCode::Normal.code().into(), b"done");
         for _ in 0..CLOSE_YIELDS {

@@ -133,6 +133,10 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         }
         Request::JobPreview(spec) => jobs::preview(shared, peer, spec),
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
+        Request::GatewaySet => Ok(Response::GatewaySet(crate::group::known(shared))),
+        Request::GatewayLeave { name } => {
+            crate::group::leave(shared, &peer.name, &name).map(|message| Response::Done { message })
+        }
         Request::JobRequest(proto::JobRequest {
             spec,
             follow: proto::Follow::Detached,
@@ -219,13 +223,8 @@ fn token_create(
     crate::rules::token_address(shared.bound, &shared.advertise)?;
     // Every gateway sharing this state, this one first: a node tries
     // them in order, so it finds whichever leads.
-    let mut addrs = vec![shared.advertise.clone()];
-    for (_, a) in shared.store.tx(|tx| tx.gateways())? {
-        if !addrs.contains(&a) && !a.ends_with(":0") {
-            addrs.push(a);
-        }
-    }
-    addrs.truncate(mesh::MAX_GATEWAYS);
+    let registered = shared.store.tx(|tx| tx.gateways())?;
+    let addrs = crate::group::addresses(&shared.advertise, &registered);
     let token = pki::JoinToken::generate(shared.ca().issuing.pin(), &addrs.join(","))
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let now = shared.clock.unix();

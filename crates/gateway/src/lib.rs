@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 mod enroll;
 mod forward;
+mod group;
 pub mod ha;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod harness;
@@ -362,6 +363,7 @@ async fn assemble(
         enroll_slots,
         enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
         forwards: forward::Forwards::default(),
+        group: std::sync::Mutex::new(Vec::new()),
         config: RwLock::new(Arc::new(config)),
         home: home.clone(),
         logs_dir,
@@ -385,12 +387,14 @@ async fn assemble(
     Ok(shared)
 }
 
-/// The gateway's own timers: the dead-node reaper and retention; the
+/// The gateway's own timers: the dead-node reaper, retention and the
+/// group's watch; the
 /// caller aborts them when it stops serving.
-fn timers(shared: &Arc<Shared>) -> [tokio::task::JoinHandle<()>; 2] {
+fn timers(shared: &Arc<Shared>) -> [tokio::task::JoinHandle<()>; 3] {
     [
         tokio::spawn(reap(shared.clone())),
         tokio::spawn(prune(shared.clone())),
+        tokio::spawn(group::watch(shared.clone())),
     ]
 }
 

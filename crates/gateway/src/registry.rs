@@ -421,6 +421,21 @@ impl Registry {
             .count()
     }
 
+    /// [`Registry::broadcast`], to the nodes whose hello said at least
+    /// protocol `min` (an older node would not know the message).
+    pub fn broadcast_to(&self, min: u32, msg: &ControlMsg) -> usize {
+        let senders: Vec<_> = self.with(|m| {
+            m.values()
+                .filter(|l| l.meta.protocol >= min)
+                .map(|l| l.control.clone())
+                .collect()
+        });
+        senders
+            .iter()
+            .filter(|tx| tx.try_send(msg.clone()).is_ok())
+            .count()
+    }
+
     /// The live connection of a node.
     pub fn connection(&self, name: &str) -> Option<Link> {
         self.with(|m| m.get(name).map(|l| l.conn.clone()))

@@ -605,6 +605,13 @@ async fn node_control(
     {
         return;
     }
+    // The gateway group to dial from now on (protocol 3 knows it).
+    if hello.protocol >= 3
+        && let Some(msg) = crate::group::hello_msg(&shared)
+        && mesh::write_frame(&mut send, &msg).await.is_err()
+    {
+        return;
+    }
     let meta = NodeMeta {
         // What the node says is a claim; the admin's or token's cap wins.
         gpus: crate::registry::capped_gpus(hello.gpus, peer.max_gpus),

@@ -87,6 +87,9 @@ pub(crate) struct Shared {
     pub log_writer: jobs::logwriter::LogWriter,
     /// Port forwards waiting for their node's answer.
     pub forwards: forward::Forwards,
+    /// The gateway group's addresses as last told to nodes (empty: alone,
+    /// or not read yet); see [`crate::group`].
+    pub group: std::sync::Mutex<Vec<String>>,
 }
 
 /// A node's live connection (if any) and its CONNECTION and HEALTH columns.

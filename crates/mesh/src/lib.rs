@@ -4,6 +4,7 @@
 
 pub mod errors;
 pub mod framed;
+pub mod group;
 pub mod home;
 pub mod splice;
 pub mod tls;
@@ -19,7 +20,7 @@ pub use tls::RevokedSerials;
 use std::net::SocketAddr;
 
 /// Most gateway addresses one list may hold.
-pub const MAX_GATEWAYS: usize = 16;
+pub const MAX_GATEWAYS: usize = proto::MAX_GROUP;
 
 /// The gateways in an address list: `host:port[,host:port…]`, as tokens,
 /// node configs and credentials carry it when several gateways share

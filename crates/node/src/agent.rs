@@ -157,8 +157,18 @@ pub async fn run(
         .collect();
     let first = gateways
         .first()
-        .ok_or_else(|| NodeError::Unreachable("node.toml names no gateway".into()))?;
-    let remote = mesh::resolve(first).await.map_err(NodeError::Unreachable)?;
+        .ok_or_else(|| NodeError::Unreachable("node.toml names no gateway".into()))?
+        .clone();
+    let remote = mesh::resolve(&first)
+        .await
+        .map_err(NodeError::Unreachable)?;
+    // What the leader says about the group replaces this list (and
+    // node.toml's, unless --gateway overrides it for this run).
+    let group = Arc::new(crate::group::Group::new(
+        gateways,
+        home.clone(),
+        opts.gateway.is_none(),
+    ));
     let endpoint = mesh::client_endpoint(remote).map_err(NodeError::Unreachable)?;
     tracing::info!(node = %cfg.name, %gateway, "node agent starting");
 
@@ -285,6 +295,7 @@ pub async fn run(
     let mut failed_in_row = 0usize;
     loop {
         let started = Instant::now();
+        let gateways = group.list();
         let target = gateways.get(at).map_or(first.as_str(), String::as_str);
         let end = tokio::select! {
             end = async {
@@ -294,7 +305,7 @@ pub async fn run(
                 };
                 match load_session_config(home, keep_alive, idle, floor) {
                     Ok((config, _)) => {
-                        session(&endpoint, &config, remote, gateways.len(), &ctx, home, &mut events).await
+                        session(&endpoint, &config, remote, &group, &ctx, home, &mut events).await
                     }
                     Err(e) => End::Fatal(e.to_string()),
                 }
@@ -565,7 +576,7 @@ async fn session(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
     remote: std::net::SocketAddr,
-    gateways: usize,
+    group: &crate::group::Group,
     ctx: &Arc<RunContext>,
     home: &Home,
     events: &mut impl FnMut(AgentEvent),
@@ -578,7 +589,7 @@ async fn session(
     };
     // A silent gateway costs at most mesh::HANDSHAKE_LIMIT when there
     // are others to try (a refusing one costs a round trip).
-    let conn = match mesh::handshake(connecting, gateways).await {
+    let conn = match mesh::handshake(connecting, group.list().len()).await {
         Some(Ok(c)) => c,
         Some(Err(e)) => return classify(&e),
         None => return End::Retry(format!("gateway {remote} did not answer; trying the next")),
@@ -622,7 +633,8 @@ async fn session(
             ControlMsg::RunJob(_)
             | ControlMsg::RunJobInput(_)
             | ControlMsg::Trust { .. }
-            | ControlMsg::Forward { .. },
+            | ControlMsg::Forward { .. }
+            | ControlMsg::Gateways { .. },
         )) => {
             return End::Retry("gateway sent a message before welcoming this node".into());
         }
@@ -704,6 +716,10 @@ async fn session(
         {
             if let ControlMsg::Trust { cas_der } = msg {
                 follow_trust(&conn, home, &cas_der);
+                continue;
+            }
+            if let ControlMsg::Gateways { addrs } = msg {
+                group.follow(&addrs);
                 continue;
             }
             if let ControlMsg::Forward { id, port } = msg {

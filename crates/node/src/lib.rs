@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod enroll;
 pub mod forward;
 pub mod gpuhealth;
+pub mod group;
 pub mod jail;
 pub mod jobdir;
 pub mod keyrings;

@@ -499,6 +499,9 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         Command::Node(NodeCmd::Reject { name }) => {
             done(call(&home, Request::NodeReject { name }).await?)
         }
+        Command::Gateway(GatewayCmd::Leave { name }) => {
+            done(call(&home, Request::GatewayLeave { name }).await?)
+        }
         Command::Node(NodeCmd::Release { name }) => {
             done(call(&home, Request::NodeRelease { name }).await?)
         }

@@ -447,6 +447,13 @@ enum GatewayCmd {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Remove a stopped gateway from the group sharing this state: nodes
+    /// and clients drop its address at their next session. Asks the
+    /// leader (an admin credential); a gateway seen lately is refused.
+    Leave {
+        /// The gateway's name (see 'openclaw gateway status').
+        name: String,
+    },
 }
 
 /// Where a gateway keeps its state: SQLite in its home unless --state

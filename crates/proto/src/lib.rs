@@ -74,5 +74,8 @@ pub const GATEWAY_SERVER_NAME: &str = "openclaw-gateway";
 /// that speaks 3 still takes protocol-2 nodes ([`NODE_PROTOCOLS_SERVED`])
 /// and never sends them what protocol 3 added.
 pub const PROTOCOL_VERSION: u32 = 3;
+/// Most addresses of one gateway group ([`ControlMsg::Gateways`],
+/// [`Response::GatewaySet`]).
+pub const MAX_GROUP: usize = 16;
 /// Node hello protocols a gateway accepts.
 pub const NODE_PROTOCOLS_SERVED: std::ops::RangeInclusive<u32> = 2..=3;

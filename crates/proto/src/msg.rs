@@ -204,6 +204,14 @@ pub enum ControlMsg {
         /// The TCP port on the node's loopback.
         port: u16,
     },
+    /// The addresses of the gateway group (a leader and its standbys),
+    /// the sender first (protocol 3): sent after `Welcome` and when the
+    /// group changes; the node dials them in this order from now on and
+    /// writes them into node.toml.
+    Gateways {
+        /// `host:port` of each gateway, at most [`crate::MAX_GROUP`].
+        addrs: Vec<String>,
+    },
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -450,6 +458,17 @@ pub enum Request {
     /// A job with options (protocol 3): as `JobSubmit`, `JobRun` or
     /// `JobRunInput` by its [`crate::Follow`], plus [`crate::JobOption`]s.
     JobRequest(crate::JobRequest),
+    /// The addresses of the gateway group, the answering gateway first
+    /// (protocol 3). Clients write them into client.toml, so a credential
+    /// made before a gateway joined still finds the leader after a
+    /// failover.
+    GatewaySet,
+    /// Removes a gateway from the group (`openclaw gateway leave`). Admins
+    /// only; refused for a gateway seen lately (stop it first).
+    GatewayLeave {
+        /// The gateway's name.
+        name: String,
+    },
 }
 
 /// A step of a CA rotation.
@@ -543,6 +562,8 @@ impl Request {
             Request::NodeRelease { .. } => "node.release",
             Request::JobGpus { .. } => "job.gpus",
             Request::GpuHealth { .. } => "node.gpu_health",
+            Request::GatewaySet => "gateway.set",
+            Request::GatewayLeave { .. } => "gateway.leave",
         }
     }
 
@@ -581,6 +602,9 @@ impl Request {
                 | Request::LabSummary => true,
                 // Chat never streams standard input to a job.
                 Request::JobRequest(r) => r.follow != crate::Follow::AttachedWithInput,
+                // A bot follows the group as any client does.
+                Request::GatewaySet => true,
+                Request::GatewayLeave { .. } => false,
                 Request::TokenCreate { .. }
                 | Request::TokenList
                 | Request::TokenRevoke { .. }
@@ -626,6 +650,7 @@ impl Request {
                 | Request::Time
                 | Request::Trust
                 | Request::NodeHistory { .. }
+                | Request::GatewaySet
                 | Request::JobRequest(_)
                 | Request::LabSummary => true,
                 Request::TokenCreate { .. }
@@ -641,6 +666,7 @@ impl Request {
                 | Request::NodeRenew { .. }
                 | Request::CaRotate { .. }
                 | Request::ChatContext
+                | Request::GatewayLeave { .. }
                 | Request::ChatAudit { .. } => false,
             },
             // A node may only renew its own certificate, read the clock and
@@ -648,7 +674,11 @@ impl Request {
             // node home).
             Role::Node => matches!(
                 self,
-                Request::NodeRenew { .. } | Request::Time | Request::Trust | Request::Whoami
+                Request::NodeRenew { .. }
+                    | Request::Time
+                    | Request::Trust
+                    | Request::Whoami
+                    | Request::GatewaySet
             ),
         }
     }
@@ -749,6 +779,10 @@ pub enum Response {
     /// each with its GPUs' health by index (empty for a node of protocol
     /// 2, whose GPUs count as healthy).
     GpuHealth(Vec<(String, Vec<crate::GpuHealth>)>),
+    /// Reply to [`Request::GatewaySet`]: the group's addresses, the
+    /// answering gateway first; empty for a gateway that is not in a group
+    /// (keep what the credential says).
+    GatewaySet(Vec<String>),
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

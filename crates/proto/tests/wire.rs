@@ -336,6 +336,26 @@ fn samples() -> Vec<Sample> {
             })
         ),
         s!(
+            "control.gateways",
+            ControlMsg,
+            ControlMsg::Gateways {
+                addrs: vec!["10.0.0.2:7443".into(), "10.0.0.1:7443".into()]
+            }
+        ),
+        s!("request.gateway_set", Request, Request::GatewaySet),
+        s!(
+            "request.gateway_leave",
+            Request,
+            Request::GatewayLeave {
+                name: "gw-b".into()
+            }
+        ),
+        s!(
+            "response.gateway_set",
+            Response,
+            Response::GatewaySet(vec!["10.0.0.2:7443".into()])
+        ),
+        s!(
             "request.gpu_health",
             Request,
             Request::GpuHealth {

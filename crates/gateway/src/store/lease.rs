@@ -124,6 +124,13 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Removes gateway `name` from the group (`openclaw gateway leave`).
+    pub fn remove_gateway(&self, name: &str) -> Result<(), StoreError> {
+        self.0
+            .exec("DELETE FROM gateways WHERE name = ?1", params![name])?;
+        Ok(())
+    }
+
     /// Every gateway serving this state: (name, address), by name.
     pub fn gateways(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.0

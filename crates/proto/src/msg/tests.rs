@@ -377,3 +377,15 @@ fn a_user_may_do_its_own_work_and_manage_nothing() {
     assert_eq!(Role::parse("user"), Some(Role::User));
     assert_eq!(Role::User.as_str(), "user");
 }
+
+#[test]
+fn everyone_may_follow_the_gateway_group_and_only_admins_change_it() {
+    for role in [Role::Admin, Role::Bot, Role::User, Role::Node] {
+        assert!(Request::GatewaySet.allowed_for(role), "{role}");
+    }
+    let leave = Request::GatewayLeave { name: "gw".into() };
+    assert!(leave.allowed_for(Role::Admin));
+    for role in [Role::Bot, Role::User, Role::Node] {
+        assert!(!leave.allowed_for(role), "{role}");
+    }
+}
