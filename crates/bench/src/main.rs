@@ -27,6 +27,7 @@ use clap::Parser;
 
 mod detect;
 mod resilience;
+mod soak;
 mod swarm;
 
 #[derive(Parser)]
@@ -78,6 +79,20 @@ struct Args {
     /// Nodes killed at once for --detect.
     #[arg(long, default_value_t = 100)]
     victims: usize,
+    /// Run a soak for this many seconds instead (3600 for the hour, 300
+    /// for a quick check): real agents, a job a second, a chat bot and
+    /// the dashboard, RSS and descriptors sampled (see soak.rs).
+    #[arg(long)]
+    soak: Option<u64>,
+    /// Real node agents for --soak.
+    #[arg(long, default_value_t = 100)]
+    soak_agents: usize,
+    /// Seconds between samples for --soak.
+    #[arg(long, default_value_t = 60)]
+    soak_sample: u64,
+    /// Where --soak writes its CSV and chart.
+    #[arg(long, default_value = "target/bench")]
+    soak_out: PathBuf,
     /// Internal: run a swarm for --detect (DIR|ADDR|TOKEN|N|PREFIX).
     #[arg(long, hide = true)]
     swarm_child: Option<String>,
@@ -441,6 +456,17 @@ fn main() -> Result<()> {
     }
     if let Some(n) = args.detect {
         return detect::run(&args.openclaw, n, args.victims);
+    }
+    if let Some(secs) = args.soak {
+        return soak::run(
+            &args.openclaw,
+            &soak::SoakOptions {
+                secs,
+                agents: args.soak_agents.max(1),
+                sample_every: args.soak_sample.max(1),
+                out: args.soak_out.clone(),
+            },
+        );
     }
     if !args.swarm.is_empty() {
         return swarm::run(
