@@ -29,11 +29,12 @@ fn tune(cfg: &mut String, logs: Option<&Path>) {
         "[[policy.rules]]\ncommands = [\"echo held*\"]\naction = \"approve\"\napprovers = [\"alice\"]\n\n[limits]\n",
     );
     // OPENCLAW_FAILOVER_DEFAULTS=1: the shipped timings (1 s heartbeats,
-    // 3 s dead_after, 3 s lease), for the figures.
+    // 3 s dead_after, a 1.5 s lease, the nodes' group timing of 500 ms
+    // keep-alive and 1.5 s idle timeout), for the figures.
     if std::env::var_os("OPENCLAW_FAILOVER_DEFAULTS").is_some() {
         if let Some(l) = logs {
             *cfg = cfg.replace(
-                "# lease_ttl = \"3s\"",
+                "# lease_ttl = \"1500ms\"",
                 &format!("logs_dir = \"{}\"", l.display()),
             );
         }
@@ -49,7 +50,7 @@ fn tune(cfg: &mut String, logs: Option<&Path>) {
         )
         .replace("dead_after = \"3s\"", "dead_after = \"1200ms\"")
         .replace(
-            "# lease_ttl = \"3s\"",
+            "# lease_ttl = \"1500ms\"",
             &format!("lease_ttl = \"1500ms\"{logs}"),
         );
 }
@@ -448,8 +449,14 @@ fn a_paused_leader_that_wakes_after_a_takeover_steps_down_without_a_write() {
     wait_until(T, "gw2 to lead", || {
         (status(&p.gw2_home)["leader"] == "test-gw-2").then_some(())
     });
+    let t0 = Instant::now();
+    let mut n = 0;
     wait_until(T, "the node back on the new leader", || {
         let out = p.lab.admin(&["node", "list", "--json"]);
+        n += 1;
+        if t0.elapsed() > Duration::from_secs(20) && n % 5 == 0 {
+            eprintln!("DEBUG {out:?}\nNODE: {}", p._node.stderr());
+        }
         (out.code == 0 && out.stdout.contains("\"connected\"")).then_some(())
     });
     let done = p.lab.wait_job(job, "exited", T);

@@ -133,7 +133,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         }
         Request::JobPreview(spec) => jobs::preview(shared, peer, spec),
         Request::JobSubmit(spec) => jobs::submit(shared, peer, spec).map(Response::Job),
-        Request::GatewaySet => Ok(Response::GatewaySet(crate::group::known(shared))),
+        Request::GatewaySet => crate::group::current(shared).map(Response::GatewaySet),
         Request::GatewayLeave { name } => {
             crate::group::leave(shared, &peer.name, &name).map(|message| Response::Done { message })
         }

@@ -33,8 +33,9 @@ pub fn addresses(advertise: &str, registered: &[(String, String)]) -> Vec<String
     addrs
 }
 
-/// The group's addresses now, from the store; empty for a gateway alone.
-/// Blocking.
+/// The group's addresses now, from the store (what clients are told: a
+/// cached list could be a moment old and drop a gateway that just
+/// joined); empty for a gateway alone. Blocking.
 pub fn current(shared: &Shared) -> Result<Vec<String>, ApiError> {
     if !shared.shared_state {
         return Ok(Vec::new());
@@ -43,18 +44,31 @@ pub fn current(shared: &Shared) -> Result<Vec<String>, ApiError> {
     Ok(addresses(&shared.advertise, &registered))
 }
 
-/// What this gateway last told its nodes (empty: nothing yet, or alone).
-pub fn known(shared: &Shared) -> Vec<String> {
-    match shared.group.lock() {
-        Ok(g) => g.clone(),
-        Err(p) => p.into_inner().clone(),
+/// Tells a node that just connected the group, read fresh (the watch's
+/// list may be a moment old, and a node replaces its list with what it is
+/// told), through its control queue: the session's setup never waits on
+/// the database for it. Only on shared state, only to protocol 3.
+pub fn tell_node(
+    shared: &Arc<Shared>,
+    protocol: u32,
+    control: tokio::sync::mpsc::Sender<ControlMsg>,
+) {
+    if !shared.shared_state || protocol < 3 {
+        return;
     }
-}
-
-/// The message a node session gets after its welcome, if in a group.
-pub fn hello_msg(shared: &Shared) -> Option<ControlMsg> {
-    let addrs = known(shared);
-    (!addrs.is_empty()).then_some(ControlMsg::Gateways { addrs })
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let s = shared.clone();
+        match crate::shared::off_runtime(&shared, move |_| current(&s)).await {
+            Ok(Ok(addrs)) if !addrs.is_empty() => {
+                let _ = control.send(ControlMsg::Gateways { addrs }).await;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) | Err(e) => {
+                tracing::warn!("cannot read the gateway group for a node: {}", e.message);
+            }
+        }
+    });
 }
 
 /// The leader's watch: reads the group every [`WATCH_EVERY`] and, when it

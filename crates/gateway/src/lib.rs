@@ -162,10 +162,6 @@ impl Gateway {
         let addr = endpoint
             .local_addr()
             .map_err(|e| GatewayError::Io(e.to_string()))?;
-        home.write_public(
-            files::ADDR,
-            format!("{}\n", client_address(&addr.to_string())).as_bytes(),
-        )?;
         let advertise = config
             .advertise
             .clone()
@@ -194,6 +190,8 @@ impl Gateway {
             None => (None, None),
         };
         // On shared state: register, then wait as a standby for the lease.
+        // gateway.addr is written once registered: whoever reads it to
+        // reach this gateway finds it in the group too.
         let lease = if store.engine() == store::EngineKind::Postgres {
             let (name, adv, ttl) = (
                 config.name.clone(),
@@ -203,6 +201,7 @@ impl Gateway {
             store
                 .call(move |tx| tx.register_gateway(&name, &adv, clock.unix()))
                 .await?;
+            write_addr(&home, &addr)?;
             let generation = tokio::select! {
                 g = ha::wait_for_lease(&store, &config.name, ttl, &endpoint, &attempts) => g,
                 () = &mut shutdown => {
@@ -217,6 +216,7 @@ impl Gateway {
             store.fence(generation);
             Some((generation, ttl))
         } else {
+            write_addr(&home, &addr)?;
             None
         };
         let shared = assemble(
@@ -385,6 +385,15 @@ async fn assemble(
         .and_then(|r| r)
         .map_err(|e| GatewayError::Io(e.message))?;
     Ok(shared)
+}
+
+/// Writes gateway.addr: the address clients on this machine dial.
+fn write_addr(home: &Home, addr: &SocketAddr) -> Result<(), GatewayError> {
+    home.write_public(
+        files::ADDR,
+        format!("{}\n", client_address(&addr.to_string())).as_bytes(),
+    )?;
+    Ok(())
 }
 
 /// The gateway's own timers: the dead-node reaper, retention and the

@@ -605,13 +605,6 @@ async fn node_control(
     {
         return;
     }
-    // The gateway group to dial from now on (protocol 3 knows it).
-    if hello.protocol >= 3
-        && let Some(msg) = crate::group::hello_msg(&shared)
-        && mesh::write_frame(&mut send, &msg).await.is_err()
-    {
-        return;
-    }
     let meta = NodeMeta {
         // What the node says is a claim; the admin's or token's cap wins.
         gpus: crate::registry::capped_gpus(hello.gpus, peer.max_gpus),
@@ -625,6 +618,8 @@ async fn node_control(
     conn.widen_limits(Role::Node, mesh::tls::NODE_WINDOW);
     conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs));
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
+    // The gateway group to dial from now on (protocol 3 knows it).
+    crate::group::tell_node(&shared, hello.protocol, control_tx.clone());
     if let Some(old) = shared.registry.connect(
         &peer.name,
         conn.clone(),

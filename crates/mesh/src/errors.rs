@@ -30,6 +30,9 @@ pub enum Refusal {
     NotApproved,
     /// The gateway is shutting down.
     Shutdown,
+    /// The gateway refused the connection before any handshake (QUIC
+    /// CONNECTION_REFUSED): a standby waiting for the leader's lease.
+    Standby,
     /// Anything else.
     Other,
 }
@@ -44,6 +47,9 @@ pub fn refusal(err: &quinn::ConnectionError) -> Refusal {
                 Some(alert::CERTIFICATE_EXPIRED) => Refusal::Expired,
                 // A CA with the same name but another key shows up as a bad signature.
                 Some(alert::UNKNOWN_CA | alert::DECRYPT_ERROR) => Refusal::UnknownCa,
+                _ if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED => {
+                    Refusal::Standby
+                }
                 _ => Refusal::Other,
             }
         }

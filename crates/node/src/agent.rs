@@ -22,6 +22,22 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// The pause before trying the next gateway in the list.
 const NEXT_GATEWAY_DELAY: Duration = Duration::from_millis(50);
 
+/// After a session is lost, how long a standby that refuses is asked
+/// again (every [`STANDBY_RETRY`]) before the next gateway is tried: it
+/// is most likely about to take the dead leader's lease, and the next
+/// gateway is most likely that dead leader, which costs a handshake limit.
+const STANDBY_PATIENCE: Duration = Duration::from_secs(3);
+/// See [`STANDBY_PATIENCE`].
+const STANDBY_RETRY: Duration = Duration::from_millis(150);
+
+/// Keep-alive and idle timeout when the node knows several gateways (a
+/// leader and standbys): a dead leader is noticed in 1.5 s, so the node
+/// reaches the new one about when it takes over. A node with one gateway
+/// keeps 1 s and 3 s: it has nowhere else to go. node.toml's own values
+/// win over both.
+const GROUP_TIMING: (Duration, Duration) =
+    (Duration::from_millis(500), Duration::from_millis(1500));
+
 /// Agent settings.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -62,6 +78,8 @@ pub enum AgentEvent {
 enum End {
     Shutdown,
     Retry(String),
+    /// A standby refused the dial (it waits for the leader's lease).
+    Standby(String),
     Fatal(String),
 }
 
@@ -137,6 +155,16 @@ pub async fn run(
     let (keep_alive, idle) =
         mesh::home::session_timing(&cfg, Duration::from_secs(1), opts.idle_timeout)
             .map_err(NodeError::Home)?;
+    // With several gateways the defaults are shorter (GROUP_TIMING); the
+    // list can grow while the agent runs, so they are chosen per dial.
+    let timing = |gateways: usize| {
+        let (k, i) = timing_defaults(
+            cfg.keep_alive.is_some() || cfg.idle_timeout.is_some(),
+            gateways,
+            opts.idle_timeout,
+        );
+        mesh::home::session_timing(&cfg, k, i).unwrap_or((keep_alive, idle))
+    };
     let floor = mesh::home::congestion_floor(&cfg).map_err(NodeError::Home)?;
     for entry in &cfg.policy.forward_ports {
         mesh::home::port_range(entry).map_err(NodeError::Home)?;
@@ -293,10 +321,18 @@ pub async fn run(
     let mut attempt = 0u32;
     let mut at = 0usize;
     let mut failed_in_row = 0usize;
+    // When the last established session was lost (see STANDBY_PATIENCE).
+    let mut lost_at: Option<Instant> = None;
     loop {
         let started = Instant::now();
         let gateways = group.list();
         let target = gateways.get(at).map_or(first.as_str(), String::as_str);
+        let (keep_alive, idle) = timing(gateways.len());
+        let mut established = false;
+        let mut seen = |e: AgentEvent| {
+            established |= matches!(e, AgentEvent::Connected);
+            events(e);
+        };
         let end = tokio::select! {
             end = async {
                 let remote = match mesh::resolve(target).await {
@@ -305,12 +341,27 @@ pub async fn run(
                 };
                 match load_session_config(home, keep_alive, idle, floor) {
                     Ok((config, _)) => {
-                        session(&endpoint, &config, remote, &group, &ctx, home, &mut events).await
+                        session(&endpoint, &config, remote, &group, &ctx, home, &mut seen).await
                     }
                     Err(e) => End::Fatal(e.to_string()),
                 }
             } => end,
             () = &mut shutdown => End::Shutdown,
+        };
+        if established {
+            lost_at = Some(Instant::now());
+        }
+        let end = match end {
+            // Probably about to take the lost leader's lease: ask it again
+            // soon rather than go round the list to the dead leader.
+            End::Standby(msg) if lost_at.is_some_and(|t| t.elapsed() < STANDBY_PATIENCE) => {
+                tracing::info!(node = %cfg.name, "{msg}; asking the standby again in {STANDBY_RETRY:?}");
+                tokio::select! {
+                    () = tokio::time::sleep(STANDBY_RETRY) => continue,
+                    () = &mut shutdown => End::Shutdown,
+                }
+            }
+            other => other,
         };
         match end {
             End::Shutdown => {
@@ -323,7 +374,8 @@ pub async fn run(
                 tracing::error!(node = %cfg.name, "{msg}");
                 return Err(NodeError::Refused(msg));
             }
-            End::Retry(msg) => {
+            // Refused by a standby the node need not wait for: the next.
+            End::Retry(msg) | End::Standby(msg) => {
                 if started.elapsed() > STABLE_AFTER {
                     attempt = 0;
                     failed_in_row = 0;
@@ -351,6 +403,18 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The keep-alive and idle timeout to use when node.toml sets neither
+/// (`configured`: it sets one or both, and those rule): [`GROUP_TIMING`]
+/// with several gateways, else 1 s and `idle` (3 s unless the caller
+/// says). Pure.
+fn timing_defaults(configured: bool, gateways: usize, idle: Duration) -> (Duration, Duration) {
+    if configured || gateways < 2 {
+        return (Duration::from_secs(1), idle);
+    }
+    let idle = GROUP_TIMING.1.min(idle);
+    (GROUP_TIMING.0.min(idle / 3), idle)
 }
 
 /// Reads the node's credential and builds a session config; refuses an
@@ -548,6 +612,7 @@ fn classify(err: &quinn::ConnectionError) -> End {
         | Refusal::UnknownCa
         | Refusal::NotApproved
         | Refusal::Replaced => End::Fatal(msg),
+        Refusal::Standby => End::Standby(msg),
         Refusal::Shutdown | Refusal::Other => End::Retry(msg),
     }
 }
@@ -763,6 +828,19 @@ mod tests {
     use super::*;
 
     const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn a_node_with_several_gateways_notices_a_dead_one_sooner_unless_told_otherwise() {
+        let three = Duration::from_secs(3);
+        let (one, ms) = (Duration::from_secs(1), Duration::from_millis);
+        assert_eq!(timing_defaults(false, 1, three), (one, three));
+        assert_eq!(timing_defaults(false, 2, three), (ms(500), ms(1500)));
+        // node.toml's own values rule: the group defaults step aside.
+        assert_eq!(timing_defaults(true, 2, three), (one, three));
+        // A shorter idle timeout from the caller stays, with room for
+        // three keep-alives under it.
+        assert_eq!(timing_defaults(false, 3, ms(900)), (ms(300), ms(900)));
+    }
 
     #[test]
     fn a_trust_message_rewrites_the_ca_file_and_asks_for_renewal_only_when_due() {
