@@ -201,7 +201,7 @@ impl Gateway {
             store
                 .call(move |tx| tx.register_gateway(&name, &adv, clock.unix()))
                 .await?;
-            write_addr(&home, &addr)?;
+            write_addr(home, &addr)?;
             let generation = tokio::select! {
                 g = ha::wait_for_lease(&store, &config.name, ttl, &endpoint, &attempts) => g,
                 () = &mut shutdown => {
@@ -216,7 +216,7 @@ impl Gateway {
             store.fence(generation);
             Some((generation, ttl))
         } else {
-            write_addr(&home, &addr)?;
+            write_addr(home, &addr)?;
             None
         };
         let shared = assemble(
