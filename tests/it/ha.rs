@@ -185,7 +185,7 @@ fn admin_of_one(lab: &mut Lab, addr: &str) -> PathBuf {
     }
     std::fs::write(
         home.join("client.toml"),
-        format!("name = \"admin\"\ngateway = \"{addr}\"\n"),
+        format!("name = \"admin\"\ngateway = \"{addr}\"\nfollow_group = false\n"),
     )
     .unwrap();
     home
@@ -721,6 +721,10 @@ fn a_node_and_credentials_made_before_a_standby_joined_follow_the_group_through_
     assert_eq!(gateway_line(&alice.join("client.toml")), both);
     lab.admin(&["whoami"]).ok();
     assert_eq!(gateway_line(&lab.gw_home.join("client.toml")), both);
+    // A credential pinned to its addresses (follow_group = false) keeps them.
+    let pinned = admin_of_one(&mut lab, &gw1);
+    lab.run(&pinned, &["whoami"]).ok();
+    assert_eq!(gateway_line(&pinned.join("client.toml")), gw1);
     // gw1 dies: alice's credential, made before gw2 existed, reaches gw2,
     // and so does the node.
     lab.stop_gateway(true);

@@ -139,10 +139,11 @@ impl Client {
     /// whatever this client does next, and writes them into client.toml
     /// when they differ from the credential's, so a credential made before
     /// a standby joined finds the new leader after a failover. Only for a
-    /// client credential (a node's home follows through its agent); a
-    /// gateway that is no group answers an empty list and nothing changes.
+    /// client credential that does not pin its addresses (`follow_group =
+    /// false`; a node's home follows through its agent); a gateway that is
+    /// no group answers an empty list and nothing changes.
     fn follow_group(&self, home: &Home, cred: &LoadedCredential) {
-        if !home.exists(mesh::home::client_files::CERT) {
+        if !home.exists(mesh::home::client_files::CERT) || !cred.follow_group {
             return;
         }
         let (conn, home, had) = (self.conn.clone(), home.clone(), cred.gateway.clone());

@@ -166,6 +166,7 @@ pub fn init_with_state(
     mesh::home::Credential {
         name: "admin".into(),
         gateway: client_address(listen),
+        follow_group: true,
     }
     .write(home, &admin.pem, &admin_key.key_pem, &ca_pem)?;
     Ok(InitReport {

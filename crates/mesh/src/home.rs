@@ -288,6 +288,15 @@ pub struct Credential {
     pub name: String,
     /// Gateway address, host:port.
     pub gateway: String,
+    /// Rewrite `gateway` with the gateway group's addresses as the leader
+    /// tells them (default true); false pins this credential to the
+    /// addresses written here (a probe of one gateway).
+    #[serde(default = "yes")]
+    pub follow_group: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Credential {
@@ -302,12 +311,17 @@ impl Credential {
         home.write_private(client_files::KEY, key_pem.as_bytes())?;
         home.write_public(client_files::CERT, cert_pem.as_bytes())?;
         home.write_public(client_files::CA, ca_pem.as_bytes())?;
-        let text = format!(
+        let mut text = format!(
             "# OpenClaw client credential: who this home is and which gateway it talks to.\n\
              # Identity in the certificate (client.crt).\nname = {:?}\n\
-             # Gateway address, host:port.\ngateway = {:?}\n",
+             # Gateway addresses, host:port[,host:port...]; rewritten with the gateway\n\
+             # group's addresses as the leader tells them, unless follow_group = false.\n\
+             gateway = {:?}\n",
             self.name, self.gateway
         );
+        if !self.follow_group {
+            text.push_str("follow_group = false\n");
+        }
         home.write_public(client_files::CONFIG, text.as_bytes())
     }
 }
@@ -322,6 +336,8 @@ pub struct LoadedCredential {
     pub ca_pem: String,
     /// Gateway address.
     pub gateway: String,
+    /// Whether client.toml follows the gateway group (`follow_group`).
+    pub follow_group: bool,
 }
 
 /// Node settings written by `node enroll`.
@@ -614,6 +630,7 @@ impl LoadedCredential {
                 .map_err(|e| e.to_string())?;
             let cfg: Credential = toml::from_str(&cfg_text)
                 .map_err(|e| format!("{}: {e}", home.path(client_files::CONFIG).display()))?;
+            let follow_group = cfg.follow_group;
             // A gateway home records the address it actually bound; a
             // list (a leader and its standbys) is used as written.
             let gateway = if crate::gateway_list(&cfg.gateway).len() > 1 {
@@ -636,6 +653,7 @@ impl LoadedCredential {
                     .read_text(client_files::CA, "the credential has no CA")
                     .map_err(|e| e.to_string())?,
                 gateway,
+                follow_group,
             });
         }
         if home.exists(node_files::CERT) {
@@ -651,6 +669,7 @@ impl LoadedCredential {
                     .read_text(node_files::CA, "the node has no CA")
                     .map_err(|e| e.to_string())?,
                 gateway: cfg.gateway,
+                follow_group: false,
             });
         }
         Err(format!(

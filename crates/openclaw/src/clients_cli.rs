@@ -161,6 +161,7 @@ pub async fn issue(
             mesh::home::Credential {
                 name: name.to_string(),
                 gateway,
+                follow_group: true,
             }
             .write(
                 &out_home,
