@@ -75,8 +75,17 @@ fn pair(url: String) -> Pair {
 
 /// [`pair`], with `node_edit` given the node's node.toml before it starts.
 fn pair_with(url: String, node_edit: impl FnOnce(&Path)) -> Pair {
+    pair_edited(url, |_| {}, node_edit)
+}
+
+/// [`pair_with`], with `cfg_edit` given both gateways' gateway.toml first
+/// (every gateway reads its own policy).
+fn pair_edited(url: String, cfg_edit: impl Fn(&mut String), node_edit: impl FnOnce(&Path)) -> Pair {
     let logs = tempfile::tempdir().unwrap().keep();
-    let mut lab = Lab::with_config(BIN, |c| tune(c, Some(&logs)));
+    let mut lab = Lab::with_config(BIN, |c| {
+        cfg_edit(c);
+        tune(c, Some(&logs));
+    });
     let out = lab.admin(&["gateway", "migrate-state", "--to", &url]);
     assert_eq!(out.code, 0, "{out:?}");
     lab.start_gateway();
@@ -103,6 +112,7 @@ fn pair_with(url: String, node_edit: impl FnOnce(&Path)) -> Pair {
     assert_eq!(out.code, 0, "{out:?}");
     let gw2_cfg = gw2_home.join("gateway.toml");
     let mut text = std::fs::read_to_string(&gw2_cfg).unwrap();
+    cfg_edit(&mut text);
     tune(&mut text, None);
     std::fs::write(&gw2_cfg, text).unwrap();
     let mut gw2 = lab.spawn(&gw2_home, &["gateway", "run"]);
@@ -755,4 +765,63 @@ fn a_node_and_credentials_made_before_a_standby_joined_follow_the_group_through_
     lab.run(&alice, &["whoami"]).ok();
     assert_eq!(gateway_line(&alice.join("client.toml")), gw2);
     drop(gw2_proc);
+}
+
+#[test]
+fn a_slack_mention_is_answered_across_a_leader_sigkill() {
+    // The bot's credential follows the group like any client's, so a
+    // leader's death no longer silences chat.
+    let Some(pg) = testpg::shared("ha test: the chat bot through a failover") else {
+        return;
+    };
+    let mut p = pair_edited(
+        pg.database().unwrap(),
+        |c| testkit::set_chat_test_policy(c, "slack:T0LAB/U0BOSS"),
+        |_| {},
+    );
+    let bot_home = p.lab.bot("moltbot", "slack:T0LAB");
+    std::fs::write(
+        bot_home.join("moltbot.toml"),
+        "allowed_users = [\"U0ALICE\"]\napprovals = \"both\"\n",
+    )
+    .unwrap();
+    let slack = testkit::slack::SlackEmulator::start();
+    let script = format!(
+        "SLACK_API_URL={} SLACK_BOT_TOKEN=xoxb-ha SLACK_APP_TOKEN=xapp-ha exec {BIN} --home {} moltbot run",
+        slack.api_url,
+        bot_home.display()
+    );
+    let _bot = p.lab.spawn_cmd("sh", &["-c", &script]);
+    wait_until(T, "the bot to open Socket Mode", || {
+        slack.connected().then_some(())
+    });
+    let answered = |word: &str| {
+        wait_until(T, &format!("the bot's answer for {word}"), || {
+            slack
+                .calls_of("chat.update")
+                .iter()
+                .any(|u| {
+                    let t = u.body["text"].as_str().unwrap_or_default();
+                    t.contains("exited with code 0") && t.contains(word)
+                })
+                .then_some(())
+        });
+    };
+    slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo before-the-kill on worker-ha",
+    );
+    answered("before-the-kill");
+    p.lab.stop_gateway(true);
+    wait_until(T, "gw2 to lead", || {
+        (status(&p.gw2_home)["leader"] == "test-gw-2").then_some(())
+    });
+    slack.mention(
+        "U0ALICE",
+        "C0LAB",
+        "<@U0MOLT> run echo after-the-kill on worker-ha",
+    );
+    answered("after-the-kill");
+    drop(p.gw2.take());
 }

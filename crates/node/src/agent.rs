@@ -381,7 +381,15 @@ pub async fn run(
                     failed_in_row = 0;
                 }
                 failed_in_row += 1;
-                let (next, round_failed) = mesh::next_gateway(at, gateways.len(), failed_in_row);
+                // The list may have changed during the session (the group
+                // told it): go on from where the gateway just tried stands
+                // now, so a reordered list never sends the node back to it.
+                let now = group.list();
+                let here = now
+                    .iter()
+                    .position(|a| a == target)
+                    .unwrap_or(now.len().saturating_sub(1));
+                let (next, round_failed) = mesh::next_gateway(here, now.len(), failed_in_row);
                 at = next;
                 let delay = if round_failed {
                     failed_in_row = 0;
