@@ -24,11 +24,26 @@ use crate::store::Store;
 pub enum Lease {
     /// This gateway holds it, at this generation.
     Held(u64),
-    /// Another gateway's lease runs.
-    Taken,
+    /// Another gateway's lease runs, for about this long yet.
+    Taken(Duration),
     /// The database did not answer (in time): why.
     Unknown(String),
 }
+
+/// How long a standby waits before asking for the lease again: until just
+/// after the holder's lease would lapse (its renewals push that on, and it
+/// asks again then), at most a lease time; a sixth of one when the
+/// database did not answer. Pure.
+pub fn standby_pause(outcome: &Lease, ttl: Duration) -> Duration {
+    match outcome {
+        Lease::Taken(left) => (*left + LAPSE_MARGIN).min(ttl),
+        Lease::Held(_) | Lease::Unknown(_) => ttl / 6,
+    }
+}
+
+/// How long after a lease's end a standby asks for it: the database's
+/// clock and ours both tick between the answer and the next attempt.
+const LAPSE_MARGIN: Duration = Duration::from_millis(15);
 
 /// What a leader's keeper decides after each renewal: pure, so the rules
 /// are a table.
@@ -50,7 +65,7 @@ pub fn judge(generation: u64, outcome: &Lease, since_good: Duration, ttl: Durati
         Lease::Held(g) => Verdict::StepDown(format!(
             "the lease moved to generation {g} (ours was {generation})"
         )),
-        Lease::Taken => Verdict::StepDown("another gateway holds the leader lease".into()),
+        Lease::Taken(_) => Verdict::StepDown("another gateway holds the leader lease".into()),
         Lease::Unknown(why) if since_good >= ttl * 3 / 4 => Verdict::StepDown(format!(
             "the database has not renewed our lease for {:.1}s ({why})",
             since_good.as_secs_f64()
@@ -64,8 +79,10 @@ pub fn judge(generation: u64, outcome: &Lease, since_good: Duration, ttl: Durati
 /// (see [`Store::take_lease`]).
 pub async fn try_lease(store: &Store, name: &str, ttl: Duration) -> Lease {
     match tokio::time::timeout(ttl / 2, store.take_lease(name, ttl)).await {
-        Ok(Ok(Some(g))) => Lease::Held(g),
-        Ok(Ok(None)) => Lease::Taken,
+        Ok(Ok(Ok(g))) => Lease::Held(g),
+        Ok(Ok(Err(left_ms))) => {
+            Lease::Taken(Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)))
+        }
         Ok(Err(e)) => Lease::Unknown(e.to_string()),
         Err(_) => Lease::Unknown(format!("no answer within {:?}", ttl / 2)),
     }
@@ -89,19 +106,20 @@ pub async fn wait_for_lease(
     let mut said = false;
     let generation = loop {
         attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match try_lease(store, name, ttl).await {
-            Lease::Held(g) => break g,
-            Lease::Taken if !said => {
+        let outcome = try_lease(store, name, ttl).await;
+        match &outcome {
+            Lease::Held(g) => break *g,
+            Lease::Taken(_) if !said => {
                 said = true;
                 tracing::info!(
                     gateway = %name,
                     "standby: another gateway leads; refusing connections until its lease lapses"
                 );
             }
-            Lease::Taken => {}
+            Lease::Taken(_) => {}
             Lease::Unknown(why) => tracing::warn!(gateway = %name, "standby: {why}"),
         }
-        tokio::time::sleep(ttl / 6).await;
+        tokio::time::sleep(standby_pause(&outcome, ttl)).await;
     };
     refuser.abort();
     let _ = refuser.await;
@@ -156,6 +174,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_standby_asks_again_just_as_the_lease_lapses() {
+        let ttl = Duration::from_millis(1500);
+        let ms = Duration::from_millis;
+        assert_eq!(standby_pause(&Lease::Taken(ms(1200)), ttl), ms(1215));
+        assert_eq!(standby_pause(&Lease::Taken(ms(0)), ttl), ms(15));
+        // A lease longer than ours (another gateway's config) is not
+        // waited out in one sleep.
+        assert_eq!(standby_pause(&Lease::Taken(ms(60_000)), ttl), ttl);
+        assert_eq!(standby_pause(&Lease::Unknown("x".into()), ttl), ms(250));
+    }
+
+    #[test]
     fn the_keeper_steps_down_before_the_lease_can_lapse() {
         let ttl = Duration::from_secs(4);
         let s = Duration::from_secs;
@@ -163,7 +193,7 @@ mod tests {
             (Lease::Held(7), s(0), true),
             (Lease::Held(7), s(100), true),
             (Lease::Held(8), s(0), false),
-            (Lease::Taken, s(0), false),
+            (Lease::Taken(s(1)), s(0), false),
             (Lease::Unknown("x".into()), s(2), true),
             (Lease::Unknown("x".into()), s(3), false),
             (Lease::Unknown("x".into()), s(10), false),

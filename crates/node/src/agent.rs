@@ -28,7 +28,7 @@ const NEXT_GATEWAY_DELAY: Duration = Duration::from_millis(50);
 /// gateway is most likely that dead leader, which costs a handshake limit.
 const STANDBY_PATIENCE: Duration = Duration::from_secs(3);
 /// See [`STANDBY_PATIENCE`].
-const STANDBY_RETRY: Duration = Duration::from_millis(150);
+const STANDBY_RETRY: Duration = Duration::from_millis(100);
 
 /// Keep-alive and idle timeout when the node knows several gateways (a
 /// leader and standbys): a dead leader is noticed in 1.5 s, so the node

@@ -10,13 +10,18 @@ impl Store {
     /// Tries to take or renew the leader lease for `holder` for `ttl`,
     /// by the database's clock. A takeover (the lease lapsed, or was never
     /// held) makes a new generation, the fencing token; a renewal by the
-    /// holder keeps it. Returns the generation held, or `None` while
-    /// another holder's lease runs. PostgreSQL only.
+    /// holder keeps it. Returns the generation held, or, while another
+    /// holder's lease runs, how many milliseconds it has left (so a
+    /// standby can ask again just as it lapses). PostgreSQL only.
     ///
     /// The attempt runs as a task of the store's own runtime, so a caller
     /// that stops waiting (a timeout) leaves it to finish or fail by itself
     /// rather than cutting its transaction short.
-    pub async fn take_lease(&self, holder: &str, ttl: Duration) -> Result<Option<u64>, StoreError> {
+    pub async fn take_lease(
+        &self,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Result<u64, i64>, StoreError> {
         let Some(pg) = self.pg() else {
             return Err(StoreError::Refused(
                 "a leader lease needs PostgreSQL state ([state] url)".into(),
@@ -36,19 +41,22 @@ impl Store {
             .await?;
             let row = tx
                 .query_opt(
-                    "SELECT holder, generation, expires_at > clock_timestamp() FROM leader_lease WHERE id = 1",
+                    "SELECT holder, generation, \
+                     (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint \
+                     FROM leader_lease WHERE id = 1",
                     &[],
                 )
                 .await?;
             let generation = match row {
                 Some(r) => {
-                    let (who, generation, live): (String, i64, bool) =
+                    let (who, generation, left): (String, i64, i64) =
                         (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    let live = left > 0;
                     if who == holder && live {
                         generation
                     } else if live {
                         tx.commit().await?;
-                        return Ok(None);
+                        return Ok(Err(left));
                     } else {
                         generation + 1
                     }
@@ -64,7 +72,7 @@ impl Store {
             )
             .await?;
             tx.commit().await?;
-            Ok(Some(u(generation)))
+            Ok(Ok(u(generation)))
         });
         attempt
             .await
