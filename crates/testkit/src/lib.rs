@@ -287,14 +287,19 @@ impl Lab {
             args.extend(["--listen", listen.as_str()]);
         }
         let home = self.gw_home.clone();
-        let proc = self.spawn(&home, &args);
-        self.gateway = Some(proc);
+        let mut proc = self.spawn(&home, &args);
         let addr = wait_until(Duration::from_secs(20), "gateway.addr", || {
+            assert!(
+                proc.running(),
+                "the gateway exited before writing gateway.addr: {}",
+                proc.stderr()
+            );
             std::fs::read_to_string(&addr_file)
                 .ok()
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
         });
+        self.gateway = Some(proc);
         self.addr = Some(addr);
     }
 
