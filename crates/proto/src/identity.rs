@@ -16,7 +16,7 @@
 
 /// Chat kinds the gateway knows: the two platforms, and `lab` for the
 /// lab's chat prompt (`openclaw chat` with a bot credential of that kind).
-pub const CHAT_KINDS: &[&str] = &["slack", "wecom", "lab"];
+pub const CHAT_KINDS: &[&str] = &["slack", "wecom", "lab", "weixin"];
 /// Longest namespace scope (team or corp id).
 pub const MAX_SCOPE_LEN: usize = 64;
 /// Longest chat user id.
