@@ -94,10 +94,45 @@ pub struct QrCode {
     pub qrcode_img_content: String,
 }
 
+/// A login's step, as `get_qrcode_status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Not scanned yet.
+    Wait,
+    /// Scanned; waiting for the phone's confirmation.
+    Scanned,
+    /// The phone must confirm with a number it shows.
+    NeedVerifyCode,
+    /// The code expired; ask for a new one.
+    Expired,
+    /// Wrong numbers too often; ask for a new code.
+    VerifyBlocked,
+    /// Scanned, and the login moved to another host.
+    Redirect,
+    /// This bot is bound already.
+    Bound,
+    /// Confirmed: the token and ids are in the answer.
+    Confirmed,
+    /// A step this client does not know.
+    Unknown,
+}
+
+/// The wire's words for each [`Step`].
+const STEPS: [(&str, Step); 8] = [
+    ("wait", Step::Wait),
+    ("scaned", Step::Scanned),
+    ("need_verifycode", Step::NeedVerifyCode),
+    ("expired", Step::Expired),
+    ("verify_code_blocked", Step::VerifyBlocked),
+    ("scaned_but_redirect", Step::Redirect),
+    ("binded_redirect", Step::Bound),
+    ("confirmed", Step::Confirmed),
+];
+
 /// Where a login stands.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct QrStatus {
-    /// `wait`, `scaned`, `confirmed`, `expired`, ...
+    /// The step's word; see [`QrStatus::step`].
     #[serde(default)]
     pub status: String,
     /// The bot's token, once confirmed.
@@ -110,6 +145,16 @@ pub struct QrStatus {
     pub ilink_user_id: Option<String>,
     /// Where to poll next after `scaned_but_redirect`.
     pub redirect_host: Option<String>,
+}
+
+impl QrStatus {
+    /// The step this answer reports.
+    pub fn step(&self) -> Step {
+        STEPS
+            .iter()
+            .find(|(w, _)| *w == self.status)
+            .map_or(Step::Unknown, |(_, s)| *s)
+    }
 }
 
 /// One received message, as the bot needs it.
@@ -489,6 +534,19 @@ mod tests {
         ] {
             assert!(inbound(bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn login_steps() {
+        let st = |s: &str| QrStatus {
+            status: s.into(),
+            ..Default::default()
+        };
+        assert_eq!(st("scaned").step(), Step::Scanned);
+        assert_eq!(st("confirmed").step(), Step::Confirmed);
+        assert_eq!(st("binded_redirect").step(), Step::Bound);
+        assert_eq!(st("Confirmed").step(), Step::Unknown);
+        assert_eq!(st("").step(), Step::Unknown);
     }
 
     #[test]

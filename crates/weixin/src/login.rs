@@ -10,7 +10,7 @@ use mesh::Home;
 use serde::{Deserialize, Serialize};
 
 use crate::config::check_api_url;
-use crate::ilink::{ApiError, DEFAULT_API_URL, Ilink, QrCode};
+use crate::ilink::{ApiError, DEFAULT_API_URL, Ilink, QrCode, Step};
 
 /// The saved login, in the bot's home.
 pub const TOKEN_FILE: &str = "weixin-token.json";
@@ -175,23 +175,23 @@ pub async fn login(home: &Home, api_url: Option<String>, p: &dyn Prompt) -> Resu
                 continue;
             }
         };
-        match st.status.as_str() {
-            "wait" => {}
-            "scaned" => {
+        match st.step() {
+            Step::Wait => {}
+            Step::Scanned => {
                 verify = None;
                 if !scanned {
                     p.show("Scanned: confirm the login on the phone.");
                     scanned = true;
                 }
             }
-            "need_verifycode" => {
+            Step::NeedVerifyCode => {
                 let Some(n) = p.ask("Enter the number WeChat shows on the phone: ") else {
                     return Err("the login needs the number WeChat shows on the phone; run `openclaw weixin login` again and enter it".into());
                 };
                 verify = Some(n.trim().chars().take(16).collect());
                 continue;
             }
-            "expired" | "verify_code_blocked" => {
+            Step::Expired | Step::VerifyBlocked => {
                 codes += 1;
                 if codes > MAX_CODES {
                     return Err(format!(
@@ -208,14 +208,14 @@ pub async fn login(home: &Home, api_url: Option<String>, p: &dyn Prompt) -> Resu
                 scanned = false;
                 verify = None;
             }
-            "scaned_but_redirect" => match st.redirect_host.as_deref() {
+            Step::Redirect => match st.redirect_host.as_deref() {
                 Some(h) if valid_host(h) => {
                     tracing::info!(host = %h, "the login moved to another iLink host");
                     api = Ilink::new(&format!("https://{h}"), None)?;
                 }
                 _ => tracing::warn!("a login redirect without a usable host; polling on"),
             },
-            "binded_redirect" => {
+            Step::Bound => {
                 return match load(home) {
                     Ok(l) => {
                         p.show("This WeChat bot is already connected to this OpenClaw; the saved login stands.");
@@ -224,7 +224,7 @@ pub async fn login(home: &Home, api_url: Option<String>, p: &dyn Prompt) -> Resu
                     Err(_) => Err("this WeChat bot is already bound to another OpenClaw; unbind it in WeChat, then run `openclaw weixin login` again".into()),
                 };
             }
-            "confirmed" => {
+            Step::Confirmed => {
                 let (Some(bot_id), Some(token)) = (
                     st.ilink_bot_id.filter(|b| !b.is_empty()),
                     st.bot_token.filter(|t| !t.is_empty()),
@@ -235,7 +235,7 @@ pub async fn login(home: &Home, api_url: Option<String>, p: &dyn Prompt) -> Resu
                 let api_url = match st.baseurl.filter(|u| !u.is_empty()) {
                     Some(u) if check_api_url(&u).is_ok() => Some(u),
                     Some(u) => {
-                        tracing::warn!(url = %proto::redact::url(&u), "ignoring the login's unsafe base URL");
+                        tracing::warn!(url = %proto::redact::url(&u), "ignoring the login's base URL: neither https nor loopback");
                         None
                     }
                     None => None,
@@ -249,8 +249,8 @@ pub async fn login(home: &Home, api_url: Option<String>, p: &dyn Prompt) -> Resu
                 save(home, &l)?;
                 return Ok(l);
             }
-            other => {
-                tracing::warn!(status = %other.escape_debug(), "an unknown login status; polling on")
+            Step::Unknown => {
+                tracing::warn!(status = %st.status.escape_debug(), "an unknown login status; polling on")
             }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
