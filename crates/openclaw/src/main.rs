@@ -356,7 +356,8 @@ pub(crate) enum ClientCmd {
         #[arg(long, default_value = "admin")]
         role: String,
         /// For a bot: the chat namespace it speaks for, e.g. slack:T0123ABCD
-        /// (your Slack team id). A bot may act only for users of this namespace.
+        /// (your Slack team id), wecom:CORPID or weixin:BOT (as `openclaw weixin
+        /// login` prints it). A bot may act only for users of this namespace.
         #[arg(long)]
         namespace: Option<String>,
         /// Certificate lifetime (default: the gateway's limits.client_cert_ttl, 90d).
