@@ -69,6 +69,13 @@ fn spawn_bot(lab: &mut Lab, home: &Path, emu: &WeixinEmulator) -> Proc {
     lab.spawn_env(home, &["weixin", "run"], &[("WEIXIN_API_URL", &url)])
 }
 
+/// Waits for `p` to exit; one still running after [`T`] fails the test
+/// and is killed as it is dropped.
+fn exited(mut p: Proc) -> testkit::Out {
+    wait_until(T, "the bot to exit", || (!p.running()).then_some(()));
+    p.wait(T)
+}
+
 /// The first message to context `ctx` that `pick` accepts.
 fn reply(w: &World, ctx: &str, what: &str, pick: impl Fn(&Reply) -> bool) -> Reply {
     let deadline = std::time::Instant::now() + T;
@@ -166,7 +173,7 @@ fn weixin_toml_is_refused_when_others_may_write_it_or_it_admits_nobody() {
     let mut w = world();
     let local = w.emu.api_url.clone();
     // Each run is waited for with a limit: a bot that starts anyway fails
-    // the test instead of hanging it.
+    // the test instead of hanging it, and is killed.
     let mut run = |toml: &str, mode: u32, url: &str| {
         let path = w.home.join("weixin.toml");
         std::fs::write(&path, toml).unwrap();
@@ -174,9 +181,10 @@ fn weixin_toml_is_refused_when_others_may_write_it_or_it_admits_nobody() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         let url = PathBuf::from(url);
         let home = w.home.clone();
-        w.lab
-            .spawn_env(&home, &["weixin", "run"], &[("WEIXIN_API_URL", &url)])
-            .wait(T)
+        exited(
+            w.lab
+                .spawn_env(&home, &["weixin", "run"], &[("WEIXIN_API_URL", &url)]),
+        )
     };
     let listed = format!("allowed_users = [\"{ZS}\"]\n");
     for mode in [0o664, 0o646] {
@@ -383,7 +391,7 @@ fn an_expired_session_stops_the_bot_with_the_login_hint_and_errors_back_off() {
     // -14: the bot stops, naming the way back, without polling on.
     let before = emu.polls().len();
     emu.expire();
-    let out = bot.wait(T);
+    let out = exited(bot);
     assert_ne!(out.code, 0);
     assert!(
         out.stderr

@@ -54,6 +54,9 @@ const FINISHED: u32 = 2;
 const TEXT_ITEM: u32 = 1;
 /// A voice message's item, which may carry its transcript.
 const VOICE_ITEM: u32 = 3;
+/// Longest user id, group id or context token taken (the bot keeps the
+/// latest context token of up to 10,000 users).
+const MAX_ID: usize = 1024;
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +238,12 @@ fn inbound(v: Value) -> Result<Option<Inbound>, String> {
     };
     if m.from_user_id.is_empty() {
         return Err("no from_user_id".into());
+    }
+    if m.from_user_id.len() > MAX_ID
+        || m.context_token.len() > MAX_ID
+        || m.group_id.as_ref().is_some_and(|g| g.len() > MAX_ID)
+    {
+        return Err(format!("an id or context token over {MAX_ID} bytes"));
     }
     let text = m.item_list.into_iter().find_map(|i| match i.kind {
         Some(TEXT_ITEM) => i.text_item.and_then(|t| t.text),
@@ -531,6 +540,8 @@ mod tests {
             json!({"message_id": -1, "from_user_id": "u"}),
             json!({"message_id": 1}),
             json!({"message_id": 1, "from_user_id": 5}),
+            json!({"message_id": 1, "from_user_id": "u", "context_token": "c".repeat(MAX_ID + 1)}),
+            json!({"message_id": 1, "from_user_id": "u".repeat(MAX_ID + 1)}),
         ] {
             assert!(inbound(bad.clone()).is_err(), "{bad}");
         }
