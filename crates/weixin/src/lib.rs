@@ -16,8 +16,9 @@
 //! the chat identity `weixin:<bot>/<user>`.
 //!
 //! Exactly once: each message id is remembered, in memory and in
-//! [`STATE_FILE`] with the long poll's cursor (both written atomically,
-//! after the messages were handed to the engine), and a job's gateway
+//! [`STATE_FILE`] with the long poll's cursor and each user's latest
+//! context token (written atomically, after the messages were handed to
+//! the engine), and a job's gateway
 //! idempotency key is `weixin:<message_id>`, so neither a redelivery nor a
 //! restart runs a job twice. Network errors back off from 1 s doubling to
 //! 30 s; errcode -14 (the session expired) stops the bot with an error
@@ -27,7 +28,7 @@ pub mod config;
 pub mod ilink;
 pub mod login;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,12 +89,15 @@ impl Markup for PlainText {
     }
 }
 
-/// Each user's latest context token: what a message to them must carry.
+/// Each user's latest context token and when it came (unix seconds):
+/// what a message to them must carry. Kept across restarts in
+/// [`STATE_FILE`], as Tencent's plugin keeps them, so an approver who
+/// wrote before a restart can still be asked.
 #[derive(Default)]
-struct Contexts(Mutex<HashMap<String, (String, Instant)>>);
+struct Contexts(Mutex<BTreeMap<String, (String, u64)>>);
 
 impl Contexts {
-    fn remember(&self, user: &str, token: &str) {
+    fn remember(&self, user: &str, token: &str, now: u64) {
         if token.is_empty() {
             return;
         }
@@ -107,14 +111,25 @@ impl Contexts {
                 m.remove(&k);
             }
         }
-        m.insert(user.to_string(), (token.to_string(), Instant::now()));
+        m.insert(user.to_string(), (token.to_string(), now));
     }
 
-    fn get(&self, user: &str) -> Option<String> {
+    /// `user`'s token, unless it is older than [`CONTEXT_LASTS`].
+    fn get(&self, user: &str, now: u64) -> Option<String> {
         lock(&self.0)
             .get(user)
-            .filter(|(_, t)| t.elapsed() < CONTEXT_LASTS)
+            .filter(|(_, t)| now.saturating_sub(*t) < CONTEXT_LASTS.as_secs())
             .map(|(c, _)| c.clone())
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, (String, u64)> {
+        lock(&self.0).clone()
+    }
+
+    fn restore(&self, saved: BTreeMap<String, (String, u64)>) {
+        for (user, (token, at)) in saved {
+            self.remember(&user, &token, at);
+        }
     }
 }
 
@@ -207,7 +222,7 @@ impl Surface for WeixinSurface {
                 .filter_map(|a| a.strip_prefix(&m.prefix))
                 .filter(|u| !u.contains(['*', '?']))
             {
-                match self.contexts.get(user) {
+                match self.contexts.get(user, chatops::unix_now()) {
                     Some(ctx) => {
                         self.send(user, &ctx, &q).await;
                         reached += 1;
@@ -252,6 +267,9 @@ impl Surface for WeixinSurface {
 struct Saved {
     cursor: String,
     seen: Vec<String>,
+    /// Each user's latest context token and when it came.
+    #[serde(default)]
+    contexts: BTreeMap<String, (String, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -259,6 +277,8 @@ struct Progress {
     cursor: String,
     order: VecDeque<String>,
     seen: HashSet<String>,
+    /// The context tokens read from the file, for [`Contexts::restore`].
+    contexts: BTreeMap<String, (String, u64)>,
 }
 
 impl Progress {
@@ -278,6 +298,7 @@ impl Progress {
         })?;
         let mut p = Progress {
             cursor: s.cursor,
+            contexts: s.contexts,
             ..Default::default()
         };
         for id in s.seen {
@@ -300,10 +321,11 @@ impl Progress {
         true
     }
 
-    fn to_json(&self) -> Vec<u8> {
+    fn to_json(&self, contexts: &Contexts) -> Vec<u8> {
         let s = Saved {
             cursor: self.cursor.clone(),
             seen: self.order.iter().cloned().collect(),
+            contexts: contexts.snapshot(),
         };
         serde_json::to_vec(&s).unwrap_or_default()
     }
@@ -311,8 +333,8 @@ impl Progress {
 
 /// Writes the state off the async threads; a failure is logged (the
 /// gateway's idempotency keys still keep jobs to one per message).
-async fn persist(home: &Home, p: &Progress) {
-    let (home, bytes) = (home.clone(), p.to_json());
+async fn persist(home: &Home, p: &Progress, contexts: &Contexts) {
+    let (home, bytes) = (home.clone(), p.to_json(contexts));
     match tokio::task::spawn_blocking(move || home.write_private(STATE_FILE, &bytes)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the long poll's cursor"),
@@ -379,6 +401,7 @@ pub async fn run(
     };
     let engine = Arc::new(Engine::new(surface, gateway, cfg.access.clone(), namespace));
     let mut state = Progress::load(home)?;
+    contexts.restore(std::mem::take(&mut state.contexts));
     tracing::info!(url = %proto::redact::url(api.base()), bot = %login.bot_id, resumed = !state.cursor.is_empty(), "WeChat bot polling");
     tokio::pin!(shutdown);
     let mut hold = HOLD;
@@ -408,11 +431,11 @@ pub async fn run(
                 }
                 let any = !fresh.is_empty();
                 for m in fresh {
-                    contexts.remember(&m.from, &m.context);
+                    contexts.remember(&m.from, &m.context, chatops::unix_now());
                     dispatch(&engine, m);
                 }
                 if moved || any {
-                    persist(home, &state).await;
+                    persist(home, &state, &contexts).await;
                 }
                 continue;
             }
@@ -445,22 +468,30 @@ mod tests {
     }
 
     #[test]
-    fn seen_ids_survive_a_restart_and_stay_bounded() {
+    fn seen_ids_and_contexts_survive_a_restart_and_stay_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path().join("bot"));
         let mut p = Progress::load(&home).unwrap();
         assert!(p.first("1") && !p.first("1"));
         p.cursor = "c1".into();
-        home.write_private(STATE_FILE, &p.to_json()).unwrap();
+        let c = Contexts::default();
+        c.remember("boss", "ctx-b", 1_000);
+        home.write_private(STATE_FILE, &p.to_json(&c)).unwrap();
         let mut q = Progress::load(&home).unwrap();
         assert_eq!(q.cursor, "c1");
         assert!(!q.first("1"), "seen before the restart");
+        let back = Contexts::default();
+        back.restore(std::mem::take(&mut q.contexts));
+        assert_eq!(back.get("boss", 1_010).as_deref(), Some("ctx-b"));
         for i in 0..SEEN_KEPT + 10 {
             q.first(&format!("n{i}"));
         }
         assert_eq!(q.order.len(), SEEN_KEPT);
         assert_eq!(q.seen.len(), SEEN_KEPT);
         assert!(q.first("1"), "the oldest id was forgotten");
+        // A file of the first version, without context tokens, still loads.
+        std::fs::write(home.path(STATE_FILE), r#"{"cursor":"c2","seen":["5"]}"#).unwrap();
+        assert_eq!(Progress::load(&home).unwrap().cursor, "c2");
         std::fs::write(home.path(STATE_FILE), "{").unwrap();
         assert!(Progress::load(&home).unwrap_err().contains("remove it"));
     }
@@ -468,14 +499,18 @@ mod tests {
     #[test]
     fn contexts_expire_and_stay_bounded() {
         let c = Contexts::default();
-        c.remember("u1", "");
-        assert_eq!(c.get("u1"), None);
-        c.remember("u1", "ctx1");
-        c.remember("u1", "ctx2");
-        assert_eq!(c.get("u1").as_deref(), Some("ctx2"));
+        c.remember("u1", "", 10);
+        assert_eq!(c.get("u1", 10), None);
+        c.remember("u1", "ctx1", 10);
+        c.remember("u1", "ctx2", 20);
+        assert_eq!(c.get("u1", 20).as_deref(), Some("ctx2"));
+        let day = CONTEXT_LASTS.as_secs();
+        assert_eq!(c.get("u1", 20 + day - 1).as_deref(), Some("ctx2"));
+        assert_eq!(c.get("u1", 20 + day), None, "too old to carry");
         for i in 0..CONTEXTS_KEPT + 5 {
-            c.remember(&format!("v{i}"), "x");
+            c.remember(&format!("v{i}"), "x", 30 + i as u64);
         }
         assert_eq!(lock(&c.0).len(), CONTEXTS_KEPT);
+        assert_eq!(c.get("u1", 40), None, "the oldest user was dropped");
     }
 }
