@@ -169,7 +169,7 @@ fn qr_login_saves_the_token_0600_and_never_shows_it() {
 }
 
 #[test]
-fn weixin_toml_is_refused_when_others_may_write_it_or_it_admits_nobody() {
+fn the_bot_refuses_a_writable_or_empty_weixin_toml_and_another_bots_credential() {
     let mut w = world();
     let local = w.emu.api_url.clone();
     // Each run is waited for with a limit: a bot that starts anyway fails
@@ -192,6 +192,26 @@ fn weixin_toml_is_refused_when_others_may_write_it_or_it_admits_nobody() {
     }
     run("allowed_users = []\n", 0o600, &local).fails_with(2, "admits nobody");
     run(&listed, 0o600, "http://ilinkai.weixin.qq.com").fails_with(2, "loopback");
+
+    // A login of one iLink bot beside a credential of another's namespace:
+    // refused, naming the namespace the login needs.
+    let other = w.lab.bot("weixin-other", "weixin:another-im-bot");
+    std::fs::write(other.join("weixin.toml"), &listed).unwrap();
+    for f in ["weixin-token.json"] {
+        std::fs::copy(w.home.join(f), other.join(f)).unwrap();
+    }
+    let url = PathBuf::from(&local);
+    let out = exited(
+        w.lab
+            .spawn_env(&other, &["weixin", "run"], &[("WEIXIN_API_URL", &url)]),
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("speaks for weixin:another-im-bot")
+            && out.stderr.contains(&format!("--namespace {NAMESPACE}")),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
