@@ -289,14 +289,35 @@ fn a_message_runs_a_named_job_and_the_final_reply_carries_its_output_and_context
 #[test]
 fn approval_by_text_from_an_approver_and_refusal_from_anyone_else() {
     let w = world();
-    // The approver wrote to the bot lately, so the bot may message them.
-    let hi = w.emu.send(BOSS, "help");
-    reply(&w, &hi.context, "help", |_| true);
+    // The approver has not written to the bot: WeChat lets the bot answer
+    // only, so the requester is told whom to ask and how.
+    let first = w.emu.send(ZS, "run echo never on worker-gpu-01");
+    let note = reply(&w, &first.context, "the unreachable approver's note", |r| {
+        r.text.contains("waits for approval by")
+    });
+    assert!(
+        note.text.contains(BOSS)
+            && note.text.contains("`approve 1`")
+            && note.text.contains("`openclaw job approve 1`"),
+        "{}",
+        note.text
+    );
+    // The approver denies by text, with a reason the requester sees.
+    let deny = w.emu.send(BOSS, "deny 1 because the GPU is booked");
+    let no = reply(&w, &deny.context, "the denial's answer", |_| true);
+    assert!(no.text.contains("1"), "{no:?}");
+    w.lab.wait_job(1, "denied", T);
+    let fin = reply(&w, &first.context, "the denial", |r| {
+        r.text.contains("denied")
+    });
+    assert!(fin.text.contains("the GPU is booked"), "{}", fin.text);
+
+    // Now the approver wrote lately (that denial), so the bot may message them.
     let req = w
         .emu
         .send(ZS, "run echo approved-run on worker-gpu-01 with 1 GPU");
     let held = reply(&w, &req.context, "the held message", |r| {
-        r.text.contains("job 1")
+        r.text.contains("job 2")
     });
     assert!(held.text.contains("awaits approval"), "{}", held.text);
     // The approver gets the job and its frozen plan, on their own context.
@@ -304,33 +325,33 @@ fn approval_by_text_from_an_approver_and_refusal_from_anyone_else() {
         w.emu
             .replies()
             .into_iter()
-            .find(|r| r.to == BOSS && r.text.contains("Job 1 wants"))
+            .find(|r| r.to == BOSS && r.text.contains("Job 2 wants"))
     });
     assert!(
         q.text
-            .contains("Job 1 wants to run `echo approved-run` on worker-gpu-01, 1 GPU")
+            .contains("Job 2 wants to run `echo approved-run` on worker-gpu-01, 1 GPU")
             && q.text.contains("Plan ")
-            && q.text.contains("`approve 1` or `deny 1 because …`")
+            && q.text.contains("`approve 2` or `deny 2 because …`")
             && q.text.contains(ZS)
-            && q.context == hi.context
+            && q.context == deny.context
             && q.valid_context,
         "{q:?}"
     );
     // An allowed user who is not an approver is refused at the gateway.
-    let no = ask(&w, LISI, "approve 1");
+    let no = ask(&w, LISI, "approve 2");
     assert!(!no.contains("approved"), "{no}");
-    assert_eq!(w.lab.job(1)["state"], "awaiting-approval");
+    assert_eq!(w.lab.job(2)["state"], "awaiting-approval");
     // The approver's answer runs it.
-    let yes = ask(&w, BOSS, "approve 1");
-    assert!(yes.contains("1"), "{yes}");
-    let job = w.lab.wait_job(1, "exited", T);
+    let yes = ask(&w, BOSS, "approve 2");
+    assert!(yes.contains("2"), "{yes}");
+    let job = w.lab.wait_job(2, "exited", T);
     assert_eq!(job["approved_by"], format!("{NAMESPACE}/{BOSS}").as_str());
     let fin = reply(&w, &req.context, "final result", |r| {
         r.text.contains("exited")
     });
     assert!(
         fin.text
-            .starts_with("✅ job 1 on worker-gpu-01, 1 GPU exited with code 0 after ")
+            .starts_with("✅ job 2 on worker-gpu-01, 1 GPU exited with code 0 after ")
             && fin.text.contains("🖥️ held GPU 0")
             && fin.text.contains("out| approved-run"),
         "{}",
