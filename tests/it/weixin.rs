@@ -197,9 +197,8 @@ fn the_bot_refuses_a_writable_or_empty_weixin_toml_and_another_bots_credential()
     // refused, naming the namespace the login needs.
     let other = w.lab.bot("weixin-other", "weixin:another-im-bot");
     std::fs::write(other.join("weixin.toml"), &listed).unwrap();
-    for f in ["weixin-token.json"] {
-        std::fs::copy(w.home.join(f), other.join(f)).unwrap();
-    }
+    let token = "weixin-token.json";
+    std::fs::copy(w.home.join(token), other.join(token)).unwrap();
     let url = PathBuf::from(&local);
     let out = exited(
         w.lab
@@ -380,8 +379,15 @@ fn a_stranger_gets_nothing_run_and_a_redelivered_message_runs_once_across_a_rest
             .then_some(())
     });
     // A restart, and the message once more: the saved cursor and ids.
-    w.bot.kill();
     let cursor = w.emu.cursor();
+    let state = w.home.join("weixin-state.json");
+    wait_until(T, "the cursor to be saved", || {
+        std::fs::read_to_string(&state)
+            .ok()?
+            .contains(&format!("\"cursor\":\"{cursor}\""))
+            .then_some(())
+    });
+    w.bot.kill();
     w.emu.redeliver(s.id);
     let before = w.emu.polls().len();
     let (home, emu) = (w.home.clone(), &w.emu);
