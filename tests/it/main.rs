@@ -29,3 +29,4 @@ mod rotation;
 mod scale;
 mod state;
 mod wecom;
+mod weixin;

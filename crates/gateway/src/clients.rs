@@ -87,7 +87,7 @@ pub fn issue(
         Role::Bot => {
             let Some(ns) = &namespace else {
                 return Err(invalid(
-                    "a bot needs --namespace, the chat namespace it speaks for, e.g. slack:T0123ABCD (your Slack team id) or wecom:CORPID",
+                    "a bot needs --namespace, the chat namespace it speaks for, e.g. slack:T0123ABCD (your Slack team id), wecom:CORPID or weixin:BOT (as `openclaw weixin login` prints it)",
                 ));
             };
             proto::identity::validate_namespace(ns).map_err(invalid)?;

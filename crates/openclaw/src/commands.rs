@@ -10,7 +10,8 @@ use proto::{ErrorCode, Request, Response};
 
 use crate::term::{errln, outln};
 use crate::{
-    Command, GatewayCmd, MoltbotCmd, NodeCmd, TokenCmd, WecomCmd, exit, jobs_cli, lab, output,
+    Command, GatewayCmd, MoltbotCmd, NodeCmd, TokenCmd, WecomCmd, WeixinCmd, exit, jobs_cli, lab,
+    output,
 };
 
 /// A failed command: exit code and message.
@@ -567,6 +568,46 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
                 .await
                 .map_err(|e| CliError::new(exit::FAILURE, e))
         }
+        Command::Weixin(WeixinCmd::Login) => {
+            let (path, text) = bot_config(&home, weixin::CONFIG_FILE, |mode, _| {
+                chat::access::check_file_mode(mode, false, "")
+            })?;
+            let url = weixin::config::api_url(&text, &|k| std::env::var(k).ok())
+                .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
+            let l = weixin::login::login(&home, url, &TerminalPrompt)
+                .await
+                .map_err(|e| CliError::new(exit::FAILURE, e))?;
+            let ns = weixin::login::namespace_of(&l.bot_id)
+                .map_err(|e| CliError::new(exit::FAILURE, e))?;
+            outln!(
+                "Logged in as WeChat bot {} (saved in {}).",
+                l.bot_id,
+                home.path(weixin::login::TOKEN_FILE).display()
+            );
+            if let Some(o) = &l.owner {
+                outln!(
+                    "Its owner is {o}: list them in {}'s allowed_users.",
+                    weixin::CONFIG_FILE
+                );
+            }
+            outln!(
+                "Its gateway credential: openclaw client create NAME --role bot --namespace {ns} --out {}",
+                home.root().display()
+            );
+            outln!("Then: openclaw --home {} weixin run", home.root().display());
+            Ok(())
+        }
+        Command::Weixin(WeixinCmd::Run) => {
+            // weixin.toml holds no secret (the token is in its own file).
+            let (path, text) = bot_config(&home, weixin::CONFIG_FILE, |mode, _| {
+                chat::access::check_file_mode(mode, false, "")
+            })?;
+            let cfg = weixin::Config::parse(&text, &|k| std::env::var(k).ok())
+                .map_err(|e| CliError::new(exit::USAGE, format!("{}: {e}", path.display())))?;
+            weixin::run(&home, cfg, terminated())
+                .await
+                .map_err(|e| CliError::new(exit::FAILURE, e))
+        }
         Command::Chat {
             user,
             dry_run,
@@ -580,6 +621,24 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             auth_token_file,
             open,
         } => dashboard(home, &listen, auth_token_file, open).await,
+    }
+}
+
+/// The terminal side of `openclaw weixin login`.
+struct TerminalPrompt;
+
+impl weixin::login::Prompt for TerminalPrompt {
+    fn show(&self, text: &str) {
+        outln!("{text}");
+    }
+
+    fn ask(&self, question: &str) -> Option<String> {
+        crate::term::out(question);
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(n) if n > 0 => Some(line),
+            _ => None,
+        }
     }
 }
 

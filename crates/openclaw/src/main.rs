@@ -236,6 +236,9 @@ enum Command {
     /// The WeCom (企业微信) front end.
     #[command(subcommand)]
     Wecom(WecomCmd),
+    /// The personal WeChat (微信) front end, through Tencent's iLink bot API.
+    #[command(subcommand)]
+    Weixin(WeixinCmd),
     /// Check this home: key and directory modes, certificate expiry, the
     /// gateway config and policy, disk for logs, reaching the gateway over
     /// UDP (clock skew, path MTU), NVML on a node. Each problem comes with
@@ -285,6 +288,19 @@ enum WecomCmd {
     /// gateway calls out. --home holds the bot credential (namespace
     /// wecom:CORPID) and wecom.toml; the bot id and secret come from
     /// WECOM_BOT_ID and WECOM_BOT_SECRET.
+    Run,
+}
+
+#[derive(Subcommand)]
+enum WeixinCmd {
+    /// Log the bot in: shows a QR code to scan with the WeChat of the
+    /// bot's owner, then saves the bot token (mode 0600) in --home and
+    /// prints the chat namespace its gateway credential needs. The iLink
+    /// URL comes from WEIXIN_API_URL or weixin.toml's api_url.
+    Login,
+    /// Run the WeChat bot: iLink's long poll in, gateway calls out. --home
+    /// holds the bot credential (namespace weixin:BOT, as the login
+    /// printed), the login and weixin.toml.
     Run,
 }
 
@@ -340,7 +356,8 @@ pub(crate) enum ClientCmd {
         #[arg(long, default_value = "admin")]
         role: String,
         /// For a bot: the chat namespace it speaks for, e.g. slack:T0123ABCD
-        /// (your Slack team id). A bot may act only for users of this namespace.
+        /// (your Slack team id), wecom:CORPID or weixin:BOT (as `openclaw weixin
+        /// login` prints it). A bot may act only for users of this namespace.
         #[arg(long)]
         namespace: Option<String>,
         /// Certificate lifetime (default: the gateway's limits.client_cert_ttl, 90d).
@@ -714,6 +731,7 @@ fn main() -> ExitCode {
             | Command::Forward { .. }
             | Command::Moltbot(_)
             | Command::Wecom(_)
+            | Command::Weixin(WeixinCmd::Run)
     );
     init_tracing(if long_running { "info" } else { "warn" }, cli.log_format);
     let home = mesh::Home::new(cli.home.clone().unwrap_or_else(default_home));

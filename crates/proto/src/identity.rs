@@ -4,19 +4,22 @@
 //!   certificate: `[a-z0-9-]{1,63}` (see [`crate::names::validate_name`]).
 //! * A **chat identity** is a person a bot speaks for:
 //!   `KIND:SCOPE/USER`, e.g. `slack:T0123ABCD/U024BE7LH` for a Slack user
-//!   of workspace `T0123ABCD`, or `wecom:ww1234/zhangsan`. The part before
+//!   of workspace `T0123ABCD`, `wecom:ww1234/zhangsan`, or
+//!   `weixin:b0f5860fdecb-im-bot/o9cq80@im.wechat` for a WeChat user of the
+//!   iLink bot `b0f5860fdecb@im.bot` (`@` and `.` of a bot id are written
+//!   `-`, since a scope is `[A-Za-z0-9_-]`). The part before
 //!   `/` is the bot's *namespace*, fixed on the gateway for each bot
 //!   certificate; a bot may speak only for users of its own namespace.
 //!   The kind `lab` is the chat prompt of `openclaw lab` (`lab:LAB/you`):
-//!   a user who is neither a Slack nor a WeCom user, so that policy rules
+//!   a user who is neither a Slack, a WeCom nor a WeChat user, so that policy rules
 //!   and the audit log never take one for the other.
 //!
 //! A certificate name cannot contain `:` or `/`, so no chat identity can
 //! equal a certificate identity, and a bot can never speak for `admin`.
 
-/// Chat kinds the gateway knows: the two platforms, and `lab` for the
+/// Chat kinds the gateway knows: the three platforms, and `lab` for the
 /// lab's chat prompt (`openclaw chat` with a bot credential of that kind).
-pub const CHAT_KINDS: &[&str] = &["slack", "wecom", "lab"];
+pub const CHAT_KINDS: &[&str] = &["slack", "wecom", "lab", "weixin"];
 /// Longest namespace scope (team or corp id).
 pub const MAX_SCOPE_LEN: usize = 64;
 /// Longest chat user id.
@@ -159,7 +162,12 @@ mod tests {
 
     #[test]
     fn namespaces() {
-        for ok in ["slack:T0123ABCD", "wecom:ww12_34-x", "lab:LAB"] {
+        for ok in [
+            "slack:T0123ABCD",
+            "wecom:ww12_34-x",
+            "lab:LAB",
+            "weixin:b0f5860fdecb-im-bot",
+        ] {
             validate_namespace(ok).unwrap();
         }
         for bad in [
@@ -172,6 +180,7 @@ mod tests {
             "slack:T1/U1",
             "slack:T 1",
             "admin",
+            "weixin:b0f5860fdecb@im.bot",
         ] {
             assert!(validate_namespace(bad).is_err(), "{bad}");
         }

@@ -7,6 +7,7 @@ pub mod slack;
 pub mod swarm;
 pub mod webdriver;
 pub mod wecom;
+pub mod weixin;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

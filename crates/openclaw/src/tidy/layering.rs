@@ -12,7 +12,7 @@ use super::{read, root, rust_files, shipped};
 /// one rank (`gateway`, `node`, `client`) never depend on each other. The
 /// support crates (tests, benchmark, fuzzing) sit on top: nothing shipped
 /// depends on them.
-const LAYERS: [(&str, u32); 17] = [
+const LAYERS: [(&str, u32); 18] = [
     ("proto", 0),
     ("chat", 1),
     ("pki", 1),
@@ -24,6 +24,7 @@ const LAYERS: [(&str, u32); 17] = [
     ("chatops", 4),
     ("moltbot", 5),
     ("wecom", 5),
+    ("weixin", 5),
     ("openclaw", 6),
     ("testkit", 7),
     ("testpg", 7),
@@ -226,24 +227,35 @@ const SLACK: [&str; 6] = [
 /// What only WeCom's adapter knows: its frames' commands and fields.
 const WECOM: [&str; 4] = ["\"aibot_", "\"msgtype\"", "\"template_card", "\"req_id\""];
 
+/// What only the WeChat (iLink) adapter knows: its endpoints and fields.
+const WEIXIN: [&str; 4] = [
+    "ilink/bot/",
+    "\"get_updates_buf\"",
+    "\"context_token\"",
+    "\"item_list\"",
+];
+
 /// The support crates that stand in for a platform (the emulators) or
 /// feed an adapter's parser (the fuzz targets) may know it too.
 const SUPPORT: [&str; 2] = ["testkit", "fuzz_targets"];
 
 #[test]
-fn only_moltbot_knows_slack_and_only_wecom_knows_wecom() {
+fn only_moltbot_knows_slack_and_only_wecom_knows_wecom_and_only_weixin_knows_ilink() {
     let files = sources_and_manifests();
     assert!(files.len() > 50, "found only {} files", files.len());
     let mut bad = knows(&files, &["moltbot", SUPPORT[0], SUPPORT[1]], &SLACK);
     bad.extend(knows(&files, &["wecom", SUPPORT[0], SUPPORT[1]], &WECOM));
+    bad.extend(knows(&files, &["weixin", SUPPORT[0], SUPPORT[1]], &WEIXIN));
     none_of(
         &bad,
-        "only crates/moltbot knows Slack and only crates/wecom knows WeCom; the chat core \
+        "only crates/moltbot knows Slack, only crates/wecom knows WeCom and only crates/weixin \
+         knows iLink (personal WeChat); the chat core \
          (crates/chat, crates/chatops) and everything else take plain text",
     );
     // The markers are found where they are, so the check can fail.
     assert!(!knows(&files, &[], &SLACK).is_empty());
     assert!(!knows(&files, &[], &WECOM).is_empty());
+    assert!(!knows(&files, &[], &WEIXIN).is_empty());
     let planted = [(
         "crates/chatops/src/lib.rs".to_string(),
         "let b = json!({\"type\": \"plain_text\"});".to_string(),
