@@ -151,6 +151,14 @@ pub enum Open {
         /// Why the node did not connect (its policy, or the port), for people.
         error: Option<String>,
     },
+    /// A node uploads the artifacts of a job it was told to run with
+    /// [`ControlMsg::RunJobWith`] (bidirectional; protocol 3): node to
+    /// gateway [`crate::ArtifactFrame`]s, gateway to node
+    /// [`crate::ArtifactReply`]s (see [`crate::artifact`]).
+    Artifacts {
+        /// The job.
+        job_id: u64,
+    },
 }
 
 /// Sent by a node when it opens its control stream.
@@ -204,6 +212,10 @@ pub enum ControlMsg {
         /// The TCP port on the node's loopback.
         port: u16,
     },
+    /// Run a job with what goes beyond its plan (protocol 3): its
+    /// artifacts' patterns and caps, and whether its stdin comes from the
+    /// requester. The node answers as for [`ControlMsg::RunJob`].
+    RunJobWith(crate::JobDispatch),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -450,6 +462,26 @@ pub enum Request {
     /// A job with options (protocol 3): as `JobSubmit`, `JobRun` or
     /// `JobRunInput` by its [`crate::Follow`], plus [`crate::JobOption`]s.
     JobRequest(crate::JobRequest),
+    /// A job's artifacts (issue 23), for whoever may see the job. Reply:
+    /// [`Response::Artifacts`].
+    JobArtifacts {
+        /// Job id.
+        id: u64,
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
+    /// One stored artifact's bytes, for whoever may see the job. The
+    /// gateway answers with one [`Response`] (`Artifact` or `Error`); after
+    /// `Artifact` the rest of the stream is the file's bytes, raw, and its
+    /// finish is the file's end.
+    ArtifactGet {
+        /// Job id.
+        id: u64,
+        /// The artifact's name.
+        name: String,
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
 }
 
 /// A step of a CA rotation.
@@ -543,6 +575,8 @@ impl Request {
             Request::NodeRelease { .. } => "node.release",
             Request::JobGpus { .. } => "job.gpus",
             Request::GpuHealth { .. } => "node.gpu_health",
+            Request::JobArtifacts { .. } => "job.artifacts",
+            Request::ArtifactGet { .. } => "job.artifact_get",
         }
     }
 
@@ -570,6 +604,8 @@ impl Request {
                 | Request::JobShow { .. }
                 | Request::JobGpus { .. }
                 | Request::GpuHealth { .. }
+                | Request::JobArtifacts { .. }
+                | Request::ArtifactGet { .. }
                 | Request::JobCancel { .. }
                 | Request::JobApprove { .. }
                 | Request::JobDeny { .. }
@@ -623,6 +659,8 @@ impl Request {
                 | Request::Forward { .. }
                 | Request::JobGpus { .. }
                 | Request::GpuHealth { .. }
+                | Request::JobArtifacts { .. }
+                | Request::ArtifactGet { .. }
                 | Request::Time
                 | Request::Trust
                 | Request::NodeHistory { .. }
@@ -749,6 +787,10 @@ pub enum Response {
     /// each with its GPUs' health by index (empty for a node of protocol
     /// 2, whose GPUs count as healthy).
     GpuHealth(Vec<(String, Vec<crate::GpuHealth>)>),
+    /// Reply to [`Request::JobArtifacts`].
+    Artifacts(crate::JobArtifacts),
+    /// Reply to [`Request::ArtifactGet`]: the file's bytes follow, raw.
+    Artifact(crate::ArtifactInfo),
 }
 
 /// Why a call failed: a category for programs, a sentence for people.
