@@ -621,6 +621,7 @@ async fn session(
         Ok(Some(
             ControlMsg::RunJob(_)
             | ControlMsg::RunJobInput(_)
+            | ControlMsg::RunJobWith(_)
             | ControlMsg::Trust { .. }
             | ControlMsg::Forward { .. },
         )) => {
@@ -716,9 +717,10 @@ async fn session(
                 ));
                 continue;
             }
-            let (plan, input) = match msg {
-                ControlMsg::RunJob(plan) => (plan, false),
-                ControlMsg::RunJobInput(plan) => (plan, true),
+            let (plan, input, keep) = match msg {
+                ControlMsg::RunJob(plan) => (plan, false, None),
+                ControlMsg::RunJobInput(plan) => (plan, true, None),
+                ControlMsg::RunJobWith(d) => (d.plan, d.input, Some(d.artifacts)),
                 _ => continue,
             };
             if plan.node != ctx.node {
@@ -730,7 +732,7 @@ async fn session(
                 continue;
             }
             tracing::info!(job = plan.job_id, argv = ?plan.argv, input, "running job");
-            let job = runner::start(ctx, plan, input);
+            let job = runner::start(ctx, plan, input, keep);
             tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
         }
     };
