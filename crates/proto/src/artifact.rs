@@ -90,6 +90,12 @@ pub enum ArtifactFrame {
     },
     /// Every file was sent.
     Done,
+    /// Something went wrong for the job as a whole (the collector could
+    /// not start, the directory was gone); recorded on the job.
+    Note {
+        /// What, for people.
+        reason: String,
+    },
 }
 
 /// Gateway to node on an [`crate::Open::Artifacts`] stream.
@@ -278,7 +284,13 @@ mod tests {
 
     #[test]
     fn patterns_under_the_working_directory_are_accepted() {
-        for p in ["metrics.json", "ckpt/*.pt", "out/run-?/*.csv", ".hidden", "a b/c"] {
+        for p in [
+            "metrics.json",
+            "ckpt/*.pt",
+            "out/run-?/*.csv",
+            ".hidden",
+            "a b/c",
+        ] {
             assert_eq!(check_pattern(p), Ok(()), "{p}");
         }
     }
@@ -300,7 +312,10 @@ mod tests {
         for (p, why) in cases {
             let e = check_pattern(p).unwrap_err();
             assert!(e.contains(why), "{p:?}: {e}");
-            assert!(!e.contains('\u{1b}'), "the error escapes the pattern: {e:?}");
+            assert!(
+                !e.contains('\u{1b}'),
+                "the error escapes the pattern: {e:?}"
+            );
         }
         let long = "a".repeat(MAX_PATTERN_LEN + 1);
         assert!(check_pattern(&long).unwrap_err().contains("limit is 256"));

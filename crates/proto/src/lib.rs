@@ -45,7 +45,9 @@ pub mod size;
 pub mod state;
 pub mod telemetry;
 
-pub use artifact::{ArtifactFrame, ArtifactInfo, ArtifactReply, ArtifactSpec, JobArtifacts, JobDispatch};
+pub use artifact::{
+    ArtifactFrame, ArtifactInfo, ArtifactReply, ArtifactSpec, JobArtifacts, JobDispatch,
+};
 pub use fanout::{Batch, FanEvent, FanInfo, FanMember, FanOutSpec};
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use info::*;

@@ -389,6 +389,9 @@ fn samples() -> Vec<Sample> {
                     reason: "a symlink".into()
                 },
                 ArtifactFrame::Done,
+                ArtifactFrame::Note {
+                    reason: "gone".into()
+                },
             ]
         ),
         s!(
@@ -396,11 +399,17 @@ fn samples() -> Vec<Sample> {
             Vec<ArtifactReply>,
             vec![
                 ArtifactReply::Send,
-                ArtifactReply::Skip { reason: "cap".into() },
+                ArtifactReply::Skip {
+                    reason: "cap".into()
+                },
                 ArtifactReply::Stored,
-                ArtifactReply::Refused { reason: "sum".into() },
+                ArtifactReply::Refused {
+                    reason: "sum".into()
+                },
                 ArtifactReply::Finished,
-                ArtifactReply::Rejected { reason: "no".into() },
+                ArtifactReply::Rejected {
+                    reason: "no".into()
+                },
             ]
         ),
         s!(

@@ -461,8 +461,6 @@ impl Upload {
     ) -> Result<(), Cut> {
         let refuse = if let Err(e) = proto::artifact::check_name(&name) {
             Some(e)
-        } else if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Some("its checksum is not a SHA-256 in hex".to_string())
         } else if size > self.max_file {
             Some(format!(
                 "it is {size} bytes; [limits] artifact_max_file_bytes is {}",
@@ -473,6 +471,10 @@ impl Upload {
                 "the job's artifacts would pass [limits] artifact_max_job_bytes ({} bytes; {} already kept)",
                 self.max_job, self.total
             ))
+        } else if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // Checked after the caps: a node declares a file over a cap
+            // without reading it, so without its checksum.
+            Some("its checksum is not a SHA-256 in hex".to_string())
         } else {
             None
         };

@@ -1,0 +1,206 @@
+//! Job artifacts (issue 23) through a real gateway and a real node agent
+//! on 127.0.0.1: a job's files are collected as its user when it exits,
+//! uploaded before its end is reported, listed and fetched byte-equal by
+//! the CLI; a symlink pointing out is never followed; a file over the cap
+//! is refused without reaching the gateway's disk; bad patterns are
+//! refused before anything is sent.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Command;
+
+use testkit::Lab;
+
+const BIN: &str = env!("CARGO_BIN_EXE_openclaw");
+const NODE: &str = "worker-cpu-01";
+/// The per-file cap the test's gateway keeps (1 MiB).
+const CAP: u64 = 1 << 20;
+
+/// The bytes `seq 1 N` prints, here.
+fn seq(n: u32) -> Vec<u8> {
+    let out = Command::new("seq").args(["1", &n.to_string()]).output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    pki::hex(&pki::sha256(bytes))
+}
+
+/// Every file under `dir`, with its size.
+fn files_under(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                out.extend(files_under(&e.path()));
+            } else {
+                out.push((e.path().display().to_string(), m.len()));
+            }
+        }
+    }
+    out
+}
+
+/// A gateway with a 1 MiB per-file cap and a named job that keeps a
+/// report, and node NODE.
+fn lab() -> (Lab, testkit::Proc) {
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        let before = cfg.clone();
+        *cfg = cfg.replace(
+            "artifact_max_file_bytes = 268435456",
+            &format!("artifact_max_file_bytes = {CAP}"),
+        );
+        assert_ne!(*cfg, before, "the per-file cap was not found in gateway.toml");
+        cfg.push_str(&format!(
+            "\n[jobs.report]\ncommand = [\"sh\", \"-c\", \"mkdir out && echo done > out/r.txt && echo no > out/r.log\"]\n\
+             node = \"{NODE}\"\nartifacts = [\"out/*.txt\"]\n"
+        ));
+    });
+    lab.start_gateway();
+    let (_, node) = lab.node_up(NODE, "cpu", 0);
+    (lab, node)
+}
+
+#[test]
+fn a_jobs_files_are_listed_and_fetched_byte_equal_and_links_and_big_files_are_not() {
+    let (lab, _node) = lab();
+    // The job writes two artifacts, a link pointing out of its directory,
+    // a FIFO, a file over the cap and a file no pattern names.
+    let script = "mkdir ckpt && seq 1 40000 > ckpt/a.pt && printf '{\"loss\":0.5}' > metrics.json \
+                  && ln -s /etc/hostname ckpt/link.pt && mkfifo ckpt/pipe.pt \
+                  && head -c 3000000 /dev/zero > big.bin && echo x > other.txt";
+    let out = lab
+        .run_job(&[
+            "--node",
+            NODE,
+            "--json",
+            "--artifact",
+            "ckpt/*.pt",
+            "--artifact",
+            "metrics.json",
+            "--artifact",
+            "big.bin",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    let job: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(job["state"], "exited", "{job}");
+    let id = job["id"].as_u64().unwrap().to_string();
+
+    // The job has ended, so every artifact is there already.
+    let listed = lab.admin(&["job", "artifacts", &id, "--json"]).ok();
+    let list: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let files = list["files"].as_array().unwrap();
+    let find = |name: &str| {
+        files
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {list}"))
+    };
+    let a = seq(40000);
+    assert_eq!(find("ckpt/a.pt")["state"], "stored", "{list}");
+    assert_eq!(find("ckpt/a.pt")["sha256"], sha256_hex(&a), "{list}");
+    assert_eq!(find("ckpt/a.pt")["size"], a.len() as u64, "{list}");
+    assert_eq!(find("metrics.json")["state"], "stored", "{list}");
+    let link = find("ckpt/link.pt");
+    assert_eq!(link["state"], "skipped", "{list}");
+    assert!(link["note"].as_str().unwrap().contains("symbolic link"), "{list}");
+    let fifo = find("ckpt/pipe.pt");
+    assert_eq!(fifo["state"], "skipped", "{list}");
+    assert!(fifo["note"].as_str().unwrap().contains("FIFO"), "{list}");
+    let big = find("big.bin");
+    assert_eq!(big["state"], "refused", "{list}");
+    assert!(big["note"].as_str().unwrap().contains("artifact_max_file_bytes"), "{list}");
+    assert!(files.iter().all(|f| f["name"] != "other.txt"), "{list}");
+
+    // Nothing of the big file, nor the link's target, reached the gateway.
+    let stored = files_under(&lab.gw_home.join("logs").join(format!("{id}.artifacts")));
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(stored.iter().all(|(_, n)| *n < CAP), "{stored:?}");
+    let hostname = std::fs::read("/etc/hostname").unwrap_or_default();
+    for (path, _) in &stored {
+        assert_ne!(std::fs::read(path).unwrap(), hostname, "{path}");
+    }
+
+    // One, into a directory; one to stdout; all of them.
+    let dir = lab.dir().join("fetched");
+    std::fs::create_dir(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    lab.admin(&["job", "artifacts", &id, "--get", "ckpt/a.pt", "-o", d])
+        .ok();
+    assert_eq!(std::fs::read(dir.join("ckpt_a.pt")).unwrap(), a);
+    let one = lab
+        .admin(&["job", "artifacts", &id, "--get", "metrics.json", "-o", "-"])
+        .ok();
+    assert_eq!(one.stdout, "{\"loss\":0.5}");
+    let all = lab.dir().join("all");
+    lab.admin(&["job", "artifacts", &id, "-o", all.to_str().unwrap()])
+        .ok();
+    let mut names: Vec<String> = std::fs::read_dir(&all)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ckpt_a.pt", "metrics.json"]);
+    assert_eq!(std::fs::read(all.join("ckpt_a.pt")).unwrap(), a);
+
+    // What was not stored cannot be fetched, and leaves no file behind.
+    lab.admin(&["job", "artifacts", &id, "--get", "big.bin", "-o", d])
+        .fails_with(1, "was not stored");
+    lab.admin(&["job", "artifacts", &id, "--get", "ckpt/link.pt", "-o", d])
+        .fails_with(1, "was not stored");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+
+    // job show lists them; the human listing too.
+    let shown = lab.admin(&["job", "show", &id]).ok();
+    assert!(shown.stdout.contains("artifacts:   ckpt/*.pt metrics.json big.bin"), "{}", shown.stdout);
+    let table = lab.admin(&["job", "artifacts", &id]).ok();
+    assert!(table.stdout.contains(&sha256_hex(&a)), "{}", table.stdout);
+
+    // A named job's artifacts come from gateway.toml.
+    let out = lab.run_job(&["--job", "report", "--json"]).ok();
+    let job: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let rid = job["id"].as_u64().unwrap().to_string();
+    let listed = lab.admin(&["job", "artifacts", &rid, "--json"]).ok();
+    let list: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let names: Vec<&str> = list["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["out/r.txt"], "{list}");
+    let got = lab
+        .admin(&["job", "artifacts", &rid, "--get", "out/r.txt", "-o", "-"])
+        .ok();
+    assert_eq!(got.stdout, "done\n");
+}
+
+#[test]
+fn patterns_that_leave_the_working_directory_are_refused_before_anything_is_sent() {
+    // No gateway runs: the CLI refuses these itself (the gateway checks
+    // them again, see the unit tests of proto::artifact and jobs::options).
+    let lab = Lab::new(BIN);
+    for (pattern, why) in [
+        ("/etc/passwd", "absolute path"),
+        ("../secrets/*", "'..'"),
+        ("ckpt/../../x", "'..'"),
+        ("a\u{1b}]0;x\u{7}", "control character"),
+    ] {
+        lab.run_job(&["--node", NODE, "--artifact", pattern, "--", "true"])
+            .fails_with(2, why);
+    }
+    let many: Vec<String> = (0..33).map(|i| format!("f{i}")).collect();
+    let mut args = vec!["--node", NODE];
+    for p in &many {
+        args.extend(["--artifact", p.as_str()]);
+    }
+    args.extend(["--", "true"]);
+    lab.run_job(&args).fails_with(2, "at most 32");
+}
