@@ -18,7 +18,10 @@ const CAP: u64 = 1 << 20;
 
 /// The bytes `seq 1 N` prints, here.
 fn seq(n: u32) -> Vec<u8> {
-    let out = Command::new("seq").args(["1", &n.to_string()]).output().unwrap();
+    let out = Command::new("seq")
+        .args(["1", &n.to_string()])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     out.stdout
 }
@@ -52,7 +55,10 @@ fn lab() -> (Lab, testkit::Proc) {
             "artifact_max_file_bytes = 268435456",
             &format!("artifact_max_file_bytes = {CAP}"),
         );
-        assert_ne!(*cfg, before, "the per-file cap was not found in gateway.toml");
+        assert_ne!(
+            *cfg, before,
+            "the per-file cap was not found in gateway.toml"
+        );
         cfg.push_str(&format!(
             "\n[jobs.report]\ncommand = [\"sh\", \"-c\", \"mkdir out && echo done > out/r.txt && echo no > out/r.log\"]\n\
              node = \"{NODE}\"\nartifacts = [\"out/*.txt\"]\n"
@@ -109,13 +115,22 @@ fn a_jobs_files_are_listed_and_fetched_byte_equal_and_links_and_big_files_are_no
     assert_eq!(find("metrics.json")["state"], "stored", "{list}");
     let link = find("ckpt/link.pt");
     assert_eq!(link["state"], "skipped", "{list}");
-    assert!(link["note"].as_str().unwrap().contains("symbolic link"), "{list}");
+    assert!(
+        link["note"].as_str().unwrap().contains("symbolic link"),
+        "{list}"
+    );
     let fifo = find("ckpt/pipe.pt");
     assert_eq!(fifo["state"], "skipped", "{list}");
     assert!(fifo["note"].as_str().unwrap().contains("FIFO"), "{list}");
     let big = find("big.bin");
     assert_eq!(big["state"], "refused", "{list}");
-    assert!(big["note"].as_str().unwrap().contains("artifact_max_file_bytes"), "{list}");
+    assert!(
+        big["note"]
+            .as_str()
+            .unwrap()
+            .contains("artifact_max_file_bytes"),
+        "{list}"
+    );
     assert!(files.iter().all(|f| f["name"] != "other.txt"), "{list}");
 
     // Nothing of the big file, nor the link's target, reached the gateway.
@@ -159,7 +174,13 @@ fn a_jobs_files_are_listed_and_fetched_byte_equal_and_links_and_big_files_are_no
 
     // job show lists them; the human listing too.
     let shown = lab.admin(&["job", "show", &id]).ok();
-    assert!(shown.stdout.contains("artifacts:   ckpt/*.pt metrics.json big.bin"), "{}", shown.stdout);
+    assert!(
+        shown
+            .stdout
+            .contains("artifacts:   ckpt/*.pt metrics.json big.bin"),
+        "{}",
+        shown.stdout
+    );
     let table = lab.admin(&["job", "artifacts", &id]).ok();
     assert!(table.stdout.contains(&sha256_hex(&a)), "{}", table.stdout);
 

@@ -164,7 +164,10 @@ pub fn show_lines(list: &JobArtifacts) -> String {
     let mut out = format!("artifacts:   {}\n", list.patterns.join(" "));
     for a in &list.files {
         if a.is_stored() {
-            out.push_str(&format!("  {}  {} bytes  sha256:{}\n", a.name, a.size, a.sha256));
+            out.push_str(&format!(
+                "  {}  {} bytes  sha256:{}\n",
+                a.name, a.size, a.sha256
+            ));
         } else {
             out.push_str(&format!("  {}  {}: {}\n", a.name, a.state, a.note));
         }
@@ -197,7 +200,11 @@ async fn fetch_into(client: &Client, id: u64, name: &str, dir: &Path) -> Result<
     tokio::fs::rename(&temp, &target).await.map_err(|e| {
         CliError::new(
             exit::FAILURE,
-            format!("cannot move {} to {}: {e}", temp.display(), target.display()),
+            format!(
+                "cannot move {} to {}: {e}",
+                temp.display(),
+                target.display()
+            ),
         )
     })?;
     Ok(target)
