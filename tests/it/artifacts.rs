@@ -225,3 +225,64 @@ fn patterns_that_leave_the_working_directory_are_refused_before_anything_is_sent
     args.extend(["--", "true"]);
     lab.run_job(&args).fails_with(2, "at most 32");
 }
+
+#[test]
+fn the_collector_reads_as_the_jobs_user_never_as_the_agent() {
+    if !testkit::is_root() {
+        eprintln!("SKIPPED: dropping privileges for jobs needs root");
+        return;
+    }
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    // A node that drops to nobody, each job with a uid of its own.
+    let home = lab.enroll("worker-jail", "cpu");
+    let cfg = home.join("node.toml");
+    testkit::edit_file(&cfg, "# run_as = \"openclaw-job\"", "run_as = \"nobody\"");
+    testkit::edit_file(
+        &cfg,
+        "# job_uids = \"61000-61999\"",
+        "job_uids = \"61000-61999\"",
+    );
+    let _agent = lab.start_node(&home);
+    lab.wait_node(
+        "worker-jail",
+        "connected",
+        std::time::Duration::from_secs(20),
+    );
+    // The job's own file, closed to its owner by its mode: root could
+    // read it, the job's user cannot, so neither can the collector.
+    let out = lab
+        .run_job(&[
+            "--node",
+            "worker-jail",
+            "--json",
+            "--artifact",
+            "*.txt",
+            "--",
+            "sh",
+            "-c",
+            "echo open > open.txt && echo shut > shut.txt && chmod 000 shut.txt",
+        ])
+        .ok();
+    let job: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let id = job["id"].as_u64().unwrap().to_string();
+    let listed = lab.admin(&["job", "artifacts", &id, "--json"]).ok();
+    let list: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let files = list["files"].as_array().unwrap();
+    let state = |name: &str| {
+        files
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| {
+                (
+                    f["state"].as_str().unwrap().to_string(),
+                    f["note"].to_string(),
+                )
+            })
+            .unwrap_or_else(|| panic!("no {name} in {list}"))
+    };
+    assert_eq!(state("open.txt").0, "stored", "{list}");
+    let (shut, why) = state("shut.txt");
+    assert_eq!(shut, "skipped", "{list}");
+    assert!(why.contains("Permission denied"), "{list}");
+}
