@@ -717,22 +717,27 @@ async fn session(
                 ));
                 continue;
             }
-            let (plan, input, keep) = match msg {
-                ControlMsg::RunJob(plan) => (plan, false, None),
-                ControlMsg::RunJobInput(plan) => (plan, true, None),
-                ControlMsg::RunJobWith(d) => (d.plan, d.input, Some(d.artifacts)),
+            let plain = |plan, input| proto::JobDispatch {
+                plan,
+                input,
+                artifacts: proto::ArtifactSpec::default(),
+            };
+            let d = match msg {
+                ControlMsg::RunJob(plan) => plain(plan, false),
+                ControlMsg::RunJobInput(plan) => plain(plan, true),
+                ControlMsg::RunJobWith(d) => d,
                 _ => continue,
             };
-            if plan.node != ctx.node {
+            if d.plan.node != ctx.node {
                 tracing::warn!(
-                    job = plan.job_id,
+                    job = d.plan.job_id,
                     "ignoring a job addressed to node {}",
-                    plan.node
+                    d.plan.node
                 );
                 continue;
             }
-            tracing::info!(job = plan.job_id, argv = ?plan.argv, input, "running job");
-            let job = runner::start(ctx, plan, input, keep);
+            tracing::info!(job = d.plan.job_id, argv = ?d.plan.argv, input = d.input, "running job");
+            let job = runner::start(ctx, d);
             tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
         }
     };

@@ -127,6 +127,22 @@ pub enum Item {
     Note(String),
 }
 
+/// What the collector of a job that keeps `keep` needs: its directory and
+/// user, as the job had them; `None` when it keeps nothing.
+pub fn spec_for(
+    keep: &ArtifactSpec,
+    cwd: &Cwd,
+    user: Option<&JobUser>,
+    own_uid: bool,
+) -> Option<CollectSpec> {
+    (!keep.patterns.is_empty()).then(|| CollectSpec {
+        cwd: cwd.clone(),
+        user: user.cloned(),
+        own_uid,
+        artifacts: keep.clone(),
+    })
+}
+
 /// Where a job's collected artifacts are spooled.
 pub fn spool_dir(spool: &Path, job: u64) -> PathBuf {
     spool.join(format!("{job}.artifacts"))
@@ -431,9 +447,16 @@ fn list(dir: &OwnedFd) -> Result<Vec<String>, String> {
 // The agent's side: reading a collector, uploading
 // ---------------------------------------------------------------------------
 
-/// Runs a collector for `spec` and spools what it sends into `into`.
-/// Never fails: what went wrong is an [`Item::Note`].
-pub async fn collect(spec: &CollectSpec, into: &Path) -> Vec<Item> {
+/// Runs a collector for job `job`'s `spec` and spools what it sends
+/// under `spool`. Never fails: what went wrong is an [`Item::Note`].
+pub async fn collect(spec: &CollectSpec, spool: &Path, job: u64) -> Vec<Item> {
+    let into = spool_dir(spool, job);
+    let items = collect_into(spec, &into).await;
+    tracing::info!(job, items = items.len(), "artifacts collected");
+    items
+}
+
+async fn collect_into(spec: &CollectSpec, into: &Path) -> Vec<Item> {
     let mut items = Vec::new();
     let _ = tokio::fs::remove_dir_all(into).await;
     if let Err(e) = tokio::fs::create_dir_all(into).await {

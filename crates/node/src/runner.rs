@@ -241,8 +241,7 @@ struct JobInner {
     /// The job's stdin pipe, from its start until a job stream hands it to
     /// [`input::feed`] (jobs run with `RunJobInput` only).
     stdin: Option<tokio::process::ChildStdin>,
-    /// Its artifacts, collected after its command exited, until the
-    /// gateway recorded them (`None`: nothing to upload).
+    /// Its artifacts, collected, until the gateway recorded them.
     artifacts: Option<Vec<crate::artifacts::Item>>,
 }
 
@@ -260,7 +259,7 @@ pub struct Job {
     /// process gets a pipe, not /dev/null.
     input: bool,
     /// Files to keep when its command has exited (`RunJobWith`).
-    keep: Option<proto::ArtifactSpec>,
+    keep: proto::ArtifactSpec,
     inner: Mutex<JobInner>,
     /// Signalled on output, start, end, and freed room.
     changed: Notify,
@@ -271,12 +270,8 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(
-        plan: JobPlan,
-        input: bool,
-        keep: Option<proto::ArtifactSpec>,
-        spool: &std::path::Path,
-    ) -> Arc<Job> {
+    fn new(d: proto::JobDispatch, spool: &std::path::Path) -> Arc<Job> {
+        let (plan, input, keep) = (d.plan, d.input, d.artifacts);
         let id = plan.job_id;
         Arc::new(Job {
             plan,
@@ -389,16 +384,10 @@ fn idx(s: OutStream) -> usize {
 }
 
 /// Starts a job the gateway sent, unless it is already known (a resent
-/// dispatch); `input`: its stdin comes from the gateway (see [`input`]);
-/// `keep`: the artifacts to collect when its command has exited. Returns
-/// the job to attach.
-pub fn start(
-    ctx: &Arc<RunContext>,
-    plan: JobPlan,
-    input: bool,
-    keep: Option<proto::ArtifactSpec>,
-) -> Arc<Job> {
-    let id = plan.job_id;
+/// dispatch): its stdin may come from the gateway (see [`input`]), and its
+/// artifacts are collected when its command exits. Returns the job to attach.
+pub fn start(ctx: &Arc<RunContext>, d: proto::JobDispatch) -> Arc<Job> {
+    let id = d.plan.job_id;
     let (job, fresh) = {
         let mut map = match ctx.jobs.lock() {
             Ok(m) => m,
@@ -407,7 +396,7 @@ pub fn start(
         match map.get(&id) {
             Some(j) => (j.clone(), false),
             None => {
-                let j = Job::new(plan, input, keep, &ctx.spool_dir);
+                let j = Job::new(d, &ctx.spool_dir);
                 map.insert(id, j.clone());
                 (j, true)
             }
@@ -585,17 +574,8 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         t
     });
     let login = login_name(&user, uid_lease.is_some());
-    // What the collector needs, if the job keeps artifacts: the same
-    // directory and user as the job.
-    let collect = job
-        .keep
-        .clone()
-        .map(|artifacts| crate::artifacts::CollectSpec {
-            cwd: cwd.clone(),
-            user: dropping.then(|| user.clone()),
-            own_uid: dropping && uid_lease.is_some(),
-            artifacts,
-        });
+    let own_uid = dropping && uid_lease.is_some();
+    let collect = crate::artifacts::spec_for(&job.keep, &cwd, dropping.then_some(&user), own_uid);
     let spec = crate::jail::ShimSpec {
         argv: plan.argv.clone(),
         cwd,
@@ -736,16 +716,9 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let processes_killed = tree.killed();
     drop(tree);
     drop(lease);
-    // Its artifacts, read as its user while its directory (and uid) are
-    // still there; uploaded before its end is reported.
+    // Its artifacts, while its directory and uid are still there.
     if let Some(c) = &collect {
-        let into = crate::artifacts::spool_dir(&ctx.spool_dir, plan.job_id);
-        let items = crate::artifacts::collect(c, &into).await;
-        tracing::info!(
-            job = plan.job_id,
-            items = items.len(),
-            "artifacts collected"
-        );
+        let items = crate::artifacts::collect(c, &ctx.spool_dir, plan.job_id).await;
         job.with(|j| j.artifacts = Some(items));
     }
     // The directory goes (off the async threads: a job may leave a large
