@@ -286,3 +286,76 @@ fn the_collector_reads_as_the_jobs_user_never_as_the_agent() {
     assert_eq!(shut, "skipped", "{list}");
     assert!(why.contains("Permission denied"), "{list}");
 }
+
+#[test]
+fn slack_gets_the_small_artifacts_as_files_in_the_jobs_thread_and_names_the_rest() {
+    use testkit::slack::SlackEmulator;
+    let t = std::time::Duration::from_secs(60);
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        testkit::set_chat_test_policy(cfg, "slack:T0LAB/U0BOSS");
+        // A small metrics file and a checkpoint over the bot's 1 KiB upload limit.
+        cfg.push_str(&format!(
+            "\n[jobs.report]\ncommand = [\"sh\", \"-c\", \"printf 'loss=0.25' > metrics.txt && seq 1 2000 > ckpt.txt\"]\n\
+             node = \"{NODE}\"\nartifacts = [\"*.txt\"]\n"
+        ));
+    });
+    lab.start_gateway();
+    let (_, _node) = lab.node_up(NODE, "cpu", 0);
+    let bot_home = lab.dir().join("moltbot");
+    lab.admin(&[
+        "client",
+        "create",
+        "moltbot",
+        "--role",
+        "bot",
+        "--namespace",
+        "slack:T0LAB",
+        "--out",
+        bot_home.to_str().unwrap(),
+    ])
+    .ok();
+    std::fs::write(
+        bot_home.join("moltbot.toml"),
+        "allowed_users = [\"U0ALICE\"]\nartifact_upload_max_bytes = 1024\n",
+    )
+    .unwrap();
+    let slack = SlackEmulator::start();
+    let script = format!(
+        "SLACK_API_URL={} SLACK_BOT_TOKEN=xoxb-test-secret-token SLACK_APP_TOKEN=xapp-test exec {BIN} --home {} moltbot run",
+        slack.api_url,
+        bot_home.display()
+    );
+    let _bot = lab.spawn_cmd("sh", &["-c", &script]);
+    testkit::wait_until(t, "moltbot to open Socket Mode", || {
+        slack.connected().then_some(())
+    });
+    let ts = slack.mention("U0ALICE", "C0LAB", "<@U0MOLT> run report");
+    // The small one arrives as a file in the request's thread...
+    let file = testkit::wait_until(t, "the uploaded artifact", || {
+        slack.files().into_iter().find(|f| f.title == "metrics.txt")
+    });
+    assert_eq!(file.content, b"loss=0.25");
+    assert_eq!(
+        (file.channel.as_str(), file.thread_ts.as_str()),
+        ("C0LAB", ts.as_str())
+    );
+    // ...and the final message lists both, the big one with the command
+    // that fetches it.
+    let done = testkit::wait_until(t, "the final edit", || {
+        slack
+            .calls_of("chat.update")
+            .into_iter()
+            .map(|u| u.body["text"].as_str().unwrap_or_default().to_string())
+            .find(|text| text.contains("Artifacts:"))
+    });
+    assert!(done.contains("Artifacts: 2 kept"), "{done}");
+    assert!(done.contains("metrics.txt (9 bytes, attached)"), "{done}");
+    assert!(
+        done.contains("ckpt.txt (8893 bytes): `openclaw job artifacts 1 --get ckpt.txt`"),
+        "{done}"
+    );
+    assert!(
+        slack.files().iter().all(|f| f.title != "ckpt.txt"),
+        "the big one was not uploaded"
+    );
+}

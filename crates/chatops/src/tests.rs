@@ -306,6 +306,17 @@ impl Api for Gw {
         let cut = log.len() > max;
         Ok((log[log.len().saturating_sub(max)..].to_vec(), cut))
     }
+
+    async fn artifact(
+        &self,
+        id: u64,
+        name: &str,
+        _: Option<String>,
+    ) -> Result<Vec<u8>, ClientError> {
+        Err(ClientError::Protocol(format!(
+            "job {id} has no artifact {name} here"
+        )))
+    }
 }
 
 fn no_answer() -> Answer {
