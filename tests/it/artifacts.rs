@@ -359,3 +359,60 @@ fn slack_gets_the_small_artifacts_as_files_in_the_jobs_thread_and_names_the_rest
         "the big one was not uploaded"
     );
 }
+
+#[test]
+fn the_dashboards_job_page_links_each_artifact_and_the_link_downloads_it() {
+    use crate::dashboard::{authority, base, dashboard, printed_token, raw, status};
+    let Some((chrome, driver)) = testkit::webdriver::browser_tools() else {
+        eprintln!(
+            "SKIPPED: needs chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let t = std::time::Duration::from_secs(30);
+    let (mut lab, _node) = lab();
+    let out = lab.run_job(&["--job", "report", "--json"]).ok();
+    let job: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let id = job["id"].as_u64().unwrap();
+    let (d, url) = dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let token = printed_token(&d, &url);
+    let profile = tempfile::tempdir().unwrap();
+    let b = testkit::webdriver::Browser::start(&chrome, &driver, profile.path());
+    b.goto(&format!("{url}/"));
+    b.wait_text("the login form", t, |p| p.contains("Log in"));
+    b.type_text("#token", &token);
+    b.click("form[action='login'] button");
+    b.wait_text("the overview", t, |p| p.contains("Jobs now"));
+
+    b.goto(&format!("{url}/jobs/{id}"));
+    let page = b.wait_text("the job's artifacts", t, |p| p.contains("Artifacts"));
+    assert!(page.contains("out/r.txt"), "{page}");
+    // The link, followed by the logged-in browser, downloads the file.
+    let got = b.eval(
+        "var a = document.querySelector('#artifacts a.artifact');\
+         var x = new XMLHttpRequest(); x.open('GET', a.href, false); x.send();\
+         return [a.getAttribute('href'), x.status, x.responseText,\
+                 x.getResponseHeader('content-disposition')];",
+    );
+    assert_eq!(
+        got,
+        serde_json::json!([
+            format!("jobs/{id}/artifact?name=out%2Fr.txt"),
+            200,
+            "done\n",
+            "attachment; filename=\"out_r.txt\""
+        ]),
+    );
+    b.screenshot(&crate::dashboard::shots().join("artifacts.png"));
+    // Without a session the same URL gives nothing, as for a job's log.
+    let resp = raw(
+        &url,
+        &format!(
+            "GET {}/jobs/{id}/artifact?name=out%2Fr.txt HTTP/1.1\r\nHost: {}\r\n",
+            base(&url),
+            authority(&url)
+        ),
+    );
+    assert_eq!(status(&resp), 401, "{resp}");
+    assert!(!resp.contains("done"), "{resp}");
+}

@@ -316,24 +316,7 @@ impl Client {
     ) -> Result<proto::ArtifactInfo, ClientError> {
         use std::io::Write as _;
         use tokio::io::AsyncWriteExt as _;
-        let req = Request::ArtifactGet {
-            id,
-            name: name.to_string(),
-            on_behalf_of,
-        };
-        let (mut send, mut recv) = self.open_duplex(req).await?;
-        let _ = send.finish();
-        let info = match mesh::read_frame::<Response>(&mut recv, REPLY_FRAME_LIMIT).await {
-            Ok(Some(Response::Artifact(info))) => info,
-            Ok(Some(Response::Error(e))) => return Err(ClientError::Api(e)),
-            Ok(Some(r)) => return Err(ClientError::Protocol(format!("unexpected reply {r:?}"))),
-            Ok(None) => {
-                return Err(ClientError::Protocol(
-                    "the gateway closed the stream without replying".into(),
-                ));
-            }
-            Err(e) => return Err(self.lost(e)),
-        };
+        let (info, mut recv) = self.open_artifact(id, name, on_behalf_of).await?;
         let mut hash = pki::Sha256Writer::default();
         let mut got = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
@@ -366,6 +349,33 @@ impl Client {
             )));
         }
         Ok(info)
+    }
+
+    /// Asks for the stored artifact `name` of job `id`: its record, and the
+    /// stream its bytes follow on (raw; the finish is the file's end). The
+    /// caller checks the bytes; [`Client::fetch_artifact`] does.
+    pub async fn open_artifact(
+        &self,
+        id: u64,
+        name: &str,
+        on_behalf_of: Option<String>,
+    ) -> Result<(proto::ArtifactInfo, quinn::RecvStream), ClientError> {
+        let req = Request::ArtifactGet {
+            id,
+            name: name.to_string(),
+            on_behalf_of,
+        };
+        let (mut send, mut recv) = self.open_duplex(req).await?;
+        let _ = send.finish();
+        match mesh::read_frame::<Response>(&mut recv, REPLY_FRAME_LIMIT).await {
+            Ok(Some(Response::Artifact(info))) => Ok((info, recv)),
+            Ok(Some(Response::Error(e))) => Err(ClientError::Api(e)),
+            Ok(Some(r)) => Err(ClientError::Protocol(format!("unexpected reply {r:?}"))),
+            Ok(None) => Err(ClientError::Protocol(
+                "the gateway closed the stream without replying".into(),
+            )),
+            Err(e) => Err(self.lost(e)),
+        }
     }
 
     /// Every node, a page at a time (`node list` at 10,000 nodes does not
