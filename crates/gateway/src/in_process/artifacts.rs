@@ -25,6 +25,8 @@ async fn attack_an_upload_past_its_caps_or_its_declared_size_is_refused_and_neve
             "artifact_max_file_bytes = 268435456",
             "artifact_max_file_bytes = 1000",
         );
+        set(t, "jobs = \"90d\"", "jobs = \"1h\"");
+        set(t, "interval = \"1h\"", "interval = \"10m\"");
     })
     .await;
     let mut node = h.node("worker-cpu-01", 0).await;
@@ -157,4 +159,21 @@ async fn attack_an_upload_past_its_caps_or_its_declared_size_is_refused_and_neve
             .is_some_and(|n| n.contains("more than the 4 bytes it declared")),
         "{list:?}"
     );
+
+    // They go with the job at retention: the files and the rows.
+    job.exit(0).await;
+    super::wait_state(&h, id, proto::JobState::Exited).await;
+    h.within(
+        "the job's artifacts are pruned",
+        secs(3 * 3600),
+        async || !dir.exists(),
+    )
+    .await;
+    let rows = h
+        .shared
+        .store
+        .call(move |tx| tx.artifacts(id))
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "{rows:?}");
 }

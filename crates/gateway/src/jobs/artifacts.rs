@@ -62,11 +62,11 @@ pub fn patterns(
 }
 
 /// What to send a node to run `plan`. A job with artifact patterns goes as
-/// `RunJobWith` to a node of protocol 3; a node of protocol 2 gets the
-/// plain message, and the second value says why the job will have no
-/// artifacts.
+/// `RunJobWith` (with the caps `[limits]` gives, `cfg`) to a node of
+/// protocol 3; a node of protocol 2 gets the plain message, and the second
+/// value says why the job will have no artifacts. Pure.
 pub fn run_message(
-    cfg: &Config,
+    cfg: (u64, u64),
     plan: JobPlan,
     input: bool,
     patterns: Vec<String>,
@@ -98,8 +98,8 @@ pub fn run_message(
         input,
         artifacts: ArtifactSpec {
             patterns,
-            max_file_bytes: cfg.artifact_max_file,
-            max_job_bytes: cfg.artifact_max_job,
+            max_file_bytes: cfg.0,
+            max_job_bytes: cfg.1,
         },
     });
     (msg, None)
@@ -585,4 +585,53 @@ enum Received {
     Io(std::io::Error),
     /// The upload stopped.
     Cut(Cut),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> JobPlan {
+        JobPlan {
+            job_id: 3,
+            node: "old-node".into(),
+            argv: vec!["true".into()],
+            cwd: None,
+            env: vec![],
+            timeout_secs: None,
+            gpus: 0,
+            kill_grace_secs: 5,
+            run_as: None,
+        }
+    }
+
+    #[test]
+    fn only_a_protocol_3_node_is_told_the_patterns_and_an_older_one_is_named() {
+        let pats = vec!["*.pt".to_string()];
+        match run_message((10, 20), plan(), true, pats.clone(), 3) {
+            (ControlMsg::RunJobWith(d), None) => {
+                assert!(d.input);
+                assert_eq!(d.artifacts.patterns, pats);
+                assert_eq!(
+                    (d.artifacts.max_file_bytes, d.artifacts.max_job_bytes),
+                    (10, 20)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match run_message((10, 20), plan(), false, pats, 2) {
+            (ControlMsg::RunJob(_), Some(note)) => {
+                assert!(
+                    note.contains("node old-node runs an older agent (protocol 2)"),
+                    "{note}"
+                );
+                assert!(note.contains("Upgrade"), "{note}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run_message((10, 20), plan(), true, vec![], 3),
+            (ControlMsg::RunJobInput(_), None)
+        ));
+    }
 }

@@ -197,8 +197,12 @@ pub(super) fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         return Err(err(ErrorCode::FailedPrecondition, msg));
     }
     let patterns = shared.store.tx(|tx| tx.artifact_patterns(id))?;
+    let caps = (
+        shared.config().artifact_max_file,
+        shared.config().artifact_max_job,
+    );
     let (run, note) =
-        super::artifacts::run_message(&shared.config(), row.plan.clone(), input, patterns, speaks);
+        super::artifacts::run_message(caps, row.plan.clone(), input, patterns, speaks);
     if let Some(note) = note {
         tracing::info!(job = id, "{note}");
         shared.store.tx(|tx| tx.set_artifacts_note(id, &note))?;
