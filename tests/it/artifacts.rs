@@ -71,7 +71,7 @@ fn lab() -> (Lab, testkit::Proc) {
 
 #[test]
 fn a_jobs_files_are_listed_and_fetched_byte_equal_and_links_and_big_files_are_not() {
-    let (lab, _node) = lab();
+    let (mut lab, _node) = lab();
     // The job writes two artifacts, a link pointing out of its directory,
     // a FIFO, a file over the cap and a file no pattern names.
     let script = "mkdir ckpt && seq 1 40000 > ckpt/a.pt && printf '{\"loss\":0.5}' > metrics.json \
@@ -183,6 +183,52 @@ fn a_jobs_files_are_listed_and_fetched_byte_equal_and_links_and_big_files_are_no
     );
     let table = lab.admin(&["job", "artifacts", &id]).ok();
     assert!(table.stdout.contains(&sha256_hex(&a)), "{}", table.stdout);
+
+    // A lab member sees its own job's artifacts, and none of the admin's.
+    let bob = lab.home("bob");
+    lab.admin(&[
+        "client",
+        "create",
+        "bob",
+        "--role",
+        "user",
+        "--out",
+        bob.to_str().unwrap(),
+    ])
+    .ok();
+    let out = lab
+        .run(
+            &bob,
+            &[
+                "run",
+                "--node",
+                NODE,
+                "--json",
+                "--artifact",
+                "b.txt",
+                "--",
+                "sh",
+                "-c",
+                "echo bob > b.txt",
+            ],
+        )
+        .ok();
+    let bob_job: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let bid = bob_job["id"].as_u64().unwrap().to_string();
+    let got = lab
+        .run(
+            &bob,
+            &["job", "artifacts", &bid, "--get", "b.txt", "-o", "-"],
+        )
+        .ok();
+    assert_eq!(got.stdout, "bob\n");
+    lab.run(&bob, &["job", "artifacts", &id])
+        .fails_with(254, &format!("no job with id {id}"));
+    lab.run(
+        &bob,
+        &["job", "artifacts", &id, "--get", "metrics.json", "-o", "-"],
+    )
+    .fails_with(254, &format!("no job with id {id}"));
 
     // A named job's artifacts come from gateway.toml.
     let out = lab.run_job(&["--job", "report", "--json"]).ok();
