@@ -690,11 +690,18 @@ pub async fn upload(conn: &quinn::Connection, job: u64, items: &[Item]) -> Resul
                         tracing::warn!(job, "the gateway takes no artifacts: {reason}");
                         return Ok(());
                     }
-                    other => {
-                        return Err(format!(
-                            "the gateway answered {other:?} for {name}, which the node did not keep (over its caps)"
-                        ));
+                    ArtifactReply::Send => {
+                        // The gateway's caps grew since the dispatch; the
+                        // node kept no bytes. End the upload (the gateway
+                        // records it as cut) rather than retry for ever.
+                        tracing::warn!(job, artifact = %name, "the gateway asked for a file the node did not keep (over the caps it was given)");
+                        mesh::write_frame(&mut send, &ArtifactFrame::Done)
+                            .await
+                            .map_err(e)?;
+                        let _ = reply(&mut recv).await;
+                        return Ok(());
                     }
+                    other => return Err(format!("unexpected answer {other:?}")),
                 }
             }
             Item::Skipped { name, reason } => {
