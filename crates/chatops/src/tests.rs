@@ -894,9 +894,4 @@ async fn a_platform_without_files_names_each_artifact_with_the_command_that_fetc
         "{:?}",
         gw.methods()
     );
-    assert!(
-        !gw.methods().contains(&"job.artifact_get"),
-        "{:?}",
-        gw.methods()
-    );
 }
