@@ -6,6 +6,7 @@
 //! Run one module with `cargo test -p openclaw --test it attacks::`, one
 //! test with its name after `--test it`.
 
+mod artifacts;
 mod attacks;
 mod backup;
 mod bad_input;

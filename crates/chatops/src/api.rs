@@ -75,6 +75,14 @@ pub trait Api: Call + 'static {
         who: Option<String>,
         max: usize,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, ClientError>> + Send;
+    /// One stored artifact's bytes (issue 23), checked against its
+    /// recorded size and SHA-256.
+    fn artifact(
+        &self,
+        id: u64,
+        name: &str,
+        who: Option<String>,
+    ) -> impl Future<Output = Result<Vec<u8>, ClientError>> + Send;
     /// The end of a job's stored output, at most `max` bytes, and whether
     /// earlier output was left out.
     fn log_tail(
@@ -135,6 +143,16 @@ impl Api for Gateway {
         max: usize,
     ) -> Result<(Vec<u8>, bool), ClientError> {
         client::job_log_tail(self, id, who, max).await
+    }
+
+    async fn artifact(
+        &self,
+        id: u64,
+        name: &str,
+        who: Option<String>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let c = self.get().await?;
+        crate::artifacts::fetch(&c, id, name, who).await
     }
 }
 

@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 mod api;
+pub mod artifacts;
 mod dispatch;
 #[cfg(test)]
 mod tests;
@@ -123,6 +124,22 @@ pub trait Surface: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), String>> + Send;
     /// Whether `user` is in one of the allowed groups (asked each time).
     fn in_group(&self, user: &str) -> impl Future<Output = bool> + Send;
+    /// The largest job artifact this platform gets as a file in the job's
+    /// thread (0: none; the final message names the CLI command instead).
+    fn artifact_upload_max(&self) -> u64 {
+        0
+    }
+    /// Sends one job artifact as a file in the job's thread; `Err` says why
+    /// it could not (the final message then names the CLI command).
+    fn attach_artifact(
+        &self,
+        _to: &Origin,
+        _job: &JobInfo,
+        _name: &str,
+        _bytes: &[u8],
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        async { Err("this chat platform takes no files".to_string()) }
+    }
 }
 
 /// Asks the gateway who this bot is and returns its chat namespace, which
@@ -748,8 +765,19 @@ impl<S: Surface, G: Api> Engine<S, G> {
         } else {
             Vec::new()
         };
-        let text =
-            render::finished_on(j, &held, &lock(watch).tail, m, self.surface.max_len(), long);
+        // Its artifacts: the small ones as files first, then all named in
+        // the final message.
+        let extra = match self.artifacts_of(o, j).await {
+            Some(kept) => {
+                let sent = self.upload_artifacts(o, j, &kept).await;
+                let lines = artifacts::lines(&kept, &sent, m);
+                let half = self.surface.max_len() / 2;
+                lines.chars().take(half).collect::<String>()
+            }
+            None => String::new(),
+        };
+        let room = self.surface.max_len().saturating_sub(extra.len());
+        let text = render::finished_on(j, &held, &lock(watch).tail, m, room, long) + &extra;
         self.surface.edit_live(live, &text, Change::Final).await;
         if !long {
             return;

@@ -306,6 +306,17 @@ impl Api for Gw {
         let cut = log.len() > max;
         Ok((log[log.len().saturating_sub(max)..].to_vec(), cut))
     }
+
+    async fn artifact(
+        &self,
+        id: u64,
+        name: &str,
+        _: Option<String>,
+    ) -> Result<Vec<u8>, ClientError> {
+        Err(ClientError::Protocol(format!(
+            "job {id} has no artifact {name} here"
+        )))
+    }
 }
 
 fn no_answer() -> Answer {
@@ -841,4 +852,46 @@ fn a_fan_out_message_notes_a_reconnect_and_counts_each_end_once_it_is_told() {
     assert!(w.ended[0].is_none());
     let counts = w.tally.as_ref().unwrap().summary(10);
     assert!(counts.contains("1 failed"), "{counts}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_platform_without_files_names_each_artifact_with_the_command_that_fetches_it() {
+    // As WeCom: the surface takes no files, so nothing is fetched and the
+    // final message names the CLI command for each stored artifact.
+    let gw = Gw::new(Box::new(|r| match r {
+        Request::JobArtifacts {
+            id: 1,
+            on_behalf_of: Some(w),
+        } if w == "slack:T0LAB/U1" => Some(Ok(Response::Artifacts(proto::JobArtifacts {
+            job: 1,
+            patterns: vec!["*.json".into()],
+            note: None,
+            files: vec![proto::ArtifactInfo {
+                name: "metrics.json".into(),
+                size: 12,
+                sha256: "ab".into(),
+                state: "stored".into(),
+                note: String::new(),
+            }],
+        }))),
+        _ => None,
+    }));
+    gw.script(vec![], Ok(ended(1, 0, 0)));
+    let chat = Chat::new(true);
+    let e = engine(&gw, &chat, access(&["U1"]));
+    e.on_message(origin("U1", "ev1"), "run hostname on worker-cpu-01".into());
+    settle(Duration::from_secs(5)).await;
+    let edits = chat.edits();
+    let (_, last, change) = edits.last().unwrap();
+    assert_eq!(*change, Change::Final);
+    assert!(last.contains("exited with code 0"), "{last}");
+    assert!(
+        last.contains("metrics.json (12 bytes): `openclaw job artifacts 1 --get metrics.json`"),
+        "{last}"
+    );
+    assert!(
+        gw.methods().contains(&"job.artifacts"),
+        "{:?}",
+        gw.methods()
+    );
 }

@@ -357,6 +357,81 @@ impl Client {
         }
     }
 
+    /// Fetches the stored artifact `name` of job `id` (issue 23), handing
+    /// its bytes to `out` as they arrive, and checks its size and SHA-256
+    /// at the end: a short or altered file is an error, never a success.
+    /// The caller writes to a temporary place and keeps it only on `Ok`.
+    pub async fn fetch_artifact<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        id: u64,
+        name: &str,
+        on_behalf_of: Option<String>,
+        out: &mut W,
+    ) -> Result<proto::ArtifactInfo, ClientError> {
+        use std::io::Write as _;
+        use tokio::io::AsyncWriteExt as _;
+        let (info, mut recv) = self.open_artifact(id, name, on_behalf_of).await?;
+        let mut hash = pki::Sha256Writer::default();
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match recv.read(&mut buf).await {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => return Err(self.lost(mesh::StreamError::Read(e))),
+            };
+            got += n as u64;
+            if got > info.size {
+                return Err(ClientError::Protocol(format!(
+                    "artifact {name} of job {id}: the gateway sent more than its {} bytes",
+                    info.size
+                )));
+            }
+            let _ = hash.write_all(&buf[..n]);
+            out.write_all(&buf[..n])
+                .await
+                .map_err(|e| ClientError::Protocol(format!("cannot write artifact {name}: {e}")))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| ClientError::Protocol(format!("cannot write artifact {name}: {e}")))?;
+        let sum = pki::hex(&hash.finish());
+        if got != info.size || sum != info.sha256 {
+            return Err(ClientError::Protocol(format!(
+                "artifact {name} of job {id} arrived damaged: {got} of {} bytes, SHA-256 {sum} where {} was recorded; nothing was kept",
+                info.size, info.sha256
+            )));
+        }
+        Ok(info)
+    }
+
+    /// Asks for the stored artifact `name` of job `id`: its record, and the
+    /// stream its bytes follow on (raw; the finish is the file's end). The
+    /// caller checks the bytes; [`Client::fetch_artifact`] does.
+    pub async fn open_artifact(
+        &self,
+        id: u64,
+        name: &str,
+        on_behalf_of: Option<String>,
+    ) -> Result<(proto::ArtifactInfo, quinn::RecvStream), ClientError> {
+        let req = Request::ArtifactGet {
+            id,
+            name: name.to_string(),
+            on_behalf_of,
+        };
+        let (mut send, mut recv) = self.open_duplex(req).await?;
+        let _ = send.finish();
+        match mesh::read_frame::<Response>(&mut recv, REPLY_FRAME_LIMIT).await {
+            Ok(Some(Response::Artifact(info))) => Ok((info, recv)),
+            Ok(Some(Response::Error(e))) => Err(ClientError::Api(e)),
+            Ok(Some(r)) => Err(ClientError::Protocol(format!("unexpected reply {r:?}"))),
+            Ok(None) => Err(ClientError::Protocol(
+                "the gateway closed the stream without replying".into(),
+            )),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
     /// Every node, a page at a time (`node list` at 10,000 nodes does not
     /// fit in one reply frame).
     pub async fn all_nodes(&self) -> Result<Vec<proto::NodeInfo>, ClientError> {

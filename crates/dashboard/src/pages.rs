@@ -311,8 +311,62 @@ pub(crate) async fn job(
     } else {
         Vec::new()
     };
-    let body = render::job(&j, held.as_deref(), &hardware, &app.csrf, unix_now());
+    let mut body = render::job(&j, held.as_deref(), &hardware, &app.csrf, unix_now());
+    // Its artifacts, with links (an older gateway answers an error).
+    if let Ok(ApiResponse::Artifacts(a)) = app
+        .gw
+        .call(Request::JobArtifacts {
+            id,
+            on_behalf_of: None,
+        })
+        .await
+    {
+        body.push_str(&render::artifacts(&a));
+    }
     reply(&app, &h, &format!("Job {id}"), "/jobs", false, body)
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct ArtifactQuery {
+    name: String,
+}
+
+/// `GET /jobs/ID/artifact?name=NAME`: one stored artifact, as a download,
+/// streamed from the gateway (which checked its checksum on arrival), with
+/// the job page's authorization.
+pub(crate) async fn job_artifact(
+    State(app): State<Arc<App>>,
+    Path(id): Path<u64>,
+    Query(q): Query<ArtifactQuery>,
+) -> Response {
+    let client = match app.gw.get().await {
+        Ok(c) => c,
+        Err(e) => return failed(&app, e),
+    };
+    let (info, recv) = match client.open_artifact(id, &q.name, None).await {
+        Ok(x) => x,
+        Err(e) => return failed(&app, e),
+    };
+    let chunks = futures_util::stream::unfold(recv, |mut r| async move {
+        match r.read_chunk(256 * 1024, true).await {
+            Ok(Some(c)) => Some((Ok::<_, std::io::Error>(c.bytes), r)),
+            Ok(None) => None,
+            Err(e) => Some((Err(std::io::Error::other(e)), r)),
+        }
+    });
+    let file = render::download_name(&info.name);
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, info.size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// How much of each stream a job page shows when it opens, and most of a

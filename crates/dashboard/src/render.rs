@@ -16,7 +16,7 @@ mod nodes;
 
 pub use chart::{Scale, sparkline};
 pub use enroll::enrollments;
-pub use jobs::{job, jobs};
+pub use jobs::{artifacts, download_name, job, jobs};
 pub use nodes::{gpus, node, nodes};
 
 /// HTML-escapes text for element content and quoted attributes.

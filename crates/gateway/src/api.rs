@@ -148,6 +148,10 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::JobGpus { id, on_behalf_of } => {
             jobs::gpus_held(shared, peer, id, on_behalf_of.as_deref()).map(Response::JobGpus)
         }
+        Request::JobArtifacts { id, on_behalf_of } => {
+            jobs::artifacts::list(shared, peer, id, on_behalf_of.as_deref())
+                .map(Response::Artifacts)
+        }
         Request::JobList {
             limit,
             before,
@@ -180,6 +184,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         | Request::JobRequest(_)
         | Request::Forward { .. }
         | Request::JobAttach { .. }
+        | Request::ArtifactGet { .. }
         | Request::FanOut(_)
         | Request::FanOutAttach { .. } => Err(ApiError::new(
             ErrorCode::InvalidArgument,

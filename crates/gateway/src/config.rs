@@ -32,6 +32,9 @@ pub struct NamedJob {
     /// The user it runs as on the node (the node must list it in
     /// `allowed_run_as`); default: the node's `run_as`.
     pub run_as: Option<String>,
+    /// Files to keep when it ends (relative globs under its working
+    /// directory), checked by [`proto::artifact::check_patterns`].
+    pub artifacts: Vec<String>,
 }
 
 /// The parsed configuration.
@@ -66,6 +69,10 @@ pub struct Config {
     pub policy: Policy,
     /// Per-job, per-stream cap on stored output.
     pub output_cap: u64,
+    /// Largest artifact file the gateway stores.
+    pub artifact_max_file: u64,
+    /// Most artifact bytes the gateway stores for one job.
+    pub artifact_max_job: u64,
     /// Seconds between SIGTERM and SIGKILL on cancel or timeout.
     pub kill_grace: Duration,
     /// Default lifetime of admin and bot certificates.
@@ -183,6 +190,8 @@ struct RawNamedJob {
     aliases: Vec<String>,
     description: Option<String>,
     run_as: Option<String>,
+    #[serde(default)]
+    artifacts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,6 +233,8 @@ struct RawRule {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     output_cap_bytes: Option<u64>,
+    artifact_max_file_bytes: Option<u64>,
+    artifact_max_job_bytes: Option<u64>,
     kill_grace: Option<String>,
     client_cert_ttl: Option<String>,
     max_connections_per_cert: Option<usize>,
@@ -323,6 +334,8 @@ impl Config {
             jobs: parse_jobs(raw.jobs)?,
             policy: parse_policy(raw.policy)?,
             output_cap: raw.limits.output_cap_bytes.unwrap_or(1 << 30),
+            artifact_max_file: raw.limits.artifact_max_file_bytes.unwrap_or(256 << 20),
+            artifact_max_job: raw.limits.artifact_max_job_bytes.unwrap_or(1 << 30),
             kill_grace: dur(
                 "limits.kill_grace",
                 raw.limits.kill_grace,
@@ -493,6 +506,7 @@ gpu_temp_limit_c = 85
 # aliases = ["train model"]
 # description = "Train the default model"
 # run_as = "trainer"             # a user the node lists in allowed_run_as
+# artifacts = ["ckpt/*.pt", "metrics.json"]  # files kept when it ends (relative to its directory)
 
 [policy]
 # Safe lab policy: the gateway never runs jobs itself. Only false is accepted.
@@ -532,6 +546,10 @@ env_secret = ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*_KEY", "*PASSWD*"]
 [limits]
 # Stored output per job and stream; past it the log is cut with a marker (the job keeps running).
 output_cap_bytes = 1073741824
+# Job artifacts (openclaw run --artifact): the largest file kept, and the most
+# bytes kept for one job; a bigger file is refused while it arrives.
+artifact_max_file_bytes = 268435456
+artifact_max_job_bytes = 1073741824
 # Seconds between SIGTERM and SIGKILL when a job is cancelled or times out.
 kill_grace = "10s"
 # Default lifetime of admin and bot certificates ('openclaw client renew' renews).
@@ -664,6 +682,8 @@ fn parse_jobs(raw: BTreeMap<String, RawNamedJob>) -> Result<BTreeMap<String, Nam
         {
             return Err(format!("[{key}].run_as: {u:?} is not a user name"));
         }
+        proto::artifact::check_patterns(&j.artifacts)
+            .map_err(|e| format!("[{key}].artifacts: {e}"))?;
         let timeout = j
             .timeout
             .map(|t| proto::duration::parse(&t))
@@ -682,6 +702,7 @@ fn parse_jobs(raw: BTreeMap<String, RawNamedJob>) -> Result<BTreeMap<String, Nam
                 aliases: j.aliases,
                 description: j.description,
                 run_as: j.run_as,
+                artifacts: j.artifacts,
             },
         );
     }

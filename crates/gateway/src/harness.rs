@@ -506,6 +506,7 @@ impl FakeNode {
         loop {
             match self.next_control().await {
                 ControlMsg::RunJob(plan) => return plan,
+                ControlMsg::RunJobWith(d) => return d.plan,
                 _ => continue,
             }
         }

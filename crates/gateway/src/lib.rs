@@ -460,6 +460,7 @@ fn prune_once(shared: &Shared) {
     let pruned = shared.store.tx(|tx| {
         let jobs = tx.prune_jobs(now.saturating_sub(r.jobs.as_secs()))?;
         tx.prune_fanouts()?;
+        tx.prune_artifacts()?;
         let audit = tx.prune_audit(now.saturating_sub(r.audit.as_secs()))?;
         // Idempotency keys are kept a day: longer than any chat retry.
         tx.prune_idempotency(now.saturating_sub(86_400))?;

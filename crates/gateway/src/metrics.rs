@@ -33,6 +33,10 @@ pub struct Metrics {
     pub input_relayed: Counter<u64, AtomicU64>,
     /// Bytes through port forwards, both ways.
     pub forwarded: Counter<u64, AtomicU64>,
+    /// Job artifact bytes stored from nodes (checksums checked).
+    pub artifact_stored: Counter<u64, AtomicU64>,
+    /// Job artifact bytes served to readers.
+    pub artifact_served: Counter<u64, AtomicU64>,
     enrollments: Family<Labels, Counter>,
     handshake_failures: Family<Labels, Counter>,
     /// Seconds from a job's submit to its process starting on the node.
@@ -49,6 +53,8 @@ impl Default for Metrics {
             bytes_relayed: Counter::default(),
             input_relayed: Counter::default(),
             forwarded: Counter::default(),
+            artifact_stored: Counter::default(),
+            artifact_served: Counter::default(),
             enrollments: Family::default(),
             handshake_failures: Family::default(),
             // 1 ms to about 16 s.
@@ -199,6 +205,16 @@ pub fn render(shared: &Shared) -> String {
         "openclaw_forward_bytes",
         "Bytes through port forwards (openclaw forward), both ways",
         m.forwarded.clone(),
+    );
+    reg.register(
+        "openclaw_artifact_bytes_stored",
+        "Job artifact bytes stored from nodes, checksums checked",
+        m.artifact_stored.clone(),
+    );
+    reg.register(
+        "openclaw_artifact_bytes_served",
+        "Job artifact bytes served to readers (openclaw job artifacts, the dashboard)",
+        m.artifact_served.clone(),
     );
     let db = shared.store.counts();
     reg.register(

@@ -420,6 +420,9 @@ async fn stream(
                 jobs::node_input_stream(shared, peer, job_id, send, recv).await;
             }
         }
+        Open::Artifacts { job_id } if peer.role == Role::Node => {
+            jobs::artifacts::node_stream(shared, peer, job_id, send, recv).await;
+        }
         Open::Forward { id, error } if peer.role == Role::Node => {
             if let (Ok(send), Ok(recv)) = (send.into_quic(), recv.into_quic()) {
                 forward::node_answered(&shared, &peer, id, error, send, recv);
@@ -473,6 +476,11 @@ async fn stream(
                 (Ok(_), Err(_)) => {}
             }
         }
+        Open::Request(Request::ArtifactGet {
+            id,
+            name,
+            on_behalf_of,
+        }) => jobs::artifacts::serve_get(shared, peer, id, name, on_behalf_of, send).await,
         Open::Request(Request::JobAttach {
             id,
             follow,
@@ -552,6 +560,7 @@ async fn stream(
         | Open::Heartbeat
         | Open::Job { .. }
         | Open::JobInput { .. }
+        | Open::Artifacts { .. }
         | Open::Forward { .. } => {
             close(
                 &conn,

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use rusqlite::Connection;
 
+mod artifacts;
 mod clients;
 mod engine;
 mod jobs;
@@ -42,6 +43,7 @@ use engine::{Engine, Pg, serve};
 use schema::migrate;
 use sql::params;
 
+pub use artifacts::ArtifactState;
 pub use clients::{ClientRow, ClientState};
 pub use engine::PgOptions;
 pub use jobs::{FanRow, JobRow, JobState, encode_plan};

@@ -31,6 +31,8 @@ pub struct Config {
     pub access: Access,
     /// Where approval buttons go.
     pub approvals: ApprovalsIn,
+    /// Job artifacts up to this size are uploaded into the job's thread.
+    pub artifact_upload_max: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +52,7 @@ struct Raw {
     approvals: Option<String>,
     #[serde(default)]
     users: BTreeMap<String, UserLimits>,
+    artifact_upload_max_bytes: Option<u64>,
 }
 
 /// Checks moltbot.toml's mode (see [`chat::access::check_file_mode`]).
@@ -126,6 +129,7 @@ impl Config {
             app_token: Secret::new(app_token),
             access,
             approvals,
+            artifact_upload_max: raw.artifact_upload_max_bytes.unwrap_or(1 << 20),
         })
     }
 
@@ -153,6 +157,10 @@ allow_everyone = false
 # Where Approve/Deny buttons are posted: "thread" (the request's thread),
 # "dm" (a direct message to each approver that is a Slack user), or "both".
 approvals = "thread"
+# A job's artifacts (openclaw run --artifact, or a named job's) up to this
+# size are uploaded as files into the job's thread; larger ones are named
+# with the command that fetches them. 0: none.
+artifact_upload_max_bytes = 1048576
 
 # Per-user limits (globs); users not listed may use anything the gateway's
 # policy allows.

@@ -301,7 +301,35 @@ impl SlackSurface {
     }
 
     async fn upload(&self, to: &Origin, job: &JobInfo, log: &[u8]) -> Result<(), String> {
-        let name = format!("job-{}.log", job.id);
+        let comment = format!(
+            "Full log of job {} ({} bytes; also `openclaw job logs {}`)",
+            job.id,
+            log.len(),
+            job.id
+        );
+        self.upload_file(
+            to,
+            &format!("job-{}.log", job.id),
+            log,
+            "text/plain",
+            comment,
+        )
+        .await
+    }
+
+    /// Uploads `bytes` as file `name` into `to`'s thread with Slack's
+    /// upload API: `files.getUploadURLExternal`, the bytes POSTed to the
+    /// URL it returns, then `files.completeUploadExternal` with the channel
+    /// and thread.
+    async fn upload_file(
+        &self,
+        to: &Origin,
+        name: &str,
+        log: &[u8],
+        content_type: &str,
+        comment: String,
+    ) -> Result<(), String> {
+        let name = name.to_string();
         let req = SlackApiFilesGetUploadUrlExternalRequest::new(name.clone(), log.len());
         let got = self
             .session()
@@ -318,22 +346,17 @@ impl SlackSurface {
         let req = SlackApiFilesUploadViaUrlRequest::new(
             got.upload_url,
             log.to_vec(),
-            "text/plain".into(),
+            content_type.into(),
         );
         self.session()
             .files_upload_via_url(&req)
             .await
-            .map_err(|e| format!("uploading the log: {e}"))?;
+            .map_err(|e| format!("uploading {name}: {e}"))?;
         let file = SlackApiFilesComplete::new(got.file_id).with_title(name);
         let req = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
             .with_channel_id(to.chat.as_str().into())
             .with_thread_ts(to.reply.as_str().into())
-            .with_initial_comment(format!(
-                "Full log of job {} ({} bytes; also `openclaw job logs {}`)",
-                job.id,
-                log.len(),
-                job.id
-            ));
+            .with_initial_comment(comment);
         self.session()
             .files_complete_upload_external(&req)
             .await
@@ -452,6 +475,30 @@ impl Surface for SlackSurface {
 
     async fn attach_log(&self, to: &Origin, job: &JobInfo, log: &[u8]) -> Result<(), String> {
         self.upload(to, job, log).await
+    }
+
+    fn artifact_upload_max(&self) -> u64 {
+        self.cfg.artifact_upload_max
+    }
+
+    async fn attach_artifact(
+        &self,
+        to: &Origin,
+        job: &JobInfo,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        // The file's name in Slack is the artifact's last component; the
+        // comment says which job and path it is (escaped: a job chose it).
+        let short = name.rsplit('/').next().unwrap_or(name);
+        let comment = format!(
+            "Artifact {} of job {} ({} bytes)",
+            self.markup.escape(name),
+            job.id,
+            bytes.len()
+        );
+        self.upload_file(to, short, bytes, "application/octet-stream", comment)
+            .await
     }
 
     async fn in_group(&self, user: &str) -> bool {

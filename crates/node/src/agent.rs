@@ -705,6 +705,7 @@ async fn session(
         Ok(Some(
             ControlMsg::RunJob(_)
             | ControlMsg::RunJobInput(_)
+            | ControlMsg::RunJobWith(_)
             | ControlMsg::Trust { .. }
             | ControlMsg::Forward { .. }
             | ControlMsg::Gateways { .. },
@@ -805,21 +806,27 @@ async fn session(
                 ));
                 continue;
             }
-            let (plan, input) = match msg {
-                ControlMsg::RunJob(plan) => (plan, false),
-                ControlMsg::RunJobInput(plan) => (plan, true),
+            let plain = |plan, input| proto::JobDispatch {
+                plan,
+                input,
+                artifacts: proto::ArtifactSpec::default(),
+            };
+            let d = match msg {
+                ControlMsg::RunJob(plan) => plain(plan, false),
+                ControlMsg::RunJobInput(plan) => plain(plan, true),
+                ControlMsg::RunJobWith(d) => d,
                 _ => continue,
             };
-            if plan.node != ctx.node {
+            if d.plan.node != ctx.node {
                 tracing::warn!(
-                    job = plan.job_id,
+                    job = d.plan.job_id,
                     "ignoring a job addressed to node {}",
-                    plan.node
+                    d.plan.node
                 );
                 continue;
             }
-            tracing::info!(job = plan.job_id, argv = ?plan.argv, input, "running job");
-            let job = runner::start(ctx, plan, input);
+            tracing::info!(job = d.plan.job_id, argv = ?d.plan.argv, input = d.input, "running job");
+            let job = runner::start(ctx, d);
             tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
         }
     };

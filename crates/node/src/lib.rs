@@ -2,6 +2,7 @@
 //! mutually authenticated session with the gateway.
 
 pub mod agent;
+pub mod artifacts;
 pub mod backoff;
 pub mod enroll;
 pub mod forward;

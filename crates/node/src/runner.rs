@@ -241,6 +241,8 @@ struct JobInner {
     /// The job's stdin pipe, from its start until a job stream hands it to
     /// [`input::feed`] (jobs run with `RunJobInput` only).
     stdin: Option<tokio::process::ChildStdin>,
+    /// Its artifacts, collected, until the gateway recorded them.
+    artifacts: Option<Vec<crate::artifacts::Item>>,
 }
 
 /// While a gateway is attached and acknowledging, a job whose in-memory
@@ -256,6 +258,8 @@ pub struct Job {
     /// Its requester streams its standard input (`RunJobInput`): the
     /// process gets a pipe, not /dev/null.
     input: bool,
+    /// Files to keep when its command has exited (`RunJobWith`).
+    keep: proto::ArtifactSpec,
     inner: Mutex<JobInner>,
     /// Signalled on output, start, end, and freed room.
     changed: Notify,
@@ -266,11 +270,13 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(plan: JobPlan, input: bool, spool: &std::path::Path) -> Arc<Job> {
+    fn new(d: proto::JobDispatch, spool: &std::path::Path) -> Arc<Job> {
+        let (plan, input, keep) = (d.plan, d.input, d.artifacts);
         let id = plan.job_id;
         Arc::new(Job {
             plan,
             input,
+            keep,
             inner: Mutex::new(JobInner {
                 out: [
                     OutBuf::new(spool.join(format!("{id}.stdout"))),
@@ -283,6 +289,7 @@ impl Job {
                 attached: 0,
                 last_ack: Instant::now(),
                 stdin: None,
+                artifacts: None,
             }),
             changed: Notify::new(),
             cancel: watch::channel(None).0,
@@ -377,10 +384,10 @@ fn idx(s: OutStream) -> usize {
 }
 
 /// Starts a job the gateway sent, unless it is already known (a resent
-/// dispatch); `input`: its stdin comes from the gateway (see [`input`]).
-/// Returns the job to attach.
-pub fn start(ctx: &Arc<RunContext>, plan: JobPlan, input: bool) -> Arc<Job> {
-    let id = plan.job_id;
+/// dispatch): its stdin may come from the gateway (see [`input`]), and its
+/// artifacts are collected when its command exits. Returns the job to attach.
+pub fn start(ctx: &Arc<RunContext>, d: proto::JobDispatch) -> Arc<Job> {
+    let id = d.plan.job_id;
     let (job, fresh) = {
         let mut map = match ctx.jobs.lock() {
             Ok(m) => m,
@@ -389,7 +396,7 @@ pub fn start(ctx: &Arc<RunContext>, plan: JobPlan, input: bool) -> Arc<Job> {
         match map.get(&id) {
             Some(j) => (j.clone(), false),
             None => {
-                let j = Job::new(plan, input, &ctx.spool_dir);
+                let j = Job::new(d, &ctx.spool_dir);
                 map.insert(id, j.clone());
                 (j, true)
             }
@@ -567,6 +574,8 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         t
     });
     let login = login_name(&user, uid_lease.is_some());
+    let own_uid = dropping && uid_lease.is_some();
+    let collect = crate::artifacts::spec_for(&job.keep, &cwd, dropping.then_some(&user), own_uid);
     let spec = crate::jail::ShimSpec {
         argv: plan.argv.clone(),
         cwd,
@@ -707,6 +716,11 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let processes_killed = tree.killed();
     drop(tree);
     drop(lease);
+    // Its artifacts, while its directory and uid are still there.
+    if let Some(c) = &collect {
+        let items = crate::artifacts::collect(c, &ctx.spool_dir, plan.job_id).await;
+        job.with(|j| j.artifacts = Some(items));
+    }
     // The directory goes (off the async threads: a job may leave a large
     // tree), and only then, with every process of the job and its files
     // gone, may another job get its uid (one that escaped the kill keeps
@@ -857,6 +871,17 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                 sent[i] += n;
                 continue;
             }
+            if !end_sent
+                && ending.is_some()
+                && let Some(items) = job.with(|j| j.artifacts.clone())
+            {
+                // The artifacts first, so a job that has ended has them all.
+                crate::artifacts::upload(&conn, id, &items)
+                    .await
+                    .map_err(mesh::StreamError::Sink)?;
+                job.with(|j| j.artifacts = None);
+                continue;
+            }
             if !end_sent && let Some(e) = ending {
                 let frame = match e {
                     Ending::Exit {
@@ -891,6 +916,7 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
     if *done_rx.borrow() {
         let _ = send.finish();
         ctx.forget(id);
+        let _ = tokio::fs::remove_dir_all(crate::artifacts::spool_dir(&ctx.spool_dir, id)).await;
         tracing::debug!(job = id, "gateway recorded the job; forgotten");
     } else if let Err(e) = result {
         tracing::info!(

@@ -87,6 +87,12 @@ pub struct RunArgs {
     /// How long --queue waits.
     #[arg(long, default_value = "10m")]
     queue_timeout: String,
+    /// Keep files matching this glob, relative to the job's working
+    /// directory, when the job's command exits (repeatable; `*` and `?`
+    /// stay within one directory): `--artifact 'ckpt/*.pt'`. Fetch them
+    /// with 'openclaw job artifacts N'.
+    #[arg(long = "artifact", value_name = "PATTERN", conflicts_with = "all")]
+    artifacts: Vec<String>,
     /// The command and its arguments: what follows `--`, or everything
     /// from the first word that is not an option of `run` (as ssh: `run
     /// --node n ls -la` runs `ls -la`). Options before it are run's own;
@@ -133,6 +139,24 @@ pub enum JobCmd {
         /// Keep following until the job ends.
         #[arg(long, short)]
         follow: bool,
+    },
+    /// The files a job kept (`openclaw run --artifact`): name, size and
+    /// SHA-256; `--get NAME` fetches one, `-o DIR` all of them. Each file
+    /// is written under a temporary name and renamed once its checksum
+    /// matches; a file's path becomes one name in DIR (`ckpt/last.pt` is
+    /// `ckpt_last.pt`).
+    Artifacts {
+        /// Job id.
+        id: u64,
+        /// Fetch only this artifact (into the current directory, or -o).
+        #[arg(long, value_name = "NAME")]
+        get: Option<String>,
+        /// Where fetched files go; `-` writes the one --get names to stdout.
+        #[arg(short = 'o', long = "output", value_name = "DIR|-")]
+        output: Option<String>,
+        /// Machine-readable listing.
+        #[arg(long)]
+        json: bool,
     },
     /// SIGTERM the job's process group, SIGKILL after the grace period.
     Cancel {
@@ -300,11 +324,17 @@ async fn warn_if_no_gpu(client: &Client, info: &JobInfo, asked: Option<u32>) {
     }
 }
 
-/// The options `openclaw run` sends with its job ([`JobOption`]): none
-/// yet; each flag that needs the gateway to act (`--artifact`, `--project`)
-/// adds its own.
-fn job_options(_args: &RunArgs) -> Vec<JobOption> {
-    Vec::new()
+/// The options `openclaw run` sends with its job ([`JobOption`]); each
+/// flag that needs the gateway to act adds its own. Artifact patterns are
+/// checked here as the gateway checks them, so a bad one fails before
+/// anything is sent.
+fn job_options(args: &RunArgs) -> Result<Vec<JobOption>, CliError> {
+    proto::artifact::check_patterns(&args.artifacts).map_err(usage)?;
+    Ok(args
+        .artifacts
+        .iter()
+        .map(|p| JobOption::Artifact(p.clone()))
+        .collect())
 }
 
 /// `openclaw run`.
@@ -313,7 +343,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         return crate::fanout_cli::run(home, args).await;
     }
     let spec = spec(&args)?;
-    let options = job_options(&args);
+    let options = job_options(&args)?;
     if args.detach {
         return detach(home, spec, options, args.json).await;
     }
@@ -665,6 +695,8 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                     Ok(Response::JobGpus(g)) => g,
                     _ => Vec::new(),
                 };
+                // Its artifacts, likewise (issue 23).
+                let kept = crate::artifacts_cli::list(client, id).await.ok();
                 if json {
                     let mut v = job_json(&info);
                     v["gpus_held"] = serde_json::json!(
@@ -672,12 +704,18 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                             .map(|g| serde_json::json!({"index": g.index, "uuid": g.uuid, "name": g.name}))
                             .collect::<Vec<_>>()
                     );
+                    if let Some(k) = &kept {
+                        v["artifacts"] = serde_json::json!(k);
+                    }
                     crate::term::out_json(&v)
                         .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))
                 } else {
                     let mut text = output::job(&info, gateway::unix_now());
                     for g in &held {
                         text.push_str(&output::held_gpu_line(g));
+                    }
+                    if let Some(k) = &kept {
+                        text.push_str(&crate::artifacts_cli::show_lines(k));
                     }
                     crate::term::out(&text);
                     Ok(())
@@ -707,6 +745,23 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                 r = client::read_log(client, id, None, [0, 0], write_out) => r.map_err(run_error),
                 () = crate::term::stdout_gone() => Ok(()),
             }
+        }
+        JobCmd::Artifacts {
+            id,
+            get,
+            output,
+            json,
+        } => {
+            crate::artifacts_cli::artifacts(
+                client,
+                crate::artifacts_cli::Ask {
+                    id,
+                    get,
+                    output,
+                    json,
+                },
+            )
+            .await
         }
         JobCmd::Cancel { id } => done(
             call(Request::JobCancel {

@@ -1,6 +1,7 @@
 //! `openclaw`: one binary for the gateway, the node agent, the admin CLI and
 //! the local lab. This file is a thin clap layer over the library crates.
 
+mod artifacts_cli;
 mod chat_cli;
 mod clients_cli;
 mod commands;

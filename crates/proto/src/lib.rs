@@ -27,6 +27,7 @@
 //! close code from [`CloseCode`] and a human-readable reason.
 
 pub mod argv;
+pub mod artifact;
 pub mod clock;
 pub mod codec;
 pub mod duration;
@@ -44,6 +45,9 @@ pub mod size;
 pub mod state;
 pub mod telemetry;
 
+pub use artifact::{
+    ArtifactFrame, ArtifactInfo, ArtifactReply, ArtifactSpec, JobArtifacts, JobDispatch,
+};
 pub use fanout::{Batch, FanEvent, FanInfo, FanMember, FanOutSpec};
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use info::*;

@@ -151,6 +151,14 @@ pub enum Open {
         /// Why the node did not connect (its policy, or the port), for people.
         error: Option<String>,
     },
+    /// A node uploads the artifacts of a job it was told to run with
+    /// [`ControlMsg::RunJobWith`] (bidirectional; protocol 3): node to
+    /// gateway [`crate::ArtifactFrame`]s, gateway to node
+    /// [`crate::ArtifactReply`]s (see [`crate::artifact`]).
+    Artifacts {
+        /// The job.
+        job_id: u64,
+    },
 }
 
 /// Sent by a node when it opens its control stream.
@@ -212,6 +220,10 @@ pub enum ControlMsg {
         /// `host:port` of each gateway, at most [`crate::MAX_GROUP`].
         addrs: Vec<String>,
     },
+    /// Run a job with what goes beyond its plan (protocol 3): its
+    /// artifacts' patterns and caps, and whether its stdin comes from the
+    /// requester. The node answers as for [`ControlMsg::RunJob`].
+    RunJobWith(crate::JobDispatch),
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -469,6 +481,26 @@ pub enum Request {
         /// The gateway's name.
         name: String,
     },
+    /// A job's artifacts (issue 23), for whoever may see the job. Reply:
+    /// [`Response::Artifacts`].
+    JobArtifacts {
+        /// Job id.
+        id: u64,
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
+    /// One stored artifact's bytes, for whoever may see the job. The
+    /// gateway answers with one [`Response`] (`Artifact` or `Error`); after
+    /// `Artifact` the rest of the stream is the file's bytes, raw, and its
+    /// finish is the file's end.
+    ArtifactGet {
+        /// Job id.
+        id: u64,
+        /// The artifact's name.
+        name: String,
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
 }
 
 /// A step of a CA rotation.
@@ -564,6 +596,8 @@ impl Request {
             Request::GpuHealth { .. } => "node.gpu_health",
             Request::GatewaySet => "gateway.set",
             Request::GatewayLeave { .. } => "gateway.leave",
+            Request::JobArtifacts { .. } => "job.artifacts",
+            Request::ArtifactGet { .. } => "job.artifact_get",
         }
     }
 
@@ -591,6 +625,8 @@ impl Request {
                 | Request::JobShow { .. }
                 | Request::JobGpus { .. }
                 | Request::GpuHealth { .. }
+                | Request::JobArtifacts { .. }
+                | Request::ArtifactGet { .. }
                 | Request::JobCancel { .. }
                 | Request::JobApprove { .. }
                 | Request::JobDeny { .. }
@@ -647,6 +683,8 @@ impl Request {
                 | Request::Forward { .. }
                 | Request::JobGpus { .. }
                 | Request::GpuHealth { .. }
+                | Request::JobArtifacts { .. }
+                | Request::ArtifactGet { .. }
                 | Request::Time
                 | Request::Trust
                 | Request::NodeHistory { .. }
@@ -783,6 +821,10 @@ pub enum Response {
     /// answering gateway first; empty for a gateway that is not in a group
     /// (keep what the credential says).
     GatewaySet(Vec<String>),
+    /// Reply to [`Request::JobArtifacts`].
+    Artifacts(crate::JobArtifacts),
+    /// Reply to [`Request::ArtifactGet`]: the file's bytes follow, raw.
+    Artifact(crate::ArtifactInfo),
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

@@ -371,6 +371,106 @@ fn samples() -> Vec<Sample> {
             )])
         ),
         s!(
+            "control.run_job_with",
+            ControlMsg,
+            ControlMsg::RunJobWith(JobDispatch {
+                plan: JobPlan {
+                    job_id: 7,
+                    node: "n1".into(),
+                    argv: vec!["true".into()],
+                    cwd: None,
+                    env: vec![],
+                    timeout_secs: None,
+                    gpus: 0,
+                    kill_grace_secs: 5,
+                    run_as: None,
+                },
+                input: false,
+                artifacts: ArtifactSpec {
+                    patterns: vec!["ckpt/*.pt".into()],
+                    max_file_bytes: 1 << 28,
+                    max_job_bytes: 1 << 30,
+                },
+            })
+        ),
+        s!("open.artifacts", Open, Open::Artifacts { job_id: 7 }),
+        s!(
+            "artifact.frames",
+            Vec<ArtifactFrame>,
+            vec![
+                ArtifactFrame::File {
+                    name: "ckpt/last.pt".into(),
+                    size: 3,
+                    sha256: "ab".into()
+                },
+                ArtifactFrame::Chunk(vec![1, 2, 3]),
+                ArtifactFrame::Skipped {
+                    name: "link".into(),
+                    reason: "a symlink".into()
+                },
+                ArtifactFrame::Done,
+                ArtifactFrame::Note {
+                    reason: "gone".into()
+                },
+            ]
+        ),
+        s!(
+            "artifact.replies",
+            Vec<ArtifactReply>,
+            vec![
+                ArtifactReply::Send,
+                ArtifactReply::Skip {
+                    reason: "cap".into()
+                },
+                ArtifactReply::Stored,
+                ArtifactReply::Refused {
+                    reason: "sum".into()
+                },
+                ArtifactReply::Finished,
+                ArtifactReply::Rejected {
+                    reason: "no".into()
+                },
+            ]
+        ),
+        s!(
+            "request.job_artifacts",
+            Request,
+            Request::JobArtifacts {
+                id: 7,
+                on_behalf_of: None
+            }
+        ),
+        s!(
+            "request.artifact_get",
+            Request,
+            Request::ArtifactGet {
+                id: 7,
+                name: "metrics.json".into(),
+                on_behalf_of: Some("U1".into())
+            }
+        ),
+        s!(
+            "response.artifacts",
+            Response,
+            Response::Artifacts(JobArtifacts {
+                job: 7,
+                patterns: vec!["*.json".into()],
+                note: None,
+                files: vec![ArtifactInfo {
+                    name: "metrics.json".into(),
+                    size: 2,
+                    sha256: "ab".into(),
+                    state: "stored".into(),
+                    note: String::new(),
+                }],
+            })
+        ),
+        s!(
+            "response.artifact",
+            Response,
+            Response::Artifact(ArtifactInfo::default())
+        ),
+        s!(
             "enroll.poll",
             EnrollRequest,
             EnrollRequest::Poll {

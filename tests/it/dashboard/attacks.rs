@@ -495,6 +495,7 @@ fn attack_a_cookie_sent_to_another_port_on_the_same_host_gets_nothing() {
         "/static/app.js".into(),
         "/static/app.css".into(),
         "/jobs/1/log".into(),
+        "/jobs/1/artifact?name=a".into(),
         b_.clone(),
         format!("{}/", &b_[..b_.len() - 1]),
         format!("{b_}x/"),

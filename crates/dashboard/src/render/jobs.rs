@@ -289,10 +289,117 @@ pub fn job(
     )
 }
 
+/// A job's artifacts on its page: each stored one a download link
+/// (`jobs/ID/artifact?name=…`, under the base like every link), the others
+/// with why they were not kept. Pure.
+pub fn artifacts(list: &proto::JobArtifacts) -> String {
+    if list.patterns.is_empty() {
+        return String::new();
+    }
+    let mut rows = String::new();
+    for a in &list.files {
+        let what = if a.is_stored() {
+            format!(
+                "<a class=\"artifact\" href=\"jobs/{}/artifact?name={}\" download>{}</a>",
+                list.job,
+                query_value(&a.name),
+                esc(&a.name)
+            )
+        } else {
+            esc(&a.name)
+        };
+        let detail = if a.is_stored() {
+            format!("<code>{}</code>", esc(&a.sha256))
+        } else {
+            format!("{}: {}", esc(&a.state), esc(&a.note))
+        };
+        let _ = write!(
+            rows,
+            "<tr><td>{what}</td><td class=\"num\">{}</td><td>{detail}</td></tr>",
+            a.size
+        );
+    }
+    let note = list
+        .note
+        .as_deref()
+        .map(|n| format!("<p class=\"note\">{}</p>", esc(n)))
+        .unwrap_or_default();
+    let patterns = esc(&list.patterns.join(" "));
+    if list.files.is_empty() {
+        return format!(
+            "<h2 id=\"artifacts-h\">Artifacts</h2><p>None kept (patterns: <code>{patterns}</code>).</p>{note}"
+        );
+    }
+    format!(
+        "<h2 id=\"artifacts-h\">Artifacts</h2>\
+         <table id=\"artifacts\" aria-labelledby=\"artifacts-h\"><thead><tr><th scope=\"col\">name</th>\
+         <th scope=\"col\">bytes</th><th scope=\"col\">SHA-256</th></tr></thead><tbody>{rows}</tbody></table>\
+         <p>Patterns: <code>{patterns}</code></p>{note}"
+    )
+}
+
+/// `s` percent-encoded for a query value: only unreserved characters stay.
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The file name a browser saves an artifact under: its path with `/`
+/// made `_`, and anything that could end or bend the header's quoted
+/// value (quotes, backslashes, controls, non-ASCII) made `_`. Pure.
+pub fn download_name(name: &str) -> String {
+    proto::artifact::flat_name(name)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::job as info;
     use super::*;
+
+    #[test]
+    fn artifacts_are_links_with_their_names_escaped_and_encoded() {
+        let a = |name: &str, state: &str| proto::ArtifactInfo {
+            name: name.into(),
+            size: 4,
+            sha256: "ab".into(),
+            state: state.into(),
+            note: "why".into(),
+        };
+        let list = proto::JobArtifacts {
+            job: 7,
+            patterns: vec!["*".into()],
+            note: None,
+            files: vec![a("ckpt/<b>&.pt", "stored"), a("x.bin", "refused")],
+        };
+        let html = artifacts(&list);
+        assert!(
+            html.contains("href=\"jobs/7/artifact?name=ckpt%2F%3Cb%3E%26.pt\" download>ckpt/&lt;b&gt;&amp;.pt</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("x.bin</td>") && html.contains("refused: why"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>"), "{html}");
+        assert_eq!(download_name("a/b\"c\u{e9}.pt"), "a_b_c_.pt");
+        assert_eq!(artifacts(&proto::JobArtifacts::default()), "");
+    }
 
     #[test]
     fn the_job_list_filters_by_state_and_node() {

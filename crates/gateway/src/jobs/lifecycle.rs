@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use proto::{ApiError, ControlMsg, ErrorCode, JobCtl, Role};
+use proto::{ApiError, ErrorCode, JobCtl, Role};
 
 use super::{
     MAX_REASON, START_TIMEOUT, err, expire_approval, fanout, identity, no_job, plan_digest,
@@ -183,23 +183,30 @@ pub(super) fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         return Err(err(ErrorCode::Unavailable, msg));
     };
     set_progress_state(shared, id, JobState::Starting);
-    let run = if super::input::wanted(shared, id) {
-        let speaks = shared
-            .registry
-            .connection(&row.node)
-            .map_or(0, |c| c.protocol());
-        if speaks < 3 {
-            let msg = format!(
-                "node {} runs an older agent (protocol {speaks}) that cannot take standard input; upgrade it, or run with -n",
-                row.node
-            );
-            end(shared, id, JobState::Failed, None, &msg)?;
-            return Err(err(ErrorCode::FailedPrecondition, msg));
-        }
-        ControlMsg::RunJobInput(row.plan.clone())
-    } else {
-        ControlMsg::RunJob(row.plan.clone())
-    };
+    let speaks = shared
+        .registry
+        .connection(&row.node)
+        .map_or(0, |c| c.protocol());
+    let input = super::input::wanted(shared, id);
+    if input && speaks < 3 {
+        let msg = format!(
+            "node {} runs an older agent (protocol {speaks}) that cannot take standard input; upgrade it, or run with -n",
+            row.node
+        );
+        end(shared, id, JobState::Failed, None, &msg)?;
+        return Err(err(ErrorCode::FailedPrecondition, msg));
+    }
+    let patterns = shared.store.tx(|tx| tx.artifact_patterns(id))?;
+    let caps = (
+        shared.config().artifact_max_file,
+        shared.config().artifact_max_job,
+    );
+    let (run, note) =
+        super::artifacts::run_message(caps, row.plan.clone(), input, patterns, speaks);
+    if let Some(note) = note {
+        tracing::info!(job = id, "{note}");
+        shared.store.tx(|tx| tx.set_artifacts_note(id, &note))?;
+    }
     if control.try_send(run).is_err() {
         let msg = format!(
             "node {} disconnected or is not reading its control stream; the job was not sent",

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use proto::{ApiError, ErrorCode, JobInfo, JobPlan, JobSpec, OutStream, Role};
 
+pub mod artifacts;
 pub mod fanout;
 mod followers;
 mod ingest;
@@ -377,4 +378,5 @@ pub fn remove_logs(shared: &Shared, id: u64) {
     for s in [OutStream::Stdout, OutStream::Stderr] {
         let _ = std::fs::remove_file(log_path(shared, id, s));
     }
+    artifacts::remove(shared, id);
 }

@@ -5,7 +5,11 @@ use proto::{ApiError, ErrorCode, JobOption, MAX_JOB_OPTIONS};
 
 /// A submission's options, checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {}
+pub struct Options {
+    /// Artifact patterns (`--artifact`), checked by
+    /// [`proto::artifact::check_patterns`].
+    pub artifacts: Vec<String>,
+}
 
 /// Checks a request's options. Each option this gateway does not act on is
 /// refused by name, never ignored: a job must not run without what its
@@ -21,16 +25,23 @@ pub fn check(options: &[JobOption]) -> Result<Options, ApiError> {
             ),
         ));
     }
-    let out = Options::default();
-    if let Some(o) = options.first() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "this gateway does not support {} yet; upgrade the gateway or run without it",
-                o.flag()
-            ),
-        ));
+    let mut out = Options::default();
+    for o in options {
+        match o {
+            JobOption::Artifact(p) => out.artifacts.push(p.clone()),
+            JobOption::Project(_) | JobOption::Priority(_) | JobOption::Preemptible => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "this gateway does not support {} yet; upgrade the gateway or run without it",
+                        o.flag()
+                    ),
+                ));
+            }
+        }
     }
+    proto::artifact::check_patterns(&out.artifacts)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e))?;
     Ok(out)
 }
 
@@ -48,5 +59,20 @@ mod tests {
         let many = vec![JobOption::Preemptible; MAX_JOB_OPTIONS + 1];
         let e = check(&many).unwrap_err();
         assert!(e.message.contains("at most 64"), "{}", e.message);
+    }
+
+    #[test]
+    fn artifact_patterns_are_kept_and_bad_ones_refused() {
+        let ok = check(&[
+            JobOption::Artifact("ckpt/*.pt".into()),
+            JobOption::Artifact("metrics.json".into()),
+        ])
+        .unwrap();
+        assert_eq!(ok.artifacts, ["ckpt/*.pt", "metrics.json"]);
+        for bad in ["/etc/shadow", "../up", "a\u{7}b"] {
+            let e = check(&[JobOption::Artifact(bad.into())]).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidArgument, "{bad}");
+            assert!(e.message.contains("artifact pattern"), "{}", e.message);
+        }
     }
 }

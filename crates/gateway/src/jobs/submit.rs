@@ -34,10 +34,12 @@ pub fn submit_with(
 ) -> Result<JobInfo, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
     check_key(spec.idempotency_key.as_deref())?;
-    let _options = super::options::check(options)?;
+    let options = super::options::check(options)?;
     let cfg = shared.config();
     let chat = peer.role == Role::Bot;
     let resolved = resolve(&cfg, &spec, chat)?;
+    let artifacts =
+        super::artifacts::patterns(&cfg, resolved.named_job.as_deref(), &options.artifacts)?;
     let now = shared.clock.unix();
     let secret_env = cfg.policy.secret_keys(&resolved.env);
     // Routing and the capacity it takes happen under one lock, so two
@@ -74,6 +76,9 @@ pub fn submit_with(
                 return Ok::<_, ApiError>(Err(job));
             }
             let id = tx.insert_job(&row)?;
+            if !artifacts.is_empty() {
+                tx.set_artifact_patterns(id, &artifacts)?;
+            }
             if let Some(k) = key {
                 tx.put_idempotency(&peer.name, k, id, now)?;
             }

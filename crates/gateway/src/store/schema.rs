@@ -166,6 +166,22 @@ ALTER TABLE jobs ADD COLUMN node_key TEXT; -- SHA256: fingerprint of the key of 
     r#"
 ALTER TABLE jobs ADD COLUMN gpus_held TEXT NOT NULL DEFAULT ''; -- the GPUs the job held, as its node reported them: one line per GPU, index, UUID and model separated by tabs
 "#,
+    // Version 11: job artifacts (issue 23): the patterns a job gave, and
+    // the files its node uploaded when it ended.
+    r#"
+ALTER TABLE jobs ADD COLUMN artifacts TEXT NOT NULL DEFAULT ''; -- artifact patterns the job gave (relative globs), one per line; '' for none
+ALTER TABLE jobs ADD COLUMN artifacts_note TEXT; -- why the job has no artifacts, or what went wrong collecting them; NULL when nothing did
+CREATE TABLE artifacts (              -- files a job's node uploaded when the job ended; the bytes are under logs/<job>.artifacts/
+  job     INTEGER NOT NULL,           -- the job (rows go with it at retention)
+  seq     INTEGER NOT NULL,           -- order of arrival; the stored file is named after it
+  name    TEXT NOT NULL,              -- path under the job's working directory, as the node named it
+  size    INTEGER NOT NULL,           -- bytes (declared by the node for one not stored)
+  sha256  TEXT NOT NULL,              -- lowercase hex SHA-256 of the stored bytes; '' when not stored
+  state   TEXT NOT NULL,              -- stored | refused (the gateway kept no bytes) | skipped (the node did not collect it)
+  note    TEXT NOT NULL,              -- why it was refused or skipped; '' when stored
+  PRIMARY KEY (job, seq)              -- one row per file per job
+);
+"#,
 ];
 
 /// Every table of the state, in an order that a copy can follow.
@@ -180,6 +196,7 @@ pub(super) const COPIED_TABLES: &[&str] = &[
     "jobs",
     "idempotency",
     "gateways",
+    "artifacts",
 ];
 
 impl Store {
