@@ -82,6 +82,9 @@ pub struct Config {
     pub retention: Retention,
     /// Where the state lives.
     pub state: StateConfig,
+    /// Accounts, quotas and the fair-share queue (`[fair_share]`,
+    /// `[projects.NAME]`, `[quotas…]`).
+    pub fair: crate::fair::FairConfig,
 }
 
 /// `[state]`: the state database. Without a URL, embedded SQLite in the
@@ -140,6 +143,12 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    fair_share: crate::fair::config::RawFairShare,
+    #[serde(default)]
+    projects: BTreeMap<String, crate::fair::config::RawProject>,
+    #[serde(default)]
+    quotas: crate::fair::config::RawQuotas,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -373,6 +382,7 @@ impl Config {
                 )?,
                 logs_dir: raw.state.logs_dir.filter(|p| !p.trim().is_empty()),
             },
+            fair: crate::fair::config::parse(raw.fair_share, raw.projects, raw.quotas)?,
         };
         if cfg.heartbeat_interval < Duration::from_millis(100) {
             return Err("liveness.heartbeat_interval must be at least 100ms".into());

@@ -11,6 +11,7 @@ mod clients;
 pub mod clock;
 pub mod config;
 mod enroll;
+pub mod fair;
 mod forward;
 pub mod ha;
 #[cfg(any(test, feature = "test-utils"))]
