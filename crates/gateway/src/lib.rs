@@ -426,7 +426,7 @@ async fn reload_on_sighup(shared: Arc<Shared>) {
         return;
     };
     while hup.recv().await.is_some() {
-        shared.reload();
+        let _ = shared.reload();
     }
 }
 

@@ -44,7 +44,7 @@ use sql::params;
 
 pub use clients::{ClientRow, ClientState};
 pub use engine::PgOptions;
-pub use jobs::{FanRow, JobRow, JobState, encode_plan};
+pub use jobs::{FanRow, JobRow, JobState, UsageRow, encode_plan};
 pub use nodes::{NodeRow, NodeState};
 pub use tokens::TokenRow;
 

@@ -5,6 +5,7 @@
 //! failover, install, the browser) stays in `tests/it`.
 
 mod approval;
+mod fair;
 mod fanout;
 mod identity;
 mod limits;

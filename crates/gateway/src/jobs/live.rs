@@ -176,6 +176,18 @@ impl Jobs {
         self.with(|m| m.jobs.keys().copied().collect())
     }
 
+    /// Ids of the jobs that hold capacity now: dispatched, or routed and
+    /// reserved (what quotas count).
+    pub(super) fn holding(&self) -> std::collections::HashSet<u64> {
+        self.with(|m| {
+            m.jobs
+                .iter()
+                .filter(|(_, j)| j.counted().is_some())
+                .map(|(id, _)| *id)
+                .collect()
+        })
+    }
+
     /// Serialises routing decisions with the capacity they reserve.
     pub(super) fn route_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         match self.routing.lock() {

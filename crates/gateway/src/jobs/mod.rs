@@ -20,6 +20,7 @@ mod lifecycle;
 mod live;
 pub mod logwriter;
 pub mod options;
+mod share;
 mod spec;
 mod submit;
 #[cfg(test)]
@@ -170,6 +171,13 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
 
 fn route(shared: &Shared, r: &Resolved) -> Result<String, RouteError> {
     let views = node_views(shared).map_err(|e| RouteError::Unavailable(e.message))?;
+    route_in(&views, r)
+}
+
+/// [`route`] over views already read (the fair-share turn routes every
+/// job ahead of one on the same snapshot).
+fn route_in(views: &[NodeView], r: &Resolved) -> Result<String, RouteError> {
+    let views = views.to_vec();
     match (&r.node, &r.role) {
         (Some(n), Some(role)) => routing::to_node_with_role(&views, n, role, r.gpus),
         (Some(n), None) => routing::to_node(&views, n, r.gpus),

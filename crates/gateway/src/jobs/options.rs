@@ -5,7 +5,15 @@ use proto::{ApiError, ErrorCode, JobOption, MAX_JOB_OPTIONS};
 
 /// A submission's options, checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {}
+pub struct Options {
+    /// The project to charge (`--project`); membership is checked at
+    /// submit (`jobs/share.rs`), where the configuration is.
+    pub project: Option<String>,
+    /// The priority asked for (`--priority`), before the policy's cap.
+    pub priority: i32,
+    /// It may be stopped and queued again (`--preemptible`).
+    pub preemptible: bool,
+}
 
 /// Checks a request's options. Each option this gateway does not act on is
 /// refused by name, never ignored: a job must not run without what its
@@ -21,15 +29,41 @@ pub fn check(options: &[JobOption]) -> Result<Options, ApiError> {
             ),
         ));
     }
-    let out = Options::default();
-    if let Some(o) = options.first() {
-        return Err(ApiError::new(
+    let mut out = Options::default();
+    let mut priority_seen = false;
+    let twice = |o: &JobOption| {
+        ApiError::new(
             ErrorCode::InvalidArgument,
-            format!(
-                "this gateway does not support {} yet; upgrade the gateway or run without it",
-                o.flag()
-            ),
-        ));
+            format!("{} was given twice; give it once", o.flag()),
+        )
+    };
+    for o in options {
+        match o {
+            JobOption::Project(p) => {
+                proto::names::validate_name(p).map_err(|e| {
+                    ApiError::new(ErrorCode::InvalidArgument, format!("--project: {e}"))
+                })?;
+                if out.project.replace(p.clone()).is_some() {
+                    return Err(twice(o));
+                }
+            }
+            JobOption::Priority(n) => {
+                if std::mem::replace(&mut priority_seen, true) {
+                    return Err(twice(o));
+                }
+                out.priority = *n;
+            }
+            JobOption::Preemptible => out.preemptible = true,
+            other => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "this gateway does not support {} yet; upgrade the gateway or run without it",
+                        other.flag()
+                    ),
+                ));
+            }
+        }
     }
     Ok(out)
 }
@@ -41,6 +75,32 @@ mod tests {
     #[test]
     fn no_options_is_the_plain_submission() {
         assert_eq!(check(&[]), Ok(Options::default()));
+    }
+
+    #[test]
+    fn accounts_options_are_read() {
+        let o = check(&[
+            JobOption::Project("vision".into()),
+            JobOption::Priority(3),
+            JobOption::Preemptible,
+        ])
+        .unwrap();
+        assert_eq!(
+            o,
+            Options {
+                project: Some("vision".into()),
+                priority: 3,
+                preemptible: true,
+            }
+        );
+        let e = check(&[JobOption::Project("Bad Name".into())]).unwrap_err();
+        assert!(e.message.contains("--project"), "{}", e.message);
+        let e = check(&[
+            JobOption::Project("a".into()),
+            JobOption::Project("b".into()),
+        ])
+        .unwrap_err();
+        assert!(e.message.contains("given twice"), "{}", e.message);
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use proto::{ApiError, ErrorCode, JobInfo, JobOption, JobSpec, Role};
 
+use super::share::{self, Candidate, NotNow};
 use super::{
     Resolved, bound_key, dispatch, end, end_if, err, finish_live, identity, live_info, plan_digest,
-    plan_for, resolve, route, set_progress_state,
+    plan_for, resolve, set_progress_state,
 };
 use crate::peer::Peer;
 use crate::policy::{self, Action};
@@ -34,8 +35,9 @@ pub fn submit_with(
 ) -> Result<JobInfo, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
     check_key(spec.idempotency_key.as_deref())?;
-    let _options = super::options::check(options)?;
+    let options = super::options::check(options)?;
     let cfg = shared.config();
+    let account = super::share::account(&cfg, &requester, &options)?;
     let chat = peer.role == Role::Bot;
     let resolved = resolve(&cfg, &spec, chat)?;
     let now = shared.clock.unix();
@@ -44,7 +46,19 @@ pub fn submit_with(
     // submits can never both be given the last GPU or job slot.
     let (row, routed) = {
         let _routing = shared.jobs.route_lock();
-        let routed = route(shared, &resolved);
+        let cand = Candidate {
+            id: 0,
+            charge: &account.charge,
+            priority: account.priority,
+            created_at: now,
+            resolved: &resolved,
+        };
+        let routed = match share::turn(shared, &cfg, &cand, true, spec.queue_timeout_secs.is_some())
+        {
+            Ok(node) => Ok(node),
+            Err(NotNow::Route(e)) => Err(e),
+            Err(NotNow::Refuse(e)) => return Err(e),
+        };
         let queue_until = match (&routed, spec.queue_timeout_secs) {
             (Ok(_), _) => None,
             (Err(e), Some(t)) if e.is_busy() => Some(now + t),
@@ -66,6 +80,9 @@ pub fn submit_with(
         );
         row.queue_until = queue_until;
         row.secret_env = secret_env;
+        row.project = account.charge.project.clone();
+        row.priority = account.priority;
+        row.preemptible = account.preemptible;
         let key = spec.idempotency_key.as_deref();
         let created = shared.store.tx(|tx| {
             // A repeated key returns the first job: checked and recorded
@@ -290,9 +307,28 @@ pub(super) fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: boo
     if row.state != JobState::Queued {
         return QueueStep::Done;
     }
+    let cfg = shared.config();
     let routed = {
         let _routing = shared.jobs.route_lock();
-        let routed = route(shared, r);
+        let charge = share::charge_of(&row);
+        let cand = Candidate {
+            id,
+            charge: &charge,
+            priority: row.priority,
+            created_at: row.created_at,
+            resolved: r,
+        };
+        let routed = match share::turn(shared, &cfg, &cand, false, false) {
+            Ok(node) => Ok(node),
+            Err(NotNow::Route(e)) => Err(e),
+            Err(NotNow::Refuse(e)) => {
+                // A quota lowered while it waited (SIGHUP) so far that it
+                // can never fit: it ends now, saying which.
+                drop(_routing);
+                let _ = end(shared, id, JobState::Failed, None, &e.message);
+                return QueueStep::Done;
+            }
+        };
         if let Ok(node) = &routed {
             shared.jobs.with(|m| {
                 m.update(id, |j| {

@@ -62,6 +62,35 @@ pub struct JobRow {
     /// Fingerprint of the key of the node it was planned for: only a
     /// session of that key receives it.
     pub node_key: Option<String>,
+    /// The project it is charged to.
+    pub project: Option<String>,
+    /// Its priority among waiting jobs, capped.
+    pub priority: i32,
+    /// It may be stopped and queued again (`--preemptible`).
+    pub preemptible: bool,
+    /// The job whose preemption queued this one again.
+    pub requeued_from: Option<u64>,
+}
+
+/// One job's GPU use, as usage and the fair share read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Job id.
+    pub id: u64,
+    /// Who asked.
+    pub requester: String,
+    /// The project charged.
+    pub project: Option<String>,
+    /// Its node.
+    pub node: String,
+    /// GPUs it asked for.
+    pub gpus: u32,
+    /// Unix seconds it was submitted.
+    pub created_at: u64,
+    /// Unix seconds its process started.
+    pub started_at: u64,
+    /// Unix seconds it ended; `None` while it runs.
+    pub finished_at: Option<u64>,
 }
 
 /// A fan-out row; its members are jobs with `fanout` set.
@@ -124,6 +153,10 @@ impl JobRow {
             processes_killed: 0,
             fanout: None,
             node_key: None,
+            project: None,
+            priority: 0,
+            preemptible: false,
+            requeued_from: None,
         }
     }
 
@@ -171,7 +204,8 @@ impl JobRow {
 
 const JOB_COLUMNS: &str = "id, state, node, role, named_job, plan, plan_digest, requester, via, approvers, \
      allow_self, approved_by, created_at, started_at, finished_at, exit_code, reason, stdout_bytes, stderr_bytes, \
-     truncated, queue_until, secret_env, processes_killed, fanout, node_key";
+     truncated, queue_until, secret_env, processes_killed, fanout, node_key, project, priority, preemptible, \
+     requeued_from";
 
 fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
     let plan: Vec<u8> = r.get(5)?;
@@ -214,6 +248,10 @@ fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
         processes_killed: u32::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
         fanout: r.get::<_, Option<i64>>(23)?.map(u),
         node_key: r.get(24)?,
+        project: r.get(25)?,
+        priority: i32::try_from(r.get::<_, i64>(26)?).unwrap_or(0),
+        preemptible: r.get::<_, i64>(27)? != 0,
+        requeued_from: r.get::<_, Option<i64>>(28)?.map(u),
     };
     let mut row = row;
     row.plan = proto::codec::decode(&plan)
@@ -242,8 +280,8 @@ impl Tx<'_> {
     pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
         let id = self.returned_id(
             "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, \
-             created_at, queue_until, secret_env, fanout, node_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
+             created_at, queue_until, secret_env, fanout, node_key, project, priority, preemptible, gpus, requeued_from) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) RETURNING id",
             params![
                 row.state.as_str(),
                 row.node,
@@ -260,6 +298,11 @@ impl Tx<'_> {
                 join(&row.secret_env),
                 row.fanout.map(i),
                 row.node_key,
+                row.project,
+                row.priority,
+                row.preemptible,
+                row.plan.gpus,
+                row.requeued_from.map(i),
             ],
         )?;
         Ok(id)
@@ -377,6 +420,32 @@ impl Tx<'_> {
             )?
             .iter()
             .map(|r| Ok((r.get::<_, String>(0)?, u(r.get(1)?))))
+            .collect()
+    }
+
+    /// GPU use of jobs that started and had not ended by `since` (unix
+    /// seconds): running ones have no `finished_at`. For the fair share,
+    /// quotas and usage (issue 24).
+    pub fn usage_rows(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
+        self.0
+            .query(
+                "SELECT id, requester, project, node, gpus, created_at, started_at, finished_at FROM jobs \
+                 WHERE started_at IS NOT NULL AND (finished_at IS NULL OR finished_at >= ?1) ORDER BY id",
+                params![i(since)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    id: u(r.get(0)?),
+                    requester: r.get(1)?,
+                    project: r.get(2)?,
+                    node: r.get(3)?,
+                    gpus: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                    created_at: u(r.get(5)?),
+                    started_at: u(r.get(6)?),
+                    finished_at: r.get::<_, Option<i64>>(7)?.map(u),
+                })
+            })
             .collect()
     }
 

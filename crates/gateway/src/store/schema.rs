@@ -166,6 +166,17 @@ ALTER TABLE jobs ADD COLUMN node_key TEXT; -- SHA256: fingerprint of the key of 
     r#"
 ALTER TABLE jobs ADD COLUMN gpus_held TEXT NOT NULL DEFAULT ''; -- the GPUs the job held, as its node reported them: one line per GPU, index, UUID and model separated by tabs
 "#,
+    // Version 11: accounts and the fair-share queue (issue 24): what each
+    // job is charged to, how it waits, and its GPUs in a column that usage
+    // queries can sum without decoding plans.
+    r#"
+ALTER TABLE jobs ADD COLUMN project TEXT; -- the project the job is charged to (--project); NULL: only its requester
+ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0; -- its priority among waiting jobs (--priority), capped by fair_share.max_priority
+ALTER TABLE jobs ADD COLUMN preemptible INTEGER NOT NULL DEFAULT 0; -- 1: it may be stopped and queued again for an account under its fair share
+ALTER TABLE jobs ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0; -- GPUs it asked for (the plan's); 0 for jobs from before version 11
+ALTER TABLE jobs ADD COLUMN requeued_from INTEGER; -- the job whose preemption queued this one again; NULL: a first attempt
+CREATE INDEX jobs_started ON jobs (started_at) WHERE started_at IS NOT NULL; -- usage over a time window
+"#,
 ];
 
 /// Every table of the state, in an order that a copy can follow.

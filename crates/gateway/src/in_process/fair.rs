@@ -1,0 +1,186 @@
+//! The fair-share queue, quotas and accounts (issue 24) with paused time:
+//! turns alternate between accounts, a spent weekly budget is refused with
+//! its reset time, projects admit only their members, and a reload
+//! applies to waiting jobs.
+
+use proto::{JobOption, JobSpec, JobState, Response};
+
+use super::{secs, spec, start_job, wait_state};
+use crate::harness::{FakePeer, Harness, frozen, set};
+
+fn gpu_job() -> JobSpec {
+    JobSpec {
+        gpus: Some(1),
+        queue_timeout_secs: Some(86_400),
+        ..spec("worker-gpu-01", &["sleep", "1000"])
+    }
+}
+
+/// Submits a job as `peer` with `options`; its id.
+async fn submit(peer: &FakePeer, options: Vec<JobOption>) -> u64 {
+    match peer.submit_with(gpu_job(), options).await {
+        Response::Job(info) => info.id,
+        other => panic!("submit: {other:?}"),
+    }
+}
+
+/// Submits a job that the gateway refuses; the refusal.
+async fn refused(peer: &FakePeer, options: Vec<JobOption>) -> String {
+    match peer.submit_with(gpu_job(), options).await {
+        Response::Error(e) => e.message,
+        other => panic!("accepted: {other:?}"),
+    }
+}
+
+/// Job `id`'s stored row.
+async fn stored(h: &Harness, id: u64) -> crate::store::JobRow {
+    frozen(crate::shared::off_runtime(&h.shared, move |s| {
+        s.store.tx(|tx| tx.job(id))
+    }))
+    .await
+    .unwrap()
+    .unwrap()
+    .expect("the job is stored")
+}
+
+fn quota(extra: &'static str) -> impl FnOnce(&mut String) {
+    move |t: &mut String| set(t, "[limits]", &format!("{extra}\n\n[limits]"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_users_with_a_one_gpu_quota_take_alternating_turns() {
+    let h = Harness::with_toml(quota("[quotas.default]\ngpus = 1")).await;
+    let mut node = h.node("worker-gpu-01", 1).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    // Alice queues three jobs before bob queues his three.
+    let mut a = Vec::new();
+    for _ in 0..3 {
+        a.push(submit(&alice, vec![]).await);
+    }
+    let mut b = Vec::new();
+    for _ in 0..3 {
+        b.push(submit(&bob, vec![]).await);
+    }
+    // Each job holds the only GPU for ten minutes; the next goes to the
+    // account that used less (first come, first served would run all of
+    // alice's first).
+    let want = [a[0], b[0], a[1], b[1], a[2], b[2]];
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        let plan = tokio::time::timeout(secs(5), node.next_job())
+            .await
+            .expect("a job is dispatched when the GPU frees");
+        got.push(plan.job_id);
+        let mut job = node.attach(plan.job_id).await;
+        job.started().await;
+        wait_state(&h, plan.job_id, JobState::Running).await;
+        tokio::time::sleep(secs(600)).await;
+        job.exit(0).await;
+        wait_state(&h, plan.job_id, JobState::Exited).await;
+    }
+    assert_eq!(got, want, "alice {a:?}, bob {b:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_over_a_weekly_budget_is_refused_with_the_reset_time() {
+    let h = Harness::with_toml(quota(
+        "[quotas.users.\"user:alice\"]\ngpu_hours_per_week = 0.1",
+    ))
+    .await;
+    let mut node = h.node("worker-gpu-01", 1).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    let first = submit(&alice, vec![]).await;
+    let mut job = start_job(&h, &mut node, first).await;
+    // Six GPU-minutes: the whole budget.
+    tokio::time::sleep(secs(360)).await;
+    job.exit(0).await;
+    let ran = wait_state(&h, first, JobState::Exited).await;
+    let started = ran.started_at.expect("it started");
+    let why = refused(&alice, vec![]).await;
+    assert!(
+        why.contains("quotas.users.\"user:alice\".gpu_hours_per_week"),
+        "{why}"
+    );
+    // There is room once the first second of the run leaves the window.
+    let resets = proto::clock::Utc::from_unix(started + crate::fair::WEEK + 1).to_string();
+    assert!(why.contains(&resets), "no {resets} in: {why}");
+    // Bob has no budget of his own.
+    let theirs = submit(&bob, vec![]).await;
+    start_job(&h, &mut node, theirs).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_project_admits_its_members_only() {
+    let h = Harness::with_toml(quota("[projects.vision]\nmembers = [\"user:alice\"]")).await;
+    let mut node = h.node("worker-gpu-01", 1).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    let vision = || vec![JobOption::Project("vision".into())];
+    let why = refused(&bob, vision()).await;
+    assert!(
+        why.contains("user:bob is not a member of project vision"),
+        "{why}"
+    );
+    let why = refused(&alice, vec![JobOption::Project("nlp".into())]).await;
+    assert!(why.contains("there is no project \"nlp\""), "{why}");
+    let id = submit(
+        &alice,
+        vec![
+            JobOption::Project("vision".into()),
+            JobOption::Priority(99),
+            JobOption::Preemptible,
+        ],
+    )
+    .await;
+    let row = stored(&h, id).await;
+    assert_eq!(row.requester, "user:alice");
+    assert_eq!(row.project.as_deref(), Some("vision"));
+    assert_eq!(row.priority, 10, "capped by fair_share.max_priority");
+    assert!(row.preemptible);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_applies_to_waiting_jobs_and_a_bad_one_keeps_the_old() {
+    let h = Harness::with_toml(quota("[quotas.default]\ngpus = 1")).await;
+    let mut node = h.node("worker-gpu-01", 2).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let first = submit(&alice, vec![]).await;
+    let _held = start_job(&h, &mut node, first).await;
+    // A free GPU, but alice's quota is full: her second job waits.
+    let second = submit(&alice, vec![]).await;
+    tokio::time::sleep(secs(30)).await;
+    assert_eq!(h.job(second).await.state, JobState::Queued.as_str());
+    // A bad value is refused with its key; the old quota stays.
+    let bad = h.reconfigure(|t| {
+        set(
+            t,
+            "[quotas.default]\ngpus = 1",
+            "[quotas.default]\ngpus = -2",
+        )
+    });
+    let why = bad.expect_err("a negative quota is refused");
+    assert!(why.contains("quotas.default.gpus: -2 is negative"), "{why}");
+    assert_eq!(h.shared.config().fair.default_quota.gpus, Some(1));
+    tokio::time::sleep(secs(30)).await;
+    assert_eq!(h.job(second).await.state, JobState::Queued.as_str());
+    // Raised: the waiting job starts.
+    // (The bad edit is still in the file; the fix replaces it.)
+    h.reconfigure(|t| {
+        set(
+            t,
+            "[quotas.default]\ngpus = -2",
+            "[quotas.default]\ngpus = 2",
+        )
+    })
+    .unwrap();
+    let plan = tokio::time::timeout(secs(5), node.next_job())
+        .await
+        .expect("the waiting job starts after the reload");
+    assert_eq!(plan.job_id, second);
+}

@@ -1,0 +1,347 @@
+//! The fair share at the gateway's edge (issue 24): reads the store, the
+//! live table and the clock, and asks the pure decisions in
+//! [`crate::fair`] whether a job may start now, must wait, or is refused.
+//!
+//! A job's *turn* is taken under the route lock, so two jobs never both
+//! get the last GPU of a quota. A job that could route yields when a job
+//! ahead of it in the fair-share order (least decayed usage of its
+//! account, then priority, then age) could start now on the same
+//! snapshot: that job's own waiter takes the capacity when it is woken.
+
+use std::collections::{BTreeMap, HashSet};
+
+use proto::{ApiError, ErrorCode};
+
+use super::options::Options;
+use super::{Resolved, err, requeued, route_in};
+use crate::config::Config;
+use crate::fair::{self, Charge, Held, Refusal, Span, Waiting};
+use crate::routing::{NodeView, RouteError};
+use crate::shared::Shared;
+use crate::store::{JobRow, JobState, UsageRow};
+
+/// What a job is charged to and how it waits, checked at submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Account {
+    /// Requester and project.
+    pub charge: Charge,
+    /// Its priority, capped by `fair_share.max_priority`.
+    pub priority: i32,
+    /// `--preemptible`.
+    pub preemptible: bool,
+}
+
+/// Checks a submission's project and caps its priority: an unknown
+/// project, or one its requester is not a member of, is refused.
+pub(super) fn account(cfg: &Config, requester: &str, o: &Options) -> Result<Account, ApiError> {
+    if let Some(p) = &o.project {
+        match cfg.fair.is_member(p, requester) {
+            None => {
+                let known: Vec<&str> = cfg.fair.projects.keys().map(String::as_str).collect();
+                return Err(err(
+                    ErrorCode::NotFound,
+                    format!(
+                        "there is no project {p:?} (projects: {}); ask an admin to add [projects.{p}] to gateway.toml",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            Some(false) => {
+                return Err(err(
+                    ErrorCode::PermissionDenied,
+                    format!(
+                        "{requester} is not a member of project {p}; ask an admin to add them to \
+                         [projects.{p}] members in gateway.toml, or run without --project"
+                    ),
+                ));
+            }
+            Some(true) => {}
+        }
+    }
+    Ok(Account {
+        charge: Charge {
+            requester: requester.to_string(),
+            project: o.project.clone(),
+        },
+        priority: fair::cap_priority(o.priority, cfg.fair.max_priority),
+        preemptible: o.preemptible,
+    })
+}
+
+/// A job asking for its turn.
+#[derive(Debug, Clone)]
+pub(super) struct Candidate<'a> {
+    /// Its id; 0 for a job not stored yet (at submit).
+    pub id: u64,
+    /// What it is charged to.
+    pub charge: &'a Charge,
+    /// Its capped priority.
+    pub priority: i32,
+    /// When it was submitted.
+    pub created_at: u64,
+    /// What it asks for.
+    pub resolved: &'a Resolved,
+}
+
+/// Why a job does not start now.
+#[derive(Debug)]
+pub(super) enum NotNow {
+    /// Routing's answer, or a wait for a quota or for a job ahead in the
+    /// fair-share order (`RouteError::Busy`).
+    Route(RouteError),
+    /// Refused outright (at submit): a quota it can never fit, a spent
+    /// budget, a full queue quota.
+    Refuse(ApiError),
+}
+
+/// Everything the turn reads, once, under the route lock.
+struct Snapshot {
+    /// Jobs not ended.
+    unfinished: Vec<JobRow>,
+    /// Ids of jobs holding capacity (dispatched, or routed and reserved).
+    holding: HashSet<u64>,
+    /// GPU use since the fair share's horizon.
+    usage: Vec<UsageRow>,
+    /// Node views for routing.
+    views: Vec<NodeView>,
+    now: u64,
+}
+
+/// How far back decayed usage is read: after eight half-lives a second
+/// counts less than 0.4 %.
+fn horizon(cfg: &Config, now: u64) -> u64 {
+    now.saturating_sub((cfg.fair.half_life.as_secs() * 8).max(fair::WEEK))
+}
+
+fn snapshot(shared: &Shared, cfg: &Config) -> Result<Snapshot, ApiError> {
+    let now = shared.clock.unix();
+    let since = horizon(cfg, now);
+    let (unfinished, usage) = shared
+        .store
+        .tx(|tx| Ok::<_, ApiError>((tx.unfinished_jobs()?, tx.usage_rows(since)?)))?;
+    let holding = shared.jobs.holding();
+    let views = super::node_views(shared)?;
+    Ok(Snapshot {
+        unfinished,
+        holding,
+        usage,
+        views,
+        now,
+    })
+}
+
+impl Snapshot {
+    fn spans(&self, keep: impl Fn(&UsageRow) -> bool) -> Vec<Span> {
+        self.usage
+            .iter()
+            .filter(|u| keep(u))
+            .map(|u| Span {
+                start: u.started_at,
+                end: u.finished_at.unwrap_or(self.now),
+                gpus: u.gpus,
+            })
+            .collect()
+    }
+
+    /// Decayed usage per fair-share account.
+    fn decayed(&self, half_life: u64) -> BTreeMap<String, f64> {
+        let mut by: BTreeMap<String, Vec<Span>> = BTreeMap::new();
+        for u in &self.usage {
+            let charge = Charge {
+                requester: u.requester.clone(),
+                project: u.project.clone(),
+            };
+            by.entry(charge.account()).or_default().push(Span {
+                start: u.started_at,
+                end: u.finished_at.unwrap_or(self.now),
+                gpus: u.gpus,
+            });
+        }
+        by.into_iter()
+            .map(|(a, s)| (a, fair::decayed(&s, self.now, half_life)))
+            .collect()
+    }
+
+    fn held(&self, keep: impl Fn(&JobRow) -> bool) -> Held {
+        let mut h = Held::default();
+        for r in self
+            .unfinished
+            .iter()
+            .filter(|r| self.holding.contains(&r.id) && keep(r))
+        {
+            h.gpus += r.plan.gpus;
+            h.jobs += 1;
+        }
+        h
+    }
+
+    /// Jobs waiting for capacity (fan-out members wait in their driver).
+    fn waiting(&self) -> impl Iterator<Item = &JobRow> {
+        self.unfinished.iter().filter(|r| {
+            r.state == JobState::Queued && r.fanout.is_none() && !self.holding.contains(&r.id)
+        })
+    }
+
+    /// The quotas of `charge` for a job of `gpus` GPUs: the first refusal
+    /// that can never pass, else a spent budget, else a wait.
+    fn quotas(&self, cfg: &Config, charge: &Charge, gpus: u32) -> Result<(), Refusal> {
+        let mut found = Vec::new();
+        let (ukey, uq) = cfg.fair.user_quota(&charge.requester);
+        let uspans = self.spans(|u| u.requester == charge.requester);
+        let uheld = self.held(|r| r.requester == charge.requester);
+        found.push(fair::check_quota(&ukey, uq, uheld, gpus, &uspans, self.now));
+        if let Some(p) = &charge.project
+            && let Some((pkey, pq)) = cfg.fair.project_quota(p)
+        {
+            let pspans = self.spans(|u| u.project.as_deref() == Some(p));
+            let pheld = self.held(|r| r.project.as_deref() == Some(p));
+            found.push(fair::check_quota(&pkey, pq, pheld, gpus, &pspans, self.now));
+        }
+        let rank = |r: &Refusal| match r {
+            Refusal::Never(_) => 0,
+            Refusal::Budget { .. } => 1,
+            Refusal::Wait(_) => 2,
+        };
+        match found.into_iter().filter_map(Result::err).min_by_key(rank) {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One job's turn: the node it may start on now, or why not. `at_submit`
+/// refuses a spent budget (a queued job waits for it to reset instead)
+/// and applies the queued-jobs quota.
+pub(super) fn turn(
+    shared: &Shared,
+    cfg: &Config,
+    cand: &Candidate<'_>,
+    at_submit: bool,
+    queues: bool,
+) -> Result<String, NotNow> {
+    let s = snapshot(shared, cfg).map_err(NotNow::Refuse)?;
+    let gpus = cand.resolved.gpus;
+    let quota = s.quotas(cfg, cand.charge, gpus);
+    let refuse = |m: String| NotNow::Refuse(err(ErrorCode::FailedPrecondition, m));
+    match &quota {
+        Err(Refusal::Never(m)) => {
+            return Err(refuse(format!(
+                "refused by quota: {m}; ask for fewer, or ask an admin to raise it in gateway.toml"
+            )));
+        }
+        Err(Refusal::Budget { what, resets_at }) if at_submit => {
+            return Err(refuse(format!(
+                "refused: over budget ({what}); there is room again at {}",
+                proto::clock::Utc::from_unix(*resets_at)
+            )));
+        }
+        _ => {}
+    }
+    let routed = route_in(&s.views, cand.resolved);
+    let waits = match (&routed, quota) {
+        (Err(_), _) => None,
+        (Ok(_), Err(Refusal::Wait(m))) => Some(format!("waiting for quota: {m}")),
+        (Ok(_), Err(Refusal::Budget { what, resets_at })) => Some(format!(
+            "over budget ({what}) until {}",
+            proto::clock::Utc::from_unix(resets_at)
+        )),
+        (Ok(_), _) => ahead(cfg, &s, cand),
+    };
+    let result = match (routed, waits) {
+        (Ok(node), None) => Ok(node),
+        (Ok(_), Some(m)) => Err(NotNow::Route(RouteError::Busy(m))),
+        (Err(e), _) => Err(NotNow::Route(e)),
+    };
+    if at_submit
+        && queues
+        && matches!(&result, Err(NotNow::Route(e)) if e.is_busy())
+        && let Some(m) = queue_full(cfg, &s, cand.charge)
+    {
+        return Err(refuse(m));
+    }
+    result
+}
+
+/// The job ahead of `cand` in the fair-share order that could start now,
+/// as a reason to wait; `None` when `cand` is first among those.
+fn ahead(cfg: &Config, s: &Snapshot, cand: &Candidate<'_>) -> Option<String> {
+    let usage = s.decayed(cfg.fair.half_life.as_secs());
+    let mut order: Vec<Waiting> = s
+        .waiting()
+        .filter(|r| r.id != cand.id)
+        .map(|r| waiting_of(r))
+        .collect();
+    let me = Waiting {
+        id: if cand.id == 0 { u64::MAX } else { cand.id },
+        account: cand.charge.account(),
+        priority: cand.priority,
+        created_at: cand.created_at,
+    };
+    order.push(me.clone());
+    fair::order(&mut order, &usage);
+    let rows: BTreeMap<u64, &JobRow> = s.waiting().map(|r| (r.id, r)).collect();
+    for w in order.iter().take_while(|w| **w != me) {
+        let Some(row) = rows.get(&w.id) else { continue };
+        let charge = charge_of(row);
+        if s.quotas(cfg, &charge, row.plan.gpus).is_ok()
+            && route_in(&s.views, &requeued(row)).is_ok()
+        {
+            return Some(format!(
+                "job {} of {} is ahead in the fair-share order",
+                row.id,
+                charge.account()
+            ));
+        }
+    }
+    None
+}
+
+/// The queued-jobs quota of `charge`, when it is full.
+fn queue_full(cfg: &Config, s: &Snapshot, charge: &Charge) -> Option<String> {
+    let (ukey, uq) = cfg.fair.user_quota(&charge.requester);
+    let mut checks = vec![(
+        ukey,
+        uq.queued,
+        s.waiting()
+            .filter(|r| r.requester == charge.requester)
+            .count(),
+    )];
+    if let Some(p) = &charge.project
+        && let Some((pkey, pq)) = cfg.fair.project_quota(p)
+    {
+        let n = s
+            .waiting()
+            .filter(|r| r.project.as_deref() == Some(p))
+            .count();
+        checks.push((pkey, pq.queued, n));
+    }
+    checks.into_iter().find_map(|(key, max, n)| {
+        let max = max?;
+        (n >= max as usize).then(|| {
+            format!(
+                "refused by quota: {key}.queued: {n} of {max} jobs already waiting; \
+                 wait for some to start, or cancel some"
+            )
+        })
+    })
+}
+
+pub(super) fn charge_of(row: &JobRow) -> Charge {
+    Charge {
+        requester: row.requester.clone(),
+        project: row.project.clone(),
+    }
+}
+
+fn waiting_of(row: &JobRow) -> Waiting {
+    Waiting {
+        id: row.id,
+        account: charge_of(row).account(),
+        priority: row.priority,
+        created_at: row.created_at,
+    }
+}
