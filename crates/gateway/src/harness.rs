@@ -629,6 +629,17 @@ impl FakeJob {
         mesh::write_frame(&mut self.send, &f).await.unwrap();
     }
 
+    /// The process ended after a cancel (SIGTERM), as the node reports it.
+    pub async fn exit_cancelled(&mut self) {
+        let f = JobFrame::Exit {
+            code: 143,
+            timed_out: false,
+            cancelled: true,
+            killed: 0,
+        };
+        mesh::write_frame(&mut self.send, &f).await.unwrap();
+    }
+
     /// The next control message on the job's stream (`Ack`, `Cancel`,
     /// `Done`); `None` when the gateway ended the stream.
     pub async fn next_ctl(&mut self) -> Option<JobCtl> {

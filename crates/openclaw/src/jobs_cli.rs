@@ -87,6 +87,21 @@ pub struct RunArgs {
     /// How long --queue waits.
     #[arg(long, default_value = "10m")]
     queue_timeout: String,
+    /// Charge the job to this project (`[projects.NAME]` in gateway.toml;
+    /// you must be one of its members). Without it, only to you.
+    #[arg(long, value_name = "NAME")]
+    project: Option<String>,
+    /// Priority among the waiting jobs of your account (higher first),
+    /// capped by the gateway's fair_share.max_priority. The account that
+    /// used least still goes first.
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    priority: Option<i32>,
+    /// The job may be stopped (SIGTERM, then SIGKILL after the grace
+    /// period) for a waiting job of an account under its fair share, and
+    /// is then queued again as a new attempt (a new job id; the stopped
+    /// attempt's output stays with it).
+    #[arg(long)]
+    preemptible: bool,
     /// The command and its arguments: what follows `--`, or everything
     /// from the first word that is not an option of `run` (as ssh: `run
     /// --node n ls -la` runs `ls -la`). Options before it are run's own;
@@ -300,11 +315,20 @@ async fn warn_if_no_gpu(client: &Client, info: &JobInfo, asked: Option<u32>) {
     }
 }
 
-/// The options `openclaw run` sends with its job ([`JobOption`]): none
-/// yet; each flag that needs the gateway to act (`--artifact`, `--project`)
-/// adds its own.
-fn job_options(_args: &RunArgs) -> Vec<JobOption> {
-    Vec::new()
+/// The options `openclaw run` sends with its job ([`JobOption`]): each
+/// flag that needs the gateway to act adds its own.
+fn job_options(args: &RunArgs) -> Vec<JobOption> {
+    let mut out = Vec::new();
+    if let Some(p) = &args.project {
+        out.push(JobOption::Project(p.clone()));
+    }
+    if let Some(n) = args.priority {
+        out.push(JobOption::Priority(n));
+    }
+    if args.preemptible {
+        out.push(JobOption::Preemptible);
+    }
+    out
 }
 
 /// `openclaw run`.

@@ -184,3 +184,55 @@ async fn a_reload_applies_to_waiting_jobs_and_a_bad_one_keeps_the_old() {
         .expect("the waiting job starts after the reload");
     assert_eq!(plan.job_id, second);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_preemptible_job_is_stopped_for_an_under_share_account_and_queued_again() {
+    let h = Harness::start().await;
+    let mut node = h.node("worker-gpu-01", 1).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    let first = submit(&alice, vec![JobOption::Preemptible]).await;
+    let mut running = start_job(&h, &mut node, first).await;
+    // Alice has held the only GPU for an hour when bob's job comes.
+    tokio::time::sleep(secs(3600)).await;
+    let waiting = submit(&bob, vec![]).await;
+    // Alice's job is told to stop (SIGTERM, SIGKILL after kill_grace).
+    let told = tokio::time::timeout(secs(5), async {
+        loop {
+            match running.next_ctl().await {
+                Some(proto::JobCtl::Cancel { grace_secs }) => return grace_secs,
+                Some(_) => continue,
+                None => panic!("the job stream ended without a cancel"),
+            }
+        }
+    })
+    .await
+    .expect("the preemptible job is cancelled for bob's");
+    assert_eq!(told, 10, "limits.kill_grace");
+    running.exit_cancelled().await;
+    let stopped = wait_state(&h, first, JobState::Cancelled).await;
+    let reason = stopped.reason.unwrap_or_default();
+    assert!(
+        reason.contains(&format!("preempted for job {waiting} of user:bob")),
+        "{reason}"
+    );
+    // Bob's job takes the GPU; alice's is queued again as a new attempt.
+    let plan = tokio::time::timeout(secs(5), node.next_job())
+        .await
+        .expect("bob's job starts");
+    assert_eq!(plan.job_id, waiting);
+    let again = frozen(crate::shared::off_runtime(&h.shared, move |s| {
+        s.store.tx(|tx| tx.unfinished_jobs())
+    }))
+    .await
+    .unwrap()
+    .unwrap()
+    .into_iter()
+    .find(|r| r.requeued_from == Some(first))
+    .expect("a new attempt of the preempted job");
+    assert_eq!(again.state, JobState::Queued);
+    assert_eq!(again.requester, "user:alice");
+    assert!(again.preemptible);
+    assert_eq!(again.plan.argv, ["sleep", "1000"]);
+}

@@ -35,6 +35,7 @@ pub(super) fn finish_live(shared: &Shared, id: u64, state: JobState) {
             .metrics
             .job_output(p.stdout + p.stderr, started.elapsed());
     }
+    shared.jobs.clear_preempted(id);
     shared.jobs.capacity.notify_waiters();
 }
 

@@ -155,6 +155,10 @@ pub struct Jobs {
     routing: Mutex<()>,
     /// Signalled whenever capacity may have freed up.
     pub capacity: Notify,
+    /// Jobs being stopped for the fair share: each victim and the waiting
+    /// job it makes room for. One at a time (a victim takes up to
+    /// `kill_grace` to go).
+    preempted: Mutex<HashMap<u64, u64>>,
 }
 
 impl Jobs {
@@ -186,6 +190,33 @@ impl Jobs {
                 .map(|(id, _)| *id)
                 .collect()
         })
+    }
+
+    fn preempted_map<T>(&self, f: impl FnOnce(&mut HashMap<u64, u64>) -> T) -> T {
+        match self.preempted.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Whether a preemption is under way.
+    pub(super) fn preempting(&self) -> bool {
+        self.preempted_map(|m| !m.is_empty())
+    }
+
+    /// Records that `victim` is being stopped for job `waiting`.
+    pub(super) fn mark_preempted(&self, victim: u64, waiting: u64) {
+        self.preempted_map(|m| m.insert(victim, waiting));
+    }
+
+    /// The job `victim` is being stopped for, if it is.
+    pub(super) fn preempted_for(&self, victim: u64) -> Option<u64> {
+        self.preempted_map(|m| m.get(&victim).copied())
+    }
+
+    /// Forgets a preemption (its victim ended).
+    pub(super) fn clear_preempted(&self, victim: u64) {
+        self.preempted_map(|m| m.remove(&victim));
     }
 
     /// Serialises routing decisions with the capacity they reserve.

@@ -242,6 +242,9 @@ pub(super) fn turn(
         _ => {}
     }
     let routed = route_in(&s.views, cand.resolved);
+    if !at_submit && matches!(&routed, Err(e) if e.is_busy()) && quota.is_ok() {
+        preempt(shared, cfg, &s, cand);
+    }
     let waits = match (&routed, quota) {
         (Err(_), _) => None,
         (Ok(_), Err(Refusal::Wait(m))) => Some(format!("waiting for quota: {m}")),
@@ -273,7 +276,7 @@ fn ahead(cfg: &Config, s: &Snapshot, cand: &Candidate<'_>) -> Option<String> {
     let mut order: Vec<Waiting> = s
         .waiting()
         .filter(|r| r.id != cand.id)
-        .map(|r| waiting_of(r))
+        .map(waiting_of)
         .collect();
     let me = Waiting {
         id: if cand.id == 0 { u64::MAX } else { cand.id },
@@ -298,6 +301,86 @@ fn ahead(cfg: &Config, s: &Snapshot, cand: &Candidate<'_>) -> Option<String> {
         }
     }
     None
+}
+
+/// Stops a preemptible job for `cand`, a waiting job that no node has
+/// room for, when `cand` is first in the fair-share order and its account
+/// is under its fair share ([`fair::victim`]). One preemption at a time:
+/// the victim gets SIGTERM, then SIGKILL after `kill_grace` (the cancel
+/// path), and is queued again when its end is recorded
+/// (`submit::requeue`).
+fn preempt(shared: &Shared, cfg: &Config, s: &Snapshot, cand: &Candidate<'_>) {
+    if cand.resolved.gpus == 0 || shared.jobs.preempting() {
+        return;
+    }
+    let usage = s.decayed(cfg.fair.half_life.as_secs());
+    let me = Waiting {
+        id: cand.id,
+        account: cand.charge.account(),
+        priority: cand.priority,
+        created_at: cand.created_at,
+    };
+    let mut order: Vec<Waiting> = s
+        .waiting()
+        .filter(|r| r.id != cand.id)
+        .map(waiting_of)
+        .collect();
+    order.push(me.clone());
+    fair::order(&mut order, &usage);
+    if order.first() != Some(&me) {
+        return;
+    }
+    let running: Vec<fair::Running> = s
+        .unfinished
+        .iter()
+        .filter(|r| r.state == JobState::Running && s.holding.contains(&r.id))
+        .map(|r| fair::Running {
+            id: r.id,
+            account: charge_of(r).account(),
+            node: r.node.clone(),
+            gpus: r.plan.gpus,
+            preemptible: r.preemptible,
+            started: r.started_at.unwrap_or(r.created_at),
+        })
+        .collect();
+    let mut active: Vec<String> = running
+        .iter()
+        .map(|r| r.account.clone())
+        .chain(order.iter().map(|w| w.account.clone()))
+        .collect();
+    active.sort();
+    active.dedup();
+    let fits = |node: &str| match (&cand.resolved.node, &cand.resolved.role) {
+        (Some(n), _) => n == node,
+        (None, Some(role)) => s.views.iter().any(|v| {
+            v.name == node && (v.labels.contains(role) || (role == "gpu" && v.gpus_total > 0))
+        }),
+        (None, None) => false,
+    };
+    let Some(victim) = fair::victim(
+        &me.account,
+        cand.resolved.gpus,
+        fits,
+        &running,
+        &active,
+        &usage,
+    ) else {
+        return;
+    };
+    shared.jobs.mark_preempted(victim, cand.id);
+    let who = format!(
+        "the fair-share queue: preempted for job {} of {}",
+        cand.id, me.account
+    );
+    tracing::info!(
+        job = victim,
+        for_job = cand.id,
+        "preempting a job for the fair share"
+    );
+    if let Err(e) = super::lifecycle::cancel_job(shared, victim, &who) {
+        shared.jobs.clear_preempted(victim);
+        tracing::info!(job = victim, error = %e.message, "could not preempt");
+    }
 }
 
 /// The queued-jobs quota of `charge`, when it is full.

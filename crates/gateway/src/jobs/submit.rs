@@ -371,6 +371,63 @@ pub(super) fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: boo
     }
 }
 
+/// Queues a preempted job again as a new attempt: a new job with the same
+/// plan, requester, project, priority and queue window, `requeued_from`
+/// the stopped one. The stopped attempt keeps its output, logs and end
+/// (`cancelled`, by the fair-share queue); the new attempt starts with
+/// empty logs. A failure is logged: the stopped job's end stands.
+pub(super) fn requeue(shared: &Arc<Shared>, old: &JobRow) {
+    let now = shared.clock.unix();
+    let window = old
+        .queue_until
+        .map_or(86_400, |t| t.saturating_sub(old.created_at).max(60));
+    let mut r = requeued(old);
+    // A job routed by role may run anywhere its role allows next time.
+    if r.role.is_some() {
+        r.node = None;
+    }
+    let mut row = JobRow::fresh(
+        JobState::Queued,
+        String::new(),
+        old.role.clone(),
+        old.named_job.clone(),
+        plan_for(shared, 0, r.node.as_deref().unwrap_or(""), &r),
+        old.requester.clone(),
+        old.via.clone(),
+        now,
+    );
+    row.queue_until = Some(now + window);
+    row.secret_env = old.secret_env.clone();
+    row.project = old.project.clone();
+    row.priority = old.priority;
+    row.preemptible = old.preemptible;
+    row.requeued_from = Some(old.id);
+    let created = shared.store.tx(|tx| {
+        let id = tx.insert_job(&row)?;
+        tx.audit(
+            now,
+            "gateway",
+            "job.requeue",
+            &id.to_string(),
+            &format!("attempt after job {} was preempted", old.id),
+        )?;
+        let chat = tx.client(&old.via)?.is_some_and(|c| c.role == Role::Bot);
+        Ok::<_, ApiError>((id, chat))
+    });
+    match created {
+        Ok((id, chat)) => {
+            shared
+                .jobs
+                .insert(id, "", r.gpus, JobState::Queued, false, shared.clock.now());
+            tracing::info!(job = id, was = old.id, "preempted job queued again");
+            tokio::spawn(wait_in_queue(shared.clone(), id, r, chat));
+        }
+        Err(e) => {
+            tracing::error!(job = old.id, error = %e.message, "could not queue a preempted job again")
+        }
+    }
+}
+
 pub(super) async fn expire_approval(shared: Arc<Shared>, id: u64, at: u64) {
     let wait = at.saturating_sub(shared.clock.unix());
     tokio::time::sleep(Duration::from_secs(wait)).await;
