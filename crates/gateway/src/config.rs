@@ -539,6 +539,34 @@ env_secret = ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*_KEY", "*PASSWD*"]
 # approvers = ["admin", "slack:T0123ABCD/U024BE7LH"]
 # allow_self_approval = false
 
+# Fair shares of the GPUs. When capacity frees, the next waiting job is the
+# one whose account (its project, else its requester) used the fewest
+# GPU-hours, each hour counting half as much every half_life; then the
+# highest --priority (capped at max_priority either way); then the oldest.
+# [fair_share]
+# half_life = "7d"
+# max_priority = 10
+#
+# Projects a job may be charged to (`openclaw run --project vision`, or
+# "for project vision" in chat); only members may. Members are written as
+# policy names people: user:NAME, slack:TEAM/USER, or an admin's name.
+# [projects.vision]
+# members = ["user:alice", "slack:T0123ABCD/U024BE7LH"]
+#
+# Quotas: GPUs and jobs at once, jobs waiting, GPU-hours over any 7 days.
+# A job over gpus or jobs waits (with --queue); one that could never fit,
+# or over its weekly budget, is refused. [quotas.default] applies to every
+# user without an entry of their own; a project's applies to its jobs too.
+# [quotas.default]
+# gpus = 2
+# jobs = 4
+# queued = 50
+# gpu_hours_per_week = 100
+# [quotas.users."user:alice"]
+# gpus = 4
+# [quotas.projects.vision]
+# gpu_hours_per_week = 500
+
 [limits]
 # Stored output per job and stream; past it the log is cut with a marker (the job keeps running).
 output_cap_bytes = 1073741824

@@ -15,6 +15,7 @@
 //!   `[fair_share] max_priority`), then the oldest.
 
 pub mod config;
+pub mod usage;
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

@@ -446,7 +446,10 @@ fn prune_once(shared: &Shared) {
     let now = shared.clock.unix();
     let r = &cfg.retention;
     let pruned = shared.store.tx(|tx| {
-        let jobs = tx.prune_jobs(now.saturating_sub(r.jobs.as_secs()))?;
+        let cutoff = now.saturating_sub(r.jobs.as_secs());
+        // Usage outlives the jobs: rolled up per day before they go.
+        tx.roll_up_usage(cutoff)?;
+        let jobs = tx.prune_jobs(cutoff)?;
         tx.prune_fanouts()?;
         let audit = tx.prune_audit(now.saturating_sub(r.audit.as_secs()))?;
         // Idempotency keys are kept a day: longer than any chat retry.

@@ -43,6 +43,7 @@ pub mod redact;
 pub mod size;
 pub mod state;
 pub mod telemetry;
+pub mod usage;
 
 pub use fanout::{Batch, FanEvent, FanInfo, FanMember, FanOutSpec};
 pub use frame::{FrameError, MAX_FRAME_LEN};
@@ -51,6 +52,7 @@ pub use job::*;
 pub use msg::*;
 pub use state::{FanState, JobState, NodeState};
 pub use telemetry::*;
+pub use usage::*;
 
 /// ALPN for enrollment: server-only TLS, token-authenticated.
 pub const ALPN_ENROLL: &[u8] = b"openclaw-enroll/1";

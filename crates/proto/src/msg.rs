@@ -450,6 +450,22 @@ pub enum Request {
     /// A job with options (protocol 3): as `JobSubmit`, `JobRun` or
     /// `JobRunInput` by its [`crate::Follow`], plus [`crate::JobOption`]s.
     JobRequest(crate::JobRequest),
+    /// GPU usage over a window, grouped (`openclaw usage`; reply `Usage`).
+    /// A lab member or a chat user sees only their own jobs.
+    Usage {
+        /// Seconds back from now (at most [`crate::MAX_USAGE_DAYS`] days).
+        since_secs: u64,
+        /// The grouping.
+        by: crate::UsageBy,
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
+    /// The waiting jobs in the order the fair-share queue serves them
+    /// (`openclaw job list --queued`, chat `queue`; reply `Queue`).
+    Queue {
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
 }
 
 /// A step of a CA rotation.
@@ -543,6 +559,8 @@ impl Request {
             Request::NodeRelease { .. } => "node.release",
             Request::JobGpus { .. } => "job.gpus",
             Request::GpuHealth { .. } => "node.gpu_health",
+            Request::Usage { .. } => "usage",
+            Request::Queue { .. } => "job.queue",
         }
     }
 
@@ -578,6 +596,8 @@ impl Request {
                 | Request::Time
                 | Request::Trust
                 | Request::NodeHistory { .. }
+                | Request::Usage { .. }
+                | Request::Queue { .. }
                 | Request::LabSummary => true,
                 // Chat never streams standard input to a job.
                 Request::JobRequest(r) => r.follow != crate::Follow::AttachedWithInput,
@@ -627,6 +647,8 @@ impl Request {
                 | Request::Trust
                 | Request::NodeHistory { .. }
                 | Request::JobRequest(_)
+                | Request::Usage { .. }
+                | Request::Queue { .. }
                 | Request::LabSummary => true,
                 Request::TokenCreate { .. }
                 | Request::TokenList
@@ -749,6 +771,10 @@ pub enum Response {
     /// each with its GPUs' health by index (empty for a node of protocol
     /// 2, whose GPUs count as healthy).
     GpuHealth(Vec<(String, Vec<crate::GpuHealth>)>),
+    /// Reply to [`Request::Usage`].
+    Usage(crate::UsageReport),
+    /// Reply to [`Request::Queue`].
+    Queue(crate::QueueReport),
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

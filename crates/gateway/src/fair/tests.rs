@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::config::Config;
 
 const H: u64 = 3600;
 const DAY: u64 = 86_400;
@@ -200,11 +199,21 @@ fn charges_go_to_the_project_when_there_is_one() {
     assert_eq!(c.account(), "user:alice");
 }
 
-fn parse(extra: &str) -> Result<Config, String> {
-    Config::parse(&format!(
-        "{}\n{extra}",
-        Config::template("gw", "127.0.0.1:7443", None)
-    ))
+/// The three sections as `Config::parse` hands them over.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sections {
+    #[serde(default)]
+    fair_share: config::RawFairShare,
+    #[serde(default)]
+    projects: BTreeMap<String, config::RawProject>,
+    #[serde(default)]
+    quotas: config::RawQuotas,
+}
+
+fn parse(text: &str) -> Result<FairConfig, String> {
+    let s: Sections = toml::from_str(text).map_err(|e| e.to_string())?;
+    config::parse(s.fair_share, s.projects, s.quotas)
 }
 
 #[test]
@@ -233,7 +242,7 @@ gpus = 8
 "#,
     )
     .unwrap();
-    let f = &cfg.fair;
+    let f = &cfg;
     assert_eq!(f.half_life.as_secs(), 3 * DAY);
     assert_eq!(f.max_priority, 5);
     assert_eq!(f.is_member("vision", "user:alice"), Some(true));
@@ -245,7 +254,7 @@ gpus = 8
     assert_eq!(q.gpu_hours_per_week, Some(12.5));
     assert_eq!(f.project_quota("vision").unwrap().1.gpus, Some(8));
     // Absent: no limits, a week's half-life.
-    let plain = parse("").unwrap().fair;
+    let plain = parse("").unwrap();
     assert_eq!(plain, FairConfig::default());
 }
 
@@ -288,5 +297,108 @@ fn bad_values_name_the_key_and_the_reason() {
             Ok(_) => panic!("accepted: {text}"),
             Err(e) => assert!(e.contains(want), "{text}: {e}"),
         }
+    }
+}
+
+mod usage {
+    use proto::UsageBy;
+
+    use crate::fair::usage::{Rolled, Used, days, lines, roll_up};
+
+    const DAY: u64 = 86_400;
+
+    fn used(
+        who: &str,
+        project: Option<&str>,
+        gpus: u32,
+        models: &[&str],
+        start: u64,
+        end: u64,
+    ) -> Used {
+        Used {
+            requester: who.into(),
+            project: project.map(String::from),
+            node: "gpu-1".into(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            gpus,
+            created_at: start - 60,
+            started_at: start,
+            end,
+        }
+    }
+
+    #[test]
+    fn lines_sum_gpus_times_seconds_inside_the_window() {
+        let t = 100 * DAY;
+        let jobs = [
+            used(
+                "user:alice",
+                Some("vision"),
+                2,
+                &["H100", "H100"],
+                t,
+                t + 3600,
+            ),
+            used("user:bob", None, 1, &[], t + 100, t + 200),
+            // Started before the window: only its part inside counts, and
+            // it is not counted as a job of the window.
+            used("user:bob", None, 1, &["A100"], t - 1000, t + 1000),
+        ];
+        let by_user = lines(&jobs, &[], UsageBy::User, t, t + DAY);
+        assert_eq!(by_user.len(), 2);
+        assert_eq!(
+            (by_user[0].key.as_str(), by_user[0].gpu_seconds),
+            ("user:alice", 7200)
+        );
+        assert_eq!(by_user[0].jobs, 1);
+        assert_eq!(by_user[0].wait_seconds, 60);
+        assert_eq!((by_user[1].gpu_seconds, by_user[1].jobs), (100 + 1000, 1));
+        let by_gpu = lines(&jobs, &[], UsageBy::Gpu, t, t + DAY);
+        let keys: Vec<(&str, u64)> = by_gpu
+            .iter()
+            .map(|l| (l.key.as_str(), l.gpu_seconds))
+            .collect();
+        assert_eq!(keys, [("H100", 7200), ("A100", 1000), ("unknown", 100)]);
+        let by_project = lines(&jobs, &[], UsageBy::Project, t, t + DAY);
+        assert_eq!(by_project[0].key, "vision");
+        assert_eq!(by_project[1].key, "-");
+    }
+
+    #[test]
+    fn days_split_a_run_at_midnight_and_roll_ups_count_whole() {
+        let t = 100 * DAY;
+        let jobs = [used("user:alice", None, 1, &[], t - 600, t + 300)];
+        let rolled = [Rolled {
+            day: t - 5 * DAY,
+            requester: "user:alice".into(),
+            project: String::new(),
+            node: "gpu-1".into(),
+            model: "unknown".into(),
+            gpu_seconds: 5000,
+            jobs: 2,
+            wait_seconds: 10,
+        }];
+        let d = days(&jobs, &rolled, UsageBy::User, t - 7 * DAY, t + 600);
+        let got: Vec<(u64, u64)> = d.iter().map(|d| (d.day, d.gpu_seconds)).collect();
+        assert_eq!(got, [(t - 5 * DAY, 5000), (t - DAY, 600), (t, 300)]);
+        let l = lines(&jobs, &rolled, UsageBy::User, t - 7 * DAY, t + 600);
+        assert_eq!((l[0].gpu_seconds, l[0].jobs), (5900, 3));
+    }
+
+    #[test]
+    fn a_roll_up_keeps_the_totals() {
+        let t = 100 * DAY;
+        let jobs = [
+            used("user:alice", None, 2, &["H100"], t, t + 100),
+            used("user:alice", None, 2, &["H100"], t + 10, t + 20),
+            used("user:bob", None, 0, &[], t, t + 50),
+        ];
+        let rolled = roll_up(&jobs);
+        let total: u64 = rolled.iter().map(|r| r.gpu_seconds).sum();
+        assert_eq!(total, 2 * 100 + 2 * 10);
+        assert_eq!(rolled.iter().map(|r| r.jobs).sum::<u64>(), 3);
+        let before = lines(&jobs, &[], UsageBy::User, t - DAY, t + DAY);
+        let after = lines(&[], &rolled, UsageBy::User, t - DAY, t + DAY);
+        assert_eq!(before, after);
     }
 }

@@ -236,3 +236,122 @@ async fn a_preemptible_job_is_stopped_for_an_under_share_account_and_queued_agai
     assert!(again.preemptible);
     assert_eq!(again.plan.argv, ["sleep", "1000"]);
 }
+
+async fn usage_of(peer: &FakePeer, by: proto::UsageBy) -> proto::UsageReport {
+    match peer
+        .call(proto::Request::Usage {
+            since_secs: 7 * 86_400,
+            by,
+            on_behalf_of: None,
+        })
+        .await
+    {
+        Response::Usage(r) => r,
+        other => panic!("usage: {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn usage_totals_are_gpus_times_duration_of_the_ended_jobs_and_outlive_them() {
+    let h = Harness::with_toml(|t| set(t, "jobs = \"90d\"", "jobs = \"1d\"")).await;
+    let mut node = h.node("worker-gpu-01", 2).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    let mut ended = Vec::new();
+    for (peer, gpus, run) in [(&alice, 2, 600), (&bob, 1, 90), (&alice, 1, 1234)] {
+        let spec = JobSpec {
+            gpus: Some(gpus),
+            ..gpu_job()
+        };
+        let id = match peer.submit_with(spec, vec![]).await {
+            Response::Job(info) => info.id,
+            other => panic!("{other:?}"),
+        };
+        let mut job = start_job(&h, &mut node, id).await;
+        tokio::time::sleep(secs(run)).await;
+        job.exit(0).await;
+        ended.push(wait_state(&h, id, JobState::Exited).await);
+    }
+    let want = |who: &str| -> u64 {
+        ended
+            .iter()
+            .filter(|j| j.requester == who)
+            .map(|j| (j.finished_at.unwrap() - j.started_at.unwrap()) * u64::from(j.gpus))
+            .sum()
+    };
+    assert_eq!(
+        want("user:alice"),
+        2 * 600 + 1234,
+        "the runs took their time"
+    );
+    let admin = h.admin().await;
+    let all = usage_of(&admin, proto::UsageBy::User).await;
+    let got = |r: &proto::UsageReport, who: &str| {
+        r.lines.iter().find(|l| l.key == who).map(|l| l.gpu_seconds)
+    };
+    assert_eq!(got(&all, "user:alice"), Some(want("user:alice")));
+    assert_eq!(got(&all, "user:bob"), Some(want("user:bob")));
+    assert_eq!(all.lines.iter().map(|l| l.jobs).sum::<u64>(), 3);
+    // A member sees only their own.
+    let own = usage_of(&bob, proto::UsageBy::User).await;
+    assert!(own.own_only);
+    assert_eq!(own.lines.len(), 1);
+    assert_eq!(got(&own, "user:bob"), Some(want("user:bob")));
+    // Past the jobs' retention the rows go, and the totals stay.
+    tokio::time::sleep(secs(2 * 86_400)).await;
+    frozen(crate::shared::off_runtime(&h.shared, |s| {
+        crate::prune_once(s)
+    }))
+    .await
+    .unwrap();
+    let gone = frozen(crate::shared::off_runtime(&h.shared, move |s| {
+        s.store.tx(|tx| tx.jobs(10, None))
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(gone.is_empty(), "the jobs were pruned: {gone:?}");
+    let later = usage_of(&admin, proto::UsageBy::User).await;
+    assert_eq!(got(&later, "user:alice"), Some(want("user:alice")));
+    assert_eq!(got(&later, "user:bob"), Some(want("user:bob")));
+}
+
+async fn queue(peer: &FakePeer) -> proto::QueueReport {
+    match peer
+        .call(proto::Request::Queue { on_behalf_of: None })
+        .await
+    {
+        Response::Queue(q) => q,
+        other => panic!("queue: {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_lists_waiting_jobs_in_fair_order_with_their_reasons() {
+    let h = Harness::start().await;
+    let mut node = h.node("worker-gpu-01", 1).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let bob = h.user("bob").await;
+    let first = submit(&alice, vec![]).await;
+    let _running = start_job(&h, &mut node, first).await;
+    tokio::time::sleep(secs(600)).await;
+    let a2 = submit(&alice, vec![]).await;
+    let a3 = submit(&alice, vec![]).await;
+    let b1 = submit(&bob, vec![]).await;
+    let admin = h.admin().await;
+    let all = queue(&admin).await;
+    let ids: Vec<u64> = all.entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [b1, a2, a3], "bob used less");
+    assert_eq!(all.total, 3);
+    assert!(
+        all.entries[0].reason.contains("waiting for capacity"),
+        "{:?}",
+        all.entries[0]
+    );
+    // Alice sees her own, at their places in the whole queue.
+    let hers = queue(&alice).await;
+    let mine: Vec<(u32, u64)> = hers.entries.iter().map(|e| (e.position, e.id)).collect();
+    assert_eq!(mine, [(2, a2), (3, a3)]);
+}

@@ -25,6 +25,7 @@ mod spec;
 mod submit;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 pub use followers::{FollowSink, follow};
 pub use ingest::node_job_stream;
@@ -35,9 +36,11 @@ use lifecycle::{
 };
 pub use lifecycle::{approve, cancel, deny, end_for_revoked, recover};
 pub use live::{Jobs, Progress, TailChunk};
+pub use share::queue;
 pub use spec::{Resolved, resolve, resolve_for};
 use submit::{check_key, expire_approval, repeat_of, requeued, wait_in_queue};
 pub use submit::{submit, submit_with};
+pub use usage::usage;
 
 use crate::config::Config;
 use crate::peer::Peer;

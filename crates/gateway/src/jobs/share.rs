@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::fair::{self, Charge, Held, Refusal, Span, Waiting};
 use crate::routing::{NodeView, RouteError};
 use crate::shared::Shared;
-use crate::store::{JobRow, JobState, UsageRow};
+use crate::store::{JobRow, JobState, UsedRow};
 
 /// What a job is charged to and how it waits, checked at submit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ struct Snapshot {
     /// Ids of jobs holding capacity (dispatched, or routed and reserved).
     holding: HashSet<u64>,
     /// GPU use since the fair share's horizon.
-    usage: Vec<UsageRow>,
+    usage: Vec<UsedRow>,
     /// Node views for routing.
     views: Vec<NodeView>,
     now: u64,
@@ -122,7 +122,7 @@ fn snapshot(shared: &Shared, cfg: &Config) -> Result<Snapshot, ApiError> {
     let since = horizon(cfg, now);
     let (unfinished, usage) = shared
         .store
-        .tx(|tx| Ok::<_, ApiError>((tx.unfinished_jobs()?, tx.usage_rows(since)?)))?;
+        .tx(|tx| Ok::<_, ApiError>((tx.unfinished_jobs()?, tx.usage_since(since, now)?)))?;
     let holding = shared.jobs.holding();
     let views = super::node_views(shared)?;
     Ok(Snapshot {
@@ -135,31 +135,24 @@ fn snapshot(shared: &Shared, cfg: &Config) -> Result<Snapshot, ApiError> {
 }
 
 impl Snapshot {
-    fn spans(&self, keep: impl Fn(&UsageRow) -> bool) -> Vec<Span> {
+    fn spans(&self, keep: impl Fn(&fair::usage::Used) -> bool) -> Vec<Span> {
         self.usage
             .iter()
+            .map(|r| &r.used)
             .filter(|u| keep(u))
-            .map(|u| Span {
-                start: u.started_at,
-                end: u.finished_at.unwrap_or(self.now),
-                gpus: u.gpus,
-            })
+            .map(span)
             .collect()
     }
 
     /// Decayed usage per fair-share account.
     fn decayed(&self, half_life: u64) -> BTreeMap<String, f64> {
         let mut by: BTreeMap<String, Vec<Span>> = BTreeMap::new();
-        for u in &self.usage {
+        for u in self.usage.iter().map(|r| &r.used) {
             let charge = Charge {
                 requester: u.requester.clone(),
                 project: u.project.clone(),
             };
-            by.entry(charge.account()).or_default().push(Span {
-                start: u.started_at,
-                end: u.finished_at.unwrap_or(self.now),
-                gpus: u.gpus,
-            });
+            by.entry(charge.account()).or_default().push(span(u));
         }
         by.into_iter()
             .map(|(a, s)| (a, fair::decayed(&s, self.now, half_life)))
@@ -383,6 +376,98 @@ fn preempt(shared: &Shared, cfg: &Config, s: &Snapshot, cand: &Candidate<'_>) {
     }
 }
 
+/// `Request::Queue`: the waiting jobs in the order the queue serves them,
+/// each with why it waits. A lab member or a chat user sees only their own
+/// jobs, with their positions in the whole queue.
+pub fn queue(
+    shared: &std::sync::Arc<Shared>,
+    peer: &crate::peer::Peer,
+    on_behalf_of: Option<&str>,
+) -> Result<proto::Response, ApiError> {
+    let who = super::identity(peer, on_behalf_of)?;
+    let own_only = peer.role != proto::Role::Admin;
+    let cfg = shared.config();
+    let s = snapshot(shared, &cfg)?;
+    let usage = s.decayed(cfg.fair.half_life.as_secs());
+    let rows: BTreeMap<u64, &JobRow> = s.waiting().map(|r| (r.id, r)).collect();
+    let mut order: Vec<Waiting> = rows.values().map(|r| waiting_of(r)).collect();
+    fair::order(&mut order, &usage);
+    // A rough start: the n-th job waits for the n-th running job to reach
+    // its timeout, when every running job has one.
+    let mut ends: Vec<u64> = Vec::new();
+    let mut bounded = true;
+    for r in s.unfinished.iter().filter(|r| s.holding.contains(&r.id)) {
+        match r.plan.timeout_secs {
+            Some(t) => ends.push(r.started_at.unwrap_or(s.now) + t),
+            None => bounded = false,
+        }
+    }
+    ends.sort_unstable();
+    let mut entries = Vec::new();
+    for (i, w) in order.iter().enumerate() {
+        let Some(row) = rows.get(&w.id) else { continue };
+        if own_only && row.requester != who {
+            continue;
+        }
+        if entries.len() >= proto::MAX_QUEUE_ROWS {
+            break;
+        }
+        entries.push(proto::QueueEntry {
+            position: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            id: row.id,
+            requester: row.requester.clone(),
+            project: row.project.clone(),
+            gpus: row.plan.gpus,
+            priority: row.priority,
+            created_at: row.created_at,
+            reason: reason(&cfg, &s, row),
+            estimated_start: if bounded {
+                ends.get(i).map(|t| (*t).max(s.now))
+            } else {
+                None
+            },
+        });
+    }
+    Ok(proto::Response::Queue(proto::QueueReport {
+        now: s.now,
+        entries,
+        total: u32::try_from(order.len()).unwrap_or(u32::MAX),
+    }))
+}
+
+/// Why a waiting job waits, as a sentence.
+fn reason(cfg: &Config, s: &Snapshot, row: &JobRow) -> String {
+    let charge = charge_of(row);
+    match s.quotas(cfg, &charge, row.plan.gpus) {
+        Err(Refusal::Wait(m)) => return format!("waiting for quota: {m}"),
+        Err(Refusal::Never(m)) => return format!("can never fit its quota: {m}"),
+        Err(Refusal::Budget { what, resets_at }) => {
+            return format!(
+                "over budget ({what}) until {}",
+                proto::clock::Utc::from_unix(resets_at)
+            );
+        }
+        Ok(()) => {}
+    }
+    let r = requeued(row);
+    match route_in(&s.views, &r) {
+        Err(RouteError::Busy(m)) => format!("waiting for capacity: {m}"),
+        Err(RouteError::Unknown(m) | RouteError::Unavailable(m) | RouteError::Never(m)) => {
+            format!("its target cannot take it now: {m}")
+        }
+        Ok(_) => {
+            let cand = Candidate {
+                id: row.id,
+                charge: &charge,
+                priority: row.priority,
+                created_at: row.created_at,
+                resolved: &r,
+            };
+            ahead(cfg, s, &cand).unwrap_or_else(|| "next: starting now".into())
+        }
+    }
+}
+
 /// The queued-jobs quota of `charge`, when it is full.
 fn queue_full(cfg: &Config, s: &Snapshot, charge: &Charge) -> Option<String> {
     let (ukey, uq) = cfg.fair.user_quota(&charge.requester);
@@ -411,6 +496,14 @@ fn queue_full(cfg: &Config, s: &Snapshot, charge: &Charge) -> Option<String> {
             )
         })
     })
+}
+
+fn span(u: &fair::usage::Used) -> Span {
+    Span {
+        start: u.started_at,
+        end: u.end,
+        gpus: u.gpus,
+    }
 }
 
 pub(super) fn charge_of(row: &JobRow) -> Charge {

@@ -72,27 +72,6 @@ pub struct JobRow {
     pub requeued_from: Option<u64>,
 }
 
-/// One job's GPU use, as usage and the fair share read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageRow {
-    /// Job id.
-    pub id: u64,
-    /// Who asked.
-    pub requester: String,
-    /// The project charged.
-    pub project: Option<String>,
-    /// Its node.
-    pub node: String,
-    /// GPUs it asked for.
-    pub gpus: u32,
-    /// Unix seconds it was submitted.
-    pub created_at: u64,
-    /// Unix seconds its process started.
-    pub started_at: u64,
-    /// Unix seconds it ended; `None` while it runs.
-    pub finished_at: Option<u64>,
-}
-
 /// A fan-out row; its members are jobs with `fanout` set.
 #[derive(Debug, Clone)]
 pub struct FanRow {
@@ -423,32 +402,6 @@ impl Tx<'_> {
             .collect()
     }
 
-    /// GPU use of jobs that started and had not ended by `since` (unix
-    /// seconds): running ones have no `finished_at`. For the fair share,
-    /// quotas and usage (issue 24).
-    pub fn usage_rows(&self, since: u64) -> Result<Vec<UsageRow>, StoreError> {
-        self.0
-            .query(
-                "SELECT id, requester, project, node, gpus, created_at, started_at, finished_at FROM jobs \
-                 WHERE started_at IS NOT NULL AND (finished_at IS NULL OR finished_at >= ?1) ORDER BY id",
-                params![i(since)],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(UsageRow {
-                    id: u(r.get(0)?),
-                    requester: r.get(1)?,
-                    project: r.get(2)?,
-                    node: r.get(3)?,
-                    gpus: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
-                    created_at: u(r.get(5)?),
-                    started_at: u(r.get(6)?),
-                    finished_at: r.get::<_, Option<i64>>(7)?.map(u),
-                })
-            })
-            .collect()
-    }
-
     /// Jobs not in a final state.
     pub fn unfinished_jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         self.job_rows(
@@ -586,7 +539,7 @@ fn encode_held(gpus: &[proto::HeldGpu]) -> String {
         .collect()
 }
 
-fn decode_held(text: &str) -> Vec<proto::HeldGpu> {
+pub(super) fn decode_held(text: &str) -> Vec<proto::HeldGpu> {
     text.lines()
         .filter_map(|l| {
             let mut f = l.splitn(3, '\t');
