@@ -146,6 +146,10 @@ pub enum Intent {
     Approve(u64),
     /// Deny a job, with an optional reason.
     Deny(u64, Option<String>),
+    /// The user's GPU usage over the last week.
+    Usage,
+    /// The user's waiting jobs, their places in the queue and a rough start.
+    Queue,
     /// Usage help.
     Help,
     /// The message cannot be routed; reply with this question.
@@ -262,6 +266,13 @@ pub fn parse(text: &str, ctx: &Context) -> Intent {
                 if let Some(p) = page(&lower[1..]) {
                     return Intent::Jobs(p);
                 }
+            }
+            "usage" | "queue" if lower.len() == 1 => {
+                return if first == "usage" {
+                    Intent::Usage
+                } else {
+                    Intent::Queue
+                };
             }
             "my" if lower.get(1).is_some_and(|w| w == "jobs") => {
                 if let Some(p) = page(&lower[2..]) {
@@ -643,6 +654,14 @@ mod tests {
             role: role.map(str::to_string),
             gpus,
         }
+    }
+
+    #[test]
+    fn usage_and_queue_are_words_of_their_own() {
+        assert_eq!(parse("usage", &ctx()), Intent::Usage);
+        assert_eq!(parse("@moltbot Queue", &ctx()), Intent::Queue);
+        // With more words, they are not these questions.
+        assert!(!matches!(parse("queue 3", &ctx()), Intent::Queue));
     }
 
     #[test]

@@ -99,6 +99,21 @@ pub async fn dispatch(
             render::help(&h, m)
         }
         Intent::Clarify(q) => m.escape(&q),
+        Intent::Usage => match gw
+            .call(Request::Usage {
+                since_secs: 7 * 86_400,
+                by: proto::UsageBy::User,
+                on_behalf_of: who,
+            })
+            .await
+        {
+            Ok(Response::Usage(r)) => render::usage(&r, m),
+            r => done(r),
+        },
+        Intent::Queue => match gw.call(Request::Queue { on_behalf_of: who }).await {
+            Ok(Response::Queue(q)) => render::queue(&q, m),
+            r => done(r),
+        },
         Intent::Nodes(page) => match node_page(gw, page).await {
             Ok((shown, total)) => {
                 let health = gpu_health(gw, &shown).await;

@@ -113,8 +113,13 @@ pub struct RunArgs {
 /// `openclaw job ...`.
 #[derive(Subcommand)]
 pub enum JobCmd {
-    /// Recent jobs, newest first.
+    /// Recent jobs, newest first; with --queued, the waiting jobs in the
+    /// order the fair-share queue serves them, each with why it waits.
     List {
+        /// Only waiting jobs, in queue order (a lab member sees their own,
+        /// at their places in the whole queue).
+        #[arg(long)]
+        queued: bool,
         /// How many (at most 500 per page).
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -646,9 +651,13 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
     let call = |req| async { client.call(req).await.map_err(run_error) };
     match cmd {
         JobCmd::List {
+            queued: true, json, ..
+        } => crate::usage_cli::queued(home, json).await,
+        JobCmd::List {
             limit,
             before,
             json,
+            queued: false,
         } => match call(Request::JobList {
             limit,
             before,
