@@ -293,6 +293,17 @@ async fn usage_totals_are_gpus_times_duration_of_the_ended_jobs_and_outlive_them
     assert_eq!(got(&all, "user:alice"), Some(want("user:alice")));
     assert_eq!(got(&all, "user:bob"), Some(want("user:bob")));
     assert_eq!(all.lines.iter().map(|l| l.jobs).sum::<u64>(), 3);
+    // /metrics counts the same per account.
+    let page = frozen(crate::shared::off_runtime(&h.shared, |s| {
+        crate::metrics::render(s)
+    }))
+    .await
+    .unwrap();
+    let line = format!(
+        "openclaw_account_gpu_seconds_total{{account=\"user:alice\",project=\"\"}} {}",
+        want("user:alice")
+    );
+    assert!(page.contains(&line), "no {line} in:\n{page}");
     // A member sees only their own.
     let own = usage_of(&bob, proto::UsageBy::User).await;
     assert!(own.own_only);

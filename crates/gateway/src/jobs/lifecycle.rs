@@ -133,6 +133,14 @@ pub(super) fn ending(
 pub(super) fn ended(shared: &Shared, id: u64, state: JobState, row: Option<&JobRow>) {
     if let Some(row) = row {
         tracing::info!(job = id, state = %state, exit_code = ?row.exit_code, reason = ?row.reason, "job ended");
+        if let (Some(start), Some(end)) = (row.started_at, row.finished_at) {
+            shared.metrics.charged(
+                &row.requester,
+                row.project.as_deref(),
+                end.saturating_sub(start) * u64::from(row.plan.gpus),
+                start.saturating_sub(row.created_at),
+            );
+        }
         finish_live(shared, id, state);
     }
 }
