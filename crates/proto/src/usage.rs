@@ -85,6 +85,20 @@ pub struct UsageReport {
     pub days: Vec<UsageDay>,
     /// Only the asker's own jobs (a lab member or a chat user).
     pub own_only: bool,
+    /// The queue over the window, sampled at even steps, oldest first.
+    pub queue: Vec<QueuePoint>,
+}
+
+/// The queue at one moment, for charts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePoint {
+    /// Unix seconds.
+    pub at: u64,
+    /// Jobs waiting then (submitted, not started yet).
+    pub waiting: u32,
+    /// Mean wait of the jobs that started in the step before `at`
+    /// (seconds); 0 when none did.
+    pub mean_wait_secs: u64,
 }
 
 /// One waiting job, in the order the queue serves.

@@ -378,6 +378,11 @@ fn samples() -> Vec<Sample> {
                     gpu_seconds: 7_200,
                 }],
                 own_only: true,
+                queue: vec![QueuePoint {
+                    at: 3_600,
+                    waiting: 4,
+                    mean_wait_secs: 90,
+                }],
             })
         ),
         s!(

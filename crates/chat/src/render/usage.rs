@@ -110,6 +110,7 @@ mod tests {
             }],
             days: vec![],
             own_only: true,
+            queue: vec![],
         };
         let text = usage(&r, &Plain);
         assert!(text.contains("Your GPU use"), "{text}");

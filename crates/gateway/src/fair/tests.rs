@@ -303,7 +303,7 @@ fn bad_values_name_the_key_and_the_reason() {
 mod usage {
     use proto::UsageBy;
 
-    use crate::fair::usage::{Rolled, Used, days, lines, roll_up};
+    use crate::fair::usage::{Rolled, Used, days, lines, queue_points, roll_up};
 
     const DAY: u64 = 86_400;
 
@@ -400,5 +400,24 @@ mod usage {
         let before = lines(&jobs, &[], UsageBy::User, t - DAY, t + DAY);
         let after = lines(&[], &rolled, UsageBy::User, t - DAY, t + DAY);
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn the_queue_is_sampled_hourly_with_its_waits() {
+        let t = 100 * DAY;
+        let mut a = used("user:alice", None, 1, &[], t + 5400, t + 9000);
+        a.created_at = t + 1800; // waited an hour
+        let mut b = used("user:bob", None, 1, &[], t + 9000, t + 9500);
+        b.created_at = t + 1000; // waited 8000 s
+        let points = queue_points(&[a, b], &[t + 7000], t, t + 3 * 3600);
+        let got: Vec<(u64, u32, u64)> = points
+            .iter()
+            .map(|p| (p.at - t, p.waiting, p.mean_wait_secs))
+            .collect();
+        assert_eq!(
+            got,
+            [(3600, 2, 0), (7200, 2, 3600), (10_800, 1, 8000)],
+            "at 2h: bob waits and the job waiting now came; alice started"
+        );
     }
 }

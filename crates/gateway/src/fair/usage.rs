@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use proto::{UsageBy, UsageDay, UsageLine};
+use proto::{QueuePoint, UsageBy, UsageDay, UsageLine};
 
 const DAY: u64 = 86_400;
 
@@ -230,4 +230,47 @@ pub fn roll_up(jobs: &[Used]) -> Vec<Rolled> {
             },
         )
         .collect()
+}
+
+/// The most samples in a queue chart.
+pub const QUEUE_POINTS: u64 = 168;
+
+/// The queue over `[since, until]` at even steps (an hour or more, at most
+/// [`QUEUE_POINTS`]): how many jobs waited (those that started later, from
+/// `jobs`, and `waiting_since`, the submit times of the jobs waiting now),
+/// and the mean wait of the jobs that started in each step. Jobs that gave
+/// up waiting are not in the store's usage and are not counted.
+pub fn queue_points(
+    jobs: &[Used],
+    waiting_since: &[u64],
+    since: u64,
+    until: u64,
+) -> Vec<QueuePoint> {
+    let span = until.saturating_sub(since);
+    let step = (span / QUEUE_POINTS).max(3600);
+    let mut out = Vec::new();
+    let mut t = since + step;
+    while t <= until {
+        let waiting = jobs
+            .iter()
+            .filter(|u| u.created_at <= t && t < u.started_at)
+            .count()
+            + waiting_since.iter().filter(|c| **c <= t).count();
+        let started: Vec<u64> = jobs
+            .iter()
+            .filter(|u| t - step < u.started_at && u.started_at <= t)
+            .map(|u| u.started_at.saturating_sub(u.created_at))
+            .collect();
+        out.push(QueuePoint {
+            at: t,
+            waiting: u32::try_from(waiting).unwrap_or(u32::MAX),
+            mean_wait_secs: started
+                .iter()
+                .sum::<u64>()
+                .checked_div(started.len() as u64)
+                .unwrap_or(0),
+        });
+        t += step;
+    }
+    out
 }

@@ -10,9 +10,10 @@ use proto::{
 };
 
 use super::{err, identity};
-use crate::fair::usage::{day_of, days, lines};
+use crate::fair::usage::{day_of, days, lines, queue_points};
 use crate::peer::Peer;
 use crate::shared::Shared;
+use crate::store::JobState;
 
 /// Usage over the last `since_secs` seconds, grouped `by`.
 pub fn usage(
@@ -32,9 +33,18 @@ pub fn usage(
     let own_only = peer.role != Role::Admin;
     let now = shared.clock.unix();
     let since = now.saturating_sub(since_secs);
-    let (jobs, rolled) = shared.store.tx(|tx| {
-        Ok::<_, ApiError>((tx.usage_since(since, now)?, tx.rolled_usage(day_of(since))?))
+    let (jobs, rolled, unfinished) = shared.store.tx(|tx| {
+        Ok::<_, ApiError>((
+            tx.usage_since(since, now)?,
+            tx.rolled_usage(day_of(since))?,
+            tx.unfinished_jobs()?,
+        ))
     })?;
+    let waiting_since: Vec<u64> = unfinished
+        .iter()
+        .filter(|r| r.state == JobState::Queued && (!own_only || r.requester == who))
+        .map(|r| r.created_at)
+        .collect();
     let mut jobs: Vec<_> = jobs.into_iter().map(|r| r.used).collect();
     let mut rolled = rolled;
     if own_only {
@@ -45,6 +55,7 @@ pub fn usage(
     lines.truncate(MAX_USAGE_ROWS);
     let mut days = days(&jobs, &rolled, by, since, now);
     days.retain(|d| lines.iter().any(|l| l.key == d.key));
+    let queue = queue_points(&jobs, &waiting_since, since, now);
     Ok(Response::Usage(UsageReport {
         since,
         until: now,
@@ -52,5 +63,6 @@ pub fn usage(
         lines,
         days,
         own_only,
+        queue,
     }))
 }
