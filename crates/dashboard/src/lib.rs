@@ -61,7 +61,7 @@ use mesh::Home;
 use proto::{JobEvent, JobInfo, OutStream, Request, Response as ApiResponse};
 
 use pages::{
-    enrollments, gpus, job, job_action, job_log, jobs, node, node_action, nodes, overview,
+    enrollments, gpus, job, job_action, job_log, jobs, node, node_action, nodes, overview, usage,
 };
 
 /// Nodes or jobs per page.
@@ -291,6 +291,7 @@ pub async fn start(
         .route("/nodes/{name}", get(node))
         .route("/gpus", get(gpus))
         .route("/jobs", get(jobs))
+        .route("/usage", get(usage))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/log", get(job_log))
         .route("/jobs/{id}/{action}", post(job_action))
