@@ -95,7 +95,7 @@ pub fn day_bars(r: &UsageReport) -> String {
         .iter()
         .map(|k| {
             format!(
-                "<li><span class=\"swatch\" style=\"background:{}\"></span>{}</li>",
+                "<li><svg class=\"swatch\" width=\"12\" height=\"12\" viewBox=\"0 0 12 12\" aria-hidden=\"true\"><rect width=\"12\" height=\"12\" rx=\"2\" fill=\"{}\"/></svg>{}</li>",
                 colour(k),
                 esc(k)
             )
@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn bars_stack_per_day_with_a_legend_and_every_number_in_words() {
         let svg = day_bars(&report());
-        assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+        assert_eq!(svg.matches("<rect x=").count(), 2, "{svg}");
         assert!(svg.contains("user:alice: 2.0 GPU-hours"), "{svg}");
         assert!(svg.contains("&lt;bob&gt;: 1.0 GPU-hours"), "escaped: {svg}");
         assert!(!svg.contains("<bob>"), "{svg}");
