@@ -131,6 +131,8 @@ pub enum Intent {
         role: Option<String>,
         /// GPUs asked for (`with 2 GPUs`); `None`: the gateway's default.
         gpus: Option<u32>,
+        /// The project to charge (`for project vision`).
+        project: Option<String>,
     },
     /// List nodes: this page of them (the first is 1).
     Nodes(u32),
@@ -400,6 +402,15 @@ fn gpu_phrase(lower: &[String]) -> Option<(usize, u32)> {
     })
 }
 
+/// Finds `for project NAME`: the phrase's first word and the project.
+fn project_phrase(lower: &[String]) -> Option<(usize, String)> {
+    lower.windows(3).enumerate().find_map(|(i, w)| {
+        let name = w[2].trim_end_matches(['.', ',', '?', '!']);
+        (w[0] == "for" && w[1] == "project" && proto::names::validate_name(name).is_ok())
+            .then(|| (i, name.to_string()))
+    })
+}
+
 fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Context) -> Intent {
     let mut node = None;
     let mut role = None;
@@ -410,7 +421,19 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
         }
         n
     });
+    let project = project_phrase(lower).map(|(i, p)| {
+        for s in &mut skip[i..i + 3] {
+            *s = true;
+        }
+        p
+    });
     let all = all_phrase(lower, ctx);
+    if all.is_some() && project.is_some() {
+        return Intent::Clarify(
+            "a run on several nodes is not charged to a project; run it on one node, e.g. `run train.py on NODE for project NAME`"
+                .into(),
+        );
+    }
     if all.is_some() && gpus.is_some() {
         return Intent::Clarify(
             "a run on several nodes holds no GPUs; ask for GPUs on one node, e.g. `run train.py on NODE with 2 GPUs`"
@@ -530,6 +553,7 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
             node,
             role,
             gpus,
+            project,
         };
     }
     let phrase: Vec<&str> = rest[start..].to_vec();
@@ -608,6 +632,7 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
                 node,
                 role,
                 gpus,
+                project,
             };
         }
         return Intent::Clarify(format!(
@@ -620,6 +645,7 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
         node,
         role,
         gpus,
+        project,
     }
 }
 
@@ -653,7 +679,32 @@ mod tests {
             node: node.map(str::to_string),
             role: role.map(str::to_string),
             gpus,
+            project: None,
         }
+    }
+
+    #[test]
+    fn a_run_may_name_its_project() {
+        match parse(
+            "run python train.py on worker-gpu-01 for project vision",
+            &ctx(),
+        ) {
+            Intent::Run {
+                what,
+                node,
+                project,
+                ..
+            } => {
+                assert_eq!(what, What::Argv(s(&["python", "train.py"])));
+                assert_eq!(node.as_deref(), Some("worker-gpu-01"));
+                assert_eq!(project.as_deref(), Some("vision"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse("run uptime on all nodes for project vision", &ctx()),
+            Intent::Clarify(_)
+        ));
     }
 
     #[test]

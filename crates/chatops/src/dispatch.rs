@@ -31,8 +31,8 @@ pub struct Asker<'a> {
 pub enum Action {
     /// Say this (already escaped for the front end's markup).
     Say(String),
-    /// Run this job and show it to its end.
-    Run(JobSpec),
+    /// Run this job, with its options (a project), and show it to its end.
+    Run(JobSpec, Vec<proto::JobOption>),
     /// Run this fan-out and show it to its end.
     RunAll(JobSpec),
 }
@@ -181,7 +181,10 @@ pub async fn dispatch(
             node,
             role,
             gpus,
+            project,
         } => {
+            let options: Vec<proto::JobOption> =
+                project.into_iter().map(proto::JobOption::Project).collect();
             let spec = keyed(chat::job_spec(
                 &what,
                 node.as_deref(),
@@ -223,7 +226,7 @@ pub async fn dispatch(
                             if access.limits.contains_key(user) {
                                 spec.node = Some(node);
                             }
-                            return Action::Run(spec);
+                            return Action::Run(spec, options);
                         }
                     }
                 }
