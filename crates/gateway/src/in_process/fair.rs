@@ -366,3 +366,43 @@ async fn the_queue_lists_waiting_jobs_in_fair_order_with_their_reasons() {
     let mine: Vec<(u32, u64)> = hers.entries.iter().map(|e| (e.position, e.id)).collect();
     assert_eq!(mine, [(2, a2), (3, a3)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_can_never_fit_or_would_wait_without_queue_is_refused_naming_the_quota() {
+    let h = Harness::with_toml(quota("[quotas.default]\ngpus = 1\nqueued = 1")).await;
+    let mut node = h.node("worker-gpu-01", 4).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let two = JobSpec {
+        gpus: Some(2),
+        ..gpu_job()
+    };
+    let why = match alice.submit_with(two, vec![]).await {
+        Response::Error(e) => e.message,
+        other => panic!("accepted: {other:?}"),
+    };
+    assert!(why.contains("quotas.default.gpus allows 1"), "{why}");
+    let first = submit(&alice, vec![]).await;
+    let _running = start_job(&h, &mut node, first).await;
+    // Free GPUs, a full quota: without --queue it is refused, saying so.
+    let now = JobSpec {
+        queue_timeout_secs: None,
+        ..gpu_job()
+    };
+    let why = match alice.submit_with(now, vec![]).await {
+        Response::Error(e) => e.message,
+        other => panic!("accepted: {other:?}"),
+    };
+    assert!(
+        why.contains("quotas.default.gpus: 1 of 1 GPUs in use") && why.contains("pass --queue"),
+        "{why}"
+    );
+    // One may wait; a second waiting job is over `queued`.
+    let waits = submit(&alice, vec![]).await;
+    assert_eq!(h.job(waits).await.state, JobState::Queued.as_str());
+    let why = refused(&alice, vec![]).await;
+    assert!(
+        why.contains("quotas.default.queued: 1 of 1 jobs already waiting"),
+        "{why}"
+    );
+}

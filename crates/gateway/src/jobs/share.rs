@@ -249,6 +249,9 @@ pub(super) fn turn(
     };
     let result = match (routed, waits) {
         (Ok(node), None) => Ok(node),
+        (Ok(_), Some(m)) if at_submit && !queues => Err(NotNow::Route(RouteError::Busy(format!(
+            "{m}; pass --queue to wait for its turn"
+        )))),
         (Ok(_), Some(m)) => Err(NotNow::Route(RouteError::Busy(m))),
         (Err(e), _) => Err(NotNow::Route(e)),
     };
@@ -451,7 +454,10 @@ fn reason(cfg: &Config, s: &Snapshot, row: &JobRow) -> String {
     }
     let r = requeued(row);
     match route_in(&s.views, &r) {
-        Err(RouteError::Busy(m)) => format!("waiting for capacity: {m}"),
+        Err(RouteError::Busy(m)) => format!(
+            "waiting for capacity: {}",
+            m.trim_end_matches("; retry later or pass --queue")
+        ),
         Err(RouteError::Unknown(m) | RouteError::Unavailable(m) | RouteError::Never(m)) => {
             format!("its target cannot take it now: {m}")
         }
