@@ -16,6 +16,7 @@ use crate::shared::{Shared, off_runtime};
 use crate::store::{JobRow, JobState, NodeRow, NodeState, StoreError, Tx};
 
 pub(super) fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
+    shared.jobs.changed();
     shared.jobs.with(|m| {
         if let Some(j) = m.jobs.get(&id) {
             j.progress

@@ -101,11 +101,11 @@ pub(super) enum NotNow {
 /// Everything the turn reads, once, under the route lock.
 struct Snapshot {
     /// Jobs not ended.
-    unfinished: Vec<JobRow>,
+    unfinished: std::sync::Arc<Vec<JobRow>>,
     /// Ids of jobs holding capacity (dispatched, or routed and reserved).
     holding: HashSet<u64>,
     /// GPU use since the fair share's horizon.
-    usage: Vec<UsedRow>,
+    usage: std::sync::Arc<Vec<UsedRow>>,
     /// Node views for routing.
     views: Vec<NodeView>,
     now: u64,
@@ -120,15 +120,19 @@ fn horizon(cfg: &Config, now: u64) -> u64 {
 fn snapshot(shared: &Shared, cfg: &Config) -> Result<Snapshot, ApiError> {
     let now = shared.clock.unix();
     let since = horizon(cfg, now);
-    let (unfinished, usage) = shared
-        .store
-        .tx(|tx| Ok::<_, ApiError>((tx.unfinished_jobs()?, tx.usage_since(since, now)?)))?;
+    // Read before the store: a job that reserves capacity meanwhile is
+    // in the store already (it was inserted before it could reserve).
     let holding = shared.jobs.holding();
+    let view = shared.jobs.store_view(shared.clock.now(), since, || {
+        shared
+            .store
+            .tx(|tx| Ok::<_, ApiError>((tx.unfinished_jobs()?, tx.usage_since(since, now)?)))
+    })?;
     let views = super::node_views(shared)?;
     Ok(Snapshot {
-        unfinished,
+        unfinished: view.unfinished,
         holding,
-        usage,
+        usage: view.usage,
         views,
         now,
     })
