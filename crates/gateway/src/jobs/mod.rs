@@ -180,11 +180,10 @@ fn route(shared: &Shared, r: &Resolved) -> Result<String, RouteError> {
 /// [`route`] over views already read (the fair-share turn routes every
 /// job ahead of one on the same snapshot).
 fn route_in(views: &[NodeView], r: &Resolved) -> Result<String, RouteError> {
-    let views = views.to_vec();
     match (&r.node, &r.role) {
-        (Some(n), Some(role)) => routing::to_node_with_role(&views, n, role, r.gpus),
-        (Some(n), None) => routing::to_node(&views, n, r.gpus),
-        (None, Some(role)) => routing::to_role(&views, role, r.gpus),
+        (Some(n), Some(role)) => routing::to_node_with_role(views, n, role, r.gpus),
+        (Some(n), None) => routing::to_node(views, n, r.gpus),
+        (None, Some(role)) => routing::to_role(views, role, r.gpus),
         (None, None) => Err(RouteError::Unknown("no target".into())),
     }
 }
