@@ -183,6 +183,29 @@ async fn a_reload_applies_to_waiting_jobs_and_a_bad_one_keeps_the_old() {
         .await
         .expect("the waiting job starts after the reload");
     assert_eq!(plan.job_id, second);
+    // Lowered below what a waiting job asks for: it can never fit, and
+    // ends saying which quota.
+    let third = submit(&alice, vec![]).await;
+    tokio::time::sleep(secs(5)).await;
+    assert_eq!(h.job(third).await.state, JobState::Queued.as_str());
+    h.reconfigure(|t| {
+        set(
+            t,
+            "[quotas.default]\ngpus = 2",
+            "[quotas.default]\ngpus = 0",
+        )
+    })
+    .unwrap();
+    let ended = h
+        .within(
+            "the waiting job that can never fit ends",
+            secs(5),
+            async || h.job(third).await.state == JobState::Failed.as_str(),
+        )
+        .await;
+    assert!(ended <= secs(1), "ended {ended:?} after the reload");
+    let why = h.job(third).await.reason.unwrap_or_default();
+    assert!(why.contains("quotas.default.gpus allows 0"), "{why}");
 }
 
 #[tokio::test(start_paused = true)]
