@@ -30,11 +30,11 @@ fn hours(gpu_seconds: u64) -> String {
 /// A round top for an axis at or above `max`.
 fn nice(max: u64) -> u64 {
     let max = max.max(1);
-    let mut step = 1;
-    while step * 10 < max {
+    let mut step: u64 = 1;
+    while step.saturating_mul(10) < max {
         step *= 10;
     }
-    max.div_ceil(step) * step
+    max.div_ceil(step).saturating_mul(step)
 }
 
 /// GPU-hours per account per day: one stacked bar per day, a legend, and
@@ -62,13 +62,13 @@ pub fn day_bars(r: &UsageReport) -> String {
     );
     let first = r.since - r.since % 86_400;
     let n = (r.until.saturating_sub(first) / 86_400 + 1).max(1);
-    let slot = (RIGHT - LEFT) / n;
+    let slot = ((RIGHT - LEFT) / n).max(1);
     let bar = (slot * 3 / 4).max(2);
     let mut bars = String::new();
     let mut alt = Vec::new();
     for (day, parts) in &days {
         let i = (day.saturating_sub(first)) / 86_400;
-        let x = LEFT + i * slot + (slot - bar) / 2;
+        let x = LEFT + i * slot + slot.saturating_sub(bar) / 2;
         let mut y = BOTTOM;
         let date = proto::clock::Utc::from_unix(*day).date();
         for (k, s) in parts {
