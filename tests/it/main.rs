@@ -12,6 +12,7 @@ mod backup;
 mod bad_input;
 mod chat;
 mod dashboard;
+mod fair;
 mod fanout;
 mod forward;
 mod gpu;

@@ -36,11 +36,13 @@
 
 pub mod access;
 pub mod dedupe;
+mod phrase;
 pub mod render;
 pub mod tail;
 
 pub use access::{Access, Dms, FanOut, Secret, Target, UserLimits, node_roles};
 pub use dedupe::Seen;
+use phrase::{all_phrase, gpu_phrase, project_phrase};
 pub use tail::OutputTail;
 
 /// Longest message looked at.
@@ -131,6 +133,8 @@ pub enum Intent {
         role: Option<String>,
         /// GPUs asked for (`with 2 GPUs`); `None`: the gateway's default.
         gpus: Option<u32>,
+        /// The project to charge (`for project vision`).
+        project: Option<String>,
     },
     /// List nodes: this page of them (the first is 1).
     Nodes(u32),
@@ -146,6 +150,10 @@ pub enum Intent {
     Approve(u64),
     /// Deny a job, with an optional reason.
     Deny(u64, Option<String>),
+    /// The user's GPU usage over the last week.
+    Usage,
+    /// The user's waiting jobs, their places in the queue and a rough start.
+    Queue,
     /// Usage help.
     Help,
     /// The message cannot be routed; reply with this question.
@@ -263,6 +271,13 @@ pub fn parse(text: &str, ctx: &Context) -> Intent {
                     return Intent::Jobs(p);
                 }
             }
+            "usage" | "queue" if lower.len() == 1 => {
+                return if first == "usage" {
+                    Intent::Usage
+                } else {
+                    Intent::Queue
+                };
+            }
             "my" if lower.get(1).is_some_and(|w| w == "jobs") => {
                 if let Some(p) = page(&lower[2..]) {
                     return Intent::Jobs(p);
@@ -336,59 +351,6 @@ fn split_code(msg: &str) -> Result<(String, Option<String>, String), String> {
     Ok((msg.to_string(), None, String::new()))
 }
 
-/// Finds `all nodes`, `every gpu node`, `all (gpu) nodes`: the fan-out
-/// phrase's first and last word, and its role.
-fn all_phrase(lower: &[String], ctx: &Context) -> Option<(usize, usize, Option<String>)> {
-    let bare = |w: &str| {
-        w.trim_matches(|c: char| matches!(c, '(' | ')' | ',' | '.' | '?' | '!'))
-            .to_string()
-    };
-    let is_nodes = |w: Option<&String>| {
-        w.is_some_and(|w| matches!(bare(w).as_str(), "nodes" | "node" | "machines"))
-    };
-    for (i, w) in lower.iter().enumerate() {
-        if !matches!(w.as_str(), "all" | "every" | "each") {
-            continue;
-        }
-        if is_nodes(lower.get(i + 1)) {
-            return Some((i, i + 1, None));
-        }
-        if let Some(r) = lower.get(i + 1).map(|r| bare(r))
-            && (ctx.roles.contains(&r) || r == "gpu")
-            && is_nodes(lower.get(i + 2))
-        {
-            return Some((i, i + 2, Some(r)));
-        }
-    }
-    None
-}
-
-/// Finds `with 2 GPUs`, `with a GPU`, `using one gpu`, `with no GPUs`:
-/// the phrase's first word and the count. Pure.
-fn gpu_phrase(lower: &[String]) -> Option<(usize, u32)> {
-    let bare = |w: &str| {
-        w.trim_matches(|c: char| matches!(c, '(' | ')' | ',' | '.' | '?' | '!'))
-            .to_string()
-    };
-    lower.windows(3).enumerate().find_map(|(i, w)| {
-        if !matches!(w[0].as_str(), "with" | "using")
-            || !matches!(bare(&w[2]).as_str(), "gpu" | "gpus")
-        {
-            return None;
-        }
-        let n = match w[1].as_str() {
-            "a" | "an" | "one" => 1,
-            "no" | "zero" => 0,
-            "two" => 2,
-            "three" => 3,
-            "four" => 4,
-            "eight" => 8,
-            n => n.parse().ok()?,
-        };
-        Some((i, n))
-    })
-}
-
 fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Context) -> Intent {
     let mut node = None;
     let mut role = None;
@@ -399,7 +361,19 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
         }
         n
     });
+    let project = project_phrase(lower).map(|(i, p)| {
+        for s in &mut skip[i..i + 3] {
+            *s = true;
+        }
+        p
+    });
     let all = all_phrase(lower, ctx);
+    if all.is_some() && project.is_some() {
+        return Intent::Clarify(
+            "a run on several nodes is not charged to a project; run it on one node, e.g. `run train.py on NODE for project NAME`"
+                .into(),
+        );
+    }
     if all.is_some() && gpus.is_some() {
         return Intent::Clarify(
             "a run on several nodes holds no GPUs; ask for GPUs on one node, e.g. `run train.py on NODE with 2 GPUs`"
@@ -519,6 +493,7 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
             node,
             role,
             gpus,
+            project,
         };
     }
     let phrase: Vec<&str> = rest[start..].to_vec();
@@ -597,6 +572,7 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
                 node,
                 role,
                 gpus,
+                project,
             };
         }
         return Intent::Clarify(format!(
@@ -609,6 +585,7 @@ fn parse_run(words: &[&str], lower: &[String], code: Option<String>, ctx: &Conte
         node,
         role,
         gpus,
+        project,
     }
 }
 
@@ -642,7 +619,40 @@ mod tests {
             node: node.map(str::to_string),
             role: role.map(str::to_string),
             gpus,
+            project: None,
         }
+    }
+
+    #[test]
+    fn a_run_may_name_its_project() {
+        match parse(
+            "run python train.py on worker-gpu-01 for project vision",
+            &ctx(),
+        ) {
+            Intent::Run {
+                what,
+                node,
+                project,
+                ..
+            } => {
+                assert_eq!(what, What::Argv(s(&["python", "train.py"])));
+                assert_eq!(node.as_deref(), Some("worker-gpu-01"));
+                assert_eq!(project.as_deref(), Some("vision"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse("run uptime on all nodes for project vision", &ctx()),
+            Intent::Clarify(_)
+        ));
+    }
+
+    #[test]
+    fn usage_and_queue_are_words_of_their_own() {
+        assert_eq!(parse("usage", &ctx()), Intent::Usage);
+        assert_eq!(parse("@moltbot Queue", &ctx()), Intent::Queue);
+        // With more words, they are not these questions.
+        assert!(!matches!(parse("queue 3", &ctx()), Intent::Queue));
     }
 
     #[test]

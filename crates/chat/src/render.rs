@@ -11,7 +11,9 @@ use proto::{FanInfo, FanState, GpuTelemetry, JobInfo, JobState, OutStream};
 use crate::tail::OutputTail;
 
 mod lists;
+mod usage;
 pub use lists::*;
+pub use usage::{queue, usage};
 
 /// How a platform writes text.
 pub trait Markup {

@@ -56,6 +56,7 @@ pub trait Api: Call + 'static {
     fn run_job(
         &self,
         spec: JobSpec,
+        options: Vec<proto::JobOption>,
         opts: FollowOptions,
         sink: impl FnMut(Followed<'_>) + Send,
     ) -> impl Future<Output = Result<JobInfo, RunError>> + Send;
@@ -97,14 +98,19 @@ impl Api for Gateway {
     async fn run_job(
         &self,
         spec: JobSpec,
+        options: Vec<proto::JobOption>,
         opts: FollowOptions,
         sink: impl FnMut(Followed<'_>) + Send,
     ) -> Result<JobInfo, RunError> {
         let c = self.get().await.map_err(RunError::Unreachable)?;
-        let r = c
-            .open(Request::JobRun(spec))
-            .await
-            .map_err(RunError::Unreachable)?;
+        // A plain JobRun without options, so older gateways serve it.
+        let req = proto::JobRequest {
+            spec,
+            follow: proto::Follow::Attached,
+            options,
+        }
+        .into_request();
+        let r = c.open(req).await.map_err(RunError::Unreachable)?;
         client::follow_job(self, Start::Run(c, r), &opts, sink)
             .await
             .map_err(RunError::Follow)

@@ -31,8 +31,8 @@ pub struct Asker<'a> {
 pub enum Action {
     /// Say this (already escaped for the front end's markup).
     Say(String),
-    /// Run this job and show it to its end.
-    Run(JobSpec),
+    /// Run this job, with its options (a project), and show it to its end.
+    Run(JobSpec, Vec<proto::JobOption>),
     /// Run this fan-out and show it to its end.
     RunAll(JobSpec),
 }
@@ -99,6 +99,21 @@ pub async fn dispatch(
             render::help(&h, m)
         }
         Intent::Clarify(q) => m.escape(&q),
+        Intent::Usage => match gw
+            .call(Request::Usage {
+                since_secs: 7 * 86_400,
+                by: proto::UsageBy::User,
+                on_behalf_of: who,
+            })
+            .await
+        {
+            Ok(Response::Usage(r)) => render::usage(&r, m),
+            r => done(r),
+        },
+        Intent::Queue => match gw.call(Request::Queue { on_behalf_of: who }).await {
+            Ok(Response::Queue(q)) => render::queue(&q, m),
+            r => done(r),
+        },
         Intent::Nodes(page) => match node_page(gw, page).await {
             Ok((shown, total)) => {
                 let health = gpu_health(gw, &shown).await;
@@ -166,7 +181,10 @@ pub async fn dispatch(
             node,
             role,
             gpus,
+            project,
         } => {
+            let options: Vec<proto::JobOption> =
+                project.into_iter().map(proto::JobOption::Project).collect();
             let spec = keyed(chat::job_spec(
                 &what,
                 node.as_deref(),
@@ -208,7 +226,7 @@ pub async fn dispatch(
                             if access.limits.contains_key(user) {
                                 spec.node = Some(node);
                             }
-                            return Action::Run(spec);
+                            return Action::Run(spec, options);
                         }
                     }
                 }

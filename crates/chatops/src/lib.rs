@@ -449,8 +449,8 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let max = self.surface.max_len();
         match dispatch(&self.gateway, &self.access, asker, &ctx, intent, m, max).await {
             Action::Say(text) => Some(text),
-            Action::Run(spec) => {
-                self.clone().run(o.clone(), spec).await;
+            Action::Run(spec, options) => {
+                self.clone().run(o.clone(), spec, options).await;
                 None
             }
             Action::RunAll(spec) => {
@@ -492,7 +492,7 @@ impl<S: Surface, G: Api> Engine<S, G> {
     }
 
     /// Runs a job and keeps its live message current until it ends.
-    async fn run(self: Arc<Self>, o: Origin, spec: JobSpec) {
+    async fn run(self: Arc<Self>, o: Origin, spec: JobSpec, options: Vec<proto::JobOption>) {
         let m = self.surface.markup();
         let max = self.surface.max_len();
         let Some(mut live) = self.surface.open_live(&o, "Starting…").await else {
@@ -509,7 +509,7 @@ impl<S: Surface, G: Api> Engine<S, G> {
         let opts = self.follow_options(spec.on_behalf_of.clone());
         let mut follower = tokio::spawn(async move {
             me.gateway
-                .run_job(spec, opts, |f| {
+                .run_job(spec, options, opts, |f| {
                     let mut w = lock(&w);
                     match f {
                         Followed::State(j) => {

@@ -159,6 +159,8 @@ struct GwState {
     /// Steps of the next job run, then how it ends.
     run: Mutex<Option<Script>>,
     runs: Mutex<Vec<JobSpec>>,
+    /// The options of each run, in turn.
+    options: Mutex<Vec<Vec<proto::JobOption>>>,
     /// Events of the next fan-out, each after a pause.
     fan: Mutex<Vec<FanStep>>,
     logs: HashMap<u64, Vec<u8>>,
@@ -174,6 +176,7 @@ impl Gw {
             answer,
             run: Mutex::new(None),
             runs: Mutex::new(Vec::new()),
+            options: Mutex::new(Vec::new()),
             fan: Mutex::new(Vec::new()),
             logs: HashMap::new(),
         }))
@@ -233,10 +236,12 @@ impl Api for Gw {
     async fn run_job(
         &self,
         spec: JobSpec,
+        options: Vec<proto::JobOption>,
         _: FollowOptions,
         mut sink: impl FnMut(Followed<'_>) + Send,
     ) -> Result<JobInfo, RunError> {
         self.0.runs.lock().unwrap().push(spec);
+        self.0.options.lock().unwrap().push(options);
         let Some((steps, end)) = self.0.run.lock().unwrap().take() else {
             return Err(RunError::Unreachable(ClientError::Protocol(
                 "no job scripted".into(),
@@ -893,5 +898,56 @@ async fn a_platform_without_files_names_each_artifact_with_the_command_that_fetc
         gw.methods().contains(&"job.artifacts"),
         "{:?}",
         gw.methods()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_for_a_project_carries_it_and_queue_asks_for_the_user() {
+    let gw = Gw::new(Box::new(|req| match req {
+        Request::Queue { .. } => Some(Ok(Response::Queue(proto::QueueReport {
+            now: 0,
+            entries: vec![proto::QueueEntry {
+                position: 3,
+                id: 41,
+                requester: "slack:T0LAB/U1".into(),
+                project: None,
+                gpus: 1,
+                priority: 0,
+                created_at: 0,
+                reason: "waiting for capacity".into(),
+                estimated_start: None,
+            }],
+            total: 4,
+        }))),
+        _ => None,
+    }));
+    gw.script(vec![], Ok(ended(1, 0, 0)));
+    let chat = Chat::new(true);
+    let e = engine(&gw, &chat, access(&["U1"]));
+    e.on_message(
+        origin("U1", "ev1"),
+        "run hostname on worker-cpu-01 for project vision".into(),
+    );
+    settle(Duration::from_secs(5)).await;
+    let runs = gw.runs();
+    assert_eq!(runs.len(), 1, "{:?}", chat.said());
+    assert_eq!(runs[0].argv, ["hostname"]);
+    assert_eq!(
+        *gw.0.options.lock().unwrap(),
+        [vec![proto::JobOption::Project("vision".into())]]
+    );
+    e.on_message(origin("U1", "ev2"), "queue".into());
+    settle(Duration::from_secs(1)).await;
+    let asked = gw.0.calls.lock().unwrap().clone();
+    assert!(
+        asked.contains(&Request::Queue {
+            on_behalf_of: Some("slack:T0LAB/U1".into())
+        }),
+        "{asked:?}"
+    );
+    let said = format!("{:?}", chat.said());
+    assert!(
+        said.contains("#3 job 41 (1 GPU): waiting for capacity"),
+        "{said}"
     );
 }

@@ -62,7 +62,7 @@ use proto::{JobEvent, JobInfo, OutStream, Request, Response as ApiResponse};
 
 use pages::{
     enrollments, gpus, job, job_action, job_artifact, job_log, jobs, node, node_action, nodes,
-    overview,
+    overview, usage,
 };
 
 /// Nodes or jobs per page.
@@ -292,6 +292,7 @@ pub async fn start(
         .route("/nodes/{name}", get(node))
         .route("/gpus", get(gpus))
         .route("/jobs", get(jobs))
+        .route("/usage", get(usage))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/log", get(job_log))
         .route("/jobs/{id}/artifact", get(job_artifact))

@@ -689,3 +689,23 @@ pub(crate) async fn node_action(
         Err(e) => failed(&app, e),
     }
 }
+
+/// The usage page: the last week's GPU use and the queue in order.
+pub(crate) async fn usage(State(app): State<Arc<App>>, h: HeaderMap) -> Response {
+    let (u, q) = tokio::join!(
+        app.gw.call(Request::Usage {
+            since_secs: 7 * 86_400,
+            by: proto::UsageBy::User,
+            on_behalf_of: None,
+        }),
+        app.gw.call(Request::Queue { on_behalf_of: None })
+    );
+    match (u, q) {
+        (Ok(ApiResponse::Usage(u)), Ok(ApiResponse::Queue(q))) => {
+            let body = render::usage(&u, &q);
+            reply(&app, &h, "Usage", "/usage", true, body)
+        }
+        (Err(e), _) | (_, Err(e)) => failed(&app, e),
+        (Ok(r), _) => failed(&app, unexpected(r)),
+    }
+}

@@ -13,11 +13,13 @@ mod chart;
 mod enroll;
 mod jobs;
 mod nodes;
+mod usage;
 
 pub use chart::{Scale, sparkline};
 pub use enroll::enrollments;
 pub use jobs::{artifacts, download_name, job, jobs};
 pub use nodes::{gpus, node, nodes};
+pub use usage::usage;
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -89,6 +91,7 @@ const TABS: &[(&str, &str)] = &[
     ("/nodes", "Nodes"),
     ("/gpus", "GPUs"),
     ("/jobs", "Jobs"),
+    ("/usage", "Usage"),
     ("/enrollments", "Enrollments"),
 ];
 

@@ -26,6 +26,7 @@ const ROUTES: &[&str] = &[
     "/nodes/{name}",
     "/gpus",
     "/jobs",
+    "/usage",
     "/jobs/{id}",
     "/jobs/{id}/log",
     "/jobs/{id}/artifact",

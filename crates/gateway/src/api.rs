@@ -95,6 +95,12 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             }
         }
         Request::LabSummary => lab_summary(shared),
+        Request::Usage {
+            since_secs,
+            by,
+            on_behalf_of,
+        } => jobs::usage(shared, peer, since_secs, by, on_behalf_of.as_deref()),
+        Request::Queue { on_behalf_of } => jobs::queue(shared, peer, on_behalf_of.as_deref()),
         Request::Trust => Ok(Response::Trust {
             cas_der: crate::rotation::trust(shared),
         }),

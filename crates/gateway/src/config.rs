@@ -89,6 +89,9 @@ pub struct Config {
     pub retention: Retention,
     /// Where the state lives.
     pub state: StateConfig,
+    /// Accounts, quotas and the fair-share queue (`[fair_share]`,
+    /// `[projects.NAME]`, `[quotas…]`).
+    pub fair: crate::fair::FairConfig,
 }
 
 /// `[state]`: the state database. Without a URL, embedded SQLite in the
@@ -147,6 +150,12 @@ struct RawConfig {
     retention: RawRetention,
     #[serde(default)]
     state: RawState,
+    #[serde(default)]
+    fair_share: crate::fair::config::RawFairShare,
+    #[serde(default)]
+    projects: BTreeMap<String, crate::fair::config::RawProject>,
+    #[serde(default)]
+    quotas: crate::fair::config::RawQuotas,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -386,6 +395,7 @@ impl Config {
                 lease_ttl: dur("state.lease_ttl", raw.state.lease_ttl, DEFAULT_LEASE_TTL)?,
                 logs_dir: raw.state.logs_dir.filter(|p| !p.trim().is_empty()),
             },
+            fair: crate::fair::config::parse(raw.fair_share, raw.projects, raw.quotas)?,
         };
         if cfg.heartbeat_interval < Duration::from_millis(100) {
             return Err("liveness.heartbeat_interval must be at least 100ms".into());
@@ -542,6 +552,34 @@ env_secret = ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*_KEY", "*PASSWD*"]
 # action = "approve"                 # allow | deny | approve
 # approvers = ["admin", "slack:T0123ABCD/U024BE7LH"]
 # allow_self_approval = false
+
+# Fair shares of the GPUs. When capacity frees, the next waiting job is the
+# one whose account (its project, else its requester) used the fewest
+# GPU-hours, each hour counting half as much every half_life; then the
+# highest --priority (capped at max_priority either way); then the oldest.
+# [fair_share]
+# half_life = "7d"
+# max_priority = 10
+#
+# Projects a job may be charged to (`openclaw run --project vision`, or
+# "for project vision" in chat); only members may. Members are written as
+# policy names people: user:NAME, slack:TEAM/USER, or an admin's name.
+# [projects.vision]
+# members = ["user:alice", "slack:T0123ABCD/U024BE7LH"]
+#
+# Quotas: GPUs and jobs at once, jobs waiting, GPU-hours over any 7 days.
+# A job over gpus or jobs waits (with --queue); one that could never fit,
+# or over its weekly budget, is refused. [quotas.default] applies to every
+# user without an entry of their own; a project's applies to its jobs too.
+# [quotas.default]
+# gpus = 2
+# jobs = 4
+# queued = 50
+# gpu_hours_per_week = 100
+# [quotas.users."user:alice"]
+# gpus = 4
+# [quotas.projects.vision]
+# gpu_hours_per_week = 500
 
 [limits]
 # Stored output per job and stream; past it the log is cut with a marker (the job keeps running).

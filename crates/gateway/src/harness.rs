@@ -111,6 +111,19 @@ impl Harness {
         }
     }
 
+    /// Edits `gateway.toml` as an operator would and reloads it as SIGHUP
+    /// does; the reload's refusal, if any.
+    pub fn reconfigure(&self, edit: impl FnOnce(&mut String)) -> Result<(), String> {
+        let home = &self.shared.home;
+        let mut text = home
+            .read_text(crate::files::CONFIG, "written by init")
+            .unwrap();
+        edit(&mut text);
+        home.write_public(crate::files::CONFIG, text.as_bytes())
+            .unwrap();
+        self.shared.reload()
+    }
+
     /// The gateway's clock.
     pub fn clock(&self) -> Clock {
         self.shared.clock
@@ -167,6 +180,27 @@ impl Harness {
             resp
         })
         .await
+    }
+
+    /// A connection of a new lab member's credential (`openclaw client
+    /// create NAME --role user`): its jobs are charged to `user:NAME`.
+    pub async fn user(&self, name: &str) -> FakePeer {
+        let key = pki::generate_key().unwrap();
+        let resp = self
+            .call(Request::ClientIssue {
+                name: name.to_string(),
+                role: proto::Role::User,
+                namespace: None,
+                ttl_secs: None,
+                csr_der: pki::make_csr(name, &key.key_pem).unwrap(),
+            })
+            .await;
+        match resp {
+            Response::ClientIssued { cert_der, .. } => {
+                FakePeer::connect(self, CertificateDer::from(cert_der)).await
+            }
+            other => panic!("client issue {name}: {other:?}"),
+        }
     }
 
     /// Enrolls node `name` with an auto-approving token that confirms
@@ -338,6 +372,21 @@ impl FakePeer {
                 other => panic!("job run: {other:?}"),
             }
         })
+        .await
+    }
+
+    /// Submits a detached job with options (`openclaw run --detach
+    /// --project …`); the gateway's answer.
+    pub async fn submit_with(
+        &self,
+        spec: proto::JobSpec,
+        options: Vec<proto::JobOption>,
+    ) -> Response {
+        self.call(Request::JobRequest(proto::JobRequest {
+            spec,
+            follow: proto::Follow::Detached,
+            options,
+        }))
         .await
     }
 
@@ -576,6 +625,17 @@ impl FakeJob {
             code,
             timed_out: false,
             cancelled: false,
+            killed: 0,
+        };
+        mesh::write_frame(&mut self.send, &f).await.unwrap();
+    }
+
+    /// The process ended after a cancel (SIGTERM), as the node reports it.
+    pub async fn exit_cancelled(&mut self) {
+        let f = JobFrame::Exit {
+            code: 143,
+            timed_out: false,
+            cancelled: true,
             killed: 0,
         };
         mesh::write_frame(&mut self.send, &f).await.unwrap();

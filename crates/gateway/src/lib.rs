@@ -11,6 +11,7 @@ mod clients;
 pub mod clock;
 pub mod config;
 mod enroll;
+pub mod fair;
 mod forward;
 mod group;
 pub mod ha;
@@ -438,7 +439,7 @@ async fn reload_on_sighup(shared: Arc<Shared>) {
         return;
     };
     while hup.recv().await.is_some() {
-        shared.reload();
+        let _ = shared.reload();
     }
 }
 
@@ -458,7 +459,10 @@ fn prune_once(shared: &Shared) {
     let now = shared.clock.unix();
     let r = &cfg.retention;
     let pruned = shared.store.tx(|tx| {
-        let jobs = tx.prune_jobs(now.saturating_sub(r.jobs.as_secs()))?;
+        let cutoff = now.saturating_sub(r.jobs.as_secs());
+        // Usage outlives the jobs: rolled up per day before they go.
+        tx.roll_up_usage(cutoff)?;
+        let jobs = tx.prune_jobs(cutoff)?;
         tx.prune_fanouts()?;
         tx.prune_artifacts()?;
         let audit = tx.prune_audit(now.saturating_sub(r.audit.as_secs()))?;

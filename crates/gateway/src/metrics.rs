@@ -45,6 +45,12 @@ pub struct Metrics {
     heartbeat_gap: Histogram,
     /// Bytes per second of a job's output, over its run, at its end.
     relay_rate: Histogram,
+    /// GPU-seconds of ended jobs, per requester and project.
+    account_gpu_seconds: Family<Labels, Counter>,
+    /// Ended jobs that ran, per requester and project.
+    account_jobs: Family<Labels, Counter>,
+    /// Their seconds from submit to start, per requester and project.
+    account_wait_seconds: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +69,9 @@ impl Default for Metrics {
             heartbeat_gap: Histogram::new(exponential_buckets(0.05, 2.0, 11)),
             // 1 KB/s to about 1 GB/s.
             relay_rate: Histogram::new(exponential_buckets(1e3, 4.0, 11)),
+            account_gpu_seconds: Family::default(),
+            account_jobs: Family::default(),
+            account_wait_seconds: Family::default(),
         }
     }
 }
@@ -90,6 +99,20 @@ impl Metrics {
     /// A node's heartbeat came `gap` after its previous one.
     pub fn heartbeat_gap(&self, gap: Duration) {
         self.heartbeat_gap.observe(gap.as_secs_f64());
+    }
+
+    /// A job of `requester` (and `project`) that ran ended: its
+    /// GPU-seconds and its wait are counted to its account.
+    pub fn charged(&self, requester: &str, project: Option<&str>, gpu_seconds: u64, wait: u64) {
+        let l = vec![
+            ("account", requester.to_string()),
+            ("project", project.unwrap_or("").to_string()),
+        ];
+        self.account_gpu_seconds
+            .get_or_create(&l)
+            .inc_by(gpu_seconds);
+        self.account_jobs.get_or_create(&l).inc();
+        self.account_wait_seconds.get_or_create(&l).inc_by(wait);
     }
 
     /// A job ended having sent `bytes` of output over `run`.
@@ -215,6 +238,21 @@ pub fn render(shared: &Shared) -> String {
         "openclaw_artifact_bytes_served",
         "Job artifact bytes served to readers (openclaw job artifacts, the dashboard)",
         m.artifact_served.clone(),
+    );
+    reg.register(
+        "openclaw_account_gpu_seconds",
+        "GPU-seconds of ended jobs (GPUs held times seconds run) per requester and project, since the gateway started",
+        m.account_gpu_seconds.clone(),
+    );
+    reg.register(
+        "openclaw_account_jobs",
+        "Ended jobs that ran, per requester and project, since the gateway started",
+        m.account_jobs.clone(),
+    );
+    reg.register(
+        "openclaw_account_wait_seconds",
+        "Seconds those jobs waited from submit to start, per requester and project",
+        m.account_wait_seconds.clone(),
     );
     let db = shared.store.counts();
     reg.register(

@@ -169,8 +169,9 @@ impl Shared {
         }
     }
 
-    /// Re-reads gateway.toml; keeps the old config if the new one is invalid.
-    pub(super) fn reload(&self) {
+    /// Re-reads gateway.toml; keeps the old config if the new one is
+    /// invalid, and says why (the key and the reason).
+    pub(super) fn reload(&self) -> Result<(), String> {
         let path = self.home.path(files::CONFIG);
         let parsed = std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
@@ -185,11 +186,17 @@ impl Shared {
                     Err(p) => *p.into_inner() = Arc::new(cfg),
                 }
                 tracing::info!("reloaded {}", path.display());
+                // Waiting jobs see new quotas at once.
+                self.jobs.capacity.notify_waiters();
+                Ok(())
             }
-            Err(e) => tracing::error!(
-                "not reloading {}: {e}; keeping the running configuration",
-                path.display()
-            ),
+            Err(e) => {
+                tracing::error!(
+                    "not reloading {}: {e}; keeping the running configuration",
+                    path.display()
+                );
+                Err(e)
+            }
         }
     }
 }

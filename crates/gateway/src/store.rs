@@ -49,8 +49,10 @@ pub use engine::PgOptions;
 pub use jobs::{FanRow, JobRow, JobState, encode_plan};
 pub use nodes::{NodeRow, NodeState};
 pub use tokens::TokenRow;
+pub use usage::UsedRow;
 
 mod tokens;
+mod usage;
 
 /// A store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]

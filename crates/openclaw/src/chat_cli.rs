@@ -248,6 +248,7 @@ pub async fn one(p: &Prompt<'_>, text: &str, dry_run: bool) -> Result<(), CliErr
                 node,
                 role,
                 gpus,
+                ..
             } => match client
                 .call(Request::JobPreview(spec(what, node, role, *gpus, user)))
                 .await
@@ -331,9 +332,15 @@ pub async fn one(p: &Prompt<'_>, text: &str, dry_run: bool) -> Result<(), CliErr
     let access = chat::Access::default();
     match chatops::dispatch(p.gw, &access, asker, &ctx, intent, m, TERM_MAX).await {
         Action::Say(text) => outln!("{text}"),
-        Action::Run(spec) => {
+        Action::Run(spec, options) => {
             let c = p.gw.get().await.map_err(fail)?;
-            let r = c.open(Request::JobRun(spec)).await.map_err(fail)?;
+            let req = proto::JobRequest {
+                spec,
+                follow: proto::Follow::Attached,
+                options,
+            }
+            .into_request();
+            let r = c.open(req).await.map_err(fail)?;
             print_job(p, Start::Run(c, r)).await?;
         }
         Action::RunAll(spec) => {

@@ -614,6 +614,9 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
             message,
         } => crate::chat_cli::run(&home, user, dry_run, message).await,
         Command::Job(cmd) => jobs_cli::job(&home, cmd).await,
+        Command::Usage { since, by, json } => {
+            crate::usage_cli::usage(&home, &since, &by, json).await
+        }
         Command::Client(cmd) => crate::clients_cli::run(&home, cmd).await,
         Command::Ca(cmd) => crate::clients_cli::ca(&home, cmd).await,
         Command::Dashboard {

@@ -93,6 +93,21 @@ pub struct RunArgs {
     /// with 'openclaw job artifacts N'.
     #[arg(long = "artifact", value_name = "PATTERN", conflicts_with = "all")]
     artifacts: Vec<String>,
+    /// Charge the job to this project (`[projects.NAME]` in gateway.toml;
+    /// you must be one of its members). Without it, only to you.
+    #[arg(long, value_name = "NAME")]
+    project: Option<String>,
+    /// Priority among the waiting jobs of your account (higher first),
+    /// capped by the gateway's fair_share.max_priority. The account that
+    /// used least still goes first.
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    priority: Option<i32>,
+    /// The job may be stopped (SIGTERM, then SIGKILL after the grace
+    /// period) for a waiting job of an account under its fair share, and
+    /// is then queued again as a new attempt (a new job id; the stopped
+    /// attempt's output stays with it).
+    #[arg(long)]
+    preemptible: bool,
     /// The command and its arguments: what follows `--`, or everything
     /// from the first word that is not an option of `run` (as ssh: `run
     /// --node n ls -la` runs `ls -la`). Options before it are run's own;
@@ -104,8 +119,13 @@ pub struct RunArgs {
 /// `openclaw job ...`.
 #[derive(Subcommand)]
 pub enum JobCmd {
-    /// Recent jobs, newest first.
+    /// Recent jobs, newest first; with --queued, the waiting jobs in the
+    /// order the fair-share queue serves them, each with why it waits.
     List {
+        /// Only waiting jobs, in queue order (a lab member sees their own,
+        /// at their places in the whole queue).
+        #[arg(long)]
+        queued: bool,
         /// How many (at most 500 per page).
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -330,11 +350,21 @@ async fn warn_if_no_gpu(client: &Client, info: &JobInfo, asked: Option<u32>) {
 /// anything is sent.
 fn job_options(args: &RunArgs) -> Result<Vec<JobOption>, CliError> {
     proto::artifact::check_patterns(&args.artifacts).map_err(usage)?;
-    Ok(args
+    let mut out: Vec<JobOption> = args
         .artifacts
         .iter()
         .map(|p| JobOption::Artifact(p.clone()))
-        .collect())
+        .collect();
+    if let Some(p) = &args.project {
+        out.push(JobOption::Project(p.clone()));
+    }
+    if let Some(n) = args.priority {
+        out.push(JobOption::Priority(n));
+    }
+    if args.preemptible {
+        out.push(JobOption::Preemptible);
+    }
+    Ok(out)
 }
 
 /// `openclaw run`.
@@ -652,9 +682,13 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
     let call = |req| async { client.call(req).await.map_err(run_error) };
     match cmd {
         JobCmd::List {
+            queued: true, json, ..
+        } => crate::usage_cli::queued(home, json).await,
+        JobCmd::List {
             limit,
             before,
             json,
+            queued: false,
         } => match call(Request::JobList {
             limit,
             before,

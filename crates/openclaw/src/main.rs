@@ -17,6 +17,7 @@ mod output;
 mod term;
 #[cfg(test)]
 mod tidy;
+mod usage_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -171,6 +172,20 @@ enum Command {
     /// List, inspect, follow, cancel, approve and deny jobs.
     #[command(subcommand)]
     Job(jobs_cli::JobCmd),
+    /// GPU usage from the gateway's records: GPU-hours, jobs and their
+    /// average wait per user, project, node or GPU model. A lab member
+    /// sees their own jobs; an admin sees everyone's.
+    Usage {
+        /// How far back (e.g. 24h, 7d, 90d).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Group by user, project, node or gpu (the GPU model).
+        #[arg(long, default_value = "user")]
+        by: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Forward a local TCP port to a port on a node's 127.0.0.1 through the
     /// gateway, as ssh -L does (Jupyter, TensorBoard, a debugger): each
     /// connection is one stream; the node still only dials out. The node's

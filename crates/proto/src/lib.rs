@@ -44,6 +44,7 @@ pub mod redact;
 pub mod size;
 pub mod state;
 pub mod telemetry;
+pub mod usage;
 
 pub use artifact::{
     ArtifactFrame, ArtifactInfo, ArtifactReply, ArtifactSpec, JobArtifacts, JobDispatch,
@@ -55,6 +56,7 @@ pub use job::*;
 pub use msg::*;
 pub use state::{FanState, JobState, NodeState};
 pub use telemetry::*;
+pub use usage::*;
 
 /// ALPN for enrollment: server-only TLS, token-authenticated.
 pub const ALPN_ENROLL: &[u8] = b"openclaw-enroll/1";

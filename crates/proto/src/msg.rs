@@ -501,6 +501,22 @@ pub enum Request {
         /// The chat user a bot asks for.
         on_behalf_of: Option<String>,
     },
+    /// GPU usage over a window, grouped (`openclaw usage`; reply `Usage`).
+    /// A lab member or a chat user sees only their own jobs.
+    Usage {
+        /// Seconds back from now (at most [`crate::MAX_USAGE_DAYS`] days).
+        since_secs: u64,
+        /// The grouping.
+        by: crate::UsageBy,
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
+    /// The waiting jobs in the order the fair-share queue serves them
+    /// (`openclaw job list --queued`, chat `queue`; reply `Queue`).
+    Queue {
+        /// The chat user a bot asks for.
+        on_behalf_of: Option<String>,
+    },
 }
 
 /// A step of a CA rotation.
@@ -598,6 +614,8 @@ impl Request {
             Request::GatewayLeave { .. } => "gateway.leave",
             Request::JobArtifacts { .. } => "job.artifacts",
             Request::ArtifactGet { .. } => "job.artifact_get",
+            Request::Usage { .. } => "usage",
+            Request::Queue { .. } => "job.queue",
         }
     }
 
@@ -635,6 +653,8 @@ impl Request {
                 | Request::Time
                 | Request::Trust
                 | Request::NodeHistory { .. }
+                | Request::Usage { .. }
+                | Request::Queue { .. }
                 | Request::LabSummary => true,
                 // Chat never streams standard input to a job.
                 Request::JobRequest(r) => r.follow != crate::Follow::AttachedWithInput,
@@ -690,6 +710,8 @@ impl Request {
                 | Request::NodeHistory { .. }
                 | Request::GatewaySet
                 | Request::JobRequest(_)
+                | Request::Usage { .. }
+                | Request::Queue { .. }
                 | Request::LabSummary => true,
                 Request::TokenCreate { .. }
                 | Request::TokenList
@@ -825,6 +847,10 @@ pub enum Response {
     Artifacts(crate::JobArtifacts),
     /// Reply to [`Request::ArtifactGet`]: the file's bytes follow, raw.
     Artifact(crate::ArtifactInfo),
+    /// Reply to [`Request::Usage`].
+    Usage(crate::UsageReport),
+    /// Reply to [`Request::Queue`].
+    Queue(crate::QueueReport),
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

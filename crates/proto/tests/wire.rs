@@ -466,9 +466,68 @@ fn samples() -> Vec<Sample> {
             })
         ),
         s!(
+            "request.usage",
+            Request,
+            Request::Usage {
+                since_secs: 604_800,
+                by: UsageBy::Project,
+                on_behalf_of: Some("slack:T1/U1".into()),
+            }
+        ),
+        s!(
+            "response.usage",
+            Response,
+            Response::Usage(UsageReport {
+                since: 1_000,
+                until: 605_800,
+                by: UsageBy::Gpu,
+                lines: vec![UsageLine {
+                    key: "H100".into(),
+                    gpu_seconds: 7_200,
+                    jobs: 2,
+                    wait_seconds: 30,
+                }],
+                days: vec![UsageDay {
+                    day: 86_400,
+                    key: "H100".into(),
+                    gpu_seconds: 7_200,
+                }],
+                own_only: true,
+                queue: vec![QueuePoint {
+                    at: 3_600,
+                    waiting: 4,
+                    mean_wait_secs: 90,
+                }],
+            })
+        ),
+        s!(
             "response.artifact",
             Response,
             Response::Artifact(ArtifactInfo::default())
+        ),
+        s!(
+            "request.queue",
+            Request,
+            Request::Queue { on_behalf_of: None }
+        ),
+        s!(
+            "response.queue",
+            Response,
+            Response::Queue(QueueReport {
+                now: 5_000,
+                entries: vec![QueueEntry {
+                    position: 1,
+                    id: 42,
+                    requester: "user:bob".into(),
+                    project: Some("vision".into()),
+                    gpus: 1,
+                    priority: -2,
+                    created_at: 4_000,
+                    reason: "no free GPU".into(),
+                    estimated_start: Some(6_000),
+                }],
+                total: 3,
+            })
         ),
         s!(
             "enroll.poll",

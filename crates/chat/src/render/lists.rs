@@ -317,7 +317,7 @@ pub fn help(h: &HelpFor<'_>, m: &dyn Markup) -> String {
         ));
     }
     lines.push(
-        "• `nodes` · `jobs` · `status 17` · `logs 17` · `cancel 17` · `approve 17` · `deny 17 because …`"
+        "• `nodes` · `jobs` · `queue` · `usage` · `status 17` · `logs 17` · `cancel 17` · `approve 17` · `deny 17 because …`"
             .into(),
     );
     if h.jobs.is_empty() {

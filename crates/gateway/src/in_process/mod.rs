@@ -6,6 +6,7 @@
 
 mod approval;
 mod artifacts;
+mod fair;
 mod fanout;
 mod identity;
 mod limits;

@@ -145,6 +145,8 @@ pub async fn node_job_stream(
         Err(e) => Err(e),
     };
     drop(sink);
+    // Stopped for the fair share: queued again once its end is recorded.
+    let preempted = shared.jobs.preempted_for(id).is_some();
     let result = match outcome {
         Ok(Some(JobFrame::Exit {
             code,
@@ -233,6 +235,13 @@ pub async fn node_job_stream(
             return;
         }
     };
+    if preempted
+        && let Ok(Some(row)) = &result
+        && row.state == JobState::Cancelled
+    {
+        let row = row.clone();
+        let _ = crate::shared::off_runtime(&shared, move |s| super::submit::requeue(s, &row)).await;
+    }
     match result {
         Ok(_) => {
             // Tell the node it may forget the job, then let the writer finish.

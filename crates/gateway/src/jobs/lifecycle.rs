@@ -16,6 +16,7 @@ use crate::shared::{Shared, off_runtime};
 use crate::store::{JobRow, JobState, NodeRow, NodeState, StoreError, Tx};
 
 pub(super) fn set_progress_state(shared: &Shared, id: u64, state: JobState) {
+    shared.jobs.changed();
     shared.jobs.with(|m| {
         if let Some(j) = m.jobs.get(&id) {
             j.progress
@@ -35,6 +36,7 @@ pub(super) fn finish_live(shared: &Shared, id: u64, state: JobState) {
             .metrics
             .job_output(p.stdout + p.stderr, started.elapsed());
     }
+    shared.jobs.clear_preempted(id);
     shared.jobs.capacity.notify_waiters();
 }
 
@@ -132,6 +134,14 @@ pub(super) fn ending(
 pub(super) fn ended(shared: &Shared, id: u64, state: JobState, row: Option<&JobRow>) {
     if let Some(row) = row {
         tracing::info!(job = id, state = %state, exit_code = ?row.exit_code, reason = ?row.reason, "job ended");
+        if let (Some(start), Some(end)) = (row.started_at, row.finished_at) {
+            shared.metrics.charged(
+                &row.requester,
+                row.project.as_deref(),
+                end.saturating_sub(start) * u64::from(row.plan.gpus),
+                start.saturating_sub(row.created_at),
+            );
+        }
         finish_live(shared, id, state);
     }
 }

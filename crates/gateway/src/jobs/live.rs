@@ -155,7 +155,37 @@ pub struct Jobs {
     routing: Mutex<()>,
     /// Signalled whenever capacity may have freed up.
     pub capacity: Notify,
+    /// Jobs being stopped for the fair share: each victim and the waiting
+    /// job it makes room for. One at a time (a victim takes up to
+    /// `kill_grace` to go).
+    preempted: Mutex<HashMap<u64, u64>>,
+    /// Bumped whenever a job is added, changes state or ends: the
+    /// fair-share turn's cached read of the store holds while it stays.
+    generation: std::sync::atomic::AtomicU64,
+    /// The fair-share turn's last read of the store (`jobs/share.rs`).
+    store_view: Mutex<Option<StoreView>>,
 }
+
+/// What the fair-share turn read from the store, and when. Waiting jobs
+/// take their turns many times a second; they share one read while no
+/// job is added, moved or ended and for at most [`STORE_VIEW_TTL`].
+#[derive(Clone)]
+pub(super) struct StoreView {
+    /// [`Jobs::generation`] when it was read.
+    pub(super) generation: u64,
+    /// When it was read.
+    pub(super) at: crate::clock::Instant,
+    /// The horizon it was read from (unix seconds).
+    pub(super) since: u64,
+    /// Jobs not ended.
+    pub(super) unfinished: std::sync::Arc<Vec<crate::store::JobRow>>,
+    /// GPU use since `since`.
+    pub(super) usage: std::sync::Arc<Vec<crate::store::UsedRow>>,
+}
+
+/// How long a [`StoreView`] serves at most (running jobs' usage ends at
+/// the moment it was read).
+pub(super) const STORE_VIEW_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Jobs {
     pub(super) fn with<T>(&self, f: impl FnOnce(&mut Live) -> T) -> T {
@@ -174,6 +204,83 @@ impl Jobs {
     /// Ids of the jobs that have not ended.
     pub fn live_ids(&self) -> std::collections::HashSet<u64> {
         self.with(|m| m.jobs.keys().copied().collect())
+    }
+
+    /// Ids of the jobs that hold capacity now: dispatched, or routed and
+    /// reserved (what quotas count).
+    pub(super) fn holding(&self) -> std::collections::HashSet<u64> {
+        self.with(|m| {
+            m.jobs
+                .iter()
+                .filter(|(_, j)| j.counted().is_some())
+                .map(|(id, _)| *id)
+                .collect()
+        })
+    }
+
+    fn preempted_map<T>(&self, f: impl FnOnce(&mut HashMap<u64, u64>) -> T) -> T {
+        match self.preempted.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Marks the store's jobs changed: a cached [`StoreView`] is stale.
+    pub(super) fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The cached [`StoreView`], if it still holds at `now` for `since`;
+    /// else reads a new one with `read` and keeps it.
+    pub(super) fn store_view<E>(
+        &self,
+        now: crate::clock::Instant,
+        since: u64,
+        read: impl FnOnce() -> Result<(Vec<crate::store::JobRow>, Vec<crate::store::UsedRow>), E>,
+    ) -> Result<StoreView, E> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let mut g = match self.store_view.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(v) = g.as_ref()
+            && v.generation == generation
+            && v.since <= since
+            && now.saturating_duration_since(v.at) < STORE_VIEW_TTL
+        {
+            return Ok(v.clone());
+        }
+        let (unfinished, usage) = read()?;
+        let v = StoreView {
+            generation,
+            at: now,
+            since,
+            unfinished: std::sync::Arc::new(unfinished),
+            usage: std::sync::Arc::new(usage),
+        };
+        *g = Some(v.clone());
+        Ok(v)
+    }
+
+    /// Whether a preemption is under way.
+    pub(super) fn preempting(&self) -> bool {
+        self.preempted_map(|m| !m.is_empty())
+    }
+
+    /// Records that `victim` is being stopped for job `waiting`.
+    pub(super) fn mark_preempted(&self, victim: u64, waiting: u64) {
+        self.preempted_map(|m| m.insert(victim, waiting));
+    }
+
+    /// The job `victim` is being stopped for, if it is.
+    pub(super) fn preempted_for(&self, victim: u64) -> Option<u64> {
+        self.preempted_map(|m| m.get(&victim).copied())
+    }
+
+    /// Forgets a preemption (its victim ended).
+    pub(super) fn clear_preempted(&self, victim: u64) {
+        self.preempted_map(|m| m.remove(&victim));
     }
 
     /// Serialises routing decisions with the capacity they reserve.
@@ -223,6 +330,7 @@ impl Jobs {
             state: state.as_str().to_string(),
             ..Default::default()
         });
+        self.changed();
         self.with(|m| {
             m.insert(
                 id,

@@ -21,10 +21,12 @@ mod lifecycle;
 mod live;
 pub mod logwriter;
 pub mod options;
+mod share;
 mod spec;
 mod submit;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 pub use followers::{FollowSink, follow};
 pub use ingest::node_job_stream;
@@ -35,9 +37,11 @@ use lifecycle::{
 };
 pub use lifecycle::{approve, cancel, deny, end_for_revoked, recover};
 pub use live::{Jobs, Progress, TailChunk};
+pub use share::queue;
 pub use spec::{Resolved, resolve, resolve_for};
 use submit::{check_key, expire_approval, repeat_of, requeued, wait_in_queue};
 pub use submit::{submit, submit_with};
+pub use usage::usage;
 
 use crate::config::Config;
 use crate::peer::Peer;
@@ -171,10 +175,16 @@ fn node_views(shared: &Shared) -> Result<Vec<NodeView>, ApiError> {
 
 fn route(shared: &Shared, r: &Resolved) -> Result<String, RouteError> {
     let views = node_views(shared).map_err(|e| RouteError::Unavailable(e.message))?;
+    route_in(&views, r)
+}
+
+/// [`route`] over views already read (the fair-share turn routes every
+/// job ahead of one on the same snapshot).
+fn route_in(views: &[NodeView], r: &Resolved) -> Result<String, RouteError> {
     match (&r.node, &r.role) {
-        (Some(n), Some(role)) => routing::to_node_with_role(&views, n, role, r.gpus),
-        (Some(n), None) => routing::to_node(&views, n, r.gpus),
-        (None, Some(role)) => routing::to_role(&views, role, r.gpus),
+        (Some(n), Some(role)) => routing::to_node_with_role(views, n, role, r.gpus),
+        (Some(n), None) => routing::to_node(views, n, r.gpus),
+        (None, Some(role)) => routing::to_role(views, role, r.gpus),
         (None, None) => Err(RouteError::Unknown("no target".into())),
     }
 }

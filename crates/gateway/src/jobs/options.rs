@@ -9,11 +9,19 @@ pub struct Options {
     /// Artifact patterns (`--artifact`), checked by
     /// [`proto::artifact::check_patterns`].
     pub artifacts: Vec<String>,
+    /// The project to charge (`--project`); membership is checked at
+    /// submit (`jobs/share.rs`), where the configuration is.
+    pub project: Option<String>,
+    /// The priority asked for (`--priority`), before the policy's cap.
+    pub priority: i32,
+    /// It may be stopped and queued again (`--preemptible`).
+    pub preemptible: bool,
 }
 
-/// Checks a request's options. Each option this gateway does not act on is
-/// refused by name, never ignored: a job must not run without what its
-/// requester asked for.
+/// Checks a request's options. The match names every option, so a new
+/// one cannot be ignored by accident: a job must not run without what its
+/// requester asked for (an older gateway cannot decode a newer option, and
+/// the requester is told the request was not understood).
 pub fn check(options: &[JobOption]) -> Result<Options, ApiError> {
     if options.len() > MAX_JOB_OPTIONS {
         return Err(ApiError::new(
@@ -26,18 +34,31 @@ pub fn check(options: &[JobOption]) -> Result<Options, ApiError> {
         ));
     }
     let mut out = Options::default();
+    let mut priority_seen = false;
+    let twice = |o: &JobOption| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("{} was given twice; give it once", o.flag()),
+        )
+    };
     for o in options {
         match o {
-            JobOption::Artifact(p) => out.artifacts.push(p.clone()),
-            JobOption::Project(_) | JobOption::Priority(_) | JobOption::Preemptible => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "this gateway does not support {} yet; upgrade the gateway or run without it",
-                        o.flag()
-                    ),
-                ));
+            JobOption::Project(p) => {
+                proto::names::validate_name(p).map_err(|e| {
+                    ApiError::new(ErrorCode::InvalidArgument, format!("--project: {e}"))
+                })?;
+                if out.project.replace(p.clone()).is_some() {
+                    return Err(twice(o));
+                }
             }
+            JobOption::Priority(n) => {
+                if std::mem::replace(&mut priority_seen, true) {
+                    return Err(twice(o));
+                }
+                out.priority = *n;
+            }
+            JobOption::Preemptible => out.preemptible = true,
+            JobOption::Artifact(p) => out.artifacts.push(p.clone()),
         }
     }
     proto::artifact::check_patterns(&out.artifacts)
@@ -52,6 +73,33 @@ mod tests {
     #[test]
     fn no_options_is_the_plain_submission() {
         assert_eq!(check(&[]), Ok(Options::default()));
+    }
+
+    #[test]
+    fn accounts_options_are_read() {
+        let o = check(&[
+            JobOption::Project("vision".into()),
+            JobOption::Priority(3),
+            JobOption::Preemptible,
+        ])
+        .unwrap();
+        assert_eq!(
+            o,
+            Options {
+                artifacts: vec![],
+                project: Some("vision".into()),
+                priority: 3,
+                preemptible: true,
+            }
+        );
+        let e = check(&[JobOption::Project("Bad Name".into())]).unwrap_err();
+        assert!(e.message.contains("--project"), "{}", e.message);
+        let e = check(&[
+            JobOption::Project("a".into()),
+            JobOption::Project("b".into()),
+        ])
+        .unwrap_err();
+        assert!(e.message.contains("given twice"), "{}", e.message);
     }
 
     #[test]

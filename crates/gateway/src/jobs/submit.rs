@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use proto::{ApiError, ErrorCode, JobInfo, JobOption, JobSpec, Role};
 
+use super::share::{self, Candidate, NotNow};
 use super::{
     Resolved, bound_key, dispatch, end, end_if, err, finish_live, identity, live_info, plan_digest,
-    plan_for, resolve, route, set_progress_state,
+    plan_for, resolve, set_progress_state,
 };
 use crate::peer::Peer;
 use crate::policy::{self, Action};
@@ -36,6 +37,7 @@ pub fn submit_with(
     check_key(spec.idempotency_key.as_deref())?;
     let options = super::options::check(options)?;
     let cfg = shared.config();
+    let account = super::share::account(&cfg, &requester, &options)?;
     let chat = peer.role == Role::Bot;
     let resolved = resolve(&cfg, &spec, chat)?;
     let artifacts =
@@ -46,7 +48,19 @@ pub fn submit_with(
     // submits can never both be given the last GPU or job slot.
     let (row, routed) = {
         let _routing = shared.jobs.route_lock();
-        let routed = route(shared, &resolved);
+        let cand = Candidate {
+            id: 0,
+            charge: &account.charge,
+            priority: account.priority,
+            created_at: now,
+            resolved: &resolved,
+        };
+        let routed = match share::turn(shared, &cfg, &cand, true, spec.queue_timeout_secs.is_some())
+        {
+            Ok(node) => Ok(node),
+            Err(NotNow::Route(e)) => Err(e),
+            Err(NotNow::Refuse(e)) => return Err(e),
+        };
         let queue_until = match (&routed, spec.queue_timeout_secs) {
             (Ok(_), _) => None,
             (Err(e), Some(t)) if e.is_busy() => Some(now + t),
@@ -68,6 +82,9 @@ pub fn submit_with(
         );
         row.queue_until = queue_until;
         row.secret_env = secret_env;
+        row.project = account.charge.project.clone();
+        row.priority = account.priority;
+        row.preemptible = account.preemptible;
         let key = spec.idempotency_key.as_deref();
         let created = shared.store.tx(|tx| {
             // A repeated key returns the first job: checked and recorded
@@ -295,9 +312,28 @@ pub(super) fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: boo
     if row.state != JobState::Queued {
         return QueueStep::Done;
     }
+    let cfg = shared.config();
     let routed = {
         let _routing = shared.jobs.route_lock();
-        let routed = route(shared, r);
+        let charge = share::charge_of(&row);
+        let cand = Candidate {
+            id,
+            charge: &charge,
+            priority: row.priority,
+            created_at: row.created_at,
+            resolved: r,
+        };
+        let routed = match share::turn(shared, &cfg, &cand, false, false) {
+            Ok(node) => Ok(node),
+            Err(NotNow::Route(e)) => Err(e),
+            Err(NotNow::Refuse(e)) => {
+                // A quota lowered while it waited (SIGHUP) so far that it
+                // can never fit: it ends now, saying which.
+                drop(_routing);
+                let _ = end(shared, id, JobState::Failed, None, &e.message);
+                return QueueStep::Done;
+            }
+        };
         if let Ok(node) = &routed {
             shared.jobs.with(|m| {
                 m.update(id, |j| {
@@ -336,6 +372,63 @@ pub(super) fn queued_turn(shared: &Arc<Shared>, id: u64, r: &Resolved, chat: boo
             };
             let _ = end(shared, id, state, None, &msg);
             QueueStep::Done
+        }
+    }
+}
+
+/// Queues a preempted job again as a new attempt: a new job with the same
+/// plan, requester, project, priority and queue window, `requeued_from`
+/// the stopped one. The stopped attempt keeps its output, logs and end
+/// (`cancelled`, by the fair-share queue); the new attempt starts with
+/// empty logs. A failure is logged: the stopped job's end stands.
+pub(super) fn requeue(shared: &Arc<Shared>, old: &JobRow) {
+    let now = shared.clock.unix();
+    let window = old
+        .queue_until
+        .map_or(86_400, |t| t.saturating_sub(old.created_at).max(60));
+    let mut r = requeued(old);
+    // A job routed by role may run anywhere its role allows next time.
+    if r.role.is_some() {
+        r.node = None;
+    }
+    let mut row = JobRow::fresh(
+        JobState::Queued,
+        String::new(),
+        old.role.clone(),
+        old.named_job.clone(),
+        plan_for(shared, 0, r.node.as_deref().unwrap_or(""), &r),
+        old.requester.clone(),
+        old.via.clone(),
+        now,
+    );
+    row.queue_until = Some(now + window);
+    row.secret_env = old.secret_env.clone();
+    row.project = old.project.clone();
+    row.priority = old.priority;
+    row.preemptible = old.preemptible;
+    row.requeued_from = Some(old.id);
+    let created = shared.store.tx(|tx| {
+        let id = tx.insert_job(&row)?;
+        tx.audit(
+            now,
+            "gateway",
+            "job.requeue",
+            &id.to_string(),
+            &format!("attempt after job {} was preempted", old.id),
+        )?;
+        let chat = tx.client(&old.via)?.is_some_and(|c| c.role == Role::Bot);
+        Ok::<_, ApiError>((id, chat))
+    });
+    match created {
+        Ok((id, chat)) => {
+            shared
+                .jobs
+                .insert(id, "", r.gpus, JobState::Queued, false, shared.clock.now());
+            tracing::info!(job = id, was = old.id, "preempted job queued again");
+            tokio::spawn(wait_in_queue(shared.clone(), id, r, chat));
+        }
+        Err(e) => {
+            tracing::error!(job = old.id, error = %e.message, "could not queue a preempted job again")
         }
     }
 }

@@ -62,6 +62,14 @@ pub struct JobRow {
     /// Fingerprint of the key of the node it was planned for: only a
     /// session of that key receives it.
     pub node_key: Option<String>,
+    /// The project it is charged to.
+    pub project: Option<String>,
+    /// Its priority among waiting jobs, capped.
+    pub priority: i32,
+    /// It may be stopped and queued again (`--preemptible`).
+    pub preemptible: bool,
+    /// The job whose preemption queued this one again.
+    pub requeued_from: Option<u64>,
 }
 
 /// A fan-out row; its members are jobs with `fanout` set.
@@ -124,6 +132,10 @@ impl JobRow {
             processes_killed: 0,
             fanout: None,
             node_key: None,
+            project: None,
+            priority: 0,
+            preemptible: false,
+            requeued_from: None,
         }
     }
 
@@ -171,7 +183,8 @@ impl JobRow {
 
 const JOB_COLUMNS: &str = "id, state, node, role, named_job, plan, plan_digest, requester, via, approvers, \
      allow_self, approved_by, created_at, started_at, finished_at, exit_code, reason, stdout_bytes, stderr_bytes, \
-     truncated, queue_until, secret_env, processes_killed, fanout, node_key";
+     truncated, queue_until, secret_env, processes_killed, fanout, node_key, project, priority, preemptible, \
+     requeued_from";
 
 fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
     let plan: Vec<u8> = r.get(5)?;
@@ -214,6 +227,10 @@ fn job_from_row(r: &Row) -> Result<JobRow, StoreError> {
         processes_killed: u32::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
         fanout: r.get::<_, Option<i64>>(23)?.map(u),
         node_key: r.get(24)?,
+        project: r.get(25)?,
+        priority: i32::try_from(r.get::<_, i64>(26)?).unwrap_or(0),
+        preemptible: r.get::<_, i64>(27)? != 0,
+        requeued_from: r.get::<_, Option<i64>>(28)?.map(u),
     };
     let mut row = row;
     row.plan = proto::codec::decode(&plan)
@@ -242,8 +259,8 @@ impl Tx<'_> {
     pub fn insert_job(&self, row: &JobRow) -> Result<u64, StoreError> {
         let id = self.returned_id(
             "INSERT INTO jobs (state, node, role, named_job, plan, plan_digest, requester, via, approvers, allow_self, \
-             created_at, queue_until, secret_env, fanout, node_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
+             created_at, queue_until, secret_env, fanout, node_key, project, priority, preemptible, gpus, requeued_from) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) RETURNING id",
             params![
                 row.state.as_str(),
                 row.node,
@@ -260,6 +277,11 @@ impl Tx<'_> {
                 join(&row.secret_env),
                 row.fanout.map(i),
                 row.node_key,
+                row.project,
+                row.priority,
+                row.preemptible,
+                row.plan.gpus,
+                row.requeued_from.map(i),
             ],
         )?;
         Ok(id)
@@ -517,7 +539,7 @@ fn encode_held(gpus: &[proto::HeldGpu]) -> String {
         .collect()
 }
 
-fn decode_held(text: &str) -> Vec<proto::HeldGpu> {
+pub(super) fn decode_held(text: &str) -> Vec<proto::HeldGpu> {
     text.lines()
         .filter_map(|l| {
             let mut f = l.splitn(3, '\t');

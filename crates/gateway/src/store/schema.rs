@@ -182,6 +182,28 @@ CREATE TABLE artifacts (              -- files a job's node uploaded when the jo
   PRIMARY KEY (job, seq)              -- one row per file per job
 );
 "#,
+    // Version 12: accounts and the fair-share queue (issue 24): what each
+    // job is charged to, how it waits, and its GPUs in a column that usage
+    // queries can sum without decoding plans.
+    r#"
+ALTER TABLE jobs ADD COLUMN project TEXT; -- the project the job is charged to (--project); NULL: only its requester
+ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0; -- its priority among waiting jobs (--priority), capped by fair_share.max_priority
+ALTER TABLE jobs ADD COLUMN preemptible INTEGER NOT NULL DEFAULT 0; -- 1: it may be stopped and queued again for an account under its fair share
+ALTER TABLE jobs ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0; -- GPUs it asked for (the plan's); 0 for jobs from before version 12
+ALTER TABLE jobs ADD COLUMN requeued_from INTEGER; -- the job whose preemption queued this one again; NULL: a first attempt
+CREATE INDEX jobs_started ON jobs (started_at) WHERE started_at IS NOT NULL; -- usage over a time window
+CREATE TABLE usage_daily (            -- GPU use of jobs already pruned, one row per UTC day, requester, project, node and GPU model
+  day          INTEGER NOT NULL,      -- unix seconds of the UTC day the jobs started
+  requester    TEXT NOT NULL,         -- who asked
+  project      TEXT NOT NULL,         -- the project charged; empty: none
+  node         TEXT NOT NULL,         -- the node they ran on
+  model        TEXT NOT NULL,         -- GPU model; 'unknown' when the node did not say; '-' for jobs without GPUs
+  gpu_seconds  INTEGER NOT NULL,      -- GPUs held times seconds run, together
+  jobs         INTEGER NOT NULL,      -- how many jobs
+  wait_seconds INTEGER NOT NULL,      -- their seconds from submission to start, together
+  PRIMARY KEY (day, requester, project, node, model) -- one row per day and group; a later roll-up adds to it
+);
+"#,
 ];
 
 /// Every table of the state, in an order that a copy can follow.
@@ -197,6 +219,7 @@ pub(super) const COPIED_TABLES: &[&str] = &[
     "idempotency",
     "gateways",
     "artifacts",
+    "usage_daily",
 ];
 
 impl Store {
