@@ -622,7 +622,8 @@ async fn session(
             ControlMsg::RunJob(_)
             | ControlMsg::RunJobInput(_)
             | ControlMsg::Trust { .. }
-            | ControlMsg::Forward { .. },
+            | ControlMsg::Forward { .. }
+            | ControlMsg::Copy { .. },
         )) => {
             return End::Retry("gateway sent a message before welcoming this node".into());
         }
@@ -704,6 +705,16 @@ async fn session(
         {
             if let ControlMsg::Trust { cas_der } = msg {
                 follow_trust(&conn, home, &cas_der);
+                continue;
+            }
+            if let ControlMsg::Copy { id, op } = msg {
+                tokio::spawn(crate::copy::answer(
+                    conn.clone(),
+                    ctx.identity.clone(),
+                    ctx.policy.allowed_paths.clone(),
+                    id,
+                    op,
+                ));
                 continue;
             }
             if let ControlMsg::Forward { id, port } = msg {

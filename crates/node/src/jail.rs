@@ -406,6 +406,30 @@ pub fn on_path(program: &str, path: &str) -> bool {
     std::env::split_paths(path).any(|dir| dir.join(program).exists())
 }
 
+/// Drops this process to `u` for good: closes the session key ring it
+/// inherited, takes `u`'s groups (`initgroups`), then `setgid`, then
+/// `setuid`, checks there is no way back to root, and, for a uid of its
+/// own (`own_uid`, from `job_uids`), empties that uid's key rings. Used
+/// by the exec shim and by the file child (`crate::files`).
+pub fn become_user(u: &JobUser, own_uid: bool) -> Result<(), String> {
+    crate::keyrings::close_inherited_session()?;
+    let gid = nix::unistd::Gid::from_raw(u.gid);
+    let name = std::ffi::CString::new(u.name.clone())
+        .map_err(|_| "invalid run_as user name".to_string())?;
+    nix::unistd::initgroups(&name, gid).map_err(|e| format!("initgroups({}): {e}", u.name))?;
+    nix::unistd::setgid(gid).map_err(|e| format!("setgid({}): {e}", u.gid))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(u.uid))
+        .map_err(|e| format!("setuid({}): {e}", u.uid))?;
+    // Make sure there is no way back.
+    if nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_ok() && u.uid != 0 {
+        return Err("could regain root after dropping privileges".into());
+    }
+    if own_uid {
+        crate::keyrings::empty_uid_keyrings()?;
+    }
+    Ok(())
+}
+
 /// The shim's main (`openclaw-exec`, or `openclaw __job-exec`): never
 /// returns. Started as `nvidia-smi` (the fake of a node with simulated
 /// GPUs, [`crate::simsmi`]) it is that instead. Exit codes follow the
@@ -419,6 +443,9 @@ pub fn shim_main() -> ! {
     }
     if let Ok(json) = std::env::var(crate::private_tmp::PROBE_VAR) {
         crate::private_tmp::probe_main(&json);
+    }
+    if let Ok(json) = std::env::var(crate::files::SPEC_VAR) {
+        crate::files::serve_main(&json);
     }
     let exit = |code: i32, line: &str| -> ! {
         eprintln!("{line}");
@@ -463,33 +490,10 @@ pub fn shim_main() -> ! {
     {
         fail(format!("refusing to enter its directory: {e}"));
     }
-    if let Some(u) = &spec.user {
-        if let Err(e) = crate::keyrings::close_inherited_session() {
-            fail(e);
-        }
-        let gid = nix::unistd::Gid::from_raw(u.gid);
-        let name = match std::ffi::CString::new(u.name.clone()) {
-            Ok(n) => n,
-            Err(_) => fail("invalid run_as user name".into()),
-        };
-        if let Err(e) = nix::unistd::initgroups(&name, gid) {
-            fail(format!("initgroups({}): {e}", u.name));
-        }
-        if let Err(e) = nix::unistd::setgid(gid) {
-            fail(format!("setgid({}): {e}", u.gid));
-        }
-        if let Err(e) = nix::unistd::setuid(nix::unistd::Uid::from_raw(u.uid)) {
-            fail(format!("setuid({}): {e}", u.uid));
-        }
-        // Make sure there is no way back.
-        if nix::unistd::setuid(nix::unistd::Uid::from_raw(0)).is_ok() && u.uid != 0 {
-            fail("could regain root after dropping privileges".into());
-        }
-        if spec.own_uid
-            && let Err(e) = crate::keyrings::empty_uid_keyrings()
-        {
-            fail(e);
-        }
+    if let Some(u) = &spec.user
+        && let Err(e) = become_user(u, spec.own_uid)
+    {
+        fail(e);
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         fail(format!("cannot set no_new_privs: {e}"));

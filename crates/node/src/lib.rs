@@ -3,7 +3,9 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod copy;
 pub mod enroll;
+pub mod files;
 pub mod forward;
 pub mod gpuhealth;
 pub mod jail;

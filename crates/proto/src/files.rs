@@ -144,9 +144,7 @@ impl FileOp {
     /// Which way data goes: writes are uploads, reads downloads.
     pub fn direction(&self) -> Direction {
         match self {
-            FileOp::Put { .. } | FileOp::Mkdir { .. } | FileOp::Symlink { .. } => {
-                Direction::ToNode
-            }
+            FileOp::Put { .. } | FileOp::Mkdir { .. } | FileOp::Symlink { .. } => Direction::ToNode,
             FileOp::Get { .. } | FileOp::Stat { .. } | FileOp::List { .. } => Direction::FromNode,
         }
     }
@@ -251,7 +249,9 @@ pub enum PathError {
     #[error("the path is longer than {MAX_PATH} bytes")]
     TooLong,
     /// Has a `..` component.
-    #[error("{0:?} has a '..' component; copies never climb out of a directory, name the path without it")]
+    #[error(
+        "{0:?} has a '..' component; copies never climb out of a directory, name the path without it"
+    )]
     DotDot(String),
     /// Has a control character.
     #[error("{0:?} has a control character in a name; rename it on the node first")]
@@ -435,7 +435,13 @@ mod tests {
 
     #[test]
     fn allowed_entries_must_be_canonical() {
-        for bad in ["srv/lab", "/srv/lab/", "/srv//lab", "/srv/./lab", "/srv/../etc"] {
+        for bad in [
+            "srv/lab",
+            "/srv/lab/",
+            "/srv//lab",
+            "/srv/./lab",
+            "/srv/../etc",
+        ] {
             assert_eq!(
                 split_allowed("/srv/lab/f", &[bad.to_string()]),
                 Err(PathError::BadAllowed(bad.to_string())),
