@@ -169,6 +169,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         Request::JobRun(_)
         | Request::JobRunInput(_)
         | Request::Forward { .. }
+        | Request::Copy(_)
         | Request::JobAttach { .. }
         | Request::FanOut(_)
         | Request::FanOutAttach { .. } => Err(ApiError::new(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::{Action, Policy, Rule};
+use crate::policy::{Action, FileRule, Policy, Rule};
 
 /// A named job from `[jobs.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +200,19 @@ struct RawPolicy {
     env_secret: Option<Vec<String>>,
     #[serde(default)]
     rules: Vec<RawRule>,
+    #[serde(default)]
+    files: Vec<RawFileRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileRule {
+    #[serde(default)]
+    nodes: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    direction: Option<String>,
+    files: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -529,6 +542,15 @@ env_secret = ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*_KEY", "*PASSWD*"]
 # approvers = ["admin", "slack:T0123ABCD/U024BE7LH"]
 # allow_self_approval = false
 
+# Copying files (openclaw cp), first match wins; with no match admins may, and lab
+# members may where the rules above let them use the node. Each node's node.toml
+# allowed_paths still decides where (none by default). Chat bots never copy.
+# [[policy.files]]
+# nodes = ["secure-*"]
+# users = ["user:*"]
+# direction = "upload"               # upload | download; leave out for both
+# files = "deny"                     # allow | deny (approve is refused: copies are never held)
+
 [limits]
 # Stored output per job and stream; past it the log is cut with a marker (the job keeps running).
 output_cap_bytes = 1073741824
@@ -719,7 +741,28 @@ fn parse_policy(raw: RawPolicy) -> Result<Policy, String> {
             allow_self_approval: r.allow_self_approval,
         });
     }
+    let mut files = Vec::new();
+    for (i, r) in raw.files.into_iter().enumerate() {
+        identities(&format!("policy.files[{i}].users"), &r.users)?;
+        let direction = match r.direction.as_deref() {
+            None => None,
+            Some("upload") => Some(proto::files::Direction::ToNode),
+            Some("download") => Some(proto::files::Direction::FromNode),
+            Some(d) => {
+                return Err(format!(
+                    "policy.files[{i}].direction: {d:?} is not one of upload, download (leave it out for both)"
+                ));
+            }
+        };
+        files.push(FileRule {
+            nodes: r.nodes,
+            users: r.users,
+            direction,
+            files: action(&format!("policy.files[{i}].files"), &r.files)?,
+        });
+    }
     Ok(Policy {
+        files,
         default: match raw.default {
             Some(d) => action("policy.default", &d)?,
             None => defaults.default,

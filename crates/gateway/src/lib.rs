@@ -10,6 +10,7 @@ pub mod backup;
 mod clients;
 pub mod clock;
 pub mod config;
+mod copy;
 mod enroll;
 mod forward;
 pub mod ha;
@@ -362,6 +363,7 @@ async fn assemble(
         enroll_slots,
         enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
         forwards: forward::Forwards::default(),
+        copies: forward::Forwards::default(),
         config: RwLock::new(Arc::new(config)),
         home: home.clone(),
         logs_dir,

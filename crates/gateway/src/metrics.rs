@@ -33,6 +33,10 @@ pub struct Metrics {
     pub input_relayed: Counter<u64, AtomicU64>,
     /// Bytes through port forwards, both ways.
     pub forwarded: Counter<u64, AtomicU64>,
+    /// Bytes copied to nodes (`openclaw cp` uploads), as relayed.
+    pub copied_to_nodes: Counter<u64, AtomicU64>,
+    /// Bytes copied from nodes (`openclaw cp` downloads), as relayed.
+    pub copied_from_nodes: Counter<u64, AtomicU64>,
     enrollments: Family<Labels, Counter>,
     handshake_failures: Family<Labels, Counter>,
     /// Seconds from a job's submit to its process starting on the node.
@@ -49,6 +53,8 @@ impl Default for Metrics {
             bytes_relayed: Counter::default(),
             input_relayed: Counter::default(),
             forwarded: Counter::default(),
+            copied_to_nodes: Counter::default(),
+            copied_from_nodes: Counter::default(),
             enrollments: Family::default(),
             handshake_failures: Family::default(),
             // 1 ms to about 16 s.
@@ -199,6 +205,16 @@ pub fn render(shared: &Shared) -> String {
         "openclaw_forward_bytes",
         "Bytes through port forwards (openclaw forward), both ways",
         m.forwarded.clone(),
+    );
+    reg.register(
+        "openclaw_copy_to_nodes_bytes",
+        "Bytes relayed to nodes by copies (openclaw cp), frames included",
+        m.copied_to_nodes.clone(),
+    );
+    reg.register(
+        "openclaw_copy_from_nodes_bytes",
+        "Bytes relayed from nodes by copies (openclaw cp), frames included",
+        m.copied_from_nodes.clone(),
     );
     let db = shared.store.counts();
     reg.register(

@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub log_writer: jobs::logwriter::LogWriter,
     /// Port forwards waiting for their node's answer.
     pub forwards: forward::Forwards,
+    /// Copies (`openclaw cp`) waiting for their node's answer.
+    pub copies: forward::Forwards,
 }
 
 /// A node's live connection (if any) and its CONNECTION and HEALTH columns.
