@@ -10,6 +10,7 @@ mod attacks;
 mod backup;
 mod bad_input;
 mod chat;
+mod cp;
 mod dashboard;
 mod fanout;
 mod forward;
