@@ -937,6 +937,14 @@ mod tests {
                 "policy.rules[0].action",
             ),
             (
+                "[[policy.files]]\nfiles = \"maybe\"",
+                "policy.files[0].files",
+            ),
+            (
+                "[[policy.files]]\ndirection = \"sideways\"\nfiles = \"deny\"",
+                "policy.files[0].direction",
+            ),
+            (
                 "[jobs.x]\ncommand = [\"a\"]\nrole = \"gpu\"\nenv = { LD_PRELOAD = \"x\" }",
                 "LD_PRELOAD",
             ),
@@ -945,5 +953,31 @@ mod tests {
             let err = Config::parse(text).unwrap_err();
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+    #[test]
+    fn file_rules_parse_with_their_direction() {
+        let cfg = Config::parse(
+            "[[policy.files]]\nnodes = [\"secure-*\"]\nusers = [\"user:*\"]\ndirection = \"upload\"\nfiles = \"deny\"\n\
+             [[policy.files]]\nfiles = \"allow\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.policy.files,
+            vec![
+                FileRule {
+                    nodes: vec!["secure-*".into()],
+                    users: vec!["user:*".into()],
+                    direction: Some(proto::files::Direction::ToNode),
+                    files: Action::Deny,
+                },
+                FileRule {
+                    nodes: vec![],
+                    users: vec![],
+                    direction: None,
+                    files: Action::Allow,
+                },
+            ]
+        );
+        assert!(Config::parse("").unwrap().policy.files.is_empty());
     }
 }
