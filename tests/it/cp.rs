@@ -317,10 +317,6 @@ fn attack_cp_refuses_paths_outside_links_a_denied_direction_and_a_revoked_creden
     let f = lab.dir().join("f");
     std::fs::write(&f, b"payload").unwrap();
     let f = f.to_str().unwrap().to_string();
-    let refused = |out: testkit::Out, want: &str| {
-        assert_eq!(out.code, 1, "{out:?}");
-        assert!(out.stderr.contains(want), "want {want:?}: {}", out.stderr);
-    };
 
     // Outside allowed_paths: refused, naming the key.
     refused(
@@ -419,6 +415,13 @@ fn attack_cp_refuses_paths_outside_links_a_denied_direction_and_a_revoked_creden
             && r.contains("policy.files[0]")),
         "{rows:?}"
     );
+}
+
+/// A copy that failed (exit 1) saying `want`.
+#[track_caller]
+fn refused(out: testkit::Out, want: &str) {
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains(want), "want {want:?}: {}", out.stderr);
 }
 
 /// Kills `node` once the partial file `part` holds `at` bytes or more.
