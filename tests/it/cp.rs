@@ -433,7 +433,7 @@ fn kill_when(node: &mut Proc, part: &Path, at: u64) {
 }
 
 #[test]
-fn cp_resumes_from_the_verified_offset_after_the_node_is_killed() {
+fn cp_resumes_from_the_verified_offset_after_the_node_or_the_gateway_is_killed() {
     if !is_root() {
         eprintln!("SKIPPED: copies as the job user need the agent to run as root");
         return;
@@ -486,5 +486,44 @@ fn cp_resumes_from_the_verified_offset_after_the_node_is_killed() {
     assert!(
         sent < size - (8 << 20),
         "resumed copy sent {sent} of {size}: {last}"
+    );
+
+    // Download: the gateway dies mid-copy (SIGKILL) and comes back.
+    let back = here.join("back.bin");
+    let cp = lab.spawn(
+        &lab.gw_home.clone(),
+        &["cp", &remote(&area.lab().join("big.bin")), back.to_str().unwrap()],
+    );
+    let part = here.join(".back.bin.openclaw-part");
+    wait_until(T, "the local partial file to grow", || {
+        std::fs::metadata(&part).ok().filter(|m| m.len() >= 16 << 20)
+    });
+    lab.stop_gateway(true);
+    let out = cp.wait(T);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("--resume"), "{}", out.stderr);
+    assert!(!back.exists(), "nothing under the final name");
+    lab.start_gateway();
+    lab.wait_node(NODE, "connected", T);
+    let out = lab.admin(&[
+        "cp",
+        "--resume",
+        &remote(&area.lab().join("big.bin")),
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(sha(&back), want);
+    assert!(!part.exists());
+    let rows = audit(&lab.gw_home);
+    let last = rows.last().unwrap();
+    let sent: u64 = last
+        .split("ok, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{last}"));
+    assert!(
+        sent < size - (8 << 20),
+        "resumed download sent {sent} of {size}: {last}"
     );
 }

@@ -35,6 +35,10 @@ const PER_NODE: u32 = mesh::tls::NODE_COPY_STREAMS;
 const PEEK: usize = 4096;
 /// Most characters of a path or a node's words kept in audit and logs.
 const SHOWN: usize = 300;
+/// How long a side may stop reading while the other has bytes for it:
+/// past this the copy is cut off (both streams reset), so a peer that
+/// stops reading never holds a slot and its buffers for ever.
+const STALL: Duration = Duration::from_secs(60);
 
 /// How a relayed copy ended, as the frames passing through said.
 #[derive(Debug, Default)]
@@ -164,14 +168,14 @@ async fn relay(
             }
             let len = proto::frame::body_len(header, proto::files::FRAME_LIMIT)
                 .map_err(|e| e.to_string())?;
-            to.write_all(&header).await.map_err(|e| e.to_string())?;
+            stalled(to.write_all(&header)).await?;
             if len <= PEEK {
                 let mut body = vec![0u8; len];
                 if !read_exact_or_end(&mut from, &mut body).await? && len > 0 {
                     return Err("the stream ended inside a frame".into());
                 }
                 verdict.see(&body);
-                to.write_all(&body).await.map_err(|e| e.to_string())?;
+                stalled(to.write_all(&body)).await?;
             } else {
                 let mut left = len;
                 while left > 0 {
@@ -182,7 +186,7 @@ async fn relay(
                     {
                         Some(c) => {
                             left -= c.bytes.len();
-                            to.write_chunk(c.bytes).await.map_err(|e| e.to_string())?;
+                            stalled(to.write_chunk(c.bytes)).await?;
                         }
                         None => return Err("the stream ended inside a frame".into()),
                     }
@@ -204,6 +208,19 @@ async fn relay(
             let _ = from.stop(quinn::VarInt::from_u32(proto::input_code::REFUSED));
             (Err(e), verdict)
         }
+    }
+}
+
+/// A write that must not wait longer than [`STALL`] for the reader.
+async fn stalled(
+    write: impl std::future::Future<Output = Result<(), quinn::WriteError>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(STALL, write).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "the receiving side stopped reading for {}s; the copy was cut off",
+            STALL.as_secs()
+        )),
     }
 }
 
