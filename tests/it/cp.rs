@@ -492,11 +492,17 @@ fn cp_resumes_from_the_verified_offset_after_the_node_or_the_gateway_is_killed()
     let back = here.join("back.bin");
     let cp = lab.spawn(
         &lab.gw_home.clone(),
-        &["cp", &remote(&area.lab().join("big.bin")), back.to_str().unwrap()],
+        &[
+            "cp",
+            &remote(&area.lab().join("big.bin")),
+            back.to_str().unwrap(),
+        ],
     );
     let part = here.join(".back.bin.openclaw-part");
     wait_until(T, "the local partial file to grow", || {
-        std::fs::metadata(&part).ok().filter(|m| m.len() >= 16 << 20)
+        std::fs::metadata(&part)
+            .ok()
+            .filter(|m| m.len() >= 16 << 20)
     });
     lab.stop_gateway(true);
     let out = cp.wait(T);
