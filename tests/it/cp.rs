@@ -533,3 +533,61 @@ fn cp_resumes_from_the_verified_offset_after_the_node_or_the_gateway_is_killed()
         "resumed download sent {sent} of {size}: {last}"
     );
 }
+
+/// A tmpfs of `size` mounted on `dir` for `nobody`, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let (uid, gid) = nobody();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},uid={uid},gid={gid},mode=0755"))
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn attack_cp_a_disk_that_fills_leaves_nothing_under_the_name() {
+    if !is_root() {
+        eprintln!("SKIPPED: copies as the job user need the agent to run as root");
+        return;
+    }
+    let area = Area::new("full");
+    let Some(_disk) = Tmpfs::mount(&area.lab(), "1m") else {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here to fill");
+        return;
+    };
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let home = node_home(&mut lab, &area.lab());
+    let _node = lab.start_node(&home);
+    lab.wait_node(NODE, "connected", T);
+    let big = lab.dir().join("big.bin");
+    write_noise(&big, 4 << 20);
+    let out = lab.admin(&["cp", big.to_str().unwrap(), &remote(&area.lab())]);
+    refused(out, "No space left on device");
+    assert!(
+        !area.lab().join("big.bin").exists(),
+        "nothing under the name"
+    );
+    assert!(
+        !area.lab().join(".big.bin.openclaw-part").exists(),
+        "the partial file is removed, giving the space back"
+    );
+    // The disk has its space again: a small file fits.
+    let small = lab.dir().join("small.txt");
+    std::fs::write(&small, b"fits").unwrap();
+    let out = lab.admin(&["cp", small.to_str().unwrap(), &remote(&area.lab())]);
+    assert_eq!(out.code, 0, "{out:?}");
+}

@@ -350,3 +350,41 @@ async fn connect(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn body(m: &FileMsg) -> Vec<u8> {
+        proto::frame::encode(m).unwrap()[proto::frame::HEADER_LEN..].to_vec()
+    }
+
+    #[test]
+    fn the_audited_result_is_the_last_word_and_an_error_wins() {
+        let mut v = Verdict::default();
+        v.see(&body(&FileMsg::Ready {
+            path: "/srv/lab/f\u{1b}[2J".into(),
+            size: 0,
+            mode: 0,
+            mtime: 0,
+            offset: 0,
+            prefix: [0; 32],
+        }));
+        v.see(&body(&FileMsg::Data(vec![1, 2, 3])));
+        assert!(v.outcome.is_none());
+        // The node's words are escaped before they reach audit or logs.
+        assert_eq!(v.path.as_deref(), Some("/srv/lab/f\\u{1b}[2J"));
+        v.see(&body(&FileMsg::Done { bytes: 3 }));
+        assert!(matches!(v.outcome, Some(Ok(3))));
+        v.see(&body(&FileMsg::Error {
+            message: "checksum mismatch".into(),
+        }));
+        // A Done after an Error never turns a failure into a success.
+        v.see(&body(&FileMsg::Done { bytes: 3 }));
+        assert!(matches!(&v.outcome, Some(Err(e)) if e == "checksum mismatch"));
+        // Garbage is ignored.
+        v.see(&[0xff, 0xff, 0xff]);
+        assert!(v.outcome.is_some());
+    }
+}

@@ -98,6 +98,25 @@ async fn send(send: &mut quinn::SendStream, m: &FileMsg) -> Result<(), String> {
         .map_err(|e| format!("the copy's stream broke: {e}; run the same command again"))
 }
 
+/// Why the other side stopped taking data: the node's own `Error` when it
+/// sent one (a full disk, a refused path), else `fallback`.
+async fn why_stopped(rx: &mut quinn::RecvStream, node: &str, fallback: String) -> String {
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match mesh::read_frame::<FileMsg>(rx, files::FRAME_LIMIT).await {
+                Ok(Some(FileMsg::Error { message })) => return Some(message),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(Some(message)) => format!("node {node}: {message}"),
+        _ => fallback,
+    }
+}
+
 /// SHA-256 of the first `len` bytes of `f`, or `None` when it is shorter.
 fn hash_prefix(f: &mut std::fs::File, len: u64) -> std::io::Result<Option<Sha256>> {
     f.seek(SeekFrom::Start(0))?;
@@ -199,7 +218,9 @@ pub async fn put(
                 }
                 hasher.update(&buf[..n]);
                 total += n as u64;
-                send(&mut tx, &FileMsg::Data(buf[..n].to_vec())).await?;
+                if let Err(e) = send(&mut tx, &FileMsg::Data(buf[..n].to_vec())).await {
+                    return Err(why_stopped(&mut rx, node, e).await);
+                }
                 moved.add(n);
             }
         }
@@ -225,7 +246,9 @@ pub async fn put(
                 hasher.update(&chunk);
                 total += chunk.len() as u64;
                 moved.add(chunk.len());
-                send(&mut tx, &FileMsg::Data(chunk)).await?;
+                if let Err(e) = send(&mut tx, &FileMsg::Data(chunk)).await {
+                    return Err(why_stopped(&mut rx, node, e).await);
+                }
             }
         }
     }
