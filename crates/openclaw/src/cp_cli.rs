@@ -653,13 +653,15 @@ async fn download(
                 remote,
                 local: here,
             }),
-            EntryKind::Symlink(t) => match std::os::unix::fs::symlink(t, &here) {
-                Ok(()) => {}
-                Err(err) if std::fs::read_link(&here).is_ok_and(|old| old == Path::new(t)) => {
-                    let _ = err;
+            EntryKind::Symlink(t) => {
+                // The same link there already (a copy run again) is fine.
+                let same = || std::fs::read_link(&here).is_ok_and(|old| old == Path::new(t));
+                if let Err(err) = std::os::unix::fs::symlink(t, &here)
+                    && !same()
+                {
+                    failed.push(format!("{}: cannot make the link: {err}", here.display()));
                 }
-                Err(err) => failed.push(format!("{}: cannot make the link: {err}", here.display())),
-            },
+            }
             EntryKind::Other => failed.push(format!(
                 "{shown}/{}: not a regular file, directory or link (a device, FIFO or socket); skipped",
                 e.name
