@@ -219,6 +219,7 @@ pub async fn run(home: &Home, args: CpArgs) -> Result<(), CliError> {
     let opts = Opts {
         preserve: args.preserve,
         resume: args.resume,
+        count_size: false,
     };
     let dashes = locs.iter().filter(|l| **l == Loc::Dash).count();
     if dashes > 0 && (locs.len() > 1 || dest == Loc::Dash) {
@@ -539,6 +540,10 @@ async fn download(
             let t = vec![Task::GetStdout {
                 remote: path.to_string(),
             }];
+            let opts = Opts {
+                count_size: true,
+                ..opts
+            };
             return (run_all(client, node, t, opts, moved).await, 1);
         }
         Loc::Local(p) => p.clone(),
@@ -593,6 +598,10 @@ async fn download(
             remote: path.to_string(),
             local: target,
         }];
+        let opts = Opts {
+            count_size: true,
+            ..opts
+        };
         return (run_all(client, node, t, opts, moved).await, 1);
     };
     let mut failed = Vec::new();

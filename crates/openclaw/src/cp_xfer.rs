@@ -41,6 +41,9 @@ pub struct Opts {
     pub preserve: bool,
     /// `--resume`: continue partial files.
     pub resume: bool,
+    /// Add each downloaded file's size to the progress bar's total when
+    /// the node says it (single files; a tree's total is known up front).
+    pub count_size: bool,
 }
 
 /// Opens one copy stream and reads nothing yet. A node with all its copy
@@ -371,6 +374,9 @@ pub async fn get(
         } => (size, mode, mtime, offset, prefix),
         m => return Err(format!("node {node} answered {m:?} instead of Ready")),
     };
+    if opts.count_size {
+        moved.total.fetch_add(size, Ordering::Relaxed);
+    }
     let mut part = match &part_path {
         Some(pp) => Some(
             std::fs::OpenOptions::new()
