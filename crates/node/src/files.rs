@@ -342,10 +342,9 @@ fn put_file(
         Err(e) => return Err(format!("{shown}: {}", e.desc())),
     }
     let part = files::part_name(&name);
-    let mut flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    if !opt.resume {
-        flags |= OFlag::O_TRUNC;
-    }
+    // Never O_TRUNC here: the file is emptied (without --resume) only
+    // once this copy holds its lock, never under another copy's feet.
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = nix::fcntl::openat(&dir, part.as_str(), flags, Mode::from_bits_truncate(0o600))
         .map_err(|e| match e {
             Errno::ELOOP => format!(
@@ -353,7 +352,7 @@ fn put_file(
             ),
             e => format!("{shown}: cannot create {part} there: {}", e.desc()),
         })?;
-    let mut f = File::from(fd);
+    let f = File::from(fd);
     let meta = f
         .metadata()
         .map_err(|e| format!("{shown}: cannot read {part}: {e}"))?;
@@ -362,6 +361,17 @@ fn put_file(
             "{shown}: its partial file {part} is not a regular file; remove it"
         ));
     }
+    // One copy to a name at a time: two writing one partial file would
+    // mix their bytes, and each would check only its own stream.
+    let mut f = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((_, Errno::EAGAIN)) => {
+            return Err(format!(
+                "{shown}: another copy to this name is under way (it holds {part}); wait for it to end, or copy under another name"
+            ));
+        }
+        Err((_, e)) => return Err(format!("{shown}: cannot lock {part}: {}", e.desc())),
+    };
     let held = if opt.resume { meta.len() } else { 0 };
     let prefix =
         hash_prefix(&mut f, held).map_err(|e| format!("{shown}: cannot read {part}: {e}"))?;
@@ -439,7 +449,7 @@ fn put_file(
         ));
     }
     let mode = opt.mode.map_or(0o666 & !current_umask(), |m| m & 0o777);
-    let finish = nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(mode))
+    let finish = nix::sys::stat::fchmod(&*f, Mode::from_bits_truncate(mode))
         .map_err(std::io::Error::from)
         .and_then(|()| match opt.mtime {
             Some(t) => f.set_modified(unix_time(t)),

@@ -223,3 +223,36 @@ fn a_listing_never_follows_links() {
         ]
     );
 }
+
+#[test]
+fn two_copies_never_write_one_name_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let allowed = vec![root.to_string_lossy().into_owned()];
+    // Another copy to "f" holds its partial file.
+    let held = std::fs::File::create(root.join(files::part_name("f"))).unwrap();
+    std::io::Write::write_all(&mut &held, b"theirs").unwrap();
+    let _lock = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let body = b"mine".to_vec();
+    let (res, _) = run(
+        put(&root.join("f").to_string_lossy()),
+        &allowed,
+        &[
+            FileMsg::Start { offset: 0 },
+            FileMsg::Data(body.clone()),
+            FileMsg::End {
+                size: 4,
+                sha256: sum(&body),
+            },
+        ],
+    );
+    assert!(res.unwrap_err().contains("under way"));
+    // Their partial file is untouched, and nothing is under the name.
+    assert_eq!(
+        std::fs::read(root.join(files::part_name("f"))).unwrap(),
+        b"theirs"
+    );
+    assert!(!root.join("f").exists());
+}
