@@ -681,6 +681,16 @@ fn a_node_of_the_previous_protocol_works_and_an_older_one_is_told_to_upgrade() {
             e.contains("without forwards").then_some(e)
         });
         assert!(said.contains("upgrade"), "{said}");
+        // A copy (openclaw cp) too: refused with a sentence, nothing sent.
+        let file = lab.dir().join("to-copy");
+        std::fs::write(&file, b"x").unwrap();
+        let cp = lab.admin(&["cp", file.to_str().unwrap(), "worker-old:/tmp/x"]);
+        assert_eq!(cp.code, 1, "{cp:?}");
+        assert!(
+            cp.stderr.contains("without copies") && cp.stderr.contains("upgrade"),
+            "{}",
+            cp.stderr
+        );
         // (Trust is a protocol-2 message; it may come at any time.)
         while let Ok(sent) = tokio::time::timeout(
             Duration::from_millis(500),

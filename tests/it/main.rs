@@ -11,6 +11,7 @@ mod attacks;
 mod backup;
 mod bad_input;
 mod chat;
+mod cp;
 mod dashboard;
 mod fair;
 mod fanout;

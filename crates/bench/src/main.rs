@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 
+mod cp;
 mod detect;
 mod resilience;
 mod soak;
@@ -102,6 +103,10 @@ struct Lab {
     _dir: tempfile::TempDir,
     bin: PathBuf,
     gw: PathBuf,
+    /// The directory the node allows copies in (`allowed_paths`).
+    cp_area: PathBuf,
+    /// A local scratch directory for the copy figures.
+    scratch: PathBuf,
     children: Vec<std::process::Child>,
 }
 
@@ -125,9 +130,15 @@ impl Lab {
         let dir = tempfile::tempdir()?;
         let gw = dir.path().join("gw");
         let node = dir.path().join("node");
+        let cp_area = std::fs::canonicalize(dir.path())?.join("cp-area");
+        std::fs::create_dir(&cp_area)?;
+        let scratch = dir.path().join("scratch");
+        std::fs::create_dir(&scratch)?;
         let mut lab = Lab {
             bin: bin.to_path_buf(),
             gw: gw.clone(),
+            cp_area: cp_area.clone(),
+            scratch,
             children: vec![],
             _dir: dir,
         };
@@ -175,6 +186,10 @@ impl Lab {
             text.replace(
                 "forward_ports = []",
                 &format!("forward_ports = [\"{FORWARD_PORT}\"]"),
+            )
+            .replace(
+                "allowed_paths = []",
+                &format!("allowed_paths = [{:?}]", cp_area.display().to_string()),
             ),
         )?;
         let mut c = lab.cmd(&node);
@@ -596,6 +611,16 @@ fn main() -> Result<()> {
         None
     };
 
+    // 5. `openclaw cp` against scp: one big file, many small ones.
+    let cp_rows = cp::rows(
+        || lab.cmd(&lab.gw),
+        "bench-node",
+        &lab.cp_area,
+        &lab.scratch,
+        args.bytes,
+        use_ssh,
+    )?;
+
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -665,6 +690,9 @@ fn main() -> Result<()> {
                 .map(|d| format!("{:.2}x ssh", d.as_secs_f64() / ours.as_secs_f64()))
                 .unwrap_or_else(|| "-".into())
         );
+    }
+    for row in &cp_rows {
+        println!("{row}");
     }
     println!(
         "| raw quinn, one hop, one stream | {:.0} MB/s | | openclaw = {:.0}% of raw quinn |",

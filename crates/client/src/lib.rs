@@ -432,6 +432,31 @@ impl Client {
         }
     }
 
+    /// Opens one copy stream (`openclaw cp`): once the gateway answers
+    /// `Done`, the two halves carry [`proto::files::FileMsg`] frames to
+    /// and from the node's file child.
+    pub async fn open_copy(
+        &self,
+        req: proto::files::CopyRequest,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e.into()))?;
+        mesh::write_frame(&mut send, &Open::Request(Request::Copy(req)))
+            .await
+            .map_err(|e| self.lost(e))?;
+        match mesh::read_frame::<Response>(&mut recv, REPLY_FRAME_LIMIT).await {
+            Ok(Some(Response::Done { .. })) => Ok((send, recv)),
+            Ok(Some(Response::Error(e))) => Err(ClientError::Api(e)),
+            Ok(Some(r)) => Err(ClientError::Protocol(format!("unexpected reply {r:?}"))),
+            Ok(None) => Err(match self.conn.close_reason() {
+                Some(c) => connection_error(&self.addr, &c),
+                None => {
+                    ClientError::Protocol("the gateway closed the copy without replying".into())
+                }
+            }),
+            Err(e) => Err(self.lost(e)),
+        }
+    }
+
     /// Every node, a page at a time (`node list` at 10,000 nodes does not
     /// fit in one reply frame).
     pub async fn all_nodes(&self) -> Result<Vec<proto::NodeInfo>, ClientError> {

@@ -189,6 +189,7 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
         | Request::JobRunInput(_)
         | Request::JobRequest(_)
         | Request::Forward { .. }
+        | Request::Copy(_)
         | Request::JobAttach { .. }
         | Request::ArtifactGet { .. }
         | Request::FanOut(_)

@@ -32,14 +32,15 @@ const PER_NODE: u32 = mesh::tls::NODE_FORWARD_STREAMS;
 /// Most characters of a node's refusal kept: it is the node's text.
 const MAX_NODE_ERROR: usize = 500;
 
-/// A node's half of a forward.
-struct NodeSide {
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    error: Option<String>,
+/// A node's half of a forward (or of a copy, `crate::copy`).
+pub(crate) struct NodeSide {
+    pub(crate) send: quinn::SendStream,
+    pub(crate) recv: quinn::RecvStream,
+    pub(crate) error: Option<String>,
 }
 
 /// Forwards waiting for their node's stream: id → (node, where to hand it).
+/// Copies (`crate::copy`) keep a table of their own of the same kind.
 #[derive(Default)]
 pub struct Forwards {
     next: AtomicU64,
@@ -50,7 +51,7 @@ pub struct Forwards {
 
 /// One forward counted against its node's [`PER_NODE`]; uncounted when
 /// dropped, however the forward ends.
-struct Slot<'a> {
+pub(crate) struct Slot<'a> {
     forwards: &'a Forwards,
     node: String,
 }
@@ -87,11 +88,11 @@ impl Forwards {
     }
 
     /// Counts a forward to `node` for as long as the slot lives, or `None`
-    /// when [`PER_NODE`] are open to it already.
-    fn slot(&self, node: &str) -> Option<Slot<'_>> {
+    /// when `limit` are open to it already.
+    pub(crate) fn slot(&self, node: &str, limit: u32) -> Option<Slot<'_>> {
         self.with_open(|m| {
             let n = m.entry(node.to_string()).or_insert(0);
-            if *n >= PER_NODE {
+            if *n >= limit {
                 return None;
             }
             *n += 1;
@@ -104,7 +105,7 @@ impl Forwards {
     }
 
     /// A new forward to `node`, or `None` when too many wait already.
-    fn start(&self, node: &str) -> Option<(u64, oneshot::Receiver<NodeSide>)> {
+    pub(crate) fn start(&self, node: &str) -> Option<(u64, oneshot::Receiver<NodeSide>)> {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
         self.with(|m| {
@@ -116,7 +117,7 @@ impl Forwards {
         })
     }
 
-    fn forget(&self, id: u64) {
+    pub(crate) fn forget(&self, id: u64) {
         self.with(|m| m.remove(&id));
     }
 }
@@ -212,7 +213,7 @@ async fn open<'a>(
         )
         .map_err(|why| ApiError::new(ErrorCode::PermissionDenied, why))?;
     }
-    let slot = shared.forwards.slot(node).ok_or_else(|| {
+    let slot = shared.forwards.slot(node, PER_NODE).ok_or_else(|| {
         ApiError::new(
             ErrorCode::ResourceExhausted,
             format!(
@@ -292,17 +293,18 @@ async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide
     }
 }
 
-/// A node's `Open::Forward` stream: handed to the forward waiting for it,
-/// if that forward is for this node; any other is reset.
-pub fn node_answered(
-    shared: &Shared,
+/// A node's `Open::Forward` (or `Open::Copy`) stream: handed to the
+/// forward (copy) waiting for it in `table`, if that one is for this
+/// node; any other is reset.
+pub(crate) fn node_answered(
+    table: &Forwards,
     peer: &Peer,
     id: u64,
     error: Option<String>,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) {
-    let waiting = shared.forwards.with(|m| match m.get(&id) {
+    let waiting = table.with(|m| match m.get(&id) {
         Some((node, _)) if *node == peer.name => m.remove(&id).map(|(_, tx)| tx),
         _ => None,
     });

@@ -10,6 +10,7 @@ pub mod backup;
 mod clients;
 pub mod clock;
 pub mod config;
+mod copy;
 mod enroll;
 pub mod fair;
 mod forward;
@@ -365,6 +366,7 @@ async fn assemble(
         enroll_rate: std::sync::Mutex::new(rules::RateLimiter::default()),
         forwards: forward::Forwards::default(),
         group: std::sync::Mutex::new(Vec::new()),
+        copies: forward::Forwards::default(),
         config: RwLock::new(Arc::new(config)),
         home: home.clone(),
         logs_dir,

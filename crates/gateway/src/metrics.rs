@@ -37,6 +37,10 @@ pub struct Metrics {
     pub artifact_stored: Counter<u64, AtomicU64>,
     /// Job artifact bytes served to readers.
     pub artifact_served: Counter<u64, AtomicU64>,
+    /// Bytes copied to nodes (`openclaw cp` uploads), as relayed.
+    pub copied_to_nodes: Counter<u64, AtomicU64>,
+    /// Bytes copied from nodes (`openclaw cp` downloads), as relayed.
+    pub copied_from_nodes: Counter<u64, AtomicU64>,
     enrollments: Family<Labels, Counter>,
     handshake_failures: Family<Labels, Counter>,
     /// Seconds from a job's submit to its process starting on the node.
@@ -61,6 +65,8 @@ impl Default for Metrics {
             forwarded: Counter::default(),
             artifact_stored: Counter::default(),
             artifact_served: Counter::default(),
+            copied_to_nodes: Counter::default(),
+            copied_from_nodes: Counter::default(),
             enrollments: Family::default(),
             handshake_failures: Family::default(),
             // 1 ms to about 16 s.
@@ -253,6 +259,16 @@ pub fn render(shared: &Shared) -> String {
         "openclaw_account_wait_seconds",
         "Seconds those jobs waited from submit to start, per requester and project",
         m.account_wait_seconds.clone(),
+    );
+    reg.register(
+        "openclaw_copy_to_nodes_bytes",
+        "Bytes relayed to nodes by copies (openclaw cp), frames included",
+        m.copied_to_nodes.clone(),
+    );
+    reg.register(
+        "openclaw_copy_from_nodes_bytes",
+        "Bytes relayed from nodes by copies (openclaw cp), frames included",
+        m.copied_from_nodes.clone(),
     );
     let db = shared.store.counts();
     reg.register(

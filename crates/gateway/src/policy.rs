@@ -71,6 +71,23 @@ pub struct Policy {
     pub env_allow: Vec<String>,
     /// Globs over env keys whose values are never shown (job show, chat).
     pub env_secret: Vec<String>,
+    /// `[[policy.files]]`: who may copy files to or from which nodes
+    /// (`openclaw cp`), first match wins; see [`may_copy`].
+    pub files: Vec<FileRule>,
+}
+
+/// One `[[policy.files]]` entry. An empty list matches anything; no
+/// direction matches both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRule {
+    /// Globs over the node name.
+    pub nodes: Vec<String>,
+    /// Globs over the requester identity (`admin`, `user:NAME`).
+    pub users: Vec<String>,
+    /// Only uploads or only downloads.
+    pub direction: Option<proto::files::Direction>,
+    /// `files = "allow" | "deny" | "approve"`.
+    pub files: Action,
 }
 
 impl Policy {
@@ -112,6 +129,7 @@ impl Default for Policy {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            files: vec![],
         }
     }
 }
@@ -247,6 +265,62 @@ pub fn evaluate(policy: &Policy, f: &Facts<'_>) -> Decision {
 /// and node allows (or holds for approval) some command or job. A `deny`
 /// rule about some commands only leaves the node's ports open.
 pub fn may_forward(policy: &Policy, user: &str, node: &str) -> Result<(), String> {
+    match node_denied(policy, user, node) {
+        Some(rule) => Err(format!(
+            "refused by {rule}: {user} may not use node {node}, so it may not forward to it either"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether `user` may copy files to or from `node` (`openclaw cp`): the
+/// first `[[policy.files]]` rule that matches the node, the user and the
+/// direction decides; `approve` is refused, naming the rule, because a
+/// copy streams live and is never held. With no rule matching, an admin
+/// may, and a lab member (`member`) may where it may forward: not to a
+/// node policy denies it as a whole ([`may_forward`]).
+pub fn may_copy(
+    policy: &Policy,
+    user: &str,
+    node: &str,
+    direction: proto::files::Direction,
+    member: bool,
+) -> Result<(), String> {
+    let (to_from, way) = match direction {
+        proto::files::Direction::ToNode => ("to", "upload"),
+        proto::files::Direction::FromNode => ("from", "download"),
+    };
+    for (i, r) in policy.files.iter().enumerate() {
+        let matched = list_matches(&r.nodes, &[node])
+            && list_matches(&r.users, &[user])
+            && r.direction.is_none_or(|d| d == direction);
+        if !matched {
+            continue;
+        }
+        let rule = format!("policy.files[{i}]");
+        return match r.files {
+            Action::Allow => Ok(()),
+            Action::Deny => Err(format!(
+                "refused by {rule} (files = \"deny\"): {user} may not copy files {to_from} node {node} ({way})"
+            )),
+            Action::Approve => Err(format!(
+                "refused: {rule} says files = \"approve\" for {user} {to_from} node {node} ({way}), \
+                 but copies stream live and are never held for approval; ask an admin to make that rule \"allow\" or \"deny\""
+            )),
+        };
+    }
+    if member && let Some(rule) = node_denied(policy, user, node) {
+        return Err(format!(
+            "refused by {rule}: {user} may not use node {node}, so it may not copy files {to_from} it either"
+        ));
+    }
+    Ok(())
+}
+
+/// The rule (or default) that denies `user` the whole of `node`, if any:
+/// a `deny` that names no command or job (or a `deny` default), with no
+/// earlier rule for this user and node that allows or holds something.
+fn node_denied(policy: &Policy, user: &str, node: &str) -> Option<String> {
     let d = evaluate(
         policy,
         &Facts {
@@ -265,13 +339,7 @@ pub fn may_forward(policy: &Policy, user: &str, node: &str) -> Result<(), String
                 && list_matches(&r.users, &[user])
         })
     };
-    if d.action == Action::Deny && !relaxed() {
-        return Err(format!(
-            "refused by {}: {user} may not use node {node}, so it may not forward to it either",
-            rule_name(d.rule, false)
-        ));
-    }
-    Ok(())
+    (d.action == Action::Deny && !relaxed()).then(|| rule_name(d.rule, false))
 }
 
 /// Whether `who` may approve a job requested by `requester`.
@@ -369,6 +437,53 @@ pub fn combine(decisions: &[Decision]) -> Combined {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn file_rules_decide_per_node_user_and_direction() {
+        use proto::files::Direction::{FromNode, ToNode};
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let p = Policy {
+            files: vec![
+                FileRule {
+                    nodes: s(&["secure-*"]),
+                    users: vec![],
+                    direction: Some(ToNode),
+                    files: Action::Deny,
+                },
+                FileRule {
+                    nodes: vec![],
+                    users: s(&["user:carol"]),
+                    direction: None,
+                    files: Action::Approve,
+                },
+            ],
+            rules: vec![Rule {
+                users: s(&["user:dave"]),
+                nodes: s(&["gpu-*"]),
+                action: Some(Action::Deny),
+                ..Rule::default()
+            }],
+            ..Policy::default()
+        };
+        // Uploads to secure nodes are denied to everyone, downloads not.
+        let e = may_copy(&p, "admin", "secure-01", ToNode, false).unwrap_err();
+        assert!(e.contains("policy.files[0]") && e.contains("upload"), "{e}");
+        assert!(may_copy(&p, "admin", "secure-01", FromNode, false).is_ok());
+        assert!(may_copy(&p, "user:bob", "gpu-01", ToNode, true).is_ok());
+        // approve is refused, naming the rule.
+        let e = may_copy(&p, "user:carol", "gpu-01", FromNode, true).unwrap_err();
+        assert!(
+            e.contains("policy.files[1]") && e.contains("approve"),
+            "{e}"
+        );
+        // A member denied the node as a whole may not copy there either.
+        let e = may_copy(&p, "user:dave", "gpu-01", FromNode, true).unwrap_err();
+        assert!(
+            e.contains("policy rule 1") && e.contains("copy files from"),
+            "{e}"
+        );
+        assert!(may_copy(&p, "user:dave", "cpu-01", FromNode, true).is_ok());
+    }
+
     #[test]
     fn a_member_forwards_only_to_nodes_policy_lets_it_use() {
         let rule = |users: &[&str], nodes: &[&str], commands: &[&str], action| Rule {

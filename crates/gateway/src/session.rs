@@ -15,7 +15,7 @@ use crate::peer::Peer;
 use crate::registry::NodeMeta;
 use crate::shared::{Shared, off_runtime};
 use crate::store::NodeState;
-use crate::{api, enroll, forward, jobs};
+use crate::{api, copy, enroll, forward, jobs};
 
 /// Session frames: API requests and control messages.
 pub const SESSION_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
@@ -425,7 +425,12 @@ async fn stream(
         }
         Open::Forward { id, error } if peer.role == Role::Node => {
             if let (Ok(send), Ok(recv)) = (send.into_quic(), recv.into_quic()) {
-                forward::node_answered(&shared, &peer, id, error, send, recv);
+                forward::node_answered(&shared.forwards, &peer, id, error, send, recv);
+            }
+        }
+        Open::Copy { id, error } if peer.role == Role::Node => {
+            if let (Ok(send), Ok(recv)) = (send.into_quic(), recv.into_quic()) {
+                forward::node_answered(&shared.copies, &peer, id, error, send, recv);
             }
         }
         Open::Request(req) if !req.allowed_for(peer.role) => {
@@ -481,6 +486,22 @@ async fn stream(
             name,
             on_behalf_of,
         }) => jobs::artifacts::serve_get(shared, peer, id, name, on_behalf_of, send).await,
+        Open::Request(Request::Copy(req)) => match (send.into_quic(), recv.into_quic()) {
+            (Ok(send), Ok(recv)) => copy::serve(shared, peer, req, send, recv).await,
+            (Err(mut send), _) => {
+                let e = ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "copies travel only over QUIC sessions",
+                );
+                if mesh::write_frame(&mut send, &Response::Error(e))
+                    .await
+                    .is_ok()
+                {
+                    send.finish();
+                }
+            }
+            (Ok(_), Err(_)) => {}
+        },
         Open::Request(Request::JobAttach {
             id,
             follow,
@@ -561,7 +582,8 @@ async fn stream(
         | Open::Job { .. }
         | Open::JobInput { .. }
         | Open::Artifacts { .. }
-        | Open::Forward { .. } => {
+        | Open::Forward { .. }
+        | Open::Copy { .. } => {
             close(
                 &conn,
                 CloseCode::Protocol,

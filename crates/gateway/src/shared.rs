@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     /// The gateway group's addresses as last told to nodes (empty: alone,
     /// or not read yet); see [`crate::group`].
     pub group: std::sync::Mutex<Vec<String>>,
+    /// Copies (`openclaw cp`) waiting for their node's answer.
+    pub copies: forward::Forwards,
 }
 
 /// A node's live connection (if any) and its CONNECTION and HEALTH columns.

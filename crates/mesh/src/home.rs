@@ -475,6 +475,11 @@ pub struct NodePolicy {
     /// TCP ports on this node's loopback that `openclaw forward` may reach:
     /// `"8888"` or a range `"6006-6010"`. Empty (the default) allows none.
     pub forward_ports: Vec<String>,
+    /// Directories `openclaw cp` may read and write in, as the job user:
+    /// canonical absolute paths, whole-component prefixes; nothing below
+    /// them is reached through a symbolic link. Empty (the default)
+    /// refuses every copy.
+    pub allowed_paths: Vec<String>,
 }
 
 impl NodePolicy {
@@ -522,6 +527,7 @@ impl Default for NodePolicy {
             env_allow: vec!["*".into()],
             allowed_run_as: vec![],
             forward_ports: vec![],
+            allowed_paths: vec![],
         }
     }
 }
@@ -575,7 +581,9 @@ impl NodeConfig {
              # Env keys accepted from the gateway (globs); loader, shell, interpreter, GPU-stack plugin, compiler, code-cache and dump-path variables are always refused.\nenv_allow = {:?}\n\
              # Users a named job may ask to run as ([jobs.NAME] run_as on the gateway); never root.\nallowed_run_as = {:?}\n\
              # TCP ports on this node's 127.0.0.1 that admins may reach with 'openclaw forward'\n\
-             # (\"8888\" or \"6006-6010\"); empty allows none.\nforward_ports = {:?}\n",
+             # (\"8888\" or \"6006-6010\"); empty allows none.\nforward_ports = {:?}\n\
+             # Directories 'openclaw cp' may read and write in, as the job user (canonical paths,\n\
+             # whole components; symlinks below them are never followed); empty refuses every copy.\nallowed_paths = {:?}\n",
             self.name,
             self.gateway,
             self.labels,
@@ -614,7 +622,8 @@ impl NodeConfig {
             self.policy.max_jobs,
             self.policy.env_allow,
             self.policy.allowed_run_as,
-            self.policy.forward_ports
+            self.policy.forward_ports,
+            self.policy.allowed_paths
         );
         home.write_public(node_files::CONFIG, text.as_bytes())
     }

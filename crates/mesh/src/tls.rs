@@ -214,12 +214,18 @@ pub const NODE_BASE_STREAMS: u32 = 8;
 /// gateway memory whether it is used or not.
 pub const NODE_FORWARD_STREAMS: u32 = 32;
 
+/// Copy streams (`openclaw cp`) open to one node at once, waiting for it
+/// included, as [`NODE_FORWARD_STREAMS`] is for forwards: enough for the
+/// CLI's window of files in flight from a few copies at once.
+pub const NODE_COPY_STREAMS: u32 = 32;
+
 /// The concurrent bidirectional streams a node that runs at most
 /// `max_jobs` jobs at once needs: two per job (its report stream and its
-/// standard input's), the forwards the gateway lets open to it, and its
-/// own. Forwards and input never take the streams jobs report on.
+/// standard input's), the forwards and copies the gateway lets open to
+/// it, and its own. Forwards, copies and input never take the streams
+/// jobs report on.
 pub fn node_stream_limit(max_jobs: u32) -> u32 {
-    2 * max_jobs.min(4096) + NODE_FORWARD_STREAMS + NODE_BASE_STREAMS
+    2 * max_jobs.min(4096) + NODE_FORWARD_STREAMS + NODE_COPY_STREAMS + NODE_BASE_STREAMS
 }
 
 /// Transport parameters for clients and nodes: keep the connection alive

@@ -708,7 +708,8 @@ async fn session(
             | ControlMsg::RunJobWith(_)
             | ControlMsg::Trust { .. }
             | ControlMsg::Forward { .. }
-            | ControlMsg::Gateways { .. },
+            | ControlMsg::Gateways { .. }
+            | ControlMsg::Copy { .. },
         )) => {
             return End::Retry("gateway sent a message before welcoming this node".into());
         }
@@ -794,6 +795,16 @@ async fn session(
             }
             if let ControlMsg::Gateways { addrs } = msg {
                 group.follow(&addrs);
+                continue;
+            }
+            if let ControlMsg::Copy { id, op } = msg {
+                tokio::spawn(crate::copy::answer(
+                    conn.clone(),
+                    ctx.identity.clone(),
+                    ctx.policy.allowed_paths.clone(),
+                    id,
+                    op,
+                ));
                 continue;
             }
             if let ControlMsg::Forward { id, port } = msg {

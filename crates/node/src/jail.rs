@@ -444,6 +444,9 @@ pub fn shim_main() -> ! {
     if let Ok(json) = std::env::var(crate::private_tmp::PROBE_VAR) {
         crate::private_tmp::probe_main(&json);
     }
+    if let Ok(json) = std::env::var(crate::files::SPEC_VAR) {
+        crate::files::serve_main(&json);
+    }
     let exit = |code: i32, line: &str| -> ! {
         eprintln!("{line}");
         std::process::exit(code)

@@ -4,7 +4,9 @@
 pub mod agent;
 pub mod artifacts;
 pub mod backoff;
+pub mod copy;
 pub mod enroll;
+pub mod files;
 pub mod forward;
 pub mod gpuhealth;
 pub mod group;

@@ -5,6 +5,8 @@ mod artifacts_cli;
 mod chat_cli;
 mod clients_cli;
 mod commands;
+mod cp_cli;
+mod cp_xfer;
 mod docs_cli;
 mod doctor;
 mod fanout_cli;
@@ -203,6 +205,16 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         bind: String,
     },
+    /// Copy files to and from nodes through the gateway, as scp does:
+    /// `openclaw cp ./data NODE:/srv/lab/ -r`, `openclaw cp NODE:/srv/lab/ckpt.pt .`,
+    /// `-` for standard input or output. On the node the copy runs as the
+    /// job user, only inside its node.toml allowed_paths (none by default),
+    /// never through a symbolic link; the gateway's [[policy.files]] rules
+    /// decide per node, user and direction. Each file is checked against
+    /// its SHA-256 and written under a hidden partial name, then renamed;
+    /// --resume continues an interrupted copy. Exits 0 when everything was
+    /// copied, 1 otherwise (each failure is said with its path).
+    Cp(cp_cli::CpArgs),
     /// Send a chat message through the moltbot grammar and print the reply
     /// (an interactive prompt without a message).
     Chat {

@@ -174,6 +174,54 @@ pub fn raw_err(bytes: &[u8]) {
     write_stderr(bytes);
 }
 
+/// A progress bar on stderr with rate and ETA (`openclaw cp`), or `None`
+/// when `quiet` or stderr is not a terminal. It follows `done` of `total`
+/// bytes (`total` 0: not known yet) until the guard is dropped, which
+/// clears it. Only our own numbers are drawn.
+pub fn progress(
+    quiet: bool,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Option<Progress> {
+    if quiet || !stderr_is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        None,
+        indicatif::ProgressDrawTarget::stderr_with_hz(10),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    let b = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            let t = total.load(Ordering::Relaxed);
+            if t > 0 {
+                b.set_length(t);
+            }
+            b.set_position(done.load(Ordering::Relaxed));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    Some(Progress { bar, ticker })
+}
+
+/// A progress bar drawn until dropped ([`progress`]).
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
 /// `println!` for the CLI: the line goes through [`lines`].
 macro_rules! outln {
     () => {

@@ -33,6 +33,7 @@ pub mod codec;
 pub mod duration;
 pub mod env;
 pub mod fanout;
+pub mod files;
 pub mod frame;
 pub mod glob;
 pub mod identity;

@@ -159,6 +159,16 @@ pub enum Open {
         /// The job.
         job_id: u64,
     },
+    /// A node's answer to [`ControlMsg::Copy`] (bidirectional; protocol
+    /// 3): with no error, the rest of the stream both ways is
+    /// [`crate::files::FileMsg`] frames between the requester and the
+    /// node's file child; with one, the node started nothing.
+    Copy {
+        /// The copy's id, from the gateway.
+        id: u64,
+        /// Why the node refused before starting (e.g. it refuses jobs), for people.
+        error: Option<String>,
+    },
 }
 
 /// Sent by a node when it opens its control stream.
@@ -224,6 +234,15 @@ pub enum ControlMsg {
     /// artifacts' patterns and caps, and whether its stdin comes from the
     /// requester. The node answers as for [`ControlMsg::RunJob`].
     RunJobWith(crate::JobDispatch),
+    /// Serve one copy stream (`openclaw cp`) as the job user and answer
+    /// with an [`Open::Copy`] stream (protocol 3). The node's
+    /// `allowed_paths` decides.
+    Copy {
+        /// The copy's id, echoed in the answer.
+        id: u64,
+        /// What to do.
+        op: crate::files::FileOp,
+    },
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -517,6 +536,11 @@ pub enum Request {
         /// The chat user a bot asks for.
         on_behalf_of: Option<String>,
     },
+    /// One copy stream to or from a node (`openclaw cp`; protocol 3). The
+    /// gateway answers with one [`Response`] (`Done` once the node's file
+    /// child is there, or `Error`); after `Done` both ways carry
+    /// [`crate::files::FileMsg`] frames (see [`crate::files`]).
+    Copy(crate::files::CopyRequest),
 }
 
 /// A step of a CA rotation.
@@ -616,6 +640,7 @@ impl Request {
             Request::ArtifactGet { .. } => "job.artifact_get",
             Request::Usage { .. } => "usage",
             Request::Queue { .. } => "job.queue",
+            Request::Copy(_) => "cp",
         }
     }
 
@@ -676,7 +701,9 @@ impl Request {
                 // Chat never streams standard input to a job, nor
                 // reaches into a node's ports.
                 | Request::JobRunInput(_)
-                | Request::Forward { .. } => false,
+                | Request::Forward { .. }
+                // Chat front ends never copy files.
+                | Request::Copy(_) => false,
             },
             // A lab member: its own work and what it needs to see, nothing
             // that manages the lab. Every call is listed, so a new one must
@@ -701,6 +728,7 @@ impl Request {
                 | Request::FanOut(_)
                 | Request::FanOutAttach { .. }
                 | Request::Forward { .. }
+                | Request::Copy(_)
                 | Request::JobGpus { .. }
                 | Request::GpuHealth { .. }
                 | Request::JobArtifacts { .. }

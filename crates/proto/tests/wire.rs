@@ -370,6 +370,68 @@ fn samples() -> Vec<Sample> {
                 vec![GpuHealth::Unhealthy("lost".into()), GpuHealth::Healthy]
             )])
         ),
+        // Protocol 3 (issue 23): copying files (`openclaw cp`).
+        s!(
+            "request.copy",
+            Request,
+            Request::Copy(files::CopyRequest {
+                node: "worker-gpu-01".into(),
+                op: files::FileOp::Put {
+                    path: "/srv/lab/f".into(),
+                    into_dir: Some("f".into()),
+                    mode: Some(0o644),
+                    mtime: Some(1_700_000_000),
+                    resume: true,
+                },
+            })
+        ),
+        s!(
+            "control.copy",
+            ControlMsg,
+            ControlMsg::Copy {
+                id: 3,
+                op: files::FileOp::Get {
+                    path: "/srv/lab/f".into(),
+                    offset: 5,
+                },
+            }
+        ),
+        s!(
+            "open.copy",
+            Open,
+            Open::Copy {
+                id: 3,
+                error: Some("no".into())
+            }
+        ),
+        s!(
+            "file_msg.ready",
+            files::FileMsg,
+            files::FileMsg::Ready {
+                path: "/srv/lab/f".into(),
+                size: 9,
+                mode: 0o600,
+                mtime: 7,
+                offset: 2,
+                prefix: [1; 32],
+            }
+        ),
+        s!(
+            "file_msg.entry",
+            files::FileMsg,
+            files::FileMsg::Entry(files::Entry {
+                name: "a/b".into(),
+                kind: files::EntryKind::Symlink("../c".into()),
+                mode: 0o777,
+                mtime: -1,
+                size: 4,
+            })
+        ),
+        s!(
+            "file_msg.data",
+            files::FileMsg,
+            files::FileMsg::Data(vec![0, 1, 2])
+        ),
         s!(
             "control.run_job_with",
             ControlMsg,
