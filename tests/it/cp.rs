@@ -318,6 +318,29 @@ fn attack_cp_refuses_paths_outside_links_a_denied_direction_and_a_revoked_creden
     std::fs::write(&f, b"payload").unwrap();
     let f = f.to_str().unwrap().to_string();
 
+    // A destination ending in / must be a directory, as for scp: no file
+    // named after the missing directory, either way, and no partial file.
+    let missing = format!("{}/", remote(&area.lab().join("newdir")));
+    refused(lab.admin(&["cp", &f, &missing]), "is not a directory");
+    assert!(!area.lab().join("newdir").exists());
+    std::fs::write(area.lab().join("there"), b"x").unwrap();
+    let local_missing = format!("{}/", lab.dir().join("nolocal").display());
+    refused(
+        lab.admin(&["cp", &remote(&area.lab().join("there")), &local_missing]),
+        "is not a directory",
+    );
+    let deep = lab.dir().join("no/such/place");
+    refused(
+        lab.admin(&[
+            "cp",
+            &remote(&area.lab().join("there")),
+            deep.to_str().unwrap(),
+        ]),
+        "does not exist (make it first)",
+    );
+    assert!(
+        !lab.dir().join(".nolocal.openclaw-part").exists() && !lab.dir().join("nolocal").exists()
+    );
     // Outside allowed_paths: refused, naming the key.
     refused(
         lab.admin(&["cp", &f, &remote(&secret.join("x"))]),

@@ -170,3 +170,21 @@ fn the_queue_shows_one_order_in_the_cli_in_chat_and_on_the_dashboard() {
     std::fs::create_dir_all(shots()).unwrap();
     b.screenshot(&shots().join("usage.png"));
 }
+
+#[test]
+fn a_quota_refusal_exits_as_a_policy_refusal() {
+    // A script must tell "the gateway refused this" from "the command
+    // failed": a quota refusal exited 1, the code of a remote failure.
+    let mut lab = Lab::with_config(BIN, |cfg| {
+        cfg.push_str("\n[quotas.default]\ngpus = 1\n");
+    });
+    lab.start_gateway();
+    let (_home, _node) = lab.node_up(NODE, "gpu", 2);
+    let out = lab.run_job(&["--node", NODE, "--gpus", "2", "--", "true"]);
+    assert_eq!(out.code, 252, "{out:?}");
+    assert!(
+        out.stderr.contains("quotas.default.gpus"),
+        "names the quota: {}",
+        out.stderr
+    );
+}

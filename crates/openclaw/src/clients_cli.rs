@@ -6,7 +6,7 @@ use mesh::home::client_files;
 use proto::{Request, Response};
 
 use crate::commands::{CliError, call, done, duration_arg, print_json, unexpected, usage};
-use crate::term::outln;
+use crate::term::{errln, outln};
 use crate::{CaCmd, ClientCmd, RotatePhase};
 use crate::{exit, output};
 
@@ -99,12 +99,23 @@ async fn create(
         }
     };
     issue(home, name, role, namespace.clone(), ttl_secs, out).await?;
+    if role == proto::Role::Admin {
+        errln!(
+            "openclaw: note: an admin credential may do everything (join tokens, approvals, \
+             revocations, every job's output); give a lab member --role user"
+        );
+    }
     match &namespace {
         Some(ns) => outln!(
-            "wrote a {role} credential for {name}, speaking for {ns}/..., to {}",
+            "wrote {} {role} credential for {name}, speaking for {ns}/..., to {}",
+            article(role),
             out.display()
         ),
-        None => outln!("wrote a {role} credential for {name} to {}", out.display()),
+        None => outln!(
+            "wrote {} {role} credential for {name} to {}",
+            article(role),
+            out.display()
+        ),
     }
     outln!("use it with: openclaw --home {} whoami", out.display());
     Ok(())
@@ -257,5 +268,17 @@ pub async fn ca(home: &Home, cmd: CaCmd) -> Result<(), CliError> {
             Ok(())
         }
         r => Err(unexpected(r)),
+    }
+}
+
+/// "a" or "an" before a role's name ("an admin credential"). Pure.
+fn article(role: impl std::fmt::Display) -> &'static str {
+    if role
+        .to_string()
+        .starts_with(|c: char| matches!(c, 'a' | 'e' | 'i' | 'o' | 'u'))
+    {
+        "an"
+    } else {
+        "a"
     }
 }

@@ -303,8 +303,10 @@ async fn upload(
     let any_dir = sources
         .iter()
         .any(|s| matches!(s, Loc::Local(p) if p.is_dir()));
+    // A trailing slash says "into this directory", as for scp.
+    let wants_dir = dest.len() > 1 && dest.ends_with('/');
     // Whether the destination is a directory on the node, when it matters.
-    let dest_is_dir = if many || (any_dir && args.recursive) {
+    let dest_is_dir = if many || wants_dir || (any_dir && args.recursive) {
         match cp_xfer::simple(
             client,
             node,
@@ -321,11 +323,16 @@ async fn upload(
     } else {
         false
     };
-    if many && !dest_is_dir {
+    if (many || wants_dir) && !dest_is_dir {
+        let what = if many {
+            "several sources"
+        } else {
+            "a destination ending in /"
+        };
         return Err(CliError::new(
             exit::FAILURE,
             format!(
-                "{node}:{dest} is not a directory; several sources go into an existing directory (make it first)"
+                "{node}:{dest} is not a directory; {what} go into an existing directory (make it first)"
             ),
         ));
     }
@@ -553,11 +560,31 @@ async fn download(
         return (vec![format!("{shown}: has no file name to copy to")], 1);
     };
     let into_dir = local.is_dir();
-    if many && !into_dir {
+    // A trailing slash says "into this directory", as for scp.
+    let wants_dir = local.as_os_str().to_string_lossy().ends_with('/');
+    if (many || wants_dir) && !into_dir {
         return (
             vec![format!(
-                "{}: is not a directory; several sources go into an existing directory",
-                local.display()
+                "{}: is not a directory; {} go into an existing directory (make it first)",
+                local.display(),
+                if many {
+                    "several sources"
+                } else {
+                    "a destination ending in /"
+                }
+            )],
+            1,
+        );
+    }
+    if !into_dir
+        && let Some(parent) = local.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return (
+            vec![format!(
+                "{}: its directory {} does not exist (make it first)",
+                local.display(),
+                parent.display()
             )],
             1,
         );

@@ -486,11 +486,15 @@ async fn detach(
         print_json(&info)?;
     } else {
         outln!("{}", info.id);
+        let place = if info.node.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", crate::term::field(&info.node))
+        };
         errln!(
-            "openclaw: job {} {} on {}; follow it with 'openclaw job logs {} --follow'",
+            "openclaw: job {} {}{place}; follow it with 'openclaw job logs {} --follow'",
             info.id,
             info.state,
-            info.node,
             info.id
         );
     }

@@ -123,6 +123,14 @@ pub fn queue_table(q: &QueueReport) -> String {
         ],
         &rows,
     );
-    out.push_str(&format!("{} jobs waiting\n", q.total));
+    let plural = if q.total == 1 { "job" } else { "jobs" };
+    if rows.is_empty() && q.total > 0 {
+        out.push_str(&format!(
+            "none of them yours: {} {plural} waiting in all\n",
+            q.total
+        ));
+    } else {
+        out.push_str(&format!("{} {plural} waiting\n", q.total));
+    }
     out
 }

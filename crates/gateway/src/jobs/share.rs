@@ -223,7 +223,7 @@ pub(super) fn turn(
     let s = snapshot(shared, cfg).map_err(NotNow::Refuse)?;
     let gpus = cand.resolved.gpus;
     let quota = s.quotas(cfg, cand.charge, gpus);
-    let refuse = |m: String| NotNow::Refuse(err(ErrorCode::FailedPrecondition, m));
+    let refuse = |m: String| NotNow::Refuse(err(ErrorCode::Denied, m));
     match &quota {
         Err(Refusal::Never(m)) => {
             return Err(refuse(format!(
