@@ -273,10 +273,7 @@ pub async fn ca(home: &Home, cmd: CaCmd) -> Result<(), CliError> {
 
 /// "a" or "an" before a role's name ("an admin credential"). Pure.
 fn article(role: impl std::fmt::Display) -> &'static str {
-    if role
-        .to_string()
-        .starts_with(|c: char| matches!(c, 'a' | 'e' | 'i' | 'o' | 'u'))
-    {
+    if role.to_string().starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
         "a"
