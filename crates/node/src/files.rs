@@ -367,7 +367,7 @@ fn put_file(
         Ok(locked) => locked,
         Err((_, Errno::EAGAIN)) => {
             return Err(format!(
-                "{shown}: another copy to this name is under way (it holds {part}); wait for it to end, or copy under another name"
+                "{shown}: another copy to this name is under way (it holds {part}); an interrupted copy lets go a few seconds after it stopped: wait, then run the same command again, or copy under another name"
             ));
         }
         Err((_, e)) => return Err(format!("{shown}: cannot lock {part}: {}", e.desc())),

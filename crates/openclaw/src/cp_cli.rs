@@ -29,7 +29,7 @@ pub struct CpArgs {
     /// Sources, then the destination: local paths, NODE:/path on a node,
     /// or - for standard input (a source) or standard output (the
     /// destination). One side must be a node.
-    #[arg(required = true, num_args = 2.., value_name = "SOURCE... DEST")]
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
     /// Copy directories and everything in them; symbolic links are copied
     /// as links, never followed.

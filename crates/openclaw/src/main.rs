@@ -214,6 +214,7 @@ enum Command {
     /// its SHA-256 and written under a hidden partial name, then renamed;
     /// --resume continues an interrupted copy. Exits 0 when everything was
     /// copied, 1 otherwise (each failure is said with its path).
+    #[command(override_usage = "openclaw cp [OPTIONS] SOURCE... DEST")]
     Cp(cp_cli::CpArgs),
     /// Send a chat message through the moltbot grammar and print the reply
     /// (an interactive prompt without a message).
