@@ -376,7 +376,17 @@ impl Ilink {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| ApiError::Transport(e.to_string()))?;
+                .map_err(|e| {
+                    // hyper's own words ("client error (Connect)") say
+                    // neither where nor why: name the URL and the cause.
+                    let cause = std::error::Error::source(&e)
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    ApiError::Transport(format!(
+                        "{} ({e}{cause}); check api_url in weixin.toml or WEIXIN_API_URL, and the network",
+                        self.base()
+                    ))
+                })?;
             let status = resp.status().as_u16();
             let body = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
