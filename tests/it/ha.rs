@@ -90,39 +90,7 @@ fn pair_edited(url: String, cfg_edit: impl Fn(&mut String), node_edit: impl FnOn
     assert_eq!(out.code, 0, "{out:?}");
     lab.start_gateway();
     let gw1_addr = lab.addr.clone().unwrap();
-    // The standby: its own home and certificate, the shared CA.
-    let gw2_home = lab.home("gw2");
-    let out = lab.run(
-        &gw2_home,
-        &[
-            "gateway",
-            "join",
-            "--state",
-            &url,
-            "--name",
-            "test-gw-2",
-            "--listen",
-            "127.0.0.1:0",
-            "--ca-from",
-            lab.gw_home.to_str().unwrap(),
-            "--logs-dir",
-            logs.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.code, 0, "{out:?}");
-    let gw2_cfg = gw2_home.join("gateway.toml");
-    let mut text = std::fs::read_to_string(&gw2_cfg).unwrap();
-    cfg_edit(&mut text);
-    tune(&mut text, None);
-    std::fs::write(&gw2_cfg, text).unwrap();
-    let mut gw2 = lab.spawn(&gw2_home, &["gateway", "run"]);
-    let gw2_addr = wait_until(T, "gw2's gateway.addr", || {
-        assert!(gw2.running(), "gw2 stopped: {}", gw2.stderr());
-        std::fs::read_to_string(gw2_home.join("gateway.addr"))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    });
+    let (gw2_home, gw2, gw2_addr) = join_standby(&mut lab, &url, &logs, &cfg_edit);
     // The admin tries the leader, then the standby.
     edit_file(
         &lab.gw_home.join("client.toml"),
@@ -184,6 +152,50 @@ fn pair_edited(url: String, cfg_edit: impl Fn(&mut String), node_edit: impl FnOn
         gw2_addr,
         _node: node,
     }
+}
+
+/// Joins `test-gw-2` to the state at `url` (its own home and certificate,
+/// the shared CA, `cfg_edit` and the test timings on its gateway.toml) and
+/// starts it; its home, process and address.
+fn join_standby(
+    lab: &mut Lab,
+    url: &str,
+    logs: &Path,
+    cfg_edit: &dyn Fn(&mut String),
+) -> (PathBuf, Proc, String) {
+    let gw2_home = lab.home("gw2");
+    let out = lab.run(
+        &gw2_home,
+        &[
+            "gateway",
+            "join",
+            "--state",
+            url,
+            "--name",
+            "test-gw-2",
+            "--listen",
+            "127.0.0.1:0",
+            "--ca-from",
+            lab.gw_home.to_str().unwrap(),
+            "--logs-dir",
+            logs.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let gw2_cfg = gw2_home.join("gateway.toml");
+    let mut text = std::fs::read_to_string(&gw2_cfg).unwrap();
+    cfg_edit(&mut text);
+    tune(&mut text, None);
+    std::fs::write(&gw2_cfg, text).unwrap();
+    let mut gw2 = lab.spawn(&gw2_home, &["gateway", "run"]);
+    let gw2_addr = wait_until(T, "gw2's gateway.addr", || {
+        assert!(gw2.running(), "gw2 stopped: {}", gw2.stderr());
+        std::fs::read_to_string(gw2_home.join("gateway.addr"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    });
+    (gw2_home, gw2, gw2_addr)
 }
 
 /// A copy of the admin credential that dials only `addr`.
@@ -685,37 +697,7 @@ fn a_node_and_credentials_made_before_a_standby_joined_follow_the_group_through_
     let _node = lab.start_node(&node_home);
     lab.wait_node("worker-follow", "connected", T);
     // gw2 joins.
-    let gw2_home = lab.home("gw2");
-    lab.run(
-        &gw2_home,
-        &[
-            "gateway",
-            "join",
-            "--state",
-            &url,
-            "--name",
-            "test-gw-2",
-            "--listen",
-            "127.0.0.1:0",
-            "--ca-from",
-            lab.gw_home.to_str().unwrap(),
-            "--logs-dir",
-            logs.to_str().unwrap(),
-        ],
-    )
-    .ok();
-    let gw2_cfg = gw2_home.join("gateway.toml");
-    let mut text = std::fs::read_to_string(&gw2_cfg).unwrap();
-    tune(&mut text, None);
-    std::fs::write(&gw2_cfg, text).unwrap();
-    let mut gw2_proc = lab.spawn(&gw2_home, &["gateway", "run"]);
-    let gw2 = wait_until(T, "gw2's gateway.addr", || {
-        assert!(gw2_proc.running(), "gw2 stopped: {}", gw2_proc.stderr());
-        std::fs::read_to_string(gw2_home.join("gateway.addr"))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    });
+    let (_gw2_home, gw2_proc, gw2) = join_standby(&mut lab, &url, &logs, &|_| {});
     let both = format!("{gw1},{gw2}");
     // The leader tells the connected node; the node writes it down.
     wait_until(T, "the node to write the group into node.toml", || {
