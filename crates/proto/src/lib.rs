@@ -27,6 +27,7 @@
 //! close code from [`CloseCode`] and a human-readable reason.
 
 pub mod argv;
+pub mod cast;
 pub mod clock;
 pub mod codec;
 pub mod duration;
@@ -43,6 +44,7 @@ pub mod redact;
 pub mod size;
 pub mod state;
 pub mod telemetry;
+pub mod tty;
 
 pub use fanout::{Batch, FanEvent, FanInfo, FanMember, FanOutSpec};
 pub use frame::{FrameError, MAX_FRAME_LEN};

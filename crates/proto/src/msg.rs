@@ -204,6 +204,18 @@ pub enum ControlMsg {
         /// The TCP port on the node's loopback.
         port: u16,
     },
+    /// Run a job on a terminal of its own (protocol 3; `openclaw shell`,
+    /// `run -t`): as [`ControlMsg::RunJobInput`], but the job's stdin,
+    /// stdout and stderr are the slave side of a new pseudo-terminal, its
+    /// output is the master's (all on stdout), and the [`Open::JobInput`]
+    /// stream carries [`crate::tty`] frames. An empty argv runs the job
+    /// user's login shell.
+    RunJobTty {
+        /// The frozen plan.
+        plan: JobPlan,
+        /// The terminal it asked for.
+        tty: crate::tty::Tty,
+    },
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -447,6 +459,25 @@ pub enum Request {
         /// The nodes.
         names: Vec<String>,
     },
+    /// As [`Request::JobRunInput`], on a terminal of the node's
+    /// (`openclaw shell NODE`, `openclaw run -t`; protocol 3): the rest of
+    /// this stream is [`crate::tty`] frames (input and resizes), and the
+    /// job's output is the terminal's. An empty `spec.argv` runs the job
+    /// user's login shell. Never for bots; `policy.shell` decides.
+    JobRunTty {
+        /// The job.
+        spec: JobSpec,
+        /// The terminal.
+        tty: crate::tty::Tty,
+    },
+    /// A part of a session's recording (asciicast v2, `openclaw job
+    /// replay`), from byte `offset`; reply: [`Response::Recording`].
+    JobRecording {
+        /// Job id.
+        id: u64,
+        /// First byte wanted.
+        offset: u64,
+    },
 }
 
 /// A step of a CA rotation.
@@ -536,6 +567,8 @@ impl Request {
             Request::NodeRelease { .. } => "node.release",
             Request::JobGpus { .. } => "job.gpus",
             Request::GpuHealth { .. } => "node.gpu_health",
+            Request::JobRunTty { .. } => "job.shell",
+            Request::JobRecording { .. } => "job.recording",
         }
     }
 
@@ -585,8 +618,10 @@ impl Request {
                 | Request::NodeRenew { .. }
                 | Request::CaRotate { .. }
                 // Chat never streams standard input to a job, nor
-                // reaches into a node's ports.
+                // reaches into a node's ports, nor opens a shell.
                 | Request::JobRunInput(_)
+                | Request::JobRunTty { .. }
+                | Request::JobRecording { .. }
                 | Request::Forward { .. } => false,
             },
             // A lab member: its own work and what it needs to see, nothing
@@ -603,6 +638,8 @@ impl Request {
                 | Request::JobSubmit(_)
                 | Request::JobRun(_)
                 | Request::JobRunInput(_)
+                | Request::JobRunTty { .. }
+                | Request::JobRecording { .. }
                 | Request::JobAttach { .. }
                 | Request::JobList { .. }
                 | Request::JobShow { .. }
@@ -739,6 +776,15 @@ pub enum Response {
     /// each with its GPUs' health by index (empty for a node of protocol
     /// 2, whose GPUs count as healthy).
     GpuHealth(Vec<(String, Vec<crate::GpuHealth>)>),
+    /// Reply to [`Request::JobRecording`]: at most
+    /// [`crate::tty::RECORDING_PAGE`] bytes of the recording from the
+    /// offset asked, and its whole length.
+    Recording {
+        /// The bytes.
+        data: Vec<u8>,
+        /// The recording's length in bytes.
+        total: u64,
+    },
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

@@ -283,6 +283,26 @@ fn chat_never_streams_standard_input_nor_forwards_ports() {
 }
 
 #[test]
+fn chat_and_nodes_never_open_a_shell() {
+    let shell = Request::JobRunTty {
+        spec: JobSpec::default(),
+        tty: crate::tty::Tty {
+            term: "xterm".into(),
+            cols: 80,
+            rows: 24,
+        },
+    };
+    let replay = Request::JobRecording { id: 1, offset: 0 };
+    for req in [&shell, &replay] {
+        assert!(!req.allowed_for(Role::Bot), "{}", req.method());
+        assert!(!req.allowed_for(Role::Node), "{}", req.method());
+        assert!(req.allowed_for(Role::Admin), "{}", req.method());
+        // A member under policy.shell (and sees only its own recordings).
+        assert!(req.allowed_for(Role::User), "{}", req.method());
+    }
+}
+
+#[test]
 fn a_user_may_do_its_own_work_and_manage_nothing() {
     let spec = JobSpec::default();
     for ok in [
