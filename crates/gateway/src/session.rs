@@ -255,18 +255,21 @@ async fn accept_uni(shared: Arc<Shared>, conn: Link, peer: Peer) {
     }
 }
 
-/// `JobRun` and `JobRunInput`: creates the job (with the rest of the
-/// requester's stream as its stdin, if given) and streams its events.
+/// `JobRun`, `JobRunInput` and `JobRunTty`: creates the job (with the
+/// rest of the requester's stream as its stdin, or its terminal's input,
+/// if given) and streams its events.
 async fn run_attached(
     shared: Arc<Shared>,
     peer: Peer,
     spec: proto::JobSpec,
     input: Option<quinn::RecvStream>,
+    tty: Option<proto::tty::Tty>,
     mut send: SendHalf,
 ) {
     let p = peer.clone();
-    let submitted = off_runtime(&shared, move |s| {
-        jobs::submit_with_input(s, &p, spec, input)
+    let submitted = off_runtime(&shared, move |s| match (tty, input) {
+        (Some(tty), Some(input)) => jobs::submit_tty(s, &p, spec, tty, input),
+        (_, input) => jobs::submit_with_input(s, &p, spec, input),
     })
     .await;
     let result = match submitted.and_then(|r| r) {
@@ -398,7 +401,7 @@ async fn stream(
             }
         }
         Open::Request(req) if !req.allowed_for(peer.role) => {
-            let resp = Response::Error(ApiError::new(
+            let e = ApiError::new(
                 ErrorCode::PermissionDenied,
                 format!(
                     "permission denied: a {} certificate ({}) may not call {}; use an admin credential (the one 'openclaw gateway init' wrote)",
@@ -406,18 +409,42 @@ async fn stream(
                     peer.name,
                     req.method()
                 ),
-            ));
-            if mesh::write_frame(&mut send, &resp).await.is_ok() {
+            );
+            // A job's stream is answered in job events, as its caller reads.
+            let written = match req {
+                Request::JobRun(_) | Request::JobRunInput(_) | Request::JobRunTty { .. } => {
+                    mesh::write_frame(&mut send, &JobEvent::Error(e)).await
+                }
+                _ => mesh::write_frame(&mut send, &Response::Error(e)).await,
+            };
+            if written.is_ok() {
                 send.finish();
             }
         }
-        Open::Request(Request::JobRun(spec)) => run_attached(shared, peer, spec, None, send).await,
+        Open::Request(Request::JobRun(spec)) => {
+            run_attached(shared, peer, spec, None, None, send).await
+        }
         Open::Request(Request::JobRunInput(spec)) => match recv.into_quic() {
-            Ok(input) => run_attached(shared, peer, spec, Some(input), send).await,
+            Ok(input) => run_attached(shared, peer, spec, Some(input), None, send).await,
             Err(_) => {
                 let e = ApiError::new(
                     ErrorCode::InvalidArgument,
                     "standard input travels only over QUIC sessions",
+                );
+                if mesh::write_frame(&mut send, &JobEvent::Error(e))
+                    .await
+                    .is_ok()
+                {
+                    send.finish();
+                }
+            }
+        },
+        Open::Request(Request::JobRunTty { spec, tty }) => match recv.into_quic() {
+            Ok(input) => run_attached(shared, peer, spec, Some(input), Some(tty), send).await,
+            Err(_) => {
+                let e = ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "interactive sessions travel only over QUIC sessions",
                 );
                 if mesh::write_frame(&mut send, &JobEvent::Error(e))
                     .await

@@ -183,20 +183,51 @@ pub(super) fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         return Err(err(ErrorCode::Unavailable, msg));
     };
     set_progress_state(shared, id, JobState::Starting);
-    let run = if super::input::wanted(shared, id) {
+    let tty = shared
+        .jobs
+        .with(|m| m.jobs.get(&id).and_then(|j| j.tty.clone()));
+    let run = if tty.is_some() || super::input::wanted(shared, id) {
         let speaks = shared
             .registry
             .connection(&row.node)
             .map_or(0, |c| c.protocol());
         if speaks < 3 {
-            let msg = format!(
-                "node {} runs an older agent (protocol {speaks}) that cannot take standard input; upgrade it, or run with -n",
-                row.node
-            );
+            let msg = if tty.is_some() {
+                format!(
+                    "node {} runs an older agent (protocol {speaks}) that cannot open a terminal; upgrade it",
+                    row.node
+                )
+            } else {
+                format!(
+                    "node {} runs an older agent (protocol {speaks}) that cannot take standard input; upgrade it, or run with -n",
+                    row.node
+                )
+            };
             end(shared, id, JobState::Failed, None, &msg)?;
             return Err(err(ErrorCode::FailedPrecondition, msg));
         }
-        ControlMsg::RunJobInput(row.plan.clone())
+        match tty {
+            Some(tty) => {
+                let cfg = shared.config();
+                let rec = super::record::Recorder::start(
+                    &shared.logs_dir,
+                    id,
+                    &tty,
+                    &shared.clock,
+                    cfg.policy.record_input,
+                );
+                shared.jobs.with(|m| {
+                    if let Some(j) = m.jobs.get_mut(&id) {
+                        j.recorder = rec.map(Arc::new);
+                    }
+                });
+                ControlMsg::RunJobTty {
+                    plan: row.plan.clone(),
+                    tty,
+                }
+            }
+            None => ControlMsg::RunJobInput(row.plan.clone()),
+        }
     } else {
         ControlMsg::RunJob(row.plan.clone())
     };

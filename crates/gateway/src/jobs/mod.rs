@@ -19,6 +19,7 @@ mod input;
 mod lifecycle;
 mod live;
 pub mod logwriter;
+mod record;
 mod spec;
 mod submit;
 #[cfg(test)]
@@ -33,9 +34,10 @@ use lifecycle::{
 };
 pub use lifecycle::{approve, cancel, deny, end_for_revoked, recover};
 pub use live::{Jobs, Progress, TailChunk};
+pub use record::recording;
 pub use spec::{Resolved, resolve, resolve_for};
 use submit::{check_key, expire_approval, repeat_of, requeued, wait_in_queue};
-pub use submit::{submit, submit_with_input};
+pub use submit::{submit, submit_tty, submit_with_input};
 
 use crate::config::Config;
 use crate::peer::Peer;
@@ -376,4 +378,5 @@ pub fn remove_logs(shared: &Shared, id: u64) {
     for s in [OutStream::Stdout, OutStream::Stderr] {
         let _ = std::fs::remove_file(log_path(shared, id, s));
     }
+    let _ = std::fs::remove_file(record::path(&shared.logs_dir, id));
 }
