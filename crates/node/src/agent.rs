@@ -621,6 +621,7 @@ async fn session(
         Ok(Some(
             ControlMsg::RunJob(_)
             | ControlMsg::RunJobInput(_)
+            | ControlMsg::RunJobTty { .. }
             | ControlMsg::Trust { .. }
             | ControlMsg::Forward { .. },
         )) => {
@@ -716,9 +717,10 @@ async fn session(
                 ));
                 continue;
             }
-            let (plan, input) = match msg {
-                ControlMsg::RunJob(plan) => (plan, false),
-                ControlMsg::RunJobInput(plan) => (plan, true),
+            let (plan, input, tty) = match msg {
+                ControlMsg::RunJob(plan) => (plan, false, None),
+                ControlMsg::RunJobInput(plan) => (plan, true, None),
+                ControlMsg::RunJobTty { plan, tty } => (plan, false, Some(tty)),
                 _ => continue,
             };
             if plan.node != ctx.node {
@@ -729,8 +731,8 @@ async fn session(
                 );
                 continue;
             }
-            tracing::info!(job = plan.job_id, argv = ?plan.argv, input, "running job");
-            let job = runner::start(ctx, plan, input);
+            tracing::info!(job = plan.job_id, argv = ?plan.argv, input, tty = tty.is_some(), "running job");
+            let job = runner::start(ctx, plan, input, tty);
             tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
         }
     };

@@ -241,6 +241,9 @@ struct JobInner {
     /// The job's stdin pipe, from its start until a job stream hands it to
     /// [`input::feed`] (jobs run with `RunJobInput` only).
     stdin: Option<tokio::process::ChildStdin>,
+    /// The job's terminal (`RunJobTty`), from its start until a job
+    /// stream hands it to [`input::feed_tty`].
+    pty: Option<Arc<crate::pty::Master>>,
 }
 
 /// While a gateway is attached and acknowledging, a job whose in-memory
@@ -256,6 +259,8 @@ pub struct Job {
     /// Its requester streams its standard input (`RunJobInput`): the
     /// process gets a pipe, not /dev/null.
     input: bool,
+    /// It runs on a terminal of its own (`RunJobTty`).
+    tty: Option<proto::tty::Tty>,
     inner: Mutex<JobInner>,
     /// Signalled on output, start, end, and freed room.
     changed: Notify,
@@ -266,11 +271,17 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(plan: JobPlan, input: bool, spool: &std::path::Path) -> Arc<Job> {
+    fn new(
+        plan: JobPlan,
+        input: bool,
+        tty: Option<proto::tty::Tty>,
+        spool: &std::path::Path,
+    ) -> Arc<Job> {
         let id = plan.job_id;
         Arc::new(Job {
             plan,
             input,
+            tty,
             inner: Mutex::new(JobInner {
                 out: [
                     OutBuf::new(spool.join(format!("{id}.stdout"))),
@@ -283,6 +294,7 @@ impl Job {
                 attached: 0,
                 last_ack: Instant::now(),
                 stdin: None,
+                pty: None,
             }),
             changed: Notify::new(),
             cancel: watch::channel(None).0,
@@ -377,9 +389,15 @@ fn idx(s: OutStream) -> usize {
 }
 
 /// Starts a job the gateway sent, unless it is already known (a resent
-/// dispatch); `input`: its stdin comes from the gateway (see [`input`]).
-/// Returns the job to attach.
-pub fn start(ctx: &Arc<RunContext>, plan: JobPlan, input: bool) -> Arc<Job> {
+/// dispatch); `input`: its stdin comes from the gateway (see [`input`]);
+/// `tty`: it runs on a terminal of its own ([`crate::pty`]), whose input
+/// comes from the gateway. Returns the job to attach.
+pub fn start(
+    ctx: &Arc<RunContext>,
+    plan: JobPlan,
+    input: bool,
+    tty: Option<proto::tty::Tty>,
+) -> Arc<Job> {
     let id = plan.job_id;
     let (job, fresh) = {
         let mut map = match ctx.jobs.lock() {
@@ -389,7 +407,7 @@ pub fn start(ctx: &Arc<RunContext>, plan: JobPlan, input: bool) -> Arc<Job> {
         match map.get(&id) {
             Some(j) => (j.clone(), false),
             None => {
-                let j = Job::new(plan, input, &ctx.spool_dir);
+                let j = Job::new(plan, input, tty, &ctx.spool_dir);
                 map.insert(id, j.clone());
                 (j, true)
             }
@@ -489,7 +507,22 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             Err(why) => return refuse(format!("node {}: {why}", ctx.node)),
         }
     }
-    if let Err(reason) = check_policy(&ctx.policy, &ctx.node, plan) {
+    // A session with no command runs the job user's login shell, which
+    // the node's policy judges as that command.
+    let login_shell =
+        (job.tty.is_some() && plan.argv.is_empty()).then(|| crate::pty::login_shell(user.uid));
+    let judged;
+    let checked = match &login_shell {
+        Some(sh) => {
+            judged = JobPlan {
+                argv: vec![sh.clone()],
+                ..plan.clone()
+            };
+            &judged
+        }
+        None => plan,
+    };
+    if let Err(reason) = check_policy(&ctx.policy, &ctx.node, checked) {
         return refuse(reason);
     }
     let running = ctx.running.fetch_add(1, Ordering::SeqCst);
@@ -567,21 +600,28 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         t
     });
     let login = login_name(&user, uid_lease.is_some());
+    let mut env = job_env(
+        plan,
+        &ctx.node,
+        &crate::plan::visible_devices(&ctx.held_gpus(&lease.ids), ctx.real_gpus),
+        &user,
+        &login,
+        &ctx.job_path,
+    );
+    if let Some(t) = &job.tty {
+        env.retain(|(k, _)| k != "TERM");
+        env.push(("TERM".into(), t.term.clone()));
+    }
     let spec = crate::jail::ShimSpec {
-        argv: plan.argv.clone(),
+        argv: checked.argv.clone(),
         cwd,
-        env: job_env(
-            plan,
-            &ctx.node,
-            &crate::plan::visible_devices(&ctx.held_gpus(&lease.ids), ctx.real_gpus),
-            &user,
-            &login,
-            &ctx.job_path,
-        ),
+        env,
         user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
         private_tmp,
         own_uid: dropping && uid_lease.is_some(),
+        tty: job.tty.is_some(),
+        login: login_shell.is_some(),
     };
     // A cancel may arrive before the process exists: then it never starts.
     let mut cancel_rx = job.cancel.subscribe();
@@ -599,29 +639,56 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    cmd.stdin(if job.input {
-        Stdio::piped()
+    // A terminal's job gets the slave side as all three; the shim makes
+    // it a session (and process group) of its own, with this terminal as
+    // its controlling one. Any other job gets a process group of its own.
+    let mut master = None;
+    if let Some(t) = &job.tty {
+        let opened = crate::pty::open(t.cols, t.rows).and_then(|(m, slave)| {
+            let (a, b) = (slave.try_clone()?, slave.try_clone()?);
+            Ok((m, [a, b, slave]))
+        });
+        let (m, [i, o, e]) = match opened {
+            Ok(p) => p,
+            Err(e) => return fail(format!("cannot open a terminal on node {}: {e}", ctx.node)),
+        };
+        cmd.stdin(Stdio::from(i))
+            .stdout(Stdio::from(o))
+            .stderr(Stdio::from(e));
+        master = Some(Arc::new(m));
     } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0)
-    .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+        cmd.stdin(if job.input {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    }
+    cmd.kill_on_drop(true);
+    let spawned = cmd.spawn();
+    // The agent's copies of the terminal's slave side go now: the job's
+    // output ends when the job's own last copy closes.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot start the job on node {}: {e}", ctx.node)),
     };
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
+    let mut pumps = Vec::new();
     let held = ctx.held_gpus(&lease.ids);
+    if let Some(m) = &master {
+        pumps.push(tokio::spawn(pump_tty(m.clone(), job.clone())));
+    }
     job.with(|j| {
         j.stdin = stdin;
+        j.pty = master;
         j.started = Some((pid, lease.ids.clone()));
         j.held = held;
     });
     job.changed.notify_waiters();
-    let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         grow_pipe(&out);
         pumps.push(tokio::spawn(pump(out, OutStream::Stdout, job.clone())));
@@ -842,6 +909,9 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                 if let Some(stdin) = job.with(|j| j.stdin.take()) {
                     tokio::spawn(input::feed(conn.clone(), id, stdin));
                 }
+                if let Some(master) = job.with(|j| j.pty.take()) {
+                    tokio::spawn(input::feed_tty(conn.clone(), id, master));
+                }
                 continue;
             }
             if !fault_sent && let Some(reason) = gpu_fault {
@@ -950,6 +1020,28 @@ async fn pump(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: OutStream, jo
                     tracing::error!(job = job.plan.job_id, error = %e, "cannot spool job output; output is lost from here");
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Copies a job's terminal into its stdout spool until the terminal's
+/// last slave side closes.
+async fn pump_tty(master: Arc<crate::pty::Master>, job: Arc<Job>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match master.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(n) => {
+                let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
+                if let Err(e) = job.push(OutStream::Stdout, chunk).await {
+                    tracing::error!(job = job.plan.job_id, error = %e, "cannot spool the terminal's output; output is lost from here");
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::info!(job = job.plan.job_id, error = %e, "cannot read the job's terminal");
+                return;
             }
         }
     }

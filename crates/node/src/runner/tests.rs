@@ -176,7 +176,7 @@ fn a_full_spool_waits_for_an_attached_gateway_and_spills_otherwise() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let job = Job::new(plan(&["true"], None), false, dir.path());
+        let job = Job::new(plan(&["true"], None), false, None, dir.path());
         let mb = bytes::Bytes::from(vec![b'x'; 1 << 20]);
         for _ in 0..crate::spool::MEM_CAP >> 20 {
             job.push(OutStream::Stdout, mb.clone()).await.unwrap();
