@@ -66,6 +66,14 @@ pub struct RunArgs {
     /// file: `tar c . | openclaw run --node N -- tar x -C /srv/lab`.
     #[arg(short = 'n', long = "no-stdin")]
     no_stdin: bool,
+    /// Run it on a terminal of the node's (a PTY), as `ssh -t` does: an
+    /// interactive program (a shell, top, vim) works, keys such as Ctrl-C
+    /// go to it, window resizes follow, and the session is recorded
+    /// ('openclaw job replay'). Without a command, the login shell. Needs
+    /// policy.shell to allow it. Without a local terminal it still gets
+    /// one on the node, as `ssh -tt`.
+    #[arg(short = 't', long = "tty", conflicts_with_all = ["all", "detach", "json", "no_stdin"])]
+    tty: bool,
     /// Print the final job record as JSON instead of streaming output
     /// (with --all: one JSON object per node, one per line).
     #[arg(long)]
@@ -151,6 +159,18 @@ pub enum JobCmd {
         /// Why.
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Play an interactive session's recording (openclaw shell, run -t)
+    /// in this terminal, at its pace: pauses longer than 2 s are cut short.
+    Replay {
+        /// Job id.
+        id: u64,
+        /// Play this many times faster (e.g. 4).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Print the session's output bytes at once, without pauses.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -306,7 +326,53 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     if args.detach {
         return detach(home, spec, args.json).await;
     }
-    let input = !args.no_stdin && crate::input::worth_sending();
+    let feed = if args.tty {
+        Feed::Tty(crate::tty_cli::local_tty())
+    } else if !args.no_stdin && crate::input::worth_sending() {
+        Feed::Stdin
+    } else {
+        Feed::Nothing
+    };
+    attached(home, spec, feed, args.json, args.gpus).await
+}
+
+/// `openclaw shell NODE [-- CMD]`: an interactive session on `node`, the
+/// job user's login shell unless a command is given.
+pub async fn shell(home: &Home, node: String, cmd: Vec<String>) -> Result<(), CliError> {
+    let spec = JobSpec {
+        node: Some(node),
+        argv: cmd,
+        ..JobSpec::default()
+    };
+    attached(
+        home,
+        spec,
+        Feed::Tty(crate::tty_cli::local_tty()),
+        false,
+        None,
+    )
+    .await
+}
+
+/// What an attached job's requester sends it.
+enum Feed {
+    /// Nothing: the job's stdin is /dev/null.
+    Nothing,
+    /// Its own standard input.
+    Stdin,
+    /// What is typed at a terminal (an interactive session).
+    Tty(proto::tty::Tty),
+}
+
+/// Runs `spec` attached: its output streamed, its end the exit code.
+async fn attached(
+    home: &Home,
+    spec: JobSpec,
+    feed: Feed,
+    json: bool,
+    gpus: Option<u32>,
+) -> Result<(), CliError> {
+    let tty = matches!(feed, Feed::Tty(_));
     // From here a signal or a closed stdout cancels the job (see interrupt).
     let mut stops = Interrupts::new()?;
     let client = stops.connect(home).await?;
@@ -314,7 +380,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     // id, to cancel it, rather than leave it behind.
     let ((info, recv, pump), early) = stops
         .until_accepted(
-            submit_and_wait(&client, spec, input),
+            submit_and_wait(&client, spec, feed),
             "interrupted before the gateway accepted the job; check 'openclaw job list' for it",
         )
         .await?;
@@ -331,11 +397,11 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         }
         _ => errln!("openclaw: job {} on {}", info.id, info.node),
     }
-    warn_if_no_gpu(&client, &info, args.gpus).await;
+    warn_if_no_gpu(&client, &info, gpus).await;
     let id = info.id;
     let gw = Gateway::with_client(home.clone(), client.clone());
     let outcome = {
-        let follow = follow_to_end(&gw, Start::Stream(id, client.clone(), recv), !args.json);
+        let follow = follow_to_end(&gw, Start::Stream(id, client.clone(), recv), !json, tty);
         tokio::pin!(follow);
         let stop = match early {
             Some(stop) => Ok(stop),
@@ -344,11 +410,13 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
                 stop = stops.next() => Ok(stop),
             },
         };
+        // The local terminal is itself again before anything is said.
+        crate::tty_cli::leave_raw();
         match stop {
-            Ok(stop) => cancel_and_wait(&gw, id, stop, args.json, &mut follow, &mut stops).await,
+            Ok(stop) => cancel_and_wait(&gw, id, stop, json, &mut follow, &mut stops).await,
             Err(end) => {
                 report_input(id, pump).await;
-                end.and_then(|info| finish(info, args.json, None))
+                end.and_then(|info| finish(info, json, None))
             }
         }
     };
@@ -424,22 +492,36 @@ type Pump = Option<tokio::task::JoinHandle<Result<u64, crate::input::Cut>>>;
 async fn submit_and_wait(
     client: &Client,
     spec: JobSpec,
-    input: bool,
+    feed: Feed,
 ) -> Result<(JobInfo, client::RecvStream, Pump), CliError> {
-    let (send, mut recv) = if input {
-        let (send, recv) = client.open_with_input(spec).await.map_err(run_error)?;
-        (Some(send), recv)
-    } else {
-        let recv = client
-            .open(Request::JobRun(spec))
-            .await
-            .map_err(run_error)?;
-        (None, recv)
+    let tty = matches!(feed, Feed::Tty(_));
+    let (send, mut recv) = match feed {
+        Feed::Stdin => {
+            let (send, recv) = client.open_with_input(spec).await.map_err(run_error)?;
+            (Some(send), recv)
+        }
+        Feed::Tty(t) => {
+            let (send, recv) = client.open_with_tty(spec, t).await.map_err(run_error)?;
+            (Some(send), recv)
+        }
+        Feed::Nothing => {
+            let recv = client
+                .open(Request::JobRun(spec))
+                .await
+                .map_err(run_error)?;
+            (None, recv)
+        }
     };
     loop {
         match client.next_event(&mut recv).await {
             Ok(Some(JobEvent::Accepted(info))) => {
-                let pump = send.map(|s| tokio::spawn(crate::input::pump(s)));
+                let pump = send.map(|s| {
+                    if tty {
+                        tokio::spawn(crate::tty_cli::pump(s))
+                    } else {
+                        tokio::spawn(crate::input::pump(s))
+                    }
+                });
                 return Ok((info, recv, pump));
             }
             Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
@@ -533,13 +615,23 @@ fn finish(info: JobInfo, json: bool, stop: Option<Stop>) -> Result<(), CliError>
 /// Follows a job to its end through [`client::follow_job`], writing
 /// output as it comes (when `echo`) and saying on stderr when it
 /// reconnects; resuming is exactly-once (see `client::follow`).
-async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo, CliError> {
+async fn follow_to_end(
+    gw: &Gateway,
+    start: Start,
+    echo: bool,
+    tty: bool,
+) -> Result<JobInfo, CliError> {
     // A running job's reason is news (its GPU failed: time to save work);
     // each one is said once.
     let mut told: Option<String> = None;
     let sink = |f: Followed<'_>| match f {
         Followed::Output(s, data) if echo => write_out(s, data),
         Followed::State(info) => {
+            // A session's keys go to it once it runs (before, Ctrl-C
+            // still cancels it here, while it waits for approval).
+            if tty && info.is(JobState::Running) {
+                crate::tty_cli::enter_raw();
+            }
             if let Some(by) = info
                 .approved_by
                 .as_deref()
@@ -664,7 +756,7 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
             if follow {
                 let gw = Gateway::new(home.clone());
                 let end = tokio::select! {
-                    end = follow_to_end(&gw, Start::Attach(id), true) => Some(end),
+                    end = follow_to_end(&gw, Start::Attach(id), true, false) => Some(end),
                     () = crate::term::stdout_gone() => None,
                 };
                 gw.close().await;
@@ -678,6 +770,7 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
                 () = crate::term::stdout_gone() => Ok(()),
             }
         }
+        JobCmd::Replay { id, speed, raw } => crate::tty_cli::replay(client, id, speed, raw).await,
         JobCmd::Cancel { id } => done(
             call(Request::JobCancel {
                 id,
