@@ -27,5 +27,6 @@ mod races;
 mod resilience;
 mod rotation;
 mod scale;
+mod shell;
 mod state;
 mod wecom;
