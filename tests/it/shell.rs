@@ -233,6 +233,29 @@ fn run_t_gives_a_command_a_terminal_even_without_a_local_one() {
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("20 50\r\n"), "{text}");
 
+    // Ctrl-C reaches a command that is no shell (nothing there takes the
+    // terminal as its own but the node's shim), and its code comes back.
+    let term = Term::open(
+        &lab.gw_home,
+        &[
+            "run",
+            "-t",
+            "--node",
+            NODE,
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo caught-$((3+3)); exit 7' INT; echo armed; while :; do sleep 0.1; done",
+        ],
+        80,
+        24,
+    );
+    term.expect("armed\r\n");
+    term.send(b"\x03");
+    term.expect("caught-6");
+    let (code, shown) = term.finish();
+    assert_eq!(code, 7, "{}", String::from_utf8_lossy(&shown));
+
     // No local terminal: the job still gets one, as with ssh -tt.
     let out = Command::new(BIN)
         .arg("--home")
