@@ -315,7 +315,8 @@ fn attack_policy_chat_bots_and_revocation_close_shells() {
         // A rule at the end of [policy], before the next table.
         let with = cfg.replace(
             "\n[limits]\n",
-            "\n[[policy.shell_rules]]\nusers = [\"user:mallory\"]\nshell = \"deny\"\n\n[limits]\n",
+            "\n[[policy.shell_rules]]\nusers = [\"user:mallory\"]\nshell = \"deny\"\n\n\
+             [[policy.shell_rules]]\nusers = [\"user:carol\"]\nshell = \"approve\"\n\n[limits]\n",
         );
         assert_ne!(&with, cfg, "the edit matched");
         *cfg = with;
@@ -328,6 +329,30 @@ fn attack_policy_chat_bots_and_revocation_close_shells() {
     let (code, err) = shell_without_terminal(&mallory);
     assert_eq!(code, 252, "{err}");
     assert!(err.contains("shell rule 1"), "{err}");
+    // "approve": the session waits, its requester attached, for an
+    // approver; approved, it runs.
+    let carol = member(&mut lab, "carol");
+    let waiting = Command::new(BIN)
+        .arg("--home")
+        .arg(&carol)
+        .args(["shell", NODE, "--", "sh", "-c", "echo approved-$((5+5))"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = wait_until(T, "carol's session to await approval", || {
+        lab.jobs()
+            .into_iter()
+            .find(|j| j["requester"] == "user:carol" && j["state"] == "awaiting-approval")
+    });
+    let id = held["id"].as_u64().unwrap().to_string();
+    lab.admin(&["job", "approve", &id]).ok();
+    let out = waiting.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(stdout.contains("approved-10"), "{out:?}");
+
     // A chat bot never opens one, whatever policy says.
     let bot = lab.bot("moltbot", "slack:T0123ABCD");
     let (code, err) = shell_without_terminal(&bot);

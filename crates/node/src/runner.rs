@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,18 +18,11 @@ use mesh::home::NodePolicy;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use proto::{JobCtl, JobFrame, JobPlan, Open, OutStream};
-use tokio::io::AsyncReadExt as _;
 use tokio::sync::{Notify, watch};
 
 pub use crate::plan::{check_policy, cwd_allowed, job_env, login_name};
 use crate::spool::OutBuf;
 use tokio::time::Instant;
-
-/// Bytes read from a pipe at a time.
-const CHUNK: usize = 256 * 1024;
-/// Pipe buffer asked of the kernel for job output (the default is 64 KiB);
-/// fewer, larger reads and frames for chatty jobs.
-const PIPE_SIZE: i32 = 1 << 20;
 
 /// Whole GPUs, each held by at most one job.
 #[derive(Debug)]
@@ -639,33 +631,10 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    // A terminal's job gets the slave side as all three; the shim makes
-    // it a session (and process group) of its own, with this terminal as
-    // its controlling one. Any other job gets a process group of its own.
-    let mut master = None;
-    if let Some(t) = &job.tty {
-        let opened = crate::pty::open(t.cols, t.rows).and_then(|(m, slave)| {
-            let (a, b) = (slave.try_clone()?, slave.try_clone()?);
-            Ok((m, [a, b, slave]))
-        });
-        let (m, [i, o, e]) = match opened {
-            Ok(p) => p,
-            Err(e) => return fail(format!("cannot open a terminal on node {}: {e}", ctx.node)),
-        };
-        cmd.stdin(Stdio::from(i))
-            .stdout(Stdio::from(o))
-            .stderr(Stdio::from(e));
-        master = Some(Arc::new(m));
-    } else {
-        cmd.stdin(if job.input {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    }
+    let master = match output::wire(&job, &mut cmd) {
+        Ok(m) => m,
+        Err(e) => return fail(format!("cannot open a terminal on node {}: {e}", ctx.node)),
+    };
     cmd.kill_on_drop(true);
     let spawned = cmd.spawn();
     // The agent's copies of the terminal's slave side go now: the job's
@@ -987,11 +956,6 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
-fn grow_pipe(fd: &impl std::os::fd::AsFd) {
-    // Best effort: the kernel may cap it (fs.pipe-max-size); 64 KiB still works.
-    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
-}
-
 fn exit_code(st: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
     st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
@@ -1005,48 +969,8 @@ fn kill_group(pid: u32, sig: Signal) {
     }
 }
 
-async fn pump(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: OutStream, job: Arc<Job>) {
-    // One buffer, split after each read: the bytes reach quinn without a
-    // copy, and the allocation is reused once they are released.
-    let mut buf = bytes::BytesMut::with_capacity(CHUNK);
-    loop {
-        buf.clear();
-        buf.resize(CHUNK, 0);
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let chunk = buf.split_to(n).freeze();
-                if let Err(e) = job.push(stream, chunk).await {
-                    tracing::error!(job = job.plan.job_id, error = %e, "cannot spool job output; output is lost from here");
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Copies a job's terminal into its stdout spool until the terminal's
-/// last slave side closes.
-async fn pump_tty(master: Arc<crate::pty::Master>, job: Arc<Job>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match master.read(&mut buf).await {
-            Ok(0) => return,
-            Ok(n) => {
-                let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
-                if let Err(e) = job.push(OutStream::Stdout, chunk).await {
-                    tracing::error!(job = job.plan.job_id, error = %e, "cannot spool the terminal's output; output is lost from here");
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::info!(job = job.plan.job_id, error = %e, "cannot read the job's terminal");
-                return;
-            }
-        }
-    }
-}
-
 mod input;
+mod output;
+use output::{grow_pipe, pump, pump_tty};
 #[cfg(test)]
 mod tests;
