@@ -394,3 +394,60 @@ fn attack_a_denied_shell_policy_refuses_every_session() {
         .expect("the denied session is on record");
     assert_eq!(denied["argv"], serde_json::json!(["true"]), "{denied}");
 }
+
+#[test]
+fn the_dashboard_plays_a_session_recording_in_a_browser() {
+    let Some((chrome, driver)) = testkit::webdriver::browser_tools() else {
+        eprintln!(
+            "SKIPPED: needs chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let (mut lab, _node) = lab_with(|_| {});
+    let out = Command::new(BIN)
+        .arg("--home")
+        .arg(&lab.gw_home)
+        .args([
+            "run",
+            "-t",
+            "--node",
+            NODE,
+            "--",
+            "sh",
+            "-c",
+            "echo play-$((8*8)); printf '\\033[31mred-text\\033[0m\\n'",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let id = job_id(&String::from_utf8_lossy(&out.stderr));
+    let (d, url) = crate::dashboard::dashboard(&mut lab, &["--listen", "127.0.0.1:0"]);
+    let token = crate::dashboard::printed_token(&d, &url);
+    let profile = tempfile::tempdir().unwrap();
+    let b = testkit::webdriver::Browser::start(&chrome, &driver, profile.path());
+    b.goto(&format!("{url}/"));
+    b.wait_text("the login form", T, |t| t.contains("Log in"));
+    b.type_text("#token", &token);
+    b.click("form[action='login'] button");
+    b.wait_text("the overview", T, |t| t.contains("Jobs now"));
+    b.goto(&format!("{url}/jobs/{id}"));
+    b.wait_text("the job page", T, |t| t.contains("Session recording"));
+    b.click("#rec-play");
+    b.wait_text("the recording played", T, |t| t.contains(" played"));
+    let screen = b.eval("return document.getElementById('rec-screen').textContent;");
+    let screen = screen.as_str().unwrap_or_default();
+    assert!(
+        screen.contains("play-64\nred-text\n"),
+        "the output, without its escape sequences: {screen:?}"
+    );
+    // A job that was no session has nothing to play, and says so.
+    let plain = lab.detach(&["--node", NODE, "--", "true"]);
+    lab.wait_job(plain, "exited", T);
+    b.goto(&format!("{url}/jobs/{plain}"));
+    b.wait_text("the job page", T, |t| t.contains("Session recording"));
+    b.click("#rec-play");
+    b.wait_text("no recording", T, |t| {
+        t.contains("this job has no recording")
+    });
+}

@@ -61,7 +61,7 @@ use mesh::Home;
 use proto::{JobEvent, JobInfo, OutStream, Request, Response as ApiResponse};
 
 use pages::{
-    enrollments, gpus, job, job_action, job_log, jobs, node, node_action, nodes, overview,
+    enrollments, gpus, job, job_action, job_cast, job_log, jobs, node, node_action, nodes, overview,
 };
 
 /// Nodes or jobs per page.
@@ -293,6 +293,7 @@ pub async fn start(
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/log", get(job_log))
+        .route("/jobs/{id}/cast", get(job_cast))
         .route("/jobs/{id}/{action}", post(job_action))
         .route("/enrollments", get(enrollments))
         .route("/nodes/{name}/{action}", post(node_action))

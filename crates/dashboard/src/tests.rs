@@ -28,6 +28,7 @@ const ROUTES: &[&str] = &[
     "/jobs",
     "/jobs/{id}",
     "/jobs/{id}/log",
+    "/jobs/{id}/cast",
     "/jobs/{id}/{action}",
     "/enrollments",
     "/nodes/{name}/{action}",
