@@ -494,7 +494,11 @@ fn main() -> Result<()> {
             ms(echo::percentile(&echo_oc, 99)),
             echo_ssh
                 .as_deref()
-                .map(|v| format!("{} ({})", ms(echo::percentile(v, 50)), ms(echo::percentile(v, 99))))
+                .map(|v| format!(
+                    "{} ({})",
+                    ms(echo::percentile(v, 50)),
+                    ms(echo::percentile(v, 99))
+                ))
                 .unwrap_or_else(|| "skipped".into()),
             echo_ssh
                 .as_deref()

@@ -94,15 +94,11 @@ pub fn local_tty() -> Tty {
 
 /// The local terminal's size, from stdin or stdout; 0x0 without one.
 fn size() -> (u16, u16) {
-    let from = |ws: rustix::termios::Winsize| {
-        (
-            ws.ws_col.min(proto::tty::MAX_SIZE),
-            ws.ws_row.min(proto::tty::MAX_SIZE),
-        )
-    };
     rustix::termios::tcgetwinsize(std::io::stdin())
-        .or_else(|_| rustix::termios::tcgetwinsize(std::io::stdout()))
-        .map(from)
+        .ok()
+        .map(|ws| (ws.ws_col, ws.ws_row))
+        .or_else(crate::term::stdout_size)
+        .map(|(c, r)| (c.min(proto::tty::MAX_SIZE), r.min(proto::tty::MAX_SIZE)))
         .unwrap_or((0, 0))
 }
 
