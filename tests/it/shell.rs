@@ -434,7 +434,9 @@ fn the_dashboard_plays_a_session_recording_in_a_browser() {
     b.goto(&format!("{url}/jobs/{id}"));
     b.wait_text("the job page", T, |t| t.contains("Session recording"));
     let ready = "return document.getElementById('recording').dataset.ready === '1';";
-    wait_until(T, "the player to be ready", || (b.eval(ready) == true).then_some(()));
+    wait_until(T, "the player to be ready", || {
+        (b.eval(ready) == true).then_some(())
+    });
     b.click("#rec-play");
     b.wait_text("the recording played", T, |t| t.contains(" played"));
     let screen = b.eval("return document.getElementById('rec-screen').textContent;");
@@ -448,7 +450,9 @@ fn the_dashboard_plays_a_session_recording_in_a_browser() {
     lab.wait_job(plain, "exited", T);
     b.goto(&format!("{url}/jobs/{plain}"));
     b.wait_text("the job page", T, |t| t.contains("Session recording"));
-    wait_until(T, "the player to be ready", || (b.eval(ready) == true).then_some(()));
+    wait_until(T, "the player to be ready", || {
+        (b.eval(ready) == true).then_some(())
+    });
     b.click("#rec-play");
     b.wait_text("no recording", T, |t| {
         t.contains("this job has no recording")
