@@ -94,6 +94,16 @@ impl Term {
         }
     }
 
+    /// Waits until the CLI has put the terminal in raw mode (the session
+    /// runs): keys typed before that are the local terminal's, as they
+    /// would be for a person.
+    fn wait_raw(&self) {
+        wait_until(T, "the CLI to make the terminal raw", || {
+            let t = rustix::termios::tcgetattr(&self.master).unwrap();
+            (!t.local_modes.contains(rustix::termios::LocalModes::ECHO)).then_some(())
+        });
+    }
+
     /// Waits until the terminal shows `needle`.
     fn expect(&self, needle: &str) {
         wait_until(T, &format!("the terminal to show {needle:?}"), || {
@@ -103,7 +113,18 @@ impl Term {
 
     /// Waits for the CLI's exit; returns its code and everything it showed.
     fn finish(mut self) -> (i32, Vec<u8>) {
-        let st = wait_until(T, "the CLI to exit", || self.child.try_wait().unwrap());
+        let deadline = std::time::Instant::now() + T;
+        let st = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the CLI did not exit; the terminal shows: {:?}",
+                self.shown()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
         if let Some(r) = self.reader.take() {
             r.join().unwrap();
         }
@@ -144,6 +165,7 @@ fn a_shell_session_passes_keys_sizes_and_its_exit_code_and_replays_as_shown() {
     let (lab, _node) = lab_with(|_| {});
     let term = Term::open(&lab.gw_home, &["shell", NODE], 80, 24);
     term.expect(&format!(" on {NODE}"));
+    term.wait_raw();
     // A command's output (the typed line echoes as typed; only the shell
     // computes 42).
     term.send(b"PS1='$ '; echo out-$((6*7))\r");
@@ -231,7 +253,7 @@ fn run_t_gives_a_command_a_terminal_even_without_a_local_one() {
     let (code, shown) = term.finish();
     let text = String::from_utf8_lossy(&shown);
     assert_eq!(code, 3, "{text}");
-    assert!(text.contains("20 50\r\n"), "{text}");
+    assert!(text.contains("20 50\r"), "{text}");
 
     // Ctrl-C reaches a command that is no shell (nothing there takes the
     // terminal as its own but the node's shim), and its code comes back.
@@ -251,6 +273,7 @@ fn run_t_gives_a_command_a_terminal_even_without_a_local_one() {
         24,
     );
     term.expect("armed\r\n");
+    term.wait_raw();
     term.send(b"\x03");
     term.expect("caught-6");
     let (code, shown) = term.finish();
@@ -361,6 +384,7 @@ fn attack_policy_chat_bots_and_revocation_close_shells() {
 
     // A revoked credential is cut off: its session ends on the node.
     let term = Term::open(&alice, &["shell", NODE], 80, 24);
+    term.wait_raw();
     term.send(b"echo live-$((3*3)); exec sleep 7388\r");
     term.expect("live-9");
     let id = job_id(&term.shown());
@@ -456,5 +480,27 @@ fn the_dashboard_plays_a_session_recording_in_a_browser() {
     b.click("#rec-play");
     b.wait_text("no recording", T, |t| {
         t.contains("this job has no recording")
+    });
+}
+
+#[test]
+fn a_session_whose_gateway_restarts_ends_instead_of_hanging() {
+    let (mut lab, _node) = lab_with(|_| {});
+    let term = Term::open(&lab.gw_home, &["shell", NODE], 80, 24);
+    term.wait_raw();
+    term.send(b"echo up-$((4*4)); exec sleep 7399\r");
+    term.expect("up-16");
+    let id = job_id(&term.shown());
+    // Its input is not resumed after a restart: nothing typed could reach
+    // it again, so the CLI ends the session rather than hang in raw mode.
+    lab.stop_gateway(false);
+    lab.start_gateway();
+    let (code, shown) = term.finish();
+    assert_eq!(code, 255, "{}", String::from_utf8_lossy(&shown));
+    lab.wait_job(id, "cancelled", T);
+    wait_until(T, "the session's process to be gone", || {
+        testkit::processes_with("sleep 7399")
+            .is_empty()
+            .then_some(())
     });
 }

@@ -397,6 +397,16 @@ async fn attached(
         }
         _ => errln!("openclaw: job {} on {}", info.id, info.node),
     }
+    // A session that is not held goes raw now, before its first output;
+    // a held one when it starts running (Ctrl-C cancels it until then).
+    if tty
+        && !matches!(
+            info.job_state(),
+            Some(JobState::AwaitingApproval | JobState::Queued)
+        )
+    {
+        crate::tty_cli::enter_raw();
+    }
     warn_if_no_gpu(&client, &info, gpus).await;
     let id = info.id;
     let gw = Gateway::with_client(home.clone(), client.clone());
@@ -408,11 +418,22 @@ async fn attached(
             None => tokio::select! {
                 end = &mut follow => Err(end),
                 stop = stops.next() => Ok(stop),
+                () = crate::tty_cli::CUT.notified(), if tty => Ok(Stop::InputCut),
             },
         };
         // The local terminal is itself again before anything is said.
         crate::tty_cli::leave_raw();
         match stop {
+            // A cut-off session's follower may be in the middle of a
+            // reconnect, holding `gw`: its cancel goes on a connection of
+            // its own.
+            Ok(Stop::InputCut) => {
+                let own = Gateway::new(home.clone());
+                let r =
+                    cancel_and_wait(&own, id, Stop::InputCut, json, &mut follow, &mut stops).await;
+                own.close().await;
+                r
+            }
             Ok(stop) => cancel_and_wait(&gw, id, stop, json, &mut follow, &mut stops).await,
             Err(end) => {
                 report_input(id, pump).await;
@@ -517,7 +538,7 @@ async fn submit_and_wait(
             Ok(Some(JobEvent::Accepted(info))) => {
                 let pump = send.map(|s| {
                     if tty {
-                        tokio::spawn(crate::tty_cli::pump(s))
+                        tokio::spawn(crate::tty_cli::pump_or_cut(s))
                     } else {
                         tokio::spawn(crate::input::pump(s))
                     }
@@ -551,13 +572,25 @@ async fn cancel_and_wait(
 ) -> Result<(), CliError> {
     // Through `gw`: a connection lost meanwhile is made again, within
     // CANCEL_CALL.
-    let cancel = gw.call(Request::JobCancel {
-        id,
-        on_behalf_of: None,
-    });
-    let cancelled = match tokio::time::timeout(CANCEL_CALL, cancel).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer from the gateway in {CANCEL_CALL:?}")),
+    let deadline = tokio::time::Instant::now() + CANCEL_CALL;
+    let cancelled = loop {
+        let cancel = gw.call(Request::JobCancel {
+            id,
+            on_behalf_of: None,
+        });
+        let r = match tokio::time::timeout_at(deadline, cancel).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => break Err(format!("no answer from the gateway in {CANCEL_CALL:?}")),
+        };
+        // A session whose input was cut off by a gateway going away asks
+        // again while the gateway comes back (it refuses connections
+        // while it starts).
+        match r {
+            Err(_) if stop == Stop::InputCut && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => break r,
+        }
     };
     if stop == Stop::StdoutClosed {
         return Err(stop.error(""));

@@ -102,6 +102,19 @@ fn size() -> (u16, u16) {
         .unwrap_or((0, 0))
 }
 
+/// Told when a session's input is cut off ([`pump`] ends with an error):
+/// the session can no longer be typed into, and `run` ends it.
+pub static CUT: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// [`pump`], telling [`CUT`] when the input is cut off.
+pub async fn pump_or_cut(send: quinn::SendStream) -> Result<u64, Cut> {
+    let r = pump(send).await;
+    if r.is_err() {
+        CUT.notify_one();
+    }
+    r
+}
+
 /// Sends what is typed and each resize into `send` until standard input
 /// ends (the stream is finished), the session stops reading, or the
 /// stream breaks. `Ok`: the bytes of input sent.
@@ -121,8 +134,17 @@ pub async fn pump(mut send: quinn::SendStream) -> Result<u64, Cut> {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok();
     let done = VarInt::from_u32(input_code::DONE);
     let mut sent = 0u64;
+    let stopped = send.stopped();
+    tokio::pin!(stopped);
     loop {
         let frame = tokio::select! {
+            // The way to the session broke while nothing was typed.
+            s = &mut stopped => return match s {
+                Ok(Some(code)) if code == done => Ok(sent),
+                Ok(None) => Ok(sent),
+                Ok(Some(_)) => Err(Cut { sent, why: "the way to the node broke".into() }),
+                Err(e) => Err(Cut { sent, why: e.to_string() }),
+            },
             next = rx.recv() => match next {
                 None => {
                     let _ = send.finish();
