@@ -30,6 +30,7 @@ mod races;
 mod resilience;
 mod rotation;
 mod scale;
+mod shell;
 mod state;
 mod wecom;
 mod weixin;

@@ -27,6 +27,7 @@ use clap::Parser;
 
 mod cp;
 mod detect;
+mod echo;
 mod resilience;
 mod soak;
 mod swarm;
@@ -45,6 +46,12 @@ struct Args {
     /// Skip the ssh comparison.
     #[arg(long)]
     no_ssh: bool,
+    /// Keys typed for the echo-latency figure.
+    #[arg(long, default_value_t = 200)]
+    keys: usize,
+    /// Measure only keystroke echo latency (openclaw run -t vs ssh -tt).
+    #[arg(long)]
+    echo_only: bool,
     /// Measure failure detection, reconnection and exactly-once output instead.
     #[arg(long)]
     resilience: bool,
@@ -504,6 +511,52 @@ fn main() -> Result<()> {
         .build()?;
     let lab = Lab::start(&args.openclaw)?;
     let use_ssh = !args.no_ssh && ssh_works();
+    // 0. Keystroke echo through an interactive session (ssh -tt beside it).
+    let echo_oc = echo::latency(
+        {
+            let mut c = lab.cmd(&lab.gw);
+            c.args(["run", "-t", "--node", "bench-node", "--", "cat"]);
+            c
+        },
+        args.keys,
+    )?;
+    let echo_ssh = if use_ssh {
+        let mut c = Command::new("ssh");
+        c.args(["-tt", "-o", "BatchMode=yes", "localhost", "cat"]);
+        Some(echo::latency(c, args.keys)?)
+    } else {
+        None
+    };
+    let echo_row = || {
+        println!(
+            "| keystroke echo, `run -t -- cat` (ssh -tt), {} keys: median (p99) | {} ({}) | {} | {} |",
+            args.keys,
+            ms(echo::percentile(&echo_oc, 50)),
+            ms(echo::percentile(&echo_oc, 99)),
+            echo_ssh
+                .as_deref()
+                .map(|v| format!(
+                    "{} ({})",
+                    ms(echo::percentile(v, 50)),
+                    ms(echo::percentile(v, 99))
+                ))
+                .unwrap_or_else(|| "skipped".into()),
+            echo_ssh
+                .as_deref()
+                .map(|v| format!(
+                    "{:.2}x ssh",
+                    echo::percentile(&echo_oc, 50).as_secs_f64()
+                        / echo::percentile(v, 50).as_secs_f64().max(1e-9)
+                ))
+                .unwrap_or_else(|| "-".into())
+        );
+    };
+    if args.echo_only {
+        println!("| measure | openclaw | ssh localhost | ratio |");
+        println!("|---|---|---|---|");
+        echo_row();
+        return Ok(());
+    }
 
     // 1. Latency of a remote `true` from a fresh CLI process.
     let oc = time_runs(args.runs, || {
@@ -694,6 +747,7 @@ fn main() -> Result<()> {
     for row in &cp_rows {
         println!("{row}");
     }
+    echo_row();
     println!(
         "| raw quinn, one hop, one stream | {:.0} MB/s | | openclaw = {:.0}% of raw quinn |",
         mbps(args.bytes, raw),

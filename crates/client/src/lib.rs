@@ -506,6 +506,21 @@ impl Client {
         Ok((send, recv))
     }
 
+    /// Sends `JobRunTty` (an interactive session on `tty`) and returns
+    /// both halves: write tty frames (`proto::tty`) to the first, read the
+    /// session's [`proto::JobEvent`]s from the second.
+    pub async fn open_with_tty(
+        &self,
+        spec: proto::JobSpec,
+        tty: proto::tty::Tty,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let (mut send, recv) = self.conn.open_bi().await.map_err(|e| self.lost(e.into()))?;
+        mesh::write_frame(&mut send, &Open::Request(Request::JobRunTty { spec, tty }))
+            .await
+            .map_err(|e| self.lost(e))?;
+        Ok((send, recv))
+    }
+
     /// The next event of a streaming call; `None` when the stream ended
     /// without an `End` (the gateway went away).
     pub async fn next_event(

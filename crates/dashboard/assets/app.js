@@ -89,3 +89,75 @@ document.addEventListener("submit", (e) => {
   const msg = e.target.dataset && e.target.dataset.confirm;
   if (msg && !window.confirm(msg)) e.preventDefault();
 });
+
+// A session's recording (asciicast v2, fetched on Play): its output
+// played at its pace into a <pre>, pauses over 2 s cut short. A small
+// terminal of our own: escape sequences (colours, cursor moves) are
+// dropped, carriage return and backspace move within the line, so a shell
+// session reads as it looked, without colours.
+function player() {
+  const box = document.getElementById("recording");
+  if (!box) return;
+  const play = document.getElementById("rec-play");
+  const screen = document.getElementById("rec-screen");
+  const status = document.getElementById("rec-status");
+  const speedSel = document.getElementById("rec-speed");
+  const MAX_LINES = 5000;
+  let timer = null;
+  let lines = [];
+  let cur = [];
+  let col = 0;
+  const ESC = /\x1b\[[0-?]*[ -\/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]/g;
+  const show = () => { screen.textContent = lines.join("\n") + "\n" + cur.join(""); };
+  const write = (text) => {
+    for (const ch of text.replace(ESC, "")) {
+      if (ch === "\n") {
+        lines.push(cur.join(""));
+        if (lines.length > MAX_LINES) lines.shift();
+        cur = []; col = 0;
+      } else if (ch === "\r") {
+        col = 0;
+      } else if (ch === "\b") {
+        col = Math.max(0, col - 1);
+      } else if (ch >= " " || ch === "\t") {
+        cur[col] = ch; col += 1;
+      }
+    }
+    show();
+    screen.scrollTop = screen.scrollHeight;
+  };
+  play.addEventListener("click", async () => {
+    if (timer) { clearTimeout(timer); timer = null; }
+    lines = []; cur = []; col = 0; show();
+    status.textContent = "loading…";
+    let r;
+    try { r = await fetch("jobs/" + box.dataset.job + "/cast"); }
+    catch (e) { status.textContent = "cannot fetch the recording"; return; }
+    if (r.status === 404) { status.textContent = "this job has no recording"; return; }
+    if (!r.ok) { status.textContent = "cannot fetch the recording (" + r.status + ")"; return; }
+    const events = [];
+    for (const line of (await r.text()).split("\n").slice(1)) {
+      if (!line.trim()) continue;
+      try {
+        const e = JSON.parse(line);
+        if (Array.isArray(e) && e[1] === "o") events.push(e);
+      } catch (e) { status.textContent = "the recording is damaged"; return; }
+    }
+    const speed = Number(speedSel.value) || 1;
+    let i = 0;
+    const step = () => {
+      if (i >= events.length) { status.textContent = "played"; timer = null; return; }
+      const [at, , text] = events[i++];
+      write(String(text));
+      const next = events[i];
+      const gap = next ? Math.min(Math.max(next[0] - at, 0) / speed, 2) : 0;
+      timer = setTimeout(step, gap * 1000);
+    };
+    status.textContent = "playing";
+    step();
+  });
+  // For tests: the Play button works from now on.
+  box.dataset.ready = "1";
+}
+if (document.readyState !== "loading") player();
+else document.addEventListener("DOMContentLoaded", player);

@@ -61,8 +61,8 @@ use mesh::Home;
 use proto::{JobEvent, JobInfo, OutStream, Request, Response as ApiResponse};
 
 use pages::{
-    enrollments, gpus, job, job_action, job_artifact, job_log, jobs, node, node_action, nodes,
-    overview, usage,
+    enrollments, gpus, job, job_action, job_artifact, job_cast, job_log, jobs, node, node_action,
+    nodes, overview, usage,
 };
 
 /// Nodes or jobs per page.
@@ -296,6 +296,7 @@ pub async fn start(
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/log", get(job_log))
         .route("/jobs/{id}/artifact", get(job_artifact))
+        .route("/jobs/{id}/cast", get(job_cast))
         .route("/jobs/{id}/{action}", post(job_action))
         .route("/enrollments", get(enrollments))
         .route("/nodes/{name}/{action}", post(node_action))

@@ -369,6 +369,53 @@ pub(crate) async fn job_artifact(
         .into_response()
 }
 
+/// Most bytes of a session recording the job page's player fetches.
+pub const MAX_CAST: usize = 16 << 20;
+
+/// A job's session recording (asciicast v2), for the job page's player:
+/// every page of it from the gateway, for whoever may see the job.
+pub(crate) async fn job_cast(State(app): State<Arc<App>>, Path(id): Path<u64>) -> Response {
+    let mut cast: Vec<u8> = Vec::new();
+    loop {
+        let page = app
+            .gw
+            .call(Request::JobRecording {
+                id,
+                offset: cast.len() as u64,
+            })
+            .await;
+        match page {
+            Ok(ApiResponse::Recording { data, total }) => {
+                let empty = data.is_empty();
+                cast.extend_from_slice(&data);
+                if empty || cast.len() as u64 >= total {
+                    break;
+                }
+                if cast.len() > MAX_CAST {
+                    return (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the recording is larger than the page plays ({} MiB); 'openclaw job replay {id}' plays it",
+                            MAX_CAST >> 20
+                        ),
+                    )
+                        .into_response();
+                }
+            }
+            Ok(r) => return failed(&app, unexpected(r)),
+            Err(e) => return failed(&app, e),
+        }
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        cast,
+    )
+        .into_response()
+}
+
 /// How much of each stream a job page shows when it opens, and most of a
 /// log one response sends.
 pub const LOG_TAIL: u64 = 512 * 1024;

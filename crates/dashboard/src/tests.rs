@@ -30,6 +30,7 @@ const ROUTES: &[&str] = &[
     "/jobs/{id}",
     "/jobs/{id}/log",
     "/jobs/{id}/artifact",
+    "/jobs/{id}/cast",
     "/jobs/{id}/{action}",
     "/enrollments",
     "/nodes/{name}/{action}",

@@ -185,9 +185,11 @@ pub fn dispatch(shared: &Arc<Shared>, peer: &Peer, req: Request) -> Response {
             on_behalf_of,
         } => jobs::deny(shared, peer, id, reason.as_deref(), on_behalf_of.as_deref())
             .map(|message| Response::Done { message }),
+        Request::JobRecording { id, offset } => jobs::recording(shared, peer, id, offset),
         Request::JobRun(_)
         | Request::JobRunInput(_)
         | Request::JobRequest(_)
+        | Request::JobRunTty { .. }
         | Request::Forward { .. }
         | Request::Copy(_)
         | Request::JobAttach { .. }

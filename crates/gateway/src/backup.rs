@@ -103,7 +103,8 @@ pub fn entry_kind(name: &str) -> Option<Kind> {
     let log = name.strip_prefix("logs/")?;
     let (id, ext) = log.split_once('.')?;
     let id_ok = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
-    (id_ok && matches!(ext, "stdout" | "stderr")).then_some(Kind::Log)
+    // A session's recording (`<id>.cast`) goes with its job's logs.
+    (id_ok && matches!(ext, "stdout" | "stderr" | "cast")).then_some(Kind::Log)
 }
 
 /// The manifest: what the backup holds.
@@ -494,6 +495,8 @@ mod tests {
             ("client.toml", Some(Kind::Public)),
             ("logs/12.stdout", Some(Kind::Log)),
             ("logs/7.stderr", Some(Kind::Log)),
+            ("logs/7.cast", Some(Kind::Log)),
+            ("logs/7.cast.tmp", None),
             ("logs/12.txt", None),
             ("logs/12.out", None),
             ("logs/.stdout", None),

@@ -212,6 +212,10 @@ struct RawPolicy {
     approval_timeout: Option<String>,
     allow_shell: Option<bool>,
     allow_forward: Option<bool>,
+    shell: Option<String>,
+    record_input: Option<bool>,
+    #[serde(default)]
+    shell_rules: Vec<RawShellRule>,
     chat_default: Option<String>,
     chat_shell: Option<bool>,
     env_allow: Option<Vec<String>>,
@@ -245,6 +249,20 @@ struct RawRule {
     #[serde(default)]
     jobs: Vec<String>,
     action: String,
+    #[serde(default)]
+    approvers: Vec<String>,
+    #[serde(default)]
+    allow_self_approval: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShellRule {
+    #[serde(default)]
+    nodes: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    shell: String,
     #[serde(default)]
     approvers: Vec<String>,
     #[serde(default)]
@@ -549,6 +567,13 @@ chat_shell = false
 # Whether admins may forward TCP ports to nodes (openclaw forward); each node's
 # node.toml forward_ports still lists the ports it accepts (none by default).
 allow_forward = true
+# Interactive sessions (openclaw shell NODE, openclaw run -t): allow | deny |
+# approve, on top of the rules above (which still judge the command). Chat
+# bots never open one. Per node and requester: [[policy.shell_rules]] below.
+shell = "allow"
+# Session recordings (asciicast, next to the job's log, under its retention)
+# keep the terminal's output; with this, what was typed too (passwords included).
+record_input = false
 # Env keys a requester may set (globs; prefer exact names: CUDA_* would admit
 # CUDA_INJECTION64_PATH). Loader, shell start-up, interpreter, GPU-stack
 # plugin, compiler, code-cache, dump-path and GPU-isolation variables (PATH,
@@ -601,6 +626,12 @@ env_secret = ["*TOKEN*", "*SECRET*", "*PASSWORD*", "*_KEY", "*PASSWD*"]
 # users = ["user:*"]
 # direction = "upload"               # upload | download; leave out for both
 # files = "deny"                     # allow | deny (approve is refused: copies are never held)
+# Interactive sessions per node and requester, first match wins (globs):
+# [[policy.shell_rules]]
+# nodes = ["secure-*"]
+# users = ["user:*"]
+# shell = "deny"                     # allow | deny | approve
+# approvers = ["admin"]
 
 [limits]
 # Stored output per job and stream; past it the log is cut with a marker (the job keeps running).
@@ -822,8 +853,28 @@ fn parse_policy(raw: RawPolicy) -> Result<Policy, String> {
             files: action(&format!("policy.files[{i}].files"), &r.files)?,
         });
     }
+    let mut shell_rules = Vec::new();
+    for (i, r) in raw.shell_rules.into_iter().enumerate() {
+        identities(&format!("policy.shell_rules[{i}].users"), &r.users)?;
+        identities(&format!("policy.shell_rules[{i}].approvers"), &r.approvers)?;
+        let key = format!("policy.shell_rules[{i}].shell");
+        shell_rules.push(Rule {
+            nodes: r.nodes,
+            users: r.users,
+            action: Some(action(&key, &r.shell)?),
+            approvers: r.approvers,
+            allow_self_approval: r.allow_self_approval,
+            ..Rule::default()
+        });
+    }
     Ok(Policy {
         files,
+        shell: match raw.shell {
+            Some(d) => action("policy.shell", &d)?,
+            None => defaults.shell,
+        },
+        shell_rules,
+        record_input: raw.record_input.unwrap_or(defaults.record_input),
         default: match raw.default {
             Some(d) => action("policy.default", &d)?,
             None => defaults.default,

@@ -66,6 +66,15 @@ pub struct Policy {
     /// (`openclaw forward`; a member only to nodes [`may_forward`] allows);
     /// each node's `forward_ports` still decides which.
     pub allow_forward: bool,
+    /// Interactive sessions (`openclaw shell`, `run -t`) for requesters
+    /// no [`Policy::shell_rules`] entry names: on top of the job policy,
+    /// which still decides the command.
+    pub shell: Action,
+    /// `[[policy.shell_rules]]`: per node and requester, first match wins
+    /// (their `commands` and `jobs` are always empty).
+    pub shell_rules: Vec<Rule>,
+    /// Whether session recordings keep what was typed too (output always).
+    pub record_input: bool,
     /// Globs over the env keys a requester may set; the fixed dangerous
     /// list ([`proto::env::DANGEROUS`]) is refused whatever these say.
     pub env_allow: Vec<String>,
@@ -120,6 +129,9 @@ impl Default for Policy {
             approval_timeout: Duration::from_secs(3600),
             allow_shell: true,
             allow_forward: true,
+            shell: Action::Allow,
+            shell_rules: vec![],
+            record_input: false,
             chat_shell: false,
             env_allow: proto::env::DEFAULT_ALLOW
                 .iter()
@@ -342,6 +354,52 @@ fn node_denied(policy: &Policy, user: &str, node: &str) -> Option<String> {
     (d.action == Action::Deny && !relaxed()).then(|| rule_name(d.rule, false))
 }
 
+/// What `policy.shell` and `[[policy.shell_rules]]` say about an
+/// interactive session of `user` on `node`, and the name of what decided
+/// (for messages). Pure.
+pub fn shell(policy: &Policy, user: &str, node: &str) -> (Decision, String) {
+    for (i, rule) in policy.shell_rules.iter().enumerate() {
+        if list_matches(&rule.nodes, &[node]) && list_matches(&rule.users, &[user]) {
+            let approvers = if rule.approvers.is_empty() {
+                policy.approvers.clone()
+            } else {
+                rule.approvers.clone()
+            };
+            let d = Decision {
+                action: rule.action.unwrap_or(Action::Deny),
+                rule: Some(i),
+                approvers,
+                allow_self_approval: rule.allow_self_approval,
+            };
+            return (d, format!("shell rule {} (policy.shell_rules)", i + 1));
+        }
+    }
+    let d = Decision {
+        action: policy.shell,
+        rule: None,
+        approvers: policy.approvers.clone(),
+        allow_self_approval: false,
+    };
+    (d, "the default shell policy (policy.shell)".into())
+}
+
+/// The stricter of a job's decision and its session's ([`shell`]): a deny
+/// from either, else an approval from either (the session's approvers
+/// when it asks, else the job's), else allow. Each comes with the name of
+/// what decided. Pure.
+pub fn stricter(job: (Decision, String), session: (Decision, String)) -> (Decision, String) {
+    let rank = |a: Action| match a {
+        Action::Allow => 0,
+        Action::Approve => 1,
+        Action::Deny => 2,
+    };
+    if rank(session.0.action) >= rank(job.0.action) && session.0.action != Action::Allow {
+        session
+    } else {
+        job
+    }
+}
+
 /// Whether `who` may approve a job requested by `requester`.
 pub fn may_approve(
     approvers: &[String],
@@ -482,6 +540,67 @@ mod tests {
             "{e}"
         );
         assert!(may_copy(&p, "user:dave", "cpu-01", FromNode, true).is_ok());
+    }
+
+    #[test]
+    fn shell_rules_decide_per_node_and_user_on_top_of_the_job_policy() {
+        let rule = |nodes: &[&str], users: &[&str], a: Action| Rule {
+            nodes: nodes.iter().map(|s| s.to_string()).collect(),
+            users: users.iter().map(|s| s.to_string()).collect(),
+            action: Some(a),
+            ..Rule::default()
+        };
+        let p = Policy {
+            shell: Action::Allow,
+            shell_rules: vec![
+                rule(&["secure-*"], &["admin"], Action::Approve),
+                rule(&["secure-*"], &[], Action::Deny),
+                rule(&[], &["user:bob"], Action::Deny),
+            ],
+            ..Policy::default()
+        };
+        let act = |u: &str, n: &str| shell(&p, u, n).0.action;
+        // (user, node, what the session rules say)
+        let table = [
+            ("admin", "secure-01", Action::Approve),
+            ("user:alice", "secure-01", Action::Deny),
+            ("user:bob", "gpu-01", Action::Deny),
+            ("user:alice", "gpu-01", Action::Allow),
+        ];
+        for (u, n, want) in table {
+            assert_eq!(act(u, n), want, "{u} on {n}");
+        }
+        assert!(
+            shell(&p, "user:alice", "secure-01")
+                .1
+                .contains("shell rule 2")
+        );
+        assert!(shell(&p, "user:alice", "gpu-01").1.contains("policy.shell"));
+        let closed = Policy {
+            shell: Action::Deny,
+            ..Policy::default()
+        };
+        assert_eq!(shell(&closed, "admin", "n").0.action, Action::Deny);
+        // The stricter of job and session decides.
+        let d = |a: Action| Decision {
+            action: a,
+            rule: None,
+            approvers: vec![],
+            allow_self_approval: false,
+        };
+        let pick = |j: Action, s: Action| stricter((d(j), "job".into()), (d(s), "shell".into())).1;
+        let table = [
+            (Action::Allow, Action::Allow, "job"),
+            (Action::Allow, Action::Deny, "shell"),
+            (Action::Allow, Action::Approve, "shell"),
+            (Action::Deny, Action::Approve, "job"),
+            (Action::Approve, Action::Approve, "shell"),
+            (Action::Approve, Action::Allow, "job"),
+            (Action::Approve, Action::Deny, "shell"),
+        ];
+        for (j, s, want) in table {
+            assert_eq!(pick(j, s), want, "job {j:?}, shell {s:?}");
+        }
     }
 
     #[test]

@@ -255,19 +255,22 @@ async fn accept_uni(shared: Arc<Shared>, conn: Link, peer: Peer) {
     }
 }
 
-/// `JobRun`, `JobRunInput` and an attached `JobRequest`: creates the job (with the rest of the
-/// requester's stream as its stdin, if given) and streams its events.
+/// `JobRun`, `JobRunInput`, an attached `JobRequest` and `JobRunTty`:
+/// creates the job (with the rest of the requester's stream as its stdin,
+/// or its terminal's input, if given) and streams its events.
 async fn run_attached(
     shared: Arc<Shared>,
     peer: Peer,
     spec: proto::JobSpec,
     options: Vec<proto::JobOption>,
     input: Option<quinn::RecvStream>,
+    tty: Option<proto::tty::Tty>,
     mut send: SendHalf,
 ) {
     let p = peer.clone();
-    let submitted = off_runtime(&shared, move |s| {
-        jobs::submit_with(s, &p, spec, &options, input)
+    let submitted = off_runtime(&shared, move |s| match (tty, input) {
+        (Some(tty), Some(input)) => jobs::submit_tty(s, &p, spec, tty, input),
+        (_, input) => jobs::submit_with(s, &p, spec, &options, input),
     })
     .await;
     let result = match submitted.and_then(|r| r) {
@@ -297,7 +300,7 @@ async fn with_input(
     mut send: SendHalf,
 ) {
     match recv.into_quic() {
-        Ok(input) => run_attached(shared, peer, spec, options, Some(input), send).await,
+        Ok(input) => run_attached(shared, peer, spec, options, Some(input), None, send).await,
         Err(_) => {
             let e = ApiError::new(
                 ErrorCode::InvalidArgument,
@@ -434,7 +437,7 @@ async fn stream(
             }
         }
         Open::Request(req) if !req.allowed_for(peer.role) => {
-            let resp = Response::Error(ApiError::new(
+            let e = ApiError::new(
                 ErrorCode::PermissionDenied,
                 format!(
                     "permission denied: a {} certificate ({}) may not call {}; use an admin credential (the one 'openclaw gateway init' wrote)",
@@ -442,19 +445,26 @@ async fn stream(
                     peer.name,
                     req.method()
                 ),
-            ));
-            if mesh::write_frame(&mut send, &resp).await.is_ok() {
+            );
+            // A job's stream is answered in job events, as its caller reads.
+            let written = match req {
+                Request::JobRun(_) | Request::JobRunInput(_) | Request::JobRunTty { .. } => {
+                    mesh::write_frame(&mut send, &JobEvent::Error(e)).await
+                }
+                _ => mesh::write_frame(&mut send, &Response::Error(e)).await,
+            };
+            if written.is_ok() {
                 send.finish();
             }
         }
         Open::Request(Request::JobRun(spec)) => {
-            run_attached(shared, peer, spec, Vec::new(), None, send).await
+            run_attached(shared, peer, spec, Vec::new(), None, None, send).await
         }
         Open::Request(Request::JobRequest(proto::JobRequest {
             spec,
             follow: proto::Follow::Attached,
             options,
-        })) => run_attached(shared, peer, spec, options, None, send).await,
+        })) => run_attached(shared, peer, spec, options, None, None, send).await,
         Open::Request(Request::JobRunInput(spec)) => {
             with_input(shared, peer, spec, Vec::new(), recv, send).await
         }
@@ -463,6 +473,23 @@ async fn stream(
             follow: proto::Follow::AttachedWithInput,
             options,
         })) => with_input(shared, peer, spec, options, recv, send).await,
+        Open::Request(Request::JobRunTty { spec, tty }) => match recv.into_quic() {
+            Ok(input) => {
+                run_attached(shared, peer, spec, Vec::new(), Some(input), Some(tty), send).await
+            }
+            Err(_) => {
+                let e = ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "interactive sessions travel only over QUIC sessions",
+                );
+                if mesh::write_frame(&mut send, &JobEvent::Error(e))
+                    .await
+                    .is_ok()
+                {
+                    send.finish();
+                }
+            }
+        },
         Open::Request(Request::Forward { node, port }) => {
             match (send.into_quic(), recv.into_quic()) {
                 (Ok(send), Ok(recv)) => forward::serve(shared, peer, node, port, send, recv).await,

@@ -706,6 +706,7 @@ async fn session(
             ControlMsg::RunJob(_)
             | ControlMsg::RunJobInput(_)
             | ControlMsg::RunJobWith(_)
+            | ControlMsg::RunJobTty { .. }
             | ControlMsg::Trust { .. }
             | ControlMsg::Forward { .. }
             | ControlMsg::Gateways { .. }
@@ -822,10 +823,11 @@ async fn session(
                 input,
                 artifacts: proto::ArtifactSpec::default(),
             };
-            let d = match msg {
-                ControlMsg::RunJob(plan) => plain(plan, false),
-                ControlMsg::RunJobInput(plan) => plain(plan, true),
-                ControlMsg::RunJobWith(d) => d,
+            let (d, tty) = match msg {
+                ControlMsg::RunJob(plan) => (plain(plan, false), None),
+                ControlMsg::RunJobInput(plan) => (plain(plan, true), None),
+                ControlMsg::RunJobWith(d) => (d, None),
+                ControlMsg::RunJobTty { plan, tty } => (plain(plan, false), Some(tty)),
                 _ => continue,
             };
             if d.plan.node != ctx.node {
@@ -836,8 +838,8 @@ async fn session(
                 );
                 continue;
             }
-            tracing::info!(job = d.plan.job_id, argv = ?d.plan.argv, input = d.input, "running job");
-            let job = runner::start(ctx, d);
+            tracing::info!(job = d.plan.job_id, argv = ?d.plan.argv, input = d.input, tty = tty.is_some(), "running job");
+            let job = runner::start(ctx, d, tty);
             tokio::spawn(runner::attach(conn.clone(), job, ctx.clone()));
         }
     };

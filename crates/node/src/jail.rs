@@ -4,6 +4,8 @@
 //! as a short-lived *shim* (`openclaw __job-exec`) with the job's spec in
 //! one environment variable. The shim, still as the agent's user:
 //!
+//! 0. for a job on a terminal ([`crate::pty`]), calls `setsid` and makes
+//!    the terminal on its stdin its controlling terminal;
 //! 1. joins the job's cgroup ([`crate::tree`]), so nothing it starts can
 //!    leave the job;
 //! 2. when the agent drops privileges for jobs, gives the job a mount and
@@ -331,6 +333,14 @@ pub struct ShimSpec {
     /// emptied once the shim runs as it.
     #[serde(default)]
     pub own_uid: bool,
+    /// Its stdin is a terminal's slave side ([`crate::pty`]): the shim
+    /// first starts a session of its own with that terminal as its
+    /// controlling one.
+    #[serde(default)]
+    pub tty: bool,
+    /// The command is a login shell: started as `-NAME`, as `login` does.
+    #[serde(default)]
+    pub login: bool,
 }
 
 /// The small shim binary installed next to `openclaw`.
@@ -475,6 +485,20 @@ pub fn shim_main() -> ! {
         .to_string();
     let fail =
         |msg: String| -> ! { exit(125, &format!("node {node}: cannot start the job: {msg}")) };
+    // A terminal's job: a session of its own, led by the shim (so by the
+    // command it becomes), with the terminal on stdin as its controlling
+    // terminal: Ctrl-C and Ctrl-Z reach its foreground process group, and
+    // a hang-up reaches it when the terminal goes.
+    if spec.tty {
+        if let Err(e) = rustix::process::setsid() {
+            fail(format!("cannot start a session for its terminal: {e}"));
+        }
+        if let Err(e) = rustix::process::ioctl_tiocsctty(std::io::stdin()) {
+            fail(format!(
+                "cannot make the terminal its controlling terminal: {e}"
+            ));
+        }
+    }
     if let Some(procs) = &spec.cgroup_procs
         && let Err(e) = std::fs::write(procs, std::process::id().to_string())
     {
@@ -511,7 +535,12 @@ pub fn shim_main() -> ! {
     {
         fail(format!("cannot enter the working directory {dir}: {e}"));
     }
-    let err = std::process::Command::new(program)
+    let mut cmd = std::process::Command::new(program);
+    if spec.login {
+        let name = program.rsplit('/').next().unwrap_or(program);
+        cmd.arg0(format!("-{name}"));
+    }
+    let err = cmd
         .args(args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))

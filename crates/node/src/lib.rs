@@ -15,6 +15,7 @@ pub mod jobdir;
 pub mod keyrings;
 pub mod plan;
 pub mod private_tmp;
+pub mod pty;
 pub mod runner;
 pub mod simsmi;
 pub mod spool;

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,18 +18,11 @@ use mesh::home::NodePolicy;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use proto::{JobCtl, JobFrame, JobPlan, Open, OutStream};
-use tokio::io::AsyncReadExt as _;
 use tokio::sync::{Notify, watch};
 
 pub use crate::plan::{check_policy, cwd_allowed, job_env, login_name};
 use crate::spool::OutBuf;
 use tokio::time::Instant;
-
-/// Bytes read from a pipe at a time.
-const CHUNK: usize = 256 * 1024;
-/// Pipe buffer asked of the kernel for job output (the default is 64 KiB);
-/// fewer, larger reads and frames for chatty jobs.
-const PIPE_SIZE: i32 = 1 << 20;
 
 /// Whole GPUs, each held by at most one job.
 #[derive(Debug)]
@@ -243,6 +235,9 @@ struct JobInner {
     stdin: Option<tokio::process::ChildStdin>,
     /// Its artifacts, collected, until the gateway recorded them.
     artifacts: Option<Vec<crate::artifacts::Item>>,
+    /// The job's terminal (`RunJobTty`), from its start until a job
+    /// stream hands it to [`input::feed_tty`].
+    pty: Option<Arc<crate::pty::Master>>,
 }
 
 /// While a gateway is attached and acknowledging, a job whose in-memory
@@ -260,6 +255,8 @@ pub struct Job {
     input: bool,
     /// Files to keep when its command has exited (`RunJobWith`).
     keep: proto::ArtifactSpec,
+    /// It runs on a terminal of its own (`RunJobTty`).
+    tty: Option<proto::tty::Tty>,
     inner: Mutex<JobInner>,
     /// Signalled on output, start, end, and freed room.
     changed: Notify,
@@ -270,13 +267,18 @@ pub struct Job {
 }
 
 impl Job {
-    fn new(d: proto::JobDispatch, spool: &std::path::Path) -> Arc<Job> {
+    fn new(
+        d: proto::JobDispatch,
+        tty: Option<proto::tty::Tty>,
+        spool: &std::path::Path,
+    ) -> Arc<Job> {
         let (plan, input, keep) = (d.plan, d.input, d.artifacts);
         let id = plan.job_id;
         Arc::new(Job {
             plan,
             input,
             keep,
+            tty,
             inner: Mutex::new(JobInner {
                 out: [
                     OutBuf::new(spool.join(format!("{id}.stdout"))),
@@ -290,6 +292,7 @@ impl Job {
                 last_ack: Instant::now(),
                 stdin: None,
                 artifacts: None,
+                pty: None,
             }),
             changed: Notify::new(),
             cancel: watch::channel(None).0,
@@ -384,9 +387,15 @@ fn idx(s: OutStream) -> usize {
 }
 
 /// Starts a job the gateway sent, unless it is already known (a resent
-/// dispatch): its stdin may come from the gateway (see [`input`]), and its
-/// artifacts are collected when its command exits. Returns the job to attach.
-pub fn start(ctx: &Arc<RunContext>, d: proto::JobDispatch) -> Arc<Job> {
+/// dispatch): its stdin may come from the gateway (see [`input`]), its
+/// artifacts are collected when its command exits, and with `tty` it runs
+/// on a terminal of its own ([`crate::pty`]), whose input comes from the
+/// gateway. Returns the job to attach.
+pub fn start(
+    ctx: &Arc<RunContext>,
+    d: proto::JobDispatch,
+    tty: Option<proto::tty::Tty>,
+) -> Arc<Job> {
     let id = d.plan.job_id;
     let (job, fresh) = {
         let mut map = match ctx.jobs.lock() {
@@ -396,7 +405,7 @@ pub fn start(ctx: &Arc<RunContext>, d: proto::JobDispatch) -> Arc<Job> {
         match map.get(&id) {
             Some(j) => (j.clone(), false),
             None => {
-                let j = Job::new(d, &ctx.spool_dir);
+                let j = Job::new(d, tty, &ctx.spool_dir);
                 map.insert(id, j.clone());
                 (j, true)
             }
@@ -496,7 +505,22 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
             Err(why) => return refuse(format!("node {}: {why}", ctx.node)),
         }
     }
-    if let Err(reason) = check_policy(&ctx.policy, &ctx.node, plan) {
+    // A session with no command runs the job user's login shell, which
+    // the node's policy judges as that command.
+    let login_shell =
+        (job.tty.is_some() && plan.argv.is_empty()).then(|| crate::pty::login_shell(user.uid));
+    let judged;
+    let checked = match &login_shell {
+        Some(sh) => {
+            judged = JobPlan {
+                argv: vec![sh.clone()],
+                ..plan.clone()
+            };
+            &judged
+        }
+        None => plan,
+    };
+    if let Err(reason) = check_policy(&ctx.policy, &ctx.node, checked) {
         return refuse(reason);
     }
     let running = ctx.running.fetch_add(1, Ordering::SeqCst);
@@ -576,21 +600,28 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     let login = login_name(&user, uid_lease.is_some());
     let own_uid = dropping && uid_lease.is_some();
     let collect = crate::artifacts::spec_for(&job.keep, &cwd, dropping.then_some(&user), own_uid);
+    let mut env = job_env(
+        plan,
+        &ctx.node,
+        &crate::plan::visible_devices(&ctx.held_gpus(&lease.ids), ctx.real_gpus),
+        &user,
+        &login,
+        &ctx.job_path,
+    );
+    if let Some(t) = &job.tty {
+        env.retain(|(k, _)| k != "TERM");
+        env.push(("TERM".into(), t.term.clone()));
+    }
     let spec = crate::jail::ShimSpec {
-        argv: plan.argv.clone(),
+        argv: checked.argv.clone(),
         cwd,
-        env: job_env(
-            plan,
-            &ctx.node,
-            &crate::plan::visible_devices(&ctx.held_gpus(&lease.ids), ctx.real_gpus),
-            &user,
-            &login,
-            &ctx.job_path,
-        ),
+        env,
         user: dropping.then(|| user.clone()),
         cgroup_procs: tree.join_file(),
         private_tmp,
         own_uid: dropping && uid_lease.is_some(),
+        tty: job.tty.is_some(),
+        login: login_shell.is_some(),
     };
     // A cancel may arrive before the process exists: then it never starts.
     let mut cancel_rx = job.cancel.subscribe();
@@ -608,29 +639,33 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    cmd.stdin(if job.input {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0)
-    .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let master = match output::wire(&job, &mut cmd) {
+        Ok(m) => m,
+        Err(e) => return fail(format!("cannot open a terminal on node {}: {e}", ctx.node)),
+    };
+    cmd.kill_on_drop(true);
+    let spawned = cmd.spawn();
+    // The agent's copies of the terminal's slave side go now: the job's
+    // output ends when the job's own last copy closes.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return fail(format!("cannot start the job on node {}: {e}", ctx.node)),
     };
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
+    let mut pumps = Vec::new();
     let held = ctx.held_gpus(&lease.ids);
+    if let Some(m) = &master {
+        pumps.push(tokio::spawn(pump_tty(m.clone(), job.clone())));
+    }
     job.with(|j| {
         j.stdin = stdin;
+        j.pty = master;
         j.started = Some((pid, lease.ids.clone()));
         j.held = held;
     });
     job.changed.notify_waiters();
-    let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
         grow_pipe(&out);
         pumps.push(tokio::spawn(pump(out, OutStream::Stdout, job.clone())));
@@ -856,6 +891,9 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                 if let Some(stdin) = job.with(|j| j.stdin.take()) {
                     tokio::spawn(input::feed(conn.clone(), id, stdin));
                 }
+                if let Some(master) = job.with(|j| j.pty.take()) {
+                    tokio::spawn(input::feed_tty(conn.clone(), id, master));
+                }
                 continue;
             }
             if !fault_sent && let Some(reason) = gpu_fault {
@@ -943,11 +981,6 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
-fn grow_pipe(fd: &impl std::os::fd::AsFd) {
-    // Best effort: the kernel may cap it (fs.pipe-max-size); 64 KiB still works.
-    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
-}
-
 fn exit_code(st: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
     st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
@@ -961,26 +994,8 @@ fn kill_group(pid: u32, sig: Signal) {
     }
 }
 
-async fn pump(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: OutStream, job: Arc<Job>) {
-    // One buffer, split after each read: the bytes reach quinn without a
-    // copy, and the allocation is reused once they are released.
-    let mut buf = bytes::BytesMut::with_capacity(CHUNK);
-    loop {
-        buf.clear();
-        buf.resize(CHUNK, 0);
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let chunk = buf.split_to(n).freeze();
-                if let Err(e) = job.push(stream, chunk).await {
-                    tracing::error!(job = job.plan.job_id, error = %e, "cannot spool job output; output is lost from here");
-                    return;
-                }
-            }
-        }
-    }
-}
-
 mod input;
+mod output;
+use output::{grow_pipe, pump, pump_tty};
 #[cfg(test)]
 mod tests;

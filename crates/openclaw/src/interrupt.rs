@@ -35,6 +35,9 @@ pub enum Stop {
     Signal(i32),
     /// Stdout's reader is gone.
     StdoutClosed,
+    /// An interactive session's input was cut off (the gateway went away
+    /// or restarted): nothing typed reaches it any more, so it ends.
+    InputCut,
 }
 
 impl Stop {
@@ -44,6 +47,7 @@ impl Stop {
         match self {
             Stop::Signal(n) => u8::try_from(128 + n).unwrap_or(exit::FAILURE),
             Stop::StdoutClosed => exit::BROKEN_PIPE,
+            Stop::InputCut => exit::RUN_CONNECTION,
         }
     }
 

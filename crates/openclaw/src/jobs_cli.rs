@@ -69,6 +69,14 @@ pub struct RunArgs {
     /// file: `tar c . | openclaw run --node N -- tar x -C /srv/lab`.
     #[arg(short = 'n', long = "no-stdin")]
     no_stdin: bool,
+    /// Run it on a terminal of the node's (a PTY), as `ssh -t` does: an
+    /// interactive program (a shell, top, vim) works, keys such as Ctrl-C
+    /// go to it, window resizes follow, and the session is recorded
+    /// ('openclaw job replay'). Without a command, the login shell. Needs
+    /// policy.shell to allow it. Without a local terminal it still gets
+    /// one on the node, as `ssh -tt`.
+    #[arg(short = 't', long = "tty", conflicts_with_all = ["all", "detach", "json", "no_stdin"])]
+    tty: bool,
     /// Print the final job record as JSON instead of streaming output
     /// (with --all: one JSON object per node, one per line).
     #[arg(long)]
@@ -198,6 +206,18 @@ pub enum JobCmd {
         /// Why.
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Play an interactive session's recording (openclaw shell, run -t)
+    /// in this terminal, at its pace: pauses longer than 2 s are cut short.
+    Replay {
+        /// Job id.
+        id: u64,
+        /// Play this many times faster (e.g. 4).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Print the session's output bytes at once, without pauses.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -377,7 +397,55 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     if args.detach {
         return detach(home, spec, options, args.json).await;
     }
-    let input = !args.no_stdin && crate::input::worth_sending();
+    let feed = if args.tty {
+        Feed::Tty(crate::tty_cli::local_tty())
+    } else if !args.no_stdin && crate::input::worth_sending() {
+        Feed::Stdin
+    } else {
+        Feed::Nothing
+    };
+    attached(home, spec, options, feed, args.json, args.gpus).await
+}
+
+/// `openclaw shell NODE [-- CMD]`: an interactive session on `node`, the
+/// job user's login shell unless a command is given.
+pub async fn shell(home: &Home, node: String, cmd: Vec<String>) -> Result<(), CliError> {
+    let spec = JobSpec {
+        node: Some(node),
+        argv: cmd,
+        ..JobSpec::default()
+    };
+    attached(
+        home,
+        spec,
+        Vec::new(),
+        Feed::Tty(crate::tty_cli::local_tty()),
+        false,
+        None,
+    )
+    .await
+}
+
+/// What an attached job's requester sends it.
+enum Feed {
+    /// Nothing: the job's stdin is /dev/null.
+    Nothing,
+    /// Its own standard input.
+    Stdin,
+    /// What is typed at a terminal (an interactive session).
+    Tty(proto::tty::Tty),
+}
+
+/// Runs `spec` attached: its output streamed, its end the exit code.
+async fn attached(
+    home: &Home,
+    spec: JobSpec,
+    options: Vec<JobOption>,
+    feed: Feed,
+    json: bool,
+    gpus: Option<u32>,
+) -> Result<(), CliError> {
+    let tty = matches!(feed, Feed::Tty(_));
     // From here a signal or a closed stdout cancels the job (see interrupt).
     let mut stops = Interrupts::new()?;
     let client = stops.connect(home).await?;
@@ -385,7 +453,7 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
     // id, to cancel it, rather than leave it behind.
     let ((info, recv, pump), early) = stops
         .until_accepted(
-            submit_and_wait(&client, spec, options, input),
+            submit_and_wait(&client, spec, options, feed),
             "interrupted before the gateway accepted the job; check 'openclaw job list' for it",
         )
         .await?;
@@ -402,24 +470,47 @@ pub async fn run(home: &Home, args: RunArgs) -> Result<(), CliError> {
         }
         _ => errln!("openclaw: job {} on {}", info.id, info.node),
     }
-    warn_if_no_gpu(&client, &info, args.gpus).await;
+    // A session that is not held goes raw now, before its first output;
+    // a held one when it starts running (Ctrl-C cancels it until then).
+    if tty
+        && !matches!(
+            info.job_state(),
+            Some(JobState::AwaitingApproval | JobState::Queued)
+        )
+    {
+        crate::tty_cli::enter_raw();
+    }
+    warn_if_no_gpu(&client, &info, gpus).await;
     let id = info.id;
     let gw = Gateway::with_client(home.clone(), client.clone());
     let outcome = {
-        let follow = follow_to_end(&gw, Start::Stream(id, client.clone(), recv), !args.json);
+        let follow = follow_to_end(&gw, Start::Stream(id, client.clone(), recv), !json, tty);
         tokio::pin!(follow);
         let stop = match early {
             Some(stop) => Ok(stop),
             None => tokio::select! {
                 end = &mut follow => Err(end),
                 stop = stops.next() => Ok(stop),
+                () = crate::tty_cli::CUT.notified(), if tty => Ok(Stop::InputCut),
             },
         };
+        // The local terminal is itself again before anything is said.
+        crate::tty_cli::leave_raw();
         match stop {
-            Ok(stop) => cancel_and_wait(&gw, id, stop, args.json, &mut follow, &mut stops).await,
+            // A cut-off session's follower may be in the middle of a
+            // reconnect, holding `gw`: its cancel goes on a connection of
+            // its own.
+            Ok(Stop::InputCut) => {
+                let own = Gateway::new(home.clone());
+                let r =
+                    cancel_and_wait(&own, id, Stop::InputCut, json, &mut follow, &mut stops).await;
+                own.close().await;
+                r
+            }
+            Ok(stop) => cancel_and_wait(&gw, id, stop, json, &mut follow, &mut stops).await,
             Err(end) => {
                 report_input(id, pump).await;
-                end.and_then(|info| finish(info, args.json, None))
+                end.and_then(|info| finish(info, json, None))
             }
         }
     };
@@ -510,30 +601,50 @@ async fn submit_and_wait(
     client: &Client,
     spec: JobSpec,
     options: Vec<JobOption>,
-    input: bool,
+    feed: Feed,
 ) -> Result<(JobInfo, client::RecvStream, Pump), CliError> {
-    let follow = if input {
-        Follow::AttachedWithInput
-    } else {
-        Follow::Attached
-    };
-    let req = JobRequest {
-        spec,
-        follow,
-        options,
-    }
-    .into_request();
-    let (send, mut recv) = if input {
-        let (send, recv) = client.open_duplex(req).await.map_err(run_error)?;
-        (Some(send), recv)
-    } else {
-        let recv = client.open(req).await.map_err(run_error)?;
-        (None, recv)
+    let tty = matches!(feed, Feed::Tty(_));
+    let (send, mut recv) = match feed {
+        Feed::Stdin => {
+            let req = JobRequest {
+                spec,
+                follow: Follow::AttachedWithInput,
+                options,
+            }
+            .into_request();
+            let (send, recv) = client.open_duplex(req).await.map_err(run_error)?;
+            (Some(send), recv)
+        }
+        Feed::Tty(t) => {
+            if !options.is_empty() {
+                return Err(usage(
+                    "--artifact, --project, --priority and --preemptible do not apply to a session on a terminal (-t); run the command without -t for them",
+                ));
+            }
+            let (send, recv) = client.open_with_tty(spec, t).await.map_err(run_error)?;
+            (Some(send), recv)
+        }
+        Feed::Nothing => {
+            let req = JobRequest {
+                spec,
+                follow: Follow::Attached,
+                options,
+            }
+            .into_request();
+            let recv = client.open(req).await.map_err(run_error)?;
+            (None, recv)
+        }
     };
     loop {
         match client.next_event(&mut recv).await {
             Ok(Some(JobEvent::Accepted(info))) => {
-                let pump = send.map(|s| tokio::spawn(crate::input::pump(s)));
+                let pump = send.map(|s| {
+                    if tty {
+                        tokio::spawn(crate::tty_cli::pump_or_cut(s))
+                    } else {
+                        tokio::spawn(crate::input::pump(s))
+                    }
+                });
                 return Ok((info, recv, pump));
             }
             Ok(Some(JobEvent::Error(e))) => return Err(run_error(ClientError::Api(e))),
@@ -563,13 +674,25 @@ async fn cancel_and_wait(
 ) -> Result<(), CliError> {
     // Through `gw`: a connection lost meanwhile is made again, within
     // CANCEL_CALL.
-    let cancel = gw.call(Request::JobCancel {
-        id,
-        on_behalf_of: None,
-    });
-    let cancelled = match tokio::time::timeout(CANCEL_CALL, cancel).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer from the gateway in {CANCEL_CALL:?}")),
+    let deadline = tokio::time::Instant::now() + CANCEL_CALL;
+    let cancelled = loop {
+        let cancel = gw.call(Request::JobCancel {
+            id,
+            on_behalf_of: None,
+        });
+        let r = match tokio::time::timeout_at(deadline, cancel).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => break Err(format!("no answer from the gateway in {CANCEL_CALL:?}")),
+        };
+        // A session whose input was cut off by a gateway going away asks
+        // again while the gateway comes back (it refuses connections
+        // while it starts).
+        match r {
+            Err(_) if stop == Stop::InputCut && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => break r,
+        }
     };
     if stop == Stop::StdoutClosed {
         return Err(stop.error(""));
@@ -627,13 +750,23 @@ fn finish(info: JobInfo, json: bool, stop: Option<Stop>) -> Result<(), CliError>
 /// Follows a job to its end through [`client::follow_job`], writing
 /// output as it comes (when `echo`) and saying on stderr when it
 /// reconnects; resuming is exactly-once (see `client::follow`).
-async fn follow_to_end(gw: &Gateway, start: Start, echo: bool) -> Result<JobInfo, CliError> {
+async fn follow_to_end(
+    gw: &Gateway,
+    start: Start,
+    echo: bool,
+    tty: bool,
+) -> Result<JobInfo, CliError> {
     // A running job's reason is news (its GPU failed: time to save work);
     // each one is said once.
     let mut told: Option<String> = None;
     let sink = |f: Followed<'_>| match f {
         Followed::Output(s, data) if echo => write_out(s, data),
         Followed::State(info) => {
+            // A session's keys go to it once it runs (before, Ctrl-C
+            // still cancels it here, while it waits for approval).
+            if tty && info.is(JobState::Running) {
+                crate::tty_cli::enter_raw();
+            }
             if let Some(by) = info
                 .approved_by
                 .as_deref()
@@ -770,7 +903,7 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
             if follow {
                 let gw = Gateway::new(home.clone());
                 let end = tokio::select! {
-                    end = follow_to_end(&gw, Start::Attach(id), true) => Some(end),
+                    end = follow_to_end(&gw, Start::Attach(id), true, false) => Some(end),
                     () = crate::term::stdout_gone() => None,
                 };
                 gw.close().await;
@@ -801,6 +934,7 @@ async fn job_inner(home: &Home, client: &Client, cmd: JobCmd) -> Result<(), CliE
             )
             .await
         }
+        JobCmd::Replay { id, speed, raw } => crate::tty_cli::replay(client, id, speed, raw).await,
         JobCmd::Cancel { id } => done(
             call(Request::JobCancel {
                 id,

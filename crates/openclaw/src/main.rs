@@ -19,6 +19,7 @@ mod output;
 mod term;
 #[cfg(test)]
 mod tidy;
+mod tty_cli;
 mod usage_cli;
 
 use std::path::PathBuf;
@@ -171,6 +172,20 @@ enum Command {
     /// too, as ssh's remote command dies of SIGPIPE on its next write, and
     /// exits 141 without a word. --detach leaves the job running.
     Run(jobs_cli::RunArgs),
+    /// An interactive shell on a node, as `ssh NODE` (`tsh ssh`) gives one:
+    /// the job user's login shell on a terminal of the node's, or COMMAND
+    /// on it (as `run -t`). It is a job like any other (an id, approval,
+    /// audit, `job show`, retention), its cgroup ends every process when
+    /// it ends, and its output is recorded ('openclaw job replay ID').
+    /// Exits with the shell's exit code. The gateway's policy.shell (and
+    /// shell_rules) decide who may open one where; chat bots never may.
+    Shell {
+        /// The node.
+        node: String,
+        /// A command to run instead of the login shell.
+        #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+        cmd: Vec<String>,
+    },
     /// List, inspect, follow, cancel, approve and deny jobs.
     #[command(subcommand)]
     Job(jobs_cli::JobCmd),
@@ -783,6 +798,8 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(commands::run(cli.command, home));
+    // An interactive session's terminal is put back on every way out.
+    tty_cli::leave_raw();
     // A server's blocking tasks may hang on a lost database (a gateway
     // that lost its lease for that reason): do not wait for them.
     if server {

@@ -141,6 +141,14 @@ pub async fn stdout_gone() {
     }
 }
 
+/// The size (columns, rows) of the terminal stdout writes to, if it is
+/// one: an interactive session's size when stdin is no terminal.
+pub fn stdout_size() -> Option<(u16, u16)> {
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|ws| (ws.ws_col, ws.ws_row))
+}
+
 /// Whether stderr is a terminal (a person reads it).
 pub fn stderr_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())

@@ -3,10 +3,17 @@
 //! arguments it is. The CLI and the dashboard both show commands this way.
 //! Pure; escaping for the medium (terminal, HTML) comes after.
 
+/// What an empty argv is shown as: an interactive session's login shell
+/// (`openclaw shell NODE`), the only job without a command.
+pub const LOGIN_SHELL: &str = "(login shell)";
+
 /// Quotes argv for display, shell-style: a word of only safe characters
 /// stays bare; any other (an empty one included) is single-quoted, with
-/// `'` written `'\''`.
+/// `'` written `'\''`. No argv at all is [`LOGIN_SHELL`].
 pub fn line(argv: &[String]) -> String {
+    if argv.is_empty() {
+        return LOGIN_SHELL.to_string();
+    }
     argv.iter()
         .map(|a| {
             if !a.is_empty()
@@ -31,6 +38,12 @@ mod tests {
     }
 
     #[test]
+    fn no_argv_is_a_login_shell() {
+        assert_eq!(line(&[]), LOGIN_SHELL);
+        assert_eq!(line(&v(&[""])), "''");
+    }
+
+    #[test]
     fn quotes_what_a_shell_would_split() {
         let cases: &[(&[&str], &str)] = &[
             (
@@ -44,7 +57,7 @@ mod tests {
             (&["echo", ""], "echo ''"),
             (&["env", "A=1", "x@y:%z,+"], "env A=1 x@y:%z,+"),
             (&["echo", "<b>"], "echo '<b>'"),
-            (&[], ""),
+            (&[], LOGIN_SHELL),
         ];
         for (argv, want) in cases {
             assert_eq!(line(&v(argv)), *want, "{argv:?}");

@@ -28,6 +28,7 @@
 
 pub mod argv;
 pub mod artifact;
+pub mod cast;
 pub mod clock;
 pub mod codec;
 pub mod duration;
@@ -45,6 +46,7 @@ pub mod redact;
 pub mod size;
 pub mod state;
 pub mod telemetry;
+pub mod tty;
 pub mod usage;
 
 pub use artifact::{

@@ -243,6 +243,18 @@ pub enum ControlMsg {
         /// What to do.
         op: crate::files::FileOp,
     },
+    /// Run a job on a terminal of its own (protocol 3; `openclaw shell`,
+    /// `run -t`): as [`ControlMsg::RunJobInput`], but the job's stdin,
+    /// stdout and stderr are the slave side of a new pseudo-terminal, its
+    /// output is the master's (all on stdout), and the [`Open::JobInput`]
+    /// stream carries [`crate::tty`] frames. An empty argv runs the job
+    /// user's login shell.
+    RunJobTty {
+        /// The frozen plan.
+        plan: JobPlan,
+        /// The terminal it asked for.
+        tty: crate::tty::Tty,
+    },
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -541,6 +553,25 @@ pub enum Request {
     /// child is there, or `Error`); after `Done` both ways carry
     /// [`crate::files::FileMsg`] frames (see [`crate::files`]).
     Copy(crate::files::CopyRequest),
+    /// As [`Request::JobRunInput`], on a terminal of the node's
+    /// (`openclaw shell NODE`, `openclaw run -t`; protocol 3): the rest of
+    /// this stream is [`crate::tty`] frames (input and resizes), and the
+    /// job's output is the terminal's. An empty `spec.argv` runs the job
+    /// user's login shell. Never for bots; `policy.shell` decides.
+    JobRunTty {
+        /// The job.
+        spec: JobSpec,
+        /// The terminal.
+        tty: crate::tty::Tty,
+    },
+    /// A part of a session's recording (asciicast v2, `openclaw job
+    /// replay`), from byte `offset`; reply: [`Response::Recording`].
+    JobRecording {
+        /// Job id.
+        id: u64,
+        /// First byte wanted.
+        offset: u64,
+    },
 }
 
 /// A step of a CA rotation.
@@ -641,6 +672,8 @@ impl Request {
             Request::Usage { .. } => "usage",
             Request::Queue { .. } => "job.queue",
             Request::Copy(_) => "cp",
+            Request::JobRunTty { .. } => "job.shell",
+            Request::JobRecording { .. } => "job.recording",
         }
     }
 
@@ -699,8 +732,10 @@ impl Request {
                 | Request::NodeRenew { .. }
                 | Request::CaRotate { .. }
                 // Chat never streams standard input to a job, nor
-                // reaches into a node's ports.
+                // reaches into a node's ports, nor opens a shell.
                 | Request::JobRunInput(_)
+                | Request::JobRunTty { .. }
+                | Request::JobRecording { .. }
                 | Request::Forward { .. }
                 // Chat front ends never copy files.
                 | Request::Copy(_) => false,
@@ -719,6 +754,8 @@ impl Request {
                 | Request::JobSubmit(_)
                 | Request::JobRun(_)
                 | Request::JobRunInput(_)
+                | Request::JobRunTty { .. }
+                | Request::JobRecording { .. }
                 | Request::JobAttach { .. }
                 | Request::JobList { .. }
                 | Request::JobShow { .. }
@@ -879,6 +916,15 @@ pub enum Response {
     Usage(crate::UsageReport),
     /// Reply to [`Request::Queue`].
     Queue(crate::QueueReport),
+    /// Reply to [`Request::JobRecording`]: at most
+    /// [`crate::tty::RECORDING_PAGE`] bytes of the recording from the
+    /// offset asked, and its whole length.
+    Recording {
+        /// The bytes.
+        data: Vec<u8>,
+        /// The recording's length in bytes.
+        total: u64,
+    },
 }
 
 /// Why a call failed: a category for programs, a sentence for people.

@@ -591,6 +591,58 @@ fn samples() -> Vec<Sample> {
                 total: 3,
             })
         ),
+        // Interactive sessions (issue 23): a job on a terminal, its
+        // recording.
+        s!(
+            "open.request.job_run_tty",
+            Open,
+            Open::Request(Request::JobRunTty {
+                spec: JobSpec {
+                    node: Some("worker-gpu-01".into()),
+                    ..JobSpec::default()
+                },
+                tty: tty::Tty {
+                    term: "xterm-256color".into(),
+                    cols: 80,
+                    rows: 24
+                }
+            })
+        ),
+        s!(
+            "control.run_job_tty",
+            ControlMsg,
+            ControlMsg::RunJobTty {
+                plan: JobPlan {
+                    job_id: 7,
+                    node: "worker-gpu-01".into(),
+                    argv: vec![],
+                    cwd: None,
+                    env: vec![],
+                    timeout_secs: None,
+                    gpus: 0,
+                    kill_grace_secs: 10,
+                    run_as: None,
+                },
+                tty: tty::Tty {
+                    term: "xterm".into(),
+                    cols: 120,
+                    rows: 40
+                }
+            }
+        ),
+        s!(
+            "request.job_recording",
+            Request,
+            Request::JobRecording { id: 7, offset: 0 }
+        ),
+        s!(
+            "response.recording",
+            Response,
+            Response::Recording {
+                data: b"{}\n".to_vec(),
+                total: 3
+            }
+        ),
         s!(
             "enroll.poll",
             EnrollRequest,

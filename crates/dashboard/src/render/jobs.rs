@@ -284,7 +284,14 @@ pub fn job(
          <table class=\"kv\"><caption>job {id}</caption><tbody>{t}</tbody></table>\
          <h2 id=\"log-h\">Output</h2>\
          <pre id=\"log\" data-job=\"{id}\" aria-labelledby=\"log-h\" aria-live=\"polite\" tabindex=\"0\"></pre>\
-         <p id=\"log-status\" role=\"status\"></p>",
+         <p id=\"log-status\" role=\"status\"></p>\
+         <h2 id=\"rec-h\">Session recording</h2>\
+         <div id=\"recording\" data-job=\"{id}\"><p>Interactive sessions (<code>openclaw shell</code>, \
+         <code>run -t</code>) are recorded; \
+         <button type=\"button\" id=\"rec-play\">Play</button> \
+         <label>speed <select id=\"rec-speed\"><option>1</option><option>2</option><option>4</option>\
+         <option>16</option></select></label> <span id=\"rec-status\" role=\"status\"></span></p>\
+         <pre id=\"rec-screen\" aria-labelledby=\"rec-h\" tabindex=\"0\"></pre></div>",
         id = j.id,
     )
 }

@@ -23,6 +23,9 @@ async fn attack_nothing_is_kept_for_ever_retention_prunes_jobs_and_logs() {
     wait_state(&h, old, JobState::Exited).await;
     let log = h.shared.logs_dir.join(format!("{old}.stdout"));
     assert_eq!(std::fs::read(&log).unwrap(), b"old output\n");
+    // A session's recording lies next to its log and goes with it.
+    let cast = h.shared.logs_dir.join(format!("{old}.cast"));
+    std::fs::write(&cast, b"{}\n").unwrap();
     // A long job stays while it runs, however old.
     let live = submit(&h, spec("worker-cpu-01", &["sleep", "100000"])).await;
     let _running = start_job(&h, &mut node, live).await;
@@ -40,5 +43,6 @@ async fn attack_nothing_is_kept_for_ever_retention_prunes_jobs_and_logs() {
     })
     .await;
     assert!(!log.exists(), "the pruned job's log is gone");
+    assert!(!cast.exists(), "the pruned job's recording is gone");
     assert_eq!(h.job(live).await.state, JobState::Running.as_str());
 }

@@ -313,6 +313,10 @@ async fn store_output(
 ) -> Result<Option<JobFrame>, String> {
     let cap = shared.config().output_cap;
     let mut last_flush = shared.clock.now();
+    // An interactive session's output is recorded as it is stored.
+    let recorder = shared
+        .jobs
+        .with(|m| m.jobs.get(&id).and_then(|j| j.recorder.clone()));
     loop {
         let frame = match mesh::read_incoming::<JobFrame>(recv, JOB_FRAME_LIMIT).await {
             Ok(Some(mesh::Incoming::Message(f))) => f,
@@ -338,6 +342,11 @@ async fn store_output(
                 // Live followers get the bytes from memory first, then the
                 // new length; a follower that lags reads the file instead.
                 let taken = f.take();
+                if let Some(rec) = recorder.as_ref().filter(|_| stream == OutStream::Stdout) {
+                    let bytes: Vec<u8> =
+                        taken.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+                    rec.event(proto::cast::Kind::Output, bytes).await;
+                }
                 if let Some((offset, _)) = taken.first() {
                     let data = taken.iter().map(|(_, b)| b.clone()).collect();
                     let _ = tail.send(TailChunk {

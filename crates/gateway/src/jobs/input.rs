@@ -59,13 +59,24 @@ pub async fn node_input_stream(
         Some(j) if j.node == peer.name && j.on_node => j.input.take(),
         _ => None,
     });
+    let session = shared.jobs.with(|m| {
+        m.jobs
+            .get(&id)
+            .filter(|j| j.tty.is_some())
+            .map(|j| j.recorder.clone())
+    });
     let Some(mut input) = taken else {
         tracing::info!(job = id, node = %peer.name, "refused an input stream: no input waits for this job of this node");
         let _ = send.reset(VarInt::from_u32(input_code::REFUSED));
         return;
     };
-    let sent = relay(&mut input, &mut send).await;
+    let mut tap = session.as_ref().map(|rec| Tap {
+        rec: rec.clone(),
+        frames: proto::tty::Decoder::new(),
+    });
+    let sent = relay(&mut input, &mut send, tap.as_mut()).await;
     shared.metrics.input_relayed.inc_by(sent.bytes);
+    let cut = matches!(sent.end, End::Cut(_));
     match sent.end {
         End::Eof => tracing::debug!(job = id, bytes = sent.bytes, "job input ended"),
         End::JobDone => {
@@ -78,6 +89,48 @@ pub async fn node_input_stream(
         End::Cut(why) => {
             tracing::info!(job = id, bytes = sent.bytes, "job input cut off: {why}")
         }
+    }
+    // A session whose requester went away (its connection broke, its
+    // credential was revoked) ends: nobody is left at its terminal.
+    if session.is_some() && cut {
+        let ended = crate::shared::off_runtime(&shared, move |s| {
+            super::lifecycle::cancel_job(s, id, "the end of its session")
+        })
+        .await;
+        if let Ok(Err(e)) = ended {
+            tracing::debug!(job = id, error = %e.message, "session not cancelled");
+        }
+    }
+}
+
+/// What the relay of a session's input does besides copying: reads its
+/// tty frames, for the recording and to refuse a malformed stream.
+struct Tap {
+    rec: Option<std::sync::Arc<super::record::Recorder>>,
+    frames: proto::tty::Decoder,
+}
+
+impl Tap {
+    /// Reads `chunk`'s frames; `Err` when the stream is malformed.
+    async fn see(&mut self, chunk: &[u8]) -> Result<(), String> {
+        let frames = self.frames.push(chunk).map_err(|e| e.to_string())?;
+        let Some(rec) = &self.rec else { return Ok(()) };
+        for f in frames {
+            match f {
+                proto::tty::TtyFrame::Input(b) if rec.input => {
+                    rec.event(proto::cast::Kind::Input, b).await
+                }
+                proto::tty::TtyFrame::Input(_) => {}
+                proto::tty::TtyFrame::Resize { cols, rows } => {
+                    rec.event(
+                        proto::cast::Kind::Resize,
+                        format!("{cols}x{rows}").into_bytes(),
+                    )
+                    .await
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -98,7 +151,11 @@ struct Relayed {
 
 /// Copies `from` (the requester) into `to` (the node) until one ends, and
 /// tells the other side how.
-async fn relay(from: &mut quinn::RecvStream, to: &mut quinn::SendStream) -> Relayed {
+async fn relay(
+    from: &mut quinn::RecvStream,
+    to: &mut quinn::SendStream,
+    mut tap: Option<&mut Tap>,
+) -> Relayed {
     let cut = VarInt::from_u32(input_code::CUT);
     let mut bytes = 0u64;
     let node_stopped = to.stopped();
@@ -120,6 +177,18 @@ async fn relay(from: &mut quinn::RecvStream, to: &mut quinn::SendStream) -> Rela
         match chunk {
             Ok(Some(c)) => {
                 let n = c.bytes.len() as u64;
+                if let Some(t) = tap.as_deref_mut()
+                    && let Err(e) = t.see(&c.bytes).await
+                {
+                    let _ = from.stop(cut);
+                    let _ = to.reset(cut);
+                    return Relayed {
+                        bytes,
+                        end: End::Cut(format!(
+                            "the requester sent a malformed session stream ({e})"
+                        )),
+                    };
+                }
                 match to.write_chunk(c.bytes).await {
                     Ok(()) => bytes += n,
                     Err(WriteError::Stopped(code))

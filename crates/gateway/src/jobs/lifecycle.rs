@@ -197,26 +197,60 @@ pub(super) fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
         .registry
         .connection(&row.node)
         .map_or(0, |c| c.protocol());
+    let tty = shared
+        .jobs
+        .with(|m| m.jobs.get(&id).and_then(|j| j.tty.clone()));
     let input = super::input::wanted(shared, id);
-    if input && speaks < 3 {
-        let msg = format!(
-            "node {} runs an older agent (protocol {speaks}) that cannot take standard input; upgrade it, or run with -n",
-            row.node
-        );
+    if (tty.is_some() || input) && speaks < 3 {
+        let msg = if tty.is_some() {
+            format!(
+                "node {} runs an older agent (protocol {speaks}) that cannot open a terminal; upgrade it",
+                row.node
+            )
+        } else {
+            format!(
+                "node {} runs an older agent (protocol {speaks}) that cannot take standard input; upgrade it, or run with -n",
+                row.node
+            )
+        };
         end(shared, id, JobState::Failed, None, &msg)?;
         return Err(err(ErrorCode::FailedPrecondition, msg));
     }
-    let patterns = shared.store.tx(|tx| tx.artifact_patterns(id))?;
-    let caps = (
-        shared.config().artifact_max_file,
-        shared.config().artifact_max_job,
-    );
-    let (run, note) =
-        super::artifacts::run_message(caps, row.plan.clone(), input, patterns, speaks);
-    if let Some(note) = note {
-        tracing::info!(job = id, "{note}");
-        shared.store.tx(|tx| tx.set_artifacts_note(id, &note))?;
-    }
+    let run = match tty {
+        Some(tty) => {
+            let cfg = shared.config();
+            let rec = super::record::Recorder::start(
+                &shared.logs_dir,
+                id,
+                &tty,
+                &shared.clock,
+                cfg.policy.record_input,
+            );
+            shared.jobs.with(|m| {
+                if let Some(j) = m.jobs.get_mut(&id) {
+                    j.recorder = rec.map(Arc::new);
+                }
+            });
+            proto::ControlMsg::RunJobTty {
+                plan: row.plan.clone(),
+                tty,
+            }
+        }
+        None => {
+            let patterns = shared.store.tx(|tx| tx.artifact_patterns(id))?;
+            let caps = (
+                shared.config().artifact_max_file,
+                shared.config().artifact_max_job,
+            );
+            let (run, note) =
+                super::artifacts::run_message(caps, row.plan.clone(), input, patterns, speaks);
+            if let Some(note) = note {
+                tracing::info!(job = id, "{note}");
+                shared.store.tx(|tx| tx.set_artifacts_note(id, &note))?;
+            }
+            run
+        }
+    };
     if control.try_send(run).is_err() {
         let msg = format!(
             "node {} disconnected or is not reading its control stream; the job was not sent",

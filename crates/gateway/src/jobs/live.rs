@@ -71,6 +71,11 @@ pub(super) struct LiveJob {
     /// The requester's standard input (`JobRunInput`), until the node asks
     /// for it: the job is dispatched with a stdin pipe while this is here.
     pub(super) input: Option<quinn::RecvStream>,
+    /// The terminal of an interactive session (`JobRunTty`): dispatched
+    /// with `RunJobTty`, and its input stream carries tty frames.
+    pub(super) tty: Option<proto::tty::Tty>,
+    /// The session's recording, from its dispatch to its end.
+    pub(super) recorder: Option<std::sync::Arc<super::record::Recorder>>,
 }
 
 /// The live table: jobs that have not ended, and each node's load (GPUs
@@ -349,6 +354,8 @@ impl Jobs {
                     submitted,
                     started: None,
                     input: None,
+                    tty: None,
+                    recorder: None,
                 },
             )
         });

@@ -21,6 +21,7 @@ mod lifecycle;
 mod live;
 pub mod logwriter;
 pub mod options;
+mod record;
 mod share;
 mod spec;
 mod submit;
@@ -37,10 +38,11 @@ use lifecycle::{
 };
 pub use lifecycle::{approve, cancel, deny, end_for_revoked, recover};
 pub use live::{Jobs, Progress, TailChunk};
+pub use record::recording;
 pub use share::queue;
 pub use spec::{Resolved, resolve, resolve_for};
 use submit::{check_key, expire_approval, repeat_of, requeued, wait_in_queue};
-pub use submit::{submit, submit_with};
+pub use submit::{submit, submit_tty, submit_with};
 pub use usage::usage;
 
 use crate::config::Config;
@@ -389,4 +391,5 @@ pub fn remove_logs(shared: &Shared, id: u64) {
         let _ = std::fs::remove_file(log_path(shared, id, s));
     }
     artifacts::remove(shared, id);
+    let _ = std::fs::remove_file(record::path(&shared.logs_dir, id));
 }

@@ -33,13 +33,63 @@ pub fn submit_with(
     options: &[JobOption],
     input: Option<quinn::RecvStream>,
 ) -> Result<JobInfo, ApiError> {
+    submit_attached(shared, peer, spec, options, input, None)
+}
+
+/// An interactive session (`JobRunTty`): [`submit_with`] with the
+/// terminal `tty`; its input stream carries tty frames, and
+/// `policy.shell` decides beside the job policy. An empty argv (and no
+/// named job) is the job user's login shell.
+pub fn submit_tty(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    spec: JobSpec,
+    tty: proto::tty::Tty,
+    input: quinn::RecvStream,
+) -> Result<JobInfo, ApiError> {
+    if peer.role == Role::Bot {
+        return Err(err(
+            ErrorCode::PermissionDenied,
+            "chat bots never open interactive sessions",
+        ));
+    }
+    tty.check()
+        .map_err(|m| err(ErrorCode::InvalidArgument, format!("bad terminal: {m}")))?;
+    submit_attached(shared, peer, spec, &[], Some(input), Some(tty))
+}
+
+fn submit_attached(
+    shared: &Arc<Shared>,
+    peer: &Peer,
+    spec: JobSpec,
+    options: &[JobOption],
+    input: Option<quinn::RecvStream>,
+    tty: Option<proto::tty::Tty>,
+) -> Result<JobInfo, ApiError> {
     let requester = identity(peer, spec.on_behalf_of.as_deref())?;
     check_key(spec.idempotency_key.as_deref())?;
     let options = super::options::check(options)?;
     let cfg = shared.config();
     let account = super::share::account(&cfg, &requester, &options)?;
     let chat = peer.role == Role::Bot;
-    let resolved = resolve(&cfg, &spec, chat)?;
+    let resolved = if tty.is_some() && spec.job.is_none() && spec.argv.is_empty() {
+        if spec.shell {
+            return Err(err(
+                ErrorCode::InvalidArgument,
+                "a login shell takes no --shell; give a command, or none for the login shell",
+            ));
+        }
+        // The login shell: resolved as any command (target, limits,
+        // environment), then with no argv, which the node reads as the
+        // job user's login shell.
+        let mut probe = spec.clone();
+        probe.argv = vec!["login-shell".into()];
+        let mut r = resolve(&cfg, &probe, chat)?;
+        r.argv.clear();
+        r
+    } else {
+        resolve(&cfg, &spec, chat)?
+    };
     let artifacts =
         super::artifacts::patterns(&cfg, resolved.named_job.as_deref(), &options.artifacts)?;
     let now = shared.clock.unix();
@@ -128,6 +178,13 @@ pub fn submit_with(
         if let Some(input) = input {
             super::input::park(shared, id, input);
         }
+        if let Some(t) = tty {
+            shared.jobs.with(|m| {
+                if let Some(j) = m.jobs.get_mut(&id) {
+                    j.tty = Some(t);
+                }
+            });
+        }
         (row, routed)
     };
     let id = row.id;
@@ -204,7 +261,21 @@ pub(super) fn decide(
             chat,
         },
     );
-    let rule = policy::rule_name(decision.rule, chat);
+    let mut rule = policy::rule_name(decision.rule, chat);
+    // An interactive session: policy.shell too, the stricter deciding.
+    let session = shared
+        .jobs
+        .with(|m| m.jobs.get(&row.id).is_some_and(|j| j.tty.is_some()));
+    let decision = if session {
+        let (d, named) = policy::stricter(
+            (decision, rule.clone()),
+            policy::shell(&cfg.policy, &row.requester, node),
+        );
+        rule = named;
+        d
+    } else {
+        decision
+    };
     shared.jobs.with(|m| {
         m.update(row.id, |j| {
             j.node = node.to_string();

@@ -10,6 +10,9 @@
 //! input (a broken connection; a gateway that restarted) is end of file
 //! too: input is not resumed.
 
+use std::sync::Arc;
+
+use proto::tty::TtyFrame;
 use proto::{Open, input_code};
 use quinn::{ReadError, VarInt};
 use tokio::io::AsyncWriteExt as _;
@@ -64,6 +67,66 @@ pub(super) async fn feed(conn: quinn::Connection, id: u64, mut stdin: tokio::pro
             }
             Err(e) => {
                 tracing::info!(job = id, bytes, error = %e, "the job's input was cut off; its stdin is closed there");
+                return;
+            }
+        }
+    }
+}
+
+/// Feeds job `id`'s terminal from the gateway: the stream carries tty
+/// frames (`proto::tty`); input is written to the terminal, resizes are
+/// set on it. The end of the stream leaves the terminal as it is (the
+/// session ends with its process, or when the gateway cancels it); a
+/// malformed stream stops being read.
+pub(super) async fn feed_tty(conn: quinn::Connection, id: u64, master: Arc<crate::pty::Master>) {
+    let (mut send, mut recv) = match conn.open_bi().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(job = id, error = %e, "cannot open the session's input stream");
+            return;
+        }
+    };
+    if mesh::write_frame(&mut send, &Open::JobInput { job_id: id })
+        .await
+        .is_err()
+    {
+        tracing::info!(job = id, "cannot ask for the session's input");
+        return;
+    }
+    let _ = send.finish();
+    let mut frames = proto::tty::Decoder::new();
+    loop {
+        let chunk = match recv.read_chunk(CHUNK, true).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                tracing::debug!(job = id, "the session's input ended");
+                return;
+            }
+            Err(e) => {
+                tracing::info!(job = id, error = %e, "the session's input was cut off");
+                return;
+            }
+        };
+        let got = match frames.push(&chunk.bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(
+                    job = id,
+                    "malformed session input ({e}); no more input is read"
+                );
+                let _ = recv.stop(VarInt::from_u32(input_code::CUT));
+                return;
+            }
+        };
+        for f in got {
+            let done = match f {
+                TtyFrame::Input(b) => master.write_all(&b).await,
+                TtyFrame::Resize { cols, rows } => master.resize(cols, rows),
+            };
+            if let Err(e) = done {
+                // The terminal is gone: the job ended.
+                tracing::debug!(job = id, error = %e, "the session's terminal takes no more input");
+                let _ = recv.stop(VarInt::from_u32(input_code::DONE));
                 return;
             }
         }

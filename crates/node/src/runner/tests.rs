@@ -182,6 +182,7 @@ fn a_full_spool_waits_for_an_attached_gateway_and_spills_otherwise() {
                 input: false,
                 artifacts: proto::ArtifactSpec::default(),
             },
+            None,
             dir.path(),
         );
         let mb = bytes::Bytes::from(vec![b'x'; 1 << 20]);

@@ -389,3 +389,23 @@ fn everyone_may_follow_the_gateway_group_and_only_admins_change_it() {
         assert!(!leave.allowed_for(role), "{role}");
     }
 }
+
+#[test]
+fn chat_and_nodes_never_open_a_shell() {
+    let shell = Request::JobRunTty {
+        spec: JobSpec::default(),
+        tty: crate::tty::Tty {
+            term: "xterm".into(),
+            cols: 80,
+            rows: 24,
+        },
+    };
+    let replay = Request::JobRecording { id: 1, offset: 0 };
+    for req in [&shell, &replay] {
+        assert!(!req.allowed_for(Role::Bot), "{}", req.method());
+        assert!(!req.allowed_for(Role::Node), "{}", req.method());
+        assert!(req.allowed_for(Role::Admin), "{}", req.method());
+        // A member under policy.shell (and sees only its own recordings).
+        assert!(req.allowed_for(Role::User), "{}", req.method());
+    }
+}
