@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mesh::home::NodePolicy;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use proto::{JobCtl, JobFrame, JobPlan, Open, OutStream};
 use tokio::sync::{Notify, watch};
 
@@ -981,21 +980,10 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
-fn exit_code(st: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt as _;
-    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
-}
-
-fn kill_group(pid: u32, sig: Signal) {
-    if let Ok(p) = i32::try_from(pid)
-        && p > 0
-    {
-        let _ = killpg(Pid::from_raw(p), sig);
-    }
-}
-
 mod input;
 mod output;
+mod process;
 use output::{grow_pipe, pump, pump_tty};
+use process::{exit_code, kill_group};
 #[cfg(test)]
 mod tests;
