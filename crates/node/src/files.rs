@@ -361,6 +361,14 @@ fn put_file(
             "{shown}: its partial file {part} is not a regular file; remove it"
         ));
     }
+    // A partial file planted by someone else (another user's file, whose
+    // owner could read or change it after the check, or a hard link to a
+    // file elsewhere, which would be truncated) is never written through.
+    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.nlink() != 1 {
+        return Err(format!(
+            "{shown}: its partial file {part} belongs to another user or has other hard links; remove it"
+        ));
+    }
     // One copy to a name at a time: two writing one partial file would
     // mix their bytes, and each would check only its own stream.
     let mut f = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
