@@ -378,17 +378,7 @@ pub async fn get(
         moved.total.fetch_add(size, Ordering::Relaxed);
     }
     let mut part = match &part_path {
-        Some(pp) => Some(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o666)
-                .custom_flags(nofollow())
-                .open(pp)
-                .map_err(|e| format!("{}: cannot write there: {e}", pp.display()))?,
-        ),
+        Some(pp) => Some(open_part(pp)?),
         None => None,
     };
     let mut start = 0;
@@ -500,6 +490,32 @@ pub async fn get(
     Ok(total)
 }
 
+/// Opens (or creates) the local partial file: never through a link, and
+/// never one someone else planted (another user's file, whose owner could
+/// read it or change it after the checksum, or a hard link to a file
+/// elsewhere, which would be truncated).
+fn open_part(pp: &Path) -> Result<std::fs::File, String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o666)
+        .custom_flags(nofollow())
+        .open(pp)
+        .map_err(|e| format!("{}: cannot write there: {e}", pp.display()))?;
+    let m = f
+        .metadata()
+        .map_err(|e| format!("{}: cannot read it: {e}", pp.display()))?;
+    if !m.is_file() || m.uid() != nix::unistd::geteuid().as_raw() || m.nlink() != 1 {
+        return Err(format!(
+            "{}: the partial file is not a regular file of yours with one link (someone else may have planted it); remove it and copy again",
+            pp.display()
+        ));
+    }
+    Ok(f)
+}
+
 /// `O_NOFOLLOW` for the local partial file, so a link planted under its
 /// name is never written through.
 fn nofollow() -> i32 {
@@ -565,5 +581,34 @@ pub async fn simple(client: &Client, node: &str, op: FileOp) -> Result<Vec<Entry
             }
             m => return Err(format!("node {node} sent {m:?} in a listing")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_planted_local_partial_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ours = tmp.path().join(".f.openclaw-part");
+        assert!(open_part(&ours).is_ok());
+        // A hard link under the partial name to a file elsewhere.
+        let far = tmp.path().join("far");
+        std::fs::write(&far, b"far").unwrap();
+        let linked = tmp.path().join(".g.openclaw-part");
+        std::fs::hard_link(&far, &linked).unwrap();
+        let e = open_part(&linked).unwrap_err();
+        assert!(e.contains("remove it"), "{e}");
+        if !nix::unistd::geteuid().is_root() {
+            println!("SKIPPED: another user's partial file needs root to chown it");
+            return;
+        }
+        let planted = tmp.path().join(".h.openclaw-part");
+        std::fs::write(&planted, b"").unwrap();
+        std::os::unix::fs::chown(&planted, Some(4242), Some(4242)).unwrap();
+        let e = open_part(&planted).unwrap_err();
+        assert!(e.contains("remove it"), "{e}");
     }
 }
