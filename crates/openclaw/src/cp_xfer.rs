@@ -566,18 +566,58 @@ pub fn set_dir_attrs(dir: &Path, mode: u32, mtime: i64) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot set its mode and time: {e}", dir.display()))
 }
 
+/// Most entries one listing may hold (as many as a node lists).
+const MAX_LISTED: usize = 1_000_000;
+/// Most bytes of names and link targets one listing may hold.
+const MAX_LISTED_BYTES: usize = 512 * 1024 * 1024;
+/// Longest name or link target one entry may carry (a path 16 levels of
+/// `PATH_MAX` deep).
+const MAX_ENTRY_NAME: usize = 16 * files::MAX_PATH;
+
+/// The entries a node sent, kept within bounds: a hostile node could
+/// otherwise send entries until the CLI runs out of memory.
+#[derive(Default)]
+struct Listing {
+    entries: Vec<Entry>,
+    count: usize,
+    bytes: usize,
+}
+
+impl Listing {
+    fn keep(&mut self, e: Entry) -> Result<(), String> {
+        let target = match &e.kind {
+            proto::files::EntryKind::Symlink(t) => t.len(),
+            _ => 0,
+        };
+        if e.name.len() > MAX_ENTRY_NAME || target > MAX_ENTRY_NAME {
+            return Err(format!(
+                "the node listed a name or link target longer than {MAX_ENTRY_NAME} bytes; nothing was copied"
+            ));
+        }
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(e.name.len() + target);
+        if self.count > MAX_LISTED || self.bytes > MAX_LISTED_BYTES {
+            return Err(format!(
+                "the node listed more than {MAX_LISTED} entries or {MAX_LISTED_BYTES} bytes of names; copy a part of the tree"
+            ));
+        }
+        self.entries.push(e);
+        Ok(())
+    }
+}
+
 /// One call that answers `Done` (a directory, a link) or entries (a
 /// listing, a stat).
 pub async fn simple(client: &Client, node: &str, op: FileOp) -> Result<Vec<Entry>, String> {
     let (mut tx, mut rx) = open(client, node, op).await?;
     let _ = tx.finish();
-    let mut out = Vec::new();
+    let mut out = Listing::default();
     loop {
         match next(&mut rx, node).await? {
-            FileMsg::Entry(e) => out.push(e),
+            FileMsg::Entry(e) => out.keep(e).map_err(|e| format!("node {node}: {e}"))?,
             FileMsg::Done { .. } => {
                 drain(&mut rx).await;
-                return Ok(out);
+                return Ok(out.entries);
             }
             m => return Err(format!("node {node} sent {m:?} in a listing")),
         }
@@ -588,6 +628,54 @@ pub async fn simple(client: &Client, node: &str, op: FileOp) -> Result<Vec<Entry
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_listing_a_node_sends_is_bounded() {
+        let entry = |name: String, kind: proto::files::EntryKind| Entry {
+            name,
+            kind,
+            mode: 0o644,
+            mtime: 0,
+            size: 0,
+        };
+        let mut listing = Listing::default();
+        for i in 0..1000 {
+            listing
+                .keep(entry(format!("f{i}"), proto::files::EntryKind::File))
+                .unwrap();
+        }
+        assert_eq!(listing.entries.len(), 1000);
+        // One name or link target past the path limit.
+        let long = "a".repeat(files::MAX_PATH * 17);
+        let e = listing
+            .keep(entry(long.clone(), proto::files::EntryKind::File))
+            .unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        let e = listing
+            .keep(entry("l".into(), proto::files::EntryKind::Symlink(long)))
+            .unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        // More entries than a node ever lists.
+        let mut listing = Listing {
+            entries: Vec::new(),
+            count: MAX_LISTED,
+            bytes: 0,
+        };
+        let e = listing
+            .keep(entry("x".into(), proto::files::EntryKind::Dir))
+            .unwrap_err();
+        assert!(e.contains("more than"), "{e}");
+        // More name bytes in all than a listing may hold.
+        let mut listing = Listing {
+            entries: Vec::new(),
+            count: 0,
+            bytes: MAX_LISTED_BYTES,
+        };
+        let e = listing
+            .keep(entry("x".into(), proto::files::EntryKind::Dir))
+            .unwrap_err();
+        assert!(e.contains("more than"), "{e}");
+    }
 
     #[test]
     fn a_planted_local_partial_file_is_refused() {
