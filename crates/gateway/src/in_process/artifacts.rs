@@ -177,3 +177,82 @@ async fn attack_an_upload_past_its_caps_or_its_declared_size_is_refused_and_neve
         .unwrap();
     assert!(rows.is_empty(), "{rows:?}");
 }
+
+/// A node that opens several upload streams for one job at once: each
+/// would count only its own bytes against `artifact_max_job_bytes`, and
+/// together keep that many times the cap on the gateway's disk.
+#[tokio::test(start_paused = true)]
+async fn attack_two_uploads_of_one_job_at_once_never_pass_the_job_cap() {
+    let h = Harness::with_toml(|t| {
+        set(
+            t,
+            "artifact_max_file_bytes = 268435456",
+            "artifact_max_file_bytes = 1000",
+        );
+        set(
+            t,
+            "artifact_max_job_bytes = 1073741824",
+            "artifact_max_job_bytes = 1000",
+        );
+    })
+    .await;
+    let mut node = h.node("worker-cpu-01", 0).await;
+    node.beat_every(secs(1));
+    let req = Request::JobRequest(JobRequest {
+        spec: spec("worker-cpu-01", &["train"]),
+        follow: Follow::Detached,
+        options: vec![JobOption::Artifact("*.bin".into())],
+    });
+    let id = match h.call(req).await {
+        Response::Job(info) => info.id,
+        other => panic!("{other:?}"),
+    };
+    while !matches!(node.next_control().await, ControlMsg::RunJobWith(_)) {}
+    let mut job = node.attach(id).await;
+    job.started().await;
+    super::wait_state(&h, id, proto::JobState::Running).await;
+
+    // Two streams for the job, both open before either sends a file.
+    let (mut a_send, mut a_recv) = node.peer.open_bi().await;
+    mesh::write_frame(&mut a_send, &Open::Artifacts { job_id: id })
+        .await
+        .unwrap();
+    let (mut b_send, mut b_recv) = node.peer.open_bi().await;
+    mesh::write_frame(&mut b_send, &Open::Artifacts { job_id: id })
+        .await
+        .unwrap();
+    let body = vec![b'x'; 1000];
+    // B skips one name first, so its file takes another number than A's.
+    mesh::write_frame(
+        &mut b_send,
+        &ArtifactFrame::Skipped {
+            name: "skipped.bin".into(),
+            reason: "a link".into(),
+        },
+    )
+    .await
+    .unwrap();
+    for (send, name) in [(&mut a_send, "a.bin"), (&mut b_send, "b.bin")] {
+        let file = ArtifactFrame::File {
+            name: name.into(),
+            size: 1000,
+            sha256: sha(&body),
+        };
+        // A stream the gateway already turned away may be closed: the
+        // disk below says what was kept.
+        let _ = mesh::write_frame(send, &file).await;
+        let _ = mesh::write_frame(send, &ArtifactFrame::Chunk(body.clone())).await;
+        let _ = mesh::write_frame(send, &ArtifactFrame::Done).await;
+        send.finish();
+    }
+    for recv in [&mut a_recv, &mut b_recv] {
+        while let Ok(Some(_)) = mesh::read_frame::<ArtifactReply>(recv, LIMIT).await {}
+    }
+    let dir = h.shared.logs_dir.join(format!("{id}.artifacts"));
+    let kept: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(kept <= 1000, "{kept} bytes kept for a job capped at 1000");
+    assert!(kept > 0, "one of the uploads is kept");
+}

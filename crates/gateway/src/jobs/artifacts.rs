@@ -284,6 +284,19 @@ pub async fn node_stream(
         }
         return;
     }
+    // One stream per job: two at once would each count only their own
+    // bytes against the job's cap.
+    let Some(_claim) = Claim::take(&shared, id) else {
+        let reason = format!("job {id}'s artifacts are already being uploaded on another stream");
+        tracing::warn!(node = %peer.name, job = id, "refused an artifact upload: {reason}");
+        if mesh::write_frame(&mut send, &ArtifactReply::Rejected { reason })
+            .await
+            .is_ok()
+        {
+            send.finish();
+        }
+        return;
+    };
     let cfg = shared.config();
     let mut up = Upload {
         shared: shared.clone(),
@@ -352,6 +365,27 @@ pub async fn node_stream(
                 send.finish();
             }
         }
+    }
+}
+
+/// Job `id`'s artifact upload, held by one stream until it ends.
+struct Claim {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Claim {
+    fn take(shared: &Arc<Shared>, id: u64) -> Option<Claim> {
+        shared.jobs.begin_upload(id).then(|| Claim {
+            shared: shared.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.shared.jobs.end_upload(self.id);
     }
 }
 
