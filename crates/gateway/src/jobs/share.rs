@@ -293,11 +293,17 @@ fn ahead(cfg: &Config, s: &Snapshot, cand: &Candidate<'_>) -> Option<String> {
         if s.quotas(cfg, &charge, row.plan.gpus).is_ok()
             && route_in(&s.views, &requeued(row)).is_ok()
         {
-            return Some(format!(
-                "job {} of {} is ahead in the fair-share order",
-                row.id,
-                charge.account()
-            ));
+            // Another requester's job is not named: a member sees their
+            // own jobs only (the turn's words reach the requester).
+            return Some(if row.requester == cand.charge.requester {
+                format!(
+                    "job {} of {} is ahead in the fair-share order",
+                    row.id,
+                    charge.account()
+                )
+            } else {
+                "a job of another account is ahead in the fair-share order".to_string()
+            });
         }
     }
     None
