@@ -413,6 +413,24 @@ pub async fn get(
         };
         match m {
             FileMsg::Data(bytes) => {
+                // Never more than the node said the file holds: a node
+                // that goes on would fill the local disk.
+                if total.saturating_add(bytes.len() as u64) > size {
+                    if let Some(pp) = &part_path {
+                        let _ = std::fs::remove_file(pp);
+                    }
+                    let message = format!(
+                        "node {node} sent more than the {size} bytes it said the file holds; nothing was written under the name"
+                    );
+                    let _ = send(
+                        &mut tx,
+                        &FileMsg::Error {
+                            message: message.clone(),
+                        },
+                    )
+                    .await;
+                    return Err(message);
+                }
                 hasher.update(&bytes);
                 total += bytes.len() as u64;
                 match part.as_mut() {
