@@ -513,19 +513,29 @@ pub async fn get(
 /// read it or change it after the checksum, or a hard link to a file
 /// elsewhere, which would be truncated).
 fn open_part(pp: &Path) -> Result<std::fs::File, String> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666)
-        .custom_flags(nofollow())
-        .open(pp)
-        .map_err(|e| format!("{}: cannot write there: {e}", pp.display()))?;
+    let open = |create: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(create)
+            .mode(0o666)
+            .custom_flags(nofollow())
+            .open(pp)
+    };
+    // Created here, or left by an earlier attempt: only one that was
+    // already there is checked for its owner and links (a file this copy
+    // created may show another owner, e.g. on root-squashed NFS).
+    let (f, created) = match open(true) {
+        Ok(f) => (Ok(f), true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (open(false), false),
+        Err(e) => (Err(e), true),
+    };
+    let f = f.map_err(|e| format!("{}: cannot write there: {e}", pp.display()))?;
     let m = f
         .metadata()
         .map_err(|e| format!("{}: cannot read it: {e}", pp.display()))?;
-    if !m.is_file() || m.uid() != nix::unistd::geteuid().as_raw() || m.nlink() != 1 {
+    if !m.is_file() || (!created && (m.uid() != nix::unistd::geteuid().as_raw() || m.nlink() != 1))
+    {
         return Err(format!(
             "{}: the partial file is not a regular file of yours with one link (someone else may have planted it); remove it and copy again",
             pp.display()
