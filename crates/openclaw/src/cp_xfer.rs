@@ -718,7 +718,7 @@ mod tests {
         let e = open_part(&linked).unwrap_err();
         assert!(e.contains("remove it"), "{e}");
         if !nix::unistd::geteuid().is_root() {
-            println!("SKIPPED: another user's partial file needs root to chown it");
+            crate::term::errln!("SKIPPED: another user's partial file needs root to chown it");
             return;
         }
         let planted = tmp.path().join(".h.openclaw-part");
