@@ -212,41 +212,70 @@ async fn attack_two_uploads_of_one_job_at_once_never_pass_the_job_cap() {
     job.started().await;
     super::wait_state(&h, id, proto::JobState::Running).await;
 
-    // Two streams for the job, both open before either sends a file.
+    let body = vec![b'x'; 1000];
+    let over = ArtifactFrame::File {
+        name: "huge.bin".into(),
+        size: 2000,
+        sha256: sha(b"x"),
+    };
+    let skipped = ArtifactFrame::Skipped {
+        name: "a-link.bin".into(),
+        reason: "a link".into(),
+    };
+    let file = |name: &str| ArtifactFrame::File {
+        name: name.into(),
+        size: 1000,
+        sha256: sha(&body),
+    };
+    macro_rules! reply {
+        ($recv:expr) => {
+            mesh::read_frame::<ArtifactReply>(&mut $recv, LIMIT)
+                .await
+                .ok()
+                .flatten()
+        };
+    }
+    // Stream A: a file over the cap, refused: A's upload is under way.
     let (mut a_send, mut a_recv) = node.peer.open_bi().await;
     mesh::write_frame(&mut a_send, &Open::Artifacts { job_id: id })
         .await
         .unwrap();
+    mesh::write_frame(&mut a_send, &over).await.unwrap();
+    assert!(
+        matches!(reply!(a_recv), Some(ArtifactReply::Skip { .. })),
+        "A"
+    );
+    // Stream B, while A is open: two skipped names (so its files take
+    // other numbers than A's), then a file over the cap. Its answer says
+    // whether the gateway took it too.
     let (mut b_send, mut b_recv) = node.peer.open_bi().await;
     mesh::write_frame(&mut b_send, &Open::Artifacts { job_id: id })
         .await
         .unwrap();
-    let body = vec![b'x'; 1000];
-    // B skips one name first, so its file takes another number than A's.
-    mesh::write_frame(
-        &mut b_send,
-        &ArtifactFrame::Skipped {
-            name: "skipped.bin".into(),
-            reason: "a link".into(),
-        },
-    )
-    .await
-    .unwrap();
-    for (send, name) in [(&mut a_send, "a.bin"), (&mut b_send, "b.bin")] {
-        let file = ArtifactFrame::File {
-            name: name.into(),
-            size: 1000,
-            sha256: sha(&body),
-        };
-        // A stream the gateway already turned away may be closed: the
-        // disk below says what was kept.
-        let _ = mesh::write_frame(send, &file).await;
-        let _ = mesh::write_frame(send, &ArtifactFrame::Chunk(body.clone())).await;
-        let _ = mesh::write_frame(send, &ArtifactFrame::Done).await;
-        send.finish();
+    for f in [&skipped, &skipped, &over] {
+        mesh::write_frame(&mut b_send, f).await.unwrap();
     }
-    for recv in [&mut a_recv, &mut b_recv] {
-        while let Ok(Some(_)) = mesh::read_frame::<ArtifactReply>(recv, LIMIT).await {}
+    let b_first = reply!(b_recv);
+    // A sends its file: kept.
+    mesh::write_frame(&mut a_send, &file("a.bin"))
+        .await
+        .unwrap();
+    mesh::write_frame(&mut a_send, &ArtifactFrame::Chunk(body.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(reply!(a_recv), Some(ArtifactReply::Send)));
+    assert!(matches!(reply!(a_recv), Some(ArtifactReply::Stored)));
+    // B sends its own, if it is still heard.
+    if matches!(b_first, Some(ArtifactReply::Skip { .. })) {
+        let _ = mesh::write_frame(&mut b_send, &file("b.bin")).await;
+        let _ = mesh::write_frame(&mut b_send, &ArtifactFrame::Chunk(body.clone())).await;
+        let _ = reply!(b_recv);
+        let _ = reply!(b_recv);
+    } else {
+        assert!(
+            matches!(&b_first, Some(ArtifactReply::Rejected { reason }) if reason.contains("already being uploaded")),
+            "{b_first:?}"
+        );
     }
     let dir = h.shared.logs_dir.join(format!("{id}.artifacts"));
     let kept: u64 = std::fs::read_dir(&dir)
