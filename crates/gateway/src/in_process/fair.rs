@@ -475,3 +475,31 @@ async fn a_member_told_to_wait_for_another_accounts_job_is_not_told_whose() {
         "{why}"
     );
 }
+
+/// A fan-out's members are jobs of their requester like any other: a GPU
+/// quota holds them too (a member with one GPU of quota may not take two
+/// on every node by fanning out).
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_is_held_to_its_requesters_gpu_quota() {
+    let h = Harness::with_toml(quota("[quotas.default]\ngpus = 1")).await;
+    let mut node = h.node("worker-gpu-01", 2).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let (fan, _events) = alice
+        .fan_out(proto::FanOutSpec {
+            job: JobSpec {
+                argv: vec!["sleep".into(), "1000".into()],
+                gpus: Some(2),
+                ..JobSpec::default()
+            },
+            labels: Vec::new(),
+            batch: None,
+            output: false,
+        })
+        .await;
+    assert_eq!(fan.members.len(), 1, "{fan:?}");
+    let member = fan.members[0].job;
+    let failed = wait_state(&h, member, JobState::Failed).await;
+    let reason = failed.reason.unwrap_or_default();
+    assert!(reason.contains("quotas.default.gpus"), "{reason}");
+}

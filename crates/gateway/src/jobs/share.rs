@@ -484,6 +484,28 @@ fn reason(cfg: &Config, s: &Snapshot, row: &JobRow) -> String {
     }
 }
 
+/// Why fan-out member `row` may not start now by its requester's and
+/// project's quotas, if it may not: members keep their fan-out's window
+/// instead of the queue's turn, but quotas hold them like any job. Called
+/// under the route lock.
+pub(super) fn fan_member_refusal(
+    shared: &Shared,
+    cfg: &Config,
+    row: &JobRow,
+) -> Result<Option<String>, ApiError> {
+    let s = snapshot(shared, cfg)?;
+    Ok(match s.quotas(cfg, &charge_of(row), row.plan.gpus) {
+        Ok(()) => None,
+        Err(Refusal::Never(m) | Refusal::Wait(m)) => Some(format!(
+            "refused by quota: {m}; a fan-out does not wait for its quota"
+        )),
+        Err(Refusal::Budget { what, resets_at }) => Some(format!(
+            "refused: over budget ({what}); there is room again at {}",
+            proto::clock::Utc::from_unix(resets_at)
+        )),
+    })
+}
+
 /// The queued-jobs quota of `charge`, when it is full.
 fn queue_full(cfg: &Config, s: &Snapshot, charge: &Charge) -> Option<String> {
     let (ukey, uq) = cfg.fair.user_quota(&charge.requester);
