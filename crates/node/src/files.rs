@@ -344,8 +344,19 @@ fn put_file(
     let part = files::part_name(&name);
     // Never O_TRUNC here: the file is emptied (without --resume) only
     // once this copy holds its lock, never under another copy's feet.
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::openat(&dir, part.as_str(), flags, Mode::from_bits_truncate(0o600))
+    // Created here (O_EXCL), or left by an earlier attempt: only one that
+    // was already there is checked for its owner and links below (a file
+    // this copy created may show another owner, e.g. on root-squashed NFS).
+    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let excl = flags | OFlag::O_CREAT | OFlag::O_EXCL;
+    let (fd, created) =
+        match nix::fcntl::openat(&dir, part.as_str(), excl, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => Ok((fd, true)),
+            Err(Errno::EEXIST) => {
+                nix::fcntl::openat(&dir, part.as_str(), flags, Mode::empty()).map(|fd| (fd, false))
+            }
+            Err(e) => Err(e),
+        }
         .map_err(|e| match e {
             Errno::ELOOP => format!(
                 "{shown}: its partial file {part} is a symbolic link; remove it (copies never follow links)"
@@ -359,6 +370,14 @@ fn put_file(
     if !meta.is_file() {
         return Err(format!(
             "{shown}: its partial file {part} is not a regular file; remove it"
+        ));
+    }
+    // A partial file planted by someone else (another user's file, whose
+    // owner could read or change it after the check, or a hard link to a
+    // file elsewhere, which would be truncated) is never written through.
+    if !created && (meta.uid() != nix::unistd::geteuid().as_raw() || meta.nlink() != 1) {
+        return Err(format!(
+            "{shown}: its partial file {part} belongs to another user or has other hard links; remove it"
         ));
     }
     // One copy to a name at a time: two writing one partial file would

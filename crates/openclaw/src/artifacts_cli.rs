@@ -185,12 +185,7 @@ async fn fetch_into(client: &Client, id: u64, name: &str, dir: &Path) -> Result<
     let file = proto::artifact::flat_name(name);
     let target = dir.join(&file);
     let temp = dir.join(format!(".{file}.openclaw-part-{}", std::process::id()));
-    let mut out = tokio::fs::File::create(&temp).await.map_err(|e| {
-        CliError::new(
-            exit::FAILURE,
-            format!("cannot write {}: {e}", temp.display()),
-        )
-    })?;
+    let mut out = create_temp(&temp).await?;
     let got = client.fetch_artifact(id, name, None, &mut out).await;
     drop(out);
     if let Err(e) = got {
@@ -210,9 +205,54 @@ async fn fetch_into(client: &Client, id: u64, name: &str, dir: &Path) -> Result<
     Ok(target)
 }
 
+/// Creates the temporary file new (`O_EXCL`, private): a link or a file
+/// someone planted under its predictable name in a shared directory is
+/// never followed or written through.
+async fn create_temp(temp: &Path) -> Result<tokio::fs::File, CliError> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)
+        .await
+        .map_err(|e| {
+            CliError::new(
+                exit::FAILURE,
+                format!(
+                    "cannot create {}: {e}; if it is left from an earlier fetch, remove it",
+                    temp.display()
+                ),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_planted_temporary_name_is_never_written_through() {
+        #![allow(clippy::unwrap_used, clippy::panic)]
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"keep me").unwrap();
+        let temp = tmp.path().join(".a.bin.openclaw-part-7");
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        let Err(e) = create_temp(&temp).await else {
+            panic!("a planted link was opened")
+        };
+        assert!(e.message.contains("remove it"), "{}", e.message);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+        // A fresh name is created, private.
+        let fresh = tmp.path().join(".b.bin.openclaw-part-7");
+        let Ok(made) = create_temp(&fresh).await else {
+            panic!("a fresh temporary name was refused")
+        };
+        drop(made);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
 
     #[test]
     fn the_listing_says_why_a_file_is_missing() {

@@ -378,17 +378,7 @@ pub async fn get(
         moved.total.fetch_add(size, Ordering::Relaxed);
     }
     let mut part = match &part_path {
-        Some(pp) => Some(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o666)
-                .custom_flags(nofollow())
-                .open(pp)
-                .map_err(|e| format!("{}: cannot write there: {e}", pp.display()))?,
-        ),
+        Some(pp) => Some(open_part(pp)?),
         None => None,
     };
     let mut start = 0;
@@ -423,6 +413,24 @@ pub async fn get(
         };
         match m {
             FileMsg::Data(bytes) => {
+                // Never more than the node said the file holds: a node
+                // that goes on would fill the local disk.
+                if total.saturating_add(bytes.len() as u64) > size {
+                    if let Some(pp) = &part_path {
+                        let _ = std::fs::remove_file(pp);
+                    }
+                    let message = format!(
+                        "node {node} sent more than the {size} bytes it said the file holds; nothing was written under the name"
+                    );
+                    let _ = send(
+                        &mut tx,
+                        &FileMsg::Error {
+                            message: message.clone(),
+                        },
+                    )
+                    .await;
+                    return Err(message);
+                }
                 hasher.update(&bytes);
                 total += bytes.len() as u64;
                 match part.as_mut() {
@@ -500,6 +508,42 @@ pub async fn get(
     Ok(total)
 }
 
+/// Opens (or creates) the local partial file: never through a link, and
+/// never one someone else planted (another user's file, whose owner could
+/// read it or change it after the checksum, or a hard link to a file
+/// elsewhere, which would be truncated).
+fn open_part(pp: &Path) -> Result<std::fs::File, String> {
+    let open = |create: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(create)
+            .mode(0o666)
+            .custom_flags(nofollow())
+            .open(pp)
+    };
+    // Created here, or left by an earlier attempt: only one that was
+    // already there is checked for its owner and links (a file this copy
+    // created may show another owner, e.g. on root-squashed NFS).
+    let (f, created) = match open(true) {
+        Ok(f) => (Ok(f), true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (open(false), false),
+        Err(e) => (Err(e), true),
+    };
+    let f = f.map_err(|e| format!("{}: cannot write there: {e}", pp.display()))?;
+    let m = f
+        .metadata()
+        .map_err(|e| format!("{}: cannot read it: {e}", pp.display()))?;
+    if !m.is_file() || (!created && (m.uid() != nix::unistd::geteuid().as_raw() || m.nlink() != 1))
+    {
+        return Err(format!(
+            "{}: the partial file is not a regular file of yours with one link (someone else may have planted it); remove it and copy again",
+            pp.display()
+        ));
+    }
+    Ok(f)
+}
+
 /// `O_NOFOLLOW` for the local partial file, so a link planted under its
 /// name is never written through.
 fn nofollow() -> i32 {
@@ -550,20 +594,137 @@ pub fn set_dir_attrs(dir: &Path, mode: u32, mtime: i64) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot set its mode and time: {e}", dir.display()))
 }
 
+/// Most entries one listing may hold (as many as a node lists).
+const MAX_LISTED: usize = 1_000_000;
+/// Most bytes of names and link targets one listing may hold.
+const MAX_LISTED_BYTES: usize = 512 * 1024 * 1024;
+/// Longest name or link target one entry may carry (a path 16 levels of
+/// `PATH_MAX` deep).
+const MAX_ENTRY_NAME: usize = 16 * files::MAX_PATH;
+
+/// The entries a node sent, kept within bounds: a hostile node could
+/// otherwise send entries until the CLI runs out of memory.
+#[derive(Default)]
+struct Listing {
+    entries: Vec<Entry>,
+    count: usize,
+    bytes: usize,
+}
+
+impl Listing {
+    fn keep(&mut self, e: Entry) -> Result<(), String> {
+        let target = match &e.kind {
+            proto::files::EntryKind::Symlink(t) => t.len(),
+            _ => 0,
+        };
+        if e.name.len() > MAX_ENTRY_NAME || target > MAX_ENTRY_NAME {
+            return Err(format!(
+                "the node listed a name or link target longer than {MAX_ENTRY_NAME} bytes; nothing was copied"
+            ));
+        }
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(e.name.len() + target);
+        if self.count > MAX_LISTED || self.bytes > MAX_LISTED_BYTES {
+            return Err(format!(
+                "the node listed more than {MAX_LISTED} entries or {MAX_LISTED_BYTES} bytes of names; copy a part of the tree"
+            ));
+        }
+        self.entries.push(e);
+        Ok(())
+    }
+}
+
 /// One call that answers `Done` (a directory, a link) or entries (a
 /// listing, a stat).
 pub async fn simple(client: &Client, node: &str, op: FileOp) -> Result<Vec<Entry>, String> {
     let (mut tx, mut rx) = open(client, node, op).await?;
     let _ = tx.finish();
-    let mut out = Vec::new();
+    let mut out = Listing::default();
     loop {
         match next(&mut rx, node).await? {
-            FileMsg::Entry(e) => out.push(e),
+            FileMsg::Entry(e) => out.keep(e).map_err(|e| format!("node {node}: {e}"))?,
             FileMsg::Done { .. } => {
                 drain(&mut rx).await;
-                return Ok(out);
+                return Ok(out.entries);
             }
             m => return Err(format!("node {node} sent {m:?} in a listing")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_listing_a_node_sends_is_bounded() {
+        let entry = |name: String, kind: proto::files::EntryKind| Entry {
+            name,
+            kind,
+            mode: 0o644,
+            mtime: 0,
+            size: 0,
+        };
+        let mut listing = Listing::default();
+        for i in 0..1000 {
+            listing
+                .keep(entry(format!("f{i}"), proto::files::EntryKind::File))
+                .unwrap();
+        }
+        assert_eq!(listing.entries.len(), 1000);
+        // One name or link target past the path limit.
+        let long = "a".repeat(files::MAX_PATH * 17);
+        let e = listing
+            .keep(entry(long.clone(), proto::files::EntryKind::File))
+            .unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        let e = listing
+            .keep(entry("l".into(), proto::files::EntryKind::Symlink(long)))
+            .unwrap_err();
+        assert!(e.contains("longer than"), "{e}");
+        // More entries than a node ever lists.
+        let mut listing = Listing {
+            entries: Vec::new(),
+            count: MAX_LISTED,
+            bytes: 0,
+        };
+        let e = listing
+            .keep(entry("x".into(), proto::files::EntryKind::Dir))
+            .unwrap_err();
+        assert!(e.contains("more than"), "{e}");
+        // More name bytes in all than a listing may hold.
+        let mut listing = Listing {
+            entries: Vec::new(),
+            count: 0,
+            bytes: MAX_LISTED_BYTES,
+        };
+        let e = listing
+            .keep(entry("x".into(), proto::files::EntryKind::Dir))
+            .unwrap_err();
+        assert!(e.contains("more than"), "{e}");
+    }
+
+    #[test]
+    fn a_planted_local_partial_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ours = tmp.path().join(".f.openclaw-part");
+        assert!(open_part(&ours).is_ok());
+        // A hard link under the partial name to a file elsewhere.
+        let far = tmp.path().join("far");
+        std::fs::write(&far, b"far").unwrap();
+        let linked = tmp.path().join(".g.openclaw-part");
+        std::fs::hard_link(&far, &linked).unwrap();
+        let e = open_part(&linked).unwrap_err();
+        assert!(e.contains("remove it"), "{e}");
+        if !nix::unistd::geteuid().is_root() {
+            crate::term::errln!("SKIPPED: another user's partial file needs root to chown it");
+            return;
+        }
+        let planted = tmp.path().join(".h.openclaw-part");
+        std::fs::write(&planted, b"").unwrap();
+        std::os::unix::fs::chown(&planted, Some(4242), Some(4242)).unwrap();
+        let e = open_part(&planted).unwrap_err();
+        assert!(e.contains("remove it"), "{e}");
     }
 }

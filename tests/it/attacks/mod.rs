@@ -25,6 +25,7 @@ pub(super) fn lab_with(edits: &[(&str, &str)]) -> Lab {
 
 mod bounds;
 mod claims;
+mod cp_node;
 mod env;
 mod identity;
 mod jail;

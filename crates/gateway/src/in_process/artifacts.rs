@@ -177,3 +177,111 @@ async fn attack_an_upload_past_its_caps_or_its_declared_size_is_refused_and_neve
         .unwrap();
     assert!(rows.is_empty(), "{rows:?}");
 }
+
+/// A node that opens several upload streams for one job at once: each
+/// would count only its own bytes against `artifact_max_job_bytes`, and
+/// together keep that many times the cap on the gateway's disk.
+#[tokio::test(start_paused = true)]
+async fn attack_two_uploads_of_one_job_at_once_never_pass_the_job_cap() {
+    let h = Harness::with_toml(|t| {
+        set(
+            t,
+            "artifact_max_file_bytes = 268435456",
+            "artifact_max_file_bytes = 1000",
+        );
+        set(
+            t,
+            "artifact_max_job_bytes = 1073741824",
+            "artifact_max_job_bytes = 1000",
+        );
+    })
+    .await;
+    let mut node = h.node("worker-cpu-01", 0).await;
+    node.beat_every(secs(1));
+    let req = Request::JobRequest(JobRequest {
+        spec: spec("worker-cpu-01", &["train"]),
+        follow: Follow::Detached,
+        options: vec![JobOption::Artifact("*.bin".into())],
+    });
+    let id = match h.call(req).await {
+        Response::Job(info) => info.id,
+        other => panic!("{other:?}"),
+    };
+    while !matches!(node.next_control().await, ControlMsg::RunJobWith(_)) {}
+    let mut job = node.attach(id).await;
+    job.started().await;
+    super::wait_state(&h, id, proto::JobState::Running).await;
+
+    let body = vec![b'x'; 1000];
+    let over = ArtifactFrame::File {
+        name: "huge.bin".into(),
+        size: 2000,
+        sha256: sha(b"x"),
+    };
+    let skipped = ArtifactFrame::Skipped {
+        name: "a-link.bin".into(),
+        reason: "a link".into(),
+    };
+    let file = |name: &str| ArtifactFrame::File {
+        name: name.into(),
+        size: 1000,
+        sha256: sha(&body),
+    };
+    macro_rules! reply {
+        ($recv:expr) => {
+            mesh::read_frame::<ArtifactReply>(&mut $recv, LIMIT)
+                .await
+                .ok()
+                .flatten()
+        };
+    }
+    // Stream A: a file over the cap, refused: A's upload is under way.
+    let (mut a_send, mut a_recv) = node.peer.open_bi().await;
+    mesh::write_frame(&mut a_send, &Open::Artifacts { job_id: id })
+        .await
+        .unwrap();
+    mesh::write_frame(&mut a_send, &over).await.unwrap();
+    assert!(
+        matches!(reply!(a_recv), Some(ArtifactReply::Skip { .. })),
+        "A"
+    );
+    // Stream B, while A is open: two skipped names (so its files take
+    // other numbers than A's), then a file over the cap. Its answer says
+    // whether the gateway took it too.
+    let (mut b_send, mut b_recv) = node.peer.open_bi().await;
+    mesh::write_frame(&mut b_send, &Open::Artifacts { job_id: id })
+        .await
+        .unwrap();
+    for f in [&skipped, &skipped, &over] {
+        mesh::write_frame(&mut b_send, f).await.unwrap();
+    }
+    let b_first = reply!(b_recv);
+    // A sends its file: kept.
+    mesh::write_frame(&mut a_send, &file("a.bin"))
+        .await
+        .unwrap();
+    mesh::write_frame(&mut a_send, &ArtifactFrame::Chunk(body.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(reply!(a_recv), Some(ArtifactReply::Send)));
+    assert!(matches!(reply!(a_recv), Some(ArtifactReply::Stored)));
+    // B sends its own, if it is still heard.
+    if matches!(b_first, Some(ArtifactReply::Skip { .. })) {
+        let _ = mesh::write_frame(&mut b_send, &file("b.bin")).await;
+        let _ = mesh::write_frame(&mut b_send, &ArtifactFrame::Chunk(body.clone())).await;
+        let _ = reply!(b_recv);
+        let _ = reply!(b_recv);
+    } else {
+        assert!(
+            matches!(&b_first, Some(ArtifactReply::Rejected { reason }) if reason.contains("already being uploaded")),
+            "{b_first:?}"
+        );
+    }
+    let dir = h.shared.logs_dir.join(format!("{id}.artifacts"));
+    let kept: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(kept <= 1000, "{kept} bytes kept for a job capped at 1000");
+    assert!(kept > 0, "one of the uploads is kept");
+}

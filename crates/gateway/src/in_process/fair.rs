@@ -429,3 +429,77 @@ async fn a_job_that_can_never_fit_or_would_wait_without_queue_is_refused_naming_
         "{why}"
     );
 }
+
+/// A member told that another account's job is ahead of theirs learns
+/// neither that job's number nor whose it is (row 118: a member sees their
+/// own jobs only).
+#[tokio::test(start_paused = true)]
+async fn a_member_told_to_wait_for_another_accounts_job_is_not_told_whose() {
+    let h = Harness::start().await;
+    let mut node = h.node("worker-gpu-01", 2).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let first = submit(&alice, vec![]).await;
+    let _running = start_job(&h, &mut node, first).await;
+    // Bob's job waits ahead of alice's next one and could start on the
+    // free GPU (written straight into the store, so no waiter takes the
+    // GPU before alice asks).
+    let mut bobs = stored(&h, first).await;
+    bobs.id = 0;
+    bobs.state = JobState::Queued;
+    bobs.requester = "user:bob".into();
+    bobs.created_at -= 60;
+    bobs.started_at = None;
+    let bob_id = frozen(crate::shared::off_runtime(&h.shared, move |s| {
+        s.store.tx(|tx| tx.insert_job(&bobs))
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    // Past the fair-share turn's cached read of the store.
+    tokio::time::sleep(secs(3)).await;
+    let now = JobSpec {
+        queue_timeout_secs: None,
+        ..gpu_job()
+    };
+    let why = match alice.submit_with(now, vec![]).await {
+        Response::Error(e) => e.message,
+        other => panic!("accepted: {other:?}"),
+    };
+    assert!(
+        why.contains("ahead in the fair-share order") && why.contains("pass --queue"),
+        "{why}"
+    );
+    assert!(
+        !why.contains("bob") && !why.contains(&format!("job {bob_id} ")),
+        "{why}"
+    );
+}
+
+/// A fan-out's members are jobs of their requester like any other: a GPU
+/// quota holds them too (a member with one GPU of quota may not take two
+/// on every node by fanning out).
+#[tokio::test(start_paused = true)]
+async fn a_fan_out_is_held_to_its_requesters_gpu_quota() {
+    let h = Harness::with_toml(quota("[quotas.default]\ngpus = 1")).await;
+    let mut node = h.node("worker-gpu-01", 2).await;
+    node.beat_every(secs(1));
+    let alice = h.user("alice").await;
+    let (fan, _events) = alice
+        .fan_out(proto::FanOutSpec {
+            job: JobSpec {
+                argv: vec!["sleep".into(), "1000".into()],
+                gpus: Some(2),
+                ..JobSpec::default()
+            },
+            labels: Vec::new(),
+            batch: None,
+            output: false,
+        })
+        .await;
+    assert_eq!(fan.members.len(), 1, "{fan:?}");
+    let member = fan.members[0].job;
+    let failed = wait_state(&h, member, JobState::Failed).await;
+    let reason = failed.reason.unwrap_or_default();
+    assert!(reason.contains("quotas.default.gpus"), "{reason}");
+}

@@ -284,6 +284,28 @@ pub async fn node_stream(
         }
         return;
     }
+    // One stream per job: two at once would each count only their own
+    // bytes against the job's cap. A node that retries right after a
+    // broken stream waits a moment for the old one's end to be seen.
+    let mut claim = Claim::take(&shared, id);
+    for _ in 0..50 {
+        if claim.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        claim = Claim::take(&shared, id);
+    }
+    let Some(_claim) = claim else {
+        let reason = format!("job {id}'s artifacts are already being uploaded on another stream");
+        tracing::warn!(node = %peer.name, job = id, "refused an artifact upload: {reason}");
+        if mesh::write_frame(&mut send, &ArtifactReply::Rejected { reason })
+            .await
+            .is_ok()
+        {
+            send.finish();
+        }
+        return;
+    };
     let cfg = shared.config();
     let mut up = Upload {
         shared: shared.clone(),
@@ -352,6 +374,27 @@ pub async fn node_stream(
                 send.finish();
             }
         }
+    }
+}
+
+/// Job `id`'s artifact upload, held by one stream until it ends.
+struct Claim {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Claim {
+    fn take(shared: &Arc<Shared>, id: u64) -> Option<Claim> {
+        shared.jobs.begin_upload(id).then(|| Claim {
+            shared: shared.clone(),
+            id,
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.shared.jobs.end_upload(self.id);
     }
 }
 

@@ -534,10 +534,20 @@ fn start_member(
                         row.plan.gpus
                     ))
                 } else {
-                    shared
-                        .jobs
-                        .with(|live| live.update(id, |j| j.reserved = true));
-                    None
+                    let cfg = shared.config();
+                    match super::share::fan_member_refusal(shared, &cfg, &row) {
+                        Ok(Some(why)) => Some(why),
+                        Ok(None) => {
+                            shared
+                                .jobs
+                                .with(|live| live.update(id, |j| j.reserved = true));
+                            None
+                        }
+                        Err(e) => Some(format!(
+                            "its quotas could not be read: {}; run the fan-out again",
+                            e.message
+                        )),
+                    }
                 }
             }
         }

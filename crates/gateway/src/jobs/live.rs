@@ -169,6 +169,9 @@ pub struct Jobs {
     generation: std::sync::atomic::AtomicU64,
     /// The fair-share turn's last read of the store (`jobs/share.rs`).
     store_view: Mutex<Option<StoreView>>,
+    /// Jobs whose artifacts a node is uploading now: one stream per job,
+    /// so the job's cap counts every byte kept for it.
+    uploading: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// What the fair-share turn read from the store, and when. Waiting jobs
@@ -204,6 +207,23 @@ impl Jobs {
             "node loads out of step with the live jobs"
         );
         out
+    }
+
+    /// Claims job `id`'s artifact upload for one stream; false while
+    /// another stream holds it.
+    pub(super) fn begin_upload(&self, id: u64) -> bool {
+        match self.uploading.lock() {
+            Ok(mut u) => u.insert(id),
+            Err(p) => p.into_inner().insert(id),
+        }
+    }
+
+    /// Ends the claim [`Jobs::begin_upload`] made.
+    pub(super) fn end_upload(&self, id: u64) {
+        match self.uploading.lock() {
+            Ok(mut u) => u.remove(&id),
+            Err(p) => p.into_inner().remove(&id),
+        };
     }
 
     /// Ids of the jobs that have not ended.

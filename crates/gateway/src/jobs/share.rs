@@ -293,11 +293,17 @@ fn ahead(cfg: &Config, s: &Snapshot, cand: &Candidate<'_>) -> Option<String> {
         if s.quotas(cfg, &charge, row.plan.gpus).is_ok()
             && route_in(&s.views, &requeued(row)).is_ok()
         {
-            return Some(format!(
-                "job {} of {} is ahead in the fair-share order",
-                row.id,
-                charge.account()
-            ));
+            // Another requester's job is not named: a member sees their
+            // own jobs only (the turn's words reach the requester).
+            return Some(if row.requester == cand.charge.requester {
+                format!(
+                    "job {} of {} is ahead in the fair-share order",
+                    row.id,
+                    charge.account()
+                )
+            } else {
+                "a job of another account is ahead in the fair-share order".to_string()
+            });
         }
     }
     None
@@ -476,6 +482,28 @@ fn reason(cfg: &Config, s: &Snapshot, row: &JobRow) -> String {
             ahead(cfg, s, &cand).unwrap_or_else(|| "next: starting now".into())
         }
     }
+}
+
+/// Why fan-out member `row` may not start now by its requester's and
+/// project's quotas, if it may not: members keep their fan-out's window
+/// instead of the queue's turn, but quotas hold them like any job. Called
+/// under the route lock.
+pub(super) fn fan_member_refusal(
+    shared: &Shared,
+    cfg: &Config,
+    row: &JobRow,
+) -> Result<Option<String>, ApiError> {
+    let s = snapshot(shared, cfg)?;
+    Ok(match s.quotas(cfg, &charge_of(row), row.plan.gpus) {
+        Ok(()) => None,
+        Err(Refusal::Never(m) | Refusal::Wait(m)) => Some(format!(
+            "refused by quota: {m}; a fan-out does not wait for its quota"
+        )),
+        Err(Refusal::Budget { what, resets_at }) => Some(format!(
+            "refused: over budget ({what}); there is room again at {}",
+            proto::clock::Utc::from_unix(resets_at)
+        )),
+    })
 }
 
 /// The queued-jobs quota of `charge`, when it is full.

@@ -256,3 +256,44 @@ fn two_copies_never_write_one_name_at_once() {
     );
     assert!(!root.join("f").exists());
 }
+
+/// A partial file someone else planted (another user's file, or a hard
+/// link to a file elsewhere) is never written through: the upload would
+/// land in an inode another user holds open, or truncate the far file.
+#[test]
+fn a_planted_partial_file_is_never_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let allowed = vec![root.to_string_lossy().into_owned()];
+    let body = b"secret upload".to_vec();
+    let input = [
+        FileMsg::Start { offset: 0 },
+        FileMsg::Data(body.clone()),
+        FileMsg::End {
+            size: body.len() as u64,
+            sha256: sum(&body),
+        },
+    ];
+    // A hard link under the partial name to a file outside the copy.
+    let far = root.join("far");
+    std::fs::write(&far, b"far file").unwrap();
+    std::fs::hard_link(&far, root.join(files::part_name("f"))).unwrap();
+    let (res, _) = run(put(&root.join("f").to_string_lossy()), &allowed, &input);
+    let e = res.unwrap_err();
+    assert!(e.contains("remove it"), "{e}");
+    assert_eq!(std::fs::read(&far).unwrap(), b"far file");
+    assert!(!root.join("f").exists());
+    // Another user's file under the partial name (only root can make one).
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIPPED: the other user's partial file needs root to chown it");
+        return;
+    }
+    let planted = root.join(files::part_name("g"));
+    std::fs::write(&planted, b"").unwrap();
+    std::os::unix::fs::chown(&planted, Some(4242), Some(4242)).unwrap();
+    let (res, _) = run(put(&root.join("g").to_string_lossy()), &allowed, &input);
+    let e = res.unwrap_err();
+    assert!(e.contains("remove it"), "{e}");
+    assert_eq!(std::fs::read(&planted).unwrap(), b"");
+    assert!(!root.join("g").exists());
+}
