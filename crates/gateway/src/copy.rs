@@ -299,24 +299,7 @@ async fn connect(
     node: &str,
     req: &CopyRequest,
 ) -> Result<NodeSide, ApiError> {
-    let (Some(control), Some(conn)) = (
-        shared.registry.control(node),
-        shared.registry.connection(node),
-    ) else {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            format!("node {node} is not connected (unknown or offline); run 'openclaw node list'"),
-        ));
-    };
-    let speaks = conn.protocol();
-    if speaks < 3 {
-        return Err(ApiError::new(
-            ErrorCode::FailedPrecondition,
-            format!(
-                "node {node} runs an older agent (protocol {speaks}) without copies; upgrade it"
-            ),
-        ));
-    }
+    let control = crate::forward::node_link(shared, node, "copies")?;
     let Some((id, answer)) = shared.copies.start(node) else {
         return Err(ApiError::new(
             ErrorCode::ResourceExhausted,

@@ -237,14 +237,14 @@ async fn audit(shared: &Shared, peer: &Peer, node: &str, detail: String) {
     }
 }
 
-/// Asks `node` for a connection to its port and waits for its answer.
-async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide, ApiError> {
-    if !shared.config().policy.allow_forward {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "forwards are off on this gateway (policy.allow_forward = false in gateway.toml)",
-        ));
-    }
+/// The control queue of `node` for a stream it must answer (a forward, a
+/// copy: `what`, for the error): refused when it is not connected, or
+/// speaks a protocol before 3, which knew neither.
+pub(crate) fn node_link(
+    shared: &Shared,
+    node: &str,
+    what: &str,
+) -> Result<tokio::sync::mpsc::Sender<proto::ControlMsg>, ApiError> {
     let (Some(control), Some(conn)) = (
         shared.registry.control(node),
         shared.registry.connection(node),
@@ -259,10 +259,22 @@ async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide
         return Err(ApiError::new(
             ErrorCode::FailedPrecondition,
             format!(
-                "node {node} runs an older agent (protocol {speaks}) without forwards; upgrade it"
+                "node {node} runs an older agent (protocol {speaks}) without {what}; upgrade it"
             ),
         ));
     }
+    Ok(control)
+}
+
+/// Asks `node` for a connection to its port and waits for its answer.
+async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide, ApiError> {
+    if !shared.config().policy.allow_forward {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "forwards are off on this gateway (policy.allow_forward = false in gateway.toml)",
+        ));
+    }
+    let control = node_link(shared, node, "forwards")?;
     let Some((id, answer)) = shared.forwards.start(node) else {
         return Err(ApiError::new(
             ErrorCode::ResourceExhausted,
