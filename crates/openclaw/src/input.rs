@@ -46,7 +46,7 @@ pub async fn pump(mut send: quinn::SendStream) -> Result<u64, Cut> {
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(AHEAD);
     let reader = std::thread::Builder::new()
         .name("stdin".into())
-        .spawn(move || read_all(&tx));
+        .spawn(move || read_all(&tx, CHUNK));
     if let Err(e) = reader {
         let _ = send.reset(VarInt::from_u32(input_code::CUT));
         return Err(Cut {
@@ -101,12 +101,13 @@ pub async fn pump(mut send: quinn::SendStream) -> Result<u64, Cut> {
     }
 }
 
-/// Reads standard input to its end into `tx`; a closed `tx` (the stream
-/// ended) stops it.
-fn read_all(tx: &mpsc::Sender<std::io::Result<Vec<u8>>>) {
+/// Reads standard input to its end into `tx`, at most `chunk` bytes a
+/// read (whatever one read returns goes at once: a keystroke, for a
+/// terminal); a closed `tx` (the stream ended) stops it.
+pub(crate) fn read_all(tx: &mpsc::Sender<std::io::Result<Vec<u8>>>, chunk: usize) {
     let mut stdin = std::io::stdin().lock();
     loop {
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; chunk];
         match stdin.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => {

@@ -10,7 +10,6 @@
 //! Also `openclaw job replay`: a session's recording (asciicast v2) played
 //! at its pace, or its output bytes with `--raw`.
 
-use std::io::Read as _;
 
 use proto::input_code;
 use proto::tty::{Tty, TtyFrame};
@@ -122,7 +121,7 @@ pub async fn pump(mut send: quinn::SendStream) -> Result<u64, Cut> {
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(4);
     let reader = std::thread::Builder::new()
         .name("tty-stdin".into())
-        .spawn(move || read_all(&tx));
+        .spawn(move || crate::input::read_all(&tx, CHUNK));
     if let Err(e) = reader {
         let _ = send.reset(VarInt::from_u32(input_code::CUT));
         return Err(Cut {
@@ -172,29 +171,6 @@ pub async fn pump(mut send: quinn::SendStream) -> Result<u64, Cut> {
                     sent,
                     why: e.to_string(),
                 });
-            }
-        }
-    }
-}
-
-/// Reads standard input to its end into `tx`, one read at a time (a
-/// keystroke goes at once); a closed `tx` stops it.
-fn read_all(tx: &mpsc::Sender<std::io::Result<Vec<u8>>>) {
-    let mut stdin = std::io::stdin().lock();
-    loop {
-        let mut buf = vec![0u8; CHUNK];
-        match stdin.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                if tx.blocking_send(Ok(buf)).is_err() {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
             }
         }
     }
