@@ -10,7 +10,6 @@
 //! Also `openclaw job replay`: a session's recording (asciicast v2) played
 //! at its pace, or its output bytes with `--raw`.
 
-
 use proto::input_code;
 use proto::tty::{Tty, TtyFrame};
 use quinn::{VarInt, WriteError};
