@@ -161,6 +161,17 @@ async fn lab(
         }
         let enrolled = enrolling.await.map_err(fail)?.map_err(fail)?;
         outln!("   enrolled {} ({})", enrolled.name, enrolled.fingerprint);
+        // A directory `openclaw cp` may use on this node (node.toml
+        // allowed_paths, none by default).
+        let scratch = root.join("scratch").join(name);
+        std::fs::create_dir_all(&scratch).map_err(fail)?;
+        let mut cfg = mesh::home::NodeConfig::load(&home).map_err(fail)?;
+        cfg.policy.allowed_paths = vec![scratch.display().to_string()];
+        cfg.write(&home).map_err(fail)?;
+        outln!(
+            "   copies allowed under {} (node.toml allowed_paths)",
+            scratch.display()
+        );
         let rx = stop_rx.clone();
         // The GPU node offers two simulated GPUs, so role routing and
         // CUDA_VISIBLE_DEVICES work on machines without NVIDIA hardware.
@@ -249,6 +260,10 @@ async fn lab(
     outln!("   (policy.chat_default = \"approve\", the safe default); the lab's approver");
     outln!("   is {approver}: say 'approve N' here to approve job N as {approver}, or run");
     outln!("   {cli} job approve N");
+    outln!(
+        "   From another terminal: {cli} cp FILE worker-cpu-01:{}/",
+        root.join("scratch").join("worker-cpu-01").display()
+    );
     outln!("   Type exit or press Ctrl-D to stop.");
     let prompt = crate::chat_cli::Prompt {
         gw: &bot,
