@@ -579,6 +579,23 @@ fn lab_command_brings_up_two_connected_nodes() {
     });
     let job = admin(&["job", "show", &id.to_string(), "--json"]);
     assert_eq!(job["approved_by"], "admin", "{job}");
+    // The lab's nodes allow copies into a scratch directory of their own,
+    // so `openclaw cp` can be tried there (a new user found none allowed).
+    let scratch = home.parent().unwrap().join("scratch/worker-cpu-01");
+    let f = dir.path().join("note.txt");
+    std::fs::write(&f, b"copied in the lab\n").unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg("--home")
+        .arg(&home)
+        .args(["cp", f.to_str().unwrap()])
+        .arg(format!("worker-cpu-01:{}/", scratch.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(scratch.join("note.txt")).unwrap(),
+        b"copied in the lab\n"
+    );
     // A fan-out waits for one approval, and the prompt follows it after.
     lab.say("run echo fan on all nodes");
     let first: u64 = lab.expect("a fan-out awaiting approval", |l| {
