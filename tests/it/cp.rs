@@ -555,6 +555,32 @@ fn cp_resumes_from_the_verified_offset_after_the_node_or_the_gateway_is_killed()
         sent < size - (8 << 20),
         "resumed download sent {sent} of {size}: {last}"
     );
+
+    // Ctrl-C mid-copy: the shell's code for SIGINT and the way to go on,
+    // not a silent death (a new user's pass found it said nothing).
+    let int = here.join("int.bin");
+    let cp = lab.spawn(
+        &lab.gw_home.clone(),
+        &[
+            "cp",
+            &remote(&area.lab().join("big.bin")),
+            int.to_str().unwrap(),
+        ],
+    );
+    wait_until(T, "the interrupted copy's partial file to grow", || {
+        std::fs::metadata(here.join(".int.bin.openclaw-part"))
+            .ok()
+            .filter(|m| m.len() >= 16 << 20)
+    });
+    cp.signal("INT");
+    let out = cp.wait(T);
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(
+        out.stderr.contains("SIGINT") && out.stderr.contains("--resume"),
+        "{}",
+        out.stderr
+    );
+    assert!(!int.exists(), "nothing under the final name");
 }
 
 /// A tmpfs of `size` mounted on `dir` for `nobody`, unmounted on drop.

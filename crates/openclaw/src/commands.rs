@@ -542,7 +542,7 @@ pub async fn run(command: Command, home: Home) -> Result<(), CliError> {
         // Handled in main before any runtime or home is needed.
         Command::Completions { .. } | Command::Man { .. } | Command::DocsCli => Ok(()),
         Command::Run(args) => jobs_cli::run(&home, args).await,
-        Command::Cp(args) => crate::cp_cli::run(&home, args).await,
+        Command::Cp(args) => crate::cp_cli::run_interruptible(&home, args).await,
         Command::Shell { node, cmd } => jobs_cli::shell(&home, node, cmd).await,
         Command::Forward { node, ports, bind } => {
             crate::forward_cli::run(&home, node, ports, bind).await

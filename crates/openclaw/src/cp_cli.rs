@@ -205,6 +205,38 @@ async fn run_all(
 }
 
 /// `openclaw cp`.
+/// [`run`], ending on SIGINT, SIGTERM or SIGHUP with a word on what is
+/// left (the partial files stay for `--resume`) and the shell's code for
+/// the signal (130, 143, 129), instead of dying silently.
+pub async fn run_interruptible(home: &Home, args: CpArgs) -> Result<(), CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let resume = args.resume;
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return run(home, args).await;
+    };
+    let (code, name) = tokio::select! {
+        r = run(home, args) => return r,
+        _ = int.recv() => (130, "SIGINT"),
+        _ = term.recv() => (143, "SIGTERM"),
+        _ = hup.recv() => (129, "SIGHUP"),
+    };
+    let again = if resume {
+        "run the same command again to continue"
+    } else {
+        "run the same command with --resume to continue where each file stopped"
+    };
+    Err(CliError::new(
+        code,
+        format!(
+            "cp stopped by {name}; what was copied is in place, partial files stay hidden beside their targets; {again}"
+        ),
+    ))
+}
+
 pub async fn run(home: &Home, args: CpArgs) -> Result<(), CliError> {
     let usage = |m: String| CliError::new(exit::USAGE, m);
     let mut locs = args
