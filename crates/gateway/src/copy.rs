@@ -310,27 +310,16 @@ async fn connect(
         id,
         op: req.op.clone(),
     };
-    if control.try_send(msg).is_err() {
-        shared.copies.forget(id);
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            format!("node {node} disconnected or is not reading its control stream; try again"),
-        ));
-    }
-    let answered = tokio::time::timeout(NODE_ANSWER, answer).await;
-    shared.copies.forget(id);
-    match answered {
-        Ok(Ok(NodeSide { error: Some(e), .. })) => Err(ApiError::new(
+    let side = shared
+        .copies
+        .ask(&control, node, (id, answer), msg, NODE_ANSWER, "copy")
+        .await?;
+    match side.error {
+        Some(e) => Err(ApiError::new(
             ErrorCode::FailedPrecondition,
             format!("node {node} refused the copy: {e}"),
         )),
-        Ok(Ok(side)) => Ok(side),
-        Ok(Err(_)) | Err(_) => Err(ApiError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "node {node} did not answer the copy within {NODE_ANSWER:?}; check 'openclaw node show {node}'"
-            ),
-        )),
+        None => Ok(side),
     }
 }
 

@@ -120,6 +120,40 @@ impl Forwards {
     pub(crate) fn forget(&self, id: u64) {
         self.with(|m| m.remove(&id));
     }
+
+    /// Sends `msg` (which carries `id`, from [`Forwards::start`]) on
+    /// `node`'s control queue and waits up to `wait` for the node's answer
+    /// stream; `id` is forgotten either way. `what` ("forward", "copy")
+    /// names the request in the errors. The node's own refusal comes back
+    /// in [`NodeSide::error`], for the caller to word.
+    pub(crate) async fn ask(
+        &self,
+        control: &tokio::sync::mpsc::Sender<ControlMsg>,
+        node: &str,
+        (id, answer): (u64, oneshot::Receiver<NodeSide>),
+        msg: ControlMsg,
+        wait: Duration,
+        what: &str,
+    ) -> Result<NodeSide, ApiError> {
+        if control.try_send(msg).is_err() {
+            self.forget(id);
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("node {node} disconnected or is not reading its control stream; try again"),
+            ));
+        }
+        let answered = tokio::time::timeout(wait, answer).await;
+        self.forget(id);
+        match answered {
+            Ok(Ok(side)) => Ok(side),
+            Ok(Err(_)) | Err(_) => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "node {node} did not answer the {what} within {wait:?}; check 'openclaw node show {node}'"
+                ),
+            )),
+        }
+    }
 }
 
 /// Serves one `Request::Forward` from `peer` (an admin or a lab member:
@@ -281,27 +315,17 @@ async fn connect(shared: &Arc<Shared>, node: &str, port: u16) -> Result<NodeSide
             format!("{MAX_WAITING} forwards are already waiting for their nodes; try again"),
         ));
     };
-    if control.try_send(ControlMsg::Forward { id, port }).is_err() {
-        shared.forwards.forget(id);
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            format!("node {node} disconnected or is not reading its control stream; try again"),
-        ));
-    }
-    let answered = tokio::time::timeout(NODE_ANSWER, answer).await;
-    shared.forwards.forget(id);
-    match answered {
-        Ok(Ok(NodeSide { error: Some(e), .. })) => Err(ApiError::new(
+    let msg = ControlMsg::Forward { id, port };
+    let side = shared
+        .forwards
+        .ask(&control, node, (id, answer), msg, NODE_ANSWER, "forward")
+        .await?;
+    match side.error {
+        Some(e) => Err(ApiError::new(
             ErrorCode::FailedPrecondition,
             format!("node {node} did not connect to port {port}: {e}"),
         )),
-        Ok(Ok(side)) => Ok(side),
-        Ok(Err(_)) | Err(_) => Err(ApiError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "node {node} did not answer the forward within {NODE_ANSWER:?}; check 'openclaw node show {node}'"
-            ),
-        )),
+        None => Ok(side),
     }
 }
 
