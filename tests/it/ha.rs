@@ -298,8 +298,12 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
         }
         let st = status(&p.lab.gw_home);
         let generation = st["generation"].as_u64().unwrap();
+        // A node that gave up on a live leader (its idle timeout ran out)
+        // reconnects: not a failover, but counted too.
+        let node_log = p._node.stderr();
+        let reconnects = node_log.matches("reconnecting in").count();
         eprintln!(
-            "false failovers over {secs} s under load: {} (generation {first_generation} to {generation}, leader {}); jobs {ok} ok, {failed} failed",
+            "false failovers over {secs} s under load: {} (generation {first_generation} to {generation}, leader {}); node reconnections {reconnects}; jobs {ok} ok, {failed} failed",
             generation - first_generation,
             st["leader"]
         );
@@ -412,12 +416,22 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
             wait_until(T, "gw1 to stand by", || {
                 standing_by(p.lab.gateway()).then_some(())
             });
+            let wall = std::time::SystemTime::now();
+            let gw2_log = p.gw2.as_ref().unwrap().stderr_path.clone();
             drop(p.gw2.take());
             let t = Instant::now();
             wait_until(T, "gw1 holds the node", || {
                 holds_node(&p.lab, &p.only[0]).then_some(())
             });
             times.push(t.elapsed());
+            timeline(
+                wall,
+                &[
+                    ("node", p._node.stderr()),
+                    ("gw1", p.lab.gateway().stderr()),
+                    ("gw2", std::fs::read_to_string(gw2_log).unwrap_or_default()),
+                ],
+            );
         } else {
             p.gw2 = Some(
                 p.lab
@@ -426,12 +440,21 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
             wait_until(T, "gw2 to stand by", || {
                 standing_by(p.gw2.as_ref().unwrap()).then_some(())
             });
-            p.lab.stop_gateway(true);
+            let wall = std::time::SystemTime::now();
+            let out = p.lab.stop_gateway(true);
             let t = Instant::now();
             wait_until(T, "gw2 holds the node", || {
                 holds_node(&p.lab, &p.only[1]).then_some(())
             });
             times.push(t.elapsed());
+            timeline(
+                wall,
+                &[
+                    ("node", p._node.stderr()),
+                    ("gw1", out.stderr),
+                    ("gw2", p.gw2.as_ref().unwrap().stderr()),
+                ],
+            );
         }
     }
     let mut sorted = times.clone();
@@ -475,6 +498,85 @@ fn the_standby_takes_over_when_the_leader_is_killed_and_the_job_goes_on() {
     );
     drop(p.gw2.take());
     let _ = &p.url;
+}
+
+/// Prints the log lines stamped after `wall`, with seconds since it.
+fn timeline(wall: std::time::SystemTime, logs: &[(&str, String)]) {
+    let t0 = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut rows = vec![];
+    for (who, text) in logs {
+        for line in text.lines() {
+            let line = strip_ansi(line);
+            let Some(ts) = line.split_whitespace().next() else {
+                continue;
+            };
+            let Ok(t) = chrono_free_parse(ts) else {
+                continue;
+            };
+            if t >= t0 - 0.6 {
+                rows.push((
+                    t - t0,
+                    format!(
+                        "{who}: {}",
+                        &line[ts.len()..].chars().take(150).collect::<String>()
+                    ),
+                ));
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    eprintln!("---- trial timeline");
+    for (d, l) in rows {
+        eprintln!("{d:+.3} {l}");
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for c in s.chars() {
+        if c == '\u{1b}' {
+            esc = true;
+            continue;
+        }
+        if esc {
+            if c == 'm' {
+                esc = false;
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// 2026-12-06T05:59:01.123456Z → seconds since the epoch (UTC).
+fn chrono_free_parse(ts: &str) -> Result<f64, ()> {
+    let ts = ts.strip_suffix('Z').ok_or(())?;
+    let (date, time) = ts.split_once('T').ok_or(())?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().map_err(|_| ()))
+        .collect::<Result<_, _>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let h: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().map_err(|_| ()))
+        .collect::<Result<_, _>>()?;
+    if d.len() != 3 || h.len() != 3 {
+        return Err(());
+    }
+    let (y, m, day) = (d[0], d[1], d[2]);
+    let a = (14 - m) / 12;
+    let yy = y + 4800 - a;
+    let mm = m + 12 * a - 3;
+    let jdn = day + (153 * mm + 2) / 5 + 365 * yy + yy / 4 - yy / 100 + yy / 400 - 32045;
+    let days = jdn - 2440588;
+    let f: f64 = format!("0.{frac}").parse().map_err(|_| ())?;
+    Ok((days * 86400 + h[0] * 3600 + h[1] * 60 + h[2]) as f64 + f)
 }
 
 /// Every row the gateways write, as text, to compare before and after.

@@ -28,15 +28,22 @@ const NEXT_GATEWAY_DELAY: Duration = Duration::from_millis(50);
 /// gateway is most likely that dead leader, which costs a handshake limit.
 const STANDBY_PATIENCE: Duration = Duration::from_secs(3);
 /// See [`STANDBY_PATIENCE`].
-const STANDBY_RETRY: Duration = Duration::from_millis(100);
+const STANDBY_RETRY: Duration = Duration::from_millis(50);
 
 /// Keep-alive and idle timeout when the node knows several gateways (a
-/// leader and standbys): a dead leader is noticed in 1.5 s, so the node
-/// reaches the new one about when it takes over. A node with one gateway
-/// keeps 1 s and 3 s: it has nowhere else to go. node.toml's own values
-/// win over both.
+/// leader and standbys). QUIC restarts the idle timer at the first
+/// keep-alive sent after the last packet received, so a dead leader is
+/// noticed 1.2 to 1.7 s after it died: about when a standby takes its
+/// 1.5 s lease (1.1 to 1.5 s after). A node with one gateway keeps 1 s and
+/// 3 s: it has nowhere else to go. node.toml's own values win over both.
 const GROUP_TIMING: (Duration, Duration) =
-    (Duration::from_millis(500), Duration::from_millis(1500));
+    (Duration::from_millis(400), Duration::from_millis(1200));
+
+/// A session that lasted this long was a real one (not a gateway that
+/// accepts and drops at once): losing it starts the list afresh, so the
+/// node tries the next gateway at once instead of backing off for
+/// failures from before it.
+const REAL_SESSION: Duration = Duration::from_secs(1);
 
 /// Agent settings.
 #[derive(Debug, Clone)]
@@ -350,6 +357,7 @@ pub async fn run(
         };
         if established {
             lost_at = Some(Instant::now());
+            failed_in_row = failures_after_session(started.elapsed(), failed_in_row);
         }
         let end = match end {
             // Probably about to take the lost leader's lease: ask it again
@@ -410,6 +418,19 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Failed dials in a row to count after an established session ended
+/// (`lasted` since its dial began): none after a real one, so its loss
+/// goes straight to the next gateway; unchanged after one that the
+/// gateway dropped at once, so a flapping gateway still earns a backoff.
+/// Pure.
+fn failures_after_session(lasted: Duration, failed_in_row: usize) -> usize {
+    if lasted >= REAL_SESSION {
+        0
+    } else {
+        failed_in_row
     }
 }
 
@@ -862,12 +883,26 @@ mod tests {
         let three = Duration::from_secs(3);
         let (one, ms) = (Duration::from_secs(1), Duration::from_millis);
         assert_eq!(timing_defaults(false, 1, three), (one, three));
-        assert_eq!(timing_defaults(false, 2, three), (ms(500), ms(1500)));
+        assert_eq!(timing_defaults(false, 2, three), (ms(400), ms(1200)));
         // node.toml's own values rule: the group defaults step aside.
         assert_eq!(timing_defaults(true, 2, three), (one, three));
         // A shorter idle timeout from the caller stays, with room for
         // three keep-alives under it.
         assert_eq!(timing_defaults(false, 3, ms(900)), (ms(300), ms(900)));
+    }
+
+    #[test]
+    fn losing_a_real_session_starts_the_gateway_list_afresh() {
+        let ms = Duration::from_millis;
+        // Three failovers ago the node failed twice in a row; the session
+        // since lasted 3 s: its loss is one failure, not a whole round.
+        assert_eq!(failures_after_session(ms(3000), 2), 0);
+        let (next, round_failed) = mesh::next_gateway(0, 2, 1);
+        assert_eq!((next, round_failed), (1, false));
+        // A gateway that accepts and drops at once keeps the count, so
+        // the round fails and the node backs off.
+        assert_eq!(failures_after_session(ms(20), 2), 2);
+        assert!(mesh::next_gateway(0, 2, 3).1);
     }
 
     #[test]
