@@ -468,7 +468,7 @@ pub async fn get(
     if let (Some(f), Some(pp), Sink::File(target)) = (part.as_mut(), &part_path, &sink) {
         let finish = (|| -> std::io::Result<()> {
             if opts.preserve {
-                f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+                f.set_permissions(std::fs::Permissions::from_mode(local_mode(mode, false)))?;
                 f.set_modified(unix_time(mtime))?;
             }
             f.sync_all()?;
@@ -587,9 +587,18 @@ fn unix_time(t: i64) -> std::time::SystemTime {
     }
 }
 
+/// The mode `-p` gives a downloaded file or directory: the node's
+/// permission bits without set-user-ID and set-group-ID (and, on a file,
+/// the sticky bit). A node may be hostile, and an admin who downloads as
+/// root must not receive a set-user-ID root program from it; scp keeps
+/// those bits, `openclaw cp` does not. Pure.
+pub fn local_mode(mode: u32, dir: bool) -> u32 {
+    if dir { mode & 0o1777 } else { mode & 0o777 }
+}
+
 /// Sets a local directory's mode and mtime (`-p`).
 pub fn set_dir_attrs(dir: &Path, mode: u32, mtime: i64) -> Result<(), String> {
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7777))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(local_mode(mode, true)))
         .and_then(|()| std::fs::File::open(dir)?.set_modified(unix_time(mtime)))
         .map_err(|e| format!("{}: cannot set its mode and time: {e}", dir.display()))
 }
@@ -656,6 +665,20 @@ pub async fn simple(client: &Client, node: &str, op: FileOp) -> Result<Vec<Entry
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn attack_a_download_never_gets_set_user_or_group_id_bits() {
+        // A hostile node offers a set-user-ID root shell to an admin who
+        // downloads with -p as root.
+        assert_eq!(local_mode(0o4755, false), 0o755);
+        assert_eq!(local_mode(0o2755, false), 0o755);
+        assert_eq!(local_mode(0o7777, false), 0o777);
+        assert_eq!(local_mode(0o640, false), 0o640);
+        // A directory keeps its sticky bit (a shared scratch dir), not
+        // set-group-ID.
+        assert_eq!(local_mode(0o3777, true), 0o1777);
+        assert_eq!(local_mode(0o40755 & 0o7777, true), 0o755);
+    }
 
     #[test]
     fn a_listing_a_node_sends_is_bounded() {
