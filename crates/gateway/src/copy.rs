@@ -21,7 +21,7 @@ use std::time::Duration;
 use proto::files::{CopyRequest, FileMsg};
 use proto::{ApiError, ControlMsg, ErrorCode, Response};
 
-use crate::forward::{NodeSide, Slot};
+use crate::forward::{Forwards, NodeSide, Slot};
 use crate::peer::Peer;
 use crate::shared::Shared;
 
@@ -30,6 +30,9 @@ const NODE_ANSWER: Duration = Duration::from_secs(10);
 /// Copies open to one node at once (waiting included); the node's stream
 /// limit leaves room for this many (`mesh::tls::node_stream_limit`).
 const PER_NODE: u32 = mesh::tls::NODE_COPY_STREAMS;
+/// Most of a node's copy slots one account may hold at once (its name
+/// keys a slot of its own: node names cannot hold a NUL).
+const PER_ACCOUNT: u32 = PER_NODE / 2;
 /// Frames at most this long are decoded on the way through (the
 /// verdict frames are small; file data is passed on undecoded).
 const PEEK: usize = 4096;
@@ -249,7 +252,7 @@ async fn open<'a>(
     shared: &'a Arc<Shared>,
     peer: &Peer,
     req: &CopyRequest,
-) -> Result<(Slot<'a>, NodeSide), ApiError> {
+) -> Result<([Slot<'a>; 2], NodeSide), ApiError> {
     let node = req.node.as_str();
     proto::names::validate_name(node).map_err(|why| {
         ApiError::new(
@@ -271,14 +274,32 @@ async fn open<'a>(
         peer.role == proto::Role::User,
     )
     .map_err(|why| ApiError::new(ErrorCode::PermissionDenied, why))?;
-    let slot = shared.copies.slot(node, PER_NODE).ok_or_else(|| {
+    let slots = copy_slots(&shared.copies, node, &user)?;
+    let side = connect(shared, node, req).await?;
+    Ok((slots, side))
+}
+
+/// Takes a copy's two slots: one of the account's [`PER_ACCOUNT`] on the
+/// node (so a member who opens copies and stops reading cannot starve
+/// everyone else; the key adds a NUL, which no node name holds), then one
+/// of the node's [`PER_NODE`]. Either refusal says which limit and what
+/// to do.
+fn copy_slots<'a>(copies: &'a Forwards, node: &str, user: &str) -> Result<[Slot<'a>; 2], ApiError> {
+    let mine = copies
+        .slot(&format!("{node}\u{0}{user}"), PER_ACCOUNT)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ResourceExhausted,
+                format!("you already have {PER_ACCOUNT} copies open to or from node {node} (the most one account may); wait for some to end and try again"),
+            )
+        })?;
+    let slot = copies.slot(node, PER_NODE).ok_or_else(|| {
         ApiError::new(
             ErrorCode::ResourceExhausted,
             format!("{PER_NODE} copies to or from node {node} are already open; wait for some to end and try again"),
         )
     })?;
-    let side = connect(shared, node, req).await?;
-    Ok((slot, side))
+    Ok([slot, mine])
 }
 
 /// One audit row for a copy (or its refusal).
@@ -327,6 +348,37 @@ async fn connect(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn attack_one_account_cannot_hold_every_copy_slot_of_a_node() {
+        let copies = Forwards::default();
+        let mallory: Vec<_> = (0..PER_ACCOUNT)
+            .map(|_| copy_slots(&copies, "gpu-1", "user:mallory").unwrap())
+            .collect();
+        let e = copy_slots(&copies, "gpu-1", "user:mallory").err().unwrap();
+        assert!(
+            e.message.contains("you already have 16 copies open"),
+            "{}",
+            e.message
+        );
+        // Another account still gets the rest of the node's slots, then
+        // the node's own limit applies.
+        let bob: Vec<_> = (0..PER_NODE - PER_ACCOUNT)
+            .map(|_| copy_slots(&copies, "gpu-1", "bob").unwrap())
+            .collect();
+        let e = copy_slots(&copies, "gpu-1", "alice").err().unwrap();
+        assert!(
+            e.message
+                .contains("32 copies to or from node gpu-1 are already open"),
+            "{}",
+            e.message
+        );
+        // Another node is not counted; ending copies gives slots back.
+        assert!(copy_slots(&copies, "gpu-2", "user:mallory").is_ok());
+        drop(mallory);
+        drop(bob);
+        assert!(copy_slots(&copies, "gpu-1", "user:mallory").is_ok());
+    }
 
     fn body(m: &FileMsg) -> Vec<u8> {
         proto::frame::encode(m).unwrap()[proto::frame::HEADER_LEN..].to_vec()
