@@ -113,7 +113,7 @@ fn write_noise(path: &Path, len: usize) {
     }
 }
 
-fn audit(gw_home: &Path) -> Vec<String> {
+pub(crate) fn audit(gw_home: &Path) -> Vec<String> {
     let db = rusqlite::Connection::open(gw_home.join("state.db")).unwrap();
     let mut q = db
         .prepare("SELECT actor || ' ' || target || ' ' || detail FROM audit WHERE action = 'cp' ORDER BY id")

@@ -36,6 +36,7 @@ const PER_ACCOUNT: u32 = PER_NODE / 2;
 /// Frames at most this long are decoded on the way through (the
 /// verdict frames are small; file data is passed on undecoded).
 const PEEK: usize = 4096;
+const _: () = assert!(PEEK < proto::files::FRAME_LIMIT);
 /// Most characters of a path or a node's words kept in audit and logs.
 const SHOWN: usize = 300;
 /// How long a side may stop reading while the other has bytes for it:
@@ -172,15 +173,24 @@ async fn relay(
             let len = proto::frame::body_len(header, proto::files::FRAME_LIMIT)
                 .map_err(|e| e.to_string())?;
             stalled(to.write_all(&header)).await?;
-            if len <= PEEK {
-                let mut body = vec![0u8; len];
-                if !read_exact_or_end(&mut from, &mut body).await? && len > 0 {
+            // File bytes pass undecoded; every other frame is read whole
+            // (at most FRAME_LIMIT) and decoded, so a verdict padded past
+            // PEEK still reaches the audit.
+            let mut first = vec![0u8; len.min(PEEK)];
+            if !read_exact_or_end(&mut from, &mut first).await? && len > 0 {
+                return Err("the stream ended inside a frame".into());
+            }
+            if len <= PEEK || !proto::files::is_data_body(&first) {
+                let mut body = first;
+                body.resize(len, 0);
+                if !read_exact_or_end(&mut from, &mut body[len.min(PEEK)..]).await? && len > PEEK {
                     return Err("the stream ended inside a frame".into());
                 }
                 verdict.see(&body);
                 stalled(to.write_all(&body)).await?;
             } else {
-                let mut left = len;
+                stalled(to.write_all(&first)).await?;
+                let mut left = len - first.len();
                 while left > 0 {
                     match from
                         .read_chunk(left, true)

@@ -276,6 +276,22 @@ pub enum PathError {
     BadAllowed(String),
 }
 
+/// Whether a `FileMsg` frame body holds file bytes (`Data`), from its
+/// first bytes only: a relay passes those on undecoded and decodes every
+/// other frame, however long, so no verdict hides in a padded frame.
+/// False for a body too short to tell. Pure.
+pub fn is_data_body(body: &[u8]) -> bool {
+    // The variant's tag is what the encoding of an empty `Data` holds
+    // before its length (one byte, for a length of 0).
+    match crate::frame::encode(&FileMsg::Data(Vec::new())) {
+        Ok(empty) => {
+            let tag = &empty[crate::frame::HEADER_LEN..empty.len().saturating_sub(1)];
+            !tag.is_empty() && body.len() > tag.len() && body.starts_with(tag)
+        }
+        Err(_) => false,
+    }
+}
+
 /// Whether `name` (one path component) holds a control character.
 pub fn has_control(name: &str) -> bool {
     name.chars().any(char::is_control)
@@ -377,6 +393,25 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_data_frame_is_told_from_its_first_bytes_and_nothing_else_is() {
+        let body =
+            |m: &FileMsg| crate::frame::encode(m).unwrap()[crate::frame::HEADER_LEN..].to_vec();
+        for n in [0, 1, 127, 128, 300, 70_000, CHUNK] {
+            assert!(is_data_body(&body(&FileMsg::Data(vec![7; n]))), "{n}");
+        }
+        for m in [
+            FileMsg::Error {
+                message: "x".repeat(200_000),
+            },
+            FileMsg::Done { bytes: 3 },
+            FileMsg::Start { offset: 0 },
+        ] {
+            assert!(!is_data_body(&body(&m)), "{m:?}");
+        }
+        assert!(!is_data_body(&[]));
+    }
 
     #[test]
     fn paths_are_absolute_without_dotdot_or_control_characters() {
