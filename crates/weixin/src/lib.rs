@@ -343,6 +343,15 @@ async fn persist(home: &Home, p: &Progress, contexts: &Contexts) {
 }
 
 /// Hands one message to the engine.
+/// Whether the bot serves the sender of `m` (the chat core answers the
+/// others with a refusal and nothing more). Pure.
+fn admitted(access: &chat::access::Access, m: &Inbound) -> bool {
+    let chat = m.group.as_deref().unwrap_or(&m.from);
+    access
+        .admits(&m.from, chat, m.group.is_none(), false)
+        .is_ok()
+}
+
 fn dispatch(engine: &Arc<Engine<WeixinSurface>>, m: Inbound) {
     tracing::info!(message = %m.id, user = %m.from, group = ?m.group, "message");
     let Some(text) = m.text else {
@@ -399,6 +408,7 @@ pub async fn run(
         approvals: cfg.approvals,
         progress_after: cfg.progress_after,
     };
+    let access = cfg.access.clone();
     let engine = Arc::new(Engine::new(surface, gateway, cfg.access.clone(), namespace));
     let mut state = Progress::load(home)?;
     contexts.restore(std::mem::take(&mut state.contexts));
@@ -431,7 +441,12 @@ pub async fn run(
                 }
                 let any = !fresh.is_empty();
                 for m in fresh {
-                    contexts.remember(&m.from, &m.context, chatops::unix_now());
+                    // Only someone the bot serves is written to later
+                    // (results, approvals): a stranger's flood of
+                    // messages must not evict their context tokens.
+                    if admitted(&access, &m) {
+                        contexts.remember(&m.from, &m.context, chatops::unix_now());
+                    }
                     dispatch(&engine, m);
                 }
                 if moved || any {
@@ -456,6 +471,27 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attack_strangers_do_not_evict_the_context_of_listed_users() {
+        let text = Config::template().replace(
+            "allowed_users = []",
+            "allowed_users = [\"owner@im.wechat\"]",
+        );
+        let cfg = Config::parse(&text, &|_| None).unwrap();
+        let msg = |from: &str| Inbound {
+            id: "1".into(),
+            from: from.into(),
+            group: None,
+            text: Some("hi".into()),
+            context: format!("ctx-{from}"),
+        };
+        assert!(admitted(&cfg.access, &msg("owner@im.wechat")));
+        assert!(!admitted(&cfg.access, &msg("stranger-1@im.wechat")));
+        // With everyone allowed, everyone is served, and so remembered.
+        let open = Config::parse("allow_everyone = true\n", &|_| None).unwrap();
+        assert!(admitted(&open.access, &msg("stranger-1@im.wechat")));
+    }
 
     #[test]
     fn plain_text_names_users_and_drops_controls() {
