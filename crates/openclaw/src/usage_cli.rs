@@ -41,10 +41,7 @@ pub async fn usage(home: &Home, since: &str, by: &str, json: bool) -> Result<(),
     }
 }
 
-/// Hours with one decimal.
-fn hours(gpu_seconds: u64) -> String {
-    format!("{:.1}", gpu_seconds as f64 / 3600.0)
-}
+use proto::usage::gpu_hours as hours;
 
 /// The `usage` table: one line per group, then the window.
 pub fn usage_table(r: &UsageReport) -> String {

@@ -70,6 +70,19 @@ pub struct UsageDay {
     pub gpu_seconds: u64,
 }
 
+/// GPU-seconds as GPU-hours for people (CLI, chat, dashboard): one
+/// decimal from an hour on, two below it, and "<0.01" for a few seconds
+/// of GPU time (a short job is not 0.0). Pure.
+pub fn gpu_hours(gpu_seconds: u64) -> String {
+    let h = gpu_seconds as f64 / 3600.0;
+    match gpu_seconds {
+        0 => "0".into(),
+        1..36 => "<0.01".into(),
+        36..3600 => format!("{h:.2}"),
+        _ => format!("{h:.1}"),
+    }
+}
+
 /// The reply to [`crate::Request::Usage`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageReport {
@@ -135,4 +148,19 @@ pub struct QueueReport {
     pub entries: Vec<QueueEntry>,
     /// How many jobs wait in all.
     pub total: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gpu_hours;
+
+    #[test]
+    fn short_gpu_time_is_not_shown_as_nothing() {
+        assert_eq!(gpu_hours(0), "0");
+        assert_eq!(gpu_hours(5), "<0.01");
+        assert_eq!(gpu_hours(36), "0.01");
+        assert_eq!(gpu_hours(1800), "0.50");
+        assert_eq!(gpu_hours(3600), "1.0");
+        assert_eq!(gpu_hours(9000), "2.5");
+    }
 }

@@ -4,10 +4,7 @@ use proto::{QueueReport, UsageReport};
 
 use super::Markup;
 
-/// Hours with one decimal.
-fn hours(gpu_seconds: u64) -> String {
-    format!("{:.1}", gpu_seconds as f64 / 3600.0)
-}
+use proto::usage::gpu_hours as hours;
 
 /// The answer to `usage`: GPU-hours and jobs per group.
 pub fn usage(r: &UsageReport, m: &dyn Markup) -> String {

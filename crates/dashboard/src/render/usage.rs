@@ -23,9 +23,7 @@ const COLOURS: &[&str] = &[
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
 ];
 
-fn hours(gpu_seconds: u64) -> String {
-    format!("{:.1}", gpu_seconds as f64 / 3600.0)
-}
+use proto::usage::gpu_hours as hours;
 
 /// A round top for an axis at or above `max`.
 fn nice(max: u64) -> u64 {
