@@ -58,6 +58,23 @@ pub async fn artifacts(client: &Client, ask: Ask) -> Result<(), CliError> {
         std::fs::create_dir_all(&dir).map_err(|e| {
             CliError::new(exit::FAILURE, format!("cannot make {}: {e}", dir.display()))
         })?;
+        let stored: Vec<&str> = list
+            .files
+            .iter()
+            .filter(|a| a.is_stored())
+            .map(|a| a.name.as_str())
+            .collect();
+        if let Some((a, b)) = flat_clash(&stored) {
+            return Err(CliError::new(
+                exit::USAGE,
+                format!(
+                    "artifacts {a} and {b} would both be written as {} in {}; fetch them one at a time: openclaw job artifacts {} --get NAME -o FILE",
+                    proto::artifact::flat_name(a),
+                    dir.display(),
+                    ask.id
+                ),
+            ));
+        }
         for a in list.files.iter().filter(|a| a.is_stored()) {
             let path = fetch_into(client, ask.id, &a.name, &dir).await?;
             crate::term::out(&format!("{}\n", path.display()));
@@ -178,6 +195,18 @@ pub fn show_lines(list: &JobArtifacts) -> String {
     out
 }
 
+/// Two artifact names that flatten to the same file name in `-o DIR`
+/// (`a/b` and `a_b`), if any: the second would replace the first. Pure.
+fn flat_clash<'a>(names: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for n in names {
+        if let Some(first) = seen.insert(proto::artifact::flat_name(n), n) {
+            return Some((first, n));
+        }
+    }
+    None
+}
+
 /// Fetches artifact `name` of job `id` into `dir`, atomically: a hidden
 /// temporary file, renamed once its checksum matched. Returns the path.
 async fn fetch_into(client: &Client, id: u64, name: &str, dir: &Path) -> Result<PathBuf, CliError> {
@@ -229,6 +258,16 @@ async fn create_temp(temp: &Path) -> Result<tokio::fs::File, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_flatten_to_one_file_are_caught_before_a_fetch() {
+        assert_eq!(flat_clash(&["out/a.bin", "b.bin"]), None);
+        assert_eq!(
+            flat_clash(&["out/a.bin", "out_a.bin"]),
+            Some(("out/a.bin", "out_a.bin"))
+        );
+        assert_eq!(flat_clash(&[]), None);
+    }
 
     #[tokio::test]
     async fn a_planted_temporary_name_is_never_written_through() {
