@@ -74,6 +74,7 @@ pub fn run(openclaw: &Path, runs: usize, no_ssh: bool, out: &Path) -> Result<()>
             times: time_runs(runs.min(20), || ssh("true"))?,
         });
     }
+    let cpu = cpu_per_run(&lab, &ladder, runs)?;
     drop(lab);
     let fresh = series
         .iter()
@@ -99,6 +100,25 @@ pub fn run(openclaw: &Path, runs: usize, no_ssh: bool, out: &Path) -> Result<()>
             median(&s.times).as_secs_f64() / fresh.as_secs_f64().max(1e-9)
         );
     }
+    println!(
+        "\nCPU per fresh command, {runs} more runs of each in a row: the CLI's from the kernel's \
+         count for reaped children (10 ms ticks, so ±{:.2} ms), the gateway's and the node agent's \
+         from /proc/PID/task/*/schedstat (ns), the job's processes from the agent's count for its \
+         reaped children (ticks)\n",
+        10.0 / runs.max(1) as f64
+    );
+    println!("| command | CLI | gateway | node agent | the job's processes | sum |");
+    println!("|---|---|---|---|---|---|");
+    for (name, c) in &cpu {
+        println!(
+            "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms |",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c.iter().sum::<f64>()
+        );
+    }
     if let Some(ssh) = series.iter().find(|s| s.name.contains("ssh")) {
         let ratio = median(&ssh.times).as_secs_f64() / fresh.as_secs_f64().max(1e-9);
         println!(
@@ -113,6 +133,83 @@ pub fn run(openclaw: &Path, runs: usize, no_ssh: bool, out: &Path) -> Result<()>
     chart(&svg, &series)?;
     println!("\nchart: {}", svg.display());
     Ok(())
+}
+
+/// CPU milliseconds per run of each ladder command, run `runs` times in
+/// a row: `[CLI, gateway, node agent, the agent's reaped children (the
+/// job's processes)]`.
+fn cpu_per_run(
+    lab: &Lab,
+    ladder: &[(&'static str, &[&str])],
+    runs: usize,
+) -> Result<Vec<(&'static str, [f64; 4])>> {
+    let gw = lab.children.first().map(std::process::Child::id);
+    let node = lab.children.get(1).map(std::process::Child::id);
+    let mut out = Vec::new();
+    for (name, args) in ladder {
+        let before = [
+            children_cpu_ms(None),
+            process_cpu_ms(gw),
+            process_cpu_ms(node),
+            children_cpu_ms(node),
+        ];
+        time_runs(runs, || {
+            let mut c = lab.cmd(&lab.gw);
+            c.args(*args);
+            c
+        })?;
+        let after = [
+            children_cpu_ms(None),
+            process_cpu_ms(gw),
+            process_cpu_ms(node),
+            children_cpu_ms(node),
+        ];
+        let per = |k: usize| (after[k] - before[k]).max(0.0) / runs.max(1) as f64;
+        out.push((*name, [per(0), per(1), per(2), per(3)]));
+    }
+    Ok(out)
+}
+
+/// CPU time of the reaped children of `pid` (this process when `None`),
+/// in ms (`cutime` + `cstime` of /proc/PID/stat, in USER_HZ = 100 ticks
+/// a second).
+fn children_cpu_ms(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    std::fs::read_to_string(path).map_or(0.0, |stat| reaped_children_ms(&stat))
+}
+
+/// `cutime` + `cstime` of one /proc/PID/stat line, in ms. Pure.
+fn reaped_children_ms(stat: &str) -> f64 {
+    // Fields after the command name, which is in parentheses and may
+    // hold spaces and parentheses of its own.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // cutime and cstime are fields 16 and 17 (1-based); `rest` starts at field 3.
+    let tick = |k: usize| {
+        f.get(k - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(16) + tick(17)) * 10.0
+}
+
+/// CPU time of all threads of `pid` so far, in ms (the first field of
+/// each /proc/PID/task/TID/schedstat, in ns). Threads that ended are
+/// not counted.
+fn process_cpu_ms(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        / 1e6
 }
 
 /// The distribution of each series as a cumulative curve on a log time
@@ -161,4 +258,16 @@ fn chart(path: &Path, series: &[Series]) -> Result<()> {
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reaped_children_cpu_comes_from_cutime_and_cstime() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime cutime cstime ...
+        let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 200 0 0 7 8 30 12 20 0 1 0 5 0 0";
+        assert_eq!(super::reaped_children_ms(line), 420.0);
+        assert_eq!(super::reaped_children_ms("garbage"), 0.0);
+    }
 }
