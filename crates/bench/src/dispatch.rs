@@ -6,8 +6,10 @@
 //! dynamic loading, clap), `whoami` adds the home, the TLS configuration,
 //! the QUIC + TLS handshake, one call and the close, `run -- true` adds the
 //! job, and the open connection is the job without any of the rest. The
-//! series are interleaved run by run, so a burst of load from elsewhere on
-//! the machine lands on all of them alike.
+//! three fresh-process rungs are interleaved run by run, so a burst of
+//! load from elsewhere on the machine lands on all of them alike; then
+//! each runs again in a row for its CPU per process, which a loaded
+//! machine disturbs far less than wall time.
 
 use std::path::Path;
 use std::time::Duration;
