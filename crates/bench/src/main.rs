@@ -27,6 +27,7 @@ use clap::Parser;
 
 mod cp;
 mod detect;
+mod dispatch;
 mod echo;
 mod resilience;
 mod soak;
@@ -101,6 +102,15 @@ struct Args {
     /// Where --soak writes its CSV and chart.
     #[arg(long, default_value = "target/bench")]
     soak_out: PathBuf,
+    /// Measure only dispatch latency instead: `--version`, `whoami` and
+    /// `run -- true` from fresh processes, `true` over an open connection
+    /// and `ssh localhost true`, with a chart of their distributions (see
+    /// dispatch.rs).
+    #[arg(long)]
+    dispatch: bool,
+    /// Where --dispatch writes its chart.
+    #[arg(long, default_value = "target/bench")]
+    dispatch_out: PathBuf,
     /// Internal: run a swarm for --detect (DIR|ADDR|TOKEN|N|PREFIX).
     #[arg(long, hide = true)]
     swarm_child: Option<String>,
@@ -478,6 +488,9 @@ fn main() -> Result<()> {
     }
     if let Some(n) = args.detect {
         return detect::run(&args.openclaw, n, args.victims);
+    }
+    if args.dispatch {
+        return dispatch::run(&args.openclaw, args.runs, args.no_ssh, &args.dispatch_out);
     }
     if let Some(secs) = args.soak {
         return soak::run(
