@@ -520,6 +520,7 @@ fn snapshot(url: &str) -> String {
         "SELECT id, action, target FROM audit ORDER BY id",
         "SELECT id, uses_left, revoked FROM tokens ORDER BY id",
         "SELECT serial FROM revoked_certs ORDER BY serial",
+        "SELECT job, stream, pos, length(data) FROM job_output ORDER BY job, stream, pos",
     ] {
         for row in testpg::rows(url, q).unwrap() {
             let cols: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();

@@ -109,6 +109,13 @@ pub async fn node_job_stream(
             return;
         }
     };
+    // What is stored already is readable (after a failover or a restart
+    // the live progress starts at 0, and a job that prints nothing more
+    // would otherwise show its followers nothing).
+    progress.send_modify(|p| {
+        p.stdout = p.stdout.max(out.written);
+        p.stderr = p.stderr.max(errf.written);
+    });
     // The writer thread raises what file readers may read, acks the node
     // and records the re-attachment point, each only once bytes are written.
     let durable = {
