@@ -126,7 +126,11 @@ pub fn run(bin: &Path, bytes: u64, lines: u64, rounds: usize) -> Result<()> {
             read[i].push(timed_logs(bin, home, id)?);
             let job = s.lab.job(id);
             if job["stdout_bytes"].as_u64() != Some(bytes) {
-                bail!("{}: job {id} stored {} bytes, not {bytes}", s.name, job["stdout_bytes"]);
+                bail!(
+                    "{}: job {id} stored {} bytes, not {bytes}",
+                    s.name,
+                    job["stdout_bytes"]
+                );
             }
         }
     }

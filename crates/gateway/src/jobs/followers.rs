@@ -36,8 +36,12 @@ pub async fn follow(
     };
     let mut last_state: Option<String> = known_state.map(str::to_string);
     let mut last_notes = 0u32;
+    let in_db = match in_database(shared, id).await {
+        Ok(d) => d,
+        Err(e) => return send.event(JobEvent::Error(e)).await,
+    };
     let source = |s| {
-        if shared.output_db {
+        if in_db {
             Source::Database(shared.store.clone(), id)
         } else {
             Source::File(log_path(shared, id, s))
@@ -62,7 +66,7 @@ pub async fn follow(
         }
         let (progress, live) = match &rx {
             Some(rx) => (rx.borrow().clone(), true),
-            None => match stored_progress(shared, id).await {
+            None => match stored_progress(shared, id, in_db).await {
                 Ok(p) => (p, false),
                 Err(e) => return send.event(JobEvent::Error(e)).await,
             },
@@ -86,7 +90,7 @@ pub async fn follow(
             }
             if output
                 && !live
-                && let Some(e) = missing_output(shared, &info, &progress)
+                && let Some(e) = missing_output(shared, &info, &progress, in_db)
             {
                 return send.event(JobEvent::Error(e)).await;
             }
@@ -176,9 +180,23 @@ impl FollowSink for crate::link::SendHalf {
     }
 }
 
+/// Whether job `id`'s output is read from the database (see
+/// [`super::output_in_files`]).
+async fn in_database(shared: &Shared, id: u64) -> Result<bool, ApiError> {
+    if !shared.output_db {
+        return Ok(false);
+    }
+    let lens = shared
+        .store
+        .call(move |tx| Ok::<_, StoreError>([tx.output_len(id, 0)?, tx.output_len(id, 1)?]))
+        .await
+        .map_err(|e| unreadable(id, "output", &e))?;
+    Ok(!super::output_in_files(shared, id, lens))
+}
+
 /// How much output of a job that is not live is stored, per stream.
-async fn stored_progress(shared: &Shared, id: u64) -> Result<Progress, ApiError> {
-    let (stdout, stderr) = if shared.output_db {
+async fn stored_progress(shared: &Shared, id: u64, in_db: bool) -> Result<Progress, ApiError> {
+    let (stdout, stderr) = if in_db {
         shared
             .store
             .call(move |tx| Ok::<_, StoreError>((tx.output_len(id, 0)?, tx.output_len(id, 1)?)))
@@ -212,7 +230,12 @@ fn unreadable(id: u64, what: &str, e: &StoreError) -> ApiError {
 /// An error when a job that ended recorded output this gateway does not
 /// hold (a log removed by retention's `logs_max_bytes`, or written to a
 /// logs directory this gateway does not see): never an empty log instead.
-fn missing_output(shared: &Shared, info: &proto::JobInfo, stored: &Progress) -> Option<ApiError> {
+fn missing_output(
+    shared: &Shared,
+    info: &proto::JobInfo,
+    stored: &Progress,
+    in_db: bool,
+) -> Option<ApiError> {
     let mut missing = Vec::new();
     for (name, recorded, held) in [
         ("stdout", info.stdout_bytes, stored.stdout),
@@ -227,7 +250,7 @@ fn missing_output(shared: &Shared, info: &proto::JobInfo, stored: &Progress) -> 
         return None;
     }
     let id = info.id;
-    let r#where = if shared.output_db {
+    let r#where = if in_db {
         "in the state database".to_string()
     } else {
         format!("in {}", shared.logs_dir.display())

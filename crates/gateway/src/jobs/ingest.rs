@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use super::logwriter::{LogFile, LogSink};
 use super::{
     CTL_QUEUE, JOB_FRAME_LIMIT, MAX_REASON, Progress, TailChunk, UNFINISHED, end_with_async,
-    log_path,
+    log_path, output_in_files,
 };
 use crate::peer::Peer;
 use crate::shared::Shared;
@@ -87,6 +87,9 @@ pub async fn node_job_stream(
         }
         Err(_) => (None, None),
     };
+    // A job whose output began in files (before a migration) stays there.
+    let db_lens = db_lens.filter(|lens| !output_in_files(&shared, id, *lens));
+    let in_db = db_lens.is_some();
     let truncated = row.map(|r| (r.truncated, [r.stdout_bytes, r.stderr_bytes]));
     let open = |s: OutStream| {
         let i = usize::from(s == OutStream::Stderr);

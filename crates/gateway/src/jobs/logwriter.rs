@@ -316,6 +316,7 @@ impl LogSink {
 }
 
 /// A write waiting for its database transaction.
+#[derive(Clone)]
 struct DbWrite {
     sink: Arc<LogSink>,
     stream: usize,
@@ -354,17 +355,10 @@ fn commit(store: &Store, writes: Vec<DbWrite>) {
                 return;
             }
             for sink in sinks {
-                let (mine, _): (Vec<&DbWrite>, Vec<&DbWrite>) =
-                    writes.iter().partition(|w| Arc::ptr_eq(&w.sink, &sink));
-                let alone: Vec<DbWrite> = mine
-                    .into_iter()
-                    .map(|w| DbWrite {
-                        sink: w.sink.clone(),
-                        stream: w.stream,
-                        chunks: w.chunks.clone(),
-                        received: w.received,
-                        written: w.written,
-                    })
+                let alone: Vec<DbWrite> = writes
+                    .iter()
+                    .filter(|w| Arc::ptr_eq(&w.sink, &sink))
+                    .cloned()
                     .collect();
                 match store_writes(store, &alone) {
                     Ok(()) => {

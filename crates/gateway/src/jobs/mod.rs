@@ -399,6 +399,18 @@ pub(crate) fn ha_files_note(shared: &Shared) -> &'static str {
     }
 }
 
+/// Whether job `id`'s output is kept in `logs_dir` files although output
+/// goes to the database: the database holds none of it, and a local file
+/// of it exists (a job from before `migrate-state` moved the state to
+/// PostgreSQL, or before output moved to the database). `db_lens`: the
+/// stored lengths in the database.
+fn output_in_files(shared: &Shared, id: u64, db_lens: [u64; 2]) -> bool {
+    db_lens == [0, 0]
+        && [OutStream::Stdout, OutStream::Stderr]
+            .into_iter()
+            .any(|s| log_path(shared, id, s).exists())
+}
+
 /// Deletes a job's stored output (retention).
 pub fn remove_logs(shared: &Shared, id: u64) {
     for s in [OutStream::Stdout, OutStream::Stderr] {
