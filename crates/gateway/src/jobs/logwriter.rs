@@ -685,11 +685,12 @@ mod tests {
                     .unwrap();
             }
             // A resend of stored bytes by a second attachment: stored once.
+            let (again_acks, again_rx) = watch::channel([0u64; 2]);
             let again = LogSink::in_database(
                 store.clone(),
                 5,
                 watch::channel(Progress::default()).0,
-                watch::channel([0u64; 2]).0,
+                again_acks,
                 |_| {},
             );
             w.write(
@@ -716,6 +717,7 @@ mod tests {
             .unwrap();
             let e = w.flush(&again).await.unwrap_err();
             assert!(e.contains("gap") && e.contains("job 5"), "{e}");
+            assert_eq!(*again_rx.borrow(), [7, 0], "the gap is not acked");
             seen
         });
         assert_eq!(acks_seen, [9, 0]);
