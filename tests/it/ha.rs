@@ -55,16 +55,31 @@ fn tune(cfg: &mut String, logs: Option<&Path>) {
         );
 }
 
-struct Pair {
-    lab: Lab,
-    url: String,
-    gw2_home: PathBuf,
+/// A two-gateway group on PostgreSQL with node `worker-ha` (see
+/// [`group`]); other test modules (the output and fault tests) start theirs
+/// with it.
+pub(crate) struct Pair {
+    pub lab: Lab,
+    pub url: String,
+    pub gw2_home: PathBuf,
     /// Admin homes that dial only gw1, only gw2.
-    only: [PathBuf; 2],
-    gw2: Option<Proc>,
-    gw1_addr: String,
-    gw2_addr: String,
-    _node: Proc,
+    pub only: [PathBuf; 2],
+    pub gw2: Option<Proc>,
+    pub gw1_addr: String,
+    pub gw2_addr: String,
+    pub _node: Proc,
+    /// The logs directories of gw1 and gw2 (the same one when shared).
+    pub logs: [PathBuf; 2],
+}
+
+/// Where the gateways of a [`group`] keep their logs directories.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Logs {
+    /// One directory both gateways see (a mount).
+    Shared,
+    /// Each its own: nothing on disk survives a failover, so job output
+    /// must come from the database.
+    Separate,
 }
 
 /// gw1 (migrated to PostgreSQL, the leader), gw2 (joined, a standby), an
@@ -81,16 +96,34 @@ fn pair_with(url: String, node_edit: impl FnOnce(&Path)) -> Pair {
 /// [`pair_with`], with `cfg_edit` given both gateways' gateway.toml first
 /// (every gateway reads its own policy).
 fn pair_edited(url: String, cfg_edit: impl Fn(&mut String), node_edit: impl FnOnce(&Path)) -> Pair {
-    let logs = tempfile::tempdir().unwrap().keep();
+    group(url, Logs::Shared, cfg_edit, node_edit)
+}
+
+/// gw1 (migrated to the PostgreSQL database at `url`, the leader), gw2
+/// (joined, a standby) with their logs directories as `logs` says, an
+/// admin credential that knows both, and node `worker-ha` connected, with
+/// the test's fast failure detection. `cfg_edit` edits both gateways'
+/// gateway.toml, `node_edit` the node's node.toml, before they start.
+pub(crate) fn group(
+    url: String,
+    logs: Logs,
+    cfg_edit: impl Fn(&mut String),
+    node_edit: impl FnOnce(&Path),
+) -> Pair {
+    let gw1_logs = tempfile::tempdir().unwrap().keep();
+    let gw2_logs = match logs {
+        Logs::Shared => gw1_logs.clone(),
+        Logs::Separate => tempfile::tempdir().unwrap().keep(),
+    };
     let mut lab = Lab::with_config(BIN, |c| {
         cfg_edit(c);
-        tune(c, Some(&logs));
+        tune(c, Some(&gw1_logs));
     });
     let out = lab.admin(&["gateway", "migrate-state", "--to", &url]);
     assert_eq!(out.code, 0, "{out:?}");
     lab.start_gateway();
     let gw1_addr = lab.addr.clone().unwrap();
-    let (gw2_home, gw2, gw2_addr) = join_standby(&mut lab, &url, &logs, &cfg_edit);
+    let (gw2_home, gw2, gw2_addr) = join_standby(&mut lab, &url, &gw2_logs, &cfg_edit);
     // The admin tries the leader, then the standby.
     edit_file(
         &lab.gw_home.join("client.toml"),
@@ -151,6 +184,7 @@ fn pair_edited(url: String, cfg_edit: impl Fn(&mut String), node_edit: impl FnOn
         gw1_addr,
         gw2_addr,
         _node: node,
+        logs: [gw1_logs, gw2_logs],
     }
 }
 
@@ -214,7 +248,7 @@ fn admin_of_one(lab: &mut Lab, addr: &str) -> PathBuf {
 }
 
 /// Whether the gateway `admin` dials leads and holds the node.
-fn holds_node(lab: &Lab, admin: &Path) -> bool {
+pub(crate) fn holds_node(lab: &Lab, admin: &Path) -> bool {
     let out = lab.run(admin, &["node", "list", "--json"]);
     out.code == 0 && out.stdout.contains("\"connected\"")
 }
@@ -236,7 +270,7 @@ fn standing_by(gw: &testkit::Proc) -> bool {
     gw.stderr().contains("standby: another gateway leads")
 }
 
-fn status(home: &Path) -> serde_json::Value {
+pub(crate) fn status(home: &Path) -> serde_json::Value {
     let out = std::process::Command::new(BIN)
         .arg("--home")
         .arg(home)
@@ -588,6 +622,7 @@ fn snapshot(url: &str) -> String {
         "SELECT id, action, target FROM audit ORDER BY id",
         "SELECT id, uses_left, revoked FROM tokens ORDER BY id",
         "SELECT serial FROM revoked_certs ORDER BY serial",
+        "SELECT job, stream, pos, length(data) FROM job_output ORDER BY job, stream, pos",
     ] {
         for row in testpg::rows(url, q).unwrap() {
             let cols: Vec<&str> = row.iter().map(|c| c.as_deref().unwrap_or("NULL")).collect();

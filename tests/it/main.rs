@@ -18,6 +18,7 @@ mod fanout;
 mod forward;
 mod gpu;
 mod ha;
+mod ha_output;
 mod input;
 mod install;
 mod job_life;

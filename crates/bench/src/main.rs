@@ -11,6 +11,9 @@
 //! `--swarm 1000,5000,10000` measures a gateway's memory and CPU under that
 //! many simulated nodes (see `swarm.rs`).
 //!
+//! `--ha-output` measures job output throughput with output stored in
+//! PostgreSQL against the file store (see `haout.rs`).
+//!
 //! `--resilience` measures dead-node detection, reconnection after a gateway
 //! restart, and bytes lost or duplicated across forced disconnects.
 //!
@@ -29,6 +32,7 @@ mod cp;
 mod detect;
 mod dispatch;
 mod echo;
+mod haout;
 mod resilience;
 mod soak;
 mod swarm;
@@ -111,6 +115,20 @@ struct Args {
     /// Where --dispatch writes its chart.
     #[arg(long, default_value = "target/bench")]
     dispatch_out: PathBuf,
+
+    /// Measure job output throughput with output in PostgreSQL (an HA
+    /// group) against the file store instead (see haout.rs).
+    #[arg(long)]
+    ha_output: bool,
+    /// Bytes of the bulk job for --ha-output.
+    #[arg(long, default_value_t = 256 << 20)]
+    ha_bytes: u64,
+    /// Lines of the line job for --ha-output.
+    #[arg(long, default_value_t = 1_000_000)]
+    ha_lines: u64,
+    /// Rounds per store for --ha-output.
+    #[arg(long, default_value_t = 5)]
+    ha_rounds: usize,
     /// Internal: run a swarm for --detect (DIR|ADDR|TOKEN|N|PREFIX).
     #[arg(long, hide = true)]
     swarm_child: Option<String>,
@@ -515,6 +533,9 @@ fn main() -> Result<()> {
             ),
             args.json.as_deref(),
         );
+    }
+    if args.ha_output {
+        return haout::run(&args.openclaw, args.ha_bytes, args.ha_lines, args.ha_rounds);
     }
     if args.resilience {
         return resilience::run(&args.openclaw, args.trials, args.disconnects);

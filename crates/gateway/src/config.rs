@@ -110,9 +110,51 @@ pub struct StateConfig {
     /// How long the leader lease lasts without a renewal (PostgreSQL):
     /// a standby takes over within about this long of a leader's death.
     pub lease_ttl: Duration,
-    /// Where job output is stored; gateways sharing state must share it
-    /// (a mount all of them see). Default: `logs/` in the home.
+    /// Where job output files, recordings and artifacts are kept.
+    /// Default: `logs/` in the home.
     pub logs_dir: Option<String>,
+    /// Where job output is stored (`output = "database" | "files"`);
+    /// `None`: the database on PostgreSQL, files on SQLite
+    /// (see [`output_store`]).
+    pub output: Option<OutputStore>,
+    /// `logs_dir_shared = true`: the operator declares that every gateway
+    /// of the group sees one `logs_dir` (a mount), which files-only output
+    /// on PostgreSQL needs to survive a failover.
+    pub logs_dir_shared: bool,
+}
+
+/// Where a gateway stores job output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStore {
+    /// In the state database (`job_output`): every gateway of an HA group
+    /// reads it, no shared filesystem needed. PostgreSQL only.
+    Database,
+    /// In `logs_dir/<id>.stdout|stderr`.
+    Files,
+}
+
+/// Where job output goes, given whether the state is on PostgreSQL (an HA
+/// group) and the `[state]` settings; an error says why a gateway must not
+/// start: output that a failover would lose, or a database that cannot
+/// hold it.
+pub fn output_store(postgres: bool, state: &StateConfig) -> Result<OutputStore, String> {
+    match (postgres, state.output) {
+        (true, None | Some(OutputStore::Database)) => Ok(OutputStore::Database),
+        (true, Some(OutputStore::Files)) if state.logs_dir_shared => Ok(OutputStore::Files),
+        (true, Some(OutputStore::Files)) => Err(
+            "[state] output = \"files\" with PostgreSQL state: a job's output would stay on this gateway's \
+             logs_dir, and a standby that takes over would find none of it. Remove the output line (output \
+             then goes to the database, which every gateway of the group reads), or, if every gateway mounts \
+             one logs_dir, declare it with logs_dir_shared = true"
+                .into(),
+        ),
+        (false, Some(OutputStore::Database)) => Err(
+            "[state] output = \"database\" needs PostgreSQL state ([state] url); with SQLite, output is kept \
+             in logs_dir: remove the output line"
+                .into(),
+        ),
+        (false, _) => Ok(OutputStore::Files),
+    }
 }
 
 /// `[retention]`: what the gateway prunes, and when.
@@ -167,6 +209,8 @@ struct RawState {
     pool_size: Option<u32>,
     lease_ttl: Option<String>,
     logs_dir: Option<String>,
+    output: Option<String>,
+    logs_dir_shared: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -425,6 +469,17 @@ impl Config {
                 pool_size: raw.state.pool_size.unwrap_or(4).clamp(1, 64),
                 lease_ttl: dur("state.lease_ttl", raw.state.lease_ttl, DEFAULT_LEASE_TTL)?,
                 logs_dir: raw.state.logs_dir.filter(|p| !p.trim().is_empty()),
+                output: match raw.state.output.as_deref().map(str::trim) {
+                    None | Some("") => None,
+                    Some("database") => Some(OutputStore::Database),
+                    Some("files") => Some(OutputStore::Files),
+                    Some(other) => {
+                        return Err(format!(
+                            "state.output: {other:?}: expected \"database\" or \"files\""
+                        ));
+                    }
+                },
+                logs_dir_shared: raw.state.logs_dir_shared.unwrap_or(false),
             },
             fair: crate::fair::config::parse(raw.fair_share, raw.projects, raw.quotas)?,
         };
@@ -672,8 +727,14 @@ interval = "1h"
 # has not answered for 3/4 of it: a longer lease rides out a slower database,
 # a shorter one fails over sooner (docs/HA.md has the measured trade).
 # lease_ttl = "1500ms"
-# Job output: gateways sharing state must share this directory (a mount).
+# Job output files, recordings and artifacts.
 # logs_dir = "/srv/openclaw/logs"
+# With PostgreSQL, job output is stored in the database, which every gateway
+# of the group reads after a failover: no shared filesystem is needed.
+# output = "files" keeps it in logs_dir instead, and is refused unless every
+# gateway mounts one logs_dir and says so with logs_dir_shared = true.
+# output = "database"
+# logs_dir_shared = false
 url = ""
 
 [metrics]

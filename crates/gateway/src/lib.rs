@@ -146,6 +146,9 @@ impl Gateway {
                 },
             store,
         } = Loaded::read(home, listen, &clock)?;
+        // Before waiting as a standby: a gateway whose output would not
+        // survive a failover never joins the group.
+        output_store(home, &config, &store)?;
         // Filled once this gateway serves (a standby's list would go stale).
         let revoked = Arc::new(RevokedSerials::default());
         let transport = mesh::tls::server_transport(config.dead_after)?;
@@ -356,6 +359,7 @@ async fn assemble(
         .map(|d| home.root().join(d))
         .unwrap_or_else(|| home.path(files::LOGS));
     mesh::home::create_private_dir(&logs_dir)?;
+    let output_db = output_store(home, &config, &store)? == config::OutputStore::Database;
     let enroll_slots = Arc::new(tokio::sync::Semaphore::new(config.enroll_max_connections));
     let log_writer = jobs::logwriter::LogWriter::start()
         .map_err(|e| GatewayError::Io(format!("cannot start the log writer thread: {e}")))?;
@@ -370,6 +374,7 @@ async fn assemble(
         config: RwLock::new(Arc::new(config)),
         home: home.clone(),
         logs_dir,
+        output_db,
         jobs: jobs::Jobs::default(),
         metrics: metrics::Metrics::default(),
         store,
@@ -388,6 +393,21 @@ async fn assemble(
         .and_then(|r| r)
         .map_err(|e| GatewayError::Io(e.message))?;
     Ok(shared)
+}
+
+/// Where this gateway stores job output; refuses a setting under which a
+/// failover would lose it (see [`config::output_store`]).
+fn output_store(
+    home: &Home,
+    config: &Config,
+    store: &store::Store,
+) -> Result<config::OutputStore, GatewayError> {
+    config::output_store(store.engine() == store::EngineKind::Postgres, &config.state).map_err(
+        |msg| GatewayError::Config {
+            path: home.path(files::CONFIG).display().to_string(),
+            msg,
+        },
+    )
 }
 
 /// Writes gateway.addr: the address clients on this machine dial.
@@ -465,6 +485,7 @@ fn prune_once(shared: &Shared) {
         // Usage outlives the jobs: rolled up per day before they go.
         tx.roll_up_usage(cutoff)?;
         let jobs = tx.prune_jobs(cutoff)?;
+        tx.delete_output(&jobs)?;
         tx.prune_fanouts()?;
         tx.prune_artifacts()?;
         let audit = tx.prune_audit(now.saturating_sub(r.audit.as_secs()))?;
@@ -484,6 +505,15 @@ fn prune_once(shared: &Shared) {
     }
     // Then the size cap over what is left.
     let mut sizes: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    if shared.output_db {
+        match shared.store.tx(|tx| tx.output_sizes()) {
+            Ok(rows) => sizes.extend(rows),
+            Err(e) => {
+                tracing::error!(error = %e, "retention: cannot measure the output stored in the state database");
+                return;
+            }
+        }
+    }
     if let Ok(dir) = std::fs::read_dir(&shared.logs_dir) {
         for e in dir.flatten() {
             let name = e.file_name();
@@ -501,6 +531,12 @@ fn prune_once(shared: &Shared) {
     let over = rules::logs_to_prune(&logs, &live, r.logs_max_bytes);
     for id in &over {
         jobs::remove_logs(shared, *id);
+    }
+    if shared.output_db
+        && !over.is_empty()
+        && let Err(e) = shared.store.tx(|tx| tx.delete_output(&over))
+    {
+        tracing::error!(error = %e, "retention: cannot delete job output from the state database");
     }
     if !jobs.is_empty() || audit > 0 || !over.is_empty() {
         tracing::info!(

@@ -60,6 +60,10 @@ pub(crate) struct Shared {
     pub(super) config: RwLock<Arc<Config>>,
     pub home: Home,
     pub logs_dir: PathBuf,
+    /// Whether job output is stored in the state database (PostgreSQL,
+    /// the source of truth for every gateway of the group) rather than
+    /// in `logs_dir` files.
+    pub output_db: bool,
     pub jobs: jobs::Jobs,
     pub metrics: metrics::Metrics,
     pub store: Store,

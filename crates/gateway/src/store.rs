@@ -32,6 +32,7 @@ mod engine;
 mod jobs;
 mod lease;
 mod nodes;
+mod output;
 mod schema;
 mod sql;
 #[cfg(test)]
@@ -48,6 +49,7 @@ pub use clients::{ClientRow, ClientState};
 pub use engine::PgOptions;
 pub use jobs::{FanRow, JobRow, JobState, encode_plan};
 pub use nodes::{NodeRow, NodeState};
+pub use output::{Admit, MAX_CHUNK, admit};
 pub use tokens::TokenRow;
 pub use usage::UsedRow;
 
@@ -231,6 +233,11 @@ impl Store {
             Engine::Lite(_) => EngineKind::Sqlite,
             Engine::Pg(..) => EngineKind::Postgres,
         }
+    }
+
+    /// Whether `other` is a handle to the same database as this one.
+    pub fn same(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.engine, &other.engine)
     }
 
     /// The PostgreSQL engine, when that is the engine.

@@ -189,3 +189,45 @@ fn file_rules_parse_with_their_direction() {
     );
     assert!(Config::parse("").unwrap().policy.files.is_empty());
 }
+
+#[test]
+fn output_that_a_failover_would_lose_is_refused() {
+    let state = |extra: &str| {
+        Config::parse(&format!(
+            "[gateway]\nname = \"gw\"\nlisten = \"127.0.0.1:0\"\n[state]\n{extra}"
+        ))
+        .map(|c| c.state)
+    };
+    let pg = true;
+    // The default: the database with PostgreSQL, files with SQLite.
+    assert_eq!(
+        output_store(pg, &state("").unwrap()),
+        Ok(OutputStore::Database)
+    );
+    assert_eq!(
+        output_store(!pg, &state("").unwrap()),
+        Ok(OutputStore::Files)
+    );
+    // Files-only on PostgreSQL: refused unless logs_dir is declared shared.
+    let files = state("output = \"files\"").unwrap();
+    let e = output_store(pg, &files).unwrap_err();
+    assert!(
+        e.contains("logs_dir_shared = true") && e.contains("standby"),
+        "{e}"
+    );
+    let shared = state("output = \"files\"\nlogs_dir_shared = true").unwrap();
+    assert_eq!(output_store(pg, &shared), Ok(OutputStore::Files));
+    // The database needs PostgreSQL.
+    let db = state("output = \"database\"").unwrap();
+    assert!(
+        output_store(!pg, &db)
+            .unwrap_err()
+            .contains("needs PostgreSQL")
+    );
+    assert_eq!(output_store(pg, &db), Ok(OutputStore::Database));
+    assert!(
+        state("output = \"s3\"")
+            .unwrap_err()
+            .contains("state.output")
+    );
+}

@@ -181,8 +181,9 @@ pub async fn serve_get(
             Err(e) => Err(ApiError::new(
                 ErrorCode::Internal,
                 format!(
-                    "artifact '{}' of job {id} is recorded but its file cannot be read: {e}",
-                    info.name
+                    "artifact '{}' of job {id} is recorded but its file cannot be read: {e}{}",
+                    info.name,
+                    super::ha_files_note(&shared)
                 ),
             )),
         },

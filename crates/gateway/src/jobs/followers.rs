@@ -1,5 +1,7 @@
-//! Followers of a job: stored output from the log files, live output from
-//! memory, state changes, and the end. `openclaw run`, `job logs --follow`,
+//! Followers of a job: stored output from the log files (or the state
+//! database, where output is stored there), live output from memory, state
+//! changes, and the end. Output that should be stored but cannot be read
+//! is reported as an error naming the job, never as an empty log. `openclaw run`, `job logs --follow`,
 //! chat front ends and fan-out mergers all read a job through [`follow`].
 
 use std::fs::File;
@@ -8,8 +10,11 @@ use std::path::PathBuf;
 
 use proto::{JobEvent, OutStream};
 
+use proto::{ApiError, ErrorCode};
+
 use super::{FOLLOW_CHUNK, Progress, TailChunk, log_path, record};
 use crate::shared::Shared;
+use crate::store::StoreError;
 
 /// Streams a job's output from the given offsets; with `follow`, until it
 /// ends. Sends `State` whenever the state differs from what the follower
@@ -31,16 +36,19 @@ pub async fn follow(
     };
     let mut last_state: Option<String> = known_state.map(str::to_string);
     let mut last_notes = 0u32;
-    let mut out = LogReader::new(
-        log_path(shared, id, OutStream::Stdout),
-        OutStream::Stdout,
-        stdout_from,
-    );
-    let mut err = LogReader::new(
-        log_path(shared, id, OutStream::Stderr),
-        OutStream::Stderr,
-        stderr_from,
-    );
+    let in_db = match in_database(shared, id).await {
+        Ok(d) => d,
+        Err(e) => return send.event(JobEvent::Error(e)).await,
+    };
+    let source = |s| {
+        if in_db {
+            Source::Database(shared.store.clone(), id)
+        } else {
+            Source::File(log_path(shared, id, s))
+        }
+    };
+    let mut out = LogReader::new(source(OutStream::Stdout), OutStream::Stdout, stdout_from);
+    let mut err = LogReader::new(source(OutStream::Stderr), OutStream::Stderr, stderr_from);
     // Allocated on the first file read: most followers (every member of a
     // fan-out of `true`) never read a file, and 10,000 zeroed 256 KiB
     // buffers were most of a large fan-out's page faults.
@@ -58,11 +66,17 @@ pub async fn follow(
         }
         let (progress, live) = match &rx {
             Some(rx) => (rx.borrow().clone(), true),
-            None => (stored_progress(shared, id), false),
+            None => match stored_progress(shared, id, in_db).await {
+                Ok(p) => (p, false),
+                Err(e) => return send.event(JobEvent::Error(e)).await,
+            },
         };
         if output {
             out.send_to(progress.stdout, &mut buf, send).await?;
             err.send_to(progress.stderr, &mut buf, send).await?;
+            if let Some(e) = out.failed.take().or_else(|| err.failed.take()) {
+                return send.event(JobEvent::Error(e)).await;
+            }
         }
         let done = !live || proto::is_terminal_state(&progress.state);
         if done || !follow {
@@ -73,6 +87,12 @@ pub async fn follow(
             if live && !proto::is_terminal_state(&info.state) && follow {
                 // Raced with the end of the job; look again.
                 continue;
+            }
+            if output
+                && !live
+                && let Some(e) = missing_output(shared, &info, &progress, in_db)
+            {
+                return send.event(JobEvent::Error(e)).await;
             }
             return send.event(JobEvent::End(info)).await;
         }
@@ -160,35 +180,118 @@ impl FollowSink for crate::link::SendHalf {
     }
 }
 
-fn stored_progress(shared: &Shared, id: u64) -> Progress {
-    let len = |s| {
-        std::fs::metadata(log_path(shared, id, s))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    };
-    Progress {
-        stdout: len(OutStream::Stdout),
-        stderr: len(OutStream::Stderr),
-        state: String::new(),
-        notes: 0,
+/// Whether job `id`'s output is read from the database (see
+/// [`super::output_in_files`]).
+async fn in_database(shared: &Shared, id: u64) -> Result<bool, ApiError> {
+    if !shared.output_db {
+        return Ok(false);
     }
+    let lens = shared
+        .store
+        .call(move |tx| Ok::<_, StoreError>([tx.output_len(id, 0)?, tx.output_len(id, 1)?]))
+        .await
+        .map_err(|e| unreadable(id, "output", &e))?;
+    Ok(!super::output_in_files(shared, id, lens))
 }
 
-/// A follower's position in one log file; the file stays open while it follows.
+/// How much output of a job that is not live is stored, per stream.
+async fn stored_progress(shared: &Shared, id: u64, in_db: bool) -> Result<Progress, ApiError> {
+    let (stdout, stderr) = if in_db {
+        shared
+            .store
+            .call(move |tx| Ok::<_, StoreError>((tx.output_len(id, 0)?, tx.output_len(id, 1)?)))
+            .await
+            .map_err(|e| unreadable(id, "output", &e))?
+    } else {
+        let len = |s| {
+            std::fs::metadata(log_path(shared, id, s))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        (len(OutStream::Stdout), len(OutStream::Stderr))
+    };
+    Ok(Progress {
+        stdout,
+        stderr,
+        state: String::new(),
+        notes: 0,
+    })
+}
+
+fn unreadable(id: u64, what: &str, e: &StoreError) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!(
+            "cannot read job {id}'s {what} from the state database: {e}; try again once the database answers"
+        ),
+    )
+}
+
+/// An error when a job that ended recorded output this gateway does not
+/// hold (a log removed by retention's `logs_max_bytes`, or written to a
+/// logs directory this gateway does not see): never an empty log instead.
+fn missing_output(
+    shared: &Shared,
+    info: &proto::JobInfo,
+    stored: &Progress,
+    in_db: bool,
+) -> Option<ApiError> {
+    let mut missing = Vec::new();
+    for (name, recorded, held) in [
+        ("stdout", info.stdout_bytes, stored.stdout),
+        ("stderr", info.stderr_bytes, stored.stderr),
+    ] {
+        // A truncated log holds less than the node sent, by design.
+        if recorded > 0 && (held == 0 || (held < recorded && !info.truncated)) {
+            missing.push(format!("{name}: {held} of {recorded} bytes"));
+        }
+    }
+    if missing.is_empty() {
+        return None;
+    }
+    let id = info.id;
+    let r#where = if in_db {
+        "in the state database".to_string()
+    } else {
+        format!("in {}", shared.logs_dir.display())
+    };
+    Some(ApiError::new(
+        ErrorCode::NotFound,
+        format!(
+            "job {id}'s output is not all stored {where} ({}): it was removed by [retention] logs_max_bytes, \
+             or written by another gateway to a logs directory this one does not see ([state] output = \"files\" \
+             without a shared logs_dir)",
+            missing.join(", ")
+        ),
+    ))
+}
+
+/// Where a reader's bytes are stored.
+enum Source {
+    /// A log file.
+    File(PathBuf),
+    /// The `job_output` rows of a job in the state database.
+    Database(crate::store::Store, u64),
+}
+
+/// A follower's position in one log; a file stays open while it follows.
 struct LogReader {
-    path: PathBuf,
+    source: Source,
     stream: OutStream,
     offset: u64,
     file: Option<File>,
+    /// Why stored output could not be read (the follower is told).
+    failed: Option<ApiError>,
 }
 
 impl LogReader {
-    fn new(path: PathBuf, stream: OutStream, offset: u64) -> LogReader {
+    fn new(source: Source, stream: OutStream, offset: u64) -> LogReader {
         LogReader {
-            path,
+            source,
             stream,
             offset,
             file: None,
+            failed: None,
         }
     }
 
@@ -230,8 +333,15 @@ impl LogReader {
         if self.offset >= to {
             return Ok(());
         }
+        let path = match &self.source {
+            Source::File(p) => p.clone(),
+            Source::Database(store, job) => {
+                let (store, job) = (store.clone(), *job);
+                return self.send_stored(&store, job, to, send).await;
+            }
+        };
         if self.file.is_none() {
-            let Ok(mut f) = File::open(&self.path) else {
+            let Ok(mut f) = File::open(&path) else {
                 return Ok(());
             };
             if f.seek(SeekFrom::Start(self.offset)).is_err() {
@@ -259,6 +369,49 @@ impl LogReader {
             )
             .await?;
             self.offset += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Sends the bytes from the current offset up to `to` from the state
+    /// database; a read that fails is kept in `failed`.
+    async fn send_stored(
+        &mut self,
+        store: &crate::store::Store,
+        job: u64,
+        to: u64,
+        send: &mut impl FollowSink,
+    ) -> Result<(), mesh::StreamError> {
+        let stream = u8::from(self.stream == OutStream::Stderr);
+        while self.offset < to {
+            let from = self.offset;
+            let chunks = match store
+                .call(move |tx| tx.read_output(job, stream, from))
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    let name = if stream == 1 { "stderr" } else { "stdout" };
+                    self.failed = Some(unreadable(job, name, &e));
+                    return Ok(());
+                }
+            };
+            let before = self.offset;
+            for (pos, data) in chunks {
+                let end = (pos + data.len() as u64).min(to);
+                if pos > self.offset || end <= self.offset {
+                    continue;
+                }
+                let skip = usize::try_from(self.offset - pos).unwrap_or(0);
+                let take = usize::try_from(end - pos).unwrap_or(data.len());
+                let mut part = vec![bytes::Bytes::from(data).slice(skip..take)];
+                send.data(self.stream, self.offset, &mut part).await?;
+                self.offset = end;
+            }
+            if self.offset == before {
+                // Not stored (yet): the progress said more than the rows hold.
+                return Ok(());
+            }
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use super::logwriter::{LogFile, LogSink};
 use super::{
     CTL_QUEUE, JOB_FRAME_LIMIT, MAX_REASON, Progress, TailChunk, UNFINISHED, end_with_async,
-    log_path,
+    log_path, output_in_files,
 };
 use crate::peer::Peer;
 use crate::shared::Shared;
@@ -59,23 +59,51 @@ pub async fn node_job_stream(
             return;
         }
     };
-    let truncated = shared
+    // What is stored so far: the job's recorded sizes, and on database
+    // output the stored length of each stream (the files' lengths are read
+    // by `LogFile::open`).
+    let in_db = shared.output_db;
+    let stored = shared
         .store
-        .call(move |tx| tx.job(id))
-        .await
-        .ok()
-        .flatten()
-        .map(|r| (r.truncated, [r.stdout_bytes, r.stderr_bytes]));
+        .call(move |tx| {
+            let row = tx.job(id)?;
+            let lens = if in_db {
+                Some([tx.output_len(id, 0)?, tx.output_len(id, 1)?])
+            } else {
+                None
+            };
+            Ok::<_, crate::store::StoreError>((row, lens))
+        })
+        .await;
+    let (row, db_lens) = match stored {
+        Ok(s) => s,
+        Err(e) if in_db => {
+            // Resuming from a guess could store the output twice or leave
+            // a hole: the node keeps its spool and attaches again.
+            tracing::error!(job = id, error = %e, "cannot read the job's stored output length; the node will attach again");
+            send.finish();
+            detach(&shared, id, attach);
+            return;
+        }
+        Err(_) => (None, None),
+    };
+    // A job whose output began in files (before a migration) stays there.
+    let db_lens = db_lens.filter(|lens| !output_in_files(&shared, id, *lens));
+    let in_db = db_lens.is_some();
+    let truncated = row.map(|r| (r.truncated, [r.stdout_bytes, r.stderr_bytes]));
     let open = |s: OutStream| {
         let i = usize::from(s == OutStream::Stderr);
         let hint = received
             .map(|r| r[i])
             .or_else(|| truncated.filter(|t| t.0).map(|t| t.1[i]));
-        LogFile::open(
-            &log_path(&shared, id, s),
-            hint,
-            truncated.is_some_and(|t| t.0),
-        )
+        match db_lens {
+            Some(lens) => Ok(LogFile::at(lens[i], hint, truncated.is_some_and(|t| t.0))),
+            None => LogFile::open(
+                &log_path(&shared, id, s),
+                hint,
+                truncated.is_some_and(|t| t.0),
+            ),
+        }
     };
     let (out, errf) = match (open(OutStream::Stdout), open(OutStream::Stderr)) {
         (Ok(o), Ok(e)) => (o, e),
@@ -84,6 +112,13 @@ pub async fn node_job_stream(
             return;
         }
     };
+    // What is stored already is readable (after a failover or a restart
+    // the live progress starts at 0, and a job that prints nothing more
+    // would otherwise show its followers nothing).
+    progress.send_modify(|p| {
+        p.stdout = p.stdout.max(out.written);
+        p.stderr = p.stderr.max(errf.written);
+    });
     // The writer thread raises what file readers may read, acks the node
     // and records the re-attachment point, each only once bytes are written.
     let durable = {
@@ -96,13 +131,17 @@ pub async fn node_job_stream(
             });
         }
     };
-    let sink = LogSink::new(
-        log_path(&shared, id, OutStream::Stdout),
-        log_path(&shared, id, OutStream::Stderr),
-        progress.clone(),
-        acks,
-        durable,
-    );
+    let sink = if in_db {
+        LogSink::in_database(shared.store.clone(), id, progress.clone(), acks, durable)
+    } else {
+        LogSink::new(
+            log_path(&shared, id, OutStream::Stdout),
+            log_path(&shared, id, OutStream::Stderr),
+            progress.clone(),
+            acks,
+            durable,
+        )
+    };
     let resume = JobCtl::Resume {
         stdout_from: out.received,
         stderr_from: errf.received,

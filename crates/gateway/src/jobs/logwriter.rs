@@ -16,6 +16,15 @@
 //! One thread serves every job, through one bounded queue: the relay waits
 //! when the disk is behind, and the bytes waiting are bounded by
 //! [`QUEUE`] data frames.
+//!
+//! On PostgreSQL state (an HA group, `Shared::output_db`) a sink writes to
+//! the database's `job_output` instead of files ([`LogSink::in_database`]):
+//! the thread takes every write queued at once (at most [`QUEUE`] frames,
+//! about [`BATCH_BYTES`]) into one transaction, which carries the lease
+//! generation like every leader write (a fenced leader stores nothing),
+//! and raises offsets and acks the node only after its commit. The
+//! database is then the source of truth for every gateway of the group;
+//! this gateway keeps no file copy.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -25,9 +34,14 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Progress;
+use crate::store::Store;
 
 /// Write requests queued at once (each at most one data frame, 1 MiB).
 const QUEUE: usize = 64;
+
+/// Bytes of output the thread takes into one database transaction, about
+/// (it stops taking more requests past it).
+const BATCH_BYTES: usize = 8 << 20;
 
 /// A job log being appended to (the relay's bookkeeping; the bytes go to
 /// the writer thread).
@@ -60,12 +74,18 @@ impl LogFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
-        Ok(LogFile {
+        Ok(LogFile::at(len, received, truncated))
+    }
+
+    /// The bookkeeping of a job log that holds `len` bytes (a file's, or
+    /// the database's stored length); `received` as for [`LogFile::open`].
+    pub fn at(len: u64, received: Option<u64>, truncated: bool) -> LogFile {
+        LogFile {
             received: received.unwrap_or(len).max(len),
             written: len,
             truncated,
             pending: Vec::new(),
-        })
+        }
     }
 
     /// Takes the part of `data` at `offset` not yet taken. Exactly once:
@@ -145,15 +165,25 @@ pub(super) fn write_all_chunks(
 
 /// One attachment's logs, as the writer thread sees them.
 pub(crate) struct LogSink {
-    paths: [PathBuf; 2],
-    /// Opened (created) on the first write to each.
-    files: Mutex<[Option<File>; 2]>,
+    target: Target,
     progress: watch::Sender<Progress>,
     acks: watch::Sender<[u64; 2]>,
     /// Called with the durable received offsets after each write (the
     /// live table's re-attachment hint).
     durable: Box<dyn Fn([u64; 2]) + Send + Sync>,
     failed: Mutex<Option<String>>,
+}
+
+/// Where a sink's bytes go.
+enum Target {
+    /// The stdout and stderr files, opened (created) on the first write
+    /// to each.
+    Files {
+        paths: [PathBuf; 2],
+        files: Mutex<[Option<File>; 2]>,
+    },
+    /// The state database's `job_output` rows of one job.
+    Database { store: Store, job: u64 },
 }
 
 impl LogSink {
@@ -166,8 +196,27 @@ impl LogSink {
         durable: impl Fn([u64; 2]) + Send + Sync + 'static,
     ) -> Arc<LogSink> {
         Arc::new(LogSink {
-            paths: [stdout, stderr],
-            files: Mutex::new([None, None]),
+            target: Target::Files {
+                paths: [stdout, stderr],
+                files: Mutex::new([None, None]),
+            },
+            progress,
+            acks,
+            durable: Box::new(durable),
+            failed: Mutex::new(None),
+        })
+    }
+
+    /// A sink that stores job `job`'s output in the state database.
+    pub fn in_database(
+        store: Store,
+        job: u64,
+        progress: watch::Sender<Progress>,
+        acks: watch::Sender<[u64; 2]>,
+        durable: impl Fn([u64; 2]) + Send + Sync + 'static,
+    ) -> Arc<LogSink> {
+        Arc::new(LogSink {
+            target: Target::Database { store, job },
             progress,
             acks,
             durable: Box::new(durable),
@@ -189,11 +238,13 @@ impl LogSink {
     /// took over, both on a shared log directory) rewrites identical bytes
     /// instead of appending a copy.
     fn append(&self, stream: usize, chunks: &[(u64, bytes::Bytes)]) -> Result<(), String> {
-        let mut files = self
-            .files
+        let Target::Files { paths, files } = &self.target else {
+            return Err("a database sink has no files".into());
+        };
+        let mut files = files
             .lock()
             .map_err(|_| "log file lock poisoned".to_string())?;
-        let (Some(slot), Some(path)) = (files.get_mut(stream), self.paths.get(stream)) else {
+        let (Some(slot), Some(path)) = (files.get_mut(stream), paths.get(stream)) else {
             return Ok(());
         };
         if slot.is_none() {
@@ -241,6 +292,12 @@ impl LogSink {
             self.fail(e);
             return;
         }
+        self.stored(received, written);
+    }
+
+    /// The bytes up to `written` are durable: followers may read them, the
+    /// live table records `received` and the node is acked for it.
+    fn stored(&self, received: [u64; 2], written: [u64; 2]) {
         self.progress.send_modify(|p| {
             p.stdout = written[0];
             p.stderr = written[1];
@@ -248,6 +305,138 @@ impl LogSink {
         (self.durable)(received);
         self.acks.send_replace(received);
     }
+
+    /// The database and job of a database sink.
+    fn database(&self) -> Option<(&Store, u64)> {
+        match &self.target {
+            Target::Database { store, job } => Some((store, *job)),
+            Target::Files { .. } => None,
+        }
+    }
+}
+
+/// A write waiting for its database transaction.
+#[derive(Clone)]
+struct DbWrite {
+    sink: Arc<LogSink>,
+    stream: usize,
+    chunks: Vec<(u64, bytes::Bytes)>,
+    received: [u64; 2],
+    written: [u64; 2],
+}
+
+/// Stores `writes` (all of one store) in one transaction, then raises each
+/// sink's offsets and acks, in order. When the transaction fails, each
+/// sink's writes are tried again in a transaction of their own, so that
+/// one job's refused chunk (a gap) fails only that job's stream.
+fn commit(store: &Store, writes: Vec<DbWrite>) {
+    let writes: Vec<DbWrite> = writes
+        .into_iter()
+        .filter(|w| w.sink.failure().is_none())
+        .collect();
+    if writes.is_empty() {
+        return;
+    }
+    match store_writes(store, &writes) {
+        Ok(()) => {
+            for w in &writes {
+                w.sink.stored(w.received, w.written);
+            }
+        }
+        Err(e) => {
+            let mut sinks: Vec<Arc<LogSink>> = Vec::new();
+            for w in &writes {
+                if !sinks.iter().any(|s| Arc::ptr_eq(s, &w.sink)) {
+                    sinks.push(w.sink.clone());
+                }
+            }
+            if sinks.len() == 1 {
+                writes[0].sink.fail(e);
+                return;
+            }
+            for sink in sinks {
+                let alone: Vec<DbWrite> = writes
+                    .iter()
+                    .filter(|w| Arc::ptr_eq(&w.sink, &sink))
+                    .cloned()
+                    .collect();
+                match store_writes(store, &alone) {
+                    Ok(()) => {
+                        for w in &alone {
+                            w.sink.stored(w.received, w.written);
+                        }
+                    }
+                    Err(e) => sink.fail(e),
+                }
+            }
+        }
+    }
+}
+
+fn store_writes(store: &Store, writes: &[DbWrite]) -> Result<(), String> {
+    store
+        .tx(|tx| {
+            for w in writes {
+                if let (Some((_, job)), false) = (w.sink.database(), w.chunks.is_empty()) {
+                    tx.append_output(job, u8::from(w.stream == 1), &w.chunks)?;
+                }
+            }
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .map_err(|e| format!("cannot store the job's output in the state database: {e}"))
+}
+
+/// Runs the requests taken at once: file writes at once, database writes
+/// in one transaction per store run, committed before any flush is
+/// answered.
+fn run(reqs: Vec<Request>) {
+    let mut pending: Vec<DbWrite> = Vec::new();
+    let flush = |pending: &mut Vec<DbWrite>| {
+        while let Some(first) = pending.first() {
+            let Some((store, _)) = first.sink.database() else {
+                pending.remove(0);
+                continue;
+            };
+            let store = store.clone();
+            let n = pending
+                .iter()
+                .take_while(|w| w.sink.database().is_some_and(|(s, _)| s.same(&store)))
+                .count();
+            let run: Vec<DbWrite> = pending.drain(..n.max(1)).collect();
+            commit(&store, run);
+        }
+    };
+    for req in reqs {
+        match req {
+            Request::Write {
+                sink,
+                stream,
+                chunks,
+                received,
+                written,
+            } => {
+                if sink.database().is_some() {
+                    pending.push(DbWrite {
+                        sink,
+                        stream,
+                        chunks,
+                        received,
+                        written,
+                    });
+                } else {
+                    sink.write(stream, &chunks, received, written);
+                }
+            }
+            Request::Flush { sink, done } => {
+                flush(&mut pending);
+                let _ = done.send(match sink.failure() {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                });
+            }
+        }
+    }
+    flush(&mut pending);
 }
 
 enum Request {
@@ -264,6 +453,16 @@ enum Request {
     },
 }
 
+impl Request {
+    /// Output bytes it carries.
+    fn bytes(&self) -> usize {
+        match self {
+            Request::Write { chunks, .. } => chunks.iter().map(|(_, c)| c.len()).sum(),
+            Request::Flush { .. } => 0,
+        }
+    }
+}
+
 /// The handle to the log writer thread.
 pub(crate) struct LogWriter {
     tx: mpsc::Sender<Request>,
@@ -276,22 +475,20 @@ impl LogWriter {
         std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
-                while let Some(req) = rx.blocking_recv() {
-                    match req {
-                        Request::Write {
-                            sink,
-                            stream,
-                            chunks,
-                            received,
-                            written,
-                        } => sink.write(stream, &chunks, received, written),
-                        Request::Flush { sink, done } => {
-                            let _ = done.send(match sink.failure() {
-                                Some(e) => Err(e),
-                                None => Ok(()),
-                            });
+                while let Some(first) = rx.blocking_recv() {
+                    // Everything queued now, bounded, goes in one batch.
+                    let mut bytes = first.bytes();
+                    let mut reqs = vec![first];
+                    while reqs.len() < QUEUE && bytes < BATCH_BYTES {
+                        match rx.try_recv() {
+                            Ok(r) => {
+                                bytes += r.bytes();
+                                reqs.push(r);
+                            }
+                            Err(_) => break,
                         }
                     }
+                    run(reqs);
                 }
             })?;
         Ok(LogWriter { tx })
@@ -464,5 +661,76 @@ mod tests {
             assert_eq!(*acks_rx.borrow(), [9, 7]);
             assert!(!dir.path().join("e").exists());
         });
+    }
+
+    #[test]
+    fn a_database_sink_stores_each_byte_once_then_acks_and_refuses_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let acks_seen = rt.block_on(async {
+            let mut out = LogFile::at(0, None, false);
+            let progress = watch::channel(Progress::default()).0;
+            let (acks, acks_rx) = watch::channel([0u64; 2]);
+            let sink = LogSink::in_database(store.clone(), 5, progress, acks, |_| {});
+            let w = LogWriter::start().unwrap();
+            for part in [&b"abc"[..], b"def", b"ghi"] {
+                out.append(out.received, bytes::Bytes::copy_from_slice(part), 1 << 20)
+                    .unwrap();
+                w.write(&sink, 0, out.take(), [out.received, 0], [out.written, 0])
+                    .await
+                    .unwrap();
+            }
+            // A resend of stored bytes by a second attachment: stored once.
+            let (again_acks, again_rx) = watch::channel([0u64; 2]);
+            let again = LogSink::in_database(
+                store.clone(),
+                5,
+                watch::channel(Progress::default()).0,
+                again_acks,
+                |_| {},
+            );
+            w.write(
+                &again,
+                0,
+                vec![(3, bytes::Bytes::from_static(b"defg"))],
+                [7, 0],
+                [7, 0],
+            )
+            .await
+            .unwrap();
+            w.flush(&again).await.unwrap();
+            w.flush(&sink).await.unwrap();
+            let seen = *acks_rx.borrow();
+            // A gap fails the sink: nothing acked, the flush says why.
+            w.write(
+                &again,
+                0,
+                vec![(20, bytes::Bytes::from_static(b"x"))],
+                [21, 0],
+                [21, 0],
+            )
+            .await
+            .unwrap();
+            let e = w.flush(&again).await.unwrap_err();
+            assert!(e.contains("gap") && e.contains("job 5"), "{e}");
+            assert_eq!(*again_rx.borrow(), [7, 0], "the gap is not acked");
+            seen
+        });
+        assert_eq!(acks_seen, [9, 0]);
+        let stored = store
+            .tx(|tx| {
+                let mut all = Vec::new();
+                for (_, d) in tx.read_output(5, 0, 0)? {
+                    all.extend(d);
+                }
+                Ok::<_, crate::store::StoreError>((all, tx.output_len(5, 0)?))
+            })
+            .unwrap();
+        assert_eq!(stored, (b"abcdefghi".to_vec(), 9));
+        assert!(!dir.path().join("5.stdout").exists(), "no file copy");
     }
 }

@@ -385,6 +385,32 @@ fn log_path(shared: &Shared, id: u64, stream: OutStream) -> PathBuf {
     ))
 }
 
+/// What a missing recording or artifact file adds in an HA group: they
+/// stay in the logs directory of the gateway that stored them (only job
+/// output moves to the database), so another gateway has them only when
+/// every gateway mounts one `logs_dir`.
+pub(crate) fn ha_files_note(shared: &Shared) -> &'static str {
+    if shared.shared_state && !shared.config().state.logs_dir_shared {
+        "; in an HA group recordings and artifacts stay in the logs_dir of the gateway that led when they \
+         were stored (job output is in the database; recordings and artifacts follow a failover only on a \
+         logs_dir every gateway mounts, declared with [state] logs_dir_shared = true): see docs/HA.md"
+    } else {
+        ""
+    }
+}
+
+/// Whether job `id`'s output is kept in `logs_dir` files although output
+/// goes to the database: the database holds none of it, and a local file
+/// of it exists (a job from before `migrate-state` moved the state to
+/// PostgreSQL, or before output moved to the database). `db_lens`: the
+/// stored lengths in the database.
+fn output_in_files(shared: &Shared, id: u64, db_lens: [u64; 2]) -> bool {
+    db_lens == [0, 0]
+        && [OutStream::Stdout, OutStream::Stderr]
+            .into_iter()
+            .any(|s| log_path(shared, id, s).exists())
+}
+
 /// Deletes a job's stored output (retention).
 pub fn remove_logs(shared: &Shared, id: u64) {
     for s in [OutStream::Stdout, OutStream::Stderr] {

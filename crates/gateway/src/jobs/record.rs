@@ -147,7 +147,8 @@ pub fn recording(
             return Err(ApiError::new(
                 ErrorCode::NotFound,
                 format!(
-                    "job {id} has no recording: only interactive sessions (openclaw shell, run -t) are recorded, and a recording goes with its job's logs"
+                    "job {id} has no recording: only interactive sessions (openclaw shell, run -t) are recorded, and a recording goes with its job's logs{}",
+                    super::ha_files_note(shared)
                 ),
             ));
         }

@@ -204,6 +204,18 @@ CREATE TABLE usage_daily (            -- GPU use of jobs already pruned, one row
   PRIMARY KEY (day, requester, project, node, model) -- one row per day and group; a later roll-up adds to it
 );
 "#,
+    // Version 13: job output in the database, so that every gateway of an
+    // HA group reads it after a failover without a shared filesystem
+    // (issue 26). Only PostgreSQL state writes it; SQLite keeps files.
+    r#"
+CREATE TABLE job_output (             -- job output stored in the database (PostgreSQL state); SQLite state keeps logs/<job>.stdout|stderr instead
+  job    INTEGER NOT NULL,            -- the job (rows go with it at retention)
+  stream INTEGER NOT NULL,            -- 0: stdout, 1: stderr
+  pos    INTEGER NOT NULL,            -- offset of the chunk's first byte in the stream's stored log
+  data   BLOB NOT NULL,               -- the bytes, at most 1 MiB; chunks of a stream follow each other without gaps or overlaps
+  PRIMARY KEY (job, stream, pos)      -- one chunk per offset: a resend is stored once
+);
+"#,
 ];
 
 /// Every table of the state, in an order that a copy can follow.
@@ -220,6 +232,7 @@ pub(super) const COPIED_TABLES: &[&str] = &[
     "gateways",
     "artifacts",
     "usage_daily",
+    "job_output",
 ];
 
 impl Store {

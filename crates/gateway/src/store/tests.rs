@@ -619,3 +619,60 @@ fn a_connection_the_server_cut_is_replaced() {
         assert!(n <= 4, "the database thread still fails: {e}");
     }
 }
+
+#[test]
+fn job_output_is_stored_exactly_once_without_gaps() {
+    let b = |s: &'static [u8]| bytes::Bytes::from_static(s);
+    for Case { engine, store, .. } in engines("job output") {
+        store
+            .tx(|tx| {
+                assert_eq!(tx.output_len(7, 0)?, 0, "{engine}");
+                assert_eq!(tx.append_output(7, 0, &[(0, b(b"hello "))])?, 6);
+                // The same chunk again (a resend after a failover): once.
+                assert_eq!(tx.append_output(7, 0, &[(0, b(b"hello "))])?, 6);
+                // Overlapping the end: only the new part, contiguous chunks
+                // in one row.
+                assert_eq!(
+                    tx.append_output(7, 0, &[(3, b(b"lo wor")), (9, b(b"ld\n"))])?,
+                    12
+                );
+                // Another stream and job are their own logs.
+                assert_eq!(tx.append_output(7, 1, &[(0, b(b"err"))])?, 3);
+                assert_eq!(tx.append_output(8, 0, &[(0, b(b"x"))])?, 1);
+                let read = |from| -> Result<Vec<u8>, StoreError> {
+                    let mut out = Vec::new();
+                    for (pos, data) in tx.read_output(7, 0, from)? {
+                        let skip = usize::try_from(from.saturating_sub(pos)).unwrap();
+                        out.extend_from_slice(&data[skip..]);
+                    }
+                    Ok(out)
+                };
+                assert_eq!(read(0)?, b"hello world\n", "{engine}");
+                assert_eq!(read(4)?, b"o world\n", "{engine}");
+                assert_eq!(read(12)?, b"", "{engine}");
+                let mut sizes = tx.output_sizes()?;
+                sizes.sort_unstable();
+                assert_eq!(sizes, [(7, 15), (8, 1)], "{engine}");
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        // A gap is refused, and nothing of its transaction is kept.
+        let gap = store.tx(|tx| {
+            tx.append_output(7, 0, &[(12, b(b"ok")), (20, b(b"x"))])
+                .map(|_| ())
+        });
+        assert!(
+            matches!(&gap, Err(StoreError::Refused(m)) if m.contains("gap") && m.contains("job 7")),
+            "{engine}: {gap:?}"
+        );
+        store
+            .tx(|tx| {
+                assert_eq!(tx.output_len(7, 0)?, 12, "{engine}");
+                tx.delete_output(&[7])?;
+                assert_eq!(tx.output_len(7, 0)?, 0, "{engine}");
+                assert_eq!(tx.output_len(8, 0)?, 1, "{engine}");
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+}
