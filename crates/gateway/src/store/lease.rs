@@ -74,6 +74,7 @@ impl Store {
                 )
                 .await?;
             let renew = renew.map(i);
+            let mut made = true;
             let generation = match row {
                 Some(r) => {
                     let (who, generation, left): (String, i64, i64) =
@@ -81,6 +82,7 @@ impl Store {
                     let live = left > 0;
                     let ours = who == holder && renew.is_none_or(|g| g == generation);
                     if ours && live {
+                        made = false;
                         generation
                     } else if who == holder && live {
                         // Renewing an older generation of our own name.
@@ -111,6 +113,11 @@ impl Store {
             )
             .await?;
             tx.commit().await?;
+            if made {
+                // The lease's history, one line per generation (the fault
+                // test reads it): who took which generation.
+                tracing::info!(%holder, generation, "took a new generation of the leader lease");
+            }
             Ok(Ok(u(generation)))
         });
         attempt
