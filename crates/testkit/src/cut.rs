@@ -12,6 +12,8 @@ pub(crate) struct ProcCut {
     pid: Option<u32>,
     ports: HashSet<u16>,
     looked: Option<Instant>,
+    /// Datagrams dropped so far.
+    pub(crate) dropped: u64,
 }
 
 impl ProcCut {
@@ -28,6 +30,7 @@ impl ProcCut {
             return false;
         };
         if self.ports.contains(&port) {
+            self.dropped += 1;
             return true;
         }
         if self
@@ -37,7 +40,9 @@ impl ProcCut {
             self.ports = udp_ports_of(pid);
             self.looked = Some(Instant::now());
         }
-        self.ports.contains(&port)
+        let drop = self.ports.contains(&port);
+        self.dropped += u64::from(drop);
+        drop
     }
 }
 

@@ -10,8 +10,11 @@
 //!   (no gap, no duplicate); a job that did not exit shows a prefix of them;
 //! * no job ran twice (the node-side evidence: each run appends the job's
 //!   id to a file of its node), and an exited job ran once;
-//! * at most one gateway took each lease generation, and each gateway's
-//!   generations only grow;
+//! * at most one gateway took each lease generation, each gateway's
+//!   generations only grow, and a gateway serves only a generation the
+//!   database gave it (the lease's history is two log lines: the store's
+//!   `took a new generation of the leader lease` when a takeover commits,
+//!   and the gateway's `took the leader lease; serving`);
 //! * no approval lost (a job whose approval was accepted was applied once
 //!   and left `awaiting-approval`) or applied twice (one `job.approve`
 //!   audit row at most, none for a job that needed none);
@@ -75,14 +78,16 @@ pub struct JobHistory {
     pub seen: Seen,
 }
 
-/// A gateway that said it took the leader lease at a generation (its log
-/// line `took the leader lease; serving`), in its log's order.
+/// A line of the lease's history in a gateway's log, in the log's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseClaim {
     /// The gateway's name.
     pub gateway: String,
-    /// The generation it took.
+    /// The generation.
     pub generation: u64,
+    /// `false`: the database made this generation for the gateway (a
+    /// takeover committed); `true`: the gateway serves as leader with it.
+    pub served: bool,
 }
 
 /// One broken invariant.
@@ -105,8 +110,10 @@ pub enum Violation {
         generation: u64,
         gateways: Vec<String>,
     },
-    /// A gateway took a generation not above its previous one.
+    /// A gateway took (or served) a generation not above its previous one.
     GenerationWentBack { gateway: String, from: u64, to: u64 },
+    /// A gateway served a generation the database never gave it.
+    ServedUntaken { gateway: String, generation: u64 },
     /// An approval applied twice, applied to a job that needed none, or
     /// accepted and then lost.
     Approval {
@@ -148,6 +155,13 @@ impl fmt::Display for Violation {
             Violation::GenerationWentBack { gateway, from, to } => {
                 write!(f, "{gateway} took generation {to} after {from}")
             }
+            Violation::ServedUntaken {
+                gateway,
+                generation,
+            } => write!(
+                f,
+                "{gateway} served generation {generation}, which the database never gave it"
+            ),
             Violation::Approval {
                 job,
                 accepted,
@@ -250,13 +264,14 @@ fn check_job(j: &JobHistory, out: &mut Vec<Violation>) {
 
 fn check_lease(claims: &[LeaseClaim], out: &mut Vec<Violation>) {
     let mut holders: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut last: BTreeMap<(&str, bool), u64> = BTreeMap::new();
     for c in claims {
         let h = holders.entry(c.generation).or_default();
         if !h.contains(&c.gateway) {
             h.push(c.gateway.clone());
         }
-        if let Some(&from) = last.get(c.gateway.as_str())
+        let key = (c.gateway.as_str(), c.served);
+        if let Some(&from) = last.get(&key)
             && c.generation <= from
         {
             out.push(Violation::GenerationWentBack {
@@ -265,7 +280,16 @@ fn check_lease(claims: &[LeaseClaim], out: &mut Vec<Violation>) {
                 to: c.generation,
             });
         }
-        last.insert(&c.gateway, c.generation);
+        last.insert(key, c.generation);
+        let made = claims
+            .iter()
+            .any(|m| !m.served && m.gateway == c.gateway && m.generation == c.generation);
+        if c.served && !made {
+            out.push(Violation::ServedUntaken {
+                gateway: c.gateway.clone(),
+                generation: c.generation,
+            });
+        }
     }
     for (generation, gateways) in holders {
         if gateways.len() > 1 {
@@ -277,21 +301,30 @@ fn check_lease(claims: &[LeaseClaim], out: &mut Vec<Violation>) {
     }
 }
 
-/// The lease claims in one gateway's log (its stderr, tracing's plain
-/// format: `… took the leader lease; serving gateway=NAME generation=N`).
+/// The lease's history in one gateway's log (its stderr, tracing's plain
+/// format, colours or not): `… took a new generation of the leader lease
+/// holder=NAME generation=N` and `… took the leader lease; serving
+/// gateway=NAME generation=N`.
 pub fn lease_claims(log: &str) -> Vec<LeaseClaim> {
     strip_ansi(log)
         .lines()
-        .filter(|l| l.contains("took the leader lease; serving"))
         .filter_map(|l| {
             let field = |k: &str| {
                 l.split_whitespace()
                     .find_map(|w| w.strip_prefix(k))
                     .map(|v| v.trim_matches('"').to_string())
             };
+            let (served, name) = if l.contains("took the leader lease; serving") {
+                (true, field("gateway=")?)
+            } else if l.contains("took a new generation of the leader lease") {
+                (false, field("holder=")?)
+            } else {
+                return None;
+            };
             Some(LeaseClaim {
-                gateway: field("gateway=")?,
+                gateway: name,
                 generation: field("generation=")?.parse().ok()?,
+                served,
             })
         })
         .collect()
@@ -373,11 +406,15 @@ mod tests {
         }
     }
 
+    /// Each gateway takes, then serves, each generation listed.
     fn claims(list: &[(&str, u64)]) -> Vec<LeaseClaim> {
         list.iter()
-            .map(|(g, n)| LeaseClaim {
-                gateway: g.to_string(),
-                generation: *n,
+            .flat_map(|(g, n)| {
+                [false, true].map(|served| LeaseClaim {
+                    gateway: g.to_string(),
+                    generation: *n,
+                    served,
+                })
             })
             .collect()
     }
@@ -475,12 +512,24 @@ mod tests {
             }]
         );
         let v = check(&[], &claims(&[("a", 3), ("a", 2)]));
+        let back = Violation::GenerationWentBack {
+            gateway: "a".into(),
+            from: 3,
+            to: 2,
+        };
+        assert_eq!(v, [back.clone(), back]);
+        // Serving a generation the database gave no one, or another.
+        let mut c = claims(&[("a", 1)]);
+        c.push(LeaseClaim {
+            gateway: "b".into(),
+            generation: 2,
+            served: true,
+        });
         assert_eq!(
-            v,
-            [Violation::GenerationWentBack {
-                gateway: "a".into(),
-                from: 3,
-                to: 2
+            check(&[], &c),
+            [Violation::ServedUntaken {
+                gateway: "b".into(),
+                generation: 2
             }]
         );
     }
@@ -547,13 +596,17 @@ mod tests {
     #[test]
     fn lease_claims_are_read_from_a_gateway_log() {
         let log = "2026-12-06T06:00:00Z  INFO gateway::ha: standby: another gateway leads\n\
+                   2026-12-06T06:00:01Z  INFO gateway::store::lease: took a new generation of the leader lease holder=test-gw-2 generation=7\n\
                    2026-12-06T06:00:01Z  INFO gateway::ha: took the leader lease; serving gateway=test-gw-2 generation=7\n\
                    garbage took the leader lease; serving generation=x\n\
                    \u{1b}[2m06:00:02\u{1b}[0m took the leader lease; serving \u{1b}[3mgateway\u{1b}[0m\u{1b}[2m=\u{1b}[0mtest-gw \u{1b}[3mgeneration\u{1b}[0m\u{1b}[2m=\u{1b}[0m8\n";
-        assert_eq!(
-            lease_claims(log),
-            claims(&[("test-gw-2", 7), ("test-gw", 8)])
-        );
+        let mut want = claims(&[("test-gw-2", 7)]);
+        want.push(LeaseClaim {
+            gateway: "test-gw".into(),
+            generation: 8,
+            served: true,
+        });
+        assert_eq!(lease_claims(log), want);
     }
 
     #[test]

@@ -834,6 +834,11 @@ impl UdpProxy {
         }
     }
 
+    /// Datagrams [`UdpProxy::cut_process`] dropped so far.
+    pub fn cut_dropped(&self) -> u64 {
+        self.cut.lock().map(|c| c.dropped).unwrap_or_default()
+    }
+
     /// Drops (true) or relays (false) all traffic from now on.
     pub fn block(&self, on: bool) {
         self.blocked.store(on, std::sync::atomic::Ordering::Relaxed);
@@ -920,13 +925,20 @@ fn pump(
             std::thread::sleep(Duration::from_millis(20));
         }
         match from.read(&mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                // Pass the close on, as the kernel would without a relay:
+                // a PostgreSQL session whose gateway died must see it end
+                // (and drop its locks), not wait for its idle timeout.
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
             Ok(n) => {
                 // Read before the cut, held until it heals.
                 while blocked.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if to.write_all(&buf[..n]).is_err() {
+                    let _ = from.shutdown(std::net::Shutdown::Read);
                     return;
                 }
             }
