@@ -257,8 +257,10 @@ fn setup() -> Option<World> {
     let via =
         |r: &TcpRelay| url.replace(&format!(":{}/", pg.port), &format!(":{}/", r.addr.port()));
     // One logs directory both gateways share, until job output needs no
-    // shared filesystem: then `None` for the second gateway's.
+    // shared filesystem (issue 26 item 1): then the second gateway's
+    // becomes `tempfile::tempdir().unwrap().keep()`, the one line to change.
     let logs = tempfile::tempdir().unwrap().keep();
+    let gw2_logs = logs.clone();
     let ports = [free_udp_port(), free_udp_port()];
     let front: Vec<UdpProxy> = ports
         .iter()
@@ -295,7 +297,7 @@ fn setup() -> Option<World> {
             "--ca-from",
             lab.gw_home.to_str().unwrap(),
             "--logs-dir",
-            logs.to_str().unwrap(),
+            gw2_logs.to_str().unwrap(),
         ],
     );
     assert_eq!(out.code, 0, "{out:?}");
