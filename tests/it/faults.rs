@@ -42,6 +42,9 @@ enum Fault {
     BlackholeDatabase,
     /// One node's datagrams to and from every gateway are dropped.
     PartitionNode(usize),
+    /// The Slack bot (moltbot on the emulator) is killed, and started
+    /// again when the fault ends.
+    RestartBot,
 }
 
 impl fmt::Display for Fault {
@@ -54,11 +57,12 @@ impl fmt::Display for Fault {
 }
 
 fn pick(rng: &mut Rng) -> Fault {
-    match rng.below(5) {
+    match rng.below(6) {
         0 => Fault::KillLeader,
         1 => Fault::PauseLeader,
         2 => Fault::RestartDatabase,
         3 => Fault::BlackholeDatabase,
+        4 => Fault::RestartBot,
         _ => Fault::PartitionNode(rng.below(2) as usize),
     }
 }
@@ -82,6 +86,9 @@ fn free_udp_port() -> u16 {
 /// The test timings (as tests/it/ha.rs), the approval rule, the listen
 /// address and the advertised relay, and the logs directory.
 fn tune(cfg: &mut String, listen: u16, front: &UdpProxy, logs: Option<&Path>) {
+    // Chat allowed (the bot's jobs), everything else allowed but the
+    // held jobs below.
+    testkit::set_chat_test_policy(cfg, "slack:T0LAB/U0BOSS");
     let logs = logs.map_or(String::new(), |l| {
         format!("\nlogs_dir = \"{}\"", l.display())
     });
@@ -144,6 +151,15 @@ struct World {
     held: Vec<u64>,
     followers: Vec<(String, Proc)>,
     fanouts: Vec<Proc>,
+    slack: testkit::slack::SlackEmulator,
+    bot_home: PathBuf,
+    bot: Option<Proc>,
+    /// Labels of the jobs asked for through the bot.
+    mentions: Vec<String>,
+    /// Mentions the bot had not answered when it was killed: a restarted
+    /// bot does not follow the jobs its predecessor started (a known gap,
+    /// docs/HA.md), so their jobs are checked, their answers are not.
+    orphaned: Vec<String>,
 }
 
 impl World {
@@ -207,6 +223,49 @@ impl World {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Starts the Slack bot on the emulator.
+    fn start_bot(&mut self) {
+        let script = format!(
+            "SLACK_API_URL={} SLACK_BOT_TOKEN=xoxb-faults SLACK_APP_TOKEN=xapp-faults exec {BIN} --home {} moltbot run",
+            self.slack.api_url,
+            self.bot_home.display()
+        );
+        let opened = self.slack.calls_of("apps.connections.open").len();
+        self.bot = Some(self.lab.spawn_cmd("sh", &["-c", &script]));
+        // A mention before the bot's Socket Mode session is lost.
+        wait_until(T, "the bot's Socket Mode session", || {
+            (self.slack.calls_of("apps.connections.open").len() > opened && self.slack.connected())
+                .then_some(())
+        });
+    }
+
+    /// Asks the bot in Slack to run `echo LABEL-1` on `node`.
+    fn mention(&mut self, label: &str, node: &str) {
+        let e = Expect {
+            label: label.to_string(),
+            lines: 1,
+            exit: 0,
+            approval: false,
+            evidence: false,
+        };
+        self.expects.insert(format!("echo {label}-1"), e);
+        self.slack.mention(
+            "U0ALICE",
+            "C0LAB",
+            &format!("<@U0MOLT> run echo {label}-1 on {node}"),
+        );
+        self.mentions.push(label.to_string());
+    }
+
+    /// Whether the bot answered the mention for `label` with its end.
+    fn answered(&self, label: &str) -> bool {
+        let want = format!("{label}-1");
+        self.slack.calls_of("chat.update").iter().any(|u| {
+            let t = u.body["text"].as_str().unwrap_or_default();
+            t.contains("exited with code 0") && t.contains(&want)
+        })
     }
 
     /// Submits a detached job; its id.
@@ -351,11 +410,23 @@ fn setup() -> Option<World> {
         held: Vec::new(),
         followers: Vec::new(),
         fanouts: Vec::new(),
+        slack: testkit::slack::SlackEmulator::start(),
+        bot_home: PathBuf::new(),
+        bot: None,
+        mentions: Vec::new(),
+        orphaned: Vec::new(),
     };
     w.spawn_gw(0);
     wait_until(T, "gw1 to lead", || (w.leader() == Some(0)).then_some(()));
     w.spawn_gw(1);
     w.alice = w.lab.second_admin("alice");
+    w.bot_home = w.lab.bot("moltbot", "slack:T0LAB");
+    std::fs::write(
+        w.bot_home.join("moltbot.toml"),
+        "allowed_users = [\"U0ALICE\"]\napprovals = \"both\"\n",
+    )
+    .unwrap();
+    w.start_bot();
     for name in NODES {
         let token = w.lab.token(&["--auto-approve", "--labels", "faults"]);
         let home = w.lab.enroll_with(&token, name, "faults");
@@ -380,6 +451,7 @@ fn submit(w: &mut World, rng: &mut Rng, round: u32) {
         lines: 5 + rng.below(20) as u32,
         exit: rng.below(4) as i32,
         approval,
+        evidence: true,
     };
     for k in 0..2 {
         let e = expect(k, false, rng);
@@ -404,6 +476,17 @@ fn submit(w: &mut World, rng: &mut Rng, round: u32) {
         .lab
         .spawn(&home, &["run", "--node", node, "--", "sh", "-c", &s]);
     w.followers.push((label, p));
+    // A job asked for in Slack, through the bot, answered before the
+    // fault: a mention in flight when the leader dies is not always
+    // answered yet (docs/HA.md), and a restarted bot does not follow the
+    // jobs its predecessor started. Its answer after each fault is checked
+    // by the next round's mention and at the end.
+    let label = format!("r{round}c");
+    w.mention(&label, NODES[rng.below(2) as usize]);
+    let deadline = Instant::now() + T;
+    while !w.answered(&label) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // A fan-out to the nodes' label, every other round.
     if rng.below(2) == 0 {
         let e = expect(5, false, rng);
@@ -434,6 +517,19 @@ fn inject(w: &mut World, fault: Fault, hold: Duration, during: Option<u64>) {
         }
         Fault::RestartDatabase => w.pg.restart().unwrap(),
         Fault::BlackholeDatabase => w.gws[leader].db.block(true),
+        Fault::RestartBot => {
+            if let Some(mut b) = w.bot.take() {
+                b.kill();
+            }
+            let unanswered: Vec<String> = w
+                .mentions
+                .iter()
+                .filter(|l| !w.answered(l))
+                .cloned()
+                .collect();
+            w.mentions.retain(|l| !unanswered.contains(l));
+            w.orphaned.extend(unanswered);
+        }
         Fault::PartitionNode(n) => {
             let pid = w.nodes[n].pid();
             for g in &w.gws {
@@ -447,6 +543,7 @@ fn inject(w: &mut World, fault: Fault, hold: Duration, during: Option<u64>) {
     std::thread::sleep(hold);
     match fault {
         Fault::KillLeader | Fault::RestartDatabase => {}
+        Fault::RestartBot => w.start_bot(),
         Fault::PauseLeader => {
             if let Some(p) = &w.gws[leader].proc {
                 p.signal("CONT");
@@ -486,12 +583,27 @@ fn history(w: &mut World) -> Vec<JobHistory> {
         std::thread::sleep(Duration::from_millis(250));
     }
     let mut followed: HashMap<String, (i32, String)> = HashMap::new();
-    for (label, p) in w.followers.drain(..) {
+    // A follower still running after T is killed: it shows as code -1
+    // and what it printed, a violation with its job.
+    let done = |mut p: Proc| {
+        let deadline = Instant::now() + T;
+        while p.running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if p.running() {
+            eprintln!("fault test: a follower did not end: {}", p.stderr());
+            p.kill();
+            let out = std::fs::read_to_string(&p.stdout_path).unwrap_or_default();
+            return (-1, out);
+        }
         let out = p.wait(T);
-        followed.insert(label, (out.code, out.stdout));
+        (out.code, out.stdout)
+    };
+    for (label, p) in std::mem::take(&mut w.followers) {
+        followed.insert(label, done(p));
     }
-    for p in w.fanouts.drain(..) {
-        let _ = p.wait(T);
+    for p in std::mem::take(&mut w.fanouts) {
+        done(p);
     }
     let applied: Vec<u64> = testpg::rows(
         &w.url,
@@ -524,10 +636,14 @@ fn history(w: &mut World) -> Vec<JobHistory> {
             .admin(&["job", "show", &id.to_string(), "--json"])
             .ok();
         let j: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
-        let Some(s) = j["argv"].get(2).and_then(|s| s.as_str()) else {
-            continue;
-        };
-        let Some(expect) = w.expects.get(s).cloned() else {
+        // A script's job by its script, a chat job by its command line.
+        let argv: Vec<&str> = j["argv"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        let key = argv.get(2).copied().filter(|_| argv[0] == "sh");
+        let key = key.map_or_else(|| argv.join(" "), str::to_string);
+        let Some(expect) = w.expects.get(&key).cloned() else {
             continue;
         };
         let logs = w.lab.admin(&["job", "logs", &id.to_string()]);
@@ -600,6 +716,10 @@ fn a_seeded_schedule_of_faults_keeps_every_job_and_approval_exactly_once() {
         schedule.push(line);
         inject(&mut w, fault, hold, during);
         w.settle();
+        if fault == Fault::RestartBot {
+            // The restarted bot answers a new mention.
+            w.mention(&format!("r{round}b"), NODES[rng.below(2) as usize]);
+        }
         // The fault happened: a new leader, or the node's datagrams dropped.
         let took = match fault {
             _ if leader_fault => w.generation() > generation,
@@ -630,6 +750,35 @@ fn a_seeded_schedule_of_faults_keeps_every_job_and_approval_exactly_once() {
         }
     }
     let jobs = history(&mut w);
+    // Every mention was answered with its job's end, bot restarts or not.
+    for label in &w.mentions {
+        let deadline = Instant::now() + T;
+        while !w.answered(label) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !w.answered(label) {
+            let calls = w.slack.calls();
+            let said: Vec<String> = calls
+                .iter()
+                .rev()
+                .take(8)
+                .filter_map(|c| c.body["text"].as_str().map(str::to_string))
+                .collect();
+            let bot = w.bot.as_ref().map(Proc::stderr).unwrap_or_default();
+            let tail: Vec<&str> = bot.lines().rev().take(15).collect();
+            panic!(
+                "seed {seed}: the bot never answered the mention for {label}; its last messages, newest first: {said:?}\nschedule:\n  {}\nthe bot's log, last lines first:\n{}",
+                schedule.join("\n  "),
+                tail.join("\n")
+            );
+        }
+    }
+    if !w.orphaned.is_empty() {
+        eprintln!(
+            "fault test: mentions in flight when the bot was killed (their jobs checked, not their answers): {:?}",
+            w.orphaned
+        );
+    }
     let mut claims: Vec<LeaseClaim> = Vec::new();
     for path in &w.gw_logs {
         claims.extend(lease_claims(

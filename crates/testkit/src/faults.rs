@@ -37,6 +37,9 @@ pub struct Expect {
     pub exit: i32,
     /// Whether policy holds it for approval.
     pub approval: bool,
+    /// Whether each run leaves node-side evidence (a chat job's plain
+    /// `echo` does not; its runs are not counted).
+    pub evidence: bool,
 }
 
 impl Expect {
@@ -225,7 +228,7 @@ fn check_job(j: &JobHistory, out: &mut Vec<Violation>) {
         });
     }
     // Once at most; once exactly when it exited, or printed anything.
-    let must_have_run = exited || !s.output.is_empty();
+    let must_have_run = e.evidence && (exited || !s.output.is_empty());
     if s.runs > 1 || (must_have_run && s.runs == 0) {
         out.push(Violation::Runs {
             job: id,
@@ -389,6 +392,7 @@ mod tests {
             lines: 3,
             exit: 2,
             approval,
+            evidence: true,
         };
         let output = expect.output();
         JobHistory {
@@ -498,7 +502,13 @@ mod tests {
         assert!(matches!(one(&[j]), Violation::Runs { runs: 2, .. }));
         let mut j = good(1, false);
         j.seen.runs = 0;
-        assert!(matches!(one(&[j]), Violation::Runs { runs: 0, .. }));
+        assert!(matches!(one(&[j.clone()]), Violation::Runs { runs: 0, .. }));
+        // A job without evidence (a chat job's echo) is not counted, but
+        // a second run it did record still fails.
+        j.expect.evidence = false;
+        assert_eq!(check(&[j.clone()], &[]), []);
+        j.seen.runs = 2;
+        assert!(matches!(one(&[j]), Violation::Runs { runs: 2, .. }));
     }
 
     #[test]
