@@ -2,13 +2,13 @@
 //! manner of Jepsen and bounded in time: a private PostgreSQL (so it can be
 //! restarted), two gateways in one group, each reaching the database
 //! through its own TCP relay (a blackhole keeps the connection open and
-//! silent) and advertising a UDP relay that can cut one node off, and two
-//! real node agents. For `OPENCLAW_FAULT_ROUNDS` rounds (default 2) a
+//! silent) and advertising a UDP relay that can cut one node off, two
+//! real node agents, and the Slack bot (moltbot) on the emulator. For `OPENCLAW_FAULT_ROUNDS` rounds (default 2) a
 //! seeded generator (`OPENCLAW_FAULT_SEED`, printed) picks a fault while a
 //! workload runs: detached jobs with numbered output and known exit codes,
 //! jobs held for approval (approved through the CLI, some twice, some
-//! during the fault), a foreground follower, and fan-outs to the nodes'
-//! label. Once the faults stop and the group settles, the pure checker
+//! during the fault), a foreground follower, a job asked for in Slack,
+//! and fan-outs to the nodes' label. Once the faults stop and the group settles, the pure checker
 //! (`testkit::faults`) judges the history; a failure prints the seed, the
 //! schedule and every violation. SKIPPED without PostgreSQL.
 //!
