@@ -513,9 +513,10 @@ fn a_leader_whose_lease_lapsed_does_not_renew_it_under_a_new_generation() {
             .is_some_and(|(_, _, left)| left <= 0)
             .then_some(())
     };
-    let start = std::time::Instant::now();
+    let mut tries = 0;
     while lapsed().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(10), "never lapsed");
+        tries += 1;
+        assert!(tries < 500, "the lease never lapsed (10 s)");
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
