@@ -15,6 +15,7 @@ mod cp;
 mod dashboard;
 mod fair;
 mod fanout;
+mod faults;
 mod forward;
 mod gpu;
 mod ha;

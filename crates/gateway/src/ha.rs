@@ -65,6 +65,9 @@ pub fn judge(generation: u64, outcome: &Lease, since_good: Duration, ttl: Durati
         Lease::Held(g) => Verdict::StepDown(format!(
             "the lease moved to generation {g} (ours was {generation})"
         )),
+        Lease::Taken(left) if left.is_zero() => Verdict::StepDown(
+            "our lease lapsed before a renewal reached the database; a standby takes it".into(),
+        ),
         Lease::Taken(_) => Verdict::StepDown("another gateway holds the leader lease".into()),
         Lease::Unknown(why) if since_good >= ttl * 3 / 4 => Verdict::StepDown(format!(
             "the database has not renewed our lease for {:.1}s ({why})",
@@ -78,7 +81,20 @@ pub fn judge(generation: u64, outcome: &Lease, since_good: Duration, ttl: Durati
 /// not answer in time goes on in the store's runtime and ends by itself
 /// (see [`Store::take_lease`]).
 pub async fn try_lease(store: &Store, name: &str, ttl: Duration) -> Lease {
-    match tokio::time::timeout(ttl / 2, store.take_lease(name, ttl)).await {
+    bounded(store.take_lease(name, ttl), ttl).await
+}
+
+/// One bounded renewal by the leader at `generation` (see
+/// [`Store::renew_lease`]): never a new generation.
+pub async fn try_renew(store: &Store, name: &str, generation: u64, ttl: Duration) -> Lease {
+    bounded(store.renew_lease(name, generation, ttl), ttl).await
+}
+
+async fn bounded(
+    attempt: impl std::future::Future<Output = Result<Result<u64, i64>, crate::store::StoreError>>,
+    ttl: Duration,
+) -> Lease {
+    match tokio::time::timeout(ttl / 2, attempt).await {
         Ok(Ok(Ok(g))) => Lease::Held(g),
         Ok(Ok(Err(left_ms))) => {
             Lease::Taken(Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)))
@@ -152,7 +168,7 @@ pub async fn keep_lease(
     let mut good = clock.now();
     loop {
         tokio::time::sleep(ttl / 4).await;
-        let outcome = try_lease(&store, &name, ttl).await;
+        let outcome = try_renew(&store, &name, generation, ttl).await;
         match outcome {
             Lease::Held(g) if g == generation => {
                 good = clock.now();
@@ -194,6 +210,7 @@ mod tests {
             (Lease::Held(7), s(100), true),
             (Lease::Held(8), s(0), false),
             (Lease::Taken(s(1)), s(0), false),
+            (Lease::Taken(s(0)), s(0), false),
             (Lease::Unknown("x".into()), s(2), true),
             (Lease::Unknown("x".into()), s(3), false),
             (Lease::Unknown("x".into()), s(10), false),

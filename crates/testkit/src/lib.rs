@@ -2,6 +2,8 @@
 //! party in its own temp home. Every child is killed when the lab drops.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cut;
+pub mod faults;
 mod poll;
 pub mod slack;
 pub mod swarm;
@@ -741,6 +743,7 @@ pub struct UdpProxy {
     blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     shaper: std::sync::Arc<Shaper>,
+    cut: std::sync::Arc<std::sync::Mutex<cut::ProcCut>>,
 }
 
 impl UdpProxy {
@@ -769,7 +772,8 @@ impl UdpProxy {
         });
         let (sh, st) = (shaper.clone(), stop.clone());
         std::thread::spawn(move || sh.run(&st));
-        let (b, st, sh) = (blocked.clone(), stop.clone(), shaper.clone());
+        let cut = Arc::new(std::sync::Mutex::new(cut::ProcCut::default()));
+        let (b, st, sh, cu) = (blocked.clone(), stop.clone(), shaper.clone(), cut.clone());
         std::thread::spawn(move || {
             let mut flows: std::collections::HashMap<
                 std::net::SocketAddr,
@@ -785,18 +789,20 @@ impl UdpProxy {
                     sock.connect(upstream).unwrap();
                     sock.set_read_timeout(Some(Duration::from_millis(50)))
                         .unwrap();
-                    let (sock2, front2, b2, st2, sh2) = (
+                    let (sock2, front2, b2, st2, sh2, cu2) = (
                         sock.clone(),
                         front.clone(),
                         b.clone(),
                         st.clone(),
                         sh.clone(),
+                        cu.clone(),
                     );
                     std::thread::spawn(move || {
                         let mut buf = vec![0u8; 65_536];
                         while !st2.load(Ordering::Relaxed) {
                             if let Ok(n) = sock2.recv(&mut buf)
                                 && !b2.load(Ordering::Relaxed)
+                                && !cu2.lock().is_ok_and(|mut c| c.drops(client.port()))
                             {
                                 sh2.send(&front2, Some(client), &buf[..n]);
                             }
@@ -804,7 +810,9 @@ impl UdpProxy {
                     });
                     sock
                 });
-                if !b.load(Ordering::Relaxed) {
+                if !b.load(Ordering::Relaxed)
+                    && !cu.lock().is_ok_and(|mut c| c.drops(client.port()))
+                {
                     sh.send(up, None, &buf[..n]);
                 }
             }
@@ -814,7 +822,21 @@ impl UdpProxy {
             blocked,
             stop,
             shaper,
+            cut,
         }
+    }
+
+    /// Drops the datagrams of process `pid` (every UDP socket it holds,
+    /// now and later) and relays everyone else's; `None` heals the cut.
+    pub fn cut_process(&self, pid: Option<u32>) {
+        if let Ok(mut c) = self.cut.lock() {
+            c.set(pid);
+        }
+    }
+
+    /// Datagrams [`UdpProxy::cut_process`] dropped so far.
+    pub fn cut_dropped(&self) -> u64 {
+        self.cut.lock().map(|c| c.dropped).unwrap_or_default()
     }
 
     /// Drops (true) or relays (false) all traffic from now on.
@@ -903,13 +925,20 @@ fn pump(
             std::thread::sleep(Duration::from_millis(20));
         }
         match from.read(&mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                // Pass the close on, as the kernel would without a relay:
+                // a PostgreSQL session whose gateway died must see it end
+                // (and drop its locks), not wait for its idle timeout.
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
             Ok(n) => {
                 // Read before the cut, held until it heals.
                 while blocked.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if to.write_all(&buf[..n]).is_err() {
+                    let _ = from.shutdown(std::net::Shutdown::Read);
                     return;
                 }
             }

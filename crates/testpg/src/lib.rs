@@ -30,6 +30,9 @@ pub struct Server {
     pub port: u16,
     child: Child,
     next_db: AtomicU32,
+    /// How `postgres` was started, to start it again ([`Server::restart`]).
+    command: Vec<std::ffi::OsString>,
+    user: Option<(u32, u32)>,
 }
 
 /// Where `initdb` and `postgres` are: the PATH, then Debian's versioned
@@ -189,33 +192,31 @@ impl Server {
             settings.push("ssl=on".into());
         }
         let port = free_port()?;
-        let child = as_user(
-            Command::new(bin.join("postgres"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-p")
-                .arg(port.to_string())
-                .arg("-k")
-                .arg(dir.path())
-                .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(
-                    std::fs::File::create(dir.path().join("server.log"))
-                        .map(Stdio::from)
-                        .unwrap_or_else(|_| Stdio::null()),
-                ),
-            user,
-        )
-        .spawn()
-        .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let mut command: Vec<std::ffi::OsString> = vec![
+            bin.join("postgres").into(),
+            "-D".into(),
+            data.clone().into(),
+            "-p".into(),
+            port.to_string().into(),
+            "-k".into(),
+            dir.path().into(),
+        ];
+        for s in &settings {
+            command.push("-c".into());
+            command.push(s.into());
+        }
+        let child = spawn_postgres(&command, dir.path(), user)?;
         // Stop the server and remove its files when this process is gone,
         // however it ends (the shared server is a static: never dropped).
+        // The server's pid is read from its pid file then, since a restart
+        // changes it.
         let _ = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill -QUIT {pg} 2>/dev/null; \
-                 while kill -0 {pg} 2>/dev/null; do sleep 0.2; done; rm -rf '{dir}'",
+                "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; \
+                 pg=$(head -n 1 '{dir}/data/postmaster.pid' 2>/dev/null || echo {pg}); \
+                 kill -QUIT $pg 2>/dev/null; \
+                 while kill -0 $pg 2>/dev/null; do sleep 0.2; done; rm -rf '{dir}'",
                 me = std::process::id(),
                 pg = child.id(),
                 dir = dir.path().display()
@@ -229,11 +230,33 @@ impl Server {
             port,
             child,
             next_db: AtomicU32::new(0),
+            command,
+            user,
         };
+        server.wait_up().map(|()| server)
+    }
+
+    /// Stops the server (a fast shutdown: every connection is closed) and
+    /// starts it again on the same port and data; returns once it answers.
+    pub fn restart(&mut self) -> Result<(), String> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0)),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        self.child
+            .wait()
+            .map_err(|e| format!("waiting for postgres to stop: {e}"))?;
+        self.child = spawn_postgres(&self.command, self.dir.path(), self.user)?;
+        self.wait_up()
+    }
+
+    /// Waits until the server answers, up to 30 s.
+    fn wait_up(&self) -> Result<(), String> {
+        let server = self;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match server.sql("SELECT 1") {
-                Ok(()) => return Ok(server),
+                Ok(()) => return Ok(()),
                 Err(e) if Instant::now() > deadline => {
                     let log = std::fs::read_to_string(server.dir.path().join("server.log"))
                         .unwrap_or_default();
@@ -267,6 +290,33 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Starts `postgres` with `command` (program first), its log appended to
+/// `dir/server.log`.
+fn spawn_postgres(
+    command: &[std::ffi::OsString],
+    dir: &Path,
+    user: Option<(u32, u32)>,
+) -> Result<Child, String> {
+    let (program, args) = command.split_first().ok_or("no postgres command")?;
+    as_user(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("server.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            ),
+        user,
+    )
+    .spawn()
+    .map_err(|e| format!("cannot start postgres: {e}"))
 }
 
 /// Runs `sql` (one or more statements, no parameters) on the database at

@@ -22,6 +22,32 @@ impl Store {
         holder: &str,
         ttl: Duration,
     ) -> Result<Result<u64, i64>, StoreError> {
+        self.lease_attempt(holder, ttl, None).await
+    }
+
+    /// The leader's renewal of the lease it holds at `generation`: extends
+    /// it only while it is still this holder's, at that generation, and
+    /// has not lapsed. Otherwise it writes nothing and returns the other
+    /// generation (`Ok`), the milliseconds another holder's lease has left,
+    /// or `Err(0)` when ours lapsed: a leader whose lease lapsed (paused,
+    /// or the database slow) never takes it anew under a new generation it
+    /// will not serve, which kept a standby waiting a whole lease more
+    /// (found by the fault test, `tests/it/faults.rs`).
+    pub async fn renew_lease(
+        &self,
+        holder: &str,
+        generation: u64,
+        ttl: Duration,
+    ) -> Result<Result<u64, i64>, StoreError> {
+        self.lease_attempt(holder, ttl, Some(generation)).await
+    }
+
+    async fn lease_attempt(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        renew: Option<u64>,
+    ) -> Result<Result<u64, i64>, StoreError> {
         let Some(pg) = self.pg() else {
             return Err(StoreError::Refused(
                 "a leader lease needs PostgreSQL state ([state] url)".into(),
@@ -47,19 +73,34 @@ impl Store {
                     &[],
                 )
                 .await?;
+            let renew = renew.map(i);
+            let mut made = true;
             let generation = match row {
                 Some(r) => {
                     let (who, generation, left): (String, i64, i64) =
                         (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
                     let live = left > 0;
-                    if who == holder && live {
+                    let ours = who == holder && renew.is_none_or(|g| g == generation);
+                    if ours && live {
+                        made = false;
                         generation
+                    } else if who == holder && live {
+                        // Renewing an older generation of our own name.
+                        tx.commit().await?;
+                        return Ok(Ok(u(generation)));
                     } else if live {
                         tx.commit().await?;
                         return Ok(Err(left));
+                    } else if renew.is_some() {
+                        tx.commit().await?;
+                        return Ok(Err(0));
                     } else {
                         generation + 1
                     }
+                }
+                None if renew.is_some() => {
+                    tx.commit().await?;
+                    return Ok(Err(0));
                 }
                 None => 1,
             };
@@ -72,6 +113,11 @@ impl Store {
             )
             .await?;
             tx.commit().await?;
+            if made {
+                // The lease's history, one line per generation (the fault
+                // test reads it): who took which generation.
+                tracing::info!(%holder, generation, "took a new generation of the leader lease");
+            }
             Ok(Ok(u(generation)))
         });
         attempt

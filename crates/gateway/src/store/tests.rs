@@ -489,6 +489,60 @@ fn a_leader_paused_inside_a_transaction_does_not_hold_the_state_lock_for_ever() 
 }
 
 #[test]
+fn a_leader_whose_lease_lapsed_does_not_renew_it_under_a_new_generation() {
+    // A leader paused (or its database slow) past its lease renewed it on
+    // waking as a takeover: a new generation it would not serve (the
+    // keeper steps down on seeing it), which kept the standby out for a
+    // whole lease more. Found by the fault test (tests/it/faults.rs).
+    let Some(server) = testpg::shared("store test: a lapsed lease is not renewed") else {
+        return;
+    };
+    let url = server.database().unwrap();
+    let a = Store::open_postgres(&testing::pg(&url)).unwrap();
+    let b = Store::open_postgres(&testing::pg(&url)).unwrap();
+    let ttl = Duration::from_millis(200);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let g1 = rt.block_on(a.take_lease("gw-a", ttl)).unwrap().unwrap();
+    assert_eq!(rt.block_on(a.renew_lease("gw-a", g1, ttl)).unwrap(), Ok(g1));
+    // a misses its renewals until the lease lapses by the database's clock.
+    let lapsed = || {
+        a.lease()
+            .unwrap()
+            .is_some_and(|(_, _, left)| left <= 0)
+            .then_some(())
+    };
+    let mut tries = 0;
+    while lapsed().is_none() {
+        tries += 1;
+        assert!(tries < 500, "the lease never lapsed (10 s)");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        rt.block_on(a.renew_lease("gw-a", g1, ttl)).unwrap(),
+        Err(0),
+        "a lapsed lease is not renewed"
+    );
+    let (holder, generation, left) = a.lease().unwrap().unwrap();
+    assert_eq!(
+        (holder.as_str(), generation),
+        ("gw-a", g1),
+        "nothing written"
+    );
+    assert!(left <= 0, "still lapsed: {left} ms");
+    // The standby takes it at once, with the next generation.
+    let g2 = rt.block_on(b.take_lease("gw-b", ttl)).unwrap().unwrap();
+    assert_eq!(g2, g1 + 1);
+    // a renewal of an old generation finds the new holder's.
+    let left = rt
+        .block_on(a.renew_lease("gw-a", g1, ttl))
+        .unwrap()
+        .unwrap_err();
+    assert!(left > 0, "{left}");
+}
+
+#[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
