@@ -417,7 +417,11 @@ fn setup() -> Option<World> {
         orphaned: Vec::new(),
     };
     w.spawn_gw(0);
-    wait_until(T, "gw1 to lead", || (w.leader() == Some(0)).then_some(()));
+    // The lease row may name gw1 before its process serves (migrate-state
+    // writes it): wait until gw1 answers a call, not only for the row.
+    wait_until(T, "gw1 to lead and serve", || {
+        (w.leader() == Some(0) && w.lab.admin(&["whoami"]).code == 0).then_some(())
+    });
     w.spawn_gw(1);
     w.alice = w.lab.second_admin("alice");
     w.bot_home = w.lab.bot("moltbot", "slack:T0LAB");
