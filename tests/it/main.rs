@@ -31,6 +31,7 @@ mod resilience;
 mod rotation;
 mod scale;
 mod shell;
+mod spawn;
 mod state;
 mod wecom;
 mod weixin;

@@ -18,6 +18,7 @@ pub mod private_tmp;
 pub mod pty;
 pub mod runner;
 pub mod simsmi;
+pub mod spawn;
 pub mod spool;
 pub mod telemetry;
 pub mod tree;
