@@ -54,7 +54,7 @@ fn start(lab: &mut Lab, home: &Path, shim: bool) -> testkit::Proc {
 }
 
 /// `text` with every whole number equal to one of `vary` replaced by its
-/// name: the job's uid and id differ between two runs, nothing else may.
+/// name: the job's uid differs between two runs, nothing else may.
 fn normalize(text: &str, vary: &[(&str, &str)]) -> String {
     let mut out = String::new();
     let mut digits = String::new();
@@ -75,8 +75,9 @@ fn normalize(text: &str, vary: &[(&str, &str)]) -> String {
     out
 }
 
-/// The facts of one job, its uid and id made names.
-fn facts(lab: &Lab) -> String {
+/// The facts of one job on the agent `agent`, its uid, id and the agent's
+/// pid made names.
+fn facts(lab: &Lab, agent: &testkit::Proc) -> String {
     let out = lab.run_job(&["--node", NODE, "--", "sh", "-c", FACTS]).ok();
     let field = |key: &str| -> String {
         out.stdout
@@ -90,7 +91,14 @@ fn facts(lab: &Lab) -> String {
     };
     let uid = field("uid=");
     let id = field("OPENCLAW_JOB_ID=");
-    normalize(&out.stdout, &[(&uid, "UID"), (&id, "ID")])
+    let pid = agent.pid();
+    let text = out
+        .stdout
+        .replace(&format!("job-{id}\n"), "job-ID\n")
+        .replace(&format!("OPENCLAW_JOB_ID={id}\n"), "OPENCLAW_JOB_ID=ID\n")
+        .replace(&format!("{NODE}-{pid}/"), &format!("{NODE}-PID/"))
+        .replace(&format!("{NODE}/{pid}\n"), &format!("{NODE}/PID\n"));
+    normalize(&text, &[(&uid, "UID")])
 }
 
 #[test]
@@ -101,11 +109,11 @@ fn the_spawn_helper_drops_privileges_as_the_shim_does() {
     }
     let (mut lab, home) = jailed_lab();
     let mut agent = start(&mut lab, &home, true);
-    let shim = facts(&lab);
+    let shim = facts(&lab, &agent);
     agent.kill();
-    lab.wait_node(NODE, "disconnected", T);
-    let _agent = start(&mut lab, &home, false);
-    let helper = facts(&lab);
+    lab.wait_node(NODE, "offline", T);
+    let agent = start(&mut lab, &home, false);
+    let helper = facts(&lab, &agent);
     assert_eq!(helper, shim, "the helper's job differs from the shim's");
     // And what both must be, not only equal.
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
@@ -144,6 +152,10 @@ fn a_step_before_exec_that_fails_is_the_jobs_clear_error() {
     // A --cwd the job's user may not enter: chdir fails after setuid.
     let closed = lab.dir().join("closed");
     std::fs::create_dir(&closed).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let closed = std::fs::canonicalize(&closed).unwrap();
     let closed = closed.to_str().unwrap();
     for shim in [true, false] {
@@ -159,7 +171,7 @@ fn a_step_before_exec_that_fails_is_the_jobs_clear_error() {
         // Not a command's exit code: the node's failure to start it.
         assert!(![0, 126, 127].contains(&out.code), "shim {shim}: {out:?}");
         agent.kill();
-        lab.wait_node(NODE, "disconnected", T);
+        lab.wait_node(NODE, "offline", T);
     }
 }
 
