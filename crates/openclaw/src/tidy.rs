@@ -85,12 +85,18 @@ fn unsafe_findings(f: &str, text: &str) -> Vec<String> {
         // An unsafe block (not an `unsafe fn`, whose contract is its
         // `# Safety` doc) says why it is sound just above.
         let block = line.contains("unsafe {") || line.trim_end().ends_with("unsafe");
-        let above = lines[..i]
-            .iter()
-            .rev()
-            .take_while(|l| l.trim_start().starts_with("//"));
-        let explained =
-            line.contains("SAFETY:") || above.into_iter().any(|l| l.contains("SAFETY:"));
+        // The comment may sit above the statement rustfmt split the block
+        // into (up to 3 lines up), and may run on for many lines.
+        let comment = |l: &str| l.trim_start().starts_with("//");
+        let explained = (i.saturating_sub(3)..=i).rev().any(|k| {
+            lines[k].contains("SAFETY:")
+                || (comment(lines[k])
+                    && lines[..k]
+                        .iter()
+                        .rev()
+                        .take_while(|l| comment(l))
+                        .any(|l| l.contains("SAFETY:")))
+        });
         if block && !explained {
             bad.push(format!(
                 "{f}:{}: unsafe block without a SAFETY: comment",
@@ -166,7 +172,13 @@ fn the_check_for_unsafe_can_fail() {
     assert!(unsafe_findings(spawn, explained).is_empty());
     let bare = "let x = 1;\nlet fd = unsafe { borrow(0) };\n";
     assert_eq!(unsafe_findings(spawn, bare).len(), 1, "no SAFETY: comment");
-    let gap = "// SAFETY: the fd is open.\nlet y = 2;\nlet fd = unsafe { borrow(0) };\n";
+    let split =
+        "// SAFETY: the fd is open.\n// More.\nassert_eq!(\n    unsafe { f(0) },\n    0\n);\n";
+    assert!(
+        unsafe_findings(spawn, split).is_empty(),
+        "above a split statement"
+    );
+    let gap = "// SAFETY: the fd is open.\nlet y = 2;\nlet z = 3;\nlet w = 4;\nlet fd = unsafe { borrow(0) };\n";
     assert_eq!(unsafe_findings(spawn, gap).len(), 1, "not just above");
     let elsewhere = "crates/node/src/runner.rs";
     assert_eq!(
