@@ -39,7 +39,7 @@ pub(super) fn launch(
             Err(e) => Err(cannot(e.to_string())),
         };
     }
-    let (mut cmd, pending) = crate::spawn::prepare(spec).map_err(cannot)?;
+    let (mut cmd, pending) = crate::spawn_plan::prepare(spec).map_err(cannot)?;
     let master = output::wire(job, &mut cmd).map_err(terminal)?;
     cmd.kill_on_drop(true);
     let spawned = cmd.spawn();
@@ -47,8 +47,8 @@ pub(super) fn launch(
     // with it.
     drop(cmd);
     match pending.outcome(spawned) {
-        crate::spawn::Spawned::Running(c) => Ok(Launch::Running(c, master)),
-        crate::spawn::Spawned::ExecFailed(code, line) => Ok(Launch::ExecFailed(code, line)),
-        crate::spawn::Spawned::Failed(e) => Err(cannot(e)),
+        crate::spawn_plan::Spawned::Running(c) => Ok(Launch::Running(c, master)),
+        crate::spawn_plan::Spawned::ExecFailed(code, line) => Ok(Launch::ExecFailed(code, line)),
+        crate::spawn_plan::Spawned::Failed(e) => Err(cannot(e)),
     }
 }
