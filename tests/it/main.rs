@@ -33,6 +33,7 @@ mod resilience;
 mod rotation;
 mod scale;
 mod shell;
+mod spawn;
 mod state;
 mod wecom;
 mod weixin;

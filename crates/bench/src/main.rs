@@ -31,6 +31,7 @@ use clap::Parser;
 mod cp;
 mod detect;
 mod dispatch;
+mod dispatch_only;
 mod echo;
 mod haout;
 mod resilience;
@@ -57,6 +58,10 @@ struct Args {
     /// Measure only keystroke echo latency (openclaw run -t vs ssh -tt).
     #[arg(long)]
     echo_only: bool,
+    /// Measure only dispatch: `run -- true` over one open connection
+    /// (median, p90, p99) and from a fresh CLI (see dispatch_only.rs).
+    #[arg(long)]
+    dispatch_only: bool,
     /// Measure failure detection, reconnection and exactly-once output instead.
     #[arg(long)]
     resilience: bool,
@@ -544,6 +549,9 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let lab = Lab::start(&args.openclaw)?;
+    if args.dispatch_only {
+        return dispatch_only::run(&lab, &rt, args.runs);
+    }
     let use_ssh = !args.no_ssh && ssh_works();
     // 0. Keystroke echo through an interactive session (ssh -tt beside it).
     let echo_oc = echo::latency(

@@ -90,6 +90,19 @@ enum End {
     Fatal(String),
 }
 
+/// Whether jobs start through the exec shim, as before the spawn helper
+/// (`OPENCLAW_EXEC_SHIM=1` in the agent's environment), said if so.
+fn exec_shim(node: &str) -> bool {
+    let shim = std::env::var_os("OPENCLAW_EXEC_SHIM").is_some_and(|v| v == "1");
+    if shim {
+        tracing::info!(
+            node,
+            "jobs start through the exec shim (OPENCLAW_EXEC_SHIM=1)"
+        );
+    }
+    shim
+}
+
 /// Whether jobs get private temporary directories: checked once at start
 /// by a probe ([`crate::private_tmp::probe`]) when the agent drops jobs
 /// to another user; said either way, with the consequence when they do
@@ -319,6 +332,7 @@ pub async fn run(
         job_path,
         job_uids,
         private_tmp,
+        exec_shim: exec_shim(&cfg.name),
     });
     ctx.gpus.set_health(&first_health);
     if opts.simulate_gpus > 0 {

@@ -1,8 +1,13 @@
 //! Who a job runs as, and the exec shim that makes it so.
 //!
-//! The agent never execs a job's command itself. It starts its own binary
-//! as a short-lived *shim* (`openclaw __job-exec`) with the job's spec in
-//! one environment variable. The shim, still as the agent's user:
+//! The agent starts a job with one fork and one exec: the spawn helper
+//! ([`crate::spawn`]) does the steps below between them. Started with
+//! `OPENCLAW_EXEC_SHIM=1`, it instead starts its own binary as a
+//! short-lived *shim* (`openclaw __job-exec`) with the job's spec
+//! ([`ShimSpec`], which the helper reads too) in one environment
+//! variable; the shim also serves the probe of private temporary
+//! directories, the file child and the artifact collector. The shim,
+//! still as the agent's user:
 //!
 //! 0. for a job on a terminal ([`crate::pty`]), calls `setsid` and makes
 //!    the terminal on its stdin its controlling terminal;

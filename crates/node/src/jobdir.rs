@@ -569,8 +569,9 @@ impl Entry {
             .map_err(|e| format!("cannot enter {}: {e}", self.root.join(&self.name).display()))
     }
 
-    /// Opens the job's directory with every check of [`Entry::enter`].
-    fn open(&self) -> Result<OwnedFd, String> {
+    /// Opens the job's directory with every check of [`Entry::enter`]
+    /// (the spawn helper enters it by this descriptor, [`crate::spawn`]).
+    pub fn open(&self) -> Result<OwnedFd, String> {
         let euid = nix::unistd::geteuid().as_raw();
         if self.name.contains('/') || self.name.starts_with('.') {
             return Err(format!("{:?} is not a job directory name", self.name));

@@ -18,6 +18,8 @@ pub mod private_tmp;
 pub mod pty;
 pub mod runner;
 pub mod simsmi;
+pub mod spawn;
+pub mod spawn_plan;
 pub mod spool;
 pub mod telemetry;
 pub mod tree;

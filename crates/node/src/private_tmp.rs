@@ -119,17 +119,39 @@ fn between(temp: &Path, path: &Path) -> Vec<PathBuf> {
 }
 
 /// A directory to re-create in a fresh tmpfs as the node has it.
-struct Parent {
-    path: PathBuf,
-    mode: u32,
-    uid: u32,
-    gid: u32,
+pub struct Parent {
+    /// Where.
+    pub path: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Its owner.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
 }
 
-/// Gives this process (the shim, as root, single-threaded) a private
-/// mount and IPC namespace with fresh temporary directories, as the
-/// module describes. Errors name the step and the reason.
-pub fn enter(spec: &PrivateTmp) -> Result<(), String> {
+/// What [`enter`] does, worked out from the node's file system before
+/// any namespace or mount is touched: the exec shim and the spawn helper
+/// ([`crate::spawn`]) carry it out step by step.
+pub struct Plan {
+    /// The temporary directories that get a fresh tmpfs (canonical).
+    pub temp: Vec<PathBuf>,
+    /// The tmpfs mount options.
+    pub options: String,
+    /// Directories between a temporary directory and a bound one, to
+    /// re-create in the tmpfs, outermost first.
+    pub parents: Vec<Parent>,
+    /// Kept directories below a temporary directory, bound back.
+    pub binds: Vec<PathBuf>,
+    /// `/dev/mqueue` is a directory here: the job gets its own.
+    pub mqueue: bool,
+}
+
+/// The node's `/dev/mqueue`.
+pub const MQUEUE: &str = "/dev/mqueue";
+
+/// Works out what [`enter`] does for `spec` (see [`Plan`]).
+pub fn plan(spec: &PrivateTmp) -> Result<Plan, String> {
     // Canonical, once each: a /dev/shm that links to /run/shm gets its
     // tmpfs where it points.
     let mut temp: Vec<PathBuf> = Vec::new();
@@ -168,6 +190,26 @@ pub fn enter(spec: &PrivateTmp) -> Result<(), String> {
             });
         }
     }
+    Ok(Plan {
+        temp,
+        options: format!("mode=1777,size={}", spec.size),
+        parents,
+        binds,
+        mqueue: std::fs::symlink_metadata(MQUEUE).is_ok_and(|m| m.is_dir()),
+    })
+}
+
+/// Gives this process (the shim, as root, single-threaded) a private
+/// mount and IPC namespace with fresh temporary directories, as the
+/// module describes. Errors name the step and the reason.
+pub fn enter(spec: &PrivateTmp) -> Result<(), String> {
+    let Plan {
+        temp,
+        options,
+        parents,
+        binds,
+        mqueue,
+    } = plan(spec)?;
     nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC).map_err(|e| {
         format!("cannot give the job a mount and IPC namespace of its own (unshare): {e}")
     })?;
@@ -191,7 +233,6 @@ pub fn enter(spec: &PrivateTmp) -> Result<(), String> {
         .map_err(|e| format!("cannot open {}: {e}", b.display()))?;
         sources.push((b.clone(), fd));
     }
-    let options = format!("mode=1777,size={}", spec.size);
     for t in &temp {
         nix::mount::mount(
             Some("tmpfs"),
@@ -230,11 +271,10 @@ pub fn enter(spec: &PrivateTmp) -> Result<(), String> {
         )
         .map_err(|e| format!("cannot keep {} visible: {e}", path.display()))?;
     }
-    let mqueue = Path::new("/dev/mqueue");
-    if std::fs::symlink_metadata(mqueue).is_ok_and(|m| m.is_dir()) {
+    if mqueue {
         nix::mount::mount(
             Some("mqueue"),
-            mqueue,
+            MQUEUE,
             Some("mqueue"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             None::<&str>,

@@ -1,9 +1,9 @@
 //! A job's terminal (`ControlMsg::RunJobTty`: `openclaw shell`, `run -t`).
 //!
 //! The agent opens a pseudo-terminal pair ([`open`]) and gives the slave
-//! side to the shim as the job's stdin, stdout and stderr; the shim makes
-//! it its controlling terminal in a session of its own
-//! ([`crate::jail::shim_main`]). The agent keeps the master: what it reads
+//! side to the job as its stdin, stdout and stderr; the spawn helper's
+//! child ([`crate::spawn`], or the exec shim, [`crate::jail::shim_main`])
+//! makes it its controlling terminal in a session of its own. The agent keeps the master: what it reads
 //! there is the job's output (all on stdout), what arrives on the job's
 //! input stream is written there ([`Master::write_all`]), and a resize is
 //! set on it ([`Master::resize`]; the kernel sends SIGWINCH to the

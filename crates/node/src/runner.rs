@@ -150,6 +150,9 @@ pub struct RunContext {
     /// drops privileges (the probe at start succeeded); `keep` holds the
     /// work root, and a job's `--cwd` is added.
     pub private_tmp: Option<crate::private_tmp::PrivateTmp>,
+    /// Start jobs through the exec shim (two execs) instead of the spawn
+    /// helper's one fork and one exec (`OPENCLAW_EXEC_SHIM=1`).
+    pub exec_shim: bool,
 }
 
 impl RunContext {
@@ -634,22 +637,23 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         });
         return;
     }
-    let mut cmd = match crate::jail::command(&spec) {
-        Ok(c) => c,
+    let (mut child, master) = match launch::launch(&spec, &job, ctx.exec_shim, &ctx.node) {
+        Ok(launch::Launch::Running(c, m)) => (c, m),
+        Ok(launch::Launch::ExecFailed(code, line)) => {
+            // As the shim would: the shell's line on its stderr, its code.
+            job.with(|j| j.started = Some((0, lease.ids.clone())));
+            job.changed.notify_waiters();
+            let _ = job
+                .push(OutStream::Stderr, format!("{line}\n").into())
+                .await;
+            return job.end(Ending::Exit {
+                code,
+                timed_out: false,
+                cancelled: false,
+                killed: 0,
+            });
+        }
         Err(e) => return fail(e),
-    };
-    let master = match output::wire(&job, &mut cmd) {
-        Ok(m) => m,
-        Err(e) => return fail(format!("cannot open a terminal on node {}: {e}", ctx.node)),
-    };
-    cmd.kill_on_drop(true);
-    let spawned = cmd.spawn();
-    // The agent's copies of the terminal's slave side go now: the job's
-    // output ends when the job's own last copy closes.
-    drop(cmd);
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot start the job on node {}: {e}", ctx.node)),
     };
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
@@ -981,6 +985,7 @@ impl Drop for RunningGuard<'_> {
 }
 
 mod input;
+mod launch;
 mod output;
 mod process;
 use output::{grow_pipe, pump, pump_tty};
