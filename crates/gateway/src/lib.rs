@@ -148,7 +148,8 @@ impl Gateway {
         } = Loaded::read(home, listen, &clock)?;
         // Filled once this gateway serves (a standby's list would go stale).
         let revoked = Arc::new(RevokedSerials::default());
-        let transport = mesh::tls::server_transport(config.dead_after)?;
+        let mut transport = mesh::tls::server_transport(config.dead_after)?;
+        mesh::tls::set_udp_payload_max(&mut transport, config.udp_payload_max);
         let server_config = mesh::tls::server_config(
             &server_chain,
             &server_key,
