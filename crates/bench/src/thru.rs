@@ -667,6 +667,13 @@ async fn quinn_send(dir: &Path, bytes: u64, max: u16) -> Result<String> {
     Ok(stats)
 }
 
+/// A bar series: its legend, colour, and value in a row.
+type Series = (
+    &'static str,
+    plotters::style::RGBColor,
+    fn(&Row) -> Option<f64>,
+);
+
 fn chart(path: &Path, rows: &[Row]) -> Result<()> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (960, 500)).into_drawing_area();
@@ -691,7 +698,7 @@ fn chart(path: &Path, rows: &[Row]) -> Result<()> {
         .x_labels(0)
         .y_desc("MB/s")
         .draw()?;
-    let series: [(&str, RGBColor, fn(&Row) -> Option<f64>); 3] = [
+    let series: [Series; 3] = [
         ("openclaw (node → gateway → CLI)", BLUE, |r| {
             Some(r.openclaw)
         }),
