@@ -37,6 +37,7 @@ mod haout;
 mod resilience;
 mod soak;
 mod swarm;
+mod thru;
 
 #[derive(Parser)]
 struct Args {
@@ -134,6 +135,23 @@ struct Args {
     /// Rounds per store for --ha-output.
     #[arg(long, default_value_t = 5)]
     ha_rounds: usize,
+
+    /// Measure output throughput instead: loopback and a 1500-MTU link
+    /// between network namespaces, into /dev/null and a pipe, against ssh
+    /// and raw quinn (see thru.rs; needs root). The chart goes to
+    /// --soak-out.
+    #[arg(long)]
+    thru: bool,
+    /// With --thru: cap path MTU discovery on every hop at this many bytes
+    /// of UDP payload (1452 was quinn's default), to measure the lever.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1200..=6550))]
+    thru_udp_payload: Option<u16>,
+    /// Internal: raw quinn's receiver for --thru (DIR|BIND|BYTES|UDP_MAX).
+    #[arg(long, hide = true)]
+    thru_quinn_recv: Option<String>,
+    /// Internal: raw quinn's sender for --thru (DIR|BIND|BYTES|UDP_MAX).
+    #[arg(long, hide = true)]
+    thru_quinn_send: Option<String>,
     /// Internal: run a swarm for --detect (DIR|ADDR|TOKEN|N|PREFIX).
     #[arg(long, hide = true)]
     swarm_child: Option<String>,
@@ -508,6 +526,21 @@ fn main() -> Result<()> {
             bail!("--swarm-child takes DIR|ADDR|TOKEN|N|PREFIX");
         };
         return detect::child(Path::new(dir), addr, token, n.parse()?, prefix);
+    }
+    if let Some(spec) = &args.thru_quinn_recv {
+        return thru::quinn_child(spec, true);
+    }
+    if let Some(spec) = &args.thru_quinn_send {
+        return thru::quinn_child(spec, false);
+    }
+    if args.thru {
+        return thru::run(
+            &args.openclaw,
+            args.bytes,
+            args.runs.min(3),
+            &args.soak_out,
+            args.thru_udp_payload,
+        );
     }
     if let Some(n) = args.detect {
         return detect::run(&args.openclaw, n, args.victims);

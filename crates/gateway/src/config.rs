@@ -46,6 +46,10 @@ pub struct Config {
     pub listen: String,
     /// Address written into join tokens; defaults to the bound address.
     pub advertise: Option<String>,
+    /// The largest UDP payload path MTU discovery tries toward peers
+    /// (`[gateway] udp_payload_max`, checked by
+    /// [`mesh::tls::check_udp_payload_max`]; default the largest).
+    pub udp_payload_max: u16,
     /// How long an enrollment request waits for a decision.
     pub pending_ttl: Duration,
     /// The most pending requests at once.
@@ -330,6 +334,7 @@ struct RawGateway {
     name: Option<String>,
     listen: Option<String>,
     advertise: Option<String>,
+    udp_payload_max: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -387,6 +392,10 @@ impl Config {
                 .map(|a| check_advertise(&a).map(|()| a))
                 .transpose()
                 .map_err(|e| format!("gateway.advertise: {e}"))?,
+            udp_payload_max: match raw.gateway.udp_payload_max {
+                None => mesh::tls::UDP_PAYLOAD_RANGE.1,
+                Some(v) => mesh::tls::check_udp_payload_max("gateway.udp_payload_max", v)?,
+            },
             pending_ttl: dur(
                 "enrollment.pending_ttl",
                 raw.enrollment.pending_ttl,
@@ -545,8 +554,8 @@ impl Config {
 # Read at start, and again on SIGHUP (`kill -HUP PID`, or `systemctl reload
 # openclaw-gateway`); a file that does not parse is refused and the running
 # configuration kept. These keys take effect only on a restart:
-# gateway.listen, gateway.advertise, enrollment.max_connections,
-# metrics.listen, and liveness.dead_after as the QUIC idle timeout (the
+# gateway.listen, gateway.advertise, gateway.udp_payload_max,
+# enrollment.max_connections, metrics.listen, and liveness.dead_after as the QUIC idle timeout (the
 # dead-node check itself uses the reloaded value).
 # liveness.heartbeat_interval reaches a node when it next connects.
 # Durations are written like 500ms, 30s, 10m, 1h, 30d.
@@ -562,6 +571,10 @@ listen = "{listen}"
 # address; `token create` refuses a loopback or wildcard one while the
 # gateway listens beyond loopback.
 {advertise}
+# The largest UDP payload path MTU discovery tries toward peers, in bytes
+# (1200..6550). The default, the largest, finds what each path allows
+# up to that (6550 on loopback, 1472 on Ethernet); 1452 skips the search on long paths.
+# udp_payload_max = 6550
 
 [enrollment]
 # How long an enrollment request waits for `openclaw node approve`.

@@ -151,7 +151,8 @@ impl Gateway {
         output_store(home, &config, &store)?;
         // Filled once this gateway serves (a standby's list would go stale).
         let revoked = Arc::new(RevokedSerials::default());
-        let transport = mesh::tls::server_transport(config.dead_after)?;
+        let mut transport = mesh::tls::server_transport(config.dead_after)?;
+        mesh::tls::set_udp_payload_max(&mut transport, config.udp_payload_max);
         let server_config = mesh::tls::server_config(
             &server_chain,
             &server_key,

@@ -338,7 +338,9 @@ fn some_names(names: &[String]) -> String {
 /// already open keep theirs), and every connected node is told what to
 /// trust.
 fn apply(shared: &Shared, m: Material) -> Result<(), ApiError> {
-    let transport = mesh::tls::server_transport(shared.config().dead_after).map_err(internal)?;
+    let mut transport =
+        mesh::tls::server_transport(shared.config().dead_after).map_err(internal)?;
+    mesh::tls::set_udp_payload_max(&mut transport, shared.config().udp_payload_max);
     let config = mesh::tls::server_config(
         &m.server_chain,
         &m.server_key,

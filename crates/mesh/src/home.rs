@@ -175,6 +175,29 @@ mod tests {
     }
 
     #[test]
+    fn udp_payload_max_defaults_to_the_largest_and_refuses_what_udp_cannot_carry() {
+        let mut cfg: NodeConfig =
+            toml::from_str("name = \"n1\"\ngateway = \"127.0.0.1:1\"\n").unwrap();
+        assert_eq!(udp_payload_max(&cfg), Ok(6550));
+        let cfg2: NodeConfig =
+            toml::from_str("name = \"n1\"\ngateway = \"127.0.0.1:1\"\nudp_payload_max = 1452\n")
+                .unwrap();
+        assert_eq!(udp_payload_max(&cfg2), Ok(1452));
+        for ok in [1200, 6550] {
+            cfg.udp_payload_max = Some(ok);
+            assert_eq!(udp_payload_max(&cfg), Ok(ok as u16));
+        }
+        for bad in [-1, 0, 1199, 65_528, 1 << 40] {
+            cfg.udp_payload_max = Some(bad);
+            let e = udp_payload_max(&cfg).unwrap_err();
+            assert!(
+                e.contains("udp_payload_max") && e.contains("1200..6550"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn congestion_floor_is_off_by_default_and_bounded() {
         let mut cfg: NodeConfig =
             toml::from_str("name = \"n1\"\ngateway = \"127.0.0.1:1\"\n").unwrap();
@@ -408,6 +431,11 @@ pub struct NodeConfig {
     /// none (plain CUBIC).
     #[serde(default)]
     pub congestion_floor: Option<String>,
+    /// The largest UDP payload path MTU discovery may try, in bytes
+    /// (1200..=6550; default 6550: it finds what the path allows up to that). A
+    /// node on a long path may set 1452 to skip the search's lost probes.
+    #[serde(default)]
+    pub udp_payload_max: Option<i64>,
     /// Local policy; the stricter of this and the gateway's wins.
     #[serde(default)]
     pub policy: NodePolicy,
@@ -434,6 +462,15 @@ pub fn session_timing(
         ));
     }
     Ok((keep, idle))
+}
+
+/// The largest UDP payload the node's path MTU discovery may try, from
+/// node.toml (default the largest); refuses a value UDP cannot carry.
+pub fn udp_payload_max(cfg: &NodeConfig) -> Result<u16, String> {
+    match cfg.udp_payload_max {
+        None => Ok(crate::tls::UDP_PAYLOAD_RANGE.1),
+        Some(v) => crate::tls::check_udp_payload_max("node.toml: udp_payload_max", v),
+    }
 }
 
 /// The node's congestion floor in bytes from node.toml, if set; refuses a
@@ -571,7 +608,9 @@ impl NodeConfig {
              # idle_timeout = \"15s\": fewer packets, slower notice of a dead gateway.\n{}\n{}\n\
              # Only for a link this lab owns that drops packets at random (radio, satellite):\n\
              # a floor under the congestion window. The node does not back off below it, so\n\
-             # never set it on a shared path.\n{}\n\n\
+             # never set it on a shared path.\n{}\n\
+             # The largest UDP payload path MTU discovery tries (1200..6550 bytes; default the\n\
+             # largest, so it finds what the path allows up to that). On a long path, 1452 skips the search.\n{}\n\n\
              # Local policy: the stricter of this and the gateway's policy wins.\n\
              [policy]\n\
              # false refuses every job.\nsystem_run = {}\n\
@@ -615,6 +654,10 @@ impl NodeConfig {
             match &self.congestion_floor {
                 Some(d) => format!("congestion_floor = {d:?}"),
                 None => "# congestion_floor = \"1MiB\"".to_string(),
+            },
+            match &self.udp_payload_max {
+                Some(v) => format!("udp_payload_max = {v}"),
+                None => "# udp_payload_max = 1452".to_string(),
             },
             self.policy.system_run,
             self.policy.allowed_commands,

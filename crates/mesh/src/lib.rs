@@ -127,7 +127,17 @@ fn endpoint(
     };
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for quinn"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+    let mut config = quinn::EndpointConfig::default();
+    // The largest datagram this endpoint accepts, announced to its peers
+    // (quinn's default is an Ethernet frame's 1,472): without it a peer's
+    // path MTU discovery stops there even on loopback. quinn sizes its
+    // receive buffer from it (this × 64 GRO segments × 32 datagrams, 13 MiB
+    // instead of 3 MiB), allocated zeroed and untouched, so only the pages
+    // datagrams land in become resident.
+    config
+        .max_udp_payload_size(tls::UDP_PAYLOAD_RANGE.1)
+        .map_err(|e| std::io::Error::other(format!("UDP payload limit: {e}")))?;
+    quinn::Endpoint::new(config, server, socket, runtime)
 }
 
 /// A server endpoint (the gateway) bound to `bind`.

@@ -164,6 +164,7 @@ pub fn server_transport(idle: Duration) -> Result<quinn::TransportConfig, TlsErr
     t.max_concurrent_bidi_streams(1u32.into());
     t.max_concurrent_uni_streams(0u32.into());
     t.receive_window(UNIDENTIFIED_WINDOW.into());
+    set_udp_payload_max(&mut t, UDP_PAYLOAD_RANGE.1);
     Ok(t)
 }
 
@@ -237,7 +238,52 @@ pub fn client_transport(
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(keep_alive));
     t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(idle).map_err(err)?));
+    set_udp_payload_max(&mut t, UDP_PAYLOAD_RANGE.1);
     Ok(t)
+}
+
+/// Smallest and largest UDP payload path MTU discovery may try: QUIC's
+/// guaranteed minimum (every path carries 1,200 bytes), and the largest
+/// that still fits quinn's segmentation offload: quinn hands the kernel up
+/// to 10 datagrams in one send (GSO), and the kernel refuses a batch over
+/// 64 KiB (65,507 bytes of UDP payload on IPv4), which quinn counts as
+/// lost. Measured on loopback: at 8,192 bytes a datagram every full batch
+/// was refused, quinn declared a black hole and fell back to 1,200 bytes
+/// for a minute; at 6,550 nothing was lost.
+pub const UDP_PAYLOAD_RANGE: (u16, u16) = (1200, 6550);
+
+/// Checks `value` of config `key` as a UDP payload bound: a clear error
+/// naming the key, the range and a value to use when it is out of range.
+pub fn check_udp_payload_max(key: &str, value: i64) -> Result<u16, String> {
+    let (lo, hi) = UDP_PAYLOAD_RANGE;
+    match u16::try_from(value) {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{key} = {value} is outside {lo}..{hi} (bytes of UDP payload); e.g. 1452 for a path through tunnels, or remove it to let path MTU discovery find the largest"
+        )),
+    }
+}
+
+/// Lets path MTU discovery grow this connection's datagrams up to `max`
+/// bytes of UDP payload (clamped to [`UDP_PAYLOAD_RANGE`]).
+///
+/// Both transports default to the largest, so a connection finds what its
+/// path allows up to it: 6,550 on loopback (MTU 65,536) or a jumbo-frame
+/// link, 1,472 on Ethernet (quinn's own default stops at 1,452, whatever
+/// the link). Fewer, larger
+/// datagrams mean fewer packets to encrypt, acknowledge and hand to the
+/// kernel for the same bytes. A probe larger than the local interface's MTU
+/// fails in the kernel (EMSGSIZE, which quinn treats as a lost probe)
+/// without reaching the wire; a probe lost on the path lowers the bound,
+/// and quinn's black-hole detection falls back to 1,200 if larger
+/// datagrams stop arriving. The binary search costs a few lost probes
+/// while the connection starts (the data itself goes at 1,200 bytes or
+/// more meanwhile); a node on a long path can stop it early with
+/// `udp_payload_max` in node.toml, a gateway in gateway.toml.
+pub fn set_udp_payload_max(t: &mut quinn::TransportConfig, max: u16) {
+    let mut m = quinn::MtuDiscoveryConfig::default();
+    m.upper_bound(max.clamp(UDP_PAYLOAD_RANGE.0, UDP_PAYLOAD_RANGE.1));
+    t.mtu_discovery_config(Some(m));
 }
 
 /// Smallest and largest congestion floor a node may set.

@@ -186,6 +186,7 @@ pub async fn run(
         mesh::home::session_timing(&cfg, k, i).unwrap_or((keep_alive, idle))
     };
     let floor = mesh::home::congestion_floor(&cfg).map_err(NodeError::Home)?;
+    let udp_max = mesh::home::udp_payload_max(&cfg).map_err(NodeError::Home)?;
     for entry in &cfg.policy.forward_ports {
         mesh::home::port_range(entry).map_err(NodeError::Home)?;
     }
@@ -195,7 +196,7 @@ pub async fn run(
             "congestion_floor is set: this node keeps that much in flight whatever the loss; only for a link this lab owns"
         );
     }
-    load_session_config(home, keep_alive, idle, floor)?;
+    load_session_config(home, keep_alive, idle, floor, udp_max)?;
     let gateway = opts.gateway.clone().unwrap_or(cfg.gateway.clone());
     // A leader and its standbys: tried in order, moving on at once when
     // one refuses or does not answer, backing off after a whole round.
@@ -360,7 +361,7 @@ pub async fn run(
                     Ok(r) => r,
                     Err(e) => return End::Retry(e),
                 };
-                match load_session_config(home, keep_alive, idle, floor) {
+                match load_session_config(home, keep_alive, idle, floor, udp_max) {
                     Ok((config, _)) => {
                         session(&endpoint, &config, remote, &group, &ctx, home, &mut seen).await
                     }
@@ -467,6 +468,7 @@ pub fn load_session_config(
     keep_alive: Duration,
     idle: Duration,
     congestion_floor: Option<u64>,
+    udp_payload_max: u16,
 ) -> Result<(quinn::ClientConfig, pki::PeerCert), NodeError> {
     let hint = "this home holds no enrolled node; run 'openclaw node enroll' first";
     let cert_pem = home.read_text(node_files::CERT, hint)?;
@@ -487,6 +489,7 @@ pub fn load_session_config(
     if let Some(floor) = congestion_floor {
         mesh::tls::set_congestion_floor(&mut transport, floor);
     }
+    mesh::tls::set_udp_payload_max(&mut transport, udp_payload_max);
     let config = mesh::tls::session_client_config(&ca_pem, &cert_pem, &key_pem, transport)
         .map_err(|e| NodeError::Home(e.to_string()))?;
     Ok((config, peer))

@@ -380,6 +380,7 @@ fn store(
         keep_alive: None,
         idle_timeout: None,
         congestion_floor: None,
+        udp_payload_max: None,
         policy: Default::default(),
     }
     .write(home)?;

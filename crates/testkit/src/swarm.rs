@@ -245,9 +245,15 @@ async fn enroll_all(
                 .await
                 .map_err(|e| format!("enrolling {}: {e}", o.name))?;
             let (keep, idle) = keep_alive;
-            node::agent::load_session_config(&home, keep, idle, None)
-                .map(|(c, _)| c)
-                .map_err(|e| e.to_string())
+            node::agent::load_session_config(
+                &home,
+                keep,
+                idle,
+                None,
+                mesh::tls::UDP_PAYLOAD_RANGE.1,
+            )
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())
         }));
     }
     let mut out = Vec::with_capacity(tasks.len());

@@ -10,6 +10,7 @@ fn template_parses_to_defaults() {
     assert_eq!(cfg.node_cert_ttl, Duration::from_secs(30 * 86_400));
     assert_eq!(cfg.state.url, None, "SQLite by default");
     assert_eq!(cfg.state.pool_size, 4);
+    assert_eq!(cfg.udp_payload_max, 6550);
     // The file names the default env_allow exactly as the code does.
     assert_eq!(
         cfg.policy.env_allow,
@@ -123,6 +124,12 @@ fn empty_file_is_defaults() {
 }
 
 #[test]
+fn udp_payload_max_is_read_from_the_file() {
+    let cfg = Config::parse("[gateway]\nudp_payload_max = 1452").unwrap();
+    assert_eq!(cfg.udp_payload_max, 1452);
+}
+
+#[test]
 fn bad_files_are_clear_errors() {
     let cases = [
         ("[gateway]\nlisten = 5", "listen"),
@@ -133,6 +140,19 @@ fn bad_files_are_clear_errors() {
             "twice",
         ),
         ("[gateway]\nname = \"Bad Name\"", "gateway.name"),
+        (
+            "[gateway]\nudp_payload_max = 1199",
+            "gateway.udp_payload_max = 1199 is outside 1200..6550",
+        ),
+        (
+            "[gateway]\nudp_payload_max = 6551",
+            "gateway.udp_payload_max = 6551 is outside",
+        ),
+        (
+            "[gateway]\nudp_payload_max = -1",
+            "gateway.udp_payload_max = -1 is outside",
+        ),
+        ("[gateway]\nudp_payload_max = \"big\"", "udp_payload_max"),
         ("not toml [", ""),
         ("[policy]\nrun_on_gateway = true", "never runs jobs"),
         ("[policy]\ndefault = \"maybe\"", "policy.default"),
