@@ -28,6 +28,7 @@ use clap::Parser;
 mod cp;
 mod detect;
 mod echo;
+mod mem;
 mod resilience;
 mod soak;
 mod swarm;
@@ -101,6 +102,13 @@ struct Args {
     /// Where --soak writes its CSV and chart.
     #[arg(long, default_value = "target/bench")]
     soak_out: PathBuf,
+    /// Measure the gateway's memory per real node agent at default
+    /// settings instead, with this many agents (see mem.rs).
+    #[arg(long)]
+    agents_mem: Option<usize>,
+    /// Seconds to let --agents-mem settle before the second sample.
+    #[arg(long, default_value_t = 20)]
+    settle: u64,
     /// Internal: run a swarm for --detect (DIR|ADDR|TOKEN|N|PREFIX).
     #[arg(long, hide = true)]
     swarm_child: Option<String>,
@@ -478,6 +486,9 @@ fn main() -> Result<()> {
     }
     if let Some(n) = args.detect {
         return detect::run(&args.openclaw, n, args.victims);
+    }
+    if let Some(n) = args.agents_mem {
+        return mem::run(&args.openclaw, n, Duration::from_secs(args.settle));
     }
     if let Some(secs) = args.soak {
         return soak::run(
