@@ -415,25 +415,6 @@ async fn stream(
         Open::Control(hello) if peer.role == Role::Node => {
             node_control(shared, conn, peer, hello, send, recv).await;
         }
-        // Boxed: a task is as large as its future's largest state, and the
-        // API and job paths' states are several KB. Unboxed, every node's
-        // control stream, which lives as long as the node is connected,
-        // carried them (about 8 KB a node).
-        open => Box::pin(serve_open(shared, conn, peer, open, send, recv)).await,
-    }
-}
-
-/// Serves a stream whose `Open` frame said what it carries, but a node's
-/// control stream (see [`stream`]).
-async fn serve_open(
-    shared: Arc<Shared>,
-    conn: Link,
-    peer: Peer,
-    open: Open,
-    mut send: SendHalf,
-    recv: RecvHalf,
-) {
-    match open {
         Open::Job { job_id } if peer.role == Role::Node => {
             jobs::node_job_stream(shared, peer, job_id, send, recv).await;
         }
