@@ -540,7 +540,8 @@ mod tests {
         };
         let (tx, _rx) = mpsc::channel(1);
         let idle = node_stream_limit(NODE_IDLE_JOBS);
-        reg.connect("n1", Link::Fake(link), meta, tx, Instant::now(), idle);
+        let now = Clock::system().now();
+        reg.connect("n1", Link::Fake(link), meta, tx, now, idle);
         // An idle node is not given streams for its 256 jobs.
         assert!(idle < node_stream_limit(256) / 4, "{idle}");
         reg.make_room("n1", NODE_IDLE_JOBS);
