@@ -34,6 +34,8 @@ mod dispatch;
 mod dispatch_only;
 mod echo;
 mod haout;
+
+mod mem;
 mod resilience;
 mod soak;
 mod swarm;
@@ -152,6 +154,14 @@ struct Args {
     /// Internal: raw quinn's sender for --thru (DIR|BIND|BYTES|UDP_MAX).
     #[arg(long, hide = true)]
     thru_quinn_send: Option<String>,
+
+    /// Measure the gateway's memory per real node agent at default
+    /// settings instead, with this many agents (see mem.rs).
+    #[arg(long)]
+    agents_mem: Option<usize>,
+    /// Seconds to let --agents-mem settle before the second sample.
+    #[arg(long, default_value_t = 20)]
+    settle: u64,
     /// Internal: run a swarm for --detect (DIR|ADDR|TOKEN|N|PREFIX).
     #[arg(long, hide = true)]
     swarm_child: Option<String>,
@@ -547,6 +557,9 @@ fn main() -> Result<()> {
     }
     if args.dispatch {
         return dispatch::run(&args.openclaw, args.runs, args.no_ssh, &args.dispatch_out);
+    }
+    if let Some(n) = args.agents_mem {
+        return mem::run(&args.openclaw, n, Duration::from_secs(args.settle));
     }
     if let Some(secs) = args.soak {
         return soak::run(

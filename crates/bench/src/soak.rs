@@ -102,7 +102,8 @@ pub fn run(bin: &Path, opts: &SoakOptions) -> Result<()> {
     });
     // The dashboard, logged in once.
     let gw_home = lab.gw_home.clone();
-    let dash = lab.spawn(&gw_home, &["dashboard"]);
+    // Any free port: a fixed one would clash with another soak or lab.
+    let dash = lab.spawn(&gw_home, &["dashboard", "--listen", "127.0.0.1:0"]);
     let (url, token) = dashboard_login_parts(&dash)?;
     let cookie = login(&url, &token)?;
     let stop = Arc::new(AtomicBool::new(false));

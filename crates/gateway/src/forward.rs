@@ -128,14 +128,14 @@ impl Forwards {
     /// in [`NodeSide::error`], for the caller to word.
     pub(crate) async fn ask(
         &self,
-        control: &tokio::sync::mpsc::Sender<ControlMsg>,
+        control: &crate::registry::Control,
         node: &str,
         (id, answer): (u64, oneshot::Receiver<NodeSide>),
         msg: ControlMsg,
         wait: Duration,
         what: &str,
     ) -> Result<NodeSide, ApiError> {
-        if control.try_send(msg).is_err() {
+        if control.try_send(Box::new(msg)).is_err() {
             self.forget(id);
             return Err(ApiError::new(
                 ErrorCode::Unavailable,
@@ -278,7 +278,7 @@ pub(crate) fn node_link(
     shared: &Shared,
     node: &str,
     what: &str,
-) -> Result<tokio::sync::mpsc::Sender<proto::ControlMsg>, ApiError> {
+) -> Result<crate::registry::Control, ApiError> {
     let (Some(control), Some(conn)) = (
         shared.registry.control(node),
         shared.registry.connection(node),

@@ -48,11 +48,7 @@ pub fn current(shared: &Shared) -> Result<Vec<String>, ApiError> {
 /// list may be a moment old, and a node replaces its list with what it is
 /// told), through its control queue: the session's setup never waits on
 /// the database for it. Only on shared state, only to protocol 3.
-pub fn tell_node(
-    shared: &Arc<Shared>,
-    protocol: u32,
-    control: tokio::sync::mpsc::Sender<ControlMsg>,
-) {
+pub fn tell_node(shared: &Arc<Shared>, protocol: u32, control: crate::registry::Control) {
     if !shared.shared_state || protocol < 3 {
         return;
     }
@@ -61,7 +57,7 @@ pub fn tell_node(
         let s = shared.clone();
         match crate::shared::off_runtime(&shared, move |_| current(&s)).await {
             Ok(Ok(addrs)) if !addrs.is_empty() => {
-                let _ = control.send(ControlMsg::Gateways { addrs }).await;
+                let _ = control.send(Box::new(ControlMsg::Gateways { addrs })).await;
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) | Err(e) => {

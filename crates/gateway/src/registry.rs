@@ -90,12 +90,15 @@ struct Live {
     remote: SocketAddr,
     last_heartbeat: Instant,
     meta: NodeMeta,
-    control: mpsc::Sender<ControlMsg>,
+    control: Control,
     telemetry: Option<Arc<Heartbeat>>,
     gpu_health: Arc<Vec<proto::GpuHealth>>,
     /// Datagrams received on the connection, and when that was counted,
     /// while its heartbeat is late (see [`judge`]).
     probe: Option<(u64, Instant)>,
+    /// The bidirectional streams the connection lets the node open now
+    /// (raised by [`Registry::make_room`], never lowered).
+    streams: u32,
 }
 
 /// What the reaper makes of a connected node. Pure.
@@ -150,6 +153,12 @@ pub struct HeartbeatSeen {
     /// the last heartbeat (QUIC migration: a NAT rebinding, roaming).
     pub moved: Option<(SocketAddr, SocketAddr)>,
 }
+
+/// A node's control queue. Boxed: the queue allocates its slots 32 at a
+/// time whether they are used or not, and a `ControlMsg` is a few hundred
+/// bytes, which made about 7 KB for every connected node's mostly idle
+/// queue; a box is 8 bytes a slot.
+pub type Control = mpsc::Sender<Box<ControlMsg>>;
 
 /// Connected nodes by name, and every live session by certificate serial.
 #[derive(Default)]
@@ -262,8 +271,9 @@ impl Registry {
         name: &str,
         conn: Link,
         meta: NodeMeta,
-        control: mpsc::Sender<ControlMsg>,
+        control: Control,
         now: Instant,
+        streams: u32,
     ) -> Option<Link> {
         let live = Live {
             remote: conn.remote_address(),
@@ -274,9 +284,36 @@ impl Registry {
             telemetry: None,
             gpu_health: Arc::default(),
             probe: None,
+            streams,
         };
         self.with(|m| m.insert(name.to_string(), live))
             .map(|old| old.conn)
+    }
+
+    /// Lets node `name`'s connection carry `jobs` jobs at once (at most
+    /// its `max_jobs`): raises its stream limit when it is short, to
+    /// [`mesh::tls::node_stream_limit`] of the jobs or twice the limit,
+    /// whichever is more, so a burst of dispatches raises it a few times.
+    /// Call it before the dispatch that needs the room: the node opens the
+    /// job's streams only after the control message, behind the
+    /// MAX_STREAMS frame. Never lowers it.
+    pub fn make_room(&self, name: &str, jobs: u32) {
+        self.with(|m| {
+            let Some(l) = m.get_mut(name) else { return };
+            let most = mesh::tls::node_stream_limit(l.meta.max_jobs);
+            let want = mesh::tls::node_stream_limit(jobs.min(l.meta.max_jobs));
+            if want > l.streams {
+                let to = want.max(l.streams.saturating_mul(2)).min(most);
+                l.conn.set_max_concurrent_bi_streams(to);
+                l.streams = to;
+            }
+        });
+    }
+
+    /// The stream limit of node `name`'s connection (tests).
+    #[cfg(test)]
+    pub fn streams(&self, name: &str) -> Option<u32> {
+        self.with(|m| m.get(name).map(|l| l.streams))
     }
 
     /// Removes a node's entry if it still belongs to connection `conn_id`.
@@ -406,7 +443,7 @@ impl Registry {
     }
 
     /// Where to send control messages for a node, if connected.
-    pub fn control(&self, name: &str) -> Option<mpsc::Sender<ControlMsg>> {
+    pub fn control(&self, name: &str) -> Option<Control> {
         self.with(|m| m.get(name).map(|l| l.control.clone()))
     }
 
@@ -417,7 +454,7 @@ impl Registry {
         let senders: Vec<_> = self.with(|m| m.values().map(|l| l.control.clone()).collect());
         senders
             .iter()
-            .filter(|tx| tx.try_send(msg.clone()).is_ok())
+            .filter(|tx| tx.try_send(Box::new(msg.clone())).is_ok())
             .count()
     }
 
@@ -432,7 +469,7 @@ impl Registry {
         });
         senders
             .iter()
-            .filter(|tx| tx.try_send(msg.clone()).is_ok())
+            .filter(|tx| tx.try_send(Box::new(msg.clone())).is_ok())
             .count()
     }
 
@@ -488,6 +525,40 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_gets_streams_for_its_jobs_as_they_are_dispatched() {
+        use mesh::tls::{NODE_IDLE_JOBS, node_stream_limit};
+        let (_dialer, link) = crate::link::fake::FakeDialer::new();
+        let reg = Registry::default();
+        let meta = NodeMeta {
+            gpus: 0,
+            gpus_claimed: 0,
+            gpus_simulated: false,
+            max_jobs: 256,
+            protocol: proto::PROTOCOL_VERSION,
+        };
+        let (tx, _rx) = mpsc::channel(1);
+        let idle = node_stream_limit(NODE_IDLE_JOBS);
+        let now = Clock::system().now();
+        reg.connect("n1", Link::Fake(link), meta, tx, now, idle);
+        // An idle node is not given streams for its 256 jobs.
+        assert!(idle < node_stream_limit(256) / 4, "{idle}");
+        reg.make_room("n1", NODE_IDLE_JOBS);
+        assert_eq!(reg.streams("n1"), Some(idle), "room enough: unchanged");
+        // One job more than it has room for: at least doubled.
+        reg.make_room("n1", NODE_IDLE_JOBS + 1);
+        assert_eq!(reg.streams("n1"), Some(2 * idle));
+        reg.make_room("n1", 100);
+        assert_eq!(reg.streams("n1"), Some(4 * idle));
+        // Never past what max_jobs needs, never lowered.
+        reg.make_room("n1", 100_000);
+        assert_eq!(reg.streams("n1"), Some(node_stream_limit(256)));
+        reg.make_room("n1", 1);
+        assert_eq!(reg.streams("n1"), Some(node_stream_limit(256)));
+        reg.make_room("gone", 10);
+        assert_eq!(reg.streams("gone"), None);
+    }
 
     #[test]
     fn a_late_node_is_dead_only_when_nothing_arrives() {

@@ -671,11 +671,17 @@ async fn node_control(
         max_jobs: hello.max_jobs.clamp(1, 100_000),
         protocol: hello.protocol,
     };
-    // Now the node's current connection: its role's window, and one
-    // stream per job it may run at once, plus its own.
+    // Now the node's current connection: its role's window, and streams
+    // for the jobs it holds (re-attaching) or a few, plus its own. Every
+    // stream a node may open costs the gateway memory whether it is used
+    // or not (about 40 KB an idle node at the default 256 jobs), so the
+    // limit grows as jobs are dispatched (`Registry::make_room`).
     conn.widen_limits(Role::Node, mesh::tls::NODE_WINDOW);
-    conn.set_max_concurrent_bi_streams(mesh::tls::node_stream_limit(meta.max_jobs));
-    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<ControlMsg>(CONTROL_QUEUE);
+    let held = shared.jobs.load(&peer.name).1;
+    let streams =
+        mesh::tls::node_stream_limit(held.max(mesh::tls::NODE_IDLE_JOBS).min(meta.max_jobs));
+    conn.set_max_concurrent_bi_streams(streams);
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<Box<ControlMsg>>(CONTROL_QUEUE);
     // The gateway group to dial from now on (protocol 3 knows it).
     crate::group::tell_node(&shared, hello.protocol, control_tx.clone());
     if let Some(old) = shared.registry.connect(
@@ -684,6 +690,7 @@ async fn node_control(
         meta,
         control_tx,
         shared.clock.now(),
+        streams,
     ) {
         tracing::info!(node = %peer.name, "new connection replaces the old one");
         close(

@@ -220,6 +220,12 @@ pub const NODE_FORWARD_STREAMS: u32 = 32;
 /// CLI's window of files in flight from a few copies at once.
 pub const NODE_COPY_STREAMS: u32 = 32;
 
+/// Jobs a node's connection has streams for before the gateway
+/// dispatches more: [`node_stream_limit`] of 16 is 104 streams, which
+/// quinn's stream tables hold in 128 slots where the default 256 jobs
+/// took 1,024 (about 40 KB an idle node).
+pub const NODE_IDLE_JOBS: u32 = 16;
+
 /// The concurrent bidirectional streams a node that runs at most
 /// `max_jobs` jobs at once needs: two per job (its report stream and its
 /// standard input's), the forwards and copies the gateway lets open to

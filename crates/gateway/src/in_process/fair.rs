@@ -503,3 +503,35 @@ async fn a_fan_out_is_held_to_its_requesters_gpu_quota() {
     let reason = failed.reason.unwrap_or_default();
     assert!(reason.contains("quotas.default.gpus"), "{reason}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn jobs_without_gpus_do_not_pile_up_in_the_fair_share_view() {
+    // The fair share keeps its read of the store in memory between turns
+    // and reads a week back. A soak running one CPU job a second grew it
+    // by a row per job; only jobs with GPUs weigh in the fair share.
+    let h = Harness::start().await;
+    let mut node = h.node("worker-gpu-01", 1).await;
+    node.beat_every(secs(1));
+    let admin = h.admin().await;
+    for _ in 0..5 {
+        let cpu = JobSpec {
+            gpus: None,
+            ..spec("worker-gpu-01", &["true"])
+        };
+        let id = match admin.submit_with(cpu, vec![]).await {
+            Response::Job(info) => info.id,
+            other => panic!("submit: {other:?}"),
+        };
+        let mut job = start_job(&h, &mut node, id).await;
+        job.exit(0).await;
+        wait_state(&h, id, JobState::Exited).await;
+    }
+    // A GPU job's turn reads the view afresh (before it starts).
+    let id = submit(&admin, vec![]).await;
+    let _job = start_job(&h, &mut node, id).await;
+    assert_eq!(
+        h.shared.jobs.cached_usage_rows(),
+        Some(0),
+        "the fair share's view holds none of the five ended CPU jobs"
+    );
+}

@@ -251,7 +251,14 @@ pub(super) fn dispatch(shared: &Arc<Shared>, id: u64) -> Result<(), ApiError> {
             run
         }
     };
-    if control.try_send(run).is_err() {
+    // Streams for this job and the others on the node, before the node
+    // hears of it (one more than its load, whether or not the load counts
+    // this job yet).
+    let on_node = shared.jobs.load(&row.node).1;
+    shared
+        .registry
+        .make_room(&row.node, on_node.saturating_add(1));
+    if control.try_send(Box::new(run)).is_err() {
         let msg = format!(
             "node {} disconnected or is not reading its control stream; the job was not sent",
             row.node

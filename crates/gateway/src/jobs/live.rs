@@ -187,7 +187,7 @@ pub(super) struct StoreView {
     pub(super) since: u64,
     /// Jobs not ended.
     pub(super) unfinished: std::sync::Arc<Vec<crate::store::JobRow>>,
-    /// GPU use since `since`.
+    /// GPU use since `since`: jobs that asked for GPUs only.
     pub(super) usage: std::sync::Arc<Vec<crate::store::UsedRow>>,
 }
 
@@ -286,6 +286,16 @@ impl Jobs {
         };
         *g = Some(v.clone());
         Ok(v)
+    }
+
+    /// Rows of usage in the fair share's cached read of the store, if it
+    /// has one (tests: it must not grow with jobs that hold no GPUs).
+    #[cfg(test)]
+    pub(crate) fn cached_usage_rows(&self) -> Option<usize> {
+        match self.store_view.lock() {
+            Ok(g) => g.as_ref().map(|v| v.usage.len()),
+            Err(p) => p.into_inner().as_ref().map(|v| v.usage.len()),
+        }
     }
 
     /// Whether a preemption is under way.

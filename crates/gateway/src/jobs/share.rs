@@ -104,7 +104,7 @@ struct Snapshot {
     unfinished: std::sync::Arc<Vec<JobRow>>,
     /// Ids of jobs holding capacity (dispatched, or routed and reserved).
     holding: HashSet<u64>,
-    /// GPU use since the fair share's horizon.
+    /// GPU use since the fair share's horizon (jobs with GPUs only).
     usage: std::sync::Arc<Vec<UsedRow>>,
     /// Node views for routing.
     views: Vec<NodeView>,
@@ -126,7 +126,7 @@ fn snapshot(shared: &Shared, cfg: &Config) -> Result<Snapshot, ApiError> {
     let view = shared.jobs.store_view(shared.clock.now(), since, || {
         shared
             .store
-            .tx(|tx| Ok::<_, ApiError>((tx.unfinished_jobs()?, tx.usage_since(since, now)?)))
+            .tx(|tx| Ok::<_, ApiError>((tx.unfinished_jobs()?, tx.gpu_usage_since(since, now)?)))
     })?;
     let views = super::node_views(shared)?;
     Ok(Snapshot {

@@ -17,6 +17,21 @@ impl Tx<'_> {
         )
     }
 
+    /// [`Tx::usage_since`] of the jobs that asked for GPUs: all the fair
+    /// share weighs (a job's charge is its GPUs times its run, so a job
+    /// without GPUs adds nothing). The fair share keeps this read in
+    /// memory between turns (`jobs::StoreView`) and reads it a week back:
+    /// with every job in it, a gateway running a CPU job a second held,
+    /// and re-read on every turn, one row more per job for a week.
+    pub fn gpu_usage_since(&self, since: u64, now: u64) -> Result<Vec<UsedRow>, StoreError> {
+        self.used(
+            "SELECT id, requester, project, node, gpus, created_at, started_at, finished_at, gpus_held FROM jobs \
+             WHERE gpus > 0 AND started_at IS NOT NULL AND (finished_at IS NULL OR finished_at >= ?1) ORDER BY id",
+            params![i(since)],
+            now,
+        )
+    }
+
     fn used(&self, sql: &str, p: &[super::sql::Val], now: u64) -> Result<Vec<UsedRow>, StoreError> {
         self.0
             .query(sql, p)?
