@@ -34,7 +34,6 @@ mod dispatch;
 mod dispatch_only;
 mod echo;
 mod haout;
-
 mod mem;
 mod resilience;
 mod soak;
