@@ -35,7 +35,7 @@ pub struct CpArgs {
     /// as links, never followed.
     #[arg(short = 'r', long)]
     pub recursive: bool,
-    /// Keep modes and modification times (a download never keeps set-user-ID or set-group-ID bits).
+    /// Keep modes and modification times (a download drops set-user-ID and set-group-ID bits).
     #[arg(short = 'p', long)]
     pub preserve: bool,
     /// Continue a file an interrupted copy left partial, from the last
