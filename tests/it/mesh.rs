@@ -807,4 +807,30 @@ fn doctor_checks_homes_and_names_each_fix() {
         out.stdout
     );
     assert!(out.stdout.contains("2 problem(s)"), "{}", out.stdout);
+
+    // What `node run` and `gateway run` refuse, doctor refuses too.
+    let node_toml = node_home.join("node.toml");
+    let text = std::fs::read_to_string(&node_toml).unwrap();
+    std::fs::write(&node_toml, format!("udp_payload_max = 9000\n{text}")).unwrap();
+    let out = lab.run(&node_home, &["doctor"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("FAIL  config: node.toml: udp_payload_max = 9000 is outside"),
+        "{}",
+        out.stdout
+    );
+    let gw_toml = lab.gw_home.join("gateway.toml");
+    let text = std::fs::read_to_string(&gw_toml).unwrap();
+    std::fs::write(
+        &gw_toml,
+        text.replacen("[state]\n", "[state]\noutput = \"database\"\n", 1),
+    )
+    .unwrap();
+    let out = lab.admin(&["doctor"]);
+    assert!(
+        out.stdout.contains("needs PostgreSQL state"),
+        "{}",
+        out.stdout
+    );
 }

@@ -464,6 +464,23 @@ pub fn session_timing(
     Ok((keep, idle))
 }
 
+/// Every check `node run` makes on node.toml's values before it dials
+/// (timing, congestion floor, UDP payload bound, forward ports), so
+/// `openclaw doctor` refuses what the agent would. Pure.
+pub fn check_node_values(cfg: &NodeConfig) -> Result<(), String> {
+    session_timing(
+        cfg,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3),
+    )?;
+    congestion_floor(cfg)?;
+    udp_payload_max(cfg)?;
+    for entry in &cfg.policy.forward_ports {
+        port_range(entry)?;
+    }
+    Ok(())
+}
+
 /// The largest UDP payload the node's path MTU discovery may try, from
 /// node.toml (default the largest); refuses a value UDP cannot carry.
 pub fn udp_payload_max(cfg: &NodeConfig) -> Result<u16, String> {

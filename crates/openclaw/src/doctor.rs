@@ -425,6 +425,14 @@ fn gateway_checks(home: &Home, findings: &mut Vec<Finding>) {
             return;
         }
     };
+    if let Err(e) = gateway::config::output_store(cfg.state.url.is_some(), &cfg.state) {
+        findings.push(fail(
+            "config",
+            format!("{}: {e}", path.display()),
+            "`openclaw gateway run` refuses this file until then",
+        ));
+        return;
+    }
     findings.push(ok("config", format!("{} loads", path.display())));
     let running = std::fs::read_to_string(home.path("gateway.addr")).ok();
     findings.extend(gateway_config(&cfg, running.as_deref()));
@@ -466,7 +474,14 @@ pub fn ca_rotation(phase: Option<(gateway::rotation::Phase, u64)>, now: u64) -> 
 
 fn node_checks(home: &Home, findings: &mut Vec<Finding>) {
     match mesh::home::NodeConfig::load(home) {
-        Ok(c) => findings.push(ok("config", format!("node.toml loads (node {})", c.name))),
+        Ok(c) => match mesh::home::check_node_values(&c) {
+            Ok(()) => findings.push(ok("config", format!("node.toml loads (node {})", c.name))),
+            Err(e) => findings.push(fail(
+                "config",
+                e,
+                "fix the value it names; `openclaw node run` refuses this file until then",
+            )),
+        },
         Err(e) => findings.push(fail(
             "config",
             format!("node.toml does not load: {e}"),
