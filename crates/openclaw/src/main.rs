@@ -777,7 +777,16 @@ fn main() -> ExitCode {
             | Command::Wecom(_)
             | Command::Weixin(WeixinCmd::Run)
     );
-    init_tracing(if long_running { "info" } else { "warn" }, cli.log_format);
+    init_tracing(
+        if long_running {
+            // PostgreSQL NOTICEs (e.g. "relation already exists, skipping" at every
+            // start) are not news; warnings and errors still show.
+            "info,tokio_postgres::connection=warn"
+        } else {
+            "warn"
+        },
+        cli.log_format,
+    );
     let home = mesh::Home::new(cli.home.clone().unwrap_or_else(default_home));
     // Servers (and the lab, which runs them in-process) get a worker per
     // core; a one-shot CLI command is a single conversation with the
