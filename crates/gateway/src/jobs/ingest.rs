@@ -266,8 +266,16 @@ pub async fn node_job_stream(
             .await
         }
         Ok(_) | Err(_) => {
-            if let Err(e) = &outcome {
-                tracing::info!(node = %peer.name, job = id, "job stream ended: {e}");
+            match &outcome {
+                // The node resumes past what this gateway stores: output
+                // another gateway took is not where this one reads it.
+                Err(e) if e.contains("output gap") => tracing::error!(
+                    node = %peer.name,
+                    job = id,
+                    "job stream refused: {e}; this gateway does not hold the job's earlier output: every gateway of a group must use the same [state] output (and, for files, one shared logs_dir)"
+                ),
+                Err(e) => tracing::info!(node = %peer.name, job = id, "job stream ended: {e}"),
+                Ok(_) => {}
             }
             detach(&shared, id, attach);
             ctl_writer.abort();
