@@ -152,6 +152,18 @@ pub fn create_private_dir(path: &Path) -> Result<(), HomeError> {
 mod tests {
 
     #[test]
+    fn a_joined_gateways_home_says_where_the_admin_credential_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = super::Home::new(dir.path());
+        let e = super::LoadedCredential::load(&home).err().unwrap();
+        assert!(e.contains("expected client.crt"), "{e}");
+        std::fs::write(dir.path().join("gateway.toml"), "").unwrap();
+        let e = super::LoadedCredential::load(&home).err().unwrap();
+        assert!(e.contains("made by 'openclaw gateway join'"), "{e}");
+        assert!(e.contains("openclaw client create NAME --out DIR"), "{e}");
+    }
+
+    #[test]
     fn session_timing_defaults_overrides_and_refusals() {
         use std::time::Duration;
         let mut cfg: NodeConfig =
@@ -740,6 +752,16 @@ impl LoadedCredential {
                 gateway: cfg.gateway,
                 follow_group: false,
             });
+        }
+        if home.path("gateway.toml").exists() {
+            // A gateway home made by `gateway join` holds the gateway's own
+            // key, not an admin credential.
+            return Err(format!(
+                "no credential in {}: it is a gateway's home made by 'openclaw gateway join', which holds no admin \
+                 credential; run admin commands with the first gateway's home (--home), whose client.toml lists \
+                 every gateway, or make one there: openclaw client create NAME --out DIR",
+                home.root().display()
+            ));
         }
         Err(format!(
             "no credential in {}: expected client.crt (written by 'openclaw gateway init' or 'openclaw client create') \
