@@ -19,18 +19,26 @@ fn attack_a_job_never_inherits_a_descriptor_the_agent_inherited() {
     };
     let secret = lab.gw_home.join("agent-only.txt");
     std::fs::write(&secret, "the agent's file\n").unwrap();
-    let script = format!(
-        "exec 7<'{}'; exec \"$0\" --home '{}' node run",
-        secret.display(),
-        home.display()
-    );
-    let _agent = lab.spawn_cmd("sh", &["-c", &script, BIN]);
-    lab.wait_node("worker-jail", "connected", T);
-    let out = lab
-        .run_job(&["--node", "worker-jail", "--", "sh", "-c", LIST_FDS])
-        .ok();
-    let fds: Vec<&str> = out.stdout.split_whitespace().collect();
-    assert_eq!(fds, ["0", "1", "2"], "{out:?}");
-    let out = lab.run_job(&["--node", "worker-jail", "--", "cat", "/proc/self/fd/7"]);
-    assert!(!out.stdout.contains("the agent's file"), "{out:?}");
+    for shim in [false, true] {
+        let env = if shim { "OPENCLAW_EXEC_SHIM=1 " } else { "" };
+        let script = format!(
+            "exec 7<'{}'; {env}exec \"$0\" --home '{}' node run",
+            secret.display(),
+            home.display()
+        );
+        let mut agent = lab.spawn_cmd("sh", &["-c", &script, BIN]);
+        lab.wait_node("worker-jail", "connected", T);
+        let out = lab
+            .run_job(&["--node", "worker-jail", "--", "sh", "-c", LIST_FDS])
+            .ok();
+        let fds: Vec<&str> = out.stdout.split_whitespace().collect();
+        assert_eq!(fds, ["0", "1", "2"], "shim {shim}: {out:?}");
+        let out = lab.run_job(&["--node", "worker-jail", "--", "cat", "/proc/self/fd/7"]);
+        assert!(
+            !out.stdout.contains("the agent's file"),
+            "shim {shim}: {out:?}"
+        );
+        agent.kill();
+        lab.wait_node("worker-jail", "offline", T);
+    }
 }
