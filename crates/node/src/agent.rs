@@ -169,6 +169,19 @@ pub async fn run(
     mut events: impl FnMut(AgentEvent),
 ) -> Result<(), NodeError> {
     home.refuse_gateway_home().map_err(NodeError::Home)?;
+    // Nothing the agent inherited reaches a job.
+    match crate::spawn::inherited_close_on_exec() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            descriptors = n,
+            "inherited descriptors are closed to jobs (close-on-exec)"
+        ),
+        Err(e) => {
+            return Err(NodeError::Home(format!(
+                "cannot close the descriptors the agent inherited to its jobs (listing /proc/self/fd): {e}; is /proc mounted?"
+            )));
+        }
+    }
     let cfg = NodeConfig::load(home).map_err(NodeError::Home)?;
     // Fail fast on a missing or expired credential; it is loaded again
     // before every session, so a renewed certificate is picked up.

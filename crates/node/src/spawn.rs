@@ -158,6 +158,43 @@ pub(crate) fn install(cmd: &mut tokio::process::Command, steps: Steps) {
     }
 }
 
+/// Marks every descriptor of this process from 3 on close-on-exec, and
+/// returns how many were not: what the agent inherited from whatever
+/// started it (a wrapper's `exec 7<file`, a supervisor's socket) would
+/// otherwise reach every job, through this helper or the shim, since
+/// `std` closes only the descriptors it opened itself. Called once as the
+/// agent starts; descriptors the agent opens later are close-on-exec
+/// already (`std`, `rustix` and `nix` calls with `CLOEXEC`).
+pub fn inherited_close_on_exec() -> std::io::Result<usize> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let n = entry?
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok());
+        if let Some(n) = n.filter(|n| *n > 2) {
+            fds.push(n);
+        }
+    }
+    let mut marked = 0;
+    for n in fds {
+        // SAFETY: `n` was listed open just above, and only flags are read
+        // and set (no read, write or close through it). The listing's own
+        // descriptor is closed by now: fcntl answers EBADF, and it is
+        // skipped; were its number reused meanwhile, marking the new one
+        // close-on-exec is what it should be anyway.
+        let fd = unsafe { BorrowedFd::borrow_raw(n) };
+        let Ok(flags) = rustix::io::fcntl_getfd(fd) else {
+            continue;
+        };
+        if !flags.contains(rustix::io::FdFlags::CLOEXEC) {
+            rustix::io::fcntl_setfd(fd, flags | rustix::io::FdFlags::CLOEXEC)?;
+            marked += 1;
+        }
+    }
+    Ok(marked)
+}
+
 // keyctl(2) operations and special key ring ids (linux/keyctl.h).
 const KEYCTL_SETPERM: libc::c_long = 5;
 const KEYCTL_CLEAR: libc::c_long = 7;

@@ -61,6 +61,21 @@ pub fn prepare(spec: &ShimSpec) -> Result<(tokio::process::Command, Pending), St
         .argv
         .split_first()
         .ok_or_else(|| "empty command".to_string())?;
+    // std would refuse these at spawn without forking, said as "cannot
+    // fork"; refused here with what holds the NUL.
+    if let Some(i) = spec.argv.iter().position(|a| a.contains('\0')) {
+        return Err(format!("argument {i} of the command holds a NUL byte"));
+    }
+    if let Some((k, _)) = spec
+        .env
+        .iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(format!(
+            "the environment variable {:?} holds a NUL byte",
+            k.replace('\0', "\\0")
+        ));
+    }
     let (errors_read, errors_write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
             .map_err(|e| format!("cannot make the spawn's error pipe: {e}"))?;
@@ -288,6 +303,39 @@ mod tests {
         for s in Step::ALL {
             assert_eq!(Step::from_byte(s as u8), Some(s));
         }
+    }
+
+    #[test]
+    fn attack_a_nul_in_the_command_or_environment_refuses_the_job_before_the_fork() {
+        let spec = |argv: &[&str], env: &[(&str, &str)]| ShimSpec {
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            cwd: Cwd::Path("/".into()),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            user: None,
+            cgroup_procs: None,
+            private_tmp: None,
+            own_uid: false,
+            tty: false,
+            login: false,
+        };
+        for s in [
+            spec(&["echo", "a\0b"], &[]),
+            spec(&["ec\0ho"], &[]),
+            spec(&["echo"], &[("A\0B", "1")]),
+            spec(&["echo"], &[("A", "1\0")]),
+        ] {
+            let r = prepare(&s).map(|_| ());
+            assert!(
+                matches!(&r, Err(e) if e.contains("NUL byte")),
+                "{:?} {:?}: {r:?}",
+                s.argv,
+                s.env
+            );
+        }
+        assert!(prepare(&spec(&["echo", "ok"], &[("A", "1")])).is_ok());
     }
 
     #[test]

@@ -63,12 +63,27 @@ const UNSAFE_ALLOWED: [&str; 2] = ["crates/testnvml/", "crates/node/src/spawn.rs
 /// comment lines just above it. Pure.
 fn unsafe_findings(f: &str, text: &str) -> Vec<String> {
     let mut bad = vec![];
-    let allowed = UNSAFE_ALLOWED.iter().any(|p| f.starts_with(p));
+    // A folder (ending in `/`) holds its files; a file is only itself.
+    let allowed = UNSAFE_ALLOWED.iter().any(|p| {
+        if p.ends_with('/') {
+            f.starts_with(p)
+        } else {
+            f == *p
+        }
+    });
     let lines: Vec<&str> = text.lines().collect();
+    // Open brackets of an attribute that runs on over several lines.
+    let mut attr_depth = 0usize;
     for (i, line) in lines.iter().enumerate() {
-        let code = line.split("//").next().unwrap_or("");
+        let code = code_of(line);
+        let in_attr = attr_depth > 0 || code.trim_start().starts_with('#');
+        if in_attr {
+            let opened = code.matches('[').count();
+            let closed = code.matches(']').count();
+            attr_depth = (attr_depth + opened).saturating_sub(closed);
+        }
         // `allow`, `expect` or `warn`: any attribute on the lint relaxes it.
-        if !allowed && code.trim_start().starts_with('#') && code.contains("unsafe_code") {
+        if !allowed && in_attr && code.contains("unsafe_code") {
             bad.push(format!(
                 "{f}:{}: relaxes unsafe_code outside {UNSAFE_ALLOWED:?}",
                 i + 1
@@ -107,9 +122,32 @@ fn unsafe_findings(f: &str, text: &str) -> Vec<String> {
     bad
 }
 
+/// A line's code: cut at the first `//` outside a string literal (a
+/// `"//"` in a string does not hide what follows it). Pure.
+fn code_of(line: &str) -> &str {
+    let b = line.as_bytes();
+    let mut in_str = false;
+    let mut k = 0;
+    while k < b.len() {
+        match b[k] {
+            b'\\' if in_str => k += 1,
+            b'"' => in_str = !in_str,
+            // A char literal `'"'` or `'\"'` does not open a string.
+            b'\'' if !in_str && b.get(k + 2) == Some(&b'\'') => k += 2,
+            b'\'' if !in_str && b.get(k + 1) == Some(&b'\\') && b.get(k + 3) == Some(&b'\'') => {
+                k += 3;
+            }
+            b'/' if !in_str && b.get(k + 1) == Some(&b'/') => return &line[..k],
+            _ => {}
+        }
+        k += 1;
+    }
+    line
+}
+
 /// Whether a line's code (comments cut) uses `unsafe`.
 fn uses_unsafe(line: &str) -> bool {
-    let code = line.split("//").next().unwrap_or("");
+    let code = code_of(line);
     code.split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .any(|w| w == "unsafe")
 }
@@ -194,6 +232,35 @@ fn the_check_for_unsafe_can_fail() {
         assert_eq!(unsafe_findings(elsewhere, allow).len(), 1, "{allow}");
         assert!(unsafe_findings(spawn, allow).is_empty(), "{allow}");
     }
+}
+
+#[test]
+fn the_check_for_unsafe_is_not_fooled_by_names_strings_or_wrapped_attributes() {
+    let explained = "// SAFETY: the fd is open.\nlet fd = unsafe { borrow(0) };\n";
+    // A file whose name only begins like the allowed module's is not it
+    // (a `#[path]` module could be named so).
+    for f in [
+        "crates/node/src/spawn.rs_helper.rs",
+        "crates/node/src/spawn.rsx/mod.rs",
+    ] {
+        assert_eq!(unsafe_findings(f, explained).len(), 1, "{f}");
+    }
+    // `//` inside a string literal does not start a comment.
+    let elsewhere = "crates/node/src/runner.rs";
+    let hidden = "let fd = f(\"//\", unsafe { borrow(0) });";
+    assert!(uses_unsafe(hidden), "{hidden}");
+    assert_eq!(unsafe_findings(elsewhere, hidden).len(), 1, "{hidden}");
+    for quiet in [
+        "let c = '\"'; // unsafe here",
+        "let c = '\\\"'; // unsafe here",
+        "let s = \"a \\\" b\"; // unsafe here",
+    ] {
+        assert!(!uses_unsafe(quiet), "{quiet}");
+    }
+    // An attribute rustfmt wrapped over several lines still relaxes it.
+    let wrapped = "#![allow(\n    clippy::too_many_lines,\n    unsafe_code\n)]\n";
+    assert_eq!(unsafe_findings(elsewhere, wrapped).len(), 1, "{wrapped}");
+    assert!(unsafe_findings("crates/node/src/spawn.rs", wrapped).is_empty());
 }
 
 pub(crate) fn root() -> PathBuf {

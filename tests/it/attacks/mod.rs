@@ -27,6 +27,7 @@ mod bounds;
 mod claims;
 mod cp_node;
 mod env;
+mod fds;
 mod identity;
 mod jail;
 mod secrets;

@@ -139,26 +139,32 @@ impl Tx<'_> {
         from: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         // From the chunk that holds `from` (the last one starting at or
-        // before it), by the key's index.
-        let rows = self.0.query(
-            "SELECT pos, data FROM job_output WHERE job = ?1 AND stream = ?2 AND pos >= \
+        // before it), by the key's index. Sizes first (no data), so that
+        // only the rows of one page are read into memory: 256 rows of up
+        // to MAX_CHUNK each would be 256 MiB for one reader.
+        let sizes = self.0.query(
+            "SELECT pos, length(data) FROM job_output WHERE job = ?1 AND stream = ?2 AND pos >= \
                (SELECT COALESCE(max(pos), 0) FROM job_output WHERE job = ?1 AND stream = ?2 AND pos <= ?3) \
              ORDER BY pos LIMIT 256",
             params![i(job), i64::from(stream), i(from)],
         )?;
+        let sizes = sizes
+            .iter()
+            .map(|r| Ok((u(r.get::<_, i64>(0)?), u(r.get::<_, i64>(1)?))))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let Some((first, last)) = page(&sizes, from) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.0.query(
+            "SELECT pos, data FROM job_output WHERE job = ?1 AND stream = ?2 \
+               AND pos >= ?3 AND pos <= ?4 ORDER BY pos",
+            params![i(job), i64::from(stream), i(first), i(last)],
+        )?;
         let mut out = Vec::new();
-        let mut total = 0u64;
         for r in rows {
             let pos = u(r.get::<_, i64>(0)?);
             let data: Vec<u8> = r.get(1)?;
-            if pos.saturating_add(data.len() as u64) <= from {
-                continue;
-            }
-            total += data.len() as u64;
             out.push((pos, data));
-            if total >= READ_MAX {
-                break;
-            }
         }
         Ok(out)
     }
@@ -197,6 +203,28 @@ fn sum(r: &Row) -> Result<i64, StoreError> {
     }
 }
 
+/// The offsets of the first and last stored chunks (`sizes`: offset and
+/// length, in order) of a page read from `from`: the chunks that hold
+/// bytes from `from` on, until they hold [`READ_MAX`] bytes (at least
+/// one). `None`: nothing stored from `from` on. Pure.
+fn page(sizes: &[(u64, u64)], from: u64) -> Option<(u64, u64)> {
+    let mut first = None;
+    let mut last = None;
+    let mut total = 0u64;
+    for &(pos, len) in sizes {
+        if pos.saturating_add(len) <= from {
+            continue;
+        }
+        first.get_or_insert(pos);
+        last = Some(pos);
+        total = total.saturating_add(len);
+        if total >= READ_MAX {
+            break;
+        }
+    }
+    Some((first?, last?))
+}
+
 fn chunk_row(job: u64, stream: u8, pos: u64, data: Vec<u8>) -> Row {
     Row(vec![
         Val::Int(i(job)),
@@ -209,6 +237,24 @@ fn chunk_row(job: u64, stream: u8, pos: u64, data: Vec<u8>) -> Row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attack_a_read_of_stored_output_holds_one_page_not_every_chunk() {
+        let mb = MAX_CHUNK as u64;
+        // 256 rows of 1 MiB: a page is the rows up to READ_MAX (4 MiB),
+        // not the 256 MiB the query would otherwise bring into memory.
+        let big: Vec<(u64, u64)> = (0..256).map(|k| (k * mb, mb)).collect();
+        assert_eq!(page(&big, 0), Some((0, 3 * mb)));
+        assert_eq!(page(&big, mb + 5), Some((mb, 4 * mb)));
+        // Small rows: as many as the query gave.
+        let small: Vec<(u64, u64)> = (0..256).map(|k| (k * 10, 10)).collect();
+        assert_eq!(page(&small, 15), Some((10, 2550)));
+        // A row larger than a page is still read alone.
+        assert_eq!(page(&[(0, 8 * mb), (8 * mb, 1)], 0), Some((0, 0)));
+        // Nothing from `from` on.
+        assert_eq!(page(&big[..2], 2 * mb), None);
+        assert_eq!(page(&[], 0), None);
+    }
 
     #[test]
     fn a_chunk_is_admitted_only_where_the_stored_log_ends() {

@@ -707,6 +707,23 @@ fn job_output_is_stored_exactly_once_without_gaps() {
                 let mut sizes = tx.output_sizes()?;
                 sizes.sort_unstable();
                 assert_eq!(sizes, [(7, 15), (8, 1)], "{engine}");
+                // Rows of a whole chunk each: a read is one page of them.
+                let mb = crate::store::output::MAX_CHUNK;
+                for k in 0..6u64 {
+                    let chunk = bytes::Bytes::from(vec![b'a' + k as u8; mb]);
+                    tx.append_output(9, 0, &[(k * mb as u64, chunk)])?;
+                }
+                let page = tx.read_output(9, 0, 0)?;
+                let offsets: Vec<u64> = page.iter().map(|(p, _)| *p).collect();
+                assert_eq!(offsets, [0, 1, 2, 3].map(|k| k * mb as u64), "{engine}");
+                assert!(
+                    page.iter()
+                        .all(|(p, d)| d[0] == b'a' + (*p / mb as u64) as u8)
+                );
+                let rest = tx.read_output(9, 0, 4 * mb as u64 + 1)?;
+                let offsets: Vec<u64> = rest.iter().map(|(p, _)| *p).collect();
+                assert_eq!(offsets, [4, 5].map(|k| k * mb as u64), "{engine}");
+                tx.delete_output(&[9])?;
                 Ok::<_, StoreError>(())
             })
             .unwrap();
