@@ -427,30 +427,71 @@ fn ssh(cmd: &str) -> Command {
     c
 }
 
+/// A throwaway CA with a server certificate and an admin client
+/// credential, for the raw quinn figures (here and in thru.rs).
+pub(crate) struct RawPki {
+    pub ca_pem: String,
+    chain: String,
+    server_key: String,
+    pub client_pem: String,
+    pub client_key: String,
+}
+
+impl RawPki {
+    pub fn new() -> Result<RawPki> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let (ca_pem, ca_key) = pki::generate_ca("bench", now)?;
+        let ca = pki::Ca::load(&ca_pem, &ca_key)?;
+        let (server, server_key) = ca.issue_server("bench", 3600, now)?;
+        let ckey = pki::generate_key()?;
+        let ccert = ca.issue_client(
+            "bench-client",
+            proto::Role::Admin,
+            &ckey.spki_der,
+            3600,
+            now,
+        )?;
+        Ok(RawPki {
+            chain: format!("{}{}", server.pem, ca_pem),
+            ca_pem,
+            server_key,
+            client_pem: ccert.pem,
+            client_key: ckey.key_pem,
+        })
+    }
+
+    /// The mesh's server TLS with `transport`.
+    pub fn server_config(&self, transport: quinn::TransportConfig) -> Result<quinn::ServerConfig> {
+        Ok(mesh::tls::server_config(
+            &self.chain,
+            &self.server_key,
+            &self.ca_pem,
+            Arc::new(mesh::RevokedSerials::default()),
+            transport,
+        )?)
+    }
+}
+
+/// Writes `bytes` zeros to `send` in 256 KiB writes, then finishes it.
+pub(crate) async fn send_zeros(send: &mut quinn::SendStream, bytes: u64) -> Result<()> {
+    let buf = vec![0u8; 256 * 1024];
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = (bytes - sent).min(buf.len() as u64) as usize;
+        send.write_all(&buf[..n]).await?;
+        sent += n as u64;
+    }
+    send.finish()?;
+    Ok(())
+}
+
 /// One sender, one receiver, one QUIC stream over loopback, the same TLS
 /// and transport settings as the mesh, `bytes` of zeros.
 async fn raw_quinn(bytes: u64) -> Result<Duration> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let (ca_pem, ca_key) = pki::generate_ca("bench", now)?;
-    let ca = pki::Ca::load(&ca_pem, &ca_key)?;
-    let (server, server_key) = ca.issue_server("bench", 3600, now)?;
-    let ckey = pki::generate_key()?;
-    let ccert = ca.issue_client(
-        "bench-client",
-        proto::Role::Admin,
-        &ckey.spki_der,
-        3600,
-        now,
-    )?;
-    let server_cfg = mesh::tls::server_config(
-        &format!("{}{}", server.pem, ca_pem),
-        &server_key,
-        &ca_pem,
-        Arc::new(mesh::RevokedSerials::default()),
-        mesh::tls::server_transport(Duration::from_secs(10))?,
-    )?;
+    let pki = RawPki::new()?;
+    let server_cfg = pki.server_config(mesh::tls::server_transport(Duration::from_secs(10))?)?;
     let endpoint = mesh::server_endpoint(server_cfg, "127.0.0.1:0".parse()?)?;
     let addr = endpoint.local_addr()?;
     let receiver = tokio::spawn(async move {
@@ -466,25 +507,18 @@ async fn raw_quinn(bytes: u64) -> Result<Duration> {
         anyhow::Ok(total)
     });
     let client_cfg = mesh::tls::session_client_config(
-        &ca_pem,
-        &ccert.pem,
-        &ckey.key_pem,
+        &pki.ca_pem,
+        &pki.client_pem,
+        &pki.client_key,
         mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(10))?,
     )?;
     let client = mesh::client_endpoint(addr).map_err(anyhow::Error::msg)?;
     let conn = client
         .connect_with(client_cfg, addr, proto::GATEWAY_SERVER_NAME)?
         .await?;
-    let buf = vec![0u8; 256 * 1024];
     let start = Instant::now();
     let mut send = conn.open_uni().await?;
-    let mut sent = 0u64;
-    while sent < bytes {
-        let n = (bytes - sent).min(buf.len() as u64) as usize;
-        send.write_all(&buf[..n]).await?;
-        sent += n as u64;
-    }
-    send.finish()?;
+    send_zeros(&mut send, bytes).await?;
     let got = receiver.await??;
     let took = start.elapsed();
     if got != bytes {

@@ -18,7 +18,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -585,35 +584,16 @@ async fn quinn_receive(
     bytes: u64,
     max: u16,
 ) -> Result<(Duration, String)> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let (ca_pem, ca_key) = pki::generate_ca("bench", now)?;
-    let ca = pki::Ca::load(&ca_pem, &ca_key)?;
-    let (server, server_key) = ca.issue_server("bench", 3600, now)?;
-    let ckey = pki::generate_key()?;
-    let ccert = ca.issue_client(
-        "bench-client",
-        proto::Role::Admin,
-        &ckey.spki_der,
-        3600,
-        now,
-    )?;
-    let server_cfg = mesh::tls::server_config(
-        &format!("{}{}", server.pem, ca_pem),
-        &server_key,
-        &ca_pem,
-        Arc::new(mesh::RevokedSerials::default()),
-        {
-            let mut t = mesh::tls::server_transport(Duration::from_secs(10))?;
-            mesh::tls::set_udp_payload_max(&mut t, max);
-            t
-        },
-    )?;
+    let pki = super::RawPki::new()?;
+    let server_cfg = pki.server_config({
+        let mut t = mesh::tls::server_transport(Duration::from_secs(10))?;
+        mesh::tls::set_udp_payload_max(&mut t, max);
+        t
+    })?;
     let endpoint = mesh::server_endpoint(server_cfg, bind)?;
-    std::fs::write(dir.join("ca.pem"), &ca_pem)?;
-    std::fs::write(dir.join("client.pem"), &ccert.pem)?;
-    std::fs::write(dir.join("client.key"), &ckey.key_pem)?;
+    std::fs::write(dir.join("ca.pem"), &pki.ca_pem)?;
+    std::fs::write(dir.join("client.pem"), &pki.client_pem)?;
+    std::fs::write(dir.join("client.key"), &pki.client_key)?;
     std::fs::write(dir.join("addr"), endpoint.local_addr()?.to_string())?;
     std::fs::write(dir.join("ready"), b"")?;
     let conn = endpoint.accept().await.context("no connection")?.await?;
@@ -651,15 +631,8 @@ async fn quinn_send(dir: &Path, bytes: u64, max: u16) -> Result<String> {
     let conn = client
         .connect_with(client_cfg, addr, proto::GATEWAY_SERVER_NAME)?
         .await?;
-    let buf = vec![0u8; 256 * 1024];
     let mut send = conn.open_uni().await?;
-    let mut sent = 0u64;
-    while sent < bytes {
-        let n = (bytes - sent).min(buf.len() as u64) as usize;
-        send.write_all(&buf[..n]).await?;
-        sent += n as u64;
-    }
-    send.finish()?;
+    super::send_zeros(&mut send, bytes).await?;
     // Until the receiver has read it all and closes.
     let _ = send.stopped().await;
     let stats = udp_stats(&conn, true);
