@@ -143,8 +143,9 @@ struct Args {
     /// --soak-out.
     #[arg(long)]
     thru: bool,
-    /// With --thru: cap path MTU discovery on every hop at this many bytes
-    /// of UDP payload (1452 was quinn's default), to measure the lever.
+    /// With --thru: let path MTU discovery on every hop grow to this many
+    /// bytes of UDP payload (default 1452, quinn's and the mesh's), to
+    /// measure the lever.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1200..=6550))]
     thru_udp_payload: Option<u16>,
     /// Internal: raw quinn's receiver for --thru (DIR|BIND|BYTES|UDP_MAX).

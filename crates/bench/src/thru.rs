@@ -399,7 +399,7 @@ impl MeshLab {
         if let Some(m) = udp_max {
             edit(
                 &gw.join("gateway.toml"),
-                "# udp_payload_max = 6550",
+                "# udp_payload_max = 1452",
                 &format!("udp_payload_max = {m}"),
             )?;
         }
@@ -499,7 +499,7 @@ impl MeshLab {
             Site::Loopback => "127.0.0.1:0".to_string(),
             Site::Link => format!("{CLI_IP}:{QUINN_PORT}"),
         };
-        let max = udp_max.unwrap_or(mesh::tls::UDP_PAYLOAD_RANGE.1);
+        let max = udp_max.unwrap_or(mesh::tls::UDP_PAYLOAD_DEFAULT);
         let spec = format!("{}|{bind}|{bytes}|{max}", dir.display());
         let mut rx = self.site.cmd(0, me);
         rx.arg("--thru-quinn-recv")

@@ -18,10 +18,6 @@ pub use follow::{
     read_log,
 };
 
-/// The most UDP payload a client's path MTU discovery tries (quinn's own
-/// default bound); see [`Client::connect_with`].
-const CLIENT_UDP_PAYLOAD: u16 = 1452;
-
 /// Turns [`Client::close`] gives the runtime to send the close frame.
 const CLOSE_YIELDS: usize = 3;
 
@@ -259,17 +255,10 @@ impl Client {
             addr: addr.clone(),
             msg,
         };
-        let mut transport =
-            mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5))
-                .map_err(|e| fail(e.to_string()))?;
-        // A client's own datagrams stay at quinn's usual bound: with path
-        // MTU discovery probing up to 6,550 bytes, the close a one-shot
-        // command sends as it exits was lost often enough that its session
-        // lingered at the gateway until the idle timeout
-        // (races::one_shot_cli_commands_close_their_connections_at_once).
-        // Output towards the client still uses the gateway's larger
-        // datagrams: this endpoint announces that it takes them.
-        mesh::tls::set_udp_payload_max(&mut transport, CLIENT_UDP_PAYLOAD);
+        // Path MTU discovery stays at quinn's bound for a client
+        // (mesh::tls::UDP_PAYLOAD_DEFAULT says why).
+        let transport = mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(5))
+            .map_err(|e| fail(e.to_string()))?;
         let config = mesh::tls::session_client_config(
             &cred.ca_pem,
             &cred.cert_pem,

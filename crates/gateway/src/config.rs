@@ -48,7 +48,7 @@ pub struct Config {
     pub advertise: Option<String>,
     /// The largest UDP payload path MTU discovery tries toward peers
     /// (`[gateway] udp_payload_max`, checked by
-    /// [`mesh::tls::check_udp_payload_max`]; default the largest).
+    /// [`mesh::tls::check_udp_payload_max`]; default quinn's 1452).
     pub udp_payload_max: u16,
     /// How long an enrollment request waits for a decision.
     pub pending_ttl: Duration,
@@ -393,7 +393,7 @@ impl Config {
                 .transpose()
                 .map_err(|e| format!("gateway.advertise: {e}"))?,
             udp_payload_max: match raw.gateway.udp_payload_max {
-                None => mesh::tls::UDP_PAYLOAD_RANGE.1,
+                None => mesh::tls::UDP_PAYLOAD_DEFAULT,
                 Some(v) => mesh::tls::check_udp_payload_max("gateway.udp_payload_max", v)?,
             },
             pending_ttl: dur(
@@ -572,9 +572,10 @@ listen = "{listen}"
 # gateway listens beyond loopback.
 {advertise}
 # The largest UDP payload path MTU discovery tries toward peers, in bytes
-# (1200..6550). The default, the largest, finds what each path allows
-# up to that (6550 on loopback, 1472 on Ethernet); 1452 skips the search on long paths.
-# udp_payload_max = 6550
+# (1200..6550; default 1452, quinn's). Up to 6550 finds larger datagrams on
+# loopback or a jumbo-frame link (raw QUIC +40 % on loopback, end-to-end
+# output within noise; opt-in: see docs/PERFORMANCE.md, section "thru").
+# udp_payload_max = 1452
 
 [enrollment]
 # How long an enrollment request waits for `openclaw node approve`.

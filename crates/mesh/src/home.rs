@@ -187,10 +187,10 @@ mod tests {
     }
 
     #[test]
-    fn udp_payload_max_defaults_to_the_largest_and_refuses_what_udp_cannot_carry() {
+    fn udp_payload_max_defaults_to_quinns_and_refuses_what_udp_cannot_carry() {
         let mut cfg: NodeConfig =
             toml::from_str("name = \"n1\"\ngateway = \"127.0.0.1:1\"\n").unwrap();
-        assert_eq!(udp_payload_max(&cfg), Ok(6550));
+        assert_eq!(udp_payload_max(&cfg), Ok(1452));
         let cfg2: NodeConfig =
             toml::from_str("name = \"n1\"\ngateway = \"127.0.0.1:1\"\nudp_payload_max = 1452\n")
                 .unwrap();
@@ -444,8 +444,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub congestion_floor: Option<String>,
     /// The largest UDP payload path MTU discovery may try, in bytes
-    /// (1200..=6550; default 6550: it finds what the path allows up to that). A
-    /// node on a long path may set 1452 to skip the search's lost probes.
+    /// (1200..=6550; default 1452, quinn's). Up to 6550 is opt-in: larger
+    /// datagrams on loopback or a jumbo-frame link.
     #[serde(default)]
     pub udp_payload_max: Option<i64>,
     /// Local policy; the stricter of this and the gateway's wins.
@@ -497,7 +497,7 @@ pub fn check_node_values(cfg: &NodeConfig) -> Result<(), String> {
 /// node.toml (default the largest); refuses a value UDP cannot carry.
 pub fn udp_payload_max(cfg: &NodeConfig) -> Result<u16, String> {
     match cfg.udp_payload_max {
-        None => Ok(crate::tls::UDP_PAYLOAD_RANGE.1),
+        None => Ok(crate::tls::UDP_PAYLOAD_DEFAULT),
         Some(v) => crate::tls::check_udp_payload_max("node.toml: udp_payload_max", v),
     }
 }
@@ -638,8 +638,8 @@ impl NodeConfig {
              # Only for a link this lab owns that drops packets at random (radio, satellite):\n\
              # a floor under the congestion window. The node does not back off below it, so\n\
              # never set it on a shared path.\n{}\n\
-             # The largest UDP payload path MTU discovery tries (1200..6550 bytes; default the\n\
-             # largest, so it finds what the path allows up to that). On a long path, 1452 skips the search.\n{}\n\n\
+             # The largest UDP payload path MTU discovery tries (1200..6550 bytes; default 1452,\n\
+             # quinn's). Up to 6550 finds larger datagrams on loopback or a jumbo-frame link.\n{}\n\n\
              # Local policy: the stricter of this and the gateway's policy wins.\n\
              [policy]\n\
              # false refuses every job.\nsystem_run = {}\n\

@@ -164,7 +164,7 @@ pub fn server_transport(idle: Duration) -> Result<quinn::TransportConfig, TlsErr
     t.max_concurrent_bidi_streams(1u32.into());
     t.max_concurrent_uni_streams(0u32.into());
     t.receive_window(UNIDENTIFIED_WINDOW.into());
-    set_udp_payload_max(&mut t, UDP_PAYLOAD_RANGE.1);
+    set_udp_payload_max(&mut t, UDP_PAYLOAD_DEFAULT);
     Ok(t)
 }
 
@@ -244,7 +244,7 @@ pub fn client_transport(
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(keep_alive));
     t.max_idle_timeout(Some(quinn::IdleTimeout::try_from(idle).map_err(err)?));
-    set_udp_payload_max(&mut t, UDP_PAYLOAD_RANGE.1);
+    set_udp_payload_max(&mut t, UDP_PAYLOAD_DEFAULT);
     Ok(t)
 }
 
@@ -257,6 +257,16 @@ pub fn client_transport(
 /// was refused, quinn declared a black hole and fell back to 1,200 bytes
 /// for a minute; at 6,550 nothing was lost.
 pub const UDP_PAYLOAD_RANGE: (u16, u16) = (1200, 6550);
+
+/// What path MTU discovery tries when no config raises it: quinn's own
+/// bound. Larger (up to [`UDP_PAYLOAD_RANGE`]) is opt-in, `udp_payload_max`
+/// in gateway.toml / node.toml: with it on by default, the close a
+/// one-shot CLI or the gateway sends was lost often enough to leave
+/// sessions lingering (races::one_shot_cli_commands_close_their_connections_at_once
+/// failed every run; bad_input::unknown_stream_kinds_close_the_session
+/// under load), and the end-to-end output figures moved by less than
+/// their noise (docs/PERFORMANCE.md, section "thru").
+pub const UDP_PAYLOAD_DEFAULT: u16 = 1452;
 
 /// Checks `value` of config `key` as a UDP payload bound: a clear error
 /// naming the key, the range and a value to use when it is out of range.

@@ -1,7 +1,8 @@
-//! Path MTU discovery as the mesh configures it: on loopback (MTU 65,536)
-//! both directions of a connection grow their datagrams past quinn's
-//! Ethernet-sized default of 1,452 bytes, which needs both the transports'
-//! upper bound and the endpoints' announced payload limit.
+//! Path MTU discovery as the mesh configures it when `udp_payload_max`
+//! raises it (opt-in; the default is quinn's 1,452): on loopback (MTU
+//! 65,536) both directions of a connection grow their datagrams past
+//! 1,452 bytes, which needs both the transports' upper bound and the
+//! endpoints' announced payload limit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,11 @@ async fn loopback_datagrams_grow_past_ethernet_size_both_ways() {
         &server_key,
         &ca_pem,
         Arc::new(mesh::RevokedSerials::default()),
-        mesh::tls::server_transport(Duration::from_secs(10)).unwrap(),
+        {
+            let mut t = mesh::tls::server_transport(Duration::from_secs(10)).unwrap();
+            mesh::tls::set_udp_payload_max(&mut t, mesh::tls::UDP_PAYLOAD_RANGE.1);
+            t
+        },
     )
     .unwrap();
     let endpoint = mesh::server_endpoint(server_cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
@@ -35,12 +40,12 @@ async fn loopback_datagrams_grow_past_ethernet_size_both_ways() {
         let conn = endpoint.accept().await.unwrap().await.unwrap();
         (endpoint, conn)
     });
-    let client_cfg = mesh::tls::session_client_config(
-        &ca_pem,
-        &ccert.pem,
-        &ckey.key_pem,
-        mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(10)).unwrap(),
-    )
+    let client_cfg = mesh::tls::session_client_config(&ca_pem, &ccert.pem, &ckey.key_pem, {
+        let mut t =
+            mesh::tls::client_transport(Duration::from_secs(1), Duration::from_secs(10)).unwrap();
+        mesh::tls::set_udp_payload_max(&mut t, mesh::tls::UDP_PAYLOAD_RANGE.1);
+        t
+    })
     .unwrap();
     let client = mesh::client_endpoint(addr).unwrap();
     let conn = client

@@ -250,7 +250,7 @@ async fn enroll_all(
                 keep,
                 idle,
                 None,
-                mesh::tls::UDP_PAYLOAD_RANGE.1,
+                mesh::tls::UDP_PAYLOAD_DEFAULT,
             )
             .map(|(c, _)| c)
             .map_err(|e| e.to_string())

@@ -10,7 +10,7 @@ fn template_parses_to_defaults() {
     assert_eq!(cfg.node_cert_ttl, Duration::from_secs(30 * 86_400));
     assert_eq!(cfg.state.url, None, "SQLite by default");
     assert_eq!(cfg.state.pool_size, 4);
-    assert_eq!(cfg.udp_payload_max, 6550);
+    assert_eq!(cfg.udp_payload_max, 1452);
     // The file names the default env_allow exactly as the code does.
     assert_eq!(
         cfg.policy.env_allow,
