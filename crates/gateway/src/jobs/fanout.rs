@@ -374,20 +374,34 @@ fn list_some(items: impl Iterator<Item = String>) -> String {
 /// member has had its turn. Idempotent: started again after a restart or
 /// an approval, it picks up the members still queued.
 pub async fn drive(shared: Arc<Shared>, fan: u64) {
-    let loaded = shared
-        .store
-        .call(move |tx| {
-            let f = tx.fanout(fan)?;
-            let rows = tx.fanout_jobs(fan)?;
-            Ok::<_, ApiError>((f, rows))
-        })
-        .await;
-    let (window, rows) = match loaded {
-        Ok((Some(f), rows)) => (f.window.max(1) as usize, rows),
-        Ok((None, _)) => return,
-        Err(e) => {
-            tracing::error!(fanout = fan, error = %e.message, "cannot load fan-out to drive it");
-            return;
+    // A database that does not answer for a moment (a restart) must not
+    // leave the members queued for ever: ask again, about 10 s in all.
+    let mut pauses = [
+        100u64, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+    ]
+    .iter();
+    let (window, rows) = loop {
+        let loaded = shared
+            .store
+            .call(move |tx| {
+                let f = tx.fanout(fan)?;
+                let rows = tx.fanout_jobs(fan)?;
+                Ok::<_, ApiError>((f, rows))
+            })
+            .await;
+        match loaded {
+            Ok((Some(f), rows)) => break (f.window.max(1) as usize, rows),
+            Ok((None, _)) => return,
+            Err(e) => match pauses.next() {
+                Some(ms) => {
+                    tracing::warn!(fanout = fan, error = %e.message, "cannot load fan-out to drive it; trying again in {ms} ms");
+                    tokio::time::sleep(Duration::from_millis(*ms)).await;
+                }
+                None => {
+                    tracing::error!(fanout = fan, error = %e.message, "cannot load fan-out to drive it");
+                    return;
+                }
+            },
         }
     };
     let mut queued: VecDeque<u64> = rows
@@ -437,6 +451,7 @@ pub async fn drive(shared: Arc<Shared>, fan: u64) {
                     offline_since.insert(id, since);
                     later.push(id);
                 }
+                Turn::Retry => later.push(id),
             }
         }
         if !later.is_empty() {
@@ -480,6 +495,9 @@ enum Turn {
     /// Its node is away (since then), for less than the grace so far:
     /// ask again.
     Later(Instant),
+    /// The state database did not answer (a restart, a dropped
+    /// connection): still queued, ask again.
+    Retry,
 }
 
 /// Sends one queued member to its node. A member whose node is offline
@@ -497,7 +515,11 @@ fn start_member(
     };
     let row = match shared.store.tx(|tx| tx.job(id)) {
         Ok(Some(r)) if r.state == JobState::Queued => r,
-        _ => return Turn::Done,
+        Ok(_) => return Turn::Done,
+        Err(e) => {
+            tracing::warn!(fanout = fan, job = id, error = %e, "cannot read a fan-out member; trying again");
+            return Turn::Retry;
+        }
     };
     let refused = {
         let _routing = shared.jobs.route_lock();
@@ -567,11 +589,18 @@ fn start_member(
     moved.state = JobState::Starting;
     match shared.store.tx(|tx| tx.move_job(&moved, JobState::Queued)) {
         Ok(true) => {}
-        _ => {
+        other => {
             shared
                 .jobs
                 .with(|live| live.update(id, |j| j.reserved = false));
-            return Turn::Done;
+            return match other {
+                // Still queued in the database: its turn comes again.
+                Err(e) => {
+                    tracing::warn!(fanout = fan, job = id, error = %e, "cannot start a fan-out member; trying again");
+                    Turn::Retry
+                }
+                _ => Turn::Done,
+            };
         }
     }
     // A failed dispatch ends the member, which the returned progress shows.

@@ -373,17 +373,54 @@ fn commit(store: &Store, writes: Vec<DbWrite>) {
     }
 }
 
+/// Pauses between tries of a write the database could not take for a
+/// moment (a restart, a dropped connection, a lock): about 9.5 s in all.
+/// Meanwhile the nodes' spools hold the bytes (nothing is acked), so a
+/// database that comes back loses nothing and breaks no job's stream.
+const TRANSIENT_PAUSES_MS: [u64; 13] = [
+    50, 100, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+];
+
 fn store_writes(store: &Store, writes: &[DbWrite]) -> Result<(), String> {
-    store
-        .tx(|tx| {
+    let mut pauses = TRANSIENT_PAUSES_MS.iter();
+    loop {
+        let tried = store.tx(|tx| {
             for w in writes {
                 if let (Some((_, job)), false) = (w.sink.database(), w.chunks.is_empty()) {
                     tx.append_output(job, u8::from(w.stream == 1), &w.chunks)?;
                 }
             }
             Ok::<_, crate::store::StoreError>(())
-        })
-        .map_err(|e| format!("cannot store the job's output in the state database: {e}"))
+        });
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(
+                // Unreachable, busy, or the client's own error (a broken
+                // socket mid-transaction): worth another try. A fence, a
+                // refused chunk (a gap) or bad data is not.
+                e @ (crate::store::StoreError::Unavailable(_)
+                | crate::store::StoreError::Busy(_)
+                | crate::store::StoreError::Engine(_)),
+            ) => match pauses.next() {
+                Some(ms) => {
+                    tracing::warn!(
+                        "cannot store job output in the state database yet ({e}); trying again in {ms} ms"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(*ms));
+                }
+                None => {
+                    return Err(format!(
+                        "cannot store the job's output in the state database: {e}"
+                    ));
+                }
+            },
+            Err(e) => {
+                return Err(format!(
+                    "cannot store the job's output in the state database: {e}"
+                ));
+            }
+        }
+    }
 }
 
 /// Runs the requests taken at once: file writes at once, database writes
