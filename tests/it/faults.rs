@@ -13,10 +13,8 @@
 //! schedule and every violation. SKIPPED without PostgreSQL.
 //!
 //! Short run (in the suite): `cargo test -p openclaw --test it faults::`.
-//! Long run: `OPENCLAW_FAULT_ALL=1 OPENCLAW_FAULT_ROUNDS=40 cargo test -p
-//! openclaw --test it faults:: -- --nocapture` (`OPENCLAW_FAULT_ALL=1`
-//! adds database restarts, left out of the suite's run: see `pick`);
-//! replay: add `OPENCLAW_FAULT_SEED=<seed>`.
+//! Long run: `OPENCLAW_FAULT_ROUNDS=40 cargo test -p openclaw --test it
+//! faults:: -- --nocapture`; replay: add `OPENCLAW_FAULT_SEED=<seed>`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,24 +56,14 @@ impl fmt::Display for Fault {
     }
 }
 
-/// The next fault. `all` false (the suite's short run) leaves out a
-/// database restart: a restart the leader survives still strands a job
-/// whose dispatch or end was written during the blip (it stays
-/// `starting`; docs/HA.md, "What it found"), a known defect that
-/// `OPENCLAW_FAULT_ALL=1` still exercises and reports.
-fn pick(rng: &mut Rng, all: bool) -> Fault {
-    loop {
-        let f = match rng.below(6) {
-            0 => Fault::KillLeader,
-            1 => Fault::PauseLeader,
-            2 => Fault::RestartDatabase,
-            3 => Fault::BlackholeDatabase,
-            4 => Fault::RestartBot,
-            _ => Fault::PartitionNode(rng.below(2) as usize),
-        };
-        if all || f != Fault::RestartDatabase {
-            return f;
-        }
+fn pick(rng: &mut Rng) -> Fault {
+    match rng.below(6) {
+        0 => Fault::KillLeader,
+        1 => Fault::PauseLeader,
+        2 => Fault::RestartDatabase,
+        3 => Fault::BlackholeDatabase,
+        4 => Fault::RestartBot,
+        _ => Fault::PartitionNode(rng.below(2) as usize),
     }
 }
 
@@ -699,20 +687,8 @@ fn history(w: &mut World) -> Vec<JobHistory> {
 #[test]
 fn a_seeded_schedule_of_faults_keeps_every_job_and_approval_exactly_once() {
     let (seed, rounds) = seed_and_rounds();
-    // Database restarts only with OPENCLAW_FAULT_ALL=1 (see `pick`).
-    let all_faults = std::env::var_os("OPENCLAW_FAULT_ALL").is_some_and(|v| v == "1");
-    let all = if all_faults {
-        "OPENCLAW_FAULT_ALL=1 "
-    } else {
-        ""
-    };
     eprintln!(
-        "fault test: seed {seed}, {rounds} round(s){}; replay with {all}OPENCLAW_FAULT_SEED={seed} OPENCLAW_FAULT_ROUNDS={rounds}",
-        if all_faults {
-            ""
-        } else {
-            ", no database restart"
-        }
+        "fault test: seed {seed}, {rounds} round(s); replay with OPENCLAW_FAULT_SEED={seed} OPENCLAW_FAULT_ROUNDS={rounds}"
     );
     let Some(mut w) = setup() else {
         return;
@@ -722,7 +698,7 @@ fn a_seeded_schedule_of_faults_keeps_every_job_and_approval_exactly_once() {
     let started = Instant::now();
     for round in 0..rounds {
         submit(&mut w, &mut rng, round);
-        let fault = pick(&mut rng, all_faults);
+        let fault = pick(&mut rng);
         // A leader's fault lasts past its lease (1.5 s), so it takes over.
         let leader_fault = matches!(
             fault,

@@ -604,8 +604,28 @@ fn start_member(
         }
     }
     // A failed dispatch ends the member, which the returned progress shows.
-    if let Err(e) = dispatch(shared, id) {
-        tracing::info!(fanout = fan, job = id, error = %e.message, "fan-out member not started");
+    // One that met a database blip before it could send or end anything
+    // (Unavailable) is sent again: a member that did end meanwhile (its
+    // node offline) is no longer `starting`, and the next try says so.
+    let mut pauses = [
+        100u64, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+    ]
+    .iter();
+    loop {
+        match dispatch(shared, id) {
+            Ok(()) => break,
+            Err(e) if e.code == proto::ErrorCode::Unavailable => match pauses.next() {
+                Some(ms) => std::thread::sleep(Duration::from_millis(*ms)),
+                None => {
+                    tracing::warn!(fanout = fan, job = id, error = %e.message, "fan-out member not started");
+                    break;
+                }
+            },
+            Err(e) => {
+                tracing::info!(fanout = fan, job = id, error = %e.message, "fan-out member not started");
+                break;
+            }
+        }
     }
     Turn::Started(rx)
 }
