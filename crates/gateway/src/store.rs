@@ -56,6 +56,14 @@ pub use usage::UsedRow;
 mod tokens;
 mod usage;
 
+/// Pauses, in milliseconds, between tries of work the state database
+/// could not take for a moment (a restart, a dropped connection, a lock):
+/// about 9.5 s in all. One schedule for every caller that waits out such
+/// a blip instead of failing a job (the log writer, fan-out driving).
+pub(crate) const BLIP_PAUSES_MS: [u64; 12] = [
+    100, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
+];
+
 /// A store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

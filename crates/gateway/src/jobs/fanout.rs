@@ -376,10 +376,7 @@ fn list_some(items: impl Iterator<Item = String>) -> String {
 pub async fn drive(shared: Arc<Shared>, fan: u64) {
     // A database that does not answer for a moment (a restart) must not
     // leave the members queued for ever: ask again, about 10 s in all.
-    let mut pauses = [
-        100u64, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
-    ]
-    .iter();
+    let mut pauses = crate::store::BLIP_PAUSES_MS.iter();
     let (window, rows) = loop {
         let loaded = shared
             .store
@@ -607,10 +604,7 @@ fn start_member(
     // One that met a database blip before it could send or end anything
     // (Unavailable) is sent again: a member that did end meanwhile (its
     // node offline) is no longer `starting`, and the next try says so.
-    let mut pauses = [
-        100u64, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
-    ]
-    .iter();
+    let mut pauses = crate::store::BLIP_PAUSES_MS.iter();
     loop {
         match dispatch(shared, id) {
             Ok(()) => break,

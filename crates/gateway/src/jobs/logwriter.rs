@@ -373,16 +373,10 @@ fn commit(store: &Store, writes: Vec<DbWrite>) {
     }
 }
 
-/// Pauses between tries of a write the database could not take for a
-/// moment (a restart, a dropped connection, a lock): about 9.5 s in all.
-/// Meanwhile the nodes' spools hold the bytes (nothing is acked), so a
-/// database that comes back loses nothing and breaks no job's stream.
-const TRANSIENT_PAUSES_MS: [u64; 13] = [
-    50, 100, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000,
-];
-
 fn store_writes(store: &Store, writes: &[DbWrite]) -> Result<(), String> {
-    let mut pauses = TRANSIENT_PAUSES_MS.iter();
+    // Meanwhile the nodes' spools hold the bytes (nothing is acked), so a
+    // database that comes back loses nothing and breaks no job's stream.
+    let mut pauses = crate::store::BLIP_PAUSES_MS.iter();
     loop {
         let tried = store.tx(|tx| {
             for w in writes {
