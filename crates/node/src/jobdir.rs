@@ -520,6 +520,21 @@ impl JobDir {
     pub fn entry(&self) -> &Entry {
         &self.entry
     }
+
+    /// Removes the directory at once if the job left it empty (one
+    /// `rmdir`, cheap enough for an async thread); false if anything is
+    /// left in it, which the drop then removes (off the async threads: a
+    /// job may leave a large tree).
+    pub fn remove_if_empty(&self) -> bool {
+        matches!(
+            nix::unistd::unlinkat(
+                &self._made.root.fd,
+                OsStr::new(&self._made.name),
+                UnlinkatFlags::RemoveDir
+            ),
+            Ok(()) | Err(Errno::ENOENT)
+        )
+    }
 }
 
 /// A directory made in the root, removed with all in it on drop.

@@ -763,11 +763,17 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     // tree), and only then, with every process of the job and its files
     // gone, may another job get its uid (one that escaped the kill keeps
     // it busy, see take_uid).
-    let _ = tokio::task::spawn_blocking(move || {
+    // An empty one (short jobs) goes at once, without the blocking pool.
+    if workdir.remove_if_empty() {
         drop(workdir);
         drop(uid_lease);
-    })
-    .await;
+    } else {
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(workdir);
+            drop(uid_lease);
+        })
+        .await;
+    }
     // And its slot: a job submitted once this one is reported ended finds
     // it free.
     drop(_running);
