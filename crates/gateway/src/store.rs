@@ -203,15 +203,8 @@ impl Store {
         // Every statement is prepared once and reused (`prepare_cached`):
         // parsing SQL was a visible share of an enrollment's CPU.
         conn.set_prepared_statement_cache_capacity(128);
-        // Checkpoints run on a thread of their own (engine::Checkpoints);
-        // a writer checkpoints only past the backstop.
-        conn.pragma_update(None, "wal_autocheckpoint", engine::WAL_BACKSTOP_PAGES)?;
         migrate(&mut conn)?;
-        let checkpoints = engine::Checkpoints::start(path)?;
-        Store::start(Engine::Lite {
-            conn: Mutex::new(conn),
-            _checkpoints: checkpoints,
-        })
+        Store::start(Engine::Lite(Mutex::new(conn)))
     }
 
     /// Connects to (and migrates) a PostgreSQL state database, and starts
@@ -245,7 +238,7 @@ impl Store {
     /// Which engine holds the state.
     pub fn engine(&self) -> EngineKind {
         match *self.engine {
-            Engine::Lite { .. } => EngineKind::Sqlite,
+            Engine::Lite(_) => EngineKind::Sqlite,
             Engine::Pg(..) => EngineKind::Postgres,
         }
     }
@@ -259,7 +252,7 @@ impl Store {
     fn pg(&self) -> Option<&Pg> {
         match &*self.engine {
             Engine::Pg(pg) => Some(pg),
-            Engine::Lite { .. } => None,
+            Engine::Lite(_) => None,
         }
     }
 

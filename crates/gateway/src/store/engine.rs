@@ -2,10 +2,7 @@
 //! thread that runs queued operations in group commits. With
 //! [`super::sql`], the only place that knows how the engines differ.
 
-use std::path::Path;
-use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::mpsc;
@@ -20,69 +17,14 @@ pub(super) struct Fence(pub(super) std::sync::atomic::AtomicU64);
 /// The engine behind a [`Store`].
 pub(super) enum Engine {
     /// Embedded SQLite: one connection, shared by the database thread and
-    /// blocking callers under a mutex, and the thread that checkpoints its
-    /// log.
-    Lite {
-        conn: Mutex<Connection>,
-        _checkpoints: Checkpoints,
-    },
+    /// blocking callers under a mutex.
+    Lite(Mutex<Connection>),
     /// PostgreSQL, for gateways that share state: a pool that replaces
     /// broken connections. Every transaction first takes one advisory
     /// transaction lock, so transactions run one at a time across every
     /// gateway on the database, as they do in SQLite, and the store's
     /// read-check-write steps need no stronger isolation.
     Pg(Pg),
-}
-
-/// How often the checkpoint thread copies SQLite's write-ahead log into
-/// the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// Pages of log past which a committing writer checkpoints by itself
-/// (SQLite's default is 1,000): only a backstop, for when the checkpoint
-/// thread falls behind or fails.
-pub(super) const WAL_BACKSTOP_PAGES: i64 = 10_000;
-
-/// The thread that checkpoints SQLite's write-ahead log, on a connection of
-/// its own; it stops when this is dropped. With SQLite's automatic
-/// checkpoints, whichever transaction filled the log (every 60 to 90 jobs)
-/// copied it back and waited for two `fsync`s, 3 to 5 ms on this project's
-/// test machine, inside a job's submit or end: the dispatch latency's p99.
-/// A passive checkpoint never blocks a writer.
-pub(super) struct Checkpoints {
-    _stop: Sender<()>,
-}
-
-impl Checkpoints {
-    /// Starts checkpointing the SQLite database at `path`.
-    pub(super) fn start(path: &Path) -> Result<Checkpoints, StoreError> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_millis(200))?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("openclaw-ckpt".into())
-            .spawn(move || {
-                let mut failing = false;
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        r.get::<_, i64>(0)
-                    });
-                    match done {
-                        Ok(_) => failing = false,
-                        Err(e) if !failing => {
-                            failing = true;
-                            tracing::warn!(
-                                "cannot checkpoint the state database's log ({e}); writers will, \
-                                 past {WAL_BACKSTOP_PAGES} pages"
-                            );
-                        }
-                        Err(_) => {}
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Stopped(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Checkpoints { _stop: stop })
-    }
 }
 
 /// PostgreSQL: the async client's pool and the small runtime that drives
@@ -185,7 +127,7 @@ impl Engine {
         f: impl FnOnce(Tx<'_>) -> R,
     ) -> Result<R, StoreError> {
         match self {
-            Engine::Lite { conn, .. } => {
+            Engine::Lite(conn) => {
                 let mut conn = lock(conn)?;
                 let tx = if immediate {
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?

@@ -747,32 +747,3 @@ fn job_output_is_stored_exactly_once_without_gaps() {
             .unwrap();
     }
 }
-
-#[test]
-fn sqlite_s_log_is_checkpointed_by_its_own_thread_not_by_writers() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    let store = Store::open(&path).unwrap();
-    let before = std::fs::metadata(&path).unwrap().len();
-    // About 400 pages of audit rows: below the writers' backstop (and
-    // below SQLite's default of 1,000), so only the checkpoint thread
-    // moves them from the log into the database file.
-    let note = "x".repeat(3000);
-    for n in 0..400 {
-        store
-            .tx(|tx| tx.audit(n, "admin", "test.fill", &n.to_string(), &note))
-            .unwrap();
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let now = std::fs::metadata(&path).unwrap().len();
-        if now > before + 1_000_000 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the database file stayed at {now} bytes (from {before}): nothing checkpointed the log"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
