@@ -216,6 +216,12 @@ CREATE TABLE job_output (             -- job output stored in the database (Post
   PRIMARY KEY (job, stream, pos)      -- one chunk per offset: a resend is stored once
 );
 "#,
+    // Version 14: the fair share's read of GPU usage, made on every submit
+    // that changed the job table, scanned every job (SQLite walked the
+    // table in id order); jobs without GPUs are most jobs.
+    r#"
+CREATE INDEX jobs_gpu_usage ON jobs (id) WHERE gpus > 0 AND started_at IS NOT NULL; -- the fair share's usage: started jobs with GPUs only
+"#,
 ];
 
 /// Every table of the state, in an order that a copy can follow.

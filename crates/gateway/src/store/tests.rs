@@ -747,3 +747,23 @@ fn job_output_is_stored_exactly_once_without_gaps() {
             .unwrap();
     }
 }
+
+#[test]
+fn the_fair_share_s_usage_read_skips_jobs_without_gpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    // The statement of Tx::gpu_usage_since, as SQLite plans it.
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::usage::GPU_USAGE_SINCE
+        ))
+        .unwrap()
+        .query_map([0], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(plan, vec!["SCAN jobs USING INDEX jobs_gpu_usage".to_string()]);
+}

@@ -5,6 +5,12 @@ use super::sql::params;
 use super::{StoreError, Tx, i, u};
 use crate::fair::usage::{Rolled, Used, roll_up};
 
+/// The started jobs with GPUs that ran at or after ?1 (the fair share's
+/// read; the index jobs_gpu_usage keeps it off jobs without GPUs).
+pub(super) const GPU_USAGE_SINCE: &str = "SELECT id, requester, project, node, gpus, created_at, \
+     started_at, finished_at, gpus_held FROM jobs WHERE gpus > 0 AND started_at IS NOT NULL AND \
+     (finished_at IS NULL OR finished_at >= ?1) ORDER BY id";
+
 impl Tx<'_> {
     /// GPU use of jobs that started and had not ended by `since` (unix
     /// seconds); a running job ends at `now`.
@@ -24,12 +30,7 @@ impl Tx<'_> {
     /// with every job in it, a gateway running a CPU job a second held,
     /// and re-read on every turn, one row more per job for a week.
     pub fn gpu_usage_since(&self, since: u64, now: u64) -> Result<Vec<UsedRow>, StoreError> {
-        self.used(
-            "SELECT id, requester, project, node, gpus, created_at, started_at, finished_at, gpus_held FROM jobs \
-             WHERE gpus > 0 AND started_at IS NOT NULL AND (finished_at IS NULL OR finished_at >= ?1) ORDER BY id",
-            params![i(since)],
-            now,
-        )
+        self.used(GPU_USAGE_SINCE, params![i(since)], now)
     }
 
     fn used(&self, sql: &str, p: &[super::sql::Val], now: u64) -> Result<Vec<UsedRow>, StoreError> {
