@@ -35,44 +35,22 @@ fn blocking_ok<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Runs blocking gateway code (API handlers, which use [`Store::tx`]) so
-/// that no async worker is held up while it waits on the database. On a
-/// multi-thread runtime it runs right here, in `block_in_place` (this
-/// worker's other tasks move to another thread first): a request then
-/// costs no trip to the blocking pool and back, two thread wake-ups that
-/// were a tenth of a remote `true`'s time. Elsewhere (the in-process
-/// harness) it goes to the blocking pool. A panic is answered as an
-/// internal error either way.
+/// Runs blocking gateway code (API handlers, which use [`Store::tx`]) on
+/// tokio's blocking pool, so that an async worker never waits on SQLite.
 pub(crate) async fn off_runtime<T: Send + 'static>(
     shared: &Arc<Shared>,
     f: impl FnOnce(&Arc<Shared>) -> T + Send + 'static,
 ) -> Result<T, proto::ApiError> {
     let shared = shared.clone();
-    let failed = |e: &dyn std::fmt::Display| {
-        tracing::error!("a request handler failed: {e}");
-        proto::ApiError::new(
-            proto::ErrorCode::Internal,
-            "the gateway failed while handling this request; see its log",
-        )
-    };
-    let multi = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi {
-        let run = std::panic::AssertUnwindSafe(|| {
-            tokio::task::block_in_place(|| blocking_ok(|| f(&shared)))
-        });
-        return std::panic::catch_unwind(run).map_err(|p| {
-            let said = p
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
-            failed(&said)
-        });
-    }
     tokio::task::spawn_blocking(move || blocking_ok(|| f(&shared)))
         .await
-        .map_err(|e| failed(&e))
+        .map_err(|e| {
+            tracing::error!("a request handler failed: {e}");
+            proto::ApiError::new(
+                proto::ErrorCode::Internal,
+                "the gateway failed while handling this request; see its log",
+            )
+        })
 }
 
 /// Shared gateway state.
