@@ -412,8 +412,11 @@ async fn stream(
         Err(_) => return,
     };
     match open {
+        // A task of its own, sized for the control loop: this stream's
+        // task is as large as its largest path (8 KB: the API's), and a
+        // node's control stream lives as long as the node is connected.
         Open::Control(hello) if peer.role == Role::Node => {
-            node_control(shared, conn, peer, hello, send, recv).await;
+            tokio::spawn(node_control(shared, conn, peer, hello, send, recv));
         }
         Open::Job { job_id } if peer.role == Role::Node => {
             jobs::node_job_stream(shared, peer, job_id, send, recv).await;
