@@ -871,7 +871,14 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                     // Never ask for bytes the gateway already acknowledged.
                     sent[i] = sent[i].max(j.out[i].acked());
                     if next.is_none() {
-                        next = j.out[i].read_at(sent[i]).transpose().map(|r| (s, i, r));
+                        // As much as is there, up to a frame: a job that
+                        // writes in small pieces still goes out in large
+                        // frames (each costs the gateway a store request,
+                        // an ack and a follower wake-up).
+                        next = match j.out[i].read_from(sent[i], crate::spool::READ_CHUNK) {
+                            Ok(chunks) if chunks.is_empty() => None,
+                            r => Some((s, i, r)),
+                        };
                     }
                 }
                 let caught_up = sent[0] >= j.out[0].total() && sent[1] >= j.out[1].total();
@@ -904,11 +911,11 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                 fault_sent = true;
                 continue;
             }
-            if let Some((stream, i, chunk)) = next {
-                let chunk = chunk
+            if let Some((stream, i, chunks)) = next {
+                let mut chunks = chunks
                     .map_err(|e| mesh::StreamError::Sink(format!("cannot read the spool: {e}")))?;
-                let n = chunk.len() as u64;
-                mesh::write_data(&mut send, stream, sent[i], chunk).await?;
+                let n: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+                mesh::write_data_chunks(&mut send, stream, sent[i], &mut chunks).await?;
                 sent[i] += n;
                 continue;
             }
