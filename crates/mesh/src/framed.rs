@@ -194,6 +194,30 @@ pub async fn read_data(
     Ok(())
 }
 
+/// Reads the `len` bytes of a data frame through `buf`, handing `sink`
+/// everything that has arrived at each read as one slice: one copy, but
+/// one call per read instead of one per received QUIC frame (about a
+/// datagram's worth), for a sink that pays per call (a write to a pipe).
+/// `buf` must not be empty.
+pub async fn read_data_buffered(
+    recv: &mut impl FrameRecv,
+    mut len: usize,
+    buf: &mut [u8],
+    mut sink: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), StreamError> {
+    while len > 0 {
+        let want = len.min(buf.len());
+        match recv.read_some(&mut buf[..want]).await? {
+            Some(n) if n > 0 => {
+                len -= n;
+                sink(&buf[..n]).map_err(StreamError::Sink)?;
+            }
+            _ => return Err(StreamError::Truncated),
+        }
+    }
+    Ok(())
+}
+
 /// Writes a data frame; `data` is handed to quinn without a copy.
 pub async fn write_data(
     send: &mut impl FrameSend,
