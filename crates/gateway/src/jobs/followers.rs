@@ -49,10 +49,6 @@ pub async fn follow(
     };
     let mut out = LogReader::new(source(OutStream::Stdout), OutStream::Stdout, stdout_from);
     let mut err = LogReader::new(source(OutStream::Stderr), OutStream::Stderr, stderr_from);
-    // Allocated on the first file read: most followers (every member of a
-    // fan-out of `true`) never read a file, and 10,000 zeroed 256 KiB
-    // buffers were most of a large fan-out's page faults.
-    let mut buf: Vec<u8> = Vec::new();
     loop {
         // Live output from memory first; whatever is missing then comes
         // from the file (a follower that joined late or fell behind).
@@ -72,8 +68,8 @@ pub async fn follow(
             },
         };
         if output {
-            out.send_to(progress.stdout, &mut buf, send).await?;
-            err.send_to(progress.stderr, &mut buf, send).await?;
+            out.send_to(progress.stdout, send).await?;
+            err.send_to(progress.stderr, send).await?;
             if let Some(e) = out.failed.take().or_else(|| err.failed.take()) {
                 return send.event(JobEvent::Error(e)).await;
             }
@@ -327,7 +323,6 @@ impl LogReader {
     async fn send_to(
         &mut self,
         to: u64,
-        buf: &mut Vec<u8>,
         send: &mut impl FollowSink,
     ) -> Result<(), mesh::StreamError> {
         if self.offset >= to {
@@ -352,22 +347,21 @@ impl LogReader {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        if buf.is_empty() {
-            buf.resize(FOLLOW_CHUNK, 0);
-        }
         while self.offset < to {
-            let want =
-                usize::try_from((to - self.offset).min(buf.len() as u64)).unwrap_or(buf.len());
-            let n = match file.read(&mut buf[..want]) {
+            // Read straight into the buffer that is sent: the bytes are
+            // copied once, by the kernel, not again into a Bytes.
+            // Allocated per read, and only by a follower that reads the
+            // file: most (every member of a fan-out of `true`) never do.
+            let want = usize::try_from((to - self.offset).min(FOLLOW_CHUNK as u64))
+                .unwrap_or(FOLLOW_CHUNK);
+            let mut data = bytes::BytesMut::zeroed(want);
+            let n = match file.read(&mut data) {
                 Ok(0) | Err(_) => return Ok(()),
                 Ok(n) => n,
             };
-            send.data(
-                self.stream,
-                self.offset,
-                &mut vec![bytes::Bytes::copy_from_slice(&buf[..n])],
-            )
-            .await?;
+            data.truncate(n);
+            send.data(self.stream, self.offset, &mut vec![data.freeze()])
+                .await?;
             self.offset += n as u64;
         }
         Ok(())
