@@ -265,3 +265,67 @@ pub async fn write_frame<T: Serialize>(
     let bytes = frame::encode(msg)?;
     send.write_all(&bytes).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that hands out the pieces it was given, at most one per
+    /// read (as QUIC hands out what has arrived), then finishes.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl FrameRecv for Pieces {
+        async fn read_some(&mut self, buf: &mut [u8]) -> Result<Option<usize>, StreamError> {
+            let Some(mut p) = self.0.pop_front() else {
+                return Ok(None);
+            };
+            let n = p.len().min(buf.len());
+            buf[..n].copy_from_slice(&p[..n]);
+            if n < p.len() {
+                self.0.push_front(p.split_off(n));
+            }
+            Ok(Some(n))
+        }
+
+        async fn read_chunk(&mut self, max: usize) -> Result<Option<bytes::Bytes>, StreamError> {
+            let mut buf = vec![0; max];
+            Ok(self.read_some(&mut buf).await?.map(|n| {
+                buf.truncate(n);
+                bytes::Bytes::from(buf)
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn buffered_data_reads_hand_over_each_byte_once_in_reads_of_at_most_the_buffer() {
+        let pieces: Vec<Vec<u8>> = (0..20u8).map(|k| vec![k; 7 + usize::from(k)]).collect();
+        let all: Vec<u8> = pieces.concat();
+        // The frame ends 5 bytes before the stream does: those stay unread.
+        let len = all.len() - 5;
+        let mut recv = Pieces(pieces.into_iter().collect());
+        let mut got = Vec::new();
+        let mut calls = 0;
+        let mut buf = [0u8; 16];
+        read_data_buffered(&mut recv, len, &mut buf, |d| {
+            assert!(!d.is_empty() && d.len() <= 16, "{} bytes in one call", d.len());
+            calls += 1;
+            got.extend_from_slice(d);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, all[..len]);
+        assert!(calls >= len.div_ceil(16), "{calls} calls");
+        let rest: Vec<u8> = recv.0.iter().flatten().copied().collect();
+        assert_eq!(rest, all[len..], "bytes past the frame are left unread");
+
+        // A stream that ends inside the frame is an error, not a short read.
+        let mut short = Pieces([vec![1u8; 10]].into_iter().collect());
+        let r = read_data_buffered(&mut short, 11, &mut buf, |_| Ok(())).await;
+        assert!(matches!(r, Err(StreamError::Truncated)), "{r:?}");
+        // A sink's refusal stops the read with its message.
+        let mut ok = Pieces([vec![1u8; 10]].into_iter().collect());
+        let r = read_data_buffered(&mut ok, 10, &mut buf, |_| Err("disk full".into())).await;
+        assert!(matches!(r, Err(StreamError::Sink(m)) if m == "disk full"));
+    }
+}
