@@ -575,7 +575,9 @@ impl Client {
                 Ok(Some(mesh::Incoming::Message(e))) => return Ok(Some(e)),
                 Ok(Some(mesh::Incoming::Data { stream, len, .. })) => {
                     if buf.is_empty() {
-                        buf.resize(STREAMING_READ, 0);
+                        // Zeroed by the allocator: pages are touched only
+                        // as far as reads fill them.
+                        buf = vec![0; STREAMING_READ];
                     }
                     mesh::read_data_buffered(recv, len, &mut buf, |data| {
                         sink(stream, data);

@@ -307,7 +307,11 @@ mod tests {
         let mut calls = 0;
         let mut buf = [0u8; 16];
         read_data_buffered(&mut recv, len, &mut buf, |d| {
-            assert!(!d.is_empty() && d.len() <= 16, "{} bytes in one call", d.len());
+            assert!(
+                !d.is_empty() && d.len() <= 16,
+                "{} bytes in one call",
+                d.len()
+            );
             calls += 1;
             got.extend_from_slice(d);
             Ok(())
