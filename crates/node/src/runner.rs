@@ -871,10 +871,7 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                     // Never ask for bytes the gateway already acknowledged.
                     sent[i] = sent[i].max(j.out[i].acked());
                     if next.is_none() {
-                        // As much as is there, up to a frame: a job that
-                        // writes in small pieces still goes out in large
-                        // frames (each costs the gateway a store request,
-                        // an ack and a follower wake-up).
+                        // All that is there, up to a frame (see read_from).
                         next = match j.out[i].read_from(sent[i], crate::spool::READ_CHUNK) {
                             Ok(chunks) if chunks.is_empty() => None,
                             r => Some((s, i, r)),
