@@ -104,6 +104,32 @@ fn many_concurrent_jobs_keep_their_output_intact() {
     }
 }
 
+/// A follower whose reader stalls falls more than the live broadcast
+/// behind (128 frames): the gap comes from the log file, then it goes
+/// back to live chunks, and every byte arrives once, in order.
+#[test]
+fn a_follower_that_falls_behind_still_gets_every_byte_once() {
+    let mut lab = Lab::new(BIN);
+    lab.start_gateway();
+    let _n = lab.node_up("worker-a", "cpu", 0);
+    let gw = lab.gw_home.to_string_lossy().into_owned();
+    // About 69 MB: far more than the CLI's stream window and the 128
+    // frames the gateway keeps for live followers, while the reader sleeps.
+    let n = 9_000_000;
+    let cli = format!("{BIN} --home {gw} run --node worker-a -- seq 1 {n} | {{ sleep 3; cat; }}");
+    let out = lab
+        .spawn_cmd("sh", &["-c", &cli])
+        .wait(Duration::from_secs(180));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let want: String = (1..=n).map(|k| format!("{k}\n")).collect();
+    assert!(
+        out.stdout == want,
+        "output lost, doubled or reordered: {} bytes, want {}",
+        out.stdout.len(),
+        want.len()
+    );
+}
+
 #[test]
 fn logs_follow_show_and_list() {
     let mut lab = Lab::new(BIN);

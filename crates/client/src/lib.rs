@@ -28,6 +28,8 @@ const GROUP_WAIT: Duration = Duration::from_millis(300);
 
 /// Replies can be large (a node list of 10,000 nodes).
 const REPLY_FRAME_LIMIT: usize = proto::MAX_FRAME_LEN;
+/// Bytes of output [`Client::next_event_streaming`] reads at a time.
+const STREAMING_READ: usize = 256 * 1024;
 
 /// A call failed.
 #[derive(Debug, thiserror::Error)]
@@ -564,12 +566,21 @@ impl Client {
         recv: &mut quinn::RecvStream,
         mut sink: impl FnMut(proto::OutStream, &[u8]),
     ) -> Result<Option<proto::JobEvent>, ClientError> {
+        // Allocated at the first data frame and reused for the rest: the
+        // sink gets whatever has arrived at once, not one call per QUIC
+        // frame (the CLI's sink is a write to its stdout).
+        let mut buf: Vec<u8> = Vec::new();
         loop {
             match mesh::read_incoming::<proto::JobEvent>(recv, REPLY_FRAME_LIMIT).await {
                 Ok(Some(mesh::Incoming::Message(e))) => return Ok(Some(e)),
                 Ok(Some(mesh::Incoming::Data { stream, len, .. })) => {
-                    mesh::read_data(recv, len, |chunk| {
-                        sink(stream, &chunk);
+                    if buf.is_empty() {
+                        // Zeroed by the allocator: pages are touched only
+                        // as far as reads fill them.
+                        buf = vec![0; STREAMING_READ];
+                    }
+                    mesh::read_data_buffered(recv, len, &mut buf, |data| {
+                        sink(stream, data);
                         Ok(())
                     })
                     .await

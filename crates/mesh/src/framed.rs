@@ -194,6 +194,30 @@ pub async fn read_data(
     Ok(())
 }
 
+/// Reads the `len` bytes of a data frame through `buf`, handing `sink`
+/// everything that has arrived at each read as one slice: one copy, but
+/// one call per read instead of one per received QUIC frame (about a
+/// datagram's worth), for a sink that pays per call (a write to a pipe).
+/// `buf` must not be empty.
+pub async fn read_data_buffered(
+    recv: &mut impl FrameRecv,
+    mut len: usize,
+    buf: &mut [u8],
+    mut sink: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), StreamError> {
+    while len > 0 {
+        let want = len.min(buf.len());
+        match recv.read_some(&mut buf[..want]).await? {
+            Some(n) if n > 0 => {
+                len -= n;
+                sink(&buf[..n]).map_err(StreamError::Sink)?;
+            }
+            _ => return Err(StreamError::Truncated),
+        }
+    }
+    Ok(())
+}
+
 /// Writes a data frame; `data` is handed to quinn without a copy.
 pub async fn write_data(
     send: &mut impl FrameSend,
@@ -240,4 +264,72 @@ pub async fn write_frame<T: Serialize>(
 ) -> Result<(), StreamError> {
     let bytes = frame::encode(msg)?;
     send.write_all(&bytes).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that hands out the pieces it was given, at most one per
+    /// read (as QUIC hands out what has arrived), then finishes.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl FrameRecv for Pieces {
+        async fn read_some(&mut self, buf: &mut [u8]) -> Result<Option<usize>, StreamError> {
+            let Some(mut p) = self.0.pop_front() else {
+                return Ok(None);
+            };
+            let n = p.len().min(buf.len());
+            buf[..n].copy_from_slice(&p[..n]);
+            if n < p.len() {
+                self.0.push_front(p.split_off(n));
+            }
+            Ok(Some(n))
+        }
+
+        async fn read_chunk(&mut self, max: usize) -> Result<Option<bytes::Bytes>, StreamError> {
+            let mut buf = vec![0; max];
+            Ok(self.read_some(&mut buf).await?.map(|n| {
+                buf.truncate(n);
+                bytes::Bytes::from(buf)
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn buffered_data_reads_hand_over_each_byte_once_in_reads_of_at_most_the_buffer() {
+        let pieces: Vec<Vec<u8>> = (0..20u8).map(|k| vec![k; 7 + usize::from(k)]).collect();
+        let all: Vec<u8> = pieces.concat();
+        // The frame ends 5 bytes before the stream does: those stay unread.
+        let len = all.len() - 5;
+        let mut recv = Pieces(pieces.into_iter().collect());
+        let mut got = Vec::new();
+        let mut calls = 0;
+        let mut buf = [0u8; 16];
+        read_data_buffered(&mut recv, len, &mut buf, |d| {
+            assert!(
+                !d.is_empty() && d.len() <= 16,
+                "{} bytes in one call",
+                d.len()
+            );
+            calls += 1;
+            got.extend_from_slice(d);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, all[..len]);
+        assert!(calls >= len.div_ceil(16), "{calls} calls");
+        let rest: Vec<u8> = recv.0.iter().flatten().copied().collect();
+        assert_eq!(rest, all[len..], "bytes past the frame are left unread");
+
+        // A stream that ends inside the frame is an error, not a short read.
+        let mut short = Pieces([vec![1u8; 10]].into_iter().collect());
+        let r = read_data_buffered(&mut short, 11, &mut buf, |_| Ok(())).await;
+        assert!(matches!(r, Err(StreamError::Truncated)), "{r:?}");
+        // A sink's refusal stops the read with its message.
+        let mut ok = Pieces([vec![1u8; 10]].into_iter().collect());
+        let r = read_data_buffered(&mut ok, 10, &mut buf, |_| Err("disk full".into())).await;
+        assert!(matches!(r, Err(StreamError::Sink(m)) if m == "disk full"));
+    }
 }

@@ -11,8 +11,8 @@ pub mod tls;
 
 pub use errors::describe_connection_error;
 pub use framed::{
-    FrameRecv, FrameSend, Incoming, StreamError, read_data, read_frame, read_incoming, write_data,
-    write_data_chunks, write_frame,
+    FrameRecv, FrameSend, Incoming, StreamError, read_data, read_data_buffered, read_frame,
+    read_incoming, write_data, write_data_chunks, write_frame,
 };
 pub use home::Home;
 pub use tls::RevokedSerials;

@@ -759,20 +759,16 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         let items = crate::artifacts::collect(c, &ctx.spool_dir, plan.job_id).await;
         job.with(|j| j.artifacts = Some(items));
     }
-    // The directory goes (off the async threads: a job may leave a large
-    // tree), and only then, with every process of the job and its files
-    // gone, may another job get its uid (one that escaped the kill keeps
-    // it busy, see take_uid).
-    // An empty one (short jobs) goes at once, without the blocking pool.
-    if workdir.remove_if_empty() {
-        drop(workdir);
-        drop(uid_lease);
+    // The directory goes (an empty one at once, a full one off the async
+    // threads: a job may leave a large tree), and only then, with every
+    // process of the job and its files gone, may another job get its uid
+    // (one that escaped the kill keeps it busy, see take_uid).
+    let empty = workdir.remove_if_empty();
+    let gone = move || drop((workdir, uid_lease));
+    if empty {
+        gone()
     } else {
-        let _ = tokio::task::spawn_blocking(move || {
-            drop(workdir);
-            drop(uid_lease);
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(gone).await;
     }
     // And its slot: a job submitted once this one is reported ended finds
     // it free.
@@ -877,7 +873,11 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                     // Never ask for bytes the gateway already acknowledged.
                     sent[i] = sent[i].max(j.out[i].acked());
                     if next.is_none() {
-                        next = j.out[i].read_at(sent[i]).transpose().map(|r| (s, i, r));
+                        // All that is there, up to a frame (see read_from).
+                        next = match j.out[i].read_from(sent[i], crate::spool::READ_CHUNK) {
+                            Ok(chunks) if chunks.is_empty() => None,
+                            r => Some((s, i, r)),
+                        };
                     }
                 }
                 let caught_up = sent[0] >= j.out[0].total() && sent[1] >= j.out[1].total();
@@ -910,11 +910,11 @@ pub async fn attach(conn: quinn::Connection, job: Arc<Job>, ctx: Arc<RunContext>
                 fault_sent = true;
                 continue;
             }
-            if let Some((stream, i, chunk)) = next {
-                let chunk = chunk
+            if let Some((stream, i, chunks)) = next {
+                let mut chunks = chunks
                     .map_err(|e| mesh::StreamError::Sink(format!("cannot read the spool: {e}")))?;
-                let n = chunk.len() as u64;
-                mesh::write_data(&mut send, stream, sent[i], chunk).await?;
+                let n: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+                mesh::write_data_chunks(&mut send, stream, sent[i], &mut chunks).await?;
                 sent[i] += n;
                 continue;
             }

@@ -18,8 +18,8 @@ use bytes::Bytes;
 pub const MEM_CAP: u64 = 16 << 20;
 /// Output held on disk per stream before the job's writes block.
 pub const SPILL_CAP: u64 = 1 << 30;
-/// Largest chunk handed out for sending.
-const READ_CHUNK: u64 = 256 << 10;
+/// Largest chunk handed out for sending (and read from the spill file).
+pub const READ_CHUNK: u64 = 256 << 10;
 
 struct Spill {
     path: PathBuf,
@@ -111,29 +111,47 @@ impl OutBuf {
         Ok(())
     }
 
-    /// The bytes at `offset` (up to a chunk), if produced and not yet released.
-    pub fn read_at(&self, offset: u64) -> std::io::Result<Option<Bytes>> {
-        if offset >= self.total {
-            return Ok(None);
+    /// The bytes from `offset` on, as consecutive chunks of at most
+    /// `max` bytes in all (at least one byte when any is there), without
+    /// copying what is in memory: a job that writes in small pieces is
+    /// still sent in large frames. Empty when nothing is produced past
+    /// `offset` or it is released already.
+    pub fn read_from(&self, offset: u64, max: u64) -> std::io::Result<Vec<Bytes>> {
+        let mut out = Vec::new();
+        if offset >= self.total || max == 0 {
+            return Ok(out);
         }
-        for (start, chunk) in &self.mem {
-            let end = start + chunk.len() as u64;
-            if offset >= *start && offset < end {
-                let from = usize::try_from(offset - start).unwrap_or(0);
-                return Ok(Some(chunk.slice(from..)));
+        // The first chunk that ends past `offset` (chunks are in order).
+        let first = self
+            .mem
+            .partition_point(|(start, chunk)| start + chunk.len() as u64 <= offset);
+        let mut at = offset;
+        let mut room = max;
+        for (start, chunk) in self.mem.range(first..) {
+            if room == 0 || *start > at {
+                break;
             }
+            let from = usize::try_from(at - start).unwrap_or(0);
+            let take = (chunk.len() - from).min(usize::try_from(room).unwrap_or(usize::MAX));
+            if take == 0 {
+                break;
+            }
+            out.push(chunk.slice(from..from + take));
+            at += take as u64;
+            room -= take as u64;
         }
-        if let Some(s) = &self.spill
-            && offset >= s.start
-            && offset < s.start + s.len
+        if room > 0
+            && let Some(s) = &self.spill
+            && at >= s.start
+            && at < s.start + s.len
         {
-            let n = (s.start + s.len - offset).min(READ_CHUNK);
+            let n = (s.start + s.len - at).min(READ_CHUNK).min(room);
             let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
-            s.file.read_exact_at(&mut buf, offset - s.start)?;
-            return Ok(Some(Bytes::from(buf)));
+            s.file.read_exact_at(&mut buf, at - s.start)?;
+            out.push(Bytes::from(buf));
         }
-        // Released already (before `acked`): the gateway has it.
-        Ok(None)
+        // Nothing: released already (before `acked`), the gateway has it.
+        Ok(out)
     }
 
     /// Releases everything before `offset`.
@@ -181,11 +199,16 @@ mod tests {
 
     fn collect(b: &OutBuf, mut from: u64) -> Vec<u8> {
         let mut out = Vec::new();
-        while let Some(chunk) = b.read_at(from).unwrap() {
-            from += chunk.len() as u64;
-            out.extend_from_slice(&chunk);
+        loop {
+            let chunks = b.read_from(from, READ_CHUNK).unwrap();
+            if chunks.is_empty() {
+                return out;
+            }
+            for c in chunks {
+                from += c.len() as u64;
+                out.extend_from_slice(&c);
+            }
         }
-        out
     }
 
     #[test]
@@ -205,12 +228,37 @@ mod tests {
         assert_eq!(collect(&b, big.len() as u64 + 10), b"abcdeftail");
         b.ack(big.len() as u64);
         assert_eq!(b.held(), 20);
-        assert_eq!(b.read_at(0).unwrap(), None, "released bytes are gone");
+        assert!(
+            b.read_from(0, 1).unwrap().is_empty(),
+            "released bytes are gone"
+        );
         b.ack(b.total());
         assert!(!path.exists(), "the spill file goes once it is acked");
         b.append(Bytes::from_static(b"again")).unwrap();
         assert!(!path.exists(), "back to memory");
         assert_eq!(collect(&b, b.acked()), b"again");
+    }
+
+    #[test]
+    fn small_writes_are_read_back_as_one_frame_of_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = OutBuf::new(dir.path().join("x"));
+        for k in 0..100u8 {
+            b.append(Bytes::from(vec![k; 10])).unwrap();
+        }
+        // From the middle of a chunk, up to 25 bytes: three chunks' worth.
+        let got = b.read_from(15, 25).unwrap();
+        let lens: Vec<usize> = got.iter().map(Bytes::len).collect();
+        assert_eq!(lens, [5, 10, 10]);
+        assert_eq!(got.concat(), [&[1u8; 5][..], &[2; 10], &[3; 10]].concat());
+        // Everything left, in one call, when the limit allows.
+        let all = b.read_from(0, READ_CHUNK).unwrap();
+        assert_eq!(all.len(), 100);
+        assert_eq!(all.iter().map(Bytes::len).sum::<usize>(), 1000);
+        assert!(b.read_from(1000, READ_CHUNK).unwrap().is_empty());
+        b.ack(995);
+        assert!(b.read_from(0, READ_CHUNK).unwrap().is_empty(), "released");
+        assert_eq!(b.read_from(995, READ_CHUNK).unwrap().concat(), [99u8; 5]);
     }
 
     #[test]

@@ -172,9 +172,36 @@ pub fn err(s: &str) {
     write_stderr(lines(s).as_bytes());
 }
 
-/// Writes a job's stdout bytes as they are (see the module docs).
+/// Writes a job's stdout bytes as they are (see the module docs), with
+/// write(2) on stdout's descriptor: std's line buffer would scan every
+/// byte for a newline and then write and flush in two calls.
 pub fn raw_out(bytes: &[u8]) {
-    write_stdout(bytes);
+    if stdout_closed() {
+        return;
+    }
+    let mut w = std::io::stdout().lock();
+    // Every write here is flushed at once, so std holds nothing; flushed
+    // all the same, so bytes never pass what was written before them.
+    if let Err(e) = w.flush().and_then(|()| write_fd(&w, bytes)) {
+        // As in write_stdout: only a closed reader is ours to act on.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+            STDOUT_CLOSED_NOTIFY.notify_waiters();
+        }
+    }
+}
+
+/// `write_all` on a descriptor, without std's buffer.
+fn write_fd(fd: impl std::os::fd::AsFd, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::io::write(&fd, bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Writes a job's stderr bytes as they are (see the module docs).

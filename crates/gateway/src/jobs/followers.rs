@@ -49,16 +49,22 @@ pub async fn follow(
     };
     let mut out = LogReader::new(source(OutStream::Stdout), OutStream::Stdout, stdout_from);
     let mut err = LogReader::new(source(OutStream::Stderr), OutStream::Stderr, stderr_from);
-    // Allocated on the first file read: most followers (every member of a
-    // fan-out of `true`) never read a file, and 10,000 zeroed 256 KiB
-    // buffers were most of a large fan-out's page faults.
-    let mut buf: Vec<u8> = Vec::new();
+    // The first live chunk that starts past what this follower has sent
+    // (it fell behind and the broadcast dropped what came between): the
+    // gap is read from the file up to that chunk, and then it and the
+    // chunks queued after it go out from memory again. Without it a
+    // follower that fell behind once read every later byte back from the
+    // file (990 of 1,024 MiB in a 1 GiB run), since the file's durable
+    // end is always behind the live chunks.
+    let mut ahead: Option<TailChunk> = None;
     loop {
         // Live output from memory first; whatever is missing then comes
         // from the file (a follower that joined late or fell behind).
-        while let Some(t) = tail.as_mut() {
+        while ahead.is_none()
+            && let Some(t) = tail.as_mut()
+        {
             match t.try_recv() {
-                Ok(c) => send_live(&c, &mut out, &mut err, send).await?,
+                Ok(c) => take_live(c, &mut out, &mut err, &mut ahead, send).await?,
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
                 Err(tokio::sync::broadcast::error::TryRecvError::Closed) => tail = None,
@@ -72,10 +78,32 @@ pub async fn follow(
             },
         };
         if output {
-            out.send_to(progress.stdout, &mut buf, send).await?;
-            err.send_to(progress.stderr, &mut buf, send).await?;
+            // Up to the chunk ahead while the job runs; everything stored
+            // once it has ended (that chunk is in the file by then).
+            let ended = !live || proto::is_terminal_state(&progress.state);
+            let upto = |s: OutStream, to: u64| match &ahead {
+                Some(c) if c.stream == s && !ended => to.min(c.offset),
+                _ => to,
+            };
+            out.send_to(upto(OutStream::Stdout, progress.stdout), send)
+                .await?;
+            err.send_to(upto(OutStream::Stderr, progress.stderr), send)
+                .await?;
             if let Some(e) = out.failed.take().or_else(|| err.failed.take()) {
                 return send.event(JobEvent::Error(e)).await;
+            }
+            let caught_up = |c: &TailChunk| {
+                let reader = if c.stream == OutStream::Stdout {
+                    &out
+                } else {
+                    &err
+                };
+                reader.offset >= c.offset
+            };
+            if let Some(c) = ahead.take_if(|c| caught_up(c)) {
+                send_live(&c, &mut out, &mut err, send).await?;
+                // Back to the live chunks queued behind it.
+                continue;
             }
         }
         let done = !live || proto::is_terminal_state(&progress.state);
@@ -107,7 +135,9 @@ pub async fn follow(
         }
         // Wake for bytes written or a new state (progress), or for a live
         // chunk, which reaches followers before the log writer has it.
-        match (rx.as_mut(), tail.as_mut()) {
+        // With a chunk ahead, only the file's progress matters until the
+        // gap before it is filled.
+        match (rx.as_mut(), tail.as_mut().filter(|_| ahead.is_none())) {
             (Some(r), Some(t)) => tokio::select! {
                 changed = r.changed() => {
                     if changed.is_err() {
@@ -115,7 +145,7 @@ pub async fn follow(
                     }
                 }
                 chunk = t.recv() => match chunk {
-                    Ok(c) => send_live(&c, &mut out, &mut err, send).await?,
+                    Ok(c) => take_live(c, &mut out, &mut err, &mut ahead, send).await?,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => tail = None,
                 },
@@ -128,6 +158,28 @@ pub async fn follow(
             (None, _) => {}
         }
     }
+}
+
+/// Sends a live chunk through the reader of its stream, or keeps it in
+/// `ahead` when it starts past what that reader has sent (a gap the file
+/// fills first).
+async fn take_live(
+    c: TailChunk,
+    out: &mut LogReader,
+    err: &mut LogReader,
+    ahead: &mut Option<TailChunk>,
+    send: &mut impl FollowSink,
+) -> Result<(), mesh::StreamError> {
+    let at = if c.stream == OutStream::Stdout {
+        out.offset
+    } else {
+        err.offset
+    };
+    if c.offset > at {
+        *ahead = Some(c);
+        return Ok(());
+    }
+    send_live(&c, out, err, send).await
 }
 
 /// Sends a live chunk through the reader of its stream.
@@ -327,7 +379,6 @@ impl LogReader {
     async fn send_to(
         &mut self,
         to: u64,
-        buf: &mut Vec<u8>,
         send: &mut impl FollowSink,
     ) -> Result<(), mesh::StreamError> {
         if self.offset >= to {
@@ -352,22 +403,21 @@ impl LogReader {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        if buf.is_empty() {
-            buf.resize(FOLLOW_CHUNK, 0);
-        }
         while self.offset < to {
-            let want =
-                usize::try_from((to - self.offset).min(buf.len() as u64)).unwrap_or(buf.len());
-            let n = match file.read(&mut buf[..want]) {
+            // Read straight into the buffer that is sent: the bytes are
+            // copied once, by the kernel, not again into a Bytes.
+            // Allocated per read, and only by a follower that reads the
+            // file: most (every member of a fan-out of `true`) never do.
+            let want = usize::try_from((to - self.offset).min(FOLLOW_CHUNK as u64))
+                .unwrap_or(FOLLOW_CHUNK);
+            let mut data = bytes::BytesMut::zeroed(want);
+            let n = match file.read(&mut data) {
                 Ok(0) | Err(_) => return Ok(()),
                 Ok(n) => n,
             };
-            send.data(
-                self.stream,
-                self.offset,
-                &mut vec![bytes::Bytes::copy_from_slice(&buf[..n])],
-            )
-            .await?;
+            data.truncate(n);
+            send.data(self.stream, self.offset, &mut vec![data.freeze()])
+                .await?;
             self.offset += n as u64;
         }
         Ok(())

@@ -11,9 +11,8 @@ use super::Job;
 
 /// Bytes read from a pipe at a time, at most.
 const CHUNK: usize = 256 * 1024;
-/// Bytes of a pipe's first read; each read that fills the buffer grows the
-/// next one (x4, up to [`CHUNK`]).
-const FIRST_READ: usize = 16 * 1024;
+/// The least room a read is given before a fresh buffer is taken.
+const MIN_READ: usize = 64 * 1024;
 /// Pipe buffer asked of the kernel for job output (the default is 64 KiB);
 /// fewer, larger reads and frames for chatty jobs.
 const PIPE_SIZE: i32 = 1 << 20;
@@ -56,22 +55,18 @@ pub(super) async fn pump(
     job: Arc<Job>,
 ) {
     // One buffer, split after each read: the bytes reach quinn without a
-    // copy, and the allocation is reused once they are released. Reads go
-    // into its spare capacity (nothing zeroed first), which starts small,
-    // so a job that prints little costs no large allocation, and grows to
-    // CHUNK while reads fill it.
-    let mut want = FIRST_READ;
+    // copy. Reads fill its spare room (never zeroed), so a job that
+    // writes 8 KiB at a time shares one allocation among many reads; a
+    // new one is taken only when less than MIN_READ is left.
     let mut buf = bytes::BytesMut::new();
     loop {
-        buf.clear();
-        buf.reserve(want);
+        if buf.capacity() - buf.len() < MIN_READ {
+            buf = bytes::BytesMut::with_capacity(CHUNK);
+        }
         match pipe.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if n >= want {
-                    want = (want * 4).min(CHUNK);
-                }
-                let chunk = buf.split_to(n).freeze();
+            Ok(_) => {
+                let chunk = buf.split().freeze();
                 if let Err(e) = job.push(stream, chunk).await {
                     tracing::error!(job = job.plan.job_id, error = %e, "cannot spool job output; output is lost from here");
                     return;

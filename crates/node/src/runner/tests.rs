@@ -225,7 +225,10 @@ fn a_full_spool_waits_for_an_attached_gateway_and_spills_otherwise() {
 fn an_empty_job_directory_goes_at_once_and_a_full_one_on_drop() {
     let t = tempfile::tempdir().unwrap();
     let root = Arc::new(crate::jobdir::WorkRoot::prepare(&t.path().join("w"), true, "n1").unwrap());
-    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let me = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     let empty = root.make(1, me.0, me.1).unwrap();
     assert!(root.job_path(1).is_dir());
     assert!(empty.remove_if_empty());
@@ -233,8 +236,14 @@ fn an_empty_job_directory_goes_at_once_and_a_full_one_on_drop() {
     drop(empty);
     let full = root.make(2, me.0, me.1).unwrap();
     std::fs::write(root.job_path(2).join("f"), b"x").unwrap();
-    assert!(!full.remove_if_empty(), "a directory with a file is not empty");
+    assert!(
+        !full.remove_if_empty(),
+        "a directory with a file is not empty"
+    );
     assert!(root.job_path(2).join("f").exists(), "nothing was removed");
     drop(full);
-    assert!(!root.job_path(2).exists(), "the drop removes it with all in it");
+    assert!(
+        !root.job_path(2).exists(),
+        "the drop removes it with all in it"
+    );
 }
