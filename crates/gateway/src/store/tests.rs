@@ -765,5 +765,8 @@ fn the_fair_share_s_usage_read_skips_jobs_without_gpus() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(plan, vec!["SCAN jobs USING INDEX jobs_gpu_usage".to_string()]);
+    assert_eq!(
+        plan,
+        vec!["SCAN jobs USING INDEX jobs_gpu_usage".to_string()]
+    );
 }
