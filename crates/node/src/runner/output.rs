@@ -71,7 +71,18 @@ pub(super) async fn pump(
                 if n >= want {
                     want = (want * 4).min(CHUNK);
                 }
-                let chunk = buf.split_to(n).freeze();
+                // A chunk split off holds the whole buffer until it is
+                // acked: one that fills less than half of it is copied
+                // instead (and the buffer kept), or a job that grew the
+                // reads with a burst and then wrote a byte at a time
+                // would pin 256 KiB per spooled byte.
+                let chunk = if n * 2 < buf.capacity() {
+                    let c = bytes::Bytes::copy_from_slice(&buf[..n]);
+                    buf.clear();
+                    c
+                } else {
+                    buf.split_to(n).freeze()
+                };
                 if let Err(e) = job.push(stream, chunk).await {
                     tracing::error!(job = job.plan.job_id, error = %e, "cannot spool job output; output is lost from here");
                     return;

@@ -225,7 +225,10 @@ fn a_full_spool_waits_for_an_attached_gateway_and_spills_otherwise() {
 fn an_empty_job_directory_goes_at_once_and_a_full_one_on_drop() {
     let t = tempfile::tempdir().unwrap();
     let root = Arc::new(crate::jobdir::WorkRoot::prepare(&t.path().join("w"), true, "n1").unwrap());
-    let me = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let me = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     let empty = root.make(1, me.0, me.1).unwrap();
     assert!(root.job_path(1).is_dir());
     assert!(empty.remove_if_empty());
@@ -233,8 +236,91 @@ fn an_empty_job_directory_goes_at_once_and_a_full_one_on_drop() {
     drop(empty);
     let full = root.make(2, me.0, me.1).unwrap();
     std::fs::write(root.job_path(2).join("f"), b"x").unwrap();
-    assert!(!full.remove_if_empty(), "a directory with a file is not empty");
+    assert!(
+        !full.remove_if_empty(),
+        "a directory with a file is not empty"
+    );
     assert!(root.job_path(2).join("f").exists(), "nothing was removed");
     drop(full);
-    assert!(!root.job_path(2).exists(), "the drop removes it with all in it");
+    assert!(
+        !root.job_path(2).exists(),
+        "the drop removes it with all in it"
+    );
+}
+
+/// A pipe that returns one scripted chunk per read.
+struct Script(std::collections::VecDeque<Vec<u8>>);
+
+impl tokio::io::AsyncRead for Script {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(mut c) = self.0.pop_front() {
+            let n = c.len().min(buf.remaining());
+            buf.put_slice(&c[..n]);
+            if n < c.len() {
+                self.0.push_front(c.split_off(n));
+            }
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn a_small_read_after_a_burst_does_not_pin_a_large_buffer() {
+    // A hostile job grows the pump's reads to 256 KiB with a burst, then
+    // writes a byte at a time: each byte must not hold a buffer of its
+    // own in the spool (16 MiB of spooled bytes would be terabytes).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job::new(
+            proto::JobDispatch {
+                plan: plan(&["true"], None),
+                input: false,
+                artifacts: proto::ArtifactSpec::default(),
+            },
+            None,
+            dir.path(),
+        );
+        let mut script: std::collections::VecDeque<Vec<u8>> = [16usize, 64, 256, 256]
+            .iter()
+            .map(|k| vec![b'a'; k << 10])
+            .collect();
+        let burst = script.iter().map(Vec::len).sum::<usize>() as u64;
+        let small = 64u64;
+        script.extend((0..small).map(|_| vec![b'x']));
+        pump(Script(script), OutStream::Stdout, job.clone()).await;
+        // Every byte reached the spool once, in order.
+        let mut got = Vec::new();
+        let mut off = 0;
+        while let Some(c) = job.with(|j| j.out[0].read_at(off)).unwrap() {
+            off += c.len() as u64;
+            got.push(c);
+        }
+        assert_eq!(off, burst + small);
+        let all: Vec<u8> = got.iter().flat_map(|c| c.iter().copied()).collect();
+        assert!(all[..burst as usize].iter().all(|&b| b == b'a'));
+        assert!(all[burst as usize..].iter().all(|&b| b == b'x'));
+        // What the one-byte chunks hold once nothing else does.
+        let tail: Vec<bytes::Bytes> = got.split_off(got.len() - small as usize);
+        drop(got);
+        job.with(|j| j.out[0].ack(burst + small));
+        let mut pinned = 0;
+        for c in tail {
+            assert_eq!(c.len(), 1);
+            if let Ok(m) = c.try_into_mut() {
+                pinned += m.capacity();
+            }
+        }
+        assert!(
+            pinned <= 64 * 1024,
+            "{small} bytes of output pin {pinned} bytes of buffers"
+        );
+    });
 }
