@@ -5,7 +5,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use proto::OutStream;
+use std::time::Duration;
+
 use tokio::io::AsyncReadExt as _;
+use tokio::sync::watch;
 
 use super::Job;
 
@@ -54,6 +57,7 @@ pub(super) async fn pump(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
     stream: OutStream,
     job: Arc<Job>,
+    mut ended: watch::Receiver<bool>,
 ) {
     // One buffer, split after each read: the bytes reach quinn without a
     // copy, and the allocation is reused once they are released. Reads go
@@ -65,7 +69,18 @@ pub(super) async fn pump(
     loop {
         buf.clear();
         buf.reserve(want);
-        match pipe.read_buf(&mut buf).await {
+        let read = if gone(&ended) {
+            match tokio::time::timeout(IDLE_AFTER_END, pipe.read_buf(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => return held_outside(&job),
+            }
+        } else {
+            tokio::select! {
+                r = pipe.read_buf(&mut buf) => r,
+                _ = ended.changed() => continue,
+            }
+        };
+        match read {
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 if n >= want {
@@ -94,10 +109,25 @@ pub(super) async fn pump(
 
 /// Copies a job's terminal into its stdout spool until the terminal's
 /// last slave side closes.
-pub(super) async fn pump_tty(master: Arc<crate::pty::Master>, job: Arc<Job>) {
+pub(super) async fn pump_tty(
+    master: Arc<crate::pty::Master>,
+    job: Arc<Job>,
+    mut ended: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match master.read(&mut buf).await {
+        let read = if gone(&ended) {
+            match tokio::time::timeout(IDLE_AFTER_END, master.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => return held_outside(&job),
+            }
+        } else {
+            tokio::select! {
+                r = master.read(&mut buf) => r,
+                _ = ended.changed() => continue,
+            }
+        };
+        match read {
             Ok(0) => return,
             Ok(n) => {
                 let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
@@ -112,4 +142,62 @@ pub(super) async fn pump_tty(master: Arc<crate::pty::Master>, job: Arc<Job>) {
             }
         }
     }
+}
+
+/// How long a pump waits for more output once the job's processes are
+/// gone before it takes the pipe's writer to be outside the job.
+const IDLE_AFTER_END: Duration = Duration::from_secs(2);
+
+/// A job's output pumps, and the word that its processes are gone.
+#[derive(Default)]
+pub(super) struct Pumps {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    ended: watch::Sender<bool>,
+}
+
+impl Pumps {
+    /// Copies `pipe` into the job's `stream`.
+    pub(super) fn pipe(
+        &mut self,
+        pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        stream: OutStream,
+        job: &Arc<Job>,
+    ) {
+        let ended = self.ended.subscribe();
+        self.tasks
+            .push(tokio::spawn(pump(pipe, stream, job.clone(), ended)));
+    }
+
+    /// Copies the job's terminal into its stdout.
+    pub(super) fn tty(&mut self, master: &Arc<crate::pty::Master>, job: &Arc<Job>) {
+        let ended = self.ended.subscribe();
+        self.tasks
+            .push(tokio::spawn(pump_tty(master.clone(), job.clone(), ended)));
+    }
+
+    /// Waits for the pumps once every process of the job is gone: each
+    /// reads what is left, and stops at end of file or once nothing has
+    /// come for [`IDLE_AFTER_END`] (a descriptor the job handed to a
+    /// process outside it, another job's, keeps the pipe open for ever,
+    /// and with it the job's GPUs, slot and uid).
+    pub(super) async fn drain(self) {
+        self.ended.send_replace(true);
+        for p in self.tasks {
+            let _ = p.await;
+        }
+    }
+}
+
+/// Whether the job's processes are gone (or nobody can say so any more).
+fn gone(ended: &watch::Receiver<bool>) -> bool {
+    *ended.borrow() || ended.has_changed().is_err()
+}
+
+/// A pump stops on a pipe the job's processes no longer write to.
+fn held_outside(job: &Job) {
+    tracing::warn!(
+        job = job.plan.job_id,
+        "the job's processes are gone but its output pipe is still open (a descriptor handed to a \
+         process outside the job); the job ends without waiting for it"
+    );
 }

@@ -295,7 +295,13 @@ fn a_small_read_after_a_burst_does_not_pin_a_large_buffer() {
         let burst = script.iter().map(Vec::len).sum::<usize>() as u64;
         let small = 64u64;
         script.extend((0..small).map(|_| vec![b'x']));
-        pump(Script(script), OutStream::Stdout, job.clone()).await;
+        output::pump(
+            Script(script),
+            OutStream::Stdout,
+            job.clone(),
+            tokio::sync::watch::channel(false).1,
+        )
+        .await;
         // Every byte reached the spool once, in order.
         let mut got = Vec::new();
         let mut off = 0;
@@ -324,5 +330,54 @@ fn a_small_read_after_a_burst_does_not_pin_a_large_buffer() {
             pinned <= (256 << 10) + 2 * small as usize,
             "{small} bytes of output pin {pinned} bytes of buffers"
         );
+    });
+}
+
+#[test]
+fn a_pipe_held_open_outside_the_job_does_not_keep_the_job_from_ending() {
+    // A job hands its stdout to a process outside its tree (another job,
+    // over a unix socket) and exits: the pipe never reaches end of file.
+    // Once the job's processes are gone, what they wrote is spooled and
+    // the pump stops at the first read that waits.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job::new(
+            proto::JobDispatch {
+                plan: plan(&["true"], None),
+                input: false,
+                artifacts: proto::ArtifactSpec::default(),
+            },
+            None,
+            dir.path(),
+        );
+        let (mut outside, pipe) = tokio::io::duplex(1 << 16);
+        use tokio::io::AsyncWriteExt as _;
+        outside.write_all(b"before the end\n").await.unwrap();
+        let (ended_tx, ended) = tokio::sync::watch::channel(false);
+        let pumping = tokio::spawn(output::pump(pipe, OutStream::Stdout, job.clone(), ended));
+        // Still running: the pump waits for more (longer than it would
+        // once the job's processes are gone).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!pumping.is_finished(), "it waits while the job runs");
+        outside.write_all(b"while it runs\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ended_tx.send(true).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(60), pumping).await;
+        assert!(
+            done.is_ok(),
+            "the pump still waits on a pipe held outside the job"
+        );
+        let mut got = Vec::new();
+        let mut off = 0;
+        while let Some(c) = job.with(|j| j.out[0].read_at(off)).unwrap() {
+            off += c.len() as u64;
+            got.extend_from_slice(&c);
+        }
+        assert_eq!(got, b"before the end\nwhile it runs\n", "every byte once");
+        drop(outside);
     });
 }
