@@ -66,11 +66,15 @@ pub(super) async fn pump(
     // CHUNK while reads fill it.
     let mut want = FIRST_READ;
     let mut buf = bytes::BytesMut::new();
+    let mut after_end = AfterEnd::default();
     loop {
         buf.clear();
         buf.reserve(want);
         let read = if gone(&ended) {
-            match tokio::time::timeout(IDLE_AFTER_END, pipe.read_buf(&mut buf)).await {
+            let Some(until) = after_end.next_wait() else {
+                return held_outside(&job);
+            };
+            match tokio::time::timeout_at(until, pipe.read_buf(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => return held_outside(&job),
             }
@@ -115,9 +119,13 @@ pub(super) async fn pump_tty(
     mut ended: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut after_end = AfterEnd::default();
     loop {
         let read = if gone(&ended) {
-            match tokio::time::timeout(IDLE_AFTER_END, master.read(&mut buf)).await {
+            let Some(until) = after_end.next_wait() else {
+                return held_outside(&job);
+            };
+            match tokio::time::timeout_at(until, master.read(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => return held_outside(&job),
             }
@@ -147,6 +155,24 @@ pub(super) async fn pump_tty(
 /// How long a pump waits for more output once the job's processes are
 /// gone before it takes the pipe's writer to be outside the job.
 const IDLE_AFTER_END: Duration = Duration::from_secs(2);
+/// How long a pump reads at most once the job's processes are gone: what
+/// they wrote is in the pipe (1 MiB at most, [`PIPE_SIZE`]), and a writer
+/// outside the job that never pauses for [`IDLE_AFTER_END`] must not keep
+/// the job from ending either.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// When a pump stops reading once the job's processes are gone.
+#[derive(Default)]
+struct AfterEnd(Option<tokio::time::Instant>);
+
+impl AfterEnd {
+    /// Until when the next read may wait; `None`: stop now.
+    fn next_wait(&mut self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let last = *self.0.get_or_insert(now + DRAIN_LIMIT);
+        (now < last).then(|| last.min(now + IDLE_AFTER_END))
+    }
+}
 
 /// A job's output pumps, and the word that its processes are gone.
 #[derive(Default)]
@@ -176,8 +202,8 @@ impl Pumps {
     }
 
     /// Waits for the pumps once every process of the job is gone: each
-    /// reads what is left, and stops at end of file or once nothing has
-    /// come for [`IDLE_AFTER_END`] (a descriptor the job handed to a
+    /// reads what is left, and stops at end of file, once nothing has
+    /// come for [`IDLE_AFTER_END`], or [`DRAIN_LIMIT`] after (a descriptor the job handed to a
     /// process outside it, another job's, keeps the pipe open for ever,
     /// and with it the job's GPUs, slot and uid).
     pub(super) async fn drain(self) {

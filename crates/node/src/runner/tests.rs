@@ -333,51 +333,77 @@ fn a_small_read_after_a_burst_does_not_pin_a_large_buffer() {
     });
 }
 
+/// What `job`'s stdout spool holds from its first byte.
+fn spooled(job: &Arc<Job>) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut off = 0;
+    while let Some(c) = job.with(|j| j.out[0].read_at(off)).unwrap() {
+        off += c.len() as u64;
+        got.extend_from_slice(&c);
+    }
+    got
+}
+
 #[test]
 fn a_pipe_held_open_outside_the_job_does_not_keep_the_job_from_ending() {
     // A job hands its stdout to a process outside its tree (another job,
     // over a unix socket) and exits: the pipe never reaches end of file.
     // Once the job's processes are gone, what they wrote is spooled and
-    // the pump stops at the first read that waits.
+    // the pump stops when nothing more comes for a while, or, against a
+    // writer that never pauses that long, a minute after the end.
+    use tokio::io::AsyncWriteExt as _;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(true)
         .build()
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let job = Job::new(
-            proto::JobDispatch {
-                plan: plan(&["true"], None),
-                input: false,
-                artifacts: proto::ArtifactSpec::default(),
-            },
-            None,
-            dir.path(),
-        );
-        let (mut outside, pipe) = tokio::io::duplex(1 << 16);
-        use tokio::io::AsyncWriteExt as _;
-        outside.write_all(b"before the end\n").await.unwrap();
-        let (ended_tx, ended) = tokio::sync::watch::channel(false);
-        let pumping = tokio::spawn(output::pump(pipe, OutStream::Stdout, job.clone(), ended));
-        // Still running: the pump waits for more (longer than it would
-        // once the job's processes are gone).
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        assert!(!pumping.is_finished(), "it waits while the job runs");
-        outside.write_all(b"while it runs\n").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        ended_tx.send(true).unwrap();
-        let done = tokio::time::timeout(Duration::from_secs(60), pumping).await;
-        assert!(
-            done.is_ok(),
-            "the pump still waits on a pipe held outside the job"
-        );
-        let mut got = Vec::new();
-        let mut off = 0;
-        while let Some(c) = job.with(|j| j.out[0].read_at(off)).unwrap() {
-            off += c.len() as u64;
-            got.extend_from_slice(&c);
+        for trickle in [false, true] {
+            let job = Job::new(
+                proto::JobDispatch {
+                    plan: plan(&["true"], None),
+                    input: false,
+                    artifacts: proto::ArtifactSpec::default(),
+                },
+                None,
+                dir.path(),
+            );
+            let (mut outside, pipe) = tokio::io::duplex(1 << 16);
+            outside.write_all(b"before the end\n").await.unwrap();
+            let mut pumps = output::Pumps::default();
+            pumps.pipe(pipe, OutStream::Stdout, &job);
+            // Still running: the pump waits as long as it takes.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            outside.write_all(b"while it runs\n").await.unwrap();
+            let writer = tokio::spawn(async move {
+                // A dot a second, for ever (the pump must stop all the same).
+                if trickle {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if outside.write_all(b".").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // Held open, silent, far past the drain.
+                tokio::time::sleep(Duration::from_secs(86_400)).await;
+                drop(outside);
+            });
+            let done = tokio::time::timeout(Duration::from_secs(600), pumps.drain()).await;
+            assert!(
+                done.is_ok(),
+                "trickle {trickle}: the pump still waits on a pipe held outside the job"
+            );
+            let got = spooled(&job);
+            assert!(
+                got.starts_with(b"before the end\nwhile it runs\n"),
+                "trickle {trickle}: {got:?}"
+            );
+            if !trickle {
+                assert_eq!(got, b"before the end\nwhile it runs\n", "every byte once");
+            }
+            writer.abort();
         }
-        assert_eq!(got, b"before the end\nwhile it runs\n", "every byte once");
-        drop(outside);
     });
 }
