@@ -203,9 +203,10 @@ impl Pumps {
 
     /// Waits for the pumps once every process of the job is gone: each
     /// reads what is left, and stops at end of file, once nothing has
-    /// come for [`IDLE_AFTER_END`], or [`DRAIN_LIMIT`] after (a descriptor the job handed to a
-    /// process outside it, another job's, keeps the pipe open for ever,
-    /// and with it the job's GPUs, slot and uid).
+    /// come for [`IDLE_AFTER_END`], or [`DRAIN_LIMIT`] after the end at
+    /// the latest (a descriptor the job handed to a process outside it,
+    /// another job's, keeps the pipe open for ever, and with it the job's
+    /// GPUs, slot and uid).
     pub(super) async fn drain(self) {
         self.ended.send_replace(true);
         for p in self.tasks {
