@@ -657,10 +657,10 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     };
     let pid = child.id().unwrap_or(0);
     let stdin = child.stdin.take();
-    let mut pumps = Vec::new();
+    let mut pumps = output::Pumps::default();
     let held = ctx.held_gpus(&lease.ids);
     if let Some(m) = &master {
-        pumps.push(tokio::spawn(pump_tty(m.clone(), job.clone())));
+        pumps.tty(m, &job);
     }
     job.with(|j| {
         j.stdin = stdin;
@@ -671,11 +671,11 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
     job.changed.notify_waiters();
     if let Some(out) = child.stdout.take() {
         grow_pipe(&out);
-        pumps.push(tokio::spawn(pump(out, OutStream::Stdout, job.clone())));
+        pumps.pipe(out, OutStream::Stdout, &job);
     }
     if let Some(err) = child.stderr.take() {
         grow_pipe(&err);
-        pumps.push(tokio::spawn(pump(err, OutStream::Stderr, job.clone())));
+        pumps.pipe(err, OutStream::Stderr, &job);
     }
     // A cancel that came while the process was being spawned still counts.
     if cancel_rx.borrow().is_some() {
@@ -747,10 +747,9 @@ async fn execute(ctx: Arc<RunContext>, job: Arc<Job>) {
         );
     }
     kill_group(pid, Signal::SIGKILL);
-    // Output written before the end is still in the pipes; collect it all.
-    for p in pumps {
-        let _ = p.await;
-    }
+    // Output written before the end is still in the pipes; collect it all,
+    // but do not wait for a pipe someone outside the job holds open.
+    pumps.drain().await;
     let processes_killed = tree.killed();
     drop(tree);
     drop(lease);
@@ -994,7 +993,7 @@ mod input;
 mod launch;
 mod output;
 mod process;
-use output::{grow_pipe, pump, pump_tty};
+use output::grow_pipe;
 use process::{exit_code, kill_group};
 #[cfg(test)]
 mod tests;

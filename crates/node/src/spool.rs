@@ -20,6 +20,15 @@ pub const MEM_CAP: u64 = 16 << 20;
 pub const SPILL_CAP: u64 = 1 << 30;
 /// Largest chunk handed out for sending (and read from the spill file).
 pub const READ_CHUNK: u64 = 256 << 10;
+/// The least a chunk in memory counts for against [`MEM_CAP`]: each one
+/// costs a queue entry and an allocation besides its bytes, so a job that
+/// writes a byte at a time fills memory in chunks, not in bytes.
+const MIN_CHUNK_CHARGE: u64 = 1024;
+
+/// What a chunk of `len` bytes counts for against [`MEM_CAP`].
+fn charge(len: u64) -> u64 {
+    len.max(MIN_CHUNK_CHARGE)
+}
 
 struct Spill {
     path: PathBuf,
@@ -38,6 +47,7 @@ pub struct OutBuf {
     total: u64,
     /// In-memory chunks with their offsets, oldest first.
     mem: VecDeque<(u64, Bytes)>,
+    /// What those chunks count for against [`MEM_CAP`] (see [`charge`]).
     mem_bytes: u64,
     /// The spill file, holding the newest bytes once memory is full.
     spill: Option<Spill>,
@@ -77,16 +87,16 @@ impl OutBuf {
 
     /// Whether `len` more bytes fit in memory (nothing is spilled now).
     pub fn fits_in_memory(&self, len: u64) -> bool {
-        self.spill.is_none() && self.mem_bytes + len <= MEM_CAP
+        self.spill.is_none() && self.mem_bytes + charge(len) <= MEM_CAP
     }
 
     /// Appends output. Call [`OutBuf::has_room`] first; this spills when
     /// memory is full and errors only on disk failure.
     pub fn append(&mut self, data: Bytes) -> std::io::Result<()> {
         let len = data.len() as u64;
-        if self.spill.is_none() && self.mem_bytes + len <= MEM_CAP {
+        if self.spill.is_none() && self.mem_bytes + charge(len) <= MEM_CAP {
             self.mem.push_back((self.total, data));
-            self.mem_bytes += len;
+            self.mem_bytes += charge(len);
         } else {
             if self.spill.is_none() {
                 let file = OpenOptions::new()
@@ -163,7 +173,7 @@ impl OutBuf {
         self.acked = offset;
         while let Some((start, chunk)) = self.mem.front() {
             if start + chunk.len() as u64 <= offset {
-                self.mem_bytes -= chunk.len() as u64;
+                self.mem_bytes -= charge(chunk.len() as u64);
                 self.mem.pop_front();
             } else {
                 break;
@@ -259,6 +269,29 @@ mod tests {
         b.ack(995);
         assert!(b.read_from(0, READ_CHUNK).unwrap().is_empty(), "released");
         assert_eq!(b.read_from(995, READ_CHUNK).unwrap().concat(), [99u8; 5]);
+    }
+
+    #[test]
+    fn one_byte_chunks_count_for_more_than_their_byte_in_memory() {
+        // A job that writes a byte at a time, each read apart, while the
+        // gateway is away: each chunk costs a queue entry and an
+        // allocation, so 16 MiB of them must not all stay in memory.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let mut b = OutBuf::new(path.clone());
+        let mut n = 0u64;
+        while b.fits_in_memory(1) && n < MEM_CAP / 64 {
+            b.append(Bytes::from_static(b"x")).unwrap();
+            n += 1;
+        }
+        assert!(n <= MEM_CAP / 1024, "{n} one-byte chunks in memory");
+        b.append(Bytes::from_static(b"y")).unwrap();
+        assert!(path.exists(), "the next byte spills");
+        let mut want = vec![b'x'; n as usize];
+        want.push(b'y');
+        assert_eq!(collect(&b, 0), want, "every byte once, in order");
+        b.ack(b.total());
+        assert!(b.fits_in_memory(MEM_CAP), "acks give it all back");
     }
 
     #[test]

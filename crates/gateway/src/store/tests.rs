@@ -770,3 +770,88 @@ fn the_fair_share_s_usage_read_skips_jobs_without_gpus() {
         vec!["SCAN jobs USING INDEX jobs_gpu_usage".to_string()]
     );
 }
+
+/// A state database of schema 13 that holds jobs (schema 14 less its
+/// index) upgrades in place on both engines: the index is made over the
+/// rows already there and the fair share's read finds them.
+#[test]
+fn schema_13_with_jobs_upgrades_to_14_and_the_usage_read_finds_them() {
+    for case in engines("store test schema_13_with_jobs_upgrades_to_14") {
+        let engine = case.engine;
+        let ids = case
+            .store
+            .tx(|tx| {
+                let mut ids = Vec::new();
+                for gpus in [2u32, 0] {
+                    let plan = proto::JobPlan {
+                        job_id: 0,
+                        node: "w-1".into(),
+                        argv: vec!["train".into()],
+                        cwd: None,
+                        env: vec![],
+                        timeout_secs: None,
+                        gpus,
+                        kill_grace_secs: 1,
+                        run_as: None,
+                    };
+                    let mut row = JobRow::fresh(
+                        JobState::Starting,
+                        "w-1".into(),
+                        None,
+                        None,
+                        plan,
+                        "alice".into(),
+                        "admin".into(),
+                        100,
+                    );
+                    row.id = tx.insert_job(&row)?;
+                    // Started (insert_job keeps no start time).
+                    row.state = JobState::Running;
+                    row.started_at = Some(110);
+                    assert!(tx.move_job(&row, JobState::Starting)?);
+                    ids.push(row.id);
+                }
+                Ok::<_, StoreError>(ids)
+            })
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        drop(case.store);
+        let index = match &case.place {
+            testing::Place::Lite(dir) => {
+                let conn = Connection::open(dir.path().join("s.db")).unwrap();
+                conn.execute_batch("DROP INDEX jobs_gpu_usage; PRAGMA user_version = 13;")
+                    .unwrap();
+                None
+            }
+            testing::Place::Pg(url) => {
+                testpg::rows(
+                    url,
+                    "DROP INDEX jobs_gpu_usage; UPDATE schema_version SET version = 13",
+                )
+                .unwrap();
+                Some(url.clone())
+            }
+        };
+        let store = match &case.place {
+            testing::Place::Lite(dir) => Store::open(&dir.path().join("s.db")).unwrap(),
+            testing::Place::Pg(url) => Store::open_postgres(&testing::pg(url)).unwrap(),
+        };
+        let used = store
+            .tx(|tx| tx.gpu_usage_since(0, 200))
+            .unwrap_or_else(|e| panic!("{engine}: {e}"));
+        let found: Vec<u64> = used.iter().map(|u| u.id).collect();
+        assert_eq!(found, vec![ids[0]], "{engine}: the GPU job only");
+        if let Some(url) = index {
+            let n = testpg::rows(
+                &url,
+                "SELECT indexname FROM pg_indexes WHERE indexname = 'jobs_gpu_usage'",
+            )
+            .unwrap();
+            assert_eq!(n.len(), 1, "postgres: the index is back");
+            let v = testpg::rows(&url, "SELECT version FROM schema_version").unwrap();
+            assert_eq!(
+                v[0][0].as_deref(),
+                Some(MIGRATIONS.len().to_string().as_str())
+            );
+        }
+    }
+}

@@ -5,7 +5,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use proto::OutStream;
+use std::time::Duration;
+
 use tokio::io::AsyncReadExt as _;
+use tokio::sync::watch;
 
 use super::Job;
 
@@ -53,17 +56,33 @@ pub(super) async fn pump(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
     stream: OutStream,
     job: Arc<Job>,
+    mut ended: watch::Receiver<bool>,
 ) {
     // One buffer, split after each read: the bytes reach quinn without a
     // copy. Reads fill its spare room (never zeroed), so a job that
     // writes 8 KiB at a time shares one allocation among many reads; a
     // new one is taken only when less than MIN_READ is left.
     let mut buf = bytes::BytesMut::new();
+    let mut after_end = AfterEnd::default();
     loop {
         if buf.capacity() - buf.len() < MIN_READ {
             buf = bytes::BytesMut::with_capacity(CHUNK);
         }
-        match pipe.read_buf(&mut buf).await {
+        let read = if gone(&ended) {
+            let Some(until) = after_end.next_wait() else {
+                return held_outside(&job);
+            };
+            match tokio::time::timeout_at(until, pipe.read_buf(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => return held_outside(&job),
+            }
+        } else {
+            tokio::select! {
+                r = pipe.read_buf(&mut buf) => r,
+                _ = ended.changed() => continue,
+            }
+        };
+        match read {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let chunk = buf.split().freeze();
@@ -78,10 +97,29 @@ pub(super) async fn pump(
 
 /// Copies a job's terminal into its stdout spool until the terminal's
 /// last slave side closes.
-pub(super) async fn pump_tty(master: Arc<crate::pty::Master>, job: Arc<Job>) {
+pub(super) async fn pump_tty(
+    master: Arc<crate::pty::Master>,
+    job: Arc<Job>,
+    mut ended: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut after_end = AfterEnd::default();
     loop {
-        match master.read(&mut buf).await {
+        let read = if gone(&ended) {
+            let Some(until) = after_end.next_wait() else {
+                return held_outside(&job);
+            };
+            match tokio::time::timeout_at(until, master.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => return held_outside(&job),
+            }
+        } else {
+            tokio::select! {
+                r = master.read(&mut buf) => r,
+                _ = ended.changed() => continue,
+            }
+        };
+        match read {
             Ok(0) => return,
             Ok(n) => {
                 let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
@@ -96,4 +134,80 @@ pub(super) async fn pump_tty(master: Arc<crate::pty::Master>, job: Arc<Job>) {
             }
         }
     }
+}
+
+/// How long a pump waits for more output once the job's processes are
+/// gone before it takes the pipe's writer to be outside the job.
+const IDLE_AFTER_END: Duration = Duration::from_secs(2);
+/// How long a pump reads at most once the job's processes are gone: what
+/// they wrote is in the pipe (1 MiB at most, [`PIPE_SIZE`]), and a writer
+/// outside the job that never pauses for [`IDLE_AFTER_END`] must not keep
+/// the job from ending either.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// When a pump stops reading once the job's processes are gone.
+#[derive(Default)]
+struct AfterEnd(Option<tokio::time::Instant>);
+
+impl AfterEnd {
+    /// Until when the next read may wait; `None`: stop now.
+    fn next_wait(&mut self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let last = *self.0.get_or_insert(now + DRAIN_LIMIT);
+        (now < last).then(|| last.min(now + IDLE_AFTER_END))
+    }
+}
+
+/// A job's output pumps, and the word that its processes are gone.
+#[derive(Default)]
+pub(super) struct Pumps {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    ended: watch::Sender<bool>,
+}
+
+impl Pumps {
+    /// Copies `pipe` into the job's `stream`.
+    pub(super) fn pipe(
+        &mut self,
+        pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        stream: OutStream,
+        job: &Arc<Job>,
+    ) {
+        let ended = self.ended.subscribe();
+        self.tasks
+            .push(tokio::spawn(pump(pipe, stream, job.clone(), ended)));
+    }
+
+    /// Copies the job's terminal into its stdout.
+    pub(super) fn tty(&mut self, master: &Arc<crate::pty::Master>, job: &Arc<Job>) {
+        let ended = self.ended.subscribe();
+        self.tasks
+            .push(tokio::spawn(pump_tty(master.clone(), job.clone(), ended)));
+    }
+
+    /// Waits for the pumps once every process of the job is gone: each
+    /// reads what is left, and stops at end of file, once nothing has
+    /// come for [`IDLE_AFTER_END`], or [`DRAIN_LIMIT`] after (a descriptor the job handed to a
+    /// process outside it, another job's, keeps the pipe open for ever,
+    /// and with it the job's GPUs, slot and uid).
+    pub(super) async fn drain(self) {
+        self.ended.send_replace(true);
+        for p in self.tasks {
+            let _ = p.await;
+        }
+    }
+}
+
+/// Whether the job's processes are gone (or nobody can say so any more).
+fn gone(ended: &watch::Receiver<bool>) -> bool {
+    *ended.borrow() || ended.has_changed().is_err()
+}
+
+/// A pump stops on a pipe the job's processes no longer write to.
+fn held_outside(job: &Job) {
+    tracing::warn!(
+        job = job.plan.job_id,
+        "the job's processes are gone but its output pipe is still open (a descriptor handed to a \
+         process outside the job); the job ends without waiting for it"
+    );
 }

@@ -247,3 +247,175 @@ fn an_empty_job_directory_goes_at_once_and_a_full_one_on_drop() {
         "the drop removes it with all in it"
     );
 }
+
+/// A pipe that returns one scripted chunk per read.
+struct Script(std::collections::VecDeque<Vec<u8>>);
+
+impl tokio::io::AsyncRead for Script {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(mut c) = self.0.pop_front() {
+            let n = c.len().min(buf.remaining());
+            buf.put_slice(&c[..n]);
+            if n < c.len() {
+                self.0.push_front(c.split_off(n));
+            }
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn a_small_read_after_a_burst_does_not_pin_a_large_buffer() {
+    // A hostile job grows the pump's reads to 256 KiB with a burst, then
+    // writes a byte at a time: each byte must not hold a buffer of its
+    // own in the spool (16 MiB of spooled bytes would be terabytes).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Job::new(
+            proto::JobDispatch {
+                plan: plan(&["true"], None),
+                input: false,
+                artifacts: proto::ArtifactSpec::default(),
+            },
+            None,
+            dir.path(),
+        );
+        let mut script: std::collections::VecDeque<Vec<u8>> = [16usize, 64, 256, 256]
+            .iter()
+            .map(|k| vec![b'a'; k << 10])
+            .collect();
+        let burst = script.iter().map(Vec::len).sum::<usize>() as u64;
+        let small = 64u64;
+        script.extend((0..small).map(|_| vec![b'x']));
+        output::pump(
+            Script(script),
+            OutStream::Stdout,
+            job.clone(),
+            tokio::sync::watch::channel(false).1,
+        )
+        .await;
+        // Every byte reached the spool once, in order.
+        let mut got = Vec::new();
+        let mut off = 0;
+        loop {
+            let cs = job.with(|j| j.out[0].read_from(off, u64::MAX)).unwrap();
+            if cs.is_empty() {
+                break;
+            }
+            for c in cs {
+                off += c.len() as u64;
+                got.push(c);
+            }
+        }
+        assert_eq!(off, burst + small);
+        let all: Vec<u8> = got.iter().flat_map(|c| c.iter().copied()).collect();
+        assert!(all[..burst as usize].iter().all(|&b| b == b'a'));
+        assert!(all[burst as usize..].iter().all(|&b| b == b'x'));
+        // What the one-byte chunks hold once nothing else does.
+        let tail: Vec<bytes::Bytes> = got.split_off(got.len() - small as usize);
+        drop(got);
+        job.with(|j| j.out[0].ack(burst + small));
+        let mut pinned = 0;
+        for c in tail {
+            assert_eq!(c.len(), 1);
+            if let Ok(m) = c.try_into_mut() {
+                pinned += m.capacity();
+            }
+        }
+        // At most one read buffer (256 KiB) that later output would fill,
+        // never one per byte.
+        assert!(
+            pinned <= (256 << 10) + 2 * small as usize,
+            "{small} bytes of output pin {pinned} bytes of buffers"
+        );
+    });
+}
+
+/// What `job`'s stdout spool holds from its first byte.
+fn spooled(job: &Arc<Job>) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut off = 0;
+    loop {
+        let cs = job.with(|j| j.out[0].read_from(off, u64::MAX)).unwrap();
+        if cs.is_empty() {
+            return got;
+        }
+        for c in cs {
+            off += c.len() as u64;
+            got.extend_from_slice(&c);
+        }
+    }
+    got
+}
+
+#[test]
+fn a_pipe_held_open_outside_the_job_does_not_keep_the_job_from_ending() {
+    // A job hands its stdout to a process outside its tree (another job,
+    // over a unix socket) and exits: the pipe never reaches end of file.
+    // Once the job's processes are gone, what they wrote is spooled and
+    // the pump stops when nothing more comes for a while, or, against a
+    // writer that never pauses that long, a minute after the end.
+    use tokio::io::AsyncWriteExt as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for trickle in [false, true] {
+            let job = Job::new(
+                proto::JobDispatch {
+                    plan: plan(&["true"], None),
+                    input: false,
+                    artifacts: proto::ArtifactSpec::default(),
+                },
+                None,
+                dir.path(),
+            );
+            let (mut outside, pipe) = tokio::io::duplex(1 << 16);
+            outside.write_all(b"before the end\n").await.unwrap();
+            let mut pumps = output::Pumps::default();
+            pumps.pipe(pipe, OutStream::Stdout, &job);
+            // Still running: the pump waits as long as it takes.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            outside.write_all(b"while it runs\n").await.unwrap();
+            let writer = tokio::spawn(async move {
+                // A dot a second, for ever (the pump must stop all the same).
+                if trickle {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if outside.write_all(b".").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // Held open, silent, far past the drain.
+                tokio::time::sleep(Duration::from_secs(86_400)).await;
+                drop(outside);
+            });
+            let done = tokio::time::timeout(Duration::from_secs(600), pumps.drain()).await;
+            assert!(
+                done.is_ok(),
+                "trickle {trickle}: the pump still waits on a pipe held outside the job"
+            );
+            let got = spooled(&job);
+            assert!(
+                got.starts_with(b"before the end\nwhile it runs\n"),
+                "trickle {trickle}: {got:?}"
+            );
+            if !trickle {
+                assert_eq!(got, b"before the end\nwhile it runs\n", "every byte once");
+            }
+            writer.abort();
+        }
+    });
+}
