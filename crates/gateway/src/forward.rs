@@ -272,8 +272,9 @@ async fn audit(shared: &Shared, peer: &Peer, node: &str, detail: String) {
 }
 
 /// The control queue of `node` for a stream it must answer (a forward, a
-/// copy: `what`, for the error): refused when it is not connected, or
-/// speaks a protocol before 3, which knew neither.
+/// copy: `what`, for the error), with room on its connection for such
+/// streams: refused when it is not connected, or speaks a protocol before
+/// 3, which knew neither.
 pub(crate) fn node_link(
     shared: &Shared,
     node: &str,
@@ -297,6 +298,8 @@ pub(crate) fn node_link(
             ),
         ));
     }
+    // The stream the node opens for it needs room beside its jobs'.
+    shared.registry.make_side_room(node);
     Ok(control)
 }
 

@@ -99,6 +99,9 @@ struct Live {
     /// The bidirectional streams the connection lets the node open now
     /// (raised by [`Registry::make_room`], never lowered).
     streams: u32,
+    /// Whether `streams` has room for forwards and copies: granted at the
+    /// first one asked for ([`Registry::make_side_room`]).
+    side: bool,
 }
 
 /// What the reaper makes of a connected node. Pure.
@@ -285,6 +288,7 @@ impl Registry {
             gpu_health: Arc::default(),
             probe: None,
             streams,
+            side: false,
         };
         self.with(|m| m.insert(name.to_string(), live))
             .map(|old| old.conn)
@@ -292,7 +296,9 @@ impl Registry {
 
     /// Lets node `name`'s connection carry `jobs` jobs at once (at most
     /// its `max_jobs`): raises its stream limit when it is short, to
-    /// [`mesh::tls::node_stream_limit`] of the jobs or twice the limit,
+    /// [`mesh::tls::node_job_streams`] of the jobs (with
+    /// [`mesh::tls::NODE_SIDE_STREAMS`] once it has had a forward or
+    /// copy: [`Registry::make_side_room`]) or twice the limit,
     /// whichever is more, so a burst of dispatches raises it a few times.
     /// Call it before the dispatch that needs the room: the node opens the
     /// job's streams only after the control message, behind the
@@ -301,9 +307,38 @@ impl Registry {
         self.with(|m| {
             let Some(l) = m.get_mut(name) else { return };
             let most = mesh::tls::node_stream_limit(l.meta.max_jobs);
-            let want = mesh::tls::node_stream_limit(jobs.min(l.meta.max_jobs));
+            let jobs = jobs.min(l.meta.max_jobs);
+            let want = if l.side {
+                mesh::tls::node_stream_limit(jobs)
+            } else {
+                mesh::tls::node_job_streams(jobs)
+            };
             if want > l.streams {
                 let to = want.max(l.streams.saturating_mul(2)).min(most);
+                l.conn.set_max_concurrent_bi_streams(to);
+                l.streams = to;
+            }
+        });
+    }
+
+    /// Gives node `name`'s connection room for forwards and copies
+    /// ([`mesh::tls::NODE_SIDE_STREAMS`] more streams) the first time one
+    /// is asked for: until then its limit covers its jobs only, since
+    /// quinn keeps state for every stream id of the limit once used. Call
+    /// it before asking the node to open the stream. Never lowers it.
+    pub fn make_side_room(&self, name: &str) {
+        self.with(|m| {
+            let Some(l) = m.get_mut(name) else { return };
+            if l.side {
+                return;
+            }
+            l.side = true;
+            let most = mesh::tls::node_stream_limit(l.meta.max_jobs);
+            let to = l
+                .streams
+                .saturating_add(mesh::tls::NODE_SIDE_STREAMS)
+                .min(most);
+            if to > l.streams {
                 l.conn.set_max_concurrent_bi_streams(to);
                 l.streams = to;
             }
@@ -526,11 +561,8 @@ impl Registry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_node_gets_streams_for_its_jobs_as_they_are_dispatched() {
-        use mesh::tls::{NODE_IDLE_JOBS, node_stream_limit};
+    fn idle_node(reg: &Registry) -> u32 {
         let (_dialer, link) = crate::link::fake::FakeDialer::new();
-        let reg = Registry::default();
         let meta = NodeMeta {
             gpus: 0,
             gpus_claimed: 0,
@@ -539,24 +571,65 @@ mod tests {
             protocol: proto::PROTOCOL_VERSION,
         };
         let (tx, _rx) = mpsc::channel(1);
-        let idle = node_stream_limit(NODE_IDLE_JOBS);
+        // What the session gives a node that holds no jobs at its hello.
+        let idle = mesh::tls::node_job_streams(mesh::tls::NODE_IDLE_JOBS);
         let now = Clock::system().now();
         reg.connect("n1", Link::Fake(link), meta, tx, now, idle);
-        // An idle node is not given streams for its 256 jobs.
-        assert!(idle < node_stream_limit(256) / 4, "{idle}");
+        idle
+    }
+
+    #[test]
+    fn a_node_gets_streams_for_its_jobs_as_they_are_dispatched() {
+        use mesh::tls::{NODE_IDLE_JOBS, node_job_streams};
+        let reg = Registry::default();
+        let idle = idle_node(&reg);
         reg.make_room("n1", NODE_IDLE_JOBS);
         assert_eq!(reg.streams("n1"), Some(idle), "room enough: unchanged");
         // One job more than it has room for: at least doubled.
         reg.make_room("n1", NODE_IDLE_JOBS + 1);
         assert_eq!(reg.streams("n1"), Some(2 * idle));
         reg.make_room("n1", 100);
-        assert_eq!(reg.streams("n1"), Some(4 * idle));
+        assert_eq!(reg.streams("n1"), Some(node_job_streams(100)));
         // Never past what max_jobs needs, never lowered.
         reg.make_room("n1", 100_000);
-        assert_eq!(reg.streams("n1"), Some(node_stream_limit(256)));
+        assert_eq!(reg.streams("n1"), Some(node_job_streams(256)));
         reg.make_room("n1", 1);
-        assert_eq!(reg.streams("n1"), Some(node_stream_limit(256)));
+        assert_eq!(reg.streams("n1"), Some(node_job_streams(256)));
         reg.make_room("gone", 10);
+        assert_eq!(reg.streams("gone"), None);
+    }
+
+    /// quinn keeps a receive state for every stream id of a connection's
+    /// limit once the peer has used it, and recycles them only past the
+    /// first limit's worth of ids: the limit is what a long-lived node
+    /// connection ends up holding. The hour soak (a job a second over 100
+    /// nodes, each job one or two streams) grew the gateway for hours
+    /// while every node filled a limit of 104. So an idle node's limit
+    /// covers a couple of jobs and its own streams, and room for forwards
+    /// and copies comes with the first one.
+    #[test]
+    fn an_idle_node_has_streams_for_a_few_jobs_and_forwards_only_once_asked() {
+        use mesh::tls::{NODE_SIDE_STREAMS, node_job_streams, node_stream_limit};
+        let reg = Registry::default();
+        let idle = idle_node(&reg);
+        assert!(idle <= 16, "an idle node's stream limit is {idle}");
+        // A job at a time, the soak's load: the limit stays.
+        for _ in 0..100 {
+            reg.make_room("n1", 1);
+        }
+        assert_eq!(reg.streams("n1"), Some(idle));
+        // The first forward or copy: room for them, once.
+        reg.make_side_room("n1");
+        assert_eq!(reg.streams("n1"), Some(idle + NODE_SIDE_STREAMS));
+        reg.make_side_room("n1");
+        assert_eq!(reg.streams("n1"), Some(idle + NODE_SIDE_STREAMS));
+        // From then on, jobs' room keeps the forwards' beside it.
+        reg.make_room("n1", 100);
+        assert_eq!(reg.streams("n1"), Some(node_stream_limit(100)));
+        assert!(node_stream_limit(100) > node_job_streams(100));
+        reg.make_room("n1", 100_000);
+        assert_eq!(reg.streams("n1"), Some(node_stream_limit(256)));
+        reg.make_side_room("gone");
         assert_eq!(reg.streams("gone"), None);
     }
 

@@ -677,12 +677,14 @@ async fn node_control(
     // Now the node's current connection: its role's window, and streams
     // for the jobs it holds (re-attaching) or a few, plus its own. Every
     // stream a node may open costs the gateway memory whether it is used
-    // or not (about 40 KB an idle node at the default 256 jobs), so the
-    // limit grows as jobs are dispatched (`Registry::make_room`).
+    // or not (about 40 KB an idle node at the default 256 jobs) and once
+    // used (about 0.7 KB a stream id), so the limit grows as jobs are
+    // dispatched (`Registry::make_room`) and gets room for forwards and
+    // copies at the first one (`Registry::make_side_room`).
     conn.widen_limits(Role::Node, mesh::tls::NODE_WINDOW);
     let held = shared.jobs.load(&peer.name).1;
     let streams =
-        mesh::tls::node_stream_limit(held.max(mesh::tls::NODE_IDLE_JOBS).min(meta.max_jobs));
+        mesh::tls::node_job_streams(held.max(mesh::tls::NODE_IDLE_JOBS).min(meta.max_jobs));
     conn.set_max_concurrent_bi_streams(streams);
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<Box<ControlMsg>>(CONTROL_QUEUE);
     // The gateway group to dial from now on (protocol 3 knows it).

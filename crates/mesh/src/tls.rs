@@ -186,8 +186,8 @@ pub const UNIDENTIFIED_WINDOW: u32 = 64 * 1024;
 /// connection flow-control window of `window` bytes.
 pub fn widen_limits(conn: &quinn::Connection, role: proto::Role, window: u32) {
     let (bidi, uni): (u32, u32) = match role {
-        // The control stream and a renewal; the gateway raises this to the
-        // node's max_jobs once its hello says it (`node_stream_limit`):
+        // The control stream and a renewal; the gateway raises this to
+        // what its jobs need once its hello says it (`node_job_streams`):
         // quinn allocates state for every stream a peer may open, so a
         // fixed 1024 cost every idle node about 60 KB. One heartbeat
         // stream.
@@ -231,10 +231,28 @@ pub const NODE_FORWARD_STREAMS: u32 = 32;
 pub const NODE_COPY_STREAMS: u32 = 32;
 
 /// Jobs a node's connection has streams for before the gateway
-/// dispatches more: [`node_stream_limit`] of 16 is 104 streams, which
-/// quinn's stream tables hold in 128 slots where the default 256 jobs
-/// took 1,024 (about 40 KB an idle node).
-pub const NODE_IDLE_JOBS: u32 = 16;
+/// dispatches more ([`node_job_streams`] of 2 is 12 streams). Kept small
+/// because the window is what a long-lived connection ends up holding:
+/// quinn gives each stream id of the window its own receive state (about
+/// 0.7 KB with its reassembly heap) the first time the node opens it, and
+/// only recycles states once ids past the first window are used. A
+/// window of 104 grew the gateway by about 0.7 KB a job for the first
+/// hundred jobs of every node, for hours at a job a second over 100 nodes
+/// (docs/PERFORMANCE.md, "soak"). The gateway's `Registry::make_room`
+/// raises it before a dispatch that needs more, so this costs no job a
+/// wait.
+pub const NODE_IDLE_JOBS: u32 = 2;
+
+/// Streams a node's connection gets for forwards and copies, on top of
+/// its jobs', once the first forward or copy to it is asked for.
+pub const NODE_SIDE_STREAMS: u32 = NODE_FORWARD_STREAMS + NODE_COPY_STREAMS;
+
+/// The concurrent bidirectional streams a node running `jobs` jobs needs
+/// while nobody has asked it for a forward or copy: two per job and its
+/// own ([`node_stream_limit`] less [`NODE_SIDE_STREAMS`]).
+pub fn node_job_streams(jobs: u32) -> u32 {
+    2 * jobs.min(4096) + NODE_BASE_STREAMS
+}
 
 /// The concurrent bidirectional streams a node that runs at most
 /// `max_jobs` jobs at once needs: two per job (its report stream and its
@@ -242,7 +260,7 @@ pub const NODE_IDLE_JOBS: u32 = 16;
 /// it, and its own. Forwards, copies and input never take the streams
 /// jobs report on.
 pub fn node_stream_limit(max_jobs: u32) -> u32 {
-    2 * max_jobs.min(4096) + NODE_FORWARD_STREAMS + NODE_COPY_STREAMS + NODE_BASE_STREAMS
+    node_job_streams(max_jobs) + NODE_SIDE_STREAMS
 }
 
 /// Transport parameters for clients and nodes: keep the connection alive
