@@ -353,7 +353,6 @@ fn spooled(job: &Arc<Job>) -> Vec<u8> {
             got.extend_from_slice(&c);
         }
     }
-    got
 }
 
 #[test]
