@@ -57,7 +57,7 @@ pub(super) async fn pump(
     stream: OutStream,
     job: Arc<Job>,
     mut ended: watch::Receiver<bool>,
-) {
+) -> bool {
     // One buffer, split after each read: the bytes reach quinn without a
     // copy. Reads fill its spare room (never zeroed), so a job that
     // writes 8 KiB at a time shares one allocation among many reads; a
@@ -83,12 +83,12 @@ pub(super) async fn pump(
             }
         };
         match read {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return false,
             Ok(_) => {
                 let chunk = buf.split().freeze();
                 if let Err(e) = job.push(stream, chunk).await {
                     tracing::error!(job = job.plan.job_id, error = %e, "cannot spool job output; output is lost from here");
-                    return;
+                    return false;
                 }
             }
         }
@@ -101,7 +101,7 @@ pub(super) async fn pump_tty(
     master: Arc<crate::pty::Master>,
     job: Arc<Job>,
     mut ended: watch::Receiver<bool>,
-) {
+) -> bool {
     let mut buf = vec![0u8; 64 * 1024];
     let mut after_end = AfterEnd::default();
     loop {
@@ -120,17 +120,17 @@ pub(super) async fn pump_tty(
             }
         };
         match read {
-            Ok(0) => return,
+            Ok(0) => return false,
             Ok(n) => {
                 let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
                 if let Err(e) = job.push(OutStream::Stdout, chunk).await {
                     tracing::error!(job = job.plan.job_id, error = %e, "cannot spool the terminal's output; output is lost from here");
-                    return;
+                    return false;
                 }
             }
             Err(e) => {
                 tracing::info!(job = job.plan.job_id, error = %e, "cannot read the job's terminal");
-                return;
+                return false;
             }
         }
     }
@@ -161,8 +161,11 @@ impl AfterEnd {
 /// A job's output pumps, and the word that its processes are gone.
 #[derive(Default)]
 pub(super) struct Pumps {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<bool>>,
     ended: watch::Sender<bool>,
+    /// Where a pump that stopped on a pipe held outside the job says so:
+    /// the job's stderr (its terminal's output for a terminal's job).
+    note: Option<(Arc<Job>, OutStream)>,
 }
 
 impl Pumps {
@@ -174,6 +177,7 @@ impl Pumps {
         job: &Arc<Job>,
     ) {
         let ended = self.ended.subscribe();
+        self.note = Some((job.clone(), OutStream::Stderr));
         self.tasks
             .push(tokio::spawn(pump(pipe, stream, job.clone(), ended)));
     }
@@ -181,6 +185,7 @@ impl Pumps {
     /// Copies the job's terminal into its stdout.
     pub(super) fn tty(&mut self, master: &Arc<crate::pty::Master>, job: &Arc<Job>) {
         let ended = self.ended.subscribe();
+        self.note = Some((job.clone(), OutStream::Stdout));
         self.tasks
             .push(tokio::spawn(pump_tty(master.clone(), job.clone(), ended)));
     }
@@ -190,10 +195,16 @@ impl Pumps {
     /// come for [`IDLE_AFTER_END`], or [`DRAIN_LIMIT`] after (a descriptor the job handed to a
     /// process outside it, another job's, keeps the pipe open for ever,
     /// and with it the job's GPUs, slot and uid).
+    /// A pump that stopped that way leaves [`HELD_NOTE`] in the job's
+    /// output, once, so its requester learns why output may be missing.
     pub(super) async fn drain(self) {
         self.ended.send_replace(true);
+        let mut held = false;
         for p in self.tasks {
-            let _ = p.await;
+            held |= p.await.unwrap_or(false);
+        }
+        if let (true, Some((job, stream))) = (held, self.note) {
+            let _ = job.push(stream, bytes::Bytes::from_static(HELD_NOTE)).await;
         }
     }
 }
@@ -203,11 +214,19 @@ fn gone(ended: &watch::Receiver<bool>) -> bool {
     *ended.borrow() || ended.has_changed().is_err()
 }
 
-/// A pump stops on a pipe the job's processes no longer write to.
-fn held_outside(job: &Job) {
+/// What a job's requester reads when its output was still held open
+/// outside it after its processes ended.
+pub(super) const HELD_NOTE: &[u8] =
+    b"openclaw: the job's processes have ended, but a process outside \
+the job still held its output open; the node stopped reading it (after 2 s without output, or 60 s \
+at most), so anything written to it later is not kept\n";
+
+/// A pump stops on a pipe the job's processes no longer write to: true.
+fn held_outside(job: &Job) -> bool {
     tracing::warn!(
         job = job.plan.job_id,
         "the job's processes are gone but its output pipe is still open (a descriptor handed to a \
-         process outside the job); the job ends without waiting for it"
+         process outside the job); stopped reading it, and the job ends"
     );
+    true
 }

@@ -414,6 +414,14 @@ fn a_pipe_held_open_outside_the_job_does_not_keep_the_job_from_ending() {
             if !trickle {
                 assert_eq!(got, b"before the end\nwhile it runs\n", "every byte once");
             }
+            // Its requester is told why, once, on stderr.
+            let told: Vec<u8> = job
+                .with(|j| j.out[1].read_from(0, u64::MAX))
+                .unwrap()
+                .iter()
+                .flat_map(|c| c.iter().copied())
+                .collect();
+            assert_eq!(told, output::HELD_NOTE, "trickle {trickle}");
             writer.abort();
         }
     });
