@@ -14,6 +14,20 @@ fn plan(argv: &[&str], cwd: Option<&str>) -> JobPlan {
     }
 }
 
+/// A job of `true` whose spool lives in `dir`, not started (pumps and
+/// spools are driven by hand).
+fn idle_job(dir: &std::path::Path) -> Arc<Job> {
+    Job::new(
+        proto::JobDispatch {
+            plan: plan(&["true"], None),
+            input: false,
+            artifacts: proto::ArtifactSpec::default(),
+        },
+        None,
+        dir,
+    )
+}
+
 #[test]
 fn node_policy_table() {
     let open = NodePolicy::default();
@@ -176,15 +190,7 @@ fn a_full_spool_waits_for_an_attached_gateway_and_spills_otherwise() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let job = Job::new(
-            proto::JobDispatch {
-                plan: plan(&["true"], None),
-                input: false,
-                artifacts: proto::ArtifactSpec::default(),
-            },
-            None,
-            dir.path(),
-        );
+        let job = idle_job(dir.path());
         let mb = bytes::Bytes::from(vec![b'x'; 1 << 20]);
         for _ in 0..crate::spool::MEM_CAP >> 20 {
             job.push(OutStream::Stdout, mb.clone()).await.unwrap();
@@ -279,15 +285,7 @@ fn a_small_read_after_a_burst_does_not_pin_a_large_buffer() {
         .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let job = Job::new(
-            proto::JobDispatch {
-                plan: plan(&["true"], None),
-                input: false,
-                artifacts: proto::ArtifactSpec::default(),
-            },
-            None,
-            dir.path(),
-        );
+        let job = idle_job(dir.path());
         let mut script: std::collections::VecDeque<Vec<u8>> = [16usize, 64, 256, 256]
             .iter()
             .map(|k| vec![b'a'; k << 10])
@@ -371,15 +369,7 @@ fn a_pipe_held_open_outside_the_job_does_not_keep_the_job_from_ending() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         for trickle in [false, true] {
-            let job = Job::new(
-                proto::JobDispatch {
-                    plan: plan(&["true"], None),
-                    input: false,
-                    artifacts: proto::ArtifactSpec::default(),
-                },
-                None,
-                dir.path(),
-            );
+            let job = idle_job(dir.path());
             let (mut outside, pipe) = tokio::io::duplex(1 << 16);
             outside.write_all(b"before the end\n").await.unwrap();
             let mut pumps = output::Pumps::default();
