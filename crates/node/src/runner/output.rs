@@ -68,19 +68,10 @@ pub(super) async fn pump(
         if buf.capacity() - buf.len() < MIN_READ {
             buf = bytes::BytesMut::with_capacity(CHUNK);
         }
-        let read = if gone(&ended) {
-            let Some(until) = after_end.next_wait() else {
-                return held_outside(&job);
-            };
-            match tokio::time::timeout_at(until, pipe.read_buf(&mut buf)).await {
-                Ok(r) => r,
-                Err(_) => return held_outside(&job),
-            }
-        } else {
-            tokio::select! {
-                r = pipe.read_buf(&mut buf) => r,
-                _ = ended.changed() => continue,
-            }
+        let read = match after_end.step(&mut ended, pipe.read_buf(&mut buf)).await {
+            Step::Read(r) => r,
+            Step::Again => continue,
+            Step::Held => return held_outside(&job),
         };
         match read {
             Ok(0) | Err(_) => return false,
@@ -105,19 +96,10 @@ pub(super) async fn pump_tty(
     let mut buf = vec![0u8; 64 * 1024];
     let mut after_end = AfterEnd::default();
     loop {
-        let read = if gone(&ended) {
-            let Some(until) = after_end.next_wait() else {
-                return held_outside(&job);
-            };
-            match tokio::time::timeout_at(until, master.read(&mut buf)).await {
-                Ok(r) => r,
-                Err(_) => return held_outside(&job),
-            }
-        } else {
-            tokio::select! {
-                r = master.read(&mut buf) => r,
-                _ = ended.changed() => continue,
-            }
+        let read = match after_end.step(&mut ended, master.read(&mut buf)).await {
+            Step::Read(r) => r,
+            Step::Again => continue,
+            Step::Held => return held_outside(&job),
         };
         match read {
             Ok(0) => return false,
@@ -149,7 +131,42 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct AfterEnd(Option<tokio::time::Instant>);
 
+/// What became of one read of a pump ([`AfterEnd::step`]).
+enum Step {
+    /// The read's result.
+    Read(std::io::Result<usize>),
+    /// The job's processes ended while it waited: read again, now under
+    /// the drain's limits.
+    Again,
+    /// The job's processes are gone and the pipe's writer, outside the
+    /// job, kept it open past the limits: stop.
+    Held,
+}
+
 impl AfterEnd {
+    /// Runs `read` (a pump's read, cancel-safe): while the job runs for as
+    /// long as it takes, once its processes are gone within
+    /// [`IDLE_AFTER_END`] and [`DRAIN_LIMIT`].
+    async fn step(
+        &mut self,
+        ended: &mut watch::Receiver<bool>,
+        read: impl std::future::Future<Output = std::io::Result<usize>>,
+    ) -> Step {
+        if gone(ended) {
+            let Some(until) = self.next_wait() else {
+                return Step::Held;
+            };
+            return match tokio::time::timeout_at(until, read).await {
+                Ok(r) => Step::Read(r),
+                Err(_) => Step::Held,
+            };
+        }
+        tokio::select! {
+            r = read => Step::Read(r),
+            _ = ended.changed() => Step::Again,
+        }
+    }
+
     /// Until when the next read may wait; `None`: stop now.
     fn next_wait(&mut self) -> Option<tokio::time::Instant> {
         let now = tokio::time::Instant::now();
