@@ -101,18 +101,24 @@ pub fn out_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<(), serde_json::E
 }
 
 fn write_stdout(bytes: &[u8]) {
+    // Never println!, which panics on a closed pipe.
+    on_stdout(|w| w.write_all(bytes).and_then(|()| w.flush()));
+}
+
+/// Runs `write` on the locked stdout unless its reader is gone already; a
+/// broken pipe marks it gone (see the module docs). Anything else (a full
+/// disk, say) is not ours to report mid-line: the bytes are lost, as they
+/// would be for `cat`.
+fn on_stdout(write: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<()>) {
     if stdout_closed() {
         return;
     }
     let mut w = std::io::stdout().lock();
-    // Never println!, which panics on a closed pipe.
-    if let Err(e) = w.write_all(bytes).and_then(|()| w.flush()) {
-        // Anything else (a full disk, say) is not ours to report mid-line:
-        // the bytes are lost, as they would be for `cat`.
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            STDOUT_CLOSED.store(true, Ordering::SeqCst);
-            STDOUT_CLOSED_NOTIFY.notify_waiters();
-        }
+    if let Err(e) = write(&mut w)
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        STDOUT_CLOSED.store(true, Ordering::SeqCst);
+        STDOUT_CLOSED_NOTIFY.notify_waiters();
     }
 }
 
@@ -176,19 +182,9 @@ pub fn err(s: &str) {
 /// write(2) on stdout's descriptor: std's line buffer would scan every
 /// byte for a newline and then write and flush in two calls.
 pub fn raw_out(bytes: &[u8]) {
-    if stdout_closed() {
-        return;
-    }
-    let mut w = std::io::stdout().lock();
     // Every write here is flushed at once, so std holds nothing; flushed
     // all the same, so bytes never pass what was written before them.
-    if let Err(e) = w.flush().and_then(|()| write_fd(&w, bytes)) {
-        // As in write_stdout: only a closed reader is ours to act on.
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            STDOUT_CLOSED.store(true, Ordering::SeqCst);
-            STDOUT_CLOSED_NOTIFY.notify_waiters();
-        }
-    }
+    on_stdout(|w| w.flush().and_then(|()| write_fd(&*w, bytes)));
 }
 
 /// `write_all` on a descriptor, without std's buffer.
